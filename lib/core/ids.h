@@ -1,0 +1,16 @@
+/* Unguessable identifiers. Thread-safe. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UUID_STR_LEN 37 /* 36 chars + NUL */
+
+/* Writes a random (v4) UUID from OpenSSL's CSPRNG into buf[UUID_STR_LEN].
+ * Returns 0 or -EIO if the generator failed. */
+int id_new_uuid(char buf[static UUID_STR_LEN]);
+/* True if s is a canonical lower-case UUID string. */
+bool id_is_uuid(const char *s);
+/* Fills buf with n random bytes, hex-encoded (2n chars + NUL). Returns 0 or -EIO. */
+int id_random_hex(char *buf, size_t n);
+/* Hex-encodes n bytes into out (2n + 1 bytes). */
+void hex_encode(const unsigned char *in, size_t n, char *out);

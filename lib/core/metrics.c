@@ -1,0 +1,28 @@
+#include "core/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static struct metric *registry;
+
+void metrics_register(struct metric *m) {
+        m->next = registry;
+        registry = m;
+}
+
+char *metrics_render(void) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        for (struct metric *m = registry; m; m = m->next)
+                fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", m->name, m->help, m->name,
+                        m->type == METRIC_COUNTER ? "counter" : "gauge", m->name,
+                        (long long)atomic_load(&m->value));
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}

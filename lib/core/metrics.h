@@ -1,0 +1,23 @@
+/* Process-wide Prometheus counters and gauges. A service declares its metrics
+ * as static `struct metric` objects and registers them once at start;
+ * increments are lock-free. metrics_render() writes the text exposition format. */
+#pragma once
+#include <stdatomic.h>
+#include <stddef.h>
+
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE };
+
+struct metric {
+        const char *name;   /* e.g. "paddock_events_persisted_total" */
+        const char *help;
+        enum metric_type type;
+        _Atomic long long value;
+        struct metric *next; /* registry link, set by metrics_register */
+};
+
+/* Registers m (not owned, must outlive the process). Not thread-safe: call from main(). */
+void metrics_register(struct metric *m);
+static inline void metric_add(struct metric *m, long long n) { atomic_fetch_add(&m->value, n); }
+static inline void metric_set(struct metric *m, long long n) { atomic_store(&m->value, n); }
+/* Renders every registered metric. Returns a malloc'd string (caller frees) or NULL on OOM. */
+char *metrics_render(void);

@@ -1,0 +1,74 @@
+/* Thin librdkafka wrapper: an idempotent producer (acks=all) and a consumer
+ * group member with manual commits. librdkafka errors are translated here once
+ * (e.g. timeouts -> -ETIMEDOUT, transport/all-brokers-down -> -ECONNRESET,
+ * unknown topic -> -ENOENT, others -EIO) with the original name and text in
+ * *reterr. Only standard client features are used, so real Kafka works unchanged. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct kafka_options {
+        const char *bootstrap;      /* "host:port,host:port" */
+        const char *client_id;      /* e.g. "paddock-api" */
+        int session_timeout_ms;     /* consumers; 0 = librdkafka default (45 s). Local stack uses 6000 */
+        const char *const *extra;   /* optional NULL-terminated {key, value, ...} librdkafka properties */
+};
+
+struct kafka_producer;
+
+/* Creates an idempotent producer (enable.idempotence=true, acks=all).
+ * Returns NULL with *reterr on bad configuration. Caller owns the result. */
+struct kafka_producer *kafka_producer_new(const struct kafka_options *opts, struct err_detail *reterr);
+/* Frees p after flushing outstanding messages for up to 5 s; accepts NULL; returns NULL. */
+struct kafka_producer *kafka_producer_free(struct kafka_producer *p);
+/* Produces one message and waits until the broker acknowledged it or
+ * timeout_ms passed. key and value are copied. Thread-safe.
+ * Returns 0, -ETIMEDOUT, or another negative errno with *reterr. */
+int kafka_produce_sync(struct kafka_producer *p, const char *topic, const char *key,
+                       const void *value, size_t len, int timeout_ms, struct err_detail *reterr);
+/* Queues one message without waiting (for high-rate streams such as output
+ * events); a later failed delivery is counted and makes the next
+ * kafka_producer_flush() return -EIO. Thread-safe. */
+int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
+                  const void *value, size_t len, struct err_detail *reterr);
+/* Waits until every queued message is acknowledged. Returns 0, -ETIMEDOUT, or
+ * -EIO if any delivery since the last flush failed. */
+int kafka_producer_flush(struct kafka_producer *p, int timeout_ms);
+
+struct kafka_consumer;
+
+/* One consumed message; borrowed from the consumer until kafka_message_release(). */
+struct kafka_message {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        const char *key;      /* not NUL-terminated */
+        size_t key_len;
+        const void *value;
+        size_t len;
+        void *handle;         /* private: the rd_kafka_message_t */
+};
+
+/* Joins group_id and subscribes to the NULL-terminated topics, with
+ * enable.auto.commit=false and auto.offset.reset = offset_reset
+ * ("earliest" or "latest"). Caller owns the result. */
+struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
+                                          const char *const *topics, const char *offset_reset,
+                                          struct err_detail *reterr);
+/* Leaves the group and frees c; accepts NULL; returns NULL. Uncommitted messages are redelivered. */
+struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c);
+/* Waits up to timeout_ms for a message. Returns 1 with *msg filled, 0 on timeout
+ * (partition EOF and transient broker errors also give 0), or a negative errno on
+ * a fatal error. Not thread-safe: one thread polls a consumer. */
+int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_message *msg);
+/* Returns the message's memory to librdkafka. */
+void kafka_message_release(struct kafka_message *msg);
+/* Synchronously commits msg's offset + 1 for its partition. Call only after
+ * the message's effect is durable. Returns 0 or negative errno with *reterr. */
+int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *msg,
+                          struct err_detail *reterr);
+/* Produces a status line for /readyz: 0 if a broker answered metadata within
+ * timeout_ms, -ECONNRESET otherwise. Usable from any thread. */
+int kafka_producer_ping(struct kafka_producer *p, int timeout_ms);

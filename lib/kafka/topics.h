@@ -1,0 +1,13 @@
+/* Topic names of ARCHITECTURE.md §2. deploy/topics.txt lists the same names
+ * with partition counts; tests/unit checks the two agree. */
+#pragma once
+
+#define TOPIC_RUNS_REQUESTED "paddock.runs.requested"
+#define TOPIC_RUNS_ASSIGNED  "paddock.runs.assigned"
+#define TOPIC_RUNS_CONTROL   "paddock.runs.control"
+#define TOPIC_RUNS_EVENTS    "paddock.runs.events"
+#define TOPIC_ARTIFACTS      "paddock.artifacts"
+#define TOPIC_USAGE          "paddock.usage"
+#define TOPIC_NODES          "paddock.nodes"
+#define TOPIC_AUDIT          "paddock.audit"
+#define TOPIC_SIEM_OCSF      "paddock.siem.ocsf"

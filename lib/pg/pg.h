@@ -1,0 +1,45 @@
+/* PostgreSQL helpers over libpq: a small blocking connection pool, parameterized
+ * statements with SQLSTATE translated once, and versioned migrations.
+ *   23505 -> -EEXIST, 23503 -> -ENOENT, 40001/40P01 -> -EAGAIN,
+ *   class 08 and lost connections -> -ECONNRESET, class 22 -> -EINVAL, else -EIO;
+ * the SQLSTATE and message go to *reterr. */
+#pragma once
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "core/embedded.h"
+#include "core/err.h"
+
+struct pg_pool;
+
+/* Creates a pool of up to size connections to dsn, opened lazily. Caller owns it.
+ * NULL only on out-of-memory. */
+struct pg_pool *pg_pool_new(const char *dsn, unsigned size);
+/* Closes every connection; accepts NULL; returns NULL. */
+struct pg_pool *pg_pool_free(struct pg_pool *pool);
+/* Borrows a healthy connection, (re)connecting if needed; waits up to
+ * timeout_ms for a free one. Returns NULL with *reterr (-ECONNRESET, -ETIMEDOUT).
+ * Thread-safe. Give it back with pg_pool_release(). */
+PGconn *pg_pool_acquire(struct pg_pool *pool, int timeout_ms, struct err_detail *reterr);
+/* Returns conn to the pool; a broken connection or one left inside a
+ * transaction is reset/closed rather than reused. Thread-safe. */
+void pg_pool_release(struct pg_pool *pool, PGconn *conn);
+
+/* Runs sql with text parameters (NULL entries are SQL NULL). On success returns
+ * 0 and, if ret is not NULL, the result (caller PQclear()s it; otherwise it is
+ * cleared here). On failure returns the translated negative errno. */
+int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+            PGresult **ret, struct err_detail *reterr);
+int pg_begin(PGconn *conn, struct err_detail *reterr);
+int pg_commit(PGconn *conn, struct err_detail *reterr);
+/* Rolls back, ignoring errors (used on failure paths). */
+void pg_rollback(PGconn *conn);
+
+/* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
+ * are not yet recorded in <schema>.schema_migrations, each in its own
+ * transaction, under an advisory lock so concurrent starts are safe. Creates the
+ * schema if needed. Returns the number applied or a negative errno. */
+int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *migrations,
+               struct err_detail *reterr);
+/* True if a trivial query succeeds within the pool's connect timeout (for /readyz). */
+bool pg_pool_ping(struct pg_pool *pool);
