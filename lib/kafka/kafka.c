@@ -1,1 +1,418 @@
-/* implementation pending: see header */
+#include "kafka/kafka.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+/* Translates a librdkafka error once; the name and text go to *reterr. */
+static int kafka_errno(rd_kafka_resp_err_t err) {
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_NO_ERROR:
+                return 0;
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+                return -ETIMEDOUT;
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR__RESOLVE:
+        case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+        case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+                return -ECONNRESET;
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+                return -ENOENT;
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+                return -EMSGSIZE;
+        case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                return -ENOBUFS;
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        case RD_KAFKA_RESP_ERR__INVALID_TYPE:
+                return -EINVAL;
+        default:
+                return -EIO;
+        }
+}
+
+static int kafka_err_set(struct err_detail *reterr, rd_kafka_resp_err_t err, const char *what) {
+        return err_set(reterr, kafka_errno(err), rd_kafka_err2name(err), "%s: %s", what,
+                       rd_kafka_err2str(err));
+}
+
+/* librdkafka logs from its own threads; lib/ never logs above debug. */
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        log_ctx(LOG_DEBUG, LOG_KV("component", "librdkafka", "facility", fac), "%s", buf);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        log_ctx(LOG_DEBUG, LOG_KV("component", "librdkafka", "error", rd_kafka_err2name(err)), "%s",
+                reason);
+}
+
+static rd_kafka_conf_t *kafka_conf_common(const struct kafka_options *opts,
+                                          const char *const *ours, struct err_detail *reterr) {
+        char errstr[512];
+        if (!opts || !opts->bootstrap || !*opts->bootstrap) {
+                err_set(reterr, -EINVAL, "config", "kafka bootstrap servers are not set");
+                return NULL;
+        }
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        if (!conf) {
+                err_set(reterr, -ENOMEM, "", "out of memory");
+                return NULL;
+        }
+        rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+        rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+
+        const char *base[] = {"bootstrap.servers", opts->bootstrap,
+                              "client.id", opts->client_id ? opts->client_id : "paddock", NULL};
+        /* Ours first, the caller's extras last so they may override. */
+        const char *const *lists[] = {base, ours, opts->extra};
+        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+                for (const char *const *kv = lists[l]; kv && kv[0]; kv += 2) {
+                        if (!kv[1]) {
+                                err_set(reterr, -EINVAL, "config", "kafka property %s has no value", kv[0]);
+                                rd_kafka_conf_destroy(conf);
+                                return NULL;
+                        }
+                        if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+                                err_set(reterr, -EINVAL, "config", "kafka property %s: %s", kv[0], errstr);
+                                rd_kafka_conf_destroy(conf);
+                                return NULL;
+                        }
+                }
+        return conf;
+}
+
+/* ---- producer ---- */
+
+/* One kafka_produce_sync() call waiting for its delivery report. Shared by the
+ * caller and the delivery callback, so it lives on the heap with two
+ * references: a caller that timed out must not leave the callback a dangling
+ * pointer. Protected by the producer's lock. */
+struct delivery {
+        int refs;
+        bool done;
+        rd_kafka_resp_err_t err;
+};
+
+struct kafka_producer {
+        rd_kafka_t *rk;
+        pthread_t poller;
+        atomic_bool stop;
+        atomic_long failed; /* async deliveries failed since the last flush */
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* broadcast on every sync delivery report */
+};
+
+static void delivery_unref_locked(struct delivery *d) {
+        if (--d->refs == 0)
+                free(d);
+}
+
+static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        struct kafka_producer *p = opaque;
+        struct delivery *d = m->_private;
+        if (!d) {
+                if (m->err) {
+                        atomic_fetch_add(&p->failed, 1);
+                        log_ctx(LOG_DEBUG, LOG_KV("component", "kafka", "error", rd_kafka_err2name(m->err)),
+                                "could not deliver message to %s: %s", rd_kafka_topic_name(m->rkt),
+                                rd_kafka_err2str(m->err));
+                }
+                return;
+        }
+        pthread_mutex_lock(&p->lock);
+        d->done = true;
+        d->err = m->err;
+        delivery_unref_locked(d);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* Delivery reports are served here rather than by callers, so that several
+ * threads can wait for their own messages concurrently. */
+static void *kafka_poller(void *arg) {
+        struct kafka_producer *p = arg;
+        while (!atomic_load(&p->stop))
+                rd_kafka_poll(p->rk, 100);
+        return NULL;
+}
+
+struct kafka_producer *kafka_producer_new(const struct kafka_options *opts, struct err_detail *reterr) {
+        static const char *const ours[] = {
+                "enable.idempotence", "true",
+                "acks", "all",
+                "linger.ms", "5",
+                NULL,
+        };
+        char errstr[512];
+        struct kafka_producer *p = calloc(1, sizeof *p);
+        if (!p) {
+                err_set(reterr, -ENOMEM, "", "out of memory");
+                return NULL;
+        }
+        rd_kafka_conf_t *conf = kafka_conf_common(opts, ours, reterr);
+        if (!conf) {
+                free(p);
+                return NULL;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
+        rd_kafka_conf_set_opaque(conf, p);
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->cond, &ca);
+        pthread_condattr_destroy(&ca);
+
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+        if (!p->rk) {
+                err_set(reterr, -EINVAL, "config", "could not create kafka producer: %s", errstr);
+                rd_kafka_conf_destroy(conf);
+                goto fail;
+        }
+        int r = pthread_create(&p->poller, NULL, kafka_poller, p);
+        if (r != 0) {
+                err_set(reterr, -r, "", "could not start kafka poll thread: %s", strerror(r));
+                rd_kafka_destroy(p->rk);
+                goto fail;
+        }
+        return p;
+fail:
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+}
+
+struct kafka_producer *kafka_producer_free(struct kafka_producer *p) {
+        if (!p)
+                return NULL;
+        rd_kafka_flush(p->rk, 5000);
+        /* Whatever is still queued fails now with a delivery report, which
+         * frees the sync waiters' shared state. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        atomic_store(&p->stop, true);
+        pthread_join(p->poller, NULL);
+        for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
+                rd_kafka_poll(p->rk, 100);
+        rd_kafka_destroy(p->rk);
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+}
+
+static int kafka_produce_one(struct kafka_producer *p, const char *topic, const char *key,
+                             const void *value, size_t len, struct delivery *d,
+                             struct err_detail *reterr) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)value, len),
+                RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+        if (err)
+                return kafka_err_set(reterr, err, "could not queue message");
+        return 0;
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms) {
+        clock_gettime(CLOCK_MONOTONIC, ts);
+        ts->tv_sec += timeout_ms / 1000;
+        ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts->tv_nsec >= 1000000000L) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000L;
+        }
+}
+
+int kafka_produce_sync(struct kafka_producer *p, const char *topic, const char *key,
+                       const void *value, size_t len, int timeout_ms, struct err_detail *reterr) {
+        struct delivery *d = calloc(1, sizeof *d);
+        if (!d)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        d->refs = 2;
+        int r = kafka_produce_one(p, topic, key, value, len, d, reterr);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        struct timespec deadline;
+        deadline_after(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+        pthread_mutex_lock(&p->lock);
+        while (!d->done) {
+                if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT)
+                        break;
+        }
+        bool done = d->done;
+        rd_kafka_resp_err_t err = d->err;
+        delivery_unref_locked(d);
+        pthread_mutex_unlock(&p->lock);
+        if (!done)
+                return err_set(reterr, -ETIMEDOUT, rd_kafka_err2name(RD_KAFKA_RESP_ERR__TIMED_OUT),
+                               "no delivery report for %s within %d ms", topic, timeout_ms);
+        if (err)
+                return kafka_err_set(reterr, err, "could not deliver message");
+        return 0;
+}
+
+int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
+                  const void *value, size_t len, struct err_detail *reterr) {
+        return kafka_produce_one(p, topic, key, value, len, NULL, reterr);
+}
+
+int kafka_producer_flush(struct kafka_producer *p, int timeout_ms) {
+        rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);
+        long failed = atomic_exchange(&p->failed, 0);
+        if (failed > 0)
+                return -EIO;
+        if (err)
+                return kafka_errno(err);
+        return 0;
+}
+
+int kafka_producer_ping(struct kafka_producer *p, int timeout_ms) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        return err ? -ECONNRESET : 0;
+}
+
+/* ---- consumer ---- */
+
+struct kafka_consumer {
+        rd_kafka_t *rk;
+};
+
+struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
+                                          const char *const *topics, const char *offset_reset,
+                                          struct err_detail *reterr) {
+        char errstr[512], session[16], heartbeat[16];
+        if (!group_id || !*group_id || !topics || !topics[0]) {
+                err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id and at least one topic");
+                return NULL;
+        }
+        const char *ours[16] = {
+                "group.id", group_id,
+                "enable.auto.commit", "false",
+                "enable.auto.offset.store", "false",
+                "auto.offset.reset", offset_reset ? offset_reset : "earliest",
+        };
+        size_t n = 8;
+        if (opts && opts->session_timeout_ms > 0) {
+                int hb = opts->session_timeout_ms / 3;
+                snprintf(session, sizeof session, "%d", opts->session_timeout_ms);
+                snprintf(heartbeat, sizeof heartbeat, "%d", hb > 0 ? hb : 1);
+                ours[n++] = "session.timeout.ms";
+                ours[n++] = session;
+                ours[n++] = "heartbeat.interval.ms";
+                ours[n++] = heartbeat;
+        }
+        ours[n] = NULL;
+
+        rd_kafka_conf_t *conf = kafka_conf_common(opts, ours, reterr);
+        if (!conf)
+                return NULL;
+        struct kafka_consumer *c = calloc(1, sizeof *c);
+        if (!c) {
+                rd_kafka_conf_destroy(conf);
+                err_set(reterr, -ENOMEM, "", "out of memory");
+                return NULL;
+        }
+        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+        if (!c->rk) {
+                rd_kafka_conf_destroy(conf);
+                free(c);
+                err_set(reterr, -EINVAL, "config", "could not create kafka consumer: %s", errstr);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(c->rk);
+
+        size_t ntopics = 0;
+        while (topics[ntopics])
+                ntopics++;
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)ntopics);
+        for (size_t i = 0; i < ntopics; i++)
+                rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err) {
+                kafka_err_set(reterr, err, "could not subscribe");
+                rd_kafka_destroy(c->rk);
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c) {
+        if (!c)
+                return NULL;
+        /* Leaves the group now instead of letting the session time out. */
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+        free(c);
+        return NULL;
+}
+
+int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_message *msg) {
+        memset(msg, 0, sizeof *msg);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
+        if (!m)
+                return 0;
+        if (m->err) {
+                rd_kafka_resp_err_t err = m->err;
+                char fatal[256];
+                rd_kafka_resp_err_t ferr = RD_KAFKA_RESP_ERR_NO_ERROR;
+                if (err == RD_KAFKA_RESP_ERR__FATAL)
+                        ferr = rd_kafka_fatal_error(c->rk, fatal, sizeof fatal);
+                if (err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        log_ctx(LOG_DEBUG, LOG_KV("component", "kafka", "error", rd_kafka_err2name(err)),
+                                "consumer error: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                if (err == RD_KAFKA_RESP_ERR__FATAL)
+                        return ferr ? kafka_errno(ferr) : -EIO;
+                return 0;
+        }
+        msg->topic = rd_kafka_topic_name(m->rkt);
+        msg->partition = m->partition;
+        msg->offset = m->offset;
+        msg->key = m->key;
+        msg->key_len = m->key_len;
+        msg->value = m->payload;
+        msg->len = m->len;
+        msg->handle = m;
+        return 1;
+}
+
+void kafka_message_release(struct kafka_message *msg) {
+        if (!msg || !msg->handle)
+                return;
+        rd_kafka_message_destroy(msg->handle);
+        memset(msg, 0, sizeof *msg);
+}
+
+int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *msg,
+                          struct err_detail *reterr) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        if (!list)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        rd_kafka_topic_partition_list_add(list, msg->topic, msg->partition)->offset = msg->offset + 1;
+        rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, list, 0 /* synchronous */);
+        if (!err && list->elems[0].err)
+                err = list->elems[0].err;
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err)
+                return kafka_err_set(reterr, err, "could not commit offset");
+        return 0;
+}

@@ -1,1 +1,352 @@
-/* implementation pending: see header */
+#include "pg/pg.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+struct pg_pool {
+        char *dsn;
+        unsigned size;
+        unsigned borrowed; /* connections handed out (or being opened) */
+        unsigned nidle;
+        PGconn **idle;     /* open connections ready for reuse, size entries */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+};
+
+struct pg_pool *pg_pool_new(const char *dsn, unsigned size) {
+        struct pg_pool *pool = calloc(1, sizeof *pool);
+        if (!pool)
+                return NULL;
+        pool->size = size ? size : 1;
+        pool->dsn = strdup(dsn ? dsn : "");
+        pool->idle = calloc(pool->size, sizeof *pool->idle);
+        if (!pool->dsn || !pool->idle) {
+                free(pool->dsn);
+                free(pool->idle);
+                free(pool);
+                return NULL;
+        }
+        pthread_mutex_init(&pool->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&pool->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        return pool;
+}
+
+struct pg_pool *pg_pool_free(struct pg_pool *pool) {
+        if (!pool)
+                return NULL;
+        for (unsigned i = 0; i < pool->nidle; i++)
+                PQfinish(pool->idle[i]);
+        pthread_cond_destroy(&pool->cond);
+        pthread_mutex_destroy(&pool->lock);
+        free(pool->idle);
+        free(pool->dsn);
+        free(pool);
+        return NULL;
+}
+
+/* connect_timeout comes first so that a value in the DSN (expanded from
+ * "dbname") overrides it: libpq keeps the last value of a repeated keyword. */
+/* Server notices ("relation already exists, skipping") would otherwise be
+ * printed as plain text on stderr, between the JSON log lines. */
+static void pg_notice(void *arg, const char *message) {
+        size_t l = strlen(message);
+        while (l > 0 && message[l - 1] == '\n')
+                l--;
+        log_ctx(LOG_DEBUG, LOG_KV("component", "libpq"), "%.*s", (int)l, message);
+}
+
+static PGconn *pg_connect(const char *dsn) {
+        static const char *const keywords[] = {"connect_timeout", "dbname", NULL};
+        const char *const values[] = {"5", dsn, NULL};
+        PGconn *conn = PQconnectdbParams(keywords, values, 1);
+        if (conn)
+                PQsetNoticeProcessor(conn, pg_notice, NULL);
+        return conn;
+}
+
+static void pg_give_back(struct pg_pool *pool, PGconn *conn) {
+        pthread_mutex_lock(&pool->lock);
+        pool->borrowed--;
+        if (conn && pool->nidle < pool->size)
+                pool->idle[pool->nidle++] = conn;
+        else if (conn)
+                PQfinish(conn);
+        pthread_cond_signal(&pool->cond);
+        pthread_mutex_unlock(&pool->lock);
+}
+
+PGconn *pg_pool_acquire(struct pg_pool *pool, int timeout_ms, struct err_detail *reterr) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        if (timeout_ms < 0)
+                timeout_ms = 0;
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+
+        PGconn *conn = NULL;
+        pthread_mutex_lock(&pool->lock);
+        while (pool->nidle == 0 && pool->borrowed >= pool->size) {
+                if (pthread_cond_timedwait(&pool->cond, &pool->lock, &deadline) == ETIMEDOUT &&
+                    pool->nidle == 0 && pool->borrowed >= pool->size) {
+                        pthread_mutex_unlock(&pool->lock);
+                        err_set(reterr, -ETIMEDOUT, "pool", "no database connection free within %d ms", timeout_ms);
+                        return NULL;
+                }
+        }
+        if (pool->nidle > 0)
+                conn = pool->idle[--pool->nidle];
+        pool->borrowed++;
+        pthread_mutex_unlock(&pool->lock);
+
+        /* Connecting happens outside the lock: it may take connect_timeout. */
+        if (conn && PQstatus(conn) != CONNECTION_OK) {
+                PQreset(conn);
+                if (PQstatus(conn) != CONNECTION_OK) {
+                        PQfinish(conn);
+                        conn = NULL;
+                }
+        }
+        if (!conn) {
+                conn = pg_connect(pool->dsn);
+                if (!conn || PQstatus(conn) != CONNECTION_OK) {
+                        const char *m = conn ? PQerrorMessage(conn) : "out of memory";
+                        size_t l = strlen(m);
+                        while (l > 0 && (m[l - 1] == '\n' || m[l - 1] == ' '))
+                                l--;
+                        err_set(reterr, -ECONNRESET, "08006", "could not connect to database: %.*s", (int)l, m);
+                        PQfinish(conn);
+                        pg_give_back(pool, NULL);
+                        return NULL;
+                }
+        }
+        return conn;
+}
+
+void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
+        if (!conn) {
+                pg_give_back(pool, NULL);
+                return;
+        }
+        if (PQstatus(conn) != CONNECTION_OK) {
+                PQfinish(conn);
+                conn = NULL;
+        } else {
+                PGTransactionStatusType ts = PQtransactionStatus(conn);
+                if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+                        /* A caller bailed out mid-transaction: never hand its
+                         * half-done work (or its locks) to the next borrower. */
+                        PGresult *res = PQexec(conn, "ROLLBACK");
+                        PQclear(res);
+                        ts = PQtransactionStatus(conn);
+                }
+                if (ts != PQTRANS_IDLE) {
+                        PQfinish(conn);
+                        conn = NULL;
+                }
+        }
+        pg_give_back(pool, conn);
+}
+
+static int pg_errno_from_sqlstate(const char *state) {
+        if (!state || strlen(state) != 5)
+                return -EIO;
+        if (!strcmp(state, "23505"))
+                return -EEXIST;
+        if (!strcmp(state, "23503"))
+                return -ENOENT;
+        if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
+                return -EAGAIN;
+        if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+            !strcmp(state, "57P03"))
+                return -ECONNRESET;
+        if (!strncmp(state, "22", 2))
+                return -EINVAL;
+        return -EIO;
+}
+
+/* Translates a failed result (res may be NULL) once, keeping SQLSTATE and text. */
+static int pg_result_error(PGconn *conn, const PGresult *res, const char *context,
+                           struct err_detail *reterr) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+        const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+        int r;
+        if (state)
+                r = pg_errno_from_sqlstate(state);
+        else if (PQstatus(conn) != CONNECTION_OK)
+                r = -ECONNRESET, state = "08006";
+        else
+                r = -EIO, state = "";
+        const char *text = primary ? primary : PQerrorMessage(conn);
+        size_t l = strlen(text);
+        while (l > 0 && (text[l - 1] == '\n' || text[l - 1] == ' '))
+                l--;
+        return err_set(reterr, r, state, "%s%s%.*s%s%s%s", context ? context : "", context ? ": " : "",
+                       (int)l, text, constraint ? " (constraint " : "", constraint ? constraint : "",
+                       constraint ? ")" : "");
+}
+
+static bool pg_result_ok(const PGresult *res) {
+        if (!res)
+                return false;
+        ExecStatusType st = PQresultStatus(res);
+        return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
+}
+
+int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+            PGresult **ret, struct err_detail *reterr) {
+        if (ret)
+                *ret = NULL;
+        PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        if (!pg_result_ok(res)) {
+                int r = pg_result_error(conn, res, NULL, reterr);
+                PQclear(res);
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+int pg_begin(PGconn *conn, struct err_detail *reterr) {
+        return pg_exec(conn, "BEGIN", 0, NULL, NULL, reterr);
+}
+
+int pg_commit(PGconn *conn, struct err_detail *reterr) {
+        PGresult *res = NULL;
+        int r = pg_exec(conn, "COMMIT", 0, NULL, &res, reterr);
+        if (r < 0)
+                return r;
+        /* COMMIT of an aborted transaction "succeeds" as a ROLLBACK. */
+        bool rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+        PQclear(res);
+        if (rolled_back)
+                return err_set(reterr, -EIO, "25P02", "transaction was aborted and rolled back");
+        return 0;
+}
+
+void pg_rollback(PGconn *conn) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+static int migration_cmp(const void *a, const void *b) {
+        const struct embedded_file *const *x = a, *const *y = b;
+        return strcmp((*x)->name, (*y)->name);
+}
+
+static bool schema_name_valid(const char *s) {
+        if (!s || !*s || strlen(s) > 63 || !((*s >= 'a' && *s <= 'z') || *s == '_'))
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+                        return false;
+        return true;
+}
+
+static int pg_migrate_locked(PGconn *conn, const char *schema, const struct embedded_file *migrations,
+                             struct err_detail *reterr) {
+        char sql[512];
+        int r;
+        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", schema);
+        if ((r = pg_exec(conn, sql, 0, NULL, NULL, reterr)) < 0)
+                return r;
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE IF NOT EXISTS %s.schema_migrations ("
+                 "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())", schema);
+        if ((r = pg_exec(conn, sql, 0, NULL, NULL, reterr)) < 0)
+                return r;
+
+        size_t n = 0;
+        while (migrations && migrations[n].name)
+                n++;
+        _cleanup_free_ const struct embedded_file **sorted = calloc(n + 1, sizeof *sorted);
+        if (!sorted)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = &migrations[i];
+        qsort(sorted, n, sizeof *sorted, migration_cmp);
+
+        char insert[256];
+        snprintf(insert, sizeof insert, "INSERT INTO %s.schema_migrations (name, applied_at) VALUES ($1, now())", schema);
+        snprintf(sql, sizeof sql, "SELECT 1 FROM %s.schema_migrations WHERE name = $1", schema);
+        int applied = 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *name = sorted[i]->name;
+                PGresult *res = NULL;
+                if ((r = pg_exec(conn, sql, 1, &name, &res, reterr)) < 0)
+                        return r;
+                bool done = PQntuples(res) > 0;
+                PQclear(res);
+                if (done)
+                        continue;
+
+                if ((r = pg_begin(conn, reterr)) < 0)
+                        return r;
+                char path[160];
+                snprintf(path, sizeof path, "SET LOCAL search_path TO %s, public", schema);
+                if ((r = pg_exec(conn, path, 0, NULL, NULL, reterr)) < 0) {
+                        pg_rollback(conn);
+                        return r;
+                }
+                /* PQexec, not PQexecParams: a migration holds several statements. */
+                res = PQexec(conn, sorted[i]->data);
+                if (!pg_result_ok(res)) {
+                        r = pg_result_error(conn, res, name, reterr);
+                        PQclear(res);
+                        pg_rollback(conn);
+                        return r;
+                }
+                PQclear(res);
+                if ((r = pg_exec(conn, insert, 1, &name, NULL, reterr)) < 0 ||
+                    (r = pg_commit(conn, reterr)) < 0) {
+                        pg_rollback(conn);
+                        return r;
+                }
+                log_ctx(LOG_DEBUG, LOG_KV("schema", schema, "migration", name), "applied migration");
+                applied++;
+        }
+        return applied;
+}
+
+int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *migrations,
+               struct err_detail *reterr) {
+        if (!schema_name_valid(schema))
+                return err_set(reterr, -EINVAL, "schema", "schema name \"%s\" is not a plain lower-case identifier",
+                               schema ? schema : "");
+        const char *params[] = {schema};
+        /* Session-level lock, taken before CREATE SCHEMA, so that services
+         * starting at the same time migrate one after the other. */
+        int r = pg_exec(conn, "SELECT pg_advisory_lock(hashtext($1))", 1, params, NULL, reterr);
+        if (r < 0)
+                return r;
+        int applied = pg_migrate_locked(conn, schema, migrations, reterr);
+        r = pg_exec(conn, "SELECT pg_advisory_unlock(hashtext($1))", 1, params, NULL,
+                    applied < 0 ? NULL : reterr);
+        if (applied >= 0 && r < 0)
+                return r;
+        return applied;
+}
+
+bool pg_pool_ping(struct pg_pool *pool) {
+        PGconn *conn = pg_pool_acquire(pool, 5000, NULL);
+        if (!conn)
+                return false;
+        int r = pg_exec(conn, "SELECT 1", 0, NULL, NULL, NULL);
+        pg_pool_release(pool, conn);
+        return r >= 0;
+}

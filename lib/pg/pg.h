@@ -38,7 +38,9 @@ void pg_rollback(PGconn *conn);
 /* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
  * are not yet recorded in <schema>.schema_migrations, each in its own
  * transaction, under an advisory lock so concurrent starts are safe. Creates the
- * schema if needed. Returns the number applied or a negative errno. */
+ * schema if needed. Each migration runs with search_path "<schema>, public", so
+ * unqualified names land in the schema. schema must be a lower-case identifier.
+ * Returns the number applied or a negative errno (*reterr names the migration). */
 int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *migrations,
                struct err_detail *reterr);
 /* True if a trivial query succeeds within the pool's connect timeout (for /readyz). */

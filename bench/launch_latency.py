@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Launch latency against a running local stack (./dev up).
+
+For N runs of a trivial command sandbox, measures from POST /v1/runs to
+  * the first event of the run received on its websocket, and
+  * the `running` status event (the agent process is running in its sandbox),
+and prints median, p99 and spread next to the TARGETS.md figures. Reads
+endpoints.env and credentials from $PADDOCK_STATE_DIR (default .paddock).
+Traffic goes only to the loopback stack.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+import requests
+import websocket
+
+N = int(os.environ.get("BENCH_RUNS", "20"))
+
+
+def load_env(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v.strip().strip("'\"")
+    return out
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def main():
+    state = os.environ.get("PADDOCK_STATE_DIR",
+                           os.path.join(os.path.dirname(__file__), "..", ".paddock"))
+    env = load_env(os.path.join(state, "endpoints.env"))
+    cred = load_env(os.path.join(state, "credentials"))
+    api = env["PADDOCK_API_URL"]
+    s = requests.Session()
+    r = s.post(api + "/v1/auth/login", json={"tenant": cred["PADDOCK_TENANT"],
+               "username": cred["PADDOCK_USER"], "password": cred["PADDOCK_PASSWORD"]})
+    r.raise_for_status()
+    token = r.json()["token"]
+    s.headers["Authorization"] = "Bearer " + token
+    team = s.get(api + "/v1/me").json()["teams"][0]["id"]
+    sb = s.post(api + "/v1/sandboxes", json={"name": "bench-%d" % time.time_ns(), "team": team,
+                "spec": {"agent": {"type": "command", "command": ["/bin/true"]},
+                         "limits": {"timeout_s": 60}}})
+    sb.raise_for_status()
+    sid = sb.json()["id"]
+    v = s.post(api + "/v1/sandboxes/%s/versions" % sid).json()["version"]
+
+    first, running = [], []
+    ws_url = api.replace("http://", "ws://")
+    for _ in range(N):
+        t0 = time.monotonic()
+        r = s.post(api + "/v1/runs", json={"sandbox": sid, "version": v, "team": team})
+        r.raise_for_status()
+        rid = r.json()["id"]
+        ws = websocket.create_connection("%s/v1/runs/%s/stream?after=0" % (ws_url, rid),
+                                         header=["Authorization: Bearer " + token], timeout=60)
+        t_first = t_running = None
+        while True:
+            try:
+                msg = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if not msg:
+                break
+            ev = json.loads(msg)
+            now = time.monotonic()
+            if t_first is None:
+                t_first = now - t0
+            if ev["kind"] == "status" and ev["data"].get("status") == "running" and t_running is None:
+                t_running = now - t0
+        ws.close()
+        if t_first is not None:
+            first.append(t_first * 1000)
+        if t_running is not None:
+            running.append(t_running * 1000)
+
+    def show(name, vals, target):
+        if not vals:
+            print("%-44s no samples" % name)
+            return
+        print("%-44s n=%d p50=%.1f ms p99=%.1f ms min=%.1f max=%.1f  (target %s)" % (
+            name, len(vals), statistics.median(vals), pct(vals, 99), min(vals), max(vals), target))
+
+    print("Paddock launch latency, %d sequential runs of /bin/true" % N)
+    show("POST /v1/runs -> first event on websocket", first, "-")
+    show("POST /v1/runs -> agent process running", running, "p50 <= 50 ms, p99 <= 150 ms")
+    print("reference: bare `crun run` here p50 8.5 ms; Daytona 110 ms; E2B 440 ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+/* paddock-api internals shared by its feature files (never included outside
+ * services/api). The HTTP layer (routes.c) owns requests and responses;
+ * handlers return >= 0 after filling req->status/req->out, or a negative errno
+ * after api_fail() recorded a problem code and detail. Only routes.c writes
+ * error bodies. */
+#pragma once
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/embedded.h"
+#include "core/err.h"
+#include "core/ids.h"
+#include "core/macro.h"
+
+extern const struct embedded_file api_migrations[];
+
+struct api_settings {
+        char *addr;
+        char *pg_dsn;
+        char *kafka_bootstrap;
+        long long kafka_session_timeout_ms;
+        char *s3_endpoint;
+        char *s3_bucket;
+        char *s3_access_key;
+        char *s3_secret_key;
+        char *s3_region;
+        long long max_body;
+        long long token_ttl_s;
+        char *log_level;
+};
+
+struct fanout_hub;
+
+/* Process-wide state, created in main() and read (never written) by every thread. */
+struct api {
+        struct api_settings cfg;
+        struct pg_pool *pg;
+        struct kafka_producer *producer;
+        struct s3_client *s3;
+        struct lws_context *lws;
+        struct fanout_hub *hub;
+        char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
+};
+
+/* Permissions a route needs. Today every team-scoped permission means "member
+ * of the team" (tenant_admin covers the tenant); the role matrix slots into
+ * api_authz_team() without touching the handlers. */
+enum api_perm {
+        PERM_NONE,      /* anyone, no token */
+        PERM_USER,      /* any authenticated user */
+        PERM_VIEWER,
+        PERM_SANDBOX_AUTHOR,
+        PERM_LAUNCHER,
+        PERM_REVIEWER,
+};
+
+struct api_caller {
+        char user_id[UUID_STR_LEN];
+        char tenant_id[UUID_STR_LEN];
+        char username[256];
+        char tenant_name[256];
+        char token_sha256[65];
+        bool tenant_admin;
+};
+
+#define API_MAX_PARAMS 4
+
+struct api_req {
+        struct api *api;
+        struct lws *wsi;           /* for query arguments; lws thread only */
+        const char *method;
+        const char *params[API_MAX_PARAMS]; /* path captures, owned by the request */
+        enum api_perm perm;
+        const char *body;          /* NUL-terminated, may be NULL */
+        size_t body_len;
+        struct api_caller caller;  /* valid when perm != PERM_NONE */
+        /* response */
+        int status;
+        json_t *out;               /* owned; NULL for an empty body */
+        char *text;                /* owned; a non-JSON body (metrics) */
+        const char *content_type;  /* for text */
+        char *location;            /* owned; Location header */
+        /* problem */
+        const char *pcode;
+        char pdetail[512];
+};
+
+typedef int (*api_handler_fn)(struct api_req *r);
+
+/* Records a problem for the HTTP layer and returns err (negative errno).
+ * code may be NULL to derive it from err. */
+int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...) _printf_(4, 5);
+/* Maps err and an optional problem code to status/code/title: the one mapping
+ * of the api (lib/http/problem.h for errno, our table for the extra codes). */
+void api_problem_map(int err, const char *code, int *ret_status, const char **ret_code,
+                     const char **ret_title);
+/* Copies query argument name (without '=') into buf; NULL if absent. */
+const char *api_query(struct api_req *r, const char *name, char *buf, int len);
+/* Parses the request body as a JSON object (duplicate keys rejected). On
+ * failure records invalid_json/invalid_field and returns negative. */
+int api_body_object(struct api_req *r, json_t **ret);
+
+struct http_txn;
+struct stream_session;
+/* Per-connection data of the one lws protocol. */
+struct api_pss {
+        struct http_txn *txn;      /* HTTP: the request in progress */
+        struct stream_session *ss; /* websocket: the stream session */
+};
+
+/* lws protocol callback of the one protocol (HTTP and websocket). */
+int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+
+/* ---- db.c: every request's queries go through db_open so the tenant setting
+ * (for row-level security) is applied in one place. */
+struct db {
+        struct pg_pool *pool;
+        PGconn *conn;
+};
+int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e);
+void db_close(struct db *d);
+static inline void db_closep(struct db *d) { db_close(d); }
+#define _cleanup_db_ _cleanup_(db_closep)
+static inline void PQclearp(PGresult **r) { if (*r) PQclear(*r); }
+#define _cleanup_pgres_ _cleanup_(PQclearp)
+/* json_decrefp comes from jansson >= 2.9 */
+#define _cleanup_json_ _cleanup_(json_decrefp)
+/* Value of row/col or NULL for SQL NULL. */
+const char *db_val(const PGresult *res, int row, int col);
+/* JSON string or null for a nullable column. */
+json_t *db_json_str(const PGresult *res, int row, int col);
+/* Translates a database failure into a problem (503 when unreachable, 500 otherwise). */
+int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what);
+/* SQL expression formatting a timestamptz column as RFC 3339 UTC (microseconds). */
+#define DB_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+/* ---- auth.c */
+int auth_hash_password(const char *password, char **ret_hash);
+bool auth_verify_password(const char *password, const char *encoded);
+/* Resolves a bearer token into caller; -EACCES if invalid/expired/revoked. */
+int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller,
+                      struct err_detail *e);
+/* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
+int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size);
+int auth_login(struct api_req *r);
+int auth_logout(struct api_req *r);
+int auth_me(struct api_req *r);
+/* 0 if the caller may act on team_id with perm; -ENOENT otherwise (no oracle). */
+int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
+                   enum api_perm perm, struct err_detail *e);
+
+/* ---- teams.c */
+int teams_list(struct api_req *r);
+/* Resolves "team" (id or name) in the caller's tenant to a visible team id. */
+int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]);
+
+/* ---- spec_validate.c */
+/* Validates spec (the value at JSON path "spec"); on error records the
+ * problem on r and returns negative. */
+int spec_validate(struct api_req *r, json_t *spec);
+/* sha256 hex of json_dumps(spec, JSON_SORT_KEYS|JSON_COMPACT); ret owned by caller. */
+int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]);
+/* Parses a "0644"-style mode (3-4 octal digits, at most 0777). */
+int spec_parse_mode(const char *s, unsigned *ret);
+
+/* ---- sandboxes.c */
+int sandboxes_create(struct api_req *r);
+int sandboxes_get(struct api_req *r);
+int sandboxes_put_draft(struct api_req *r);
+int sandboxes_publish(struct api_req *r);
+int sandboxes_get_version(struct api_req *r);
+
+/* ---- runs.c */
+int runs_create(struct api_req *r);
+int runs_get(struct api_req *r);
+/* Loads run id visible to caller: fills team/status. -ENOENT if not visible. */
+int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id,
+                      char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
+                      struct err_detail *e);
+bool runs_status_terminal(const char *status);
+
+/* ---- events.c */
+int events_list(struct api_req *r);
+/* Loads events of run with seq > after (at most limit) as a JSON array of
+ * event objects. -EAGAIN if evidence.run_events does not exist yet. */
+int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after,
+                 int limit, json_t **ret, struct err_detail *e);
+
+/* ---- artifacts.c */
+int artifacts_list(struct api_req *r);
+int artifacts_get(struct api_req *r);
+
+/* ---- ops (routes.c) */
+int ops_healthz(struct api_req *r);
+int ops_readyz(struct api_req *r);
+int ops_metrics(struct api_req *r);
+
+/* ---- stream.c: websocket /v1/runs/{id}/stream */
+struct stream_session;
+int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret);
+int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons reason,
+                    struct stream_session **ssp);
+void stream_wake_all(struct api *a);
+
+/* ---- fanout.c: live RunEvents for websocket viewers */
+struct fanout_sub;
+struct fanout_item {
+        uint64_t seq;
+        bool terminal;
+        char *json;                /* owned */
+        struct fanout_item *next;
+};
+int fanout_start(struct api *a);
+void fanout_stop(struct api *a);
+/* Registers interest in run_id; items queue until drained. */
+struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id);
+void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s);
+/* Takes the queued items (caller frees with fanout_items_free). */
+struct fanout_item *fanout_drain(struct fanout_hub *h, struct fanout_sub *s);
+void fanout_items_free(struct fanout_item *it);
+/* Builds the public event JSON; true terminal when the event ends the run. */
+char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                        const char *actor, json_t *data, bool *terminal);
+
+/* ---- status_consumer.c */
+int status_consumer_start(struct api *a);
+void status_consumer_stop(void);
+
+/* ---- bootstrap.c */
+int bootstrap_main(struct api *a, int argc, char **argv);
+int api_migrate(struct api *a, int wait_s);
+
+/* metrics (main.c) */
+extern struct metric api_metric_requests;
+extern struct metric api_metric_runs_launched;
+extern struct metric api_metric_ws_sessions;
+extern struct metric api_metric_status_updates;

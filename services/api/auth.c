@@ -1,0 +1,288 @@
+/* Passwords (scrypt), bearer tokens, login/logout/me, team authorization. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "pg/pg.h"
+
+/* OWASP-level scrypt cost; the encoded hash records N, r, p so they can rise later. */
+#define SCRYPT_N 16384ULL
+#define SCRYPT_R 8ULL
+#define SCRYPT_P 1ULL
+#define SCRYPT_MAXMEM (64ULL * 1024 * 1024)
+#define SCRYPT_SALT 16
+#define SCRYPT_KEY 32
+#define FIELD_MAX 256
+
+static int scrypt_raw(const char *password, const unsigned char *salt, size_t salt_len, uint64_t n,
+                      uint64_t r, uint64_t p, unsigned char *out, size_t out_len) {
+        if (EVP_PBE_scrypt(password, strlen(password), salt, salt_len, n, r, p, SCRYPT_MAXMEM, out,
+                           out_len) != 1)
+                return -EIO;
+        return 0;
+}
+
+static int hex_decode(const char *hex, unsigned char *out, size_t out_size, size_t *ret_len) {
+        size_t l = strlen(hex);
+        if (l % 2 || l / 2 > out_size)
+                return -EINVAL;
+        for (size_t i = 0; i < l / 2; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (unsigned char)v;
+        }
+        *ret_len = l / 2;
+        return 0;
+}
+
+int auth_hash_password(const char *password, char **ret_hash) {
+        unsigned char salt[SCRYPT_SALT], key[SCRYPT_KEY];
+        char salt_hex[2 * SCRYPT_SALT + 1], key_hex[2 * SCRYPT_KEY + 1];
+        if (id_random_hex(salt_hex, SCRYPT_SALT) < 0)
+                return -EIO;
+        size_t sl;
+        hex_decode(salt_hex, salt, sizeof salt, &sl);
+        int r = scrypt_raw(password, salt, sl, SCRYPT_N, SCRYPT_R, SCRYPT_P, key, sizeof key);
+        if (r < 0)
+                return r;
+        hex_encode(key, sizeof key, key_hex);
+        OPENSSL_cleanse(key, sizeof key);
+        if (asprintf(ret_hash, "scrypt$%llu$%llu$%llu$%s$%s", SCRYPT_N, SCRYPT_R, SCRYPT_P, salt_hex,
+                     key_hex) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+bool auth_verify_password(const char *password, const char *encoded) {
+        unsigned long long n, r, p;
+        char salt_hex[129], key_hex[129];
+        if (sscanf(encoded, "scrypt$%llu$%llu$%llu$%128[0-9a-f]$%128[0-9a-f]", &n, &r, &p, salt_hex,
+                   key_hex) != 5)
+                return false;
+        unsigned char salt[64], want[64], got[64];
+        size_t sl, kl;
+        if (hex_decode(salt_hex, salt, sizeof salt, &sl) < 0 || hex_decode(key_hex, want, sizeof want, &kl) < 0)
+                return false;
+        if (n > (1ULL << 20) || r > 32 || p > 16 || kl == 0)
+                return false;
+        if (scrypt_raw(password, salt, sl, n, r, p, got, kl) < 0)
+                return false;
+        bool ok = CRYPTO_memcmp(got, want, kl) == 0;
+        OPENSSL_cleanse(got, sizeof got);
+        return ok;
+}
+
+static void sha256_hex(const char *s, char out[65]) {
+        unsigned char d[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)s, strlen(s), d);
+        hex_encode(d, sizeof d, out);
+}
+
+int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size) {
+        char h[256];
+        int n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION);
+        if (n > 0) {
+                if (strncasecmp(h, "Bearer ", 7) != 0)
+                        return -EACCES;
+                const char *t = h + 7;
+                while (*t == ' ')
+                        t++;
+                if (strlen(t) + 1 > size)
+                        return -EACCES;
+                strcpy(buf, t);
+                explicit_bzero(h, sizeof h);
+                return 0;
+        }
+        if (allow_query) {
+                char q[256];
+                const char *v = lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q);
+                if (v && strlen(v) + 1 <= size) {
+                        strcpy(buf, v);
+                        explicit_bzero(q, sizeof q);
+                        return 0;
+                }
+        }
+        return -EACCES;
+}
+
+int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, struct err_detail *e) {
+        /* our tokens are exactly 64 hex digits; anything else is not worth a query */
+        if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
+                return -EACCES;
+        char digest[65];
+        sha256_hex(token, digest);
+        _cleanup_db_ struct db d = {0};
+        int r = db_open(&d, a, NULL, e);
+        if (r < 0)
+                return r;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {digest};
+        r = pg_exec(d.conn,
+                    "SELECT u.id, u.username, t.id, t.name, 'tenant_admin' = ANY(u.tenant_roles) "
+                    "FROM api.tokens k JOIN api.users u ON u.id = k.user_id AND u.tenant_id = k.tenant_id "
+                    "JOIN api.tenants t ON t.id = k.tenant_id "
+                    "WHERE k.token_sha256 = $1 AND k.revoked_at IS NULL AND k.expires_at > now() "
+                    "AND NOT u.disabled",
+                    1, params, &res, e);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -EACCES;
+        snprintf(c->user_id, sizeof c->user_id, "%s", PQgetvalue(res, 0, 0));
+        snprintf(c->username, sizeof c->username, "%s", PQgetvalue(res, 0, 1));
+        snprintf(c->tenant_id, sizeof c->tenant_id, "%s", PQgetvalue(res, 0, 2));
+        snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
+        c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
+        memcpy(c->token_sha256, digest, sizeof digest);
+        return 0;
+}
+
+int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
+                   enum api_perm perm, struct err_detail *e) {
+        (void)perm; /* per-role checks arrive with RBAC; today membership is the gate */
+        if (!id_is_uuid(team_id))
+                return -ENOENT;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {team_id, c->tenant_id, c->user_id, c->tenant_admin ? "t" : "f"};
+        int r = pg_exec(d->conn,
+                        "SELECT 1 FROM api.teams t WHERE t.id = $1 AND t.tenant_id = $2 AND "
+                        "($4::boolean OR EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = t.id "
+                        "AND m.user_id = $3 AND m.tenant_id = $2))",
+                        4, params, &res, e);
+        if (r < 0)
+                return r;
+        return PQntuples(res) == 1 ? 0 : -ENOENT;
+}
+
+/* Takes a required string member; records missing_field/invalid_field. */
+static int body_string(struct api_req *r, json_t *o, const char *key, size_t max, const char **ret) {
+        json_t *v = json_object_get(o, key);
+        if (!v)
+                return api_fail(r, -EINVAL, "missing_field", "%s is required", key);
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
+            strlen(json_string_value(v)) != json_string_length(v))
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be a non-empty string of at most %zu bytes", key, max);
+        *ret = json_string_value(v);
+        return 0;
+}
+
+int auth_login(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (strcmp(key, "tenant") && strcmp(key, "username") && strcmp(key, "password"))
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        const char *tenant, *username, *password;
+        if ((k = body_string(r, body, "tenant", FIELD_MAX, &tenant)) < 0 ||
+            (k = body_string(r, body, "username", FIELD_MAX, &username)) < 0 ||
+            (k = body_string(r, body, "password", 1024, &password)) < 0)
+                return k;
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        k = db_open(&d, r->api, NULL, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {tenant, username};
+        k = pg_exec(d.conn,
+                    "SELECT u.id, u.password_hash, t.id FROM api.users u JOIN api.tenants t ON t.id = u.tenant_id "
+                    "WHERE t.name = $1 AND u.username = $2 AND NOT u.disabled",
+                    2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "look up user");
+        /* Same work whether or not the user exists: scrypt always runs, so the
+         * answer time is no oracle for user names. */
+        static const char dummy[] =
+                "scrypt$16384$8$1$00000000000000000000000000000000$"
+                "0000000000000000000000000000000000000000000000000000000000000000";
+        bool found = PQntuples(res) == 1;
+        bool ok = auth_verify_password(password, found ? PQgetvalue(res, 0, 1) : dummy) && found;
+        if (!ok) {
+                log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login failed for user \"%s\"", username);
+                return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
+        }
+        char token[65], digest[65], expires[40];
+        if (id_random_hex(token, 32) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate a token");
+        sha256_hex(token, digest);
+        int64_t exp_us = time_now_us() + r->api->cfg.token_ttl_s * 1000000LL;
+        exp_us -= exp_us % 1000000;
+        time_format_rfc3339(exp_us, expires, sizeof expires);
+        const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
+        const char *ip[] = {digest, user_id, tenant_id, expires};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.tokens (token_sha256, user_id, tenant_id, expires_at) "
+                    "VALUES ($1, $2, $3, $4::timestamptz)",
+                    4, ip, NULL, &e);
+        if (k < 0) {
+                explicit_bzero(token, sizeof token);
+                return db_fail(r, k, &e, "store token");
+        }
+        log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id), "login");
+        r->status = 200;
+        r->out = json_pack("{s:s, s:s, s:{s:s, s:s}}", "token", token, "expires_at", expires, "user",
+                           "id", user_id, "username", username);
+        explicit_bzero(token, sizeof token);
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int auth_logout(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        const char *params[] = {r->caller.token_sha256, r->caller.tenant_id};
+        k = pg_exec(d.conn,
+                    "UPDATE api.tokens SET revoked_at = now() WHERE token_sha256 = $1 AND tenant_id = $2 "
+                    "AND revoked_at IS NULL",
+                    2, params, NULL, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "revoke token");
+        r->status = 204;
+        return 0;
+}
+
+int auth_me(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.user_id, r->caller.tenant_id};
+        k = pg_exec(d.conn,
+                    "SELECT t.id, t.name, array_to_json(m.roles) FROM api.team_members m "
+                    "JOIN api.teams t ON t.id = m.team_id AND t.tenant_id = m.tenant_id "
+                    "WHERE m.user_id = $1 AND m.tenant_id = $2 ORDER BY t.name",
+                    2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "list memberships");
+        json_t *teams = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+                json_t *roles = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+                json_array_append_new(teams, json_pack("{s:s, s:s, s:o}", "id", PQgetvalue(res, i, 0),
+                                                       "name", PQgetvalue(res, i, 1), "roles",
+                                                       roles ? roles : json_array()));
+        }
+        json_t *tenant_roles = json_array();
+        if (r->caller.tenant_admin)
+                json_array_append_new(tenant_roles, json_string("tenant_admin"));
+        r->out = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:o, s:o}", "user", "id", r->caller.user_id,
+                           "username", r->caller.username, "tenant", "id", r->caller.tenant_id, "name",
+                           r->caller.tenant_name, "teams", teams, "tenant_roles", tenant_roles);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

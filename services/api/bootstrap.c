@@ -1,0 +1,116 @@
+/* `paddock-api bootstrap --tenant NAME --admin USER`: migrations, the first
+ * tenant, its admin (tenant_admin) and team "default". Idempotent: an existing
+ * tenant is left alone. The one-time password goes to stdout only. */
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "pg/pg.h"
+
+#define ALL_ROLES "{tenant_admin,sandbox_author,launcher,approver,reviewer,viewer}"
+
+int api_migrate(struct api *a, int wait_s) {
+        int64_t deadline = time_mono_us() + (int64_t)wait_s * 1000000;
+        for (;;) {
+                struct err_detail e = {0};
+                PGconn *conn = pg_pool_acquire(a->pg, 5000, &e);
+                if (conn) {
+                        int r = pg_migrate(conn, "api", api_migrations, &e);
+                        pg_pool_release(a->pg, conn);
+                        if (r < 0) {
+                                log_error("could not apply migrations: %s", e.message);
+                                return r;
+                        }
+                        if (r > 0)
+                                log_info("applied %d migration(s)", r);
+                        return 0;
+                }
+                if (time_mono_us() > deadline) {
+                        log_error("could not connect to postgresql: %s", e.message);
+                        return e.errnum ? e.errnum : -ECONNRESET;
+                }
+                nanosleep(&(struct timespec){.tv_nsec = 500 * 1000 * 1000}, NULL);
+        }
+}
+
+static bool name_ok(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+        return n > 0 && n <= 128 &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+int bootstrap_main(struct api *a, int argc, char **argv) {
+        const char *tenant = NULL, *admin = NULL;
+        static const struct option opts[] = {{"tenant", required_argument, NULL, 't'},
+                                             {"admin", required_argument, NULL, 'a'},
+                                             {NULL, 0, NULL, 0}};
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                if (c == 't')
+                        tenant = optarg;
+                else if (c == 'a')
+                        admin = optarg;
+                else
+                        return 64;
+        }
+        if (!name_ok(tenant) || !name_ok(admin)) {
+                fprintf(stderr, "usage: paddock-api bootstrap --tenant NAME --admin USER\n"
+                                "  names: 1-128 characters of A-Z a-z 0-9 . _ -\n");
+                return 64;
+        }
+        if (api_migrate(a, 30) < 0)
+                return 1;
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if (db_open(&d, a, NULL, &e) < 0) {
+                log_error("could not connect to postgresql: %s", e.message);
+                return 1;
+        }
+        char tenant_id[UUID_STR_LEN], user_id[UUID_STR_LEN], team_id[UUID_STR_LEN], password[33];
+        _cleanup_free_ char *hash = NULL;
+        if (id_new_uuid(tenant_id) < 0 || id_new_uuid(user_id) < 0 || id_new_uuid(team_id) < 0 ||
+            id_random_hex(password, 16) < 0 || auth_hash_password(password, &hash) < 0) {
+                log_error("could not generate credentials");
+                return 1;
+        }
+        if (pg_begin(d.conn, &e) < 0)
+                goto fail;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *tp[] = {tenant_id, tenant};
+        if (pg_exec(d.conn, "INSERT INTO api.tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING "
+                            "RETURNING id", 2, tp, &res, &e) < 0)
+                goto fail;
+        if (PQntuples(res) == 0) {
+                pg_rollback(d.conn);
+                explicit_bzero(password, sizeof password);
+                printf("tenant exists\n");
+                return 0;
+        }
+        const char *up[] = {user_id, tenant_id, admin, hash};
+        const char *teamp[] = {team_id, tenant_id};
+        const char *mp[] = {team_id, user_id, tenant_id};
+        if (pg_exec(d.conn, "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles) "
+                            "VALUES ($1, $2, $3, $4, '{tenant_admin}')", 4, up, NULL, &e) < 0 ||
+            pg_exec(d.conn, "INSERT INTO api.teams (id, tenant_id, name) VALUES ($1, $2, 'default')", 2, teamp,
+                    NULL, &e) < 0 ||
+            pg_exec(d.conn, "INSERT INTO api.team_members (team_id, user_id, tenant_id, roles) "
+                            "VALUES ($1, $2, $3, '" ALL_ROLES "')", 3, mp, NULL, &e) < 0 ||
+            pg_commit(d.conn, &e) < 0)
+                goto fail;
+        log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id, "team", team_id), "tenant bootstrapped");
+        printf("password: %s\n", password);
+        fflush(stdout);
+        explicit_bzero(password, sizeof password);
+        return 0;
+fail:
+        pg_rollback(d.conn);
+        explicit_bzero(password, sizeof password);
+        log_error("could not bootstrap tenant: %s", e.message);
+        return 1;
+}

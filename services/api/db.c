@@ -1,0 +1,51 @@
+/* Thin helpers over lib/pg for request handlers. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define DB_ACQUIRE_TIMEOUT_MS 5000
+
+int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e) {
+        d->pool = a->pg;
+        d->conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
+        if (!d->conn)
+                return e && e->errnum ? e->errnum : -ECONNRESET;
+        /* Session-level (pooled connections are reused, so always overwrite):
+         * row-level security policies will key on this setting. */
+        const char *params[] = {tenant_id ? tenant_id : ""};
+        int r = pg_exec(d->conn, "SELECT set_config('paddock.tenant_id', $1, false)", 1, params,
+                        NULL, e);
+        if (r < 0) {
+                db_close(d);
+                return r;
+        }
+        return 0;
+}
+
+void db_close(struct db *d) {
+        if (d->conn)
+                pg_pool_release(d->pool, d->conn);
+        d->conn = NULL;
+}
+
+const char *db_val(const PGresult *res, int row, int col) {
+        if (PQgetisnull(res, row, col))
+                return NULL;
+        return PQgetvalue(res, row, col);
+}
+
+json_t *db_json_str(const PGresult *res, int row, int col) {
+        const char *v = db_val(res, row, col);
+        return v ? json_string(v) : json_null();
+}
+
+int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what) {
+        log_ctx(LOG_ERROR, LOG_KV("sqlstate", e ? e->code : ""), "could not %s: %s", what,
+                e && e->message[0] ? e->message : strerror(-err));
+        if (err == -ECONNRESET || err == -ETIMEDOUT || err == -EAGAIN)
+                return api_fail(r, err, "unavailable", "database unavailable");
+        return api_fail(r, -EIO, "internal", "internal error");
+}

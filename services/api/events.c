@@ -1,0 +1,87 @@
+/* Session history from evidence.run_events (written by the evidence service). */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "api.h"
+#include "pg/pg.h"
+
+#define EVENTS_DEFAULT_LIMIT 100
+#define EVENTS_MAX_LIMIT 1000
+
+int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after, int limit,
+                 json_t **ret, struct err_detail *e) {
+        char after_s[24], limit_s[16];
+        snprintf(after_s, sizeof after_s, "%" PRId64, after);
+        snprintf(limit_s, sizeof limit_s, "%d", limit);
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {run_id, tenant_id, after_s, limit_s};
+        int k = pg_exec(d->conn,
+                        "SELECT seq, " DB_TS("ts") ", kind, actor, data::text FROM evidence.run_events "
+                        "WHERE run_id = $1 AND tenant_id = $2 AND seq > $3::bigint ORDER BY seq LIMIT $4::integer",
+                        4, params, &res, e);
+        if (k < 0)
+                /* 42P01 undefined_table / 3F000 invalid_schema: evidence has not migrated yet */
+                return (!strcmp(e->code, "42P01") || !strcmp(e->code, "3F000")) ? -EAGAIN : k;
+        json_t *items = json_array();
+        for (int i = 0; i < PQntuples(res); i++) {
+                json_t *data = json_loads(PQgetvalue(res, i, 4), 0, NULL);
+                json_array_append_new(items, json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "run", run_id, "seq",
+                                                       (json_int_t)atoll(PQgetvalue(res, i, 0)), "ts",
+                                                       PQgetvalue(res, i, 1), "kind", PQgetvalue(res, i, 2),
+                                                       "actor", PQgetvalue(res, i, 3), "data",
+                                                       data ? data : json_object()));
+        }
+        *ret = items;
+        return 0;
+}
+
+static int parse_int_arg(struct api_req *r, const char *name, long long min, long long max, long long *val) {
+        char buf[64];
+        const char *v = api_query(r, name, buf, sizeof buf);
+        if (!v)
+                return 0;
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (errno || end == v || *end || n < min || n > max)
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from %lld to %lld", name, min, max);
+        *val = n;
+        return 0;
+}
+
+int events_list(struct api_req *r) {
+        long long after = 0, limit = EVENTS_DEFAULT_LIMIT;
+        int k;
+        if ((k = parse_int_arg(r, "after", 0, INT64_MAX, &after)) < 0 ||
+            (k = parse_int_arg(r, "limit", 1, EVENTS_MAX_LIMIT, &limit)) < 0)
+                return k;
+        struct err_detail e = {0};
+        char team[UUID_STR_LEN], status[32];
+        k = runs_load_visible(r->api, &r->caller, r->params[0], team, status, sizeof status, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        json_t *items = NULL;
+        k = events_query(&d, r->caller.tenant_id, r->params[0], after, (int)limit, &items, &e);
+        if (k == -EAGAIN)
+                return api_fail(r, -EAGAIN, "unavailable", "run history is not available yet");
+        if (k < 0)
+                return db_fail(r, k, &e, "load run events");
+        json_t *cursor = json_null();
+        size_t n = json_array_size(items);
+        if (n > 0) {
+                char s[24];
+                snprintf(s, sizeof s, "%" JSON_INTEGER_FORMAT,
+                         json_integer_value(json_object_get(json_array_get(items, n - 1), "seq")));
+                json_decref(cursor);
+                cursor = json_string(s);
+        }
+        r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", cursor);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

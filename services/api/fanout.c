@@ -1,0 +1,216 @@
+/* Live RunEvents for websocket viewers. A consumer thread in a group unique to
+ * this process (starting at "latest": history comes from PostgreSQL) decodes
+ * every RunEvent, queues its public JSON for the subscribers of that run, and
+ * wakes the lws loop with lws_cancel_service(). The lws thread drains the
+ * queues (stream.c). One mutex guards subscribers and their queues. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/shutdown.h"
+#include "core/timeutil.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "paddock/v1/events.pb-c.h"
+
+/* Beyond this a slow viewer's queue drops live events; stream.c refetches
+ * them from PostgreSQL, so nothing is lost, only delayed. */
+#define SUB_QUEUE_MAX 4096
+
+struct fanout_sub {
+        char run_id[UUID_STR_LEN];
+        struct fanout_item *head, *tail;
+        size_t n;
+        struct fanout_sub *next;
+};
+
+struct fanout_hub {
+        pthread_mutex_t lock;
+        struct fanout_sub *subs;
+        struct api *api;
+        struct kafka_consumer *consumer;
+        pthread_t thread;
+        bool started;
+        atomic_bool stop;
+};
+
+char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const char *kind, const char *actor,
+                        json_t *data, bool *terminal) {
+        *terminal = false;
+        if (!strcmp(kind, "status")) {
+                const char *st = json_string_value(json_object_get(data, "status"));
+                *terminal = st && runs_status_terminal(st);
+        }
+        json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:O}", "run", run_id, "seq", (json_int_t)seq, "ts", ts,
+                              "kind", kind, "actor", actor, "data", data);
+        if (!o)
+                return NULL;
+        char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        return s;
+}
+
+struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
+        struct fanout_sub *s = calloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
+        pthread_mutex_lock(&h->lock);
+        s->next = h->subs;
+        h->subs = s;
+        pthread_mutex_unlock(&h->lock);
+        return s;
+}
+
+void fanout_items_free(struct fanout_item *it) {
+        while (it) {
+                struct fanout_item *n = it->next;
+                free(it->json);
+                free(it);
+                it = n;
+        }
+}
+
+void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s) {
+        if (!s)
+                return;
+        pthread_mutex_lock(&h->lock);
+        for (struct fanout_sub **p = &h->subs; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        pthread_mutex_unlock(&h->lock);
+        fanout_items_free(s->head);
+        free(s);
+}
+
+struct fanout_item *fanout_drain(struct fanout_hub *h, struct fanout_sub *s) {
+        pthread_mutex_lock(&h->lock);
+        struct fanout_item *it = s->head;
+        s->head = s->tail = NULL;
+        s->n = 0;
+        pthread_mutex_unlock(&h->lock);
+        return it;
+}
+
+/* Queues a copy of json for every subscriber of run_id; true if any. */
+static bool hub_publish(struct fanout_hub *h, const char *run_id, uint64_t seq, bool terminal, const char *json) {
+        bool any = false;
+        pthread_mutex_lock(&h->lock);
+        for (struct fanout_sub *s = h->subs; s; s = s->next) {
+                if (strcmp(s->run_id, run_id) || s->n >= SUB_QUEUE_MAX)
+                        continue;
+                struct fanout_item *it = calloc(1, sizeof *it);
+                if (!it)
+                        continue;
+                it->json = strdup(json);
+                if (!it->json) {
+                        free(it);
+                        continue;
+                }
+                it->seq = seq;
+                it->terminal = terminal;
+                if (s->tail)
+                        s->tail->next = it;
+                else
+                        s->head = it;
+                s->tail = it;
+                s->n++;
+                any = true;
+        }
+        pthread_mutex_unlock(&h->lock);
+        return any;
+}
+
+static void handle_message(struct fanout_hub *h, const struct kafka_message *m) {
+        Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
+        if (!ev) {
+                log_warn("could not decode run event at %s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
+                return;
+        }
+        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && ev->kind[0]) {
+                json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
+                if (!data)
+                        data = json_object();
+                char ts[40];
+                time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
+                bool terminal;
+                char *json = fanout_event_json(ev->env->run_id, ev->env->seq, ts, ev->kind,
+                                               ev->actor ? ev->actor : "", data, &terminal);
+                json_decref(data);
+                if (json && hub_publish(h, ev->env->run_id, ev->env->seq, terminal || ev->terminal, json))
+                        lws_cancel_service(h->api->lws);
+                free(json);
+        }
+        paddock__v1__run_event__free_unpacked(ev, NULL);
+}
+
+static void *fanout_thread(void *arg) {
+        struct fanout_hub *h = arg;
+        while (!atomic_load(&h->stop) && !shutdown_requested()) {
+                struct kafka_message m;
+                int r = kafka_consumer_poll(h->consumer, 500, &m);
+                if (r < 0) {
+                        log_error("fan-out consumer failed: %s", strerror(-r));
+                        break;
+                }
+                if (r == 0)
+                        continue;
+                handle_message(h, &m);
+                kafka_message_release(&m);
+        }
+        /* wake the lws loop so main() notices a shutdown signal promptly */
+        lws_cancel_service(h->api->lws);
+        return NULL;
+}
+
+int fanout_start(struct api *a) {
+        struct fanout_hub *h = calloc(1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        pthread_mutex_init(&h->lock, NULL);
+        h->api = a;
+        a->hub = h;
+        char group[80], client[80];
+        snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);
+        snprintf(client, sizeof client, "paddock-api-fanout");
+        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = client,
+                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms};
+        struct err_detail e = {0};
+        h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
+        if (!h->consumer) {
+                log_error("could not create fan-out consumer: %s", e.message);
+                return e.errnum ? e.errnum : -EINVAL;
+        }
+        /* signals go to the main thread, whose poll() they interrupt */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&h->thread, NULL, fanout_thread, h);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
+                return -r;
+        h->started = true;
+        return 0;
+}
+
+void fanout_stop(struct api *a) {
+        struct fanout_hub *h = a->hub;
+        if (!h)
+                return;
+        atomic_store(&h->stop, true);
+        if (h->started)
+                pthread_join(h->thread, NULL);
+        h->consumer = kafka_consumer_free(h->consumer);
+        /* sessions unsubscribe themselves when lws closes them, before this */
+        while (h->subs)
+                fanout_unsubscribe(h, h->subs);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        a->hub = NULL;
+}

@@ -1,0 +1,302 @@
+/* Runs: launch (snapshot + paddock.runs.requested) and status reads. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "paddock/v1/runs.pb-c.h"
+#include "pg/pg.h"
+#include "proto/envelope.h"
+
+#define PRODUCE_TIMEOUT_MS 5000 /* blocks the lws thread: keep it short */
+
+/* Limits a run gets when the spec does not say (API.md example values). */
+#define DEFAULT_TIMEOUT_S 1800
+#define DEFAULT_CPUS 1.0
+#define DEFAULT_MEMORY_MB 2048
+#define DEFAULT_DISK_MB 2048
+#define DEFAULT_PIDS 512
+
+static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
+                                                "limit_exceeded", "rejected", NULL};
+
+bool runs_status_terminal(const char *status) {
+        for (const char *const *s = terminal_statuses; *s; s++)
+                if (!strcmp(*s, status))
+                        return true;
+        return false;
+}
+
+#define RUN_COLUMNS                                                                              \
+        "r.id, r.status, r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") \
+        ", " DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, " \
+        DB_TS("r.scheduled_at")
+
+static json_t *run_json(const PGresult *res, int row) {
+        const char *exit_code = db_val(res, row, 9);
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o}", "id",
+                         PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
+                         PQgetvalue(res, row, 2), "sandbox", PQgetvalue(res, row, 3), "version",
+                         (json_int_t)atoll(PQgetvalue(res, row, 4)), "node", db_json_str(res, row, 5),
+                         "created_at", PQgetvalue(res, row, 6), "started_at", db_json_str(res, row, 7),
+                         "ended_at", db_json_str(res, row, 8), "exit_code",
+                         exit_code ? json_integer(atoll(exit_code)) : json_null(), "reason",
+                         db_json_str(res, row, 10), "created_by", PQgetvalue(res, row, 11),
+                         "scheduled_at", db_json_str(res, row, 12));
+}
+
+int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id,
+                      char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
+                      struct err_detail *e) {
+        if (!id_is_uuid(run_id))
+                return -ENOENT;
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, c->tenant_id, e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {run_id, c->tenant_id};
+        k = pg_exec(d.conn, "SELECT team_id, status FROM api.runs WHERE id = $1 AND tenant_id = $2", 2, params,
+                    &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        if ((k = api_authz_team(&d, c, PQgetvalue(res, 0, 0), PERM_VIEWER, e)) < 0)
+                return k;
+        snprintf(team_out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        snprintf(status_out, status_size, "%s", PQgetvalue(res, 0, 1));
+        return 0;
+}
+
+int runs_get(struct api_req *r) {
+        const char *id = r->params[0];
+        if (!id_is_uuid(id))
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT " RUN_COLUMNS " FROM api.runs r WHERE r.id = $1 AND r.tenant_id = $2", 2,
+                    params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        r->out = run_json(res, 0);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+/* Everything a RunRequested points into, freed together. */
+struct snapshot_parts {
+        char **command;
+        Paddock__V1__ManagedFile *files;
+        Paddock__V1__ManagedFile **file_ptrs;
+        size_t n_command, n_files;
+};
+
+static void snapshot_parts_free(struct snapshot_parts *p) {
+        free(p->command);
+        free(p->files);
+        free(p->file_ptrs);
+}
+
+/* Fills the snapshot from a validated spec (borrowing its strings). */
+static int snapshot_fill(json_t *spec, Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec *agent,
+                         Paddock__V1__Limits *limits, struct snapshot_parts *parts) {
+        json_t *ja = json_object_get(spec, "agent");
+        json_t *type = json_object_get(ja, "type");
+        agent->type = (char *)(type ? json_string_value(type) : "command");
+        json_t *cmd = json_object_get(ja, "command");
+        parts->n_command = json_array_size(cmd);
+        parts->command = calloc(parts->n_command + 1, sizeof(char *));
+        if (!parts->command)
+                return -ENOMEM;
+        for (size_t i = 0; i < parts->n_command; i++)
+                parts->command[i] = (char *)json_string_value(json_array_get(cmd, i));
+        agent->n_command = parts->n_command;
+        agent->command = parts->command;
+        snap->agent = agent;
+
+        json_t *files = json_object_get(spec, "files");
+        parts->n_files = json_array_size(files);
+        parts->files = calloc(parts->n_files + 1, sizeof *parts->files);
+        parts->file_ptrs = calloc(parts->n_files + 1, sizeof *parts->file_ptrs);
+        if (!parts->files || !parts->file_ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < parts->n_files; i++) {
+                json_t *f = json_array_get(files, i);
+                Paddock__V1__ManagedFile *mf = &parts->files[i];
+                paddock__v1__managed_file__init(mf);
+                mf->path = (char *)json_string_value(json_object_get(f, "path"));
+                json_t *content = json_object_get(f, "content");
+                mf->content.data = (uint8_t *)json_string_value(content);
+                mf->content.len = json_string_length(content);
+                json_t *mode = json_object_get(f, "mode");
+                unsigned m = 0644;
+                if (mode && spec_parse_mode(json_string_value(mode), &m) < 0)
+                        return -EINVAL;
+                mf->mode = m;
+                parts->file_ptrs[i] = mf;
+        }
+        snap->n_files = parts->n_files;
+        snap->files = parts->file_ptrs;
+
+        limits->timeout_s = DEFAULT_TIMEOUT_S;
+        limits->cpus = DEFAULT_CPUS;
+        limits->memory_mb = DEFAULT_MEMORY_MB;
+        limits->disk_mb = DEFAULT_DISK_MB;
+        limits->pids = DEFAULT_PIDS;
+        json_t *t = json_object_get(json_object_get(spec, "limits"), "timeout_s");
+        if (t)
+                limits->timeout_s = (uint32_t)json_integer_value(t);
+        snap->limits = limits;
+        return 0;
+}
+
+static int run_mark_failed(struct db *d, const char *run_id, const char *tenant_id, const char *reason) {
+        struct err_detail e = {0};
+        const char *params[] = {run_id, tenant_id, reason};
+        return pg_exec(d->conn,
+                       "UPDATE api.runs SET status = 'failed', reason = $3, ended_at = now() "
+                       "WHERE id = $1 AND tenant_id = $2 AND status = 'queued'",
+                       3, params, NULL, &e);
+}
+
+int runs_create(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (!strcmp(key, "sandbox") || !strcmp(key, "version") || !strcmp(key, "team"))
+                        continue;
+                if (!strcmp(key, "prompt") || !strcmp(key, "prompt_vars"))
+                        return api_fail(r, -EINVAL, "unsupported", "%s is not supported yet", key);
+                return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        json_t *jsb = json_object_get(body, "sandbox"), *jver = json_object_get(body, "version"),
+               *jteam = json_object_get(body, "team");
+        if (!jsb)
+                return api_fail(r, -EINVAL, "missing_field", "sandbox is required");
+        if (!json_is_string(jsb))
+                return api_fail(r, -EINVAL, "invalid_field", "sandbox must be a sandbox id");
+        if (!jver)
+                return api_fail(r, -EINVAL, "missing_field", "version is required");
+        if (!json_is_integer(jver) || json_integer_value(jver) < 1 || json_integer_value(jver) > 1000000000)
+                return api_fail(r, -EINVAL, "invalid_field", "version must be a positive integer");
+        if (jteam && (!json_is_string(jteam) || json_string_length(jteam) == 0 || json_string_length(jteam) > 256))
+                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id");
+        const char *sandbox_id = json_string_value(jsb);
+        if (!id_is_uuid(sandbox_id))
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        char version[16];
+        snprintf(version, sizeof version, "%lld", (long long)json_integer_value(jver));
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {sandbox_id, r->caller.tenant_id, version};
+        k = pg_exec(d.conn,
+                    "SELECT s.team_id, s.name, v.spec::text, v.spec_sha256 FROM api.sandboxes s "
+                    "JOIN api.sandbox_versions v ON v.sandbox_id = s.id AND v.tenant_id = s.tenant_id "
+                    "WHERE s.id = $1 AND s.tenant_id = $2 AND v.version = $3::integer",
+                    3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load sandbox version");
+        if (PQntuples(res) != 1 ||
+            api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), PERM_VIEWER, &e) < 0)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        char team_id[UUID_STR_LEN];
+        if (jteam) {
+                if ((k = teams_resolve(r, &d, json_string_value(jteam), team_id)) < 0)
+                        return k;
+        } else {
+                snprintf(team_id, sizeof team_id, "%s", PQgetvalue(res, 0, 0));
+                if (api_authz_team(&d, &r->caller, team_id, r->perm, &e) < 0)
+                        return api_fail(r, -ENOENT, "not_found", "team not found");
+        }
+
+        _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
+        _cleanup_free_ char *canon = NULL;
+        char sha[65];
+        if (!spec || spec_canonical(spec, &canon, sha) < 0)
+                return api_fail(r, -EIO, "internal", "could not load the published spec");
+
+        char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
+        if (id_new_uuid(run_id) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+
+        Paddock__V1__RunRequested req = PADDOCK__V1__RUN_REQUESTED__INIT;
+        Paddock__V1__Envelope env;
+        Paddock__V1__SandboxSnapshot snap = PADDOCK__V1__SANDBOX_SNAPSHOT__INIT;
+        Paddock__V1__AgentSpec agent = PADDOCK__V1__AGENT_SPEC__INIT;
+        Paddock__V1__Limits limits = PADDOCK__V1__LIMITS__INIT;
+        _cleanup_(snapshot_parts_free) struct snapshot_parts parts = {0};
+        char producer[64];
+        snprintf(producer, sizeof producer, "api/%s", r->api->instance);
+        if (envelope_init(&env, r->caller.tenant_id, run_id, 0, producer, msgid) < 0 ||
+            snapshot_fill(spec, &snap, &agent, &limits, &parts) < 0)
+                return api_fail(r, -EIO, "internal", "could not build the run snapshot");
+        snap.sandbox_id = (char *)sandbox_id;
+        snap.version = (uint32_t)json_integer_value(jver);
+        snap.name = PQgetvalue(res, 0, 1);
+        snap.image = (char *)"";
+        snap.spec_json = canon;
+        snap.spec_sha256 = PQgetvalue(res, 0, 3);
+        req.env = &env;
+        req.team_id = team_id;
+        req.launched_by = r->caller.user_id;
+        req.sandbox = &snap;
+        req.prompt = (char *)"";
+        size_t len = paddock__v1__run_requested__get_packed_size(&req);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        paddock__v1__run_requested__pack(&req, buf);
+
+        const char *ip[] = {run_id, r->caller.tenant_id, team_id, sandbox_id, version, r->caller.user_id};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by) "
+                    "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6)",
+                    6, ip, NULL, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "insert run");
+
+        struct err_detail ke = {0};
+        k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);
+        if (k < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "kafka", ke.code),
+                        "could not produce run request: %s", ke.message[0] ? ke.message : strerror(-k));
+                char reason[256];
+                snprintf(reason, sizeof reason, "could not enqueue the run: %s",
+                         ke.code[0] ? ke.code : strerror(-k));
+                if (run_mark_failed(&d, run_id, r->caller.tenant_id, reason) < 0)
+                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
+                return api_fail(r, -EAGAIN, "unavailable", "the run queue is unavailable; the run was marked failed");
+        }
+        metric_add(&api_metric_runs_launched, 1);
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "sandbox", sandbox_id, "version",
+                                 version, "user", r->caller.user_id),
+                "run queued");
+        r->out = json_pack("{s:s, s:s}", "id", run_id, "status", "queued");
+        r->status = 202;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

@@ -1,0 +1,247 @@
+/* Sandbox definitions: a mutable draft and immutable published versions. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define NAME_MAX_LEN 128
+
+static int check_fields(struct api_req *r, json_t *body, const char *const *allowed) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                bool ok = false;
+                for (const char *const *a = allowed; *a; a++)
+                        ok = ok || !strcmp(*a, key);
+                if (!ok)
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        return 0;
+}
+
+static bool name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n > 0 && n <= NAME_MAX_LEN &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* Loads the sandbox visible to the caller as the public JSON shape. */
+static int sandbox_load(struct api_req *r, struct db *d, const char *id, json_t **ret) {
+        if (!id_is_uuid(id))
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        int k = pg_exec(d->conn,
+                        "SELECT s.id, s.name, s.team_id, s.draft_spec::text, " DB_TS("s.created_at") ", "
+                        "coalesce((SELECT json_agg(v.version ORDER BY v.version) FROM api.sandbox_versions v "
+                        "          WHERE v.sandbox_id = s.id AND v.tenant_id = s.tenant_id), '[]'::json), "
+                        "s.created_by "
+                        "FROM api.sandboxes s WHERE s.id = $1 AND s.tenant_id = $2",
+                        2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load sandbox");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        k = api_authz_team(d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        json_t *spec = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+        json_t *versions = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
+        *ret = json_pack("{s:s, s:s, s:s, s:{s:o}, s:o, s:s, s:s}", "id", PQgetvalue(res, 0, 0), "name",
+                         PQgetvalue(res, 0, 1), "team", PQgetvalue(res, 0, 2), "draft", "spec",
+                         spec ? spec : json_object(), "versions", versions ? versions : json_array(),
+                         "created_at", PQgetvalue(res, 0, 4), "created_by", PQgetvalue(res, 0, 6));
+        return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int sandboxes_create(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        if ((k = check_fields(r, body, (const char *const[]){"name", "team", "spec", NULL})) < 0)
+                return k;
+        json_t *name = json_object_get(body, "name"), *team = json_object_get(body, "team");
+        if (!name)
+                return api_fail(r, -EINVAL, "missing_field", "name is required");
+        if (!json_is_string(name) || !name_ok(json_string_value(name)))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ -", NAME_MAX_LEN);
+        if (!team)
+                return api_fail(r, -EINVAL, "missing_field", "team is required");
+        if (!json_is_string(team) || json_string_length(team) == 0 || json_string_length(team) > 256)
+                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id");
+        json_t *spec = json_object_get(body, "spec");
+        if ((k = spec_validate(r, spec)) < 0)
+                return k;
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        char team_id[UUID_STR_LEN], id[UUID_STR_LEN];
+        if ((k = teams_resolve(r, &d, json_string_value(team), team_id)) < 0)
+                return k;
+        if (id_new_uuid(id) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+        _cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+        if (!spec_text)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        const char *params[] = {id, r->caller.tenant_id, team_id, json_string_value(name), spec_text,
+                                r->caller.user_id};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.sandboxes (id, tenant_id, team_id, name, draft_spec, created_by) "
+                    "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+                    6, params, NULL, &e);
+        if (k == -EEXIST)
+                return api_fail(r, -EEXIST, "conflict", "a sandbox named \"%s\" already exists", json_string_value(name));
+        if (k < 0)
+                return db_fail(r, k, &e, "create sandbox");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "user", r->caller.user_id),
+                "sandbox created");
+        if ((k = sandbox_load(r, &d, id, &r->out)) < 0)
+                return k;
+        r->status = 201;
+        return 0;
+}
+
+int sandboxes_get(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
+                return k;
+        r->status = 200;
+        return 0;
+}
+
+int sandboxes_put_draft(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        if ((k = check_fields(r, body, (const char *const[]){"spec", NULL})) < 0)
+                return k;
+        json_t *spec = json_object_get(body, "spec");
+        if ((k = spec_validate(r, spec)) < 0)
+                return k;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_json_ json_t *current = NULL;
+        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+                return k;
+        _cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
+        if (!spec_text)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        const char *params[] = {r->params[0], r->caller.tenant_id, spec_text};
+        k = pg_exec(d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
+                    3, params, NULL, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "update draft");
+        if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
+                return k;
+        r->status = 200;
+        return 0;
+}
+
+static int version_load(struct api_req *r, struct db *d, const char *sandbox_id, const char *version,
+                        json_t **ret) {
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {sandbox_id, r->caller.tenant_id, version};
+        int k = pg_exec(d->conn,
+                        "SELECT sandbox_id, version, spec::text, spec_sha256, " DB_TS("published_at") ", published_by "
+                        "FROM api.sandbox_versions WHERE sandbox_id = $1 AND tenant_id = $2 AND version = $3::integer",
+                        3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load version");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "version not found");
+        json_t *spec = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
+        *ret = json_pack("{s:s, s:I, s:o, s:s, s:s, s:s}", "sandbox", PQgetvalue(res, 0, 0), "version",
+                         (json_int_t)atoll(PQgetvalue(res, 0, 1)), "spec", spec ? spec : json_object(),
+                         "spec_sha256", PQgetvalue(res, 0, 3), "published_at", PQgetvalue(res, 0, 4),
+                         "published_by", PQgetvalue(res, 0, 5));
+        return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int sandboxes_publish(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_json_ json_t *current = NULL;
+        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+                return k;
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        /* the row lock serializes concurrent publishes of one sandbox */
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id};
+        k = pg_exec(d.conn,
+                    "SELECT s.draft_spec::text, coalesce((SELECT max(v.version) FROM api.sandbox_versions v "
+                    "WHERE v.sandbox_id = s.id), 0) + 1 FROM api.sandboxes s "
+                    "WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE",
+                    2, params, &res, &e);
+        if (k < 0 || PQntuples(res) != 1) {
+                pg_rollback(d.conn);
+                return k < 0 ? db_fail(r, k, &e, "lock sandbox") : api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        }
+        _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        _cleanup_free_ char *canon = NULL;
+        char sha[65];
+        if (!spec || spec_canonical(spec, &canon, sha) < 0) {
+                pg_rollback(d.conn);
+                return api_fail(r, -EIO, "internal", "could not canonicalize the draft");
+        }
+        char version[16];
+        snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 1));
+        const char *ip[] = {r->params[0], r->caller.tenant_id, version, canon, sha, r->caller.user_id};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.sandbox_versions (sandbox_id, tenant_id, version, spec, spec_sha256, published_by) "
+                    "VALUES ($1, $2, $3::integer, $4::jsonb, $5, $6)",
+                    6, ip, NULL, &e);
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "publish version");
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit version");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", r->params[0], "version", version,
+                                 "user", r->caller.user_id),
+                "sandbox version published");
+        if ((k = version_load(r, &d, r->params[0], version, &r->out)) < 0)
+                return k;
+        r->status = 201;
+        return 0;
+}
+
+int sandboxes_get_version(struct api_req *r) {
+        const char *v = r->params[1];
+        if (strlen(v) > 9 || strspn(v, "0123456789") != strlen(v) || atoi(v) < 1)
+                return api_fail(r, -ENOENT, "not_found", "version not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_json_ json_t *current = NULL;
+        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+                return k;
+        if ((k = version_load(r, &d, r->params[0], v, &r->out)) < 0)
+                return k;
+        r->status = 200;
+        return 0;
+}

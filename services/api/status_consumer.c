@@ -1,0 +1,171 @@
+/* Run status from Kafka (group paddock-api-status): runs.assigned sets
+ * scheduled + node, runs.events of kind "status" move the run forward. Updates
+ * are idempotent (status_seq only grows, a terminal status is never left), so
+ * redelivery is harmless; the offset is committed only after the update. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/shutdown.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "paddock/v1/events.pb-c.h"
+#include "paddock/v1/runs.pb-c.h"
+#include "pg/pg.h"
+
+static const char *const known_statuses[] = {"provisioning", "running", "awaiting_approval", "succeeded", "failed",
+                                             "cancelled", "timed_out", "limit_exceeded", "rejected", NULL};
+
+static struct {
+        struct api *api;
+        struct kafka_consumer *consumer;
+        pthread_t thread;
+        bool started;
+        atomic_bool stop;
+} sc;
+
+static bool known_status(const char *s) {
+        for (const char *const *k = known_statuses; *k; k++)
+                if (!strcmp(*k, s))
+                        return true;
+        return false;
+}
+
+static int apply_sql(const char *sql, int n, const char *const *params, const char *run_id) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, sc.api, NULL, &e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        k = pg_exec(d.conn, sql, n, params, &res, &e);
+        if (k < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("run", run_id, "sqlstate", e.code), "could not update run status: %s",
+                        e.message);
+                return k;
+        }
+        if (atoi(PQcmdTuples(res)) > 0)
+                metric_add(&api_metric_status_updates, 1);
+        return 0;
+}
+
+static int handle_assigned(const struct kafka_message *m) {
+        Paddock__V1__RunAssigned *a = paddock__v1__run_assigned__unpack(NULL, m->len, m->value);
+        if (!a)
+                return 0; /* undecodable: nothing to retry */
+        const char *run_id = a->env && a->env->run_id && a->env->run_id[0] ? a->env->run_id
+                             : a->request && a->request->env ? a->request->env->run_id : NULL;
+        int r = 0;
+        if (run_id && id_is_uuid(run_id) && a->node_id && a->node_id[0]) {
+                const char *params[] = {run_id, a->node_id};
+                /* a later status may have overtaken the assignment: keep it, only fill the node */
+                r = apply_sql("UPDATE api.runs SET node_id = coalesce(node_id, $2), "
+                              "scheduled_at = coalesce(scheduled_at, now()), "
+                              "status = CASE WHEN status = 'queued' THEN 'scheduled' ELSE status END "
+                              "WHERE id = $1 AND (status = 'queued' OR node_id IS NULL)",
+                              2, params, run_id);
+        }
+        paddock__v1__run_assigned__free_unpacked(a, NULL);
+        return r;
+}
+
+static int handle_event(const struct kafka_message *m) {
+        Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
+        if (!ev)
+                return 0;
+        int r = 0;
+        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && !strcmp(ev->kind, "status")) {
+                _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
+                const char *status = ev->status && ev->status[0] ? ev->status
+                                                                 : json_string_value(json_object_get(data, "status"));
+                if (status && known_status(status)) {
+                        char seq[24], ts[32], exit_code[24] = "";
+                        snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
+                        snprintf(ts, sizeof ts, "%lld", (long long)ev->env->ts_unix_us);
+                        json_t *ec = json_object_get(data, "exit_code");
+                        if (json_is_integer(ec))
+                                snprintf(exit_code, sizeof exit_code, "%lld", (long long)json_integer_value(ec));
+                        const char *reason = json_string_value(json_object_get(data, "reason"));
+                        bool terminal = ev->terminal || runs_status_terminal(status);
+                        const char *params[] = {ev->env->run_id, status, seq, ts, terminal ? "t" : "f",
+                                                exit_code[0] ? exit_code : NULL, reason && reason[0] ? reason : NULL};
+                        r = apply_sql(
+                                "UPDATE api.runs SET status = $2, status_seq = $3::bigint, "
+                                "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, "
+                                "  to_timestamp($4::double precision / 1e6)) ELSE started_at END, "
+                                "ended_at = CASE WHEN $5::boolean THEN coalesce(ended_at, "
+                                "  to_timestamp($4::double precision / 1e6)) ELSE ended_at END, "
+                                "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason) "
+                                "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
+                                "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')",
+                                7, params, ev->env->run_id);
+                }
+        }
+        paddock__v1__run_event__free_unpacked(ev, NULL);
+        return r;
+}
+
+static void *status_thread(void *arg) {
+        (void)arg;
+        while (!atomic_load(&sc.stop) && !shutdown_requested()) {
+                struct kafka_message m;
+                int r = kafka_consumer_poll(sc.consumer, 500, &m);
+                if (r < 0) {
+                        log_error("status consumer failed: %s", strerror(-r));
+                        shutdown_request();
+                        lws_cancel_service(sc.api->lws);
+                        break;
+                }
+                if (r == 0)
+                        continue;
+                /* retry the same message until its effect is durable */
+                for (;;) {
+                        int k = !strcmp(m.topic, TOPIC_RUNS_ASSIGNED) ? handle_assigned(&m) : handle_event(&m);
+                        if (k >= 0 || atomic_load(&sc.stop) || shutdown_requested())
+                                break;
+                        nanosleep(&(struct timespec){.tv_sec = 1}, NULL);
+                }
+                struct err_detail e = {0};
+                if (!atomic_load(&sc.stop) && !shutdown_requested() && kafka_consumer_commit(sc.consumer, &m, &e) < 0)
+                        log_warn("could not commit status offset: %s", e.message);
+                kafka_message_release(&m);
+        }
+        return NULL;
+}
+
+int status_consumer_start(struct api *a) {
+        sc.api = a;
+        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api-status",
+                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms};
+        struct err_detail e = {0};
+        sc.consumer = kafka_consumer_new(&o, "paddock-api-status",
+                                         (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_EVENTS, NULL},
+                                         "earliest", &e);
+        if (!sc.consumer) {
+                log_error("could not create status consumer: %s", e.message);
+                return e.errnum ? e.errnum : -EINVAL;
+        }
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&sc.thread, NULL, status_thread, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
+                return -r;
+        sc.started = true;
+        return 0;
+}
+
+void status_consumer_stop(void) {
+        atomic_store(&sc.stop, true);
+        if (sc.started)
+                pthread_join(sc.thread, NULL);
+        sc.started = false;
+        sc.consumer = kafka_consumer_free(sc.consumer);
+}

@@ -1,0 +1,316 @@
+/* Websocket GET /v1/runs/{id}/stream?after=N: replay from PostgreSQL, then live
+ * events from the fan-out, strictly in seq order with no gap and no duplicate.
+ *
+ * The session subscribes to the fan-out before reading history, so an event is
+ * either in PostgreSQL already or still to arrive live (or both: duplicates
+ * are dropped by seq). Everything lands in one seq-ordered store; only the
+ * event numbered next_seq is ever sent. When the store holds later events but
+ * not next_seq (a gap: the fan-out starts at "latest", or a viewer's queue
+ * overflowed), PostgreSQL is asked again every 100 ms until the gap is filled;
+ * when idle, once a second as a safety net. After the terminal status event
+ * the socket closes with 1000. Runs on the lws thread only. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/timeutil.h"
+
+#define STORE_MAX 2048
+#define FETCH_BATCH 500
+#define GAP_RETRY_US (100 * 1000)
+#define IDLE_POLL_US (1000 * 1000)
+
+struct stored_event {
+        uint64_t seq;
+        bool terminal;
+        char *json;
+};
+
+struct stream_session {
+        struct api *api;
+        struct lws *wsi;
+        struct api_caller caller;
+        char run_id[UUID_STR_LEN];
+        uint64_t next_seq;
+        bool run_was_terminal;
+        bool established;
+        bool fetch_full;        /* the last fetch filled a batch: more history waits */
+        bool history_missing;   /* evidence.run_events does not exist yet */
+        int64_t timer_due;      /* monotonic us of the armed timer, 0 if none */
+        struct fanout_sub *sub;
+        struct stored_event *store; /* sorted by seq, unique, all >= next_seq */
+        size_t n, cap;
+        struct stream_session *next;
+};
+
+/* lws thread only */
+static struct stream_session *sessions;
+
+static void store_insert(struct stream_session *ss, uint64_t seq, bool terminal, char *json) {
+        if (seq < ss->next_seq)
+                goto drop;
+        size_t lo = 0, hi = ss->n;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (ss->store[mid].seq < seq)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (lo < ss->n && ss->store[lo].seq == seq)
+                goto drop;
+        if (ss->n >= STORE_MAX) {
+                /* keep the lowest seqs; what is dropped is refetched from PostgreSQL */
+                if (lo == ss->n)
+                        goto drop;
+                free(ss->store[--ss->n].json);
+        }
+        if (ss->n == ss->cap) {
+                size_t cap = ss->cap ? ss->cap * 2 : 64;
+                struct stored_event *ns = realloc(ss->store, cap * sizeof *ns);
+                if (!ns)
+                        goto drop;
+                ss->store = ns;
+                ss->cap = cap;
+        }
+        memmove(ss->store + lo + 1, ss->store + lo, (ss->n - lo) * sizeof *ss->store);
+        ss->store[lo] = (struct stored_event){.seq = seq, .terminal = terminal, .json = json};
+        ss->n++;
+        return;
+drop:
+        free(json);
+}
+
+static bool store_has_next(const struct stream_session *ss) {
+        return ss->n > 0 && ss->store[0].seq == ss->next_seq;
+}
+
+static void session_fetch(struct stream_session *ss) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        ss->fetch_full = false;
+        int k = db_open(&d, ss->api, ss->caller.tenant_id, &e);
+        if (k < 0) {
+                log_ctx(LOG_WARN, LOG_KV("run", ss->run_id), "could not read run history: %s", e.message);
+                return;
+        }
+        _cleanup_json_ json_t *items = NULL;
+        k = events_query(&d, ss->caller.tenant_id, ss->run_id, (int64_t)ss->next_seq - 1, FETCH_BATCH, &items, &e);
+        ss->history_missing = k == -EAGAIN;
+        if (k < 0) {
+                if (k != -EAGAIN)
+                        log_ctx(LOG_WARN, LOG_KV("run", ss->run_id), "could not read run history: %s", e.message);
+                return;
+        }
+        size_t i;
+        json_t *ev;
+        json_array_foreach(items, i, ev) {
+                bool terminal;
+                uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+                char *json = fanout_event_json(ss->run_id, seq, json_string_value(json_object_get(ev, "ts")),
+                                               json_string_value(json_object_get(ev, "kind")),
+                                               json_string_value(json_object_get(ev, "actor")),
+                                               json_object_get(ev, "data"), &terminal);
+                if (json)
+                        store_insert(ss, seq, terminal, json);
+        }
+        ss->fetch_full = json_array_size(items) == FETCH_BATCH;
+}
+
+static void arm_timer(struct stream_session *ss, int64_t usecs) {
+        int64_t due = time_mono_us() + usecs;
+        if (ss->timer_due && ss->timer_due <= due)
+                return;
+        ss->timer_due = due;
+        lws_set_timer_usecs(ss->wsi, usecs);
+}
+
+static void session_schedule(struct stream_session *ss) {
+        if (store_has_next(ss))
+                lws_callback_on_writable(ss->wsi);
+        else if (ss->n > 0)
+                arm_timer(ss, GAP_RETRY_US);
+        else
+                arm_timer(ss, IDLE_POLL_US);
+}
+
+static const char *stream_run_id(const char *uri, char out[UUID_STR_LEN]) {
+        static const char prefix[] = "/v1/runs/", suffix[] = "/stream";
+        if (strncmp(uri, prefix, STRLEN(prefix)) != 0)
+                return NULL;
+        const char *id = uri + STRLEN(prefix);
+        if (strlen(id) != 36 + STRLEN(suffix) || strcmp(id + 36, suffix) != 0)
+                return NULL;
+        memcpy(out, id, 36);
+        out[36] = '\0';
+        return id_is_uuid(out) ? out : NULL;
+}
+
+int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret) {
+        char uri[256], token[128], run_id[UUID_STR_LEN], buf[64];
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || !stream_run_id(uri, run_id)) {
+                lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+                return -1;
+        }
+        uint64_t after = 0;
+        const char *v = lws_get_urlarg_by_name(wsi, "after=", buf, sizeof buf);
+        if (v) {
+                char *end;
+                errno = 0;
+                unsigned long long n = strtoull(v, &end, 10);
+                if (errno || end == v || *end || n >= INT64_MAX) {
+                        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+                        return -1;
+                }
+                after = n;
+        }
+        struct api_caller caller = {0};
+        struct err_detail e = {0};
+        int k = auth_token_from_wsi(wsi, true, token, sizeof token);
+        if (k >= 0)
+                k = auth_lookup_token(a, token, &caller, &e);
+        explicit_bzero(token, sizeof token);
+        if (k < 0) {
+                lws_return_http_status(wsi, k == -EACCES ? HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+                return -1;
+        }
+        char team[UUID_STR_LEN], status[32];
+        k = runs_load_visible(a, &caller, run_id, team, status, sizeof status, &e);
+        if (k < 0) {
+                lws_return_http_status(wsi, k == -ENOENT ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+                return -1;
+        }
+        struct stream_session *ss = calloc(1, sizeof *ss);
+        if (!ss)
+                return -1;
+        ss->api = a;
+        ss->caller = caller;
+        memcpy(ss->run_id, run_id, sizeof run_id);
+        ss->next_seq = after + 1;
+        ss->run_was_terminal = runs_status_terminal(status);
+        *ret = ss;
+        return 0;
+}
+
+static void session_free(struct stream_session *ss) {
+        if (!ss)
+                return;
+        if (ss->established) {
+                for (struct stream_session **p = &sessions; *p; p = &(*p)->next)
+                        if (*p == ss) {
+                                *p = ss->next;
+                                break;
+                        }
+                metric_add(&api_metric_ws_sessions, -1);
+        }
+        if (ss->sub)
+                fanout_unsubscribe(ss->api->hub, ss->sub);
+        for (size_t i = 0; i < ss->n; i++)
+                free(ss->store[i].json);
+        free(ss->store);
+        free(ss);
+}
+
+static void session_take_live(struct stream_session *ss) {
+        if (!ss->sub)
+                return;
+        struct fanout_item *items = fanout_drain(ss->api->hub, ss->sub);
+        for (struct fanout_item *it = items; it; it = it->next)
+                store_insert(ss, it->seq, it->terminal, TAKE_PTR(it->json));
+        fanout_items_free(items);
+}
+
+void stream_wake_all(struct api *a) {
+        (void)a;
+        for (struct stream_session *ss = sessions; ss; ss = ss->next) {
+                session_take_live(ss);
+                session_schedule(ss);
+        }
+}
+
+static int session_close(struct stream_session *ss, enum lws_close_status status, const char *why) {
+        lws_close_reason(ss->wsi, status, (unsigned char *)why, strlen(why));
+        return -1;
+}
+
+static int session_write(struct stream_session *ss) {
+        if (!store_has_next(ss)) {
+                if (ss->fetch_full) {
+                        session_fetch(ss);
+                        if (store_has_next(ss))
+                                lws_callback_on_writable(ss->wsi);
+                }
+                return 0;
+        }
+        struct stored_event ev = ss->store[0];
+        size_t len = strlen(ev.json);
+        unsigned char *buf = malloc(LWS_PRE + len);
+        if (!buf)
+                return -1;
+        memcpy(buf + LWS_PRE, ev.json, len);
+        int w = lws_write(ss->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+        free(buf);
+        if (w < (int)len)
+                return -1;
+        free(ev.json);
+        memmove(ss->store, ss->store + 1, (ss->n - 1) * sizeof *ss->store);
+        ss->n--;
+        ss->next_seq++;
+        if (ev.terminal)
+                return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
+        if (store_has_next(ss))
+                lws_callback_on_writable(ss->wsi);
+        else if (ss->fetch_full)
+                lws_callback_on_writable(ss->wsi); /* next history batch */
+        else
+                session_schedule(ss);
+        return 0;
+}
+
+int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons reason,
+                    struct stream_session **ssp) {
+        struct stream_session *ss = *ssp;
+        switch (reason) {
+        case LWS_CALLBACK_ESTABLISHED:
+                if (!ss)
+                        return -1;
+                (void)a;
+                ss->wsi = wsi;
+                ss->established = true;
+                ss->next = sessions;
+                sessions = ss;
+                metric_add(&api_metric_ws_sessions, 1);
+                /* subscribe first, then read history: nothing falls in between */
+                ss->sub = fanout_subscribe(ss->api->hub, ss->run_id);
+                if (!ss->sub)
+                        return -1;
+                session_fetch(ss);
+                if (ss->history_missing && ss->run_was_terminal && ss->n == 0)
+                        return session_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "run history unavailable");
+                session_schedule(ss);
+                return 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+                if (!ss)
+                        return -1;
+                return session_write(ss);
+        case LWS_CALLBACK_TIMER:
+                if (!ss)
+                        return 0;
+                ss->timer_due = 0;
+                session_take_live(ss);
+                if (!store_has_next(ss))
+                        session_fetch(ss);
+                session_schedule(ss);
+                return 0;
+        case LWS_CALLBACK_RECEIVE:
+                return 0; /* viewers have nothing to say yet */
+        case LWS_CALLBACK_CLOSED:
+                session_free(TAKE_PTR(*ssp));
+                return 0;
+        default:
+                return 0;
+        }
+}

@@ -1,0 +1,78 @@
+/* Unguessable ids: UUIDv4 format, uniqueness, hex helpers. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/ids.h"
+
+static int cmp(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static void test_uuid_format(void **state) {
+        char u[UUID_STR_LEN];
+        for (int i = 0; i < 100; i++) {
+                assert_int_equal(id_new_uuid(u), 0);
+                assert_int_equal(strlen(u), 36);
+                assert_true(id_is_uuid(u));
+                assert_int_equal(u[14], '4');                 /* version 4 */
+                assert_non_null(strchr("89ab", u[19]));       /* RFC 4122 variant */
+        }
+}
+
+static void test_uuid_unique(void **state) {
+        enum { N = 2000 };
+        char(*ids)[UUID_STR_LEN] = calloc(N, UUID_STR_LEN);
+        assert_non_null(ids);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(id_new_uuid(ids[i]), 0);
+        qsort(ids, N, UUID_STR_LEN, cmp);
+        for (int i = 1; i < N; i++)
+                assert_string_not_equal(ids[i - 1], ids[i]);
+        free(ids);
+}
+
+static void test_uuid_validation(void **state) {
+        assert_true(id_is_uuid("123e4567-e89b-42d3-a456-426614174000"));
+        assert_false(id_is_uuid(NULL));
+        assert_false(id_is_uuid(""));
+        assert_false(id_is_uuid("123E4567-E89B-42D3-A456-426614174000")); /* not canonical */
+        assert_false(id_is_uuid("123e4567e89b42d3a456426614174000"));
+        assert_false(id_is_uuid("123e4567-e89b-42d3-a456-4266141740000"));
+        assert_false(id_is_uuid("123e4567-e89b-42d3-a456-42661417400g"));
+        assert_false(id_is_uuid("123e4567-e89b-42d3-a456_426614174000"));
+        assert_false(id_is_uuid("../../etc/passwd-0000-0000-00000000"));
+}
+
+static void test_hex(void **state) {
+        static const unsigned char in[] = {0x00, 0x01, 0xab, 0xff, 0x7f};
+        char out[11];
+        hex_encode(in, sizeof in, out);
+        assert_string_equal(out, "0001abff7f");
+        hex_encode(in, 0, out);
+        assert_string_equal(out, "");
+
+        char a[65], b[65];
+        assert_int_equal(id_random_hex(a, 32), 0);
+        assert_int_equal(id_random_hex(b, 32), 0);
+        assert_int_equal(strlen(a), 64);
+        assert_int_equal(strspn(a, "0123456789abcdef"), 64);
+        assert_string_not_equal(a, b);
+        char big[200];
+        assert_int_equal(id_random_hex(big, 65), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_uuid_format),
+                cmocka_unit_test(test_uuid_unique),
+                cmocka_unit_test(test_uuid_validation),
+                cmocka_unit_test(test_hex),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,223 @@
+/* kafka wrapper against librdkafka's in-process mock cluster, which speaks the
+ * real Kafka protocol on loopback TCP ports. */
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "kafka/kafka.h"
+
+static rd_kafka_t *mock_host;
+static rd_kafka_mock_cluster_t *mock;
+static char bootstrap[256];
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {}
+
+static int group_setup(void **state) {
+        char errstr[256];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_log_cb(conf, quiet_log);
+        /* A handle only to host the mock cluster's threads. */
+        mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+        if (!mock_host)
+                return -1;
+        mock = rd_kafka_mock_cluster_new(mock_host, 3);
+        if (!mock)
+                return -1;
+        snprintf(bootstrap, sizeof bootstrap, "%s", rd_kafka_mock_cluster_bootstraps(mock));
+        rd_kafka_mock_topic_create(mock, "t.roundtrip", 1, 3);
+        rd_kafka_mock_topic_create(mock, "t.resume", 1, 3);
+        rd_kafka_mock_topic_create(mock, "t.threads", 4, 3);
+        rd_kafka_mock_topic_create(mock, "t.async", 2, 3);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        rd_kafka_mock_cluster_destroy(mock);
+        rd_kafka_destroy(mock_host);
+        return 0;
+}
+
+static struct kafka_options opts(void) {
+        return (struct kafka_options){.bootstrap = bootstrap, .client_id = "unit", .session_timeout_ms = 6000};
+}
+
+/* Polls until a message arrives or ~30 s pass. */
+static int poll_one(struct kafka_consumer *c, struct kafka_message *m) {
+        for (int i = 0; i < 60; i++) {
+                int r = kafka_consumer_poll(c, 500, m);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void test_produce_sync_then_consume(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        static const unsigned char value[] = {'h', 'i', 0, 0xff, '!'};
+        assert_int_equal(kafka_produce_sync(p, "t.roundtrip", "run-1", value, sizeof value, 10000, &err), 0);
+        assert_int_equal(kafka_producer_ping(p, 5000), 0);
+
+        const char *topics[] = {"t.roundtrip", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.roundtrip", topics, "earliest", &err);
+        assert_non_null(c);
+        struct kafka_message m;
+        assert_int_equal(poll_one(c, &m), 1);
+        assert_string_equal(m.topic, "t.roundtrip");
+        assert_int_equal(m.key_len, 5);
+        assert_memory_equal(m.key, "run-1", 5);
+        assert_int_equal(m.len, sizeof value);
+        assert_memory_equal(m.value, value, sizeof value);
+        assert_int_equal(m.offset, 0);
+        assert_int_equal(kafka_consumer_commit(c, &m, &err), 0);
+        kafka_message_release(&m);
+        assert_null(m.handle);
+        assert_null(kafka_consumer_free(c));
+        assert_null(kafka_producer_free(p));
+}
+
+static void consume_expect(struct kafka_consumer *c, const char *want, bool commit) {
+        struct kafka_message m;
+        struct err_detail err = {0};
+        assert_int_equal(poll_one(c, &m), 1);
+        assert_int_equal(m.len, strlen(want));
+        assert_memory_equal(m.value, want, m.len);
+        if (commit)
+                assert_int_equal(kafka_consumer_commit(c, &m, &err), 0);
+        kafka_message_release(&m);
+}
+
+static void test_group_resumes_after_commit(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        for (int i = 1; i <= 3; i++) {
+                char v[16];
+                snprintf(v, sizeof v, "m%d", i);
+                assert_int_equal(kafka_produce_sync(p, "t.resume", "k", v, strlen(v), 10000, &err), 0);
+        }
+        const char *topics[] = {"t.resume", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.resume", topics, "earliest", &err);
+        assert_non_null(c);
+        consume_expect(c, "m1", true);
+        consume_expect(c, "m2", false); /* seen but not committed: must come again */
+        c = kafka_consumer_free(c);
+
+        c = kafka_consumer_new(&o, "g.resume", topics, "earliest", &err);
+        assert_non_null(c);
+        consume_expect(c, "m2", true);
+        consume_expect(c, "m3", true);
+        kafka_consumer_free(c);
+        kafka_producer_free(p);
+}
+
+struct thread_arg {
+        struct kafka_producer *p;
+        int id;
+        int failures;
+};
+
+static void *produce_thread(void *arg) {
+        struct thread_arg *a = arg;
+        for (int i = 0; i < 20; i++) {
+                char key[32], v[32];
+                snprintf(key, sizeof key, "k%d", a->id);
+                snprintf(v, sizeof v, "t%d-%d", a->id, i);
+                if (kafka_produce_sync(a->p, "t.threads", key, v, strlen(v), 10000, NULL) != 0)
+                        a->failures++;
+        }
+        return NULL;
+}
+
+static void test_produce_sync_from_threads(void **state) {
+        struct kafka_options o = opts();
+        struct kafka_producer *p = kafka_producer_new(&o, NULL);
+        assert_non_null(p);
+        pthread_t t[4];
+        struct thread_arg args[4];
+        for (int i = 0; i < 4; i++) {
+                args[i] = (struct thread_arg){p, i, 0};
+                assert_int_equal(pthread_create(&t[i], NULL, produce_thread, &args[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(args[i].failures, 0);
+        }
+        kafka_producer_free(p);
+}
+
+static void test_async_produce_and_flush(void **state) {
+        struct kafka_options o = opts();
+        struct kafka_producer *p = kafka_producer_new(&o, NULL);
+        assert_non_null(p);
+        for (int i = 0; i < 100; i++)
+                assert_int_equal(kafka_produce(p, "t.async", "k", "x", 1, NULL), 0);
+        assert_int_equal(kafka_producer_flush(p, 10000), 0);
+        kafka_producer_free(p);
+}
+
+static void test_unreachable_broker(void **state) {
+        struct kafka_options o = {.bootstrap = "127.0.0.1:1", .client_id = "unit"};
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        int r = kafka_produce_sync(p, "t.roundtrip", "k", "v", 1, 500, &err);
+        assert_true(r < 0);
+        assert_int_equal(err.errnum, r);
+        assert_true(err.message[0] != '\0');
+        assert_int_equal(kafka_producer_ping(p, 300), -ECONNRESET);
+        kafka_producer_free(p);
+}
+
+static void test_bad_config(void **state) {
+        const char *extra[] = {"no.such.property", "1", NULL};
+        struct kafka_options o = {.bootstrap = bootstrap, .extra = extra};
+        struct err_detail err = {0};
+        assert_null(kafka_producer_new(&o, &err));
+        assert_int_equal(err.errnum, -EINVAL);
+        assert_non_null(strstr(err.message, "no.such.property"));
+
+        struct kafka_options none = {0};
+        assert_null(kafka_producer_new(&none, &err));
+        assert_int_equal(err.errnum, -EINVAL);
+
+        const char *topics[] = {"t.roundtrip", NULL};
+        assert_null(kafka_consumer_new(&o, "g", topics, "earliest", &err));
+        assert_int_equal(err.errnum, -EINVAL);
+        struct kafka_options ok = opts();
+        assert_null(kafka_consumer_new(&ok, "g", topics, "sideways", &err));
+        assert_int_equal(err.errnum, -EINVAL);
+}
+
+static void test_free_null(void **state) {
+        assert_null(kafka_producer_free(NULL));
+        assert_null(kafka_consumer_free(NULL));
+        kafka_message_release(NULL);
+}
+
+int main(void) {
+        log_init("test", LOG_WARN);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_produce_sync_then_consume),
+                cmocka_unit_test(test_group_resumes_after_commit),
+                cmocka_unit_test(test_produce_sync_from_threads),
+                cmocka_unit_test(test_async_produce_and_flush),
+                cmocka_unit_test(test_unreachable_broker),
+                cmocka_unit_test(test_bad_config),
+                cmocka_unit_test(test_free_null),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

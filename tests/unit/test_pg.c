@@ -1,0 +1,290 @@
+/* pg wrapper against a real PostgreSQL named by PADDOCK_PG_DSN (skipped without). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "pg/pg.h"
+
+static const char *dsn;
+static struct pg_pool *pool;
+static char schema[64];
+
+static int group_setup(void **state) {
+        snprintf(schema, sizeof schema, "unit_pg_%d", (int)getpid());
+        pool = pg_pool_new(dsn, 2);
+        return pool ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+        PGconn *c = pg_pool_acquire(pool, 5000, NULL);
+        if (c) {
+                char sql[128];
+                snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+                pg_exec(c, sql, 0, NULL, NULL, NULL);
+                pg_pool_release(pool, c);
+        }
+        pg_pool_free(pool);
+        return 0;
+}
+
+/* Deliberately out of order: pg_migrate sorts by name. */
+static const struct embedded_file migrations_v1[] = {
+        {"0002_note.sql", "ALTER TABLE items ADD COLUMN note text;", 0},
+        {"0001_init.sql", "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n"
+                          "CREATE INDEX items_name ON items (name);", 0},
+        {NULL, NULL, 0},
+};
+
+static const struct embedded_file migrations_v2[] = {
+        {"0001_init.sql", "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);\n"
+                          "CREATE INDEX items_name ON items (name);", 0},
+        {"0002_note.sql", "ALTER TABLE items ADD COLUMN note text;", 0},
+        {"0003_broken.sql", "CREATE TABLE half (x int);\nCREAT TABLE oops (y int);", 0},
+        {NULL, NULL, 0},
+};
+
+static void test_migrate_idempotent(void **state) {
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(pg_migrate(c, schema, migrations_v1, &err), 2);
+        assert_int_equal(pg_migrate(c, schema, migrations_v1, &err), 0);
+
+        char sql[256];
+        PGresult *res = NULL;
+        snprintf(sql, sizeof sql, "SELECT name FROM %s.schema_migrations ORDER BY name", schema);
+        assert_int_equal(pg_exec(c, sql, 0, NULL, &res, &err), 0);
+        assert_int_equal(PQntuples(res), 2);
+        assert_string_equal(PQgetvalue(res, 0, 0), "0001_init.sql");
+        assert_string_equal(PQgetvalue(res, 1, 0), "0002_note.sql");
+        PQclear(res);
+
+        /* A failing migration is rolled back entirely and not recorded. */
+        int r = pg_migrate(c, schema, migrations_v2, &err);
+        assert_true(r < 0);
+        assert_string_equal(err.code, "42601");
+        assert_non_null(strstr(err.message, "0003_broken.sql"));
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        snprintf(sql, sizeof sql, "SELECT to_regclass('%s.half') IS NULL, "
+                 "(SELECT count(*) FROM %s.schema_migrations)", schema, schema);
+        assert_int_equal(pg_exec(c, sql, 0, NULL, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "t");
+        assert_string_equal(PQgetvalue(res, 0, 1), "2");
+        PQclear(res);
+
+        /* The advisory lock was released: another session can take it at once. */
+        PGconn *other = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(other);
+        const char *params[] = {schema};
+        assert_int_equal(pg_exec(other, "SELECT pg_try_advisory_lock(hashtext($1))", 1, params, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "t");
+        PQclear(res);
+        assert_int_equal(pg_exec(other, "SELECT pg_advisory_unlock(hashtext($1))", 1, params, NULL, &err), 0);
+        pg_pool_release(pool, other);
+
+        assert_int_equal(pg_migrate(c, "Bad-Name", migrations_v1, &err), -EINVAL);
+        pg_pool_release(pool, c);
+}
+
+struct migrator {
+        char schema[80];
+        int result;
+};
+
+static void *migrate_thread(void *arg) {
+        struct migrator *m = arg;
+        PGconn *c = pg_pool_acquire(pool, 10000, NULL);
+        m->result = c ? pg_migrate(c, m->schema, migrations_v1, NULL) : -ECONNRESET;
+        if (c)
+                pg_pool_release(pool, c);
+        return NULL;
+}
+
+/* Two services starting at once: one applies everything, the other nothing. */
+static void test_migrate_concurrently(void **state) {
+        struct migrator m[2];
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) {
+                snprintf(m[i].schema, sizeof m[i].schema, "%s_race", schema);
+                assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, &m[i]), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                pthread_join(t[i], NULL);
+        assert_true(m[0].result >= 0 && m[1].result >= 0);
+        assert_int_equal(m[0].result + m[1].result, 2);
+        PGconn *c = pg_pool_acquire(pool, 5000, NULL);
+        assert_non_null(c);
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", m[0].schema);
+        assert_int_equal(pg_exec(c, sql, 0, NULL, NULL, NULL), 0);
+        pg_pool_release(pool, c);
+}
+
+static void test_error_translation(void **state) {
+        struct err_detail err = {0};
+        char sql[256];
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        snprintf(sql, sizeof sql, "INSERT INTO %s.items (id, name) VALUES ($1, $2)", schema);
+        const char *row[] = {"1", "one"};
+        assert_int_equal(pg_exec(c, sql, 2, row, NULL, &err), 0);
+        assert_int_equal(pg_exec(c, sql, 2, row, NULL, &err), -EEXIST);
+        assert_int_equal(err.errnum, -EEXIST);
+        assert_string_equal(err.code, "23505");
+        assert_non_null(strstr(err.message, "items_pkey"));
+
+        int r = pg_exec(c, "SELEC 1", 0, NULL, NULL, &err);
+        assert_true(r < 0);
+        assert_string_equal(err.code, "42601");
+
+        const char *bad[] = {"abc"};
+        assert_int_equal(pg_exec(c, "SELECT $1::int", 1, bad, NULL, &err), -EINVAL);
+        assert_string_equal(err.code, "22P02");
+
+        /* NULL parameter is SQL NULL; results are handed over. */
+        const char *nul[] = {NULL};
+        PGresult *res = NULL;
+        assert_int_equal(pg_exec(c, "SELECT $1::text IS NULL", 1, nul, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "t");
+        PQclear(res);
+
+        /* COMMIT of an aborted transaction is a failure, not a silent rollback. */
+        assert_int_equal(pg_begin(c, &err), 0);
+        assert_true(pg_exec(c, "SELECT 1/0", 0, NULL, NULL, &err) < 0);
+        assert_string_equal(err.code, "22012");
+        assert_true(pg_commit(c, &err) < 0);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+
+        assert_int_equal(pg_begin(c, &err), 0);
+        const char *row2[] = {"2", "two"};
+        assert_int_equal(pg_exec(c, sql, 2, row2, NULL, &err), 0);
+        pg_rollback(c);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        pg_pool_release(pool, c);
+}
+
+static void test_pool_limits(void **state) {
+        struct err_detail err = {0};
+        PGconn *a = pg_pool_acquire(pool, 1000, &err);
+        PGconn *b = pg_pool_acquire(pool, 1000, &err);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_ptr_not_equal(a, b);
+        assert_null(pg_pool_acquire(pool, 200, &err));
+        assert_int_equal(err.errnum, -ETIMEDOUT);
+        pg_pool_release(pool, b);
+        PGconn *again = pg_pool_acquire(pool, 1000, &err);
+        assert_ptr_equal(again, b); /* reused, not reconnected */
+        pg_pool_release(pool, again);
+        pg_pool_release(pool, a);
+        assert_true(pg_pool_ping(pool));
+}
+
+static void test_release_inside_transaction(void **state) {
+        struct err_detail err = {0};
+        char sql[256];
+        struct pg_pool *one = pg_pool_new(dsn, 1);
+        assert_non_null(one);
+        PGconn *c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(pg_begin(c, &err), 0);
+        snprintf(sql, sizeof sql, "INSERT INTO %s.items (id, name) VALUES (42, 'abandoned')", schema);
+        assert_int_equal(pg_exec(c, sql, 0, NULL, NULL, &err), 0);
+        pg_pool_release(one, c); /* forgot to commit or roll back */
+
+        c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        PGresult *res = NULL;
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.items WHERE id = 42", schema);
+        assert_int_equal(pg_exec(c, sql, 0, NULL, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "0");
+        PQclear(res);
+
+        /* Same for a transaction left in the failed state. */
+        assert_int_equal(pg_begin(c, &err), 0);
+        assert_true(pg_exec(c, "SELECT 1/0", 0, NULL, NULL, &err) < 0);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_INERROR);
+        pg_pool_release(one, c);
+        c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        pg_pool_release(one, c);
+        pg_pool_free(one);
+}
+
+static const char *conn_option(PGconn *c, const char *key, char *buf, size_t size) {
+        PQconninfoOption *opts = PQconninfo(c);
+        buf[0] = '\0';
+        for (PQconninfoOption *o = opts; o && o->keyword; o++)
+                if (!strcmp(o->keyword, key) && o->val)
+                        snprintf(buf, size, "%s", o->val);
+        PQconninfoFree(opts);
+        return buf;
+}
+
+/* The pool bounds connection attempts (connect_timeout=5) unless the DSN says otherwise. */
+static void test_connect_timeout(void **state) {
+        char val[32], with[1024];
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        if (!strstr(dsn, "connect_timeout"))
+                assert_string_equal(conn_option(c, "connect_timeout", val, sizeof val), "5");
+        pg_pool_release(pool, c);
+
+        /* key=value and URI DSNs both keep their own value */
+        if (strstr(dsn, "://"))
+                snprintf(with, sizeof with, "%s%sconnect_timeout=7", dsn, strchr(dsn, '?') ? "&" : "?");
+        else
+                snprintf(with, sizeof with, "%s connect_timeout=7", dsn);
+        struct pg_pool *p = pg_pool_new(with, 1);
+        assert_non_null(p);
+        c = pg_pool_acquire(p, 5000, &err);
+        assert_non_null(c);
+        assert_string_equal(conn_option(c, "connect_timeout", val, sizeof val), "7");
+        pg_pool_release(p, c);
+        pg_pool_free(p);
+}
+
+static void test_unreachable(void **state) {
+        struct err_detail err = {0};
+        struct pg_pool *bad = pg_pool_new("host=127.0.0.1 port=1 dbname=x connect_timeout=2", 1);
+        assert_non_null(bad);
+        assert_null(pg_pool_acquire(bad, 1000, &err));
+        assert_int_equal(err.errnum, -ECONNRESET);
+        assert_false(pg_pool_ping(bad));
+        /* the failed attempt gave its slot back */
+        assert_null(pg_pool_acquire(bad, 1000, &err));
+        assert_int_equal(err.errnum, -ECONNRESET);
+        assert_null(pg_pool_free(bad));
+        assert_null(pg_pool_free(NULL));
+}
+
+int main(void) {
+        dsn = getenv("PADDOCK_PG_DSN");
+        if (!dsn || !*dsn) {
+                fprintf(stderr, "PADDOCK_PG_DSN not set: skipping\n");
+                return 77;
+        }
+        log_init("test", LOG_WARN);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_migrate_idempotent),
+                cmocka_unit_test(test_migrate_concurrently),
+                cmocka_unit_test(test_error_translation),
+                cmocka_unit_test(test_pool_limits),
+                cmocka_unit_test(test_release_inside_transaction),
+                cmocka_unit_test(test_connect_timeout),
+                cmocka_unit_test(test_unreachable),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
