@@ -1,0 +1,20 @@
+/* The billing service's features, called from main.c's consumer thread.
+ * Handlers take a borrowed connection and one message value (borrowed) and
+ * return >= 0 once the effect is committed (or was already there),
+ * -EBADMSG/-EINVAL for a message that can never be processed, and another
+ * negative errno (-ECONNRESET, -EAGAIN, ...) for a transient failure worth
+ * retrying with the same message. */
+#pragma once
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "core/err.h"
+#include "core/macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
+
+/* usage_store.c: records a UsageRecord once per run in billing.run_usage
+ * and, in the same transaction and only if it was new, adds it to the team's
+ * UTC day in billing.team_daily. Returns 1 if recorded, 0 if already there. */
+int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+void usage_store_register_metrics(void);

@@ -1,0 +1,116 @@
+/* Usage per run and per team and day. A run's usage is counted exactly once:
+ * the run_usage insert decides (ON CONFLICT DO NOTHING RETURNING) and the
+ * daily sum moves only in the transaction where that insert happened. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "billing.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/timeutil.h"
+#include "paddock/v1/usage.pb-c.h"
+#include "pg/pg.h"
+
+static struct metric m_recorded = {.name = "paddock_billing_usage_recorded_total",
+                                   .help = "Usage records counted", .type = METRIC_COUNTER};
+static struct metric m_duplicates = {.name = "paddock_billing_usage_duplicate_total",
+                                     .help = "Usage records for runs already counted, ignored", .type = METRIC_COUNTER};
+
+void usage_store_register_metrics(void) {
+        metrics_register(&m_recorded);
+        metrics_register(&m_duplicates);
+}
+
+static void usage_freep(Paddock__V1__UsageRecord **p) {
+        if (*p)
+                paddock__v1__usage_record__free_unpacked(*p, NULL);
+}
+
+static bool amount_valid(double v) { return isfinite(v) && v >= 0 && v < 1e15; }
+
+/* The UTC day the run ended; earlier clocks stand in when the end is unknown. */
+static void usage_day(const Paddock__V1__UsageRecord *u, char buf[static 16]) {
+        int64_t us = u->ended_unix_us > 0 ? u->ended_unix_us
+                   : u->started_unix_us > 0 ? u->started_unix_us
+                   : u->env->ts_unix_us > 0 ? u->env->ts_unix_us : time_now_us();
+        time_t t = (time_t)(us / 1000000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 16, "%Y-%m-%d", &tm);
+}
+
+int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
+        _cleanup_(usage_freep) Paddock__V1__UsageRecord *u = paddock__v1__usage_record__unpack(NULL, len, data);
+        if (!u)
+                return err_set(reterr, -EBADMSG, "decode", "not a UsageRecord");
+        if (!u->env || !id_is_uuid(u->env->run_id))
+                return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
+        if (!id_is_uuid(u->env->tenant_id))
+                return err_set(reterr, -EINVAL, "env.tenant_id", "env.tenant_id is not a UUID");
+        if (!id_is_uuid(u->team_id))
+                return err_set(reterr, -EINVAL, "team_id", "team_id is not a UUID");
+        if (*u->user_id && !id_is_uuid(u->user_id))
+                return err_set(reterr, -EINVAL, "user_id", "user_id is not a UUID");
+        if (!amount_valid(u->runtime_seconds))
+                return err_set(reterr, -EINVAL, "runtime_seconds", "runtime_seconds must be a finite number >= 0");
+        if (!amount_valid(u->cost_usd))
+                return err_set(reterr, -EINVAL, "cost_usd", "cost_usd must be a finite number >= 0");
+        if (u->tokens_in > INT64_MAX || u->tokens_out > INT64_MAX || u->egress_bytes > INT64_MAX)
+                return err_set(reterr, -EINVAL, "tokens", "token and byte counts must fit in a bigint");
+
+        char day[16], runtime[32], tin[24], tout[24], egress[24], cost[32];
+        usage_day(u, day);
+        snprintf(runtime, sizeof runtime, "%.17g", u->runtime_seconds);
+        snprintf(tin, sizeof tin, "%llu", (unsigned long long)u->tokens_in);
+        snprintf(tout, sizeof tout, "%llu", (unsigned long long)u->tokens_out);
+        snprintf(egress, sizeof egress, "%llu", (unsigned long long)u->egress_bytes);
+        snprintf(cost, sizeof cost, "%.17g", u->cost_usd);
+
+        int r = pg_begin(conn, reterr);
+        if (r < 0)
+                return r;
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *params[] = {u->env->run_id, u->env->tenant_id, u->team_id, *u->user_id ? u->user_id : NULL,
+                                day, runtime, tin, tout, egress, cost};
+        r = pg_exec(conn,
+                    "INSERT INTO billing.run_usage (run_id, tenant_id, team_id, user_id, day, runtime_seconds,"
+                    " tokens_in, tokens_out, egress_bytes, cost_usd, recorded_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())"
+                    " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+                    (int)ELEMENTSOF(params), params, &res, reterr);
+        if (r < 0)
+                goto fail;
+        if (PQntuples(res) == 0) {
+                pg_rollback(conn);
+                metric_add(&m_duplicates, 1);
+                return 0;
+        }
+        const char *daily[] = {u->env->tenant_id, u->team_id, day, runtime, tin, tout, egress, cost};
+        r = pg_exec(conn,
+                    "INSERT INTO billing.team_daily AS d (tenant_id, team_id, day, runs, runtime_seconds,"
+                    " tokens_in, tokens_out, egress_bytes, cost_usd)"
+                    " VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (tenant_id, team_id, day) DO UPDATE SET runs = d.runs + 1,"
+                    "  runtime_seconds = d.runtime_seconds + EXCLUDED.runtime_seconds,"
+                    "  tokens_in = d.tokens_in + EXCLUDED.tokens_in,"
+                    "  tokens_out = d.tokens_out + EXCLUDED.tokens_out,"
+                    "  egress_bytes = d.egress_bytes + EXCLUDED.egress_bytes,"
+                    "  cost_usd = d.cost_usd + EXCLUDED.cost_usd",
+                    (int)ELEMENTSOF(daily), daily, NULL, reterr);
+        if (r < 0)
+                goto fail;
+        r = pg_commit(conn, reterr);
+        if (r < 0)
+                goto fail;
+        log_ctx(LOG_INFO, LOG_KV("run", u->env->run_id, "tenant", u->env->tenant_id, "team", u->team_id, "day", day),
+                "recorded run usage");
+        metric_add(&m_recorded, 1);
+        return 1;
+fail:
+        pg_rollback(conn);
+        return r;
+}

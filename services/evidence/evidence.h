@@ -1,0 +1,37 @@
+/* The evidence service's features, called from main.c's consumer thread.
+ * Handlers take a borrowed connection and one message value (borrowed) and
+ * return >= 0 once the effect is committed (or was already there),
+ * -EBADMSG/-EINVAL for a message that can never be processed, and another
+ * negative errno (-ECONNRESET, -EAGAIN, ...) for a transient failure worth
+ * retrying with the same message. */
+#pragma once
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/macro.h"
+#include "s3/s3.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
+
+/* events_store.c: inserts a RunEvent into evidence.run_events once per
+ * (run_id, seq). Returns 1 if inserted, 0 if it was already there. */
+int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+void events_store_register_metrics(void);
+
+struct artifacts_store_config {
+        struct s3_client *s3;  /* borrowed */
+        uint64_t max_bytes;    /* largest artifact assembled (in memory) */
+};
+
+/* artifacts_store.c: stores an ArtifactChunk; when every chunk is present,
+ * verifies size and SHA-256, PUTs the object to
+ * tenants/<tenant>/runs/<run>/<name>, then records it in evidence.artifacts
+ * and drops the chunks in one transaction. Returns 1 if the artifact was
+ * completed by this chunk, 0 otherwise (stored, or already complete).
+ * S3 failures are returned as -EAGAIN (retry), a failed verification as
+ * -EBADMSG (the chunks are dropped). */
+int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const void *data,
+                          size_t len, struct err_detail *reterr);
+void artifacts_store_register_metrics(void);

@@ -1,0 +1,338 @@
+/* paddock-evidence: persists every run event into the session history and
+ * assembles artifact chunks into tenant-scoped S3 objects (ARCHITECTURE.md §3.7).
+ *
+ * One consumer thread handles both topics; a message's offset is
+ * committed only after its effect is committed in PostgreSQL. Messages that
+ * can never be processed are logged, counted and skipped; transient failures
+ * (PostgreSQL or S3 unreachable, serialization failures) are retried on the
+ * same message with backoff, so nothing is lost or reordered. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/embedded.h"
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/metrics.h"
+#include "core/shutdown.h"
+#include "core/timeutil.h"
+#include "http/ops.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "pg/pg.h"
+#include "evidence.h"
+#include "s3/s3.h"
+
+extern const struct embedded_file evidence_migrations[];
+
+#define SERVICE "evidence"
+#define GROUP_ID "paddock-evidence"
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+struct settings {
+        char *kafka_bootstrap;
+        long long kafka_session_timeout_ms;
+        char *pg_dsn;
+        char *ops_addr;
+        char *log_level;
+        char *s3_endpoint;
+        char *s3_bucket;
+        char *s3_access_key;
+        char *s3_secret_key;
+        char *s3_region;
+        long long max_artifact_bytes;
+};
+
+static const struct config_entry settings_table[] = {
+        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false,
+         offsetof(struct settings, kafka_bootstrap), "Kafka bootstrap servers, host:port[,host:port...]"},
+        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
+         offsetof(struct settings, kafka_session_timeout_ms),
+         "consumer group session timeout; how long a dead member holds its partitions"},
+        {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
+         "PostgreSQL connection string (libpq); evidence owns schema \"evidence\""},
+        {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
+         "host:port of /healthz, /readyz and /metrics (port 0 picks a free port, logged at start)"},
+        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, offsetof(struct settings, log_level),
+         "minimum log level: debug, info, warn or error"},
+        {"PADDOCK_S3_ENDPOINT", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_endpoint),
+         "S3-compatible endpoint URL, e.g. http://127.0.0.1:7480 (path-style)"},
+        {"PADDOCK_S3_BUCKET", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_bucket),
+         "bucket holding artifacts under tenants/<tenant>/runs/<run>/<name>"},
+        {"PADDOCK_S3_ACCESS_KEY", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_access_key),
+         "S3 access key id"},
+        {"PADDOCK_S3_SECRET_KEY", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, s3_secret_key),
+         "S3 secret access key"},
+        {"PADDOCK_S3_REGION", CONFIG_STRING, "us-east-1", 0, 0, false, offsetof(struct settings, s3_region),
+         "S3 region used in SigV4 signatures"},
+        {"PADDOCK_EVIDENCE_MAX_ARTIFACT_BYTES", CONFIG_INT, "268435456", 1024, 4294967296.0, false,
+         offsetof(struct settings, max_artifact_bytes),
+         "largest artifact accepted; artifacts are assembled in memory before the upload"},
+        {NULL},
+};
+
+static struct metric m_consumed = {.name = "paddock_evidence_messages_processed_total",
+                                   .help = "Messages whose effect was committed", .type = METRIC_COUNTER};
+static struct metric m_skipped = {.name = "paddock_evidence_messages_skipped_total",
+                                  .help = "Messages that could never be processed (undecodable or invalid), skipped",
+                                  .type = METRIC_COUNTER};
+static struct metric m_retries = {.name = "paddock_evidence_retries_total",
+                                  .help = "Transient failures retried (PostgreSQL unreachable, conflicts)",
+                                  .type = METRIC_COUNTER};
+
+struct app {
+        struct pg_pool *pool;
+        struct kafka_consumer *consumer;
+        struct artifacts_store_config artifacts;
+};
+
+/* Splits "host:port" or "[v6]:port". */
+static int ops_addr_parse(const char *s, char *host, size_t host_size, int *ret_port) {
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s)
+                return -EINVAL;
+        const char *h = s;
+        size_t hlen = (size_t)(colon - s);
+        if (h[0] == '[') {
+                if (hlen < 2 || h[hlen - 1] != ']')
+                        return -EINVAL;
+                h++;
+                hlen -= 2;
+        }
+        if (hlen == 0 || hlen >= host_size)
+                return -EINVAL;
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || port < 0 || port > 65535)
+                return -EINVAL;
+        memcpy(host, h, hlen);
+        host[hlen] = 0;
+        *ret_port = (int)port;
+        return 0;
+}
+
+static int ready(void *userdata, char *why, size_t why_size) {
+        struct app *app = userdata;
+        if (!pg_pool_ping(app->pool)) {
+                snprintf(why, why_size, "postgresql unreachable");
+                return -ECONNRESET;
+        }
+        return 0;
+}
+
+/* Sleeps ms or until shutdown is requested; returns false on shutdown. */
+static bool sleep_unless_shutdown(int ms) {
+        struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
+        poll(&p, 1, ms);
+        return !shutdown_requested();
+}
+
+/* Never retried: the same bytes would fail the same way forever. */
+static bool error_is_permanent(int r) {
+        return r == -EBADMSG || r == -EINVAL || r == -ERANGE || r == -E2BIG;
+}
+
+/* Applies one message. */
+static int handle_message(struct app *app, const struct kafka_message *m, struct err_detail *err) {
+        PGconn *conn = pg_pool_acquire(app->pool, 5000, err);
+        if (!conn)
+                return err->errnum < 0 ? err->errnum : -ECONNRESET;
+        int r;
+        if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0)
+                r = events_store(conn, m->value, m->len, err);
+        else if (strcmp(m->topic, TOPIC_ARTIFACTS) == 0)
+                r = artifacts_store_chunk(conn, &app->artifacts, m->value, m->len, err);
+        else
+                r = err_set(err, -EINVAL, "topic", "unexpected topic");
+        pg_pool_release(app->pool, conn);
+        return r;
+}
+
+/* Processes m until its effect is committed or it is known to be
+ * unprocessable (both: commit the offset, return 0), or until shutdown
+ * (-ECANCELED: do not commit; the message is redelivered after restart). */
+static int process(struct app *app, const struct kafka_message *m) {
+        char part[16], off[24];
+        snprintf(part, sizeof part, "%" PRId32, m->partition);
+        snprintf(off, sizeof off, "%" PRId64, m->offset);
+        int delay = RETRY_MIN_MS;
+        for (unsigned attempt = 1;; attempt++) {
+                struct err_detail err = {0};
+                int r = handle_message(app, m, &err);
+                if (r >= 0) {
+                        metric_add(&m_consumed, 1);
+                        return 0;
+                }
+                if (error_is_permanent(r)) {
+                        log_ctx(LOG_WARN, LOG_KV("topic", m->topic, "partition", part, "offset", off, "code", err.code),
+                                "skipping message that can never be processed: %s",
+                                err.message[0] ? err.message : strerror(-r));
+                        metric_add(&m_skipped, 1);
+                        return 0;
+                }
+                metric_add(&m_retries, 1);
+                char attempt_s[16];
+                snprintf(attempt_s, sizeof attempt_s, "%u", attempt);
+                log_ctx(attempt == 1 ? LOG_WARN : LOG_ERROR,
+                        LOG_KV("topic", m->topic, "partition", part, "offset", off, "attempt", attempt_s, "code", err.code),
+                        "could not process message, will retry in %d ms: %s", delay,
+                        err.message[0] ? err.message : strerror(-r));
+                if (!sleep_unless_shutdown(delay))
+                        return -ECANCELED;
+                delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
+        }
+}
+
+/* PostgreSQL may come up after us (local stack, Kubernetes): wait for it
+ * rather than crash-looping, but fail on anything that is not "unreachable". */
+static int migrate(struct pg_pool *pool) {
+        for (int delay = RETRY_MIN_MS;; delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2) {
+                struct err_detail err = {0};
+                PGconn *conn = pg_pool_acquire(pool, 5000, &err);
+                int r = conn ? pg_migrate(conn, "evidence", evidence_migrations, &err) : (err.errnum ? err.errnum : -ECONNRESET);
+                if (conn)
+                        pg_pool_release(pool, conn);
+                if (r >= 0) {
+                        log_info("schema evidence is up to date (%d migrations applied)", r);
+                        return 0;
+                }
+                if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EAGAIN) {
+                        log_error("could not migrate schema evidence: %s", err.message);
+                        return r;
+                }
+                log_warn("could not reach postgresql, retrying in %d ms: %s", delay, err.message);
+                if (!sleep_unless_shutdown(delay))
+                        return -ECANCELED;
+        }
+}
+
+static int run(const struct settings *cfg) {
+        struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes};
+        char ops_host[256];
+        int ops_port, ret = 1;
+        struct ops_server *ops = NULL;
+        struct err_detail err = {0};
+        (void)ops_addr_parse(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
+
+        app.pool = pg_pool_new(cfg->pg_dsn, 2);
+        struct s3_config s3c = {.endpoint = cfg->s3_endpoint, .region = cfg->s3_region, .bucket = cfg->s3_bucket,
+                                .access_key = cfg->s3_access_key, .secret_key = cfg->s3_secret_key,
+                                .timeout_ms = 60000};
+        app.artifacts.s3 = s3_client_new(&s3c);
+        if (!app.pool || !app.artifacts.s3) {
+                log_error("out of memory");
+                goto out;
+        }
+        ops = ops_server_start(ops_host, ops_port, ready, &app, &err);
+        if (!ops) {
+                log_error("could not start ops server on %s: %s", cfg->ops_addr, err.message);
+                goto out;
+        }
+        char port_s[16];
+        snprintf(port_s, sizeof port_s, "%d", ops_server_port(ops));
+        log_ctx(LOG_INFO, LOG_KV("addr", ops_host, "port", port_s), "ops server listening");
+
+        if (migrate(app.pool) < 0)
+                goto out;
+        /* Usually created by the deployment; creating it here makes a fresh
+         * stack work, and failing here is not fatal: uploads retry. */
+        int r = s3_create_bucket(app.artifacts.s3, &err);
+        if (r < 0 && r != -EEXIST)
+                log_warn("could not create bucket %s: %s", cfg->s3_bucket, err.message);
+
+        struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-evidence",
+                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms};
+        static const char *const topics[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, NULL};
+        app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
+        if (!app.consumer) {
+                log_error("could not create kafka consumer: %s", err.message);
+                goto out;
+        }
+        log_info("evidence started");
+
+        while (!shutdown_requested()) {
+                struct kafka_message m;
+                r = kafka_consumer_poll(app.consumer, 500, &m);
+                if (r < 0) {
+                        log_error("kafka consumer failed: %s", strerror(-r));
+                        goto out;
+                }
+                if (r == 0)
+                        continue;
+                r = process(&app, &m);
+                if (r == -ECANCELED) {
+                        kafka_message_release(&m);
+                        break;
+                }
+                struct err_detail cerr = {0};
+                if (kafka_consumer_commit(app.consumer, &m, &cerr) < 0)
+                        /* harmless: the message comes again and is applied idempotently */
+                        log_warn("could not commit offset on %s: %s", m.topic, cerr.message);
+                kafka_message_release(&m);
+        }
+        log_info("shutting down");
+        ret = 0;
+out:
+        ops_server_stop(ops);
+        kafka_consumer_free(app.consumer);
+        s3_client_free(app.artifacts.s3);
+        pg_pool_free(app.pool);
+        return ret;
+}
+
+int main(int argc, char **argv) {
+        static const char summary[] = "Paddock evidence: stores run events and assembles artifacts into S3.";
+        if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+                config_print_help(stdout, "paddock-evidence", summary, settings_table);
+                return 0;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "paddock-evidence: unknown argument \"%s\" (see --help)\n", argv[1]);
+                return CONFIG_EXIT_BAD;
+        }
+
+        struct settings cfg = {0};
+        struct err_detail err = {0};
+        enum log_level level = LOG_INFO;
+        log_init(SERVICE, LOG_INFO);
+        int r = config_load(settings_table, &cfg, &err);
+        char host[256];
+        int port;
+        if (r >= 0 && log_level_from_string(cfg.log_level, &level) < 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error", cfg.log_level);
+        if (r >= 0 && ops_addr_parse(cfg.ops_addr, host, sizeof host, &port) < 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_OPS_ADDR: \"%s\" is not host:port", cfg.ops_addr);
+        if (r >= 0 && strncmp(cfg.s3_endpoint, "http://", 7) != 0 && strncmp(cfg.s3_endpoint, "https://", 8) != 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_S3_ENDPOINT: \"%s\" is not an http(s) URL", cfg.s3_endpoint);
+        if (r < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(settings_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        log_init(SERVICE, level);
+        config_log(settings_table, &cfg);
+
+        metrics_register(&m_consumed);
+        metrics_register(&m_skipped);
+        metrics_register(&m_retries);
+        events_store_register_metrics();
+        artifacts_store_register_metrics();
+        r = shutdown_install();
+        if (r < 0) {
+                log_error("could not install signal handlers: %s", strerror(-r));
+                config_free(settings_table, &cfg);
+                return 1;
+        }
+
+        int ret = run(&cfg);
+        config_free(settings_table, &cfg);
+        return ret;
+}
