@@ -1,0 +1,76 @@
+/* Egress address policy: which IP addresses a sandbox's egress proxy may connect
+ * to. Pure functions, no I/O, no DNS, no global state: thread-safe.
+ *
+ * The proxy calls addr_parse_host_literal() on the host of every CONNECT / Host:
+ * so that no spelling of an IP literal escapes as a "name", and then
+ * addr_policy_permits() on every address it is about to connect to (a literal,
+ * or each address a name resolved to), so a name pointing at 127.0.0.1 or at the
+ * cloud metadata service is refused as well. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum addr_class {
+        ADDR_CLASS_PUBLIC,
+        ADDR_CLASS_LOOPBACK,     /* 127/8, ::1 */
+        ADDR_CLASS_PRIVATE,      /* 10/8, 172.16/12, 192.168/16, fc00::/7, fec0::/10, 64:ff9b:1::/48 */
+        ADDR_CLASS_LINK_LOCAL,   /* 169.254/16, fe80::/10 */
+        ADDR_CLASS_METADATA,     /* cloud instance metadata / host endpoints, see addr_policy.c */
+        ADDR_CLASS_CARRIER_NAT,  /* 100.64/10 */
+        ADDR_CLASS_UNSPECIFIED,  /* 0/8, :: (Linux connects 0.0.0.0 to the local host) */
+        ADDR_CLASS_MULTICAST,    /* 224/4, ff00::/8 */
+        ADDR_CLASS_BROADCAST,    /* 255.255.255.255 */
+        ADDR_CLASS_RESERVED,     /* documentation, benchmarking, IETF special purpose, 240/4,
+                                  * Teredo, anything outside 2000::/3, unknown families */
+        _ADDR_CLASS_MAX,
+};
+
+/* Parses host (without port) as an IP literal, accepting every spelling that
+ * glibc's inet_aton()/getaddrinfo() or a browser would accept, so that the
+ * caller can classify it: dotted quad, 1-3 part short forms (127.1), each part
+ * decimal, octal (leading 0) or hex (0x), a single 32-bit integer, IPv6 with or
+ * without [brackets], one trailing dot. Following the WHATWG URL rule, a host
+ * whose last label is numeric is an IPv4 literal or malformed, never a name.
+ * host is borrowed; *ret is written only on success, port 0.
+ * Returns 1 if host is a literal (*ret filled), 0 if it is a syntactically valid
+ * DNS name, -EINVAL if malformed: bad IPv4 ("1.2.3.4.5", "256.1.1.1",
+ * "0x1ffffffff"), bad IPv6, an IPv6 zone id ("fe80::1%eth0"), empty labels or
+ * labels over 63 characters or starting/ending with "-",
+ * whitespace or any byte outside the host alphabet (glibc's inet_aton accepts
+ * "127.0.0.1 junk", so such hosts must never reach a resolver), non-ASCII
+ * (punycode is required), or longer than 253 characters. */
+int addr_parse_host_literal(const char *host, struct sockaddr_storage *ret);
+
+/* Classifies an AF_INET or AF_INET6 address. IPv6 addresses that embed an IPv4
+ * address (IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96, NAT64 64:ff9b::/96,
+ * 6to4 2002::/16) get the class of the embedded address. Other families are
+ * ADDR_CLASS_RESERVED. */
+enum addr_class addr_classify(const struct sockaddr_storage *a);
+
+/* Stable lower-case name ("public", "loopback", "link_local", ...), for logs and
+ * error bodies; "invalid" for out-of-range values. Static storage. */
+const char *addr_class_name(enum addr_class c);
+
+/* One explicit IP/CIDR allow rule of a sandbox definition. */
+struct addr_allow {
+        int family;               /* AF_INET or AF_INET6 */
+        uint8_t prefix[16];       /* network address; first 4 bytes for AF_INET */
+        unsigned prefix_len;      /* 1..32 or 1..128 */
+};
+
+/* Parses "a.b.c.d", "a.b.c.d/n", "v6", "v6/n" or "[v6]" strictly (canonical
+ * dotted quad only: rules are written by people, not attackers, and must mean
+ * one thing). A single address is a /32 or /128. Rejects with -EINVAL: host bits
+ * set beyond the prefix ("10.1.2.3/8" is ambiguous), a zero prefix length (it
+ * would allow every address including cloud metadata), zone ids, bad lengths.
+ * s is borrowed; *ret is written only on success. */
+int addr_allow_parse(const char *s, struct addr_allow *ret);
+
+/* True if the proxy may connect to a: public addresses always; every other
+ * class only when one of explicit_allows[0..n) contains the address (or, for an
+ * IPv6 address embedding an IPv4 one, the embedded address). Unknown families
+ * are never permitted. Arguments are borrowed; explicit_allows may be NULL if
+ * n is 0. */
+bool addr_policy_permits(const struct sockaddr_storage *a, const struct addr_allow *explicit_allows, size_t n);
