@@ -140,6 +140,30 @@ static void *ops_thread(void *arg) {
         return NULL;
 }
 
+int ops_parse_addr(const char *hostport, char *host, size_t host_size, int *ret_port) {
+        const char *colon = strrchr(hostport, ':');
+        if (!colon || colon == hostport)
+                return -EINVAL;
+        const char *h = hostport;
+        size_t hlen = (size_t)(colon - hostport);
+        if (h[0] == '[') {
+                if (hlen < 2 || h[hlen - 1] != ']')
+                        return -EINVAL;
+                h++;
+                hlen -= 2;
+        }
+        if (hlen == 0 || hlen >= host_size)
+                return -EINVAL;
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || port < 0 || port > 65535)
+                return -EINVAL;
+        memcpy(host, h, hlen);
+        host[hlen] = 0;
+        *ret_port = (int)port;
+        return 0;
+}
+
 struct ops_server *ops_server_start(const char *bind_addr, int port, ops_ready_fn ready_fn,
                                     void *userdata, struct err_detail *reterr) {
         if (port < 0 || port > 65535) {

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/shutdown.h"
+#include "http/ops.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 #include "s3/s3.h"
@@ -53,20 +54,6 @@ static const char summary[] =
         "  paddock-api bootstrap --tenant NAME --admin USER create the first tenant and admin;\n"
         "                                                   prints \"password: ...\" once";
 
-static int parse_addr(const char *addr, char *host, size_t host_size, int *port) {
-        const char *colon = strrchr(addr, ':');
-        if (!colon || colon == addr || (size_t)(colon - addr) >= host_size)
-                return -EINVAL;
-        char *end;
-        long p = strtol(colon + 1, &end, 10);
-        if (*end || end == colon + 1 || p < 1 || p > 65535)
-                return -EINVAL;
-        memcpy(host, addr, (size_t)(colon - addr));
-        host[colon - addr] = '\0';
-        *port = (int)p;
-        return 0;
-}
-
 static void lws_log(int level, const char *line) {
         size_t n = strlen(line);
         while (n && line[n - 1] == '\n')
@@ -83,7 +70,8 @@ static const struct lws_protocols protocols[] = {
 static int serve(struct api *a) {
         char host[256];
         int port;
-        if (parse_addr(a->cfg.addr, host, sizeof host, &port) < 0) {
+        /* port 0 would pick a port no client knows */
+        if (ops_parse_addr(a->cfg.addr, host, sizeof host, &port) < 0 || port == 0) {
                 log_error("invalid PADDOCK_API_ADDR \"%s\": expected host:port", a->cfg.addr);
                 return CONFIG_EXIT_BAD;
         }

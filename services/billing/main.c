@@ -7,7 +7,6 @@
  * (PostgreSQL unreachable, serialization failures) are retried on the
  * same message with backoff, so nothing is lost or reordered. */
 #include <errno.h>
-#include <inttypes.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "core/shutdown.h"
 #include "core/timeutil.h"
 #include "http/ops.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "pg/pg.h"
@@ -72,31 +72,6 @@ struct app {
         struct kafka_consumer *consumer;
 };
 
-/* Splits "host:port" or "[v6]:port". */
-static int ops_addr_parse(const char *s, char *host, size_t host_size, int *ret_port) {
-        const char *colon = strrchr(s, ':');
-        if (!colon || colon == s)
-                return -EINVAL;
-        const char *h = s;
-        size_t hlen = (size_t)(colon - s);
-        if (h[0] == '[') {
-                if (hlen < 2 || h[hlen - 1] != ']')
-                        return -EINVAL;
-                h++;
-                hlen -= 2;
-        }
-        if (hlen == 0 || hlen >= host_size)
-                return -EINVAL;
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || *end || port < 0 || port > 65535)
-                return -EINVAL;
-        memcpy(host, h, hlen);
-        host[hlen] = 0;
-        *ret_port = (int)port;
-        return 0;
-}
-
 static int ready(void *userdata, char *why, size_t why_size) {
         struct app *app = userdata;
         if (!pg_pool_ping(app->pool)) {
@@ -113,13 +88,9 @@ static bool sleep_unless_shutdown(int ms) {
         return !shutdown_requested();
 }
 
-/* Never retried: the same bytes would fail the same way forever. */
-static bool error_is_permanent(int r) {
-        return r == -EBADMSG || r == -EINVAL || r == -ERANGE || r == -E2BIG;
-}
-
-/* Applies one message. */
-static int handle_message(struct app *app, const struct kafka_message *m, struct err_detail *err) {
+/* Applies one message (a kafka_handle_fn). */
+static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
         PGconn *conn = pg_pool_acquire(app->pool, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
@@ -130,41 +101,6 @@ static int handle_message(struct app *app, const struct kafka_message *m, struct
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         pg_pool_release(app->pool, conn);
         return r;
-}
-
-/* Processes m until its effect is committed or it is known to be
- * unprocessable (both: commit the offset, return 0), or until shutdown
- * (-ECANCELED: do not commit; the message is redelivered after restart). */
-static int process(struct app *app, const struct kafka_message *m) {
-        char part[16], off[24];
-        snprintf(part, sizeof part, "%" PRId32, m->partition);
-        snprintf(off, sizeof off, "%" PRId64, m->offset);
-        int delay = RETRY_MIN_MS;
-        for (unsigned attempt = 1;; attempt++) {
-                struct err_detail err = {0};
-                int r = handle_message(app, m, &err);
-                if (r >= 0) {
-                        metric_add(&m_consumed, 1);
-                        return 0;
-                }
-                if (error_is_permanent(r)) {
-                        log_ctx(LOG_WARN, LOG_KV("topic", m->topic, "partition", part, "offset", off, "code", err.code),
-                                "skipping message that can never be processed: %s",
-                                err.message[0] ? err.message : strerror(-r));
-                        metric_add(&m_skipped, 1);
-                        return 0;
-                }
-                metric_add(&m_retries, 1);
-                char attempt_s[16];
-                snprintf(attempt_s, sizeof attempt_s, "%u", attempt);
-                log_ctx(attempt == 1 ? LOG_WARN : LOG_ERROR,
-                        LOG_KV("topic", m->topic, "partition", part, "offset", off, "attempt", attempt_s, "code", err.code),
-                        "could not process message, will retry in %d ms: %s", delay,
-                        err.message[0] ? err.message : strerror(-r));
-                if (!sleep_unless_shutdown(delay))
-                        return -ECANCELED;
-                delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
-        }
 }
 
 /* PostgreSQL may come up after us (local stack, Kubernetes): wait for it
@@ -196,7 +132,7 @@ static int run(const struct settings *cfg) {
         int ops_port, ret = 1;
         struct ops_server *ops = NULL;
         struct err_detail err = {0};
-        (void)ops_addr_parse(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
+        (void)ops_parse_addr(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
 
         app.pool = pg_pool_new(cfg->pg_dsn, 2);
         if (!app.pool) {
@@ -225,25 +161,11 @@ static int run(const struct settings *cfg) {
         }
         log_info("billing started");
 
-        while (!shutdown_requested()) {
-                struct kafka_message m;
-                r = kafka_consumer_poll(app.consumer, 500, &m);
-                if (r < 0) {
-                        log_error("kafka consumer failed: %s", strerror(-r));
-                        goto out;
-                }
-                if (r == 0)
-                        continue;
-                r = process(&app, &m);
-                if (r == -ECANCELED) {
-                        kafka_message_release(&m);
-                        break;
-                }
-                struct err_detail cerr = {0};
-                if (kafka_consumer_commit(app.consumer, &m, &cerr) < 0)
-                        /* harmless: the message comes again and is applied idempotently */
-                        log_warn("could not commit offset on %s: %s", m.topic, cerr.message);
-                kafka_message_release(&m);
+        struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
+        r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
+        if (r < 0) {
+                log_error("kafka consumer failed: %s", strerror(-r));
+                goto out;
         }
         log_info("shutting down");
         ret = 0;
@@ -274,7 +196,7 @@ int main(int argc, char **argv) {
         int port;
         if (r >= 0 && log_level_from_string(cfg.log_level, &level) < 0)
                 r = err_set(&err, -EINVAL, "config", "PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error", cfg.log_level);
-        if (r >= 0 && ops_addr_parse(cfg.ops_addr, host, sizeof host, &port) < 0)
+        if (r >= 0 && ops_parse_addr(cfg.ops_addr, host, sizeof host, &port) < 0)
                 r = err_set(&err, -EINVAL, "config", "PADDOCK_OPS_ADDR: \"%s\" is not host:port", cfg.ops_addr);
         if (r < 0) {
                 log_error("invalid configuration: %s", err.message);

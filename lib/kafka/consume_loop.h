@@ -1,0 +1,56 @@
+/* The one consume loop every consuming service runs: poll a message, hand it
+ * to the service's handler, and commit its offset only once the handler says
+ * its effect is durable or that it can never be processed. Transient failures
+ * are retried on the SAME message with exponential backoff, so nothing is lost,
+ * skipped or reordered while a dependency (PostgreSQL, S3) is down; a restart
+ * at any point redelivers the uncommitted message, so handlers must be
+ * idempotent. Logs retries and skips (warn/error) on the service's behalf,
+ * since only this loop knows the attempt count and offset. */
+#pragma once
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core/err.h"
+#include "core/metrics.h"
+#include "kafka/kafka.h"
+
+/* A handler's verdict for a message that can never be processed (undecodable
+ * or invalid): logged at warn, counted in opts->skipped, committed.
+ * -EBADMSG, -EINVAL, -ERANGE and -E2BIG mean the same (the same bytes would
+ * fail the same way forever), so decoders' errors can be returned as they are. */
+#define KAFKA_SKIP (-EBADMSG)
+
+/* Applies one message (borrowed for the call). Returns >= 0 once the effect is
+ * durable; KAFKA_SKIP or another permanent errno (see above) for poison; any
+ * other negative errno is transient and the same message is handed in again
+ * after a backoff. err starts zeroed on each attempt; its code and message are
+ * logged. Called from the loop's thread only. */
+typedef int (*kafka_handle_fn)(void *userdata, const struct kafka_message *m, struct err_detail *err);
+/* Called after every poll (a message handled and committed, or a poll
+ * timeout), for periodic work in the consumer's thread. */
+typedef void (*kafka_tick_fn)(void *userdata);
+
+struct kafka_consume_loop_options {
+        int poll_timeout_ms;          /* 0: 500; also bounds how late a tick runs */
+        int retry_min_ms;             /* 0: 100, first backoff, doubled per attempt */
+        int retry_max_ms;             /* 0: 5000, backoff ceiling */
+        struct metric *processed;     /* optional: messages whose effect was committed */
+        struct metric *skipped;       /* optional: poison messages skipped */
+        struct metric *retries;       /* optional: transient failures retried */
+        kafka_tick_fn tick;           /* optional, gets the loop's userdata */
+        const atomic_bool *stop;      /* optional: stop as on shutdown (checked
+                                       * between polls and every <= 100 ms of backoff) */
+};
+
+/* True for the errnos a handler returns for poison messages (see KAFKA_SKIP). */
+bool kafka_error_is_permanent(int r);
+
+/* Runs until core/shutdown reports a shutdown or *opts->stop becomes true,
+ * then returns 0; a message being retried at that moment is not committed and
+ * is redelivered to the group's next member. Returns the negative errno of a
+ * fatal consumer error (logged by the caller). A failed commit is logged at
+ * warn and not fatal: the message comes again and is applied idempotently.
+ * c, opts and the metrics are borrowed; c must be polled by this thread only. */
+int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *userdata,
+                       const struct kafka_consume_loop_options *opts);

@@ -1,0 +1,262 @@
+/* kafka_consume_loop against librdkafka's in-process mock cluster (the real
+ * Kafka protocol on loopback): what is committed, when, and what a new group
+ * member sees after the previous one went away. */
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "kafka/consume_loop.h"
+#include "kafka/kafka.h"
+
+static rd_kafka_t *mock_host;
+static rd_kafka_mock_cluster_t *mock;
+static char bootstrap[256];
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {}
+
+static int group_setup(void **state) {
+        char errstr[256];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_log_cb(conf, quiet_log);
+        /* A handle only to host the mock cluster's threads. */
+        mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+        if (!mock_host)
+                return -1;
+        mock = rd_kafka_mock_cluster_new(mock_host, 1);
+        if (!mock)
+                return -1;
+        snprintf(bootstrap, sizeof bootstrap, "%s", rd_kafka_mock_cluster_bootstraps(mock));
+        rd_kafka_mock_topic_create(mock, "t.loop.retry", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.loop.verdicts", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.loop.idle", 1, 1);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        rd_kafka_mock_cluster_destroy(mock);
+        rd_kafka_destroy(mock_host);
+        return 0;
+}
+
+static struct kafka_options opts(void) {
+        /* short session: a new member gets the partition soon after the old one leaves */
+        return (struct kafka_options){.bootstrap = bootstrap, .client_id = "unit", .session_timeout_ms = 6000};
+}
+
+static void produce(const char *topic, const char *const *values) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        for (size_t i = 0; values[i]; i++)
+                assert_int_equal(kafka_produce_sync(p, topic, "k", values[i], strlen(values[i]), 10000, &err), 0);
+        kafka_producer_free(p);
+}
+
+/* What a handler saw, and what it answers: verdict_for(value) decides. */
+struct recorder {
+        char seen[16][16];
+        int n;
+        int transient_left;   /* "flaky" fails transiently this many times, then succeeds */
+        int stop_after;       /* set stop once this many messages were handed in */
+        atomic_bool stop;
+        struct metric processed, skipped, retries;
+};
+
+static int record_handle(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct recorder *r = userdata;
+        if (r->n < 16)
+                snprintf(r->seen[r->n], sizeof r->seen[0], "%.*s", (int)m->len, (const char *)m->value);
+        r->n++;
+        if (r->stop_after && r->n >= r->stop_after)
+                atomic_store(&r->stop, true);
+        if (m->len == 5 && !memcmp(m->value, "flaky", 5) && (r->transient_left < 0 || r->transient_left-- > 0))
+                return err_set(err, -ECONNRESET, "08006", "database went away");
+        if (m->len == 6 && !memcmp(m->value, "poison", 6))
+                return err_set(err, KAFKA_SKIP, "decode", "not a protobuf message");
+        if (m->len == 3 && !memcmp(m->value, "bad", 3))
+                return -EBADMSG; /* a decoder's own error counts as poison too */
+        return 0;
+}
+
+static void recorder_init(struct recorder *r) {
+        *r = (struct recorder){0};
+        r->processed = (struct metric){.name = "processed", .type = METRIC_COUNTER};
+        r->skipped = (struct metric){.name = "skipped", .type = METRIC_COUNTER};
+        r->retries = (struct metric){.name = "retries", .type = METRIC_COUNTER};
+}
+
+static struct kafka_consume_loop_options loop_opts(struct recorder *r) {
+        return (struct kafka_consume_loop_options){.poll_timeout_ms = 200, .retry_min_ms = 10, .retry_max_ms = 40,
+                                                   .processed = &r->processed, .skipped = &r->skipped,
+                                                   .retries = &r->retries, .stop = &r->stop};
+}
+
+/* Stops the loop after ~30 s if a test's own stop condition never came. */
+struct watchdog {
+        atomic_bool *stop;
+        atomic_bool done;
+        pthread_t thread;
+};
+
+static void *watchdog_main(void *arg) {
+        struct watchdog *w = arg;
+        for (int i = 0; i < 300 && !atomic_load(&w->done); i++)
+                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+        atomic_store(w->stop, true);
+        return NULL;
+}
+
+static int run_loop(struct kafka_consumer *c, struct recorder *r) {
+        struct watchdog w = {.stop = &r->stop};
+        assert_int_equal(pthread_create(&w.thread, NULL, watchdog_main, &w), 0);
+        struct kafka_consume_loop_options lo = loop_opts(r);
+        int ret = kafka_consume_loop(c, record_handle, r, &lo);
+        atomic_store(&w.done, true);
+        pthread_join(w.thread, NULL);
+        return ret;
+}
+
+/* Produces value and checks that the group's next member sees only it: every
+ * earlier message of the topic was committed. */
+static void expect_all_committed(const char *topic, const char *group, const char *value) {
+        produce(topic, (const char *const[]){value, NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {topic, NULL};
+        struct recorder r;
+        recorder_init(&r);
+        r.stop_after = 1;
+        struct kafka_consumer *c = kafka_consumer_new(&o, group, topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.seen[0], value);
+        kafka_consumer_free(c);
+}
+
+/* A message failing transiently is handed in again and again, never
+ * committed; after the member goes away (stop mid-retry, then close without
+ * commit, as a crash would leave it) the next member gets the same message,
+ * and once it succeeds it is committed and never seen again. */
+static void test_transient_retried_never_lost(void **state) {
+        produce("t.loop.retry", (const char *const[]){"first", "flaky", "after", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.loop.retry", NULL};
+
+        struct recorder r;
+        recorder_init(&r);
+        r.transient_left = -1; /* always failing */
+        r.stop_after = 6;      /* "first" + five attempts at "flaky" */
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.retry", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(r.n, 6);
+        assert_string_equal(r.seen[0], "first");
+        for (int i = 1; i < 6; i++)
+                assert_string_equal(r.seen[i], "flaky"); /* the SAME message, not "after" */
+        assert_int_equal(r.processed.value, 1);
+        assert_int_equal(r.retries.value, 5);
+        assert_int_equal(r.skipped.value, 0);
+        kafka_consumer_free(c);
+
+        recorder_init(&r);
+        r.transient_left = 2; /* the database is back after two more attempts */
+        r.stop_after = 4;     /* "flaky" x3, "after" */
+        c = kafka_consumer_new(&o, "g.loop.retry", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(r.n, 4);
+        assert_string_equal(r.seen[0], "flaky"); /* redelivered: "first" was committed, "flaky" was not */
+        assert_string_equal(r.seen[1], "flaky");
+        assert_string_equal(r.seen[2], "flaky");
+        assert_string_equal(r.seen[3], "after");
+        assert_int_equal(r.processed.value, 2);
+        assert_int_equal(r.retries.value, 2);
+        kafka_consumer_free(c);
+
+        expect_all_committed("t.loop.retry", "g.loop.retry", "last");
+}
+
+/* Success and both forms of poison are committed once and counted apart. */
+static void test_skip_and_success_commit(void **state) {
+        produce("t.loop.verdicts", (const char *const[]){"ok1", "poison", "bad", "ok2", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.loop.verdicts", NULL};
+
+        struct recorder r;
+        recorder_init(&r);
+        r.stop_after = 4;
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.verdicts", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(r.n, 4);
+        assert_int_equal(r.processed.value, 2);
+        assert_int_equal(r.skipped.value, 2);
+        assert_int_equal(r.retries.value, 0);
+        kafka_consumer_free(c);
+
+        expect_all_committed("t.loop.verdicts", "g.loop.verdicts", "ok3"); /* none of the four comes again */
+}
+
+static int ticks;
+static void count_tick(void *userdata) {
+        struct recorder *r = userdata;
+        if (++ticks >= 3)
+                atomic_store(&r->stop, true);
+}
+
+/* The tick runs on idle polls too (the scheduler's periodic placement). */
+static void test_tick_runs_when_idle(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.loop.idle", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.tick", topics, "latest", &err);
+        assert_non_null(c);
+        struct recorder r;
+        recorder_init(&r);
+        struct kafka_consume_loop_options lo = loop_opts(&r);
+        lo.tick = count_tick;
+        ticks = 0;
+        assert_int_equal(kafka_consume_loop(c, record_handle, &r, &lo), 0);
+        assert_int_equal(ticks, 3);
+        assert_int_equal(r.n, 0);
+        kafka_consumer_free(c);
+}
+
+static void test_error_is_permanent(void **state) {
+        assert_true(kafka_error_is_permanent(KAFKA_SKIP));
+        assert_true(kafka_error_is_permanent(-EINVAL));
+        assert_true(kafka_error_is_permanent(-ERANGE));
+        assert_true(kafka_error_is_permanent(-E2BIG));
+        assert_false(kafka_error_is_permanent(-ECONNRESET));
+        assert_false(kafka_error_is_permanent(-EAGAIN));
+        assert_false(kafka_error_is_permanent(-ETIMEDOUT));
+        assert_false(kafka_error_is_permanent(0));
+}
+
+int main(void) {
+        log_init("test", LOG_ERROR);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_transient_retried_never_lost),
+                cmocka_unit_test(test_skip_and_success_commit),
+                cmocka_unit_test(test_tick_runs_when_idle),
+                cmocka_unit_test(test_error_is_permanent),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
