@@ -1,11 +1,14 @@
 #include "core/shutdown.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "core/timeutil.h"
 
 static atomic_bool requested;
 static int wake_fd = -1;
@@ -38,3 +41,19 @@ int shutdown_install(void) {
 
 bool shutdown_requested(void) { return atomic_load(&requested); }
 int shutdown_fd(void) { return wake_fd; }
+
+bool shutdown_sleep_ms(int ms) {
+        /* The eventfd is never read, so once written it keeps poll() returning at once. */
+        int64_t deadline = time_mono_us() + (int64_t)(ms > 0 ? ms : 0) * 1000;
+        for (;;) {
+                if (shutdown_requested())
+                        return true;
+                int64_t left_ms = (deadline - time_mono_us() + 999) / 1000;
+                if (left_ms <= 0)
+                        return false;
+                /* fd -1 (not installed) is ignored by poll(): a plain sleep; EINTR from
+                 * an unrelated signal just goes round again */
+                struct pollfd p = {.fd = wake_fd, .events = POLLIN};
+                poll(&p, 1, (int)left_ms);
+        }
+}

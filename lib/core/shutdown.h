@@ -11,3 +11,8 @@ bool shutdown_requested(void);
 int shutdown_fd(void);
 /* Requests shutdown from code (e.g. a fatal error in a worker thread). */
 void shutdown_request(void);
+/* Sleeps ms milliseconds, waking early when shutdown is requested (for retry
+ * backoffs, so SIGTERM is not held up by a long wait). Returns true if shutdown
+ * was requested, false after a full sleep. Works without shutdown_install()
+ * (then it is a plain sleep). Thread-safe. */
+bool shutdown_sleep_ms(int ms);

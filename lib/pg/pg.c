@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/shutdown.h"
+#include "core/timeutil.h"
 
 struct pg_pool {
         char *dsn;
@@ -340,6 +342,53 @@ int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *mig
         if (applied >= 0 && r < 0)
                 return r;
         return applied;
+}
+
+#define PG_WAIT_RETRY_MIN_MS 100
+#define PG_WAIT_RETRY_MAX_MS 5000
+#define PG_WAIT_ACQUIRE_MS 5000
+
+static bool pg_error_is_transient(int r) {
+        return r == -ECONNRESET || r == -ETIMEDOUT || r == -EAGAIN;
+}
+
+int pg_migrate_wait(struct pg_pool *pool, const char *schema, const struct embedded_file *migrations,
+                    const struct pg_migrate_wait_options *opts, struct err_detail *reterr) {
+        static const struct pg_migrate_wait_options defaults = {0};
+        if (!opts)
+                opts = &defaults;
+        int min_ms = opts->retry_min_ms > 0 ? opts->retry_min_ms : PG_WAIT_RETRY_MIN_MS;
+        int max_ms = opts->retry_max_ms > 0 ? opts->retry_max_ms : PG_WAIT_RETRY_MAX_MS;
+        int64_t deadline = opts->max_wait_ms > 0 ? time_mono_us() + (int64_t)opts->max_wait_ms * 1000 : 0;
+        int delay = min_ms;
+        for (unsigned attempt = 1;; attempt++) {
+                struct err_detail err = {0};
+                PGconn *conn = pg_pool_acquire(pool, PG_WAIT_ACQUIRE_MS, &err);
+                int r = conn ? pg_migrate(conn, schema, migrations, &err) : (err.errnum < 0 ? err.errnum : -ECONNRESET);
+                if (conn)
+                        pg_pool_release(pool, conn);
+                if (r >= 0 || !pg_error_is_transient(r)) {
+                        if (r < 0 && reterr)
+                                *reterr = err;
+                        return r;
+                }
+                int64_t now = time_mono_us();
+                if (deadline && now >= deadline) {
+                        if (reterr)
+                                *reterr = err;
+                        return r;
+                }
+                int wait = delay;
+                if (deadline && (deadline - now) / 1000 < wait)
+                        wait = (int)((deadline - now + 999) / 1000);
+                log_ctx(LOG_DEBUG, LOG_KV("schema", schema), "postgresql not ready, retrying in %d ms: %s", wait,
+                        err.message);
+                if (opts->on_retry)
+                        opts->on_retry(opts->userdata, attempt, wait, &err);
+                if (shutdown_sleep_ms(wait))
+                        return err_set(reterr, -ECANCELED, "shutdown", "shutdown requested while waiting for postgresql");
+                delay = delay * 2 > max_ms ? max_ms : delay * 2;
+        }
 }
 
 bool pg_pool_ping(struct pg_pool *pool) {

@@ -43,5 +43,29 @@ void pg_rollback(PGconn *conn);
  * Returns the number applied or a negative errno (*reterr names the migration). */
 int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *migrations,
                struct err_detail *reterr);
+/* Reports one failed attempt of pg_migrate_wait() while PostgreSQL is
+ * unreachable: attempt counts from 1, delay_ms is the wait before the next one,
+ * err says why (borrowed for the call). lib/ logs at debug only, so this is
+ * where a service logs its waiting. Called from pg_migrate_wait()'s thread. */
+typedef void (*pg_retry_fn)(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err);
+
+struct pg_migrate_wait_options {
+        int max_wait_ms;      /* 0: wait until shutdown; else give up after about this long */
+        int retry_min_ms;     /* 0: 100, first wait, doubled per attempt */
+        int retry_max_ms;     /* 0: 5000, ceiling of the wait */
+        pg_retry_fn on_retry; /* optional */
+        void *userdata;       /* for on_retry */
+};
+
+/* pg_migrate() on a connection from pool, for service start: PostgreSQL may
+ * come up after the service (local stack, Kubernetes), so while it is
+ * unreachable or the migration hits a transient error (-ECONNRESET,
+ * -ETIMEDOUT, -EAGAIN) it retries with exponential backoff instead of failing.
+ * opts may be NULL (defaults). Returns the number of migrations applied; the
+ * first permanent error (e.g. a bad migration); the last transient error once
+ * max_wait_ms has passed; or -ECANCELED as soon as core/shutdown reports a
+ * shutdown. *reterr says why. pool and migrations are borrowed. */
+int pg_migrate_wait(struct pg_pool *pool, const char *schema, const struct embedded_file *migrations,
+                    const struct pg_migrate_wait_options *opts, struct err_detail *reterr);
 /* True if a trivial query succeeds within the pool's connect timeout (for /readyz). */
 bool pg_pool_ping(struct pg_pool *pool);

@@ -229,9 +229,13 @@ char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const 
 /* ---- status_consumer.c */
 int status_consumer_start(struct api *a);
 void status_consumer_stop(void);
+/* Registers the consumer's processed/skipped/retries counters; call once from main(). */
+void status_consumer_register_metrics(void);
 
 /* ---- bootstrap.c */
 int bootstrap_main(struct api *a, int argc, char **argv);
+/* Applies the api schema's migrations, waiting up to wait_s for PostgreSQL
+ * (stops early on shutdown); logs the outcome. Returns as pg_migrate_wait(). */
 int api_migrate(struct api *a, int wait_s);
 
 /* metrics (main.c) */

@@ -4,37 +4,29 @@
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
-#include <time.h>
 
 #include "api.h"
 #include "core/log.h"
-#include "core/timeutil.h"
 #include "pg/pg.h"
 
 #define ALL_ROLES "{tenant_admin,sandbox_author,launcher,approver,reviewer,viewer}"
 
+/* Logs each wait for PostgreSQL (a pg_retry_fn). */
+static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
+        (void)userdata;
+        (void)attempt;
+        log_warn("could not reach postgresql, retrying in %d ms: %s", delay_ms, err->message);
+}
+
 int api_migrate(struct api *a, int wait_s) {
-        int64_t deadline = time_mono_us() + (int64_t)wait_s * 1000000;
-        for (;;) {
-                struct err_detail e = {0};
-                PGconn *conn = pg_pool_acquire(a->pg, 5000, &e);
-                if (conn) {
-                        int r = pg_migrate(conn, "api", api_migrations, &e);
-                        pg_pool_release(a->pg, conn);
-                        if (r < 0) {
-                                log_error("could not apply migrations: %s", e.message);
-                                return r;
-                        }
-                        if (r > 0)
-                                log_info("applied %d migration(s)", r);
-                        return 0;
-                }
-                if (time_mono_us() > deadline) {
-                        log_error("could not connect to postgresql: %s", e.message);
-                        return e.errnum ? e.errnum : -ECONNRESET;
-                }
-                nanosleep(&(struct timespec){.tv_nsec = 500 * 1000 * 1000}, NULL);
-        }
+        struct err_detail e = {0};
+        struct pg_migrate_wait_options o = {.max_wait_ms = wait_s * 1000, .on_retry = migrate_waiting};
+        int r = pg_migrate_wait(a->pg, "api", api_migrations, &o, &e);
+        if (r >= 0)
+                log_info("schema api is up to date (%d migrations applied)", r);
+        else if (r != -ECANCELED)
+                log_error("could not migrate schema api: %s", e.message);
+        return r;
 }
 
 static bool name_ok(const char *s) {

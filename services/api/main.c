@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
                 metrics_register(&api_metric_runs_launched);
                 metrics_register(&api_metric_ws_sessions);
                 metrics_register(&api_metric_status_updates);
+                status_consumer_register_metrics();
                 if (shutdown_install() < 0)
                         return 1;
                 rc = serve(&a);

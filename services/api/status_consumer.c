@@ -1,18 +1,20 @@
 /* Run status from Kafka (group paddock-api-status): runs.assigned sets
  * scheduled + node, runs.events of kind "status" move the run forward. Updates
  * are idempotent (status_seq only grows, a terminal status is never left), so
- * redelivery is harmless; the offset is committed only after the update. */
+ * redelivery is harmless. The shared lib/kafka loop commits an offset only
+ * after the update, retries transient failures (PostgreSQL down) on the same
+ * message with backoff and skips undecodable messages. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #include "api.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/shutdown.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "paddock/v1/events.pb-c.h"
@@ -21,6 +23,15 @@
 
 static const char *const known_statuses[] = {"provisioning", "running", "awaiting_approval", "succeeded", "failed",
                                              "cancelled", "timed_out", "limit_exceeded", "rejected", NULL};
+
+static struct metric m_processed = {.name = "paddock_api_status_messages_processed_total",
+                                   .help = "Run status messages whose effect was committed", .type = METRIC_COUNTER};
+static struct metric m_skipped = {.name = "paddock_api_status_messages_skipped_total",
+                                  .help = "Run status messages that could never be processed (undecodable), skipped",
+                                  .type = METRIC_COUNTER};
+static struct metric m_retries = {.name = "paddock_api_status_retries_total",
+                                  .help = "Transient failures applying run status retried (PostgreSQL unreachable)",
+                                  .type = METRIC_COUNTER};
 
 static struct {
         struct api *api;
@@ -37,28 +48,25 @@ static bool known_status(const char *s) {
         return false;
 }
 
-static int apply_sql(const char *sql, int n, const char *const *params, const char *run_id) {
+/* Runs one status UPDATE; failures go to err (the loop logs them with the offset). */
+static int apply_sql(const char *sql, int n, const char *const *params, const char *run_id, struct err_detail *err) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open(&d, sc.api, NULL, &e);
-        if (k < 0)
-                return k;
         _cleanup_pgres_ PGresult *res = NULL;
-        k = pg_exec(d.conn, sql, n, params, &res, &e);
-        if (k < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("run", run_id, "sqlstate", e.code), "could not update run status: %s",
-                        e.message);
-                return k;
-        }
+        if (k >= 0)
+                k = pg_exec(d.conn, sql, n, params, &res, &e);
+        if (k < 0)
+                return err_set(err, k, e.code, "could not update status of run %s: %s", run_id, e.message);
         if (atoi(PQcmdTuples(res)) > 0)
                 metric_add(&api_metric_status_updates, 1);
         return 0;
 }
 
-static int handle_assigned(const struct kafka_message *m) {
+static int handle_assigned(const struct kafka_message *m, struct err_detail *err) {
         Paddock__V1__RunAssigned *a = paddock__v1__run_assigned__unpack(NULL, m->len, m->value);
         if (!a)
-                return 0; /* undecodable: nothing to retry */
+                return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunAssigned");
         const char *run_id = a->env && a->env->run_id && a->env->run_id[0] ? a->env->run_id
                              : a->request && a->request->env ? a->request->env->run_id : NULL;
         int r = 0;
@@ -69,16 +77,16 @@ static int handle_assigned(const struct kafka_message *m) {
                               "scheduled_at = coalesce(scheduled_at, now()), "
                               "status = CASE WHEN status = 'queued' THEN 'scheduled' ELSE status END "
                               "WHERE id = $1 AND (status = 'queued' OR node_id IS NULL)",
-                              2, params, run_id);
+                              2, params, run_id, err);
         }
         paddock__v1__run_assigned__free_unpacked(a, NULL);
         return r;
 }
 
-static int handle_event(const struct kafka_message *m) {
+static int handle_event(const struct kafka_message *m, struct err_detail *err) {
         Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
         if (!ev)
-                return 0;
+                return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEvent");
         int r = 0;
         if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && !strcmp(ev->kind, "status")) {
                 _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
@@ -104,39 +112,36 @@ static int handle_event(const struct kafka_message *m) {
                                 "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason) "
                                 "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
                                 "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')",
-                                7, params, ev->env->run_id);
+                                7, params, ev->env->run_id, err);
                 }
         }
         paddock__v1__run_event__free_unpacked(ev, NULL);
         return r;
 }
 
+/* Applies one message (a kafka_handle_fn). */
+static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        (void)userdata;
+        return !strcmp(m->topic, TOPIC_RUNS_ASSIGNED) ? handle_assigned(m, err) : handle_event(m, err);
+}
+
 static void *status_thread(void *arg) {
         (void)arg;
-        while (!atomic_load(&sc.stop) && !shutdown_requested()) {
-                struct kafka_message m;
-                int r = kafka_consumer_poll(sc.consumer, 500, &m);
-                if (r < 0) {
-                        log_error("status consumer failed: %s", strerror(-r));
-                        shutdown_request();
-                        lws_cancel_service(sc.api->lws);
-                        break;
-                }
-                if (r == 0)
-                        continue;
-                /* retry the same message until its effect is durable */
-                for (;;) {
-                        int k = !strcmp(m.topic, TOPIC_RUNS_ASSIGNED) ? handle_assigned(&m) : handle_event(&m);
-                        if (k >= 0 || atomic_load(&sc.stop) || shutdown_requested())
-                                break;
-                        nanosleep(&(struct timespec){.tv_sec = 1}, NULL);
-                }
-                struct err_detail e = {0};
-                if (!atomic_load(&sc.stop) && !shutdown_requested() && kafka_consumer_commit(sc.consumer, &m, &e) < 0)
-                        log_warn("could not commit status offset: %s", e.message);
-                kafka_message_release(&m);
+        struct kafka_consume_loop_options lo = {.processed = &m_processed, .skipped = &m_skipped,
+                                                .retries = &m_retries, .stop = &sc.stop};
+        int r = kafka_consume_loop(sc.consumer, handle_message, NULL, &lo);
+        if (r < 0) {
+                log_error("status consumer failed: %s", strerror(-r));
+                shutdown_request();
+                lws_cancel_service(sc.api->lws);
         }
         return NULL;
+}
+
+void status_consumer_register_metrics(void) {
+        metrics_register(&m_processed);
+        metrics_register(&m_skipped);
+        metrics_register(&m_retries);
 }
 
 int status_consumer_start(struct api *a) {

@@ -7,7 +7,6 @@
  * (PostgreSQL unreachable, serialization failures) are retried on the
  * same message with backoff, so nothing is lost or reordered. */
 #include <errno.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +31,6 @@ extern const struct embedded_file billing_migrations[];
 
 #define SERVICE "billing"
 #define GROUP_ID "paddock-billing"
-#define RETRY_MIN_MS 100
-#define RETRY_MAX_MS 5000
 
 struct settings {
         char *kafka_bootstrap;
@@ -81,13 +78,6 @@ static int ready(void *userdata, char *why, size_t why_size) {
         return 0;
 }
 
-/* Sleeps ms or until shutdown is requested; returns false on shutdown. */
-static bool sleep_unless_shutdown(int ms) {
-        struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
-        poll(&p, 1, ms);
-        return !shutdown_requested();
-}
-
 /* Applies one message (a kafka_handle_fn). */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
@@ -103,27 +93,24 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         return r;
 }
 
+/* Logs each wait for PostgreSQL at start (a pg_retry_fn). */
+static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
+        (void)userdata;
+        (void)attempt;
+        log_warn("could not reach postgresql, retrying in %d ms: %s", delay_ms, err->message);
+}
+
 /* PostgreSQL may come up after us (local stack, Kubernetes): wait for it
  * rather than crash-looping, but fail on anything that is not "unreachable". */
 static int migrate(struct pg_pool *pool) {
-        for (int delay = RETRY_MIN_MS;; delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2) {
-                struct err_detail err = {0};
-                PGconn *conn = pg_pool_acquire(pool, 5000, &err);
-                int r = conn ? pg_migrate(conn, "billing", billing_migrations, &err) : (err.errnum ? err.errnum : -ECONNRESET);
-                if (conn)
-                        pg_pool_release(pool, conn);
-                if (r >= 0) {
-                        log_info("schema billing is up to date (%d migrations applied)", r);
-                        return 0;
-                }
-                if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EAGAIN) {
-                        log_error("could not migrate schema billing: %s", err.message);
-                        return r;
-                }
-                log_warn("could not reach postgresql, retrying in %d ms: %s", delay, err.message);
-                if (!sleep_unless_shutdown(delay))
-                        return -ECANCELED;
-        }
+        struct err_detail err = {0};
+        struct pg_migrate_wait_options o = {.on_retry = migrate_waiting};
+        int r = pg_migrate_wait(pool, "billing", billing_migrations, &o, &err);
+        if (r >= 0)
+                log_info("schema billing is up to date (%d migrations applied)", r);
+        else if (r != -ECANCELED)
+                log_error("could not migrate schema billing: %s", err.message);
+        return r;
 }
 
 static int run(const struct settings *cfg) {

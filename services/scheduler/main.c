@@ -7,7 +7,6 @@
  * (PostgreSQL unreachable, serialization failures) are retried on the same
  * message with backoff, so nothing is lost or reordered. */
 #include <errno.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +32,6 @@ extern const struct embedded_file scheduler_migrations[];
 #define SERVICE "scheduler"
 #define GROUP_ID "paddock-scheduler"
 #define PLACEMENT_PERIOD_US 1000000
-#define RETRY_MIN_MS 100
-#define RETRY_MAX_MS 5000
 
 struct settings {
         char *kafka_bootstrap;
@@ -90,13 +87,6 @@ static int ready(void *userdata, char *why, size_t why_size) {
         return 0;
 }
 
-/* Sleeps ms or until shutdown is requested; returns false on shutdown. */
-static bool sleep_unless_shutdown(int ms) {
-        struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
-        poll(&p, 1, ms);
-        return !shutdown_requested();
-}
-
 /* Applies one message (a kafka_handle_fn); a change that can free or need a
  * slot asks for placement right after the commit. */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
@@ -147,27 +137,24 @@ static void place_tick(void *userdata) {
         }
 }
 
+/* Logs each wait for PostgreSQL at start (a pg_retry_fn). */
+static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
+        (void)userdata;
+        (void)attempt;
+        log_warn("could not reach postgresql, retrying in %d ms: %s", delay_ms, err->message);
+}
+
 /* PostgreSQL may come up after us (local stack, Kubernetes): wait for it
  * rather than crash-looping, but fail on anything that is not "unreachable". */
 static int migrate(struct pg_pool *pool) {
-        for (int delay = RETRY_MIN_MS;; delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2) {
-                struct err_detail err = {0};
-                PGconn *conn = pg_pool_acquire(pool, 5000, &err);
-                int r = conn ? pg_migrate(conn, "scheduler", scheduler_migrations, &err) : (err.errnum ? err.errnum : -ECONNRESET);
-                if (conn)
-                        pg_pool_release(pool, conn);
-                if (r >= 0) {
-                        log_info("schema scheduler is up to date (%d migrations applied)", r);
-                        return 0;
-                }
-                if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EAGAIN) {
-                        log_error("could not migrate schema scheduler: %s", err.message);
-                        return r;
-                }
-                log_warn("could not reach postgresql, retrying in %d ms: %s", delay, err.message);
-                if (!sleep_unless_shutdown(delay))
-                        return -ECANCELED;
-        }
+        struct err_detail err = {0};
+        struct pg_migrate_wait_options o = {.on_retry = migrate_waiting};
+        int r = pg_migrate_wait(pool, "scheduler", scheduler_migrations, &o, &err);
+        if (r >= 0)
+                log_info("schema scheduler is up to date (%d migrations applied)", r);
+        else if (r != -ECANCELED)
+                log_error("could not migrate schema scheduler: %s", err.message);
+        return r;
 }
 
 static int run(const struct settings *cfg) {
