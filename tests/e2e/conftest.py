@@ -1,0 +1,431 @@
+"""Shared fixtures of the end-to-end suite.
+
+The suite runs against a running local stack (`make up`, or `make test`, which
+starts it and exports $PADDOCK_STATE_DIR/endpoints.env). Without one it fails
+loudly: a silently skipped e2e suite proves nothing.
+
+Only real clients are used: requests (HTTP), websocket-client, boto3 (S3),
+confluent_kafka (Kafka), psycopg (PostgreSQL). All traffic goes to loopback.
+"""
+
+import ipaddress
+import json
+import os
+import pathlib
+import secrets
+import time
+import urllib.parse
+import uuid
+
+import pytest
+import requests
+import websocket
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected"}
+HTTP_TIMEOUT = 30
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def state_dir():
+    d = os.environ.get("PADDOCK_STATE_DIR") or os.environ.get("PADDOCK_E2E_DEFAULT_STATE_DIR")
+    return pathlib.Path(d) if d else REPO / ".paddock"
+
+
+def read_env_file(path):
+    """Parses a shell KEY=value file (optional `export`, optional quotes)."""
+    out = {}
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def assert_loopback_url(url):
+    """Every address the suite talks to must be loopback (network safety rule)."""
+    host = urllib.parse.urlsplit(url).hostname
+    assert host, f"no host in URL {url!r}"
+    if host == "localhost":
+        return
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        pytest.fail(f"refusing to contact non-loopback host {host!r} ({url})", pytrace=False)
+    assert addr.is_loopback, f"refusing to contact non-loopback address {host} ({url})"
+
+
+class Endpoints:
+    def __init__(self, env):
+        self.env = env
+        self.api = env["PADDOCK_API_URL"].rstrip("/")
+        assert_loopback_url(self.api)
+
+    def need(self, key):
+        value = self.env.get(key)
+        if not value:
+            pytest.fail(
+                f"{key} is not set: export the local stack's endpoints "
+                f"({state_dir()}/endpoints.env) before running the e2e suite",
+                pytrace=False,
+            )
+        return value
+
+    @property
+    def ws_base(self):
+        u = urllib.parse.urlsplit(self.api)
+        scheme = "wss" if u.scheme == "https" else "ws"
+        return urllib.parse.urlunsplit((scheme, u.netloc, u.path, "", ""))
+
+
+@pytest.fixture(scope="session")
+def endpoints():
+    if not os.environ.get("PADDOCK_API_URL"):
+        pytest.fail(
+            "PADDOCK_API_URL is not set. The e2e suite runs against the local stack: "
+            "start it with `make up` and export its endpoints "
+            "(`set -a; . .paddock/endpoints.env; set +a`), or run `make test`, which does both.",
+            pytrace=False,
+        )
+    return Endpoints(dict(os.environ))
+
+
+@pytest.fixture(scope="session")
+def credentials():
+    file_creds = read_env_file(state_dir() / "credentials")
+    creds = {}
+    for key in ("PADDOCK_TENANT", "PADDOCK_USER", "PADDOCK_PASSWORD"):
+        creds[key] = os.environ.get(key) or file_creds.get(key)
+        if not creds[key]:
+            pytest.fail(f"{key} is neither in the environment nor in {state_dir()}/credentials",
+                        pytrace=False)
+    return creds
+
+
+# ---------------------------------------------------------------- API client
+
+
+class Api:
+    """A thin requests wrapper bound to one token."""
+
+    def __init__(self, base, token=None):
+        self.base = base
+        self.token = token
+        self.http = requests.Session()
+
+    def headers(self, extra=None):
+        h = {"Accept": "application/json"}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        if extra:
+            h.update(extra)
+        return h
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", HTTP_TIMEOUT)
+        kw["headers"] = self.headers(kw.get("headers"))
+        return self.http.request(method, self.base + path, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def ok(self, method, path, expect=(200, 201, 202), **kw):
+        r = self.request(method, path, **kw)
+        assert r.status_code in expect, f"{method} {path} -> {r.status_code}: {r.text[:500]}"
+        return r.json() if r.content else None
+
+
+def login(endpoints, tenant, user, password):
+    r = requests.post(endpoints.api + "/v1/auth/login",
+                      json={"tenant": tenant, "username": user, "password": password},
+                      timeout=HTTP_TIMEOUT)
+    return r
+
+
+@pytest.fixture(scope="session")
+def admin_token(endpoints, credentials):
+    r = login(endpoints, credentials["PADDOCK_TENANT"], credentials["PADDOCK_USER"],
+              credentials["PADDOCK_PASSWORD"])
+    assert r.status_code == 200, f"admin login failed: {r.status_code} {r.text[:300]}"
+    token = r.json().get("token")
+    assert token, f"login answered without a token: {r.text[:300]}"
+    return token
+
+
+@pytest.fixture(scope="session")
+def api(endpoints, admin_token):
+    return Api(endpoints.api, admin_token)
+
+
+@pytest.fixture(scope="session")
+def me(api):
+    return api.ok("GET", "/v1/me", expect=(200,))
+
+
+def _first(*values):
+    for v in values:
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+@pytest.fixture(scope="session")
+def team_id(me):
+    teams = me.get("teams") or (me.get("user") or {}).get("teams") or []
+    assert teams, f"the admin belongs to no team: /v1/me = {json.dumps(me)[:500]}"
+    t = teams[0]
+    tid = t if isinstance(t, str) else _first(t.get("id"), t.get("team_id"))
+    assert tid, f"cannot find the team id in /v1/me: {json.dumps(me)[:500]}"
+    return tid
+
+
+@pytest.fixture(scope="session")
+def tenant_id(me):
+    tenant = me.get("tenant")
+    user = me.get("user") or {}
+    tid = _first(tenant.get("id") if isinstance(tenant, dict) else None, me.get("tenant_id"),
+                 user.get("tenant_id"), user.get("tenant") if isinstance(user.get("tenant"), str) else None)
+    assert tid, f"cannot find the tenant id in /v1/me: {json.dumps(me)[:500]}"
+    return tid
+
+
+# ---------------------------------------------------------------- sandboxes and runs
+
+
+def command_spec(argv, files=None, timeout_s=60):
+    spec = {"agent": {"type": "command", "command": list(argv)}, "limits": {"timeout_s": timeout_s}}
+    if files:
+        spec["files"] = files
+    return spec
+
+
+def unique_name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Runs:
+    """Creates and publishes sandboxes and launches runs as one user."""
+
+    def __init__(self, api, team):
+        self.api = api
+        self.team = team
+
+    def create_sandbox(self, spec, name=None):
+        body = {"name": name or unique_name("e2e"), "team": self.team, "spec": spec}
+        sb = self.api.ok("POST", "/v1/sandboxes", json=body, expect=(200, 201))
+        assert sb.get("id"), f"sandbox create answered without id: {sb}"
+        return sb["id"]
+
+    def publish(self, sandbox_id):
+        v = self.api.ok("POST", f"/v1/sandboxes/{sandbox_id}/versions", expect=(200, 201))
+        assert isinstance(v.get("version"), int), f"publish answered without version: {v}"
+        return v["version"]
+
+    def launch(self, sandbox_id, version):
+        body = {"sandbox": sandbox_id, "version": version, "team": self.team}
+        r = self.api.ok("POST", "/v1/runs", json=body, expect=(202, 201, 200),
+                        headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.get("id"), f"run launch answered without id: {r}"
+        return r["id"]
+
+    def start(self, spec, name=None):
+        sb = self.create_sandbox(spec, name)
+        version = self.publish(sb)
+        return self.launch(sb, version)
+
+
+@pytest.fixture(scope="session")
+def runs(api, team_id):
+    return Runs(api, team_id)
+
+
+# ---------------------------------------------------------------- websocket
+
+
+class StreamResult:
+    def __init__(self):
+        self.events = []
+        self.close_code = None
+        self.opened_at = None
+        self.first_event_at = None
+
+    @property
+    def statuses(self):
+        return [e["data"].get("status") for e in self.events if e.get("kind") == "status"]
+
+    @property
+    def terminal(self):
+        for e in reversed(self.events):
+            if e.get("kind") == "status" and e["data"].get("status") in TERMINAL:
+                return e["data"]["status"]
+        return None
+
+    def output(self, stream=None):
+        return "".join(e["data"].get("text", "") for e in self.events
+                       if e.get("kind") == "output" and (stream is None or e["data"].get("stream") == stream))
+
+    def of_kind(self, kind):
+        return [e for e in self.events if e.get("kind") == kind]
+
+
+def stream_url(endpoints, run_id, after=None, access_token=None):
+    q = {}
+    if after is not None:
+        q["after"] = str(after)
+    if access_token is not None:
+        q["access_token"] = access_token
+    url = f"{endpoints.ws_base}/v1/runs/{run_id}/stream"
+    return url + ("?" + urllib.parse.urlencode(q) if q else "")
+
+
+def watch(endpoints, token, run_id, after=None, timeout=120):
+    """Reads the run's stream until the server closes it (after the terminal
+    status) or `timeout` seconds pass (then fails, showing what was seen)."""
+    res = StreamResult()
+    deadline = time.monotonic() + timeout
+    ws = websocket.create_connection(stream_url(endpoints, run_id, after),
+                                     header=[f"Authorization: Bearer {token}"], timeout=timeout)
+    res.opened_at = time.monotonic()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"run {run_id}: no terminal status within {timeout} s; saw "
+                            f"{[(e.get('seq'), e.get('kind'), e.get('data')) for e in res.events][-20:]}")
+            ws.settimeout(remaining)
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                ev = json.loads(data.decode())
+                if res.first_event_at is None:
+                    res.first_event_at = time.monotonic()
+                res.events.append(ev)
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                if len(data) >= 2:
+                    res.close_code = int.from_bytes(data[:2], "big")
+                break
+    finally:
+        ws.close()
+    return res
+
+
+def wait_terminal(endpoints, token, run_id, timeout=120):
+    res = watch(endpoints, token, run_id, timeout=timeout)
+    assert res.terminal, (f"run {run_id}: stream closed (code {res.close_code}) before a terminal "
+                          f"status; statuses {res.statuses}")
+    return res
+
+
+def all_events(api, run_id, after=0, limit=1000):
+    """GET /v1/runs/{id}/events, following next_cursor through every page."""
+    events = []
+    while True:
+        page = api.ok("GET", f"/v1/runs/{run_id}/events", params={"after": after, "limit": limit},
+                      expect=(200,))
+        items = page.get("items", [])
+        events.extend(items)
+        cursor = page.get("next_cursor")
+        if not cursor or not items:
+            return events
+        assert int(cursor) > after, f"events cursor did not advance: {cursor} after {after}"
+        after = int(cursor)
+
+
+def wait_events_recorded(api, run_id, count, timeout=30):
+    """History is written by evidence from Kafka, so it may trail the stream a little."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = all_events(api, run_id)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+def wait_run_status(api, run_id, timeout=30):
+    """GET /v1/runs/{id} once it shows a terminal status. The api applies
+    statuses from Kafka on its own consumer, so it may trail the stream."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        if run.get("status") in TERMINAL or time.monotonic() > deadline:
+            return run
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- node checks
+
+
+def _cgroup_dirs_named(name, root="/sys/fs/cgroup", max_depth=4):
+    found = []
+    root_depth = root.rstrip("/").count("/")
+    for dirpath, dirnames, _ in os.walk(root, onerror=lambda e: None):
+        depth = dirpath.rstrip("/").count("/") - root_depth
+        if os.path.basename(dirpath) == name:
+            found.append(dirpath)
+        if depth >= max_depth:
+            dirnames[:] = []
+    return found
+
+
+def node_leftovers(run_id):
+    """Everything of run_id still present on this node (CONTRACTS.md node layout)."""
+    sd = os.environ.get("PADDOCK_RUNNER_STATE_DIR")
+    if not sd:
+        pytest.fail("PADDOCK_RUNNER_STATE_DIR is not set: export the local stack's endpoints.env",
+                    pytrace=False)
+    sd = pathlib.Path(sd)
+    left = []
+    for p in (sd / "runs" / run_id, sd / "netns" / run_id, sd / "crun" / f"paddock-{run_id}"):
+        if os.path.lexists(p):
+            left.append(str(p))
+    with open("/proc/mounts") as f:
+        left += [f"mount: {line.strip()}" for line in f if run_id in line]
+    left += [f"cgroup: {d}" for d in _cgroup_dirs_named(run_id)]
+    return left
+
+
+def assert_node_clean(run_id, result=None):
+    left = node_leftovers(run_id)
+    assert not left, f"run {run_id} left traces on the node: {left}"
+    if result is not None:
+        destroyed = result.of_kind("destroyed")
+        assert destroyed, f"run {run_id}: no destroyed event; kinds {[e['kind'] for e in result.events]}"
+        gone = destroyed[-1]["data"].get("verified_gone")
+        assert isinstance(gone, list) and gone, f"destroyed event lists nothing verified: {destroyed[-1]}"
+
+
+def random_token_like(token):
+    """A token of the same shape as a real one (same prefix up to a "_" or ".",
+    same length and alphabet), but random."""
+    cut = max(token.find("_", 0, 12), token.find(".", 0, 12)) + 1
+    out = [token[:cut]]
+    for ch in token[cut:]:
+        if ch in "0123456789abcdef":
+            out.append(secrets.choice("0123456789abcdef"))
+        elif ch.isalnum():
+            out.append(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"))
+        else:
+            out.append(ch)
+    fake = "".join(out)
+    return fake if fake != token else random_token_like(token)
