@@ -1,0 +1,70 @@
+/* Shared state of one runner-agent process: settings, node layout, the Kafka
+ * producer and the table of run slots. Owned by main(); every worker thread
+ * borrows it for the whole process lifetime. */
+#pragma once
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/ids.h"
+#include "paddock/v1/runs.pb-c.h"
+
+#define RUNNER_SANDBOX_UID 65534
+#define RUNNER_SANDBOX_GID 65534
+
+struct runner_settings {
+        char *kafka_bootstrap;
+        long long session_timeout_ms;
+        char *node_id;
+        char *state_dir;
+        long long run_slots;
+        double node_cpus;
+        long long node_memory_mb;
+        long long heartbeat_ms;
+        char *crun;
+        char *ops_addr;
+        char *log_level;
+        long long max_output_mb;
+        long long max_diff_mb;
+};
+
+enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };
+
+/* One accepted run. The worker thread owns `assigned` and frees it; the other
+ * fields are guarded by agent.lock except `cancel`, which is atomic. */
+struct run_slot {
+        bool busy;              /* a worker thread exists for this slot */
+        bool finished;          /* the worker returned; main joins it */
+        pthread_t thread;
+        char run_id[UUID_STR_LEN];
+        double cpus;
+        uint32_t memory_mb;
+        atomic_bool cancel;     /* set on SIGTERM: kill, capture, destroy */
+        int64_t received_mono_us; /* when the assignment was polled */
+        Paddock__V1__RunAssigned *assigned;
+        struct agent *agent;
+};
+
+struct agent {
+        const struct runner_settings *cfg;
+        char node_id[256];
+        char producer_name[300];   /* "runner-agent/<node id>" */
+        double node_cpus;
+        uint64_t node_memory_mb;
+        struct kafka_producer *producer;
+
+        /* node layout under the state dir (docs/CONTRACTS.md) */
+        char *state_dir, *crun_root, *runs_dir, *netns_dir, *done_dir, *rootfs_dir, *etc_dir;
+        enum cgroup_mode cgroup_mode;
+        char **cgroup_v1_mounts;   /* NULL-terminated mount points of v1 hierarchies */
+
+        pthread_mutex_t lock;
+        pthread_cond_t cond;       /* signalled when a slot frees up */
+        struct run_slot *slots;
+        unsigned n_slots;
+};
+
+/* Counts busy slots and their cpus/memory; fills up to max run ids (caller
+ * frees each). Takes agent.lock. */
+unsigned agent_running(struct agent *a, double *cpus, uint64_t *memory_mb, char ***run_ids);

@@ -1,0 +1,144 @@
+#include "events.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/timeutil.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "paddock/v1/events.pb-c.h"
+#include "proto/envelope.h"
+
+#define EVENTS_SYNC_TIMEOUT_MS 10000
+#define EVENTS_SYNC_ATTEMPTS 6
+#define EVENTS_FLUSH_TIMEOUT_MS 30000
+
+void events_init(struct run_events *ev, struct kafka_producer *p, const char *producer_name,
+                 const char *tenant_id, const char *run_id, const char *team_id) {
+        *ev = (struct run_events){
+                .producer = p,
+                .producer_name = producer_name,
+                .tenant_id = tenant_id,
+                .run_id = run_id,
+                .team_id = team_id,
+        };
+}
+
+int events_flush(struct run_events *ev) {
+        if (!ev->pending_async)
+                return 0;
+        int r = kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
+        if (r < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not flush output events: %s",
+                        strerror(-r));
+                ev->lost++;
+                return r;
+        }
+        ev->pending_async = false;
+        return 0;
+}
+
+int events_emit(struct run_events *ev, const char *kind, const char *actor, json_t *data,
+                const char *status, bool terminal, bool sync) {
+        Paddock__V1__Envelope env;
+        Paddock__V1__RunEvent msg = PADDOCK__V1__RUN_EVENT__INIT;
+        char msgid[UUID_STR_LEN];
+        _cleanup_free_ char *data_json = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct err_detail err = {0};
+        int r;
+
+        data_json = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
+        if (!data_json)
+                return -ENOMEM;
+        r = envelope_init(&env, ev->tenant_id, ev->run_id, ev->seq + 1, ev->producer_name, msgid);
+        if (r < 0)
+                return r;
+        msg.env = &env;
+        msg.kind = (char *)kind;
+        msg.actor = (char *)actor;
+        msg.data_json = data_json;
+        msg.team_id = (char *)(ev->team_id ? ev->team_id : "");
+        msg.status = (char *)(status ? status : "");
+        msg.terminal = terminal;
+
+        size_t len = paddock__v1__run_event__get_packed_size(&msg);
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        paddock__v1__run_event__pack(&msg, buf);
+
+        if (!sync) {
+                r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len, &err);
+                if (r < 0) {
+                        /* the local queue is full: drain it once and retry */
+                        (void)kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
+                        r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len, &err);
+                }
+                if (r < 0) {
+                        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
+                                "could not queue run event: %s", err.message);
+                        ev->lost++;
+                        return r;
+                }
+                ev->seq++;
+                ev->pending_async = true;
+                return 0;
+        }
+
+        int64_t t0 = time_mono_us();
+        (void)events_flush(ev);
+        int64_t t1 = time_mono_us();
+        /* The same bytes (same message id and seq) on every attempt, so a
+         * duplicate after a lost acknowledgement is deduplicated downstream. */
+        for (int attempt = 1; attempt <= EVENTS_SYNC_ATTEMPTS; attempt++) {
+                r = kafka_produce_sync(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len,
+                                       EVENTS_SYNC_TIMEOUT_MS, &err);
+                if (r >= 0)
+                        break;
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
+                        "could not produce run event (attempt %d): %s", attempt, err.message);
+                nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+        }
+        char ms[64];
+        snprintf(ms, sizeof ms, "flush %.1f ms, produce %.1f ms", (double)(t1 - t0) / 1000.0,
+                 (double)(time_mono_us() - t1) / 1000.0);
+        log_ctx(LOG_DEBUG, LOG_KV("run", ev->run_id, "kind", kind, "timing", ms), "run event sent");
+        /* seq advances even on failure: reusing it would make a later event
+         * overwrite this one downstream; the gap at least shows the loss */
+        ev->seq++;
+        if (r < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
+                        "run event lost after retries: %s", err.message);
+                ev->lost++;
+        }
+        return r;
+}
+
+int events_status(struct run_events *ev, const char *status, const char *reason, int exit_code,
+                  bool terminal) {
+        json_t *d = json_pack("{s:s}", "status", status);
+        if (!d)
+                return -ENOMEM;
+        if (reason)
+                json_object_set_new(d, "reason", json_string(reason));
+        if (exit_code >= 0)
+                json_object_set_new(d, "exit_code", json_integer(exit_code));
+        int r = events_emit(ev, "status", "platform", d, status, terminal, true);
+        json_decref(d);
+        return r;
+}
+
+int events_output(struct run_events *ev, const char *stream, const char *text, size_t len) {
+        json_t *d = json_object();
+        if (!d)
+                return -ENOMEM;
+        json_object_set_new(d, "stream", json_string(stream));
+        json_object_set_new(d, "text", json_stringn(text, len));
+        int r = events_emit(ev, "output", "agent", d, NULL, false, false);
+        json_decref(d);
+        return r;
+}

@@ -1,0 +1,40 @@
+/* The per-run event stream on paddock.runs.events: RunEvent messages keyed by
+ * run id with env.seq contiguous from 1. One run_events belongs to one run's
+ * worker thread (not thread-safe); the producer is shared. */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct kafka_producer;
+
+struct run_events {
+        struct kafka_producer *producer; /* borrowed */
+        const char *producer_name;       /* borrowed, "runner-agent/<node>" */
+        const char *tenant_id, *run_id, *team_id; /* borrowed for the run's lifetime */
+        uint64_t seq;                    /* last seq handed out */
+        bool pending_async;              /* output queued since the last flush */
+        unsigned lost;                   /* events that could not be delivered */
+};
+
+void events_init(struct run_events *ev, struct kafka_producer *p, const char *producer_name,
+                 const char *tenant_id, const char *run_id, const char *team_id);
+
+/* Sends one event. data (borrowed, a JSON object) becomes data_json. status is
+ * set for kind "status". sync events flush queued output first and wait for
+ * the broker's acknowledgement (retrying with the same message id), so the
+ * order on the partition is the seq order. Returns 0 or a negative errno
+ * (already logged). */
+int events_emit(struct run_events *ev, const char *kind, const char *actor, json_t *data,
+                const char *status, bool terminal, bool sync);
+
+/* status event; reason may be NULL, exit_code < 0 leaves it out. */
+int events_status(struct run_events *ev, const char *status, const char *reason, int exit_code,
+                  bool terminal);
+
+/* output event (actor "agent", queued asynchronously); text must be valid UTF-8. */
+int events_output(struct run_events *ev, const char *stream, const char *text, size_t len);
+
+/* Waits until every queued output event is acknowledged. */
+int events_flush(struct run_events *ev);

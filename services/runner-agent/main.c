@@ -1,0 +1,226 @@
+/* paddock-runner-agent: the execution-plane node agent. Consumes this node's
+ * run assignments from Kafka, runs each in a crun sandbox with its own network
+ * namespace, streams events, usage and artifacts back over Kafka, destroys the
+ * sandbox and proves it is gone. Holds no database or storage credentials. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "assignments.h"
+#include "cleanup.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/metrics.h"
+#include "core/shutdown.h"
+#include "heartbeat.h"
+#include "http/ops.h"
+#include "kafka/kafka.h"
+#include "kafka/topics.h"
+#include "metrics_runner.h"
+#include "node_prep.h"
+
+struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
+struct metric runner_metric_runs_finished = {.name = "paddock_runner_runs_finished_total", .help = "Runs that reached a terminal status", .type = METRIC_COUNTER};
+struct metric runner_metric_runs_running = {.name = "paddock_runner_runs_running", .help = "Runs currently occupying a slot", .type = METRIC_GAUGE};
+struct metric runner_metric_output_events = {.name = "paddock_runner_output_events_total", .help = "Output events produced", .type = METRIC_COUNTER};
+struct metric runner_metric_heartbeats = {.name = "paddock_runner_heartbeats_total", .help = "Node heartbeats queued", .type = METRIC_COUNTER};
+
+#define S(f) offsetof(struct runner_settings, f)
+static const struct config_entry config_table[] = {
+        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false, S(kafka_bootstrap),
+         "Kafka bootstrap servers, host:port[,host:port]"},
+        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 300000, false, S(session_timeout_ms),
+         "consumer group session timeout"},
+        {"PADDOCK_NODE_ID", CONFIG_STRING, "", 0, 0, false, S(node_id),
+         "this node's id in run assignments and heartbeats (empty: the hostname)"},
+        {"PADDOCK_RUNNER_STATE_DIR", CONFIG_STRING, "/var/lib/paddock-runner", 0, 0, false, S(state_dir),
+         "state dir: crun root, run bundles and workspaces, netns files, run markers"},
+        {"PADDOCK_RUN_SLOTS", CONFIG_INT, "4", 1, 256, false, S(run_slots), "runs executed at the same time"},
+        {"PADDOCK_NODE_CPUS", CONFIG_DOUBLE, "0", 0, 4096, false, S(node_cpus),
+         "cpus offered to the scheduler (0: the machine's online cpus)"},
+        {"PADDOCK_NODE_MEMORY_MB", CONFIG_INT, "0", 0, 1LL << 30, false, S(node_memory_mb),
+         "memory offered to the scheduler in MiB (0: the machine's physical memory)"},
+        {"PADDOCK_HEARTBEAT_MS", CONFIG_INT, "2000", 100, 600000, false, S(heartbeat_ms),
+         "interval of node heartbeats on paddock.nodes"},
+        {"PADDOCK_CRUN", CONFIG_STRING, "/usr/bin/crun", 0, 0, false, S(crun), "path of the crun binary"},
+        {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, S(ops_addr),
+         "address:port of /healthz /readyz /metrics (port 0: any free port)"},
+        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
+        {"PADDOCK_RUN_MAX_OUTPUT_MB", CONFIG_INT, "64", 1, 65536, false, S(max_output_mb),
+         "stdout+stderr of one run sent as output events, beyond it output is dropped"},
+        {"PADDOCK_RUN_MAX_DIFF_MB", CONFIG_INT, "256", 1, 65536, false, S(max_diff_mb),
+         "largest workspace diff captured as an artifact"},
+        {0},
+};
+#undef S
+
+static int parse_addr(const char *s, char *host, size_t hsize, int *port) {
+        const char *colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= hsize)
+                return -EINVAL;
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || end == colon + 1 || p < 0 || p > 65535)
+                return -EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+        *port = (int)p;
+        return 0;
+}
+
+static int ready(void *userdata, char *why, size_t why_size) {
+        struct agent *a = userdata;
+        int r = kafka_producer_ping(a->producer, 2000);
+        if (r < 0)
+                snprintf(why, why_size, "kafka unreachable");
+        return r;
+}
+
+int main(int argc, char **argv) {
+        static const char summary[] =
+                "Paddock runner-agent: runs this node's assigned runs in crun sandboxes and reports over Kafka.";
+        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+                config_print_help(stdout, argv[0], summary, config_table);
+                return 0;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", argv[0], argv[1]);
+                return CONFIG_EXIT_BAD;
+        }
+
+        struct runner_settings cfg = {0};
+        struct err_detail err = {0};
+        enum log_level level;
+        log_init("runner-agent", LOG_INFO);
+        if (config_load(config_table, &cfg, &err) < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        if (log_level_from_string(cfg.log_level, &level) < 0) {
+                log_error("invalid configuration: PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error",
+                          cfg.log_level);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        char ops_host[256];
+        int ops_port;
+        if (parse_addr(cfg.ops_addr, ops_host, sizeof ops_host, &ops_port) < 0) {
+                log_error("invalid configuration: PADDOCK_OPS_ADDR: \"%s\" is not address:port", cfg.ops_addr);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        log_init("runner-agent", level);
+
+        static struct agent a;
+        a.cfg = &cfg;
+        if (cfg.node_id[0])
+                snprintf(a.node_id, sizeof a.node_id, "%s", cfg.node_id);
+        else if (gethostname(a.node_id, sizeof a.node_id - 1) < 0 || !a.node_id[0]) {
+                log_error("invalid configuration: PADDOCK_NODE_ID is empty and the hostname is unknown");
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        /* the node id names a consumer group and a Kafka key */
+        for (const char *p = a.node_id; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '.')) {
+                        log_error("invalid configuration: PADDOCK_NODE_ID: \"%s\" may only hold [A-Za-z0-9._-]",
+                                  a.node_id);
+                        config_free(config_table, &cfg);
+                        return CONFIG_EXIT_BAD;
+                }
+        snprintf(a.producer_name, sizeof a.producer_name, "runner-agent/%s", a.node_id);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        a.node_cpus = cfg.node_cpus > 0 ? cfg.node_cpus : (double)(ncpu > 0 ? ncpu : 1);
+        a.node_memory_mb = cfg.node_memory_mb > 0
+                                   ? (uint64_t)cfg.node_memory_mb
+                                   : (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / (1024 * 1024);
+        a.n_slots = (unsigned)cfg.run_slots;
+        a.slots = calloc(a.n_slots, sizeof *a.slots);
+        pthread_mutex_init(&a.lock, NULL);
+        pthread_cond_init(&a.cond, NULL);
+        if (!a.slots)
+                return 1;
+        config_log(config_table, &cfg);
+
+        metrics_register(&runner_metric_runs_accepted);
+        metrics_register(&runner_metric_runs_finished);
+        metrics_register(&runner_metric_runs_running);
+        metrics_register(&runner_metric_output_events);
+        metrics_register(&runner_metric_heartbeats);
+
+        int rc = 1;
+        struct kafka_consumer *consumer = NULL;
+        struct heartbeat *hb = NULL;
+        struct ops_server *ops = NULL;
+
+        if (shutdown_install() < 0) {
+                log_error("could not install signal handlers: %m");
+                goto out;
+        }
+        if (node_prep(&a, &err) < 0) {
+                log_error("could not prepare this node: %s", err.message);
+                goto out;
+        }
+        cleanup_leftovers(&a);
+
+        char client_id[300];
+        snprintf(client_id, sizeof client_id, "paddock-runner-%s", a.node_id);
+        /* a run may hold its slot for the longest timeout, during which the
+         * loop stops polling; keep the group membership meanwhile */
+        static const char *const consumer_extra[] = {"max.poll.interval.ms", "86400000", NULL};
+        struct kafka_options kopts = {.bootstrap = cfg.kafka_bootstrap, .client_id = client_id,
+                                      .session_timeout_ms = (int)cfg.session_timeout_ms};
+        a.producer = kafka_producer_new(&kopts, &err);
+        if (!a.producer) {
+                log_error("could not create the kafka producer: %s", err.message);
+                goto out;
+        }
+        char group[320];
+        snprintf(group, sizeof group, "paddock-runner-%s", a.node_id);
+        struct kafka_options copts = kopts;
+        copts.extra = consumer_extra;
+        consumer = kafka_consumer_new(&copts, group, (const char *const[]){TOPIC_RUNS_ASSIGNED, NULL}, "earliest",
+                                      &err);
+        if (!consumer) {
+                log_error("could not join consumer group %s: %s", group, err.message);
+                goto out;
+        }
+        ops = ops_server_start(ops_host, ops_port, ready, &a, &err);
+        if (!ops) {
+                log_error("could not start the ops endpoint on %s: %s", cfg.ops_addr, err.message);
+                goto out;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", ops_server_port(ops));
+        log_ctx(LOG_INFO, LOG_KV("node", a.node_id, "ops_port", port), "runner-agent started");
+        hb = heartbeat_start(&a);
+        if (!hb) {
+                log_error("could not start the heartbeat thread");
+                goto out;
+        }
+
+        int r = assignments_loop(&a, consumer);
+        log_info("stopping: cancelling running runs");
+        assignments_reap(&a, true);
+        rc = r < 0 ? 1 : 0;
+
+out:
+        heartbeat_stop(hb);
+        assignments_reap(&a, true);
+        kafka_consumer_free(consumer);
+        ops_server_stop(ops);
+        /* run events were acknowledged one by one; only heartbeats may be
+         * queued, and kafka_producer_free gives them its own 5 s */
+        kafka_producer_free(a.producer);
+        node_prep_free(&a);
+        free(a.slots);
+        config_free(config_table, &cfg);
+        log_info("runner-agent stopped");
+        return rc;
+}

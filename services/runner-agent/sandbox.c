@@ -1,0 +1,280 @@
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/macro.h"
+#include "subprocess.h"
+
+#define DEFAULT_MEMORY_MB 2048
+#define DEFAULT_PIDS 512
+#define DEFAULT_CPUS 1.0
+#define TMP_SIZE "size=268435456" /* /tmp tmpfs, 256 MiB */
+
+int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id) {
+        *sb = (struct sandbox){0};
+        snprintf(sb->run_id, sizeof sb->run_id, "%s", run_id);
+        snprintf(sb->container_id, sizeof sb->container_id, "paddock-%s", run_id);
+        if (asprintf(&sb->run_dir, "%s/%s", a->runs_dir, run_id) < 0 ||
+            asprintf(&sb->config_path, "%s/config.json", sb->run_dir) < 0 ||
+            asprintf(&sb->pid_file, "%s/container.pid", sb->run_dir) < 0 ||
+            asprintf(&sb->workspace, "%s/workspace", sb->run_dir) < 0 ||
+            asprintf(&sb->baseline, "%s/baseline", sb->run_dir) < 0 ||
+            asprintf(&sb->netns_path, "%s/%s", a->netns_dir, run_id) < 0 ||
+            asprintf(&sb->cgroup_path, "paddock/%s", run_id) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+void sandbox_done(struct sandbox *sb) {
+        free(sb->run_dir);
+        free(sb->config_path);
+        free(sb->pid_file);
+        free(sb->workspace);
+        free(sb->baseline);
+        free(sb->netns_path);
+        free(sb->cgroup_path);
+        *sb = (struct sandbox){0};
+}
+
+int sandbox_make_dirs(struct sandbox *sb, struct err_detail *reterr) {
+        if (mkdir(sb->run_dir, 0700) < 0)
+                return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->run_dir);
+        if (mkdir(sb->baseline, 0700) < 0)
+                return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->baseline);
+        if (mkdir(sb->workspace, 0755) < 0 ||
+            chown(sb->workspace, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID) < 0)
+                return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->workspace);
+        /* the bundle dir must be reachable by crun only; the workspace is
+         * reached through the bind mount, not through this path */
+        return 0;
+}
+
+struct netns_job {
+        const char *path;
+        int err;
+        char what[64];
+};
+
+/* Runs in a fresh thread that exits right after: unshare(CLONE_NEWNET) moves
+ * only the calling thread into the new namespace (namespaces are per task), so
+ * no other thread of ours, and no forked child of a multithreaded process, is
+ * ever involved. The bind mount keeps the namespace alive after the thread. */
+static void *netns_thread(void *userdata) {
+        struct netns_job *job = userdata;
+        if (unshare(CLONE_NEWNET) < 0) {
+                job->err = -errno;
+                snprintf(job->what, sizeof job->what, "unshare(CLONE_NEWNET)");
+                return NULL;
+        }
+        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+                job->err = -errno;
+                snprintf(job->what, sizeof job->what, "socket in the new netns");
+                return NULL;
+        }
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ||
+            (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
+                job->err = -errno;
+                snprintf(job->what, sizeof job->what, "bringing lo up");
+                close(s);
+                return NULL;
+        }
+        close(s);
+        if (mount("/proc/thread-self/ns/net", job->path, NULL, MS_BIND, NULL) < 0) {
+                job->err = -errno;
+                snprintf(job->what, sizeof job->what, "bind-mounting the netns");
+        }
+        return NULL;
+}
+
+int sandbox_create_netns(struct sandbox *sb, struct err_detail *reterr) {
+        int fd = open(sb->netns_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+        if (fd < 0)
+                return err_set(reterr, -errno, "netns", "cannot create %s: %m", sb->netns_path);
+        close(fd);
+        struct netns_job job = {.path = sb->netns_path};
+        pthread_t t;
+        int r = pthread_create(&t, NULL, netns_thread, &job);
+        if (r != 0) {
+                unlink(sb->netns_path);
+                return err_set(reterr, -r, "netns", "cannot start netns thread: %s", strerror(r));
+        }
+        pthread_join(t, NULL);
+        if (job.err < 0) {
+                unlink(sb->netns_path);
+                return err_set(reterr, job.err, "netns", "%s failed: %s", job.what, strerror(-job.err));
+        }
+        return 0;
+}
+
+static json_t *mount_entry(const char *dest, const char *type, const char *source, const char *const *opts) {
+        json_t *o = json_array();
+        for (; *opts; opts++)
+                json_array_append_new(o, json_string(*opts));
+        return json_pack("{s:s,s:s,s:s,s:o}", "destination", dest, "type", type, "source", source,
+                         "options", o);
+}
+
+static json_t *device_entry(const char *path, int major, int minor) {
+        return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i}", "path", path, "type", "c", "major", major,
+                         "minor", minor, "fileMode", 0666, "uid", 0, "gid", 0);
+}
+
+static json_t *allow_dev(int major, int minor) {
+        json_t *d = json_pack("{s:b,s:s,s:i,s:s}", "allow", 1, "type", "c", "major", major, "access", "rwm");
+        if (d && minor >= 0)
+                json_object_set_new(d, "minor", json_integer(minor));
+        return d;
+}
+
+int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
+                         const Paddock__V1__RunRequested *req, struct err_detail *reterr) {
+        const Paddock__V1__SandboxSnapshot *snap = req->sandbox;
+        const Paddock__V1__AgentSpec *agent = snap ? snap->agent : NULL;
+        if (!agent || agent->n_command == 0 || !agent->command[0][0])
+                return err_set(reterr, -EINVAL, "spec", "sandbox.agent.command is empty");
+        const Paddock__V1__Limits *lim = snap->limits;
+
+        json_t *args = json_array();
+        for (size_t i = 0; i < agent->n_command; i++)
+                json_array_append_new(args, json_string(agent->command[i]));
+
+        json_t *process = json_pack(
+                "{s:b,s:{s:i,s:i},s:o,s:[s,s,s],s:s,s:{s:[],s:[],s:[],s:[],s:[]},s:[{s:s,s:i,s:i}],s:b}",
+                "terminal", 0,
+                "user", "uid", RUNNER_SANDBOX_UID, "gid", RUNNER_SANDBOX_GID,
+                "args", args,
+                "env", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
+                "cwd", "/workspace",
+                "capabilities", "bounding", "effective", "inheritable", "permitted", "ambient",
+                "rlimits", "type", "RLIMIT_NOFILE", "hard", 1024, "soft", 1024,
+                "noNewPrivileges", 1);
+
+        json_t *mounts = json_array();
+        json_array_append_new(mounts, mount_entry("/proc", "proc", "proc",
+                (const char *const[]){"nosuid", "noexec", "nodev", NULL}));
+        json_array_append_new(mounts, mount_entry("/dev", "tmpfs", "tmpfs",
+                (const char *const[]){"nosuid", "strictatime", "mode=755", "size=65536k", NULL}));
+        json_array_append_new(mounts, mount_entry("/dev/pts", "devpts", "devpts",
+                (const char *const[]){"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL}));
+        json_array_append_new(mounts, mount_entry("/dev/shm", "tmpfs", "shm",
+                (const char *const[]){"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL}));
+        json_array_append_new(mounts, mount_entry("/sys", "sysfs", "sysfs",
+                (const char *const[]){"nosuid", "noexec", "nodev", "ro", NULL}));
+        json_array_append_new(mounts, mount_entry("/tmp", "tmpfs", "tmpfs",
+                (const char *const[]){"nosuid", "nodev", "mode=1777", TMP_SIZE, NULL}));
+        json_array_append_new(mounts, mount_entry("/usr", "bind", "/usr",
+                (const char *const[]){"rbind", "ro", "nosuid", "nodev", NULL}));
+        json_array_append_new(mounts, mount_entry("/etc", "bind", a->etc_dir,
+                (const char *const[]){"bind", "ro", "nosuid", "nodev", "noexec", NULL}));
+        json_array_append_new(mounts, mount_entry("/workspace", "bind", sb->workspace,
+                (const char *const[]){"bind", "rw", "nosuid", "nodev", NULL}));
+
+        json_t *devices = json_array();
+        json_array_append_new(devices, device_entry("/dev/null", 1, 3));
+        json_array_append_new(devices, device_entry("/dev/zero", 1, 5));
+        json_array_append_new(devices, device_entry("/dev/full", 1, 7));
+        json_array_append_new(devices, device_entry("/dev/random", 1, 8));
+        json_array_append_new(devices, device_entry("/dev/urandom", 1, 9));
+        json_array_append_new(devices, device_entry("/dev/tty", 5, 0));
+
+        /* device cgroup: deny everything, allow exactly the nodes above and ptys */
+        json_t *dev_rules = json_array();
+        json_array_append_new(dev_rules, json_pack("{s:b,s:s}", "allow", 0, "access", "rwm"));
+        static const int allowed[][2] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}, {136, -1}};
+        for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
+                json_array_append_new(dev_rules, allow_dev(allowed[i][0], allowed[i][1]));
+
+        uint64_t memory_mb = lim && lim->memory_mb ? lim->memory_mb : DEFAULT_MEMORY_MB;
+        uint32_t pids = lim && lim->pids ? lim->pids : DEFAULT_PIDS;
+        double cpus = lim && lim->cpus > 0 ? lim->cpus : DEFAULT_CPUS;
+        int64_t period = 100000;
+        int64_t quota = (int64_t)(cpus * (double)period);
+        if (quota < 1000)
+                quota = 1000;
+
+        json_t *resources = json_pack("{s:o,s:{s:I},s:{s:I},s:{s:I,s:I}}",
+                "devices", dev_rules,
+                "memory", "limit", (json_int_t)(memory_mb * 1024 * 1024),
+                "pids", "limit", (json_int_t)pids,
+                "cpu", "quota", (json_int_t)quota, "period", (json_int_t)period);
+
+        json_t *namespaces = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s,s:s},{s:s}]",
+                "type", "pid", "type", "mount", "type", "ipc", "type", "uts",
+                "type", "network", "path", sb->netns_path, "type", "cgroup");
+
+        /* runc's defaults: hide kernel interfaces that leak host data or allow writes */
+        json_t *masked = json_pack("[s,s,s,s,s,s,s,s,s,s,s]", "/proc/acpi", "/proc/asound",
+                "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap");
+        json_t *readonly = json_pack("[s,s,s,s,s,s]", "/proc/bus", "/proc/fs", "/proc/irq",
+                "/proc/sys", "/proc/sysrq-trigger", "/sys/fs/cgroup");
+
+        json_t *linux_ = json_pack("{s:o,s:o,s:s,s:o,s:o,s:o}",
+                "namespaces", namespaces,
+                "devices", devices,
+                "cgroupsPath", sb->cgroup_path,
+                "resources", resources,
+                "maskedPaths", masked,
+                "readonlyPaths", readonly);
+
+        json_t *config = json_pack("{s:s,s:o,s:{s:s,s:b},s:s,s:o,s:o}",
+                "ociVersion", "1.0.2",
+                "process", process,
+                "root", "path", a->rootfs_dir, "readonly", 1,
+                "hostname", "paddock",
+                "mounts", mounts,
+                "linux", linux_);
+        if (!config)
+                return err_set(reterr, -ENOMEM, "bundle", "could not build config.json");
+        int r = json_dump_file(config, sb->config_path, JSON_INDENT(2));
+        json_decref(config);
+        if (r < 0)
+                return err_set(reterr, -EIO, "bundle", "could not write %s", sb->config_path);
+        return 0;
+}
+
+int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid) {
+        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "run", "--bundle", sb->run_dir,
+                        "--pid-file", sb->pid_file, sb->container_id, NULL};
+        return subprocess_start(argv, sb->run_dir, out_fd, err_fd, pid);
+}
+
+pid_t sandbox_read_pid(struct sandbox *sb) {
+        char buf[32];
+        int fd = open(sb->pid_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        long v = strtol(buf, NULL, 10);
+        return v > 0 ? (pid_t)v : 0;
+}
+
+int sandbox_kill(struct sandbox *sb, const struct agent *a) {
+        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "kill", sb->container_id, "KILL", NULL};
+        char err[512];
+        int r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
+        if (r != 0)
+                log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "crun kill exited %d: %s", r, err);
+        return r;
+}
