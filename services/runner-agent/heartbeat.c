@@ -30,6 +30,7 @@ static void beat(struct agent *a) {
         double cpus = 0;
         uint64_t mem = 0;
         struct err_detail err = {0};
+        _cleanup_free_ uint8_t *buf = NULL; /* declared before any goto out */
 
         unsigned n = agent_running(a, &cpus, &mem, &ids);
         if (envelope_init(&env, "", "", 0, a->producer_name, msgid) < 0)
@@ -50,7 +51,7 @@ static void beat(struct agent *a) {
         hb.version = PADDOCK_VERSION;
 
         size_t len = paddock__v1__node_heartbeat__get_packed_size(&hb);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        buf = malloc(len ? len : 1);
         if (!buf)
                 goto out;
         paddock__v1__node_heartbeat__pack(&hb, buf);

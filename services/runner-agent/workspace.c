@@ -80,7 +80,7 @@ static int write_one(const char *root, const Paddock__V1__ManagedFile *f, bool c
         _cleanup_free_ char *rel = strdup(f->path);
         if (!rel)
                 return -ENOMEM;
-        const char *base;
+        const char *base = NULL;
         _cleanup_close_ int dfd = open_parent(root_fd, rel, chown_sandbox, &base);
         if (dfd < 0)
                 return err_set(reterr, dfd, "workspace", "cannot create the directories of \"%s\": %s",

@@ -42,7 +42,7 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
                 return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
         if (!id_is_uuid(req->env->tenant_id))
                 return err_set(reterr, -EINVAL, "env.tenant_id", "env.tenant_id is not a UUID");
-        const char *team;
+        const char *team = NULL;
         int r = optional_uuid(req->team_id, "team_id", &team, reterr);
         if (r < 0)
                 return r;
@@ -69,7 +69,7 @@ int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_det
                 return 0;
         if (!ev->env || !id_is_uuid(ev->env->run_id))
                 return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
-        const char *tenant, *team;
+        const char *tenant = NULL, *team = NULL;
         int r = optional_uuid(ev->env->tenant_id, "env.tenant_id", &tenant, reterr);
         if (r < 0)
                 return r;
