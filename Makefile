@@ -1,12 +1,12 @@
 # Paddock: build, local stack and tests. Everything runs on this machine, on
 # 127.0.0.1 (deploy/local/stack.sh holds the details).
 #
-#   make install   Debian packages needed to build, run and test (fast when present)
-#   make build     RelWithDebInfo build into build/
-#   make up        install + build + local stack up (+ deploy/local/demo.sh)
-#   make down      stop the local stack (data kept in .paddock/)
-#   make status    what runs, and the endpoints
-#   make test      sanitizer build into build-test/, its own stack in
+#   ./dev or make install   Debian packages needed to build, run and test (fast when present)
+#   ./dev or make build     RelWithDebInfo build into build/
+#   ./dev or make up        install + build + local stack up (+ deploy/local/demo.sh)
+#   ./dev or make down      stop the local stack (data kept in .paddock/)
+#   ./dev or make status    what runs, and the endpoints
+#   ./dev or make test      sanitizer build into build-test/, its own stack in
 #                  .paddock-test/, ctest against it, that stack stopped after
 
 REPO       := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -35,7 +35,7 @@ up: install build
 		PADDOCK_STATE_DIR=$(STATE_DIR) PADDOCK_BUILD_DIR=$(REPO)/build bash $(REPO)/deploy/local/demo.sh; \
 	fi
 	@echo
-	@echo "The stack is up (state: $(STATE_DIR)). Stop it with: make down"
+	@echo "The stack is up (state: $(STATE_DIR)). Stop it with: ./dev down (or make down)"
 
 down:
 	PADDOCK_STATE_DIR=$(STATE_DIR) $(STACK) down
