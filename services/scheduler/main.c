@@ -1,5 +1,8 @@
 /* paddock-scheduler: consumes node heartbeats, run requests and run events,
- * and assigns pending runs to live nodes with free slots (ARCHITECTURE.md §3.2).
+ * and assigns pending runs to live nodes with room for them, within per-team
+ * concurrency limits (ARCHITECTURE.md §3.2). Nodes that stop heartbeating are
+ * declared dead (their runs failed or moved) and runs that wait too long fail,
+ * so no run is ever left stuck.
  *
  * One consumer thread handles the three topics; a message's offset is
  * committed only after its effect is committed in PostgreSQL. Messages that
@@ -32,6 +35,11 @@ extern const struct embedded_file scheduler_migrations[];
 #define SERVICE "scheduler"
 #define GROUP_ID "paddock-scheduler"
 #define PLACEMENT_PERIOD_US 1000000
+/* After this long with messages flowing, the heartbeat backlog of a restart is
+ * consumed and an old last_seen means a dead node, not an unread heartbeat. */
+#define DEAD_SWEEP_SETTLE_US 2000000
+/* ...or after this long at all (no message at all: no node is alive). */
+#define DEAD_SWEEP_GRACE_US 30000000
 
 struct settings {
         char *kafka_bootstrap;
@@ -39,6 +47,7 @@ struct settings {
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
+        struct sched_policy policy;
 };
 
 static const struct config_entry settings_table[] = {
@@ -51,6 +60,23 @@ static const struct config_entry settings_table[] = {
          "PostgreSQL connection string (libpq); the scheduler owns schema \"scheduler\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
          "host:port of /healthz, /readyz and /metrics (port 0 picks a free port, logged at start)"},
+        {"PADDOCK_TEAM_MAX_CONCURRENT", CONFIG_INT, "10", 0, 1000000, false,
+         offsetof(struct settings, policy.team_max_concurrent),
+         "runs of one team assigned at the same time; scheduler.team_limits overrides it per team"},
+        {"PADDOCK_NODE_DEAD_AFTER_MS", CONFIG_INT, "0", 0, 86400000, false,
+         offsetof(struct settings, policy.node_dead_after_ms),
+         "a node silent this long is dead: its started runs fail, the others are moved"
+         " (0: 3 of its heartbeat intervals, at least 6000)"},
+        {"PADDOCK_PENDING_TIMEOUT_S", CONFIG_INT, "3600", 1, 31536000, false,
+         offsetof(struct settings, policy.pending_timeout_s),
+         "a run not placed this long after it became pending fails with \"no capacity\""},
+        {"PADDOCK_MAX_ATTEMPTS", CONFIG_INT, "3", 1, 100, false, offsetof(struct settings, policy.max_attempts),
+         "placements of a run whose nodes died before it started, before it fails"},
+        {"PADDOCK_START_TIMEOUT_S", CONFIG_INT, "300", 1, 86400, false,
+         offsetof(struct settings, policy.start_timeout_s),
+         "an assigned run its node reports nothing of this long is taken back and placed elsewhere"},
+        {"PADDOCK_CANCEL_GRACE_S", CONFIG_INT, "15", 1, 3600, false, offsetof(struct settings, policy.cancel_grace_s),
+         "a run cancelled while assigned that its node reports nothing of this long ends as cancelled"},
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, offsetof(struct settings, log_level),
          "minimum log level: debug, info, warn or error"},
         {NULL},
@@ -70,8 +96,11 @@ struct app {
         struct kafka_producer *producer;
         struct kafka_consumer *consumer;
         char producer_id[320];
+        struct sched sched;
         bool place_now;       /* a handled message changed demand or capacity */
         int64_t next_place;   /* time_mono_us() of the next periodic placement */
+        int64_t started;      /* time_mono_us() at start */
+        int64_t first_message; /* time_mono_us() of the first message, 0 before */
 };
 
 static int ready(void *userdata, char *why, size_t why_size) {
@@ -91,6 +120,8 @@ static int ready(void *userdata, char *why, size_t why_size) {
  * slot asks for placement right after the commit. */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
+        if (!app->first_message)
+                app->first_message = time_mono_us();
         PGconn *conn = pg_pool_acquire(app->pool, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
@@ -104,6 +135,9 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         } else if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0) {
                 r = runs_handle_event(conn, m->value, m->len, err);
                 app->place_now |= r > 0;
+        } else if (strcmp(m->topic, TOPIC_RUNS_CONTROL) == 0) {
+                r = control_handle(conn, &app->sched, m->value, m->len, err);
+                app->place_now |= r >= 0;
         } else {
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         }
@@ -111,6 +145,21 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         return r;
 }
 
+static const char *err_text(const struct err_detail *err, int r) {
+        return err->message[0] ? err->message : strerror(-r);
+}
+
+/* The dead-node sweep waits until a restart's heartbeat backlog is read. */
+static bool dead_sweep_allowed(const struct app *app) {
+        int64_t now = time_mono_us();
+        return (app->first_message && now - app->first_message >= DEAD_SWEEP_SETTLE_US) ||
+               now - app->started >= DEAD_SWEEP_GRACE_US;
+}
+
+/* One pass: dead nodes and never-started runs first (their runs may need
+ * placing), then placement, then the pending timeout (a run placeable now
+ * should not fail). Each step
+ * failing is logged and retried on the next pass. */
 static void place(struct app *app) {
         struct err_detail err = {0};
         PGconn *conn = pg_pool_acquire(app->pool, 2000, &err);
@@ -118,11 +167,21 @@ static void place(struct app *app) {
                 log_warn("could not place runs: %s", err.message);
                 return;
         }
-        int r = placement_run(conn, app->producer, app->producer_id, &err);
-        if (r < 0)
-                log_warn("could not place runs: %s", err.message[0] ? err.message : strerror(-r));
-        else if (placement_update_gauges(conn, &err) < 0)
-                log_warn("could not count runs: %s", err.message);
+        int r;
+        if (dead_sweep_allowed(app) && (r = dead_nodes_sweep(conn, &app->sched, &err)) < 0)
+                log_warn("could not check for dead nodes: %s", err_text(&err, r));
+        err = (struct err_detail){0};
+        if ((r = stalled_sweep(conn, &app->sched, &err)) < 0)
+                log_warn("could not check for runs never started: %s", err_text(&err, r));
+        err = (struct err_detail){0};
+        if ((r = placement_run(conn, &app->sched, &err)) < 0)
+                log_warn("could not place runs: %s", err_text(&err, r));
+        err = (struct err_detail){0};
+        if ((r = pending_sweep(conn, &app->sched, &err)) < 0)
+                log_warn("could not fail overdue pending runs: %s", err_text(&err, r));
+        err = (struct err_detail){0};
+        if ((r = placement_update_gauges(conn, &app->sched, &err)) < 0)
+                log_warn("could not count runs: %s", err_text(&err, r));
         pg_pool_release(app->pool, conn);
 }
 
@@ -162,6 +221,7 @@ static int run(const struct settings *cfg) {
         char host[256] = "unknown";
         gethostname(host, sizeof host - 1);
         snprintf(app.producer_id, sizeof app.producer_id, "scheduler/%s", host);
+        app.started = time_mono_us();
 
         char ops_host[256];
         int ops_port, ret = 1;
@@ -193,12 +253,15 @@ static int run(const struct settings *cfg) {
         if (migrate(app.pool) < 0)
                 goto out;
 
-        static const char *const topics[] = {TOPIC_NODES, TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS, NULL};
+        static const char *const topics[] = {TOPIC_NODES, TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS,
+                                              TOPIC_RUNS_CONTROL, NULL};
         app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
+        app.sched = (struct sched){.producer = app.producer, .producer_id = app.producer_id,
+                                   .policy = &cfg->policy};
         log_info("scheduler started");
 
         app.place_now = true;
@@ -221,7 +284,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-        static const char summary[] = "Paddock scheduler: assigns requested runs to nodes with free slots.";
+        static const char summary[] =
+                "Paddock scheduler: assigns requested runs to nodes with room, within team limits.";
         if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
                 config_print_help(stdout, "paddock-scheduler", summary, settings_table);
                 return 0;
@@ -254,6 +318,10 @@ int main(int argc, char **argv) {
         metrics_register(&m_skipped);
         metrics_register(&m_retries);
         placement_register_metrics();
+        dead_nodes_register_metrics();
+        pending_register_metrics();
+        evict_register_metrics();
+        stalled_register_metrics();
         r = shutdown_install();
         if (r < 0) {
                 log_error("could not install signal handlers: %s", strerror(-r));

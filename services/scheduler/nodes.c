@@ -56,7 +56,9 @@ int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct er
         /* last_seen is the heartbeat's own time capped at now: replaying old
          * heartbeats (first start reads from the earliest offset) must not make
          * a dead node look alive, and a clock running ahead must not keep one
-         * alive. Capacity only moves with a newer heartbeat. */
+         * alive. Capacity only moves with a newer heartbeat, and only a
+         * strictly newer one revives a node declared dead (a redelivered last
+         * heartbeat must not). */
         const char *params[] = {hb->node_id, slots, cpus, mem, uslots, ucpus, umem, ival,
                                 hb->version && *hb->version ? hb->version : NULL,
                                 sent_us > 0 ? ts : NULL};
@@ -71,7 +73,9 @@ int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct er
                        "  capacity_memory_mb = EXCLUDED.capacity_memory_mb, used_slots = EXCLUDED.used_slots,"
                        "  used_cpus = EXCLUDED.used_cpus, used_memory_mb = EXCLUDED.used_memory_mb,"
                        "  heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,"
-                       "  version = EXCLUDED.version, last_seen = EXCLUDED.last_seen"
+                       "  version = EXCLUDED.version, last_seen = EXCLUDED.last_seen,"
+                       "  dead_since = CASE WHEN EXCLUDED.last_seen > n.last_seen THEN NULL"
+                       "               ELSE n.dead_since END"
                        " WHERE EXCLUDED.last_seen >= n.last_seen",
                        (int)ELEMENTSOF(params), params, NULL, reterr);
 }

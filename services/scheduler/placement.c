@@ -1,10 +1,24 @@
-/* Placement: pending runs, oldest first, go to the live node with the most
- * free slots. A node is live while its last heartbeat is younger than three
- * of its heartbeat intervals; its free slots are its capacity minus the runs
- * assigned to it that have not finished.
+/* Placement: pending runs go to a live node with room for them.
  *
- * Each run is placed in its own transaction that holds the run row
- * (FOR UPDATE SKIP LOCKED, so a second replica would take another run):
+ * Room is counted in run slots, cpus and memory: a node's free amount is its
+ * heartbeat capacity minus the larger of what the heartbeat reports in use and
+ * what the scheduler itself assigned there and has not seen finish (the
+ * heartbeat lags a fresh assignment; our accounting misses a sandbox still
+ * being torn down after a verdict). Among the nodes with room the run goes to
+ * the one left with the most headroom (free cpus and memory after the run, each
+ * as a share of the node's capacity): spreading keeps one node's death from
+ * taking many runs and leaves neighbours less noisy; the price, that a run
+ * needing a whole node may wait for one to drain, is bounded by the pending
+ * timeout.
+ *
+ * Teams: a team with as many runs assigned as its limit (scheduler.team_limits,
+ * else PADDOCK_TEAM_MAX_CONCURRENT) places nothing, while other teams' runs go
+ * ahead. Within a team runs start in FIFO order; only a run that fits no live
+ * node even when empty is passed over (it would block its team forever; it
+ * waits for a bigger node or the pending timeout).
+ *
+ * Each run is placed in its own transaction under a transaction-scoped
+ * advisory lock (so two replicas never count the same free capacity twice):
  * RunAssigned is produced and acknowledged first, then the run is marked
  * assigned. If the process dies in between, the run is still pending on
  * restart and is assigned again (attempt unchanged, normally to the same node,
@@ -28,17 +42,22 @@
 static struct metric m_assigned = {.name = "paddock_scheduler_runs_assigned_total",
                                    .help = "Runs assigned to a node", .type = METRIC_COUNTER};
 static struct metric m_pending = {.name = "paddock_scheduler_runs_pending",
-                                  .help = "Runs waiting for a free slot", .type = METRIC_GAUGE};
+                                  .help = "Runs waiting for capacity or their team's concurrency limit",
+                                  .type = METRIC_GAUGE};
 static struct metric m_active = {.name = "paddock_scheduler_runs_active",
                                  .help = "Runs assigned to a node and not finished", .type = METRIC_GAUGE};
+static struct metric m_live_nodes = {.name = "paddock_scheduler_nodes_live",
+                                     .help = "Nodes whose heartbeat is recent enough to take runs",
+                                     .type = METRIC_GAUGE};
 static struct metric m_dropped = {.name = "paddock_scheduler_runs_unplaceable_total",
-                                  .help = "Stored requests that could not be decoded and were dropped",
+                                  .help = "Stored requests that could not be decoded; the run failed",
                                   .type = METRIC_COUNTER};
 
 void placement_register_metrics(void) {
         metrics_register(&m_assigned);
         metrics_register(&m_pending);
         metrics_register(&m_active);
+        metrics_register(&m_live_nodes);
         metrics_register(&m_dropped);
 }
 
@@ -86,55 +105,109 @@ static int produce_assignment(struct kafka_producer *producer, const char *produ
                                   PLACEMENT_PRODUCE_TIMEOUT_MS, reterr);
 }
 
-/* Places the oldest pending run. Returns 1 if one was placed, 0 if there is
- * nothing to place (no pending run, or no node with a free slot). */
-static int place_one(PGconn *conn, struct kafka_producer *producer, const char *producer_id,
-                     struct err_detail *reterr) {
+int placement_lock(PGconn *conn, struct err_detail *reterr) {
+        /* any fixed key: only the scheduler takes it */
+        return pg_exec(conn, "SELECT pg_advisory_xact_lock(7308061845120001)", 0, NULL, NULL, reterr);
+}
+
+/* The next run to place and its node: the oldest team head whose team is
+ * under its limit and that fits a live node now. $1 dead-after setting (ms),
+ * $2 default team limit. */
+static const char pick_sql[] =
+        "WITH live AS ("
+        "  SELECT n.node_id, n.capacity_slots, n.capacity_cpus, n.capacity_memory_mb,"
+        "    n.capacity_slots - GREATEST(n.used_slots, COALESCE(a.slots, 0)) AS free_slots,"
+        "    n.capacity_cpus - GREATEST(n.used_cpus, COALESCE(a.cpus, 0)) AS free_cpus,"
+        "    n.capacity_memory_mb - GREATEST(n.used_memory_mb, COALESCE(a.memory_mb, 0)) AS free_memory_mb"
+        "  FROM scheduler.nodes n"
+        "  LEFT JOIN (SELECT node_id, count(*) AS slots, sum(cpus) AS cpus, sum(memory_mb) AS memory_mb"
+        "             FROM scheduler.runs WHERE state = 'assigned' GROUP BY node_id) a USING (node_id)"
+        "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
+        "), busy AS ("
+        "  SELECT team_id, count(*) AS n FROM scheduler.runs WHERE state = 'assigned' GROUP BY team_id"
+        "), heads AS ("
+        "  SELECT DISTINCT ON (r.team_id) r.run_id, r.team_id, r.cpus, r.memory_mb, r.excluded_nodes,"
+        "    r.created_at"
+        "  FROM scheduler.runs r"
+        "  WHERE r.state = 'pending' AND r.request IS NOT NULL AND r.last_seq = 0"
+        "    AND EXISTS (SELECT 1 FROM live l WHERE l.capacity_slots >= 1 AND l.capacity_cpus >= r.cpus"
+        "                AND l.capacity_memory_mb >= r.memory_mb AND l.node_id <> ALL (r.excluded_nodes))"
+        "  ORDER BY r.team_id, r.created_at, r.run_id"
+        ")"
+        " SELECT h.run_id, f.node_id FROM heads h"
+        " LEFT JOIN busy b ON b.team_id IS NOT DISTINCT FROM h.team_id"
+        " LEFT JOIN scheduler.team_limits t ON t.team_id = h.team_id"
+        " CROSS JOIN LATERAL ("
+        "   SELECT l.node_id FROM live l"
+        "   WHERE l.free_slots >= 1 AND l.free_cpus >= h.cpus - 1e-9 AND l.free_memory_mb >= h.memory_mb"
+        "     AND l.node_id <> ALL (h.excluded_nodes)"
+        "   ORDER BY (l.free_cpus - h.cpus) / GREATEST(l.capacity_cpus, 1e-9)"
+        "          + (l.free_memory_mb - h.memory_mb)::float8 / GREATEST(l.capacity_memory_mb, 1) DESC,"
+        "          l.node_id"
+        "   LIMIT 1) f"
+        " WHERE COALESCE(b.n, 0) < COALESCE(t.max_concurrent, $2::bigint)"
+        " ORDER BY h.created_at, h.run_id LIMIT 1";
+
+/* A stored request that cannot be decoded was validated when stored, so only
+ * corruption gets here: the run fails (never stuck queued) instead of
+ * blocking its team. Called inside the placement transaction. */
+static int drop_corrupt(PGconn *conn, const struct sched *s, PGresult *run, struct err_detail *reterr) {
+        const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
+        const char *team = PQgetisnull(run, 0, 4) ? NULL : PQgetvalue(run, 0, 4);
+        uint64_t seq = strtoull(PQgetvalue(run, 0, 5), NULL, 10) + 1;
+        log_ctx(LOG_ERROR, LOG_KV("run", run_id, "tenant", tenant), "failing run whose stored request cannot be decoded");
+        metric_add(&m_dropped, 1);
+        int r = platform_end_run(s, run_id, tenant, team, seq, "failed", "stored run request cannot be decoded", reterr);
+        if (r < 0)
+                return r;
+        const char *p[] = {run_id};
+        r = pg_exec(conn, "UPDATE scheduler.runs SET state = 'finished', finished_at = now(),"
+                          " reason = 'stored run request cannot be decoded' WHERE run_id = $1",
+                    1, p, NULL, reterr);
+        if (r < 0)
+                return r;
+        r = pg_commit(conn, reterr);
+        return r < 0 ? r : 1;
+}
+
+/* Places one run. Returns 1 if one was placed (or failed as corrupt), 0 if
+ * there is nothing placeable now. */
+static int place_one(PGconn *conn, const struct sched *s, struct err_detail *reterr) {
         /* declared before the first goto: cleanup runs on every path */
-        _cleanup_(PQclearp) PGresult *run = NULL, *node = NULL;
+        _cleanup_(PQclearp) PGresult *pick = NULL, *run = NULL;
         int r = pg_begin(conn, reterr);
         if (r < 0)
                 return r;
+        r = placement_lock(conn, reterr);
+        if (r < 0)
+                goto rollback;
 
+        char dead_ms[24], team_max[24];
+        snprintf(dead_ms, sizeof dead_ms, "%lld", s->policy->node_dead_after_ms);
+        snprintf(team_max, sizeof team_max, "%lld", s->policy->team_max_concurrent);
+        const char *pick_params[] = {dead_ms, team_max};
+        r = pg_exec(conn, pick_sql, (int)ELEMENTSOF(pick_params), pick_params, &pick, reterr);
+        if (r < 0 || PQntuples(pick) == 0)
+                goto rollback;
+
+        const char *lock_params[] = {PQgetvalue(pick, 0, 0)};
         r = pg_exec(conn,
-                    "SELECT run_id, tenant_id, request, attempts FROM scheduler.runs"
-                    " WHERE state = 'pending' AND request IS NOT NULL"
-                    " ORDER BY created_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    0, NULL, &run, reterr);
+                    "SELECT run_id, tenant_id, request, attempts, team_id, last_seq FROM scheduler.runs"
+                    " WHERE run_id = $1 AND state = 'pending' FOR UPDATE",
+                    1, lock_params, &run, reterr);
         if (r < 0 || PQntuples(run) == 0)
                 goto rollback;
 
-        /* Every run needs one slot, so if the oldest run does not fit nothing
-         * fits: it keeps its place in the queue until capacity appears. */
-        r = pg_exec(conn,
-                    "SELECT n.node_id FROM scheduler.nodes n"
-                    " CROSS JOIN LATERAL (SELECT count(*) AS busy FROM scheduler.runs r"
-                    "   WHERE r.state = 'assigned' AND r.node_id = n.node_id) b"
-                    " WHERE n.last_seen > now() - 3 * n.heartbeat_interval_ms * interval '1 millisecond'"
-                    "   AND n.capacity_slots - b.busy > 0"
-                    " ORDER BY n.capacity_slots - b.busy DESC, n.node_id LIMIT 1",
-                    0, NULL, &node, reterr);
-        if (r < 0 || PQntuples(node) == 0)
-                goto rollback;
-
         const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
-        const char *node_id = PQgetvalue(node, 0, 0);
+        const char *node_id = PQgetvalue(pick, 0, 1);
         unsigned attempt = (unsigned)strtoul(PQgetvalue(run, 0, 3), NULL, 10) + 1;
 
-        r = produce_assignment(producer, producer_id, node_id, PQgetvalue(run, 0, 2), attempt, reterr);
+        r = produce_assignment(s->producer, s->producer_id, node_id, PQgetvalue(run, 0, 2), attempt, reterr);
         if (r == -EBADMSG) {
-                /* Validated when stored, so only corruption gets here; finishing
-                 * the run keeps it from blocking the queue forever. */
-                log_ctx(LOG_ERROR, LOG_KV("run", run_id, "tenant", tenant),
-                        "dropping run whose stored request cannot be decoded");
-                metric_add(&m_dropped, 1);
-                const char *p[] = {run_id};
-                r = pg_exec(conn, "UPDATE scheduler.runs SET state = 'finished', finished_at = now()"
-                                  " WHERE run_id = $1", 1, p, NULL, reterr);
+                r = drop_corrupt(conn, s, run, reterr);
                 if (r < 0)
                         goto rollback;
-                r = pg_commit(conn, reterr);
-                return r < 0 ? r : 1;
+                return r;
         }
         if (r < 0)
                 goto rollback;
@@ -161,11 +234,10 @@ rollback:
         return r < 0 ? r : 0;
 }
 
-int placement_run(PGconn *conn, struct kafka_producer *producer, const char *producer_id,
-                  struct err_detail *reterr) {
+int placement_run(PGconn *conn, const struct sched *s, struct err_detail *reterr) {
         int placed = 0;
         for (int i = 0; i < PLACEMENT_BATCH; i++) {
-                int r = place_one(conn, producer, producer_id, reterr);
+                int r = place_one(conn, s, reterr);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -175,16 +247,22 @@ int placement_run(PGconn *conn, struct kafka_producer *producer, const char *pro
         return placed;
 }
 
-int placement_update_gauges(PGconn *conn, struct err_detail *reterr) {
+int placement_update_gauges(PGconn *conn, const struct sched *s, struct err_detail *reterr) {
         _cleanup_(PQclearp) PGresult *res = NULL;
+        char dead_ms[24];
+        snprintf(dead_ms, sizeof dead_ms, "%lld", s->policy->node_dead_after_ms);
+        const char *params[] = {dead_ms};
         int r = pg_exec(conn,
-                        "SELECT count(*) FILTER (WHERE state = 'pending' AND request IS NOT NULL),"
-                        " count(*) FILTER (WHERE state = 'assigned') FROM scheduler.runs"
-                        " WHERE state <> 'finished'",
-                        0, NULL, &res, reterr);
+                        "SELECT (SELECT count(*) FROM scheduler.runs"
+                        "         WHERE state = 'pending' AND request IS NOT NULL),"
+                        " (SELECT count(*) FROM scheduler.runs WHERE state = 'assigned'),"
+                        " (SELECT count(*) FROM scheduler.nodes n"
+                        "   WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER ")",
+                        (int)ELEMENTSOF(params), params, &res, reterr);
         if (r < 0)
                 return r;
         metric_set(&m_pending, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
         metric_set(&m_active, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+        metric_set(&m_live_nodes, strtoll(PQgetvalue(res, 0, 2), NULL, 10));
         return 0;
 }

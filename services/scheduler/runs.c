@@ -1,6 +1,9 @@
-/* The run lifecycle as the scheduler sees it: pending on request, finished on
- * the terminal event. Both are idempotent under redelivery. */
+/* The run lifecycle as the scheduler sees it: pending on request, started
+ * (last_seq > 0) on its first event, finished on the terminal event. All are
+ * idempotent under redelivery. */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/ids.h"
@@ -47,16 +50,34 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
         if (r < 0)
                 return r;
 
+        /* What the run needs from a node; the api fills the defaults, but a
+         * request without them must not look free. */
+        const Paddock__V1__Limits *lim = req->sandbox ? req->sandbox->limits : NULL;
+        double cpus = lim && lim->cpus > 0 ? lim->cpus : SCHED_DEFAULT_CPUS;
+        unsigned long long mem = lim && lim->memory_mb ? lim->memory_mb : SCHED_DEFAULT_MEMORY_MB;
+        if (!(cpus <= 4096))
+                return err_set(reterr, -EINVAL, "sandbox.limits.cpus", "sandbox.limits.cpus %g is implausible", cpus);
+        char cpus_s[32], mem_s[24];
+        snprintf(cpus_s, sizeof cpus_s, "%.17g", cpus);
+        snprintf(mem_s, sizeof mem_s, "%llu", mem);
+
         /* Stored exactly as received, so the assignment embeds the very
          * snapshot the api published. */
         _cleanup_free_ char *hex = malloc(2 * len + 1);
         if (!hex)
                 return -ENOMEM;
         hex_encode(data, len, hex);
-        const char *params[] = {req->env->run_id, req->env->tenant_id, team, hex};
+        /* FIFO order is the api's: requests travel on different partitions,
+         * so arrival order here is not launch order (capped at now, so a
+         * clock running ahead cannot jump the queue). */
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)req->env->ts_unix_us);
+        const char *params[] = {req->env->run_id, req->env->tenant_id, team, hex, cpus_s, mem_s,
+                                req->env->ts_unix_us > 0 ? ts : NULL};
         return pg_exec(conn,
-                       "INSERT INTO scheduler.runs (run_id, tenant_id, team_id, request)"
-                       " VALUES ($1, $2, $3, decode($4, 'hex'))"
+                       "INSERT INTO scheduler.runs (run_id, tenant_id, team_id, request, cpus, memory_mb, created_at)"
+                       " VALUES ($1, $2, $3, decode($4, 'hex'), $5, $6,"
+                       "  LEAST(now(), COALESCE(to_timestamp($7::double precision / 1e6), now())))"
                        " ON CONFLICT (run_id) DO NOTHING",
                        (int)ELEMENTSOF(params), params, NULL, reterr);
 }
@@ -65,10 +86,24 @@ int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_det
         _cleanup_(event_freep) Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, len, data);
         if (!ev)
                 return err_set(reterr, -EBADMSG, "decode", "not a RunEvent");
-        if (!ev->terminal)
-                return 0;
         if (!ev->env || !id_is_uuid(ev->env->run_id))
                 return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
+        if (ev->env->seq > INT64_MAX)
+                return err_set(reterr, -EINVAL, "env.seq", "env.seq is out of range");
+        char seq[24];
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
+
+        if (!ev->terminal) {
+                /* Any event means the run started: a dead node's run must then
+                 * fail rather than run again elsewhere, and a platform verdict
+                 * must take the next sequence number. */
+                const char *params[] = {ev->env->run_id, seq};
+                return pg_exec(conn,
+                               "UPDATE scheduler.runs SET last_seq = $2::bigint"
+                               " WHERE run_id = $1 AND last_seq < $2::bigint",
+                               (int)ELEMENTSOF(params), params, NULL, reterr);
+        }
+
         const char *tenant = NULL, *team = NULL;
         int r = optional_uuid(ev->env->tenant_id, "env.tenant_id", &tenant, reterr);
         if (r < 0)
@@ -80,16 +115,13 @@ int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_det
         /* A terminal event for a run we never saw requested (topics are not
          * ordered against each other) leaves a finished row without a request,
          * so the late request can never be placed. */
-        _cleanup_(PQclearp) PGresult *res = NULL;
-        const char *params[] = {ev->env->run_id, tenant, team};
+        const char *params[] = {ev->env->run_id, tenant, team, seq};
         r = pg_exec(conn,
-                    "INSERT INTO scheduler.runs AS r (run_id, tenant_id, team_id, state, finished_at)"
-                    " VALUES ($1, $2, $3, 'finished', now())"
-                    " ON CONFLICT (run_id) DO UPDATE SET state = 'finished', finished_at = now()"
-                    " WHERE r.state <> 'finished'"
-                    " RETURNING run_id",
-                    (int)ELEMENTSOF(params), params, &res, reterr);
-        if (r < 0)
-                return r;
-        return PQntuples(res) > 0 ? 1 : 0;
+                    "INSERT INTO scheduler.runs AS r (run_id, tenant_id, team_id, state, finished_at, last_seq)"
+                    " VALUES ($1, $2, $3, 'finished', now(), $4::bigint)"
+                    " ON CONFLICT (run_id) DO UPDATE SET state = 'finished',"
+                    "  finished_at = coalesce(r.finished_at, now()),"
+                    "  last_seq = GREATEST(r.last_seq, EXCLUDED.last_seq)",
+                    (int)ELEMENTSOF(params), params, NULL, reterr);
+        return r < 0 ? r : 1;
 }

@@ -1,0 +1,85 @@
+/* The pending timeout: a run that waited PADDOCK_PENDING_TIMEOUT_S since it
+ * last became pending (requested, or moved off a dead node) without being
+ * placed fails with "no capacity", so no run waits forever for a node that
+ * never comes or a team slot that never frees. The verdict is a terminal
+ * status event with the next sequence number (1 for a run that never ran). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/metrics.h"
+#include "pg/pg.h"
+#include "scheduler.h"
+
+#define PENDING_BATCH 64
+
+static struct metric m_timed_out = {.name = "paddock_scheduler_runs_pending_timeout_total",
+                                    .help = "Runs failed because no node could take them in time",
+                                    .type = METRIC_COUNTER};
+
+void pending_register_metrics(void) {
+        metrics_register(&m_timed_out);
+}
+
+/* Fails the oldest overdue pending run. Returns 1 if one failed, 0 if none is overdue. */
+static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *reterr) {
+        _cleanup_(PQclearp) PGresult *run = NULL;
+        int r = pg_begin(conn, reterr);
+        if (r < 0)
+                return r;
+        r = placement_lock(conn, reterr);
+        if (r < 0)
+                goto rollback;
+        char timeout_s[24];
+        snprintf(timeout_s, sizeof timeout_s, "%lld", s->policy->pending_timeout_s);
+        const char *params[] = {timeout_s};
+        r = pg_exec(conn,
+                    "SELECT run_id, tenant_id, team_id, last_seq FROM scheduler.runs"
+                    " WHERE state = 'pending' AND request IS NOT NULL"
+                    " AND pending_since <= now() - $1::bigint * interval '1 second'"
+                    " ORDER BY pending_since, run_id LIMIT 1 FOR UPDATE",
+                    1, params, &run, reterr);
+        if (r < 0 || PQntuples(run) == 0)
+                goto rollback;
+
+        const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
+        const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
+        uint64_t seq = strtoull(PQgetvalue(run, 0, 3), NULL, 10) + 1;
+        char reason[128];
+        snprintf(reason, sizeof reason, "no capacity: not placed within %lld s", s->policy->pending_timeout_s);
+        r = platform_end_run(s, run_id, tenant, team, seq, "failed", reason, reterr);
+        if (r < 0)
+                goto rollback;
+        const char *up[] = {run_id, reason};
+        r = pg_exec(conn,
+                    "UPDATE scheduler.runs SET state = 'finished', finished_at = now(), reason = $2"
+                    " WHERE run_id = $1",
+                    2, up, NULL, reterr);
+        if (r < 0)
+                goto rollback;
+        r = pg_commit(conn, reterr);
+        if (r < 0)
+                return r;
+        log_ctx(LOG_WARN, LOG_KV("run", run_id, "tenant", tenant), "run failed: %s", reason);
+        metric_add(&m_timed_out, 1);
+        return 1;
+
+rollback:
+        pg_rollback(conn);
+        return r < 0 ? r : 0;
+}
+
+int pending_sweep(PGconn *conn, const struct sched *s, struct err_detail *reterr) {
+        int failed = 0;
+        for (int i = 0; i < PENDING_BATCH; i++) {
+                int r = fail_one(conn, s, reterr);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                failed++;
+        }
+        return failed;
+}
