@@ -32,7 +32,7 @@ PACKAGES=(
         libssl-dev protobuf-c-compiler libprotobuf-c-dev libcmocka-dev
         crun postgresql kcat radosgw ceph-mon ceph-osd ceph-common
         python3 python3-boto3 python3-psycopg python3-confluent-kafka python3-websocket
-        python3-requests python3-pytest
+        python3-requests python3-pytest python3-cryptography
         iproute2 diffutils uuid-runtime curl jq procps util-linux openssl ca-certificates
 )
 
@@ -569,6 +569,9 @@ write_service_env() { # name
                         echo "PADDOCK_LOG_LEVEL=${PADDOCK_LOG_LEVEL:-info}"
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"
+                                # wraps the tenants' secret keys: only the api gets it,
+                                # never endpoints.env (kept in secrets/master_key, 0600)
+                                echo "PADDOCK_MASTER_KEY=$(secret master_key 32)"
                         else
                                 echo "PADDOCK_OPS_ADDR=127.0.0.1:${SVC_PORT[$s]}"
                         fi

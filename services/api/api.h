@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/ids.h"
 #include "core/macro.h"
+#include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
 
@@ -30,6 +31,7 @@ struct api_settings {
         long long max_body;
         long long token_ttl_s;
         char *log_level;
+        char *master_key;          /* sensitive; wiped once parsed into api.master_key */
 };
 
 struct fanout_hub;
@@ -43,6 +45,7 @@ struct api {
         struct lws_context *lws;
         struct fanout_hub *hub;
         char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
+        uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
 };
 
 /* Permissions a route needs. Today every team-scoped permission means "member
@@ -55,6 +58,7 @@ enum api_perm {
         PERM_SANDBOX_AUTHOR,
         PERM_LAUNCHER,
         PERM_REVIEWER,
+        PERM_APPROVER,
 };
 
 struct api_caller {
@@ -166,6 +170,17 @@ int spec_validate(struct api_req *r, json_t *spec);
 int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]);
 /* Parses a "0644"-style mode (3-4 octal digits, at most 0777). */
 int spec_parse_mode(const char *s, unsigned *ret);
+/* Parses one egress.allow entry (CONTRACTS.md "Egress rules"): a host rule
+ * "host[:port]" / "*.domain[:port]" (lib/net/host_match.h), or an IP rule
+ * "a.b.c.d[/n][:port]", "v6[/n]" or "[v6[/n]]:port" (lib/net/addr_policy.h).
+ * Writes the normalized host ("*.example.com", "10.0.0.0/8", "::1") into host,
+ * the port (0 = 80 and 443) and whether it is an IP rule. -EINVAL with e. */
+int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret_port, bool *ret_ip,
+                           struct err_detail *e);
+/* True for a team secret name: [A-Z_][A-Z0-9_]{0,63}. */
+bool spec_secret_name_ok(const char *s);
+#define SPEC_CPUS_MIN 0.1
+#define SPEC_CPUS_MAX 64.0
 
 /* ---- sandboxes.c */
 int sandboxes_create(struct api_req *r);
@@ -182,6 +197,39 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
                       char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
                       struct err_detail *e);
 bool runs_status_terminal(const char *status);
+/* POST /v1/runs/{id}/cancel (run_cancel.c). */
+int runs_cancel(struct api_req *r);
+
+/* ---- control.c: paddock.runs.control (RunControl, key run id) */
+/* Produces rc (its env is filled here) for run_id of tenant_id, synchronously.
+ * rc and the strings are borrowed. Returns 0 or a negative errno (e filled). */
+int control_produce(struct api *a, const char *tenant_id, const char *run_id, Paddock__V1__RunControl *rc,
+                    struct err_detail *e);
+
+/* ---- secrets.c: team secrets, encrypted at rest */
+int secrets_put(struct api_req *r);
+int secrets_list(struct api_req *r);
+int secrets_delete(struct api_req *r);
+/* Opens the secret name of team_id into a new buffer (*ret, *ret_len; the
+ * caller wipes and frees it). -ENOENT if it is not set; -EBADMSG if it does
+ * not authenticate (wrong master key); other negative errno (database). */
+int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char *team_id, const char *name,
+                 uint8_t **ret, size_t *ret_len, struct err_detail *e);
+
+/* ---- sealing.c: secrets sealed to a run's key (status consumer thread) */
+/* Handles a provisioning status event carrying public_key (base64): seals the
+ * run's secrets and produces RunControl{secrets}, or RunControl{cancel} if one
+ * is not set. >= 0 when done (or nothing to do); negative errno when transient. */
+int sealing_on_provisioning(struct api *a, const char *run_id, const char *public_key_b64,
+                            struct err_detail *err);
+
+/* ---- approvals.c */
+int approvals_list(struct api_req *r);
+int approvals_decide(struct api_req *r);
+/* Status consumer: approval_requested / approval_decided events of run_id at seq. */
+int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err);
+int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
+                         struct err_detail *err);
 
 /* ---- events.c */
 int events_list(struct api_req *r);

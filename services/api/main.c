@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/shutdown.h"
+#include "crypto/secretbox.h"
 #include "http/ops.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
@@ -44,6 +45,8 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_TOKEN_TTL_S", CONFIG_INT, "43200", 60, 2592000, false, S(token_ttl_s),
          "lifetime of a login token in seconds"},
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
+        {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
+         "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
         {NULL},
 };
 #undef S
@@ -155,6 +158,18 @@ int main(int argc, char **argv) {
                 return CONFIG_EXIT_BAD;
         }
         log_init("api", level);
+        int mk = secretbox_parse_master_key(a.cfg.master_key, a.master_key, &e);
+        /* only the parsed key stays in memory, and the error never quotes the text */
+        explicit_bzero(a.cfg.master_key, strlen(a.cfg.master_key));
+        /* and not in /proc/<pid>/environ either: wipe the environment's copy in place */
+        char *env_key = getenv("PADDOCK_MASTER_KEY");
+        if (env_key)
+                explicit_bzero(env_key, strlen(env_key));
+        if (mk < 0) {
+                log_error("invalid configuration: PADDOCK_MASTER_KEY: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
         if (id_new_uuid(a.instance) < 0)
                 return 1;
         a.pg = pg_pool_new(a.cfg.pg_dsn, PG_POOL_SIZE);
@@ -179,5 +194,6 @@ int main(int argc, char **argv) {
         a.s3 = s3_client_free(a.s3);
         a.pg = pg_pool_free(a.pg);
         config_free(config_table, &a.cfg);
+        explicit_bzero(a.master_key, sizeof a.master_key);
         return rc;
 }

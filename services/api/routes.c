@@ -32,6 +32,9 @@ static const struct api_route routes[] = {
         {"POST", "/v1/auth/logout", auth_logout, PERM_USER},
         {"GET", "/v1/me", auth_me, PERM_USER},
         {"GET", "/v1/teams", teams_list, PERM_USER},
+        {"GET", "/v1/teams/{id}/secrets", secrets_list, PERM_VIEWER},
+        {"PUT", "/v1/teams/{id}/secrets/{name}", secrets_put, PERM_SANDBOX_AUTHOR},
+        {"DELETE", "/v1/teams/{id}/secrets/{name}", secrets_delete, PERM_SANDBOX_AUTHOR},
         {"POST", "/v1/sandboxes", sandboxes_create, PERM_SANDBOX_AUTHOR},
         {"GET", "/v1/sandboxes/{id}", sandboxes_get, PERM_VIEWER},
         {"PUT", "/v1/sandboxes/{id}/draft", sandboxes_put_draft, PERM_SANDBOX_AUTHOR},
@@ -39,11 +42,14 @@ static const struct api_route routes[] = {
         {"GET", "/v1/sandboxes/{id}/versions/{v}", sandboxes_get_version, PERM_VIEWER},
         {"POST", "/v1/runs", runs_create, PERM_LAUNCHER},
         {"GET", "/v1/runs/{id}", runs_get, PERM_VIEWER},
+        {"POST", "/v1/runs/{id}/cancel", runs_cancel, PERM_LAUNCHER},
         {"GET", "/v1/runs/{id}/events", events_list, PERM_VIEWER},
         /* upgraded requests are served by stream.c (stream_filter checks PERM_VIEWER) */
         {"GET", "/v1/runs/{id}/stream", stream_plain_http, PERM_VIEWER},
         {"GET", "/v1/runs/{id}/artifacts", artifacts_list, PERM_REVIEWER},
         {"GET", "/v1/runs/{id}/artifacts/{name}", artifacts_get, PERM_REVIEWER},
+        {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},
+        {"POST", "/v1/approvals/{id}/decision", approvals_decide, PERM_APPROVER},
 };
 
 static const struct {

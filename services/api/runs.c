@@ -99,18 +99,94 @@ int runs_get(struct api_req *r) {
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
 
+#define DEFAULT_ASK_TIMEOUT_S 300
+#define EGRESS_HOST_MAX 272
+
 /* Everything a RunRequested points into, freed together. */
 struct snapshot_parts {
         char **command;
         Paddock__V1__ManagedFile *files;
         Paddock__V1__ManagedFile **file_ptrs;
         size_t n_command, n_files;
+        Paddock__V1__EgressPolicy egress;
+        Paddock__V1__EgressRule *rules;
+        Paddock__V1__EgressRule **rule_ptrs;
+        char (*rule_hosts)[EGRESS_HOST_MAX];
+        Paddock__V1__SecretRef *secrets;
+        Paddock__V1__SecretRef **secret_ptrs;
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->command);
         free(p->files);
         free(p->file_ptrs);
+        free(p->rules);
+        free(p->rule_ptrs);
+        free(p->rule_hosts);
+        free(p->secrets);
+        free(p->secret_ptrs);
+}
+
+/* egress.allow in order (the proxy evaluates them in this order), then the
+ * default for anything else. Profiles are refused by validation until the
+ * catalog exists, so they add nothing here yet. */
+static int snapshot_fill_egress(json_t *spec, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+        Paddock__V1__EgressPolicy *eg = &parts->egress;
+        paddock__v1__egress_policy__init(eg);
+        json_t *je = json_object_get(spec, "egress");
+        json_t *allow = json_object_get(je, "allow"), *unknown = json_object_get(je, "unknown");
+        size_t n = json_array_size(allow);
+        parts->rules = calloc(n + 1, sizeof *parts->rules);
+        parts->rule_ptrs = calloc(n + 1, sizeof *parts->rule_ptrs);
+        parts->rule_hosts = calloc(n + 1, sizeof *parts->rule_hosts);
+        if (!parts->rules || !parts->rule_ptrs || !parts->rule_hosts)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                Paddock__V1__EgressRule *rule = &parts->rules[i];
+                paddock__v1__egress_rule__init(rule);
+                uint32_t port;
+                bool ip;
+                struct err_detail e = {0};
+                if (spec_egress_rule_parse(json_string_value(json_array_get(allow, i)), parts->rule_hosts[i],
+                                           EGRESS_HOST_MAX, &port, &ip, &e) < 0)
+                        return -EINVAL;
+                rule->host = parts->rule_hosts[i];
+                rule->port = port;
+                rule->source = (char *)"allow";
+                parts->rule_ptrs[i] = rule;
+        }
+        eg->n_rules = n;
+        eg->rules = parts->rule_ptrs;
+        eg->unknown = (char *)(unknown ? json_string_value(unknown) : "deny");
+        eg->ask_timeout_s = DEFAULT_ASK_TIMEOUT_S;
+        snap->egress = eg;
+        return 0;
+}
+
+static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+        json_t *js = json_object_get(spec, "secrets");
+        size_t n = json_array_size(js);
+        parts->secrets = calloc(n + 1, sizeof *parts->secrets);
+        parts->secret_ptrs = calloc(n + 1, sizeof *parts->secret_ptrs);
+        if (!parts->secrets || !parts->secret_ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *s = json_array_get(js, i), *as = json_object_get(s, "as");
+                Paddock__V1__SecretRef *ref = &parts->secrets[i];
+                paddock__v1__secret_ref__init(ref);
+                ref->name = (char *)json_string_value(json_object_get(s, "name"));
+                json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
+                if (env)
+                        ref->env = (char *)json_string_value(env);
+                else {
+                        ref->header_host = (char *)json_string_value(json_object_get(hdr, "host"));
+                        ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
+                }
+                parts->secret_ptrs[i] = ref;
+        }
+        snap->n_secrets = n;
+        snap->secrets = parts->secret_ptrs;
+        return 0;
 }
 
 /* Fills the snapshot from a validated spec (borrowing its strings). */
@@ -159,10 +235,45 @@ static int snapshot_fill(json_t *spec, Paddock__V1__SandboxSnapshot *snap, Paddo
         limits->memory_mb = DEFAULT_MEMORY_MB;
         limits->disk_mb = DEFAULT_DISK_MB;
         limits->pids = DEFAULT_PIDS;
-        json_t *t = json_object_get(json_object_get(spec, "limits"), "timeout_s");
-        if (t)
-                limits->timeout_s = (uint32_t)json_integer_value(t);
+        json_t *jl = json_object_get(spec, "limits"), *v;
+        if ((v = json_object_get(jl, "timeout_s")))
+                limits->timeout_s = (uint32_t)json_integer_value(v);
+        if ((v = json_object_get(jl, "cpus")))
+                limits->cpus = json_number_value(v);
+        if ((v = json_object_get(jl, "memory_mb")))
+                limits->memory_mb = (uint32_t)json_integer_value(v);
+        if ((v = json_object_get(jl, "disk_mb")))
+                limits->disk_mb = (uint32_t)json_integer_value(v);
+        if ((v = json_object_get(jl, "pids")))
+                limits->pids = (uint32_t)json_integer_value(v);
         snap->limits = limits;
+        int k = snapshot_fill_egress(spec, snap, parts);
+        if (k < 0)
+                return k;
+        return snapshot_fill_secrets(spec, snap, parts);
+}
+
+/* A run whose definition names a team secret that is not set would only be
+ * cancelled at provisioning: say so at launch instead (the check at
+ * provisioning stays, a secret can be deleted in between). */
+static int check_secrets_set(struct api_req *r, struct db *d, const char *team_id, json_t *spec) {
+        json_t *js = json_object_get(spec, "secrets");
+        size_t i;
+        json_t *s;
+        json_array_foreach(js, i, s) {
+                const char *name = json_string_value(json_object_get(s, "name"));
+                struct err_detail e = {0};
+                _cleanup_pgres_ PGresult *res = NULL;
+                const char *params[] = {team_id, r->caller.tenant_id, name};
+                int k = pg_exec(d->conn,
+                                "SELECT 1 FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3",
+                                3, params, &res, &e);
+                if (k < 0)
+                        return db_fail(r, k, &e, "look up team secret");
+                if (PQntuples(res) != 1)
+                        return api_fail(r, -EEXIST, "conflict",
+                                        "spec.secrets[%zu]: secret %s is not set for the team", i, name);
+        }
         return 0;
 }
 
@@ -239,6 +350,9 @@ int runs_create(struct api_req *r) {
         char sha[65];
         if (!spec || spec_canonical(spec, &canon, sha) < 0)
                 return api_fail(r, -EIO, "internal", "could not load the published spec");
+
+        if ((k = check_secrets_set(r, &d, team_id, spec)) < 0)
+                return k;
 
         char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
         if (id_new_uuid(run_id) < 0)

@@ -1,12 +1,16 @@
 /* Field-by-field validation of a sandbox spec (API.md "A spec"). This
- * increment accepts agent (type "command"), files and limits.timeout_s; the
- * other documented fields are refused as not supported yet, and anything
- * undocumented as unknown, so a client never believes a setting took effect. */
+ * increment accepts agent (type "command"), files, egress (allow + unknown),
+ * secrets and limits (timeouts and cgroup sizes); the other documented fields
+ * (egress.profiles, limits.max_tokens/max_cost_usd, image, prompt, ...) are
+ * refused as not supported yet, and anything undocumented as unknown, so a
+ * client never believes a setting took effect. */
 #include <errno.h>
 #include <openssl/sha.h>
 #include <string.h>
 
 #include "api.h"
+#include "net/addr_policy.h"
+#include "net/host_match.h"
 
 #define CMD_MAX_ITEMS 256
 #define CMD_MAX_ITEM 4096
@@ -15,10 +19,14 @@
 #define FILES_CONTENT_MAX (1024 * 1024)
 #define TIMEOUT_MAX 86400
 
-static const char *const spec_unsupported[] = {"image", "prompt", "skills", "connectors", "egress",
-                                               "secrets", "policy", "artifacts", "retention_days", NULL};
-static const char *const limits_unsupported[] = {"cpus", "memory_mb", "disk_mb", "pids", "max_tokens",
-                                                 "max_cost_usd", NULL};
+#define EGRESS_ALLOW_MAX 256
+#define SECRETS_MAX 64
+#define ENV_NAME_MAX 128
+#define HEADER_NAME_MAX 128
+
+static const char *const spec_unsupported[] = {"image", "prompt", "skills", "connectors", "policy",
+                                               "artifacts", "retention_days", NULL};
+static const char *const limits_unsupported[] = {"max_tokens", "max_cost_usd", NULL};
 
 static bool in_list(const char *const *list, const char *s) {
         for (; *list; list++)
@@ -144,20 +152,294 @@ static int validate_files(struct api_req *r, json_t *files) {
         return 0;
 }
 
+/* Integer limit in [min, max]; the bounds keep a definition from asking for
+ * a sandbox no node could place or that starves the node. */
+static int limit_int(struct api_req *r, const char *key, json_t *v, long long min, long long max) {
+        if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.limits.%s must be an integer from %lld to %lld",
+                                key, min, max);
+        return 0;
+}
+
 static int validate_limits(struct api_req *r, json_t *limits) {
         if (!json_is_object(limits))
                 return api_fail(r, -EINVAL, "invalid_field", "spec.limits must be an object");
         const char *key;
         json_t *v;
         json_object_foreach(limits, key, v) {
-                if (!strcmp(key, "timeout_s")) {
-                        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > TIMEOUT_MAX)
+                int k = 0;
+                if (!strcmp(key, "timeout_s"))
+                        k = limit_int(r, key, v, 1, TIMEOUT_MAX);
+                else if (!strcmp(key, "cpus")) {
+                        if (!json_is_number(v) || json_number_value(v) < SPEC_CPUS_MIN ||
+                            json_number_value(v) > SPEC_CPUS_MAX)
                                 return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.limits.timeout_s must be an integer from 1 to %d", TIMEOUT_MAX);
-                } else if (in_list(limits_unsupported, key))
+                                                "spec.limits.cpus must be a number from 0.1 to 64");
+                } else if (!strcmp(key, "memory_mb"))
+                        k = limit_int(r, key, v, 64, 262144);
+                else if (!strcmp(key, "disk_mb"))
+                        k = limit_int(r, key, v, 16, 1048576);
+                else if (!strcmp(key, "pids"))
+                        k = limit_int(r, key, v, 16, 65536);
+                else if (in_list(limits_unsupported, key))
                         return api_fail(r, -EINVAL, "unsupported", "spec.limits.%s is not supported yet", key);
                 else
                         return api_fail(r, -EINVAL, "unknown_field", "spec.limits.%s is not a known field", key);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+/* "N" with 1 <= N <= 65535, digits only (no sign, no spaces). */
+static int parse_port(const char *s, uint32_t *ret) {
+        size_t n = strlen(s);
+        if (n == 0 || n > 5 || strspn(s, "0123456789") != n || s[0] == '0')
+                return -EINVAL;
+        unsigned long p = strtoul(s, NULL, 10);
+        if (p > 65535)
+                return -EINVAL;
+        *ret = (uint32_t)p;
+        return 0;
+}
+
+int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret_port, bool *ret_ip,
+                           struct err_detail *e) {
+        char buf[HOST_RULE_NAME_MAX + 16];
+        uint32_t port = 0;
+        size_t n = strlen(s);
+        if (n == 0 || n >= sizeof buf)
+                return err_set(e, -EINVAL, "egress", "must be 1 to %zu characters", sizeof buf - 1);
+        memcpy(buf, s, n + 1);
+        char *addr = NULL;
+        if (buf[0] == '[') {
+                /* IPv6 (optionally /len) with a port must be bracketed: "[::1]:8080" */
+                char *close = strchr(buf, ']');
+                if (!close)
+                        return err_set(e, -EINVAL, "egress", "missing \"]\" after an IPv6 address");
+                *close = '\0';
+                if (close[1] == ':') {
+                        if (parse_port(close + 2, &port) < 0)
+                                return err_set(e, -EINVAL, "egress", "port must be 1-65535");
+                } else if (close[1])
+                        return err_set(e, -EINVAL, "egress", "only \":port\" may follow \"]\"");
+                addr = buf + 1;
+                if (!strchr(addr, ':'))
+                        return err_set(e, -EINVAL, "egress", "brackets are only for IPv6 addresses");
+        } else if (strchr(buf, ':') && strchr(buf, ':') != strrchr(buf, ':')) {
+                addr = buf; /* bare IPv6: every ':' belongs to the address, no port */
+        } else {
+                char *colon = strchr(buf, ':');
+                if (colon) {
+                        *colon = '\0';
+                        if (parse_port(colon + 1, &port) < 0)
+                                return err_set(e, -EINVAL, "egress", "port must be 1-65535");
+                }
+                /* a CIDR or a dotted quad is an IP rule; any other IP spelling
+                 * ("127.1", "0x7f.1") is refused by host_rule_parse below */
+                if (strchr(buf, '/') || strspn(buf, "0123456789.") == strlen(buf))
+                        addr = buf;
+        }
+        if (addr) {
+                struct addr_allow a;
+                if (addr_allow_parse(addr, &a) < 0)
+                        return err_set(e, -EINVAL, "egress",
+                                       "not a valid IP address or CIDR (canonical form, no host bits beyond "
+                                       "the prefix, prefix length >= 1)");
+                if (strlen(addr) + 1 > size)
+                        return err_set(e, -EINVAL, "egress", "too long");
+                snprintf(host, size, "%s", addr);
+                *ret_port = port;
+                *ret_ip = true;
+                return 0;
+        }
+        struct host_rule hr;
+        struct err_detail he = {0};
+        /* host_rule_parse sees the original text (with its port) */
+        if (host_rule_parse(s, &hr, &he) < 0)
+                return err_set(e, -EINVAL, "egress", "%s", he.message[0] ? he.message : "not a valid host rule");
+        if (strlen(hr.name) + 3 > size)
+                return err_set(e, -EINVAL, "egress", "too long");
+        snprintf(host, size, "%s%s", hr.wildcard ? "*." : "", hr.name);
+        *ret_port = hr.port;
+        *ret_ip = false;
+        return 0;
+}
+
+static int validate_egress(struct api_req *r, json_t *egress) {
+        if (!json_is_object(egress))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.egress must be an object");
+        const char *key;
+        json_t *v;
+        json_object_foreach(egress, key, v) {
+                if (!strcmp(key, "allow") || !strcmp(key, "unknown"))
+                        continue;
+                if (!strcmp(key, "profiles"))
+                        return api_fail(r, -EINVAL, "unsupported",
+                                        "spec.egress.profiles is not supported yet (no egress profile catalog)");
+                return api_fail(r, -EINVAL, "unknown_field", "spec.egress.%s is not a known field", key);
+        }
+        json_t *allow = json_object_get(egress, "allow");
+        if (allow) {
+                if (!json_is_array(allow) || json_array_size(allow) > EGRESS_ALLOW_MAX)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.egress.allow must be an array of at most %d rules", EGRESS_ALLOW_MAX);
+                size_t i;
+                json_array_foreach(allow, i, v) {
+                        if (!clean_string(v))
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.egress.allow[%zu] must be a string \"host[:port]\" or "
+                                                "\"IP[/len]\" (\"[IPv6]:port\" with a port)", i);
+                        char host[HOST_RULE_NAME_MAX + 8];
+                        uint32_t port;
+                        bool ip;
+                        struct err_detail e = {0};
+                        if (spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &e) < 0)
+                                return api_fail(r, -EINVAL, "invalid_field", "spec.egress.allow[%zu]: %s", i,
+                                                e.message);
+                }
+        }
+        json_t *unknown = json_object_get(egress, "unknown");
+        if (unknown && (!json_is_string(unknown) || (strcmp(json_string_value(unknown), "deny") &&
+                                                     strcmp(json_string_value(unknown), "ask"))))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.egress.unknown must be \"deny\" or \"ask\"");
+        return 0;
+}
+
+bool spec_secret_name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n >= 1 && n <= 64 && !(s[0] >= '0' && s[0] <= '9') &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+/* Environment variables the platform sets or the dynamic loader reads: a
+ * secret must not redirect the proxy or inject code. */
+static bool env_name_reserved(const char *s) {
+        static const char *const reserved[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "PATH",
+                                               "HOME", NULL};
+        char up[ENV_NAME_MAX + 1];
+        size_t i = 0;
+        for (; s[i] && i < ENV_NAME_MAX; i++)
+                up[i] = (char)((s[i] >= 'a' && s[i] <= 'z') ? s[i] - 32 : s[i]);
+        up[i] = '\0';
+        return in_list(reserved, up) || !strncmp(up, "LD_", 3) || !strncmp(up, "PADDOCK_", 8);
+}
+
+static bool env_name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n >= 1 && n <= ENV_NAME_MAX && !(s[0] >= '0' && s[0] <= '9') &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
+/* RFC 9110 token, minus the headers that frame the message or address the
+ * proxy itself (the proxy owns those). */
+static bool header_name_ok(const char *s) {
+        static const char *const framing[] = {"host", "content-length", "transfer-encoding", "connection",
+                                              "upgrade", "te", "trailer", "keep-alive", "proxy-connection",
+                                              "proxy-authorization", "proxy-authenticate", NULL};
+        size_t n = strlen(s);
+        if (n == 0 || n > HEADER_NAME_MAX ||
+            strspn(s, "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != n)
+                return false;
+        char low[HEADER_NAME_MAX + 1];
+        for (size_t i = 0; i <= n; i++)
+                low[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+        return !in_list(framing, low);
+}
+
+static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
+        if (!json_is_object(as) || json_object_size(as) != 1)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"host\", \"name\"}}", i);
+        json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
+        if (env) {
+                if (!clean_string(env) || !env_name_ok(json_string_value(env)))
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.secrets[%zu].as.env must be an environment variable name "
+                                        "([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", i, ENV_NAME_MAX);
+                if (env_name_reserved(json_string_value(env)))
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.secrets[%zu].as.env: %s is reserved by the platform", i,
+                                        json_string_value(env));
+                return 0;
+        }
+        if (!hdr) {
+                const char *key = json_object_iter_key(json_object_iter(as));
+                return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.%s is not a known field", i, key);
+        }
+        if (!json_is_object(hdr))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu].as.header must be an object", i);
+        const char *key;
+        json_t *v;
+        json_object_foreach(hdr, key, v) {
+                if (strcmp(key, "host") && strcmp(key, "name"))
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.header.%s is not a known field",
+                                        i, key);
+        }
+        json_t *host = json_object_get(hdr, "host"), *name = json_object_get(hdr, "name");
+        if (!host)
+                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.host is required", i);
+        if (!name)
+                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.name is required", i);
+        struct host_rule hr;
+        struct err_detail he = {0};
+        if (!clean_string(host) || host_rule_parse(json_string_value(host), &hr, &he) < 0 || hr.wildcard ||
+            hr.port != 0)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.secrets[%zu].as.header.host must be a host name (no wildcard, no port, "
+                                "no IP literal)%s%s", i, he.message[0] ? ": " : "", he.message);
+        if (!clean_string(name) || !header_name_ok(json_string_value(name)))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.secrets[%zu].as.header.name must be an HTTP header name (token, at most %d "
+                                "characters, not a framing or proxy header)", i, HEADER_NAME_MAX);
+        return 0;
+}
+
+static int validate_secrets(struct api_req *r, json_t *secrets) {
+        if (!json_is_array(secrets) || json_array_size(secrets) > SECRETS_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets must be an array of at most %d entries",
+                                SECRETS_MAX);
+        size_t i;
+        json_t *s;
+        json_array_foreach(secrets, i, s) {
+                if (!json_is_object(s))
+                        return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu] must be an object", i);
+                const char *key;
+                json_t *v;
+                json_object_foreach(s, key, v) {
+                        if (strcmp(key, "name") && strcmp(key, "as"))
+                                return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].%s is not a known field",
+                                                i, key);
+                }
+                json_t *name = json_object_get(s, "name"), *as = json_object_get(s, "as");
+                if (!name)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].name is required", i);
+                if (!clean_string(name) || !spec_secret_name_ok(json_string_value(name)))
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.secrets[%zu].name must match [A-Z_][A-Z0-9_]{0,63}", i);
+                if (!as)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as is required", i);
+                int k = validate_secret_as(r, i, as);
+                if (k < 0)
+                        return k;
+                /* one destination gets one value: the same env variable, or the
+                 * same header for the same host, twice is a mistake */
+                json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
+                for (size_t j = 0; j < i; j++) {
+                        json_t *pas = json_object_get(json_array_get(secrets, j), "as");
+                        json_t *penv = json_object_get(pas, "env"), *phdr = json_object_get(pas, "header");
+                        bool dup = false;
+                        if (env && penv)
+                                dup = !strcmp(json_string_value(env), json_string_value(penv));
+                        else if (hdr && phdr)
+                                dup = !strcasecmp(json_string_value(json_object_get(hdr, "host")),
+                                                  json_string_value(json_object_get(phdr, "host"))) &&
+                                      !strcasecmp(json_string_value(json_object_get(hdr, "name")),
+                                                  json_string_value(json_object_get(phdr, "name")));
+                        if (dup)
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.secrets[%zu].as repeats the destination of spec.secrets[%zu]", i, j);
+                }
         }
         return 0;
 }
@@ -170,7 +452,8 @@ int spec_validate(struct api_req *r, json_t *spec) {
         const char *key;
         json_t *v;
         json_object_foreach(spec, key, v) {
-                if (!strcmp(key, "agent") || !strcmp(key, "files") || !strcmp(key, "limits"))
+                if (!strcmp(key, "agent") || !strcmp(key, "files") || !strcmp(key, "limits") ||
+                    !strcmp(key, "egress") || !strcmp(key, "secrets"))
                         continue;
                 if (in_list(spec_unsupported, key))
                         return api_fail(r, -EINVAL, "unsupported", "spec.%s is not supported yet", key);
@@ -185,6 +468,10 @@ int spec_validate(struct api_req *r, json_t *spec) {
         if ((v = json_object_get(spec, "files")) && (k = validate_files(r, v)) < 0)
                 return k;
         if ((v = json_object_get(spec, "limits")) && (k = validate_limits(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "egress")) && (k = validate_egress(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "secrets")) && (k = validate_secrets(r, v)) < 0)
                 return k;
         return 0;
 }

@@ -1,5 +1,8 @@
 /* Run status from Kafka (group paddock-api-status): runs.assigned sets
- * scheduled + node, runs.events of kind "status" move the run forward. Updates
+ * scheduled + node, runs.events of kind "status" move the run forward; a
+ * `provisioning` status carrying the run's public key gets its secrets sealed
+ * (sealing.c); approval_requested / approval_decided maintain api.approvals
+ * and the awaiting_approval status (approvals.c). Updates
  * are idempotent (status_seq only grows, a terminal status is never left), so
  * redelivery is harmless. The shared lib/kafka loop commits an offset only
  * after the update, retries transient failures (PostgreSQL down) on the same
@@ -83,12 +86,26 @@ static int handle_assigned(const struct kafka_message *m, struct err_detail *err
         return r;
 }
 
+/* Events other than status that the api acts on. */
+static int handle_other_event(Paddock__V1__RunEvent *ev, struct err_detail *err) {
+        if (strcmp(ev->kind, "approval_requested") && strcmp(ev->kind, "approval_decided"))
+                return 0;
+        _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
+        if (!json_is_object(data))
+                return 0;
+        if (!strcmp(ev->kind, "approval_requested"))
+                return approvals_on_requested(sc.api, ev->env->run_id, ev->env->seq, data, err);
+        return approvals_on_decided(sc.api, ev->env->run_id, ev->env->seq, ev->env->ts_unix_us, data, err);
+}
+
 static int handle_event(const struct kafka_message *m, struct err_detail *err) {
         Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
         if (!ev)
                 return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEvent");
         int r = 0;
-        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && !strcmp(ev->kind, "status")) {
+        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && strcmp(ev->kind, "status"))
+                r = handle_other_event(ev, err);
+        else if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind) {
                 _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
                 const char *status = ev->status && ev->status[0] ? ev->status
                                                                  : json_string_value(json_object_get(data, "status"));
@@ -113,6 +130,11 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                                 "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
                                 "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')",
                                 7, params, ev->env->run_id, err);
+                        /* the key is announced once, in provisioning; sealing
+                         * is idempotent enough (the runner takes the first) */
+                        const char *pk = json_string_value(json_object_get(data, "public_key"));
+                        if (r >= 0 && !strcmp(status, "provisioning") && pk && pk[0])
+                                r = sealing_on_provisioning(sc.api, ev->env->run_id, pk, err);
                 }
         }
         paddock__v1__run_event__free_unpacked(ev, NULL);

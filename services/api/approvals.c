@@ -1,0 +1,299 @@
+/* Approvals: a run asks (approval_requested event, e.g. an egress destination
+ * under `egress.unknown: ask`), a person decides here, the decision travels to
+ * the run's node as RunControl{approval}, and the runner reports what it
+ * applied (approval_decided event, also on its own deadline: "by":"timeout").
+ * The run shows `awaiting_approval` while one of its approvals is pending.
+ * api.approvals rows take tenant and team from the run, never from the event. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "pg/pg.h"
+
+#define APPROVAL_ID_MAX 64
+#define COMMENT_MAX 1024
+#define DEFAULT_DEADLINE_S 300
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+
+/* pending past its deadline is expired, whether or not the runner said so yet */
+#define EFFECTIVE_STATUS \
+        "CASE WHEN a.status = 'pending' AND a.deadline <= now() THEN 'expired' ELSE a.status END"
+#define APPROVAL_COLUMNS                                                                                  \
+        "a.id, a.run_id, a.team_id, a.kind, a.what::text, a.rule, " DB_TS("a.deadline") ", " EFFECTIVE_STATUS \
+        ", " DB_TS("a.created_at") ", a.decided_by, " DB_TS("a.decided_at") ", a.comment"
+
+static bool approval_id_ok(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+        return n >= 1 && n <= APPROVAL_ID_MAX &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == n;
+}
+
+static json_t *approval_json(const PGresult *res, int i) {
+        json_t *what = json_loads(PQgetvalue(res, i, 4), 0, NULL);
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o}", "id", PQgetvalue(res, i, 0),
+                         "run", PQgetvalue(res, i, 1), "team", PQgetvalue(res, i, 2), "kind", PQgetvalue(res, i, 3),
+                         "what", what ? what : json_object(), "rule", db_json_str(res, i, 5), "deadline",
+                         PQgetvalue(res, i, 6), "status", PQgetvalue(res, i, 7), "created_at", PQgetvalue(res, i, 8),
+                         "decided_by", db_json_str(res, i, 9), "decided_at", db_json_str(res, i, 10), "comment",
+                         db_json_str(res, i, 11));
+}
+
+/* ---- from the status consumer */
+
+static int consumer_exec(struct api *a, const char *sql, int n, const char *const *params, const char *run_id,
+                         struct err_detail *err) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, NULL, &e);
+        if (k >= 0)
+                k = pg_exec(d.conn, sql, n, params, NULL, &e);
+        if (k < 0)
+                return err_set(err, k, e.code, "could not record approval of run %s: %s", run_id, e.message);
+        return 0;
+}
+
+int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err) {
+        const char *id = json_string_value(json_object_get(data, "approval_id"));
+        if (!approval_id_ok(id)) {
+                log_ctx(LOG_WARN, LOG_KV("run", run_id), "approval_requested without a valid approval_id, ignored");
+                return 0;
+        }
+        const char *kind = json_string_value(json_object_get(data, "kind"));
+        const char *rule = json_string_value(json_object_get(data, "rule"));
+        json_t *host = json_object_get(data, "host"), *port = json_object_get(data, "port");
+        _cleanup_json_ json_t *what = json_object();
+        if (json_is_string(host))
+                json_object_set(what, "host", host);
+        if (json_is_integer(port))
+                json_object_set(what, "port", port);
+        _cleanup_free_ char *what_text = json_dumps(what, JSON_COMPACT);
+        if (!what_text)
+                return err_set(err, -ENOMEM, "oom", "out of memory");
+        /* deadline: RFC 3339 text or Unix seconds; absent or unreadable: the default */
+        char deadline[40] = "";
+        json_t *jd = json_object_get(data, "deadline");
+        if (json_is_number(jd) && json_number_value(jd) > 0 && json_number_value(jd) < 1e11)
+                time_format_rfc3339((int64_t)(json_number_value(jd) * 1e6), deadline, sizeof deadline);
+        else if (json_is_string(jd) && json_string_length(jd) < sizeof deadline &&
+                 strspn(json_string_value(jd), "0123456789-:.TZ+ ") == json_string_length(jd))
+                snprintf(deadline, sizeof deadline, "%s", json_string_value(jd));
+        char seqs[24], dflt[16];
+        snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
+        snprintf(dflt, sizeof dflt, "%d", DEFAULT_DEADLINE_S);
+        const char *params[] = {run_id, id, kind && kind[0] ? kind : "egress", what_text, rule, deadline[0] ? deadline : NULL,
+                                dflt};
+        static const char insert[] =
+                "INSERT INTO api.approvals (id, run_id, tenant_id, team_id, kind, what, rule, deadline) "
+                "SELECT $2, r.id, r.tenant_id, r.team_id, $3, $4::jsonb, $5, "
+                "coalesce($6::timestamptz, now() + make_interval(secs => $7::integer)) "
+                "FROM api.runs r WHERE r.id = $1 ON CONFLICT (id) DO NOTHING";
+        int k = consumer_exec(a, insert, 7, params, run_id, err);
+        if (k == -EINVAL && params[5]) { /* a deadline PostgreSQL cannot read */
+                params[5] = NULL;
+                *err = (struct err_detail){0};
+                k = consumer_exec(a, insert, 7, params, run_id, err);
+        }
+        if (k < 0)
+                return k;
+        const char *sp[] = {run_id, seqs};
+        k = consumer_exec(a,
+                          "UPDATE api.runs SET status = 'awaiting_approval', status_seq = $2::bigint "
+                          "WHERE id = $1 AND status = 'running' AND status_seq < $2::bigint AND EXISTS "
+                          "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
+                          2, sp, run_id, err);
+        if (k >= 0)
+                log_ctx(LOG_INFO, LOG_KV("run", run_id, "approval", id), "approval requested");
+        return k;
+}
+
+int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
+                         struct err_detail *err) {
+        const char *id = json_string_value(json_object_get(data, "approval_id"));
+        if (!approval_id_ok(id))
+                return 0;
+        const char *decision = json_string_value(json_object_get(data, "decision"));
+        const char *by = json_string_value(json_object_get(data, "by"));
+        /* what the runner applied is the truth (its deadline may have won a race) */
+        const char *status = by && !strcmp(by, "timeout")            ? "expired"
+                             : decision && !strcmp(decision, "approve") ? "approved"
+                                                                        : "denied";
+        char seqs[24], ts[32];
+        snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
+        snprintf(ts, sizeof ts, "%lld", (long long)(ts_us > 0 ? ts_us : time_now_us()));
+        const char *params[] = {id, run_id, status, by && by[0] ? by : NULL, ts};
+        int k = consumer_exec(a,
+                              "UPDATE api.approvals SET status = $3, decided_by = coalesce(decided_by, $4), "
+                              "decided_at = coalesce(decided_at, to_timestamp($5::double precision / 1e6)) "
+                              "WHERE id = $1 AND run_id = $2",
+                              5, params, run_id, err);
+        if (k < 0)
+                return k;
+        const char *sp[] = {run_id, seqs};
+        return consumer_exec(a,
+                             "UPDATE api.runs SET status = 'running', status_seq = $2::bigint "
+                             "WHERE id = $1 AND status = 'awaiting_approval' AND status_seq < $2::bigint AND NOT EXISTS "
+                             "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
+                             2, sp, run_id, err);
+}
+
+/* ---- HTTP */
+
+int approvals_list(struct api_req *r) {
+        char sbuf[48], lbuf[32], cbuf[40];
+        /* api_query answers a pointer into buf past "name=" */
+        const char *status = api_query(r, "status", sbuf, sizeof sbuf);
+        const char *lim = api_query(r, "limit", lbuf, sizeof lbuf), *cur = api_query(r, "cursor", cbuf, sizeof cbuf);
+        if (!status)
+                status = "";
+        else if (strcmp(status, "pending") && strcmp(status, "approved") && strcmp(status, "denied") &&
+                 strcmp(status, "expired"))
+                return api_fail(r, -EINVAL, "invalid_field", "status must be pending, approved, denied or expired");
+        long limit = LIST_DEFAULT, offset = 0;
+        if (lim) {
+                char *end;
+                limit = strtol(lim, &end, 10);
+                if (*end || end == lim || limit < 1 || limit > LIST_MAX)
+                        return api_fail(r, -EINVAL, "invalid_field", "limit must be an integer from 1 to %d", LIST_MAX);
+        }
+        if (cur) {
+                char *end;
+                offset = strtol(cur, &end, 10);
+                if (*end || end == cur || offset < 0)
+                        return api_fail(r, -EINVAL, "invalid_field", "cursor is not one this server returned");
+        }
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        char lims[16], offs[24];
+        snprintf(lims, sizeof lims, "%ld", limit + 1);
+        snprintf(offs, sizeof offs, "%ld", offset);
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.tenant_id, r->caller.user_id, r->caller.tenant_admin ? "t" : "f", status, lims,
+                                offs};
+        /* the approvals of runs of the caller's teams (tenant_admin: all) */
+        k = pg_exec(d.conn,
+                    "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.tenant_id = $1 AND ($3::boolean OR "
+                    "EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = a.team_id AND m.user_id = $2 "
+                    "AND m.tenant_id = $1)) AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) "
+                    "ORDER BY a.created_at, a.id LIMIT $5::bigint OFFSET $6::bigint",
+                    6, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "list approvals");
+        json_t *items = json_array();
+        int n = PQntuples(res);
+        for (int i = 0; i < n && i < limit; i++)
+                json_array_append_new(items, approval_json(res, i));
+        json_t *next = json_null();
+        if (n > limit) {
+                char c[24];
+                snprintf(c, sizeof c, "%ld", offset + limit);
+                next = json_string(c);
+        }
+        r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int approvals_decide(struct api_req *r) {
+        const char *id = r->params[0];
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (strcmp(key, "decision") && strcmp(key, "comment"))
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        json_t *jd = json_object_get(body, "decision"), *jc = json_object_get(body, "comment");
+        if (!jd)
+                return api_fail(r, -EINVAL, "missing_field", "decision is required");
+        if (!json_is_string(jd) || (strcmp(json_string_value(jd), "approve") && strcmp(json_string_value(jd), "deny")))
+                return api_fail(r, -EINVAL, "invalid_field", "decision must be \"approve\" or \"deny\"");
+        if (jc && (!json_is_string(jc) || json_string_length(jc) > COMMENT_MAX ||
+                   strlen(json_string_value(jc)) != json_string_length(jc)))
+                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string of at most %d bytes", COMMENT_MAX);
+        bool approve = !strcmp(json_string_value(jd), "approve");
+        const char *comment = jc ? json_string_value(jc) : "";
+        if (!approval_id_ok(id))
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        k = pg_exec(d.conn,
+                    "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, '') "
+                    "FROM api.approvals a JOIN api.runs r ON r.id = a.run_id WHERE a.id = $1 AND a.tenant_id = $2",
+                    2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load approval");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 1), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        const char *run_id = PQgetvalue(res, 0, 0), *node = PQgetvalue(res, 0, 4);
+        if (strcmp(PQgetvalue(res, 0, 2), "pending"))
+                return api_fail(r, -EEXIST, "conflict", "approval is already %s", PQgetvalue(res, 0, 2));
+        if (PQgetvalue(res, 0, 3)[0] == 't')
+                return api_fail(r, -EEXIST, "conflict", "approval expired at its deadline");
+
+        char by[UUID_STR_LEN + 8];
+        snprintf(by, sizeof by, "user:%s", r->caller.user_id);
+        /* record and send together: a decision the runner never got is not recorded */
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *up = NULL;
+        const char *uparams[] = {id, r->caller.tenant_id, approve ? "approved" : "denied", by, comment};
+        k = pg_exec(d.conn,
+                    "UPDATE api.approvals SET status = $3, decided_by = $4, decided_at = now(), comment = nullif($5, '') "
+                    "WHERE id = $1 AND tenant_id = $2 AND status = 'pending' AND deadline > now() RETURNING id",
+                    5, uparams, &up, &e);
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "record decision");
+        }
+        if (PQntuples(up) != 1) {
+                pg_rollback(d.conn);
+                return api_fail(r, -EEXIST, "conflict", "approval is no longer pending");
+        }
+        Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
+        Paddock__V1__ApprovalDecision dec = PADDOCK__V1__APPROVAL_DECISION__INIT;
+        dec.approval_id = (char *)id;
+        dec.approved = approve;
+        dec.decided_by = by;
+        dec.comment = (char *)comment;
+        rc.node_id = (char *)node;
+        rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_APPROVAL;
+        rc.approval = &dec;
+        struct err_detail ke = {0};
+        if ((k = control_produce(r->api, r->caller.tenant_id, run_id, &rc, &ke)) < 0) {
+                pg_rollback(d.conn);
+                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "kafka", ke.code),
+                        "could not produce approval decision: %s", ke.message[0] ? ke.message : strerror(-k));
+                return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was decided");
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit decision");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "user", r->caller.user_id),
+                approve ? "approval approved" : "approval denied");
+        _cleanup_pgres_ PGresult *out = NULL;
+        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2", 2,
+                    params, &out, &e);
+        if (k < 0 || PQntuples(out) != 1)
+                return k < 0 ? db_fail(r, k, &e, "load approval") : api_fail(r, -ENOENT, "not_found", "approval not found");
+        r->out = approval_json(out, 0);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

@@ -1,0 +1,109 @@
+/* POST /v1/runs/{id}/cancel. A run on a node is stopped by its runner-agent
+ * (RunControl{cancel} to that node; the run's status then arrives from
+ * runs.events). A queued run has no node yet: it is cancelled here directly,
+ * and the cancel still goes out (node_id empty) so that the runner-agent that
+ * later receives its assignment drops it. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define REASON_MAX 512
+
+static int cancel_body_reason(struct api_req *r, char *reason, size_t size) {
+        snprintf(reason, size, "cancelled by user %s", r->caller.user_id);
+        if (!r->body || r->body_len == 0)
+                return 0;
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (strcmp(key, "reason"))
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        json_t *jr = json_object_get(body, "reason");
+        if (jr) {
+                if (!json_is_string(jr) || json_string_length(jr) == 0 || json_string_length(jr) > REASON_MAX ||
+                    strlen(json_string_value(jr)) != json_string_length(jr))
+                        return api_fail(r, -EINVAL, "invalid_field", "reason must be a string of 1 to %d bytes",
+                                        REASON_MAX);
+                snprintf(reason, size, "%s", json_string_value(jr));
+        }
+        return 0;
+}
+
+int runs_cancel(struct api_req *r) {
+        const char *id = r->params[0];
+        if (!id_is_uuid(id))
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        char reason[REASON_MAX + 64];
+        int k = cancel_body_reason(r, reason, sizeof reason);
+        if (k < 0)
+                return k;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT team_id, status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
+                    params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
+        if (runs_status_terminal(status))
+                return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
+
+        /* the cancel goes out first: if Kafka is down nothing changes and the
+         * caller may retry; a cancel produced twice is harmless */
+        Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
+        Paddock__V1__CancelRun cancel = PADDOCK__V1__CANCEL_RUN__INIT;
+        char by[UUID_STR_LEN + 8];
+        snprintf(by, sizeof by, "user:%s", r->caller.user_id);
+        cancel.requested_by = by;
+        cancel.reason = reason;
+        rc.node_id = (char *)(node ? node : "");
+        rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL;
+        rc.cancel = &cancel;
+        struct err_detail ke = {0};
+        if ((k = control_produce(r->api, r->caller.tenant_id, id, &rc, &ke)) < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", id, "kafka", ke.code),
+                        "could not produce cancel: %s", ke.message[0] ? ke.message : strerror(-k));
+                return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was changed");
+        }
+
+        const char *out_status = status;
+        if (!node) {
+                /* no node: nobody else will ever report an end, so end it here
+                 * (unless the assignment arrived meanwhile: then the runner does) */
+                _cleanup_pgres_ PGresult *up = NULL;
+                const char *uparams[] = {id, r->caller.tenant_id, reason};
+                k = pg_exec(d.conn,
+                            "UPDATE api.runs SET status = 'cancelled', reason = $3, ended_at = now() "
+                            "WHERE id = $1 AND tenant_id = $2 AND node_id IS NULL AND status = 'queued' "
+                            "RETURNING status",
+                            3, uparams, &up, &e);
+                if (k < 0)
+                        return db_fail(r, k, &e, "cancel queued run");
+                if (PQntuples(up) == 1)
+                        out_status = "cancelled";
+        }
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", id, "user", r->caller.user_id, "node",
+                                 node ? node : ""),
+                "run cancel requested");
+        r->out = json_pack("{s:s, s:s}", "id", id, "status", out_status);
+        r->status = 202;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

@@ -1,0 +1,155 @@
+"""Spec fields of the execution plane: egress, secrets and limits are validated
+field by field (the problem's detail names the JSON path), and a valid spec
+reaches the run's snapshot on paddock.runs.requested exactly as CONTRACTS.md
+"Egress rules" says (rules in order, normalized, unknown/ask_timeout_s)."""
+
+import json
+import struct
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException
+
+from conftest import command_spec, unique_name
+from test_e2e_secrets_api import _pb_fields
+
+
+def _spec(**fields):
+    s = command_spec(["/bin/true"], timeout_s=30)
+    for k, v in fields.items():
+        if k == "limits":
+            s["limits"].update(v)
+        else:
+            s[k] = v
+    return s
+
+
+def _env(name, var):
+    return {"name": name, "as": {"env": var}}
+
+
+def _hdr(name, host, header):
+    return {"name": name, "as": {"header": {"host": host, "name": header}}}
+
+
+BAD = [
+    ("egress-profiles", {"egress": {"profiles": ["p1"]}}, "unsupported", "spec.egress.profiles"),
+    ("egress-unknown-field", {"egress": {"bogus": 1}}, "unknown_field", "spec.egress.bogus"),
+    ("egress-not-object", {"egress": ["a"]}, "invalid_field", "spec.egress"),
+    ("egress-ip-shortform", {"egress": {"allow": ["example.com", "127.1"]}}, "invalid_field", "spec.egress.allow[1]"),
+    ("egress-hex-ip", {"egress": {"allow": ["0x7f.0.0.1"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-host-bits", {"egress": {"allow": ["10.1.2.3/8"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-zero-prefix", {"egress": {"allow": ["0.0.0.0/0"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-port-zero", {"egress": {"allow": ["example.com:0"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-port-big", {"egress": {"allow": ["[::1]:65536"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-broad-wildcard", {"egress": {"allow": ["*.com"]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-not-string", {"egress": {"allow": [443]}}, "invalid_field", "spec.egress.allow[0]"),
+    ("egress-unknown-allow", {"egress": {"unknown": "allow"}}, "invalid_field", "spec.egress.unknown"),
+    ("secret-name", {"secrets": [_env("lower", "X")]}, "invalid_field", "spec.secrets[0].name"),
+    ("secret-missing-as", {"secrets": [{"name": "A"}]}, "missing_field", "spec.secrets[0].as"),
+    ("secret-empty-as", {"secrets": [{"name": "A", "as": {}}]}, "invalid_field", "spec.secrets[0].as"),
+    ("secret-both", {"secrets": [{"name": "A", "as": {"env": "X", "header": {}}}]}, "invalid_field",
+     "spec.secrets[0].as"),
+    ("secret-env-name", {"secrets": [_env("A", "1X")]}, "invalid_field", "spec.secrets[0].as.env"),
+    ("secret-env-reserved", {"secrets": [_env("A", "LD_PRELOAD")]}, "invalid_field", "spec.secrets[0].as.env"),
+    ("secret-env-proxy", {"secrets": [_env("A", "https_proxy")]}, "invalid_field", "spec.secrets[0].as.env"),
+    ("secret-header-name", {"secrets": [_hdr("A", "api.example.com", "x api key")]}, "invalid_field",
+     "spec.secrets[0].as.header.name"),
+    ("secret-header-framing", {"secrets": [_hdr("A", "api.example.com", "Content-Length")]}, "invalid_field",
+     "spec.secrets[0].as.header.name"),
+    ("secret-header-wildcard", {"secrets": [_hdr("A", "*.example.com", "x-key")]}, "invalid_field",
+     "spec.secrets[0].as.header.host"),
+    ("secret-header-ip", {"secrets": [_hdr("A", "127.0.0.1", "x-key")]}, "invalid_field",
+     "spec.secrets[0].as.header.host"),
+    ("secret-header-missing-host", {"secrets": [{"name": "A", "as": {"header": {"name": "x-key"}}}]},
+     "missing_field", "spec.secrets[0].as.header.host"),
+    ("secret-dup-env", {"secrets": [_env("A", "TOKEN"), _env("B", "TOKEN")]}, "invalid_field",
+     "spec.secrets[1].as"),
+    ("secret-dup-header", {"secrets": [_hdr("A", "api.example.com", "X-Key"), _hdr("B", "API.example.com", "x-key")]},
+     "invalid_field", "spec.secrets[1].as"),
+    ("secret-unknown-field", {"secrets": [{"name": "A", "as": {"env": "X"}, "x": 1}]}, "unknown_field",
+     "spec.secrets[0].x"),
+    ("limits-cpus-small", {"limits": {"cpus": 0.05}}, "invalid_field", "spec.limits.cpus"),
+    ("limits-cpus-big", {"limits": {"cpus": 65}}, "invalid_field", "spec.limits.cpus"),
+    ("limits-memory", {"limits": {"memory_mb": 32}}, "invalid_field", "spec.limits.memory_mb"),
+    ("limits-disk", {"limits": {"disk_mb": "lots"}}, "invalid_field", "spec.limits.disk_mb"),
+    ("limits-pids", {"limits": {"pids": 100000}}, "invalid_field", "spec.limits.pids"),
+    ("limits-pids-float", {"limits": {"pids": 64.5}}, "invalid_field", "spec.limits.pids"),
+    ("limits-max-tokens", {"limits": {"max_tokens": 1000}}, "unsupported", "spec.limits.max_tokens"),
+    ("limits-max-cost", {"limits": {"max_cost_usd": 1.0}}, "unsupported", "spec.limits.max_cost_usd"),
+]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in BAD])
+def test_spec_field_refused(api, team_id, case):
+    _, fields, code, path = next(c for c in BAD if c[0] == case)
+    r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-invalid"), "team": team_id, "spec": _spec(**fields)})
+    assert r.status_code == 400, r.text[:300]
+    p = r.json()
+    assert p["code"] == code, p
+    assert path in p["detail"], f"detail {p['detail']!r} does not name {path!r}"
+
+
+def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
+    names = ["E2E_SNAP_" + uuid.uuid4().hex[:8].upper() for _ in range(2)]
+    for n in names:
+        api.ok("PUT", f"/v1/teams/{team_id}/secrets/{n}", json={"value": "v-" + n}, expect=(201,))
+    allow = ["api.example.com", "*.Example.ORG:8443", "127.0.0.1:8080", "[::1]:8080", "10.0.0.0/8", "fd00::/8",
+             "[fd00::/16]:5432", "192.168.1.7"]
+    spec = _spec(egress={"allow": allow, "unknown": "ask"},
+                 secrets=[_env(names[0], "MY_TOKEN"), _hdr(names[1], "api.example.com", "x-api-key")],
+                 limits={"cpus": 0.5, "memory_mb": 256, "disk_mb": 64, "pids": 64})
+    consumer = Consumer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
+                         "group.id": f"paddock-e2e-snap-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "session.timeout.ms": 6000})
+    try:
+        consumer.subscribe(["paddock.runs.requested"])
+        run_id = runs.start(spec)
+        snap = None
+        deadline = time.monotonic() + 30
+        while snap is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                if msg is not None and msg.error().fatal():
+                    raise KafkaException(msg.error())
+                continue
+            if (msg.key() or b"").decode() == run_id:
+                snap = _pb_fields(_pb_fields(msg.value())[4][0])
+    finally:
+        consumer.close()
+    assert snap, f"no RunRequested for {run_id}"
+    lim = _pb_fields(snap[6][0])
+    assert lim[1][0] == 30 and struct.unpack("<d", lim[2][0])[0] == 0.5
+    assert (lim[3][0], lim[4][0], lim[5][0]) == (256, 64, 64)
+    eg = _pb_fields(snap[10][0])
+    rules = [(_pb_fields(r)[1][0].decode(), _pb_fields(r).get(2, [0])[0], _pb_fields(r)[3][0].decode())
+             for r in eg[1]]
+    assert rules == [("api.example.com", 0, "allow"), ("*.example.org", 8443, "allow"),
+                     ("127.0.0.1", 8080, "allow"), ("::1", 8080, "allow"), ("10.0.0.0/8", 0, "allow"),
+                     ("fd00::/8", 0, "allow"), ("fd00::/16", 5432, "allow"), ("192.168.1.7", 0, "allow")]
+    assert eg[2][0] == b"ask" and eg[3][0] == 300
+    refs = [{k: v[0].decode() for k, v in _pb_fields(s).items()} for s in snap[11]]
+    assert refs == [{1: names[0], 2: "MY_TOKEN"}, {1: names[1], 3: "api.example.com", 4: "x-api-key"}]
+    # the published spec is kept verbatim next to the resolved fields
+    assert json.loads(snap[8][0])["egress"]["allow"] == allow
+
+
+def test_spec_default_egress(endpoints, api, runs):
+    """Without egress in the spec the snapshot still carries a policy: deny."""
+    consumer = Consumer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
+                         "group.id": f"paddock-e2e-snap-{uuid.uuid4()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "session.timeout.ms": 6000})
+    try:
+        consumer.subscribe(["paddock.runs.requested"])
+        run_id = runs.start(_spec())
+        snap, deadline = None, time.monotonic() + 30
+        while snap is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error() and (msg.key() or b"").decode() == run_id:
+                snap = _pb_fields(_pb_fields(msg.value())[4][0])
+    finally:
+        consumer.close()
+    assert snap, f"no RunRequested for {run_id}"
+    eg = _pb_fields(snap[10][0])
+    assert 1 not in eg and eg[2][0] == b"deny" and eg[3][0] == 300
