@@ -10,8 +10,17 @@
 #include "core/ids.h"
 #include "paddock/v1/runs.pb-c.h"
 
-#define RUNNER_SANDBOX_UID 65534
-#define RUNNER_SANDBOX_GID 65534
+/* Every sandbox has its own user namespace mapping container ids
+ * 0..RUNNER_USERNS_SIZE-1 to host ids RUNNER_USERNS_HOST_BASE.., an
+ * unprivileged range no host account uses. The agent process runs as
+ * RUNNER_SANDBOX_INNER_UID inside; RUNNER_SANDBOX_UID/GID are the host ids
+ * that uid maps to (owner of the workspace on the host). */
+#define RUNNER_USERNS_HOST_BASE 100000
+#define RUNNER_USERNS_SIZE 65536
+#define RUNNER_SANDBOX_INNER_UID 1000
+#define RUNNER_SANDBOX_INNER_GID 1000
+#define RUNNER_SANDBOX_UID (RUNNER_USERNS_HOST_BASE + RUNNER_SANDBOX_INNER_UID)
+#define RUNNER_SANDBOX_GID (RUNNER_USERNS_HOST_BASE + RUNNER_SANDBOX_INNER_GID)
 
 struct runner_settings {
         char *kafka_bootstrap;
@@ -40,7 +49,12 @@ struct run_slot {
         char run_id[UUID_STR_LEN];
         double cpus;
         uint32_t memory_mb;
-        atomic_bool cancel;     /* set on SIGTERM: kill, capture, destroy */
+        atomic_bool cancel;     /* set on SIGTERM or a cancel message: kill, capture, destroy */
+        int wake_fd;            /* eventfd the worker polls; written when cancel is set */
+        /* who asked (agent.lock): empty for a runner shutdown */
+        char cancel_by[128];
+        char cancel_reason[256];
+        int64_t cancel_mono_us; /* when the cancel message was polled */
         int64_t received_mono_us; /* when the assignment was polled */
         Paddock__V1__RunAssigned *assigned;
         struct agent *agent;

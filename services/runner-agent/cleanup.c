@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -177,6 +178,10 @@ int cleanup_destroy(const struct agent *a, struct sandbox *sb, json_t **verified
                         log_ctx(LOG_ERROR, LOG_KV("run", sb->run_id, "path", *p), "cgroup still present");
                 }
         json_array_append_new(cg_gone ? gone : present, json_string("cgroup"));
+        /* no task can remain in a removed cgroup; the init must be reaped too
+         * (a zombie still answers kill 0) */
+        bool procs_gone = cg_gone && (sb->init_pid <= 0 || (kill(sb->init_pid, 0) < 0 && errno == ESRCH));
+        json_array_append_new(procs_gone ? gone : present, json_string("processes"));
         json_array_append_new(access(sb->run_dir, F_OK) < 0 && errno == ENOENT ? gone : present,
                               json_string("workspace"));
 

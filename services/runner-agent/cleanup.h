@@ -10,7 +10,7 @@
 /* Destroys everything of sb (each step tolerates "already gone"), then checks
  * each item. Returns 0 if all are verified gone, else -EBUSY. *verified_gone
  * and *still_present are new JSON arrays (caller owns) of item names among
- * "container", "mounts", "netns", "cgroup", "workspace". */
+ * "container", "mounts", "netns", "cgroup", "processes", "workspace". */
 int cleanup_destroy(const struct agent *a, struct sandbox *sb, json_t **verified_gone,
                     json_t **still_present);
 

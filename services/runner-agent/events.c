@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "core/shutdown.h"
 #include "core/timeutil.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
@@ -24,10 +26,34 @@ void events_init(struct run_events *ev, struct kafka_producer *p, const char *pr
                 .tenant_id = tenant_id,
                 .run_id = run_id,
                 .team_id = team_id,
+                .seq_fd = -1,
         };
+        pthread_mutex_init(&ev->lock, NULL);
 }
 
-int events_flush(struct run_events *ev) {
+void events_persist_seq(struct run_events *ev, int fd) {
+        pthread_mutex_lock(&ev->lock);
+        ev->seq_fd = fd;
+        pthread_mutex_unlock(&ev->lock);
+}
+
+/* Records seq as possibly delivered. No fsync: this guards against a crash of
+ * the process (page cache survives), which is what restarts recover from. */
+static void persist_seq(struct run_events *ev, uint64_t seq) {
+        if (ev->seq_fd < 0)
+                return;
+        char line[32];
+        int n = snprintf(line, sizeof line, "%020llu\n", (unsigned long long)seq);
+        if (pwrite(ev->seq_fd, line, (size_t)n, 0) != n)
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id), "could not persist seq %llu: %m",
+                        (unsigned long long)seq);
+}
+
+void events_done(struct run_events *ev) {
+        pthread_mutex_destroy(&ev->lock);
+}
+
+static int events_flush_locked(struct run_events *ev) {
         if (!ev->pending_async)
                 return 0;
         int r = kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
@@ -41,8 +67,26 @@ int events_flush(struct run_events *ev) {
         return 0;
 }
 
+int events_flush(struct run_events *ev) {
+        pthread_mutex_lock(&ev->lock);
+        int r = events_flush_locked(ev);
+        pthread_mutex_unlock(&ev->lock);
+        return r;
+}
+
+static int events_emit_locked(struct run_events *ev, const char *kind, const char *actor, json_t *data,
+                              const char *status, bool terminal, bool sync);
+
 int events_emit(struct run_events *ev, const char *kind, const char *actor, json_t *data,
                 const char *status, bool terminal, bool sync) {
+        pthread_mutex_lock(&ev->lock);
+        int r = events_emit_locked(ev, kind, actor, data, status, terminal, sync);
+        pthread_mutex_unlock(&ev->lock);
+        return r;
+}
+
+static int events_emit_locked(struct run_events *ev, const char *kind, const char *actor, json_t *data,
+                              const char *status, bool terminal, bool sync) {
         Paddock__V1__Envelope env;
         Paddock__V1__RunEvent msg = PADDOCK__V1__RUN_EVENT__INIT;
         char msgid[UUID_STR_LEN];
@@ -71,6 +115,7 @@ int events_emit(struct run_events *ev, const char *kind, const char *actor, json
                 return -ENOMEM;
         paddock__v1__run_event__pack(&msg, buf);
 
+        persist_seq(ev, ev->seq + 1);
         if (!sync) {
                 r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len, &err);
                 if (r < 0) {
@@ -90,31 +135,38 @@ int events_emit(struct run_events *ev, const char *kind, const char *actor, json
         }
 
         int64_t t0 = time_mono_us();
-        (void)events_flush(ev);
+        (void)events_flush_locked(ev);
         int64_t t1 = time_mono_us();
         /* The same bytes (same message id and seq) on every attempt, so a
          * duplicate after a lost acknowledgement is deduplicated downstream. */
-        for (int attempt = 1; attempt <= EVENTS_SYNC_ATTEMPTS; attempt++) {
+        /* Retried until delivered: a later event must never take the seq
+         * after an undelivered one. Only a shutdown ends the retries (after
+         * EVENTS_SYNC_ATTEMPTS), and then seq stays, see below. */
+        for (int attempt = 1;; attempt++) {
                 r = kafka_produce_sync(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len,
                                        EVENTS_SYNC_TIMEOUT_MS, &err);
                 if (r >= 0)
                         break;
                 log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
                         "could not produce run event (attempt %d): %s", attempt, err.message);
-                nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
+                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
+                        break;
         }
         char ms[64];
         snprintf(ms, sizeof ms, "flush %.1f ms, produce %.1f ms", (double)(t1 - t0) / 1000.0,
                  (double)(time_mono_us() - t1) / 1000.0);
         log_ctx(LOG_DEBUG, LOG_KV("run", ev->run_id, "kind", kind, "timing", ms), "run event sent");
-        /* seq advances even on failure: reusing it would make a later event
-         * overwrite this one downstream; the gap at least shows the loss */
-        ev->seq++;
         if (r < 0) {
+                /* shutting down with the broker unreachable: seq does not move
+                 * past the undelivered event; the restarted runner ends the run
+                 * after the persisted seq */
                 log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
-                        "run event lost after retries: %s", err.message);
+                        "run event not delivered before shutdown: %s", err.message);
                 ev->lost++;
+                return r;
         }
+        ev->seq++;
         return r;
 }
 

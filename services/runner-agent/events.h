@@ -1,8 +1,10 @@
 /* The per-run event stream on paddock.runs.events: RunEvent messages keyed by
  * run id with env.seq contiguous from 1. One run_events belongs to one run's
- * worker thread (not thread-safe); the producer is shared. */
+ * worker thread, which inits it; emitting is thread-safe (other threads of the
+ * run, e.g. the egress proxy, emit too); the producer is shared. */
 #pragma once
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,12 +18,26 @@ struct run_events {
         uint64_t seq;                    /* last seq handed out */
         bool pending_async;              /* output queued since the last flush */
         unsigned lost;                   /* events that could not be delivered */
+        int seq_fd;                      /* -1, or a file (borrowed) where each seq is written
+                                          * before its event is produced (events_persist_seq) */
+        pthread_mutex_t lock;            /* events_emit/events_flush may be called from the
+                                          * proxy's and the control consumer's threads too */
 };
 
 void events_init(struct run_events *ev, struct kafka_producer *p, const char *producer_name,
                  const char *tenant_id, const char *run_id, const char *team_id);
 
-/* Sends one event. data (borrowed, a JSON object) becomes data_json. status is
+/* From now on, every seq is written to fd (borrowed, opened by the caller)
+ * before its event is produced: "%020llu\n" at offset 0, an upper bound of
+ * the seqs possibly delivered, so a runner restarted after a crash can end the
+ * run with the next seq. */
+void events_persist_seq(struct run_events *ev, int fd);
+
+/* Destroys the lock; call once no other thread can emit any more. */
+void events_done(struct run_events *ev);
+
+/* Sends one event, thread-safe: seq is assigned and produced under ev.lock.
+ * data (borrowed, a JSON object) becomes data_json. status is
  * set for kind "status". sync events flush queued output first and wait for
  * the broker's acknowledgement (retrying with the same message id), so the
  * order on the partition is the seq order. Returns 0 or a negative errno

@@ -10,7 +10,10 @@
 
 #include "agent.h"
 #include "assignments.h"
+#include "capture_exec.h"
+#include "capture_files.h"
 #include "cleanup.h"
+#include "control.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/macro.h"
@@ -22,6 +25,7 @@
 #include "kafka/topics.h"
 #include "metrics_runner.h"
 #include "node_prep.h"
+#include "run.h"
 
 struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
 struct metric runner_metric_runs_finished = {.name = "paddock_runner_runs_finished_total", .help = "Runs that reached a terminal status", .type = METRIC_COUNTER};
@@ -153,11 +157,14 @@ int main(int argc, char **argv) {
         metrics_register(&runner_metric_runs_running);
         metrics_register(&runner_metric_output_events);
         metrics_register(&runner_metric_heartbeats);
+        capture_exec_metrics_register();
+        capture_files_metrics_register();
 
         int rc = 1;
         struct kafka_consumer *consumer = NULL;
         struct heartbeat *hb = NULL;
         struct ops_server *ops = NULL;
+        struct control *control = NULL;
 
         if (shutdown_install() < 0) {
                 log_error("could not install signal handlers: %m");
@@ -181,6 +188,8 @@ int main(int argc, char **argv) {
                 log_error("could not create the kafka producer: %s", err.message);
                 goto out;
         }
+        /* runs a previous process left unfinished get their terminal event */
+        run_recover_interrupted(&a);
         char group[320];
         snprintf(group, sizeof group, "paddock-runner-%s", a.node_id);
         struct kafka_options copts = kopts;
@@ -189,6 +198,11 @@ int main(int argc, char **argv) {
                                       &err);
         if (!consumer) {
                 log_error("could not join consumer group %s: %s", group, err.message);
+                goto out;
+        }
+        control = control_start(&a, &err);
+        if (!control) {
+                log_error("could not consume run control messages: %s", err.message);
                 goto out;
         }
         ops = ops_server_start(ops_host, ops_port, ready, &a, &err);
@@ -213,6 +227,7 @@ int main(int argc, char **argv) {
 out:
         heartbeat_stop(hb);
         assignments_reap(&a, true);
+        control_stop(control);
         kafka_consumer_free(consumer);
         ops_server_stop(ops);
         /* run events were acknowledged one by one; only heartbeats may be

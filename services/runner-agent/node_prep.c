@@ -1,11 +1,13 @@
 #include "node_prep.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -172,9 +174,11 @@ static int prep_rootfs(struct agent *a, struct err_detail *reterr) {
         static const struct {
                 const char *name, *content;
         } etc_files[] = {
+                /* uids of the sandbox's user namespace; host files show as nobody */
                 {"passwd", "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-                           "sandbox:x:65534:65534:sandbox:/workspace:/bin/sh\n"},
-                {"group", "root:x:0:\nsandbox:x:65534:\n"},
+                           "agent:x:1000:1000:agent:/workspace:/bin/sh\n"
+                           "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
+                {"group", "root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"},
                 {"hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
                 /* no nameserver: the sandbox has no network to ask anyway */
                 {"resolv.conf", "# no nameservers in a paddock sandbox\n"},
@@ -211,18 +215,56 @@ int node_prep(struct agent *a, struct err_detail *reterr) {
                         return err_set(reterr, r, "state", "cannot create state dir %s: %s", dirs[i],
                                        strerror(-r));
         }
+        /* egress/secrets: crun keeps a copy of every config.json (the agent's
+         * env, which may hold secrets) in its state dir; keep that in memory
+         * like crun's default /run/crun, never on a disk */
+        struct statfs crun_fs;
+        if (statfs(a->crun_root, &crun_fs) == 0 && crun_fs.f_type != TMPFS_MAGIC &&
+            mount("paddock-crun", a->crun_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") < 0)
+                return err_set(reterr, -errno, "state", "cannot mount a tmpfs on %s: %m", a->crun_root);
+        /* seq/: last event seq of each unfinished run (crash recovery);
+         * cancelled/: tombstones of cancels that arrived before the run */
+        static const char *const extra_dirs[] = {"seq", "cancelled"};
+        for (size_t i = 0; i < ELEMENTSOF(extra_dirs); i++) {
+                _cleanup_free_ char *p = path_join(sd, extra_dirs[i]);
+                int k = p ? mkdir_p(p, 0700) : -ENOMEM;
+                if (k < 0)
+                        return err_set(reterr, k, "state", "cannot create state dir %s/%s: %s", sd, extra_dirs[i],
+                                       strerror(-k));
+        }
         int r = prep_cgroups(a, reterr);
         if (r < 0)
                 return r;
         r = prep_rootfs(a, reterr);
         if (r < 0)
                 return r;
+        /* Sandboxes run detached: their init is reparented to us, so we reap
+         * it (exit status) and their cgroup outlives it until `crun delete`. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+                return err_set(reterr, -errno, "prctl", "cannot become a child subreaper: %m");
         if (access(a->cfg->crun, X_OK) < 0)
                 return err_set(reterr, -errno, "crun", "crun is not executable at %s: %m", a->cfg->crun);
         return 0;
 }
 
+/* Unmounts the crun state tmpfs when no container state is left in it. */
+static void crun_root_release(const char *crun_root) {
+        struct statfs fs;
+        if (!crun_root || statfs(crun_root, &fs) < 0 || fs.f_type != TMPFS_MAGIC)
+                return;
+        DIR *d = opendir(crun_root);
+        if (!d)
+                return;
+        bool empty = true;
+        for (struct dirent *e; empty && (e = readdir(d));)
+                empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+        closedir(d);
+        if (empty)
+                (void)umount2(crun_root, MNT_DETACH);
+}
+
 void node_prep_free(struct agent *a) {
+        crun_root_release(a->crun_root);
         free(a->state_dir);
         free(a->crun_root);
         free(a->runs_dir);

@@ -1,28 +1,38 @@
 #include "run.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "artifacts.h"
 #include "assignments.h"
+#include "capture_exec.h"
+#include "capture_files.h"
 #include "cleanup.h"
+#include "control.h"
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/metrics.h"
+#include "core/shutdown.h"
 #include "core/timeutil.h"
 #include "events.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
+#include "run_limits.h"
 #include "metrics_runner.h"
 #include "paddock/v1/usage.pb-c.h"
 #include "proto/envelope.h"
+#include "proxy_hook.h"
 #include "sandbox.h"
 #include "subprocess.h"
 #include "workspace.h"
@@ -30,7 +40,9 @@
 #define DEFAULT_TIMEOUT_S 1800
 #define OUTPUT_CHUNK 4096
 #define OUTPUT_LINGER_US 50000
-#define KILL_GRACE_MS 10000
+#define CRUN_START_TIMEOUT_MS 60000
+#define LIMITS_POLL_US 250000      /* cgroup counters and workspace statfs */
+#define EOF_GRACE_US 2000000       /* output pipes may trail the init's exit */
 
 struct stream_buf {
         const char *name;
@@ -45,6 +57,9 @@ struct run_ctx {
         struct run_slot *slot;
         struct run_events ev;
         struct sandbox sb;
+        struct limits_watch lw;
+        struct capture_exec *cap_exec;   /* platform capture (capture_exec.h, capture_files.h) */
+        struct capture_files *cap_files;
         const Paddock__V1__RunRequested *req;
         bool running;            /* exec + running events sent */
         uint64_t output_bytes, output_max;
@@ -190,32 +205,22 @@ static bool stream_read(struct run_ctx *c, struct stream_buf *s) {
         return true;
 }
 
-static void emit_exec(struct run_ctx *c, pid_t init_pid, pid_t crun_pid) {
-        const Paddock__V1__AgentSpec *agent = c->req->sandbox->agent;
-        json_t *argv = json_array();
-        for (size_t i = 0; i < agent->n_command; i++)
-                json_array_append_new(argv, json_string(agent->command[i]));
-        json_t *d = json_pack("{s:i,s:i,s:o,s:s}", "pid", (int)init_pid, "ppid", (int)crun_pid, "argv",
-                              argv, "cwd", "/workspace");
-        events_emit(&c->ev, "exec", "platform", d, NULL, false, true);
-        json_decref(d);
-}
-
-/* Kills the container; crun kill fails until the container exists, so it is
- * retried while crun run is still alive. */
-static void kill_container(struct run_ctx *c, pid_t crun_pid) {
-        for (int i = 0; i < 50; i++) {
+/* Kills the container (it exists: crun run --detach returned). Retried a few
+ * times on a transient crun failure, then the init pid directly: the pid
+ * namespace dies with its init. */
+static void kill_container(struct run_ctx *c) {
+        for (int i = 0; i < 3; i++) {
                 if (sandbox_kill(&c->sb, c->a) == 0)
                         return;
-                if (kill(crun_pid, 0) < 0)
+                if (c->sb.init_pid > 0 && kill(c->sb.init_pid, 0) < 0)
                         return;
-                usleep(100000);
+                usleep(50000);
         }
-        /* last resort: crun itself; the container's pid namespace dies with its init */
-        kill(crun_pid, SIGKILL);
+        if (c->sb.init_pid > 0)
+                kill(c->sb.init_pid, SIGKILL);
 }
 
-static int crun_exit_code(int status) {
+static int exit_code_of(int status) {
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         if (WIFSIGNALED(status))
@@ -229,6 +234,8 @@ struct outcome {
         int exit_code;            /* -1: none */
         int64_t started_us, ended_us; /* wall clock of the container process */
         int64_t started_mono, ended_mono;
+        char cancel_by[128];      /* user cancel: who asked */
+        double cancel_delay_ms;   /* cancel message polled -> container killed */
 };
 
 static void fail(struct outcome *o, const char *fmt, ...) _printf_(2, 3);
@@ -240,96 +247,229 @@ static void fail(struct outcome *o, const char *fmt, ...) {
         va_end(ap);
 }
 
-/* Runs the container to its end (exit, timeout or cancel) while streaming output. */
+/* Takes the cancel request of the slot: true if one is pending. A user cancel
+ * fills o->cancel_by and the reason; a runner shutdown leaves cancel_by empty. */
+static bool take_cancel(struct run_ctx *c, struct outcome *o, int64_t *requested_mono) {
+        if (!atomic_load(&c->slot->cancel))
+                return false;
+        pthread_mutex_lock(&c->a->lock);
+        snprintf(o->cancel_by, sizeof o->cancel_by, "%s", c->slot->cancel_by);
+        if (c->slot->cancel_by[0])
+                snprintf(o->reason, sizeof o->reason, "%s",
+                         c->slot->cancel_reason[0] ? c->slot->cancel_reason : "cancelled");
+        *requested_mono = c->slot->cancel_mono_us;
+        pthread_mutex_unlock(&c->a->lock);
+        return true;
+}
+
+static void drain(int fd) {
+        uint64_t v;
+        while (fd > 0 && read(fd, &v, sizeof v) > 0)
+                ;
+}
+
+/* Reads crun's error message from stderr when it failed before the process ran. */
+static void read_crun_error(struct run_ctx *c, struct stream_buf *err) {
+        for (int i = 0; i < 20 && err->fd >= 0; i++) {
+                struct pollfd p = {.fd = err->fd, .events = POLLIN};
+                if (poll(&p, 1, 50) <= 0)
+                        break;
+                if (!stream_read(c, err))
+                        break;
+        }
+        while (c->early_len && (c->early_stderr[c->early_len - 1] == '\n' || c->early_stderr[c->early_len - 1] == '\r'))
+                c->early_stderr[--c->early_len] = 0;
+}
+
+/* Runs the container to its end (exit, timeout, cancel or a limit kill) while
+ * streaming output and watching its limits. */
 static void supervise(struct run_ctx *c, struct outcome *o) {
         struct stream_buf out = {.name = "stdout", .fd = -1}, err = {.name = "stderr", .fd = -1};
         pid_t crun_pid;
-        const Paddock__V1__Limits *lim = c->req->sandbox->limits;
-        uint32_t timeout_s = lim && lim->timeout_s ? lim->timeout_s : DEFAULT_TIMEOUT_S;
+        uint64_t timeout_s = c->lw.timeout_s;
 
         int r = sandbox_start(&c->sb, c->a, &out.fd, &err.fd, &crun_pid);
         if (r < 0) {
                 fail(o, "could not start crun: %s", strerror(-r));
                 return;
         }
+        int st = subprocess_wait(crun_pid, CRUN_START_TIMEOUT_MS);
+        pid_t init_pid = sandbox_read_pid(&c->sb);
+        if (st < 0 || exit_code_of(st) != 0 || init_pid <= 0) {
+                read_crun_error(c, &err);
+                fail(o, "the sandbox did not start: %s",
+                     c->early_len ? c->early_stderr
+                     : st == -ETIMEDOUT ? "crun did not start the process in time"
+                                        : "crun exited without starting the process");
+                if (init_pid > 0) {
+                        c->sb.init_pid = init_pid;
+                        kill_container(c);
+                        (void)subprocess_wait(init_pid, 10000);
+                }
+                c->sb.init_pid = 0;
+                if (out.fd >= 0)
+                        close(out.fd);
+                if (err.fd >= 0)
+                        close(err.fd);
+                return;
+        }
+        c->sb.init_pid = init_pid;
         o->started_us = time_now_us();
         o->started_mono = time_mono_us();
-        int64_t deadline = o->started_mono + (int64_t)timeout_s * 1000000;
-        bool killed = false, timed_out = false, cancelled = false;
-        pid_t init_pid = 0;
+        {
+                int64_t startup_us = o->started_mono - c->slot->received_mono_us;
+                char ms[32];
+                snprintf(ms, sizeof ms, "%.1f", (double)startup_us / 1000.0);
+                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "startup_ms", ms), "container running");
+        }
+        /* the command's exec event comes from the capture thread (capture_exec.h);
+         * `running` follows it */
+        if (!capture_exec_wait_first(c->cap_exec, 2000))
+                log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id), "no exec event for the command within 2 s");
+        events_status(&c->ev, "running", NULL, -1, false);
+        c->running = true;
 
-        while (out.fd >= 0 || err.fd >= 0) {
-                if (!c->running && (init_pid = sandbox_read_pid(&c->sb)) > 0) {
-                        int64_t startup_us = time_mono_us() - c->slot->received_mono_us;
-                        char ms[32];
-                        snprintf(ms, sizeof ms, "%.1f", (double)startup_us / 1000.0);
-                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "startup_ms", ms),
-                                "container running");
-                        emit_exec(c, init_pid, crun_pid);
-                        events_status(&c->ev, "running", NULL, -1, false);
-                        c->running = true;
-                }
+        /* the init's exit is pollable through a pidfd; we reap it ourselves */
+        int pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);
+        int64_t deadline = o->started_mono + (int64_t)timeout_s * 1000000;
+        int64_t last_limits = 0, reaped_at = 0, cancel_req = 0;
+        bool killed = false, timed_out = false, cancelled = false, limit_kill = false, reaped = false;
+        int status = 0;
+
+        while (!reaped || out.fd >= 0 || err.fd >= 0) {
                 int64_t now = time_mono_us();
                 if (!killed && now >= deadline) {
                         timed_out = killed = true;
-                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "run timed out after %u s", timeout_s);
-                        kill_container(c, crun_pid);
+                        c->lw.timed_out = true;
+                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "run timed out after %" PRIu64 " s", timeout_s);
+                        kill_container(c);
                 }
-                if (!killed && atomic_load(&c->slot->cancel)) {
+                if (!killed && take_cancel(c, o, &cancel_req)) {
                         cancelled = killed = true;
-                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "cancelling run: runner shutting down");
-                        kill_container(c, crun_pid);
+                        kill_container(c);
+                        if (o->cancel_by[0]) {
+                                o->cancel_delay_ms = cancel_req ? (double)(time_mono_us() - cancel_req) / 1000.0 : 0;
+                                char ms[32];
+                                snprintf(ms, sizeof ms, "%.1f", o->cancel_delay_ms);
+                                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "requested_by", o->cancel_by,
+                                                         "cancel_delay_ms", ms),
+                                        "run cancelled: container killed");
+                        } else {
+                                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "cancelling run: runner shutting down");
+                        }
                 }
-                struct pollfd p[2] = {{.fd = -1}, {.fd = -1}};
+                if (now - last_limits >= LIMITS_POLL_US) {
+                        last_limits = now;
+                        limits_poll(&c->lw);
+                        limits_report(&c->lw, &c->ev);
+                        if (!killed && limits_pids_exhausted(&c->lw, now)) {
+                                limit_kill = killed = true;
+                                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "killing run: pids limit exhausted");
+                                kill_container(c);
+                        }
+                }
+                if (reaped && now - reaped_at > EOF_GRACE_US) {
+                        /* a process that escaped the pid namespace's death cannot
+                         * exist; a pipe kept open by something else must not hold
+                         * the run forever */
+                        for (int i = 0; i < 2; i++) {
+                                struct stream_buf *s = i ? &err : &out;
+                                if (s->fd >= 0) {
+                                        close(s->fd);
+                                        s->fd = -1;
+                                }
+                        }
+                        break;
+                }
+
+                struct pollfd p[5] = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}};
                 struct stream_buf *sv[2] = {&out, &err};
-                int wait_ms = c->running ? 1000 : 2;
+                int wait_ms = (int)(LIMITS_POLL_US / 1000);
                 for (int i = 0; i < 2; i++) {
                         if (sv[i]->fd >= 0 && sv[i]->len < sizeof sv[i]->buf) {
                                 p[i].fd = sv[i]->fd;
                                 p[i].events = POLLIN;
                         }
-                        if (sv[i]->len && c->running) {
+                        if (sv[i]->len) {
                                 int64_t left = (OUTPUT_LINGER_US - (now - sv[i]->first_us)) / 1000;
                                 if (left < wait_ms)
                                         wait_ms = left > 0 ? (int)left : 0;
                         }
                 }
+                if (!reaped && pidfd >= 0) {
+                        p[2].fd = pidfd;
+                        p[2].events = POLLIN;
+                }
+                p[3].fd = c->slot->wake_fd > 0 ? c->slot->wake_fd : -1;
+                p[3].events = POLLIN;
+                p[4].fd = shutdown_fd();
+                p[4].events = POLLIN;
+                if (killed || shutdown_requested())
+                        p[4].fd = -1; /* level-triggered: would spin */
+                if (reaped)
+                        wait_ms = wait_ms > 100 ? 100 : wait_ms;
                 int64_t to_deadline = (deadline - now) / 1000;
                 if (!killed && to_deadline < wait_ms)
                         wait_ms = to_deadline > 0 ? (int)to_deadline : 0;
-                if (poll(p, 2, wait_ms) > 0)
+                if (poll(p, 5, wait_ms) > 0) {
                         for (int i = 0; i < 2; i++)
                                 if (p[i].revents)
                                         stream_read(c, sv[i]);
+                        if (p[3].revents)
+                                drain(c->slot->wake_fd);
+                }
+                if (!reaped) {
+                        /* pidfd readiness, or polled when pidfd_open failed */
+                        pid_t w = waitpid(init_pid, &status, WNOHANG);
+                        if (w == init_pid || (w < 0 && errno == ECHILD)) {
+                                reaped = true;
+                                reaped_at = time_mono_us();
+                                if (w < 0)
+                                        status = 255 << 8;
+                        }
+                }
                 for (int i = 0; i < 2; i++)
                         stream_emit(c, sv[i], sv[i]->fd < 0);
         }
-        int status = subprocess_wait(crun_pid, -1);
+        for (int i = 0; i < 2; i++)
+                stream_emit(c, i ? &err : &out, true);
+        if (pidfd >= 0)
+                close(pidfd);
         o->ended_us = time_now_us();
         o->ended_mono = time_mono_us();
-        if (!c->running && (init_pid = sandbox_read_pid(&c->sb)) > 0) {
-                /* the process came and went between two looks */
-                emit_exec(c, init_pid, crun_pid);
-                events_status(&c->ev, "running", NULL, -1, false);
-                c->running = true;
-                stream_emit(c, &out, true);
-                stream_emit(c, &err, true);
-        }
-        int code = status >= 0 ? crun_exit_code(status) : 255;
+
+        /* the cgroup is still there (detached container): last look at the counters */
+        limits_poll(&c->lw);
+        limits_report(&c->lw, &c->ev);
+        int code = exit_code_of(status);
+        const char *blame = limits_blame(&c->lw);
         if (timed_out) {
                 o->status = "timed_out";
-                snprintf(o->reason, sizeof o->reason, "the run exceeded its timeout of %u s", timeout_s);
+                snprintf(o->reason, sizeof o->reason, "the run exceeded its timeout of %" PRIu64 " s", timeout_s);
+        } else if (cancelled && o->cancel_by[0]) {
+                o->status = "cancelled";
         } else if (cancelled) {
                 fail(o, "runner shutting down");
-        } else if (!c->running) {
-                while (c->early_len && (c->early_stderr[c->early_len - 1] == '\n' || c->early_stderr[c->early_len - 1] == '\r'))
-                        c->early_stderr[--c->early_len] = 0;
-                fail(o, "the sandbox did not start: %s",
-                     c->early_len ? c->early_stderr : "crun exited without starting the process");
-                o->exit_code = code;
+        } else if (limit_kill) {
+                o->status = "limit_exceeded";
+                snprintf(o->reason, sizeof o->reason, "pids limit of %" PRIu64 " exhausted: forks kept failing, run killed",
+                         c->lw.pids);
         } else if (code == 0) {
                 o->status = "succeeded";
                 o->exit_code = 0;
+        } else if (blame) {
+                o->status = "limit_exceeded";
+                o->exit_code = code;
+                if (!strcmp(blame, "memory"))
+                        snprintf(o->reason, sizeof o->reason, "memory limit of %" PRIu64 " MiB exceeded (OOM kill); the process %s %d",
+                                 c->lw.memory_mb, code > 128 ? "was killed by signal" : "exited with code",
+                                 code > 128 ? code - 128 : code);
+                else if (!strcmp(blame, "pids"))
+                        snprintf(o->reason, sizeof o->reason, "pids limit of %" PRIu64 " reached; the process exited with code %d",
+                                 c->lw.pids, code);
+                else
+                        snprintf(o->reason, sizeof o->reason, "disk limit of %" PRIu64 " MiB reached (workspace full); the process exited with code %d",
+                                 c->lw.disk_mb, code);
         } else {
                 o->exit_code = code;
                 fail(o, code > 128 ? "the process was killed by signal %d" : "the process exited with code %d",
@@ -390,6 +530,62 @@ static void send_usage(struct run_ctx *c, const struct outcome *o, double runtim
         log_ctx(LOG_ERROR, LOG_KV("run", c->sb.run_id), "could not send the usage record: %s", err.message);
 }
 
+/* "keys" in the destroyed event: the per-run key of secrets.c, if linked. */
+static void verify_keys(const char *run_id, json_t *gone, json_t *present) {
+        if (!secrets_run_destroyed)
+                return;
+        json_array_append_new(secrets_run_destroyed(run_id) ? gone : present, json_string("keys"));
+}
+
+static char *seq_path(const struct agent *a, const char *run_id) {
+        char *p;
+        return asprintf(&p, "%s/seq/%s", a->state_dir, run_id) < 0 ? NULL : p;
+}
+
+/* seq/<run id>: line 1 the last seq possibly delivered (events.c keeps it),
+ * line 2 "<tenant> <team>", what a restarted runner needs to end the run. */
+static int seq_file_open(const struct agent *a, const char *run_id, const char *tenant, const char *team) {
+        _cleanup_free_ char *path = seq_path(a, run_id);
+        if (!path)
+                return -ENOMEM;
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        dprintf(fd, "%020llu\n%s %s\n", 0ULL, tenant[0] ? tenant : "-", team[0] ? team : "-");
+        return fd;
+}
+
+static void seq_file_remove(const struct agent *a, const char *run_id) {
+        _cleanup_free_ char *path = seq_path(a, run_id);
+        if (path && unlink(path) < 0 && errno != ENOENT)
+                log_ctx(LOG_WARN, LOG_KV("run", run_id), "could not remove %s: %m", path);
+}
+
+/* destroyed, then the terminal status (docs/CONTRACTS.md event order). The
+ * terminal status carries who cancelled and how long stopping took. Returns
+ * the terminal event's result. */
+static int emit_end(struct run_events *ev, const struct outcome *o, json_t *gone, json_t *present) {
+        json_t *d = json_pack("{s:O}", "verified_gone", gone);
+        if (json_array_size(present) > 0)
+                json_object_set(d, "still_present", present);
+        events_emit(ev, "destroyed", "platform", d, NULL, false, true);
+        json_decref(d);
+
+        d = json_pack("{s:s}", "status", o->status);
+        if (o->reason[0])
+                json_object_set_new(d, "reason", json_string(o->reason));
+        if (o->exit_code >= 0)
+                json_object_set_new(d, "exit_code", json_integer(o->exit_code));
+        if (o->cancel_by[0]) {
+                json_object_set_new(d, "requested_by", json_string(o->cancel_by));
+                if (o->cancel_delay_ms > 0)
+                        json_object_set_new(d, "cancel_delay_ms", json_real(o->cancel_delay_ms));
+        }
+        int r = events_emit(ev, "status", "platform", d, o->status, true, true);
+        json_decref(d);
+        return r;
+}
+
 static void run_execute(struct agent *a, struct run_slot *slot) {
         const Paddock__V1__RunRequested *req = slot->assigned->request;
         struct run_ctx c = {.a = a, .slot = slot, .req = req};
@@ -397,16 +593,37 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         struct err_detail err = {0};
         const char *tenant = req->env && req->env->tenant_id ? req->env->tenant_id : "";
         const char *team = req->team_id ? req->team_id : "";
+        const Paddock__V1__Limits *lim = req->sandbox ? req->sandbox->limits : NULL;
+        int64_t cancel_req = 0;
 
         c.output_max = (uint64_t)a->cfg->max_output_mb * 1024 * 1024;
         events_init(&c.ev, a->producer, a->producer_name, tenant, slot->run_id, team);
-        events_status(&c.ev, "provisioning", NULL, -1, false);
+        int seq_fd = seq_file_open(a, slot->run_id, tenant, team);
+        if (seq_fd >= 0)
+                events_persist_seq(&c.ev, seq_fd);
+        else
+                log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "could not create the seq file: %s", strerror(-seq_fd));
+        /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
+        struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
 
         if (sandbox_init(&c.sb, a, slot->run_id) < 0) {
                 fail(&o, "out of memory");
                 goto finish;
         }
-        int r = sandbox_make_dirs(&c.sb, &err);
+        if (control_tombstone_take(a, slot->run_id, o.cancel_by, sizeof o.cancel_by, o.reason, sizeof o.reason)) {
+                /* cancelled before it reached us: nothing is created */
+                o.status = "cancelled";
+                log_ctx(LOG_INFO, LOG_KV("run", slot->run_id, "requested_by", o.cancel_by),
+                        "run was cancelled before its assignment arrived");
+                goto finish;
+        }
+        if (limits_init(&c.lw, a, &c.sb, lim && lim->memory_mb ? lim->memory_mb : DEFAULT_MEMORY_MB,
+                        lim && lim->pids ? lim->pids : DEFAULT_PIDS, lim && lim->disk_mb ? lim->disk_mb : DEFAULT_DISK_MB,
+                        lim && lim->timeout_s ? lim->timeout_s : DEFAULT_TIMEOUT_S) < 0) {
+                fail(&o, "out of memory");
+                goto finish;
+        }
+        int r = sandbox_make_dirs(&c.sb, c.lw.disk_mb, &err);
         if (r >= 0)
                 r = workspace_write_files(c.sb.workspace, c.sb.baseline,
                                           req->sandbox ? req->sandbox->files : NULL,
@@ -414,63 +631,173 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         if (r >= 0)
                 r = sandbox_create_netns(&c.sb, &err);
         if (r >= 0)
+                r = proxy_hook_prepare(egress, &c.sb, &err);
+        if (r >= 0)
                 r = sandbox_write_bundle(&c.sb, a, req, &err);
         if (r < 0) {
                 fail(&o, "could not provision the sandbox: %s", err.message);
                 log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
-        } else if (atomic_load(&slot->cancel)) {
-                fail(&o, "runner shutting down");
+        } else if (take_cancel(&c, &o, &cancel_req)) {
+                if (o.cancel_by[0])
+                        o.status = "cancelled";
+                else
+                        fail(&o, "runner shutting down");
         } else {
-                supervise(&c, &o);
-                capture_diff(&c);
+                /* capture hook: started before crun, stopped once every sandbox
+                 * process is gone (all events queued) and before the diff reads
+                 * the workspace */
+                c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, &err);
+                c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev, &err) : NULL;
+                bool supervised = c.cap_files != NULL;
+                if (supervised)
+                        supervise(&c, &o);
+                else {
+                        fail(&o, "could not start platform capture: %s", err.message);
+                        log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
+                }
+                c.cap_files = capture_files_stop(c.cap_files);
+                c.cap_exec = capture_exec_stop(c.cap_exec);
+                if (supervised)
+                        capture_diff(&c);
         }
 
 finish:;
         events_flush(&c.ev);
         double runtime_s = o.ended_mono > o.started_mono ? (double)(o.ended_mono - o.started_mono) / 1e6 : 0.0;
 
+        egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         json_t *gone = NULL, *present = NULL;
         if (c.sb.run_dir)
                 cleanup_destroy(a, &c.sb, &gone, &present);
         else
                 gone = json_array(), present = json_array();
+        verify_keys(slot->run_id, gone, present);
 
         json_t *d = json_pack("{s:f}", "runtime_s", runtime_s);
         events_emit(&c.ev, "usage", "platform", d, NULL, false, true);
         json_decref(d);
         send_usage(&c, &o, runtime_s);
 
-        d = json_pack("{s:o}", "verified_gone", gone);
-        if (json_array_size(present) > 0)
-                json_object_set(d, "still_present", present);
-        events_emit(&c.ev, "destroyed", "platform", d, NULL, false, true);
-        json_decref(d);
+        int term = emit_end(&c.ev, &o, gone, present);
+        json_decref(gone);
         json_decref(present);
-
-        events_status(&c.ev, o.status, o.reason[0] ? o.reason : NULL, o.exit_code, true);
         metric_add(&runner_metric_runs_finished, 1);
 
-        char marker[64];
-        snprintf(marker, sizeof marker, "%s\n", o.status);
-        assignments_mark(a, slot->run_id, marker);
+        if (term >= 0) {
+                char marker[64];
+                snprintf(marker, sizeof marker, "%s\n", o.status);
+                assignments_mark(a, slot->run_id, marker);
+                seq_file_remove(a, slot->run_id);
+        } else {
+                /* marker stays "accepted" and seq/<id> stays: the next start ends the run */
+                log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "terminal event not delivered, left for the next start");
+        }
         char rt[32], ec[16];
         snprintf(rt, sizeof rt, "%.3f", runtime_s);
         snprintf(ec, sizeof ec, "%d", o.exit_code);
         log_ctx(LOG_INFO, LOG_KV("run", slot->run_id, "tenant", tenant, "status", o.status, "runtime_s", rt,
                                  "exit_code", ec),
                 "run finished");
+        {
+                /* a cancel that raced the start left a tombstone: the run is over */
+                char by[8], why[8];
+                (void)control_tombstone_take(a, slot->run_id, by, sizeof by, why, sizeof why);
+        }
+        events_persist_seq(&c.ev, -1);
+        if (seq_fd >= 0)
+                close(seq_fd);
+        limits_done(&c.lw);
         sandbox_done(&c.sb);
+        events_done(&c.ev);
 }
 
 void *run_thread(void *userdata) {
         struct run_slot *slot = userdata;
         struct agent *a = slot->agent;
+        int wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        pthread_mutex_lock(&a->lock);
+        slot->wake_fd = wfd;
+        pthread_mutex_unlock(&a->lock);
+        if (wfd < 0)
+                log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "no eventfd, cancels wait for the next poll: %m");
+
         run_execute(a, slot);
         paddock__v1__run_assigned__free_unpacked(slot->assigned, NULL);
         pthread_mutex_lock(&a->lock);
+        if (slot->wake_fd > 0)
+                close(slot->wake_fd);
+        slot->wake_fd = -1;
+        slot->cancel_by[0] = slot->cancel_reason[0] = 0;
+        slot->cancel_mono_us = 0;
         slot->assigned = NULL;
         slot->finished = true;
         pthread_cond_broadcast(&a->cond);
         pthread_mutex_unlock(&a->lock);
         return NULL;
+}
+
+/* Ends one run a previous process left unfinished: verifies its sandbox is
+ * gone (cleanup_leftovers removed it), then destroyed and status failed
+ * "runner restarted" after the persisted seq. */
+static void recover_one(struct agent *a, const char *run_id) {
+        _cleanup_free_ char *path = seq_path(a, run_id);
+        char marker[64] = "";
+        _cleanup_free_ char *marker_path = NULL;
+        if (!path || asprintf(&marker_path, "%s/%s", a->done_dir, run_id) < 0)
+                return;
+        _cleanup_fclose_ FILE *mf = fopen(marker_path, "re");
+        if (mf && !fgets(marker, sizeof marker, mf))
+                marker[0] = 0;
+        if (marker[0] && strcmp(marker, "accepted\n") != 0) {
+                /* it ended; only the seq file's removal was missed */
+                seq_file_remove(a, run_id);
+                return;
+        }
+        _cleanup_fclose_ FILE *f = path ? fopen(path, "re") : NULL;
+        unsigned long long seq = 0;
+        char tenant[64] = "", team[64] = "";
+        if (!f || fscanf(f, "%llu %63s %63s", &seq, tenant, team) != 3 || !id_is_uuid(tenant)) {
+                log_ctx(LOG_ERROR, LOG_KV("run", run_id), "unreadable seq file, cannot end the interrupted run");
+                seq_file_remove(a, run_id);
+                return;
+        }
+        struct run_events ev;
+        events_init(&ev, a->producer, a->producer_name, tenant, run_id, strcmp(team, "-") ? team : "");
+        ev.seq = seq;
+        struct sandbox sb;
+        json_t *gone = NULL, *present = NULL;
+        if (sandbox_init(&sb, a, run_id) == 0)
+                cleanup_destroy(a, &sb, &gone, &present);
+        else
+                gone = json_array(), present = json_array();
+        struct outcome o = {.status = "failed", .exit_code = -1};
+        snprintf(o.reason, sizeof o.reason, "runner restarted");
+        int r = emit_end(&ev, &o, gone, present);
+        json_decref(gone);
+        json_decref(present);
+        sandbox_done(&sb);
+        events_done(&ev);
+        if (r >= 0) {
+                assignments_mark(a, run_id, "failed\n");
+                seq_file_remove(a, run_id);
+                log_ctx(LOG_WARN, LOG_KV("run", run_id), "ended a run interrupted by a runner restart");
+        }
+}
+
+void run_recover_interrupted(struct agent *a) {
+        _cleanup_free_ char *dir = NULL;
+        if (asprintf(&dir, "%s/seq", a->state_dir) < 0)
+                return;
+        DIR *d = opendir(dir);
+        if (!d)
+                return;
+        char ids[256][UUID_STR_LEN];
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)) && n < ELEMENTSOF(ids))
+                if (id_is_uuid(de->d_name))
+                        memcpy(ids[n++], de->d_name, UUID_STR_LEN);
+        closedir(d);
+        for (size_t i = 0; i < n && !shutdown_requested(); i++)
+                recover_one(a, ids[i]);
 }

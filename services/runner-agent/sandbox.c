@@ -1,6 +1,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <net/if.h>
@@ -16,12 +17,10 @@
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "seccomp.h"
+#include "capture_exec.h"
 #include "subprocess.h"
 
-#define DEFAULT_MEMORY_MB 2048
-#define DEFAULT_PIDS 512
-#define DEFAULT_CPUS 1.0
-#define TMP_SIZE "size=268435456" /* /tmp tmpfs, 256 MiB */
 
 int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id) {
         *sb = (struct sandbox){0};
@@ -49,14 +48,23 @@ void sandbox_done(struct sandbox *sb) {
         *sb = (struct sandbox){0};
 }
 
-int sandbox_make_dirs(struct sandbox *sb, struct err_detail *reterr) {
+int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *reterr) {
         if (mkdir(sb->run_dir, 0700) < 0)
                 return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->run_dir);
         if (mkdir(sb->baseline, 0700) < 0)
                 return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->baseline);
-        if (mkdir(sb->workspace, 0755) < 0 ||
-            chown(sb->workspace, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID) < 0)
+        if (mkdir(sb->workspace, 0755) < 0)
                 return err_set(reterr, -errno, "sandbox", "cannot create %s: %m", sb->workspace);
+        /* A tmpfs per run: its size is the disk limit on cgroup v1 and v2
+         * alike (no project quotas needed), and unmounting it frees it all.
+         * Its pages are charged to the memory cgroup of the writer. */
+        char opts[128];
+        snprintf(opts, sizeof opts, "size=%" PRIu64 "m,mode=0755,uid=%d,gid=%d,nr_inodes=%" PRIu64,
+                 disk_mb ? disk_mb : DEFAULT_DISK_MB, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID,
+                 (disk_mb ? disk_mb : DEFAULT_DISK_MB) * 256);
+        if (mount("paddock-workspace", sb->workspace, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                return err_set(reterr, -errno, "sandbox", "cannot mount the workspace tmpfs on %s: %m",
+                               sb->workspace);
         /* the bundle dir must be reachable by crun only; the workspace is
          * reached through the bind mount, not through this path */
         return 0;
@@ -157,7 +165,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         json_t *process = json_pack(
                 "{s:b,s:{s:i,s:i},s:o,s:[s,s,s],s:s,s:{s:[],s:[],s:[],s:[],s:[]},s:[{s:s,s:i,s:i}],s:b}",
                 "terminal", 0,
-                "user", "uid", RUNNER_SANDBOX_UID, "gid", RUNNER_SANDBOX_GID,
+                "user", "uid", RUNNER_SANDBOX_INNER_UID, "gid", RUNNER_SANDBOX_INNER_GID,
                 "args", args,
                 "env", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
                 "cwd", "/workspace",
@@ -174,10 +182,17 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 (const char *const[]){"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL}));
         json_array_append_new(mounts, mount_entry("/dev/shm", "tmpfs", "shm",
                 (const char *const[]){"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL}));
-        json_array_append_new(mounts, mount_entry("/sys", "sysfs", "sysfs",
-                (const char *const[]){"nosuid", "noexec", "nodev", "ro", NULL}));
+        /* A user namespace may not mount sysfs for a network namespace it does
+         * not own (ours belongs to the host's), and crun would then bind the
+         * host's /sys, listing the host's interfaces: an empty read-only tmpfs
+         * instead. */
+        json_array_append_new(mounts, mount_entry("/sys", "tmpfs", "tmpfs",
+                (const char *const[]){"nosuid", "noexec", "nodev", "ro", "mode=555", "size=4k", NULL}));
+        uint64_t disk_mb = lim && lim->disk_mb ? lim->disk_mb : DEFAULT_DISK_MB;
+        char tmp_size[64];
+        snprintf(tmp_size, sizeof tmp_size, "size=%" PRIu64 "m", disk_mb);
         json_array_append_new(mounts, mount_entry("/tmp", "tmpfs", "tmpfs",
-                (const char *const[]){"nosuid", "nodev", "mode=1777", TMP_SIZE, NULL}));
+                (const char *const[]){"nosuid", "nodev", "mode=1777", tmp_size, NULL}));
         json_array_append_new(mounts, mount_entry("/usr", "bind", "/usr",
                 (const char *const[]){"rbind", "ro", "nosuid", "nodev", NULL}));
         json_array_append_new(mounts, mount_entry("/etc", "bind", a->etc_dir,
@@ -213,10 +228,22 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 "memory", "limit", (json_int_t)(memory_mb * 1024 * 1024),
                 "pids", "limit", (json_int_t)pids,
                 "cpu", "quota", (json_int_t)quota, "period", (json_int_t)period);
+        /* memory+swap = memory: no escape into swap (v2: memory.swap.max 0).
+         * v1 without swap accounting has no memsw file, and then no swap
+         * charge to escape into either. */
+        if (resources && (a->cgroup_mode == CGROUP_MODE_V2 ||
+                          access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0))
+                json_object_set_new(json_object_get(resources, "memory"), "swap",
+                                    json_integer((json_int_t)(memory_mb * 1024 * 1024)));
 
-        json_t *namespaces = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s,s:s},{s:s}]",
+        json_t *namespaces = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s,s:s},{s:s},{s:s}]",
                 "type", "pid", "type", "mount", "type", "ipc", "type", "uts",
-                "type", "network", "path", sb->netns_path, "type", "cgroup");
+                "type", "network", "path", sb->netns_path, "type", "cgroup", "type", "user");
+        json_t *uid_map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", RUNNER_USERNS_HOST_BASE,
+                                    "size", RUNNER_USERNS_SIZE);
+        json_t *gid_map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", RUNNER_USERNS_HOST_BASE,
+                                    "size", RUNNER_USERNS_SIZE);
+        json_t *seccomp = seccomp_profile_new();
 
         /* runc's defaults: hide kernel interfaces that leak host data or allow writes */
         json_t *masked = json_pack("[s,s,s,s,s,s,s,s,s,s,s]", "/proc/acpi", "/proc/asound",
@@ -226,8 +253,11 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         json_t *readonly = json_pack("[s,s,s,s,s,s]", "/proc/bus", "/proc/fs", "/proc/irq",
                 "/proc/sys", "/proc/sysrq-trigger", "/sys/fs/cgroup");
 
-        json_t *linux_ = json_pack("{s:o,s:o,s:s,s:o,s:o,s:o}",
+        json_t *linux_ = json_pack("{s:o,s:o,s:o,s:o,s:o,s:s,s:o,s:o,s:o}",
                 "namespaces", namespaces,
+                "uidMappings", uid_map,
+                "gidMappings", gid_map,
+                "seccomp", seccomp,
                 "devices", devices,
                 "cgroupsPath", sb->cgroup_path,
                 "resources", resources,
@@ -243,16 +273,32 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 "linux", linux_);
         if (!config)
                 return err_set(reterr, -ENOMEM, "bundle", "could not build config.json");
-        int r = json_dump_file(config, sb->config_path, JSON_INDENT(2));
+        /* capture hook: execve/execveat notify the runner-agent (capture_exec.h) */
+        if (capture_exec_add_to_linux(linux_, sb->run_dir) < 0) {
+                json_decref(config);
+                return err_set(reterr, -ENOMEM, "bundle", "could not add exec capture to config.json");
+        }
+        /* egress: proxy variables and env secrets (proxy_hook.h) */
+        json_t *env = json_object_get(process, "env");
+        for (const char *const *e = sb->extra_env; e && *e; e++)
+                json_array_append_new(env, json_string(*e));
+        const char *config_out = sb->config_override ? sb->config_override : sb->config_path;
+        int r = json_dump_file(config, config_out, JSON_INDENT(2));
         json_decref(config);
         if (r < 0)
-                return err_set(reterr, -EIO, "bundle", "could not write %s", sb->config_path);
+                return err_set(reterr, -EIO, "bundle", "could not write %s", config_out);
         return 0;
 }
 
 int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid) {
-        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "run", "--bundle", sb->run_dir,
-                        "--pid-file", sb->pid_file, sb->container_id, NULL};
+        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,
+                        "--pid-file", sb->pid_file, sb->container_id, NULL, NULL, NULL};
+        if (sb->config_override) {
+                /* egress: config.json with secrets lives in a memfd (proxy_hook.h) */
+                argv[9] = "--config";
+                argv[10] = (char *)sb->config_override;
+                argv[11] = sb->container_id;
+        }
         return subprocess_start(argv, sb->run_dir, out_fd, err_fd, pid);
 }
 

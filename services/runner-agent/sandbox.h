@@ -8,6 +8,12 @@
 #include "agent.h"
 #include "core/err.h"
 
+/* Limits of a definition that leaves them unset. */
+#define DEFAULT_MEMORY_MB 2048
+#define DEFAULT_PIDS 512
+#define DEFAULT_CPUS 1.0
+#define DEFAULT_DISK_MB 2048
+
 struct sandbox {
         char run_id[UUID_STR_LEN];
         char container_id[64];     /* "paddock-<run id>" */
@@ -17,24 +23,41 @@ struct sandbox {
         char *workspace, *baseline;
         char *netns_path;          /* netns/<id> */
         char *cgroup_path;         /* "paddock/<id>", relative to each hierarchy */
+        pid_t init_pid;            /* the container's init (our child: we are a subreaper), 0 before start */
+        /* egress (proxy_hook.h): extra process env (proxy variables, env
+         * secrets), NULL-terminated, borrowed; and when it holds secrets the
+         * memfd path config.json goes to instead of config_path (crun --config) */
+        const char *const *extra_env;
+        const char *config_override;
 };
 
 /* Computes the paths; returns 0 or -ENOMEM. */
 int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id);
 void sandbox_done(struct sandbox *sb);
 
-/* Creates runs/<id>/{workspace,baseline}. workspace is owned by the sandbox user. */
-int sandbox_make_dirs(struct sandbox *sb, struct err_detail *reterr);
+/* Creates runs/<id>/{workspace,baseline}. workspace is a tmpfs of disk_mb MiB
+ * (the run's disk limit: a full workspace answers ENOSPC) owned by the host uid
+ * the sandbox user maps to. */
+int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *reterr);
 
 /* Creates a network namespace holding only an up loopback and bind-mounts it
  * on netns/<id>. */
 int sandbox_create_netns(struct sandbox *sb, struct err_detail *reterr);
 
-/* Writes the OCI config.json for the request's agent command and limits. */
+/* Writes the OCI config.json for the request's agent command and limits: user
+ * namespace (container 0..65535 -> host RUNNER_USERNS_HOST_BASE..), pid, mount,
+ * ipc, uts, cgroup and our network namespaces, no capabilities, no_new_privs,
+ * the seccomp profile (seccomp.h), runc's masked and read-only paths, read-only
+ * root, size-limited /tmp, cgroup limits (cpus, memory without swap, pids). */
 int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                          const Paddock__V1__RunRequested *req, struct err_detail *reterr);
 
-/* Starts `crun run` for the bundle; stdout/stderr pipes returned. */
+/* Starts `crun run --detach` for the bundle; stdout/stderr pipes returned (the
+ * container keeps them after crun exits). *pid is crun's: once it exits 0 the
+ * container runs and sandbox_read_pid() gives its init, which is reparented to
+ * us (node_prep makes the agent a child subreaper) and must be reaped with
+ * waitpid. A detached container and its cgroup stay until `crun delete`, so
+ * its limit counters can be read after it ended. */
 int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid);
 
 /* Reads the container init pid crun wrote; 0 if not there yet. */

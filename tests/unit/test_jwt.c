@@ -559,7 +559,7 @@ static void test_base64url(void **state) {
         uint8_t buf[64];
         char enc[96];
         for (size_t n = 0; n <= 40; n++) {
-                uint8_t in[40];
+                uint8_t in[40] = {0};
                 for (size_t i = 0; i < n; i++)
                         in[i] = (uint8_t)(i * 37 + n);
                 size_t el = b64url_encode(in, n, enc);

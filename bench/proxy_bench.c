@@ -1,0 +1,313 @@
+/* Egress proxy overhead on loopback (TARGETS.md, egress proxy rows): CONNECT
+ * tunnel throughput through the proxy vs direct, added latency per small
+ * request on a reused connection, and small requests per second with 16
+ * connections. The proxy is the runner-agent's own code (proxy.c,
+ * proxy_policy.c) serving one run in this process's network namespace with a
+ * policy that explicitly allows the loopback upstream; its egress events are
+ * built and serialised as in a run, then dropped. Only 127.0.0.1 is used.
+ * Prints figures, never fails on them.
+ *
+ * usage: paddock-proxy-bench [seconds per phase (default 3)] [throughput GiB (default 4)] */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../services/runner-agent/proxy.h"
+
+#define MSG 100
+#define CHUNK (256 * 1024)
+
+static int64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what) {
+        perror(what);
+        exit(1);
+}
+
+static int listen_any(int *port) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof sa;
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+                die("listen");
+        *port = ntohs(sa.sin_port);
+        return fd;
+}
+
+static int dial(int port) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                 .sin_port = htons((uint16_t)port)};
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                die("connect");
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return fd;
+}
+
+static void write_full(int fd, const void *b, size_t n) {
+        const char *p = b;
+        while (n) {
+                ssize_t k = write(fd, p, n);
+                if (k <= 0)
+                        die("write");
+                p += k;
+                n -= (size_t)k;
+        }
+}
+
+static void read_full(int fd, void *b, size_t n) {
+        char *p = b;
+        while (n) {
+                ssize_t k = read(fd, p, n);
+                if (k <= 0)
+                        die("read");
+                p += k;
+                n -= (size_t)k;
+        }
+}
+
+/* ---- upstream: the first byte of a connection picks the mode ---- */
+/* 'S' + 8-byte count: stream that many bytes and close; 'E': echo MSG-byte messages */
+
+static void *upstream_conn(void *arg) {
+        int fd = (int)(intptr_t)arg;
+        char mode;
+        if (read(fd, &mode, 1) != 1) {
+                close(fd);
+                return NULL;
+        }
+        if (mode == 'S') {
+                uint64_t total;
+                read_full(fd, &total, sizeof total);
+                char *buf = calloc(1, CHUNK);
+                while (total) {
+                        size_t n = total < CHUNK ? total : CHUNK;
+                        ssize_t k = write(fd, buf, n);
+                        if (k <= 0)
+                                break;
+                        total -= (uint64_t)k;
+                }
+                free(buf);
+        } else {
+                char buf[MSG];
+                for (;;) {
+                        size_t got = 0;
+                        while (got < MSG) {
+                                ssize_t k = read(fd, buf + got, MSG - got);
+                                if (k <= 0)
+                                        goto out;
+                                got += (size_t)k;
+                        }
+                        write_full(fd, buf, MSG);
+                }
+        }
+out:
+        close(fd);
+        return NULL;
+}
+
+static void *upstream_thread(void *arg) {
+        int lfd = (int)(intptr_t)arg;
+        for (;;) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                int one = 1;
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                pthread_t t;
+                pthread_create(&t, NULL, upstream_conn, (void *)(intptr_t)fd);
+                pthread_detach(t);
+        }
+        return NULL;
+}
+
+/* ---- clients ---- */
+
+static int upstream_port, proxy_port;
+
+/* A connection to the upstream, directly or through a CONNECT tunnel. */
+static int open_conn(bool via_proxy) {
+        if (!via_proxy)
+                return dial(upstream_port);
+        int fd = dial(proxy_port);
+        char req[128], resp[128];
+        int n = snprintf(req, sizeof req, "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+                         upstream_port, upstream_port);
+        write_full(fd, req, (size_t)n);
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        read_full(fd, resp, sizeof ok - 1);
+        if (memcmp(resp, ok, sizeof ok - 1))
+                die("CONNECT refused");
+        return fd;
+}
+
+static double throughput(bool via_proxy, uint64_t total) {
+        int fd = open_conn(via_proxy);
+        char m = 'S';
+        write_full(fd, &m, 1);
+        write_full(fd, &total, sizeof total);
+        char *buf = malloc(CHUNK);
+        uint64_t got = 0;
+        int64_t t0 = now_ns();
+        for (;;) {
+                ssize_t k = read(fd, buf, CHUNK);
+                if (k <= 0)
+                        break;
+                got += (uint64_t)k;
+        }
+        int64_t t1 = now_ns();
+        free(buf);
+        close(fd);
+        if (got != total)
+                fprintf(stderr, "short stream: %llu of %llu\n", (unsigned long long)got, (unsigned long long)total);
+        return (double)got / ((double)(t1 - t0) / 1e9);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* Round trips of MSG bytes on one reused connection; fills p50/p99 in µs. */
+static void latency(bool via_proxy, int n, double *p50, double *p99) {
+        int fd = open_conn(via_proxy);
+        char m = 'E', buf[MSG] = {0};
+        write_full(fd, &m, 1);
+        int64_t *lat = malloc(sizeof *lat * (size_t)n);
+        for (int i = 0; i < n + 1000; i++) {
+                int64_t t0 = now_ns();
+                write_full(fd, buf, MSG);
+                read_full(fd, buf, MSG);
+                if (i >= 1000) /* warm-up */
+                        lat[i - 1000] = now_ns() - t0;
+        }
+        close(fd);
+        qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+        *p50 = (double)lat[n / 2] / 1000.0;
+        *p99 = (double)lat[n * 99 / 100] / 1000.0;
+        free(lat);
+}
+
+struct rps_job {
+        bool via_proxy;
+        int64_t until;
+        atomic_ullong *count;
+};
+
+static void *rps_worker(void *arg) {
+        struct rps_job *j = arg;
+        int fd = open_conn(j->via_proxy);
+        char m = 'E', buf[MSG] = {0};
+        write_full(fd, &m, 1);
+        unsigned long long n = 0;
+        while (now_ns() < j->until) {
+                write_full(fd, buf, MSG);
+                read_full(fd, buf, MSG);
+                n++;
+        }
+        close(fd);
+        atomic_fetch_add(j->count, n);
+        return NULL;
+}
+
+static double rps(bool via_proxy, int conns, double seconds) {
+        atomic_ullong count = 0;
+        struct rps_job j = {.via_proxy = via_proxy, .until = now_ns() + (int64_t)(seconds * 1e9), .count = &count};
+        pthread_t t[64];
+        for (int i = 0; i < conns; i++)
+                pthread_create(&t[i], NULL, rps_worker, &j);
+        for (int i = 0; i < conns; i++)
+                pthread_join(t[i], NULL);
+        return (double)count / seconds;
+}
+
+static atomic_ullong events_seen;
+
+/* What a run's event sink costs minus Kafka: serialise the event. */
+static void on_event(void *userdata, const char *kind, json_t *data, bool sync) {
+        (void)userdata, (void)kind, (void)sync;
+        char *s = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII);
+        free(s);
+        atomic_fetch_add(&events_seen, 1);
+}
+
+int main(int argc, char **argv) {
+        double secs = argc > 1 ? atof(argv[1]) : 3.0;
+        double gib = argc > 2 ? atof(argv[2]) : 4.0;
+        if (secs <= 0 || gib <= 0) {
+                fprintf(stderr, "usage: %s [seconds per phase] [throughput GiB]\n", argv[0]);
+                return 2;
+        }
+        int lfd = listen_any(&upstream_port);
+        pthread_t ut;
+        pthread_create(&ut, NULL, upstream_thread, (void *)(intptr_t)lfd);
+
+        Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
+        rule.host = (char *)"127.0.0.1";
+        rule.port = (uint32_t)upstream_port;
+        rule.source = (char *)"allow";
+        Paddock__V1__EgressRule *rules[] = {&rule};
+        Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
+        pol.n_rules = 1;
+        pol.rules = rules;
+        pol.unknown = (char *)"deny";
+        struct proxy_run *pr = NULL;
+        struct err_detail err = {0};
+        if (proxy_run_start("00000000-0000-4000-8000-000000000000", NULL, &pol, on_event, NULL, &pr, &err) < 0) {
+                fprintf(stderr, "proxy_run_start: %s\n", err.message);
+                return 1;
+        }
+        proxy_port = proxy_run_port(pr);
+        uint64_t total = (uint64_t)(gib * 1024 * 1024 * 1024);
+        int lat_n = (int)(20000 * secs);
+
+        printf("egress proxy benchmark (loopback, %ld cpus), upstream :%d, proxy :%d\n",
+               sysconf(_SC_NPROCESSORS_ONLN), upstream_port, proxy_port);
+        double td[3], tp[3];
+        for (int i = 0; i < 3; i++) {
+                td[i] = throughput(false, total);
+                tp[i] = throughput(true, total);
+        }
+        double d_best = 0, p_best = 0, d_sum = 0, p_sum = 0;
+        for (int i = 0; i < 3; i++) {
+                d_sum += td[i], p_sum += tp[i];
+                if (td[i] > d_best)
+                        d_best = td[i];
+                if (tp[i] > p_best)
+                        p_best = tp[i];
+        }
+        printf("CONNECT tunnel throughput (%.1f GiB x3): direct %.2f GB/s (best %.2f), proxy %.2f GB/s (best %.2f) "
+               "= %.2fx direct   [target >= 0.9x; squid 0.44x, tinyproxy 0.16x]\n",
+               gib, d_sum / 3 / 1e9, d_best / 1e9, p_sum / 3 / 1e9, p_best / 1e9, p_sum / d_sum);
+
+        double d50, d99, p50, p99;
+        latency(false, lat_n, &d50, &d99);
+        latency(true, lat_n, &p50, &p99);
+        printf("small request round trip, reused connection (%d x %d B): direct p50 %.1f us p99 %.1f us, "
+               "proxy p50 %.1f us p99 %.1f us; added p50 %+.1f us   [target <= +25 us; squid +29, tinyproxy +22]\n",
+               lat_n, MSG, d50, d99, p50, p99, p50 - d50);
+
+        double rd = rps(false, 16, secs), rp = rps(true, 16, secs);
+        printf("small requests/s, 16 connections, %.0f s: direct %.0f/s, proxy %.0f/s (%.2fx direct, %.2fx squid)   "
+               "[target >= 2x squid = 36k/s; squid 18k, tinyproxy 6.7k, direct here 83k]\n",
+               secs, rd, rp, rp / rd, rp / 18000.0);
+        printf("egress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
+        proxy_run_stop(pr);
+        printf("egress events after teardown: %llu\n", (unsigned long long)atomic_load(&events_seen));
+        return 0;
+}

@@ -1,0 +1,643 @@
+#include "capture_exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/metrics.h"
+#include "events.h"
+
+#define ARGV_MAX_ENTRIES 4096
+#define PAYLOAD_MAX 65536     /* crun's state JSON sent with the fd */
+
+static struct metric metric_exec_events = {
+        .name = "paddock_runner_capture_exec_events_total",
+        .help = "exec events captured by seccomp user notification", .type = METRIC_COUNTER};
+static struct metric metric_exec_refused = {
+        .name = "paddock_runner_capture_exec_refused_total",
+        .help = "exec attempts answered with the kernel's errno (missing or non-executable file)",
+        .type = METRIC_COUNTER};
+static struct metric metric_exec_errors = {
+        .name = "paddock_runner_capture_exec_errors_total",
+        .help = "exec notifications that could not be read (the call was refused)", .type = METRIC_COUNTER};
+
+void capture_exec_metrics_register(void) {
+        metrics_register(&metric_exec_events);
+        metrics_register(&metric_exec_refused);
+        metrics_register(&metric_exec_errors);
+}
+
+struct capture_exec {
+        struct run_events *ev;
+        char *sock_path;
+        int listen_fd, conn_fd, notify_fd, stop_fd;
+        struct seccomp_notif_sizes sizes;
+        struct seccomp_notif *req;
+        struct seccomp_notif_resp *resp;
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool first_emitted, done;
+        uint64_t n_events, n_refused;
+};
+
+/* ------------------------------------------------------------ JSON helpers */
+
+/* Length of one valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s, size_t len) {
+        unsigned char c = s[0];
+        if (c < 0x80)
+                return 1;
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+                n = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+                n = 3;
+                lo = c == 0xE0 ? 0xA0 : 0x80;
+                hi = c == 0xED ? 0x9F : 0xBF;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+                n = 4;
+                lo = c == 0xF0 ? 0x90 : 0x80;
+                hi = c == 0xF4 ? 0x8F : 0xBF;
+        } else
+                return 0;
+        if (len < n || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if ((s[i] & 0xC0) != 0x80)
+                        return 0;
+        return n;
+}
+
+json_t *capture_json_string(const char *s, size_t len) {
+        json_t *j = json_stringn(s, len);
+        if (j)
+                return j;
+        /* argv and file names are bytes, not text: keep them readable */
+        _cleanup_free_ char *out = malloc(len * 3 + 1);
+        if (!out)
+                return NULL;
+        size_t w = 0;
+        for (size_t i = 0; i < len;) {
+                size_t n = s[i] ? utf8_len((const unsigned char *)s + i, len - i) : 0;
+                if (n == 0) {
+                        memcpy(out + w, "\xEF\xBF\xBD", 3);
+                        w += 3;
+                        i++;
+                } else {
+                        memcpy(out + w, s + i, n);
+                        w += n;
+                        i += n;
+                }
+        }
+        return json_stringn(out, w);
+}
+
+/* ---------------------------------------------------------- OCI profile */
+
+static bool is_exec_name(const char *n) {
+        return !strcmp(n, "execve") || !strcmp(n, "execveat");
+}
+
+int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
+        json_t *syscalls = json_object_get(seccomp, "syscalls");
+        if (!json_is_array(syscalls)) {
+                syscalls = json_array();
+                if (!syscalls || json_object_set_new(seccomp, "syscalls", syscalls) < 0)
+                        return -ENOMEM;
+        }
+        bool notify_execve = true, notify_execveat = true;
+        for (size_t i = 0; i < json_array_size(syscalls);) {
+                json_t *rule = json_array_get(syscalls, i);
+                const char *action = json_string_value(json_object_get(rule, "action"));
+                json_t *names = json_object_get(rule, "names");
+                bool allow = action && !strcmp(action, "SCMP_ACT_ALLOW");
+                for (size_t k = 0; json_is_array(names) && k < json_array_size(names);) {
+                        const char *n = json_string_value(json_array_get(names, k));
+                        if (n && is_exec_name(n)) {
+                                if (allow) {
+                                        json_array_remove(names, k);
+                                        continue;
+                                }
+                                /* a deny stays authoritative: no notify on top of it */
+                                if (!strcmp(n, "execve"))
+                                        notify_execve = false;
+                                else
+                                        notify_execveat = false;
+                        }
+                        k++;
+                }
+                if (allow && json_is_array(names) && json_array_size(names) == 0) {
+                        json_array_remove(syscalls, i);
+                        continue;
+                }
+                i++;
+        }
+        json_t *names = json_array();
+        if (!names)
+                return -ENOMEM;
+        if (notify_execve)
+                json_array_append_new(names, json_string("execve"));
+        if (notify_execveat)
+                json_array_append_new(names, json_string("execveat"));
+        if (json_array_size(names) > 0)
+                json_array_append_new(syscalls, json_pack("{s:o,s:s}", "names", names, "action",
+                                                          "SCMP_ACT_NOTIFY"));
+        else
+                json_decref(names);
+        if (json_object_set_new(seccomp, "listenerPath", json_string(listener_path)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int capture_exec_add_to_linux(json_t *linux_, const char *run_dir) {
+        json_t *seccomp = json_object_get(linux_, "seccomp");
+        if (!seccomp) {
+                /* minimal profile until the bundle has its own: allow all but observe exec */
+                seccomp = json_pack("{s:s,s:[s,s,s],s:[]}", "defaultAction", "SCMP_ACT_ALLOW",
+                                    "architectures", "SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32",
+                                    "syscalls");
+                if (!seccomp || json_object_set_new(linux_, "seccomp", seccomp) < 0)
+                        return -ENOMEM;
+        }
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) < 0)
+                return -ENOMEM;
+        return capture_exec_add_to_seccomp(seccomp, path);
+}
+
+/* ---------------------------------------------------------- /proc readers */
+
+/* Reads len bytes of the target's memory at addr, never crossing into an
+ * unmapped page in one pread. Returns bytes read (short at an unmapped page). */
+static size_t mem_read(int memfd, uint64_t addr, void *buf, size_t len) {
+        size_t done = 0;
+        while (done < len) {
+                size_t chunk = 4096 - ((addr + done) & 4095);
+                if (chunk > len - done)
+                        chunk = len - done;
+                ssize_t n = pread(memfd, (char *)buf + done, chunk, (off_t)(addr + done));
+                if (n <= 0)
+                        break;
+                done += (size_t)n;
+        }
+        return done;
+}
+
+/* Reads a NUL-terminated string of at most max bytes into out (size max + 1).
+ * Returns its length, or -EFAULT if unreadable; *cut is set when longer. */
+static ssize_t mem_read_str(int memfd, uint64_t addr, char *out, size_t max, bool *cut) {
+        size_t len = 0;
+        *cut = false;
+        while (len < max) {
+                size_t chunk = 4096 - ((addr + len) & 4095);
+                if (chunk > max - len)
+                        chunk = max - len;
+                ssize_t n = pread(memfd, out + len, chunk, (off_t)(addr + len));
+                if (n <= 0)
+                        return -EFAULT;
+                char *z = memchr(out + len, 0, (size_t)n);
+                if (z)
+                        return z - out;
+                len += (size_t)n;
+        }
+        out[max] = 0;
+        *cut = true;
+        return (ssize_t)max;
+}
+
+/* PPid and the innermost NSpid from /proc/<pid>/status. */
+static void read_status(pid_t pid, long *ppid, long *nspid) {
+        char path[64], buf[4096];
+        *ppid = *nspid = -1;
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        if (n <= 0)
+                return;
+        buf[n] = 0;
+        char *p = strstr(buf, "\nPPid:");
+        if (p)
+                *ppid = strtol(p + 6, NULL, 10);
+        p = strstr(buf, "\nNSpid:");
+        if (p) {
+                char *end = strchr(p + 1, '\n');
+                if (end)
+                        *end = 0;
+                char *last = strrchr(p + 7, '\t');
+                *nspid = strtol(last ? last : p + 7, NULL, 10);
+        }
+}
+
+/* The errno the kernel would give because the file is missing or is not an
+ * executable regular file, or 0 when that cannot be told (let the kernel
+ * decide). Resolution happens inside the process's own root. */
+static int exec_target_errno(pid_t pid, const char *cwd, int dirfd, const char *path) {
+        if (!path[0] || (path[0] != '/' && (dirfd != AT_FDCWD || cwd[0] != '/')))
+                return 0;
+        char rootp[64];
+        snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
+        _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return 0;
+        _cleanup_free_ char *full = NULL;
+        if (path[0] != '/' && asprintf(&full, "%s/%s", cwd, path) < 0)
+                return 0;
+        struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+        _cleanup_close_ int fd = (int)syscall(SYS_openat2, root, full ? full : path, &how, sizeof how);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR ? -errno : 0;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return 0;
+        if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+                return -EACCES;
+        return 0;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static bool notif_valid(struct capture_exec *c, uint64_t id) {
+        return ioctl(c->notify_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+static void respond(struct capture_exec *c, uint64_t id, int error) {
+        memset(c->resp, 0, c->sizes.seccomp_notif_resp);
+        c->resp->id = id;
+        c->resp->error = error;
+        c->resp->flags = error ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        /* ENOENT: the task died meanwhile, nothing to answer */
+        if (ioctl(c->notify_fd, SECCOMP_IOCTL_NOTIF_SEND, c->resp) < 0 && errno != ENOENT)
+                log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id), "could not answer an exec notification: %m");
+}
+
+/* Reads the argv array: returns the JSON array, or NULL on a fault. */
+static json_t *read_argv(int memfd, uint64_t argv_ptr, bool *cut) {
+        _cleanup_(json_decrefp) json_t *argv = json_array();
+        _cleanup_free_ char *s = malloc(CAPTURE_EXEC_ARGV_MAX + 1);
+        if (!argv || !s)
+                return NULL;
+        size_t budget = CAPTURE_EXEC_ARGV_MAX;
+        *cut = false;
+        if (argv_ptr == 0)
+                return TAKE_PTR(argv); /* Linux accepts a NULL argv as empty */
+        for (size_t i = 0;; i++) {
+                if (i >= ARGV_MAX_ENTRIES || budget == 0) {
+                        *cut = true;
+                        break;
+                }
+                uint64_t p;
+                if (mem_read(memfd, argv_ptr + i * sizeof p, &p, sizeof p) != sizeof p)
+                        return NULL;
+                if (p == 0)
+                        break;
+                bool scut;
+                ssize_t n = mem_read_str(memfd, p, s, budget, &scut);
+                if (n < 0)
+                        return NULL;
+                json_array_append_new(argv, capture_json_string(s, (size_t)n));
+                budget -= (size_t)n < budget ? (size_t)n + 1 : budget;
+                if (scut) {
+                        *cut = true;
+                        break;
+                }
+        }
+        return TAKE_PTR(argv);
+}
+
+static void mark_first(struct capture_exec *c) {
+        pthread_mutex_lock(&c->lock);
+        if (!c->first_emitted) {
+                c->first_emitted = true;
+                pthread_cond_broadcast(&c->cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void handle_notification(struct capture_exec *c) {
+        memset(c->req, 0, c->sizes.seccomp_notif);
+        if (ioctl(c->notify_fd, SECCOMP_IOCTL_NOTIF_RECV, c->req) < 0) {
+                if (errno != ENOENT && errno != EINTR)
+                        log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id), "could not receive an exec notification: %m");
+                return;
+        }
+        const struct seccomp_data *d = &c->req->data;
+        uint64_t id = c->req->id;
+        pid_t pid = (pid_t)c->req->pid;
+        uint64_t path_ptr, argv_ptr;
+        int dirfd = AT_FDCWD;
+        const char *call = "execve";
+        if (d->nr == __NR_execve) {
+                path_ptr = d->args[0];
+                argv_ptr = d->args[1];
+        } else if (d->nr == __NR_execveat) {
+                dirfd = (int)d->args[0];
+                path_ptr = d->args[1];
+                argv_ptr = d->args[2];
+                call = "execveat";
+        } else {
+                respond(c, id, 0);
+                return;
+        }
+
+        char memp[64];
+        snprintf(memp, sizeof memp, "/proc/%d/mem", (int)pid);
+        _cleanup_close_ int memfd = open(memp, O_RDONLY | O_CLOEXEC);
+        /* the pid may have been reused between RECV and open: only trust the
+         * fd if the notification is still pending (the task is still blocked) */
+        if (memfd < 0 || !notif_valid(c, id)) {
+                if (memfd < 0 && notif_valid(c, id)) {
+                        metric_add(&metric_exec_errors, 1);
+                        respond(c, id, -EPERM);
+                }
+                return;
+        }
+        char path[PATH_MAX + 1];
+        bool path_cut, argv_cut = false;
+        ssize_t plen = mem_read_str(memfd, path_ptr, path, PATH_MAX, &path_cut);
+        _cleanup_(json_decrefp) json_t *argv = plen >= 0 ? read_argv(memfd, argv_ptr, &argv_cut) : NULL;
+        if (!argv) {
+                /* the kernel would fault the same way (or it is ENAMETOOLONG):
+                 * refusing keeps every started program reported */
+                metric_add(&metric_exec_errors, 1);
+                respond(c, id, path_cut ? -ENAMETOOLONG : -EFAULT);
+                return;
+        }
+        if (path_cut) {
+                respond(c, id, -ENAMETOOLONG);
+                return;
+        }
+        char cwdp[64], cwd[PATH_MAX + 1];
+        snprintf(cwdp, sizeof cwdp, "/proc/%d/cwd", (int)pid);
+        ssize_t cl = readlink(cwdp, cwd, PATH_MAX);
+        cwd[cl > 0 ? cl : 0] = 0;
+        long ppid, nspid;
+        read_status(pid, &ppid, &nspid);
+        if (!notif_valid(c, id))
+                return; /* gone: what we read may belong to another process */
+
+        int refuse = exec_target_errno(pid, cwd, dirfd, path);
+        if (refuse < 0) {
+                c->n_refused++;
+                metric_add(&metric_exec_refused, 1);
+                respond(c, id, refuse);
+                return;
+        }
+
+        _cleanup_free_ char *exe = NULL;
+        if (path[0] == '/')
+                exe = strdup(path);
+        else if (dirfd == AT_FDCWD)
+                (void)!asprintf(&exe, "%s/%s", cwd, path);
+        else {
+                /* fexecve() and friends: name the file behind the descriptor */
+                char fdp[64], target[PATH_MAX + 1];
+                snprintf(fdp, sizeof fdp, "/proc/%d/fd/%d", (int)pid, dirfd);
+                ssize_t tl = readlink(fdp, target, PATH_MAX);
+                target[tl > 0 ? tl : 0] = 0;
+                (void)!asprintf(&exe, "%s%s%s", target, path[0] ? "/" : "", path);
+        }
+        json_t *ev = json_pack("{s:i,s:I,s:I,s:O,s:o,s:o,s:o}", "pid", (int)pid, "ppid", (json_int_t)ppid,
+                               "sandbox_pid", (json_int_t)nspid, "argv", argv,
+                               "cwd", capture_json_string(cwd, strlen(cwd)),
+                               "path", capture_json_string(path, (size_t)plen),
+                               "exe", capture_json_string(exe ? exe : path, strlen(exe ? exe : path)));
+        if (ev) {
+                if (argv_cut)
+                        json_object_set_new(ev, "argv_truncated", json_true());
+                if (strcmp(call, "execve"))
+                        json_object_set_new(ev, "syscall", json_string(call));
+                if (dirfd != AT_FDCWD)
+                        json_object_set_new(ev, "dirfd", json_integer(dirfd));
+                /* queued before the program runs: its seq precedes anything it does */
+                if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
+                        c->n_events++;
+                        metric_add(&metric_exec_events, 1);
+                }
+                json_decref(ev);
+        }
+        mark_first(c);
+        respond(c, id, 0);
+}
+
+/* Receives the notification fd crun sends with its state JSON. */
+static void receive_fd(struct capture_exec *c) {
+        _cleanup_free_ char *payload = malloc(PAYLOAD_MAX);
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * 4)];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = payload, .iov_len = PAYLOAD_MAX};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf};
+        ssize_t n = payload ? recvmsg(c->conn_fd, &msg, MSG_CMSG_CLOEXEC) : -1;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm; cm = CMSG_NXTHDR(&msg, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < nfd; i++) {
+                        int fd;
+                        memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+                        if (c->notify_fd < 0)
+                                c->notify_fd = fd;
+                        else
+                                close(fd);
+                }
+        }
+        if (c->notify_fd >= 0)
+                log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id), "exec capture attached");
+        close(c->conn_fd);
+        c->conn_fd = -1;
+}
+
+static void accept_conn(struct capture_exec *c) {
+        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return;
+        struct ucred cred;
+        socklen_t cl = sizeof cred;
+        /* only crun, running as we do, hands over the fd */
+        if (c->conn_fd >= 0 || c->notify_fd >= 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
+                log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id), "refused a second connection to the exec capture socket");
+                close(fd);
+                return;
+        }
+        c->conn_fd = fd;
+}
+
+static void *capture_exec_thread(void *userdata) {
+        struct capture_exec *c = userdata;
+        bool stopping = false;
+        for (;;) {
+                struct pollfd p[4] = {
+                        {.fd = c->stop_fd, .events = POLLIN},
+                        {.fd = c->notify_fd, .events = POLLIN},
+                        {.fd = c->conn_fd, .events = POLLIN},
+                        {.fd = c->notify_fd < 0 && c->conn_fd < 0 ? c->listen_fd : -1, .events = POLLIN},
+                };
+                int r = poll(p, 4, stopping ? 0 : -1);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (p[0].revents & POLLIN)
+                        stopping = true;
+                if (p[1].revents & POLLIN)
+                        handle_notification(c);
+                else if (p[1].revents & (POLLHUP | POLLERR)) {
+                        /* every task using the filter is gone */
+                        close(c->notify_fd);
+                        c->notify_fd = -1;
+                }
+                if (p[2].revents)
+                        receive_fd(c);
+                if (p[3].revents & POLLIN)
+                        accept_conn(c);
+                if (stopping && !(p[1].revents & POLLIN))
+                        break;
+        }
+        pthread_mutex_lock(&c->lock);
+        c->done = true;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+static void capture_exec_free(struct capture_exec *c) {
+        if (!c)
+                return;
+        if (c->listen_fd >= 0)
+                close(c->listen_fd);
+        if (c->sock_path)
+                unlink(c->sock_path);
+        if (c->conn_fd >= 0)
+                close(c->conn_fd);
+        if (c->notify_fd >= 0)
+                close(c->notify_fd);
+        if (c->stop_fd >= 0)
+                close(c->stop_fd);
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->cond);
+        free(c->sock_path);
+        free(c->req);
+        free(c->resp);
+        free(c);
+}
+
+struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev,
+                                        struct err_detail *reterr) {
+        struct capture_exec *c = calloc(1, sizeof *c);
+        if (!c) {
+                err_set(reterr, -ENOMEM, "capture", "out of memory");
+                return NULL;
+        }
+        c->ev = ev;
+        c->listen_fd = c->conn_fd = c->notify_fd = c->stop_fd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (asprintf(&c->sock_path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) < 0) {
+                c->sock_path = NULL;
+                err_set(reterr, -ENOMEM, "capture", "out of memory");
+                goto fail;
+        }
+        if (strlen(c->sock_path) >= sizeof sa.sun_path) {
+                err_set(reterr, -ENAMETOOLONG, "capture", "exec capture socket path %s is too long",
+                        c->sock_path);
+                free(TAKE_PTR(c->sock_path));
+                goto fail;
+        }
+        if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &c->sizes) < 0) {
+                err_set(reterr, -errno, "capture", "seccomp user notification unavailable: %m");
+                goto fail;
+        }
+        /* the kernel's structs may be larger than our headers' */
+        c->req = calloc(1, c->sizes.seccomp_notif > sizeof *c->req ? c->sizes.seccomp_notif : sizeof *c->req);
+        c->resp = calloc(1, c->sizes.seccomp_notif_resp > sizeof *c->resp ? c->sizes.seccomp_notif_resp
+                                                                           : sizeof *c->resp);
+        c->sizes.seccomp_notif = c->sizes.seccomp_notif > sizeof *c->req ? c->sizes.seccomp_notif : sizeof *c->req;
+        c->sizes.seccomp_notif_resp = c->sizes.seccomp_notif_resp > sizeof *c->resp ? c->sizes.seccomp_notif_resp
+                                                                                     : sizeof *c->resp;
+        c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (!c->req || !c->resp || c->stop_fd < 0 || c->listen_fd < 0) {
+                err_set(reterr, -errno, "capture", "could not set up exec capture: %m");
+                goto fail;
+        }
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->sock_path);
+        unlink(c->sock_path);
+        if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(c->sock_path, 0600) < 0 ||
+            listen(c->listen_fd, 4) < 0) {
+                err_set(reterr, -errno, "capture", "could not listen on %s: %m", c->sock_path);
+                goto fail;
+        }
+        int r = pthread_create(&c->thread, NULL, capture_exec_thread, c);
+        if (r != 0) {
+                err_set(reterr, -r, "capture", "could not start the exec capture thread: %s", strerror(r));
+                goto fail;
+        }
+        c->thread_started = true;
+        return c;
+fail:
+        capture_exec_free(c);
+        return NULL;
+}
+
+bool capture_exec_wait_first(struct capture_exec *c, int timeout_ms) {
+        if (!c)
+                return false;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&c->lock);
+        while (!c->first_emitted && !c->done)
+                if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
+                        break;
+        bool ok = c->first_emitted;
+        pthread_mutex_unlock(&c->lock);
+        return ok;
+}
+
+struct capture_exec *capture_exec_stop(struct capture_exec *c) {
+        if (!c)
+                return NULL;
+        if (c->thread_started) {
+                uint64_t one = 1;
+                (void)!write(c->stop_fd, &one, sizeof one);
+                pthread_join(c->thread, NULL);
+        }
+        char n[32], refused[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)c->n_events);
+        snprintf(refused, sizeof refused, "%llu", (unsigned long long)c->n_refused);
+        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "exec_events", n, "refused", refused),
+                "exec capture stopped");
+        capture_exec_free(c);
+        return NULL;
+}

@@ -1,0 +1,59 @@
+/* Platform-level exec capture (issue 3 point 5): every execve/execveat in a
+ * sandbox stops on a seccomp user notification; the runner-agent reads the
+ * path and argv from /proc/<pid>/mem, the cwd and the parent from /proc, emits
+ * an `exec` event and only then lets the call continue. Nothing the sandbox
+ * says about itself is used. crun hands the notification fd to the per-run
+ * unix socket named in linux.seccomp.listenerPath (SCM_RIGHTS).
+ *
+ * An exec the kernel would refuse because the file is missing or not
+ * executable (a shell or execvp() searching $PATH) is refused here with the
+ * same errno and gives no event, so there is exactly one event per program
+ * actually started. */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+struct run_events;
+struct capture_exec;
+
+/* Name of the listener socket in the run dir. */
+#define CAPTURE_EXEC_SOCKET "capture-exec.sock"
+/* Total argv bytes reported per exec; longer argv is cut and marked. */
+#define CAPTURE_EXEC_ARGV_MAX (64 * 1024)
+
+/* Adds SCMP_ACT_NOTIFY for execve and execveat and listenerPath to an OCI
+ * linux.seccomp object (borrowed, changed in place). Allow rules naming these
+ * two calls are narrowed so the notify rule is the one that applies (libseccomp
+ * refuses two actions for one call); deny rules are kept. Returns 0 or -ENOMEM. */
+int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path);
+
+/* For sandbox.c: takes linux.seccomp of the OCI `linux` object (creating a
+ * default-allow profile when the bundle has none yet) and adds the notify rule
+ * with listenerPath <run_dir>/CAPTURE_EXEC_SOCKET. Returns 0 or a negative errno. */
+int capture_exec_add_to_linux(json_t *linux_, const char *run_dir);
+
+/* Binds and listens on <run_dir>/CAPTURE_EXEC_SOCKET and starts the capture
+ * thread; call before crun starts (crun connects at start). ev is borrowed and
+ * must outlive capture_exec_stop(). Returns NULL with *reterr on failure. */
+struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev,
+                                        struct err_detail *reterr);
+
+/* Waits until the first exec event (the command itself) has been queued, so
+ * the run's `running` status follows it. Returns false after timeout_ms.
+ * Thread-safe. */
+bool capture_exec_wait_first(struct capture_exec *c, int timeout_ms);
+
+/* Call after the container has exited: handles what is still queued, stops
+ * and joins the thread, closes everything, removes the socket and frees c.
+ * Accepts NULL; returns NULL. */
+struct capture_exec *capture_exec_stop(struct capture_exec *c);
+
+/* A JSON string from bytes that may not be UTF-8 (invalid bytes become
+ * U+FFFD). Caller owns the result; NULL on out-of-memory. */
+json_t *capture_json_string(const char *s, size_t len);
+
+/* Registers the exec capture metrics; call once from main(). */
+void capture_exec_metrics_register(void);

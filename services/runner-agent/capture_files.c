@@ -1,0 +1,408 @@
+#include "capture_files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "capture_exec.h"
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/metrics.h"
+#include "events.h"
+
+#define CACHE_SLOTS 4096      /* directory handle -> workspace path, direct-mapped */
+#define HANDLE_MAX 128        /* MAX_HANDLE_SZ */
+#define READ_BUF (64 * 1024)
+
+static struct metric metric_file_events = {
+        .name = "paddock_runner_capture_file_events_total",
+        .help = "file_access events captured by fanotify", .type = METRIC_COUNTER};
+static struct metric metric_file_overflows = {
+        .name = "paddock_runner_capture_file_overflows_total",
+        .help = "fanotify queue overflows (reported as file_access overflow events)", .type = METRIC_COUNTER};
+static struct metric metric_file_unresolved = {
+        .name = "paddock_runner_capture_file_unresolved_total",
+        .help = "file events whose directory was gone before it could be resolved", .type = METRIC_COUNTER};
+
+void capture_files_metrics_register(void) {
+        metrics_register(&metric_file_events);
+        metrics_register(&metric_file_overflows);
+        metrics_register(&metric_file_unresolved);
+}
+
+struct dir_entry {
+        bool used;
+        bool inside;               /* in the workspace; rel is then its relative path */
+        int type;
+        unsigned len;
+        unsigned char handle[HANDLE_MAX];
+        char *rel;
+};
+
+struct pending {
+        bool set;
+        const char *mode;
+        int pid;
+        bool dir;
+        char *path;
+        unsigned count;
+        bool unresolved;
+};
+
+struct capture_files {
+        struct run_events *ev;
+        char *ws;                  /* real path of the workspace on the host */
+        size_t ws_len;
+        bool own_fs;               /* the workspace is the root of its filesystem */
+        int fan_fd, mount_fd, stop_fd;
+        pid_t self;
+        pthread_t thread;
+        bool thread_started;
+        struct dir_entry *cache;
+        struct pending pend;
+        uint64_t n_events;
+};
+
+static void cache_clear(struct capture_files *c) {
+        for (size_t i = 0; i < CACHE_SLOTS; i++) {
+                free(c->cache[i].rel);
+                c->cache[i] = (struct dir_entry){0};
+        }
+}
+
+static size_t handle_hash(int type, const unsigned char *h, unsigned len) {
+        uint64_t x = 1469598103934665603ULL ^ (uint64_t)(unsigned)type;
+        for (unsigned i = 0; i < len; i++)
+                x = (x ^ h[i]) * 1099511628211ULL;
+        return (size_t)(x % CACHE_SLOTS);
+}
+
+/* Resolves a directory handle to its path relative to the workspace.
+ * Returns 1 (inside, *rel borrowed from the cache), 0 (outside) or -ESTALE
+ * when the directory no longer exists and was never seen. */
+static int resolve_dir(struct capture_files *c, struct file_handle *fh, const char **rel) {
+        if (fh->handle_bytes > HANDLE_MAX)
+                return -EINVAL;
+        size_t slot = handle_hash(fh->handle_type, fh->f_handle, fh->handle_bytes);
+        struct dir_entry *e = &c->cache[slot];
+        if (e->used && e->type == fh->handle_type && e->len == fh->handle_bytes &&
+            !memcmp(e->handle, fh->f_handle, fh->handle_bytes)) {
+                *rel = e->rel;
+                return e->inside;
+        }
+        _cleanup_close_ int fd = open_by_handle_at(c->mount_fd, fh, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return -ESTALE;
+        char link[64], path[PATH_MAX + 1];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, PATH_MAX);
+        if (n <= 0)
+                return -ESTALE;
+        path[n] = 0;
+        bool inside = false;
+        const char *r = NULL;
+        if (!strncmp(path, c->ws, c->ws_len) && (path[c->ws_len] == 0 || path[c->ws_len] == '/')) {
+                inside = true;
+                r = path[c->ws_len] ? path + c->ws_len + 1 : "";
+        }
+        free(e->rel);
+        *e = (struct dir_entry){.used = true, .inside = inside, .type = fh->handle_type,
+                                .len = fh->handle_bytes, .rel = inside ? strdup(r) : NULL};
+        memcpy(e->handle, fh->f_handle, fh->handle_bytes);
+        if (inside && !e->rel) {
+                e->used = false;
+                return -ENOMEM;
+        }
+        *rel = e->rel;
+        return inside;
+}
+
+static void emit(struct capture_files *c, json_t *d) {
+        if (!d)
+                return;
+        if (events_emit(c->ev, "file_access", "platform", d, NULL, false, false) >= 0) {
+                c->n_events++;
+                metric_add(&metric_file_events, 1);
+        }
+        json_decref(d);
+}
+
+static void flush_pending(struct capture_files *c) {
+        struct pending *p = &c->pend;
+        if (!p->set)
+                return;
+        json_t *d = json_pack("{s:o,s:s,s:i}", "path", capture_json_string(p->path, strlen(p->path)), "mode",
+                              p->mode, "pid", p->pid);
+        if (d && p->dir)
+                json_object_set_new(d, "dir", json_true());
+        if (d && p->count > 1)
+                json_object_set_new(d, "count", json_integer(p->count));
+        if (d && p->unresolved)
+                json_object_set_new(d, "dir_unresolved", json_true());
+        emit(c, d);
+        free(p->path);
+        *p = (struct pending){0};
+}
+
+/* Queues one access; the same access by the same process right after is
+ * only counted. Takes path. */
+static void add_access(struct capture_files *c, const char *mode, int pid, bool dir, char *path) {
+        struct pending *p = &c->pend;
+        if (p->set && p->mode == mode && p->pid == pid && p->dir == dir && !strcmp(p->path, path)) {
+                p->count++;
+                free(path);
+                return;
+        }
+        flush_pending(c);
+        *p = (struct pending){.set = true, .mode = mode, .pid = pid, .dir = dir, .path = path, .count = 1};
+}
+
+static char *join(const char *rel, const char *name) {
+        char *s = NULL;
+        if (asprintf(&s, "%s%s%s", rel, rel[0] && name[0] ? "/" : "", name) < 0)
+                return NULL;
+        return s;
+}
+
+/* The path of one DFID_NAME record: 1 inside (*out owned by the caller), 0
+ * outside, <0 unresolved (*out is then the bare name). */
+static int record_path(struct capture_files *c, const struct fanotify_event_info_fid *fid, char **out) {
+        struct file_handle *fh = (struct file_handle *)fid->handle;
+        const char *name = (const char *)(fh->f_handle + fh->handle_bytes);
+        const char *rel = NULL;
+        int r = resolve_dir(c, fh, &rel);
+        *out = NULL;
+        if (r < 0) {
+                *out = strdup(name);
+                return r;
+        }
+        if (r == 0)
+                return 0;
+        *out = join(rel, name);
+        return *out ? 1 : -ENOMEM;
+}
+
+static void handle_event(struct capture_files *c, const struct fanotify_event_metadata *m) {
+        if (m->mask & FAN_Q_OVERFLOW) {
+                flush_pending(c);
+                metric_add(&metric_file_overflows, 1);
+                log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id), "file capture queue overflowed");
+                emit(c, json_pack("{s:b}", "overflow", 1));
+                return;
+        }
+        if (m->fd >= 0)
+                close(m->fd);
+        if (m->pid == c->self)
+                return; /* the runner-agent's own work in the workspace */
+        bool dir = m->mask & FAN_ONDIR;
+        if (dir && !(m->mask & (FAN_CREATE | FAN_DELETE | FAN_RENAME)))
+                return; /* directory listings */
+
+        const struct fanotify_event_info_fid *main_rec = NULL, *old_rec = NULL, *new_rec = NULL;
+        for (size_t off = m->metadata_len; off + sizeof(struct fanotify_event_info_header) <= m->event_len;) {
+                const struct fanotify_event_info_header *h = (const void *)((const char *)m + off);
+                if (h->len == 0 || off + h->len > m->event_len)
+                        break;
+                if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME)
+                        main_rec = (const void *)h;
+                else if (h->info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME)
+                        old_rec = (const void *)h;
+                else if (h->info_type == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME)
+                        new_rec = (const void *)h;
+                off += h->len;
+        }
+
+        if (m->mask & FAN_RENAME) {
+                _cleanup_free_ char *from = NULL, *to = NULL;
+                int rf = old_rec ? record_path(c, old_rec, &from) : -EINVAL;
+                int rt = new_rec ? record_path(c, new_rec, &to) : -EINVAL;
+                if (rf == 0 && rt == 0)
+                        return;
+                if ((rf < 0 || rt < 0) && !c->own_fs && rf != 1 && rt != 1) {
+                        metric_add(&metric_file_unresolved, 1);
+                        return;
+                }
+                flush_pending(c);
+                json_t *d = json_pack("{s:o,s:o,s:s,s:i}", "path",
+                                      rf != 0 && from ? capture_json_string(from, strlen(from)) : json_null(),
+                                      "to", rt != 0 && to ? capture_json_string(to, strlen(to)) : json_null(),
+                                      "mode", "rename", "pid", (int)m->pid);
+                if (d && dir)
+                        json_object_set_new(d, "dir", json_true());
+                if (d && (rf < 0 || rt < 0))
+                        json_object_set_new(d, "dir_unresolved", json_true());
+                emit(c, d);
+                if (dir)
+                        cache_clear(c); /* cached paths below it moved */
+                return;
+        }
+        if (!main_rec)
+                return;
+        char *path = NULL;
+        int r = record_path(c, main_rec, &path);
+        if (r == 0 || (r < 0 && !c->own_fs)) {
+                /* outside; or a directory gone before we looked, which on a
+                 * shared filesystem cannot be told apart from the host's */
+                if (r < 0)
+                        metric_add(&metric_file_unresolved, 1);
+                free(path);
+                return;
+        }
+        if (!path)
+                return;
+        /* one event can carry several merged actions: report them in the
+         * order they can happen to one file */
+        static const struct {
+                uint64_t bit;
+                const char *mode;
+        } order[] = {{FAN_CREATE, "create"}, {FAN_CLOSE_WRITE, "write"}, {FAN_CLOSE_NOWRITE, "read"},
+                     {FAN_DELETE, "delete"}};
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+                if (!(m->mask & order[i].bit))
+                        continue;
+                char *p = strdup(path);
+                if (p)
+                        add_access(c, order[i].mode, (int)m->pid, dir, p);
+        }
+        if (r < 0 && c->pend.set)
+                c->pend.unresolved = true; /* only the name is known */
+        free(path);
+        if (dir && (m->mask & FAN_DELETE))
+                cache_clear(c);
+}
+
+/* Reads and handles what is queued; returns false when nothing was. */
+static bool drain_once(struct capture_files *c, char *buf) {
+        ssize_t n = read(c->fan_fd, buf, READ_BUF);
+        if (n <= 0)
+                return false;
+        const struct fanotify_event_metadata *m = (const void *)buf;
+        for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n))
+                handle_event(c, m);
+        return true;
+}
+
+static void *capture_files_thread(void *userdata) {
+        struct capture_files *c = userdata;
+        _cleanup_free_ char *buf = aligned_alloc(8, READ_BUF);
+        if (!buf) {
+                log_ctx(LOG_ERROR, LOG_KV("run", c->ev->run_id), "file capture: out of memory");
+                return NULL;
+        }
+        for (;;) {
+                struct pollfd p[2] = {{.fd = c->stop_fd, .events = POLLIN}, {.fd = c->fan_fd, .events = POLLIN}};
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        break;
+                if (p[1].revents & POLLIN) {
+                        /* coalesce within a burst, never hold an event after it */
+                        while (drain_once(c, buf))
+                                ;
+                        flush_pending(c);
+                }
+                if (p[0].revents & POLLIN) {
+                        while (drain_once(c, buf))
+                                ;
+                        break;
+                }
+        }
+        flush_pending(c);
+        return NULL;
+}
+
+static void capture_files_free(struct capture_files *c) {
+        if (!c)
+                return;
+        if (c->fan_fd >= 0)
+                close(c->fan_fd);
+        if (c->mount_fd >= 0)
+                close(c->mount_fd);
+        if (c->stop_fd >= 0)
+                close(c->stop_fd);
+        if (c->cache) {
+                cache_clear(c);
+                free(c->cache);
+        }
+        free(c->pend.path);
+        free(c->ws);
+        free(c);
+}
+
+struct capture_files *capture_files_start(const char *workspace, struct run_events *ev,
+                                          struct err_detail *reterr) {
+        struct capture_files *c = calloc(1, sizeof *c);
+        if (!c) {
+                err_set(reterr, -ENOMEM, "capture", "out of memory");
+                return NULL;
+        }
+        c->ev = ev;
+        c->fan_fd = c->mount_fd = c->stop_fd = -1;
+        c->self = getpid();
+        c->ws = realpath(workspace, NULL);
+        c->cache = calloc(CACHE_SLOTS, sizeof *c->cache);
+        if (!c->ws || !c->cache) {
+                err_set(reterr, -errno, "capture", "cannot resolve workspace %s: %m", workspace);
+                goto fail;
+        }
+        c->ws_len = strlen(c->ws);
+        c->mount_fd = open(c->ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *parent = NULL;
+        struct stat st_ws, st_parent;
+        if (c->mount_fd < 0 || asprintf(&parent, "%s/..", c->ws) < 0 || fstat(c->mount_fd, &st_ws) < 0 ||
+            stat(parent, &st_parent) < 0) {
+                err_set(reterr, -errno, "capture", "cannot open workspace %s: %m", c->ws);
+                goto fail;
+        }
+        /* its own filesystem: every event of the mark belongs to this run */
+        c->own_fs = st_ws.st_dev != st_parent.st_dev;
+        c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        c->fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME,
+                                  O_RDONLY | O_CLOEXEC | O_LARGEFILE);
+        if (c->stop_fd < 0 || c->fan_fd < 0) {
+                err_set(reterr, -errno, "capture", "fanotify unavailable: %m");
+                goto fail;
+        }
+        /* mount marks cannot report create/delete/rename, inode marks are not
+         * recursive: a filesystem mark, filtered by the workspace path */
+        uint64_t mask = FAN_CLOSE_WRITE | FAN_CLOSE_NOWRITE | FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_ONDIR;
+        if (fanotify_mark(c->fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, c->ws) < 0) {
+                err_set(reterr, -errno, "capture", "cannot mark the filesystem of %s: %m", c->ws);
+                goto fail;
+        }
+        int r = pthread_create(&c->thread, NULL, capture_files_thread, c);
+        if (r != 0) {
+                err_set(reterr, -r, "capture", "could not start the file capture thread: %s", strerror(r));
+                goto fail;
+        }
+        c->thread_started = true;
+        return c;
+fail:
+        capture_files_free(c);
+        return NULL;
+}
+
+struct capture_files *capture_files_stop(struct capture_files *c) {
+        if (!c)
+                return NULL;
+        if (c->thread_started) {
+                uint64_t one = 1;
+                (void)!write(c->stop_fd, &one, sizeof one);
+                pthread_join(c->thread, NULL);
+        }
+        char n[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)c->n_events);
+        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "file_events", n, "own_fs", c->own_fs ? "true" : "false"),
+                "file capture stopped");
+        capture_files_free(c);
+        return NULL;
+}

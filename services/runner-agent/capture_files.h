@@ -1,0 +1,33 @@
+/* Platform-level file capture (issue 3 point 5): a fanotify group with a
+ * filesystem mark on the filesystem holding the run's workspace reports every
+ * file read, written, created, deleted or renamed there as a `file_access`
+ * event {"path" (relative to the workspace), "mode", "pid"}, resolved by the
+ * kernel's file handles, not by anything the sandbox says.
+ *
+ * One open is one event: a read is reported when a file opened read-only is
+ * closed (FAN_CLOSE_NOWRITE), a write when a file opened for writing is closed
+ * (FAN_CLOSE_WRITE), so a process writing in a loop gives one event, not one
+ * per write. Identical consecutive events are coalesced with a "count". A
+ * kernel queue overflow is reported as {"overflow": true}. Directory listings
+ * are not reported; mkdir/rmdir/rename of directories are ("dir": true). */
+#pragma once
+#include "core/err.h"
+
+struct run_events;
+struct capture_files;
+
+/* Marks the filesystem of workspace (an existing directory; call after the
+ * runner-agent has written the managed files and before the container starts)
+ * and starts the capture thread. Events caused by the runner-agent's own
+ * process are ignored. ev is borrowed and must outlive capture_files_stop().
+ * Returns NULL with *reterr on failure. */
+struct capture_files *capture_files_start(const char *workspace, struct run_events *ev,
+                                          struct err_detail *reterr);
+
+/* Call after the container has exited (its processes have closed every file,
+ * so every event is queued): emits what is queued, stops the thread and frees
+ * c. Call before reading the workspace for the diff. Accepts NULL; returns NULL. */
+struct capture_files *capture_files_stop(struct capture_files *c);
+
+/* Registers the file capture metrics; call once from main(). */
+void capture_files_metrics_register(void);

@@ -1,0 +1,106 @@
+#include "seccomp.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/stat.h>
+
+#include "core/macro.h"
+
+/* Denied outright with EPERM: filesystem and namespace administration,
+ * debugging other processes, kernel keyrings, eBPF, module and kexec loading,
+ * io_uring (its own syscall surface outside this filter), perf, userfaultfd
+ * (exploit helper), handle-based opens (bypass path checks), clock changes,
+ * swap, reboot, accounting, quotas, kernel log, port I/O. */
+const char *const seccomp_denied_syscalls[] = {
+        "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
+        "fsconfig", "fsmount", "fspick", "mount_setattr",
+        "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+        "bpf", "keyctl", "add_key", "request_key",
+        "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+        "setns", "io_uring_setup", "io_uring_enter", "io_uring_register",
+        "perf_event_open", "userfaultfd", "open_by_handle_at", "name_to_handle_at",
+        "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "swapon", "swapoff",
+        "reboot", "acct", "quotactl", "quotactl_fd", "lookup_dcookie", "fanotify_init",
+        "iopl", "ioperm", "syslog", "vhangup", "nfsservctl", "uselib", "_sysctl",
+        NULL,
+};
+
+/* Namespace flags of clone(2) (CLONE_NEWTIME is 0x80, which clone reads as
+ * the exit signal, so it only appears for unshare). */
+static const unsigned long clone_ns_flags[] = {CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                                               CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET};
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+static json_t *rule(const char *name, int errno_ret) {
+        return json_pack("{s:[s],s:s,s:i}", "names", name, "action", "SCMP_ACT_ERRNO", "errnoRet", errno_ret);
+}
+
+/* name denied with EPERM when (arg[index] & mask) == value */
+static json_t *rule_masked(const char *name, unsigned index, unsigned long mask, unsigned long value) {
+        json_t *r = rule(name, EPERM);
+        if (r)
+                json_object_set_new(r, "args", json_pack("[{s:i,s:I,s:I,s:s}]", "index", (int)index,
+                                                         "value", (json_int_t)mask, "valueTwo",
+                                                         (json_int_t)value, "op", "SCMP_CMP_MASKED_EQ"));
+        return r;
+}
+
+static json_t *rule_gt(const char *name, unsigned index, unsigned long value) {
+        json_t *r = rule(name, EPERM);
+        if (r)
+                json_object_set_new(r, "args", json_pack("[{s:i,s:I,s:s}]", "index", (int)index, "value",
+                                                         (json_int_t)value, "op", "SCMP_CMP_GT"));
+        return r;
+}
+
+json_t *seccomp_profile_new(void) {
+        json_t *sys = json_array();
+        if (!sys)
+                return NULL;
+        json_t *names = json_array();
+        for (const char *const *n = seccomp_denied_syscalls; *n; n++)
+                json_array_append_new(names, json_string(*n));
+        json_array_append_new(sys, json_pack("{s:o,s:s,s:i}", "names", names, "action", "SCMP_ACT_ERRNO",
+                                             "errnoRet", EPERM));
+
+        /* clone3 passes its flags in memory, out of a filter's reach: ENOSYS
+         * makes glibc fall back to clone(2), where each namespace flag is a rule
+         * (rules of one syscall are ORed; libseccomp cannot AND two tests of
+         * one argument) */
+        json_array_append_new(sys, rule("clone3", ENOSYS));
+        for (size_t i = 0; i < ELEMENTSOF(clone_ns_flags); i++) {
+                json_array_append_new(sys, rule_masked("clone", 0, clone_ns_flags[i], clone_ns_flags[i]));
+                json_array_append_new(sys, rule_masked("unshare", 0, clone_ns_flags[i], clone_ns_flags[i]));
+        }
+        json_array_append_new(sys, rule_masked("unshare", 0, CLONE_NEWTIME, CLONE_NEWTIME));
+
+        /* device nodes: mknod of a fifo or socket stays possible */
+        json_array_append_new(sys, rule_masked("mknod", 1, S_IFMT, S_IFCHR));
+        json_array_append_new(sys, rule_masked("mknod", 1, S_IFMT, S_IFBLK));
+        json_array_append_new(sys, rule_masked("mknodat", 2, S_IFMT, S_IFCHR));
+        json_array_append_new(sys, rule_masked("mknodat", 2, S_IFMT, S_IFBLK));
+
+        /* personality: only PER_LINUX (0) and PER_LINUX32 (8) and the small
+         * values below; ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC and the query
+         * 0xffffffff are refused (the range test needs two comparisons of one
+         * argument, which libseccomp cannot AND) */
+        json_array_append_new(sys, rule_gt("personality", 0, 8));
+
+        return json_pack("{s:s,s:[s],s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
+                         "SCMP_ARCH_X86_64", "syscalls", sys);
+}
+
+int seccomp_profile_add_notify(json_t *profile, const char *const *names, const char *listener_path) {
+        json_t *sys = json_object_get(profile, "syscalls");
+        json_t *list = json_array();
+        if (!sys || !list)
+                return -ENOMEM;
+        for (; *names; names++)
+                json_array_append_new(list, json_string(*names));
+        if (json_array_append_new(sys, json_pack("{s:o,s:s}", "names", list, "action", "SCMP_ACT_NOTIFY")) < 0 ||
+            json_object_set_new(profile, "listenerPath", json_string(listener_path)) < 0)
+                return -ENOMEM;
+        return 0;
+}

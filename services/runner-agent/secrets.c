@@ -1,0 +1,304 @@
+#include "secrets.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/macro.h"
+#include "core/timeutil.h"
+#include "crypto/seal.h"
+
+#define AAD_PREFIX "paddock-secrets:"
+
+struct run_secrets {
+        char run_id[UUID_STR_LEN];
+        struct seal_keypair *kp;
+        char public_b64[64];
+
+        /* the latest sealed message not tried yet, guarded by g.lock */
+        bool sealed_ready;
+        uint8_t eph[SEAL_PUBLIC_KEY_LEN], nonce[SEAL_NONCE_LEN];
+        uint8_t *ct;
+        size_t ct_len;
+
+        /* opened: env entries and headers (each value malloc'd, wiped on free) */
+        char **env;
+        size_t n_env;
+        struct proxy_header *headers;
+        size_t n_headers;
+
+        struct run_secrets *next;
+};
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool cond_ready;
+        struct run_secrets *runs;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void wipe_free(void *p, size_t len) {
+        if (p) {
+                OPENSSL_cleanse(p, len);
+                free(p);
+        }
+}
+
+static void drop_sealed(struct run_secrets *rs) {
+        wipe_free(rs->ct, rs->ct_len);
+        rs->ct = NULL;
+        rs->ct_len = 0;
+        rs->sealed_ready = false;
+}
+
+int secrets_run_new(const char *run_id, const Paddock__V1__SandboxSnapshot *snap, struct run_secrets **ret) {
+        *ret = NULL;
+        if (!snap || snap->n_secrets == 0)
+                return 0;
+        struct run_secrets *rs = calloc(1, sizeof *rs);
+        if (!rs)
+                return -ENOMEM;
+        snprintf(rs->run_id, sizeof rs->run_id, "%s", run_id);
+        int r = seal_keypair_new(&rs->kp);
+        if (r < 0) {
+                free(rs);
+                return r;
+        }
+        EVP_EncodeBlock((unsigned char *)rs->public_b64, seal_keypair_public_key(rs->kp), SEAL_PUBLIC_KEY_LEN);
+
+        pthread_mutex_lock(&g.lock);
+        if (!g.cond_ready) {
+                pthread_condattr_t ca;
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                pthread_cond_init(&g.cond, &ca);
+                pthread_condattr_destroy(&ca);
+                g.cond_ready = true;
+        }
+        rs->next = g.runs;
+        g.runs = rs;
+        pthread_mutex_unlock(&g.lock);
+        *ret = rs;
+        return 0;
+}
+
+const char *secrets_public_key(const struct run_secrets *rs) { return rs->public_b64; }
+
+void secrets_on_sealed(const char *run_id, const Paddock__V1__SealedSecrets *s) {
+        if (!run_id || !s)
+                return;
+        if (s->ephemeral_public_key.len != SEAL_PUBLIC_KEY_LEN || s->nonce.len != SEAL_NONCE_LEN ||
+            s->ciphertext.len < SEAL_TAG_LEN || s->ciphertext.len > SEAL_MAX_PLAINTEXT + SEAL_TAG_LEN) {
+                log_ctx(LOG_WARN, LOG_KV("run", run_id), "sealed secrets with bad field lengths ignored");
+                return;
+        }
+        uint8_t *ct = malloc(s->ciphertext.len);
+        if (!ct)
+                return;
+        memcpy(ct, s->ciphertext.data, s->ciphertext.len);
+        pthread_mutex_lock(&g.lock);
+        struct run_secrets *rs = g.runs;
+        while (rs && strcmp(rs->run_id, run_id))
+                rs = rs->next;
+        if (!rs || rs->n_env || rs->n_headers || rs->env) {
+                pthread_mutex_unlock(&g.lock);
+                free(ct);
+                log_ctx(LOG_DEBUG, LOG_KV("run", run_id), "sealed secrets for no waiting run, ignored");
+                return;
+        }
+        drop_sealed(rs);
+        memcpy(rs->eph, s->ephemeral_public_key.data, SEAL_PUBLIC_KEY_LEN);
+        memcpy(rs->nonce, s->nonce.data, SEAL_NONCE_LEN);
+        rs->ct = ct;
+        rs->ct_len = s->ciphertext.len;
+        rs->sealed_ready = true;
+        pthread_cond_broadcast(&g.cond);
+        pthread_mutex_unlock(&g.lock);
+        log_ctx(LOG_INFO, LOG_KV("run", run_id), "sealed secrets received");
+}
+
+static bool env_name_ok(const char *s) {
+        if (!s || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                        return false;
+        /* the proxy settings are the platform's, not a secret's to override */
+        static const char *const reserved[] = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "PATH", "HOME"};
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
+                if (!strcasecmp(s, reserved[i]))
+                        return false;
+        return true;
+}
+
+static bool header_name_ok(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                      strchr("!#$%&'*+-.^_`|~", *p)))
+                        return false;
+        static const char *const reserved[] = {"host", "connection", "content-length", "transfer-encoding",
+                                               "proxy-connection", "upgrade", "te", "trailer", "keep-alive"};
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
+                if (!strcasecmp(s, reserved[i]))
+                        return false;
+        return true;
+}
+
+/* Maps the opened bundle onto the snapshot's references. */
+static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *snap,
+                   const Paddock__V1__SecretBundle *b, struct err_detail *reterr) {
+        size_t n = snap->n_secrets;
+        rs->env = calloc(n + 1, sizeof *rs->env);
+        rs->headers = calloc(n + 1, sizeof *rs->headers);
+        if (!rs->env || !rs->headers)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const Paddock__V1__SecretRef *ref = snap->secrets[i];
+                const char *name = ref->name ? ref->name : "";
+                const Paddock__V1__SecretValue *v = NULL;
+                for (size_t k = 0; k < b->n_secrets && !v; k++)
+                        if (b->secrets[k]->name && !strcmp(b->secrets[k]->name, name))
+                                v = b->secrets[k];
+                if (!v)
+                        return err_set(reterr, -EINVAL, "secrets", "secret %s is missing from the sealed bundle", name);
+                const uint8_t *val = v->value.data;
+                size_t len = v->value.len;
+                if (memchr(val, 0, len))
+                        return err_set(reterr, -EINVAL, "secrets", "secret %s contains a NUL byte", name);
+                if (ref->env && ref->env[0]) {
+                        if (!env_name_ok(ref->env))
+                                return err_set(reterr, -EINVAL, "secrets", "secret %s: invalid env name", name);
+                        size_t el = strlen(ref->env) + 1 + len + 1;
+                        char *e = malloc(el);
+                        if (!e)
+                                return -ENOMEM;
+                        memcpy(e, ref->env, strlen(ref->env));
+                        e[strlen(ref->env)] = '=';
+                        memcpy(e + strlen(ref->env) + 1, val, len);
+                        e[el - 1] = 0;
+                        rs->env[rs->n_env++] = e;
+                } else if (ref->header_host && ref->header_host[0] && ref->header_name && ref->header_name[0]) {
+                        if (!header_name_ok(ref->header_name))
+                                return err_set(reterr, -EINVAL, "secrets", "secret %s: invalid header name", name);
+                        if (memchr(val, '\r', len) || memchr(val, '\n', len))
+                                return err_set(reterr, -EINVAL, "secrets",
+                                               "secret %s contains a line break and cannot be a header", name);
+                        char *hv = malloc(len + 1);
+                        if (!hv)
+                                return -ENOMEM;
+                        memcpy(hv, val, len);
+                        hv[len] = 0;
+                        rs->headers[rs->n_headers++] = (struct proxy_header){
+                                .host = ref->header_host, .name = ref->header_name, .value = hv, .value_len = len};
+                } else
+                        return err_set(reterr, -EINVAL, "secrets", "secret %s has neither env nor header", name);
+        }
+        return 0;
+}
+
+/* Tries the pending sealed message; 1 opened, 0 did not open, <0 error. */
+static int try_open(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *snap, struct err_detail *reterr) {
+        size_t aad_len = strlen(AAD_PREFIX) + strlen(rs->run_id);
+        char aad[64];
+        snprintf(aad, sizeof aad, AAD_PREFIX "%s", rs->run_id);
+        size_t pt_len = rs->ct_len - SEAL_TAG_LEN;
+        uint8_t *pt = malloc(pt_len ? pt_len : 1);
+        if (!pt)
+                return -ENOMEM;
+        int r = seal_decrypt(rs->kp, rs->eph, rs->nonce, rs->ct, rs->ct_len, aad, aad_len, pt);
+        if (r < 0) {
+                wipe_free(pt, pt_len);
+                log_ctx(LOG_WARN, LOG_KV("run", rs->run_id), "sealed secrets do not open with this run's key (%s), "
+                        "waiting for another", strerror(-r));
+                return 0;
+        }
+        Paddock__V1__SecretBundle *b = paddock__v1__secret_bundle__unpack(NULL, pt_len, pt);
+        wipe_free(pt, pt_len);
+        if (!b)
+                return err_set(reterr, -EINVAL, "secrets", "the opened secret bundle is not a SecretBundle");
+        r = resolve(rs, snap, b, reterr);
+        for (size_t k = 0; k < b->n_secrets; k++)
+                if (b->secrets[k]->value.data)
+                        OPENSSL_cleanse(b->secrets[k]->value.data, b->secrets[k]->value.len);
+        paddock__v1__secret_bundle__free_unpacked(b, NULL);
+        return r < 0 ? r : 1;
+}
+
+int secrets_run_wait(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *snap, int timeout_ms,
+                     struct err_detail *reterr) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&g.lock);
+        for (;;) {
+                if (rs->sealed_ready) {
+                        int r = try_open(rs, snap, reterr);
+                        drop_sealed(rs);
+                        if (r != 0) {
+                                pthread_mutex_unlock(&g.lock);
+                                return r < 0 ? r : 0;
+                        }
+                }
+                if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) == ETIMEDOUT && !rs->sealed_ready) {
+                        pthread_mutex_unlock(&g.lock);
+                        return err_set(reterr, -ETIMEDOUT, "secrets", "secrets not delivered within %d s",
+                                       timeout_ms / 1000);
+                }
+        }
+}
+
+const char *const *secrets_env(const struct run_secrets *rs) {
+        static const char *const none[] = {NULL};
+        return rs && rs->env ? (const char *const *)rs->env : none;
+}
+
+const struct proxy_header *secrets_headers(const struct run_secrets *rs, size_t *ret_n) {
+        *ret_n = rs ? rs->n_headers : 0;
+        return rs ? rs->headers : NULL;
+}
+
+struct run_secrets *secrets_run_free(struct run_secrets *rs) {
+        if (!rs)
+                return NULL;
+        pthread_mutex_lock(&g.lock);
+        for (struct run_secrets **p = &g.runs; *p; p = &(*p)->next)
+                if (*p == rs) {
+                        *p = rs->next;
+                        break;
+                }
+        drop_sealed(rs);
+        pthread_mutex_unlock(&g.lock);
+        for (size_t i = 0; i < rs->n_env; i++)
+                wipe_free(rs->env[i], strlen(rs->env[i]));
+        free(rs->env);
+        for (size_t i = 0; i < rs->n_headers; i++)
+                wipe_free((void *)rs->headers[i].value, rs->headers[i].value_len);
+        free(rs->headers);
+        seal_keypair_free(rs->kp);
+        OPENSSL_cleanse(rs, sizeof *rs);
+        free(rs);
+        return NULL;
+}
+
+bool secrets_run_destroyed(const char *run_id) {
+        pthread_mutex_lock(&g.lock);
+        struct run_secrets *rs = g.runs;
+        while (rs && strcmp(rs->run_id, run_id))
+                rs = rs->next;
+        pthread_mutex_unlock(&g.lock);
+        return rs == NULL;
+}
