@@ -558,15 +558,24 @@ write_service_env() { # name
                 {
                         echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
                         echo "PADDOCK_KAFKA_SESSION_TIMEOUT_MS=6000"
-                        echo "PADDOCK_PG_DSN=$PG_DSN"
-                        echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"
-                        echo "PADDOCK_S3_BUCKET=$S3_BUCKET"
-                        echo "PADDOCK_S3_ACCESS_KEY=$S3_ACCESS_KEY"
-                        echo "PADDOCK_S3_SECRET_KEY=$S3_SECRET_KEY"
-                        echo "PADDOCK_S3_REGION=$S3_REGION"
-                        echo "PADDOCK_RUNNER_STATE_DIR=$STATE/runner"
-                        echo "PADDOCK_NODE_ID=$NODE_ID"
+                        echo "PADDOCK_KAFKA_FETCH_WAIT_MS=10"   # the mock cluster does not wake a waiting fetch
                         echo "PADDOCK_LOG_LEVEL=${PADDOCK_LOG_LEVEL:-info}"
+                        # each service gets only the credentials it uses: the
+                        # runner-agent (execution plane) none at all
+                        if [[ $s != runner-agent ]]; then
+                                echo "PADDOCK_PG_DSN=$PG_DSN"
+                        fi
+                        if [[ $s == api || $s == evidence ]]; then
+                                echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"
+                                echo "PADDOCK_S3_BUCKET=$S3_BUCKET"
+                                echo "PADDOCK_S3_ACCESS_KEY=$S3_ACCESS_KEY"
+                                echo "PADDOCK_S3_SECRET_KEY=$S3_SECRET_KEY"
+                                echo "PADDOCK_S3_REGION=$S3_REGION"
+                        fi
+                        if [[ $s == runner-agent ]]; then
+                                echo "PADDOCK_RUNNER_STATE_DIR=$STATE/runner"
+                                echo "PADDOCK_NODE_ID=$NODE_ID"
+                        fi
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"
                                 # wraps the tenants' secret keys: only the api gets it,

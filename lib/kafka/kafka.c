@@ -297,7 +297,7 @@ struct kafka_consumer {
 struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
                                           const char *const *topics, const char *offset_reset,
                                           struct err_detail *reterr) {
-        char errstr[512], session[16], heartbeat[16];
+        char errstr[512], session[16], heartbeat[16], fetch_wait[16];
         if (!group_id || !*group_id || !topics || !topics[0]) {
                 err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id and at least one topic");
                 return NULL;
@@ -317,6 +317,11 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                 ours[n++] = session;
                 ours[n++] = "heartbeat.interval.ms";
                 ours[n++] = heartbeat;
+        }
+        if (opts && opts->fetch_wait_max_ms > 0) {
+                snprintf(fetch_wait, sizeof fetch_wait, "%d", opts->fetch_wait_max_ms);
+                ours[n++] = "fetch.wait.max.ms";
+                ours[n++] = fetch_wait;
         }
         ours[n] = NULL;
 

@@ -13,6 +13,9 @@ struct kafka_options {
         const char *bootstrap;      /* "host:port,host:port" */
         const char *client_id;      /* e.g. "paddock-api" */
         int session_timeout_ms;     /* consumers; 0 = librdkafka default (45 s). Local stack uses 6000 */
+        int fetch_wait_max_ms;      /* consumers; 0 = librdkafka default (500 ms). A real broker answers a
+                                     * fetch as soon as data arrives; librdkafka's mock cluster waits the
+                                     * full time, so the local stack sets 10 to keep launch latency low */
         const char *const *extra;   /* optional NULL-terminated {key, value, ...} librdkafka properties */
 };
 

@@ -23,6 +23,7 @@ struct api_settings {
         char *pg_dsn;
         char *kafka_bootstrap;
         long long kafka_session_timeout_ms;
+        long long kafka_fetch_wait_ms;
         char *s3_endpoint;
         char *s3_bucket;
         char *s3_access_key;

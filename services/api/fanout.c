@@ -180,7 +180,8 @@ int fanout_start(struct api *a) {
         snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);
         snprintf(client, sizeof client, "paddock-api-fanout");
         struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = client,
-                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms};
+                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms,
+                                  .fetch_wait_max_ms = (int)a->cfg.kafka_fetch_wait_ms};
         struct err_detail e = {0};
         h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
         if (!h->consumer) {

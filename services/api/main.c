@@ -34,6 +34,8 @@ static const struct config_entry config_table[] = {
          "Kafka bootstrap servers host:port[,...] (required to serve)"},
         {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false, S(kafka_session_timeout_ms),
          "Kafka consumer group session timeout"},
+        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, S(kafka_fetch_wait_ms),
+         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
         {"PADDOCK_S3_ENDPOINT", CONFIG_STRING, "", 0, 0, false, S(s3_endpoint),
          "S3 endpoint URL, e.g. http://127.0.0.1:7480 (required to serve)"},
         {"PADDOCK_S3_BUCKET", CONFIG_STRING, "", 0, 0, false, S(s3_bucket), "S3 bucket of artifacts"},

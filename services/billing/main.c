@@ -35,6 +35,7 @@ extern const struct embedded_file billing_migrations[];
 struct settings {
         char *kafka_bootstrap;
         long long kafka_session_timeout_ms;
+        long long kafka_fetch_wait_ms;
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
@@ -46,6 +47,9 @@ static const struct config_entry settings_table[] = {
         {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
          offsetof(struct settings, kafka_session_timeout_ms),
          "consumer group session timeout; how long a dead member holds its partitions"},
+        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,
+         offsetof(struct settings, kafka_fetch_wait_ms),
+         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
          "PostgreSQL connection string (libpq); billing owns schema \"billing\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
@@ -139,7 +143,8 @@ static int run(const struct settings *cfg) {
                 goto out;
         int r;
         struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-billing",
-                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms};
+                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms,
+                                   .fetch_wait_max_ms = (int)cfg->kafka_fetch_wait_ms};
         static const char *const topics[] = {TOPIC_USAGE, NULL};
         app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {

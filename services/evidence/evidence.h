@@ -35,3 +35,20 @@ struct artifacts_store_config {
 int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const void *data,
                           size_t len, struct err_detail *reterr);
 void artifacts_store_register_metrics(void);
+
+struct kafka_producer;
+
+struct audit_store_config {
+        struct kafka_producer *producer; /* borrowed; publishes the SIEM feed */
+        int siem_timeout_ms;             /* broker acknowledgement wait per SIEM record */
+};
+
+/* audit_store.c: appends an AuditRecord to its tenant's hash chain
+ * (lib/audit/audit_chain.h) once per message id, then publishes its OCSF
+ * record on paddock.siem.ocsf and waits for the acknowledgement, so the SIEM
+ * feed is at-least-once: a redelivered record that is already in the chain is
+ * published again (the SIEM dedups on metadata.uid). Returns 1 if appended, 0
+ * if it was already there, -EAGAIN if the SIEM publish failed (retry). */
+int audit_store(PGconn *conn, const struct audit_store_config *cfg, const void *data, size_t len,
+                struct err_detail *reterr);
+void audit_store_register_metrics(void);

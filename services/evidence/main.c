@@ -1,7 +1,9 @@
-/* paddock-evidence: persists every run event into the session history and
- * assembles artifact chunks into tenant-scoped S3 objects (ARCHITECTURE.md §3.7).
+/* paddock-evidence: persists every run event into the session history,
+ * assembles artifact chunks into tenant-scoped S3 objects, appends audit
+ * records to the per-tenant hash chain and publishes the SIEM feed
+ * (ARCHITECTURE.md §3.7).
  *
- * One consumer thread handles both topics; a message's offset is
+ * One consumer thread handles all three topics; a message's offset is
  * committed only after its effect is committed in PostgreSQL. Messages that
  * can never be processed are logged, counted and skipped; transient failures
  * (PostgreSQL or S3 unreachable, serialization failures) are retried on the
@@ -46,6 +48,7 @@ struct settings {
         char *s3_secret_key;
         char *s3_region;
         long long max_artifact_bytes;
+        long long siem_timeout_ms;
 };
 
 static const struct config_entry settings_table[] = {
@@ -73,6 +76,9 @@ static const struct config_entry settings_table[] = {
         {"PADDOCK_EVIDENCE_MAX_ARTIFACT_BYTES", CONFIG_INT, "268435456", 1024, 4294967296.0, false,
          offsetof(struct settings, max_artifact_bytes),
          "largest artifact accepted; artifacts are assembled in memory before the upload"},
+        {"PADDOCK_EVIDENCE_SIEM_TIMEOUT_MS", CONFIG_INT, "10000", 100, 600000, false,
+         offsetof(struct settings, siem_timeout_ms),
+         "how long to wait for Kafka to acknowledge a SIEM record before retrying its audit record"},
         {NULL},
 };
 
@@ -89,6 +95,7 @@ struct app {
         struct pg_pool *pool;
         struct kafka_consumer *consumer;
         struct artifacts_store_config artifacts;
+        struct audit_store_config audit;
 };
 
 static int ready(void *userdata, char *why, size_t why_size) {
@@ -111,6 +118,8 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 r = events_store(conn, m->value, m->len, err);
         else if (strcmp(m->topic, TOPIC_ARTIFACTS) == 0)
                 r = artifacts_store_chunk(conn, &app->artifacts, m->value, m->len, err);
+        else if (strcmp(m->topic, TOPIC_AUDIT) == 0)
+                r = audit_store(conn, &app->audit, m->value, m->len, err);
         else
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         pg_pool_release(app->pool, conn);
@@ -138,7 +147,8 @@ static int migrate(struct pg_pool *pool) {
 }
 
 static int run(const struct settings *cfg) {
-        struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes};
+        struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes,
+                          .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms};
         char ops_host[256];
         int ops_port, ret = 1;
         struct ops_server *ops = NULL;
@@ -173,7 +183,12 @@ static int run(const struct settings *cfg) {
 
         struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-evidence",
                                    .session_timeout_ms = (int)cfg->kafka_session_timeout_ms};
-        static const char *const topics[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, NULL};
+        app.audit.producer = kafka_producer_new(&ko, &err);
+        if (!app.audit.producer) {
+                log_error("could not create kafka producer: %s", err.message);
+                goto out;
+        }
+        static const char *const topics[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_AUDIT, NULL};
         app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
@@ -192,13 +207,15 @@ static int run(const struct settings *cfg) {
 out:
         ops_server_stop(ops);
         kafka_consumer_free(app.consumer);
+        kafka_producer_free(app.audit.producer);
         s3_client_free(app.artifacts.s3);
         pg_pool_free(app.pool);
         return ret;
 }
 
 int main(int argc, char **argv) {
-        static const char summary[] = "Paddock evidence: stores run events and assembles artifacts into S3.";
+        static const char summary[] =
+                "Paddock evidence: stores run events, assembles artifacts into S3, keeps the audit hash chain.";
         if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
                 config_print_help(stdout, "paddock-evidence", summary, settings_table);
                 return 0;
@@ -234,6 +251,7 @@ int main(int argc, char **argv) {
         metrics_register(&m_retries);
         events_store_register_metrics();
         artifacts_store_register_metrics();
+        audit_store_register_metrics();
         r = shutdown_install();
         if (r < 0) {
                 log_error("could not install signal handlers: %s", strerror(-r));
