@@ -39,6 +39,7 @@ extern const struct embedded_file evidence_migrations[];
 struct settings {
         char *kafka_bootstrap;
         long long kafka_session_timeout_ms;
+        long long kafka_fetch_wait_ms;
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
@@ -57,6 +58,9 @@ static const struct config_entry settings_table[] = {
         {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
          offsetof(struct settings, kafka_session_timeout_ms),
          "consumer group session timeout; how long a dead member holds its partitions"},
+        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,
+         offsetof(struct settings, kafka_fetch_wait_ms),
+         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
          "PostgreSQL connection string (libpq); evidence owns schema \"evidence\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
@@ -182,7 +186,8 @@ static int run(const struct settings *cfg) {
                 log_warn("could not create bucket %s: %s", cfg->s3_bucket, err.message);
 
         struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-evidence",
-                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms};
+                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms,
+                                   .fetch_wait_max_ms = (int)cfg->kafka_fetch_wait_ms};
         app.audit.producer = kafka_producer_new(&ko, &err);
         if (!app.audit.producer) {
                 log_error("could not create kafka producer: %s", err.message);

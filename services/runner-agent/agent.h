@@ -25,6 +25,7 @@
 struct runner_settings {
         char *kafka_bootstrap;
         long long session_timeout_ms;
+        long long fetch_wait_ms;
         char *node_id;
         char *state_dir;
         long long run_slots;

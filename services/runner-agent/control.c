@@ -226,7 +226,8 @@ struct control *control_start(struct agent *a, struct err_detail *reterr) {
         snprintf(client_id, sizeof client_id, "paddock-runner-control-%s", a->node_id);
         snprintf(group, sizeof group, "paddock-runner-control-%s", a->node_id);
         struct kafka_options o = {.bootstrap = a->cfg->kafka_bootstrap, .client_id = client_id,
-                                  .session_timeout_ms = (int)a->cfg->session_timeout_ms};
+                                  .session_timeout_ms = (int)a->cfg->session_timeout_ms,
+                                  .fetch_wait_max_ms = (int)a->cfg->fetch_wait_ms};
         c->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_CONTROL, NULL}, "earliest",
                                          reterr);
         if (!c->consumer)

@@ -39,6 +39,8 @@ static const struct config_entry config_table[] = {
          "Kafka bootstrap servers, host:port[,host:port]"},
         {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 300000, false, S(session_timeout_ms),
          "consumer group session timeout"},
+        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, S(fetch_wait_ms),
+         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
         {"PADDOCK_NODE_ID", CONFIG_STRING, "", 0, 0, false, S(node_id),
          "this node's id in run assignments and heartbeats (empty: the hostname)"},
         {"PADDOCK_RUNNER_STATE_DIR", CONFIG_STRING, "/var/lib/paddock-runner", 0, 0, false, S(state_dir),
@@ -182,7 +184,8 @@ int main(int argc, char **argv) {
          * loop stops polling; keep the group membership meanwhile */
         static const char *const consumer_extra[] = {"max.poll.interval.ms", "86400000", NULL};
         struct kafka_options kopts = {.bootstrap = cfg.kafka_bootstrap, .client_id = client_id,
-                                      .session_timeout_ms = (int)cfg.session_timeout_ms};
+                                      .session_timeout_ms = (int)cfg.session_timeout_ms,
+                                      .fetch_wait_max_ms = (int)cfg.fetch_wait_ms};
         a.producer = kafka_producer_new(&kopts, &err);
         if (!a.producer) {
                 log_error("could not create the kafka producer: %s", err.message);

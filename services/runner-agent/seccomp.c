@@ -91,16 +91,3 @@ json_t *seccomp_profile_new(void) {
         return json_pack("{s:s,s:[s],s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
                          "SCMP_ARCH_X86_64", "syscalls", sys);
 }
-
-int seccomp_profile_add_notify(json_t *profile, const char *const *names, const char *listener_path) {
-        json_t *sys = json_object_get(profile, "syscalls");
-        json_t *list = json_array();
-        if (!sys || !list)
-                return -ENOMEM;
-        for (; *names; names++)
-                json_array_append_new(list, json_string(*names));
-        if (json_array_append_new(sys, json_pack("{s:o,s:s}", "names", list, "action", "SCMP_ACT_NOTIFY")) < 0 ||
-            json_object_set_new(profile, "listenerPath", json_string(listener_path)) < 0)
-                return -ENOMEM;
-        return 0;
-}

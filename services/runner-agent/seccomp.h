@@ -6,13 +6,9 @@
 #pragma once
 #include <jansson.h>
 
-/* Returns a new JSON object (caller owns), or NULL on out-of-memory. */
+/* Returns a new JSON object (caller owns), or NULL on out-of-memory.
+ * capture_exec_add_to_linux() then adds the exec notify rules and listenerPath. */
 json_t *seccomp_profile_new(void);
-
-/* Adds an SCMP_ACT_NOTIFY rule for each name in the NULL-terminated list and
- * sets listenerPath (the unix socket crun hands the notify fd to), for
- * platform-level capture. profile is borrowed. Returns 0 or -ENOMEM. */
-int seccomp_profile_add_notify(json_t *profile, const char *const *names, const char *listener_path);
 
 /* The syscall names denied outright (NULL-terminated), for tests and docs. */
 extern const char *const seccomp_denied_syscalls[];
