@@ -282,21 +282,30 @@ static void handle_event(struct capture_files *c, const struct fanotify_event_me
                 cache_clear(c);
 }
 
-/* Reads and handles what is queued; returns false when nothing was. */
-static bool drain_once(struct capture_files *c, char *buf) {
+/* Reads and handles what is queued; returns false when nothing was. Events
+ * carrying names are only 4-byte aligned in the read buffer, so each is copied
+ * to the 8-byte aligned scratch before its 64-bit mask is read. */
+static bool drain_once(struct capture_files *c, char *buf, char *scratch) {
         ssize_t n = read(c->fan_fd, buf, READ_BUF);
         if (n <= 0)
                 return false;
-        const struct fanotify_event_metadata *m = (const void *)buf;
-        for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n))
-                handle_event(c, m);
+        for (size_t off = 0; off + FAN_EVENT_METADATA_LEN <= (size_t)n;) {
+                struct fanotify_event_metadata head;
+                memcpy(&head, buf + off, sizeof head);
+                if (head.event_len < FAN_EVENT_METADATA_LEN || off + head.event_len > (size_t)n)
+                        break;
+                memcpy(scratch, buf + off, head.event_len);
+                handle_event(c, (const struct fanotify_event_metadata *)(const void *)scratch);
+                off += head.event_len;
+        }
         return true;
 }
 
 static void *capture_files_thread(void *userdata) {
         struct capture_files *c = userdata;
         _cleanup_free_ char *buf = aligned_alloc(8, READ_BUF);
-        if (!buf) {
+        _cleanup_free_ char *scratch = aligned_alloc(8, READ_BUF);
+        if (!buf || !scratch) {
                 log_ctx(LOG_ERROR, LOG_KV("run", c->ev->run_id), "file capture: out of memory");
                 return NULL;
         }
@@ -306,12 +315,12 @@ static void *capture_files_thread(void *userdata) {
                         break;
                 if (p[1].revents & POLLIN) {
                         /* coalesce within a burst, never hold an event after it */
-                        while (drain_once(c, buf))
+                        while (drain_once(c, buf, scratch))
                                 ;
                         flush_pending(c);
                 }
                 if (p[0].revents & POLLIN) {
-                        while (drain_once(c, buf))
+                        while (drain_once(c, buf, scratch))
                                 ;
                         break;
                 }
