@@ -49,9 +49,10 @@ struct api {
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
 };
 
-/* Permissions a route needs. Today every team-scoped permission means "member
- * of the team" (tenant_admin covers the tenant); the role matrix slots into
- * api_authz_team() without touching the handlers. */
+/* Permissions a route needs (routes.c declares one per route and maps each
+ * to the roles carrying it). Team-scoped permissions are checked against the
+ * object's team by api_authz_team(); tenant_admin holds every permission in
+ * every team of its tenant. PERM_ADMIN is tenant-wide (tenant_admin only). */
 enum api_perm {
         PERM_NONE,      /* anyone, no token */
         PERM_USER,      /* any authenticated user */
@@ -60,6 +61,9 @@ enum api_perm {
         PERM_LAUNCHER,
         PERM_REVIEWER,
         PERM_APPROVER,
+        PERM_CANCEL,            /* launcher or approver */
+        PERM_CATALOG_APPROVE,   /* security_admin */
+        PERM_ADMIN,             /* tenant_admin (tenant-wide) */
 };
 
 struct api_caller {
@@ -154,14 +158,33 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
 int auth_login(struct api_req *r);
 int auth_logout(struct api_req *r);
 int auth_me(struct api_req *r);
-/* 0 if the caller may act on team_id with perm; -ENOENT otherwise (no oracle). */
+/* 0 if the caller may act on team_id with perm (routes.c); -EPERM if the
+ * caller is a member of the team without a role carrying perm (403
+ * forbidden); -ENOENT if not a member or another tenant's team (404, no
+ * existence oracle); other negative errno on database failure. */
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
                    enum api_perm perm, struct err_detail *e);
+/* True if role is one of the roles of API.md (routes.c). */
+bool api_role_valid(const char *role);
 
 /* ---- teams.c */
 int teams_list(struct api_req *r);
 /* Resolves "team" (id or name) in the caller's tenant to a visible team id. */
 int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]);
+int teams_create(struct api_req *r);
+int teams_get(struct api_req *r);
+int teams_patch(struct api_req *r);
+int teams_delete(struct api_req *r);
+
+/* ---- users.c: users of the caller's tenant (tenant_admin) */
+int users_list(struct api_req *r);
+int users_create(struct api_req *r);
+int users_patch(struct api_req *r);
+int users_delete(struct api_req *r);
+
+/* ---- members.c: role grants per team (tenant_admin) */
+int members_list(struct api_req *r);
+int members_put(struct api_req *r);
 
 /* ---- spec_validate.c */
 /* Validates spec (the value at JSON path "spec"); on error records the
@@ -193,8 +216,9 @@ int sandboxes_get_version(struct api_req *r);
 /* ---- runs.c */
 int runs_create(struct api_req *r);
 int runs_get(struct api_req *r);
-/* Loads run id visible to caller: fills team/status. -ENOENT if not visible. */
-int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id,
+/* Loads run id visible to caller with perm on its team: fills team/status.
+ * -ENOENT if not visible, -EPERM if visible without perm (api_authz_team). */
+int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
                       char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
                       struct err_detail *e);
 bool runs_status_terminal(const char *status);
@@ -242,6 +266,30 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
 /* ---- artifacts.c */
 int artifacts_list(struct api_req *r);
 int artifacts_get(struct api_req *r);
+
+/* ---- audit_api.c: audit records of control-plane writes (CONTRACTS.md
+ * "Audit chain") and GET /v1/audit, GET /v1/audit/verify */
+/* Produces the audit record of a write by r's caller (actor "user:<id>",
+ * tenant and client IP from r) on paddock.audit, synchronously: call it
+ * after the write succeeded (before COMMIT where the handler has a
+ * transaction) and before answering. change (borrowed, may be NULL) is what
+ * was written; it is hashed, never sent, and must hold no secret. outcome is
+ * "success" or "failure". Returns 0, or a negative errno after recording a
+ * 503 "unavailable" problem on r: a write that cannot be audited must not be
+ * acknowledged, so the handler rolls it back and returns that error (a
+ * record that timed out may still arrive later; an outcome "failure" record
+ * with detail.aborted_message_id follows it to say the write was not applied). */
+int api_audit(struct api_req *r, const char *action, const char *object_type, const char *object_id,
+              const char *outcome, json_t *change);
+/* Like api_audit() for a request without an authenticated caller (failed
+ * logins): actor "user:anonymous", tenant_id given (NULL/empty: nothing is
+ * audited, returns 0), detail (borrowed, may be NULL, no secrets: e.g. the
+ * attempted username) sent as detail_json. Does not touch r's problem. */
+int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,
+                        const char *object_type, const char *object_id, const char *outcome,
+                        json_t *detail, struct err_detail *e);
+int audit_api_list(struct api_req *r);
+int audit_api_verify(struct api_req *r);
 
 /* ---- ops (routes.c) */
 int ops_healthz(struct api_req *r);

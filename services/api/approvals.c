@@ -175,11 +175,12 @@ int approvals_list(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->caller.tenant_id, r->caller.user_id, r->caller.tenant_admin ? "t" : "f", status, lims,
                                 offs};
-        /* the approvals of runs of the caller's teams (tenant_admin: all) */
+        /* the approvals of the teams where the caller approves (tenant_admin: all) */
         k = pg_exec(d.conn,
                     "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.tenant_id = $1 AND ($3::boolean OR "
                     "EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = a.team_id AND m.user_id = $2 "
-                    "AND m.tenant_id = $1)) AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) "
+                    "AND m.tenant_id = $1 AND m.roles && '{approver,tenant_admin}'::text[])) "
+                    "AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) "
                     "ORDER BY a.created_at, a.id LIMIT $5::bigint OFFSET $6::bigint",
                     6, params, &res, &e);
         if (k < 0)
@@ -267,6 +268,13 @@ int approvals_decide(struct api_req *r) {
         if (PQntuples(up) != 1) {
                 pg_rollback(d.conn);
                 return api_fail(r, -EEXIST, "conflict", "approval is no longer pending");
+        }
+        /* audited before the runner hears of it */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "run", run_id, "decision",
+                                                  approve ? "approved" : "denied", "comment", comment);
+        if ((k = api_audit(r, "approval.decide", "approval", id, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
         }
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__ApprovalDecision dec = PADDOCK__V1__APPROVAL_DECISION__INIT;

@@ -12,7 +12,7 @@
 static int load_run(struct api_req *r) {
         struct err_detail e = {0};
         char team[UUID_STR_LEN], status[32];
-        int k = runs_load_visible(r->api, &r->caller, r->params[0], team, status, sizeof status, &e);
+        int k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
         if (k == -ENOENT)
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)

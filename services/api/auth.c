@@ -143,23 +143,6 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
         return 0;
 }
 
-int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
-                   enum api_perm perm, struct err_detail *e) {
-        (void)perm; /* per-role checks arrive with RBAC; today membership is the gate */
-        if (!id_is_uuid(team_id))
-                return -ENOENT;
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {team_id, c->tenant_id, c->user_id, c->tenant_admin ? "t" : "f"};
-        int r = pg_exec(d->conn,
-                        "SELECT 1 FROM api.teams t WHERE t.id = $1 AND t.tenant_id = $2 AND "
-                        "($4::boolean OR EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = t.id "
-                        "AND m.user_id = $3 AND m.tenant_id = $2))",
-                        4, params, &res, e);
-        if (r < 0)
-                return r;
-        return PQntuples(res) == 1 ? 0 : -ENOENT;
-}
-
 /* Takes a required string member; records missing_field/invalid_field. */
 static int body_string(struct api_req *r, json_t *o, const char *key, size_t max, const char **ret) {
         json_t *v = json_object_get(o, key);
@@ -170,6 +153,24 @@ static int body_string(struct api_req *r, json_t *o, const char *key, size_t max
                 return api_fail(r, -EINVAL, "invalid_field", "%s must be a non-empty string of at most %zu bytes", key, max);
         *ret = json_string_value(v);
         return 0;
+}
+
+/* Audits a failed login as "anonymous" with the attempted username (never
+ * the password) in the tenant's chain, if the tenant exists. A failure to
+ * audit is logged and the answer stays 401: refusing a login is safe. */
+static void login_failed_audit(struct api_req *r, struct db *d, const char *tenant_id, const char *tenant,
+                               const char *username) {
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        if (!tenant_id) {
+                const char *params[] = {tenant};
+                if (pg_exec(d->conn, "SELECT id FROM api.tenants WHERE name = $1", 1, params, &res, &e) < 0 ||
+                    PQntuples(res) != 1)
+                        return;
+                tenant_id = PQgetvalue(res, 0, 0);
+        }
+        _cleanup_json_ json_t *detail = json_pack("{s:s}", "username", username);
+        api_audit_anonymous(r, tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &e);
 }
 
 int auth_login(struct api_req *r) {
@@ -211,6 +212,7 @@ int auth_login(struct api_req *r) {
         bool ok = auth_verify_password(password, found ? PQgetvalue(res, 0, 1) : dummy) && found;
         if (!ok) {
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login failed for user \"%s\"", username);
+                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username);
                 return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
         }
         char token[65], digest[65], expires[40];
@@ -222,13 +224,27 @@ int auth_login(struct api_req *r) {
         time_format_rfc3339(exp_us, expires, sizeof expires);
         const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
         const char *ip[] = {digest, user_id, tenant_id, expires};
+        /* The token only becomes valid once its login is audited. */
+        if ((k = pg_begin(d.conn, &e)) < 0) {
+                explicit_bzero(token, sizeof token);
+                return db_fail(r, k, &e, "store token");
+        }
         k = pg_exec(d.conn,
                     "INSERT INTO api.tokens (token_sha256, user_id, tenant_id, expires_at) "
                     "VALUES ($1, $2, $3, $4::timestamptz)",
                     4, ip, NULL, &e);
         if (k < 0) {
+                pg_rollback(d.conn);
                 explicit_bzero(token, sizeof token);
                 return db_fail(r, k, &e, "store token");
+        }
+        snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
+        snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", tenant_id);
+        if ((k = api_audit(r, "auth.login", "user", user_id, "success", NULL)) < 0 ||
+            (k = pg_commit(d.conn, &e)) < 0) {
+                pg_rollback(d.conn);
+                explicit_bzero(token, sizeof token);
+                return r->pcode ? k : db_fail(r, k, &e, "store token");
         }
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id), "login");
         r->status = 200;
@@ -251,6 +267,9 @@ int auth_logout(struct api_req *r) {
                     2, params, NULL, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "revoke token");
+        /* the token is already dead: a 503 here only reports the missing record */
+        if ((k = api_audit(r, "auth.logout", "user", r->caller.user_id, "success", NULL)) < 0)
+                return k;
         r->status = 204;
         return 0;
 }

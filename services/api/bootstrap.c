@@ -9,7 +9,7 @@
 #include "core/log.h"
 #include "pg/pg.h"
 
-#define ALL_ROLES "{tenant_admin,sandbox_author,launcher,approver,reviewer,viewer}"
+#define ALL_ROLES "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}"
 
 /* Logs each wait for PostgreSQL (a pg_retry_fn). */
 static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {

@@ -58,7 +58,7 @@ int events_list(struct api_req *r) {
                 return k;
         struct err_detail e = {0};
         char team[UUID_STR_LEN], status[32];
-        k = runs_load_visible(r->api, &r->caller, r->params[0], team, status, sizeof status, &e);
+        k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
         if (k == -ENOENT)
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)

@@ -13,6 +13,14 @@
 #include "pg/pg.h"
 
 static int stream_plain_http(struct api_req *r) {
+        /* authorize first, so the answer is the same as for the other run endpoints */
+        struct err_detail e = {0};
+        char team[UUID_STR_LEN], status[32];
+        int k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
         return api_fail(r, -EINVAL, "unsupported", "/v1/runs/{id}/stream needs a websocket upgrade");
 }
 
@@ -23,7 +31,67 @@ struct api_route {
         enum api_perm perm;
 };
 
-/* Every endpoint of the api, with the permission it needs. */
+/* The roles of API.md. A team grant may hold any of them; tenant_admin is
+ * normally a tenant role (users.tenant_roles) and then covers every team. */
+static const char *const roles_all[] = {"tenant_admin", "security_admin", "sandbox_author", "launcher",
+                                        "approver",     "reviewer",       "viewer"};
+
+bool api_role_valid(const char *role) {
+        for (size_t i = 0; i < ELEMENTSOF(roles_all); i++)
+                if (!strcmp(role, roles_all[i]))
+                        return true;
+        return false;
+}
+
+/* Which team roles carry each permission, as a PostgreSQL text[] literal.
+ * tenant_admin carries all of them (as a tenant role in every team of the
+ * tenant, as a team role in that team). */
+static const struct {
+        enum api_perm perm;
+        const char *roles;
+} perm_roles[] = {
+        {PERM_VIEWER, "{tenant_admin,viewer,reviewer,launcher,approver,sandbox_author}"},
+        {PERM_SANDBOX_AUTHOR, "{tenant_admin,sandbox_author}"},
+        {PERM_LAUNCHER, "{tenant_admin,launcher}"},
+        {PERM_REVIEWER, "{tenant_admin,reviewer}"},
+        {PERM_APPROVER, "{tenant_admin,approver}"},
+        {PERM_CANCEL, "{tenant_admin,launcher,approver}"},
+        {PERM_CATALOG_APPROVE, "{tenant_admin,security_admin}"},
+        {PERM_ADMIN, "{tenant_admin}"},
+};
+
+int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id, enum api_perm perm,
+                   struct err_detail *e) {
+        if (!id_is_uuid(team_id))
+                return -ENOENT;
+        const char *roles = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
+                if (perm_roles[i].perm == perm)
+                        roles = perm_roles[i].roles;
+        /* PERM_NONE/PERM_USER on a team object: membership is enough */
+        if (!roles)
+                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {team_id, c->tenant_id, c->user_id, roles};
+        int r = pg_exec(d->conn,
+                        "SELECT m.roles IS NOT NULL, coalesce(m.roles && $4::text[], false) FROM api.teams t "
+                        "LEFT JOIN api.team_members m ON m.team_id = t.id AND m.user_id = $3 AND m.tenant_id = $2 "
+                        "WHERE t.id = $1 AND t.tenant_id = $2",
+                        4, params, &res, e);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT; /* no such team in the caller's tenant */
+        if (c->tenant_admin || PQgetvalue(res, 0, 1)[0] == 't')
+                return 0;
+        /* a member learns that the object exists, an outsider does not */
+        return PQgetvalue(res, 0, 0)[0] == 't' ? -EPERM : -ENOENT;
+}
+
+/* Every endpoint of the api, with the permission it needs: the one place
+ * that says who may call what (tests/e2e/test_e2e_rbac_matrix.py mirrors
+ * it). PERM_ADMIN is checked here; team permissions by the handler against
+ * the object's team (api_authz_team); list endpoints filter their items. */
 static const struct api_route routes[] = {
         {"GET", "/healthz", ops_healthz, PERM_NONE},
         {"GET", "/readyz", ops_readyz, PERM_NONE},
@@ -32,6 +100,16 @@ static const struct api_route routes[] = {
         {"POST", "/v1/auth/logout", auth_logout, PERM_USER},
         {"GET", "/v1/me", auth_me, PERM_USER},
         {"GET", "/v1/teams", teams_list, PERM_USER},
+        {"POST", "/v1/teams", teams_create, PERM_ADMIN},
+        {"GET", "/v1/teams/{id}", teams_get, PERM_VIEWER},
+        {"PATCH", "/v1/teams/{id}", teams_patch, PERM_ADMIN},
+        {"DELETE", "/v1/teams/{id}", teams_delete, PERM_ADMIN},
+        {"GET", "/v1/teams/{id}/members", members_list, PERM_ADMIN},
+        {"PUT", "/v1/teams/{id}/members/{user}", members_put, PERM_ADMIN},
+        {"GET", "/v1/users", users_list, PERM_ADMIN},
+        {"POST", "/v1/users", users_create, PERM_ADMIN},
+        {"PATCH", "/v1/users/{id}", users_patch, PERM_ADMIN},
+        {"DELETE", "/v1/users/{id}", users_delete, PERM_ADMIN},
         {"GET", "/v1/teams/{id}/secrets", secrets_list, PERM_VIEWER},
         {"PUT", "/v1/teams/{id}/secrets/{name}", secrets_put, PERM_SANDBOX_AUTHOR},
         {"DELETE", "/v1/teams/{id}/secrets/{name}", secrets_delete, PERM_SANDBOX_AUTHOR},
@@ -42,7 +120,7 @@ static const struct api_route routes[] = {
         {"GET", "/v1/sandboxes/{id}/versions/{v}", sandboxes_get_version, PERM_VIEWER},
         {"POST", "/v1/runs", runs_create, PERM_LAUNCHER},
         {"GET", "/v1/runs/{id}", runs_get, PERM_VIEWER},
-        {"POST", "/v1/runs/{id}/cancel", runs_cancel, PERM_LAUNCHER},
+        {"POST", "/v1/runs/{id}/cancel", runs_cancel, PERM_CANCEL},
         {"GET", "/v1/runs/{id}/events", events_list, PERM_VIEWER},
         /* upgraded requests are served by stream.c (stream_filter checks PERM_VIEWER) */
         {"GET", "/v1/runs/{id}/stream", stream_plain_http, PERM_VIEWER},
@@ -50,6 +128,9 @@ static const struct api_route routes[] = {
         {"GET", "/v1/runs/{id}/artifacts/{name}", artifacts_get, PERM_REVIEWER},
         {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},
         {"POST", "/v1/approvals/{id}/decision", approvals_decide, PERM_APPROVER},
+        /* security_admin joins PERM_ADMIN here once it is a tenant role */
+        {"GET", "/v1/audit", audit_api_list, PERM_ADMIN},
+        {"GET", "/v1/audit/verify", audit_api_verify, PERM_ADMIN},
 };
 
 static const struct {
@@ -271,6 +352,8 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
                 if (k < 0)
                         return txn_respond(wsi, t, db_fail(r, k, &e, "look up token"));
+                if (r->perm == PERM_ADMIN && !r->caller.tenant_admin)
+                        return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
         }
         int k = t->route->handler(r);
         if (k < 0 && !r->pcode)

@@ -65,6 +65,10 @@ int runs_cancel(struct api_req *r) {
         const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
         if (runs_status_terminal(status))
                 return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
+        /* audited before anything changes: a 503 here leaves the run as it was */
+        _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
+        if ((k = api_audit(r, "run.cancel", "run", id, "success", change)) < 0)
+                return k;
 
         /* the cancel goes out first: if Kafka is down nothing changes and the
          * caller may retry; a cancel produced twice is harmless */

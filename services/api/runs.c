@@ -48,7 +48,7 @@ static json_t *run_json(const PGresult *res, int row) {
                          "scheduled_at", db_json_str(res, row, 12));
 }
 
-int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id,
+int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
                       char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
                       struct err_detail *e) {
         if (!id_is_uuid(run_id))
@@ -65,7 +65,7 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
                 return k;
         if (PQntuples(res) != 1)
                 return -ENOENT;
-        if ((k = api_authz_team(&d, c, PQgetvalue(res, 0, 0), PERM_VIEWER, e)) < 0)
+        if ((k = api_authz_team(&d, c, PQgetvalue(res, 0, 0), perm, e)) < 0)
                 return k;
         snprintf(team_out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
         snprintf(status_out, status_size, "%s", PQgetvalue(res, 0, 1));
@@ -332,8 +332,12 @@ int runs_create(struct api_req *r) {
                     3, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "load sandbox version");
-        if (PQntuples(res) != 1 ||
-            api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), PERM_VIEWER, &e) < 0)
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), PERM_VIEWER, &e);
+        if (k == -EPERM)
+                return api_fail(r, -EPERM, "forbidden", "no role in the sandbox's team grants launching runs");
+        if (k < 0)
                 return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
         char team_id[UUID_STR_LEN];
         if (jteam) {
@@ -341,7 +345,10 @@ int runs_create(struct api_req *r) {
                         return k;
         } else {
                 snprintf(team_id, sizeof team_id, "%s", PQgetvalue(res, 0, 0));
-                if (api_authz_team(&d, &r->caller, team_id, r->perm, &e) < 0)
+                k = api_authz_team(&d, &r->caller, team_id, r->perm, &e);
+                if (k == -EPERM)
+                        return api_fail(r, -EPERM, "forbidden", "no role in this team grants launching runs");
+                if (k < 0)
                         return api_fail(r, -ENOENT, "not_found", "team not found");
         }
 
@@ -393,6 +400,14 @@ int runs_create(struct api_req *r) {
                     6, ip, NULL, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "insert run");
+        /* audited before it is enqueued: an unaudited run must never start */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", sandbox_id,
+                                                  "version", version, "spec_sha256", PQgetvalue(res, 0, 3));
+        if ((k = api_audit(r, "run.launch", "run", run_id, "success", change)) < 0) {
+                if (run_mark_failed(&d, run_id, r->caller.tenant_id, "the launch could not be audited") < 0)
+                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
+                return k;
+        }
 
         struct err_detail ke = {0};
         k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);

@@ -95,14 +95,26 @@ int sandboxes_create(struct api_req *r) {
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         const char *params[] = {id, r->caller.tenant_id, team_id, json_string_value(name), spec_text,
                                 r->caller.user_id};
+        /* one transaction so the write stands only if it was audited */
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn,
                     "INSERT INTO api.sandboxes (id, tenant_id, team_id, name, draft_spec, created_by) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
                     6, params, NULL, &e);
+        if (k < 0)
+                pg_rollback(d.conn);
         if (k == -EEXIST)
                 return api_fail(r, -EEXIST, "conflict", "a sandbox named \"%s\" already exists", json_string_value(name));
         if (k < 0)
                 return db_fail(r, k, &e, "create sandbox");
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:O, s:O}", "team", team_id, "name", name, "spec", spec);
+        if ((k = api_audit(r, "sandbox.create", "sandbox", id, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit sandbox");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "user", r->caller.user_id),
                 "sandbox created");
         if ((k = sandbox_load(r, &d, id, &r->out)) < 0)
@@ -145,10 +157,21 @@ int sandboxes_put_draft(struct api_req *r) {
         if (!spec_text)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         const char *params[] = {r->params[0], r->caller.tenant_id, spec_text};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
                     3, params, NULL, &e);
-        if (k < 0)
+        if (k < 0) {
+                pg_rollback(d.conn);
                 return db_fail(r, k, &e, "update draft");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:O}", "spec", spec);
+        if ((k = api_audit(r, "sandbox.update", "sandbox", r->params[0], "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit draft");
         if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
                 return k;
         r->status = 200;
@@ -216,6 +239,12 @@ int sandboxes_publish(struct api_req *r) {
         if (k < 0) {
                 pg_rollback(d.conn);
                 return db_fail(r, k, &e, "publish version");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", r->params[0], "version", version,
+                                                  "spec_sha256", sha);
+        if ((k = api_audit(r, "sandbox.publish", "sandbox", r->params[0], "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
         }
         if ((k = pg_commit(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "commit version");

@@ -190,7 +190,10 @@ int secrets_put(struct api_req *r) {
         hex_to_bytea_param(blob, (size_t)n, hex);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->params[1], r->caller.tenant_id, hex, r->caller.user_id};
-        k = pg_exec(d.conn,
+        /* one transaction so the write stands only if it was audited */
+        k = pg_begin(d.conn, &e);
+        if (k >= 0)
+                k = pg_exec(d.conn,
                     "INSERT INTO api.team_secrets (team_id, name, tenant_id, sealed, updated_by) "
                     "VALUES ($1, $2, $3, $4::bytea, $5) ON CONFLICT (team_id, name) DO UPDATE SET "
                     "sealed = EXCLUDED.sealed, updated_at = now(), updated_by = EXCLUDED.updated_by "
@@ -198,9 +201,21 @@ int secrets_put(struct api_req *r) {
                     5, params, &res, &e);
         /* the request body (the value) is freed with the request; our copy goes now */
         explicit_bzero((char *)json_string_value(jv), vlen);
-        if (k < 0)
+        if (k < 0) {
+                pg_rollback(d.conn);
                 return db_fail(r, k, &e, "store team secret");
+        }
         bool created = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+        /* metadata only: the value never reaches the audit log */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
+        char object[UUID_STR_LEN + 80];
+        snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
+        if ((k = api_audit(r, "secret.put", "secret", object, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit team secret");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),
                 created ? "team secret created" : "team secret updated");
@@ -250,12 +265,25 @@ int secrets_delete(struct api_req *r) {
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->caller.tenant_id, r->params[1]};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn, "DELETE FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3", 3,
                     params, &res, &e);
+        if (k < 0 || atoi(PQcmdTuples(res)) == 0)
+                pg_rollback(d.conn);
         if (k < 0)
                 return db_fail(r, k, &e, "delete team secret");
         if (atoi(PQcmdTuples(res)) == 0)
                 return api_fail(r, -ENOENT, "not_found", "secret not found");
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
+        char object[UUID_STR_LEN + 80];
+        snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
+        if ((k = api_audit(r, "secret.delete", "secret", object, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit team secret");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),
                 "team secret deleted");

@@ -178,9 +178,9 @@ int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret) {
                 return -1;
         }
         char team[UUID_STR_LEN], status[32];
-        k = runs_load_visible(a, &caller, run_id, team, status, sizeof status, &e);
+        k = runs_load_visible(a, &caller, run_id, PERM_VIEWER, team, status, sizeof status, &e);
         if (k < 0) {
-                lws_return_http_status(wsi, k == -ENOENT ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+                lws_return_http_status(wsi, k == -ENOENT ? HTTP_STATUS_NOT_FOUND : k == -EPERM ? HTTP_STATUS_FORBIDDEN : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
                 return -1;
         }
         struct stream_session *ss = calloc(1, sizeof *ss);

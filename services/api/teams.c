@@ -1,4 +1,4 @@
-/* Teams of the caller's tenant. */
+/* Teams of the caller's tenant: listing and resolving for everyone, administration for tenant_admin. */
 #include <errno.h>
 #include <string.h>
 
@@ -56,5 +56,178 @@ int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UU
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         snprintf(out, UUID_STR_LEN, "%s", id);
+        return 0;
+}
+
+/* ---- administration (tenant_admin, checked in routes.c) */
+
+#define TEAM_NAME_MAX 128
+
+/* The team name of body: 1-128 characters of A-Z a-z 0-9 . _ - (names are
+ * typed in commands and accepted by teams_resolve, so no ids-lookalikes). */
+static int team_body_name(struct api_req *r, json_t *body, const char **ret) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                if (strcmp(key, "name"))
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        v = json_object_get(body, "name");
+        if (!v)
+                return api_fail(r, -EINVAL, "missing_field", "name is required");
+        const char *s = json_string_value(v);
+        size_t n = s ? strlen(s) : 0;
+        if (!s || n == 0 || n > TEAM_NAME_MAX || n != json_string_length(v) ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n || id_is_uuid(s))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "name must be 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID)");
+        *ret = s;
+        return 0;
+}
+
+static json_t *team_json(const PGresult *res, int row) {
+        return json_pack("{s:s, s:s, s:s}", "id", PQgetvalue(res, row, 0), "name", PQgetvalue(res, row, 1),
+                         "created_at", PQgetvalue(res, row, 2));
+}
+
+int teams_create(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        const char *name;
+        int k = api_body_object(r, &body);
+        if (k < 0 || (k = team_body_name(r, body, &name)) < 0)
+                return k;
+        char id[UUID_STR_LEN];
+        if (id_new_uuid(id) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id, name};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.teams (id, tenant_id, name) VALUES ($1, $2, $3) "
+                    "RETURNING id, name, " DB_TS("created_at"),
+                    3, params, &res, &e);
+        if (k == -EEXIST) {
+                pg_rollback(d.conn);
+                return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
+        }
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "create team");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
+        if ((k = api_audit(r, "team.create", "team", id, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit team");
+        r->out = team_json(res, 0);
+        r->status = 201;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int teams_get(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        k = api_authz_team(&d, &r->caller, r->params[0], r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "team not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id, r->caller.user_id};
+        k = pg_exec(d.conn,
+                    "SELECT t.id, t.name, " DB_TS("t.created_at") ", "
+                    "coalesce((SELECT array_to_json(m.roles) FROM api.team_members m "
+                    "          WHERE m.team_id = t.id AND m.user_id = $3), '[]'::json) "
+                    "FROM api.teams t WHERE t.id = $1 AND t.tenant_id = $2",
+                    3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load team");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "team not found");
+        r->out = team_json(res, 0);
+        json_t *roles = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+        if (r->out)
+                json_object_set_new(r->out, "roles", roles ? roles : json_array());
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int teams_patch(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        const char *name;
+        int k = api_body_object(r, &body);
+        if (k < 0 || (k = team_body_name(r, body, &name)) < 0)
+                return k;
+        if (!id_is_uuid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found", "team not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id, name};
+        k = pg_exec(d.conn,
+                    "UPDATE api.teams SET name = $3 WHERE id = $1 AND tenant_id = $2 "
+                    "RETURNING id, name, " DB_TS("created_at"),
+                    3, params, &res, &e);
+        if (k < 0 || PQntuples(res) != 1) {
+                pg_rollback(d.conn);
+                if (k == -EEXIST)
+                        return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
+                return k < 0 ? db_fail(r, k, &e, "rename team") : api_fail(r, -ENOENT, "not_found", "team not found");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
+        if ((k = api_audit(r, "team.update", "team", r->params[0], "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit team");
+        r->out = team_json(res, 0);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int teams_delete(struct api_req *r) {
+        if (!id_is_uuid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found", "team not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id};
+        /* members and secrets go with the team; sandboxes and runs are history
+         * and keep it alive (foreign keys without cascade) */
+        k = pg_exec(d.conn, "DELETE FROM api.teams WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
+                    &res, &e);
+        if (k < 0 || PQntuples(res) != 1) {
+                pg_rollback(d.conn);
+                if (k < 0 && !strcmp(e.code, "23503"))
+                        return api_fail(r, -EEXIST, "conflict", "the team still has sandboxes, runs or approvals");
+                return k < 0 ? db_fail(r, k, &e, "delete team") : api_fail(r, -ENOENT, "not_found", "team not found");
+        }
+        if ((k = api_audit(r, "team.delete", "team", r->params[0], "success", NULL)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit team deletion");
+        r->status = 204;
         return 0;
 }

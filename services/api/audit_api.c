@@ -1,0 +1,254 @@
+/* Audit of control-plane writes (CONTRACTS.md "Audit chain"): api_audit()
+ * produces a write's AuditRecord on paddock.audit before the write is
+ * acknowledged; evidence chains them. GET /v1/audit lists the caller's
+ * tenant's chain, GET /v1/audit/verify re-verifies it. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "audit/audit.h"
+#include "audit/audit_chain.h"
+#include "audit/audit_verify.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define AUDIT_LIST_DEFAULT_LIMIT 100
+#define AUDIT_LIST_MAX_LIMIT 1000
+/* The request already waited for the broker once; the abort record is queued
+ * either way, so waiting long for it adds latency and nothing else. */
+#define AUDIT_ABORT_TIMEOUT_MS 1000
+
+static int audit_produce(struct api_req *r, const char *tenant_id, const char *actor, const char *action,
+                         const char *object_type, const char *object_id, const char *outcome,
+                         json_t *change, json_t *detail, const char *message_id, int timeout_ms,
+                         struct err_detail *e) {
+        struct api *a = r->api;
+        enum audit_outcome oc;
+        if (outcome && !strcmp(outcome, "success"))
+                oc = AUDIT_SUCCESS;
+        else if (outcome && !strcmp(outcome, "failure"))
+                oc = AUDIT_FAILURE;
+        else
+                return err_set(e, -EINVAL, "", "outcome must be success or failure");
+        /* The peer lws saw: the api listens on loopback/behind no proxy, so
+         * there is no forwarded header to trust. */
+        char ip[AUDIT_SOURCE_IP_MAX] = "";
+        if (r->wsi)
+                lws_get_peer_simple(r->wsi, ip, sizeof ip);
+        char producer[64];
+        snprintf(producer, sizeof producer, "api/%s", a->instance);
+        struct audit_entry en = {
+                .tenant_id = tenant_id,
+                .actor = actor,
+                .action = action,
+                .object_type = object_type,
+                .object_id = object_id,
+                .source_ip = ip[0] ? ip : NULL,
+                .outcome = oc,
+                .change = change,
+                .detail = detail,
+                .producer = producer,
+                .message_id = message_id,
+                .timeout_ms = timeout_ms,
+        };
+        return audit_emit(a->producer, &en, e);
+}
+
+int api_audit(struct api_req *r, const char *action, const char *object_type, const char *object_id,
+              const char *outcome, json_t *change) {
+        char actor[8 + UUID_STR_LEN], msgid[UUID_STR_LEN];
+        snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
+        if (id_new_uuid(msgid) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+        struct err_detail e = {0};
+        int k = audit_produce(r, r->caller.tenant_id, actor, action, object_type, object_id, outcome, change,
+                              NULL, msgid, 0, &e);
+        if (k < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("action", action, "tenant", r->caller.tenant_id, "message_id", msgid),
+                        "could not produce audit record: %s", e.message[0] ? e.message : strerror(-k));
+                /* A record that timed out stays queued in the producer and may
+                 * still reach the chain although the handler now rolls its
+                 * write back. This follow-up (same key, so it lands after it)
+                 * marks it as not applied; it is queued even if it times out too. */
+                struct err_detail fe = {0};
+                _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "aborted_message_id", msgid, "reason",
+                                                          "audit record not acknowledged; the write was not applied");
+                if (audit_produce(r, r->caller.tenant_id, actor, action, object_type, object_id, "failure", NULL,
+                                  detail, NULL, AUDIT_ABORT_TIMEOUT_MS, &fe) < 0)
+                        log_ctx(LOG_WARN, LOG_KV("action", action, "message_id", msgid),
+                                "could not produce the abort record yet: %s",
+                                fe.message[0] ? fe.message : "unknown error");
+                return api_fail(r, k == -EINVAL ? -EIO : -EAGAIN, "unavailable",
+                                "the audit log is unavailable; the request was not acknowledged");
+        }
+        return 0;
+}
+
+int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,
+                        const char *object_type, const char *object_id, const char *outcome,
+                        json_t *detail, struct err_detail *e) {
+        /* No tenant (unknown tenant name): there is no chain to join. */
+        if (!tenant_id || !tenant_id[0])
+                return 0;
+        int k = audit_produce(r, tenant_id, "user:anonymous", action, object_type, object_id, outcome, NULL, detail,
+                              NULL, 0, e);
+        if (k < 0)
+                log_ctx(LOG_ERROR, LOG_KV("action", action, "tenant", tenant_id),
+                        "could not produce audit record: %s", e && e->message[0] ? e->message : strerror(-k));
+        return k;
+}
+
+static int audit_int_arg(struct api_req *r, const char *name, long long min, long long max, long long *val) {
+        char buf[64];
+        const char *v = api_query(r, name, buf, sizeof buf);
+        if (!v)
+                return 0;
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (errno || end == v || *end || n < min || n > max)
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from %lld to %lld", name,
+                                min, max);
+        *val = n;
+        return 0;
+}
+
+/* True if PostgreSQL said the table does not exist (evidence has not
+ * migrated yet). */
+static bool audit_table_missing(const struct err_detail *e) {
+        return !strcmp(e->code, "42P01") || !strcmp(e->code, "3F000");
+}
+
+/* RFC 3339 date-time syntax ("2026-01-02T03:04:05[.frac](Z|+hh:mm)"); the
+ * ranges are left to PostgreSQL, which alone would also take "yesterday". */
+static bool rfc3339_ok(const char *s) {
+        static const char pat[] = "dddd-dd-ddTdd:dd:dd";
+        for (size_t i = 0; pat[i]; i++, s++) {
+                bool ok = pat[i] == 'd'   ? isdigit((unsigned char)*s)
+                          : pat[i] == 'T' ? *s == 'T' || *s == 't'
+                                          : *s == pat[i];
+                if (!ok)
+                        return false;
+        }
+        if (*s == '.') {
+                size_t n = 0;
+                for (s++; isdigit((unsigned char)*s); s++)
+                        n++;
+                if (n == 0 || n > 9)
+                        return false;
+        }
+        if (*s == 'Z' || *s == 'z')
+                return s[1] == 0;
+        if (*s != '+' && *s != '-')
+                return false;
+        return isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2]) && s[3] == ':' &&
+               isdigit((unsigned char)s[4]) && isdigit((unsigned char)s[5]) && s[6] == 0;
+}
+
+int audit_api_list(struct api_req *r) {
+        /* the route's permission (routes.c) admits the tenant's administrators only */
+        int k;
+        long long after = 0, limit = AUDIT_LIST_DEFAULT_LIMIT;
+        /* "cursor" is API.md's name for the same opaque value ("after" in CONTRACTS.md). */
+        if ((k = audit_int_arg(r, "after", 0, INT64_MAX, &after)) < 0 ||
+            (k = audit_int_arg(r, "cursor", 0, INT64_MAX, &after)) < 0 ||
+            (k = audit_int_arg(r, "limit", 1, AUDIT_LIST_MAX_LIMIT, &limit)) < 0)
+                return k;
+        char from[64], to[64], after_s[24], limit_s[24];
+        const char *fromv = api_query(r, "from", from, sizeof from);
+        const char *tov = api_query(r, "to", to, sizeof to);
+        snprintf(after_s, sizeof after_s, "%lld", after);
+        snprintf(limit_s, sizeof limit_s, "%lld", limit);
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        /* Times are checked by PostgreSQL in their own statement so that a
+         * bad value names its field rather than failing the listing. */
+        const char *names[] = {"from", "to"};
+        const char *vals[] = {fromv, tov};
+        for (size_t i = 0; i < 2; i++) {
+                if (!vals[i])
+                        continue;
+                if (!rfc3339_ok(vals[i]))
+                        return api_fail(r, -EINVAL, "invalid_field", "%s must be an RFC 3339 time", names[i]);
+                const char *p[] = {vals[i]};
+                struct err_detail te = {0};
+                if (pg_exec(d.conn, "SELECT $1::timestamptz", 1, p, NULL, &te) < 0) {
+                        if (te.errnum == -ECONNRESET)
+                                return db_fail(r, te.errnum, &te, "check time");
+                        return api_fail(r, -EINVAL, "invalid_field", "%s must be an RFC 3339 time", names[i]);
+                }
+        }
+        const char *params[] = {r->caller.tenant_id, after_s, limit_s, fromv, tov};
+        _cleanup_pgres_ PGresult *res = NULL;
+        k = pg_exec(d.conn,
+                    "SELECT seq, " AUDIT_TS_SQL ", actor, action, object_type, object_id, source_ip, outcome,"
+                    " change_sha256, detail::text, message_id::text, prev_hash, hash"
+                    " FROM evidence.audit_log"
+                    " WHERE tenant_id = $1::uuid AND seq > $2::bigint"
+                    "   AND ($4::timestamptz IS NULL OR ts >= $4::timestamptz)"
+                    "   AND ($5::timestamptz IS NULL OR ts < $5::timestamptz)"
+                    " ORDER BY seq LIMIT $3::int",
+                    5, params, &res, &e);
+        if (k < 0 && audit_table_missing(&e))
+                return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
+        if (k < 0)
+                return db_fail(r, k, &e, "list audit records");
+        _cleanup_json_ json_t *items = json_array();
+        if (!items)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        int n = PQntuples(res);
+        for (int i = 0; i < n; i++) {
+                json_t *detail = json_loads(db_val(res, i, 9), JSON_DECODE_ANY, NULL);
+                json_t *it = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s}",
+                                       "seq", (json_int_t)strtoll(db_val(res, i, 0), NULL, 10),
+                                       "ts", db_val(res, i, 1), "actor", db_val(res, i, 2),
+                                       "action", db_val(res, i, 3), "object_type", db_val(res, i, 4),
+                                       "object_id", db_val(res, i, 5), "source_ip", db_val(res, i, 6),
+                                       "outcome", db_val(res, i, 7), "change_sha256", db_val(res, i, 8),
+                                       "detail", detail ? detail : json_object(),
+                                       "message_id", db_val(res, i, 10), "prev_hash", db_val(res, i, 11),
+                                       "hash", db_val(res, i, 12));
+                if (!it || json_array_append_new(items, it) < 0)
+                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+        }
+        /* A full page may have more after it; a short page is the end. */
+        json_t *cursor = n > 0 && n == limit ? json_string(db_val(res, n - 1, 0)) : json_null();
+        r->out = json_pack("{s:O, s:o}", "items", items, "next_cursor", cursor);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int audit_api_verify(struct api_req *r) {
+        /* the route's permission (routes.c) admits the tenant's administrators only */
+        int k;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        struct audit_verify_result v = {0};
+        k = audit_verify_chain(d.conn, r->caller.tenant_id, &v);
+        if (k < 0) {
+                /* audit_verify_chain() has no err_detail: probe why, so a
+                 * missing table answers 503 rather than 500. */
+                struct err_detail pe = {0};
+                if (pg_exec(d.conn, "SELECT 1 FROM evidence.audit_heads LIMIT 0", 0, NULL, NULL, &pe) < 0 &&
+                    audit_table_missing(&pe))
+                        return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
+                err_set(&e, k, "", "audit_verify_chain failed");
+                return db_fail(r, k, &e, "verify audit chain");
+        }
+        r->out = json_pack("{s:b, s:I, s:I, s:I, s:s, s:o, s:o}", "ok", v.ok, "checked", (json_int_t)v.checked,
+                           "records", (json_int_t)v.checked, "head_seq", (json_int_t)v.checked, "head_hash",
+                           v.last_hash,
+                           "first_bad_seq", v.ok ? json_null() : json_integer((json_int_t)v.first_bad_seq),
+                           "reason", v.ok ? json_null() : json_string(audit_verify_reason_to_string(v.reason)));
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

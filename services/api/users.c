@@ -1,0 +1,236 @@
+/* Users of the caller's tenant (tenant_admin, checked in routes.c): create
+ * with a given or generated one-time password, disable/enable (disabling
+ * revokes every token of the user at once), delete. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "pg/pg.h"
+
+#define USERNAME_MAX 128
+#define PASSWORD_MIN 12
+#define PASSWORD_MAX 1024
+
+#define USER_COLUMNS "id, username, disabled, array_to_json(tenant_roles), " DB_TS("created_at")
+
+static json_t *user_json(const PGresult *res, int row) {
+        json_t *roles = json_loads(PQgetvalue(res, row, 3), 0, NULL);
+        return json_pack("{s:s, s:s, s:b, s:o, s:s}", "id", PQgetvalue(res, row, 0), "username",
+                         PQgetvalue(res, row, 1), "disabled", PQgetvalue(res, row, 2)[0] == 't', "tenant_roles",
+                         roles ? roles : json_array(), "created_at", PQgetvalue(res, row, 4));
+}
+
+static int check_fields(struct api_req *r, json_t *body, const char *const *known) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                bool ok = false;
+                for (size_t i = 0; known[i] && !ok; i++)
+                        ok = !strcmp(key, known[i]);
+                if (!ok)
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        return 0;
+}
+
+/* Optional boolean member key: -1 absent, 0/1, or a recorded problem. */
+static int body_bool(struct api_req *r, json_t *body, const char *key, int *ret) {
+        json_t *v = json_object_get(body, key);
+        *ret = -1;
+        if (!v)
+                return 0;
+        if (!json_is_boolean(v))
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be a boolean", key);
+        *ret = json_is_true(v);
+        return 0;
+}
+
+int users_list(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT " USER_COLUMNS " FROM api.users WHERE tenant_id = $1 ORDER BY username", 1,
+                    params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "list users");
+        json_t *items = json_array();
+        for (int i = 0; i < PQntuples(res); i++)
+                json_array_append_new(items, user_json(res, i));
+        r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int users_create(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        static const char *const known[] = {"username", "password", "tenant_admin", NULL};
+        if ((k = check_fields(r, body, known)) < 0)
+                return k;
+        json_t *ju = json_object_get(body, "username");
+        if (!ju)
+                return api_fail(r, -EINVAL, "missing_field", "username is required");
+        const char *username = json_string_value(ju);
+        size_t n = username ? strlen(username) : 0;
+        if (!username || n == 0 || n > USERNAME_MAX || n != json_string_length(ju) ||
+            strspn(username, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") != n)
+                return api_fail(r, -EINVAL, "invalid_field", "username must be 1-128 characters of A-Z a-z 0-9 . _ @ -");
+        json_t *jp = json_object_get(body, "password");
+        if (jp && (!json_is_string(jp) || json_string_length(jp) < PASSWORD_MIN ||
+                   json_string_length(jp) > PASSWORD_MAX || strlen(json_string_value(jp)) != json_string_length(jp)))
+                return api_fail(r, -EINVAL, "invalid_field", "password must be a string of %d to %d bytes",
+                                PASSWORD_MIN, PASSWORD_MAX);
+        int admin;
+        if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0)
+                return k;
+
+        /* a generated password is shown once, in this answer, and must be changed */
+        char generated[33] = "";
+        if (!jp && id_random_hex(generated, 16) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate a password");
+        char id[UUID_STR_LEN];
+        _cleanup_free_ char *hash = NULL;
+        k = auth_hash_password(jp ? json_string_value(jp) : generated, &hash);
+        if (k < 0 || id_new_uuid(id) < 0) {
+                explicit_bzero(generated, sizeof generated);
+                return api_fail(r, -EIO, "internal", "could not hash the password");
+        }
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        _cleanup_json_ json_t *change = NULL;
+        const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}"};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0 || (k = pg_begin(d.conn, &e)) < 0)
+                goto fail_db;
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles) "
+                    "VALUES ($1, $2, $3, $4, $5::text[]) RETURNING " USER_COLUMNS,
+                    5, params, &res, &e);
+        if (k < 0) {
+                pg_rollback(d.conn);
+                explicit_bzero(generated, sizeof generated);
+                if (k == -EEXIST)
+                        return api_fail(r, -EEXIST, "conflict", "a user named \"%s\" exists", username);
+                return db_fail(r, k, &e, "create user");
+        }
+        change = json_pack("{s:s, s:b}", "username", username, "tenant_admin", admin == 1);
+        if ((k = api_audit(r, "user.create", "user", id, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                explicit_bzero(generated, sizeof generated);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                goto fail_db;
+        r->out = user_json(res, 0);
+        if (r->out && generated[0])
+                json_object_set_new(r->out, "password", json_string(generated));
+        explicit_bzero(generated, sizeof generated);
+        r->status = 201;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+fail_db:
+        explicit_bzero(generated, sizeof generated);
+        return db_fail(r, k, &e, "create user");
+}
+
+int users_patch(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        static const char *const known[] = {"disabled", "tenant_admin", NULL};
+        int disabled, admin;
+        if ((k = check_fields(r, body, known)) < 0 || (k = body_bool(r, body, "disabled", &disabled)) < 0 ||
+            (k = body_bool(r, body, "tenant_admin", &admin)) < 0)
+                return k;
+        if (!id_is_uuid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found", "user not found");
+        /* an admin locking itself out leaves the tenant without a way back */
+        if (!strcmp(r->params[0], r->caller.user_id) && (disabled == 1 || admin == 0))
+                return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot disable or demote itself");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id, disabled < 0 ? NULL : disabled ? "t" : "f",
+                                admin < 0 ? NULL : admin ? "t" : "f"};
+        k = pg_exec(d.conn,
+                    "UPDATE api.users SET disabled = coalesce($3::boolean, disabled), tenant_roles = CASE "
+                    "WHEN $4::boolean IS NULL THEN tenant_roles "
+                    "WHEN $4::boolean THEN array_append(array_remove(tenant_roles, 'tenant_admin'), 'tenant_admin') "
+                    "ELSE array_remove(tenant_roles, 'tenant_admin') END "
+                    "WHERE id = $1 AND tenant_id = $2 RETURNING " USER_COLUMNS,
+                    4, params, &res, &e);
+        if (k < 0 || PQntuples(res) != 1) {
+                pg_rollback(d.conn);
+                return k < 0 ? db_fail(r, k, &e, "update user") : api_fail(r, -ENOENT, "not_found", "user not found");
+        }
+        /* every token dies with the disabling, so enabling again does not revive them */
+        const char *tp[] = {r->params[0], r->caller.tenant_id};
+        if (disabled == 1 &&
+            (k = pg_exec(d.conn,
+                         "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
+                         "AND revoked_at IS NULL",
+                         2, tp, NULL, &e)) < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "revoke tokens");
+        }
+        _cleanup_json_ json_t *change = json_object();
+        if (disabled >= 0)
+                json_object_set_new(change, "disabled", json_boolean(disabled));
+        if (admin >= 0)
+                json_object_set_new(change, "tenant_admin", json_boolean(admin));
+        if ((k = api_audit(r, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
+                           change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit user");
+        r->out = user_json(res, 0);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int users_delete(struct api_req *r) {
+        if (!id_is_uuid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found", "user not found");
+        if (!strcmp(r->params[0], r->caller.user_id))
+                return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot delete itself");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->params[0], r->caller.tenant_id};
+        /* tokens and memberships go with the user; what it authored keeps it
+         * (history), and such a user is disabled instead */
+        k = pg_exec(d.conn, "DELETE FROM api.users WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
+                    &res, &e);
+        if (k < 0 || PQntuples(res) != 1) {
+                pg_rollback(d.conn);
+                if (k < 0 && !strcmp(e.code, "23503"))
+                        return api_fail(r, -EEXIST, "conflict",
+                                        "the user authored sandboxes, runs or secrets; disable it instead");
+                return k < 0 ? db_fail(r, k, &e, "delete user") : api_fail(r, -ENOENT, "not_found", "user not found");
+        }
+        if ((k = api_audit(r, "user.delete", "user", r->params[0], "success", NULL)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit user deletion");
+        r->status = 204;
+        return 0;
+}

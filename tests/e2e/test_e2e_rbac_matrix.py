@@ -1,0 +1,387 @@
+"""RBAC matrix: every endpoint of the route table x every role x scope.
+
+Callers: the tenant-wide admin, one user per role of API.md granted in team A,
+and a user of the tenant who belongs to no team. Scopes of an endpoint that
+acts on an object: the object in team A (the callers' team), in team B (same
+tenant, no caller but the admin is a member), and in another tenant. Each case
+asserts the exact status:
+  * a role carrying the permission: the endpoint's success status (or, for
+    probes designed not to change anything, the status that comes only after
+    authorization: 409 on a terminal run's cancel or a decided approval);
+  * a member of the object's team without it: 403 `forbidden`;
+  * not a member, or another tenant's object: 404 `not_found`;
+  * tenant-wide endpoints (PERM_ADMIN): 403 for everyone but tenant_admin,
+    and 404 for another tenant's object.
+The endpoint list below mirrors services/api/routes.c, and the first test
+fails when the two differ, so a new route cannot skip the matrix.
+"""
+
+import os
+import pathlib
+import re
+import secrets
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+import requests
+
+from conftest import (REPO, TERMINAL, Api, command_spec, login, read_env_file, state_dir,
+                      unique_name)
+
+ROUTES_C = REPO / "services" / "api" / "routes.c"
+
+# permission -> team roles carrying it (routes.c perm_roles; tenant_admin has all)
+PERM_ROLES = {
+    "PERM_VIEWER": {"viewer", "reviewer", "launcher", "approver", "sandbox_author"},
+    "PERM_SANDBOX_AUTHOR": {"sandbox_author"},
+    "PERM_LAUNCHER": {"launcher"},
+    "PERM_REVIEWER": {"reviewer"},
+    "PERM_APPROVER": {"approver"},
+    "PERM_CANCEL": {"launcher", "approver"},
+}
+ROLES = ["tenant_admin", "security_admin", "sandbox_author", "launcher", "approver", "reviewer", "viewer"]
+CALLERS = ["admin"] + ROLES + ["nomember"]
+SCOPES = ["own_team", "other_team", "other_tenant"]
+
+# (method, path, permission, scoped, success status(es))
+ENDPOINTS = [
+    ("GET", "/healthz", "PERM_NONE", False, 200),
+    ("GET", "/readyz", "PERM_NONE", False, 200),
+    ("GET", "/metrics", "PERM_NONE", False, 200),
+    ("POST", "/v1/auth/login", "PERM_NONE", False, 200),
+    ("POST", "/v1/auth/logout", "PERM_USER", False, 204),
+    ("GET", "/v1/me", "PERM_USER", False, 200),
+    ("GET", "/v1/teams", "PERM_USER", False, 200),
+    ("POST", "/v1/teams", "PERM_ADMIN", False, 201),
+    ("GET", "/v1/teams/{id}", "PERM_VIEWER", True, 200),
+    ("PATCH", "/v1/teams/{id}", "PERM_ADMIN", True, 200),
+    ("DELETE", "/v1/teams/{id}", "PERM_ADMIN", True, 204),
+    ("GET", "/v1/teams/{id}/members", "PERM_ADMIN", True, 200),
+    ("PUT", "/v1/teams/{id}/members/{user}", "PERM_ADMIN", True, 200),
+    ("GET", "/v1/users", "PERM_ADMIN", False, 200),
+    ("POST", "/v1/users", "PERM_ADMIN", False, 201),
+    ("PATCH", "/v1/users/{id}", "PERM_ADMIN", True, 200),
+    ("DELETE", "/v1/users/{id}", "PERM_ADMIN", True, 204),
+    ("GET", "/v1/teams/{id}/secrets", "PERM_VIEWER", True, 200),
+    ("PUT", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, (201, 204)),
+    ("DELETE", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, 204),
+    ("POST", "/v1/sandboxes", "PERM_SANDBOX_AUTHOR", True, 201),
+    ("GET", "/v1/sandboxes/{id}", "PERM_VIEWER", True, 200),
+    ("PUT", "/v1/sandboxes/{id}/draft", "PERM_SANDBOX_AUTHOR", True, 200),
+    ("POST", "/v1/sandboxes/{id}/versions", "PERM_SANDBOX_AUTHOR", True, 201),
+    ("GET", "/v1/sandboxes/{id}/versions/{v}", "PERM_VIEWER", True, 200),
+    ("POST", "/v1/runs", "PERM_LAUNCHER", True, 202),
+    ("GET", "/v1/runs/{id}", "PERM_VIEWER", True, 200),
+    ("POST", "/v1/runs/{id}/cancel", "PERM_CANCEL", True, 409),   # the run has ended
+    ("GET", "/v1/runs/{id}/events", "PERM_VIEWER", True, 200),
+    ("GET", "/v1/runs/{id}/stream", "PERM_VIEWER", True, 400),    # no websocket upgrade
+    ("GET", "/v1/runs/{id}/artifacts", "PERM_REVIEWER", True, 200),
+    ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
+    ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
+    ("POST", "/v1/approvals/{id}/decision", "PERM_APPROVER", True, 409),  # already decided
+    ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
+    ("GET", "/v1/audit/verify", "PERM_ADMIN", False, 200),
+]
+
+SPEC = command_spec(["sh", "-c", "echo changed >> a.txt"], files=[{"path": "a.txt", "content": "a\n"}])
+
+
+def expected(perm, scoped, ok, caller, scope):
+    if perm in ("PERM_NONE", "PERM_USER"):
+        return ok
+    if perm == "PERM_ADMIN":
+        if caller != "admin":
+            return 403
+        return 404 if scoped and scope == "other_tenant" else ok
+    if not scoped:
+        return ok  # a list filtered to the caller's teams
+    if caller == "admin":
+        return 404 if scope == "other_tenant" else ok
+    if caller == "nomember" or scope != "own_team":
+        return 404
+    return ok if caller == "tenant_admin" or caller in PERM_ROLES[perm] else 403
+
+
+def test_matrix_covers_the_route_table():
+    text = ROUTES_C.read_text()
+    start = text.index("static const struct api_route routes[]")
+    table = text[start:text.index("};", start)]
+    declared = set(re.findall(r'\{"([A-Z]+)", "([^"]+)", \w+, (PERM_\w+)\}', table))
+    ours = {(m, p, perm) for m, p, perm, _, _ in ENDPOINTS}
+    assert declared == ours, (f"routes.c and the matrix differ: only in routes.c {sorted(declared - ours)}, "
+                              f"only in the matrix {sorted(ours - declared)}")
+
+
+# ---------------------------------------------------------------- the other tenant
+
+
+def _api_binary():
+    cli = os.environ.get("PADDOCK_CLI")
+    candidates = []
+    if cli:
+        candidates.append(pathlib.Path(cli).resolve().parent.parent / "services" / "api" / "paddock-api")
+    if os.environ.get("PADDOCK_BUILD_DIR"):
+        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services" / "api" / "paddock-api")
+    candidates.append(REPO / "build" / "services" / "api" / "paddock-api")
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    pytest.fail(f"paddock-api not found (set PADDOCK_CLI): tried {candidates}", pytrace=False)
+
+
+def bootstrap_tenant(name, admin):
+    """Creates a tenant with `paddock-api bootstrap` and the api's environment."""
+    env_file = state_dir() / "env" / "api.env"
+    api_env = read_env_file(env_file)
+    assert api_env.get("PADDOCK_PG_DSN") and api_env.get("PADDOCK_MASTER_KEY"), f"no api settings in {env_file}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
+    env.update(api_env)
+    out = subprocess.run([str(_api_binary()), "bootstrap", "--tenant", name, "--admin", admin], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
+    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
+    assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
+    return m.group(1)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def _token(endpoints, tenant, user, password):
+    r = login(endpoints, tenant, user, password)
+    assert r.status_code == 200, f"login {tenant}/{user}: {r.status_code} {r.text[:300]}"
+    return r.json()["token"]
+
+
+class Scope:
+    """The objects of one scope: a team with a sandbox, a finished run with an
+    artifact, a secret, a decided approval, a member user."""
+
+    def __init__(self, api, team, member_user):
+        self.api = api
+        self.team = team
+        self.user = member_user
+        self.sandbox = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("rbac"), "team": team,
+                                                             "spec": SPEC}, expect=(201,))["id"]
+        assert api.ok("POST", f"/v1/sandboxes/{self.sandbox}/versions", expect=(201,))["version"] == 1
+        self.run = api.ok("POST", "/v1/runs", json={"sandbox": self.sandbox, "version": 1, "team": team},
+                          expect=(202,))["id"]
+        api.ok("PUT", f"/v1/teams/{team}/secrets/RBAC_SECRET", json={"value": "s3cret-value"},
+               expect=(201, 204))
+        self._fresh = {}
+
+    def finish(self, pg_dsn, tenant_id):
+        deadline = time.monotonic() + 180
+        while True:
+            st = self.api.ok("GET", f"/v1/runs/{self.run}", expect=(200,))["status"]
+            if st in TERMINAL:
+                break
+            assert time.monotonic() < deadline, f"run {self.run} still {st}"
+            time.sleep(0.5)
+        # the diff artifact lands shortly after the run ends
+        while not any(a.get("name") == "workspace.diff" for a in
+                      self.api.ok("GET", f"/v1/runs/{self.run}/artifacts", expect=(200,)).get("items", [])):
+            assert time.monotonic() < deadline, f"no workspace.diff artifact for run {self.run}"
+            time.sleep(0.5)
+        # a decided approval: deciding it again answers 409, but only after authorization
+        self.approval = f"rbac-{uuid.uuid4().hex}"
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (tenant_id,))
+            conn.execute(
+                "INSERT INTO api.approvals (id, run_id, tenant_id, team_id, kind, what, rule, deadline, status, "
+                "decided_by, decided_at) VALUES (%s, %s, %s, %s, 'egress', '{}', 'rbac-matrix', now(), "
+                "'approved', 'user:rbac', now())",
+                (self.approval, self.run, tenant_id, self.team))
+
+    def fresh(self, kind):
+        """An object that a successful DELETE consumes (made again after)."""
+        if kind not in self._fresh:
+            if kind == "team":
+                self._fresh[kind] = self.api.ok("POST", "/v1/teams", json={"name": unique_name("rbac-del")},
+                                                expect=(201,))["id"]
+            elif kind == "user":
+                self._fresh[kind] = self.api.ok("POST", "/v1/users", json={
+                    "username": unique_name("rbac-del"), "password": secrets.token_hex(12)}, expect=(201,))["id"]
+            else:
+                name = "RBAC_DEL_" + uuid.uuid4().hex[:8].upper()
+                self.api.ok("PUT", f"/v1/teams/{self.team}/secrets/{name}", json={"value": "x" * 8},
+                            expect=(201,))
+                self._fresh[kind] = name
+        return self._fresh[kind]
+
+    def consumed(self, kind):
+        self._fresh.pop(kind, None)
+
+
+@pytest.fixture(scope="module")
+def world(endpoints, credentials, api, me):
+    tenant = credentials["PADDOCK_TENANT"]
+    pg_dsn = endpoints.need("PADDOCK_PG_DSN")
+    team_a = api.ok("POST", "/v1/teams", json={"name": unique_name("rbac-a")}, expect=(201,))["id"]
+    team_b = api.ok("POST", "/v1/teams", json={"name": unique_name("rbac-b")}, expect=(201,))["id"]
+
+    users = {}
+    for caller in ROLES + ["nomember", "member_a", "member_b"]:
+        pw = secrets.token_hex(12)
+        u = api.ok("POST", "/v1/users", json={"username": unique_name(f"rbac-{caller}"), "password": pw},
+                   expect=(201,))
+        assert "password" not in u, "a given password must not be echoed"
+        users[caller] = dict(u, password=pw)
+    for role in ROLES:
+        api.ok("PUT", f"/v1/teams/{team_a}/members/{users[role]['id']}", json={"roles": [role]}, expect=(200,))
+    api.ok("PUT", f"/v1/teams/{team_a}/members/{users['member_a']['id']}", json={"roles": ["viewer"]},
+           expect=(200,))
+    api.ok("PUT", f"/v1/teams/{team_b}/members/{users['member_b']['id']}", json={"roles": ["viewer"]},
+           expect=(200,))
+
+    creds = {"admin": (tenant, credentials["PADDOCK_USER"], credentials["PADDOCK_PASSWORD"])}
+    for caller in ROLES + ["nomember"]:
+        creds[caller] = (tenant, users[caller]["username"], users[caller]["password"])
+    tokens = {c: _token(endpoints, *creds[c]) for c in CALLERS}
+
+    other_name = unique_name("rbac-other")
+    opw = bootstrap_tenant(other_name, "oadmin")
+    oapi = Api(endpoints.api, _token(endpoints, other_name, "oadmin", opw))
+    ome = oapi.ok("GET", "/v1/me", expect=(200,))
+
+    scopes = {
+        "own_team": Scope(api, team_a, users["member_a"]["id"]),
+        "other_team": Scope(api, team_b, users["member_b"]["id"]),
+        "other_tenant": Scope(oapi, ome["teams"][0]["id"], ome["user"]["id"]),
+    }
+    scopes["own_team"].finish(pg_dsn, me["tenant"]["id"])
+    scopes["other_team"].finish(pg_dsn, me["tenant"]["id"])
+    scopes["other_tenant"].finish(pg_dsn, ome["tenant"]["id"])
+    return {"tokens": tokens, "creds": creds, "scopes": scopes, "api": api}
+
+
+def _request(endpoints, world, method, path, caller, scope_name):
+    """Builds and sends the case; returns (response, what a 2xx consumed)."""
+    s = world["scopes"].get(scope_name)
+    token = world["tokens"][caller]
+    body, consumed = None, None
+    if path == "/v1/auth/login":
+        t, u, p = world["creds"][caller]
+        body = {"tenant": t, "username": u, "password": p}
+        token = None
+    elif path == "/v1/auth/logout":
+        token = _token(endpoints, *world["creds"][caller])
+    elif path == "/v1/teams" and method == "POST":
+        body = {"name": unique_name("rbac-new")}
+    elif path == "/v1/users" and method == "POST":
+        body = {"username": unique_name("rbac-new"), "password": secrets.token_hex(12)}
+    elif path == "/v1/sandboxes":
+        body = {"name": unique_name("rbac-new"), "team": s.team, "spec": SPEC}
+    elif path == "/v1/runs":
+        body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
+    url = path
+    if s is not None and path != "/v1/sandboxes" and path != "/v1/runs":
+        if path.startswith("/v1/teams/{id}"):
+            team = s.team
+            if method == "DELETE" and path == "/v1/teams/{id}":
+                team, consumed = s.fresh("team"), "team"
+            url = url.replace("{id}", team).replace("{user}", s.user)
+            if path.endswith("/secrets/{name}"):
+                if method == "DELETE":
+                    name, consumed = s.fresh("secret"), "secret"
+                else:
+                    name = "RBAC_PUT"
+                url = url.replace("{name}", name)
+        elif path.startswith("/v1/users/{id}"):
+            uid = s.user
+            if method == "DELETE":
+                uid, consumed = s.fresh("user"), "user"
+            url = url.replace("{id}", uid)
+        elif path.startswith("/v1/sandboxes/{id}"):
+            url = url.replace("{id}", s.sandbox).replace("{v}", "1")
+        elif path.startswith("/v1/runs/{id}"):
+            url = url.replace("{id}", s.run).replace("{name}", "workspace.diff")
+        elif path.startswith("/v1/approvals/{id}"):
+            url = url.replace("{id}", s.approval)
+        if method == "PATCH" and path == "/v1/teams/{id}":
+            body = {"name": s.api.ok("GET", f"/v1/teams/{s.team}", expect=(200,))["name"]}
+        elif method == "PATCH":
+            body = {"disabled": False}
+        elif path.endswith("/members/{user}"):
+            body = {"roles": ["viewer"]}
+        elif path.endswith("/secrets/{name}") and method == "PUT":
+            body = {"value": "rbac-put-value"}
+        elif path.endswith("/draft"):
+            body = {"spec": SPEC}
+        elif path.endswith("/cancel"):
+            body = {}
+        elif path.endswith("/decision"):
+            body = {"decision": "approve"}
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    r = requests.request(method, endpoints.api + url, json=body, headers=headers, timeout=30,
+                         allow_redirects=False)
+    if consumed and r.status_code == 204:
+        s.consumed(consumed)
+    return r, url
+
+
+def test_rbac_matrix(endpoints, world):
+    cases, failures = 0, []
+    for method, path, perm, scoped, ok in ENDPOINTS:
+        for caller in CALLERS:
+            for scope in (SCOPES if scoped else [None]):
+                want = expected(perm, scoped, ok, caller, scope)
+                r, url = _request(endpoints, world, method, path, caller, scope)
+                cases += 1
+                good = r.status_code in want if isinstance(want, tuple) else r.status_code == want
+                if good and r.status_code in (403, 404) and path.startswith("/v1/"):
+                    code = r.json().get("code")
+                    good = code == ("forbidden" if r.status_code == 403 else "not_found")
+                if not good:
+                    failures.append(f"{method} {path} as {caller} on {scope}: got {r.status_code}, "
+                                    f"want {want}: {r.text[:200]}")
+    print(f"\nrbac matrix: {cases} endpoint x role x scope cases "
+          f"({len(ENDPOINTS)} endpoints, {len(CALLERS)} callers, {len(SCOPES)} scopes)")
+    assert not failures, f"{len(failures)} of {cases} cases wrong:\n" + "\n".join(failures[:60])
+
+
+def test_disabled_user_token_dies_at_once(endpoints, credentials, api):
+    tenant = credentials["PADDOCK_TENANT"]
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("rbac-dis")}, expect=(201,))
+    assert len(u.get("password", "")) >= 12, "a generated one-time password is returned once"
+    listed = api.ok("GET", "/v1/users", expect=(200,))["items"]
+    assert all("password" not in x and "password_hash" not in x for x in listed)
+    tokens = [_token(endpoints, tenant, u["username"], u["password"]) for _ in range(2)]
+    for t in tokens:
+        assert Api(endpoints.api, t).get("/v1/me").status_code == 200
+    api.ok("PATCH", f"/v1/users/{u['id']}", json={"disabled": True}, expect=(200,))
+    for t in tokens:
+        r = Api(endpoints.api, t).get("/v1/me")
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized", r.text
+    assert login(endpoints, tenant, u["username"], u["password"]).status_code == 401
+    # enabling again does not revive the old tokens
+    api.ok("PATCH", f"/v1/users/{u['id']}", json={"disabled": False}, expect=(200,))
+    for t in tokens:
+        assert Api(endpoints.api, t).get("/v1/me").status_code == 401
+    assert Api(endpoints.api, _token(endpoints, tenant, u["username"], u["password"])).get(
+        "/v1/me").status_code == 200
+
+
+def test_membership_validation(endpoints, api, team_id):
+    r = api.request("POST", "/v1/users", json={"username": unique_name("rbac-val"), "password": "short"})
+    assert r.status_code == 400 and "password" in r.json()["detail"], r.text
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("rbac-val"), "password": "a-long-enough-pw"},
+               expect=(201,))
+    r = api.request("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["viewer", "root"]})
+    assert r.status_code == 400 and "roles[1]" in r.json()["detail"], r.text
+    r = api.request("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["viewer"], "x": 1})
+    assert r.status_code == 400 and r.json()["code"] == "unknown_field", r.text
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["viewer", "launcher"]},
+           expect=(200,))
+    members = api.ok("GET", f"/v1/teams/{team_id}/members", expect=(200,))["items"]
+    assert any(m["user"]["id"] == u["id"] and sorted(m["roles"]) == ["launcher", "viewer"] for m in members)
+    # an empty list removes the member
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": []}, expect=(204,))
+    members = api.ok("GET", f"/v1/teams/{team_id}/members", expect=(200,))["items"]
+    assert all(m["user"]["id"] != u["id"] for m in members)
+    api.ok("DELETE", f"/v1/users/{u['id']}", expect=(204,))
