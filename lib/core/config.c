@@ -85,7 +85,9 @@ void config_print_help(FILE *out, const char *program, const char *summary,
                         fprintf(out, "default %s", e->sensitive && *e->default_value ? "(hidden)" : (*e->default_value ? e->default_value : "\"\""));
                 else
                         fprintf(out, "required");
-                if (e->type == CONFIG_INT || e->type == CONFIG_DOUBLE)
+                if (e->type == CONFIG_INT)
+                        fprintf(out, ", range [%.0f, %.0f]", e->min, e->max);
+                else if (e->type == CONFIG_DOUBLE)
                         fprintf(out, ", range [%g, %g]", e->min, e->max);
                 if (e->sensitive)
                         fprintf(out, ", sensitive");
