@@ -1,6 +1,7 @@
 #include "proxy.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -382,9 +383,22 @@ static int open_upstream(struct request *q, const struct egress_check *chk, int 
         if (chk->literal)
                 addrs[n++] = chk->addr;
         else {
+                /* Resolve the canonical spelling the rules matched (lower case, no
+                 * trailing dot): "localhost." would otherwise skip /etc/hosts and
+                 * go to the node's DNS server. */
+                char name[256];
+                size_t hl = strlen(q->host);
+                if (hl == 0 || hl >= sizeof name) {
+                        deny(q, "host name too long");
+                        return 403;
+                }
+                for (size_t i = 0; i <= hl; i++)
+                        name[i] = (char)tolower((unsigned char)q->host[i]);
+                if (name[hl - 1] == '.')
+                        name[hl - 1] = '\0';
                 struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                          .ai_flags = AI_ADDRCONFIG}, *res = NULL;
-                int r = getaddrinfo(q->host, NULL, &hints, &res);
+                int r = getaddrinfo(name, NULL, &hints, &res);
                 if (r != 0) {
                         deny(q, "could not resolve %s: %s", q->host, r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
                         q->allowed = true; /* the policy allowed it; the name does not exist */

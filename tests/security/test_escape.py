@@ -1271,24 +1271,12 @@ def test_many_small_files_disk_fill(endpoints, admin_token, runs):
 
 
 @pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a/../../escape", "a/..", "a//b", "a/", "..",
-                                  "x\u0000y", ""])
+                                  "./x", "a/./b", "x\u0000y", ""])
 def test_managed_file_bad_path_refused(api, team_id, path):
     """A spec file path with "..", absolute, empty or "." components, a NUL: the API answers 400."""
     spec = e2e.command_spec(["true"], files=[{"path": path, "content": "evil", "mode": "0644"}])
     r = api.post("/v1/sandboxes", json={"name": e2e.unique_name("esc"), "team": team_id, "spec": spec})
     assert r.status_code == 400, f"{path!r}: {r.status_code} {r.text[:300]}"
-
-
-def test_managed_file_dot_component_stays_inside(endpoints, admin_token, runs):
-    """A "./x" path (accepted by the API) never lands outside the workspace: the runner-agent refuses
-    "." components itself (O_NOFOLLOW walk), the run ends and the node is clean."""
-    s = c.spec(["/bin/sh", "-c", "ls -la; cat x"], timeout_s=30,
-               files=[{"path": "./x", "content": "dot-component", "mode": "0644"}])
-    run_id, res = c.run_to_end(endpoints, admin_token, runs, s)
-    term = c.terminal_event(res)
-    if res.terminal != "succeeded":
-        assert res.terminal == "failed" and "component" in json.dumps(term["data"]), term
-    e2e.assert_node_clean(run_id)
 
 
 @pytest.fixture(scope="module")
