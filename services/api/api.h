@@ -31,6 +31,9 @@ struct api_settings {
         char *s3_region;
         long long max_body;
         long long token_ttl_s;
+        long long login_window_s;          /* failed-login rate limiting (ratelimit.c) */
+        long long login_max_failures_user;
+        long long login_max_failures_ip;
         char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
 };
@@ -92,6 +95,7 @@ struct api_req {
         char *text;                /* owned; a non-JSON body (metrics) */
         const char *content_type;  /* for text */
         char *location;            /* owned; Location header */
+        long long retry_after_s;   /* > 0: Retry-After header (429) */
         /* problem */
         const char *pcode;
         char pdetail[512];
@@ -166,6 +170,29 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
                    enum api_perm perm, struct err_detail *e);
 /* True if role is one of the roles of API.md (routes.c). */
 bool api_role_valid(const char *role);
+/* 0 if the caller holds perm in some team of its tenant (PERM_USER: any
+ * role in some team); -EPERM if not. For tenant-wide objects such as the
+ * catalog (routes.c). */
+int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e);
+
+/* ---- ratelimit.c: failed logins per user and per source IP, kept in this
+ * process's memory (each api replica counts on its own) */
+/* Seconds until a login of tenant/username from ip may be tried (0: now).
+ * ip may be "" (unknown): then only the user is limited. Strings borrowed. */
+int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip);
+/* Counts a failed login against the user and the source. */
+void ratelimit_login_failed(struct api *a, const char *tenant, const char *username, const char *ip);
+/* A successful login clears the user's count (not the source's: one valid
+ * account must not reset a source that guesses at others). */
+void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username);
+
+/* ---- service_accounts.c: non-login principals (users rows of kind
+ * 'service') and their API tokens (tenant_admin) */
+int service_accounts_list(struct api_req *r);
+int service_accounts_create(struct api_req *r);
+int service_accounts_delete(struct api_req *r);
+int service_accounts_token_create(struct api_req *r);
+int service_accounts_token_revoke(struct api_req *r);
 
 /* ---- teams.c */
 int teams_list(struct api_req *r);
@@ -194,6 +221,8 @@ int spec_validate(struct api_req *r, json_t *spec);
 int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]);
 /* Parses a "0644"-style mode (3-4 octal digits, at most 0777). */
 int spec_parse_mode(const char *s, unsigned *ret);
+/* A relative path without "..", empty components or a leading "/". */
+bool spec_path_ok(const char *p, size_t len);
 /* Parses one egress.allow entry (CONTRACTS.md "Egress rules"): a host rule
  * "host[:port]" / "*.domain[:port]" (lib/net/host_match.h), or an IP rule
  * "a.b.c.d[/n][:port]", "v6[/n]" or "[v6[/n]]:port" (lib/net/addr_policy.h).
@@ -205,6 +234,42 @@ int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret
 bool spec_secret_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1
 #define SPEC_CPUS_MAX 64.0
+
+/* ---- catalog.c: the governance catalog */
+bool catalog_kind_valid(const char *kind);
+bool catalog_name_ok(const char *s);
+/* Validates the kind-specific body of an item (-EINVAL, e names the field). */
+int catalog_validate_body(const char *kind, json_t *body, struct err_detail *e);
+/* Loads item ref (id or name) of kind: {id, name, state, body}; -ENOENT if none. */
+int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,
+                   struct err_detail *e);
+bool catalog_var_type_ok(const char *type, json_t *v);
+/* Renders a prompt template body with vars (typed, unknown and missing
+ * required refused, naming field.vars.X); *ret owned by the caller. */
+int catalog_render_prompt(json_t *template_body, json_t *vars, const char *field, char **ret,
+                          struct err_detail *e);
+int catalog_list(struct api_req *r);
+int catalog_create(struct api_req *r);
+int catalog_get(struct api_req *r);
+int catalog_patch(struct api_req *r);
+int catalog_approve(struct api_req *r);
+int catalog_import_skills_main(struct api *a, int argc, char **argv);
+
+/* ---- policy.c: the resolved policy of a spec (run snapshot and effective-policy) */
+#define POLICY_DEFAULT_TIMEOUT_S 1800
+#define POLICY_DEFAULT_CPUS 1.0
+#define POLICY_DEFAULT_MEMORY_MB 2048
+#define POLICY_DEFAULT_DISK_MB 2048
+#define POLICY_DEFAULT_PIDS 512
+#define POLICY_ASK_TIMEOUT_S 300
+/* Resolves a validated spec against the tenant's catalog: {image, image_id?,
+ * egress {rules [{host, port, source}] in evaluation order, profiles, unknown,
+ * ask_timeout_s}, limits (defaults applied), files [{path, content, mode,
+ * source}] (spec files, then skills), skills, secrets [{name, as}], prompt
+ * (rendered or null), prompt_template?}. -EINVAL with e naming the spec field
+ * when an item is missing or not approved or the prompt vars do not fit. */
+int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e);
+int policy_effective(struct api_req *r);
 
 /* ---- sandboxes.c */
 int sandboxes_create(struct api_req *r);

@@ -159,7 +159,7 @@ static int body_string(struct api_req *r, json_t *o, const char *key, size_t max
  * the password) in the tenant's chain, if the tenant exists. A failure to
  * audit is logged and the answer stays 401: refusing a login is safe. */
 static void login_failed_audit(struct api_req *r, struct db *d, const char *tenant_id, const char *tenant,
-                               const char *username) {
+                               const char *username, const char *reason) {
         struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         if (!tenant_id) {
@@ -169,7 +169,7 @@ static void login_failed_audit(struct api_req *r, struct db *d, const char *tena
                         return;
                 tenant_id = PQgetvalue(res, 0, 0);
         }
-        _cleanup_json_ json_t *detail = json_pack("{s:s}", "username", username);
+        _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "username", username, "reason", reason);
         api_audit_anonymous(r, tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &e);
 }
 
@@ -190,6 +190,12 @@ int auth_login(struct api_req *r) {
             (k = body_string(r, body, "password", 1024, &password)) < 0)
                 return k;
 
+        /* A limited attempt still does the lookup and the scrypt below, so
+         * its answer takes as long as any other failure. */
+        char peer[64] = "";
+        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        int64_t wait_s = ratelimit_login_check(r->api, tenant, username, peer);
+
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         k = db_open(&d, r->api, NULL, &e);
@@ -199,7 +205,7 @@ int auth_login(struct api_req *r) {
         const char *params[] = {tenant, username};
         k = pg_exec(d.conn,
                     "SELECT u.id, u.password_hash, t.id FROM api.users u JOIN api.tenants t ON t.id = u.tenant_id "
-                    "WHERE t.name = $1 AND u.username = $2 AND NOT u.disabled",
+                    "WHERE t.name = $1 AND u.username = $2 AND NOT u.disabled AND u.kind = 'user'",
                     2, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "look up user");
@@ -210,9 +216,21 @@ int auth_login(struct api_req *r) {
                 "0000000000000000000000000000000000000000000000000000000000000000";
         bool found = PQntuples(res) == 1;
         bool ok = auth_verify_password(password, found ? PQgetvalue(res, 0, 1) : dummy) && found;
+        /* While limited even the right password is refused: otherwise the
+         * answer would tell a guesser when a guess was right. */
+        if (wait_s > 0) {
+                log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login of user \"%s\" from %s refused: rate limited",
+                        username, peer[0] ? peer : "unknown");
+                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username, "rate_limited");
+                r->retry_after_s = wait_s;
+                return api_fail(r, -EAGAIN, "rate_limited", "too many failed logins; retry after %lld s",
+                                (long long)wait_s);
+        }
         if (!ok) {
+                ratelimit_login_failed(r->api, tenant, username, peer);
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login failed for user \"%s\"", username);
-                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username);
+                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username,
+                                   "invalid_credentials");
                 return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
         }
         char token[65], digest[65], expires[40];
@@ -246,6 +264,7 @@ int auth_login(struct api_req *r) {
                 explicit_bzero(token, sizeof token);
                 return r->pcode ? k : db_fail(r, k, &e, "store token");
         }
+        ratelimit_login_succeeded(r->api, tenant, username);
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id), "login");
         r->status = 200;
         r->out = json_pack("{s:s, s:s, s:{s:s, s:s}}", "token", token, "expires_at", expires, "user",

@@ -46,6 +46,12 @@ static const struct config_entry config_table[] = {
          "largest accepted request body in bytes (larger: 413)"},
         {"PADDOCK_TOKEN_TTL_S", CONFIG_INT, "43200", 60, 2592000, false, S(token_ttl_s),
          "lifetime of a login token in seconds"},
+        {"PADDOCK_LOGIN_WINDOW_S", CONFIG_INT, "900", 1, 86400, false, S(login_window_s),
+         "window of the failed-login limits in seconds (kept per api process)"},
+        {"PADDOCK_LOGIN_MAX_FAILURES_USER", CONFIG_INT, "5", 1, 100, false, S(login_max_failures_user),
+         "failed logins per tenant and username within the window before 429"},
+        {"PADDOCK_LOGIN_MAX_FAILURES_IP", CONFIG_INT, "20", 1, 1000, false, S(login_max_failures_ip),
+         "failed logins per source IP within the window before 429"},
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
         {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
          "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
@@ -57,6 +63,7 @@ static const char summary[] =
         "The Paddock public HTTP + websocket API.\n"
         "  paddock-api                                      serve\n"
         "  paddock-api bootstrap --tenant NAME --admin USER create the first tenant and admin;\n"
+        "  paddock-api import-skills --tenant NAME DIR  import DIR/*/SKILL.md as draft catalog skills;\n"
         "                                                   prints \"password: ...\" once";
 
 static void lws_log(int level, const char *line) {
@@ -134,12 +141,13 @@ static int serve(struct api *a) {
 
 int main(int argc, char **argv) {
         bool bootstrap = argc > 1 && !strcmp(argv[1], "bootstrap");
+        bool import_skills = argc > 1 && !strcmp(argv[1], "import-skills");
         for (int i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         config_print_help(stdout, "paddock-api", summary, config_table);
                         return 0;
                 }
-        if (argc > 1 && !bootstrap) {
+        if (argc > 1 && !bootstrap && !import_skills) {
                 fprintf(stderr, "paddock-api: unknown argument \"%s\" (see --help)\n", argv[1]);
                 return 64;
         }
@@ -181,6 +189,8 @@ int main(int argc, char **argv) {
         int rc;
         if (bootstrap)
                 rc = bootstrap_main(&a, argc - 1, argv + 1);
+        else if (import_skills)
+                rc = catalog_import_skills_main(&a, argc - 1, argv + 1);
         else {
                 config_log(config_table, &a.cfg);
                 metrics_register(&api_metric_requests);

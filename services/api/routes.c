@@ -88,6 +88,26 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
         return PQgetvalue(res, 0, 0)[0] == 't' ? -EPERM : -ENOENT;
 }
 
+int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e) {
+        if (c->tenant_admin)
+                return 0;
+        const char *roles = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
+                if (perm_roles[i].perm == perm)
+                        roles = perm_roles[i].roles;
+        if (!roles)
+                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {c->tenant_id, c->user_id, roles};
+        int r = pg_exec(d->conn,
+                        "SELECT 1 FROM api.team_members m JOIN api.teams t ON t.id = m.team_id AND t.tenant_id = m.tenant_id "
+                        "WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.roles && $3::text[] LIMIT 1",
+                        3, params, &res, e);
+        if (r < 0)
+                return r;
+        return PQntuples(res) == 1 ? 0 : -EPERM;
+}
+
 /* Every endpoint of the api, with the permission it needs: the one place
  * that says who may call what (tests/e2e/test_e2e_rbac_matrix.py mirrors
  * it). PERM_ADMIN is checked here; team permissions by the handler against
@@ -110,6 +130,11 @@ static const struct api_route routes[] = {
         {"POST", "/v1/users", users_create, PERM_ADMIN},
         {"PATCH", "/v1/users/{id}", users_patch, PERM_ADMIN},
         {"DELETE", "/v1/users/{id}", users_delete, PERM_ADMIN},
+        {"GET", "/v1/service-accounts", service_accounts_list, PERM_ADMIN},
+        {"POST", "/v1/service-accounts", service_accounts_create, PERM_ADMIN},
+        {"DELETE", "/v1/service-accounts/{id}", service_accounts_delete, PERM_ADMIN},
+        {"POST", "/v1/service-accounts/{id}/tokens", service_accounts_token_create, PERM_ADMIN},
+        {"DELETE", "/v1/service-accounts/{id}/tokens/{token}", service_accounts_token_revoke, PERM_ADMIN},
         {"GET", "/v1/teams/{id}/secrets", secrets_list, PERM_VIEWER},
         {"PUT", "/v1/teams/{id}/secrets/{name}", secrets_put, PERM_SANDBOX_AUTHOR},
         {"DELETE", "/v1/teams/{id}/secrets/{name}", secrets_delete, PERM_SANDBOX_AUTHOR},
@@ -118,6 +143,7 @@ static const struct api_route routes[] = {
         {"PUT", "/v1/sandboxes/{id}/draft", sandboxes_put_draft, PERM_SANDBOX_AUTHOR},
         {"POST", "/v1/sandboxes/{id}/versions", sandboxes_publish, PERM_SANDBOX_AUTHOR},
         {"GET", "/v1/sandboxes/{id}/versions/{v}", sandboxes_get_version, PERM_VIEWER},
+        {"GET", "/v1/sandboxes/{id}/versions/{v}/effective-policy", policy_effective, PERM_VIEWER},
         {"POST", "/v1/runs", runs_create, PERM_LAUNCHER},
         {"GET", "/v1/runs/{id}", runs_get, PERM_VIEWER},
         {"POST", "/v1/runs/{id}/cancel", runs_cancel, PERM_CANCEL},
@@ -129,6 +155,13 @@ static const struct api_route routes[] = {
         {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},
         {"POST", "/v1/approvals/{id}/decision", approvals_decide, PERM_APPROVER},
         /* security_admin joins PERM_ADMIN here once it is a tenant role */
+        /* the catalog is tenant-wide: reads need a role in some team of the
+         * tenant, writes the permission in some team (api_authz_tenant) */
+        {"GET", "/v1/catalog/{kind}", catalog_list, PERM_VIEWER},
+        {"POST", "/v1/catalog/{kind}", catalog_create, PERM_SANDBOX_AUTHOR},
+        {"GET", "/v1/catalog/{kind}/{id}", catalog_get, PERM_VIEWER},
+        {"PATCH", "/v1/catalog/{kind}/{id}", catalog_patch, PERM_SANDBOX_AUTHOR},
+        {"POST", "/v1/catalog/{kind}/{id}/approve", catalog_approve, PERM_CATALOG_APPROVE},
         {"GET", "/v1/audit", audit_api_list, PERM_ADMIN},
         {"GET", "/v1/audit/verify", audit_api_verify, PERM_ADMIN},
 };
@@ -150,6 +183,7 @@ static const struct {
         {"conflict", 409, "Conflict"},
         {"too_large", 413, "Content Too Large"},
         {"quota_exceeded", 429, "Too Many Requests"},
+        {"rate_limited", 429, "Too Many Requests"},
         {"internal", 500, "Internal Server Error"},
         {"unavailable", 503, "Service Unavailable"},
 };
@@ -498,6 +532,11 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
                         return -1;
                 if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                                 (const unsigned char *)"no-store", 8, &p, end))
+                        return -1;
+                char ra[24];
+                int ral = t->req.retry_after_s > 0 ? snprintf(ra, sizeof ra, "%lld", t->req.retry_after_s) : 0;
+                if (ral > 0 && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                                           (const unsigned char *)ra, ral, &p, end))
                         return -1;
                 if (t->close_after &&
                     lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",

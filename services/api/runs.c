@@ -13,12 +13,6 @@
 
 #define PRODUCE_TIMEOUT_MS 5000 /* blocks the lws thread: keep it short */
 
-/* Limits a run gets when the spec does not say (API.md example values). */
-#define DEFAULT_TIMEOUT_S 1800
-#define DEFAULT_CPUS 1.0
-#define DEFAULT_MEMORY_MB 2048
-#define DEFAULT_DISK_MB 2048
-#define DEFAULT_PIDS 512
 
 static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
                                                 "limit_exceeded", "rejected", NULL};
@@ -99,8 +93,6 @@ int runs_get(struct api_req *r) {
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
 
-#define DEFAULT_ASK_TIMEOUT_S 300
-#define EGRESS_HOST_MAX 272
 
 /* Everything a RunRequested points into, freed together. */
 struct snapshot_parts {
@@ -111,7 +103,6 @@ struct snapshot_parts {
         Paddock__V1__EgressPolicy egress;
         Paddock__V1__EgressRule *rules;
         Paddock__V1__EgressRule **rule_ptrs;
-        char (*rule_hosts)[EGRESS_HOST_MAX];
         Paddock__V1__SecretRef *secrets;
         Paddock__V1__SecretRef **secret_ptrs;
 };
@@ -122,43 +113,35 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->file_ptrs);
         free(p->rules);
         free(p->rule_ptrs);
-        free(p->rule_hosts);
         free(p->secrets);
         free(p->secret_ptrs);
 }
 
-/* egress.allow in order (the proxy evaluates them in this order), then the
- * default for anything else. Profiles are refused by validation until the
- * catalog exists, so they add nothing here yet. */
-static int snapshot_fill_egress(json_t *spec, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+/* The resolved rules in evaluation order (policy_resolve: egress.allow,
+ * then the profiles expanded), then the default for anything else. */
+static int snapshot_fill_egress(json_t *pol, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
         Paddock__V1__EgressPolicy *eg = &parts->egress;
         paddock__v1__egress_policy__init(eg);
-        json_t *je = json_object_get(spec, "egress");
-        json_t *allow = json_object_get(je, "allow"), *unknown = json_object_get(je, "unknown");
-        size_t n = json_array_size(allow);
+        json_t *je = json_object_get(pol, "egress");
+        json_t *rules = json_object_get(je, "rules");
+        size_t n = json_array_size(rules);
         parts->rules = calloc(n + 1, sizeof *parts->rules);
         parts->rule_ptrs = calloc(n + 1, sizeof *parts->rule_ptrs);
-        parts->rule_hosts = calloc(n + 1, sizeof *parts->rule_hosts);
-        if (!parts->rules || !parts->rule_ptrs || !parts->rule_hosts)
+        if (!parts->rules || !parts->rule_ptrs)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
+                json_t *jr = json_array_get(rules, i);
                 Paddock__V1__EgressRule *rule = &parts->rules[i];
                 paddock__v1__egress_rule__init(rule);
-                uint32_t port;
-                bool ip;
-                struct err_detail e = {0};
-                if (spec_egress_rule_parse(json_string_value(json_array_get(allow, i)), parts->rule_hosts[i],
-                                           EGRESS_HOST_MAX, &port, &ip, &e) < 0)
-                        return -EINVAL;
-                rule->host = parts->rule_hosts[i];
-                rule->port = port;
-                rule->source = (char *)"allow";
+                rule->host = (char *)json_string_value(json_object_get(jr, "host"));
+                rule->port = (uint32_t)json_integer_value(json_object_get(jr, "port"));
+                rule->source = (char *)json_string_value(json_object_get(jr, "source"));
                 parts->rule_ptrs[i] = rule;
         }
         eg->n_rules = n;
         eg->rules = parts->rule_ptrs;
-        eg->unknown = (char *)(unknown ? json_string_value(unknown) : "deny");
-        eg->ask_timeout_s = DEFAULT_ASK_TIMEOUT_S;
+        eg->unknown = (char *)json_string_value(json_object_get(je, "unknown"));
+        eg->ask_timeout_s = (uint32_t)json_integer_value(json_object_get(je, "ask_timeout_s"));
         snap->egress = eg;
         return 0;
 }
@@ -189,8 +172,9 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
         return 0;
 }
 
-/* Fills the snapshot from a validated spec (borrowing its strings). */
-static int snapshot_fill(json_t *spec, Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec *agent,
+/* Fills the snapshot from a validated spec and its resolved policy (pol,
+ * policy_resolve), borrowing their strings. */
+static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec *agent,
                          Paddock__V1__Limits *limits, struct snapshot_parts *parts) {
         json_t *ja = json_object_get(spec, "agent");
         json_t *type = json_object_get(ja, "type");
@@ -206,7 +190,7 @@ static int snapshot_fill(json_t *spec, Paddock__V1__SandboxSnapshot *snap, Paddo
         agent->command = parts->command;
         snap->agent = agent;
 
-        json_t *files = json_object_get(spec, "files");
+        json_t *files = json_object_get(pol, "files");
         parts->n_files = json_array_size(files);
         parts->files = calloc(parts->n_files + 1, sizeof *parts->files);
         parts->file_ptrs = calloc(parts->n_files + 1, sizeof *parts->file_ptrs);
@@ -220,37 +204,26 @@ static int snapshot_fill(json_t *spec, Paddock__V1__SandboxSnapshot *snap, Paddo
                 json_t *content = json_object_get(f, "content");
                 mf->content.data = (uint8_t *)json_string_value(content);
                 mf->content.len = json_string_length(content);
-                json_t *mode = json_object_get(f, "mode");
-                unsigned m = 0644;
-                if (mode && spec_parse_mode(json_string_value(mode), &m) < 0)
-                        return -EINVAL;
-                mf->mode = m;
+                mf->mode = (uint32_t)json_integer_value(json_object_get(f, "mode"));
                 parts->file_ptrs[i] = mf;
         }
         snap->n_files = parts->n_files;
         snap->files = parts->file_ptrs;
 
-        limits->timeout_s = DEFAULT_TIMEOUT_S;
-        limits->cpus = DEFAULT_CPUS;
-        limits->memory_mb = DEFAULT_MEMORY_MB;
-        limits->disk_mb = DEFAULT_DISK_MB;
-        limits->pids = DEFAULT_PIDS;
-        json_t *jl = json_object_get(spec, "limits"), *v;
-        if ((v = json_object_get(jl, "timeout_s")))
-                limits->timeout_s = (uint32_t)json_integer_value(v);
-        if ((v = json_object_get(jl, "cpus")))
-                limits->cpus = json_number_value(v);
-        if ((v = json_object_get(jl, "memory_mb")))
-                limits->memory_mb = (uint32_t)json_integer_value(v);
-        if ((v = json_object_get(jl, "disk_mb")))
-                limits->disk_mb = (uint32_t)json_integer_value(v);
-        if ((v = json_object_get(jl, "pids")))
-                limits->pids = (uint32_t)json_integer_value(v);
+        /* defaults already applied by policy_resolve */
+        json_t *jl = json_object_get(pol, "limits");
+        limits->timeout_s = (uint32_t)json_integer_value(json_object_get(jl, "timeout_s"));
+        limits->cpus = json_number_value(json_object_get(jl, "cpus"));
+        limits->memory_mb = (uint32_t)json_integer_value(json_object_get(jl, "memory_mb"));
+        limits->disk_mb = (uint32_t)json_integer_value(json_object_get(jl, "disk_mb"));
+        limits->pids = (uint32_t)json_integer_value(json_object_get(jl, "pids"));
         snap->limits = limits;
-        int k = snapshot_fill_egress(spec, snap, parts);
+        json_t *image = json_object_get(pol, "image");
+        snap->image = (char *)(json_is_string(image) ? json_string_value(image) : "");
+        int k = snapshot_fill_egress(pol, snap, parts);
         if (k < 0)
                 return k;
-        return snapshot_fill_secrets(spec, snap, parts);
+        return snapshot_fill_secrets(pol, snap, parts);
 }
 
 /* A run whose definition names a team secret that is not set would only be
@@ -360,6 +333,14 @@ int runs_create(struct api_req *r) {
 
         if ((k = check_secrets_set(r, &d, team_id, spec)) < 0)
                 return k;
+        /* resolved now, against the catalog as it is: an item changed back to
+         * draft since publishing stops new runs until it is approved again */
+        _cleanup_json_ json_t *pol = NULL;
+        k = policy_resolve(&d, r->caller.tenant_id, spec, &pol, &e);
+        if (k == -EINVAL)
+                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+        if (k < 0)
+                return db_fail(r, k, &e, "resolve the sandbox policy");
 
         char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
         if (id_new_uuid(run_id) < 0)
@@ -374,19 +355,19 @@ int runs_create(struct api_req *r) {
         char producer[64];
         snprintf(producer, sizeof producer, "api/%s", r->api->instance);
         if (envelope_init(&env, r->caller.tenant_id, run_id, 0, producer, msgid) < 0 ||
-            snapshot_fill(spec, &snap, &agent, &limits, &parts) < 0)
+            snapshot_fill(spec, pol, &snap, &agent, &limits, &parts) < 0)
                 return api_fail(r, -EIO, "internal", "could not build the run snapshot");
         snap.sandbox_id = (char *)sandbox_id;
         snap.version = (uint32_t)json_integer_value(jver);
         snap.name = PQgetvalue(res, 0, 1);
-        snap.image = (char *)"";
         snap.spec_json = canon;
         snap.spec_sha256 = PQgetvalue(res, 0, 3);
         req.env = &env;
         req.team_id = team_id;
         req.launched_by = r->caller.user_id;
         req.sandbox = &snap;
-        req.prompt = (char *)"";
+        json_t *prompt = json_object_get(pol, "prompt");
+        req.prompt = (char *)(json_is_string(prompt) ? json_string_value(prompt) : "");
         size_t len = paddock__v1__run_requested__get_packed_size(&req);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
         if (!buf)

@@ -1,7 +1,8 @@
 /* Field-by-field validation of a sandbox spec (API.md "A spec"). This
- * increment accepts agent (type "command"), files, egress (allow + unknown),
- * secrets and limits (timeouts and cgroup sizes); the other documented fields
- * (egress.profiles, limits.max_tokens/max_cost_usd, image, prompt, ...) are
+ * increment accepts agent (type "command"), files, egress (allow, profiles,
+ * unknown), secrets, limits (timeouts and cgroup sizes), image, prompt and
+ * skills (catalog references, approved ones only: policy_resolve); the other
+ * documented fields (connectors, limits.max_tokens/max_cost_usd, ...) are
  * refused as not supported yet, and anything undocumented as unknown, so a
  * client never believes a setting took effect. */
 #include <errno.h>
@@ -20,12 +21,12 @@
 #define TIMEOUT_MAX 86400
 
 #define EGRESS_ALLOW_MAX 256
+#define CATALOG_REFS_MAX 64
 #define SECRETS_MAX 64
 #define ENV_NAME_MAX 128
 #define HEADER_NAME_MAX 128
 
-static const char *const spec_unsupported[] = {"image", "prompt", "skills", "connectors", "policy",
-                                               "artifacts", "retention_days", NULL};
+static const char *const spec_unsupported[] = {"connectors", "policy", "artifacts", "retention_days", NULL};
 static const char *const limits_unsupported[] = {"max_tokens", "max_cost_usd", NULL};
 
 static bool in_list(const char *const *list, const char *s) {
@@ -83,10 +84,11 @@ static int validate_agent(struct api_req *r, json_t *agent) {
 static bool path_ok(const char *p, size_t len) {
         if (len == 0 || len > FILE_PATH_MAX || p[0] == '/')
                 return false;
-        /* no ".." component anywhere, and no empty component */
+        /* no "." or ".." component anywhere, and no empty component: the
+         * runner-agent refuses them too, so the API must not accept them */
         for (const char *s = p; *s;) {
                 size_t n = strcspn(s, "/");
-                if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.'))
+                if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
                         return false;
                 s += n;
                 if (*s == '/') {
@@ -96,6 +98,10 @@ static bool path_ok(const char *p, size_t len) {
                 }
         }
         return true;
+}
+
+bool spec_path_ok(const char *p, size_t len) {
+        return path_ok(p, len);
 }
 
 int spec_parse_mode(const char *s, unsigned *ret) {
@@ -128,7 +134,7 @@ static int validate_files(struct api_req *r, json_t *files) {
                         return api_fail(r, -EINVAL, "missing_field", "spec.files[%zu].path is required", i);
                 if (!clean_string(path) || !path_ok(json_string_value(path), json_string_length(path)))
                         return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.files[%zu].path must be a relative path without \"..\" of at most %d bytes",
+                                        "spec.files[%zu].path must be a relative path without \".\" or \"..\" parts of at most %d bytes",
                                         i, FILE_PATH_MAX);
                 for (size_t j = 0; j < i; j++)
                         if (!strcmp(json_string_value(json_object_get(json_array_get(files, j), "path")),
@@ -266,7 +272,67 @@ int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret
         return 0;
 }
 
+/* An array of catalog references (ids or names); whether they exist and
+ * are approved is checked by policy_resolve(). */
+static int validate_refs(struct api_req *r, json_t *refs, const char *field) {
+        if (!json_is_array(refs) || json_array_size(refs) > CATALOG_REFS_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be an array of at most %d catalog ids", field,
+                                CATALOG_REFS_MAX);
+        size_t i;
+        json_t *v;
+        json_array_foreach(refs, i, v) {
+                if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128)
+                        return api_fail(r, -EINVAL, "invalid_field", "%s[%zu] must be a catalog id", field, i);
+                for (size_t j = 0; j < i; j++)
+                        if (!strcmp(json_string_value(json_array_get(refs, j)), json_string_value(v)))
+                                return api_fail(r, -EINVAL, "invalid_field", "%s[%zu] repeats %s[%zu]", field, i, field, j);
+        }
+        return 0;
+}
+
+static int validate_prompt(struct api_req *r, json_t *prompt) {
+        if (!json_is_object(prompt))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt must be an object {template, vars}");
+        const char *key;
+        json_t *v;
+        json_object_foreach(prompt, key, v) {
+                if (strcmp(key, "template") && strcmp(key, "vars"))
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.prompt.%s is not a known field", key);
+        }
+        json_t *t = json_object_get(prompt, "template"), *vars = json_object_get(prompt, "vars");
+        if (!t)
+                return api_fail(r, -EINVAL, "missing_field", "spec.prompt.template is required");
+        if (!clean_string(t) || json_string_length(t) == 0 || json_string_length(t) > 128)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt.template must be a catalog id");
+        if (vars && !json_is_object(vars))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt.vars must be an object");
+        return 0;
+}
+
+/* Definitions may only use approved catalog items: resolve the spec the way
+ * a run will (policy.c) and report what does not resolve. */
+static int validate_catalog_refs(struct api_req *r, json_t *spec) {
+        json_t *eg = json_object_get(spec, "egress");
+        if (!json_object_get(spec, "image") && !json_object_get(spec, "prompt") && !json_object_get(spec, "skills") &&
+            !json_object_get(eg, "profiles"))
+                return 0;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_json_ json_t *pol = NULL;
+        k = policy_resolve(&d, r->caller.tenant_id, spec, &pol, &e);
+        if (k == -EINVAL)
+                return api_fail(r, -EINVAL, !strcmp(e.code, "missing_field") || !strcmp(e.code, "unknown_field")
+                                                    ? e.code : "invalid_field", "%s", e.message);
+        if (k < 0)
+                return db_fail(r, k, &e, "resolve catalog items");
+        return 0;
+}
+
 static int validate_egress(struct api_req *r, json_t *egress) {
+        int k;
         if (!json_is_object(egress))
                 return api_fail(r, -EINVAL, "invalid_field", "spec.egress must be an object");
         const char *key;
@@ -275,8 +341,7 @@ static int validate_egress(struct api_req *r, json_t *egress) {
                 if (!strcmp(key, "allow") || !strcmp(key, "unknown"))
                         continue;
                 if (!strcmp(key, "profiles"))
-                        return api_fail(r, -EINVAL, "unsupported",
-                                        "spec.egress.profiles is not supported yet (no egress profile catalog)");
+                        continue;
                 return api_fail(r, -EINVAL, "unknown_field", "spec.egress.%s is not a known field", key);
         }
         json_t *allow = json_object_get(egress, "allow");
@@ -299,6 +364,9 @@ static int validate_egress(struct api_req *r, json_t *egress) {
                                                 e.message);
                 }
         }
+        json_t *profiles = json_object_get(egress, "profiles");
+        if (profiles && (k = validate_refs(r, profiles, "spec.egress.profiles")) < 0)
+                return k;
         json_t *unknown = json_object_get(egress, "unknown");
         if (unknown && (!json_is_string(unknown) || (strcmp(json_string_value(unknown), "deny") &&
                                                      strcmp(json_string_value(unknown), "ask"))))
@@ -453,7 +521,8 @@ int spec_validate(struct api_req *r, json_t *spec) {
         json_t *v;
         json_object_foreach(spec, key, v) {
                 if (!strcmp(key, "agent") || !strcmp(key, "files") || !strcmp(key, "limits") ||
-                    !strcmp(key, "egress") || !strcmp(key, "secrets"))
+                    !strcmp(key, "egress") || !strcmp(key, "secrets") || !strcmp(key, "image") ||
+                    !strcmp(key, "prompt") || !strcmp(key, "skills"))
                         continue;
                 if (in_list(spec_unsupported, key))
                         return api_fail(r, -EINVAL, "unsupported", "spec.%s is not supported yet", key);
@@ -473,7 +542,14 @@ int spec_validate(struct api_req *r, json_t *spec) {
                 return k;
         if ((v = json_object_get(spec, "secrets")) && (k = validate_secrets(r, v)) < 0)
                 return k;
-        return 0;
+        if ((v = json_object_get(spec, "image")) &&
+            (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.image must be a catalog image id or name");
+        if ((v = json_object_get(spec, "prompt")) && (k = validate_prompt(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "skills")) && (k = validate_refs(r, v, "spec.skills")) < 0)
+                return k;
+        return validate_catalog_refs(r, spec);
 }
 
 int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]) {

@@ -42,6 +42,7 @@ PERM_ROLES = {
     "PERM_APPROVER": {"approver"},
     "PERM_CANCEL": {"launcher", "approver"},
 }
+CATALOG_PERM_ROLES = {"PERM_SANDBOX_AUTHOR": {"sandbox_author"}, "PERM_CATALOG_APPROVE": {"security_admin"}}
 ROLES = ["tenant_admin", "security_admin", "sandbox_author", "launcher", "approver", "reviewer", "viewer"]
 CALLERS = ["admin"] + ROLES + ["nomember"]
 SCOPES = ["own_team", "other_team", "other_tenant"]
@@ -65,6 +66,11 @@ ENDPOINTS = [
     ("POST", "/v1/users", "PERM_ADMIN", False, 201),
     ("PATCH", "/v1/users/{id}", "PERM_ADMIN", True, 200),
     ("DELETE", "/v1/users/{id}", "PERM_ADMIN", True, 204),
+    ("GET", "/v1/service-accounts", "PERM_ADMIN", False, 200),
+    ("POST", "/v1/service-accounts", "PERM_ADMIN", False, 201),
+    ("DELETE", "/v1/service-accounts/{id}", "PERM_ADMIN", True, 204),
+    ("POST", "/v1/service-accounts/{id}/tokens", "PERM_ADMIN", True, 201),
+    ("DELETE", "/v1/service-accounts/{id}/tokens/{token}", "PERM_ADMIN", True, 204),
     ("GET", "/v1/teams/{id}/secrets", "PERM_VIEWER", True, 200),
     ("PUT", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, (201, 204)),
     ("DELETE", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, 204),
@@ -73,6 +79,7 @@ ENDPOINTS = [
     ("PUT", "/v1/sandboxes/{id}/draft", "PERM_SANDBOX_AUTHOR", True, 200),
     ("POST", "/v1/sandboxes/{id}/versions", "PERM_SANDBOX_AUTHOR", True, 201),
     ("GET", "/v1/sandboxes/{id}/versions/{v}", "PERM_VIEWER", True, 200),
+    ("GET", "/v1/sandboxes/{id}/versions/{v}/effective-policy", "PERM_VIEWER", True, 200),
     ("POST", "/v1/runs", "PERM_LAUNCHER", True, 202),
     ("GET", "/v1/runs/{id}", "PERM_VIEWER", True, 200),
     ("POST", "/v1/runs/{id}/cancel", "PERM_CANCEL", True, 409),   # the run has ended
@@ -82,6 +89,12 @@ ENDPOINTS = [
     ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
     ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
     ("POST", "/v1/approvals/{id}/decision", "PERM_APPROVER", True, 409),  # already decided
+    # the catalog is tenant-wide ("tenant"): the permission in any team of the tenant
+    ("GET", "/v1/catalog/{kind}", "PERM_VIEWER", "tenant", 200),
+    ("POST", "/v1/catalog/{kind}", "PERM_SANDBOX_AUTHOR", "tenant", 201),
+    ("GET", "/v1/catalog/{kind}/{id}", "PERM_VIEWER", "tenant", 200),
+    ("PATCH", "/v1/catalog/{kind}/{id}", "PERM_SANDBOX_AUTHOR", "tenant", 200),
+    ("POST", "/v1/catalog/{kind}/{id}/approve", "PERM_CATALOG_APPROVE", "tenant", 200),
     ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
     ("GET", "/v1/audit/verify", "PERM_ADMIN", False, 200),
 ]
@@ -96,6 +109,12 @@ def expected(perm, scoped, ok, caller, scope):
         if caller != "admin":
             return 403
         return 404 if scoped and scope == "other_tenant" else ok
+    if scoped == "tenant":
+        if caller in ("admin", "tenant_admin"):
+            return ok
+        if perm == "PERM_VIEWER":  # catalog reads: any role in some team
+            return 403 if caller == "nomember" else ok
+        return ok if caller in CATALOG_PERM_ROLES[perm] else 403
     if not scoped:
         return ok  # a list filtered to the caller's teams
     if caller == "admin":
@@ -202,6 +221,13 @@ class Scope:
             if kind == "team":
                 self._fresh[kind] = self.api.ok("POST", "/v1/teams", json={"name": unique_name("rbac-del")},
                                                 expect=(201,))["id"]
+            elif kind == "sa":
+                self._fresh[kind] = self.api.ok("POST", "/v1/service-accounts", json={
+                    "name": unique_name("rbac-sa"), "team": self.team, "roles": ["viewer"]}, expect=(201,))["id"]
+            elif kind == "sa_token":
+                sa = self.fresh("sa")
+                self._fresh[kind] = (sa, self.api.ok("POST", f"/v1/service-accounts/{sa}/tokens", json={
+                    "name": "rbac", "expires_in_s": 3600}, expect=(201,))["id"])
             elif kind == "user":
                 self._fresh[kind] = self.api.ok("POST", "/v1/users", json={
                     "username": unique_name("rbac-del"), "password": secrets.token_hex(12)}, expect=(201,))["id"]
@@ -255,7 +281,9 @@ def world(endpoints, credentials, api, me):
     scopes["own_team"].finish(pg_dsn, me["tenant"]["id"])
     scopes["other_team"].finish(pg_dsn, me["tenant"]["id"])
     scopes["other_tenant"].finish(pg_dsn, ome["tenant"]["id"])
-    return {"tokens": tokens, "creds": creds, "scopes": scopes, "api": api}
+    catalog_item = api.ok("POST", "/v1/catalog/images", json={"name": unique_name("rbac-img"), "body": {}},
+                          expect=(201,))["id"]
+    return {"tokens": tokens, "creds": creds, "scopes": scopes, "api": api, "catalog_item": catalog_item}
 
 
 def _request(endpoints, world, method, path, caller, scope_name):
@@ -271,6 +299,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         token = _token(endpoints, *world["creds"][caller])
     elif path == "/v1/teams" and method == "POST":
         body = {"name": unique_name("rbac-new")}
+    elif path == "/v1/service-accounts" and method == "POST":
+        body = {"name": unique_name("rbac-new")}
     elif path == "/v1/users" and method == "POST":
         body = {"username": unique_name("rbac-new"), "password": secrets.token_hex(12)}
     elif path == "/v1/sandboxes":
@@ -278,6 +308,14 @@ def _request(endpoints, world, method, path, caller, scope_name):
     elif path == "/v1/runs":
         body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
     url = path
+    if path.startswith("/v1/catalog/"):
+        url = path.replace("{kind}", "images").replace("{id}", world["catalog_item"])
+        if method == "POST" and path == "/v1/catalog/{kind}":
+            body = {"name": unique_name("rbac-new"), "body": {}}
+        elif method == "PATCH":
+            body = {"body": {"description": "rbac"}}
+        elif method == "POST":
+            body = {}
     if s is not None and path != "/v1/sandboxes" and path != "/v1/runs":
         if path.startswith("/v1/teams/{id}"):
             team = s.team
@@ -290,6 +328,17 @@ def _request(endpoints, world, method, path, caller, scope_name):
                 else:
                     name = "RBAC_PUT"
                 url = url.replace("{name}", name)
+        elif path.startswith("/v1/service-accounts/{id}"):
+            if path.endswith("/tokens/{token}"):
+                (sa, tok), consumed = s.fresh("sa_token"), "sa_token"
+                url = url.replace("{id}", sa).replace("{token}", tok)
+            else:
+                sa = s.fresh("sa")
+                if method == "DELETE":
+                    consumed = "sa"
+                else:
+                    body = {"name": "rbac", "expires_in_s": 3600}
+                url = url.replace("{id}", sa)
         elif path.startswith("/v1/users/{id}"):
             uid = s.user
             if method == "DELETE":
@@ -329,7 +378,7 @@ def test_rbac_matrix(endpoints, world):
     cases, failures = 0, []
     for method, path, perm, scoped, ok in ENDPOINTS:
         for caller in CALLERS:
-            for scope in (SCOPES if scoped else [None]):
+            for scope in (SCOPES if scoped is True else [None]):
                 want = expected(perm, scoped, ok, caller, scope)
                 r, url = _request(endpoints, world, method, path, caller, scope)
                 cases += 1

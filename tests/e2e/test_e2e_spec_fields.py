@@ -34,7 +34,7 @@ def _hdr(name, host, header):
 
 
 BAD = [
-    ("egress-profiles", {"egress": {"profiles": ["p1"]}}, "unsupported", "spec.egress.profiles"),
+    ("egress-profiles-unknown", {"egress": {"profiles": ["p1"]}}, "invalid_field", "spec.egress.profiles[0]"),
     ("egress-unknown-field", {"egress": {"bogus": 1}}, "unknown_field", "spec.egress.bogus"),
     ("egress-not-object", {"egress": ["a"]}, "invalid_field", "spec.egress"),
     ("egress-ip-shortform", {"egress": {"allow": ["example.com", "127.1"]}}, "invalid_field", "spec.egress.allow[1]"),

@@ -1,0 +1,911 @@
+/* Governance catalog (API.md "Governance catalog"): tenant-owned items of five
+ * kinds, each with a kind-specific body validated here, in state draft until
+ * a security_admin (or tenant_admin) approves it. Any change returns an item
+ * to draft, so what a definition uses is always what was approved. The
+ * managed items every tenant starts with are seeded by the database
+ * (migrations/0004_catalog.sql); `paddock-api import-skills` adds skills from
+ * a folder of SKILL.md directories. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define CATALOG_NAME_MAX 128
+#define DESCRIPTION_MAX 4096
+#define PROFILE_RULES_MAX 256
+#define TEMPLATE_MAX (64 * 1024)
+#define TEMPLATE_VARS_MAX 64
+#define TEMPLATE_VAR_NAME_MAX 64
+#define TEMPLATE_STRING_MAX 4096
+#define SKILL_FILES_MAX 64
+#define SKILL_BYTES_MAX (256 * 1024)
+#define CONNECTOR_ITEMS_MAX 64
+#define CONNECTOR_ITEM_MAX 4096
+#define LIST_LIMIT_DEFAULT 200
+#define LIST_LIMIT_MAX 500
+
+static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors", NULL};
+
+bool catalog_kind_valid(const char *kind) {
+        for (const char *const *k = kinds; *k; k++)
+                if (!strcmp(*k, kind))
+                        return true;
+        return false;
+}
+
+bool catalog_name_ok(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+        return n >= 1 && n <= CATALOG_NAME_MAX &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") >= 1 &&
+               strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+static bool clean_string(json_t *v) {
+        return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* Rejects keys of o outside allowed (NULL-terminated). */
+static int only_keys(json_t *o, const char *const *allowed, struct err_detail *e) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v) {
+                const char *const *a = allowed;
+                for (; *a; a++)
+                        if (!strcmp(*a, key))
+                                break;
+                if (!*a)
+                        return err_set(e, -EINVAL, "unknown_field", "body.%s is not a known field", key);
+        }
+        return 0;
+}
+
+static int opt_string(json_t *o, const char *key, size_t max, struct err_detail *e) {
+        json_t *v = json_object_get(o, key);
+        if (v && (!clean_string(v) || json_string_length(v) > max))
+                return err_set(e, -EINVAL, "invalid_field", "body.%s must be a string of at most %zu bytes", key, max);
+        return 0;
+}
+
+static int validate_image(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", NULL};
+        int k = only_keys(b, keys, e);
+        return k < 0 ? k : opt_string(b, "description", DESCRIPTION_MAX, e);
+}
+
+static int validate_profile(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "rules", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+                return k;
+        json_t *rules = json_object_get(b, "rules");
+        if (!rules)
+                return err_set(e, -EINVAL, "missing_field", "body.rules is required");
+        if (!json_is_array(rules) || json_array_size(rules) == 0 || json_array_size(rules) > PROFILE_RULES_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body.rules must be an array of 1 to %d rules",
+                               PROFILE_RULES_MAX);
+        size_t i;
+        json_t *v;
+        json_array_foreach(rules, i, v) {
+                char host[300];
+                uint32_t port;
+                bool ip;
+                struct err_detail re = {0};
+                if (!clean_string(v) ||
+                    spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &re) < 0)
+                        return err_set(e, -EINVAL, "invalid_field", "body.rules[%zu]: %s", i,
+                                       re.message[0] ? re.message : "must be a string \"host[:port]\"");
+        }
+        return 0;
+}
+
+static bool var_name_ok(const char *s, size_t n) {
+        return n >= 1 && n <= TEMPLATE_VAR_NAME_MAX && !(s[0] >= '0' && s[0] <= '9') &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") >= n;
+}
+
+/* True if v has the template variable type ("string", "integer", "boolean"). */
+bool catalog_var_type_ok(const char *type, json_t *v) {
+        if (!strcmp(type, "string"))
+                return clean_string(v) && json_string_length(v) <= TEMPLATE_STRING_MAX;
+        if (!strcmp(type, "integer"))
+                return json_is_integer(v);
+        if (!strcmp(type, "boolean"))
+                return json_is_boolean(v);
+        return false;
+}
+
+/* Walks the "{{name}}" placeholders of tpl: calls fn for each text chunk
+ * (var NULL) and each placeholder. -EINVAL on an unterminated or bad one. */
+typedef int (*tpl_fn)(void *userdata, const char *text, size_t len, const char *var);
+
+static int template_walk(const char *tpl, tpl_fn fn, void *userdata, struct err_detail *e) {
+        const char *s = tpl;
+        for (;;) {
+                const char *open = strstr(s, "{{");
+                if (!open)
+                        return fn(userdata, s, strlen(s), NULL);
+                int k = fn(userdata, s, (size_t)(open - s), NULL);
+                if (k < 0)
+                        return k;
+                const char *close = strstr(open + 2, "}}");
+                if (!close)
+                        return err_set(e, -EINVAL, "invalid_field", "body.template: \"{{\" without \"}}\"");
+                const char *a = open + 2, *b = close;
+                while (a < b && *a == ' ')
+                        a++;
+                while (b > a && b[-1] == ' ')
+                        b--;
+                char name[TEMPLATE_VAR_NAME_MAX + 1];
+                if (!var_name_ok(a, (size_t)(b - a)) || (size_t)(b - a) > TEMPLATE_VAR_NAME_MAX)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.template: a placeholder must be {{name}} with name [A-Za-z_][A-Za-z0-9_]*");
+                memcpy(name, a, (size_t)(b - a));
+                name[b - a] = '\0';
+                if ((k = fn(userdata, NULL, 0, name)) < 0)
+                        return k;
+                s = close + 2;
+        }
+}
+
+struct tpl_check {
+        json_t *vars;
+        struct err_detail *e;
+};
+
+static int tpl_check_var(void *userdata, const char *text, size_t len, const char *var) {
+        struct tpl_check *c = userdata;
+        (void)text;
+        (void)len;
+        if (var && !json_object_get(c->vars, var))
+                return err_set(c->e, -EINVAL, "invalid_field", "body.template: {{%s}} is not declared in body.vars",
+                               var);
+        return 0;
+}
+
+static int validate_template(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "template", "vars", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+                return k;
+        json_t *tpl = json_object_get(b, "template"), *vars = json_object_get(b, "vars");
+        if (!tpl)
+                return err_set(e, -EINVAL, "missing_field", "body.template is required");
+        if (!clean_string(tpl) || json_string_length(tpl) == 0 || json_string_length(tpl) > TEMPLATE_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body.template must be a string of 1 to %d bytes",
+                               TEMPLATE_MAX);
+        if (vars && (!json_is_object(vars) || json_object_size(vars) > TEMPLATE_VARS_MAX))
+                return err_set(e, -EINVAL, "invalid_field", "body.vars must be an object of at most %d variables",
+                               TEMPLATE_VARS_MAX);
+        const char *name;
+        json_t *d;
+        json_object_foreach(vars, name, d) {
+                if (!var_name_ok(name, strlen(name)))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.vars: \"%.64s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)", name);
+                if (!json_is_object(d))
+                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s must be an object", name);
+                const char *key;
+                json_t *v;
+                json_object_foreach(d, key, v) {
+                        if (strcmp(key, "type") && strcmp(key, "required") && strcmp(key, "default") &&
+                            strcmp(key, "description"))
+                                return err_set(e, -EINVAL, "unknown_field", "body.vars.%s.%s is not a known field",
+                                               name, key);
+                }
+                json_t *type = json_object_get(d, "type"), *req = json_object_get(d, "required"),
+                       *def = json_object_get(d, "default");
+                if (!json_is_string(type) || (strcmp(json_string_value(type), "string") &&
+                                              strcmp(json_string_value(type), "integer") &&
+                                              strcmp(json_string_value(type), "boolean")))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.vars.%s.type must be \"string\", \"integer\" or \"boolean\"", name);
+                if (req && !json_is_boolean(req))
+                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s.required must be a boolean", name);
+                if (def && !catalog_var_type_ok(json_string_value(type), def))
+                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s.default must be of type %s", name,
+                                       json_string_value(type));
+                if ((k = opt_string(d, "description", DESCRIPTION_MAX, e)) < 0)
+                        return k;
+        }
+        struct tpl_check c = {.vars = vars, .e = e};
+        return template_walk(json_string_value(tpl), tpl_check_var, &c, e);
+}
+
+struct tpl_render {
+        json_t *template_vars, *values;
+        char *buf;
+        size_t len;
+        FILE *f;
+};
+
+static int tpl_render_chunk(void *userdata, const char *text, size_t len, const char *var) {
+        struct tpl_render *t = userdata;
+        if (!var) {
+                fwrite(text, 1, len, t->f);
+                return 0;
+        }
+        json_t *v = json_object_get(t->values, var);
+        if (json_is_string(v))
+                fputs(json_string_value(v), t->f);
+        else if (json_is_integer(v))
+                fprintf(t->f, "%lld", (long long)json_integer_value(v));
+        else if (json_is_boolean(v))
+                fputs(json_is_true(v) ? "true" : "false", t->f);
+        return 0;
+}
+
+int catalog_render_prompt(json_t *template_body, json_t *vars, const char *field, char **ret,
+                          struct err_detail *e) {
+        json_t *decl = json_object_get(template_body, "vars");
+        if (vars && !json_is_object(vars))
+                return err_set(e, -EINVAL, "invalid_field", "%s.vars must be an object", field);
+        const char *name;
+        json_t *v;
+        json_object_foreach(vars, name, v) {
+                json_t *d = json_object_get(decl, name);
+                if (!d)
+                        return err_set(e, -EINVAL, "unknown_field", "%s.vars.%.64s is not a variable of the template",
+                                       field, name);
+                const char *type = json_string_value(json_object_get(d, "type"));
+                if (!catalog_var_type_ok(type, v))
+                        return err_set(e, -EINVAL, "invalid_field", "%s.vars.%s must be of type %s", field, name, type);
+        }
+        /* values: given, else the default; a required one without either is an error */
+        _cleanup_json_ json_t *values = json_object();
+        if (!values)
+                return -ENOMEM;
+        json_object_foreach(decl, name, v) {
+                json_t *given = json_object_get(vars, name), *def = json_object_get(v, "default");
+                if (given)
+                        json_object_set(values, name, given);
+                else if (def)
+                        json_object_set(values, name, def);
+                else if (json_is_true(json_object_get(v, "required")))
+                        return err_set(e, -EINVAL, "missing_field", "%s.vars.%s is required by the template", field,
+                                       name);
+        }
+        struct tpl_render t = {.values = values};
+        t.f = open_memstream(&t.buf, &t.len);
+        if (!t.f)
+                return -ENOMEM;
+        int k = template_walk(json_string_value(json_object_get(template_body, "template")), tpl_render_chunk, &t,
+                              e);
+        fclose(t.f);
+        if (k < 0) {
+                free(t.buf);
+                return k;
+        }
+        *ret = t.buf;
+        return 0;
+}
+
+static int validate_skill(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "instructions", "files", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0 ||
+            (k = opt_string(b, "instructions", SKILL_BYTES_MAX, e)) < 0)
+                return k;
+        json_t *files = json_object_get(b, "files");
+        size_t total = json_string_length(json_object_get(b, "instructions"));
+        if (files) {
+                if (!json_is_object(files) || json_object_size(files) > SKILL_FILES_MAX)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.files must be an object {path: content} of at most %d files",
+                                       SKILL_FILES_MAX);
+                const char *path;
+                json_t *v;
+                json_object_foreach(files, path, v) {
+                        if (!spec_path_ok(path, strlen(path)) || !strcmp(path, "SKILL.md"))
+                                return err_set(e, -EINVAL, "invalid_field",
+                                               "body.files: \"%.128s\" must be a relative path without \"..\" "
+                                               "(and not SKILL.md)", path);
+                        if (!json_is_string(v))
+                                return err_set(e, -EINVAL, "invalid_field", "body.files[\"%.128s\"] must be a string",
+                                               path);
+                        total += json_string_length(v);
+                }
+        }
+        if (total > SKILL_BYTES_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body: a skill may hold at most %d bytes", SKILL_BYTES_MAX);
+        return 0;
+}
+
+static int validate_connector(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "transport", "command", "url", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+                return k;
+        json_t *tr = json_object_get(b, "transport"), *cmd = json_object_get(b, "command"),
+               *url = json_object_get(b, "url");
+        if (!tr)
+                return err_set(e, -EINVAL, "missing_field", "body.transport is required");
+        const char *t = json_is_string(tr) ? json_string_value(tr) : "";
+        if (!strcmp(t, "stdio")) {
+                if (url)
+                        return err_set(e, -EINVAL, "invalid_field", "body.url is for transport \"http\"");
+                if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > CONNECTOR_ITEMS_MAX)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.command must be a non-empty array of at most %d strings",
+                                       CONNECTOR_ITEMS_MAX);
+                size_t i;
+                json_t *v;
+                json_array_foreach(cmd, i, v) {
+                        if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > CONNECTOR_ITEM_MAX)
+                                return err_set(e, -EINVAL, "invalid_field", "body.command[%zu] must be a non-empty string",
+                                               i);
+                }
+                return 0;
+        }
+        if (!strcmp(t, "http")) {
+                if (cmd)
+                        return err_set(e, -EINVAL, "invalid_field", "body.command is for transport \"stdio\"");
+                if (!clean_string(url) || json_string_length(url) > CONNECTOR_ITEM_MAX ||
+                    (strncmp(json_string_value(url), "https://", 8) && strncmp(json_string_value(url), "http://", 7)))
+                        return err_set(e, -EINVAL, "invalid_field", "body.url must be an http(s) URL");
+                return 0;
+        }
+        return err_set(e, -EINVAL, "invalid_field", "body.transport must be \"stdio\" or \"http\"");
+}
+
+int catalog_validate_body(const char *kind, json_t *body, struct err_detail *e) {
+        if (!json_is_object(body))
+                return err_set(e, -EINVAL, "invalid_field", "body must be an object");
+        if (!strcmp(kind, "images"))
+                return validate_image(body, e);
+        if (!strcmp(kind, "egress-profiles"))
+                return validate_profile(body, e);
+        if (!strcmp(kind, "prompt-templates"))
+                return validate_template(body, e);
+        if (!strcmp(kind, "skills"))
+                return validate_skill(body, e);
+        if (!strcmp(kind, "connectors"))
+                return validate_connector(body, e);
+        return err_set(e, -EINVAL, "invalid_field", "unknown kind");
+}
+
+/* ---- lookups (spec validation and resolution, policy.c) */
+
+int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,
+                   struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {tenant_id, kind, ref};
+        /* an id, or (for people writing specs by hand) a name */
+        int k = pg_exec(d->conn,
+                        "SELECT id::text, name, state, body::text FROM api.catalog_items "
+                        "WHERE tenant_id = $1 AND kind = $2 AND (id::text = $3 OR name = $3)",
+                        3, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        json_t *body = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+        if (!body)
+                return -EIO;
+        *ret = json_pack("{s:s, s:s, s:s, s:o}", "id", PQgetvalue(res, 0, 0), "name", PQgetvalue(res, 0, 1),
+                         "state", PQgetvalue(res, 0, 2), "body", body);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- HTTP */
+
+#define ITEM_COLUMNS                                                                                     \
+        "id::text, kind, name, state, managed, body::text, created_by, " DB_TS("created_at") ", " \
+        DB_TS("updated_at") ", approved_by, " DB_TS("approved_at")
+
+static json_t *item_json(const PGresult *res, int row) {
+        json_t *body = json_loads(PQgetvalue(res, row, 5), 0, NULL);
+        return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s, s:o, s:o}", "id", PQgetvalue(res, row, 0),
+                         "kind", PQgetvalue(res, row, 1), "name", PQgetvalue(res, row, 2), "state",
+                         PQgetvalue(res, row, 3), "managed", PQgetvalue(res, row, 4)[0] == 't', "body",
+                         body ? body : json_object(), "created_by", PQgetvalue(res, row, 6), "created_at",
+                         PQgetvalue(res, row, 7), "updated_at", PQgetvalue(res, row, 8), "approved_by",
+                         db_json_str(res, row, 9), "approved_at", db_json_str(res, row, 10));
+}
+
+/* Opens the tenant's database and checks the caller's permission on the
+ * catalog: reads need membership of a team of the tenant (any role),
+ * writes the route's permission in some team (tenant_admin holds all). */
+static int catalog_open(struct api_req *r, struct db *d, bool write) {
+        if (!catalog_kind_valid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found",
+                                "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors)");
+        struct err_detail e = {0};
+        int k = db_open(d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        k = api_authz_tenant(d, &r->caller, write ? r->perm : PERM_USER, &e);
+        if (k == -EPERM)
+                return api_fail(r, -EPERM, "forbidden",
+                                write ? (r->perm == PERM_CATALOG_APPROVE
+                                                 ? "approving catalog items needs the security_admin role"
+                                                 : "changing the catalog needs the sandbox_author role")
+                                      : "reading the catalog needs a role in a team of the tenant");
+        if (k < 0)
+                return db_fail(r, k, &e, "check catalog permission");
+        return 0;
+}
+
+int catalog_list(struct api_req *r) {
+        _cleanup_db_ struct db d = {0};
+        int k = catalog_open(r, &d, false);
+        if (k < 0)
+                return k;
+        char lbuf[16], cbuf[CATALOG_NAME_MAX + 8], sbuf[16];
+        int limit = LIST_LIMIT_DEFAULT;
+        const char *l = api_query(r, "limit", lbuf, sizeof lbuf);
+        if (l) {
+                char *end;
+                long n = strtol(l, &end, 10);
+                if (*end || n < 1 || n > LIST_LIMIT_MAX)
+                        return api_fail(r, -EINVAL, "invalid_field", "limit must be 1 to %d", LIST_LIMIT_MAX);
+                limit = (int)n;
+        }
+        const char *cursor = api_query(r, "cursor", cbuf, sizeof cbuf);
+        const char *state = api_query(r, "state", sbuf, sizeof sbuf);
+        if (state && strcmp(state, "draft") && strcmp(state, "approved"))
+                return api_fail(r, -EINVAL, "invalid_field", "state must be \"draft\" or \"approved\"");
+        char lim[16];
+        snprintf(lim, sizeof lim, "%d", limit + 1);
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        /* the cursor is the last name seen: names are unique per kind */
+        const char *params[] = {r->caller.tenant_id, r->params[0], cursor ? cursor : "", lim, state};
+        k = pg_exec(d.conn,
+                    "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE tenant_id = $1 AND kind = $2 "
+                    "AND name > $3 AND ($5::text IS NULL OR state = $5) ORDER BY name LIMIT $4::integer",
+                    5, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "list catalog items");
+        json_t *items = json_array();
+        int n = PQntuples(res);
+        for (int i = 0; i < n && i < limit; i++)
+                json_array_append_new(items, item_json(res, i));
+        r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
+                           n > limit ? json_string(PQgetvalue(res, limit - 1, 2)) : json_null());
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+static int load_item(struct api_req *r, struct db *d, PGresult **res) {
+        struct err_detail e = {0};
+        if (!id_is_uuid(r->params[1]))
+                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
+        const char *params[] = {r->params[1], r->caller.tenant_id, r->params[0]};
+        int k = pg_exec(d->conn,
+                        "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2 AND kind = $3",
+                        3, params, res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load catalog item");
+        if (PQntuples(*res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
+        return 0;
+}
+
+int catalog_get(struct api_req *r) {
+        _cleanup_db_ struct db d = {0};
+        int k = catalog_open(r, &d, false);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        if ((k = load_item(r, &d, &res)) < 0)
+                return k;
+        r->out = item_json(res, 0);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+/* Reads {name?, body?} of a create (both required) or patch. */
+static int parse_item(struct api_req *r, json_t *in, bool create, const char **name, json_t **body) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(in, key, v) {
+                if (strcmp(key, "name") && strcmp(key, "body"))
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        json_t *jn = json_object_get(in, "name");
+        *body = json_object_get(in, "body");
+        if (create && !jn)
+                return api_fail(r, -EINVAL, "missing_field", "name is required");
+        if (create && !*body)
+                return api_fail(r, -EINVAL, "missing_field", "body is required");
+        if (jn && (!clean_string(jn) || !catalog_name_ok(json_string_value(jn))))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
+                                CATALOG_NAME_MAX);
+        *name = jn ? json_string_value(jn) : NULL;
+        struct err_detail e = {0};
+        if (*body && catalog_validate_body(r->params[0], *body, &e) < 0)
+                return api_fail(r, -EINVAL, e.code, "%s", e.message);
+        return 0;
+}
+
+static int finish_write(struct api_req *r, struct db *d, const char *action, const char *id, json_t *change) {
+        struct err_detail e = {0};
+        int k = api_audit(r, action, "catalog_item", id, "success", change);
+        if (k < 0) {
+                pg_rollback(d->conn);
+                return k;
+        }
+        if ((k = pg_commit(d->conn, &e)) < 0)
+                return db_fail(r, k, &e, "commit catalog change");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        if ((k = pg_exec(d->conn, "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2",
+                         2, params, &res, &e)) < 0)
+                return db_fail(r, k, &e, "load catalog item");
+        r->out = PQntuples(res) == 1 ? item_json(res, 0) : NULL;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int catalog_create(struct api_req *r) {
+        _cleanup_db_ struct db d = {0};
+        int k = catalog_open(r, &d, true);
+        if (k < 0)
+                return k;
+        _cleanup_json_ json_t *in = NULL;
+        if ((k = api_body_object(r, &in)) < 0)
+                return k;
+        const char *name;
+        json_t *body;
+        if ((k = parse_item(r, in, true, &name, &body)) < 0)
+                return k;
+        char id[UUID_STR_LEN], actor[UUID_STR_LEN + 8];
+        if (id_new_uuid(id) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+        snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
+        _cleanup_free_ char *bodys = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!bodys)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        struct err_detail e = {0};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin");
+        const char *params[] = {id, r->caller.tenant_id, r->params[0], name, bodys, actor};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.catalog_items (id, tenant_id, kind, name, body, created_by) "
+                    "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+                    6, params, NULL, &e);
+        if (k == -EEXIST) {
+                pg_rollback(d.conn);
+                return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
+        }
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "insert catalog item");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O}", "kind", r->params[0], "name", name, "body", body);
+        if ((k = finish_write(r, &d, "catalog.create", id, change)) < 0)
+                return k;
+        r->status = 201;
+        return 0;
+}
+
+int catalog_patch(struct api_req *r) {
+        _cleanup_db_ struct db d = {0};
+        int k = catalog_open(r, &d, true);
+        if (k < 0)
+                return k;
+        _cleanup_json_ json_t *in = NULL;
+        if ((k = api_body_object(r, &in)) < 0)
+                return k;
+        const char *name;
+        json_t *body;
+        if ((k = parse_item(r, in, false, &name, &body)) < 0)
+                return k;
+        _cleanup_pgres_ PGresult *cur = NULL;
+        if ((k = load_item(r, &d, &cur)) < 0)
+                return k;
+        _cleanup_free_ char *bodys = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (body && !bodys)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        struct err_detail e = {0};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin");
+        /* any change needs approval again */
+        const char *params[] = {r->params[1], r->caller.tenant_id, name, bodys};
+        k = pg_exec(d.conn,
+                    "UPDATE api.catalog_items SET name = coalesce($3, name), body = coalesce($4::jsonb, body), "
+                    "state = 'draft', approved_by = NULL, approved_at = NULL, updated_at = now() "
+                    "WHERE id = $1 AND tenant_id = $2",
+                    4, params, NULL, &e);
+        if (k == -EEXIST) {
+                pg_rollback(d.conn);
+                return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
+        }
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "update catalog item");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?, s:s}", "kind", r->params[0], "name", name,
+                                                  "body", body, "state", "draft");
+        if ((k = finish_write(r, &d, "catalog.update", r->params[1], change)) < 0)
+                return k;
+        r->status = 200;
+        return 0;
+}
+
+int catalog_approve(struct api_req *r) {
+        _cleanup_db_ struct db d = {0};
+        int k = catalog_open(r, &d, true);
+        if (k < 0)
+                return k;
+        if (r->body && r->body_len) {
+                _cleanup_json_ json_t *in = NULL;
+                if ((k = api_body_object(r, &in)) < 0)
+                        return k;
+                const char *key;
+                json_t *v;
+                json_object_foreach(in, key, v) {
+                        if (strcmp(key, "comment"))
+                                return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+                        if (!clean_string(v) || json_string_length(v) > DESCRIPTION_MAX)
+                                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string");
+                }
+        }
+        _cleanup_pgres_ PGresult *cur = NULL;
+        if ((k = load_item(r, &d, &cur)) < 0)
+                return k;
+        char actor[UUID_STR_LEN + 8];
+        snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
+        struct err_detail e = {0};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "begin");
+        const char *params[] = {r->params[1], r->caller.tenant_id, actor};
+        k = pg_exec(d.conn,
+                    "UPDATE api.catalog_items SET state = 'approved', approved_by = $3, approved_at = now() "
+                    "WHERE id = $1 AND tenant_id = $2",
+                    3, params, NULL, &e);
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "approve catalog item");
+        }
+        /* the approved content is what the hash in the audit record covers */
+        json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:o?, s:s}", "kind", r->params[0], "name",
+                                                  PQgetvalue(cur, 0, 2), "body", body, "state", "approved");
+        if ((k = finish_write(r, &d, "catalog.approve", r->params[1], change)) < 0)
+                return k;
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "item", r->params[1], "user", r->caller.user_id),
+                "catalog item approved");
+        r->status = 200;
+        return 0;
+}
+
+/* ---- `paddock-api import-skills --tenant NAME DIR` */
+
+/* Appends the regular files under dir (relative names prefixed by rel) to
+ * files, skipping SKILL.md at the top and dot files; bounded in count and size. */
+static int collect_files(const char *dir, const char *rel, int depth, json_t *files, size_t *total,
+                         struct err_detail *e) {
+        if (depth > 4)
+                return 0;
+        struct dirent **ents = NULL;
+        int n = scandir(dir, &ents, NULL, alphasort);
+        if (n < 0)
+                return err_set(e, -errno, "io", "%s: %s", dir, strerror(errno));
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+                const char *nm = ents[i]->d_name;
+                if (k < 0 || nm[0] == '.' || (depth == 0 && !strcmp(nm, "SKILL.md")))
+                        continue;
+                char path[4096], relp[1024];
+                snprintf(path, sizeof path, "%s/%s", dir, nm);
+                snprintf(relp, sizeof relp, "%s%s%s", rel, rel[0] ? "/" : "", nm);
+                struct stat st;
+                if (lstat(path, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        k = collect_files(path, relp, depth + 1, files, total, e);
+                        continue;
+                }
+                if (!S_ISREG(st.st_mode))
+                        continue; /* no symlinks out of the folder */
+                if (json_object_size(files) >= SKILL_FILES_MAX || *total + (size_t)st.st_size > SKILL_BYTES_MAX) {
+                        k = err_set(e, -E2BIG, "too_large", "%s: a skill may hold at most %d files and %d bytes",
+                                    path, SKILL_FILES_MAX, SKILL_BYTES_MAX);
+                        continue;
+                }
+                FILE *f = fopen(path, "re");
+                if (!f) {
+                        k = err_set(e, -errno, "io", "%s: %s", path, strerror(errno));
+                        continue;
+                }
+                char *buf = malloc((size_t)st.st_size + 1);
+                size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+                fclose(f);
+                if (buf) {
+                        json_object_set_new(files, relp, json_stringn(buf, got));
+                        *total += got;
+                }
+                free(buf);
+        }
+        for (int i = 0; i < n; i++)
+                free(ents[i]);
+        free(ents);
+        return k;
+}
+
+/* SKILL.md: "---" line, "key: value" lines (name, description), "---" line,
+ * then the instructions. */
+static int parse_skill_md(const char *text, char **name, char **desc, const char **instructions,
+                          struct err_detail *e) {
+        if (strncmp(text, "---\n", 4))
+                return err_set(e, -EINVAL, "invalid_field", "SKILL.md must start with a \"---\" front matter line");
+        const char *s = text + 4;
+        for (;;) {
+                const char *nl = strchr(s, '\n');
+                if (!nl)
+                        return err_set(e, -EINVAL, "invalid_field", "SKILL.md: front matter is not closed by \"---\"");
+                size_t len = (size_t)(nl - s);
+                if (len == 3 && !strncmp(s, "---", 3)) {
+                        *instructions = nl + 1;
+                        break;
+                }
+                const char *colon = memchr(s, ':', len);
+                if (colon) {
+                        const char *v = colon + 1;
+                        while (v < nl && *v == ' ')
+                                v++;
+                        size_t vl = (size_t)(nl - v);
+                        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\r'))
+                                vl--;
+                        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0])
+                                v++, vl -= 2;
+                        size_t kl = (size_t)(colon - s);
+                        if (kl == 4 && !strncmp(s, "name", 4)) {
+                                free(*name);
+                                *name = strndup(v, vl);
+                        } else if (kl == 11 && !strncmp(s, "description", 11)) {
+                                free(*desc);
+                                *desc = strndup(v, vl);
+                        }
+                }
+                s = nl + 1;
+        }
+        if (!*name || !catalog_name_ok(*name))
+                return err_set(e, -EINVAL, "invalid_field", "SKILL.md: name: must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+                               CATALOG_NAME_MAX);
+        return 0;
+}
+
+static char *read_text(const char *path, size_t max, struct err_detail *e) {
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                err_set(e, -errno, "io", "%s: %s", path, strerror(errno));
+                return NULL;
+        }
+        char *buf = malloc(max + 1);
+        size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+        fclose(f);
+        if (!buf || n > max) {
+                free(buf);
+                err_set(e, -E2BIG, "too_large", "%s is larger than %zu bytes", path, max);
+                return NULL;
+        }
+        buf[n] = '\0';
+        return buf;
+}
+
+/* Imports one skill directory; prints what happened. */
+static int import_one(struct db *d, const char *tenant_id, const char *dir, struct err_detail *e) {
+        char md[4200];
+        snprintf(md, sizeof md, "%s/SKILL.md", dir);
+        _cleanup_free_ char *text = read_text(md, SKILL_BYTES_MAX, e);
+        if (!text)
+                return e->errnum ? e->errnum : -EIO;
+        _cleanup_free_ char *name = NULL, *desc = NULL;
+        const char *instructions = NULL;
+        int k = parse_skill_md(text, &name, &desc, &instructions, e);
+        if (k < 0)
+                return k;
+        _cleanup_json_ json_t *files = json_object();
+        size_t total = strlen(instructions);
+        if ((k = collect_files(dir, "", 0, files, &total, e)) < 0)
+                return k;
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:O}", "description", desc ? desc : "", "instructions",
+                                                instructions, "files", files);
+        if (!body)
+                return err_set(e, -EINVAL, "invalid_field", "%s: not valid UTF-8", md);
+        if ((k = catalog_validate_body("skills", body, e)) < 0)
+                return k;
+        _cleanup_free_ char *bodys = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+        char id[UUID_STR_LEN];
+        if (!bodys || id_new_uuid(id) < 0)
+                return -ENOMEM;
+        /* idempotent by name: unchanged stays (and stays approved), a change
+         * is stored as a draft that needs approval again */
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, tenant_id, name, bodys};
+        k = pg_exec(d->conn,
+                    "INSERT INTO api.catalog_items AS c (id, tenant_id, kind, name, body, created_by) "
+                    "VALUES ($1, $2, 'skills', $3, $4::jsonb, 'import') "
+                    "ON CONFLICT (tenant_id, kind, name) DO UPDATE SET body = EXCLUDED.body, state = 'draft', "
+                    "approved_by = NULL, approved_at = NULL, updated_at = now() WHERE c.body <> EXCLUDED.body "
+                    "RETURNING (xmax = 0), id::text",
+                    4, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) == 0)
+                printf("unchanged %s\n", name);
+        else
+                printf("%s %s %s\n", PQgetvalue(res, 0, 0)[0] == 't' ? "created" : "updated", name,
+                       PQgetvalue(res, 0, 1));
+        return 0;
+}
+
+int catalog_import_skills_main(struct api *a, int argc, char **argv) {
+        const char *tenant = NULL;
+        static const struct option opts[] = {{"tenant", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                if (c == 't')
+                        tenant = optarg;
+                else
+                        return 64;
+        }
+        if (!tenant || optind != argc - 1) {
+                fprintf(stderr, "usage: paddock-api import-skills --tenant NAME DIR\n"
+                                "  imports DIR/*/SKILL.md as draft skills of the tenant (by name: changed ones are updated)\n");
+                return 64;
+        }
+        const char *root = argv[optind];
+        if (api_migrate(a, 30) < 0)
+                return 1;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if (db_open(&d, a, NULL, &e) < 0) {
+                log_error("could not connect to postgresql: %s", e.message);
+                return 1;
+        }
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *tp[] = {tenant};
+        if (pg_exec(d.conn, "SELECT id::text FROM api.tenants WHERE name = $1", 1, tp, &res, &e) < 0) {
+                log_error("could not look up tenant: %s", e.message);
+                return 1;
+        }
+        if (PQntuples(res) != 1) {
+                fprintf(stderr, "paddock-api: no tenant named \"%s\"\n", tenant);
+                return 1;
+        }
+        char tenant_id[UUID_STR_LEN];
+        snprintf(tenant_id, sizeof tenant_id, "%s", PQgetvalue(res, 0, 0));
+        db_close(&d);
+        if (db_open(&d, a, tenant_id, &e) < 0) {
+                log_error("could not connect to postgresql: %s", e.message);
+                return 1;
+        }
+        struct dirent **ents = NULL;
+        int n = scandir(root, &ents, NULL, alphasort);
+        if (n < 0) {
+                fprintf(stderr, "paddock-api: %s: %s\n", root, strerror(errno));
+                return 1;
+        }
+        int rc = 0, found = 0;
+        for (int i = 0; i < n; i++) {
+                char dir[4096], md[4200];
+                snprintf(dir, sizeof dir, "%s/%s", root, ents[i]->d_name);
+                snprintf(md, sizeof md, "%s/SKILL.md", dir);
+                struct stat st;
+                if (ents[i]->d_name[0] != '.' && stat(md, &st) == 0 && S_ISREG(st.st_mode)) {
+                        found++;
+                        struct err_detail ie = {0};
+                        if (import_one(&d, tenant_id, dir, &ie) < 0) {
+                                fprintf(stderr, "paddock-api: %s: %s\n", dir, ie.message[0] ? ie.message : "failed");
+                                rc = 1;
+                        }
+                }
+                free(ents[i]);
+        }
+        free(ents);
+        if (!found) {
+                fprintf(stderr, "paddock-api: no */SKILL.md under %s\n", root);
+                rc = 1;
+        }
+        return rc;
+}

@@ -1,0 +1,252 @@
+/* The resolved policy of a sandbox spec: catalog references looked up (and
+ * required to be approved), egress profiles expanded after the explicit allow
+ * rules, limits with their defaults, the prompt rendered, skills laid out as
+ * managed files. policy_resolve() is the one place this happens: spec
+ * validation calls it to refuse what cannot be resolved, runs.c builds the
+ * run snapshot from its result, and GET .../effective-policy shows it. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+#define SKILLS_DIR ".paddock/skills"
+
+static int ref_item(struct db *d, const char *tenant_id, const char *kind, json_t *ref, const char *field,
+                    json_t **ret, struct err_detail *e) {
+        const char *s = json_string_value(ref);
+        if (!s)
+                return err_set(e, -EINVAL, "invalid_field", "%s must be a catalog id", field);
+        int k = catalog_lookup(d, tenant_id, kind, s, ret, e);
+        if (k == -ENOENT)
+                return err_set(e, -EINVAL, "invalid_field", "%s: no %s catalog item \"%.128s\"", field, kind, s);
+        if (k < 0)
+                return k;
+        if (strcmp(json_string_value(json_object_get(*ret, "state")), "approved")) {
+                err_set(e, -EINVAL, "not_approved", "%s: catalog item %s (%s) is not approved", field,
+                        json_string_value(json_object_get(*ret, "id")),
+                        json_string_value(json_object_get(*ret, "name")));
+                json_decref(*ret);
+                *ret = NULL;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int add_rule(json_t *rules, const char *text, const char *source, struct err_detail *e) {
+        char host[300];
+        uint32_t port;
+        bool ip;
+        if (spec_egress_rule_parse(text, host, sizeof host, &port, &ip, e) < 0)
+                return -EINVAL;
+        return json_array_append_new(rules, json_pack("{s:s, s:i, s:s}", "host", host, "port", (int)port, "source",
+                                                      source)) < 0 ? -ENOMEM : 0;
+}
+
+static int resolve_egress(struct db *d, const char *tenant_id, json_t *spec, json_t *out, struct err_detail *e) {
+        json_t *je = json_object_get(spec, "egress");
+        json_t *rules = json_array(), *profiles = json_array();
+        json_object_set_new(out, "egress", json_pack("{s:o, s:o, s:s, s:i}", "rules", rules, "profiles", profiles,
+                                                     "unknown",
+                                                     json_is_string(json_object_get(je, "unknown"))
+                                                             ? json_string_value(json_object_get(je, "unknown"))
+                                                             : "deny",
+                                                     "ask_timeout_s", POLICY_ASK_TIMEOUT_S));
+        size_t i;
+        json_t *v;
+        int k;
+        /* evaluation order: the explicit allow rules, then each profile's rules */
+        json_array_foreach(json_object_get(je, "allow"), i, v) {
+                if ((k = add_rule(rules, json_string_value(v), "allow", e)) < 0)
+                        return k;
+        }
+        json_array_foreach(json_object_get(je, "profiles"), i, v) {
+                char field[64], source[64];
+                snprintf(field, sizeof field, "spec.egress.profiles[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "egress-profiles", v, field, &item, e)) < 0)
+                        return k;
+                const char *id = json_string_value(json_object_get(item, "id"));
+                snprintf(source, sizeof source, "profile:%s", id);
+                json_array_append_new(profiles, json_pack("{s:s, s:s}", "id", id, "name",
+                                                          json_string_value(json_object_get(item, "name"))));
+                size_t j;
+                json_t *rule;
+                json_array_foreach(json_object_get(json_object_get(item, "body"), "rules"), j, rule) {
+                        if ((k = add_rule(rules, json_string_value(rule), source, e)) < 0)
+                                return k;
+                }
+        }
+        return 0;
+}
+
+static int resolve_limits(json_t *spec, json_t *out) {
+        json_t *jl = json_object_get(spec, "limits");
+        json_t *limits = json_pack("{s:i, s:f, s:i, s:i, s:i}", "timeout_s", POLICY_DEFAULT_TIMEOUT_S, "cpus",
+                                   POLICY_DEFAULT_CPUS, "memory_mb", POLICY_DEFAULT_MEMORY_MB, "disk_mb",
+                                   POLICY_DEFAULT_DISK_MB, "pids", POLICY_DEFAULT_PIDS);
+        if (!limits)
+                return -ENOMEM;
+        const char *key;
+        json_t *v;
+        json_object_foreach(jl, key, v) {
+                if (json_object_get(limits, key))
+                        json_object_set(limits, key, v);
+        }
+        /* cpus is a number: keep it one even when the spec wrote an integer */
+        json_t *cpus = json_object_get(limits, "cpus");
+        if (json_is_integer(cpus))
+                json_object_set_new(limits, "cpus", json_real((double)json_integer_value(cpus)));
+        return json_object_set_new(out, "limits", limits);
+}
+
+static int add_file(json_t *files, const char *path, json_t *content, int mode, const char *source) {
+        return json_array_append_new(files, json_pack("{s:s, s:O, s:i, s:s}", "path", path, "content", content,
+                                                      "mode", mode, "source", source)) < 0 ? -ENOMEM : 0;
+}
+
+static int resolve_files(struct db *d, const char *tenant_id, json_t *spec, json_t *out, struct err_detail *e) {
+        json_t *files = json_array(), *skills = json_array();
+        json_object_set_new(out, "files", files);
+        json_object_set_new(out, "skills", skills);
+        size_t i;
+        json_t *f;
+        int k;
+        json_array_foreach(json_object_get(spec, "files"), i, f) {
+                json_t *mode = json_object_get(f, "mode");
+                unsigned m = 0644;
+                if (mode && spec_parse_mode(json_string_value(mode), &m) < 0)
+                        return err_set(e, -EINVAL, "invalid_field", "spec.files[%zu].mode is invalid", i);
+                if ((k = add_file(files, json_string_value(json_object_get(f, "path")), json_object_get(f, "content"),
+                                  (int)m, "spec")) < 0)
+                        return k;
+        }
+        /* each skill becomes .paddock/skills/<name>/SKILL.md plus its files */
+        json_array_foreach(json_object_get(spec, "skills"), i, f) {
+                char field[64], path[1400], source[64];
+                snprintf(field, sizeof field, "spec.skills[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "skills", f, field, &item, e)) < 0)
+                        return k;
+                const char *name = json_string_value(json_object_get(item, "name"));
+                const char *id = json_string_value(json_object_get(item, "id"));
+                json_t *body = json_object_get(item, "body");
+                snprintf(source, sizeof source, "skill:%s", id);
+                json_array_append_new(skills, json_pack("{s:s, s:s}", "id", id, "name", name));
+                const char *desc = json_string_value(json_object_get(body, "description"));
+                const char *ins = json_string_value(json_object_get(body, "instructions"));
+                _cleanup_free_ char *md = NULL;
+                if (asprintf(&md, "---\nname: %s\ndescription: %s\n---\n%s", name, desc ? desc : "", ins ? ins : "") < 0)
+                        return -ENOMEM;
+                snprintf(path, sizeof path, SKILLS_DIR "/%s/SKILL.md", name);
+                _cleanup_json_ json_t *content = json_string(md);
+                if (!content || (k = add_file(files, path, content, 0644, source)) < 0)
+                        return -ENOMEM;
+                const char *fp;
+                json_t *fc;
+                json_object_foreach(json_object_get(body, "files"), fp, fc) {
+                        snprintf(path, sizeof path, SKILLS_DIR "/%s/%s", name, fp);
+                        if ((k = add_file(files, path, fc, 0644, source)) < 0)
+                                return k;
+                }
+        }
+        return 0;
+}
+
+int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e) {
+        _cleanup_json_ json_t *out = json_object();
+        if (!out)
+                return -ENOMEM;
+        int k;
+        json_t *v;
+        json_object_set_new(out, "image", json_null());
+        if ((v = json_object_get(spec, "image"))) {
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "images", v, "spec.image", &item, e)) < 0)
+                        return k;
+                /* the runner resolves the image by name */
+                json_object_set(out, "image", json_object_get(item, "name"));
+                json_object_set(out, "image_id", json_object_get(item, "id"));
+        }
+        if ((k = resolve_egress(d, tenant_id, spec, out, e)) < 0 || (k = resolve_limits(spec, out)) < 0 ||
+            (k = resolve_files(d, tenant_id, spec, out, e)) < 0)
+                return k;
+        json_t *secrets = json_array();
+        size_t i;
+        json_array_foreach(json_object_get(spec, "secrets"), i, v)
+                json_array_append_new(secrets, json_pack("{s:O, s:O}", "name", json_object_get(v, "name"), "as",
+                                                         json_object_get(v, "as")));
+        json_object_set_new(out, "secrets", secrets);
+        json_object_set_new(out, "prompt", json_null());
+        json_t *jp = json_object_get(spec, "prompt");
+        if (jp) {
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "prompt-templates", json_object_get(jp, "template"),
+                                  "spec.prompt.template", &item, e)) < 0)
+                        return k;
+                _cleanup_free_ char *text = NULL;
+                if ((k = catalog_render_prompt(json_object_get(item, "body"), json_object_get(jp, "vars"),
+                                               "spec.prompt", &text, e)) < 0)
+                        return k;
+                json_object_set_new(out, "prompt", json_string(text));
+                json_object_set_new(out, "prompt_template",
+                                    json_pack("{s:O, s:O}", "id", json_object_get(item, "id"), "name",
+                                              json_object_get(item, "name")));
+        }
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/* GET /v1/sandboxes/{id}/versions/{v}/effective-policy */
+int policy_effective(struct api_req *r) {
+        const char *id = r->params[0], *ver = r->params[1];
+        size_t vl = strlen(ver);
+        if (!id_is_uuid(id) || vl == 0 || vl > 9 || strspn(ver, "0123456789") != vl)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id, ver};
+        k = pg_exec(d.conn,
+                    "SELECT s.team_id, v.spec::text, v.spec_sha256 FROM api.sandboxes s "
+                    "JOIN api.sandbox_versions v ON v.sandbox_id = s.id AND v.tenant_id = s.tenant_id "
+                    "WHERE s.id = $1 AND s.tenant_id = $2 AND v.version = $3::integer",
+                    3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load sandbox version");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        if (!spec)
+                return api_fail(r, -EIO, "internal", "could not load the published spec");
+        json_t *pol = NULL;
+        k = policy_resolve(&d, r->caller.tenant_id, spec, &pol, &e);
+        if (k == -EINVAL)
+                /* an item it uses was changed back to draft since publishing */
+                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+        if (k < 0)
+                return db_fail(r, k, &e, "resolve policy");
+        /* file contents stay in the definition; the view says what lands where */
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(pol, "files"), i, f) {
+                json_object_set_new(f, "size", json_integer((json_int_t)json_string_length(json_object_get(f, "content"))));
+                json_object_del(f, "content");
+        }
+        json_object_set(pol, "agent", json_object_get(spec, "agent"));
+        json_object_set_new(pol, "sandbox", json_string(id));
+        json_object_set_new(pol, "version", json_integer(atoll(ver)));
+        json_object_set_new(pol, "spec_sha256", json_string(PQgetvalue(res, 0, 2)));
+        r->out = pol;
+        r->status = 200;
+        return 0;
+}
