@@ -6,27 +6,15 @@
 #include <string.h>
 
 #include "api.h"
+#include "service/service.h"
 #include "core/log.h"
 #include "pg/pg.h"
 
 #define ALL_ROLES "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}"
 
 /* Logs each wait for PostgreSQL (a pg_retry_fn). */
-static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
-        (void)userdata;
-        (void)attempt;
-        log_warn("could not reach postgresql, retrying in %d ms: %s", delay_ms, err->message);
-}
-
 int api_migrate(struct api *a, int wait_s) {
-        struct err_detail e = {0};
-        struct pg_migrate_wait_options o = {.max_wait_ms = wait_s * 1000, .on_retry = migrate_waiting};
-        int r = pg_migrate_wait(a->pg, "api", api_migrations, &o, &e);
-        if (r >= 0)
-                log_info("schema api is up to date (%d migrations applied)", r);
-        else if (r != -ECANCELED)
-                log_error("could not migrate schema api: %s", e.message);
-        return r;
+        return service_migrate(a->pg, "api", api_migrations, wait_s * 1000);
 }
 
 static bool name_ok(const char *s) {

@@ -28,6 +28,7 @@
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "pg/pg.h"
+#include "service/service.h"
 #include "scheduler.h"
 
 extern const struct embedded_file scheduler_migrations[];
@@ -200,24 +201,8 @@ static void place_tick(void *userdata) {
         }
 }
 
-/* Logs each wait for PostgreSQL at start (a pg_retry_fn). */
-static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
-        (void)userdata;
-        (void)attempt;
-        log_warn("could not reach postgresql, retrying in %d ms: %s", delay_ms, err->message);
-}
-
-/* PostgreSQL may come up after us (local stack, Kubernetes): wait for it
- * rather than crash-looping, but fail on anything that is not "unreachable". */
 static int migrate(struct pg_pool *pool) {
-        struct err_detail err = {0};
-        struct pg_migrate_wait_options o = {.on_retry = migrate_waiting};
-        int r = pg_migrate_wait(pool, "scheduler", scheduler_migrations, &o, &err);
-        if (r >= 0)
-                log_info("schema scheduler is up to date (%d migrations applied)", r);
-        else if (r != -ECANCELED)
-                log_error("could not migrate schema scheduler: %s", err.message);
-        return r;
+        return service_migrate(pool, "scheduler", scheduler_migrations, 0);
 }
 
 static int run(const struct settings *cfg) {
