@@ -33,7 +33,7 @@ PACKAGES=(
         crun postgresql kcat radosgw ceph-mon ceph-osd ceph-common
         python3 python3-boto3 python3-psycopg python3-confluent-kafka python3-websocket
         python3-requests python3-pytest python3-cryptography python3-pytest-timeout
-        iproute2 diffutils uuid-runtime curl jq procps util-linux openssl ca-certificates
+        iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
 )
 
 say() { printf 'stack: %s\n' "$*"; }

@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "images.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "metrics_runner.h"
@@ -31,6 +32,8 @@ static void beat(struct agent *a) {
         uint64_t mem = 0;
         struct err_detail err = {0};
         _cleanup_free_ uint8_t *buf = NULL; /* declared before any goto out */
+        char **images = NULL;
+        size_t n_images = 0;
 
         unsigned n = agent_running(a, &cpus, &mem, &ids);
         if (envelope_init(&env, "", "", 0, a->producer_name, msgid) < 0)
@@ -49,6 +52,9 @@ static void beat(struct agent *a) {
         hb.running_runs = ids;
         hb.heartbeat_interval_ms = (uint32_t)a->cfg->heartbeat_ms;
         hb.version = PADDOCK_VERSION;
+        images = images_available(a->cfg->state_dir, &n_images);
+        hb.images = images;
+        hb.n_images = images ? n_images : 0;
 
         size_t len = paddock__v1__node_heartbeat__get_packed_size(&hb);
         buf = malloc(len ? len : 1);
@@ -61,6 +67,9 @@ static void beat(struct agent *a) {
         else
                 metric_add(&runner_metric_heartbeats, 1);
 out:
+        for (size_t i = 0; images && i < n_images; i++)
+                free(images[i]);
+        free(images);
         if (ids) {
                 for (unsigned i = 0; i < n; i++)
                         free(ids[i]);

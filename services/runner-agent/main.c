@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "core/shutdown.h"
 #include "heartbeat.h"
 #include "http/ops.h"
+#include "images.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "metrics_runner.h"
@@ -92,6 +94,11 @@ int main(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 config_print_help(stdout, argv[0], summary, config_table);
                 return 0;
+        }
+        if (argc > 1 && !strcmp(argv[1], "image")) {
+                /* the node's image builder: a one-shot command, no Kafka */
+                log_init("runner-agent", LOG_INFO);
+                return images_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
         }
         if (argc > 1) {
                 fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", argv[0], argv[1]);

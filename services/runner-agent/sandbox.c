@@ -19,6 +19,7 @@
 #include "core/macro.h"
 #include "seccomp.h"
 #include "capture_exec.h"
+#include "images.h"
 #include "subprocess.h"
 
 
@@ -157,6 +158,15 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         if (!agent || agent->n_command == 0 || !agent->command[0][0])
                 return err_set(reterr, -EINVAL, "spec", "sandbox.agent.command is empty");
         const Paddock__V1__Limits *lim = snap->limits;
+        /* images hook: a catalog image is the read-only root (images.h);
+         * without one the root is the host-/usr skeleton of node_prep.c */
+        _cleanup_free_ char *image_root = NULL;
+        if (snap->image && snap->image[0]) {
+                int ir = images_resolve(a->cfg->state_dir, snap->image, &image_root);
+                if (ir < 0)
+                        return err_set(reterr, ir == -ENOMEM ? ir : -ENOENT, "image",
+                                       "image %s is not available on node %s", snap->image, a->node_id);
+        }
 
         json_t *args = json_array();
         for (size_t i = 0; i < agent->n_command; i++)
@@ -193,10 +203,24 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         snprintf(tmp_size, sizeof tmp_size, "size=%" PRIu64 "m", disk_mb);
         json_array_append_new(mounts, mount_entry("/tmp", "tmpfs", "tmpfs",
                 (const char *const[]){"nosuid", "nodev", "mode=1777", tmp_size, NULL}));
-        json_array_append_new(mounts, mount_entry("/usr", "bind", "/usr",
-                (const char *const[]){"rbind", "ro", "nosuid", "nodev", NULL}));
-        json_array_append_new(mounts, mount_entry("/etc", "bind", a->etc_dir,
-                (const char *const[]){"bind", "ro", "nosuid", "nodev", "noexec", NULL}));
+        if (!image_root) {
+                json_array_append_new(mounts, mount_entry("/usr", "bind", "/usr",
+                        (const char *const[]){"rbind", "ro", "nosuid", "nodev", NULL}));
+                json_array_append_new(mounts, mount_entry("/etc", "bind", a->etc_dir,
+                        (const char *const[]){"bind", "ro", "nosuid", "nodev", "noexec", NULL}));
+        } else {
+                /* the image keeps its own /etc (ld.so.cache, alternatives, ssl);
+                 * identity, names and resolver are the node's generated files */
+                static const char *const etc_files[] = {"passwd", "group", "hosts", "resolv.conf", "hostname",
+                                                        "nsswitch.conf"};
+                for (size_t i = 0; i < ELEMENTSOF(etc_files); i++) {
+                        char src[4096], dst[64];
+                        snprintf(src, sizeof src, "%s/%s", a->etc_dir, etc_files[i]);
+                        snprintf(dst, sizeof dst, "/etc/%s", etc_files[i]);
+                        json_array_append_new(mounts, mount_entry(dst, "bind", src,
+                                (const char *const[]){"bind", "ro", "nosuid", "nodev", "noexec", NULL}));
+                }
+        }
         json_array_append_new(mounts, mount_entry("/workspace", "bind", sb->workspace,
                 (const char *const[]){"bind", "rw", "nosuid", "nodev", NULL}));
 
@@ -267,7 +291,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         json_t *config = json_pack("{s:s,s:o,s:{s:s,s:b},s:s,s:o,s:o}",
                 "ociVersion", "1.0.2",
                 "process", process,
-                "root", "path", a->rootfs_dir, "readonly", 1,
+                "root", "path", image_root ? image_root : a->rootfs_dir, "readonly", 1,
                 "hostname", "paddock",
                 "mounts", mounts,
                 "linux", linux_);
