@@ -1,8 +1,12 @@
 #include "service/service.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "core/log.h"
+#include "core/shutdown.h"
+#include "http/ops.h"
 
 static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
         (void)userdata;
@@ -20,4 +24,47 @@ int service_migrate(struct pg_pool *pool, const char *schema, const struct embed
         else if (r != -ECANCELED)
                 log_error("could not migrate schema %s: %s", schema, err.message);
         return r;
+}
+
+int service_init(const struct service_spec *spec, int argc, char **argv, void *settings) {
+        char program[64];
+        snprintf(program, sizeof program, "paddock-%s", spec->name);
+        if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+                config_print_help(stdout, program, spec->summary, spec->table);
+                return 0;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "%s: unknown argument \"%s\" (see --help)\n", program, argv[1]);
+                return CONFIG_EXIT_BAD;
+        }
+
+        struct err_detail err = {0};
+        enum log_level level = LOG_INFO;
+        log_init(spec->name, LOG_INFO);
+        int r = config_load(spec->table, settings, &err);
+        const char *log_level = *(char *const *)((const char *)settings + spec->log_level_offset);
+        const char *ops_addr = *(char *const *)((const char *)settings + spec->ops_addr_offset);
+        char host[256];
+        int port;
+        if (r >= 0 && log_level_from_string(log_level, &level) < 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error", log_level);
+        if (r >= 0 && ops_parse_addr(ops_addr, host, sizeof host, &port) < 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_OPS_ADDR: \"%s\" is not host:port", ops_addr);
+        if (r >= 0 && spec->check)
+                r = spec->check(settings, &err);
+        if (r < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(spec->table, settings);
+                return CONFIG_EXIT_BAD;
+        }
+        log_init(spec->name, level);
+        config_log(spec->table, settings);
+
+        r = shutdown_install();
+        if (r < 0) {
+                log_error("could not install signal handlers: %s", strerror(-r));
+                config_free(spec->table, settings);
+                return 1;
+        }
+        return -1;
 }

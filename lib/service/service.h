@@ -2,8 +2,30 @@
  * log at warn/error themselves: they stand for what each main() would log, and
  * keeping the lines in one place keeps the services' logs alike. */
 #pragma once
+#include <stddef.h>
+
+#include "core/config.h"
 #include "core/embedded.h"
 #include "pg/pg.h"
+
+/* What service_init() needs to know about a daemon. */
+struct service_spec {
+        const char *name;            /* "billing": log field `service`, program "paddock-billing" */
+        const char *summary;         /* one line for --help */
+        const struct config_entry *table;
+        size_t log_level_offset;     /* offsetof the PADDOCK_LOG_LEVEL string in the settings */
+        size_t ops_addr_offset;      /* offsetof the PADDOCK_OPS_ADDR string in the settings */
+        /* optional: validates service-specific settings after loading */
+        int (*check)(const void *settings, struct err_detail *reterr);
+};
+
+/* The part of main() every daemon shares: --help prints the configuration
+ * table; an unknown argument or an invalid setting (PADDOCK_LOG_LEVEL and
+ * PADDOCK_OPS_ADDR included) exits CONFIG_EXIT_BAD; then logging is set up,
+ * the effective configuration logged and the shutdown handlers installed.
+ * Returns -1 when main() should go on (settings filled; free them with
+ * config_free), otherwise the exit status for main() (settings freed). */
+int service_init(const struct service_spec *spec, int argc, char **argv, void *settings);
 
 /* Applies schema's embedded migrations, waiting for PostgreSQL to become
  * reachable (each wait logged at warn) up to max_wait_ms (0: until shutdown).

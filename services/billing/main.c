@@ -154,45 +154,21 @@ out:
 }
 
 int main(int argc, char **argv) {
-        static const char summary[] = "Paddock billing: counts each run's usage once, per run and per team and day.";
-        if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-                config_print_help(stdout, "paddock-billing", summary, settings_table);
-                return 0;
-        }
-        if (argc > 1) {
-                fprintf(stderr, "paddock-billing: unknown argument \"%s\" (see --help)\n", argv[1]);
-                return CONFIG_EXIT_BAD;
-        }
-
+        static const struct service_spec spec = {
+                .name = SERVICE,
+                .summary = "Paddock billing: counts each run's usage once, per run and per team and day.",
+                .table = settings_table,
+                .log_level_offset = offsetof(struct settings, log_level),
+                .ops_addr_offset = offsetof(struct settings, ops_addr),
+        };
         struct settings cfg = {0};
-        struct err_detail err = {0};
-        enum log_level level = LOG_INFO;
-        log_init(SERVICE, LOG_INFO);
-        int r = config_load(settings_table, &cfg, &err);
-        char host[256];
-        int port;
-        if (r >= 0 && log_level_from_string(cfg.log_level, &level) < 0)
-                r = err_set(&err, -EINVAL, "config", "PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error", cfg.log_level);
-        if (r >= 0 && ops_parse_addr(cfg.ops_addr, host, sizeof host, &port) < 0)
-                r = err_set(&err, -EINVAL, "config", "PADDOCK_OPS_ADDR: \"%s\" is not host:port", cfg.ops_addr);
-        if (r < 0) {
-                log_error("invalid configuration: %s", err.message);
-                config_free(settings_table, &cfg);
-                return CONFIG_EXIT_BAD;
-        }
-        log_init(SERVICE, level);
-        config_log(settings_table, &cfg);
-
+        int r = service_init(&spec, argc, argv, &cfg);
+        if (r >= 0)
+                return r;
         metrics_register(&m_consumed);
         metrics_register(&m_skipped);
         metrics_register(&m_retries);
         usage_store_register_metrics();
-        r = shutdown_install();
-        if (r < 0) {
-                log_error("could not install signal handlers: %s", strerror(-r));
-                config_free(settings_table, &cfg);
-                return 1;
-        }
 
         int ret = run(&cfg);
         config_free(settings_table, &cfg);
