@@ -288,6 +288,25 @@ int kafka_producer_ping(struct kafka_producer *p, int timeout_ms) {
         return err ? -ECONNRESET : 0;
 }
 
+int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, int timeout_ms) {
+        int ret = 0;
+        for (; *topics; topics++) {
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, *topics, NULL);
+                if (!rkt) {
+                        ret = -ENOMEM;
+                        continue;
+                }
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+                if (err && ret == 0)
+                        ret = -ECONNRESET;
+        }
+        return ret;
+}
+
 /* ---- consumer ---- */
 
 struct kafka_consumer {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "kafka/topics.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -101,6 +102,9 @@ static int serve(struct api *a) {
                 log_error("could not create kafka producer: %s", e.message);
                 return CONFIG_EXIT_BAD;
         }
+        static const char *const produced[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, NULL};
+        if (kafka_producer_warm(a->producer, produced, 1000) < 0)
+                log_warn("could not look up the topics' partition leaders yet; the first launch may be slower");
         struct s3_config s3c = {.endpoint = a->cfg.s3_endpoint, .region = a->cfg.s3_region,
                                 .bucket = a->cfg.s3_bucket, .access_key = a->cfg.s3_access_key,
                                 .secret_key = a->cfg.s3_secret_key, .timeout_ms = 10000};

@@ -231,6 +231,9 @@ static int run(const struct settings *cfg) {
                 log_error("could not create kafka producer: %s", err.message);
                 goto out;
         }
+        static const char *const produced[] = {TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS, NULL};
+        if (kafka_producer_warm(app.producer, produced, 1000) < 0)
+                log_warn("could not look up the topics' partition leaders yet; the first placement may be slower");
         ops = ops_server_start(ops_host, ops_port, ready, &app, &err);
         if (!ops) {
                 log_error("could not start ops server on %s: %s", cfg->ops_addr, err.message);
