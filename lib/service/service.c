@@ -8,6 +8,14 @@
 #include "core/shutdown.h"
 #include "http/ops.h"
 
+int service_ready_pg(void *pool, char *why, size_t why_size) {
+        if (!pg_pool_ping(pool)) {
+                snprintf(why, why_size, "postgresql unreachable");
+                return -ECONNRESET;
+        }
+        return 0;
+}
+
 static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {
         (void)userdata;
         (void)attempt;

@@ -27,6 +27,10 @@ struct service_spec {
  * config_free), otherwise the exit status for main() (settings freed). */
 int service_init(const struct service_spec *spec, int argc, char **argv, void *settings);
 
+/* An ops_ready_fn for daemons whose only dependency to report is PostgreSQL:
+ * userdata is the struct pg_pool. */
+int service_ready_pg(void *pool, char *why, size_t why_size);
+
 /* Applies schema's embedded migrations, waiting for PostgreSQL to become
  * reachable (each wait logged at warn) up to max_wait_ms (0: until shutdown).
  * Logs the outcome once. Returns the number applied, -ECANCELED on shutdown,

@@ -74,15 +74,6 @@ struct app {
         struct kafka_consumer *consumer;
 };
 
-static int ready(void *userdata, char *why, size_t why_size) {
-        struct app *app = userdata;
-        if (!pg_pool_ping(app->pool)) {
-                snprintf(why, why_size, "postgresql unreachable");
-                return -ECONNRESET;
-        }
-        return 0;
-}
-
 /* Applies one message (a kafka_handle_fn). */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
@@ -115,7 +106,7 @@ static int run(const struct settings *cfg) {
                 log_error("out of memory");
                 goto out;
         }
-        ops = ops_server_start(ops_host, ops_port, ready, &app, &err);
+        ops = ops_server_start(ops_host, ops_port, service_ready_pg, app.pool, &err);
         if (!ops) {
                 log_error("could not start ops server on %s: %s", cfg->ops_addr, err.message);
                 goto out;

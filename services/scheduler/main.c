@@ -110,10 +110,9 @@ struct app {
 
 static int ready(void *userdata, char *why, size_t why_size) {
         struct app *app = userdata;
-        if (!pg_pool_ping(app->pool)) {
-                snprintf(why, why_size, "postgresql unreachable");
-                return -ECONNRESET;
-        }
+        int r = service_ready_pg(app->pool, why, why_size);
+        if (r < 0)
+                return r;
         if (kafka_producer_ping(app->producer, 1000) < 0) {
                 snprintf(why, why_size, "kafka unreachable");
                 return -ECONNRESET;
