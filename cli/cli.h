@@ -20,6 +20,7 @@ enum {
 struct cli_ctx {
         char *api_url; /* base URL without a trailing slash, owned */
         char *token;   /* bearer token or NULL, owned, never printed */
+        bool json;     /* --json: print the API's JSON answers instead of tables */
 };
 
 /* jansson (>= 2.9) provides json_decrefp() for cleanup attributes. */
@@ -86,6 +87,19 @@ int cmd_login(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_logout(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
+/* commands_admin.c */
+int cmd_me(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_team(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_user(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_grant(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_revoke(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_members(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_service_account(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_token(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_oidc(struct cli_ctx *ctx, int argc, char **argv);
+/* commands_catalog.c */
+int cmd_catalog(struct cli_ctx *ctx, int argc, char **argv);
 
 /* ---- helpers shared by the commands (main.c) ---- */
 
@@ -100,3 +114,46 @@ void cli_print_json(json_t *j);
 /* Parses a non-negative integer option value; returns false (and prints
  * which option is wrong) on garbage. */
 bool cli_parse_ll(const char *opt, const char *s, long long *ret);
+
+/* One option of a subcommand for cli_parse_args(). Exactly one of str, list
+ * and set is non-NULL; they point into the caller's frame (borrowed). */
+struct cli_flag {
+        const char *name; /* long name without "--" */
+        char key;         /* short letter, or 0 for none */
+        const char **str; /* takes a value: the last one given (borrowed from argv) */
+        json_t *list;     /* takes a value, repeatable: each one appended as a string */
+        bool *set;        /* takes no value: set to true */
+};
+#define CLI_MAX_POS 16
+/* Parses a subcommand's argv (argv[0] is its name; what names the command in
+ * messages): the flags (ended by a zeroed entry; may be NULL), plus --json
+ * (sets ctx->json) and -h/--help (prints usage to stdout), then min_pos to
+ * max_pos positional arguments (max_pos < 0: up to CLI_MAX_POS) named by
+ * pos_names (the last name repeats), stored borrowed from argv in
+ * ret_pos[CLI_MAX_POS]. Returns -1 to go on, or the exit code to return: 0
+ * after --help, 2 on a usage error after saying which argument is wrong. */
+int cli_parse_args(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char *usage,
+                   const struct cli_flag *flags, const char *const *pos_names, int min_pos, int max_pos,
+                   char **ret_pos, int *ret_npos);
+/* Loads a JSON object from path ("-" reads stdin). Prints why and returns
+ * NULL on failure (a usage error: the caller exits 2). Caller owns it. */
+json_t *cli_load_json_object(const char *what, const char *path);
+/* Percent-encodes s for a URL query value; malloc'd or NULL. */
+char *cli_url_escape(const char *s);
+/* GETs path and every further page (next_cursor passed back as ?cursor=);
+ * returns the concatenated items in *ret (caller owns). path may already
+ * carry a query. Returns 0 or a negative errno after printing why. */
+int api_get_all(const struct cli_ctx *ctx, const char *path, json_t **ret);
+/* Joins an array of strings with ","; "-" for none. malloc'd or NULL. */
+char *cli_join(json_t *array);
+/* A text table: cli_table_new() with the header cells, cli_table_add() with
+ * as many cells per row (NULL prints "-"), cli_table_print() aligns them. The
+ * table is a JSON array of rows, freed with json_decref(). */
+json_t *cli_table_new(int ncols, ...);
+void cli_table_add(json_t *table, ...);
+void cli_table_print(json_t *table);
+/* Resolves a team (id or name) or user/service account (id or username)
+ * to its id via the list endpoints. Returns malloc'd id, or NULL after
+ * printing why. */
+char *cli_resolve_team(const struct cli_ctx *ctx, const char *ref);
+char *cli_resolve_user(const struct cli_ctx *ctx, const char *ref);

@@ -205,7 +205,7 @@ static int run_launch(struct cli_ctx *ctx, int argc, char **argv) {
         fflush(stdout);
         if (!watch)
                 return CLI_EXIT_OK;
-        struct watch_options wo = {.after = 0, .json = json};
+        struct watch_options wo = {.after = 0, .json = json || ctx->json};
         return watch_run(ctx, id, &wo);
 }
 
@@ -214,7 +214,7 @@ static int run_watch(struct cli_ctx *ctx, int argc, char **argv) {
         PARSE_OR_RETURN(parse_id_cmd(argc, argv, "run watch", true, true, false, &o));
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        struct watch_options wo = {.after = o.after, .json = o.json};
+        struct watch_options wo = {.after = o.after, .json = o.json || ctx->json};
         return watch_run(ctx, o.id, &wo);
 }
 
@@ -249,7 +249,7 @@ static int run_events(struct cli_ctx *ctx, int argc, char **argv) {
                 json_t *ev;
                 long long last = after;
                 json_array_foreach(items, i, ev) {
-                        if (o.json) {
+                        if (o.json || ctx->json) {
                                 json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
                                 fputc('\n', stdout);
                         } else {
@@ -292,7 +292,7 @@ static int run_artifacts(struct cli_ctx *ctx, int argc, char **argv) {
         }
         if (asprintf(&path, "/v1/runs/%s/artifacts", o.id) < 0 || api_get(ctx, path, &resp) < 0)
                 return CLI_EXIT_FAIL;
-        if (o.json) {
+        if (o.json || ctx->json) {
                 cli_print_json(resp.body);
                 return CLI_EXIT_OK;
         }

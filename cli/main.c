@@ -13,31 +13,53 @@
 #include "cli.h"
 
 static const char usage_text[] =
-        "usage: paddock [--api URL] COMMAND [ARGS...]\n"
+        "usage: paddock [--api URL] [--json] COMMAND [ARGS...]\n"
         "\n"
         "Run AI coding agents in governed, isolated, ephemeral sandboxes.\n"
         "\n"
         "commands:\n"
         "  login [--tenant T] [--user U] [--password-stdin]   log in and store the token\n"
         "  logout                                             forget the stored token\n"
+        "  me                                                 who am I: tenant, teams, roles\n"
+        "\n"
         "  sandbox create -f FILE [--team TEAM_ID]            create a sandbox definition\n"
+        "  sandbox draft ID --file FILE                       replace its draft spec\n"
         "  sandbox publish ID                                 publish its draft as a version\n"
-        "  sandbox show ID                                    show a sandbox definition\n"
+        "  sandbox show ID | sandbox version ID N             show a definition / a version\n"
+        "  sandbox policy ID N                                the resolved effective policy\n"
         "  run launch --sandbox ID [--version N] [--team T] [--watch]\n"
         "  run watch ID [--after N] [--json]                  stream a run's events live\n"
         "  run show ID | run events ID [--after N] [--json] | run artifacts ID | run cancel ID\n"
         "\n"
-        "`paddock COMMAND --help` describes a command.\n"
+        "  catalog list KIND [--state draft|approved]         the governance catalog\n"
+        "  catalog show KIND ITEM | catalog approve KIND ITEM\n"
+        "  catalog create KIND --file F [--name N] | catalog update KIND ITEM --file F\n"
+        "\n"
+        "administration (tenant_admin):\n"
+        "  team list | team create NAME | team show TEAM | team rename TEAM NAME | team delete TEAM\n"
+        "  user list | user create USERNAME [--tenant-role tenant_admin] [--password-stdin]\n"
+        "  user disable USER | user enable USER | user delete USER\n"
+        "  grant TEAM USER ROLE [ROLE...]                     set USER's roles in TEAM\n"
+        "  revoke TEAM USER | members TEAM\n"
+        "  service-account list | create NAME [--team T --role R...] | delete SA | token SA\n"
+        "  token create SA [--name N] [--expires-in S] | token revoke SA TOKEN_ID\n"
+        "  audit list [--from TIME] [--to TIME] | audit verify\n"
+        "  oidc show | oidc set --file CONFIG.json | oidc delete   the tenant's OIDC provider\n"
+        "\n"
+        "TEAM, USER and SA are ids or names. `paddock COMMAND --help` describes a command.\n"
         "\n"
         "options:\n"
         "  --api URL     API base URL (else $PADDOCK_API_URL, else PADDOCK_API_URL in\n"
         "                $PADDOCK_STATE_DIR/endpoints.env or ./.paddock/endpoints.env)\n"
+        "  --json        print the API's JSON answers instead of tables (also accepted\n"
+        "                after the command)\n"
         "  -h, --help    show this help\n"
         "\n"
         "environment: PADDOCK_API_URL, PADDOCK_STATE_DIR, PADDOCK_CONFIG_DIR (session,\n"
         "default ~/.config/paddock), PADDOCK_TOKEN, PADDOCK_TENANT, PADDOCK_USER, PADDOCK_PASSWORD\n"
         "\n"
-        "exit status: 0 ok, 1 API error or run did not succeed, 2 usage error\n";
+        "exit status: 0 ok, 1 API error (printed as `error: <detail> (<code>)`) or run did\n"
+        "not succeed, 2 usage error\n";
 
 void cli_error(const char *fmt, ...) {
         va_list ap;
@@ -89,6 +111,7 @@ static void ctx_done(struct cli_ctx *ctx) {
 int main(int argc, char **argv) {
         static const struct option opts[] = {
                 {"api", required_argument, NULL, 'a'},
+                {"json", no_argument, NULL, 'j'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -101,6 +124,9 @@ int main(int argc, char **argv) {
                 switch (c) {
                 case 'a':
                         api_override = optarg;
+                        break;
+                case 'j':
+                        ctx.json = true;
                         break;
                 case 'h':
                         fputs(usage_text, stdout);
@@ -124,16 +150,37 @@ int main(int argc, char **argv) {
                 return CLI_EXIT_OK;
         }
 
+        static const struct {
+                const char *name;
+                int (*fn)(struct cli_ctx *, int, char **);
+        } commands[] = {
+                {"login", cmd_login},
+                {"logout", cmd_logout},
+                {"me", cmd_me},
+                {"whoami", cmd_me},
+                {"sandbox", cmd_sandbox},
+                {"sandboxes", cmd_sandbox},
+                {"run", cmd_run},
+                {"runs", cmd_run},
+                {"team", cmd_team},
+                {"teams", cmd_team},
+                {"user", cmd_user},
+                {"users", cmd_user},
+                {"grant", cmd_grant},
+                {"revoke", cmd_revoke},
+                {"members", cmd_members},
+                {"catalog", cmd_catalog},
+                {"service-account", cmd_service_account},
+                {"service-accounts", cmd_service_account},
+                {"token", cmd_token},
+                {"audit", cmd_audit},
+                {"oidc", cmd_oidc},
+        };
         int (*fn)(struct cli_ctx *, int, char **) = NULL;
-        if (strcmp(cmd, "login") == 0)
-                fn = cmd_login;
-        else if (strcmp(cmd, "logout") == 0)
-                fn = cmd_logout;
-        else if (strcmp(cmd, "sandbox") == 0 || strcmp(cmd, "sandboxes") == 0)
-                fn = cmd_sandbox;
-        else if (strcmp(cmd, "run") == 0 || strcmp(cmd, "runs") == 0)
-                fn = cmd_run;
-        else {
+        for (size_t i = 0; i < ELEMENTSOF(commands) && !fn; i++)
+                if (strcmp(cmd, commands[i].name) == 0)
+                        fn = commands[i].fn;
+        if (!fn) {
                 cli_error("unknown command \"%s\" (see `paddock --help`)", cmd);
                 return CLI_EXIT_USAGE;
         }

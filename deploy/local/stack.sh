@@ -21,6 +21,8 @@ BUILD=${PADDOCK_BUILD_DIR:-$REPO/build}
 READY_TIMEOUT=${PADDOCK_READY_TIMEOUT:-90}
 PY=/usr/bin/python3
 SERVICES=(api scheduler runner-agent evidence billing)
+PG_SERVICES=(api scheduler evidence billing)   # those with a PostgreSQL role and schema
+declare -A PG_SERVICE_DSN=()
 S3_BUCKET=paddock-artifacts
 S3_REGION=us-east-1
 NODE_ID=local-node-1
@@ -32,7 +34,7 @@ PACKAGES=(
         libssl-dev protobuf-c-compiler libprotobuf-c-dev libcmocka-dev
         crun postgresql kcat radosgw ceph-mon ceph-osd ceph-common
         python3 python3-boto3 python3-psycopg python3-confluent-kafka python3-websocket
-        python3-requests python3-pytest python3-cryptography python3-pytest-timeout
+        python3-requests python3-pytest python3-cryptography python3-pytest-timeout python3-jsonschema python3-yaml
         iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
 )
 
@@ -283,14 +285,29 @@ pg_up() {
         fi
         head -n 1 "$STATE/pg/data/postmaster.pid" >"$STATE/pids/postgres.pid"
         pw=$(secret pg_password 24)
-        # The password goes over stdin, never on a command line; the server
-        # stores only its SCRAM verifier.
-        as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$STATE/pg/run" -p "$port" -d postgres \
-                >/dev/null 2>>"$STATE/logs/postgres-init.log" <<EOF || die "could not create role/database paddock (log: $STATE/logs/postgres-init.log)"
-SELECT 'CREATE ROLE paddock LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paddock') \gexec
-ALTER ROLE paddock WITH LOGIN PASSWORD '$pw';
-SELECT 'CREATE DATABASE paddock OWNER paddock' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'paddock') \gexec
-EOF
+        # Roles (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"): paddock
+        # owns the database and the schemas, applies the migrations and is the
+        # operators' (and tests') role, so it bypasses row-level security;
+        # each service runs as paddock_<service>, which owns nothing, may not
+        # bypass row-level security and gets its privileges from the migrations.
+        # Passwords go over stdin, never on a command line; the server stores
+        # only their SCRAM verifiers.
+        local sql s role rpw
+        sql="SELECT 'CREATE ROLE paddock LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paddock') \\gexec
+ALTER ROLE paddock WITH LOGIN BYPASSRLS PASSWORD '$pw';
+SELECT 'CREATE DATABASE paddock OWNER paddock' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'paddock') \\gexec
+"
+        for s in "${PG_SERVICES[@]}"; do
+                role=paddock_$s
+                rpw=$(secret "pg_password_$s" 24)
+                sql+="SELECT 'CREATE ROLE $role LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') \\gexec
+ALTER ROLE $role WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD '$rpw';
+"
+                PG_SERVICE_DSN[$s]="postgresql://$role:$rpw@127.0.0.1:$port/paddock"
+        done
+        printf '%s' "$sql" | as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$STATE/pg/run" -p "$port" -d postgres \
+                >/dev/null 2>>"$STATE/logs/postgres-init.log" ||
+                die "could not create the roles and database paddock (log: $STATE/logs/postgres-init.log)"
         PG_DSN="postgresql://paddock:$pw@127.0.0.1:$port/paddock"
 }
 
@@ -536,7 +553,8 @@ write_endpoints() {
                 echo "PADDOCK_STATE_DIR=$STATE"
                 echo "PADDOCK_API_URL=http://127.0.0.1:${SVC_PORT[api]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
-                echo "PADDOCK_PG_DSN=$PG_DSN"
+                echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
+                echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
                 echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"
                 echo "PADDOCK_S3_BUCKET=$S3_BUCKET"
                 echo "PADDOCK_S3_ACCESS_KEY=$S3_ACCESS_KEY"
@@ -563,7 +581,7 @@ write_service_env() { # name
                         # each service gets only the credentials it uses: the
                         # runner-agent (execution plane) none at all
                         if [[ $s != runner-agent ]]; then
-                                echo "PADDOCK_PG_DSN=$PG_DSN"
+                                echo "PADDOCK_PG_DSN=${PG_SERVICE_DSN[$s]}"
                         fi
                         if [[ $s == api || $s == evidence ]]; then
                                 echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"
@@ -643,10 +661,22 @@ services_up() {
                 fi
                 write_service_env "$s"
                 [[ $s == runner-agent ]] && prepare_cgroups
+                [[ -z ${PG_SERVICE_DSN[$s]:-} ]] || migrate_schema "$s" "$bin"
                 start_bg "$s" bash -c "$(declare -f run_with_env); run_with_env \"\$@\"" _ "$STATE/env/$s.env" "$bin"
                 wait_for "$s to be ready at $url/readyz" "$READY_TIMEOUT" "$s" http_ok "$url/readyz"
                 say "$s ready at $url (log: $STATE/logs/$s.log)"
         done
+}
+
+# Applies a service's migrations as the schema owner before the service,
+# which runs as a role that may not change the schema, starts: the local
+# counterpart of the migration Job in deploy/k8s.
+migrate_schema() { # service bin
+        local s=$1 bin=$2
+        ( export OWNER_DSN=$PG_DSN
+          run_with_env "$STATE/env/$s.env" bash -c 'PADDOCK_PG_DSN=$OWNER_DSN exec "$0" migrate' "$bin" ) \
+                >>"$STATE/logs/$s-migrate.log" 2>&1 ||
+                die "paddock-$s migrate failed (log: $STATE/logs/$s-migrate.log)"
 }
 
 bootstrap_tenant() {

@@ -237,6 +237,9 @@ int audit_chain_append(PGconn *conn, const Paddock__V1__AuditRecord *rec, struct
         int r = record_validate(rec, reterr);
         if (r < 0)
                 return r;
+        /* appended as the record's tenant: row-level security keys on it */
+        if ((r = pg_set_tenant(conn, rec->env->tenant_id, reterr)) < 0)
+                return r;
         _cleanup_free_ char *prepared = detail_prepare(rec->detail_json);
         if (!prepared)
                 return err_set(reterr, -ENOMEM, "nomem", "out of memory");

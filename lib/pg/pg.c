@@ -260,6 +260,31 @@ static bool schema_name_valid(const char *s) {
         return true;
 }
 
+int pg_set_tenant(PGconn *conn, const char *tenant_id, struct err_detail *reterr) {
+        const char *params[] = {tenant_id ? tenant_id : ""};
+        return pg_exec(conn, "SELECT set_config('paddock.tenant_id', $1, false)", 1, params, NULL, reterr);
+}
+
+/* True when every embedded migration is recorded: reading schema_migrations
+ * needs only SELECT, which runtime roles have. Any error (no schema yet, no
+ * privilege) just means "not known to be up to date". */
+static bool pg_migrations_all_applied(PGconn *conn, const char *schema, const struct embedded_file *migrations) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT name FROM %s.schema_migrations", schema);
+        PGresult *res = NULL;
+        if (pg_exec(conn, sql, 0, NULL, &res, NULL) < 0)
+                return false;
+        bool all = true;
+        for (size_t i = 0; all && migrations && migrations[i].name; i++) {
+                bool found = false;
+                for (int row = 0; !found && row < PQntuples(res); row++)
+                        found = strcmp(PQgetvalue(res, row, 0), migrations[i].name) == 0;
+                all = found;
+        }
+        PQclear(res);
+        return all;
+}
+
 static int pg_migrate_locked(PGconn *conn, const char *schema, const struct embedded_file *migrations,
                              struct err_detail *reterr) {
         char sql[512];
@@ -330,6 +355,8 @@ int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *mig
         if (!schema_name_valid(schema))
                 return err_set(reterr, -EINVAL, "schema", "schema name \"%s\" is not a plain lower-case identifier",
                                schema ? schema : "");
+        if (pg_migrations_all_applied(conn, schema, migrations))
+                return 0;
         const char *params[] = {schema};
         /* Session-level lock, taken before CREATE SCHEMA, so that services
          * starting at the same time migrate one after the other. */
@@ -337,6 +364,14 @@ int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *mig
         if (r < 0)
                 return r;
         int applied = pg_migrate_locked(conn, schema, migrations, reterr);
+        if (applied < 0 && reterr && strcmp(reterr->code, "42501") == 0) {
+                char why[sizeof reterr->message];
+                snprintf(why, sizeof why, "%s", reterr->message);
+                err_set(reterr, -EACCES, "42501",
+                        "schema %s has pending migrations and this role may not apply them (%s); "
+                        "run the service's `migrate` command with the schema owner's DSN first", schema, why);
+                applied = -EACCES;
+        }
         r = pg_exec(conn, "SELECT pg_advisory_unlock(hashtext($1))", 1, params, NULL,
                     applied < 0 ? NULL : reterr);
         if (applied >= 0 && r < 0)

@@ -35,11 +35,22 @@ int pg_commit(PGconn *conn, struct err_detail *reterr);
 /* Rolls back, ignoring errors (used on failure paths). */
 void pg_rollback(PGconn *conn);
 
+/* Sets the session's paddock.tenant_id, the setting every row-level-security
+ * policy keys on (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"); NULL
+ * or "" sets it empty, under which tenant-owned tables show no rows at all.
+ * Session-level because pooled connections are reused: callers set it before
+ * every unit of work. Returns 0 or the pg_exec() error. */
+int pg_set_tenant(PGconn *conn, const char *tenant_id, struct err_detail *reterr);
+
 /* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
  * are not yet recorded in <schema>.schema_migrations, each in its own
  * transaction, under an advisory lock so concurrent starts are safe. Creates the
  * schema if needed. Each migration runs with search_path "<schema>, public", so
  * unqualified names land in the schema. schema must be a lower-case identifier.
+ * When every migration is already recorded it only reads schema_migrations, so
+ * a service's runtime role (which may not create or alter anything) gets 0;
+ * a runtime role facing pending migrations fails with -EACCES (SQLSTATE 42501),
+ * whose message says to run the migrating command with the owner's DSN.
  * Returns the number applied or a negative errno (*reterr names the migration). */
 int pg_migrate(PGconn *conn, const char *schema, const struct embedded_file *migrations,
                struct err_detail *reterr);

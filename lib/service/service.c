@@ -34,6 +34,19 @@ int service_migrate(struct pg_pool *pool, const char *schema, const struct embed
         return r;
 }
 
+int service_migrate_main(const char *dsn, const char *schema, const struct embedded_file *migrations) {
+        if (!dsn || !*dsn) {
+                log_error("invalid configuration: PADDOCK_PG_DSN is required to migrate");
+                return CONFIG_EXIT_BAD;
+        }
+        struct pg_pool *pool = pg_pool_new(dsn, 1);
+        if (!pool)
+                return 1;
+        int r = service_migrate(pool, schema, migrations, 60 * 1000);
+        pg_pool_free(pool);
+        return r < 0 ? 1 : 0;
+}
+
 int service_init(const struct service_spec *spec, int argc, char **argv, void *settings) {
         char program[64];
         snprintf(program, sizeof program, "paddock-%s", spec->name);
@@ -41,7 +54,8 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
                 config_print_help(stdout, program, spec->summary, spec->table);
                 return 0;
         }
-        if (argc > 1) {
+        bool migrate = argc == 2 && spec->schema && strcmp(argv[1], "migrate") == 0;
+        if (argc > 1 && !migrate) {
                 fprintf(stderr, "%s: unknown argument \"%s\" (see --help)\n", program, argv[1]);
                 return CONFIG_EXIT_BAD;
         }
@@ -66,6 +80,12 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
                 return CONFIG_EXIT_BAD;
         }
         log_init(spec->name, level);
+        if (migrate) {
+                const char *dsn = *(char *const *)((const char *)settings + spec->pg_dsn_offset);
+                r = service_migrate_main(dsn, spec->schema, spec->migrations);
+                config_free(spec->table, settings);
+                return r;
+        }
         config_log(spec->table, settings);
 
         r = shutdown_install();

@@ -17,10 +17,17 @@ struct service_spec {
         size_t ops_addr_offset;      /* offsetof the PADDOCK_OPS_ADDR string in the settings */
         /* optional: validates service-specific settings after loading */
         int (*check)(const void *settings, struct err_detail *reterr);
+        /* `paddock-<name> migrate`: applies these migrations to this schema
+         * over the PADDOCK_PG_DSN string at pg_dsn_offset, then exits */
+        const char *schema;
+        const struct embedded_file *migrations;
+        size_t pg_dsn_offset;
 };
 
 /* The part of main() every daemon shares: --help prints the configuration
- * table; an unknown argument or an invalid setting (PADDOCK_LOG_LEVEL and
+ * table; `migrate` applies the schema's migrations and exits (run with the
+ * schema owner's DSN, before the daemon, which connects as a role that may
+ * not change the schema: docs/CONTRACTS.md); an unknown argument or an invalid setting (PADDOCK_LOG_LEVEL and
  * PADDOCK_OPS_ADDR included) exits CONFIG_EXIT_BAD; then logging is set up,
  * the effective configuration logged and the shutdown handlers installed.
  * Returns -1 when main() should go on (settings filled; free them with
@@ -37,3 +44,7 @@ int service_ready_pg(void *pool, char *why, size_t why_size);
  * or the first permanent error. */
 int service_migrate(struct pg_pool *pool, const char *schema, const struct embedded_file *migrations,
                     int max_wait_ms);
+
+/* The `migrate` command: service_migrate() over a one-connection pool to dsn,
+ * waiting up to a minute for PostgreSQL. Returns main()'s exit status. */
+int service_migrate_main(const char *dsn, const char *schema, const struct embedded_file *migrations);

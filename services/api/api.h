@@ -34,11 +34,13 @@ struct api_settings {
         long long login_window_s;          /* failed-login rate limiting (ratelimit.c) */
         long long login_max_failures_user;
         long long login_max_failures_ip;
+        long long workers;                 /* serving processes; 0: one per online CPU */
         char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
 };
 
 struct fanout_hub;
+struct oidc_registry;
 
 /* Process-wide state, created in main() and read (never written) by every thread. */
 struct api {
@@ -50,6 +52,7 @@ struct api {
         struct fanout_hub *hub;
         char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
+        struct oidc_registry *oidc;  /* per-tenant JWKS caches (oidc.c); lws thread only */
 };
 
 /* Permissions a route needs (routes.c declares one per route and maps each
@@ -155,6 +158,9 @@ int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *
 int auth_hash_password(const char *password, char **ret_hash);
 bool auth_verify_password(const char *password, const char *encoded);
 /* Resolves a bearer token into caller; -EACCES if invalid/expired/revoked. */
+/* The id of the tenant named name into out: 0, -ENOENT, or a database error.
+ * The one lookup by tenant name before authentication (row-level security). */
+int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN], struct err_detail *e);
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller,
                       struct err_detail *e);
 /* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
@@ -162,6 +168,13 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
 int auth_login(struct api_req *r);
 int auth_logout(struct api_req *r);
 int auth_me(struct api_req *r);
+/* Issues a login token for user_id of tenant_id inside the transaction the
+ * caller began on d: stores its hash, audits "auth.login" (change borrowed,
+ * may be NULL, hashed only, no secret), commits and answers 200 {token,
+ * expires_at, user {id, username}}. On failure rolls back and records the
+ * problem on r. Strings borrowed. Returns 0 or a negative errno. */
+int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, const char *user_id,
+                     const char *username, json_t *change);
 /* 0 if the caller may act on team_id with perm (routes.c); -EPERM if the
  * caller is a member of the team without a role carrying perm (403
  * forbidden); -ENOENT if not a member or another tenant's team (404, no
@@ -175,8 +188,8 @@ bool api_role_valid(const char *role);
  * catalog (routes.c). */
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e);
 
-/* ---- ratelimit.c: failed logins per user and per source IP, kept in this
- * process's memory (each api replica counts on its own) */
+/* ---- ratelimit.c: failed logins per user and per source IP, counted in
+ * PostgreSQL (shared by every api worker and replica) */
 /* Seconds until a login of tenant/username from ip may be tried (0: now).
  * ip may be "" (unknown): then only the user is limited. Strings borrowed. */
 int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip);
@@ -185,6 +198,16 @@ void ratelimit_login_failed(struct api *a, const char *tenant, const char *usern
 /* A successful login clears the user's count (not the source's: one valid
  * account must not reset a source that guesses at others). */
 void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username);
+
+/* ---- oidc.c: per-tenant OIDC configuration (tenant_admin) and the
+ * token-for-token login exchange (anyone) */
+/* The per-tenant JWKS caches; NULL on out-of-memory. _free accepts NULL. */
+struct oidc_registry *oidc_registry_new(void);
+struct oidc_registry *oidc_registry_free(struct oidc_registry *reg);
+int oidc_config_get(struct api_req *r);
+int oidc_config_put(struct api_req *r);
+int oidc_config_delete(struct api_req *r);
+int oidc_login(struct api_req *r);
 
 /* ---- service_accounts.c: non-login principals (users rows of kind
  * 'service') and their API tokens (tenant_admin) */
@@ -310,15 +333,15 @@ int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char 
 /* Handles a provisioning status event carrying public_key (base64): seals the
  * run's secrets and produces RunControl{secrets}, or RunControl{cancel} if one
  * is not set. >= 0 when done (or nothing to do); negative errno when transient. */
-int sealing_on_provisioning(struct api *a, const char *run_id, const char *public_key_b64,
+int sealing_on_provisioning(struct api *a, const char *tenant_id, const char *run_id, const char *public_key_b64,
                             struct err_detail *err);
 
 /* ---- approvals.c */
 int approvals_list(struct api_req *r);
 int approvals_decide(struct api_req *r);
 /* Status consumer: approval_requested / approval_decided events of run_id at seq. */
-int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err);
-int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
+int approvals_on_requested(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err);
+int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
                          struct err_detail *err);
 
 /* ---- events.c */
@@ -353,6 +376,10 @@ int api_audit(struct api_req *r, const char *action, const char *object_type, co
 int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,
                         const char *object_type, const char *object_id, const char *outcome,
                         json_t *detail, struct err_detail *e);
+/* Audits a write of an operator command (bootstrap, import-skills), actor
+ * "service:paddock-api-operator"; synchronous like api_audit(). 0 or -errno. */
+int api_audit_operator(struct api *a, const char *tenant_id, const char *action, const char *object_type,
+                       const char *object_id, json_t *change, struct err_detail *e);
 int audit_api_list(struct api_req *r);
 int audit_api_verify(struct api_req *r);
 

@@ -43,11 +43,12 @@ static json_t *approval_json(const PGresult *res, int i) {
 
 /* ---- from the status consumer */
 
-static int consumer_exec(struct api *a, const char *sql, int n, const char *const *params, const char *run_id,
-                         struct err_detail *err) {
+/* As the event's tenant: row-level security keys on it. */
+static int consumer_exec(struct api *a, const char *sql, int n, const char *const *params, const char *tenant_id,
+                         const char *run_id, struct err_detail *err) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, a, NULL, &e);
+        int k = db_open(&d, a, tenant_id, &e);
         if (k >= 0)
                 k = pg_exec(d.conn, sql, n, params, NULL, &e);
         if (k < 0)
@@ -55,7 +56,7 @@ static int consumer_exec(struct api *a, const char *sql, int n, const char *cons
         return 0;
 }
 
-int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err) {
+int approvals_on_requested(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err) {
         const char *id = json_string_value(json_object_get(data, "approval_id"));
         if (!approval_id_ok(id)) {
                 log_ctx(LOG_WARN, LOG_KV("run", run_id), "approval_requested without a valid approval_id, ignored");
@@ -90,11 +91,11 @@ int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json
                 "SELECT $2, r.id, r.tenant_id, r.team_id, $3, $4::jsonb, $5, "
                 "coalesce($6::timestamptz, now() + make_interval(secs => $7::integer)) "
                 "FROM api.runs r WHERE r.id = $1 ON CONFLICT (id) DO NOTHING";
-        int k = consumer_exec(a, insert, 7, params, run_id, err);
+        int k = consumer_exec(a, insert, 7, params, tenant_id, run_id, err);
         if (k == -EINVAL && params[5]) { /* a deadline PostgreSQL cannot read */
                 params[5] = NULL;
                 *err = (struct err_detail){0};
-                k = consumer_exec(a, insert, 7, params, run_id, err);
+                k = consumer_exec(a, insert, 7, params, tenant_id, run_id, err);
         }
         if (k < 0)
                 return k;
@@ -103,13 +104,13 @@ int approvals_on_requested(struct api *a, const char *run_id, uint64_t seq, json
                           "UPDATE api.runs SET status = 'awaiting_approval', status_seq = $2::bigint "
                           "WHERE id = $1 AND status = 'running' AND status_seq < $2::bigint AND EXISTS "
                           "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
-                          2, sp, run_id, err);
+                          2, sp, tenant_id, run_id, err);
         if (k >= 0)
                 log_ctx(LOG_INFO, LOG_KV("run", run_id, "approval", id), "approval requested");
         return k;
 }
 
-int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
+int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
                          struct err_detail *err) {
         const char *id = json_string_value(json_object_get(data, "approval_id"));
         if (!approval_id_ok(id))
@@ -128,7 +129,7 @@ int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_
                               "UPDATE api.approvals SET status = $3, decided_by = coalesce(decided_by, $4), "
                               "decided_at = coalesce(decided_at, to_timestamp($5::double precision / 1e6)) "
                               "WHERE id = $1 AND run_id = $2",
-                              5, params, run_id, err);
+                              5, params, tenant_id, run_id, err);
         if (k < 0)
                 return k;
         const char *sp[] = {run_id, seqs};
@@ -136,7 +137,7 @@ int approvals_on_decided(struct api *a, const char *run_id, uint64_t seq, int64_
                              "UPDATE api.runs SET status = 'running', status_seq = $2::bigint "
                              "WHERE id = $1 AND status = 'awaiting_approval' AND status_seq < $2::bigint AND NOT EXISTS "
                              "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
-                             2, sp, run_id, err);
+                             2, sp, tenant_id, run_id, err);
 }
 
 /* ---- HTTP */

@@ -28,6 +28,8 @@ static int audit_produce(struct api_req *r, const char *tenant_id, const char *a
                          struct err_detail *e) {
         struct api *a = r->api;
         enum audit_outcome oc;
+        if (!a->producer)
+                return err_set(e, -ENOTCONN, "", "no audit producer");
         if (outcome && !strcmp(outcome, "success"))
                 oc = AUDIT_SUCCESS;
         else if (outcome && !strcmp(outcome, "failure"))
@@ -86,6 +88,13 @@ int api_audit(struct api_req *r, const char *action, const char *object_type, co
                                 "the audit log is unavailable; the request was not acknowledged");
         }
         return 0;
+}
+
+int api_audit_operator(struct api *a, const char *tenant_id, const char *action, const char *object_type,
+                       const char *object_id, json_t *change, struct err_detail *e) {
+        struct api_req r = {.api = a};
+        return audit_produce(&r, tenant_id, "service:paddock-api-operator", action, object_type, object_id, "success", change,
+                             NULL, NULL, 0, e);
 }
 
 int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,

@@ -124,11 +124,9 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {digest};
         r = pg_exec(d.conn,
-                    "SELECT u.id, u.username, t.id, t.name, 'tenant_admin' = ANY(u.tenant_roles) "
-                    "FROM api.tokens k JOIN api.users u ON u.id = k.user_id AND u.tenant_id = k.tenant_id "
-                    "JOIN api.tenants t ON t.id = k.tenant_id "
-                    "WHERE k.token_sha256 = $1 AND k.revoked_at IS NULL AND k.expires_at > now() "
-                    "AND NOT u.disabled",
+                    /* a token names no tenant: the one lookup across tenants
+                     * (SECURITY DEFINER, migrations/0006_row_level_security.sql) */
+                    "SELECT user_id, username, tenant_id, tenant_name, tenant_admin FROM api.token_caller($1)",
                     1, params, &res, e);
         if (r < 0)
                 return r;
@@ -158,19 +156,27 @@ static int body_string(struct api_req *r, json_t *o, const char *key, size_t max
 /* Audits a failed login as "anonymous" with the attempted username (never
  * the password) in the tenant's chain, if the tenant exists. A failure to
  * audit is logged and the answer stays 401: refusing a login is safe. */
-static void login_failed_audit(struct api_req *r, struct db *d, const char *tenant_id, const char *tenant,
-                               const char *username, const char *reason) {
+static void login_failed_audit(struct api_req *r, const char *tenant_id, const char *username, const char *reason) {
         struct err_detail e = {0};
-        _cleanup_pgres_ PGresult *res = NULL;
-        if (!tenant_id) {
-                const char *params[] = {tenant};
-                if (pg_exec(d->conn, "SELECT id FROM api.tenants WHERE name = $1", 1, params, &res, &e) < 0 ||
-                    PQntuples(res) != 1)
-                        return;
-                tenant_id = PQgetvalue(res, 0, 0);
-        }
+        if (!*tenant_id)
+                return;
         _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "username", username, "reason", reason);
         api_audit_anonymous(r, tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &e);
+}
+
+int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN], struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {name};
+        /* SECURITY DEFINER (migrations/0006_row_level_security.sql): before
+         * authentication no tenant is set, so no tenant row is visible */
+        int k = pg_exec(d->conn, "SELECT api.tenant_id_by_name($1)::text", 1, params, &res, e);
+        if (k < 0)
+                return k;
+        out[0] = '\0';
+        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+                return -ENOENT;
+        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        return 0;
 }
 
 int auth_login(struct api_req *r) {
@@ -201,11 +207,18 @@ int auth_login(struct api_req *r) {
         k = db_open(&d, r->api, NULL, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
+        /* the tenant first, then the user as that tenant (row-level security) */
+        char tenant_id_buf[UUID_STR_LEN] = "";
+        k = auth_tenant_id_by_name(&d, tenant, tenant_id_buf, &e);
+        if (k == 0)
+                k = pg_set_tenant(d.conn, tenant_id_buf, &e);
+        if (k < 0 && k != -ENOENT)
+                return db_fail(r, k, &e, "look up tenant");
         _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {tenant, username};
+        const char *params[] = {k == 0 ? tenant_id_buf : NULL, username};
         k = pg_exec(d.conn,
-                    "SELECT u.id, u.password_hash, t.id FROM api.users u JOIN api.tenants t ON t.id = u.tenant_id "
-                    "WHERE t.name = $1 AND u.username = $2 AND NOT u.disabled AND u.kind = 'user'",
+                    "SELECT u.id, u.password_hash, u.tenant_id FROM api.users u "
+                    "WHERE u.tenant_id = $1::uuid AND u.username = $2 AND NOT u.disabled AND u.kind = 'user'",
                     2, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "look up user");
@@ -221,7 +234,7 @@ int auth_login(struct api_req *r) {
         if (wait_s > 0) {
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login of user \"%s\" from %s refused: rate limited",
                         username, peer[0] ? peer : "unknown");
-                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username, "rate_limited");
+                login_failed_audit(r, tenant_id_buf, username, "rate_limited");
                 r->retry_after_s = wait_s;
                 return api_fail(r, -EAGAIN, "rate_limited", "too many failed logins; retry after %lld s",
                                 (long long)wait_s);
@@ -229,42 +242,50 @@ int auth_login(struct api_req *r) {
         if (!ok) {
                 ratelimit_login_failed(r->api, tenant, username, peer);
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login failed for user \"%s\"", username);
-                login_failed_audit(r, &d, found ? PQgetvalue(res, 0, 2) : NULL, tenant, username,
+                login_failed_audit(r, tenant_id_buf, username,
                                    "invalid_credentials");
                 return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
         }
+        /* The token only becomes valid once its login is audited. */
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "store token");
+        const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
+        if ((k = auth_issue_token(r, &d, tenant_id, user_id, username, NULL)) < 0)
+                return k;
+        ratelimit_login_succeeded(r->api, tenant, username);
+        return 0;
+}
+
+int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, const char *user_id,
+                     const char *username, json_t *change) {
+        struct err_detail e = {0};
         char token[65], digest[65], expires[40];
-        if (id_random_hex(token, 32) < 0)
+        if (id_random_hex(token, 32) < 0) {
+                pg_rollback(d->conn);
                 return api_fail(r, -EIO, "internal", "could not generate a token");
+        }
         sha256_hex(token, digest);
         int64_t exp_us = time_now_us() + r->api->cfg.token_ttl_s * 1000000LL;
         exp_us -= exp_us % 1000000;
         time_format_rfc3339(exp_us, expires, sizeof expires);
-        const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
         const char *ip[] = {digest, user_id, tenant_id, expires};
-        /* The token only becomes valid once its login is audited. */
-        if ((k = pg_begin(d.conn, &e)) < 0) {
-                explicit_bzero(token, sizeof token);
-                return db_fail(r, k, &e, "store token");
-        }
-        k = pg_exec(d.conn,
-                    "INSERT INTO api.tokens (token_sha256, user_id, tenant_id, expires_at) "
-                    "VALUES ($1, $2, $3, $4::timestamptz)",
-                    4, ip, NULL, &e);
+        int k = pg_exec(d->conn,
+                        "INSERT INTO api.tokens (token_sha256, user_id, tenant_id, expires_at) "
+                        "VALUES ($1, $2, $3, $4::timestamptz)",
+                        4, ip, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                pg_rollback(d->conn);
                 explicit_bzero(token, sizeof token);
                 return db_fail(r, k, &e, "store token");
         }
         snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
         snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", tenant_id);
-        if ((k = api_audit(r, "auth.login", "user", user_id, "success", NULL)) < 0 ||
-            (k = pg_commit(d.conn, &e)) < 0) {
-                pg_rollback(d.conn);
+        if ((k = api_audit(r, "auth.login", "user", user_id, "success", change)) < 0 ||
+            (k = pg_commit(d->conn, &e)) < 0) {
+                pg_rollback(d->conn);
                 explicit_bzero(token, sizeof token);
                 return r->pcode ? k : db_fail(r, k, &e, "store token");
         }
-        ratelimit_login_succeeded(r->api, tenant, username);
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id), "login");
         r->status = 200;
         r->out = json_pack("{s:s, s:s, s:{s:s, s:s}}", "token", token, "expires_at", expires, "user",

@@ -47,11 +47,6 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
                 return 1;
 
         struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if (db_open(&d, a, NULL, &e) < 0) {
-                log_error("could not connect to postgresql: %s", e.message);
-                return 1;
-        }
         char tenant_id[UUID_STR_LEN], user_id[UUID_STR_LEN], team_id[UUID_STR_LEN], password[33];
         _cleanup_free_ char *hash = NULL;
         if (id_new_uuid(tenant_id) < 0 || id_new_uuid(user_id) < 0 || id_new_uuid(team_id) < 0 ||
@@ -59,6 +54,13 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
                 log_error("could not generate credentials");
                 return 1;
         }
+        /* as the new tenant: row-level security accepts only its rows */
+        _cleanup_db_ struct db d = {0};
+        if (db_open(&d, a, tenant_id, &e) < 0) {
+                log_error("could not connect to postgresql: %s", e.message);
+                return 1;
+        }
+        _cleanup_json_ json_t *change = NULL;
         if (pg_begin(d.conn, &e) < 0)
                 goto fail;
         _cleanup_pgres_ PGresult *res = NULL;
@@ -80,7 +82,12 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
             pg_exec(d.conn, "INSERT INTO api.teams (id, tenant_id, name) VALUES ($1, $2, 'default')", 2, teamp,
                     NULL, &e) < 0 ||
             pg_exec(d.conn, "INSERT INTO api.team_members (team_id, user_id, tenant_id, roles) "
-                            "VALUES ($1, $2, $3, '" ALL_ROLES "')", 3, mp, NULL, &e) < 0 ||
+                            "VALUES ($1, $2, $3, '" ALL_ROLES "')", 3, mp, NULL, &e) < 0)
+                goto fail;
+        /* the tenant's chain starts with its own creation (hash of names and ids only) */
+        change = json_pack("{s:s, s:s, s:s, s:s}", "tenant", tenant, "admin", admin, "admin_id", user_id,
+                           "team_id", team_id);
+        if (api_audit_operator(a, tenant_id, "tenant.bootstrap", "tenant", tenant_id, change, &e) < 0 ||
             pg_commit(d.conn, &e) < 0)
                 goto fail;
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id, "team", team_id), "tenant bootstrapped");

@@ -792,7 +792,7 @@ static char *read_text(const char *path, size_t max, struct err_detail *e) {
 }
 
 /* Imports one skill directory; prints what happened. */
-static int import_one(struct db *d, const char *tenant_id, const char *dir, struct err_detail *e) {
+static int import_one(struct api *a, struct db *d, const char *tenant_id, const char *dir, struct err_detail *e) {
         char md[4200];
         snprintf(md, sizeof md, "%s/SKILL.md", dir);
         _cleanup_free_ char *text = read_text(md, SKILL_BYTES_MAX, e);
@@ -821,6 +821,8 @@ static int import_one(struct db *d, const char *tenant_id, const char *dir, stru
          * is stored as a draft that needs approval again */
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, tenant_id, name, bodys};
+        if ((k = pg_begin(d->conn, e)) < 0)
+                return k;
         k = pg_exec(d->conn,
                     "INSERT INTO api.catalog_items AS c (id, tenant_id, kind, name, body, created_by) "
                     "VALUES ($1, $2, 'skills', $3, $4::jsonb, 'import') "
@@ -828,9 +830,17 @@ static int import_one(struct db *d, const char *tenant_id, const char *dir, stru
                     "approved_by = NULL, approved_at = NULL, updated_at = now() WHERE c.body <> EXCLUDED.body "
                     "RETURNING (xmax = 0), id::text",
                     4, params, &res, e);
-        if (k < 0)
+        bool changed = k >= 0 && PQntuples(res) == 1;
+        const char *action = changed && PQgetvalue(res, 0, 0)[0] == 't' ? "catalog.create" : "catalog.update";
+        /* audited like a write through the api, before it commits */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", "skills", "name", name, "body", bodys);
+        if (k >= 0 && changed)
+                k = api_audit_operator(a, tenant_id, action, "catalog_item", PQgetvalue(res, 0, 1), change, e);
+        if (k < 0 || (k = pg_commit(d->conn, e)) < 0) {
+                pg_rollback(d->conn);
                 return k;
-        if (PQntuples(res) == 0)
+        }
+        if (!changed)
                 printf("unchanged %s\n", name);
         else
                 printf("%s %s %s\n", PQgetvalue(res, 0, 0)[0] == 't' ? "created" : "updated", name,
@@ -863,21 +873,14 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv) {
                 log_error("could not connect to postgresql: %s", e.message);
                 return 1;
         }
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *tp[] = {tenant};
-        if (pg_exec(d.conn, "SELECT id::text FROM api.tenants WHERE name = $1", 1, tp, &res, &e) < 0) {
-                log_error("could not look up tenant: %s", e.message);
-                return 1;
-        }
-        if (PQntuples(res) != 1) {
+        char tenant_id[UUID_STR_LEN];
+        int k = auth_tenant_id_by_name(&d, tenant, tenant_id, &e);
+        if (k == -ENOENT) {
                 fprintf(stderr, "paddock-api: no tenant named \"%s\"\n", tenant);
                 return 1;
         }
-        char tenant_id[UUID_STR_LEN];
-        snprintf(tenant_id, sizeof tenant_id, "%s", PQgetvalue(res, 0, 0));
-        db_close(&d);
-        if (db_open(&d, a, tenant_id, &e) < 0) {
-                log_error("could not connect to postgresql: %s", e.message);
+        if (k < 0 || (k = pg_set_tenant(d.conn, tenant_id, &e)) < 0) {
+                log_error("could not look up tenant: %s", e.message);
                 return 1;
         }
         struct dirent **ents = NULL;
@@ -895,7 +898,7 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv) {
                 if (ents[i]->d_name[0] != '.' && stat(md, &st) == 0 && S_ISREG(st.st_mode)) {
                         found++;
                         struct err_detail ie = {0};
-                        if (import_one(&d, tenant_id, dir, &ie) < 0) {
+                        if (import_one(a, &d, tenant_id, dir, &ie) < 0) {
                                 fprintf(stderr, "paddock-api: %s: %s\n", dir, ie.message[0] ? ie.message : "failed");
                                 rc = 1;
                         }

@@ -13,11 +13,9 @@ int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detai
         d->conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
         if (!d->conn)
                 return e && e->errnum ? e->errnum : -ECONNRESET;
-        /* Session-level (pooled connections are reused, so always overwrite):
-         * row-level security policies will key on this setting. */
-        const char *params[] = {tenant_id ? tenant_id : ""};
-        int r = pg_exec(d->conn, "SELECT set_config('paddock.tenant_id', $1, false)", 1, params,
-                        NULL, e);
+        /* the row-level-security policies key on it: without a tenant,
+         * tenant-owned tables show nothing */
+        int r = pg_set_tenant(d->conn, tenant_id, e);
         if (r < 0) {
                 db_close(d);
                 return r;

@@ -2,6 +2,14 @@
  * table, wires PostgreSQL, Kafka, S3 and the consumers, and runs the lws loop
  * until SIGTERM. `paddock-api bootstrap ...` creates the first tenant. */
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -16,6 +24,7 @@
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 #include "s3/s3.h"
+#include "service/service.h"
 
 #define PG_POOL_SIZE 8
 
@@ -48,11 +57,13 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_TOKEN_TTL_S", CONFIG_INT, "43200", 60, 2592000, false, S(token_ttl_s),
          "lifetime of a login token in seconds"},
         {"PADDOCK_LOGIN_WINDOW_S", CONFIG_INT, "900", 1, 86400, false, S(login_window_s),
-         "window of the failed-login limits in seconds (kept per api process)"},
+         "window of the failed-login limits in seconds (counted in PostgreSQL, across replicas)"},
         {"PADDOCK_LOGIN_MAX_FAILURES_USER", CONFIG_INT, "5", 1, 100, false, S(login_max_failures_user),
          "failed logins per tenant and username within the window before 429"},
         {"PADDOCK_LOGIN_MAX_FAILURES_IP", CONFIG_INT, "20", 1, 1000, false, S(login_max_failures_ip),
          "failed logins per source IP within the window before 429"},
+        {"PADDOCK_API_WORKERS", CONFIG_INT, "0", 0, 64, false, S(workers),
+         "worker processes serving the API on one port (SO_REUSEPORT); 0: one per online CPU"},
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
         {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
          "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
@@ -63,9 +74,12 @@ static const struct config_entry config_table[] = {
 static const char summary[] =
         "The Paddock public HTTP + websocket API.\n"
         "  paddock-api                                      serve\n"
-        "  paddock-api bootstrap --tenant NAME --admin USER create the first tenant and admin;\n"
-        "  paddock-api import-skills --tenant NAME DIR  import DIR/*/SKILL.md as draft catalog skills;\n"
-        "                                                   prints \"password: ...\" once";
+        "  paddock-api bootstrap --tenant NAME --admin USER create a tenant and its admin;\n"
+        "                                                   prints \"password: ...\" once\n"
+        "  paddock-api import-skills --tenant NAME DIR      import DIR/*/SKILL.md as draft catalog skills\n"
+        "  paddock-api migrate                              apply the api schema's migrations and exit\n"
+        "                                                   (run with the schema owner's PADDOCK_PG_DSN)\n"
+        "  bootstrap and import-skills are audited: they need PADDOCK_KAFKA_BOOTSTRAP";
 
 static void lws_log(int level, const char *line) {
         size_t n = strlen(line);
@@ -74,24 +88,65 @@ static void lws_log(int level, const char *line) {
         log_emit(level == LLL_ERR ? LOG_ERROR : LOG_WARN, LOG_KV("component", "libwebsockets"), "%.*s", (int)n, line);
 }
 
+/* With several workers, each polls the listening socket the supervisor
+ * opened (adopted as a raw descriptor) and hands what it accepts to
+ * libwebsockets: this libwebsockets (4.1) cannot share a port between
+ * processes itself. Every worker wakes on a connection; the others get
+ * EAGAIN. */
+static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+        if (reason != LWS_CALLBACK_RAW_RX_FILE)
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        int lfd = lws_get_socket_fd(wsi);
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                                log_warn("accept failed: %s", strerror(errno));
+                        break;
+                }
+                /* responses go out in several writes: no Nagle delay on them */
+                int one = 1;
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                /* closes fd itself when it fails */
+                if (!lws_adopt_socket_vhost(lws_get_vhost(wsi), fd))
+                        log_warn("could not adopt an accepted connection");
+        }
+        return 0;
+}
+
 static const struct lws_protocols protocols[] = {
         /* first protocol: serves HTTP and websocket upgrades without a subprotocol */
         {"paddock", api_lws_callback, sizeof(struct api_pss), 4096, 0, NULL, 0},
+        {"paddock-listen", listen_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static int serve(struct api *a) {
-        char host[256];
-        int port;
-        /* port 0 would pick a port no client knows */
-        if (ops_parse_addr(a->cfg.addr, host, sizeof host, &port) < 0 || port == 0) {
-                log_error("invalid PADDOCK_API_ADDR \"%s\": expected host:port", a->cfg.addr);
-                return CONFIG_EXIT_BAD;
+/* The supervisor's listening socket, inherited by the workers. */
+static int listen_socket(const char *host, int port) {
+        char service[16];
+        snprintf(service, sizeof service, "%d", port);
+        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+                        *res = NULL;
+        int k = getaddrinfo(host, service, &hints, &res);
+        if (k != 0) {
+                log_error("could not resolve %s: %s", host, gai_strerror(k));
+                return -1;
         }
-        if (!a->cfg.kafka_bootstrap[0] || !a->cfg.s3_endpoint[0] || !a->cfg.s3_bucket[0]) {
-                log_error("PADDOCK_KAFKA_BOOTSTRAP, PADDOCK_S3_ENDPOINT and PADDOCK_S3_BUCKET are required to serve");
-                return CONFIG_EXIT_BAD;
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+                log_error("could not listen on %s:%d: %s", host, port, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                fd = -1;
         }
+        freeaddrinfo(res);
+        return fd;
+}
+
+/* One serving process: its own PostgreSQL connections, Kafka clients and
+ * libwebsockets context; listen_fd >= 0: serves the inherited socket. */
+static int serve_worker(struct api *a, const char *host, int port, int listen_fd) {
         if (api_migrate(a, 60) < 0)
                 return 1;
 
@@ -112,10 +167,14 @@ static int serve(struct api *a) {
         if (!a->s3)
                 return 1;
 
+        a->oidc = oidc_registry_new();
+        if (!a->oidc)
+                return 1;
+
         lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
         struct lws_context_creation_info info = {0};
-        info.port = port;
-        info.iface = host;
+        info.port = listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
+        info.iface = listen_fd >= 0 ? NULL : host;
         info.protocols = protocols;
         info.user = a;
         info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -125,6 +184,16 @@ static int serve(struct api *a) {
         if (!a->lws) {
                 log_error("could not listen on %s", a->cfg.addr);
                 return 1;
+        }
+        if (listen_fd >= 0) {
+                lws_sock_file_fd_type u = {.filefd = listen_fd};
+                if (!lws_adopt_descriptor_vhost(lws_get_vhost_by_name(a->lws, "default"), LWS_ADOPT_RAW_FILE_DESC, u,
+                                                "paddock-listen", NULL)) {
+                        log_error("could not poll the listening socket");
+                        lws_context_destroy(a->lws);
+                        a->lws = NULL;
+                        return 1;
+                }
         }
         int rc = 0;
         if (fanout_start(a) < 0 || status_consumer_start(a) < 0)
@@ -140,18 +209,140 @@ static int serve(struct api *a) {
         lws_context_destroy(a->lws);
         a->lws = NULL;
         fanout_stop(a);
+        a->oidc = oidc_registry_free(a->oidc);
         return rc;
+}
+
+/* Forks a worker; in the child runs it and exits. Returns its pid, or -1. */
+static pid_t spawn_worker(struct api *a, const char *host, int port, int listen_fd) {
+        pid_t supervisor = getpid();
+        pid_t pid = fork();
+        if (pid != 0)
+                return pid;
+        /* the child: ends with the supervisor, whatever kills it (an
+         * orphan would keep serving the port with stale configuration) */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
+                _exit(1);
+        /* its own identity (producer names, fanout group) */
+        if (id_new_uuid(a->instance) < 0)
+                _exit(1);
+        int rc = serve_worker(a, host, port, listen_fd);
+        /* as main() does after serve(): flushes what the producer holds */
+        a->producer = kafka_producer_free(a->producer);
+        a->s3 = s3_client_free(a->s3);
+        a->pg = pg_pool_free(a->pg);
+        _exit(rc);
+}
+
+/* The supervisor of n workers (prefork, as nginx does): it opens the
+ * listening socket, the workers serve it. The handlers and their blocking
+ * libpq calls stay single-threaded, and throughput scales with processes.
+ * Nothing here touches PostgreSQL or Kafka before forking: each worker
+ * opens its own connections. A worker that dies is replaced
+ * (after a second, so a crash loop does not spin); SIGTERM/SIGINT are passed
+ * on, and the workers get 30 s to finish before SIGKILL. */
+static int supervise_workers(struct api *a, const char *host, int port, int n) {
+        pid_t pids[64] = {0};
+        int listen_fd = listen_socket(host, port);
+        if (listen_fd < 0)
+                return 1;
+        for (int i = 0; i < n; i++)
+                if ((pids[i] = spawn_worker(a, host, port, listen_fd)) < 0) {
+                        log_error("could not fork worker: %s", strerror(errno));
+                        n = i;
+                        break;
+                }
+        log_ctx(LOG_INFO, LOG_KV("addr", a->cfg.addr), "supervising %d worker processes", n);
+        int rc = n > 0 ? 0 : 1;
+        while (rc == 0 && !shutdown_requested()) {
+                int st;
+                pid_t pid = waitpid(-1, &st, WNOHANG);
+                if (pid <= 0) {
+                        shutdown_sleep_ms(200);
+                        continue;
+                }
+                for (int i = 0; i < n; i++) {
+                        if (pids[i] != pid)
+                                continue;
+                        log_ctx(LOG_ERROR, LOG_KV("worker", "replaced"), "worker %d ended (%s %d); starting another",
+                                (int)pid, WIFSIGNALED(st) ? "signal" : "status",
+                                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+                        if (shutdown_sleep_ms(1000))
+                                break;
+                        pids[i] = spawn_worker(a, host, port, listen_fd);
+                }
+        }
+        for (int i = 0; i < n; i++)
+                if (pids[i] > 0)
+                        kill(pids[i], SIGTERM);
+        for (int waited_ms = 0, left = n; left > 0;) {
+                int st;
+                pid_t pid = waitpid(-1, &st, WNOHANG);
+                if (pid > 0) {
+                        if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+                                rc = 1;
+                        left--;
+                } else if (pid < 0) {
+                        break;
+                } else if ((waited_ms += 50) > 30000) {
+                        for (int i = 0; i < n; i++)
+                                if (pids[i] > 0)
+                                        kill(pids[i], SIGKILL);
+                } else {
+                        usleep(50 * 1000);
+                }
+        }
+        close(listen_fd);
+        return rc;
+}
+
+static int serve(struct api *a) {
+        char host[256];
+        int port;
+        /* port 0 would pick a port no client knows */
+        if (ops_parse_addr(a->cfg.addr, host, sizeof host, &port) < 0 || port == 0) {
+                log_error("invalid PADDOCK_API_ADDR \"%s\": expected host:port", a->cfg.addr);
+                return CONFIG_EXIT_BAD;
+        }
+        if (!a->cfg.kafka_bootstrap[0] || !a->cfg.s3_endpoint[0] || !a->cfg.s3_bucket[0]) {
+                log_error("PADDOCK_KAFKA_BOOTSTRAP, PADDOCK_S3_ENDPOINT and PADDOCK_S3_BUCKET are required to serve");
+                return CONFIG_EXIT_BAD;
+        }
+        long n = a->cfg.workers > 0 ? (long)a->cfg.workers : sysconf(_SC_NPROCESSORS_ONLN);
+        if (n > 64)
+                n = 64;
+        if (n <= 1)
+                return serve_worker(a, host, port, -1);
+        return supervise_workers(a, host, port, (int)n);
+}
+
+/* The operator commands write tenant state, so they are audited like the
+ * api's own writes: they need the audit topic's producer. */
+static int operator_producer(struct api *a) {
+        if (!a->cfg.kafka_bootstrap[0]) {
+                log_error("PADDOCK_KAFKA_BOOTSTRAP is required: this command is audited");
+                return -EINVAL;
+        }
+        struct err_detail e = {0};
+        struct kafka_options ko = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api-operator"};
+        a->producer = kafka_producer_new(&ko, &e);
+        if (!a->producer) {
+                log_error("could not create kafka producer: %s", e.message);
+                return -EIO;
+        }
+        return 0;
 }
 
 int main(int argc, char **argv) {
         bool bootstrap = argc > 1 && !strcmp(argv[1], "bootstrap");
         bool import_skills = argc > 1 && !strcmp(argv[1], "import-skills");
+        bool migrate = argc == 2 && !strcmp(argv[1], "migrate");
         for (int i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         config_print_help(stdout, "paddock-api", summary, config_table);
                         return 0;
                 }
-        if (argc > 1 && !bootstrap && !import_skills) {
+        if (argc > 1 && !bootstrap && !import_skills && !migrate) {
                 fprintf(stderr, "paddock-api: unknown argument \"%s\" (see --help)\n", argv[1]);
                 return 64;
         }
@@ -172,6 +363,11 @@ int main(int argc, char **argv) {
                 return CONFIG_EXIT_BAD;
         }
         log_init("api", level);
+        if (migrate) {
+                int rc = service_migrate_main(a.cfg.pg_dsn, "api", api_migrations);
+                config_free(config_table, &a.cfg);
+                return rc;
+        }
         int mk = secretbox_parse_master_key(a.cfg.master_key, a.master_key, &e);
         /* only the parsed key stays in memory, and the error never quotes the text */
         explicit_bzero(a.cfg.master_key, strlen(a.cfg.master_key));
@@ -191,7 +387,9 @@ int main(int argc, char **argv) {
                 return 1;
 
         int rc;
-        if (bootstrap)
+        if ((bootstrap || import_skills) && operator_producer(&a) < 0)
+                rc = 1;
+        else if (bootstrap)
                 rc = bootstrap_main(&a, argc - 1, argv + 1);
         else if (import_skills)
                 rc = catalog_import_skills_main(&a, argc - 1, argv + 1);

@@ -1,168 +1,124 @@
 /* Failed-login rate limiting per user (tenant + username) and per source IP.
  *
- * A sliding log: each key keeps the times of its last `max` failures; the key
- * is limited while `max` of them fall inside the window, until the oldest
- * leaves it. State lives in this process's memory only: every api replica
- * keeps its own counts (N replicas behind a balancer allow up to N times the
- * limit), and a restart forgets them. Keys are stored as a truncated SHA-256,
- * so the table holds no user names, and both tables are bounded: when one is
- * full, expired keys go first, then the key whose newest failure is oldest. */
+ * A sliding log in PostgreSQL (api.login_failures, migration 0008): a key is
+ * limited while `max` of its failures fall inside the window, until the oldest
+ * of those leaves it. Being in the database, the counts are shared by every
+ * api worker process and replica and survive restarts. Keys are a truncated
+ * SHA-256 with a domain prefix, so the table holds no user names, tenants or
+ * addresses. Rows older than the window are deleted as keys fail again, and
+ * now and then for all keys.
+ *
+ * The limits fail open on a database error: a login needs the database
+ * anyway, so such an attempt fails at the user lookup. */
 #include <openssl/sha.h>
-#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
 
-#define RL_USER_KEYS 16384
-#define RL_IP_KEYS 4096
 #define RL_ID 16
+#define RL_SWEEP_EVERY 64 /* failures between sweeps of every expired row */
 
-struct rl_entry {
-        uint8_t id[RL_ID];
-        int64_t *ts; /* ring of failure times (monotonic us), capacity = the table's max */
-        unsigned head, n;
-};
+/* \x + hex of the key's id, as PostgreSQL reads a bytea parameter in text */
+#define RL_KEY_TEXT (2 + 2 * RL_ID + 1)
 
-struct rl_table {
-        struct rl_entry *e;
-        size_t len, cap;
-};
-
-static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct rl_table rl_users = {.cap = RL_USER_KEYS}, rl_ips = {.cap = RL_IP_KEYS};
-
-static int64_t rl_now_us(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
-/* The id of a key made of parts separated by NUL (no part can contain one). */
-static void rl_id(const char *a, const char *b, uint8_t out[RL_ID]) {
-        unsigned char buf[1024], d[SHA256_DIGEST_LENGTH];
-        size_t la = strnlen(a, 511), lb = b ? strnlen(b, 511) : 0;
-        memcpy(buf, a, la);
-        buf[la] = '\0';
+static void rl_key(const char *domain, const char *a, const char *b, char out[RL_KEY_TEXT]) {
+        /* parts separated by NUL: no part can contain one */
+        unsigned char buf[1040], d[SHA256_DIGEST_LENGTH];
+        size_t ld = strnlen(domain, 7), la = strnlen(a, 511), lb = b ? strnlen(b, 511) : 0;
+        memcpy(buf, domain, ld);
+        buf[ld] = '\0';
+        memcpy(buf + ld + 1, a, la);
+        buf[ld + 1 + la] = '\0';
         if (b)
-                memcpy(buf + la + 1, b, lb);
-        SHA256(buf, la + 1 + lb, d);
-        memcpy(out, d, RL_ID);
+                memcpy(buf + ld + 2 + la, b, lb);
+        SHA256(buf, ld + 2 + la + lb, d);
+        out[0] = '\\';
+        out[1] = 'x';
+        for (int i = 0; i < RL_ID; i++)
+                snprintf(out + 2 + 2 * i, 3, "%02x", d[i]);
 }
 
-static void rl_expire(struct rl_entry *x, unsigned max, int64_t now, int64_t window) {
-        while (x->n > 0 && x->ts[x->head] <= now - window) {
-                x->head = (x->head + 1) % max;
-                x->n--;
-        }
-}
-
-static struct rl_entry *rl_find(struct rl_table *t, const uint8_t id[RL_ID]) {
-        for (size_t i = 0; i < t->len; i++)
-                if (!memcmp(t->e[i].id, id, RL_ID))
-                        return &t->e[i];
-        return NULL;
-}
-
-static void rl_remove(struct rl_table *t, size_t i) {
-        free(t->e[i].ts);
-        t->e[i] = t->e[--t->len];
-}
-
-/* Finds or makes the entry of id; NULL on out-of-memory (the failure is then
- * not counted: refusing logins for lack of memory would be worse). */
-static struct rl_entry *rl_get(struct rl_table *t, const uint8_t id[RL_ID], unsigned max, int64_t now,
-                               int64_t window) {
-        struct rl_entry *x = rl_find(t, id);
-        if (x)
-                return x;
-        if (!t->e && !(t->e = calloc(t->cap, sizeof *t->e)))
-                return NULL;
-        if (t->len == t->cap) {
-                size_t oldest = 0;
-                for (size_t i = t->len; i-- > 0;) {
-                        struct rl_entry *y = &t->e[i];
-                        rl_expire(y, max, now, window);
-                        if (y->n == 0)
-                                rl_remove(t, i);
-                }
-                if (t->len == t->cap) {
-                        for (size_t i = 1; i < t->len; i++) {
-                                struct rl_entry *a = &t->e[i], *b = &t->e[oldest];
-                                if (a->ts[(a->head + a->n - 1) % max] < b->ts[(b->head + b->n - 1) % max])
-                                        oldest = i;
-                        }
-                        rl_remove(t, oldest);
-                }
-        }
-        int64_t *ts = calloc(max, sizeof *ts);
-        if (!ts)
-                return NULL;
-        x = &t->e[t->len++];
-        *x = (struct rl_entry){.ts = ts};
-        memcpy(x->id, id, RL_ID);
-        return x;
-}
-
-/* Seconds until the key may try again (rounded up), 0 when not limited. */
-static int64_t rl_wait(struct rl_table *t, const uint8_t id[RL_ID], unsigned max, int64_t now, int64_t window) {
-        struct rl_entry *x = rl_find(t, id);
-        if (!x)
+/* Seconds until key may try again (rounded up), 0 when not limited. */
+static int64_t rl_wait(PGconn *conn, const char *key, long long max, long long window_s) {
+        char maxs[24], wins[24];
+        snprintf(maxs, sizeof maxs, "%lld", max);
+        snprintf(wins, sizeof wins, "%lld", window_s);
+        const char *params[] = {key, maxs, wins};
+        PGresult *res = NULL;
+        struct err_detail e = {0};
+        int k = pg_exec(conn,
+                        "SELECT count(*), ceil(extract(epoch FROM min(at) + make_interval(secs => $3::int)"
+                        " - clock_timestamp()))::bigint FROM (SELECT at FROM api.login_failures WHERE key = $1::bytea"
+                        " AND at > clock_timestamp() - make_interval(secs => $3::int) ORDER BY at DESC LIMIT $2::int) s",
+                        3, params, &res, &e);
+        if (k < 0) {
+                log_ctx(LOG_WARN, LOG_KV("sqlstate", e.code), "could not read failed logins: %s", e.message);
                 return 0;
-        rl_expire(x, max, now, window);
-        if (x->n < max)
-                return 0;
-        int64_t us = x->ts[x->head] + window - now;
-        return us > 0 ? (us + 999999) / 1000000 : 1;
-}
-
-static void rl_add(struct rl_table *t, const uint8_t id[RL_ID], unsigned max, int64_t now, int64_t window) {
-        struct rl_entry *x = rl_get(t, id, max, now, window);
-        if (!x)
-                return;
-        rl_expire(x, max, now, window);
-        if (x->n < max)
-                x->ts[(x->head + x->n++) % max] = now;
-        else {
-                x->ts[x->head] = now;
-                x->head = (x->head + 1) % max;
         }
+        int64_t wait = 0;
+        if (atoll(PQgetvalue(res, 0, 0)) >= max) {
+                wait = PQgetisnull(res, 0, 1) ? 1 : atoll(PQgetvalue(res, 0, 1));
+                if (wait < 1)
+                        wait = 1;
+        }
+        PQclear(res);
+        return wait;
 }
 
 int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip) {
-        uint8_t uid[RL_ID], iid[RL_ID];
-        rl_id(tenant, username, uid);
-        rl_id(ip, NULL, iid);
-        int64_t now = rl_now_us(), window = a->cfg.login_window_s * 1000000LL;
-        pthread_mutex_lock(&rl_lock);
-        int64_t wu = rl_wait(&rl_users, uid, (unsigned)a->cfg.login_max_failures_user, now, window);
-        int64_t wi = ip[0] ? rl_wait(&rl_ips, iid, (unsigned)a->cfg.login_max_failures_ip, now, window) : 0;
-        pthread_mutex_unlock(&rl_lock);
+        char user_key[RL_KEY_TEXT], ip_key[RL_KEY_TEXT];
+        rl_key("user", tenant, username, user_key);
+        rl_key("ip", ip, NULL, ip_key);
+        PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
+        if (!conn)
+                return 0;
+        int64_t wu = rl_wait(conn, user_key, a->cfg.login_max_failures_user, a->cfg.login_window_s);
+        int64_t wi = ip[0] ? rl_wait(conn, ip_key, a->cfg.login_max_failures_ip, a->cfg.login_window_s) : 0;
+        pg_pool_release(a->pg, conn);
         return wu > wi ? wu : wi;
 }
 
 void ratelimit_login_failed(struct api *a, const char *tenant, const char *username, const char *ip) {
-        uint8_t uid[RL_ID], iid[RL_ID];
-        rl_id(tenant, username, uid);
-        rl_id(ip, NULL, iid);
-        int64_t now = rl_now_us(), window = a->cfg.login_window_s * 1000000LL;
-        pthread_mutex_lock(&rl_lock);
-        rl_add(&rl_users, uid, (unsigned)a->cfg.login_max_failures_user, now, window);
-        if (ip[0])
-                rl_add(&rl_ips, iid, (unsigned)a->cfg.login_max_failures_ip, now, window);
-        pthread_mutex_unlock(&rl_lock);
+        static unsigned failures;
+        char user_key[RL_KEY_TEXT], ip_key[RL_KEY_TEXT], wins[24];
+        rl_key("user", tenant, username, user_key);
+        rl_key("ip", ip, NULL, ip_key);
+        snprintf(wins, sizeof wins, "%lld", a->cfg.login_window_s);
+        PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
+        if (!conn)
+                return;
+        const char *params[] = {user_key, ip[0] ? ip_key : NULL, wins};
+        struct err_detail e = {0};
+        /* the keys' expired rows go as they fail again; every key's now and then */
+        bool sweep = ++failures % RL_SWEEP_EVERY == 0;
+        int k = pg_exec(conn,
+                        sweep ? "WITH gone AS (DELETE FROM api.login_failures"
+                                " WHERE at <= clock_timestamp() - make_interval(secs => $3::int))"
+                                " INSERT INTO api.login_failures (key) SELECT k FROM unnest(ARRAY[$1::bytea, $2::bytea]) k"
+                                " WHERE k IS NOT NULL"
+                              : "WITH gone AS (DELETE FROM api.login_failures WHERE key IN ($1::bytea, $2::bytea)"
+                                " AND at <= clock_timestamp() - make_interval(secs => $3::int))"
+                                " INSERT INTO api.login_failures (key) SELECT k FROM unnest(ARRAY[$1::bytea, $2::bytea]) k"
+                                " WHERE k IS NOT NULL",
+                        3, params, NULL, &e);
+        if (k < 0)
+                log_ctx(LOG_WARN, LOG_KV("sqlstate", e.code), "could not record a failed login: %s", e.message);
+        pg_pool_release(a->pg, conn);
 }
 
 void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username) {
-        (void)a;
-        uint8_t uid[RL_ID];
-        rl_id(tenant, username, uid);
-        pthread_mutex_lock(&rl_lock);
-        for (size_t i = 0; i < rl_users.len; i++)
-                if (!memcmp(rl_users.e[i].id, uid, RL_ID)) {
-                        rl_remove(&rl_users, i);
-                        break;
-                }
-        pthread_mutex_unlock(&rl_lock);
+        char user_key[RL_KEY_TEXT];
+        rl_key("user", tenant, username, user_key);
+        PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
+        if (!conn)
+                return;
+        const char *params[] = {user_key};
+        struct err_detail e = {0};
+        if (pg_exec(conn, "DELETE FROM api.login_failures WHERE key = $1::bytea", 1, params, NULL, &e) < 0)
+                log_ctx(LOG_WARN, LOG_KV("sqlstate", e.code), "could not clear failed logins: %s", e.message);
+        pg_pool_release(a->pg, conn);
 }

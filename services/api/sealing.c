@@ -131,11 +131,13 @@ static int seal_and_send(struct api *a, const char *tenant_id, const char *run_i
         return k;
 }
 
-int sealing_on_provisioning(struct api *a, const char *run_id, const char *public_key_b64, struct err_detail *err) {
+int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const char *run_id,
+                            const char *public_key_b64, struct err_detail *err) {
         uint8_t pub[SEAL_PUBLIC_KEY_LEN];
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, a, NULL, &e);
+        /* as the event's tenant: an event naming another tenant finds no run */
+        int k = db_open(&d, a, event_tenant_id, &e);
         if (k < 0)
                 return err_set(err, k, e.code, "could not load run %s for sealing: %s", run_id, e.message);
         _cleanup_pgres_ PGresult *res = NULL;

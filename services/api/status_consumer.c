@@ -51,11 +51,14 @@ static bool known_status(const char *s) {
         return false;
 }
 
-/* Runs one status UPDATE; failures go to err (the loop logs them with the offset). */
-static int apply_sql(const char *sql, int n, const char *const *params, const char *run_id, struct err_detail *err) {
+/* Runs one status UPDATE as the message's tenant (row-level security: a
+ * message naming another tenant than the run's changes nothing); failures go
+ * to err (the loop logs them with the offset). */
+static int apply_sql(const char *sql, int n, const char *const *params, const char *tenant_id, const char *run_id,
+                     struct err_detail *err) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, sc.api, NULL, &e);
+        int k = db_open(&d, sc.api, tenant_id, &e);
         _cleanup_pgres_ PGresult *res = NULL;
         if (k >= 0)
                 k = pg_exec(d.conn, sql, n, params, &res, &e);
@@ -72,6 +75,8 @@ static int handle_assigned(const struct kafka_message *m, struct err_detail *err
                 return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunAssigned");
         const char *run_id = a->env && a->env->run_id && a->env->run_id[0] ? a->env->run_id
                              : a->request && a->request->env ? a->request->env->run_id : NULL;
+        const char *tenant_id = a->env && a->env->tenant_id && a->env->tenant_id[0] ? a->env->tenant_id
+                                : a->request && a->request->env ? a->request->env->tenant_id : NULL;
         int r = 0;
         if (run_id && id_is_uuid(run_id) && a->node_id && a->node_id[0]) {
                 const char *params[] = {run_id, a->node_id};
@@ -80,7 +85,7 @@ static int handle_assigned(const struct kafka_message *m, struct err_detail *err
                               "scheduled_at = coalesce(scheduled_at, now()), "
                               "status = CASE WHEN status = 'queued' THEN 'scheduled' ELSE status END "
                               "WHERE id = $1 AND (status = 'queued' OR node_id IS NULL)",
-                              2, params, run_id, err);
+                              2, params, tenant_id, run_id, err);
         }
         paddock__v1__run_assigned__free_unpacked(a, NULL);
         return r;
@@ -94,8 +99,9 @@ static int handle_other_event(Paddock__V1__RunEvent *ev, struct err_detail *err)
         if (!json_is_object(data))
                 return 0;
         if (!strcmp(ev->kind, "approval_requested"))
-                return approvals_on_requested(sc.api, ev->env->run_id, ev->env->seq, data, err);
-        return approvals_on_decided(sc.api, ev->env->run_id, ev->env->seq, ev->env->ts_unix_us, data, err);
+                return approvals_on_requested(sc.api, ev->env->tenant_id, ev->env->run_id, ev->env->seq, data, err);
+        return approvals_on_decided(sc.api, ev->env->tenant_id, ev->env->run_id, ev->env->seq, ev->env->ts_unix_us,
+                                    data, err);
 }
 
 static int handle_event(const struct kafka_message *m, struct err_detail *err) {
@@ -129,12 +135,12 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                                 "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason) "
                                 "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
                                 "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')",
-                                7, params, ev->env->run_id, err);
+                                7, params, ev->env->tenant_id, ev->env->run_id, err);
                         /* the key is announced once, in provisioning; sealing
                          * is idempotent enough (the runner takes the first) */
                         const char *pk = json_string_value(json_object_get(data, "public_key"));
                         if (r >= 0 && !strcmp(status, "provisioning") && pk && pk[0])
-                                r = sealing_on_provisioning(sc.api, ev->env->run_id, pk, err);
+                                r = sealing_on_provisioning(sc.api, ev->env->tenant_id, ev->env->run_id, pk, err);
                 }
         }
         paddock__v1__run_event__free_unpacked(ev, NULL);

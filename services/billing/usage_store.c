@@ -70,8 +70,9 @@ int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *r
         snprintf(egress, sizeof egress, "%llu", (unsigned long long)u->egress_bytes);
         snprintf(cost, sizeof cost, "%.17g", u->cost_usd);
 
-        int r = pg_begin(conn, reterr);
-        if (r < 0)
+        /* stored as the record's tenant: row-level security keys on it */
+        int r = pg_set_tenant(conn, u->env->tenant_id, reterr);
+        if (r < 0 || (r = pg_begin(conn, reterr)) < 0)
                 return r;
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = {u->env->run_id, u->env->tenant_id, u->team_id, *u->user_id ? u->user_id : NULL,

@@ -244,6 +244,9 @@ int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg
         }
         const char *run_id = c->env->run_id, *tenant = c->env->tenant_id;
 
+        /* stored as the chunk's tenant: row-level security keys on it */
+        if ((r = pg_set_tenant(conn, tenant, reterr)) < 0)
+                return r;
         r = artifact_exists(conn, run_id, c->name, reterr);
         if (r < 0)
                 return r;

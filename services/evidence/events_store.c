@@ -75,6 +75,10 @@ int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *
         if (strlen(ev->actor) > ACTOR_MAX)
                 return err_set(reterr, -EINVAL, "actor", "actor is longer than %d characters", ACTOR_MAX);
 
+        /* stored as the event's tenant: row-level security keys on it */
+        int r = pg_set_tenant(conn, ev->env->tenant_id, reterr);
+        if (r < 0)
+                return r;
         char seq[24], ts[40];
         snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
         if (ev->env->ts_unix_us > 0)
@@ -98,7 +102,7 @@ int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *
                                         ev->env->ts_unix_us > 0 ? ts : NULL,
                                         ev->kind, *ev->actor ? ev->actor : NULL,
                                         wrapped ? wrapped : json};
-                int r = pg_exec(conn,
+                r = pg_exec(conn,
                                 "INSERT INTO evidence.run_events"
                                 " (run_id, seq, tenant_id, team_id, ts, kind, actor, data)"
                                 " VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6, $7, $8::jsonb)"

@@ -210,6 +210,9 @@ int main(int argc, char **argv) {
                 .table = settings_table,
                 .log_level_offset = offsetof(struct settings, log_level),
                 .ops_addr_offset = offsetof(struct settings, ops_addr),
+                .schema = "evidence",
+                .migrations = evidence_migrations,
+                .pg_dsn_offset = offsetof(struct settings, pg_dsn),
                 .check = check_settings,
         };
         struct settings cfg = {0};

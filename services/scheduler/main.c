@@ -282,6 +282,9 @@ int main(int argc, char **argv) {
                 .table = settings_table,
                 .log_level_offset = offsetof(struct settings, log_level),
                 .ops_addr_offset = offsetof(struct settings, ops_addr),
+                .schema = "scheduler",
+                .migrations = scheduler_migrations,
+                .pg_dsn_offset = offsetof(struct settings, pg_dsn),
         };
         struct settings cfg = {0};
         int r = service_init(&spec, argc, argv, &cfg);

@@ -17,13 +17,104 @@ import time
 import urllib.parse
 import uuid
 
+import contextlib
+import threading
+
 import pytest
 import requests
+import requests.adapters
 import websocket
+
+import openapi_check
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected"}
 HTTP_TIMEOUT = 30
+
+
+# ---------------------------------------------------------------- OpenAPI validation
+#
+# Every response of the api made through `requests` anywhere in the suite (one
+# hop at a time, redirects included) is validated against
+# services/api/openapi.yaml; violations fail the test at teardown, and any left
+# over at the end of the session fail the session. Responses to deliberately
+# malformed requests are validated too: errors must be problem+json as the spec
+# says. The one escape hatch, `openapi_undescribed_path()`, lets a test probe a
+# path or method that is deliberately not an endpoint; the answer must still be
+# a Problem.
+
+_OPENAPI = openapi_check.Spec()
+_openapi_violations = []
+_openapi_lock = threading.Lock()
+_openapi_local = threading.local()
+_adapter_send = requests.adapters.HTTPAdapter.send
+
+
+def _api_base():
+    base = os.environ.get("PADDOCK_API_URL", "").rstrip("/")
+    return base or None
+
+
+@contextlib.contextmanager
+def openapi_undescribed_path():
+    """Requests made inside may go to paths or methods the spec does not describe."""
+    old = getattr(_openapi_local, "undescribed", False)
+    _openapi_local.undescribed = True
+    try:
+        yield
+    finally:
+        _openapi_local.undescribed = old
+
+
+def _validating_send(self, request, *args, **kwargs):
+    resp = _adapter_send(self, request, *args, **kwargs)
+    base = _api_base()
+    if not base or not request.url.startswith(base + "/"):
+        return resp
+    try:
+        body = resp.content  # cached: later reads (iter_content too) see the same bytes
+    except Exception as e:  # noqa: BLE001 - a broken body is the test's own failure to see
+        body = None
+        problems = [f"{request.method} {request.url}: body could not be read: {e}"]
+    else:
+        # the path below the base URL ("/v1/...?query"), as the spec's paths are written
+        problems = _OPENAPI.check(request.method, request.url[len(base):], resp.status_code, resp.headers.get("Content-Type"), body,
+                                  allow_undescribed_path=getattr(_openapi_local, "undescribed", False))
+    if problems:
+        with _openapi_lock:
+            _openapi_violations.extend(problems)
+    return resp
+
+
+requests.adapters.HTTPAdapter.send = _validating_send
+
+
+def _take_openapi_violations():
+    with _openapi_lock:
+        out = list(_openapi_violations)
+        _openapi_violations.clear()
+    return out
+
+
+@pytest.fixture(autouse=True)
+def openapi_responses():
+    """Fails the test (at teardown) if a response of the api it caused, or
+    of a fixture set up for it, is not what openapi.yaml describes."""
+    yield
+    problems = _take_openapi_violations()
+    if problems:
+        uniq = list(dict.fromkeys(problems))
+        pytest.fail("responses not described by services/api/openapi.yaml:\n  " + "\n  ".join(uniq[:40]),
+                    pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    problems = _take_openapi_violations()
+    if problems:
+        uniq = list(dict.fromkeys(problems))
+        print("\nresponses not described by services/api/openapi.yaml (fixture teardown):\n  "
+              + "\n  ".join(uniq[:40]))
+        session.exitstatus = 1
 
 
 # ---------------------------------------------------------------- endpoints

@@ -223,6 +223,9 @@ def test_audit_is_tenant_scoped(endpoints, api, tenant_id, pg):
                                         (oid,)).fetchall()}
     assert theirs <= ostored and not mine & ostored
     assert oitems[0]["seq"] == 1  # its own chain, from 1
+    # which starts with the tenant's creation by the operator command
+    assert (oitems[0]["action"], oitems[0]["actor"], oitems[0]["object_id"]) == \
+        ("tenant.bootstrap", "service:paddock-api-operator", oid), oitems[0]
     v = oapi.ok("GET", "/v1/audit/verify", expect=(200,))
     assert v["ok"] is True and v["checked"] == len(ostored), v
     # an unauthenticated caller sees nothing

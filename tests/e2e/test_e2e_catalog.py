@@ -261,6 +261,18 @@ def test_import_skills(api, credentials, tmp_path):
     assert f"updated {name}" in out.stdout, out.stdout
     item = _by_name(api, "skills", name)
     assert item["state"] == "draft" and item["body"]["description"] == "second"
+    # both writes of the operator command are in the tenant's audit chain
+    # (the unchanged import wrote nothing and is not)
+    deadline = time.monotonic() + 20
+    while True:
+        recs = [i for i in api.ok("GET", "/v1/audit?limit=1000", expect=(200,))["items"]
+                if i["object_id"] == item["id"]]
+        if len(recs) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert [(i["action"], i["actor"]) for i in recs] == [
+        ("catalog.create", "service:paddock-api-operator"), ("catalog.approve", f"user:{api.ok('GET', '/v1/me', expect=(200,))['user']['id']}"),
+        ("catalog.update", "service:paddock-api-operator")], recs
     (d / "SKILL.md").write_text("no front matter\n")
     out = _import(tenant, tmp_path)
     assert out.returncode != 0 and "front matter" in out.stderr

@@ -53,6 +53,9 @@ ENDPOINTS = [
     ("GET", "/readyz", "PERM_NONE", False, 200),
     ("GET", "/metrics", "PERM_NONE", False, 200),
     ("POST", "/v1/auth/login", "PERM_NONE", False, 200),
+    # no provider here; a body without token is refused before any check
+    # that would spend the source's failed-login budget
+    ("POST", "/v1/auth/oidc", "PERM_NONE", False, 400),
     ("POST", "/v1/auth/logout", "PERM_USER", False, 204),
     ("GET", "/v1/me", "PERM_USER", False, 200),
     ("GET", "/v1/teams", "PERM_USER", False, 200),
@@ -66,6 +69,9 @@ ENDPOINTS = [
     ("POST", "/v1/users", "PERM_ADMIN", False, 201),
     ("PATCH", "/v1/users/{id}", "PERM_ADMIN", True, 200),
     ("DELETE", "/v1/users/{id}", "PERM_ADMIN", True, 204),
+    ("GET", "/v1/tenant/oidc", "PERM_ADMIN", False, (200, 404)),  # 404: not configured
+    ("PUT", "/v1/tenant/oidc", "PERM_ADMIN", False, 200),
+    ("DELETE", "/v1/tenant/oidc", "PERM_ADMIN", False, 204),     # after the PUT above
     ("GET", "/v1/service-accounts", "PERM_ADMIN", False, 200),
     ("POST", "/v1/service-accounts", "PERM_ADMIN", False, 201),
     ("DELETE", "/v1/service-accounts/{id}", "PERM_ADMIN", True, 204),
@@ -295,6 +301,13 @@ def _request(endpoints, world, method, path, caller, scope_name):
         t, u, p = world["creds"][caller]
         body = {"tenant": t, "username": u, "password": p}
         token = None
+    elif path == "/v1/auth/oidc":
+        body = {"tenant": world["creds"][caller][0]}
+        token = None
+    elif path == "/v1/tenant/oidc" and method == "PUT":
+        body = {"issuer": "https://idp.rbac.invalid/", "audience": "paddock", "enabled": False,
+                "jwks_url": "http://127.0.0.1:9/jwks",
+                "role_mapping": {"claim": "groups", "map": {"x": {"team": "*", "roles": ["viewer"]}}}}
     elif path == "/v1/auth/logout":
         token = _token(endpoints, *world["creds"][caller])
     elif path == "/v1/teams" and method == "POST":

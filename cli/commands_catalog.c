@@ -1,0 +1,264 @@
+/* paddock catalog list / show / create / update / approve: the tenant's
+ * governance catalog. Items are named by id or by name within their kind. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/ids.h"
+
+static const char catalog_usage[] =
+        "usage: paddock catalog list KIND [--state draft|approved]\n"
+        "       paddock catalog show KIND ITEM\n"
+        "       paddock catalog create KIND --file FILE [--name NAME]\n"
+        "       paddock catalog update KIND ITEM --file FILE [--name NAME]\n"
+        "       paddock catalog approve KIND ITEM [--comment TEXT]\n"
+        "\n"
+        "KIND is images, skills, prompt-templates, egress-profiles or connectors (the\n"
+        "singular works too); ITEM an item id or name. Only approved items can be used\n"
+        "by a published sandbox definition.\n"
+        "create   FILE (- for stdin) is either the request {\"name\": ..., \"body\": {...}}\n"
+        "         or, with --name, the item body alone, e.g. for an egress profile\n"
+        "         {\"description\": \"...\", \"rules\": [\"pypi.org:443\"]}. The item starts\n"
+        "         as a draft; prints its id. Needs sandbox_author in some team.\n"
+        "update   changes the name and/or body (same FILE forms); the item returns to draft\n"
+        "approve  approves the item as it is now (security_admin or tenant_admin)\n"
+        "show     prints the item as JSON\n"
+        "Every subcommand takes --json to print the API's answer.\n";
+
+static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors"};
+
+/* The API's kind for what was typed ("egress-profile" or "egress-profiles"),
+ * or NULL after saying what is wrong. */
+static const char *parse_kind(const char *what, const char *s) {
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                size_t n = strlen(kinds[i]);
+                if (strcmp(s, kinds[i]) == 0 || (strlen(s) == n - 1 && strncmp(s, kinds[i], n - 1) == 0))
+                        return kinds[i];
+        }
+        cli_error("%s: unknown catalog kind \"%s\" (images, skills, prompt-templates, egress-profiles, connectors)",
+                  what, s);
+        return NULL;
+}
+
+/* The id of item ref (an id, or a name looked up in the kind's list). */
+static char *resolve_item(const struct cli_ctx *ctx, const char *kind, const char *ref) {
+        if (id_is_uuid(ref))
+                return strdup(ref);
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_t *items = NULL;
+        if (asprintf(&path, "/v1/catalog/%s", kind) < 0 || api_get_all(ctx, path, &items) < 0)
+                return NULL;
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it) {
+                const char *name = json_string_value(json_object_get(it, "name"));
+                const char *id = json_string_value(json_object_get(it, "id"));
+                if (name && id && strcmp(name, ref) == 0 && cli_valid_id(id))
+                        return strdup(id);
+        }
+        cli_error("no %s catalog item named \"%s\" (not_found)", kind, ref);
+        return NULL;
+}
+
+static int catalog_list(struct cli_ctx *ctx, int argc, char **argv) {
+        static const char *const names[] = {"KIND", NULL};
+        const char *state = NULL;
+        const struct cli_flag flags[] = {{.name = "state", .str = &state}, {0}};
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_args(ctx, argc, argv, "catalog list", catalog_usage, flags, names, 1, 1, pos, &npos)) >= 0)
+                return r;
+        const char *kind = parse_kind("catalog list", pos[0]);
+        if (!kind)
+                return CLI_EXIT_USAGE;
+        if (state && strcmp(state, "draft") != 0 && strcmp(state, "approved") != 0) {
+                cli_error("catalog list: --state: expected draft or approved, got \"%s\"", state);
+                return CLI_EXIT_USAGE;
+        }
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_t *items = NULL;
+        if (asprintf(&path, "/v1/catalog/%s%s%s", kind, state ? "?state=" : "", state ? state : "") < 0 ||
+            api_get_all(ctx, path, &items) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                _cleanup_json_ json_t *o = json_pack("{s:O, s:n}", "items", items, "next_cursor");
+                cli_print_json(o);
+                return CLI_EXIT_OK;
+        }
+        _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "STATE", "MANAGED", "UPDATED");
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it) {
+                cli_table_add(t, json_string_value(json_object_get(it, "id")),
+                              json_string_value(json_object_get(it, "name")),
+                              json_string_value(json_object_get(it, "state")),
+                              json_is_true(json_object_get(it, "managed")) ? "yes" : "no",
+                              json_string_value(json_object_get(it, "updated_at")));
+        }
+        cli_table_print(t);
+        return CLI_EXIT_OK;
+}
+
+static int catalog_show(struct cli_ctx *ctx, int argc, char **argv) {
+        static const char *const names[] = {"KIND", "ITEM", NULL};
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_args(ctx, argc, argv, "catalog show", catalog_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+                return r;
+        const char *kind = parse_kind("catalog show", pos[0]);
+        if (!kind)
+                return CLI_EXIT_USAGE;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *id = resolve_item(ctx, kind, pos[1]);
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (!id || asprintf(&path, "/v1/catalog/%s/%s", kind, id) < 0 || api_get(ctx, path, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        cli_print_json(resp.body);
+        return CLI_EXIT_OK;
+}
+
+/* The request of create/update from FILE and --name: FILE is the request
+ * when it has "body" (or is only {"name"}), else the body. */
+static json_t *item_request(const char *what, const char *file, const char *name) {
+        _cleanup_json_ json_t *doc = cli_load_json_object(what, file);
+        if (!doc)
+                return NULL;
+        json_t *req;
+        bool is_request = json_object_get(doc, "body") ||
+                          (json_object_size(doc) == 1 && json_is_string(json_object_get(doc, "name")));
+        if (is_request) {
+                req = TAKE_PTR(doc);
+        } else if (name) {
+                req = json_pack("{s:O}", "body", doc);
+        } else {
+                cli_error("%s: %s has no \"body\": pass --name NAME to use it as the item body", what,
+                          strcmp(file, "-") ? file : "stdin");
+                return NULL;
+        }
+        if (req && name)
+                json_object_set_new(req, "name", json_string(name));
+        return req;
+}
+
+static int catalog_write(struct cli_ctx *ctx, int argc, char **argv, bool create) {
+        static const char *const create_names[] = {"KIND", NULL};
+        static const char *const update_names[] = {"KIND", "ITEM", NULL};
+        const char *what = create ? "catalog create" : "catalog update";
+        const char *file = NULL, *name = NULL;
+        const struct cli_flag flags[] = {
+                {.name = "file", .key = 'f', .str = &file},
+                {.name = "name", .key = 'n', .str = &name},
+                {0},
+        };
+        char *pos[CLI_MAX_POS];
+        int npos, r, nargs = create ? 1 : 2;
+        if ((r = cli_parse_args(ctx, argc, argv, what, catalog_usage, flags, create ? create_names : update_names,
+                                nargs, nargs, pos, &npos)) >= 0)
+                return r;
+        const char *kind = parse_kind(what, pos[0]);
+        if (!kind)
+                return CLI_EXIT_USAGE;
+        if (!file) {
+                cli_error("%s: --file FILE is required (- reads stdin)", what);
+                return CLI_EXIT_USAGE;
+        }
+        if (name && !*name) {
+                cli_error("%s: --name must not be empty", what);
+                return CLI_EXIT_USAGE;
+        }
+        _cleanup_json_ json_t *req = item_request(what, file, name);
+        if (!req)
+                return CLI_EXIT_USAGE;
+        if (create && !json_object_get(req, "name")) {
+                cli_error("%s: the item needs a name: put \"name\" in the file or pass --name NAME", what);
+                return CLI_EXIT_USAGE;
+        }
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *id = create ? NULL : resolve_item(ctx, kind, pos[1]);
+        _cleanup_free_ char *path = NULL;
+        if (!create && !id)
+                return CLI_EXIT_FAIL;
+        if ((create ? asprintf(&path, "/v1/catalog/%s", kind) : asprintf(&path, "/v1/catalog/%s/%s", kind, id)) < 0)
+                return CLI_EXIT_FAIL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_request(ctx, create ? "POST" : "PATCH", path, req, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_json(resp.body);
+                return CLI_EXIT_OK;
+        }
+        const char *rid = json_string_value(json_object_get(resp.body, "id"));
+        if (create)
+                printf("%s\n", rid ? rid : "?");
+        else
+                printf("%s %s updated, state %s\n", kind,
+                       json_string_value(json_object_get(resp.body, "name")) ?: "?",
+                       json_string_value(json_object_get(resp.body, "state")) ?: "?");
+        return CLI_EXIT_OK;
+}
+
+static int catalog_create(struct cli_ctx *ctx, int argc, char **argv) {
+        return catalog_write(ctx, argc, argv, true);
+}
+
+static int catalog_update(struct cli_ctx *ctx, int argc, char **argv) {
+        return catalog_write(ctx, argc, argv, false);
+}
+
+static int catalog_approve(struct cli_ctx *ctx, int argc, char **argv) {
+        static const char *const names[] = {"KIND", "ITEM", NULL};
+        const char *comment = NULL;
+        const struct cli_flag flags[] = {{.name = "comment", .key = 'm', .str = &comment}, {0}};
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_args(ctx, argc, argv, "catalog approve", catalog_usage, flags, names, 2, 2, pos,
+                                &npos)) >= 0)
+                return r;
+        const char *kind = parse_kind("catalog approve", pos[0]);
+        if (!kind)
+                return CLI_EXIT_USAGE;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *id = resolve_item(ctx, kind, pos[1]);
+        _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_t *body = comment ? json_pack("{s:s}", "comment", comment) : NULL;
+        if (!id || asprintf(&path, "/v1/catalog/%s/%s/approve", kind, id) < 0)
+                return CLI_EXIT_FAIL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_request(ctx, "POST", path, body, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_json(resp.body);
+                return CLI_EXIT_OK;
+        }
+        printf("approved %s %s (%s)\n", kind, json_string_value(json_object_get(resp.body, "name")) ?: "?", id);
+        return CLI_EXIT_OK;
+}
+
+int cmd_catalog(struct cli_ctx *ctx, int argc, char **argv) {
+        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+            strcmp(argv[1], "help") == 0) {
+                fputs(catalog_usage, argc < 2 ? stderr : stdout);
+                return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        }
+        static const struct {
+                const char *name;
+                int (*fn)(struct cli_ctx *, int, char **);
+        } subs[] = {
+                {"list", catalog_list},     {"ls", catalog_list},         {"show", catalog_show},
+                {"get", catalog_show},      {"create", catalog_create},   {"update", catalog_update},
+                {"approve", catalog_approve},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(subs); i++)
+                if (strcmp(argv[1], subs[i].name) == 0)
+                        return subs[i].fn(ctx, argc - 1, argv + 1);
+        cli_error("catalog: unknown subcommand \"%s\" (list, show, create, update, approve)", argv[1]);
+        return CLI_EXIT_USAGE;
+}

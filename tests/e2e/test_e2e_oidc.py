@@ -1,0 +1,552 @@
+"""OIDC login per tenant: configuration, token verification, provisioning.
+
+The test is its own identity provider: it generates an RSA-2048 and an EC
+P-256 key with python3-cryptography, serves their JWKS from an http.server
+thread on 127.0.0.1 (random port), and signs JWS tokens by hand (RS256 =
+PKCS#1 v1.5 + SHA-256, ES256 = raw r || s). A tenant_admin configures the
+tenant's provider with PUT /v1/tenant/oidc; POST /v1/auth/oidc exchanges a
+provider token for a Paddock token, which then works like a password login's.
+
+Every login that should fail comes from its own random loopback source
+address (127.x.y.z, bound by the client), so that failures, which count
+against the source like failed password logins, do not spend the suite's
+127.0.0.1 budget; the rate-limit test spends one source on purpose.
+"""
+
+import base64
+import http.server
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import requests.adapters
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from conftest import HTTP_TIMEOUT, Api, login, unique_name
+from test_e2e_rbac_matrix import bootstrap_tenant
+
+USER_MAX = 5  # PADDOCK_LOGIN_MAX_FAILURES_USER default: failures per (tenant, source) for OIDC
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _int_bytes(n, length=None):
+    length = length or (n.bit_length() + 7) // 8
+    return n.to_bytes(length, "big")
+
+
+class Key:
+    """A signing key of the test's provider."""
+
+    def __init__(self, kind, kid=None):
+        self.kind = kind
+        self.kid = kid or f"{kind}-{uuid.uuid4().hex[:8]}"
+        if kind == "RSA":
+            self.priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.alg = "RS256"
+        else:
+            self.priv = ec.generate_private_key(ec.SECP256R1())
+            self.alg = "ES256"
+
+    def jwk(self):
+        pub = self.priv.public_key().public_numbers()
+        if self.kind == "RSA":
+            return {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+                    "n": b64u(_int_bytes(pub.n)), "e": b64u(_int_bytes(pub.e))}
+        return {"kty": "EC", "kid": self.kid, "use": "sig", "alg": "ES256", "crv": "P-256",
+                "x": b64u(_int_bytes(pub.x, 32)), "y": b64u(_int_bytes(pub.y, 32))}
+
+    def public_pem(self):
+        return self.priv.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign_raw(self, data):
+        if self.kind == "RSA":
+            return self.priv.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        r, s = utils.decode_dss_signature(self.priv.sign(data, ec.ECDSA(hashes.SHA256())))
+        return _int_bytes(r, 32) + _int_bytes(s, 32)
+
+    def token(self, claims, header=None, kid=None):
+        h = {"alg": self.alg, "typ": "JWT", "kid": kid or self.kid}
+        h.update(header or {})
+        signing_input = f"{b64u(json.dumps(h).encode())}.{b64u(json.dumps(claims).encode())}"
+        return f"{signing_input}.{b64u(self.sign_raw(signing_input.encode()))}"
+
+
+def unsigned_token(header, claims, signature=b""):
+    return f"{b64u(json.dumps(header).encode())}.{b64u(json.dumps(claims).encode())}.{b64u(signature)}"
+
+
+class Provider:
+    """A JWKS endpoint on 127.0.0.1 whose key set the test switches at will."""
+
+    def __init__(self, keys):
+        self.keys = list(keys)
+        self.hits = 0
+        provider = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                provider.hits += 1
+                body = json.dumps({"keys": [k.jwk() for k in provider.keys]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.jwks_url = f"http://127.0.0.1:{self.port}/jwks"
+        self.issuer = f"http://127.0.0.1:{self.port}/realms/{uuid.uuid4().hex[:8]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _SourceAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, source, **kw):
+        self.source = source
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *a, **kw):
+        kw["source_address"] = (self.source, 0)
+        return super().init_poolmanager(*a, **kw)
+
+
+def random_source():
+    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+
+
+def oidc_login(endpoints, tenant, token, source=None):
+    http = requests.Session()
+    http.mount("http://", _SourceAdapter(source or random_source()))
+    return http.post(endpoints.api + "/v1/auth/oidc", json={"tenant": tenant, "token": token},
+                     timeout=HTTP_TIMEOUT)
+
+
+def claims_for(provider, audience, sub=None, username=None, groups=(), **extra):
+    now = int(time.time())
+    c = {"iss": provider.issuer, "aud": audience, "sub": sub or uuid.uuid4().hex, "iat": now - 5,
+         "nbf": now - 5, "exp": now + 300, "groups": list(groups)}
+    if username:
+        c["preferred_username"] = username
+    c.update(extra)
+    return c
+
+
+def assert_rejected(r, check, token):
+    assert r.status_code == 401, r.text
+    body = r.json()
+    assert body["code"] == "invalid_token", r.text
+    assert f"token rejected: {check}:" in body["detail"], r.text
+    for part in token.split("."):
+        if len(part) > 8:
+            assert part not in r.text, "the answer echoes the token"
+
+
+def free_loopback_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_audit(api, since, pred, timeout=60):
+    """Audit records of the tenant from `since` on that satisfy pred (they
+    travel through Kafka to the evidence service, so they arrive a bit later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found, cursor = [], None
+        while True:
+            q = {"from": since, "limit": 1000}
+            if cursor:
+                q["cursor"] = cursor
+            page = api.ok("GET", "/v1/audit", params=q, expect=(200,))
+            found += [x for x in page["items"] if pred(x)]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def idp(endpoints, credentials, api, me):
+    """Tenant A (the suite's tenant) with two teams and a provider of RSA and EC keys."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    rsa_key, ec_key = Key("RSA"), Key("EC")
+    provider = Provider([rsa_key, ec_key])
+    team_eng = api.ok("POST", "/v1/teams", json={"name": unique_name("oidc-eng")}, expect=(201,))["id"]
+    team_ops = api.ok("POST", "/v1/teams", json={"name": unique_name("oidc-ops")}, expect=(201,))["id"]
+    audience = f"paddock-{uuid.uuid4().hex[:6]}"
+    config = {
+        "issuer": provider.issuer,
+        "audience": audience,
+        "jwks_url": provider.jwks_url,
+        "clock_skew_s": 60,
+        "role_mapping": {"claim": "groups", "map": {
+            "eng": {"team": team_eng, "roles": ["launcher", "viewer"]},
+            "ops": {"team": team_ops, "roles": ["viewer"]},
+            "paddock-admins": {"team": "*", "roles": ["tenant_admin"]},
+        }},
+    }
+    stored = api.ok("PUT", "/v1/tenant/oidc", json=config, expect=(200,))
+    assert stored["issuer"] == provider.issuer and stored["enabled"] is True
+    assert stored["username_claim"] == "preferred_username" and stored["updated_by"] == me["user"]["id"]
+    yield {"tenant": credentials["PADDOCK_TENANT"], "provider": provider, "rsa": rsa_key, "ec": ec_key,
+           "audience": audience, "team_eng": team_eng, "team_ops": team_ops, "config": config, "since": since}
+    api.request("DELETE", "/v1/tenant/oidc")
+    provider.close()
+
+
+def _me(endpoints, token):
+    return Api(endpoints.api, token).ok("GET", "/v1/me", expect=(200,))
+
+
+def _roles_by_team(me):
+    return {t["id"]: sorted(t["roles"]) for t in me["teams"]}
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_rs256_and_es256_tokens_log_in_with_mapped_roles(endpoints, credentials, idp):
+    p, aud = idp["provider"], idp["audience"]
+    name, sub = unique_name("oidc-rs"), uuid.uuid4().hex
+    r = oidc_login(endpoints, idp["tenant"], idp["rsa"].token(claims_for(p, aud, sub=sub, username=name,
+                                                                         groups=["eng"])))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["token"]) == 64 and body["user"]["username"] == name and body["expires_at"]
+    me = _me(endpoints, body["token"])
+    assert me["user"]["username"] == name and me["tenant"]["name"] == idp["tenant"]
+    assert _roles_by_team(me) == {idp["team_eng"]: ["launcher", "viewer"]}
+    assert me["tenant_roles"] == []
+
+    # ES256, an array audience, and the tenant-wide admin grant
+    name2 = unique_name("oidc-es")
+    tok = idp["ec"].token(claims_for(p, [aud, "other-client"], username=name2, groups=["ops", "paddock-admins"]))
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    assert r.status_code == 200, r.text
+    me2 = _me(endpoints, r.json()["token"])
+    assert me2["tenant_roles"] == ["tenant_admin"]
+    assert _roles_by_team(me2) == {idp["team_ops"]: ["viewer"]}
+    # the Paddock token acts with those roles: tenant_admin may read the OIDC configuration
+    assert Api(endpoints.api, r.json()["token"]).ok("GET", "/v1/tenant/oidc", expect=(200,))["audience"] == aud
+
+    # an OIDC user has no password: password login never works for it
+    http = requests.Session()
+    http.mount("http://", _SourceAdapter(random_source()))
+    for pw in ("!oidc", "x" * 16):
+        rl = http.post(endpoints.api + "/v1/auth/login", json={"tenant": idp["tenant"], "username": name,
+                                                              "password": pw}, timeout=HTTP_TIMEOUT)
+        assert rl.status_code == 401 and rl.json()["code"] == "unauthorized", rl.text
+
+    # a token within the clock skew of its expiry still logs in (skew 60 s)
+    now = int(time.time())
+    tok = idp["rsa"].token(claims_for(p, aud, sub=sub, username=name, groups=["eng"], exp=now - 30))
+    assert oidc_login(endpoints, idp["tenant"], tok).status_code == 200
+
+
+@pytest.mark.parametrize("case,check", [
+    ("expired", "exp"),
+    ("nbf_future", "nbf"),
+    ("wrong_iss", "iss"),
+    ("wrong_aud", "aud"),
+    ("bad_signature", "signature"),
+    ("alg_none", "alg"),
+    ("hs256_confusion", "alg"),
+    ("unknown_kid", "kid"),
+    ("es256_on_rsa_kid", "key_alg"),
+    ("garbage", "token_format"),
+])
+def test_bad_tokens_are_refused_naming_the_check(endpoints, idp, case, check):
+    p, aud, k = idp["provider"], idp["audience"], idp["rsa"]
+    now = int(time.time())
+    good = claims_for(p, aud, username=unique_name("oidc-bad"), groups=["eng"])
+    if case == "expired":
+        tok = k.token(dict(good, exp=now - 3600))
+    elif case == "nbf_future":
+        tok = k.token(dict(good, nbf=now + 3600))
+    elif case == "wrong_iss":
+        tok = k.token(dict(good, iss=p.issuer + "-evil"))
+    elif case == "wrong_aud":
+        tok = k.token(dict(good, aud="someone-else"))
+    elif case == "bad_signature":
+        # the right kid and alg, signed by a key the provider does not publish
+        tok = Key("RSA").token(good, kid=k.kid)
+    elif case == "alg_none":
+        tok = unsigned_token({"alg": "none", "kid": k.kid}, good)
+    elif case == "hs256_confusion":
+        h = {"alg": "HS256", "typ": "JWT", "kid": k.kid}
+        signing_input = f"{b64u(json.dumps(h).encode())}.{b64u(json.dumps(good).encode())}"
+        mac = hmac.HMAC(k.public_pem(), hashes.SHA256())
+        mac.update(signing_input.encode())
+        tok = f"{signing_input}.{b64u(mac.finalize())}"
+    elif case == "unknown_kid":
+        tok = k.token(good, kid="kid-" + uuid.uuid4().hex)
+    elif case == "es256_on_rsa_kid":
+        tok = idp["ec"].token(good, kid=k.kid)
+    else:
+        tok = "not.a-token"
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    assert_rejected(r, check, tok)
+
+
+def test_no_matching_group_is_403_no_role(endpoints, idp):
+    tok = idp["rsa"].token(claims_for(idp["provider"], idp["audience"], username=unique_name("oidc-none"),
+                                      groups=["marketing"]))
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    assert r.status_code == 403 and r.json()["code"] == "no_role", r.text
+
+
+def test_relogin_replaces_grants(endpoints, idp):
+    p, aud = idp["provider"], idp["audience"]
+    name, sub = unique_name("oidc-re"), uuid.uuid4().hex
+    r = oidc_login(endpoints, idp["tenant"], idp["rsa"].token(
+        claims_for(p, aud, sub=sub, username=name, groups=["eng", "paddock-admins"])))
+    assert r.status_code == 200, r.text
+    first = r.json()["token"]
+    me = _me(endpoints, first)
+    assert me["tenant_roles"] == ["tenant_admin"] and set(_roles_by_team(me)) == {idp["team_eng"]}
+    user_id = me["user"]["id"]
+
+    r = oidc_login(endpoints, idp["tenant"], idp["ec"].token(claims_for(p, aud, sub=sub, username=name,
+                                                                        groups=["ops"])))
+    assert r.status_code == 200, r.text
+    me = _me(endpoints, r.json()["token"])
+    assert me["user"]["id"] == user_id, "the same provider identity is the same user"
+    assert me["tenant_roles"] == [] and _roles_by_team(me) == {idp["team_ops"]: ["viewer"]}
+    # the grants belong to the user, so the earlier token lost them too
+    assert Api(endpoints.api, first).get("/v1/tenant/oidc").status_code == 403
+
+    # the same user name from another subject of the provider is refused
+    r = oidc_login(endpoints, idp["tenant"], idp["rsa"].token(claims_for(p, aud, username=name, groups=["ops"])))
+    assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+    # and so is a local user's name: the provider cannot take over a password user
+    r = oidc_login(endpoints, idp["tenant"], idp["rsa"].token(
+        claims_for(p, aud, username="admin", groups=["paddock-admins"])))
+    assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+
+    # without preferred_username the user is named by sub
+    sub2 = f"sub-{uuid.uuid4().hex[:12]}"
+    r = oidc_login(endpoints, idp["tenant"], idp["rsa"].token(claims_for(p, aud, sub=sub2, groups=["ops"])))
+    assert r.status_code == 200 and r.json()["user"]["username"] == sub2, r.text
+
+
+def test_key_rotation_refreshes_on_unknown_kid(endpoints, api, idp):
+    p, aud = idp["provider"], idp["audience"]
+    # a fresh cache: storing the configuration again replaces the tenant's cache
+    api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))
+    old = idp["rsa"]
+    name, sub = unique_name("oidc-rot"), uuid.uuid4().hex
+    assert oidc_login(endpoints, idp["tenant"], old.token(claims_for(p, aud, sub=sub, username=name,
+                                                                     groups=["eng"]))).status_code == 200
+    hits = p.hits
+    new = Key("RSA")
+    p.keys = [new, idp["ec"]]
+    try:
+        _rotate(endpoints, idp, old, new, name, sub, hits)
+    finally:
+        p.keys = [old, idp["ec"], new]
+        api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))
+
+
+def _rotate(endpoints, idp, old, new, name, sub, hits):
+    p, aud = idp["provider"], idp["audience"]
+    tok = new.token(claims_for(p, aud, sub=sub, username=name, groups=["eng"], exp=int(time.time()) + 600))
+    # The cache fetched just now; a refresh is allowed once per interval
+    # (60 s by default), however many unknown kids arrive meanwhile.
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    if r.status_code != 200:
+        assert_rejected(r, "kid", tok)
+        assert p.hits == hits, "an unknown kid refetched the JWKS before the refresh interval"
+    deadline = time.monotonic() + 120
+    while r.status_code != 200:
+        assert time.monotonic() < deadline, f"the new kid never logged in: {r.text}"
+        time.sleep(3)
+        r = oidc_login(endpoints, idp["tenant"], tok)
+        if r.status_code != 200:
+            assert_rejected(r, "kid", tok)
+    assert p.hits > hits, "the JWKS was not fetched again"
+    assert _me(endpoints, r.json()["token"])["user"]["username"] == name
+    # the retired key is gone from the refreshed set
+    tok_old = old.token(claims_for(p, aud, sub=sub, username=name, groups=["eng"]))
+    assert_rejected(oidc_login(endpoints, idp["tenant"], tok_old), "kid", tok_old)
+
+
+def test_other_tenant_refuses_tenant_a_tokens(endpoints, idp):
+    other = unique_name("oidc-other")
+    pw = bootstrap_tenant(other, "oadmin")
+    r = login(endpoints, other, "oadmin", pw)
+    assert r.status_code == 200, r.text
+    oapi = Api(endpoints.api, r.json()["token"])
+    ome = oapi.ok("GET", "/v1/me", expect=(200,))
+    p, aud = idp["provider"], idp["audience"]
+    tok_a = idp["rsa"].token(claims_for(p, aud, username=unique_name("oidc-x"), groups=["paddock-admins"]))
+
+    # not configured, and an unknown tenant: the same answer
+    r1 = oidc_login(endpoints, other, tok_a)
+    r2 = oidc_login(endpoints, unique_name("no-such-tenant"), tok_a)
+    assert_rejected(r1, "config", tok_a)
+    assert_rejected(r2, "config", tok_a)
+    assert r1.json()["detail"] == r2.json()["detail"]
+    assert oapi.get("/v1/tenant/oidc").status_code == 404
+
+    # the other tenant's own provider: A's token fails there, B's works
+    kb = Key("EC")
+    pb = Provider([kb])
+    try:
+        oapi.ok("PUT", "/v1/tenant/oidc", json={
+            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": pb.jwks_url,
+            "role_mapping": {"claim": "roles", "map": {"dev": {"team": ome["teams"][0]["id"], "roles": ["viewer"]}}}},
+            expect=(200,))
+        assert_rejected(oidc_login(endpoints, other, tok_a), "kid", tok_a)
+        # A's issuer and audience but B's key: the issuer check still refuses it
+        tok = kb.token(claims_for(p, aud, username="x", roles=["dev"]))
+        assert_rejected(oidc_login(endpoints, other, tok), "iss", tok)
+        tok_b = kb.token(claims_for(pb, "paddock-b", username=unique_name("oidc-b"), roles=["dev"]))
+        r = oidc_login(endpoints, other, tok_b)
+        assert r.status_code == 200, r.text
+        me_b = _me(endpoints, r.json()["token"])
+        assert me_b["tenant"]["name"] == other
+        assert _roles_by_team(me_b) == {ome["teams"][0]["id"]: ["viewer"]}
+        # tenant A does not accept B's token either
+        assert_rejected(oidc_login(endpoints, idp["tenant"], tok_b), "kid", tok_b)
+
+        # a team of another tenant cannot be mapped
+        r = oapi.request("PUT", "/v1/tenant/oidc", json={
+            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": pb.jwks_url,
+            "role_mapping": {"claim": "roles", "map": {"dev": {"team": idp["team_eng"], "roles": ["viewer"]}}}})
+        assert r.status_code == 400 and "role_mapping" in r.json()["detail"], r.text
+
+        # the provider unreachable: 503, not the token's fault
+        oapi.ok("PUT", "/v1/tenant/oidc", json={
+            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": f"http://127.0.0.1:{free_loopback_port()}/jwks",
+            "role_mapping": {"claim": "roles", "map": {"dev": {"team": ome["teams"][0]["id"], "roles": ["viewer"]}}}},
+            expect=(200,))
+        r = oidc_login(endpoints, other, tok_b)
+        assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+
+        # disabled, then deleted: the login is refused like an unknown tenant's
+        cfg = oapi.ok("GET", "/v1/tenant/oidc", expect=(200,))
+        oapi.ok("PUT", "/v1/tenant/oidc", json={
+            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": pb.jwks_url, "enabled": False,
+            "role_mapping": cfg["role_mapping"]}, expect=(200,))
+        assert_rejected(oidc_login(endpoints, other, tok_b), "config", tok_b)
+        oapi.ok("DELETE", "/v1/tenant/oidc", expect=(204,))
+        assert oapi.get("/v1/tenant/oidc").status_code == 404
+        assert oapi.request("DELETE", "/v1/tenant/oidc").status_code == 404
+        assert_rejected(oidc_login(endpoints, other, tok_b), "config", tok_b)
+    finally:
+        pb.close()
+
+
+@pytest.mark.parametrize("change,field,code", [
+    ({"issuer": "ftp://idp.example/"}, "issuer", "invalid_field"),
+    ({"issuer": "http://10.1.2.3/realm"}, "issuer", "invalid_field"),
+    ({"jwks_url": "http://idp.example/jwks"}, "jwks_url", "invalid_field"),
+    ({"jwks_url": "https://user:pw@idp.example/jwks"}, "jwks_url", "invalid_field"),
+    ({"audience": ""}, "audience", "invalid_field"),
+    ({"audience": None}, "audience", "missing_field"),
+    ({"clock_skew_s": 601}, "clock_skew_s", "invalid_field"),
+    ({"clock_skew_s": "60"}, "clock_skew_s", "invalid_field"),
+    ({"enabled": "yes"}, "enabled", "invalid_field"),
+    ({"username_claim": "a b"}, "username_claim", "invalid_field"),
+    ({"role_mapping": {"claim": "groups", "map": {"x": {"team": "*", "roles": ["root"]}}}}, "role_mapping",
+     "invalid_field"),
+    ({"role_mapping": {"claim": "groups", "map": {"x": {"team": str(uuid.uuid4()), "roles": ["viewer"]}}}},
+     "role_mapping", "invalid_field"),
+    ({"role_mapping": None}, "role_mapping", "missing_field"),
+    ({"client_secret": "hunter2"}, "client_secret", "unknown_field"),
+])
+def test_bad_configuration_is_refused_and_changes_nothing(api, idp, change, field, code):
+    before = api.ok("GET", "/v1/tenant/oidc", expect=(200,))
+    body = dict(idp["config"])
+    for k, v in change.items():
+        if v is None:
+            body.pop(k)
+        else:
+            body[k] = v
+    r = api.request("PUT", "/v1/tenant/oidc", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code and field in r.json()["detail"], r.text
+    assert "hunter2" not in r.text
+    assert api.ok("GET", "/v1/tenant/oidc", expect=(200,)) == before
+
+
+def test_only_tenant_admin_manages_the_configuration(endpoints, api, idp):
+    # an OIDC user with team roles, and a password user with a team role
+    tok = idp["rsa"].token(claims_for(idp["provider"], idp["audience"], username=unique_name("oidc-nonadm"),
+                                      groups=["eng"]))
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    assert r.status_code == 200, r.text
+    pw = "a-long-enough-password"
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("oidc-pw"), "password": pw}, expect=(201,))
+    api.ok("PUT", f"/v1/teams/{idp['team_eng']}/members/{u['id']}", json={"roles": ["launcher"]}, expect=(200,))
+    lr = login(endpoints, idp["tenant"], u["username"], pw)
+    assert lr.status_code == 200, lr.text
+    for token in (r.json()["token"], lr.json()["token"]):
+        caller = Api(endpoints.api, token)
+        for method, body in (("GET", None), ("PUT", idp["config"]), ("DELETE", None)):
+            rr = caller.request(method, "/v1/tenant/oidc", json=body)
+            assert rr.status_code == 403 and rr.json()["code"] == "forbidden", f"{method}: {rr.text}"
+    assert api.ok("GET", "/v1/tenant/oidc", expect=(200,))["issuer"] == idp["config"]["issuer"]
+
+
+def test_failed_oidc_logins_count_against_the_source(endpoints, idp):
+    source = random_source()
+    bad = idp["rsa"].token(claims_for(idp["provider"], "not-our-audience", username="x", groups=["eng"]))
+    for _ in range(USER_MAX):
+        assert_rejected(oidc_login(endpoints, idp["tenant"], bad, source=source), "aud", bad)
+    good = idp["rsa"].token(claims_for(idp["provider"], idp["audience"], username=unique_name("oidc-rl"),
+                                       groups=["eng"]))
+    r = oidc_login(endpoints, idp["tenant"], good, source=source)
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    # another source is not affected
+    assert oidc_login(endpoints, idp["tenant"], good).status_code == 200
+
+
+def test_logins_and_configuration_changes_are_audited(endpoints, api, me, idp):
+    name = unique_name("oidc-aud")
+    tok = idp["rsa"].token(claims_for(idp["provider"], idp["audience"], username=name, groups=["eng"]))
+    r = oidc_login(endpoints, idp["tenant"], tok)
+    assert r.status_code == 200, r.text
+    uid = r.json()["user"]["id"]
+    bad = Key("RSA").token(claims_for(idp["provider"], idp["audience"], username=name), kid=idp["rsa"].kid)
+    assert_rejected(oidc_login(endpoints, idp["tenant"], bad), "signature", bad)
+
+    since = idp["since"]
+    assert wait_audit(api, since, lambda x: x["action"] == "tenant.oidc_update"
+                      and x["actor"] == f"user:{me['user']['id']}" and x["outcome"] == "success")
+    assert wait_audit(api, since, lambda x: x["action"] == "auth.login" and x["object_id"] == uid
+                      and x["actor"] == f"user:{uid}")
+    assert wait_audit(api, since, lambda x: x["action"] == "user.create" and x["object_id"] == uid)
+    failed = wait_audit(api, since, lambda x: x["action"] == "auth.login_failed"
+                        and x["detail"].get("method") == "oidc" and x["detail"].get("reason") == "signature")
+    assert failed and all(f["actor"] == "user:anonymous" and f["outcome"] == "failure" for f in failed)
+    everything = json.dumps(wait_audit(api, since, lambda x: True))
+    for t in (tok, bad):
+        for part in t.split("."):
+            assert part not in everything, "a token appears in the audit log"

@@ -1,0 +1,160 @@
+"""Tenant isolation in PostgreSQL: forced row-level security.
+
+The services connect as roles that own nothing and cannot bypass row-level
+security (paddock_api, paddock_evidence, paddock_billing, paddock_scheduler);
+the schema owner `paddock` (PADDOCK_PG_DSN, operators and tests) applies the
+migrations. These tests connect with the services' own credentials (the
+stack's env files) and try to see, write or unlock other tenants' rows.
+"""
+
+import psycopg
+import pytest
+
+from conftest import read_env_file, state_dir
+
+# the schemas whose tenant-owned tables carry the forced policy
+RLS_SCHEMAS = ("api", "evidence", "billing")
+
+
+def service_dsn(service):
+    dsn = read_env_file(state_dir() / "env" / f"{service}.env").get("PADDOCK_PG_DSN")
+    if not dsn:
+        pytest.fail(f"no PADDOCK_PG_DSN in {state_dir()}/env/{service}.env: is the stack up?")
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def owner(endpoints):
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as conn:
+        yield conn
+
+
+def connect(service):
+    return psycopg.connect(service_dsn(service), autocommit=True)
+
+
+def tenant_tables(owner):
+    rows = owner.execute(
+        "SELECT c.table_schema, c.table_name FROM information_schema.columns c"
+        " JOIN information_schema.tables t USING (table_schema, table_name)"
+        " WHERE c.column_name = 'tenant_id' AND t.table_type = 'BASE TABLE' AND c.table_schema = ANY(%s)"
+        " ORDER BY 1, 2", (list(RLS_SCHEMAS),)).fetchall()
+    assert len(rows) >= 15, rows
+    return rows + [("api", "tenants")]
+
+
+def test_every_tenant_table_has_a_forced_policy(owner):
+    for schema, table in tenant_tables(owner):
+        row = owner.execute(
+            "SELECT c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),"
+            " (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema, table)).fetchone()
+        enabled, forced, table_owner, policies = row
+        assert enabled and forced, f"{schema}.{table}: row-level security enabled={enabled} forced={forced}"
+        assert policies >= 1, f"{schema}.{table} has no policy"
+        assert not table_owner.startswith("paddock_"), f"{schema}.{table} is owned by runtime role {table_owner}"
+
+
+def test_runtime_roles_cannot_bypass(owner):
+    for service in ("api", "evidence", "billing", "scheduler"):
+        role = f"paddock_{service}"
+        row = owner.execute("SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s",
+                            (role,)).fetchone()
+        assert row == (False, False, False, False), f"{role}: super/bypassrls/createrole/createdb = {row}"
+        with connect(service) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == role
+            # owns nothing at all
+            owned = conn.execute("SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles"
+                                 " WHERE rolname = current_user)").fetchone()[0]
+            assert owned == 0, f"{role} owns {owned} relations"
+
+
+@pytest.mark.parametrize("service", ["api", "evidence", "billing"])
+def test_query_without_tenant_setting_sees_nothing(owner, service, me):
+    """The owner sees rows; the service's role without paddock.tenant_id sees none."""
+    schema = {"api": "api", "evidence": "evidence", "billing": "billing"}[service]
+    with connect(service) as conn:
+        seen_somewhere = False
+        for s, table in tenant_tables(owner):
+            if s != schema:
+                continue
+            total = owner.execute(f'SELECT count(*) FROM "{s}"."{table}"').fetchone()[0]
+            seen_somewhere |= total > 0
+            assert conn.execute(f'SELECT count(*) FROM "{s}"."{table}"').fetchone()[0] == 0, \
+                f"{s}.{table} visible to paddock_{service} without a tenant"
+            # an empty setting is the same as none
+            conn.execute("SELECT set_config('paddock.tenant_id', '', false)")
+            assert conn.execute(f'SELECT count(*) FROM "{s}"."{table}"').fetchone()[0] == 0
+            conn.execute("RESET paddock.tenant_id")
+        if service == "api":
+            assert seen_somewhere, "the owner saw no rows at all: the test proves nothing"
+
+
+def _two_tenants(owner):
+    rows = owner.execute("SELECT t.id::text FROM api.tenants t WHERE EXISTS"
+                         " (SELECT 1 FROM api.users u WHERE u.tenant_id = t.id) ORDER BY t.created_at LIMIT 2").fetchall()
+    if len(rows) < 2:
+        # a second tenant through the public bootstrap path
+        from test_e2e_rbac_matrix import bootstrap_tenant  # noqa: PLC0415 - shared helper
+        import uuid
+        bootstrap_tenant("rls-" + uuid.uuid4().hex[:10], "admin")
+        rows = owner.execute("SELECT t.id::text FROM api.tenants t ORDER BY t.created_at LIMIT 2").fetchall()
+    return rows[0][0], rows[1][0]
+
+
+def test_setting_shows_only_that_tenant_and_refuses_foreign_writes(owner):
+    a, b = _two_tenants(owner)
+    with connect("api") as conn:
+        conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (a,))
+        seen = {r[0] for r in conn.execute("SELECT DISTINCT tenant_id::text FROM api.users").fetchall()}
+        assert seen == {a}
+        assert conn.execute("SELECT count(*) FROM api.users WHERE tenant_id = %s", (b,)).fetchone()[0] == 0
+        assert conn.execute("SELECT id::text FROM api.tenants").fetchall() == [(a,)]
+        # writing a row for tenant b while acting as a: refused by WITH CHECK
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO api.teams (id, tenant_id, name) VALUES (gen_random_uuid(), %s, 'smuggled')", (b,))
+        # moving a row of a to b: refused too
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE api.teams SET tenant_id = %s WHERE tenant_id = %s", (b, a))
+        # updating/deleting b's rows touches nothing
+        assert conn.execute("UPDATE api.users SET disabled = disabled WHERE tenant_id = %s", (b,)).rowcount == 0
+        assert conn.execute("DELETE FROM api.tokens WHERE tenant_id = %s", (b,)).rowcount == 0
+    assert owner.execute("SELECT count(*) FROM api.teams WHERE name = 'smuggled'").fetchone()[0] == 0
+
+
+def test_runtime_role_cannot_switch_policies_off(owner):
+    with connect("api") as conn:
+        for stmt in ("ALTER TABLE api.users DISABLE ROW LEVEL SECURITY",
+                     "ALTER TABLE api.users NO FORCE ROW LEVEL SECURITY",
+                     "DROP POLICY tenant_isolation ON api.users",
+                     "CREATE POLICY everything ON api.users USING (true)",
+                     "SET ROLE paddock",
+                     "CREATE TABLE api.mine (x int)"):
+            with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedObject)):
+                conn.execute(stmt)
+        # row_security = off does not disable the policy: the query fails instead
+        conn.execute("SET row_security = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM api.users")
+    # the pre-authentication lookups are the only way across tenants, and
+    # return nothing for an unknown token
+    with connect("api") as conn:
+        assert conn.execute("SELECT count(*) FROM api.token_caller(%s)", ("0" * 64,)).fetchone()[0] == 0
+        assert conn.execute("SELECT api.tenant_id_by_name('no-such-tenant')").fetchone()[0] is None
+
+
+def test_services_reach_only_their_schemas():
+    denied = {
+        "api": ["SELECT 1 FROM scheduler.runs LIMIT 1", "SELECT 1 FROM billing.run_usage LIMIT 1",
+                "INSERT INTO evidence.audit_log (tenant_id) VALUES (gen_random_uuid())"],
+        "evidence": ["SELECT 1 FROM api.users LIMIT 1", "SELECT 1 FROM api.team_secrets LIMIT 1",
+                     "UPDATE evidence.audit_log SET outcome = 'x'", "DELETE FROM evidence.audit_log"],
+        "billing": ["SELECT 1 FROM api.users LIMIT 1", "SELECT 1 FROM evidence.run_events LIMIT 1"],
+        "scheduler": ["SELECT 1 FROM api.team_secrets LIMIT 1", "SELECT 1 FROM evidence.audit_log LIMIT 1"],
+    }
+    for service, statements in denied.items():
+        with connect(service) as conn:
+            for stmt in statements:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(stmt)
