@@ -47,6 +47,40 @@ static char *path_of(const char *prefix, const char *id, const char *suffix) {
         return p;
 }
 
+/* What a `GROUP delete REF` command deletes. */
+struct delete_target {
+        const char *what;       /* "team delete", for messages */
+        const char *usage;
+        const char *pos_name;   /* "TEAM" */
+        char *(*resolve)(const struct cli_ctx *ctx, const char *ref);
+        const char *collection; /* DELETE /v1/<collection>/<id> */
+        const char *json_state; /* {"id": ..., <json_state>: true} with --json */
+        const char *noun;       /* the line otherwise: "<noun> <id> <done>" */
+        const char *done;
+};
+
+static int delete_by_ref(struct cli_ctx *ctx, int argc, char **argv, const struct delete_target *t) {
+        const char *const names[] = {t->pos_name, NULL};
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_args(ctx, argc, argv, t->what, t->usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+                return r;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *id = t->resolve(ctx, pos[0]);
+        _cleanup_free_ char *path = id ? path_of(t->collection, id, NULL) : NULL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (!path || api_request(ctx, "DELETE", path, NULL, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                _cleanup_json_ json_t *o = json_pack("{s:s, s:b}", "id", id, t->json_state, 1);
+                cli_print_json(o);
+        } else {
+                printf("%s %s %s\n", t->noun, id, t->done);
+        }
+        return CLI_EXIT_OK;
+}
+
 /* ------------------------------------------------------------------ me */
 
 static const char me_usage[] =
@@ -208,25 +242,9 @@ static int team_rename(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int team_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", NULL};
-        char *pos[CLI_MAX_POS];
-        int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "team delete", team_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
-                return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
-        _cleanup_free_ char *id = cli_resolve_team(ctx, pos[0]);
-        _cleanup_free_ char *path = id ? path_of("teams", id, NULL) : NULL;
-        _cleanup_(api_response_done) struct api_response resp = {0};
-        if (!path || api_request(ctx, "DELETE", path, NULL, NULL, &resp) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                _cleanup_json_ json_t *o = json_pack("{s:s, s:b}", "id", id, "deleted", 1);
-                cli_print_json(o);
-        } else {
-                printf("team %s deleted\n", id);
-        }
-        return CLI_EXIT_OK;
+        static const struct delete_target t = {"team delete", team_usage, "TEAM", cli_resolve_team, "teams",
+                                               "deleted", "team", "deleted"};
+        return delete_by_ref(ctx, argc, argv, &t);
 }
 
 int cmd_team(struct cli_ctx *ctx, int argc, char **argv) {
@@ -396,25 +414,9 @@ static int user_enable(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int user_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"USER", NULL};
-        char *pos[CLI_MAX_POS];
-        int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "user delete", user_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
-                return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
-        _cleanup_free_ char *id = cli_resolve_user(ctx, pos[0]);
-        _cleanup_free_ char *path = id ? path_of("users", id, NULL) : NULL;
-        _cleanup_(api_response_done) struct api_response resp = {0};
-        if (!path || api_request(ctx, "DELETE", path, NULL, NULL, &resp) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                _cleanup_json_ json_t *o = json_pack("{s:s, s:b}", "id", id, "deleted", 1);
-                cli_print_json(o);
-        } else {
-                printf("user %s deleted\n", id);
-        }
-        return CLI_EXIT_OK;
+        static const struct delete_target t = {"user delete", user_usage, "USER", cli_resolve_user, "users",
+                                               "deleted", "user", "deleted"};
+        return delete_by_ref(ctx, argc, argv, &t);
 }
 
 int cmd_user(struct cli_ctx *ctx, int argc, char **argv) {
@@ -662,26 +664,10 @@ static int sa_create(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int sa_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"SA", NULL};
-        char *pos[CLI_MAX_POS];
-        int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "service-account delete", sa_usage, NULL, names, 1, 1, pos,
-                                &npos)) >= 0)
-                return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
-        _cleanup_free_ char *id = resolve_sa(ctx, pos[0]);
-        _cleanup_free_ char *path = id ? path_of("service-accounts", id, NULL) : NULL;
-        _cleanup_(api_response_done) struct api_response resp = {0};
-        if (!path || api_request(ctx, "DELETE", path, NULL, NULL, &resp) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                _cleanup_json_ json_t *o = json_pack("{s:s, s:b}", "id", id, "disabled", 1);
-                cli_print_json(o);
-        } else {
-                printf("service account %s disabled, its tokens revoked\n", id);
-        }
-        return CLI_EXIT_OK;
+        static const struct delete_target t = {"service-account delete", sa_usage, "SA", resolve_sa,
+                                               "service-accounts", "disabled", "service account",
+                                               "disabled, its tokens revoked"};
+        return delete_by_ref(ctx, argc, argv, &t);
 }
 
 static int token_issue(struct cli_ctx *ctx, int argc, char **argv, const char *what) {

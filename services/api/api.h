@@ -40,7 +40,6 @@ struct api_settings {
 };
 
 struct fanout_hub;
-struct oidc_registry;
 
 /* Process-wide state, created in main() and read (never written) by every thread. */
 struct api {
@@ -52,7 +51,6 @@ struct api {
         struct fanout_hub *hub;
         char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
-        struct oidc_registry *oidc;  /* per-tenant JWKS caches (oidc.c); lws thread only */
 };
 
 /* Permissions a route needs (routes.c declares one per route and maps each
@@ -118,6 +116,9 @@ const char *api_query(struct api_req *r, const char *name, char *buf, int len);
 /* Parses the request body as a JSON object (duplicate keys rejected). On
  * failure records invalid_json/invalid_field and returns negative. */
 int api_body_object(struct api_req *r, json_t **ret);
+/* Fails with 400 unknown_field naming the first member of body that is not
+ * in known (NULL-terminated). Returns 0 or that error. */
+int api_known_fields(struct api_req *r, json_t *body, const char *const *known);
 
 struct http_txn;
 struct stream_session;
@@ -133,6 +134,8 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 /* ---- db.c: every request's queries go through db_open so the tenant setting
  * (for row-level security) is applied in one place. */
+/* How long a handler waits for a pooled PostgreSQL connection. */
+#define DB_ACQUIRE_TIMEOUT_MS 5000
 struct db {
         struct pg_pool *pool;
         PGconn *conn;
@@ -202,8 +205,6 @@ void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *us
 /* ---- oidc.c: per-tenant OIDC configuration (tenant_admin) and the
  * token-for-token login exchange (anyone) */
 /* The per-tenant JWKS caches; NULL on out-of-memory. _free accepts NULL. */
-struct oidc_registry *oidc_registry_new(void);
-struct oidc_registry *oidc_registry_free(struct oidc_registry *reg);
 int oidc_config_get(struct api_req *r);
 int oidc_config_put(struct api_req *r);
 int oidc_config_delete(struct api_req *r);

@@ -207,12 +207,8 @@ int approvals_decide(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "decision") && strcmp(key, "comment"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        if ((k = api_known_fields(r, body, (const char *const[]){"decision", "comment", NULL})) < 0)
+                return k;
         json_t *jd = json_object_get(body, "decision"), *jc = json_object_get(body, "comment");
         if (!jd)
                 return api_fail(r, -EINVAL, "missing_field", "decision is required");

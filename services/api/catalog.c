@@ -502,12 +502,9 @@ int catalog_get(struct api_req *r) {
 
 /* Reads {name?, body?} of a create (both required) or patch. */
 static int parse_item(struct api_req *r, json_t *in, bool create, const char **name, json_t **body) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(in, key, v) {
-                if (strcmp(key, "name") && strcmp(key, "body"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        int k = api_known_fields(r, in, (const char *const[]){"name", "body", NULL});
+        if (k < 0)
+                return k;
         json_t *jn = json_object_get(in, "name");
         *body = json_object_get(in, "body");
         if (create && !jn)

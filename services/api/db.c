@@ -6,8 +6,6 @@
 #include "core/log.h"
 #include "pg/pg.h"
 
-#define DB_ACQUIRE_TIMEOUT_MS 5000
-
 int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e) {
         d->pool = a->pg;
         d->conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);

@@ -88,11 +88,10 @@ static void lws_log(int level, const char *line) {
         log_emit(level == LLL_ERR ? LOG_ERROR : LOG_WARN, LOG_KV("component", "libwebsockets"), "%.*s", (int)n, line);
 }
 
-/* With several workers, each polls the listening socket the supervisor
- * opened (adopted as a raw descriptor) and hands what it accepts to
- * libwebsockets: this libwebsockets (4.1) cannot share a port between
- * processes itself. Every worker wakes on a connection; the others get
- * EAGAIN. */
+/* With several workers, each polls its own listening socket, opened by the
+ * supervisor with SO_REUSEPORT (the kernel spreads connections over them),
+ * adopted as a raw descriptor, and hands what it accepts to libwebsockets:
+ * this libwebsockets (4.1) cannot share a port between processes itself. */
 static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
         if (reason != LWS_CALLBACK_RAW_RX_FILE)
                 return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -121,7 +120,7 @@ static const struct lws_protocols protocols[] = {
         {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* The supervisor's listening socket, inherited by the workers. */
+/* One worker's listening socket, opened by the supervisor and inherited. */
 static int listen_socket(const char *host, int port) {
         char service[16];
         snprintf(service, sizeof service, "%d", port);
@@ -134,6 +133,7 @@ static int listen_socket(const char *host, int port) {
         }
         int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
             bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
                 log_error("could not listen on %s:%d: %s", host, port, strerror(errno));
                 if (fd >= 0)
@@ -165,10 +165,6 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                                 .secret_key = a->cfg.s3_secret_key, .timeout_ms = 10000};
         a->s3 = s3_client_new(&s3c);
         if (!a->s3)
-                return 1;
-
-        a->oidc = oidc_registry_new();
-        if (!a->oidc)
                 return 1;
 
         lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
@@ -209,12 +205,12 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
         lws_context_destroy(a->lws);
         a->lws = NULL;
         fanout_stop(a);
-        a->oidc = oidc_registry_free(a->oidc);
         return rc;
 }
 
-/* Forks a worker; in the child runs it and exits. Returns its pid, or -1. */
-static pid_t spawn_worker(struct api *a, const char *host, int port, int listen_fd) {
+/* Forks worker i serving listen_fds[i] (the child closes the others); in
+ * the child runs it and exits. Returns its pid, or -1. */
+static pid_t spawn_worker(struct api *a, const char *host, int port, const int *listen_fds, int n, int i) {
         pid_t supervisor = getpid();
         pid_t pid = fork();
         if (pid != 0)
@@ -226,7 +222,10 @@ static pid_t spawn_worker(struct api *a, const char *host, int port, int listen_
         /* its own identity (producer names, fanout group) */
         if (id_new_uuid(a->instance) < 0)
                 _exit(1);
-        int rc = serve_worker(a, host, port, listen_fd);
+        for (int j = 0; j < n; j++)
+                if (j != i)
+                        close(listen_fds[j]);
+        int rc = serve_worker(a, host, port, listen_fds[i]);
         /* as main() does after serve(): flushes what the producer holds */
         a->producer = kafka_producer_free(a->producer);
         a->s3 = s3_client_free(a->s3);
@@ -243,12 +242,19 @@ static pid_t spawn_worker(struct api *a, const char *host, int port, int listen_
  * on, and the workers get 30 s to finish before SIGKILL. */
 static int supervise_workers(struct api *a, const char *host, int port, int n) {
         pid_t pids[64] = {0};
-        int listen_fd = listen_socket(host, port);
-        if (listen_fd < 0)
-                return 1;
+        int listen_fds[64];
         for (int i = 0; i < n; i++)
-                if ((pids[i] = spawn_worker(a, host, port, listen_fd)) < 0) {
+                if ((listen_fds[i] = listen_socket(host, port)) < 0) {
+                        while (i-- > 0)
+                                close(listen_fds[i]);
+                        return 1;
+                }
+        for (int i = 0; i < n; i++)
+                if ((pids[i] = spawn_worker(a, host, port, listen_fds, n, i)) < 0) {
                         log_error("could not fork worker: %s", strerror(errno));
+                        /* no one would accept on the sockets left: the kernel must not pick them */
+                        for (int j = i; j < n; j++)
+                                close(listen_fds[j]);
                         n = i;
                         break;
                 }
@@ -269,7 +275,7 @@ static int supervise_workers(struct api *a, const char *host, int port, int n) {
                                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
                         if (shutdown_sleep_ms(1000))
                                 break;
-                        pids[i] = spawn_worker(a, host, port, listen_fd);
+                        pids[i] = spawn_worker(a, host, port, listen_fds, n, i);
                 }
         }
         for (int i = 0; i < n; i++)
@@ -292,7 +298,8 @@ static int supervise_workers(struct api *a, const char *host, int port, int n) {
                         usleep(50 * 1000);
                 }
         }
-        close(listen_fd);
+        for (int i = 0; i < n; i++)
+                close(listen_fds[i]);
         return rc;
 }
 

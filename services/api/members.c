@@ -53,12 +53,9 @@ int members_list(struct api_req *r) {
 /* Validates body.roles into a PostgreSQL text[] literal (names are from a
  * fixed list, so no quoting is needed); duplicates collapse. */
 static int parse_roles(struct api_req *r, json_t *body, char *out, size_t size, json_t **ret_list) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "roles"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        int k = api_known_fields(r, body, (const char *const[]){"roles", NULL});
+        if (k < 0)
+                return k;
         json_t *roles = json_object_get(body, "roles");
         if (!roles)
                 return api_fail(r, -EINVAL, "missing_field", "roles is required");
@@ -67,6 +64,7 @@ static int parse_roles(struct api_req *r, json_t *body, char *out, size_t size, 
                                 ROLES_MAX);
         _cleanup_json_ json_t *list = json_array();
         size_t i;
+        json_t *v;
         json_array_foreach(roles, i, v) {
                 const char *s = json_string_value(v);
                 if (!s || strlen(s) != json_string_length(v) || !api_role_valid(s))

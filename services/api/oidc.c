@@ -4,8 +4,8 @@
  * audience, JWKS URL, clock skew, username claim, claim→role mapping of
  * lib/auth/oidc_roles.h). POST /v1/auth/oidc exchanges an ID token or JWT
  * access token of that provider for a normal Paddock login token: the token
- * is verified by lib/auth/jwt.h with the tenant's JWKS (one lib/auth/jwks.h
- * cache per tenant, kept in struct api), the user is provisioned as a users
+ * is verified by lib/auth/jwt.h with the tenant's JWKS (kept in PostgreSQL
+ * and shared by every api worker and replica, see oidc_key()), the user is provisioned as a users
  * row of kind 'oidc' bound to the provider's (iss, sub), and its team grants
  * and tenant roles are replaced by what the mapping gives.
  *
@@ -23,7 +23,6 @@
 #include "core/log.h"
 #include "pg/pg.h"
 
-#define OIDC_MAX_CACHES 1024
 #define OIDC_JWKS_CONNECT_TIMEOUT_MS 2000
 #define OIDC_JWKS_TIMEOUT_MS 3000
 #define OIDC_URL_MAX 2048
@@ -36,106 +35,84 @@
 /* not a valid scrypt encoding: such a user can never log in with a password */
 #define OIDC_NO_PASSWORD "!oidc"
 
-/* ---- per-tenant JWKS caches */
+/* ---- the tenant's provider keys, shared through PostgreSQL
+ *
+ * The JWKS document lives in api.tenant_oidc (jwks_doc, jwks_fetched_at), so
+ * every api worker and replica sees the same key set, and the refresh rules
+ * hold for the tenant as a whole: the set is fetched when there is none or it
+ * is older than JWKS_MAX_AGE_DEFAULT, and when a token names an unknown kid,
+ * but at most once per JWKS_REFRESH_INTERVAL_DEFAULT, so tokens with random
+ * kids cannot turn the api into a fetch amplifier against the provider. The
+ * fetch is claimed by moving jwks_fetched_at first (one winner under
+ * concurrency); a failed fetch keeps the previous set. Changing the
+ * configuration forgets the stored set. */
 
-struct oidc_cache_entry {
-        char tenant_id[UUID_STR_LEN];
-        char *jwks_url;
-        struct jwks_cache *cache;
-        uint64_t used;
-};
+/* Looks kid up in the stored document; 0 with *ret, or -ENOKEY. */
+static int oidc_stored_key(const char *doc, const char *kid, struct jwk **ret) {
+        if (!doc || !*doc)
+                return -ENOKEY;
+        _cleanup_(jwks_freep) struct jwks *set = NULL;
+        if (jwks_parse(doc, strlen(doc), &set, NULL) < 0)
+                return -ENOKEY;
+        *ret = jwks_find(set, kid);
+        return *ret ? 0 : -ENOKEY;
+}
 
-struct oidc_registry {
-        struct oidc_cache_entry *v;
-        size_t n;
-        uint64_t tick;
-};
-
-struct oidc_registry *oidc_registry_new(void) {
-        struct oidc_registry *reg = calloc(1, sizeof *reg);
-        if (!reg)
-                return NULL;
-        reg->v = calloc(OIDC_MAX_CACHES, sizeof *reg->v);
-        if (!reg->v) {
-                free(reg);
-                return NULL;
+/* The key named kid for the tenant (db d is open as that tenant), fetching
+ * the set from url when the rules above allow. Returns 0 with *ret (caller
+ * unrefs), -ENOKEY, or the fetch's error (the provider is down: 503). */
+static int oidc_key(struct db *d, const char *tenant_id, const char *url, const char *kid, struct jwk **ret,
+                    struct err_detail *e) {
+        char max_age[16], interval[16];
+        snprintf(max_age, sizeof max_age, "%d", JWKS_MAX_AGE_DEFAULT);
+        snprintf(interval, sizeof interval, "%d", JWKS_REFRESH_INTERVAL_DEFAULT);
+        const char *p1[] = {tenant_id, max_age};
+        _cleanup_pgres_ PGresult *res = NULL;
+        int k = pg_exec(d->conn,
+                        "SELECT jwks_doc, jwks_fetched_at > now() - make_interval(secs => $2::int) "
+                        "FROM api.tenant_oidc WHERE tenant_id = $1",
+                        2, p1, &res, e);
+        if (k < 0)
+                return k;
+        bool fresh = PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't';
+        if (fresh && oidc_stored_key(PQntuples(res) == 1 ? db_val(res, 0, 0) : NULL, kid, ret) == 0)
+                return 0;
+        /* claim the fetch: only when the last one is older than the interval */
+        const char *p2[] = {tenant_id, interval};
+        _cleanup_pgres_ PGresult *claim = NULL;
+        if ((k = pg_exec(d->conn,
+                         "UPDATE api.tenant_oidc SET jwks_fetched_at = now() WHERE tenant_id = $1 AND "
+                         "(jwks_fetched_at IS NULL OR jwks_fetched_at <= now() - make_interval(secs => $2::int)) "
+                         "RETURNING 1",
+                         2, p2, &claim, e)) < 0)
+                return k;
+        if (PQntuples(claim) != 1) {
+                /* fetched by someone else within the interval: use what they stored */
+                _cleanup_pgres_ PGresult *again = NULL;
+                if ((k = pg_exec(d->conn, "SELECT jwks_doc FROM api.tenant_oidc WHERE tenant_id = $1", 1, p1, &again,
+                                 e)) < 0)
+                        return k;
+                if (oidc_stored_key(PQntuples(again) == 1 ? db_val(again, 0, 0) : NULL, kid, ret) == 0)
+                        return 0;
+                return err_set(e, -ENOKEY, "kid", "no key with this kid in the jwks (refreshed less than %d s ago)",
+                               JWKS_REFRESH_INTERVAL_DEFAULT);
         }
-        return reg;
-}
-
-static void oidc_entry_clear(struct oidc_cache_entry *x) {
-        free(x->jwks_url);
-        jwks_cache_free(x->cache);
-        *x = (struct oidc_cache_entry){0};
-}
-
-struct oidc_registry *oidc_registry_free(struct oidc_registry *reg) {
-        if (!reg)
-                return NULL;
-        for (size_t i = 0; i < reg->n; i++)
-                oidc_entry_clear(&reg->v[i]);
-        free(reg->v);
-        free(reg);
-        return NULL;
-}
-
-/* Forgets the tenant's cache: the next login builds one from the stored
- * configuration (called when the configuration changes). */
-static void oidc_registry_drop(struct oidc_registry *reg, const char *tenant_id) {
-        for (size_t i = 0; i < reg->n; i++)
-                if (!strcmp(reg->v[i].tenant_id, tenant_id)) {
-                        oidc_entry_clear(&reg->v[i]);
-                        reg->v[i] = reg->v[--reg->n];
-                        return;
-                }
-}
-
-static int oidc_cache_config(const char *url, struct jwks_cache **ret, struct err_detail *e) {
         struct jwks_cache_config cfg = {
                 .url = url,
                 .connect_timeout_ms = OIDC_JWKS_CONNECT_TIMEOUT_MS,
                 .timeout_ms = OIDC_JWKS_TIMEOUT_MS,
         };
-        return jwks_cache_new(&cfg, ret, e);
-}
-
-/* The tenant's cache for url (borrowed from reg), made or replaced as needed. */
-static int oidc_registry_get(struct oidc_registry *reg, const char *tenant_id, const char *url,
-                             struct jwks_cache **ret, struct err_detail *e) {
-        reg->tick++;
-        for (size_t i = 0; i < reg->n; i++) {
-                struct oidc_cache_entry *x = &reg->v[i];
-                if (strcmp(x->tenant_id, tenant_id))
-                        continue;
-                if (!strcmp(x->jwks_url, url)) {
-                        x->used = reg->tick;
-                        *ret = x->cache;
-                        return 0;
-                }
-                oidc_registry_drop(reg, tenant_id);
-                break;
-        }
-        _cleanup_(jwks_cache_freep) struct jwks_cache *cache = NULL;
-        int k = oidc_cache_config(url, &cache, e);
-        if (k < 0)
+        _cleanup_free_ char *body = NULL;
+        size_t len = 0;
+        _cleanup_(jwks_freep) struct jwks *set = NULL;
+        if ((k = jwks_fetch(&cfg, &body, &len, e)) < 0 || (k = jwks_parse(body, len, &set, e)) < 0 ||
+            strlen(body) != len)
+                return k < 0 ? k : err_set(e, -EINVAL, "jwks", "the jwks document holds a NUL byte");
+        const char *p3[] = {tenant_id, body};
+        if ((k = pg_exec(d->conn, "UPDATE api.tenant_oidc SET jwks_doc = $2 WHERE tenant_id = $1", 2, p3, NULL, e)) < 0)
                 return k;
-        _cleanup_free_ char *u = strdup(url);
-        if (!u)
-                return -ENOMEM;
-        if (reg->n == OIDC_MAX_CACHES) {
-                size_t lru = 0;
-                for (size_t i = 1; i < reg->n; i++)
-                        if (reg->v[i].used < reg->v[lru].used)
-                                lru = i;
-                oidc_registry_drop(reg, reg->v[lru].tenant_id);
-        }
-        struct oidc_cache_entry *x = &reg->v[reg->n++];
-        snprintf(x->tenant_id, sizeof x->tenant_id, "%s", tenant_id);
-        x->jwks_url = TAKE_PTR(u);
-        x->cache = TAKE_PTR(cache);
-        x->used = reg->tick;
-        *ret = x->cache;
-        return 0;
+        *ret = jwks_find(set, kid);
+        return *ret ? 0 : err_set(e, -ENOKEY, "kid", "no key with this kid in the jwks");
 }
 
 /* ---- configuration (tenant_admin) */
@@ -200,7 +177,8 @@ static int oidc_string(struct api_req *r, json_t *body, const char *key, bool re
 static int oidc_url(struct api_req *r, const char *key, const char *url) {
         struct err_detail e = {0};
         _cleanup_(jwks_cache_freep) struct jwks_cache *c = NULL;
-        int k = oidc_cache_config(url, &c, &e);
+        struct jwks_cache_config cfg = {.url = url};
+        int k = jwks_cache_new(&cfg, &c, &e);
         if (k == -ENOMEM)
                 return api_fail(r, k, "internal", "out of memory");
         if (k < 0)
@@ -243,16 +221,9 @@ int oidc_config_put(struct api_req *r) {
         if (k < 0)
                 return k;
         static const char *const known[] = {"issuer",         "audience",     "jwks_url", "clock_skew_s",
-                                            "username_claim", "role_mapping", "enabled"};
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                bool ok = false;
-                for (size_t i = 0; i < ELEMENTSOF(known) && !ok; i++)
-                        ok = !strcmp(key, known[i]);
-                if (!ok)
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+                                            "username_claim", "role_mapping", "enabled", NULL};
+        if ((k = api_known_fields(r, body, known)) < 0)
+                return k;
         const char *issuer, *audience, *jwks_url, *username_claim;
         if ((k = oidc_string(r, body, "issuer", true, OIDC_URL_MAX, &issuer)) < 0 ||
             (k = oidc_url(r, "issuer", issuer)) < 0 ||
@@ -308,7 +279,8 @@ int oidc_config_put(struct api_req *r) {
                     "ON CONFLICT (tenant_id) DO UPDATE SET issuer = EXCLUDED.issuer, audience = EXCLUDED.audience, "
                     "jwks_url = EXCLUDED.jwks_url, clock_skew_s = EXCLUDED.clock_skew_s, "
                     "username_claim = EXCLUDED.username_claim, role_mapping = EXCLUDED.role_mapping, "
-                    "enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by "
+                    "enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by, "
+                    "jwks_doc = NULL, jwks_fetched_at = NULL "
                     "RETURNING " OIDC_COLUMNS,
                     9, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
@@ -323,7 +295,6 @@ int oidc_config_put(struct api_req *r) {
         }
         if ((k = pg_commit(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "commit oidc configuration");
-        oidc_registry_drop(r->api->oidc, r->caller.tenant_id);
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
                 "oidc configuration updated (issuer %s)", issuer);
         r->out = json_incref(change);
@@ -354,7 +325,6 @@ int oidc_config_delete(struct api_req *r) {
         }
         if ((k = pg_commit(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "commit oidc configuration");
-        oidc_registry_drop(r->api->oidc, r->caller.tenant_id);
         r->status = 204;
         return 0;
 }
@@ -461,12 +431,8 @@ int oidc_login(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "tenant") && strcmp(key, "token"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        if ((k = api_known_fields(r, body, (const char *const[]){"tenant", "token", NULL})) < 0)
+                return k;
         struct oidc_attempt at = {0};
         if ((k = oidc_string(r, body, "tenant", true, OIDC_TENANT_MAX, &at.tenant)) < 0)
                 return k;
@@ -540,13 +506,8 @@ int oidc_login(struct api_req *r) {
                 return api_fail(r, -EIO, "internal", "the tenant's OIDC configuration is invalid");
         }
 
-        struct jwks_cache *cache = NULL;
-        if ((k = oidc_registry_get(r->api->oidc, at.tenant_id, PQgetvalue(cres, 0, 2), &cache, &e)) < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("tenant", at.tenant_id), "could not make jwks cache: %s", e.message);
-                return api_fail(r, k == -ENOMEM ? k : -EIO, "internal", "the tenant's OIDC configuration is invalid");
-        }
         _cleanup_(jwk_unrefp) struct jwk *jwk = NULL;
-        k = jwks_cache_get_key(cache, jwt_decoded_kid(t), &jwk, &e);
+        k = oidc_key(&d, at.tenant_id, PQgetvalue(cres, 0, 2), jwt_decoded_kid(t), &jwk, &e);
         if (k == -ENOKEY)
                 return oidc_reject(r, &at, "kid", e.message);
         if (k == -ENOMEM)

@@ -319,6 +319,19 @@ int api_body_object(struct api_req *r, json_t **ret) {
         return 0;
 }
 
+int api_known_fields(struct api_req *r, json_t *body, const char *const *known) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v) {
+                bool ok = false;
+                for (const char *const *k = known; *k && !ok; k++)
+                        ok = !strcmp(key, *k);
+                if (!ok)
+                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
+        }
+        return 0;
+}
+
 /* ---- operations endpoints */
 
 int ops_healthz(struct api_req *r) {

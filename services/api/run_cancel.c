@@ -20,12 +20,8 @@ static int cancel_body_reason(struct api_req *r, char *reason, size_t size) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "reason"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        if ((k = api_known_fields(r, body, (const char *const[]){"reason", NULL})) < 0)
+                return k;
         json_t *jr = json_object_get(body, "reason");
         if (jr) {
                 if (!json_is_string(jr) || json_string_length(jr) == 0 || json_string_length(jr) > REASON_MAX ||

@@ -8,19 +8,6 @@
 
 #define NAME_MAX_LEN 128
 
-static int check_fields(struct api_req *r, json_t *body, const char *const *allowed) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                bool ok = false;
-                for (const char *const *a = allowed; *a; a++)
-                        ok = ok || !strcmp(*a, key);
-                if (!ok)
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
-        return 0;
-}
-
 static bool name_ok(const char *s) {
         size_t n = strlen(s);
         return n > 0 && n <= NAME_MAX_LEN &&
@@ -64,7 +51,7 @@ int sandboxes_create(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        if ((k = check_fields(r, body, (const char *const[]){"name", "team", "spec", NULL})) < 0)
+        if ((k = api_known_fields(r, body, (const char *const[]){"name", "team", "spec", NULL})) < 0)
                 return k;
         json_t *name = json_object_get(body, "name"), *team = json_object_get(body, "team");
         if (!name)
@@ -140,7 +127,7 @@ int sandboxes_put_draft(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        if ((k = check_fields(r, body, (const char *const[]){"spec", NULL})) < 0)
+        if ((k = api_known_fields(r, body, (const char *const[]){"spec", NULL})) < 0)
                 return k;
         json_t *spec = json_object_get(body, "spec");
         if ((k = spec_validate(r, spec)) < 0)

@@ -147,12 +147,8 @@ int secrets_put(struct api_req *r) {
         _cleanup_json_ json_t *body = NULL;
         if ((k = api_body_object(r, &body)) < 0)
                 return k;
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "value"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
+        if ((k = api_known_fields(r, body, (const char *const[]){"value", NULL})) < 0)
+                return k;
         json_t *jv = json_object_get(body, "value");
         if (!jv)
                 return api_fail(r, -EINVAL, "missing_field", "value is required");

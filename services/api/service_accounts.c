@@ -22,19 +22,6 @@
 /* never a valid scrypt encoding: no password can match it */
 #define SA_NO_PASSWORD "!service-account"
 
-static int check_fields(struct api_req *r, json_t *body, const char *const *known) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                bool ok = false;
-                for (size_t i = 0; known[i] && !ok; i++)
-                        ok = !strcmp(key, known[i]);
-                if (!ok)
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
-        return 0;
-}
-
 /* A name of 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID). */
 static int body_name(struct api_req *r, json_t *body, bool required, const char **ret) {
         json_t *v = json_object_get(body, "name");
@@ -132,7 +119,7 @@ int service_accounts_create(struct api_req *r) {
                 return k;
         static const char *const known[] = {"name", "team", "roles", NULL};
         const char *name;
-        if ((k = check_fields(r, body, known)) < 0 || (k = body_name(r, body, true, &name)) < 0)
+        if ((k = api_known_fields(r, body, known)) < 0 || (k = body_name(r, body, true, &name)) < 0)
                 return k;
         json_t *jt = json_object_get(body, "team");
         if (jt && (!json_is_string(jt) || json_string_length(jt) == 0 || json_string_length(jt) > 256 ||
@@ -261,7 +248,7 @@ int service_accounts_token_create(struct api_req *r) {
                 return k;
         static const char *const known[] = {"name", "expires_in_s", NULL};
         const char *name;
-        if ((k = check_fields(r, body, known)) < 0 || (k = body_name(r, body, true, &name)) < 0)
+        if ((k = api_known_fields(r, body, known)) < 0 || (k = body_name(r, body, true, &name)) < 0)
                 return k;
         long long ttl = SA_TOKEN_DEFAULT_S;
         json_t *jx = json_object_get(body, "expires_in_s");

@@ -66,13 +66,10 @@ int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UU
 /* The team name of body: 1-128 characters of A-Z a-z 0-9 . _ - (names are
  * typed in commands and accepted by teams_resolve, so no ids-lookalikes). */
 static int team_body_name(struct api_req *r, json_t *body, const char **ret) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-                if (strcmp(key, "name"))
-                        return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-        }
-        v = json_object_get(body, "name");
+        int k = api_known_fields(r, body, (const char *const[]){"name", NULL});
+        if (k < 0)
+                return k;
+        json_t *v = json_object_get(body, "name");
         if (!v)
                 return api_fail(r, -EINVAL, "missing_field", "name is required");
         const char *s = json_string_value(v);

@@ -12,12 +12,16 @@ import ipaddress
 import json
 import os
 import pathlib
+import random
+import re
 import secrets
+import subprocess
 import time
 import urllib.parse
 import uuid
 
 import contextlib
+import sys
 import threading
 
 import pytest
@@ -25,7 +29,9 @@ import requests
 import requests.adapters
 import websocket
 
-import openapi_check
+# tests/security loads this file by path, without tests/e2e on sys.path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openapi_check  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected"}
@@ -305,6 +311,66 @@ def command_spec(argv, files=None, timeout_s=60):
     if files:
         spec["files"] = files
     return spec
+
+
+# ---------------------------------------------------------------- the api binary's operator commands
+
+
+def api_binary():
+    """paddock-api of the build the stack runs (next to PADDOCK_CLI, or in
+    PADDOCK_BUILD_DIR, or build/)."""
+    candidates = []
+    if os.environ.get("PADDOCK_CLI"):
+        candidates.append(pathlib.Path(os.environ["PADDOCK_CLI"]).resolve().parent.parent / "services/api/paddock-api")
+    if os.environ.get("PADDOCK_BUILD_DIR"):
+        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services/api/paddock-api")
+    candidates.append(REPO / "build" / "services" / "api" / "paddock-api")
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    pytest.fail(f"paddock-api not found (set PADDOCK_CLI or PADDOCK_BUILD_DIR): tried {candidates}", pytrace=False)
+
+
+def run_api_command(*args):
+    """Runs `paddock-api ARGS` with the stack's api environment (and no other
+    PADDOCK_* variable); returns the CompletedProcess."""
+    env_file = state_dir() / "env" / "api.env"
+    api_env = read_env_file(env_file)
+    assert api_env.get("PADDOCK_PG_DSN") and api_env.get("PADDOCK_MASTER_KEY"), f"no api settings in {env_file}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
+    env.update(api_env)
+    return subprocess.run([str(api_binary()), *map(str, args)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def bootstrap_tenant(name, admin):
+    """Creates a tenant and its admin with `paddock-api bootstrap`; returns
+    the admin's one-time password."""
+    out = run_api_command("bootstrap", "--tenant", name, "--admin", admin)
+    assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
+    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
+    assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
+    return m.group(1)
+
+
+# ---------------------------------------------------------------- login sources
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connects from a given local address: login tests each use their own
+    127.x.y.z source, so that the suite's failed logins from 127.0.0.1 stay
+    under the per-source limit and every test starts from a clean count."""
+
+    def __init__(self, source, **kw):
+        self.source = source
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *a, **kw):
+        kw["source_address"] = (self.source, 0)
+        return super().init_poolmanager(*a, **kw)
+
+
+def random_loopback_source():
+    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
 
 
 def unique_name(prefix):

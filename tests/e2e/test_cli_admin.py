@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO, read_env_file, state_dir
+from conftest import REPO, bootstrap_tenant
 
 MARKER = "cli-admin-marker"
 
@@ -35,33 +35,6 @@ def _cli_binary():
         if c.is_file() and os.access(c, os.X_OK):
             return c
     pytest.fail(f"no paddock CLI (set PADDOCK_CLI or PADDOCK_BUILD_DIR): tried {candidates}", pytrace=False)
-
-
-def _api_binary(cli):
-    candidates = [cli.resolve().parent.parent / "services" / "api" / "paddock-api"]
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services" / "api" / "paddock-api")
-    candidates.append(REPO / "build" / "services" / "api" / "paddock-api")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    pytest.fail(f"paddock-api not found: tried {candidates}", pytrace=False)
-
-
-def bootstrap_tenant(api_binary, name, admin):
-    """Creates a tenant with `paddock-api bootstrap` and the api's environment
-    (as test_e2e_rbac_matrix.bootstrap_tenant does)."""
-    env_file = state_dir() / "env" / "api.env"
-    api_env = read_env_file(env_file)
-    assert api_env.get("PADDOCK_PG_DSN") and api_env.get("PADDOCK_MASTER_KEY"), f"no api settings in {env_file}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
-    env.update(api_env)
-    out = subprocess.run([str(api_binary), "bootstrap", "--tenant", name, "--admin", admin], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
-    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
-    assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
-    return m.group(1)
 
 
 def _policy_defaults():
@@ -106,7 +79,7 @@ def world(endpoints, tmp_path_factory):
     binary = _cli_binary()
     tenant = f"cli-adm-{uuid.uuid4().hex[:8]}"
     admin_name = "root"
-    password = bootstrap_tenant(_api_binary(binary), tenant, admin_name)
+    password = bootstrap_tenant(tenant, admin_name)
     admin = Cli(binary, endpoints.api, tmp_path_factory.mktemp("cli-admin"))
     out = admin.ok("login", "--tenant", tenant, "--user", admin_name, "--password-stdin", input=password + "\n")
     assert f"logged in as {admin_name} in tenant {tenant}" in out

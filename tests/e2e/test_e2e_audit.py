@@ -11,11 +11,8 @@
 * A tenant only ever sees its own chain.
 """
 
-import os
-import pathlib
 import re
 import secrets
-import subprocess
 import time
 import uuid
 
@@ -24,7 +21,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import HTTP_TIMEOUT, Api, command_spec, login, read_env_file, state_dir, unique_name
+from conftest import HTTP_TIMEOUT, Api, bootstrap_tenant, command_spec, login, unique_name
 
 SIEM_TOPIC = "paddock.siem.ocsf"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -203,10 +200,8 @@ def test_audit_is_tenant_scoped(endpoints, api, tenant_id, pg):
     after = [tuple(x) for x in pg.execute(q, (tenant_id,)).fetchall()]
     assert len(before) <= len(got) <= len(after) and got == after[:len(got)]
 
-    other = _fresh_tenant(endpoints)
-    if other is None:
-        pytest.skip("paddock-api binary or its env file not found: cannot bootstrap a second tenant")
-    name, password = other
+    name = unique_name("audit-t")
+    password = bootstrap_tenant(name, "admin")
     r = login(endpoints, name, "admin", password)
     assert r.status_code == 200, r.text
     oapi = Api(endpoints.api, r.json()["token"])
@@ -230,25 +225,3 @@ def test_audit_is_tenant_scoped(endpoints, api, tenant_id, pg):
     assert v["ok"] is True and v["checked"] == len(ostored), v
     # an unauthenticated caller sees nothing
     assert requests.get(endpoints.api + "/v1/audit", timeout=HTTP_TIMEOUT).status_code == 401
-
-
-def _fresh_tenant(endpoints):
-    """Bootstraps a new tenant with the stack's paddock-api; (name, password) or None."""
-    envf = state_dir() / "env" / "api.env"
-    cands = []
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        cands.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services/api/paddock-api")
-    if os.environ.get("PADDOCK_CLI"):
-        cands.append(pathlib.Path(os.environ["PADDOCK_CLI"]).resolve().parents[1] / "services/api/paddock-api")
-    binary = next((c for c in cands if c.is_file()), None)
-    if not envf.is_file() or binary is None:
-        return None
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    env.update(read_env_file(envf))
-    name = unique_name("audit-t")
-    out = subprocess.run([str(binary), "bootstrap", "--tenant", name, "--admin", "admin"], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"bootstrap failed: {out.stderr[-500:]}"
-    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
-    assert m, "bootstrap printed no password"
-    return name, m.group(1)

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import pathlib
-import random
 import re
 import select
 import socket
@@ -19,11 +18,9 @@ import uuid
 
 import psycopg
 import pytest
-import requests
-import requests.adapters
 
 import openapi_check
-from conftest import Api, command_spec, login, unique_name
+from conftest import Api, SourceAddressAdapter, command_spec, login, random_loopback_source, unique_name
 
 BIG = 1024 * 1024 + 64 * 1024  # above the 1 MiB default PADDOCK_API_MAX_BODY
 
@@ -388,24 +385,13 @@ NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions")}
 ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc")}  # tests/e2e/test_e2e_oidc.py
 
 
-class _SourceAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, source, **kw):
-        self.source = source
-        super().__init__(**kw)
-
-    def init_poolmanager(self, *a, **kw):
-        kw["source_address"] = (self.source, 0)
-        return super().init_poolmanager(*a, **kw)
-
-
 def _client(api, endpoint_name):
     """The api client; for login one from a fresh random 127.x.y.z address, so
     the failed logins here count against no address the suite logs in from."""
     if endpoint_name != "login":
         return api
     c = Api(api.base)
-    c.http.mount("http://", _SourceAdapter(f"127.{random.randint(1, 254)}.{random.randint(0, 255)}."
-                                           f"{random.randint(1, 254)}"))
+    c.http.mount("http://", SourceAddressAdapter(random_loopback_source()))
     return c
 
 

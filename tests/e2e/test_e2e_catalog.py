@@ -5,15 +5,10 @@ draft), definitions may only use approved items (400 naming the field), typed
 prompt variables, GET .../effective-policy (profiles expanded after the
 explicit allow rules, limits with defaults), and `paddock-api import-skills`."""
 
-import os
-import pathlib
 import secrets
-import subprocess
 import time
 
-import pytest
-
-from conftest import REPO, Api, command_spec, login, read_env_file, state_dir, unique_name
+from conftest import REPO, Api, command_spec, login, run_api_command, unique_name
 
 
 def _items(api, kind, **q):
@@ -78,7 +73,31 @@ def test_body_validation(api):
     assert r.status_code == 409, r.text
 
 
+def _since():
+    """An RFC 3339 time a little before now, for ?from= of GET /v1/audit."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+
+
+def _audit_of(api, object_id, since, want, timeout=60):
+    """The tenant's audit records about object_id from `since` on (every
+    page), waiting up to timeout for `want` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recs, cursor = [], None
+        while True:
+            page = api.ok("GET", f"/v1/audit?from={since}&limit=1000" + (f"&after={cursor}" if cursor else ""),
+                          expect=(200,))
+            recs += [i for i in page["items"] if i["object_id"] == object_id]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        if len(recs) >= want or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.3)
+
+
 def test_draft_approval_lifecycle(endpoints, api, credentials, team_id):
+    since = _since()
     author = _user(endpoints, api, credentials, team_id, ["sandbox_author"])
     secadm = _user(endpoints, api, credentials, team_id, ["security_admin"])
     viewer = _user(endpoints, api, credentials, team_id, ["viewer"])
@@ -115,15 +134,9 @@ def test_draft_approval_lifecycle(endpoints, api, credentials, team_id):
     assert api.ok("POST", f"/v1/catalog/egress-profiles/{pid}/approve", expect=(200,))["state"] == "approved"
     assert _items(api, "egress-profiles", state="draft") is not None
 
-    deadline = time.monotonic() + 60
-    while True:
-        items = api.ok("GET", "/v1/audit?limit=1000", expect=(200,))["items"]
-        acts = [(i["action"], i["object_id"]) for i in items]
-        if acts.count(("catalog.approve", pid)) >= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert acts.count(("catalog.approve", pid)) == 2, [a for a in acts if a[1] == pid]
-    assert ("catalog.create", pid) in acts and ("catalog.update", pid) in acts
+    acts = [i["action"] for i in _audit_of(api, pid, since, want=4)]
+    assert acts.count("catalog.approve") == 2, acts
+    assert "catalog.create" in acts and "catalog.update" in acts, acts
 
 
 def test_spec_catalog_fields(api, team_id):
@@ -213,28 +226,12 @@ def test_effective_policy(api, team_id):
     assert api.get(f"/v1/sandboxes/{sb['id']}/versions/9/effective-policy").status_code == 404
 
 
-def _api_binary():
-    cands = []
-    if os.environ.get("PADDOCK_CLI"):
-        cands.append(pathlib.Path(os.environ["PADDOCK_CLI"]).resolve().parent.parent / "services" / "api" / "paddock-api")
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        cands.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services" / "api" / "paddock-api")
-    cands.append(REPO / "build" / "services" / "api" / "paddock-api")
-    for c in cands:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    pytest.fail(f"paddock-api not found: tried {cands}", pytrace=False)
-
-
 def _import(tenant, folder):
-    api_env = read_env_file(state_dir() / "env" / "api.env")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
-    env.update(api_env)
-    return subprocess.run([str(_api_binary()), "import-skills", "--tenant", tenant, str(folder)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_api_command("import-skills", "--tenant", tenant, folder)
 
 
 def test_import_skills(api, credentials, tmp_path):
+    since = _since()
     tenant = credentials["PADDOCK_TENANT"]
     out = _import(tenant, REPO / "examples" / "skills")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -263,13 +260,7 @@ def test_import_skills(api, credentials, tmp_path):
     assert item["state"] == "draft" and item["body"]["description"] == "second"
     # both writes of the operator command are in the tenant's audit chain
     # (the unchanged import wrote nothing and is not)
-    deadline = time.monotonic() + 20
-    while True:
-        recs = [i for i in api.ok("GET", "/v1/audit?limit=1000", expect=(200,))["items"]
-                if i["object_id"] == item["id"]]
-        if len(recs) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    recs = _audit_of(api, item["id"], since, want=3)
     assert [(i["action"], i["actor"]) for i in recs] == [
         ("catalog.create", "service:paddock-api-operator"), ("catalog.approve", f"user:{api.ok('GET', '/v1/me', expect=(200,))['user']['id']}"),
         ("catalog.update", "service:paddock-api-operator")], recs

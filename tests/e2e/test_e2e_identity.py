@@ -19,7 +19,6 @@ Every failing login here comes from its own random loopback source address
 is not spent and each test starts from a clean per-IP count.
 """
 
-import random
 import secrets
 import statistics
 import time
@@ -28,22 +27,11 @@ import uuid
 import psycopg
 import pytest
 import requests
-import requests.adapters
 
-from conftest import HTTP_TIMEOUT, Api, command_spec, login, unique_name
+from conftest import HTTP_TIMEOUT, Api, SourceAddressAdapter, command_spec, random_loopback_source, unique_name
 
 USER_MAX = 5
 IP_MAX = 20
-
-
-class _SourceAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, source, **kw):
-        self.source = source
-        super().__init__(**kw)
-
-    def init_poolmanager(self, *a, **kw):
-        kw["source_address"] = (self.source, 0)
-        return super().init_poolmanager(*a, **kw)
 
 
 class Client:
@@ -52,9 +40,9 @@ class Client:
     def __init__(self, endpoints, tenant):
         self.endpoints = endpoints
         self.tenant = tenant
-        self.source = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        self.source = random_loopback_source()
         self.http = requests.Session()
-        self.http.mount("http://", _SourceAdapter(self.source))
+        self.http.mount("http://", SourceAddressAdapter(self.source))
 
     def login(self, username, password, tenant=None):
         return self.http.post(self.endpoints.api + "/v1/auth/login",

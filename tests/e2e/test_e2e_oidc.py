@@ -16,7 +16,6 @@ against the source like failed password logins, do not spend the suite's
 import base64
 import http.server
 import json
-import random
 import socket
 import threading
 import time
@@ -24,12 +23,11 @@ import uuid
 
 import pytest
 import requests
-import requests.adapters
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from conftest import HTTP_TIMEOUT, Api, login, unique_name
-from test_e2e_rbac_matrix import bootstrap_tenant
+from conftest import HTTP_TIMEOUT, Api, SourceAddressAdapter, login, random_loopback_source, unique_name
+from conftest import bootstrap_tenant
 
 USER_MAX = 5  # PADDOCK_LOGIN_MAX_FAILURES_USER default: failures per (tenant, source) for OIDC
 
@@ -118,23 +116,11 @@ class Provider:
         self.server.server_close()
 
 
-class _SourceAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, source, **kw):
-        self.source = source
-        super().__init__(**kw)
-
-    def init_poolmanager(self, *a, **kw):
-        kw["source_address"] = (self.source, 0)
-        return super().init_poolmanager(*a, **kw)
-
-
-def random_source():
-    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
 
 
 def oidc_login(endpoints, tenant, token, source=None):
     http = requests.Session()
-    http.mount("http://", _SourceAdapter(source or random_source()))
+    http.mount("http://", SourceAddressAdapter(source or random_loopback_source()))
     return http.post(endpoints.api + "/v1/auth/oidc", json={"tenant": tenant, "token": token},
                      timeout=HTTP_TIMEOUT)
 
@@ -256,7 +242,7 @@ def test_rs256_and_es256_tokens_log_in_with_mapped_roles(endpoints, credentials,
 
     # an OIDC user has no password: password login never works for it
     http = requests.Session()
-    http.mount("http://", _SourceAdapter(random_source()))
+    http.mount("http://", SourceAddressAdapter(random_loopback_source()))
     for pw in ("!oidc", "x" * 16):
         rl = http.post(endpoints.api + "/v1/auth/login", json={"tenant": idp["tenant"], "username": name,
                                                               "password": pw}, timeout=HTTP_TIMEOUT)
@@ -515,7 +501,7 @@ def test_only_tenant_admin_manages_the_configuration(endpoints, api, idp):
 
 
 def test_failed_oidc_logins_count_against_the_source(endpoints, idp):
-    source = random_source()
+    source = random_loopback_source()
     bad = idp["rsa"].token(claims_for(idp["provider"], "not-our-audience", username="x", groups=["eng"]))
     for _ in range(USER_MAX):
         assert_rejected(oidc_login(endpoints, idp["tenant"], bad, source=source), "aud", bad)

@@ -16,11 +16,8 @@ The endpoint list below mirrors services/api/routes.c, and the first test
 fails when the two differ, so a new route cannot skip the matrix.
 """
 
-import os
-import pathlib
 import re
 import secrets
-import subprocess
 import time
 import uuid
 
@@ -28,8 +25,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import (REPO, TERMINAL, Api, command_spec, login, read_env_file, state_dir,
-                      unique_name)
+from conftest import (REPO, TERMINAL, Api, bootstrap_tenant, command_spec, login, unique_name)
 
 ROUTES_C = REPO / "services" / "api" / "routes.c"
 
@@ -141,38 +137,6 @@ def test_matrix_covers_the_route_table():
 
 
 # ---------------------------------------------------------------- the other tenant
-
-
-def _api_binary():
-    cli = os.environ.get("PADDOCK_CLI")
-    candidates = []
-    if cli:
-        candidates.append(pathlib.Path(cli).resolve().parent.parent / "services" / "api" / "paddock-api")
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "services" / "api" / "paddock-api")
-    candidates.append(REPO / "build" / "services" / "api" / "paddock-api")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    pytest.fail(f"paddock-api not found (set PADDOCK_CLI): tried {candidates}", pytrace=False)
-
-
-def bootstrap_tenant(name, admin):
-    """Creates a tenant with `paddock-api bootstrap` and the api's environment."""
-    env_file = state_dir() / "env" / "api.env"
-    api_env = read_env_file(env_file)
-    assert api_env.get("PADDOCK_PG_DSN") and api_env.get("PADDOCK_MASTER_KEY"), f"no api settings in {env_file}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
-    env.update(api_env)
-    out = subprocess.run([str(_api_binary()), "bootstrap", "--tenant", name, "--admin", admin], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
-    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
-    assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
-    return m.group(1)
-
-
-# ---------------------------------------------------------------- fixtures
 
 
 def _token(endpoints, tenant, user, password):

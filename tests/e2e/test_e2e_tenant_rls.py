@@ -10,7 +10,7 @@ stack's env files) and try to see, write or unlock other tenants' rows.
 import psycopg
 import pytest
 
-from conftest import read_env_file, state_dir
+from conftest import bootstrap_tenant, read_env_file, state_dir
 
 # the schemas whose tenant-owned tables carry the forced policy
 RLS_SCHEMAS = ("api", "evidence", "billing")
@@ -96,7 +96,6 @@ def _two_tenants(owner):
                          " (SELECT 1 FROM api.users u WHERE u.tenant_id = t.id) ORDER BY t.created_at LIMIT 2").fetchall()
     if len(rows) < 2:
         # a second tenant through the public bootstrap path
-        from test_e2e_rbac_matrix import bootstrap_tenant  # noqa: PLC0415 - shared helper
         import uuid
         bootstrap_tenant("rls-" + uuid.uuid4().hex[:10], "admin")
         rows = owner.execute("SELECT t.id::text FROM api.tenants t ORDER BY t.created_at LIMIT 2").fetchall()

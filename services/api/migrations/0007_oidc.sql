@@ -13,7 +13,11 @@ CREATE TABLE api.tenant_oidc (
     role_mapping   jsonb NOT NULL,
     enabled        boolean NOT NULL DEFAULT true,
     updated_at     timestamptz NOT NULL DEFAULT now(),
-    updated_by     uuid NOT NULL REFERENCES api.users(id)
+    updated_by     uuid NOT NULL REFERENCES api.users(id),
+    -- the provider's key set as last fetched (public keys), shared by every
+    -- api worker and replica; NULL until the first login after a change
+    jwks_doc        text,
+    jwks_fetched_at timestamptz
 );
 
 -- Users provisioned by an OIDC login are users rows of kind 'oidc': no
