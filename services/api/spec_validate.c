@@ -1,10 +1,13 @@
-/* Field-by-field validation of a sandbox spec (API.md "A spec"). This
- * increment accepts agent (type "command"), files, egress (allow, profiles,
- * unknown), secrets, limits (timeouts and cgroup sizes), image, prompt and
- * skills (catalog references, approved ones only: policy_resolve); the other
- * documented fields (connectors, limits.max_tokens/max_cost_usd, ...) are
- * refused as not supported yet, and anything undocumented as unknown, so a
- * client never believes a setting took effect. */
+/* Field-by-field validation of a sandbox spec (API.md "A spec"). Every
+ * documented field is validated (types, ranges, globs, host syntax, catalog
+ * references: approved ones only, policy_resolve), anything undocumented is
+ * refused as unknown. What runs enforce today: agent type "command", files,
+ * egress (allow, profiles, unknown), secrets, limits (timeout and cgroup
+ * sizes), image, prompt and skills. The other documented fields (agent types
+ * claude-code and codex, agent.model, connectors, policy rules, artifacts,
+ * retention_days, limits.max_tokens and max_cost_usd) are validated in full and
+ * then refused with 400 "unsupported" naming the first of them, so a client
+ * never believes a setting took effect. */
 #include <errno.h>
 #include <openssl/sha.h>
 #include <string.h>
@@ -26,8 +29,27 @@
 #define ENV_NAME_MAX 128
 #define HEADER_NAME_MAX 128
 
-static const char *const spec_unsupported[] = {"connectors", "policy", "artifacts", "retention_days", NULL};
-static const char *const limits_unsupported[] = {"max_tokens", "max_cost_usd", NULL};
+#define POLICY_RULES_MAX 256
+#define GLOB_MAX 1024
+#define ARTIFACT_PATHS_MAX 64
+#define MODEL_MAX 128
+#define RETENTION_DAYS_MAX 3650
+#define MAX_TOKENS_MAX 10000000000LL
+#define MAX_COST_USD_MAX 1000000.0
+
+/* The first valid but not yet enforced field met, refused once the whole
+ * spec has been validated (a client fixes the real errors first). Set and
+ * cleared within one spec_validate() call; per thread, as handlers are. */
+static __thread char unsupported_field[96];
+
+static void defer_unsupported(const char *field) {
+        if (!unsupported_field[0])
+                snprintf(unsupported_field, sizeof unsupported_field, "%s", field);
+}
+
+static const char *const spec_fields[] = {"agent",  "image",  "prompt",    "skills",    "files",
+                                          "connectors", "egress", "secrets", "policy", "limits",
+                                          "artifacts", "retention_days", NULL};
 
 static bool in_list(const char *const *list, const char *s) {
         for (; *list; list++)
@@ -49,23 +71,35 @@ static int validate_agent(struct api_req *r, json_t *agent) {
         json_object_foreach(agent, key, v) {
                 if (!strcmp(key, "type") || !strcmp(key, "command"))
                         continue;
-                if (!strcmp(key, "model"))
-                        return api_fail(r, -EINVAL, "unsupported", "spec.agent.model is not supported yet");
+                if (!strcmp(key, "model")) {
+                        size_t n = json_string_length(v);
+                        if (!clean_string(v) || n == 0 || n > MODEL_MAX ||
+                            strspn(json_string_value(v), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                         "0123456789._:/@-") != n)
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.agent.model must be 1-%d characters of A-Z a-z 0-9 . _ : / @ -",
+                                                MODEL_MAX);
+                        defer_unsupported("spec.agent.model");
+                        continue;
+                }
                 return api_fail(r, -EINVAL, "unknown_field", "spec.agent.%s is not a known field", key);
         }
         json_t *type = json_object_get(agent, "type");
+        bool agent_cli = false;
         if (type) {
                 if (!json_is_string(type))
                         return api_fail(r, -EINVAL, "invalid_field", "spec.agent.type must be a string");
                 const char *t = json_string_value(type);
-                if (!strcmp(t, "claude-code") || !strcmp(t, "codex"))
-                        return api_fail(r, -EINVAL, "unsupported",
-                                        "spec.agent.type \"%s\" is not supported yet (only \"command\")", t);
-                if (strcmp(t, "command"))
+                agent_cli = !strcmp(t, "claude-code") || !strcmp(t, "codex");
+                if (agent_cli)
+                        defer_unsupported("spec.agent.type");
+                else if (strcmp(t, "command"))
                         return api_fail(r, -EINVAL, "invalid_field",
                                         "spec.agent.type must be one of \"command\", \"claude-code\", \"codex\"");
         }
         json_t *cmd = json_object_get(agent, "command");
+        if (!cmd && agent_cli)
+                return 0; /* an agent CLI needs no command */
         if (!cmd)
                 return api_fail(r, -EINVAL, "missing_field", "spec.agent.command is required");
         if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > CMD_MAX_ITEMS)
@@ -187,9 +221,16 @@ static int validate_limits(struct api_req *r, json_t *limits) {
                         k = limit_int(r, key, v, 16, 1048576);
                 else if (!strcmp(key, "pids"))
                         k = limit_int(r, key, v, 16, 65536);
-                else if (in_list(limits_unsupported, key))
-                        return api_fail(r, -EINVAL, "unsupported", "spec.limits.%s is not supported yet", key);
-                else
+                else if (!strcmp(key, "max_tokens")) {
+                        if ((k = limit_int(r, key, v, 1, MAX_TOKENS_MAX)) >= 0)
+                                defer_unsupported("spec.limits.max_tokens");
+                } else if (!strcmp(key, "max_cost_usd")) {
+                        if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > MAX_COST_USD_MAX)
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.limits.max_cost_usd must be a number above 0 and at most %.0f",
+                                                MAX_COST_USD_MAX);
+                        defer_unsupported("spec.limits.max_cost_usd");
+                } else
                         return api_fail(r, -EINVAL, "unknown_field", "spec.limits.%s is not a known field", key);
                 if (k < 0)
                         return k;
@@ -512,7 +553,119 @@ static int validate_secrets(struct api_req *r, json_t *secrets) {
         return 0;
 }
 
+/* A glob of policy rules and artifact paths: 1-GLOB_MAX bytes, no control
+ * characters, brackets closed. relative: also a workspace path (no leading
+ * "/", no "." or ".." component). */
+static bool glob_ok(json_t *v, bool relative) {
+        if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > GLOB_MAX)
+                return false;
+        const char *s = json_string_value(v);
+        int depth = 0;
+        for (const char *c = s; *c; c++) {
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        return false;
+                if (*c == '[' && depth++ > 0)
+                        return false;
+                if (*c == ']' && depth > 0)
+                        depth--;
+        }
+        return depth == 0 && (!relative || path_ok(s, strlen(s)));
+}
+
+static int validate_policy(struct api_req *r, json_t *policy) {
+        if (!json_is_object(policy))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.policy must be an object {rules}");
+        int k = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(policy, key, v) {
+                if (strcmp(key, "rules"))
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.policy.%s is not a known field", key);
+        }
+        json_t *rules = json_object_get(policy, "rules");
+        if (!rules)
+                return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules is required");
+        if (!json_is_array(rules) || json_array_size(rules) > POLICY_RULES_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.policy.rules must be an array of at most %d rules",
+                                POLICY_RULES_MAX);
+        size_t i;
+        json_t *rule;
+        json_array_foreach(rules, i, rule) {
+                if (!json_is_object(rule))
+                        return api_fail(r, -EINVAL, "invalid_field", "spec.policy.rules[%zu] must be an object", i);
+                json_object_foreach(rule, key, v) {
+                        if (strcmp(key, "match") && strcmp(key, "action"))
+                                return api_fail(r, -EINVAL, "unknown_field",
+                                                "spec.policy.rules[%zu].%s is not a known field", i, key);
+                }
+                json_t *match = json_object_get(rule, "match"), *action = json_object_get(rule, "action");
+                if (!match)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules[%zu].match is required", i);
+                if (!json_is_object(match) || json_object_size(match) == 0)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.policy.rules[%zu].match must be an object with tool, command or path", i);
+                json_object_foreach(match, key, v) {
+                        bool path = !strcmp(key, "path");
+                        if (!path && strcmp(key, "tool") && strcmp(key, "command"))
+                                return api_fail(r, -EINVAL, "unknown_field",
+                                                "spec.policy.rules[%zu].match.%s is not a known field", i, key);
+                        if (!glob_ok(v, path))
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.policy.rules[%zu].match.%s must be a glob of 1-%d characters "
+                                                "without control characters or an unclosed [%s",
+                                                i, key, GLOB_MAX, path ? ", relative to the workspace" : "");
+                }
+                if (!action)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules[%zu].action is required", i);
+                const char *a = json_string_value(action);
+                if (!a || (strcmp(a, "allow") && strcmp(a, "ask") && strcmp(a, "deny")))
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.policy.rules[%zu].action must be \"allow\", \"ask\" or \"deny\"", i);
+        }
+        defer_unsupported("spec.policy");
+        return k;
+}
+
+static int validate_artifacts(struct api_req *r, json_t *artifacts) {
+        if (!json_is_object(artifacts))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.artifacts must be an object {paths}");
+        const char *key;
+        json_t *v;
+        json_object_foreach(artifacts, key, v) {
+                if (strcmp(key, "paths"))
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.artifacts.%s is not a known field", key);
+        }
+        json_t *paths = json_object_get(artifacts, "paths");
+        if (!paths)
+                return api_fail(r, -EINVAL, "missing_field", "spec.artifacts.paths is required");
+        if (!json_is_array(paths) || json_array_size(paths) > ARTIFACT_PATHS_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.artifacts.paths must be an array of at most %d globs",
+                                ARTIFACT_PATHS_MAX);
+        size_t i;
+        json_array_foreach(paths, i, v) {
+                if (!glob_ok(v, true))
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.artifacts.paths[%zu] must be a workspace-relative glob of 1-%d characters",
+                                        i, GLOB_MAX);
+        }
+        defer_unsupported("spec.artifacts");
+        return 0;
+}
+
+static int spec_validate_fields(struct api_req *r, json_t *spec);
+
 int spec_validate(struct api_req *r, json_t *spec) {
+        unsupported_field[0] = '\0';
+        int k = spec_validate_fields(r, spec);
+        if (k >= 0 && unsupported_field[0])
+                k = api_fail(r, -EINVAL, "unsupported",
+                             "%s is valid but not supported yet: runs of this version would not enforce it",
+                             unsupported_field);
+        unsupported_field[0] = '\0';
+        return k;
+}
+
+static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if (!spec)
                 return api_fail(r, -EINVAL, "missing_field", "spec is required");
         if (!json_is_object(spec))
@@ -520,13 +673,8 @@ int spec_validate(struct api_req *r, json_t *spec) {
         const char *key;
         json_t *v;
         json_object_foreach(spec, key, v) {
-                if (!strcmp(key, "agent") || !strcmp(key, "files") || !strcmp(key, "limits") ||
-                    !strcmp(key, "egress") || !strcmp(key, "secrets") || !strcmp(key, "image") ||
-                    !strcmp(key, "prompt") || !strcmp(key, "skills"))
-                        continue;
-                if (in_list(spec_unsupported, key))
-                        return api_fail(r, -EINVAL, "unsupported", "spec.%s is not supported yet", key);
-                return api_fail(r, -EINVAL, "unknown_field", "spec.%s is not a known field", key);
+                if (!in_list(spec_fields, key))
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.%s is not a known field", key);
         }
         json_t *agent = json_object_get(spec, "agent");
         if (!agent)
@@ -549,6 +697,21 @@ int spec_validate(struct api_req *r, json_t *spec) {
                 return k;
         if ((v = json_object_get(spec, "skills")) && (k = validate_refs(r, v, "spec.skills")) < 0)
                 return k;
+        if ((v = json_object_get(spec, "connectors"))) {
+                if ((k = validate_refs(r, v, "spec.connectors")) < 0)
+                        return k;
+                defer_unsupported("spec.connectors");
+        }
+        if ((v = json_object_get(spec, "policy")) && (k = validate_policy(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "artifacts")) && (k = validate_artifacts(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "retention_days"))) {
+                if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > RETENTION_DAYS_MAX)
+                        return api_fail(r, -EINVAL, "invalid_field", "spec.retention_days must be an integer from 1 to %d",
+                                        RETENTION_DAYS_MAX);
+                defer_unsupported("spec.retention_days");
+        }
         return validate_catalog_refs(r, spec);
 }
 
