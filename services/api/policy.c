@@ -172,8 +172,21 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
         if ((k = resolve_egress(d, tenant_id, spec, out, e)) < 0 || (k = resolve_limits(spec, out)) < 0 ||
             (k = resolve_files(d, tenant_id, spec, out, e)) < 0)
                 return k;
-        json_t *secrets = json_array();
+        /* MCP connectors: approved catalog items (runs do not attach them yet,
+         * so spec_validate refuses a spec naming any; checked here all the same) */
+        json_t *connectors = json_array();
         size_t i;
+        json_object_set_new(out, "connectors", connectors);
+        json_array_foreach(json_object_get(spec, "connectors"), i, v) {
+                char field[48];
+                snprintf(field, sizeof field, "spec.connectors[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "connectors", v, field, &item, e)) < 0)
+                        return k;
+                json_array_append_new(connectors, json_pack("{s:O, s:O}", "id", json_object_get(item, "id"), "name",
+                                                            json_object_get(item, "name")));
+        }
+        json_t *secrets = json_array();
         json_array_foreach(json_object_get(spec, "secrets"), i, v)
                 json_array_append_new(secrets, json_pack("{s:O, s:O}", "name", json_object_get(v, "name"), "as",
                                                          json_object_get(v, "as")));

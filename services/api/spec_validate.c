@@ -355,7 +355,7 @@ static int validate_prompt(struct api_req *r, json_t *prompt) {
 static int validate_catalog_refs(struct api_req *r, json_t *spec) {
         json_t *eg = json_object_get(spec, "egress");
         if (!json_object_get(spec, "image") && !json_object_get(spec, "prompt") && !json_object_get(spec, "skills") &&
-            !json_object_get(eg, "profiles"))
+            !json_object_get(spec, "connectors") && !json_object_get(eg, "profiles"))
                 return 0;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};

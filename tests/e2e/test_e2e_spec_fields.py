@@ -90,7 +90,7 @@ BAD = [
     ("agent-claude-code", {"agent": {"type": "claude-code"}}, "unsupported", "spec.agent.type"),
     ("agent-codex", {"agent": {"type": "codex", "model": "gpt-5"}}, "unsupported", "spec.agent"),
     ("agent-type-bad", {"agent": {"type": "cursor", "command": ["true"]}}, "invalid_field", "spec.agent.type"),
-    ("connectors", {"connectors": ["github-mcp"]}, "unsupported", "spec.connectors"),
+    ("connectors-unknown", {"connectors": ["no-such-connector"]}, "invalid_field", "spec.connectors[0]"),
     ("connectors-not-array", {"connectors": "github-mcp"}, "invalid_field", "spec.connectors"),
     ("connectors-dup", {"connectors": ["a", "a"]}, "invalid_field", "spec.connectors[1]"),
     ("policy", {"policy": {"rules": [{"match": {"tool": "Bash", "command": "git push*"}, "action": "ask"},
@@ -133,6 +133,22 @@ def test_spec_field_refused(api, team_id, case):
     p = r.json()
     assert p["code"] == code, p
     assert path in p["detail"], f"detail {p['detail']!r} does not name {path!r}"
+
+
+def test_spec_connectors_checked_then_unsupported(api, team_id):
+    """A connector must be an approved catalog item; an approved one is still
+    refused as unsupported, since runs do not attach connectors yet."""
+    name = unique_name("mcp")
+    item = api.ok("POST", "/v1/catalog/connectors",
+                  json={"name": name, "body": {"transport": "stdio", "command": ["mcp-server"]}}, expect=(201,))
+    spec = _spec(connectors=[name])
+    r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-mcp"), "team": team_id, "spec": spec})
+    assert r.status_code == 400 and "spec.connectors[0]" in r.json()["detail"] and \
+        "not approved" in r.json()["detail"], r.text
+    api.ok("POST", f"/v1/catalog/connectors/{item['id']}/approve", expect=(200,))
+    r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-mcp"), "team": team_id, "spec": spec})
+    assert r.status_code == 400 and r.json()["code"] == "unsupported" and "spec.connectors" in r.json()["detail"], \
+        r.text
 
 
 def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
