@@ -358,29 +358,31 @@ int artifacts_get(struct api_req *r);
 
 /* ---- audit_api.c: audit records of control-plane writes (CONTRACTS.md
  * "Audit chain") and GET /v1/audit, GET /v1/audit/verify */
-/* Produces the audit record of a write by r's caller (actor "user:<id>",
- * tenant and client IP from r) on paddock.audit, synchronously: call it
- * after the write succeeded (before COMMIT where the handler has a
- * transaction) and before answering. change (borrowed, may be NULL) is what
- * was written; it is hashed, never sent, and must hold no secret. outcome is
- * "success" or "failure". Returns 0, or a negative errno after recording a
- * 503 "unavailable" problem on r: a write that cannot be audited must not be
- * acknowledged, so the handler rolls it back and returns that error (a
- * record that timed out may still arrive later; an outcome "failure" record
- * with detail.aborted_message_id follows it to say the write was not applied). */
-int api_audit(struct api_req *r, const char *action, const char *object_type, const char *object_id,
+/* Queues the audit record of a write by r's caller (actor "user:<id>",
+ * tenant and client IP from r) in api.audit_outbox on d, inside the write's
+ * transaction (d's tenant setting is the caller's): call it after the write
+ * succeeded and before COMMIT, so the record is committed exactly when the
+ * write is; the relay delivers it to paddock.audit. change (borrowed, may be
+ * NULL) is what was written; it is hashed, never sent, and must hold no
+ * secret. outcome is "success" or "failure". Returns 0, or a negative errno
+ * after recording a 503 "unavailable" problem on r: a write that cannot be
+ * audited must not be acknowledged, so the handler rolls it back. */
+int api_audit(struct api_req *r, struct db *d, const char *action, const char *object_type, const char *object_id,
               const char *outcome, json_t *change);
 /* Like api_audit() for a request without an authenticated caller (failed
- * logins): actor "user:anonymous", tenant_id given (NULL/empty: nothing is
- * audited, returns 0), detail (borrowed, may be NULL, no secrets: e.g. the
- * attempted username) sent as detail_json. Does not touch r's problem. */
+ * logins), on a connection of its own: actor "user:anonymous", tenant_id
+ * given (NULL/empty: nothing is audited, returns 0), detail (borrowed, may be
+ * NULL, no secrets: e.g. the attempted username) sent as detail_json. Does
+ * not touch r's problem. */
 int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,
                         const char *object_type, const char *object_id, const char *outcome,
                         json_t *detail, struct err_detail *e);
-/* Audits a write of an operator command (bootstrap, import-skills), actor
- * "service:paddock-api-operator"; synchronous like api_audit(). 0 or -errno. */
-int api_audit_operator(struct api *a, const char *tenant_id, const char *action, const char *object_type,
-                       const char *object_id, json_t *change, struct err_detail *e);
+/* Queues the audit record of an operator command's write (bootstrap,
+ * import-skills) on d, in its transaction, actor
+ * "service:paddock-api-operator"; the serving api's relay delivers it.
+ * 0 or -errno. */
+int api_audit_operator(struct api *a, struct db *d, const char *tenant_id, const char *action,
+                       const char *object_type, const char *object_id, json_t *change, struct err_detail *e);
 int audit_api_list(struct api_req *r);
 int audit_api_verify(struct api_req *r);
 
@@ -418,6 +420,10 @@ char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const 
 
 /* ---- status_consumer.c */
 int status_consumer_start(struct api *a);
+/* ---- audit_relay.c: produces api.audit_outbox on paddock.audit, in order,
+ * from one worker of the deployment at a time (a PostgreSQL advisory lock) */
+int audit_relay_start(struct api *a);
+void audit_relay_stop(void);
 void status_consumer_stop(void);
 /* Registers the consumer's processed/skipped/retries counters; call once from main(). */
 void status_consumer_register_metrics(void);

@@ -269,7 +269,7 @@ int approvals_decide(struct api_req *r) {
         /* audited before the runner hears of it */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "run", run_id, "decision",
                                                   approve ? "approved" : "denied", "comment", comment);
-        if ((k = api_audit(r, "approval.decide", "approval", id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "approval.decide", "approval", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }

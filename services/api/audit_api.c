@@ -1,7 +1,9 @@
 /* Audit of control-plane writes (CONTRACTS.md "Audit chain"): api_audit()
- * produces a write's AuditRecord on paddock.audit before the write is
- * acknowledged; evidence chains them. GET /v1/audit lists the caller's
- * tenant's chain, GET /v1/audit/verify re-verifies it. */
+ * queues a write's AuditRecord in api.audit_outbox inside the write's own
+ * transaction, so the record exists exactly when the write does; the relay
+ * (audit_relay.c) produces it on paddock.audit and evidence chains it.
+ * GET /v1/audit lists the caller's tenant's chain, GET /v1/audit/verify
+ * re-verifies it. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -18,30 +20,20 @@
 
 #define AUDIT_LIST_DEFAULT_LIMIT 100
 #define AUDIT_LIST_MAX_LIMIT 1000
-/* The request already waited for the broker once; the abort record is queued
- * either way, so waiting long for it adds latency and nothing else. */
-#define AUDIT_ABORT_TIMEOUT_MS 1000
 
-static int audit_produce(struct api_req *r, const char *tenant_id, const char *actor, const char *action,
-                         const char *object_type, const char *object_id, const char *outcome,
-                         json_t *change, json_t *detail, const char *message_id, int timeout_ms,
-                         struct err_detail *e) {
-        struct api *a = r->api;
+/* Encodes the record and inserts it into the outbox on conn, whose tenant
+ * setting must be tenant_id (row-level security). ip may be NULL. */
+static int audit_queue(struct api *a, PGconn *conn, const char *ip, const char *tenant_id, const char *actor,
+                       const char *action, const char *object_type, const char *object_id, const char *outcome,
+                       json_t *change, json_t *detail, struct err_detail *e) {
         enum audit_outcome oc;
-        if (!a->producer)
-                return err_set(e, -ENOTCONN, "", "no audit producer");
         if (outcome && !strcmp(outcome, "success"))
                 oc = AUDIT_SUCCESS;
         else if (outcome && !strcmp(outcome, "failure"))
                 oc = AUDIT_FAILURE;
         else
                 return err_set(e, -EINVAL, "", "outcome must be success or failure");
-        /* The peer lws saw: the api listens on loopback/behind no proxy, so
-         * there is no forwarded header to trust. */
-        char ip[AUDIT_SOURCE_IP_MAX] = "";
-        if (r->wsi)
-                lws_get_peer_simple(r->wsi, ip, sizeof ip);
-        char producer[64];
+        char producer[64], msgid[UUID_STR_LEN];
         snprintf(producer, sizeof producer, "api/%s", a->instance);
         struct audit_entry en = {
                 .tenant_id = tenant_id,
@@ -49,52 +41,59 @@ static int audit_produce(struct api_req *r, const char *tenant_id, const char *a
                 .action = action,
                 .object_type = object_type,
                 .object_id = object_id,
-                .source_ip = ip[0] ? ip : NULL,
+                .source_ip = ip && ip[0] ? ip : NULL,
                 .outcome = oc,
                 .change = change,
                 .detail = detail,
                 .producer = producer,
-                .message_id = message_id,
-                .timeout_ms = timeout_ms,
         };
-        return audit_emit(a->producer, &en, e);
+        _cleanup_free_ void *buf = NULL;
+        size_t len = 0;
+        int k = audit_record_encode(&en, &buf, &len, msgid, e);
+        if (k < 0)
+                return k;
+        /* bytea in text form: \x and two hex digits a byte */
+        _cleanup_free_ char *hex = malloc(2 * len + 3);
+        if (!hex)
+                return err_set(e, -ENOMEM, "", "out of memory");
+        hex[0] = '\\';
+        hex[1] = 'x';
+        for (size_t i = 0; i < len; i++)
+                snprintf(hex + 2 + 2 * i, 3, "%02x", ((const unsigned char *)buf)[i]);
+        const char *params[] = {tenant_id, msgid, hex};
+        return pg_exec(conn, "INSERT INTO api.audit_outbox (tenant_id, message_id, record) VALUES ($1, $2, $3::bytea)",
+                       3, params, NULL, e);
 }
 
-int api_audit(struct api_req *r, const char *action, const char *object_type, const char *object_id,
+/* The client's address as the api saw it: there is no proxy in front whose
+ * forwarded header could be trusted. */
+static void peer_ip(struct api_req *r, char ip[AUDIT_SOURCE_IP_MAX]) {
+        ip[0] = '\0';
+        if (r->wsi)
+                lws_get_peer_simple(r->wsi, ip, AUDIT_SOURCE_IP_MAX);
+}
+
+int api_audit(struct api_req *r, struct db *d, const char *action, const char *object_type, const char *object_id,
               const char *outcome, json_t *change) {
-        char actor[8 + UUID_STR_LEN], msgid[UUID_STR_LEN];
+        char actor[8 + UUID_STR_LEN], ip[AUDIT_SOURCE_IP_MAX];
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
-        if (id_new_uuid(msgid) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
+        peer_ip(r, ip);
         struct err_detail e = {0};
-        int k = audit_produce(r, r->caller.tenant_id, actor, action, object_type, object_id, outcome, change,
-                              NULL, msgid, 0, &e);
+        int k = audit_queue(r->api, d->conn, ip, r->caller.tenant_id, actor, action, object_type, object_id, outcome,
+                            change, NULL, &e);
         if (k < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("action", action, "tenant", r->caller.tenant_id, "message_id", msgid),
-                        "could not produce audit record: %s", e.message[0] ? e.message : strerror(-k));
-                /* A record that timed out stays queued in the producer and may
-                 * still reach the chain although the handler now rolls its
-                 * write back. This follow-up (same key, so it lands after it)
-                 * marks it as not applied; it is queued even if it times out too. */
-                struct err_detail fe = {0};
-                _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "aborted_message_id", msgid, "reason",
-                                                          "audit record not acknowledged; the write was not applied");
-                if (audit_produce(r, r->caller.tenant_id, actor, action, object_type, object_id, "failure", NULL,
-                                  detail, NULL, AUDIT_ABORT_TIMEOUT_MS, &fe) < 0)
-                        log_ctx(LOG_WARN, LOG_KV("action", action, "message_id", msgid),
-                                "could not produce the abort record yet: %s",
-                                fe.message[0] ? fe.message : "unknown error");
+                log_ctx(LOG_ERROR, LOG_KV("action", action, "tenant", r->caller.tenant_id, "sqlstate", e.code),
+                        "could not queue audit record: %s", e.message[0] ? e.message : strerror(-k));
                 return api_fail(r, k == -EINVAL ? -EIO : -EAGAIN, "unavailable",
                                 "the audit log is unavailable; the request was not acknowledged");
         }
         return 0;
 }
 
-int api_audit_operator(struct api *a, const char *tenant_id, const char *action, const char *object_type,
-                       const char *object_id, json_t *change, struct err_detail *e) {
-        struct api_req r = {.api = a};
-        return audit_produce(&r, tenant_id, "service:paddock-api-operator", action, object_type, object_id, "success", change,
-                             NULL, NULL, 0, e);
+int api_audit_operator(struct api *a, struct db *d, const char *tenant_id, const char *action,
+                       const char *object_type, const char *object_id, json_t *change, struct err_detail *e) {
+        return audit_queue(a, d->conn, NULL, tenant_id, "service:paddock-api-operator", action, object_type,
+                           object_id, "success", change, NULL, e);
 }
 
 int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *action,
@@ -103,11 +102,16 @@ int api_audit_anonymous(struct api_req *r, const char *tenant_id, const char *ac
         /* No tenant (unknown tenant name): there is no chain to join. */
         if (!tenant_id || !tenant_id[0])
                 return 0;
-        int k = audit_produce(r, tenant_id, "user:anonymous", action, object_type, object_id, outcome, NULL, detail,
-                              NULL, 0, e);
+        char ip[AUDIT_SOURCE_IP_MAX];
+        peer_ip(r, ip);
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, r->api, tenant_id, e);
+        if (k >= 0)
+                k = audit_queue(r->api, d.conn, ip, tenant_id, "user:anonymous", action, object_type, object_id,
+                                outcome, NULL, detail, e);
         if (k < 0)
                 log_ctx(LOG_ERROR, LOG_KV("action", action, "tenant", tenant_id),
-                        "could not produce audit record: %s", e && e->message[0] ? e->message : strerror(-k));
+                        "could not queue audit record: %s", e && e->message[0] ? e->message : strerror(-k));
         return k;
 }
 

@@ -278,7 +278,7 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
         }
         snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
         snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", tenant_id);
-        if ((k = api_audit(r, "auth.login", "user", user_id, "success", change)) < 0 ||
+        if ((k = api_audit(r, d, "auth.login", "user", user_id, "success", change)) < 0 ||
             (k = pg_commit(d->conn, &e)) < 0) {
                 pg_rollback(d->conn);
                 explicit_bzero(token, sizeof token);
@@ -299,15 +299,22 @@ int auth_logout(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         const char *params[] = {r->caller.token_sha256, r->caller.tenant_id};
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "revoke token");
         k = pg_exec(d.conn,
                     "UPDATE api.tokens SET revoked_at = now() WHERE token_sha256 = $1 AND tenant_id = $2 "
                     "AND revoked_at IS NULL",
                     2, params, NULL, &e);
-        if (k < 0)
+        if (k < 0) {
+                pg_rollback(d.conn);
                 return db_fail(r, k, &e, "revoke token");
-        /* the token is already dead: a 503 here only reports the missing record */
-        if ((k = api_audit(r, "auth.logout", "user", r->caller.user_id, "success", NULL)) < 0)
+        }
+        if ((k = api_audit(r, &d, "auth.logout", "user", r->caller.user_id, "success", NULL)) < 0) {
+                pg_rollback(d.conn);
                 return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "revoke token");
         r->status = 204;
         return 0;
 }

@@ -87,7 +87,7 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
         /* the tenant's chain starts with its own creation (hash of names and ids only) */
         change = json_pack("{s:s, s:s, s:s, s:s}", "tenant", tenant, "admin", admin, "admin_id", user_id,
                            "team_id", team_id);
-        if (api_audit_operator(a, tenant_id, "tenant.bootstrap", "tenant", tenant_id, change, &e) < 0 ||
+        if (api_audit_operator(a, &d, tenant_id, "tenant.bootstrap", "tenant", tenant_id, change, &e) < 0 ||
             pg_commit(d.conn, &e) < 0)
                 goto fail;
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id, "team", team_id), "tenant bootstrapped");

@@ -524,7 +524,7 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
 
 static int finish_write(struct api_req *r, struct db *d, const char *action, const char *id, json_t *change) {
         struct err_detail e = {0};
-        int k = api_audit(r, action, "catalog_item", id, "success", change);
+        int k = api_audit(r, d, action, "catalog_item", id, "success", change);
         if (k < 0) {
                 pg_rollback(d->conn);
                 return k;
@@ -832,7 +832,7 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
         /* audited like a write through the api, before it commits */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", "skills", "name", name, "body", bodys);
         if (k >= 0 && changed)
-                k = api_audit_operator(a, tenant_id, action, "catalog_item", PQgetvalue(res, 0, 1), change, e);
+                k = api_audit_operator(a, d, tenant_id, action, "catalog_item", PQgetvalue(res, 0, 1), change, e);
         if (k < 0 || (k = pg_commit(d->conn, e)) < 0) {
                 pg_rollback(d->conn);
                 return k;

@@ -79,7 +79,7 @@ static const char summary[] =
         "  paddock-api import-skills --tenant NAME DIR      import DIR/*/SKILL.md as draft catalog skills\n"
         "  paddock-api migrate                              apply the api schema's migrations and exit\n"
         "                                                   (run with the schema owner's PADDOCK_PG_DSN)\n"
-        "  bootstrap and import-skills are audited: they need PADDOCK_KAFKA_BOOTSTRAP";
+        "  bootstrap and import-skills are audited (the serving api delivers their records)";
 
 static void lws_log(int level, const char *line) {
         size_t n = strlen(line);
@@ -192,7 +192,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                 }
         }
         int rc = 0;
-        if (fanout_start(a) < 0 || status_consumer_start(a) < 0)
+        if (fanout_start(a) < 0 || status_consumer_start(a) < 0 || audit_relay_start(a) < 0)
                 rc = 1;
         else
                 log_ctx(LOG_INFO, LOG_KV("addr", a->cfg.addr, "instance", a->instance), "listening");
@@ -201,6 +201,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                         break;
         log_info("shutting down");
         status_consumer_stop();
+        audit_relay_stop();
         /* close websocket sessions (they unsubscribe) before the hub goes away */
         lws_context_destroy(a->lws);
         a->lws = NULL;
@@ -323,23 +324,6 @@ static int serve(struct api *a) {
         return supervise_workers(a, host, port, (int)n);
 }
 
-/* The operator commands write tenant state, so they are audited like the
- * api's own writes: they need the audit topic's producer. */
-static int operator_producer(struct api *a) {
-        if (!a->cfg.kafka_bootstrap[0]) {
-                log_error("PADDOCK_KAFKA_BOOTSTRAP is required: this command is audited");
-                return -EINVAL;
-        }
-        struct err_detail e = {0};
-        struct kafka_options ko = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api-operator"};
-        a->producer = kafka_producer_new(&ko, &e);
-        if (!a->producer) {
-                log_error("could not create kafka producer: %s", e.message);
-                return -EIO;
-        }
-        return 0;
-}
-
 int main(int argc, char **argv) {
         bool bootstrap = argc > 1 && !strcmp(argv[1], "bootstrap");
         bool import_skills = argc > 1 && !strcmp(argv[1], "import-skills");
@@ -394,9 +378,7 @@ int main(int argc, char **argv) {
                 return 1;
 
         int rc;
-        if ((bootstrap || import_skills) && operator_producer(&a) < 0)
-                rc = 1;
-        else if (bootstrap)
+        if (bootstrap)
                 rc = bootstrap_main(&a, argc - 1, argv + 1);
         else if (import_skills)
                 rc = catalog_import_skills_main(&a, argc - 1, argv + 1);

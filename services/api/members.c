@@ -129,7 +129,7 @@ int members_put(struct api_req *r) {
         char object[2 * UUID_STR_LEN + 1];
         snprintf(object, sizeof object, "%s/%s", team_id, user_id);
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O}", "team", team_id, "user", user_id, "roles", list);
-        if ((k = api_audit(r, remove ? "team.member.remove" : "team.member.grant", "team_member", object,
+        if ((k = api_audit(r, &d, remove ? "team.member.remove" : "team.member.grant", "team_member", object,
                            "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;

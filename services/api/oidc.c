@@ -289,7 +289,7 @@ int oidc_config_put(struct api_req *r) {
         }
         /* the configuration holds nothing secret; the change is hashed anyway */
         _cleanup_json_ json_t *change = oidc_config_json(res, 0);
-        if ((k = api_audit(r, "tenant.oidc_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "tenant.oidc_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -319,7 +319,7 @@ int oidc_config_delete(struct api_req *r) {
                 return k < 0 ? db_fail(r, k, &e, "delete oidc configuration")
                              : api_fail(r, -ENOENT, "not_found", "the tenant has no OIDC configuration");
         }
-        if ((k = api_audit(r, "tenant.oidc_delete", "tenant", r->caller.tenant_id, "success", NULL)) < 0) {
+        if ((k = api_audit(r, &d, "tenant.oidc_delete", "tenant", r->caller.tenant_id, "success", NULL)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -616,7 +616,7 @@ int oidc_login(struct api_req *r) {
                 /* the new user is the actor of its own provisioning */
                 snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
                 snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", at.tenant_id);
-                if ((k = api_audit(r, "user.create", "user", user_id, "success", change)) < 0) {
+                if ((k = api_audit(r, &d, "user.create", "user", user_id, "success", change)) < 0) {
                         pg_rollback(d.conn);
                         return k;
                 }

@@ -61,10 +61,16 @@ int runs_cancel(struct api_req *r) {
         const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
         if (runs_status_terminal(status))
                 return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
-        /* audited before anything changes: a 503 here leaves the run as it was */
+        /* one transaction for the audit record and the run's row; the cancel
+         * is produced inside it, so a Kafka failure rolls both back (a COMMIT
+         * failing after a produced cancel is the one case left unaudited) */
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
-        if ((k = api_audit(r, "run.cancel", "run", id, "success", change)) < 0)
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "cancel run");
+        if ((k = api_audit(r, &d, "run.cancel", "run", id, "success", change)) < 0) {
+                pg_rollback(d.conn);
                 return k;
+        }
 
         /* the cancel goes out first: if Kafka is down nothing changes and the
          * caller may retry; a cancel produced twice is harmless */
@@ -81,6 +87,7 @@ int runs_cancel(struct api_req *r) {
         if ((k = control_produce(r->api, r->caller.tenant_id, id, &rc, &ke)) < 0) {
                 log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", id, "kafka", ke.code),
                         "could not produce cancel: %s", ke.message[0] ? ke.message : strerror(-k));
+                pg_rollback(d.conn);
                 return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was changed");
         }
 
@@ -95,11 +102,15 @@ int runs_cancel(struct api_req *r) {
                             "WHERE id = $1 AND tenant_id = $2 AND node_id IS NULL AND status = 'queued' "
                             "RETURNING status",
                             3, uparams, &up, &e);
-                if (k < 0)
+                if (k < 0) {
+                        pg_rollback(d.conn);
                         return db_fail(r, k, &e, "cancel queued run");
+                }
                 if (PQntuples(up) == 1)
                         out_status = "cancelled";
         }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "cancel run");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", id, "user", r->caller.user_id, "node",
                                  node ? node : ""),
                 "run cancel requested");

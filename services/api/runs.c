@@ -375,20 +375,26 @@ int runs_create(struct api_req *r) {
         paddock__v1__run_requested__pack(&req, buf);
 
         const char *ip[] = {run_id, r->caller.tenant_id, team_id, sandbox_id, version, r->caller.user_id};
+        /* the run and its audit record commit together, before it is
+         * enqueued: an unaudited run must never start */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", sandbox_id,
+                                                  "version", version, "spec_sha256", PQgetvalue(res, 0, 3));
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "insert run");
         k = pg_exec(d.conn,
                     "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by) "
                     "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6)",
                     6, ip, NULL, &e);
-        if (k < 0)
+        if (k < 0) {
+                pg_rollback(d.conn);
                 return db_fail(r, k, &e, "insert run");
-        /* audited before it is enqueued: an unaudited run must never start */
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", sandbox_id,
-                                                  "version", version, "spec_sha256", PQgetvalue(res, 0, 3));
-        if ((k = api_audit(r, "run.launch", "run", run_id, "success", change)) < 0) {
-                if (run_mark_failed(&d, run_id, r->caller.tenant_id, "the launch could not be audited") < 0)
-                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
+        }
+        if ((k = api_audit(r, &d, "run.launch", "run", run_id, "success", change)) < 0) {
+                pg_rollback(d.conn);
                 return k;
         }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "insert run");
 
         struct err_detail ke = {0};
         k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);

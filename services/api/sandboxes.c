@@ -96,7 +96,7 @@ int sandboxes_create(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "create sandbox");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:O, s:O}", "team", team_id, "name", name, "spec", spec);
-        if ((k = api_audit(r, "sandbox.create", "sandbox", id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "sandbox.create", "sandbox", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -153,7 +153,7 @@ int sandboxes_put_draft(struct api_req *r) {
                 return db_fail(r, k, &e, "update draft");
         }
         _cleanup_json_ json_t *change = json_pack("{s:O}", "spec", spec);
-        if ((k = api_audit(r, "sandbox.update", "sandbox", r->params[0], "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "sandbox.update", "sandbox", r->params[0], "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -229,7 +229,7 @@ int sandboxes_publish(struct api_req *r) {
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", r->params[0], "version", version,
                                                   "spec_sha256", sha);
-        if ((k = api_audit(r, "sandbox.publish", "sandbox", r->params[0], "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "sandbox.publish", "sandbox", r->params[0], "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }

@@ -206,7 +206,7 @@ int secrets_put(struct api_req *r) {
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
-        if ((k = api_audit(r, "secret.put", "secret", object, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "secret.put", "secret", object, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -274,7 +274,7 @@ int secrets_delete(struct api_req *r) {
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
-        if ((k = api_audit(r, "secret.delete", "secret", object, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "secret.delete", "secret", object, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }

@@ -169,7 +169,7 @@ int service_accounts_create(struct api_req *r) {
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?}", "name", name, "team", team[0] ? team : NULL,
                                                   "roles", roles);
-        if ((k = api_audit(r, "service_account.create", "service_account", id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "service_account.create", "service_account", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -231,7 +231,7 @@ int service_accounts_delete(struct api_req *r) {
                 pg_rollback(d.conn);
                 return db_fail(r, k, &e, "disable service account");
         }
-        if ((k = api_audit(r, "service_account.disable", "service_account", id, "success", NULL)) < 0) {
+        if ((k = api_audit(r, &d, "service_account.disable", "service_account", id, "success", NULL)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -298,7 +298,7 @@ int service_accounts_token_create(struct api_req *r) {
         /* the record names the token, never its value or hash */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "token_id", id, "name", name, "expires_at",
                                                   expires);
-        if ((k = api_audit(r, "service_account.token_create", "service_account", sa, "success", change)) < 0 ||
+        if ((k = api_audit(r, &d, "service_account.token_create", "service_account", sa, "success", change)) < 0 ||
             (k = pg_commit(d.conn, &e)) < 0) {
                 pg_rollback(d.conn);
                 explicit_bzero(token, sizeof token);
@@ -338,7 +338,7 @@ int service_accounts_token_revoke(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "token not found");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "token_id", tok);
-        if ((k = api_audit(r, "service_account.token_revoke", "service_account", sa, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "service_account.token_revoke", "service_account", sa, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }

@@ -117,7 +117,7 @@ int teams_create(struct api_req *r) {
                 return db_fail(r, k, &e, "create team");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
-        if ((k = api_audit(r, "team.create", "team", id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "team.create", "team", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -186,7 +186,7 @@ int teams_patch(struct api_req *r) {
                 return k < 0 ? db_fail(r, k, &e, "rename team") : api_fail(r, -ENOENT, "not_found", "team not found");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
-        if ((k = api_audit(r, "team.update", "team", r->params[0], "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "team.update", "team", r->params[0], "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
@@ -219,7 +219,7 @@ int teams_delete(struct api_req *r) {
                         return api_fail(r, -EEXIST, "conflict", "the team still has sandboxes, runs or approvals");
                 return k < 0 ? db_fail(r, k, &e, "delete team") : api_fail(r, -ENOENT, "not_found", "team not found");
         }
-        if ((k = api_audit(r, "team.delete", "team", r->params[0], "success", NULL)) < 0) {
+        if ((k = api_audit(r, &d, "team.delete", "team", r->params[0], "success", NULL)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }

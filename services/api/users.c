@@ -120,7 +120,7 @@ int users_create(struct api_req *r) {
                 return db_fail(r, k, &e, "create user");
         }
         change = json_pack("{s:s, s:b}", "username", username, "tenant_admin", admin == 1);
-        if ((k = api_audit(r, "user.create", "user", id, "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "user.create", "user", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 explicit_bzero(generated, sizeof generated);
                 return k;
@@ -188,7 +188,7 @@ int users_patch(struct api_req *r) {
                 json_object_set_new(change, "disabled", json_boolean(disabled));
         if (admin >= 0)
                 json_object_set_new(change, "tenant_admin", json_boolean(admin));
-        if ((k = api_audit(r, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
+        if ((k = api_audit(r, &d, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
                            change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
@@ -225,7 +225,7 @@ int users_delete(struct api_req *r) {
                                         "the user authored sandboxes, runs or secrets; disable it instead");
                 return k < 0 ? db_fail(r, k, &e, "delete user") : api_fail(r, -ENOENT, "not_found", "user not found");
         }
-        if ((k = api_audit(r, "user.delete", "user", r->params[0], "success", NULL)) < 0) {
+        if ((k = api_audit(r, &d, "user.delete", "user", r->params[0], "success", NULL)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
