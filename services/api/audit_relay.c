@@ -8,8 +8,14 @@
  * acknowledgement awaited, and deleted in the same transaction: a crash after
  * producing and before COMMIT sends the batch again, and evidence drops a
  * message id it already chained (at least once, applied once). While Kafka
- * is down the records wait in the outbox and writes go on. */
+ * is down the records wait in the outbox and writes go on.
+ *
+ * Between rounds a relay sleeps on its own connection, LISTENing on
+ * paddock_audit_outbox (a trigger notifies at each commit that queued a
+ * record), and looks anyway every RELAY_SWEEP_MS in case a notification was
+ * missed (e.g. while it reconnected). */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,7 +32,7 @@
 #include "pg/pg.h"
 
 #define RELAY_BATCH 100
-#define RELAY_IDLE_MS 50          /* poll interval while the outbox is empty */
+#define RELAY_SWEEP_MS 1000       /* longest sleep without a notification */
 #define RELAY_RETRY_MS 1000       /* after a failure (PostgreSQL or Kafka down) */
 #define RELAY_PRODUCE_TIMEOUT_MS 5000
 /* any constant shared by every api: the lock serialising the relays */
@@ -142,9 +148,45 @@ fail:
         return k;
 }
 
+/* The LISTENing connection, (re)made as needed; NULL while PostgreSQL is away. */
+static PGconn *listener(PGconn *conn) {
+        if (conn && PQstatus(conn) == CONNECTION_OK)
+                return conn;
+        if (conn)
+                PQfinish(conn);
+        conn = PQconnectdb(rl.api->cfg.pg_dsn);
+        if (PQstatus(conn) != CONNECTION_OK || pg_exec(conn, "LISTEN paddock_audit_outbox", 0, NULL, NULL, NULL) < 0) {
+                PQfinish(conn);
+                return NULL;
+        }
+        return conn;
+}
+
+/* Sleeps until a notification, stop, or ms; a stop is seen within 100 ms. */
+static void relay_wait(PGconn *conn, int ms) {
+        if (!conn) {
+                relay_sleep(ms);
+                return;
+        }
+        for (int waited = 0; waited < ms && !atomic_load(&rl.stop); waited += 100) {
+                struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+                if (poll(&p, 1, 100) > 0) {
+                        bool woken = false;
+                        PQconsumeInput(conn);
+                        for (PGnotify *n; (n = PQnotifies(conn)); PQfreemem(n))
+                                woken = true;
+                        if (woken || PQstatus(conn) != CONNECTION_OK)
+                                return;
+                }
+        }
+}
+
 static void *relay_thread(void *arg) {
         (void)arg;
+        PGconn *listen_conn = NULL;
         while (!atomic_load(&rl.stop)) {
+                /* listening before the round: a commit during it is not missed */
+                listen_conn = listener(listen_conn);
                 struct err_detail e = {0};
                 PGconn *conn = pg_pool_acquire(rl.api->pg, DB_ACQUIRE_TIMEOUT_MS, &e);
                 int k = conn ? relay_round(conn, &e) : (e.errnum ? e.errnum : -ECONNRESET);
@@ -156,9 +198,11 @@ static void *relay_thread(void *arg) {
                                 e.message[0] ? e.message : strerror(-k));
                         relay_sleep(RELAY_RETRY_MS);
                 } else if (k < RELAY_BATCH) {
-                        relay_sleep(RELAY_IDLE_MS);
+                        relay_wait(listen_conn, RELAY_SWEEP_MS);
                 }
         }
+        if (listen_conn)
+                PQfinish(listen_conn);
         return NULL;
 }
 

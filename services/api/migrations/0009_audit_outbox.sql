@@ -11,6 +11,17 @@ CREATE TABLE api.audit_outbox (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- wakes the relays (LISTEN paddock_audit_outbox) when a write commits
+CREATE FUNCTION api.audit_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS
+$fn$
+BEGIN
+    PERFORM pg_notify('paddock_audit_outbox', '');
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER audit_outbox_notify AFTER INSERT ON api.audit_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION api.audit_outbox_notify();
+
 ALTER TABLE api.audit_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE api.audit_outbox FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON api.audit_outbox
