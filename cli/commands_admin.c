@@ -39,6 +39,19 @@ static void print_items_json(json_t *items) {
                 cli_print_json(o);
 }
 
+/* GETs every page of path (NULL: a failed lookup before). With --json prints
+ * them and returns CLI_EXIT_OK; on failure CLI_EXIT_FAIL; else -1 with
+ * *items (caller owns) for the caller's table. */
+static int fetch_items(struct cli_ctx *ctx, const char *path, json_t **items) {
+        if (!path || api_get_all(ctx, path, items) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                print_items_json(*items);
+                return CLI_EXIT_OK;
+        }
+        return -1;
+}
+
 /* Path "/v1/<prefix>/<id><suffix>", malloc'd or NULL. */
 static char *path_of(const char *prefix, const char *id, const char *suffix) {
         char *p = NULL;
@@ -151,12 +164,8 @@ static int team_list(struct cli_ctx *ctx, int argc, char **argv) {
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if (api_get_all(ctx, "/v1/teams", &items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(items);
-                return CLI_EXIT_OK;
-        }
+        if ((r = fetch_items(ctx, "/v1/teams", &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(4, "ID", "NAME", "YOUR ROLES", "CREATED");
         size_t i;
         json_t *it;
@@ -281,12 +290,8 @@ static int user_list(struct cli_ctx *ctx, int argc, char **argv) {
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if (api_get_all(ctx, "/v1/users", &items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(items);
-                return CLI_EXIT_OK;
-        }
+        if ((r = fetch_items(ctx, "/v1/users", &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "USERNAME", "STATE", "TENANT ROLES", "CREATED");
         size_t i;
         json_t *it;
@@ -525,12 +530,8 @@ int cmd_members(struct cli_ctx *ctx, int argc, char **argv) {
         _cleanup_free_ char *team = cli_resolve_team(ctx, pos[0]);
         _cleanup_free_ char *path = team ? path_of("teams", team, "/members") : NULL;
         _cleanup_json_ json_t *items = NULL;
-        if (!path || api_get_all(ctx, path, &items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(items);
-                return CLI_EXIT_OK;
-        }
+        if ((r = fetch_items(ctx, path, &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(3, "USERNAME", "USER ID", "ROLES");
         size_t i;
         json_t *it;
@@ -590,12 +591,8 @@ static int sa_list(struct cli_ctx *ctx, int argc, char **argv) {
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if (api_get_all(ctx, "/v1/service-accounts", &items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(items);
-                return CLI_EXIT_OK;
-        }
+        if ((r = fetch_items(ctx, "/v1/service-accounts", &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "STATE", "TEAMS", "ACTIVE TOKENS");
         size_t i, j;
         json_t *it, *x;

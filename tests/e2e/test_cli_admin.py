@@ -15,6 +15,7 @@ import os
 import pathlib
 import re
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -198,13 +199,20 @@ def test_tenant_administration_end_to_end(world):
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     assert MARKER in r.stdout and re.search(r"status.*succeeded", r.stdout), r.stdout
 
-    # the audit log saw all of it and its chain is intact
+    # the audit log saw all of it (delivered asynchronously: relay, Kafka,
+    # evidence) and its chain is intact
+    wanted = ("team.create", "user.create", "team.member.grant", "catalog.create", "catalog.approve")
+    deadline = time.monotonic() + 30
+    while True:
+        actions = [i["action"] for i in admin.json("audit", "list")["items"]]
+        if all(a in actions for a in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for a in wanted:
+        assert a in actions, (a, actions)
     out = admin.ok("audit", "verify")
     assert out.startswith("audit chain OK:"), out
     assert admin.json("audit", "verify")["ok"] is True
-    actions = [i["action"] for i in admin.json("audit", "list")["items"]]
-    for a in ("team.create", "user.create", "team.member.grant", "catalog.create", "catalog.approve"):
-        assert a in actions, (a, actions)
     table = admin.ok("audit", "list").splitlines()
     assert table[0].split() == ["SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "OUTCOME"]
     assert any("catalog.approve" in l and f"catalog_item:{prof_id}" in l for l in table), table
