@@ -90,6 +90,7 @@ struct api_req {
         const char *body;          /* NUL-terminated, may be NULL */
         size_t body_len;
         struct api_caller caller;  /* valid when perm != PERM_NONE */
+        struct db *auth_db;        /* the token lookup's connection until db_open_caller() takes it */
         /* response */
         int status;
         json_t *out;               /* owned; NULL for an empty body */
@@ -141,6 +142,10 @@ struct db {
         PGconn *conn;
 };
 int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e);
+/* db_open() as r's caller: takes over the connection the bearer token was
+ * looked up on (its tenant setting already the caller's) the first time,
+ * opens a fresh one after. */
+int db_open_caller(struct db *d, struct api_req *r, struct err_detail *e);
 void db_close(struct db *d);
 static inline void db_closep(struct db *d) { db_close(d); }
 #define _cleanup_db_ _cleanup_(db_closep)
@@ -160,11 +165,13 @@ int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *
 /* ---- auth.c */
 int auth_hash_password(const char *password, char **ret_hash);
 bool auth_verify_password(const char *password, const char *encoded);
-/* Resolves a bearer token into caller; -EACCES if invalid/expired/revoked. */
 /* The id of the tenant named name into out: 0, -ENOENT, or a database error.
  * The one lookup by tenant name before authentication (row-level security). */
 int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN], struct err_detail *e);
-int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller,
+/* Resolves a bearer token into caller; -EACCES if invalid/expired/revoked.
+ * keep (optional) receives the connection of the lookup, whose tenant
+ * setting is then the caller's (db_open_caller() takes it). */
+int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);
 /* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
 int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size);

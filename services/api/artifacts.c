@@ -30,7 +30,7 @@ int artifacts_list(struct api_req *r) {
                 return k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id};
@@ -66,7 +66,7 @@ int artifacts_get(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "artifact not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, name};

@@ -179,7 +179,7 @@ int audit_api_list(struct api_req *r) {
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         /* Times are checked by PostgreSQL in their own statement so that a
          * bad value names its field rather than failing the listing. */
@@ -243,7 +243,7 @@ int audit_api_verify(struct api_req *r) {
         int k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         struct audit_verify_result v = {0};
         k = audit_verify_chain(d.conn, r->caller.tenant_id, &v);

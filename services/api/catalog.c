@@ -416,7 +416,7 @@ static int catalog_open(struct api_req *r, struct db *d, bool write) {
                 return api_fail(r, -ENOENT, "not_found",
                                 "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors)");
         struct err_detail e = {0};
-        int k = db_open(d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         k = api_authz_tenant(d, &r->caller, write ? r->perm : PERM_USER, &e);

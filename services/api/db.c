@@ -21,6 +21,15 @@ int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detai
         return 0;
 }
 
+int db_open_caller(struct db *d, struct api_req *r, struct err_detail *e) {
+        if (r->auth_db && r->auth_db->conn) {
+                *d = *r->auth_db;
+                *r->auth_db = (struct db){0};
+                return 0;
+        }
+        return db_open(d, r->api, r->caller.tenant_id, e);
+}
+
 void db_close(struct db *d) {
         if (d->conn)
                 pg_pool_release(d->pool, d->conn);

@@ -64,7 +64,7 @@ int events_list(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "load run");
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         json_t *items = NULL;
         k = events_query(&d, r->caller.tenant_id, r->params[0], after, (int)limit, &items, &e);

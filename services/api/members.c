@@ -24,7 +24,7 @@ static int team_in_tenant(struct api_req *r, struct db *d, const char *team_id) 
 int members_list(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = team_in_tenant(r, &d, r->params[0])) < 0)
@@ -96,7 +96,7 @@ int members_put(struct api_req *r) {
         const char *team_id = r->params[0], *user_id = r->params[1];
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = team_in_tenant(r, &d, team_id)) < 0)
                 return k;

@@ -134,7 +134,7 @@ static json_t *oidc_config_json(const PGresult *res, int row) {
 int oidc_config_get(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -260,7 +260,7 @@ int oidc_config_put(struct api_req *r) {
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
 
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = oidc_mapping_teams(r, &d, mapping)) < 0)
                 return k;
@@ -305,7 +305,7 @@ int oidc_config_put(struct api_req *r) {
 int oidc_config_delete(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)

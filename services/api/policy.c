@@ -219,7 +219,7 @@ int policy_effective(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;

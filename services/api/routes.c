@@ -470,6 +470,7 @@ static void txn_fail(struct lws *wsi, struct http_txn *t, int err, const char *c
 
 static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
         struct api_req *r = &t->req;
+        _cleanup_db_ struct db auth_db = {0}; /* released here unless the handler took it */
         r->body = t->body;
         r->body_len = t->body_len;
         if (r->perm != PERM_NONE) {
@@ -477,7 +478,7 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                 struct err_detail e = {0};
                 if (auth_token_from_wsi(wsi, false, token, sizeof token) < 0)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
-                int k = auth_lookup_token(a, token, &r->caller, &e);
+                int k = auth_lookup_token(a, token, &r->caller, &auth_db, &e);
                 explicit_bzero(token, sizeof token);
                 if (k == -EACCES)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
@@ -486,7 +487,9 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                 if (r->perm == PERM_ADMIN && !r->caller.tenant_admin)
                         return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
         }
+        r->auth_db = &auth_db;
         int k = t->route->handler(r);
+        r->auth_db = NULL;
         if (k < 0 && !r->pcode)
                 /* a handler that failed without saying why: never leak internals */
                 api_fail(r, k, NULL, "%s", "");

@@ -69,7 +69,7 @@ int sandboxes_create(struct api_req *r) {
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN], id[UUID_STR_LEN];
@@ -113,7 +113,7 @@ int sandboxes_create(struct api_req *r) {
 int sandboxes_get(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
@@ -134,7 +134,7 @@ int sandboxes_put_draft(struct api_req *r) {
                 return k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;
@@ -189,7 +189,7 @@ static int version_load(struct api_req *r, struct db *d, const char *sandbox_id,
 int sandboxes_publish(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;
@@ -250,7 +250,7 @@ int sandboxes_get_version(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "version not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;

@@ -161,7 +161,7 @@ int secrets_put(struct api_req *r) {
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN];
         if ((k = secrets_team(r, &d, team_id)) < 0)
@@ -222,7 +222,7 @@ int secrets_put(struct api_req *r) {
 int secrets_list(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN];
@@ -254,7 +254,7 @@ int secrets_delete(struct api_req *r) {
                 return k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN];
         if ((k = secrets_team(r, &d, team_id)) < 0)

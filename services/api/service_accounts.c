@@ -82,7 +82,7 @@ static int body_roles(struct api_req *r, json_t *body, char *out, size_t size, j
 int service_accounts_list(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -133,7 +133,7 @@ int service_accounts_create(struct api_req *r) {
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team[UUID_STR_LEN] = "", id[UUID_STR_LEN];
         if (jt && (k = teams_resolve(r, &d, json_string_value(jt), team)) < 0)
@@ -210,7 +210,7 @@ int service_accounts_delete(struct api_req *r) {
         const char *id = r->params[0];
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
@@ -262,7 +262,7 @@ int service_accounts_token_create(struct api_req *r) {
         const char *sa = r->params[0];
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
@@ -317,7 +317,7 @@ int service_accounts_token_revoke(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "token not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)

@@ -359,7 +359,7 @@ static int validate_catalog_refs(struct api_req *r, json_t *spec) {
                 return 0;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *pol = NULL;

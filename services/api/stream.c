@@ -171,7 +171,7 @@ int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret) {
         struct err_detail e = {0};
         int k = auth_token_from_wsi(wsi, true, token, sizeof token);
         if (k >= 0)
-                k = auth_lookup_token(a, token, &caller, &e);
+                k = auth_lookup_token(a, token, &caller, NULL, &e);
         explicit_bzero(token, sizeof token);
         if (k < 0) {
                 lws_return_http_status(wsi, k == -EACCES ? HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);

@@ -8,7 +8,7 @@
 int teams_list(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -98,7 +98,7 @@ int teams_create(struct api_req *r) {
                 return api_fail(r, -EIO, "internal", "could not generate an id");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
@@ -131,7 +131,7 @@ int teams_create(struct api_req *r) {
 int teams_get(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         k = api_authz_team(&d, &r->caller, r->params[0], r->perm, &e);
@@ -169,7 +169,7 @@ int teams_patch(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "team not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
@@ -202,7 +202,7 @@ int teams_delete(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "team not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)

@@ -48,7 +48,7 @@ static int body_bool(struct api_req *r, json_t *body, const char *key, int *ret)
 int users_list(struct api_req *r) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -106,7 +106,7 @@ int users_create(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         _cleanup_json_ json_t *change = NULL;
         const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}"};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0 || (k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0 || (k = pg_begin(d.conn, &e)) < 0)
                 goto fail_db;
         k = pg_exec(d.conn,
                     "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles) "
@@ -155,7 +155,7 @@ int users_patch(struct api_req *r) {
                 return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot disable or demote itself");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, r->caller.tenant_id, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
@@ -207,7 +207,7 @@ int users_delete(struct api_req *r) {
                 return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot delete itself");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, r->api, r->caller.tenant_id, &e);
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         if ((k = pg_begin(d.conn, &e)) < 0)
