@@ -242,6 +242,10 @@ int users_delete(struct api_req *r);
 
 /* ---- members.c: role grants per team (tenant_admin) */
 int members_list(struct api_req *r);
+/* Validates roles (a JSON array, borrowed) into a PostgreSQL text[] literal
+ * in out (role names are from a fixed list: no quoting needed) and *ret_list
+ * (caller owns), duplicates collapsed; records invalid_field naming the item. */
+int roles_literal(struct api_req *r, json_t *roles, char *out, size_t size, json_t **ret_list);
 int members_put(struct api_req *r);
 
 /* ---- spec_validate.c */

@@ -50,18 +50,7 @@ int members_list(struct api_req *r) {
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
 
-/* Validates body.roles into a PostgreSQL text[] literal (names are from a
- * fixed list, so no quoting is needed); duplicates collapse. */
-static int parse_roles(struct api_req *r, json_t *body, char *out, size_t size, json_t **ret_list) {
-        int k = api_known_fields(r, body, (const char *const[]){"roles", NULL});
-        if (k < 0)
-                return k;
-        json_t *roles = json_object_get(body, "roles");
-        if (!roles)
-                return api_fail(r, -EINVAL, "missing_field", "roles is required");
-        if (!json_is_array(roles) || json_array_size(roles) > ROLES_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of at most %d role names",
-                                ROLES_MAX);
+int roles_literal(struct api_req *r, json_t *roles, char *out, size_t size, json_t **ret_list) {
         _cleanup_json_ json_t *list = json_array();
         size_t i;
         json_t *v;
@@ -85,6 +74,20 @@ static int parse_roles(struct api_req *r, json_t *body, char *out, size_t size, 
         snprintf(out + off, size - off, "}");
         *ret_list = TAKE_PTR(list);
         return 0;
+}
+
+/* body.roles (required, at most ROLES_MAX) as roles_literal() gives it. */
+static int parse_roles(struct api_req *r, json_t *body, char *out, size_t size, json_t **ret_list) {
+        int k = api_known_fields(r, body, (const char *const[]){"roles", NULL});
+        if (k < 0)
+                return k;
+        json_t *roles = json_object_get(body, "roles");
+        if (!roles)
+                return api_fail(r, -EINVAL, "missing_field", "roles is required");
+        if (!json_is_array(roles) || json_array_size(roles) > ROLES_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of at most %d role names",
+                                ROLES_MAX);
+        return roles_literal(r, roles, out, size, ret_list);
 }
 
 int members_put(struct api_req *r) {

@@ -41,33 +41,13 @@ static int body_name(struct api_req *r, json_t *body, bool required, const char 
 /* roles of body as a text[] literal (team roles of API.md, deduplicated). */
 static int body_roles(struct api_req *r, json_t *body, char *out, size_t size, json_t **ret_list) {
         json_t *roles = json_object_get(body, "roles");
-        _cleanup_json_ json_t *list = json_array();
-        if (!roles)
-                json_array_append_new(list, json_string("viewer")); /* least privilege by default */
-        else if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 7)
-                return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of 1 to 7 role names");
-        size_t i;
-        json_t *v;
-        json_array_foreach(roles, i, v) {
-                const char *s = json_string_value(v);
-                if (!s || strlen(s) != json_string_length(v) || !api_role_valid(s))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "roles[%zu] must be one of tenant_admin, security_admin, sandbox_author, "
-                                        "launcher, approver, reviewer, viewer", i);
-                bool dup = false;
-                size_t j;
-                json_t *w;
-                json_array_foreach(list, j, w) dup = dup || !strcmp(json_string_value(w), s);
-                if (!dup)
-                        json_array_append_new(list, json_string(s));
+        if (!roles) { /* least privilege by default */
+                _cleanup_json_ json_t *viewer = json_pack("[s]", "viewer");
+                return roles_literal(r, viewer, out, size, ret_list);
         }
-        size_t off = 0;
-        out[off++] = '{';
-        json_array_foreach(list, i, v) off += (size_t)snprintf(out + off, size - off, "%s%s", i ? "," : "",
-                                                               json_string_value(v));
-        snprintf(out + off, size - off, "}");
-        *ret_list = TAKE_PTR(list);
-        return 0;
+        if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 7)
+                return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of 1 to 7 role names");
+        return roles_literal(r, roles, out, size, ret_list);
 }
 
 #define SA_TOKENS_JSON                                                                                   \
