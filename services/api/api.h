@@ -1,7 +1,7 @@
 /* paddock-api internals shared by its feature files (never included outside
- * services/api). The HTTP layer (routes.c) owns requests and responses;
+ * services/api). The HTTP layer (http.c) owns requests and responses;
  * handlers return >= 0 after filling req->status/req->out, or a negative errno
- * after api_fail() recorded a problem code and detail. Only routes.c writes
+ * after api_fail() recorded a problem code and detail. Only http.c writes
  * error bodies. */
 #pragma once
 #include <jansson.h>
@@ -53,7 +53,7 @@ struct api {
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
 };
 
-/* Permissions a route needs (routes.c declares one per route and maps each
+/* Permissions a route needs (routes.c declares one per route, authz.c maps each
  * to the roles carrying it). Team-scoped permissions are checked against the
  * object's team by api_authz_team(); tenant_admin holds every permission in
  * every team of its tenant. PERM_ADMIN is tenant-wide (tenant_admin only). */
@@ -104,6 +104,20 @@ struct api_req {
 };
 
 typedef int (*api_handler_fn)(struct api_req *r);
+
+/* ---- routes.c: the one route table */
+struct api_route {
+        const char *method;
+        const char *pattern; /* "{x}" segments capture into req->params in order */
+        api_handler_fn handler;
+        enum api_perm perm;
+};
+/* The route for method and path, its captures in caps (the caller frees
+ * them); NULL if none, with *ret_path_known true when the path is served
+ * for another method (405 rather than 404). */
+const struct api_route *routes_find(const char *method, const char *path, char **caps, bool *ret_path_known);
+
+/* ---- http.c, body.c: the HTTP layer */
 
 /* Records a problem for the HTTP layer and returns err (negative errno).
  * code may be NULL to derive it from err. */
@@ -185,17 +199,18 @@ int auth_me(struct api_req *r);
  * problem on r. Strings borrowed. Returns 0 or a negative errno. */
 int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, const char *user_id,
                      const char *username, json_t *change);
-/* 0 if the caller may act on team_id with perm (routes.c); -EPERM if the
+/* ---- authz.c */
+/* 0 if the caller may act on team_id with perm; -EPERM if the
  * caller is a member of the team without a role carrying perm (403
  * forbidden); -ENOENT if not a member or another tenant's team (404, no
  * existence oracle); other negative errno on database failure. */
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
                    enum api_perm perm, struct err_detail *e);
-/* True if role is one of the roles of API.md (routes.c). */
+/* True if role is one of the roles of API.md. */
 bool api_role_valid(const char *role);
 /* 0 if the caller holds perm in some team of its tenant (PERM_USER: any
  * role in some team); -EPERM if not. For tenant-wide objects such as the
- * catalog (routes.c). */
+ * catalog. */
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e);
 
 /* ---- ratelimit.c: failed logins per user and per source IP, counted in
@@ -397,7 +412,7 @@ int api_audit_operator(struct api *a, struct db *d, const char *tenant_id, const
 int audit_api_list(struct api_req *r);
 int audit_api_verify(struct api_req *r);
 
-/* ---- ops (routes.c) */
+/* ---- ops.c */
 int ops_healthz(struct api_req *r);
 int ops_readyz(struct api_req *r);
 int ops_metrics(struct api_req *r);
@@ -408,6 +423,7 @@ int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret);
 int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons reason,
                     struct stream_session **ssp);
 void stream_wake_all(struct api *a);
+int stream_plain_http(struct api_req *r);
 
 /* ---- fanout.c: live RunEvents for websocket viewers */
 struct fanout_sub;

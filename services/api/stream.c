@@ -149,6 +149,20 @@ static const char *stream_run_id(const char *uri, char out[UUID_STR_LEN]) {
         return id_is_uuid(out) ? out : NULL;
 }
 
+/* A plain GET of the stream path: the same authorization as the other run
+ * endpoints, then 400 (it needs a websocket upgrade). */
+int stream_plain_http(struct api_req *r) {
+        /* authorize first, so the answer is the same as for the other run endpoints */
+        struct err_detail e = {0};
+        char team[UUID_STR_LEN], status[32];
+        int k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
+        return api_fail(r, -EINVAL, "unsupported", "/v1/runs/{id}/stream needs a websocket upgrade");
+}
+
 int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret) {
         char uri[256], token[128], run_id[UUID_STR_LEN], buf[64];
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || !stream_run_id(uri, run_id)) {

@@ -1,0 +1,85 @@
+/* Authorization: the roles of API.md and which of them carry each route
+ * permission (enum api_perm), checked against a team or the whole tenant.
+ * The route table (routes.c) says which permission each endpoint needs. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "pg/pg.h"
+
+/* The roles of API.md. A team grant may hold any of them; tenant_admin is
+ * normally a tenant role (users.tenant_roles) and then covers every team. */
+static const char *const roles_all[] = {"tenant_admin", "security_admin", "sandbox_author", "launcher",
+                                        "approver",     "reviewer",       "viewer"};
+
+bool api_role_valid(const char *role) {
+        for (size_t i = 0; i < ELEMENTSOF(roles_all); i++)
+                if (!strcmp(role, roles_all[i]))
+                        return true;
+        return false;
+}
+
+/* Which team roles carry each permission, as a PostgreSQL text[] literal.
+ * tenant_admin carries all of them (as a tenant role in every team of the
+ * tenant, as a team role in that team). */
+static const struct {
+        enum api_perm perm;
+        const char *roles;
+} perm_roles[] = {
+        {PERM_VIEWER, "{tenant_admin,viewer,reviewer,launcher,approver,sandbox_author}"},
+        {PERM_SANDBOX_AUTHOR, "{tenant_admin,sandbox_author}"},
+        {PERM_LAUNCHER, "{tenant_admin,launcher}"},
+        {PERM_REVIEWER, "{tenant_admin,reviewer}"},
+        {PERM_APPROVER, "{tenant_admin,approver}"},
+        {PERM_CANCEL, "{tenant_admin,launcher,approver}"},
+        {PERM_CATALOG_APPROVE, "{tenant_admin,security_admin}"},
+        {PERM_ADMIN, "{tenant_admin}"},
+};
+
+int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id, enum api_perm perm,
+                   struct err_detail *e) {
+        if (!id_is_uuid(team_id))
+                return -ENOENT;
+        const char *roles = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
+                if (perm_roles[i].perm == perm)
+                        roles = perm_roles[i].roles;
+        /* PERM_NONE/PERM_USER on a team object: membership is enough */
+        if (!roles)
+                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {team_id, c->tenant_id, c->user_id, roles};
+        int r = pg_exec(d->conn,
+                        "SELECT m.roles IS NOT NULL, coalesce(m.roles && $4::text[], false) FROM api.teams t "
+                        "LEFT JOIN api.team_members m ON m.team_id = t.id AND m.user_id = $3 AND m.tenant_id = $2 "
+                        "WHERE t.id = $1 AND t.tenant_id = $2",
+                        4, params, &res, e);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT; /* no such team in the caller's tenant */
+        if (c->tenant_admin || PQgetvalue(res, 0, 1)[0] == 't')
+                return 0;
+        /* a member learns that the object exists, an outsider does not */
+        return PQgetvalue(res, 0, 0)[0] == 't' ? -EPERM : -ENOENT;
+}
+
+int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e) {
+        if (c->tenant_admin)
+                return 0;
+        const char *roles = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
+                if (perm_roles[i].perm == perm)
+                        roles = perm_roles[i].roles;
+        if (!roles)
+                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {c->tenant_id, c->user_id, roles};
+        int r = pg_exec(d->conn,
+                        "SELECT 1 FROM api.team_members m JOIN api.teams t ON t.id = m.team_id AND t.tenant_id = m.tenant_id "
+                        "WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.roles && $3::text[] LIMIT 1",
+                        3, params, &res, e);
+        if (r < 0)
+                return r;
+        return PQntuples(res) == 1 ? 0 : -EPERM;
+}

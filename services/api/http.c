@@ -1,0 +1,389 @@
+/* The HTTP layer: request transactions on the lws service thread (route
+ * lookup in routes.c, body collection with a size limit, authentication,
+ * dispatch) and the only place error bodies are written. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "http/problem.h"
+
+static const struct {
+        const char *code;
+        int status;
+        const char *title;
+} problem_codes[] = {
+        {"invalid_json", 400, "Bad Request"},
+        {"invalid_field", 400, "Bad Request"},
+        {"unknown_field", 400, "Bad Request"},
+        {"missing_field", 400, "Bad Request"},
+        {"unsupported", 400, "Bad Request"},
+        {"unauthorized", 401, "Unauthorized"},
+        {"invalid_token", 401, "Unauthorized"},
+        {"forbidden", 403, "Forbidden"},
+        {"no_role", 403, "Forbidden"},
+        {"not_found", 404, "Not Found"},
+        {"method_not_allowed", 405, "Method Not Allowed"},
+        {"conflict", 409, "Conflict"},
+        {"too_large", 413, "Content Too Large"},
+        {"quota_exceeded", 429, "Too Many Requests"},
+        {"rate_limited", 429, "Too Many Requests"},
+        {"internal", 500, "Internal Server Error"},
+        {"unavailable", 503, "Service Unavailable"},
+};
+
+void api_problem_map(int err, const char *code, int *ret_status, const char **ret_code,
+                     const char **ret_title) {
+        if (code)
+                for (size_t i = 0; i < ELEMENTSOF(problem_codes); i++)
+                        if (!strcmp(problem_codes[i].code, code)) {
+                                *ret_status = problem_codes[i].status;
+                                *ret_code = problem_codes[i].code;
+                                *ret_title = problem_codes[i].title;
+                                return;
+                        }
+        struct http_problem p = http_problem_from_errno(err);
+        *ret_status = p.status;
+        *ret_code = p.code;
+        *ret_title = p.title;
+}
+
+int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->pdetail, sizeof r->pdetail, fmt, ap);
+        va_end(ap);
+        r->pcode = code;
+        return err < 0 ? err : -EIO;
+}
+
+const char *api_query(struct api_req *r, const char *name, char *buf, int len) {
+        char key[64];
+        snprintf(key, sizeof key, "%s=", name);
+        return lws_get_urlarg_by_name(r->wsi, key, buf, len);
+}
+
+/* ---- transactions */
+
+#define PATH_MAX_LEN 2048
+#define WRITE_CHUNK 16384
+
+struct http_txn {
+        struct api_req req;
+        const struct api_route *route;
+        char *params[API_MAX_PARAMS];
+        char method[8];
+        char path[PATH_MAX_LEN];
+        char *body;
+        size_t body_len, body_cap;
+        bool too_large;
+        bool responded;     /* response prepared (no more body processing) */
+        bool close_after;
+        /* the response */
+        int status;
+        const char *ctype;
+        char *resp;
+        size_t resp_len, resp_off;
+        bool headers_sent;
+};
+
+static void txn_free(struct http_txn *t) {
+        if (!t)
+                return;
+        for (size_t i = 0; i < API_MAX_PARAMS; i++)
+                free(t->params[i]);
+        free(t->body);
+        free(t->resp);
+        json_decref(t->req.out);
+        free(t->req.text);
+        free(t->req.location);
+        free(t);
+}
+
+static void txn_set_problem(struct http_txn *t, int err) {
+        int status;
+        const char *code, *title;
+        api_problem_map(err, t->req.pcode, &status, &code, &title);
+        struct http_problem p = {.status = status, .code = code, .title = title};
+        const char *detail = t->req.pdetail[0] ? t->req.pdetail : title;
+        free(t->resp);
+        t->resp = http_problem_json(&p, detail);
+        t->resp_len = t->resp ? strlen(t->resp) : 0;
+        t->status = status;
+        t->ctype = "application/problem+json";
+}
+
+static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
+        if (r < 0)
+                txn_set_problem(t, r);
+        else if (t->req.text) {
+                t->resp = TAKE_PTR(t->req.text);
+                t->resp_len = strlen(t->resp);
+                t->status = t->req.status ? t->req.status : 200;
+                t->ctype = t->req.content_type ? t->req.content_type : "text/plain";
+        } else {
+                t->status = t->req.status ? t->req.status : 200;
+                t->ctype = "application/json";
+                if (t->req.out) {
+                        t->resp = json_dumps(t->req.out, JSON_COMPACT);
+                        if (!t->resp) {
+                                api_fail(&t->req, -ENOMEM, "internal", "out of memory");
+                                txn_set_problem(t, -ENOMEM);
+                        } else
+                                t->resp_len = strlen(t->resp);
+                }
+        }
+        t->responded = true;
+        lws_callback_on_writable(wsi);
+}
+
+static void txn_fail(struct lws *wsi, struct http_txn *t, int err, const char *code,
+                     const char *detail) {
+        api_fail(&t->req, err, code, "%s", detail);
+        txn_respond(wsi, t, err);
+}
+
+static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
+        struct api_req *r = &t->req;
+        _cleanup_db_ struct db auth_db = {0}; /* released here unless the handler took it */
+        r->body = t->body;
+        r->body_len = t->body_len;
+        if (r->perm != PERM_NONE) {
+                char token[128];
+                struct err_detail e = {0};
+                if (auth_token_from_wsi(wsi, false, token, sizeof token) < 0)
+                        return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
+                int k = auth_lookup_token(a, token, &r->caller, &auth_db, &e);
+                explicit_bzero(token, sizeof token);
+                if (k == -EACCES)
+                        return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
+                if (k < 0)
+                        return txn_respond(wsi, t, db_fail(r, k, &e, "look up token"));
+                if (r->perm == PERM_ADMIN && !r->caller.tenant_admin)
+                        return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
+        }
+        r->auth_db = &auth_db;
+        int k = t->route->handler(r);
+        r->auth_db = NULL;
+        if (k < 0 && !r->pcode)
+                /* a handler that failed without saying why: never leak internals */
+                api_fail(r, k, NULL, "%s", "");
+        txn_respond(wsi, t, k);
+}
+
+static const struct {
+        enum lws_token_indexes tok;
+        const char *name;
+} methods[] = {
+        {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
+        {WSI_TOKEN_PUT_URI, "PUT"},     {WSI_TOKEN_PATCH_URI, "PATCH"},
+        {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+};
+
+static int http_on_request(struct api *a, struct lws *wsi, struct api_pss *pss, const char *in,
+                           size_t len) {
+        txn_free(pss->txn);
+        struct http_txn *t = pss->txn = calloc(1, sizeof *t);
+        if (!t)
+                return -1;
+        metric_add(&api_metric_requests, 1);
+        t->req.api = a;
+        t->req.wsi = wsi;
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (lws_hdr_total_length(wsi, methods[i].tok) > 0) {
+                        snprintf(t->method, sizeof t->method, "%s", methods[i].name);
+                        break;
+                }
+        t->req.method = t->method;
+        if (len >= sizeof t->path) {
+                txn_fail(wsi, t, -EINVAL, "not_found", "path too long");
+                return 0;
+        }
+        memcpy(t->path, in, len);
+        t->path[len] = '\0';
+
+        bool path_known;
+        char *caps[API_MAX_PARAMS] = {0};
+        t->route = routes_find(t->method, t->path, caps, &path_known);
+        for (size_t k = 0; k < API_MAX_PARAMS; k++) {
+                t->params[k] = caps[k];
+                t->req.params[k] = caps[k];
+        }
+        if (!t->route) {
+                if (path_known)
+                        txn_fail(wsi, t, -EINVAL, "method_not_allowed", "method not allowed on this path");
+                else
+                        txn_fail(wsi, t, -ENOENT, "not_found", "no such endpoint");
+                return 0;
+        }
+        t->req.perm = t->route->perm;
+
+        bool has_body_method = !strcmp(t->method, "POST") || !strcmp(t->method, "PUT") ||
+                               !strcmp(t->method, "PATCH");
+        if (has_body_method) {
+                char cl[32] = "";
+                bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+                if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+                        char *end;
+                        errno = 0;
+                        unsigned long long n = strtoull(cl, &end, 10);
+                        if (errno || end == cl || *end) {
+                                t->close_after = true;
+                                txn_fail(wsi, t, -EINVAL, "invalid_json", "invalid Content-Length");
+                                return 0;
+                        }
+                        if (n > (unsigned long long)a->cfg.max_body) {
+                                /* answer before reading anything and drop the connection */
+                                t->too_large = true;
+                                t->close_after = true;
+                                txn_fail(wsi, t, -E2BIG, "too_large", "request body exceeds PADDOCK_API_MAX_BODY");
+                                return 0;
+                        }
+                        if (n > 0)
+                                return 0; /* wait for LWS_CALLBACK_HTTP_BODY */
+                } else if (chunked) {
+                        /* lws 4.1 does not complete chunked request bodies: refuse them
+                         * up front instead of letting the client wait */
+                        t->close_after = true;
+                        txn_fail(wsi, t, -EINVAL, "invalid_field",
+                                 "Content-Length is required (chunked request bodies are not supported)");
+                        return 0;
+                }
+        }
+        txn_dispatch(a, wsi, t);
+        return 0;
+}
+
+static int http_on_body(struct api *a, struct lws *wsi, struct http_txn *t, const void *in,
+                        size_t len) {
+        if (!t || t->responded)
+                return 0; /* discard what arrives after an early answer */
+        if (t->body_len + len > (size_t)a->cfg.max_body) {
+                t->too_large = true;
+                t->close_after = true;
+                txn_fail(wsi, t, -E2BIG, "too_large", "request body exceeds PADDOCK_API_MAX_BODY");
+                return 0;
+        }
+        if (t->body_len + len + 1 > t->body_cap) {
+                size_t cap = t->body_cap ? t->body_cap * 2 : 4096;
+                while (cap < t->body_len + len + 1)
+                        cap *= 2;
+                char *nb = realloc(t->body, cap);
+                if (!nb)
+                        return -1;
+                t->body = nb;
+                t->body_cap = cap;
+        }
+        memcpy(t->body + t->body_len, in, len);
+        t->body_len += len;
+        t->body[t->body_len] = '\0';
+        return 0;
+}
+
+static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
+        struct http_txn *t = pss->txn;
+        if (!t || !t->responded)
+                return 0;
+        if (!t->headers_sent) {
+                unsigned char buf[LWS_PRE + 4096], *start = buf + LWS_PRE, *p = start,
+                                                   *end = buf + sizeof buf - 1;
+                if (lws_add_http_common_headers(wsi, (unsigned)t->status, t->ctype,
+                                                (lws_filepos_t)t->resp_len, &p, end))
+                        return -1;
+                if (t->req.location &&
+                    lws_add_http_header_by_name(wsi, (const unsigned char *)"location:",
+                                                (const unsigned char *)t->req.location,
+                                                (int)strlen(t->req.location), &p, end))
+                        return -1;
+                if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                                (const unsigned char *)"no-store", 8, &p, end))
+                        return -1;
+                char ra[24];
+                int ral = t->req.retry_after_s > 0 ? snprintf(ra, sizeof ra, "%lld", t->req.retry_after_s) : 0;
+                if (ral > 0 && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                                           (const unsigned char *)ra, ral, &p, end))
+                        return -1;
+                if (t->close_after &&
+                    lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                                (const unsigned char *)"close", 5, &p, end))
+                        return -1;
+                if (lws_finalize_write_http_header(wsi, start, &p, end))
+                        return -1;
+                t->headers_sent = true;
+                if (t->resp_len > 0) {
+                        lws_callback_on_writable(wsi);
+                        return 0;
+                }
+        } else if (t->resp_off < t->resp_len) {
+                unsigned char buf[LWS_PRE + WRITE_CHUNK];
+                size_t n = t->resp_len - t->resp_off;
+                if (n > WRITE_CHUNK)
+                        n = WRITE_CHUNK;
+                memcpy(buf + LWS_PRE, t->resp + t->resp_off, n);
+                t->resp_off += n;
+                bool last = t->resp_off == t->resp_len;
+                if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+                        return -1;
+                if (!last) {
+                        lws_callback_on_writable(wsi);
+                        return 0;
+                }
+        }
+        bool close = t->close_after;
+        txn_free(TAKE_PTR(pss->txn));
+        if (close)
+                return -1;
+        if (lws_http_transaction_completed(wsi))
+                return -1;
+        return 0;
+}
+
+int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len) {
+        struct api_pss *pss = user;
+        struct lws_context *ctx = lws_get_context(wsi);
+        struct api *a = ctx ? lws_context_user(ctx) : NULL;
+
+        switch (reason) {
+        case LWS_CALLBACK_HTTP:
+                return http_on_request(a, wsi, pss, in, len);
+        case LWS_CALLBACK_HTTP_BODY:
+                return http_on_body(a, wsi, pss->txn, in, len);
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+                if (pss->txn && !pss->txn->responded)
+                        txn_dispatch(a, wsi, pss->txn);
+                return 0;
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+                return http_on_writeable(wsi, pss);
+        case LWS_CALLBACK_CLOSED_HTTP:
+                if (pss) {
+                        txn_free(TAKE_PTR(pss->txn));
+                        /* accepted by the filter but never upgraded */
+                        if (pss->ss)
+                                stream_callback(a, wsi, LWS_CALLBACK_CLOSED, &pss->ss);
+                }
+                break;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                if (!pss)
+                        return -1;
+                return stream_filter(a, wsi, &pss->ss);
+        case LWS_CALLBACK_ESTABLISHED:
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+        case LWS_CALLBACK_RECEIVE:
+        case LWS_CALLBACK_TIMER:
+        case LWS_CALLBACK_CLOSED:
+                if (!pss)
+                        return -1;
+                return stream_callback(a, wsi, reason, &pss->ss);
+        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+                if (a)
+                        stream_wake_all(a);
+                return 0;
+        default:
+                break;
+        }
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
