@@ -1,6 +1,6 @@
 /* Tenant administration: paddock me, team, user, grant, revoke, members,
- * service-account, token and audit. Teams, users and service accounts are
- * named by id or by name; names are turned into ids with the list
+ * service-account, token, audit and oidc. Teams, users and service accounts
+ * are named by id or by name; names are turned into ids with the list
  * endpoints (cli_resolve_*), so scripts can use either. */
 #include <errno.h>
 #include <stdio.h>
@@ -9,48 +9,6 @@
 
 #include "cli.h"
 #include "core/ids.h"
-
-static const char *const no_pos[] = {"", NULL};
-
-/* Subcommand table of a command group. */
-struct cli_sub {
-        const char *name;
-        int (*fn)(struct cli_ctx *, int, char **);
-};
-
-static int dispatch(struct cli_ctx *ctx, int argc, char **argv, const char *group, const char *usage,
-                    const struct cli_sub *subs, size_t n) {
-        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-            strcmp(argv[1], "help") == 0) {
-                fputs(usage, argc < 2 ? stderr : stdout);
-                return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(argv[1], subs[i].name) == 0)
-                        return subs[i].fn(ctx, argc - 1, argv + 1);
-        cli_error("%s: unknown subcommand \"%s\" (see `paddock %s --help`)", group, argv[1], group);
-        return CLI_EXIT_USAGE;
-}
-
-/* Prints the items of a list as the API's list shape. */
-static void print_items_json(json_t *items) {
-        _cleanup_json_ json_t *o = json_pack("{s:O, s:n}", "items", items, "next_cursor");
-        if (o)
-                cli_print_json(o);
-}
-
-/* GETs every page of path (NULL: a failed lookup before). With --json prints
- * them and returns CLI_EXIT_OK; on failure CLI_EXIT_FAIL; else -1 with
- * *items (caller owns) for the caller's table. */
-static int fetch_items(struct cli_ctx *ctx, const char *path, json_t **items) {
-        if (!path || api_get_all(ctx, path, items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(*items);
-                return CLI_EXIT_OK;
-        }
-        return -1;
-}
 
 /* Path "/v1/<prefix>/<id><suffix>", malloc'd or NULL. */
 static char *path_of(const char *prefix, const char *id, const char *suffix) {
@@ -62,9 +20,6 @@ static char *path_of(const char *prefix, const char *id, const char *suffix) {
 
 /* What a `GROUP delete REF` command deletes. */
 struct delete_target {
-        const char *what;       /* "team delete", for messages */
-        const char *usage;
-        const char *pos_name;   /* "TEAM" */
         char *(*resolve)(const struct cli_ctx *ctx, const char *ref);
         const char *collection; /* DELETE /v1/<collection>/<id> */
         const char *json_state; /* {"id": ..., <json_state>: true} with --json */
@@ -73,10 +28,9 @@ struct delete_target {
 };
 
 static int delete_by_ref(struct cli_ctx *ctx, int argc, char **argv, const struct delete_target *t) {
-        const char *const names[] = {t->pos_name, NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, t->what, t->usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -96,16 +50,10 @@ static int delete_by_ref(struct cli_ctx *ctx, int argc, char **argv, const struc
 
 /* ------------------------------------------------------------------ me */
 
-static const char me_usage[] =
-        "usage: paddock me [--json]\n"
-        "\n"
-        "Shows who you are: your user, tenant, tenant roles, and your teams with the\n"
-        "roles you hold in each.\n";
-
-int cmd_me(struct cli_ctx *ctx, int argc, char **argv) {
+static int me_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "me", me_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -123,6 +71,9 @@ int cmd_me(struct cli_ctx *ctx, int argc, char **argv) {
         printf("tenant:       %s (%s)\n", json_string_value(json_object_get(tenant, "name")) ?: "?",
                json_string_value(json_object_get(tenant, "id")) ?: "?");
         printf("tenant roles: %s\n", troles ? troles : "-");
+        printf("context:      %s\n", ctx->context ? ctx->context : "-");
+        if (json_is_true(json_object_get(resp.body, "password_change_required")))
+                printf("password:     must be changed before anything else: run `paddock passwd`\n");
         json_t *teams = json_object_get(resp.body, "teams");
         if (json_array_size(teams) == 0) {
                 printf("teams:        none\n");
@@ -143,28 +94,26 @@ int cmd_me(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-/* ---------------------------------------------------------------- team */
+const struct cli_command cli_cmd_me = {
+        .name = "me",
+        .alias = "whoami",
+        .summary = "who am I: user, tenant, teams and roles",
+        .description = "Also says which context is in use, and whether the password must be changed\n"
+                       "first (`paddock passwd`).\n",
+        .fn = me_main,
+};
 
-static const char team_usage[] =
-        "usage: paddock team list\n"
-        "       paddock team create NAME\n"
-        "       paddock team show TEAM\n"
-        "       paddock team rename TEAM NEW_NAME\n"
-        "       paddock team delete TEAM\n"
-        "\n"
-        "TEAM is a team id or name. create prints the new team's id. Creating, renaming\n"
-        "and deleting teams needs tenant_admin; a team that still has sandboxes or runs\n"
-        "cannot be deleted. Every subcommand takes --json to print the API's answer.\n";
+/* ---------------------------------------------------------------- team */
 
 static int team_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "team list", team_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if ((r = fetch_items(ctx, "/v1/teams", &items)) >= 0)
+        if ((r = cli_fetch_list(ctx, "/v1/teams", &items)) >= 0)
                 return r;
         _cleanup_json_ json_t *t = cli_table_new(4, "ID", "NAME", "YOUR ROLES", "CREATED");
         size_t i;
@@ -180,10 +129,9 @@ static int team_list(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int team_create(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"NAME", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "team create", team_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -205,10 +153,9 @@ static int team_create(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int team_show(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "team show", team_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -230,10 +177,9 @@ static int team_show(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int team_rename(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", "NEW_NAME", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "team rename", team_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -251,46 +197,45 @@ static int team_rename(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int team_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct delete_target t = {"team delete", team_usage, "TEAM", cli_resolve_team, "teams",
-                                               "deleted", "team", "deleted"};
+        static const struct delete_target t = {cli_resolve_team, "teams", "deleted", "team", "deleted"};
         return delete_by_ref(ctx, argc, argv, &t);
 }
 
-int cmd_team(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {
-                {"list", team_list},     {"ls", team_list},         {"create", team_create},
-                {"show", team_show},     {"get", team_show},        {"rename", team_rename},
-                {"delete", team_delete}, {"rm", team_delete},
-        };
-        return dispatch(ctx, argc, argv, "team", team_usage, subs, ELEMENTSOF(subs));
-}
+static const struct cli_command team_subs[] = {
+        {.name = "list", .alias = "ls", .summary = "list the teams you can see (all of them for tenant_admin)",
+         .fn = team_list},
+        {.name = "create", .args = "NAME", .summary = "create a team (tenant_admin); prints its id",
+         .fn = team_create},
+        {.name = "show", .alias = "get", .args = "TEAM", .summary = "show a team and your roles in it",
+         .fn = team_show},
+        {.name = "rename", .args = "TEAM NEW_NAME", .summary = "rename a team (tenant_admin)", .fn = team_rename},
+        {.name = "delete", .alias = "rm", .args = "TEAM",
+         .summary = "delete a team with its members and secrets (tenant_admin)",
+         .description = "A team that still has sandboxes or runs cannot be deleted (conflict).\n",
+         .fn = team_delete},
+        {0},
+};
+
+const struct cli_command cli_cmd_team = {
+        .name = "team",
+        .alias = "teams",
+        .section = "Administration",
+        .summary = "teams: list, create, show, rename, delete",
+        .description = "TEAM is a team id or name.\n",
+        .subs = team_subs,
+};
 
 /* ---------------------------------------------------------------- user */
-
-static const char user_usage[] =
-        "usage: paddock user list\n"
-        "       paddock user create USERNAME [--tenant-role tenant_admin] [--password-stdin]\n"
-        "       paddock user disable USER | user enable USER | user delete USER\n"
-        "\n"
-        "USER is a user id or username; all of these need tenant_admin.\n"
-        "create     creates a user and prints its id, username and, unless\n"
-        "           --password-stdin gave one, the generated one-time password. It is\n"
-        "           shown only this once: hand it over safely. --tenant-role tenant_admin\n"
-        "           makes the user an administrator of the whole tenant; team roles are\n"
-        "           given with `paddock grant`.\n"
-        "disable    blocks logins and revokes every token of the user at once\n"
-        "enable     allows logins again (revoked tokens stay revoked)\n"
-        "delete     deletes a user who authored nothing (else disable it)\n";
 
 static int user_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "user list", user_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if ((r = fetch_items(ctx, "/v1/users", &items)) >= 0)
+        if ((r = cli_fetch_list(ctx, "/v1/users", &items)) >= 0)
                 return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "USERNAME", "STATE", "TENANT ROLES", "CREATED");
         size_t i;
@@ -306,36 +251,17 @@ static int user_list(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-static char *read_line_stdin(void) {
-        _cleanup_free_ char *line = NULL;
-        size_t cap = 0;
-        ssize_t n = getline(&line, &cap, stdin);
-        if (n < 0)
-                return NULL;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                line[--n] = '\0';
-        return TAKE_PTR(line);
-}
-
-static void secret_freep(char **p) {
-        if (*p) {
-                explicit_bzero(*p, strlen(*p));
-                free(*p);
-        }
-}
-
 static int user_create(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"USERNAME", NULL};
         _cleanup_json_ json_t *roles = json_array();
         bool pw_stdin = false;
-        const struct cli_flag flags[] = {
+        const struct cli_bind binds[] = {
                 {.name = "tenant-role", .list = roles},
                 {.name = "password-stdin", .set = &pw_stdin},
                 {0},
         };
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "user create", user_usage, flags, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         bool admin = false;
         size_t i;
@@ -349,9 +275,9 @@ static int user_create(struct cli_ctx *ctx, int argc, char **argv) {
                 }
                 admin = true;
         }
-        _cleanup_(secret_freep) char *password = NULL;
+        _cleanup_(cli_secret_freep) char *password = NULL;
         if (pw_stdin) {
-                password = read_line_stdin();
+                password = cli_read_line();
                 if (!password || !*password) {
                         cli_error("user create: --password-stdin: no password on stdin");
                         return CLI_EXIT_USAGE;
@@ -383,16 +309,16 @@ static int user_create(struct cli_ctx *ctx, int argc, char **argv) {
         const char *pw = json_string_value(json_object_get(resp.body, "password"));
         if (pw) {
                 printf("password: %s\n", pw);
-                fprintf(stderr, "note: the one-time password above is shown only now\n");
+                fprintf(stderr, "note: the one-time password above is shown only now; the user must change it "
+                                "at the first login (`paddock passwd`)\n");
         }
         return CLI_EXIT_OK;
 }
 
-static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv, const char *what, bool disabled) {
-        static const char *const names[] = {"USER", NULL};
+static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv, bool disabled) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, what, user_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -411,45 +337,81 @@ static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv, const c
 }
 
 static int user_disable(struct cli_ctx *ctx, int argc, char **argv) {
-        return user_set_disabled(ctx, argc, argv, "user disable", true);
+        return user_set_disabled(ctx, argc, argv, true);
 }
 
 static int user_enable(struct cli_ctx *ctx, int argc, char **argv) {
-        return user_set_disabled(ctx, argc, argv, "user enable", false);
+        return user_set_disabled(ctx, argc, argv, false);
 }
 
 static int user_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct delete_target t = {"user delete", user_usage, "USER", cli_resolve_user, "users",
-                                               "deleted", "user", "deleted"};
+        static const struct delete_target t = {cli_resolve_user, "users", "deleted", "user", "deleted"};
         return delete_by_ref(ctx, argc, argv, &t);
 }
 
-int cmd_user(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {
-                {"list", user_list},       {"ls", user_list},         {"create", user_create},
-                {"disable", user_disable}, {"enable", user_enable},   {"delete", user_delete},
-                {"rm", user_delete},
-        };
-        return dispatch(ctx, argc, argv, "user", user_usage, subs, ELEMENTSOF(subs));
-}
+static const struct cli_command user_subs[] = {
+        {.name = "list", .alias = "ls", .summary = "list the tenant's users", .fn = user_list},
+        {.name = "create",
+         .args = "USERNAME",
+         .summary = "create a user; prints its id and one-time password",
+         .description =
+                 "Unless --password-stdin gives one, the API generates a one-time password, shown\n"
+                 "only this once (hand it over safely); the user must change it at the first\n"
+                 "login (`paddock passwd`). --tenant-role tenant_admin makes the user an\n"
+                 "administrator of the whole tenant; team roles are given with `paddock grant`.\n",
+         .options = (const struct cli_option[]){{"tenant-role", 0, "ROLE", "a tenant role: tenant_admin"},
+                                                {"password-stdin", 0, NULL, "read the password from stdin"},
+                                                {0}},
+         .fn = user_create},
+        {.name = "disable", .args = "USER", .summary = "block logins and revoke every token of the user at once",
+         .fn = user_disable},
+        {.name = "enable", .args = "USER", .summary = "allow logins again (revoked tokens stay revoked)",
+         .fn = user_enable},
+        {.name = "delete", .alias = "rm", .args = "USER", .summary = "delete a user who authored nothing (else disable it)",
+         .fn = user_delete},
+        {0},
+};
+
+const struct cli_command cli_cmd_user = {
+        .name = "user",
+        .alias = "users",
+        .summary = "users: list, create, disable, enable, delete",
+        .description = "USER is a user id or username; all of these need tenant_admin.\n",
+        .subs = user_subs,
+};
 
 /* ------------------------------------------------- grant, revoke, members */
 
-static const char grant_usage[] =
-        "usage: paddock grant TEAM USER ROLE [ROLE...]\n"
-        "       paddock revoke TEAM USER\n"
-        "       paddock members TEAM\n"
-        "\n"
-        "TEAM is a team id or name, USER a user (or service account) id or username;\n"
-        "all need tenant_admin.\n"
-        "grant    sets USER's roles in TEAM to exactly ROLE... (replacing earlier ones).\n"
-        "         Roles: tenant_admin, security_admin, sandbox_author, launcher,\n"
-        "         approver, reviewer, viewer.\n"
-        "revoke   removes USER from TEAM\n"
-        "members  lists TEAM's members and their roles\n";
+/* Appends each comma-separated role of s to list. */
+static void add_roles(json_t *list, const char *s) {
+        _cleanup_free_ char *copy = strdup(s);
+        char *save = NULL;
+        for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save))
+                json_array_append_new(list, json_string(tok));
+}
 
-static int put_roles(struct cli_ctx *ctx, const char *team_ref, const char *user_ref,
-                     json_t *roles) {
+/* Prints what a PUT/PATCH of a membership changed. */
+static void print_grant(const char *user_ref, const char *team_ref, json_t *answer) {
+        json_t *roles = json_object_get(answer, "roles");
+        _cleanup_free_ char *now = cli_join(roles);
+        _cleanup_free_ char *added = cli_join(json_object_get(answer, "added"));
+        _cleanup_free_ char *removed = cli_join(json_object_get(answer, "removed"));
+        if (json_array_size(roles) == 0)
+                printf("%s removed from team %s\n", user_ref, team_ref);
+        else
+                printf("%s in team %s: %s\n", user_ref, team_ref, now ? now : "?");
+        if (json_array_size(json_object_get(answer, "added")) == 0 &&
+            json_array_size(json_object_get(answer, "removed")) == 0) {
+                printf("  unchanged\n");
+                return;
+        }
+        printf("  added:   %s\n", added ? added : "-");
+        printf("  removed: %s\n", removed ? removed : "-");
+}
+
+/* PUT (set) or PATCH (add/remove) /v1/teams/{team}/members/{user}. */
+static int change_roles(struct cli_ctx *ctx, const char *team_ref, const char *user_ref, const char *method,
+                        json_t *body) {
         _cleanup_free_ char *team = cli_resolve_team(ctx, team_ref);
         if (!team)
                 return CLI_EXIT_FAIL;
@@ -459,78 +421,111 @@ static int put_roles(struct cli_ctx *ctx, const char *team_ref, const char *user
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "/v1/teams/%s/members/%s", team, user) < 0)
                 return CLI_EXIT_FAIL;
-        _cleanup_json_ json_t *body = json_pack("{s:O}", "roles", roles);
         _cleanup_(api_response_done) struct api_response resp = {0};
-        if (!body || api_request(ctx, "PUT", path, body, NULL, &resp) < 0)
+        if (api_request(ctx, method, path, body, NULL, &resp) < 0)
                 return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                if (resp.body) {
-                        cli_print_json(resp.body);
-                } else {
-                        _cleanup_json_ json_t *o = json_pack("{s:s, s:s, s:[]}", "team", team, "user", user,
-                                                             "roles");
-                        cli_print_json(o);
-                }
-                return CLI_EXIT_OK;
+        /* 204: a PUT of no role removed the membership, and said nothing more */
+        if (!resp.body) {
+                resp.body = json_pack("{s:s, s:s, s:[], s:[], s:[]}", "team", team, "user", user, "roles", "added",
+                                      "removed");
+                if (!resp.body)
+                        return CLI_EXIT_FAIL;
         }
-        if (json_array_size(roles) == 0) {
-                printf("%s removed from team %s\n", user_ref, team_ref);
-        } else {
-                _cleanup_free_ char *list = cli_join(json_object_get(resp.body, "roles"));
-                printf("%s in team %s: %s\n", user_ref, team_ref, list ? list : "?");
-        }
+        if (ctx->json)
+                cli_print_json(resp.body);
+        else
+                print_grant(user_ref, team_ref, resp.body);
         return CLI_EXIT_OK;
 }
 
-int cmd_grant(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", "USER", "ROLE", NULL};
+static int grant_main(struct cli_ctx *ctx, int argc, char **argv) {
+        _cleanup_json_ json_t *add = json_array(), *remove = json_array(), *roles = json_array();
+        const struct cli_bind binds[] = {
+                {.name = "add", .list = add},
+                {.name = "remove", .list = remove},
+                {0},
+        };
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "grant", grant_usage, NULL, names, 3, -1, pos, &npos)) >= 0)
+        if (!add || !remove || !roles)
+                return CLI_EXIT_FAIL;
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
-        _cleanup_json_ json_t *roles = json_array();
-        for (int i = 2; i < npos; i++) {
-                /* commas are a convenience: `grant T U launcher,viewer` */
-                _cleanup_free_ char *copy = strdup(pos[i]);
-                char *save = NULL;
-                if (!copy)
-                        return CLI_EXIT_FAIL;
-                for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-                        json_array_append_new(roles, json_string(tok));
+        /* commas are a convenience: `grant T U launcher,viewer`, `--add a,b` */
+        for (int i = 2; i < npos; i++)
+                add_roles(roles, pos[i]);
+        _cleanup_json_ json_t *adds = json_array(), *removes = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(add, i, v) add_roles(adds, json_string_value(v));
+        json_array_foreach(remove, i, v) add_roles(removes, json_string_value(v));
+        bool patch = json_array_size(add) > 0 || json_array_size(remove) > 0;
+        if (patch && npos > 2) {
+                cli_error("grant: either ROLE... (sets exactly those roles) or --add/--remove (changes some), "
+                          "not both");
+                return CLI_EXIT_USAGE;
         }
-        if (json_array_size(roles) == 0) {
-                cli_error("grant: missing argument ROLE (to remove a member use `paddock revoke TEAM USER`)");
+        if (!patch && json_array_size(roles) == 0) {
+                cli_error("grant: missing argument ROLE (or --add ROLE / --remove ROLE; to remove a member use "
+                          "`paddock revoke TEAM USER`)");
+                cli_usage_print(stderr, ctx->group, ctx->cmd);
                 return CLI_EXIT_USAGE;
         }
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        return put_roles(ctx, pos[0], pos[1], roles);
+        _cleanup_json_ json_t *body = patch ? json_pack("{s:O, s:O}", "add", adds, "remove", removes)
+                                            : json_pack("{s:O}", "roles", roles);
+        if (!body)
+                return CLI_EXIT_FAIL;
+        return change_roles(ctx, pos[0], pos[1], patch ? "PATCH" : "PUT", body);
 }
 
-int cmd_revoke(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", "USER", NULL};
+const struct cli_command cli_cmd_grant = {
+        .name = "grant",
+        .args = "TEAM USER [ROLE...]",
+        .summary = "set or change a user's roles in a team; prints what changed",
+        .description =
+                "`grant TEAM USER ROLE...` sets USER's roles in TEAM to exactly ROLE... (the\n"
+                "others go); `grant TEAM USER --add ROLE --remove ROLE` changes only those.\n"
+                "Either way it prints the roles USER now has and which were added and removed.\n"
+                "Roles (commas work too: launcher,viewer): tenant_admin, security_admin,\n"
+                "sandbox_author, launcher, approver, reviewer, viewer. TEAM is a team id or\n"
+                "name, USER a user or service account id or name. Needs tenant_admin.\n",
+        .options = (const struct cli_option[]){{"add", 'a', "ROLE", "give ROLE (repeatable)"},
+                                               {"remove", 'r', "ROLE", "take ROLE away (repeatable)"},
+                                               {0}},
+        .fn = grant_main,
+};
+
+static int revoke_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "revoke", grant_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        _cleanup_json_ json_t *roles = json_array();
-        return put_roles(ctx, pos[0], pos[1], roles);
+        _cleanup_json_ json_t *body = json_pack("{s:[]}", "roles");
+        return body ? change_roles(ctx, pos[0], pos[1], "PUT", body) : CLI_EXIT_FAIL;
 }
 
-int cmd_members(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"TEAM", NULL};
+const struct cli_command cli_cmd_revoke = {
+        .name = "revoke",
+        .args = "TEAM USER",
+        .summary = "remove a user from a team (every role)",
+        .fn = revoke_main,
+};
+
+static int members_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "members", grant_usage, NULL, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_free_ char *team = cli_resolve_team(ctx, pos[0]);
         _cleanup_free_ char *path = team ? path_of("teams", team, "/members") : NULL;
         _cleanup_json_ json_t *items = NULL;
-        if ((r = fetch_items(ctx, path, &items)) >= 0)
+        if ((r = cli_fetch_list(ctx, path, &items)) >= 0)
                 return r;
         _cleanup_json_ json_t *t = cli_table_new(3, "USERNAME", "USER ID", "ROLES");
         size_t i;
@@ -545,24 +540,14 @@ int cmd_members(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-/* ------------------------------------------------ service accounts, tokens */
+const struct cli_command cli_cmd_members = {
+        .name = "members",
+        .args = "TEAM",
+        .summary = "list a team's members and their roles",
+        .fn = members_main,
+};
 
-static const char sa_usage[] =
-        "usage: paddock service-account list\n"
-        "       paddock service-account create NAME [--team TEAM [--role ROLE...]]\n"
-        "       paddock service-account delete SA\n"
-        "       paddock service-account token SA [--name NAME] [--expires-in SECONDS]\n"
-        "       paddock token create SA [--name NAME] [--expires-in SECONDS]\n"
-        "       paddock token revoke SA TOKEN_ID\n"
-        "\n"
-        "Service accounts are users for automation that log in with API tokens only;\n"
-        "all of this needs tenant_admin. SA is a service account id or name.\n"
-        "create   creates one, optionally a member of TEAM with ROLEs (default viewer);\n"
-        "         prints its id\n"
-        "delete   disables it and revokes its tokens (runs and audit records keep its name)\n"
-        "token    issues an API token (name default \"cli\"); prints its id, the token and\n"
-        "         when it expires. The token is shown only this once.\n"
-        "revoke   revokes one token\n";
+/* ------------------------------------------------ service accounts, tokens */
 
 static char *resolve_sa(const struct cli_ctx *ctx, const char *ref) {
         if (id_is_uuid(ref))
@@ -585,13 +570,12 @@ static char *resolve_sa(const struct cli_ctx *ctx, const char *ref) {
 static int sa_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "service-account list", sa_usage, NULL, no_pos, 0, 0, pos,
-                                &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if ((r = fetch_items(ctx, "/v1/service-accounts", &items)) >= 0)
+        if ((r = cli_fetch_list(ctx, "/v1/service-accounts", &items)) >= 0)
                 return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "STATE", "TEAMS", "ACTIVE TOKENS");
         size_t i, j;
@@ -608,11 +592,10 @@ static int sa_list(struct cli_ctx *ctx, int argc, char **argv) {
                                 roles ? roles : "-");
                 }
                 fclose(f);
-                int active = 0;
-                json_array_foreach(json_object_get(it, "tokens"), j, x) active +=
-                        json_is_null(json_object_get(x, "revoked_at")) || !json_object_get(x, "revoked_at");
-                char nactive[16];
-                snprintf(nactive, sizeof nactive, "%d", active);
+                /* the API's count: revoked and expired tokens are not active */
+                char nactive[24];
+                snprintf(nactive, sizeof nactive, "%" JSON_INTEGER_FORMAT,
+                         json_integer_value(json_object_get(it, "active_tokens")));
                 cli_table_add(t, json_string_value(json_object_get(it, "id")),
                               json_string_value(json_object_get(it, "name")),
                               json_is_true(json_object_get(it, "disabled")) ? "disabled" : "active", teams, nactive);
@@ -623,18 +606,16 @@ static int sa_list(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int sa_create(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"NAME", NULL};
         _cleanup_json_ json_t *roles = json_array();
         const char *team = NULL;
-        const struct cli_flag flags[] = {
-                {.name = "team", .key = 't', .str = &team},
+        const struct cli_bind binds[] = {
+                {.name = "team", .str = &team},
                 {.name = "role", .list = roles},
                 {0},
         };
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "service-account create", sa_usage, flags, names, 1, 1, pos,
-                                &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         if (json_array_size(roles) > 0 && !team) {
                 cli_error("service-account create: --role needs --team TEAM");
@@ -661,29 +642,27 @@ static int sa_create(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int sa_delete(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct delete_target t = {"service-account delete", sa_usage, "SA", resolve_sa,
-                                               "service-accounts", "disabled", "service account",
+        static const struct delete_target t = {resolve_sa, "service-accounts", "disabled", "service account",
                                                "disabled, its tokens revoked"};
         return delete_by_ref(ctx, argc, argv, &t);
 }
 
-static int token_issue(struct cli_ctx *ctx, int argc, char **argv, const char *what) {
-        static const char *const names[] = {"SA", NULL};
+static int token_issue(struct cli_ctx *ctx, int argc, char **argv) {
         const char *name = "cli", *expires = NULL;
-        const struct cli_flag flags[] = {
-                {.name = "name", .key = 'n', .str = &name},
+        const struct cli_bind binds[] = {
+                {.name = "name", .str = &name},
                 {.name = "expires-in", .str = &expires},
                 {0},
         };
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, what, sa_usage, flags, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         long long ttl = 0;
         if (expires && !cli_parse_ll("--expires-in", expires, &ttl))
                 return CLI_EXIT_USAGE;
         if (expires && ttl < 1) {
-                cli_error("%s: --expires-in: must be at least 1 second", what);
+                cli_error("%s: --expires-in: must be at least 1 second", ctx->what);
                 return CLI_EXIT_USAGE;
         }
         if (!cli_require_login(ctx))
@@ -709,27 +688,87 @@ static int token_issue(struct cli_ctx *ctx, int argc, char **argv, const char *w
         return CLI_EXIT_OK;
 }
 
-static int sa_token(struct cli_ctx *ctx, int argc, char **argv) {
-        return token_issue(ctx, argc, argv, "service-account token");
-}
+static const struct cli_option token_issue_options[] = {
+        {"name", 'n', "NAME", "the token's name (default \"cli\")"},
+        {"expires-in", 0, "SECONDS", "lifetime in seconds (default: the API's)"},
+        {0},
+};
 
-int cmd_service_account(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {
-                {"list", sa_list},     {"ls", sa_list},    {"create", sa_create},
-                {"delete", sa_delete}, {"rm", sa_delete},  {"token", sa_token},
-        };
-        return dispatch(ctx, argc, argv, "service-account", sa_usage, subs, ELEMENTSOF(subs));
-}
+static const char token_issue_description[] =
+        "Prints the token's id, the token and when it expires. The token is shown only\n"
+        "this once; use it as PADDOCK_TOKEN, or save it with `paddock login --token-stdin`.\n"
+        "An expired token stops working: issue a new one (a service account cannot log in).\n";
 
-static int token_create(struct cli_ctx *ctx, int argc, char **argv) {
-        return token_issue(ctx, argc, argv, "token create");
+static const struct cli_command sa_subs[] = {
+        {.name = "list", .alias = "ls", .summary = "list the service accounts and how many tokens each has active",
+         .fn = sa_list},
+        {.name = "create",
+         .args = "NAME",
+         .summary = "create a service account; prints its id",
+         .description = "With --team it becomes a member of TEAM with the --role ROLEs (default viewer).\n",
+         .options = (const struct cli_option[]){{"team", 't', "TEAM", "a team to make it a member of"},
+                                                {"role", 0, "ROLE", "its role in that team (repeatable)"},
+                                                {0}},
+         .fn = sa_create},
+        {.name = "delete", .alias = "rm", .args = "SA",
+         .summary = "disable it and revoke its tokens (runs and audit records keep its name)", .fn = sa_delete},
+        {.name = "token", .args = "SA", .summary = "issue an API token (the same as `paddock token create SA`)",
+         .description = token_issue_description, .options = token_issue_options, .fn = token_issue},
+        {0},
+};
+
+const struct cli_command cli_cmd_service_account = {
+        .name = "service-account",
+        .alias = "service-accounts",
+        .summary = "service accounts for automation: list, create, delete, token",
+        .description = "Service accounts are users for automation that log in with API tokens only;\n"
+                       "all of this needs tenant_admin. SA is a service account id or name.\n",
+        .subs = sa_subs,
+};
+
+static int token_list(struct cli_ctx *ctx, int argc, char **argv) {
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *id = resolve_sa(ctx, pos[0]);
+        _cleanup_json_ json_t *all = NULL;
+        if (!id || api_get_all(ctx, "/v1/service-accounts", &all) < 0)
+                return CLI_EXIT_FAIL;
+        json_t *tokens = NULL;
+        size_t i;
+        json_t *it;
+        json_array_foreach(all, i, it) {
+                const char *sid = json_string_value(json_object_get(it, "id"));
+                if (sid && strcmp(sid, id) == 0)
+                        tokens = json_object_get(it, "tokens");
+        }
+        if (!tokens) {
+                cli_error("no service account %s (not_found)", id);
+                return CLI_EXIT_FAIL;
+        }
+        if (ctx->json) {
+                cli_print_list(tokens, NULL);
+                return CLI_EXIT_OK;
+        }
+        _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "STATE", "EXPIRES", "CREATED");
+        json_array_foreach(tokens, i, it) {
+                cli_table_add(t, json_string_value(json_object_get(it, "id")),
+                              json_string_value(json_object_get(it, "name")),
+                              json_string_value(json_object_get(it, "state")),
+                              json_string_value(json_object_get(it, "expires_at")),
+                              json_string_value(json_object_get(it, "created_at")));
+        }
+        cli_table_print(t);
+        return CLI_EXIT_OK;
 }
 
 static int token_revoke(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"SA", "TOKEN_ID", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "token revoke", sa_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_valid_id(pos[1])) {
                 cli_error("token revoke: \"%s\" is not a valid token id", pos[1]);
@@ -753,25 +792,28 @@ static int token_revoke(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-int cmd_token(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {{"create", token_create}, {"revoke", token_revoke}};
-        return dispatch(ctx, argc, argv, "token", sa_usage, subs, ELEMENTSOF(subs));
-}
+static const struct cli_command token_subs[] = {
+        {.name = "create", .args = "SA", .summary = "issue an API token for a service account",
+         .description = token_issue_description, .options = token_issue_options, .fn = token_issue},
+        {.name = "list", .alias = "ls", .args = "SA",
+         .summary = "list a service account's tokens: active, expired or revoked", .fn = token_list},
+        {.name = "revoke", .args = "SA TOKEN_ID", .summary = "revoke one token at once", .fn = token_revoke},
+        {0},
+};
+
+const struct cli_command cli_cmd_token = {
+        .name = "token",
+        .alias = "tokens",
+        .summary = "API tokens of service accounts: create, list, revoke",
+        .description = "SA is a service account id or name; all of this needs tenant_admin.\n",
+        .subs = token_subs,
+};
 
 /* --------------------------------------------------------------- audit */
 
-static const char audit_usage[] =
-        "usage: paddock audit list [--from TIME] [--to TIME] [--after SEQ]\n"
-        "       paddock audit verify\n"
-        "\n"
-        "The tenant's hash-chained audit log (tenant_admin).\n"
-        "list     prints the records (all pages) with ts in [--from, --to), RFC 3339\n"
-        "         times such as 2026-01-02T03:04:05Z, or after sequence number SEQ\n"
-        "verify   checks the hash chain; exits 0 if it is intact, 1 if not\n";
-
 static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
         const char *from = NULL, *to = NULL, *after = NULL;
-        const struct cli_flag flags[] = {
+        const struct cli_bind binds[] = {
                 {.name = "from", .str = &from},
                 {.name = "to", .str = &to},
                 {.name = "after", .str = &after},
@@ -779,7 +821,7 @@ static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
         };
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "audit list", audit_usage, flags, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         long long after_n = 0;
         if (after && !cli_parse_ll("--after", after, &after_n))
@@ -793,12 +835,8 @@ static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
                      eto ? "&to=" : "", eto ? eto : "") < 0)
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
-        if (api_get_all(ctx, path, &items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                print_items_json(items);
-                return CLI_EXIT_OK;
-        }
+        if ((r = cli_fetch_list(ctx, path, &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "OUTCOME");
         size_t i;
         json_t *it;
@@ -822,7 +860,7 @@ static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
 static int audit_verify(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "audit verify", audit_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -844,31 +882,34 @@ static int audit_verify(struct cli_ctx *ctx, int argc, char **argv) {
         return ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
-int cmd_audit(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {{"list", audit_list}, {"ls", audit_list}, {"verify", audit_verify}};
-        return dispatch(ctx, argc, argv, "audit", audit_usage, subs, ELEMENTSOF(subs));
-}
+static const struct cli_command audit_subs[] = {
+        {.name = "list",
+         .alias = "ls",
+         .summary = "print the audit records (all pages)",
+         .description = "TIMEs are RFC 3339, such as 2026-01-02T03:04:05Z; records with ts in\n"
+                        "[--from, --to) or after sequence number SEQ.\n",
+         .options = (const struct cli_option[]){{"from", 0, "TIME", "records at or after TIME"},
+                                                {"to", 0, "TIME", "records before TIME"},
+                                                {"after", 0, "SEQ", "records after sequence number SEQ"},
+                                                {0}},
+         .fn = audit_list},
+        {.name = "verify", .summary = "check the hash chain; exits 0 if it is intact, 1 if not", .fn = audit_verify},
+        {0},
+};
+
+const struct cli_command cli_cmd_audit = {
+        .name = "audit",
+        .summary = "the tenant's hash-chained audit log: list, verify",
+        .description = "Needs tenant_admin.\n",
+        .subs = audit_subs,
+};
 
 /* ------------------------------------------------------------------ oidc */
-
-static const char oidc_usage[] =
-        "usage: paddock oidc show\n"
-        "       paddock oidc set --file CONFIG.json|-\n"
-        "       paddock oidc delete\n"
-        "\n"
-        "The tenant's OIDC identity provider (tenant_admin). CONFIG.json:\n"
-        "  {\"issuer\": \"https://idp.example.com\", \"audience\": \"paddock\",\n"
-        "   \"jwks_url\": \"https://idp.example.com/jwks\", \"clock_skew_s\": 60,\n"
-        "   \"username_claim\": \"preferred_username\",\n"
-        "   \"role_mapping\": {\"claim\": \"groups\",\n"
-        "                    \"map\": {\"admins\": {\"team\": \"*\", \"roles\": [\"tenant_admin\"]}}}}\n"
-        "Users then log in with an ID or access token of that provider\n"
-        "(POST /v1/auth/oidc); their roles come from the mapping at each login.\n";
 
 static int oidc_show(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "oidc show", oidc_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
@@ -881,10 +922,10 @@ static int oidc_show(struct cli_ctx *ctx, int argc, char **argv) {
 
 static int oidc_set(struct cli_ctx *ctx, int argc, char **argv) {
         const char *file = NULL;
-        const struct cli_flag flags[] = {{"file", 'f', &file, NULL, NULL}, {0}};
+        const struct cli_bind binds[] = {{.name = "file", .str = &file}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "oidc set", oidc_usage, flags, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         if (!file) {
                 cli_error("oidc set: --file is required");
@@ -909,19 +950,45 @@ static int oidc_set(struct cli_ctx *ctx, int argc, char **argv) {
 static int oidc_delete(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "oidc delete", oidc_usage, NULL, no_pos, 0, 0, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_request(ctx, "DELETE", "/v1/tenant/oidc", NULL, NULL, &resp) < 0)
                 return CLI_EXIT_FAIL;
-        if (!ctx->json)
+        if (ctx->json) {
+                _cleanup_json_ json_t *o = json_pack("{s:b}", "deleted", 1);
+                cli_print_json(o);
+        } else {
                 printf("oidc provider removed\n");
+        }
         return CLI_EXIT_OK;
 }
 
-int cmd_oidc(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct cli_sub subs[] = {{"show", oidc_show}, {"set", oidc_set}, {"delete", oidc_delete}};
-        return dispatch(ctx, argc, argv, "oidc", oidc_usage, subs, ELEMENTSOF(subs));
-}
+static const struct cli_command oidc_subs[] = {
+        {.name = "show", .summary = "print the tenant's OIDC provider as JSON", .fn = oidc_show},
+        {.name = "set",
+         .summary = "set the tenant's OIDC provider and role mapping from a file",
+         .description =
+                 "FILE (- for stdin):\n"
+                 "  {\"issuer\": \"https://idp.example.com\", \"audience\": \"paddock\",\n"
+                 "   \"jwks_url\": \"https://idp.example.com/jwks\", \"clock_skew_s\": 60,\n"
+                 "   \"username_claim\": \"preferred_username\",\n"
+                 "   \"role_mapping\": {\"claim\": \"groups\",\n"
+                 "                    \"map\": {\"admins\": {\"team\": \"*\", \"roles\": [\"tenant_admin\"]}}}}\n"
+                 "Users then log in with an ID or access token of that provider\n"
+                 "(POST /v1/auth/oidc); their roles come from the mapping at each login.\n",
+         .options = (const struct cli_option[]){{"file", 'f', "FILE", "the provider's configuration (required)"},
+                                                {0}},
+         .fn = oidc_set},
+        {.name = "delete", .summary = "remove the tenant's OIDC provider", .fn = oidc_delete},
+        {0},
+};
+
+const struct cli_command cli_cmd_oidc = {
+        .name = "oidc",
+        .summary = "the tenant's OIDC identity provider: show, set, delete",
+        .description = "Needs tenant_admin.\n",
+        .subs = oidc_subs,
+};

@@ -8,25 +8,6 @@
 #include "cli.h"
 #include "core/ids.h"
 
-static const char catalog_usage[] =
-        "usage: paddock catalog list KIND [--state draft|approved]\n"
-        "       paddock catalog show KIND ITEM\n"
-        "       paddock catalog create KIND --file FILE [--name NAME]\n"
-        "       paddock catalog update KIND ITEM --file FILE [--name NAME]\n"
-        "       paddock catalog approve KIND ITEM [--comment TEXT]\n"
-        "\n"
-        "KIND is images, skills, prompt-templates, egress-profiles or connectors (the\n"
-        "singular works too); ITEM an item id or name. Only approved items can be used\n"
-        "by a published sandbox definition.\n"
-        "create   FILE (- for stdin) is either the request {\"name\": ..., \"body\": {...}}\n"
-        "         or, with --name, the item body alone, e.g. for an egress profile\n"
-        "         {\"description\": \"...\", \"rules\": [\"pypi.org:443\"]}. The item starts\n"
-        "         as a draft; prints its id. Needs sandbox_author in some team.\n"
-        "update   changes the name and/or body (same FILE forms); the item returns to draft\n"
-        "approve  approves the item as it is now (security_admin or tenant_admin)\n"
-        "show     prints the item as JSON\n"
-        "Every subcommand takes --json to print the API's answer.\n";
-
 static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors"};
 
 /* The API's kind for what was typed ("egress-profile" or "egress-profiles"),
@@ -63,12 +44,11 @@ static char *resolve_item(const struct cli_ctx *ctx, const char *kind, const cha
 }
 
 static int catalog_list(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"KIND", NULL};
         const char *state = NULL;
-        const struct cli_flag flags[] = {{.name = "state", .str = &state}, {0}};
+        const struct cli_bind binds[] = {{.name = "state", .str = &state}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "catalog list", catalog_usage, flags, names, 1, 1, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         const char *kind = parse_kind("catalog list", pos[0]);
         if (!kind)
@@ -81,14 +61,10 @@ static int catalog_list(struct cli_ctx *ctx, int argc, char **argv) {
                 return CLI_EXIT_FAIL;
         _cleanup_free_ char *path = NULL;
         _cleanup_json_ json_t *items = NULL;
-        if (asprintf(&path, "/v1/catalog/%s%s%s", kind, state ? "?state=" : "", state ? state : "") < 0 ||
-            api_get_all(ctx, path, &items) < 0)
+        if (asprintf(&path, "/v1/catalog/%s%s%s", kind, state ? "?state=" : "", state ? state : "") < 0)
                 return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                _cleanup_json_ json_t *o = json_pack("{s:O, s:n}", "items", items, "next_cursor");
-                cli_print_json(o);
-                return CLI_EXIT_OK;
-        }
+        if ((r = cli_fetch_list(ctx, path, &items)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "STATE", "MANAGED", "UPDATED");
         size_t i;
         json_t *it;
@@ -104,10 +80,9 @@ static int catalog_list(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int catalog_show(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"KIND", "ITEM", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "catalog show", catalog_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         const char *kind = parse_kind("catalog show", pos[0]);
         if (!kind)
@@ -147,19 +122,16 @@ static json_t *item_request(const char *what, const char *file, const char *name
 }
 
 static int catalog_write(struct cli_ctx *ctx, int argc, char **argv, bool create) {
-        static const char *const create_names[] = {"KIND", NULL};
-        static const char *const update_names[] = {"KIND", "ITEM", NULL};
-        const char *what = create ? "catalog create" : "catalog update";
+        const char *what = ctx->what;
         const char *file = NULL, *name = NULL;
-        const struct cli_flag flags[] = {
-                {.name = "file", .key = 'f', .str = &file},
-                {.name = "name", .key = 'n', .str = &name},
+        const struct cli_bind binds[] = {
+                {.name = "file", .str = &file},
+                {.name = "name", .str = &name},
                 {0},
         };
         char *pos[CLI_MAX_POS];
-        int npos, r, nargs = create ? 1 : 2;
-        if ((r = cli_parse_args(ctx, argc, argv, what, catalog_usage, flags, create ? create_names : update_names,
-                                nargs, nargs, pos, &npos)) >= 0)
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         const char *kind = parse_kind(what, pos[0]);
         if (!kind)
@@ -213,13 +185,11 @@ static int catalog_update(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int catalog_approve(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"KIND", "ITEM", NULL};
         const char *comment = NULL;
-        const struct cli_flag flags[] = {{.name = "comment", .key = 'm', .str = &comment}, {0}};
+        const struct cli_bind binds[] = {{.name = "comment", .str = &comment}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "catalog approve", catalog_usage, flags, names, 2, 2, pos,
-                                &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         const char *kind = parse_kind("catalog approve", pos[0]);
         if (!kind)
@@ -242,23 +212,45 @@ static int catalog_approve(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-int cmd_catalog(struct cli_ctx *ctx, int argc, char **argv) {
-        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-            strcmp(argv[1], "help") == 0) {
-                fputs(catalog_usage, argc < 2 ? stderr : stdout);
-                return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-        }
-        static const struct {
-                const char *name;
-                int (*fn)(struct cli_ctx *, int, char **);
-        } subs[] = {
-                {"list", catalog_list},     {"ls", catalog_list},         {"show", catalog_show},
-                {"get", catalog_show},      {"create", catalog_create},   {"update", catalog_update},
-                {"approve", catalog_approve},
-        };
-        for (size_t i = 0; i < ELEMENTSOF(subs); i++)
-                if (strcmp(argv[1], subs[i].name) == 0)
-                        return subs[i].fn(ctx, argc - 1, argv + 1);
-        cli_error("catalog: unknown subcommand \"%s\" (list, show, create, update, approve)", argv[1]);
-        return CLI_EXIT_USAGE;
-}
+static const char item_file_help[] =
+        "FILE (- for stdin) is either the request {\"name\": ..., \"body\": {...}} or, with\n"
+        "--name, the item body alone, e.g. for an egress profile\n"
+        "{\"description\": \"...\", \"rules\": [\"pypi.org:443\"]}.\n";
+
+static const struct cli_command catalog_subs[] = {
+        {.name = "list", .alias = "ls", .args = "KIND", .summary = "list the catalog items of a kind",
+         .options = (const struct cli_option[]){{"state", 0, "STATE", "only draft or only approved items"}, {0}},
+         .fn = catalog_list},
+        {.name = "show", .alias = "get", .args = "KIND ITEM", .summary = "print an item as JSON", .fn = catalog_show},
+        {.name = "create",
+         .args = "KIND",
+         .summary = "create a draft item; prints its id (sandbox_author in some team)",
+         .description = item_file_help,
+         .options = (const struct cli_option[]){{"file", 'f', "FILE", "the item (required)"},
+                                                {"name", 'n', "NAME", "its name, overriding the file's"},
+                                                {0}},
+         .fn = catalog_create},
+        {.name = "update",
+         .args = "KIND ITEM",
+         .summary = "change an item's name and/or body; it returns to draft",
+         .description = item_file_help,
+         .options = (const struct cli_option[]){{"file", 'f', "FILE", "the new item (required)"},
+                                                {"name", 'n', "NAME", "its new name"},
+                                                {0}},
+         .fn = catalog_update},
+        {.name = "approve",
+         .args = "KIND ITEM",
+         .summary = "approve an item as it is now (security_admin or tenant_admin)",
+         .options = (const struct cli_option[]){{"comment", 'm', "TEXT", "why, for the audit log"}, {0}},
+         .fn = catalog_approve},
+        {0},
+};
+
+const struct cli_command cli_cmd_catalog = {
+        .name = "catalog",
+        .summary = "the governance catalog: list, show, create, update, approve",
+        .description = "KIND is images, skills, prompt-templates, egress-profiles or connectors (the\n"
+                       "singular works too); ITEM an item id or name. Only approved items can be used\n"
+                       "by a published sandbox definition.\n",
+        .subs = catalog_subs,
+};

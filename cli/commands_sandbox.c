@@ -1,33 +1,11 @@
-/* paddock sandbox create / publish / show. */
+/* paddock sandbox list / create / show / draft / publish / version / policy.
+ * Sandboxes are named by id or name (the API resolves names). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-
-static const char sandbox_usage[] =
-        "usage: paddock sandbox create -f FILE [--team TEAM_ID] [--name NAME]\n"
-        "       paddock sandbox publish ID\n"
-        "       paddock sandbox show ID\n"
-        "       paddock sandbox draft ID --file FILE\n"
-        "       paddock sandbox version ID VERSION\n"
-        "       paddock sandbox policy ID VERSION\n"
-        "\n"
-        "create   creates a sandbox definition from FILE, a JSON object\n"
-        "         {\"name\": \"...\", \"spec\": {...}} (optionally \"team\"); prints its id.\n"
-        "         The team defaults to the file's \"team\", then to your first team;\n"
-        "         --name overrides the file's name (names are unique in a tenant).\n"
-        "publish  publishes the draft as an immutable version; prints the version number\n"
-        "show     prints the definition as JSON\n"
-        "draft    replaces the draft spec with FILE (- for stdin): {\"spec\": {...}} or the\n"
-        "         spec object itself; publish it afterwards\n"
-        "version  prints a published version (its immutable spec) as JSON\n"
-        "policy   prints the effective policy a run of that version gets, resolved:\n"
-        "         catalog items looked up, egress profiles expanded into rules, limits\n"
-        "         with their defaults, the prompt rendered\n"
-        "--json prints the API's answer (create, publish, draft).\n";
 
 /* The caller's first team id from GET /v1/me. Accepts teams as objects with
  * "id" or as plain id strings, at the top level or under "user". */
@@ -42,38 +20,24 @@ char *cli_default_team(const struct cli_ctx *ctx) {
         const char *id = json_is_string(first) ? json_string_value(first)
                                                : json_string_value(json_object_get(first, "id"));
         if (!id) {
-                cli_error("you are not a member of any team: pass --team TEAM_ID");
+                cli_error("you are not a member of any team: pass --team TEAM");
                 return NULL;
         }
         return strdup(id);
 }
 
 static int sandbox_create(struct cli_ctx *ctx, int argc, char **argv) {
-        static const struct option opts[] = {
-                {"file", required_argument, NULL, 'f'},
-                {"team", required_argument, NULL, 't'},
-                {"name", required_argument, NULL, 'n'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
+        const char *file = NULL, *team_flag = NULL, *name_flag = NULL;
+        const struct cli_bind binds[] = {
+                {.name = "file", .str = &file},
+                {.name = "team", .str = &team_flag},
+                {.name = "name", .str = &name_flag},
                 {0},
         };
-        const char *file = NULL, *team_flag = NULL, *name_flag = NULL;
-        int c;
-
-        while ((c = getopt_long(argc, argv, "f:t:n:h", opts, NULL)) != -1) {
-                switch (c) {
-                case 'f': file = optarg; break;
-                case 't': team_flag = optarg; break;
-                case 'n': name_flag = optarg; break;
-                case 'j': ctx->json = true; break;
-                case 'h': fputs(sandbox_usage, stdout); return CLI_EXIT_OK;
-                default: fputs(sandbox_usage, stderr); return CLI_EXIT_USAGE;
-                }
-        }
-        if (optind < argc) {
-                cli_error("sandbox create: unexpected argument \"%s\"", argv[optind]);
-                return CLI_EXIT_USAGE;
-        }
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
+                return r;
         if (!file) {
                 cli_error("sandbox create: -f FILE is required");
                 return CLI_EXIT_USAGE;
@@ -140,43 +104,25 @@ static int sandbox_create(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-/* Parses `CMD ID` with only --help allowed. */
+/* Parses `CMD SANDBOX`: a usage error unless it can be a sandbox id or name. */
 static int one_id_arg(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char **ret_id) {
-        static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
-        int c;
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-                if (c == 'j') {
-                        ctx->json = true;
-                        continue;
-                }
-                if (c == 'h') {
-                        fputs(sandbox_usage, stdout);
-                        return 1;
-                }
-                fputs(sandbox_usage, stderr);
-                return -CLI_EXIT_USAGE;
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        if (!cli_valid_id(pos[0])) {
+                cli_error("%s: \"%s\" is not a sandbox id or name", what, pos[0]);
+                return CLI_EXIT_USAGE;
         }
-        if (optind >= argc) {
-                cli_error("%s: the sandbox ID argument is required", what);
-                return -CLI_EXIT_USAGE;
-        }
-        if (optind + 1 < argc) {
-                cli_error("%s: unexpected argument \"%s\"", what, argv[optind + 1]);
-                return -CLI_EXIT_USAGE;
-        }
-        if (!cli_valid_id(argv[optind])) {
-                cli_error("%s: \"%s\" is not a valid id", what, argv[optind]);
-                return -CLI_EXIT_USAGE;
-        }
-        *ret_id = argv[optind];
-        return 0;
+        *ret_id = pos[0];
+        return -1;
 }
 
 static int sandbox_publish(struct cli_ctx *ctx, int argc, char **argv) {
         const char *id = NULL;
         int r = one_id_arg(ctx, argc, argv, "sandbox publish", &id);
-        if (r != 0)
-                return r > 0 ? CLI_EXIT_OK : -r;
+        if (r >= 0)
+                return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
 
@@ -195,15 +141,19 @@ static int sandbox_publish(struct cli_ctx *ctx, int argc, char **argv) {
                 cli_error("sandbox publish: the API answered without a version number");
                 return CLI_EXIT_FAIL;
         }
+        /* the number on stdout either way: scripts launch what it names */
         printf("%lld\n", (long long)json_integer_value(v));
+        if (json_is_true(json_object_get(resp.body, "unchanged")))
+                fprintf(stderr, "sandbox %s: the draft equals version %lld: kept the existing version %lld, "
+                        "published nothing\n", id, (long long)json_integer_value(v), (long long)json_integer_value(v));
         return CLI_EXIT_OK;
 }
 
 static int sandbox_show(struct cli_ctx *ctx, int argc, char **argv) {
         const char *id = NULL;
         int r = one_id_arg(ctx, argc, argv, "sandbox show", &id);
-        if (r != 0)
-                return r > 0 ? CLI_EXIT_OK : -r;
+        if (r >= 0)
+                return r;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
 
@@ -218,16 +168,14 @@ static int sandbox_show(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int sandbox_draft(struct cli_ctx *ctx, int argc, char **argv) {
-        static const char *const names[] = {"ID", NULL};
         const char *file = NULL;
-        const struct cli_flag flags[] = {{.name = "file", .key = 'f', .str = &file}, {0}};
+        const struct cli_bind binds[] = {{.name = "file", .str = &file}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, "sandbox draft", sandbox_usage, flags, names, 1, 1, pos,
-                                &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
         if (!cli_valid_id(pos[0])) {
-                cli_error("sandbox draft: \"%s\" is not a valid id", pos[0]);
+                cli_error("sandbox draft: \"%s\" is not a sandbox id or name", pos[0]);
                 return CLI_EXIT_USAGE;
         }
         if (!file) {
@@ -260,13 +208,12 @@ static int sandbox_draft(struct cli_ctx *ctx, int argc, char **argv) {
 
 /* GET /v1/sandboxes/{id}/versions/{v}<suffix>, printed as indented JSON. */
 static int sandbox_version_get(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char *suffix) {
-        static const char *const names[] = {"ID", "VERSION", NULL};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse_args(ctx, argc, argv, what, sandbox_usage, NULL, names, 2, 2, pos, &npos)) >= 0)
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
         if (!cli_valid_id(pos[0])) {
-                cli_error("%s: \"%s\" is not a valid id", what, pos[0]);
+                cli_error("%s: \"%s\" is not a sandbox id or name", what, pos[0]);
                 return CLI_EXIT_USAGE;
         }
         long long version;
@@ -295,26 +242,118 @@ static int sandbox_policy(struct cli_ctx *ctx, int argc, char **argv) {
         return sandbox_version_get(ctx, argc, argv, "sandbox policy", "/effective-policy");
 }
 
-int cmd_sandbox(struct cli_ctx *ctx, int argc, char **argv) {
-        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-            strcmp(argv[1], "help") == 0) {
-                fputs(sandbox_usage, argc < 2 ? stderr : stdout);
-                return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+static int sandbox_list(struct cli_ctx *ctx, int argc, char **argv) {
+        const char *team = NULL, *name = NULL, *limit_s = NULL;
+        bool all = false;
+        const struct cli_bind binds[] = {
+                {.name = "team", .str = &team},
+                {.name = "name", .str = &name},
+                {.name = "limit", .str = &limit_s},
+                {.name = "all", .set = &all},
+                {0},
+        };
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
+                return r;
+        long long limit;
+        if (cli_parse_limit("sandbox list", limit_s, all, 100, &limit) < 0)
+                return CLI_EXIT_USAGE;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *query = NULL, *path = NULL, *next = NULL;
+        if (cli_query_add(&query, "team", team) < 0 || cli_query_add(&query, "name", name) < 0 ||
+            asprintf(&path, "/v1/sandboxes%s%s", query ? "?" : "", query ? query : "") < 0)
+                return CLI_EXIT_FAIL;
+        _cleanup_json_ json_t *items = NULL;
+        if (cli_get_pages(ctx, path, limit, &items, &next) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_list(items, next);
+                return CLI_EXIT_OK;
         }
-        const char *sub = argv[1];
-        optind = 0;
-        if (strcmp(sub, "create") == 0)
-                return sandbox_create(ctx, argc - 1, argv + 1);
-        if (strcmp(sub, "publish") == 0)
-                return sandbox_publish(ctx, argc - 1, argv + 1);
-        if (strcmp(sub, "show") == 0 || strcmp(sub, "get") == 0)
-                return sandbox_show(ctx, argc - 1, argv + 1);
-        if (strcmp(sub, "draft") == 0)
-                return sandbox_draft(ctx, argc - 1, argv + 1);
-        if (strcmp(sub, "version") == 0)
-                return sandbox_version(ctx, argc - 1, argv + 1);
-        if (strcmp(sub, "policy") == 0 || strcmp(sub, "effective-policy") == 0)
-                return sandbox_policy(ctx, argc - 1, argv + 1);
-        cli_error("sandbox: unknown subcommand \"%s\" (create, publish, show, draft, version, policy)", sub);
-        return CLI_EXIT_USAGE;
+        _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "TEAM", "LATEST", "CREATED");
+        size_t i;
+        json_t *sb;
+        json_array_foreach(items, i, sb) {
+                char latest[24] = "";
+                json_t *v = json_object_get(sb, "latest_version");
+                if (json_is_integer(v))
+                        snprintf(latest, sizeof latest, "%lld", (long long)json_integer_value(v));
+                const char *tn = json_string_value(json_object_get(sb, "team_name"));
+                cli_table_add(t, json_string_value(json_object_get(sb, "id")),
+                              json_string_value(json_object_get(sb, "name")),
+                              tn ? tn : json_string_value(json_object_get(sb, "team")), latest,
+                              json_string_value(json_object_get(sb, "created_at")));
+        }
+        if (json_array_size(items) == 0)
+                printf("no sandboxes\n");
+        else
+                cli_table_print(t);
+        cli_print_more_hint(next, "sandboxes");
+        return CLI_EXIT_OK;
 }
+
+/* ---- the command table */
+
+static const struct cli_command sandbox_subs[] = {
+        {.name = "list",
+         .alias = "ls",
+         .summary = "list the sandbox definitions of the teams you may see",
+         .description = "A table of id, name, team and latest published version. TEAM is a team id or\n"
+                        "name; --name matches the exact name. The API's pages are followed up to\n"
+                        "--limit definitions; --json prints {items, next_cursor}, next_cursor null\n"
+                        "unless --limit cut the list (then it continues it).\n",
+         .options = (const struct cli_option[]){{"team", 't', "TEAM", "only this team's sandboxes"},
+                                                {"name", 0, "NAME", "only the sandbox named NAME"},
+                                                {"limit", 'n', "N", "at most N sandboxes (default 100)"},
+                                                {"all", 0, NULL, "every matching sandbox"},
+                                                {0}},
+         .fn = sandbox_list},
+        {.name = "create",
+         .summary = "create a sandbox definition from a file; prints its id",
+         .description = "FILE is a JSON object {\"name\": \"...\", \"spec\": {...}} (optionally \"team\").\n"
+                        "The team defaults to the file's \"team\", then to your first team; names are\n"
+                        "unique in a tenant.\n",
+         .options = (const struct cli_option[]){{"file", 'f', "FILE", "the definition (required)"},
+                                                {"team", 't', "TEAM", "the team (id or name) that owns it"},
+                                                {"name", 'n', "NAME", "its name, overriding the file's"},
+                                                {0}},
+         .fn = sandbox_create},
+        {.name = "show", .alias = "get", .args = "SANDBOX", .summary = "print the definition as JSON",
+         .fn = sandbox_show},
+        {.name = "draft",
+         .args = "SANDBOX",
+         .summary = "replace the draft spec",
+         .description = "FILE (- for stdin) is {\"spec\": {...}} or the spec object itself; publish it\n"
+                        "afterwards.\n",
+         .options = (const struct cli_option[]){{"file", 'f', "FILE", "the new draft (required)"}, {0}},
+         .fn = sandbox_draft},
+        {.name = "publish",
+         .args = "SANDBOX",
+         .summary = "publish the draft as an immutable version; prints its number",
+         .description = "A draft equal to the latest published version publishes nothing: that\n"
+                        "version's number is printed and stderr says it was kept (--json: the API's\n"
+                        "answer, with \"unchanged\": true).\n",
+         .fn = sandbox_publish},
+        {.name = "version", .args = "SANDBOX VERSION", .summary = "print a published version as JSON",
+         .fn = sandbox_version},
+        {.name = "policy",
+         .alias = "effective-policy",
+         .args = "SANDBOX VERSION",
+         .summary = "print the effective policy a run of that version gets",
+         .description = "Resolved: catalog items looked up, egress profiles expanded into rules,\n"
+                        "limits with their defaults, the prompt rendered.\n",
+         .fn = sandbox_policy},
+        {0},
+};
+
+const struct cli_command cli_cmd_sandbox = {
+        .name = "sandbox",
+        .section = "Sandboxes and runs",
+        .alias = "sandboxes",
+        .summary = "sandbox definitions: list, create, draft, publish, show, version, policy",
+        .description = "SANDBOX is a sandbox id or name (names are unique in a tenant). Every\n"
+                       "subcommand takes --json to print the API's answer.\n",
+        .subs = sandbox_subs,
+};

@@ -12,6 +12,10 @@
 
 #include "cli.h"
 
+#ifndef PADDOCK_VERSION
+#define PADDOCK_VERSION "unknown"
+#endif
+
 /* A response larger than this is not something the CLI can usefully print. */
 #define API_MAX_RESPONSE (64u * 1024u * 1024u)
 
@@ -78,9 +82,33 @@ static void curl_slist_free_allp(struct curl_slist **l) {
                 curl_slist_free_all(*l);
 }
 
+/* What to do about a refused token depends on whose it is: a person logs
+ * in again; a service account cannot, a tenant_admin issues it a new token. */
+static void print_auth_hint(const struct cli_ctx *ctx, long status, const char *code) {
+        char login[160];
+        snprintf(login, sizeof login, "paddock login%s%s", ctx->context_explicit ? " --context " : "",
+                 ctx->context_explicit ? ctx->context : "");
+        if (status == 403 && code && strcmp(code, "password_change_required") == 0) {
+                fputs("hint: set a new password first: run `paddock passwd`\n", stderr);
+                return;
+        }
+        if (status != 401 || !ctx->token)
+                return;
+        bool expired = code && strcmp(code, "token_expired") == 0;
+        if (ctx->auth == CLI_AUTH_TOKEN)
+                fprintf(stderr,
+                        "hint: this API token %s; a service account cannot log in: ask a tenant_admin for a new "
+                        "token (`paddock token create SA`), then use it as PADDOCK_TOKEN or save it with "
+                        "`paddock login --token-stdin`\n",
+                        expired ? "has expired" : "is not valid (revoked, or its account disabled)");
+        else
+                fprintf(stderr, "hint: the session %s: run `%s`\n",
+                        expired ? "has expired" : "is no longer valid", login);
+}
+
 /* Prints the problem object the API answered, or what we know without one. */
-static void print_problem(const char *method, const char *path, long status, json_t *body,
-                          bool sent_token) {
+static void print_problem(const struct cli_ctx *ctx, const char *method, const char *path, long status,
+                          json_t *body) {
         const char *detail = json_string_value(json_object_get(body, "detail"));
         const char *code = json_string_value(json_object_get(body, "code"));
         const char *title = json_string_value(json_object_get(body, "title"));
@@ -89,8 +117,7 @@ static void print_problem(const char *method, const char *path, long status, jso
                 fprintf(stderr, "error: %s (%s)\n", detail ? detail : title, code ? code : "unknown");
         else
                 fprintf(stderr, "error: %s %s answered HTTP %ld\n", method, path, status);
-        if (status == 401 && sent_token)
-                fputs("hint: the session is missing or expired; run `paddock login`\n", stderr);
+        print_auth_hint(ctx, status, code);
 }
 
 int api_request(const struct cli_ctx *ctx, const char *method, const char *path,
@@ -154,7 +181,7 @@ int api_request(const struct cli_ctx *ctx, const char *method, const char *path,
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 60000L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_USERAGENT, "paddock-cli/0.1");
+        curl_easy_setopt(curl, CURLOPT_USERAGENT, "paddock-cli/" PADDOCK_VERSION);
 
         cc = curl_easy_perform(curl);
         resp_data = buf.data;
@@ -174,7 +201,7 @@ int api_request(const struct cli_ctx *ctx, const char *method, const char *path,
                 ret->body = json_loadb(buf.data, buf.len, 0, NULL);
 
         if (ret->status >= 400) {
-                print_problem(method, path, ret->status, ret->body, ctx->token != NULL);
+                print_problem(ctx, method, path, ret->status, ret->body);
                 return -EPROTO;
         }
         if (buf.len > 0 && !ret->body && ret->status != 302) {

@@ -1,112 +1,189 @@
-/* Helpers the command groups share: option parsing with --json and --help
- * built in, JSON input files, paginated lists, aligned tables, and turning
- * the names people type into the ids the API wants. */
-#include <assert.h>
+/* Helpers the command groups share: option parsing against the command
+ * table, prompts for secrets, JSON input files, paginated lists, aligned
+ * tables, and turning the names people type into the ids the API wants. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "core/ids.h"
 
 #define CLI_MAX_FLAGS 16
 /* Pages a list command follows before it concludes the server loops. */
-#define CLI_MAX_PAGES 10000
 
-/* The option loop of cli_parse_args(): -1 when the options are done, else
- * the exit code. */
-static int parse_loop(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char *usage,
-                      const struct cli_flag *flags, size_t nflags, const char *shorts, const struct option *opts) {
-        int c, idx;
-        while ((c = getopt_long(argc, argv, shorts, opts, &idx)) != -1) {
-                if (c == 'h') {
-                        fputs(usage, stdout);
-                        return CLI_EXIT_OK;
-                }
-                if (c == 0x200) {
-                        ctx->json = true;
-                        continue;
-                }
-                const struct cli_flag *f = NULL;
-                for (size_t i = 0; i < nflags && !f; i++)
-                        if (c == (flags[i].key ? flags[i].key : 0x100 + (int)i))
-                                f = &flags[i];
-                if (!f) {
-                        const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
-                        bool known = false;
-                        for (size_t i = 0; i < nflags; i++)
-                                known = known || optopt == (flags[i].key ? flags[i].key : 0x100 + (int)i);
-                        if (c == ':' || (optopt && known))
-                                cli_error("%s: option %s needs a value", what, bad);
-                        else
-                                cli_error("%s: unknown option \"%s\" (see `paddock %s --help`)", what, bad,
-                                          what);
-                        return CLI_EXIT_USAGE;
-                }
-                if (f->str)
-                        *f->str = optarg;
-                else if (f->list)
-                        json_array_append_new(f->list, json_string(optarg));
-                else
-                        *f->set = true;
+/* The positional arguments a synopsis names: "TEAM USER [ROLE...]" gives
+ * TEAM, USER, ROLE; two required, the last repeating. */
+struct positionals {
+        char buf[256];
+        const char *names[CLI_MAX_POS];
+        int n, min, max;
+};
+
+static void positionals_parse(const char *synopsis, struct positionals *p) {
+        *p = (struct positionals){.max = 0};
+        snprintf(p->buf, sizeof p->buf, "%s", synopsis ? synopsis : "");
+        char *save = NULL;
+        for (char *tok = strtok_r(p->buf, " ", &save); tok && p->n < CLI_MAX_POS; tok = strtok_r(NULL, " ", &save)) {
+                bool optional = tok[0] == '[';
+                while (*tok == '[')
+                        tok++;
+                size_t len = strlen(tok);
+                while (len > 0 && tok[len - 1] == ']')
+                        tok[--len] = '\0';
+                bool repeat = len > 3 && strcmp(tok + len - 3, "...") == 0;
+                if (repeat)
+                        tok[len - 3] = '\0';
+                p->names[p->n++] = tok;
+                if (!optional)
+                        p->min = p->n;
+                p->max = repeat ? CLI_MAX_POS : p->n;
         }
-        return -1;
 }
 
-int cli_parse_args(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char *usage,
-                   const struct cli_flag *flags, const char *const *pos_names, int min_pos, int max_pos,
-                   char **ret_pos, int *ret_npos) {
-        struct option opts[CLI_MAX_FLAGS + 3] = {{0}};
-        /* ":" first: a missing value is reported as ':' rather than '?' */
-        char shorts[2 * CLI_MAX_FLAGS + 4] = ":h";
-        size_t nflags = 0, ns = 2;
-        int c;
+/* A binding or an option that does not match the table is a bug of the
+ * command's code: say which, loudly. */
+_Noreturn static void binding_bug(const struct cli_ctx *ctx, const char *name, const char *why) {
+        fprintf(stderr, "paddock: internal error: option --%s of `paddock %s` %s\n", name, ctx->what, why);
+        abort();
+}
 
-        for (; flags && flags[nflags].name; nflags++) {
-                assert(nflags < CLI_MAX_FLAGS);
-                bool arg = flags[nflags].str || flags[nflags].list;
-                opts[nflags] = (struct option){flags[nflags].name, arg ? required_argument : no_argument, NULL,
-                                               flags[nflags].key ? flags[nflags].key : 0x100 + (int)nflags};
-                if (flags[nflags].key) {
-                        shorts[ns++] = flags[nflags].key;
-                        if (arg)
+int cli_parse(struct cli_ctx *ctx, int argc, char **argv, const struct cli_bind *binds, char **ret_pos,
+              int *ret_npos) {
+        const struct cli_option *doc = ctx->cmd->options;
+        struct option opts[CLI_MAX_FLAGS + 1] = {{0}};
+        const struct cli_bind *bound[CLI_MAX_FLAGS] = {0};
+        char shorts[2 * CLI_MAX_FLAGS + 2] = ":";
+        size_t n = 0, ns = 1;
+        int c, idx;
+
+        for (; doc && doc[n].name; n++) {
+                if (n >= CLI_MAX_FLAGS)
+                        binding_bug(ctx, doc[n].name, "is one too many (CLI_MAX_FLAGS)");
+                for (const struct cli_bind *b = binds; b && b->name && !bound[n]; b++)
+                        if (strcmp(b->name, doc[n].name) == 0)
+                                bound[n] = b;
+                if (!bound[n])
+                        binding_bug(ctx, doc[n].name, "is documented but not bound");
+                if (!!doc[n].arg != !bound[n]->set)
+                        binding_bug(ctx, doc[n].name, "takes a value in the table but not in the code, or back");
+                opts[n] = (struct option){doc[n].name, doc[n].arg ? required_argument : no_argument, NULL,
+                                          0x100 + (int)n};
+                if (doc[n].key) {
+                        shorts[ns++] = doc[n].key;
+                        if (doc[n].arg)
                                 shorts[ns++] = ':';
                         shorts[ns] = '\0';
                 }
         }
-        opts[nflags] = (struct option){"json", no_argument, NULL, 0x200};
-        opts[nflags + 1] = (struct option){"help", no_argument, NULL, 'h'};
+        for (const struct cli_bind *b = binds; b && b->name; b++) {
+                bool found = false;
+                for (size_t i = 0; i < n && !found; i++)
+                        found = strcmp(doc[i].name, b->name) == 0;
+                if (!found)
+                        binding_bug(ctx, b->name, "is bound but not in the command table");
+        }
 
-        /* errors are reported here, naming the command */
-        int saved_opterr = opterr;
         optind = 0;
         opterr = 0;
-        c = parse_loop(ctx, argc, argv, what, usage, flags, nflags, shorts, opts);
-        opterr = saved_opterr;
-        if (c >= 0)
-                return c;
+        while ((c = getopt_long(argc, argv, shorts, opts, &idx)) != -1) {
+                size_t i = n;
+                if (c >= 0x100 && c < 0x100 + (int)n)
+                        i = (size_t)(c - 0x100);
+                else
+                        for (size_t k = 0; k < n; k++)
+                                if (doc[k].key && c == doc[k].key)
+                                        i = k;
+                if (c == ':' || c == '?' || i == n) {
+                        /* name the option, never its value (it may be a secret) */
+                        const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+                        char shortname[3] = {'-', (char)optopt, '\0'};
+                        bool is_long = strncmp(bad, "--", 2) == 0;
+                        int len = is_long ? (int)strcspn(bad, "=") : 2;
+                        const char *shown = is_long ? bad : shortname;
+                        if (c == ':')
+                                cli_error("%s: option %.*s needs a value", ctx->what, len, shown);
+                        else
+                                cli_error("%s: unknown option \"%.*s\" (see `paddock %s --help`)", ctx->what, len,
+                                          shown, ctx->what);
+                        return CLI_EXIT_USAGE;
+                }
+                const struct cli_bind *b = bound[i];
+                if (b->str)
+                        *b->str = optarg;
+                else if (b->list)
+                        json_array_append_new(b->list, json_string(optarg));
+                else
+                        *b->set = true;
+        }
 
+        struct positionals p;
+        positionals_parse(ctx->cmd->args, &p);
         int npos = argc - optind;
-        int limit = max_pos < 0 ? CLI_MAX_POS : max_pos;
-        if (npos < min_pos) {
-                int last = 0;
-                while (pos_names[last + 1])
-                        last++;
-                cli_error("%s: missing argument %s", what, pos_names[npos < last ? npos : last]);
-                fputs(usage, stderr);
+        if (npos < p.min) {
+                cli_error("%s: missing argument %s", ctx->what, p.names[npos]);
+                cli_usage_print(stderr, ctx->group, ctx->cmd);
                 return CLI_EXIT_USAGE;
         }
-        if (npos > limit) {
-                cli_error("%s: unexpected argument \"%s\"", what, argv[optind + limit]);
+        if (npos > p.max) {
+                cli_error("%s: unexpected argument \"%s\"", ctx->what, argv[optind + p.max]);
+                cli_usage_print(stderr, ctx->group, ctx->cmd);
                 return CLI_EXIT_USAGE;
         }
         for (int i = 0; i < npos; i++)
                 ret_pos[i] = argv[optind + i];
         *ret_npos = npos;
         return -1;
+}
+
+int cli_fetch_list(struct cli_ctx *ctx, const char *path, json_t **ret_items) {
+        if (!path || api_get_all(ctx, path, ret_items) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_list(*ret_items, NULL);
+                return CLI_EXIT_OK;
+        }
+        return -1;
+}
+
+char *cli_read_line(void) {
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0)
+                return NULL;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+        return TAKE_PTR(line);
+}
+
+char *cli_prompt_hidden(const char *prompt) {
+        struct termios old, quiet;
+        if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &old) < 0)
+                return NULL;
+        fputs(prompt, stderr);
+        fflush(stderr);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL;
+        bool hidden = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+        char *line = cli_read_line();
+        if (hidden)
+                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        else
+                fputc('\n', stderr);
+        return line;
+}
+
+void cli_secret_freep(char **p) {
+        if (*p) {
+                explicit_bzero(*p, strlen(*p));
+                free(*p);
+        }
 }
 
 json_t *cli_load_json_object(const char *what, const char *path) {
@@ -152,38 +229,8 @@ char *cli_url_escape(const char *s) {
 }
 
 int api_get_all(const struct cli_ctx *ctx, const char *path, json_t **ret) {
-        _cleanup_json_ json_t *all = json_array();
-        _cleanup_free_ char *cursor = NULL;
-        if (!all)
-                return -ENOMEM;
-        for (int page = 0; page < CLI_MAX_PAGES; page++) {
-                _cleanup_free_ char *p = NULL, *esc = NULL;
-                _cleanup_(api_response_done) struct api_response resp = {0};
-                if (cursor) {
-                        esc = cli_url_escape(cursor);
-                        if (!esc || asprintf(&p, "%s%scursor=%s", path, strchr(path, '?') ? "&" : "?", esc) < 0)
-                                return -ENOMEM;
-                }
-                int r = api_get(ctx, p ? p : path, &resp);
-                if (r < 0)
-                        return r;
-                json_t *items = json_object_get(resp.body, "items");
-                if (!json_is_array(items)) {
-                        cli_error("GET %s: the API answered without an items list", path);
-                        return -EBADMSG;
-                }
-                json_array_extend(all, items);
-                const char *next = json_string_value(json_object_get(resp.body, "next_cursor"));
-                /* the end, or a server that would make us loop in place */
-                if (!next || !*next || json_array_size(items) == 0 || (cursor && strcmp(next, cursor) == 0))
-                        break;
-                free(cursor);
-                cursor = strdup(next);
-                if (!cursor)
-                        return -ENOMEM;
-        }
-        *ret = TAKE_PTR(all);
-        return 0;
+        _cleanup_free_ char *next = NULL;
+        return cli_get_pages(ctx, path, 0, ret, &next);
 }
 
 char *cli_join(json_t *array) {

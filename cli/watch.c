@@ -1,8 +1,13 @@
-/* paddock run watch: follows GET /v1/runs/{id}/stream over a websocket
- * (libwebsockets client). The server replays history after ?after=SEQ and then
- * sends live events; if the connection drops before the terminal status we
- * reconnect with ?after=<last seq seen>, and drop any event we already printed,
- * so the user sees every event once and in order. */
+/* paddock run watch (and run logs --follow): follows GET /v1/runs/{id}/stream
+ * over a websocket (libwebsockets client). The server replays history after
+ * ?after=SEQ and then sends live events; if the connection drops before the
+ * terminal status we reconnect with ?after=<last seq seen>, and drop any event
+ * we already printed, so the user sees every event once and in order.
+ *
+ * A run that ends without a terminal status event (cancelled while still
+ * queued, or its history lost) would leave the stream open for ever: when
+ * nothing arrived for WATCH_IDLE_CHECK_US we look at the run itself, and a run
+ * that reads terminal at two such checks in a row ends the watch. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +17,23 @@
 #include <libwebsockets.h>
 
 #include "cli.h"
+#include "core/timeutil.h"
 
 #define WATCH_MAX_MESSAGE (16u * 1024u * 1024u)
 /* Reconnects in a row without receiving anything before we give up. */
 #define WATCH_MAX_RETRIES 5
+/* Quiet this long: look whether the run ended without telling the stream. */
+#define WATCH_IDLE_CHECK_US (10 * LWS_US_PER_SEC)
 
 struct watch_state {
         const struct watch_options *opts;
+        const struct cli_ctx *ctx; /* borrowed, for the idle check */
+        const char *run_id;        /* borrowed */
         const char *auth;          /* "Bearer <token>", borrowed */
+        struct lws_context *context; /* of the connection being served */
+        lws_sorted_usec_list_t idle_sul;
+        int64_t last_message_us;   /* monotonic */
+        int idle_terminal_checks;  /* idle checks in a row that saw the run ended */
         long long last_seq;
         char *buf;                 /* one message, assembled from fragments */
         size_t len;
@@ -38,6 +52,13 @@ static const char *const terminal_statuses[] = {
         "succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected",
 };
 
+bool watch_status_terminal(const char *status) {
+        for (size_t i = 0; status && i < ELEMENTSOF(terminal_statuses); i++)
+                if (strcmp(status, terminal_statuses[i]) == 0)
+                        return true;
+        return false;
+}
+
 bool watch_event_is_terminal(json_t *ev, const char **ret_status) {
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         json_t *data = json_object_get(ev, "data");
@@ -45,9 +66,7 @@ bool watch_event_is_terminal(json_t *ev, const char **ret_status) {
         if (!kind || strcmp(kind, "status") != 0 || !status)
                 return false;
         bool term = json_is_true(json_object_get(data, "terminal")) ||
-                    json_is_true(json_object_get(ev, "terminal"));
-        for (size_t i = 0; !term && i < ELEMENTSOF(terminal_statuses); i++)
-                term = strcmp(status, terminal_statuses[i]) == 0;
+                    json_is_true(json_object_get(ev, "terminal")) || watch_status_terminal(status);
         if (term && ret_status)
                 *ret_status = status;
         return term;
@@ -75,6 +94,21 @@ static void print_one_line(const char *s, size_t max) {
         }
         if (*s)
                 fputs("...", stdout);
+}
+
+bool watch_print_output(json_t *ev) {
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        if (!kind || strcmp(kind, "output") != 0)
+                return false;
+        json_t *data = json_object_get(ev, "data");
+        json_t *text = json_object_get(data, "text");
+        const char *stream = json_string_value(json_object_get(data, "stream"));
+        FILE *f = stream && strcmp(stream, "stderr") == 0 ? stderr : stdout;
+        /* the bytes as the agent wrote them (a NUL included), no decoration */
+        if (json_is_string(text))
+                fwrite(json_string_value(text), 1, json_string_length(text), f);
+        fflush(f);
+        return true;
 }
 
 void watch_print_event(json_t *ev) {
@@ -141,17 +175,23 @@ static int on_message(struct watch_state *st, struct lws *wsi) {
                 return 0;
         }
         st->got_event = true;
+        st->last_message_us = time_mono_us();
+        st->idle_terminal_checks = 0;
         json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
         if (seq > 0 && seq <= st->last_seq)
                 return 0; /* already printed before a reconnect */
         if (seq > 0)
                 st->last_seq = seq;
 
-        if (st->opts->json) {
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        bool shown = !st->opts->output_only || (kind && strcmp(kind, "output") == 0);
+        if (shown && st->opts->json) {
                 fwrite(st->buf, 1, st->len, stdout);
                 fputc('\n', stdout);
                 fflush(stdout);
-        } else {
+        } else if (st->opts->output_only) {
+                watch_print_output(ev);
+        } else if (shown) {
                 watch_print_event(ev);
         }
 
@@ -166,6 +206,32 @@ static int on_message(struct watch_state *st, struct lws *wsi) {
                 return -1;
         }
         return 0;
+}
+
+/* Runs inside lws_service(): a blocking GET is fine in a command-line client. */
+static void idle_check(lws_sorted_usec_list_t *sul) {
+        struct watch_state *st = lws_container_of(sul, struct watch_state, idle_sul);
+        if (time_mono_us() - st->last_message_us >= WATCH_IDLE_CHECK_US) {
+                _cleanup_free_ char *path = NULL;
+                _cleanup_(api_response_done) struct api_response resp = {0};
+                const char *status = NULL;
+                if (asprintf(&path, "/v1/runs/%s", st->run_id) >= 0 && api_get(st->ctx, path, &resp) >= 0)
+                        status = json_string_value(json_object_get(resp.body, "status"));
+                /* twice: a stream that trails the run's status by a moment still delivers */
+                if (status && watch_status_terminal(status) && ++st->idle_terminal_checks >= 2) {
+                        json_t *code = json_object_get(resp.body, "exit_code");
+                        st->terminal = true;
+                        free(st->final_status);
+                        st->final_status = strdup(status);
+                        st->exit_code = json_is_integer(code) ? json_integer_value(code) : -1;
+                        st->closed = true;
+                        return;
+                }
+                if (!status || !watch_status_terminal(status))
+                        st->idle_terminal_checks = 0;
+                st->last_message_us = time_mono_us();
+        }
+        lws_sul_schedule(st->context, 0, &st->idle_sul, idle_check, WATCH_IDLE_CHECK_US);
 }
 
 static int watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -230,14 +296,8 @@ static const struct lws_protocols watch_protocols[] = {
         {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void lws_context_destroyp(struct lws_context **c) {
-        if (*c)
-                lws_context_destroy(*c);
-}
-
 /* One websocket connection, served until it closes. Returns 0 or -errno. */
 static int watch_connect_once(struct watch_state *st, const char *api_url, const char *run_id) {
-        _cleanup_(lws_context_destroyp) struct lws_context *context = NULL;
         _cleanup_free_ char *url = NULL, *path = NULL;
         const char *prot = NULL, *address = NULL, *p = NULL;
         int port = 0;
@@ -265,14 +325,14 @@ static int watch_connect_once(struct watch_state *st, const char *api_url, const
         info.uid = -1;
         if (tls)
                 info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        context = lws_create_context(&info);
-        if (!context) {
+        st->context = lws_create_context(&info);
+        if (!st->context) {
                 cli_error("could not create the websocket client context");
                 return -ENOMEM;
         }
 
         struct lws_client_connect_info cc = {0};
-        cc.context = context;
+        cc.context = st->context;
         cc.address = address;
         cc.port = port;
         cc.path = path;
@@ -287,31 +347,64 @@ static int watch_connect_once(struct watch_state *st, const char *api_url, const
         st->error[0] = '\0';
         st->close_code = 0;
         st->len = 0;
+        st->last_message_us = time_mono_us();
+        int r = 0;
         if (!lws_client_connect_via_info(&cc)) {
                 snprintf(st->error, sizeof st->error, "could not start connecting to %s", api_url);
-                return -ECONNREFUSED;
+                r = -ECONNREFUSED;
+        } else {
+                /* the timer belongs to this context only */
+                memset(&st->idle_sul, 0, sizeof st->idle_sul);
+                lws_sul_schedule(st->context, 0, &st->idle_sul, idle_check, WATCH_IDLE_CHECK_US);
+                while (!st->closed)
+                        if (lws_service(st->context, 0) < 0)
+                                break;
+                lws_sul_cancel(&st->idle_sul);
         }
-        while (!st->closed)
-                if (lws_service(context, 0) < 0)
-                        break;
-        return 0;
+        lws_context_destroy(st->context);
+        st->context = NULL;
+        return r;
 }
 
-int watch_run(const struct cli_ctx *ctx, const char *run_id, const struct watch_options *opts) {
-        _cleanup_free_ char *auth = NULL;
-        struct watch_state st = {.opts = opts, .last_seq = opts->after, .exit_code = -1};
-        int failures = 0, r;
+/* After a connection that ended without the terminal status event: the run
+ * may have ended without one (the server closes with 1011 when a finished
+ * run has no history). True, with st filled in, if the run reads terminal. */
+static bool run_ended_without_stream(struct watch_state *st) {
+        if (st->close_code != LWS_CLOSE_STATUS_UNEXPECTED_CONDITION)
+                return false;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (asprintf(&path, "/v1/runs/%s", st->run_id) < 0 || api_get(st->ctx, path, &resp) < 0)
+                return false;
+        const char *status = json_string_value(json_object_get(resp.body, "status"));
+        if (!watch_status_terminal(status))
+                return false;
+        json_t *code = json_object_get(resp.body, "exit_code");
+        st->terminal = true;
+        free(st->final_status);
+        st->final_status = strdup(status);
+        st->exit_code = json_is_integer(code) ? json_integer_value(code) : -1;
+        return true;
+}
 
+int watch_stream(const struct cli_ctx *ctx, const char *run_id, const struct watch_options *opts,
+                 struct watch_result *ret) {
+        _cleanup_free_ char *auth = NULL;
+        struct watch_state st = {.opts = opts, .ctx = ctx, .run_id = run_id, .last_seq = opts->after,
+                                 .exit_code = -1};
+        int failures = 0, r = 0;
+
+        *ret = (struct watch_result){.exit_code = -1, .last_seq = opts->after};
         if (!ctx->api_url) {
                 cli_error("no API URL: pass --api URL, set PADDOCK_API_URL, or start the local stack");
-                return CLI_EXIT_FAIL;
+                return -EINVAL;
         }
         if (!ctx->token) {
                 cli_error("not logged in: run `paddock login` first");
-                return CLI_EXIT_FAIL;
+                return -EACCES;
         }
         if (asprintf(&auth, "Bearer %s", ctx->token) < 0)
-                return CLI_EXIT_FAIL;
+                return -ENOMEM;
         st.auth = auth;
         /* lws logs to stderr by default; our own messages say what went wrong. */
         lws_set_log_level(getenv("PADDOCK_DEBUG_WS") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_CLIENT : 0, NULL);
@@ -320,19 +413,21 @@ int watch_run(const struct cli_ctx *ctx, const char *run_id, const struct watch_
                 r = watch_connect_once(&st, ctx->api_url, run_id);
                 if (r == -EINVAL || r == -ENOMEM)
                         break;
-                if (st.terminal)
+                if (st.terminal || run_ended_without_stream(&st))
                         break;
                 if (st.refused_status >= 400 && st.refused_status < 500) {
                         cli_error("the API refused the event stream of run %s: HTTP %ld%s", run_id,
                                   st.refused_status,
                                   st.refused_status == 401 ? " (run `paddock login`)"
                                   : st.refused_status == 404 ? " (no such run)" : "");
+                        r = -EPROTO;
                         break;
                 }
                 failures = st.got_event ? 1 : failures + 1;
                 if (failures > WATCH_MAX_RETRIES) {
                         cli_error("the event stream of run %s ended before its terminal status%s%s", run_id,
                                   st.error[0] ? ": " : "", st.error);
+                        r = -ECONNRESET;
                         break;
                 }
                 if (st.established)
@@ -344,14 +439,22 @@ int watch_run(const struct cli_ctx *ctx, const char *run_id, const struct watch_
                 sleep(1);
         }
         free(st.buf);
-
-        if (!st.terminal) {
-                free(st.final_status);
-                return CLI_EXIT_FAIL;
+        ret->last_seq = st.last_seq;
+        if (st.terminal) {
+                snprintf(ret->status, sizeof ret->status, "%s", st.final_status ? st.final_status : "");
+                ret->exit_code = st.exit_code;
         }
-        bool ok = strcmp(st.final_status, "succeeded") == 0;
-        if (!opts->json)
-                fprintf(stderr, "run %s %s\n", run_id, st.final_status);
         free(st.final_status);
-        return ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+        if (st.terminal)
+                return 0;
+        return r < 0 ? r : -EIO;
+}
+
+int watch_run(const struct cli_ctx *ctx, const char *run_id, const struct watch_options *opts) {
+        struct watch_result res;
+        if (watch_stream(ctx, run_id, opts, &res) < 0)
+                return CLI_EXIT_FAIL;
+        if (!opts->json && !opts->output_only)
+                fprintf(stderr, "run %s %s\n", run_id, res.status);
+        return strcmp(res.status, "succeeded") == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

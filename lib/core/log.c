@@ -27,15 +27,9 @@ int log_level_from_string(const char *s, enum log_level *ret) {
         return -EINVAL;
 }
 
-void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...) {
-        if (level < log_min)
-                return;
-        int saved_errno = errno;
+static void log_vemit(enum log_level level, const char *const *ctx, json_t *jctx, const char *fmt, va_list ap) {
         char msg[2048], ts[40];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
         time_format_rfc3339(time_now_us(), ts, sizeof ts);
 
         json_t *o = json_object();
@@ -50,7 +44,14 @@ void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...
                 if (v)
                         json_object_set_new(o, ctx[i], v);
         }
-        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        const char *key;
+        json_t *v;
+        json_object_foreach(jctx, key, v) {
+                /* the line's own members stay what they are */
+                if (strcmp(key, "ts") && strcmp(key, "level") && strcmp(key, "service") && strcmp(key, "msg"))
+                        json_object_set(o, key, v);
+        }
+        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         json_decref(o);
         if (line) {
                 pthread_mutex_lock(&log_lock);
@@ -58,5 +59,26 @@ void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...
                 pthread_mutex_unlock(&log_lock);
                 free(line);
         }
+}
+
+void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...) {
+        if (level < log_min)
+                return;
+        int saved_errno = errno;
+        va_list ap;
+        va_start(ap, fmt);
+        log_vemit(level, ctx, NULL, fmt, ap);
+        va_end(ap);
+        errno = saved_errno;
+}
+
+void log_emit_json(enum log_level level, json_t *ctx, const char *fmt, ...) {
+        if (level < log_min)
+                return;
+        int saved_errno = errno;
+        va_list ap;
+        va_start(ap, fmt);
+        log_vemit(level, NULL, ctx, fmt, ap);
+        va_end(ap);
         errno = saved_errno;
 }

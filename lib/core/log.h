@@ -16,6 +16,13 @@ int log_level_from_string(const char *s, enum log_level *ret);
  * {key, value, key, value, ..., NULL} or NULL. */
 void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...) _printf_(3, 4);
 
+/* log_emit() with the context as a JSON object (borrowed, may be NULL) whose
+ * members keep their JSON types (numbers, booleans, null): for lines that
+ * tools aggregate, such as an HTTP access line. Reals print with up to 10
+ * significant digits. */
+struct json_t;
+void log_emit_json(enum log_level level, struct json_t *ctx, const char *fmt, ...) _printf_(3, 4);
+
 #define log_debug(...) log_emit(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...)  log_emit(LOG_INFO, NULL, __VA_ARGS__)
 #define log_warn(...)  log_emit(LOG_WARN, NULL, __VA_ARGS__)

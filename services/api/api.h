@@ -60,6 +60,9 @@ struct api {
 enum api_perm {
         PERM_NONE,      /* anyone, no token */
         PERM_USER,      /* any authenticated user */
+        PERM_SELF,      /* any authenticated user, also one who must change its
+                         * one-time password first (http.c refuses every other
+                         * permission to such a caller) */
         PERM_VIEWER,
         PERM_SANDBOX_AUTHOR,
         PERM_LAUNCHER,
@@ -77,6 +80,7 @@ struct api_caller {
         char tenant_name[256];
         char token_sha256[65];
         bool tenant_admin;
+        bool password_change_required; /* a one-time password not yet changed */
 };
 
 #define API_MAX_PARAMS 4
@@ -91,6 +95,7 @@ struct api_req {
         size_t body_len;
         struct api_caller caller;  /* valid when perm != PERM_NONE */
         struct db *auth_db;        /* the token lookup's connection until db_open_caller() takes it */
+        const char *request_id;    /* X-Request-Id of the request, owned by the HTTP layer */
         /* response */
         int status;
         json_t *out;               /* owned; NULL for an empty body */
@@ -141,6 +146,7 @@ struct stream_session;
 struct api_pss {
         struct http_txn *txn;      /* HTTP: the request in progress */
         struct stream_session *ss; /* websocket: the stream session */
+        char ws_request_id[72];    /* websocket: X-Request-Id of the upgrade */
 };
 
 /* lws protocol callback of the one protocol (HTTP and websocket). */
@@ -182,9 +188,11 @@ bool auth_verify_password(const char *password, const char *encoded);
 /* The id of the tenant named name into out: 0, -ENOENT, or a database error.
  * The one lookup by tenant name before authentication (row-level security). */
 int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN], struct err_detail *e);
-/* Resolves a bearer token into caller; -EACCES if invalid/expired/revoked.
- * keep (optional) receives the connection of the lookup, whose tenant
- * setting is then the caller's (db_open_caller() takes it). */
+/* Resolves a bearer token into caller; -EKEYEXPIRED if it expired (e says
+ * when and, for a service account, who issues a new one: the 401
+ * token_expired detail), -EACCES if invalid or revoked. keep (optional)
+ * receives the connection of the lookup, whose tenant setting is then the
+ * caller's (db_open_caller() takes it). */
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);
 /* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
@@ -192,6 +200,9 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
 int auth_login(struct api_req *r);
 int auth_logout(struct api_req *r);
 int auth_me(struct api_req *r);
+/* POST /v1/me/password {current_password, new_password}: 204; revokes the
+ * user's other tokens and clears password_change_required. */
+int auth_password_change(struct api_req *r);
 /* Issues a login token for user_id of tenant_id inside the transaction the
  * caller began on d: stores its hash, audits "auth.login" (change borrowed,
  * may be NULL, hashed only, no secret), commits and answers 200 {token,
@@ -202,8 +213,10 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
 /* ---- authz.c */
 /* 0 if the caller may act on team_id with perm; -EPERM if the
  * caller is a member of the team without a role carrying perm (403
- * forbidden); -ENOENT if not a member or another tenant's team (404, no
- * existence oracle); other negative errno on database failure. */
+ * forbidden; e's message is then the one detail of such a refusal, naming
+ * the roles that carry perm, the team and the caller's roles in it:
+ * db_fail() answers with it); -ENOENT if not a member or another tenant's
+ * team (404, no existence oracle); other negative errno on database failure. */
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
                    enum api_perm perm, struct err_detail *e);
 /* True if role is one of the roles of API.md. */
@@ -212,6 +225,9 @@ bool api_role_valid(const char *role);
  * role in some team); -EPERM if not. For tenant-wide objects such as the
  * catalog. */
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e);
+/* The team roles carrying perm as a PostgreSQL text[] literal (static
+ * storage), for queries that filter lists to what the caller may see. */
+const char *api_perm_roles(enum api_perm perm);
 
 /* ---- ratelimit.c: failed logins per user and per source IP, counted in
  * PostgreSQL (shared by every api worker and replica) */
@@ -257,11 +273,15 @@ int users_delete(struct api_req *r);
 
 /* ---- members.c: role grants per team (tenant_admin) */
 int members_list(struct api_req *r);
-/* Validates roles (a JSON array, borrowed) into a PostgreSQL text[] literal
- * in out (role names are from a fixed list: no quoting needed) and *ret_list
- * (caller owns), duplicates collapsed; records invalid_field naming the item. */
-int roles_literal(struct api_req *r, json_t *roles, char *out, size_t size, json_t **ret_list);
+/* Validates roles (a JSON array at body member field, borrowed) into a
+ * PostgreSQL text[] literal in out (role names are from a fixed list: no
+ * quoting needed) and *ret_list (caller owns), duplicates collapsed; records
+ * invalid_field naming the item ("field[i]"). */
+int roles_literal(struct api_req *r, const char *field, json_t *roles, char *out, size_t size, json_t **ret_list);
+/* PUT replaces the roles, PATCH {add, remove} changes them; both answer
+ * {team, user, roles, added, removed}. */
 int members_put(struct api_req *r);
+int members_patch(struct api_req *r);
 
 /* ---- spec_validate.c */
 /* Validates spec (the value at JSON path "spec"); on error records the
@@ -321,16 +341,95 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv);
 int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e);
 int policy_effective(struct api_req *r);
 
+/* ---- lists.c: query arguments of lists and their pages (keyset cursors) */
+#define LIST_DEFAULT_LIMIT 100
+#define LIST_MAX_LIMIT 1000
+/* SQL: a row's list key, created_at in microseconds since the epoch (exact). */
+#define LIST_KEY_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+/* SQL: the microseconds parameter p (e.g. "$5") as a timestamptz (exact). */
+#define LIST_US_TS(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
+/* SQL: team column col is one the caller may view: tenant_admin ($admin
+ * true), or a member with a role carrying PERM_VIEWER ($roles, from
+ * api_perm_roles()); parameters are placeholders such as "$2". */
+#define LIST_TEAM_VISIBLE(col, admin, user, roles)                                                  \
+        "(" admin "::boolean OR " col " IN (SELECT m.team_id FROM api.team_members m WHERE m.user_id = " \
+        user "::uuid AND m.roles && " roles "::text[]))"
+typedef int (*api_query_value_fn)(struct api_req *r, const char *value, void *userdata);
+/* Calls fn(r, value, userdata) for every value of query argument name in the
+ * order given: each occurrence, split at commas when split (empty pieces
+ * skipped); values are URL-decoded, borrowed for the call. Returns the number
+ * of values, or the first negative return of fn (which recorded the problem). */
+int api_query_each(struct api_req *r, const char *name, bool split, api_query_value_fn fn, void *userdata);
+/* The one value of query argument name, copied into buf; *ret = buf, or NULL
+ * when absent or empty. Given twice or longer than size - 1: 400
+ * invalid_field naming it (returns negative). */
+int api_query_single(struct api_req *r, const char *name, char *buf, size_t size, const char **ret);
+/* Query argument name as an RFC 3339 date-time, in microseconds since the
+ * epoch (decimal text in out_us); *ret = out_us or NULL when absent. A bad
+ * value: 400 invalid_field naming it. */
+int api_query_time(struct api_req *r, const char *name, char out_us[24], const char **ret);
+/* A page of a keyset list: limit (default LIST_DEFAULT_LIMIT) and, after a
+ * cursor, the key to continue after. */
+struct list_page {
+        long limit;
+        char limit_plus_one[24];          /* the query's LIMIT: one more row says a next page exists */
+        const char *after_us, *after_id;  /* NULL on the first page; else point into key_us, key_id */
+        char key_us[24];
+        char key_id[UUID_STR_LEN];
+};
+/* Reads ?limit= (1..LIST_MAX_LIMIT) and ?cursor= into p; a bad value is 400
+ * invalid_field naming limit or cursor. */
+int list_page_parse(struct api_req *r, struct list_page *p);
+typedef json_t *(*list_row_fn)(const PGresult *res, int row);
+/* Answers 200 {items, next_cursor} from res (ordered newest first, queried
+ * with LIMIT p->limit_plus_one): the first p->limit rows through row_json,
+ * and next_cursor from the key (columns us_col, id_col) of the page's last
+ * row when res holds more, else null. res borrowed. */
+int list_answer(struct api_req *r, const struct list_page *p, const PGresult *res, list_row_fn row_json, int us_col,
+                int id_col);
+
 /* ---- sandboxes.c */
 int sandboxes_create(struct api_req *r);
 int sandboxes_get(struct api_req *r);
 int sandboxes_put_draft(struct api_req *r);
 int sandboxes_publish(struct api_req *r);
 int sandboxes_get_version(struct api_req *r);
+/* GET /v1/sandboxes?team=&name=&limit=&cursor= */
+int sandboxes_list(struct api_req *r);
+/* The id of the caller's tenant's sandbox ref (its id or its name) into out:
+ * 0, -ENOENT (no such sandbox; nothing recorded on r), or a database error
+ * recorded on r. Visibility is the caller's to check (api_authz_team). */
+int sandboxes_resolve(struct api_req *r, struct db *d, const char *ref, char out[UUID_STR_LEN]);
 
 /* ---- runs.c */
 int runs_create(struct api_req *r);
 int runs_get(struct api_req *r);
+/* POST /v1/runs/{id}/relaunch: a new run of the run's sandbox version, team and inputs. */
+int runs_relaunch(struct api_req *r);
+/* The public Run object: RUNS_SELECT's columns (FROM api.runs r and its
+ * joins; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key. */
+#define RUNS_SELECT                                                                                          \
+        "SELECT r.id, r.status, r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") ", " \
+        DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
+        DB_TS("r.scheduled_at") ", s.name, t.name, u.username, r.relaunch_of, " LIST_KEY_US("r.created_at")  \
+        " FROM api.runs r JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"          \
+        " JOIN api.teams t ON t.id = r.team_id AND t.tenant_id = r.tenant_id"                               \
+        " JOIN api.users u ON u.id = r.created_by AND u.tenant_id = r.tenant_id "
+#define RUNS_COL_KEY_US 17
+json_t *runs_row_json(const PGresult *res, int row);
+
+/* ---- run_lists.c: GET /v1/runs?team=&status=&sandbox=&launched_by=&from=&to=&limit=&cursor= */
+int runs_list(struct api_req *r);
+
+/* ---- nodes.c: runner nodes as the scheduler last heard of them (its view
+ * scheduler.node_status) */
+int nodes_list(struct api_req *r);
+/* 1 if a ready node has built image (a catalog image name), 0 if none has,
+ * or a negative errno (-EAGAIN when the scheduler's view does not exist yet). */
+int nodes_image_ready(struct db *d, const char *image, struct err_detail *e);
+
+/* ---- usage.c: GET /v1/usage?from=&to=&group_by=&team= (billing's tables) */
+int usage_get(struct api_req *r);
 /* Loads run id visible to caller with perm on its team: fills team/status.
  * -ENOENT if not visible, -EPERM if visible without perm (api_authz_team). */
 int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
@@ -365,6 +464,8 @@ int sealing_on_provisioning(struct api *a, const char *tenant_id, const char *ru
 
 /* ---- approvals.c */
 int approvals_list(struct api_req *r);
+/* GET /v1/approvals/{id}: the approval, for an approver of its run's team. */
+int approvals_get(struct api_req *r);
 int approvals_decide(struct api_req *r);
 /* Status consumer: approval_requested / approval_decided events of run_id at seq. */
 int approvals_on_requested(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err);
@@ -419,7 +520,11 @@ int ops_metrics(struct api_req *r);
 
 /* ---- stream.c: websocket /v1/runs/{id}/stream */
 struct stream_session;
-int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret);
+/* Checks a websocket upgrade of /v1/runs/{id}/stream (token, run,
+ * PERM_VIEWER): 0 with *ret set when accepted, else the HTTP status to
+ * refuse it with (the HTTP layer answers and logs it). caller receives the
+ * authenticated caller, if any (user_id "" otherwise). */
+int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret, struct api_caller *caller);
 int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons reason,
                     struct stream_session **ssp);
 void stream_wake_all(struct api *a);

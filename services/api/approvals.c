@@ -142,11 +142,33 @@ int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_i
 
 /* ---- HTTP */
 
+/* The id of the team named or numbered ref among the teams the caller is a
+ * member of (all of the tenant for tenant_admin) into out; 0, -ENOENT, or a
+ * database error. A filter, not an object lookup: an unknown team and one
+ * the caller cannot see read the same. */
+static int visible_team(struct db *d, const struct api_caller *c, const char *ref, char out[UUID_STR_LEN],
+                        struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {c->tenant_id, ref, c->tenant_admin ? "t" : "f", c->user_id};
+        int k = pg_exec(d->conn,
+                        "SELECT t.id FROM api.teams t WHERE t.tenant_id = $1 AND (t.id::text = $2 OR t.name = $2) "
+                        "AND ($3::boolean OR EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = t.id "
+                        "AND m.user_id = $4 AND m.tenant_id = $1))",
+                        4, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        return 0;
+}
+
 int approvals_list(struct api_req *r) {
-        char sbuf[48], lbuf[32], cbuf[40];
+        char sbuf[48], lbuf[32], cbuf[40], tbuf[160];
         /* api_query answers a pointer into buf past "name=" */
         const char *status = api_query(r, "status", sbuf, sizeof sbuf);
         const char *lim = api_query(r, "limit", lbuf, sizeof lbuf), *cur = api_query(r, "cursor", cbuf, sizeof cbuf);
+        const char *team = api_query(r, "team", tbuf, sizeof tbuf);
         if (!status)
                 status = "";
         else if (strcmp(status, "pending") && strcmp(status, "approved") && strcmp(status, "denied") &&
@@ -165,25 +187,35 @@ int approvals_list(struct api_req *r) {
                 if (*end || end == cur || offset < 0)
                         return api_fail(r, -EINVAL, "invalid_field", "cursor is not one this server returned");
         }
+        if (team && (!team[0] || strlen(team) > 128))
+                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id or name");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
+        char team_id[UUID_STR_LEN] = "";
+        if (team) {
+                k = visible_team(&d, &r->caller, team, team_id, &e);
+                if (k == -ENOENT)
+                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" among yours", team);
+                if (k < 0)
+                        return db_fail(r, k, &e, "look up team");
+        }
         char lims[16], offs[24];
         snprintf(lims, sizeof lims, "%ld", limit + 1);
         snprintf(offs, sizeof offs, "%ld", offset);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->caller.tenant_id, r->caller.user_id, r->caller.tenant_admin ? "t" : "f", status, lims,
-                                offs};
+                                offs, team_id};
         /* the approvals of the teams where the caller approves (tenant_admin: all) */
         k = pg_exec(d.conn,
                     "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.tenant_id = $1 AND ($3::boolean OR "
                     "EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = a.team_id AND m.user_id = $2 "
                     "AND m.tenant_id = $1 AND m.roles && '{approver,tenant_admin}'::text[])) "
-                    "AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) "
+                    "AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) AND ($7 = '' OR a.team_id = nullif($7, '')::uuid) "
                     "ORDER BY a.created_at, a.id LIMIT $5::bigint OFFSET $6::bigint",
-                    6, params, &res, &e);
+                    7, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "list approvals");
         json_t *items = json_array();
@@ -197,6 +229,34 @@ int approvals_list(struct api_req *r) {
                 next = json_string(c);
         }
         r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int approvals_get(struct api_req *r) {
+        const char *id = r->params[0];
+        if (!approval_id_ok(id))
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2", 2,
+                    params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load approval");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+        /* the run's team, where the caller must approve */
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "approval not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        r->out = approval_json(res, 0);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }

@@ -1,4 +1,7 @@
-/* Passwords (scrypt), bearer tokens, login/logout/me, team authorization. */
+/* Passwords (scrypt), bearer tokens, login/logout/me, password changes.
+ * A user whose password was generated (a one-time password) logs in with
+ * password_change_required and must change it (POST /v1/me/password) before
+ * its tokens reach anything else (http.c). */
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -111,6 +114,30 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
         return -EACCES;
 }
 
+/* After token_caller found nothing: -EKEYEXPIRED with the 401 token_expired
+ * detail in e if the token merely expired, else -EACCES. */
+static int token_expired(PGconn *conn, const char *digest, struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {digest};
+        /* SECURITY DEFINER like token_caller (migrations/0010_accounts.sql) */
+        int r = pg_exec(conn,
+                        "SELECT user_id, username, kind, " DB_TS("expires_at") " FROM api.token_expired($1)", 1, params,
+                        &res, e);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -EACCES;
+        const char *id = PQgetvalue(res, 0, 0), *name = PQgetvalue(res, 0, 1), *kind = PQgetvalue(res, 0, 2),
+                   *at = PQgetvalue(res, 0, 3);
+        /* a service account cannot log in: say who can help */
+        if (!strcmp(kind, "service"))
+                return err_set(e, -EKEYEXPIRED, "token_expired",
+                               "the token of service account \"%s\" expired at %s; a tenant_admin issues a new one "
+                               "with POST /v1/service-accounts/%s/tokens",
+                               name, at, id);
+        return err_set(e, -EKEYEXPIRED, "token_expired", "the token expired at %s; log in again", at);
+}
+
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, struct db *keep, struct err_detail *e) {
         /* our tokens are exactly 64 hex digits; anything else is not worth a query */
         if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
@@ -130,18 +157,19 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
         int r = pg_exec(d.conn,
                     /* a token names no tenant: the one lookup across tenants
                      * (SECURITY DEFINER, migrations/0006_row_level_security.sql) */
-                    "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, "
+                    "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
                     "set_config('paddock.tenant_id', tenant_id::text, false) FROM api.token_caller($1)",
                     1, params, &res, e);
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
-                return -EACCES;
+                return token_expired(d.conn, digest, e);
         snprintf(c->user_id, sizeof c->user_id, "%s", PQgetvalue(res, 0, 0));
         snprintf(c->username, sizeof c->username, "%s", PQgetvalue(res, 0, 1));
         snprintf(c->tenant_id, sizeof c->tenant_id, "%s", PQgetvalue(res, 0, 2));
         snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
         c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
+        c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
         memcpy(c->token_sha256, digest, sizeof digest);
         if (keep)
                 *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
@@ -220,7 +248,7 @@ int auth_login(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {k == 0 ? tenant_id_buf : NULL, username};
         k = pg_exec(d.conn,
-                    "SELECT u.id, u.password_hash, u.tenant_id FROM api.users u "
+                    "SELECT u.id, u.password_hash, u.tenant_id, u.password_change_required FROM api.users u "
                     "WHERE u.tenant_id = $1::uuid AND u.username = $2 AND NOT u.disabled AND u.kind = 'user'",
                     2, params, &res, &e);
         if (k < 0)
@@ -253,9 +281,13 @@ int auth_login(struct api_req *r) {
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "store token");
         const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
-        if ((k = auth_issue_token(r, &d, tenant_id, user_id, username, NULL)) < 0)
+        bool must_change = PQgetvalue(res, 0, 3)[0] == 't';
+        /* a login with a one-time password is audited as such */
+        _cleanup_json_ json_t *change = must_change ? json_pack("{s:b}", "password_change_required", 1) : NULL;
+        if ((k = auth_issue_token(r, &d, tenant_id, user_id, username, change)) < 0)
                 return k;
         ratelimit_login_succeeded(r->api, tenant, username);
+        json_object_set_new(r->out, "password_change_required", json_boolean(must_change));
         return 0;
 }
 
@@ -291,8 +323,8 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
         }
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id), "login");
         r->status = 200;
-        r->out = json_pack("{s:s, s:s, s:{s:s, s:s}}", "token", token, "expires_at", expires, "user",
-                           "id", user_id, "username", username);
+        r->out = json_pack("{s:s, s:s, s:{s:s, s:s}, s:b}", "token", token, "expires_at", expires, "user",
+                           "id", user_id, "username", username, "password_change_required", 0);
         explicit_bzero(token, sizeof token);
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
@@ -349,9 +381,139 @@ int auth_me(struct api_req *r) {
         json_t *tenant_roles = json_array();
         if (r->caller.tenant_admin)
                 json_array_append_new(tenant_roles, json_string("tenant_admin"));
-        r->out = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:o, s:o}", "user", "id", r->caller.user_id,
+        r->out = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:o, s:o, s:b}", "user", "id", r->caller.user_id,
                            "username", r->caller.username, "tenant", "id", r->caller.tenant_id, "name",
-                           r->caller.tenant_name, "teams", teams, "tenant_roles", tenant_roles);
+                           r->caller.tenant_name, "teams", teams, "tenant_roles", tenant_roles,
+                           "password_change_required", r->caller.password_change_required);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+/* Counts UTF-8 characters (bytes that do not continue a sequence). */
+static size_t utf8_chars(const char *s) {
+        size_t n = 0;
+        for (; *s; s++)
+                n += ((unsigned char)*s & 0xC0) != 0x80;
+        return n;
+}
+
+/* Audits a refused password change (no secret: the reason only), in a
+ * transaction of its own; a failure to audit is logged, the answer stays. */
+static void password_change_refused(struct api_req *r, struct db *d, const char *reason) {
+        struct err_detail e = {0};
+        _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
+        if (pg_begin(d->conn, &e) < 0)
+                return;
+        /* api_audit records its own 503 on r: keep the refusal's problem */
+        const char *pcode = r->pcode;
+        char detail[sizeof r->pdetail];
+        memcpy(detail, r->pdetail, sizeof detail);
+        if (api_audit(r, d, "user.password_change", "user", r->caller.user_id, "failure", change) < 0 ||
+            pg_commit(d->conn, &e) < 0) {
+                pg_rollback(d->conn);
+                log_ctx(LOG_WARN, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
+                        "could not audit a refused password change");
+        }
+        r->pcode = pcode;
+        memcpy(r->pdetail, detail, sizeof detail);
+}
+
+int auth_password_change(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        if ((k = api_known_fields(r, body, (const char *const[]){"current_password", "new_password", NULL})) < 0)
+                return k;
+        const char *current, *fresh;
+        if ((k = body_string(r, body, "current_password", 1024, &current)) < 0 ||
+            (k = body_string(r, body, "new_password", 1024, &fresh)) < 0)
+                return k;
+        /* 1024 bytes at most: what login accepts */
+        if (utf8_chars(fresh) < 12)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "new_password must be 12 to 1024 characters (1024 bytes at most)");
+
+        /* a wrong current password counts like a failed login of the user:
+         * a token is no licence to guess the password it came from */
+        char peer[64] = "";
+        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        int64_t wait_s = ratelimit_login_check(r->api, r->caller.tenant_name, r->caller.username, peer);
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.user_id, r->caller.tenant_id};
+        k = pg_exec(d.conn,
+                    "SELECT kind, password_hash, password_change_required FROM api.users "
+                    "WHERE id = $1 AND tenant_id = $2",
+                    2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "look up user");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "user not found");
+        if (strcmp(PQgetvalue(res, 0, 0), "user"))
+                return api_fail(r, -EEXIST, "conflict", "%s",
+                                !strcmp(PQgetvalue(res, 0, 0), "service")
+                                        ? "a service account has no password (it uses API tokens)"
+                                        : "the password of an OIDC user is kept by its identity provider");
+        const char *old_hash = PQgetvalue(res, 0, 1);
+        bool forced = PQgetvalue(res, 0, 2)[0] == 't';
+        bool ok = auth_verify_password(current, old_hash);
+        if (wait_s > 0) {
+                r->retry_after_s = wait_s;
+                api_fail(r, -EAGAIN, "rate_limited", "too many wrong passwords; retry after %lld s", (long long)wait_s);
+                password_change_refused(r, &d, "rate_limited");
+                return -EAGAIN;
+        }
+        if (!ok) {
+                ratelimit_login_failed(r->api, r->caller.tenant_name, r->caller.username, peer);
+                api_fail(r, -EINVAL, "invalid_field", "current_password is not the user's password");
+                password_change_refused(r, &d, "wrong_password");
+                return -EINVAL;
+        }
+        ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username);
+        if (!strcmp(current, fresh))
+                return api_fail(r, -EINVAL, "invalid_field", "new_password must differ from the current password");
+
+        _cleanup_free_ char *hash = NULL;
+        if (auth_hash_password(fresh, &hash) < 0)
+                return api_fail(r, -EIO, "internal", "could not hash the password");
+        if ((k = pg_begin(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "change password");
+        /* only over the hash just verified: a concurrent change wins, this one fails */
+        _cleanup_pgres_ PGresult *up = NULL;
+        const char *uparams[] = {r->caller.user_id, r->caller.tenant_id, old_hash, hash};
+        k = pg_exec(d.conn,
+                    "UPDATE api.users SET password_hash = $4, password_change_required = false "
+                    "WHERE id = $1 AND tenant_id = $2 AND password_hash = $3 RETURNING id",
+                    4, uparams, &up, &e);
+        if (k < 0 || PQntuples(up) != 1) {
+                pg_rollback(d.conn);
+                return k < 0 ? db_fail(r, k, &e, "change password")
+                             : api_fail(r, -EEXIST, "conflict", "the password was changed meanwhile; try again");
+        }
+        /* whoever held the old password's sessions holds none now */
+        _cleanup_pgres_ PGresult *rv = NULL;
+        const char *tparams[] = {r->caller.user_id, r->caller.tenant_id, r->caller.token_sha256};
+        k = pg_exec(d.conn,
+                    "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
+                    "AND token_sha256 <> $3 AND revoked_at IS NULL RETURNING 1",
+                    3, tparams, &rv, &e);
+        if (k < 0) {
+                pg_rollback(d.conn);
+                return db_fail(r, k, &e, "revoke tokens");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:b, s:i}", "forced", forced, "tokens_revoked", PQntuples(rv));
+        if ((k = api_audit(r, &d, "user.password_change", "user", r->caller.user_id, "success", change)) < 0) {
+                pg_rollback(d.conn);
+                return k;
+        }
+        if ((k = pg_commit(d.conn, &e)) < 0)
+                return db_fail(r, k, &e, "change password");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id), "password changed");
+        r->status = 204;
+        return 0;
 }

@@ -19,38 +19,46 @@ bool api_role_valid(const char *role) {
         return false;
 }
 
-/* Which team roles carry each permission, as a PostgreSQL text[] literal.
- * tenant_admin carries all of them (as a tenant role in every team of the
- * tenant, as a team role in that team). */
+/* Which team roles carry each permission, as a PostgreSQL text[] literal in
+ * alphabetical order (the order a refusal names them in). tenant_admin
+ * carries all of them (as a tenant role in every team of the tenant, as a
+ * team role in that team). */
 static const struct {
         enum api_perm perm;
         const char *roles;
 } perm_roles[] = {
-        {PERM_VIEWER, "{tenant_admin,viewer,reviewer,launcher,approver,sandbox_author}"},
-        {PERM_SANDBOX_AUTHOR, "{tenant_admin,sandbox_author}"},
-        {PERM_LAUNCHER, "{tenant_admin,launcher}"},
-        {PERM_REVIEWER, "{tenant_admin,reviewer}"},
-        {PERM_APPROVER, "{tenant_admin,approver}"},
-        {PERM_CANCEL, "{tenant_admin,launcher,approver}"},
-        {PERM_CATALOG_APPROVE, "{tenant_admin,security_admin}"},
+        {PERM_VIEWER, "{approver,launcher,reviewer,sandbox_author,tenant_admin,viewer}"},
+        {PERM_SANDBOX_AUTHOR, "{sandbox_author,tenant_admin}"},
+        {PERM_LAUNCHER, "{launcher,tenant_admin}"},
+        {PERM_REVIEWER, "{reviewer,tenant_admin}"},
+        {PERM_APPROVER, "{approver,tenant_admin}"},
+        {PERM_CANCEL, "{approver,launcher,tenant_admin}"},
+        {PERM_CATALOG_APPROVE, "{security_admin,tenant_admin}"},
         {PERM_ADMIN, "{tenant_admin}"},
 };
+
+/* PERM_NONE/PERM_USER/PERM_SELF on a team object: membership is enough */
+#define ANY_ROLE "{approver,launcher,reviewer,sandbox_author,security_admin,tenant_admin,viewer}"
+
+static const char *perm_roles_literal(enum api_perm perm) {
+        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
+                if (perm_roles[i].perm == perm)
+                        return perm_roles[i].roles;
+        return ANY_ROLE;
+}
 
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id, enum api_perm perm,
                    struct err_detail *e) {
         if (!id_is_uuid(team_id))
                 return -ENOENT;
-        const char *roles = NULL;
-        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
-                if (perm_roles[i].perm == perm)
-                        roles = perm_roles[i].roles;
-        /* PERM_NONE/PERM_USER on a team object: membership is enough */
-        if (!roles)
-                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        const char *roles = perm_roles_literal(perm);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, c->tenant_id, c->user_id, roles};
+        /* the team's name and the caller's roles, sorted, only for a refusal's detail */
         int r = pg_exec(d->conn,
-                        "SELECT m.roles IS NOT NULL, coalesce(m.roles && $4::text[], false) FROM api.teams t "
+                        "SELECT m.roles IS NOT NULL, coalesce(m.roles && $4::text[], false), t.name, "
+                        "array_to_string(ARRAY(SELECT x FROM unnest(m.roles) x ORDER BY x), ', '), "
+                        "array_to_string($4::text[], ', ') FROM api.teams t "
                         "LEFT JOIN api.team_members m ON m.team_id = t.id AND m.user_id = $3 AND m.tenant_id = $2 "
                         "WHERE t.id = $1 AND t.tenant_id = $2",
                         4, params, &res, e);
@@ -61,18 +69,18 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
         if (c->tenant_admin || PQgetvalue(res, 0, 1)[0] == 't')
                 return 0;
         /* a member learns that the object exists, an outsider does not */
-        return PQgetvalue(res, 0, 0)[0] == 't' ? -EPERM : -ENOENT;
+        if (PQgetvalue(res, 0, 0)[0] != 't')
+                return -ENOENT;
+        /* the one wording of a team permission's refusal: what would do, and what the caller has */
+        const char *have = PQgetvalue(res, 0, 3);
+        return err_set(e, -EPERM, "forbidden", "needs one of the roles %s in team \"%s\"; you have %s",
+                       PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 2), have[0] ? have : "no role");
 }
 
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e) {
         if (c->tenant_admin)
                 return 0;
-        const char *roles = NULL;
-        for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
-                if (perm_roles[i].perm == perm)
-                        roles = perm_roles[i].roles;
-        if (!roles)
-                roles = "{tenant_admin,security_admin,sandbox_author,launcher,approver,reviewer,viewer}";
+        const char *roles = perm_roles_literal(perm);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {c->tenant_id, c->user_id, roles};
         int r = pg_exec(d->conn,
@@ -82,4 +90,8 @@ int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm per
         if (r < 0)
                 return r;
         return PQntuples(res) == 1 ? 0 : -EPERM;
+}
+
+const char *api_perm_roles(enum api_perm perm) {
+        return perm_roles_literal(perm);
 }

@@ -48,9 +48,13 @@ json_t *db_json_str(const PGresult *res, int row, int col) {
 }
 
 int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what) {
-        /* api_authz_team(): a member of the team without a role carrying the permission */
-        if (err == -EPERM)
-                return api_fail(r, -EPERM, "forbidden", "no role of the caller in this team grants this");
+        /* api_authz_team(): a member of the team without a role carrying the
+         * permission; its detail names the roles that would do */
+        if (err == -EPERM) {
+                bool named = e && e->errnum == -EPERM && e->message[0];
+                return api_fail(r, -EPERM, "forbidden", "%s",
+                                named ? e->message : "no role of the caller in this team grants this");
+        }
         log_ctx(LOG_ERROR, LOG_KV("sqlstate", e ? e->code : ""), "could not %s: %s", what,
                 e && e->message[0] ? e->message : strerror(-err));
         if (err == -ECONNRESET || err == -ETIMEDOUT || err == -EAGAIN)

@@ -1,6 +1,9 @@
 /* The HTTP layer: request transactions on the lws service thread (route
  * lookup in routes.c, body collection with a size limit, authentication,
- * dispatch) and the only place error bodies are written. */
+ * dispatch) and the only place error bodies are written. Every request,
+ * websocket upgrades included, gets a request id (the client's
+ * X-Request-Id when it is a sane one, else a new one), returned in
+ * X-Request-Id, and one access line in the log. */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -8,6 +11,7 @@
 #include "api.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/timeutil.h"
 #include "http/problem.h"
 
 static const struct {
@@ -22,7 +26,9 @@ static const struct {
         {"unsupported", 400, "Bad Request"},
         {"unauthorized", 401, "Unauthorized"},
         {"invalid_token", 401, "Unauthorized"},
+        {"token_expired", 401, "Unauthorized"},
         {"forbidden", 403, "Forbidden"},
+        {"password_change_required", 403, "Forbidden"},
         {"no_role", 403, "Forbidden"},
         {"not_found", 404, "Not Found"},
         {"method_not_allowed", 405, "Method Not Allowed"},
@@ -65,6 +71,51 @@ const char *api_query(struct api_req *r, const char *name, char *buf, int len) {
         return lws_get_urlarg_by_name(r->wsi, key, buf, len);
 }
 
+/* ---- request ids and the access log */
+
+#define REQUEST_ID_MAX 64
+#define REQUEST_ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+/* The client's X-Request-Id if it is 1-64 of [A-Za-z0-9._-] (anything else
+ * could forge log lines or headers), else a new UUID. */
+static void request_id_of(struct lws *wsi, char out[REQUEST_ID_MAX + 8]) {
+        char h[REQUEST_ID_MAX + 8];
+        int n = lws_hdr_custom_length(wsi, "x-request-id:", 13);
+        if (n > 0 && n <= REQUEST_ID_MAX && lws_hdr_custom_copy(wsi, h, sizeof h, "x-request-id:", 13) == n &&
+            strspn(h, REQUEST_ID_CHARS) == (size_t)n) {
+                memcpy(out, h, (size_t)n + 1);
+                return;
+        }
+        if (id_new_uuid(out) < 0)
+                snprintf(out, REQUEST_ID_MAX + 8, "%016llx", (unsigned long long)time_now_us());
+}
+
+/* One access line: method, the route's pattern (never the query string,
+ * which may carry an access_token; the raw path only when no route matched),
+ * status, duration, the caller (null until authenticated; a login names
+ * the user it logged in) and the request id. */
+static void access_log(const char *method, const char *route, const char *path, int status, int64_t start_us,
+                       const struct api_caller *c, const char *request_id) {
+        double ms = (double)(time_mono_us() - start_us) / 1000.0;
+        bool known = c && c->user_id[0];
+        /* "s?": null for a NULL string */
+        _cleanup_json_ json_t *o = json_pack("{s:s, s:s?, s:i, s:f, s:s?, s:s?, s:s}", "method", method[0] ? method : "?",
+                                             "route", route, "status", status, "duration_ms",
+                                             (double)(long long)(ms * 1000.0 + 0.5) / 1000.0, "caller_id",
+                                             known ? c->user_id : NULL, "tenant_id", known ? c->tenant_id : NULL,
+                                             "request_id", request_id);
+        if (!o)
+                return;
+        if (!status) /* no answer: the client went away first */
+                json_object_set_new(o, "status", json_null());
+        if (!route && path) {
+                char p[257];
+                snprintf(p, sizeof p, "%s", path);
+                json_object_set_new(o, "path", json_string(p));
+        }
+        log_emit_json(LOG_INFO, o, "request");
+}
+
 /* ---- transactions */
 
 #define PATH_MAX_LEN 2048
@@ -76,6 +127,9 @@ struct http_txn {
         char *params[API_MAX_PARAMS];
         char method[8];
         char path[PATH_MAX_LEN];
+        char request_id[REQUEST_ID_MAX + 8];
+        int64_t start_us;   /* monotonic */
+        bool logged;        /* the access line is written */
         char *body;
         size_t body_len, body_cap;
         bool too_large;
@@ -92,6 +146,10 @@ struct http_txn {
 static void txn_free(struct http_txn *t) {
         if (!t)
                 return;
+        /* the client went away before an answer: still one line */
+        if (!t->logged)
+                access_log(t->method, t->route ? t->route->pattern : NULL, t->path, 0, t->start_us,
+                           &t->req.caller, t->request_id);
         for (size_t i = 0; i < API_MAX_PARAMS; i++)
                 free(t->params[i]);
         free(t->body);
@@ -136,6 +194,11 @@ static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
                 }
         }
         t->responded = true;
+        if (!t->logged) {
+                t->logged = true;
+                access_log(t->method, t->route ? t->route->pattern : NULL, t->path, t->status, t->start_us,
+                           &t->req.caller, t->request_id);
+        }
         lws_callback_on_writable(wsi);
 }
 
@@ -159,8 +222,15 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                 explicit_bzero(token, sizeof token);
                 if (k == -EACCES)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
+                if (k == -EKEYEXPIRED)
+                        return txn_fail(wsi, t, -EACCES, "token_expired", e.message);
                 if (k < 0)
                         return txn_respond(wsi, t, db_fail(r, k, &e, "look up token"));
+                /* a one-time password reaches only what it takes to change it */
+                if (r->caller.password_change_required && r->perm != PERM_SELF)
+                        return txn_fail(wsi, t, -EPERM, "password_change_required",
+                                        "the password must be changed first: POST /v1/me/password "
+                                        "(paddock passwd); until then only GET /v1/me and logout answer");
                 if (r->perm == PERM_ADMIN && !r->caller.tenant_admin)
                         return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
         }
@@ -189,6 +259,9 @@ static int http_on_request(struct api *a, struct lws *wsi, struct api_pss *pss, 
         if (!t)
                 return -1;
         metric_add(&api_metric_requests, 1);
+        t->start_us = time_mono_us();
+        request_id_of(wsi, t->request_id);
+        t->req.request_id = t->request_id;
         t->req.api = a;
         t->req.wsi = wsi;
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
@@ -300,6 +373,10 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
                 if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                                 (const unsigned char *)"no-store", 8, &p, end))
                         return -1;
+                if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-request-id:",
+                                                (const unsigned char *)t->request_id, (int)strlen(t->request_id),
+                                                &p, end))
+                        return -1;
                 char ra[24];
                 int ral = t->req.retry_after_s > 0 ? snprintf(ra, sizeof ra, "%lld", t->req.retry_after_s) : 0;
                 if (ral > 0 && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
@@ -340,6 +417,29 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
         return 0;
 }
 
+/* A websocket upgrade: stream.c checks it, this layer refuses it (lws
+ * writes the status line; the refusal has no body and no X-Request-Id, the
+ * access line has both) and logs it. */
+static int http_on_upgrade(struct api *a, struct lws *wsi, struct api_pss *pss) {
+        int64_t start = time_mono_us();
+        struct api_caller caller;
+        metric_add(&api_metric_requests, 1);
+        request_id_of(wsi, pss->ws_request_id);
+        int status = stream_filter(a, wsi, &pss->ss, &caller);
+        char uri[PATH_MAX_LEN] = "", *caps[API_MAX_PARAMS] = {0};
+        bool known;
+        lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+        const struct api_route *route = routes_find("GET", uri, caps, &known);
+        for (size_t i = 0; i < API_MAX_PARAMS; i++)
+                free(caps[i]);
+        access_log("GET", route ? route->pattern : NULL, uri, status ? status : 101, start, &caller,
+                   pss->ws_request_id);
+        if (status == 0)
+                return 0;
+        lws_return_http_status(wsi, (unsigned)status, NULL);
+        return -1;
+}
+
 int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len) {
         struct api_pss *pss = user;
@@ -368,7 +468,18 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 if (!pss)
                         return -1;
-                return stream_filter(a, wsi, &pss->ss);
+                return http_on_upgrade(a, wsi, pss);
+        case LWS_CALLBACK_ADD_HEADERS:
+                /* the websocket handshake's answer */
+                if (pss && pss->ss && pss->ws_request_id[0]) {
+                        struct lws_process_html_args *args = in;
+                        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-request-id:",
+                                                        (const unsigned char *)pss->ws_request_id,
+                                                        (int)strlen(pss->ws_request_id), (unsigned char **)&args->p,
+                                                        (unsigned char *)args->p + args->max_len))
+                                return 1;
+                }
+                return 0;
         case LWS_CALLBACK_ESTABLISHED:
         case LWS_CALLBACK_SERVER_WRITEABLE:
         case LWS_CALLBACK_RECEIVE:

@@ -74,8 +74,10 @@ static const struct config_entry config_table[] = {
 static const char summary[] =
         "The Paddock public HTTP + websocket API.\n"
         "  paddock-api                                      serve\n"
-        "  paddock-api bootstrap --tenant NAME --admin USER create a tenant and its admin;\n"
-        "                                                   prints \"password: ...\" once\n"
+        "  paddock-api bootstrap --tenant NAME --admin USER create a tenant and its admin; prints a\n"
+        "                                                   one-time \"password: ...\" once (to be changed\n"
+        "                                                   at first login), or with --password-stdin\n"
+        "                                                   takes the admin's password from stdin\n"
         "  paddock-api import-skills --tenant NAME DIR      import DIR/*/SKILL.md as draft catalog skills\n"
         "  paddock-api migrate                              apply the api schema's migrations and exit\n"
         "                                                   (run with the schema owner's PADDOCK_PG_DSN)\n"

@@ -213,15 +213,20 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
 
 /* GET /v1/sandboxes/{id}/versions/{v}/effective-policy */
 int policy_effective(struct api_req *r) {
-        const char *id = r->params[0], *ver = r->params[1];
+        const char *ver = r->params[1];
         size_t vl = strlen(ver);
-        if (!id_is_uuid(id) || vl == 0 || vl > 9 || strspn(ver, "0123456789") != vl)
+        if (vl == 0 || vl > 9 || strspn(ver, "0123456789") != vl)
                 return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
+        char id[UUID_STR_LEN]; /* {id} is the sandbox's id or name */
+        if ((k = sandboxes_resolve(r, &d, r->params[0], id)) == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        if (k < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id, ver};
         k = pg_exec(d.conn,
@@ -254,6 +259,10 @@ int policy_effective(struct api_req *r) {
         json_array_foreach(json_object_get(pol, "files"), i, f) {
                 json_object_set_new(f, "size", json_integer((json_int_t)json_string_length(json_object_get(f, "content"))));
                 json_object_del(f, "content");
+                /* the mode as a spec writes it ("0644"), not the snapshot's integer */
+                char mode[8];
+                snprintf(mode, sizeof mode, "%04llo", (unsigned long long)json_integer_value(json_object_get(f, "mode")));
+                json_object_set_new(f, "mode", json_string(mode));
         }
         json_object_set(pol, "agent", json_object_get(spec, "agent"));
         json_object_set_new(pol, "sandbox", json_string(id));

@@ -16,8 +16,10 @@ static const struct api_route routes[] = {
         {"GET", "/metrics", ops_metrics, PERM_NONE},
         {"POST", "/v1/auth/login", auth_login, PERM_NONE},
         {"POST", "/v1/auth/oidc", oidc_login, PERM_NONE},
-        {"POST", "/v1/auth/logout", auth_logout, PERM_USER},
-        {"GET", "/v1/me", auth_me, PERM_USER},
+        /* PERM_SELF: also for a caller who must change its one-time password first */
+        {"POST", "/v1/auth/logout", auth_logout, PERM_SELF},
+        {"GET", "/v1/me", auth_me, PERM_SELF},
+        {"POST", "/v1/me/password", auth_password_change, PERM_SELF},
         {"GET", "/v1/teams", teams_list, PERM_USER},
         {"POST", "/v1/teams", teams_create, PERM_ADMIN},
         {"GET", "/v1/teams/{id}", teams_get, PERM_VIEWER},
@@ -25,6 +27,7 @@ static const struct api_route routes[] = {
         {"DELETE", "/v1/teams/{id}", teams_delete, PERM_ADMIN},
         {"GET", "/v1/teams/{id}/members", members_list, PERM_ADMIN},
         {"PUT", "/v1/teams/{id}/members/{user}", members_put, PERM_ADMIN},
+        {"PATCH", "/v1/teams/{id}/members/{user}", members_patch, PERM_ADMIN},
         {"GET", "/v1/users", users_list, PERM_ADMIN},
         {"POST", "/v1/users", users_create, PERM_ADMIN},
         {"PATCH", "/v1/users/{id}", users_patch, PERM_ADMIN},
@@ -40,14 +43,18 @@ static const struct api_route routes[] = {
         {"GET", "/v1/teams/{id}/secrets", secrets_list, PERM_VIEWER},
         {"PUT", "/v1/teams/{id}/secrets/{name}", secrets_put, PERM_SANDBOX_AUTHOR},
         {"DELETE", "/v1/teams/{id}/secrets/{name}", secrets_delete, PERM_SANDBOX_AUTHOR},
+        /* lists filter to the teams the caller may view; {id} takes a name too */
+        {"GET", "/v1/sandboxes", sandboxes_list, PERM_VIEWER},
         {"POST", "/v1/sandboxes", sandboxes_create, PERM_SANDBOX_AUTHOR},
         {"GET", "/v1/sandboxes/{id}", sandboxes_get, PERM_VIEWER},
         {"PUT", "/v1/sandboxes/{id}/draft", sandboxes_put_draft, PERM_SANDBOX_AUTHOR},
         {"POST", "/v1/sandboxes/{id}/versions", sandboxes_publish, PERM_SANDBOX_AUTHOR},
         {"GET", "/v1/sandboxes/{id}/versions/{v}", sandboxes_get_version, PERM_VIEWER},
         {"GET", "/v1/sandboxes/{id}/versions/{v}/effective-policy", policy_effective, PERM_VIEWER},
+        {"GET", "/v1/runs", runs_list, PERM_VIEWER},
         {"POST", "/v1/runs", runs_create, PERM_LAUNCHER},
         {"GET", "/v1/runs/{id}", runs_get, PERM_VIEWER},
+        {"POST", "/v1/runs/{id}/relaunch", runs_relaunch, PERM_LAUNCHER},
         {"POST", "/v1/runs/{id}/cancel", runs_cancel, PERM_CANCEL},
         {"GET", "/v1/runs/{id}/events", events_list, PERM_VIEWER},
         /* upgraded requests are served by stream.c (stream_filter checks PERM_VIEWER) */
@@ -55,6 +62,7 @@ static const struct api_route routes[] = {
         {"GET", "/v1/runs/{id}/artifacts", artifacts_list, PERM_REVIEWER},
         {"GET", "/v1/runs/{id}/artifacts/{name}", artifacts_get, PERM_REVIEWER},
         {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},
+        {"GET", "/v1/approvals/{id}", approvals_get, PERM_APPROVER},
         {"POST", "/v1/approvals/{id}/decision", approvals_decide, PERM_APPROVER},
         /* security_admin joins PERM_ADMIN here once it is a tenant role */
         /* the catalog is tenant-wide: reads need a role in some team of the
@@ -64,6 +72,10 @@ static const struct api_route routes[] = {
         {"GET", "/v1/catalog/{kind}/{id}", catalog_get, PERM_VIEWER},
         {"PATCH", "/v1/catalog/{kind}/{id}", catalog_patch, PERM_SANDBOX_AUTHOR},
         {"POST", "/v1/catalog/{kind}/{id}/approve", catalog_approve, PERM_CATALOG_APPROVE},
+        /* nodes are the platform's, not a tenant's: any authenticated user */
+        {"GET", "/v1/nodes", nodes_list, PERM_USER},
+        /* usage of the teams the caller may view */
+        {"GET", "/v1/usage", usage_get, PERM_VIEWER},
         {"GET", "/v1/audit", audit_api_list, PERM_ADMIN},
         {"GET", "/v1/audit/verify", audit_api_verify, PERM_ADMIN},
 };

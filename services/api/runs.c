@@ -1,4 +1,4 @@
-/* Runs: launch (snapshot + paddock.runs.requested) and status reads. */
+/* Runs: launch and relaunch (snapshot + paddock.runs.requested) and status reads. */
 #include <errno.h>
 #include <string.h>
 
@@ -24,22 +24,22 @@ bool runs_status_terminal(const char *status) {
         return false;
 }
 
-#define RUN_COLUMNS                                                                              \
-        "r.id, r.status, r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") \
-        ", " DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, " \
-        DB_TS("r.scheduled_at")
-
-static json_t *run_json(const PGresult *res, int row) {
+json_t *runs_row_json(const PGresult *res, int row) {
         const char *exit_code = db_val(res, row, 9);
-        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o}", "id",
-                         PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
+        /* finished_at is ended_at under the name the lists use; both stay */
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:s, s:{s:s, s:s},"
+                         " s:o, s:o}",
+                         "id", PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
                          PQgetvalue(res, row, 2), "sandbox", PQgetvalue(res, row, 3), "version",
                          (json_int_t)atoll(PQgetvalue(res, row, 4)), "node", db_json_str(res, row, 5),
                          "created_at", PQgetvalue(res, row, 6), "started_at", db_json_str(res, row, 7),
                          "ended_at", db_json_str(res, row, 8), "exit_code",
                          exit_code ? json_integer(atoll(exit_code)) : json_null(), "reason",
                          db_json_str(res, row, 10), "created_by", PQgetvalue(res, row, 11),
-                         "scheduled_at", db_json_str(res, row, 12));
+                         "scheduled_at", db_json_str(res, row, 12), "sandbox_name", PQgetvalue(res, row, 13),
+                         "team_name", PQgetvalue(res, row, 14), "launched_by", "id", PQgetvalue(res, row, 11),
+                         "username", PQgetvalue(res, row, 15), "finished_at", db_json_str(res, row, 8),
+                         "relaunch_of", db_json_str(res, row, 16));
 }
 
 int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
@@ -77,8 +77,7 @@ int runs_get(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT " RUN_COLUMNS " FROM api.runs r WHERE r.id = $1 AND r.tenant_id = $2", 2,
-                    params, &res, &e);
+        k = pg_exec(d.conn, RUNS_SELECT "WHERE r.id = $1 AND r.tenant_id = $2", 2, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "load run");
         if (PQntuples(res) != 1)
@@ -88,7 +87,7 @@ int runs_get(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
-        r->out = run_json(res, 0);
+        r->out = runs_row_json(res, 0);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
@@ -259,6 +258,177 @@ static int run_mark_failed(struct db *d, const char *run_id, const char *tenant_
                        3, params, NULL, &e);
 }
 
+/* What a launch starts from. Strings borrowed. */
+struct launch {
+        const char *sandbox_id; /* resolved id */
+        const char *version;    /* "N", or NULL for the latest published version */
+        const char *team;       /* team id or name, or NULL for the sandbox's team */
+        const char *relaunch_of; /* the run this one repeats, or NULL */
+};
+
+/* Launches l as r's caller: the caller must see the sandbox's team and hold
+ * r->perm (launcher) in the run's team; the run is stored and audited in one
+ * transaction, then requested on paddock.runs.requested. Answers 202. */
+static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *sb = NULL;
+        const char *sp[] = {l->sandbox_id, r->caller.tenant_id};
+        int k = pg_exec(d->conn, "SELECT team_id, name FROM api.sandboxes WHERE id = $1 AND tenant_id = $2", 2, sp,
+                        &sb, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load sandbox");
+        if (PQntuples(sb) != 1)
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        k = api_authz_team(d, &r->caller, PQgetvalue(sb, 0, 0), PERM_VIEWER, &e);
+        if (k == -EPERM)
+                return db_fail(r, k, &e, "check team membership");
+        if (k < 0)
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        const char *sandbox_name = PQgetvalue(sb, 0, 1);
+
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {l->sandbox_id, r->caller.tenant_id, l->version};
+        k = pg_exec(d->conn,
+                    "SELECT v.spec::text, v.spec_sha256, v.version FROM api.sandbox_versions v "
+                    "WHERE v.sandbox_id = $1 AND v.tenant_id = $2 AND ($3::integer IS NULL OR v.version = $3::integer) "
+                    "ORDER BY v.version DESC LIMIT 1",
+                    3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load sandbox version");
+        if (PQntuples(res) != 1 && l->version)
+                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -EEXIST, "conflict", "sandbox \"%s\" has no published version: publish its draft first",
+                                sandbox_name);
+        char version[16];
+        snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
+
+        char team_id[UUID_STR_LEN];
+        if (l->team) {
+                if ((k = teams_resolve(r, d, l->team, team_id)) < 0)
+                        return k;
+        } else {
+                snprintf(team_id, sizeof team_id, "%s", PQgetvalue(sb, 0, 0));
+                k = api_authz_team(d, &r->caller, team_id, r->perm, &e);
+                if (k == -EPERM)
+                        return db_fail(r, k, &e, "check team membership");
+                if (k < 0)
+                        return api_fail(r, -ENOENT, "not_found", "team not found");
+        }
+
+        _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        _cleanup_free_ char *canon = NULL;
+        char sha[65];
+        if (!spec || spec_canonical(spec, &canon, sha) < 0)
+                return api_fail(r, -EIO, "internal", "could not load the published spec");
+
+        if ((k = check_secrets_set(r, d, team_id, spec)) < 0)
+                return k;
+        /* resolved now, against the catalog as it is: an item changed back to
+         * draft since publishing stops new runs until it is approved again */
+        _cleanup_json_ json_t *pol = NULL;
+        k = policy_resolve(d, r->caller.tenant_id, spec, &pol, &e);
+        if (k == -EINVAL)
+                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+        if (k < 0)
+                return db_fail(r, k, &e, "resolve the sandbox policy");
+        /* an approved image that no node has built would only fail the run at
+         * provisioning: say so now (a run without image uses the node's own root) */
+        json_t *image = json_object_get(pol, "image");
+        if (json_is_string(image)) {
+                k = nodes_image_ready(d, json_string_value(image), &e);
+                if (k == -EAGAIN)
+                        return api_fail(r, -EAGAIN, "unavailable", "the nodes' images are not known yet");
+                if (k < 0)
+                        return db_fail(r, k, &e, "check the nodes' images");
+                if (k == 0)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.image: no ready node has image \"%s\" (sandbox \"%s\" version %s); "
+                                        "build it on a node (paddock-runner-agent image build %s) or launch "
+                                        "a version without it",
+                                        json_string_value(image), sandbox_name, version, json_string_value(image));
+        }
+
+        char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
+        if (id_new_uuid(run_id) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate an id");
+
+        Paddock__V1__RunRequested req = PADDOCK__V1__RUN_REQUESTED__INIT;
+        Paddock__V1__Envelope env;
+        Paddock__V1__SandboxSnapshot snap = PADDOCK__V1__SANDBOX_SNAPSHOT__INIT;
+        Paddock__V1__AgentSpec agent = PADDOCK__V1__AGENT_SPEC__INIT;
+        Paddock__V1__Limits limits = PADDOCK__V1__LIMITS__INIT;
+        _cleanup_(snapshot_parts_free) struct snapshot_parts parts = {0};
+        char producer[64];
+        snprintf(producer, sizeof producer, "api/%s", r->api->instance);
+        if (envelope_init(&env, r->caller.tenant_id, run_id, 0, producer, msgid) < 0 ||
+            snapshot_fill(spec, pol, &snap, &agent, &limits, &parts) < 0)
+                return api_fail(r, -EIO, "internal", "could not build the run snapshot");
+        snap.sandbox_id = (char *)l->sandbox_id;
+        snap.version = (uint32_t)atoi(version);
+        snap.name = (char *)sandbox_name;
+        snap.spec_json = canon;
+        snap.spec_sha256 = PQgetvalue(res, 0, 1);
+        req.env = &env;
+        req.team_id = team_id;
+        req.launched_by = r->caller.user_id;
+        req.sandbox = &snap;
+        json_t *prompt = json_object_get(pol, "prompt");
+        req.prompt = (char *)(json_is_string(prompt) ? json_string_value(prompt) : "");
+        size_t len = paddock__v1__run_requested__get_packed_size(&req);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        paddock__v1__run_requested__pack(&req, buf);
+
+        const char *ip[] = {run_id, r->caller.tenant_id, team_id, l->sandbox_id, version, r->caller.user_id,
+                            l->relaunch_of};
+        /* the run and its audit record commit together, before it is
+         * enqueued: an unaudited run must never start */
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", l->sandbox_id,
+                                                  "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
+        if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        if ((k = pg_begin(d->conn, &e)) < 0)
+                return db_fail(r, k, &e, "insert run");
+        k = pg_exec(d->conn,
+                    "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of) "
+                    "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7)",
+                    7, ip, NULL, &e);
+        if (k < 0) {
+                pg_rollback(d->conn);
+                return db_fail(r, k, &e, "insert run");
+        }
+        if ((k = api_audit(r, d, "run.launch", "run", run_id, "success", change)) < 0) {
+                pg_rollback(d->conn);
+                return k;
+        }
+        if ((k = pg_commit(d->conn, &e)) < 0)
+                return db_fail(r, k, &e, "insert run");
+
+        struct err_detail ke = {0};
+        k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);
+        if (k < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "kafka", ke.code),
+                        "could not produce run request: %s", ke.message[0] ? ke.message : strerror(-k));
+                char reason[256];
+                snprintf(reason, sizeof reason, "could not enqueue the run: %s",
+                         ke.code[0] ? ke.code : strerror(-k));
+                if (run_mark_failed(d, run_id, r->caller.tenant_id, reason) < 0)
+                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
+                return api_fail(r, -EAGAIN, "unavailable", "the run queue is unavailable; the run was marked failed");
+        }
+        metric_add(&api_metric_runs_launched, 1);
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "sandbox", l->sandbox_id, "version",
+                                 version, "user", r->caller.user_id),
+                "run queued");
+        r->out = json_pack("{s:s, s:s, s:I}", "id", run_id, "status", "queued", "version", (json_int_t)atoll(version));
+        if (r->out && l->relaunch_of)
+                json_object_set_new(r->out, "relaunch_of", json_string(l->relaunch_of));
+        r->status = 202;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
 int runs_create(struct api_req *r) {
         _cleanup_json_ json_t *body = NULL;
         int k = api_body_object(r, &body);
@@ -277,142 +447,70 @@ int runs_create(struct api_req *r) {
                *jteam = json_object_get(body, "team");
         if (!jsb)
                 return api_fail(r, -EINVAL, "missing_field", "sandbox is required");
-        if (!json_is_string(jsb))
-                return api_fail(r, -EINVAL, "invalid_field", "sandbox must be a sandbox id");
-        if (!jver)
-                return api_fail(r, -EINVAL, "missing_field", "version is required");
-        if (!json_is_integer(jver) || json_integer_value(jver) < 1 || json_integer_value(jver) > 1000000000)
+        if (!json_is_string(jsb) || json_string_length(jsb) == 0 || json_string_length(jsb) > 256 ||
+            strlen(json_string_value(jsb)) != json_string_length(jsb))
+                return api_fail(r, -EINVAL, "invalid_field", "sandbox must be a sandbox id or name");
+        if (jver && (!json_is_integer(jver) || json_integer_value(jver) < 1 || json_integer_value(jver) > 1000000000))
                 return api_fail(r, -EINVAL, "invalid_field", "version must be a positive integer");
         if (jteam && (!json_is_string(jteam) || json_string_length(jteam) == 0 || json_string_length(jteam) > 256))
                 return api_fail(r, -EINVAL, "invalid_field", "team must be a team id");
-        const char *sandbox_id = json_string_value(jsb);
-        if (!id_is_uuid(sandbox_id))
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        char version[16];
-        snprintf(version, sizeof version, "%lld", (long long)json_integer_value(jver));
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {sandbox_id, r->caller.tenant_id, version};
-        k = pg_exec(d.conn,
-                    "SELECT s.team_id, s.name, v.spec::text, v.spec_sha256 FROM api.sandboxes s "
-                    "JOIN api.sandbox_versions v ON v.sandbox_id = s.id AND v.tenant_id = s.tenant_id "
-                    "WHERE s.id = $1 AND s.tenant_id = $2 AND v.version = $3::integer",
-                    3, params, &res, &e);
+        char sandbox_id[UUID_STR_LEN], version[16];
+        k = sandboxes_resolve(r, &d, json_string_value(jsb), sandbox_id);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
         if (k < 0)
-                return db_fail(r, k, &e, "load sandbox version");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), PERM_VIEWER, &e);
-        if (k == -EPERM)
-                return api_fail(r, -EPERM, "forbidden", "no role in the sandbox's team grants launching runs");
-        if (k < 0)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
-        char team_id[UUID_STR_LEN];
-        if (jteam) {
-                if ((k = teams_resolve(r, &d, json_string_value(jteam), team_id)) < 0)
+                return k;
+        if (jver)
+                snprintf(version, sizeof version, "%lld", (long long)json_integer_value(jver));
+        struct launch l = {
+                .sandbox_id = sandbox_id,
+                .version = jver ? version : NULL,
+                .team = jteam ? json_string_value(jteam) : NULL,
+        };
+        return run_launch(r, &d, &l);
+}
+
+int runs_relaunch(struct api_req *r) {
+        const char *id = r->params[0];
+        if (!id_is_uuid(id))
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        /* nothing to choose: the run says what to launch again */
+        if (r->body_len > 0) {
+                _cleanup_json_ json_t *body = NULL;
+                int k = api_body_object(r, &body);
+                if (k < 0 || (k = api_known_fields(r, body, (const char *const[]){NULL})) < 0)
                         return k;
-        } else {
-                snprintf(team_id, sizeof team_id, "%s", PQgetvalue(res, 0, 0));
-                k = api_authz_team(&d, &r->caller, team_id, r->perm, &e);
-                if (k == -EPERM)
-                        return api_fail(r, -EPERM, "forbidden", "no role in this team grants launching runs");
-                if (k < 0)
-                        return api_fail(r, -ENOENT, "not_found", "team not found");
         }
-
-        _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
-        _cleanup_free_ char *canon = NULL;
-        char sha[65];
-        if (!spec || spec_canonical(spec, &canon, sha) < 0)
-                return api_fail(r, -EIO, "internal", "could not load the published spec");
-
-        if ((k = check_secrets_set(r, &d, team_id, spec)) < 0)
-                return k;
-        /* resolved now, against the catalog as it is: an item changed back to
-         * draft since publishing stops new runs until it is approved again */
-        _cleanup_json_ json_t *pol = NULL;
-        k = policy_resolve(&d, r->caller.tenant_id, spec, &pol, &e);
-        if (k == -EINVAL)
-                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
         if (k < 0)
-                return db_fail(r, k, &e, "resolve the sandbox policy");
-
-        char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
-        if (id_new_uuid(run_id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
-
-        Paddock__V1__RunRequested req = PADDOCK__V1__RUN_REQUESTED__INIT;
-        Paddock__V1__Envelope env;
-        Paddock__V1__SandboxSnapshot snap = PADDOCK__V1__SANDBOX_SNAPSHOT__INIT;
-        Paddock__V1__AgentSpec agent = PADDOCK__V1__AGENT_SPEC__INIT;
-        Paddock__V1__Limits limits = PADDOCK__V1__LIMITS__INIT;
-        _cleanup_(snapshot_parts_free) struct snapshot_parts parts = {0};
-        char producer[64];
-        snprintf(producer, sizeof producer, "api/%s", r->api->instance);
-        if (envelope_init(&env, r->caller.tenant_id, run_id, 0, producer, msgid) < 0 ||
-            snapshot_fill(spec, pol, &snap, &agent, &limits, &parts) < 0)
-                return api_fail(r, -EIO, "internal", "could not build the run snapshot");
-        snap.sandbox_id = (char *)sandbox_id;
-        snap.version = (uint32_t)json_integer_value(jver);
-        snap.name = PQgetvalue(res, 0, 1);
-        snap.spec_json = canon;
-        snap.spec_sha256 = PQgetvalue(res, 0, 3);
-        req.env = &env;
-        req.team_id = team_id;
-        req.launched_by = r->caller.user_id;
-        req.sandbox = &snap;
-        json_t *prompt = json_object_get(pol, "prompt");
-        req.prompt = (char *)(json_is_string(prompt) ? json_string_value(prompt) : "");
-        size_t len = paddock__v1__run_requested__get_packed_size(&req);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
-        paddock__v1__run_requested__pack(&req, buf);
-
-        const char *ip[] = {run_id, r->caller.tenant_id, team_id, sandbox_id, version, r->caller.user_id};
-        /* the run and its audit record commit together, before it is
-         * enqueued: an unaudited run must never start */
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", sandbox_id,
-                                                  "version", version, "spec_sha256", PQgetvalue(res, 0, 3));
-        if ((k = pg_begin(d.conn, &e)) < 0)
-                return db_fail(r, k, &e, "insert run");
-        k = pg_exec(d.conn,
-                    "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by) "
-                    "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6)",
-                    6, ip, NULL, &e);
-        if (k < 0) {
-                pg_rollback(d.conn);
-                return db_fail(r, k, &e, "insert run");
-        }
-        if ((k = api_audit(r, &d, "run.launch", "run", run_id, "success", change)) < 0) {
-                pg_rollback(d.conn);
-                return k;
-        }
-        if ((k = pg_commit(d.conn, &e)) < 0)
-                return db_fail(r, k, &e, "insert run");
-
-        struct err_detail ke = {0};
-        k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);
-        if (k < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "kafka", ke.code),
-                        "could not produce run request: %s", ke.message[0] ? ke.message : strerror(-k));
-                char reason[256];
-                snprintf(reason, sizeof reason, "could not enqueue the run: %s",
-                         ke.code[0] ? ke.code : strerror(-k));
-                if (run_mark_failed(&d, run_id, r->caller.tenant_id, reason) < 0)
-                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
-                return api_fail(r, -EAGAIN, "unavailable", "the run queue is unavailable; the run was marked failed");
-        }
-        metric_add(&api_metric_runs_launched, 1);
-        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "sandbox", sandbox_id, "version",
-                                 version, "user", r->caller.user_id),
-                "run queued");
-        r->out = json_pack("{s:s, s:s}", "id", run_id, "status", "queued");
-        r->status = 202;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT team_id, sandbox_id, version FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
+                    params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load run");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        /* the same version, team and inputs (runs take no other inputs yet) */
+        struct launch l = {
+                .sandbox_id = PQgetvalue(res, 0, 1),
+                .version = PQgetvalue(res, 0, 2),
+                .team = PQgetvalue(res, 0, 0),
+                .relaunch_of = id,
+        };
+        return run_launch(r, &d, &l);
 }

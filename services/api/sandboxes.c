@@ -14,14 +14,41 @@ static bool name_ok(const char *s) {
                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* Loads the sandbox visible to the caller as the public JSON shape. */
-static int sandbox_load(struct api_req *r, struct db *d, const char *id, json_t **ret) {
-        if (!id_is_uuid(id))
+int sandboxes_resolve(struct api_req *r, struct db *d, const char *ref, char out[UUID_STR_LEN]) {
+        size_t n = strlen(ref);
+        if (n == 0 || n > NAME_MAX_LEN)
+                return -ENOENT;
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.tenant_id, ref};
+        /* names are unique per tenant; an id wins over a name spelled like one
+         * (names that look like ids are refused since, but may exist) */
+        int k = pg_exec(d->conn,
+                        id_is_uuid(ref) ? "SELECT id FROM api.sandboxes WHERE tenant_id = $1 AND (id = $2::text::uuid OR name = $2::text) "
+                                          "ORDER BY id = $2::text::uuid DESC LIMIT 1"
+                                        : "SELECT id FROM api.sandboxes WHERE tenant_id = $1 AND name = $2",
+                        2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "look up sandbox");
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        return 0;
+}
+
+/* Loads the sandbox ref (id or name) visible to the caller as the public
+ * JSON shape; its id into id_out when not NULL. */
+static int sandbox_load(struct api_req *r, struct db *d, const char *ref, json_t **ret, char *id_out) {
+        char id[UUID_STR_LEN];
+        int k = sandboxes_resolve(r, d, ref, id);
+        if (k == -ENOENT)
                 return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+        if (k < 0)
+                return k;
         struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        int k = pg_exec(d->conn,
+        k = pg_exec(d->conn,
                         "SELECT s.id, s.name, s.team_id, s.draft_spec::text, " DB_TS("s.created_at") ", "
                         "coalesce((SELECT json_agg(v.version ORDER BY v.version) FROM api.sandbox_versions v "
                         "          WHERE v.sandbox_id = s.id AND v.tenant_id = s.tenant_id), '[]'::json), "
@@ -43,6 +70,8 @@ static int sandbox_load(struct api_req *r, struct db *d, const char *id, json_t 
                          PQgetvalue(res, 0, 1), "team", PQgetvalue(res, 0, 2), "draft", "spec",
                          spec ? spec : json_object(), "versions", versions ? versions : json_array(),
                          "created_at", PQgetvalue(res, 0, 4), "created_by", PQgetvalue(res, 0, 6));
+        if (id_out)
+                snprintf(id_out, UUID_STR_LEN, "%s", id);
         return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
 
@@ -56,9 +85,10 @@ int sandboxes_create(struct api_req *r) {
         json_t *name = json_object_get(body, "name"), *team = json_object_get(body, "team");
         if (!name)
                 return api_fail(r, -EINVAL, "missing_field", "name is required");
-        if (!json_is_string(name) || !name_ok(json_string_value(name)))
+        /* not a UUID: wherever a sandbox id is taken, its name is too */
+        if (!json_is_string(name) || !name_ok(json_string_value(name)) || id_is_uuid(json_string_value(name)))
                 return api_fail(r, -EINVAL, "invalid_field",
-                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ -", NAME_MAX_LEN);
+                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ - (not a UUID)", NAME_MAX_LEN);
         if (!team)
                 return api_fail(r, -EINVAL, "missing_field", "team is required");
         if (!json_is_string(team) || json_string_length(team) == 0 || json_string_length(team) > 256)
@@ -104,7 +134,7 @@ int sandboxes_create(struct api_req *r) {
                 return db_fail(r, k, &e, "commit sandbox");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "user", r->caller.user_id),
                 "sandbox created");
-        if ((k = sandbox_load(r, &d, id, &r->out)) < 0)
+        if ((k = sandbox_load(r, &d, id, &r->out, NULL)) < 0)
                 return k;
         r->status = 201;
         return 0;
@@ -116,7 +146,7 @@ int sandboxes_get(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
+        if ((k = sandbox_load(r, &d, r->params[0], &r->out, NULL)) < 0)
                 return k;
         r->status = 200;
         return 0;
@@ -138,12 +168,13 @@ int sandboxes_put_draft(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;
-        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+        char id[UUID_STR_LEN];
+        if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
                 return k;
         _cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
         if (!spec_text)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
-        const char *params[] = {r->params[0], r->caller.tenant_id, spec_text};
+        const char *params[] = {id, r->caller.tenant_id, spec_text};
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
@@ -153,13 +184,13 @@ int sandboxes_put_draft(struct api_req *r) {
                 return db_fail(r, k, &e, "update draft");
         }
         _cleanup_json_ json_t *change = json_pack("{s:O}", "spec", spec);
-        if ((k = api_audit(r, &d, "sandbox.update", "sandbox", r->params[0], "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "sandbox.update", "sandbox", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
         if ((k = pg_commit(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "commit draft");
-        if ((k = sandbox_load(r, &d, r->params[0], &r->out)) < 0)
+        if ((k = sandbox_load(r, &d, id, &r->out, NULL)) < 0)
                 return k;
         r->status = 200;
         return 0;
@@ -193,17 +224,19 @@ int sandboxes_publish(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;
-        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+        char id[UUID_STR_LEN];
+        if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
                 return k;
         if ((k = pg_begin(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         /* the row lock serializes concurrent publishes of one sandbox */
         _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {r->params[0], r->caller.tenant_id};
+        const char *params[] = {id, r->caller.tenant_id};
         k = pg_exec(d.conn,
-                    "SELECT s.draft_spec::text, coalesce((SELECT max(v.version) FROM api.sandbox_versions v "
-                    "WHERE v.sandbox_id = s.id), 0) + 1 FROM api.sandboxes s "
-                    "WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE",
+                    "SELECT s.draft_spec::text, coalesce(l.version, 0) + 1, l.version, l.spec_sha256 "
+                    "FROM api.sandboxes s LEFT JOIN LATERAL (SELECT v.version, v.spec_sha256 FROM api.sandbox_versions v "
+                    "  WHERE v.sandbox_id = s.id ORDER BY v.version DESC LIMIT 1) l ON true "
+                    "WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
                     2, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
                 pg_rollback(d.conn);
@@ -217,8 +250,20 @@ int sandboxes_publish(struct api_req *r) {
                 return api_fail(r, -EIO, "internal", "could not canonicalize the draft");
         }
         char version[16];
+        /* the draft is what the latest version already is: publishing it again
+         * would only make an identical version, so answer with that one
+         * (nothing written, nothing to audit) */
+        if (!PQgetisnull(res, 0, 2) && !strcmp(PQgetvalue(res, 0, 3), sha)) {
+                snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
+                pg_rollback(d.conn);
+                if ((k = version_load(r, &d, id, version, &r->out)) < 0)
+                        return k;
+                json_object_set_new(r->out, "unchanged", json_true());
+                r->status = 200;
+                return 0;
+        }
         snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 1));
-        const char *ip[] = {r->params[0], r->caller.tenant_id, version, canon, sha, r->caller.user_id};
+        const char *ip[] = {id, r->caller.tenant_id, version, canon, sha, r->caller.user_id};
         k = pg_exec(d.conn,
                     "INSERT INTO api.sandbox_versions (sandbox_id, tenant_id, version, spec, spec_sha256, published_by) "
                     "VALUES ($1, $2, $3::integer, $4::jsonb, $5, $6)",
@@ -227,19 +272,20 @@ int sandboxes_publish(struct api_req *r) {
                 pg_rollback(d.conn);
                 return db_fail(r, k, &e, "publish version");
         }
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", r->params[0], "version", version,
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", id, "version", version,
                                                   "spec_sha256", sha);
-        if ((k = api_audit(r, &d, "sandbox.publish", "sandbox", r->params[0], "success", change)) < 0) {
+        if ((k = api_audit(r, &d, "sandbox.publish", "sandbox", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 return k;
         }
         if ((k = pg_commit(d.conn, &e)) < 0)
                 return db_fail(r, k, &e, "commit version");
-        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", r->params[0], "version", version,
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "version", version,
                                  "user", r->caller.user_id),
                 "sandbox version published");
-        if ((k = version_load(r, &d, r->params[0], version, &r->out)) < 0)
+        if ((k = version_load(r, &d, id, version, &r->out)) < 0)
                 return k;
+        json_object_set_new(r->out, "unchanged", json_false());
         r->status = 201;
         return 0;
 }
@@ -254,10 +300,64 @@ int sandboxes_get_version(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_json_ json_t *current = NULL;
-        if ((k = sandbox_load(r, &d, r->params[0], &current)) < 0)
+        char id[UUID_STR_LEN];
+        if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
                 return k;
-        if ((k = version_load(r, &d, r->params[0], v, &r->out)) < 0)
+        if ((k = version_load(r, &d, id, v, &r->out)) < 0)
                 return k;
         r->status = 200;
         return 0;
+}
+
+/* ---- GET /v1/sandboxes */
+
+static json_t *sandbox_row_json(const PGresult *res, int i) {
+        const char *latest = db_val(res, i, 4);
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "id", PQgetvalue(res, i, 0), "name",
+                         PQgetvalue(res, i, 1), "team", PQgetvalue(res, i, 2), "team_name", PQgetvalue(res, i, 3),
+                         "latest_version", latest ? json_integer(atoll(latest)) : json_null(), "created_at",
+                         PQgetvalue(res, i, 5), "created_by", PQgetvalue(res, i, 6));
+}
+
+int sandboxes_list(struct api_req *r) {
+        struct list_page page;
+        char tbuf[257], nbuf[NAME_MAX_LEN + 1];
+        const char *team, *name;
+        int k;
+        if ((k = list_page_parse(r, &page)) < 0 || (k = api_query_single(r, "team", tbuf, sizeof tbuf, &team)) < 0 ||
+            (k = api_query_single(r, "name", nbuf, sizeof nbuf, &name)) < 0)
+                return k;
+        if (name && !name_ok(name))
+                return api_fail(r, -EINVAL, "invalid_field", "name must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+                                NAME_MAX_LEN);
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        char team_id[UUID_STR_LEN];
+        if (team && (k = teams_resolve(r, &d, team, team_id)) < 0) {
+                if (k == -ENOENT)
+                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+                return k;
+        }
+        const char *params[] = {r->caller.tenant_id, r->caller.tenant_admin ? "t" : "f", r->caller.user_id,
+                                api_perm_roles(PERM_VIEWER), team ? team_id : NULL, name, page.after_us,
+                                page.after_id, page.limit_plus_one};
+        _cleanup_pgres_ PGresult *res = NULL;
+        /* name: a case-insensitive part of the name, to find a definition
+         * whose exact name is lost (the exact name is GET /v1/sandboxes/NAME) */
+        k = pg_exec(d.conn,
+                    "SELECT s.id, s.name, s.team_id, t.name, "
+                    "(SELECT max(v.version) FROM api.sandbox_versions v WHERE v.sandbox_id = s.id), "
+                    DB_TS("s.created_at") ", s.created_by, " LIST_KEY_US("s.created_at") " "
+                    "FROM api.sandboxes s JOIN api.teams t ON t.id = s.team_id AND t.tenant_id = s.tenant_id "
+                    "WHERE s.tenant_id = $1 AND " LIST_TEAM_VISIBLE("s.team_id", "$2", "$3", "$4") " "
+                    "AND ($5::uuid IS NULL OR s.team_id = $5::uuid) "
+                    "AND ($6::text IS NULL OR strpos(lower(s.name), lower($6)) > 0) "
+                    "AND ($7::bigint IS NULL OR (s.created_at, s.id) < (" LIST_US_TS("$7") ", $8::uuid)) "
+                    "ORDER BY s.created_at DESC, s.id DESC LIMIT $9::bigint",
+                    9, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "list sandboxes");
+        return list_answer(r, &page, res, sandbox_row_json, 7, 0);
 }

@@ -5,10 +5,13 @@
  * api_authz_team() treat its requests through the one RBAC path. It cannot
  * log in (auth.c accepts kind 'user' only). Its tokens are 32 random bytes
  * shown once; only their SHA-256 is stored, with an expiry, and disabling
- * the account (DELETE here, or PATCH /v1/users/{id}) revokes them at once. */
+ * the account (DELETE here, or PATCH /v1/users/{id}) revokes them at once.
+ * An expired token answers 401 token_expired naming this endpoint (auth.c);
+ * listings show each token's state and count only usable ones as active. */
 #include <errno.h>
 #include <openssl/sha.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -43,18 +46,26 @@ static int body_roles(struct api_req *r, json_t *body, char *out, size_t size, j
         json_t *roles = json_object_get(body, "roles");
         if (!roles) { /* least privilege by default */
                 _cleanup_json_ json_t *viewer = json_pack("[s]", "viewer");
-                return roles_literal(r, viewer, out, size, ret_list);
+                return roles_literal(r, "roles", viewer, out, size, ret_list);
         }
         if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 7)
                 return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of 1 to 7 role names");
-        return roles_literal(r, roles, out, size, ret_list);
+        return roles_literal(r, "roles", roles, out, size, ret_list);
 }
 
+/* each token's state: revoked (whatever its expiry), expired, or active */
+#define SA_TOKEN_STATE                                                                                   \
+        "CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked' WHEN k.expires_at <= now() THEN 'expired' "   \
+        "ELSE 'active' END"
 #define SA_TOKENS_JSON                                                                                   \
         "coalesce((SELECT json_agg(json_build_object('id', k.id, 'name', k.name, 'created_at', "         \
         DB_TS("k.created_at") ", 'expires_at', " DB_TS("k.expires_at") ", 'revoked_at', "                \
-        DB_TS("k.revoked_at") ") ORDER BY k.created_at, k.id) FROM api.tokens k "                         \
-        "WHERE k.user_id = u.id AND k.tenant_id = u.tenant_id AND k.id IS NOT NULL), '[]')"
+        DB_TS("k.revoked_at") ", 'state', " SA_TOKEN_STATE ") ORDER BY k.created_at, k.id) "             \
+        "FROM api.tokens k WHERE k.user_id = u.id AND k.tenant_id = u.tenant_id AND k.id IS NOT NULL), '[]')"
+/* only tokens that authenticate count as active */
+#define SA_ACTIVE_TOKENS                                                                                 \
+        "(SELECT count(*) FROM api.tokens k WHERE k.user_id = u.id AND k.tenant_id = u.tenant_id "       \
+        "AND k.id IS NOT NULL AND k.revoked_at IS NULL AND k.expires_at > now())"
 #define SA_TEAMS_JSON                                                                                    \
         "coalesce((SELECT json_agg(json_build_object('id', m.team_id, 'roles', m.roles) ORDER BY "      \
         "m.team_id) FROM api.team_members m WHERE m.user_id = u.id AND m.tenant_id = u.tenant_id), '[]')"
@@ -70,7 +81,7 @@ int service_accounts_list(struct api_req *r) {
         /* token metadata only: neither the value (never stored) nor its hash */
         k = pg_exec(d.conn,
                     "SELECT u.id, u.username, u.disabled, " DB_TS("u.created_at") ", " SA_TEAMS_JSON ", "
-                    SA_TOKENS_JSON " FROM api.users u WHERE u.tenant_id = $1 AND u.kind = 'service' "
+                    SA_TOKENS_JSON ", " SA_ACTIVE_TOKENS " FROM api.users u WHERE u.tenant_id = $1 AND u.kind = 'service' "
                     "ORDER BY u.username",
                     1, params, &res, &e);
         if (k < 0)
@@ -79,13 +90,14 @@ int service_accounts_list(struct api_req *r) {
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *teams = json_loads(PQgetvalue(res, i, 4), 0, NULL);
                 json_t *tokens = json_loads(PQgetvalue(res, i, 5), 0, NULL);
-                json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o}", "id",
+                json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o, s:I}", "id",
                                                        PQgetvalue(res, i, 0), "name", PQgetvalue(res, i, 1),
                                                        "kind", "service", "disabled",
                                                        PQgetvalue(res, i, 2)[0] == 't', "created_at",
                                                        PQgetvalue(res, i, 3), "teams",
                                                        teams ? teams : json_array(), "tokens",
-                                                       tokens ? tokens : json_array()));
+                                                       tokens ? tokens : json_array(), "active_tokens",
+                                                       (json_int_t)atoll(PQgetvalue(res, i, 6))));
         }
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
@@ -158,8 +170,9 @@ int service_accounts_create(struct api_req *r) {
         json_t *teams = json_array();
         if (team[0])
                 json_array_append_new(teams, json_pack("{s:s, s:O}", "id", team, "roles", roles));
-        r->out = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:[]}", "id", id, "name", name, "kind", "service",
-                           "disabled", 0, "created_at", PQgetvalue(res, 0, 0), "teams", teams, "tokens");
+        r->out = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:[], s:i}", "id", id, "name", name, "kind", "service",
+                           "disabled", 0, "created_at", PQgetvalue(res, 0, 0), "teams", teams, "tokens",
+                           "active_tokens", 0);
         if (asprintf(&r->location, "/v1/service-accounts/%s", id) < 0)
                 r->location = NULL;
         r->status = 201;

@@ -163,45 +163,44 @@ int stream_plain_http(struct api_req *r) {
         return api_fail(r, -EINVAL, "unsupported", "/v1/runs/{id}/stream needs a websocket upgrade");
 }
 
-int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret) {
+int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret, struct api_caller *caller) {
         char uri[256], token[128], run_id[UUID_STR_LEN], buf[64];
-        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || !stream_run_id(uri, run_id)) {
-                lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-                return -1;
-        }
+        *caller = (struct api_caller){0};
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || !stream_run_id(uri, run_id))
+                return HTTP_STATUS_NOT_FOUND;
         uint64_t after = 0;
         const char *v = lws_get_urlarg_by_name(wsi, "after=", buf, sizeof buf);
         if (v) {
                 char *end;
                 errno = 0;
                 unsigned long long n = strtoull(v, &end, 10);
-                if (errno || end == v || *end || n >= INT64_MAX) {
-                        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
-                        return -1;
-                }
+                if (errno || end == v || *end || n >= INT64_MAX)
+                        return HTTP_STATUS_BAD_REQUEST;
                 after = n;
         }
-        struct api_caller caller = {0};
+        struct api_caller c = {0};
         struct err_detail e = {0};
         int k = auth_token_from_wsi(wsi, true, token, sizeof token);
         if (k >= 0)
-                k = auth_lookup_token(a, token, &caller, NULL, &e);
+                k = auth_lookup_token(a, token, &c, NULL, &e);
         explicit_bzero(token, sizeof token);
-        if (k < 0) {
-                lws_return_http_status(wsi, k == -EACCES ? HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-                return -1;
-        }
+        if (k < 0)
+                return k == -EACCES || k == -EKEYEXPIRED ? HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_SERVICE_UNAVAILABLE;
+        *caller = c;
+        /* a one-time password must be changed before anything else (http.c) */
+        if (c.password_change_required)
+                return HTTP_STATUS_FORBIDDEN;
         char team[UUID_STR_LEN], status[32];
-        k = runs_load_visible(a, &caller, run_id, PERM_VIEWER, team, status, sizeof status, &e);
-        if (k < 0) {
-                lws_return_http_status(wsi, k == -ENOENT ? HTTP_STATUS_NOT_FOUND : k == -EPERM ? HTTP_STATUS_FORBIDDEN : HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-                return -1;
-        }
+        k = runs_load_visible(a, &c, run_id, PERM_VIEWER, team, status, sizeof status, &e);
+        if (k < 0)
+                return k == -ENOENT ? HTTP_STATUS_NOT_FOUND
+                       : k == -EPERM ? HTTP_STATUS_FORBIDDEN
+                                     : HTTP_STATUS_SERVICE_UNAVAILABLE;
         struct stream_session *ss = calloc(1, sizeof *ss);
         if (!ss)
-                return -1;
+                return HTTP_STATUS_INTERNAL_SERVER_ERROR;
         ss->api = a;
-        ss->caller = caller;
+        ss->caller = c;
         memcpy(ss->run_id, run_id, sizeof run_id);
         ss->next_seq = after + 1;
         ss->run_was_terminal = runs_status_terminal(status);

@@ -1,6 +1,8 @@
 /* Users of the caller's tenant (tenant_admin, checked in routes.c): create
- * with a given or generated one-time password, disable/enable (disabling
- * revokes every token of the user at once), delete. */
+ * with a given password or a generated one-time password (which must be
+ * changed at first login, as a given one must when the request says
+ * must_change_password), disable/enable (disabling revokes every token of
+ * the user at once), delete. */
 #include <errno.h>
 #include <string.h>
 
@@ -11,13 +13,15 @@
 #define PASSWORD_MIN 12
 #define PASSWORD_MAX 1024
 
-#define USER_COLUMNS "id, username, disabled, array_to_json(tenant_roles), " DB_TS("created_at")
+#define USER_COLUMNS \
+        "id, username, disabled, array_to_json(tenant_roles), " DB_TS("created_at") ", password_change_required"
 
 static json_t *user_json(const PGresult *res, int row) {
         json_t *roles = json_loads(PQgetvalue(res, row, 3), 0, NULL);
-        return json_pack("{s:s, s:s, s:b, s:o, s:s}", "id", PQgetvalue(res, row, 0), "username",
+        return json_pack("{s:s, s:s, s:b, s:o, s:s, s:b}", "id", PQgetvalue(res, row, 0), "username",
                          PQgetvalue(res, row, 1), "disabled", PQgetvalue(res, row, 2)[0] == 't', "tenant_roles",
-                         roles ? roles : json_array(), "created_at", PQgetvalue(res, row, 4));
+                         roles ? roles : json_array(), "created_at", PQgetvalue(res, row, 4),
+                         "password_change_required", PQgetvalue(res, row, 5)[0] == 't');
 }
 
 static int check_fields(struct api_req *r, json_t *body, const char *const *known) {
@@ -70,7 +74,7 @@ int users_create(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        static const char *const known[] = {"username", "password", "tenant_admin", NULL};
+        static const char *const known[] = {"username", "password", "tenant_admin", "must_change_password", NULL};
         if ((k = check_fields(r, body, known)) < 0)
                 return k;
         json_t *ju = json_object_get(body, "username");
@@ -86,9 +90,16 @@ int users_create(struct api_req *r) {
                    json_string_length(jp) > PASSWORD_MAX || strlen(json_string_value(jp)) != json_string_length(jp)))
                 return api_fail(r, -EINVAL, "invalid_field", "password must be a string of %d to %d bytes",
                                 PASSWORD_MIN, PASSWORD_MAX);
-        int admin;
-        if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0)
+        int admin, must_change;
+        if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0 ||
+            (k = body_bool(r, body, "must_change_password", &must_change)) < 0)
                 return k;
+        /* a generated password is seen by the admin: only its user may keep one */
+        if (!jp && must_change == 0)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "must_change_password: a generated password must be changed at first login; "
+                                "give a password to set one that need not be");
+        bool forced = !jp || must_change == 1;
 
         /* a generated password is shown once, in this answer, and must be changed */
         char generated[33] = "";
@@ -105,13 +116,14 @@ int users_create(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         _cleanup_json_ json_t *change = NULL;
-        const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}"};
+        const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}",
+                                forced ? "t" : "f"};
         if ((k = db_open_caller(&d, r, &e)) < 0 || (k = pg_begin(d.conn, &e)) < 0)
                 goto fail_db;
         k = pg_exec(d.conn,
-                    "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles) "
-                    "VALUES ($1, $2, $3, $4, $5::text[]) RETURNING " USER_COLUMNS,
-                    5, params, &res, &e);
+                    "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles, "
+                    "password_change_required) VALUES ($1, $2, $3, $4, $5::text[], $6::boolean) RETURNING " USER_COLUMNS,
+                    6, params, &res, &e);
         if (k < 0) {
                 pg_rollback(d.conn);
                 explicit_bzero(generated, sizeof generated);
@@ -119,7 +131,8 @@ int users_create(struct api_req *r) {
                         return api_fail(r, -EEXIST, "conflict", "a user named \"%s\" exists", username);
                 return db_fail(r, k, &e, "create user");
         }
-        change = json_pack("{s:s, s:b}", "username", username, "tenant_admin", admin == 1);
+        change = json_pack("{s:s, s:b, s:b}", "username", username, "tenant_admin", admin == 1,
+                           "password_change_required", forced);
         if ((k = api_audit(r, &d, "user.create", "user", id, "success", change)) < 0) {
                 pg_rollback(d.conn);
                 explicit_bzero(generated, sizeof generated);

@@ -1,6 +1,7 @@
 /* Node heartbeats: the scheduler's view of capacity and liveness. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -10,6 +11,8 @@
 #include "scheduler.h"
 
 #define NODE_ID_MAX 253 /* a DNS name: node ids are Kubernetes node names */
+#define IMAGE_NAME_MAX 128 /* the catalog's name bound */
+#define IMAGES_MAX 256
 
 static void heartbeat_freep(Paddock__V1__NodeHeartbeat **p) {
         if (*p)
@@ -25,6 +28,35 @@ static bool node_id_valid(const char *s) {
                       *c == '-' || *c == '.' || *c == '_'))
                         return false;
         return true;
+}
+
+/* The node's image names as a PostgreSQL text[] literal in *ret (caller
+ * frees). Names outside the catalog's alphabet are left out (and logged)
+ * rather than refusing the heartbeat: capacity and liveness matter more than
+ * one odd name, and a name the api cannot match helps no launch. */
+static int images_literal(const Paddock__V1__NodeHeartbeat *hb, char **ret) {
+        size_t n = hb->n_images < IMAGES_MAX ? hb->n_images : IMAGES_MAX;
+        _cleanup_free_ char *lit = malloc(n * (IMAGE_NAME_MAX + 3) + 3);
+        if (!lit)
+                return -ENOMEM;
+        char *p = lit;
+        *p++ = '{';
+        for (size_t i = 0; i < n; i++) {
+                const char *name = hb->images[i];
+                size_t len = name ? strlen(name) : 0;
+                if (len == 0 || len > IMAGE_NAME_MAX ||
+                    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len) {
+                        log_ctx(LOG_WARN, LOG_KV("node", hb->node_id), "heartbeat image name ignored: not 1-%d of [A-Za-z0-9._-]",
+                                IMAGE_NAME_MAX);
+                        continue;
+                }
+                /* quoted: an unquoted NULL would be a null element */
+                p += sprintf(p, "%s\"%s\"", p - lit > 1 ? "," : "", name);
+        }
+        *p++ = '}';
+        *p = '\0';
+        *ret = TAKE_PTR(lit);
+        return 0;
 }
 
 int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
@@ -50,6 +82,9 @@ int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct er
         snprintf(ucpus, sizeof ucpus, "%.17g", used ? used->cpus : 0.0);
         snprintf(umem, sizeof umem, "%llu", used ? (unsigned long long)used->memory_mb : 0ULL);
         snprintf(ival, sizeof ival, "%u", interval);
+        _cleanup_free_ char *images = NULL;
+        if (images_literal(hb, &images) < 0)
+                return err_set(reterr, -ENOMEM, "oom", "out of memory");
         int64_t sent_us = hb->env ? hb->env->ts_unix_us : 0;
         snprintf(ts, sizeof ts, "%lld", (long long)sent_us);
 
@@ -61,19 +96,19 @@ int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct er
          * heartbeat must not). */
         const char *params[] = {hb->node_id, slots, cpus, mem, uslots, ucpus, umem, ival,
                                 hb->version && *hb->version ? hb->version : NULL,
-                                sent_us > 0 ? ts : NULL};
+                                sent_us > 0 ? ts : NULL, images};
         return pg_exec(conn,
                        "INSERT INTO scheduler.nodes AS n (node_id, capacity_slots, capacity_cpus,"
                        " capacity_memory_mb, used_slots, used_cpus, used_memory_mb,"
-                       " heartbeat_interval_ms, version, last_seen)"
+                       " heartbeat_interval_ms, version, last_seen, images)"
                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                       "  LEAST(now(), COALESCE(to_timestamp($10::double precision / 1e6), now())))"
+                       "  LEAST(now(), COALESCE(to_timestamp($10::double precision / 1e6), now())), $11::text[])"
                        " ON CONFLICT (node_id) DO UPDATE SET"
                        "  capacity_slots = EXCLUDED.capacity_slots, capacity_cpus = EXCLUDED.capacity_cpus,"
                        "  capacity_memory_mb = EXCLUDED.capacity_memory_mb, used_slots = EXCLUDED.used_slots,"
                        "  used_cpus = EXCLUDED.used_cpus, used_memory_mb = EXCLUDED.used_memory_mb,"
                        "  heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,"
-                       "  version = EXCLUDED.version, last_seen = EXCLUDED.last_seen,"
+                       "  version = EXCLUDED.version, last_seen = EXCLUDED.last_seen, images = EXCLUDED.images,"
                        "  dead_since = CASE WHEN EXCLUDED.last_seen > n.last_seen THEN NULL"
                        "               ELSE n.dead_since END"
                        " WHERE EXCLUDED.last_seen >= n.last_seen",

@@ -1,8 +1,11 @@
 /* The pending timeout: a run that waited PADDOCK_PENDING_TIMEOUT_S since it
  * last became pending (requested, or moved off a dead node) without being
- * placed fails with "no capacity", so no run waits forever for a node that
- * never comes or a team slot that never frees. The verdict is a terminal
- * status event with the next sequence number (1 for a run that never ran). */
+ * placed fails, so no run waits forever for a node that never comes or a team
+ * slot that never frees. The reason says what to fix: "no live node has image
+ * X" when no node heard from within the dead-after interval lists the run's
+ * image (placement.c places it nowhere else), "no capacity" otherwise. The
+ * verdict is a terminal status event with the next sequence number (1 for a
+ * run that never ran). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include "scheduler.h"
 
 #define PENDING_BATCH 64
+#define REASON_MAX 512
 
 static struct metric m_timed_out = {.name = "paddock_scheduler_runs_pending_timeout_total",
                                     .help = "Runs failed because no node could take them in time",
@@ -32,23 +36,34 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         r = placement_lock(conn, reterr);
         if (r < 0)
                 goto rollback;
-        char timeout_s[24];
+        char dead_ms[24], timeout_s[24];
+        snprintf(dead_ms, sizeof dead_ms, "%lld", s->policy->node_dead_after_ms);
         snprintf(timeout_s, sizeof timeout_s, "%lld", s->policy->pending_timeout_s);
-        const char *params[] = {timeout_s};
+        const char *params[] = {dead_ms, timeout_s};
+        /* live as placement counts it (placement.c's pick_sql) */
         r = pg_exec(conn,
-                    "SELECT run_id, tenant_id, team_id, last_seq FROM scheduler.runs"
-                    " WHERE state = 'pending' AND request IS NOT NULL"
-                    " AND pending_since <= now() - $1::bigint * interval '1 second'"
-                    " ORDER BY pending_since, run_id LIMIT 1 FOR UPDATE",
-                    1, params, &run, reterr);
+                    "SELECT r.run_id, r.tenant_id, r.team_id, r.last_seq, r.image,"
+                    " r.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n"
+                    "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
+                    "  AND r.image = ANY (n.images))"
+                    " FROM scheduler.runs r"
+                    " WHERE r.state = 'pending' AND r.request IS NOT NULL"
+                    " AND r.pending_since <= now() - $2::bigint * interval '1 second'"
+                    " ORDER BY r.pending_since, r.run_id LIMIT 1 FOR UPDATE OF r",
+                    (int)ELEMENTSOF(params), params, &run, reterr);
         if (r < 0 || PQntuples(run) == 0)
                 goto rollback;
 
         const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
         const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
         uint64_t seq = strtoull(PQgetvalue(run, 0, 3), NULL, 10) + 1;
-        char reason[128];
-        snprintf(reason, sizeof reason, "no capacity: not placed within %lld s", s->policy->pending_timeout_s);
+        char reason[REASON_MAX];
+        if (PQgetvalue(run, 0, 5)[0] == 't')
+                snprintf(reason, sizeof reason, "no live node has image \"%.256s\": not placed within %lld s",
+                         PQgetvalue(run, 0, 4), s->policy->pending_timeout_s);
+        else
+                snprintf(reason, sizeof reason, "no capacity: not placed within %lld s",
+                         s->policy->pending_timeout_s);
         r = platform_end_run(s, run_id, tenant, team, seq, "failed", reason, reterr);
         if (r < 0)
                 goto rollback;

@@ -11,11 +11,24 @@
  * needing a whole node may wait for one to drain, is bounded by the pending
  * timeout.
  *
+ * Images: a run whose sandbox names a catalog image goes only to a node whose
+ * last heartbeat lists it (scheduler.runs.image, stored with the request,
+ * against scheduler.nodes.images: no request is decoded here). Any other node
+ * would take it only to fail it at provisioning, for good (no retry
+ * elsewhere); the api's launch check (some ready node has the image) cannot
+ * prevent that once there are several nodes. A run without image goes
+ * anywhere. The price: a node's list is as old as its last heartbeat (a
+ * freshly built image is used one interval late, one deleted since can still
+ * fail a run), and a run of an image few nodes have waits for those while
+ * others idle. A run whose image no live node has is passed over like an
+ * oversized one and fails at the pending timeout naming the image (pending.c).
+ *
  * Teams: a team with as many runs assigned as its limit (scheduler.team_limits,
  * else PADDOCK_TEAM_MAX_CONCURRENT) places nothing, while other teams' runs go
  * ahead. Within a team runs start in FIFO order; only a run that fits no live
- * node even when empty is passed over (it would block its team forever; it
- * waits for a bigger node or the pending timeout).
+ * node even when empty, or whose image no live node has, is passed over (it
+ * would block its team forever; it waits for a bigger node, a node with the
+ * image, or the pending timeout).
  *
  * Each run is placed in its own transaction under a transaction-scoped
  * advisory lock (so two replicas never count the same free capacity twice):
@@ -42,7 +55,8 @@
 static struct metric m_assigned = {.name = "paddock_scheduler_runs_assigned_total",
                                    .help = "Runs assigned to a node", .type = METRIC_COUNTER};
 static struct metric m_pending = {.name = "paddock_scheduler_runs_pending",
-                                  .help = "Runs waiting for capacity or their team's concurrency limit",
+                                  .help = "Runs waiting for capacity, a node with their image or their team's"
+                                          " concurrency limit",
                                   .type = METRIC_GAUGE};
 static struct metric m_active = {.name = "paddock_scheduler_runs_active",
                                  .help = "Runs assigned to a node and not finished", .type = METRIC_GAUGE};
@@ -111,11 +125,11 @@ int placement_lock(PGconn *conn, struct err_detail *reterr) {
 }
 
 /* The next run to place and its node: the oldest team head whose team is
- * under its limit and that fits a live node now. $1 dead-after setting (ms),
- * $2 default team limit. */
+ * under its limit and that fits a live node with its image now. $1 dead-after
+ * setting (ms), $2 default team limit. */
 static const char pick_sql[] =
         "WITH live AS ("
-        "  SELECT n.node_id, n.capacity_slots, n.capacity_cpus, n.capacity_memory_mb,"
+        "  SELECT n.node_id, n.capacity_slots, n.capacity_cpus, n.capacity_memory_mb, n.images,"
         "    n.capacity_slots - GREATEST(n.used_slots, COALESCE(a.slots, 0)) AS free_slots,"
         "    n.capacity_cpus - GREATEST(n.used_cpus, COALESCE(a.cpus, 0)) AS free_cpus,"
         "    n.capacity_memory_mb - GREATEST(n.used_memory_mb, COALESCE(a.memory_mb, 0)) AS free_memory_mb"
@@ -127,11 +141,12 @@ static const char pick_sql[] =
         "  SELECT team_id, count(*) AS n FROM scheduler.runs WHERE state = 'assigned' GROUP BY team_id"
         "), heads AS ("
         "  SELECT DISTINCT ON (r.team_id) r.run_id, r.team_id, r.cpus, r.memory_mb, r.excluded_nodes,"
-        "    r.created_at"
+        "    r.image, r.created_at"
         "  FROM scheduler.runs r"
         "  WHERE r.state = 'pending' AND r.request IS NOT NULL AND r.last_seq = 0"
         "    AND EXISTS (SELECT 1 FROM live l WHERE l.capacity_slots >= 1 AND l.capacity_cpus >= r.cpus"
-        "                AND l.capacity_memory_mb >= r.memory_mb AND l.node_id <> ALL (r.excluded_nodes))"
+        "                AND l.capacity_memory_mb >= r.memory_mb AND l.node_id <> ALL (r.excluded_nodes)"
+        "                AND (r.image IS NULL OR r.image = ANY (l.images)))"
         "  ORDER BY r.team_id, r.created_at, r.run_id"
         ")"
         " SELECT h.run_id, f.node_id FROM heads h"
@@ -140,7 +155,7 @@ static const char pick_sql[] =
         " CROSS JOIN LATERAL ("
         "   SELECT l.node_id FROM live l"
         "   WHERE l.free_slots >= 1 AND l.free_cpus >= h.cpus - 1e-9 AND l.free_memory_mb >= h.memory_mb"
-        "     AND l.node_id <> ALL (h.excluded_nodes)"
+        "     AND l.node_id <> ALL (h.excluded_nodes) AND (h.image IS NULL OR h.image = ANY (l.images))"
         "   ORDER BY (l.free_cpus - h.cpus) / GREATEST(l.capacity_cpus, 1e-9)"
         "          + (l.free_memory_mb - h.memory_mb)::float8 / GREATEST(l.capacity_memory_mb, 1) DESC,"
         "          l.node_id"

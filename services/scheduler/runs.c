@@ -60,6 +60,9 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
         char cpus_s[32], mem_s[24];
         snprintf(cpus_s, sizeof cpus_s, "%.17g", cpus);
         snprintf(mem_s, sizeof mem_s, "%llu", mem);
+        /* placement matches it against the nodes' heartbeats (placement.c) */
+        const char *image = req->sandbox && req->sandbox->image && req->sandbox->image[0] ? req->sandbox->image
+                                                                                            : NULL;
 
         /* Stored exactly as received, so the assignment embeds the very
          * snapshot the api published. */
@@ -73,11 +76,12 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
         char ts[24];
         snprintf(ts, sizeof ts, "%lld", (long long)req->env->ts_unix_us);
         const char *params[] = {req->env->run_id, req->env->tenant_id, team, hex, cpus_s, mem_s,
-                                req->env->ts_unix_us > 0 ? ts : NULL};
+                                req->env->ts_unix_us > 0 ? ts : NULL, image};
         return pg_exec(conn,
-                       "INSERT INTO scheduler.runs (run_id, tenant_id, team_id, request, cpus, memory_mb, created_at)"
+                       "INSERT INTO scheduler.runs (run_id, tenant_id, team_id, request, cpus, memory_mb,"
+                       " created_at, image)"
                        " VALUES ($1, $2, $3, decode($4, 'hex'), $5, $6,"
-                       "  LEAST(now(), COALESCE(to_timestamp($7::double precision / 1e6), now())))"
+                       "  LEAST(now(), COALESCE(to_timestamp($7::double precision / 1e6), now())), $8)"
                        " ON CONFLICT (run_id) DO NOTHING",
                        (int)ELEMENTSOF(params), params, NULL, reterr);
 }

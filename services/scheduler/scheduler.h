@@ -47,7 +47,7 @@ struct sched {
 int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
 
 /* runs.c: stores a RunRequested as a pending run (once per run id), with the
- * cpus and memory it needs. */
+ * cpus, memory and catalog image (if any) it needs. */
 int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
 /* runs.c: records the last sequence seen for the run and marks it finished on
  * its terminal RunEvent, freeing its slot. Returns 1 if the event was
@@ -55,9 +55,10 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
 int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
 
 /* placement.c: assigns pending runs to live nodes with room for them (slots,
- * cpus, memory), honouring per-team concurrency limits, producing RunAssigned
- * (key node id) before marking each run assigned. Returns the number of runs
- * assigned or a negative errno (runs not yet assigned stay pending). */
+ * cpus, memory) that have the run's image, honouring per-team concurrency
+ * limits, producing RunAssigned (key node id) before marking each run
+ * assigned. Returns the number of runs assigned or a negative errno (runs not
+ * yet assigned stay pending). */
 int placement_run(PGconn *conn, const struct sched *s, struct err_detail *reterr);
 /* placement.c: refreshes the pending/assigned/live-node gauges. */
 int placement_update_gauges(PGconn *conn, const struct sched *s, struct err_detail *reterr);
@@ -120,7 +121,8 @@ int stalled_sweep(PGconn *conn, const struct sched *s, struct err_detail *reterr
 void stalled_register_metrics(void);
 
 /* pending.c: fails every run pending longer than policy->pending_timeout_s
- * ("no capacity"). Returns the number of runs failed. */
+ * ("no live node has image ..." when that is why, else "no capacity").
+ * Returns the number of runs failed. */
 int pending_sweep(PGconn *conn, const struct sched *s, struct err_detail *reterr);
 /* control.c: applies a RunControl cancel from the api: a pending run is
  * dropped (never placed), an assigned one is marked so that stalled_sweep

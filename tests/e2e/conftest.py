@@ -331,25 +331,34 @@ def api_binary():
     pytest.fail(f"paddock-api not found (set PADDOCK_CLI or PADDOCK_BUILD_DIR): tried {candidates}", pytrace=False)
 
 
-def run_api_command(*args):
+def run_api_command(*args, input=None):
     """Runs `paddock-api ARGS` with the stack's api environment (and no other
-    PADDOCK_* variable); returns the CompletedProcess."""
+    PADDOCK_* variable), input (text) on stdin; returns the CompletedProcess."""
     env_file = state_dir() / "env" / "api.env"
     api_env = read_env_file(env_file)
     assert api_env.get("PADDOCK_PG_DSN") and api_env.get("PADDOCK_MASTER_KEY"), f"no api settings in {env_file}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PADDOCK_")}
     env.update(api_env)
-    return subprocess.run([str(api_binary()), *map(str, args)], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(api_binary()), *map(str, args)], env=env, input=input, capture_output=True, text=True,
+                          timeout=120)
 
 
-def bootstrap_tenant(name, admin):
+def bootstrap_tenant(name, admin, one_time=False):
     """Creates a tenant and its admin with `paddock-api bootstrap`; returns
-    the admin's one-time password."""
-    out = run_api_command("bootstrap", "--tenant", name, "--admin", admin)
+    the admin's password: one chosen here (--password-stdin), or with
+    one_time the generated one-time password, which must be changed at
+    first login before anything but GET /v1/me works."""
+    if one_time:
+        out = run_api_command("bootstrap", "--tenant", name, "--admin", admin)
+        assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
+        m = re.search(r"^password: *(\S+)", out.stdout, re.M)
+        assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
+        return m.group(1)
+    password = secrets.token_hex(16)
+    out = run_api_command("bootstrap", "--tenant", name, "--admin", admin, "--password-stdin", input=password + "\n")
     assert out.returncode == 0, f"bootstrap failed ({out.returncode}): {out.stderr[-2000:]}"
-    m = re.search(r"^password: *(\S+)", out.stdout, re.M)
-    assert m, f"bootstrap printed no password line: {out.stdout[-500:]}"
-    return m.group(1)
+    assert "password" not in out.stdout, f"bootstrap printed a password it was given: {out.stdout[-500:]}"
+    return password
 
 
 # ---------------------------------------------------------------- login sources

@@ -8,8 +8,10 @@ schema of the response's media type with Draft 2020-12, resolving
 violations (strings); an empty list means the response is described.
 
 `Spec.document_problems(routes_c)` checks the document itself: OpenAPI 3.1.x,
-every $ref resolves, every schema is a valid 2020-12 schema, and the paths and
-methods are exactly the routes of services/api/routes.c's route table.
+every $ref resolves, every schema is a valid 2020-12 schema, every operation has
+a unique camelCase operationId and exactly one tag declared (with a description)
+in the top-level tags list, and the paths and methods are exactly the routes of
+services/api/routes.c's route table.
 
 Works with jsonschema 4.10 (Debian 12: RefResolver) and >= 4.18 (referencing).
 Imported by tests/e2e/conftest.py, which runs every api response of the e2e
@@ -228,6 +230,51 @@ class Spec:
                     if isinstance(mt, dict) and "schema" in mt:
                         yield f"{base}/{_escape(key)}/content/{_escape(media)}/schema", mt["schema"]
 
+    def operation_problems(self):
+        """What generated clients need of each operation: a unique camelCase
+        operationId (it becomes the function name) and exactly one tag that the
+        top-level `tags` list declares with a description (it becomes the
+        module or service the function lives in)."""
+        problems = []
+        declared = {}
+        for i, tag in enumerate(self.doc.get("tags") or []):
+            name = tag.get("name") if isinstance(tag, dict) else None
+            if not isinstance(name, str) or not name:
+                problems.append(f"tags[{i}]: no name")
+                continue
+            if name in declared:
+                problems.append(f"tags[{i}]: tag {name!r} declared twice")
+            if not (isinstance(tag.get("description"), str) and tag["description"].strip()):
+                problems.append(f"tags[{i}]: tag {name!r} has no description")
+            declared[name] = tag
+        seen = {}
+        for template, item in (self.doc.get("paths") or {}).items():
+            for m in METHODS:
+                op = item.get(m)
+                if not isinstance(op, dict):
+                    continue
+                where = f"{m.upper()} {template}"
+                op_id = op.get("operationId")
+                if not isinstance(op_id, str) or not op_id:
+                    problems.append(f"{where}: no operationId")
+                elif not re.fullmatch(r"[a-z][A-Za-z0-9]*", op_id):
+                    problems.append(f"{where}: operationId {op_id!r} is not camelCase")
+                elif op_id in seen:
+                    problems.append(f"{where}: operationId {op_id!r} is also that of {seen[op_id]}")
+                else:
+                    seen[op_id] = where
+                tags = op.get("tags")
+                if not (isinstance(tags, list) and len(tags) == 1):
+                    problems.append(f"{where}: has tags {tags!r}, expected exactly one")
+                elif tags[0] not in declared:
+                    problems.append(f"{where}: tag {tags[0]!r} is not in the top-level tags list")
+                else:
+                    declared[tags[0]] = None  # used
+        for name, tag in declared.items():
+            if tag is not None:
+                problems.append(f"tag {name!r} is declared but no operation has it")
+        return problems
+
     def document_problems(self, routes_c=ROUTES_C):
         problems = []
         version = str(self.doc.get("openapi", ""))
@@ -255,6 +302,7 @@ class Spec:
             for m, op in item.items():
                 if m in METHODS and not (isinstance(op, dict) and op.get("responses")):
                     problems.append(f"{m.upper()} {template}: no responses")
+        problems.extend(self.operation_problems())
         spec_ops = {(m.upper(), t) for t, item in (self.doc.get("paths") or {}).items()
                     for m in item if m in METHODS}
         code_ops = set(routes_from_c(routes_c))

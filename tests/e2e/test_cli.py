@@ -53,9 +53,12 @@ def _write(tmp_path, name, doc):
 
 
 def test_login_stores_token_privately(logged_in):
-    session = pathlib.Path(logged_in.config) / "session.json"
+    # the session is the context "default" (no --context), the current one
+    session = pathlib.Path(logged_in.config) / "contexts" / "default.json"
     assert session.exists()
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
+    assert stat.S_IMODE(session.parent.stat().st_mode) == 0o700
+    assert (pathlib.Path(logged_in.config) / "current-context").read_text() == "default\n"
     token = json.loads(session.read_text())["token"]
     # A second login with the credentials file must not print the token either.
     r = logged_in("login", extra_env={"PADDOCK_STATE_DIR": str(state_dir())})

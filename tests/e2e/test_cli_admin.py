@@ -4,7 +4,8 @@ The tenant is bootstrapped with `paddock-api bootstrap` (as an operator
 would); from then on every step goes through the real `paddock` binary:
 the admin logs in, creates a team and a user, grants roles, creates an
 egress profile and approves it, the new user logs in with the one-time
-password, authors a definition that uses the profile, publishes it, reads
+password and changes it (`paddock passwd`: it must be changed at first
+login), authors a definition that uses the profile, publishes it, reads
 its effective policy and runs it; roles are enforced (forbidden -> exit 1),
 the audit chain verifies, and command-line mistakes exit 2 naming the
 argument.
@@ -123,6 +124,7 @@ def test_tenant_administration_end_to_end(world):
     # roles: alice authors and launches in the team; the admin approves the catalog there
     out = admin.ok("grant", team, "alice", "sandbox_author", "launcher", "viewer")
     assert "alice in team" in out and "sandbox_author,launcher,viewer" in out, out
+    assert "added:   sandbox_author,launcher,viewer" in out, out
     out = admin.ok("grant", team_id, world["admin_name"], "security_admin")
     assert "security_admin" in out
     members = {m["user"]["username"]: set(m["roles"]) for m in admin.json("members", team)["items"]}
@@ -133,9 +135,13 @@ def test_tenant_administration_end_to_end(world):
     err = admin.fails(1, "grant", team, "alice", "overlord")
     assert "(invalid_field)" in err and "roles[0]" in err, err
 
-    # the new user logs in with the one-time password
+    # the one-time password must be changed at first login: `paddock passwd`
     alice = Cli(world["binary"], world["api"], world["factory"].mktemp("cli-alice"))
-    alice.ok("login", "--tenant", tenant, "--user", "alice", "--password-stdin", input=alice_pw + "\n")
+    r = alice("login", "--tenant", tenant, "--user", "alice", "--password-stdin", input=alice_pw + "\n")
+    assert r.returncode == 0 and "paddock passwd" in r.stderr, r.stderr
+    assert "(password_change_required)" in alice.fails(1, "team", "list")
+    alice_pw, one_time = "alice-" + uuid.uuid4().hex, alice_pw
+    assert "password changed" in alice.ok("passwd", "--password-stdin", input=f"{one_time}\n{alice_pw}\n")
     ame = alice.json("me")
     assert ame["user"]["id"] == alice_id and ame["tenant_roles"] == []
     assert [(t["name"], sorted(t["roles"])) for t in ame["teams"]] == \
@@ -340,11 +346,13 @@ def test_help_and_json_flag(world):
     admin = world["admin"]
     for group in ("team", "user", "catalog", "audit", "service-account", "grant", "members", "me"):
         r = admin(group, "--help")
-        assert r.returncode == 0 and r.stdout.startswith("usage: paddock"), (group, r.stdout, r.stderr)
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: paddock {group}"), (group, r.stdout, r.stderr)
+        assert admin("help", group).stdout == r.stdout
     top = admin("--help").stdout
-    for cmd in ("team list", "user create", "grant TEAM USER ROLE", "catalog approve", "sandbox policy",
-                "audit verify", "--json"):
-        assert cmd in top, cmd
+    for cmd in ("team ", "user ", "grant ", "catalog ", "sandbox ", "audit ", "secret ", "context ", "--json"):
+        assert f"\n  {cmd}" in top or cmd in top, cmd
+    assert "usage: paddock grant [OPTIONS] TEAM USER [ROLE...]" in admin.ok("help", "grant")
+    assert "\n  verify " in admin.ok("help", "audit")
     # --json before the command works too, and gives the API's list shape
     listed = json.loads(admin.ok("--json", "team", "list"))
     assert "default" in [t["name"] for t in listed["items"]]

@@ -337,6 +337,9 @@ ENDPOINTS = {
                     {"name": "strict"}, _table("api.teams"), None),
     "members-put": ("PUT", "/v1/teams/{team}/members/{user}", lambda c, _: {"roles": ["viewer"]},
                     {"roles[0]": "strict"}, _table("api.team_members"), None),
+    "members-patch": ("PATCH", "/v1/teams/{team}/members/{user}",
+                      lambda c, _: {"add": ["viewer"], "remove": ["launcher"]},
+                      {"add[0]": "strict", "remove[0]": "strict"}, _table("api.team_members"), None),
     "users-create": ("POST", "/v1/users",
                      lambda c, _: {"username": unique_name("e2e-bad"), "password": "a-good-password-1"},
                      {"username": "strict", "password": "free"}, _table("api.users"),
@@ -381,8 +384,12 @@ ENDPOINTS = {
 }
 
 # POST/PUT/PATCH routes without a JSON body worth fuzzing here, or covered elsewhere
-NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions")}
-ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc")}  # tests/e2e/test_e2e_oidc.py
+NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions"),
+           ("POST", "/v1/runs/{id}/relaunch")}  # takes no field (test_e2e_lists.py: unknown ones refused)
+ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc"),  # tests/e2e/test_e2e_oidc.py
+             # tests/e2e/test_e2e_accounts.py, as a user of its own: here it would be the
+             # suite's admin changing (or failing to change) its own password
+             ("POST", "/v1/me/password")}
 
 
 def _client(api, endpoint_name):

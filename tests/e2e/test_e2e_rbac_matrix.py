@@ -52,8 +52,12 @@ ENDPOINTS = [
     # no provider here; a body without token is refused before any check
     # that would spend the source's failed-login budget
     ("POST", "/v1/auth/oidc", "PERM_NONE", False, 400),
-    ("POST", "/v1/auth/logout", "PERM_USER", False, 204),
-    ("GET", "/v1/me", "PERM_USER", False, 200),
+    # PERM_SELF: any caller, also one who must change its one-time password
+    ("POST", "/v1/auth/logout", "PERM_SELF", False, 204),
+    ("GET", "/v1/me", "PERM_SELF", False, 200),
+    # a too short new password: refused after authentication, before any
+    # password check (which would count as a failed login of the caller)
+    ("POST", "/v1/me/password", "PERM_SELF", False, 400),
     ("GET", "/v1/teams", "PERM_USER", False, 200),
     ("POST", "/v1/teams", "PERM_ADMIN", False, 201),
     ("GET", "/v1/teams/{id}", "PERM_VIEWER", True, 200),
@@ -61,6 +65,7 @@ ENDPOINTS = [
     ("DELETE", "/v1/teams/{id}", "PERM_ADMIN", True, 204),
     ("GET", "/v1/teams/{id}/members", "PERM_ADMIN", True, 200),
     ("PUT", "/v1/teams/{id}/members/{user}", "PERM_ADMIN", True, 200),
+    ("PATCH", "/v1/teams/{id}/members/{user}", "PERM_ADMIN", True, 200),
     ("GET", "/v1/users", "PERM_ADMIN", False, 200),
     ("POST", "/v1/users", "PERM_ADMIN", False, 201),
     ("PATCH", "/v1/users/{id}", "PERM_ADMIN", True, 200),
@@ -76,20 +81,25 @@ ENDPOINTS = [
     ("GET", "/v1/teams/{id}/secrets", "PERM_VIEWER", True, 200),
     ("PUT", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, (201, 204)),
     ("DELETE", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, 204),
+    ("GET", "/v1/sandboxes", "PERM_VIEWER", False, 200),          # lists the caller's teams only
     ("POST", "/v1/sandboxes", "PERM_SANDBOX_AUTHOR", True, 201),
     ("GET", "/v1/sandboxes/{id}", "PERM_VIEWER", True, 200),
     ("PUT", "/v1/sandboxes/{id}/draft", "PERM_SANDBOX_AUTHOR", True, 200),
-    ("POST", "/v1/sandboxes/{id}/versions", "PERM_SANDBOX_AUTHOR", True, 201),
+    # the draft is the published version 1: answered with it, unchanged (200)
+    ("POST", "/v1/sandboxes/{id}/versions", "PERM_SANDBOX_AUTHOR", True, 200),
     ("GET", "/v1/sandboxes/{id}/versions/{v}", "PERM_VIEWER", True, 200),
     ("GET", "/v1/sandboxes/{id}/versions/{v}/effective-policy", "PERM_VIEWER", True, 200),
+    ("GET", "/v1/runs", "PERM_VIEWER", False, 200),               # lists the caller's teams only
     ("POST", "/v1/runs", "PERM_LAUNCHER", True, 202),
     ("GET", "/v1/runs/{id}", "PERM_VIEWER", True, 200),
+    ("POST", "/v1/runs/{id}/relaunch", "PERM_LAUNCHER", True, 202),
     ("POST", "/v1/runs/{id}/cancel", "PERM_CANCEL", True, 409),   # the run has ended
     ("GET", "/v1/runs/{id}/events", "PERM_VIEWER", True, 200),
     ("GET", "/v1/runs/{id}/stream", "PERM_VIEWER", True, 400),    # no websocket upgrade
     ("GET", "/v1/runs/{id}/artifacts", "PERM_REVIEWER", True, 200),
     ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
     ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
+    ("GET", "/v1/approvals/{id}", "PERM_APPROVER", True, 200),   # the approval of a run of the team
     ("POST", "/v1/approvals/{id}/decision", "PERM_APPROVER", True, 409),  # already decided
     # the catalog is tenant-wide ("tenant"): the permission in any team of the tenant
     ("GET", "/v1/catalog/{kind}", "PERM_VIEWER", "tenant", 200),
@@ -97,6 +107,8 @@ ENDPOINTS = [
     ("GET", "/v1/catalog/{kind}/{id}", "PERM_VIEWER", "tenant", 200),
     ("PATCH", "/v1/catalog/{kind}/{id}", "PERM_SANDBOX_AUTHOR", "tenant", 200),
     ("POST", "/v1/catalog/{kind}/{id}/approve", "PERM_CATALOG_APPROVE", "tenant", 200),
+    ("GET", "/v1/nodes", "PERM_USER", False, 200),
+    ("GET", "/v1/usage", "PERM_VIEWER", False, 200),              # sums the caller's teams only
     ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
     ("GET", "/v1/audit/verify", "PERM_ADMIN", False, 200),
 ]
@@ -105,7 +117,7 @@ SPEC = command_spec(["sh", "-c", "echo changed >> a.txt"], files=[{"path": "a.tx
 
 
 def expected(perm, scoped, ok, caller, scope):
-    if perm in ("PERM_NONE", "PERM_USER"):
+    if perm in ("PERM_NONE", "PERM_USER", "PERM_SELF"):
         return ok
     if perm == "PERM_ADMIN":
         if caller != "admin":
@@ -274,15 +286,17 @@ def _request(endpoints, world, method, path, caller, scope_name):
                 "role_mapping": {"claim": "groups", "map": {"x": {"team": "*", "roles": ["viewer"]}}}}
     elif path == "/v1/auth/logout":
         token = _token(endpoints, *world["creds"][caller])
+    elif path == "/v1/me/password":
+        body = {"current_password": "not-checked", "new_password": "short"}
     elif path == "/v1/teams" and method == "POST":
         body = {"name": unique_name("rbac-new")}
     elif path == "/v1/service-accounts" and method == "POST":
         body = {"name": unique_name("rbac-new")}
     elif path == "/v1/users" and method == "POST":
         body = {"username": unique_name("rbac-new"), "password": secrets.token_hex(12)}
-    elif path == "/v1/sandboxes":
+    elif path == "/v1/sandboxes" and method == "POST":
         body = {"name": unique_name("rbac-new"), "team": s.team, "spec": SPEC}
-    elif path == "/v1/runs":
+    elif path == "/v1/runs" and method == "POST":
         body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
     url = path
     if path.startswith("/v1/catalog/"):
@@ -329,6 +343,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
             url = url.replace("{id}", s.approval)
         if method == "PATCH" and path == "/v1/teams/{id}":
             body = {"name": s.api.ok("GET", f"/v1/teams/{s.team}", expect=(200,))["name"]}
+        elif method == "PATCH" and path.endswith("/members/{user}"):
+            body = {"add": ["viewer"]}
         elif method == "PATCH":
             body = {"disabled": False}
         elif path.endswith("/members/{user}"):
@@ -406,8 +422,9 @@ def test_membership_validation(endpoints, api, team_id):
            expect=(200,))
     members = api.ok("GET", f"/v1/teams/{team_id}/members", expect=(200,))["items"]
     assert any(m["user"]["id"] == u["id"] and sorted(m["roles"]) == ["launcher", "viewer"] for m in members)
-    # an empty list removes the member
-    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": []}, expect=(204,))
+    # an empty list removes the member, and says which roles went
+    gone = api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": []}, expect=(200,))
+    assert gone["roles"] == [] and sorted(gone["removed"]) == ["launcher", "viewer"] and gone["added"] == [], gone
     members = api.ok("GET", f"/v1/teams/{team_id}/members", expect=(200,))["items"]
     assert all(m["user"]["id"] != u["id"] for m in members)
     api.ok("DELETE", f"/v1/users/{u['id']}", expect=(204,))

@@ -1,6 +1,7 @@
 """Scheduler behaviour through the public API and the real stack: per-team
-concurrency limits with a queue, placement by capacity, and a node that stops
-heartbeating (its started run fails with the reason, nothing stays stuck).
+concurrency limits with a queue, placement by capacity and by image (fake
+nodes heartbeating on paddock.nodes), and a node that stops heartbeating (its
+started run fails with the reason, nothing stays stuck).
 
 Test teams are created directly in PostgreSQL (the API has no team creation
 yet), and a team's concurrency limit is the scheduler's own override table
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from conftest import (TERMINAL, all_events, assert_node_clean, command_spec, node_leftovers,
-                      state_dir, wait_run_status)
+                      state_dir, unique_name, wait_run_status)
 
 
 def ts(value):
@@ -243,15 +244,19 @@ def _field(num, wire, payload):
     return key + payload
 
 
-def heartbeat(node_id, interval_ms):
-    """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of a large, empty node
-    (64 cpus, 200000 MiB: still too small for the oversized run above), encoded
-    by hand: the suite has no generated Python protobuf code."""
+def heartbeat(node_id, interval_ms, slots=64, cpus=256.0, memory_mb=200000, images=()):
+    """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of an empty node, by
+    default a large one (64 slots, 256 cpus, 200000 MiB: still too small for the
+    oversized run above) that has built `images`, encoded by hand: the suite
+    has no generated Python protobuf code."""
     import struct
     env = _field(4, 0, _varint(int(time.time() * 1e6))) + _field(5, 2, b"e2e/ghost") + _field(6, 0, _varint(1))
-    cap = _field(1, 0, _varint(64)) + _field(2, 1, struct.pack("<d", 256.0)) + _field(3, 0, _varint(200000))
-    return (_field(1, 2, env) + _field(2, 2, node_id.encode()) + _field(3, 2, cap)
-            + _field(6, 0, _varint(interval_ms)))
+    cap = _field(1, 0, _varint(slots)) + _field(2, 1, struct.pack("<d", cpus)) + _field(3, 0, _varint(memory_mb))
+    out = (_field(1, 2, env) + _field(2, 2, node_id.encode()) + _field(3, 2, cap)
+           + _field(6, 0, _varint(interval_ms)))
+    for name in images:
+        out += _field(8, 2, name.encode())
+    return out
 
 
 def test_run_not_started_on_a_dead_node_is_placed_again(api, pg, endpoints, make_team, idle_node):
@@ -291,3 +296,132 @@ def test_run_not_started_on_a_dead_node_is_placed_again(api, pg, endpoints, make
                       (ghost,)).fetchone()[0]
     # a dead node with no runs left is only history: keep later runs of the suite tidy
     pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s AND dead_since IS NOT NULL", (ghost,))
+
+
+# ---------------------------------------------------------------- placement by image
+
+class Beater:
+    """Heartbeats of fake nodes on paddock.nodes every 300 ms from a thread,
+    each node's heartbeat built by a function of the moment (so a test can
+    change what a node reports); stop() ends them, and the nodes then go
+    silent like any node that dies."""
+
+    def __init__(self, bootstrap, nodes):
+        import threading
+        from confluent_kafka import Producer
+        for hp in bootstrap.split(","):
+            assert hp.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"), bootstrap
+        self.producer = Producer({"bootstrap.servers": bootstrap})
+        self.nodes = nodes  # node id -> () -> heartbeat bytes
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping.is_set():
+            for node_id, make in list(self.nodes.items()):
+                self.producer.produce("paddock.nodes", key=node_id, value=make())
+            self.producer.flush(5)
+            self.stopping.wait(0.3)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(10)
+        self.producer.flush(10)
+
+
+def api_node(api, node_id):
+    return {n["id"]: n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]}.get(node_id)
+
+
+def wait_assigned(api, run_id, timeout=20):
+    """The node the api learnt from paddock.runs.assigned (GET /v1/runs/{id})."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        if run.get("node") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, make_team, idle_node):
+    """Two fake nodes: `lean` has the image (and the least headroom of all),
+    `roomy` has the most headroom but not the image; the stack's own node does
+    not have it either. A run without image goes to `roomy` (so the ranking
+    alone would send any run there); a run of the image goes to `lean`. A run of
+    an image that `lean` lists while it has no room for it waits rather than
+    going to a node without the image, and once no live node lists that image
+    any more, the pending timeout fails it with a reason naming the image."""
+    team = make_team()
+    image, missing = unique_name("place-img"), unique_name("place-gone")
+    for name in (image, missing):
+        item = api.ok("POST", "/v1/catalog/images", json={"name": name, "body": {}}, expect=(201,))
+        api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={}, expect=(200,))
+    real = [n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"] if n["state"] == "ready"]
+    assert real and not any(image in n["images"] or missing in n["images"] for n in real), real
+
+    lean, roomy = f"lean-{uuid.uuid4().hex[:8]}", f"roomy-{uuid.uuid4().hex[:8]}"
+    lean_images = [image, missing]
+    beater = Beater(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), {
+        lean: lambda: heartbeat(lean, 500, slots=1, cpus=1.0, memory_mb=2048, images=list(lean_images)),
+        roomy: lambda: heartbeat(roomy, 500, images=["other-image"]),
+    })
+    launched = []
+    try:
+        deadline = time.monotonic() + 30
+        while not all((api_node(api, n) or {}).get("state") == "ready" for n in (lean, roomy)):
+            assert time.monotonic() < deadline, "the fake nodes never showed as ready"
+            time.sleep(0.3)
+
+        # no image: the most headroom wins, which is `roomy`
+        plain = launch(api, team, command_spec(["/bin/true"], timeout_s=60))
+        launched.append(plain)
+        assert wait_assigned(api, plain)["node"] == roomy, sched_run(pg, plain)
+
+        # the image: only `lean` has it, though every other node has more room
+        run_id = launch(api, team, dict(command_spec(["/bin/true"], timeout_s=60), image=image))
+        launched.append(run_id)
+        run = wait_assigned(api, run_id)
+        assert run["node"] == lean, (run, sched_run(pg, run_id))
+        assert sched_run(pg, run_id)[:3] == ("assigned", lean, 1)
+
+        # `lean`'s one slot is taken now: a run of `missing` (which `lean`
+        # lists, so the launch is accepted) waits instead of going elsewhere
+        waiting = launch(api, team, dict(command_spec(["/bin/true"], timeout_s=60), image=missing))
+        launched.append(waiting)
+        deadline = time.monotonic() + 10
+        while sched_run(pg, waiting) is None:
+            assert time.monotonic() < deadline, "the scheduler never stored the request"
+            time.sleep(0.2)
+        time.sleep(2)  # several placement passes
+        run = api.ok("GET", f"/v1/runs/{waiting}", expect=(200,))
+        assert run["status"] == "queued" and run["node"] is None, run
+        assert sched_run(pg, waiting)[:3] == ("pending", None, 0)
+
+        # `lean` stops listing it: no live node has it. The pending timeout
+        # (PADDOCK_PENDING_TIMEOUT_S, an hour in the local stack) is brought
+        # forward by backdating the wait it counts from.
+        lean_images.remove(missing)
+        deadline = time.monotonic() + 20
+        while missing in api_node(api, lean)["images"]:
+            assert time.monotonic() < deadline, "the scheduler never took the new heartbeat"
+            time.sleep(0.3)
+        pg.execute("UPDATE scheduler.runs SET pending_since = pending_since - interval '366 days'"
+                   " WHERE run_id = %s AND state = 'pending'", (waiting,))
+        run = wait_status(api, waiting, TERMINAL, timeout=20)
+        assert run["status"] == "failed" and run["node"] is None, run
+        assert run["reason"].startswith(f'no live node has image "{missing}": not placed within '), run
+        state = wait_sched_finished(pg, waiting)
+        assert state[0] == "finished" and state[1] is None and state[2] == 0 and state[4] == run["reason"], state
+    finally:
+        beater.stop()
+        # The fake nodes die (silent for 6 s): their runs, never started, go
+        # back to pending; cancelled there, the scheduler ends them at once.
+        deadline = time.monotonic() + 30
+        while pg.execute("SELECT count(*) FROM scheduler.nodes WHERE node_id IN (%s, %s) AND dead_since IS NULL",
+                         (lean, roomy)).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        for rid in launched:
+            api.post(f"/v1/runs/{rid}/cancel", json={})
+        pg.execute("DELETE FROM scheduler.nodes WHERE node_id IN (%s, %s) AND dead_since IS NOT NULL",
+                   (lean, roomy))

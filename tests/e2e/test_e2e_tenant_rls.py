@@ -145,7 +145,10 @@ def test_runtime_role_cannot_switch_policies_off(owner):
 
 def test_services_reach_only_their_schemas():
     denied = {
-        "api": ["SELECT 1 FROM scheduler.runs LIMIT 1", "SELECT 1 FROM billing.run_usage LIMIT 1",
+        # the api reads billing's tables (GET /v1/usage) and the scheduler's
+        # node_status view (GET /v1/nodes), nothing else of theirs, and writes neither
+        "api": ["SELECT 1 FROM scheduler.runs LIMIT 1", "SELECT 1 FROM scheduler.nodes LIMIT 1",
+                "UPDATE billing.run_usage SET cost_usd = 0", "DELETE FROM billing.team_daily",
                 "INSERT INTO evidence.audit_log (tenant_id) VALUES (gen_random_uuid())"],
         "evidence": ["SELECT 1 FROM api.users LIMIT 1", "SELECT 1 FROM api.team_secrets LIMIT 1",
                      "UPDATE evidence.audit_log SET outcome = 'x'", "DELETE FROM evidence.audit_log"],
@@ -157,3 +160,8 @@ def test_services_reach_only_their_schemas():
             for stmt in statements:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(stmt)
+    with connect("api") as conn:
+        # billing's tenant policy holds for the api too: no tenant set, no row
+        assert conn.execute("SELECT count(*) FROM billing.run_usage").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM billing.team_daily").fetchone()[0] == 0
+        conn.execute("SELECT 1 FROM scheduler.node_status LIMIT 1")

@@ -1,0 +1,143 @@
+/* GET /v1/usage: what the runs of the teams the caller may view used, summed
+ * per team, user, day or sandbox over a range of days, from billing's
+ * billing.run_usage (one row per run, the UTC day the run ended; billing
+ * migration 0003 lets the api read it, its tenant policy keeps tenants
+ * apart). One query: GROUPING SETS gives the groups and the total together. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "core/timeutil.h"
+#include "pg/pg.h"
+
+/* How each grouping reads: its key columns (id, name) for the SELECT and
+ * GROUP BY, the joins they need, the order of the groups, and the JSON names. */
+static const struct {
+        const char *group_by;
+        const char *key, *name, *joins, *order;
+        const char *key_field, *name_field; /* name_field NULL: the key alone */
+} groupings[] = {
+        {"team", "u.team_id::text", "t.name", "LEFT JOIN api.teams t ON t.id = u.team_id", "t.name, u.team_id::text",
+         "team", "team_name"},
+        {"user", "u.user_id::text", "us.username", "LEFT JOIN api.users us ON us.id = u.user_id",
+         "us.username, u.user_id::text", "user", "username"},
+        {"day", "u.day::text", "u.day::text", "", "u.day::text", "day", NULL},
+        {"sandbox", "r.sandbox_id::text", "s.name",
+         "LEFT JOIN api.runs r ON r.id = u.run_id LEFT JOIN api.sandboxes s ON s.id = r.sandbox_id",
+         "s.name, r.sandbox_id::text", "sandbox", "sandbox_name"},
+};
+
+/* Query argument name as a UTC day "YYYY-MM-DD" in out: a full-date, or an
+ * RFC 3339 date-time (its UTC day). *ret = out, or NULL when absent. */
+static int day_arg(struct api_req *r, const char *name, char out[11], const char **ret) {
+        char buf[64];
+        const char *v;
+        *ret = NULL;
+        int k = api_query_single(r, name, buf, sizeof buf, &v);
+        if (k < 0 || !v)
+                return k;
+        int64_t us;
+        if (time_parse_date(v, &us) < 0 && time_parse_rfc3339(v, &us) < 0)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "%s must be a date such as 2026-01-02 or an RFC 3339 date-time", name);
+        time_t secs = (time_t)(us / 1000000 - (us % 1000000 < 0));
+        struct tm tm;
+        if (!gmtime_r(&secs, &tm) || strftime(out, 11, "%Y-%m-%d", &tm) != 10)
+                return api_fail(r, -EINVAL, "invalid_field", "%s is out of range", name);
+        *ret = out;
+        return 0;
+}
+
+/* The sums of one result row (columns from 2 on), into o. */
+static int sums_json(json_t *o, const PGresult *res, int i) {
+        return json_object_set_new(o, "runs", json_integer(strtoll(PQgetvalue(res, i, 2), NULL, 10))) |
+               json_object_set_new(o, "runtime_seconds", json_real(atof(PQgetvalue(res, i, 3)))) |
+               json_object_set_new(o, "tokens_in", json_integer(strtoll(PQgetvalue(res, i, 4), NULL, 10))) |
+               json_object_set_new(o, "tokens_out", json_integer(strtoll(PQgetvalue(res, i, 5), NULL, 10))) |
+               json_object_set_new(o, "egress_bytes", json_integer(strtoll(PQgetvalue(res, i, 6), NULL, 10))) |
+               json_object_set_new(o, "cost_usd", json_real(atof(PQgetvalue(res, i, 7))));
+}
+
+int usage_get(struct api_req *r) {
+        char gbuf[16], tbuf[257], from_day[11], to_day[11];
+        const char *group_by, *team, *from, *to;
+        int k;
+        if ((k = api_query_single(r, "group_by", gbuf, sizeof gbuf, &group_by)) < 0 ||
+            (k = api_query_single(r, "team", tbuf, sizeof tbuf, &team)) < 0 ||
+            (k = day_arg(r, "from", from_day, &from)) < 0 || (k = day_arg(r, "to", to_day, &to)) < 0)
+                return k;
+        size_t g = 0;
+        if (group_by) {
+                while (g < ELEMENTSOF(groupings) && strcmp(groupings[g].group_by, group_by))
+                        g++;
+                if (g == ELEMENTSOF(groupings))
+                        return api_fail(r, -EINVAL, "invalid_field", "group_by must be team, user, day or sandbox");
+        }
+        /* default: this month (UTC) up to today; a from alone runs to today */
+        if (!to) {
+                time_t now = time(NULL);
+                struct tm tm;
+                gmtime_r(&now, &tm);
+                strftime(to_day, sizeof to_day, "%Y-%m-%d", &tm);
+                to = to_day;
+        }
+        if (!from) {
+                snprintf(from_day, sizeof from_day, "%.8s01", to);
+                from = from_day;
+        }
+        if (strcmp(from, to) > 0)
+                return api_fail(r, -EINVAL, "invalid_field", "from must not be after to");
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        char team_id[UUID_STR_LEN];
+        if (team && (k = teams_resolve(r, &d, team, team_id)) < 0) {
+                if (k == -ENOENT)
+                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+                return k;
+        }
+        char sql[2048];
+        snprintf(sql, sizeof sql,
+                 "SELECT %s, %s, count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "
+                 "coalesce(sum(u.tokens_out), 0), coalesce(sum(u.egress_bytes), 0), coalesce(sum(u.cost_usd), 0), "
+                 "GROUPING(%s) "
+                 "FROM billing.run_usage u %s "
+                 "WHERE u.tenant_id = $1 AND u.day >= $2::date AND u.day <= $3::date "
+                 "AND " LIST_TEAM_VISIBLE("u.team_id", "$4", "$5", "$6") " "
+                 "AND ($7::uuid IS NULL OR u.team_id = $7::uuid) "
+                 "GROUP BY GROUPING SETS ((%s, %s), ()) ORDER BY GROUPING(%s), %s",
+                 groupings[g].key, groupings[g].name, groupings[g].key, groupings[g].joins, groupings[g].key,
+                 groupings[g].name, groupings[g].key, groupings[g].order);
+        const char *params[] = {r->caller.tenant_id, from, to, r->caller.tenant_admin ? "t" : "f", r->caller.user_id,
+                                api_perm_roles(PERM_VIEWER), team ? team_id : NULL};
+        _cleanup_pgres_ PGresult *res = NULL;
+        k = pg_exec(d.conn, sql, 7, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "sum usage");
+        _cleanup_json_ json_t *items = json_array(), *totals = json_object();
+        if (!items || !totals)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        /* no usage at all: the total row still comes (GROUPING SETS ... ()), with zeros */
+        for (int i = 0; i < PQntuples(res); i++) {
+                bool total = PQgetvalue(res, i, 8)[0] == '1';
+                json_t *o = total ? totals : json_object();
+                if (!o)
+                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+                if (!total) {
+                        json_object_set_new(o, groupings[g].key_field, db_json_str(res, i, 0));
+                        if (groupings[g].name_field)
+                                json_object_set_new(o, groupings[g].name_field, db_json_str(res, i, 1));
+                        json_array_append_new(items, o);
+                }
+                if (sums_json(o, res, i) < 0)
+                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+        }
+        r->out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "from", from, "to", to, "group_by", groupings[g].group_by,
+                           "items", items, "totals", totals);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}

@@ -1,0 +1,93 @@
+/* lib/core/log: one JSON object per line on stderr; log_emit_json keeps the
+ * context's JSON types (the api's access lines rely on numbers and nulls). */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/log.h"
+
+/* Runs fn with stderr going to a temporary file; returns what it wrote. */
+static char *capture_stderr(void (*fn)(void)) {
+        fflush(stderr);
+        int saved = dup(2);
+        FILE *tmp = tmpfile();
+        assert_non_null(tmp);
+        assert_true(dup2(fileno(tmp), 2) >= 0);
+        fn();
+        fflush(stderr);
+        assert_true(dup2(saved, 2) >= 0);
+        close(saved);
+        long n = ftell(tmp);
+        assert_true(n >= 0);
+        char *buf = calloc(1, (size_t)n + 1);
+        assert_non_null(buf);
+        rewind(tmp);
+        assert_int_equal(fread(buf, 1, (size_t)n, tmp), (size_t)n);
+        fclose(tmp);
+        return buf;
+}
+
+static void emit_access_line(void) {
+        json_t *ctx = json_pack("{s:s, s:i, s:f, s:n, s:s, s:s}", "method", "GET", "status", 404, "duration_ms", 1.25,
+                                "caller_id", "msg", "not the message", "service", "spoofed");
+        log_emit_json(LOG_INFO, ctx, "request %d", 7);
+        json_decref(ctx);
+}
+
+static void test_json_context_keeps_types(void **state) {
+        (void)state;
+        log_init("unit", LOG_INFO);
+        char *out = capture_stderr(emit_access_line);
+        json_error_t err;
+        json_t *o = json_loads(out, 0, &err);
+        assert_non_null(o);
+        assert_string_equal(json_string_value(json_object_get(o, "level")), "info");
+        assert_string_equal(json_string_value(json_object_get(o, "msg")), "request 7");
+        /* the line's own members are not overwritten by the context */
+        assert_string_equal(json_string_value(json_object_get(o, "service")), "unit");
+        assert_string_equal(json_string_value(json_object_get(o, "method")), "GET");
+        assert_true(json_is_integer(json_object_get(o, "status")));
+        assert_int_equal(json_integer_value(json_object_get(o, "status")), 404);
+        assert_true(json_is_real(json_object_get(o, "duration_ms")));
+        assert_true(json_real_value(json_object_get(o, "duration_ms")) == 1.25);
+        assert_true(json_is_null(json_object_get(o, "caller_id")));
+        /* one line, and reals print short */
+        assert_non_null(strstr(out, "\"duration_ms\":1.25,"));
+        assert_int_equal(strchr(out, '\n') - out, (long)strlen(out) - 1);
+        json_decref(o);
+        free(out);
+}
+
+static void emit_below_level(void) {
+        json_t *ctx = json_pack("{s:i}", "status", 200);
+        log_emit_json(LOG_DEBUG, ctx, "hidden");
+        json_decref(ctx);
+        log_emit_json(LOG_INFO, NULL, "no context");
+}
+
+static void test_level_and_null_context(void **state) {
+        (void)state;
+        log_init("unit", LOG_INFO);
+        char *out = capture_stderr(emit_below_level);
+        assert_null(strstr(out, "hidden"));
+        json_t *o = json_loads(out, 0, NULL);
+        assert_non_null(o);
+        assert_string_equal(json_string_value(json_object_get(o, "msg")), "no context");
+        json_decref(o);
+        free(out);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_json_context_keeps_types),
+                cmocka_unit_test(test_level_and_null_context),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
