@@ -315,13 +315,8 @@ search_blocker() {
 # data_dir_problem DIR: why DIR cannot hold the data (one line), or nothing.
 data_dir_problem() {
         local dir=$1 near sock opts who b
-        if [[ ! $dir =~ ^/[A-Za-z0-9._/+-]*$ ]]; then
-                echo "its path holds characters other than letters, digits and ._+-/, and pg_ctl hands the data dir to a shell"
-                return
-        fi
-        sock=$dir/$LONGEST_SOCKET
-        if ((${#sock} > UNIX_PATH_MAX)); then
-                echo "a unix socket under it would have a path of ${#sock} bytes, over the $UNIX_PATH_MAX the kernel allows ($sock)"
+        if [[ ! $dir =~ ^/[A-Za-z0-9_./+-]*$ ]]; then
+                echo "its path holds characters other than letters, digits and _.+-/, and pg_ctl hands the data dir to a shell"
                 return
         fi
         near=$dir
@@ -340,6 +335,11 @@ data_dir_problem() {
                 echo "$who cannot enter $b (mode $(stat -c '%a, owner %U' "$b"))"
                 return
         done
+        sock=$dir/$LONGEST_SOCKET
+        if ((${#sock} > UNIX_PATH_MAX)); then
+                echo "a unix socket under it would have a path of ${#sock} bytes, over the $UNIX_PATH_MAX the kernel allows ($sock)"
+                return
+        fi
 }
 
 # Sets DATA, and DATA_WHY when DATA is a per-stack dir not chosen yet.
@@ -408,7 +408,7 @@ data_dir_init() {
 data_remove() {
         local dir=$1 m
         [[ -e $dir ]] || return 0
-        findmnt -rn -o TARGET | grep -F -- "$dir/" | sort -r | while read -r m; do
+        findmnt -rn -o TARGET | { grep -F -- "$dir/" || true; } | sort -r | while read -r m; do
                 umount -l "$m" 2>/dev/null || warn "could not unmount $m"
         done
         rm -rf --one-file-system -- "$dir"
@@ -477,7 +477,8 @@ pg_bin() {
         echo "$d"
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# From /: the caller's directory may be out of postgres's reach (a 0700 clone).
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 pg_running() { [[ -f $DATA/pg/data/postmaster.pid ]] && as_postgres "$(pg_bin)/pg_ctl" -D "$DATA/pg/data" status >/dev/null 2>&1; }
 
@@ -1006,7 +1007,9 @@ cmd_purge() {
                 if [[ -z $owner || $owner == "$STATE" ]]; then
                         data_remove "$DATA"
                         say "removed $DATA"
-                        rmdir "$STACKS_ROOT" 2>/dev/null || true
+                        # the default parents, when no other stack is left in them (never a directory of the user's)
+                        [[ $STACKS_ROOT != /var/lib/paddock/stacks ]] ||
+                                rmdir "$STACKS_ROOT" /var/lib/paddock 2>/dev/null || true
                 else
                         warn "not removing $DATA: it belongs to the stack in $owner"
                 fi
@@ -1043,21 +1046,26 @@ check_kafka() { # bootstrap servers
 }
 
 check_ceph() { # mon|osd
-        local out err
+        local out rc=0 err
         err=$(mktemp)
         if [[ $1 == mon ]]; then
-                out=$(timeout 15 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 10 mon stat 2>"$err") &&
-                        { rm -f "$err"; printf 'ready\t\n'; return; }
+                out=$(timeout 30 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 20 mon stat 2>"$err") || rc=$?
         else
-                out=$(timeout 15 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 10 osd stat -f json 2>"$err") &&
-                        jq -e '(.num_up_osds // .osdmap.num_up_osds) >= 1' >/dev/null 2>&1 <<<"$out" &&
-                        { rm -f "$err"; printf 'ready\t\n'; return; }
-                [[ $out != "{"* ]] || out="no OSD is up"
+                out=$(timeout 30 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 20 osd stat -f json 2>"$err") || rc=$?
+                if [[ $rc -eq 0 ]] && ! jq -e '(.num_up_osds // .osdmap.num_up_osds) >= 1' >/dev/null 2>&1 <<<"$out"; then
+                        rc=1 out="no OSD is up"
+                fi
         fi
-        # the clients' admin socket warning is noise: the last error line says why
-        [[ -n $out ]] || out=$(grep -v 'AdminSocket' "$err" | tail -n 1)
+        if [[ $rc -eq 0 ]]; then
+                printf 'ready\t\n'
+        elif [[ $rc -eq 124 ]]; then
+                printf 'not ready\tthe ceph command gave no answer within 30 s\n'
+        else
+                # Ceph's clients share one admin socket path: that warning is noise
+                [[ $rc -ne 0 && $out == "no OSD is up" ]] || out=$(grep -v 'AdminSocket' "$err" | tail -n 1)
+                printf 'not ready\t%s\n' "${out:-the ceph command failed (exit $rc)}"
+        fi
         rm -f "$err"
-        printf 'not ready\t%s\n' "$(head -n 1 <<<"${out:-the ceph command failed}")"
 }
 
 check_http() { # url: radosgw answers at all
