@@ -4,20 +4,31 @@
 # 127.0.0.1. Everything lives in one state dir, so another PADDOCK_STATE_DIR is
 # a second, independent stack with its own ports.
 #
+#   stack.sh preflight say why `up` cannot work here, before anything is installed or started
 #   stack.sh install   install the Debian packages (skipped when all present)
 #   stack.sh up        start whatever is not running; writes endpoints.env
 #   stack.sh down      stop everything this state dir started (data is kept)
-#   stack.sh status    what runs, and the endpoints
+#   stack.sh status    every part's readiness and the endpoints; exits 1 unless all are ready
+#   stack.sh purge     down, then delete the stack's data and files
 #
 # Environment: PADDOCK_STATE_DIR (default <repo>/.paddock), PADDOCK_BUILD_DIR
-# (default <repo>/build), PADDOCK_READY_TIMEOUT (seconds per wait, default 90),
-# PADDOCK_SERVICE_ENV (extra KEY=value lines for every service, e.g. an
-# ASAN_OPTIONS setting). Contract of the files: docs/CONTRACTS.md "Local stack files".
+# (default <repo>/build), PADDOCK_STACKS_DIR (default /var/lib/paddock/stacks,
+# see "Where the data lives"), PADDOCK_READY_TIMEOUT (seconds per wait,
+# default 90), PADDOCK_SERVICE_ENV (extra KEY=value lines for every service,
+# e.g. an ASAN_OPTIONS setting). Contract of the files: docs/CONTRACTS.md
+# "Local stack files".
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${PADDOCK_STATE_DIR:-$REPO/.paddock}
 BUILD=${PADDOCK_BUILD_DIR:-$REPO/build}
+STACKS_ROOT=${PADDOCK_STACKS_DIR:-/var/lib/paddock/stacks}
+DATA=      # where pg/, ceph/ and runner/ live: data_dir_resolve
+DATA_WHY=  # why not in the state dir, when DATA is a new per-stack dir
+# Canonical absolute paths: the per-stack dir's name is derived from STATE's.
+STATE=$(realpath -m -- "$STATE")
+BUILD=$(realpath -m -- "$BUILD")
+STACKS_ROOT=$(realpath -m -- "$STACKS_ROOT")
 READY_TIMEOUT=${PADDOCK_READY_TIMEOUT:-90}
 PY=/usr/bin/python3
 SERVICES=(api scheduler runner-agent evidence billing)
@@ -47,10 +58,13 @@ need_root() {
         [[ $(id -u) -eq 0 ]] || die "$1 needs root (PostgreSQL runs as user postgres, the runner-agent uses crun)"
 }
 
+# cannot REASON FIX: the one-line refusal of the preflight.
+cannot() { printf 'stack: cannot start: %s; %s\n' "$1" "$2" >&2; exit 1; }
+
 # ---------------------------------------------------------------- install
 
 cmd_install() {
-        need_root install
+        preflight_host
         local missing=() p st
         for p in "${PACKAGES[@]}"; do
                 st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -71,18 +85,31 @@ cmd_install() {
 # ---------------------------------------------------------------- helpers
 
 init_state() {
-        mkdir -p "$STATE"
-        STATE=$(cd "$STATE" && pwd)
-        # 0755 so the postgres user can reach its data dir; secrets are 0600 files.
-        chmod 0755 "$STATE"
-        mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/secrets" "$STATE/env" "$STATE/runner"
+        # Mode 0755 when created here (the data may live inside it); an
+        # existing directory keeps its mode: it may be the user's.
+        (umask 022 && mkdir -p "$STATE")
+        mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/secrets" "$STATE/env"
         chmod 0700 "$STATE/secrets" "$STATE/env"
         touch "$STATE/ports.env"
 }
 
-kv_get() { # file key
+# Builtins only: status calls these for every part, and each process
+# started costs on a loaded machine.
+kv_get() { # file key: the last value of key
+        local line v=
         [[ -f $1 ]] || return 0
-        sed -n "s/^$2=//p" "$1" | tail -n 1
+        while IFS= read -r line || [[ -n $line ]]; do
+                [[ $line != "$2="* ]] || v=${line#"$2="}
+        done <"$1"
+        [[ -z $v ]] || echo "$v"
+}
+
+# proc_state PID: the state letter of /proc/PID/stat (R, S, Z, ...).
+proc_state() {
+        local stat
+        read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+        stat=${stat##*) } # after the command name, which may hold spaces
+        echo "${stat%% *}"
 }
 
 kv_set() { # file key value
@@ -170,7 +197,7 @@ secret() { # name bytes
 pid_of() {
         local part=$1 pid exe
         [[ -f $STATE/pids/$part.pid ]] || return 1
-        pid=$(cat "$STATE/pids/$part.pid" 2>/dev/null) || return 1
+        read -r pid <"$STATE/pids/$part.pid" 2>/dev/null || return 1
         [[ $pid =~ ^[0-9]+$ ]] || return 1
         [[ -r /proc/$pid/cmdline ]] || return 1
         case $part in
@@ -179,9 +206,11 @@ pid_of() {
         ceph-mon | ceph-osd | radosgw) exe=$part ;;
         *) exe=paddock-$part ;;
         esac
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$exe" || return 1
+        local args=()
+        mapfile -d '' args <"/proc/$pid/cmdline" 2>/dev/null || return 1
+        [[ " ${args[*]} " == *"$exe"* ]] || return 1
         # A zombie is not running.
-        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
+        [[ $(proc_state "$pid") != Z ]] || return 1
         echo "$pid"
 }
 
@@ -191,9 +220,9 @@ running() { pid_of "$1" >/dev/null; }
 # the fork it may not have exec'd its program yet).
 alive() {
         local pid
-        pid=$(cat "$STATE/pids/$1.pid" 2>/dev/null) || return 1
+        read -r pid <"$STATE/pids/$1.pid" 2>/dev/null || return 1
         [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || return 1
-        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]
+        [[ $(proc_state "$pid") != Z ]]
 }
 
 # start_bg PART CMD...: detached (own session, so ^C in make leaves it alone).
@@ -244,6 +273,202 @@ stop_part() {
 
 http_ok() { curl -sf -o /dev/null -m 3 "$1"; }
 
+# ---------------------------------------------------------------- where the data lives
+#
+# PostgreSQL runs as user postgres and the sandboxes as unprivileged uids of
+# their user namespace, so the files those use must be reachable by them;
+# PostgreSQL, Ceph and the runner-agent bind unix sockets whose paths may not
+# exceed 107 bytes; sandboxes run programs from the runner's directory. When
+# all of that holds for the state dir, it keeps that data itself (pg/, ceph/,
+# runner/). Otherwise (a clone under /root, which is 0700, a 0700 temporary
+# directory, a path with a space, a deep path, a noexec mount) the data goes
+# to a root-owned directory of its own, $STACKS_ROOT/<hash of the state dir's
+# real path>, named in $STATE/data-dir, so that no directory of the user's is
+# opened up. `down` keeps it; only `purge` deletes it. (nosuid does not
+# matter: sandboxes run with no_new_privs and images without set-id files.)
+
+SANDBOX_UID=100000 # container root's host uid (docs/CONTRACTS.md "Runner isolation")
+UNIX_PATH_MAX=107  # sizeof(sockaddr_un.sun_path) - 1
+# The longest unix socket path under the data dir: a run's capture socket.
+LONGEST_SOCKET=runner/runs/00000000-0000-0000-0000-000000000000/capture-exec.sock
+
+# search_blocker WHO DIR: the first directory on the way to DIR (DIR
+# included) that WHO (postgres, or sandbox: the sandboxes' uid) may not
+# enter; prints nothing if there is none. Directories that do not exist yet
+# are created with mode 0755.
+search_blocker() {
+        local who=$1 dir=$2 d='' part parts=()
+        IFS=/ read -r -a parts <<<"${dir#/}"
+        for part in "" "${parts[@]}"; do
+                d=${d%/}/$part
+                [[ -d $d ]] || return 0
+                if [[ $who == postgres ]]; then
+                        runuser -u postgres -- test -x "$d" 2>/dev/null && continue
+                else
+                        setpriv --reuid="$SANDBOX_UID" --regid="$SANDBOX_UID" --clear-groups -- test -x "$d" 2>/dev/null &&
+                                continue
+                fi
+                echo "$d"
+                return 0
+        done
+}
+
+# data_dir_problem DIR: why DIR cannot hold the data (one line), or nothing.
+data_dir_problem() {
+        local dir=$1 near sock opts who b
+        if [[ ! $dir =~ ^/[A-Za-z0-9_./+-]*$ ]]; then
+                echo "its path holds characters other than letters, digits and _.+-/, and pg_ctl hands the data dir to a shell"
+                return
+        fi
+        near=$dir
+        while [[ ! -d $near ]]; do near=$(dirname "$near"); done
+        opts=$(findmnt -n -o OPTIONS --target "$near" 2>/dev/null || true)
+        if [[ ,$opts, == *,noexec,* ]]; then
+                echo "$near is on a noexec mount, where sandboxes cannot run programs"
+                return
+        fi
+        for who in sandbox postgres; do
+                # before the install there is no user postgres yet: up checks again
+                [[ $who == sandbox ]] || id -u postgres >/dev/null 2>&1 || continue
+                b=$(search_blocker "$who" "$dir")
+                [[ -n $b ]] || continue
+                if [[ $who == postgres ]]; then who="user postgres"; else who="the sandboxes' uid $SANDBOX_UID"; fi
+                echo "$who cannot enter $b (mode $(stat -c '%a, owner %U' "$b"))"
+                return
+        done
+        sock=$dir/$LONGEST_SOCKET
+        if ((${#sock} > UNIX_PATH_MAX)); then
+                echo "a unix socket under it would have a path of ${#sock} bytes, over the $UNIX_PATH_MAX the kernel allows ($sock)"
+                return
+        fi
+}
+
+# Sets DATA, and DATA_WHY when DATA is a per-stack dir not chosen yet.
+# Changes nothing on disk.
+data_dir_resolve() {
+        if [[ -f $STATE/data-dir ]]; then
+                DATA=$(cat "$STATE/data-dir")
+        elif [[ -e $STATE/pg || -e $STATE/ceph || -e $STATE/runner ]]; then
+                DATA=$STATE # the data is here already
+        else
+                DATA_WHY=$(data_dir_problem "$STATE")
+                DATA=$STATE
+                [[ -z $DATA_WHY ]] || DATA=$STACKS_ROOT/$(printf '%s' "$STATE" | sha256sum | cut -c1-12)
+        fi
+}
+
+# The command that deletes this stack, for the preflight's advice.
+purge_hint() {
+        case $STATE in
+        "$REPO/.paddock") echo "./dev purge" ;;
+        "$REPO/.paddock-test") echo "./dev clean-test-state" ;;
+        *) echo "PADDOCK_STATE_DIR='$STATE' $REPO/deploy/local/stack.sh purge" ;;
+        esac
+}
+
+# Refuses (one line: why, and the fix) when the data cannot live where it
+# would go.
+data_dir_check() {
+        local problem owner
+        data_dir_resolve
+        if [[ -f $STATE/data-dir ]]; then
+                [[ -d $DATA ]] || cannot "$STATE/data-dir names $DATA, which no longer exists" \
+                        "start this stack over with: $(purge_hint)"
+                owner=$(cat "$DATA/owner" 2>/dev/null || true)
+                if [[ -n $owner && $owner != "$STATE" && -f $owner/data-dir && $(cat "$owner/data-dir") == "$DATA" ]]; then
+                        cannot "$DATA holds the data of the stack in $owner (was $STATE copied from it?)" \
+                                "start this one over with: $(purge_hint) (it leaves $DATA to $owner)"
+                fi
+        fi
+        problem=$(data_dir_problem "$DATA")
+        [[ -n $problem ]] || return 0
+        if [[ -n $DATA_WHY ]]; then
+                cannot "the state dir cannot hold the data ($DATA_WHY), nor can $DATA: $problem" \
+                        "set PADDOCK_STACKS_DIR to a directory with a short plain path that every user may enter"
+        fi
+        cannot "the stack's data in $DATA cannot be used: $problem" \
+                "move the clone, or start this stack over with: $(purge_hint)"
+}
+
+# Creates the per-stack dir when the data goes there, and the runner's dir.
+data_dir_init() {
+        if [[ $DATA != "$STATE" ]]; then
+                if [[ ! -f $STATE/data-dir ]]; then
+                        say "PostgreSQL, Ceph and runner data go to $DATA, as $STATE cannot hold them: $DATA_WHY"
+                        (umask 022 && mkdir -p "$DATA")
+                        printf '%s\n' "$DATA" >"$STATE/data-dir"
+                fi
+                # which state dir it serves (purge checks it; a moved clone takes it over)
+                printf '%s\n' "$STATE" >"$DATA/owner"
+        fi
+        mkdir -p "$DATA/runner"
+}
+
+# data_remove DIR: deletes DIR, after unmounting what a killed runner-agent
+# may have left mounted under it (its crun tmpfs, run workspaces, netns).
+data_remove() {
+        local dir=$1 m
+        [[ -e $dir ]] || return 0
+        findmnt -rn -o TARGET | { grep -F -- "$dir/" || true; } | sort -r | while read -r m; do
+                umount -l "$m" 2>/dev/null || warn "could not unmount $m"
+        done
+        rm -rf --one-file-system -- "$dir"
+}
+
+# ---------------------------------------------------------------- preflight
+#
+# What `up` needs from the machine, checked before anything is installed or
+# started, so that it stops with one line saying why and what to do instead
+# of failing halfway.
+
+preflight_host() {
+        [[ $(id -u) -eq 0 ]] || cannot "this runs as uid $(id -u), not root: PostgreSQL runs as user postgres and sandboxes need crun and namespaces" \
+                "run it as root (sudo ./dev ...)"
+        local os='' like='' pretty='' n
+        if [[ -r /etc/os-release ]]; then
+                # shellcheck disable=SC1091
+                os=$(. /etc/os-release && echo "${ID:-}")
+                like=$(. /etc/os-release && echo "${ID_LIKE:-}")
+                pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-}")
+        fi
+        if [[ $os != debian && " $like " != *" debian "* ]] || ! command -v apt-get >/dev/null ||
+                ! command -v dpkg-query >/dev/null; then
+                cannot "this is ${pretty:-a system without /etc/os-release}, not Debian with apt, which installs the packages" \
+                        "use Debian 12 (bookworm)"
+        fi
+        n=$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)
+        ((n > 0)) || cannot "user namespaces are disabled (user.max_user_namespaces = $n), and every sandbox runs in one" \
+                "enable them: sysctl -w user.max_user_namespaces=15000"
+        if [[ $(dpkg-query -W -f='${Status}' postgresql-common 2>/dev/null || true) == "install ok installed" ]] &&
+                ! id -u postgres >/dev/null 2>&1; then
+                cannot "PostgreSQL is installed but there is no user postgres to run it as" \
+                        "recreate the user: apt-get install --reinstall postgresql-common"
+        fi
+}
+
+# Characters no path of the stack may hold: a newline or a single quote
+# (endpoints.env quotes paths with single quotes), a double quote or a
+# backslash (the build puts the source path into C strings), a semicolon
+# (CMake's list separator). Spaces are fine.
+preflight_paths() {
+        local what path c
+        for what in "clone:$REPO" "state dir:$STATE" "build dir:$BUILD"; do
+                path=${what#*:}
+                for c in $'\n' "'" '"' '\' ';'; do
+                        [[ $path != *"$c"* ]] ||
+                                cannot "the ${what%%:*} path $(printf '%q' "$path") holds a newline, quote, backslash or semicolon, which the build and endpoints.env cannot carry" \
+                                        "use a path without them"
+                done
+        done
+}
+
+cmd_preflight() {
+        preflight_host
+        preflight_paths
+        data_dir_check
+        say "preflight passed: state in $STATE, data in $DATA${DATA_WHY:+ (in the state dir, $DATA_WHY)}"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 pg_bin() {
@@ -253,20 +478,26 @@ pg_bin() {
         echo "$d"
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# From /: the caller's directory may be out of postgres's reach (a 0700 clone).
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
-pg_running() { [[ -f $STATE/pg/data/postmaster.pid ]] && as_postgres "$(pg_bin)/pg_ctl" -D "$STATE/pg/data" status >/dev/null 2>&1; }
+pg_running() { [[ -f $DATA/pg/data/postmaster.pid ]] && as_postgres "$(pg_bin)/pg_ctl" -D "$DATA/pg/data" status >/dev/null 2>&1; }
 
 pg_up() {
-        local bin port pw
+        local bin port pw pglog=$STATE/logs/postgres.log
         bin=$(pg_bin)
-        mkdir -p "$STATE/pg"
-        chown postgres:postgres "$STATE/pg"
-        chmod 0700 "$STATE/pg"
-        if [[ ! -f $STATE/pg/data/PG_VERSION ]]; then
-                say "initialising PostgreSQL in $STATE/pg/data"
-                rm -rf "$STATE/pg/data"
-                as_postgres "$bin/initdb" -D "$STATE/pg/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+        mkdir -p "$DATA/pg"
+        chown postgres:postgres "$DATA/pg"
+        chmod 0700 "$DATA/pg"
+        if [[ $DATA != "$STATE" ]]; then
+                # postgres may not reach the state dir: its log lives by its data
+                pglog=$DATA/pg/postgres.log
+                ln -sfn "$pglog" "$STATE/logs/postgres.log"
+        fi
+        if [[ ! -f $DATA/pg/data/PG_VERSION ]]; then
+                say "initialising PostgreSQL in $DATA/pg/data"
+                rm -rf "$DATA/pg/data"
+                as_postgres "$bin/initdb" -D "$DATA/pg/data" -U postgres -E UTF8 --locale=C.UTF-8 \
                         --auth-local=peer --auth-host=scram-sha-256 >>"$STATE/logs/postgres-init.log" 2>&1 ||
                         die "initdb failed (log: $STATE/logs/postgres-init.log)"
         fi
@@ -275,16 +506,17 @@ pg_up() {
                 say "PostgreSQL already running on 127.0.0.1:$port"
         else
                 port=$(get_port PG_PORT)
-                mkdir -p "$STATE/pg/run"
-                chown postgres:postgres "$STATE/pg/run"
-                touch "$STATE/logs/postgres.log"
-                chown postgres:postgres "$STATE/logs/postgres.log"
-                as_postgres "$bin/pg_ctl" -D "$STATE/pg/data" -l "$STATE/logs/postgres.log" -w -t "$READY_TIMEOUT" \
-                        -o "-p $port -c listen_addresses=127.0.0.1 -k $STATE/pg/run" start >/dev/null 9>&- ||
+                mkdir -p "$DATA/pg/run"
+                chown postgres:postgres "$DATA/pg/run"
+                touch "$pglog"
+                chown postgres:postgres "$pglog"
+                # data_dir_problem: the path is plain, the shell pg_ctl uses keeps it whole
+                as_postgres "$bin/pg_ctl" -D "$DATA/pg/data" -l "$pglog" -w -t "$READY_TIMEOUT" \
+                        -o "-p $port -c listen_addresses=127.0.0.1 -k $DATA/pg/run" start >/dev/null 9>&- ||
                         die "PostgreSQL did not start (log: $STATE/logs/postgres.log)"
                 say "PostgreSQL started on 127.0.0.1:$port"
         fi
-        head -n 1 "$STATE/pg/data/postmaster.pid" >"$STATE/pids/postgres.pid"
+        head -n 1 "$DATA/pg/data/postmaster.pid" >"$STATE/pids/postgres.pid"
         pw=$(secret pg_password 24)
         # Roles (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"): paddock
         # owns the database and the schemas, applies the migrations and is the
@@ -306,7 +538,7 @@ ALTER ROLE $role WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASS
 "
                 PG_SERVICE_DSN[$s]="postgresql://$role:$rpw@127.0.0.1:$port/paddock"
         done
-        printf '%s' "$sql" | as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$STATE/pg/run" -p "$port" -d postgres \
+        printf '%s' "$sql" | as_postgres "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA/pg/run" -p "$port" -d postgres \
                 >/dev/null 2>>"$STATE/logs/postgres-init.log" ||
                 die "could not create the roles and database paddock (log: $STATE/logs/postgres-init.log)"
         PG_DSN="postgresql://paddock:$pw@127.0.0.1:$port/paddock"
@@ -314,7 +546,7 @@ ALTER ROLE $role WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASS
 
 pg_down() {
         if pg_running; then
-                as_postgres "$(pg_bin)/pg_ctl" -D "$STATE/pg/data" -m fast -w -t 60 stop >/dev/null ||
+                as_postgres "$(pg_bin)/pg_ctl" -D "$DATA/pg/data" -m fast -w -t 60 stop >/dev/null ||
                         warn "pg_ctl stop failed"
                 say "stopped postgres"
         fi
@@ -410,7 +642,7 @@ EOF
 
 ceph_up() {
         local mon_port rgw_port osd_uuid
-        CEPH_DIR=$STATE/ceph
+        CEPH_DIR=$DATA/ceph
         mkdir -p "$CEPH_DIR/mon" "$CEPH_DIR/osd" "$CEPH_DIR/rgw" "$CEPH_DIR/run"
 
         # Monitor: its address is in the monmap, so its port never changes.
@@ -545,14 +777,27 @@ svc_bin() { echo "$BUILD/services/$1/paddock-$1"; }
 svc_port_key() { local k=${1^^}; echo "${k//-/_}_PORT"; }
 svc_var() { local k=${1^^}; echo "${k//-/_}"; }
 
+# env_line KEY VALUE: a line of a KEY=value file that both `. file` and
+# tests/e2e/conftest.py read back whole; a path may hold spaces (never a
+# single quote: preflight_paths).
+env_line() {
+        if [[ $2 =~ ^[A-Za-z0-9._/:@,+=%-]*$ ]]; then
+                printf '%s=%s\n' "$1" "$2"
+        else
+                printf "%s='%s'\n" "$1" "$2"
+        fi
+}
+
 write_endpoints() {
         local f="$STATE/endpoints.env" tmp s
         tmp=$(mktemp "$f.XXXXXX")
         chmod 0600 "$tmp"
         {
                 echo "# Paddock local stack ($STATE), written by deploy/local/stack.sh up"
-                echo "PADDOCK_STATE_DIR=$STATE"
+                env_line PADDOCK_STATE_DIR "$STATE"
                 echo "PADDOCK_API_URL=http://127.0.0.1:${SVC_PORT[api]}"
+                # the api serves /healthz, /readyz and /metrics on its main port
+                echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
                 echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
                 echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
@@ -561,7 +806,7 @@ write_endpoints() {
                 echo "PADDOCK_S3_ACCESS_KEY=$S3_ACCESS_KEY"
                 echo "PADDOCK_S3_SECRET_KEY=$S3_SECRET_KEY"
                 echo "PADDOCK_S3_REGION=$S3_REGION"
-                echo "PADDOCK_RUNNER_STATE_DIR=$STATE/runner"
+                env_line PADDOCK_RUNNER_STATE_DIR "$DATA/runner"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
@@ -592,7 +837,7 @@ write_service_env() { # name
                                 echo "PADDOCK_S3_REGION=$S3_REGION"
                         fi
                         if [[ $s == runner-agent ]]; then
-                                echo "PADDOCK_RUNNER_STATE_DIR=$STATE/runner"
+                                echo "PADDOCK_RUNNER_STATE_DIR=$DATA/runner"
                                 echo "PADDOCK_NODE_ID=$NODE_ID"
                         fi
                         if [[ $s == api ]]; then
@@ -709,12 +954,18 @@ bootstrap_tenant() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-        need_root up
+        # everything that can be known before starting anything (again after
+        # the install, which creates the user postgres)
+        preflight_host
+        preflight_paths
+        data_dir_check
         command -v ceph-mon >/dev/null || die "Ceph is not installed (run: stack.sh install)"
+        id -u postgres >/dev/null 2>&1 || die "there is no user postgres: is PostgreSQL installed? (run: stack.sh install)"
         init_state
         local t0=$SECONDS
         exec 9>"$STATE/.lock"
         flock -w 300 9 || die "another stack.sh has held $STATE/.lock for 5 minutes"
+        data_dir_init
         pg_up
         kafka_up
         ceph_up
@@ -723,13 +974,14 @@ cmd_up() {
         services_up
         bootstrap_tenant
         say "up in $((SECONDS - t0))s; endpoints in $STATE/endpoints.env"
-        say "stop with: PADDOCK_STATE_DIR=$STATE $0 down"
+        say "stop with: PADDOCK_STATE_DIR='$STATE' $0 down"
 }
 
 cmd_down() {
         need_root down
         [[ -d $STATE ]] || { say "nothing to stop: $STATE does not exist"; return 0; }
         init_state
+        data_dir_resolve
         exec 9>"$STATE/.lock"
         flock -w 300 9 || die "another stack.sh has held $STATE/.lock for 5 minutes"
         local i
@@ -739,50 +991,186 @@ cmd_down() {
         ceph_down
         stop_part kafka-mock 10
         pg_down
-        say "down; data kept in $STATE (the Kafka mock is in memory: its topics start empty next time)"
+        exec 9>&-
+        say "down; data kept in $DATA (the Kafka mock is in memory: its topics start empty next time)"
 }
 
+# The files `up` creates in the state dir; purge removes these and no others.
+STATE_FILES=(logs pids secrets env ports.env endpoints.env credentials kafka-bootstrap data-dir .lock)
+
+cmd_purge() {
+        need_root purge
+        [[ -d $STATE ]] || { say "nothing to purge: $STATE does not exist"; return 0; }
+        cmd_down
+        local owner f
+        exec 9>"$STATE/.lock"
+        flock -w 300 9 || die "another stack.sh has held $STATE/.lock for 5 minutes"
+        if [[ $DATA == "$STATE" ]]; then
+                for f in pg ceph runner; do data_remove "$STATE/$f"; done
+        elif [[ -d $DATA ]]; then
+                owner=$(cat "$DATA/owner" 2>/dev/null || true)
+                if [[ -z $owner || $owner == "$STATE" ]]; then
+                        data_remove "$DATA"
+                        say "removed $DATA"
+                        # the default parents, when no other stack is left in them (never a directory of the user's)
+                        [[ $STACKS_ROOT != /var/lib/paddock/stacks ]] ||
+                                rmdir "$STACKS_ROOT" /var/lib/paddock 2>/dev/null || true
+                else
+                        warn "not removing $DATA: it belongs to the stack in $owner"
+                fi
+        fi
+        for f in "${STATE_FILES[@]}"; do rm -rf -- "${STATE:?}/$f"; done
+        exec 9>&-
+        if rmdir -- "$STATE" 2>/dev/null; then
+                say "purged: $STATE removed"
+        else
+                say "purged; $STATE is left with files the stack did not create"
+        fi
+}
+
+# ---------------------------------------------------------------- status
+
+# Each check prints its verdict ("ready" or "not ready"), a tab, and a detail.
+check_pg() { # port
+        local out
+        if out=$("$(pg_bin)/pg_isready" -h 127.0.0.1 -p "$1" -t 3 2>&1); then
+                printf 'ready\taccepting connections\n'
+        else
+                printf 'not ready\tpg_isready: %s\n' "${out#*- }"
+        fi
+}
+
+check_kafka() { # bootstrap servers
+        local out n
+        if out=$(timeout 20 kcat -L -b "$1" -m 5 2>&1) && n=$(sed -n 's/^ *\([0-9][0-9]*\) brokers:$/\1/p' <<<"$out") &&
+                [[ -n $n ]]; then
+                printf 'ready\tmetadata from %s brokers\n' "$n"
+        else
+                printf 'not ready\t%s\n' "$(grep -m 1 'ERROR' <<<"$out" | sed 's/^% *//; s/ (Are the brokers.*//')"
+        fi
+}
+
+check_ceph() { # mon|osd
+        local out rc=0 err
+        err=$(mktemp)
+        if [[ $1 == mon ]]; then
+                out=$(timeout 30 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 20 mon stat 2>"$err") || rc=$?
+        else
+                out=$(timeout 30 ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 20 osd stat -f json 2>"$err") || rc=$?
+                if [[ $rc -eq 0 ]] && ! jq -e '(.num_up_osds // .osdmap.num_up_osds) >= 1' >/dev/null 2>&1 <<<"$out"; then
+                        rc=1 out="no OSD is up"
+                fi
+        fi
+        if [[ $rc -eq 0 ]]; then
+                printf 'ready\t\n'
+        elif [[ $rc -eq 124 ]]; then
+                printf 'not ready\tthe ceph command gave no answer within 30 s\n'
+        else
+                # Ceph's clients share one admin socket path: that warning is noise
+                [[ $rc -ne 0 && $out == "no OSD is up" ]] || out=$(grep -v 'AdminSocket' "$err" | tail -n 1)
+                printf 'not ready\t%s\n' "${out:-the ceph command failed (exit $rc)}"
+        fi
+        rm -f "$err"
+}
+
+check_http() { # url: radosgw answers at all
+        local code
+        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$1") || true
+        if [[ $code =~ ^[2-4] ]]; then
+                printf 'ready\tHTTP %s\n' "$code"
+        else
+                printf 'not ready\tno HTTP answer within 5 s\n'
+        fi
+}
+
+check_readyz() { # service base url: its /readyz (lib/http/ops.h)
+        local out code body
+        out=$(curl -s -m 10 -w '\n%{http_code}' "$1/readyz") || true
+        code=${out##*$'\n'}
+        body=${out%$'\n'*}
+        if [[ $code == 200 ]]; then
+                printf 'ready\t\n'
+        elif [[ $code == 503 ]]; then
+                printf 'not ready\t%s\n' "$(jq -r '"\(.dependency): \(.reason)"' <<<"$body" 2>/dev/null || echo "HTTP 503")"
+        else
+                printf 'not ready\t/readyz did not answer within 10 s%s\n' "${code:+ (HTTP $code)}"
+        fi
+}
+
+# Every part's readiness, not just its process: PostgreSQL (pg_isready), the
+# Kafka mock (a metadata request), Ceph (mon and OSD status, radosgw over
+# HTTP) and each service's /readyz with the reason when not ready. Returns 1
+# unless every part is ready.
 cmd_status() {
-        [[ -d $STATE ]] || { say "no stack in $STATE"; return 0; }
-        STATE=$(cd "$STATE" && pwd)
-        local p pid addr
-        printf '%-14s %-8s %-8s %s\n' PART STATE PID ADDRESS
+        if [[ ! -d $STATE ]]; then
+                say "no stack in $STATE"
+                return 1
+        fi
+        data_dir_resolve
+        CEPH_DIR=$DATA/ceph
+        local p pid verdict detail ok=0 fmt='%-13s %-10s %-8s %-34s %s\n' tmp
+        local -A addr=() pids=()
+        tmp=$(mktemp -d)
+        # the checks run side by side (Ceph's CLI alone takes seconds)
         for p in postgres kafka-mock ceph-mon ceph-osd radosgw "${SERVICES[@]}"; do
                 case $p in
-                postgres) addr="127.0.0.1:$(kv_get "$STATE/ports.env" PG_PORT)" ;;
-                kafka-mock) addr=$(cat "$STATE/kafka-bootstrap" 2>/dev/null || true) ;;
-                ceph-mon) addr="127.0.0.1:$(kv_get "$STATE/ports.env" MON_PORT)" ;;
-                ceph-osd) addr= ;;
-                radosgw) addr="http://127.0.0.1:$(kv_get "$STATE/ports.env" RGW_PORT)" ;;
-                *) addr="http://127.0.0.1:$(kv_get "$STATE/ports.env" "$(svc_port_key "$p")")" ;;
+                postgres) addr[$p]="127.0.0.1:$(kv_get "$STATE/ports.env" PG_PORT)" ;;
+                kafka-mock) addr[$p]=$(cat "$STATE/kafka-bootstrap" 2>/dev/null || true) ;;
+                ceph-mon) addr[$p]="127.0.0.1:$(kv_get "$STATE/ports.env" MON_PORT)" ;;
+                ceph-osd) addr[$p]=- ;;
+                radosgw) addr[$p]="http://127.0.0.1:$(kv_get "$STATE/ports.env" RGW_PORT)" ;;
+                *) addr[$p]="http://127.0.0.1:$(kv_get "$STATE/ports.env" "$(svc_port_key "$p")")" ;;
                 esac
-                if [[ $p == postgres ]] && pg_running; then
-                        pid=$(head -n 1 "$STATE/pg/data/postmaster.pid")
-                        printf '%-14s %-8s %-8s %s\n' "$p" up "$pid" "$addr"
-                elif pid=$(pid_of "$p"); then
-                        printf '%-14s %-8s %-8s %s\n' "$p" up "$pid" "$addr"
-                elif [[ $p == api || $p == scheduler || $p == runner-agent || $p == evidence || $p == billing ]] &&
-                        [[ ! -x $(svc_bin "$p") ]]; then
-                        printf '%-14s %-8s %-8s %s\n' "$p" "not built" - -
+                if pid=$(pid_of "$p"); then
+                        pids[$p]=$pid
+                        case $p in
+                        postgres) check_pg "${addr[$p]##*:}" ;;
+                        kafka-mock) check_kafka "${addr[$p]}" ;;
+                        ceph-mon) check_ceph mon ;;
+                        # after the monitor's check: Ceph's clients share one admin socket path
+                        ceph-osd) for _ in {1..100}; do [[ ! -e $tmp/ceph-mon ]] || break; sleep 0.2; done
+                                check_ceph osd ;;
+                        radosgw) check_http "${addr[$p]}/" ;;
+                        *) check_readyz "${addr[$p]}" ;;
+                        esac >"$tmp/$p.part" && mv "$tmp/$p.part" "$tmp/$p" &
+                elif [[ " ${SERVICES[*]} " == *" $p "* && ! -x $(svc_bin "$p") ]]; then
+                        pids[$p]=- addr[$p]=-
+                        printf 'not built\tno %s\n' "$(svc_bin "$p")" >"$tmp/$p"
                 else
-                        printf '%-14s %-8s %-8s %s\n' "$p" down - "$addr"
+                        pids[$p]=-
+                        printf 'down\t\n' >"$tmp/$p"
                 fi
         done
+        wait
+        printf "$fmt" PART STATE PID ADDRESS DETAIL
+        for p in postgres kafka-mock ceph-mon ceph-osd radosgw "${SERVICES[@]}"; do
+                verdict='' detail=''
+                IFS=$'\t' read -r verdict detail <"$tmp/$p" 2>/dev/null || true
+                [[ -n $verdict ]] || verdict="not ready" detail="the check gave no answer"
+                [[ $verdict == ready ]] || ok=1
+                printf "$fmt" "$p" "$verdict" "${pids[$p]}" "${addr[$p]:--}" "$detail"
+        done
+        rm -rf "$tmp"
+        echo
+        echo "state: $STATE"
+        echo "data:  $DATA (PostgreSQL, Ceph, runner)"
         if [[ -f $STATE/endpoints.env ]]; then
-                echo
                 echo "endpoints: $STATE/endpoints.env (secrets not shown)"
                 grep -v -e '^#' -e 'SECRET' -e '_DSN=' "$STATE/endpoints.env" | sed 's/^/  /'
         fi
         [[ ! -f $STATE/credentials ]] || echo "credentials: $STATE/credentials"
+        return "$ok"
 }
 
 case ${1:-} in
+preflight) cmd_preflight ;;
 install) cmd_install ;;
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
+purge) cmd_purge ;;
 *)
-        echo "usage: $0 install|up|down|status" >&2
+        echo "usage: $0 preflight|install|up|down|status|purge" >&2
         exit 64
         ;;
 esac

@@ -1,7 +1,9 @@
 #include "http/ops.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <libwebsockets.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,6 +37,48 @@ static void ops_lws_log(int level, const char *line) {
         log_ctx(LOG_DEBUG, LOG_KV("component", "libwebsockets"), "%.*s", (int)l, line);
 }
 
+int ops_not_ready_set(struct ops_not_ready *why, int err, const char *dependency, const char *fmt, ...) {
+        snprintf(why->dependency, sizeof why->dependency, "%s", dependency);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why->reason, sizeof why->reason, fmt, ap);
+        va_end(ap);
+        return err < 0 ? err : -EIO;
+}
+
+/* A JSON string of text; bytes that are not valid UTF-8 (a foreign error
+ * text may hold any) become '?' rather than losing the reason. */
+static json_t *ops_json_text(const char *text) {
+        json_t *j = json_string(text);
+        if (j)
+                return j;
+        _cleanup_free_ char *copy = strdup(text);
+        if (!copy)
+                return NULL;
+        for (char *c = copy; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                        *c = '?';
+        return json_string(copy);
+}
+
+int ops_readiness(ops_ready_fn ready_fn, void *userdata, char **ret_body) {
+        struct ops_not_ready why = {"", ""};
+        int r = ready_fn ? ready_fn(userdata, &why) : 0;
+        json_t *o;
+        if (r >= 0)
+                o = json_pack("{s:s}", "status", "ready");
+        else
+                o = json_pack("{s:s,s:o,s:o}", "status", "not_ready",
+                              "dependency", ops_json_text(why.dependency[0] ? why.dependency : "unknown"),
+                              "reason", ops_json_text(why.reason[0] ? why.reason : strerror(-r)));
+        char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!body)
+                return -ENOMEM;
+        *ret_body = body;
+        return r >= 0 ? 200 : 503;
+}
+
 static int ops_set_body(struct ops_session *s, const char *body, size_t len) {
         free(s->buf);
         s->buf = malloc(LWS_PRE + len + 1);
@@ -54,20 +98,20 @@ static unsigned ops_route(struct ops_server *srv, struct lws *wsi, const char *u
                 return HTTP_STATUS_METHOD_NOT_ALLOWED;
         }
         if (!strcmp(uri, "/healthz")) {
-                ops_set_body(s, "ok\n", 3);
+                *ctype = OPS_HEALTH_CONTENT_TYPE;
+                ops_set_body(s, OPS_HEALTHZ_BODY, STRLEN(OPS_HEALTHZ_BODY));
                 return HTTP_STATUS_OK;
         }
         if (!strcmp(uri, "/readyz")) {
-                char why[256] = "";
-                int r = srv->ready_fn ? srv->ready_fn(srv->userdata, why, sizeof why) : 0;
-                if (r >= 0) {
-                        ops_set_body(s, "ready\n", 6);
-                        return HTTP_STATUS_OK;
+                _cleanup_free_ char *body = NULL;
+                int status = ops_readiness(srv->ready_fn, srv->userdata, &body);
+                if (status < 0) {
+                        ops_set_body(s, "out of memory\n", 14);
+                        return HTTP_STATUS_INTERNAL_SERVER_ERROR;
                 }
-                char text[320];
-                int n = snprintf(text, sizeof text, "not ready: %s\n", why[0] ? why : strerror(-r));
-                ops_set_body(s, text, n < (int)sizeof text ? (size_t)n : sizeof text - 1);
-                return HTTP_STATUS_SERVICE_UNAVAILABLE;
+                *ctype = OPS_HEALTH_CONTENT_TYPE;
+                ops_set_body(s, body, strlen(body));
+                return (unsigned)status;
         }
         if (!strcmp(uri, "/metrics")) {
                 char *text = metrics_render();

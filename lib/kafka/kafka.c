@@ -280,12 +280,16 @@ int kafka_producer_flush(struct kafka_producer *p, int timeout_ms) {
         return 0;
 }
 
-int kafka_producer_ping(struct kafka_producer *p, int timeout_ms) {
+int kafka_producer_ping(struct kafka_producer *p, int timeout_ms, struct err_detail *reterr) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
         if (md)
                 rd_kafka_metadata_destroy(md);
-        return err ? -ECONNRESET : 0;
+        if (err)
+                return err_set(reterr, -ECONNRESET, rd_kafka_err2name(err),
+                               "no broker answered a metadata request within %d ms: %s", timeout_ms,
+                               rd_kafka_err2str(err));
+        return 0;
 }
 
 int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, int timeout_ms) {

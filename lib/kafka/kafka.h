@@ -77,6 +77,7 @@ int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *
  * first events were ~1 s late without it). Returns 0, or -ECONNRESET if a
  * lookup failed (harmless: producing looks the topic up again). */
 int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, int timeout_ms);
-/* Produces a status line for /readyz: 0 if a broker answered metadata within
- * timeout_ms, -ECONNRESET otherwise. Usable from any thread. */
-int kafka_producer_ping(struct kafka_producer *p, int timeout_ms);
+/* For /readyz: 0 if a broker answered a metadata request within timeout_ms,
+ * else -ECONNRESET with *reterr (may be NULL) holding librdkafka's error.
+ * Usable from any thread. */
+int kafka_producer_ping(struct kafka_producer *p, int timeout_ms, struct err_detail *reterr);

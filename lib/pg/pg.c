@@ -426,11 +426,13 @@ int pg_migrate_wait(struct pg_pool *pool, const char *schema, const struct embed
         }
 }
 
-bool pg_pool_ping(struct pg_pool *pool) {
-        PGconn *conn = pg_pool_acquire(pool, 5000, NULL);
+int pg_pool_ping(struct pg_pool *pool, struct err_detail *reterr) {
+        struct err_detail local = {0};
+        struct err_detail *e = reterr ? reterr : &local;
+        PGconn *conn = pg_pool_acquire(pool, 5000, e);
         if (!conn)
-                return false;
-        int r = pg_exec(conn, "SELECT 1", 0, NULL, NULL, NULL);
+                return e->errnum < 0 ? e->errnum : -ECONNRESET;
+        int r = pg_exec(conn, "SELECT 1", 0, NULL, NULL, e);
         pg_pool_release(pool, conn);
-        return r >= 0;
+        return r < 0 ? r : 0;
 }

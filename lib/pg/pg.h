@@ -78,5 +78,7 @@ struct pg_migrate_wait_options {
  * shutdown. *reterr says why. pool and migrations are borrowed. */
 int pg_migrate_wait(struct pg_pool *pool, const char *schema, const struct embedded_file *migrations,
                     const struct pg_migrate_wait_options *opts, struct err_detail *reterr);
-/* True if a trivial query succeeds within the pool's connect timeout (for /readyz). */
-bool pg_pool_ping(struct pg_pool *pool);
+/* Runs a trivial query on a pooled connection (for /readyz). Returns 0, or
+ * a negative errno with *reterr saying why (no connection free within 5 s,
+ * could not connect, the query failed). */
+int pg_pool_ping(struct pg_pool *pool, struct err_detail *reterr);

@@ -8,12 +8,10 @@
 #include "core/shutdown.h"
 #include "http/ops.h"
 
-int service_ready_pg(void *pool, char *why, size_t why_size) {
-        if (!pg_pool_ping(pool)) {
-                snprintf(why, why_size, "postgresql unreachable");
-                return -ECONNRESET;
-        }
-        return 0;
+int service_ready_pg(void *pool, struct ops_not_ready *why) {
+        struct err_detail e = {0};
+        int r = pg_pool_ping(pool, &e);
+        return r < 0 ? ops_not_ready_set(why, r, "postgresql", "%s", e.message) : 0;
 }
 
 static void migrate_waiting(void *userdata, unsigned attempt, int delay_ms, const struct err_detail *err) {

@@ -6,6 +6,7 @@
 
 #include "core/config.h"
 #include "core/embedded.h"
+#include "http/ops.h"
 #include "pg/pg.h"
 
 /* What service_init() needs to know about a daemon. */
@@ -36,7 +37,7 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
 
 /* An ops_ready_fn for daemons whose only dependency to report is PostgreSQL:
  * userdata is the struct pg_pool. */
-int service_ready_pg(void *pool, char *why, size_t why_size);
+int service_ready_pg(void *pool, struct ops_not_ready *why);
 
 /* Applies schema's embedded migrations, waiting for PostgreSQL to become
  * reachable (each wait logged at warn) up to max_wait_ms (0: until shutdown).

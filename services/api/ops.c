@@ -1,24 +1,43 @@
-/* The operations endpoints of the api: /healthz, /readyz, /metrics. */
+/* The operations endpoints of the api: /healthz, /readyz, /metrics, in the
+ * format every daemon's ops server answers with (lib/http/ops.h). */
 #include <errno.h>
+#include <string.h>
 
 #include "api.h"
 #include "core/metrics.h"
+#include "http/ops.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 
 int ops_healthz(struct api_req *r) {
+        r->text = strdup(OPS_HEALTHZ_BODY);
+        if (!r->text)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        r->content_type = OPS_HEALTH_CONTENT_TYPE;
         r->status = 200;
-        r->out = json_pack("{s:s}", "status", "ok");
+        return 0;
+}
+
+/* The api's dependencies: PostgreSQL (every request) and Kafka (run
+ * launches, control messages and the audit relay). */
+static int api_ready(void *userdata, struct ops_not_ready *why) {
+        struct api *a = userdata;
+        struct err_detail e = {0};
+        int r = pg_pool_ping(a->pg, &e);
+        if (r < 0)
+                return ops_not_ready_set(why, r, "postgresql", "%s", e.message);
+        r = kafka_producer_ping(a->producer, 1000, &e);
+        if (r < 0)
+                return ops_not_ready_set(why, r, "kafka", "%s", e.message);
         return 0;
 }
 
 int ops_readyz(struct api_req *r) {
-        if (!pg_pool_ping(r->api->pg))
-                return api_fail(r, -ECONNRESET, "unavailable", "postgresql is not reachable");
-        if (kafka_producer_ping(r->api->producer, 1000) < 0)
-                return api_fail(r, -ECONNRESET, "unavailable", "kafka is not reachable");
-        r->status = 200;
-        r->out = json_pack("{s:s}", "status", "ready");
+        int status = ops_readiness(api_ready, r->api, &r->text);
+        if (status < 0)
+                return api_fail(r, status, "internal", "out of memory");
+        r->content_type = OPS_HEALTH_CONTENT_TYPE;
+        r->status = status;
         return 0;
 }
 

@@ -80,12 +80,11 @@ static int parse_addr(const char *s, char *host, size_t hsize, int *port) {
         return 0;
 }
 
-static int ready(void *userdata, char *why, size_t why_size) {
+static int ready(void *userdata, struct ops_not_ready *why) {
         struct agent *a = userdata;
-        int r = kafka_producer_ping(a->producer, 2000);
-        if (r < 0)
-                snprintf(why, why_size, "kafka unreachable");
-        return r;
+        struct err_detail e = {0};
+        int r = kafka_producer_ping(a->producer, 2000, &e);
+        return r < 0 ? ops_not_ready_set(why, r, "kafka", "%s", e.message) : 0;
 }
 
 int main(int argc, char **argv) {

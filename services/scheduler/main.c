@@ -108,16 +108,14 @@ struct app {
         int64_t first_message; /* time_mono_us() of the first message, 0 before */
 };
 
-static int ready(void *userdata, char *why, size_t why_size) {
+static int ready(void *userdata, struct ops_not_ready *why) {
         struct app *app = userdata;
-        int r = service_ready_pg(app->pool, why, why_size);
+        int r = service_ready_pg(app->pool, why);
         if (r < 0)
                 return r;
-        if (kafka_producer_ping(app->producer, 1000) < 0) {
-                snprintf(why, why_size, "kafka unreachable");
-                return -ECONNRESET;
-        }
-        return 0;
+        struct err_detail e = {0};
+        r = kafka_producer_ping(app->producer, 1000, &e);
+        return r < 0 ? ops_not_ready_set(why, r, "kafka", "%s", e.message) : 0;
 }
 
 /* Applies one message (a kafka_handle_fn); a change that can free or need a

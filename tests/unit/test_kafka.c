@@ -68,7 +68,7 @@ static void test_produce_sync_then_consume(void **state) {
         assert_non_null(p);
         static const unsigned char value[] = {'h', 'i', 0, 0xff, '!'};
         assert_int_equal(kafka_produce_sync(p, "t.roundtrip", "run-1", value, sizeof value, 10000, &err), 0);
-        assert_int_equal(kafka_producer_ping(p, 5000), 0);
+        assert_int_equal(kafka_producer_ping(p, 5000, NULL), 0);
 
         const char *topics[] = {"t.roundtrip", NULL};
         struct kafka_consumer *c = kafka_consumer_new(&o, "g.roundtrip", topics, "earliest", &err);
@@ -178,7 +178,9 @@ static void test_unreachable_broker(void **state) {
         assert_true(r < 0);
         assert_int_equal(err.errnum, r);
         assert_true(err.message[0] != '\0');
-        assert_int_equal(kafka_producer_ping(p, 300), -ECONNRESET);
+        assert_int_equal(kafka_producer_ping(p, 300, &err), -ECONNRESET);
+        assert_int_equal(err.errnum, -ECONNRESET);
+        assert_non_null(strstr(err.message, "no broker answered a metadata request within 300 ms"));
         kafka_producer_free(p);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -26,13 +27,32 @@ struct readiness {
         int calls;
 };
 
-static int ready_fn(void *userdata, char *why, size_t why_size) {
+static int ready_fn(void *userdata, struct ops_not_ready *why) {
         struct readiness *r = userdata;
         r->calls++;
         if (r->ready)
                 return 0;
-        snprintf(why, why_size, "kafka unreachable");
-        return -ECONNRESET;
+        return ops_not_ready_set(why, -ECONNRESET, "kafka", "no broker answered within %d ms", 1000);
+}
+
+/* The body parsed as a JSON object with exactly the keys given (NULL-ended
+ * key, value pairs). */
+static void assert_json_body(const char *body, ...) {
+        json_error_t jerr;
+        json_t *o = json_loads(body, 0, &jerr);
+        assert_non_null(o);
+        assert_true(json_is_object(o));
+        va_list ap;
+        va_start(ap, body);
+        size_t n = 0;
+        for (const char *k; (k = va_arg(ap, const char *)); n++) {
+                const char *want = va_arg(ap, const char *);
+                assert_non_null(json_string_value(json_object_get(o, k)));
+                assert_string_equal(json_string_value(json_object_get(o, k)), want);
+        }
+        va_end(ap);
+        assert_int_equal(json_object_size(o), n);
+        json_decref(o);
 }
 
 struct response {
@@ -102,19 +122,25 @@ static void test_endpoints(void **state) {
         struct response r;
         assert_int_equal(http_get(port, "GET", "/healthz", &r), 0);
         assert_int_equal(r.status, 200);
-        assert_string_equal(r.body, "ok\n");
+        assert_non_null(strcasestr(r.headers, "content-type: application/json"));
+        assert_string_equal(r.body, "{\"status\":\"ok\"}");
 
         assert_int_equal(http_get(port, "GET", "/readyz", &r), 0);
         assert_int_equal(r.status, 200);
+        assert_non_null(strcasestr(r.headers, "content-type: application/json"));
+        assert_json_body(r.body, "status", "ready", NULL);
         assert_int_equal(rd.calls, 1);
 
         rd.ready = false;
         assert_int_equal(http_get(port, "GET", "/readyz", &r), 0);
         assert_int_equal(r.status, 503);
-        assert_non_null(strstr(r.body, "kafka unreachable"));
+        assert_non_null(strcasestr(r.headers, "content-type: application/json"));
+        assert_json_body(r.body, "status", "not_ready", "dependency", "kafka",
+                         "reason", "no broker answered within 1000 ms", NULL);
         /* liveness does not depend on readiness */
         assert_int_equal(http_get(port, "GET", "/healthz", &r), 0);
         assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "{\"status\":\"ok\"}");
 
         metric_add(&requests_total, 5);
         metric_set(&queue_depth, 7);
@@ -134,6 +160,35 @@ static void test_endpoints(void **state) {
         assert_true(http_get(port, "GET", "/healthz", &r) < 0);
 }
 
+static int quoting_fn(void *userdata, struct ops_not_ready *why) {
+        (void)userdata;
+        return ops_not_ready_set(why, -ECONNRESET, "postgresql", "could not connect: \"%s\"\n\xff", "x\\y");
+}
+
+static int silent_fn(void *userdata, struct ops_not_ready *why) {
+        (void)userdata;
+        (void)why;
+        return -ETIMEDOUT;
+}
+
+/* ops_readiness is what the api answers with too: valid JSON whatever the
+ * reason holds, and a reason even when the check gave none. */
+static void test_readiness_body(void **state) {
+        char *body = NULL;
+        assert_int_equal(ops_readiness(NULL, NULL, &body), 200);
+        assert_json_body(body, "status", "ready", NULL);
+        free(body);
+
+        assert_int_equal(ops_readiness(quoting_fn, NULL, &body), 503);
+        assert_json_body(body, "status", "not_ready", "dependency", "postgresql",
+                         "reason", "could not connect: \"x\\y\"\n?", NULL);
+        free(body);
+
+        assert_int_equal(ops_readiness(silent_fn, NULL, &body), 503);
+        assert_json_body(body, "status", "not_ready", "dependency", "unknown", "reason", strerror(ETIMEDOUT), NULL);
+        free(body);
+}
+
 static void test_two_servers_and_busy_port(void **state) {
         struct err_detail err = {0};
         struct ops_server *a = ops_server_start("127.0.0.1", 0, NULL, NULL, &err);
@@ -144,6 +199,7 @@ static void test_two_servers_and_busy_port(void **state) {
         struct response r;
         assert_int_equal(http_get(ops_server_port(b), "GET", "/readyz", &r), 0);
         assert_int_equal(r.status, 200); /* no ready_fn: always ready */
+        assert_json_body(r.body, "status", "ready", NULL);
 
         assert_null(ops_server_start("127.0.0.1", ops_server_port(a), NULL, NULL, &err));
         assert_true(err.errnum < 0);
@@ -160,6 +216,7 @@ int main(void) {
         metrics_register(&queue_depth);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_endpoints),
+                cmocka_unit_test(test_readiness_body),
                 cmocka_unit_test(test_two_servers_and_busy_port),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

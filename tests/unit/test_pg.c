@@ -186,7 +186,7 @@ static void test_pool_limits(void **state) {
         assert_ptr_equal(again, b); /* reused, not reconnected */
         pg_pool_release(pool, again);
         pg_pool_release(pool, a);
-        assert_true(pg_pool_ping(pool));
+        assert_int_equal(pg_pool_ping(pool, NULL), 0);
 }
 
 static void test_release_inside_transaction(void **state) {
@@ -262,7 +262,8 @@ static void test_unreachable(void **state) {
         assert_non_null(bad);
         assert_null(pg_pool_acquire(bad, 1000, &err));
         assert_int_equal(err.errnum, -ECONNRESET);
-        assert_false(pg_pool_ping(bad));
+        assert_int_equal(pg_pool_ping(bad, &err), -ECONNRESET);
+        assert_non_null(strstr(err.message, "could not connect"));
         /* the failed attempt gave its slot back */
         assert_null(pg_pool_acquire(bad, 1000, &err));
         assert_int_equal(err.errnum, -ECONNRESET);
