@@ -269,6 +269,11 @@ struct cli_bind {
  * wrong (naming an unknown option, never echoing an option's value). */
 int cli_parse(struct cli_ctx *ctx, int argc, char **argv, const struct cli_bind *binds, char **ret_pos,
               int *ret_npos);
+/* cli_parse(), then cli_require_login(): the start of a command that checks
+ * nothing else before it calls the API. Returns -1 to go on, else the exit
+ * code (CLI_EXIT_USAGE, CLI_EXIT_FAIL when not logged in). */
+int cli_parse_login(struct cli_ctx *ctx, int argc, char **argv, const struct cli_bind *binds, char **ret_pos,
+                    int *ret_npos);
 /* The list rule, the same for every list command: GETs path and every further
  * page. With --json prints {"items": [all pages' items], "next_cursor": null}
  * and returns CLI_EXIT_OK; on failure returns CLI_EXIT_FAIL; else returns -1
@@ -317,6 +322,8 @@ enum {
 };
 /* commands_run.c, commands_sandbox.c, commands_approvals.c, commands_usage.c */
 extern const struct cli_command cli_cmd_run, cli_cmd_sandbox, cli_cmd_approvals, cli_cmd_usage;
+/* commands_node.c */
+extern const struct cli_command cli_cmd_node;
 
 /* lists.c */
 /* Appends "key=<value percent-encoded>" to *query ("&"-joined; *query may be
@@ -337,6 +344,17 @@ void cli_print_list(json_t *items, const char *next_cursor);
 int cli_parse_limit(const char *what, const char *limit, bool all, long long dflt, long long *ret);
 /* After a table: tells on stderr that more items exist when next_cursor is set. */
 void cli_print_more_hint(const char *next_cursor, const char *noun);
+/* The list rule of the lists with filters and --limit (run, sandbox,
+ * approvals list): GETs base, with "?query" when query is not NULL, page by
+ * page up to limit items (0: all). With --json prints the list object and
+ * returns CLI_EXIT_OK; on failure returns CLI_EXIT_FAIL; else returns -1 with
+ * *ret_items and *ret_next (cli_get_pages(); caller owns both) for the
+ * caller's table. */
+int cli_fetch_filtered(struct cli_ctx *ctx, const char *base, const char *query, long long limit,
+                       json_t **ret_items, char **ret_next);
+/* Prints a list's table t (its header row first), or "no NOUN" when it has no
+ * other row, then cli_print_more_hint(). */
+void cli_print_list_table(json_t *t, const char *next_cursor, const char *noun);
 
 /* download.c */
 /* True if name is one plain file name: not empty, ".", ".." and without "/". */

@@ -30,10 +30,8 @@ struct delete_target {
 static int delete_by_ref(struct cli_ctx *ctx, int argc, char **argv, const struct delete_target *t) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = t->resolve(ctx, pos[0]);
         _cleanup_free_ char *path = id ? path_of(t->collection, id, NULL) : NULL;
         _cleanup_(api_response_done) struct api_response resp = {0};
@@ -53,10 +51,8 @@ static int delete_by_ref(struct cli_ctx *ctx, int argc, char **argv, const struc
 static int me_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_get(ctx, "/v1/me", &resp) < 0)
                 return CLI_EXIT_FAIL;
@@ -108,10 +104,8 @@ const struct cli_command cli_cmd_me = {
 static int team_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
         if ((r = cli_fetch_list(ctx, "/v1/teams", &items)) >= 0)
                 return r;
@@ -131,10 +125,8 @@ static int team_list(struct cli_ctx *ctx, int argc, char **argv) {
 static int team_create(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *body = json_pack("{s:s}", "name", pos[0]);
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (!body || api_request(ctx, "POST", "/v1/teams", body, NULL, &resp) < 0)
@@ -155,10 +147,8 @@ static int team_create(struct cli_ctx *ctx, int argc, char **argv) {
 static int team_show(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = cli_resolve_team(ctx, pos[0]);
         _cleanup_free_ char *path = id ? path_of("teams", id, NULL) : NULL;
         _cleanup_(api_response_done) struct api_response resp = {0};
@@ -179,10 +169,8 @@ static int team_show(struct cli_ctx *ctx, int argc, char **argv) {
 static int team_rename(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = cli_resolve_team(ctx, pos[0]);
         _cleanup_free_ char *path = id ? path_of("teams", id, NULL) : NULL;
         _cleanup_json_ json_t *body = json_pack("{s:s}", "name", pos[1]);
@@ -230,10 +218,8 @@ const struct cli_command cli_cmd_team = {
 static int user_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
         if ((r = cli_fetch_list(ctx, "/v1/users", &items)) >= 0)
                 return r;
@@ -315,33 +301,39 @@ static int user_create(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-static int user_set_disabled(struct cli_ctx *ctx, int argc, char **argv, bool disabled) {
+/* PATCH /v1/users/{id} {field: value}; done says what that did. */
+static int user_patch(struct cli_ctx *ctx, int argc, char **argv, const char *field, bool value, const char *done) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = cli_resolve_user(ctx, pos[0]);
         _cleanup_free_ char *path = id ? path_of("users", id, NULL) : NULL;
-        _cleanup_json_ json_t *body = json_pack("{s:b}", "disabled", disabled);
+        _cleanup_json_ json_t *body = json_pack("{s:b}", field, value);
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (!path || !body || api_request(ctx, "PATCH", path, body, NULL, &resp) < 0)
                 return CLI_EXIT_FAIL;
         if (ctx->json)
                 cli_print_json(resp.body);
         else
-                printf("user %s %s\n", json_string_value(json_object_get(resp.body, "username")) ?: id,
-                       disabled ? "disabled (its tokens are revoked)" : "enabled");
+                printf("user %s %s\n", json_string_value(json_object_get(resp.body, "username")) ?: id, done);
         return CLI_EXIT_OK;
 }
 
 static int user_disable(struct cli_ctx *ctx, int argc, char **argv) {
-        return user_set_disabled(ctx, argc, argv, true);
+        return user_patch(ctx, argc, argv, "disabled", true, "disabled (its tokens are revoked)");
 }
 
 static int user_enable(struct cli_ctx *ctx, int argc, char **argv) {
-        return user_set_disabled(ctx, argc, argv, false);
+        return user_patch(ctx, argc, argv, "disabled", false, "enabled");
+}
+
+static int user_promote(struct cli_ctx *ctx, int argc, char **argv) {
+        return user_patch(ctx, argc, argv, "tenant_admin", true, "is a tenant_admin now");
+}
+
+static int user_demote(struct cli_ctx *ctx, int argc, char **argv) {
+        return user_patch(ctx, argc, argv, "tenant_admin", false, "is no longer a tenant_admin");
 }
 
 static int user_delete(struct cli_ctx *ctx, int argc, char **argv) {
@@ -367,6 +359,10 @@ static const struct cli_command user_subs[] = {
          .fn = user_disable},
         {.name = "enable", .args = "USER", .summary = "allow logins again (revoked tokens stay revoked)",
          .fn = user_enable},
+        {.name = "promote", .args = "USER", .summary = "make the user a tenant_admin (of the whole tenant)",
+         .fn = user_promote},
+        {.name = "demote", .args = "USER", .summary = "take tenant_admin away (its team roles stay)",
+         .fn = user_demote},
         {.name = "delete", .alias = "rm", .args = "USER", .summary = "delete a user who authored nothing (else disable it)",
          .fn = user_delete},
         {0},
@@ -375,7 +371,7 @@ static const struct cli_command user_subs[] = {
 const struct cli_command cli_cmd_user = {
         .name = "user",
         .alias = "users",
-        .summary = "users: list, create, disable, enable, delete",
+        .summary = "users: list, create, disable, enable, promote, demote, delete",
         .description = "USER is a user id or username; all of these need tenant_admin.\n",
         .subs = user_subs,
 };
@@ -500,10 +496,8 @@ const struct cli_command cli_cmd_grant = {
 static int revoke_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *body = json_pack("{s:[]}", "roles");
         return body ? change_roles(ctx, pos[0], pos[1], "PUT", body) : CLI_EXIT_FAIL;
 }
@@ -518,10 +512,8 @@ const struct cli_command cli_cmd_revoke = {
 static int members_main(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *team = cli_resolve_team(ctx, pos[0]);
         _cleanup_free_ char *path = team ? path_of("teams", team, "/members") : NULL;
         _cleanup_json_ json_t *items = NULL;
@@ -570,10 +562,8 @@ static char *resolve_sa(const struct cli_ctx *ctx, const char *ref) {
 static int sa_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
         if ((r = cli_fetch_list(ctx, "/v1/service-accounts", &items)) >= 0)
                 return r;
@@ -729,10 +719,8 @@ const struct cli_command cli_cmd_service_account = {
 static int token_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = resolve_sa(ctx, pos[0]);
         _cleanup_json_ json_t *all = NULL;
         if (!id || api_get_all(ctx, "/v1/service-accounts", &all) < 0)
@@ -860,10 +848,8 @@ static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
 static int audit_verify(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_get(ctx, "/v1/audit/verify", &resp) < 0)
                 return CLI_EXIT_FAIL;
@@ -909,10 +895,8 @@ const struct cli_command cli_cmd_audit = {
 static int oidc_show(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_get(ctx, "/v1/tenant/oidc", &resp) < 0)
                 return CLI_EXIT_FAIL;
@@ -950,10 +934,8 @@ static int oidc_set(struct cli_ctx *ctx, int argc, char **argv) {
 static int oidc_delete(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_request(ctx, "DELETE", "/v1/tenant/oidc", NULL, NULL, &resp) < 0)
                 return CLI_EXIT_FAIL;

@@ -87,17 +87,12 @@ static int approvals_list(struct cli_ctx *ctx, int argc, char **argv) {
         }
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        _cleanup_free_ char *query = NULL, *path = NULL, *next = NULL;
-        if (cli_query_add(&query, "status", status) < 0 || cli_query_add(&query, "team", team) < 0 ||
-            asprintf(&path, "/v1/approvals%s%s", query ? "?" : "", query ? query : "") < 0)
-                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *query = NULL, *next = NULL;
         _cleanup_json_ json_t *items = NULL;
-        if (cli_get_pages(ctx, path, limit, &items, &next) < 0)
+        if (cli_query_add(&query, "status", status) < 0 || cli_query_add(&query, "team", team) < 0)
                 return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                cli_print_list(items, next);
-                return CLI_EXIT_OK;
-        }
+        if ((r = cli_fetch_filtered(ctx, "/v1/approvals", query, limit, &items, &next)) >= 0)
+                return r;
         if (json_array_size(items) == 0) {
                 printf("no approvals\n");
                 return CLI_EXIT_OK;
@@ -117,8 +112,7 @@ static int approvals_list(struct cli_ctx *ctx, int argc, char **argv) {
                               json_string_value(json_object_get(a, "rule")),
                               json_string_value(json_object_get(a, "deadline")));
         }
-        cli_table_print(t);
-        cli_print_more_hint(next, "approvals");
+        cli_print_list_table(t, next, "approvals");
         return CLI_EXIT_OK;
 }
 

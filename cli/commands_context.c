@@ -24,10 +24,19 @@ static json_t *context_json(const struct session_context *sc, const char *curren
                          "logged_in", sc->token != NULL, "expires_at", sc->expires_at);
 }
 
+/* Says why the saved context name could not be used or changed (r < 0). */
+static int context_failed(const struct cli_ctx *ctx, int r, const char *name) {
+        if (r == -ENOENT)
+                cli_error("%s: no context named \"%s\" (see `paddock context list`)", ctx->what, name);
+        else
+                cli_error("%s: %s", ctx->what, strerror(-r));
+        return CLI_EXIT_FAIL;
+}
+
 static int load_or_say(const struct cli_ctx *ctx, const char *name, struct session_context *sc) {
         int r = session_context_load(name, sc);
         if (r == -ENOENT)
-                cli_error("%s: no context named \"%s\" (see `paddock context list`)", ctx->what, name);
+                context_failed(ctx, r, name);
         else if (r < 0)
                 cli_error("%s: could not read context \"%s\": %s", ctx->what, name,
                           r == -EBADMSG ? "not a JSON object" : strerror(-r));
@@ -139,18 +148,12 @@ static int context_rename(struct cli_ctx *ctx, int argc, char **argv) {
         if (!check_name(ctx, pos[0]) || !check_name(ctx, pos[1]))
                 return CLI_EXIT_USAGE;
         r = session_context_rename(pos[0], pos[1]);
-        if (r == -ENOENT) {
-                cli_error("context rename: no context named \"%s\" (see `paddock context list`)", pos[0]);
-                return CLI_EXIT_FAIL;
-        }
         if (r == -EEXIST) {
                 cli_error("context rename: a context named \"%s\" exists already", pos[1]);
                 return CLI_EXIT_FAIL;
         }
-        if (r < 0) {
-                cli_error("context rename: %s", strerror(-r));
-                return CLI_EXIT_FAIL;
-        }
+        if (r < 0)
+                return context_failed(ctx, r, pos[0]);
         if (ctx->json) {
                 _cleanup_json_ json_t *o = json_pack("{s:s, s:s}", "from", pos[0], "name", pos[1]);
                 cli_print_json(o);
@@ -168,14 +171,8 @@ static int context_delete(struct cli_ctx *ctx, int argc, char **argv) {
         if (!check_name(ctx, pos[0]))
                 return CLI_EXIT_USAGE;
         r = session_context_delete(pos[0]);
-        if (r == -ENOENT) {
-                cli_error("context delete: no context named \"%s\" (see `paddock context list`)", pos[0]);
-                return CLI_EXIT_FAIL;
-        }
-        if (r < 0) {
-                cli_error("context delete: %s", strerror(-r));
-                return CLI_EXIT_FAIL;
-        }
+        if (r < 0)
+                return context_failed(ctx, r, pos[0]);
         if (ctx->json) {
                 _cleanup_json_ json_t *o = json_pack("{s:s, s:b}", "name", pos[0], "deleted", 1);
                 cli_print_json(o);

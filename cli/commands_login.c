@@ -57,6 +57,20 @@ static char *prompt_new_password(void) {
 
 /* ---------------------------------------------------------------- login */
 
+/* Saves the login sc (sc->name the context) and makes it the current
+ * context when none is. Returns 0, or a negative errno after saying why. */
+static int store_context(const struct session_context *sc) {
+        int r = session_context_save(sc);
+        if (r < 0) {
+                cli_error("login: could not store context \"%s\": %s", sc->name, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *cur = session_current_get();
+        if (!cur)
+                (void)session_current_set(sc->name);
+        return 0;
+}
+
 /* login --token-stdin: a context from an API token (a service account's). */
 static int login_token(struct cli_ctx *ctx) {
         _cleanup_(cli_secret_freep) char *token = isatty(STDIN_FILENO) ? cli_prompt_hidden("API token: ")
@@ -75,14 +89,8 @@ static int login_token(struct cli_ctx *ctx) {
         const char *tenant = json_string_value(json_object_get(json_object_get(me.body, "tenant"), "name"));
         struct session_context sc = {.name = ctx->context, .api_url = ctx->api_url, .tenant = (char *)tenant,
                                      .user = (char *)user, .token = token, .auth = CLI_AUTH_TOKEN};
-        int r = session_context_save(&sc);
-        if (r < 0) {
-                cli_error("login: could not store context \"%s\": %s", ctx->context, strerror(-r));
+        if (store_context(&sc) < 0)
                 return CLI_EXIT_FAIL;
-        }
-        _cleanup_free_ char *cur = session_current_get();
-        if (!cur)
-                (void)session_current_set(ctx->context);
         if (ctx->json) {
                 _cleanup_json_ json_t *o = json_pack("{s:s, s:O?, s:O?}", "context", ctx->context, "user",
                                                      json_object_get(me.body, "user"), "tenant",
@@ -95,20 +103,76 @@ static int login_token(struct cli_ctx *ctx) {
         return CLI_EXIT_OK;
 }
 
+/* login --oidc-token-stdin: exchanges an ID (or JWT access) token of the
+ * tenant's OIDC provider for a Paddock token (POST /v1/auth/oidc) and saves
+ * it like a password login, as the user the provider's token names. */
+static int login_oidc(struct cli_ctx *ctx, const char *tenant) {
+        if (!tenant) {
+                cli_error("login: no tenant: pass --tenant or set PADDOCK_TENANT");
+                return CLI_EXIT_USAGE;
+        }
+        _cleanup_(cli_secret_freep) char *idp_token = isatty(STDIN_FILENO) ? cli_prompt_hidden("ID token: ")
+                                                                           : cli_read_line();
+        if (!idp_token || !*idp_token) {
+                cli_error("login: --oidc-token-stdin: no token on stdin");
+                return CLI_EXIT_USAGE;
+        }
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s}", "tenant", tenant, "token", idp_token);
+        if (!body) {
+                cli_error("login: out of memory");
+                return CLI_EXIT_FAIL;
+        }
+        /* like a password login: never with an old, possibly foreign, token */
+        struct cli_ctx anon = {.api_url = ctx->api_url, .context = ctx->context};
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        int r = api_request(&anon, "POST", "/v1/auth/oidc", body, NULL, &resp);
+        json_object_set_new(body, "token", json_string(""));
+        if (r < 0)
+                return CLI_EXIT_FAIL;
+        const char *token = json_string_value(json_object_get(resp.body, "token"));
+        const char *expires = json_string_value(json_object_get(resp.body, "expires_at"));
+        const char *user = json_string_value(json_object_get(json_object_get(resp.body, "user"), "username"));
+        if (!token || !*token) {
+                cli_error("login: the API answered without a token");
+                return CLI_EXIT_FAIL;
+        }
+        struct session_context sc = {.name = ctx->context, .api_url = ctx->api_url, .tenant = (char *)tenant,
+                                     .user = (char *)user, .token = (char *)token, .expires_at = (char *)expires,
+                                     .auth = CLI_AUTH_PASSWORD};
+        if (store_context(&sc) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                /* the API's answer, less the token */
+                json_object_del(resp.body, "token");
+                json_object_set_new(resp.body, "context", json_string(ctx->context));
+                cli_print_json(resp.body);
+        } else {
+                printf("logged in as %s in tenant %s with an OIDC token%s%s (context %s)\n", user ? user : "?",
+                       tenant, expires ? ", token expires " : "", expires ? expires : "", ctx->context);
+        }
+        return CLI_EXIT_OK;
+}
+
 static int login_main(struct cli_ctx *ctx, int argc, char **argv) {
         const char *tenant_flag = NULL, *user_flag = NULL;
-        bool pw_stdin = false, token_stdin = false;
+        bool pw_stdin = false, token_stdin = false, oidc_stdin = false;
         const struct cli_bind binds[] = {
                 {.name = "tenant", .str = &tenant_flag},
                 {.name = "user", .str = &user_flag},
                 {.name = "password-stdin", .set = &pw_stdin},
                 {.name = "token-stdin", .set = &token_stdin},
+                {.name = "oidc-token-stdin", .set = &oidc_stdin},
                 {0},
         };
         char *pos[CLI_MAX_POS];
         int npos, r;
         if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
+        if (oidc_stdin && (pw_stdin || token_stdin || user_flag)) {
+                cli_error("login: --oidc-token-stdin logs in as the user the provider's token names: drop --user, "
+                          "--password-stdin and --token-stdin");
+                return CLI_EXIT_USAGE;
+        }
         if (token_stdin && (pw_stdin || tenant_flag || user_flag)) {
                 cli_error("login: --token-stdin logs in with the token alone: drop --tenant, --user and "
                           "--password-stdin");
@@ -121,6 +185,8 @@ static int login_main(struct cli_ctx *ctx, int argc, char **argv) {
         (void)session_context_load(ctx->context, &saved);
         _cleanup_free_ char *cred = session_credentials_path();
         _cleanup_free_ char *tenant = pick(tenant_flag, "PADDOCK_TENANT", saved.tenant, cred);
+        if (oidc_stdin)
+                return login_oidc(ctx, tenant);
         _cleanup_free_ char *user = pick(user_flag, "PADDOCK_USER", saved.user, cred);
         _cleanup_(cli_secret_freep) char *password = NULL;
 
@@ -183,14 +249,8 @@ static int login_main(struct cli_ctx *ctx, int argc, char **argv) {
         struct session_context sc = {.name = ctx->context, .api_url = ctx->api_url, .tenant = tenant,
                                      .user = user, .token = (char *)token, .expires_at = (char *)expires,
                                      .auth = CLI_AUTH_PASSWORD};
-        r = session_context_save(&sc);
-        if (r < 0) {
-                cli_error("login: could not store context \"%s\": %s", ctx->context, strerror(-r));
+        if (store_context(&sc) < 0)
                 return CLI_EXIT_FAIL;
-        }
-        _cleanup_free_ char *cur = session_current_get();
-        if (!cur)
-                (void)session_current_set(ctx->context);
         free(ctx->token);
         ctx->token = strdup(token);
         ctx->auth = CLI_AUTH_PASSWORD;
@@ -248,12 +308,18 @@ const struct cli_command cli_cmd_login = {
                 "\n"
                 "--token-stdin saves an API token instead (a service account's, which cannot log\n"
                 "in with a password); the token is checked with GET /v1/me. --json prints the\n"
-                "API's answer without the token.\n",
+                "API's answer without the token.\n"
+                "\n"
+                "--oidc-token-stdin logs in with an ID (or JWT access) token of the tenant's\n"
+                "OIDC provider (`paddock oidc set`), exchanged for a Paddock token by POST\n"
+                "/v1/auth/oidc: the user and its roles come from the provider's token, so only\n"
+                "--tenant goes with it; log in the same way again when the session expires.\n",
         .options = (const struct cli_option[]){
                 {"tenant", 0, "TENANT", "tenant name"},
                 {"user", 0, "USER", "user name"},
                 {"password-stdin", 0, NULL, "read the password from the first line of stdin"},
                 {"token-stdin", 0, NULL, "read an API token from stdin instead of logging in with a password"},
+                {"oidc-token-stdin", 0, NULL, "log in with an ID token of the tenant's OIDC provider, read from stdin"},
                 {0},
         },
         .fn = login_main,

@@ -219,20 +219,15 @@ static int run_list(struct cli_ctx *ctx, int argc, char **argv) {
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
 
-        _cleanup_free_ char *query = NULL, *joined = NULL, *path = NULL, *next = NULL;
+        _cleanup_free_ char *query = NULL, *joined = NULL, *next = NULL;
+        _cleanup_json_ json_t *items = NULL;
         joined = json_array_size(statuses) ? cli_join(statuses) : NULL;
         if (cli_query_add(&query, "team", team) < 0 || cli_query_add(&query, "status", joined) < 0 ||
             cli_query_add(&query, "sandbox", sandbox) < 0 || cli_query_add(&query, "launched_by", launched_by) < 0 ||
-            cli_query_add(&query, "from", from) < 0 || cli_query_add(&query, "to", to) < 0 ||
-            asprintf(&path, "/v1/runs%s%s", query ? "?" : "", query ? query : "") < 0)
+            cli_query_add(&query, "from", from) < 0 || cli_query_add(&query, "to", to) < 0)
                 return CLI_EXIT_FAIL;
-        _cleanup_json_ json_t *items = NULL;
-        if (cli_get_pages(ctx, path, limit, &items, &next) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                cli_print_list(items, next);
-                return CLI_EXIT_OK;
-        }
+        if ((r = cli_fetch_filtered(ctx, "/v1/runs", query, limit, &items, &next)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(7, "ID", "STATUS", "SANDBOX", "TEAM", "LAUNCHED_BY", "CREATED", "EXIT");
         size_t i;
         json_t *run;
@@ -247,11 +242,7 @@ static int run_list(struct cli_ctx *ctx, int argc, char **argv) {
                               sb ? sb : str_at(run, "sandbox", NULL), tm ? tm : str_at(run, "team", NULL),
                               by ? by : str_at(run, "created_by", NULL), str_at(run, "created_at", NULL), exit_code);
         }
-        if (json_array_size(items) == 0)
-                printf("no runs\n");
-        else
-                cli_table_print(t);
-        cli_print_more_hint(next, "runs");
+        cli_print_list_table(t, next, "runs");
         return CLI_EXIT_OK;
 }
 

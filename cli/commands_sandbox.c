@@ -104,9 +104,9 @@ static int sandbox_create(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
-/* Parses `CMD SANDBOX`: a usage error unless it can be a sandbox id or name. */
-static int one_id_arg(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char **ret_id) {
-        char *pos[CLI_MAX_POS];
+/* Parses `CMD SANDBOX ...` into pos[CLI_MAX_POS]: a usage error unless the
+ * first argument can be a sandbox id or name. */
+static int sandbox_args(struct cli_ctx *ctx, int argc, char **argv, const char *what, char **pos) {
         int npos, r;
         if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
@@ -114,8 +114,16 @@ static int one_id_arg(struct cli_ctx *ctx, int argc, char **argv, const char *wh
                 cli_error("%s: \"%s\" is not a sandbox id or name", what, pos[0]);
                 return CLI_EXIT_USAGE;
         }
-        *ret_id = pos[0];
         return -1;
+}
+
+/* Parses `CMD SANDBOX`; *ret_id borrowed from argv. */
+static int one_id_arg(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char **ret_id) {
+        char *pos[CLI_MAX_POS];
+        int r = sandbox_args(ctx, argc, argv, what, pos);
+        if (r < 0)
+                *ret_id = pos[0];
+        return r;
 }
 
 static int sandbox_publish(struct cli_ctx *ctx, int argc, char **argv) {
@@ -209,13 +217,9 @@ static int sandbox_draft(struct cli_ctx *ctx, int argc, char **argv) {
 /* GET /v1/sandboxes/{id}/versions/{v}<suffix>, printed as indented JSON. */
 static int sandbox_version_get(struct cli_ctx *ctx, int argc, char **argv, const char *what, const char *suffix) {
         char *pos[CLI_MAX_POS];
-        int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        int r;
+        if ((r = sandbox_args(ctx, argc, argv, what, pos)) >= 0)
                 return r;
-        if (!cli_valid_id(pos[0])) {
-                cli_error("%s: \"%s\" is not a sandbox id or name", what, pos[0]);
-                return CLI_EXIT_USAGE;
-        }
         long long version;
         if (!cli_parse_ll("VERSION", pos[1], &version))
                 return CLI_EXIT_USAGE;
@@ -261,17 +265,12 @@ static int sandbox_list(struct cli_ctx *ctx, int argc, char **argv) {
                 return CLI_EXIT_USAGE;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        _cleanup_free_ char *query = NULL, *path = NULL, *next = NULL;
-        if (cli_query_add(&query, "team", team) < 0 || cli_query_add(&query, "name", name) < 0 ||
-            asprintf(&path, "/v1/sandboxes%s%s", query ? "?" : "", query ? query : "") < 0)
-                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *query = NULL, *next = NULL;
         _cleanup_json_ json_t *items = NULL;
-        if (cli_get_pages(ctx, path, limit, &items, &next) < 0)
+        if (cli_query_add(&query, "team", team) < 0 || cli_query_add(&query, "name", name) < 0)
                 return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                cli_print_list(items, next);
-                return CLI_EXIT_OK;
-        }
+        if ((r = cli_fetch_filtered(ctx, "/v1/sandboxes", query, limit, &items, &next)) >= 0)
+                return r;
         _cleanup_json_ json_t *t = cli_table_new(5, "ID", "NAME", "TEAM", "LATEST", "CREATED");
         size_t i;
         json_t *sb;
@@ -286,11 +285,7 @@ static int sandbox_list(struct cli_ctx *ctx, int argc, char **argv) {
                               tn ? tn : json_string_value(json_object_get(sb, "team")), latest,
                               json_string_value(json_object_get(sb, "created_at")));
         }
-        if (json_array_size(items) == 0)
-                printf("no sandboxes\n");
-        else
-                cli_table_print(t);
-        cli_print_more_hint(next, "sandboxes");
+        cli_print_list_table(t, next, "sandboxes");
         return CLI_EXIT_OK;
 }
 

@@ -142,10 +142,8 @@ static int secret_set(struct cli_ctx *ctx, int argc, char **argv) {
         const struct cli_bind binds[] = {{.name = "from-file", .str = &file}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_(secret_buf_done) struct secret_buf value = {0};
         if ((r = read_value(ctx, file, pos[1], &value)) >= 0)
                 return r;
@@ -178,10 +176,8 @@ static int secret_set(struct cli_ctx *ctx, int argc, char **argv) {
 static int secret_list(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *path = secret_path(pos[0], NULL);
         _cleanup_json_ json_t *items = NULL;
         if ((r = cli_fetch_list(ctx, path, &items)) >= 0)
@@ -202,10 +198,8 @@ static int secret_list(struct cli_ctx *ctx, int argc, char **argv) {
 static int secret_delete(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
-        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
                 return r;
-        if (!cli_require_login(ctx))
-                return CLI_EXIT_FAIL;
         _cleanup_free_ char *path = secret_path(pos[0], pos[1]);
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (!path || api_request(ctx, "DELETE", path, NULL, NULL, &resp) < 0)

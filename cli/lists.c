@@ -102,3 +102,24 @@ void cli_print_more_hint(const char *next_cursor, const char *noun) {
         if (next_cursor)
                 fprintf(stderr, "(more %s match: raise --limit, or pass --all)\n", noun);
 }
+
+int cli_fetch_filtered(struct cli_ctx *ctx, const char *base, const char *query, long long limit,
+                       json_t **ret_items, char **ret_next) {
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s%s%s", base, query ? "?" : "", query ? query : "") < 0 ||
+            cli_get_pages(ctx, path, limit, ret_items, ret_next) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_list(*ret_items, *ret_next);
+                return CLI_EXIT_OK;
+        }
+        return -1;
+}
+
+void cli_print_list_table(json_t *t, const char *next_cursor, const char *noun) {
+        if (json_array_size(t) <= 1)
+                printf("no %s\n", noun);
+        else
+                cli_table_print(t);
+        cli_print_more_hint(next_cursor, noun);
+}

@@ -42,6 +42,7 @@ const struct cli_command *const cli_commands[] = {
         &cli_cmd_run,
         &cli_cmd_approvals,
         &cli_cmd_usage,
+        &cli_cmd_node,
         &cli_cmd_catalog,
         &cli_cmd_secret,
         &cli_cmd_team,

@@ -244,6 +244,23 @@ static int prepare_dirs_if_any(void) {
         return prepare_dirs();
 }
 
+/* The file of the saved context name into *ret (malloc'd): -EINVAL for a
+ * name no context can have, -ENOENT when there is no such context. */
+static int existing_context_path(const char *name, char **ret) {
+        if (!session_context_name_valid(name))
+                return -EINVAL;
+        int r = prepare_dirs_if_any();
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *p = context_path(name);
+        if (!p)
+                return -ENOMEM;
+        if (access(p, F_OK) < 0)
+                return -errno;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
 char *session_current_get(void) {
         _cleanup_free_ char *p = current_path();
         _cleanup_fclose_ FILE *f = p ? fopen(p, "re") : NULL;
@@ -305,16 +322,10 @@ static char *dup_field(json_t *o, const char *key) {
 
 int session_context_load(const char *name, struct session_context *ret) {
         *ret = (struct session_context){0};
-        if (!session_context_name_valid(name))
-                return -EINVAL;
-        int r = prepare_dirs_if_any();
+        _cleanup_free_ char *p = NULL;
+        int r = existing_context_path(name, &p);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *p = context_path(name);
-        if (!p)
-                return -ENOMEM;
-        if (access(p, F_OK) < 0)
-                return -errno;
         _cleanup_json_ json_t *o = json_load_file(p, 0, NULL);
         if (!json_is_object(o))
                 return -EBADMSG;
@@ -363,14 +374,10 @@ int session_context_save(const struct session_context *c) {
 }
 
 int session_context_delete(const char *name) {
-        if (!session_context_name_valid(name))
-                return -EINVAL;
-        int r = prepare_dirs_if_any();
+        _cleanup_free_ char *p = NULL;
+        int r = existing_context_path(name, &p);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *p = context_path(name);
-        if (!p)
-                return -ENOMEM;
         if (unlink(p) < 0)
                 return -errno;
         _cleanup_free_ char *cur = session_current_get();
@@ -383,16 +390,14 @@ int session_context_delete(const char *name) {
 }
 
 int session_context_rename(const char *from, const char *to) {
-        if (!session_context_name_valid(from) || !session_context_name_valid(to))
+        if (!session_context_name_valid(to))
                 return -EINVAL;
-        int r = prepare_dirs_if_any();
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        int r = existing_context_path(from, &a);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *a = context_path(from), *b = context_path(to);
-        if (!a || !b)
+        if (!(b = context_path(to)))
                 return -ENOMEM;
-        if (access(a, F_OK) < 0)
-                return -errno;
         /* link + unlink: fails with EEXIST instead of replacing `to` */
         if (link(a, b) < 0)
                 return -errno;

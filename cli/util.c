@@ -140,14 +140,17 @@ int cli_parse(struct cli_ctx *ctx, int argc, char **argv, const struct cli_bind 
         return -1;
 }
 
+int cli_parse_login(struct cli_ctx *ctx, int argc, char **argv, const struct cli_bind *binds, char **ret_pos,
+                    int *ret_npos) {
+        int r = cli_parse(ctx, argc, argv, binds, ret_pos, ret_npos);
+        if (r >= 0)
+                return r;
+        return cli_require_login(ctx) ? -1 : CLI_EXIT_FAIL;
+}
+
 int cli_fetch_list(struct cli_ctx *ctx, const char *path, json_t **ret_items) {
-        if (!path || api_get_all(ctx, path, ret_items) < 0)
-                return CLI_EXIT_FAIL;
-        if (ctx->json) {
-                cli_print_list(*ret_items, NULL);
-                return CLI_EXIT_OK;
-        }
-        return -1;
+        _cleanup_free_ char *next = NULL; /* stays NULL: no limit */
+        return path ? cli_fetch_filtered(ctx, path, NULL, 0, ret_items, &next) : CLI_EXIT_FAIL;
 }
 
 char *cli_read_line(void) {
@@ -165,15 +168,18 @@ char *cli_prompt_hidden(const char *prompt) {
         struct termios old, quiet;
         if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &old) < 0)
                 return NULL;
-        fputs(prompt, stderr);
-        fflush(stderr);
+        /* echo goes off before the prompt shows, and without TCSAFLUSH: an
+         * answer typed as soon as the prompt appears is neither shown nor
+         * thrown away */
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         quiet.c_lflag |= ECHONL;
-        bool hidden = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+        bool hidden = tcsetattr(STDIN_FILENO, TCSANOW, &quiet) == 0;
+        fputs(prompt, stderr);
+        fflush(stderr);
         char *line = cli_read_line();
         if (hidden)
-                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+                (void)tcsetattr(STDIN_FILENO, TCSANOW, &old);
         else
                 fputc('\n', stderr);
         return line;

@@ -179,6 +179,22 @@ const char *db_val(const PGresult *res, int row, int col);
 json_t *db_json_str(const PGresult *res, int row, int col);
 /* Translates a database failure into a problem (503 when unreachable, 500 otherwise). */
 int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what);
+/* The one lookup of a team's object by id: runs sql (params borrowed; $1 and
+ * $2 are usually the id and the caller's tenant) and checks that the caller
+ * holds r->perm in the team whose id is column team_col of its one row.
+ * Returns 0 with *ret (caller owns); else the problem is recorded on r: 404
+ * "<what> not found" when there is no row or the caller may not see its team
+ * (no existence oracle), 403 when the caller sees it without r->perm, 503 or
+ * 500 on a database failure. */
+/* The id (into out) of the row of table in the caller's tenant that ref names:
+ * its id, or its name in column name_col (unique per tenant); an id wins over
+ * a name spelled like one. table and name_col are SQL identifiers the caller
+ * writes, never input; what names the object in log messages. Returns 0,
+ * -ENOENT (nothing recorded on r), or a database failure recorded on r. */
+int db_resolve_ref(struct api_req *r, struct db *d, const char *table, const char *name_col, const char *what,
+                   const char *ref, char out[UUID_STR_LEN]);
+int db_load_team_row(struct api_req *r, struct db *d, const char *what, const char *sql, int nparams,
+                     const char *const *params, int team_col, PGresult **ret);
 /* SQL expression formatting a timestamptz column as RFC 3339 UTC (microseconds). */
 #define DB_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
@@ -260,6 +276,10 @@ int service_accounts_token_revoke(struct api_req *r);
 int teams_list(struct api_req *r);
 /* Resolves "team" (id or name) in the caller's tenant to a visible team id. */
 int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]);
+/* The ?team= filter of the lists: team NULL (no filter) or a team the caller
+ * may see, by id or name, into out; one it cannot see is a 400 invalid_field
+ * naming it. Returns 0 or a negative errno recorded on r. */
+int teams_filter(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]);
 int teams_create(struct api_req *r);
 int teams_get(struct api_req *r);
 int teams_patch(struct api_req *r);

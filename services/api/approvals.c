@@ -244,18 +244,11 @@ int approvals_get(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2", 2,
-                    params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load approval");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
-        /* the run's team, where the caller must approve */
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        /* column 2: the run's team, where the caller must approve */
+        if ((k = db_load_team_row(r, &d, "approval",
+                                  "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2",
+                                  2, params, 2, &res)) < 0)
+                return k;
         r->out = approval_json(res, 0);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
@@ -288,19 +281,12 @@ int approvals_decide(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn,
-                    "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, '') "
-                    "FROM api.approvals a JOIN api.runs r ON r.id = a.run_id WHERE a.id = $1 AND a.tenant_id = $2",
-                    2, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load approval");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 1), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, &d, "approval",
+                                  "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, '') "
+                                  "FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
+                                  "WHERE a.id = $1 AND a.tenant_id = $2",
+                                  2, params, 1, &res)) < 0)
+                return k;
         const char *run_id = PQgetvalue(res, 0, 0), *node = PQgetvalue(res, 0, 4);
         if (strcmp(PQgetvalue(res, 0, 2), "pending"))
                 return api_fail(r, -EEXIST, "conflict", "approval is already %s", PQgetvalue(res, 0, 2));

@@ -1,5 +1,6 @@
 /* Thin helpers over lib/pg for request handlers. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api.h"
@@ -60,4 +61,47 @@ int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *
         if (err == -ECONNRESET || err == -ETIMEDOUT || err == -EAGAIN)
                 return api_fail(r, err, "unavailable", "database unavailable");
         return api_fail(r, -EIO, "internal", "internal error");
+}
+
+int db_load_team_row(struct api_req *r, struct db *d, const char *what, const char *sql, int nparams,
+                     const char *const *params, int team_col, PGresult **ret) {
+        struct err_detail e = {0};
+        char load[96];
+        snprintf(load, sizeof load, "load %s", what);
+        _cleanup_pgres_ PGresult *res = NULL;
+        int k = pg_exec(d->conn, sql, nparams, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, load);
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "%s not found", what);
+        k = api_authz_team(d, &r->caller, PQgetvalue(res, 0, team_col), r->perm, &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "%s not found", what);
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        *ret = TAKE_PTR(res);
+        return 0;
+}
+
+int db_resolve_ref(struct api_req *r, struct db *d, const char *table, const char *name_col, const char *what,
+                   const char *ref, char out[UUID_STR_LEN]) {
+        char sql[256], look[96];
+        if (id_is_uuid(ref))
+                snprintf(sql, sizeof sql,
+                         "SELECT id FROM %s WHERE tenant_id = $1 AND (id = $2::text::uuid OR %s = $2::text) "
+                         "ORDER BY id = $2::text::uuid DESC LIMIT 1",
+                         table, name_col);
+        else
+                snprintf(sql, sizeof sql, "SELECT id FROM %s WHERE tenant_id = $1 AND %s = $2", table, name_col);
+        snprintf(look, sizeof look, "look up %s", what);
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.tenant_id, ref};
+        int k = pg_exec(d->conn, sql, 2, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, look);
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        return 0;
 }

@@ -229,20 +229,12 @@ int policy_effective(struct api_req *r) {
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id, ver};
-        k = pg_exec(d.conn,
-                    "SELECT s.team_id, v.spec::text, v.spec_sha256 FROM api.sandboxes s "
-                    "JOIN api.sandbox_versions v ON v.sandbox_id = s.id AND v.tenant_id = s.tenant_id "
-                    "WHERE s.id = $1 AND s.tenant_id = $2 AND v.version = $3::integer",
-                    3, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load sandbox version");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, &d, "sandbox version",
+                                  "SELECT s.team_id, v.spec::text, v.spec_sha256 FROM api.sandboxes s "
+                                  "JOIN api.sandbox_versions v ON v.sandbox_id = s.id AND v.tenant_id = s.tenant_id "
+                                  "WHERE s.id = $1 AND s.tenant_id = $2 AND v.version = $3::integer",
+                                  3, params, 0, &res)) < 0)
+                return k;
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
         if (!spec)
                 return api_fail(r, -EIO, "internal", "could not load the published spec");

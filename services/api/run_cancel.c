@@ -47,17 +47,10 @@ int runs_cancel(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT team_id, status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
-                    params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load run");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, &d, "run",
+                                  "SELECT team_id, status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
+                                  params, 0, &res)) < 0)
+                return k;
         const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
         if (runs_status_terminal(status))
                 return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);

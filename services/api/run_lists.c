@@ -40,20 +40,10 @@ static int status_value(struct api_req *r, const char *value, void *userdata) {
 
 /* launched_by: a user of the caller's tenant, by id or username. */
 static int launcher_resolve(struct api_req *r, struct db *d, const char *ref, char out[UUID_STR_LEN]) {
-        struct err_detail e = {0};
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {r->caller.tenant_id, ref};
-        int k = pg_exec(d->conn,
-                        id_is_uuid(ref) ? "SELECT id FROM api.users WHERE tenant_id = $1 AND (id = $2::text::uuid OR username = $2::text) "
-                                          "ORDER BY id = $2::text::uuid DESC LIMIT 1"
-                                        : "SELECT id FROM api.users WHERE tenant_id = $1 AND username = $2",
-                        2, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "look up user");
-        if (PQntuples(res) != 1)
+        int k = db_resolve_ref(r, d, "api.users", "username", "user", ref, out);
+        if (k == -ENOENT)
                 return api_fail(r, -EINVAL, "invalid_field", "launched_by: no user \"%s\" in this tenant", ref);
-        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
-        return 0;
+        return k;
 }
 
 /* sandbox: one whose team the caller may view, by id or name. */
@@ -96,11 +86,8 @@ int runs_list(struct api_req *r) {
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN], sandbox_id[UUID_STR_LEN], user_id[UUID_STR_LEN];
-        if (team && (k = teams_resolve(r, &d, team, team_id)) < 0) {
-                if (k == -ENOENT)
-                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+        if ((k = teams_filter(r, &d, team, team_id)) < 0)
                 return k;
-        }
         if (sandbox && (k = sandbox_filter(r, &d, sandbox, sandbox_id)) < 0)
                 return k;
         if (launcher && (k = launcher_resolve(r, &d, launcher, user_id)) < 0)

@@ -77,16 +77,9 @@ int runs_get(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, RUNS_SELECT "WHERE r.id = $1 AND r.tenant_id = $2", 2, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load run");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, &d, "run", RUNS_SELECT "WHERE r.id = $1 AND r.tenant_id = $2", 2, params, 2,
+                                  &res)) < 0)
+                return k;
         r->out = runs_row_json(res, 0);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
@@ -494,17 +487,10 @@ int runs_relaunch(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT team_id, sandbox_id, version FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
-                    params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load run");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        k = api_authz_team(&d, &r->caller, PQgetvalue(res, 0, 0), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, &d, "run",
+                                  "SELECT team_id, sandbox_id, version FROM api.runs WHERE id = $1 AND tenant_id = $2",
+                                  2, params, 0, &res)) < 0)
+                return k;
         /* the same version, team and inputs (runs take no other inputs yet) */
         struct launch l = {
                 .sandbox_id = PQgetvalue(res, 0, 1),

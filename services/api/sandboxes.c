@@ -18,22 +18,8 @@ int sandboxes_resolve(struct api_req *r, struct db *d, const char *ref, char out
         size_t n = strlen(ref);
         if (n == 0 || n > NAME_MAX_LEN)
                 return -ENOENT;
-        struct err_detail e = {0};
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {r->caller.tenant_id, ref};
-        /* names are unique per tenant; an id wins over a name spelled like one
-         * (names that look like ids are refused since, but may exist) */
-        int k = pg_exec(d->conn,
-                        id_is_uuid(ref) ? "SELECT id FROM api.sandboxes WHERE tenant_id = $1 AND (id = $2::text::uuid OR name = $2::text) "
-                                          "ORDER BY id = $2::text::uuid DESC LIMIT 1"
-                                        : "SELECT id FROM api.sandboxes WHERE tenant_id = $1 AND name = $2",
-                        2, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "look up sandbox");
-        if (PQntuples(res) != 1)
-                return -ENOENT;
-        snprintf(out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
-        return 0;
+        /* names that look like ids are refused since, but may exist */
+        return db_resolve_ref(r, d, "api.sandboxes", "name", "sandbox", ref, out);
 }
 
 /* Loads the sandbox ref (id or name) visible to the caller as the public
@@ -45,25 +31,16 @@ static int sandbox_load(struct api_req *r, struct db *d, const char *ref, json_t
                 return api_fail(r, -ENOENT, "not_found", "sandbox not found");
         if (k < 0)
                 return k;
-        struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d->conn,
-                        "SELECT s.id, s.name, s.team_id, s.draft_spec::text, " DB_TS("s.created_at") ", "
-                        "coalesce((SELECT json_agg(v.version ORDER BY v.version) FROM api.sandbox_versions v "
-                        "          WHERE v.sandbox_id = s.id AND v.tenant_id = s.tenant_id), '[]'::json), "
-                        "s.created_by "
-                        "FROM api.sandboxes s WHERE s.id = $1 AND s.tenant_id = $2",
-                        2, params, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load sandbox");
-        if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
-        k = api_authz_team(d, &r->caller, PQgetvalue(res, 0, 2), r->perm, &e);
-        if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
-        if (k < 0)
-                return db_fail(r, k, &e, "check team membership");
+        if ((k = db_load_team_row(r, d, "sandbox",
+                                  "SELECT s.id, s.name, s.team_id, s.draft_spec::text, " DB_TS("s.created_at") ", "
+                                  "coalesce((SELECT json_agg(v.version ORDER BY v.version) FROM api.sandbox_versions v "
+                                  "          WHERE v.sandbox_id = s.id AND v.tenant_id = s.tenant_id), '[]'::json), "
+                                  "s.created_by "
+                                  "FROM api.sandboxes s WHERE s.id = $1 AND s.tenant_id = $2",
+                                  2, params, 2, &res)) < 0)
+                return k;
         json_t *spec = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
         json_t *versions = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
         *ret = json_pack("{s:s, s:s, s:s, s:{s:o}, s:o, s:s, s:s}", "id", PQgetvalue(res, 0, 0), "name",
@@ -335,11 +312,8 @@ int sandboxes_list(struct api_req *r) {
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN];
-        if (team && (k = teams_resolve(r, &d, team, team_id)) < 0) {
-                if (k == -ENOENT)
-                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+        if ((k = teams_filter(r, &d, team, team_id)) < 0)
                 return k;
-        }
         const char *params[] = {r->caller.tenant_id, r->caller.tenant_admin ? "t" : "f", r->caller.user_id,
                                 api_perm_roles(PERM_VIEWER), team ? team_id : NULL, name, page.after_us,
                                 page.after_id, page.limit_plus_one};

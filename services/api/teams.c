@@ -59,6 +59,13 @@ int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UU
         return 0;
 }
 
+int teams_filter(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]) {
+        int k = team ? teams_resolve(r, d, team, out) : 0;
+        if (k == -ENOENT)
+                return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+        return k;
+}
+
 /* ---- administration (tenant_admin, checked in routes.c) */
 
 #define TEAM_NAME_MAX 128

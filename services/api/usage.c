@@ -95,11 +95,8 @@ int usage_get(struct api_req *r) {
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         char team_id[UUID_STR_LEN];
-        if (team && (k = teams_resolve(r, &d, team, team_id)) < 0) {
-                if (k == -ENOENT)
-                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+        if ((k = teams_filter(r, &d, team, team_id)) < 0)
                 return k;
-        }
         char sql[2048];
         snprintf(sql, sizeof sql,
                  "SELECT %s, %s, count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "

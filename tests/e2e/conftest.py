@@ -8,6 +8,7 @@ Only real clients are used: requests (HTTP), websocket-client, boto3 (S3),
 confluent_kafka (Kafka), psycopg (PostgreSQL). All traffic goes to loopback.
 """
 
+import http.server
 import ipaddress
 import json
 import os
@@ -595,3 +596,86 @@ def random_token_like(token):
             out.append(ch)
     fake = "".join(out)
     return fake if fake != token else random_token_like(token)
+
+
+class Upstream:
+    """A loopback HTTP server that records every request it receives."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append({"path": self.path, "headers": dict(self.headers.items()),
+                                       "header_list": list(self.headers.items())})
+                body = b"upstream says hello\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self):
+        return [r["path"] for r in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_for(what, fn, timeout=60, pause=0.5):
+    """fn()'s first truthy answer, asked every pause seconds; fails naming
+    what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            assert v, f"timed out waiting for {what}"
+            return v
+        time.sleep(pause)
+
+
+# protobuf wire format by hand, for the messages tests produce themselves
+
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(num, wire, payload):
+    """Field num: wire 2 (length-delimited) prefixes payload with its length;
+    otherwise payload is the encoded value (a pb_varint for wire 0)."""
+    key = pb_varint(num << 3 | wire)
+    return key + pb_varint(len(payload)) + payload if wire == 2 else key + payload
+
+
+def node_heartbeat(node_id, interval_ms=500, slots=64, cpus=256.0, memory_mb=200000, images=(),
+                   producer="e2e/node", version=None):
+    """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of an empty node, by
+    default a large one (64 slots, 256 cpus, 200000 MiB), that has built
+    images; encoded by hand: the suite has no generated Python protobuf code."""
+    import struct
+    env = pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + pb_field(5, 2, producer.encode()) \
+        + pb_field(6, 0, pb_varint(1))
+    cap = pb_field(1, 0, pb_varint(slots)) + pb_field(2, 1, struct.pack("<d", cpus)) \
+        + pb_field(3, 0, pb_varint(memory_mb))
+    out = (pb_field(1, 2, env) + pb_field(2, 2, node_id.encode()) + pb_field(3, 2, cap)
+           + pb_field(6, 0, pb_varint(interval_ms)))
+    if version:
+        out += pb_field(7, 2, version.encode())
+    for name in images:
+        out += pb_field(8, 2, name.encode())
+    return out

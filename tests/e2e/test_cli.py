@@ -3,36 +3,21 @@ run launch --watch, run show/events/artifacts, and its errors and exit codes
 (0 ok, 1 API error or run not succeeded, 2 usage error)."""
 
 import json
-import os
 import pathlib
 import stat
-import subprocess
 import time
 
 import pytest
 
-from conftest import REPO, command_spec, state_dir, unique_name
+from cli_support import Cli
+from conftest import command_spec, state_dir, unique_name
 
 MARKER = "cli-e2e-marker"
 
 
 @pytest.fixture(scope="module")
 def cli(endpoints, credentials, tmp_path_factory):
-    binary = os.environ.get("PADDOCK_CLI") or str(REPO / "build" / "cli" / "paddock")
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"no paddock CLI at {binary}: build it (target paddock) or set PADDOCK_CLI",
-                    pytrace=False)
-    config = tmp_path_factory.mktemp("paddock-config")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PADDOCK_TOKEN", "PADDOCK_PASSWORD", "PADDOCK_TENANT", "PADDOCK_USER")}
-    env.update(PADDOCK_CONFIG_DIR=str(config), PADDOCK_API_URL=endpoints.api)
-
-    def run(*args, input=None, timeout=180, extra_env=None):
-        e = dict(env, **(extra_env or {}))
-        return subprocess.run([binary, *args], input=input, capture_output=True, text=True,
-                              timeout=timeout, env=e)
-
-    run.config = config
+    run = Cli(tmp_path_factory.mktemp("paddock-config"), endpoints.api, timeout=180)
     run.credentials = credentials
     return run
 
@@ -61,7 +46,7 @@ def test_login_stores_token_privately(logged_in):
     assert (pathlib.Path(logged_in.config) / "current-context").read_text() == "default\n"
     token = json.loads(session.read_text())["token"]
     # A second login with the credentials file must not print the token either.
-    r = logged_in("login", extra_env={"PADDOCK_STATE_DIR": str(state_dir())})
+    r = logged_in("login", env={"PADDOCK_STATE_DIR": str(state_dir())})
     assert r.returncode == 0, r.stderr
     new_token = json.loads(session.read_text())["token"]
     for t in (token, new_token):
@@ -71,7 +56,7 @@ def test_login_stores_token_privately(logged_in):
 def test_login_bad_password(cli):
     c = cli.credentials
     r = cli("login", "--tenant", c["PADDOCK_TENANT"], "--user", c["PADDOCK_USER"], "--password-stdin",
-            input="definitely-wrong\n", extra_env={"PADDOCK_CONFIG_DIR": str(cli.config) + "-other"})
+            input="definitely-wrong\n", env={"PADDOCK_CONFIG_DIR": str(cli.config) + "-other"})
     assert r.returncode == 1
     assert "error:" in r.stderr and "(unauthorized)" in r.stderr, r.stderr
 

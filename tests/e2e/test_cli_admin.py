@@ -12,31 +12,16 @@ argument.
 """
 
 import json
-import os
-import pathlib
 import re
-import subprocess
 import time
 import uuid
 
 import pytest
 
+from cli_support import Cli
 from conftest import REPO, bootstrap_tenant
 
 MARKER = "cli-admin-marker"
-
-
-def _cli_binary():
-    candidates = []
-    if os.environ.get("PADDOCK_CLI"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_CLI"]))
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "cli" / "paddock")
-    candidates.append(REPO / "build" / "cli" / "paddock")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    pytest.fail(f"no paddock CLI (set PADDOCK_CLI or PADDOCK_BUILD_DIR): tried {candidates}", pytrace=False)
 
 
 def _policy_defaults():
@@ -47,45 +32,15 @@ def _policy_defaults():
     return {k.lower(): float(v) for k, v in found.items()}
 
 
-class Cli:
-    """The paddock binary with its own session directory (one identity)."""
-
-    def __init__(self, binary, api_url, config_dir):
-        self.binary = binary
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("PADDOCK_TOKEN", "PADDOCK_PASSWORD", "PADDOCK_TENANT", "PADDOCK_USER",
-                                 "PADDOCK_STATE_DIR")}
-        self.env.update(PADDOCK_CONFIG_DIR=str(config_dir), PADDOCK_API_URL=api_url)
-
-    def __call__(self, *args, input=None, timeout=120, extra_env=None):
-        return subprocess.run([str(self.binary), *args], input=input, capture_output=True, text=True,
-                              timeout=timeout, env=dict(self.env, **(extra_env or {})))
-
-    def ok(self, *args, **kw):
-        r = self(*args, **kw)
-        assert r.returncode == 0, f"paddock {' '.join(args)} -> {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-        return r.stdout
-
-    def json(self, *args, **kw):
-        return json.loads(self.ok(*args, "--json", **kw))
-
-    def fails(self, code, *args, **kw):
-        r = self(*args, **kw)
-        assert r.returncode == code, \
-            f"paddock {' '.join(args)} -> {r.returncode}, want {code}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-        return r.stderr
-
-
 @pytest.fixture(scope="module")
 def world(endpoints, tmp_path_factory):
-    binary = _cli_binary()
     tenant = f"cli-adm-{uuid.uuid4().hex[:8]}"
     admin_name = "root"
     password = bootstrap_tenant(tenant, admin_name)
-    admin = Cli(binary, endpoints.api, tmp_path_factory.mktemp("cli-admin"))
+    admin = Cli(tmp_path_factory.mktemp("cli-admin"), endpoints.api)
     out = admin.ok("login", "--tenant", tenant, "--user", admin_name, "--password-stdin", input=password + "\n")
     assert f"logged in as {admin_name} in tenant {tenant}" in out
-    return {"binary": binary, "api": endpoints.api, "tenant": tenant, "admin": admin, "admin_name": admin_name,
+    return {"binary": admin.binary, "api": endpoints.api, "tenant": tenant, "admin": admin, "admin_name": admin_name,
             "tmp": tmp_path_factory.mktemp("cli-admin-files"), "factory": tmp_path_factory}
 
 
@@ -112,7 +67,7 @@ def test_tenant_administration_end_to_end(world):
     assert listing.splitlines()[0].split()[:2] == ["ID", "NAME"]
     assert any(l.split()[:2] == [team_id, team] for l in listing.splitlines()), listing
     assert admin.json("team", "show", team)["id"] == team_id  # by name
-    assert admin.fails(1, "team", "create", team).find("(conflict)") >= 0
+    assert admin.fails(1, "team", "create", team).stderr.find("(conflict)") >= 0
 
     out = admin.ok("user", "create", "alice")
     fields = dict(l.split(": ", 1) for l in out.splitlines() if ": " in l)
@@ -132,14 +87,14 @@ def test_tenant_administration_end_to_end(world):
                        world["admin_name"]: {"security_admin"}}, members
     me_team = [t for t in admin.json("me")["teams"] if t["id"] == team_id]
     assert me_team and me_team[0]["roles"] == ["security_admin"], me_team
-    err = admin.fails(1, "grant", team, "alice", "overlord")
+    err = admin.fails(1, "grant", team, "alice", "overlord").stderr
     assert "(invalid_field)" in err and "roles[0]" in err, err
 
     # the one-time password must be changed at first login: `paddock passwd`
-    alice = Cli(world["binary"], world["api"], world["factory"].mktemp("cli-alice"))
+    alice = Cli(world["factory"].mktemp("cli-alice"), world["api"])
     r = alice("login", "--tenant", tenant, "--user", "alice", "--password-stdin", input=alice_pw + "\n")
     assert r.returncode == 0 and "paddock passwd" in r.stderr, r.stderr
-    assert "(password_change_required)" in alice.fails(1, "team", "list")
+    assert "(password_change_required)" in alice.fails(1, "team", "list").stderr
     alice_pw, one_time = "alice-" + uuid.uuid4().hex, alice_pw
     assert "password changed" in alice.ok("passwd", "--password-stdin", input=f"{one_time}\n{alice_pw}\n")
     ame = alice.json("me")
@@ -149,7 +104,7 @@ def test_tenant_administration_end_to_end(world):
     # ...and is refused what her roles do not carry: exit 1 with the API's code
     for args in (["team", "create", "alices-team"], ["user", "list"], ["audit", "verify"],
                  ["user", "create", "mallory"], ["grant", team_id, alice_id, "tenant_admin"]):
-        err = alice.fails(1, *args)
+        err = alice.fails(1, *args).stderr
         assert "(forbidden)" in err, (args, err)
 
     # the catalog: managed items are there; a new profile starts as a draft
@@ -169,9 +124,9 @@ def test_tenant_administration_end_to_end(world):
             "limits": {"timeout_s": 60}}
     sb_file = _write(world, "sandbox.json", {"name": f"cli-admin-{uuid.uuid4().hex[:6]}", "spec": spec})
     # a draft item cannot be used; alice (no security_admin) cannot approve it
-    err = alice.fails(1, "sandbox", "create", "-f", sb_file, "--team", team_id)
+    err = alice.fails(1, "sandbox", "create", "-f", sb_file, "--team", team_id).stderr
     assert "not approved" in err and "spec.egress.profiles[0]" in err, err
-    assert "(forbidden)" in alice.fails(1, "catalog", "approve", "egress-profiles", prof_id)
+    assert "(forbidden)" in alice.fails(1, "catalog", "approve", "egress-profiles", prof_id).stderr
     out = admin.ok("catalog", "approve", "egress-profiles", prof_name, "--comment", "reviewed")
     assert f"approved egress-profiles {prof_name} ({prof_id})" in out, out
     assert admin.json("catalog", "show", "egress-profiles", prof_id)["state"] == "approved"
@@ -224,13 +179,13 @@ def test_tenant_administration_end_to_end(world):
     assert any("catalog.approve" in l and f"catalog_item:{prof_id}" in l for l in table), table
     old = admin.ok("audit", "list", "--to", "2000-01-01T00:00:00Z").splitlines()
     assert [l.split() for l in old] == [table[0].split()], old
-    assert "(invalid_field)" in admin.fails(1, "audit", "list", "--from", "yesterday")
+    assert "(invalid_field)" in admin.fails(1, "audit", "list", "--from", "yesterday").stderr
 
     # disabling alice ends her session at once; enabled again she must log in anew
     assert "disabled" in admin.ok("user", "disable", "alice")
-    assert "(unauthorized)" in alice.fails(1, "me")
+    assert "(unauthorized)" in alice.fails(1, "me").stderr
     admin.ok("user", "enable", alice_id)
-    assert "(unauthorized)" in alice.fails(1, "me")
+    assert "(unauthorized)" in alice.fails(1, "me").stderr
     alice.ok("login", "--tenant", tenant, "--user", "alice", "--password-stdin", input=alice_pw + "\n")
     assert alice.json("me")["user"]["id"] == alice_id
 
@@ -247,20 +202,20 @@ def test_team_and_user_lifecycle(world):
     admin.ok("team", "rename", name, new)
     assert admin.json("team", "show", tid)["name"] == new
     assert "deleted" in admin.ok("team", "delete", new)
-    assert "(not_found)" in admin.fails(1, "team", "show", new)
-    assert "(not_found)" in admin.fails(1, "team", "show", tid)
+    assert "(not_found)" in admin.fails(1, "team", "show", new).stderr
+    assert "(not_found)" in admin.fails(1, "team", "show", tid).stderr
 
     created = admin.json("user", "create", "bob-admin", "--tenant-role", "tenant_admin")
     assert created["tenant_roles"] == ["tenant_admin"] and created["password"]
     out = admin.ok("user", "create", "carol", "--password-stdin", input="a-long-enough-password\n")
     assert "password:" not in out  # nothing generated, nothing to show
-    carol = Cli(world["binary"], world["api"], world["factory"].mktemp("cli-carol"))
+    carol = Cli(world["factory"].mktemp("cli-carol"), world["api"])
     carol.ok("login", "--tenant", world["tenant"], "--user", "carol", "--password-stdin",
              input="a-long-enough-password\n")
     assert carol.json("me")["teams"] == []
     assert "deleted" in admin.ok("user", "delete", "carol")
-    assert "(not_found)" in admin.fails(1, "user", "delete", "carol")
-    assert "(conflict)" in admin.fails(1, "user", "disable", world["admin_name"])
+    assert "(not_found)" in admin.fails(1, "user", "delete", "carol").stderr
+    assert "(conflict)" in admin.fails(1, "user", "disable", world["admin_name"]).stderr
 
 
 def test_service_account_tokens(world):
@@ -271,12 +226,12 @@ def test_service_account_tokens(world):
     out = admin.ok("token", "create", "ci-bot", "--name", "pipeline", "--expires-in", "600")
     fields = dict(l.split(": ", 1) for l in out.splitlines() if ": " in l)
     token, token_id = fields["token"], fields["id"]
-    bot = Cli(world["binary"], world["api"], world["factory"].mktemp("cli-bot"))
-    me = bot.json("me", extra_env={"PADDOCK_TOKEN": token})
+    bot = Cli(world["factory"].mktemp("cli-bot"), world["api"])
+    me = bot.json("me", env={"PADDOCK_TOKEN": token})
     assert me["user"]["id"] == sa_id
     assert [(t["name"], t["roles"]) for t in me["teams"]] == [("default", ["launcher"])]
     assert "revoked" in admin.ok("token", "revoke", "ci-bot", token_id)
-    assert "(unauthorized)" in bot.fails(1, "me", extra_env={"PADDOCK_TOKEN": token})
+    assert "(unauthorized)" in bot.fails(1, "me", env={"PADDOCK_TOKEN": token}).stderr
     assert "disabled" in admin.ok("service-account", "delete", sa_id)
 
 
@@ -284,7 +239,7 @@ def test_oidc_provider_configuration(world):
     """The tenant admin sets, shows and removes the OIDC provider with the CLI
     alone; a bad field is refused with its name and changes nothing."""
     admin = world["admin"]
-    assert "(not_found)" in admin.fails(1, "oidc", "show")
+    assert "(not_found)" in admin.fails(1, "oidc", "show").stderr
     config = {"issuer": "https://idp.cli.test", "audience": "paddock-cli",
               "jwks_url": "http://127.0.0.1:9/jwks.json", "clock_skew_s": 30,
               "role_mapping": {"claim": "groups", "map": {"admins": {"team": "*", "roles": ["tenant_admin"]}}}}
@@ -292,11 +247,11 @@ def test_oidc_provider_configuration(world):
     shown = admin.json("oidc", "show")
     assert (shown["issuer"], shown["audience"], shown["clock_skew_s"]) == ("https://idp.cli.test", "paddock-cli", 30)
     bad = dict(config, clock_skew_s=100000)
-    assert "clock_skew_s" in admin.fails(1, "oidc", "set", "--file", _write(world, "bad.json", bad))
+    assert "clock_skew_s" in admin.fails(1, "oidc", "set", "--file", _write(world, "bad.json", bad)).stderr
     assert admin.json("oidc", "show")["clock_skew_s"] == 30
-    assert "--file is required" in admin.fails(2, "oidc", "set")
+    assert "--file is required" in admin.fails(2, "oidc", "set").stderr
     assert "removed" in admin.ok("oidc", "delete")
-    assert "(not_found)" in admin.fails(1, "oidc", "show")
+    assert "(not_found)" in admin.fails(1, "oidc", "show").stderr
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -332,14 +287,14 @@ def test_usage_errors_exit_2(world, args, needle):
 def test_usage_errors_in_files(world):
     admin = world["admin"]
     bad = _write(world, "bad.json", "{not json")
-    err = admin.fails(2, "catalog", "create", "egress-profiles", "--file", bad, "--name", "x")
+    err = admin.fails(2, "catalog", "create", "egress-profiles", "--file", bad, "--name", "x").stderr
     assert "not valid JSON" in err and "line 1" in err
     err = admin.fails(2, "catalog", "create", "egress-profiles", "--file", str(world["tmp"] / "nope.json"),
-                      "--name", "x")
+                      "--name", "x").stderr
     assert "nope.json" in err
     body_only = _write(world, "body.json", {"rules": ["a.example.test"]})
-    assert "--name" in admin.fails(2, "catalog", "create", "egress-profiles", "--file", body_only)
-    assert "not valid JSON" in admin.fails(2, "sandbox", "draft", "x", "--file", "-", input="[1,")
+    assert "--name" in admin.fails(2, "catalog", "create", "egress-profiles", "--file", body_only).stderr
+    assert "not valid JSON" in admin.fails(2, "sandbox", "draft", "x", "--file", "-", input="[1,").stderr
 
 
 def test_help_and_json_flag(world):

@@ -13,7 +13,6 @@ import http.client
 import http.server
 import json
 import os
-import pathlib
 import pty
 import re
 import select
@@ -29,59 +28,8 @@ import psycopg
 import pytest
 import requests
 
+from cli_support import Cli
 from conftest import HTTP_TIMEOUT, REPO, command_spec, wait_terminal
-
-ENV_DROP = ("PADDOCK_TOKEN", "PADDOCK_PASSWORD", "PADDOCK_TENANT", "PADDOCK_USER", "PADDOCK_STATE_DIR",
-            "PADDOCK_CONTEXT")
-
-
-def _binary():
-    candidates = []
-    if os.environ.get("PADDOCK_CLI"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_CLI"]))
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        candidates.append(pathlib.Path(os.environ["PADDOCK_BUILD_DIR"]) / "cli" / "paddock")
-    candidates.append(REPO / "build" / "cli" / "paddock")
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    pytest.fail(f"no paddock CLI (set PADDOCK_CLI or PADDOCK_BUILD_DIR): tried {candidates}", pytrace=False)
-
-
-class Cli:
-    """The paddock binary with a config dir of its own (its own contexts)."""
-
-    def __init__(self, config_dir, api_url=None):
-        self.binary = _binary()
-        self.config = pathlib.Path(config_dir)
-        self.env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
-        self.env["PADDOCK_CONFIG_DIR"] = str(self.config)
-        if api_url:
-            self.env["PADDOCK_API_URL"] = api_url
-        else:
-            self.env.pop("PADDOCK_API_URL", None)
-
-    def __call__(self, *args, input=None, timeout=120, env=None, unset=()):
-        e = dict(self.env, **(env or {}))
-        for k in unset:
-            e.pop(k, None)
-        return subprocess.run([self.binary, *args], input=input, capture_output=True, text=True,
-                              timeout=timeout, env=e, cwd="/")
-
-    def ok(self, *args, **kw):
-        r = self(*args, **kw)
-        assert r.returncode == 0, f"paddock {' '.join(args)} -> {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-        return r.stdout
-
-    def json(self, *args, **kw):
-        return json.loads(self.ok(*args, "--json", **kw))
-
-    def fails(self, code, *args, **kw):
-        r = self(*args, **kw)
-        assert r.returncode == code, \
-            f"paddock {' '.join(args)} -> {r.returncode}, want {code}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-        return r
-
 
 @pytest.fixture(scope="module")
 def admin(endpoints, credentials, tmp_path_factory):

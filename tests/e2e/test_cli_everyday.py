@@ -5,40 +5,21 @@ list / show / approve / deny, usage; and their failures (an unknown run is
 the API's error and exit 1, a bad command line exit 2)."""
 
 import hashlib
-import http.server
 import json
 import os
-import pathlib
-import subprocess
-import threading
-import time
 import uuid
 
 import pytest
 
-from conftest import REPO, command_spec, unique_name
+from cli_support import Cli
+from conftest import Upstream, command_spec, unique_name, wait_for
 
 PY = "/usr/bin/python3"
 
 
 @pytest.fixture(scope="module")
 def cli(endpoints, credentials, tmp_path_factory):
-    binary = os.environ.get("PADDOCK_CLI") or str(REPO / "build" / "cli" / "paddock")
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"no paddock CLI at {binary}: build it (target paddock) or set PADDOCK_CLI",
-                    pytrace=False)
-    config = tmp_path_factory.mktemp("paddock-config")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PADDOCK_TOKEN", "PADDOCK_PASSWORD", "PADDOCK_TENANT", "PADDOCK_USER",
-                        "PADDOCK_CONTEXT")}
-    env.update(PADDOCK_CONFIG_DIR=str(config), PADDOCK_API_URL=endpoints.api)
-
-    def run(*args, input=None, timeout=240, cwd=None):
-        return subprocess.run([binary, *map(str, args)], input=input, capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=cwd)
-
-    run.binary = binary
-    run.env = env
+    run = Cli(tmp_path_factory.mktemp("paddock-config"), endpoints.api, timeout=240)
     c = credentials
     r = run("login", "--tenant", c["PADDOCK_TENANT"], "--user", c["PADDOCK_USER"], "--password-stdin",
             input=c["PADDOCK_PASSWORD"] + "\n")
@@ -78,16 +59,6 @@ def launch(cli, sandbox, *extra):
     answer = js(cli("run", "launch", "--sandbox", sandbox, "--json", *extra))
     assert set(answer) >= {"id", "status"} and answer["status"] == "queued", answer
     return answer["id"]
-
-
-def wait_for(what, fn, timeout=60, pause=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            assert v, f"timed out waiting for {what}"
-            return v
-        time.sleep(pause)
 
 
 # ---------------------------------------------------------------- command line
@@ -331,34 +302,6 @@ def test_relaunch(cli, tmp_path):
 # ---------------------------------------------------------------- approvals
 
 
-class Upstream:
-    """A loopback HTTP server the sandbox asks to reach."""
-
-    def __init__(self):
-        self.paths = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.paths.append(self.path)
-                body = b"ok\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def upstream():
     u = Upstream()
@@ -416,9 +359,9 @@ def test_approvals_list_show_decide(cli, api, tmp_path, team, upstream, decision
     ok(cli("run", "wait", run_id, timeout=200))
     out = wait_for("the probe's output", lambda: ok(cli("run", "logs", run_id)).stdout, timeout=30)
     if decision == "approve":
-        assert out.strip() == "asked 200" and upstream.paths == ["/asked"], (out, upstream.paths)
+        assert out.strip() == "asked 200" and upstream.paths() == ["/asked"], (out, upstream.paths())
     else:
-        assert out.startswith("asked 4") and upstream.paths == [], (out, upstream.paths)
+        assert out.startswith("asked 4") and upstream.paths() == [], (out, upstream.paths())
     assert js(cli("approvals", "list", "--status", status, "--team", team["name"], "--all", "--json"))["items"]
 
 

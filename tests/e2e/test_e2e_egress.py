@@ -8,53 +8,18 @@ No packet leaves this machine.
 """
 
 import hashlib
-import http.server
 import json
 import os
 import pathlib
 import subprocess
-import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import all_events, command_spec, unique_name, wait_terminal
+from conftest import Upstream, all_events, command_spec, unique_name, wait_terminal
 
 PY = "/usr/bin/python3"
-
-
-class Upstream:
-    """A loopback HTTP server that records every request it receives."""
-
-    def __init__(self):
-        self.requests = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                       "header_list": list(self.headers.items())})
-                body = b"upstream says hello\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def paths(self):
-        return [r["path"] for r in self.requests]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

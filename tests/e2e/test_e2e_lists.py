@@ -11,15 +11,14 @@ counts hold however many runs other tests left in the stack."""
 import base64
 import datetime
 import secrets
-import struct
 import time
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, login, unique_name,
-                      wait_run_status)
+from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, login, node_heartbeat,
+                      unique_name, wait_run_status)
 
 
 def ts(value):
@@ -520,34 +519,6 @@ def test_usage_bad_parameters(world):
 # ---------------------------------------------------------------- nodes and the launch check
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num, wire, payload):
-    key = _varint(num << 3 | wire)
-    return key + _varint(len(payload)) + payload if wire == 2 else key + payload
-
-
-def heartbeat(node_id, images, interval_ms=500):
-    """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of a node with no run
-    slot (nothing is ever placed on it) that has built `images`; encoded by
-    hand: the suite has no generated Python protobuf code."""
-    env = _field(4, 0, _varint(int(time.time() * 1e6))) + _field(5, 2, b"e2e/find") + _field(6, 0, _varint(1))
-    cap = _field(1, 0, _varint(0)) + _field(2, 1, struct.pack("<d", 1.0)) + _field(3, 0, _varint(1024))
-    out = (_field(1, 2, env) + _field(2, 2, node_id.encode()) + _field(3, 2, cap) + _field(6, 0, _varint(interval_ms))
-           + _field(7, 2, b"e2e"))
-    for name in images:
-        out += _field(8, 2, name.encode())
-    return out
-
-
 def node(api, node_id):
     return {n["id"]: n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]}.get(node_id)
 
@@ -586,7 +557,9 @@ def test_nodes_show_their_images_and_launch_needs_one_that_has_it(endpoints, wor
     producer = Producer({"bootstrap.servers": bootstrap})
 
     def beat():
-        producer.produce("paddock.nodes", key=ghost, value=heartbeat(ghost, [image, "other-image"]))
+        producer.produce("paddock.nodes", key=ghost, value=node_heartbeat(ghost, slots=0, cpus=1.0, memory_mb=1024,
+                                                                        images=[image, "other-image"],
+                                                                        producer="e2e/find", version="e2e"))
         producer.flush(10)
 
     try:

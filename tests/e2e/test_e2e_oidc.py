@@ -254,6 +254,56 @@ def test_rs256_and_es256_tokens_log_in_with_mapped_roles(endpoints, credentials,
     assert oidc_login(endpoints, idp["tenant"], tok).status_code == 200
 
 
+def test_cli_logs_in_with_a_provider_token_from_stdin(endpoints, idp, tmp_path):
+    """`paddock login --oidc-token-stdin`: the provider's token from stdin
+    (never argv), saved as a context like a password login's."""
+    from cli_support import Cli
+    cli = Cli(tmp_path / "config", endpoints.api)
+    p, aud, tenant = idp["provider"], idp["audience"], idp["tenant"]
+    name = unique_name("oidc-cli")
+    tok = idp["rsa"].token(claims_for(p, aud, username=name, groups=["eng"]))
+    answer = cli.json("login", "--tenant", tenant, "--oidc-token-stdin", input=tok + "\n")
+    assert answer["user"]["username"] == name and answer["context"] == "default" and answer["expires_at"], answer
+    assert "token" not in answer and answer["password_change_required"] is False, answer
+    # the context acts as that user, with the mapped roles
+    me = cli.json("me")
+    assert me["user"]["username"] == name and me["tenant"]["name"] == tenant, me
+    assert _roles_by_team(me) == {idp["team_eng"]: ["launcher", "viewer"]}
+    shown = cli.json("context", "show")
+    assert (shown["tenant"], shown["user"], shown["logged_in"]) == (tenant, name, True), shown
+    # the provider's token is kept nowhere, printed nowhere
+    saved = "".join(f.read_text() for f in (tmp_path / "config").rglob("*") if f.is_file())
+    assert json.loads((tmp_path / "config" / "contexts" / "default.json").read_text())["token"]
+    for part in tok.split("."):
+        assert part not in saved, "the provider's token was saved"
+
+    # ES256, a second context, the text answer
+    name2 = unique_name("oidc-cli")
+    tok2 = idp["ec"].token(claims_for(p, aud, username=name2, groups=["ops"]))
+    out = cli.ok("login", "--context", "sso", "--tenant", tenant, "--oidc-token-stdin", input=tok2)
+    assert f"logged in as {name2} in tenant {tenant} with an OIDC token" in out and "(context sso)" in out, out
+    assert tok2.split(".")[2] not in out
+    assert cli.json("--context", "sso", "me")["user"]["username"] == name2
+    assert cli.json("me")["user"]["username"] == name, "the other context is untouched"
+
+    # usage errors (2), before anything is sent: no token, a token on the command line, a --user
+    assert "no token on stdin" in cli.fails(2, "login", "--tenant", tenant, "--oidc-token-stdin", input="").stderr
+    r = cli.fails(2, "login", "--tenant", tenant, f"--oidc-token-stdin={tok}")
+    assert tok.split(".")[1] not in r.stderr, "the token was echoed"
+    r = cli.fails(2, "login", "--tenant", tenant, "--user", name, "--oidc-token-stdin", input=tok)
+    assert "--user" in r.stderr
+    assert "no tenant" in cli.fails(2, "login", "--context", "empty", "--oidc-token-stdin", input=tok).stderr
+
+    # a refused token: the API's error naming the check (exit 1), not echoed, the context kept
+    expired = idp["rsa"].token(claims_for(p, aud, username=name, groups=["eng"], exp=int(time.time()) - 3600))
+    r = cli.fails(1, "login", "--tenant", tenant, "--oidc-token-stdin", input=expired)
+    assert "token rejected: exp:" in r.stderr and "(invalid_token)" in r.stderr and r.stdout == "", r.stderr
+    for part in expired.split("."):
+        if len(part) > 8:
+            assert part not in r.stderr, "the answer echoes the token"
+    assert cli.json("me")["user"]["username"] == name
+
+
 @pytest.mark.parametrize("case,check", [
     ("expired", "exp"),
     ("nbf_future", "nbf"),

@@ -17,7 +17,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import (TERMINAL, all_events, assert_node_clean, command_spec, node_leftovers,
+from conftest import (TERMINAL, all_events, assert_node_clean, command_spec, node_heartbeat, node_leftovers,
                       state_dir, unique_name, wait_run_status)
 
 
@@ -227,38 +227,6 @@ def test_dead_node_fails_started_run_and_nothing_stays_stuck(api, pg, team_id, i
 
 # ---------------------------------------------------------------- a node that never runs anything
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num, wire, payload):
-    key = _varint(num << 3 | wire)
-    if wire == 2:
-        return key + _varint(len(payload)) + payload
-    return key + payload
-
-
-def heartbeat(node_id, interval_ms, slots=64, cpus=256.0, memory_mb=200000, images=()):
-    """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of an empty node, by
-    default a large one (64 slots, 256 cpus, 200000 MiB: still too small for the
-    oversized run above) that has built `images`, encoded by hand: the suite
-    has no generated Python protobuf code."""
-    import struct
-    env = _field(4, 0, _varint(int(time.time() * 1e6))) + _field(5, 2, b"e2e/ghost") + _field(6, 0, _varint(1))
-    cap = _field(1, 0, _varint(slots)) + _field(2, 1, struct.pack("<d", cpus)) + _field(3, 0, _varint(memory_mb))
-    out = (_field(1, 2, env) + _field(2, 2, node_id.encode()) + _field(3, 2, cap)
-           + _field(6, 0, _varint(interval_ms)))
-    for name in images:
-        out += _field(8, 2, name.encode())
-    return out
-
-
 def test_run_not_started_on_a_dead_node_is_placed_again(api, pg, endpoints, make_team, idle_node):
     """A node that heartbeats but never starts anything (it has the most room,
     so it gets the run) goes silent: the run, never started, is placed again
@@ -271,7 +239,7 @@ def test_run_not_started_on_a_dead_node_is_placed_again(api, pg, endpoints, make
     producer = Producer({"bootstrap.servers": bootstrap})
 
     def beat():
-        producer.produce("paddock.nodes", key=ghost, value=heartbeat(ghost, 500))
+        producer.produce("paddock.nodes", key=ghost, value=node_heartbeat(ghost, 500, producer="e2e/ghost"))
         producer.flush(10)
 
     beat()
@@ -363,8 +331,9 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
     lean, roomy = f"lean-{uuid.uuid4().hex[:8]}", f"roomy-{uuid.uuid4().hex[:8]}"
     lean_images = [image, missing]
     beater = Beater(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), {
-        lean: lambda: heartbeat(lean, 500, slots=1, cpus=1.0, memory_mb=2048, images=list(lean_images)),
-        roomy: lambda: heartbeat(roomy, 500, images=["other-image"]),
+        lean: lambda: node_heartbeat(lean, 500, slots=1, cpus=1.0, memory_mb=2048, images=list(lean_images),
+                                     producer="e2e/ghost"),
+        roomy: lambda: node_heartbeat(roomy, 500, images=["other-image"], producer="e2e/ghost"),
     })
     launched = []
     try:

@@ -28,7 +28,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from conftest import REPO, TERMINAL, command_spec, unique_name, wait_run_status
+from conftest import REPO, TERMINAL, command_spec, pb_varint, unique_name, wait_for, wait_run_status
 
 CONTROL = "paddock.runs.control"
 EVENTS = "paddock.runs.events"
@@ -37,25 +37,13 @@ EVENTS = "paddock.runs.events"
 # ---------------------------------------------------------------- protobuf wire helpers
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _pb_str(num, s):
     b = s.encode() if isinstance(s, str) else s
-    return _varint(num << 3 | 2) + _varint(len(b)) + b
+    return pb_varint(num << 3 | 2) + pb_varint(len(b)) + b
 
 
 def _pb_int(num, n):
-    return _varint(num << 3) + _varint(n)
+    return pb_varint(num << 3) + pb_varint(n)
 
 
 def _pb_fields(buf):
@@ -164,16 +152,6 @@ def _fake_run(endpoints, tenant_id, team_id, sandbox_id, version, user_id, statu
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (run_id, tenant_id, team_id, sandbox_id, version, status, user_id, node))
     return run_id
-
-
-def _wait_for(fn, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            assert v, f"timed out waiting for {what}"
-            return v
-        time.sleep(0.3)
 
 
 def _secret_name():
@@ -323,7 +301,8 @@ def test_secrets_sealed_to_run_key(endpoints, api, runs, me, team_id, tenant_id,
         # the same bundle is bound to its run: another run id does not open it
         with pytest.raises(Exception):
             _open_sealed(priv, str(uuid.uuid4()), sealed)
-    _wait_for(lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] == "provisioning", what="provisioning status")
+    wait_for("provisioning status", lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] == "provisioning",
+             timeout=30, pause=0.3)
 
     # a secret deleted after launch: the run is cancelled with the reason
     api.ok("DELETE", f"/v1/teams/{team_id}/secrets/{hdr_name}", expect=(204,))
@@ -349,8 +328,8 @@ def plain_sandbox(runs):
 
 def test_cancel_running_run(endpoints, api, runs, admin_token, control):
     run_id = runs.start(command_spec(["/bin/sleep", "300"], timeout_s=30))
-    _wait_for(lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] in {"running"} | TERMINAL,
-              timeout=90, what="the run to start")
+    wait_for("the run to start", lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] in {"running"} | TERMINAL,
+             timeout=90, pause=0.3)
     r = api.post(f"/v1/runs/{run_id}/cancel", json={"reason": "e2e cancel"})
     assert r.status_code == 202, r.text[:300]
     assert r.json()["id"] == run_id and r.json()["status"] in ("running", "provisioning", "scheduled")
@@ -407,7 +386,7 @@ def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, co
                                                  {"approval_id": approval_id, "kind": "egress",
                                                   "host": "api.example.com", "port": 443, "deadline": deadline,
                                                   "rule": "egress.unknown=ask"}))
-    a = _wait_for(lambda: _approvals(api).get(approval_id), what="the approval to be listed")
+    a = wait_for("the approval to be listed", lambda: _approvals(api).get(approval_id), timeout=30, pause=0.3)
     assert a["run"] == run_id and a["team"] == team_id and a["kind"] == "egress"
     assert a["what"] == {"host": "api.example.com", "port": 443} and a["status"] == "pending"
     assert a["rule"] == "egress.unknown=ask" and a["deadline"].startswith(deadline[:16])
@@ -437,7 +416,8 @@ def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, co
     _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 6, "approval_decided",
                                                  {"approval_id": approval_id, "decision": "approve",
                                                   "by": f"user:{me['user']['id']}"}))
-    _wait_for(lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] == "running", what="running again")
+    wait_for("running again", lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] == "running", timeout=30,
+             pause=0.3)
 
 
 def test_approval_expired_and_unknown(endpoints, api, me, team_id, tenant_id, plain_sandbox):
@@ -448,7 +428,8 @@ def test_approval_expired_and_unknown(endpoints, api, me, team_id, tenant_id, pl
     _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 3, "approval_requested",
                                                  {"approval_id": approval_id, "kind": "egress", "host": "x.example",
                                                   "port": 443, "deadline": time.time() - 5}))
-    a = _wait_for(lambda: _approvals(api, "expired").get(approval_id), what="the expired approval")
+    a = wait_for("the expired approval", lambda: _approvals(api, "expired").get(approval_id), timeout=30,
+                 pause=0.3)
     assert a["status"] == "expired"
     r = api.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "approve"})
     assert r.status_code == 409 and r.json()["code"] == "conflict", r.text[:300]
