@@ -40,7 +40,7 @@ static const struct {
 /* PERM_NONE/PERM_USER/PERM_SELF on a team object: membership is enough */
 #define ANY_ROLE "{approver,launcher,reviewer,sandbox_author,security_admin,tenant_admin,viewer}"
 
-static const char *perm_roles_literal(enum api_perm perm) {
+const char *api_perm_roles(enum api_perm perm) {
         for (size_t i = 0; i < ELEMENTSOF(perm_roles); i++)
                 if (perm_roles[i].perm == perm)
                         return perm_roles[i].roles;
@@ -51,7 +51,7 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
                    struct err_detail *e) {
         if (!id_is_uuid(team_id))
                 return -ENOENT;
-        const char *roles = perm_roles_literal(perm);
+        const char *roles = api_perm_roles(perm);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, c->tenant_id, c->user_id, roles};
         /* the team's name and the caller's roles, sorted, only for a refusal's detail */
@@ -80,7 +80,7 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e) {
         if (c->tenant_admin)
                 return 0;
-        const char *roles = perm_roles_literal(perm);
+        const char *roles = api_perm_roles(perm);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {c->tenant_id, c->user_id, roles};
         int r = pg_exec(d->conn,
@@ -90,8 +90,4 @@ int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm per
         if (r < 0)
                 return r;
         return PQntuples(res) == 1 ? 0 : -EPERM;
-}
-
-const char *api_perm_roles(enum api_perm perm) {
-        return perm_roles_literal(perm);
 }
