@@ -598,7 +598,21 @@ def random_token_like(token):
     return fake if fake != token else random_token_like(token)
 
 
-class Upstream:
+class LoopbackHTTPServer:
+    """Serves a BaseHTTPRequestHandler class on addr (loopback), on a port
+    the kernel picks, from a daemon thread; close() stops it."""
+
+    def __init__(self, handler, addr="127.0.0.1"):
+        self.server = http.server.ThreadingHTTPServer((addr, 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Upstream(LoopbackHTTPServer):
     """A loopback HTTP server that records every request it receives."""
 
     def __init__(self):
@@ -618,17 +632,10 @@ class Upstream:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def paths(self):
         return [r["path"] for r in self.requests]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def wait_for(what, fn, timeout=60, pause=0.5):

@@ -17,7 +17,6 @@ import base64
 import http.server
 import json
 import socket
-import threading
 import time
 import uuid
 
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from conftest import HTTP_TIMEOUT, Api, SourceAddressAdapter, login, random_loopback_source, unique_name
-from conftest import bootstrap_tenant
+from conftest import LoopbackHTTPServer, bootstrap_tenant
 
 USER_MAX = 5  # PADDOCK_LOGIN_MAX_FAILURES_USER default: failures per (tenant, source) for OIDC
 
@@ -83,7 +82,7 @@ def unsigned_token(header, claims, signature=b""):
     return f"{b64u(json.dumps(header).encode())}.{b64u(json.dumps(claims).encode())}.{b64u(signature)}"
 
 
-class Provider:
+class Provider(LoopbackHTTPServer):
     """A JWKS endpoint on 127.0.0.1 whose key set the test switches at will."""
 
     def __init__(self, keys):
@@ -104,16 +103,9 @@ class Provider:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
         self.jwks_url = f"http://127.0.0.1:{self.port}/jwks"
         self.issuer = f"http://127.0.0.1:{self.port}/realms/{uuid.uuid4().hex[:8]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 

@@ -50,7 +50,7 @@ TOK = uuid.uuid4().hex[:12]
 # ---------------------------------------------------------------- host-side targets
 
 
-class Recorder:
+class Recorder(c.e2e.LoopbackHTTPServer):
     """An HTTP server on a loopback address recording every request."""
 
     def __init__(self, addr="127.0.0.1"):
@@ -74,16 +74,10 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer((addr, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler, addr)
 
     def blob(self):
         return b"".join(json.dumps([r["path"], r["headers"]]).encode() + r["body"] for r in self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class RawSink:
