@@ -807,6 +807,11 @@ write_endpoints() {
                 echo "PADDOCK_S3_SECRET_KEY=$S3_SECRET_KEY"
                 echo "PADDOCK_S3_REGION=$S3_REGION"
                 env_line PADDOCK_RUNNER_STATE_DIR "$DATA/runner"
+                # the test upstream network (testnet_up): servers of tests live there
+                echo "PADDOCK_TEST_NETNS=/run/netns/$TESTNET_NS"
+                echo "PADDOCK_TEST_NET=$TESTNET_BASE/29"
+                echo "PADDOCK_TEST_NODE_ADDR=$TESTNET_HOST"
+                env_line PADDOCK_TEST_UPSTREAM_ADDRS "$TESTNET_ADDRS"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
@@ -951,6 +956,59 @@ bootstrap_tenant() {
         say "tenant demo with admin user 'admin' created; password in $STATE/credentials"
 }
 
+# ---------------------------------------------------------------- test upstreams
+
+# The test upstream network (../shared/notes/LOCAL-STACK.md, "Test upstreams in
+# a network namespace of their own"): the platform egress floor refuses
+# loopback and the node's own addresses, so the hosts that tests and the demo
+# treat as "the outside" live in a network namespace of this stack, reached
+# over a veth pair. 198.18.0.0/15 (RFC 2544, benchmarking) is never routed on
+# the internet, so a mistake cannot leak traffic out. Each stack gets its own
+# /29 (chosen from the state path, so two stacks can run side by side): the
+# host end is .1 (a node address: the floor refuses it), .2-.6 are the
+# namespace's, for test servers. Names stay under IFNAMSIZ (15).
+testnet_names() {
+        local h
+        h=$(printf '%s' "$STATE" | sha256sum | cut -c1-8)
+        TESTNET_NS=pdk-up-$h
+        TESTNET_IF=pdku$h
+        TESTNET_PEER=pdkv$h
+        local i=$((16#${h:0:4} % 16384 * 8))
+        TESTNET_BASE="198.$((18 + i / 65536)).$((i / 256 % 256)).$((i % 256))"
+        local o=${TESTNET_BASE##*.} p=${TESTNET_BASE%.*}
+        TESTNET_HOST=$p.$((o + 1))
+        TESTNET_ADDRS="$p.$((o + 2)) $p.$((o + 3)) $p.$((o + 4)) $p.$((o + 5)) $p.$((o + 6))"
+}
+
+testnet_up() {
+        testnet_names
+        if ip netns list | grep -qw -- "$TESTNET_NS" && ip link show "$TESTNET_IF" >/dev/null 2>&1; then
+                return 0
+        fi
+        testnet_down
+        if ip -o addr show to "$TESTNET_BASE/29" | grep -q .; then
+                die "the test upstream network $TESTNET_BASE/29 is already in use on this host (another stack?)"
+        fi
+        local a
+        ip netns add "$TESTNET_NS"
+        ip link add "$TESTNET_IF" type veth peer name "$TESTNET_PEER"
+        ip link set "$TESTNET_PEER" netns "$TESTNET_NS"
+        ip addr add "$TESTNET_HOST/29" dev "$TESTNET_IF"
+        ip link set "$TESTNET_IF" up
+        for a in $TESTNET_ADDRS; do
+                ip netns exec "$TESTNET_NS" ip addr add "$a/29" dev "$TESTNET_PEER"
+        done
+        ip netns exec "$TESTNET_NS" ip link set "$TESTNET_PEER" up
+        ip netns exec "$TESTNET_NS" ip link set lo up
+        say "test upstream network $TESTNET_BASE/29 in netns $TESTNET_NS"
+}
+
+testnet_down() {
+        testnet_names
+        ip link del "$TESTNET_IF" 2>/dev/null || true
+        ip netns del "$TESTNET_NS" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -969,6 +1027,7 @@ cmd_up() {
         pg_up
         kafka_up
         ceph_up
+        testnet_up
         services_ports
         write_endpoints
         services_up
@@ -991,6 +1050,7 @@ cmd_down() {
         ceph_down
         stop_part kafka-mock 10
         pg_down
+        testnet_down
         exec 9>&-
         say "down; data kept in $DATA (the Kafka mock is in memory: its topics start empty next time)"
 }

@@ -22,6 +22,7 @@ import urllib.parse
 import uuid
 
 import contextlib
+import ctypes
 import sys
 import threading
 
@@ -612,10 +613,76 @@ class LoopbackHTTPServer:
         self.server.server_close()
 
 
-class Upstream(LoopbackHTTPServer):
-    """A loopback HTTP server that records every request it receives."""
+_CLONE_NEWNET = 0x40000000
 
-    def __init__(self):
+
+def test_upstream_addrs():
+    """The addresses tests' outside servers use: in the stack's test upstream
+    network namespace (deploy/local/stack.sh testnet_up), 198.18.0.0/15."""
+    addrs = os.environ.get("PADDOCK_TEST_UPSTREAM_ADDRS", "").split()
+    assert addrs and os.environ.get("PADDOCK_TEST_NETNS"), \
+        "PADDOCK_TEST_NETNS / PADDOCK_TEST_UPSTREAM_ADDRS not set: endpoints.env of an older stack.sh?"
+    return addrs
+
+
+def in_test_netns(fn):
+    """fn()'s result, called on a thread that entered the test upstream network
+    namespace: sockets it creates live there (setns(2) moves only the calling
+    thread, which then ends) and can be served from any thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+
+    def enter_and_call():
+        try:
+            fd = os.open(os.environ["PADDOCK_TEST_NETNS"], os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {os.environ['PADDOCK_TEST_NETNS']}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            out["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=enter_and_call)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_netns_run(argv, **kw):
+    """subprocess.run of argv inside the test upstream network namespace."""
+    name = os.path.basename(os.environ["PADDOCK_TEST_NETNS"])
+    return subprocess.run(["ip", "netns", "exec", name, *argv], **kw)
+
+
+class TestNetHTTPServer(LoopbackHTTPServer):
+    """Serves handler like LoopbackHTTPServer, but on one of the test upstream
+    network's addresses (index into test_upstream_addrs()): an "outside" host
+    the sandbox reaches through its egress proxy, never the node's loopback
+    (which the platform egress floor refuses)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, handler, index=0, port=0):
+        self.host = test_upstream_addrs()[index]
+        self.server = in_test_netns(lambda: http.server.ThreadingHTTPServer((self.host, port), handler))
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def hostport(self):
+        return f"{self.host}:{self.port}"
+
+
+class Upstream(TestNetHTTPServer):
+    """An HTTP server in the test upstream network that records every
+    request it receives."""
+
+    def __init__(self, index=0):
         self.requests = []
         outer = self
 
@@ -632,7 +699,7 @@ class Upstream(LoopbackHTTPServer):
             def log_message(self, *a):
                 pass
 
-        super().__init__(Handler)
+        super().__init__(Handler, index=index)
 
     def paths(self):
         return [r["path"] for r in self.requests]
