@@ -94,6 +94,7 @@ static int parse_authority(const char *p, size_t len, int default_port, struct h
                 if (v < 0)
                         return err_set(reterr, -EINVAL, ERR_CODE, "invalid port");
                 ret->port = (uint16_t)v;
+                ret->port_explicit = true;
         } else if (default_port) {
                 ret->port = (uint16_t)default_port;
         } else
@@ -237,4 +238,158 @@ bool http_header_is_hop_by_hop(const struct http_header *h) {
                 if (http_span_equal(h->name, names[i]))
                         return true;
         return false;
+}
+
+/* ---- chunked bodies ---- */
+
+enum {
+        CH_SIZE,        /* hex digits of a chunk size */
+        CH_EXT,         /* after ";": extension bytes until CR */
+        CH_SIZE_LF,     /* CR seen after the size line */
+        CH_DATA,        /* c->left data bytes */
+        CH_DATA_CR,     /* CRLF after the data */
+        CH_DATA_LF,
+        CH_TRAILER,     /* a trailer line (or the final empty line) */
+        CH_TRAILER_LF,
+        CH_DONE,
+        CH_ERROR,
+};
+
+void http_chunked_init(struct http_chunked *c, uint64_t max) { *c = (struct http_chunked){.state = CH_SIZE, .max = max}; }
+
+static int hexval(unsigned char b) {
+        if (b >= '0' && b <= '9')
+                return b - '0';
+        if (b >= 'a' && b <= 'f')
+                return b - 'a' + 10;
+        if (b >= 'A' && b <= 'F')
+                return b - 'A' + 10;
+        return -1;
+}
+
+static int chunk_fail(struct http_chunked *c, int err, struct err_detail *reterr, const char *what) {
+        c->state = CH_ERROR;
+        return err_set(reterr, err, ERR_CODE, "%s", what);
+}
+
+int http_chunked_feed(struct http_chunked *c, const char *buf, size_t len, size_t *ret_used,
+                      struct err_detail *reterr) {
+        size_t i = 0;
+        *ret_used = 0;
+        if (c->state == CH_DONE)
+                return 1;
+        if (c->state == CH_ERROR)
+                return err_set(reterr, -EINVAL, ERR_CODE, "chunked body already refused");
+        while (i < len) {
+                unsigned char b = (unsigned char)buf[i];
+                switch (c->state) {
+                case CH_SIZE: {
+                        int h = hexval(b);
+                        if (h >= 0) {
+                                if (++c->digits > 16)
+                                        return chunk_fail(c, -EINVAL, reterr, "chunk size longer than 16 hex digits");
+                                c->left = c->left << 4 | (uint64_t)h;
+                                i++;
+                                break;
+                        }
+                        if (c->digits == 0)
+                                return chunk_fail(c, -EINVAL, reterr, "chunk size is not a hex number");
+                        if (b == ';') {
+                                c->state = CH_EXT;
+                                c->line = (size_t)c->digits + 1;
+                        } else if (b == '\r')
+                                c->state = CH_SIZE_LF;
+                        else
+                                return chunk_fail(c, -EINVAL, reterr, "invalid byte after a chunk size");
+                        i++;
+                        break;
+                }
+                case CH_EXT:
+                        if (b == '\r')
+                                c->state = CH_SIZE_LF;
+                        else if ((b < 0x20 && b != '\t') || b == 0x7f)
+                                return chunk_fail(c, -EINVAL, reterr, "control byte in a chunk extension");
+                        else if (++c->line > HTTP_CHUNK_LINE_MAX)
+                                return chunk_fail(c, -EINVAL, reterr, "chunk extension too long");
+                        i++;
+                        break;
+                case CH_SIZE_LF:
+                        if (b != '\n')
+                                return chunk_fail(c, -EINVAL, reterr, "chunk size line not terminated by CRLF");
+                        i++;
+                        if (c->left > c->max - c->body)
+                                return chunk_fail(c, -E2BIG, reterr, "chunked body larger than the limit");
+                        c->body += c->left;
+                        c->digits = 0;
+                        c->line = 0;
+                        c->state = c->left ? CH_DATA : CH_TRAILER;
+                        break;
+                case CH_DATA: {
+                        size_t n = len - i;
+                        if ((uint64_t)n > c->left)
+                                n = (size_t)c->left;
+                        c->left -= n;
+                        i += n;
+                        if (c->left == 0)
+                                c->state = CH_DATA_CR;
+                        break;
+                }
+                case CH_DATA_CR:
+                        if (b != '\r')
+                                return chunk_fail(c, -EINVAL, reterr, "chunk data not followed by CRLF");
+                        c->state = CH_DATA_LF;
+                        i++;
+                        break;
+                case CH_DATA_LF:
+                        if (b != '\n')
+                                return chunk_fail(c, -EINVAL, reterr, "chunk data not followed by CRLF");
+                        c->state = CH_SIZE;
+                        i++;
+                        break;
+                case CH_TRAILER:
+                        if (b == '\r') {
+                                c->state = CH_TRAILER_LF;
+                                i++;
+                                break;
+                        }
+                        if ((b < 0x20 && b != '\t') || b == 0x7f)
+                                return chunk_fail(c, -EINVAL, reterr, "control byte in a trailer field");
+                        if (c->line == 0) {
+                                if (b == ' ' || b == '\t')
+                                        return chunk_fail(c, -EINVAL, reterr, "obsolete line folding in the trailer");
+                                c->prev = 0; /* no colon seen yet on this line */
+                        }
+                        if (c->prev == 0) {
+                                if (b == ':' && c->line == 0)
+                                        return chunk_fail(c, -EINVAL, reterr, "trailer field without a name");
+                                if (b == ':')
+                                        c->prev = ':';
+                                else if (!is_tchar(b))
+                                        return chunk_fail(c, -EINVAL, reterr, "invalid trailer field name");
+                        }
+                        c->line++;
+                        if (c->line > HTTP_CHUNK_LINE_MAX || ++c->trailer > HTTP_CHUNK_TRAILER_MAX)
+                                return chunk_fail(c, -E2BIG, reterr, "trailer fields too long");
+                        i++;
+                        break;
+                case CH_TRAILER_LF:
+                        if (b != '\n')
+                                return chunk_fail(c, -EINVAL, reterr, "trailer line not terminated by CRLF");
+                        i++;
+                        if (c->line == 0) {
+                                c->state = CH_DONE;
+                                *ret_used = i;
+                                return 1;
+                        }
+                        if (c->prev != ':')
+                                return chunk_fail(c, -EINVAL, reterr, "trailer line without a colon");
+                        c->line = 0;
+                        c->state = CH_TRAILER;
+                        break;
+                default:
+                        return chunk_fail(c, -EINVAL, reterr, "chunked decoder in a bad state");
+                }
+        }
+        *ret_used = i;
+        return 0;
 }

@@ -36,6 +36,7 @@ struct http_request {
         size_t n_headers;
         int64_t content_length;         /* -1: none */
         bool chunked;                   /* Transfer-Encoding: chunked */
+        bool port_explicit;             /* the target named its port */
 };
 
 /* Length of the head in buf[0..len) including the final CRLF CRLF; 0 if the head
@@ -58,3 +59,34 @@ bool http_span_equal(struct http_span s, const char *str);
  * upstream (Connection, Keep-Alive, Proxy-*, TE, Trailer, Upgrade, Host — the
  * proxy writes its own Host from the target). */
 bool http_header_is_hop_by_hop(const struct http_header *h);
+
+/* Framing of a chunked request body (RFC 9112 §7.1), fed the bytes that follow
+ * the head in any slicing. Strict like the head parser: chunk sizes of 1-16 hex
+ * digits, extensions of visible ASCII/SP/HTAB only, every line ended by CRLF,
+ * data followed by CRLF, trailer fields "token: value" without control bytes.
+ * The caller forwards exactly the bytes the decoder consumed (the encoding as
+ * sent) and never anything after the last chunk's terminating CRLF: those
+ * bytes are not part of this request (request smuggling). */
+#define HTTP_CHUNK_LINE_MAX 4096      /* chunk-size line or trailer line */
+#define HTTP_CHUNK_TRAILER_MAX 16384  /* all trailer lines together */
+
+struct http_chunked {
+        int state;                      /* private */
+        uint64_t left;                  /* data bytes left in the current chunk */
+        uint64_t body;                  /* data bytes so far (what max bounds) */
+        uint64_t max;                   /* largest body accepted */
+        size_t line, trailer;           /* bytes of the current line / of all trailer lines */
+        int digits;
+        unsigned char prev;             /* last byte of the line so far */
+};
+
+/* Starts decoding a body of at most max data bytes. */
+void http_chunked_init(struct http_chunked *c, uint64_t max);
+
+/* Feeds buf[0..len). *ret_used is set to the bytes that belong to the body
+ * (all of len unless the body ended inside buf). Returns 0 when more is
+ * needed, 1 when the body ended (after *ret_used bytes), -EINVAL for bad
+ * framing and -E2BIG past max, with reterr naming the reason; after an error
+ * or the end further calls return the same. */
+int http_chunked_feed(struct http_chunked *c, const char *buf, size_t len, size_t *ret_used,
+                      struct err_detail *reterr);

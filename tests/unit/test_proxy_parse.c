@@ -360,12 +360,126 @@ static void test_policy_compile_errors(void **state) {
         egress_policy_free(pol);
 }
 
+/* ---- chunked request bodies ---- */
+
+/* Feeds body in slices of step bytes; returns the decoder's last answer and
+ * the bytes it took in *used (summed). */
+static int chunked(const char *body, size_t step, uint64_t max, size_t *used) {
+        struct http_chunked c;
+        http_chunked_init(&c, max);
+        size_t len = strlen(body), off = 0;
+        *used = 0;
+        int r = 0;
+        while (off < len && r == 0) {
+                size_t n = len - off < step ? len - off : step, u;
+                struct err_detail e = {0};
+                r = http_chunked_feed(&c, body + off, n, &u, &e);
+                if (r < 0)
+                        return r;
+                *used += u;
+                off += n;
+        }
+        return r;
+}
+
+static void test_chunked_framing(void **state) {
+        (void)state;
+        static const char body[] = "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        size_t used;
+        /* every slicing gives the same answer and the exact end */
+        for (size_t step = 1; step <= sizeof body; step++) {
+                assert_int_equal(chunked(body, step, 1024, &used), 1);
+                assert_int_equal(used, strlen(body));
+        }
+        /* the bytes after the last chunk are not the body's: a smuggled request */
+        static const char smuggle[] = "5\r\nhello\r\n0\r\n\r\nGET http://evil/ HTTP/1.1\r\nHost: evil\r\n\r\n";
+        for (size_t step = 1; step <= sizeof smuggle; step++) {
+                assert_int_equal(chunked(smuggle, step, 1024, &used), 1);
+                assert_int_equal(used, strlen("5\r\nhello\r\n0\r\n\r\n"));
+        }
+        /* trailer fields are part of the body, up to the empty line */
+        static const char trailer[] = "3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Two:2\r\n\r\nNEXT";
+        assert_int_equal(chunked(trailer, 1, 1024, &used), 1);
+        assert_int_equal(used, strlen(trailer) - 4);
+        /* upper and lower case hex, leading zeros */
+        assert_int_equal(chunked("0A\r\n0123456789\r\n00\r\n\r\n", 3, 1024, &used), 1);
+        assert_int_equal(chunked("a\r\n0123456789\r\n0\r\n\r\n", 3, 1024, &used), 1);
+        /* incomplete: more is needed, everything so far is the body's */
+        assert_int_equal(chunked("5\r\nhel", 2, 1024, &used), 0);
+        assert_int_equal(used, 6);
+        assert_int_equal(chunked("5\r\nhello\r\n0\r\n", 100, 1024, &used), 0);
+}
+
+static void test_chunked_refused(void **state) {
+        (void)state;
+        size_t used;
+        static const char *const bad[] = {
+                "\r\nhello\r\n0\r\n\r\n",              /* no size */
+                "x\r\nhello\r\n0\r\n\r\n",             /* not hex */
+                "-5\r\nhello\r\n0\r\n\r\n",            /* sign */
+                "+5\r\nhello\r\n0\r\n\r\n",
+                "0x5\r\nhello\r\n0\r\n\r\n",           /* prefix */
+                "5 \r\nhello\r\n0\r\n\r\n",            /* whitespace after the size */
+                " 5\r\nhello\r\n0\r\n\r\n",
+                "5\nhello\r\n0\r\n\r\n",               /* bare LF */
+                "5\rhello\r\n0\r\n\r\n",               /* bare CR */
+                "5\r\nhello!\r\n0\r\n\r\n",            /* data longer than the size */
+                "5\r\nhello\n0\r\n\r\n",               /* data not followed by CRLF */
+                "5;a\x01\r\nhello\r\n0\r\n\r\n",       /* control byte in an extension */
+                "11111111111111111\r\n",               /* 17 digits */
+                "ffffffffffffffff\r\n",                /* overflows every bound */
+                "0\r\n: v\r\n\r\n",                    /* trailer without a name */
+                "0\r\nX-A v\r\n\r\n",                  /* trailer without a colon */
+                "0\r\nX-A: v\r\n folded\r\n\r\n",      /* obs-fold in the trailer */
+                "0\r\nX-A: v\x7f\r\n\r\n",             /* control byte in a trailer */
+                "0\r\n\r\r\n",                         /* CR CR */
+        };
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++)
+                for (size_t step = 1; step <= 4; step += 3) {
+                        int r = chunked(bad[k], step, 1024, &used);
+                        if (r >= 0)
+                                fail_msg("accepted bad chunked body #%zu (step %zu)", k, step);
+                }
+        /* the bound counts data bytes, refused before the data is read */
+        assert_int_equal(chunked("5\r\nhello\r\n0\r\n\r\n", 1, 5, &used), 1);
+        assert_int_equal(chunked("5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n", 1, 5, &used), -E2BIG);
+        assert_int_equal(chunked("400\r\n", 1, 1023, &used), -E2BIG);
+        /* a refused decoder stays refused */
+        struct http_chunked c;
+        struct err_detail e = {0};
+        http_chunked_init(&c, 10);
+        assert_int_equal(http_chunked_feed(&c, "z", 1, &used, &e), -EINVAL);
+        assert_true(strlen(e.message) > 0);
+        assert_true(http_chunked_feed(&c, "0\r\n\r\n", 5, &used, &e) < 0);
+        /* and an ended one takes nothing more */
+        http_chunked_init(&c, 10);
+        assert_int_equal(http_chunked_feed(&c, "0\r\n\r\n", 5, &used, &e), 1);
+        assert_int_equal(http_chunked_feed(&c, "GET", 3, &used, &e), 1);
+        assert_int_equal(used, 0);
+}
+
+static void test_http_port_explicit(void **state) {
+        (void)state;
+        struct http_request rq;
+        assert_int_equal(parse("GET http://h/ HTTP/1.1\r\n\r\n", &rq), 0);
+        assert_false(rq.port_explicit);
+        assert_int_equal(rq.port, 80);
+        assert_int_equal(parse("GET http://h:80/ HTTP/1.1\r\n\r\n", &rq), 0);
+        assert_true(rq.port_explicit);
+        assert_int_equal(parse("GET http://[::1]:8443/ HTTP/1.1\r\n\r\n", &rq), 0);
+        assert_true(rq.port_explicit);
+        assert_int_equal(rq.port, 8443);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_http_connect),
                 cmocka_unit_test(test_http_absolute),
                 cmocka_unit_test(test_http_smuggling_refused),
                 cmocka_unit_test(test_http_bounds),
+                cmocka_unit_test(test_chunked_framing),
+                cmocka_unit_test(test_chunked_refused),
+                cmocka_unit_test(test_http_port_explicit),
                 cmocka_unit_test(test_http_hop_by_hop),
                 cmocka_unit_test(test_tls_sni),
                 cmocka_unit_test(test_tls_malformed),
