@@ -812,6 +812,9 @@ write_endpoints() {
                 echo "PADDOCK_TEST_NET=$TESTNET_BASE/29"
                 echo "PADDOCK_TEST_NODE_ADDR=$TESTNET_HOST"
                 env_line PADDOCK_TEST_UPSTREAM_ADDRS "$TESTNET_ADDRS"
+                # the test CA (testca_up) the runner-agent trusts for secret header origins
+                env_line PADDOCK_TEST_CA_CERT "$STATE/testca/ca.crt"
+                env_line PADDOCK_TEST_CA_KEY "$STATE/testca/ca.key"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
@@ -844,6 +847,7 @@ write_service_env() { # name
                         if [[ $s == runner-agent ]]; then
                                 echo "PADDOCK_RUNNER_STATE_DIR=$DATA/runner"
                                 echo "PADDOCK_NODE_ID=$NODE_ID"
+                                echo "PADDOCK_EGRESS_CA_BUNDLE=$STATE/testca/egress-ca.pem"
                         fi
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"
@@ -1003,6 +1007,26 @@ testnet_up() {
         say "test upstream network $TESTNET_BASE/29 in netns $TESTNET_NS"
 }
 
+# A test CA of this stack (made once, kept in the state dir): tests sign the
+# certificates of their TLS upstreams with it (tests/e2e: secret header
+# origins), and the runner-agent trusts it for those origins
+# (PADDOCK_EGRESS_CA_BUNDLE = this CA + the system's CAs).
+testca_up() {
+        local d="$STATE/testca" sys=/etc/ssl/certs/ca-certificates.crt
+        if [[ ! -s $d/ca.crt || ! -s $d/ca.key ]]; then
+                (umask 077 && mkdir -p "$d")
+                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+                        -subj "/CN=Paddock local stack test CA" -keyout "$d/ca.key.tmp" -out "$d/ca.crt.tmp" \
+                        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+                        >/dev/null 2>&1 || die "could not create the test CA in $d"
+                chmod 0600 "$d/ca.key.tmp"
+                mv "$d/ca.key.tmp" "$d/ca.key"
+                mv "$d/ca.crt.tmp" "$d/ca.crt"
+        fi
+        { cat "$d/ca.crt"; [[ ! -r $sys ]] || cat "$sys"; } >"$d/egress-ca.pem.tmp"
+        mv "$d/egress-ca.pem.tmp" "$d/egress-ca.pem"
+}
+
 testnet_down() {
         testnet_names
         ip link del "$TESTNET_IF" 2>/dev/null || true
@@ -1028,6 +1052,7 @@ cmd_up() {
         kafka_up
         ceph_up
         testnet_up
+        testca_up
         services_ports
         write_endpoints
         services_up
@@ -1056,7 +1081,7 @@ cmd_down() {
 }
 
 # The files `up` creates in the state dir; purge removes these and no others.
-STATE_FILES=(logs pids secrets env ports.env endpoints.env credentials kafka-bootstrap data-dir .lock)
+STATE_FILES=(logs pids secrets env ports.env endpoints.env credentials kafka-bootstrap data-dir testca .lock)
 
 cmd_purge() {
         need_root purge

@@ -320,6 +320,13 @@ bool spec_path_ok(const char *p, size_t len);
  * the port (0 = 80 and 443) and whether it is an IP rule. -EINVAL with e. */
 int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret_port, bool *ret_ip,
                            struct err_detail *e);
+/* The https origin of a validated or unvalidated spec.secrets[].as.header
+ * (CONTRACTS.md "Secret destinations"): {"origin": "https://host[:port]"}
+ * (a name or a canonical IP literal, IPv6 in brackets; port default 443) or
+ * the older {"host": "name"}, meaning https://name:443. Writes the lower-case
+ * host (IPv6 without brackets) and the port. -EINVAL with e (optional; e->code
+ * is the offending key, "origin" or "host"). */
+int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port, struct err_detail *e);
 /* True for a team secret name: [A-Z_][A-Z0-9_]{0,63}. */
 bool spec_secret_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1

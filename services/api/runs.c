@@ -97,6 +97,7 @@ struct snapshot_parts {
         Paddock__V1__EgressRule **rule_ptrs;
         Paddock__V1__SecretRef *secrets;
         Paddock__V1__SecretRef **secret_ptrs;
+        char (*header_hosts)[256];      /* spec_header_origin's host of each header secret */
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
@@ -107,6 +108,7 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->rule_ptrs);
         free(p->secrets);
         free(p->secret_ptrs);
+        free(p->header_hosts);
 }
 
 /* The resolved rules in evaluation order (policy_resolve: egress.allow,
@@ -143,7 +145,8 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
         size_t n = json_array_size(js);
         parts->secrets = calloc(n + 1, sizeof *parts->secrets);
         parts->secret_ptrs = calloc(n + 1, sizeof *parts->secret_ptrs);
-        if (!parts->secrets || !parts->secret_ptrs)
+        parts->header_hosts = calloc(n + 1, sizeof *parts->header_hosts);
+        if (!parts->secrets || !parts->secret_ptrs || !parts->header_hosts)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 json_t *s = json_array_get(js, i), *as = json_object_get(s, "as");
@@ -154,7 +157,12 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
                 if (env)
                         ref->env = (char *)json_string_value(env);
                 else {
-                        ref->header_host = (char *)json_string_value(json_object_get(hdr, "host"));
+                        uint16_t port = 0;
+                        if (spec_header_origin(hdr, parts->header_hosts[i], sizeof parts->header_hosts[i], &port,
+                                               NULL) < 0)
+                                return -EINVAL; /* validated before: cannot happen */
+                        ref->header_host = parts->header_hosts[i];
+                        ref->header_port = port;
                         ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
                 }
                 parts->secret_ptrs[i] = ref;

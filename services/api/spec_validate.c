@@ -456,10 +456,59 @@ static bool header_name_ok(const char *s) {
         return !in_list(framing, low);
 }
 
+int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port, struct err_detail *e) {
+        json_t *o = json_object_get(hdr, "origin"), *h = json_object_get(hdr, "host");
+        if (o && h)
+                return err_set(e, -EINVAL, "origin", "give origin or host, not both");
+        if (h) {
+                /* the older form: a host name, meaning https://host:443 */
+                struct host_rule hr;
+                struct err_detail he = {0};
+                if (!clean_string(h) || host_rule_parse(json_string_value(h), &hr, &he) < 0 || hr.wildcard ||
+                    hr.port != 0)
+                        return err_set(e, -EINVAL, "host", "must be a host name (no wildcard, no port, no IP literal)%s%s",
+                                       he.message[0] ? ": " : "", he.message);
+                if (strlen(hr.name) + 1 > size)
+                        return err_set(e, -EINVAL, "host", "too long");
+                snprintf(host, size, "%s", hr.name);
+                *ret_port = 443;
+                return 0;
+        }
+        if (!o)
+                return err_set(e, -EINVAL, "origin", "is required");
+        if (!clean_string(o))
+                return err_set(e, -EINVAL, "origin", "must be a string \"https://host[:port]\"");
+        const char *s = json_string_value(o);
+        if (strncasecmp(s, "https://", 8))
+                return err_set(e, -EINVAL, "origin",
+                               "must start with https:// (the proxy sends a header secret only over TLS it verifies)");
+        char auth[HOST_RULE_NAME_MAX + 16];
+        size_t n = strlen(s + 8);
+        if (n && s[8 + n - 1] == '/')
+                n--; /* "https://host/" is the same origin */
+        if (n == 0 || n >= sizeof auth)
+                return err_set(e, -EINVAL, "origin", "must name a host of at most %d characters", HOST_RULE_NAME_MAX);
+        memcpy(auth, s + 8, n);
+        auth[n] = '\0';
+        if (strpbrk(auth, "/?#@\\"))
+                return err_set(e, -EINVAL, "origin", "must be https://host[:port], without user, path, query or fragment");
+        if (auth[0] != '[' && strchr(auth, ':') != strrchr(auth, ':'))
+                return err_set(e, -EINVAL, "origin", "an IPv6 address must be in brackets: https://[v6]:port");
+        uint32_t port = 0;
+        bool ip = false;
+        struct err_detail pe = {0};
+        if (spec_egress_rule_parse(auth, host, size, &port, &ip, &pe) < 0)
+                return err_set(e, -EINVAL, "origin", "invalid host or port: %s", pe.message);
+        if (host[0] == '*' || strchr(host, '/'))
+                return err_set(e, -EINVAL, "origin", "must name one host (no wildcard, no CIDR)");
+        *ret_port = port ? (uint16_t)port : 443;
+        return 0;
+}
+
 static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
         if (!json_is_object(as) || json_object_size(as) != 1)
                 return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"host\", \"name\"}}", i);
+                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"origin\", \"name\"}}", i);
         json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
         if (env) {
                 if (!clean_string(env) || !env_name_ok(json_string_value(env)))
@@ -481,22 +530,20 @@ static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
         const char *key;
         json_t *v;
         json_object_foreach(hdr, key, v) {
-                if (strcmp(key, "host") && strcmp(key, "name"))
+                if (strcmp(key, "origin") && strcmp(key, "host") && strcmp(key, "name"))
                         return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.header.%s is not a known field",
                                         i, key);
         }
-        json_t *host = json_object_get(hdr, "host"), *name = json_object_get(hdr, "name");
-        if (!host)
-                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.host is required", i);
+        json_t *name = json_object_get(hdr, "name");
+        if (!json_object_get(hdr, "origin") && !json_object_get(hdr, "host"))
+                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.origin is required", i);
         if (!name)
                 return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.name is required", i);
-        struct host_rule hr;
-        struct err_detail he = {0};
-        if (!clean_string(host) || host_rule_parse(json_string_value(host), &hr, &he) < 0 || hr.wildcard ||
-            hr.port != 0)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.secrets[%zu].as.header.host must be a host name (no wildcard, no port, "
-                                "no IP literal)%s%s", i, he.message[0] ? ": " : "", he.message);
+        char host[HOST_RULE_NAME_MAX + 1];
+        uint16_t port;
+        struct err_detail oe = {0};
+        if (spec_header_origin(hdr, host, sizeof host, &port, &oe) < 0)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu].as.header.%s %s", i, oe.code, oe.message);
         if (!clean_string(name) || !header_name_ok(json_string_value(name)))
                 return api_fail(r, -EINVAL, "invalid_field",
                                 "spec.secrets[%zu].as.header.name must be an HTTP header name (token, at most %d "
@@ -540,11 +587,16 @@ static int validate_secrets(struct api_req *r, json_t *secrets) {
                         bool dup = false;
                         if (env && penv)
                                 dup = !strcmp(json_string_value(env), json_string_value(penv));
-                        else if (hdr && phdr)
-                                dup = !strcasecmp(json_string_value(json_object_get(hdr, "host")),
-                                                  json_string_value(json_object_get(phdr, "host"))) &&
+                        else if (hdr && phdr) {
+                                /* the same origin however spelled (host form, port 443 or none) */
+                                char h1[HOST_RULE_NAME_MAX + 1], h2[HOST_RULE_NAME_MAX + 1];
+                                uint16_t p1 = 0, p2 = 0;
+                                dup = spec_header_origin(hdr, h1, sizeof h1, &p1, NULL) == 0 &&
+                                      spec_header_origin(phdr, h2, sizeof h2, &p2, NULL) == 0 && p1 == p2 &&
+                                      !strcasecmp(h1, h2) &&
                                       !strcasecmp(json_string_value(json_object_get(hdr, "name")),
                                                   json_string_value(json_object_get(phdr, "name")));
+                        }
                         if (dup)
                                 return api_fail(r, -EINVAL, "invalid_field",
                                                 "spec.secrets[%zu].as repeats the destination of spec.secrets[%zu]", i, j);

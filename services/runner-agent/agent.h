@@ -37,6 +37,13 @@ struct runner_settings {
         char *log_level;
         long long max_output_mb;
         long long max_diff_mb;
+        long long egress_run_max_conns;
+        long long egress_run_max_fds;
+        long long egress_run_max_buffer_mb;
+        long long egress_node_max_conns;
+        long long egress_idle_timeout_s;
+        long long egress_max_body_mb;
+        char *egress_ca_bundle;
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

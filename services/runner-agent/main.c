@@ -27,6 +27,7 @@
 #include "kafka/topics.h"
 #include "metrics_runner.h"
 #include "node_prep.h"
+#include "proxy.h"
 #include "run.h"
 
 struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
@@ -62,6 +63,20 @@ static const struct config_entry config_table[] = {
          "stdout+stderr of one run sent as output events, beyond it output is dropped"},
         {"PADDOCK_RUN_MAX_DIFF_MB", CONFIG_INT, "256", 1, 65536, false, S(max_diff_mb),
          "largest workspace diff captured as an artifact"},
+        {"PADDOCK_EGRESS_RUN_MAX_CONNS", CONFIG_INT, "256", 1, 65536, false, S(egress_run_max_conns),
+         "egress proxy connections one run may hold open; past it new ones are refused (429)"},
+        {"PADDOCK_EGRESS_RUN_MAX_FDS", CONFIG_INT, "1024", 8, 1048576, false, S(egress_run_max_fds),
+         "file descriptors the egress proxy holds for one run (client, upstream, tunnel pipes)"},
+        {"PADDOCK_EGRESS_RUN_MAX_BUFFER_MB", CONFIG_INT, "64", 1, 65536, false, S(egress_run_max_buffer_mb),
+         "buffer memory the egress proxy holds for one run's connections"},
+        {"PADDOCK_EGRESS_NODE_MAX_CONNS", CONFIG_INT, "4096", 1, 1048576, false, S(egress_node_max_conns),
+         "egress proxy connections of all runs on this node; past it new ones are refused (503)"},
+        {"PADDOCK_EGRESS_IDLE_TIMEOUT_S", CONFIG_INT, "600", 1, 86400, false, S(egress_idle_timeout_s),
+         "an egress connection with no byte either way for this long is closed"},
+        {"PADDOCK_EGRESS_MAX_BODY_MB", CONFIG_INT, "256", 1, 1048576, false, S(egress_max_body_mb),
+         "largest request body through the egress proxy (Content-Length or chunked data; 413 beyond)"},
+        {"PADDOCK_EGRESS_CA_BUNDLE", CONFIG_STRING, "", 0, 0, false, S(egress_ca_bundle),
+         "PEM file of the CAs trusted for secret header origins (empty: the system's CAs)"},
         {0},
 };
 #undef S
@@ -159,6 +174,17 @@ int main(int argc, char **argv) {
         if (!a.slots)
                 return 1;
         config_log(config_table, &cfg);
+        struct proxy_settings ps = {
+                .run_max_conns = (unsigned)cfg.egress_run_max_conns, .run_max_fds = (unsigned)cfg.egress_run_max_fds,
+                .run_max_buffer_bytes = (uint64_t)cfg.egress_run_max_buffer_mb << 20,
+                .node_max_conns = (unsigned)cfg.egress_node_max_conns,
+                .idle_timeout_ms = (int)cfg.egress_idle_timeout_s * 1000,
+                .max_body_bytes = (uint64_t)cfg.egress_max_body_mb << 20, .ca_bundle = cfg.egress_ca_bundle};
+        if (proxy_configure(&ps, &err) < 0) {
+                log_error("invalid configuration: PADDOCK_EGRESS_CA_BUNDLE: %s", err.message);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
 
         metrics_register(&runner_metric_runs_accepted);
         metrics_register(&runner_metric_runs_finished);
@@ -167,6 +193,7 @@ int main(int argc, char **argv) {
         metrics_register(&runner_metric_heartbeats);
         capture_exec_metrics_register();
         capture_files_metrics_register();
+        proxy_metrics_register();
 
         int rc = 1;
         struct kafka_consumer *consumer = NULL;

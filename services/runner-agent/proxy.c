@@ -9,19 +9,25 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/macro.h"
+#include "core/metrics.h"
 #include "core/timeutil.h"
 #include "net/addr_policy.h"
 #include "net/http_parse.h"
@@ -29,8 +35,13 @@
 #include "proxy_policy.h"
 
 #define RELAY_PIPE_SIZE (256 * 1024)
+#define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
 #define CONN_STACK_SIZE (256 * 1024)
 #define MAX_ADDRS 16
+#define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
+#define TLS_CHARGE (64 * 1024)         /* what an OpenSSL client connection holds, roughly */
+#define NODE_FD_RESERVE 256            /* fds of the process outside the proxy (Kafka, runs, crun) */
+#define REFUSAL_REPORT_US 1000000      /* refusals at accept time: at most one event a second per run */
 
 const char *const proxy_env[] = {
         "HTTP_PROXY=" PROXY_URL, "HTTPS_PROXY=" PROXY_URL, "http_proxy=" PROXY_URL, "https_proxy=" PROXY_URL,
@@ -54,6 +65,8 @@ struct approval {
 struct conn {
         struct proxy_run *run;
         int cfd, ufd;               /* client, upstream; registered for shutdown by proxy_run_stop */
+        unsigned fds;               /* charged to the run and the node (budget_charge) */
+        size_t bytes;
         struct conn *prev, *next;
 };
 
@@ -68,22 +81,148 @@ struct proxy_run {
         pthread_cond_t cond;        /* approvals decided, connections gone */
         bool closing;
         struct conn *conns;
-        unsigned n_conns;
+        unsigned n_conns, n_fds;
+        size_t n_bytes;
         struct approval *approvals;
+        /* connections refused at accept time, reported at most once a second */
+        uint64_t refused_unreported;
+        int64_t refused_next_report_mono;
+        char refused_reason[200];
         const struct proxy_header *headers;
         size_t n_headers;
 
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
 
-/* The accept thread and the run registry of the process. */
+/* The accept thread, the run registry and the node-wide budget of the process. */
 static struct {
         pthread_mutex_t lock;
         bool started;
         int epfd;
         pthread_t thread;
         struct proxy_run *runs;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1};
+        struct proxy_settings cfg;  /* set by proxy_configure before any run */
+        SSL_CTX *tls;               /* client context for secret header origins, under lock until set */
+        int spare_fd;               /* given up to accept-and-close when the process is out of fds */
+        atomic_uint conns, fds;     /* every run's, against cfg.node_max_conns and max_fds */
+        unsigned max_fds;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .spare_fd = -1, .cfg = PROXY_SETTINGS_DEFAULT,
+       .max_fds = 1024 - NODE_FD_RESERVE};
+
+static struct metric metric_conns = {.name = "paddock_runner_egress_connections",
+                                     .help = "Egress proxy client connections open, all runs", .type = METRIC_GAUGE};
+static struct metric metric_refused = {.name = "paddock_runner_egress_refused_total",
+                                       .help = "Egress proxy connections refused by a run's or the node's budget",
+                                       .type = METRIC_COUNTER};
+
+void proxy_metrics_register(void) {
+        metrics_register(&metric_conns);
+        metrics_register(&metric_refused);
+}
+
+static SSL_CTX *tls_ctx_new(const char *ca_bundle, struct err_detail *reterr) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx)
+                return err_set(reterr, -ENOMEM, "proxy", "cannot create a TLS context"), NULL;
+        (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        /* an origin that closes without close_notify ends its answer; the
+         * agent checks the answer's own framing (Content-Length, chunked) */
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = ca_bundle && ca_bundle[0] ? SSL_CTX_load_verify_locations(ctx, ca_bundle, NULL)
+                                           : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+                char e[256];
+                ERR_error_string_n(ERR_get_error(), e, sizeof e);
+                ERR_clear_error();
+                SSL_CTX_free(ctx);
+                return err_set(reterr, -EINVAL, "proxy", "cannot load the CA certificates of %s: %s",
+                               ca_bundle && ca_bundle[0] ? ca_bundle : "the system", e),
+                       NULL;
+        }
+        return ctx;
+}
+
+int proxy_configure(const struct proxy_settings *s, struct err_detail *reterr) {
+        SSL_CTX *ctx = tls_ctx_new(s->ca_bundle, reterr);
+        if (!ctx)
+                return -EINVAL;
+        if (s->ca_bundle && s->ca_bundle[0] &&
+            sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx))) == 0) {
+                SSL_CTX_free(ctx);
+                return err_set(reterr, -EINVAL, "proxy", "%s holds no CA certificate", s->ca_bundle);
+        }
+        /* one fd per client, one per upstream, four per tunnel: a node-wide
+         * budget of thousands needs more than the usual soft limit of 1024 */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+                if (rl.rlim_cur < rl.rlim_max) {
+                        rlim_t want = rl.rlim_max;
+                        rl.rlim_cur = want;
+                        (void)setrlimit(RLIMIT_NOFILE, &rl);
+                        (void)getrlimit(RLIMIT_NOFILE, &rl);
+                }
+                rlim_t cur = rl.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_cur;
+                g.max_fds = cur > 2 * NODE_FD_RESERVE ? (unsigned)(cur - NODE_FD_RESERVE) : (unsigned)(cur / 2);
+        }
+        SSL_CTX_free(g.tls);
+        g.tls = ctx;
+        g.cfg = *s;
+        if (g.spare_fd < 0)
+                g.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return 0;
+}
+
+/* The TLS context; the system CAs when proxy_configure was not called. */
+static SSL_CTX *tls_ctx(void) {
+        pthread_mutex_lock(&g.lock);
+        if (!g.tls)
+                g.tls = tls_ctx_new(NULL, NULL);
+        SSL_CTX *ctx = g.tls;
+        pthread_mutex_unlock(&g.lock);
+        return ctx;
+}
+
+/* ---- budgets ---- */
+
+/* Charges fds and bytes to c's run and fds to the node. Returns 0, or 429
+ * (the run's budget) / 503 (the node's) with why filled. Takes pr->lock. */
+static int budget_charge(struct conn *c, unsigned fds, size_t bytes, char *why, size_t why_size) {
+        struct proxy_run *pr = c->run;
+        int status = 0;
+        pthread_mutex_lock(&pr->lock);
+        if (pr->n_fds + fds > g.cfg.run_max_fds) {
+                snprintf(why, why_size, "egress budget of this run exhausted: %u of %u fds in use", pr->n_fds,
+                         g.cfg.run_max_fds);
+                status = 429;
+        } else if (pr->n_bytes + bytes > g.cfg.run_max_buffer_bytes) {
+                snprintf(why, why_size, "egress budget of this run exhausted: %zu of %llu KiB of buffers in use",
+                         pr->n_bytes / 1024, (unsigned long long)(g.cfg.run_max_buffer_bytes / 1024));
+                status = 429;
+        } else if (atomic_fetch_add(&g.fds, fds) + fds > g.max_fds) {
+                atomic_fetch_sub(&g.fds, fds);
+                snprintf(why, why_size, "egress budget of the node exhausted: %u fds in use", g.max_fds);
+                status = 503;
+        } else {
+                pr->n_fds += fds;
+                pr->n_bytes += bytes;
+                c->fds += fds;
+                c->bytes += bytes;
+        }
+        pthread_mutex_unlock(&pr->lock);
+        return status;
+}
+
+/* Under pr->lock. */
+static void budget_release_locked(struct conn *c) {
+        struct proxy_run *pr = c->run;
+        pr->n_fds -= c->fds;
+        pr->n_bytes -= c->bytes;
+        atomic_fetch_sub(&g.fds, c->fds);
+        c->fds = 0;
+        c->bytes = 0;
+}
 
 /* ---- small I/O helpers (non-blocking fds, poll with deadlines) ---- */
 
@@ -150,6 +289,8 @@ struct request {
         char rule[EGRESS_RULE_TEXT_MAX];
         char reason[300];
         bool emitted;
+        bool tls;                   /* proxy-originated TLS to a secret header's origin */
+        json_t *secret_headers;     /* names of the secret headers added (never values) */
 };
 
 static void emit(struct proxy_run *pr, const char *kind, json_t *d, bool sync) {
@@ -172,6 +313,12 @@ static void request_emit(struct request *q) {
                 json_object_set_new(d, "path", json_string(q->path));
         if (d)
                 json_object_set_new(d, "sni", json_string(q->sni));
+        if (d && q->tls) {
+                json_object_set_new(d, "tls", json_true());
+                json_object_set_new(d, "secret_headers", q->secret_headers ? json_incref(q->secret_headers) : json_array());
+        }
+        json_decref(q->secret_headers);
+        q->secret_headers = NULL;
         emit(pr, "egress", d, false);
         log_ctx(LOG_DEBUG, LOG_KV("run", pr->run_id, "host", q->host, "decision", q->allowed ? "allow" : "deny"),
                 "egress %s", q->reason);
@@ -184,6 +331,34 @@ static void deny(struct request *q, const char *fmt, ...) {
         vsnprintf(q->reason, sizeof q->reason, fmt, ap);
         va_end(ap);
         q->allowed = false;
+}
+
+/* Appends "; <what>" to the reason of a request that was allowed. */
+static void note(struct request *q, const char *fmt, ...) _printf_(2, 3);
+static void note(struct request *q, const char *fmt, ...) {
+        size_t l = strlen(q->reason);
+        if (l + 3 >= sizeof q->reason)
+                return;
+        snprintf(q->reason + l, sizeof q->reason - l, "; ");
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(q->reason + l + 2, sizeof q->reason - l - 2, fmt, ap);
+        va_end(ap);
+}
+
+static const char *status_text(int status) {
+        switch (status) {
+        case 400: return "Bad Request";
+        case 403: return "Forbidden";
+        case 408: return "Request Timeout";
+        case 413: return "Content Too Large";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 501: return "Not Implemented";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return "Bad Gateway";
+        }
 }
 
 static void respond(struct conn *c, int status, const char *text, const char *reason) {
@@ -558,12 +733,12 @@ static void relay(struct request *q, int64_t up_limit, bool until_upstream_eof) 
                         p[1].events |= POLLOUT;
                 if (up.limit == 0 && !up.eof)
                         up.eof = true; /* request body complete: stop reading the client */
-                int r = poll(p, 2, PROXY_IDLE_TIMEOUT_MS);
+                int r = poll(p, 2, g.cfg.idle_timeout_ms);
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r == 0) {
                         snprintf(q->reason + strlen(q->reason), sizeof q->reason - strlen(q->reason),
-                                 "; idle for %d s, closed", PROXY_IDLE_TIMEOUT_MS / 1000);
+                                 "; idle for %d s, closed", g.cfg.idle_timeout_ms / 1000);
                         break;
                 }
                 if (r < 0)
@@ -584,9 +759,12 @@ static void relay(struct request *q, int64_t up_limit, bool until_upstream_eof) 
 static bool host_needs_brackets(const char *h) { return strchr(h, ':') != NULL; }
 
 /* Rewrites an absolute-form request to origin form for the upstream: own
- * Host, no hop-by-hop headers, Connection: close, secret headers for this
- * host replacing the client's. Returns a malloc'd head or NULL. */
-static char *build_upstream_head(struct proxy_run *pr, const struct http_request *rq, size_t *ret_len) {
+ * Host, no hop-by-hop headers, Connection: close. For a secret header's
+ * origin (reached over TLS), its headers replace the client's of the same
+ * names and their names are listed in *ret_added; never for plain text.
+ * Returns a malloc'd head or NULL. */
+static char *build_upstream_head(struct proxy_run *pr, const struct http_request *rq,
+                                 const struct proxy_header *origin, size_t *ret_len, json_t **ret_added) {
         size_t cap = PROXY_HEAD_MAX + 1024, len = 0;
         pthread_mutex_lock(&pr->lock);
         for (size_t i = 0; i < pr->n_headers; i++)
@@ -598,6 +776,7 @@ static char *build_upstream_head(struct proxy_run *pr, const struct http_request
         }
 #define PUT(p, n) do { memcpy(out + len, (p), (n)); len += (n); } while (0)
 #define PUTS(s) PUT((s), strlen(s))
+#define ADDED(k) (origin && pr->headers[k].port == origin->port && !strcasecmp(pr->headers[k].host, origin->host))
         PUTS(rq->method);
         PUTS(" ");
         if (rq->path.len == 0 || rq->path.p[0] != '/')
@@ -609,9 +788,10 @@ static char *build_upstream_head(struct proxy_run *pr, const struct http_request
         PUTS(rq->host);
         if (host_needs_brackets(rq->host))
                 PUTS("]");
-        if (rq->port != 80) {
+        uint16_t port = origin ? origin->port : rq->port;
+        if (port != (origin ? 443 : 80)) {
                 char pbuf[8];
-                snprintf(pbuf, sizeof pbuf, ":%u", rq->port);
+                snprintf(pbuf, sizeof pbuf, ":%u", port);
                 PUTS(pbuf);
         }
         PUTS("\r\n");
@@ -621,8 +801,7 @@ static char *build_upstream_head(struct proxy_run *pr, const struct http_request
                         continue;
                 bool replaced = false;
                 for (size_t k = 0; k < pr->n_headers && !replaced; k++)
-                        replaced = !strcasecmp(pr->headers[k].host, rq->host) &&
-                                   http_span_equal(h->name, pr->headers[k].name);
+                        replaced = ADDED(k) && http_span_equal(h->name, pr->headers[k].name);
                 if (replaced)
                         continue;
                 PUT(h->name.p, h->name.len);
@@ -630,19 +809,296 @@ static char *build_upstream_head(struct proxy_run *pr, const struct http_request
                 PUT(h->value.p, h->value.len);
                 PUTS("\r\n");
         }
+        json_t *added = json_array();
         for (size_t k = 0; k < pr->n_headers; k++)
-                if (!strcasecmp(pr->headers[k].host, rq->host)) {
+                if (ADDED(k)) {
                         PUTS(pr->headers[k].name);
                         PUTS(": ");
                         PUT(pr->headers[k].value, pr->headers[k].value_len);
                         PUTS("\r\n");
+                        json_array_append_new(added, json_string(pr->headers[k].name));
                 }
         pthread_mutex_unlock(&pr->lock);
         PUTS("Connection: close\r\n\r\n");
+#undef ADDED
 #undef PUT
 #undef PUTS
         *ret_len = len;
+        *ret_added = added;
         return out;
+}
+
+/* The secret header origin of a plain-HTTP request's host, or NULL. The
+ * headers are set before the agent starts and never change while it runs. */
+static const struct proxy_header *origin_for(struct proxy_run *pr, const char *host) {
+        char h[HTTP_HOST_MAX + 1];
+        snprintf(h, sizeof h, "%s", host);
+        size_t hl = strlen(h);
+        if (hl && h[hl - 1] == '.')
+                h[hl - 1] = 0; /* "api.example.com." names the same origin */
+        const struct proxy_header *o = NULL;
+        pthread_mutex_lock(&pr->lock);
+        for (size_t k = 0; k < pr->n_headers && !o; k++)
+                if (!strcasecmp(pr->headers[k].host, h))
+                        o = &pr->headers[k];
+        pthread_mutex_unlock(&pr->lock);
+        return o;
+}
+
+/* ---- the upstream end of a plain-HTTP request: plain TCP or our own TLS ---- */
+
+struct upstream {
+        int fd;
+        SSL *ssl;
+};
+
+/* One send or receive; -EAGAIN with *want (POLLIN/POLLOUT) when the socket
+ * must become ready first (TLS may need either for either); 0 at EOF. */
+static ssize_t up_io(struct upstream *u, bool writing, void *buf, size_t len, short *want) {
+        if (!u->ssl) {
+                ssize_t n = writing ? send(u->fd, buf, len, MSG_NOSIGNAL) : recv(u->fd, buf, len, 0);
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EINTR) {
+                        *want = writing ? POLLOUT : POLLIN;
+                        return -EAGAIN;
+                }
+                return -errno;
+        }
+        size_t done = 0;
+        ERR_clear_error();
+        int ok = writing ? SSL_write_ex(u->ssl, buf, len, &done) : SSL_read_ex(u->ssl, buf, len, &done);
+        if (ok == 1)
+                return (ssize_t)done;
+        switch (SSL_get_error(u->ssl, ok)) {
+        case SSL_ERROR_WANT_READ:
+                *want = POLLIN;
+                return -EAGAIN;
+        case SSL_ERROR_WANT_WRITE:
+                *want = POLLOUT;
+                return -EAGAIN;
+        case SSL_ERROR_ZERO_RETURN:
+                return 0;
+        default:
+                ERR_clear_error();
+                return -ECONNRESET;
+        }
+}
+
+static int up_write_all(struct upstream *u, const char *buf, size_t len, int64_t deadline_mono) {
+        while (len > 0) {
+                short want = 0;
+                ssize_t n = up_io(u, true, (void *)buf, len, &want);
+                if (n == -EAGAIN) {
+                        int r = wait_fd(u->fd, want, deadline_mono);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (n <= 0)
+                        return n < 0 ? (int)n : -ECONNRESET;
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* TLS to the origin on u->fd: SNI for a name, the certificate verified
+ * against the configured CAs for the name or the IP literal. Returns 0, or
+ * the status to answer (502, 504) with q->reason saying why; the request and
+ * its secret header are never sent on a connection that failed this. */
+static int tls_open(struct request *q, struct upstream *u, bool literal) {
+        SSL_CTX *ctx = tls_ctx();
+        u->ssl = ctx ? SSL_new(ctx) : NULL;
+        if (!u->ssl) {
+                note(q, "no TLS context for https://%s:%u", q->host, q->port);
+                return 502;
+        }
+        char host[HTTP_HOST_MAX + 1];
+        snprintf(host, sizeof host, "%s", q->host);
+        size_t hl = strlen(host);
+        if (hl && host[hl - 1] == '.')
+                host[hl - 1] = 0;
+        X509_VERIFY_PARAM *vp = SSL_get0_param(u->ssl);
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        bool set = SSL_set_fd(u->ssl, u->fd) == 1 &&
+                   (literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1
+                            : SSL_set_tlsext_host_name(u->ssl, host) == 1 && SSL_set1_host(u->ssl, host) == 1);
+        if (!set) {
+                ERR_clear_error();
+                note(q, "cannot set up TLS for https://%s:%u", q->host, q->port);
+                return 502;
+        }
+        int64_t deadline = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
+        for (;;) {
+                ERR_clear_error();
+                int r = SSL_connect(u->ssl);
+                if (r == 1)
+                        return 0;
+                int e = SSL_get_error(u->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                        if (wait_fd(u->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) < 0) {
+                                note(q, "TLS handshake with https://%s:%u timed out", q->host, q->port);
+                                return 504;
+                        }
+                        continue;
+                }
+                long v = SSL_get_verify_result(u->ssl);
+                if (v != X509_V_OK)
+                        note(q, "TLS to https://%s:%u refused: certificate verification failed: %s", q->host, q->port,
+                             X509_verify_cert_error_string(v));
+                else {
+                        char es[200];
+                        ERR_error_string_n(ERR_peek_last_error(), es, sizeof es);
+                        note(q, "TLS handshake with https://%s:%u failed: %s", q->host, q->port, es);
+                }
+                ERR_clear_error();
+                return 502;
+        }
+}
+
+/* ---- request bodies: framed, bounded, nothing after them forwarded ---- */
+
+enum body_kind { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+
+struct body {
+        enum body_kind kind;
+        bool done;
+        uint64_t left;              /* BODY_LENGTH */
+        struct http_chunked ch;     /* BODY_CHUNKED */
+        uint64_t dropped;           /* bytes read after the body: never forwarded */
+};
+
+/* How many of buf[0..n) belong to the body (the rest is counted as dropped);
+ * -1 for a bad or oversized chunked body, with q denied and *status set. */
+static ssize_t body_take(struct body *b, struct request *q, const char *buf, size_t n, int *status) {
+        if (b->done) {
+                b->dropped += n;
+                return 0;
+        }
+        size_t take = n;
+        if (b->kind == BODY_LENGTH) {
+                if ((uint64_t)take > b->left)
+                        take = (size_t)b->left;
+                b->left -= take;
+                b->done = b->left == 0;
+        } else {
+                struct err_detail e = {0};
+                int r = http_chunked_feed(&b->ch, buf, n, &take, &e);
+                if (r < 0) {
+                        deny(q, "bad chunked request body: %s", e.message);
+                        *status = r == -E2BIG ? 413 : 400;
+                        return -1;
+                }
+                b->done = r == 1;
+        }
+        b->dropped += n - take;
+        return (ssize_t)take;
+}
+
+/* Sends the rest of the request body (framed by b) upstream and relays the
+ * answer until the upstream closes. Bytes the client sends after the body are
+ * dropped, never forwarded: one request per connection, closed after the
+ * answer. Returns 0; a status to answer when the request failed before any
+ * byte of the answer reached the client; -1 when the client is gone. */
+static int relay_request(struct request *q, struct upstream *u, struct body *b, char *ub, char *db) {
+        struct conn *c = q->c;
+        size_t ub_off = 0, ub_len = 0, db_off = 0, db_len = 0;
+        bool up_eof = false, up_wdead = false;
+        int64_t idle_us = (int64_t)g.cfg.idle_timeout_ms * 1000, last = time_mono_us();
+        for (;;) {
+                bool progress = false;
+                short cwant = 0, uwant = 0;
+                if (!b->done && ub_off == ub_len) {
+                        size_t cap = RELAY_BUF;
+                        if (b->kind == BODY_LENGTH && b->left < cap)
+                                cap = (size_t)b->left; /* never read the next request */
+                        ssize_t n = recv(c->cfd, ub, cap, 0);
+                        if (n > 0) {
+                                int status = 0;
+                                ssize_t k = body_take(b, q, ub, (size_t)n, &status);
+                                if (k < 0)
+                                        return q->bytes_down ? -1 : status;
+                                ub_off = 0;
+                                ub_len = (size_t)k;
+                                progress = true;
+                                if (up_wdead)
+                                        ub_len = 0;
+                        } else if (n == 0) {
+                                deny(q, "client closed before the request body ended");
+                                return -1;
+                        } else if (errno == EAGAIN || errno == EINTR)
+                                cwant |= POLLIN;
+                        else
+                                return -1;
+                }
+                if (ub_off < ub_len) {
+                        short w = 0;
+                        ssize_t n = up_io(u, true, ub + ub_off, ub_len - ub_off, &w);
+                        if (n > 0) {
+                                ub_off += (size_t)n;
+                                q->bytes_up += (uint64_t)n;
+                                progress = true;
+                        } else if (n == -EAGAIN)
+                                uwant |= w;
+                        else {
+                                up_wdead = true; /* an early answer (413, 401) may still come */
+                                ub_off = ub_len = 0;
+                        }
+                }
+                if (!up_eof && db_off == db_len) {
+                        short w = 0;
+                        ssize_t n = up_io(u, false, db, RELAY_BUF, &w);
+                        if (n > 0) {
+                                db_off = 0;
+                                db_len = (size_t)n;
+                                progress = true;
+                        } else if (n == -EAGAIN)
+                                uwant |= w;
+                        else {
+                                up_eof = true;
+                                progress = true;
+                                if (n < 0)
+                                        note(q, "upstream connection failed: %s", strerror((int)-n));
+                        }
+                }
+                if (db_off < db_len) {
+                        ssize_t n = send(c->cfd, db + db_off, db_len - db_off, MSG_NOSIGNAL);
+                        if (n > 0) {
+                                db_off += (size_t)n;
+                                q->bytes_down += (uint64_t)n;
+                                progress = true;
+                        } else if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                                cwant |= POLLOUT;
+                        else
+                                return -1;
+                }
+                if (up_eof && db_off == db_len) {
+                        if (q->bytes_down == 0) {
+                                note(q, "upstream closed without an answer");
+                                return 502;
+                        }
+                        return 0;
+                }
+                int64_t now = time_mono_us();
+                if (progress) {
+                        last = now;
+                        continue;
+                }
+                if (now - last >= idle_us) {
+                        note(q, "idle for %d s, closed", g.cfg.idle_timeout_ms / 1000);
+                        return q->bytes_down ? -1 : 504;
+                }
+                if (!cwant && !uwant)
+                        return -1; /* nothing can move: should not happen */
+                struct pollfd p[2] = {{.fd = c->cfd, .events = cwant}, {.fd = u->fd, .events = uwant}};
+                int64_t left = (idle_us - (now - last)) / 1000 + 1;
+                int r = poll(p, 2, left > 60000 ? 60000 : (int)left);
+                if (r < 0 && errno != EINTR)
+                        return -1;
+                if ((p[0].revents | p[1].revents) & POLLNVAL)
+                        return -1;
+        }
 }
 
 /* Reads the TLS ClientHello of a tunnel (bounded, with a timeout) and checks
@@ -773,6 +1229,55 @@ static void handle(struct conn *c) {
                 q.path[off + pl] = 0;
         }
 
+        /* a secret header's origin: only over the proxy's own TLS, on its port */
+        const struct proxy_header *origin = rq->connect ? NULL : origin_for(pr, rq->host);
+        if (origin && !strcmp(rq->method, "TRACE")) {
+                deny(&q, "TRACE to %s is refused: the proxy adds a secret header there and TRACE echoes it", q.host);
+                respond(c, 403, "Forbidden", q.reason);
+                request_emit(&q);
+                free(rq);
+                return;
+        }
+        if (origin && rq->port_explicit && rq->port != origin->port) {
+                deny(&q, "%s has a secret header for https://%s:%u only; plain HTTP to port %u is refused "
+                     "(the secret is never sent in clear)", q.host, q.host, origin->port, rq->port);
+                respond(c, 403, "Forbidden", q.reason);
+                request_emit(&q);
+                free(rq);
+                return;
+        }
+        if (origin) {
+                q.port = origin->port;
+                q.tls = true;
+        }
+
+        /* the body's framing, checked before anything goes upstream */
+        struct body body = {.kind = rq->chunked ? BODY_CHUNKED : rq->content_length > 0 ? BODY_LENGTH : BODY_NONE};
+        if (!rq->connect && rq->content_length > 0 && (uint64_t)rq->content_length > g.cfg.max_body_bytes) {
+                deny(&q, "request body of %lld bytes is larger than the limit of %llu", (long long)rq->content_length,
+                     (unsigned long long)g.cfg.max_body_bytes);
+                respond(c, 413, status_text(413), q.reason);
+                request_emit(&q);
+                free(rq);
+                return;
+        }
+        body.done = body.kind == BODY_NONE;
+        body.left = body.kind == BODY_LENGTH ? (uint64_t)rq->content_length : 0;
+        if (body.kind == BODY_CHUNKED)
+                http_chunked_init(&body.ch, g.cfg.max_body_bytes);
+        size_t extra = have - (size_t)head_len, first = 0;
+        if (!rq->connect) {
+                int status = 0;
+                ssize_t k = body_take(&body, &q, buf + head_len, extra, &status);
+                if (k < 0) {
+                        respond(c, status, status_text(status), q.reason);
+                        request_emit(&q);
+                        free(rq);
+                        return;
+                }
+                first = (size_t)k;
+        }
+
         struct egress_check chk;
         egress_policy_check_target(pr->policy, q.host, q.port, &chk);
         snprintf(q.rule, sizeof q.rule, "%s", chk.rule);
@@ -792,8 +1297,20 @@ static void handle(struct conn *c) {
         } else
                 snprintf(q.reason, sizeof q.reason, "allowed by rule");
 
+        /* the upstream fd and the relay's buffers (a tunnel's pipes) */
+        char why[200];
+        int status = budget_charge(c, rq->connect ? 5 : 1,
+                                   rq->connect ? 2 * RELAY_PIPE_SIZE : 2 * RELAY_BUF + (q.tls ? TLS_CHARGE : 0), why,
+                                   sizeof why);
+        if (status) {
+                deny(&q, "%s", why);
+                respond(c, status, status_text(status), q.reason);
+                request_emit(&q);
+                free(rq);
+                return;
+        }
         int ufd = -1;
-        int status = open_upstream(&q, &chk, &ufd);
+        status = open_upstream(&q, &chk, &ufd);
         if (status) {
                 if (status == 403)
                         q.allowed = false;
@@ -805,7 +1322,6 @@ static void handle(struct conn *c) {
         }
         set_upstream(c, ufd);
         q.allowed = true;
-        size_t extra = have - (size_t)head_len;
 
         if (rq->connect) {
                 static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -829,21 +1345,31 @@ static void handle(struct conn *c) {
                 q.bytes_up += (uint64_t)peeked;
                 relay(&q, -1, false);
         } else {
-                size_t hl;
-                _cleanup_free_ char *head = build_upstream_head(pr, rq, &hl);
-                int64_t body = rq->chunked ? -1 : rq->content_length > 0 ? rq->content_length : 0;
-                size_t first = extra;
-                if (body >= 0 && (int64_t)first > body)
-                        first = (size_t)body; /* pipelined bytes beyond the body are not forwarded */
-                if (!head || write_all(ufd, head, hl, time_mono_us() + 10000000) < 0 ||
-                    (first && write_all(ufd, buf + head_len, first, time_mono_us() + 10000000) < 0)) {
-                        respond(c, 502, "Bad Gateway", "could not send the request upstream");
-                        request_emit(&q);
-                        free(rq);
-                        return;
+                struct upstream u = {.fd = ufd};
+                status = q.tls ? tls_open(&q, &u, chk.literal) : 0;
+                size_t hl = 0;
+                json_t *added = NULL;
+                _cleanup_free_ char *head = status ? NULL : build_upstream_head(pr, rq, q.tls ? origin : NULL, &hl, &added);
+                _cleanup_free_ char *ub = malloc(RELAY_BUF), *db = malloc(RELAY_BUF);
+                int64_t dl = time_mono_us() + 10000000;
+                if (!status && (!head || !ub || !db || up_write_all(&u, head, hl, dl) < 0 ||
+                                (first && up_write_all(&u, buf + head_len, first, dl) < 0))) {
+                        note(&q, "could not send the request upstream");
+                        status = 502;
                 }
-                q.bytes_up += hl + first;
-                relay(&q, body >= 0 ? body - (int64_t)first : -1, true);
+                if (!status) {
+                        q.bytes_up += hl + first;
+                        if (q.tls)
+                                q.secret_headers = TAKE_PTR(added);
+                        status = relay_request(&q, &u, &body, ub, db);
+                }
+                json_decref(added);
+                if (status > 0)
+                        respond(c, status, status_text(status), q.reason);
+                if (body.dropped)
+                        note(&q, "%llu bytes after the request not forwarded (one request per connection)",
+                             (unsigned long long)body.dropped);
+                SSL_free(u.ssl);
         }
         request_emit(&q);
         free(rq);
@@ -859,6 +1385,9 @@ static void conn_unregister(struct conn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         pr->n_conns--;
+        budget_release_locked(c);
+        atomic_fetch_sub(&g.conns, 1);
+        metric_add(&metric_conns, -1);
         /* closed under the lock so proxy_run_stop never shuts down a reused fd */
         close(c->cfd);
         if (c->ufd >= 0)
@@ -875,6 +1404,60 @@ static void *conn_thread(void *userdata) {
         return NULL;
 }
 
+/* Answers a connection refused at accept time without blocking the accept
+ * thread (best effort: a client that sent nothing yet may see a reset) and
+ * counts it; the run's refusals are reported as one aggregated egress event
+ * at most once a second (REFUSAL_REPORT_US) and when the run stops, so a
+ * flood of connections cannot flood the event stream. */
+static void refuse_at_accept(struct proxy_run *pr, int fd, int status, const char *why) {
+        char msg[512];
+        int n = snprintf(msg, sizeof msg,
+                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+                         "Connection: close\r\nRetry-After: 1\r\nX-Paddock-Egress: error\r\n\r\n"
+                         "paddock egress proxy: %s\n",
+                         status, status == 429 ? "Too Many Requests" : "Service Unavailable",
+                         strlen("paddock egress proxy: \n") + strlen(why), why);
+        if (n > 0)
+                (void)!send(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR);
+        close(fd);
+        metric_add(&metric_refused, 1);
+        pr->refused_unreported++;
+        snprintf(pr->refused_reason, sizeof pr->refused_reason, "%s", why);
+}
+
+/* Under pr->lock: the aggregated refusal event due now (or at the end when
+ * force), or NULL. */
+static json_t *refusal_report(struct proxy_run *pr, bool force) {
+        int64_t now = time_mono_us();
+        if (!pr->refused_unreported || (!force && now < pr->refused_next_report_mono))
+                return NULL;
+        json_t *d = json_pack("{s:s,s:i,s:s,s:I,s:I,s:f,s:s,s:s,s:s,s:I}", "host", "", "port", 0, "method", "",
+                              "bytes_up", (json_int_t)0, "bytes_down", (json_int_t)0, "duration_ms", 0.0, "decision",
+                              "deny", "rule", "budget", "reason", pr->refused_reason, "refused",
+                              (json_int_t)pr->refused_unreported);
+        log_ctx(LOG_WARN, LOG_KV("run", pr->run_id), "egress connections refused: %llu (%s)",
+                (unsigned long long)pr->refused_unreported, pr->refused_reason);
+        pr->refused_unreported = 0;
+        pr->refused_next_report_mono = now + REFUSAL_REPORT_US;
+        return d;
+}
+
+/* Accepts and closes one pending connection with the spare fd, so a process
+ * out of fds does not spin on a listener that stays readable. */
+static void shed_one(struct proxy_run *pr) {
+        if (g.spare_fd < 0)
+                return;
+        close(g.spare_fd);
+        int fd = accept4(pr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+                pthread_mutex_lock(&pr->lock);
+                refuse_at_accept(pr, fd, 503, "the node is out of file descriptors");
+                pthread_mutex_unlock(&pr->lock);
+        }
+        g.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 /* Called by the accept thread under g.lock. */
 static void accept_all(struct proxy_run *pr) {
         for (;;) {
@@ -882,30 +1465,59 @@ static void accept_all(struct proxy_run *pr) {
                 if (fd < 0) {
                         if (errno == EINTR || errno == ECONNABORTED)
                                 continue;
-                        return; /* EAGAIN, or EMFILE: the listener stays readable, retried */
+                        if (errno == EMFILE || errno == ENFILE)
+                                shed_one(pr);
+                        break; /* EAGAIN */
                 }
                 int one = 1;
                 (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 pthread_mutex_lock(&pr->lock);
-                if (pr->closing || pr->n_conns >= PROXY_MAX_CONNS_PER_RUN) {
+                char why[160] = "";
+                int status = 0;
+                if (pr->closing)
+                        status = 503, snprintf(why, sizeof why, "the run is ending");
+                else if (pr->n_conns >= g.cfg.run_max_conns)
+                        status = 429, snprintf(why, sizeof why,
+                                               "egress budget of this run exhausted: %u connections open",
+                                               pr->n_conns);
+                else if (pr->n_fds + 1 > g.cfg.run_max_fds)
+                        status = 429, snprintf(why, sizeof why,
+                                               "egress budget of this run exhausted: %u of %u fds in use", pr->n_fds,
+                                               g.cfg.run_max_fds);
+                else if (pr->n_bytes + HEAD_BUF > g.cfg.run_max_buffer_bytes)
+                        status = 429, snprintf(why, sizeof why,
+                                               "egress budget of this run exhausted: %zu KiB of buffers in use",
+                                               pr->n_bytes / 1024);
+                else if (atomic_load(&g.conns) >= g.cfg.node_max_conns)
+                        status = 503, snprintf(why, sizeof why,
+                                               "egress budget of the node exhausted: %u connections open",
+                                               atomic_load(&g.conns));
+                else if (atomic_load(&g.fds) + 1 > g.max_fds)
+                        status = 503, snprintf(why, sizeof why, "egress budget of the node exhausted: %u fds in use",
+                                               atomic_load(&g.fds));
+                struct conn *c = status ? NULL : calloc(1, sizeof *c);
+                if (!status && !c)
+                        status = 503, snprintf(why, sizeof why, "out of memory");
+                if (status) {
+                        refuse_at_accept(pr, fd, status, why);
+                        json_t *report = refusal_report(pr, false);
                         pthread_mutex_unlock(&pr->lock);
-                        log_ctx(LOG_WARN, LOG_KV("run", pr->run_id), "egress connection refused: %u connections open",
-                                pr->n_conns);
-                        close(fd);
+                        emit(pr, "egress", report, false);
                         continue;
                 }
-                struct conn *c = calloc(1, sizeof *c);
-                if (!c) {
-                        pthread_mutex_unlock(&pr->lock);
-                        close(fd);
-                        continue;
-                }
-                *c = (struct conn){.run = pr, .cfd = fd, .ufd = -1, .next = pr->conns};
+                *c = (struct conn){.run = pr, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF};
                 if (pr->conns)
                         pr->conns->prev = c;
                 pr->conns = c;
                 pr->n_conns++;
+                pr->n_fds += 1;
+                pr->n_bytes += HEAD_BUF;
+                atomic_fetch_add(&g.fds, 1);
+                atomic_fetch_add(&g.conns, 1);
+                metric_add(&metric_conns, 1);
+                json_t *report = refusal_report(pr, false);
                 pthread_mutex_unlock(&pr->lock);
+                emit(pr, "egress", report, false);
 
                 pthread_attr_t attr;
                 pthread_attr_init(&attr);
@@ -1111,7 +1723,9 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
         pthread_cond_broadcast(&pr->cond);
         while (pr->n_conns > 0)
                 pthread_cond_wait(&pr->cond, &pr->lock);
+        json_t *report = refusal_report(pr, true);
         pthread_mutex_unlock(&pr->lock);
+        emit(pr, "egress", report, false);
 
         /* decisions no waiter announced (the client gave up, or the run ended) */
         for (struct approval *a = pr->approvals, *next; a; a = next) {

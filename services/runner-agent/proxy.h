@@ -6,8 +6,12 @@
  * (proxy_policy.h), resolves names itself and refuses non-public addresses
  * unless an explicit IP/CIDR rule allows them, compares the TLS SNI of a
  * tunnel with its CONNECT host, holds `ask` destinations until an approval
- * arrives, adds secret headers to plain-HTTP requests for their host, and
- * reports every request as one `egress` event.
+ * arrives, sends plain-HTTP requests for a secret header's origin over its
+ * own verified TLS connection with the header added (never in clear), frames
+ * request bodies (Content-Length or chunked; nothing after the body is
+ * forwarded), charges each run a budget of connections, fds and buffer
+ * memory within a node-wide one, and reports every request as one `egress`
+ * event (refusals at accept time aggregated, at most one event a second).
  *
  * Threads: one accept thread (epoll over every run's listening socket) for
  * the whole process, and one thread per client connection: a connection may
@@ -26,12 +30,40 @@
 #define PROXY_PORT 3128
 #define PROXY_URL "http://127.0.0.1:3128"
 
-#define PROXY_MAX_CONNS_PER_RUN 256
 #define PROXY_HEAD_MAX 16384          /* request line + headers of a client request */
 #define PROXY_HEAD_TIMEOUT_MS 30000   /* to receive a complete request head */
-#define PROXY_CONNECT_TIMEOUT_MS 10000
+#define PROXY_CONNECT_TIMEOUT_MS 10000 /* TCP connect, and the TLS handshake to a secret header's origin */
 #define PROXY_HELLO_TIMEOUT_MS 10000  /* to receive the TLS ClientHello of a tunnel */
-#define PROXY_IDLE_TIMEOUT_MS 600000  /* a relay with no byte either way for this long ends */
+
+/* The operator's bounds (runner-agent settings PADDOCK_EGRESS_*, see
+ * docs/CONTRACTS.md "Egress proxy"). A connection is charged its client fd
+ * and head buffer when accepted, and its upstream fd and relay buffers
+ * (pipes for a tunnel) before it connects upstream; everything is released
+ * when it ends. */
+struct proxy_settings {
+        unsigned run_max_conns;          /* open client connections of one run */
+        unsigned run_max_fds;            /* fds held for one run's connections (client, upstream, pipes) */
+        uint64_t run_max_buffer_bytes;   /* buffer memory held for one run's connections */
+        unsigned node_max_conns;         /* all runs of this process together */
+        int idle_timeout_ms;             /* a relay with no byte either way for this long ends */
+        uint64_t max_body_bytes;         /* largest request body (Content-Length or chunked data) */
+        const char *ca_bundle;           /* PEM file of the CAs trusted for secret header origins;
+                                          * NULL or "": the system's; borrowed for the process lifetime */
+};
+
+#define PROXY_SETTINGS_DEFAULT                                                                         \
+        {.run_max_conns = 256, .run_max_fds = 1024, .run_max_buffer_bytes = 64ULL << 20,               \
+         .node_max_conns = 4096, .idle_timeout_ms = 600000, .max_body_bytes = 256ULL << 20, .ca_bundle = NULL}
+
+/* Applies s (copied) before the first proxy_run_start(): loads the CAs (an
+ * unreadable or empty bundle is -EINVAL with reterr naming the file), raises
+ * the soft RLIMIT_NOFILE to the hard one and keeps the node's fd budget below
+ * it. Without this call the defaults and the system CAs apply. Not
+ * thread-safe: call from main(). */
+int proxy_configure(const struct proxy_settings *s, struct err_detail *reterr);
+
+/* Registers the proxy's metrics (paddock_runner_egress_*); from main(). */
+void proxy_metrics_register(void);
 
 struct proxy_run;
 
@@ -40,11 +72,18 @@ struct proxy_run;
  * send (approvals); egress events may be queued. Called from proxy threads. */
 typedef void (*proxy_event_fn)(void *userdata, const char *kind, json_t *data, bool sync);
 
-/* A header the proxy adds to plain-HTTP requests whose host equals host
- * (case-insensitive), replacing any header of that name the client sent. The
- * strings are borrowed until proxy_run_stop(); value is never logged. */
+/* A header the proxy adds to requests for the https origin host:port. The
+ * agent asks for it in plain HTTP (`http://host/...` or `http://host:port/...`);
+ * the proxy connects to the origin over TLS (SNI, certificate verified for
+ * host), adds the header replacing any of that name the client sent, and
+ * relays the answer. A plain-HTTP request for host on another port, or TRACE,
+ * is refused: the value never leaves in clear nor echoed back. CONNECT tunnels
+ * stay opaque (nothing added). host is lower case, an IP literal without
+ * brackets; the strings are borrowed until proxy_run_stop(); value is never
+ * logged. */
 struct proxy_header {
         const char *host, *name;
+        uint16_t port;
         const char *value;
         size_t value_len;
 };

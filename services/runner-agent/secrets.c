@@ -197,8 +197,11 @@ static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *s
                                 return -ENOMEM;
                         memcpy(hv, val, len);
                         hv[len] = 0;
+                        /* the api sends the origin's port; 0 (an older api) is https's */
                         rs->headers[rs->n_headers++] = (struct proxy_header){
-                                .host = ref->header_host, .name = ref->header_name, .value = hv, .value_len = len};
+                                .host = ref->header_host, .name = ref->header_name,
+                                .port = ref->header_port && ref->header_port <= 65535 ? (uint16_t)ref->header_port : 443,
+                                .value = hv, .value_len = len};
                 } else
                         return err_set(reterr, -EINVAL, "secrets", "secret %s has neither env nor header", name);
         }
