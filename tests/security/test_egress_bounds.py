@@ -376,7 +376,7 @@ def child(i):
     for s in held:
         s.settimeout(300)
         try:
-            if s.recv(200).startswith(b"HTTP/1.1 200"):
+            if s.recv(200).split(b"\r\n")[0].endswith(b" 200 OK"):
                 answered += 1
         except OSError:
             pass
