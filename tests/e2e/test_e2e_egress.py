@@ -117,7 +117,7 @@ def test_egress_allow_deny_literals_rebinding(endpoints, admin_token, api, runs,
 
 
 PROBE_SECRETS = r"""
-import hashlib, os, socket, ssl, sys, urllib.request
+import hashlib, os, socket, ssl, sys, urllib.error, urllib.request
 p1, env_name = int(sys.argv[1]), sys.argv[2]
 
 def tls_via_connect(target, sni):
@@ -137,8 +137,11 @@ v = os.environ.get(env_name)
 print("ENV", env_name, hashlib.sha256(v.encode()).hexdigest() if v else None)
 print("ENVKEYS", ",".join(sorted(k for k in os.environ if k.startswith("E2E") or k.startswith("MY_"))))
 req = urllib.request.Request("http://localhost:%d/hdr" % p1, headers={"X-Api-Key": "from-the-agent"})
-with urllib.request.urlopen(req, timeout=20) as r:
-    print("GET hdr", r.status)
+try:
+    with urllib.request.urlopen(req, timeout=20) as r:
+        print("GET hdr", r.status)
+except urllib.error.HTTPError as e:
+    print("GET hdr", e.code)
 tls_via_connect("localhost:%d" % p1, "evil.example")
 tls_via_connect("localhost:%d" % p1, "localhost")
 print("PROBE done")
@@ -201,12 +204,11 @@ def test_secrets_env_header_and_sni(endpoints, admin_token, api, runs, team_id, 
     assert res.terminal == "succeeded", f"{res.terminal}: {out}"
     assert f"ENV MY_TOKEN {hashlib.sha256(env_secret.encode()).hexdigest()}" in out, out
     assert "ENVKEYS MY_TOKEN\n" in out, f"the header secret must not be in the env: {out}"
-    assert "GET hdr 200" in out, out
-    # the header reached the upstream, replacing the agent's own
-    hdr_reqs = [r for r in up1.requests if r["path"] == "/hdr"]
-    assert len(hdr_reqs) == 1, up1.requests
-    keys = [v for k, v in hdr_reqs[0]["header_list"] if k.lower() == "x-api-key"]
-    assert keys == [hdr_secret], keys
+    # the header's origin is https://localhost:443: plain HTTP to another port of that host is
+    # refused, the secret is never sent in clear (its delivery over the proxy's own TLS:
+    # tests/security/test_egress_bounds.py)
+    assert "GET hdr 403" in out, out
+    assert not [r for r in up1.requests if r["path"] == "/hdr"], up1.requests
     # domain fronting: SNI differs from the CONNECT host
     assert "TLS evil.example failed" in out, out
 
