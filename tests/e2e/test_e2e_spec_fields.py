@@ -62,8 +62,15 @@ BAD = [
      "spec.secrets[0].as.header.host"),
     ("secret-header-ip", {"secrets": [_hdr("A", "127.0.0.1", "x-key")]}, "invalid_field",
      "spec.secrets[0].as.header.host"),
-    ("secret-header-missing-host", {"secrets": [{"name": "A", "as": {"header": {"name": "x-key"}}}]},
-     "missing_field", "spec.secrets[0].as.header.host"),
+    ("secret-header-missing-origin", {"secrets": [{"name": "A", "as": {"header": {"name": "x-key"}}}]},
+     "missing_field", "spec.secrets[0].as.header.origin"),
+    ("secret-header-origin-http", {"secrets": [{"name": "A", "as": {"header": {"origin": "http://api.example.com",
+                                                                               "name": "x-key"}}}]},
+     "invalid_field", "spec.secrets[0].as.header.origin"),
+    ("secret-dup-origin-host", {"secrets": [_hdr("A", "api.example.com", "X-Key"),
+                                            {"name": "B", "as": {"header": {"origin": "https://api.example.com:443",
+                                                                            "name": "x-key"}}}]},
+     "invalid_field", "spec.secrets[1].as"),
     ("secret-dup-env", {"secrets": [_env("A", "TOKEN"), _env("B", "TOKEN")]}, "invalid_field",
      "spec.secrets[1].as"),
     ("secret-dup-header", {"secrets": [_hdr("A", "api.example.com", "X-Key"), _hdr("B", "API.example.com", "x-key")]},
@@ -189,8 +196,10 @@ def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
                      ("127.0.0.1", 8080, "allow"), ("::1", 8080, "allow"), ("10.0.0.0/8", 0, "allow"),
                      ("fd00::/8", 0, "allow"), ("fd00::/16", 5432, "allow"), ("192.168.1.7", 0, "allow")]
     assert eg[2][0] == b"ask" and eg[3][0] == 300
-    refs = [{k: v[0].decode() for k, v in _pb_fields(s).items()} for s in snap[11]]
-    assert refs == [{1: names[0], 2: "MY_TOKEN"}, {1: names[1], 3: "api.example.com", 4: "x-api-key"}]
+    refs = [{k: v[0].decode() if isinstance(v[0], bytes) else v[0] for k, v in _pb_fields(s).items()}
+            for s in snap[11]]
+    # a header binding carries its https origin: host + port (the older host form is port 443)
+    assert refs == [{1: names[0], 2: "MY_TOKEN"}, {1: names[1], 3: "api.example.com", 4: "x-api-key", 5: 443}]
     # the published spec is kept verbatim next to the resolved fields
     assert json.loads(snap[8][0])["egress"]["allow"] == allow
 
