@@ -122,8 +122,10 @@ void proxy_metrics_register(void) {
 
 static SSL_CTX *tls_ctx_new(const char *ca_bundle, struct err_detail *reterr) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx)
-                return err_set(reterr, -ENOMEM, "proxy", "cannot create a TLS context"), NULL;
+        if (!ctx) {
+                err_set(reterr, -ENOMEM, "proxy", "cannot create a TLS context");
+                return NULL;
+        }
         (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
         /* an origin that closes without close_notify ends its answer; the
          * agent checks the answer's own framing (Content-Length, chunked) */
@@ -137,9 +139,9 @@ static SSL_CTX *tls_ctx_new(const char *ca_bundle, struct err_detail *reterr) {
                 ERR_error_string_n(ERR_get_error(), e, sizeof e);
                 ERR_clear_error();
                 SSL_CTX_free(ctx);
-                return err_set(reterr, -EINVAL, "proxy", "cannot load the CA certificates of %s: %s",
-                               ca_bundle && ca_bundle[0] ? ca_bundle : "the system", e),
-                       NULL;
+                err_set(reterr, -EINVAL, "proxy", "cannot load the CA certificates of %s: %s",
+                        ca_bundle && ca_bundle[0] ? ca_bundle : "the system", e);
+                return NULL;
         }
         return ctx;
 }

@@ -538,3 +538,36 @@ def test_chunked_body_framed_nothing_smuggled(endpoints, admin_token, api, runs)
         assert split and "before the request body ended" in split[0]["reason"], eg
     finally:
         rec.close()
+
+
+# ---------------------------------------------------------------- settings
+
+def runner_binary():
+    p = e2e.api_binary().parent.parent / "runner-agent" / "paddock-runner-agent"
+    assert p.is_file(), p
+    return p
+
+
+@pytest.mark.parametrize("content,why", [(None, "cannot load the CA certificates"),
+                                         ("not a certificate\n", "cannot load the CA certificates")])
+def test_unusable_ca_bundle_is_a_configuration_error(tmp_path, content, why):
+    """The runner-agent refuses to start (exit 78) with a CA bundle it cannot use, rather than
+    trusting nothing or everything."""
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_text(content)
+    env = {"PATH": "/usr/bin:/bin", "PADDOCK_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+           "PADDOCK_RUNNER_STATE_DIR": str(tmp_path / "state"), "PADDOCK_EGRESS_CA_BUNDLE": str(bundle),
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    p = subprocess.run([str(runner_binary())], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 78, (p.returncode, p.stderr[-2000:])
+    assert "PADDOCK_EGRESS_CA_BUNDLE" in p.stderr and why in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "state").exists()
+
+
+def test_egress_settings_in_help():
+    out = subprocess.run([str(runner_binary()), "--help"], capture_output=True, text=True, timeout=30).stdout
+    for name in ("PADDOCK_EGRESS_RUN_MAX_CONNS", "PADDOCK_EGRESS_RUN_MAX_FDS", "PADDOCK_EGRESS_RUN_MAX_BUFFER_MB",
+                 "PADDOCK_EGRESS_NODE_MAX_CONNS", "PADDOCK_EGRESS_IDLE_TIMEOUT_S", "PADDOCK_EGRESS_MAX_BODY_MB",
+                 "PADDOCK_EGRESS_CA_BUNDLE"):
+        assert name in out, out
