@@ -20,6 +20,7 @@ import http.server
 import os
 import pathlib
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -240,6 +241,7 @@ def tls_world(endpoints, admin_token, api, runs, team_id):
     finally:
         for s in servers:
             s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def line(w, method, target):
