@@ -606,7 +606,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
 
-        if (sandbox_init(&c.sb, a, slot->run_id) < 0) {
+        if (sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots)) < 0) {
                 fail(&o, "out of memory");
                 goto finish;
         }
@@ -626,6 +626,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         int r = sandbox_make_dirs(&c.sb, c.lw.disk_mb, &err);
         if (r >= 0)
                 r = workspace_write_files(c.sb.workspace, c.sb.baseline,
+                                          &(struct workspace_owner){c.sb.agent_uid, c.sb.agent_gid},
                                           req->sandbox ? req->sandbox->files : NULL,
                                           req->sandbox ? req->sandbox->n_files : 0, &err);
         if (r >= 0)
@@ -766,7 +767,7 @@ static void recover_one(struct agent *a, const char *run_id) {
         ev.seq = seq;
         struct sandbox sb;
         json_t *gone = NULL, *present = NULL;
-        if (sandbox_init(&sb, a, run_id) == 0)
+        if (sandbox_init(&sb, a, run_id, 0) == 0)
                 cleanup_destroy(a, &sb, &gone, &present);
         else
                 gone = json_array(), present = json_array();

@@ -41,7 +41,7 @@ int workspace_validate_path(const char *path, struct err_detail *reterr) {
 /* Opens (creating) each parent directory of rel below root_fd with
  * O_NOFOLLOW, so nothing already in the tree can redirect the write.
  * Returns the fd of the last directory and the base name in *base. */
-static int open_parent(int root_fd, char *rel, bool chown_sandbox, const char **base) {
+static int open_parent(int root_fd, char *rel, const struct workspace_owner *own, const char **base) {
         int dfd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
         if (dfd < 0)
                 return -errno;
@@ -49,8 +49,7 @@ static int open_parent(int root_fd, char *rel, bool chown_sandbox, const char **
         for (char *slash; (slash = strchr(p, '/')); p = slash + 1) {
                 *slash = 0;
                 if (mkdirat(dfd, p, 0755) == 0) {
-                        if (chown_sandbox && fchownat(dfd, p, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID,
-                                                      AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (own && fchownat(dfd, p, own->uid, own->gid, AT_SYMLINK_NOFOLLOW) < 0) {
                                 int r = -errno;
                                 close(dfd);
                                 return r;
@@ -72,7 +71,7 @@ static int open_parent(int root_fd, char *rel, bool chown_sandbox, const char **
         return dfd;
 }
 
-static int write_one(const char *root, const Paddock__V1__ManagedFile *f, bool chown_sandbox,
+static int write_one(const char *root, const Paddock__V1__ManagedFile *f, const struct workspace_owner *own,
                      struct err_detail *reterr) {
         _cleanup_close_ int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (root_fd < 0)
@@ -81,7 +80,7 @@ static int write_one(const char *root, const Paddock__V1__ManagedFile *f, bool c
         if (!rel)
                 return -ENOMEM;
         const char *base = NULL;
-        _cleanup_close_ int dfd = open_parent(root_fd, rel, chown_sandbox, &base);
+        _cleanup_close_ int dfd = open_parent(root_fd, rel, own, &base);
         if (dfd < 0)
                 return err_set(reterr, dfd, "workspace", "cannot create the directories of \"%s\": %s",
                                f->path, strerror(-dfd));
@@ -102,22 +101,22 @@ static int write_one(const char *root, const Paddock__V1__ManagedFile *f, bool c
         /* the umask must not narrow what the definition asked for */
         if (fchmod(fd, mode) < 0)
                 return err_set(reterr, -errno, "workspace", "cannot chmod \"%s\": %m", f->path);
-        if (chown_sandbox && fchown(fd, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID) < 0)
+        if (own && fchown(fd, own->uid, own->gid) < 0)
                 return err_set(reterr, -errno, "workspace", "cannot chown \"%s\": %m", f->path);
         return 0;
 }
 
-int workspace_write_files(const char *workspace, const char *baseline,
+int workspace_write_files(const char *workspace, const char *baseline, const struct workspace_owner *owner,
                           Paddock__V1__ManagedFile *const *files, size_t n_files,
                           struct err_detail *reterr) {
         for (size_t i = 0; i < n_files; i++) {
                 int r = workspace_validate_path(files[i]->path, reterr);
                 if (r < 0)
                         return r;
-                r = write_one(workspace, files[i], true, reterr);
+                r = write_one(workspace, files[i], owner, reterr);
                 if (r < 0)
                         return r;
-                r = write_one(baseline, files[i], false, reterr);
+                r = write_one(baseline, files[i], NULL, reterr);
                 if (r < 0)
                         return r;
         }

@@ -3,6 +3,7 @@
  * diff of workspace/ against baseline/ afterwards. */
 #pragma once
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core/err.h"
 #include "paddock/v1/runs.pb-c.h"
@@ -11,10 +12,17 @@
  * no NUL, at most 4096 bytes. Returns 0 or -EINVAL with reterr naming it. */
 int workspace_validate_path(const char *path, struct err_detail *reterr);
 
-/* Writes every file into workspace (owned by the sandbox user) and baseline
- * (owned by root), creating parent directories, never following a symlink
- * and never overwriting (O_EXCL). Returns 0 or a negative errno with reterr. */
-int workspace_write_files(const char *workspace, const char *baseline,
+/* Host owner of what the sandbox user may change. */
+struct workspace_owner {
+        uid_t uid;
+        gid_t gid;
+};
+
+/* Writes every file into workspace (owned by *owner, the sandbox user) and
+ * baseline (owned by root), creating parent directories, never following a
+ * symlink and never overwriting (O_EXCL). Returns 0 or a negative errno with
+ * reterr. */
+int workspace_write_files(const char *workspace, const char *baseline, const struct workspace_owner *owner,
                           Paddock__V1__ManagedFile *const *files, size_t n_files,
                           struct err_detail *reterr);
 
