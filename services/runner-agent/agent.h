@@ -46,6 +46,11 @@ struct runner_settings {
         char *log_level;
         long long max_output_mb;
         long long max_diff_mb;
+        long long diff_max_files;
+        long long diff_max_file_mb;
+        long long diff_memory_mb;
+        long long diff_timeout_s;
+        char *git;
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

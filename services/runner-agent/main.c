@@ -61,7 +61,17 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_RUN_MAX_OUTPUT_MB", CONFIG_INT, "64", 1, 65536, false, S(max_output_mb),
          "stdout+stderr of one run sent as output events, beyond it output is dropped"},
         {"PADDOCK_RUN_MAX_DIFF_MB", CONFIG_INT, "256", 1, 65536, false, S(max_diff_mb),
-         "largest workspace diff captured as an artifact"},
+         "largest workspace diff captured as an artifact; beyond it the diff is cut and marked truncated"},
+        {"PADDOCK_RUN_DIFF_MAX_FILES", CONFIG_INT, "20000", 1, 10000000, false, S(diff_max_files),
+         "entries of the baseline and of the workspace compared for the diff; beyond it the diff is truncated"},
+        {"PADDOCK_RUN_DIFF_MAX_FILE_MB", CONFIG_INT, "16", 1, 65536, false, S(diff_max_file_mb),
+         "a changed file larger than this is listed in the diff with its size and sha256, not diffed"},
+        {"PADDOCK_RUN_DIFF_MEMORY_MB", CONFIG_INT, "1024", 64, 1LL << 20, false, S(diff_memory_mb),
+         "address space of the diff tool (git, as the run's unprivileged nobody)"},
+        {"PADDOCK_RUN_DIFF_TIMEOUT_S", CONFIG_INT, "60", 1, 86400, false, S(diff_timeout_s),
+         "longest the workspace diff may take; what is done by then is kept, marked truncated"},
+        {"PADDOCK_GIT", CONFIG_STRING, "/usr/bin/git", 0, 0, false, S(git),
+         "path of the git binary the workspace diff runs (git diff --no-index)"},
         {0},
 };
 #undef S

@@ -1,6 +1,6 @@
 /* The sandbox workspace: the definition's managed files written before the
- * agent starts (and copied to baseline/, the starting state), and the unified
- * diff of workspace/ against baseline/ afterwards. */
+ * agent starts (and copied to baseline/, the starting state; the diff
+ * against it afterwards is workspace_diff.h). */
 #pragma once
 #include <stddef.h>
 #include <sys/types.h>
@@ -25,9 +25,3 @@ struct workspace_owner {
 int workspace_write_files(const char *workspace, const char *baseline, const struct workspace_owner *owner,
                           Paddock__V1__ManagedFile *const *files, size_t n_files,
                           struct err_detail *reterr);
-
-/* Runs `diff -ruN --no-dereference baseline workspace` in run_dir and rewrites
- * the file labels to a/<path> and b/<path>. *out is malloc'd (caller frees),
- * may be empty. More than max bytes gives -EFBIG. */
-int workspace_diff(const char *run_dir, size_t max, char **out, size_t *out_len,
-                   struct err_detail *reterr);
