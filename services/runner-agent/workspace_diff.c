@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "capture_exec.h"
 #include "core/macro.h"
 #include "core/timeutil.h"
 #include "subprocess.h"
@@ -233,6 +234,37 @@ static int extra_printf(struct diff_state *s, const char *fmt, ...) {
         return 0;
 }
 
+/* side + path as git writes it (core.quotepath=false): in C-style quotes
+ * when it holds a control character, '"' or '\\', so a file name cannot
+ * forge diff lines. Returns a malloc'd string or NULL. */
+static char *quote_path(const char *side, const char *path) {
+        bool need = false;
+        for (const unsigned char *p = (const unsigned char *)path; *p && !need; p++)
+                need = *p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f;
+        char *out = malloc(strlen(side) + strlen(path) * 4 + 3);
+        if (!out)
+                return NULL;
+        char *w = out;
+        if (need)
+                *w++ = '"';
+        w = stpcpy(w, side);
+        for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+                static const char esc[] = "abtnvfr"; /* \a (7) .. \r (13) */
+                if (!need || (*p >= 0x20 && *p != '"' && *p != '\\' && *p != 0x7f))
+                        *w++ = (char)*p;
+                else if (*p == '"' || *p == '\\')
+                        *w++ = '\\', *w++ = (char)*p;
+                else if (*p >= 7 && *p <= 13)
+                        *w++ = '\\', *w++ = esc[*p - 7];
+                else
+                        w += sprintf(w, "\\%03o", *p);
+        }
+        if (need)
+                *w++ = '"';
+        *w = 0;
+        return out;
+}
+
 static const char *git_mode(mode_t m) {
         if (S_ISLNK(m))
                 return "120000";
@@ -245,8 +277,13 @@ static const char *kind_of(mode_t m) {
 
 /* The `diff --git` header of one path with its new/deleted/mode lines. */
 static int header(struct diff_state *s, const char *path, const struct entry *a, const struct entry *b) {
-        int r = extra_printf(s, "diff --git a/%s b/%s\n", path, path);
-        if (r >= 0 && !a)
+        _cleanup_free_ char *qa = quote_path("a/", path), *qb = quote_path("b/", path);
+        if (!qa || !qb)
+                return -ENOMEM;
+        int r = extra_printf(s, "diff --git %s %s\n", qa, qb);
+        if (r < 0 || (!a && !b))
+                return r;
+        if (!a)
                 r = extra_printf(s, "new file mode %s\n", git_mode(b->mode));
         else if (r >= 0 && !b)
                 r = extra_printf(s, "deleted file mode %s\n", git_mode(a->mode));
@@ -266,7 +303,8 @@ static int too_big(struct diff_state *s, int afd, int bfd, const char *path, con
                 r = extra_printf(s, "# paddock: not diffed: %s is %lld bytes, more than the %" PRIu64
                                  "-byte limit%s%s\n", b ? "b" : "a", (long long)e->size,
                                  s->lim->max_file_bytes, hashed ? "; sha256 " : "", hex);
-        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:s}", "reason", "file_size", "path", path, "size",
+        json_t *o = json_pack("{s:s,s:o,s:I,s:I,s:s}", "reason", "file_size", "path",
+                              capture_json_string(path, strlen(path)), "size",
                               (json_int_t)e->size, "limit", (json_int_t)s->lim->max_file_bytes, "detail",
                               "a changed file larger than the limit: listed with its size and sha256, not diffed");
         if (o && hashed)
@@ -359,8 +397,8 @@ static bool diffable(const struct entry *e) {
 static int one_change(struct diff_state *s, int afd, int bfd, int stage_a, int stage_b, const char *path,
                       const struct entry *a, const struct entry *b) {
         if (!diffable(a) || !diffable(b)) {
-                int r = header(s, path, diffable(a) ? a : NULL, diffable(b) ? b : NULL);
-                return r < 0 ? r : extra_printf(s, "# paddock: not diffed: %s is %s\n", path,
+                int r = header(s, path, NULL, NULL);
+                return r < 0 ? r : extra_printf(s, "# paddock: not diffed: %s is %s\n", !diffable(b) ? "b" : "a",
                                                 kind_of(!diffable(b) ? b->mode : a->mode));
         }
         if ((a && S_ISREG(a->mode) && (uint64_t)a->size > s->lim->max_file_bytes) ||
@@ -380,7 +418,8 @@ static int one_change(struct diff_state *s, int afd, int bfd, int stage_a, int s
         if (r >= 0 && b)
                 r = stage_link(bfd, stage_b, b);
         if (r < 0) {
-                note(s, json_pack("{s:s,s:s,s:s}", "reason", "staging", "path", path, "detail", strerror(-r)));
+                note(s, json_pack("{s:s,s:o,s:s}", "reason", "staging", "path", capture_json_string(path, strlen(path)),
+                                  "detail", strerror(-r)));
                 return 0;
         }
         s->staged++;
@@ -479,7 +518,9 @@ static int run_git(struct diff_state *s, const char *stage_dir, const char *work
         snprintf(uid, sizeof uid, "--reuid=%u", (unsigned)lim->uid);
         snprintf(gid, sizeof gid, "--regid=%u", (unsigned)lim->gid);
         snprintf(ceiling, sizeof ceiling, "GIT_CEILING_DIRECTORIES=%s", workspace);
-        snprintf(rename_limit, sizeof rename_limit, "diff.renameLimit=%zu", lim->max_files);
+        /* git's own default: beyond it only exact renames are found, as
+         * inexact detection is quadratic in the number of files */
+        snprintf(rename_limit, sizeof rename_limit, "diff.renameLimit=%d", 1000);
         /* prlimit caps memory (and no core files), setpriv drops to the run's
          * nobody with nothing but CAP_DAC_READ_SEARCH, env -i leaves git no
          * setting of anyone's but ours: no system or global config, no

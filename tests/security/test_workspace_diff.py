@@ -47,7 +47,9 @@ BINARY = bytes(range(256)) * 4
 SHAPES = (
     "rm empty-gone && : > empty-new && mv rename-me.txt renamed.txt && chmod +x tool.sh && "
     "python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 4)' > blob.bin && "
-    "echo appended >> keep.txt"
+    "echo appended >> keep.txt && mkfifo pipe && "
+    # a name that tries to forge a diff header: git quotes it, so do we
+    ": > \"$(printf 'evil\\n+forged line')\""
 )
 RENAMED = "".join(f"line {i} of a file that moves\n" for i in range(20))
 
@@ -75,6 +77,11 @@ def test_diff_shows_every_change_git_would(endpoints, admin_token, api, runs):
             "rename from rename-me.txt\nrename to renamed.txt\n") in d
     assert "diff --git a/tool.sh b/tool.sh\nold mode 100644\nnew mode 100755\n" in d
     assert "--- a/keep.txt\n+++ b/keep.txt\n@@ -1 +1,2 @@\n hello\n+appended\n" in d
+    # a fifo is named, not read
+    assert "diff --git a/pipe b/pipe\n# paddock: not diffed: b is a fifo\n" in d
+    # a file name cannot forge diff lines
+    assert ('diff --git "a/evil\\n+forged line" "b/evil\\n+forged line"\nnew file mode 100644\n') in d
+    assert "\n+forged line" not in d
     # nothing of the staging shows
     assert ".paddock-diff" not in d
 
