@@ -46,6 +46,7 @@ struct runner_settings {
         char *log_level;
         long long max_output_mb;
         long long max_diff_mb;
+        long long max_file_events;
         long long diff_max_files;
         long long diff_max_file_mb;
         long long diff_memory_mb;

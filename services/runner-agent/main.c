@@ -62,6 +62,8 @@ static const struct config_entry config_table[] = {
          "stdout+stderr of one run sent as output events, beyond it output is dropped"},
         {"PADDOCK_RUN_MAX_DIFF_MB", CONFIG_INT, "256", 1, 65536, false, S(max_diff_mb),
          "largest workspace diff captured as an artifact; beyond it the diff is cut and marked truncated"},
+        {"PADDOCK_RUN_MAX_FILE_EVENTS", CONFIG_INT, "20000", 100, 100000000, false, S(max_file_events),
+         "file_access events of one run; past them accesses are counted and reported once at the end"},
         {"PADDOCK_RUN_DIFF_MAX_FILES", CONFIG_INT, "20000", 1, 10000000, false, S(diff_max_files),
          "entries of the baseline and of the workspace compared for the diff; beyond it the diff is truncated"},
         {"PADDOCK_RUN_DIFF_MAX_FILE_MB", CONFIG_INT, "16", 1, 65536, false, S(diff_max_file_mb),

@@ -706,7 +706,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                  * process is gone (all events queued) and before the diff reads
                  * the workspace */
                 c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, &err);
-                c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev, &err) : NULL;
+                c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
+                                                                       (uint64_t)a->cfg->max_file_events, &err) : NULL;
                 bool supervised = c.cap_files != NULL;
                 if (supervised)
                         supervise(&c, &o);

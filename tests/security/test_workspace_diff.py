@@ -1,7 +1,8 @@
 """The workspace diff is bounded and complete (issue 9 point 4).
 
 Bounded: a hostile workspace (a 200 MB one-line file, 50 MB of newlines,
-100k small files) cannot make the node's diff run unbounded: the run ends,
+100k small files) cannot make the node's diff run unbounded, nor its file
+events flood the node's bus (a per-run budget, then a count): the run ends,
 the runner stays healthy, the diff is still stored but marked truncated, with
 a `limit` event (limit "diff") and a manifest entry,
 workspace.diff.truncated.json, naming what was left out and why (a file too
@@ -134,6 +135,14 @@ def test_hostile_workspace_gives_truncated_diff(endpoints, admin_token, api, run
     else:
         files = [x for x in record["left_out"] if x["reason"] == "files"]
         assert files and files[0]["limit"] < 100000, record
+        # 200k file accesses did not flood the bus one by one: counted past
+        # the run's budget, and the count is reported
+        budget = c.limit_events(res, "file_events")
+        assert budget, res.of_kind("limit")
+        over = [e["data"] for e in res.of_kind("file_access") if e["data"].get("dropped")]
+        assert over and over[0]["overflow"] is True, over
+        sent = [e for e in res.of_kind("file_access") if "path" in e["data"]]
+        assert len(sent) <= over[0]["limit"] and len(sent) + over[0]["dropped"] >= 100000
         # the files that were compared are in the diff
         assert d.count(b"\ndiff --git a/d/") + d.startswith(b"diff --git a/d/") >= 1000, d[:500]
     # the node stays healthy and clean
