@@ -287,7 +287,11 @@ http_ok() { curl -sf -o /dev/null -m 3 "$1"; }
 # opened up. `down` keeps it; only `purge` deletes it. (nosuid does not
 # matter: sandboxes run with no_new_privs and images without set-id files.)
 
-SANDBOX_UID=100000 # container root's host uid (docs/CONTRACTS.md "Runner isolation")
+# The host uid of slot 0's container root (docs/CONTRACTS.md "Runner
+# isolation"). Each run slot has a range of its own (100000 + slot * 65536),
+# none of them owner or group of anything here, so this one stands for all:
+# what it may enter, every sandbox uid may.
+SANDBOX_UID=100000
 UNIX_PATH_MAX=107  # sizeof(sockaddr_un.sun_path) - 1
 # The longest unix socket path under the data dir: a run's capture socket.
 LONGEST_SOCKET=runner/runs/00000000-0000-0000-0000-000000000000/capture-exec.sock

@@ -11,16 +11,25 @@
 #include "paddock/v1/runs.pb-c.h"
 
 /* Every sandbox has its own user namespace mapping container ids
- * 0..RUNNER_USERNS_SIZE-1 to host ids RUNNER_USERNS_HOST_BASE.., an
- * unprivileged range no host account uses. The agent process runs as
- * RUNNER_SANDBOX_INNER_UID inside; RUNNER_SANDBOX_UID/GID are the host ids
- * that uid maps to (owner of the workspace on the host). */
-#define RUNNER_USERNS_HOST_BASE 100000
-#define RUNNER_USERNS_SIZE 65536
-#define RUNNER_SANDBOX_INNER_UID 1000
-#define RUNNER_SANDBOX_INNER_GID 1000
-#define RUNNER_SANDBOX_UID (RUNNER_USERNS_HOST_BASE + RUNNER_SANDBOX_INNER_UID)
-#define RUNNER_SANDBOX_GID (RUNNER_USERNS_HOST_BASE + RUNNER_SANDBOX_INNER_GID)
+ * 0..RUNNER_USERNS_SIZE-1 to a host range of its own: run slot s gets
+ * RUNNER_USERNS_HOST_BASE + s * RUNNER_USERNS_SIZE.., unprivileged ids no host
+ * account uses. Two concurrent runs never share a host uid, so one cannot
+ * signal, ptrace or read the files of the other even where a namespace would
+ * let it name them (issue 9 point 4). A slot's range is free again once its
+ * run is destroyed; a restarted agent removes leftovers (as root, whatever
+ * range they used) before it accepts runs. The agent process runs as
+ * RUNNER_SANDBOX_INNER_UID inside; runner_userns_host_id() gives the host id
+ * it maps to (owner of the workspace on the host). */
+#define RUNNER_USERNS_HOST_BASE 100000u
+#define RUNNER_USERNS_SIZE 65536u
+#define RUNNER_SANDBOX_INNER_UID 1000u
+#define RUNNER_SANDBOX_INNER_GID 1000u
+
+/* Host id of container id `inner` (< RUNNER_USERNS_SIZE) in slot's range;
+ * PADDOCK_RUN_SLOTS <= 256 keeps every range below 2^32. */
+static inline uint32_t runner_userns_host_id(unsigned slot, uint32_t inner) {
+        return RUNNER_USERNS_HOST_BASE + slot * RUNNER_USERNS_SIZE + inner;
+}
 
 struct runner_settings {
         char *kafka_bootstrap;
@@ -44,6 +53,12 @@ struct runner_settings {
         long long egress_idle_timeout_s;
         long long egress_max_body_mb;
         char *egress_ca_bundle;
+        long long max_file_events;
+        long long diff_max_files;
+        long long diff_max_file_mb;
+        long long diff_memory_mb;
+        long long diff_timeout_s;
+        char *git;
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

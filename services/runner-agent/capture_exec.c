@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,10 +23,14 @@
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/metrics.h"
+#include "core/timeutil.h"
 #include "events.h"
 
 #define ARGV_MAX_ENTRIES 4096
 #define PAYLOAD_MAX 65536     /* crun's state JSON sent with the fd */
+#define AUXV_MAX 1024         /* x86_64 auxv is ~400 bytes */
+#define CONFIRM_TIMEOUT_US 200000 /* an exec still not done by then failed (or the node is very busy) */
+#define CONFIRM_SPIN 2000     /* polls before sleeping: most execs complete within microseconds */
 
 static struct metric metric_exec_events = {
         .name = "paddock_runner_capture_exec_events_total",
@@ -34,6 +39,10 @@ static struct metric metric_exec_refused = {
         .name = "paddock_runner_capture_exec_refused_total",
         .help = "exec attempts answered with the kernel's errno (missing or non-executable file)",
         .type = METRIC_COUNTER};
+static struct metric metric_exec_unconfirmed = {
+        .name = "paddock_runner_capture_exec_unconfirmed_total",
+        .help = "exec events whose executed file could not be confirmed (exec failed, or the program ended first)",
+        .type = METRIC_COUNTER};
 static struct metric metric_exec_errors = {
         .name = "paddock_runner_capture_exec_errors_total",
         .help = "exec notifications that could not be read (the call was refused)", .type = METRIC_COUNTER};
@@ -41,12 +50,14 @@ static struct metric metric_exec_errors = {
 void capture_exec_metrics_register(void) {
         metrics_register(&metric_exec_events);
         metrics_register(&metric_exec_refused);
+        metrics_register(&metric_exec_unconfirmed);
         metrics_register(&metric_exec_errors);
 }
 
 struct capture_exec {
         struct run_events *ev;
         char *sock_path;
+        char *workspace;        /* host path of the run's workspace, shown as /workspace */
         int listen_fd, conn_fd, notify_fd, stop_fd;
         struct seccomp_notif_sizes sizes;
         struct seccomp_notif *req;
@@ -326,6 +337,60 @@ static json_t *read_argv(int memfd, uint64_t argv_ptr, bool *cut) {
         return TAKE_PTR(argv);
 }
 
+/* Reads /proc/<pid>/auxv (procdir: that directory) into buf; returns the
+ * length, 0 once the process has no memory (exited), or -errno. */
+static ssize_t read_auxv(int procdir, unsigned char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(procdir, "auxv", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = pread(fd, buf, size, 0);
+        return n < 0 ? -errno : n;
+}
+
+/* The file the kernel executed, after the exec, as a path of the sandbox.
+ * The exec has replaced the process image once its auxiliary vector differs
+ * from the one before (a new one is built for every image, and ASLR puts
+ * AT_RANDOM and the stack elsewhere each time); /proc/<pid>/exe then names
+ * the executed file: the target of a symlink, the interpreter of a script,
+ * whatever argv[0] claims. Returns a malloc'd path, or NULL when the exec
+ * failed or the program ended before it could be seen (the caller counts it). */
+static char *confirm_exe(int procdir, const unsigned char *before, ssize_t before_len, const char *workspace) {
+        unsigned char now[AUXV_MAX];
+        int64_t deadline = time_mono_us() + CONFIRM_TIMEOUT_US;
+        for (unsigned i = 0;; i++) {
+                ssize_t n = read_auxv(procdir, now, sizeof now);
+                if (n <= 0)
+                        return NULL; /* gone */
+                if (n != before_len || memcmp(now, before, (size_t)n))
+                        break;
+                if (time_mono_us() > deadline)
+                        return NULL;
+                if (i < CONFIRM_SPIN)
+                        sched_yield();
+                else
+                        usleep(200);
+        }
+        char exe[PATH_MAX + 1], root[PATH_MAX + 1];
+        ssize_t el = readlinkat(procdir, "exe", exe, PATH_MAX);
+        if (el <= 0)
+                return NULL;
+        exe[el] = 0;
+        /* the host renders the path from its own root: strip the sandbox's
+         * root, and name the workspace as the sandbox sees it */
+        size_t wl = strlen(workspace);
+        if (!strncmp(exe, workspace, wl) && (exe[wl] == '/' || !exe[wl])) {
+                char *p;
+                return asprintf(&p, "/workspace%s", exe + wl) < 0 ? NULL : p;
+        }
+        ssize_t rl = readlinkat(procdir, "root", root, PATH_MAX);
+        if (rl > 1) {
+                root[rl] = 0;
+                if (!strncmp(exe, root, (size_t)rl) && exe[rl] == '/')
+                        return strdup(exe + rl);
+        }
+        return strdup(exe);
+}
+
 static void mark_first(struct capture_exec *c) {
         pthread_mutex_lock(&c->lock);
         if (!c->first_emitted) {
@@ -361,13 +426,15 @@ static void handle_notification(struct capture_exec *c) {
                 return;
         }
 
-        char memp[64];
+        char memp[64], procp[32];
         snprintf(memp, sizeof memp, "/proc/%d/mem", (int)pid);
+        snprintf(procp, sizeof procp, "/proc/%d", (int)pid);
         _cleanup_close_ int memfd = open(memp, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int procdir = open(procp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         /* the pid may have been reused between RECV and open: only trust the
-         * fd if the notification is still pending (the task is still blocked) */
-        if (memfd < 0 || !notif_valid(c, id)) {
-                if (memfd < 0 && notif_valid(c, id)) {
+         * fds if the notification is still pending (the task is still blocked) */
+        if (memfd < 0 || procdir < 0 || !notif_valid(c, id)) {
+                if ((memfd < 0 || procdir < 0) && notif_valid(c, id)) {
                         metric_add(&metric_exec_errors, 1);
                         respond(c, id, -EPERM);
                 }
@@ -394,6 +461,8 @@ static void handle_notification(struct capture_exec *c) {
         cwd[cl > 0 ? cl : 0] = 0;
         long ppid, nspid;
         read_status(pid, &ppid, &nspid);
+        unsigned char auxv_before[AUXV_MAX];
+        ssize_t auxv_len = read_auxv(procdir, auxv_before, sizeof auxv_before);
         if (!notif_valid(c, id))
                 return; /* gone: what we read may belong to another process */
 
@@ -418,11 +487,12 @@ static void handle_notification(struct capture_exec *c) {
                 target[tl > 0 ? tl : 0] = 0;
                 (void)!asprintf(&exe, "%s%s%s", target, path[0] ? "/" : "", path);
         }
-        json_t *ev = json_pack("{s:i,s:I,s:I,s:O,s:o,s:o,s:o}", "pid", (int)pid, "ppid", (json_int_t)ppid,
-                               "sandbox_pid", (json_int_t)nspid, "argv", argv,
-                               "cwd", capture_json_string(cwd, strlen(cwd)),
-                               "path", capture_json_string(path, (size_t)plen),
-                               "exe", capture_json_string(exe ? exe : path, strlen(exe ? exe : path)));
+        _cleanup_(json_decrefp) json_t *ev = json_pack(
+                "{s:i,s:I,s:I,s:O,s:o,s:o,s:o}", "pid", (int)pid, "ppid", (json_int_t)ppid,
+                "sandbox_pid", (json_int_t)nspid, "argv", argv,
+                "cwd", capture_json_string(cwd, strlen(cwd)),
+                "path", capture_json_string(path, (size_t)plen),
+                "exe", capture_json_string(exe ? exe : path, strlen(exe ? exe : path)));
         if (ev) {
                 if (argv_cut)
                         json_object_set_new(ev, "argv_truncated", json_true());
@@ -430,15 +500,23 @@ static void handle_notification(struct capture_exec *c) {
                         json_object_set_new(ev, "syscall", json_string(call));
                 if (dirfd != AT_FDCWD)
                         json_object_set_new(ev, "dirfd", json_integer(dirfd));
-                /* queued before the program runs: its seq precedes anything it does */
+        }
+        respond(c, id, 0);
+        /* what the kernel actually ran, seen after the exec (issue 9 point 4):
+         * path, argv and a symlink in between are the caller's word */
+        _cleanup_free_ char *confirmed = auxv_len > 0 ? confirm_exe(procdir, auxv_before, auxv_len, c->workspace)
+                                                      : NULL;
+        if (ev) {
+                if (confirmed)
+                        json_object_set_new(ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
+                else
+                        metric_add(&metric_exec_unconfirmed, 1);
                 if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
                         c->n_events++;
                         metric_add(&metric_exec_events, 1);
                 }
-                json_decref(ev);
         }
         mark_first(c);
-        respond(c, id, 0);
 }
 
 /* Receives the notification fd crun sends with its state JSON. */
@@ -541,6 +619,7 @@ static void capture_exec_free(struct capture_exec *c) {
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->cond);
         free(c->sock_path);
+        free(c->workspace);
         free(c->req);
         free(c->resp);
         free(c);
@@ -558,7 +637,9 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (asprintf(&c->sock_path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) < 0) {
+        if (asprintf(&c->workspace, "%s/workspace", run_dir) < 0)
+                c->workspace = NULL;
+        if (!c->workspace || asprintf(&c->sock_path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) < 0) {
                 c->sock_path = NULL;
                 err_set(reterr, -ENOMEM, "capture", "out of memory");
                 goto fail;

@@ -1,8 +1,13 @@
 /* Platform-level exec capture (issue 3 point 5): every execve/execveat in a
  * sandbox stops on a seccomp user notification; the runner-agent reads the
- * path and argv from /proc/<pid>/mem, the cwd and the parent from /proc, emits
- * an `exec` event and only then lets the call continue. Nothing the sandbox
- * says about itself is used. crun hands the notification fd to the per-run
+ * path and argv from /proc/<pid>/mem, the cwd and the parent from /proc, lets
+ * the call continue, and once the process image has been replaced reads
+ * /proc/<pid>/exe: the event's `exe_confirmed` is the file the kernel actually
+ * executed (a symlink's target, a script's interpreter), whatever path and
+ * argv claimed; absent when the exec failed or the program ended before it
+ * could be seen (counted in paddock_runner_capture_exec_unconfirmed_total).
+ * The event is queued then, before the capture thread takes the next exec.
+ * Nothing the sandbox says about itself is used. crun hands the notification fd to the per-run
  * unix socket named in linux.seccomp.listenerPath (SCM_RIGHTS).
  *
  * An exec the kernel would refuse because the file is missing or not

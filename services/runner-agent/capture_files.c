@@ -20,6 +20,7 @@
 #include "core/macro.h"
 #include "core/metrics.h"
 #include "events.h"
+#include "run_limits.h"
 
 #define CACHE_SLOTS 4096      /* directory handle -> workspace path, direct-mapped */
 #define HANDLE_MAX 128        /* MAX_HANDLE_SZ */
@@ -28,6 +29,10 @@
 static struct metric metric_file_events = {
         .name = "paddock_runner_capture_file_events_total",
         .help = "file_access events captured by fanotify", .type = METRIC_COUNTER};
+static struct metric metric_file_dropped = {
+        .name = "paddock_runner_capture_file_dropped_total",
+        .help = "file accesses past a run's file event budget, counted but not sent one by one",
+        .type = METRIC_COUNTER};
 static struct metric metric_file_overflows = {
         .name = "paddock_runner_capture_file_overflows_total",
         .help = "fanotify queue overflows (reported as file_access overflow events)", .type = METRIC_COUNTER};
@@ -38,6 +43,7 @@ static struct metric metric_file_unresolved = {
 void capture_files_metrics_register(void) {
         metrics_register(&metric_file_events);
         metrics_register(&metric_file_overflows);
+        metrics_register(&metric_file_dropped);
         metrics_register(&metric_file_unresolved);
 }
 
@@ -72,6 +78,8 @@ struct capture_files {
         struct dir_entry *cache;
         struct pending pend;
         uint64_t n_events;
+        uint64_t max_events;       /* per run; beyond it accesses are only counted */
+        uint64_t n_dropped;
 };
 
 static void cache_clear(struct capture_files *c) {
@@ -131,6 +139,16 @@ static int resolve_dir(struct capture_files *c, struct file_handle *fh, const ch
 static void emit(struct capture_files *c, json_t *d) {
         if (!d)
                 return;
+        if (c->n_events >= c->max_events) {
+                /* a run creating 100k files would otherwise queue as many events
+                 * as the node's bus can carry, delaying everyone's (heartbeats
+                 * included); past the budget they are counted, and the count is
+                 * reported at the end (issue 9 point 4) */
+                c->n_dropped++;
+                metric_add(&metric_file_dropped, 1);
+                json_decref(d);
+                return;
+        }
         if (events_emit(c->ev, "file_access", "platform", d, NULL, false, false) >= 0) {
                 c->n_events++;
                 metric_add(&metric_file_events, 1);
@@ -347,7 +365,7 @@ static void capture_files_free(struct capture_files *c) {
         free(c);
 }
 
-struct capture_files *capture_files_start(const char *workspace, struct run_events *ev,
+struct capture_files *capture_files_start(const char *workspace, struct run_events *ev, uint64_t max_events,
                                           struct err_detail *reterr) {
         struct capture_files *c = calloc(1, sizeof *c);
         if (!c) {
@@ -355,6 +373,7 @@ struct capture_files *capture_files_start(const char *workspace, struct run_even
                 return NULL;
         }
         c->ev = ev;
+        c->max_events = max_events;
         c->fan_fd = c->mount_fd = c->stop_fd = -1;
         c->self = getpid();
         c->ws = realpath(workspace, NULL);
@@ -407,6 +426,16 @@ struct capture_files *capture_files_stop(struct capture_files *c) {
                 uint64_t one = 1;
                 (void)!write(c->stop_fd, &one, sizeof one);
                 pthread_join(c->thread, NULL);
+        }
+        if (c->n_dropped) {
+                json_t *d = json_pack("{s:b,s:I,s:I}", "overflow", 1, "limit", (json_int_t)c->max_events, "dropped",
+                                      (json_int_t)c->n_dropped);
+                if (d)
+                        events_emit(c->ev, "file_access", "platform", d, NULL, false, true);
+                json_decref(d);
+                limits_event(c->ev, "file_events", c->max_events,
+                             "%llu file accesses past the budget of %llu events were counted, not reported one by one",
+                             (unsigned long long)c->n_dropped, (unsigned long long)c->max_events);
         }
         char n[32];
         snprintf(n, sizeof n, "%llu", (unsigned long long)c->n_events);

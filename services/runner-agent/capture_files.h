@@ -9,8 +9,15 @@
  * (FAN_CLOSE_WRITE), so a process writing in a loop gives one event, not one
  * per write. Identical consecutive events are coalesced with a "count". A
  * kernel queue overflow is reported as {"overflow": true}. Directory listings
- * are not reported; mkdir/rmdir/rename of directories are ("dir": true). */
+ * are not reported; mkdir/rmdir/rename of directories are ("dir": true).
+ *
+ * A run gets at most max_events file_access events: past them accesses are
+ * counted, and at the end one {"overflow": true, "limit", "dropped"} event and
+ * a `limit` event "file_events" say how many were not reported one by one, so
+ * a run creating 100k files cannot flood the node's bus (issue 9 point 4). */
 #pragma once
+#include <stdint.h>
+
 #include "core/err.h"
 
 struct run_events;
@@ -21,7 +28,7 @@ struct capture_files;
  * and starts the capture thread. Events caused by the runner-agent's own
  * process are ignored. ev is borrowed and must outlive capture_files_stop().
  * Returns NULL with *reterr on failure. */
-struct capture_files *capture_files_start(const char *workspace, struct run_events *ev,
+struct capture_files *capture_files_start(const char *workspace, struct run_events *ev, uint64_t max_events,
                                           struct err_detail *reterr);
 
 /* Call after the container has exited (its processes have closed every file,

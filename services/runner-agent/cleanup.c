@@ -209,7 +209,7 @@ void cleanup_leftovers(const struct agent *a) {
                 closedir(d);
                 for (size_t k = 0; k < n; k++) {
                         struct sandbox sb;
-                        if (sandbox_init(&sb, a, ids[k]) < 0) {
+                        if (sandbox_init(&sb, a, ids[k], 0) < 0) {
                                 sandbox_done(&sb);
                                 continue;
                         }

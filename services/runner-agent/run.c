@@ -36,6 +36,7 @@
 #include "sandbox.h"
 #include "subprocess.h"
 #include "workspace.h"
+#include "workspace_diff.h"
 
 #define DEFAULT_TIMEOUT_S 1800
 #define OUTPUT_CHUNK 4096
@@ -480,28 +481,85 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         sizeof o->reason - strlen(o->reason) - 1);
 }
 
+/* The workspace diff artifact (workspace_diff.h). A diff that had to leave
+ * something out is still sent, with a `limit` event per reason and a second
+ * artifact, workspace.diff.truncated.json, naming what and why: evidence is
+ * cut, never silently dropped (issue 9 point 4). */
 static void capture_diff(struct run_ctx *c) {
-        _cleanup_free_ char *diff = NULL;
-        size_t len = 0;
+        const struct runner_settings *cfg = c->a->cfg;
+        struct workspace_diff_limits lim = {
+                .max_files = (size_t)cfg->diff_max_files,
+                .max_file_bytes = (uint64_t)cfg->diff_max_file_mb * 1024 * 1024,
+                .max_output = (size_t)cfg->max_diff_mb * 1024 * 1024,
+                .memory_bytes = (uint64_t)cfg->diff_memory_mb * 1024 * 1024,
+                .timeout_ms = (int)cfg->diff_timeout_s * 1000,
+                /* the run's own nobody: a uid of its range, nobody else's */
+                .uid = runner_userns_host_id(c->sb.slot, 65534),
+                .gid = runner_userns_host_id(c->sb.slot, 65534),
+                .disk_mb = c->lw.disk_mb,
+                .git = cfg->git,
+        };
+        struct workspace_diff d = {0};
         struct err_detail err = {0};
-        size_t max = (size_t)c->a->cfg->max_diff_mb * 1024 * 1024;
-        int r = workspace_diff(c->sb.run_dir, max, &diff, &len, &err);
+        int64_t t0 = time_mono_us();
+        int r = workspace_diff_run(c->sb.run_dir, &lim, &d, &err);
+        char ms[32], bytes[32];
+        snprintf(ms, sizeof ms, "%.1f", (double)(time_mono_us() - t0) / 1000.0);
+        snprintf(bytes, sizeof bytes, "%zu", d.len);
+        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "diff_ms", ms, "bytes", bytes), "workspace diff made");
         if (r < 0) {
                 log_ctx(LOG_ERROR, LOG_KV("run", c->sb.run_id), "could not capture the workspace diff: %s", err.message);
+                limits_event(&c->ev, "diff", 0, "the workspace diff could not be made: %s", err.message);
                 return;
         }
-        if (err.message[0])
-                log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id), "%s", err.message);
+        size_t n_cut = json_array_size(d.truncated);
+        for (size_t i = 0; i < n_cut; i++) {
+                json_t *t = json_array_get(d.truncated, i);
+                const char *reason = json_string_value(json_object_get(t, "reason"));
+                const char *path = json_string_value(json_object_get(t, "path"));
+                /* one event per reason; per-file detail is in the manifest artifact */
+                bool seen = false;
+                for (size_t k = 0; k < i && !seen; k++)
+                        seen = json_equal(json_object_get(json_array_get(d.truncated, k), "reason"),
+                                          json_object_get(t, "reason"));
+                if (seen)
+                        continue;
+                limits_event(&c->ev, "diff", (uint64_t)json_integer_value(json_object_get(t, "limit")),
+                             "workspace diff truncated (%s%s%s): %s", reason, path ? ": " : "", path ? path : "",
+                             json_string_value(json_object_get(t, "detail")));
+        }
         struct artifact art = {.name = "workspace.diff", .kind = "diff", .content_type = "text/x-diff",
-                               .data = diff, .size = len};
+                               .data = d.text, .size = d.len};
         r = artifacts_send(c->a->producer, c->a->producer_name, c->ev.tenant_id, c->sb.run_id, &art, &err);
-        if (r < 0) {
+        if (r < 0)
                 log_ctx(LOG_ERROR, LOG_KV("run", c->sb.run_id), "could not send the workspace diff: %s", err.message);
-                return;
+        else {
+                json_t *ev = json_pack("{s:s,s:I,s:s}", "name", art.name, "size", (json_int_t)d.len, "sha256",
+                                       art.sha256);
+                if (n_cut)
+                        json_object_set_new(ev, "truncated", json_true());
+                events_emit(&c->ev, "artifact", "platform", ev, NULL, false, true);
+                json_decref(ev);
         }
-        json_t *d = json_pack("{s:s,s:I,s:s}", "name", art.name, "size", (json_int_t)len, "sha256", art.sha256);
-        events_emit(&c->ev, "artifact", "platform", d, NULL, false, true);
-        json_decref(d);
+        if (n_cut) {
+                json_t *m = json_pack("{s:s,s:b,s:O}", "artifact", "workspace.diff", "truncated", 1, "left_out",
+                                      d.truncated);
+                _cleanup_free_ char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+                json_decref(m);
+                struct artifact ma = {.name = "workspace.diff.truncated.json", .kind = "diff",
+                                      .content_type = "application/json", .data = text,
+                                      .size = text ? strlen(text) : 0};
+                if (text && artifacts_send(c->a->producer, c->a->producer_name, c->ev.tenant_id, c->sb.run_id, &ma,
+                                           &err) >= 0) {
+                        json_t *ev = json_pack("{s:s,s:I,s:s}", "name", ma.name, "size", (json_int_t)ma.size,
+                                               "sha256", ma.sha256);
+                        events_emit(&c->ev, "artifact", "platform", ev, NULL, false, true);
+                        json_decref(ev);
+                } else
+                        log_ctx(LOG_ERROR, LOG_KV("run", c->sb.run_id), "could not send the diff's truncation record: %s",
+                                text ? err.message : "out of memory");
+        }
+        workspace_diff_done(&d);
 }
 
 static void send_usage(struct run_ctx *c, const struct outcome *o, double runtime_s) {
@@ -606,7 +664,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
 
-        if (sandbox_init(&c.sb, a, slot->run_id) < 0) {
+        if (sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots)) < 0) {
                 fail(&o, "out of memory");
                 goto finish;
         }
@@ -626,6 +684,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         int r = sandbox_make_dirs(&c.sb, c.lw.disk_mb, &err);
         if (r >= 0)
                 r = workspace_write_files(c.sb.workspace, c.sb.baseline,
+                                          &(struct workspace_owner){c.sb.agent_uid, c.sb.agent_gid},
                                           req->sandbox ? req->sandbox->files : NULL,
                                           req->sandbox ? req->sandbox->n_files : 0, &err);
         if (r >= 0)
@@ -647,7 +706,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                  * process is gone (all events queued) and before the diff reads
                  * the workspace */
                 c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, &err);
-                c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev, &err) : NULL;
+                c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
+                                                                       (uint64_t)a->cfg->max_file_events, &err) : NULL;
                 bool supervised = c.cap_files != NULL;
                 if (supervised)
                         supervise(&c, &o);
@@ -766,7 +826,7 @@ static void recover_one(struct agent *a, const char *run_id) {
         ev.seq = seq;
         struct sandbox sb;
         json_t *gone = NULL, *present = NULL;
-        if (sandbox_init(&sb, a, run_id) == 0)
+        if (sandbox_init(&sb, a, run_id, 0) == 0)
                 cleanup_destroy(a, &sb, &gone, &present);
         else
                 gone = json_array(), present = json_array();

@@ -58,9 +58,7 @@ void limits_poll(struct limits_watch *w) {
                 w->disk_full = true;
 }
 
-static void report(struct run_events *ev, const char *limit, uint64_t value, const char *fmt, ...)
-        _printf_(4, 5);
-static void report(struct run_events *ev, const char *limit, uint64_t value, const char *fmt, ...) {
+void limits_event(struct run_events *ev, const char *limit, uint64_t value, const char *fmt, ...) {
         char detail[256];
         va_list ap;
         va_start(ap, fmt);
@@ -75,21 +73,21 @@ static void report(struct run_events *ev, const char *limit, uint64_t value, con
 void limits_report(struct limits_watch *w, struct run_events *ev) {
         if (w->oom_kills && !w->memory_reported) {
                 w->memory_reported = true;
-                report(ev, "memory", w->memory_mb, "the kernel killed %" PRIu64 " process%s at the memory limit of %" PRIu64 " MiB",
+                limits_event(ev, "memory", w->memory_mb, "the kernel killed %" PRIu64 " process%s at the memory limit of %" PRIu64 " MiB",
                        w->oom_kills, w->oom_kills == 1 ? "" : "es", w->memory_mb);
         }
         if (w->pids_max_hits && !w->pids_reported) {
                 w->pids_reported = true;
-                report(ev, "pids", w->pids, "%" PRIu64 " fork%s refused at the limit of %" PRIu64 " processes",
+                limits_event(ev, "pids", w->pids, "%" PRIu64 " fork%s refused at the limit of %" PRIu64 " processes",
                        w->pids_max_hits, w->pids_max_hits == 1 ? "" : "s", w->pids);
         }
         if (w->disk_full && !w->disk_reported) {
                 w->disk_reported = true;
-                report(ev, "disk", w->disk_mb, "the workspace filled its %" PRIu64 " MiB", w->disk_mb);
+                limits_event(ev, "disk", w->disk_mb, "the workspace filled its %" PRIu64 " MiB", w->disk_mb);
         }
         if (w->timed_out && !w->timeout_reported) {
                 w->timeout_reported = true;
-                report(ev, "timeout", w->timeout_s, "the run exceeded its timeout of %" PRIu64 " s", w->timeout_s);
+                limits_event(ev, "timeout", w->timeout_s, "the run exceeded its timeout of %" PRIu64 " s", w->timeout_s);
         }
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agent.h"
+#include "core/macro.h"
 #include "events.h"
 #include "sandbox.h"
 
@@ -40,6 +41,10 @@ void limits_poll(struct limits_watch *w);
 /* Emits one `limit` event per limit hit and not yet reported:
  * {"limit":"memory|pids|disk|timeout","value":N,"detail":"..."}. */
 void limits_report(struct limits_watch *w, struct run_events *ev);
+
+/* Emits one `limit` event {"limit", "value", "detail"} (docs/CONTRACTS.md) and
+ * logs it; for limits outside the watch, such as the workspace diff's. */
+void limits_event(struct run_events *ev, const char *limit, uint64_t value, const char *fmt, ...) _printf_(4, 5);
 
 /* True when forks have kept failing at pids.max for PIDS_EXHAUSTED_S seconds
  * (a fork bomb never ends by itself): the run is then killed and ends

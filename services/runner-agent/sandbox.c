@@ -23,8 +23,10 @@
 #include "subprocess.h"
 
 
-int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id) {
-        *sb = (struct sandbox){0};
+int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, unsigned slot) {
+        *sb = (struct sandbox){.slot = slot,
+                               .agent_uid = runner_userns_host_id(slot, RUNNER_SANDBOX_INNER_UID),
+                               .agent_gid = runner_userns_host_id(slot, RUNNER_SANDBOX_INNER_GID)};
         snprintf(sb->run_id, sizeof sb->run_id, "%s", run_id);
         snprintf(sb->container_id, sizeof sb->container_id, "paddock-%s", run_id);
         if (asprintf(&sb->run_dir, "%s/%s", a->runs_dir, run_id) < 0 ||
@@ -60,8 +62,8 @@ int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *r
          * alike (no project quotas needed), and unmounting it frees it all.
          * Its pages are charged to the memory cgroup of the writer. */
         char opts[128];
-        snprintf(opts, sizeof opts, "size=%" PRIu64 "m,mode=0755,uid=%d,gid=%d,nr_inodes=%" PRIu64,
-                 disk_mb ? disk_mb : DEFAULT_DISK_MB, RUNNER_SANDBOX_UID, RUNNER_SANDBOX_GID,
+        snprintf(opts, sizeof opts, "size=%" PRIu64 "m,mode=0755,uid=%u,gid=%u,nr_inodes=%" PRIu64,
+                 disk_mb ? disk_mb : DEFAULT_DISK_MB, (unsigned)sb->agent_uid, (unsigned)sb->agent_gid,
                  (disk_mb ? disk_mb : DEFAULT_DISK_MB) * 256);
         if (mount("paddock-workspace", sb->workspace, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 return err_set(reterr, -errno, "sandbox", "cannot mount the workspace tmpfs on %s: %m",
@@ -263,10 +265,11 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         json_t *namespaces = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s,s:s},{s:s},{s:s}]",
                 "type", "pid", "type", "mount", "type", "ipc", "type", "uts",
                 "type", "network", "path", sb->netns_path, "type", "cgroup", "type", "user");
-        json_t *uid_map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", RUNNER_USERNS_HOST_BASE,
-                                    "size", RUNNER_USERNS_SIZE);
-        json_t *gid_map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", RUNNER_USERNS_HOST_BASE,
-                                    "size", RUNNER_USERNS_SIZE);
+        json_int_t host_base = (json_int_t)runner_userns_host_id(sb->slot, 0);
+        json_t *uid_map = json_pack("[{s:i,s:I,s:i}]", "containerID", 0, "hostID", host_base,
+                                    "size", (int)RUNNER_USERNS_SIZE);
+        json_t *gid_map = json_pack("[{s:i,s:I,s:i}]", "containerID", 0, "hostID", host_base,
+                                    "size", (int)RUNNER_USERNS_SIZE);
         json_t *seccomp = seccomp_profile_new();
 
         /* runc's defaults: hide kernel interfaces that leak host data or allow writes */

@@ -23,6 +23,9 @@ struct sandbox {
         char *workspace, *baseline;
         char *netns_path;          /* netns/<id> */
         char *cgroup_path;         /* "paddock/<id>", relative to each hierarchy */
+        unsigned slot;             /* run slot: the user namespace's host range (agent.h) */
+        uid_t agent_uid;           /* host uid/gid of the sandbox user (workspace owner) */
+        gid_t agent_gid;
         pid_t init_pid;            /* the container's init (our child: we are a subreaper), 0 before start */
         /* egress (proxy_hook.h): extra process env (proxy variables, env
          * secrets), NULL-terminated, borrowed; and when it holds secrets the
@@ -31,8 +34,9 @@ struct sandbox {
         const char *config_override;
 };
 
-/* Computes the paths; returns 0 or -ENOMEM. */
-int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id);
+/* Computes the paths and the host ids of run slot `slot` (destroying a
+ * leftover needs no ids: any slot will do); returns 0 or -ENOMEM. */
+int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, unsigned slot);
 void sandbox_done(struct sandbox *sb);
 
 /* Creates runs/<id>/{workspace,baseline}. workspace is a tmpfs of disk_mb MiB
@@ -45,7 +49,7 @@ int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *r
 int sandbox_create_netns(struct sandbox *sb, struct err_detail *reterr);
 
 /* Writes the OCI config.json for the request's agent command and limits: user
- * namespace (container 0..65535 -> host RUNNER_USERNS_HOST_BASE..), pid, mount,
+ * namespace (container 0..65535 -> the slot's host range, agent.h), pid, mount,
  * ipc, uts, cgroup and our network namespaces, no capabilities, no_new_privs,
  * the seccomp profile (seccomp.h), runc's masked and read-only paths, read-only
  * root, size-limited /tmp, cgroup limits (cpus, memory without swap, pids). */

@@ -1,7 +1,10 @@
 #include "seccomp.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
 #include <sched.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "core/macro.h"
@@ -55,6 +58,53 @@ static json_t *rule_gt(const char *name, unsigned index, unsigned long value) {
         return r;
 }
 
+/* name fails with errno_ret when arg[index] op value */
+static json_t *rule_cmp(const char *name, int errno_ret, unsigned index, const char *op, unsigned long value) {
+        json_t *r = rule(name, errno_ret);
+        if (r)
+                json_object_set_new(r, "args", json_pack("[{s:i,s:I,s:s}]", "index", (int)index, "value",
+                                                         (json_int_t)value, "op", op));
+        return r;
+}
+
+/* The socket families an agent needs: local, IPv4, IPv6 and, for glibc's
+ * getaddrinfo(AI_ADDRCONFIG) and `ip addr`, NETLINK_ROUTE. Everything else
+ * (AF_PACKET, AF_VSOCK, AF_ALG, AF_BLUETOOTH, AF_KEY, other netlink protocols,
+ * families newer than this list) is kernel attack surface no agent uses. */
+static bool family_allowed(unsigned long f) {
+        return f == AF_UNIX || f == AF_INET || f == AF_INET6 || f == AF_NETLINK;
+}
+
+/* Families at or above this are refused by one GE rule, so a family added to
+ * a later kernel, or a domain with high bits set, is refused too. */
+#define SECCOMP_FAMILY_CEILING 64
+
+/* socket() and socketpair() of any other family fail with EAFNOSUPPORT, what
+ * a kernel built without that family answers, so programs fall back as they
+ * would there. The allow list is written as one rule per refused family (the
+ * rules of one call are ORed; libseccomp cannot AND two tests of one argument
+ * to express a range). */
+static void add_socket_family_rules(json_t *sys) {
+        static const char *const calls[] = {"socket", "socketpair"};
+        for (size_t c = 0; c < ELEMENTSOF(calls); c++) {
+                for (unsigned long f = 0; f < SECCOMP_FAMILY_CEILING; f++)
+                        if (!family_allowed(f))
+                                json_array_append_new(sys, rule_cmp(calls[c], EAFNOSUPPORT, 0, "SCMP_CMP_EQ", f));
+                json_array_append_new(sys, rule_cmp(calls[c], EAFNOSUPPORT, 0, "SCMP_CMP_GE",
+                                                    SECCOMP_FAMILY_CEILING));
+        }
+        /* netlink: only NETLINK_ROUTE (both tests in one rule are ANDed) */
+        json_t *r = rule("socket", EAFNOSUPPORT);
+        if (r)
+                json_object_set_new(r, "args", json_pack("[{s:i,s:I,s:s},{s:i,s:I,s:s}]",
+                                                         "index", 0, "value", (json_int_t)AF_NETLINK,
+                                                         "op", "SCMP_CMP_EQ",
+                                                         "index", 2, "value", (json_int_t)NETLINK_ROUTE,
+                                                         "op", "SCMP_CMP_NE"));
+        json_array_append_new(sys, r);
+        json_array_append_new(sys, rule_cmp("socketpair", EAFNOSUPPORT, 0, "SCMP_CMP_EQ", AF_NETLINK));
+}
+
 json_t *seccomp_profile_new(void) {
         json_t *sys = json_array();
         if (!sys)
@@ -87,6 +137,8 @@ json_t *seccomp_profile_new(void) {
          * 0xffffffff are refused (the range test needs two comparisons of one
          * argument, which libseccomp cannot AND) */
         json_array_append_new(sys, rule_gt("personality", 0, 8));
+
+        add_socket_family_rules(sys);
 
         return json_pack("{s:s,s:[s],s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
                          "SCMP_ARCH_X86_64", "syscalls", sys);

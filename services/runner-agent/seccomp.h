@@ -1,7 +1,8 @@
 /* The seccomp profile of every sandbox, as the OCI `linux.seccomp` object crun
  * compiles with libseccomp. Default allow with an explicit deny list of what an
  * agent never needs (EPERM), clone3 answering ENOSYS so libc falls back to
- * clone(2), whose flags are filterable, and only the x86_64 ABI (i386 and x32
+ * clone(2), whose flags are filterable, socket families other than AF_UNIX,
+ * AF_INET, AF_INET6 and NETLINK_ROUTE answering EAFNOSUPPORT, and only the x86_64 ABI (i386 and x32
  * system calls are killed as a bad architecture). Pure functions, thread-safe. */
 #pragma once
 #include <jansson.h>

@@ -132,13 +132,13 @@ int subprocess_run(char *const argv[], const char *cwd, char **out, size_t *out_
                 return r;
 
         int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
-        while (ofd >= 0 || efd >= 0) {
+        bool timed_out = false;
+        while ((ofd >= 0 || efd >= 0) && !too_big) {
                 struct pollfd p[2] = {{.fd = ofd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
                 int wait_ms = (int)((deadline - time_mono_us()) / 1000);
                 if (wait_ms <= 0) {
-                        kill(pid, SIGKILL);
-                        subprocess_wait(pid, -1);
-                        return -ETIMEDOUT;
+                        timed_out = true;
+                        break;
                 }
                 int n = poll(p, 2, wait_ms);
                 if (n < 0 && errno != EINTR)
@@ -148,27 +148,27 @@ int subprocess_run(char *const argv[], const char *cwd, char **out, size_t *out_
                 if (ofd >= 0 && p[0].revents) {
                         char tmp[65536];
                         ssize_t k = read(ofd, tmp, sizeof tmp);
-                        if (k > 0 && !too_big) {
+                        if (k > 0) {
                                 if (len + (size_t)k > max_out) {
-                                        /* keep draining so the child can finish, but drop it */
+                                        /* keep what fits; the child is killed below */
                                         too_big = true;
-                                } else {
-                                        if (len + (size_t)k + 1 > cap) {
-                                                size_t ncap = cap ? cap : 65536;
-                                                while (ncap < len + (size_t)k + 1)
-                                                        ncap *= 2;
-                                                char *nb = realloc(buf, ncap);
-                                                if (!nb) {
-                                                        kill(pid, SIGKILL);
-                                                        subprocess_wait(pid, -1);
-                                                        return -ENOMEM;
-                                                }
-                                                buf = nb;
-                                                cap = ncap;
-                                        }
-                                        memcpy(buf + len, tmp, (size_t)k);
-                                        len += (size_t)k;
+                                        k = (ssize_t)(max_out - len);
                                 }
+                                if (len + (size_t)k + 1 > cap) {
+                                        size_t ncap = cap ? cap : 65536;
+                                        while (ncap < len + (size_t)k + 1)
+                                                ncap *= 2;
+                                        char *nb = realloc(buf, ncap);
+                                        if (!nb) {
+                                                kill(pid, SIGKILL);
+                                                subprocess_wait(pid, -1);
+                                                return -ENOMEM;
+                                        }
+                                        buf = nb;
+                                        cap = ncap;
+                                }
+                                memcpy(buf + len, tmp, (size_t)k);
+                                len += (size_t)k;
                         } else if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
                                 close(ofd);
                                 ofd = -1;
@@ -190,14 +190,19 @@ int subprocess_run(char *const argv[], const char *cwd, char **out, size_t *out_
                         }
                 }
         }
-        int64_t left_ms = (deadline - time_mono_us()) / 1000;
-        int status = subprocess_wait(pid, left_ms > 0 ? (int)left_ms : 0);
-        if (status < 0)
-                return status;
+        int status;
+        if (too_big || timed_out) {
+                kill(pid, SIGKILL);
+                (void)subprocess_wait(pid, -1);
+                status = too_big ? -EFBIG : -ETIMEDOUT;
+        } else {
+                int64_t left_ms = (deadline - time_mono_us()) / 1000;
+                status = subprocess_wait(pid, left_ms > 0 ? (int)left_ms : 0);
+                if (status < 0 && status != -ETIMEDOUT)
+                        return status;
+        }
         if (errbuf && elen > 0 && errbuf[elen - 1] == '\n')
                 errbuf[elen - 1] = 0;
-        if (too_big)
-                return -EFBIG;
         if (out) {
                 if (!buf && !(buf = malloc(1)))
                         return -ENOMEM;
@@ -206,5 +211,5 @@ int subprocess_run(char *const argv[], const char *cwd, char **out, size_t *out_
                 if (out_len)
                         *out_len = len;
         }
-        return exit_code(status);
+        return status < 0 ? status : exit_code(status);
 }

@@ -19,7 +19,10 @@ int subprocess_wait(pid_t pid, int timeout_ms);
 
 /* Runs argv to completion within timeout_ms. stdout is collected into *out
  * (malloc'd, NUL-terminated, caller frees) up to max_out bytes when out is not
- * NULL (more makes it return -EFBIG); stderr's first bytes go to errbuf.
- * Returns the exit code (0-255, 128+signal), or a negative errno. */
+ * NULL; stderr's first bytes go to errbuf. Returns the exit code (0-255,
+ * 128+signal), or a negative errno. More output than max_out kills the child
+ * and returns -EFBIG, the deadline kills it and returns -ETIMEDOUT: both still
+ * hand over what was collected (the first max_out bytes at most), so a
+ * caller can keep a truncated result. */
 int subprocess_run(char *const argv[], const char *cwd, char **out, size_t *out_len, size_t max_out,
               char *errbuf, size_t errsize, int timeout_ms);

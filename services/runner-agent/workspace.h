@@ -1,8 +1,9 @@
 /* The sandbox workspace: the definition's managed files written before the
- * agent starts (and copied to baseline/, the starting state), and the unified
- * diff of workspace/ against baseline/ afterwards. */
+ * agent starts (and copied to baseline/, the starting state; the diff
+ * against it afterwards is workspace_diff.h). */
 #pragma once
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core/err.h"
 #include "paddock/v1/runs.pb-c.h"
@@ -11,15 +12,16 @@
  * no NUL, at most 4096 bytes. Returns 0 or -EINVAL with reterr naming it. */
 int workspace_validate_path(const char *path, struct err_detail *reterr);
 
-/* Writes every file into workspace (owned by the sandbox user) and baseline
- * (owned by root), creating parent directories, never following a symlink
- * and never overwriting (O_EXCL). Returns 0 or a negative errno with reterr. */
-int workspace_write_files(const char *workspace, const char *baseline,
+/* Host owner of what the sandbox user may change. */
+struct workspace_owner {
+        uid_t uid;
+        gid_t gid;
+};
+
+/* Writes every file into workspace (owned by *owner, the sandbox user) and
+ * baseline (owned by root), creating parent directories, never following a
+ * symlink and never overwriting (O_EXCL). Returns 0 or a negative errno with
+ * reterr. */
+int workspace_write_files(const char *workspace, const char *baseline, const struct workspace_owner *owner,
                           Paddock__V1__ManagedFile *const *files, size_t n_files,
                           struct err_detail *reterr);
-
-/* Runs `diff -ruN --no-dereference baseline workspace` in run_dir and rewrites
- * the file labels to a/<path> and b/<path>. *out is malloc'd (caller frees),
- * may be empty. More than max bytes gives -EFBIG. */
-int workspace_diff(const char *run_dir, size_t max, char **out, size_t *out_len,
-                   struct err_detail *reterr);
