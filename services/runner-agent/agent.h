@@ -37,6 +37,7 @@ struct runner_settings {
         char *log_level;
         long long max_output_mb;
         long long max_diff_mb;
+        char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };
