@@ -565,16 +565,19 @@ static bool class_in_floor(enum addr_class c) {
         }
 }
 
-/* The fixed classes as ranges, for addr_floor_covers(). */
+/* The fixed classes as ranges, for addr_floor_covers(); the metadata
+ * addresses first, so that a rule naming one is reported as such. */
 static const struct class_range floor_ranges[] = {
-        {"0.0.0.0/8", ADDR_CLASS_UNSPECIFIED},      {"127.0.0.0/8", ADDR_CLASS_LOOPBACK},
-        {"169.254.0.0/16", ADDR_CLASS_LINK_LOCAL},  {"224.0.0.0/4", ADDR_CLASS_MULTICAST},
-        {"255.255.255.255/32", ADDR_CLASS_BROADCAST}, {"100.100.100.200/32", ADDR_CLASS_METADATA},
-        {"192.0.0.192/32", ADDR_CLASS_METADATA},    {"168.63.129.16/32", ADDR_CLASS_METADATA},
-        {"::/128", ADDR_CLASS_UNSPECIFIED},         {"::1/128", ADDR_CLASS_LOOPBACK},
-        {"fe80::/10", ADDR_CLASS_LINK_LOCAL},       {"ff00::/8", ADDR_CLASS_MULTICAST},
-        {"fd00:ec2::254/128", ADDR_CLASS_METADATA}, {"fd00:ec2::23/128", ADDR_CLASS_METADATA},
-        {"fd20:ce::254/128", ADDR_CLASS_METADATA},
+        {"169.254.169.254/32", ADDR_CLASS_METADATA}, {"169.254.170.2/32", ADDR_CLASS_METADATA},
+        {"169.254.170.23/32", ADDR_CLASS_METADATA},  {"169.254.0.23/32", ADDR_CLASS_METADATA},
+        {"100.100.100.200/32", ADDR_CLASS_METADATA}, {"192.0.0.192/32", ADDR_CLASS_METADATA},
+        {"168.63.129.16/32", ADDR_CLASS_METADATA},   {"fd00:ec2::254/128", ADDR_CLASS_METADATA},
+        {"fd00:ec2::23/128", ADDR_CLASS_METADATA},   {"fd20:ce::254/128", ADDR_CLASS_METADATA},
+        {"0.0.0.0/8", ADDR_CLASS_UNSPECIFIED},       {"127.0.0.0/8", ADDR_CLASS_LOOPBACK},
+        {"169.254.0.0/16", ADDR_CLASS_LINK_LOCAL},   {"224.0.0.0/4", ADDR_CLASS_MULTICAST},
+        {"255.255.255.255/32", ADDR_CLASS_BROADCAST},
+        {"::/128", ADDR_CLASS_UNSPECIFIED},          {"::1/128", ADDR_CLASS_LOOPBACK},
+        {"fe80::/10", ADDR_CLASS_LINK_LOCAL},        {"ff00::/8", ADDR_CLASS_MULTICAST},
 };
 
 #define NODE_ADDRS_MAX 256

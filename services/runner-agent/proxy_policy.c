@@ -153,6 +153,13 @@ void egress_policy_check_target(const struct egress_policy *p, const char *host,
                          addr_class_name(c), port);
                 return;
         }
+        /* localhost, metadata.google.internal, ...: the floor by name, before
+         * any rule and without asking DNS about a name that is refused anyway */
+        const char *what;
+        if (addr_name_is_local(host, &what)) {
+                snprintf(ret->reason, sizeof ret->reason, "platform egress floor: %s (%s)", what, host);
+                return;
+        }
         for (size_t i = 0; i < p->n_rules; i++) {
                 const struct egress_rule *r = &p->rules[i];
                 if (!r->is_ip && host_rule_matches(&r->host, host, port)) {

@@ -520,6 +520,10 @@ static void test_floor_covers_rules(void **state) {
                         fail_msg("\"%s\" covered by the floor (%s)", outside[i], why);
         assert_true(covers(f, "127.0.0.0/8", why));
         assert_string_equal(why, "loopback");
+        assert_true(covers(f, "169.254.169.254", why));
+        assert_string_equal(why, "metadata");
+        assert_true(covers(f, "169.254.1.0/24", why));
+        assert_string_equal(why, "link_local");
         assert_true(covers(f, "10.100.0.0/16", why));
         assert_string_equal(why, "operator range 10.96.0.0/12");
         addr_floor_free(f);

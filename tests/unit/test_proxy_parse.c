@@ -288,6 +288,13 @@ static void test_policy_literals(void **state) {
         }
         egress_policy_check_target(p, "127.0.0.1", 8080, &c);
         assert_string_equal(c.reason, "platform egress floor: loopback");
+        /* local names by name: never asked for, never resolved */
+        egress_policy_check_target(p, "localhost", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_string_equal(c.reason, "platform egress floor: loopback (localhost)");
+        egress_policy_check_target(p, "Metadata.Google.Internal.", 80, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_string_equal(c.reason, "platform egress floor: metadata (Metadata.Google.Internal.)");
         egress_policy_check_target(p, "169.254.169.254", 80, &c);
         assert_string_equal(c.reason, "platform egress floor: metadata");
         /* a public literal is not a name: it needs an IP rule too */
