@@ -368,8 +368,11 @@ static int jwks_check_url(const struct jwks_cache_config *cfg, bool *ret_https, 
         struct sockaddr_storage lit;
         bool is_lit = host_literal(host, &lit);
         char why[96];
+        const char *what;
         if (is_lit && cfg->floor && addr_floor_contains(cfg->floor, &lit, why, sizeof why))
                 return err_set(reterr, -EINVAL, "jwks_url", "%s is inside the platform egress floor (%s)", host, why);
+        if (!is_lit && cfg->floor && addr_name_is_local(host, &what))
+                return err_set(reterr, -EINVAL, "jwks_url", "%s is inside the platform egress floor (%s)", host, what);
         if (strcmp(scheme, "https") == 0)
                 *ret_https = true;
         else if (strcmp(scheme, "http") == 0 && is_lit && literal_in(&lit, cfg->http_nets, cfg->n_http_nets))
