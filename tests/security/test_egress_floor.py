@@ -286,3 +286,29 @@ def test_ask_for_what_cannot_be_granted_is_refused_at_once(endpoints, admin_toke
     for d in by[(allowed.name, allowed.port)]:
         assert d["decision"] == "deny" and "approved egress profile" in d["reason"], d
     assert floored_seen == [] and allowed.paths() == [], allowed.requests
+
+
+# ---------------------------------------------------------------- the setting
+
+
+@pytest.mark.parametrize("service", ["api", "runner-agent"])
+def test_bad_floor_setting_exits_78_naming_the_entry(service):
+    """PADDOCK_EGRESS_FLOOR is one shared entry of both tables (--help shows
+    it); a bad entry stops the daemon at start with 78 (EX_CONFIG), naming it.
+    Nothing is contacted: the check comes before any connection."""
+    import subprocess
+    binary = e2e.api_binary()
+    if service == "runner-agent":
+        binary = binary.parent.parent / "runner-agent" / "paddock-runner-agent"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ASAN_OPTIONS": "detect_leaks=0",
+           "PADDOCK_PG_DSN": "postgresql:///unused", "PADDOCK_MASTER_KEY": "unused",
+           "PADDOCK_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    helptext = subprocess.run([str(binary), "--help"], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "PADDOCK_EGRESS_FLOOR" in helptext, helptext
+    for bad, named in (("10.96.0.0/12,10.1.2.3/8", '\\"10.1.2.3/8\\" is not a CIDR'),
+                       ("banana", '\\"banana\\" is not a CIDR'), ("::/0", '\\"::/0\\" is not a CIDR'),
+                       ("10.0.0.0/8,,192.168.0.0/16", "empty entry")):
+        r = subprocess.run([str(binary)], env=dict(env, PADDOCK_EGRESS_FLOOR=bad), capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 78, (bad, r.returncode, r.stderr[-2000:])
+        assert "PADDOCK_EGRESS_FLOOR" in r.stderr and named in r.stderr, (named, r.stderr[-2000:])
