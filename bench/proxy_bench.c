@@ -1,15 +1,21 @@
-/* Egress proxy overhead on loopback (TARGETS.md, egress proxy rows): CONNECT
- * tunnel throughput through the proxy vs direct, added latency per small
- * request on a reused connection, and small requests per second with 16
- * connections. The proxy is the runner-agent's own code (proxy.c,
- * proxy_policy.c) serving one run in this process's network namespace with a
- * policy that explicitly allows the loopback upstream; its egress events are
- * built and serialised as in a run, then dropped. Only 127.0.0.1 is used.
- * Prints figures, never fails on them.
+/* Egress proxy overhead (TARGETS.md, egress proxy rows): CONNECT tunnel
+ * throughput through the proxy vs direct, added latency per small request on a
+ * reused connection, and small requests per second with 16 connections. The
+ * proxy is the runner-agent's own code (proxy.c, proxy_policy.c) serving one
+ * run in this process's network namespace; its egress events are built and
+ * serialised as in a run, then dropped. The platform egress floor refuses
+ * loopback, so the upstream listens in a running local stack's test upstream
+ * network (PADDOCK_TEST_NETNS, the first of PADDOCK_TEST_UPSTREAM_ADDRS, from
+ * its endpoints.env; 198.18.0.0/15 over a veth pair), allowed as a profile's IP
+ * rule would; direct connections take the same veth, so the ratio compares
+ * like with like. Prints figures, never fails on them.
  *
- * usage: paddock-proxy-bench [seconds per phase (default 3)] [throughput GiB (default 4)] */
+ * usage: set -a; . .paddock/endpoints.env; set +a
+ *        paddock-proxy-bench [seconds per phase (default 3)] [throughput GiB (default 4)] */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -37,9 +43,28 @@ static void die(const char *what) {
         exit(1);
 }
 
+static const char *up_addr;     /* the upstream's address in the test network */
+static const char *up_netns;
+
+/* Makes the upstream's socket inside the test network namespace: setns()
+ * moves only this short-lived thread; the socket stays there. */
+static void *netns_socket_thread(void *ret) {
+        int nfd = open(up_netns, O_RDONLY | O_CLOEXEC);
+        if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
+                die("setns PADDOCK_TEST_NETNS");
+        close(nfd);
+        *(int *)ret = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        return NULL;
+}
+
 static int listen_any(int *port) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = -1;
+        pthread_t t;
+        if (pthread_create(&t, NULL, netns_socket_thread, &fd) != 0 || pthread_join(t, NULL) != 0)
+                die("pthread");
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        if (inet_pton(AF_INET, up_addr, &sa.sin_addr) != 1)
+                die("PADDOCK_TEST_UPSTREAM_ADDRS");
         socklen_t sl = sizeof sa;
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
             getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
@@ -48,10 +73,13 @@ static int listen_any(int *port) {
         return fd;
 }
 
-static int dial(int port) {
+/* addr NULL: the proxy on 127.0.0.1 */
+static int dial(const char *addr, int port) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                                  .sin_port = htons((uint16_t)port)};
+        if (addr && inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+                die("address");
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
                 die("connect");
         int one = 1;
@@ -143,11 +171,11 @@ static int upstream_port, proxy_port;
 /* A connection to the upstream, directly or through a CONNECT tunnel. */
 static int open_conn(bool via_proxy) {
         if (!via_proxy)
-                return dial(upstream_port);
-        int fd = dial(proxy_port);
-        char req[128], resp[128];
-        int n = snprintf(req, sizeof req, "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
-                         upstream_port, upstream_port);
+                return dial(up_addr, upstream_port);
+        int fd = dial(NULL, proxy_port);
+        char req[160], resp[128];
+        int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", up_addr,
+                         upstream_port, up_addr, upstream_port);
         write_full(fd, req, (size_t)n);
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         read_full(fd, resp, sizeof ok - 1);
@@ -253,14 +281,25 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s [seconds per phase] [throughput GiB]\n", argv[0]);
                 return 2;
         }
+        /* the first address of the space-separated list */
+        static char addr[INET_ADDRSTRLEN];
+        const char *addrs = getenv("PADDOCK_TEST_UPSTREAM_ADDRS");
+        up_netns = getenv("PADDOCK_TEST_NETNS");
+        if (!addrs || !up_netns || sscanf(addrs, " %15[0-9.]", addr) != 1) {
+                fprintf(stderr, "%s: PADDOCK_TEST_NETNS and PADDOCK_TEST_UPSTREAM_ADDRS are not set: run it with a "
+                        "local stack's endpoints.env exported (the egress floor refuses loopback upstreams)\n",
+                        argv[0]);
+                return 2;
+        }
+        up_addr = addr;
         int lfd = listen_any(&upstream_port);
         pthread_t ut;
         pthread_create(&ut, NULL, upstream_thread, (void *)(intptr_t)lfd);
 
         Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
-        rule.host = (char *)"127.0.0.1";
+        rule.host = (char *)up_addr;   /* not public: only a profile's IP rule reaches it */
         rule.port = (uint32_t)upstream_port;
-        rule.source = (char *)"allow";
+        rule.source = (char *)"profile:bench";
         Paddock__V1__EgressRule *rules[] = {&rule};
         Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
         pol.n_rules = 1;
@@ -276,8 +315,8 @@ int main(int argc, char **argv) {
         uint64_t total = (uint64_t)(gib * 1024 * 1024 * 1024);
         int lat_n = (int)(20000 * secs);
 
-        printf("egress proxy benchmark (loopback, %ld cpus), upstream :%d, proxy :%d\n",
-               sysconf(_SC_NPROCESSORS_ONLN), upstream_port, proxy_port);
+        printf("egress proxy benchmark (test network veth, %ld cpus), upstream %s:%d, proxy :%d\n",
+               sysconf(_SC_NPROCESSORS_ONLN), up_addr, upstream_port, proxy_port);
         double td[3], tp[3];
         for (int i = 0; i < 3; i++) {
                 td[i] = throughput(false, total);

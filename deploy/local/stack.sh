@@ -815,6 +815,8 @@ write_endpoints() {
                 echo "PADDOCK_TEST_NETNS=/run/netns/$TESTNET_NS"
                 echo "PADDOCK_TEST_NET=$TESTNET_BASE/29"
                 echo "PADDOCK_TEST_NODE_ADDR=$TESTNET_HOST"
+                echo "PADDOCK_TEST_FLOOR_ADDR=$TESTNET_FLOOR"
+                env_line PADDOCK_TEST_UPSTREAM_NAMES "$TESTNET_NAMES"
                 env_line PADDOCK_TEST_UPSTREAM_ADDRS "$TESTNET_ADDRS"
                 # the test CA (testca_up) the runner-agent trusts for secret header origins
                 env_line PADDOCK_TEST_CA_CERT "$STATE/testca/ca.crt"
@@ -848,6 +850,9 @@ write_service_env() { # name
                                 echo "PADDOCK_S3_SECRET_KEY=$S3_SECRET_KEY"
                                 echo "PADDOCK_S3_REGION=$S3_REGION"
                         fi
+                        if [[ $s == api || $s == runner-agent ]]; then
+                                echo "PADDOCK_EGRESS_FLOOR=$TESTNET_FLOOR/32"
+                        fi
                         if [[ $s == runner-agent ]]; then
                                 echo "PADDOCK_RUNNER_STATE_DIR=$DATA/runner"
                                 echo "PADDOCK_NODE_ID=$NODE_ID"
@@ -858,6 +863,8 @@ write_service_env() { # name
                                 # wraps the tenants' secret keys: only the api gets it,
                                 # never endpoints.env (kept in secrets/master_key, 0600)
                                 echo "PADDOCK_MASTER_KEY=$(secret master_key 32)"
+                                # the tests' OIDC provider serves plain http in the test network
+                                echo "PADDOCK_OIDC_HTTP_NETS=$TESTNET_BASE/29"
                         else
                                 echo "PADDOCK_OPS_ADDR=127.0.0.1:${SVC_PORT[$s]}"
                         fi
@@ -986,11 +993,47 @@ testnet_names() {
         local o=${TESTNET_BASE##*.} p=${TESTNET_BASE%.*}
         TESTNET_HOST=$p.$((o + 1))
         TESTNET_ADDRS="$p.$((o + 2)) $p.$((o + 3)) $p.$((o + 4)) $p.$((o + 5)) $p.$((o + 6))"
+        # the operator's part of the platform egress floor (PADDOCK_EGRESS_FLOOR):
+        # .6, so that a test shows that a profile allowing all of 198.18.0.0/15
+        # still cannot reach it
+        TESTNET_FLOOR=$p.$((o + 6))
+        # a name per address (RFC 6761 .test, in /etc/hosts: testnet_hosts), for
+        # what needs a name rather than a literal (an `ask` is for names only)
+        local i=0 a
+        TESTNET_NAMES=""
+        for a in $TESTNET_ADDRS; do
+                TESTNET_NAMES+="${TESTNET_NAMES:+ }u$i.$TESTNET_NS.test"
+                i=$((i + 1))
+        done
+}
+
+# Adds (up) or removes (down) this stack's test network names in /etc/hosts,
+# under a lock: several stacks may share the host. Lines are tagged with the
+# namespace so only our own are ever touched; the file is rewritten in place
+# (it may be a bind mount).
+testnet_hosts() { # up|down
+        local tag="# paddock-testnet $TESTNET_NS" a i=0 names
+        read -r -a names <<<"$TESTNET_NAMES"
+        (
+                flock -w 30 9 || die "could not lock /etc/hosts"
+                local keep
+                keep=$(grep -vF -- "$tag" /etc/hosts || true)
+                {
+                        printf '%s\n' "$keep"
+                        if [[ $1 == up ]]; then
+                                for a in $TESTNET_ADDRS; do
+                                        printf '%s %s %s\n' "$a" "${names[$i]}" "$tag"
+                                        i=$((i + 1))
+                                done
+                        fi
+                } >/etc/hosts
+        ) 9>>/run/lock/paddock-etc-hosts.lock
 }
 
 testnet_up() {
         testnet_names
         if ip netns list | grep -qw -- "$TESTNET_NS" && ip link show "$TESTNET_IF" >/dev/null 2>&1; then
+                grep -qF -- "# paddock-testnet $TESTNET_NS" /etc/hosts || testnet_hosts up
                 return 0
         fi
         testnet_down
@@ -1008,6 +1051,7 @@ testnet_up() {
         done
         ip netns exec "$TESTNET_NS" ip link set "$TESTNET_PEER" up
         ip netns exec "$TESTNET_NS" ip link set lo up
+        testnet_hosts up
         say "test upstream network $TESTNET_BASE/29 in netns $TESTNET_NS"
 }
 
@@ -1035,6 +1079,7 @@ testnet_down() {
         testnet_names
         ip link del "$TESTNET_IF" 2>/dev/null || true
         ip netns del "$TESTNET_NS" 2>/dev/null || true
+        testnet_hosts down
 }
 
 # ---------------------------------------------------------------- commands

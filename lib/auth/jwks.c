@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "auth/base64url.h"
@@ -320,23 +322,33 @@ static pthread_once_t jwks_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode jwks_curl_init_result;
 static void jwks_curl_global_init(void) { jwks_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-static bool host_is_loopback_literal(const char *host) {
-        struct in_addr a4;
-        struct in6_addr a6;
-        if (inet_pton(AF_INET, host, &a4) == 1)
-                return (ntohl(a4.s_addr) >> 24) == 127;
-        size_t n = strlen(host);
-        if (n > 2 && n < 64 && host[0] == '[' && host[n - 1] == ']') {
-                char buf[64];
-                memcpy(buf, host + 1, n - 2);
-                buf[n - 2] = 0;
-                return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+/* host as curl gives it ("127.0.0.1", "[::1]") parsed as an IP literal. */
+static bool host_literal(const char *host, struct sockaddr_storage *ret) {
+        return addr_parse_host_literal(host, ret) == 1;
+}
+
+static bool literal_in(const struct sockaddr_storage *a, const struct addr_allow *nets, size_t n) {
+        if (addr_classify(a) == ADDR_CLASS_LOOPBACK)
+                return true;
+        for (size_t i = 0; i < n; i++) {
+                struct addr_allow one = {.family = a->ss_family, .prefix_len = a->ss_family == AF_INET ? 32 : 128};
+                if (a->ss_family == AF_INET)
+                        memcpy(one.prefix, &((const struct sockaddr_in *)a)->sin_addr, 4);
+                else
+                        memcpy(one.prefix, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
+                if (nets[i].family == one.family && nets[i].prefix_len <= one.prefix_len) {
+                        unsigned full = nets[i].prefix_len / 8, rest = nets[i].prefix_len % 8;
+                        if (!memcmp(nets[i].prefix, one.prefix, full) &&
+                            (!rest || (one.prefix[full] & (uint8_t)(0xff << (8 - rest))) == nets[i].prefix[full]))
+                                return true;
+                }
         }
         return false;
 }
 
 /* Checks the URL rules; *ret_https tells which single protocol to allow. */
-static int jwks_check_url(const char *url, bool *ret_https, struct err_detail *reterr) {
+static int jwks_check_url(const struct jwks_cache_config *cfg, bool *ret_https, struct err_detail *reterr) {
+        const char *url = cfg ? cfg->url : NULL;
         if (!url || !*url)
                 return err_set(reterr, -EINVAL, "jwks_url", "jwks url is not set");
         if (strlen(url) > JWKS_MAX_URL_LEN)
@@ -353,13 +365,22 @@ static int jwks_check_url(const char *url, bool *ret_https, struct err_detail *r
         if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
             curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK)
                 return err_set(reterr, -EINVAL, "jwks_url", "jwks url must not contain credentials");
+        struct sockaddr_storage lit;
+        bool is_lit = host_literal(host, &lit);
+        char why[96];
+        const char *what;
+        if (is_lit && cfg->floor && addr_floor_contains(cfg->floor, &lit, why, sizeof why))
+                return err_set(reterr, -EINVAL, "jwks_url", "%s is inside the platform egress floor (%s)", host, why);
+        if (!is_lit && cfg->floor && addr_name_is_local(host, &what))
+                return err_set(reterr, -EINVAL, "jwks_url", "%s is inside the platform egress floor (%s)", host, what);
         if (strcmp(scheme, "https") == 0)
                 *ret_https = true;
-        else if (strcmp(scheme, "http") == 0 && host_is_loopback_literal(host))
+        else if (strcmp(scheme, "http") == 0 && is_lit && literal_in(&lit, cfg->http_nets, cfg->n_http_nets))
                 *ret_https = false;
         else
                 return err_set(reterr, -EINVAL, "jwks_url",
-                               "jwks url must use https (http only to a literal loopback address)");
+                               "jwks url must use https (http only to a literal IP address of the operator's "
+                               "PADDOCK_OIDC_HTTP_NETS)");
         return 0;
 }
 
@@ -392,9 +413,56 @@ static size_t jwks_write_cb(char *data, size_t size, size_t nmemb, void *userdat
         return n;
 }
 
+/* The floor on the address curl is about to connect to (each one it tries)
+ * and, before the request is sent, on the address it is connected to. */
+struct jwks_guard {
+        struct addr_floor *floor;
+        char refused[160];
+};
+
+static void guard_refuse(struct jwks_guard *g, const struct sockaddr_storage *a, const char *why) {
+        char t[INET6_ADDRSTRLEN] = "?";
+        if (a->ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, t, sizeof t);
+        else if (a->ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, t, sizeof t);
+        snprintf(g->refused, sizeof g->refused, "%s is inside the platform egress floor (%s)", t, why);
+}
+
+static curl_socket_t jwks_opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+        struct jwks_guard *g = clientp;
+        struct sockaddr_storage ss = {0};
+        (void)purpose;
+        if (address->addrlen > sizeof ss)
+                return CURL_SOCKET_BAD;
+        memcpy(&ss, &address->addr, address->addrlen);
+        char why[96];
+        if (addr_floor_contains(g->floor, &ss, why, sizeof why)) {
+                guard_refuse(g, &ss, why);
+                return CURL_SOCKET_BAD;
+        }
+        return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+static int jwks_prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+        struct jwks_guard *g = clientp;
+        struct sockaddr_storage ss = {0};
+        (void)local_ip, (void)primary_port, (void)local_port;
+        char why[96];
+        if (addr_parse_host_literal(primary_ip, &ss) != 1) {
+                snprintf(g->refused, sizeof g->refused, "connected to an unknown address");
+                return CURL_PREREQFUNC_ABORT;
+        }
+        if (addr_floor_contains(g->floor, &ss, why, sizeof why)) {
+                guard_refuse(g, &ss, why);
+                return CURL_PREREQFUNC_ABORT;
+        }
+        return CURL_PREREQFUNC_OK;
+}
+
 int jwks_fetch(const struct jwks_cache_config *cfg, char **ret_body, size_t *ret_len, struct err_detail *reterr) {
         bool https;
-        int r = jwks_check_url(cfg->url, &https, reterr);
+        int r = jwks_check_url(cfg, &https, reterr);
         if (r < 0)
                 return r;
         pthread_once(&jwks_curl_once, jwks_curl_global_init);
@@ -424,9 +492,18 @@ int jwks_fetch(const struct jwks_cache_config *cfg, char **ret_body, size_t *ret
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
         if (cfg->ca_file)
                 curl_easy_setopt(curl, CURLOPT_CAINFO, cfg->ca_file);
+        struct jwks_guard guard = {.floor = cfg->floor};
+        if (cfg->floor) {
+                curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, jwks_opensocket_cb);
+                curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &guard);
+                curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, jwks_prereq_cb);
+                curl_easy_setopt(curl, CURLOPT_PREREQDATA, &guard);
+        }
 
         CURLcode cc = curl_easy_perform(curl);
         _cleanup_free_ char *buf = body.buf;
+        if (cc != CURLE_OK && guard.refused[0])
+                return err_set(reterr, -EPERM, "jwks_fetch", "could not fetch jwks: %s", guard.refused);
         if (cc != CURLE_OK) {
                 if (body.too_big || cc == CURLE_FILESIZE_EXCEEDED)
                         return err_set(reterr, -EMSGSIZE, "jwks_fetch", "jwks document exceeds %zu bytes", body.max);
@@ -476,7 +553,7 @@ static uint64_t monotonic_ms(void) {
 
 int jwks_cache_new(const struct jwks_cache_config *cfg, struct jwks_cache **ret, struct err_detail *reterr) {
         bool https;
-        int r = jwks_check_url(cfg ? cfg->url : NULL, &https, reterr);
+        int r = jwks_check_url(cfg, &https, reterr);
         if (r < 0)
                 return r;
         if (cfg->connect_timeout_ms < 0 || cfg->timeout_ms < 0)

@@ -17,6 +17,7 @@
 #include <openssl/types.h>
 
 #include "core/err.h"
+#include "net/addr_policy.h"
 
 /* Size limits on what a peer (the identity provider) controls. */
 #define JWKS_MAX_DOC_SIZE_DEFAULT (256u * 1024u)
@@ -79,7 +80,7 @@ struct jwk *jwks_find(const struct jwks *set, const char *kid);
 typedef uint64_t (*jwks_clock_fn)(void);
 
 struct jwks_cache_config {
-        const char *url;                /* https://..., or http:// to a literal loopback IP */
+        const char *url;                /* https://..., or http:// to a literal IP (see jwks_cache_new) */
         const char *ca_file;            /* optional PEM bundle for private CAs; NULL = system */
         unsigned refresh_interval_s;    /* 0 = JWKS_REFRESH_INTERVAL_DEFAULT */
         unsigned max_age_s;             /* 0 = JWKS_MAX_AGE_DEFAULT */
@@ -87,14 +88,24 @@ struct jwks_cache_config {
         long connect_timeout_ms;        /* 0 = JWKS_CONNECT_TIMEOUT_MS_DEFAULT */
         long timeout_ms;                /* 0 = JWKS_TIMEOUT_MS_DEFAULT (whole transfer) */
         jwks_clock_fn clock_ms;         /* NULL = CLOCK_MONOTONIC */
+        /* The platform egress floor (borrowed; NULL: none, for unit tests): a
+         * URL whose host is a literal inside it is refused, and every address
+         * the fetch connects to is checked against it (a name resolving to
+         * loopback, the node or metadata is refused before connecting). */
+        struct addr_floor *floor;
+        /* Ranges (borrowed) where plain http:// to a literal IP is accepted, as
+         * well as loopback literals (which a floor refuses anyway). */
+        const struct addr_allow *http_nets;
+        size_t n_http_nets;
 };
 
 struct jwks_cache;
 
 /* Validates cfg and makes an empty cache; nothing is fetched yet. The URL must
  * be https://, or http:// whose host is a literal loopback address (127.0.0.0/8
- * or [::1]), for tests and the local stack; user info in the URL is refused.
- * cfg and its strings are copied. Returns 0, -EINVAL (reterr names the field)
+ * or [::1]) or a literal inside cfg->http_nets, for tests and the local stack;
+ * user info in the URL, and a literal host inside cfg->floor, are refused.
+ * cfg and its strings are copied; floor and http_nets are borrowed. Returns 0, -EINVAL (reterr names the field)
  * or -ENOMEM. */
 int jwks_cache_new(const struct jwks_cache_config *cfg, struct jwks_cache **ret, struct err_detail *reterr);
 struct jwks_cache *jwks_cache_free(struct jwks_cache *cache);
@@ -121,7 +132,9 @@ int jwks_cache_refresh(struct jwks_cache *cache, struct err_detail *reterr);
 /* Number of fetch attempts started so far (metrics, tests). Thread-safe. */
 unsigned jwks_cache_fetch_count(struct jwks_cache *cache);
 
-/* Fetches url (same rules as the cache) and returns the raw body in *ret_body
+/* Fetches url (same rules as the cache; no redirect followed, no proxy, at
+ * most max_doc_size bytes within timeout_ms, every address connected to
+ * checked against cfg->floor: -EPERM naming the floor) and returns the raw body in *ret_body
  * (NUL-terminated, caller frees) and its length. Exposed for the admin
  * "test configuration" action. Returns 0 or the errors above. */
 int jwks_fetch(const struct jwks_cache_config *cfg, char **ret_body, size_t *ret_len, struct err_detail *reterr);

@@ -12,6 +12,7 @@
 
 #include "core/embedded.h"
 #include "core/err.h"
+#include "net/addr_policy.h"
 #include "core/ids.h"
 #include "core/macro.h"
 #include "paddock/v1/runs.pb-c.h"
@@ -37,6 +38,8 @@ struct api_settings {
         long long workers;                 /* serving processes; 0: one per online CPU */
         char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
+        char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h), parsed into api.floor */
+        char *oidc_http_nets;      /* PADDOCK_OIDC_HTTP_NETS, parsed into api.oidc_http_nets */
 };
 
 struct fanout_hub;
@@ -51,6 +54,9 @@ struct api {
         struct fanout_hub *hub;
         char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
+        struct addr_floor *floor;    /* the platform egress floor: profile rules, the api's own fetches */
+        struct addr_allow *oidc_http_nets;  /* where an OIDC URL may be plain http:// (literal IPs) */
+        size_t n_oidc_http_nets;
 };
 
 /* Permissions a route needs (routes.c declares one per route, authz.c maps each
@@ -327,6 +333,14 @@ int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret
  * host (IPv6 without brackets) and the port. -EINVAL with e (optional; e->code
  * is the offending key, "origin" or "host"). */
 int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port, struct err_detail *e);
+/* Where a rule parsed by spec_egress_rule_parse (host, ip) may lead
+ * (CONTRACTS.md "The platform egress floor"): nowhere inside the floor (a
+ * range wholly inside it, a name like localhost or metadata.google.internal);
+ * for an inline rule of a definition (inline_rule), public addresses only
+ * (a private, carrier-NAT or reserved range needs an approved catalog egress
+ * profile). Returns 0 or -EINVAL with e saying why (no field name). */
+int spec_egress_rule_reach(struct addr_floor *floor, const char *host, bool ip, bool inline_rule,
+                           struct err_detail *e);
 /* True for a team secret name: [A-Z_][A-Z0-9_]{0,63}. */
 bool spec_secret_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1
@@ -335,8 +349,9 @@ bool spec_secret_name_ok(const char *s);
 /* ---- catalog.c: the governance catalog */
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
-/* Validates the kind-specific body of an item (-EINVAL, e names the field). */
-int catalog_validate_body(const char *kind, json_t *body, struct err_detail *e);
+/* Validates the kind-specific body of an item (-EINVAL, e names the field);
+ * floor (borrowed, may be NULL) refuses egress-profile rules inside it. */
+int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *body, struct err_detail *e);
 /* Loads item ref (id or name) of kind: {id, name, state, body}; -ENOENT if none. */
 int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,
                    struct err_detail *e);

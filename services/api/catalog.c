@@ -78,7 +78,7 @@ static int validate_image(json_t *b, struct err_detail *e) {
         return k < 0 ? k : opt_string(b, "description", DESCRIPTION_MAX, e);
 }
 
-static int validate_profile(json_t *b, struct err_detail *e) {
+static int validate_profile(struct addr_floor *floor, json_t *b, struct err_detail *e) {
         static const char *const keys[] = {"description", "rules", NULL};
         int k = only_keys(b, keys, e);
         if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
@@ -96,8 +96,10 @@ static int validate_profile(json_t *b, struct err_detail *e) {
                 uint32_t port;
                 bool ip;
                 struct err_detail re = {0};
+                /* a profile may name private ranges (an internal mirror), never the floor */
                 if (!clean_string(v) ||
-                    spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &re) < 0)
+                    spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &re) < 0 ||
+                    spec_egress_rule_reach(floor, host, ip, false, &re) < 0)
                         return err_set(e, -EINVAL, "invalid_field", "body.rules[%zu]: %s", i,
                                        re.message[0] ? re.message : "must be a string \"host[:port]\"");
         }
@@ -353,13 +355,13 @@ static int validate_connector(json_t *b, struct err_detail *e) {
         return err_set(e, -EINVAL, "invalid_field", "body.transport must be \"stdio\" or \"http\"");
 }
 
-int catalog_validate_body(const char *kind, json_t *body, struct err_detail *e) {
+int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *body, struct err_detail *e) {
         if (!json_is_object(body))
                 return err_set(e, -EINVAL, "invalid_field", "body must be an object");
         if (!strcmp(kind, "images"))
                 return validate_image(body, e);
         if (!strcmp(kind, "egress-profiles"))
-                return validate_profile(body, e);
+                return validate_profile(floor, body, e);
         if (!strcmp(kind, "prompt-templates"))
                 return validate_template(body, e);
         if (!strcmp(kind, "skills"))
@@ -517,7 +519,7 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
                                 CATALOG_NAME_MAX);
         *name = jn ? json_string_value(jn) : NULL;
         struct err_detail e = {0};
-        if (*body && catalog_validate_body(r->params[0], *body, &e) < 0)
+        if (*body && catalog_validate_body(r->api->floor, r->params[0], *body, &e) < 0)
                 return api_fail(r, -EINVAL, e.code, "%s", e.message);
         return 0;
 }
@@ -808,7 +810,7 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
                                                 instructions, "files", files);
         if (!body)
                 return err_set(e, -EINVAL, "invalid_field", "%s: not valid UTF-8", md);
-        if ((k = catalog_validate_body("skills", body, e)) < 0)
+        if ((k = catalog_validate_body(NULL, "skills", body, e)) < 0)
                 return k;
         _cleanup_free_ char *bodys = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
         char id[UUID_STR_LEN];

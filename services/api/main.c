@@ -67,6 +67,10 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
         {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
          "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
+        ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
+        {"PADDOCK_OIDC_HTTP_NETS", CONFIG_STRING, "", 0, 0, false, S(oidc_http_nets),
+         "comma-separated CIDRs in which an OIDC issuer or JWKS URL may use plain http:// to a literal IP "
+         "(test stacks); empty: https:// only. The platform egress floor applies either way"},
         {NULL},
 };
 #undef S
@@ -355,6 +359,16 @@ int main(int argc, char **argv) {
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
         }
+        if (addr_floor_new(a.cfg.egress_floor, &a.floor, &e) < 0) {
+                log_error("invalid configuration: PADDOCK_EGRESS_FLOOR: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        if (addr_allow_list_parse(a.cfg.oidc_http_nets, &a.oidc_http_nets, &a.n_oidc_http_nets, &e) < 0) {
+                log_error("invalid configuration: PADDOCK_OIDC_HTTP_NETS: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
         log_init("api", level);
         if (migrate) {
                 int rc = service_migrate_main(a.cfg.pg_dsn, "api", api_migrations);
@@ -398,6 +412,8 @@ int main(int argc, char **argv) {
         a.producer = kafka_producer_free(a.producer);
         a.s3 = s3_client_free(a.s3);
         a.pg = pg_pool_free(a.pg);
+        a.floor = addr_floor_free(a.floor);
+        free(a.oidc_http_nets);
         config_free(config_table, &a.cfg);
         explicit_bzero(a.master_key, sizeof a.master_key);
         return rc;

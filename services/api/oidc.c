@@ -61,7 +61,7 @@ static int oidc_stored_key(const char *doc, const char *kid, struct jwk **ret) {
 /* The key named kid for the tenant (db d is open as that tenant), fetching
  * the set from url when the rules above allow. Returns 0 with *ret (caller
  * unrefs), -ENOKEY, or the fetch's error (the provider is down: 503). */
-static int oidc_key(struct db *d, const char *tenant_id, const char *url, const char *kid, struct jwk **ret,
+static int oidc_key(struct api *a, struct db *d, const char *tenant_id, const char *url, const char *kid, struct jwk **ret,
                     struct err_detail *e) {
         char max_age[16], interval[16];
         snprintf(max_age, sizeof max_age, "%d", JWKS_MAX_AGE_DEFAULT);
@@ -97,10 +97,15 @@ static int oidc_key(struct db *d, const char *tenant_id, const char *url, const 
                 return err_set(e, -ENOKEY, "kid", "no key with this kid in the jwks (refreshed less than %d s ago)",
                                JWKS_REFRESH_INTERVAL_DEFAULT);
         }
+        /* a tenant admin chooses this URL: the platform egress floor applies to
+         * every address the fetch connects to (docs/CONTRACTS.md) */
         struct jwks_cache_config cfg = {
                 .url = url,
                 .connect_timeout_ms = OIDC_JWKS_CONNECT_TIMEOUT_MS,
                 .timeout_ms = OIDC_JWKS_TIMEOUT_MS,
+                .floor = a->floor,
+                .http_nets = a->oidc_http_nets,
+                .n_http_nets = a->n_oidc_http_nets,
         };
         _cleanup_free_ char *body = NULL;
         size_t len = 0;
@@ -172,19 +177,22 @@ static int oidc_string(struct api_req *r, json_t *body, const char *key, bool re
         return 0;
 }
 
-/* https://, or http:// to a literal loopback address: the rule of jwks.h,
- * applied to the issuer too so that the two cannot disagree. */
+/* https://, or http:// to a literal IP of PADDOCK_OIDC_HTTP_NETS, never a
+ * literal inside the platform egress floor: the rule of jwks.h, applied to the
+ * issuer too so that the two cannot disagree. */
 static int oidc_url(struct api_req *r, const char *key, const char *url) {
         struct err_detail e = {0};
         _cleanup_(jwks_cache_freep) struct jwks_cache *c = NULL;
-        struct jwks_cache_config cfg = {.url = url};
+        struct jwks_cache_config cfg = {.url = url, .floor = r->api->floor, .http_nets = r->api->oidc_http_nets,
+                                        .n_http_nets = r->api->n_oidc_http_nets};
         int k = jwks_cache_new(&cfg, &c, &e);
         if (k == -ENOMEM)
                 return api_fail(r, k, "internal", "out of memory");
         if (k < 0)
                 return api_fail(r, -EINVAL, "invalid_field",
-                                "%s must be an https:// URL (http:// only to a literal loopback address), "
-                                "without credentials: %s", key, e.message);
+                                "%s must be an https:// URL (http:// only to a literal IP of the operator's "
+                                "PADDOCK_OIDC_HTTP_NETS), without credentials, outside the platform egress floor: %s",
+                                key, e.message);
         return 0;
 }
 
@@ -507,7 +515,7 @@ int oidc_login(struct api_req *r) {
         }
 
         _cleanup_(jwk_unrefp) struct jwk *jwk = NULL;
-        k = oidc_key(&d, at.tenant_id, PQgetvalue(cres, 0, 2), jwt_decoded_kid(t), &jwk, &e);
+        k = oidc_key(r->api, &d, at.tenant_id, PQgetvalue(cres, 0, 2), jwt_decoded_kid(t), &jwk, &e);
         if (k == -ENOKEY)
                 return oidc_reject(r, &at, "kid", e.message);
         if (k == -ENOMEM)

@@ -4,6 +4,7 @@
  * managed files. policy_resolve() is the one place this happens: spec
  * validation calls it to refuse what cannot be resolved, runs.c builds the
  * run snapshot from its result, and GET .../effective-policy shows it. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
@@ -256,6 +257,17 @@ int policy_effective(struct api_req *r) {
                 snprintf(mode, sizeof mode, "%04llo", (unsigned long long)json_integer_value(json_object_get(f, "mode")));
                 json_object_set_new(f, "mode", json_string(mode));
         }
+        /* what no rule above can open (docs/CONTRACTS.md, "The platform egress floor") */
+        json_t *classes = json_array(), *ranges = json_array();
+        for (const char *const *c = addr_floor_class_names; *c; c++)
+                json_array_append_new(classes, json_string(*c));
+        for (size_t j = 0; j < addr_floor_n_ranges(r->api->floor); j++) {
+                char t[INET6_ADDRSTRLEN + 8];
+                addr_allow_format(addr_floor_range(r->api->floor, j), t, sizeof t);
+                json_array_append_new(ranges, json_string(t));
+        }
+        json_object_set_new(json_object_get(pol, "egress"), "floor",
+                            json_pack("{s:o, s:o}", "classes", classes, "ranges", ranges));
         json_object_set(pol, "agent", json_object_get(spec, "agent"));
         json_object_set_new(pol, "sandbox", json_string(id));
         json_object_set_new(pol, "version", json_integer(atoll(ver)));

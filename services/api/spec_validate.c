@@ -313,6 +313,31 @@ int spec_egress_rule_parse(const char *s, char *host, size_t size, uint32_t *ret
         return 0;
 }
 
+int spec_egress_rule_reach(struct addr_floor *floor, const char *host, bool ip, bool inline_rule,
+                           struct err_detail *e) {
+        char why[96];
+        const char *what;
+        if (!ip) {
+                if (addr_name_is_local(host, &what))
+                        return err_set(e, -EINVAL, "egress",
+                                       "%s names this node or a metadata service (%s): the platform egress floor "
+                                       "refuses it", host, what);
+                return 0;
+        }
+        struct addr_allow a;
+        if (addr_allow_parse(host, &a) < 0)
+                return err_set(e, -EINVAL, "egress", "not a valid IP address or CIDR");
+        if (addr_floor_covers(floor, &a, why, sizeof why))
+                return err_set(e, -EINVAL, "egress",
+                               "%s is inside the platform egress floor (%s), which no rule can open", host, why);
+        enum addr_class c;
+        if (inline_rule && !addr_allow_is_public(&a, &c))
+                return err_set(e, -EINVAL, "egress",
+                               "%s is not public (%s): an inline rule may name public addresses only; a "
+                               "non-public range needs an approved catalog egress profile", host, addr_class_name(c));
+        return 0;
+}
+
 /* An array of catalog references (ids or names); whether they exist and
  * are approved is checked by policy_resolve(). */
 static int validate_refs(struct api_req *r, json_t *refs, const char *field) {
@@ -400,7 +425,8 @@ static int validate_egress(struct api_req *r, json_t *egress) {
                         uint32_t port;
                         bool ip;
                         struct err_detail e = {0};
-                        if (spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &e) < 0)
+                        if (spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &e) < 0 ||
+                            spec_egress_rule_reach(r->api->floor, host, ip, true, &e) < 0)
                                 return api_fail(r, -EINVAL, "invalid_field", "spec.egress.allow[%zu]: %s", i,
                                                 e.message);
                 }

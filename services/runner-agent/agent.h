@@ -59,6 +59,7 @@ struct runner_settings {
         long long diff_memory_mb;
         long long diff_timeout_s;
         char *git;
+        char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

@@ -26,8 +26,10 @@
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "metrics_runner.h"
+#include "net/addr_policy.h"
 #include "node_prep.h"
 #include "proxy.h"
+#include "proxy_policy.h"
 #include "run.h"
 
 struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
@@ -89,6 +91,7 @@ static const struct config_entry config_table[] = {
          "longest the workspace diff may take; what is done by then is kept, marked truncated"},
         {"PADDOCK_GIT", CONFIG_STRING, "/usr/bin/git", 0, 0, false, S(git),
          "path of the git binary the workspace diff runs (git diff --no-index)"},
+        ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
         {0},
 };
 #undef S
@@ -153,6 +156,14 @@ int main(int argc, char **argv) {
                 config_free(config_table, &cfg);
                 return CONFIG_EXIT_BAD;
         }
+        /* the platform egress floor of every run's proxy (docs/CONTRACTS.md) */
+        static struct addr_floor *floor;
+        if (addr_floor_new(cfg.egress_floor, &floor, &err) < 0) {
+                log_error("invalid configuration: PADDOCK_EGRESS_FLOOR: %s", err.message);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        egress_policy_set_floor(floor);
         log_init("runner-agent", level);
 
         static struct agent a;

@@ -550,12 +550,10 @@ static int connect_to(struct sockaddr_storage *a, uint16_t port, int64_t deadlin
         return TAKE_FD(fd);
 }
 
-/* Resolves (unless the target is a literal), keeps only the addresses the
- * policy permits and connects to the first that answers. On failure fills
- * q->reason and returns the HTTP status to answer (403 for policy, 502/504). */
-static int open_upstream(struct request *q, const struct egress_check *chk, int *ret_fd) {
-        struct proxy_run *pr = q->c->run;
-        struct sockaddr_storage addrs[MAX_ADDRS];
+/* The addresses of the target: the literal, or what its name resolves to.
+ * Returns 0, or the HTTP status to answer with q->reason filled. */
+static int resolve_target(struct request *q, const struct egress_check *chk, struct sockaddr_storage *addrs,
+                          size_t *ret_n) {
         size_t n = 0;
         if (chk->literal)
                 addrs[n++] = chk->addr;
@@ -589,33 +587,96 @@ static int open_upstream(struct request *q, const struct egress_check *chk, int 
                         }
                 freeaddrinfo(res);
         }
-        /* DNS rebinding: a permitted name must not lead to loopback, private,
-         * link-local or metadata addresses without an explicit IP rule */
-        struct sockaddr_storage ok[MAX_ADDRS];
+        *ret_n = n;
+        return 0;
+}
+
+/* Keeps in ok[] the addresses of addrs[0..n) the policy permits (the floor
+ * first: DNS rebinding must not lead an allowed name to loopback, the node or
+ * metadata, nor to a private address without a profile's IP rule). Returns
+ * how many; with none, q->reason says why (a floor refusal preferred). */
+static size_t permitted_addrs(struct request *q, bool literal, const struct sockaddr_storage *addrs, size_t n,
+                              struct sockaddr_storage *ok) {
+        struct proxy_run *pr = q->c->run;
         size_t n_ok = 0;
         char refused[256] = "";
+        bool refused_floor = false;
         for (size_t i = 0; i < n; i++) {
-                if (egress_policy_address_ok(pr->policy, &addrs[i], q->port, NULL))
+                char why[256];
+                bool floor;
+                if (egress_policy_address_ok(pr->policy, &addrs[i], q->port, NULL, why, sizeof why, &floor))
                         ok[n_ok++] = addrs[i];
-                else if (!refused[0]) {
-                        char t[INET6_ADDRSTRLEN];
-                        addr_text(&addrs[i], t, sizeof t);
-                        snprintf(refused, sizeof refused, "%s address %s", addr_class_name(addr_classify(&addrs[i])), t);
+                else if (!refused[0] || (floor && !refused_floor)) {
+                        snprintf(refused, sizeof refused, "%s", why);
+                        refused_floor = floor;
                 }
         }
         if (n_ok == 0) {
                 if (n == 0)
                         deny(q, "%s has no IPv4 or IPv6 address", q->host);
+                else if (literal)
+                        deny(q, "%s", refused);
                 else
-                        deny(q, "%s resolves to a non-public address (%s) that no IP rule allows "
-                             "(DNS rebinding protection)", q->host, refused);
-                return 403;
+                        deny(q, "%s: %s resolves to it (DNS rebinding protection)", refused, q->host);
         }
+        return n_ok;
+}
+
+/* An `ask` is for what an approval can grant: a destination that would be
+ * refused anyway (the floor, a non-public address without a profile's rule)
+ * is refused at once, no human asked. False with q->reason filled then. */
+static bool askable(struct request *q, const struct egress_check *chk) {
+        struct sockaddr_storage addrs[MAX_ADDRS], ok[MAX_ADDRS];
+        size_t n = 0;
+        int status = resolve_target(q, chk, addrs, &n);
+        bool ok_to_ask = status == 502 || /* no such name now: asking is harmless, connecting re-resolves */
+                         (status == 0 && permitted_addrs(q, chk->literal, addrs, n, ok) > 0);
+        if (ok_to_ask) {
+                q->reason[0] = 0;
+                q->allowed = false;
+        }
+        return ok_to_ask;
+}
+
+/* True if the connected socket's peer is exactly a (address and port): the
+ * floor was checked on a, so it must be what fd is connected to. */
+static bool peer_is(int fd, const struct sockaddr_storage *a) {
+        struct sockaddr_storage peer = {0};
+        socklen_t pl = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || peer.ss_family != a->ss_family)
+                return false;
+        if (a->ss_family == AF_INET) {
+                const struct sockaddr_in *x = (const struct sockaddr_in *)&peer, *y = (const struct sockaddr_in *)a;
+                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        }
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&peer, *y = (const struct sockaddr_in6 *)a;
+        return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
+}
+
+/* Resolves (unless the target is a literal), keeps only the addresses the
+ * policy permits and connects to the first that answers. On failure fills
+ * q->reason and returns the HTTP status to answer (403 for policy, 502/504). */
+static int open_upstream(struct request *q, const struct egress_check *chk, int *ret_fd) {
+        struct sockaddr_storage addrs[MAX_ADDRS], ok[MAX_ADDRS];
+        size_t n = 0;
+        int status = resolve_target(q, chk, addrs, &n);
+        if (status)
+                return status;
+        size_t n_ok = permitted_addrs(q, chk->literal, addrs, n, ok);
+        if (n_ok == 0)
+                return 403;
         int64_t deadline = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
         int r = -EHOSTUNREACH;
         for (size_t i = 0; i < n_ok; i++) {
                 r = connect_to(&ok[i], q->port, deadline);
                 if (r >= 0) {
+                        if (!peer_is(r, &ok[i])) {
+                                char t[INET6_ADDRSTRLEN];
+                                addr_text(&ok[i], t, sizeof t);
+                                close(r);
+                                deny(q, "the connected peer is not %s, the address that was checked", t);
+                                return 403;
+                        }
                         *ret_fd = r;
                         return 0;
                 }
@@ -1284,7 +1345,7 @@ static void handle(struct conn *c) {
         egress_policy_check_target(pr->policy, q.host, q.port, &chk);
         snprintf(q.rule, sizeof q.rule, "%s", chk.rule);
         if (chk.verdict == EGRESS_ASK) {
-                if (!approval_wait(&q)) {
+                if (!askable(&q, &chk) || !approval_wait(&q)) {
                         respond(c, 403, "Forbidden", q.reason);
                         request_emit(&q);
                         free(rq);

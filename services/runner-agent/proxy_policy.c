@@ -8,6 +8,12 @@
 
 #include "core/macro.h"
 
+static struct addr_floor *process_floor;
+
+void egress_policy_set_floor(struct addr_floor *floor) {
+        process_floor = floor;
+}
+
 static bool port_matches(uint16_t rule_port, uint16_t port) {
         return rule_port ? rule_port == port : (port == 80 || port == 443);
 }
@@ -17,6 +23,7 @@ static int compile_rule(const Paddock__V1__EgressRule *r, struct egress_rule *ou
         if (r->port > 65535)
                 return err_set(reterr, -EINVAL, "egress", "rule \"%s\": port %u out of range", host, r->port);
         out->port = (uint16_t)r->port;
+        out->from_profile = r->source && !strncmp(r->source, "profile:", 8);
         if (strchr(host, ':'))
                 snprintf(out->text, sizeof out->text, out->port ? "[%s]:%u" : "%s", host, out->port);
         else
@@ -53,6 +60,7 @@ int egress_policy_compile(const Paddock__V1__EgressPolicy *p, struct egress_poli
         pol->ask = p && p->unknown && !strcmp(p->unknown, "ask");
         pol->ask_timeout_s = p && p->ask_timeout_s ? p->ask_timeout_s : EGRESS_DEFAULT_ASK_TIMEOUT_S;
         pol->n_rules = n;
+        pol->floor = process_floor;
         pol->rules = TAKE_PTR(rules);
         *ret = TAKE_PTR(pol);
         return 0;
@@ -101,12 +109,14 @@ static bool ip_rule_covers(const struct egress_rule *r, const struct sockaddr_st
 
 /* The first IP rule for port covering a; for a non-public IPv6 address that
  * embeds an IPv4 one (NAT64, 6to4, compat), addr_policy_permits() also
- * matches the embedded address. */
+ * matches the embedded address. A non-public address is covered only by a
+ * profile's rule: an inline rule never reaches one (issue 9, point 1). */
 static const struct egress_rule *covering_ip_rule(const struct egress_policy *p, const struct sockaddr_storage *a,
                                                   uint16_t port) {
+        bool public = addr_classify(a) == ADDR_CLASS_PUBLIC;
         for (size_t i = 0; i < p->n_rules; i++) {
                 const struct egress_rule *r = &p->rules[i];
-                if (r->is_ip && port_matches(r->port, port) &&
+                if (r->is_ip && port_matches(r->port, port) && (public || r->from_profile) &&
                     (ip_rule_covers(r, a) || (addr_classify(a) != ADDR_CLASS_PUBLIC &&
                                               addr_policy_permits(a, &r->ip, 1))))
                         return r;
@@ -124,15 +134,30 @@ void egress_policy_check_target(const struct egress_policy *p, const char *host,
         }
         if (k == 1) {
                 ret->literal = true;
+                char why[96];
+                if (addr_floor_contains(p->floor, &ret->addr, why, sizeof why)) {
+                        snprintf(ret->reason, sizeof ret->reason, "platform egress floor: %s", why);
+                        return;
+                }
                 const struct egress_rule *r = covering_ip_rule(p, &ret->addr, port);
                 if (r) {
                         ret->verdict = EGRESS_ALLOW;
                         ret->rule = r->text;
                         return;
                 }
+                enum addr_class c = addr_classify(&ret->addr);
                 snprintf(ret->reason, sizeof ret->reason,
-                         "IP literal (%s address) not allowed by an explicit IP rule for port %u",
-                         addr_class_name(addr_classify(&ret->addr)), port);
+                         c == ADDR_CLASS_PUBLIC ? "IP literal (%s address) not allowed by an explicit IP rule for port %u"
+                                                : "IP literal (%s address) not allowed by an IP rule of an approved "
+                                                  "egress profile for port %u",
+                         addr_class_name(c), port);
+                return;
+        }
+        /* localhost, metadata.google.internal, ...: the floor by name, before
+         * any rule and without asking DNS about a name that is refused anyway */
+        const char *what;
+        if (addr_name_is_local(host, &what)) {
+                snprintf(ret->reason, sizeof ret->reason, "platform egress floor: %s (%s)", what, host);
                 return;
         }
         for (size_t i = 0; i < p->n_rules; i++) {
@@ -150,12 +175,39 @@ void egress_policy_check_target(const struct egress_policy *p, const char *host,
                 snprintf(ret->reason, sizeof ret->reason, "no rule matches %s:%u", host, port);
 }
 
+static void addr_string(const struct sockaddr_storage *a, char *buf, size_t size) {
+        if (a->ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, buf, (socklen_t)size);
+        else if (a->ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, buf, (socklen_t)size);
+        else
+                snprintf(buf, size, "?");
+}
+
 bool egress_policy_address_ok(const struct egress_policy *p, const struct sockaddr_storage *a, uint16_t port,
-                              const char **ret_rule) {
-        if (addr_classify(a) == ADDR_CLASS_PUBLIC)
+                              const char **ret_rule, char *why, size_t why_size, bool *ret_floor) {
+        char what[96], t[INET6_ADDRSTRLEN];
+        if (ret_floor)
+                *ret_floor = false;
+        if (addr_floor_contains(p->floor, a, what, sizeof what)) {
+                if (ret_floor)
+                        *ret_floor = true;
+                if (why && why_size) {
+                        addr_string(a, t, sizeof t);
+                        snprintf(why, why_size, "platform egress floor: %s (%s)", what, t);
+                }
+                return false;
+        }
+        enum addr_class c = addr_classify(a);
+        if (c == ADDR_CLASS_PUBLIC)
                 return true;
         const struct egress_rule *r = covering_ip_rule(p, a, port);
         if (r && ret_rule)
                 *ret_rule = r->text;
+        if (!r && why && why_size) {
+                addr_string(a, t, sizeof t);
+                snprintf(why, why_size, "%s address %s is not in an IP rule of an approved egress profile for port %u",
+                         addr_class_name(c), t, port);
+        }
         return r != NULL;
 }

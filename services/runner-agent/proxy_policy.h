@@ -1,10 +1,14 @@
 /* The egress policy of one run, compiled from SandboxSnapshot.egress: which
  * CONNECT / absolute-form targets the proxy may reach. Rules are evaluated in
  * order; host rules (net/host_match.h) match names only, IP/CIDR rules
- * (net/addr_policy.h) match literals and are the only way a non-public address
- * (loopback, private, link-local, metadata, ...) is ever reached — also when an
- * allowed name resolves to one (DNS rebinding). Immutable after compilation:
- * thread-safe to read. */
+ * (net/addr_policy.h) match literals. Above every rule stands the platform
+ * egress floor (addr_floor_contains: loopback, link-local, metadata, the
+ * node's own addresses, the operator's ranges), which nothing opens. Other
+ * non-public addresses (private, carrier NAT, reserved) are reached only
+ * through an IP/CIDR rule of an approved catalog egress profile (source
+ * "profile:<id>"), never an inline rule — also when an allowed name resolves
+ * to one (DNS rebinding). docs/CONTRACTS.md, "Egress". Immutable after
+ * compilation: thread-safe to read. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +29,7 @@ struct egress_rule {
         struct addr_allow ip;
         struct host_rule host;
         uint16_t port;                     /* 0: 80 and 443 */
+        bool from_profile;                 /* source "profile:<id>": may reach non-public addresses */
 };
 
 struct egress_policy {
@@ -32,6 +37,7 @@ struct egress_policy {
         size_t n_rules;
         bool ask;                          /* unknown = "ask", else deny */
         uint32_t ask_timeout_s;
+        struct addr_floor *floor;          /* borrowed, the process's (egress_policy_set_floor) */
 };
 
 enum egress_verdict { EGRESS_DENY, EGRESS_ALLOW, EGRESS_ASK };
@@ -44,6 +50,11 @@ struct egress_check {
         struct sockaddr_storage addr;
 };
 
+/* Sets the platform egress floor every policy compiled afterwards uses
+ * (borrowed for the life of the process; NULL: the fixed classes only). Call
+ * once from main() before any run starts. */
+void egress_policy_set_floor(struct addr_floor *floor);
+
 /* Compiles p (borrowed; NULL means deny everything). A rule that does not
  * parse fails the whole policy (-EINVAL, reterr names it): an unreadable rule
  * must never silently widen or narrow the policy. *ret owned by the caller. */
@@ -51,15 +62,21 @@ int egress_policy_compile(const Paddock__V1__EgressPolicy *p, struct egress_poli
 struct egress_policy *egress_policy_free(struct egress_policy *p);
 
 /* Decides on a target before any name resolution: an IP literal in any
- * spelling is allowed only by an IP/CIDR rule covering it and the port; a
- * name by the first matching host rule; anything else is EGRESS_ASK or
- * EGRESS_DENY by p->ask. A malformed host is denied. */
+ * spelling inside the floor is denied (reason "platform egress floor: <class>"),
+ * otherwise allowed only by an IP/CIDR rule covering it and the port (a
+ * profile's rule for a non-public literal); a name by the first matching host
+ * rule; anything else is EGRESS_ASK or EGRESS_DENY by p->ask. A malformed host
+ * is denied. */
 void egress_policy_check_target(const struct egress_policy *p, const char *host, uint16_t port,
                                 struct egress_check *ret);
 
-/* True if the proxy may connect to a (a resolved or literal address) on port:
- * public addresses always, others only under an IP/CIDR rule for that port.
- * *ret_rule (optional) receives the IP rule text that allowed a non-public
- * address. */
+/* True if the proxy may connect to a (a resolved or literal address, or the
+ * peer of a connected socket) on port: never inside the floor; public
+ * addresses always; other addresses only under an IP/CIDR rule of an egress
+ * profile for that port. *ret_rule (optional) receives the IP rule text that
+ * allowed a non-public address. On false, why (optional) says why: "platform
+ * egress floor: loopback (127.0.0.1)" or "private address 10.0.0.1 is not in an
+ * IP rule of an approved egress profile for port 443"; *ret_floor (optional)
+ * tells whether the floor refused it. */
 bool egress_policy_address_ok(const struct egress_policy *p, const struct sockaddr_storage *a, uint16_t port,
-                              const char **ret_rule);
+                              const char **ret_rule, char *why, size_t why_size, bool *ret_floor);

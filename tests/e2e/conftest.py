@@ -669,6 +669,8 @@ class TestNetHTTPServer(LoopbackHTTPServer):
 
     def __init__(self, handler, index=0, port=0):
         self.host = test_upstream_addrs()[index]
+        # the same address by name (/etc/hosts, stack.sh testnet_hosts)
+        self.name = os.environ.get("PADDOCK_TEST_UPSTREAM_NAMES", "").split()[index]
         self.server = in_test_netns(lambda: http.server.ThreadingHTTPServer((self.host, port), handler))
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -676,6 +678,10 @@ class TestNetHTTPServer(LoopbackHTTPServer):
     @property
     def hostport(self):
         return f"{self.host}:{self.port}"
+
+    @property
+    def nameport(self):
+        return f"{self.name}:{self.port}"
 
 
 class Upstream(TestNetHTTPServer):
@@ -703,6 +709,19 @@ class Upstream(TestNetHTTPServer):
 
     def paths(self):
         return [r["path"] for r in self.requests]
+
+
+def egress_profile(api, rules, name=None):
+    """Creates a catalog egress profile with these rules ("host:port",
+    "CIDR:port"), approves it (the demo admin may) and returns its id: a
+    non-public address (the test upstream network, 198.18.0.0/15) is reached
+    only through an approved profile's rule, never an inline egress.allow
+    (docs/CONTRACTS.md, "The platform egress floor"). A rule needs its port:
+    port 0 means 80 and 443."""
+    item = api.ok("POST", "/v1/catalog/egress-profiles",
+                  json={"name": name or unique_name("prof"), "body": {"rules": list(rules)}}, expect=(201,))
+    api.ok("POST", f"/v1/catalog/egress-profiles/{item['id']}/approve", json={}, expect=(200,))
+    return item["id"]
 
 
 def wait_for(what, fn, timeout=60, pause=0.5):

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from cli_support import Cli
-from conftest import REPO, bootstrap_tenant
+from conftest import REPO, bootstrap_tenant, test_upstream_addrs
 
 MARKER = "cli-admin-marker"
 
@@ -241,7 +241,8 @@ def test_oidc_provider_configuration(world):
     admin = world["admin"]
     assert "(not_found)" in admin.fails(1, "oidc", "show").stderr
     config = {"issuer": "https://idp.cli.test", "audience": "paddock-cli",
-              "jwks_url": "http://127.0.0.1:9/jwks.json", "clock_skew_s": 30,
+              # plain http only to the test network (PADDOCK_OIDC_HTTP_NETS); loopback is the floor
+              "jwks_url": f"http://{test_upstream_addrs()[0]}:9/jwks.json", "clock_skew_s": 30,
               "role_mapping": {"claim": "groups", "map": {"admins": {"team": "*", "roles": ["tenant_admin"]}}}}
     assert "https://idp.cli.test" in admin.ok("oidc", "set", "--file", _write(world, "oidc.json", config))
     shown = admin.json("oidc", "show")

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from cli_support import Cli
-from conftest import Upstream, command_spec, unique_name, wait_for
+from conftest import Upstream, command_spec, egress_profile, unique_name, wait_for
 
 PY = "/usr/bin/python3"
 
@@ -312,7 +312,7 @@ def upstream():
 PROBE_ASK = r"""
 import sys, urllib.request, urllib.error
 try:
-    with urllib.request.urlopen("http://localhost:%s/asked" % sys.argv[1], timeout=120) as r:
+    with urllib.request.urlopen("http://%s:%s/asked" % (sys.argv[2], sys.argv[1]), timeout=120) as r:
         print("asked", r.status)
 except urllib.error.HTTPError as e:
     print("asked", e.code)
@@ -326,25 +326,26 @@ def _pending_for(cli, run_id, team_name):
 
 @pytest.mark.parametrize("decision", ["approve", "deny"])
 def test_approvals_list_show_decide(cli, api, tmp_path, team, upstream, decision):
-    # the IP rule lets the approved name's loopback address through the proxy's address floor
-    name = make_sandbox(cli, tmp_path, [PY, "-c", PROBE_ASK, str(upstream.port)], timeout_s=150,
-                        egress={"allow": [f"127.0.0.1:{upstream.port}"], "unknown": "ask"})
+    # the name matches no rule (asked for); the approved profile's IP rule lets
+    # its address in the test network (198.18.0.0/15, not public) through
+    name = make_sandbox(cli, tmp_path, [PY, "-c", PROBE_ASK, str(upstream.port), upstream.name], timeout_s=150,
+                        egress={"profiles": [egress_profile(api, [upstream.hostport])], "unknown": "ask"})
     run_id = launch(cli, name)
     pending = wait_for("the run's approval", lambda: _pending_for(cli, run_id, team["name"]), timeout=90)
     assert len(pending) == 1
     approval = pending[0]
-    assert approval["what"] == {"host": "localhost", "port": upstream.port}, approval
+    assert approval["what"] == {"host": upstream.name, "port": upstream.port}, approval
 
     table = ok(cli("approvals", "list", "--status", "pending")).stdout
     row = [l for l in table.splitlines() if approval["id"] in l]
-    assert row and f"localhost:{upstream.port}" in row[0] and team["name"] in row[0], table
+    assert row and upstream.nameport in row[0] and team["name"] in row[0], table
     assert js(cli("approvals", "show", approval["id"], "--json")) == approval
     # the endpoint behind it, through the OpenAPI-validating client
     assert api.ok("GET", f"/v1/approvals/{approval['id']}", expect=(200,)) == approval
     by_team = api.ok("GET", "/v1/approvals", params={"team": team["id"], "status": "pending"}, expect=(200,))
     assert approval["id"] in [a["id"] for a in by_team["items"]], by_team
     shown = ok(cli("approvals", "show", approval["id"])).stdout
-    assert f"what:       localhost:{upstream.port}" in shown and f"run:        {run_id}" in shown, shown
+    assert f"what:       {upstream.nameport}" in shown and f"run:        {run_id}" in shown, shown
     assert "pending" in shown
 
     r = ok(cli("approvals", decision, approval["id"], "--comment", f"cli {decision}"))

@@ -2,12 +2,16 @@
 
 A sandbox reaches the outside only through the egress proxy the runner-agent
 serves on 127.0.0.1:3128 inside its network namespace. Every upstream here is
-an HTTP server of this test on the host's 127.0.0.1; names used are
-`localhost` and the reserved `.invalid` TLD (refused before any resolution).
-No packet leaves this machine.
+an HTTP server of this test in the stack's test upstream network (a network
+namespace, 198.18.0.0/15: conftest Upstream), reached through an approved
+catalog egress profile (non-public addresses need one: docs/CONTRACTS.md); names
+used are the test network's .test names (/etc/hosts) and the reserved
+`.invalid` TLD (refused before any resolution). No packet leaves this machine.
+The platform egress floor itself is tests/security/test_egress_floor.py.
 """
 
 import hashlib
+import ipaddress
 import json
 import os
 import pathlib
@@ -17,14 +21,14 @@ import uuid
 
 import pytest
 
-from conftest import Upstream, all_events, command_spec, unique_name, wait_terminal
+from conftest import Upstream, all_events, command_spec, egress_profile, unique_name, wait_terminal
 
 PY = "/usr/bin/python3"
 
 
 @pytest.fixture
 def upstreams():
-    a, b = Upstream(), Upstream()
+    a, b = Upstream(0), Upstream(1)
     yield a, b
     a.close()
     b.close()
@@ -53,7 +57,8 @@ def run_probe(runs, endpoints, admin_token, probe, args, egress, secrets=None, t
 # Runs inside the sandbox: urllib honours http_proxy; CONNECT is spoken by hand.
 PROBE_POLICY = r"""
 import socket, sys, urllib.request, urllib.error
-p1, p2 = int(sys.argv[1]), int(sys.argv[2])
+h1, p1, name2, p2 = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+spellings = sys.argv[5:]
 
 def get(url):
     try:
@@ -72,28 +77,41 @@ def connect(target):
     s.close()
 
 print("PROXY", __import__("os").environ.get("http_proxy"), repr(__import__("os").environ.get("NO_PROXY")))
-get("http://127.0.0.1:%d/allowed" % p1)
+get("http://%s:%d/allowed" % (h1, p1))
 get("http://blocked.example.invalid/nope")
-for t in ("2130706433:%d" % p2, "0177.0.0.1:%d" % p2, "[::ffff:127.0.0.1]:%d" % p2, "127.1:%d" % p2,
-          "0x7f000001:%d" % p2):
-    connect(t)
-get("http://localhost:%d/rebind" % p2)
+for t in spellings:
+    connect("%s:%d" % (t, p2))
+get("http://%s:%d/rebind" % (name2, p2))
 print("PROBE done")
 """
 
 
+def spellings_of(addr):
+    """Other spellings of an IPv4 address that inet_aton() and browsers
+    accept: one number, octal, hex, IPv4-mapped IPv6, a 2-part short form."""
+    n = int(ipaddress.IPv4Address(addr))
+    a = [int(x) for x in addr.split(".")]
+    return [str(n), ".".join("0%o" % x for x in a), "0x%08x" % n, f"[::ffff:{addr}]",
+            f"{a[0]}.{n & 0xffffff}"]
+
+
 def test_egress_allow_deny_literals_rebinding(endpoints, admin_token, api, runs, upstreams):
     up1, up2 = upstreams
-    run_id, res = run_probe(runs, endpoints, admin_token, PROBE_POLICY, [up1.port, up2.port],
-                            {"allow": [f"127.0.0.1:{up1.port}", f"localhost:{up2.port}"], "unknown": "deny"})
+    # up1 through an approved profile; up2 only by name, inline: its address is
+    # not public (198.18.0.0/15), and an inline rule never reaches such an address
+    prof = egress_profile(api, [up1.hostport])
+    spellings = spellings_of(up2.host)
+    run_id, res = run_probe(runs, endpoints, admin_token, PROBE_POLICY,
+                            [up1.host, up1.port, up2.name, up2.port] + spellings,
+                            {"allow": [up2.nameport], "profiles": [prof], "unknown": "deny"})
     out = res.output()
     assert res.terminal == "succeeded", f"{res.terminal}: {out}"
     assert "PROXY http://127.0.0.1:3128 ''" in out, out
-    assert f"GET http://127.0.0.1:{up1.port}/allowed 200 upstream says hello" in out, out
+    assert f"GET http://{up1.hostport}/allowed 200 upstream says hello" in out, out
     assert "GET http://blocked.example.invalid/nope 403 deny" in out, out
-    for spelling in ("2130706433", "0177.0.0.1", "[::ffff:127.0.0.1]", "127.1", "0x7f000001"):
+    for spelling in spellings:
         assert f"CONNECT {spelling}:{up2.port} HTTP/1.1 403 Forbidden" in out, out
-    assert f"GET http://localhost:{up2.port}/rebind 403 deny" in out, out
+    assert f"GET http://{up2.nameport}/rebind 403 deny" in out, out
     assert up1.paths() == ["/allowed"], up1.requests
     assert up2.paths() == [], f"the second upstream was reached: {up2.requests}"
 
@@ -102,23 +120,25 @@ def test_egress_allow_deny_literals_rebinding(endpoints, admin_token, api, runs,
     for e in eg:
         d = e["data"]
         by.setdefault((d["host"], d["port"]), []).append(d)
-    allowed = by[("127.0.0.1", up1.port)][0]
+    allowed = by[(up1.host, up1.port)][0]
     assert allowed["decision"] == "allow" and allowed["method"] == "GET" and allowed["path"] == "/allowed"
-    assert allowed["rule"] == f"127.0.0.1:{up1.port}" and allowed["bytes_down"] > 0 and allowed["bytes_up"] > 0
+    assert allowed["rule"] == up1.hostport and allowed["bytes_down"] > 0 and allowed["bytes_up"] > 0
     assert "duration_ms" in allowed and "sni" in allowed
     blocked = by[("blocked.example.invalid", 80)][0]
     assert blocked["decision"] == "deny" and blocked["rule"] == "unknown", blocked
-    for host in ("2130706433", "0177.0.0.1", "::ffff:127.0.0.1", "127.1", "0x7f000001"):
-        d = by[(host, up2.port)][0]
+    for host in spellings:
+        d = by[(host.strip("[]"), up2.port)][0]
         assert d["decision"] == "deny" and d["method"] == "CONNECT" and "IP literal" in d["reason"], d
-    rebind = by[("localhost", up2.port)][0]
+        assert "approved egress profile" in d["reason"], d
+    rebind = by[(up2.name, up2.port)][0]
     assert rebind["decision"] == "deny" and "rebinding" in rebind["reason"], rebind
-    assert rebind["rule"] == f"localhost:{up2.port}", rebind
+    assert f"reserved address {up2.host} is not in an IP rule of an approved egress profile" in rebind["reason"], rebind
+    assert rebind["rule"] == up2.nameport, rebind
 
 
 PROBE_SECRETS = r"""
 import hashlib, os, socket, ssl, sys, urllib.error, urllib.request
-p1, env_name = int(sys.argv[1]), sys.argv[2]
+p1, env_name, name1 = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 def tls_via_connect(target, sni):
     s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
@@ -136,14 +156,14 @@ def tls_via_connect(target, sni):
 v = os.environ.get(env_name)
 print("ENV", env_name, hashlib.sha256(v.encode()).hexdigest() if v else None)
 print("ENVKEYS", ",".join(sorted(k for k in os.environ if k.startswith("E2E") or k.startswith("MY_"))))
-req = urllib.request.Request("http://localhost:%d/hdr" % p1, headers={"X-Api-Key": "from-the-agent"})
+req = urllib.request.Request("http://%s:%d/hdr" % (name1, p1), headers={"X-Api-Key": "from-the-agent"})
 try:
     with urllib.request.urlopen(req, timeout=20) as r:
         print("GET hdr", r.status)
 except urllib.error.HTTPError as e:
     print("GET hdr", e.code)
-tls_via_connect("localhost:%d" % p1, "evil.example")
-tls_via_connect("localhost:%d" % p1, "localhost")
+tls_via_connect("%s:%d" % (name1, p1), "evil.example")
+tls_via_connect("%s:%d" % (name1, p1), name1)
 print("PROBE done")
 """
 
@@ -195,11 +215,12 @@ def test_secrets_env_header_and_sni(endpoints, admin_token, api, runs, team_id, 
     api.ok("PUT", f"/v1/teams/{team_id}/secrets/{env_name}", json={"value": env_secret}, expect=(200, 201, 204))
     api.ok("PUT", f"/v1/teams/{team_id}/secrets/{hdr_name}", json={"value": hdr_secret}, expect=(200, 201, 204))
 
+    prof = egress_profile(api, [up1.hostport])
     run_id, res = run_probe(
-        runs, endpoints, admin_token, PROBE_SECRETS, [up1.port, "MY_TOKEN"],
-        {"allow": [f"localhost:{up1.port}", f"127.0.0.1:{up1.port}"], "unknown": "deny"},
+        runs, endpoints, admin_token, PROBE_SECRETS, [up1.port, "MY_TOKEN", up1.name],
+        {"allow": [up1.nameport], "profiles": [prof], "unknown": "deny"},
         secrets=[{"name": env_name, "as": {"env": "MY_TOKEN"}},
-                 {"name": hdr_name, "as": {"header": {"host": "localhost", "name": "X-Api-Key"}}}])
+                 {"name": hdr_name, "as": {"header": {"host": up1.name, "name": "X-Api-Key"}}}])
     out = res.output()
     assert res.terminal == "succeeded", f"{res.terminal}: {out}"
     assert f"ENV MY_TOKEN {hashlib.sha256(env_secret.encode()).hexdigest()}" in out, out
@@ -215,7 +236,7 @@ def test_secrets_env_header_and_sni(endpoints, admin_token, api, runs, team_id, 
     evs, eg = egress_events(api, run_id, expect=3)
     fronting = [e["data"] for e in eg if e["data"].get("sni") == "evil.example"]
     assert fronting and fronting[0]["decision"] == "deny" and "domain fronting" in fronting[0]["reason"], eg
-    good_sni = [e["data"] for e in eg if e["data"].get("sni") == "localhost"]
+    good_sni = [e["data"] for e in eg if e["data"].get("sni") == up1.name]
     assert good_sni and good_sni[0]["decision"] == "allow", eg
     prov = [e for e in evs if e["kind"] == "status" and e["data"].get("status") == "provisioning"]
     assert prov and prov[0]["data"].get("public_key"), prov
@@ -267,14 +288,14 @@ def test_secrets_env_header_and_sni(endpoints, admin_token, api, runs, team_id, 
 
 PROBE_ASK = r"""
 import sys, time, urllib.request, urllib.error
-p1 = int(sys.argv[1])
+p1, name1 = int(sys.argv[1]), sys.argv[2]
 t0 = time.monotonic()
 try:
-    with urllib.request.urlopen("http://localhost:%d/asked" % p1, timeout=120) as r:
+    with urllib.request.urlopen("http://%s:%d/asked" % (name1, p1), timeout=120) as r:
         print("GET asked", r.status, "after %.1f s" % (time.monotonic() - t0))
 except urllib.error.HTTPError as e:
     print("GET asked", e.code)
-with urllib.request.urlopen("http://localhost:%d/again" % p1, timeout=20) as r:
+with urllib.request.urlopen("http://%s:%d/again" % (name1, p1), timeout=20) as r:
     print("GET again", r.status)
 print("PROBE done")
 """
@@ -282,8 +303,10 @@ print("PROBE done")
 
 def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstreams):
     up1, _ = upstreams
-    spec = command_spec([PY, "-c", PROBE_ASK, str(up1.port)], timeout_s=120)
-    spec["egress"] = {"allow": [f"127.0.0.1:{up1.port}"], "unknown": "ask"}
+    # the name matches no rule, so it is asked for; its address is in a
+    # profile's range, so an approval can grant it
+    spec = command_spec([PY, "-c", PROBE_ASK, str(up1.port), up1.name], timeout_s=120)
+    spec["egress"] = {"profiles": [egress_profile(api, [up1.hostport])], "unknown": "ask"}
     run_id = runs.start(spec)
 
     deadline = time.monotonic() + 60
@@ -294,7 +317,7 @@ def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstre
                 req = e["data"]
         time.sleep(0.5)
     assert req, "no approval_requested event"
-    assert req["kind"] == "egress" and req["host"] == "localhost" and req["port"] == up1.port, req
+    assert req["kind"] == "egress" and req["host"] == up1.name and req["port"] == up1.port, req
     assert req.get("deadline") and req.get("approval_id")
     time.sleep(1.0)
     assert "/asked" not in up1.paths(), "the request went through before the approval"

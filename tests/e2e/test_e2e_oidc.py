@@ -2,8 +2,11 @@
 
 The test is its own identity provider: it generates an RSA-2048 and an EC
 P-256 key with python3-cryptography, serves their JWKS from an http.server
-thread on 127.0.0.1 (random port), and signs JWS tokens by hand (RS256 =
-PKCS#1 v1.5 + SHA-256, ES256 = raw r || s). A tenant_admin configures the
+thread in the stack's test upstream network (conftest TestNetHTTPServer; plain
+http is allowed there by the stack's PADDOCK_OIDC_HTTP_NETS, loopback is the
+platform egress floor), and signs JWS tokens by hand (RS256 =
+PKCS#1 v1.5 + SHA-256, ES256 = raw r || s). The api's JWKS fetches pass the
+floor on the address connected to, follow no redirect and are bounded in size. A tenant_admin configures the
 tenant's provider with PUT /v1/tenant/oidc; POST /v1/auth/oidc exchanges a
 provider token for a Paddock token, which then works like a password login's.
 
@@ -16,7 +19,8 @@ against the source like failed password logins, do not spend the suite's
 import base64
 import http.server
 import json
-import socket
+import os
+import pathlib
 import time
 import uuid
 
@@ -26,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from conftest import HTTP_TIMEOUT, Api, SourceAddressAdapter, login, random_loopback_source, unique_name
-from conftest import LoopbackHTTPServer, bootstrap_tenant
+from conftest import TestNetHTTPServer, bootstrap_tenant, test_upstream_addrs, wait_for
 
 USER_MAX = 5  # PADDOCK_LOGIN_MAX_FAILURES_USER default: failures per (tenant, source) for OIDC
 
@@ -82,18 +86,31 @@ def unsigned_token(header, claims, signature=b""):
     return f"{b64u(json.dumps(header).encode())}.{b64u(json.dumps(claims).encode())}.{b64u(signature)}"
 
 
-class Provider(LoopbackHTTPServer):
-    """A JWKS endpoint on 127.0.0.1 whose key set the test switches at will."""
+class Provider(TestNetHTTPServer):
+    """A JWKS endpoint in the test upstream network whose key set the test
+    switches at will; mode "redirect" answers 302 to redirect_to, "big" pads
+    the set past the api's 256 KiB bound."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, index=0):
         self.keys = list(keys)
         self.hits = 0
+        self.mode = "jwks"
+        self.redirect_to = None
         provider = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 provider.hits += 1
-                body = json.dumps({"keys": [k.jwk() for k in provider.keys]}).encode()
+                if provider.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", provider.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                doc = {"keys": [k.jwk() for k in provider.keys]}
+                if provider.mode == "big":
+                    doc["padding"] = "x" * (300 * 1024)
+                body = json.dumps(doc).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -103,11 +120,9 @@ class Provider(LoopbackHTTPServer):
             def log_message(self, *a):
                 pass
 
-        super().__init__(Handler)
-        self.jwks_url = f"http://127.0.0.1:{self.port}/jwks"
-        self.issuer = f"http://127.0.0.1:{self.port}/realms/{uuid.uuid4().hex[:8]}"
-
-
+        super().__init__(Handler, index=index)
+        self.jwks_url = f"http://{self.hostport}/jwks"
+        self.issuer = f"http://{self.hostport}/realms/{uuid.uuid4().hex[:8]}"
 
 
 def oidc_login(endpoints, tenant, token, source=None):
@@ -135,14 +150,6 @@ def assert_rejected(r, check, token):
     for part in token.split("."):
         if len(part) > 8:
             assert part not in r.text, "the answer echoes the token"
-
-
-def free_loopback_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_audit(api, since, pred, timeout=60):
@@ -470,7 +477,8 @@ def test_other_tenant_refuses_tenant_a_tokens(endpoints, idp):
 
         # the provider unreachable: 503, not the token's fault
         oapi.ok("PUT", "/v1/tenant/oidc", json={
-            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": f"http://127.0.0.1:{free_loopback_port()}/jwks",
+            # nothing listens on port 9 in the test network: connection refused
+            "issuer": pb.issuer, "audience": "paddock-b", "jwks_url": f"http://{test_upstream_addrs()[1]}:9/jwks",
             "role_mapping": {"claim": "roles", "map": {"dev": {"team": ome["teams"][0]["id"], "roles": ["viewer"]}}}},
             expect=(200,))
         r = oidc_login(endpoints, other, tok_b)
@@ -495,6 +503,18 @@ def test_other_tenant_refuses_tenant_a_tokens(endpoints, idp):
     ({"issuer": "http://10.1.2.3/realm"}, "issuer", "invalid_field"),
     ({"jwks_url": "http://idp.example/jwks"}, "jwks_url", "invalid_field"),
     ({"jwks_url": "https://user:pw@idp.example/jwks"}, "jwks_url", "invalid_field"),
+    # the platform egress floor: loopback, the node, metadata, the operator's range
+    ({"jwks_url": "http://127.0.0.1:8080/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "https://127.0.0.1/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "https://2130706433/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "http://[::1]:8080/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "https://[::ffff:127.0.0.1]/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "https://localhost/jwks"}, "platform egress floor (loopback)", "invalid_field"),
+    ({"jwks_url": "https://169.254.169.254/jwks"}, "platform egress floor (metadata)", "invalid_field"),
+    ({"jwks_url": "https://metadata.google.internal/jwks"}, "platform egress floor (metadata)", "invalid_field"),
+    ({"jwks_url": "node"}, "platform egress floor (node address)", "invalid_field"),
+    ({"jwks_url": "floor"}, "platform egress floor (operator range", "invalid_field"),
+    ({"issuer": "http://127.0.0.1:8080/realm"}, "issuer", "invalid_field"),
     ({"audience": ""}, "audience", "invalid_field"),
     ({"audience": None}, "audience", "missing_field"),
     ({"clock_skew_s": 601}, "clock_skew_s", "invalid_field"),
@@ -514,6 +534,9 @@ def test_bad_configuration_is_refused_and_changes_nothing(api, idp, change, fiel
     for k, v in change.items():
         if v is None:
             body.pop(k)
+        elif v in ("node", "floor"):
+            addr = os.environ["PADDOCK_TEST_NODE_ADDR" if v == "node" else "PADDOCK_TEST_FLOOR_ADDR"]
+            body[k] = f"http://{addr}:8080/jwks"  # in PADDOCK_OIDC_HTTP_NETS: only the floor refuses it
         else:
             body[k] = v
     r = api.request("PUT", "/v1/tenant/oidc", json=body)
@@ -521,6 +544,68 @@ def test_bad_configuration_is_refused_and_changes_nothing(api, idp, change, fiel
     assert r.json()["code"] == code and field in r.json()["detail"], r.text
     assert "hunter2" not in r.text
     assert api.ok("GET", "/v1/tenant/oidc", expect=(200,)) == before
+
+
+def _api_log_has(text):
+    log = pathlib.Path(os.environ["PADDOCK_STATE_DIR"]) / "logs" / "api.log"
+    return text in log.read_text(errors="replace")
+
+
+def _login_with_jwks_at(endpoints, api, idp, jwks_url):
+    """Stores tenant A's configuration with another JWKS URL (a fresh key
+    cache) and logs in with a valid token: the key set must be fetched."""
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], jwks_url=jwks_url), expect=(200,))
+    try:
+        tok = idp["rsa"].token(claims_for(idp["provider"], idp["audience"], username=unique_name("oidc-f"),
+                                          groups=["eng"]))
+        return oidc_login(endpoints, idp["tenant"], tok)
+    finally:
+        api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))
+
+
+def test_jwks_fetch_checks_the_floor_on_the_resolved_address(endpoints, api, idp):
+    """A name (no literal for the configuration check to see) that resolves to
+    the operator-floored test address: refused before connecting."""
+    addrs = test_upstream_addrs()
+    floor_addr = os.environ["PADDOCK_TEST_FLOOR_ADDR"]
+    name = os.environ["PADDOCK_TEST_UPSTREAM_NAMES"].split()[addrs.index(floor_addr)]
+    floored = Provider([idp["rsa"]], index=addrs.index(floor_addr))
+    try:
+        r = _login_with_jwks_at(endpoints, api, idp, f"https://{name}:{floored.port}/jwks")
+        assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+        assert floored.hits == 0, "the api connected to an address inside the floor"
+        wait_for("the api's log naming the floor", lambda: _api_log_has(
+            f"{floor_addr} is inside the platform egress floor (operator range {floor_addr}/32)"), timeout=20)
+    finally:
+        floored.close()
+
+
+def test_jwks_redirect_is_not_followed(endpoints, api, idp):
+    target = Provider([idp["rsa"]], index=1)
+    redirector = Provider([idp["rsa"]], index=2)
+    redirector.mode, redirector.redirect_to = "redirect", target.jwks_url
+    try:
+        r = _login_with_jwks_at(endpoints, api, idp, redirector.jwks_url)
+        assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+        assert redirector.hits == 1 and target.hits == 0, (redirector.hits, target.hits)
+        wait_for("the api's log naming the status", lambda: _api_log_has("could not fetch jwks: http status 302"),
+                 timeout=20)
+    finally:
+        target.close()
+        redirector.close()
+
+
+def test_oversized_jwks_is_refused(endpoints, api, idp):
+    big = Provider([idp["rsa"]], index=3)
+    big.mode = "big"
+    try:
+        r = _login_with_jwks_at(endpoints, api, idp, big.jwks_url)
+        assert r.status_code == 503 and r.json()["code"] == "unavailable", r.text
+        assert big.hits == 1
+        wait_for("the api's log naming the bound", lambda: _api_log_has("jwks document exceeds 262144 bytes"),
+                 timeout=20)
+    finally:
+        big.close()
 
 
 def test_only_tenant_admin_manages_the_configuration(endpoints, api, idp):

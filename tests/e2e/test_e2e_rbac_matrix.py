@@ -25,7 +25,8 @@ import psycopg
 import pytest
 import requests
 
-from conftest import (REPO, TERMINAL, Api, bootstrap_tenant, command_spec, login, unique_name)
+from conftest import (REPO, TERMINAL, Api, bootstrap_tenant, command_spec, login, test_upstream_addrs,
+                      unique_name)
 
 ROUTES_C = REPO / "services" / "api" / "routes.c"
 
@@ -282,7 +283,7 @@ def _request(endpoints, world, method, path, caller, scope_name):
         token = None
     elif path == "/v1/tenant/oidc" and method == "PUT":
         body = {"issuer": "https://idp.rbac.invalid/", "audience": "paddock", "enabled": False,
-                "jwks_url": "http://127.0.0.1:9/jwks",
+                "jwks_url": f"http://{test_upstream_addrs()[0]}:9/jwks",
                 "role_mapping": {"claim": "groups", "map": {"x": {"team": "*", "roles": ["viewer"]}}}}
     elif path == "/v1/auth/logout":
         token = _token(endpoints, *world["creds"][caller])

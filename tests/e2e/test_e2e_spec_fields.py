@@ -11,7 +11,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import command_spec, unique_name
+from conftest import command_spec, egress_profile, unique_name
 from test_e2e_secrets_api import _pb_fields
 
 
@@ -162,9 +162,11 @@ def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
     names = ["E2E_SNAP_" + uuid.uuid4().hex[:8].upper() for _ in range(2)]
     for n in names:
         api.ok("PUT", f"/v1/teams/{team_id}/secrets/{n}", json={"value": "v-" + n}, expect=(201,))
-    allow = ["api.example.com", "*.Example.ORG:8443", "127.0.0.1:8080", "[::1]:8080", "10.0.0.0/8", "fd00::/8",
-             "[fd00::/16]:5432", "192.168.1.7"]
-    spec = _spec(egress={"allow": allow, "unknown": "ask"},
+    # inline rules name public addresses only; private ranges come from an approved profile
+    allow = ["api.example.com", "*.Example.ORG:8443", "93.184.216.34:8080", "[2606:2800:220:1::1]:8080",
+             "8.8.0.0/16", "2606:2800::/32", "[2606:4700::/32]:5432", "1.1.1.1"]
+    prof = egress_profile(api, ["10.0.0.0/8", "[fd00::/16]:5432"])
+    spec = _spec(egress={"allow": allow, "profiles": [prof], "unknown": "ask"},
                  secrets=[_env(names[0], "MY_TOKEN"), _hdr(names[1], "api.example.com", "x-api-key")],
                  limits={"cpus": 0.5, "memory_mb": 256, "disk_mb": 64, "pids": 64})
     consumer = Consumer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
@@ -193,8 +195,10 @@ def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
     rules = [(_pb_fields(r)[1][0].decode(), _pb_fields(r).get(2, [0])[0], _pb_fields(r)[3][0].decode())
              for r in eg[1]]
     assert rules == [("api.example.com", 0, "allow"), ("*.example.org", 8443, "allow"),
-                     ("127.0.0.1", 8080, "allow"), ("::1", 8080, "allow"), ("10.0.0.0/8", 0, "allow"),
-                     ("fd00::/8", 0, "allow"), ("fd00::/16", 5432, "allow"), ("192.168.1.7", 0, "allow")]
+                     ("93.184.216.34", 8080, "allow"), ("2606:2800:220:1::1", 8080, "allow"),
+                     ("8.8.0.0/16", 0, "allow"), ("2606:2800::/32", 0, "allow"), ("2606:4700::/32", 5432, "allow"),
+                     ("1.1.1.1", 0, "allow"), ("10.0.0.0/8", 0, f"profile:{prof}"),
+                     ("fd00::/16", 5432, f"profile:{prof}")]
     assert eg[2][0] == b"ask" and eg[3][0] == 300
     refs = [{k: v[0].decode() if isinstance(v[0], bytes) else v[0] for k, v in _pb_fields(s).items()}
             for s in snap[11]]

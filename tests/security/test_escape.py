@@ -10,16 +10,21 @@ How it runs, to keep the suite quick:
   module-scoped fixture and asserts one attempt.
 * Before it, run A (a second, long run) writes a marker into its own
   workspace; the probe looks for it everywhere.
-* The test side (host) starts the targets itself: TCP and UDP listeners on
-  127.0.0.1 and ::1, a host abstract unix socket, HTTP upstreams on 127.0.0.1
-  and 127.0.0.2, marker files in the stack's state dirs, a team secret for
-  header injection. After the run it checks that nothing reached them.
+* The test side starts the targets itself: on the host, TCP and UDP listeners
+  on 127.0.0.1 and ::1 and a host abstract unix socket (what the sandbox must
+  never reach); in the stack's test upstream network (198.18.0.0/15, a network
+  namespace: conftest TestNetHTTPServer) the HTTP upstreams and sinks the
+  egress policy allows, through an approved egress profile (their addresses
+  are not public) and their .test names; marker files in the stack's state
+  dirs, a team secret for header injection. After the run it checks that
+  nothing reached them.
 * Separate short runs: fork/memory/disk bombs, symlinks in the workspace and
   the diff artifact, bad managed-file paths (refused by the API).
 
-Network safety: every address used is loopback (127.0.0.0/8, ::1) or a name
-in the reserved .invalid TLD, which the proxy denies before resolving. No
-packet leaves this machine. Complements test_sandbox_isolation.py (syscall
+Network safety: every address used is loopback (127.0.0.0/8, ::1), the test
+upstream network of the stack (names in /etc/hosts), or a name in the reserved
+.invalid TLD, which the proxy denies before resolving. No packet leaves this
+machine. Complements test_sandbox_isolation.py (syscall
 denials, caps, masked paths), test_limits.py, test_cancel.py and
 tests/e2e/test_e2e_egress.py / test_e2e_network.py; the attempts here are
 distinct from theirs.
@@ -50,10 +55,10 @@ TOK = uuid.uuid4().hex[:12]
 # ---------------------------------------------------------------- host-side targets
 
 
-class Recorder(c.e2e.LoopbackHTTPServer):
-    """An HTTP server on a loopback address recording every request."""
+class Recorder(c.e2e.TestNetHTTPServer):
+    """An HTTP server in the test upstream network recording every request."""
 
-    def __init__(self, addr="127.0.0.1"):
+    def __init__(self, index):
         self.requests = []
         outer = self
 
@@ -74,19 +79,25 @@ class Recorder(c.e2e.LoopbackHTTPServer):
             def log_message(self, *a):
                 pass
 
-        super().__init__(Handler, addr)
+        super().__init__(Handler, index=index)
 
     def blob(self):
         return b"".join(json.dumps([r["path"], r["headers"]]).encode() + r["body"] for r in self.requests)
 
 
 class RawSink:
-    """A TCP listener recording every connection and every byte it receives."""
+    """A TCP listener recording every connection and every byte it receives;
+    with index, on that address of the test upstream network."""
 
-    def __init__(self, family=socket.AF_INET, addr="127.0.0.1"):
+    def __init__(self, family=socket.AF_INET, addr="127.0.0.1", index=None):
         self.conns = []
         self.data = b""
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if index is not None:
+            addr = e2e.test_upstream_addrs()[index]
+            self.host, self.name = addr, os.environ["PADDOCK_TEST_UPSTREAM_NAMES"].split()[index]
+            self.sock = e2e.in_test_netns(lambda: socket.socket(family, socket.SOCK_STREAM))
+        else:
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((addr, 0))
         self.sock.listen(16)
@@ -292,13 +303,15 @@ def dns_query(name):
 
 L, L6, U4, U6 = A["tcp4"], A["tcp6"], A["udp4"], A["udp6"]
 P, Q, Rb, F = A["hdr_port"], A["agent_port"], A["rebind_port"], A["front_port"]
+HN, HA, QA, RbN, FN = A["hdr_name"], A["hdr_addr"], A["agent_addr"], A["rebind_name"], A["front_name"]
 
 # ---- network: host loopback, interfaces, routes
 attempt("tcp4_host_loopback", lambda: tcp(socket.AF_INET, "127.0.0.1", L))
 attempt("tcp6_host_loopback", lambda: tcp(socket.AF_INET6, "::1", L6))
 attempt("udp4_host_loopback", lambda: udp(socket.AF_INET, "127.0.0.1", U4))
 attempt("udp6_host_loopback", lambda: udp(socket.AF_INET6, "::1", U6))
-attempt("tcp_host_127_0_0_2", lambda: tcp(socket.AF_INET, "127.0.0.2", Q))
+attempt("tcp_host_127_0_0_2", lambda: tcp(socket.AF_INET, "127.0.0.2", L))
+attempt("tcp_test_upstream_direct", lambda: tcp(socket.AF_INET, QA, Q))
 attempt("tcp_host_stack_api", lambda: tcp(socket.AF_INET, "127.0.0.1", A["api_port"]))
 
 def sysfs_net():
@@ -376,25 +389,25 @@ for name, target in (("decimal", "2130706433:%d" % L), ("octal", "0177.0.0.1:%d"
 attempt("proxy_literal_plain_http", lambda: get_via_proxy("http://2130706433:%d/lit" % L, "2130706433:%d" % L))
 attempt("proxy_disallowed_host_connect", lambda: connect_via_proxy("blocked-%s.paddock.invalid:443" % A["tok"]))
 attempt("proxy_disallowed_host_get", lambda: get_via_proxy("http://blocked-%s.paddock.invalid/x" % A["tok"], "blocked-%s.paddock.invalid" % A["tok"]))
-attempt("proxy_host_header_mismatch", lambda: connect_via_proxy("127.0.0.1:%d" % L, host_header="localhost:%d" % P))
+attempt("proxy_host_header_mismatch", lambda: connect_via_proxy("127.0.0.1:%d" % L, host_header="%s:%d" % (HN, P)))
 attempt("proxy_origin_form_host_header", lambda: get_via_proxy("/origin", "127.0.0.1:%d" % L))
-attempt("proxy_rebinding_connect", lambda: connect_via_proxy("localhost:%d" % Rb))
-attempt("proxy_rebinding_get", lambda: get_via_proxy("http://localhost:%d/rebind" % Rb, "localhost:%d" % Rb))
-attempt("proxy_rebinding_case", lambda: connect_via_proxy("LocalHost:%d" % Rb))
-attempt("proxy_fronting_sni", lambda: tunnel_then("localhost:%d" % F, tls("front-%s.paddock.invalid" % A["tok"])))
-attempt("proxy_fronting_no_sni", lambda: tunnel_then("localhost:%d" % F, tls(None)))
-attempt("proxy_fronting_plain_http", lambda: tunnel_then("localhost:%d" % F, plain_in_tunnel))
+attempt("proxy_rebinding_connect", lambda: connect_via_proxy("%s:%d" % (RbN, Rb)))
+attempt("proxy_rebinding_get", lambda: get_via_proxy("http://%s:%d/rebind" % (RbN, Rb), "%s:%d" % (RbN, Rb)))
+attempt("proxy_rebinding_case", lambda: connect_via_proxy("%s:%d" % (RbN.upper(), Rb)))
+attempt("proxy_fronting_sni", lambda: tunnel_then("%s:%d" % (FN, F), tls("front-%s.paddock.invalid" % A["tok"])))
+attempt("proxy_fronting_no_sni", lambda: tunnel_then("%s:%d" % (FN, F), tls(None)))
+attempt("proxy_fronting_plain_http", lambda: tunnel_then("%s:%d" % (FN, F), plain_in_tunnel))
 
 # ---- header secret: used through the proxy, then searched for everywhere
 def use_header_secret():
     import urllib.request
-    req = urllib.request.Request("http://localhost:%d/hdr" % P, headers={"X-Api-Key": "agent-value"})
+    req = urllib.request.Request("http://%s:%d/hdr" % (HN, P), headers={"X-Api-Key": "agent-value"})
     with urllib.request.urlopen(req, timeout=20) as r:
         return {"status": r.status, "body": r.read().decode(errors="replace")}
 attempt("secret_header_use", use_header_secret)
 # the agent asks the proxy to deliver to a server it controls, claiming the secret's host
-attempt("secret_header_to_own_server", lambda: get_via_proxy("http://127.0.0.2:%d/steal" % Q, "localhost:%d" % P))
-attempt("secret_header_tunnel_to_upstream", lambda: tunnel_then("127.0.0.1:%d" % P, lambda s: (s.sendall(b"GET /tunnel HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"), {"reply": s.recv(4096).decode(errors="replace")[:300]})[1]))
+attempt("secret_header_to_own_server", lambda: get_via_proxy("http://%s:%d/steal" % (QA, Q), "%s:%d" % (HN, P)))
+attempt("secret_header_tunnel_to_upstream", lambda: tunnel_then("%s:%d" % (HA, P), lambda s: (s.sendall(("GET /tunnel HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HN).encode()), {"reply": s.recv(4096).decode(errors="replace")[:300]})[1]))
 
 def secret_search():
     pfx = A["secret_prefix_rev"][::-1].encode()  # reversed in argv: our own cmdline must not match
@@ -653,10 +666,11 @@ def world(endpoints, admin_token, api, runs, team_id):
     ab.bind("\0" + abstract_name)
     ab.listen(4)
     ab.setblocking(False)
-    hdr_up = Recorder("127.0.0.1")       # the configured upstream of the header secret
-    agent_up = Recorder("127.0.0.2")     # a server the agent controls (explicitly allowed)
-    rebind = RawSink()                   # only allowed by a host rule naming localhost
-    front = RawSink()                    # allowed by name and address: fronting target
+    hdr_up = Recorder(0)                 # the configured upstream of the header secret
+    agent_up = Recorder(1)               # a server the agent controls (explicitly allowed)
+    rebind = RawSink(index=2)            # only allowed by an inline host rule naming it: its
+                                         # address is not public and no profile covers it
+    front = RawSink(index=3)             # allowed by name and address: fronting target
 
     state = e2e.state_dir()
     rsd = pathlib.Path(os.environ["PADDOCK_RUNNER_STATE_DIR"])
@@ -686,6 +700,8 @@ def world(endpoints, admin_token, api, runs, team_id):
             "udp4": udp4.port, "udp6": udp6.port if udp6 else udp4.port,
             "hdr_port": hdr_up.port, "agent_port": agent_up.port, "rebind_port": rebind.port,
             "front_port": front.port, "api_port": api_port, "abstract": abstract_name,
+            "hdr_name": hdr_up.name, "hdr_addr": hdr_up.host, "agent_addr": agent_up.host,
+            "rebind_name": rebind.name, "front_name": front.name,
             "host_hostname": host_hostname, "secret_prefix_rev": secret_prefix[::-1],
             "host_paths": ["/root", "/work", "/home", str(state), str(rsd), "/var/lib/postgresql",
                            "/var/lib/ceph", str(e2e.REPO)],
@@ -700,11 +716,10 @@ def world(endpoints, admin_token, api, runs, team_id):
         }
         spec = c.spec([PY, "/workspace/probe.py", json.dumps(args)], timeout_s=240, disk_mb=32, memory_mb=1024,
                       files=[{"path": "probe.py", "content": PROBE, "mode": "0644"}])
-        spec["egress"] = {"allow": [f"127.0.0.1:{hdr_up.port}", f"localhost:{hdr_up.port}",
-                                    f"127.0.0.2:{agent_up.port}", f"localhost:{rebind.port}",
-                                    f"127.0.0.1:{front.port}", f"localhost:{front.port}"],
-                          "unknown": "deny"}
-        spec["secrets"] = [{"name": secret_name, "as": {"header": {"host": "localhost", "name": "X-Api-Key"}}}]
+        prof = e2e.egress_profile(api, [hdr_up.hostport, agent_up.hostport, f"{front.host}:{front.port}"])
+        spec["egress"] = {"allow": [hdr_up.nameport, f"{rebind.name}:{rebind.port}", f"{front.name}:{front.port}"],
+                          "profiles": [prof], "unknown": "deny"}
+        spec["secrets"] = [{"name": secret_name, "as": {"header": {"host": hdr_up.name, "name": "X-Api-Key"}}}]
         run_b = runs.start(spec)
         res = e2e.wait_terminal(endpoints, admin_token, run_b, timeout=300)
         time.sleep(1.0)  # let late UDP datagrams / connections land before looking
@@ -814,8 +829,10 @@ def test_udp_to_host_loopback(world, name, sink):
 
 
 def test_tcp_to_other_loopback_address_and_stack_services(world):
-    """Direct TCP to 127.0.0.2 (a host upstream) and to the platform's own API port: refused."""
+    """Direct TCP to 127.0.0.2, to an allowed upstream (only the proxy reaches it) and to the platform's own
+    API port: refused."""
     assert R(world, "tcp_host_127_0_0_2").get("connected") is False
+    assert R(world, "tcp_test_upstream_direct").get("connected") is False
     assert R(world, "tcp_host_stack_api").get("connected") is False
     assert world["agent_up"].requests == [] or all(r["path"] == "/steal" for r in world["agent_up"].requests)
 
@@ -907,6 +924,7 @@ def test_connect_ip_literal_denied(world, spelling):
     port = world["args"]["tcp6"] if spelling == "ipv6" else world["args"]["tcp4"]
     ev = egress(world, host=LITERALS[spelling], port=port)
     assert ev and all(d["decision"] == "deny" for d in ev), (spelling, egress(world, port=port))
+    assert all(d["reason"] == "platform egress floor: loopback" for d in ev), ev
     assert ev[0]["method"] == "CONNECT"
     assert world["tcp4_conns"] == [] and world["tcp6_conns"] == []
 
@@ -948,22 +966,24 @@ def test_origin_form_request_to_proxy_not_forwarded(world):
 
 @pytest.mark.parametrize("name", ["proxy_rebinding_connect", "proxy_rebinding_get"])
 def test_name_resolving_to_loopback_refused(world, name):
-    """DNS rebinding: `localhost` allowed by a host rule resolves to loopback, which only an IP rule may reach."""
+    """DNS rebinding: a name allowed by an inline host rule resolves to a non-public address, which only an
+    approved profile's IP rule may reach."""
     r = R(world, name)
     assert " 403 " in r["status"] + " ", r
     port = world["args"]["rebind_port"]
-    ev = egress(world, host="localhost", port=port)
+    ev = egress(world, host=world["args"]["rebind_name"], port=port)
     assert ev and all(d["decision"] == "deny" for d in ev), ev
     assert any("rebinding" in d.get("reason", "") for d in ev), ev
     assert world["rebind_conns"] == [], world["rebind_conns"]
 
 
 def test_rebinding_spelling_variant_refused(world):
-    """`LocalHost` (another spelling of the allowed name, resolved from /etc/hosts): still refused.
-    (No trailing-dot variant: the proxy would resolve "localhost." through the host's resolver.)"""
+    """The allowed name in upper case (another spelling, resolved from /etc/hosts): still refused.
+    (No trailing-dot variant: the proxy would resolve "name." through the host's resolver.)"""
     r = R(world, "proxy_rebinding_case")
     assert " 403 " in r["status"] + " ", r
-    ev = [d for d in egress(world, port=world["args"]["rebind_port"]) if d["host"] == "LocalHost"]
+    upper = world["args"]["rebind_name"].upper()
+    ev = [d for d in egress(world, port=world["args"]["rebind_port"]) if d["host"] == upper]
     assert ev and ev[0]["decision"] == "deny", egress(world, port=world["args"]["rebind_port"])
     assert world["rebind_conns"] == []
 
@@ -977,7 +997,7 @@ def test_domain_fronting_refused(world, name, sni, reason):
     r = R(world, name)
     assert r.get("tls") != "handshake ok" and "upstream" not in (r.get("reply") or ""), r
     port = world["args"]["front_port"]
-    ev = [d for d in egress(world, host="localhost", port=port) if reason in (d.get("reason") or "")]
+    ev = [d for d in egress(world, host=world["args"]["front_name"], port=port) if reason in (d.get("reason") or "")]
     assert ev and ev[0]["decision"] == "deny", egress(world, port=port)
     if sni:
         assert ev[0].get("sni") == sni, ev

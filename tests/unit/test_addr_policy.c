@@ -3,6 +3,7 @@
  * definition explicitly allows it. Pure unit tests: no socket is ever opened. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -370,6 +371,211 @@ static void test_non_ip_family(void **state) {
         assert_string_equal(addr_class_name(_ADDR_CLASS_MAX), "invalid");
 }
 
+/* ---- the platform egress floor ---- */
+
+static bool floor_has(struct addr_floor *f, const char *host, char *why, size_t size) {
+        struct sockaddr_storage ss;
+        if (addr_parse_host_literal(host, &ss) != 1)
+                fail_msg("\"%s\": expected a literal", host);
+        return addr_floor_contains(f, &ss, why, size);
+}
+
+static void test_floor_classes_and_spellings(void **state) {
+        (void)state;
+        struct addr_floor *f = NULL;
+        struct err_detail e = {0};
+        assert_int_equal(addr_floor_new("", &f, &e), 0);
+        static const struct {
+                const char *host, *why;
+        } in[] = {
+                {"127.0.0.1", "loopback"}, {"2130706433", "loopback"}, {"0x7f000001", "loopback"},
+                {"0177.0.0.1", "loopback"}, {"127.1", "loopback"}, {"[::1]", "loopback"},
+                {"[::ffff:127.0.0.1]", "loopback"}, {"[::ffff:7f00:1]", "loopback"}, {"[::127.0.0.1]", "loopback"},
+                {"[64:ff9b::127.0.0.1]", "loopback"}, {"[64:ff9b:1::7f00:1]", "loopback"},
+                {"[64:ff9b:1:7f00:1:0:100::]", "loopback"},  /* RFC 6052 /48 position: 7f00 / 00 01 */
+                {"[2002:7f00:1::]", "loopback"}, {"[2001:0:4136:e378:8000:63bf:80ff:fffe]", "loopback"}, /* Teredo client ~7f000001 */
+                {"0.0.0.0", "unspecified"}, {"0", "unspecified"}, {"[::]", "unspecified"}, {"[::ffff:0.0.0.0]", "unspecified"},
+                {"169.254.1.1", "link_local"}, {"[fe80::1]", "link_local"}, {"[::ffff:169.254.1.1]", "link_local"},
+                {"169.254.169.254", "metadata"}, {"2852039166", "metadata"}, {"[fd00:ec2::254]", "metadata"},
+                {"[::ffff:a9fe:a9fe]", "metadata"}, {"[64:ff9b::169.254.169.254]", "metadata"}, {"100.100.100.200", "metadata"},
+                {"168.63.129.16", "metadata"}, {"[fd20:ce::254]", "metadata"},
+                {"224.0.0.1", "multicast"}, {"239.255.255.250", "multicast"}, {"[ff02::1]", "multicast"},
+                {"[::ffff:224.0.0.251]", "multicast"}, {"255.255.255.255", "broadcast"}, {"0xffffffff", "broadcast"},
+        };
+        char why[96];
+        for (size_t i = 0; i < ELEMENTSOF(in); i++) {
+                if (!floor_has(f, in[i].host, why, sizeof why))
+                        fail_msg("\"%s\" is not in the floor", in[i].host);
+                if (strcmp(why, in[i].why))
+                        fail_msg("\"%s\": why \"%s\", expected \"%s\"", in[i].host, why, in[i].why);
+        }
+        /* non-public but not the floor: a profile may open these; public: anyone */
+        static const char *const out[] = {"10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "198.18.0.6",
+                                          "[fd00::1]", "[64:ff9b::10.0.0.1]", "93.184.216.34",
+                                          "[2606:2800:220:1:248:1893:25c8:1946]", "8.8.8.8"};
+        for (size_t i = 0; i < ELEMENTSOF(out); i++)
+                if (floor_has(f, out[i], why, sizeof why))
+                        fail_msg("\"%s\" is in the floor (%s)", out[i], why);
+        /* without a floor object: the fixed classes still hold */
+        assert_true(floor_has(NULL, "127.0.0.1", why, sizeof why));
+        assert_false(floor_has(NULL, "10.0.0.1", why, sizeof why));
+        addr_floor_free(f);
+}
+
+static void test_floor_operator_ranges(void **state) {
+        (void)state;
+        struct addr_floor *f = NULL;
+        struct err_detail e = {0};
+        assert_int_equal(addr_floor_new(" 10.96.0.0/12 ,198.18.0.6/32,fd00:10::/64", &f, &e), 0);
+        assert_int_equal(addr_floor_n_ranges(f), 3);
+        char t[64];
+        addr_allow_format(addr_floor_range(f, 0), t, sizeof t);
+        assert_string_equal(t, "10.96.0.0/12");
+        char why[96];
+        assert_true(floor_has(f, "10.100.1.2", why, sizeof why));
+        assert_string_equal(why, "operator range 10.96.0.0/12");
+        assert_true(floor_has(f, "[::ffff:10.100.1.2]", why, sizeof why));
+        assert_true(floor_has(f, "[64:ff9b::a64:102]", why, sizeof why));
+        assert_true(floor_has(f, "3323068422", why, sizeof why));         /* 198.18.0.6 */
+        assert_string_equal(why, "operator range 198.18.0.6/32");
+        assert_true(floor_has(f, "[fd00:10::5]", why, sizeof why));
+        assert_false(floor_has(f, "198.18.0.5", why, sizeof why));
+        assert_false(floor_has(f, "10.95.255.255", why, sizeof why));
+        addr_floor_free(f);
+
+        /* a bad entry is named; nothing is made */
+        static const char *const bad[] = {"10.0.0.0/33", "10.1.2.3/8", "0.0.0.0/0", "banana", "10.0.0.0/8,,1.2.3.4",
+                                          "10.0.0.0/8,", "fe80::1%eth0/128"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                f = NULL;
+                e = (struct err_detail){0};
+                if (addr_floor_new(bad[i], &f, &e) != -EINVAL || f)
+                        fail_msg("\"%s\" accepted", bad[i]);
+                assert_true(e.message[0]);
+        }
+        assert_int_equal(addr_floor_new("banana", &f, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "\"banana\""));
+}
+
+/* The node's own addresses (getifaddrs): read from this machine's interfaces,
+ * no packet sent. */
+static void test_floor_node_addresses(void **state) {
+        (void)state;
+        struct ifaddrs *ifa = NULL;
+        assert_int_equal(getifaddrs(&ifa), 0);
+        struct sockaddr_storage node = {0};
+        bool found = false;
+        for (struct ifaddrs *i = ifa; i && !found; i = i->ifa_next)
+                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
+                        memcpy(&node, i->ifa_addr, sizeof(struct sockaddr_in));
+                        found = addr_classify(&node) != ADDR_CLASS_LOOPBACK;
+                }
+        freeifaddrs(ifa);
+        if (!found)
+                skip();
+        struct addr_floor *f = NULL;
+        struct err_detail e = {0};
+        assert_int_equal(addr_floor_new("", &f, &e), 0);
+        char why[96];
+        assert_true(addr_floor_contains(f, &node, why, sizeof why));
+        assert_string_equal(why, "node address");
+        /* the same address IPv4-mapped */
+        struct sockaddr_storage m = {.ss_family = AF_INET6};
+        struct sockaddr_in6 *m6 = (struct sockaddr_in6 *)&m;
+        m6->sin6_addr.s6_addr[10] = m6->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(m6->sin6_addr.s6_addr + 12, &((struct sockaddr_in *)&node)->sin_addr, 4);
+        assert_true(addr_floor_contains(f, &m, why, sizeof why));
+        struct addr_allow r = {.family = AF_INET, .prefix_len = 32};
+        memcpy(r.prefix, &((struct sockaddr_in *)&node)->sin_addr, 4);
+        assert_true(addr_floor_covers(f, &r, why, sizeof why));
+        addr_floor_free(f);
+}
+
+static bool covers(struct addr_floor *f, const char *cidr, char *why) {
+        struct addr_allow r;
+        if (addr_allow_parse(cidr, &r) != 0)
+                fail_msg("\"%s\" does not parse", cidr);
+        return addr_floor_covers(f, &r, why, 96);
+}
+
+static void test_floor_covers_rules(void **state) {
+        (void)state;
+        struct addr_floor *f = NULL;
+        struct err_detail e = {0};
+        assert_int_equal(addr_floor_new("10.96.0.0/12", &f, &e), 0);
+        char why[96];
+        static const char *const inside[] = {"127.0.0.0/8", "127.0.0.1", "127.1.0.0/16", "::1", "0.0.0.0/8",
+                                             "169.254.169.254", "169.254.0.0/16", "fe80::/10", "fe80::/64",
+                                             "224.0.0.0/4", "ff02::/16", "255.255.255.255", "fd00:ec2::254",
+                                             "::ffff:127.0.0.0/104", "64:ff9b::7f00:1", "2002:7f00::/24",
+                                             "10.96.0.0/12", "10.100.0.0/16", "100.100.100.200"};
+        for (size_t i = 0; i < ELEMENTSOF(inside); i++)
+                if (!covers(f, inside[i], why))
+                        fail_msg("\"%s\" not covered by the floor", inside[i]);
+        /* overlapping is not inside: the floor still refuses those addresses at runtime */
+        static const char *const outside[] = {"10.0.0.0/8", "198.18.0.0/15", "0.0.0.0/1", "fd00::/8",
+                                              "192.168.0.0/16", "93.184.216.34", "100.64.0.0/10"};
+        for (size_t i = 0; i < ELEMENTSOF(outside); i++)
+                if (covers(f, outside[i], why))
+                        fail_msg("\"%s\" covered by the floor (%s)", outside[i], why);
+        assert_true(covers(f, "127.0.0.0/8", why));
+        assert_string_equal(why, "loopback");
+        assert_true(covers(f, "169.254.169.254", why));
+        assert_string_equal(why, "metadata");
+        assert_true(covers(f, "169.254.1.0/24", why));
+        assert_string_equal(why, "link_local");
+        assert_true(covers(f, "10.100.0.0/16", why));
+        assert_string_equal(why, "operator range 10.96.0.0/12");
+        addr_floor_free(f);
+}
+
+static void test_allow_is_public(void **state) {
+        (void)state;
+        static const struct {
+                const char *cidr;
+                bool public;
+        } cases[] = {
+                {"93.184.216.34", true}, {"8.8.8.0/24", true}, {"2606:2800::/32", true}, {"11.0.0.0/8", true},
+                {"127.0.0.1", false}, {"10.0.0.0/8", false}, {"10.1.2.3", false}, {"172.16.0.0/12", false},
+                {"172.31.0.1", false}, {"192.168.0.0/16", false}, {"100.64.0.0/10", false}, {"169.254.169.254", false},
+                {"198.18.0.0/15", false}, {"198.19.1.1", false}, {"0.0.0.0/1", false}, {"8.0.0.0/5", false},
+                {"fd00::/8", false}, {"fe80::1", false}, {"::1", false}, {"::ffff:8.8.8.8", false},
+                {"2002:808:808::/48", false}, {"2001:db8::/32", false}, {"2000::/3", false}, {"224.0.0.1", false},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct addr_allow r;
+                enum addr_class c = ADDR_CLASS_PUBLIC;
+                assert_int_equal(addr_allow_parse(cases[i].cidr, &r), 0);
+                if (addr_allow_is_public(&r, &c) != cases[i].public)
+                        fail_msg("\"%s\": public %d expected", cases[i].cidr, cases[i].public);
+                if (!cases[i].public && c == ADDR_CLASS_PUBLIC)
+                        fail_msg("\"%s\": no class named", cases[i].cidr);
+        }
+        struct addr_allow r;
+        enum addr_class c;
+        assert_int_equal(addr_allow_parse("10.1.0.0/16", &r), 0);
+        assert_false(addr_allow_is_public(&r, &c));
+        assert_int_equal(c, ADDR_CLASS_PRIVATE);
+}
+
+static void test_local_names(void **state) {
+        (void)state;
+        static const char *const local[] = {"localhost", "LOCALHOST", "localhost.", "api.localhost", "*.localhost",
+                                            "localhost.localdomain", "metadata.google.internal", "*.google.internal",
+                                            "*.internal", "metadata", "instance-data.ec2.internal", "metadata.goog"};
+        for (size_t i = 0; i < ELEMENTSOF(local); i++)
+                if (!addr_name_is_local(local[i], NULL))
+                        fail_msg("\"%s\" not recognised as local", local[i]);
+        static const char *const remote[] = {"api.example.com", "*.example.com", "localhost.example.com",
+                                             "notlocalhost", "metadata.example", "mylocalhost.net", "github.com"};
+        for (size_t i = 0; i < ELEMENTSOF(remote); i++)
+                if (addr_name_is_local(remote[i], NULL))
+                        fail_msg("\"%s\" taken for local", remote[i]);
+        const char *what = NULL;
+        assert_true(addr_name_is_local("metadata.google.internal", &what));
+        assert_string_equal(what, "metadata");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_loopback),
@@ -385,6 +591,12 @@ int main(void) {
                 cmocka_unit_test(test_allow_parse),
                 cmocka_unit_test(test_allow_exact_range),
                 cmocka_unit_test(test_non_ip_family),
+                cmocka_unit_test(test_floor_classes_and_spellings),
+                cmocka_unit_test(test_floor_operator_ranges),
+                cmocka_unit_test(test_floor_node_addresses),
+                cmocka_unit_test(test_floor_covers_rules),
+                cmocka_unit_test(test_allow_is_public),
+                cmocka_unit_test(test_local_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,11 +235,16 @@ static void test_tls_malformed(void **state) {
 
 /* ---- policy ---- */
 
+/* A policy of n rules; rules whose host starts with "profile:" come from a
+ * catalog egress profile (EgressRule.source "profile:<id>"), the others are
+ * inline `egress.allow` rules. */
 static struct egress_policy *policy(const char *const *hosts, const uint32_t *ports, size_t n, const char *unknown) {
         Paddock__V1__EgressRule rules[8], *ptrs[8];
         for (size_t i = 0; i < n; i++) {
                 paddock__v1__egress_rule__init(&rules[i]);
-                rules[i].host = (char *)hosts[i];
+                bool prof = !strncmp(hosts[i], "profile:", 8);
+                rules[i].host = (char *)(prof ? hosts[i] + 8 : hosts[i]);
+                rules[i].source = (char *)(prof ? "profile:0b8a6c1e-0000-4000-8000-000000000001" : "allow");
                 rules[i].port = ports[i];
                 ptrs[i] = &rules[i];
         }
@@ -267,23 +272,33 @@ static struct sockaddr_storage ip(const char *s) {
 
 static void test_policy_literals(void **state) {
         (void)state;
-        struct egress_policy *p = policy((const char *[]){"api.example.com", "127.0.0.1"}, (uint32_t[]){0, 8080}, 2,
-                                         "deny");
+        /* the platform egress floor: no rule, inline or from a profile, reaches loopback */
+        struct egress_policy *p = policy((const char *[]){"api.example.com", "127.0.0.1", "profile:127.0.0.0/8"},
+                                         (uint32_t[]){0, 8080, 8080}, 3, "ask");
         struct egress_check c;
         static const char *const loopback[] = {"127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.1", "127.1",
-                                               "::ffff:127.0.0.1", "[::ffff:127.0.0.1]", "0x7f000001", "127.0.0.1."};
+                                               "::ffff:127.0.0.1", "[::ffff:127.0.0.1]", "0x7f000001", "127.0.0.1.",
+                                               "[::1]", "0.0.0.0", "0", "[::]", "[::ffff:0.0.0.0]",
+                                               "[64:ff9b::7f00:1]", "[2002:7f00:1::]", "169.254.169.254",
+                                               "[fd00:ec2::254]", "[64:ff9b:1::7f00:1]"};
         for (size_t i = 0; i < ELEMENTSOF(loopback); i++) {
                 egress_policy_check_target(p, loopback[i], 8080, &c);
-                assert_int_equal(c.verdict, EGRESS_ALLOW);  /* the same address: the rule's port */
-                assert_string_equal(c.rule, "127.0.0.1:8080");
-                egress_policy_check_target(p, loopback[i], 8081, &c);
-                assert_int_equal(c.verdict, EGRESS_DENY);   /* other port: no rule */
-                assert_non_null(strstr(c.reason, "IP literal"));
+                if (c.verdict != EGRESS_DENY || strncmp(c.reason, "platform egress floor: ", 23))
+                        fail_msg("%s: verdict %d, reason \"%s\"", loopback[i], c.verdict, c.reason);
         }
+        egress_policy_check_target(p, "127.0.0.1", 8080, &c);
+        assert_string_equal(c.reason, "platform egress floor: loopback");
+        /* local names by name: never asked for, never resolved */
+        egress_policy_check_target(p, "localhost", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_string_equal(c.reason, "platform egress floor: loopback (localhost)");
+        egress_policy_check_target(p, "Metadata.Google.Internal.", 80, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_string_equal(c.reason, "platform egress floor: metadata (Metadata.Google.Internal.)");
+        egress_policy_check_target(p, "169.254.169.254", 80, &c);
+        assert_string_equal(c.reason, "platform egress floor: metadata");
         /* a public literal is not a name: it needs an IP rule too */
         egress_policy_check_target(p, "93.184.216.34", 443, &c);
-        assert_int_equal(c.verdict, EGRESS_DENY);
-        egress_policy_check_target(p, "169.254.169.254", 80, &c);
         assert_int_equal(c.verdict, EGRESS_DENY);
         egress_policy_check_target(p, "127.0.0.1 junk", 8080, &c);
         assert_int_equal(c.verdict, EGRESS_DENY);
@@ -292,11 +307,30 @@ static void test_policy_literals(void **state) {
         assert_int_equal(c.verdict, EGRESS_ALLOW);
         assert_string_equal(c.rule, "api.example.com");
         egress_policy_check_target(p, "api.example.com", 8443, &c);
-        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_int_equal(c.verdict, EGRESS_ASK);
         assert_string_equal(c.rule, "unknown");
         egress_policy_free(p);
 
-        p = policy(NULL, NULL, 0, "ask");
+        /* non-public, not floor: only a profile's rule, never an inline one */
+        p = policy((const char *[]){"10.1.2.3", "profile:10.9.0.0/16", "198.51.100.7"}, (uint32_t[]){8080, 8080, 8080},
+                   3, "deny");
+        egress_policy_check_target(p, "10.1.2.3", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_non_null(strstr(c.reason, "approved egress profile"));
+        egress_policy_check_target(p, "198.51.100.7", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        egress_policy_check_target(p, "10.9.1.1", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_ALLOW);
+        assert_string_equal(c.rule, "10.9.0.0/16:8080");
+        egress_policy_check_target(p, "[::ffff:10.9.1.1]", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_ALLOW);
+        egress_policy_check_target(p, "10.9.1.1", 8081, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        egress_policy_free(p);
+
+        p = policy((const char *[]){"93.184.216.34"}, (uint32_t[]){443}, 1, "ask");
+        egress_policy_check_target(p, "93.184.216.34", 443, &c);
+        assert_int_equal(c.verdict, EGRESS_ALLOW);  /* a public literal: an inline rule is enough */
         egress_policy_check_target(p, "new.example", 443, &c);
         assert_int_equal(c.verdict, EGRESS_ASK);
         egress_policy_check_target(p, "10.0.0.1", 443, &c);
@@ -306,33 +340,79 @@ static void test_policy_literals(void **state) {
 
 static void test_policy_resolved_addresses(void **state) {
         (void)state;
-        struct egress_policy *p = policy((const char *[]){"*.example.com", "10.1.0.0/16"}, (uint32_t[]){0, 5432}, 2,
-                                         "deny");
+        struct egress_policy *p = policy((const char *[]){"*.example.com", "profile:10.1.0.0/16", "10.2.0.0/16"},
+                                         (uint32_t[]){0, 5432, 5432}, 3, "deny");
         /* DNS rebinding: an allowed name resolving to any of these is refused */
         static const char *const internal[] = {"127.0.0.1", "127.53.0.1", "::1", "10.0.0.1", "172.16.5.4",
                                                "192.168.1.1", "169.254.169.254", "fe80::1", "fd00::1", "100.64.0.1",
                                                "0.0.0.0", "::", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
                                                "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "224.0.0.1", "255.255.255.255",
-                                               "fd00:ec2::254", "100.100.100.200"};
+                                               "fd00:ec2::254", "100.100.100.200", "198.18.0.5"};
+        char why[256];
+        bool floor;
         for (size_t i = 0; i < ELEMENTSOF(internal); i++) {
                 struct sockaddr_storage a = ip(internal[i]);
-                assert_false(egress_policy_address_ok(p, &a, 443, NULL));
+                assert_false(egress_policy_address_ok(p, &a, 443, NULL, why, sizeof why, NULL));
         }
         struct sockaddr_storage a = ip("93.184.216.34");
-        assert_true(egress_policy_address_ok(p, &a, 443, NULL));
+        assert_true(egress_policy_address_ok(p, &a, 443, NULL, NULL, 0, NULL));
         a = ip("2606:2800:220:1:248:1893:25c8:1946");
-        assert_true(egress_policy_address_ok(p, &a, 443, NULL));
-        /* only an explicit IP rule reaches an internal address, on its port */
+        assert_true(egress_policy_address_ok(p, &a, 443, NULL, NULL, 0, NULL));
+        /* only a profile's IP rule reaches a non-public address, on its port */
         const char *rule = NULL;
         a = ip("10.1.2.3");
-        assert_true(egress_policy_address_ok(p, &a, 5432, &rule));
+        assert_true(egress_policy_address_ok(p, &a, 5432, &rule, NULL, 0, NULL));
         assert_string_equal(rule, "10.1.0.0/16:5432");
-        assert_false(egress_policy_address_ok(p, &a, 443, NULL));
+        assert_false(egress_policy_address_ok(p, &a, 443, NULL, why, sizeof why, &floor));
+        assert_false(floor);
+        assert_string_equal(why, "private address 10.1.2.3 is not in an IP rule of an approved egress profile for port 443");
         a = ip("::ffff:10.1.2.3");
-        assert_true(egress_policy_address_ok(p, &a, 5432, NULL));
-        a = ip("10.2.0.1");
-        assert_false(egress_policy_address_ok(p, &a, 5432, NULL));
+        assert_true(egress_policy_address_ok(p, &a, 5432, NULL, NULL, 0, NULL));
+        a = ip("10.2.0.1");                 /* the inline rule's range */
+        assert_false(egress_policy_address_ok(p, &a, 5432, NULL, NULL, 0, NULL));
+        a = ip("10.3.0.1");
+        assert_false(egress_policy_address_ok(p, &a, 5432, NULL, NULL, 0, NULL));
+        /* the floor, with its reason */
+        a = ip("::ffff:127.0.0.1");
+        assert_false(egress_policy_address_ok(p, &a, 443, NULL, why, sizeof why, &floor));
+        assert_true(floor);
+        assert_string_equal(why, "platform egress floor: loopback (::ffff:127.0.0.1)");
         egress_policy_free(p);
+}
+
+/* The operator's ranges: a profile allowing all of 198.18.0.0/15 still cannot
+ * reach what PADDOCK_EGRESS_FLOOR names, in any spelling. */
+static void test_policy_operator_floor(void **state) {
+        (void)state;
+        struct addr_floor *f = NULL;
+        struct err_detail e = {0};
+        assert_int_equal(addr_floor_new("198.18.0.6/32, fd00:6::/64", &f, &e), 0);
+        egress_policy_set_floor(f);
+        struct egress_policy *p = policy((const char *[]){"profile:198.18.0.0/15", "profile:fd00::/8"},
+                                         (uint32_t[]){8080, 8080}, 2, "ask");
+        char why[256];
+        bool floor;
+        struct sockaddr_storage a = ip("198.18.0.5");
+        assert_true(egress_policy_address_ok(p, &a, 8080, NULL, why, sizeof why, &floor));
+        static const char *const floored[] = {"198.18.0.6", "::ffff:198.18.0.6", "64:ff9b::c612:6", "2002:c612:6::1",
+                                              "fd00:6::1"};
+        for (size_t i = 0; i < ELEMENTSOF(floored); i++) {
+                a = ip(floored[i]);
+                assert_false(egress_policy_address_ok(p, &a, 8080, NULL, why, sizeof why, &floor));
+                assert_true(floor);
+                assert_non_null(strstr(why, "platform egress floor: operator range"));
+        }
+        struct egress_check c;
+        egress_policy_check_target(p, "198.18.0.6", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        assert_string_equal(c.reason, "platform egress floor: operator range 198.18.0.6/32");
+        egress_policy_check_target(p, "3323068422", 8080, &c);     /* 198.18.0.6 as one number */
+        assert_int_equal(c.verdict, EGRESS_DENY);
+        egress_policy_check_target(p, "198.18.0.5", 8080, &c);
+        assert_int_equal(c.verdict, EGRESS_ALLOW);
+        egress_policy_free(p);
+        egress_policy_set_floor(NULL);
+        addr_floor_free(f);
 }
 
 static void test_policy_compile_errors(void **state) {
@@ -485,6 +565,7 @@ int main(void) {
                 cmocka_unit_test(test_tls_malformed),
                 cmocka_unit_test(test_policy_literals),
                 cmocka_unit_test(test_policy_resolved_addresses),
+                cmocka_unit_test(test_policy_operator_floor),
                 cmocka_unit_test(test_policy_compile_errors),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
