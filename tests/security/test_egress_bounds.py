@@ -422,7 +422,7 @@ def output_of(api, run_id):
 
 
 def test_run_flooding_its_proxy_is_bounded_and_others_still_work(endpoints, admin_token, api, runs):
-    up = Recording(4)
+    up = Recording(3)
     try:
         profile = approved_profile(api, [up.hostport])
         before = runner_metrics()
