@@ -282,8 +282,8 @@ int approvals_decide(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
         if ((k = db_load_team_row(r, &d, "approval",
-                                  "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, '') "
-                                  "FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
+                                  "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, ''), "
+                                  "r.created_by FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
                                   "WHERE a.id = $1 AND a.tenant_id = $2",
                                   2, params, 1, &res)) < 0)
                 return k;
@@ -292,6 +292,12 @@ int approvals_decide(struct api_req *r) {
                 return api_fail(r, -EEXIST, "conflict", "approval is already %s", PQgetvalue(res, 0, 2));
         if (PQgetvalue(res, 0, 3)[0] == 't')
                 return api_fail(r, -EEXIST, "conflict", "approval expired at its deadline");
+        /* four eyes (ARCHITECTURE.md §5): whoever launched the run does not
+         * approve its held actions, whatever roles they hold */
+        if (!strcmp(PQgetvalue(res, 0, 5), r->caller.user_id))
+                return api_fail(r, -EPERM, "forbidden",
+                                "you launched run %s: its approvals are decided by another approver (four eyes)",
+                                run_id);
 
         char by[UUID_STR_LEN + 8];
         snprintf(by, sizeof by, "user:%s", r->caller.user_id);

@@ -304,6 +304,19 @@ def tenant_id(me):
     return tid
 
 
+@pytest.fixture(scope="session")
+def second_approver(endpoints, credentials, api, team_id):
+    """Another user, approver in team_id: the launcher of a run never decides
+    its approvals (four eyes, ARCHITECTURE.md §5). Returns (Api, username, password)."""
+    import secrets as _secrets
+    pw = _secrets.token_hex(12)
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("approver"), "password": pw}, expect=(201,))
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["approver", "viewer"]}, expect=(200,))
+    r = login(endpoints, credentials["PADDOCK_TENANT"], u["username"], pw)
+    assert r.status_code == 200, r.text[:300]
+    return Api(endpoints.api, r.json()["token"]), u["username"], pw
+
+
 # ---------------------------------------------------------------- sandboxes and runs
 
 

@@ -379,8 +379,9 @@ ENDPOINTS = {
                       lambda c, _: {"name": unique_name("e2e-bad"), "body": {"description": "d"}},
                       {"name": "strict", "body.description": "free"}, _table("api.catalog_items"),
                       lambda api, c, ans, f, v: _catalog_roundtrip(api, c, c.item, f, v)),
-    "catalog-approve": ("POST", "/v1/catalog/images/" + NIL_UUID + "/approve", lambda c, _: {"comment": "c"},
-                        {"comment": "free"}, _table("api.catalog_items"), None),
+    "catalog-approve": ("POST", "/v1/catalog/images/" + NIL_UUID + "/approve",
+                        lambda c, _: {"content_sha256": "0" * 64, "comment": "c"},
+                        {"content_sha256": "strict", "comment": "free"}, _table("api.catalog_items"), None),
 }
 
 # POST/PUT/PATCH routes without a JSON body worth fuzzing here, or covered elsewhere

@@ -278,7 +278,7 @@ print("PROBE done")
 """
 
 
-def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstreams):
+def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstreams, second_approver):
     up1, _ = upstreams
     spec = command_spec([PY, "-c", PROBE_ASK, str(up1.port)], timeout_s=120)
     spec["egress"] = {"allow": [f"127.0.0.1:{up1.port}"], "unknown": "ask"}
@@ -296,8 +296,11 @@ def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstre
     assert req.get("deadline") and req.get("approval_id")
     time.sleep(1.0)
     assert "/asked" not in up1.paths(), "the request went through before the approval"
-    api.ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
-           expect=(200, 201, 202, 204))
+    # four eyes: the launcher may not decide, another approver does
+    r = api.post(f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden" and "four eyes" in r.json()["detail"], r.text
+    second_approver[0].ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
+                          expect=(200, 201, 202, 204))
 
     res = wait_terminal(endpoints, admin_token, run_id, timeout=150)
     out = res.output()
