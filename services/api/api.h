@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/ids.h"
 #include "core/macro.h"
+#include "http/client_addr.h"
 #include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
@@ -34,6 +35,7 @@ struct api_settings {
         long long login_window_s;          /* failed-login rate limiting (ratelimit.c) */
         long long login_max_failures_user;
         long long login_max_failures_ip;
+        char *trusted_proxies;             /* CIDRs whose X-Forwarded-For is believed */
         long long workers;                 /* serving processes; 0: one per online CPU */
         char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
@@ -51,6 +53,8 @@ struct api {
         struct fanout_hub *hub;
         char instance[UUID_STR_LEN]; /* this process, for producer names and group ids */
         uint8_t master_key[32];      /* wraps the tenants' data keys (secrets.c) */
+        struct addr_allow trusted_proxies[HTTP_TRUSTED_PROXIES_MAX]; /* parsed cfg.trusted_proxies */
+        size_t n_trusted_proxies;
 };
 
 /* Permissions a route needs (routes.c declares one per route, authz.c maps each
@@ -131,6 +135,10 @@ int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...)
  * of the api (lib/http/problem.h for errno, our table for the extra codes). */
 void api_problem_map(int err, const char *code, int *ret_status, const char **ret_code,
                      const char **ret_title);
+/* The client's address (lib/http/client_addr.h): the socket peer, or, when
+ * that is one of PADDOCK_TRUSTED_PROXIES, the rightmost X-Forwarded-For hop
+ * that is not; "" when unknown. For login limits and audit records. */
+void api_client_ip(struct lws *wsi, const struct api *a, char out[HTTP_CLIENT_ADDR_MAX]);
 /* Copies query argument name (without '=') into buf; NULL if absent. */
 const char *api_query(struct api_req *r, const char *name, char *buf, int len);
 /* Parses the request body as a JSON object (duplicate keys rejected). On
@@ -245,16 +253,17 @@ int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm per
  * storage), for queries that filter lists to what the caller may see. */
 const char *api_perm_roles(enum api_perm perm);
 
-/* ---- ratelimit.c: failed logins per user and per source IP, counted in
- * PostgreSQL (shared by every api worker and replica) */
-/* Seconds until a login of tenant/username from ip may be tried (0: now).
- * ip may be "" (unknown): then only the user is limited. Strings borrowed. */
+/* ---- ratelimit.c: failed logins per (user, source address) and per source
+ * address, counted in PostgreSQL (shared by every api worker and replica) */
+/* Seconds until a login of tenant/username from ip (api_client_ip) may be
+ * tried (0: now). ip may be "" (unknown): then only the user from unknown
+ * sources is limited. Strings borrowed. */
 int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip);
 /* Counts a failed login against the user and the source. */
 void ratelimit_login_failed(struct api *a, const char *tenant, const char *username, const char *ip);
-/* A successful login clears the user's count (not the source's: one valid
- * account must not reset a source that guesses at others). */
-void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username);
+/* A successful login clears the user's count from that source (not the
+ * source's: one valid account must not reset a source that guesses at others). */
+void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username, const char *ip);
 
 /* ---- oidc.c: per-tenant OIDC configuration (tenant_admin) and the
  * token-for-token login exchange (anyone) */

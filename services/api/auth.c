@@ -229,8 +229,8 @@ int auth_login(struct api_req *r) {
 
         /* A limited attempt still does the lookup and the scrypt below, so
          * its answer takes as long as any other failure. */
-        char peer[64] = "";
-        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        char peer[HTTP_CLIENT_ADDR_MAX];
+        api_client_ip(r->wsi, r->api, peer);
         int64_t wait_s = ratelimit_login_check(r->api, tenant, username, peer);
 
         struct err_detail e = {0};
@@ -286,7 +286,7 @@ int auth_login(struct api_req *r) {
         _cleanup_json_ json_t *change = must_change ? json_pack("{s:b}", "password_change_required", 1) : NULL;
         if ((k = auth_issue_token(r, &d, tenant_id, user_id, username, change)) < 0)
                 return k;
-        ratelimit_login_succeeded(r->api, tenant, username);
+        ratelimit_login_succeeded(r->api, tenant, username, peer);
         json_object_set_new(r->out, "password_change_required", json_boolean(must_change));
         return 0;
 }
@@ -436,8 +436,8 @@ int auth_password_change(struct api_req *r) {
 
         /* a wrong current password counts like a failed login of the user:
          * a token is no licence to guess the password it came from */
-        char peer[64] = "";
-        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        char peer[HTTP_CLIENT_ADDR_MAX];
+        api_client_ip(r->wsi, r->api, peer);
         int64_t wait_s = ratelimit_login_check(r->api, r->caller.tenant_name, r->caller.username, peer);
 
         struct err_detail e = {0};
@@ -474,7 +474,7 @@ int auth_password_change(struct api_req *r) {
                 password_change_refused(r, &d, "wrong_password");
                 return -EINVAL;
         }
-        ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username);
+        ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username, peer);
         if (!strcmp(current, fresh))
                 return api_fail(r, -EINVAL, "invalid_field", "new_password must differ from the current password");
 

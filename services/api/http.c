@@ -6,6 +6,7 @@
  * X-Request-Id, and one access line in the log. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -63,6 +64,24 @@ int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...)
         va_end(ap);
         r->pcode = code;
         return err < 0 ? err : -EIO;
+}
+
+void api_client_ip(struct lws *wsi, const struct api *a, char out[HTTP_CLIENT_ADDR_MAX]) {
+        char peer[HTTP_CLIENT_ADDR_MAX] = "";
+        out[0] = '\0';
+        if (!wsi)
+                return;
+        lws_get_peer_simple(wsi, peer, sizeof peer);
+        /* the header only matters behind a trusted proxy: no copy otherwise;
+         * all of it (bounded by lws's header space), since its right end is
+         * the part our proxies wrote */
+        _cleanup_free_ char *xff = NULL;
+        int len = 0;
+        if (a->n_trusted_proxies && http_addr_trusted(peer, a->trusted_proxies, a->n_trusted_proxies) &&
+            (len = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR)) > 0 && (xff = malloc((size_t)len + 1)) &&
+            lws_hdr_copy(wsi, xff, len + 1, WSI_TOKEN_X_FORWARDED_FOR) < 0)
+                xff[0] = '\0';
+        http_client_addr(peer, xff, a->trusted_proxies, a->n_trusted_proxies, out, HTTP_CLIENT_ADDR_MAX);
 }
 
 const char *api_query(struct api_req *r, const char *name, char *buf, int len) {

@@ -334,7 +334,7 @@ int oidc_config_delete(struct api_req *r) {
 struct oidc_attempt {
         const char *tenant;               /* the name the client gave */
         char tenant_id[UUID_STR_LEN];     /* "" until known */
-        char peer[64];
+        char peer[HTTP_CLIENT_ADDR_MAX];
         char rl_user[96];                 /* rate-limit key, see oidc_login */
 };
 
@@ -449,7 +449,7 @@ int oidc_login(struct api_req *r) {
          * ratelimit.c holds the source here, not a claim of a token that
          * failed verification, so no one can lock another person out; the
          * space keeps it apart from every real user name. */
-        lws_get_peer_simple(r->wsi, at.peer, sizeof at.peer);
+        api_client_ip(r->wsi, r->api, at.peer);
         snprintf(at.rl_user, sizeof at.rl_user, "oidc from %s", at.peer);
         int64_t wait_s = ratelimit_login_check(r->api, at.tenant, at.rl_user, at.peer);
 
