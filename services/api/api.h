@@ -219,8 +219,12 @@ int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN
  * caller's (db_open_caller() takes it). */
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);
-/* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
-int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size);
+/* auth_lookup_token() by the token's SHA-256 (hex), for a websocket opened
+ * with a stream ticket, which names the token that asked for it. */
+int auth_lookup_token_sha256(struct api *a, const char *token_sha256, struct api_caller *caller, struct db *keep,
+                             struct err_detail *e);
+/* Extracts the token from "Authorization: Bearer" (never from the URL). */
+int auth_token_from_wsi(struct lws *wsi, char *buf, size_t size);
 int auth_login(struct api_req *r);
 int auth_logout(struct api_req *r);
 int auth_me(struct api_req *r);
@@ -558,6 +562,11 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
                     struct stream_session **ssp);
 void stream_wake_all(struct api *a);
 int stream_plain_http(struct api_req *r);
+/* POST /v1/runs/{id}/stream-ticket (PERM_VIEWER in the run's team): 201
+ * {ticket, run, expires_at, expires_in_s}, a single-use ticket for the
+ * websocket (?ticket=) valid 30 s, stored as its SHA-256, bound to the
+ * caller's user, tenant, token and the run. */
+int stream_ticket_create(struct api_req *r);
 
 /* ---- fanout.c: live RunEvents for websocket viewers */
 struct fanout_sub;

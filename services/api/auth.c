@@ -87,7 +87,7 @@ static void sha256_hex(const char *s, char out[65]) {
         hex_encode(d, sizeof d, out);
 }
 
-int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size) {
+int auth_token_from_wsi(struct lws *wsi, char *buf, size_t size) {
         char h[256];
         int n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION);
         if (n > 0) {
@@ -102,15 +102,8 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
                 explicit_bzero(h, sizeof h);
                 return 0;
         }
-        if (allow_query) {
-                char q[256];
-                const char *v = lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q);
-                if (v && strlen(v) + 1 <= size) {
-                        strcpy(buf, v);
-                        explicit_bzero(q, sizeof q);
-                        return 0;
-                }
-        }
+        /* never ?access_token=: a token in a URL ends up in logs and
+         * histories; websockets of browsers use a stream ticket (stream.c) */
         return -EACCES;
 }
 
@@ -144,6 +137,13 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
                 return -EACCES;
         char digest[65];
         sha256_hex(token, digest);
+        return auth_lookup_token_sha256(a, digest, c, keep, e);
+}
+
+int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_caller *c, struct db *keep,
+                             struct err_detail *e) {
+        if (strlen(digest) != 64 || strspn(digest, "0123456789abcdef") != 64)
+                return -EACCES;
         /* No db_open(): the lookup reads no tenant table, and sets the
          * caller's tenant in the same statement, so that the request's first
          * db_open_caller() can take this connection as it is: two round trips
@@ -170,7 +170,7 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
         snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
         c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
         c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
-        memcpy(c->token_sha256, digest, sizeof digest);
+        snprintf(c->token_sha256, sizeof c->token_sha256, "%s", digest);
         if (keep)
                 *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
         return 0;

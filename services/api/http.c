@@ -235,7 +235,7 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
         if (r->perm != PERM_NONE) {
                 char token[128];
                 struct err_detail e = {0};
-                if (auth_token_from_wsi(wsi, false, token, sizeof token) < 0)
+                if (auth_token_from_wsi(wsi, token, sizeof token) < 0)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
                 int k = auth_lookup_token(a, token, &r->caller, &auth_db, &e);
                 explicit_bzero(token, sizeof token);

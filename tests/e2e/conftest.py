@@ -465,12 +465,14 @@ class StreamResult:
         return [e for e in self.events if e.get("kind") == kind]
 
 
-def stream_url(endpoints, run_id, after=None, access_token=None):
+def stream_url(endpoints, run_id, after=None, ticket=None):
+    """The websocket URL of a run's stream; a token goes in the Authorization
+    header, never here: a browser uses a ticket (POST .../stream-ticket)."""
     q = {}
     if after is not None:
         q["after"] = str(after)
-    if access_token is not None:
-        q["access_token"] = access_token
+    if ticket is not None:
+        q["ticket"] = ticket
     url = f"{endpoints.ws_base}/v1/runs/{run_id}/stream"
     return url + ("?" + urllib.parse.urlencode(q) if q else "")
 

@@ -443,7 +443,7 @@ def test_access_log(endpoints, credentials, api, me, team):
     assert r.status_code == 404
     # websocket upgrades: refused (token in the query string) and accepted
     with pytest.raises(websocket.WebSocketBadStatusException):
-        websocket.create_connection(stream_url(endpoints, str(uuid.uuid4()), access_token=bad_token),
+        websocket.create_connection(stream_url(endpoints, str(uuid.uuid4())) + f"?access_token={bad_token}",
                                     header=[f"X-Request-Id: {ids['wsbad']}"], timeout=10)
     sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("acct-ws"), "team": team["id"],
                                                 "spec": command_spec(["true"])}, expect=(201,))["id"]

@@ -96,6 +96,7 @@ ENDPOINTS = [
     ("POST", "/v1/runs/{id}/cancel", "PERM_CANCEL", True, 409),   # the run has ended
     ("GET", "/v1/runs/{id}/events", "PERM_VIEWER", True, 200),
     ("GET", "/v1/runs/{id}/stream", "PERM_VIEWER", True, 400),    # no websocket upgrade
+    ("POST", "/v1/runs/{id}/stream-ticket", "PERM_VIEWER", True, 201),
     ("GET", "/v1/runs/{id}/artifacts", "PERM_REVIEWER", True, 200),
     ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
     ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
