@@ -162,14 +162,33 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len);
 
 /* ---- db.c: every request's queries go through db_open so the tenant setting
- * (for row-level security) is applied in one place. */
+ * (for row-level security) is applied in one place. The setting is
+ * transaction-local (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"):
+ * between db_open and db_close every statement runs inside a transaction
+ * that carries it. Statements outside db_begin..db_commit/db_rollback are
+ * committed together by the next db_begin or by db_close (as if each were
+ * autocommitted, the way the handlers were written); db_begin, db_commit and
+ * db_rollback each end the transaction they find and begin the next one
+ * with the tenant, in one round trip. Never pg_begin/pg_commit/pg_rollback
+ * on a db's connection. */
 /* How long a handler waits for a pooled PostgreSQL connection. */
 #define DB_ACQUIRE_TIMEOUT_MS 5000
 struct db {
         struct pg_pool *pool;
         PGconn *conn;
+        char tenant[UUID_STR_LEN]; /* the tenant every transaction of conn carries; "" none */
 };
 int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e);
+/* Commits what ran so far and begins the transaction of a unit of work. */
+int db_begin(struct db *d, struct err_detail *e);
+/* Commits (-EIO 25P02 if it had been aborted: rolled back) and goes on in a new transaction. */
+int db_commit(struct db *d, struct err_detail *e);
+/* Rolls back and goes on in a new transaction; errors ignored (failure paths). */
+void db_rollback(struct db *d);
+/* Makes tenant_id (a UUID, or NULL) the tenant of d from now on, in the
+ * current transaction and the following ones (login: known only once its
+ * name is looked up). */
+int db_set_tenant(struct db *d, const char *tenant_id, struct err_detail *e);
 /* db_open() as r's caller: takes over the connection the bearer token was
  * looked up on (its tenant setting already the caller's) the first time,
  * opens a fresh one after. */
@@ -215,7 +234,7 @@ int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN
 /* Resolves a bearer token into caller; -EKEYEXPIRED if it expired (e says
  * when and, for a service account, who issues a new one: the 401
  * token_expired detail), -EACCES if invalid or revoked. keep (optional)
- * receives the connection of the lookup, whose tenant setting is then the
+ * receives the db of the lookup, in a transaction whose tenant is the
  * caller's (db_open_caller() takes it). */
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);

@@ -538,10 +538,10 @@ static int finish_write(struct api_req *r, struct db *d, const char *action, con
         struct err_detail e = {0};
         int k = api_audit(r, d, action, "catalog_item", id, "success", change);
         if (k < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return k;
         }
-        if ((k = pg_commit(d->conn, &e)) < 0)
+        if ((k = db_commit(d, &e)) < 0)
                 return db_fail(r, k, &e, "commit catalog change");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
@@ -572,7 +572,7 @@ int catalog_create(struct api_req *r) {
         if (!bodys)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
         const char *params[] = {id, r->caller.tenant_id, r->params[0], name, bodys, actor};
         k = pg_exec(d.conn,
@@ -580,11 +580,11 @@ int catalog_create(struct api_req *r) {
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
                     6, params, NULL, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "insert catalog item");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O}", "kind", r->params[0], "name", name, "body", body);
@@ -613,7 +613,7 @@ int catalog_patch(struct api_req *r) {
         if (body && !bodys)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
         /* any change needs approval again */
         const char *params[] = {r->params[1], r->caller.tenant_id, name, bodys};
@@ -623,11 +623,11 @@ int catalog_patch(struct api_req *r) {
                     "WHERE id = $1 AND tenant_id = $2",
                     4, params, NULL, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "update catalog item");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?, s:s}", "kind", r->params[0], "name", name,
@@ -664,7 +664,7 @@ int catalog_approve(struct api_req *r) {
         char actor[UUID_STR_LEN + 8];
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
         /* locked: a concurrent change waits until this approval is decided */
         _cleanup_pgres_ PGresult *cur = NULL;
@@ -674,7 +674,7 @@ int catalog_approve(struct api_req *r) {
                     "FOR UPDATE",
                     3, lp, &cur, &e);
         if (k < 0 || PQntuples(cur) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "load catalog item")
                              : api_fail(r, -ENOENT, "not_found", "catalog item not found");
         }
@@ -682,12 +682,12 @@ int catalog_approve(struct api_req *r) {
         char have[65];
         if (!body || item_content_sha256(body, have) < 0) {
                 json_decref(body);
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EIO, "internal", "could not hash the catalog item");
         }
         if (strcmp(have, want)) {
                 json_decref(body);
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict",
                                 "content_sha256: the item changed since it was reviewed (now %s); review it again",
                                 have);
@@ -699,7 +699,7 @@ int catalog_approve(struct api_req *r) {
                     3, params, NULL, &e);
         if (k < 0) {
                 json_decref(body);
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "approve catalog item");
         }
         /* the approved content is what the hash in the audit record covers */
@@ -859,7 +859,7 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
          * is stored as a draft that needs approval again */
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, tenant_id, name, bodys};
-        if ((k = pg_begin(d->conn, e)) < 0)
+        if ((k = db_begin(d, e)) < 0)
                 return k;
         k = pg_exec(d->conn,
                     "INSERT INTO api.catalog_items AS c (id, tenant_id, kind, name, body, created_by) "
@@ -874,8 +874,8 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", "skills", "name", name, "body", bodys);
         if (k >= 0 && changed)
                 k = api_audit_operator(a, d, tenant_id, action, "catalog_item", PQgetvalue(res, 0, 1), change, e);
-        if (k < 0 || (k = pg_commit(d->conn, e)) < 0) {
-                pg_rollback(d->conn);
+        if (k < 0 || (k = db_commit(d, e)) < 0) {
+                db_rollback(d);
                 return k;
         }
         if (!changed)
@@ -917,7 +917,7 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv) {
                 fprintf(stderr, "paddock-api: no tenant named \"%s\"\n", tenant);
                 return 1;
         }
-        if (k < 0 || (k = pg_set_tenant(d.conn, tenant_id, &e)) < 0) {
+        if (k < 0 || (k = db_set_tenant(&d, tenant_id, &e)) < 0) {
                 log_error("could not look up tenant: %s", e.message);
                 return 1;
         }

@@ -402,21 +402,21 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                                                   "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
         if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
-        if ((k = pg_begin(d->conn, &e)) < 0)
+        if ((k = db_begin(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
         k = pg_exec(d->conn,
                     "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of) "
                     "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7)",
                     7, ip, NULL, &e);
         if (k < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return db_fail(r, k, &e, "insert run");
         }
         if ((k = api_audit(r, d, "run.launch", "run", run_id, "success", change)) < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return k;
         }
-        if ((k = pg_commit(d->conn, &e)) < 0)
+        if ((k = db_commit(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
 
         struct err_detail ke = {0};
