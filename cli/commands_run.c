@@ -712,12 +712,14 @@ static const struct cli_command run_subs[] = {
         {.name = "launch",
          .summary = "start a run of a published sandbox version; prints its id",
          .description = "SANDBOX is a sandbox id or name, TEAM a team id or name. The version defaults\n"
-                        "to the latest published one, the team to the sandbox's. --json prints the\n"
-                        "API's answer {id, status}; with --watch, that answer on one line and then one\n"
-                        "event JSON per line. With --watch the exit status is that of `run watch`.\n",
+                        "to the latest published one. A run belongs to the sandbox's team (its secrets\n"
+                        "are that team's; you need the launcher role there): --team may only name it.\n"
+                        "--json prints the API's answer {id, status}; with --watch, that answer on one\n"
+                        "line and then one event JSON per line. With --watch the exit status is that of\n"
+                        "`run watch`.\n",
          .options = (const struct cli_option[]){{"sandbox", 's', "SANDBOX", "the sandbox (id or name); required"},
                                                 {"version", 'v', "N", "the published version (default: the latest)"},
-                                                {"team", 't', "TEAM", "the team it runs for (default: the sandbox's)"},
+                                                {"team", 't', "TEAM", "the sandbox's team (any other is refused)"},
                                                 {"watch", 'w', NULL, "then stream its events like `run watch`"},
                                                 {0}},
          .fn = run_launch},
