@@ -185,8 +185,8 @@ static int catalog_update(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int catalog_approve(struct cli_ctx *ctx, int argc, char **argv) {
-        const char *comment = NULL;
-        const struct cli_bind binds[] = {{.name = "comment", .str = &comment}, {0}};
+        const char *comment = NULL, *sha = NULL;
+        const struct cli_bind binds[] = {{.name = "comment", .str = &comment}, {.name = "sha256", .str = &sha}, {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
         if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
@@ -194,11 +194,20 @@ static int catalog_approve(struct cli_ctx *ctx, int argc, char **argv) {
         const char *kind = parse_kind("catalog approve", pos[0]);
         if (!kind)
                 return CLI_EXIT_USAGE;
+        /* approved by content: the hash the reviewer saw, never what is there now */
+        if (!sha) {
+                cli_error("catalog approve: --sha256 HASH is required: the content_sha256 of the item as you "
+                          "reviewed it (paddock catalog show %s %s)",
+                          kind, pos[1]);
+                return CLI_EXIT_USAGE;
+        }
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_free_ char *id = resolve_item(ctx, kind, pos[1]);
         _cleanup_free_ char *path = NULL;
-        _cleanup_json_ json_t *body = comment ? json_pack("{s:s}", "comment", comment) : NULL;
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "content_sha256", sha);
+        if (!body || (comment && json_object_set_new(body, "comment", json_string(comment)) < 0))
+                return CLI_EXIT_FAIL;
         if (!id || asprintf(&path, "/v1/catalog/%s/%s/approve", kind, id) < 0)
                 return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
@@ -240,8 +249,13 @@ static const struct cli_command catalog_subs[] = {
          .fn = catalog_update},
         {.name = "approve",
          .args = "KIND ITEM",
-         .summary = "approve an item as it is now (security_admin or tenant_admin)",
-         .options = (const struct cli_option[]){{"comment", 'm', "TEXT", "why, for the audit log"}, {0}},
+         .summary = "approve an item as you reviewed it (security_admin or tenant_admin)",
+         .description = "--sha256 names the content_sha256 that `catalog show` printed for the item you\n"
+                        "reviewed; if the item changed since, the API answers 409 (conflict) and\n"
+                        "nothing is approved.\n",
+         .options = (const struct cli_option[]){{"sha256", 's', "HASH", "the reviewed content_sha256 (required)"},
+                                                {"comment", 'm', "TEXT", "why, for the audit log"},
+                                                {0}},
          .fn = catalog_approve},
         {0},
 };

@@ -263,6 +263,31 @@ static int run_show(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
+/* POST /v1/runs/{id}/stream-ticket: for a client that cannot send the
+ * token in a header (a browser's websocket); the CLI itself streams with
+ * the header. */
+static int run_stream_ticket(struct cli_ctx *ctx, int argc, char **argv) {
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        if (!run_id_ok("run stream-ticket", pos[0]))
+                return CLI_EXIT_USAGE;
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (asprintf(&path, "/v1/runs/%s/stream-ticket", pos[0]) < 0 ||
+            api_request(ctx, "POST", path, NULL, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json) {
+                cli_print_json(resp.body);
+                return CLI_EXIT_OK;
+        }
+        printf("%s\n", json_string_value(json_object_get(resp.body, "ticket")) ?: "");
+        return CLI_EXIT_OK;
+}
+
 static int run_watch(struct cli_ctx *ctx, int argc, char **argv) {
         const char *after_s = NULL;
         const struct cli_bind binds[] = {{.name = "after", .str = &after_s}, {0}};
@@ -687,12 +712,14 @@ static const struct cli_command run_subs[] = {
         {.name = "launch",
          .summary = "start a run of a published sandbox version; prints its id",
          .description = "SANDBOX is a sandbox id or name, TEAM a team id or name. The version defaults\n"
-                        "to the latest published one, the team to the sandbox's. --json prints the\n"
-                        "API's answer {id, status}; with --watch, that answer on one line and then one\n"
-                        "event JSON per line. With --watch the exit status is that of `run watch`.\n",
+                        "to the latest published one. A run belongs to the sandbox's team (its secrets\n"
+                        "are that team's; you need the launcher role there): --team may only name it.\n"
+                        "--json prints the API's answer {id, status}; with --watch, that answer on one\n"
+                        "line and then one event JSON per line. With --watch the exit status is that of\n"
+                        "`run watch`.\n",
          .options = (const struct cli_option[]){{"sandbox", 's', "SANDBOX", "the sandbox (id or name); required"},
                                                 {"version", 'v', "N", "the published version (default: the latest)"},
-                                                {"team", 't', "TEAM", "the team it runs for (default: the sandbox's)"},
+                                                {"team", 't', "TEAM", "the sandbox's team (any other is refused)"},
                                                 {"watch", 'w', NULL, "then stream its events like `run watch`"},
                                                 {0}},
          .fn = run_launch},
@@ -732,6 +759,14 @@ static const struct cli_command run_subs[] = {
                         "otherwise.\n",
          .options = (const struct cli_option[]){{"after", 0, "N", "start after event seq N"}, {0}},
          .fn = run_watch},
+        {.name = "stream-ticket",
+         .args = "ID",
+         .summary = "print a single-use ticket to open the run's event stream without a token",
+         .description = "For a client that cannot send headers on a websocket (a browser): open\n"
+                        "/v1/runs/ID/stream?ticket=TICKET (ws:// or wss:// of the API URL) within 30 s;\n"
+                        "the ticket works once and the stream ends with your token or role. --json\n"
+                        "prints the API's {ticket, run, expires_at, expires_in_s}.\n",
+         .fn = run_stream_ticket},
         {.name = "logs",
          .args = "ID",
          .summary = "print what the agent wrote, as it wrote it",

@@ -865,6 +865,10 @@ write_service_env() { # name
                                 echo "PADDOCK_MASTER_KEY=$(secret master_key 32)"
                                 # the tests' OIDC provider serves plain http in the test network
                                 echo "PADDOCK_OIDC_HTTP_NETS=$TESTNET_BASE/29"
+                                # the tests' stand-in reverse proxy: requests from
+                                # 127.0.0.2 name their client in X-Forwarded-For,
+                                # from anywhere else (127.0.0.1) the header is ignored
+                                echo "PADDOCK_TRUSTED_PROXIES=127.0.0.2/32"
                         else
                                 echo "PADDOCK_OPS_ADDR=127.0.0.1:${SVC_PORT[$s]}"
                         fi

@@ -159,6 +159,19 @@ void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
                         conn = NULL;
                 }
         }
+        /* The next borrower starts from the session's defaults: no tenant
+         * setting (row-level security) or anything else a caller SET carries
+         * over into another request. RESET ALL, not DISCARD ALL: session
+         * advisory locks (audit relay) are their holder's to release. */
+        if (conn) {
+                PGresult *res = PQexec(conn, "RESET ALL");
+                bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+                PQclear(res);
+                if (!ok) {
+                        PQfinish(conn);
+                        conn = NULL;
+                }
+        }
         pg_give_back(pool, conn);
 }
 
@@ -263,6 +276,40 @@ static bool schema_name_valid(const char *s) {
 int pg_set_tenant(PGconn *conn, const char *tenant_id, struct err_detail *reterr) {
         const char *params[] = {tenant_id ? tenant_id : ""};
         return pg_exec(conn, "SELECT set_config('paddock.tenant_id', $1, false)", 1, params, NULL, reterr);
+}
+
+int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct err_detail *reterr) {
+        const char *t = tenant_id ? tenant_id : "";
+        /* inlined into the statement text (one round trip): a UUID or nothing */
+        if (strlen(t) > 36 || strspn(t, "0123456789abcdefABCDEF-") != strlen(t))
+                return err_set(reterr, -EINVAL, "22023", "tenant id \"%.40s\" is not a UUID", t);
+        if (end && strcmp(end, "COMMIT") && strcmp(end, "ROLLBACK"))
+                return err_set(reterr, -EINVAL, "", "end must be COMMIT or ROLLBACK");
+        char sql[160];
+        snprintf(sql, sizeof sql, "%s%sBEGIN; SELECT set_config('paddock.tenant_id', '%s', true)", end ? end : "",
+                 end ? "; " : "", t);
+        if (!PQsendQuery(conn, sql))
+                return pg_result_error(conn, NULL, NULL, reterr);
+        int r = 0;
+        bool first = true;
+        PGresult *res;
+        while ((res = PQgetResult(conn))) {
+                if (r == 0 && !pg_result_ok(res))
+                        r = pg_result_error(conn, res, NULL, reterr);
+                /* COMMIT of an aborted transaction "succeeds" as a ROLLBACK */
+                else if (r == 0 && first && end && !strcmp(end, "COMMIT") && !strcmp(PQcmdStatus(res), "ROLLBACK"))
+                        r = err_set(reterr, -EIO, "25P02", "transaction was aborted and rolled back");
+                first = false;
+                PQclear(res);
+        }
+        return r;
+}
+
+int pg_set_tenant_local(PGconn *conn, const char *tenant_id, struct err_detail *reterr) {
+        if (PQtransactionStatus(conn) != PQTRANS_INTRANS)
+                return err_set(reterr, -EINVAL, "25P01", "the tenant setting is transaction-local: begin first");
+        const char *params[] = {tenant_id ? tenant_id : ""};
+        return pg_exec(conn, "SELECT set_config('paddock.tenant_id', $1, true)", 1, params, NULL, reterr);
 }
 
 /* True when every embedded migration is recorded: reading schema_migrations

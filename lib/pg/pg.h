@@ -22,7 +22,9 @@ struct pg_pool *pg_pool_free(struct pg_pool *pool);
  * Thread-safe. Give it back with pg_pool_release(). */
 PGconn *pg_pool_acquire(struct pg_pool *pool, int timeout_ms, struct err_detail *reterr);
 /* Returns conn to the pool; a broken connection or one left inside a
- * transaction is reset/closed rather than reused. Thread-safe. */
+ * transaction is reset/closed rather than reused, and every session setting
+ * (RESET ALL: paddock.tenant_id included) is reset, so a connection never
+ * carries one borrower's tenant into the next. Thread-safe. */
 void pg_pool_release(struct pg_pool *pool, PGconn *conn);
 
 /* Runs sql with text parameters (NULL entries are SQL NULL). On success returns
@@ -38,9 +40,23 @@ void pg_rollback(PGconn *conn);
 /* Sets the session's paddock.tenant_id, the setting every row-level-security
  * policy keys on (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"); NULL
  * or "" sets it empty, under which tenant-owned tables show no rows at all.
- * Session-level because pooled connections are reused: callers set it before
- * every unit of work. Returns 0 or the pg_exec() error. */
+ * Session-level: it lasts until pg_pool_release() resets the connection, so
+ * callers set it at the start of every unit of work on a borrowed
+ * connection. Returns 0 or the pg_exec() error. */
 int pg_set_tenant(PGconn *conn, const char *tenant_id, struct err_detail *reterr);
+/* pg_set_tenant() for the current transaction only (set_config(..., true)):
+ * it ends with COMMIT or ROLLBACK, so no later statement on the connection
+ * runs as that tenant. -EINVAL when conn is not inside a transaction. */
+int pg_set_tenant_local(PGconn *conn, const char *tenant_id, struct err_detail *reterr);
+/* Ends the current transaction with end ("COMMIT", "ROLLBACK", or NULL when
+ * there is none), begins a new one and sets paddock.tenant_id (a UUID, or
+ * NULL/"" for none) for it, in one round trip: for callers that keep every
+ * statement inside a transaction carrying its tenant. Returns 0; -EIO
+ * (25P02) when the COMMIT rolled an aborted transaction back (the new one
+ * is begun all the same); -EINVAL for a tenant that is not a UUID; or the
+ * translated error of the first statement that failed (then the statements
+ * after it did not run: no transaction is open). */
+int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct err_detail *reterr);
 
 /* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
  * are not yet recorded in <schema>.schema_migrations, each in its own

@@ -15,6 +15,7 @@
 #include "net/addr_policy.h"
 #include "core/ids.h"
 #include "core/macro.h"
+#include "http/client_addr.h"
 #include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
@@ -35,6 +36,7 @@ struct api_settings {
         long long login_window_s;          /* failed-login rate limiting (ratelimit.c) */
         long long login_max_failures_user;
         long long login_max_failures_ip;
+        char *trusted_proxies;             /* CIDRs whose X-Forwarded-For is believed */
         long long workers;                 /* serving processes; 0: one per online CPU */
         char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
@@ -57,6 +59,8 @@ struct api {
         struct addr_floor *floor;    /* the platform egress floor: profile rules, the api's own fetches */
         struct addr_allow *oidc_http_nets;  /* where an OIDC URL may be plain http:// (literal IPs) */
         size_t n_oidc_http_nets;
+        struct addr_allow trusted_proxies[HTTP_TRUSTED_PROXIES_MAX]; /* parsed cfg.trusted_proxies */
+        size_t n_trusted_proxies;
 };
 
 /* Permissions a route needs (routes.c declares one per route, authz.c maps each
@@ -137,6 +141,10 @@ int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...)
  * of the api (lib/http/problem.h for errno, our table for the extra codes). */
 void api_problem_map(int err, const char *code, int *ret_status, const char **ret_code,
                      const char **ret_title);
+/* The client's address (lib/http/client_addr.h): the socket peer, or, when
+ * that is one of PADDOCK_TRUSTED_PROXIES, the rightmost X-Forwarded-For hop
+ * that is not; "" when unknown. For login limits and audit records. */
+void api_client_ip(struct lws *wsi, const struct api *a, char out[HTTP_CLIENT_ADDR_MAX]);
 /* Copies query argument name (without '=') into buf; NULL if absent. */
 const char *api_query(struct api_req *r, const char *name, char *buf, int len);
 /* Parses the request body as a JSON object (duplicate keys rejected). On
@@ -160,14 +168,33 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len);
 
 /* ---- db.c: every request's queries go through db_open so the tenant setting
- * (for row-level security) is applied in one place. */
+ * (for row-level security) is applied in one place. The setting is
+ * transaction-local (docs/CONTRACTS.md "Tenant isolation in PostgreSQL"):
+ * between db_open and db_close every statement runs inside a transaction
+ * that carries it. Statements outside db_begin..db_commit/db_rollback are
+ * committed together by the next db_begin or by db_close (as if each were
+ * autocommitted, the way the handlers were written); db_begin, db_commit and
+ * db_rollback each end the transaction they find and begin the next one
+ * with the tenant, in one round trip. Never pg_begin/pg_commit/pg_rollback
+ * on a db's connection. */
 /* How long a handler waits for a pooled PostgreSQL connection. */
 #define DB_ACQUIRE_TIMEOUT_MS 5000
 struct db {
         struct pg_pool *pool;
         PGconn *conn;
+        char tenant[UUID_STR_LEN]; /* the tenant every transaction of conn carries; "" none */
 };
 int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e);
+/* Commits what ran so far and begins the transaction of a unit of work. */
+int db_begin(struct db *d, struct err_detail *e);
+/* Commits (-EIO 25P02 if it had been aborted: rolled back) and goes on in a new transaction. */
+int db_commit(struct db *d, struct err_detail *e);
+/* Rolls back and goes on in a new transaction; errors ignored (failure paths). */
+void db_rollback(struct db *d);
+/* Makes tenant_id (a UUID, or NULL) the tenant of d from now on, in the
+ * current transaction and the following ones (login: known only once its
+ * name is looked up). */
+int db_set_tenant(struct db *d, const char *tenant_id, struct err_detail *e);
 /* db_open() as r's caller: takes over the connection the bearer token was
  * looked up on (its tenant setting already the caller's) the first time,
  * opens a fresh one after. */
@@ -213,12 +240,16 @@ int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN
 /* Resolves a bearer token into caller; -EKEYEXPIRED if it expired (e says
  * when and, for a service account, who issues a new one: the 401
  * token_expired detail), -EACCES if invalid or revoked. keep (optional)
- * receives the connection of the lookup, whose tenant setting is then the
+ * receives the db of the lookup, in a transaction whose tenant is the
  * caller's (db_open_caller() takes it). */
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);
-/* Extracts the token from "Authorization: Bearer" or, when allow_query, ?access_token=. */
-int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size);
+/* auth_lookup_token() by the token's SHA-256 (hex), for a websocket opened
+ * with a stream ticket, which names the token that asked for it. */
+int auth_lookup_token_sha256(struct api *a, const char *token_sha256, struct api_caller *caller, struct db *keep,
+                             struct err_detail *e);
+/* Extracts the token from "Authorization: Bearer" (never from the URL). */
+int auth_token_from_wsi(struct lws *wsi, char *buf, size_t size);
 int auth_login(struct api_req *r);
 int auth_logout(struct api_req *r);
 int auth_me(struct api_req *r);
@@ -251,16 +282,17 @@ int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm per
  * storage), for queries that filter lists to what the caller may see. */
 const char *api_perm_roles(enum api_perm perm);
 
-/* ---- ratelimit.c: failed logins per user and per source IP, counted in
- * PostgreSQL (shared by every api worker and replica) */
-/* Seconds until a login of tenant/username from ip may be tried (0: now).
- * ip may be "" (unknown): then only the user is limited. Strings borrowed. */
+/* ---- ratelimit.c: failed logins per (user, source address) and per source
+ * address, counted in PostgreSQL (shared by every api worker and replica) */
+/* Seconds until a login of tenant/username from ip (api_client_ip) may be
+ * tried (0: now). ip may be "" (unknown): then only the user from unknown
+ * sources is limited. Strings borrowed. */
 int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip);
 /* Counts a failed login against the user and the source. */
 void ratelimit_login_failed(struct api *a, const char *tenant, const char *username, const char *ip);
-/* A successful login clears the user's count (not the source's: one valid
- * account must not reset a source that guesses at others). */
-void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username);
+/* A successful login clears the user's count from that source (not the
+ * source's: one valid account must not reset a source that guesses at others). */
+void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username, const char *ip);
 
 /* ---- oidc.c: per-tenant OIDC configuration (tenant_admin) and the
  * token-for-token login exchange (anyone) */
@@ -571,6 +603,11 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
                     struct stream_session **ssp);
 void stream_wake_all(struct api *a);
 int stream_plain_http(struct api_req *r);
+/* POST /v1/runs/{id}/stream-ticket (PERM_VIEWER in the run's team): 201
+ * {ticket, run, expires_at, expires_in_s}, a single-use ticket for the
+ * websocket (?ticket=) valid 30 s, stored as its SHA-256, bound to the
+ * caller's user, tenant, token and the run. */
+int stream_ticket_create(struct api_req *r);
 
 /* ---- fanout.c: live RunEvents for websocket viewers */
 struct fanout_sub;

@@ -51,6 +51,9 @@ static int consumer_exec(struct api *a, const char *sql, int n, const char *cons
         int k = db_open(&d, a, tenant_id, &e);
         if (k >= 0)
                 k = pg_exec(d.conn, sql, n, params, NULL, &e);
+        /* durable before the offset is: say so if the commit fails */
+        if (k >= 0)
+                k = db_commit(&d, &e);
         if (k < 0)
                 return err_set(err, k, e.code, "could not record approval of run %s: %s", run_id, e.message);
         return 0;
@@ -282,8 +285,8 @@ int approvals_decide(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
         if ((k = db_load_team_row(r, &d, "approval",
-                                  "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, '') "
-                                  "FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
+                                  "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, ''), "
+                                  "r.created_by FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
                                   "WHERE a.id = $1 AND a.tenant_id = $2",
                                   2, params, 1, &res)) < 0)
                 return k;
@@ -292,11 +295,17 @@ int approvals_decide(struct api_req *r) {
                 return api_fail(r, -EEXIST, "conflict", "approval is already %s", PQgetvalue(res, 0, 2));
         if (PQgetvalue(res, 0, 3)[0] == 't')
                 return api_fail(r, -EEXIST, "conflict", "approval expired at its deadline");
+        /* four eyes (ARCHITECTURE.md §5): whoever launched the run does not
+         * approve its held actions, whatever roles they hold */
+        if (!strcmp(PQgetvalue(res, 0, 5), r->caller.user_id))
+                return api_fail(r, -EPERM, "forbidden",
+                                "you launched run %s: its approvals are decided by another approver (four eyes)",
+                                run_id);
 
         char by[UUID_STR_LEN + 8];
         snprintf(by, sizeof by, "user:%s", r->caller.user_id);
         /* record and send together: a decision the runner never got is not recorded */
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *up = NULL;
         const char *uparams[] = {id, r->caller.tenant_id, approve ? "approved" : "denied", by, comment};
@@ -305,18 +314,18 @@ int approvals_decide(struct api_req *r) {
                     "WHERE id = $1 AND tenant_id = $2 AND status = 'pending' AND deadline > now() RETURNING id",
                     5, uparams, &up, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "record decision");
         }
         if (PQntuples(up) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "approval is no longer pending");
         }
         /* audited before the runner hears of it */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "run", run_id, "decision",
                                                   approve ? "approved" : "denied", "comment", comment);
         if ((k = api_audit(r, &d, "approval.decide", "approval", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
@@ -330,12 +339,12 @@ int approvals_decide(struct api_req *r) {
         rc.approval = &dec;
         struct err_detail ke = {0};
         if ((k = control_produce(r->api, r->caller.tenant_id, run_id, &rc, &ke)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "kafka", ke.code),
                         "could not produce approval decision: %s", ke.message[0] ? ke.message : strerror(-k));
                 return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was decided");
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit decision");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "user", r->caller.user_id),
                 approve ? "approval approved" : "approval denied");

@@ -64,12 +64,11 @@ static int audit_queue(struct api *a, PGconn *conn, const char *ip, const char *
                        3, params, NULL, e);
 }
 
-/* The client's address as the api saw it: there is no proxy in front whose
- * forwarded header could be trusted. */
+/* The client's address: the socket peer, or what a trusted proxy forwarded
+ * (PADDOCK_TRUSTED_PROXIES), the same address the login limits count. */
 static void peer_ip(struct api_req *r, char ip[AUDIT_SOURCE_IP_MAX]) {
-        ip[0] = '\0';
-        if (r->wsi)
-                lws_get_peer_simple(r->wsi, ip, AUDIT_SOURCE_IP_MAX);
+        _Static_assert(AUDIT_SOURCE_IP_MAX >= HTTP_CLIENT_ADDR_MAX, "room for a client address");
+        api_client_ip(r->wsi, r->api, ip);
 }
 
 int api_audit(struct api_req *r, struct db *d, const char *action, const char *object_type, const char *object_id,

@@ -87,7 +87,7 @@ static void sha256_hex(const char *s, char out[65]) {
         hex_encode(d, sizeof d, out);
 }
 
-int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t size) {
+int auth_token_from_wsi(struct lws *wsi, char *buf, size_t size) {
         char h[256];
         int n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION);
         if (n > 0) {
@@ -102,15 +102,8 @@ int auth_token_from_wsi(struct lws *wsi, bool allow_query, char *buf, size_t siz
                 explicit_bzero(h, sizeof h);
                 return 0;
         }
-        if (allow_query) {
-                char q[256];
-                const char *v = lws_get_urlarg_by_name(wsi, "access_token=", q, sizeof q);
-                if (v && strlen(v) + 1 <= size) {
-                        strcpy(buf, v);
-                        explicit_bzero(q, sizeof q);
-                        return 0;
-                }
-        }
+        /* never ?access_token=: a token in a URL ends up in logs and
+         * histories; websockets of browsers use a stream ticket (stream.c) */
         return -EACCES;
 }
 
@@ -144,21 +137,28 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
                 return -EACCES;
         char digest[65];
         sha256_hex(token, digest);
-        /* No db_open(): the lookup reads no tenant table, and sets the
-         * caller's tenant in the same statement, so that the request's first
-         * db_open_caller() can take this connection as it is: two round trips
-         * saved on every authenticated request. */
-        _cleanup_db_ struct db d = {.pool = a->pg};
-        d.conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
-        if (!d.conn)
-                return e && e->errnum ? e->errnum : -ECONNRESET;
+        return auth_lookup_token_sha256(a, digest, c, keep, e);
+}
+
+int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_caller *c, struct db *keep,
+                             struct err_detail *e) {
+        if (strlen(digest) != 64 || strspn(digest, "0123456789abcdef") != 64)
+                return -EACCES;
+        /* The lookup reads no tenant table, and sets the caller's tenant
+         * (for this transaction) in the same statement, so that the
+         * request's first db_open_caller() can take this connection as it
+         * is: one round trip saved on every authenticated request. */
+        _cleanup_db_ struct db d = {0};
+        int r = db_open(&d, a, NULL, e);
+        if (r < 0)
+                return r;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {digest};
-        int r = pg_exec(d.conn,
+        r = pg_exec(d.conn,
                     /* a token names no tenant: the one lookup across tenants
                      * (SECURITY DEFINER, migrations/0006_row_level_security.sql) */
                     "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
-                    "set_config('paddock.tenant_id', tenant_id::text, false) FROM api.token_caller($1)",
+                    "set_config('paddock.tenant_id', tenant_id::text, true) FROM api.token_caller($1)",
                     1, params, &res, e);
         if (r < 0)
                 return r;
@@ -170,9 +170,11 @@ int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, st
         snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
         c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
         c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
-        memcpy(c->token_sha256, digest, sizeof digest);
-        if (keep)
+        snprintf(c->token_sha256, sizeof c->token_sha256, "%s", digest);
+        if (keep) {
                 *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
+                snprintf(keep->tenant, sizeof keep->tenant, "%s", c->tenant_id);
+        }
         return 0;
 }
 
@@ -229,8 +231,8 @@ int auth_login(struct api_req *r) {
 
         /* A limited attempt still does the lookup and the scrypt below, so
          * its answer takes as long as any other failure. */
-        char peer[64] = "";
-        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        char peer[HTTP_CLIENT_ADDR_MAX];
+        api_client_ip(r->wsi, r->api, peer);
         int64_t wait_s = ratelimit_login_check(r->api, tenant, username, peer);
 
         struct err_detail e = {0};
@@ -242,7 +244,7 @@ int auth_login(struct api_req *r) {
         char tenant_id_buf[UUID_STR_LEN] = "";
         k = auth_tenant_id_by_name(&d, tenant, tenant_id_buf, &e);
         if (k == 0)
-                k = pg_set_tenant(d.conn, tenant_id_buf, &e);
+                k = db_set_tenant(&d, tenant_id_buf, &e);
         if (k < 0 && k != -ENOENT)
                 return db_fail(r, k, &e, "look up tenant");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -278,7 +280,7 @@ int auth_login(struct api_req *r) {
                 return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
         }
         /* The token only becomes valid once its login is audited. */
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "store token");
         const char *user_id = PQgetvalue(res, 0, 0), *tenant_id = PQgetvalue(res, 0, 2);
         bool must_change = PQgetvalue(res, 0, 3)[0] == 't';
@@ -286,7 +288,7 @@ int auth_login(struct api_req *r) {
         _cleanup_json_ json_t *change = must_change ? json_pack("{s:b}", "password_change_required", 1) : NULL;
         if ((k = auth_issue_token(r, &d, tenant_id, user_id, username, change)) < 0)
                 return k;
-        ratelimit_login_succeeded(r->api, tenant, username);
+        ratelimit_login_succeeded(r->api, tenant, username, peer);
         json_object_set_new(r->out, "password_change_required", json_boolean(must_change));
         return 0;
 }
@@ -296,7 +298,7 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
         struct err_detail e = {0};
         char token[65], digest[65], expires[40];
         if (id_random_hex(token, 32) < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return api_fail(r, -EIO, "internal", "could not generate a token");
         }
         sha256_hex(token, digest);
@@ -309,15 +311,15 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
                         "VALUES ($1, $2, $3, $4::timestamptz)",
                         4, ip, NULL, &e);
         if (k < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 explicit_bzero(token, sizeof token);
                 return db_fail(r, k, &e, "store token");
         }
         snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
         snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", tenant_id);
         if ((k = api_audit(r, d, "auth.login", "user", user_id, "success", change)) < 0 ||
-            (k = pg_commit(d->conn, &e)) < 0) {
-                pg_rollback(d->conn);
+            (k = db_commit(d, &e)) < 0) {
+                db_rollback(d);
                 explicit_bzero(token, sizeof token);
                 return r->pcode ? k : db_fail(r, k, &e, "store token");
         }
@@ -336,21 +338,21 @@ int auth_logout(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         const char *params[] = {r->caller.token_sha256, r->caller.tenant_id};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "revoke token");
         k = pg_exec(d.conn,
                     "UPDATE api.tokens SET revoked_at = now() WHERE token_sha256 = $1 AND tenant_id = $2 "
                     "AND revoked_at IS NULL",
                     2, params, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "revoke token");
         }
         if ((k = api_audit(r, &d, "auth.logout", "user", r->caller.user_id, "success", NULL)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "revoke token");
         r->status = 204;
         return 0;
@@ -402,15 +404,15 @@ static size_t utf8_chars(const char *s) {
 static void password_change_refused(struct api_req *r, struct db *d, const char *reason) {
         struct err_detail e = {0};
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
-        if (pg_begin(d->conn, &e) < 0)
+        if (db_begin(d, &e) < 0)
                 return;
         /* api_audit records its own 503 on r: keep the refusal's problem */
         const char *pcode = r->pcode;
         char detail[sizeof r->pdetail];
         memcpy(detail, r->pdetail, sizeof detail);
         if (api_audit(r, d, "user.password_change", "user", r->caller.user_id, "failure", change) < 0 ||
-            pg_commit(d->conn, &e) < 0) {
-                pg_rollback(d->conn);
+            db_commit(d, &e) < 0) {
+                db_rollback(d);
                 log_ctx(LOG_WARN, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
                         "could not audit a refused password change");
         }
@@ -436,8 +438,8 @@ int auth_password_change(struct api_req *r) {
 
         /* a wrong current password counts like a failed login of the user:
          * a token is no licence to guess the password it came from */
-        char peer[64] = "";
-        lws_get_peer_simple(r->wsi, peer, sizeof peer);
+        char peer[HTTP_CLIENT_ADDR_MAX];
+        api_client_ip(r->wsi, r->api, peer);
         int64_t wait_s = ratelimit_login_check(r->api, r->caller.tenant_name, r->caller.username, peer);
 
         struct err_detail e = {0};
@@ -474,14 +476,14 @@ int auth_password_change(struct api_req *r) {
                 password_change_refused(r, &d, "wrong_password");
                 return -EINVAL;
         }
-        ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username);
+        ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username, peer);
         if (!strcmp(current, fresh))
                 return api_fail(r, -EINVAL, "invalid_field", "new_password must differ from the current password");
 
         _cleanup_free_ char *hash = NULL;
         if (auth_hash_password(fresh, &hash) < 0)
                 return api_fail(r, -EIO, "internal", "could not hash the password");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "change password");
         /* only over the hash just verified: a concurrent change wins, this one fails */
         _cleanup_pgres_ PGresult *up = NULL;
@@ -491,7 +493,7 @@ int auth_password_change(struct api_req *r) {
                     "WHERE id = $1 AND tenant_id = $2 AND password_hash = $3 RETURNING id",
                     4, uparams, &up, &e);
         if (k < 0 || PQntuples(up) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "change password")
                              : api_fail(r, -EEXIST, "conflict", "the password was changed meanwhile; try again");
         }
@@ -503,15 +505,15 @@ int auth_password_change(struct api_req *r) {
                     "AND token_sha256 <> $3 AND revoked_at IS NULL RETURNING 1",
                     3, tparams, &rv, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "revoke tokens");
         }
         _cleanup_json_ json_t *change = json_pack("{s:b, s:i}", "forced", forced, "tokens_revoked", PQntuples(rv));
         if ((k = api_audit(r, &d, "user.password_change", "user", r->caller.user_id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "change password");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id), "password changed");
         r->status = 204;

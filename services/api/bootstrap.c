@@ -100,7 +100,7 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
                 return 1;
         }
         _cleanup_json_ json_t *change = NULL;
-        if (pg_begin(d.conn, &e) < 0)
+        if (db_begin(&d, &e) < 0)
                 goto fail;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *tp[] = {tenant_id, tenant};
@@ -108,7 +108,7 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
                             "RETURNING id", 2, tp, &res, &e) < 0)
                 goto fail;
         if (PQntuples(res) == 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 explicit_bzero(password, sizeof password);
                 printf("tenant exists\n");
                 return 0;
@@ -129,7 +129,7 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
         change = json_pack("{s:s, s:s, s:s, s:s, s:b}", "tenant", tenant, "admin", admin, "admin_id", user_id,
                            "team_id", team_id, "password_change_required", !from_stdin);
         if (api_audit_operator(a, &d, tenant_id, "tenant.bootstrap", "tenant", tenant_id, change, &e) < 0 ||
-            pg_commit(d.conn, &e) < 0)
+            db_commit(&d, &e) < 0)
                 goto fail;
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "user", user_id, "team", team_id), "tenant bootstrapped");
         if (from_stdin)
@@ -140,7 +140,7 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
         explicit_bzero(password, sizeof password);
         return 0;
 fail:
-        pg_rollback(d.conn);
+        db_rollback(&d);
         explicit_bzero(password, sizeof password);
         log_error("could not bootstrap tenant: %s", e.message);
         return 1;

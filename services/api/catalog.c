@@ -400,14 +400,26 @@ int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const 
         "id::text, kind, name, state, managed, body::text, created_by, " DB_TS("created_at") ", " \
         DB_TS("updated_at") ", approved_by, " DB_TS("approved_at")
 
+/* What an approval names (API.md "Governance catalog": approved by
+ * content): the SHA-256 of the body's canonical JSON (spec_canonical: sorted
+ * keys, compact), so a reviewer approves exactly the body it read. */
+static int item_content_sha256(json_t *body, char out[65]) {
+        _cleanup_free_ char *canon = NULL;
+        return spec_canonical(body, &canon, out);
+}
+
 static json_t *item_json(const PGresult *res, int row) {
         json_t *body = json_loads(PQgetvalue(res, row, 5), 0, NULL);
-        return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s, s:o, s:o}", "id", PQgetvalue(res, row, 0),
+        char sha[65] = "";
+        if (body)
+                item_content_sha256(body, sha);
+        return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s, s:o, s:o, s:s}", "id", PQgetvalue(res, row, 0),
                          "kind", PQgetvalue(res, row, 1), "name", PQgetvalue(res, row, 2), "state",
                          PQgetvalue(res, row, 3), "managed", PQgetvalue(res, row, 4)[0] == 't', "body",
                          body ? body : json_object(), "created_by", PQgetvalue(res, row, 6), "created_at",
                          PQgetvalue(res, row, 7), "updated_at", PQgetvalue(res, row, 8), "approved_by",
-                         db_json_str(res, row, 9), "approved_at", db_json_str(res, row, 10));
+                         db_json_str(res, row, 9), "approved_at", db_json_str(res, row, 10), "content_sha256",
+                         sha);
 }
 
 /* Opens the tenant's database and checks the caller's permission on the
@@ -528,10 +540,10 @@ static int finish_write(struct api_req *r, struct db *d, const char *action, con
         struct err_detail e = {0};
         int k = api_audit(r, d, action, "catalog_item", id, "success", change);
         if (k < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return k;
         }
-        if ((k = pg_commit(d->conn, &e)) < 0)
+        if ((k = db_commit(d, &e)) < 0)
                 return db_fail(r, k, &e, "commit catalog change");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
@@ -562,7 +574,7 @@ int catalog_create(struct api_req *r) {
         if (!bodys)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
         const char *params[] = {id, r->caller.tenant_id, r->params[0], name, bodys, actor};
         k = pg_exec(d.conn,
@@ -570,11 +582,11 @@ int catalog_create(struct api_req *r) {
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
                     6, params, NULL, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "insert catalog item");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O}", "kind", r->params[0], "name", name, "body", body);
@@ -603,7 +615,7 @@ int catalog_patch(struct api_req *r) {
         if (body && !bodys)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
         /* any change needs approval again */
         const char *params[] = {r->params[1], r->caller.tenant_id, name, bodys};
@@ -613,11 +625,11 @@ int catalog_patch(struct api_req *r) {
                     "WHERE id = $1 AND tenant_id = $2",
                     4, params, NULL, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "update catalog item");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?, s:s}", "kind", r->params[0], "name", name,
@@ -633,40 +645,69 @@ int catalog_approve(struct api_req *r) {
         int k = catalog_open(r, &d, true);
         if (k < 0)
                 return k;
-        if (r->body && r->body_len) {
-                _cleanup_json_ json_t *in = NULL;
-                if ((k = api_body_object(r, &in)) < 0)
-                        return k;
-                const char *key;
-                json_t *v;
-                json_object_foreach(in, key, v) {
-                        if (strcmp(key, "comment"))
-                                return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
-                        if (!clean_string(v) || json_string_length(v) > DESCRIPTION_MAX)
-                                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string");
-                }
-        }
-        _cleanup_pgres_ PGresult *cur = NULL;
-        if ((k = load_item(r, &d, &cur)) < 0)
+        /* approved by content: the request names the content_sha256 the
+         * reviewer read (GET), so a change made meanwhile is never approved */
+        _cleanup_json_ json_t *in = NULL;
+        if ((k = api_body_object(r, &in)) < 0)
                 return k;
+        if ((k = api_known_fields(r, in, (const char *const[]){"content_sha256", "comment", NULL})) < 0)
+                return k;
+        json_t *jc = json_object_get(in, "comment"), *jh = json_object_get(in, "content_sha256");
+        if (jc && (!clean_string(jc) || json_string_length(jc) > DESCRIPTION_MAX))
+                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string");
+        if (!jh)
+                return api_fail(r, -EINVAL, "missing_field",
+                                "content_sha256 is required: the content_sha256 of the item you reviewed");
+        const char *want = json_string_value(jh);
+        if (!want || strlen(want) != 64 || strspn(want, "0123456789abcdef") != 64)
+                return api_fail(r, -EINVAL, "invalid_field", "content_sha256 must be 64 lower-case hex digits");
+        if (!id_is_uuid(r->params[1]))
+                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
         char actor[UUID_STR_LEN + 8];
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
         struct err_detail e = {0};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
+        /* locked: a concurrent change waits until this approval is decided */
+        _cleanup_pgres_ PGresult *cur = NULL;
+        const char *lp[] = {r->params[1], r->caller.tenant_id, r->params[0]};
+        k = pg_exec(d.conn,
+                    "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2 AND kind = $3 "
+                    "FOR UPDATE",
+                    3, lp, &cur, &e);
+        if (k < 0 || PQntuples(cur) != 1) {
+                db_rollback(&d);
+                return k < 0 ? db_fail(r, k, &e, "load catalog item")
+                             : api_fail(r, -ENOENT, "not_found", "catalog item not found");
+        }
+        json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
+        char have[65];
+        if (!body || item_content_sha256(body, have) < 0) {
+                json_decref(body);
+                db_rollback(&d);
+                return api_fail(r, -EIO, "internal", "could not hash the catalog item");
+        }
+        if (strcmp(have, want)) {
+                json_decref(body);
+                db_rollback(&d);
+                return api_fail(r, -EEXIST, "conflict",
+                                "content_sha256: the item changed since it was reviewed (now %s); review it again",
+                                have);
+        }
         const char *params[] = {r->params[1], r->caller.tenant_id, actor};
         k = pg_exec(d.conn,
                     "UPDATE api.catalog_items SET state = 'approved', approved_by = $3, approved_at = now() "
                     "WHERE id = $1 AND tenant_id = $2",
                     3, params, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                json_decref(body);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "approve catalog item");
         }
         /* the approved content is what the hash in the audit record covers */
-        json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:o?, s:s}", "kind", r->params[0], "name",
-                                                  PQgetvalue(cur, 0, 2), "body", body, "state", "approved");
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:o, s:s, s:s}", "kind", r->params[0], "name",
+                                                  PQgetvalue(cur, 0, 2), "body", body, "state", "approved",
+                                                  "content_sha256", have);
         if ((k = finish_write(r, &d, "catalog.approve", r->params[1], change)) < 0)
                 return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "item", r->params[1], "user", r->caller.user_id),
@@ -820,7 +861,7 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
          * is stored as a draft that needs approval again */
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, tenant_id, name, bodys};
-        if ((k = pg_begin(d->conn, e)) < 0)
+        if ((k = db_begin(d, e)) < 0)
                 return k;
         k = pg_exec(d->conn,
                     "INSERT INTO api.catalog_items AS c (id, tenant_id, kind, name, body, created_by) "
@@ -835,8 +876,8 @@ static int import_one(struct api *a, struct db *d, const char *tenant_id, const 
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", "skills", "name", name, "body", bodys);
         if (k >= 0 && changed)
                 k = api_audit_operator(a, d, tenant_id, action, "catalog_item", PQgetvalue(res, 0, 1), change, e);
-        if (k < 0 || (k = pg_commit(d->conn, e)) < 0) {
-                pg_rollback(d->conn);
+        if (k < 0 || (k = db_commit(d, e)) < 0) {
+                db_rollback(d);
                 return k;
         }
         if (!changed)
@@ -878,7 +919,7 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv) {
                 fprintf(stderr, "paddock-api: no tenant named \"%s\"\n", tenant);
                 return 1;
         }
-        if (k < 0 || (k = pg_set_tenant(d.conn, tenant_id, &e)) < 0) {
+        if (k < 0 || (k = db_set_tenant(&d, tenant_id, &e)) < 0) {
                 log_error("could not look up tenant: %s", e.message);
                 return 1;
         }

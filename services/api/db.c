@@ -8,18 +8,43 @@
 #include "pg/pg.h"
 
 int db_open(struct db *d, struct api *a, const char *tenant_id, struct err_detail *e) {
+        if (tenant_id && *tenant_id && !id_is_uuid(tenant_id))
+                return err_set(e, -EINVAL, "22023", "tenant id is not a UUID");
         d->pool = a->pg;
+        snprintf(d->tenant, sizeof d->tenant, "%s", tenant_id ? tenant_id : "");
         d->conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
         if (!d->conn)
                 return e && e->errnum ? e->errnum : -ECONNRESET;
         /* the row-level-security policies key on it: without a tenant,
-         * tenant-owned tables show nothing */
-        int r = pg_set_tenant(d->conn, tenant_id, e);
+         * tenant-owned tables show nothing; set for this transaction only,
+         * so it ends with the request, whatever happens to the connection */
+        int r = pg_tx_restart(d->conn, NULL, d->tenant, e);
         if (r < 0) {
                 db_close(d);
                 return r;
         }
         return 0;
+}
+
+int db_begin(struct db *d, struct err_detail *e) {
+        return pg_tx_restart(d->conn, "COMMIT", d->tenant, e);
+}
+
+int db_commit(struct db *d, struct err_detail *e) {
+        return pg_tx_restart(d->conn, "COMMIT", d->tenant, e);
+}
+
+void db_rollback(struct db *d) {
+        pg_tx_restart(d->conn, "ROLLBACK", d->tenant, NULL);
+}
+
+int db_set_tenant(struct db *d, const char *tenant_id, struct err_detail *e) {
+        if (tenant_id && *tenant_id && !id_is_uuid(tenant_id))
+                return err_set(e, -EINVAL, "22023", "tenant id is not a UUID");
+        int r = pg_set_tenant_local(d->conn, tenant_id, e);
+        if (r >= 0)
+                snprintf(d->tenant, sizeof d->tenant, "%s", tenant_id ? tenant_id : "");
+        return r;
 }
 
 int db_open_caller(struct db *d, struct api_req *r, struct err_detail *e) {
@@ -32,8 +57,18 @@ int db_open_caller(struct db *d, struct api_req *r, struct err_detail *e) {
 }
 
 void db_close(struct db *d) {
-        if (d->conn)
-                pg_pool_release(d->pool, d->conn);
+        if (!d->conn)
+                return;
+        /* statements run outside db_begin..db_commit count as done (they
+         * were written as autocommitted); a failed transaction is rolled
+         * back by the pool, which also resets the session */
+        if (PQtransactionStatus(d->conn) == PQTRANS_INTRANS) {
+                struct err_detail e = {0};
+                if (pg_commit(d->conn, &e) < 0)
+                        log_ctx(LOG_WARN, LOG_KV("sqlstate", e.code), "could not commit at the end of a request: %s",
+                                e.message);
+        }
+        pg_pool_release(d->pool, d->conn);
         d->conn = NULL;
 }
 

@@ -6,6 +6,7 @@
  * X-Request-Id, and one access line in the log. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -63,6 +64,24 @@ int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...)
         va_end(ap);
         r->pcode = code;
         return err < 0 ? err : -EIO;
+}
+
+void api_client_ip(struct lws *wsi, const struct api *a, char out[HTTP_CLIENT_ADDR_MAX]) {
+        char peer[HTTP_CLIENT_ADDR_MAX] = "";
+        out[0] = '\0';
+        if (!wsi)
+                return;
+        lws_get_peer_simple(wsi, peer, sizeof peer);
+        /* the header only matters behind a trusted proxy: no copy otherwise;
+         * all of it (bounded by lws's header space), since its right end is
+         * the part our proxies wrote */
+        _cleanup_free_ char *xff = NULL;
+        int len = 0;
+        if (a->n_trusted_proxies && http_addr_trusted(peer, a->trusted_proxies, a->n_trusted_proxies) &&
+            (len = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR)) > 0 && (xff = malloc((size_t)len + 1)) &&
+            lws_hdr_copy(wsi, xff, len + 1, WSI_TOKEN_X_FORWARDED_FOR) < 0)
+                xff[0] = '\0';
+        http_client_addr(peer, xff, a->trusted_proxies, a->n_trusted_proxies, out, HTTP_CLIENT_ADDR_MAX);
 }
 
 const char *api_query(struct api_req *r, const char *name, char *buf, int len) {
@@ -216,7 +235,7 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
         if (r->perm != PERM_NONE) {
                 char token[128];
                 struct err_detail e = {0};
-                if (auth_token_from_wsi(wsi, false, token, sizeof token) < 0)
+                if (auth_token_from_wsi(wsi, token, sizeof token) < 0)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
                 int k = auth_lookup_token(a, token, &r->caller, &auth_db, &e);
                 explicit_bzero(token, sizeof token);

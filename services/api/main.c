@@ -59,9 +59,12 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_LOGIN_WINDOW_S", CONFIG_INT, "900", 1, 86400, false, S(login_window_s),
          "window of the failed-login limits in seconds (counted in PostgreSQL, across replicas)"},
         {"PADDOCK_LOGIN_MAX_FAILURES_USER", CONFIG_INT, "5", 1, 100, false, S(login_max_failures_user),
-         "failed logins per tenant and username within the window before 429"},
+         "failed logins per tenant, username and source address within the window before 429"},
         {"PADDOCK_LOGIN_MAX_FAILURES_IP", CONFIG_INT, "20", 1, 1000, false, S(login_max_failures_ip),
          "failed logins per source IP within the window before 429"},
+        {"PADDOCK_TRUSTED_PROXIES", CONFIG_STRING, "", 0, 0, false, S(trusted_proxies),
+         "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (login limits, "
+         "audit); empty: none, the socket peer is the client"},
         {"PADDOCK_API_WORKERS", CONFIG_INT, "0", 0, 64, false, S(workers),
          "worker processes serving the API on one port (SO_REUSEPORT); 0: one per online CPU"},
         {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
@@ -384,6 +387,12 @@ int main(int argc, char **argv) {
                 explicit_bzero(env_key, strlen(env_key));
         if (mk < 0) {
                 log_error("invalid configuration: PADDOCK_MASTER_KEY: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        if (http_trusted_proxies_parse(a.cfg.trusted_proxies, a.trusted_proxies, HTTP_TRUSTED_PROXIES_MAX,
+                                       &a.n_trusted_proxies, &e) < 0) {
+                log_error("invalid configuration: PADDOCK_TRUSTED_PROXIES: %s", e.message);
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
         }

@@ -147,7 +147,7 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
         if (PQntuples(res) != 1)
                 return api_fail(r, -ENOENT, "not_found", "user not found");
 
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         const char *mp[] = {team_id, user_id, r->caller.tenant_id};
         _cleanup_pgres_ PGresult *cur = NULL;
@@ -156,13 +156,13 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
                     "AND tenant_id = $3 FOR UPDATE",
                     3, mp, &cur, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "look up membership");
         }
         _cleanup_json_ json_t *old = PQntuples(cur) == 1 ? json_loads(PQgetvalue(cur, 0, 0), 0, NULL) : json_array();
         _cleanup_json_ json_t *now = NULL;
         if (!old) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EIO, "internal", "could not read the membership");
         }
         if (set)
@@ -178,7 +178,7 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
         }
         _cleanup_json_ json_t *added = roles_minus(now, old), *removed = roles_minus(old, now);
         if (!now || !added || !removed) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         }
         /* the same roles in another order is no change either */
@@ -199,7 +199,7 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
                                     "ON CONFLICT (team_id, user_id) DO UPDATE SET roles = excluded.roles",
                                     4, params, NULL, &e);
                 if (k < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return db_fail(r, k, &e, "grant roles");
                 }
                 char object[2 * UUID_STR_LEN + 1];
@@ -208,13 +208,13 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
                                                           user_id, "roles", now, "added", added, "removed", removed);
                 if ((k = api_audit(r, &d, gone ? "team.member.remove" : "team.member.grant", "team_member", object,
                                    "success", change)) < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return k;
                 }
-                if ((k = pg_commit(d.conn, &e)) < 0)
+                if ((k = db_commit(&d, &e)) < 0)
                         return db_fail(r, k, &e, "commit grant");
         } else
-                pg_rollback(d.conn);
+                db_rollback(&d);
         /* unchanged: the roles as stored (a PUT may have listed them in another order) */
         r->out = json_pack("{s:s, s:s, s:O, s:O, s:O}", "team", team_id, "user", user_id, "roles", changed ? now : old,
                            "added", added, "removed", removed);

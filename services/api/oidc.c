@@ -277,7 +277,7 @@ int oidc_config_put(struct api_req *r) {
         const char *params[] = {r->caller.tenant_id, issuer, audience, jwks_url, skew_s,
                                 username_claim ? username_claim : OIDC_DEFAULT_USERNAME_CLAIM, mapping_text,
                                 !je || json_is_true(je) ? "t" : "f", r->caller.user_id};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         k = pg_exec(d.conn,
@@ -292,16 +292,16 @@ int oidc_config_put(struct api_req *r) {
                     "RETURNING " OIDC_COLUMNS,
                     9, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k < 0 ? k : -EIO, &e, "store oidc configuration");
         }
         /* the configuration holds nothing secret; the change is hashed anyway */
         _cleanup_json_ json_t *change = oidc_config_json(res, 0);
         if ((k = api_audit(r, &d, "tenant.oidc_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit oidc configuration");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
                 "oidc configuration updated (issuer %s)", issuer);
@@ -316,22 +316,22 @@ int oidc_config_delete(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->caller.tenant_id};
         k = pg_exec(d.conn, "DELETE FROM api.tenant_oidc WHERE tenant_id = $1 RETURNING tenant_id", 1, params, &res,
                     &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "delete oidc configuration")
                              : api_fail(r, -ENOENT, "not_found", "the tenant has no OIDC configuration");
         }
         if ((k = api_audit(r, &d, "tenant.oidc_delete", "tenant", r->caller.tenant_id, "success", NULL)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit oidc configuration");
         r->status = 204;
         return 0;
@@ -342,7 +342,7 @@ int oidc_config_delete(struct api_req *r) {
 struct oidc_attempt {
         const char *tenant;               /* the name the client gave */
         char tenant_id[UUID_STR_LEN];     /* "" until known */
-        char peer[64];
+        char peer[HTTP_CLIENT_ADDR_MAX];
         char rl_user[96];                 /* rate-limit key, see oidc_login */
 };
 
@@ -457,7 +457,7 @@ int oidc_login(struct api_req *r) {
          * ratelimit.c holds the source here, not a claim of a token that
          * failed verification, so no one can lock another person out; the
          * space keeps it apart from every real user name. */
-        lws_get_peer_simple(r->wsi, at.peer, sizeof at.peer);
+        api_client_ip(r->wsi, r->api, at.peer);
         snprintf(at.rl_user, sizeof at.rl_user, "oidc from %s", at.peer);
         int64_t wait_s = ratelimit_login_check(r->api, at.tenant, at.rl_user, at.peer);
 
@@ -564,7 +564,7 @@ int oidc_login(struct api_req *r) {
                 return oidc_refuse(r, &at, username, -EPERM, "no_role", "no_role",
                                    "the token's claims grant no Paddock role in this tenant");
 
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *ures = NULL;
         const char *up[] = {at.tenant_id, username};
@@ -573,7 +573,7 @@ int oidc_login(struct api_req *r) {
                     "WHERE tenant_id = $1 AND username = $2 FOR UPDATE",
                     2, up, &ures, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "look up user");
         }
         char user_id[UUID_STR_LEN];
@@ -593,13 +593,13 @@ int oidc_login(struct api_req *r) {
                         err = -EPERM, code = "forbidden";
                 }
                 if (reason) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return oidc_refuse(r, &at, username, err, code, reason, message);
                 }
                 snprintf(user_id, sizeof user_id, "%s", PQgetvalue(ures, 0, 0));
         } else {
                 if (id_new_uuid(user_id) < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return api_fail(r, -EIO, "internal", "could not generate an id");
                 }
                 const char *ip[] = {user_id, at.tenant_id, username, OIDC_NO_PASSWORD, issuer, subject};
@@ -608,13 +608,13 @@ int oidc_login(struct api_req *r) {
                             "oidc_subject) VALUES ($1, $2, $3, $4, 'oidc', $5, $6)",
                             6, ip, NULL, &e);
                 if (k < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return db_fail(r, k, &e, "create user");
                 }
                 created = true;
         }
         if ((k = oidc_replace_grants(&d, at.tenant_id, user_id, g, &e)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "replace role grants");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s, s:o}", "method", "oidc", "issuer", issuer,
@@ -625,7 +625,7 @@ int oidc_login(struct api_req *r) {
                 snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
                 snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", at.tenant_id);
                 if ((k = api_audit(r, &d, "user.create", "user", user_id, "success", change)) < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return k;
                 }
         }

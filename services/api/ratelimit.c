@@ -1,4 +1,8 @@
-/* Failed-login rate limiting per user (tenant + username) and per source IP.
+/* Failed-login rate limiting per (user, source address) and per source
+ * address (issue 9 §5: a limit must not lock a user out for everyone: while
+ * one source guessing at a user is refused, the same user's right password
+ * from another source still logs in). The source is the client's address as
+ * api_client_ip() gives it (X-Forwarded-For only from PADDOCK_TRUSTED_PROXIES).
  *
  * A sliding log in PostgreSQL (api.login_failures, migration 0008): a key is
  * limited while `max` of its failures fall inside the window, until the oldest
@@ -25,21 +29,30 @@
 /* \x + hex of the key's id, as PostgreSQL reads a bytea parameter in text */
 #define RL_KEY_TEXT (2 + 2 * RL_ID + 1)
 
-static void rl_key(const char *domain, const char *a, const char *b, char out[RL_KEY_TEXT]) {
+/* The key of domain and parts (NULL-terminated, each cut at 511 bytes). */
+static void rl_key(const char *domain, const char *const *parts, char out[RL_KEY_TEXT]) {
         /* parts separated by NUL: no part can contain one */
-        unsigned char buf[1040], d[SHA256_DIGEST_LENGTH];
-        size_t ld = strnlen(domain, 7), la = strnlen(a, 511), lb = b ? strnlen(b, 511) : 0;
-        memcpy(buf, domain, ld);
-        buf[ld] = '\0';
-        memcpy(buf + ld + 1, a, la);
-        buf[ld + 1 + la] = '\0';
-        if (b)
-                memcpy(buf + ld + 2 + la, b, lb);
-        SHA256(buf, ld + 2 + la + lb, d);
+        unsigned char buf[16 + 4 * 512], d[SHA256_DIGEST_LENGTH];
+        size_t n = strnlen(domain, 15);
+        memcpy(buf, domain, n);
+        for (int i = 0; parts[i] && i < 4; i++) {
+                size_t l = strnlen(parts[i], 511);
+                buf[n++] = '\0';
+                memcpy(buf + n, parts[i], l);
+                n += l;
+        }
+        SHA256(buf, n, d);
         out[0] = '\\';
         out[1] = 'x';
         for (int i = 0; i < RL_ID; i++)
                 snprintf(out + 2 + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The keys of a login attempt: the user from this source, and the source. */
+static void rl_keys(const char *tenant, const char *username, const char *ip, char user_key[RL_KEY_TEXT],
+                    char ip_key[RL_KEY_TEXT]) {
+        rl_key("user-source", (const char *const[]){tenant, username, ip, NULL}, user_key);
+        rl_key("ip", (const char *const[]){ip, NULL}, ip_key);
 }
 
 /* Seconds until key may try again (rounded up), 0 when not limited. */
@@ -71,8 +84,7 @@ static int64_t rl_wait(PGconn *conn, const char *key, long long max, long long w
 
 int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *username, const char *ip) {
         char user_key[RL_KEY_TEXT], ip_key[RL_KEY_TEXT];
-        rl_key("user", tenant, username, user_key);
-        rl_key("ip", ip, NULL, ip_key);
+        rl_keys(tenant, username, ip, user_key, ip_key);
         PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
         if (!conn)
                 return 0;
@@ -85,8 +97,7 @@ int64_t ratelimit_login_check(struct api *a, const char *tenant, const char *use
 void ratelimit_login_failed(struct api *a, const char *tenant, const char *username, const char *ip) {
         static unsigned failures;
         char user_key[RL_KEY_TEXT], ip_key[RL_KEY_TEXT], wins[24];
-        rl_key("user", tenant, username, user_key);
-        rl_key("ip", ip, NULL, ip_key);
+        rl_keys(tenant, username, ip, user_key, ip_key);
         snprintf(wins, sizeof wins, "%lld", a->cfg.login_window_s);
         PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
         if (!conn)
@@ -110,9 +121,9 @@ void ratelimit_login_failed(struct api *a, const char *tenant, const char *usern
         pg_pool_release(a->pg, conn);
 }
 
-void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username) {
-        char user_key[RL_KEY_TEXT];
-        rl_key("user", tenant, username, user_key);
+void ratelimit_login_succeeded(struct api *a, const char *tenant, const char *username, const char *ip) {
+        char user_key[RL_KEY_TEXT], ip_key[RL_KEY_TEXT];
+        rl_keys(tenant, username, ip, user_key, ip_key);
         PGconn *conn = pg_pool_acquire(a->pg, 5000, NULL);
         if (!conn)
                 return;

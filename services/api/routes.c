@@ -59,6 +59,7 @@ static const struct api_route routes[] = {
         {"GET", "/v1/runs/{id}/events", events_list, PERM_VIEWER},
         /* upgraded requests are served by stream.c (stream_filter checks PERM_VIEWER) */
         {"GET", "/v1/runs/{id}/stream", stream_plain_http, PERM_VIEWER},
+        {"POST", "/v1/runs/{id}/stream-ticket", stream_ticket_create, PERM_VIEWER},
         {"GET", "/v1/runs/{id}/artifacts", artifacts_list, PERM_REVIEWER},
         {"GET", "/v1/runs/{id}/artifacts/{name}", artifacts_get, PERM_REVIEWER},
         {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},

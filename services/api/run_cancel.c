@@ -58,10 +58,10 @@ int runs_cancel(struct api_req *r) {
          * is produced inside it, so a Kafka failure rolls both back (a COMMIT
          * failing after a produced cancel is the one case left unaudited) */
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "cancel run");
         if ((k = api_audit(r, &d, "run.cancel", "run", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
 
@@ -80,7 +80,7 @@ int runs_cancel(struct api_req *r) {
         if ((k = control_produce(r->api, r->caller.tenant_id, id, &rc, &ke)) < 0) {
                 log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", id, "kafka", ke.code),
                         "could not produce cancel: %s", ke.message[0] ? ke.message : strerror(-k));
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was changed");
         }
 
@@ -96,13 +96,13 @@ int runs_cancel(struct api_req *r) {
                             "RETURNING status",
                             3, uparams, &up, &e);
                 if (k < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return db_fail(r, k, &e, "cancel queued run");
                 }
                 if (PQntuples(up) == 1)
                         out_status = "cancelled";
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "cancel run");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", id, "user", r->caller.user_id, "node",
                                  node ? node : ""),

@@ -259,16 +259,28 @@ static int run_mark_failed(struct db *d, const char *run_id, const char *tenant_
                        3, params, NULL, &e);
 }
 
+/* True when ref (a team id or name, as POST /v1/runs takes it) names team_id. */
+static bool team_names_id(struct db *d, const char *tenant_id, const char *ref, const char *team_id) {
+        if (!strcmp(ref, team_id))
+                return true;
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {team_id, tenant_id, ref};
+        int k = pg_exec(d->conn, "SELECT 1 FROM api.teams WHERE id = $1 AND tenant_id = $2 AND name = $3", 3, params,
+                        &res, &e);
+        return k >= 0 && PQntuples(res) == 1;
+}
+
 /* What a launch starts from. Strings borrowed. */
 struct launch {
         const char *sandbox_id; /* resolved id */
         const char *version;    /* "N", or NULL for the latest published version */
-        const char *team;       /* team id or name, or NULL for the sandbox's team */
+        const char *team;       /* team id or name the request names (it must be the sandbox's), or NULL */
         const char *relaunch_of; /* the run this one repeats, or NULL */
 };
 
-/* Launches l as r's caller: the caller must see the sandbox's team and hold
- * r->perm (launcher) in the run's team; the run is stored and audited in one
+/* Launches l as r's caller: the caller must hold r->perm (launcher) in the
+ * sandbox's team, which is the run's team; the run is stored and audited in one
  * transaction, then requested on paddock.runs.requested. Answers 202. */
 static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         struct err_detail e = {0};
@@ -304,18 +316,26 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         char version[16];
         snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
 
+        /* A run belongs to the team of its definition (ARCHITECTURE.md §5: a
+         * team's secrets reach only that team's definitions): launching
+         * needs the launcher role there, and the secrets resolve there. A
+         * team named in the request only confirms it. */
         char team_id[UUID_STR_LEN];
-        if (l->team) {
-                if ((k = teams_resolve(r, d, l->team, team_id)) < 0)
-                        return k;
-        } else {
-                snprintf(team_id, sizeof team_id, "%s", PQgetvalue(sb, 0, 0));
-                k = api_authz_team(d, &r->caller, team_id, r->perm, &e);
-                if (k == -EPERM)
-                        return db_fail(r, k, &e, "check team membership");
-                if (k < 0)
-                        return api_fail(r, -ENOENT, "not_found", "team not found");
-        }
+        snprintf(team_id, sizeof team_id, "%s", PQgetvalue(sb, 0, 0));
+        if (l->team && !team_names_id(d, r->caller.tenant_id, l->team, team_id) && l->relaunch_of)
+                return api_fail(r, -EEXIST, "conflict",
+                                "run %s is not in the team of its sandbox \"%s\": launch the sandbox anew",
+                                l->relaunch_of, sandbox_name);
+        if (l->team && !team_names_id(d, r->caller.tenant_id, l->team, team_id))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "team: a run belongs to the team of its sandbox (\"%s\" is in team %s); "
+                                "omit team or name that one",
+                                sandbox_name, team_id);
+        k = api_authz_team(d, &r->caller, team_id, r->perm, &e);
+        if (k == -EPERM)
+                return db_fail(r, k, &e, "check team membership");
+        if (k < 0)
+                return api_fail(r, -ENOENT, "not_found", "team not found");
 
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
         _cleanup_free_ char *canon = NULL;
@@ -390,21 +410,21 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                                                   "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
         if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
-        if ((k = pg_begin(d->conn, &e)) < 0)
+        if ((k = db_begin(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
         k = pg_exec(d->conn,
                     "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of) "
                     "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7)",
                     7, ip, NULL, &e);
         if (k < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return db_fail(r, k, &e, "insert run");
         }
         if ((k = api_audit(r, d, "run.launch", "run", run_id, "success", change)) < 0) {
-                pg_rollback(d->conn);
+                db_rollback(d);
                 return k;
         }
-        if ((k = pg_commit(d->conn, &e)) < 0)
+        if ((k = db_commit(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
 
         struct err_detail ke = {0};

@@ -90,24 +90,24 @@ int sandboxes_create(struct api_req *r) {
         const char *params[] = {id, r->caller.tenant_id, team_id, json_string_value(name), spec_text,
                                 r->caller.user_id};
         /* one transaction so the write stands only if it was audited */
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn,
                     "INSERT INTO api.sandboxes (id, tenant_id, team_id, name, draft_spec, created_by) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
                     6, params, NULL, &e);
         if (k < 0)
-                pg_rollback(d.conn);
+                db_rollback(&d);
         if (k == -EEXIST)
                 return api_fail(r, -EEXIST, "conflict", "a sandbox named \"%s\" already exists", json_string_value(name));
         if (k < 0)
                 return db_fail(r, k, &e, "create sandbox");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:O, s:O}", "team", team_id, "name", name, "spec", spec);
         if ((k = api_audit(r, &d, "sandbox.create", "sandbox", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit sandbox");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "user", r->caller.user_id),
                 "sandbox created");
@@ -152,20 +152,20 @@ int sandboxes_put_draft(struct api_req *r) {
         if (!spec_text)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         const char *params[] = {id, r->caller.tenant_id, spec_text};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
                     3, params, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "update draft");
         }
         _cleanup_json_ json_t *change = json_pack("{s:O}", "spec", spec);
         if ((k = api_audit(r, &d, "sandbox.update", "sandbox", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit draft");
         if ((k = sandbox_load(r, &d, id, &r->out, NULL)) < 0)
                 return k;
@@ -204,7 +204,7 @@ int sandboxes_publish(struct api_req *r) {
         char id[UUID_STR_LEN];
         if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
                 return k;
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         /* the row lock serializes concurrent publishes of one sandbox */
         _cleanup_pgres_ PGresult *res = NULL;
@@ -216,14 +216,14 @@ int sandboxes_publish(struct api_req *r) {
                     "WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
                     2, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "lock sandbox") : api_fail(r, -ENOENT, "not_found", "sandbox not found");
         }
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
         _cleanup_free_ char *canon = NULL;
         char sha[65];
         if (!spec || spec_canonical(spec, &canon, sha) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EIO, "internal", "could not canonicalize the draft");
         }
         char version[16];
@@ -232,7 +232,7 @@ int sandboxes_publish(struct api_req *r) {
          * (nothing written, nothing to audit) */
         if (!PQgetisnull(res, 0, 2) && !strcmp(PQgetvalue(res, 0, 3), sha)) {
                 snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 if ((k = version_load(r, &d, id, version, &r->out)) < 0)
                         return k;
                 json_object_set_new(r->out, "unchanged", json_true());
@@ -246,16 +246,16 @@ int sandboxes_publish(struct api_req *r) {
                     "VALUES ($1, $2, $3::integer, $4::jsonb, $5, $6)",
                     6, ip, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "publish version");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", id, "version", version,
                                                   "spec_sha256", sha);
         if ((k = api_audit(r, &d, "sandbox.publish", "sandbox", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit version");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "version", version,
                                  "user", r->caller.user_id),

@@ -143,9 +143,9 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {run_id};
         k = pg_exec(d.conn,
-                    "SELECT r.tenant_id, r.team_id, coalesce(r.node_id, ''), r.status, v.spec::text FROM api.runs r "
-                    "JOIN api.sandbox_versions v ON v.sandbox_id = r.sandbox_id AND v.version = r.version "
-                    "WHERE r.id = $1",
+                    "SELECT r.tenant_id, r.team_id, coalesce(r.node_id, ''), r.status, v.spec::text, s.team_id "
+                    "FROM api.runs r JOIN api.sandbox_versions v ON v.sandbox_id = r.sandbox_id AND v.version = r.version "
+                    "JOIN api.sandboxes s ON s.id = r.sandbox_id WHERE r.id = $1",
                     1, params, &res, &e);
         if (k < 0)
                 return err_set(err, k, e.code, "could not load run %s for sealing: %s", run_id, e.message);
@@ -160,6 +160,11 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         json_t *refs = json_object_get(spec, "secrets");
         if (json_array_size(refs) == 0)
                 return 0;
+        /* a team's secrets reach only its own definitions (ARCHITECTURE.md
+         * §5): a run filed under another team than its sandbox's (launched
+         * before launches were bound to the sandbox's team) gets none */
+        if (strcmp(team_id, PQgetvalue(res, 0, 5)))
+                return send_cancel(a, tenant_id, run_id, node, "the run is not in the team of its sandbox", err);
         if (decode_public_key(public_key_b64, pub) < 0) {
                 log_ctx(LOG_WARN, LOG_KV("tenant", tenant_id, "run", run_id), "provisioning event has an invalid public_key");
                 return send_cancel(a, tenant_id, run_id, node, "the run's public key is not usable", err);

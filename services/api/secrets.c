@@ -187,7 +187,7 @@ int secrets_put(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->params[1], r->caller.tenant_id, hex, r->caller.user_id};
         /* one transaction so the write stands only if it was audited */
-        k = pg_begin(d.conn, &e);
+        k = db_begin(&d, &e);
         if (k >= 0)
                 k = pg_exec(d.conn,
                     "INSERT INTO api.team_secrets (team_id, name, tenant_id, sealed, updated_by) "
@@ -198,7 +198,7 @@ int secrets_put(struct api_req *r) {
         /* the request body (the value) is freed with the request; our copy goes now */
         explicit_bzero((char *)json_string_value(jv), vlen);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "store team secret");
         }
         bool created = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
@@ -207,10 +207,10 @@ int secrets_put(struct api_req *r) {
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
         if ((k = api_audit(r, &d, "secret.put", "secret", object, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit team secret");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),
@@ -261,12 +261,12 @@ int secrets_delete(struct api_req *r) {
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->caller.tenant_id, r->params[1]};
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         k = pg_exec(d.conn, "DELETE FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3", 3,
                     params, &res, &e);
         if (k < 0 || atoi(PQcmdTuples(res)) == 0)
-                pg_rollback(d.conn);
+                db_rollback(&d);
         if (k < 0)
                 return db_fail(r, k, &e, "delete team secret");
         if (atoi(PQcmdTuples(res)) == 0)
@@ -275,10 +275,10 @@ int secrets_delete(struct api_req *r) {
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
         if ((k = api_audit(r, &d, "secret.delete", "secret", object, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit team secret");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),

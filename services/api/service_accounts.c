@@ -133,7 +133,7 @@ int service_accounts_create(struct api_req *r) {
         if (id_new_uuid(id) < 0)
                 return api_fail(r, -EIO, "internal", "could not generate an id");
 
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *up[] = {id, r->caller.tenant_id, name, SA_NO_PASSWORD};
@@ -142,11 +142,11 @@ int service_accounts_create(struct api_req *r) {
                     "VALUES ($1, $2, $3, $4, 'service') RETURNING " DB_TS("created_at"),
                     4, up, &res, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "name is already taken by a user or service account");
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "create service account");
         }
         if (team[0]) {
@@ -155,17 +155,17 @@ int service_accounts_create(struct api_req *r) {
                                  "INSERT INTO api.team_members (team_id, user_id, tenant_id, roles) "
                                  "VALUES ($1, $2, $3, $4::text[])",
                                  4, mp, NULL, &e)) < 0) {
-                        pg_rollback(d.conn);
+                        db_rollback(&d);
                         return db_fail(r, k, &e, "grant roles");
                 }
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?}", "name", name, "team", team[0] ? team : NULL,
                                                   "roles", roles);
         if ((k = api_audit(r, &d, "service_account.create", "service_account", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit service account");
         json_t *teams = json_array();
         if (team[0])
@@ -206,11 +206,11 @@ int service_accounts_delete(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         bool disabled;
         if ((k = sa_lock(r, &d, id, &disabled)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
         /* disabled, not deleted: runs and audit records keep naming it */
@@ -221,14 +221,14 @@ int service_accounts_delete(struct api_req *r) {
                          "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
                          "AND revoked_at IS NULL",
                          2, params, NULL, &e)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "disable service account");
         }
         if ((k = api_audit(r, &d, "service_account.disable", "service_account", id, "success", NULL)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit service account");
         r->status = 204;
         return 0;
@@ -257,20 +257,20 @@ int service_accounts_token_create(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         bool disabled;
         if ((k = sa_lock(r, &d, sa, &disabled)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
         if (disabled) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "service account is disabled");
         }
         char token[65], digest[65], id[UUID_STR_LEN], expires[40];
         if (id_random_hex(token, 32) < 0 || id_new_uuid(id) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EIO, "internal", "could not generate a token");
         }
         unsigned char dg[32];
@@ -284,7 +284,7 @@ int service_accounts_token_create(struct api_req *r) {
                     "VALUES ($1, $2, $3, $4::timestamptz, $5, $6)",
                     6, params, NULL, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 explicit_bzero(token, sizeof token);
                 return db_fail(r, k, &e, "store token");
         }
@@ -292,8 +292,8 @@ int service_accounts_token_create(struct api_req *r) {
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "token_id", id, "name", name, "expires_at",
                                                   expires);
         if ((k = api_audit(r, &d, "service_account.token_create", "service_account", sa, "success", change)) < 0 ||
-            (k = pg_commit(d.conn, &e)) < 0) {
-                pg_rollback(d.conn);
+            (k = db_commit(&d, &e)) < 0) {
+                db_rollback(&d);
                 explicit_bzero(token, sizeof token);
                 return r->pcode ? k : db_fail(r, k, &e, "store token");
         }
@@ -313,7 +313,7 @@ int service_accounts_token_revoke(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {tok, sa, r->caller.tenant_id};
@@ -323,19 +323,19 @@ int service_accounts_token_revoke(struct api_req *r) {
                     "AND u.tenant_id = k.tenant_id AND u.kind = 'service' RETURNING k.id",
                     3, params, &res, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "revoke token");
         }
         if (PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -ENOENT, "not_found", "token not found");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "token_id", tok);
         if ((k = api_audit(r, &d, "service_account.token_revoke", "service_account", sa, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit revocation");
         r->status = 204;
         return 0;

@@ -62,6 +62,9 @@ static int apply_sql(const char *sql, int n, const char *const *params, const ch
         _cleanup_pgres_ PGresult *res = NULL;
         if (k >= 0)
                 k = pg_exec(d.conn, sql, n, params, &res, &e);
+        /* durable before the offset is: say so if the commit fails */
+        if (k >= 0)
+                k = db_commit(&d, &e);
         if (k < 0)
                 return err_set(err, k, e.code, "could not update status of run %s: %s", run_id, e.message);
         if (atoi(PQcmdTuples(res)) > 0)

@@ -8,20 +8,38 @@
  * not next_seq (a gap: the fan-out starts at "latest", or a viewer's queue
  * overflowed), PostgreSQL is asked again every 100 ms until the gap is filled;
  * when idle, once a second as a safety net. After the terminal status event
- * the socket closes with 1000. Runs on the lws thread only. */
+ * the socket closes with 1000. Runs on the lws thread only.
+ *
+ * A stream lasts only as long as what let it open (issue 9 §5): every
+ * STREAM_RECHECK_US, on the idle timer and before a send, the session checks
+ * again that its token is still valid (not revoked or expired, the user not
+ * disabled) and that the user still holds a role that views the run's team,
+ * and otherwise closes with 4401 (token) or 4403 (role) and a reason. The
+ * upgrade takes the token from "Authorization: Bearer", or, for browsers
+ * that cannot set headers on a websocket, a single-use ticket (?ticket=,
+ * POST /v1/runs/{id}/stream-ticket) that names the token that asked for it:
+ * never the token itself in a URL. */
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/sha.h>
 #include <string.h>
 
 #include "api.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
+#include "pg/pg.h"
 
 #define STORE_MAX 2048
 #define FETCH_BATCH 500
 #define GAP_RETRY_US (100 * 1000)
 #define IDLE_POLL_US (1000 * 1000)
+#define STREAM_RECHECK_US (2 * 1000 * 1000)
+#define TICKET_TTL_S 30
+#define TICKET_PREFIX "pst_"
+/* websocket close codes of an authorization that ended (4000-4999: ours) */
+#define CLOSE_UNAUTHORIZED 4401
+#define CLOSE_FORBIDDEN 4403
 
 struct stored_event {
         uint64_t seq;
@@ -34,6 +52,10 @@ struct stream_session {
         struct lws *wsi;
         struct api_caller caller;
         char run_id[UUID_STR_LEN];
+        char team_id[UUID_STR_LEN]; /* the run's team, whose role lets the caller watch */
+        int64_t recheck_due;        /* monotonic us of the next authorization check */
+        int close_code;             /* != 0: authorization ended, close at the next write */
+        const char *close_why;      /* static */
         uint64_t next_seq;
         bool run_was_terminal;
         bool established;
@@ -163,6 +185,140 @@ int stream_plain_http(struct api_req *r) {
         return api_fail(r, -EINVAL, "unsupported", "/v1/runs/{id}/stream needs a websocket upgrade");
 }
 
+/* True when the query string has an argument named name (any value, any
+ * length: lws_get_urlarg_by_name misses one longer than its buffer). */
+static bool query_has(struct lws *wsi, const char *name) {
+        size_t nl = strlen(name);
+        for (int idx = 0;; idx++) {
+                int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, idx);
+                if (len <= 0)
+                        return false;
+                _cleanup_free_ char *frag = malloc((size_t)len + 1);
+                if (!frag || lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, idx) < 0)
+                        return true; /* unreadable: refuse rather than guess */
+                if (!strncmp(frag, name, nl) && (frag[nl] == '=' || frag[nl] == '\0'))
+                        return true;
+        }
+}
+
+static void sha256_hex(const char *s, char out[65]) {
+        unsigned char d[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)s, strlen(s), d);
+        hex_encode(d, sizeof d, out);
+}
+
+/* Uses up ticket (any presentation does) and, when it was valid for run_id,
+ * fills c with the caller of the token that asked for it (which must still
+ * be valid). -EACCES for an unknown, used, expired or other run's ticket. */
+static int ticket_redeem(struct api *a, const char *ticket, const char *run_id, struct api_caller *c,
+                         struct err_detail *e) {
+        if (strncmp(ticket, TICKET_PREFIX, STRLEN(TICKET_PREFIX)) || strlen(ticket) != STRLEN(TICKET_PREFIX) + 64 ||
+            strspn(ticket + STRLEN(TICKET_PREFIX), "0123456789abcdef") != 64)
+                return -EACCES;
+        char digest[65];
+        sha256_hex(ticket, digest);
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, NULL, e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {digest};
+        /* SECURITY DEFINER (migrations/0013_stream_tickets.sql): no tenant is known yet */
+        k = pg_exec(d.conn, "SELECT tenant_id, user_id, run_id, token_sha256 FROM api.stream_ticket_redeem($1)", 1,
+                    params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 2), run_id))
+                return -EACCES;
+        char user_id[UUID_STR_LEN], token_sha256[65];
+        snprintf(user_id, sizeof user_id, "%s", PQgetvalue(res, 0, 1));
+        snprintf(token_sha256, sizeof token_sha256, "%s", PQgetvalue(res, 0, 3));
+        db_close(&d);
+        if ((k = auth_lookup_token_sha256(a, token_sha256, c, NULL, e)) < 0)
+                return k == -EKEYEXPIRED ? -EACCES : k;
+        return strcmp(c->user_id, user_id) ? -EACCES : 0;
+}
+
+int stream_ticket_create(struct api_req *r) {
+        const char *id = r->params[0];
+        if (!id_is_uuid(id))
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        if (r->body_len > 0) {
+                _cleanup_json_ json_t *body = NULL;
+                int k = api_body_object(r, &body);
+                if (k < 0 || (k = api_known_fields(r, body, (const char *const[]){NULL})) < 0)
+                        return k;
+        }
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        /* the permission of watching the run (r->perm: PERM_VIEWER in its team) */
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, r->caller.tenant_id};
+        if ((k = db_load_team_row(r, &d, "run", "SELECT team_id FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
+                                  params, 0, &res)) < 0)
+                return k;
+        char ticket[STRLEN(TICKET_PREFIX) + 65], digest[65];
+        memcpy(ticket, TICKET_PREFIX, STRLEN(TICKET_PREFIX));
+        if (id_random_hex(ticket + STRLEN(TICKET_PREFIX), 32) < 0)
+                return api_fail(r, -EIO, "internal", "could not generate a ticket");
+        sha256_hex(ticket, digest);
+        char ttl[16];
+        snprintf(ttl, sizeof ttl, "%d", TICKET_TTL_S);
+        _cleanup_pgres_ PGresult *ins = NULL;
+        const char *ip[] = {digest, r->caller.tenant_id, r->caller.user_id, id, r->caller.token_sha256, ttl};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.stream_tickets (ticket_sha256, tenant_id, user_id, run_id, token_sha256, expires_at) "
+                    "VALUES ($1, $2, $3, $4, $5, date_trunc('second', now()) + make_interval(secs => $6::int)) "
+                    "RETURNING " DB_TS("expires_at"),
+                    6, ip, &ins, &e);
+        if (k < 0) {
+                explicit_bzero(ticket, sizeof ticket);
+                return db_fail(r, k, &e, "store stream ticket");
+        }
+        r->out = json_pack("{s:s, s:s, s:s, s:i}", "ticket", ticket, "run", id, "expires_at", PQgetvalue(ins, 0, 0),
+                           "expires_in_s", TICKET_TTL_S);
+        explicit_bzero(ticket, sizeof ticket);
+        r->status = 201;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+/* Checks again what let the session open: 0 when it still holds; else sets
+ * the close code and reason and returns -EPERM. A database failure keeps the
+ * stream (checked again at the next interval). */
+static int session_recheck(struct stream_session *ss) {
+        ss->recheck_due = time_mono_us() + STREAM_RECHECK_US;
+        struct err_detail e = {0};
+        struct api_caller c = {0};
+        int k = auth_lookup_token_sha256(ss->api, ss->caller.token_sha256, &c, NULL, &e);
+        if (k == -EACCES || k == -EKEYEXPIRED || (k == 0 && strcmp(c.user_id, ss->caller.user_id))) {
+                ss->close_code = CLOSE_UNAUTHORIZED;
+                ss->close_why = "authorization ended: the token expired or was revoked, or the user was disabled";
+                return -EPERM;
+        }
+        if (k < 0) {
+                log_ctx(LOG_WARN, LOG_KV("run", ss->run_id), "could not check a stream's token: %s", e.message);
+                return 0;
+        }
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open(&d, ss->api, c.tenant_id, &e)) < 0) {
+                log_ctx(LOG_WARN, LOG_KV("run", ss->run_id), "could not check a stream's role: %s", e.message);
+                return 0;
+        }
+        k = api_authz_team(&d, &c, ss->team_id, PERM_VIEWER, &e);
+        if (k == -EPERM || k == -ENOENT) {
+                ss->close_code = CLOSE_FORBIDDEN;
+                ss->close_why = "authorization ended: no role that views this run any more";
+                return -EPERM;
+        }
+        if (k < 0)
+                log_ctx(LOG_WARN, LOG_KV("run", ss->run_id), "could not check a stream's role: %s", e.message);
+        ss->caller = c;
+        return 0;
+}
+
 int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret, struct api_caller *caller) {
         char uri[256], token[128], run_id[UUID_STR_LEN], buf[64];
         *caller = (struct api_caller){0};
@@ -180,10 +336,21 @@ int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret, s
         }
         struct api_caller c = {0};
         struct err_detail e = {0};
-        int k = auth_token_from_wsi(wsi, true, token, sizeof token);
-        if (k >= 0)
-                k = auth_lookup_token(a, token, &c, NULL, &e);
-        explicit_bzero(token, sizeof token);
+        char ticket[96];
+        const char *tv;
+        int k;
+        /* a token in the URL is refused outright, even beside a valid header */
+        if (query_has(wsi, "access_token"))
+                return HTTP_STATUS_UNAUTHORIZED;
+        if ((tv = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof ticket))) {
+                k = ticket_redeem(a, tv, run_id, &c, &e);
+                explicit_bzero(ticket, sizeof ticket);
+        } else {
+                k = auth_token_from_wsi(wsi, token, sizeof token);
+                if (k >= 0)
+                        k = auth_lookup_token(a, token, &c, NULL, &e);
+                explicit_bzero(token, sizeof token);
+        }
         if (k < 0)
                 return k == -EACCES || k == -EKEYEXPIRED ? HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_SERVICE_UNAVAILABLE;
         *caller = c;
@@ -202,6 +369,8 @@ int stream_filter(struct api *a, struct lws *wsi, struct stream_session **ret, s
         ss->api = a;
         ss->caller = c;
         memcpy(ss->run_id, run_id, sizeof run_id);
+        memcpy(ss->team_id, team, sizeof team);
+        ss->recheck_due = time_mono_us() + STREAM_RECHECK_US;
         ss->next_seq = after + 1;
         ss->run_was_terminal = runs_status_terminal(status);
         *ret = ss;
@@ -250,6 +419,11 @@ static int session_close(struct stream_session *ss, enum lws_close_status status
 }
 
 static int session_write(struct stream_session *ss) {
+        if (ss->close_code || (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
+                log_ctx(LOG_INFO, LOG_KV("run", ss->run_id, "user", ss->caller.user_id), "stream closed: %s",
+                        ss->close_why);
+                return session_close(ss, (enum lws_close_status)ss->close_code, ss->close_why);
+        }
         if (!store_has_next(ss)) {
                 if (ss->fetch_full) {
                         session_fetch(ss);
@@ -313,6 +487,11 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
                 if (!ss)
                         return 0;
                 ss->timer_due = 0;
+                /* idle streams too: the timer runs at least every IDLE_POLL_US */
+                if (ss->close_code || (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
+                        lws_callback_on_writable(ss->wsi);
+                        return 0;
+                }
                 session_take_live(ss);
                 if (!store_has_next(ss))
                         session_fetch(ss);

@@ -107,7 +107,7 @@ int teams_create(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id, name};
@@ -116,19 +116,19 @@ int teams_create(struct api_req *r) {
                     "RETURNING id, name, " DB_TS("created_at"),
                     3, params, &res, &e);
         if (k == -EEXIST) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
         }
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "create team");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
         if ((k = api_audit(r, &d, "team.create", "team", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit team");
         r->out = team_json(res, 0);
         r->status = 201;
@@ -178,7 +178,7 @@ int teams_patch(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, name};
@@ -187,17 +187,17 @@ int teams_patch(struct api_req *r) {
                     "RETURNING id, name, " DB_TS("created_at"),
                     3, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 if (k == -EEXIST)
                         return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
                 return k < 0 ? db_fail(r, k, &e, "rename team") : api_fail(r, -ENOENT, "not_found", "team not found");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
         if ((k = api_audit(r, &d, "team.update", "team", r->params[0], "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit team");
         r->out = team_json(res, 0);
         r->status = 200;
@@ -212,7 +212,7 @@ int teams_delete(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id};
@@ -221,16 +221,16 @@ int teams_delete(struct api_req *r) {
         k = pg_exec(d.conn, "DELETE FROM api.teams WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
                     &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 if (k < 0 && !strcmp(e.code, "23503"))
                         return api_fail(r, -EEXIST, "conflict", "the team still has sandboxes, runs or approvals");
                 return k < 0 ? db_fail(r, k, &e, "delete team") : api_fail(r, -ENOENT, "not_found", "team not found");
         }
         if ((k = api_audit(r, &d, "team.delete", "team", r->params[0], "success", NULL)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit team deletion");
         r->status = 204;
         return 0;

@@ -118,14 +118,14 @@ int users_create(struct api_req *r) {
         _cleanup_json_ json_t *change = NULL;
         const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}",
                                 forced ? "t" : "f"};
-        if ((k = db_open_caller(&d, r, &e)) < 0 || (k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_open_caller(&d, r, &e)) < 0 || (k = db_begin(&d, &e)) < 0)
                 goto fail_db;
         k = pg_exec(d.conn,
                     "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles, "
                     "password_change_required) VALUES ($1, $2, $3, $4, $5::text[], $6::boolean) RETURNING " USER_COLUMNS,
                     6, params, &res, &e);
         if (k < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 explicit_bzero(generated, sizeof generated);
                 if (k == -EEXIST)
                         return api_fail(r, -EEXIST, "conflict", "a user named \"%s\" exists", username);
@@ -134,11 +134,11 @@ int users_create(struct api_req *r) {
         change = json_pack("{s:s, s:b, s:b}", "username", username, "tenant_admin", admin == 1,
                            "password_change_required", forced);
         if ((k = api_audit(r, &d, "user.create", "user", id, "success", change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 explicit_bzero(generated, sizeof generated);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 goto fail_db;
         r->out = user_json(res, 0);
         if (r->out && generated[0])
@@ -170,7 +170,7 @@ int users_patch(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, disabled < 0 ? NULL : disabled ? "t" : "f",
@@ -183,7 +183,7 @@ int users_patch(struct api_req *r) {
                     "WHERE id = $1 AND tenant_id = $2 RETURNING " USER_COLUMNS,
                     4, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "update user") : api_fail(r, -ENOENT, "not_found", "user not found");
         }
         /* every token dies with the disabling, so enabling again does not revive them */
@@ -193,7 +193,7 @@ int users_patch(struct api_req *r) {
                          "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
                          "AND revoked_at IS NULL",
                          2, tp, NULL, &e)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return db_fail(r, k, &e, "revoke tokens");
         }
         _cleanup_json_ json_t *change = json_object();
@@ -203,10 +203,10 @@ int users_patch(struct api_req *r) {
                 json_object_set_new(change, "tenant_admin", json_boolean(admin));
         if ((k = api_audit(r, &d, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
                            change)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit user");
         r->out = user_json(res, 0);
         r->status = 200;
@@ -223,7 +223,7 @@ int users_delete(struct api_req *r) {
         int k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
-        if ((k = pg_begin(d.conn, &e)) < 0)
+        if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id};
@@ -232,17 +232,17 @@ int users_delete(struct api_req *r) {
         k = pg_exec(d.conn, "DELETE FROM api.users WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
                     &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 if (k < 0 && !strcmp(e.code, "23503"))
                         return api_fail(r, -EEXIST, "conflict",
                                         "the user authored sandboxes, runs or secrets; disable it instead");
                 return k < 0 ? db_fail(r, k, &e, "delete user") : api_fail(r, -ENOENT, "not_found", "user not found");
         }
         if ((k = api_audit(r, &d, "user.delete", "user", r->params[0], "success", NULL)) < 0) {
-                pg_rollback(d.conn);
+                db_rollback(&d);
                 return k;
         }
-        if ((k = pg_commit(d.conn, &e)) < 0)
+        if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit user deletion");
         r->status = 204;
         return 0;

@@ -305,6 +305,19 @@ def tenant_id(me):
     return tid
 
 
+@pytest.fixture(scope="session")
+def second_approver(endpoints, credentials, api, team_id):
+    """Another user, approver in team_id: the launcher of a run never decides
+    its approvals (four eyes, ARCHITECTURE.md §5). Returns (Api, username, password)."""
+    import secrets as _secrets
+    pw = _secrets.token_hex(12)
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("approver"), "password": pw}, expect=(201,))
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["approver", "viewer"]}, expect=(200,))
+    r = login(endpoints, credentials["PADDOCK_TENANT"], u["username"], pw)
+    assert r.status_code == 200, r.text[:300]
+    return Api(endpoints.api, r.json()["token"]), u["username"], pw
+
+
 # ---------------------------------------------------------------- sandboxes and runs
 
 
@@ -453,12 +466,14 @@ class StreamResult:
         return [e for e in self.events if e.get("kind") == kind]
 
 
-def stream_url(endpoints, run_id, after=None, access_token=None):
+def stream_url(endpoints, run_id, after=None, ticket=None):
+    """The websocket URL of a run's stream; a token goes in the Authorization
+    header, never here: a browser uses a ticket (POST .../stream-ticket)."""
     q = {}
     if after is not None:
         q["after"] = str(after)
-    if access_token is not None:
-        q["access_token"] = access_token
+    if ticket is not None:
+        q["ticket"] = ticket
     url = f"{endpoints.ws_base}/v1/runs/{run_id}/stream"
     return url + ("?" + urllib.parse.urlencode(q) if q else "")
 
@@ -720,7 +735,8 @@ def egress_profile(api, rules, name=None):
     port 0 means 80 and 443."""
     item = api.ok("POST", "/v1/catalog/egress-profiles",
                   json={"name": name or unique_name("prof"), "body": {"rules": list(rules)}}, expect=(201,))
-    api.ok("POST", f"/v1/catalog/egress-profiles/{item['id']}/approve", json={}, expect=(200,))
+    api.ok("POST", f"/v1/catalog/egress-profiles/{item['id']}/approve",
+           json={"content_sha256": item["content_sha256"]}, expect=(200,))
     return item["id"]
 
 

@@ -126,8 +126,16 @@ def test_tenant_administration_end_to_end(world):
     # a draft item cannot be used; alice (no security_admin) cannot approve it
     err = alice.fails(1, "sandbox", "create", "-f", sb_file, "--team", team_id).stderr
     assert "not approved" in err and "spec.egress.profiles[0]" in err, err
-    assert "(forbidden)" in alice.fails(1, "catalog", "approve", "egress-profiles", prof_id).stderr
-    out = admin.ok("catalog", "approve", "egress-profiles", prof_name, "--comment", "reviewed")
+    reviewed = admin.json("catalog", "show", "egress-profiles", prof_id)["content_sha256"]
+    assert "(forbidden)" in alice.fails(1, "catalog", "approve", "egress-profiles", prof_id,
+                                        "--sha256", reviewed).stderr
+    # approved by content: no hash is a usage error, another hash the API's conflict
+    assert "--sha256" in admin.fails(2, "catalog", "approve", "egress-profiles", prof_name).stderr
+    assert "(conflict)" in admin.fails(1, "catalog", "approve", "egress-profiles", prof_name,
+                                       "--sha256", "0" * 64).stderr
+    assert admin.json("catalog", "show", "egress-profiles", prof_id)["state"] == "draft"
+    out = admin.ok("catalog", "approve", "egress-profiles", prof_name, "--sha256", reviewed,
+                   "--comment", "reviewed")
     assert f"approved egress-profiles {prof_name} ({prof_id})" in out, out
     assert admin.json("catalog", "show", "egress-profiles", prof_id)["state"] == "approved"
 

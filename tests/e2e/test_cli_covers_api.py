@@ -71,6 +71,7 @@ ROUTE_COMMANDS = {
     ("POST", "/v1/runs/{id}/cancel"): "run cancel",
     ("GET", "/v1/runs/{id}/events"): "run events",
     ("GET", "/v1/runs/{id}/stream"): ("run watch", "run logs --follow"),
+    ("POST", "/v1/runs/{id}/stream-ticket"): "run stream-ticket",
     ("GET", "/v1/runs/{id}/artifacts"): "run artifacts",
     ("GET", "/v1/runs/{id}/artifacts/{name}"): ("run artifacts --url", "run artifacts --download"),
     ("GET", "/v1/approvals"): "approvals list",

@@ -325,7 +325,8 @@ def _pending_for(cli, run_id, team_name):
 
 
 @pytest.mark.parametrize("decision", ["approve", "deny"])
-def test_approvals_list_show_decide(cli, api, tmp_path, team, upstream, decision):
+def test_approvals_list_show_decide(cli, api, tmp_path, team, upstream, decision, endpoints, credentials,
+                                    second_approver, tmp_path_factory):
     # the name matches no rule (asked for); the approved profile's IP rule lets
     # its address in the test network (198.18.0.0/15, not public) through
     name = make_sandbox(cli, tmp_path, [PY, "-c", PROBE_ASK, str(upstream.port), upstream.name], timeout_s=150,
@@ -348,7 +349,13 @@ def test_approvals_list_show_decide(cli, api, tmp_path, team, upstream, decision
     assert f"what:       {upstream.nameport}" in shown and f"run:        {run_id}" in shown, shown
     assert "pending" in shown
 
-    r = ok(cli("approvals", decision, approval["id"], "--comment", f"cli {decision}"))
+    # four eyes: the launcher's decision is the API's 403; another approver decides
+    r = cli("approvals", decision, approval["id"])
+    assert r.returncode != 0 and "(forbidden)" in r.stderr and "four eyes" in r.stderr, r.stderr
+    other = Cli(tmp_path_factory.mktemp("paddock-config"), endpoints.api, timeout=240)
+    ok(other("login", "--tenant", credentials["PADDOCK_TENANT"], "--user", second_approver[1], "--password-stdin",
+             input=second_approver[2] + "\n"))
+    r = ok(other("approvals", decision, approval["id"], "--comment", f"cli {decision}"))
     status = "approved" if decision == "approve" else "denied"
     assert f"approval {approval['id']} {status}" in r.stdout, r.stdout
     decided = js(cli("approvals", "show", approval["id"], "--json"))

@@ -54,11 +54,16 @@ def test_websocket_upgrade_refused(endpoints, admin_token, which):
     assert getattr(exc.value, "status_code", 401) == 401, str(exc.value)
 
 
-def test_websocket_query_token_refused(endpoints, admin_token):
-    url = stream_url(endpoints, str(uuid.uuid4()), access_token=random_token_like(admin_token))
-    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
-        websocket.create_connection(url, timeout=HTTP_TIMEOUT).close()
-    assert getattr(exc.value, "status_code", 401) == 401, str(exc.value)
+@pytest.mark.parametrize("which", ["valid", "random-well-formed"])
+def test_websocket_query_token_refused(endpoints, admin_token, which):
+    """A token never travels in a URL: ?access_token= is refused even when the
+    token is valid, and even beside a valid Authorization header."""
+    token = admin_token if which == "valid" else random_token_like(admin_token)
+    url = stream_url(endpoints, str(uuid.uuid4())) + f"?access_token={token}"
+    for header in ([], [f"Authorization: Bearer {admin_token}"]):
+        with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+            websocket.create_connection(url, header=header, timeout=HTTP_TIMEOUT).close()
+        assert exc.value.status_code == 401, str(exc.value)
 
 
 def test_bad_password(endpoints, credentials):

@@ -379,13 +379,15 @@ ENDPOINTS = {
                       lambda c, _: {"name": unique_name("e2e-bad"), "body": {"description": "d"}},
                       {"name": "strict", "body.description": "free"}, _table("api.catalog_items"),
                       lambda api, c, ans, f, v: _catalog_roundtrip(api, c, c.item, f, v)),
-    "catalog-approve": ("POST", "/v1/catalog/images/" + NIL_UUID + "/approve", lambda c, _: {"comment": "c"},
-                        {"comment": "free"}, _table("api.catalog_items"), None),
+    "catalog-approve": ("POST", "/v1/catalog/images/" + NIL_UUID + "/approve",
+                        lambda c, _: {"content_sha256": "0" * 64, "comment": "c"},
+                        {"content_sha256": "strict", "comment": "free"}, _table("api.catalog_items"), None),
 }
 
 # POST/PUT/PATCH routes without a JSON body worth fuzzing here, or covered elsewhere
 NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions"),
-           ("POST", "/v1/runs/{id}/relaunch")}  # takes no field (test_e2e_lists.py: unknown ones refused)
+           ("POST", "/v1/runs/{id}/relaunch"),  # takes no field (test_e2e_lists.py: unknown ones refused)
+           ("POST", "/v1/runs/{id}/stream-ticket")}  # no field either (test_e2e_stream_auth.py)
 ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc"),  # tests/e2e/test_e2e_oidc.py
              # tests/e2e/test_e2e_accounts.py, as a user of its own: here it would be the
              # suite's admin changing (or failing to change) its own password

@@ -118,20 +118,35 @@ def test_draft_approval_lifecycle(endpoints, api, credentials, team_id):
     assert "spec.egress.profiles[0]" in r.json()["detail"] and "not approved" in r.json()["detail"]
 
     # the author cannot approve; a security_admin can (and it is audited)
-    r = author.post(f"/v1/catalog/egress-profiles/{pid}/approve", json={})
+    reviewed = {"content_sha256": item["content_sha256"]}
+    r = author.post(f"/v1/catalog/egress-profiles/{pid}/approve", json=reviewed)
     assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
-    assert viewer.post(f"/v1/catalog/egress-profiles/{pid}/approve", json={}).status_code == 403
-    got = secadm.ok("POST", f"/v1/catalog/egress-profiles/{pid}/approve", json={"comment": "ok"}, expect=(200,))
-    assert got["state"] == "approved" and got["approved_by"]
+    assert viewer.post(f"/v1/catalog/egress-profiles/{pid}/approve", json=reviewed).status_code == 403
+    got = secadm.ok("POST", f"/v1/catalog/egress-profiles/{pid}/approve", json=dict(reviewed, comment="ok"),
+                    expect=(200,))
+    assert got["state"] == "approved" and got["approved_by"] and got["content_sha256"] == item["content_sha256"]
     assert _sandbox(author, team_id, spec).status_code == 201
 
     # any change returns it to draft; tenant_admin approves again
     got = author.ok("PATCH", f"/v1/catalog/egress-profiles/{pid}",
                     json={"body": {"rules": ["example.org"]}}, expect=(200,))
     assert got["state"] == "draft" and got["approved_by"] is None
+    assert got["content_sha256"] != item["content_sha256"]
     r = _sandbox(author, team_id, spec)
     assert r.status_code == 400 and "not approved" in r.json()["detail"]
-    assert api.ok("POST", f"/v1/catalog/egress-profiles/{pid}/approve", expect=(200,))["state"] == "approved"
+    # approved by content: the hash reviewed before the change is a 409, and the item stays a draft;
+    # no hash is a 400 naming it
+    r = api.post(f"/v1/catalog/egress-profiles/{pid}/approve", json=reviewed)
+    assert r.status_code == 409 and r.json()["code"] == "conflict" and "content_sha256" in r.json()["detail"], r.text
+    for body in ({}, {"comment": "no hash"}):
+        r = api.post(f"/v1/catalog/egress-profiles/{pid}/approve", json=body)
+        assert r.status_code == 400 and r.json()["code"] == "missing_field", r.text
+        assert "content_sha256" in r.json()["detail"], r.text
+    r = api.post(f"/v1/catalog/egress-profiles/{pid}/approve", json={"content_sha256": "abc"})
+    assert r.status_code == 400 and "content_sha256" in r.json()["detail"], r.text
+    assert api.ok("GET", f"/v1/catalog/egress-profiles/{pid}", expect=(200,))["state"] == "draft"
+    assert api.ok("POST", f"/v1/catalog/egress-profiles/{pid}/approve",
+                  json={"content_sha256": got["content_sha256"]}, expect=(200,))["state"] == "approved"
     assert _items(api, "egress-profiles", state="draft") is not None
 
     acts = [i["action"] for i in _audit_of(api, pid, since, want=4)]
@@ -167,7 +182,8 @@ def test_prompt_vars_typed(api, team_id):
     spec["prompt"] = {"template": tpl["id"], "vars": {"path": "src/"}}
     r = _sandbox(api, team_id, spec)
     assert r.status_code == 400 and "not approved" in r.json()["detail"]
-    api.ok("POST", f"/v1/catalog/prompt-templates/{tpl['id']}/approve", expect=(200,))
+    api.ok("POST", f"/v1/catalog/prompt-templates/{tpl['id']}/approve", json={"content_sha256": tpl["content_sha256"]},
+           expect=(200,))
     cases = [
         ({"path": "src/", "bogus": 1}, "spec.prompt.vars.bogus"),
         ({}, "spec.prompt.vars.path"),
@@ -193,7 +209,8 @@ def test_effective_policy(api, team_id):
     npm = _by_name(api, "egress-profiles", "npm")
     skill = api.ok("POST", "/v1/catalog/skills", json={"name": unique_name("sk"), "body": {
         "description": "d", "instructions": "do it", "files": {"ref/a.txt": "A"}}}, expect=(201,))
-    api.ok("POST", f"/v1/catalog/skills/{skill['id']}/approve", expect=(200,))
+    api.ok("POST", f"/v1/catalog/skills/{skill['id']}/approve", json={"content_sha256": skill["content_sha256"]},
+           expect=(200,))
     spec = command_spec(["/bin/true"], files=[{"path": "x.txt", "content": "x"}])
     spec["limits"] = {"memory_mb": 512}
     spec["image"] = "node-agents"
@@ -249,7 +266,8 @@ def test_import_skills(api, credentials, tmp_path):
     assert out.returncode == 0 and f"created {name}" in out.stdout, (out.stdout, out.stderr[-1000:])
     item = _by_name(api, "skills", name)
     assert item["state"] == "draft" and item["body"]["instructions"] == "body one\n"
-    api.ok("POST", f"/v1/catalog/skills/{item['id']}/approve", expect=(200,))
+    api.ok("POST", f"/v1/catalog/skills/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
+           expect=(200,))
     out = _import(tenant, tmp_path)
     assert f"unchanged {name}" in out.stdout, out.stdout
     assert _by_name(api, "skills", name)["state"] == "approved"

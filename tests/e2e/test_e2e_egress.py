@@ -301,7 +301,7 @@ print("PROBE done")
 """
 
 
-def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstreams):
+def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstreams, second_approver):
     up1, _ = upstreams
     # the name matches no rule, so it is asked for; its address is in a
     # profile's range, so an approval can grant it
@@ -321,8 +321,11 @@ def test_egress_ask_waits_for_approval(endpoints, admin_token, api, runs, upstre
     assert req.get("deadline") and req.get("approval_id")
     time.sleep(1.0)
     assert "/asked" not in up1.paths(), "the request went through before the approval"
-    api.ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
-           expect=(200, 201, 202, 204))
+    # four eyes: the launcher may not decide, another approver does
+    r = api.post(f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden" and "four eyes" in r.json()["detail"], r.text
+    second_approver[0].ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
+                          expect=(200, 201, 202, 204))
 
     res = wait_terminal(endpoints, admin_token, run_id, timeout=150)
     out = res.output()

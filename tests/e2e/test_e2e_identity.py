@@ -1,12 +1,18 @@
 """Identity: failed-login rate limiting, login timing, service accounts.
 
-* Failed logins are limited per user (tenant + username, default 5 per 15 min)
-  and per source IP (default 20 per 15 min; PADDOCK_LOGIN_* in the api's
-  config table). The next attempt answers 429 `rate_limited` with
-  Retry-After, and while limited even the right password is refused (a
-  guesser must not learn when a guess was right). Unknown users are limited
-  the same way. A successful login clears the user's count. Limited attempts
-  are audited (auth.login_failed, reason rate_limited).
+* Failed logins are limited per user and source (tenant + username + source
+  address, default 5 per 15 min) and per source (default 20 per 15 min;
+  PADDOCK_LOGIN_* in the api's config table). The next attempt answers 429
+  `rate_limited` with Retry-After, and while limited even the right password
+  is refused from that source (a guesser must not learn when a guess was
+  right); from another source the right password still logs in (a guesser
+  cannot lock a user out for everyone). Unknown users are limited the same
+  way. A successful login clears the user's count from its source. Limited
+  attempts are audited (auth.login_failed, reason rate_limited).
+* The source is the socket peer, or, when that peer is a trusted proxy
+  (PADDOCK_TRUSTED_PROXIES; the test stack trusts 127.0.0.2/32), the
+  rightmost X-Forwarded-For hop that is not one: from any other peer the
+  header is ignored.
 * The answer time does not tell whether a user exists (or is disabled):
   every failure runs scrypt.
 * Service accounts: a non-login principal with team roles; its API tokens
@@ -95,15 +101,62 @@ def test_user_limited_after_five_failures(api, client, endpoints, credentials, p
         r = client.login(u["username"], f"wrong-{i}")
         assert r.status_code == 401 and r.json()["code"] == "unauthorized", r.text
     _assert_limited(client.login(u["username"], "wrong-again"))
-    # refused even with the right password, and from another source too
+    # refused even with the right password from that source...
     _assert_limited(client.login(u["username"], pw))
-    _assert_limited(Client(endpoints, credentials["PADDOCK_TENANT"]).login(u["username"], pw))
+    # ...but a guesser cannot lock the user out for everyone: another source logs in
+    assert Client(endpoints, credentials["PADDOCK_TENANT"]).login(u["username"], pw).status_code == 200
+    _assert_limited(client.login(u["username"], pw))
     # another user from the same source is not affected
     u2, pw2 = _new_user(api)
     assert client.login(u2["username"], pw2).status_code == 200
     rows = _wait_audit(pg, tenant_id, ["auth.login_failed", "rate_limited", u["username"]])
     assert rows, "the rate-limited attempt was not audited"
     assert pw not in "\n".join(rows)
+
+
+TRUSTED_PROXY = "127.0.0.2"  # deploy/local/stack.sh: PADDOCK_TRUSTED_PROXIES=127.0.0.2/32
+
+
+def _forwarded_client(endpoints, tenant, source):
+    c = Client(endpoints, tenant)
+    c.source = source
+    c.http = requests.Session()
+    c.http.mount("http://", SourceAddressAdapter(source))
+    return c
+
+
+def _login_xff(c, username, password, xff):
+    return c.http.post(c.endpoints.api + "/v1/auth/login", headers={"X-Forwarded-For": xff},
+                       json={"tenant": c.tenant, "username": username, "password": password}, timeout=HTTP_TIMEOUT)
+
+
+def _doc_address():
+    return f"198.51.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+
+
+def test_forwarded_for_believed_only_from_trusted_proxy(api, endpoints, credentials):
+    tenant = credentials["PADDOCK_TENANT"]
+    # an untrusted peer: its X-Forwarded-For is its own text and changes nothing;
+    # five failures "from five addresses" are five from the peer
+    u, pw = _new_user(api)
+    c = Client(endpoints, tenant)
+    assert c.source != TRUSTED_PROXY
+    for i in range(USER_MAX):
+        assert _login_xff(c, u["username"], f"wrong-{i}", _doc_address()).status_code == 401
+    _assert_limited(_login_xff(c, u["username"], pw, _doc_address()))
+
+    # the trusted proxy: the client is the rightmost hop it forwarded
+    u, pw = _new_user(api)
+    proxy = _forwarded_client(endpoints, tenant, TRUSTED_PROXY)
+    guesser, other = _doc_address(), _doc_address()
+    for i in range(USER_MAX):
+        assert _login_xff(proxy, u["username"], f"wrong-{i}", guesser).status_code == 401
+    _assert_limited(_login_xff(proxy, u["username"], pw, guesser))
+    # a hop the guesser prepends does not make it someone else
+    _assert_limited(_login_xff(proxy, u["username"], pw, f"{other}, {guesser}"))
+    # another client behind the same proxy is not locked out, nor is the proxy itself
+    assert _login_xff(proxy, u["username"], pw, other).status_code == 200
+    assert proxy.login(u["username"], pw).status_code == 200
 
 
 def test_unknown_user_limited_the_same_way(client):

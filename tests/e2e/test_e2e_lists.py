@@ -537,7 +537,8 @@ def test_nodes_show_their_images_and_launch_needs_one_that_has_it(endpoints, wor
     # an image approved in the catalog that no node has built
     image = unique_name("find-img")
     item = api.ok("POST", "/v1/catalog/images", json={"name": image, "body": {}}, expect=(201,))
-    api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={}, expect=(200,))
+    api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
+           expect=(200,))
     assert not any(image in n["images"] for n in nodes)
     spec = dict(OK_SPEC, image=image)
     sb = sandbox(api, world.team_a["id"], spec)

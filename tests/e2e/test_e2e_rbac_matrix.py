@@ -97,6 +97,7 @@ ENDPOINTS = [
     ("POST", "/v1/runs/{id}/cancel", "PERM_CANCEL", True, 409),   # the run has ended
     ("GET", "/v1/runs/{id}/events", "PERM_VIEWER", True, 200),
     ("GET", "/v1/runs/{id}/stream", "PERM_VIEWER", True, 400),    # no websocket upgrade
+    ("POST", "/v1/runs/{id}/stream-ticket", "PERM_VIEWER", True, 201),
     ("GET", "/v1/runs/{id}/artifacts", "PERM_REVIEWER", True, 200),
     ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
     ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
@@ -307,7 +308,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         elif method == "PATCH":
             body = {"body": {"description": "rbac"}}
         elif method == "POST":
-            body = {}
+            item = world["api"].ok("GET", url.rsplit("/approve", 1)[0], expect=(200,))
+            body = {"content_sha256": item["content_sha256"]}
     if s is not None and path != "/v1/sandboxes" and path != "/v1/runs":
         if path.startswith("/v1/teams/{id}"):
             team = s.team
@@ -429,3 +431,38 @@ def test_membership_validation(endpoints, api, team_id):
     members = api.ok("GET", f"/v1/teams/{team_id}/members", expect=(200,))["items"]
     assert all(m["user"]["id"] != u["id"] for m in members)
     api.ok("DELETE", f"/v1/users/{u['id']}", expect=(204,))
+
+
+def test_run_belongs_to_its_sandbox_team(endpoints, credentials, api):
+    """Issue 9 §3: a sandbox_author of team A who is launcher in team B must not
+    launch A's definition in B, where B's secret would reach A's definition."""
+    tenant = credentials["PADDOCK_TENANT"]
+    team_a = api.ok("POST", "/v1/teams", json={"name": unique_name("xteam-a")}, expect=(201,))["id"]
+    team_b = api.ok("POST", "/v1/teams", json={"name": unique_name("xteam-b")}, expect=(201,))
+    pw = secrets.token_hex(12)
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("xteam"), "password": pw}, expect=(201,))
+    api.ok("PUT", f"/v1/teams/{team_a}/members/{u['id']}", json={"roles": ["sandbox_author"]}, expect=(200,))
+    api.ok("PUT", f"/v1/teams/{team_b['id']}/members/{u['id']}", json={"roles": ["launcher"]}, expect=(200,))
+    # the secret exists only in team B
+    api.ok("PUT", f"/v1/teams/{team_b['id']}/secrets/XTEAM_SECRET", json={"value": "team-b-only"},
+           expect=(201, 204))
+    user = Api(endpoints.api, _token(endpoints, tenant, u["username"], pw))
+    spec = dict(SPEC, secrets=[{"name": "XTEAM_SECRET", "as": {"env": "XTEAM"}}])
+    sb = user.ok("POST", "/v1/sandboxes", json={"name": unique_name("xteam"), "team": team_a, "spec": spec},
+                 expect=(201,))["id"]
+    user.ok("POST", f"/v1/sandboxes/{sb}/versions", expect=(201,))
+
+    def runs_of(team):
+        return api.ok("GET", "/v1/runs", params={"team": team, "limit": 1000}, expect=(200,))["items"]
+
+    before = len(runs_of(team_b["id"]))
+    for team in (team_b["id"], team_b["name"]):
+        r = user.post("/v1/runs", json={"sandbox": sb, "version": 1, "team": team})
+        assert r.status_code == 400 and r.json()["code"] == "invalid_field", r.text
+        assert r.json()["detail"].startswith("team"), r.text
+    # in its own team the author is no launcher
+    for body in ({"sandbox": sb, "version": 1}, {"sandbox": sb, "version": 1, "team": team_a}):
+        r = user.post("/v1/runs", json=body)
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+        assert "launcher" in r.json()["detail"], r.text
+    assert len(runs_of(team_b["id"])) == before and runs_of(team_a) == []

@@ -324,7 +324,8 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
     image, missing = unique_name("place-img"), unique_name("place-gone")
     for name in (image, missing):
         item = api.ok("POST", "/v1/catalog/images", json={"name": name, "body": {}}, expect=(201,))
-        api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={}, expect=(200,))
+        api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
+               expect=(200,))
     real = [n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"] if n["state"] == "ready"]
     assert real and not any(image in n["images"] or missing in n["images"] for n in real), real
 

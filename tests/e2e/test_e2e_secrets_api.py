@@ -378,7 +378,7 @@ def _approvals(api, status="pending"):
     return {a["id"]: a for a in api.ok("GET", "/v1/approvals", params={"status": status, "limit": 1000})["items"]}
 
 
-def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, control):
+def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, control, second_approver):
     run_id = _fake_run(endpoints, tenant_id, team_id, *plain_sandbox, me["user"]["id"], status="running")
     approval_id = str(uuid.uuid4())
     deadline = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
@@ -397,17 +397,24 @@ def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, co
         r = api.post(f"/v1/approvals/{approval_id}/decision", json=body)
         assert r.status_code == 400 and r.json()["code"] == code, r.text[:300]
 
-    r = api.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "approve", "comment": "ok for e2e"})
+    # four eyes: the run's launcher (me) may not decide it, whatever its roles; nothing changes
+    r = api.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "approve", "comment": "mine"})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text[:300]
+    assert "launched" in r.json()["detail"] and "four eyes" in r.json()["detail"], r.text[:300]
+    assert _approvals(api)[approval_id]["status"] == "pending"
+    approver, _, _ = second_approver
+    approver_id = approver.ok("GET", "/v1/me", expect=(200,))["user"]["id"]
+    r = approver.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "approve", "comment": "ok for e2e"})
     assert r.status_code == 200, r.text[:300]
     d = r.json()
-    assert d["status"] == "approved" and d["decided_by"] == f"user:{me['user']['id']}" and d["decided_at"]
+    assert d["status"] == "approved" and d["decided_by"] == f"user:{approver_id}" and d["decided_at"]
     assert d["comment"] == "ok for e2e"
     rc, dec, _ = control.wait(run_id, 4)
     assert rc[2][0] == b"e2e-node"
     assert dec[1][0].decode() == approval_id and dec.get(2, [0])[0] == 1
-    assert dec[3][0].decode() == f"user:{me['user']['id']}" and dec[4][0].decode() == "ok for e2e"
+    assert dec[3][0].decode() == f"user:{approver_id}" and dec[4][0].decode() == "ok for e2e"
 
-    r = api.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "deny"})
+    r = approver.post(f"/v1/approvals/{approval_id}/decision", json={"decision": "deny"})
     assert r.status_code == 409 and r.json()["code"] == "conflict", r.text[:300]
     assert approval_id not in _approvals(api)
     assert approval_id in _approvals(api, "approved")

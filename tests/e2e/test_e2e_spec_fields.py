@@ -152,7 +152,8 @@ def test_spec_connectors_checked_then_unsupported(api, team_id):
     r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-mcp"), "team": team_id, "spec": spec})
     assert r.status_code == 400 and "spec.connectors[0]" in r.json()["detail"] and \
         "not approved" in r.json()["detail"], r.text
-    api.ok("POST", f"/v1/catalog/connectors/{item['id']}/approve", expect=(200,))
+    api.ok("POST", f"/v1/catalog/connectors/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
+           expect=(200,))
     r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-mcp"), "team": team_id, "spec": spec})
     assert r.status_code == 400 and r.json()["code"] == "unsupported" and "spec.connectors" in r.json()["detail"], \
         r.text

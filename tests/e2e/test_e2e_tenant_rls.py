@@ -165,3 +165,34 @@ def test_services_reach_only_their_schemas():
         assert conn.execute("SELECT count(*) FROM billing.run_usage").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM billing.team_daily").fetchone()[0] == 0
         conn.execute("SELECT 1 FROM scheduler.node_status LIMIT 1")
+
+
+def test_catalog_seed_is_not_executable_by_public_or_the_api(owner):
+    """api.catalog_seed(t) writes into tenant t whatever the caller's tenant:
+    only the schema owner (and the trigger seeding a new tenant) may run it."""
+    a, b = _two_tenants(owner)
+    assert owner.execute("SELECT has_function_privilege('public', 'api.catalog_seed(uuid)', 'EXECUTE')"
+                         ).fetchone()[0] is False
+    for service in ("api", "evidence", "billing", "scheduler"):
+        assert owner.execute("SELECT has_function_privilege(%s, 'api.catalog_seed(uuid)', 'EXECUTE')",
+                             (f"paddock_{service}",)).fetchone()[0] is False, service
+    # no function of the api schema that runs as its owner is PUBLIC's to call
+    public = owner.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'api' AND (p.prosecdef OR p.proname = 'catalog_seed')"
+        " AND has_function_privilege('public', p.oid, 'EXECUTE')").fetchall()
+    assert public == [], public
+    owner.execute("SELECT set_config('paddock.tenant_id', %s, false)", (b,))
+    before = owner.execute("SELECT count(*) FROM api.catalog_items WHERE tenant_id = %s", (b,)).fetchone()[0]
+    with connect("api") as conn:
+        conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (a,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT api.catalog_seed(%s)", (b,))
+    assert owner.execute("SELECT count(*) FROM api.catalog_items WHERE tenant_id = %s", (b,)).fetchone()[0] == before
+    # a tenant created through the api's role is still seeded (the trigger runs as the owner)
+    import uuid
+    name = "rls-seed-" + uuid.uuid4().hex[:10]
+    bootstrap_tenant(name, "admin")
+    seeded = owner.execute("SELECT count(*) FROM api.catalog_items c JOIN api.tenants t ON t.id = c.tenant_id"
+                           " WHERE t.name = %s AND c.managed", (name,)).fetchone()[0]
+    assert seeded >= 20, seeded

@@ -41,19 +41,7 @@ PY = "/usr/bin/python3"
 
 # ---------------------------------------------------------------- helpers
 
-def approved_profile(api, rules):
-    """An approved catalog egress profile allowing rules; its id."""
-    item = api.ok("POST", "/v1/catalog/egress-profiles",
-                  json={"name": e2e.unique_name("bounds"), "body": {"description": "egress bounds test",
-                                                                     "rules": rules}},
-                  expect=(200, 201))
-    r = api.post(f"/v1/catalog/egress-profiles/{item['id']}/approve", json={"comment": "test upstreams"})
-    if r.status_code != 200:
-        # approval by content: name what was reviewed
-        extra = {k: item[k] for k in ("version", "sha256", "body_sha256") if k in item}
-        r = api.post(f"/v1/catalog/egress-profiles/{item['id']}/approve", json={"comment": "test upstreams", **extra})
-    assert r.status_code == 200, r.text
-    return item["id"]
+approved_profile = e2e.egress_profile
 
 
 def start_probe(runs, probe, args, profile, secrets=None, timeout_s=240):

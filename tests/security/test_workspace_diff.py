@@ -137,14 +137,16 @@ def test_hostile_workspace_gives_truncated_diff(endpoints, admin_token, api, run
     else:
         files = [x for x in record["left_out"] if x["reason"] == "files"]
         assert files and files[0]["limit"] < 100000, record
-        # 200k file accesses did not flood the bus one by one: counted past
-        # the run's budget, and the count is reported
+        # the file accesses did not flood the bus one by one: sent up to the
+        # run's budget, counted past it, and the count is reported (fanotify
+        # merges repeated events on one inode, and these 100k names share 100
+        # inodes, so the total seen is less than one per name)
         budget = c.limit_events(res, "file_events")
         assert budget, res.of_kind("limit")
         over = [e["data"] for e in res.of_kind("file_access") if e["data"].get("dropped")]
         assert over and over[0]["overflow"] is True, over
         sent = [e for e in res.of_kind("file_access") if "path" in e["data"]]
-        assert len(sent) <= over[0]["limit"] and len(sent) + over[0]["dropped"] >= 100000
+        assert len(sent) == over[0]["limit"] and over[0]["dropped"] > 0, (len(sent), over)
         # the files that were compared are in the diff
         assert d.count(b"\ndiff --git a/d/") + d.startswith(b"diff --git a/d/") >= 1000, d[:500]
     # the node stays healthy and clean

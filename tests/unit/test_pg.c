@@ -222,6 +222,77 @@ static void test_release_inside_transaction(void **state) {
         pg_pool_free(one);
 }
 
+/* paddock.tenant_id as the connection sees it now ("" when unset). */
+static void expect_tenant(PGconn *c, const char *want) {
+        PGresult *res = NULL;
+        struct err_detail err = {0};
+        assert_int_equal(pg_exec(c, "SELECT coalesce(current_setting('paddock.tenant_id', true), '')", 0, NULL, &res,
+                                 &err),
+                         0);
+        if (strcmp(PQgetvalue(res, 0, 0), want))
+                fail_msg("paddock.tenant_id is \"%s\", want \"%s\"", PQgetvalue(res, 0, 0), want);
+        PQclear(res);
+}
+
+#define TENANT_A "11111111-1111-4111-8111-111111111111"
+#define TENANT_B "22222222-2222-4222-8222-222222222222"
+
+/* A pooled connection never carries one borrower's tenant (row-level
+ * security) or other settings into the next borrower. */
+static void test_release_resets_the_session(void **state) {
+        struct err_detail err = {0};
+        struct pg_pool *one = pg_pool_new(dsn, 1);
+        assert_non_null(one);
+        PGconn *c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(pg_set_tenant(c, TENANT_A, &err), 0);
+        assert_int_equal(pg_exec(c, "SET application_name = 'borrower-a'", 0, NULL, NULL, &err), 0);
+        expect_tenant(c, TENANT_A);
+        pg_pool_release(one, c);
+
+        c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        expect_tenant(c, "");
+        PGresult *res = NULL;
+        assert_int_equal(pg_exec(c, "SELECT current_setting('application_name')", 0, NULL, &res, &err), 0);
+        assert_string_not_equal(PQgetvalue(res, 0, 0), "borrower-a");
+        PQclear(res);
+        pg_pool_release(one, c);
+        pg_pool_free(one);
+}
+
+/* The transaction-local tenant: it ends with its transaction. */
+static void test_tenant_is_transaction_local(void **state) {
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        /* outside a transaction there is nothing for it to last for */
+        assert_int_equal(pg_set_tenant_local(c, TENANT_A, &err), -EINVAL);
+        expect_tenant(c, "");
+        assert_int_equal(pg_tx_restart(c, NULL, TENANT_A, &err), 0);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_INTRANS);
+        expect_tenant(c, TENANT_A);
+        assert_int_equal(pg_tx_restart(c, "COMMIT", TENANT_B, &err), 0);
+        expect_tenant(c, TENANT_B);
+        assert_int_equal(pg_set_tenant_local(c, TENANT_A, &err), 0);
+        expect_tenant(c, TENANT_A);
+        assert_int_equal(pg_tx_restart(c, "ROLLBACK", "", &err), 0);
+        expect_tenant(c, "");
+        assert_int_equal(pg_tx_restart(c, "COMMIT", TENANT_B, &err), 0);
+        assert_int_equal(pg_commit(c, &err), 0);
+        expect_tenant(c, "");
+        /* a COMMIT of an aborted transaction says so, and the next one begins */
+        assert_int_equal(pg_tx_restart(c, NULL, TENANT_A, &err), 0);
+        assert_true(pg_exec(c, "SELECT 1/0", 0, NULL, NULL, &err) < 0);
+        assert_int_equal(pg_tx_restart(c, "COMMIT", TENANT_B, &err), -EIO);
+        assert_string_equal(err.code, "25P02");
+        expect_tenant(c, TENANT_B);
+        /* the tenant is written into the statement: only a UUID is */
+        assert_int_equal(pg_tx_restart(c, "ROLLBACK", "x'); SELECT ('", &err), -EINVAL);
+        assert_int_equal(pg_tx_restart(c, "ROLLBACK", NULL, &err), 0);
+        pg_pool_release(pool, c);
+}
+
 static const char *conn_option(PGconn *c, const char *key, char *buf, size_t size) {
         PQconninfoOption *opts = PQconninfo(c);
         buf[0] = '\0';
@@ -284,6 +355,8 @@ int main(void) {
                 cmocka_unit_test(test_error_translation),
                 cmocka_unit_test(test_pool_limits),
                 cmocka_unit_test(test_release_inside_transaction),
+                cmocka_unit_test(test_release_resets_the_session),
+                cmocka_unit_test(test_tenant_is_transaction_local),
                 cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_unreachable),
         };
