@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/ids.h"
 #include "core/macro.h"
+#include "kafka/kafka_config.h"
 #include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
@@ -21,9 +22,7 @@ extern const struct embedded_file api_migrations[];
 struct api_settings {
         char *addr;
         char *pg_dsn;
-        char *kafka_bootstrap;
-        long long kafka_session_timeout_ms;
-        long long kafka_fetch_wait_ms;
+        struct kafka_settings kafka;
         char *s3_endpoint;
         char *s3_bucket;
         char *s3_access_key;
@@ -46,6 +45,7 @@ struct api {
         struct api_settings cfg;
         struct pg_pool *pg;
         struct kafka_producer *producer;
+        struct bus_auth *auth;       /* signs as "api", verifies what the consumers read */
         struct s3_client *s3;
         struct lws_context *lws;
         struct fanout_hub *hub;

@@ -179,9 +179,8 @@ int fanout_start(struct api *a) {
         char group[80], client[80];
         snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);
         snprintf(client, sizeof client, "paddock-api-fanout");
-        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = client,
-                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms,
-                                  .fetch_wait_max_ms = (int)a->cfg.kafka_fetch_wait_ms};
+        struct kafka_options o;
+        kafka_settings_options(&a->cfg.kafka, client, a->auth, &o);
         struct err_detail e = {0};
         h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
         if (!h->consumer) {

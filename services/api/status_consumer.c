@@ -174,9 +174,8 @@ void status_consumer_register_metrics(void) {
 
 int status_consumer_start(struct api *a) {
         sc.api = a;
-        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api-status",
-                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms,
-                                  .fetch_wait_max_ms = (int)a->cfg.kafka_fetch_wait_ms};
+        struct kafka_options o;
+        kafka_settings_options(&a->cfg.kafka, "paddock-api-status", a->auth, &o);
         struct err_detail e = {0};
         sc.consumer = kafka_consumer_new(&o, "paddock-api-status",
                                          (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_EVENTS, NULL},
