@@ -165,6 +165,14 @@ static int load_trusted(struct bus_auth *a, struct err_detail *reterr) {
                         break;
                 }
                 strcpy(t.identity, id);
+                /* a later line for the same identity replaces the earlier (re-enrolment) */
+                size_t i = 0;
+                while (i < n && strcmp(keys[i].identity, id))
+                        i++;
+                if (i < n) {
+                        keys[i] = t;
+                        continue;
+                }
                 r = trusted_push(&keys, &n, &cap, &t);
                 if (r < 0) {
                         err_set(reterr, r, "", "out of memory");
