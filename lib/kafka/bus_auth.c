@@ -1,6 +1,7 @@
 #include "kafka/bus_auth.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,6 +308,14 @@ static bool key_of(struct bus_auth *a, const char *id, uint8_t pub[SIGN_PUBLIC_K
         }
         pthread_mutex_unlock(&a->lock);
         return ok;
+}
+
+int bus_auth_public_key(struct bus_auth *a, const char *identity, char out[SIGN_PUBLIC_KEY_B64_LEN + 1]) {
+        uint8_t pub[SIGN_PUBLIC_KEY_LEN];
+        if (strlen(identity) >= BUS_AUTH_SIGNER_MAX || !key_of(a, identity, pub))
+                return -ENOENT;
+        EVP_EncodeBlock((unsigned char *)out, pub, (int)sizeof pub);
+        return 0;
 }
 
 int bus_auth_verify(struct bus_auth *a, const char *topic, const char *signer, size_t signer_len,

@@ -79,6 +79,9 @@ int bus_auth_sign(const struct bus_auth *a, const char *topic, const void *value
  * handed on, else the negative reason (-(int)BUS_REFUSED_x - 1). */
 int bus_auth_verify(struct bus_auth *a, const char *topic, const char *signer, size_t signer_len,
                     const void *sig, size_t sig_len, const void *value, size_t len);
+/* The trusted public key of identity as base64 (44 chars + NUL), re-reading
+ * a changed file as for an unknown signer. Returns 0, or -ENOENT. */
+int bus_auth_public_key(struct bus_auth *a, const char *identity, char out[SIGN_PUBLIC_KEY_B64_LEN + 1]);
 /* The table of who may produce on which topic (docs/CONTRACTS.md). */
 bool bus_auth_allowed(const char *topic, const char *signer);
 /* The reason's metric label ("unsigned", "unknown_signer", ...). */

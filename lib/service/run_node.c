@@ -38,7 +38,8 @@ int run_node_check(PGconn *conn, const struct kafka_message *m, const char *run_
         int r = pg_exec(conn, "SELECT node_id FROM scheduler.run_nodes WHERE run_id = $1", 1, params, &res, reterr);
         if (r < 0)
                 return r;
-        const char *node = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0)
+        bool known = PQntuples(res) == 1;
+        const char *node = known && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0)
                            : fallback_node && *fallback_node ? fallback_node
                                                              : NULL;
         if (node) {
@@ -50,6 +51,12 @@ int run_node_check(PGconn *conn, const struct kafka_message *m, const char *run_
                 return 1;
         }
         PQclear(res);
+        /* the scheduler records every run when it is requested, before any
+         * node can be told of it: a run it never heard of has no reporter */
+        if (!known) {
+                refuse(m, run_id, "the scheduler knows no such run");
+                return 1;
+        }
         if (strcmp(last.topic, m->topic) || last.partition != m->partition || last.offset != m->offset) {
                 snprintf(last.topic, sizeof last.topic, "%s", m->topic);
                 last.partition = m->partition;

@@ -13,6 +13,7 @@
  * the scheduler shows no node (placement not yet committed, or the run moved
  * back to pending), if it is fallback_node (the node the caller learnt from
  * the signed runs.assigned; NULL or "" if none).
+ * A run the scheduler never heard of (and no fallback_node) is refused.
  * Returns 0 if allowed; 1 if refused (counted and logged as wrong_subject:
  * the caller skips the record); -EAGAIN while no node is known yet (a
  * transient error: the consume loop retries; after about a minute of retries

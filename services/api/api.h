@@ -495,9 +495,11 @@ int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_i
 /* ---- events.c */
 int events_list(struct api_req *r);
 /* Loads events of run with seq > after (at most limit) as a JSON array of
- * event objects. -EAGAIN if evidence.run_events does not exist yet. */
+ * event objects; with signatures, each also has signer, signature and
+ * signed_value (base64; null for unsigned history). -EAGAIN if
+ * evidence.run_events does not exist yet. */
 int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after,
-                 int limit, json_t **ret, struct err_detail *e);
+                 int limit, bool signatures, json_t **ret, struct err_detail *e);
 
 /* ---- artifacts.c */
 int artifacts_list(struct api_req *r);

@@ -74,7 +74,7 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
         if (strcmp(m->topic, TOPIC_USAGE) == 0)
-                r = usage_store(conn, m->value, m->len, err);
+                r = usage_store(conn, m, err);
         else
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         pg_pool_release(app->pool, conn);

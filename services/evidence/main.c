@@ -103,9 +103,9 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
         if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0)
-                r = events_store(conn, m->value, m->len, err);
+                r = events_store(conn, m, err);
         else if (strcmp(m->topic, TOPIC_ARTIFACTS) == 0)
-                r = artifacts_store_chunk(conn, &app->artifacts, m->value, m->len, err);
+                r = artifacts_store_chunk(conn, &app->artifacts, m, err);
         else if (strcmp(m->topic, TOPIC_AUDIT) == 0)
                 r = audit_store(conn, &app->audit, m->value, m->len, err);
         else
