@@ -13,10 +13,11 @@ int kafka_settings_check(const struct kafka_settings *ks, struct err_detail *ret
                 return err_set(reterr, -EINVAL, "config",
                                "PADDOCK_KAFKA_SECURITY_PROTOCOL: want plaintext, ssl, sasl_plaintext or sasl_ssl, not \"%s\"",
                                ks->security_protocol);
+        /* the user name is not checked here: operator commands (migrate) share
+         * the settings without a Kafka user, and use no broker */
         bool sasl = !strncasecmp(ks->security_protocol, "sasl_", 5);
-        if (sasl && (!*ks->sasl_mechanism || !*ks->sasl_username))
-                return err_set(reterr, -EINVAL, "config",
-                               "PADDOCK_KAFKA_SASL_MECHANISM and PADDOCK_KAFKA_SASL_USERNAME are required with %s",
+        if (sasl && !*ks->sasl_mechanism)
+                return err_set(reterr, -EINVAL, "config", "PADDOCK_KAFKA_SASL_MECHANISM is required with %s",
                                ks->security_protocol);
         return 0;
 }
