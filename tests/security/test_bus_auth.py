@@ -232,6 +232,13 @@ def test_forged_messages_about_a_live_run_change_nothing(endpoints, admin_token,
     run = wait_status(api, run_id, "running")
     node = run.get("node") or run.get("node_id") or ""
     seq = 1000
+    # a stream open meanwhile: nothing forged may show live either
+    import threading
+    streamed = {}
+    reader = threading.Thread(target=lambda: streamed.setdefault(
+        "res", e2e.watch(endpoints, admin_token, run_id, timeout=120)), daemon=True)
+    reader.start()
+    time.sleep(1)
 
     watch = {s: RefusalWatch(endpoints, s) for s in ("api", "scheduler", "runner-agent")}
     priv, pub = x25519()
@@ -263,6 +270,10 @@ def test_forged_messages_about_a_live_run_change_nothing(endpoints, admin_token,
     assert api.ok("GET", f"/v1/runs/{run_id}")["status"] == "running", "a forged message changed the run"
     res = e2e.wait_terminal(endpoints, admin_token, run_id, timeout=120)
     assert res.terminal == "succeeded", f"the run did not get its real secret: {res.statuses}"
+    reader.join(130)
+    live = streamed["res"]
+    assert live.terminal == "succeeded", live.statuses
+    assert not [e for e in live.events if e.get("seq", 0) >= seq], "a forged event reached the live stream"
 
     bundles = sealed_for(endpoints, run_id)
     assert len(bundles) >= 1, "the run's real secrets were never sealed"

@@ -217,8 +217,22 @@ static void test_consumer_refuses(void **state) {
         uint8_t sig[SIGN_SIGNATURE_LEN];
         assert_int_equal(bus_auth_sign(as_stranger, TOPIC_RUNS_EVENTS, "x", 1, sig), 0);
         assert_int_equal(bus_auth_verify(reader, TOPIC_RUNS_EVENTS, "node:n9", 7, sig, sizeof sig, "x", 1), 0);
+        /* re-enrolment: a later line replaces the key, and a record of the new key verifies */
+        char again_pub[48];
+        new_key(path(7, "rotated.pem"), again_pub);
+        struct bus_auth *rotated = NULL;
+        assert_int_equal(bus_auth_new("node:n9", path(7, "rotated.pem"), path(6, "trusted"), &rotated, &e), 0);
+        f = fopen(path(6, "trusted"), "a");
+        fprintf(f, "node:n9 %s\n", again_pub);
+        fclose(f);
+        uint8_t sig2[SIGN_SIGNATURE_LEN];
+        assert_int_equal(bus_auth_sign(rotated, TOPIC_RUNS_EVENTS, "y", 1, sig2), 0);
+        assert_int_equal(bus_auth_verify(reader, TOPIC_RUNS_EVENTS, "node:n9", 7, sig2, sizeof sig2, "y", 1), 0);
+        /* and the replaced key no longer does */
+        assert_int_not_equal(bus_auth_verify(reader, TOPIC_RUNS_EVENTS, "node:n9", 7, sig, sizeof sig, "x", 1), 0);
+        bus_auth_free(rotated);
         /* the topic is signed: the same record replayed onto another topic fails */
-        assert_int_not_equal(bus_auth_verify(reader, TOPIC_USAGE, "node:n9", 7, sig, sizeof sig, "x", 1), 0);
+        assert_int_not_equal(bus_auth_verify(reader, TOPIC_USAGE, "node:n9", 7, sig2, sizeof sig2, "y", 1), 0);
 
         bus_auth_free(as_api);
         bus_auth_free(as_node);
