@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -68,7 +69,7 @@ const char *bus_refusal_name(enum bus_refusal r) {
 }
 
 #define REFUSED_HELP "Kafka records refused by the bus authentication (docs/CONTRACTS.md), by reason"
-static struct metric m_refused[BUS_REFUSED_COUNT_] = {
+static const struct metric m_refused_init[BUS_REFUSED_COUNT_] = {
         [BUS_REFUSED_UNSIGNED] = {.name = "paddock_bus_refused_total", .labels = "reason=\"unsigned\"",
                                   .help = REFUSED_HELP, .type = METRIC_COUNTER},
         [BUS_REFUSED_UNKNOWN_SIGNER] = {.name = "paddock_bus_refused_total", .labels = "reason=\"unknown_signer\"",
@@ -81,13 +82,24 @@ static struct metric m_refused[BUS_REFUSED_COUNT_] = {
                                        .help = REFUSED_HELP, .type = METRIC_COUNTER},
 };
 
+/* The counters live in memory shared with the processes forked after
+ * registration (the api's prefork workers), so /metrics shows the refusals
+ * of the whole process tree whichever worker answers. */
+static struct metric *m_refused;
+
 void bus_auth_register_metrics(void) {
+        m_refused = mmap(NULL, sizeof m_refused_init, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m_refused == MAP_FAILED) {
+                static struct metric fallback[BUS_REFUSED_COUNT_];
+                m_refused = fallback; /* per process, still counted */
+        }
+        memcpy(m_refused, m_refused_init, sizeof m_refused_init);
         for (int i = BUS_REFUSED_COUNT_ - 1; i >= 0; i--)
                 metrics_register(&m_refused[i]);
 }
 
 void bus_auth_refuse(const char *topic, const char *signer, enum bus_refusal why, const char *detail) {
-        if (why >= 0 && why < BUS_REFUSED_COUNT_)
+        if (m_refused && why >= 0 && why < BUS_REFUSED_COUNT_)
                 metric_add(&m_refused[why], 1);
         log_ctx(LOG_WARN, LOG_KV("topic", topic, "signer", signer ? signer : "", "reason", bus_refusal_name(why)),
                 "refused message: %s", detail);

@@ -92,5 +92,6 @@ bool bus_auth_is_node(const char *signer, const char *node_id);
 /* Counts a refusal decided by a handler (BUS_REFUSED_WRONG_SUBJECT) in the
  * same metric, and logs it at warn with the topic and claimed signer. */
 void bus_auth_refuse(const char *topic, const char *signer, enum bus_refusal why, const char *detail);
-/* Registers paddock_bus_refused_total{reason=...}: call once from main(). */
+/* Registers paddock_bus_refused_total{reason=...}: call once from main(),
+ * before forking workers (the counters are shared with them). */
 void bus_auth_register_metrics(void);
