@@ -31,10 +31,16 @@ static const char *prop(const struct kafka_options *o, const char *name) {
         return NULL;
 }
 
+/* The test owns these: a caller's environment (a stack's endpoints.env) must not leak in. */
+static void clear_env(void) {
+        for (const struct config_entry *t = table; t->name; t++)
+                unsetenv(t->name);
+}
+
 static void test_defaults_are_plaintext(void **state) {
         struct settings s = {0};
         struct err_detail e = {0};
-        unsetenv("PADDOCK_KAFKA_SECURITY_PROTOCOL");
+        clear_env();
         setenv("PADDOCK_KAFKA_BOOTSTRAP", "127.0.0.1:9092", 1);
         assert_int_equal(config_load(table, &s, &e), 0);
         assert_int_equal(kafka_settings_check(&s.kafka, &e), 0);
@@ -54,6 +60,7 @@ static void test_defaults_are_plaintext(void **state) {
 static void test_sasl_ssl_passed_through(void **state) {
         struct settings s = {0};
         struct err_detail e = {0};
+        clear_env();
         setenv("PADDOCK_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
         setenv("PADDOCK_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", 1);
         setenv("PADDOCK_KAFKA_SASL_USERNAME", "paddock-api", 1);
