@@ -821,12 +821,49 @@ write_endpoints() {
                 # the test CA (testca_up) the runner-agent trusts for secret header origins
                 env_line PADDOCK_TEST_CA_CERT "$STATE/testca/ca.crt"
                 env_line PADDOCK_TEST_CA_KEY "$STATE/testca/ca.key"
+                # public keys only; a test enrols a node it impersonates by adding a line
+                env_line PADDOCK_TRUSTED_KEYS "$STATE/trusted-keys"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
                 done
         } >"$tmp"
         mv "$tmp" "$f"
+}
+
+# Bus keys (docs/CONTRACTS.md, signed messages): one Ed25519 key per
+# service (secrets/bus-<service>.key, 0600) and the trusted-keys file every
+# service reads (public keys only, so outside secrets/). The runner-agent makes
+# its node key itself (`paddock-runner-agent enroll`); recording its public key
+# here is the operator's enrolment step.
+BUS_SIGNERS=(api scheduler evidence billing)
+bus_keys() {
+        local s f pub tmp bin line
+        tmp=$(mktemp "$STATE/trusted-keys.XXXXXX")
+        chmod 0644 "$tmp"
+        echo "# identity public-key (base64 of the raw Ed25519 key); written by stack.sh up" >"$tmp"
+        for s in "${BUS_SIGNERS[@]}"; do
+                f="$STATE/secrets/bus-$s.key"
+                if [[ ! -s $f ]]; then
+                        (umask 077; openssl genpkey -algorithm ed25519 -out "$f.tmp" 2>/dev/null) ||
+                                die "could not generate the bus key of $s (openssl genpkey -algorithm ed25519)"
+                        mv "$f.tmp" "$f"
+                fi
+                pub=$(openssl pkey -in "$f" -pubout -outform DER | tail -c 32 | base64)
+                echo "$s $pub" >>"$tmp"
+        done
+        bin=$(svc_bin runner-agent)
+        if [[ -x $bin ]]; then
+                line=$(PADDOCK_RUNNER_STATE_DIR="$DATA/runner" PADDOCK_NODE_ID=$NODE_ID "$bin" enroll \
+                        2>>"$STATE/logs/runner-agent-enroll.log") || die "paddock-runner-agent enroll failed (log: $STATE/logs/runner-agent-enroll.log)"
+                echo "$line" >>"$tmp"
+        fi
+        # lines the tests or an operator added for other nodes stay
+        if [[ -f $STATE/trusted-keys ]]; then
+                grep -v -e '^#' -e '^api ' -e '^scheduler ' -e '^evidence ' -e '^billing ' -e "^node:$NODE_ID " \
+                        "$STATE/trusted-keys" >>"$tmp" || true
+        fi
+        mv "$tmp" "$STATE/trusted-keys"
 }
 
 write_service_env() { # name
@@ -837,6 +874,9 @@ write_service_env() { # name
                         echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
                         echo "PADDOCK_KAFKA_SESSION_TIMEOUT_MS=6000"
                         echo "PADDOCK_KAFKA_FETCH_WAIT_MS=10"   # the mock cluster does not wake a waiting fetch
+                        env_line PADDOCK_TRUSTED_KEYS "$STATE/trusted-keys"
+                        # the runner-agent signs with its node key (node.key in its state dir)
+                        [[ $s == runner-agent ]] || env_line PADDOCK_SIGNING_KEY "$STATE/secrets/bus-$s.key"
                         echo "PADDOCK_LOG_LEVEL=${PADDOCK_LOG_LEVEL:-info}"
                         # each service gets only the credentials it uses: the
                         # runner-agent (execution plane) none at all
@@ -1107,6 +1147,7 @@ cmd_up() {
         testnet_up
         testca_up
         services_ports
+        bus_keys
         write_endpoints
         services_up
         bootstrap_tenant
@@ -1134,7 +1175,7 @@ cmd_down() {
 }
 
 # The files `up` creates in the state dir; purge removes these and no others.
-STATE_FILES=(logs pids secrets env ports.env endpoints.env credentials kafka-bootstrap data-dir testca .lock)
+STATE_FILES=(logs pids secrets env ports.env endpoints.env trusted-keys credentials kafka-bootstrap data-dir testca .lock)
 
 cmd_purge() {
         need_root purge

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct metric *registry;
 
@@ -16,10 +17,14 @@ char *metrics_render(void) {
         FILE *f = open_memstream(&buf, &len);
         if (!f)
                 return NULL;
-        for (struct metric *m = registry; m; m = m->next)
-                fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", m->name, m->help, m->name,
-                        m->type == METRIC_COUNTER ? "counter" : "gauge", m->name,
-                        (long long)atomic_load(&m->value));
+        const char *prev = NULL;
+        for (struct metric *m = registry; m; prev = m->name, m = m->next) {
+                if (!prev || strcmp(prev, m->name))
+                        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                                m->type == METRIC_COUNTER ? "counter" : "gauge");
+                fprintf(f, "%s%s%s%s %lld\n", m->name, m->labels ? "{" : "", m->labels ? m->labels : "",
+                        m->labels ? "}" : "", (long long)atomic_load(&m->value));
+        }
         if (fclose(f) != 0) {
                 free(buf);
                 return NULL;

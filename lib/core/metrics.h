@@ -13,6 +13,8 @@ struct metric {
         enum metric_type type;
         _Atomic long long value;
         struct metric *next; /* registry link, set by metrics_register */
+        const char *labels; /* optional, e.g. "reason=\"unsigned\"": one series of a family; register a
+                             * family's series one after another so HELP and TYPE are written once */
 };
 
 /* Registers m (not owned, must outlive the process). Not thread-safe: call from main(). */

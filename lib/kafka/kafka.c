@@ -1,6 +1,7 @@
 #include "kafka/kafka.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -76,7 +77,7 @@ static rd_kafka_conf_t *kafka_conf_common(const struct kafka_options *opts,
         const char *base[] = {"bootstrap.servers", opts->bootstrap,
                               "client.id", opts->client_id ? opts->client_id : "paddock", NULL};
         /* Ours first, the caller's extras last so they may override. */
-        const char *const *lists[] = {base, ours, opts->extra};
+        const char *const *lists[] = {base, ours, opts->security, opts->extra};
         for (size_t l = 0; l < ELEMENTSOF(lists); l++)
                 for (const char *const *kv = lists[l]; kv && kv[0]; kv += 2) {
                         if (!kv[1]) {
@@ -107,6 +108,7 @@ struct delivery {
 
 struct kafka_producer {
         rd_kafka_t *rk;
+        const struct bus_auth *auth;
         pthread_t poller;
         atomic_bool stop;
         atomic_long failed; /* async deliveries failed since the last flush */
@@ -166,6 +168,7 @@ struct kafka_producer *kafka_producer_new(const struct kafka_options *opts, stru
                 free(p);
                 return NULL;
         }
+        p->auth = opts->auth;
         rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
         rd_kafka_conf_set_opaque(conf, p);
         pthread_mutex_init(&p->lock, NULL);
@@ -216,10 +219,25 @@ struct kafka_producer *kafka_producer_free(struct kafka_producer *p) {
 static int kafka_produce_one(struct kafka_producer *p, const char *topic, const char *key,
                              const void *value, size_t len, struct delivery *d,
                              struct err_detail *reterr) {
+        rd_kafka_headers_t *hdrs = NULL;
+        if (p->auth && bus_auth_identity(p->auth)) {
+                uint8_t sig[SIGN_SIGNATURE_LEN];
+                int r = bus_auth_sign(p->auth, topic, value, len, sig);
+                if (r < 0)
+                        return err_set(reterr, r, "sign", "could not sign message for %s", topic);
+                hdrs = rd_kafka_headers_new(2);
+                if (!hdrs)
+                        return err_set(reterr, -ENOMEM, "", "out of memory");
+                rd_kafka_header_add(hdrs, BUS_AUTH_HEADER_SIGNER, -1, bus_auth_identity(p->auth), -1);
+                rd_kafka_header_add(hdrs, BUS_AUTH_HEADER_SIG, -1, sig, sizeof sig);
+        }
+        /* on success the headers belong to the message */
         rd_kafka_resp_err_t err = rd_kafka_producev(
                 p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)value, len),
-                RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+                RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (err && hdrs)
+                rd_kafka_headers_destroy(hdrs);
         if (err)
                 return kafka_err_set(reterr, err, "could not queue message");
         return 0;
@@ -315,6 +333,7 @@ int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, int
 
 struct kafka_consumer {
         rd_kafka_t *rk;
+        struct bus_auth *auth;
 };
 
 struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
@@ -365,6 +384,7 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                 return NULL;
         }
         rd_kafka_poll_set_consumer(c->rk);
+        c->auth = opts ? opts->auth : NULL;
 
         size_t ntopics = 0;
         while (topics[ntopics])
@@ -393,6 +413,48 @@ struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c) {
         return NULL;
 }
 
+/* Verifies m with c->auth (bus_auth.h). On success fills msg's signer and
+ * signature; a refused record is logged, counted, committed (it would be
+ * refused the same way forever) and destroyed, and false returned. */
+static bool kafka_message_verify(struct kafka_consumer *c, rd_kafka_message_t *m, struct kafka_message *msg) {
+        rd_kafka_headers_t *hdrs = NULL;
+        const void *signer = NULL, *sig = NULL;
+        size_t signer_len = 0, sig_len = 0;
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                /* the last of each: a forger cannot hide a second signer behind the first */
+                if (rd_kafka_header_get_last(hdrs, BUS_AUTH_HEADER_SIGNER, &signer, &signer_len))
+                        signer = NULL;
+                if (rd_kafka_header_get_last(hdrs, BUS_AUTH_HEADER_SIG, &sig, &sig_len))
+                        sig = NULL;
+        }
+        int r = bus_auth_verify(c->auth, msg->topic, signer, signer_len, sig, sig_len, m->payload, m->len);
+        if (r == 0) {
+                memcpy(msg->signer, signer, signer_len);
+                msg->signer[signer_len] = '\0';
+                memcpy(msg->sig, sig, SIGN_SIGNATURE_LEN);
+                msg->is_signed = true;
+                return true;
+        }
+        char who[BUS_AUTH_SIGNER_MAX], detail[128];
+        size_t wl = signer && signer_len < sizeof who ? signer_len : 0;
+        memcpy(who, signer ? signer : "", wl);
+        who[wl] = '\0';
+        for (size_t i = 0; i < wl; i++) /* the claim is the sender's bytes: keep the log line printable */
+                if ((unsigned char)who[i] < 0x20 || (unsigned char)who[i] == 0x7f)
+                        who[i] = '?';
+        snprintf(detail, sizeof detail, "partition %" PRId32 " offset %" PRId64, m->partition, m->offset);
+        bus_auth_refuse(msg->topic, who, (enum bus_refusal)(-r - 1), detail);
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        if (list) {
+                rd_kafka_topic_partition_list_add(list, msg->topic, m->partition)->offset = m->offset + 1;
+                (void)rd_kafka_commit(c->rk, list, 0); /* harmless if lost: refused again */
+                rd_kafka_topic_partition_list_destroy(list);
+        }
+        rd_kafka_message_destroy(m);
+        memset(msg, 0, sizeof *msg);
+        return false;
+}
+
 int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_message *msg) {
         memset(msg, 0, sizeof *msg);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
@@ -413,6 +475,8 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
                 return 0;
         }
         msg->topic = rd_kafka_topic_name(m->rkt);
+        if (c->auth && !kafka_message_verify(c, m, msg))
+                return 0;
         msg->partition = m->partition;
         msg->offset = m->offset;
         msg->key = m->key;

@@ -4,10 +4,12 @@
  * unknown topic -> -ENOENT, others -EIO) with the original name and text in
  * *reterr. Only standard client features are used, so real Kafka works unchanged. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
+#include "kafka/bus_auth.h"
 
 struct kafka_options {
         const char *bootstrap;      /* "host:port,host:port" */
@@ -17,6 +19,11 @@ struct kafka_options {
                                      * fetch as soon as data arrives; librdkafka's mock cluster waits the
                                      * full time, so the local stack sets 10 to keep launch latency low */
         const char *const *extra;   /* optional NULL-terminated {key, value, ...} librdkafka properties */
+        const char *const *security;/* optional, like extra: the transport settings every daemon shares
+                                     * (security.protocol, ssl.*, sasl.*: lib/kafka/kafka_config.h) */
+        struct bus_auth *auth;      /* borrowed, outlives the client. Producers sign every record with its
+                                     * key; consumers hand on only records it verifies (bus_auth.h).
+                                     * NULL: unsigned and unchecked (unit tests only) */
 };
 
 struct kafka_producer;
@@ -51,6 +58,12 @@ struct kafka_message {
         size_t key_len;
         const void *value;
         size_t len;
+        /* With kafka_options.auth: the verified producer identity ("api",
+         * "node:<id>", ...) and its signature over bus_auth's signed bytes;
+         * "" and unsigned without auth. */
+        char signer[BUS_AUTH_SIGNER_MAX];
+        uint8_t sig[SIGN_SIGNATURE_LEN];
+        bool is_signed;
         void *handle;         /* private: the rd_kafka_message_t */
 };
 
@@ -64,7 +77,8 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
 struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c);
 /* Waits up to timeout_ms for a message. Returns 1 with *msg filled, 0 on timeout
  * (partition EOF and transient broker errors also give 0), or a negative errno on
- * a fatal error. Not thread-safe: one thread polls a consumer. */
+ * a fatal error. With an auth, a record it refuses is logged, counted,
+ * committed and gives 0 (bus_auth.h). Not thread-safe: one thread polls a consumer. */
 int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_message *msg);
 /* Returns the message's memory to librdkafka. */
 void kafka_message_release(struct kafka_message *msg);

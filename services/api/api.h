@@ -16,6 +16,7 @@
 #include "core/ids.h"
 #include "core/macro.h"
 #include "http/client_addr.h"
+#include "kafka/kafka_config.h"
 #include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
@@ -23,9 +24,7 @@ extern const struct embedded_file api_migrations[];
 struct api_settings {
         char *addr;
         char *pg_dsn;
-        char *kafka_bootstrap;
-        long long kafka_session_timeout_ms;
-        long long kafka_fetch_wait_ms;
+        struct kafka_settings kafka;
         char *s3_endpoint;
         char *s3_bucket;
         char *s3_access_key;
@@ -51,6 +50,7 @@ struct api {
         struct api_settings cfg;
         struct pg_pool *pg;
         struct kafka_producer *producer;
+        struct bus_auth *auth;       /* signs as "api", verifies what the consumers read */
         struct s3_client *s3;
         struct lws_context *lws;
         struct fanout_hub *hub;
@@ -549,9 +549,11 @@ int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_i
 /* ---- events.c */
 int events_list(struct api_req *r);
 /* Loads events of run with seq > after (at most limit) as a JSON array of
- * event objects. -EAGAIN if evidence.run_events does not exist yet. */
+ * event objects; with signatures, each also has signer, signature and
+ * signed_value (base64; null for unsigned history). -EAGAIN if
+ * evidence.run_events does not exist yet. */
 int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after,
-                 int limit, json_t **ret, struct err_detail *e);
+                 int limit, bool signatures, json_t **ret, struct err_detail *e);
 
 /* ---- artifacts.c */
 int artifacts_list(struct api_req *r);

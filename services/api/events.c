@@ -10,14 +10,16 @@
 #define EVENTS_MAX_LIMIT 1000
 
 int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after, int limit,
-                 json_t **ret, struct err_detail *e) {
+                 bool signatures, json_t **ret, struct err_detail *e) {
         char after_s[24], limit_s[16];
         snprintf(after_s, sizeof after_s, "%" PRId64, after);
         snprintf(limit_s, sizeof limit_s, "%d", limit);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {run_id, tenant_id, after_s, limit_s};
         int k = pg_exec(d->conn,
-                        "SELECT seq, " DB_TS("ts") ", kind, actor, data::text FROM evidence.run_events "
+                        "SELECT seq, " DB_TS("ts") ", kind, actor, data::text, signer, "
+                        "translate(encode(signature, 'base64'), E'\\n', ''), translate(encode(signed_value, 'base64'), E'\\n', '') "
+                        "FROM evidence.run_events "
                         "WHERE run_id = $1 AND tenant_id = $2 AND seq > $3::bigint ORDER BY seq LIMIT $4::integer",
                         4, params, &res, e);
         if (k < 0)
@@ -31,6 +33,13 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
                                                        PQgetvalue(res, i, 1), "kind", PQgetvalue(res, i, 2),
                                                        "actor", PQgetvalue(res, i, 3), "data",
                                                        data ? data : json_object()));
+                /* offline verification against the node's key (docs/CONTRACTS.md) */
+                if (signatures) {
+                        json_t *ev = json_array_get(items, json_array_size(items) - 1);
+                        json_object_set_new(ev, "signer", db_json_str(res, i, 5));
+                        json_object_set_new(ev, "signature", db_json_str(res, i, 6));
+                        json_object_set_new(ev, "signed_value", db_json_str(res, i, 7));
+                }
         }
         *ret = items;
         return 0;
@@ -53,9 +62,14 @@ static int parse_int_arg(struct api_req *r, const char *name, long long min, lon
 int events_list(struct api_req *r) {
         long long after = 0, limit = EVENTS_DEFAULT_LIMIT;
         int k;
+        char inc_buf[32];
+        const char *include = NULL;
         if ((k = parse_int_arg(r, "after", 0, INT64_MAX, &after)) < 0 ||
-            (k = parse_int_arg(r, "limit", 1, EVENTS_MAX_LIMIT, &limit)) < 0)
+            (k = parse_int_arg(r, "limit", 1, EVENTS_MAX_LIMIT, &limit)) < 0 ||
+            (k = api_query_single(r, "include", inc_buf, sizeof inc_buf, &include)) < 0)
                 return k;
+        if (include && strcmp(include, "signature"))
+                return api_fail(r, -EINVAL, "invalid_field", "include must be \"signature\"");
         struct err_detail e = {0};
         char team[UUID_STR_LEN], status[32];
         k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
@@ -67,7 +81,7 @@ int events_list(struct api_req *r) {
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         json_t *items = NULL;
-        k = events_query(&d, r->caller.tenant_id, r->params[0], after, (int)limit, &items, &e);
+        k = events_query(&d, r->caller.tenant_id, r->params[0], after, (int)limit, include != NULL, &items, &e);
         if (k == -EAGAIN)
                 return api_fail(r, -EAGAIN, "unavailable", "run history is not available yet");
         if (k < 0)

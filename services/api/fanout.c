@@ -16,6 +16,8 @@
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "paddock/v1/events.pb-c.h"
+#include "pg/pg.h"
+#include "service/run_node.h"
 
 /* Beyond this a slow viewer's queue drops live events; stream.c refetches
  * them from PostgreSQL, so nothing is lost, only delayed. */
@@ -36,7 +38,40 @@ struct fanout_hub {
         pthread_t thread;
         bool started;
         atomic_bool stop;
+        /* the fan-out thread's: the last run whose reporter was checked */
+        char checked_run[UUID_STR_LEN];
+        char checked_signer[BUS_AUTH_SIGNER_MAX];
 };
+
+static bool hub_has_sub(struct fanout_hub *h, const char *run_id) {
+        bool any = false;
+        pthread_mutex_lock(&h->lock);
+        for (struct fanout_sub *s = h->subs; s && !any; s = s->next)
+                any = !strcmp(s->run_id, run_id);
+        pthread_mutex_unlock(&h->lock);
+        return any;
+}
+
+/* Live events reach a stream only from the run's node or the scheduler, as
+ * stored history does (docs/CONTRACTS.md, signed messages): checked once per
+ * run and signer while a stream of that run is open. A run still without a
+ * node (its placement not yet committed) passes; evidence decides what is kept. */
+static bool hub_reporter_ok(struct fanout_hub *h, const struct kafka_message *m, const char *run_id) {
+        if (!strcmp(m->signer, "scheduler") ||
+            (!strcmp(h->checked_run, run_id) && !strcmp(h->checked_signer, m->signer)))
+                return true;
+        struct err_detail e = {0};
+        PGconn *conn = pg_pool_acquire(h->api->pg, 5000, &e);
+        if (!conn)
+                return true; /* unknown, not refused: the stream's history comes from evidence */
+        int r = run_node_check(conn, m, run_id, NULL, &e);
+        pg_pool_release(h->api->pg, conn);
+        if (r == 0) {
+                snprintf(h->checked_run, sizeof h->checked_run, "%s", run_id);
+                snprintf(h->checked_signer, sizeof h->checked_signer, "%s", m->signer);
+        }
+        return r <= 0;
+}
 
 char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const char *kind, const char *actor,
                         json_t *data, bool *terminal) {
@@ -133,7 +168,8 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
                 log_warn("could not decode run event at %s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
                 return;
         }
-        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && ev->kind[0]) {
+        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && ev->kind[0] &&
+            hub_has_sub(h, ev->env->run_id) && hub_reporter_ok(h, m, ev->env->run_id)) {
                 json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
                 if (!data)
                         data = json_object();
@@ -179,9 +215,8 @@ int fanout_start(struct api *a) {
         char group[80], client[80];
         snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);
         snprintf(client, sizeof client, "paddock-api-fanout");
-        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = client,
-                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms,
-                                  .fetch_wait_max_ms = (int)a->cfg.kafka_fetch_wait_ms};
+        struct kafka_options o;
+        kafka_settings_options(&a->cfg.kafka, client, a->auth, &o);
         struct err_detail e = {0};
         h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
         if (!h->consumer) {

@@ -28,24 +28,19 @@
 
 #define PG_POOL_SIZE 8
 
-struct metric api_metric_requests = {"paddock_api_http_requests_total", "HTTP requests received", METRIC_COUNTER, 0, NULL};
+struct metric api_metric_requests = {"paddock_api_http_requests_total", "HTTP requests received", METRIC_COUNTER, 0, NULL, NULL};
 struct metric api_metric_runs_launched = {"paddock_api_runs_launched_total", "runs queued on paddock.runs.requested",
-                                          METRIC_COUNTER, 0, NULL};
-struct metric api_metric_ws_sessions = {"paddock_api_stream_sessions", "open websocket stream sessions", METRIC_GAUGE, 0, NULL};
+                                          METRIC_COUNTER, 0, NULL, NULL};
+struct metric api_metric_ws_sessions = {"paddock_api_stream_sessions", "open websocket stream sessions", METRIC_GAUGE, 0, NULL, NULL};
 struct metric api_metric_status_updates = {"paddock_api_run_status_updates_total",
-                                           "run status rows changed from kafka", METRIC_COUNTER, 0, NULL};
+                                           "run status rows changed from kafka", METRIC_COUNTER, 0, NULL, NULL};
 
 #define S(f) offsetof(struct api_settings, f)
 static const struct config_entry config_table[] = {
         {"PADDOCK_API_ADDR", CONFIG_STRING, "127.0.0.1:8080", 0, 0, false, S(addr),
          "listen address host:port of the public API"},
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, S(pg_dsn), "PostgreSQL connection string"},
-        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, "", 0, 0, false, S(kafka_bootstrap),
-         "Kafka bootstrap servers host:port[,...] (required to serve)"},
-        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false, S(kafka_session_timeout_ms),
-         "Kafka consumer group session timeout"},
-        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, S(kafka_fetch_wait_ms),
-         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
+        KAFKA_CONFIG_ENTRIES(struct api_settings, kafka),
         {"PADDOCK_S3_ENDPOINT", CONFIG_STRING, "", 0, 0, false, S(s3_endpoint),
          "S3 endpoint URL, e.g. http://127.0.0.1:7480 (required to serve)"},
         {"PADDOCK_S3_BUCKET", CONFIG_STRING, "", 0, 0, false, S(s3_bucket), "S3 bucket of artifacts"},
@@ -160,7 +155,12 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                 return 1;
 
         struct err_detail e = {0};
-        struct kafka_options ko = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api"};
+        if (kafka_settings_auth(&a->cfg.kafka, "api", &a->auth, &e) < 0) {
+                log_error("could not load the bus keys: %s", e.message);
+                return CONFIG_EXIT_BAD;
+        }
+        struct kafka_options ko;
+        kafka_settings_options(&a->cfg.kafka, "paddock-api", a->auth, &ko);
         a->producer = kafka_producer_new(&ko, &e);
         if (!a->producer) {
                 log_error("could not create kafka producer: %s", e.message);
@@ -238,6 +238,7 @@ static pid_t spawn_worker(struct api *a, const char *host, int port, const int *
         int rc = serve_worker(a, host, port, listen_fds[i]);
         /* as main() does after serve(): flushes what the producer holds */
         a->producer = kafka_producer_free(a->producer);
+        a->auth = bus_auth_free(a->auth);
         a->s3 = s3_client_free(a->s3);
         a->pg = pg_pool_free(a->pg);
         _exit(rc);
@@ -321,7 +322,7 @@ static int serve(struct api *a) {
                 log_error("invalid PADDOCK_API_ADDR \"%s\": expected host:port", a->cfg.addr);
                 return CONFIG_EXIT_BAD;
         }
-        if (!a->cfg.kafka_bootstrap[0] || !a->cfg.s3_endpoint[0] || !a->cfg.s3_bucket[0]) {
+        if (!a->cfg.kafka.bootstrap[0] || !a->cfg.s3_endpoint[0] || !a->cfg.s3_bucket[0]) {
                 log_error("PADDOCK_KAFKA_BOOTSTRAP, PADDOCK_S3_ENDPOINT and PADDOCK_S3_BUCKET are required to serve");
                 return CONFIG_EXIT_BAD;
         }
@@ -350,7 +351,7 @@ int main(int argc, char **argv) {
         struct api a = {0};
         struct err_detail e = {0};
         log_init("api", LOG_INFO);
-        if (config_load(config_table, &a.cfg, &e) < 0) {
+        if (config_load(config_table, &a.cfg, &e) < 0 || kafka_settings_check(&a.cfg.kafka, &e) < 0) {
                 log_error("invalid configuration: %s", e.message);
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
@@ -414,11 +415,13 @@ int main(int argc, char **argv) {
                 metrics_register(&api_metric_ws_sessions);
                 metrics_register(&api_metric_status_updates);
                 status_consumer_register_metrics();
+                bus_auth_register_metrics();
                 if (shutdown_install() < 0)
                         return 1;
                 rc = serve(&a);
         }
         a.producer = kafka_producer_free(a.producer);
+        a.auth = bus_auth_free(a.auth);
         a.s3 = s3_client_free(a.s3);
         a.pg = pg_pool_free(a.pg);
         a.floor = addr_floor_free(a.floor);

@@ -54,6 +54,14 @@ int nodes_list(struct api_req *r) {
                                        "memory_mb", (json_int_t)atoll(PQgetvalue(res, i, 7)), "used", "slots",
                                        (json_int_t)atoll(PQgetvalue(res, i, 8)), "cpus", atof(PQgetvalue(res, i, 9)),
                                        "memory_mb", (json_int_t)atoll(PQgetvalue(res, i, 10)));
+                /* the key its reports are verified with (docs/CONTRACTS.md, signed messages) */
+                char identity[BUS_AUTH_SIGNER_MAX], pub[SIGN_PUBLIC_KEY_B64_LEN + 1];
+                snprintf(identity, sizeof identity, "node:%s", PQgetvalue(res, i, 0));
+                if (it)
+                        json_object_set_new(it, "public_key",
+                                            r->api->auth && bus_auth_public_key(r->api->auth, identity, pub) == 0
+                                                    ? json_string(pub)
+                                                    : json_null());
                 if (!it || json_array_append_new(items, it) < 0)
                         return api_fail(r, -ENOMEM, "internal", "out of memory");
         }

@@ -23,6 +23,7 @@
 #include "paddock/v1/events.pb-c.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "pg/pg.h"
+#include "service/run_node.h"
 
 static const char *const known_statuses[] = {"provisioning", "running", "awaiting_approval", "succeeded", "failed",
                                              "cancelled", "timed_out", "limit_exceeded", "rejected", NULL};
@@ -107,14 +108,75 @@ static int handle_other_event(Paddock__V1__RunEvent *ev, struct err_detail *err)
                                     data, err);
 }
 
+/* Only the run's assigned node (or the scheduler) reports it: 0 allowed,
+ * 1 refused (counted), negative errno transient. */
+static int check_reporter(const struct kafka_message *m, const char *tenant_id, const char *run_id,
+                          struct err_detail *err) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, sc.api, tenant_id, &e);
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {run_id};
+        if (k >= 0)
+                k = pg_exec(d.conn, "SELECT coalesce(node_id, '') FROM api.runs WHERE id = $1", 1, params, &res, &e);
+        if (k >= 0)
+                k = run_node_check(d.conn, m, run_id, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : NULL, &e);
+        if (k < 0)
+                return err_set(err, k, e.code, "could not check the reporter of run %s: %s", run_id, e.message);
+        return k;
+}
+
+/* The status UPDATE; for `provisioning` it also records the run's public key
+ * if none is recorded yet. *applied: the transition took place; *key: the
+ * recorded key afterwards (malloc'd, NULL if none). */
+static int apply_status(const char *const *params, const char *tenant_id, const char *run_id, bool *applied,
+                        char **key, struct err_detail *err) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, sc.api, tenant_id, &e);
+        _cleanup_pgres_ PGresult *res = NULL, *cur = NULL;
+        if (k >= 0)
+                k = pg_exec(d.conn,
+                            "UPDATE api.runs SET status = $2, status_seq = $3::bigint, "
+                            "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, "
+                            "  to_timestamp($4::double precision / 1e6)) ELSE started_at END, "
+                            "ended_at = CASE WHEN $5::boolean THEN coalesce(ended_at, "
+                            "  to_timestamp($4::double precision / 1e6)) ELSE ended_at END, "
+                            "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason), "
+                            "run_public_key = CASE WHEN $2 = 'provisioning' THEN coalesce(run_public_key, $8) "
+                            "  ELSE run_public_key END "
+                            "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
+                            "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected') "
+                            "RETURNING run_public_key",
+                            8, params, &res, &e);
+        if (k >= 0 && PQntuples(res) == 0)
+                k = pg_exec(d.conn, "SELECT run_public_key FROM api.runs WHERE id = $1", 1, params, &cur, &e);
+        if (k < 0)
+                return err_set(err, k, e.code, "could not update status of run %s: %s", run_id, e.message);
+        *applied = PQntuples(res) > 0;
+        if (*applied)
+                metric_add(&api_metric_status_updates, 1);
+        PGresult *from = *applied ? res : cur;
+        *key = PQntuples(from) == 1 && !PQgetisnull(from, 0, 0) ? strdup(PQgetvalue(from, 0, 0)) : NULL;
+        return 0;
+}
+
 static int handle_event(const struct kafka_message *m, struct err_detail *err) {
         Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
         if (!ev)
                 return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEvent");
         int r = 0;
-        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && strcmp(ev->kind, "status"))
+        bool valid = ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind;
+        if (valid) {
+                r = check_reporter(m, ev->env->tenant_id, ev->env->run_id, err);
+                if (r != 0) {
+                        paddock__v1__run_event__free_unpacked(ev, NULL);
+                        return r < 0 ? r : 0;
+                }
+        }
+        if (valid && strcmp(ev->kind, "status"))
                 r = handle_other_event(ev, err);
-        else if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind) {
+        else if (valid) {
                 _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
                 const char *status = ev->status && ev->status[0] ? ev->status
                                                                  : json_string_value(json_object_get(data, "status"));
@@ -126,24 +188,27 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                         if (json_is_integer(ec))
                                 snprintf(exit_code, sizeof exit_code, "%lld", (long long)json_integer_value(ec));
                         const char *reason = json_string_value(json_object_get(data, "reason"));
+                        const char *pk = json_string_value(json_object_get(data, "public_key"));
+                        bool provisioning = !strcmp(status, "provisioning") && pk && pk[0];
                         bool terminal = ev->terminal || runs_status_terminal(status);
                         const char *params[] = {ev->env->run_id, status, seq, ts, terminal ? "t" : "f",
-                                                exit_code[0] ? exit_code : NULL, reason && reason[0] ? reason : NULL};
-                        r = apply_sql(
-                                "UPDATE api.runs SET status = $2, status_seq = $3::bigint, "
-                                "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, "
-                                "  to_timestamp($4::double precision / 1e6)) ELSE started_at END, "
-                                "ended_at = CASE WHEN $5::boolean THEN coalesce(ended_at, "
-                                "  to_timestamp($4::double precision / 1e6)) ELSE ended_at END, "
-                                "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason) "
-                                "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
-                                "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')",
-                                7, params, ev->env->tenant_id, ev->env->run_id, err);
-                        /* the key is announced once, in provisioning; sealing
-                         * is idempotent enough (the runner takes the first) */
-                        const char *pk = json_string_value(json_object_get(data, "public_key"));
-                        if (r >= 0 && !strcmp(status, "provisioning") && pk && pk[0])
+                                                exit_code[0] ? exit_code : NULL, reason && reason[0] ? reason : NULL,
+                                                provisioning ? pk : NULL};
+                        bool applied = false;
+                        _cleanup_free_ char *key = NULL;
+                        r = apply_status(params, ev->env->tenant_id, ev->env->run_id, &applied, &key, err);
+                        /* Exactly one run key (docs/CONTRACTS.md): the one
+                         * recorded by the provisioning transition the assigned
+                         * node applied. The same key again (a redelivery)
+                         * seals again to the same recipient; any other key is
+                         * refused and never sealed to. */
+                        if (r >= 0 && provisioning && key && !strcmp(key, pk))
                                 r = sealing_on_provisioning(sc.api, ev->env->tenant_id, ev->env->run_id, pk, err);
+                        else if (r >= 0 && provisioning && key) {
+                                char detail[128];
+                                snprintf(detail, sizeof detail, "run %s: a second run key, not sealed to", ev->env->run_id);
+                                bus_auth_refuse(m->topic, m->signer, BUS_REFUSED_WRONG_SUBJECT, detail);
+                        }
                 }
         }
         paddock__v1__run_event__free_unpacked(ev, NULL);
@@ -177,9 +242,8 @@ void status_consumer_register_metrics(void) {
 
 int status_consumer_start(struct api *a) {
         sc.api = a;
-        struct kafka_options o = {.bootstrap = a->cfg.kafka_bootstrap, .client_id = "paddock-api-status",
-                                  .session_timeout_ms = (int)a->cfg.kafka_session_timeout_ms,
-                                  .fetch_wait_max_ms = (int)a->cfg.kafka_fetch_wait_ms};
+        struct kafka_options o;
+        kafka_settings_options(&a->cfg.kafka, "paddock-api-status", a->auth, &o);
         struct err_detail e = {0};
         sc.consumer = kafka_consumer_new(&o, "paddock-api-status",
                                          (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_EVENTS, NULL},

@@ -120,7 +120,7 @@ static void session_fetch(struct stream_session *ss) {
                 return;
         }
         _cleanup_json_ json_t *items = NULL;
-        k = events_query(&d, ss->caller.tenant_id, ss->run_id, (int64_t)ss->next_seq - 1, FETCH_BATCH, &items, &e);
+        k = events_query(&d, ss->caller.tenant_id, ss->run_id, (int64_t)ss->next_seq - 1, FETCH_BATCH, false, &items, &e);
         ss->history_missing = k == -EAGAIN;
         if (k < 0) {
                 if (k != -EAGAIN)

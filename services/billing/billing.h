@@ -10,11 +10,12 @@
 
 #include "core/err.h"
 #include "core/macro.h"
+#include "kafka/kafka.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
 /* usage_store.c: records a UsageRecord once per run in billing.run_usage
  * and, in the same transaction and only if it was new, adds it to the team's
  * UTC day in billing.team_daily. Returns 1 if recorded, 0 if already there. */
-int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr);
 void usage_store_register_metrics(void);

@@ -23,6 +23,7 @@
 #include "http/ops.h"
 #include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
+#include "kafka/kafka_config.h"
 #include "kafka/topics.h"
 #include "pg/pg.h"
 #include "service/service.h"
@@ -34,23 +35,14 @@ extern const struct embedded_file billing_migrations[];
 #define GROUP_ID "paddock-billing"
 
 struct settings {
-        char *kafka_bootstrap;
-        long long kafka_session_timeout_ms;
-        long long kafka_fetch_wait_ms;
+        struct kafka_settings kafka;
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
 };
 
 static const struct config_entry settings_table[] = {
-        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false,
-         offsetof(struct settings, kafka_bootstrap), "Kafka bootstrap servers, host:port[,host:port...]"},
-        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
-         offsetof(struct settings, kafka_session_timeout_ms),
-         "consumer group session timeout; how long a dead member holds its partitions"},
-        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,
-         offsetof(struct settings, kafka_fetch_wait_ms),
-         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
+        KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
          "PostgreSQL connection string (libpq); billing owns schema \"billing\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
@@ -82,7 +74,7 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
         if (strcmp(m->topic, TOPIC_USAGE) == 0)
-                r = usage_store(conn, m->value, m->len, err);
+                r = usage_store(conn, m, err);
         else
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         pg_pool_release(app->pool, conn);
@@ -93,8 +85,9 @@ static int migrate(struct pg_pool *pool) {
         return service_migrate(pool, "billing", billing_migrations, 0);
 }
 
-static int run(const struct settings *cfg) {
+static int run(struct settings *cfg) {
         struct app app = {0};
+        struct bus_auth *auth = NULL;
         char ops_host[256];
         int ops_port, ret = 1;
         struct ops_server *ops = NULL;
@@ -118,9 +111,14 @@ static int run(const struct settings *cfg) {
         if (migrate(app.pool) < 0)
                 goto out;
         int r;
-        struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-billing",
-                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms,
-                                   .fetch_wait_max_ms = (int)cfg->kafka_fetch_wait_ms};
+        /* billing produces nothing: it verifies, never signs */
+        r = kafka_settings_auth(&cfg->kafka, NULL, &auth, &err);
+        if (r < 0) {
+                log_error("could not load the bus keys: %s", err.message);
+                goto out;
+        }
+        struct kafka_options ko;
+        kafka_settings_options(&cfg->kafka, "paddock-billing", auth, &ko);
         static const char *const topics[] = {TOPIC_USAGE, NULL};
         app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
@@ -140,12 +138,18 @@ static int run(const struct settings *cfg) {
 out:
         ops_server_stop(ops);
         kafka_consumer_free(app.consumer);
+        bus_auth_free(auth);
         pg_pool_free(app.pool);
         return ret;
 }
 
+static int check_settings(const void *settings, struct err_detail *reterr) {
+        return kafka_settings_check(&((const struct settings *)settings)->kafka, reterr);
+}
+
 int main(int argc, char **argv) {
         static const struct service_spec spec = {
+                .check = check_settings,
                 .name = SERVICE,
                 .summary = "Paddock billing: counts each run's usage once, per run and per team and day.",
                 .table = settings_table,
@@ -163,6 +167,7 @@ int main(int argc, char **argv) {
         metrics_register(&m_skipped);
         metrics_register(&m_retries);
         usage_store_register_metrics();
+        bus_auth_register_metrics();
 
         int ret = run(&cfg);
         config_free(settings_table, &cfg);

@@ -14,6 +14,7 @@
 #include "core/timeutil.h"
 #include "paddock/v1/usage.pb-c.h"
 #include "pg/pg.h"
+#include "service/run_node.h"
 
 static struct metric m_recorded = {.name = "paddock_billing_usage_recorded_total",
                                    .help = "Usage records counted", .type = METRIC_COUNTER};
@@ -43,8 +44,8 @@ static void usage_day(const Paddock__V1__UsageRecord *u, char buf[static 16]) {
         strftime(buf, 16, "%Y-%m-%d", &tm);
 }
 
-int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
-        _cleanup_(usage_freep) Paddock__V1__UsageRecord *u = paddock__v1__usage_record__unpack(NULL, len, data);
+int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr) {
+        _cleanup_(usage_freep) Paddock__V1__UsageRecord *u = paddock__v1__usage_record__unpack(NULL, m->len, m->value);
         if (!u)
                 return err_set(reterr, -EBADMSG, "decode", "not a UsageRecord");
         if (!u->env || !id_is_uuid(u->env->run_id))
@@ -61,6 +62,11 @@ int usage_store(PGconn *conn, const void *data, size_t len, struct err_detail *r
                 return err_set(reterr, -EINVAL, "cost_usd", "cost_usd must be a finite number >= 0");
         if (u->tokens_in > INT64_MAX || u->tokens_out > INT64_MAX || u->egress_bytes > INT64_MAX)
                 return err_set(reterr, -EINVAL, "tokens", "token and byte counts must fit in a bigint");
+
+        /* only the run's node reports its usage (docs/CONTRACTS.md, signed messages) */
+        int k = run_node_check(conn, m, u->env->run_id, NULL, reterr);
+        if (k != 0)
+                return k < 0 ? k : 0;
 
         char day[16], runtime[32], tin[24], tout[24], egress[24], cost[32];
         usage_day(u, day);

@@ -16,6 +16,7 @@
 #include "evidence.h"
 #include "paddock/v1/artifacts.pb-c.h"
 #include "pg/pg.h"
+#include "service/run_node.h"
 
 #define NAME_MAX_LEN 128
 #define CHUNK_MAX_BYTES (256 * 1024) /* docs/CONTRACTS.md: chunks of at most 256 KiB */
@@ -232,9 +233,9 @@ static int artifact_complete(PGconn *conn, const struct artifacts_store_config *
         return 1;
 }
 
-int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const void *data,
-                          size_t len, struct err_detail *reterr) {
-        _cleanup_(chunk_freep) Paddock__V1__ArtifactChunk *c = paddock__v1__artifact_chunk__unpack(NULL, len, data);
+int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const struct kafka_message *m,
+                          struct err_detail *reterr) {
+        _cleanup_(chunk_freep) Paddock__V1__ArtifactChunk *c = paddock__v1__artifact_chunk__unpack(NULL, m->len, m->value);
         if (!c)
                 return err_set(reterr, -EBADMSG, "decode", "not an ArtifactChunk");
         int r = chunk_validate(c, cfg->max_bytes, reterr);
@@ -243,6 +244,10 @@ int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg
                 return r;
         }
         const char *run_id = c->env->run_id, *tenant = c->env->tenant_id;
+        /* only the run's node sends its artifacts (docs/CONTRACTS.md) */
+        r = run_node_check(conn, m, run_id, NULL, reterr);
+        if (r != 0)
+                return r < 0 ? r : 0;
 
         /* stored as the chunk's tenant: row-level security keys on it */
         if ((r = pg_set_tenant(conn, tenant, reterr)) < 0)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 #include "evidence.h"
 #include "paddock/v1/events.pb-c.h"
 #include "pg/pg.h"
+#include "service/run_node.h"
 
 #define KIND_MAX 64
 #define ACTOR_MAX 256
@@ -57,8 +59,8 @@ static bool data_is_object(const char *text) {
         return ok;
 }
 
-int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
-        _cleanup_(event_freep) Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, len, data);
+int events_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr) {
+        _cleanup_(event_freep) Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
         if (!ev)
                 return err_set(reterr, -EBADMSG, "decode", "not a RunEvent");
         if (!ev->env || !id_is_uuid(ev->env->run_id))
@@ -75,8 +77,12 @@ int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *
         if (strlen(ev->actor) > ACTOR_MAX)
                 return err_set(reterr, -EINVAL, "actor", "actor is longer than %d characters", ACTOR_MAX);
 
+        /* only the run's node (or the scheduler) reports it (docs/CONTRACTS.md) */
+        int r = run_node_check(conn, m, ev->env->run_id, NULL, reterr);
+        if (r != 0)
+                return r < 0 ? r : 0;
         /* stored as the event's tenant: row-level security keys on it */
-        int r = pg_set_tenant(conn, ev->env->tenant_id, reterr);
+        r = pg_set_tenant(conn, ev->env->tenant_id, reterr);
         if (r < 0)
                 return r;
         char seq[24], ts[40];
@@ -95,17 +101,30 @@ int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *
                 metric_add(&m_raw, 1);
         }
 
+        /* what offline verification needs: the signature and the record
+         * value exactly as signed (docs/CONTRACTS.md, signed messages) */
+        char sig_hex[2 * SIGN_SIGNATURE_LEN + 1];
+        _cleanup_free_ char *value_hex = malloc(2 * m->len + 1);
+        if (!value_hex)
+                return -ENOMEM;
+        hex_encode(m->sig, sizeof m->sig, sig_hex);
+        hex_encode(m->value, m->len, value_hex);
+
         for (;;) {
                 _cleanup_(PQclearp) PGresult *res = NULL;
                 const char *params[] = {ev->env->run_id, seq, ev->env->tenant_id,
                                         *ev->team_id ? ev->team_id : NULL,
                                         ev->env->ts_unix_us > 0 ? ts : NULL,
                                         ev->kind, *ev->actor ? ev->actor : NULL,
-                                        wrapped ? wrapped : json};
+                                        wrapped ? wrapped : json,
+                                        m->is_signed ? m->signer : NULL,
+                                        m->is_signed ? sig_hex : NULL,
+                                        m->is_signed ? value_hex : NULL};
                 r = pg_exec(conn,
                                 "INSERT INTO evidence.run_events"
-                                " (run_id, seq, tenant_id, team_id, ts, kind, actor, data)"
-                                " VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6, $7, $8::jsonb)"
+                                " (run_id, seq, tenant_id, team_id, ts, kind, actor, data, signer, signature, signed_value)"
+                                " VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6, $7, $8::jsonb,"
+                                "  $9, decode($10, 'hex'), decode($11, 'hex'))"
                                 " ON CONFLICT (run_id, seq) DO NOTHING RETURNING seq",
                                 (int)ELEMENTSOF(params), params, &res, reterr);
                 /* jansson accepts a few things jsonb refuses (lone surrogate

@@ -11,13 +11,18 @@
 
 #include "core/err.h"
 #include "core/macro.h"
+#include "kafka/kafka.h"
 #include "s3/s3.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
-/* events_store.c: inserts a RunEvent into evidence.run_events once per
- * (run_id, seq). Returns 1 if inserted, 0 if it was already there. */
-int events_store(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+/* events_store.c: inserts a RunEvent (m's value) into evidence.run_events
+ * once per (run_id, seq), with its verified signer, signature and the signed
+ * record value, so the history can be verified offline against node keys.
+ * An event from another signer than the run's node (or the scheduler) is
+ * refused (lib/service/run_node.h). Returns 1 if inserted, 0 if it was
+ * already there or refused. */
+int events_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr);
 void events_store_register_metrics(void);
 
 struct artifacts_store_config {
@@ -32,8 +37,8 @@ struct artifacts_store_config {
  * completed by this chunk, 0 otherwise (stored, or already complete).
  * S3 failures are returned as -EAGAIN (retry), a failed verification as
  * -EBADMSG (the chunks are dropped). */
-int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const void *data,
-                          size_t len, struct err_detail *reterr);
+int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const struct kafka_message *m,
+                          struct err_detail *reterr);
 void artifacts_store_register_metrics(void);
 
 struct kafka_producer;

@@ -26,6 +26,7 @@
 #include "http/ops.h"
 #include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
+#include "kafka/kafka_config.h"
 #include "kafka/topics.h"
 #include "pg/pg.h"
 #include "service/service.h"
@@ -38,9 +39,7 @@ extern const struct embedded_file evidence_migrations[];
 #define GROUP_ID "paddock-evidence"
 
 struct settings {
-        char *kafka_bootstrap;
-        long long kafka_session_timeout_ms;
-        long long kafka_fetch_wait_ms;
+        struct kafka_settings kafka;
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
@@ -54,14 +53,7 @@ struct settings {
 };
 
 static const struct config_entry settings_table[] = {
-        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false,
-         offsetof(struct settings, kafka_bootstrap), "Kafka bootstrap servers, host:port[,host:port...]"},
-        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
-         offsetof(struct settings, kafka_session_timeout_ms),
-         "consumer group session timeout; how long a dead member holds its partitions"},
-        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,
-         offsetof(struct settings, kafka_fetch_wait_ms),
-         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
+        KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
          "PostgreSQL connection string (libpq); evidence owns schema \"evidence\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
@@ -111,9 +103,9 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
         if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0)
-                r = events_store(conn, m->value, m->len, err);
+                r = events_store(conn, m, err);
         else if (strcmp(m->topic, TOPIC_ARTIFACTS) == 0)
-                r = artifacts_store_chunk(conn, &app->artifacts, m->value, m->len, err);
+                r = artifacts_store_chunk(conn, &app->artifacts, m, err);
         else if (strcmp(m->topic, TOPIC_AUDIT) == 0)
                 r = audit_store(conn, &app->audit, m->value, m->len, err);
         else
@@ -126,7 +118,8 @@ static int migrate(struct pg_pool *pool) {
         return service_migrate(pool, "evidence", evidence_migrations, 0);
 }
 
-static int run(const struct settings *cfg) {
+static int run(struct settings *cfg) {
+        struct bus_auth *auth = NULL;
         struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes,
                           .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms};
         char ops_host[256];
@@ -161,9 +154,13 @@ static int run(const struct settings *cfg) {
         if (r < 0 && r != -EEXIST)
                 log_warn("could not create bucket %s: %s", cfg->s3_bucket, err.message);
 
-        struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-evidence",
-                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms,
-                                   .fetch_wait_max_ms = (int)cfg->kafka_fetch_wait_ms};
+        r = kafka_settings_auth(&cfg->kafka, "evidence", &auth, &err);
+        if (r < 0) {
+                log_error("could not load the bus keys: %s", err.message);
+                goto out;
+        }
+        struct kafka_options ko;
+        kafka_settings_options(&cfg->kafka, "paddock-evidence", auth, &ko);
         app.audit.producer = kafka_producer_new(&ko, &err);
         if (!app.audit.producer) {
                 log_error("could not create kafka producer: %s", err.message);
@@ -190,6 +187,7 @@ out:
         kafka_consumer_free(app.consumer);
         kafka_producer_free(app.audit.producer);
         s3_client_free(app.artifacts.s3);
+        bus_auth_free(auth);
         pg_pool_free(app.pool);
         return ret;
 }
@@ -197,6 +195,9 @@ out:
 /* Settings service_init() cannot know about (a service_spec check). */
 static int check_settings(const void *settings, struct err_detail *reterr) {
         const struct settings *cfg = settings;
+        int r = kafka_settings_check(&cfg->kafka, reterr);
+        if (r < 0)
+                return r;
         if (strncmp(cfg->s3_endpoint, "http://", 7) != 0 && strncmp(cfg->s3_endpoint, "https://", 8) != 0)
                 return err_set(reterr, -EINVAL, "config", "PADDOCK_S3_ENDPOINT: \"%s\" is not an http(s) URL",
                                cfg->s3_endpoint);
@@ -225,6 +226,7 @@ int main(int argc, char **argv) {
         events_store_register_metrics();
         artifacts_store_register_metrics();
         audit_store_register_metrics();
+        bus_auth_register_metrics();
 
         int ret = run(&cfg);
         config_free(settings_table, &cfg);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/ids.h"
+#include "kafka/kafka_config.h"
 #include "paddock/v1/runs.pb-c.h"
 
 /* Every sandbox has its own user namespace mapping container ids
@@ -32,9 +33,7 @@ static inline uint32_t runner_userns_host_id(unsigned slot, uint32_t inner) {
 }
 
 struct runner_settings {
-        char *kafka_bootstrap;
-        long long session_timeout_ms;
-        long long fetch_wait_ms;
+        struct kafka_settings kafka;
         char *node_id;
         char *state_dir;
         long long run_slots;
@@ -85,8 +84,9 @@ struct run_slot {
 };
 
 struct agent {
-        const struct runner_settings *cfg;
+        struct runner_settings *cfg;
         char node_id[256];
+        struct bus_auth *auth;     /* signs as "node:<node id>", verifies what it consumes */
         char producer_name[300];   /* "runner-agent/<node id>" */
         double node_cpus;
         uint64_t node_memory_mb;

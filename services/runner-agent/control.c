@@ -173,6 +173,10 @@ static void handle(struct control *c, const struct kafka_message *m, int64_t rec
                          m->partition, (long long)m->offset);
         } else if (!ours && !anyone) {
                 /* another node's run */
+        } else if (strcmp(m->signer, "api") && rc->action_case != PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL) {
+                /* only the api decides approvals and seals secrets; the
+                 * scheduler may only cancel (docs/CONTRACTS.md, signed messages) */
+                bus_auth_refuse(m->topic, m->signer, BUS_REFUSED_WRONG_SUBJECT, "only the api decides approvals and sends secrets");
         } else if (rc->action_case == PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL && rc->cancel) {
                 /* unaddressed cancels are remembered too: the run may be
                  * assigned here after the api sent it */
@@ -225,9 +229,8 @@ struct control *control_start(struct agent *a, struct err_detail *reterr) {
         char client_id[300], group[320];
         snprintf(client_id, sizeof client_id, "paddock-runner-control-%s", a->node_id);
         snprintf(group, sizeof group, "paddock-runner-control-%s", a->node_id);
-        struct kafka_options o = {.bootstrap = a->cfg->kafka_bootstrap, .client_id = client_id,
-                                  .session_timeout_ms = (int)a->cfg->session_timeout_ms,
-                                  .fetch_wait_max_ms = (int)a->cfg->fetch_wait_ms};
+        struct kafka_options o;
+        kafka_settings_options(&a->cfg->kafka, client_id, a->auth, &o);
         c->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_CONTROL, NULL}, "earliest",
                                          reterr);
         if (!c->consumer)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -23,6 +24,7 @@
 #include "heartbeat.h"
 #include "http/ops.h"
 #include "images.h"
+#include "crypto/sign.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "metrics_runner.h"
@@ -40,12 +42,7 @@ struct metric runner_metric_heartbeats = {.name = "paddock_runner_heartbeats_tot
 
 #define S(f) offsetof(struct runner_settings, f)
 static const struct config_entry config_table[] = {
-        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false, S(kafka_bootstrap),
-         "Kafka bootstrap servers, host:port[,host:port]"},
-        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 300000, false, S(session_timeout_ms),
-         "consumer group session timeout"},
-        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, S(fetch_wait_ms),
-         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
+        KAFKA_CONFIG_ENTRIES(struct runner_settings, kafka),
         {"PADDOCK_NODE_ID", CONFIG_STRING, "", 0, 0, false, S(node_id),
          "this node's id in run assignments and heartbeats (empty: the hostname)"},
         {"PADDOCK_RUNNER_STATE_DIR", CONFIG_STRING, "/var/lib/paddock-runner", 0, 0, false, S(state_dir),
@@ -117,6 +114,52 @@ static int ready(void *userdata, struct ops_not_ready *why) {
         return r < 0 ? ops_not_ready_set(why, r, "kafka", "%s", e.message) : 0;
 }
 
+/* The node's signing key: PADDOCK_SIGNING_KEY, else node.key in the state dir. */
+static void node_key_path(const struct runner_settings *cfg, char *buf, size_t size) {
+        if (cfg->kafka.signing_key[0])
+                snprintf(buf, size, "%s", cfg->kafka.signing_key);
+        else
+                snprintf(buf, size, "%s/node.key", cfg->state_dir);
+}
+
+/* `paddock-runner-agent enroll`: the operator step of docs/CONTRACTS.md
+ * (signed messages). Creates the node's key if there is none and prints
+ * "node:<id> <public key>", the line the operator records (the trusted-keys
+ * file, or PUT /v1/nodes/{id}/key). Never prints the private key. */
+static int enroll_main(const struct config_entry *table) {
+        struct runner_settings cfg = {0};
+        struct err_detail err = {0};
+        log_init("runner-agent", LOG_INFO);
+        if (config_load(table, &cfg, &err) < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        char node[256] = "", path[4096];
+        if (cfg.node_id[0])
+                snprintf(node, sizeof node, "%s", cfg.node_id);
+        else
+                gethostname(node, sizeof node - 1);
+        node_key_path(&cfg, path, sizeof path);
+        struct sign_key *k = NULL;
+        int r = sign_key_load(path, &k, &err);
+        if (r == -ENOENT) {
+                mkdir(cfg.state_dir, 0700);
+                r = sign_key_generate(path, &k, &err);
+        }
+        char pub[SIGN_PUBLIC_KEY_B64_LEN + 1];
+        if (r >= 0)
+                r = sign_key_public_b64(k, pub);
+        sign_key_free(k);
+        config_free(table, &cfg);
+        if (r < 0) {
+                log_error("could not enroll: %s", err.message[0] ? err.message : strerror(-r));
+                return 1;
+        }
+        printf("node:%s %s\n", node, pub);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         static const char summary[] =
                 "Paddock runner-agent: runs this node's assigned runs in crun sandboxes and reports over Kafka.";
@@ -129,6 +172,8 @@ int main(int argc, char **argv) {
                 log_init("runner-agent", LOG_INFO);
                 return images_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
         }
+        if (argc > 1 && !strcmp(argv[1], "enroll"))
+                return enroll_main(config_table);
         if (argc > 1) {
                 fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", argv[0], argv[1]);
                 return CONFIG_EXIT_BAD;
@@ -151,6 +196,11 @@ int main(int argc, char **argv) {
         }
         char ops_host[256];
         int ops_port;
+        if (kafka_settings_check(&cfg.kafka, &err) < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
         if (parse_addr(cfg.ops_addr, ops_host, sizeof ops_host, &ops_port) < 0) {
                 log_error("invalid configuration: PADDOCK_OPS_ADDR: \"%s\" is not address:port", cfg.ops_addr);
                 config_free(config_table, &cfg);
@@ -217,6 +267,7 @@ int main(int argc, char **argv) {
         capture_exec_metrics_register();
         capture_files_metrics_register();
         proxy_metrics_register();
+        bus_auth_register_metrics();
 
         int rc = 1;
         struct kafka_consumer *consumer = NULL;
@@ -239,9 +290,17 @@ int main(int argc, char **argv) {
         /* a run may hold its slot for the longest timeout, during which the
          * loop stops polling; keep the group membership meanwhile */
         static const char *const consumer_extra[] = {"max.poll.interval.ms", "86400000", NULL};
-        struct kafka_options kopts = {.bootstrap = cfg.kafka_bootstrap, .client_id = client_id,
-                                      .session_timeout_ms = (int)cfg.session_timeout_ms,
-                                      .fetch_wait_max_ms = (int)cfg.fetch_wait_ms};
+        char identity[BUS_AUTH_SIGNER_MAX + 256], key_path[4096];
+        snprintf(identity, sizeof identity, "node:%s", a.node_id);
+        node_key_path(&cfg, key_path, sizeof key_path);
+        if (!cfg.kafka.trusted_keys[0] ||
+            bus_auth_new(identity, key_path, cfg.kafka.trusted_keys, &a.auth, &err) < 0) {
+                log_error("could not load the bus keys (enroll this node first): %s",
+                          cfg.kafka.trusted_keys[0] ? err.message : "PADDOCK_TRUSTED_KEYS is not set");
+                goto out;
+        }
+        struct kafka_options kopts;
+        kafka_settings_options(&cfg.kafka, client_id, a.auth, &kopts);
         a.producer = kafka_producer_new(&kopts, &err);
         if (!a.producer) {
                 log_error("could not create the kafka producer: %s", err.message);
@@ -295,6 +354,7 @@ out:
         /* run events were acknowledged one by one; only heartbeats may be
          * queued, and kafka_producer_free gives them its own 5 s */
         kafka_producer_free(a.producer);
+        a.auth = bus_auth_free(a.auth);
         node_prep_free(&a);
         free(a.slots);
         config_free(config_table, &cfg);

@@ -26,6 +26,7 @@
 #include "http/ops.h"
 #include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
+#include "kafka/kafka_config.h"
 #include "kafka/topics.h"
 #include "pg/pg.h"
 #include "service/service.h"
@@ -43,9 +44,7 @@ extern const struct embedded_file scheduler_migrations[];
 #define DEAD_SWEEP_GRACE_US 30000000
 
 struct settings {
-        char *kafka_bootstrap;
-        long long kafka_session_timeout_ms;
-        long long kafka_fetch_wait_ms;
+        struct kafka_settings kafka;
         char *pg_dsn;
         char *ops_addr;
         char *log_level;
@@ -53,14 +52,7 @@ struct settings {
 };
 
 static const struct config_entry settings_table[] = {
-        {"PADDOCK_KAFKA_BOOTSTRAP", CONFIG_STRING, NULL, 0, 0, false,
-         offsetof(struct settings, kafka_bootstrap), "Kafka bootstrap servers, host:port[,host:port...]"},
-        {"PADDOCK_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, "6000", 1000, 3600000, false,
-         offsetof(struct settings, kafka_session_timeout_ms),
-         "consumer group session timeout; how long a dead member holds its partitions"},
-        {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,
-         offsetof(struct settings, kafka_fetch_wait_ms),
-         "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},
+        KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
          "PostgreSQL connection string (libpq); the scheduler owns schema \"scheduler\""},
         {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
@@ -129,13 +121,13 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
         if (strcmp(m->topic, TOPIC_NODES) == 0) {
-                r = nodes_handle_heartbeat(conn, m->value, m->len, err);
+                r = nodes_handle_heartbeat(conn, m->signer, m->value, m->len, err);
                 app->place_now |= r >= 0;
         } else if (strcmp(m->topic, TOPIC_RUNS_REQUESTED) == 0) {
                 r = runs_handle_requested(conn, m->value, m->len, err);
                 app->place_now |= r >= 0;
         } else if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0) {
-                r = runs_handle_event(conn, m->value, m->len, err);
+                r = runs_handle_event(conn, m->signer, m->value, m->len, err);
                 app->place_now |= r > 0;
         } else if (strcmp(m->topic, TOPIC_RUNS_CONTROL) == 0) {
                 r = control_handle(conn, &app->sched, m->value, m->len, err);
@@ -202,8 +194,9 @@ static int migrate(struct pg_pool *pool) {
         return service_migrate(pool, "scheduler", scheduler_migrations, 0);
 }
 
-static int run(const struct settings *cfg) {
+static int run(struct settings *cfg) {
         struct app app = {0};
+        struct bus_auth *auth = NULL;
         char host[256] = "unknown";
         gethostname(host, sizeof host - 1);
         snprintf(app.producer_id, sizeof app.producer_id, "scheduler/%s", host);
@@ -220,9 +213,12 @@ static int run(const struct settings *cfg) {
                 log_error("out of memory");
                 goto out;
         }
-        struct kafka_options ko = {.bootstrap = cfg->kafka_bootstrap, .client_id = "paddock-scheduler",
-                                   .session_timeout_ms = (int)cfg->kafka_session_timeout_ms,
-                                   .fetch_wait_max_ms = (int)cfg->kafka_fetch_wait_ms};
+        if (kafka_settings_auth(&cfg->kafka, "scheduler", &auth, &err) < 0) {
+                log_error("could not load the bus keys: %s", err.message);
+                goto out;
+        }
+        struct kafka_options ko;
+        kafka_settings_options(&cfg->kafka, "paddock-scheduler", auth, &ko);
         app.producer = kafka_producer_new(&ko, &err);
         if (!app.producer) {
                 log_error("could not create kafka producer: %s", err.message);
@@ -269,12 +265,18 @@ out:
         ops_server_stop(ops);
         kafka_consumer_free(app.consumer);
         kafka_producer_free(app.producer);
+        bus_auth_free(auth);
         pg_pool_free(app.pool);
         return ret;
 }
 
+static int check_settings(const void *settings, struct err_detail *reterr) {
+        return kafka_settings_check(&((const struct settings *)settings)->kafka, reterr);
+}
+
 int main(int argc, char **argv) {
         static const struct service_spec spec = {
+                .check = check_settings,
                 .name = SERVICE,
                 .summary = "Paddock scheduler: assigns requested runs to nodes with room, within team limits.",
                 .table = settings_table,
@@ -291,6 +293,7 @@ int main(int argc, char **argv) {
         metrics_register(&m_consumed);
         metrics_register(&m_skipped);
         metrics_register(&m_retries);
+        bus_auth_register_metrics();
         placement_register_metrics();
         dead_nodes_register_metrics();
         pending_register_metrics();

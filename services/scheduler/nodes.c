@@ -8,6 +8,8 @@
 #include "core/macro.h"
 #include "paddock/v1/nodes.pb-c.h"
 #include "pg/pg.h"
+#include "kafka/bus_auth.h"
+#include "kafka/topics.h"
 #include "scheduler.h"
 
 #define NODE_ID_MAX 253 /* a DNS name: node ids are Kubernetes node names */
@@ -59,13 +61,18 @@ static int images_literal(const Paddock__V1__NodeHeartbeat *hb, char **ret) {
         return 0;
 }
 
-int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
+int nodes_handle_heartbeat(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr) {
         _cleanup_(heartbeat_freep) Paddock__V1__NodeHeartbeat *hb =
                 paddock__v1__node_heartbeat__unpack(NULL, len, data);
         if (!hb)
                 return err_set(reterr, -EBADMSG, "decode", "not a NodeHeartbeat");
         if (!node_id_valid(hb->node_id))
                 return err_set(reterr, -EINVAL, "node_id", "node_id must be 1-%d characters of [A-Za-z0-9._-]", NODE_ID_MAX);
+        /* a node speaks only about itself (docs/CONTRACTS.md, signed messages) */
+        if (!bus_auth_is_node(signer, hb->node_id)) {
+                bus_auth_refuse(TOPIC_NODES, signer, BUS_REFUSED_WRONG_SUBJECT, "heartbeat names another node");
+                return 0;
+        }
 
         const Paddock__V1__NodeCapacity *cap = hb->capacity, *used = hb->used;
         uint32_t interval = hb->heartbeat_interval_ms ? hb->heartbeat_interval_ms : 2000;

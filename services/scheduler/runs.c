@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/ids.h"
 #include "core/log.h"
@@ -12,6 +13,8 @@
 #include "paddock/v1/events.pb-c.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "pg/pg.h"
+#include "kafka/bus_auth.h"
+#include "kafka/topics.h"
 #include "scheduler.h"
 
 static void requested_freep(Paddock__V1__RunRequested **p) {
@@ -86,7 +89,7 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
                        (int)ELEMENTSOF(params), params, NULL, reterr);
 }
 
-int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_detail *reterr) {
+int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr) {
         _cleanup_(event_freep) Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, len, data);
         if (!ev)
                 return err_set(reterr, -EBADMSG, "decode", "not a RunEvent");
@@ -96,6 +99,21 @@ int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_det
                 return err_set(reterr, -EINVAL, "env.seq", "env.seq is out of range");
         char seq[24];
         snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
+        /* Only the node a run is assigned to reports it (docs/CONTRACTS.md,
+         * signed messages); the scheduler's own platform events pass. */
+        if (strcmp(signer, "scheduler")) {
+                const char *p[] = {ev->env->run_id};
+                _cleanup_(PQclearp) PGresult *res = NULL;
+                int k = pg_exec(conn, "SELECT coalesce(node_id, '') FROM scheduler.runs WHERE run_id = $1", 1, p, &res,
+                                reterr);
+                if (k < 0)
+                        return k;
+                if (PQntuples(res) != 1 || !bus_auth_is_node(signer, PQgetvalue(res, 0, 0))) {
+                        bus_auth_refuse(TOPIC_RUNS_EVENTS, signer, BUS_REFUSED_WRONG_SUBJECT,
+                                        "event about a run not assigned to the signing node");
+                        return 0;
+                }
+        }
 
         if (!ev->terminal) {
                 /* Any event means the run started: a dead node's run must then

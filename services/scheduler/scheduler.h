@@ -44,7 +44,9 @@ struct sched {
 
 /* nodes.c: upserts scheduler.nodes from a NodeHeartbeat; a newer heartbeat
  * brings a dead node back. */
-int nodes_handle_heartbeat(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+/* signer: the record's verified producer; a heartbeat about another node than
+ * the signer is refused (counted, 0 returned). */
+int nodes_handle_heartbeat(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr);
 
 /* runs.c: stores a RunRequested as a pending run (once per run id), with the
  * cpus, memory and catalog image (if any) it needs. */
@@ -52,7 +54,9 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
 /* runs.c: records the last sequence seen for the run and marks it finished on
  * its terminal RunEvent, freeing its slot. Returns 1 if the event was
  * terminal (placement may have work), 0 otherwise. */
-int runs_handle_event(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
+/* signer: the record's verified producer; a node's event about a run not
+ * assigned to it is refused (counted, 0 returned). */
+int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr);
 
 /* placement.c: assigns pending runs to live nodes with room for them (slots,
  * cpus, memory) that have the run's image, honouring per-team concurrency

@@ -788,3 +788,50 @@ def node_heartbeat(node_id, interval_ms=500, slots=64, cpus=256.0, memory_mb=200
     for name in images:
         out += pb_field(8, 2, name.encode())
     return out
+
+
+# Signed messages on the bus (docs/CONTRACTS.md): a test that plays a runner
+# node enrols that node as an operator would, by adding its public key to the
+# stack's trusted-keys file (PADDOCK_TRUSTED_KEYS), and signs what it produces.
+
+BUS_DOMAIN = b"paddock-bus-v1\0"
+
+
+def bus_signed_bytes(topic, value):
+    """The bytes a record's paddock-sig signs: domain, topic, value."""
+    return BUS_DOMAIN + topic.encode() + b"\0" + value
+
+
+class BusSigner:
+    """An Ed25519 key and the identity it signs as ("node:<id>", ...)."""
+
+    def __init__(self, identity, key=None):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        self.identity = identity
+        self.key = key or Ed25519PrivateKey.generate()
+
+    def public_b64(self):
+        import base64
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        return base64.b64encode(self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+    def headers(self, topic, value):
+        return [("paddock-signer", self.identity.encode()),
+                ("paddock-sig", self.key.sign(bus_signed_bytes(topic, value)))]
+
+    def produce(self, endpoints, topic, key, value):
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP")})
+        p.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value,
+                  headers=self.headers(topic, value))
+        assert p.flush(15) == 0, f"record not delivered to {topic}"
+
+
+def enroll_test_node(endpoints, node_id):
+    """A BusSigner for node:<node_id>, its key recorded in the trusted-keys file
+    (the operator's enrolment step; services re-read the file on an unknown signer)."""
+    signer = BusSigner(f"node:{node_id}")
+    path = endpoints.need("PADDOCK_TRUSTED_KEYS")
+    with open(path, "a") as f:
+        f.write(f"{signer.identity} {signer.public_b64()}\n")
+    return signer

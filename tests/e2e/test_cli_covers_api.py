@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from cli_support import Cli
-from conftest import node_heartbeat, unique_name, wait_for
+from conftest import enroll_test_node, node_heartbeat, unique_name, wait_for
 from openapi_check import ROUTES_C, routes_from_c
 
 # (method, pattern) -> the command performing it: "GROUP SUB" words, then an
@@ -229,11 +229,12 @@ def test_node_list_shows_each_nodes_images_and_state(cli, api, endpoints):
     ghost = f"cover-{uuid.uuid4().hex[:8]}"
     images = [unique_name("cover-img"), unique_name("cover-img")]
     producer = Producer({"bootstrap.servers": bootstrap})
+    signer = enroll_test_node(endpoints, ghost)  # the test plays an enrolled node
 
     def beat():
-        producer.produce("paddock.nodes", key=ghost,
-                         value=node_heartbeat(ghost, slots=0, cpus=1.5, memory_mb=1024, images=images,
-                                              producer="e2e/cover", version="e2e"))
+        value = node_heartbeat(ghost, slots=0, cpus=1.5, memory_mb=1024, images=images,
+                               producer="e2e/cover", version="e2e")
+        producer.produce("paddock.nodes", key=ghost, value=value, headers=signer.headers("paddock.nodes", value))
         producer.flush(10)
 
     def ghost_row():

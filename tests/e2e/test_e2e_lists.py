@@ -17,7 +17,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, login, node_heartbeat,
+from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, enroll_test_node, login, node_heartbeat,
                       unique_name, wait_run_status)
 
 
@@ -556,11 +556,12 @@ def test_nodes_show_their_images_and_launch_needs_one_that_has_it(endpoints, wor
         assert hp.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"), bootstrap
     ghost = f"find-{uuid.uuid4().hex[:8]}"
     producer = Producer({"bootstrap.servers": bootstrap})
+    signer = enroll_test_node(endpoints, ghost)  # the test plays an enrolled node
 
     def beat():
-        producer.produce("paddock.nodes", key=ghost, value=node_heartbeat(ghost, slots=0, cpus=1.0, memory_mb=1024,
-                                                                        images=[image, "other-image"],
-                                                                        producer="e2e/find", version="e2e"))
+        value = node_heartbeat(ghost, slots=0, cpus=1.0, memory_mb=1024, images=[image, "other-image"],
+                               producer="e2e/find", version="e2e")
+        producer.produce("paddock.nodes", key=ghost, value=value, headers=signer.headers("paddock.nodes", value))
         producer.flush(10)
 
     try:

@@ -17,7 +17,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import (TERMINAL, all_events, assert_node_clean, command_spec, node_heartbeat, node_leftovers,
+from conftest import (TERMINAL, all_events, assert_node_clean, command_spec, enroll_test_node, node_heartbeat, node_leftovers,
                       state_dir, unique_name, wait_run_status)
 
 
@@ -237,9 +237,11 @@ def test_run_not_started_on_a_dead_node_is_placed_again(api, pg, endpoints, make
         assert hp.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"), bootstrap
     ghost = f"ghost-{uuid.uuid4().hex[:8]}"
     producer = Producer({"bootstrap.servers": bootstrap})
+    signer = enroll_test_node(endpoints, ghost)  # the test plays an enrolled node
 
     def beat():
-        producer.produce("paddock.nodes", key=ghost, value=node_heartbeat(ghost, 500, producer="e2e/ghost"))
+        value = node_heartbeat(ghost, 500, producer="e2e/ghost")
+        producer.produce("paddock.nodes", key=ghost, value=value, headers=signer.headers("paddock.nodes", value))
         producer.flush(10)
 
     beat()
@@ -274,13 +276,16 @@ class Beater:
     change what a node reports); stop() ends them, and the nodes then go
     silent like any node that dies."""
 
-    def __init__(self, bootstrap, nodes):
+    def __init__(self, endpoints, nodes):
         import threading
         from confluent_kafka import Producer
+        bootstrap = endpoints.need("PADDOCK_KAFKA_BOOTSTRAP")
         for hp in bootstrap.split(","):
             assert hp.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"), bootstrap
         self.producer = Producer({"bootstrap.servers": bootstrap})
         self.nodes = nodes  # node id -> () -> heartbeat bytes
+        # the test plays enrolled nodes
+        self.signers = {node_id: enroll_test_node(endpoints, node_id) for node_id in nodes}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -288,7 +293,9 @@ class Beater:
     def _loop(self):
         while not self.stopping.is_set():
             for node_id, make in list(self.nodes.items()):
-                self.producer.produce("paddock.nodes", key=node_id, value=make())
+                value = make()
+                self.producer.produce("paddock.nodes", key=node_id, value=value,
+                                      headers=self.signers[node_id].headers("paddock.nodes", value))
             self.producer.flush(5)
             self.stopping.wait(0.3)
 
@@ -331,7 +338,7 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
 
     lean, roomy = f"lean-{uuid.uuid4().hex[:8]}", f"roomy-{uuid.uuid4().hex[:8]}"
     lean_images = [image, missing]
-    beater = Beater(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), {
+    beater = Beater(endpoints, {
         lean: lambda: node_heartbeat(lean, 500, slots=1, cpus=1.0, memory_mb=2048, images=list(lean_images),
                                      producer="e2e/ghost"),
         roomy: lambda: node_heartbeat(roomy, 500, images=["other-image"], producer="e2e/ghost"),

@@ -28,7 +28,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from conftest import REPO, TERMINAL, command_spec, pb_varint, unique_name, wait_for, wait_run_status
+from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_varint, unique_name, wait_for, wait_run_status
 
 CONTROL = "paddock.runs.control"
 EVENTS = "paddock.runs.events"
@@ -86,10 +86,15 @@ def _run_event(tenant, team, run_id, seq, kind, data, status=""):
     return msg
 
 
-def _produce_event(endpoints, run_id, value):
-    p = Producer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP")})
-    p.produce(EVENTS, key=run_id.encode(), value=value)
-    assert p.flush(15) == 0, "event not delivered to Kafka"
+@pytest.fixture(scope="module")
+def e2e_node(endpoints):
+    """The test plays the runner node "e2e-node" of its fake runs: enrolled
+    with a key of its own, it signs what it reports (docs/CONTRACTS.md)."""
+    return enroll_test_node(endpoints, "e2e-node")
+
+
+def _produce_event(node, endpoints, run_id, value):
+    node.produce(endpoints, EVENTS, run_id, value)
 
 
 class ControlWatcher:
@@ -262,7 +267,7 @@ def test_launch_refuses_unset_secret(api, runs, team_id):
     assert "secrets[0]" in r.json()["detail"]
 
 
-def test_secrets_sealed_to_run_key(endpoints, api, runs, me, team_id, tenant_id, control):
+def test_secrets_sealed_to_run_key(e2e_node, endpoints, api, runs, me, team_id, tenant_id, control):
     env_name, hdr_name = _secret_name(), _secret_name()
     env_value, hdr_value = "env-" + secrets.token_hex(12), "hdr-" + secrets.token_hex(12)
     api.ok("PUT", f"/v1/teams/{team_id}/secrets/{env_name}", json={"value": env_value}, expect=(201,))
@@ -282,7 +287,7 @@ def test_secrets_sealed_to_run_key(endpoints, api, runs, me, team_id, tenant_id,
         pub = priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     except ImportError:  # python3-cryptography absent: check the message, not the plaintext
         priv, pub = None, os.urandom(32)
-    _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 1, "status",
+    _produce_event(e2e_node, endpoints, run_id, _run_event(tenant_id, team_id, run_id, 1, "status",
                                                  {"status": "provisioning",
                                                   "public_key": base64.b64encode(pub).decode()},
                                                  status="provisioning"))
@@ -307,7 +312,7 @@ def test_secrets_sealed_to_run_key(endpoints, api, runs, me, team_id, tenant_id,
     # a secret deleted after launch: the run is cancelled with the reason
     api.ok("DELETE", f"/v1/teams/{team_id}/secrets/{hdr_name}", expect=(204,))
     run2 = _fake_run(endpoints, tenant_id, team_id, sb, version, me["user"]["id"], status="scheduled")
-    _produce_event(endpoints, run2, _run_event(tenant_id, team_id, run2, 1, "status",
+    _produce_event(e2e_node, endpoints, run2, _run_event(tenant_id, team_id, run2, 1, "status",
                                                {"status": "provisioning",
                                                 "public_key": base64.b64encode(pub).decode()},
                                                status="provisioning"))
@@ -378,11 +383,11 @@ def _approvals(api, status="pending"):
     return {a["id"]: a for a in api.ok("GET", "/v1/approvals", params={"status": status, "limit": 1000})["items"]}
 
 
-def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, control, second_approver):
+def test_approval_flow(e2e_node, endpoints, api, me, team_id, tenant_id, plain_sandbox, control, second_approver):
     run_id = _fake_run(endpoints, tenant_id, team_id, *plain_sandbox, me["user"]["id"], status="running")
     approval_id = str(uuid.uuid4())
     deadline = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
-    _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 5, "approval_requested",
+    _produce_event(e2e_node, endpoints, run_id, _run_event(tenant_id, team_id, run_id, 5, "approval_requested",
                                                  {"approval_id": approval_id, "kind": "egress",
                                                   "host": "api.example.com", "port": 443, "deadline": deadline,
                                                   "rule": "egress.unknown=ask"}))
@@ -420,19 +425,19 @@ def test_approval_flow(endpoints, api, me, team_id, tenant_id, plain_sandbox, co
     assert approval_id in _approvals(api, "approved")
 
     # the runner reports what it applied: the run is running again
-    _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 6, "approval_decided",
+    _produce_event(e2e_node, endpoints, run_id, _run_event(tenant_id, team_id, run_id, 6, "approval_decided",
                                                  {"approval_id": approval_id, "decision": "approve",
                                                   "by": f"user:{me['user']['id']}"}))
     wait_for("running again", lambda: api.ok("GET", f"/v1/runs/{run_id}")["status"] == "running", timeout=30,
              pause=0.3)
 
 
-def test_approval_expired_and_unknown(endpoints, api, me, team_id, tenant_id, plain_sandbox):
+def test_approval_expired_and_unknown(e2e_node, endpoints, api, me, team_id, tenant_id, plain_sandbox):
     r = api.post(f"/v1/approvals/{uuid.uuid4()}/decision", json={"decision": "approve"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
     run_id = _fake_run(endpoints, tenant_id, team_id, *plain_sandbox, me["user"]["id"], status="running")
     approval_id = str(uuid.uuid4())
-    _produce_event(endpoints, run_id, _run_event(tenant_id, team_id, run_id, 3, "approval_requested",
+    _produce_event(e2e_node, endpoints, run_id, _run_event(tenant_id, team_id, run_id, 3, "approval_requested",
                                                  {"approval_id": approval_id, "kind": "egress", "host": "x.example",
                                                   "port": 443, "deadline": time.time() - 5}))
     a = wait_for("the expired approval", lambda: _approvals(api, "expired").get(approval_id), timeout=30,

@@ -10,8 +10,26 @@
 
 #include "core/metrics.h"
 
-static struct metric events_total = {"paddock_test_events_total", "events persisted", METRIC_COUNTER, 0, NULL};
-static struct metric running = {"paddock_test_running", "runs running now", METRIC_GAUGE, 0, NULL};
+static struct metric events_total = {.name = "paddock_test_events_total", .help = "events persisted",
+                                     .type = METRIC_COUNTER};
+static struct metric running = {.name = "paddock_test_running", .help = "runs running now", .type = METRIC_GAUGE};
+static struct metric refused_a = {.name = "paddock_test_refused_total", .help = "refused, by reason",
+                                  .type = METRIC_COUNTER, .labels = "reason=\"a\""};
+static struct metric refused_b = {.name = "paddock_test_refused_total", .help = "refused, by reason",
+                                  .type = METRIC_COUNTER, .labels = "reason=\"b\""};
+
+/* A labelled family: HELP and TYPE once, then one line per series. */
+static void test_render_labels(void **state) {
+        metric_add(&refused_b, 2);
+        char *text = metrics_render();
+        assert_non_null(text);
+        assert_non_null(strstr(text, "# HELP paddock_test_refused_total refused, by reason\n"
+                                     "# TYPE paddock_test_refused_total counter\n"
+                                     "paddock_test_refused_total{reason=\"a\"} 0\n"
+                                     "paddock_test_refused_total{reason=\"b\"} 2\n"));
+        assert_null(strstr(strstr(text, "# HELP paddock_test_refused_total") + 1, "# HELP paddock_test_refused_total"));
+        free(text);
+}
 
 static void test_render(void **state) {
         metric_add(&events_total, 3);
@@ -50,8 +68,11 @@ static void test_concurrent_increments(void **state) {
 int main(void) {
         metrics_register(&events_total);
         metrics_register(&running);
+        metrics_register(&refused_b);
+        metrics_register(&refused_a);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_render),
+                cmocka_unit_test(test_render_labels),
                 cmocka_unit_test(test_concurrent_increments),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
