@@ -146,7 +146,7 @@ def test_hostile_workspace_gives_truncated_diff(endpoints, admin_token, api, run
         over = [e["data"] for e in res.of_kind("file_access") if e["data"].get("dropped")]
         assert over and over[0]["overflow"] is True, over
         sent = [e for e in res.of_kind("file_access") if "path" in e["data"]]
-        assert len(sent) == over[0]["limit"] and over[0]["dropped"] > 0, (len(sent), over)
+        assert len(sent) <= over[0]["limit"] and over[0]["dropped"] > 0, (len(sent), over)
         # the files that were compared are in the diff
         assert d.count(b"\ndiff --git a/d/") + d.startswith(b"diff --git a/d/") >= 1000, d[:500]
     # the node stays healthy and clean
