@@ -110,8 +110,6 @@ void bus_auth_refuse(const char *topic, const char *signer, enum bus_refusal why
 struct trusted {
         char identity[BUS_AUTH_SIGNER_MAX];
         uint8_t pub[SIGN_PUBLIC_KEY_LEN];
-        time_t looked_up; /* lookup entries: when; 0 for file entries */
-        bool known;       /* false: a negative lookup cache entry */
 };
 
 struct bus_auth {
@@ -119,17 +117,12 @@ struct bus_auth {
         struct sign_key *key;
         char *trusted_path;
         pthread_mutex_t lock;
-        struct trusted *keys; /* file entries, then lookup entries */
-        size_t n, nfile, cap;
+        struct trusted *keys; /* the file's entries */
+        size_t n, cap;
         struct timespec file_mtime;
         off_t file_size;
         ino_t file_ino;
-        bus_auth_lookup_fn lookup;
-        void *lookup_userdata;
 };
-
-#define LOOKUP_CACHE_MAX 4096     /* bounds what a stream of made-up signers can make us keep */
-#define LOOKUP_RETRY_S 1          /* an unknown identity is asked again at most once a second */
 
 static int trusted_push(struct trusted **keys, size_t *n, size_t *cap, const struct trusted *t) {
         if (*n == *cap) {
@@ -144,8 +137,8 @@ static int trusted_push(struct trusted **keys, size_t *n, size_t *cap, const str
         return 0;
 }
 
-/* Reads the trusted-keys file into a new array (replacing the file entries
- * and dropping the lookup cache). Called with the lock held or before sharing. */
+/* Reads the trusted-keys file into a new array replacing the old one. Called
+ * with the lock held or before sharing. */
 static int load_trusted(struct bus_auth *a, struct err_detail *reterr) {
         FILE *f = fopen(a->trusted_path, "re");
         if (!f)
@@ -165,7 +158,7 @@ static int load_trusted(struct bus_auth *a, struct err_detail *reterr) {
                 if (*s == '#' || *s == '\n' || *s == '\0')
                         continue;
                 char *id = strtok(s, " \t\r\n"), *b64 = strtok(NULL, " \t\r\n");
-                struct trusted t = {.known = true};
+                struct trusted t = {0};
                 if (!id || !b64 || strtok(NULL, " \t\r\n") || strlen(id) >= sizeof t.identity) {
                         r = err_set(reterr, -EINVAL, "config", "trusted keys %s line %u: want \"identity public-key\"",
                                     a->trusted_path, lineno);
@@ -199,7 +192,7 @@ static int load_trusted(struct bus_auth *a, struct err_detail *reterr) {
         }
         free(a->keys);
         a->keys = keys;
-        a->n = a->nfile = n;
+        a->n = n;
         a->cap = cap;
         a->file_mtime = st.st_mtim;
         a->file_size = st.st_size;
@@ -247,11 +240,6 @@ struct bus_auth *bus_auth_free(struct bus_auth *a) {
         return NULL;
 }
 
-void bus_auth_set_lookup(struct bus_auth *a, bus_auth_lookup_fn fn, void *userdata) {
-        a->lookup = fn;
-        a->lookup_userdata = userdata;
-}
-
 const char *bus_auth_identity(const struct bus_auth *a) {
         return a ? a->identity : NULL;
 }
@@ -284,13 +272,12 @@ static struct trusted *find_locked(struct bus_auth *a, const char *id) {
 }
 
 /* The key of id, or false. An unknown id (or recheck: a key that did not
- * verify, which a re-enrolment may have replaced) makes us re-read a changed file,
- * then ask the lookup (negative answers cached for LOOKUP_RETRY_S). */
+ * verify, which a re-enrolment may have replaced) makes us re-read the file
+ * if it changed (one stat(2) per such record). */
 static bool key_of(struct bus_auth *a, const char *id, bool recheck, uint8_t pub[SIGN_PUBLIC_KEY_LEN]) {
         pthread_mutex_lock(&a->lock);
         struct trusted *t = find_locked(a, id);
-        time_t now = time(NULL);
-        if (recheck || !t || (!t->known && now - t->looked_up >= LOOKUP_RETRY_S)) {
+        if (recheck || !t) {
                 struct stat st;
                 if (stat(a->trusted_path, &st) == 0 &&
                     (st.st_mtim.tv_sec != a->file_mtime.tv_sec || st.st_mtim.tv_nsec != a->file_mtime.tv_nsec ||
@@ -301,24 +288,9 @@ static bool key_of(struct bus_auth *a, const char *id, bool recheck, uint8_t pub
                 }
                 t = find_locked(a, id);
         }
-        bool ok = t && t->known;
+        bool ok = t != NULL;
         if (ok)
                 memcpy(pub, t->pub, SIGN_PUBLIC_KEY_LEN);
-        if (!ok && a->lookup && (!t || now - t->looked_up >= LOOKUP_RETRY_S)) {
-                struct trusted n = {.looked_up = now};
-                snprintf(n.identity, sizeof n.identity, "%s", id);
-                int r = a->lookup(a->lookup_userdata, id, n.pub);
-                n.known = ok = r >= 0;
-                if (ok)
-                        memcpy(pub, n.pub, SIGN_PUBLIC_KEY_LEN);
-                if (t)
-                        *t = n;
-                else if (a->n - a->nfile < LOOKUP_CACHE_MAX)
-                        (void)trusted_push(&a->keys, &a->n, &a->cap, &n); /* a cache: may fail */
-                if (r < 0 && r != -ENOENT)
-                        log_ctx(LOG_DEBUG, LOG_KV("component", "bus_auth", "signer", id), "key lookup failed: %s",
-                                strerror(-r));
-        }
         pthread_mutex_unlock(&a->lock);
         return ok;
 }

@@ -20,8 +20,7 @@
  * Keys: the process's own private key (PADDOCK_SIGNING_KEY) and a trusted-keys
  * file (PADDOCK_TRUSTED_KEYS), one "identity base64-public-key" per line, '#'
  * comments. The file is read again when an unknown signer shows up and the
- * file changed since (enrolling a node = adding its line), and an optional
- * lookup (enrolled node keys in PostgreSQL) is asked after that.
+ * file changed since (enrolling a node = adding its line).
  *
  * Thread-safety: all functions are thread-safe once bus_auth_new() returned. */
 #pragma once
@@ -48,12 +47,6 @@ enum bus_refusal {
         BUS_REFUSED_COUNT_
 };
 
-/* Looks up the public key of an identity that is in no file (enrolled node
- * keys). Returns 0 with pub filled, -ENOENT if unknown, another negative
- * errno on failure. Called from consumer threads, at most once a second per
- * identity that is unknown. */
-typedef int (*bus_auth_lookup_fn)(void *userdata, const char *identity, uint8_t pub[SIGN_PUBLIC_KEY_LEN]);
-
 struct bus_auth;
 
 /* identity: who this process signs as (NULL with key_path NULL: a consumer
@@ -65,9 +58,6 @@ int bus_auth_new(const char *identity, const char *key_path, const char *trusted
                  struct bus_auth **ret, struct err_detail *reterr);
 struct bus_auth *bus_auth_free(struct bus_auth *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct bus_auth *, bus_auth_free);
-/* Sets the lookup asked for identities the file does not list (call before
- * any consumer uses a). userdata is borrowed. */
-void bus_auth_set_lookup(struct bus_auth *a, bus_auth_lookup_fn fn, void *userdata);
 
 /* The identity this process signs as, or NULL. */
 const char *bus_auth_identity(const struct bus_auth *a);
