@@ -10,6 +10,8 @@
  * (PostgreSQL unreachable, serialization failures) are retried on the same
  * message with backoff, so nothing is lost or reordered. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,11 @@ extern const struct embedded_file scheduler_migrations[];
 
 #define SERVICE "scheduler"
 #define GROUP_ID "paddock-scheduler"
+/* Heartbeats have a consumer (and group) of their own, polled by a thread of
+ * their own: liveness must never wait behind a backlog of run events (a busy
+ * run's tens of thousands of file events once made the scheduler declare a
+ * live node dead; ARCHITECTURE.md "Topics", volume). */
+#define NODES_GROUP_ID "paddock-scheduler-nodes"
 #define PLACEMENT_PERIOD_US 1000000
 /* After this long with messages flowing, the heartbeat backlog of a restart is
  * consumed and an old last_seen means a dead node, not an unread heartbeat. */
@@ -91,13 +98,14 @@ static struct metric m_retries = {.name = "paddock_scheduler_retries_total",
 struct app {
         struct pg_pool *pool;
         struct kafka_producer *producer;
-        struct kafka_consumer *consumer;
+        struct kafka_consumer *consumer;       /* runs.requested, runs.events, runs.control */
+        struct kafka_consumer *nodes_consumer; /* paddock.nodes only, polled by nodes_thread */
         char producer_id[320];
         struct sched sched;
-        bool place_now;       /* a handled message changed demand or capacity */
+        atomic_bool place_now; /* a handled message changed demand or capacity (either thread) */
         int64_t next_place;   /* time_mono_us() of the next periodic placement */
         int64_t started;      /* time_mono_us() at start */
-        int64_t first_message; /* time_mono_us() of the first message, 0 before */
+        _Atomic int64_t first_message; /* time_mono_us() of the first message, 0 before */
 };
 
 static int ready(void *userdata, struct ops_not_ready *why) {
@@ -122,21 +130,38 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         int r;
         if (strcmp(m->topic, TOPIC_NODES) == 0) {
                 r = nodes_handle_heartbeat(conn, m->signer, m->value, m->len, err);
-                app->place_now |= r >= 0;
+                if (r >= 0)
+                        app->place_now = true;
         } else if (strcmp(m->topic, TOPIC_RUNS_REQUESTED) == 0) {
                 r = runs_handle_requested(conn, m->value, m->len, err);
-                app->place_now |= r >= 0;
+                if (r >= 0)
+                        app->place_now = true;
         } else if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0) {
                 r = runs_handle_event(conn, m->signer, m->value, m->len, err);
-                app->place_now |= r > 0;
+                if (r > 0)
+                        app->place_now = true;
         } else if (strcmp(m->topic, TOPIC_RUNS_CONTROL) == 0) {
                 r = control_handle(conn, &app->sched, m->value, m->len, err);
-                app->place_now |= r >= 0;
+                if (r >= 0)
+                        app->place_now = true;
         } else {
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         }
         pg_pool_release(app->pool, conn);
         return r;
+}
+
+/* The heartbeat consumer's loop (same handler, its own consumer and thread). */
+static void *nodes_thread(void *userdata) {
+        struct app *app = userdata;
+        struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .processed = &m_consumed,
+                                                .skipped = &m_skipped, .retries = &m_retries};
+        int r = kafka_consume_loop(app->nodes_consumer, handle_message, app, &lo);
+        if (r < 0) {
+                log_error("kafka heartbeat consumer failed: %s", strerror(-r));
+                shutdown_request();
+        }
+        return NULL;
 }
 
 static const char *err_text(const struct err_detail *err, int r) {
@@ -208,7 +233,7 @@ static int run(struct settings *cfg) {
         struct err_detail err = {0};
         (void)ops_parse_addr(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
 
-        app.pool = pg_pool_new(cfg->pg_dsn, 2);
+        app.pool = pg_pool_new(cfg->pg_dsn, 3); /* the event loop, the heartbeat loop, placement */
         if (!app.pool) {
                 log_error("out of memory");
                 goto out;
@@ -239,11 +264,16 @@ static int run(struct settings *cfg) {
         if (migrate(app.pool) < 0)
                 goto out;
 
-        static const char *const topics[] = {TOPIC_NODES, TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS,
-                                              TOPIC_RUNS_CONTROL, NULL};
+        static const char *const topics[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS, TOPIC_RUNS_CONTROL, NULL};
         app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
+                goto out;
+        }
+        app.nodes_consumer = kafka_consumer_new(&ko, NODES_GROUP_ID, (const char *const[]){TOPIC_NODES, NULL},
+                                                "earliest", &err);
+        if (!app.nodes_consumer) {
+                log_error("could not create kafka heartbeat consumer: %s", err.message);
                 goto out;
         }
         app.sched = (struct sched){.producer = app.producer, .producer_id = app.producer_id,
@@ -254,15 +284,24 @@ static int run(struct settings *cfg) {
         struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .processed = &m_consumed,
                                                 .skipped = &m_skipped, .retries = &m_retries,
                                                 .tick = place_tick};
-        int r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
-        if (r < 0) {
-                log_error("kafka consumer failed: %s", strerror(-r));
+        pthread_t nodes;
+        int r = pthread_create(&nodes, NULL, nodes_thread, &app);
+        if (r != 0) {
+                log_error("could not start the heartbeat consumer thread: %s", strerror(r));
                 goto out;
         }
+        r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
+        if (r < 0)
+                log_error("kafka consumer failed: %s", strerror(-r));
+        shutdown_request(); /* the heartbeat loop stops too */
+        pthread_join(nodes, NULL);
+        if (r < 0)
+                goto out;
         log_info("shutting down");
         ret = 0;
 out:
         ops_server_stop(ops);
+        kafka_consumer_free(app.nodes_consumer);
         kafka_consumer_free(app.consumer);
         kafka_producer_free(app.producer);
         bus_auth_free(auth);
