@@ -402,3 +402,59 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
             api.post(f"/v1/runs/{rid}/cancel", json={})
         pg.execute("DELETE FROM scheduler.nodes WHERE node_id IN (%s, %s) AND dead_since IS NOT NULL",
                    (lean, roomy))
+
+
+def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_id, team_id):
+    """Liveness never waits behind data (docs/CONTRACTS.md, consumer groups):
+    while the scheduler's run-event consumer is stuck on one event (its
+    UPDATE waits on a row lock this test holds), a node's heartbeats still
+    arrive; the stuck event is applied, not lost, once the lock goes."""
+    from conftest import pb_field, pb_varint
+    node_id = f"e2e-hb-{uuid.uuid4().hex[:8]}"
+    signer = enroll_test_node(endpoints, node_id)
+
+    def last_seen():
+        row = pg.execute("SELECT last_seen FROM scheduler.nodes WHERE node_id = %s", (node_id,)).fetchone()
+        return row[0] if row else None
+
+    def beat():
+        signer.produce(endpoints, "paddock.nodes", node_id, node_heartbeat(node_id, slots=1, cpus=1.0,
+                                                                           memory_mb=512))
+
+    beat()
+    deadline = time.monotonic() + 30
+    while last_seen() is None:
+        assert time.monotonic() < deadline, "the node's first heartbeat was never recorded"
+        time.sleep(0.3)
+
+    # a finished run of that node, so nothing places or fails it
+    run_id = str(uuid.uuid4())
+    pg.execute("INSERT INTO scheduler.runs (run_id, tenant_id, team_id, state, node_id, finished_at)"
+               " VALUES (%s, %s, %s, 'finished', %s, now())", (run_id, tenant_id, team_id, node_id))
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN")) as locker:
+        locker.execute("SELECT 1 FROM scheduler.runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        env = (pb_field(1, 2, tenant_id.encode()) + pb_field(2, 2, run_id.encode()) + pb_field(3, 0, pb_varint(1))
+               + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + pb_field(6, 0, pb_varint(1)))
+        event = (pb_field(1, 2, env) + pb_field(2, 2, b"output") + pb_field(3, 2, b"agent")
+                 + pb_field(4, 2, b'{"stream":"stdout","text":"x"}') + pb_field(5, 2, team_id.encode()))
+        signer.produce(endpoints, "paddock.runs.events", run_id, event)
+        deadline = time.monotonic() + 60
+        while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                             (locker.info.backend_pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the scheduler never reached the locked run's event"
+            time.sleep(0.3)
+
+        before = last_seen()
+        deadline = time.monotonic() + 20
+        while last_seen() <= before:
+            assert time.monotonic() < deadline, "a heartbeat waited behind the stuck run event"
+            beat()
+            time.sleep(1)
+        # still stuck: the heartbeat went around it, not after it
+        assert sched_run(pg, run_id)[3] == 0
+        locker.rollback()
+
+    deadline = time.monotonic() + 30
+    while sched_run(pg, run_id)[3] != 1:
+        assert time.monotonic() < deadline, "the stuck event was not applied after the lock went"
+        time.sleep(0.3)
