@@ -153,6 +153,9 @@ int api_body_object(struct api_req *r, json_t **ret);
 /* Fails with 400 unknown_field naming the first member of body that is not
  * in known (NULL-terminated). Returns 0 or that error. */
 int api_known_fields(struct api_req *r, json_t *body, const char *const *known);
+/* For a route that takes no body: none, or an empty JSON object; anything
+ * else fails as api_body_object/api_known_fields do. Returns 0 or that error. */
+int api_body_none(struct api_req *r);
 
 struct http_txn;
 struct stream_session;

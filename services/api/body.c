@@ -112,3 +112,13 @@ int api_known_fields(struct api_req *r, json_t *body, const char *const *known) 
         }
         return 0;
 }
+
+int api_body_none(struct api_req *r) {
+        if (r->body_len == 0)
+                return 0;
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        return api_known_fields(r, body, (const char *const[]){NULL});
+}

@@ -502,15 +502,12 @@ int runs_relaunch(struct api_req *r) {
         if (!id_is_uuid(id))
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         /* nothing to choose: the run says what to launch again */
-        if (r->body_len > 0) {
-                _cleanup_json_ json_t *body = NULL;
-                int k = api_body_object(r, &body);
-                if (k < 0 || (k = api_known_fields(r, body, (const char *const[]){NULL})) < 0)
-                        return k;
-        }
+        int k = api_body_none(r);
+        if (k < 0)
+                return k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *res = NULL;

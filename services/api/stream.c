@@ -243,15 +243,12 @@ int stream_ticket_create(struct api_req *r) {
         const char *id = r->params[0];
         if (!id_is_uuid(id))
                 return api_fail(r, -ENOENT, "not_found", "run not found");
-        if (r->body_len > 0) {
-                _cleanup_json_ json_t *body = NULL;
-                int k = api_body_object(r, &body);
-                if (k < 0 || (k = api_known_fields(r, body, (const char *const[]){NULL})) < 0)
-                        return k;
-        }
+        int k = api_body_none(r);
+        if (k < 0)
+                return k;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        k = db_open_caller(&d, r, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
         /* the permission of watching the run (r->perm: PERM_VIEWER in its team) */
