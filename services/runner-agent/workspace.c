@@ -36,10 +36,7 @@ int workspace_validate_path(const char *path, struct err_detail *reterr) {
         return 0;
 }
 
-/* Opens (creating) each parent directory of rel below root_fd with
- * O_NOFOLLOW, so nothing already in the tree can redirect the write.
- * Returns the fd of the last directory and the base name in *base. */
-static int open_parent(int root_fd, char *rel, const struct workspace_owner *own, const char **base) {
+int workspace_open_parent(int root_fd, char *rel, const struct workspace_owner *own, const char **base) {
         int dfd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
         if (dfd < 0)
                 return -errno;
@@ -50,11 +47,13 @@ static int open_parent(int root_fd, char *rel, const struct workspace_owner *own
                         if (own && fchownat(dfd, p, own->uid, own->gid, AT_SYMLINK_NOFOLLOW) < 0) {
                                 int r = -errno;
                                 close(dfd);
+                                *slash = '/';
                                 return r;
                         }
                 } else if (errno != EEXIST) {
                         int r = -errno;
                         close(dfd);
+                        *slash = '/';
                         return r;
                 }
                 int nfd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -78,7 +77,7 @@ static int write_one(const char *root, const Paddock__V1__ManagedFile *f, const 
         if (!rel)
                 return -ENOMEM;
         const char *base = NULL;
-        _cleanup_close_ int dfd = open_parent(root_fd, rel, own, &base);
+        _cleanup_close_ int dfd = workspace_open_parent(root_fd, rel, own, &base);
         if (dfd < 0)
                 return err_set(reterr, dfd, "workspace", "cannot create the directories of \"%s\": %s",
                                f->path, strerror(-dfd));

@@ -18,6 +18,13 @@ struct workspace_owner {
         gid_t gid;
 };
 
+/* Opens (creating, owned by *own when given) each parent directory of rel
+ * below root_fd with O_NOFOLLOW, so nothing already in the tree can redirect
+ * a write. rel is modified during the call and restored. Returns the fd of
+ * the last directory (owned by the caller) and rel's base name in *base, or
+ * a negative errno. */
+int workspace_open_parent(int root_fd, char *rel, const struct workspace_owner *own, const char **base);
+
 /* Writes every file into workspace (owned by *owner, the sandbox user) and
  * baseline (owned by root), creating parent directories, never following a
  * symlink and never overwriting (O_EXCL). Returns 0 or a negative errno with

@@ -19,6 +19,7 @@
 #include "core/macro.h"
 #include "core/timeutil.h"
 #include "subprocess.h"
+#include "workspace.h"
 
 #define DIFF_DEPTH_MAX 256
 #define IO_CHUNK 65536
@@ -313,39 +314,13 @@ static int too_big(struct diff_state *s, int afd, int bfd, const char *path, con
         return r;
 }
 
-/* Opens (creating) the parent directories of rel under root_fd in the stage. */
-static int stage_parent(int root_fd, char *rel, const char **base) {
-        int dfd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
-        if (dfd < 0)
-                return -errno;
-        char *p = rel;
-        for (char *slash; (slash = strchr(p, '/')); p = slash + 1) {
-                *slash = 0;
-                if (mkdirat(dfd, p, 0755) < 0 && errno != EEXIST) {
-                        int r = -errno;
-                        close(dfd);
-                        *slash = '/';
-                        return r;
-                }
-                int nfd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                int r = -errno;
-                close(dfd);
-                *slash = '/';
-                if (nfd < 0)
-                        return r;
-                dfd = nfd;
-        }
-        *base = p;
-        return dfd;
-}
-
 /* Copies a baseline entry (a root-owned file of the definition's) into the stage. */
 static int stage_copy(int from_dir, int to_root, const struct entry *e) {
         _cleanup_free_ char *rel = strdup(e->path);
         if (!rel)
                 return -ENOMEM;
         const char *base;
-        _cleanup_close_ int dfd = stage_parent(to_root, rel, &base);
+        _cleanup_close_ int dfd = workspace_open_parent(to_root, rel, NULL, &base);
         if (dfd < 0)
                 return dfd;
         if (S_ISLNK(e->mode)) {
@@ -383,7 +358,7 @@ static int stage_link(int from_dir, int to_root, const struct entry *e) {
         if (!rel)
                 return -ENOMEM;
         const char *base;
-        _cleanup_close_ int dfd = stage_parent(to_root, rel, &base);
+        _cleanup_close_ int dfd = workspace_open_parent(to_root, rel, NULL, &base);
         if (dfd < 0)
                 return dfd;
         return linkat(from_dir, e->path, dfd, base, 0) < 0 ? -errno : 0;
