@@ -771,6 +771,38 @@ def pb_field(num, wire, payload):
     return key + pb_varint(len(payload)) + payload if wire == 2 else key + payload
 
 
+def pb_fields(buf):
+    """A protobuf message's fields without generated code: {field number:
+    [values]}, varints as int, other wire types as bytes."""
+    def varint(i):
+        shift = n = 0
+        while True:
+            b = buf[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n, i
+
+    fields, i = {}, 0
+    while i < len(buf):
+        key, i = varint(i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = varint(i)
+        elif wt == 2:
+            n, i = varint(i)
+            v, i = bytes(buf[i:i + n]), i + n
+        elif wt == 1:
+            v, i = bytes(buf[i:i + 8]), i + 8
+        elif wt == 5:
+            v, i = bytes(buf[i:i + 4]), i + 4
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        fields.setdefault(num, []).append(v)
+    return fields
+
+
 def node_heartbeat(node_id, interval_ms=500, slots=64, cpus=256.0, memory_mb=200000, images=(),
                    producer="e2e/node", version=None):
     """A NodeHeartbeat (proto/paddock/v1/nodes.proto) of an empty node, by

@@ -14,7 +14,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import (all_events, assert_loopback_url, command_spec, node_leftovers, wait_events_recorded,
+from conftest import (all_events, pb_fields, assert_loopback_url, command_spec, node_leftovers, wait_events_recorded,
                       wait_run_status, wait_terminal, watch)
 
 MANAGED_PATH = "managed/config.txt"
@@ -180,39 +180,6 @@ def test_node_clean(finished):
 # ---- Kafka: the run's events on paddock.runs.events, read by an independent consumer
 
 
-def _pb_fields(buf):
-    """Minimal protobuf wire decoder: {field number: [values]} (varints as int,
-    length-delimited as bytes). Enough to read Envelope.seq without generated code."""
-    fields, i = {}, 0
-
-    def varint(i):
-        shift = result = 0
-        while True:
-            b = buf[i]
-            i += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result, i
-            shift += 7
-
-    while i < len(buf):
-        tag, i = varint(i)
-        num, wt = tag >> 3, tag & 7
-        if wt == 0:
-            v, i = varint(i)
-        elif wt == 2:
-            n, i = varint(i)
-            v, i = bytes(buf[i:i + n]), i + n
-        elif wt == 1:
-            v, i = bytes(buf[i:i + 8]), i + 8
-        elif wt == 5:
-            v, i = bytes(buf[i:i + 4]), i + 4
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
-        fields.setdefault(num, []).append(v)
-    return fields
-
-
 def test_kafka_events(endpoints, finished):
     run_id = finished["id"]
     expected = {e["seq"] for e in finished["stream"].events}
@@ -237,8 +204,8 @@ def test_kafka_events(endpoints, finished):
                 continue
             if (msg.key() or b"").decode(errors="replace") != run_id:
                 continue
-            ev = _pb_fields(msg.value())
-            env = _pb_fields(ev[1][0])
+            ev = pb_fields(msg.value())
+            env = pb_fields(ev[1][0])
             assert env[2][0].decode() == run_id, "message key and envelope run id differ"
             seq = env.get(3, [0])[0]
             seen.add(seq)

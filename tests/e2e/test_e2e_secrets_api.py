@@ -26,9 +26,9 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException
 
-from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_varint, unique_name, wait_for, wait_run_status
+from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, wait_for, wait_run_status
 
 CONTROL = "paddock.runs.control"
 EVENTS = "paddock.runs.events"
@@ -44,37 +44,6 @@ def _pb_str(num, s):
 
 def _pb_int(num, n):
     return pb_varint(num << 3) + pb_varint(n)
-
-
-def _pb_fields(buf):
-    fields, i = {}, 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _read_varint(buf, i)
-        elif wt == 2:
-            n, i = _read_varint(buf, i)
-            v, i = bytes(buf[i:i + n]), i + n
-        elif wt == 1:
-            v, i = bytes(buf[i:i + 8]), i + 8
-        elif wt == 5:
-            v, i = bytes(buf[i:i + 4]), i + 4
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
-        fields.setdefault(num, []).append(v)
-    return fields
-
-
-def _read_varint(buf, i):
-    shift = n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
 
 
 def _run_event(tenant, team, run_id, seq, kind, data, status=""):
@@ -119,7 +88,7 @@ class ControlWatcher:
         while True:
             for key, f, raw in self.seen:
                 if key == run_id and action in f:
-                    return f, _pb_fields(f[action][0]), raw
+                    return f, pb_fields(f[action][0]), raw
             if time.monotonic() > deadline:
                 pytest.fail(f"no RunControl field {action} for run {run_id} on {CONTROL} within {timeout} s; "
                             f"seen {[(k, sorted(f)) for k, f, _ in self.seen if k == run_id]}")
@@ -131,7 +100,7 @@ class ControlWatcher:
                     raise KafkaException(msg.error())
                 continue
             raw = msg.value()
-            self.seen.append(((msg.key() or b"").decode(errors="replace"), _pb_fields(raw), raw))
+            self.seen.append(((msg.key() or b"").decode(errors="replace"), pb_fields(raw), raw))
 
     def close(self):
         self.c.close()
@@ -297,10 +266,10 @@ def test_secrets_sealed_to_run_key(e2e_node, endpoints, api, runs, me, team_id, 
     for v in (env_value, hdr_value):
         assert v.encode() not in raw, "a secret value travels in clear on Kafka"
     if priv is not None:
-        bundle = _pb_fields(_open_sealed(priv, run_id, sealed))
+        bundle = pb_fields(_open_sealed(priv, run_id, sealed))
         got = {}
         for item in bundle[1]:
-            f = _pb_fields(item)
+            f = pb_fields(item)
             got[f[1][0].decode()] = f[2][0].decode()
         assert got == {env_name: env_value, hdr_name: hdr_value}, "each referenced secret once, intact"
         # the same bundle is bound to its run: another run id does not open it

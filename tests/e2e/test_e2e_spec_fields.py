@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException
 
 from conftest import command_spec, egress_profile, unique_name
-from test_e2e_secrets_api import _pb_fields
+from conftest import pb_fields
 
 
 def _spec(**fields):
@@ -185,15 +185,15 @@ def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
                     raise KafkaException(msg.error())
                 continue
             if (msg.key() or b"").decode() == run_id:
-                snap = _pb_fields(_pb_fields(msg.value())[4][0])
+                snap = pb_fields(pb_fields(msg.value())[4][0])
     finally:
         consumer.close()
     assert snap, f"no RunRequested for {run_id}"
-    lim = _pb_fields(snap[6][0])
+    lim = pb_fields(snap[6][0])
     assert lim[1][0] == 30 and struct.unpack("<d", lim[2][0])[0] == 0.5
     assert (lim[3][0], lim[4][0], lim[5][0]) == (256, 64, 64)
-    eg = _pb_fields(snap[10][0])
-    rules = [(_pb_fields(r)[1][0].decode(), _pb_fields(r).get(2, [0])[0], _pb_fields(r)[3][0].decode())
+    eg = pb_fields(snap[10][0])
+    rules = [(pb_fields(r)[1][0].decode(), pb_fields(r).get(2, [0])[0], pb_fields(r)[3][0].decode())
              for r in eg[1]]
     assert rules == [("api.example.com", 0, "allow"), ("*.example.org", 8443, "allow"),
                      ("93.184.216.34", 8080, "allow"), ("2606:2800:220:1::1", 8080, "allow"),
@@ -201,7 +201,7 @@ def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):
                      ("1.1.1.1", 0, "allow"), ("10.0.0.0/8", 0, f"profile:{prof}"),
                      ("fd00::/16", 5432, f"profile:{prof}")]
     assert eg[2][0] == b"ask" and eg[3][0] == 300
-    refs = [{k: v[0].decode() if isinstance(v[0], bytes) else v[0] for k, v in _pb_fields(s).items()}
+    refs = [{k: v[0].decode() if isinstance(v[0], bytes) else v[0] for k, v in pb_fields(s).items()}
             for s in snap[11]]
     # a header binding carries its https origin: host + port (the older host form is port 443)
     assert refs == [{1: names[0], 2: "MY_TOKEN"}, {1: names[1], 3: "api.example.com", 4: "x-api-key", 5: 443}]
@@ -221,9 +221,9 @@ def test_spec_default_egress(endpoints, api, runs):
         while snap is None and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is not None and not msg.error() and (msg.key() or b"").decode() == run_id:
-                snap = _pb_fields(_pb_fields(msg.value())[4][0])
+                snap = pb_fields(pb_fields(msg.value())[4][0])
     finally:
         consumer.close()
     assert snap, f"no RunRequested for {run_id}"
-    eg = _pb_fields(snap[10][0])
+    eg = pb_fields(snap[10][0])
     assert 1 not in eg and eg[2][0] == b"deny" and eg[3][0] == 300

@@ -10,7 +10,6 @@ service's paddock_bus_refused_total{reason}. Only loopback traffic."""
 
 import base64
 import json
-import os
 import pathlib
 import re
 import time
@@ -27,7 +26,7 @@ EVENTS = "paddock.runs.events"
 CONTROL = "paddock.runs.control"
 AUDIT = "paddock.audit"
 NODES = "paddock.nodes"
-pb_field, pb_varint = e2e.pb_field, e2e.pb_varint
+pb_field, pb_fields, pb_varint = e2e.pb_field, e2e.pb_fields, e2e.pb_varint
 
 
 def _s(num, text):
@@ -162,35 +161,6 @@ def sealed_for(endpoints, run_id, timeout=5):
     finally:
         cons.close()
     return out
-
-
-def pb_fields(buf):
-    fields, i = {}, 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(buf, i)
-        elif wt == 2:
-            n, i = _varint(buf, i)
-            v, i = bytes(buf[i:i + n]), i + n
-        elif wt == 1:
-            v, i = bytes(buf[i:i + 8]), i + 8
-        else:
-            v, i = bytes(buf[i:i + 4]), i + 4
-        fields.setdefault(num, []).append(v)
-    return fields
-
-
-def _varint(buf, i):
-    shift = n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
 
 
 def open_sealed(private_key, run_id, fields):
