@@ -417,15 +417,12 @@ static size_t jwks_write_cb(char *data, size_t size, size_t nmemb, void *userdat
  * and, before the request is sent, on the address it is connected to. */
 struct jwks_guard {
         struct addr_floor *floor;
-        char refused[160];
+        char refused[INET6_ADDRSTRLEN + 160]; /* address, text, the floor's reason */
 };
 
 static void guard_refuse(struct jwks_guard *g, const struct sockaddr_storage *a, const char *why) {
-        char t[INET6_ADDRSTRLEN] = "?";
-        if (a->ss_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, t, sizeof t);
-        else if (a->ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, t, sizeof t);
+        char t[INET6_ADDRSTRLEN];
+        addr_format(a, t, sizeof t);
         snprintf(g->refused, sizeof g->refused, "%s is inside the platform egress floor (%s)", t, why);
 }
 

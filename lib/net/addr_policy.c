@@ -498,6 +498,15 @@ bool addr_allow_is_public(const struct addr_allow *r, enum addr_class *ret_class
         return true;
 }
 
+void addr_format(const struct sockaddr_storage *a, char *buf, size_t size) {
+        if (a->ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, buf, (socklen_t)size);
+        else if (a->ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, buf, (socklen_t)size);
+        else
+                snprintf(buf, size, "?");
+}
+
 void addr_allow_format(const struct addr_allow *r, char *buf, size_t size) {
         char t[INET6_ADDRSTRLEN];
         if (!inet_ntop(r->family, r->prefix, t, sizeof t))

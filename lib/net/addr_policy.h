@@ -93,6 +93,10 @@ bool addr_allow_is_public(const struct addr_allow *r, enum addr_class *ret_class
  * on success (*ret may be NULL for an empty list). */
 int addr_allow_list_parse(const char *csv, struct addr_allow **ret, size_t *ret_n, struct err_detail *reterr);
 
+/* Writes a's address (no port) into buf (INET6_ADDRSTRLEN suffices), "?"
+ * for a family other than AF_INET and AF_INET6. For logs and error bodies. */
+void addr_format(const struct sockaddr_storage *a, char *buf, size_t size);
+
 /* Writes r as "a.b.c.d/n" or "v6/n" into buf (INET6_ADDRSTRLEN + 4 suffices). */
 void addr_allow_format(const struct addr_allow *r, char *buf, size_t size);
 

@@ -510,15 +510,6 @@ void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *
 
 /* ---- resolution and upstream connection ---- */
 
-static void addr_text(const struct sockaddr_storage *a, char *buf, size_t size) {
-        if (a->ss_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, buf, (socklen_t)size);
-        else if (a->ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, buf, (socklen_t)size);
-        else
-                snprintf(buf, size, "?");
-}
-
 /* Connects to a within the deadline; returns the non-blocking socket or a negative errno. */
 static int connect_to(struct sockaddr_storage *a, uint16_t port, int64_t deadline_mono) {
         socklen_t len;
@@ -672,7 +663,7 @@ static int open_upstream(struct request *q, const struct egress_check *chk, int 
                 if (r >= 0) {
                         if (!peer_is(r, &ok[i])) {
                                 char t[INET6_ADDRSTRLEN];
-                                addr_text(&ok[i], t, sizeof t);
+                                addr_format(&ok[i], t, sizeof t);
                                 close(r);
                                 deny(q, "the connected peer is not %s, the address that was checked", t);
                                 return 403;

@@ -175,15 +175,6 @@ void egress_policy_check_target(const struct egress_policy *p, const char *host,
                 snprintf(ret->reason, sizeof ret->reason, "no rule matches %s:%u", host, port);
 }
 
-static void addr_string(const struct sockaddr_storage *a, char *buf, size_t size) {
-        if (a->ss_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, buf, (socklen_t)size);
-        else if (a->ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, buf, (socklen_t)size);
-        else
-                snprintf(buf, size, "?");
-}
-
 bool egress_policy_address_ok(const struct egress_policy *p, const struct sockaddr_storage *a, uint16_t port,
                               const char **ret_rule, char *why, size_t why_size, bool *ret_floor) {
         char what[96], t[INET6_ADDRSTRLEN];
@@ -193,7 +184,7 @@ bool egress_policy_address_ok(const struct egress_policy *p, const struct sockad
                 if (ret_floor)
                         *ret_floor = true;
                 if (why && why_size) {
-                        addr_string(a, t, sizeof t);
+                        addr_format(a, t, sizeof t);
                         snprintf(why, why_size, "platform egress floor: %s (%s)", what, t);
                 }
                 return false;
@@ -205,7 +196,7 @@ bool egress_policy_address_ok(const struct egress_policy *p, const struct sockad
         if (r && ret_rule)
                 *ret_rule = r->text;
         if (!r && why && why_size) {
-                addr_string(a, t, sizeof t);
+                addr_format(a, t, sizeof t);
                 snprintf(why, why_size, "%s address %s is not in an IP rule of an approved egress profile for port %u",
                          addr_class_name(c), t, port);
         }

@@ -371,6 +371,20 @@ static void test_non_ip_family(void **state) {
         assert_string_equal(addr_class_name(_ADDR_CLASS_MAX), "invalid");
 }
 
+static void test_format(void **state) {
+        struct sockaddr_storage ss;
+        char t[INET6_ADDRSTRLEN];
+        assert_int_equal(addr_parse_host_literal("0x7f000001", &ss), 1);
+        addr_format(&ss, t, sizeof t);
+        assert_string_equal(t, "127.0.0.1");
+        assert_int_equal(addr_parse_host_literal("[::ffff:127.0.0.1]", &ss), 1);
+        addr_format(&ss, t, sizeof t);
+        assert_string_equal(t, "::ffff:127.0.0.1");
+        ss = (struct sockaddr_storage){.ss_family = AF_UNIX};
+        addr_format(&ss, t, sizeof t);
+        assert_string_equal(t, "?");
+}
+
 /* ---- the platform egress floor ---- */
 
 static bool floor_has(struct addr_floor *f, const char *host, char *why, size_t size) {
@@ -591,6 +605,7 @@ int main(void) {
                 cmocka_unit_test(test_allow_parse),
                 cmocka_unit_test(test_allow_exact_range),
                 cmocka_unit_test(test_non_ip_family),
+                cmocka_unit_test(test_format),
                 cmocka_unit_test(test_floor_classes_and_spellings),
                 cmocka_unit_test(test_floor_operator_ranges),
                 cmocka_unit_test(test_floor_node_addresses),
