@@ -628,6 +628,26 @@ class LoopbackHTTPServer:
         self.server.server_close()
 
 
+def recording_handler(requests):
+    """A BaseHTTPRequestHandler class that appends every GET it serves to
+    requests ({path, headers, header_list}) and answers 200 "upstream says hello"."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append({"path": self.path, "headers": dict(self.headers.items()),
+                             "header_list": list(self.headers.items())})
+            body = b"upstream says hello\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    return Handler
+
+
 _CLONE_NEWNET = 0x40000000
 
 
@@ -705,22 +725,7 @@ class Upstream(TestNetHTTPServer):
 
     def __init__(self, index=0):
         self.requests = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                       "header_list": list(self.headers.items())})
-                body = b"upstream says hello\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        super().__init__(Handler, index=index)
+        super().__init__(recording_handler(self.requests), index=index)
 
     def paths(self):
         return [r["path"] for r in self.requests]

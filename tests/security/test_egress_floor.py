@@ -20,7 +20,6 @@ and one on the node's own veth address (PADDOCK_TEST_NODE_ADDR). No packet
 leaves this machine.
 """
 
-import http.server
 import os
 import urllib.parse
 
@@ -41,26 +40,6 @@ def _detail(r):
 
 def _api_port(endpoints):
     return urllib.parse.urlsplit(endpoints.api).port
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Records every request; a server built on it must never see one."""
-    seen = None
-
-    def do_GET(self):
-        self.seen.append(self.path)
-        body = b"reached\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-def _recorder_class():
-    return type("Rec", (_Recorder,), {"seen": []})
 
 
 # ---------------------------------------------------------------- the api's checks
@@ -209,11 +188,10 @@ def floor_servers():
     addrs = e2e.test_upstream_addrs()
     floor_addr = os.environ["PADDOCK_TEST_FLOOR_ADDR"]
     allowed = e2e.Upstream(0)
-    floored_rec = _recorder_class()
-    floored = e2e.TestNetHTTPServer(floored_rec, index=addrs.index(floor_addr))
-    node_rec = _recorder_class()
-    node = e2e.LoopbackHTTPServer(node_rec, addr=os.environ["PADDOCK_TEST_NODE_ADDR"])
-    yield allowed, (floored, floored_rec.seen), (node, node_rec.seen)
+    floored = e2e.Upstream(addrs.index(floor_addr))
+    node_requests = []
+    node = e2e.LoopbackHTTPServer(e2e.recording_handler(node_requests), addr=os.environ["PADDOCK_TEST_NODE_ADDR"])
+    yield allowed, (floored, floored.requests), (node, node_requests)
     for s in (allowed, floored, node):
         s.close()
 
