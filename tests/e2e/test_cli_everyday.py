@@ -173,9 +173,13 @@ def test_launch_by_name_wait_logs_events_list(cli, tmp_path, team):
     assert lines and all(e["kind"] == "output" for e in lines), lines
     assert "".join(e["data"]["text"] for e in lines if e["data"]["stream"] == "stdout") == "alpha\nbeta\nno newline"
 
-    # events --kind: repeated and comma-separated
-    evs = [json.loads(l) for l in ok(cli("run", "events", run_id, "--kind", "status,exec", "--kind", "usage",
-                                         "--json")).stdout.splitlines()]
+    # events --kind: repeated and comma-separated. The run's history may
+    # still trail its terminal status (issue 10): wait until it holds the end.
+    def history_complete():
+        evs = [json.loads(l) for l in ok(cli("run", "events", run_id, "--kind", "status,exec", "--kind", "usage",
+                                             "--json")).stdout.splitlines()]
+        return evs if evs and evs[-1]["kind"] == "status" and evs[-1]["data"].get("status") == "succeeded" else None
+    evs = wait_for("the run's whole history", history_complete, timeout=30)
     assert evs and {e["kind"] for e in evs} == {"status", "exec", "usage"}, evs
     assert [e["seq"] for e in evs] == sorted(e["seq"] for e in evs)
     everything = [json.loads(l) for l in ok(cli("run", "events", run_id, "--json")).stdout.splitlines()]
