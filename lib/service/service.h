@@ -1,39 +1,102 @@
 /* Start-up steps every service's main() shares. Unlike the rest of lib/, these
  * log at warn/error themselves: they stand for what each main() would log, and
- * keeping the lines in one place keeps the services' logs alike. */
+ * keeping the lines in one place keeps the services' logs alike.
+ *
+ * A daemon's main() is: service_init() (command line, settings, logging,
+ * signals), its own checks and metrics, service_start() (PostgreSQL pool, bus
+ * keys, producer, ops server, migrations), its consumers, service_stop(). */
 #pragma once
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/config.h"
 #include "core/embedded.h"
 #include "http/ops.h"
+#include "kafka/bus_auth.h"
+#include "kafka/kafka.h"
+#include "kafka/kafka_config.h"
 #include "pg/pg.h"
+#include "service/service_config.h"
 
-/* What service_init() needs to know about a daemon. */
+/* What /readyz of a daemon's ops server checks (service_spec.ready). */
+enum {
+        SERVICE_READY_PG = 1 << 0,    /* the pool reaches PostgreSQL */
+        SERVICE_READY_KAFKA = 1 << 1, /* the producer reaches a broker */
+};
+
+/* What service_init() and service_start() need to know about a daemon. */
 struct service_spec {
         const char *name;            /* "billing": log field `service`, program "paddock-billing" */
         const char *summary;         /* one line for --help */
         const struct config_entry *table;
-        size_t log_level_offset;     /* offsetof the PADDOCK_LOG_LEVEL string in the settings */
-        size_t ops_addr_offset;      /* offsetof the PADDOCK_OPS_ADDR string in the settings */
-        /* optional: validates service-specific settings after loading */
+        size_t svc_offset;           /* offsetof the struct service_settings in the settings */
+        size_t kafka_offset;         /* offsetof the struct kafka_settings in the settings */
+        /* optional: validates service-specific settings after loading
+         * (the Kafka transport settings are checked before it) */
         int (*check)(const void *settings, struct err_detail *reterr);
+        /* commands besides `migrate` that main() runs itself (NULL-terminated;
+         * their arguments follow them), e.g. the api's "bootstrap" */
+        const char *const *commands;
         /* `paddock-<name> migrate`: applies these migrations to this schema
-         * over the PADDOCK_PG_DSN string at pg_dsn_offset, then exits */
+         * over PADDOCK_PG_DSN, then exits; service_start() applies them too */
         const char *schema;
         const struct embedded_file *migrations;
-        size_t pg_dsn_offset;
+        int migrate_wait_ms;         /* service_start(): how long to wait for PostgreSQL (0: until shutdown) */
+        int pg_pool_size;            /* service_start(): PostgreSQL connections (0: none) */
+        const char *bus_identity;    /* signs records as this ("evidence"); NULL: only verifies */
+        bool producer;               /* service_start() creates a producer */
+        const char *const *warm;     /* ...and looks up these topics' leaders (NULL-terminated; NULL: none) */
+        const char *warm_note;       /* what may be slower when that fails: "the first launch" */
+        int warm_timeout_ms;         /* how long the look-up may take (0: 1000) */
+        unsigned ready;              /* SERVICE_READY_*: what /readyz checks */
 };
 
-/* The part of main() every daemon shares: --help prints the configuration
- * table; `migrate` applies the schema's migrations and exits (run with the
- * schema owner's DSN, before the daemon, which connects as a role that may
- * not change the schema: docs/CONTRACTS.md); an unknown argument or an invalid setting (PADDOCK_LOG_LEVEL and
- * PADDOCK_OPS_ADDR included) exits CONFIG_EXIT_BAD; then logging is set up,
- * the effective configuration logged and the shutdown handlers installed.
- * Returns -1 when main() should go on (settings filled; free them with
- * config_free), otherwise the exit status for main() (settings freed). */
+/* What service_start() made (service_stop() frees it), and the few inputs a
+ * daemon knows only at run time. Zero-initialise, set the inputs, start. */
+struct service {
+        /* inputs (optional) */
+        const char *identity;    /* overrides spec->bus_identity ("node:<id>") */
+        const char *signing_key; /* overrides PADDOCK_SIGNING_KEY (the node's key in its state dir) */
+        const char *key_hint;    /* added to a bus key error: "enroll this node first" */
+        const char *client_id;   /* Kafka client id; NULL: "paddock-<name>" */
+        ops_ready_fn ready;      /* checked after spec->ready (e.g. "still starting") */
+        void *ready_userdata;
+        /* outputs */
+        const struct service_spec *spec;
+        struct pg_pool *pg;               /* NULL unless spec->pg_pool_size (a pool set beforehand is kept) */
+        struct bus_auth *auth;
+        struct kafka_options kafka;       /* for the daemon's consumers (borrows the settings) */
+        struct kafka_producer *producer;  /* NULL unless spec->producer */
+        struct ops_server *ops;           /* NULL without PADDOCK_OPS_ADDR (the api) */
+        char client_id_[128];
+};
+
+/* The part of main() every daemon shares: --help (anywhere on the command
+ * line) prints the configuration table; `migrate` applies the schema's
+ * migrations and exits (run with the schema owner's DSN, before the daemon,
+ * which connects as a role that may not change the schema:
+ * docs/CONTRACTS.md); an unknown argument or an invalid setting (the shared
+ * ones of service_config.h and kafka_config.h included) exits CONFIG_EXIT_BAD;
+ * then logging is set up, the effective configuration logged and the shutdown
+ * handlers installed. Returns -1 when main() should go on (settings filled;
+ * free them with config_free; argv[1] may be one of spec->commands),
+ * otherwise the exit status for main() (settings freed). */
 int service_init(const struct service_spec *spec, int argc, char **argv, void *settings);
+
+/* The start every daemon repeats, in this order, each step only if the spec
+ * asks for it: the PostgreSQL pool; the bus keys (kafka_settings_auth) and the
+ * Kafka options for the daemon's clients; the producer, warmed; the ops server
+ * on PADDOCK_OPS_ADDR ("ops server listening", with /readyz checking
+ * spec->ready, then s->ready); the migrations (waiting spec->migrate_wait_ms).
+ * Each failure is logged once. settings (borrowed, must outlive s) are the
+ * daemon's. Returns 0, or main()'s exit status: CONFIG_EXIT_BAD when the bus
+ * keys or the producer's settings are unusable, 1 otherwise. Call
+ * service_stop() either way. */
+int service_start(const struct service_spec *spec, void *settings, struct service *s);
+/* Stops the ops server and frees what service_start() made (the producer
+ * flushed first); safe after a failed start and twice. */
+void service_stop(struct service *s);
 
 /* An ops_ready_fn for daemons whose only dependency to report is PostgreSQL:
  * userdata is the struct pg_pool. */

@@ -17,19 +17,17 @@
 #include "core/macro.h"
 #include "http/client_addr.h"
 #include "kafka/kafka_config.h"
+#include "s3/s3_config.h"
+#include "service/service_config.h"
 #include "paddock/v1/runs.pb-c.h"
 
 extern const struct embedded_file api_migrations[];
 
 struct api_settings {
         char *addr;
-        char *pg_dsn;
+        struct service_settings svc;       /* log level, database (no ops port: ops.c serves on addr) */
         struct kafka_settings kafka;
-        char *s3_endpoint;
-        char *s3_bucket;
-        char *s3_access_key;
-        char *s3_secret_key;
-        char *s3_region;
+        struct s3_settings s3;
         long long max_body;
         long long token_ttl_s;
         long long login_window_s;          /* failed-login rate limiting (ratelimit.c) */
@@ -37,7 +35,6 @@ struct api_settings {
         long long login_max_failures_ip;
         char *trusted_proxies;             /* CIDRs whose X-Forwarded-For is believed */
         long long workers;                 /* serving processes; 0: one per online CPU */
-        char *log_level;
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h), parsed into api.floor */
         char *oidc_http_nets;      /* PADDOCK_OIDC_HTTP_NETS, parsed into api.oidc_http_nets */

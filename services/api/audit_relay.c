@@ -154,7 +154,7 @@ static PGconn *listener(PGconn *conn) {
                 return conn;
         if (conn)
                 PQfinish(conn);
-        conn = PQconnectdb(rl.api->cfg.pg_dsn);
+        conn = PQconnectdb(rl.api->cfg.svc.pg_dsn);
         if (PQstatus(conn) != CONNECTION_OK || pg_exec(conn, "LISTEN paddock_audit_outbox", 0, NULL, NULL, NULL) < 0) {
                 PQfinish(conn);
                 return NULL;

@@ -39,14 +39,9 @@ struct metric api_metric_status_updates = {"paddock_api_run_status_updates_total
 static const struct config_entry config_table[] = {
         {"PADDOCK_API_ADDR", CONFIG_STRING, "127.0.0.1:8080", 0, 0, false, S(addr),
          "listen address host:port of the public API"},
-        {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, S(pg_dsn), "PostgreSQL connection string"},
+        SERVICE_CONFIG_PG_DSN_ENTRY(struct api_settings, svc),
         KAFKA_CONFIG_ENTRIES(struct api_settings, kafka),
-        {"PADDOCK_S3_ENDPOINT", CONFIG_STRING, "", 0, 0, false, S(s3_endpoint),
-         "S3 endpoint URL, e.g. http://127.0.0.1:7480 (required to serve)"},
-        {"PADDOCK_S3_BUCKET", CONFIG_STRING, "", 0, 0, false, S(s3_bucket), "S3 bucket of artifacts"},
-        {"PADDOCK_S3_ACCESS_KEY", CONFIG_STRING, "", 0, 0, false, S(s3_access_key), "S3 access key id"},
-        {"PADDOCK_S3_SECRET_KEY", CONFIG_STRING, "", 0, 0, true, S(s3_secret_key), "S3 secret key"},
-        {"PADDOCK_S3_REGION", CONFIG_STRING, "us-east-1", 0, 0, false, S(s3_region), "S3 region for SigV4"},
+        S3_CONFIG_ENTRIES(struct api_settings, s3),
         {"PADDOCK_API_MAX_BODY", CONFIG_INT, "1048576", 1024, 67108864, false, S(max_body),
          "largest accepted request body in bytes (larger: 413)"},
         {"PADDOCK_TOKEN_TTL_S", CONFIG_INT, "43200", 60, 2592000, false, S(token_ttl_s),
@@ -62,7 +57,7 @@ static const struct config_entry config_table[] = {
          "audit); empty: none, the socket peer is the client"},
         {"PADDOCK_API_WORKERS", CONFIG_INT, "0", 0, 64, false, S(workers),
          "worker processes serving the API on one port (SO_REUSEPORT); 0: one per online CPU"},
-        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
+        SERVICE_CONFIG_LOG_LEVEL_ENTRY(struct api_settings, svc),
         {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
          "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
@@ -84,6 +79,23 @@ static const char summary[] =
         "  paddock-api migrate                              apply the api schema's migrations and exit\n"
         "                                                   (run with the schema owner's PADDOCK_PG_DSN)\n"
         "  bootstrap and import-skills are audited (the serving api delivers their records)";
+
+static const struct service_spec api_spec = {
+        .name = "api",
+        .summary = summary,
+        .table = config_table,
+        .svc_offset = offsetof(struct api_settings, svc),
+        .kafka_offset = offsetof(struct api_settings, kafka),
+        .commands = (const char *const[]){"bootstrap", "import-skills", NULL},
+        .schema = "api",
+        .migrations = api_migrations,
+        .migrate_wait_ms = 60 * 1000,
+        .bus_identity = "api",
+        .producer = true,
+        .warm = (const char *const[]){TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, NULL},
+        .warm_note = "the first launch",
+        /* no ops server of its own: ops.c answers /readyz on the api's port */
+};
 
 static void lws_log(int level, const char *line) {
         size_t n = strlen(line);
@@ -151,27 +163,15 @@ static int listen_socket(const char *host, int port) {
 /* One serving process: its own PostgreSQL connections, Kafka clients and
  * libwebsockets context; listen_fd >= 0: serves the inherited socket. */
 static int serve_worker(struct api *a, const char *host, int port, int listen_fd) {
-        if (api_migrate(a, 60) < 0)
-                return 1;
-
-        struct err_detail e = {0};
-        if (kafka_settings_auth(&a->cfg.kafka, "api", &a->auth, &e) < 0) {
-                log_error("could not load the bus keys: %s", e.message);
-                return CONFIG_EXIT_BAD;
-        }
-        struct kafka_options ko;
-        kafka_settings_options(&a->cfg.kafka, "paddock-api", a->auth, &ko);
-        a->producer = kafka_producer_new(&ko, &e);
-        if (!a->producer) {
-                log_error("could not create kafka producer: %s", e.message);
-                return CONFIG_EXIT_BAD;
-        }
-        static const char *const produced[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, NULL};
-        if (kafka_producer_warm(a->producer, produced, 1000) < 0)
-                log_warn("could not look up the topics' partition leaders yet; the first launch may be slower");
-        struct s3_config s3c = {.endpoint = a->cfg.s3_endpoint, .region = a->cfg.s3_region,
-                                .bucket = a->cfg.s3_bucket, .access_key = a->cfg.s3_access_key,
-                                .secret_key = a->cfg.s3_secret_key, .timeout_ms = 10000};
+        /* the pool main() made serves the worker; it keeps what service_start makes */
+        struct service svc = {.pg = a->pg};
+        int r = service_start(&api_spec, &a->cfg, &svc);
+        a->auth = svc.auth;
+        a->producer = svc.producer;
+        if (r != 0)
+                return r;
+        struct s3_config s3c;
+        s3_settings_config(&a->cfg.s3, 10000, &s3c);
         a->s3 = s3_client_new(&s3c);
         if (!a->s3)
                 return 1;
@@ -322,8 +322,13 @@ static int serve(struct api *a) {
                 log_error("invalid PADDOCK_API_ADDR \"%s\": expected host:port", a->cfg.addr);
                 return CONFIG_EXIT_BAD;
         }
-        if (!a->cfg.kafka.bootstrap[0] || !a->cfg.s3_endpoint[0] || !a->cfg.s3_bucket[0]) {
-                log_error("PADDOCK_KAFKA_BOOTSTRAP, PADDOCK_S3_ENDPOINT and PADDOCK_S3_BUCKET are required to serve");
+        if (!a->cfg.kafka.bootstrap[0]) {
+                log_error("PADDOCK_KAFKA_BOOTSTRAP is required to serve");
+                return CONFIG_EXIT_BAD;
+        }
+        struct err_detail e = {0};
+        if (s3_settings_check(&a->cfg.s3, &e) < 0) {
+                log_error("invalid configuration: %s (required to serve)", e.message);
                 return CONFIG_EXIT_BAD;
         }
         long n = a->cfg.workers > 0 ? (long)a->cfg.workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -337,32 +342,11 @@ static int serve(struct api *a) {
 int main(int argc, char **argv) {
         bool bootstrap = argc > 1 && !strcmp(argv[1], "bootstrap");
         bool import_skills = argc > 1 && !strcmp(argv[1], "import-skills");
-        bool migrate = argc == 2 && !strcmp(argv[1], "migrate");
-        for (int i = 1; i < argc; i++)
-                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-                        config_print_help(stdout, "paddock-api", summary, config_table);
-                        return 0;
-                }
-        if (argc > 1 && !bootstrap && !import_skills && !migrate) {
-                fprintf(stderr, "paddock-api: unknown argument \"%s\" (see --help)\n", argv[1]);
-                return 64;
-        }
-
         struct api a = {0};
+        int rc = service_init(&api_spec, argc, argv, &a.cfg);
+        if (rc >= 0)
+                return rc;
         struct err_detail e = {0};
-        log_init("api", LOG_INFO);
-        if (config_load(config_table, &a.cfg, &e) < 0 || kafka_settings_check(&a.cfg.kafka, &e) < 0) {
-                log_error("invalid configuration: %s", e.message);
-                config_free(config_table, &a.cfg);
-                return CONFIG_EXIT_BAD;
-        }
-        enum log_level level;
-        if (log_level_from_string(a.cfg.log_level, &level) < 0) {
-                log_error("invalid configuration: PADDOCK_LOG_LEVEL: \"%s\" is not one of debug, info, warn, error",
-                          a.cfg.log_level);
-                config_free(config_table, &a.cfg);
-                return CONFIG_EXIT_BAD;
-        }
         if (addr_floor_new(a.cfg.egress_floor, &a.floor, &e) < 0) {
                 log_error("invalid configuration: PADDOCK_EGRESS_FLOOR: %s", e.message);
                 config_free(config_table, &a.cfg);
@@ -372,12 +356,6 @@ int main(int argc, char **argv) {
                 log_error("invalid configuration: PADDOCK_OIDC_HTTP_NETS: %s", e.message);
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
-        }
-        log_init("api", level);
-        if (migrate) {
-                int rc = service_migrate_main(a.cfg.pg_dsn, "api", api_migrations);
-                config_free(config_table, &a.cfg);
-                return rc;
         }
         int mk = secretbox_parse_master_key(a.cfg.master_key, a.master_key, &e);
         /* only the parsed key stays in memory, and the error never quotes the text */
@@ -399,25 +377,21 @@ int main(int argc, char **argv) {
         }
         if (id_new_uuid(a.instance) < 0)
                 return 1;
-        a.pg = pg_pool_new(a.cfg.pg_dsn, PG_POOL_SIZE);
+        a.pg = pg_pool_new(a.cfg.svc.pg_dsn, PG_POOL_SIZE);
         if (!a.pg)
                 return 1;
 
-        int rc;
         if (bootstrap)
                 rc = bootstrap_main(&a, argc - 1, argv + 1);
         else if (import_skills)
                 rc = catalog_import_skills_main(&a, argc - 1, argv + 1);
         else {
-                config_log(config_table, &a.cfg);
                 metrics_register(&api_metric_requests);
                 metrics_register(&api_metric_runs_launched);
                 metrics_register(&api_metric_ws_sessions);
                 metrics_register(&api_metric_status_updates);
                 status_consumer_register_metrics();
                 bus_auth_register_metrics();
-                if (shutdown_install() < 0)
-                        return 1;
                 rc = serve(&a);
         }
         a.producer = kafka_producer_free(a.producer);

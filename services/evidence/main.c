@@ -32,6 +32,7 @@
 #include "service/service.h"
 #include "evidence.h"
 #include "s3/s3.h"
+#include "s3/s3_config.h"
 
 extern const struct embedded_file evidence_migrations[];
 
@@ -40,36 +41,16 @@ extern const struct embedded_file evidence_migrations[];
 
 struct settings {
         struct kafka_settings kafka;
-        char *pg_dsn;
-        char *ops_addr;
-        char *log_level;
-        char *s3_endpoint;
-        char *s3_bucket;
-        char *s3_access_key;
-        char *s3_secret_key;
-        char *s3_region;
+        struct service_settings svc;
+        struct s3_settings s3;
         long long max_artifact_bytes;
         long long siem_timeout_ms;
 };
 
 static const struct config_entry settings_table[] = {
         KAFKA_CONFIG_ENTRIES(struct settings, kafka),
-        {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
-         "PostgreSQL connection string (libpq); evidence owns schema \"evidence\""},
-        {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
-         "host:port of /healthz, /readyz and /metrics (port 0 picks a free port, logged at start)"},
-        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, offsetof(struct settings, log_level),
-         "minimum log level: debug, info, warn or error"},
-        {"PADDOCK_S3_ENDPOINT", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_endpoint),
-         "S3-compatible endpoint URL, e.g. http://127.0.0.1:7480 (path-style)"},
-        {"PADDOCK_S3_BUCKET", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_bucket),
-         "bucket holding artifacts under tenants/<tenant>/runs/<run>/<name>"},
-        {"PADDOCK_S3_ACCESS_KEY", CONFIG_STRING, NULL, 0, 0, false, offsetof(struct settings, s3_access_key),
-         "S3 access key id"},
-        {"PADDOCK_S3_SECRET_KEY", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, s3_secret_key),
-         "S3 secret access key"},
-        {"PADDOCK_S3_REGION", CONFIG_STRING, "us-east-1", 0, 0, false, offsetof(struct settings, s3_region),
-         "S3 region used in SigV4 signatures"},
+        SERVICE_CONFIG_ENTRIES(struct settings, svc),
+        S3_CONFIG_ENTRIES(struct settings, s3),
         {"PADDOCK_EVIDENCE_MAX_ARTIFACT_BYTES", CONFIG_INT, "268435456", 1024, 4294967296.0, false,
          offsetof(struct settings, max_artifact_bytes),
          "largest artifact accepted; artifacts are assembled in memory before the upload"},
@@ -89,7 +70,7 @@ static struct metric m_retries = {.name = "paddock_evidence_retries_total",
                                   .type = METRIC_COUNTER};
 
 struct app {
-        struct pg_pool *pool;
+        struct service svc;
         struct kafka_consumer *consumer;
         struct artifacts_store_config artifacts;
         struct audit_store_config audit;
@@ -98,7 +79,7 @@ struct app {
 /* Applies one message (a kafka_handle_fn). */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
-        PGconn *conn = pg_pool_acquire(app->pool, 5000, err);
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
@@ -110,64 +91,53 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 r = audit_store(conn, &app->audit, m->value, m->len, err);
         else
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
-        pg_pool_release(app->pool, conn);
+        pg_pool_release(app->svc.pg, conn);
         return r;
 }
 
-static int migrate(struct pg_pool *pool) {
-        return service_migrate(pool, "evidence", evidence_migrations, 0);
+static int check_settings(const void *settings, struct err_detail *reterr) {
+        return s3_settings_check(&((const struct settings *)settings)->s3, reterr);
 }
 
+static const struct service_spec spec = {
+        .name = SERVICE,
+        .summary = "Paddock evidence: stores run events, assembles artifacts into S3, keeps the audit hash chain.",
+        .table = settings_table,
+        .svc_offset = offsetof(struct settings, svc),
+        .kafka_offset = offsetof(struct settings, kafka),
+        .check = check_settings,
+        .schema = "evidence",
+        .migrations = evidence_migrations,
+        .pg_pool_size = 2,
+        .bus_identity = "evidence",
+        .producer = true, /* the SIEM feed (audit_store.c) */
+        .ready = SERVICE_READY_PG,
+};
+
 static int run(struct settings *cfg) {
-        struct bus_auth *auth = NULL;
         struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes,
                           .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms};
-        char ops_host[256];
-        int ops_port, ret = 1;
-        struct ops_server *ops = NULL;
         struct err_detail err = {0};
-        (void)ops_parse_addr(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
-
-        app.pool = pg_pool_new(cfg->pg_dsn, 2);
-        struct s3_config s3c = {.endpoint = cfg->s3_endpoint, .region = cfg->s3_region, .bucket = cfg->s3_bucket,
-                                .access_key = cfg->s3_access_key, .secret_key = cfg->s3_secret_key,
-                                .timeout_ms = 60000};
+        int ret = service_start(&spec, cfg, &app.svc);
+        if (ret != 0)
+                goto out;
+        ret = 1;
+        app.audit.producer = app.svc.producer;
+        struct s3_config s3c;
+        s3_settings_config(&cfg->s3, 60000, &s3c);
         app.artifacts.s3 = s3_client_new(&s3c);
-        if (!app.pool || !app.artifacts.s3) {
+        if (!app.artifacts.s3) {
                 log_error("out of memory");
                 goto out;
         }
-        ops = ops_server_start(ops_host, ops_port, service_ready_pg, app.pool, &err);
-        if (!ops) {
-                log_error("could not start ops server on %s: %s", cfg->ops_addr, err.message);
-                goto out;
-        }
-        char port_s[16];
-        snprintf(port_s, sizeof port_s, "%d", ops_server_port(ops));
-        log_ctx(LOG_INFO, LOG_KV("addr", ops_host, "port", port_s), "ops server listening");
-
-        if (migrate(app.pool) < 0)
-                goto out;
         /* Usually created by the deployment; creating it here makes a fresh
          * stack work, and failing here is not fatal: uploads retry. */
         int r = s3_create_bucket(app.artifacts.s3, &err);
         if (r < 0 && r != -EEXIST)
-                log_warn("could not create bucket %s: %s", cfg->s3_bucket, err.message);
+                log_warn("could not create bucket %s: %s", cfg->s3.bucket, err.message);
 
-        r = kafka_settings_auth(&cfg->kafka, "evidence", &auth, &err);
-        if (r < 0) {
-                log_error("could not load the bus keys: %s", err.message);
-                goto out;
-        }
-        struct kafka_options ko;
-        kafka_settings_options(&cfg->kafka, "paddock-evidence", auth, &ko);
-        app.audit.producer = kafka_producer_new(&ko, &err);
-        if (!app.audit.producer) {
-                log_error("could not create kafka producer: %s", err.message);
-                goto out;
-        }
         static const char *const topics[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_AUDIT, NULL};
-        app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
+        app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
@@ -183,39 +153,13 @@ static int run(struct settings *cfg) {
         log_info("shutting down");
         ret = 0;
 out:
-        ops_server_stop(ops);
         kafka_consumer_free(app.consumer);
-        kafka_producer_free(app.audit.producer);
         s3_client_free(app.artifacts.s3);
-        bus_auth_free(auth);
-        pg_pool_free(app.pool);
+        service_stop(&app.svc);
         return ret;
 }
 
-/* Settings service_init() cannot know about (a service_spec check). */
-static int check_settings(const void *settings, struct err_detail *reterr) {
-        const struct settings *cfg = settings;
-        int r = kafka_settings_check(&cfg->kafka, reterr);
-        if (r < 0)
-                return r;
-        if (strncmp(cfg->s3_endpoint, "http://", 7) != 0 && strncmp(cfg->s3_endpoint, "https://", 8) != 0)
-                return err_set(reterr, -EINVAL, "config", "PADDOCK_S3_ENDPOINT: \"%s\" is not an http(s) URL",
-                               cfg->s3_endpoint);
-        return 0;
-}
-
 int main(int argc, char **argv) {
-        static const struct service_spec spec = {
-                .name = SERVICE,
-                .summary = "Paddock evidence: stores run events, assembles artifacts into S3, keeps the audit hash chain.",
-                .table = settings_table,
-                .log_level_offset = offsetof(struct settings, log_level),
-                .ops_addr_offset = offsetof(struct settings, ops_addr),
-                .schema = "evidence",
-                .migrations = evidence_migrations,
-                .pg_dsn_offset = offsetof(struct settings, pg_dsn),
-                .check = check_settings,
-        };
         struct settings cfg = {0};
         int r = service_init(&spec, argc, argv, &cfg);
         if (r >= 0)

@@ -9,6 +9,7 @@
 
 #include "core/ids.h"
 #include "kafka/kafka_config.h"
+#include "service/service_config.h"
 #include "paddock/v1/runs.pb-c.h"
 
 /* Every sandbox has its own user namespace mapping container ids
@@ -41,8 +42,7 @@ struct runner_settings {
         long long node_memory_mb;
         long long heartbeat_ms;
         char *crun;
-        char *ops_addr;
-        char *log_level;
+        struct service_settings svc; /* log level, ops address (no database: it holds no credentials) */
         long long max_output_mb;
         long long max_diff_mb;
         long long egress_run_max_conns;

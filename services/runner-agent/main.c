@@ -3,6 +3,7 @@
  * namespace, streams events, usage and artifacts back over Kafka, destroys the
  * sandbox and proves it is gone. Holds no database or storage credentials. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "proxy.h"
 #include "proxy_policy.h"
 #include "run.h"
+#include "service/service.h"
 
 struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
 struct metric runner_metric_runs_finished = {.name = "paddock_runner_runs_finished_total", .help = "Runs that reached a terminal status", .type = METRIC_COUNTER};
@@ -55,9 +57,8 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_HEARTBEAT_MS", CONFIG_INT, "2000", 100, 600000, false, S(heartbeat_ms),
          "interval of node heartbeats on paddock.nodes"},
         {"PADDOCK_CRUN", CONFIG_STRING, "/usr/bin/crun", 0, 0, false, S(crun), "path of the crun binary"},
-        {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, S(ops_addr),
-         "address:port of /healthz /readyz /metrics (port 0: any free port)"},
-        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, S(log_level), "debug, info, warn or error"},
+        SERVICE_CONFIG_OPS_ADDR_ENTRY(struct runner_settings, svc),
+        SERVICE_CONFIG_LOG_LEVEL_ENTRY(struct runner_settings, svc),
         {"PADDOCK_RUN_MAX_OUTPUT_MB", CONFIG_INT, "64", 1, 65536, false, S(max_output_mb),
          "stdout+stderr of one run sent as output events, beyond it output is dropped"},
         {"PADDOCK_RUN_MAX_DIFF_MB", CONFIG_INT, "256", 1, 65536, false, S(max_diff_mb),
@@ -93,25 +94,29 @@ static const struct config_entry config_table[] = {
 };
 #undef S
 
-static int parse_addr(const char *s, char *host, size_t hsize, int *port) {
-        const char *colon = strrchr(s, ':');
-        if (!colon || colon == s || (size_t)(colon - s) >= hsize)
-                return -EINVAL;
-        char *end;
-        long p = strtol(colon + 1, &end, 10);
-        if (*end || end == colon + 1 || p < 0 || p > 65535)
-                return -EINVAL;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = 0;
-        *port = (int)p;
-        return 0;
-}
+static const char summary[] =
+        "Paddock runner-agent: runs this node's assigned runs in crun sandboxes and reports over Kafka.";
+
+static const struct service_spec spec = {
+        .name = "runner-agent",
+        .summary = summary,
+        .table = config_table,
+        .svc_offset = offsetof(struct runner_settings, svc),
+        .kafka_offset = offsetof(struct runner_settings, kafka),
+        .producer = true,
+        .warm = (const char *const[]){TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_USAGE, TOPIC_NODES, NULL},
+        .warm_note = "the first run",
+        .warm_timeout_ms = 5000,
+        .ready = SERVICE_READY_KAFKA,
+};
+
+/* Ready once the node consumes its assignments and control messages
+ * (service.ready, after the Kafka check). */
+static atomic_bool started;
 
 static int ready(void *userdata, struct ops_not_ready *why) {
-        struct agent *a = userdata;
-        struct err_detail e = {0};
-        int r = kafka_producer_ping(a->producer, 2000, &e);
-        return r < 0 ? ops_not_ready_set(why, r, "kafka", "%s", e.message) : 0;
+        (void)userdata;
+        return started ? 0 : ops_not_ready_set(why, -EAGAIN, "runner", "still starting");
 }
 
 /* The node's signing key: PADDOCK_SIGNING_KEY, else node.key in the state dir. */
@@ -161,12 +166,6 @@ static int enroll_main(const struct config_entry *table) {
 }
 
 int main(int argc, char **argv) {
-        static const char summary[] =
-                "Paddock runner-agent: runs this node's assigned runs in crun sandboxes and reports over Kafka.";
-        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-                config_print_help(stdout, argv[0], summary, config_table);
-                return 0;
-        }
         if (argc > 1 && !strcmp(argv[1], "image")) {
                 /* the node's image builder: a one-shot command, no Kafka */
                 log_init("runner-agent", LOG_INFO);
@@ -174,38 +173,12 @@ int main(int argc, char **argv) {
         }
         if (argc > 1 && !strcmp(argv[1], "enroll"))
                 return enroll_main(config_table);
-        if (argc > 1) {
-                fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", argv[0], argv[1]);
-                return CONFIG_EXIT_BAD;
-        }
 
         struct runner_settings cfg = {0};
         struct err_detail err = {0};
-        enum log_level level;
-        log_init("runner-agent", LOG_INFO);
-        if (config_load(config_table, &cfg, &err) < 0) {
-                log_error("invalid configuration: %s", err.message);
-                config_free(config_table, &cfg);
-                return CONFIG_EXIT_BAD;
-        }
-        if (log_level_from_string(cfg.log_level, &level) < 0) {
-                log_error("invalid configuration: PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error",
-                          cfg.log_level);
-                config_free(config_table, &cfg);
-                return CONFIG_EXIT_BAD;
-        }
-        char ops_host[256];
-        int ops_port;
-        if (kafka_settings_check(&cfg.kafka, &err) < 0) {
-                log_error("invalid configuration: %s", err.message);
-                config_free(config_table, &cfg);
-                return CONFIG_EXIT_BAD;
-        }
-        if (parse_addr(cfg.ops_addr, ops_host, sizeof ops_host, &ops_port) < 0) {
-                log_error("invalid configuration: PADDOCK_OPS_ADDR: \"%s\" is not address:port", cfg.ops_addr);
-                config_free(config_table, &cfg);
-                return CONFIG_EXIT_BAD;
-        }
+        int r = service_init(&spec, argc, argv, &cfg);
+        if (r >= 0)
+                return r;
         /* the platform egress floor of every run's proxy (docs/CONTRACTS.md) */
         static struct addr_floor *floor;
         if (addr_floor_new(cfg.egress_floor, &floor, &err) < 0) {
@@ -214,7 +187,6 @@ int main(int argc, char **argv) {
                 return CONFIG_EXIT_BAD;
         }
         egress_policy_set_floor(floor);
-        log_init("runner-agent", level);
 
         static struct agent a;
         a.cfg = &cfg;
@@ -246,7 +218,6 @@ int main(int argc, char **argv) {
         pthread_cond_init(&a.cond, NULL);
         if (!a.slots)
                 return 1;
-        config_log(config_table, &cfg);
         struct proxy_settings ps = {
                 .run_max_conns = (unsigned)cfg.egress_run_max_conns, .run_max_fds = (unsigned)cfg.egress_run_max_fds,
                 .run_max_buffer_bytes = (uint64_t)cfg.egress_run_max_buffer_mb << 20,
@@ -272,13 +243,9 @@ int main(int argc, char **argv) {
         int rc = 1;
         struct kafka_consumer *consumer = NULL;
         struct heartbeat *hb = NULL;
-        struct ops_server *ops = NULL;
         struct control *control = NULL;
+        struct service svc = {0};
 
-        if (shutdown_install() < 0) {
-                log_error("could not install signal handlers: %m");
-                goto out;
-        }
         if (node_prep(&a, &err) < 0) {
                 log_error("could not prepare this node: %s", err.message);
                 goto out;
@@ -293,27 +260,19 @@ int main(int argc, char **argv) {
         char identity[BUS_AUTH_SIGNER_MAX + 256], key_path[4096];
         snprintf(identity, sizeof identity, "node:%s", a.node_id);
         node_key_path(&cfg, key_path, sizeof key_path);
-        if (!cfg.kafka.trusted_keys[0] ||
-            bus_auth_new(identity, key_path, cfg.kafka.trusted_keys, &a.auth, &err) < 0) {
-                log_error("could not load the bus keys (enroll this node first): %s",
-                          cfg.kafka.trusted_keys[0] ? err.message : "PADDOCK_TRUSTED_KEYS is not set");
+        svc = (struct service){.identity = identity, .signing_key = key_path, .key_hint = "enroll this node first",
+                               .client_id = client_id, .ready = ready};
+        rc = service_start(&spec, &cfg, &svc);
+        a.auth = svc.auth;
+        a.producer = svc.producer;
+        if (rc != 0)
                 goto out;
-        }
-        struct kafka_options kopts;
-        kafka_settings_options(&cfg.kafka, client_id, a.auth, &kopts);
-        a.producer = kafka_producer_new(&kopts, &err);
-        if (!a.producer) {
-                log_error("could not create the kafka producer: %s", err.message);
-                goto out;
-        }
-        static const char *const produced[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_USAGE, TOPIC_NODES, NULL};
-        if (kafka_producer_warm(a.producer, produced, 5000) < 0)
-                log_warn("could not look up the topics' partition leaders yet; the first run may start slower");
+        rc = 1;
         /* runs a previous process left unfinished get their terminal event */
         run_recover_interrupted(&a);
         char group[320];
         snprintf(group, sizeof group, "paddock-runner-%s", a.node_id);
-        struct kafka_options copts = kopts;
+        struct kafka_options copts = svc.kafka;
         copts.extra = consumer_extra;
         consumer = kafka_consumer_new(&copts, group, (const char *const[]){TOPIC_RUNS_ASSIGNED, NULL}, "earliest",
                                       &err);
@@ -326,13 +285,8 @@ int main(int argc, char **argv) {
                 log_error("could not consume run control messages: %s", err.message);
                 goto out;
         }
-        ops = ops_server_start(ops_host, ops_port, ready, &a, &err);
-        if (!ops) {
-                log_error("could not start the ops endpoint on %s: %s", cfg.ops_addr, err.message);
-                goto out;
-        }
         char port[16];
-        snprintf(port, sizeof port, "%d", ops_server_port(ops));
+        snprintf(port, sizeof port, "%d", ops_server_port(svc.ops));
         log_ctx(LOG_INFO, LOG_KV("node", a.node_id, "ops_port", port), "runner-agent started");
         hb = heartbeat_start(&a);
         if (!hb) {
@@ -340,7 +294,8 @@ int main(int argc, char **argv) {
                 goto out;
         }
 
-        int r = assignments_loop(&a, consumer);
+        started = true;
+        r = assignments_loop(&a, consumer);
         log_info("stopping: cancelling running runs");
         assignments_reap(&a, true);
         rc = r < 0 ? 1 : 0;
@@ -350,11 +305,11 @@ out:
         assignments_reap(&a, true);
         control_stop(control);
         kafka_consumer_free(consumer);
-        ops_server_stop(ops);
         /* run events were acknowledged one by one; only heartbeats may be
          * queued, and kafka_producer_free gives them its own 5 s */
-        kafka_producer_free(a.producer);
-        a.auth = bus_auth_free(a.auth);
+        service_stop(&svc);
+        a.producer = NULL;
+        a.auth = NULL;
         node_prep_free(&a);
         free(a.slots);
         config_free(config_table, &cfg);

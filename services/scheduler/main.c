@@ -52,18 +52,13 @@ extern const struct embedded_file scheduler_migrations[];
 
 struct settings {
         struct kafka_settings kafka;
-        char *pg_dsn;
-        char *ops_addr;
-        char *log_level;
+        struct service_settings svc;
         struct sched_policy policy;
 };
 
 static const struct config_entry settings_table[] = {
         KAFKA_CONFIG_ENTRIES(struct settings, kafka),
-        {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, offsetof(struct settings, pg_dsn),
-         "PostgreSQL connection string (libpq); the scheduler owns schema \"scheduler\""},
-        {"PADDOCK_OPS_ADDR", CONFIG_STRING, "127.0.0.1:0", 0, 0, false, offsetof(struct settings, ops_addr),
-         "host:port of /healthz, /readyz and /metrics (port 0 picks a free port, logged at start)"},
+        SERVICE_CONFIG_ENTRIES(struct settings, svc),
         {"PADDOCK_TEAM_MAX_CONCURRENT", CONFIG_INT, "10", 0, 1000000, false,
          offsetof(struct settings, policy.team_max_concurrent),
          "runs of one team assigned at the same time; scheduler.team_limits overrides it per team"},
@@ -81,8 +76,6 @@ static const struct config_entry settings_table[] = {
          "an assigned run its node reports nothing of this long is taken back and placed elsewhere"},
         {"PADDOCK_CANCEL_GRACE_S", CONFIG_INT, "15", 1, 3600, false, offsetof(struct settings, policy.cancel_grace_s),
          "a run cancelled while assigned that its node reports nothing of this long ends as cancelled"},
-        {"PADDOCK_LOG_LEVEL", CONFIG_STRING, "info", 0, 0, false, offsetof(struct settings, log_level),
-         "minimum log level: debug, info, warn or error"},
         {NULL},
 };
 
@@ -96,8 +89,7 @@ static struct metric m_retries = {.name = "paddock_scheduler_retries_total",
                                   .type = METRIC_COUNTER};
 
 struct app {
-        struct pg_pool *pool;
-        struct kafka_producer *producer;
+        struct service svc;                    /* PostgreSQL pool, producer, ops server */
         struct kafka_consumer *consumer;       /* runs.requested, runs.events, runs.control */
         struct kafka_consumer *nodes_consumer; /* paddock.nodes only, polled by nodes_thread */
         char producer_id[320];
@@ -108,23 +100,13 @@ struct app {
         _Atomic int64_t first_message; /* time_mono_us() of the first message, 0 before */
 };
 
-static int ready(void *userdata, struct ops_not_ready *why) {
-        struct app *app = userdata;
-        int r = service_ready_pg(app->pool, why);
-        if (r < 0)
-                return r;
-        struct err_detail e = {0};
-        r = kafka_producer_ping(app->producer, 1000, &e);
-        return r < 0 ? ops_not_ready_set(why, r, "kafka", "%s", e.message) : 0;
-}
-
 /* Applies one message (a kafka_handle_fn); a change that can free or need a
  * slot asks for placement right after the commit. */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
         if (!app->first_message)
                 app->first_message = time_mono_us();
-        PGconn *conn = pg_pool_acquire(app->pool, 5000, err);
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
         int r;
@@ -147,7 +129,7 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         } else {
                 r = err_set(err, -EINVAL, "topic", "unexpected topic");
         }
-        pg_pool_release(app->pool, conn);
+        pg_pool_release(app->svc.pg, conn);
         return r;
 }
 
@@ -181,7 +163,7 @@ static bool dead_sweep_allowed(const struct app *app) {
  * failing is logged and retried on the next pass. */
 static void place(struct app *app) {
         struct err_detail err = {0};
-        PGconn *conn = pg_pool_acquire(app->pool, 2000, &err);
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 2000, &err);
         if (!conn) {
                 log_warn("could not place runs: %s", err.message);
                 return;
@@ -201,7 +183,7 @@ static void place(struct app *app) {
         err = (struct err_detail){0};
         if ((r = placement_update_gauges(conn, &app->sched, &err)) < 0)
                 log_warn("could not count runs: %s", err_text(&err, r));
-        pg_pool_release(app->pool, conn);
+        pg_pool_release(app->svc.pg, conn);
 }
 
 /* Runs after every poll (a kafka_tick_fn): placement right after a relevant
@@ -215,68 +197,48 @@ static void place_tick(void *userdata) {
         }
 }
 
-static int migrate(struct pg_pool *pool) {
-        return service_migrate(pool, "scheduler", scheduler_migrations, 0);
-}
+static const struct service_spec spec = {
+        .name = SERVICE,
+        .summary = "Paddock scheduler: assigns requested runs to nodes with room, within team limits.",
+        .table = settings_table,
+        .svc_offset = offsetof(struct settings, svc),
+        .kafka_offset = offsetof(struct settings, kafka),
+        .schema = "scheduler",
+        .migrations = scheduler_migrations,
+        .pg_pool_size = 3, /* the event loop, the heartbeat loop, placement */
+        .bus_identity = "scheduler",
+        .producer = true,
+        .warm = (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS, NULL},
+        .warm_note = "the first placement",
+        .ready = SERVICE_READY_PG | SERVICE_READY_KAFKA,
+};
 
 static int run(struct settings *cfg) {
         struct app app = {0};
-        struct bus_auth *auth = NULL;
         char host[256] = "unknown";
         gethostname(host, sizeof host - 1);
         snprintf(app.producer_id, sizeof app.producer_id, "scheduler/%s", host);
         app.started = time_mono_us();
 
-        char ops_host[256];
-        int ops_port, ret = 1;
-        struct ops_server *ops = NULL;
         struct err_detail err = {0};
-        (void)ops_parse_addr(cfg->ops_addr, ops_host, sizeof ops_host, &ops_port); /* validated in main */
-
-        app.pool = pg_pool_new(cfg->pg_dsn, 3); /* the event loop, the heartbeat loop, placement */
-        if (!app.pool) {
-                log_error("out of memory");
+        int ret = service_start(&spec, cfg, &app.svc);
+        if (ret != 0)
                 goto out;
-        }
-        if (kafka_settings_auth(&cfg->kafka, "scheduler", &auth, &err) < 0) {
-                log_error("could not load the bus keys: %s", err.message);
-                goto out;
-        }
-        struct kafka_options ko;
-        kafka_settings_options(&cfg->kafka, "paddock-scheduler", auth, &ko);
-        app.producer = kafka_producer_new(&ko, &err);
-        if (!app.producer) {
-                log_error("could not create kafka producer: %s", err.message);
-                goto out;
-        }
-        static const char *const produced[] = {TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS, NULL};
-        if (kafka_producer_warm(app.producer, produced, 1000) < 0)
-                log_warn("could not look up the topics' partition leaders yet; the first placement may be slower");
-        ops = ops_server_start(ops_host, ops_port, ready, &app, &err);
-        if (!ops) {
-                log_error("could not start ops server on %s: %s", cfg->ops_addr, err.message);
-                goto out;
-        }
-        char port_s[16];
-        snprintf(port_s, sizeof port_s, "%d", ops_server_port(ops));
-        log_ctx(LOG_INFO, LOG_KV("addr", ops_host, "port", port_s), "ops server listening");
-
-        if (migrate(app.pool) < 0)
-                goto out;
+        ret = 1;
 
         static const char *const topics[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS, TOPIC_RUNS_CONTROL, NULL};
-        app.consumer = kafka_consumer_new(&ko, GROUP_ID, topics, "earliest", &err);
+        app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
-        app.nodes_consumer = kafka_consumer_new(&ko, NODES_GROUP_ID, (const char *const[]){TOPIC_NODES, NULL},
+        app.nodes_consumer = kafka_consumer_new(&app.svc.kafka, NODES_GROUP_ID, (const char *const[]){TOPIC_NODES, NULL},
                                                 "earliest", &err);
         if (!app.nodes_consumer) {
                 log_error("could not create kafka heartbeat consumer: %s", err.message);
                 goto out;
         }
-        app.sched = (struct sched){.producer = app.producer, .producer_id = app.producer_id,
+        app.sched = (struct sched){.producer = app.svc.producer, .producer_id = app.producer_id,
                                    .policy = &cfg->policy};
         log_info("scheduler started");
 
@@ -300,31 +262,13 @@ static int run(struct settings *cfg) {
         log_info("shutting down");
         ret = 0;
 out:
-        ops_server_stop(ops);
         kafka_consumer_free(app.nodes_consumer);
         kafka_consumer_free(app.consumer);
-        kafka_producer_free(app.producer);
-        bus_auth_free(auth);
-        pg_pool_free(app.pool);
+        service_stop(&app.svc);
         return ret;
 }
 
-static int check_settings(const void *settings, struct err_detail *reterr) {
-        return kafka_settings_check(&((const struct settings *)settings)->kafka, reterr);
-}
-
 int main(int argc, char **argv) {
-        static const struct service_spec spec = {
-                .check = check_settings,
-                .name = SERVICE,
-                .summary = "Paddock scheduler: assigns requested runs to nodes with room, within team limits.",
-                .table = settings_table,
-                .log_level_offset = offsetof(struct settings, log_level),
-                .ops_addr_offset = offsetof(struct settings, ops_addr),
-                .schema = "scheduler",
-                .migrations = scheduler_migrations,
-                .pg_dsn_offset = offsetof(struct settings, pg_dsn),
-        };
         struct settings cfg = {0};
         int r = service_init(&spec, argc, argv, &cfg);
         if (r >= 0)
