@@ -1931,8 +1931,8 @@ static void *loop_thread(void *userdata) {
         return NULL;
 }
 
-/* Answers a connection refused at accept time without blocking the accept
- * thread (best effort: a client that sent nothing yet may see a reset) and
+/* Answers a connection refused at accept time without blocking the event
+ * loop (best effort: a client that sent nothing yet may see a reset) and
  * counts it; the run's refusals are reported as one aggregated egress event
  * at most once a second (REFUSAL_REPORT_US) and when the run stops, so a
  * flood of connections cannot flood the event stream. */
@@ -1985,7 +1985,7 @@ static void shed_one(struct proxy_run *pr) {
         g.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Called by the accept thread under g.lock. */
+/* Called by the event loop under g.lock. */
 static void accept_all(struct proxy_run *pr) {
         for (;;) {
                 int fd = accept4(pr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
