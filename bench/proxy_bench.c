@@ -1,17 +1,21 @@
-/* Egress proxy overhead (TARGETS.md, egress proxy rows): CONNECT tunnel
- * throughput through the proxy vs direct, added latency per small request on a
- * reused connection, and small requests per second with 16 connections. The
- * proxy is the runner-agent's own code (proxy.c, proxy_policy.c) serving one
- * run in this process's network namespace; its egress events are built and
- * serialised as in a run, then dropped. The platform egress floor refuses
- * loopback, so the upstream listens in a running local stack's test upstream
- * network (PADDOCK_TEST_NETNS, the first of PADDOCK_TEST_UPSTREAM_ADDRS, from
- * its endpoints.env; 198.18.0.0/15 over a veth pair), allowed as a profile's IP
- * rule would; direct connections take the same veth, so the ratio compares
- * like with like. Prints figures, never fails on them.
+/* Egress proxy overhead (issue 10 §4, bench/README.md "proxy"), measured side
+ * by side in one run against squid (Debian's, started by bench/proxy.sh on a
+ * loopback port) and a direct connection: CONNECT tunnel bulk throughput
+ * (MB/s), added latency per small request on a reused tunnel (µs), small
+ * requests per second with 16 reused tunnels (keep-alive) and with a new
+ * tunnel per request (connect + CONNECT + one request + close). The proxy is
+ * the runner-agent's own code (proxy.c, proxy_policy.c, the library
+ * paddock_runner_proxy) serving one run in this process's network namespace;
+ * its egress events are built and serialised as in a run, then dropped. The
+ * platform egress floor refuses loopback, so the upstream (a small echo and
+ * stream server, one thread per connection, the same for all three) listens
+ * in a network namespace over a veth pair (PADDOCK_TEST_NETNS, the first of
+ * PADDOCK_TEST_UPSTREAM_ADDRS: a local stack's test network, or the one
+ * bench/proxy.sh makes); direct connections and squid take the same veth, so
+ * the ratios compare like with like. Prints figures, never fails on them.
  *
- * usage: set -a; . .paddock/endpoints.env; set +a
- *        paddock-proxy-bench [seconds per phase (default 3)] [throughput GiB (default 4)] */
+ * usage: bench/proxy.sh [seconds per phase (default 3)] [throughput GiB (default 2)]
+ *        (PADDOCK_BENCH_SQUID_PORT: squid's port on 127.0.0.1; unset: no squid column) */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +49,9 @@ static void die(const char *what) {
 
 static const char *up_addr;     /* the upstream's address in the test network */
 static const char *up_netns;
+
+enum via { DIRECT, PROXY, SQUID };
+static const char *const via_name[] = {"direct", "proxy", "squid"};
 
 /* Makes the upstream's socket inside the test network namespace: setns()
  * moves only this short-lived thread; the socket stays there. */
@@ -166,26 +173,35 @@ static void *upstream_thread(void *arg) {
 
 /* ---- clients ---- */
 
-static int upstream_port, proxy_port;
+static int upstream_port, proxy_port, squid_port;
 
-/* A connection to the upstream, directly or through a CONNECT tunnel. */
-static int open_conn(bool via_proxy) {
-        if (!via_proxy)
+/* A connection to the upstream, directly or through a CONNECT tunnel of the
+ * proxy or of squid. */
+static int open_conn(enum via via) {
+        if (via == DIRECT)
                 return dial(up_addr, upstream_port);
-        int fd = dial(NULL, proxy_port);
-        char req[160], resp[128];
+        int fd = dial(NULL, via == PROXY ? proxy_port : squid_port);
+        char req[160], resp[512];
         int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", up_addr,
                          upstream_port, up_addr, upstream_port);
         write_full(fd, req, (size_t)n);
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        read_full(fd, resp, sizeof ok - 1);
-        if (memcmp(resp, ok, sizeof ok - 1))
-                die("CONNECT refused");
+        /* the answer's head, byte by byte: nothing of the tunnel is read */
+        size_t have = 0;
+        while (have < 4 || memcmp(resp + have - 4, "\r\n\r\n", 4)) {
+                if (have == sizeof resp - 1)
+                        die("CONNECT answer too long");
+                read_full(fd, resp + have++, 1);
+        }
+        resp[have] = 0;
+        if (strncmp(resp, "HTTP/1.1 200", 12) && strncmp(resp, "HTTP/1.0 200", 12)) {
+                fprintf(stderr, "%s refused the CONNECT: %s\n", via_name[via], resp);
+                exit(1);
+        }
         return fd;
 }
 
-static double throughput(bool via_proxy, uint64_t total) {
-        int fd = open_conn(via_proxy);
+static double throughput(enum via via, uint64_t total) {
+        int fd = open_conn(via);
         char m = 'S';
         write_full(fd, &m, 1);
         write_full(fd, &total, sizeof total);
@@ -212,8 +228,8 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 /* Round trips of MSG bytes on one reused connection; fills p50/p99 in µs. */
-static void latency(bool via_proxy, int n, double *p50, double *p99) {
-        int fd = open_conn(via_proxy);
+static void latency(enum via via, int n, double *p50, double *p99) {
+        int fd = open_conn(via);
         char m = 'E', buf[MSG] = {0};
         write_full(fd, &m, 1);
         int64_t *lat = malloc(sizeof *lat * (size_t)n);
@@ -232,17 +248,30 @@ static void latency(bool via_proxy, int n, double *p50, double *p99) {
 }
 
 struct rps_job {
-        bool via_proxy;
+        enum via via;
+        bool new_conn;          /* a new tunnel per request */
         int64_t until;
         atomic_ullong *count;
 };
 
 static void *rps_worker(void *arg) {
         struct rps_job *j = arg;
-        int fd = open_conn(j->via_proxy);
         char m = 'E', buf[MSG] = {0};
-        write_full(fd, &m, 1);
         unsigned long long n = 0;
+        if (j->new_conn) {
+                char first[1 + MSG] = {'E'};
+                while (now_ns() < j->until) {
+                        int fd = open_conn(j->via);
+                        write_full(fd, first, sizeof first);
+                        read_full(fd, buf, MSG);
+                        close(fd);
+                        n++;
+                }
+                atomic_fetch_add(j->count, n);
+                return NULL;
+        }
+        int fd = open_conn(j->via);
+        write_full(fd, &m, 1);
         while (now_ns() < j->until) {
                 write_full(fd, buf, MSG);
                 read_full(fd, buf, MSG);
@@ -253,9 +282,9 @@ static void *rps_worker(void *arg) {
         return NULL;
 }
 
-static double rps(bool via_proxy, int conns, double seconds) {
+static double rps(enum via via, bool new_conn, int conns, double seconds) {
         atomic_ullong count = 0;
-        struct rps_job j = {.via_proxy = via_proxy, .until = now_ns() + (int64_t)(seconds * 1e9), .count = &count};
+        struct rps_job j = {.via = via, .new_conn = new_conn, .until = now_ns() + (int64_t)(seconds * 1e9), .count = &count};
         pthread_t t[64];
         for (int i = 0; i < conns; i++)
                 pthread_create(&t[i], NULL, rps_worker, &j);
@@ -276,7 +305,7 @@ static void on_event(void *userdata, const char *kind, json_t *data, bool sync) 
 
 int main(int argc, char **argv) {
         double secs = argc > 1 ? atof(argv[1]) : 3.0;
-        double gib = argc > 2 ? atof(argv[2]) : 4.0;
+        double gib = argc > 2 ? atof(argv[2]) : 2.0;
         if (secs <= 0 || gib <= 0) {
                 fprintf(stderr, "usage: %s [seconds per phase] [throughput GiB]\n", argv[0]);
                 return 2;
@@ -312,40 +341,63 @@ int main(int argc, char **argv) {
                 return 1;
         }
         proxy_port = proxy_run_port(pr);
+        const char *sp = getenv("PADDOCK_BENCH_SQUID_PORT");
+        squid_port = sp ? atoi(sp) : 0;
+        int n_via = squid_port > 0 ? 3 : 2;
         uint64_t total = (uint64_t)(gib * 1024 * 1024 * 1024);
         int lat_n = (int)(20000 * secs);
+        double load[3] = {0};
+        FILE *la = fopen("/proc/loadavg", "r");
+        if (!la || fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3)
+                load[0] = -1;
+        if (la)
+                fclose(la);
 
-        printf("egress proxy benchmark (test network veth, %ld cpus), upstream %s:%d, proxy :%d\n",
-               sysconf(_SC_NPROCESSORS_ONLN), up_addr, upstream_port, proxy_port);
-        double td[3], tp[3];
-        for (int i = 0; i < 3; i++) {
-                td[i] = throughput(false, total);
-                tp[i] = throughput(true, total);
+        printf("egress proxy benchmark: %ld cpus, load average %.2f %.2f %.2f; upstream %s:%d over a veth pair; "
+               "proxy 127.0.0.1:%d; squid %s\n",
+               sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], up_addr, upstream_port, proxy_port,
+               squid_port > 0 ? "127.0.0.1 (see port below)" : "not measured (PADDOCK_BENCH_SQUID_PORT unset)");
+        if (squid_port > 0)
+                printf("squid port %d\n", squid_port);
+
+        /* bulk: one CONNECT tunnel streaming `total` bytes down, best of 3 */
+        double tbest[3] = {0};
+        for (int r = 0; r < 3; r++)
+                for (int v = 0; v < n_via; v++) {
+                        double t = throughput((enum via)v, total);
+                        if (t > tbest[v])
+                                tbest[v] = t;
+                }
+        printf("\nbulk, one CONNECT tunnel, %.1f GiB down, best of 3:\n", gib);
+        for (int v = 0; v < n_via; v++)
+                printf("  %-6s %8.0f MB/s  (%.2fx direct)\n", via_name[v], tbest[v] / 1e6, tbest[v] / tbest[DIRECT]);
+        printf("  proxy/direct %.2fx   [target >= 0.90x; issue 10 before: 0.52x]\n", tbest[PROXY] / tbest[DIRECT]);
+
+        /* latency: one reused tunnel, MSG-byte request and answer */
+        double p50[3], p99[3];
+        for (int v = 0; v < n_via; v++)
+                latency((enum via)v, lat_n, &p50[v], &p99[v]);
+        printf("\nsmall request round trip (%d B each way), one reused tunnel, %d requests:\n", MSG, lat_n);
+        for (int v = 0; v < n_via; v++)
+                printf("  %-6s p50 %7.1f us  p99 %7.1f us  added p50 %+6.1f us\n", via_name[v], p50[v], p99[v],
+                       p50[v] - p50[DIRECT]);
+        printf("  proxy added p50 %+.1f us   [target <= +25 us; issue 10 before: +34.5 us]\n", p50[PROXY] - p50[DIRECT]);
+
+        /* requests per second: 16 reused tunnels (keep-alive), then a new
+         * tunnel per request (connect, CONNECT, request, close) */
+        for (int nc = 0; nc < 2; nc++) {
+                int conns = nc ? 8 : 16;
+                double r[3];
+                for (int v = 0; v < n_via; v++)
+                        r[v] = rps((enum via)v, nc, conns, secs);
+                printf("\nsmall requests/s, %d clients, %s, %.0f s each:\n", conns,
+                       nc ? "a new CONNECT tunnel per request" : "reused tunnels (keep-alive)", secs);
+                for (int v = 0; v < n_via; v++)
+                        printf("  %-6s %9.0f req/s  (%.2fx direct)\n", via_name[v], r[v], r[v] / r[DIRECT]);
+                if (n_via == 3)
+                        printf("  proxy/squid %.2fx   [target >= 2x; issue 10 before: 1.66x]\n", r[PROXY] / r[SQUID]);
         }
-        double d_best = 0, p_best = 0, d_sum = 0, p_sum = 0;
-        for (int i = 0; i < 3; i++) {
-                d_sum += td[i], p_sum += tp[i];
-                if (td[i] > d_best)
-                        d_best = td[i];
-                if (tp[i] > p_best)
-                        p_best = tp[i];
-        }
-        printf("CONNECT tunnel throughput (%.1f GiB x3): direct %.2f GB/s (best %.2f), proxy %.2f GB/s (best %.2f) "
-               "= %.2fx direct   [target >= 0.9x; squid 0.44x, tinyproxy 0.16x]\n",
-               gib, d_sum / 3 / 1e9, d_best / 1e9, p_sum / 3 / 1e9, p_best / 1e9, p_sum / d_sum);
-
-        double d50, d99, p50, p99;
-        latency(false, lat_n, &d50, &d99);
-        latency(true, lat_n, &p50, &p99);
-        printf("small request round trip, reused connection (%d x %d B): direct p50 %.1f us p99 %.1f us, "
-               "proxy p50 %.1f us p99 %.1f us; added p50 %+.1f us   [target <= +25 us; squid +29, tinyproxy +22]\n",
-               lat_n, MSG, d50, d99, p50, p99, p50 - d50);
-
-        double rd = rps(false, 16, secs), rp = rps(true, 16, secs);
-        printf("small requests/s, 16 connections, %.0f s: direct %.0f/s, proxy %.0f/s (%.2fx direct, %.2fx squid)   "
-               "[target >= 2x squid = 36k/s; squid 18k, tinyproxy 6.7k, direct here 83k]\n",
-               secs, rd, rp, rp / rd, rp / 18000.0);
-        printf("egress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
+        printf("\negress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
         proxy_run_stop(pr);
         printf("egress events after teardown: %llu\n", (unsigned long long)atomic_load(&events_seen));
         return 0;

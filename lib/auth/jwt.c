@@ -231,7 +231,7 @@ static int jwt_check_claims(json_t *claims, const struct jwt_verify_params *p, s
                 return err_set(reterr, -EACCES, "aud", "token audience does not contain the configured audience");
 
         double now = (double)(p->now ? p->now : (int64_t)time(NULL));
-        double skew = (double)p->clock_skew_s, v;
+        double skew = (double)p->clock_skew_s, v = 0;
         int r = jwt_numeric_date(claims, "exp", &v, reterr);
         if (r < 0)
                 return r;

@@ -36,7 +36,8 @@
 
 #define RELAY_PIPE_SIZE (256 * 1024)
 #define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
-#define CONN_STACK_SIZE (256 * 1024)
+#define PROXY_WORKERS 8                /* decision threads: resolve, connect, TLS handshake (each bounded) */
+#define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define MAX_ADDRS 16
 #define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
 #define TLS_CHARGE (64 * 1024)         /* what an OpenSSL client connection holds, roughly */
@@ -62,12 +63,110 @@ struct approval {
         struct approval *next;
 };
 
+
+/* ---- one request's record, emitted as the egress event ---- */
+
+struct conn;
+
+struct request {
+        struct conn *c;
+        int64_t started_mono;
+        char method[HTTP_METHOD_MAX];
+        char host[HTTP_HOST_MAX + 1];
+        uint16_t port;
+        char path[1024];
+        char sni[TLS_SNI_MAX + 1];
+        uint64_t bytes_up, bytes_down;
+        bool allowed;
+        char rule[EGRESS_RULE_TEXT_MAX];
+        char reason[300];
+        bool emitted;
+        bool tls;                   /* proxy-originated TLS to a secret header's origin */
+        json_t *secret_headers;     /* names of the secret headers added (never values) */
+};
+
+/* One direction of a relay: from -> pipe -> to with splice() (zero copy), or
+ * through buf when no pipe could be made. */
+struct half {
+        int from, to;
+        int pipe[2];
+        size_t in_pipe;
+        bool eof, shut;
+        int64_t limit;        /* bytes still to read from `from`; -1 unlimited */
+        uint64_t *bytes;
+        uint64_t moved;       /* bytes read plus bytes written: progress, for the event loop */
+        bool use_splice;
+        char *buf;            /* read/write fallback */
+        size_t off;
+};
+
+/* The upstream end of a plain-HTTP request: plain TCP or our own TLS. */
+struct upstream {
+        int fd;
+        SSL *ssl;
+};
+
+enum body_kind { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+
+struct body {
+        enum body_kind kind;
+        bool done;
+        uint64_t left;              /* BODY_LENGTH */
+        struct http_chunked ch;     /* BODY_CHUNKED */
+        uint64_t dropped;           /* bytes read after the body: never forwarded */
+};
+
+/* Where a connection is (see proxy.h "Threads"): the event loop waits for its
+ * head (CS_HEAD), a tunnel's ClientHello (CS_HELLO) and relays its bytes
+ * (CS_TUNNEL, CS_PLAIN); a worker takes the decision (CS_WORK), which may park
+ * it on a pending approval (pr->waiters) without holding the worker. */
+enum conn_state { CS_HEAD, CS_WORK, CS_HELLO, CS_TUNNEL, CS_PLAIN };
+
+enum watch_kind { W_LISTEN, W_CLIENT, W_UPSTREAM };
+
+/* An fd in the event loop's epoll set; data.ptr of its events. */
+struct watch {
+        enum watch_kind kind;
+        void *owner;                /* struct conn, or struct proxy_run for W_LISTEN */
+        int fd;
+        uint32_t mask;
+        bool added, hup;            /* hup: EPOLLHUP or EPOLLERR seen */
+};
+
 struct conn {
         struct proxy_run *run;
         int cfd, ufd;               /* client, upstream; registered for shutdown by proxy_run_stop */
         unsigned fds;               /* charged to the run and the node (budget_charge) */
         size_t bytes;
-        struct conn *prev, *next;
+        struct conn *prev, *next;   /* pr->conns, under pr->lock */
+
+        /* Everything below belongs to the one thread that holds the
+         * connection: the event loop, or the worker that took it from the
+         * queue; hand-overs go through g.work / g.inbox (locked). */
+        enum conn_state state;
+        bool leaving;               /* ended or handed over in the loop's current batch */
+        int64_t deadline_mono;      /* CS_HEAD, CS_HELLO */
+        int64_t last_mono;          /* CS_TUNNEL, CS_PLAIN: last byte moved (idle timeout) */
+        struct watch wc, wu;
+        struct conn *lprev, *lnext; /* the loop's list (timers) */
+        struct conn *qnext;         /* g.work, g.inbox or a local list of the loop */
+        struct conn *wnext;         /* pr->waiters, under pr->lock */
+        struct request q;
+        char *buf;                  /* HEAD_BUF: the head, then a tunnel's ClientHello */
+        size_t have;
+        int head_len, head_err;
+        struct http_request *rq;
+        struct egress_check chk;
+        const struct proxy_header *origin;
+        struct body body;
+        size_t first;               /* body bytes that came with the head */
+        struct approval *approval;  /* asked for; freed by proxy_run_stop only */
+        int64_t approval_deadline;
+        struct half up, down;       /* CS_TUNNEL */
+        struct upstream u;          /* CS_PLAIN */
+        char *ub, *db;
+        size_t ub_off, ub_len, db_off, db_len;
+        bool up_eof, up_wdead;
 };
 
 struct proxy_run {
@@ -76,14 +175,16 @@ struct proxy_run {
         proxy_event_fn on_event;
         void *userdata;
         int listen_fd, port;
+        struct watch lw;            /* the listening socket in the event loop */
 
         pthread_mutex_t lock;       /* guards everything below */
-        pthread_cond_t cond;        /* approvals decided, connections gone */
+        pthread_cond_t cond;        /* connections gone */
         bool closing;
         struct conn *conns;
         unsigned n_conns, n_fds;
         size_t n_bytes;
         struct approval *approvals;
+        struct conn *waiters;       /* parked on a pending approval, no thread held */
         /* connections refused at accept time, reported at most once a second */
         uint64_t refused_unreported;
         int64_t refused_next_report_mono;
@@ -94,11 +195,13 @@ struct proxy_run {
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
 
-/* The accept thread, the run registry and the node-wide budget of the process. */
+/* The event loop, the workers, the run registry and the node-wide budget of
+ * the process. */
 static struct {
         pthread_mutex_t lock;
         bool started;
-        int epfd;
+        int epfd;                   /* the event loop's: listeners, clients, upstreams, wake */
+        int wake_fd;                /* eventfd: g.inbox has connections for the loop */
         pthread_t thread;
         struct proxy_run *runs;
         struct proxy_settings cfg;  /* set by proxy_configure before any run */
@@ -106,8 +209,15 @@ static struct {
         int spare_fd;               /* given up to accept-and-close when the process is out of fds */
         atomic_uint conns, fds;     /* every run's, against cfg.node_max_conns and max_fds */
         unsigned max_fds;
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .spare_fd = -1, .cfg = PROXY_SETTINGS_DEFAULT,
-       .max_fds = 1024 - NODE_FD_RESERVE};
+
+        pthread_mutex_t qlock;      /* guards work and inbox; taken last */
+        pthread_cond_t qcond;       /* work is not empty */
+        struct conn *work, *work_tail;   /* for the workers */
+        struct conn *inbox;         /* handed back to the loop */
+        struct conn *loop_conns;    /* the loop thread's own list */
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wake_fd = -1, .spare_fd = -1,
+       .cfg = PROXY_SETTINGS_DEFAULT, .max_fds = 1024 - NODE_FD_RESERVE, .qlock = PTHREAD_MUTEX_INITIALIZER,
+       .qcond = PTHREAD_COND_INITIALIZER};
 
 static struct metric metric_conns = {.name = "paddock_runner_egress_connections",
                                      .help = "Egress proxy client connections open, all runs", .type = METRIC_GAUGE};
@@ -263,38 +373,6 @@ static int write_all(int fd, const void *buf, size_t len, int64_t deadline_mono)
 }
 
 /* Reads what is available (waiting until deadline); 0 at EOF. */
-static ssize_t read_some(int fd, void *buf, size_t len, int64_t deadline_mono) {
-        for (;;) {
-                ssize_t n = recv(fd, buf, len, 0);
-                if (n >= 0)
-                        return n;
-                if (errno != EAGAIN && errno != EINTR)
-                        return -errno;
-                int r = wait_fd(fd, POLLIN, deadline_mono);
-                if (r < 0)
-                        return r;
-        }
-}
-
-/* ---- one request's record, emitted as the egress event ---- */
-
-struct request {
-        struct conn *c;
-        int64_t started_mono;
-        char method[HTTP_METHOD_MAX];
-        char host[HTTP_HOST_MAX + 1];
-        uint16_t port;
-        char path[1024];
-        char sni[TLS_SNI_MAX + 1];
-        uint64_t bytes_up, bytes_down;
-        bool allowed;
-        char rule[EGRESS_RULE_TEXT_MAX];
-        char reason[300];
-        bool emitted;
-        bool tls;                   /* proxy-originated TLS to a secret header's origin */
-        json_t *secret_headers;     /* names of the secret headers added (never values) */
-};
-
 static void emit(struct proxy_run *pr, const char *kind, json_t *d, bool sync) {
         if (d && pr->on_event)
                 pr->on_event(pr->userdata, kind, d, sync);
@@ -387,8 +465,35 @@ static struct approval *approval_find(struct proxy_run *pr, const char *host, ui
 
 /* Holds the connection until host:port is approved, denied, timed out or the
  * run ends. Returns true if approved. */
-static bool approval_wait(struct request *q) {
-        struct proxy_run *pr = q->c->run;
+static void work_push(struct conn *c);
+
+/* Parks c on its approval: under pr->lock; no thread waits for it. */
+static void park_locked(struct conn *c) {
+        c->wnext = c->run->waiters;
+        c->run->waiters = c;
+}
+
+/* Under pr->lock: hands the parked connections matching a (all when NULL)
+ * back to the workers. */
+static void unpark_locked(struct proxy_run *pr, const struct approval *a) {
+        for (struct conn **p = &pr->waiters; *p;) {
+                struct conn *c = *p;
+                if (!a || c->approval == a) {
+                        *p = c->wnext;
+                        c->wnext = NULL;
+                        work_push(c);
+                } else
+                        p = &c->wnext;
+        }
+}
+
+/* Asks for host:port (once per run: a second request joins the first ask).
+ * Returns 1 when c was parked until the decision (it then belongs to
+ * pr->waiters: the caller must not touch it), 0 when approval_finish() can
+ * tell the outcome now. */
+static int approval_begin(struct conn *c) {
+        struct request *q = &c->q;
+        struct proxy_run *pr = c->run;
         uint32_t timeout_s = pr->policy->ask_timeout_s;
         bool created = false;
         char id[UUID_STR_LEN];
@@ -400,8 +505,7 @@ static bool approval_wait(struct request *q) {
                 if (!a || id_new_uuid(a->id) < 0) {
                         pthread_mutex_unlock(&pr->lock);
                         free(a);
-                        deny(q, "could not create an approval");
-                        return false;
+                        return -ENOMEM;
                 }
                 snprintf(a->host, sizeof a->host, "%s", q->host);
                 a->port = q->port;
@@ -414,7 +518,8 @@ static bool approval_wait(struct request *q) {
 
         /* every waiter has its own deadline from its own request; the approval
          * request announces the deadline of the first */
-        int64_t deadline_mono = time_mono_us() + (int64_t)timeout_s * 1000000;
+        c->approval = a;
+        c->approval_deadline = time_mono_us() + (int64_t)timeout_s * 1000000;
         if (created) {
                 char ts[64];
                 time_format_rfc3339(time_now_us() + (int64_t)timeout_s * 1000000, ts, sizeof ts);
@@ -425,25 +530,34 @@ static bool approval_wait(struct request *q) {
                 log_ctx(LOG_INFO, LOG_KV("run", pr->run_id, "approval", id, "host", q->host),
                         "egress destination waits for approval");
         }
+        pthread_mutex_lock(&pr->lock);
+        bool wait = a->state == APPROVAL_PENDING && !pr->closing && time_mono_us() < c->approval_deadline;
+        if (wait)
+                park_locked(c);
+        pthread_mutex_unlock(&pr->lock);
+        return wait ? 1 : 0;
+}
+
+/* The outcome of c's approval once it is decided, timed out or the run ends
+ * (or it is parked again: -1, the caller must not touch c). Returns 1 if
+ * approved, 0 with q->reason filled. */
+static int approval_finish(struct conn *c) {
+        struct request *q = &c->q;
+        struct proxy_run *pr = c->run;
+        struct approval *a = c->approval;
+        uint32_t timeout_s = pr->policy->ask_timeout_s;
+        char id[UUID_STR_LEN];
 
         pthread_mutex_lock(&pr->lock);
-        while (a->state == APPROVAL_PENDING && !pr->closing) {
-                int64_t now = time_mono_us();
-                if (now >= deadline_mono) {
-                        a->state = APPROVAL_DENIED;
-                        snprintf(a->by, sizeof a->by, "timeout");
-                        break;
+        memcpy(id, a->id, sizeof id);
+        if (a->state == APPROVAL_PENDING && !pr->closing) {
+                if (time_mono_us() < c->approval_deadline) {
+                        park_locked(c);
+                        pthread_mutex_unlock(&pr->lock);
+                        return -1;
                 }
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                int64_t left = deadline_mono - now;
-                ts.tv_sec += left / 1000000;
-                ts.tv_nsec += (left % 1000000) * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&pr->cond, &pr->lock, &ts);
+                a->state = APPROVAL_DENIED;
+                snprintf(a->by, sizeof a->by, "timeout");
         }
         enum approval_state st = a->state;
         char by[160];
@@ -464,7 +578,7 @@ static bool approval_wait(struct request *q) {
         snprintf(q->rule, sizeof q->rule, "approval:%s", id);
         if (st == APPROVAL_APPROVED) {
                 snprintf(q->reason, sizeof q->reason, "approved by %s", by);
-                return true;
+                return 1;
         }
         if ((st == APPROVAL_PENDING && closing) || !strcmp(by, "run_ended"))
                 deny(q, "run ended while approval %s was pending", id);
@@ -472,7 +586,7 @@ static bool approval_wait(struct request *q) {
                 deny(q, "approval %s timed out after %u s", id, timeout_s);
         else
                 deny(q, "denied by %s (approval %s)", by, id);
-        return false;
+        return 0;
 }
 
 void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *d) {
@@ -498,7 +612,7 @@ void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *
                                 a->state = d->approved ? APPROVAL_APPROVED : APPROVAL_DENIED;
                                 snprintf(a->by, sizeof a->by, "%s", by);
                                 decided = true;
-                                pthread_cond_broadcast(&pr->cond);
+                                unpark_locked(pr, a);
                         }
                         break;
                 }
@@ -681,22 +795,12 @@ static int open_upstream(struct request *q, const struct egress_check *chk, int 
 
 /* ---- relaying ---- */
 
-struct half {
-        int from, to;
-        int pipe[2];
-        size_t in_pipe;
-        bool eof, shut;
-        int64_t limit;        /* bytes still to read from `from`; -1 unlimited */
-        uint64_t *bytes;
-        bool use_splice;
-        char *buf;            /* read/write fallback */
-        size_t off;
-};
-
-/* Moves what is possible in one direction; returns <0 on a broken connection. */
+/* Moves what is possible in one direction; returns <0 on a broken connection.
+ * With a pipe it reads while the pipe has room and writes what it holds. */
 static int half_step(struct half *h, bool readable, bool writable) {
-        if (readable && !h->eof && h->in_pipe == 0) {
-                size_t want = RELAY_PIPE_SIZE;
+        size_t room = h->use_splice ? RELAY_PIPE_SIZE - h->in_pipe : h->in_pipe == 0 ? RELAY_PIPE_SIZE : 0;
+        if (readable && !h->eof && room > 0) {
+                size_t want = room;
                 if (h->limit >= 0 && (int64_t)want > h->limit)
                         want = (size_t)h->limit;
                 ssize_t n;
@@ -708,14 +812,18 @@ static int half_step(struct half *h, bool readable, bool writable) {
                         n = recv(h->from, h->buf, want, 0);
                 if (n < 0 && errno != EAGAIN && errno != EINTR)
                         return -errno;
-                if (n == 0)
+                if (n == 0) {
                         h->eof = true;
+                        h->moved++;
+                }
                 if (n > 0) {
-                        h->in_pipe = (size_t)n;
-                        h->off = 0;
+                        if (!h->use_splice)
+                                h->off = 0;
+                        h->in_pipe += (size_t)n;
+                        h->moved += (uint64_t)n;
                         if (h->limit >= 0)
                                 h->limit -= n;
-                        writable = true; /* try at once, saves a poll round trip */
+                        writable = true; /* try at once, saves a round trip through epoll */
                 }
         }
         if (writable && h->in_pipe > 0) {
@@ -729,11 +837,13 @@ static int half_step(struct half *h, bool readable, bool writable) {
                 if (n > 0) {
                         h->in_pipe -= (size_t)n;
                         h->off += (size_t)n;
+                        h->moved += (uint64_t)n;
                         *h->bytes += (uint64_t)n;
                 }
         }
         if (h->eof && h->in_pipe == 0 && !h->shut) {
                 h->shut = true;
+                h->moved++;
                 if (h->limit != 0)
                         shutdown(h->to, SHUT_WR);
         }
@@ -743,9 +853,16 @@ static int half_step(struct half *h, bool readable, bool writable) {
 static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *bytes) {
         *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes};
         if (pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
-                (void)fcntl(h->pipe[0], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
-                h->use_splice = true;
-                return 0;
+                /* a smaller pipe (fs.pipe-max-size, pipe-user-pages-soft) only
+                 * means smaller steps: never ask for more than it holds */
+                if (fcntl(h->pipe[0], F_SETPIPE_SZ, RELAY_PIPE_SIZE) < (int)RELAY_PIPE_SIZE) {
+                        close(h->pipe[0]);
+                        close(h->pipe[1]);
+                        h->pipe[0] = h->pipe[1] = -1;
+                } else {
+                        h->use_splice = true;
+                        return 0;
+                }
         }
         h->buf = malloc(RELAY_PIPE_SIZE);
         return h->buf ? 0 : -ENOMEM;
@@ -756,56 +873,9 @@ static void half_done(struct half *h) {
                 close(h->pipe[0]);
         if (h->pipe[1] >= 0)
                 close(h->pipe[1]);
+        h->pipe[0] = h->pipe[1] = -1;
         free(h->buf);
-}
-
-/* Relays client<->upstream until both directions ended (tunnel) or the
- * upstream finished its answer (plain HTTP: up_limit bytes of request body,
- * then the response until the upstream closes). */
-static void relay(struct request *q, int64_t up_limit, bool until_upstream_eof) {
-        struct conn *c = q->c;
-        struct half up, down;
-        if (half_init(&up, c->cfd, c->ufd, up_limit, &q->bytes_up) < 0 ||
-            half_init(&down, c->ufd, c->cfd, -1, &q->bytes_down) < 0) {
-                half_done(&up);
-                half_done(&down);
-                return;
-        }
-        for (;;) {
-                if (down.shut && (up.shut || until_upstream_eof))
-                        break;
-                if (up.eof && up.in_pipe == 0 && up.limit == 0 && !until_upstream_eof && down.shut)
-                        break;
-                struct pollfd p[2] = {{.fd = c->cfd}, {.fd = c->ufd}};
-                if (!up.eof && up.in_pipe == 0 && up.limit != 0)
-                        p[0].events |= POLLIN;
-                if (down.in_pipe > 0)
-                        p[0].events |= POLLOUT;
-                if (!down.eof && down.in_pipe == 0)
-                        p[1].events |= POLLIN;
-                if (up.in_pipe > 0)
-                        p[1].events |= POLLOUT;
-                if (up.limit == 0 && !up.eof)
-                        up.eof = true; /* request body complete: stop reading the client */
-                int r = poll(p, 2, g.cfg.idle_timeout_ms);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r == 0) {
-                        snprintf(q->reason + strlen(q->reason), sizeof q->reason - strlen(q->reason),
-                                 "; idle for %d s, closed", g.cfg.idle_timeout_ms / 1000);
-                        break;
-                }
-                if (r < 0)
-                        break;
-                bool cr = p[0].revents & (POLLIN | POLLHUP | POLLERR), cw = p[0].revents & (POLLOUT | POLLERR);
-                bool ur = p[1].revents & (POLLIN | POLLHUP | POLLERR), uw = p[1].revents & (POLLOUT | POLLERR);
-                if (half_step(&up, cr, uw) < 0 || half_step(&down, ur, cw) < 0)
-                        break;
-                if ((p[0].revents & POLLNVAL) || (p[1].revents & POLLNVAL))
-                        break;
-        }
-        half_done(&up);
-        half_done(&down);
+        h->buf = NULL;
 }
 
 /* ---- request handling ---- */
@@ -900,11 +970,6 @@ static const struct proxy_header *origin_for(struct proxy_run *pr, const char *h
 }
 
 /* ---- the upstream end of a plain-HTTP request: plain TCP or our own TLS ---- */
-
-struct upstream {
-        int fd;
-        SSL *ssl;
-};
 
 /* One send or receive; -EAGAIN with *want (POLLIN/POLLOUT) when the socket
  * must become ready first (TLS may need either for either); 0 at EOF. */
@@ -1013,16 +1078,6 @@ static int tls_open(struct request *q, struct upstream *u, bool literal) {
 
 /* ---- request bodies: framed, bounded, nothing after them forwarded ---- */
 
-enum body_kind { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
-
-struct body {
-        enum body_kind kind;
-        bool done;
-        uint64_t left;              /* BODY_LENGTH */
-        struct http_chunked ch;     /* BODY_CHUNKED */
-        uint64_t dropped;           /* bytes read after the body: never forwarded */
-};
-
 /* How many of buf[0..n) belong to the body (the rest is counted as dropped);
  * -1 for a bad or oversized chunked body, with q denied and *status set. */
 static ssize_t body_take(struct body *b, struct request *q, const char *buf, size_t n, int *status) {
@@ -1055,132 +1110,142 @@ static ssize_t body_take(struct body *b, struct request *q, const char *buf, siz
  * dropped, never forwarded: one request per connection, closed after the
  * answer. Returns 0; a status to answer when the request failed before any
  * byte of the answer reached the client; -1 when the client is gone. */
-static int relay_request(struct request *q, struct upstream *u, struct body *b, char *ub, char *db) {
-        struct conn *c = q->c;
-        size_t ub_off = 0, ub_len = 0, db_off = 0, db_len = 0;
-        bool up_eof = false, up_wdead = false;
-        int64_t idle_us = (int64_t)g.cfg.idle_timeout_ms * 1000, last = time_mono_us();
-        for (;;) {
+/* One round of a plain-HTTP request in the event loop: sends the rest of the
+ * request body (framed by c->body) upstream and relays the answer until the
+ * upstream closes. Bytes the client sends after the body are dropped, never
+ * forwarded: one request per connection, closed after the answer. Moves what
+ * it can without blocking, then returns 1 with the epoll interests of both
+ * fds in *cwant and *uwant; or 0 when the request is over, with *status: 0,
+ * a status to answer when it failed before any byte of the answer reached
+ * the client, -1 when the client is gone. */
+static int plain_step(struct conn *c, uint32_t *cwant, uint32_t *uwant, int *status) {
+        struct request *q = &c->q;
+        struct upstream *u = &c->u;
+        struct body *b = &c->body;
+        for (int round = 0;; round++) {
                 bool progress = false;
-                short cwant = 0, uwant = 0;
-                if (!b->done && ub_off == ub_len) {
+                *cwant = *uwant = 0;
+                if (!b->done && c->ub_off == c->ub_len) {
                         size_t cap = RELAY_BUF;
                         if (b->kind == BODY_LENGTH && b->left < cap)
                                 cap = (size_t)b->left; /* never read the next request */
-                        ssize_t n = recv(c->cfd, ub, cap, 0);
+                        ssize_t n = recv(c->cfd, c->ub, cap, 0);
                         if (n > 0) {
-                                int status = 0;
-                                ssize_t k = body_take(b, q, ub, (size_t)n, &status);
-                                if (k < 0)
-                                        return q->bytes_down ? -1 : status;
-                                ub_off = 0;
-                                ub_len = (size_t)k;
+                                int st = 0;
+                                ssize_t k = body_take(b, q, c->ub, (size_t)n, &st);
+                                if (k < 0) {
+                                        *status = q->bytes_down ? -1 : st;
+                                        return 0;
+                                }
+                                c->ub_off = 0;
+                                c->ub_len = (size_t)k;
                                 progress = true;
-                                if (up_wdead)
-                                        ub_len = 0;
+                                if (c->up_wdead)
+                                        c->ub_len = 0;
                         } else if (n == 0) {
                                 deny(q, "client closed before the request body ended");
-                                return -1;
+                                *status = -1;
+                                return 0;
                         } else if (errno == EAGAIN || errno == EINTR)
-                                cwant |= POLLIN;
-                        else
-                                return -1;
+                                *cwant |= EPOLLIN;
+                        else {
+                                *status = -1;
+                                return 0;
+                        }
                 }
-                if (ub_off < ub_len) {
+                if (c->ub_off < c->ub_len) {
                         short w = 0;
-                        ssize_t n = up_io(u, true, ub + ub_off, ub_len - ub_off, &w);
+                        ssize_t n = up_io(u, true, c->ub + c->ub_off, c->ub_len - c->ub_off, &w);
                         if (n > 0) {
-                                ub_off += (size_t)n;
+                                c->ub_off += (size_t)n;
                                 q->bytes_up += (uint64_t)n;
                                 progress = true;
                         } else if (n == -EAGAIN)
-                                uwant |= w;
+                                *uwant |= w == POLLOUT ? EPOLLOUT : EPOLLIN;
                         else {
-                                up_wdead = true; /* an early answer (413, 401) may still come */
-                                ub_off = ub_len = 0;
+                                c->up_wdead = true; /* an early answer (413, 401) may still come */
+                                c->ub_off = c->ub_len = 0;
                         }
                 }
-                if (!up_eof && db_off == db_len) {
+                if (!c->up_eof && c->db_off == c->db_len) {
                         short w = 0;
-                        ssize_t n = up_io(u, false, db, RELAY_BUF, &w);
+                        ssize_t n = up_io(u, false, c->db, RELAY_BUF, &w);
                         if (n > 0) {
-                                db_off = 0;
-                                db_len = (size_t)n;
+                                c->db_off = 0;
+                                c->db_len = (size_t)n;
                                 progress = true;
                         } else if (n == -EAGAIN)
-                                uwant |= w;
+                                *uwant |= w == POLLOUT ? EPOLLOUT : EPOLLIN;
                         else {
-                                up_eof = true;
+                                c->up_eof = true;
                                 progress = true;
                                 if (n < 0)
                                         note(q, "upstream connection failed: %s", strerror((int)-n));
                         }
                 }
-                if (db_off < db_len) {
-                        ssize_t n = send(c->cfd, db + db_off, db_len - db_off, MSG_NOSIGNAL);
+                if (c->db_off < c->db_len) {
+                        ssize_t n = send(c->cfd, c->db + c->db_off, c->db_len - c->db_off, MSG_NOSIGNAL);
                         if (n > 0) {
-                                db_off += (size_t)n;
+                                c->db_off += (size_t)n;
                                 q->bytes_down += (uint64_t)n;
                                 progress = true;
                         } else if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                                cwant |= POLLOUT;
-                        else
-                                return -1;
+                                *cwant |= EPOLLOUT;
+                        else {
+                                *status = -1;
+                                return 0;
+                        }
                 }
-                if (up_eof && db_off == db_len) {
+                if (c->up_eof && c->db_off == c->db_len) {
                         if (q->bytes_down == 0) {
                                 note(q, "upstream closed without an answer");
-                                return 502;
-                        }
+                                *status = 502;
+                        } else
+                                *status = 0;
                         return 0;
                 }
-                int64_t now = time_mono_us();
                 if (progress) {
-                        last = now;
-                        continue;
+                        c->last_mono = time_mono_us();
+                        if (round < 64)
+                                continue;
+                        /* a long answer must not hold the loop: yield, asking for
+                         * what can move next (decrypted bytes OpenSSL holds are
+                         * not visible to epoll: the client's EPOLLOUT brings us
+                         * back for them) */
+                        *cwant = *uwant = 0;
+                        if (!b->done && c->ub_off == c->ub_len)
+                                *cwant |= EPOLLIN;
+                        if (c->ub_off < c->ub_len)
+                                *uwant |= EPOLLOUT;
+                        if (!c->up_eof && c->db_off == c->db_len) {
+                                *uwant |= EPOLLIN;
+                                if (u->ssl && SSL_pending(u->ssl) > 0)
+                                        *cwant |= EPOLLOUT;
+                        }
+                        if (c->db_off < c->db_len)
+                                *cwant |= EPOLLOUT;
+                        return 1;
                 }
-                if (now - last >= idle_us) {
-                        note(q, "idle for %d s, closed", g.cfg.idle_timeout_ms / 1000);
-                        return q->bytes_down ? -1 : 504;
+                if (!*cwant && !*uwant) {
+                        *status = -1; /* nothing can move: should not happen */
+                        return 0;
                 }
-                if (!cwant && !uwant)
-                        return -1; /* nothing can move: should not happen */
-                struct pollfd p[2] = {{.fd = c->cfd, .events = cwant}, {.fd = u->fd, .events = uwant}};
-                int64_t left = (idle_us - (now - last)) / 1000 + 1;
-                int r = poll(p, 2, left > 60000 ? 60000 : (int)left);
-                if (r < 0 && errno != EINTR)
-                        return -1;
-                if ((p[0].revents | p[1].revents) & POLLNVAL)
-                        return -1;
+                return 1;
         }
 }
 
-/* Reads the TLS ClientHello of a tunnel (bounded, with a timeout) and checks
- * its SNI. Returns the number of bytes peeked into buf (to forward upstream),
- * or -1 when the tunnel is refused (q->reason says why). */
-static ssize_t check_client_hello(struct request *q, const struct egress_check *chk, uint8_t *buf, size_t have) {
-        int64_t deadline = time_mono_us() + (int64_t)PROXY_HELLO_TIMEOUT_MS * 1000;
-        enum tls_hello_result res;
-        for (;;) {
-                res = tls_parse_client_hello(buf, have, q->sni);
-                if (res != TLS_HELLO_NEED_MORE || have >= TLS_RECORD_MAX)
-                        break;
-                ssize_t n = read_some(q->c->cfd, buf + have, TLS_RECORD_MAX - have, deadline);
-                if (n == 0 && have == 0)
-                        return 0; /* the client closed without sending anything */
-                if (n == -ETIMEDOUT) {
-                        deny(q, "no complete TLS ClientHello within %d s", PROXY_HELLO_TIMEOUT_MS / 1000);
-                        return -1;
-                }
-                if (n <= 0) {
-                        deny(q, "client closed the tunnel during the TLS ClientHello");
-                        return -1;
-                }
-                have += (size_t)n;
-        }
+/* The verdict on a tunnel's first bytes buf[0..have): its TLS ClientHello
+ * and SNI. Returns the number of bytes to forward upstream; -1 when the
+ * tunnel is refused (q->reason says why); -EAGAIN when more bytes are needed
+ * (and fit). */
+static ssize_t hello_verdict(struct conn *c) {
+        struct request *q = &c->q;
+        enum tls_hello_result res = tls_parse_client_hello((const uint8_t *)c->buf, c->have, q->sni);
+        if (res == TLS_HELLO_NEED_MORE && c->have < TLS_RECORD_MAX)
+                return -EAGAIN;
         switch (res) {
         case TLS_HELLO_SNI:
-                if (!chk->literal) {
+                if (!c->chk.literal) {
                         char host[HTTP_HOST_MAX + 1];
                         size_t hl = strlen(q->host);
                         snprintf(host, sizeof host, "%s", q->host);
@@ -1191,21 +1256,21 @@ static ssize_t check_client_hello(struct request *q, const struct egress_check *
                                 return -1;
                         }
                 }
-                return (ssize_t)have;
+                return (ssize_t)c->have;
         case TLS_HELLO_NO_SNI:
-                if (!chk->literal) {
+                if (!c->chk.literal) {
                         deny(q, "TLS ClientHello without SNI for a named host");
                         return -1;
                 }
-                return (ssize_t)have;
+                return (ssize_t)c->have;
         case TLS_HELLO_NOT_TLS:
                 /* an explicitly allowed address may speak anything; a name must
                  * speak TLS or its Host header could front another site */
-                if (!chk->literal) {
+                if (!c->chk.literal) {
                         deny(q, "tunnel to a named host does not start with a TLS ClientHello");
                         return -1;
                 }
-                return (ssize_t)have;
+                return (ssize_t)c->have;
         case TLS_HELLO_NEED_MORE:
         case TLS_HELLO_MALFORMED:
         default:
@@ -1223,211 +1288,17 @@ static void set_upstream(struct conn *c, int fd) {
                 shutdown(fd, SHUT_RDWR);
 }
 
-static void handle(struct conn *c) {
-        struct proxy_run *pr = c->run;
-        struct request q = {.c = c, .started_mono = time_mono_us()};
-        _cleanup_free_ char *buf = malloc(PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX);
-        if (!buf)
-                return;
-        size_t have = 0;
-        int head_len = 0;
-        int64_t deadline = q.started_mono + (int64_t)PROXY_HEAD_TIMEOUT_MS * 1000;
-        while ((head_len = http_head_length(buf, have, PROXY_HEAD_MAX)) == 0) {
-                ssize_t n = read_some(c->cfd, buf + have, PROXY_HEAD_MAX - have, deadline);
-                if (n == 0 && have == 0)
-                        return; /* opened and closed: not a request */
-                if (n <= 0) {
-                        snprintf(q.method, sizeof q.method, "?");
-                        deny(&q, n == -ETIMEDOUT ? "no complete request head within %d s"
-                                                 : "client closed before the request head ended",
-                             PROXY_HEAD_TIMEOUT_MS / 1000);
-                        if (n == -ETIMEDOUT)
-                                respond(c, 408, "Request Timeout", q.reason);
-                        request_emit(&q);
-                        return;
-                }
-                have += (size_t)n;
-        }
-        if (head_len < 0) {
-                snprintf(q.method, sizeof q.method, "?");
-                deny(&q, "request head larger than %d bytes", PROXY_HEAD_MAX);
-                respond(c, 431, "Request Header Fields Too Large", q.reason);
-                request_emit(&q);
-                return;
-        }
-        struct http_request *rq = calloc(1, sizeof *rq);
-        if (!rq)
-                return;
-        struct err_detail err = {0};
-        int r = http_parse_request(buf, (size_t)head_len, rq, &err);
-        snprintf(q.method, sizeof q.method, "%s", rq->method[0] ? rq->method : "?");
-        snprintf(q.host, sizeof q.host, "%s", rq->host);
-        q.port = rq->port;
-        if (r < 0) {
-                deny(&q, "bad request: %s", err.message);
-                respond(c, r == -ENOTSUP ? 501 : r == -E2BIG ? 431 : 400,
-                        r == -ENOTSUP ? "Not Implemented" : r == -E2BIG ? "Request Header Fields Too Large" : "Bad Request",
-                        q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        if (!rq->connect) {
-                size_t pl = rq->path.len < sizeof q.path - 1 ? rq->path.len : sizeof q.path - 1;
-                size_t off = 0;
-                if (rq->path.len == 0 || rq->path.p[0] != '/')
-                        q.path[off++] = '/';
-                if (pl > sizeof q.path - 1 - off)
-                        pl = sizeof q.path - 1 - off;
-                memcpy(q.path + off, rq->path.p, pl);
-                q.path[off + pl] = 0;
-        }
-
-        /* a secret header's origin: only over the proxy's own TLS, on its port */
-        const struct proxy_header *origin = rq->connect ? NULL : origin_for(pr, rq->host);
-        if (origin && !strcmp(rq->method, "TRACE")) {
-                deny(&q, "TRACE to %s is refused: the proxy adds a secret header there and TRACE echoes it", q.host);
-                respond(c, 403, "Forbidden", q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        if (origin && rq->port_explicit && rq->port != origin->port) {
-                deny(&q, "%s has a secret header for https://%s:%u only; plain HTTP to port %u is refused "
-                     "(the secret is never sent in clear)", q.host, q.host, origin->port, rq->port);
-                respond(c, 403, "Forbidden", q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        if (origin) {
-                q.port = origin->port;
-                q.tls = true;
-        }
-
-        /* the body's framing, checked before anything goes upstream */
-        struct body body = {.kind = rq->chunked ? BODY_CHUNKED : rq->content_length > 0 ? BODY_LENGTH : BODY_NONE};
-        if (!rq->connect && rq->content_length > 0 && (uint64_t)rq->content_length > g.cfg.max_body_bytes) {
-                deny(&q, "request body of %lld bytes is larger than the limit of %llu", (long long)rq->content_length,
-                     (unsigned long long)g.cfg.max_body_bytes);
-                respond(c, 413, status_text(413), q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        body.done = body.kind == BODY_NONE;
-        body.left = body.kind == BODY_LENGTH ? (uint64_t)rq->content_length : 0;
-        if (body.kind == BODY_CHUNKED)
-                http_chunked_init(&body.ch, g.cfg.max_body_bytes);
-        size_t extra = have - (size_t)head_len, first = 0;
-        if (!rq->connect) {
-                int status = 0;
-                ssize_t k = body_take(&body, &q, buf + head_len, extra, &status);
-                if (k < 0) {
-                        respond(c, status, status_text(status), q.reason);
-                        request_emit(&q);
-                        free(rq);
-                        return;
-                }
-                first = (size_t)k;
-        }
-
-        struct egress_check chk;
-        egress_policy_check_target(pr->policy, q.host, q.port, &chk);
-        snprintf(q.rule, sizeof q.rule, "%s", chk.rule);
-        if (chk.verdict == EGRESS_ASK) {
-                if (!askable(&q, &chk) || !approval_wait(&q)) {
-                        respond(c, 403, "Forbidden", q.reason);
-                        request_emit(&q);
-                        free(rq);
-                        return;
-                }
-        } else if (chk.verdict == EGRESS_DENY) {
-                snprintf(q.reason, sizeof q.reason, "%s", chk.reason);
-                respond(c, 403, "Forbidden", q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        } else
-                snprintf(q.reason, sizeof q.reason, "allowed by rule");
-
-        /* the upstream fd and the relay's buffers (a tunnel's pipes) */
-        char why[200];
-        int status = budget_charge(c, rq->connect ? 5 : 1,
-                                   rq->connect ? 2 * RELAY_PIPE_SIZE : 2 * RELAY_BUF + (q.tls ? TLS_CHARGE : 0), why,
-                                   sizeof why);
-        if (status) {
-                deny(&q, "%s", why);
-                respond(c, status, status_text(status), q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        int ufd = -1;
-        status = open_upstream(&q, &chk, &ufd);
-        if (status) {
-                if (status == 403)
-                        q.allowed = false;
-                respond(c, status, status == 403 ? "Forbidden" : status == 504 ? "Gateway Timeout" : "Bad Gateway",
-                        q.reason);
-                request_emit(&q);
-                free(rq);
-                return;
-        }
-        set_upstream(c, ufd);
-        q.allowed = true;
-
-        if (rq->connect) {
-                static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-                memmove(buf, buf + head_len, extra);
-                if (write_all(c->cfd, ok, STRLEN(ok), time_mono_us() + 10000000) < 0) {
-                        request_emit(&q);
-                        free(rq);
-                        return;
-                }
-                ssize_t peeked = check_client_hello(&q, &chk, (uint8_t *)buf, extra);
-                if (peeked < 0) {
-                        request_emit(&q);
-                        free(rq);
-                        return;
-                }
-                if (peeked > 0 && write_all(ufd, buf, (size_t)peeked, time_mono_us() + 10000000) < 0) {
-                        request_emit(&q);
-                        free(rq);
-                        return;
-                }
-                q.bytes_up += (uint64_t)peeked;
-                relay(&q, -1, false);
-        } else {
-                struct upstream u = {.fd = ufd};
-                status = q.tls ? tls_open(&q, &u, chk.literal) : 0;
-                size_t hl = 0;
-                json_t *added = NULL;
-                _cleanup_free_ char *head = status ? NULL : build_upstream_head(pr, rq, q.tls ? origin : NULL, &hl, &added);
-                _cleanup_free_ char *ub = malloc(RELAY_BUF), *db = malloc(RELAY_BUF);
-                int64_t dl = time_mono_us() + 10000000;
-                if (!status && (!head || !ub || !db || up_write_all(&u, head, hl, dl) < 0 ||
-                                (first && up_write_all(&u, buf + head_len, first, dl) < 0))) {
-                        note(&q, "could not send the request upstream");
-                        status = 502;
-                }
-                if (!status) {
-                        q.bytes_up += hl + first;
-                        if (q.tls)
-                                q.secret_headers = TAKE_PTR(added);
-                        status = relay_request(&q, &u, &body, ub, db);
-                }
-                json_decref(added);
-                if (status > 0)
-                        respond(c, status, status_text(status), q.reason);
-                if (body.dropped)
-                        note(&q, "%llu bytes after the request not forwarded (one request per connection)",
-                             (unsigned long long)body.dropped);
-                SSL_free(u.ssl);
-        }
-        request_emit(&q);
-        free(rq);
-}
+/* ---- a connection's life: the event loop and the workers ----
+ *
+ * The loop thread accepts, reads heads and ClientHellos and relays every
+ * byte (tunnels with splice() through a pipe per direction); the workers
+ * (PROXY_WORKERS, fixed) take the decisions, which may block on the
+ * resolver, a TCP connect or a TLS handshake (each bounded by its timeout)
+ * or on Kafka for an approval event. A connection waiting for an approval
+ * holds no thread: it is parked on the run (pr->waiters) and handed back to
+ * a worker by the decision, the run's end or its deadline (loop tick). A
+ * connection belongs to one thread at a time; hand-overs go through g.work
+ * (to the workers) and g.inbox (to the loop). */
 
 static void conn_unregister(struct conn *c) {
         struct proxy_run *pr = c->run;
@@ -1448,18 +1319,620 @@ static void conn_unregister(struct conn *c) {
                 close(c->ufd);
         pthread_cond_broadcast(&pr->cond);
         pthread_mutex_unlock(&pr->lock);
+}
+
+static void conn_free(struct conn *c) {
+        half_done(&c->up);
+        half_done(&c->down);
+        SSL_free(c->u.ssl);
+        json_decref(c->q.secret_headers);
+        free(c->rq);
+        free(c->buf);
+        free(c->ub);
+        free(c->db);
         free(c);
 }
 
-static void *conn_thread(void *userdata) {
-        struct conn *c = userdata;
-        handle(c);
+/* Ends a connection no loop watches: its egress event, then its fds and budget. */
+static void conn_end(struct conn *c) {
+        request_emit(&c->q);
         conn_unregister(c);
+        conn_free(c);
+}
+
+/* Answers status with q->reason and ends the connection (worker side). */
+static void conn_refuse(struct conn *c, int status) {
+        respond(c, status, status_text(status), c->q.reason);
+        conn_end(c);
+}
+
+static void work_push(struct conn *c) {
+        pthread_mutex_lock(&g.qlock);
+        c->qnext = NULL;
+        if (g.work_tail)
+                g.work_tail->qnext = c;
+        else
+                g.work = c;
+        g.work_tail = c;
+        pthread_cond_signal(&g.qcond);
+        pthread_mutex_unlock(&g.qlock);
+}
+
+/* Hands c (state set) to the event loop. */
+static void loop_post(struct conn *c) {
+        pthread_mutex_lock(&g.qlock);
+        c->qnext = g.inbox;
+        g.inbox = c;
+        pthread_mutex_unlock(&g.qlock);
+        uint64_t one = 1;
+        (void)!write(g.wake_fd, &one, sizeof one);
+}
+
+/* Sets up the relay of a tunnel whose first `peeked` bytes (the ClientHello)
+ * are in c->buf: they go first into the upstream direction's pipe. */
+static int tunnel_begin(struct conn *c, size_t peeked) {
+        if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up) < 0 ||
+            half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down) < 0)
+                return -ENOMEM;
+        if (peeked > 0) {
+                if (c->up.use_splice) {
+                        /* the pipe holds RELAY_PIPE_SIZE > TLS_RECORD_MAX: one write */
+                        if (write(c->up.pipe[1], c->buf, peeked) != (ssize_t)peeked)
+                                return -EIO;
+                } else
+                        memcpy(c->up.buf, c->buf, peeked);
+                c->up.in_pipe = peeked;
+                c->up.off = 0;
+        }
+        c->state = CS_TUNNEL;
+        c->last_mono = time_mono_us();
+        return 0;
+}
+
+/* After the decision allowed the request (worker): the upstream budget, the
+ * connection, then the tunnel or the plain request, handed to the loop. */
+static void work_connect(struct conn *c) {
+        struct request *q = &c->q;
+        struct http_request *rq = c->rq;
+        char why[200];
+        int status = budget_charge(c, rq->connect ? 5 : 1,
+                                   rq->connect ? 2 * RELAY_PIPE_SIZE : 2 * RELAY_BUF + (q->tls ? TLS_CHARGE : 0),
+                                   why, sizeof why);
+        if (status) {
+                deny(q, "%s", why);
+                conn_refuse(c, status);
+                return;
+        }
+        int ufd = -1;
+        status = open_upstream(q, &c->chk, &ufd);
+        if (status) {
+                if (status == 403)
+                        q->allowed = false;
+                conn_refuse(c, status);
+                return;
+        }
+        set_upstream(c, ufd);
+        q->allowed = true;
+        size_t extra = c->have - (size_t)c->head_len;
+
+        if (rq->connect) {
+                static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+                memmove(c->buf, c->buf + c->head_len, extra);
+                c->have = extra;
+                if (write_all(c->cfd, ok, STRLEN(ok), time_mono_us() + 10000000) < 0) {
+                        conn_end(c);
+                        return;
+                }
+                ssize_t peeked = hello_verdict(c);
+                if (peeked == -EAGAIN) {
+                        c->state = CS_HELLO;
+                        c->deadline_mono = time_mono_us() + (int64_t)PROXY_HELLO_TIMEOUT_MS * 1000;
+                } else if (peeked < 0 || tunnel_begin(c, (size_t)peeked) < 0) {
+                        conn_end(c);
+                        return;
+                }
+                loop_post(c);
+                return;
+        }
+
+        struct upstream *u = &c->u;
+        u->fd = ufd;
+        status = q->tls ? tls_open(q, u, c->chk.literal) : 0;
+        size_t hl = 0;
+        json_t *added = NULL;
+        _cleanup_free_ char *head =
+                status ? NULL : build_upstream_head(c->run, rq, q->tls ? c->origin : NULL, &hl, &added);
+        c->ub = malloc(RELAY_BUF);
+        c->db = malloc(RELAY_BUF);
+        int64_t dl = time_mono_us() + 10000000;
+        if (!status && (!head || !c->ub || !c->db || up_write_all(u, head, hl, dl) < 0 ||
+                        (c->first && up_write_all(u, c->buf + c->head_len, c->first, dl) < 0))) {
+                note(q, "could not send the request upstream");
+                status = 502;
+        }
+        if (!status) {
+                q->bytes_up += hl + c->first;
+                if (q->tls)
+                        q->secret_headers = TAKE_PTR(added);
+        }
+        json_decref(added);
+        if (status) {
+                if (c->body.dropped)
+                        note(q, "%llu bytes after the request not forwarded (one request per connection)",
+                             (unsigned long long)c->body.dropped);
+                conn_refuse(c, status);
+                return;
+        }
+        c->state = CS_PLAIN;
+        c->last_mono = time_mono_us();
+        loop_post(c);
+}
+
+/* A complete head (or its failure) from the loop: parse, frame the body,
+ * check the policy; ask, deny or connect (worker). */
+static void work_head(struct conn *c) {
+        struct proxy_run *pr = c->run;
+        struct request *q = &c->q;
+        if (c->head_err) {
+                snprintf(q->method, sizeof q->method, "?");
+                deny(q, c->head_err == -ETIMEDOUT ? "no complete request head within %d s"
+                                                  : "client closed before the request head ended",
+                     PROXY_HEAD_TIMEOUT_MS / 1000);
+                if (c->head_err == -ETIMEDOUT)
+                        respond(c, 408, "Request Timeout", q->reason);
+                conn_end(c);
+                return;
+        }
+        if (c->head_len < 0) {
+                snprintf(q->method, sizeof q->method, "?");
+                deny(q, "request head larger than %d bytes", PROXY_HEAD_MAX);
+                conn_refuse(c, 431);
+                return;
+        }
+        struct http_request *rq = c->rq = calloc(1, sizeof *rq);
+        if (!rq) {
+                q->emitted = true;
+                conn_end(c);
+                return;
+        }
+        struct err_detail err = {0};
+        int r = http_parse_request(c->buf, (size_t)c->head_len, rq, &err);
+        snprintf(q->method, sizeof q->method, "%s", rq->method[0] ? rq->method : "?");
+        snprintf(q->host, sizeof q->host, "%s", rq->host);
+        q->port = rq->port;
+        if (r < 0) {
+                deny(q, "bad request: %s", err.message);
+                conn_refuse(c, r == -ENOTSUP ? 501 : r == -E2BIG ? 431 : 400);
+                return;
+        }
+        if (!rq->connect) {
+                size_t pl = rq->path.len < sizeof q->path - 1 ? rq->path.len : sizeof q->path - 1;
+                size_t off = 0;
+                if (rq->path.len == 0 || rq->path.p[0] != '/')
+                        q->path[off++] = '/';
+                if (pl > sizeof q->path - 1 - off)
+                        pl = sizeof q->path - 1 - off;
+                memcpy(q->path + off, rq->path.p, pl);
+                q->path[off + pl] = 0;
+        }
+
+        /* a secret header's origin: only over the proxy's own TLS, on its port */
+        const struct proxy_header *origin = c->origin = rq->connect ? NULL : origin_for(pr, rq->host);
+        if (origin && !strcmp(rq->method, "TRACE")) {
+                deny(q, "TRACE to %s is refused: the proxy adds a secret header there and TRACE echoes it", q->host);
+                conn_refuse(c, 403);
+                return;
+        }
+        if (origin && rq->port_explicit && rq->port != origin->port) {
+                deny(q, "%s has a secret header for https://%s:%u only; plain HTTP to port %u is refused "
+                     "(the secret is never sent in clear)", q->host, q->host, origin->port, rq->port);
+                conn_refuse(c, 403);
+                return;
+        }
+        if (origin) {
+                q->port = origin->port;
+                q->tls = true;
+        }
+
+        /* the body's framing, checked before anything goes upstream */
+        struct body *body = &c->body;
+        *body = (struct body){.kind = rq->chunked ? BODY_CHUNKED : rq->content_length > 0 ? BODY_LENGTH : BODY_NONE};
+        if (!rq->connect && rq->content_length > 0 && (uint64_t)rq->content_length > g.cfg.max_body_bytes) {
+                deny(q, "request body of %lld bytes is larger than the limit of %llu", (long long)rq->content_length,
+                     (unsigned long long)g.cfg.max_body_bytes);
+                conn_refuse(c, 413);
+                return;
+        }
+        body->done = body->kind == BODY_NONE;
+        body->left = body->kind == BODY_LENGTH ? (uint64_t)rq->content_length : 0;
+        if (body->kind == BODY_CHUNKED)
+                http_chunked_init(&body->ch, g.cfg.max_body_bytes);
+        size_t extra = c->have - (size_t)c->head_len;
+        if (!rq->connect) {
+                int status = 0;
+                ssize_t k = body_take(body, q, c->buf + c->head_len, extra, &status);
+                if (k < 0) {
+                        conn_refuse(c, status);
+                        return;
+                }
+                c->first = (size_t)k;
+        }
+
+        egress_policy_check_target(pr->policy, q->host, q->port, &c->chk);
+        snprintf(q->rule, sizeof q->rule, "%s", c->chk.rule);
+        if (c->chk.verdict == EGRESS_ASK) {
+                if (!askable(q, &c->chk)) {
+                        conn_refuse(c, 403);
+                        return;
+                }
+                int a = approval_begin(c);
+                if (a < 0) {
+                        deny(q, "could not create an approval");
+                        conn_refuse(c, 403);
+                        return;
+                }
+                if (a > 0)
+                        return; /* parked: c is no longer ours */
+                if (approval_finish(c) <= 0) {
+                        conn_refuse(c, 403);
+                        return;
+                }
+        } else if (c->chk.verdict == EGRESS_DENY) {
+                snprintf(q->reason, sizeof q->reason, "%s", c->chk.reason);
+                conn_refuse(c, 403);
+                return;
+        } else
+                snprintf(q->reason, sizeof q->reason, "allowed by rule");
+        work_connect(c);
+}
+
+static void *worker_thread(void *userdata) {
+        (void)userdata;
+        for (;;) {
+                pthread_mutex_lock(&g.qlock);
+                while (!g.work)
+                        pthread_cond_wait(&g.qcond, &g.qlock);
+                struct conn *c = g.work;
+                g.work = c->qnext;
+                if (!g.work)
+                        g.work_tail = NULL;
+                c->qnext = NULL;
+                pthread_mutex_unlock(&g.qlock);
+
+                if (!c->approval) {
+                        work_head(c);
+                        continue;
+                }
+                /* back from pr->waiters: decided, timed out or the run ends */
+                int r = approval_finish(c);
+                if (r == 0)
+                        conn_refuse(c, 403);
+                else if (r > 0)
+                        work_connect(c);
+        }
         return NULL;
 }
 
-/* Answers a connection refused at accept time without blocking the accept
- * thread (best effort: a client that sent nothing yet may see a reset) and
+/* ---- the event loop (its thread only) ---- */
+
+static struct conn *loop_dead, *loop_out; /* ended / for the workers, after the current batch */
+
+static int watch_set(struct watch *w, uint32_t mask) {
+        if (w->fd < 0)
+                return 0;
+        if (mask == 0 && w->hup) {
+                /* a hung-up fd reports EPOLLHUP even with no events asked: out of
+                 * the set until there is something to do with it again */
+                if (w->added)
+                        (void)epoll_ctl(g.epfd, EPOLL_CTL_DEL, w->fd, NULL);
+                w->added = false;
+                return 0;
+        }
+        if (w->added && w->mask == mask)
+                return 0;
+        struct epoll_event ev = {.events = mask, .data.ptr = w};
+        if (epoll_ctl(g.epfd, w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
+                return -errno;
+        w->added = true;
+        w->mask = mask;
+        return 0;
+}
+
+static void watch_del(struct watch *w) {
+        if (w->added)
+                (void)epoll_ctl(g.epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        w->added = false;
+        w->mask = 0;
+}
+
+static void loop_detach(struct conn *c) {
+        watch_del(&c->wc);
+        watch_del(&c->wu);
+        if (c->lprev)
+                c->lprev->lnext = c->lnext;
+        else
+                g.loop_conns = c->lnext;
+        if (c->lnext)
+                c->lnext->lprev = c->lprev;
+        c->lprev = c->lnext = NULL;
+        c->leaving = true;
+}
+
+/* Ends a connection of the loop: its event now, the memory after the batch
+ * (a later event of the same batch may still point at it). */
+static void loop_end(struct conn *c) {
+        loop_detach(c);
+        request_emit(&c->q);
+        conn_unregister(c);
+        c->qnext = loop_dead;
+        loop_dead = c;
+}
+
+static void loop_handoff(struct conn *c) {
+        loop_detach(c);
+        c->state = CS_WORK;
+        c->qnext = loop_out;
+        loop_out = c;
+}
+
+static void plain_close(struct conn *c, int status) {
+        if (status > 0)
+                respond(c, status, status_text(status), c->q.reason);
+        if (c->body.dropped)
+                note(&c->q, "%llu bytes after the request not forwarded (one request per connection)",
+                     (unsigned long long)c->body.dropped);
+}
+
+static void plain_run(struct conn *c) {
+        uint32_t cw = 0, uw = 0;
+        int status = 0;
+        if (plain_step(c, &cw, &uw, &status) == 0) {
+                plain_close(c, status);
+                loop_end(c);
+        } else if (watch_set(&c->wc, cw) < 0 || watch_set(&c->wu, uw) < 0) {
+                plain_close(c, -1);
+                loop_end(c);
+        }
+}
+
+static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev) {
+        struct half *up = &c->up, *down = &c->down;
+        uint64_t before = up->moved + down->moved;
+        bool cr = cev & (EPOLLIN | EPOLLHUP | EPOLLERR), cw = cev & (EPOLLOUT | EPOLLERR);
+        bool ur = uev & (EPOLLIN | EPOLLHUP | EPOLLERR), uw = uev & (EPOLLOUT | EPOLLERR);
+        if (half_step(up, cr, uw) < 0 || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
+                loop_end(c);
+                return;
+        }
+        if (up->moved + down->moved != before)
+                c->last_mono = time_mono_us();
+        size_t up_room = up->use_splice ? RELAY_PIPE_SIZE - up->in_pipe : up->in_pipe == 0;
+        size_t down_room = down->use_splice ? RELAY_PIPE_SIZE - down->in_pipe : down->in_pipe == 0;
+        uint32_t cm = 0, um = 0;
+        if (!up->eof && up_room)
+                cm |= EPOLLIN;
+        if (down->in_pipe > 0)
+                cm |= EPOLLOUT;
+        if (!down->eof && down_room)
+                um |= EPOLLIN;
+        if (up->in_pipe > 0)
+                um |= EPOLLOUT;
+        if (watch_set(&c->wc, cm) < 0 || watch_set(&c->wu, um) < 0)
+                loop_end(c);
+}
+
+static void head_run(struct conn *c) {
+        for (;;) {
+                ssize_t n = recv(c->cfd, c->buf + c->have, PROXY_HEAD_MAX - c->have, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n == 0 && c->have == 0) {
+                        c->q.emitted = true; /* opened and closed: not a request */
+                        loop_end(c);
+                        return;
+                }
+                if (n <= 0) {
+                        c->head_err = -ECONNRESET;
+                        loop_handoff(c);
+                        return;
+                }
+                c->have += (size_t)n;
+                c->head_len = http_head_length(c->buf, c->have, PROXY_HEAD_MAX);
+                if (c->head_len != 0) {
+                        loop_handoff(c);
+                        return;
+                }
+        }
+}
+
+static void hello_run(struct conn *c) {
+        for (;;) {
+                ssize_t n = recv(c->cfd, c->buf + c->have, TLS_RECORD_MAX - c->have, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                ssize_t peeked;
+                if (n == 0 && c->have == 0)
+                        peeked = 0; /* the client closed without sending anything */
+                else if (n <= 0) {
+                        deny(&c->q, "client closed the tunnel during the TLS ClientHello");
+                        loop_end(c);
+                        return;
+                } else {
+                        c->have += (size_t)n;
+                        peeked = hello_verdict(c);
+                        if (peeked == -EAGAIN)
+                                continue;
+                }
+                if (peeked < 0 || tunnel_begin(c, (size_t)peeked) < 0)
+                        loop_end(c);
+                else
+                        tunnel_run(c, 0, 0);
+                return;
+        }
+}
+
+/* A connection comes (back) to the loop in c->state. */
+static void loop_enter(struct conn *c) {
+        c->leaving = false;
+        c->lprev = NULL;
+        c->lnext = g.loop_conns;
+        if (g.loop_conns)
+                g.loop_conns->lprev = c;
+        g.loop_conns = c;
+        c->wc = (struct watch){.kind = W_CLIENT, .owner = c, .fd = c->cfd};
+        c->wu = (struct watch){.kind = W_UPSTREAM, .owner = c, .fd = c->ufd};
+        switch (c->state) {
+        case CS_HEAD:
+        case CS_HELLO:
+                if (watch_set(&c->wc, EPOLLIN) < 0)
+                        loop_end(c);
+                break;
+        case CS_TUNNEL:
+                tunnel_run(c, 0, 0);
+                break;
+        case CS_PLAIN:
+                plain_run(c);
+                break;
+        case CS_WORK:
+                break;
+        }
+}
+
+static void loop_event(struct watch *w, uint32_t ev) {
+        struct conn *c = w->owner;
+        if (c->leaving)
+                return;
+        if (ev & (EPOLLHUP | EPOLLERR))
+                w->hup = true;
+        switch (c->state) {
+        case CS_HEAD:
+                head_run(c);
+                break;
+        case CS_HELLO:
+                hello_run(c);
+                break;
+        case CS_TUNNEL:
+                tunnel_run(c, w == &c->wc ? ev : 0, w == &c->wu ? ev : 0);
+                break;
+        case CS_PLAIN:
+                plain_run(c);
+                break;
+        case CS_WORK:
+                break;
+        }
+}
+
+/* Deadlines: heads, ClientHellos, idle relays, and approvals. */
+static void loop_tick(void) {
+        int64_t now = time_mono_us(), idle_us = (int64_t)g.cfg.idle_timeout_ms * 1000;
+        for (struct conn *c = g.loop_conns, *next; c; c = next) {
+                next = c->lnext;
+                switch (c->state) {
+                case CS_HEAD:
+                        if (now >= c->deadline_mono) {
+                                c->head_err = -ETIMEDOUT;
+                                loop_handoff(c);
+                        }
+                        break;
+                case CS_HELLO:
+                        if (now >= c->deadline_mono) {
+                                deny(&c->q, "no complete TLS ClientHello within %d s", PROXY_HELLO_TIMEOUT_MS / 1000);
+                                loop_end(c);
+                        }
+                        break;
+                case CS_TUNNEL:
+                case CS_PLAIN:
+                        if (now - c->last_mono >= idle_us) {
+                                note(&c->q, "idle for %d s, closed", g.cfg.idle_timeout_ms / 1000);
+                                if (c->state == CS_PLAIN)
+                                        plain_close(c, c->q.bytes_down ? -1 : 504);
+                                loop_end(c);
+                        }
+                        break;
+                case CS_WORK:
+                        break;
+                }
+        }
+        pthread_mutex_lock(&g.lock);
+        for (struct proxy_run *pr = g.runs; pr; pr = pr->next) {
+                pthread_mutex_lock(&pr->lock);
+                for (struct conn **p = &pr->waiters; *p;) {
+                        struct conn *c = *p;
+                        if (now >= c->approval_deadline) {
+                                *p = c->wnext;
+                                c->wnext = NULL;
+                                work_push(c);
+                        } else
+                                p = &c->wnext;
+                }
+                pthread_mutex_unlock(&pr->lock);
+        }
+        pthread_mutex_unlock(&g.lock);
+}
+
+static void accept_all(struct proxy_run *pr);
+
+static void *loop_thread(void *userdata) {
+        (void)userdata;
+        struct epoll_event evs[256];
+        int64_t next_tick = 0;
+        for (;;) {
+                int n = epoll_wait(g.epfd, evs, ELEMENTSOF(evs), LOOP_TICK_MS);
+                if (n < 0 && errno != EINTR) {
+                        log_error("egress proxy: epoll_wait failed: %m");
+                        return NULL;
+                }
+                for (int i = 0; i < n; i++) {
+                        struct watch *w = evs[i].data.ptr;
+                        if (!w) {
+                                uint64_t v;
+                                (void)!read(g.wake_fd, &v, sizeof v);
+                        } else if (w->kind == W_LISTEN) {
+                                /* the run may have stopped since epoll_wait returned */
+                                pthread_mutex_lock(&g.lock);
+                                struct proxy_run *pr = g.runs;
+                                while (pr && pr != w->owner)
+                                        pr = pr->next;
+                                if (pr)
+                                        accept_all(pr);
+                                pthread_mutex_unlock(&g.lock);
+                        } else
+                                loop_event(w, evs[i].events);
+                }
+                pthread_mutex_lock(&g.qlock);
+                struct conn *in = g.inbox;
+                g.inbox = NULL;
+                pthread_mutex_unlock(&g.qlock);
+                for (struct conn *c = in, *next; c; c = next) {
+                        next = c->qnext;
+                        c->qnext = NULL;
+                        loop_enter(c);
+                }
+                int64_t now = time_mono_us();
+                if (now >= next_tick) {
+                        loop_tick();
+                        next_tick = now + LOOP_TICK_MS * 1000;
+                }
+                for (struct conn *c = loop_out, *next; c; c = next) {
+                        next = c->qnext;
+                        work_push(c);
+                }
+                loop_out = NULL;
+                for (struct conn *c = loop_dead, *next; c; c = next) {
+                        next = c->qnext;
+                        conn_free(c);
+                }
+                loop_dead = NULL;
+        }
+        return NULL;
+}
+
+/* Answers a connection refused at accept time without blocking the event
+ * loop (best effort: a client that sent nothing yet may see a reset) and
  * counts it; the run's refusals are reported as one aggregated egress event
  * at most once a second (REFUSAL_REPORT_US) and when the run stops, so a
  * flood of connections cannot flood the event stream. */
@@ -1512,7 +1985,7 @@ static void shed_one(struct proxy_run *pr) {
         g.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Called by the accept thread under g.lock. */
+/* Called by the event loop under g.lock. */
 static void accept_all(struct proxy_run *pr) {
         for (;;) {
                 int fd = accept4(pr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1550,6 +2023,10 @@ static void accept_all(struct proxy_run *pr) {
                         status = 503, snprintf(why, sizeof why, "egress budget of the node exhausted: %u fds in use",
                                                atomic_load(&g.fds));
                 struct conn *c = status ? NULL : calloc(1, sizeof *c);
+                if (c && !(c->buf = malloc(HEAD_BUF))) {
+                        free(c);
+                        c = NULL;
+                }
                 if (!status && !c)
                         status = 503, snprintf(why, sizeof why, "out of memory");
                 if (status) {
@@ -1559,7 +2036,12 @@ static void accept_all(struct proxy_run *pr) {
                         emit(pr, "egress", report, false);
                         continue;
                 }
-                *c = (struct conn){.run = pr, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF};
+                char *head_buf = c->buf;
+                *c = (struct conn){.run = pr, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF,
+                                   .buf = head_buf, .state = CS_HEAD, .u = {.fd = -1},
+                                   .up = {.pipe = {-1, -1}}, .down = {.pipe = {-1, -1}}};
+                c->q = (struct request){.c = c, .started_mono = time_mono_us()};
+                c->deadline_mono = c->q.started_mono + (int64_t)PROXY_HEAD_TIMEOUT_MS * 1000;
                 if (pr->conns)
                         pr->conns->prev = c;
                 pr->conns = c;
@@ -1572,45 +2054,8 @@ static void accept_all(struct proxy_run *pr) {
                 json_t *report = refusal_report(pr, false);
                 pthread_mutex_unlock(&pr->lock);
                 emit(pr, "egress", report, false);
-
-                pthread_attr_t attr;
-                pthread_attr_init(&attr);
-                pthread_attr_setstacksize(&attr, CONN_STACK_SIZE);
-                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                pthread_t t;
-                int r = pthread_create(&t, &attr, conn_thread, c);
-                pthread_attr_destroy(&attr);
-                if (r != 0) {
-                        log_ctx(LOG_WARN, LOG_KV("run", pr->run_id), "could not start an egress connection thread: %s",
-                                strerror(r));
-                        conn_unregister(c);
-                }
+                loop_enter(c); /* no thread of its own: the loop reads its head */
         }
-}
-
-static void *accept_thread(void *userdata) {
-        (void)userdata;
-        struct epoll_event evs[64];
-        for (;;) {
-                int n = epoll_wait(g.epfd, evs, ELEMENTSOF(evs), -1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        log_error("egress proxy: epoll_wait failed: %m");
-                        return NULL;
-                }
-                pthread_mutex_lock(&g.lock);
-                for (int i = 0; i < n; i++) {
-                        /* the run may have stopped since epoll_wait returned */
-                        struct proxy_run *pr = g.runs;
-                        while (pr && pr != evs[i].data.ptr)
-                                pr = pr->next;
-                        if (pr)
-                                accept_all(pr);
-                }
-                pthread_mutex_unlock(&g.lock);
-        }
-        return NULL;
 }
 
 /* ---- listening inside the sandbox netns ---- */
@@ -1672,13 +2117,33 @@ static int ensure_started(void) {
         g.epfd = epoll_create1(EPOLL_CLOEXEC);
         if (g.epfd < 0)
                 return -errno;
-        int r = pthread_create(&g.thread, NULL, accept_thread, NULL);
-        if (r != 0) {
+        g.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        if (g.wake_fd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.wake_fd, &ev) < 0) {
+                int e = -errno;
+                if (g.wake_fd >= 0)
+                        close(g.wake_fd);
                 close(g.epfd);
-                g.epfd = -1;
+                g.epfd = g.wake_fd = -1;
+                return e;
+        }
+        /* the threads live as long as the process: a fixed number, whatever
+         * the number of connections */
+        int r = pthread_create(&g.thread, NULL, loop_thread, NULL);
+        if (r != 0) {
+                close(g.wake_fd);
+                close(g.epfd);
+                g.epfd = g.wake_fd = -1;
                 return -r;
         }
         pthread_detach(g.thread);
+        for (int i = 0; i < PROXY_WORKERS; i++) {
+                pthread_t t;
+                r = pthread_create(&t, NULL, worker_thread, NULL);
+                if (r != 0)
+                        return -r; /* the loop runs; fewer workers than planned is still correct */
+                pthread_detach(t);
+        }
         g.started = true;
         return 0;
 }
@@ -1721,7 +2186,8 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
 
         pthread_mutex_lock(&g.lock);
         r = ensure_started();
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = pr};
+        pr->lw = (struct watch){.kind = W_LISTEN, .owner = pr, .fd = pr->listen_fd};
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &pr->lw};
         if (r >= 0 && epoll_ctl(g.epfd, EPOLL_CTL_ADD, pr->listen_fd, &ev) < 0)
                 r = -errno;
         if (r < 0) {
@@ -1769,12 +2235,12 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
                         a->state = APPROVAL_DENIED;
                         snprintf(a->by, sizeof a->by, "run_ended");
                 }
+        unpark_locked(pr, NULL);
         for (struct conn *c = pr->conns; c; c = c->next) {
                 shutdown(c->cfd, SHUT_RDWR);
                 if (c->ufd >= 0)
                         shutdown(c->ufd, SHUT_RDWR);
         }
-        pthread_cond_broadcast(&pr->cond);
         while (pr->n_conns > 0)
                 pthread_cond_wait(&pr->cond, &pr->lock);
         json_t *report = refusal_report(pr, true);

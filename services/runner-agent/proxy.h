@@ -13,11 +13,18 @@
  * memory within a node-wide one, and reports every request as one `egress`
  * event (refusals at accept time aggregated, at most one event a second).
  *
- * Threads: one accept thread (epoll over every run's listening socket) for
- * the whole process, and one thread per client connection: a connection may
- * block for minutes on a pending approval, and blocking code per connection
- * keeps the hold, the timeouts and the teardown simple; tunnels are relayed
- * with splice(). All functions are thread-safe. */
+ * Threads (issue 10 §4): a fixed set for the whole process, whatever the
+ * number of connections. One event loop (epoll) accepts on every run's
+ * listening socket, reads request heads and tunnels' ClientHellos, and
+ * relays every byte: tunnels with splice() through a pipe per direction
+ * (zero copy), plain-HTTP requests through framed buffers; the idle timeout
+ * and the other deadlines are its timers, and each connection's egress
+ * event is emitted when it ends. PROXY_WORKERS worker threads take the
+ * decisions that may block (the resolver, the TCP connect, the TLS handshake
+ * to a secret header's origin, each bounded by its timeout; a durable
+ * approval event). A request waiting for an approval holds no thread: it is
+ * parked on its run until the decision, its deadline or the run's end. All
+ * functions are thread-safe. */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
