@@ -54,6 +54,17 @@ static bool hub_has_sub(struct fanout_hub *h, const char *run_id) {
         return any;
 }
 
+/* The fan-out's key filter: only records of runs someone watches are
+ * verified and decoded (the key is the run id, topics.h). */
+static bool hub_wants_key(void *userdata, const void *key, size_t key_len) {
+        char run_id[UUID_STR_LEN];
+        if (!key || key_len != UUID_STR_LEN - 1)
+                return false;
+        memcpy(run_id, key, key_len);
+        run_id[key_len] = 0;
+        return hub_has_sub(userdata, run_id);
+}
+
 /* Live events reach a stream only from the run's node or the scheduler, as
  * stored history does (docs/CONTRACTS.md, signed messages): checked once per
  * run and signer while a stream of that run is open. A run still without a
@@ -227,6 +238,7 @@ int fanout_start(struct api *a) {
                 log_error("could not create fan-out consumer: %s", e.message);
                 return e.errnum ? e.errnum : -EINVAL;
         }
+        kafka_consumer_set_key_filter(h->consumer, hub_wants_key, h);
         /* signals go to the main thread, whose poll() they interrupt */
         sigset_t all, old;
         sigfillset(&all);
