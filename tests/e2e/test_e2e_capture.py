@@ -5,6 +5,7 @@ runner-agent (seccomp user notification, fanotify), never reported by the
 sandbox itself. Complete, not sampled: a loop of 500 execs gives 500 events."""
 
 import os
+from datetime import datetime
 
 from conftest import all_events, wait_events_recorded, wait_terminal, command_spec
 
@@ -161,7 +162,14 @@ def test_repeated_writes_are_coalesced(endpoints, admin_token, api, runs):
           f"{[(w.get('count', 1), w.get('first_at'), w.get('last_at')) for w in writes]}")
     assert sum(file_counts(fa, "f.txt", "write")) == n, writes
     assert sum(file_counts(fa, "f.txt", "create")) == 1, fa
-    assert 1 <= len(writes) <= n // 20, f"{len(writes)} events for {n} writes: not coalesced"
+    # coalesced: fewer events than writes, and at most one per window (the
+    # windows of one (path, mode) open at least PADDOCK_RUN_FILE_COALESCE_MS,
+    # default 200 ms, apart); how many windows the writes span depends on the
+    # machine's speed, which a test does not judge (bench/ does)
+    assert 1 <= len(writes) < n, f"{len(writes)} events for {n} writes: not coalesced"
+    starts = [datetime.fromisoformat(w["first_at"].replace("Z", "+00:00")).timestamp()
+              for w in writes if w.get("count", 1) > 1]
+    assert all(b - a >= 0.19 for a, b in zip(starts, starts[1:])), starts
     for w in writes:
         if w.get("count", 1) > 1:
             assert w["first_at"] <= w["last_at"], w
