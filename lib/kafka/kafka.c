@@ -334,7 +334,14 @@ int kafka_producer_warm(struct kafka_producer *p, const char *const *topics, int
 struct kafka_consumer {
         rd_kafka_t *rk;
         struct bus_auth *auth;
+        kafka_key_filter_fn key_filter;
+        void *key_filter_userdata;
 };
+
+void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata) {
+        c->key_filter = fn;
+        c->key_filter_userdata = userdata;
+}
 
 struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
                                           const char *const *topics, const char *offset_reset,
@@ -472,6 +479,10 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
                 rd_kafka_message_destroy(m);
                 if (err == RD_KAFKA_RESP_ERR__FATAL)
                         return ferr ? kafka_errno(ferr) : -EIO;
+                return 0;
+        }
+        if (c->key_filter && !c->key_filter(c->key_filter_userdata, m->key, m->key_len)) {
+                rd_kafka_message_destroy(m);
                 return 0;
         }
         msg->topic = rd_kafka_topic_name(m->rkt);

@@ -80,6 +80,14 @@ struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c);
  * a fatal error. With an auth, a record it refuses is logged, counted,
  * committed and gives 0 (bus_auth.h). Not thread-safe: one thread polls a consumer. */
 int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_message *msg);
+
+/* Filter on the record key, called by kafka_consumer_poll() on its thread
+ * before anything else is done with a record: false skips it (poll gives 0),
+ * unverified and uncommitted. For a consumer that wants few keys of a busy
+ * topic and commits nothing (the api's fan-out: an Ed25519 verify per record
+ * of every run would bound it, issue 10 point 4). key is not NUL-terminated. */
+typedef bool (*kafka_key_filter_fn)(void *userdata, const void *key, size_t key_len);
+void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata);
 /* Returns the message's memory to librdkafka. */
 void kafka_message_release(struct kafka_message *msg);
 /* Synchronously commits msg's offset + 1 for its partition. Call only after

@@ -20,8 +20,10 @@
 #include "service/run_node.h"
 
 /* Beyond this a slow viewer's queue drops live events; stream.c refetches
- * them from PostgreSQL, so nothing is lost, only delayed. */
-#define SUB_QUEUE_MAX 4096
+ * them from PostgreSQL, so nothing is lost, only delayed (by evidence's lag,
+ * seconds under load): sized for a second of a 10k events/s run, so a burst
+ * does not fall back to PostgreSQL (issue 10 point 4). */
+#define SUB_QUEUE_MAX 16384
 
 struct fanout_sub {
         char run_id[UUID_STR_LEN];
@@ -50,6 +52,17 @@ static bool hub_has_sub(struct fanout_hub *h, const char *run_id) {
                 any = !strcmp(s->run_id, run_id);
         pthread_mutex_unlock(&h->lock);
         return any;
+}
+
+/* The fan-out's key filter: only records of runs someone watches are
+ * verified and decoded (the key is the run id, topics.h). */
+static bool hub_wants_key(void *userdata, const void *key, size_t key_len) {
+        char run_id[UUID_STR_LEN];
+        if (!key || key_len != UUID_STR_LEN - 1)
+                return false;
+        memcpy(run_id, key, key_len);
+        run_id[key_len] = 0;
+        return hub_has_sub(userdata, run_id);
 }
 
 /* Live events reach a stream only from the run's node or the scheduler, as
@@ -133,9 +146,12 @@ struct fanout_item *fanout_drain(struct fanout_hub *h, struct fanout_sub *s) {
         return it;
 }
 
-/* Queues a copy of json for every subscriber of run_id; true if any. */
+/* Queues a copy of json for every subscriber of run_id; true if a queue was
+ * empty before, i.e. the lws thread has to be woken: it drains every queue
+ * when woken, so a non-empty queue already has a wake-up pending (one
+ * wake-up per burst, not a pipe write and a pass over all sessions per event). */
 static bool hub_publish(struct fanout_hub *h, const char *run_id, uint64_t seq, bool terminal, const char *json) {
-        bool any = false;
+        bool wake = false;
         pthread_mutex_lock(&h->lock);
         for (struct fanout_sub *s = h->subs; s; s = s->next) {
                 if (strcmp(s->run_id, run_id) || s->n >= SUB_QUEUE_MAX)
@@ -155,11 +171,10 @@ static bool hub_publish(struct fanout_hub *h, const char *run_id, uint64_t seq, 
                 else
                         s->head = it;
                 s->tail = it;
-                s->n++;
-                any = true;
+                wake |= s->n++ == 0;
         }
         pthread_mutex_unlock(&h->lock);
-        return any;
+        return wake;
 }
 
 static void handle_message(struct fanout_hub *h, const struct kafka_message *m) {
@@ -223,6 +238,7 @@ int fanout_start(struct api *a) {
                 log_error("could not create fan-out consumer: %s", e.message);
                 return e.errnum ? e.errnum : -EINVAL;
         }
+        kafka_consumer_set_key_filter(h->consumer, hub_wants_key, h);
         /* signals go to the main thread, whose poll() they interrupt */
         sigset_t all, old;
         sigfillset(&all);

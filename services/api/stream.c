@@ -30,7 +30,12 @@
 #include "core/timeutil.h"
 #include "pg/pg.h"
 
-#define STORE_MAX 2048
+/* a second of a 10k events/s run (the fan-out queue's size): a burst that
+ * overflows the store is refetched from PostgreSQL, seconds later */
+#define STORE_MAX 16384
+/* events written per writable callback, while the socket takes them: one
+ * per callback costs a pass of the lws loop (a poll) per event */
+#define WRITE_BURST 256
 #define FETCH_BATCH 500
 #define GAP_RETRY_US (100 * 1000)
 #define IDLE_POLL_US (1000 * 1000)
@@ -63,8 +68,8 @@ struct stream_session {
         bool history_missing;   /* evidence.run_events does not exist yet */
         int64_t timer_due;      /* monotonic us of the armed timer, 0 if none */
         struct fanout_sub *sub;
-        struct stored_event *store; /* sorted by seq, unique, all >= next_seq */
-        size_t n, cap;
+        struct stored_event *store; /* [off, off + n): sorted by seq, unique, all >= next_seq */
+        size_t off, n, cap;         /* sending takes from the front: off moves, nothing is copied */
         struct stream_session *next;
 };
 
@@ -74,32 +79,41 @@ static struct stream_session *sessions;
 static void store_insert(struct stream_session *ss, uint64_t seq, bool terminal, char *json) {
         if (seq < ss->next_seq)
                 goto drop;
+        if (ss->off + ss->n == ss->cap && ss->off > 0) {
+                memmove(ss->store, ss->store + ss->off, ss->n * sizeof *ss->store);
+                ss->off = 0;
+        }
+        struct stored_event *st = ss->store + ss->off;
         size_t lo = 0, hi = ss->n;
+        /* live events come in seq order: the common case appends */
+        if (ss->n > 0 && st[ss->n - 1].seq < seq)
+                lo = ss->n;
         while (lo < hi) {
                 size_t mid = (lo + hi) / 2;
-                if (ss->store[mid].seq < seq)
+                if (st[mid].seq < seq)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        if (lo < ss->n && ss->store[lo].seq == seq)
+        if (lo < ss->n && st[lo].seq == seq)
                 goto drop;
         if (ss->n >= STORE_MAX) {
                 /* keep the lowest seqs; what is dropped is refetched from PostgreSQL */
                 if (lo == ss->n)
                         goto drop;
-                free(ss->store[--ss->n].json);
+                free(st[--ss->n].json);
         }
-        if (ss->n == ss->cap) {
+        if (ss->off + ss->n == ss->cap) {
                 size_t cap = ss->cap ? ss->cap * 2 : 64;
                 struct stored_event *ns = realloc(ss->store, cap * sizeof *ns);
                 if (!ns)
                         goto drop;
                 ss->store = ns;
                 ss->cap = cap;
+                st = ss->store + ss->off;
         }
-        memmove(ss->store + lo + 1, ss->store + lo, (ss->n - lo) * sizeof *ss->store);
-        ss->store[lo] = (struct stored_event){.seq = seq, .terminal = terminal, .json = json};
+        memmove(st + lo + 1, st + lo, (ss->n - lo) * sizeof *st);
+        st[lo] = (struct stored_event){.seq = seq, .terminal = terminal, .json = json};
         ss->n++;
         return;
 drop:
@@ -107,7 +121,7 @@ drop:
 }
 
 static bool store_has_next(const struct stream_session *ss) {
-        return ss->n > 0 && ss->store[0].seq == ss->next_seq;
+        return ss->n > 0 && ss->store[ss->off].seq == ss->next_seq;
 }
 
 static void session_fetch(struct stream_session *ss) {
@@ -388,7 +402,7 @@ static void session_free(struct stream_session *ss) {
         if (ss->sub)
                 fanout_unsubscribe(ss->api->hub, ss->sub);
         for (size_t i = 0; i < ss->n; i++)
-                free(ss->store[i].json);
+                free(ss->store[ss->off + i].json);
         free(ss->store);
         free(ss);
 }
@@ -429,22 +443,30 @@ static int session_write(struct stream_session *ss) {
                 }
                 return 0;
         }
-        struct stored_event ev = ss->store[0];
-        size_t len = strlen(ev.json);
-        unsigned char *buf = malloc(LWS_PRE + len);
-        if (!buf)
-                return -1;
-        memcpy(buf + LWS_PRE, ev.json, len);
-        int w = lws_write(ss->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
-        free(buf);
-        if (w < (int)len)
-                return -1;
-        free(ev.json);
-        memmove(ss->store, ss->store + 1, (ss->n - 1) * sizeof *ss->store);
-        ss->n--;
-        ss->next_seq++;
-        if (ev.terminal)
-                return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
+        /* several events per callback while the socket takes them; lws
+         * buffers what a write could not send and then reports the pipe
+         * choked, so no write ever follows a partial one */
+        for (int sent = 0; sent < WRITE_BURST && store_has_next(ss); sent++) {
+                if (sent > 0 && lws_send_pipe_choked(ss->wsi))
+                        break;
+                struct stored_event ev = ss->store[ss->off];
+                size_t len = strlen(ev.json);
+                unsigned char *buf = malloc(LWS_PRE + len);
+                if (!buf)
+                        return -1;
+                memcpy(buf + LWS_PRE, ev.json, len);
+                int w = lws_write(ss->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+                free(buf);
+                if (w < (int)len)
+                        return -1;
+                free(ev.json);
+                ss->off++;
+                if (--ss->n == 0)
+                        ss->off = 0;
+                ss->next_seq++;
+                if (ev.terminal)
+                        return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
+        }
         if (store_has_next(ss))
                 lws_callback_on_writable(ss->wsi);
         else if (ss->fetch_full)

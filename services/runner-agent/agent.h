@@ -53,6 +53,7 @@ struct runner_settings {
         long long egress_max_body_mb;
         char *egress_ca_bundle;
         long long max_file_events;
+        long long file_coalesce_ms;
         long long diff_max_files;
         long long diff_max_file_mb;
         long long diff_memory_mb;

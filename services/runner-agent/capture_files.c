@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/metrics.h"
+#include "core/timeutil.h"
 #include "events.h"
 #include "run_limits.h"
 
@@ -56,14 +57,37 @@ struct dir_entry {
         char *rel;
 };
 
-struct pending {
-        bool set;
+/* The coalescing window (docs/CONTRACTS.md, platform capture): one entry per
+ * (path, mode, dir) accessed since the window opened, in the order of each
+ * one's first access. PEND_MAX bounds the memory a run can make us hold; a
+ * full window is flushed early. */
+#define PEND_MAX 4096
+#define PEND_SLOTS (2 * PEND_MAX) /* open addressing over paths, load <= 1/2 */
+#define PEND_PIDS 8               /* distinct pids listed per entry */
+
+struct pend_entry {
         const char *mode;
-        int pid;
         bool dir;
-        char *path;
-        unsigned count;
         bool unresolved;
+        unsigned path_slot;        /* its path in pend_path */
+        uint64_t count;
+        int64_t first_us, last_us; /* wall clock */
+        unsigned n_pids;
+        bool more_pids;
+        int pids[PEND_PIDS];
+};
+
+struct pend_path {
+        char *path;                /* NULL: free slot */
+        unsigned latest;           /* index of the path's latest entry */
+        unsigned modes;            /* bit per (mode, dir) pending for it */
+};
+
+struct window {
+        unsigned n;
+        int64_t opened_mono;       /* first access of the window */
+        struct pend_entry entries[PEND_MAX];
+        struct pend_path paths[PEND_SLOTS];
 };
 
 struct capture_files {
@@ -76,7 +100,8 @@ struct capture_files {
         pthread_t thread;
         bool thread_started;
         struct dir_entry *cache;
-        struct pending pend;
+        struct window *win;
+        int64_t window_us;         /* PADDOCK_RUN_FILE_COALESCE_MS */
         uint64_t n_events;
         uint64_t max_events;       /* per run; beyond it accesses are only counted */
         uint64_t n_dropped;
@@ -136,7 +161,8 @@ static int resolve_dir(struct capture_files *c, struct file_handle *fh, const ch
         return inside;
 }
 
-static void emit(struct capture_files *c, json_t *d) {
+/* Sends one file_access event standing for `accesses` accesses. */
+static void emit(struct capture_files *c, json_t *d, uint64_t accesses) {
         if (!d)
                 return;
         if (c->n_events >= c->max_events) {
@@ -144,8 +170,8 @@ static void emit(struct capture_files *c, json_t *d) {
                  * as the node's bus can carry, delaying everyone's (heartbeats
                  * included); past the budget they are counted, and the count is
                  * reported at the end (issue 9 point 4) */
-                c->n_dropped++;
-                metric_add(&metric_file_dropped, 1);
+                c->n_dropped += accesses;
+                metric_add(&metric_file_dropped, accesses);
                 json_decref(d);
                 return;
         }
@@ -156,34 +182,121 @@ static void emit(struct capture_files *c, json_t *d) {
         json_decref(d);
 }
 
-static void flush_pending(struct capture_files *c) {
-        struct pending *p = &c->pend;
-        if (!p->set)
-                return;
-        json_t *d = json_pack("{s:o,s:s,s:i}", "path", capture_json_string(p->path, strlen(p->path)), "mode",
-                              p->mode, "pid", p->pid);
-        if (d && p->dir)
-                json_object_set_new(d, "dir", json_true());
-        if (d && p->count > 1)
-                json_object_set_new(d, "count", json_integer(p->count));
-        if (d && p->unresolved)
-                json_object_set_new(d, "dir_unresolved", json_true());
-        emit(c, d);
-        free(p->path);
-        *p = (struct pending){0};
+static unsigned mode_bit(const char *mode, bool dir) {
+        static const char *const modes[] = {"create", "write", "read", "delete"};
+        for (unsigned i = 0; i < ELEMENTSOF(modes); i++)
+                if (!strcmp(mode, modes[i]))
+                        return 1u << (i * 2 + dir);
+        return 0;
 }
 
-/* Queues one access; the same access by the same process right after is
- * only counted. Takes path. */
-static void add_access(struct capture_files *c, const char *mode, int pid, bool dir, char *path) {
-        struct pending *p = &c->pend;
-        if (p->set && p->mode == mode && p->pid == pid && p->dir == dir && !strcmp(p->path, path)) {
-                p->count++;
-                free(path);
+static json_t *entry_json(const struct pend_entry *e, const char *path) {
+        json_t *d = json_pack("{s:o,s:s,s:i}", "path", capture_json_string(path, strlen(path)), "mode", e->mode,
+                              "pid", e->pids[0]);
+        if (!d)
+                return NULL;
+        if (e->dir)
+                json_object_set_new(d, "dir", json_true());
+        if (e->unresolved)
+                json_object_set_new(d, "dir_unresolved", json_true());
+        if (e->count > 1) {
+                char t[40];
+                json_object_set_new(d, "count", json_integer((json_int_t)e->count));
+                json_object_set_new(d, "first_at", json_string(time_format_rfc3339(e->first_us, t, sizeof t)));
+                json_object_set_new(d, "last_at", json_string(time_format_rfc3339(e->last_us, t, sizeof t)));
+        }
+        if (e->n_pids > 1 || e->more_pids) {
+                json_t *pids = json_array();
+                for (unsigned i = 0; pids && i < e->n_pids; i++)
+                        json_array_append_new(pids, json_integer(e->pids[i]));
+                json_object_set_new(d, "pids", pids);
+                if (e->more_pids)
+                        json_object_set_new(d, "pids_more", json_true());
+        }
+        return d;
+}
+
+/* Empties the window without sending it (each entry's path slot only, not
+ * the whole table: a window can be closed after every access). */
+static void flush_paths(struct window *w) {
+        for (unsigned i = 0; i < w->n; i++) {
+                struct pend_path *pp = &w->paths[w->entries[i].path_slot];
+                free(pp->path);
+                *pp = (struct pend_path){0};
+        }
+        w->n = 0;
+}
+
+/* Emits the window's entries in the order of their first access and empties it. */
+static void flush_pending(struct capture_files *c) {
+        struct window *w = c->win;
+        for (unsigned i = 0; i < w->n; i++) {
+                struct pend_entry *e = &w->entries[i];
+                emit(c, entry_json(e, w->paths[e->path_slot].path), e->count);
+        }
+        flush_paths(w);
+}
+
+static size_t path_hash(const char *s) {
+        uint64_t x = 1469598103934665603ULL;
+        for (; *s; s++)
+                x = (x ^ (unsigned char)*s) * 1099511628211ULL;
+        return (size_t)(x % PEND_SLOTS);
+}
+
+/* Counts one access in the window. The same (path, mode, dir) again while it
+ * is the path's latest access only adds to its count; an access that would
+ * reorder the path's history (write, read, write) closes the window first, so
+ * the order of the events of one path is the order of its accesses. Takes path. */
+static void add_access(struct capture_files *c, const char *mode, int pid, bool dir, bool unresolved, char *path) {
+        struct window *w = c->win;
+        unsigned bit = mode_bit(mode, dir);
+        int64_t now = time_now_us();
+        for (int pass = 0; pass < 2; pass++) {
+                size_t slot = path_hash(path);
+                while (w->paths[slot].path && strcmp(w->paths[slot].path, path))
+                        slot = (slot + 1) % PEND_SLOTS;
+                struct pend_path *pp = &w->paths[slot];
+                if (pp->path) {
+                        struct pend_entry *e = &w->entries[pp->latest];
+                        if (e->mode == mode && e->dir == dir) {
+                                e->count++;
+                                e->last_us = now;
+                                e->unresolved |= unresolved;
+                                bool seen = false;
+                                for (unsigned i = 0; i < e->n_pids && !seen; i++)
+                                        seen = e->pids[i] == pid;
+                                if (!seen && e->n_pids < PEND_PIDS)
+                                        e->pids[e->n_pids++] = pid;
+                                else if (!seen)
+                                        e->more_pids = true;
+                                free(path);
+                                return;
+                        }
+                        if (pp->modes & bit) {
+                                flush_pending(c); /* would reorder: new window */
+                                continue;
+                        }
+                }
+                if (w->n == PEND_MAX) {
+                        flush_pending(c);
+                        continue;
+                }
+                if (w->n == 0)
+                        w->opened_mono = time_mono_us();
+                if (!pp->path)
+                        pp->path = TAKE_PTR(path);
+                else
+                        free(path);
+                pp->latest = w->n;
+                pp->modes |= bit;
+                w->entries[w->n++] = (struct pend_entry){.mode = mode, .dir = dir, .unresolved = unresolved,
+                                                          .path_slot = (unsigned)slot, .count = 1,
+                                                          .first_us = now, .last_us = now, .n_pids = 1,
+                                                          .pids = {pid}};
                 return;
         }
-        flush_pending(c);
-        *p = (struct pending){.set = true, .mode = mode, .pid = pid, .dir = dir, .path = path, .count = 1};
+        free(path); /* not reached: a flushed window always has room */
 }
 
 static char *join(const char *rel, const char *name) {
@@ -216,7 +329,7 @@ static void handle_event(struct capture_files *c, const struct fanotify_event_me
                 flush_pending(c);
                 metric_add(&metric_file_overflows, 1);
                 log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id), "file capture queue overflowed");
-                emit(c, json_pack("{s:b}", "overflow", 1));
+                emit(c, json_pack("{s:b}", "overflow", 1), 1);
                 return;
         }
         if (m->fd >= 0)
@@ -260,7 +373,7 @@ static void handle_event(struct capture_files *c, const struct fanotify_event_me
                         json_object_set_new(d, "dir", json_true());
                 if (d && (rf < 0 || rt < 0))
                         json_object_set_new(d, "dir_unresolved", json_true());
-                emit(c, d);
+                emit(c, d, 1);
                 if (dir)
                         cache_clear(c); /* cached paths below it moved */
                 return;
@@ -290,11 +403,10 @@ static void handle_event(struct capture_files *c, const struct fanotify_event_me
                 if (!(m->mask & order[i].bit))
                         continue;
                 char *p = strdup(path);
+                /* r < 0: only the name is known */
                 if (p)
-                        add_access(c, order[i].mode, (int)m->pid, dir, p);
+                        add_access(c, order[i].mode, (int)m->pid, dir, r < 0, p);
         }
-        if (r < 0 && c->pend.set)
-                c->pend.unresolved = true; /* only the name is known */
         free(path);
         if (dir && (m->mask & FAN_DELETE))
                 cache_clear(c);
@@ -329,14 +441,22 @@ static void *capture_files_thread(void *userdata) {
         }
         for (;;) {
                 struct pollfd p[2] = {{.fd = c->stop_fd, .events = POLLIN}, {.fd = c->fan_fd, .events = POLLIN}};
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
-                        break;
-                if (p[1].revents & POLLIN) {
-                        /* coalesce within a burst, never hold an event after it */
-                        while (drain_once(c, buf, scratch))
-                                ;
-                        flush_pending(c);
+                /* an access waits at most one window before it is sent */
+                int wait_ms = -1;
+                if (c->win->n) {
+                        int64_t left = c->win->opened_mono + c->window_us - time_mono_us();
+                        wait_ms = left > 0 ? (int)((left + 999) / 1000) : 0;
                 }
+                if (poll(p, 2, wait_ms) < 0 && errno != EINTR)
+                        break;
+                /* a sustained flood keeps the queue readable: the window is
+                 * checked after every read, not only when the queue is empty */
+                if (p[1].revents & POLLIN)
+                        while (drain_once(c, buf, scratch))
+                                if (c->win->n && time_mono_us() - c->win->opened_mono >= c->window_us)
+                                        flush_pending(c);
+                if (c->win->n && time_mono_us() - c->win->opened_mono >= c->window_us)
+                        flush_pending(c);
                 if (p[0].revents & POLLIN) {
                         while (drain_once(c, buf, scratch))
                                 ;
@@ -360,13 +480,16 @@ static void capture_files_free(struct capture_files *c) {
                 cache_clear(c);
                 free(c->cache);
         }
-        free(c->pend.path);
+        if (c->win) {
+                flush_paths(c->win);
+                free(c->win);
+        }
         free(c->ws);
         free(c);
 }
 
 struct capture_files *capture_files_start(const char *workspace, struct run_events *ev, uint64_t max_events,
-                                          struct err_detail *reterr) {
+                                          uint64_t window_ms, struct err_detail *reterr) {
         struct capture_files *c = calloc(1, sizeof *c);
         if (!c) {
                 err_set(reterr, -ENOMEM, "capture", "out of memory");
@@ -374,11 +497,13 @@ struct capture_files *capture_files_start(const char *workspace, struct run_even
         }
         c->ev = ev;
         c->max_events = max_events;
+        c->window_us = (int64_t)window_ms * 1000;
         c->fan_fd = c->mount_fd = c->stop_fd = -1;
         c->self = getpid();
         c->ws = realpath(workspace, NULL);
         c->cache = calloc(CACHE_SLOTS, sizeof *c->cache);
-        if (!c->ws || !c->cache) {
+        c->win = calloc(1, sizeof *c->win);
+        if (!c->ws || !c->cache || !c->win) {
                 err_set(reterr, -errno, "capture", "cannot resolve workspace %s: %m", workspace);
                 goto fail;
         }

@@ -79,6 +79,8 @@ static const struct config_entry config_table[] = {
          "PEM file of the CAs trusted for secret header origins (empty: the system's CAs)"},
         {"PADDOCK_RUN_MAX_FILE_EVENTS", CONFIG_INT, "20000", 100, 100000000, false, S(max_file_events),
          "file_access events of one run; past them accesses are counted and reported once at the end"},
+        {"PADDOCK_RUN_FILE_COALESCE_MS", CONFIG_INT, "200", 0, 10000, false, S(file_coalesce_ms),
+         "window over which file accesses of one (path, mode) become one file_access event with a count (0: within one read of the fanotify queue)"},
         {"PADDOCK_RUN_DIFF_MAX_FILES", CONFIG_INT, "20000", 1, 10000000, false, S(diff_max_files),
          "entries of the baseline and of the workspace compared for the diff; beyond it the diff is truncated"},
         {"PADDOCK_RUN_DIFF_MAX_FILE_MB", CONFIG_INT, "16", 1, 65536, false, S(diff_max_file_mb),

@@ -707,7 +707,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                  * the workspace */
                 c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, &err);
                 c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
-                                                                       (uint64_t)a->cfg->max_file_events, &err) : NULL;
+                                                                       (uint64_t)a->cfg->max_file_events,
+                                                                       (uint64_t)a->cfg->file_coalesce_ms, &err) : NULL;
                 bool supervised = c.cap_files != NULL;
                 if (supervised)
                         supervise(&c, &o);

@@ -38,6 +38,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.resume", 1, 3);
         rd_kafka_mock_topic_create(mock, "t.threads", 4, 3);
         rd_kafka_mock_topic_create(mock, "t.async", 2, 3);
+        rd_kafka_mock_topic_create(mock, "t.filter", 1, 3);
         return 0;
 }
 
@@ -210,6 +211,44 @@ static void test_free_null(void **state) {
         kafka_message_release(NULL);
 }
 
+struct filter_seen {
+        int calls;
+};
+
+/* Wants only key "watched"; counts what it was asked. */
+static bool want_watched(void *userdata, const void *key, size_t key_len) {
+        struct filter_seen *seen = userdata;
+        seen->calls++;
+        return key && key_len == 7 && !memcmp(key, "watched", 7);
+}
+
+/* The key filter runs before anything else: a record it refuses never
+ * comes out of poll, the next wanted one does. */
+static void test_key_filter_skips_records(void **state) {
+        (void)state;
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        assert_int_equal(kafka_produce_sync(p, "t.filter", "other", "a", 1, 10000, &err), 0);
+        assert_int_equal(kafka_produce_sync(p, "t.filter", "other", "b", 1, 10000, &err), 0);
+        assert_int_equal(kafka_produce_sync(p, "t.filter", "watched", "c", 1, 10000, &err), 0);
+        const char *topics[] = {"t.filter", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.filter", topics, "earliest", &err);
+        assert_non_null(c);
+        struct filter_seen seen = {0};
+        kafka_consumer_set_key_filter(c, want_watched, &seen);
+        struct kafka_message m;
+        assert_int_equal(poll_one(c, &m), 1);
+        assert_int_equal(m.len, 1);
+        assert_memory_equal(m.value, "c", 1);
+        assert_int_equal(m.offset, 2);
+        assert_int_equal(seen.calls, 3);
+        kafka_message_release(&m);
+        assert_null(kafka_consumer_free(c));
+        assert_null(kafka_producer_free(p));
+}
+
 int main(void) {
         log_init("test", LOG_WARN);
         const struct CMUnitTest tests[] = {
@@ -220,6 +259,7 @@ int main(void) {
                 cmocka_unit_test(test_unreachable_broker),
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_free_null),
+                cmocka_unit_test(test_key_filter_skips_records),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
