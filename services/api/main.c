@@ -201,7 +201,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                 }
         }
         int rc = 0;
-        if (fanout_start(a) < 0 || status_consumer_start(a) < 0 || audit_relay_start(a) < 0)
+        if (fanout_start(a) < 0 || status_consumer_start(a) < 0 || outbox_relay_start(a) < 0)
                 rc = 1;
         else
                 log_ctx(LOG_INFO, LOG_KV("addr", a->cfg.addr, "instance", a->instance), "listening");
@@ -210,7 +210,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                         break;
         log_info("shutting down");
         status_consumer_stop();
-        audit_relay_stop();
+        outbox_relay_stop();
         /* close websocket sessions (they unsubscribe) before the hub goes away */
         lws_context_destroy(a->lws);
         a->lws = NULL;
