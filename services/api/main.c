@@ -161,6 +161,11 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
         }
         struct kafka_options ko;
         kafka_settings_options(&a->cfg.kafka, "paddock-api", a->auth, &ko);
+        /* the producer serves only the outbox relay, which hands it a whole
+         * batch and waits for the acknowledgements: lingering would only add
+         * latency to every launch */
+        static const char *const no_linger[] = {"linger.ms", "0", NULL};
+        ko.extra = no_linger;
         a->producer = kafka_producer_new(&ko, &e);
         if (!a->producer) {
                 log_error("could not create kafka producer: %s", e.message);

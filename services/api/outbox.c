@@ -133,26 +133,24 @@ static void claimed_free(struct claimed *c) {
 /* One round: the number of rows relayed (0: none, or another relay holds
  * the lock), or a negative errno. */
 static int relay_round(PGconn *conn, struct err_detail *e) {
-        _cleanup_pgres_ PGresult *lock = NULL, *rows = NULL;
+        _cleanup_pgres_ PGresult *rows = NULL;
         _cleanup_(claimed_free) struct claimed c = {0};
         _cleanup_free_ char *ids = NULL;
-        int k = pg_begin(conn, e);
+        /* begin, lock and claim in one round trip: a relay that does not
+         * get the lock claims (and locks) nothing */
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "SELECT id, topic, key, value FROM api.outbox_claim("
+                 "CASE WHEN pg_try_advisory_xact_lock(%d) THEN %d ELSE 0 END)",
+                 RELAY_LOCK_KEY, RELAY_BATCH);
+        int k = pg_tx_restart_then(conn, NULL, NULL, sql, &rows, e);
         if (k < 0)
-                return k;
-        char key[16], max[16];
-        snprintf(key, sizeof key, "%d", RELAY_LOCK_KEY);
-        snprintf(max, sizeof max, "%d", RELAY_BATCH);
-        const char *lp[] = {key};
-        if ((k = pg_exec(conn, "SELECT pg_try_advisory_xact_lock($1::bigint)", 1, lp, &lock, e)) < 0)
                 goto fail;
-        if (PQgetvalue(lock, 0, 0)[0] != 't') {
+        int n = PQntuples(rows);
+        if (n == 0) {
                 pg_rollback(conn);
                 return 0;
         }
-        const char *cp[] = {max};
-        if ((k = pg_exec(conn, "SELECT id, topic, key, value FROM api.outbox_claim($1::int)", 1, cp, &rows, e)) < 0)
-                goto fail;
-        int n = PQntuples(rows);
         c.values = calloc((size_t)n + 1, sizeof *c.values);
         c.msgs = calloc((size_t)n + 1, sizeof *c.msgs);
         /* "{1,2,...}": the ids produced */
