@@ -283,6 +283,53 @@ int kafka_produce_sync(struct kafka_producer *p, const char *topic, const char *
         return 0;
 }
 
+int kafka_produce_sync_many(struct kafka_producer *p, const struct kafka_outgoing *msgs, size_t n, int timeout_ms,
+                            struct err_detail *reterr) {
+        if (n == 0)
+                return 0;
+        struct delivery **d = calloc(n, sizeof *d);
+        if (!d)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        struct err_detail qerr = {0};
+        size_t queued = 0;
+        for (; queued < n; queued++) {
+                d[queued] = calloc(1, sizeof **d);
+                if (!d[queued]) {
+                        err_set(&qerr, -ENOMEM, "", "out of memory");
+                        break;
+                }
+                d[queued]->refs = 2;
+                if (kafka_produce_one(p, msgs[queued].topic, msgs[queued].key, msgs[queued].value, msgs[queued].len,
+                                      d[queued], &qerr) < 0) {
+                        free(d[queued]);
+                        break;
+                }
+        }
+        struct timespec deadline;
+        deadline_after(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+        size_t acked = 0;
+        pthread_mutex_lock(&p->lock);
+        for (size_t i = 0; i < queued; i++)
+                while (!d[i]->done)
+                        if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT)
+                                goto waited;
+waited:
+        while (acked < queued && d[acked]->done && !d[acked]->err)
+                acked++;
+        if (acked < queued && !d[acked]->done)
+                (void)err_set(reterr, -ETIMEDOUT, rd_kafka_err2name(RD_KAFKA_RESP_ERR__TIMED_OUT),
+                              "no delivery report for %s within %d ms", msgs[acked].topic, timeout_ms);
+        else if (acked < queued)
+                (void)kafka_err_set(reterr, d[acked]->err, "could not deliver message");
+        else if (acked < n && reterr)
+                *reterr = qerr;
+        for (size_t i = 0; i < queued; i++)
+                delivery_unref_locked(d[i]);
+        pthread_mutex_unlock(&p->lock);
+        free(d);
+        return (int)acked;
+}
+
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
                   const void *value, size_t len, struct err_detail *reterr) {
         return kafka_produce_one(p, topic, key, value, len, NULL, reterr);

@@ -38,6 +38,21 @@ struct kafka_producer *kafka_producer_free(struct kafka_producer *p);
  * Returns 0, -ETIMEDOUT, or another negative errno with *reterr. */
 int kafka_produce_sync(struct kafka_producer *p, const char *topic, const char *key,
                        const void *value, size_t len, int timeout_ms, struct err_detail *reterr);
+/* One message of kafka_produce_sync_many(); every pointer borrowed. */
+struct kafka_outgoing {
+        const char *topic;
+        const char *key;
+        const void *value;
+        size_t len;
+};
+/* Queues msgs[0..n) in that order and waits until the broker acknowledged
+ * each or timeout_ms passed: one linger and one round trip for the lot
+ * instead of one per message; messages of one key keep their order (the
+ * producer is idempotent). Returns how many leading messages were
+ * acknowledged (n: all); when fewer, *reterr says why the first of the
+ * others was not. Thread-safe. */
+int kafka_produce_sync_many(struct kafka_producer *p, const struct kafka_outgoing *msgs, size_t n, int timeout_ms,
+                            struct err_detail *reterr);
 /* Queues one message without waiting (for high-rate streams such as output
  * events); a later failed delivery is counted and makes the next
  * kafka_producer_flush() return -EIO. Thread-safe. */

@@ -137,7 +137,7 @@ PGconn *pg_pool_acquire(struct pg_pool *pool, int timeout_ms, struct err_detail 
         return conn;
 }
 
-void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
+static void pool_release(struct pg_pool *pool, PGconn *conn, bool clean) {
         if (!conn) {
                 pg_give_back(pool, NULL);
                 return;
@@ -150,6 +150,7 @@ void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
                 if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
                         /* A caller bailed out mid-transaction: never hand its
                          * half-done work (or its locks) to the next borrower. */
+                        clean = false;
                         PGresult *res = PQexec(conn, "ROLLBACK");
                         PQclear(res);
                         ts = PQtransactionStatus(conn);
@@ -163,7 +164,7 @@ void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
          * setting (row-level security) or anything else a caller SET carries
          * over into another request. RESET ALL, not DISCARD ALL: session
          * advisory locks (audit relay) are their holder's to release. */
-        if (conn) {
+        if (conn && !clean) {
                 PGresult *res = PQexec(conn, "RESET ALL");
                 bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
                 PQclear(res);
@@ -173,6 +174,14 @@ void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
                 }
         }
         pg_give_back(pool, conn);
+}
+
+void pg_pool_release(struct pg_pool *pool, PGconn *conn) {
+        pool_release(pool, conn, false);
+}
+
+void pg_pool_release_clean(struct pg_pool *pool, PGconn *conn) {
+        pool_release(pool, conn, true);
 }
 
 static int pg_errno_from_sqlstate(const char *state) {
@@ -278,31 +287,51 @@ int pg_set_tenant(PGconn *conn, const char *tenant_id, struct err_detail *reterr
         return pg_exec(conn, "SELECT set_config('paddock.tenant_id', $1, false)", 1, params, NULL, reterr);
 }
 
-int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct err_detail *reterr) {
+int pg_tx_restart_then(PGconn *conn, const char *end, const char *tenant_id, const char *then, PGresult **ret,
+                       struct err_detail *reterr) {
+        if (ret)
+                *ret = NULL;
         const char *t = tenant_id ? tenant_id : "";
         /* inlined into the statement text (one round trip): a UUID or nothing */
         if (strlen(t) > 36 || strspn(t, "0123456789abcdefABCDEF-") != strlen(t))
                 return err_set(reterr, -EINVAL, "22023", "tenant id \"%.40s\" is not a UUID", t);
         if (end && strcmp(end, "COMMIT") && strcmp(end, "ROLLBACK"))
                 return err_set(reterr, -EINVAL, "", "end must be COMMIT or ROLLBACK");
-        char sql[160];
-        snprintf(sql, sizeof sql, "%s%sBEGIN; SELECT set_config('paddock.tenant_id', '%s', true)", end ? end : "",
-                 end ? "; " : "", t);
-        if (!PQsendQuery(conn, sql))
+        size_t size = 160 + (then ? strlen(then) + 2 : 0);
+        char *sql = malloc(size);
+        if (!sql)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        snprintf(sql, size, "%s%sBEGIN; SELECT set_config('paddock.tenant_id', '%s', true)%s%s", end ? end : "",
+                 end ? "; " : "", t, then ? "; " : "", then ? then : "");
+        int sent = PQsendQuery(conn, sql);
+        free(sql);
+        if (!sent)
                 return pg_result_error(conn, NULL, NULL, reterr);
-        int r = 0;
-        bool first = true;
+        int r = 0, i = 0;
+        int last = (end ? 1 : 0) + 2 + (then ? 1 : 0) - 1; /* index of then's result */
         PGresult *res;
         while ((res = PQgetResult(conn))) {
                 if (r == 0 && !pg_result_ok(res))
                         r = pg_result_error(conn, res, NULL, reterr);
                 /* COMMIT of an aborted transaction "succeeds" as a ROLLBACK */
-                else if (r == 0 && first && end && !strcmp(end, "COMMIT") && !strcmp(PQcmdStatus(res), "ROLLBACK"))
+                else if (r == 0 && i == 0 && end && !strcmp(end, "COMMIT") && !strcmp(PQcmdStatus(res), "ROLLBACK"))
                         r = err_set(reterr, -EIO, "25P02", "transaction was aborted and rolled back");
-                first = false;
+                if (then && i == last && ret && pg_result_ok(res)) {
+                        *ret = res;
+                        res = NULL;
+                }
+                i++;
                 PQclear(res);
         }
+        if (r < 0 && ret && *ret) {
+                PQclear(*ret);
+                *ret = NULL;
+        }
         return r;
+}
+
+int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct err_detail *reterr) {
+        return pg_tx_restart_then(conn, end, tenant_id, NULL, NULL, reterr);
 }
 
 int pg_set_tenant_local(PGconn *conn, const char *tenant_id, struct err_detail *reterr) {

@@ -26,6 +26,12 @@ PGconn *pg_pool_acquire(struct pg_pool *pool, int timeout_ms, struct err_detail 
  * (RESET ALL: paddock.tenant_id included) is reset, so a connection never
  * carries one borrower's tenant into the next. Thread-safe. */
 void pg_pool_release(struct pg_pool *pool, PGconn *conn);
+/* pg_pool_release() for a borrower that set nothing for the session (every
+ * setting transaction-local, set_config(..., true)) and ended its last
+ * transaction: no RESET ALL round trip, the session has nothing to reset.
+ * A connection found inside a transaction is rolled back and reset as
+ * pg_pool_release() does. Thread-safe. */
+void pg_pool_release_clean(struct pg_pool *pool, PGconn *conn);
 
 /* Runs sql with text parameters (NULL entries are SQL NULL). On success returns
  * 0 and, if ret is not NULL, the result (caller PQclear()s it; otherwise it is
@@ -57,6 +63,13 @@ int pg_set_tenant_local(PGconn *conn, const char *tenant_id, struct err_detail *
  * translated error of the first statement that failed (then the statements
  * after it did not run: no transaction is open). */
 int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct err_detail *reterr);
+/* pg_tx_restart() and then sql, a statement without parameters (the caller
+ * writes it; any literal in it validated, never input as such), in the same
+ * round trip; *ret (caller PQclear()s it) is sql's result. For a request's
+ * first statement, e.g. the bearer token lookup: one round trip instead of
+ * two. Returns as pg_tx_restart(), or sql's translated error. */
+int pg_tx_restart_then(PGconn *conn, const char *end, const char *tenant_id, const char *sql, PGresult **ret,
+                       struct err_detail *reterr);
 
 /* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
  * are not yet recorded in <schema>.schema_migrations, each in its own

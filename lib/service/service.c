@@ -167,7 +167,9 @@ int service_start(const struct service_spec *spec, void *settings, struct servic
         kafka_settings_options(ks, s->client_id, s->auth, &s->kafka);
 
         if (spec->producer) {
-                s->producer = kafka_producer_new(&s->kafka, &err);
+                struct kafka_options po = s->kafka;
+                po.extra = spec->producer_extra;
+                s->producer = kafka_producer_new(&po, &err);
                 if (!s->producer) {
                         log_error("could not create kafka producer: %s", err.message);
                         return CONFIG_EXIT_BAD;

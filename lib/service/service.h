@@ -46,6 +46,7 @@ struct service_spec {
         int pg_pool_size;            /* service_start(): PostgreSQL connections (0: none) */
         const char *bus_identity;    /* signs records as this ("evidence"); NULL: only verifies */
         bool producer;               /* service_start() creates a producer */
+        const char *const *producer_extra; /* ...with these librdkafka properties ({key, value, ..., NULL}) */
         const char *const *warm;     /* ...and looks up these topics' leaders (NULL-terminated; NULL: none) */
         const char *warm_note;       /* what may be slower when that fails: "the first launch" */
         int warm_timeout_ms;         /* how long the look-up may take (0: 1000) */

@@ -514,10 +514,11 @@ bool runs_status_terminal(const char *status);
 int runs_cancel(struct api_req *r);
 
 /* ---- control.c: paddock.runs.control (RunControl, key run id) */
-/* Produces rc (its env is filled here) for run_id of tenant_id, synchronously.
+/* Queues rc (its env is filled here) for run_id of tenant_id in the outbox
+ * on d, inside d's current transaction: it goes out when that commits.
  * rc and the strings are borrowed. Returns 0 or a negative errno (e filled). */
-int control_produce(struct api *a, const char *tenant_id, const char *run_id, Paddock__V1__RunControl *rc,
-                    struct err_detail *e);
+int control_enqueue(struct api *a, struct db *d, const char *tenant_id, const char *run_id,
+                    Paddock__V1__RunControl *rc, struct err_detail *e);
 
 /* ---- secrets.c: team secrets, encrypted at rest */
 int secrets_put(struct api_req *r);
@@ -562,7 +563,7 @@ int artifacts_get(struct api_req *r);
 /* ---- audit_api.c: audit records of control-plane writes (CONTRACTS.md
  * "Audit chain") and GET /v1/audit, GET /v1/audit/verify */
 /* Queues the audit record of a write by r's caller (actor "user:<id>",
- * tenant and client IP from r) in api.audit_outbox on d, inside the write's
+ * tenant and client IP from r) in api.outbox on d, inside the write's
  * transaction (d's tenant setting is the caller's): call it after the write
  * succeeded and before COMMIT, so the record is committed exactly when the
  * write is; the relay delivers it to paddock.audit. change (borrowed, may be
@@ -633,10 +634,17 @@ char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const 
 
 /* ---- status_consumer.c */
 int status_consumer_start(struct api *a);
-/* ---- audit_relay.c: produces api.audit_outbox on paddock.audit, in order,
- * from one worker of the deployment at a time (a PostgreSQL advisory lock) */
-int audit_relay_start(struct api *a);
-void audit_relay_stop(void);
+/* ---- outbox.c: the one outbox of everything the api sends (CONTRACTS.md
+ * "The api's outbox") and its relay, which produces it in order from one
+ * worker of the deployment at a time (a PostgreSQL advisory lock) */
+/* Queues value (len bytes, borrowed) for topic under key in api.outbox on
+ * conn, inside the caller's transaction, whose tenant setting must be
+ * tenant_id (row-level security): it is sent exactly when that transaction
+ * commits, never if it rolls back. Returns 0 or a pg_exec() error. */
+int outbox_put(PGconn *conn, const char *tenant_id, const char *topic, const char *key, const void *value,
+               size_t len, struct err_detail *e);
+int outbox_relay_start(struct api *a);
+void outbox_relay_stop(void);
 void status_consumer_stop(void);
 /* Registers the consumer's processed/skipped/retries counters; call once from main(). */
 void status_consumer_register_metrics(void);

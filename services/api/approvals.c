@@ -304,7 +304,8 @@ int approvals_decide(struct api_req *r) {
 
         char by[UUID_STR_LEN + 8];
         snprintf(by, sizeof by, "user:%s", r->caller.user_id);
-        /* record and send together: a decision the runner never got is not recorded */
+        /* record and queue together (the outbox): the runner gets the
+         * decision exactly when this transaction commits, never otherwise */
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *up = NULL;
@@ -337,12 +338,26 @@ int approvals_decide(struct api_req *r) {
         rc.node_id = (char *)node;
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_APPROVAL;
         rc.approval = &dec;
-        struct err_detail ke = {0};
-        if ((k = control_produce(r->api, r->caller.tenant_id, run_id, &rc, &ke)) < 0) {
+        if ((k = control_enqueue(r->api, &d, r->caller.tenant_id, run_id, &rc, &e)) < 0) {
                 db_rollback(&d);
-                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "kafka", ke.code),
-                        "could not produce approval decision: %s", ke.message[0] ? ke.message : strerror(-k));
-                return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was decided");
+                return db_fail(r, k, &e, "queue decision");
+        }
+        /* the last check, under the run's row lock (the status consumer
+         * ending the run waits for it, or it sees the end): a run that has
+         * ended holds nothing back any more, so the decision is refused, and
+         * rolling back takes the queued decision with it */
+        _cleanup_pgres_ PGresult *live = NULL;
+        const char *lparams[] = {run_id, r->caller.tenant_id};
+        k = pg_exec(d.conn, "SELECT status FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR SHARE", 2, lparams, &live,
+                    &e);
+        if (k < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "check run");
+        }
+        if (PQntuples(live) != 1 || runs_status_terminal(PQgetvalue(live, 0, 0))) {
+                db_rollback(&d);
+                return api_fail(r, -EEXIST, "conflict", "run %s already ended (%s): nothing left to decide", run_id,
+                                PQntuples(live) == 1 ? PQgetvalue(live, 0, 0) : "gone");
         }
         if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit decision");

@@ -1,7 +1,7 @@
 /* Audit of control-plane writes (CONTRACTS.md "Audit chain"): api_audit()
- * queues a write's AuditRecord in api.audit_outbox inside the write's own
+ * queues a write's AuditRecord in api.outbox inside the write's own
  * transaction, so the record exists exactly when the write does; the relay
- * (audit_relay.c) produces it on paddock.audit and evidence chains it.
+ * (outbox.c) produces it on paddock.audit and evidence chains it.
  * GET /v1/audit lists the caller's tenant's chain, GET /v1/audit/verify
  * re-verifies it. */
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include "audit/audit.h"
 #include "audit/audit_chain.h"
 #include "audit/audit_verify.h"
+#include "kafka/topics.h"
 #include "core/log.h"
 #include "pg/pg.h"
 
@@ -51,17 +52,8 @@ static int audit_queue(struct api *a, PGconn *conn, const char *ip, const char *
         int k = audit_record_encode(&en, &buf, &len, msgid, e);
         if (k < 0)
                 return k;
-        /* bytea in text form: \x and two hex digits a byte */
-        _cleanup_free_ char *hex = malloc(2 * len + 3);
-        if (!hex)
-                return err_set(e, -ENOMEM, "", "out of memory");
-        hex[0] = '\\';
-        hex[1] = 'x';
-        for (size_t i = 0; i < len; i++)
-                snprintf(hex + 2 + 2 * i, 3, "%02x", ((const unsigned char *)buf)[i]);
-        const char *params[] = {tenant_id, msgid, hex};
-        return pg_exec(conn, "INSERT INTO api.audit_outbox (tenant_id, message_id, record) VALUES ($1, $2, $3::bytea)",
-                       3, params, NULL, e);
+        /* keyed by tenant: a tenant's records reach its chain in order */
+        return outbox_put(conn, tenant_id, TOPIC_AUDIT, tenant_id, buf, len, e);
 }
 
 /* The client's address: the socket peer, or what a trusted proxy forwarded

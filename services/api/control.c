@@ -1,18 +1,16 @@
 /* paddock.runs.control: the api's commands to the runner-agent holding a run
  * (cancel, approval decisions, sealed secrets), keyed by run id so the
- * commands of one run stay in order. */
+ * commands of one run stay in order. They go through the outbox (outbox.c):
+ * a command exists exactly when the transaction that decided it commits. */
 #include <errno.h>
 #include <string.h>
 
 #include "api.h"
-#include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "proto/envelope.h"
 
-#define CONTROL_PRODUCE_TIMEOUT_MS 5000 /* may run on the lws thread: keep it short */
-
-int control_produce(struct api *a, const char *tenant_id, const char *run_id, Paddock__V1__RunControl *rc,
-                    struct err_detail *e) {
+int control_enqueue(struct api *a, struct db *d, const char *tenant_id, const char *run_id,
+                    Paddock__V1__RunControl *rc, struct err_detail *e) {
         Paddock__V1__Envelope env;
         char msgid[UUID_STR_LEN], producer[64];
         snprintf(producer, sizeof producer, "api/%s", a->instance);
@@ -28,7 +26,7 @@ int control_produce(struct api *a, const char *tenant_id, const char *run_id, Pa
                 return err_set(e, -ENOMEM, "oom", "out of memory");
         }
         paddock__v1__run_control__pack(rc, buf);
-        int k = kafka_produce_sync(a->producer, TOPIC_RUNS_CONTROL, run_id, buf, len, CONTROL_PRODUCE_TIMEOUT_MS, e);
+        int k = outbox_put(d->conn, tenant_id, TOPIC_RUNS_CONTROL, run_id, buf, len, e);
         /* the message may hold sealed secrets: no copy outlives the call */
         explicit_bzero(buf, len);
         free(buf);

@@ -68,7 +68,9 @@ void db_close(struct db *d) {
                         log_ctx(LOG_WARN, LOG_KV("sqlstate", e.code), "could not commit at the end of a request: %s",
                                 e.message);
         }
-        pg_pool_release(d->pool, d->conn);
+        /* every setting of a db is transaction-local (above): nothing to
+         * RESET on the session, one round trip less per request */
+        pg_pool_release_clean(d->pool, d->conn);
         d->conn = NULL;
 }
 

@@ -92,6 +92,10 @@ static const struct service_spec api_spec = {
         .migrate_wait_ms = 60 * 1000,
         .bus_identity = "api",
         .producer = true,
+        /* the producer serves only the outbox relay, which hands it a whole
+         * batch and waits for the acknowledgements: lingering would only add
+         * latency to every launch */
+        .producer_extra = (const char *const[]){"linger.ms", "0", NULL},
         .warm = (const char *const[]){TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, NULL},
         .warm_note = "the first launch",
         /* no ops server of its own: ops.c answers /readyz on the api's port */
@@ -201,7 +205,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                 }
         }
         int rc = 0;
-        if (fanout_start(a) < 0 || status_consumer_start(a) < 0 || audit_relay_start(a) < 0)
+        if (fanout_start(a) < 0 || status_consumer_start(a) < 0 || outbox_relay_start(a) < 0)
                 rc = 1;
         else
                 log_ctx(LOG_INFO, LOG_KV("addr", a->cfg.addr, "instance", a->instance), "listening");
@@ -210,7 +214,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                         break;
         log_info("shutting down");
         status_consumer_stop();
-        audit_relay_stop();
+        outbox_relay_stop();
         /* close websocket sessions (they unsubscribe) before the hub goes away */
         lws_context_destroy(a->lws);
         a->lws = NULL;

@@ -2,7 +2,8 @@
  * (RunControl{cancel} to that node; the run's status then arrives from
  * runs.events). A queued run has no node yet: it is cancelled here directly,
  * and the cancel still goes out (node_id empty) so that the runner-agent that
- * later receives its assignment drops it. */
+ * later receives its assignment drops it. The cancel leaves through the
+ * outbox (outbox.c), after the run's request it follows. */
 #include <errno.h>
 #include <string.h>
 
@@ -54,9 +55,9 @@ int runs_cancel(struct api_req *r) {
         const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
         if (runs_status_terminal(status))
                 return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
-        /* one transaction for the audit record and the run's row; the cancel
-         * is produced inside it, so a Kafka failure rolls both back (a COMMIT
-         * failing after a produced cancel is the one case left unaudited) */
+        /* one transaction for the audit record, the cancel (queued in the
+         * outbox: it goes out when this commits, never if it does not) and
+         * the run's row */
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "cancel run");
@@ -65,8 +66,6 @@ int runs_cancel(struct api_req *r) {
                 return k;
         }
 
-        /* the cancel goes out first: if Kafka is down nothing changes and the
-         * caller may retry; a cancel produced twice is harmless */
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__CancelRun cancel = PADDOCK__V1__CANCEL_RUN__INIT;
         char by[UUID_STR_LEN + 8];
@@ -76,12 +75,9 @@ int runs_cancel(struct api_req *r) {
         rc.node_id = (char *)(node ? node : "");
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL;
         rc.cancel = &cancel;
-        struct err_detail ke = {0};
-        if ((k = control_produce(r->api, r->caller.tenant_id, id, &rc, &ke)) < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", id, "kafka", ke.code),
-                        "could not produce cancel: %s", ke.message[0] ? ke.message : strerror(-k));
+        if ((k = control_enqueue(r->api, &d, r->caller.tenant_id, id, &rc, &e)) < 0) {
                 db_rollback(&d);
-                return api_fail(r, -EAGAIN, "unavailable", "the control queue is unavailable; nothing was changed");
+                return db_fail(r, k, &e, "queue cancel");
         }
 
         const char *out_status = status;

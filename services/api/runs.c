@@ -1,17 +1,16 @@
-/* Runs: launch and relaunch (snapshot + paddock.runs.requested) and status reads. */
+/* Runs: launch and relaunch (snapshot + paddock.runs.requested, through the
+ * outbox) and status reads. */
 #include <errno.h>
 #include <string.h>
 
 #include "api.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "pg/pg.h"
 #include "proto/envelope.h"
 
-#define PRODUCE_TIMEOUT_MS 5000 /* blocks the lws thread: keep it short */
 
 
 static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
@@ -250,15 +249,6 @@ static int check_secrets_set(struct api_req *r, struct db *d, const char *team_i
         return 0;
 }
 
-static int run_mark_failed(struct db *d, const char *run_id, const char *tenant_id, const char *reason) {
-        struct err_detail e = {0};
-        const char *params[] = {run_id, tenant_id, reason};
-        return pg_exec(d->conn,
-                       "UPDATE api.runs SET status = 'failed', reason = $3, ended_at = now() "
-                       "WHERE id = $1 AND tenant_id = $2 AND status = 'queued'",
-                       3, params, NULL, &e);
-}
-
 /* True when ref (a team id or name, as POST /v1/runs takes it) names team_id. */
 static bool team_names_id(struct db *d, const char *tenant_id, const char *ref, const char *team_id) {
         if (!strcmp(ref, team_id))
@@ -404,8 +394,9 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
 
         const char *ip[] = {run_id, r->caller.tenant_id, team_id, l->sandbox_id, version, r->caller.user_id,
                             l->relaunch_of};
-        /* the run and its audit record commit together, before it is
-         * enqueued: an unaudited run must never start */
+        /* the run, its audit record and its request (the outbox) commit
+         * together: an unaudited run never starts, and a committed run is
+         * never lost between COMMIT and the broker */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", l->sandbox_id,
                                                   "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
         if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
@@ -424,21 +415,12 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 db_rollback(d);
                 return k;
         }
+        if ((k = outbox_put(d->conn, r->caller.tenant_id, TOPIC_RUNS_REQUESTED, run_id, buf, len, &e)) < 0) {
+                db_rollback(d);
+                return db_fail(r, k, &e, "queue run request");
+        }
         if ((k = db_commit(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
-
-        struct err_detail ke = {0};
-        k = kafka_produce_sync(r->api->producer, TOPIC_RUNS_REQUESTED, run_id, buf, len, PRODUCE_TIMEOUT_MS, &ke);
-        if (k < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "kafka", ke.code),
-                        "could not produce run request: %s", ke.message[0] ? ke.message : strerror(-k));
-                char reason[256];
-                snprintf(reason, sizeof reason, "could not enqueue the run: %s",
-                         ke.code[0] ? ke.code : strerror(-k));
-                if (run_mark_failed(d, run_id, r->caller.tenant_id, reason) < 0)
-                        log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not mark run failed");
-                return api_fail(r, -EAGAIN, "unavailable", "the run queue is unavailable; the run was marked failed");
-        }
         metric_add(&api_metric_runs_launched, 1);
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "sandbox", l->sandbox_id, "version",
                                  version, "user", r->caller.user_id),

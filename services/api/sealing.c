@@ -3,8 +3,9 @@
  * event; here the secrets the run's definition names are opened from the
  * team's store, packed as a SecretBundle, sealed to that key (lib/crypto/seal.h,
  * aad "paddock-secrets:" + run id) and sent as RunControl{secrets} on
- * paddock.runs.control. The plaintext lives only in this function's buffers
- * and is wiped before it returns.
+ * paddock.runs.control through the api's outbox (outbox.c; only the sealed
+ * bundle is stored there, until the broker acknowledged it). The plaintext
+ * lives only in this function's buffers and is wiped before it returns.
  *
  * A referenced secret that is not set (deleted after launch: runs_create
  * refuses to launch without it) makes the run pointless: RunControl{cancel}
@@ -59,7 +60,17 @@ static void opened_free(struct opened *o, size_t n) {
         free(o);
 }
 
-static int send_cancel(struct api *a, const char *tenant_id, const char *run_id, const char *node,
+/* Queues rc in the outbox on d and commits: >= 0 once it is durable (the
+ * status consumer then commits its offset), else a transient error. */
+static int enqueue_commit(struct api *a, struct db *d, const char *tenant_id, const char *run_id,
+                          Paddock__V1__RunControl *rc, struct err_detail *err) {
+        int k = control_enqueue(a, d, tenant_id, run_id, rc, err);
+        if (k >= 0)
+                k = db_commit(d, err);
+        return k;
+}
+
+static int send_cancel(struct api *a, struct db *d, const char *tenant_id, const char *run_id, const char *node,
                        const char *reason, struct err_detail *err) {
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__CancelRun cancel = PADDOCK__V1__CANCEL_RUN__INIT;
@@ -68,13 +79,13 @@ static int send_cancel(struct api *a, const char *tenant_id, const char *run_id,
         rc.node_id = (char *)node;
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL;
         rc.cancel = &cancel;
-        int k = control_produce(a, tenant_id, run_id, &rc, err);
+        int k = enqueue_commit(a, d, tenant_id, run_id, &rc, err);
         if (k >= 0)
                 log_ctx(LOG_WARN, LOG_KV("tenant", tenant_id, "run", run_id), "run cancelled: %s", reason);
         return k;
 }
 
-static int seal_and_send(struct api *a, const char *tenant_id, const char *run_id, const char *node,
+static int seal_and_send(struct api *a, struct db *d, const char *tenant_id, const char *run_id, const char *node,
                          const uint8_t pub[SEAL_PUBLIC_KEY_LEN], struct opened *o, size_t n, struct err_detail *err) {
         Paddock__V1__SecretBundle bundle = PADDOCK__V1__SECRET_BUNDLE__INIT;
         _cleanup_free_ Paddock__V1__SecretValue *vals = calloc(n + 1, sizeof *vals);
@@ -92,7 +103,7 @@ static int seal_and_send(struct api *a, const char *tenant_id, const char *run_i
         bundle.secrets = ptrs;
         size_t plen = paddock__v1__secret_bundle__get_packed_size(&bundle);
         if (plen > SEAL_MAX_PLAINTEXT)
-                return send_cancel(a, tenant_id, run_id, node, "the run's secrets exceed the sealing limit", err);
+                return send_cancel(a, d, tenant_id, run_id, node, "the run's secrets exceed the sealing limit", err);
         uint8_t *plain = malloc(plen ? plen : 1), *ct = malloc(plen + SEAL_TAG_LEN);
         if (!plain || !ct) {
                 free(plain);
@@ -109,7 +120,7 @@ static int seal_and_send(struct api *a, const char *tenant_id, const char *run_i
         if (k < 0) {
                 free(ct);
                 if (k == -EINVAL) /* a low-order public key: the runner sent garbage */
-                        return send_cancel(a, tenant_id, run_id, node, "the run's public key is not usable", err);
+                        return send_cancel(a, d, tenant_id, run_id, node, "the run's public key is not usable", err);
                 return err_set(err, k, "crypto", "could not seal secrets for run %s", run_id);
         }
         Paddock__V1__SealedSecrets sealed = PADDOCK__V1__SEALED_SECRETS__INIT;
@@ -123,7 +134,7 @@ static int seal_and_send(struct api *a, const char *tenant_id, const char *run_i
         rc.node_id = (char *)node;
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_SECRETS;
         rc.secrets = &sealed;
-        k = control_produce(a, tenant_id, run_id, &rc, err);
+        k = enqueue_commit(a, d, tenant_id, run_id, &rc, err);
         free(ct);
         if (k >= 0)
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "run", run_id, "node", node), "sealed %zu secret(s) for run",
@@ -164,10 +175,10 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
          * §5): a run filed under another team than its sandbox's (launched
          * before launches were bound to the sandbox's team) gets none */
         if (strcmp(team_id, PQgetvalue(res, 0, 5)))
-                return send_cancel(a, tenant_id, run_id, node, "the run is not in the team of its sandbox", err);
+                return send_cancel(a, &d, tenant_id, run_id, node, "the run is not in the team of its sandbox", err);
         if (decode_public_key(public_key_b64, pub) < 0) {
                 log_ctx(LOG_WARN, LOG_KV("tenant", tenant_id, "run", run_id), "provisioning event has an invalid public_key");
-                return send_cancel(a, tenant_id, run_id, node, "the run's public key is not usable", err);
+                return send_cancel(a, &d, tenant_id, run_id, node, "the run's public key is not usable", err);
         }
 
         /* each name once, even when the spec injects it in two places */
@@ -195,7 +206,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
                         snprintf(reason, sizeof reason, k == -ENOENT ? "secret %s is not set" : "secret %s could not be decrypted",
                                  name);
                         opened_free(o, n);
-                        return send_cancel(a, tenant_id, run_id, node, reason, err);
+                        return send_cancel(a, &d, tenant_id, run_id, node, reason, err);
                 }
                 if (k < 0) {
                         opened_free(o, n);
@@ -203,7 +214,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
                 }
                 n++;
         }
-        k = seal_and_send(a, tenant_id, run_id, node, pub, o, n, err);
+        k = seal_and_send(a, &d, tenant_id, run_id, node, pub, o, n, err);
         opened_free(o, n);
         return k;
 }

@@ -237,7 +237,7 @@ def test_writes_go_on_while_kafka_stalls_and_their_records_follow(api, tenant_id
     """The audit record is queued in the write's own transaction (the
     outbox), so a write neither waits for nor fails with Kafka: with the
     broker stalled a team is created at once, its record is committed in
-    api.audit_outbox, and once the broker is back the relay delivers it to
+    api.outbox, and once the broker is back the relay delivers it to
     the chain, exactly once, and the outbox drains."""
     pidfile = state_dir() / "pids" / "kafka-mock.pid"
     if not pidfile.is_file():
@@ -249,7 +249,7 @@ def test_writes_go_on_while_kafka_stalls_and_their_records_follow(api, tenant_id
         t0 = time.monotonic()
         team = api.ok("POST", "/v1/teams", json={"name": unique_name("stall")}, expect=(201,))
         took = time.monotonic() - t0
-        queued = pg.execute("SELECT count(*) FROM api.audit_outbox o WHERE o.tenant_id = %s AND"
+        queued = pg.execute("SELECT count(*) FROM api.outbox o WHERE o.tenant_id = %s AND o.topic = 'paddock.audit' AND"
                             " o.created_at > now() - interval '1 minute'", (tenant_id,)).fetchone()[0]
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -258,7 +258,7 @@ def test_writes_go_on_while_kafka_stalls_and_their_records_follow(api, tenant_id
     items = _wait_records(api, after, [("team.create", team["id"])], timeout=60)
     assert len([i for i in items if i["action"] == "team.create" and i["object_id"] == team["id"]]) == 1
     deadline = time.monotonic() + 30
-    while pg.execute("SELECT count(*) FROM api.audit_outbox WHERE tenant_id = %s", (tenant_id,)).fetchone()[0]:
+    while pg.execute("SELECT count(*) FROM api.outbox WHERE tenant_id = %s AND topic = 'paddock.audit'", (tenant_id,)).fetchone()[0]:
         assert time.monotonic() < deadline, "the outbox did not drain"
         time.sleep(0.3)
     assert _verify(api)["ok"] is True

@@ -39,6 +39,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.threads", 4, 3);
         rd_kafka_mock_topic_create(mock, "t.async", 2, 3);
         rd_kafka_mock_topic_create(mock, "t.filter", 1, 3);
+        rd_kafka_mock_topic_create(mock, "t.many", 1, 3);
         return 0;
 }
 
@@ -170,6 +171,37 @@ static void test_async_produce_and_flush(void **state) {
         kafka_producer_free(p);
 }
 
+/* kafka_produce_sync_many(): all acknowledged together, in order; against
+ * no broker, none (and why). */
+static void test_produce_sync_many(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        static const char *const values[] = {"m0", "m1", "m2", "m3", "m4"};
+        struct kafka_outgoing out[5];
+        for (int i = 0; i < 5; i++)
+                out[i] = (struct kafka_outgoing){.topic = "t.many", .key = "run-1", .value = values[i], .len = 2};
+        assert_int_equal(kafka_produce_sync_many(p, out, 5, 10000, &err), 5);
+        assert_int_equal(kafka_produce_sync_many(p, out, 0, 10000, &err), 0);
+        const char *topics[] = {"t.many", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.many", topics, "earliest", &err);
+        assert_non_null(c);
+        for (int i = 0; i < 5; i++)
+                consume_expect(c, values[i], false);
+        kafka_consumer_free(c);
+        kafka_producer_free(p);
+
+        struct kafka_options none = {.bootstrap = "127.0.0.1:1", .client_id = "unit"};
+        p = kafka_producer_new(&none, &err);
+        assert_non_null(p);
+        err = (struct err_detail){0};
+        assert_int_equal(kafka_produce_sync_many(p, out, 5, 500, &err), 0);
+        assert_int_equal(err.errnum, -ETIMEDOUT);
+        assert_non_null(strstr(err.message, "t.many"));
+        kafka_producer_free(p);
+}
+
 static void test_unreachable_broker(void **state) {
         struct kafka_options o = {.bootstrap = "127.0.0.1:1", .client_id = "unit"};
         struct err_detail err = {0};
@@ -256,6 +288,7 @@ int main(void) {
                 cmocka_unit_test(test_group_resumes_after_commit),
                 cmocka_unit_test(test_produce_sync_from_threads),
                 cmocka_unit_test(test_async_produce_and_flush),
+                cmocka_unit_test(test_produce_sync_many),
                 cmocka_unit_test(test_unreachable_broker),
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_free_null),

@@ -293,6 +293,58 @@ static void test_tenant_is_transaction_local(void **state) {
         pg_pool_release(pool, c);
 }
 
+/* pg_tx_restart_then(): the statement's result, in the same transaction,
+ * with the tenant it set; its error leaves nothing behind. */
+static void test_tx_restart_then(void **state) {
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        PGresult *res = NULL;
+        assert_int_equal(pg_tx_restart_then(c, NULL, NULL,
+                                            "SELECT 41 + 1, set_config('paddock.tenant_id', '" TENANT_A "', true)",
+                                            &res, &err),
+                         0);
+        assert_non_null(res);
+        assert_string_equal(PQgetvalue(res, 0, 0), "42");
+        PQclear(res);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_INTRANS);
+        expect_tenant(c, TENANT_A);
+        assert_int_equal(pg_tx_restart_then(c, "COMMIT", TENANT_B, "SELECT current_setting('paddock.tenant_id')", &res,
+                                            &err),
+                         0);
+        assert_string_equal(PQgetvalue(res, 0, 0), TENANT_B);
+        PQclear(res);
+        assert_int_equal(pg_tx_restart_then(c, "ROLLBACK", NULL, "SELECT 1/0", &res, &err), -EINVAL);
+        assert_null(res);
+        assert_string_equal(err.code, "22012");
+        pg_pool_release(pool, c);
+}
+
+/* pg_pool_release_clean(): no reset of a session that set nothing; one
+ * found inside a transaction is rolled back and reset all the same. */
+static void test_release_clean(void **state) {
+        struct err_detail err = {0};
+        struct pg_pool *one = pg_pool_new(dsn, 1);
+        assert_non_null(one);
+        PGconn *c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(pg_tx_restart(c, NULL, TENANT_A, &err), 0);
+        assert_int_equal(pg_commit(c, &err), 0);
+        pg_pool_release_clean(one, c);
+        c = pg_pool_acquire(one, 5000, &err);
+        expect_tenant(c, "");
+        /* a session setting left by a borrower bailing out mid-transaction */
+        assert_int_equal(pg_set_tenant(c, TENANT_A, &err), 0);
+        assert_int_equal(pg_begin(c, &err), 0);
+        pg_pool_release_clean(one, c);
+        c = pg_pool_acquire(one, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        expect_tenant(c, "");
+        pg_pool_release(one, c);
+        pg_pool_free(one);
+}
+
 static const char *conn_option(PGconn *c, const char *key, char *buf, size_t size) {
         PQconninfoOption *opts = PQconninfo(c);
         buf[0] = '\0';
@@ -357,6 +409,8 @@ int main(void) {
                 cmocka_unit_test(test_release_inside_transaction),
                 cmocka_unit_test(test_release_resets_the_session),
                 cmocka_unit_test(test_tenant_is_transaction_local),
+                cmocka_unit_test(test_tx_restart_then),
+                cmocka_unit_test(test_release_clean),
                 cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_unreachable),
         };
