@@ -306,7 +306,8 @@ int main(int argc, char **argv) {
                 log_error("could not create the kafka producer: %s", err.message);
                 goto out;
         }
-        static const char *const produced[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_USAGE, TOPIC_NODES, NULL};
+        static const char *const produced[] = {TOPIC_RUNS_EVENTS, TOPIC_RUNS_STATUS, TOPIC_ARTIFACTS, TOPIC_USAGE,
+                                               TOPIC_NODES, NULL};
         if (kafka_producer_warm(a.producer, produced, 5000) < 0)
                 log_warn("could not look up the topics' partition leaders yet; the first run may start slower");
         /* runs a previous process left unfinished get their terminal event */
