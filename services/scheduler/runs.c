@@ -100,9 +100,6 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
                 return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
         if (ev->env->seq > INT64_MAX)
                 return err_set(reterr, -EINVAL, "env.seq", "env.seq is out of range");
-        /* seq 0 is a platform verdict ("append"): only ours, only terminal */
-        if (ev->env->seq == 0 && (strcmp(signer, "scheduler") || !ev->terminal))
-                return err_set(reterr, -EINVAL, "env.seq", "env.seq 0 is only for the scheduler's terminal verdicts");
         char seq[24];
         snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
         /* Only the node a run is assigned to reports it (docs/CONTRACTS.md,
@@ -115,11 +112,14 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
                 if (k < 0)
                         return k;
                 if (PQntuples(res) != 1 || !bus_auth_is_node(signer, PQgetvalue(res, 0, 0))) {
-                        bus_auth_refuse(TOPIC_RUNS_EVENTS, signer, BUS_REFUSED_WRONG_SUBJECT,
+                        bus_auth_refuse(TOPIC_RUNS_STATUS, signer, BUS_REFUSED_WRONG_SUBJECT,
                                         "event about a run not assigned to the signing node");
                         return 0;
                 }
         }
+        /* seq 0 is a platform verdict ("append"): only ours, only terminal */
+        if (ev->env->seq == 0 && (strcmp(signer, "scheduler") || !ev->terminal))
+                return err_set(reterr, -EINVAL, "env.seq", "env.seq 0 is only for the scheduler's terminal verdicts");
 
         if (!ev->terminal) {
                 /* Any event means the run started: a dead node's run must then

@@ -406,7 +406,7 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
 
 def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_id, team_id):
     """Liveness never waits behind data (docs/CONTRACTS.md, consumer groups):
-    while the scheduler's run-event consumer is stuck on one event (its
+    while the scheduler's run-status consumer is stuck on one event (its
     UPDATE waits on a row lock this test holds), a node's heartbeats still
     arrive; the stuck event is applied, not lost, once the lock goes."""
     from conftest import pb_field, pb_varint
@@ -435,9 +435,10 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
         locker.execute("SELECT 1 FROM scheduler.runs WHERE run_id = %s FOR UPDATE", (run_id,))
         env = (pb_field(1, 2, tenant_id.encode()) + pb_field(2, 2, run_id.encode()) + pb_field(3, 0, pb_varint(1))
                + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + pb_field(6, 0, pb_varint(1)))
-        event = (pb_field(1, 2, env) + pb_field(2, 2, b"output") + pb_field(3, 2, b"agent")
-                 + pb_field(4, 2, b'{"stream":"stdout","text":"x"}') + pb_field(5, 2, team_id.encode()))
-        signer.produce(endpoints, "paddock.runs.events", run_id, event)
+        event = (pb_field(1, 2, env) + pb_field(2, 2, b"status") + pb_field(3, 2, b"platform")
+                 + pb_field(4, 2, b'{"status":"provisioning"}') + pb_field(5, 2, team_id.encode())
+                 + pb_field(6, 2, b"provisioning"))
+        signer.produce(endpoints, "paddock.runs.status", run_id, event)
         deadline = time.monotonic() + 60
         while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                              (locker.info.backend_pid,)).fetchone()[0]:

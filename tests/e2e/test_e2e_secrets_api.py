@@ -31,7 +31,9 @@ from confluent_kafka import Consumer, KafkaException
 from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, wait_for, wait_run_status
 
 CONTROL = "paddock.runs.control"
-EVENTS = "paddock.runs.events"
+# the api reads run statuses and approvals from the status topic (the node's
+# copies of those events; docs/CONTRACTS.md), never from the firehose
+STATUS = "paddock.runs.status"
 
 
 # ---------------------------------------------------------------- protobuf wire helpers
@@ -63,7 +65,7 @@ def e2e_node(endpoints):
 
 
 def _produce_event(node, endpoints, run_id, value):
-    node.produce(endpoints, EVENTS, run_id, value)
+    node.produce(endpoints, STATUS, run_id, value)
 
 
 class ControlWatcher:
