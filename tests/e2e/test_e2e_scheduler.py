@@ -459,3 +459,63 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
     while sched_run(pg, run_id)[3] != 1:
         assert time.monotonic() < deadline, "the stuck event was not applied after the lock went"
         time.sleep(0.3)
+
+
+def test_no_node_is_declared_dead_while_heartbeats_wait_unread(api, pg, endpoints):
+    """A node is declared dead only by missing heartbeats, never by consumer
+    lag (docs/CONTRACTS.md, consumer groups): while the heartbeat consumer is
+    stuck (its upsert of a test node waits on a row lock this test holds) for
+    longer than the dead-after interval, the live node's heartbeats wait
+    unread behind it, and that node is not declared dead; they are applied
+    once the lock goes."""
+    from conftest import read_env_file
+    # the stack's own node, heartbeating all along (other tests' fake nodes go silent)
+    real = [read_env_file(state_dir() / "env" / "runner-agent.env")["PADDOCK_NODE_ID"]]
+    assert (api_node(api, real[0]) or {}).get("state") == "ready", api_node(api, real[0])
+    # sorts after every real node, so a sweep reaches them before it
+    node_id = f"zz-e2e-stuck-{uuid.uuid4().hex[:8]}"
+    signer = enroll_test_node(endpoints, node_id)
+
+    def beat():
+        signer.produce(endpoints, "paddock.nodes", node_id, node_heartbeat(node_id, slots=1, cpus=1.0, memory_mb=512))
+
+    beat()
+    deadline = time.monotonic() + 30
+    while not pg.execute("SELECT 1 FROM scheduler.nodes WHERE node_id = %s", (node_id,)).fetchone():
+        assert time.monotonic() < deadline, "the node's first heartbeat was never recorded"
+        time.sleep(0.3)
+
+    def dead_real():
+        return pg.execute("SELECT node_id FROM scheduler.nodes WHERE node_id = ANY(%s) AND dead_since IS NOT NULL",
+                          (real,)).fetchall()
+
+    try:
+        with psycopg.connect(endpoints.need("PADDOCK_PG_DSN")) as locker:
+            locker.execute("SELECT 1 FROM scheduler.nodes WHERE node_id = %s FOR UPDATE", (node_id,))
+            beat()
+            deadline = time.monotonic() + 30
+            while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                                 (locker.info.backend_pid,)).fetchone()[0]:
+                assert time.monotonic() < deadline, "the heartbeat consumer never reached the locked node"
+                time.sleep(0.3)
+            stuck_at = pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                                  (real,)).fetchone()[0]
+            # well past the dead-after interval (3 heartbeat intervals, at least 6 s)
+            until = time.monotonic() + 12
+            while time.monotonic() < until:
+                assert not dead_real(), "a node was declared dead while its heartbeats waited unread"
+                time.sleep(0.5)
+            # still stuck: the real node's heartbeats did wait
+            assert pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                              (real,)).fetchone()[0] == stuck_at
+            locker.rollback()
+        deadline = time.monotonic() + 30
+        while pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                         (real,)).fetchone()[0] == stuck_at:
+            assert time.monotonic() < deadline, "the waiting heartbeats were never applied"
+            time.sleep(0.3)
+        time.sleep(3)  # a sweep or two with everything read
+        assert not dead_real()
+        assert all((api_node(api, n) or {}).get("state") == "ready" for n in real)
+    finally:
+        pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s", (node_id,))
