@@ -16,8 +16,10 @@
 
 /* Who may produce on which topic: ARCHITECTURE.md §2 and §5. "node:*" is any
  * enrolled node; which node may speak about which run or node is the
- * handlers' check. The scheduler writes runs.events (platform events: a run
- * failed for a dead node) and runs.control (cancels of evicted runs). */
+ * handlers' check. The scheduler writes runs.events and runs.status (platform
+ * verdicts: a run failed for a dead node) and runs.control (cancels of evicted
+ * runs). runs.status carries copies of the control-relevant events of
+ * runs.events, so it is checked the same way. */
 static const struct {
         const char *topic;
         const char *signers[3];
@@ -26,6 +28,7 @@ static const struct {
         {TOPIC_RUNS_ASSIGNED, {"scheduler"}},
         {TOPIC_RUNS_CONTROL, {"api", "scheduler"}},
         {TOPIC_RUNS_EVENTS, {"node:*", "scheduler"}},
+        {TOPIC_RUNS_STATUS, {"node:*", "scheduler"}},
         {TOPIC_ARTIFACTS, {"node:*"}},
         {TOPIC_USAGE, {"node:*"}},
         {TOPIC_NODES, {"node:*"}},

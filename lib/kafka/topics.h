@@ -6,6 +6,8 @@
 #define TOPIC_RUNS_ASSIGNED  "paddock.runs.assigned"
 #define TOPIC_RUNS_CONTROL   "paddock.runs.control"
 #define TOPIC_RUNS_EVENTS    "paddock.runs.events"
+/* control-relevant copies of run events (status, approvals), low volume */
+#define TOPIC_RUNS_STATUS    "paddock.runs.status"
 #define TOPIC_ARTIFACTS      "paddock.artifacts"
 #define TOPIC_USAGE          "paddock.usage"
 #define TOPIC_NODES          "paddock.nodes"

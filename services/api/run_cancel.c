@@ -61,6 +61,24 @@ int runs_cancel(struct api_req *r) {
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "cancel run");
+        /* Checked again under the row's lock, which the status consumer's
+         * update waits for: a run that ended meanwhile gets no cancel (a
+         * terminal run is never cancelled, docs/CONTRACTS.md: one terminal
+         * status), and the node is the one known now. */
+        _cleanup_pgres_ PGresult *locked = NULL;
+        if ((k = pg_exec(d.conn, "SELECT status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE", 2,
+                         params, &locked, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "cancel run");
+        }
+        if (PQntuples(locked) == 1) {
+                status = PQgetvalue(locked, 0, 0);
+                node = db_val(locked, 0, 1);
+        }
+        if (runs_status_terminal(status)) {
+                db_rollback(&d);
+                return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
+        }
         if ((k = api_audit(r, &d, "run.cancel", "run", id, "success", change)) < 0) {
                 db_rollback(&d);
                 return k;

@@ -1,10 +1,14 @@
 /* Run status from Kafka (group paddock-api-status): runs.assigned sets
- * scheduled + node, runs.events of kind "status" move the run forward; a
+ * scheduled + node, events of kind "status" on runs.status (the low-volume
+ * copy of the control-relevant events; never the firehose, so a busy run
+ * cannot delay another run's status) move the run forward; a
  * `provisioning` status carrying the run's public key gets its secrets sealed
  * (sealing.c); approval_requested / approval_decided maintain api.approvals
  * and the awaiting_approval status (approvals.c). Updates
  * are idempotent (status_seq only grows, a terminal status is never left), so
- * redelivery is harmless. The shared lib/kafka loop commits an offset only
+ * redelivery is harmless. The first terminal status wins (docs/CONTRACTS.md):
+ * a platform verdict (seq 0, from the scheduler) applies only to a run not yet
+ * ended, and a node's late terminal status after it changes nothing. The shared lib/kafka loop commits an offset only
  * after the update, retries transient failures (PostgreSQL down) on the same
  * message with backoff and skips undecodable messages. */
 #include <errno.h>
@@ -135,9 +139,11 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
         _cleanup_db_ struct db d = {0};
         int k = db_open(&d, sc.api, tenant_id, &e);
         _cleanup_pgres_ PGresult *res = NULL, *cur = NULL;
+        /* seq 0 (a platform verdict, "append") leaves status_seq: it is after
+         * whatever the run said, and only applies while the run has not ended */
         if (k >= 0)
                 k = pg_exec(d.conn,
-                            "UPDATE api.runs SET status = $2, status_seq = $3::bigint, "
+                            "UPDATE api.runs SET status = $2, status_seq = GREATEST(status_seq, $3::bigint), "
                             "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, "
                             "  to_timestamp($4::double precision / 1e6)) ELSE started_at END, "
                             "ended_at = CASE WHEN $5::boolean THEN coalesce(ended_at, "
@@ -145,7 +151,7 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
                             "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason), "
                             "run_public_key = CASE WHEN $2 = 'provisioning' THEN coalesce(run_public_key, $8) "
                             "  ELSE run_public_key END "
-                            "WHERE id = $1 AND status_seq < $3::bigint AND status NOT IN "
+                            "WHERE id = $1 AND (status_seq < $3::bigint OR $3::bigint = 0) AND status NOT IN "
                             "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected') "
                             "RETURNING run_public_key",
                             8, params, &res, &e);
@@ -166,7 +172,10 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
         if (!ev)
                 return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEvent");
         int r = 0;
-        bool valid = ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind;
+        /* seq 0 only for the scheduler's terminal verdicts (docs/CONTRACTS.md) */
+        bool verdict = ev->env && ev->env->seq == 0 && ev->terminal && !strcmp(m->signer, "scheduler") && ev->kind &&
+                       !strcmp(ev->kind, "status");
+        bool valid = ev->env && id_is_uuid(ev->env->run_id) && (ev->env->seq > 0 || verdict) && ev->kind;
         if (valid) {
                 r = check_reporter(m, ev->env->tenant_id, ev->env->run_id, err);
                 if (r != 0) {
@@ -246,7 +255,7 @@ int status_consumer_start(struct api *a) {
         kafka_settings_options(&a->cfg.kafka, "paddock-api-status", a->auth, &o);
         struct err_detail e = {0};
         sc.consumer = kafka_consumer_new(&o, "paddock-api-status",
-                                         (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_EVENTS, NULL},
+                                         (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_STATUS, NULL},
                                          "earliest", &e);
         if (!sc.consumer) {
                 log_error("could not create status consumer: %s", e.message);

@@ -77,6 +77,40 @@ int events_flush(struct run_events *ev) {
 static int events_emit_locked(struct run_events *ev, const char *kind, const char *actor, json_t *data,
                               const char *status, bool terminal, bool sync);
 
+/* The kinds the scheduler and the api act on (docs/CONTRACTS.md, topic
+ * paddock.runs.status): copied there so that they never read the firehose. */
+static bool events_control_relevant(const char *kind) {
+        return !strcmp(kind, "status") || !strcmp(kind, "approval_requested") || !strcmp(kind, "approval_decided");
+}
+
+/* Produces the copy of a control-relevant event (the same bytes, seq and
+ * message id as on paddock.runs.events, already acknowledged there) on
+ * paddock.runs.status, waiting for the broker like a sync event, so that the
+ * copies of one run are in seq order and a status consumer never sees an
+ * event the history cannot get. Retried like a sync event; only a shutdown
+ * gives up (counted as lost; the restarted runner ends the run). */
+static int events_status_copy(struct run_events *ev, const char *kind, const void *buf, size_t len) {
+        if (!events_control_relevant(kind))
+                return 0;
+        struct err_detail err = {0};
+        int r;
+        for (int attempt = 1;; attempt++) {
+                r = kafka_produce_sync(ev->producer, TOPIC_RUNS_STATUS, ev->run_id, buf, len, EVENTS_SYNC_TIMEOUT_MS,
+                                       &err);
+                if (r >= 0)
+                        return 0;
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
+                        "could not produce run status copy (attempt %d): %s", attempt, err.message);
+                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
+                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
+                        break;
+        }
+        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind), "run status copy not delivered before shutdown: %s",
+                err.message);
+        ev->lost++;
+        return r;
+}
+
 int events_emit(struct run_events *ev, const char *kind, const char *actor, json_t *data,
                 const char *status, bool terminal, bool sync) {
         pthread_mutex_lock(&ev->lock);
@@ -131,7 +165,7 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
                 }
                 ev->seq++;
                 ev->pending_async = true;
-                return 0;
+                return events_status_copy(ev, kind, buf, len);
         }
 
         int64_t t0 = time_mono_us();
@@ -167,7 +201,7 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
                 return r;
         }
         ev->seq++;
-        return r;
+        return events_status_copy(ev, kind, buf, len);
 }
 
 int events_status(struct run_events *ev, const char *status, const char *reason, int exit_code,

@@ -1,5 +1,7 @@
 /* The per-run event stream on paddock.runs.events: RunEvent messages keyed by
- * run id with env.seq contiguous from 1. One run_events belongs to one run's
+ * run id with env.seq contiguous from 1; control-relevant ones (status,
+ * approval_requested, approval_decided) are also copied, byte for byte, to
+ * paddock.runs.status once the firehose acknowledged them. One run_events belongs to one run's
  * worker thread, which inits it; emitting is thread-safe (other threads of the
  * run, e.g. the egress proxy, emit too); the producer is shared. */
 #pragma once

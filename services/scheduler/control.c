@@ -46,7 +46,7 @@ int control_handle(PGconn *conn, const struct sched *s, const void *data, size_t
         if (r < 0)
                 goto rollback;
         const char *p[] = {run_id};
-        r = pg_exec(conn, "SELECT state, tenant_id, team_id, last_seq FROM scheduler.runs WHERE run_id = $1 FOR UPDATE",
+        r = pg_exec(conn, "SELECT state, tenant_id, team_id FROM scheduler.runs WHERE run_id = $1 FOR UPDATE",
                     1, p, &run, reterr);
         if (r < 0)
                 goto rollback;
@@ -66,8 +66,7 @@ int control_handle(PGconn *conn, const struct sched *s, const void *data, size_t
         } else if (!strcmp(PQgetvalue(run, 0, 0), "pending")) {
                 const char *tenant = PQgetvalue(run, 0, 1);
                 const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
-                uint64_t seq = strtoull(PQgetvalue(run, 0, 3), NULL, 10) + 1;
-                r = platform_end_run(s, run_id, tenant, team, seq, "cancelled", reason, reterr);
+                r = platform_end_run(s, run_id, tenant, team, "cancelled", reason, reterr);
                 if (r < 0)
                         goto rollback;
                 const char *up[] = {run_id, reason};

@@ -2,8 +2,8 @@
  * never started the run): the one place that decides between failing the
  * run and placing it again.
  *
- * * started (the scheduler saw an event of it): it fails with the cause as
- *   event last_seq + 1, since whatever it did there cannot be resumed elsewhere;
+ * * started (the scheduler saw an event of it): it fails with the cause (a
+ *   platform verdict), since whatever it did there cannot be resumed elsewhere;
  * * not started: it goes back to pending for another node (this one is
  *   excluded for good: a runner-agent deduplicates assignments by run id), or
  *   fails after max_attempts placements;
@@ -12,8 +12,8 @@
  *   instead of running a run the platform has given away.
  *
  * Everything is produced (and acknowledged) before the caller's transaction
- * commits; a crash in between repeats the verdicts with the same sequence
- * numbers, which consumers deduplicate. */
+ * commits; a crash in between repeats the verdicts, and consumers keep a
+ * run's first terminal status. */
 #include <errno.h>
 #include <stdio.h>
 
@@ -50,7 +50,7 @@ int evict_run(PGconn *conn, const struct sched *s, const char *node_id, const st
 
         int r;
         if (fail) {
-                r = platform_end_run(s, e->run_id, e->tenant, e->team, e->last_seq + 1, "failed", reason, reterr);
+                r = platform_end_run(s, e->run_id, e->tenant, e->team, "failed", reason, reterr);
                 if (r < 0)
                         return r;
         }

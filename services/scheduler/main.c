@@ -1,10 +1,11 @@
-/* paddock-scheduler: consumes node heartbeats, run requests and run events,
- * and assigns pending runs to live nodes with room for them, within per-team
+/* paddock-scheduler: consumes node heartbeats, run requests and run status
+ * events (paddock.runs.status, never the event firehose), and assigns pending runs to live nodes with room for them, within per-team
  * concurrency limits (ARCHITECTURE.md §3.2). Nodes that stop heartbeating are
  * declared dead (their runs failed or moved) and runs that wait too long fail,
  * so no run is ever left stuck.
  *
- * One consumer thread handles the three topics; a message's offset is
+ * One consumer thread handles runs.requested, runs.status and runs.control,
+ * another the heartbeats; a message's offset is
  * committed only after its effect is committed in PostgreSQL. Messages that
  * can never be processed are logged, counted and skipped; transient failures
  * (PostgreSQL unreachable, serialization failures) are retried on the same
@@ -44,11 +45,15 @@ extern const struct embedded_file scheduler_migrations[];
  * live node dead; ARCHITECTURE.md "Topics", volume). */
 #define NODES_GROUP_ID "paddock-scheduler-nodes"
 #define PLACEMENT_PERIOD_US 1000000
-/* After this long with messages flowing, the heartbeat backlog of a restart is
- * consumed and an old last_seen means a dead node, not an unread heartbeat. */
+/* After this long with heartbeats flowing, the heartbeat backlog of a restart
+ * is consumed and an old last_seen means a dead node, not an unread heartbeat. */
 #define DEAD_SWEEP_SETTLE_US 2000000
-/* ...or after this long at all (no message at all: no node is alive). */
+/* ...or after this long at all (no heartbeat at all: no node is alive). */
 #define DEAD_SWEEP_GRACE_US 30000000
+/* A node is declared dead only while the heartbeat consumer is caught up (a
+ * poll found nothing new this recently): a heartbeat not read yet is never
+ * taken for a missing one. */
+#define DEAD_SWEEP_CAUGHT_UP_US 3000000
 
 struct settings {
         struct kafka_settings kafka;
@@ -90,22 +95,23 @@ static struct metric m_retries = {.name = "paddock_scheduler_retries_total",
 
 struct app {
         struct service svc;                    /* PostgreSQL pool, producer, ops server */
-        struct kafka_consumer *consumer;       /* runs.requested, runs.events, runs.control */
+        struct kafka_consumer *consumer;       /* runs.requested, runs.status, runs.control */
         struct kafka_consumer *nodes_consumer; /* paddock.nodes only, polled by nodes_thread */
         char producer_id[320];
         struct sched sched;
         atomic_bool place_now; /* a handled message changed demand or capacity (either thread) */
         int64_t next_place;   /* time_mono_us() of the next periodic placement */
         int64_t started;      /* time_mono_us() at start */
-        _Atomic int64_t first_message; /* time_mono_us() of the first message, 0 before */
+        _Atomic int64_t first_message; /* time_mono_us() of the first heartbeat, 0 before */
+        _Atomic uint64_t heartbeats;   /* heartbeats handled (nodes thread) */
+        uint64_t heartbeats_seen;      /* heartbeats at the previous nodes tick (nodes thread) */
+        _Atomic int64_t nodes_caught_up; /* time_mono_us() of the last heartbeat poll that found nothing */
 };
 
 /* Applies one message (a kafka_handle_fn); a change that can free or need a
  * slot asks for placement right after the commit. */
 static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
-        if (!app->first_message)
-                app->first_message = time_mono_us();
         PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
@@ -114,11 +120,14 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
                 r = nodes_handle_heartbeat(conn, m->signer, m->value, m->len, err);
                 if (r >= 0)
                         app->place_now = true;
+                if (!app->first_message)
+                        app->first_message = time_mono_us();
+                app->heartbeats++;
         } else if (strcmp(m->topic, TOPIC_RUNS_REQUESTED) == 0) {
                 r = runs_handle_requested(conn, m->value, m->len, err);
                 if (r >= 0)
                         app->place_now = true;
-        } else if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0) {
+        } else if (strcmp(m->topic, TOPIC_RUNS_STATUS) == 0) {
                 r = runs_handle_event(conn, m->signer, m->value, m->len, err);
                 if (r > 0)
                         app->place_now = true;
@@ -133,11 +142,22 @@ static int handle_message(void *userdata, const struct kafka_message *m, struct 
         return r;
 }
 
+/* After every heartbeat poll (a kafka_tick_fn): no heartbeat handled since
+ * the last one means the poll found nothing, so the consumer is caught up. */
+static void nodes_tick(void *userdata) {
+        struct app *app = userdata;
+        uint64_t n = app->heartbeats;
+        if (n == app->heartbeats_seen)
+                app->nodes_caught_up = time_mono_us();
+        app->heartbeats_seen = n;
+}
+
 /* The heartbeat consumer's loop (same handler, its own consumer and thread). */
 static void *nodes_thread(void *userdata) {
         struct app *app = userdata;
         struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .processed = &m_consumed,
-                                                .skipped = &m_skipped, .retries = &m_retries};
+                                                .skipped = &m_skipped, .retries = &m_retries,
+                                                .tick = nodes_tick};
         int r = kafka_consume_loop(app->nodes_consumer, handle_message, app, &lo);
         if (r < 0) {
                 log_error("kafka heartbeat consumer failed: %s", strerror(-r));
@@ -150,11 +170,14 @@ static const char *err_text(const struct err_detail *err, int r) {
         return err->message[0] ? err->message : strerror(-r);
 }
 
-/* The dead-node sweep waits until a restart's heartbeat backlog is read. */
+/* The dead-node sweep waits until a restart's heartbeat backlog is read, and
+ * runs only while the heartbeat consumer is caught up: liveness is decided by
+ * missing heartbeats, never by a consumer's lag. */
 static bool dead_sweep_allowed(const struct app *app) {
         int64_t now = time_mono_us();
-        return (app->first_message && now - app->first_message >= DEAD_SWEEP_SETTLE_US) ||
-               now - app->started >= DEAD_SWEEP_GRACE_US;
+        return ((app->first_message && now - app->first_message >= DEAD_SWEEP_SETTLE_US) ||
+                now - app->started >= DEAD_SWEEP_GRACE_US) &&
+               now - app->nodes_caught_up <= DEAD_SWEEP_CAUGHT_UP_US;
 }
 
 /* One pass: dead nodes and never-started runs first (their runs may need
@@ -208,7 +231,8 @@ static const struct service_spec spec = {
         .pg_pool_size = 3, /* the event loop, the heartbeat loop, placement */
         .bus_identity = "scheduler",
         .producer = true,
-        .warm = (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS, NULL},
+        .warm = (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS,
+                                      TOPIC_RUNS_STATUS, NULL},
         .warm_note = "the first placement",
         .ready = SERVICE_READY_PG | SERVICE_READY_KAFKA,
 };
@@ -226,7 +250,9 @@ static int run(struct settings *cfg) {
                 goto out;
         ret = 1;
 
-        static const char *const topics[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_EVENTS, TOPIC_RUNS_CONTROL, NULL};
+        /* never paddock.runs.events: a busy run's firehose must not delay a
+         * placement or a verdict (docs/CONTRACTS.md, consumer groups) */
+        static const char *const topics[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_STATUS, TOPIC_RUNS_CONTROL, NULL};
         app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);

@@ -4,8 +4,7 @@
  * slot that never frees. The reason says what to fix: "no live node has image
  * X" when no node heard from within the dead-after interval lists the run's
  * image (placement.c places it nowhere else), "no capacity" otherwise. The
- * verdict is a terminal status event with the next sequence number (1 for a
- * run that never ran). */
+ * verdict is a platform terminal status event (platform_events.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +41,7 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         const char *params[] = {dead_ms, timeout_s};
         /* live as placement counts it (placement.c's pick_sql) */
         r = pg_exec(conn,
-                    "SELECT r.run_id, r.tenant_id, r.team_id, r.last_seq, r.image,"
+                    "SELECT r.run_id, r.tenant_id, r.team_id, r.image,"
                     " r.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n"
                     "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
                     "  AND r.image = ANY (n.images))"
@@ -56,15 +55,14 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
 
         const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
         const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
-        uint64_t seq = strtoull(PQgetvalue(run, 0, 3), NULL, 10) + 1;
         char reason[REASON_MAX];
-        if (PQgetvalue(run, 0, 5)[0] == 't')
+        if (PQgetvalue(run, 0, 4)[0] == 't')
                 snprintf(reason, sizeof reason, "no live node has image \"%.256s\": not placed within %lld s",
-                         PQgetvalue(run, 0, 4), s->policy->pending_timeout_s);
+                         PQgetvalue(run, 0, 3), s->policy->pending_timeout_s);
         else
                 snprintf(reason, sizeof reason, "no capacity: not placed within %lld s",
                          s->policy->pending_timeout_s);
-        r = platform_end_run(s, run_id, tenant, team, seq, "failed", reason, reterr);
+        r = platform_end_run(s, run_id, tenant, team, "failed", reason, reterr);
         if (r < 0)
                 goto rollback;
         const char *up[] = {run_id, reason};

@@ -169,10 +169,9 @@ static const char pick_sql[] =
 static int drop_corrupt(PGconn *conn, const struct sched *s, PGresult *run, struct err_detail *reterr) {
         const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
         const char *team = PQgetisnull(run, 0, 4) ? NULL : PQgetvalue(run, 0, 4);
-        uint64_t seq = strtoull(PQgetvalue(run, 0, 5), NULL, 10) + 1;
         log_ctx(LOG_ERROR, LOG_KV("run", run_id, "tenant", tenant), "failing run whose stored request cannot be decoded");
         metric_add(&m_dropped, 1);
-        int r = platform_end_run(s, run_id, tenant, team, seq, "failed", "stored run request cannot be decoded", reterr);
+        int r = platform_end_run(s, run_id, tenant, team, "failed", "stored run request cannot be decoded", reterr);
         if (r < 0)
                 return r;
         const char *p[] = {run_id};
@@ -207,7 +206,7 @@ static int place_one(PGconn *conn, const struct sched *s, struct err_detail *ret
 
         const char *lock_params[] = {PQgetvalue(pick, 0, 0)};
         r = pg_exec(conn,
-                    "SELECT run_id, tenant_id, request, attempts, team_id, last_seq FROM scheduler.runs"
+                    "SELECT run_id, tenant_id, request, attempts, team_id FROM scheduler.runs"
                     " WHERE run_id = $1 AND state = 'pending' FOR UPDATE",
                     1, lock_params, &run, reterr);
         if (r < 0 || PQntuples(run) == 0)

@@ -3,12 +3,14 @@
  * cancelled before any node reported it), and a cancel addressed to the node
  * it was taken from.
  *
- * The failed event takes the next sequence number after the last event the
- * scheduler saw for the run (1 if none), so it lands in the same per-run stream
- * consumers already order by seq: the api's status consumer applies it like a
- * runner-agent's terminal status, evidence stores it under (run_id, seq). If the
- * node comes back and still emits events with colliding sequence numbers, those
- * are dropped as duplicates by evidence and never move the api's terminal status. */
+ * A verdict carries env.seq 0, "append" (docs/CONTRACTS.md, platform
+ * verdicts): the scheduler reads only paddock.runs.status, so it does not
+ * know the run's last seq, and a seq it guessed could collide with one the
+ * node already used. Evidence stores it after the highest seq it holds; the
+ * api and the scheduler take it as the run's final status unless the run
+ * already ended (the first terminal status wins). It goes to the firehose
+ * first, then to paddock.runs.status: a status consumer never acts on a
+ * verdict the history cannot get, and a crash in between repeats both. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@
 #define PLATFORM_PRODUCE_TIMEOUT_MS 10000
 
 int platform_end_run(const struct sched *s, const char *run_id, const char *tenant, const char *team,
-                     uint64_t seq, const char *status, const char *reason, struct err_detail *reterr) {
+                     const char *status, const char *reason, struct err_detail *reterr) {
         _cleanup_(json_decrefp) json_t *data = json_pack("{s:s, s:s}", "status", status, "reason", reason);
         if (!data)
                 return -ENOMEM;
@@ -33,7 +35,7 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
 
         Paddock__V1__Envelope env;
         char msgid[UUID_STR_LEN];
-        int r = envelope_init(&env, tenant, run_id, seq, s->producer_id, msgid);
+        int r = envelope_init(&env, tenant, run_id, 0, s->producer_id, msgid);
         if (r < 0)
                 return err_set(reterr, r, "envelope", "could not create a message id");
         Paddock__V1__RunEvent ev = PADDOCK__V1__RUN_EVENT__INIT;
@@ -50,7 +52,10 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
         if (!buf)
                 return -ENOMEM;
         paddock__v1__run_event__pack(&ev, buf);
-        return kafka_produce_sync(s->producer, TOPIC_RUNS_EVENTS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS,
+        r = kafka_produce_sync(s->producer, TOPIC_RUNS_EVENTS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS, reterr);
+        if (r < 0)
+                return r;
+        return kafka_produce_sync(s->producer, TOPIC_RUNS_STATUS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS,
                                   reterr);
 }
 

@@ -1,6 +1,9 @@
 /* The run lifecycle as the scheduler sees it: pending on request, started
- * (last_seq > 0) on its first event, finished on the terminal event. All are
- * idempotent under redelivery. */
+ * (last_seq > 0) on its first event, finished on its first terminal event.
+ * Events come from paddock.runs.status, the low-volume copy of the
+ * control-relevant events (docs/CONTRACTS.md): the scheduler never reads the
+ * firehose, so a busy run cannot put it behind. All are idempotent under
+ * redelivery. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,16 +112,18 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
                 if (k < 0)
                         return k;
                 if (PQntuples(res) != 1 || !bus_auth_is_node(signer, PQgetvalue(res, 0, 0))) {
-                        bus_auth_refuse(TOPIC_RUNS_EVENTS, signer, BUS_REFUSED_WRONG_SUBJECT,
+                        bus_auth_refuse(TOPIC_RUNS_STATUS, signer, BUS_REFUSED_WRONG_SUBJECT,
                                         "event about a run not assigned to the signing node");
                         return 0;
                 }
         }
+        /* seq 0 is a platform verdict ("append"): only ours, only terminal */
+        if (ev->env->seq == 0 && (strcmp(signer, "scheduler") || !ev->terminal))
+                return err_set(reterr, -EINVAL, "env.seq", "env.seq 0 is only for the scheduler's terminal verdicts");
 
         if (!ev->terminal) {
                 /* Any event means the run started: a dead node's run must then
-                 * fail rather than run again elsewhere, and a platform verdict
-                 * must take the next sequence number. */
+                 * fail rather than run again elsewhere. */
                 const char *params[] = {ev->env->run_id, seq};
                 return pg_exec(conn,
                                "UPDATE scheduler.runs SET last_seq = $2::bigint"
@@ -136,14 +141,18 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
 
         /* A terminal event for a run we never saw requested (topics are not
          * ordered against each other) leaves a finished row without a request,
-         * so the late request can never be placed. */
+         * so the late request can never be placed. The first terminal status
+         * wins (docs/CONTRACTS.md): a finished run stays as it ended, so its
+         * slot is freed and its end counted once. */
         const char *params[] = {ev->env->run_id, tenant, team, seq};
+        _cleanup_(PQclearp) PGresult *res = NULL;
         r = pg_exec(conn,
                     "INSERT INTO scheduler.runs AS r (run_id, tenant_id, team_id, state, finished_at, last_seq)"
                     " VALUES ($1, $2, $3, 'finished', now(), $4::bigint)"
-                    " ON CONFLICT (run_id) DO UPDATE SET state = 'finished',"
-                    "  finished_at = coalesce(r.finished_at, now()),"
-                    "  last_seq = GREATEST(r.last_seq, EXCLUDED.last_seq)",
-                    (int)ELEMENTSOF(params), params, NULL, reterr);
-        return r < 0 ? r : 1;
+                    " ON CONFLICT (run_id) DO UPDATE SET state = 'finished', finished_at = now(),"
+                    "  last_seq = GREATEST(r.last_seq, EXCLUDED.last_seq)"
+                    " WHERE r.state <> 'finished'"
+                    " RETURNING 1",
+                    (int)ELEMENTSOF(params), params, &res, reterr);
+        return r < 0 ? r : PQntuples(res) > 0;
 }

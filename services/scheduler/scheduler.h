@@ -51,11 +51,14 @@ int nodes_handle_heartbeat(PGconn *conn, const char *signer, const void *data, s
 /* runs.c: stores a RunRequested as a pending run (once per run id), with the
  * cpus, memory and catalog image (if any) it needs. */
 int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
-/* runs.c: records the last sequence seen for the run and marks it finished on
- * its terminal RunEvent, freeing its slot. Returns 1 if the event was
- * terminal (placement may have work), 0 otherwise. */
+/* runs.c: applies a RunEvent of paddock.runs.status: any event marks the run
+ * started (last_seq, the highest seq seen, > 0), its first terminal status
+ * marks it finished, freeing its slot; a later terminal one (a node's late
+ * report after a platform verdict) changes nothing. Returns 1 if the run
+ * finished now (placement may have work), 0 otherwise. */
 /* signer: the record's verified producer; a node's event about a run not
- * assigned to it is refused (counted, 0 returned). */
+ * assigned to it is refused (counted, 0 returned); only the scheduler's own
+ * verdicts carry seq 0. */
 int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr);
 
 /* placement.c: assigns pending runs to live nodes with room for them (slots,
@@ -73,11 +76,11 @@ void placement_register_metrics(void);
 int placement_lock(PGconn *conn, struct err_detail *reterr);
 
 /* platform_events.c: produces the terminal status event (status "failed" or
- * "cancelled") of run_id on paddock.runs.events with sequence seq (actor
- * platform, the given reason), waiting for the acknowledgement. tenant is
- * required, team may be NULL. */
+ * "cancelled") of run_id with env.seq 0 (actor platform, the given reason) on
+ * paddock.runs.events, then on paddock.runs.status, waiting for each
+ * acknowledgement. tenant is required, team may be NULL. */
 int platform_end_run(const struct sched *s, const char *run_id, const char *tenant, const char *team,
-                     uint64_t seq, const char *status, const char *reason, struct err_detail *reterr);
+                     const char *status, const char *reason, struct err_detail *reterr);
 /* platform_events.c: produces a RunControl cancel of run_id addressed to
  * node_id on paddock.runs.control, so a runner-agent that comes back drops or
  * stops a run that was moved away from it or failed. */
@@ -87,7 +90,7 @@ int platform_cancel_run(const struct sched *s, const char *run_id, const char *t
 /* A run assigned to a node that is taken back from it (borrowed strings). */
 struct evict_run {
         const char *run_id, *tenant, *team; /* team may be NULL */
-        uint64_t last_seq;                  /* 0: never seen started */
+        uint64_t last_seq;                  /* 0: never seen started (no event of it on runs.status) */
         long long attempts;
 };
 struct evict_tally {

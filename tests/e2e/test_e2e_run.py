@@ -215,3 +215,50 @@ def test_kafka_events(endpoints, finished):
     assert expected <= seen, f"missing seqs on Kafka: {sorted(expected - seen)} (seen {sorted(seen)})"
     stream_kinds = {e["seq"]: e["kind"] for e in finished["stream"].events}
     assert {s: kinds[s] for s in expected} == stream_kinds
+
+
+# ---- Kafka: the control-relevant events also on paddock.runs.status (docs/CONTRACTS.md)
+
+CONTROL_KINDS = ("status", "approval_requested", "approval_decided")
+
+
+def test_kafka_status_copies(endpoints, api, finished):
+    """Every status event of the run (and nothing else of it) is also on the
+    low-volume topic the scheduler and the api's status consumer read, with the
+    run's seq, signed by the run's node."""
+    run_id = finished["id"]
+    node = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["node"]
+    expected = {(e["seq"], e["kind"]) for e in finished["stream"].events if e["kind"] in CONTROL_KINDS}
+    assert len(expected) >= 3, finished["stream"].statuses
+    consumer = Consumer({
+        "bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
+        "group.id": f"paddock-e2e-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+    })
+    seen, signers = set(), set()
+    try:
+        consumer.subscribe(["paddock.runs.status"])
+        until = time.monotonic() + 30
+        while time.monotonic() < until:
+            if expected <= seen:
+                until = min(until, time.monotonic() + 2)  # read a little further: nothing else of it
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().fatal():
+                    raise KafkaException(msg.error())
+                continue
+            if (msg.key() or b"").decode(errors="replace") != run_id:
+                continue
+            ev = pb_fields(msg.value())
+            env = pb_fields(ev[1][0])
+            assert env[2][0].decode() == run_id, "message key and envelope run id differ"
+            seen.add((env.get(3, [0])[0], ev.get(2, [b""])[0].decode()))
+            signers.add(dict(msg.headers() or []).get("paddock-signer", b"").decode())
+    finally:
+        consumer.close()
+    assert seen == expected, f"on paddock.runs.status: {sorted(seen)}, expected {sorted(expected)}"
+    assert signers == {f"node:{node}"}, signers

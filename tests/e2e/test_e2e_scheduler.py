@@ -406,7 +406,7 @@ def test_run_of_an_image_goes_only_to_a_node_that_has_it(api, pg, endpoints, mak
 
 def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_id, team_id):
     """Liveness never waits behind data (docs/CONTRACTS.md, consumer groups):
-    while the scheduler's run-event consumer is stuck on one event (its
+    while the scheduler's run-status consumer is stuck on one event (its
     UPDATE waits on a row lock this test holds), a node's heartbeats still
     arrive; the stuck event is applied, not lost, once the lock goes."""
     from conftest import pb_field, pb_varint
@@ -435,9 +435,10 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
         locker.execute("SELECT 1 FROM scheduler.runs WHERE run_id = %s FOR UPDATE", (run_id,))
         env = (pb_field(1, 2, tenant_id.encode()) + pb_field(2, 2, run_id.encode()) + pb_field(3, 0, pb_varint(1))
                + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + pb_field(6, 0, pb_varint(1)))
-        event = (pb_field(1, 2, env) + pb_field(2, 2, b"output") + pb_field(3, 2, b"agent")
-                 + pb_field(4, 2, b'{"stream":"stdout","text":"x"}') + pb_field(5, 2, team_id.encode()))
-        signer.produce(endpoints, "paddock.runs.events", run_id, event)
+        event = (pb_field(1, 2, env) + pb_field(2, 2, b"status") + pb_field(3, 2, b"platform")
+                 + pb_field(4, 2, b'{"status":"provisioning"}') + pb_field(5, 2, team_id.encode())
+                 + pb_field(6, 2, b"provisioning"))
+        signer.produce(endpoints, "paddock.runs.status", run_id, event)
         deadline = time.monotonic() + 60
         while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                              (locker.info.backend_pid,)).fetchone()[0]:
@@ -458,3 +459,63 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
     while sched_run(pg, run_id)[3] != 1:
         assert time.monotonic() < deadline, "the stuck event was not applied after the lock went"
         time.sleep(0.3)
+
+
+def test_no_node_is_declared_dead_while_heartbeats_wait_unread(api, pg, endpoints):
+    """A node is declared dead only by missing heartbeats, never by consumer
+    lag (docs/CONTRACTS.md, consumer groups): while the heartbeat consumer is
+    stuck (its upsert of a test node waits on a row lock this test holds) for
+    longer than the dead-after interval, the live node's heartbeats wait
+    unread behind it, and that node is not declared dead; they are applied
+    once the lock goes."""
+    from conftest import read_env_file
+    # the stack's own node, heartbeating all along (other tests' fake nodes go silent)
+    real = [read_env_file(state_dir() / "env" / "runner-agent.env")["PADDOCK_NODE_ID"]]
+    assert (api_node(api, real[0]) or {}).get("state") == "ready", api_node(api, real[0])
+    # sorts after every real node, so a sweep reaches them before it
+    node_id = f"zz-e2e-stuck-{uuid.uuid4().hex[:8]}"
+    signer = enroll_test_node(endpoints, node_id)
+
+    def beat():
+        signer.produce(endpoints, "paddock.nodes", node_id, node_heartbeat(node_id, slots=1, cpus=1.0, memory_mb=512))
+
+    beat()
+    deadline = time.monotonic() + 30
+    while not pg.execute("SELECT 1 FROM scheduler.nodes WHERE node_id = %s", (node_id,)).fetchone():
+        assert time.monotonic() < deadline, "the node's first heartbeat was never recorded"
+        time.sleep(0.3)
+
+    def dead_real():
+        return pg.execute("SELECT node_id FROM scheduler.nodes WHERE node_id = ANY(%s) AND dead_since IS NOT NULL",
+                          (real,)).fetchall()
+
+    try:
+        with psycopg.connect(endpoints.need("PADDOCK_PG_DSN")) as locker:
+            locker.execute("SELECT 1 FROM scheduler.nodes WHERE node_id = %s FOR UPDATE", (node_id,))
+            beat()
+            deadline = time.monotonic() + 30
+            while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                                 (locker.info.backend_pid,)).fetchone()[0]:
+                assert time.monotonic() < deadline, "the heartbeat consumer never reached the locked node"
+                time.sleep(0.3)
+            stuck_at = pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                                  (real,)).fetchone()[0]
+            # well past the dead-after interval (3 heartbeat intervals, at least 6 s)
+            until = time.monotonic() + 12
+            while time.monotonic() < until:
+                assert not dead_real(), "a node was declared dead while its heartbeats waited unread"
+                time.sleep(0.5)
+            # still stuck: the real node's heartbeats did wait
+            assert pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                              (real,)).fetchone()[0] == stuck_at
+            locker.rollback()
+        deadline = time.monotonic() + 30
+        while pg.execute("SELECT max(last_seen) FROM scheduler.nodes WHERE node_id = ANY(%s)",
+                         (real,)).fetchone()[0] == stuck_at:
+            assert time.monotonic() < deadline, "the waiting heartbeats were never applied"
+            time.sleep(0.3)
+        time.sleep(3)  # a sweep or two with everything read
+        assert not dead_real()
+        assert all((api_node(api, n) or {}).get("state") == "ready" for n in real)
+    finally:
+        pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s", (node_id,))

@@ -31,7 +31,9 @@ from confluent_kafka import Consumer, KafkaException
 from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, wait_for, wait_run_status
 
 CONTROL = "paddock.runs.control"
-EVENTS = "paddock.runs.events"
+# the api reads run statuses and approvals from the status topic (the node's
+# copies of those events; docs/CONTRACTS.md), never from the firehose
+STATUS = "paddock.runs.status"
 
 
 # ---------------------------------------------------------------- protobuf wire helpers
@@ -46,12 +48,14 @@ def _pb_int(num, n):
     return pb_varint(num << 3) + pb_varint(n)
 
 
-def _run_event(tenant, team, run_id, seq, kind, data, status=""):
+def _run_event(tenant, team, run_id, seq, kind, data, status="", terminal=False, producer="runner-agent/e2e-test"):
     env = (_pb_str(1, tenant) + _pb_str(2, run_id) + _pb_int(3, seq) + _pb_int(4, int(time.time() * 1e6))
-           + _pb_str(5, "runner-agent/e2e-test") + _pb_int(6, 1) + _pb_str(7, str(uuid.uuid4())))
+           + _pb_str(5, producer) + _pb_int(6, 1) + _pb_str(7, str(uuid.uuid4())))
     msg = _pb_str(1, env) + _pb_str(2, kind) + _pb_str(3, "platform") + _pb_str(4, json.dumps(data)) + _pb_str(5, team)
     if status:
         msg += _pb_str(6, status)
+    if terminal:
+        msg += _pb_int(7, 1)
     return msg
 
 
@@ -63,7 +67,7 @@ def e2e_node(endpoints):
 
 
 def _produce_event(node, endpoints, run_id, value):
-    node.produce(endpoints, EVENTS, run_id, value)
+    node.produce(endpoints, STATUS, run_id, value)
 
 
 class ControlWatcher:
@@ -101,6 +105,18 @@ class ControlWatcher:
                 continue
             raw = msg.value()
             self.seen.append(((msg.key() or b"").decode(errors="replace"), pb_fields(raw), raw))
+
+    def all_for(self, run_id, settle=5):
+        """Every RunControl for run_id seen once the topic was quiet for settle s."""
+        quiet_until = time.monotonic() + settle
+        while time.monotonic() < quiet_until:
+            msg = self.c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            quiet_until = time.monotonic() + settle
+            raw = msg.value()
+            self.seen.append(((msg.key() or b"").decode(errors="replace"), pb_fields(raw), raw))
+        return [f for key, f, _ in self.seen if key == run_id]
 
     def close(self):
         self.c.close()
@@ -343,6 +359,97 @@ def test_cancel_finished_and_unknown(endpoints, api, me, team_id, tenant_id, pla
     assert r.status_code == 404
     r = api.post(f"/v1/runs/{run_id}/cancel", json={"bogus": 1})
     assert r.status_code == 400 and r.json()["code"] == "unknown_field"
+
+
+def test_cancel_of_a_run_that_ends_meanwhile_sends_no_cancel(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                             control):
+    """A run has one terminal status (docs/CONTRACTS.md): a cancel racing the
+    run's end (here its status row is being ended, and locked, when the
+    cancel arrives) answers 409 once the end is applied, and no cancel goes
+    to the node, which would otherwise report a second end ("failed, then
+    cancelled")."""
+    import threading
+    run_id = _fake_run(endpoints, tenant_id, team_id, *plain_sandbox, me["user"]["id"], status="running")
+    answer = {}
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN")) as ender, _pg(endpoints) as watcher:
+        # what the status consumer does with the run's terminal status, held open
+        ender.execute("UPDATE api.runs SET status = 'failed', reason = 'node e2e-node stopped heartbeating',"
+                      " ended_at = now() WHERE id = %s", (run_id,))
+        t = threading.Thread(target=lambda: answer.setdefault("r", api.post(f"/v1/runs/{run_id}/cancel")),
+                             daemon=True)
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.is_alive() and not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (ender.info.backend_pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the cancel neither waited for the run's row nor answered"
+            time.sleep(0.1)
+        ender.commit()
+    t.join(30)
+    r = answer["r"]
+    assert r.status_code == 409 and r.json()["code"] == "conflict", r.text[:300]
+    assert "failed" in r.json()["detail"], r.text[:300]
+    assert not control.all_for(run_id), "a cancel went out for a run that had ended"
+    run = api.ok("GET", f"/v1/runs/{run_id}")
+    assert run["status"] == "failed" and run["reason"] == "node e2e-node stopped heartbeating", run
+
+
+def _scheduler_signer(endpoints):
+    """The scheduler's own bus key (the local stack's, read as its operator):
+    what a platform verdict is signed with."""
+    import pathlib
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from conftest import BusSigner
+    path = pathlib.Path(endpoints.need("PADDOCK_STATE_DIR")) / "secrets" / "bus-scheduler.key"
+    return BusSigner("scheduler", load_pem_private_key(path.read_bytes(), None))
+
+
+def _produce_applied(endpoints, signer, topic, run_id, value, group="paddock-api-status", timeout=30):
+    """Produces one signed record and waits until the consumer group committed
+    past it, i.e. the consumer has applied (or refused) it."""
+    from confluent_kafka import Producer, TopicPartition
+    p = Producer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP")})
+    where = {}
+    p.produce(topic, key=run_id.encode(), value=value, headers=signer.headers(topic, value),
+              on_delivery=lambda err, msg: where.update(err=err, partition=msg.partition(), offset=msg.offset()))
+    assert p.flush(15) == 0 and not where.get("err"), f"record not delivered to {topic}: {where}"
+    c = Consumer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        tp = TopicPartition(topic, where["partition"])
+        wait_for(f"{group} to commit past offset {where['offset']} of {topic}",
+                 lambda: c.committed([tp], timeout=10)[0].offset > where["offset"], timeout=timeout, pause=0.3)
+    finally:
+        c.close()
+
+
+def test_platform_verdict_wins_and_a_late_node_terminal_changes_nothing(e2e_node, endpoints, api, me, team_id,
+                                                                        tenant_id, plain_sandbox):
+    """The first terminal status wins (docs/CONTRACTS.md): the scheduler's
+    verdict (seq 0, "append") ends a running run; the node's own terminal
+    status arriving after it (the node came back) changes nothing, and a
+    node cannot send a verdict of its own."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, *plain_sandbox, me["user"]["id"], status="running")
+    _produce_applied(endpoints, e2e_node, STATUS, run_id,
+                     _run_event(tenant_id, team_id, run_id, 0, "status", {"status": "failed", "reason": "forged"},
+                                status="failed", terminal=True))
+    assert api.ok("GET", f"/v1/runs/{run_id}")["status"] == "running", "a node's seq-0 event was taken for a verdict"
+
+    reason = "node e2e-node stopped heartbeating"
+    _produce_applied(endpoints, _scheduler_signer(endpoints), STATUS, run_id,
+                     _run_event(tenant_id, team_id, run_id, 0, "status", {"status": "failed", "reason": reason},
+                                status="failed", terminal=True, producer="scheduler/e2e"))
+    ended = api.ok("GET", f"/v1/runs/{run_id}")
+    assert ended["status"] == "failed" and ended["reason"] == reason and ended["ended_at"], ended
+
+    _produce_applied(endpoints, e2e_node, STATUS, run_id,
+                     _run_event(tenant_id, team_id, run_id, 40, "status",
+                                {"status": "succeeded", "exit_code": 0}, status="succeeded", terminal=True))
+    _produce_applied(endpoints, e2e_node, STATUS, run_id,
+                     _run_event(tenant_id, team_id, run_id, 41, "status",
+                                {"status": "cancelled", "reason": "cancelled by platform"}, status="cancelled",
+                                terminal=True))
+    assert api.ok("GET", f"/v1/runs/{run_id}") == ended
 
 
 # ---------------------------------------------------------------- approvals

@@ -23,6 +23,9 @@ import conftest as c
 
 e2e = c.e2e
 EVENTS = "paddock.runs.events"
+# statuses and approvals act where the api and the scheduler read them: the
+# status topic (the node's copies of those events, docs/CONTRACTS.md)
+STATUS = "paddock.runs.status"
 CONTROL = "paddock.runs.control"
 AUDIT = "paddock.audit"
 NODES = "paddock.nodes"
@@ -213,20 +216,27 @@ def test_forged_messages_about_a_live_run_change_nothing(endpoints, admin_token,
     forged_prov = run_event(tenant_id, team_id, run_id, seq, "status",
                             {"status": "provisioning", "public_key": pub}, status="provisioning")
     # unsigned; signed by a key nobody enrolled; by an enrolled node the run is not assigned to
-    produce(endpoints, EVENTS, run_id, forged_prov)
+    produce(endpoints, STATUS, run_id, forged_prov)
     watch["api"].wait("unsigned")
-    produce(endpoints, EVENTS, run_id, forged_prov, signer=e2e.BusSigner("node:" + (node or "local-node-1")))
+    produce(endpoints, STATUS, run_id, forged_prov, signer=e2e.BusSigner("node:" + (node or "local-node-1")))
     watch["api"].wait("bad_signature")
-    produce(endpoints, EVENTS, run_id, forged_prov, signer=rogue_node)
+    produce(endpoints, STATUS, run_id, forged_prov, signer=rogue_node)
     watch["api"].wait("wrong_subject")
     # a signature copied from another record does not fit this one
     other = run_event(tenant_id, team_id, run_id, seq + 1, "status", {"status": "running"}, status="running")
-    produce(endpoints, EVENTS, run_id, forged_prov, headers=rogue_node.headers(EVENTS, other))
+    produce(endpoints, STATUS, run_id, forged_prov, headers=rogue_node.headers(STATUS, other))
 
-    # a terminal status and a cancel: refused where they would act
-    produce(endpoints, EVENTS, run_id, run_event(tenant_id, team_id, run_id, seq + 2, "status",
-                                                 {"status": "failed", "reason": "forged"}, status="failed",
-                                                 terminal=True), signer=rogue_node)
+    # a terminal status and a cancel: refused where they would act (the
+    # status topic; on the firehose it would reach the live stream)
+    forged_end = run_event(tenant_id, team_id, run_id, seq + 2, "status", {"status": "failed", "reason": "forged"},
+                           status="failed", terminal=True)
+    produce(endpoints, STATUS, run_id, forged_end, signer=rogue_node)
+    watch["scheduler"].wait("wrong_subject")
+    produce(endpoints, EVENTS, run_id, forged_end, signer=rogue_node)
+    # seq 0 is a platform verdict: only the scheduler may say it
+    verdict = run_event(tenant_id, team_id, run_id, 0, "status", {"status": "failed", "reason": "forged verdict"},
+                        status="failed", terminal=True)
+    produce(endpoints, STATUS, run_id, verdict, signer=rogue_node)
     watch["scheduler"].wait("wrong_subject")
     produce(endpoints, CONTROL, run_id, control_cancel(tenant_id, run_id, node))
     watch["runner-agent"].wait("unsigned")
@@ -266,7 +276,7 @@ def test_second_run_key_from_the_assigned_node_is_refused(endpoints, admin_token
     watch = RefusalWatch(endpoints, "api")
     priv, pub = x25519()
     # a later seq than anything the run has said, so the transition itself applies
-    produce(endpoints, EVENTS, run_id, run_event(tenant_id, team_id, run_id, 500, "status",
+    produce(endpoints, STATUS, run_id, run_event(tenant_id, team_id, run_id, 500, "status",
                                                  {"status": "provisioning", "public_key": pub},
                                                  status="provisioning"), signer=signer)
     watch.wait("wrong_subject")
@@ -299,7 +309,7 @@ def test_forged_approval_decisions_change_nothing(endpoints, api, me, team_id, t
                      (run_id, tenant_id, team_id, sb, version, me["user"]["id"], node_id))
     approval_id = str(uuid.uuid4())
     deadline = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
-    owner.produce(endpoints, EVENTS, run_id, run_event(tenant_id, team_id, run_id, 5, "approval_requested",
+    owner.produce(endpoints, STATUS, run_id, run_event(tenant_id, team_id, run_id, 5, "approval_requested",
                                                        {"approval_id": approval_id, "kind": "egress",
                                                         "host": "api.example.com", "port": 443,
                                                         "deadline": deadline, "rule": "egress.unknown=ask"}))
@@ -308,9 +318,9 @@ def test_forged_approval_decisions_change_nothing(endpoints, api, me, team_id, t
     watch = RefusalWatch(endpoints, "api")
     decided = run_event(tenant_id, team_id, run_id, 6, "approval_decided",
                         {"approval_id": approval_id, "decision": "approve", "by": "user:forger"})
-    produce(endpoints, EVENTS, run_id, decided, signer=rogue_node)
+    produce(endpoints, STATUS, run_id, decided, signer=rogue_node)
     watch.wait("wrong_subject")
-    produce(endpoints, EVENTS, run_id, decided)
+    produce(endpoints, STATUS, run_id, decided)
     watch.wait("unsigned")
     runner = RefusalWatch(endpoints, "runner-agent")
     produce(endpoints, CONTROL, run_id, control_approval(tenant_id, run_id, "", approval_id), signer=outsider)

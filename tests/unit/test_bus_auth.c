@@ -105,6 +105,11 @@ static void test_acl_table(void **state) {
         assert_true(bus_auth_allowed(TOPIC_RUNS_EVENTS, "scheduler"));
         assert_false(bus_auth_allowed(TOPIC_RUNS_EVENTS, "api"));
         assert_false(bus_auth_allowed(TOPIC_RUNS_EVENTS, "node:"));
+        assert_true(bus_auth_allowed(TOPIC_RUNS_STATUS, "node:n1"));
+        assert_true(bus_auth_allowed(TOPIC_RUNS_STATUS, "scheduler"));
+        assert_false(bus_auth_allowed(TOPIC_RUNS_STATUS, "api"));
+        assert_false(bus_auth_allowed(TOPIC_RUNS_STATUS, "evidence"));
+        assert_false(bus_auth_allowed(TOPIC_RUNS_STATUS, "node:"));
         assert_true(bus_auth_allowed(TOPIC_ARTIFACTS, "node:n1"));
         assert_true(bus_auth_allowed(TOPIC_USAGE, "node:n1"));
         assert_false(bus_auth_allowed(TOPIC_USAGE, "billing"));

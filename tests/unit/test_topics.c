@@ -13,8 +13,8 @@
 
 static const char *const header_topics[] = {
         TOPIC_RUNS_REQUESTED, TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS,
-        TOPIC_ARTIFACTS,      TOPIC_USAGE,         TOPIC_NODES,        TOPIC_AUDIT,
-        TOPIC_SIEM_OCSF,
+        TOPIC_RUNS_STATUS,    TOPIC_ARTIFACTS,     TOPIC_USAGE,        TOPIC_NODES,
+        TOPIC_AUDIT,          TOPIC_SIEM_OCSF,
 };
 #define NTOPICS (sizeof header_topics / sizeof header_topics[0])
 
