@@ -161,28 +161,20 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
         return 0;
 }
 
-static int handle_event(const struct kafka_message *m, struct err_detail *err) {
-        Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
-        if (!ev)
-                return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEvent");
+/* One event of a record whose reporter was checked. A platform verdict
+ * (env.seq 0, "append": issue 10 decision 3) is the run's final status. */
+static int handle_one_event(const struct kafka_message *m, Paddock__V1__RunEvent *ev, struct err_detail *err) {
         int r = 0;
-        bool valid = ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind;
-        if (valid) {
-                r = check_reporter(m, ev->env->tenant_id, ev->env->run_id, err);
-                if (r != 0) {
-                        paddock__v1__run_event__free_unpacked(ev, NULL);
-                        return r < 0 ? r : 0;
-                }
-        }
-        if (valid && strcmp(ev->kind, "status"))
+        if (strcmp(ev->kind, "status"))
                 r = handle_other_event(ev, err);
-        else if (valid) {
+        else {
                 _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
                 const char *status = ev->status && ev->status[0] ? ev->status
                                                                  : json_string_value(json_object_get(data, "status"));
                 if (status && known_status(status)) {
                         char seq[24], ts[32], exit_code[24] = "";
-                        snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
+                        snprintf(seq, sizeof seq, "%llu",
+                                 ev->env->seq ? (unsigned long long)ev->env->seq : (unsigned long long)INT64_MAX);
                         snprintf(ts, sizeof ts, "%lld", (long long)ev->env->ts_unix_us);
                         json_t *ec = json_object_get(data, "exit_code");
                         if (json_is_integer(ec))
@@ -211,8 +203,33 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                         }
                 }
         }
-        paddock__v1__run_event__free_unpacked(ev, NULL);
         return r;
+}
+
+static int handle_event(const struct kafka_message *m, struct err_detail *err) {
+        Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, m->len, m->value);
+        if (!b)
+                return err_set(err, KAFKA_SKIP, "protobuf", "undecodable RunEventBatch");
+        int r = 0;
+        /* one run per record (events.proto): its reporter is checked once */
+        bool checked = false;
+        for (size_t i = 0; i < b->n_events && r >= 0; i++) {
+                Paddock__V1__RunEvent *ev = b->events[i];
+                bool valid = ev->env && id_is_uuid(ev->env->run_id) && ev->kind &&
+                             (ev->env->seq > 0 || ev->terminal) &&
+                             !strcmp(ev->env->run_id, b->events[0]->env ? b->events[0]->env->run_id : "");
+                if (!valid)
+                        continue;
+                if (!checked) {
+                        r = check_reporter(m, ev->env->tenant_id, ev->env->run_id, err);
+                        if (r != 0)
+                                break;
+                        checked = true;
+                }
+                r = handle_one_event(m, ev, err);
+        }
+        paddock__v1__run_event_batch__free_unpacked(b, NULL);
+        return r < 0 ? r : 0;
 }
 
 /* Applies one message (a kafka_handle_fn). */

@@ -3,12 +3,11 @@
  * cancelled before any node reported it), and a cancel addressed to the node
  * it was taken from.
  *
- * The failed event takes the next sequence number after the last event the
- * scheduler saw for the run (1 if none), so it lands in the same per-run stream
- * consumers already order by seq: the api's status consumer applies it like a
- * runner-agent's terminal status, evidence stores it under (run_id, seq). If the
- * node comes back and still emits events with colliding sequence numbers, those
- * are dropped as duplicates by evidence and never move the api's terminal status. */
+ * The verdict is a RunEventBatch of one event with env.seq 0, "append"
+ * (issue 10, decision 3): evidence stores it at the run's highest stored seq
+ * + 1 in the same transaction, so it never collides with an event the node
+ * sent that the scheduler had not seen yet; the api's status consumer and the
+ * scheduler take it as the run's final status. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -33,7 +32,8 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
 
         Paddock__V1__Envelope env;
         char msgid[UUID_STR_LEN];
-        int r = envelope_init(&env, tenant, run_id, seq, s->producer_id, msgid);
+        (void)seq; /* decision 3: evidence assigns the seq; kept for the callers */
+        int r = envelope_init(&env, tenant, run_id, 0, s->producer_id, msgid);
         if (r < 0)
                 return err_set(reterr, r, "envelope", "could not create a message id");
         Paddock__V1__RunEvent ev = PADDOCK__V1__RUN_EVENT__INIT;
@@ -45,11 +45,15 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
         ev.status = (char *)status;
         ev.terminal = true;
 
-        size_t n = paddock__v1__run_event__get_packed_size(&ev);
+        Paddock__V1__RunEvent *one[] = {&ev};
+        Paddock__V1__RunEventBatch batch = PADDOCK__V1__RUN_EVENT_BATCH__INIT;
+        batch.n_events = 1;
+        batch.events = one;
+        size_t n = paddock__v1__run_event_batch__get_packed_size(&batch);
         _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
         if (!buf)
                 return -ENOMEM;
-        paddock__v1__run_event__pack(&ev, buf);
+        paddock__v1__run_event_batch__pack(&batch, buf);
         return kafka_produce_sync(s->producer, TOPIC_RUNS_EVENTS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS,
                                   reterr);
 }

@@ -22,9 +22,9 @@ static void requested_freep(Paddock__V1__RunRequested **p) {
                 paddock__v1__run_requested__free_unpacked(*p, NULL);
 }
 
-static void event_freep(Paddock__V1__RunEvent **p) {
+static void batch_freep(Paddock__V1__RunEventBatch **p) {
         if (*p)
-                paddock__v1__run_event__free_unpacked(*p, NULL);
+                paddock__v1__run_event_batch__free_unpacked(*p, NULL);
 }
 
 /* Empty optional ids become SQL NULL; anything else must be a UUID. */
@@ -89,10 +89,9 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
                        (int)ELEMENTSOF(params), params, NULL, reterr);
 }
 
-int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr) {
-        _cleanup_(event_freep) Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, len, data);
-        if (!ev)
-                return err_set(reterr, -EBADMSG, "decode", "not a RunEvent");
+/* One event of a record; *checked: the reporter was checked for the record's run. */
+static int handle_one_event(PGconn *conn, const char *signer, const Paddock__V1__RunEvent *ev, bool *checked,
+                            struct err_detail *reterr) {
         if (!ev->env || !id_is_uuid(ev->env->run_id))
                 return err_set(reterr, -EINVAL, "env.run_id", "env.run_id is not a UUID");
         if (ev->env->seq > INT64_MAX)
@@ -100,8 +99,10 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
         char seq[24];
         snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
         /* Only the node a run is assigned to reports it (docs/CONTRACTS.md,
-         * signed messages); the scheduler's own platform events pass. */
-        if (strcmp(signer, "scheduler")) {
+         * signed messages); the scheduler's own platform events pass. A
+         * record holds one run's events: checked once. */
+        if (strcmp(signer, "scheduler") && !*checked) {
+                *checked = true;
                 const char *p[] = {ev->env->run_id};
                 _cleanup_(PQclearp) PGresult *res = NULL;
                 int k = pg_exec(conn, "SELECT coalesce(node_id, '') FROM scheduler.runs WHERE run_id = $1", 1, p, &res,
@@ -111,7 +112,7 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
                 if (PQntuples(res) != 1 || !bus_auth_is_node(signer, PQgetvalue(res, 0, 0))) {
                         bus_auth_refuse(TOPIC_RUNS_EVENTS, signer, BUS_REFUSED_WRONG_SUBJECT,
                                         "event about a run not assigned to the signing node");
-                        return 0;
+                        return 2; /* refused: the rest of the record too */
                 }
         }
 
@@ -146,4 +147,26 @@ int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t
                     "  last_seq = GREATEST(r.last_seq, EXCLUDED.last_seq)",
                     (int)ELEMENTSOF(params), params, NULL, reterr);
         return r < 0 ? r : 1;
+}
+
+int runs_handle_event(PGconn *conn, const char *signer, const void *data, size_t len, struct err_detail *reterr) {
+        _cleanup_(batch_freep) Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, len, data);
+        if (!b)
+                return err_set(reterr, -EBADMSG, "decode", "not a RunEventBatch");
+        for (size_t i = 1; i < b->n_events; i++)
+                if (!b->events[i]->env || !b->events[0]->env ||
+                    strcmp(b->events[i]->env->run_id, b->events[0]->env->run_id))
+                        return err_set(reterr, -EINVAL, "events", "a RunEventBatch holds events of several runs");
+        bool checked = false;
+        int ret = 0;
+        for (size_t i = 0; i < b->n_events; i++) {
+                int r = handle_one_event(conn, signer, b->events[i], &checked, reterr);
+                if (r < 0)
+                        return r;
+                if (r == 2)
+                        return 0;
+                if (r > 0)
+                        ret = 1;
+        }
+        return ret;
 }

@@ -51,8 +51,9 @@ int nodes_handle_heartbeat(PGconn *conn, const char *signer, const void *data, s
 /* runs.c: stores a RunRequested as a pending run (once per run id), with the
  * cpus, memory and catalog image (if any) it needs. */
 int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err_detail *reterr);
-/* runs.c: records the last sequence seen for the run and marks it finished on
- * its terminal RunEvent, freeing its slot. Returns 1 if the event was
+/* runs.c: for each event of a RunEventBatch record (one run's events),
+ * records the last sequence seen for the run and marks it finished on its
+ * terminal event, freeing its slot. Returns 1 if the event was
  * terminal (placement may have work), 0 otherwise. */
 /* signer: the record's verified producer; a node's event about a run not
  * assigned to it is refused (counted, 0 returned). */
