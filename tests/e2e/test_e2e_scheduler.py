@@ -409,7 +409,7 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
     while the scheduler's run-event consumer is stuck on one event (its
     UPDATE waits on a row lock this test holds), a node's heartbeats still
     arrive; the stuck event is applied, not lost, once the lock goes."""
-    from conftest import pb_field, pb_varint
+    from conftest import pb_field, pb_varint, run_event_batch
     node_id = f"e2e-hb-{uuid.uuid4().hex[:8]}"
     signer = enroll_test_node(endpoints, node_id)
 
@@ -437,7 +437,7 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
                + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + pb_field(6, 0, pb_varint(1)))
         event = (pb_field(1, 2, env) + pb_field(2, 2, b"output") + pb_field(3, 2, b"agent")
                  + pb_field(4, 2, b'{"stream":"stdout","text":"x"}') + pb_field(5, 2, team_id.encode()))
-        signer.produce(endpoints, "paddock.runs.events", run_id, event)
+        signer.produce(endpoints, "paddock.runs.events", run_id, run_event_batch(event))
         deadline = time.monotonic() + 60
         while not pg.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                              (locker.info.backend_pid,)).fetchone()[0]:

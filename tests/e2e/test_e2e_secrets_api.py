@@ -28,7 +28,8 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, wait_for, wait_run_status
+from conftest import (REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, run_event_batch, wait_for,
+                      wait_run_status)
 
 CONTROL = "paddock.runs.control"
 EVENTS = "paddock.runs.events"
@@ -63,7 +64,7 @@ def e2e_node(endpoints):
 
 
 def _produce_event(node, endpoints, run_id, value):
-    node.produce(endpoints, EVENTS, run_id, value)
+    node.produce(endpoints, EVENTS, run_id, run_event_batch(value))
 
 
 class ControlWatcher:
