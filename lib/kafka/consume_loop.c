@@ -3,9 +3,13 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "core/log.h"
+#include "core/macro.h"
 #include "core/shutdown.h"
 
 #define KAFKA_LOOP_POLL_MS 500
@@ -99,4 +103,178 @@ int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *u
                         opts->tick(userdata);
         }
         return 0;
+}
+
+#define KAFKA_ROUTES_BATCH_MAX 1000
+
+static const struct kafka_route *kafka_route_find(const struct kafka_route *routes, const char *topic) {
+        for (; routes->topic; routes++)
+                if (!strcmp(routes->topic, topic))
+                        return routes;
+        return NULL;
+}
+
+static void kafka_loop_log_skip(const struct kafka_message *m, int r, const struct err_detail *err) {
+        char part[16], off[24];
+        snprintf(part, sizeof part, "%" PRId32, m->partition);
+        snprintf(off, sizeof off, "%" PRId64, m->offset);
+        log_ctx(LOG_WARN, LOG_KV("topic", m->topic, "partition", part, "offset", off, "code", err ? err->code : ""),
+                "skipping message that can never be processed: %s",
+                err && err->message[0] ? err->message : strerror(-r));
+}
+
+/* Hands msgs[0..n) to a batch route until durable (0) or a stop (-ECANCELED).
+ * verdicts has room for n. */
+static int kafka_loop_process_batch(const struct kafka_route *route, const struct kafka_message *msgs, size_t n,
+                                    int *verdicts, void *userdata, const struct kafka_consume_loop_options *opts) {
+        int min_ms = opts->retry_min_ms > 0 ? opts->retry_min_ms : KAFKA_LOOP_RETRY_MIN_MS;
+        int max_ms = opts->retry_max_ms > 0 ? opts->retry_max_ms : KAFKA_LOOP_RETRY_MAX_MS;
+        int delay = min_ms;
+        for (unsigned attempt = 1;; attempt++) {
+                struct err_detail err = {0};
+                memset(verdicts, 0, n * sizeof *verdicts);
+                int r = route->handle_batch(userdata, msgs, n, verdicts, &err);
+                if (r >= 0) {
+                        for (size_t i = 0; i < n; i++) {
+                                if (kafka_error_is_permanent(verdicts[i])) {
+                                        kafka_loop_log_skip(&msgs[i], verdicts[i], NULL);
+                                        kafka_loop_count(opts->skipped);
+                                } else
+                                        kafka_loop_count(opts->processed);
+                        }
+                        return 0;
+                }
+                if (kafka_error_is_permanent(r) && n > 1) {
+                        /* isolate the poison: the same messages one by one */
+                        for (size_t i = 0; i < n; i++) {
+                                int k = kafka_loop_process_batch(route, &msgs[i], 1, &verdicts[i], userdata, opts);
+                                if (k < 0)
+                                        return k;
+                        }
+                        return 0;
+                }
+                if (kafka_error_is_permanent(r)) {
+                        kafka_loop_log_skip(&msgs[0], r, &err);
+                        kafka_loop_count(opts->skipped);
+                        return 0;
+                }
+                kafka_loop_count(opts->retries);
+                char attempt_s[16], count[16], off[24];
+                snprintf(attempt_s, sizeof attempt_s, "%u", attempt);
+                snprintf(count, sizeof count, "%zu", n);
+                snprintf(off, sizeof off, "%" PRId64, msgs[0].offset);
+                log_ctx(attempt == 1 ? LOG_WARN : LOG_ERROR,
+                        LOG_KV("topic", route->topic, "messages", count, "first_offset", off, "attempt", attempt_s,
+                               "code", err.code),
+                        "could not process batch, will retry in %d ms: %s", delay,
+                        err.message[0] ? err.message : strerror(-r));
+                if (!kafka_loop_sleep(opts, delay))
+                        return -ECANCELED;
+                delay = delay * 2 > max_ms ? max_ms : delay * 2;
+        }
+}
+
+/* Polls one round into msgs (room for max): the first message waits up to
+ * poll_ms, later ones until linger_ms after the first. Returns the count or a
+ * negative errno (fatal consumer error). */
+static ssize_t kafka_loop_poll_round(struct kafka_consumer *c, struct kafka_message *msgs, size_t max, int poll_ms,
+                                     int linger_ms) {
+        size_t n = 0;
+        int64_t deadline = 0;
+        while (n < max) {
+                int wait = poll_ms;
+                if (n > 0) {
+                        struct timespec now;
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        int64_t left = deadline - ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+                        wait = left > 0 ? (int)left : 0;
+                }
+                int r = kafka_consumer_poll(c, wait, &msgs[n]);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        if (n > 0 && wait == 0)
+                                break;
+                        if (n == 0)
+                                break; /* nothing this round: let the caller tick */
+                        continue;
+                }
+                if (n == 0) {
+                        struct timespec now;
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        deadline = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + linger_ms;
+                }
+                n++;
+        }
+        return (ssize_t)n;
+}
+
+int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *routes, void *userdata,
+                         const struct kafka_consume_loop_options *opts) {
+        int poll_ms = opts->poll_timeout_ms > 0 ? opts->poll_timeout_ms : KAFKA_LOOP_POLL_MS;
+        size_t max = opts->batch_max > 0 ? (size_t)opts->batch_max : KAFKA_ROUTES_BATCH_MAX;
+        int linger = opts->linger_ms > 0 ? opts->linger_ms : 0;
+        _cleanup_free_ struct kafka_message *msgs = calloc(max, sizeof *msgs);
+        _cleanup_free_ struct kafka_message *group = calloc(max, sizeof *group);
+        _cleanup_free_ int *verdicts = calloc(max, sizeof *verdicts);
+        _cleanup_free_ bool *done = calloc(max, sizeof *done);
+        if (!msgs || !group || !verdicts || !done)
+                return -ENOMEM;
+        kafka_consumer_defer_refusals(c, true);
+        int ret = 0;
+        while (!kafka_loop_stopping(opts)) {
+                ssize_t n = kafka_loop_poll_round(c, msgs, max, poll_ms, linger);
+                if (n < 0) {
+                        ret = (int)n;
+                        break;
+                }
+                bool cancelled = false;
+                memset(done, 0, max * sizeof *done);
+                for (size_t i = 0; i < (size_t)n && !cancelled; i++) {
+                        if (done[i])
+                                continue;
+                        done[i] = true;
+                        if (msgs[i].refused) /* logged and counted by the poll */
+                                continue;
+                        const struct kafka_route *route = kafka_route_find(routes, msgs[i].topic);
+                        if (!route) {
+                                struct err_detail e = {0};
+                                err_set(&e, KAFKA_SKIP, "topic", "no route for topic %s", msgs[i].topic);
+                                kafka_loop_log_skip(&msgs[i], KAFKA_SKIP, &e);
+                                kafka_loop_count(opts->skipped);
+                                continue;
+                        }
+                        if (route->handle) {
+                                cancelled = kafka_loop_process(&msgs[i], route->handle, userdata, opts) == -ECANCELED;
+                                continue;
+                        }
+                        /* every later message of the topic joins, in poll order
+                         * (which is partition order) */
+                        size_t k = 0;
+                        group[k++] = msgs[i];
+                        for (size_t j = i + 1; j < (size_t)n; j++)
+                                if (!done[j] && !msgs[j].refused && !strcmp(msgs[j].topic, msgs[i].topic)) {
+                                        done[j] = true;
+                                        group[k++] = msgs[j];
+                                }
+                        cancelled = kafka_loop_process_batch(route, group, k, verdicts, userdata, opts) ==
+                                    -ECANCELED;
+                }
+                if (!cancelled && n > 0) {
+                        struct err_detail cerr = {0};
+                        if (kafka_consumer_commit_many(c, msgs, (size_t)n, &cerr) < 0)
+                                /* harmless: the messages come again and are applied idempotently */
+                                log_warn("could not commit offsets of %zd messages: %s", n, cerr.message);
+                        else
+                                kafka_loop_count(opts->batches);
+                }
+                for (size_t i = 0; i < (size_t)n; i++)
+                        kafka_message_release(&msgs[i]);
+                if (cancelled)
+                        break;
+                if (opts->tick)
+                        opts->tick(userdata);
+        }
+        kafka_consumer_defer_refusals(c, false);
+        return ret;
 }

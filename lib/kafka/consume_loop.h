@@ -31,6 +31,25 @@ typedef int (*kafka_handle_fn)(void *userdata, const struct kafka_message *m, st
  * timeout), for periodic work in the consumer's thread. */
 typedef void (*kafka_tick_fn)(void *userdata);
 
+/* Applies msgs[0..n) (every message of one poll for the route's topic, in
+ * partition order; borrowed for the call) as ONE unit. Returns >= 0 once the
+ * effect of all of them is durable, having set verdicts[i] (all 0 on entry) to
+ * KAFKA_SKIP or another permanent errno for each poison message, which the
+ * loop logs, counts and commits; any other negative errno is transient and
+ * the same batch is handed in again after a backoff. A permanent errno for the
+ * whole call makes the loop hand the messages in again one at a time (n = 1)
+ * so the poison one is isolated. Called from the loop's thread only. */
+typedef int (*kafka_handle_batch_fn)(void *userdata, const struct kafka_message *msgs, size_t n, int *verdicts,
+                                     struct err_detail *err);
+
+/* One line of a consumer's route table: a topic and exactly one of handle
+ * (one message at a time) or handle_batch. A table ends with topic NULL. */
+struct kafka_route {
+        const char *topic;
+        kafka_handle_fn handle;
+        kafka_handle_batch_fn handle_batch;
+};
+
 struct kafka_consume_loop_options {
         int poll_timeout_ms;          /* 0: 500; also bounds how late a tick runs */
         int retry_min_ms;             /* 0: 100, first backoff, doubled per attempt */
@@ -41,6 +60,11 @@ struct kafka_consume_loop_options {
         kafka_tick_fn tick;           /* optional, gets the loop's userdata */
         const atomic_bool *stop;      /* optional: stop as on shutdown (checked
                                        * between polls and every <= 100 ms of backoff) */
+        /* kafka_consume_routes only (PADDOCK_CONSUME_BATCH_MAX / _LINGER_MS,
+         * lib/kafka/kafka_config.h): */
+        int batch_max;                /* 0: 1000, messages taken per poll round */
+        int linger_ms;                /* after the first message, how long to wait for more (0: none) */
+        struct metric *batches;       /* optional: poll rounds whose offsets were committed */
 };
 
 /* True for the errnos a handler returns for poison messages (see KAFKA_SKIP). */
@@ -54,3 +78,16 @@ bool kafka_error_is_permanent(int r);
  * c, opts and the metrics are borrowed; c must be polled by this thread only. */
 int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *userdata,
                        const struct kafka_consume_loop_options *opts);
+
+/* The consumer as a table of routes over ONE loop: each round polls up to
+ * opts->batch_max messages, waiting at most opts->linger_ms after the first;
+ * hands each batch route all of the round's messages of its topic in one call
+ * (partition order kept) and single routes theirs one by one; retries a
+ * transient failure with the same messages (held in memory, nothing polled
+ * out of order); and commits the round's offsets only once every handler
+ * returned durable or skipped its poison. A message of a topic without a
+ * route is skipped as poison. Records refused by bus_auth are committed with
+ * the round, never ahead of it. Returns like kafka_consume_loop; routes, c and
+ * opts are borrowed. */
+int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *routes, void *userdata,
+                         const struct kafka_consume_loop_options *opts);

@@ -383,11 +383,16 @@ struct kafka_consumer {
         struct bus_auth *auth;
         kafka_key_filter_fn key_filter;
         void *key_filter_userdata;
+        bool defer_refusals;
 };
 
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata) {
         c->key_filter = fn;
         c->key_filter_userdata = userdata;
+}
+
+void kafka_consumer_defer_refusals(struct kafka_consumer *c, bool defer) {
+        c->defer_refusals = defer;
 }
 
 struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
@@ -498,6 +503,10 @@ static bool kafka_message_verify(struct kafka_consumer *c, rd_kafka_message_t *m
                         who[i] = '?';
         snprintf(detail, sizeof detail, "partition %" PRId32 " offset %" PRId64, m->partition, m->offset);
         bus_auth_refuse(msg->topic, who, (enum bus_refusal)(-r - 1), detail);
+        if (c->defer_refusals) {
+                msg->refused = true;
+                return true;
+        }
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
         if (list) {
                 rd_kafka_topic_partition_list_add(list, msg->topic, m->partition)->offset = m->offset + 1;
@@ -542,6 +551,10 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
         msg->value = m->payload;
         msg->len = m->len;
         msg->handle = m;
+        if (msg->refused) { /* deferred: nothing to apply, the caller commits it with its batch */
+                msg->value = NULL;
+                msg->len = 0;
+        }
         return 1;
 }
 
@@ -564,5 +577,29 @@ int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *
         rd_kafka_topic_partition_list_destroy(list);
         if (err)
                 return kafka_err_set(reterr, err, "could not commit offset");
+        return 0;
+}
+
+int kafka_consumer_commit_many(struct kafka_consumer *c, const struct kafka_message *msgs, size_t n,
+                               struct err_detail *reterr) {
+        if (n == 0)
+                return 0;
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
+        if (!list)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(list, msgs[i].topic,
+                                                                                    msgs[i].partition);
+                if (!tp)
+                        tp = rd_kafka_topic_partition_list_add(list, msgs[i].topic, msgs[i].partition);
+                if (msgs[i].offset + 1 > tp->offset)
+                        tp->offset = msgs[i].offset + 1;
+        }
+        rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, list, 0 /* synchronous */);
+        for (int i = 0; !err && i < list->cnt; i++)
+                err = list->elems[i].err;
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err)
+                return kafka_err_set(reterr, err, "could not commit offsets");
         return 0;
 }

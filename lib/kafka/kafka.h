@@ -79,6 +79,9 @@ struct kafka_message {
         char signer[BUS_AUTH_SIGNER_MAX];
         uint8_t sig[SIGN_SIGNATURE_LEN];
         bool is_signed;
+        bool refused;         /* only with kafka_consumer_defer_refusals(): the record failed
+                               * bus_auth (already logged and counted); value is not to be
+                               * applied, only committed with its batch */
         void *handle;         /* private: the rd_kafka_message_t */
 };
 
@@ -103,6 +106,16 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
  * of every run would bound it, issue 10 point 4). key is not NUL-terminated. */
 typedef bool (*kafka_key_filter_fn)(void *userdata, const void *key, size_t key_len);
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata);
+/* With defer true, a record bus_auth refuses is returned (1) with
+ * msg->refused set instead of being committed at once, so a caller holding
+ * earlier messages of the same partition uncommitted (the batched consume
+ * loop) commits it with them, never ahead of them. */
+void kafka_consumer_defer_refusals(struct kafka_consumer *c, bool defer);
+/* Synchronously commits, for each (topic, partition) among msgs[0..n), the
+ * highest offset + 1. Call only after every message's effect is durable.
+ * Returns 0 or negative errno with *reterr. */
+int kafka_consumer_commit_many(struct kafka_consumer *c, const struct kafka_message *msgs, size_t n,
+                               struct err_detail *reterr);
 /* Returns the message's memory to librdkafka. */
 void kafka_message_release(struct kafka_message *msg);
 /* Synchronously commits msg's offset + 1 for its partition. Call only after

@@ -1,5 +1,7 @@
 #include "kafka/kafka_config.h"
 
+#include "kafka/consume_loop.h"
+
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -55,4 +57,9 @@ void kafka_settings_options(struct kafka_settings *ks, const char *client_id, st
                                     .session_timeout_ms = (int)ks->session_timeout_ms,
                                     .fetch_wait_max_ms = (int)ks->fetch_wait_ms, .security = ks->props_,
                                     .auth = auth};
+}
+
+void kafka_settings_loop_options(const struct kafka_settings *ks, struct kafka_consume_loop_options *lo) {
+        lo->batch_max = (int)ks->consume_batch_max;
+        lo->linger_ms = (int)ks->consume_linger_ms;
 }

@@ -11,10 +11,14 @@
 #include "kafka/bus_auth.h"
 #include "kafka/kafka.h"
 
+struct kafka_consume_loop_options;
+
 struct kafka_settings {
         char *bootstrap;
         long long session_timeout_ms;
         long long fetch_wait_ms;
+        long long consume_batch_max;
+        long long consume_linger_ms;
         char *signing_key;
         char *trusted_keys;
         char *security_protocol;
@@ -37,6 +41,12 @@ struct kafka_settings {
          "consumer group session timeout; how long a dead member holds its partitions"},                             \
         {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, KAFKA_CONFIG_OFF_(st, m, fetch_wait_ms), \
          "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},                 \
+        {"PADDOCK_CONSUME_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false,                                          \
+         KAFKA_CONFIG_OFF_(st, m, consume_batch_max),                                                                 \
+         "most messages a batched consumer (evidence, billing) takes per poll round and applies in one "             \
+         "transaction"},                                                                                              \
+        {"PADDOCK_CONSUME_LINGER_MS", CONFIG_INT, "5", 0, 10000, false, KAFKA_CONFIG_OFF_(st, m, consume_linger_ms), \
+         "how long a batched consumer waits for more messages after the first of a round"},                         \
         {"PADDOCK_SIGNING_KEY", CONFIG_STRING, "", 0, 0, false, KAFKA_CONFIG_OFF_(st, m, signing_key),              \
          "this process's Ed25519 private key (PEM, mode 0600) signing every record it produces "                    \
          "(docs/CONTRACTS.md, signed messages)"},                                                                     \
@@ -57,6 +67,9 @@ struct kafka_settings {
          "librdkafka sasl.username"},                                                                                 \
         {"PADDOCK_KAFKA_SASL_PASSWORD", CONFIG_STRING, "", 0, 0, true, KAFKA_CONFIG_OFF_(st, m, sasl_password),      \
          "librdkafka sasl.password"}
+
+/* Fills the batch settings of a kafka_consume_routes loop from ks. */
+void kafka_settings_loop_options(const struct kafka_settings *ks, struct kafka_consume_loop_options *lo);
 
 /* Validates the transport settings (for a service_spec check). */
 int kafka_settings_check(const struct kafka_settings *ks, struct err_detail *reterr);

@@ -247,6 +247,35 @@ int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *param
         return 0;
 }
 
+int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, struct err_detail *reterr) {
+        PGresult *res = PQexec(conn, sql);
+        if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+                int r = pg_result_error(conn, res, "could not start copy", reterr);
+                PQclear(res);
+                /* a failed COPY start can leave results behind: drain them */
+                while ((res = PQgetResult(conn)))
+                        PQclear(res);
+                return r;
+        }
+        PQclear(res);
+        /* libpq takes at most INT_MAX per call; chunks keep its buffer small */
+        const size_t chunk = 1 << 20;
+        int ok = 1;
+        for (size_t off = 0; ok == 1 && off < len; off += chunk)
+                ok = PQputCopyData(conn, data + off, (int)(len - off < chunk ? len - off : chunk));
+        if (ok == 1)
+                ok = PQputCopyEnd(conn, NULL);
+        int r = 0;
+        while ((res = PQgetResult(conn))) {
+                if (r == 0 && !pg_result_ok(res))
+                        r = pg_result_error(conn, res, "could not copy", reterr);
+                PQclear(res);
+        }
+        if (r == 0 && ok != 1)
+                r = pg_result_error(conn, NULL, "could not copy", reterr);
+        return r;
+}
+
 int pg_begin(PGconn *conn, struct err_detail *reterr) {
         return pg_exec(conn, "BEGIN", 0, NULL, NULL, reterr);
 }

@@ -6,6 +6,7 @@
 #pragma once
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/embedded.h"
 #include "core/err.h"
@@ -38,6 +39,11 @@ void pg_pool_release_clean(struct pg_pool *pool, PGconn *conn);
  * cleared here). On failure returns the translated negative errno. */
 int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
             PGresult **ret, struct err_detail *reterr);
+/* Runs sql, a "COPY ... FROM STDIN" statement, sending data[0..len) (in the
+ * statement's format, borrowed) as its input: the bulk path of batched
+ * consumers (one round trip for many rows). Returns 0 or the translated
+ * negative errno, like pg_exec(). */
+int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, struct err_detail *reterr);
 int pg_begin(PGconn *conn, struct err_detail *reterr);
 int pg_commit(PGconn *conn, struct err_detail *reterr);
 /* Rolls back, ignoring errors (used on failure paths). */

@@ -1,6 +1,8 @@
 /* Session history from evidence.run_events (written by the evidence service). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -18,7 +20,8 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
         const char *params[] = {run_id, tenant_id, after_s, limit_s};
         int k = pg_exec(d->conn,
                         "SELECT seq, " DB_TS("ts") ", kind, actor, data::text, signer, "
-                        "translate(encode(signature, 'base64'), E'\\n', ''), translate(encode(signed_value, 'base64'), E'\\n', '') "
+                        "translate(encode(signature, 'base64'), E'\\n', ''), translate(encode(signed_value, 'base64'), E'\\n', ''), "
+                        "record_id::text "
                         "FROM evidence.run_events "
                         "WHERE run_id = $1 AND tenant_id = $2 AND seq > $3::bigint ORDER BY seq LIMIT $4::integer",
                         4, params, &res, e);
@@ -33,15 +36,70 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
                                                        PQgetvalue(res, i, 1), "kind", PQgetvalue(res, i, 2),
                                                        "actor", PQgetvalue(res, i, 3), "data",
                                                        data ? data : json_object()));
-                /* offline verification against the node's key (docs/CONTRACTS.md) */
+                /* offline verification against the node's key (docs/CONTRACTS.md):
+                 * an event stored from a RunEventBatch names its record
+                 * (records_query), older ones carry their own signature */
                 if (signatures) {
                         json_t *ev = json_array_get(items, json_array_size(items) - 1);
+                        json_object_set_new(ev, "record", db_json_str(res, i, 8));
                         json_object_set_new(ev, "signer", db_json_str(res, i, 5));
                         json_object_set_new(ev, "signature", db_json_str(res, i, 6));
                         json_object_set_new(ev, "signed_value", db_json_str(res, i, 7));
                 }
         }
         *ret = items;
+        return 0;
+}
+
+/* {"<record id>": {signer, signature, signed_value}} for the records the
+ * events of items name; each event takes its record's signer. */
+static int records_query(struct db *d, json_t *items, json_t **ret, struct err_detail *e) {
+        json_t *records = json_object();
+        if (!records)
+                return -ENOMEM;
+        _cleanup_free_ char *ids = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&ids, &len);
+        if (!f) {
+                json_decref(records);
+                return -ENOMEM;
+        }
+        size_t i, n = 0;
+        json_t *ev;
+        fputc('{', f);
+        json_array_foreach(items, i, ev) {
+                const char *rec = json_string_value(json_object_get(ev, "record"));
+                if (rec)
+                        fprintf(f, "%s%s", n++ ? "," : "", rec);
+        }
+        fputc('}', f);
+        if (fclose(f) != 0) {
+                json_decref(records);
+                return -ENOMEM;
+        }
+        if (n > 0) {
+                _cleanup_pgres_ PGresult *res = NULL;
+                const char *params[] = {ids};
+                int k = pg_exec(d->conn,
+                                "SELECT id::text, signer, translate(encode(signature, 'base64'), E'\\n', ''),"
+                                " translate(encode(signed_value, 'base64'), E'\\n', '')"
+                                " FROM evidence.signed_records WHERE id = ANY($1::bigint[])",
+                                1, params, &res, e);
+                if (k < 0) {
+                        json_decref(records);
+                        return k;
+                }
+                for (int r = 0; r < PQntuples(res); r++)
+                        json_object_set_new(records, PQgetvalue(res, r, 0),
+                                            json_pack("{s:s, s:s, s:s}", "signer", PQgetvalue(res, r, 1), "signature",
+                                                      PQgetvalue(res, r, 2), "signed_value", PQgetvalue(res, r, 3)));
+        }
+        json_array_foreach(items, i, ev) {
+                json_t *rec = json_object_get(records, json_string_value(json_object_get(ev, "record")) ?: "");
+                if (rec)
+                        json_object_set(ev, "signer", json_object_get(rec, "signer"));
+        }
+        *ret = records;
         return 0;
 }
 
@@ -95,7 +153,17 @@ int events_list(struct api_req *r) {
                 json_decref(cursor);
                 cursor = json_string(s);
         }
+        json_t *records = NULL;
+        if (include && (k = records_query(&d, items, &records, &e)) < 0) {
+                json_decref(items);
+                json_decref(cursor);
+                return db_fail(r, k, &e, "load signed records");
+        }
         r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", cursor);
+        if (r->out && records)
+                json_object_set_new(r->out, "records", records);
+        else
+                json_decref(records);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }

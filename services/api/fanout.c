@@ -177,28 +177,41 @@ static bool hub_publish(struct fanout_hub *h, const char *run_id, uint64_t seq, 
         return wake;
 }
 
+/* A record is a RunEventBatch of one run (events.proto): each event goes to
+ * the run's subscribers, in order, with one wake-up of the lws loop. */
 static void handle_message(struct fanout_hub *h, const struct kafka_message *m) {
-        Paddock__V1__RunEvent *ev = paddock__v1__run_event__unpack(NULL, m->len, m->value);
-        if (!ev) {
-                log_warn("could not decode run event at %s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
+        Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, m->len, m->value);
+        if (!b) {
+                log_warn("could not decode run events at %s/%d/%lld", m->topic, (int)m->partition, (long long)m->offset);
                 return;
         }
-        if (ev->env && id_is_uuid(ev->env->run_id) && ev->env->seq > 0 && ev->kind && ev->kind[0] &&
-            hub_has_sub(h, ev->env->run_id) && hub_reporter_ok(h, m, ev->env->run_id)) {
-                json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
-                if (!data)
-                        data = json_object();
-                char ts[40];
-                time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
-                bool terminal;
-                char *json = fanout_event_json(ev->env->run_id, ev->env->seq, ts, ev->kind,
-                                               ev->actor ? ev->actor : "", data, &terminal);
-                json_decref(data);
-                if (json && hub_publish(h, ev->env->run_id, ev->env->seq, terminal || ev->terminal, json))
-                        lws_cancel_service(h->api->lws);
-                free(json);
+        const char *run_id = b->n_events && b->events[0]->env ? b->events[0]->env->run_id : "";
+        bool wake = false;
+        if (id_is_uuid(run_id) && hub_has_sub(h, run_id) && hub_reporter_ok(h, m, run_id)) {
+                for (size_t i = 0; i < b->n_events; i++) {
+                        const Paddock__V1__RunEvent *ev = b->events[i];
+                        /* a platform verdict (seq 0) gets its seq from evidence:
+                         * viewers read it from the history */
+                        if (!ev->env || strcmp(ev->env->run_id, run_id) || ev->env->seq == 0 || !ev->kind ||
+                            !ev->kind[0])
+                                continue;
+                        json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
+                        if (!data)
+                                data = json_object();
+                        char ts[40];
+                        time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
+                        bool terminal;
+                        char *json = fanout_event_json(run_id, ev->env->seq, ts, ev->kind, ev->actor ? ev->actor : "",
+                                                       data, &terminal);
+                        json_decref(data);
+                        if (json && hub_publish(h, run_id, ev->env->seq, terminal || ev->terminal, json))
+                                wake = true;
+                        free(json);
+                }
         }
-        paddock__v1__run_event__free_unpacked(ev, NULL);
+        if (wake)
+                lws_cancel_service(h->api->lws);
+        paddock__v1__run_event_batch__free_unpacked(b, NULL);
 }
 
 static void *fanout_thread(void *arg) {

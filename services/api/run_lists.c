@@ -112,7 +112,7 @@ int runs_list(struct api_req *r) {
                     "AND ($5::uuid IS NULL OR r.team_id = $5::uuid) "
                     "AND ($6::uuid IS NULL OR r.sandbox_id = $6::uuid) "
                     "AND ($7::uuid IS NULL OR r.created_by = $7::uuid) "
-                    "AND ($8::text[] IS NULL OR r.status = ANY ($8::text[])) "
+                    "AND ($8::text[] IS NULL OR " RUNS_SHOWN_STATUS " = ANY ($8::text[])) "
                     "AND ($9::bigint IS NULL OR r.created_at >= " LIST_US_TS("$9") ") "
                     "AND ($10::bigint IS NULL OR r.created_at < " LIST_US_TS("$10") ") "
                     "AND ($11::bigint IS NULL OR (r.created_at, r.id) < (" LIST_US_TS("$11") ", $12::uuid)) "

@@ -16,6 +16,8 @@
 static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
                                                 "limit_exceeded", "rejected", NULL};
 
+static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code);
+
 bool runs_status_terminal(const char *status) {
         for (const char *const *s = terminal_statuses; *s; s++)
                 if (!strcmp(*s, status))
@@ -23,8 +25,34 @@ bool runs_status_terminal(const char *status) {
         return false;
 }
 
+/* "history" of a run row (RUNS_SELECT columns 18-21): complete once a
+ * terminal status is shown. */
+static json_t *runs_history_json(const PGresult *res, int row, bool hidden) {
+        bool complete = !hidden && runs_status_terminal(PQgetvalue(res, row, 1));
+        const char *total = db_val(res, row, 20);
+        return json_pack("{s:b, s:I, s:o, s:I}", "complete", complete, "events_stored",
+                         (json_int_t)atoll(PQgetvalue(res, row, 19)), "events_total",
+                         total ? json_integer(atoll(total)) : json_null(), "events_lost",
+                         (json_int_t)atoll(db_val(res, row, 21) ? db_val(res, row, 21) : "0"));
+}
+
 json_t *runs_row_json(const PGresult *res, int row) {
         const char *exit_code = db_val(res, row, 9);
+        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
+        json_t *o = runs_row_json_raw(res, row, exit_code);
+        if (!o)
+                return NULL;
+        /* the outcome waits for the history (RUNS_TERMINAL_HIDDEN) */
+        if (hidden)
+                for (const char *const *k = (const char *const[]){"ended_at", "finished_at", "exit_code", "reason",
+                                                                  NULL};
+                     *k; k++)
+                        json_object_set_new(o, *k, json_null());
+        json_object_set_new(o, "history", runs_history_json(res, row, hidden));
+        return o;
+}
+
+static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code) {
         /* finished_at is ended_at under the name the lists use; both stay */
         return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:s, s:{s:s, s:s},"
                          " s:o, s:o}",

@@ -102,8 +102,13 @@ static int run(struct settings *cfg) {
         }
         log_info("billing started");
 
+        /* one UsageRecord per run: low volume, each applied in its own
+         * transaction (a batch route would save little); the route table
+         * keeps the round's offsets committed once (lib/kafka/consume_loop.h) */
+        static const struct kafka_route routes[] = {{TOPIC_USAGE, .handle = handle_message}, {NULL}};
         struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
-        int r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
+        kafka_settings_loop_options(&cfg->kafka, &lo);
+        int r = kafka_consume_routes(app.consumer, routes, &app, &lo);
         if (r < 0) {
                 log_error("kafka consumer failed: %s", strerror(-r));
                 goto out;

@@ -16,13 +16,18 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
-/* events_store.c: inserts a RunEvent (m's value) into evidence.run_events
- * once per (run_id, seq), with its verified signer, signature and the signed
- * record value, so the history can be verified offline against node keys.
- * An event from another signer than the run's node (or the scheduler) is
- * refused (lib/service/run_node.h). Returns 1 if inserted, 0 if it was
- * already there or refused. */
-int events_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr);
+/* events_store.c: stores msgs[0..n) (records of paddock.runs.events, each a
+ * RunEventBatch of one run) in ONE transaction: every event once per
+ * (run_id, seq); each signed record once in evidence.signed_records (signer,
+ * signature, value as signed: the history verifies offline against the node
+ * keys) with its events pointing at it; a platform verdict (env.seq 0) at the
+ * run's highest stored seq + 1; a terminal status after the run's first one
+ * stored with data.superseded; evidence.run_history kept (docs/CONTRACTS.md).
+ * Records from another signer than the run's node (or the scheduler) are
+ * refused (lib/service/run_node.h), undecodable or invalid ones get
+ * verdicts[i] = KAFKA_SKIP. A kafka_handle_batch_fn on a borrowed connection. */
+int events_store_batch(PGconn *conn, const struct kafka_message *msgs, size_t n, int *verdicts,
+                       struct err_detail *reterr);
 void events_store_register_metrics(void);
 
 struct artifacts_store_config {

@@ -3,8 +3,10 @@
  * records to the per-tenant hash chain and publishes the SIEM feed
  * (ARCHITECTURE.md §3.7).
  *
- * One consumer thread handles all three topics; a message's offset is
- * committed only after its effect is committed in PostgreSQL. Messages that
+ * One consumer thread handles all three topics through one route table
+ * (lib/kafka/consume_loop.h): run events in batches, a poll round per
+ * transaction; offsets are committed only after the effects are committed
+ * in PostgreSQL. Messages that
  * can never be processed are logged, counted and skipped; transient failures
  * (PostgreSQL or S3 unreachable, serialization failures) are retried on the
  * same message with backoff, so nothing is lost or reordered. */
@@ -76,21 +78,36 @@ struct app {
         struct audit_store_config audit;
 };
 
-/* Applies one message (a kafka_handle_fn). */
-static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+/* A poll round's run event records, in one transaction (a kafka_handle_batch_fn). */
+static int handle_events(void *userdata, const struct kafka_message *msgs, size_t n, int *verdicts,
+                         struct err_detail *err) {
         struct app *app = userdata;
         PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
-        int r;
-        if (strcmp(m->topic, TOPIC_RUNS_EVENTS) == 0)
-                r = events_store(conn, m, err);
-        else if (strcmp(m->topic, TOPIC_ARTIFACTS) == 0)
-                r = artifacts_store_chunk(conn, &app->artifacts, m, err);
-        else if (strcmp(m->topic, TOPIC_AUDIT) == 0)
-                r = audit_store(conn, &app->audit, m->value, m->len, err);
-        else
-                r = err_set(err, -EINVAL, "topic", "unexpected topic");
+        int r = events_store_batch(conn, msgs, n, verdicts, err);
+        pg_pool_release(app->svc.pg, conn);
+        return r;
+}
+
+/* One artifact chunk (a kafka_handle_fn). */
+static int handle_artifact(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
+        if (!conn)
+                return err->errnum < 0 ? err->errnum : -ECONNRESET;
+        int r = artifacts_store_chunk(conn, &app->artifacts, m, err);
+        pg_pool_release(app->svc.pg, conn);
+        return r;
+}
+
+/* One audit record (a kafka_handle_fn). */
+static int handle_audit(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
+        if (!conn)
+                return err->errnum < 0 ? err->errnum : -ECONNRESET;
+        int r = audit_store(conn, &app->audit, m->value, m->len, err);
         pg_pool_release(app->svc.pg, conn);
         return r;
 }
@@ -144,8 +161,15 @@ static int run(struct settings *cfg) {
         }
         log_info("evidence started");
 
+        static const struct kafka_route routes[] = {
+                {TOPIC_RUNS_EVENTS, .handle_batch = handle_events},
+                {TOPIC_ARTIFACTS, .handle = handle_artifact},
+                {TOPIC_AUDIT, .handle = handle_audit},
+                {NULL},
+        };
         struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
-        r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
+        kafka_settings_loop_options(&cfg->kafka, &lo);
+        r = kafka_consume_routes(app.consumer, routes, &app, &lo);
         if (r < 0) {
                 log_error("kafka consumer failed: %s", strerror(-r));
                 goto out;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/ids.h"
+#include "events.h"
 #include "kafka/kafka_config.h"
 #include "service/service_config.h"
 #include "paddock/v1/runs.pb-c.h"
@@ -60,6 +61,7 @@ struct runner_settings {
         long long diff_timeout_s;
         char *git;
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
+        struct run_events_config events; /* PADDOCK_RUN_EVENT_* (events.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

@@ -1,6 +1,8 @@
 #include "events.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,11 +19,16 @@
 #define EVENTS_SYNC_TIMEOUT_MS 10000
 #define EVENTS_SYNC_ATTEMPTS 6
 #define EVENTS_FLUSH_TIMEOUT_MS 30000
+/* a full queue is retried after draining for this long at most */
+#define EVENTS_BLOCK_SLICE_MS 100
 
-void events_init(struct run_events *ev, struct kafka_producer *p, const char *producer_name,
-                 const char *tenant_id, const char *run_id, const char *team_id) {
+static void *linger_main(void *arg);
+
+void events_init(struct run_events *ev, struct kafka_producer *p, const struct run_events_config *cfg,
+                 const char *producer_name, const char *tenant_id, const char *run_id, const char *team_id) {
         *ev = (struct run_events){
                 .producer = p,
+                .cfg = cfg,
                 .producer_name = producer_name,
                 .tenant_id = tenant_id,
                 .run_id = run_id,
@@ -29,12 +36,29 @@ void events_init(struct run_events *ev, struct kafka_producer *p, const char *pr
                 .seq_fd = -1,
         };
         pthread_mutex_init(&ev->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&ev->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        /* signals stay with the main thread */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        ev->linger_started = pthread_create(&ev->linger, NULL, linger_main, ev) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!ev->linger_started) /* then every event is its own record */
+                log_ctx(LOG_WARN, LOG_KV("run", run_id), "could not start the event linger thread");
 }
 
 void events_persist_seq(struct run_events *ev, int fd) {
         pthread_mutex_lock(&ev->lock);
         ev->seq_fd = fd;
         pthread_mutex_unlock(&ev->lock);
+}
+
+bool events_overrun(const struct run_events *ev) {
+        return atomic_load(&ev->overrun);
 }
 
 /* Records seq as possibly delivered. No fsync: this guards against a crash of
@@ -49,29 +73,154 @@ static void persist_seq(struct run_events *ev, uint64_t seq) {
                         (unsigned long long)seq);
 }
 
-void events_done(struct run_events *ev) {
-        pthread_mutex_destroy(&ev->lock);
-}
-
 static int events_flush_locked(struct run_events *ev) {
         if (!ev->pending_async)
                 return 0;
         int r = kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
         if (r < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not flush output events: %s",
-                        strerror(-r));
-                ev->lost++;
+                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not flush run events: %s", strerror(-r));
+                ev->lost += ev->inflight;
+                ev->inflight = 0;
+                ev->pending_async = false;
                 return r;
         }
+        ev->inflight = 0;
         ev->pending_async = false;
         return 0;
 }
 
+/* The open record is over: forget it (its bytes are the producer's now, or lost). */
+static void buf_reset(struct run_events *ev) {
+        ev->len = 0;
+        ev->n_buf = 0;
+}
+
+/* Queues the open record without waiting for its acknowledgement. A full
+ * queue blocks the caller (backpressure: the agent's capture slows) until
+ * there is room, at most what is left of the run's block budget; past it the
+ * run is over budget and the record is counted lost. */
+static int send_async_locked(struct run_events *ev) {
+        if (ev->n_buf == 0)
+                return 0;
+        struct err_detail err = {0};
+        persist_seq(ev, ev->buf_first_seq + ev->n_buf - 1);
+        int r;
+        for (;;) {
+                r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len, &err);
+                if (r != -ENOBUFS || atomic_load(&ev->overrun))
+                        break;
+                if (ev->blocked_us / 1000 >= ev->cfg->block_budget_ms) {
+                        atomic_store(&ev->overrun, true);
+                        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id),
+                                "run events waited %lld ms for a full producer queue "
+                                "(PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS): ending the run",
+                                (long long)(ev->blocked_us / 1000));
+                        break;
+                }
+                int64_t t0 = time_mono_us();
+                (void)kafka_producer_flush(ev->producer, EVENTS_BLOCK_SLICE_MS);
+                ev->blocked_us += time_mono_us() - t0;
+        }
+        if (r < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not queue %zu run events: %s", ev->n_buf,
+                        err.message);
+                ev->lost += ev->n_buf;
+                buf_reset(ev);
+                return r;
+        }
+        ev->pending_async = true;
+        ev->inflight += ev->n_buf;
+        buf_reset(ev);
+        return 0;
+}
+
+/* Sends the open record and waits for its acknowledgement, after the records
+ * queued before it, retrying the same bytes (a duplicate after a lost
+ * acknowledgement is deduplicated downstream). Retried until delivered: a
+ * later event must never take the seq after an undelivered one. Only a
+ * shutdown ends the retries (after EVENTS_SYNC_ATTEMPTS), and then seq moves
+ * back before the record: the restarted runner ends the run after the
+ * persisted seq. */
+static int send_sync_locked(struct run_events *ev, const char *kind) {
+        struct err_detail err = {0};
+        persist_seq(ev, ev->buf_first_seq + ev->n_buf - 1);
+        int64_t t0 = time_mono_us();
+        (void)events_flush_locked(ev);
+        int64_t t1 = time_mono_us();
+        int r;
+        for (int attempt = 1;; attempt++) {
+                r = kafka_produce_sync(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len,
+                                       EVENTS_SYNC_TIMEOUT_MS, &err);
+                if (r >= 0)
+                        break;
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
+                        "could not produce run events (attempt %d): %s", attempt, err.message);
+                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
+                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
+                        break;
+        }
+        char ms[64];
+        snprintf(ms, sizeof ms, "flush %.1f ms, produce %.1f ms", (double)(t1 - t0) / 1000.0,
+                 (double)(time_mono_us() - t1) / 1000.0);
+        log_ctx(LOG_DEBUG, LOG_KV("run", ev->run_id, "kind", kind, "timing", ms), "run events sent");
+        if (r < 0) {
+                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
+                        "run events not delivered before shutdown: %s", err.message);
+                ev->lost += ev->n_buf;
+                ev->seq = ev->buf_first_seq - 1;
+                buf_reset(ev);
+                return r;
+        }
+        buf_reset(ev);
+        return 0;
+}
+
+static void *linger_main(void *arg) {
+        struct run_events *ev = arg;
+        pthread_mutex_lock(&ev->lock);
+        while (!ev->stopping) {
+                int64_t now = time_mono_us();
+                int64_t due = ev->n_buf ? ev->buf_first_mono + ev->cfg->linger_ms * 1000 : now + 1000000;
+                if (ev->n_buf && now >= due) {
+                        (void)send_async_locked(ev);
+                        continue;
+                }
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t wait_us = due - now;
+                ts.tv_sec += wait_us / 1000000;
+                ts.tv_nsec += (wait_us % 1000000) * 1000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&ev->cond, &ev->lock, &ts);
+        }
+        pthread_mutex_unlock(&ev->lock);
+        return NULL;
+}
+
+void events_done(struct run_events *ev) {
+        pthread_mutex_lock(&ev->lock);
+        (void)send_async_locked(ev);
+        (void)events_flush_locked(ev);
+        ev->stopping = true;
+        pthread_cond_signal(&ev->cond);
+        pthread_mutex_unlock(&ev->lock);
+        if (ev->linger_started)
+                pthread_join(ev->linger, NULL);
+        free(ev->buf);
+        ev->buf = NULL;
+        pthread_cond_destroy(&ev->cond);
+        pthread_mutex_destroy(&ev->lock);
+}
+
 int events_flush(struct run_events *ev) {
         pthread_mutex_lock(&ev->lock);
-        int r = events_flush_locked(ev);
+        int r = send_async_locked(ev);
+        int k = events_flush_locked(ev);
         pthread_mutex_unlock(&ev->lock);
-        return r;
+        return r < 0 ? r : k;
 }
 
 static int events_emit_locked(struct run_events *ev, const char *kind, const char *actor, json_t *data,
@@ -119,16 +268,47 @@ int events_emit(struct run_events *ev, const char *kind, const char *actor, json
         return r;
 }
 
+/* Appends one length-delimited RunEvent (field 1 of RunEventBatch). */
+static int buf_append(struct run_events *ev, const uint8_t *p, size_t n) {
+        size_t need = ev->len + n + 11;
+        if (need > ev->cap) {
+                size_t cap = ev->cap ? ev->cap : 4096;
+                while (cap < need)
+                        cap *= 2;
+                uint8_t *b = realloc(ev->buf, cap);
+                if (!b)
+                        return -ENOMEM;
+                ev->buf = b;
+                ev->cap = cap;
+        }
+        ev->buf[ev->len++] = 0x0a; /* field 1, length-delimited */
+        for (size_t v = n;; v >>= 7) {
+                ev->buf[ev->len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+                if (v <= 0x7f)
+                        break;
+        }
+        memcpy(ev->buf + ev->len, p, n);
+        ev->len += n;
+        return 0;
+}
+
 static int events_emit_locked(struct run_events *ev, const char *kind, const char *actor, json_t *data,
                               const char *status, bool terminal, bool sync) {
         Paddock__V1__Envelope env;
         Paddock__V1__RunEvent msg = PADDOCK__V1__RUN_EVENT__INIT;
         char msgid[UUID_STR_LEN];
         _cleanup_free_ char *data_json = NULL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        struct err_detail err = {0};
+        _cleanup_free_ uint8_t *packed = NULL;
         int r;
 
+        /* what could not be delivered is said, never silently dropped
+         * (docs/CONTRACTS.md): the terminal status counts it */
+        if (terminal) {
+                (void)send_async_locked(ev);
+                (void)events_flush_locked(ev);
+                if (ev->lost > 0)
+                        json_object_set_new(data, "events_lost", json_integer((json_int_t)ev->lost));
+        }
         data_json = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
         if (!data_json)
                 return -ENOMEM;
@@ -144,64 +324,38 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
         msg.terminal = terminal;
 
         size_t len = paddock__v1__run_event__get_packed_size(&msg);
-        buf = malloc(len ? len : 1);
-        if (!buf)
+        packed = malloc(len ? len : 1);
+        if (!packed)
                 return -ENOMEM;
-        paddock__v1__run_event__pack(&msg, buf);
+        paddock__v1__run_event__pack(&msg, packed);
 
-        persist_seq(ev, ev->seq + 1);
-        if (!sync) {
-                r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len, &err);
-                if (r < 0) {
-                        /* the local queue is full: drain it once and retry */
-                        (void)kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
-                        r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len, &err);
-                }
-                if (r < 0) {
-                        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
-                                "could not queue run event: %s", err.message);
-                        ev->lost++;
+        /* a full record goes first; so does everything when there is no linger thread */
+        if (ev->n_buf > 0 && ((long long)ev->n_buf >= ev->cfg->max_events ||
+                              (long long)(ev->len + len) > ev->cfg->max_bytes)) {
+                r = send_async_locked(ev);
+                if (r < 0 && r != -ENOBUFS && !atomic_load(&ev->overrun))
                         return r;
-                }
-                ev->seq++;
-                ev->pending_async = true;
-                return events_status_copy(ev, kind, buf, len);
         }
-
-        int64_t t0 = time_mono_us();
-        (void)events_flush_locked(ev);
-        int64_t t1 = time_mono_us();
-        /* The same bytes (same message id and seq) on every attempt, so a
-         * duplicate after a lost acknowledgement is deduplicated downstream. */
-        /* Retried until delivered: a later event must never take the seq
-         * after an undelivered one. Only a shutdown ends the retries (after
-         * EVENTS_SYNC_ATTEMPTS), and then seq stays, see below. */
-        for (int attempt = 1;; attempt++) {
-                r = kafka_produce_sync(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, buf, len,
-                                       EVENTS_SYNC_TIMEOUT_MS, &err);
-                if (r >= 0)
-                        break;
-                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
-                        "could not produce run event (attempt %d): %s", attempt, err.message);
-                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
-                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
-                        break;
-        }
-        char ms[64];
-        snprintf(ms, sizeof ms, "flush %.1f ms, produce %.1f ms", (double)(t1 - t0) / 1000.0,
-                 (double)(time_mono_us() - t1) / 1000.0);
-        log_ctx(LOG_DEBUG, LOG_KV("run", ev->run_id, "kind", kind, "timing", ms), "run event sent");
+        r = buf_append(ev, packed, len);
         if (r < 0) {
-                /* shutting down with the broker unreachable: seq does not move
-                 * past the undelivered event; the restarted runner ends the run
-                 * after the persisted seq */
-                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind),
-                        "run event not delivered before shutdown: %s", err.message);
                 ev->lost++;
                 return r;
         }
+        if (ev->n_buf++ == 0) {
+                ev->buf_first_seq = ev->seq + 1;
+                ev->buf_first_mono = time_mono_us();
+                pthread_cond_signal(&ev->cond);
+        }
         ev->seq++;
-        return events_status_copy(ev, kind, buf, len);
+        /* a control-relevant event is acknowledged on the firehose before
+         * its copy goes to paddock.runs.status (events_status_copy) */
+        if (sync || events_control_relevant(kind)) {
+                r = send_sync_locked(ev, kind);
+                return r < 0 ? r : events_status_copy(ev, kind, packed, len);
+        }
+        if (!ev->linger_started || ev->cfg->linger_ms == 0)
+                return send_async_locked(ev);
+        return 0;
 }
 
 int events_status(struct run_events *ev, const char *status, const char *reason, int exit_code,

@@ -92,6 +92,15 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_GIT", CONFIG_STRING, "/usr/bin/git", 0, 0, false, S(git),
          "path of the git binary the workspace diff runs (git diff --no-index)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
+        {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
+         "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
+        {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
+         "most run events in one record on paddock.runs.events"},
+        {"PADDOCK_RUN_EVENT_BATCH_BYTES", CONFIG_INT, "262144", 4096, 900000, false, S(events.max_bytes),
+         "most bytes of run events in one record (below the broker's message.max.bytes)"},
+        {"PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS", CONFIG_INT, "30000", 100, 3600000, false, S(events.block_budget_ms),
+         "how long in total a run's capture may wait for a full producer queue; past it the run ends "
+         "limit_exceeded (never a silent drop)"},
         {0},
 };
 #undef S

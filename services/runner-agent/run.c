@@ -334,7 +334,7 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         int pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);
         int64_t deadline = o->started_mono + (int64_t)timeout_s * 1000000;
         int64_t last_limits = 0, reaped_at = 0, cancel_req = 0;
-        bool killed = false, timed_out = false, cancelled = false, limit_kill = false, reaped = false;
+        bool killed = false, timed_out = false, cancelled = false, limit_kill = false, reaped = false, bus_kill = false;
         int status = 0;
 
         while (!reaped || out.fd >= 0 || err.fd >= 0) {
@@ -363,6 +363,11 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         last_limits = now;
                         limits_poll(&c->lw);
                         limits_report(&c->lw, &c->ev);
+                        if (!killed && events_overrun(&c->ev)) {
+                                bus_kill = killed = true;
+                                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "killing run: its events could not be sent");
+                                kill_container(c);
+                        }
                         if (!killed && limits_pids_exhausted(&c->lw, now)) {
                                 limit_kill = killed = true;
                                 log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "killing run: pids limit exhausted");
@@ -451,6 +456,11 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                 o->status = "cancelled";
         } else if (cancelled) {
                 fail(o, "runner shutting down");
+        } else if (bus_kill) {
+                o->status = "limit_exceeded";
+                snprintf(o->reason, sizeof o->reason,
+                         "run events waited longer than PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS (%lld ms) for the "
+                         "producer queue: run killed", c->a->cfg->events.block_budget_ms);
         } else if (limit_kill) {
                 o->status = "limit_exceeded";
                 snprintf(o->reason, sizeof o->reason, "pids limit of %" PRIu64 " exhausted: forks kept failing, run killed",
@@ -655,7 +665,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         int64_t cancel_req = 0;
 
         c.output_max = (uint64_t)a->cfg->max_output_mb * 1024 * 1024;
-        events_init(&c.ev, a->producer, a->producer_name, tenant, slot->run_id, team);
+        events_init(&c.ev, a->producer, &a->cfg->events, a->producer_name, tenant, slot->run_id, team);
         int seq_fd = seq_file_open(a, slot->run_id, tenant, team);
         if (seq_fd >= 0)
                 events_persist_seq(&c.ev, seq_fd);
@@ -823,7 +833,7 @@ static void recover_one(struct agent *a, const char *run_id) {
                 return;
         }
         struct run_events ev;
-        events_init(&ev, a->producer, a->producer_name, tenant, run_id, strcmp(team, "-") ? team : "");
+        events_init(&ev, a->producer, &a->cfg->events, a->producer_name, tenant, run_id, strcmp(team, "-") ? team : "");
         ev.seq = seq;
         struct sandbox sb;
         json_t *gone = NULL, *present = NULL;

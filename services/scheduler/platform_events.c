@@ -9,8 +9,9 @@
  * node already used. Evidence stores it after the highest seq it holds; the
  * api and the scheduler take it as the run's final status unless the run
  * already ended (the first terminal status wins). It goes to the firehose
- * first, then to paddock.runs.status: a status consumer never acts on a
- * verdict the history cannot get, and a crash in between repeats both. */
+ * first, as a RunEventBatch of one, then to paddock.runs.status as a
+ * RunEvent: a status consumer never acts on a verdict the history cannot
+ * get, and a crash in between repeats both. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -47,15 +48,24 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
         ev.status = (char *)status;
         ev.terminal = true;
 
-        size_t n = paddock__v1__run_event__get_packed_size(&ev);
+        Paddock__V1__RunEvent *one[] = {&ev};
+        Paddock__V1__RunEventBatch batch = PADDOCK__V1__RUN_EVENT_BATCH__INIT;
+        batch.n_events = 1;
+        batch.events = one;
+        size_t n = paddock__v1__run_event_batch__get_packed_size(&batch);
         _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
         if (!buf)
                 return -ENOMEM;
-        paddock__v1__run_event__pack(&ev, buf);
+        paddock__v1__run_event_batch__pack(&batch, buf);
         r = kafka_produce_sync(s->producer, TOPIC_RUNS_EVENTS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS, reterr);
         if (r < 0)
                 return r;
-        return kafka_produce_sync(s->producer, TOPIC_RUNS_STATUS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS,
+        size_t en = paddock__v1__run_event__get_packed_size(&ev);
+        _cleanup_free_ uint8_t *ebuf = malloc(en ? en : 1);
+        if (!ebuf)
+                return -ENOMEM;
+        paddock__v1__run_event__pack(&ev, ebuf);
+        return kafka_produce_sync(s->producer, TOPIC_RUNS_STATUS, run_id, ebuf, en, PLATFORM_PRODUCE_TIMEOUT_MS,
                                   reterr);
 }
 

@@ -776,6 +776,18 @@ def pb_field(num, wire, payload):
     return key + pb_varint(len(payload)) + payload if wire == 2 else key + payload
 
 
+def run_event_batch(*events):
+    """A record of paddock.runs.events: a RunEventBatch (field 1 repeated) of
+    the packed RunEvents given, all of one run, seqs contiguous
+    (proto/paddock/v1/events.proto)."""
+    return b"".join(pb_field(1, 2, e) for e in events)
+
+
+def run_events_of(record):
+    """The packed RunEvents of a paddock.runs.events record, in order."""
+    return pb_fields(record).get(1, [])
+
+
 def pb_fields(buf):
     """A protobuf message's fields without generated code: {field number:
     [values]}, varints as int, other wire types as bytes."""

@@ -14,7 +14,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import (all_events, pb_fields, assert_loopback_url, command_spec, node_leftovers, wait_events_recorded,
+from conftest import (all_events, pb_fields, run_events_of, assert_loopback_url, command_spec, node_leftovers, wait_events_recorded,
                       wait_run_status, wait_terminal, watch)
 
 MANAGED_PATH = "managed/config.txt"
@@ -204,12 +204,17 @@ def test_kafka_events(endpoints, finished):
                 continue
             if (msg.key() or b"").decode(errors="replace") != run_id:
                 continue
-            ev = pb_fields(msg.value())
-            env = pb_fields(ev[1][0])
-            assert env[2][0].decode() == run_id, "message key and envelope run id differ"
-            seq = env.get(3, [0])[0]
-            seen.add(seq)
-            kinds[seq] = ev.get(2, [b""])[0].decode()
+            # a record is a RunEventBatch of the run's events, seqs contiguous
+            seqs = []
+            for raw in run_events_of(msg.value()):
+                ev = pb_fields(raw)
+                env = pb_fields(ev[1][0])
+                assert env[2][0].decode() == run_id, "message key and envelope run id differ"
+                seq = env.get(3, [0])[0]
+                seqs.append(seq)
+                seen.add(seq)
+                kinds[seq] = ev.get(2, [b""])[0].decode()
+            assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"a record's seqs: {seqs}"
     finally:
         consumer.close()
     assert expected <= seen, f"missing seqs on Kafka: {sorted(expected - seen)} (seen {sorted(seen)})"

@@ -409,7 +409,7 @@ def test_heartbeats_are_not_held_behind_a_stuck_run_event(pg, endpoints, tenant_
     while the scheduler's run-status consumer is stuck on one event (its
     UPDATE waits on a row lock this test holds), a node's heartbeats still
     arrive; the stuck event is applied, not lost, once the lock goes."""
-    from conftest import pb_field, pb_varint
+    from conftest import pb_field, pb_varint, run_event_batch
     node_id = f"e2e-hb-{uuid.uuid4().hex[:8]}"
     signer = enroll_test_node(endpoints, node_id)
 

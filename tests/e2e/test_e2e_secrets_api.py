@@ -28,7 +28,8 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, wait_for, wait_run_status
+from conftest import (REPO, TERMINAL, command_spec, enroll_test_node, pb_fields, pb_varint, run_event_batch, wait_for,
+                      wait_run_status)
 
 CONTROL = "paddock.runs.control"
 # the api reads run statuses and approvals from the status topic (the node's

@@ -49,7 +49,7 @@ def run_event(tenant, team, run_id, seq, kind, data, status="", terminal=False):
         out += _s(6, status)
     if terminal:
         out += pb_field(7, 0, pb_varint(1))
-    return out
+    return out  # one RunEvent: a record of the status topic (the firehose takes a RunEventBatch of them)
 
 
 def control_cancel(tenant, run_id, node):
@@ -232,7 +232,7 @@ def test_forged_messages_about_a_live_run_change_nothing(endpoints, admin_token,
                            status="failed", terminal=True)
     produce(endpoints, STATUS, run_id, forged_end, signer=rogue_node)
     watch["scheduler"].wait("wrong_subject")
-    produce(endpoints, EVENTS, run_id, forged_end, signer=rogue_node)
+    produce(endpoints, EVENTS, run_id, e2e.run_event_batch(forged_end), signer=rogue_node)
     # seq 0 is a platform verdict: only the scheduler may say it
     verdict = run_event(tenant_id, team_id, run_id, 0, "status", {"status": "failed", "reason": "forged verdict"},
                         status="failed", terminal=True)
@@ -376,16 +376,27 @@ def test_run_history_verifies_offline_against_the_node_key(endpoints, admin_toke
 
     r = api.get(f"/v1/runs/{run_id}/events", params={"include": "signature", "limit": 1000})
     assert r.status_code == 200, r.text[:300]
-    events = r.json()["items"]
+    body = r.json()
+    events, records = body["items"], body["records"]
     assert len(events) >= 3
+    # events travel in signed records (RunEventBatch, issue 10): each record is
+    # stored once, every event names the one it came in
+    assert len(records) < len(events), "every event in a record of its own: not batched"
+    for rec in records.values():
+        assert rec["signer"] == f"node:{node}", rec
+        value = base64.b64decode(rec["signed_value"])
+        pub.verify(base64.b64decode(rec["signature"]), e2e.bus_signed_bytes(EVENTS, value))
+        with pytest.raises(InvalidSignature):
+            pub.verify(base64.b64decode(rec["signature"]), e2e.bus_signed_bytes(EVENTS, value + b"\0"))
     for ev in events:
         assert ev["signer"] == f"node:{node}", ev
-        value = base64.b64decode(ev["signed_value"])
-        pub.verify(base64.b64decode(ev["signature"]), e2e.bus_signed_bytes(EVENTS, value))
-        env = pb_fields(pb_fields(value)[1][0])
-        assert env[2][0].decode() == run_id and env[3][0] == ev["seq"], "the signed record is another event"
-        with pytest.raises(InvalidSignature):
-            pub.verify(base64.b64decode(ev["signature"]), e2e.bus_signed_bytes(EVENTS, value + b"\0"))
+        value = base64.b64decode(records[ev["record"]]["signed_value"])
+        signed = {}
+        for raw in e2e.run_events_of(value):
+            env = pb_fields(pb_fields(raw)[1][0])
+            assert env[2][0].decode() == run_id, "the signed record is about another run"
+            signed[env[3][0]] = pb_fields(raw)[2][0].decode()
+        assert signed.get(ev["seq"]) == ev["kind"], f"event {ev['seq']} is not in its signed record"
     # plain listings stay as they were
     plain = api.ok("GET", f"/v1/runs/{run_id}/events")["items"][0]
     assert "signature" not in plain

@@ -42,6 +42,9 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.loop.retry", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.loop.verdicts", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.loop.idle", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.batch.retry", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.batch.stop", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.batch.single", 1, 1);
         return 0;
 }
 
@@ -250,6 +253,159 @@ static void test_error_is_permanent(void **state) {
         assert_false(kafka_error_is_permanent(0));
 }
 
+/* ---- kafka_consume_routes: batch routes */
+
+/* What a batch handler saw: each call's values joined by ",". */
+struct batch_recorder {
+        char calls[16][160];
+        int ncalls;
+        int transient_left;   /* a call holding "flaky" fails this many times (< 0: always) */
+        int stop_after_calls;
+        char singles[8][16];  /* the single route's messages */
+        int nsingles;
+        atomic_bool stop;
+        struct metric processed, skipped, retries, batches;
+};
+
+static int batch_handle(void *userdata, const struct kafka_message *msgs, size_t n, int *verdicts,
+                        struct err_detail *err) {
+        struct batch_recorder *r = userdata;
+        bool flaky = false;
+        if (r->ncalls < 16) {
+                char *out = r->calls[r->ncalls];
+                size_t used = 0;
+                for (size_t i = 0; i < n; i++)
+                        used += (size_t)snprintf(out + used, sizeof r->calls[0] - used, "%s%.*s", i ? "," : "",
+                                                 (int)msgs[i].len, (const char *)msgs[i].value);
+        }
+        r->ncalls++;
+        if (r->stop_after_calls && r->ncalls >= r->stop_after_calls)
+                atomic_store(&r->stop, true);
+        for (size_t i = 0; i < n; i++) {
+                if (msgs[i].len == 5 && !memcmp(msgs[i].value, "flaky", 5))
+                        flaky = true;
+                if (msgs[i].len == 6 && !memcmp(msgs[i].value, "poison", 6))
+                        verdicts[i] = KAFKA_SKIP;
+        }
+        if (flaky && (r->transient_left < 0 || r->transient_left-- > 0))
+                return err_set(err, -ECONNRESET, "08006", "database went away");
+        return 0;
+}
+
+static int single_handle(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct batch_recorder *r = userdata;
+        if (r->nsingles < 8)
+                snprintf(r->singles[r->nsingles], sizeof r->singles[0], "%.*s", (int)m->len, (const char *)m->value);
+        r->nsingles++;
+        return 0;
+}
+
+static void batch_recorder_init(struct batch_recorder *r) {
+        *r = (struct batch_recorder){0};
+        r->processed = (struct metric){.name = "processed", .type = METRIC_COUNTER};
+        r->skipped = (struct metric){.name = "skipped", .type = METRIC_COUNTER};
+        r->retries = (struct metric){.name = "retries", .type = METRIC_COUNTER};
+        r->batches = (struct metric){.name = "batches", .type = METRIC_COUNTER};
+}
+
+static int run_routes(struct kafka_consumer *c, const struct kafka_route *routes, struct batch_recorder *r) {
+        struct watchdog w = {.stop = &r->stop};
+        assert_int_equal(pthread_create(&w.thread, NULL, watchdog_main, &w), 0);
+        struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .retry_min_ms = 10, .retry_max_ms = 40,
+                                                .processed = &r->processed, .skipped = &r->skipped,
+                                                .retries = &r->retries, .batches = &r->batches, .stop = &r->stop,
+                                                .batch_max = 100, .linger_ms = 300};
+        int ret = kafka_consume_routes(c, routes, r, &lo);
+        atomic_store(&w.done, true);
+        pthread_join(w.thread, NULL);
+        return ret;
+}
+
+/* A round is handed in as one call in partition order; a transient failure
+ * hands in the SAME round again (nothing re-polled, nothing after it); the
+ * poison inside is skipped alone and the others are processed; the offsets
+ * are committed only once the call succeeded. */
+static void test_batch_retried_whole_then_committed(void **state) {
+        produce("t.batch.retry", (const char *const[]){"m1", "m2", "flaky", "poison", "m5", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.batch.retry", NULL};
+        const struct kafka_route routes[] = {{"t.batch.retry", .handle_batch = batch_handle}, {NULL}};
+        struct batch_recorder r;
+        batch_recorder_init(&r);
+        r.transient_left = 2;
+        r.stop_after_calls = 3;
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.batch.retry", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_routes(c, routes, &r), 0);
+        assert_int_equal(r.ncalls, 3);
+        for (int i = 0; i < 3; i++)
+                assert_string_equal(r.calls[i], "m1,m2,flaky,poison,m5");
+        assert_int_equal(r.retries.value, 2);
+        assert_int_equal(r.processed.value, 4);
+        assert_int_equal(r.skipped.value, 1);
+        assert_int_equal(r.batches.value, 1);
+        kafka_consumer_free(c);
+        expect_all_committed("t.batch.retry", "g.batch.retry", "next"); /* none of the five comes again */
+}
+
+/* Stopped while its round keeps failing (a crash), nothing of the round is
+ * committed: the group's next member gets the whole round again, in order. */
+static void test_batch_failing_round_not_committed(void **state) {
+        produce("t.batch.stop", (const char *const[]){"a", "flaky", "b", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.batch.stop", NULL};
+        const struct kafka_route routes[] = {{"t.batch.stop", .handle_batch = batch_handle}, {NULL}};
+        struct batch_recorder r;
+        batch_recorder_init(&r);
+        r.transient_left = -1;
+        r.stop_after_calls = 3;
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.batch.stop", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_routes(c, routes, &r), 0);
+        assert_int_equal(r.ncalls, 3);
+        assert_string_equal(r.calls[2], "a,flaky,b");
+        assert_int_equal(r.processed.value, 0);
+        assert_int_equal(r.batches.value, 0);
+        kafka_consumer_free(c);
+
+        batch_recorder_init(&r);
+        r.transient_left = 0;
+        r.stop_after_calls = 1;
+        c = kafka_consumer_new(&o, "g.batch.stop", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_routes(c, routes, &r), 0);
+        assert_string_equal(r.calls[0], "a,flaky,b"); /* "a" was not committed ahead of "flaky" */
+        assert_int_equal(r.processed.value, 3);
+        kafka_consumer_free(c);
+        expect_all_committed("t.batch.stop", "g.batch.stop", "c");
+}
+
+/* One loop, two kinds of route: the batch route gets its topic's messages in
+ * one call, the single route its own one by one. */
+static void test_routes_batch_and_single(void **state) {
+        produce("t.batch.single", (const char *const[]){"s1", "s2", NULL});
+        produce("t.loop.idle", (const char *const[]){"x1", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.batch.single", "t.loop.idle", NULL};
+        const struct kafka_route routes[] = {{"t.loop.idle", .handle_batch = batch_handle},
+                                             {"t.batch.single", .handle = single_handle}, {NULL}};
+        struct batch_recorder r;
+        batch_recorder_init(&r);
+        r.stop_after_calls = 1;
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.batch.single", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_routes(c, routes, &r), 0);
+        assert_int_equal(r.ncalls, 1);
+        assert_string_equal(r.calls[0], "x1");
+        assert_int_equal(r.nsingles, 2);
+        assert_string_equal(r.singles[0], "s1");
+        assert_string_equal(r.singles[1], "s2");
+        kafka_consumer_free(c);
+}
+
 int main(void) {
         log_init("test", LOG_ERROR);
         const struct CMUnitTest tests[] = {
@@ -257,6 +413,9 @@ int main(void) {
                 cmocka_unit_test(test_skip_and_success_commit),
                 cmocka_unit_test(test_tick_runs_when_idle),
                 cmocka_unit_test(test_error_is_permanent),
+                cmocka_unit_test(test_batch_retried_whole_then_committed),
+                cmocka_unit_test(test_batch_failing_round_not_committed),
+                cmocka_unit_test(test_routes_batch_and_single),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

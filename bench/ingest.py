@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""Evidence ingest against a running local stack (./dev up): how fast a run's
+history becomes durable, next to a raw COPY of the same rows into the same
+table (issue 10: target >= 0.5x the COPY, p99 lag <= 1 s).
+
+Plays an enrolled runner node (a key of its own added to the stack's
+trusted-keys file, as `paddock-runner-agent enroll` + the operator would) and
+produces signed RunEventBatch records to paddock.runs.events with the real
+librdkafka producer (confluent_kafka), one record per 5 ms linger like the
+runner-agent (at most 1000 events), for runs of 20,000 and 200,000 events at
+about 1k, 10k and the maximum events/s. For each it reports
+  * events made durable per second by evidence (evidence.run_history,
+    first event produced -> last event stored),
+  * p99 lag from an event's ts to the moment evidence.run_history showed it
+    stored (polled every 10 ms),
+and, once per run size, the rows per second of a raw COPY of the same rows
+into a table like evidence.run_events (same columns and primary key) in the
+same database. Runs are fake (rows in api.runs/scheduler.runs for the bench
+node, no sandbox). Traffic goes only to the loopback stack. Not part of
+./dev test; prints figures, never fails on them.
+
+    PADDOCK_STATE_DIR=.paddock /usr/bin/python3 bench/ingest.py
+    BENCH_SIZES=20000 BENCH_RATES=1000,max ...   (subsets)
+"""
+import io
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+
+import psycopg
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+from conftest import BusSigner, pb_field, pb_varint, run_event_batch  # noqa: E402
+
+EVENTS = "paddock.runs.events"
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "20000,200000").split(",")]
+RATES = os.environ.get("BENCH_RATES", "1000,10000,max").split(",")
+LINGER_S = 0.005
+MAX_PER_RECORD = 1000
+NODE = "bench-ingest"
+
+
+def load_env(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v.strip().strip("'\"")
+    return out
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def _s(num, text):
+    return pb_field(num, 2, text.encode() if isinstance(text, str) else text)
+
+
+def event(tenant, team, run_id, seq, ts_us, terminal=False):
+    env = (_s(1, tenant) + _s(2, run_id) + pb_field(3, 0, pb_varint(seq)) + pb_field(4, 0, pb_varint(ts_us))
+           + _s(5, "bench/ingest") + pb_field(6, 0, pb_varint(1)) + _s(7, str(uuid.uuid4())))
+    if terminal:
+        return (_s(1, env) + _s(2, "status") + _s(3, "platform")
+                + _s(4, '{"status":"succeeded","exit_code":0}') + _s(5, team) + _s(6, "succeeded")
+                + pb_field(7, 0, pb_varint(1)))
+    data = '{"path":"node_modules/pkg%d/lib/index.js","mode":"create","pid":4242}' % seq
+    return _s(1, env) + _s(2, "file_access") + _s(3, "agent") + _s(4, data) + _s(5, team)
+
+
+def fake_run(pg, tenant, team, sandbox, version, user):
+    run_id = str(uuid.uuid4())
+    pg.execute("INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, node_id)"
+               " VALUES (%s, %s, %s, %s, %s, 'scheduled', %s, %s)", (run_id, tenant, team, sandbox, version, user, NODE))
+    pg.execute("INSERT INTO scheduler.runs (run_id, tenant_id, team_id, state, node_id, finished_at)"
+               " VALUES (%s, %s, %s, 'finished', %s, now())", (run_id, tenant, team, NODE))
+    return run_id
+
+
+def stored_watch(pg_dsn, run_id, total, ts_of, out):
+    """Polls evidence.run_history; for each newly stored seq range, the lag of
+    its events (ts -> now)."""
+    lags, last = [], 0
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        deadline = time.time() + 600
+        while last < total and time.time() < deadline:
+            row = pg.execute("SELECT events_stored FROM evidence.run_history WHERE run_id = %s", (run_id,)).fetchone()
+            now = time.time()
+            n = row[0] if row else 0
+            if n > last:
+                lags.extend(now - ts_of[s] for s in range(last + 1, n + 1))
+                last = n
+                if last == n and last >= total:
+                    out["done_at"] = now
+            time.sleep(0.01)
+    out["lags"], out["stored"] = lags, last
+
+
+def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
+    per = MAX_PER_RECORD if rate is None else max(1, min(MAX_PER_RECORD, int(rate * LINGER_S)))
+    seq, start = 1, time.time()
+    while seq <= total:
+        n = min(per, total - seq + 1)
+        now_us = int(time.time() * 1e6)
+        evs = []
+        for s in range(seq, seq + n):
+            ts_of[s] = now_us / 1e6
+            evs.append(event(tenant, team, run_id, s, now_us, terminal=s == total))
+        value = run_event_batch(*evs)
+        while True:
+            try:
+                producer.produce(EVENTS, key=run_id.encode(), value=value, headers=signer.headers(EVENTS, value))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        seq += n
+        if rate is not None:
+            due = start + (seq - 1) / rate
+            if due > time.time():
+                time.sleep(due - time.time())
+    producer.flush(60)
+    return start
+
+
+def raw_copy(pg, tenant, team, total):
+    """Rows/s of a raw COPY of the same rows into a table like evidence.run_events."""
+    pg.execute("CREATE TEMP TABLE IF NOT EXISTS bench_copy (LIKE evidence.run_events INCLUDING ALL)")
+    pg.execute("TRUNCATE bench_copy")
+    run_id = str(uuid.uuid4())
+    buf = io.StringIO()
+    for s in range(1, total + 1):
+        data = '{"path":"node_modules/pkg%d/lib/index.js","mode":"create","pid":4242}' % s
+        buf.write(f"{run_id}\t{s}\t{tenant}\t{team}\t2026-12-05T00:00:00Z\tfile_access\tagent\t{data}\n")
+    text = buf.getvalue()
+    t0 = time.time()
+    with pg.cursor() as cur:
+        with cur.copy("COPY bench_copy (run_id, seq, tenant_id, team_id, ts, kind, actor, data) FROM STDIN") as cp:
+            cp.write(text)
+    return total / (time.time() - t0)
+
+
+def main():
+    from confluent_kafka import Producer
+    state = os.environ.get("PADDOCK_STATE_DIR", os.path.join(os.path.dirname(__file__), "..", ".paddock"))
+    env = load_env(os.path.join(state, "endpoints.env"))
+    dsn = env["PADDOCK_PG_DSN"]
+    signer = BusSigner(f"node:{NODE}")
+    with open(env["PADDOCK_TRUSTED_KEYS"], "a") as f:
+        f.write(f"{signer.identity} {signer.public_b64()}\n")
+    producer = Producer({"bootstrap.servers": env["PADDOCK_KAFKA_BOOTSTRAP"], "linger.ms": 5,
+                         "enable.idempotence": True, "acks": "all"})
+    pg = psycopg.connect(dsn, autocommit=True)
+    row = pg.execute("SELECT s.tenant_id, s.team_id, s.id, v.version, s.created_by FROM api.sandboxes s"
+                     " JOIN api.sandbox_versions v ON v.sandbox_id = s.id LIMIT 1").fetchone()
+    if not row:
+        sys.exit("bench/ingest: the stack has no published sandbox yet (./dev up launches a demo run)")
+    tenant, team, sandbox, version, user = (str(x) if not isinstance(x, int) else x for x in row)
+    load = os.getloadavg()
+    print(f"bench/ingest  (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cpus)")
+    print(f"{'events':>8} {'target/s':>9} {'durable/s':>10} {'raw COPY/s':>11} {'ratio':>6} {'p50 lag':>8} "
+          f"{'p99 lag':>8}   (targets: ratio >= 0.50, p99 <= 1.000 s)", flush=True)
+    for total in SIZES:
+        copy_rate = raw_copy(pg, tenant, team, total)
+        for r in RATES:
+            rate = None if r == "max" else int(r)
+            if rate is not None and total / rate > 120:
+                continue  # 200,000 events at 1k/s would take 200 s: skipped
+            run_id = fake_run(pg, tenant, team, sandbox, version, user)
+            ts_of, out = {}, {}
+            w = threading.Thread(target=stored_watch, args=(dsn, run_id, total, ts_of, out))
+            w.start()
+            start = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
+            w.join()
+            if out.get("stored", 0) < total:
+                # librdkafka's mock cluster keeps a bounded log per partition:
+                # a consumer far enough behind loses the oldest records there
+                print(f"{total:>8} {r:>9}  only {out.get('stored', 0)} events stored within 600 s", flush=True)
+                continue
+            durable = total / (out["done_at"] - start)
+            lags = out["lags"]
+            print(f"{total:>8} {r:>9} {durable:>10.0f} {copy_rate:>11.0f} {durable / copy_rate:>6.2f} "
+                  f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s", flush=True)
+    pg.close()
+
+
+if __name__ == "__main__":
+    main()

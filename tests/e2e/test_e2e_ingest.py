@@ -1,0 +1,197 @@
+"""The event pipeline at agent scale (issue 10): a run's history is stored in
+batches, shown complete before its terminal status is, holds exactly one
+terminal status, and places a platform verdict (env.seq 0) after the run's
+last stored event."""
+import json
+import os
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import (BusSigner, all_events, command_spec, enroll_test_node, pb_field, pb_fields, pb_varint,
+                      run_event_batch, wait_for)
+
+EVENTS = "paddock.runs.events"
+STATUS = "paddock.runs.status"
+CONTROL_KINDS = {b"status", b"approval_requested", b"approval_decided"}
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected"}
+
+
+def _s(num, text):
+    return pb_field(num, 2, text.encode() if isinstance(text, str) else text)
+
+
+def _event(tenant, team, run_id, seq, kind, data, status="", terminal=False, actor="platform"):
+    env = (_s(1, tenant) + _s(2, run_id) + (pb_field(3, 0, pb_varint(seq)) if seq else b"")
+           + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + _s(5, "e2e-ingest") + pb_field(6, 0, pb_varint(1))
+           + _s(7, str(uuid.uuid4())))
+    out = _s(1, env) + _s(2, kind) + _s(3, actor) + _s(4, json.dumps(data)) + _s(5, team)
+    if status:
+        out += _s(6, status)
+    if terminal:
+        out += pb_field(7, 0, pb_varint(1))
+    return out
+
+
+def _send(signer, endpoints, run_id, *events):
+    """As a runner-agent sends: one RunEventBatch record on the firehose, then
+    a copy of each control-relevant event on paddock.runs.status (which the
+    api's status consumer reads; docs/CONTRACTS.md)."""
+    signer.produce(endpoints, EVENTS, run_id, run_event_batch(*events))
+    for e in events:
+        if pb_fields(e).get(2, [b""])[0] in CONTROL_KINDS:
+            signer.produce(endpoints, STATUS, run_id, e)
+
+
+@pytest.fixture(scope="module")
+def ingest_node(endpoints):
+    return enroll_test_node(endpoints, "e2e-ingest-node")
+
+
+@pytest.fixture(scope="module")
+def plain_sandbox(runs):
+    sb = runs.create_sandbox(command_spec(["/bin/true"], timeout_s=30))
+    return sb, runs.publish(sb)
+
+
+def _fake_run(endpoints, tenant_id, team_id, sandbox, me, node="e2e-ingest-node"):
+    """A run assigned (for the scheduler's view and the api) to the test's own
+    node, so the test reports it as that node would; no real run is touched."""
+    sb, version = sandbox
+    run_id = str(uuid.uuid4())
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        pg.execute("INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, node_id)"
+                   " VALUES (%s, %s, %s, %s, %s, 'scheduled', %s, %s)",
+                   (run_id, tenant_id, team_id, sb, version, me["user"]["id"], node))
+        pg.execute("INSERT INTO scheduler.runs (run_id, tenant_id, team_id, state, node_id, finished_at)"
+                   " VALUES (%s, %s, %s, 'finished', %s, now())", (run_id, tenant_id, team_id, node))
+    return run_id
+
+
+def _scheduler_signer(endpoints):
+    """The scheduler's own bus key (the stack's secrets/bus-scheduler.key): a
+    platform verdict is the scheduler's to sign."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    path = os.path.join(endpoints.need("PADDOCK_STATE_DIR"), "secrets", "bus-scheduler.key")
+    with open(path, "rb") as f:
+        return BusSigner("scheduler", key=load_pem_private_key(f.read(), None))
+
+
+def _complete_run(api, run_id, timeout=60):
+    return wait_for("the run's history to be complete",
+                    lambda: (lambda r: r if r["history"]["complete"] else None)(api.ok("GET", f"/v1/runs/{run_id}")),
+                    timeout=timeout, pause=0.3)
+
+
+def test_terminal_shown_only_once_history_is_stored(api, runs):
+    """A command agent creating 20,000 files (what an install does): the api
+    shows the run terminal only once every event of it is stored, and then
+    the history is contiguous 1..N with N the terminal event's seq."""
+    script = 'i=0; while [ $i -lt 20000 ]; do : > "f$i"; i=$((i+1)); done; echo made'
+    run_id = runs.start(command_spec(["/bin/sh", "-c", script], timeout_s=300))
+    deadline = time.monotonic() + 300
+    complete_before_terminal = []
+    while True:
+        assert time.monotonic() < deadline, "the run never ended"
+        run = api.ok("GET", f"/v1/runs/{run_id}")
+        hist = run["history"]
+        if run["status"] in TERMINAL:
+            break
+        if hist["complete"]:
+            complete_before_terminal.append(run)
+        time.sleep(0.2)
+    assert not complete_before_terminal, complete_before_terminal[:1]
+    assert run["status"] == "succeeded", run
+    # the first answer showing the end already has the whole history behind it
+    assert hist["complete"] is True, hist
+    assert hist["events_total"] == hist["events_stored"] and hist["events_lost"] == 0, hist
+    events = all_events(api, run_id)
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, hist["events_total"] + 1)), "history is not contiguous 1..N"
+    assert len(events) > 20000, len(events)
+    last = events[-1]
+    assert last["kind"] == "status" and last["data"]["status"] == "succeeded", last
+    assert sum(1 for e in events if e["kind"] == "file_access") >= 19000
+    # listed by status: the run is among the succeeded ones
+    listed = api.ok("GET", "/v1/runs", params={"status": "succeeded", "limit": 50})["items"]
+    assert any(r["id"] == run_id and r["history"]["complete"] for r in listed)
+
+
+def test_history_incomplete_hides_terminal_status(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                  ingest_node):
+    """A terminal status whose earlier events are not stored yet is not shown:
+    the run shows running with how much is stored, until the gap is filled."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, kind, data, **kw: _event(tenant_id, team_id, run_id, seq, kind, data, **kw)  # noqa: E731
+    _send(ingest_node, endpoints, run_id,
+        ev(1, "status", {"status": "provisioning"}, status="provisioning"),
+        ev(2, "status", {"status": "running"}, status="running"))
+    # seq 3 is "late"; the terminal (4) arrives first
+    _send(ingest_node, endpoints, run_id,
+        ev(4, "status", {"status": "succeeded", "exit_code": 0}, status="succeeded", terminal=True))
+    run = wait_for("the terminal event stored", lambda: (lambda r: r if r["history"]["events_total"] == 4 else None)(
+        api.ok("GET", f"/v1/runs/{run_id}")), timeout=60, pause=0.3)
+    assert run["status"] == "running" and run["history"]["complete"] is False, run
+    assert run["history"]["events_stored"] == 3 and run["ended_at"] is None and run["exit_code"] is None, run
+    _send(ingest_node, endpoints, run_id,
+        ev(3, "output", {"stream": "stdout", "text": "late\n"}, actor="agent"))
+    run = _complete_run(api, run_id)
+    assert run["status"] == "succeeded" and run["history"]["events_stored"] == 4, run
+
+
+def test_second_terminal_event_is_stored_superseded(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                    ingest_node):
+    """Exactly one terminal status per run: a later terminal event is kept as
+    evidence of what was said, marked superseded by the first, and the run's
+    status does not move."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, kind, data, **kw: _event(tenant_id, team_id, run_id, seq, kind, data, **kw)  # noqa: E731
+    _send(ingest_node, endpoints, run_id,
+        ev(1, "status", {"status": "provisioning"}, status="provisioning"),
+        ev(2, "status", {"status": "running"}, status="running"),
+        ev(3, "status", {"status": "succeeded", "exit_code": 0}, status="succeeded", terminal=True))
+    run = _complete_run(api, run_id)
+    assert run["status"] == "succeeded", run
+    _send(ingest_node, endpoints, run_id,
+        ev(4, "status", {"status": "failed", "reason": "said twice"}, status="failed", terminal=True))
+    events = wait_for("the second terminal event stored", lambda: (lambda e: e if len(e) == 4 else None)(
+        all_events(api, run_id)), timeout=60, pause=0.3)
+    second = events[3]
+    assert second["data"]["status"] == "failed", second
+    assert second["data"]["superseded"] == {"by_seq": 3, "status": "succeeded"}, second
+    run = api.ok("GET", f"/v1/runs/{run_id}")
+    assert run["status"] == "succeeded" and run["history"]["events_total"] == 3, run
+
+
+def test_platform_verdict_lands_after_the_last_stored_event(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                             ingest_node):
+    """A platform verdict (env.seq 0, signed by the scheduler) is stored at the
+    run's highest stored seq + 1, once however often it is delivered, and is
+    the run's terminal status; a node event with that seq afterwards is a
+    duplicate."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, kind, data, **kw: _event(tenant_id, team_id, run_id, seq, kind, data, **kw)  # noqa: E731
+    _send(ingest_node, endpoints, run_id,
+        ev(1, "status", {"status": "provisioning"}, status="provisioning"),
+        ev(2, "status", {"status": "running"}, status="running"),
+        ev(3, "output", {"stream": "stdout", "text": "x\n"}, actor="agent"))
+    wait_for("three events stored", lambda: len(all_events(api, run_id)) == 3, timeout=60, pause=0.3)
+    verdict = ev(0, "status", {"status": "failed", "reason": "node stopped heartbeating"}, status="failed",
+                 terminal=True)
+    sched = _scheduler_signer(endpoints)
+    _send(sched, endpoints, run_id, verdict)
+    sched.produce(endpoints, EVENTS, run_id, run_event_batch(verdict))  # redelivered: the same signed bytes
+    run = _complete_run(api, run_id)
+    assert run["status"] == "failed" and run["history"]["events_total"] == 4, run
+    _send(ingest_node, endpoints, run_id,
+        ev(4, "output", {"stream": "stdout", "text": "late\n"}, actor="agent"))
+    _send(ingest_node, endpoints, run_id,
+        ev(5, "output", {"stream": "stdout", "text": "marker\n"}, actor="agent"))
+    events = wait_for("the marker stored", lambda: (lambda e: e if e[-1]["seq"] == 5 else None)(
+        all_events(api, run_id)), timeout=60, pause=0.3)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert events[3]["kind"] == "status" and events[3]["data"]["status"] == "failed", events[3]
+    assert events[3]["actor"] == "platform"
+    assert sum(1 for e in events if e["kind"] == "status" and e["data"].get("status") == "failed") == 1
