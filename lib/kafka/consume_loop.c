@@ -278,3 +278,19 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
         kafka_consumer_defer_refusals(c, false);
         return ret;
 }
+
+struct kafka_consumer *kafka_consumer_new_routes(const struct kafka_options *opts, const char *group_id,
+                                                 const struct kafka_route *routes, const char *offset_reset,
+                                                 struct err_detail *reterr) {
+        const char *topics[17];
+        size_t n = 0;
+        for (const struct kafka_route *r = routes; r->topic; r++) {
+                if (n == ELEMENTSOF(topics) - 1) {
+                        err_set(reterr, -E2BIG, "routes", "more than %zu routes", ELEMENTSOF(topics) - 1);
+                        return NULL;
+                }
+                topics[n++] = r->topic;
+        }
+        topics[n] = NULL;
+        return kafka_consumer_new(opts, group_id, topics, offset_reset, reterr);
+}

@@ -67,6 +67,12 @@ struct kafka_consume_loop_options {
         struct metric *batches;       /* optional: poll rounds whose offsets were committed */
 };
 
+/* kafka_consumer_new() subscribed to the topics of routes (at most 16), so
+ * that one table declares what a consumer reads and how it applies it. */
+struct kafka_consumer *kafka_consumer_new_routes(const struct kafka_options *opts, const char *group_id,
+                                                 const struct kafka_route *routes, const char *offset_reset,
+                                                 struct err_detail *reterr);
+
 /* True for the errnos a handler returns for poison messages (see KAFKA_SKIP). */
 bool kafka_error_is_permanent(int r);
 

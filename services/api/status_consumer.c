@@ -224,17 +224,29 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
         return r;
 }
 
-/* Applies one message (a kafka_handle_fn). */
-static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+/* The consumer's routes (kafka_handle_fns). */
+static int route_assigned(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         (void)userdata;
-        return !strcmp(m->topic, TOPIC_RUNS_ASSIGNED) ? handle_assigned(m, err) : handle_event(m, err);
+        return handle_assigned(m, err);
 }
+
+static int route_status(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        (void)userdata;
+        return handle_event(m, err);
+}
+
+/* never paddock.runs.events: the firehose must not delay a status (docs/CONTRACTS.md) */
+static const struct kafka_route routes[] = {
+        {TOPIC_RUNS_ASSIGNED, .handle = route_assigned},
+        {TOPIC_RUNS_STATUS, .handle = route_status},
+        {NULL},
+};
 
 static void *status_thread(void *arg) {
         (void)arg;
         struct kafka_consume_loop_options lo = {.processed = &m_processed, .skipped = &m_skipped,
                                                 .retries = &m_retries, .stop = &sc.stop};
-        int r = kafka_consume_loop(sc.consumer, handle_message, NULL, &lo);
+        int r = kafka_consume_routes(sc.consumer, routes, NULL, &lo);
         if (r < 0) {
                 log_error("status consumer failed: %s", strerror(-r));
                 shutdown_request();
@@ -254,9 +266,7 @@ int status_consumer_start(struct api *a) {
         struct kafka_options o;
         kafka_settings_options(&a->cfg.kafka, "paddock-api-status", a->auth, &o);
         struct err_detail e = {0};
-        sc.consumer = kafka_consumer_new(&o, "paddock-api-status",
-                                         (const char *const[]){TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_STATUS, NULL},
-                                         "earliest", &e);
+        sc.consumer = kafka_consumer_new_routes(&o, "paddock-api-status", routes, "earliest", &e);
         if (!sc.consumer) {
                 log_error("could not create status consumer: %s", e.message);
                 return e.errnum ? e.errnum : -EINVAL;

@@ -94,18 +94,17 @@ static int run(struct settings *cfg) {
         if (ret != 0)
                 goto out;
         ret = 1;
-        static const char *const topics[] = {TOPIC_USAGE, NULL};
-        app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
+        /* one UsageRecord per run: low volume, each applied in its own
+         * transaction (a batch route would save little); the route table
+         * keeps the round's offsets committed once (lib/kafka/consume_loop.h) */
+        static const struct kafka_route routes[] = {{TOPIC_USAGE, .handle = handle_message}, {NULL}};
+        app.consumer = kafka_consumer_new_routes(&app.svc.kafka, GROUP_ID, routes, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
         log_info("billing started");
 
-        /* one UsageRecord per run: low volume, each applied in its own
-         * transaction (a batch route would save little); the route table
-         * keeps the round's offsets committed once (lib/kafka/consume_loop.h) */
-        static const struct kafka_route routes[] = {{TOPIC_USAGE, .handle = handle_message}, {NULL}};
         struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
         kafka_settings_loop_options(&cfg->kafka, &lo);
         int r = kafka_consume_routes(app.consumer, routes, &app, &lo);

@@ -153,20 +153,19 @@ static int run(struct settings *cfg) {
         if (r < 0 && r != -EEXIST)
                 log_warn("could not create bucket %s: %s", cfg->s3.bucket, err.message);
 
-        static const char *const topics[] = {TOPIC_RUNS_EVENTS, TOPIC_ARTIFACTS, TOPIC_AUDIT, NULL};
-        app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
-        if (!app.consumer) {
-                log_error("could not create kafka consumer: %s", err.message);
-                goto out;
-        }
-        log_info("evidence started");
-
         static const struct kafka_route routes[] = {
                 {TOPIC_RUNS_EVENTS, .handle_batch = handle_events},
                 {TOPIC_ARTIFACTS, .handle = handle_artifact},
                 {TOPIC_AUDIT, .handle = handle_audit},
                 {NULL},
         };
+        app.consumer = kafka_consumer_new_routes(&app.svc.kafka, GROUP_ID, routes, "earliest", &err);
+        if (!app.consumer) {
+                log_error("could not create kafka consumer: %s", err.message);
+                goto out;
+        }
+        log_info("evidence started");
+
         struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
         kafka_settings_loop_options(&cfg->kafka, &lo);
         r = kafka_consume_routes(app.consumer, routes, &app, &lo);

@@ -108,39 +108,74 @@ struct app {
         _Atomic int64_t nodes_caught_up; /* time_mono_us() of the last heartbeat poll that found nothing */
 };
 
-/* Applies one message (a kafka_handle_fn); a change that can free or need a
- * slot asks for placement right after the commit. */
-static int handle_message(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+/* The scheduler's routes (kafka_handle_fns), each applying one message in
+ * its own transaction; a change that can free or need a slot asks for
+ * placement right after the commit. */
+static int no_conn(const struct err_detail *err) {
+        return err->errnum < 0 ? err->errnum : -ECONNRESET;
+}
+
+static int handle_heartbeat(void *userdata, const struct kafka_message *m, struct err_detail *err) {
         struct app *app = userdata;
         PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
-                return err->errnum < 0 ? err->errnum : -ECONNRESET;
-        int r;
-        if (strcmp(m->topic, TOPIC_NODES) == 0) {
-                r = nodes_handle_heartbeat(conn, m->signer, m->value, m->len, err);
-                if (r >= 0)
-                        app->place_now = true;
-                if (!app->first_message)
-                        app->first_message = time_mono_us();
-                app->heartbeats++;
-        } else if (strcmp(m->topic, TOPIC_RUNS_REQUESTED) == 0) {
-                r = runs_handle_requested(conn, m->value, m->len, err);
-                if (r >= 0)
-                        app->place_now = true;
-        } else if (strcmp(m->topic, TOPIC_RUNS_STATUS) == 0) {
-                r = runs_handle_event(conn, m->signer, m->value, m->len, err);
-                if (r > 0)
-                        app->place_now = true;
-        } else if (strcmp(m->topic, TOPIC_RUNS_CONTROL) == 0) {
-                r = control_handle(conn, &app->sched, m->value, m->len, err);
-                if (r >= 0)
-                        app->place_now = true;
-        } else {
-                r = err_set(err, -EINVAL, "topic", "unexpected topic");
-        }
+                return no_conn(err);
+        int r = nodes_handle_heartbeat(conn, m->signer, m->value, m->len, err);
         pg_pool_release(app->svc.pg, conn);
+        if (r >= 0)
+                app->place_now = true;
+        if (!app->first_message)
+                app->first_message = time_mono_us();
+        app->heartbeats++;
         return r;
 }
+
+static int handle_requested(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
+        if (!conn)
+                return no_conn(err);
+        int r = runs_handle_requested(conn, m->value, m->len, err);
+        pg_pool_release(app->svc.pg, conn);
+        if (r >= 0)
+                app->place_now = true;
+        return r;
+}
+
+static int handle_status(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
+        if (!conn)
+                return no_conn(err);
+        int r = runs_handle_event(conn, m->signer, m->value, m->len, err);
+        pg_pool_release(app->svc.pg, conn);
+        if (r > 0)
+                app->place_now = true;
+        return r;
+}
+
+static int handle_control(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct app *app = userdata;
+        PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
+        if (!conn)
+                return no_conn(err);
+        int r = control_handle(conn, &app->sched, m->value, m->len, err);
+        pg_pool_release(app->svc.pg, conn);
+        if (r >= 0)
+                app->place_now = true;
+        return r;
+}
+
+/* never paddock.runs.events: a busy run's firehose must not delay a placement
+ * or a verdict (docs/CONTRACTS.md, consumer groups) */
+static const struct kafka_route run_routes[] = {
+        {TOPIC_RUNS_REQUESTED, .handle = handle_requested},
+        {TOPIC_RUNS_STATUS, .handle = handle_status},
+        {TOPIC_RUNS_CONTROL, .handle = handle_control},
+        {NULL},
+};
+/* heartbeats: their own consumer and thread, so no backlog delays them */
+static const struct kafka_route node_routes[] = {{TOPIC_NODES, .handle = handle_heartbeat}, {NULL}};
 
 /* After every heartbeat poll (a kafka_tick_fn): no heartbeat handled since
  * the last one means the poll found nothing, so the consumer is caught up. */
@@ -152,13 +187,13 @@ static void nodes_tick(void *userdata) {
         app->heartbeats_seen = n;
 }
 
-/* The heartbeat consumer's loop (same handler, its own consumer and thread). */
+/* The heartbeat consumer's loop (its own consumer and thread). */
 static void *nodes_thread(void *userdata) {
         struct app *app = userdata;
         struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .processed = &m_consumed,
                                                 .skipped = &m_skipped, .retries = &m_retries,
                                                 .tick = nodes_tick};
-        int r = kafka_consume_loop(app->nodes_consumer, handle_message, app, &lo);
+        int r = kafka_consume_routes(app->nodes_consumer, node_routes, app, &lo);
         if (r < 0) {
                 log_error("kafka heartbeat consumer failed: %s", strerror(-r));
                 shutdown_request();
@@ -250,16 +285,12 @@ static int run(struct settings *cfg) {
                 goto out;
         ret = 1;
 
-        /* never paddock.runs.events: a busy run's firehose must not delay a
-         * placement or a verdict (docs/CONTRACTS.md, consumer groups) */
-        static const char *const topics[] = {TOPIC_RUNS_REQUESTED, TOPIC_RUNS_STATUS, TOPIC_RUNS_CONTROL, NULL};
-        app.consumer = kafka_consumer_new(&app.svc.kafka, GROUP_ID, topics, "earliest", &err);
+        app.consumer = kafka_consumer_new_routes(&app.svc.kafka, GROUP_ID, run_routes, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
-        app.nodes_consumer = kafka_consumer_new(&app.svc.kafka, NODES_GROUP_ID, (const char *const[]){TOPIC_NODES, NULL},
-                                                "earliest", &err);
+        app.nodes_consumer = kafka_consumer_new_routes(&app.svc.kafka, NODES_GROUP_ID, node_routes, "earliest", &err);
         if (!app.nodes_consumer) {
                 log_error("could not create kafka heartbeat consumer: %s", err.message);
                 goto out;
@@ -278,7 +309,7 @@ static int run(struct settings *cfg) {
                 log_error("could not start the heartbeat consumer thread: %s", strerror(r));
                 goto out;
         }
-        r = kafka_consume_loop(app.consumer, handle_message, &app, &lo);
+        r = kafka_consume_routes(app.consumer, run_routes, &app, &lo);
         if (r < 0)
                 log_error("kafka consumer failed: %s", strerror(-r));
         shutdown_request(); /* the heartbeat loop stops too */
