@@ -411,9 +411,11 @@ static int stage(PGconn *conn, struct record *recs, size_t nrec, struct run_stat
         if (!ok)
                 return -ENOMEM;
         *nstaged = staged;
+        /* lz4: the default pglz compressing each staged record (a whole
+         * RunEventBatch) was the top function of the round in PostgreSQL */
         r = pg_exec(conn,
                     "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_records (rec int, tenant_id uuid, run_id uuid,"
-                    "  signer text, signature bytea, signed_value bytea) ON COMMIT DELETE ROWS",
+                    "  signer text, signature bytea, signed_value bytea COMPRESSION lz4) ON COMMIT DELETE ROWS",
                     0, NULL, NULL, reterr);
         if (r >= 0)
                 r = pg_exec(conn,
