@@ -183,7 +183,8 @@ def main():
     signer = BusSigner(f"node:{NODE}")
     with open(env["PADDOCK_TRUSTED_KEYS"], "a") as f:
         f.write(f"{signer.identity} {signer.public_b64()}\n")
-    producer = Producer({"bootstrap.servers": env["PADDOCK_KAFKA_BOOTSTRAP"], "linger.ms": 5,
+    # compressed like the runner-agent (lib/kafka: zstd)
+    producer = Producer({"bootstrap.servers": env["PADDOCK_KAFKA_BOOTSTRAP"], "linger.ms": 5, "compression.type": "zstd",
                          "enable.idempotence": True, "acks": "all"})
     pg = psycopg.connect(dsn, autocommit=True)
     row = pg.execute("SELECT s.tenant_id, s.team_id, s.id, v.version, s.created_by FROM api.sandboxes s"

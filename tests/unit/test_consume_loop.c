@@ -45,6 +45,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.batch.retry", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.stop", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.single", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.backlog", 1, 1);
         return 0;
 }
 
@@ -406,6 +407,43 @@ static void test_routes_batch_and_single(void **state) {
         kafka_consumer_free(c);
 }
 
+/* A consumer far behind still finds the oldest record: librdkafka's mock
+ * cluster (the local stack's Kafka) drops the oldest record batches of a
+ * partition beyond 5 MiB; 200 records of 32 KB of file events (6.4 MB
+ * uncompressed, what ~23,000 events of a run weigh) must all stay, which
+ * they do compressed (kafka_producer_new: zstd). Uncompressed, the first
+ * ~40 records were gone and the first record polled was a later one. */
+static void test_backlog_kept(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        enum { RECORDS = 200, RECORD_LEN = 32 * 1024 };
+        static char value[RECORD_LEN + 128];
+        for (int i = 0; i < RECORDS; i++) {
+                size_t len = (size_t)snprintf(value, sizeof value, "record %d:", i);
+                for (int e = 0; len < RECORD_LEN; e++)
+                        len += (size_t)snprintf(value + len, sizeof value - len,
+                                                "{\"path\":\"node_modules/pkg%d/lib/index.js\",\"mode\":\"create\"}",
+                                                i * 1000 + e);
+                assert_int_equal(kafka_produce_sync(p, "t.backlog", "run", value, len, 10000, &err), 0);
+        }
+        kafka_producer_free(p);
+
+        const char *topics[] = {"t.backlog", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.backlog", topics, "earliest", &err);
+        assert_non_null(c);
+        struct kafka_message m;
+        int r = 0;
+        for (int i = 0; i < 100 && r == 0; i++)
+                r = kafka_consumer_poll(c, 200, &m);
+        assert_int_equal(r, 1);
+        assert_int_equal(m.offset, 0);
+        assert_true(m.len > 9 && !memcmp(m.value, "record 0:", 9));
+        kafka_message_release(&m);
+        kafka_consumer_free(c);
+}
+
 int main(void) {
         log_init("test", LOG_ERROR);
         const struct CMUnitTest tests[] = {
@@ -416,6 +454,7 @@ int main(void) {
                 cmocka_unit_test(test_batch_retried_whole_then_committed),
                 cmocka_unit_test(test_batch_failing_round_not_committed),
                 cmocka_unit_test(test_routes_batch_and_single),
+                cmocka_unit_test(test_backlog_kept),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
