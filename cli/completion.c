@@ -120,7 +120,10 @@ static void print_leaf(FILE *f, const struct shell *sh, const struct cli_command
                                 fprintf(f, "%s    --%s|-%c)\n", indent, o->name, o->key);
                         else
                                 fprintf(f, "%s    --%s)\n", indent, o->name);
-                        print_fill(f, sh, fill_of(o->arg, &words), words, in);
+                        /* fill_of sets words: call it before words is read (argument
+                         * evaluation order is unspecified) */
+                        enum fill of = fill_of(o->arg, &words);
+                        print_fill(f, sh, of, words, in);
                 }
                 fprintf(f, "%sesac\n", indent);
         }

@@ -155,6 +155,14 @@ struct kafka_producer *kafka_producer_new(const struct kafka_options *opts, stru
                 "enable.idempotence", "true",
                 "acks", "all",
                 "linger.ms", "5",
+                /* zstd: a RunEventBatch of file events shrinks ~10x, so a
+                 * partition holds ~10x the backlog. librdkafka's mock cluster
+                 * (the local stack's Kafka) keeps at most 5 MiB of record
+                 * batches per partition and silently drops the oldest beyond
+                 * that (rdkafka_mock.c: max_size, not configurable): uncompressed,
+                 * a consumer ~17,000 file events behind on a run lost the rest
+                 * (docs/CONTRACTS.md, "Local stack Kafka retention") */
+                "compression.type", "zstd",
                 NULL,
         };
         char errstr[512];

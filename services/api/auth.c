@@ -50,8 +50,10 @@ int auth_hash_password(const char *password, char **ret_hash) {
         if (id_random_hex(salt_hex, SCRYPT_SALT) < 0)
                 return -EIO;
         size_t sl;
-        hex_decode(salt_hex, salt, sizeof salt, &sl);
-        int r = scrypt_raw(password, salt, sl, SCRYPT_N, SCRYPT_R, SCRYPT_P, key, sizeof key);
+        int r = hex_decode(salt_hex, salt, sizeof salt, &sl);
+        if (r < 0)
+                return r;
+        r = scrypt_raw(password, salt, sl, SCRYPT_N, SCRYPT_R, SCRYPT_P, key, sizeof key);
         if (r < 0)
                 return r;
         hex_encode(key, sizeof key, key_hex);

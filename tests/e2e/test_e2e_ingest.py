@@ -195,3 +195,25 @@ def test_platform_verdict_lands_after_the_last_stored_event(endpoints, api, me, 
     assert events[3]["kind"] == "status" and events[3]["data"]["status"] == "failed", events[3]
     assert events[3]["actor"] == "platform"
     assert sum(1 for e in events if e["kind"] == "status" and e["data"].get("status") == "failed") == 1
+
+
+def test_copy_escapes_survive_the_batch_store(endpoints, api, me, team_id, tenant_id, plain_sandbox, ingest_node):
+    """Evidence stages events as COPY text (escaped in spans since the ingest
+    profile): backslashes, tabs, newlines and carriage returns in the actor
+    and in the data (JSON escapes are backslashes), long values and a large
+    record all come back from the api exactly as the node sent them."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, kind, data, **kw: _event(tenant_id, team_id, run_id, seq, kind, data, **kw)  # noqa: E731
+    tricky = "tab\there\nnew line\\back\\\\slashes\rcr \\N \\x00 end"
+    long_text = ("x\t\\y\n" * 3000) + "tail"
+    events = [ev(1, "output", {"stream": "stdout", "text": tricky}, actor="agent\t\\n\nrow"),
+              ev(2, "output", {"stream": "stdout", "text": long_text}, actor="agent"),
+              ev(3, "output", {"stream": "stdout", "text": "\\"}, actor="\\")]
+    events += [ev(s, "file_access", {"path": f"a\\b\t{s}", "mode": "create"}, actor="agent") for s in range(4, 1004)]
+    _send(ingest_node, endpoints, run_id, *events)
+    got = wait_for("1003 events stored", lambda: (lambda e: e if len(e) == 1003 else None)(all_events(api, run_id)),
+                   timeout=90, pause=0.5)
+    assert got[0]["data"]["text"] == tricky and got[0]["actor"] == "agent\t\\n\nrow", got[0]
+    assert got[1]["data"]["text"] == long_text
+    assert got[2]["data"]["text"] == "\\" and got[2]["actor"] == "\\"
+    assert [e["data"]["path"] for e in got[3:]] == [f"a\\b\t{s}" for s in range(4, 1004)]

@@ -45,6 +45,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.batch.retry", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.stop", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.single", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.backlog", 1, 1);
         return 0;
 }
 
@@ -261,6 +262,7 @@ struct batch_recorder {
         int ncalls;
         int transient_left;   /* a call holding "flaky" fails this many times (< 0: always) */
         int stop_after_calls;
+        int stop_after_singles; /* with stop_after_calls: stop once both are reached */
         char singles[8][16];  /* the single route's messages */
         int nsingles;
         atomic_bool stop;
@@ -279,7 +281,7 @@ static int batch_handle(void *userdata, const struct kafka_message *msgs, size_t
                                                  (int)msgs[i].len, (const char *)msgs[i].value);
         }
         r->ncalls++;
-        if (r->stop_after_calls && r->ncalls >= r->stop_after_calls)
+        if (r->stop_after_calls && r->ncalls >= r->stop_after_calls && r->nsingles >= r->stop_after_singles)
                 atomic_store(&r->stop, true);
         for (size_t i = 0; i < n; i++) {
                 if (msgs[i].len == 5 && !memcmp(msgs[i].value, "flaky", 5))
@@ -297,6 +299,8 @@ static int single_handle(void *userdata, const struct kafka_message *m, struct e
         if (r->nsingles < 8)
                 snprintf(r->singles[r->nsingles], sizeof r->singles[0], "%.*s", (int)m->len, (const char *)m->value);
         r->nsingles++;
+        if (r->stop_after_singles && r->nsingles >= r->stop_after_singles && r->ncalls >= r->stop_after_calls)
+                atomic_store(&r->stop, true);
         return 0;
 }
 
@@ -394,7 +398,10 @@ static void test_routes_batch_and_single(void **state) {
                                              {"t.batch.single", .handle = single_handle}, {NULL}};
         struct batch_recorder r;
         batch_recorder_init(&r);
+        /* both kinds seen, whether or not one poll round held them all (the
+         * two topics' first fetches may come apart by more than the linger) */
         r.stop_after_calls = 1;
+        r.stop_after_singles = 2;
         struct kafka_consumer *c = kafka_consumer_new(&o, "g.batch.single", topics, "earliest", &err);
         assert_non_null(c);
         assert_int_equal(run_routes(c, routes, &r), 0);
@@ -403,6 +410,43 @@ static void test_routes_batch_and_single(void **state) {
         assert_int_equal(r.nsingles, 2);
         assert_string_equal(r.singles[0], "s1");
         assert_string_equal(r.singles[1], "s2");
+        kafka_consumer_free(c);
+}
+
+/* A consumer far behind still finds the oldest record: librdkafka's mock
+ * cluster (the local stack's Kafka) drops the oldest record batches of a
+ * partition beyond 5 MiB; 200 records of 32 KB of file events (6.4 MB
+ * uncompressed, what ~23,000 events of a run weigh) must all stay, which
+ * they do compressed (kafka_producer_new: zstd). Uncompressed, the first
+ * ~40 records were gone and the first record polled was a later one. */
+static void test_backlog_kept(void **state) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        enum { RECORDS = 200, RECORD_LEN = 32 * 1024 };
+        static char value[RECORD_LEN + 128];
+        for (int i = 0; i < RECORDS; i++) {
+                size_t len = (size_t)snprintf(value, sizeof value, "record %d:", i);
+                for (int e = 0; len < RECORD_LEN; e++)
+                        len += (size_t)snprintf(value + len, sizeof value - len,
+                                                "{\"path\":\"node_modules/pkg%d/lib/index.js\",\"mode\":\"create\"}",
+                                                i * 1000 + e);
+                assert_int_equal(kafka_produce_sync(p, "t.backlog", "run", value, len, 10000, &err), 0);
+        }
+        kafka_producer_free(p);
+
+        const char *topics[] = {"t.backlog", NULL};
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.backlog", topics, "earliest", &err);
+        assert_non_null(c);
+        struct kafka_message m;
+        int r = 0;
+        for (int i = 0; i < 100 && r == 0; i++)
+                r = kafka_consumer_poll(c, 200, &m);
+        assert_int_equal(r, 1);
+        assert_int_equal(m.offset, 0);
+        assert_true(m.len > 9 && !memcmp(m.value, "record 0:", 9));
+        kafka_message_release(&m);
         kafka_consumer_free(c);
 }
 
@@ -416,6 +460,7 @@ int main(void) {
                 cmocka_unit_test(test_batch_retried_whole_then_committed),
                 cmocka_unit_test(test_batch_failing_round_not_committed),
                 cmocka_unit_test(test_routes_batch_and_single),
+                cmocka_unit_test(test_backlog_kept),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
