@@ -33,6 +33,8 @@ import uuid
 
 import psycopg
 
+from benchlib import load_env, pct  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 from conftest import BusSigner, pb_field, pb_varint, run_event_batch  # noqa: E402
 
@@ -42,22 +44,6 @@ RATES = os.environ.get("BENCH_RATES", "1000,10000,max").split(",")
 LINGER_S = 0.005
 MAX_PER_RECORD = 1000
 NODE = "bench-ingest"
-
-
-def load_env(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k] = v.strip().strip("'\"")
-    return out
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
 def _s(num, text):

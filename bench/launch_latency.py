@@ -17,23 +17,9 @@ import time
 import requests
 import websocket
 
+from benchlib import load_env, pct
+
 N = int(os.environ.get("BENCH_RUNS", "20"))
-
-
-def load_env(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k] = v.strip().strip("'\"")
-    return out
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
 def main():

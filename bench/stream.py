@@ -26,6 +26,8 @@ from datetime import datetime
 import requests
 import websocket
 
+from benchlib import load_env, pct
+
 CASES = [tuple(int(x) for x in c.split(":"))
          for c in os.environ.get("BENCH_CASES", "1000:1,1000:5,10000:1,10000:5").split(",")]
 EVENTS = int(os.environ.get("BENCH_EVENTS", "15000"))
@@ -50,22 +52,6 @@ while i < files:
         time.sleep(d)
 print("made %d files in %.2f s" % (files, time.monotonic() - t0))
 """
-
-
-def load_env(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k] = v.strip().strip("'\"")
-    return out
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
 def viewer(url, token, want, ready, out):
