@@ -22,7 +22,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import TERMINAL, command_spec, wait_run_status
+from conftest import TERMINAL, command_spec, wait_for, wait_run_status
 
 FLOOD_FILES = 20000
 SHORT_RUNS = 3
@@ -114,8 +114,8 @@ def test_a_flooding_run_stalls_no_other_run_and_kills_no_node(endpoints, api, ru
         probe.lag()  # the starting point
         before = scheduler_counters(endpoints)
         firehose_before = probe.high("paddock.runs.events")
-        ready = {n["id"] for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"] if n["state"] == "ready"}
-        assert ready, "no ready node"
+        ready = wait_for("a ready node", lambda: {n["id"] for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]
+                                                  if n["state"] == "ready"}, timeout=60)
 
         # creating a file is a create and a write (close) access: the run
         # spends its whole file-event budget (PADDOCK_RUN_MAX_FILE_EVENTS)
