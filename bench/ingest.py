@@ -33,7 +33,7 @@ import uuid
 
 import psycopg
 
-from benchlib import load_env, pct  # noqa: E402
+from benchlib import load_env, pct, state_dir  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 from conftest import BusSigner, pb_field, pb_varint, run_event_batch  # noqa: E402
@@ -163,7 +163,7 @@ def raw_copy(pg, tenant, team, total, temp):
 
 def main():
     from confluent_kafka import Producer
-    state = os.environ.get("PADDOCK_STATE_DIR", os.path.join(os.path.dirname(__file__), "..", ".paddock"))
+    state = state_dir()
     env = load_env(os.path.join(state, "endpoints.env"))
     dsn = env["PADDOCK_PG_DSN"]
     signer = BusSigner(f"node:{NODE}")

@@ -14,27 +14,15 @@ import statistics
 import sys
 import time
 
-import requests
 import websocket
 
-from benchlib import load_env, pct
+from benchlib import login, pct
 
 N = int(os.environ.get("BENCH_RUNS", "20"))
 
 
 def main():
-    state = os.environ.get("PADDOCK_STATE_DIR",
-                           os.path.join(os.path.dirname(__file__), "..", ".paddock"))
-    env = load_env(os.path.join(state, "endpoints.env"))
-    cred = load_env(os.path.join(state, "credentials"))
-    api = env["PADDOCK_API_URL"]
-    s = requests.Session()
-    r = s.post(api + "/v1/auth/login", json={"tenant": cred["PADDOCK_TENANT"],
-               "username": cred["PADDOCK_USER"], "password": cred["PADDOCK_PASSWORD"]})
-    r.raise_for_status()
-    token = r.json()["token"]
-    s.headers["Authorization"] = "Bearer " + token
-    team = s.get(api + "/v1/me").json()["teams"][0]["id"]
+    api, s, token, team = login()
     sb = s.post(api + "/v1/sandboxes", json={"name": "bench-%d" % time.time_ns(), "team": team,
                 "spec": {"agent": {"type": "command", "command": ["/bin/true"]},
                          "limits": {"timeout_s": 60}}})

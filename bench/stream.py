@@ -23,10 +23,9 @@ import sys
 import time
 from datetime import datetime
 
-import requests
 import websocket
 
-from benchlib import load_env, pct
+from benchlib import login, pct
 
 CASES = [tuple(int(x) for x in c.split(":"))
          for c in os.environ.get("BENCH_CASES", "1000:1,1000:5,10000:1,10000:5").split(",")]
@@ -83,17 +82,7 @@ def viewer(url, token, want, ready, out):
 
 
 def main():
-    state = os.environ.get("PADDOCK_STATE_DIR", os.path.join(os.path.dirname(__file__), "..", ".paddock"))
-    env = load_env(os.path.join(state, "endpoints.env"))
-    cred = load_env(os.path.join(state, "credentials"))
-    api = env["PADDOCK_API_URL"]
-    s = requests.Session()
-    r = s.post(api + "/v1/auth/login", json={"tenant": cred["PADDOCK_TENANT"],
-               "username": cred["PADDOCK_USER"], "password": cred["PADDOCK_PASSWORD"]})
-    r.raise_for_status()
-    token = r.json()["token"]
-    s.headers["Authorization"] = "Bearer " + token
-    team = s.get(api + "/v1/me").json()["teams"][0]["id"]
+    api, s, token, team = login()
     ws_url = api.replace("http://", "ws://")
     print("Paddock event -> websocket latency, %d file_access events per case; load average %s" % (
         EVENTS, " ".join(open("/proc/loadavg").read().split()[:3])))
