@@ -25,6 +25,17 @@
 
 #define PLATFORM_PRODUCE_TIMEOUT_MS 10000
 
+/* Packs m and produces it keyed by run id, waiting for the broker. */
+static int produce_message(const struct sched *s, const char *topic, const char *run_id, const ProtobufCMessage *m,
+                           struct err_detail *reterr) {
+        size_t n = protobuf_c_message_get_packed_size(m);
+        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+                return -ENOMEM;
+        protobuf_c_message_pack(m, buf);
+        return kafka_produce_sync(s->producer, topic, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS, reterr);
+}
+
 int platform_end_run(const struct sched *s, const char *run_id, const char *tenant, const char *team,
                      const char *status, const char *reason, struct err_detail *reterr) {
         _cleanup_(json_decrefp) json_t *data = json_pack("{s:s, s:s}", "status", status, "reason", reason);
@@ -52,21 +63,8 @@ int platform_end_run(const struct sched *s, const char *run_id, const char *tena
         Paddock__V1__RunEventBatch batch = PADDOCK__V1__RUN_EVENT_BATCH__INIT;
         batch.n_events = 1;
         batch.events = one;
-        size_t n = paddock__v1__run_event_batch__get_packed_size(&batch);
-        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
-        if (!buf)
-                return -ENOMEM;
-        paddock__v1__run_event_batch__pack(&batch, buf);
-        r = kafka_produce_sync(s->producer, TOPIC_RUNS_EVENTS, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS, reterr);
-        if (r < 0)
-                return r;
-        size_t en = paddock__v1__run_event__get_packed_size(&ev);
-        _cleanup_free_ uint8_t *ebuf = malloc(en ? en : 1);
-        if (!ebuf)
-                return -ENOMEM;
-        paddock__v1__run_event__pack(&ev, ebuf);
-        return kafka_produce_sync(s->producer, TOPIC_RUNS_STATUS, run_id, ebuf, en, PLATFORM_PRODUCE_TIMEOUT_MS,
-                                  reterr);
+        r = produce_message(s, TOPIC_RUNS_EVENTS, run_id, &batch.base, reterr);
+        return r < 0 ? r : produce_message(s, TOPIC_RUNS_STATUS, run_id, &ev.base, reterr);
 }
 
 int platform_cancel_run(const struct sched *s, const char *run_id, const char *tenant, const char *node_id,
@@ -85,11 +83,5 @@ int platform_cancel_run(const struct sched *s, const char *run_id, const char *t
         c.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL;
         c.cancel = &cancel;
 
-        size_t n = paddock__v1__run_control__get_packed_size(&c);
-        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
-        if (!buf)
-                return -ENOMEM;
-        paddock__v1__run_control__pack(&c, buf);
-        return kafka_produce_sync(s->producer, TOPIC_RUNS_CONTROL, run_id, buf, n, PLATFORM_PRODUCE_TIMEOUT_MS,
-                                  reterr);
+        return produce_message(s, TOPIC_RUNS_CONTROL, run_id, &c.base, reterr);
 }
