@@ -180,9 +180,10 @@ def test_node_clean(finished):
 # ---- Kafka: the run's events on paddock.runs.events, read by an independent consumer
 
 
-def test_kafka_events(endpoints, finished):
-    run_id = finished["id"]
-    expected = {e["seq"] for e in finished["stream"].events}
+def _records_of_run(endpoints, topic, run_id, done, timeout, read_on=0.0):
+    """The records keyed run_id on topic, read from its start by a consumer
+    group of their own, until done() (then read_on seconds more: nothing else
+    of the run may follow) or timeout seconds."""
     consumer = Consumer({
         "bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
         "group.id": f"paddock-e2e-{uuid.uuid4()}",
@@ -190,33 +191,43 @@ def test_kafka_events(endpoints, finished):
         "enable.auto.commit": False,
         "session.timeout.ms": 6000,
     })
-    seen, kinds = set(), {}
     try:
-        consumer.subscribe(["paddock.runs.events"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not expected <= seen:
-            msg = consumer.poll(1.0)
+        consumer.subscribe([topic])
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            if done():
+                if not read_on:
+                    return
+                until = min(until, time.monotonic() + read_on)
+            msg = consumer.poll(0.5)
             if msg is None:
                 continue
             if msg.error():
                 if msg.error().fatal():
                     raise KafkaException(msg.error())
                 continue
-            if (msg.key() or b"").decode(errors="replace") != run_id:
-                continue
-            # a record is a RunEventBatch of the run's events, seqs contiguous
-            seqs = []
-            for raw in run_events_of(msg.value()):
-                ev = pb_fields(raw)
-                env = pb_fields(ev[1][0])
-                assert env[2][0].decode() == run_id, "message key and envelope run id differ"
-                seq = env.get(3, [0])[0]
-                seqs.append(seq)
-                seen.add(seq)
-                kinds[seq] = ev.get(2, [b""])[0].decode()
-            assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"a record's seqs: {seqs}"
+            if (msg.key() or b"").decode(errors="replace") == run_id:
+                yield msg
     finally:
         consumer.close()
+
+
+def test_kafka_events(endpoints, finished):
+    run_id = finished["id"]
+    expected = {e["seq"] for e in finished["stream"].events}
+    seen, kinds = set(), {}
+    for msg in _records_of_run(endpoints, "paddock.runs.events", run_id, lambda: expected <= seen, 60):
+        # a record is a RunEventBatch of the run's events, seqs contiguous
+        seqs = []
+        for raw in run_events_of(msg.value()):
+            ev = pb_fields(raw)
+            env = pb_fields(ev[1][0])
+            assert env[2][0].decode() == run_id, "message key and envelope run id differ"
+            seq = env.get(3, [0])[0]
+            seqs.append(seq)
+            seen.add(seq)
+            kinds[seq] = ev.get(2, [b""])[0].decode()
+        assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"a record's seqs: {seqs}"
     assert expected <= seen, f"missing seqs on Kafka: {sorted(expected - seen)} (seen {sorted(seen)})"
     stream_kinds = {e["seq"]: e["kind"] for e in finished["stream"].events}
     assert {s: kinds[s] for s in expected} == stream_kinds
@@ -235,35 +246,12 @@ def test_kafka_status_copies(endpoints, api, finished):
     node = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["node"]
     expected = {(e["seq"], e["kind"]) for e in finished["stream"].events if e["kind"] in CONTROL_KINDS}
     assert len(expected) >= 3, finished["stream"].statuses
-    consumer = Consumer({
-        "bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"),
-        "group.id": f"paddock-e2e-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-    })
     seen, signers = set(), set()
-    try:
-        consumer.subscribe(["paddock.runs.status"])
-        until = time.monotonic() + 30
-        while time.monotonic() < until:
-            if expected <= seen:
-                until = min(until, time.monotonic() + 2)  # read a little further: nothing else of it
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().fatal():
-                    raise KafkaException(msg.error())
-                continue
-            if (msg.key() or b"").decode(errors="replace") != run_id:
-                continue
-            ev = pb_fields(msg.value())
-            env = pb_fields(ev[1][0])
-            assert env[2][0].decode() == run_id, "message key and envelope run id differ"
-            seen.add((env.get(3, [0])[0], ev.get(2, [b""])[0].decode()))
-            signers.add(dict(msg.headers() or []).get("paddock-signer", b"").decode())
-    finally:
-        consumer.close()
+    for msg in _records_of_run(endpoints, "paddock.runs.status", run_id, lambda: expected <= seen, 30, read_on=2):
+        ev = pb_fields(msg.value())
+        env = pb_fields(ev[1][0])
+        assert env[2][0].decode() == run_id, "message key and envelope run id differ"
+        seen.add((env.get(3, [0])[0], ev.get(2, [b""])[0].decode()))
+        signers.add(dict(msg.headers() or []).get("paddock-signer", b"").decode())
     assert seen == expected, f"on paddock.runs.status: {sorted(seen)}, expected {sorted(expected)}"
     assert signers == {f"node:{node}"}, signers
