@@ -79,32 +79,6 @@ static int kafka_loop_process(const struct kafka_message *m, kafka_handle_fn han
         }
 }
 
-int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *userdata,
-                       const struct kafka_consume_loop_options *opts) {
-        int poll_ms = opts->poll_timeout_ms > 0 ? opts->poll_timeout_ms : KAFKA_LOOP_POLL_MS;
-        while (!kafka_loop_stopping(opts)) {
-                struct kafka_message m;
-                int r = kafka_consumer_poll(c, poll_ms, &m);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        r = kafka_loop_process(&m, handle, userdata, opts);
-                        if (r == -ECANCELED) {
-                                kafka_message_release(&m);
-                                break;
-                        }
-                        struct err_detail cerr = {0};
-                        if (kafka_consumer_commit(c, &m, &cerr) < 0)
-                                /* harmless: the message comes again and is applied idempotently */
-                                log_warn("could not commit offset on %s: %s", m.topic, cerr.message);
-                        kafka_message_release(&m);
-                }
-                if (opts->tick)
-                        opts->tick(userdata);
-        }
-        return 0;
-}
-
 #define KAFKA_ROUTES_BATCH_MAX 1000
 
 static const struct kafka_route *kafka_route_find(const struct kafka_route *routes, const char *topic) {

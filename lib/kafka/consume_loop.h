@@ -1,11 +1,14 @@
-/* The one consume loop every consuming service runs: poll a message, hand it
- * to the service's handler, and commit its offset only once the handler says
- * its effect is durable or that it can never be processed. Transient failures
- * are retried on the SAME message with exponential backoff, so nothing is lost,
- * skipped or reordered while a dependency (PostgreSQL, S3) is down; a restart
- * at any point redelivers the uncommitted message, so handlers must be
- * idempotent. Logs retries and skips (warn/error) on the service's behalf,
- * since only this loop knows the attempt count and offset. */
+/* The one consume loop every consuming service runs, as a table of routes:
+ * poll a round of messages, hand each to its topic's handler, and commit the
+ * round's offsets only once every handler says its effect is durable or that
+ * its message can never be processed. Transient failures are retried on the
+ * SAME messages with exponential backoff, so nothing is lost, skipped or
+ * reordered while a dependency (PostgreSQL, S3) is down; a restart at any
+ * point redelivers the uncommitted round, so handlers must be idempotent (a
+ * consumer that must commit each message on its own, such as the
+ * runner-agent's assignments, sets batch_max 1). Logs retries and skips
+ * (warn/error) on the service's behalf, since only this loop knows the
+ * attempt count and offset. */
 #pragma once
 #include <errno.h>
 #include <stdatomic.h>
@@ -27,8 +30,8 @@
  * after a backoff. err starts zeroed on each attempt; its code and message are
  * logged. Called from the loop's thread only. */
 typedef int (*kafka_handle_fn)(void *userdata, const struct kafka_message *m, struct err_detail *err);
-/* Called after every poll (a message handled and committed, or a poll
- * timeout), for periodic work in the consumer's thread. */
+/* Called after every poll round (its messages handled and committed, or a
+ * poll timeout), for periodic work in the consumer's thread. */
 typedef void (*kafka_tick_fn)(void *userdata);
 
 /* Applies msgs[0..n) (every message of one poll for the route's topic, in
@@ -60,9 +63,9 @@ struct kafka_consume_loop_options {
         kafka_tick_fn tick;           /* optional, gets the loop's userdata */
         const atomic_bool *stop;      /* optional: stop as on shutdown (checked
                                        * between polls and every <= 100 ms of backoff) */
-        /* kafka_consume_routes only (PADDOCK_CONSUME_BATCH_MAX / _LINGER_MS,
-         * lib/kafka/kafka_config.h): */
-        int batch_max;                /* 0: 1000, messages taken per poll round */
+        /* the round (PADDOCK_CONSUME_BATCH_MAX / _LINGER_MS for batched
+         * consumers, lib/kafka/kafka_config.h): */
+        int batch_max;                /* 0: 1000, messages taken per poll round (1: each committed alone) */
         int linger_ms;                /* after the first message, how long to wait for more (0: none) */
         struct metric *batches;       /* optional: poll rounds whose offsets were committed */
 };
@@ -76,15 +79,6 @@ struct kafka_consumer *kafka_consumer_new_routes(const struct kafka_options *opt
 /* True for the errnos a handler returns for poison messages (see KAFKA_SKIP). */
 bool kafka_error_is_permanent(int r);
 
-/* Runs until core/shutdown reports a shutdown or *opts->stop becomes true,
- * then returns 0; a message being retried at that moment is not committed and
- * is redelivered to the group's next member. Returns the negative errno of a
- * fatal consumer error (logged by the caller). A failed commit is logged at
- * warn and not fatal: the message comes again and is applied idempotently.
- * c, opts and the metrics are borrowed; c must be polled by this thread only. */
-int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *userdata,
-                       const struct kafka_consume_loop_options *opts);
-
 /* The consumer as a table of routes over ONE loop: each round polls up to
  * opts->batch_max messages, waiting at most opts->linger_ms after the first;
  * hands each batch route all of the round's messages of its topic in one call
@@ -93,7 +87,12 @@ int kafka_consume_loop(struct kafka_consumer *c, kafka_handle_fn handle, void *u
  * out of order); and commits the round's offsets only once every handler
  * returned durable or skipped its poison. A message of a topic without a
  * route is skipped as poison. Records refused by bus_auth are committed with
- * the round, never ahead of it. Returns like kafka_consume_loop; routes, c and
- * opts are borrowed. */
+ * the round, never ahead of it. Runs until core/shutdown reports a shutdown
+ * or *opts->stop becomes true, then returns 0; a round being retried at that
+ * moment is not committed and is redelivered to the group's next member.
+ * Returns the negative errno of a fatal consumer error (logged by the
+ * caller). A failed commit is logged at warn and not fatal: the messages come
+ * again and are applied idempotently. routes, c, opts and the metrics are
+ * borrowed; c must be polled by this thread only. */
 int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *routes, void *userdata,
                          const struct kafka_consume_loop_options *opts);

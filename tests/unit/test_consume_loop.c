@@ -1,6 +1,9 @@
-/* kafka_consume_loop against librdkafka's in-process mock cluster (the real
+/* kafka_consume_routes against librdkafka's in-process mock cluster (the real
  * Kafka protocol on loopback): what is committed, when, and what a new group
- * member sees after the previous one went away. */
+ * member sees after the previous one went away. Offsets are committed per
+ * poll round: a round of one message (batch_max 1, the runner-agent's
+ * assignments) commits each message on its own, a longer round all or
+ * nothing. */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -40,6 +43,7 @@ static int group_setup(void **state) {
                 return -1;
         snprintf(bootstrap, sizeof bootstrap, "%s", rd_kafka_mock_cluster_bootstraps(mock));
         rd_kafka_mock_topic_create(mock, "t.loop.retry", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.loop.round", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.loop.verdicts", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.loop.idle", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.retry", 1, 1);
@@ -103,10 +107,13 @@ static void recorder_init(struct recorder *r) {
         r->retries = (struct metric){.name = "retries", .type = METRIC_COUNTER};
 }
 
-static struct kafka_consume_loop_options loop_opts(struct recorder *r) {
+/* batch_max 0: the default round (up to 1000, 300 ms linger so that a
+ * test's messages produced beforehand make one round). */
+static struct kafka_consume_loop_options loop_opts(struct recorder *r, int batch_max) {
         return (struct kafka_consume_loop_options){.poll_timeout_ms = 200, .retry_min_ms = 10, .retry_max_ms = 40,
                                                    .processed = &r->processed, .skipped = &r->skipped,
-                                                   .retries = &r->retries, .stop = &r->stop};
+                                                   .retries = &r->retries, .stop = &r->stop,
+                                                   .batch_max = batch_max, .linger_ms = batch_max == 1 ? 0 : 300};
 }
 
 /* Stops the loop after ~30 s if a test's own stop condition never came. */
@@ -124,11 +131,13 @@ static void *watchdog_main(void *arg) {
         return NULL;
 }
 
-static int run_loop(struct kafka_consumer *c, struct recorder *r) {
+/* One single route for topic over c. */
+static int run_loop(struct kafka_consumer *c, const char *topic, struct recorder *r, int batch_max) {
         struct watchdog w = {.stop = &r->stop};
         assert_int_equal(pthread_create(&w.thread, NULL, watchdog_main, &w), 0);
-        struct kafka_consume_loop_options lo = loop_opts(r);
-        int ret = kafka_consume_loop(c, record_handle, r, &lo);
+        struct kafka_consume_loop_options lo = loop_opts(r, batch_max);
+        const struct kafka_route routes[] = {{topic, .handle = record_handle}, {NULL}};
+        int ret = kafka_consume_routes(c, routes, r, &lo);
         atomic_store(&w.done, true);
         pthread_join(w.thread, NULL);
         return ret;
@@ -146,16 +155,18 @@ static void expect_all_committed(const char *topic, const char *group, const cha
         r.stop_after = 1;
         struct kafka_consumer *c = kafka_consumer_new(&o, group, topics, "earliest", &err);
         assert_non_null(c);
-        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(run_loop(c, topic, &r, 0), 0);
         assert_int_equal(r.n, 1);
         assert_string_equal(r.seen[0], value);
         kafka_consumer_free(c);
 }
 
-/* A message failing transiently is handed in again and again, never
- * committed; after the member goes away (stop mid-retry, then close without
- * commit, as a crash would leave it) the next member gets the same message,
- * and once it succeeds it is committed and never seen again. */
+/* Rounds of one message (the runner-agent's assignments: each committed once
+ * its run is durably accepted): a message failing transiently is handed in
+ * again and again, never committed, and nothing after it is handed in; after
+ * the member goes away (stop mid-retry, then close without commit, as a crash
+ * would leave it) the next member gets the same message but not the one
+ * before it, and once it succeeds it is committed and never seen again. */
 static void test_transient_retried_never_lost(void **state) {
         produce("t.loop.retry", (const char *const[]){"first", "flaky", "after", NULL});
         struct kafka_options o = opts();
@@ -168,7 +179,7 @@ static void test_transient_retried_never_lost(void **state) {
         r.stop_after = 6;      /* "first" + five attempts at "flaky" */
         struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.retry", topics, "earliest", &err);
         assert_non_null(c);
-        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(run_loop(c, "t.loop.retry", &r, 1), 0);
         assert_int_equal(r.n, 6);
         assert_string_equal(r.seen[0], "first");
         for (int i = 1; i < 6; i++)
@@ -183,7 +194,7 @@ static void test_transient_retried_never_lost(void **state) {
         r.stop_after = 4;     /* "flaky" x3, "after" */
         c = kafka_consumer_new(&o, "g.loop.retry", topics, "earliest", &err);
         assert_non_null(c);
-        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(run_loop(c, "t.loop.retry", &r, 1), 0);
         assert_int_equal(r.n, 4);
         assert_string_equal(r.seen[0], "flaky"); /* redelivered: "first" was committed, "flaky" was not */
         assert_string_equal(r.seen[1], "flaky");
@@ -194,6 +205,47 @@ static void test_transient_retried_never_lost(void **state) {
         kafka_consumer_free(c);
 
         expect_all_committed("t.loop.retry", "g.loop.retry", "last");
+}
+
+/* A longer round with a single route: its messages are handed in one by one
+ * in order, a transient failure retries the SAME message and nothing after
+ * it; stopped mid-retry, none of the round is committed, so the next member
+ * gets the round again from its first message (already applied once: the
+ * reason handlers are idempotent), and no message is lost or reordered. */
+static void test_transient_round_redelivered(void **state) {
+        produce("t.loop.round", (const char *const[]){"first", "flaky", "after", NULL});
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {"t.loop.round", NULL};
+
+        struct recorder r;
+        recorder_init(&r);
+        r.transient_left = -1;
+        r.stop_after = 4; /* "first" + three attempts at "flaky" */
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.round", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, "t.loop.round", &r, 0), 0);
+        assert_int_equal(r.n, 4);
+        assert_string_equal(r.seen[0], "first");
+        for (int i = 1; i < 4; i++)
+                assert_string_equal(r.seen[i], "flaky"); /* "after" never handed in ahead of it */
+        kafka_consumer_free(c);
+
+        recorder_init(&r);
+        r.transient_left = 1;
+        r.stop_after = 4; /* "first" again, "flaky" x2, "after" */
+        c = kafka_consumer_new(&o, "g.loop.round", topics, "earliest", &err);
+        assert_non_null(c);
+        assert_int_equal(run_loop(c, "t.loop.round", &r, 0), 0);
+        assert_int_equal(r.n, 4);
+        assert_string_equal(r.seen[0], "first"); /* its round was not committed */
+        assert_string_equal(r.seen[1], "flaky");
+        assert_string_equal(r.seen[2], "flaky");
+        assert_string_equal(r.seen[3], "after");
+        assert_int_equal(r.processed.value, 3);
+        kafka_consumer_free(c);
+
+        expect_all_committed("t.loop.round", "g.loop.round", "last");
 }
 
 /* Success and both forms of poison are committed once and counted apart. */
@@ -208,7 +260,7 @@ static void test_skip_and_success_commit(void **state) {
         r.stop_after = 4;
         struct kafka_consumer *c = kafka_consumer_new(&o, "g.loop.verdicts", topics, "earliest", &err);
         assert_non_null(c);
-        assert_int_equal(run_loop(c, &r), 0);
+        assert_int_equal(run_loop(c, "t.loop.verdicts", &r, 0), 0);
         assert_int_equal(r.n, 4);
         assert_int_equal(r.processed.value, 2);
         assert_int_equal(r.skipped.value, 2);
@@ -234,10 +286,11 @@ static void test_tick_runs_when_idle(void **state) {
         assert_non_null(c);
         struct recorder r;
         recorder_init(&r);
-        struct kafka_consume_loop_options lo = loop_opts(&r);
+        struct kafka_consume_loop_options lo = loop_opts(&r, 0);
         lo.tick = count_tick;
         ticks = 0;
-        assert_int_equal(kafka_consume_loop(c, record_handle, &r, &lo), 0);
+        const struct kafka_route routes[] = {{"t.loop.idle", .handle = record_handle}, {NULL}};
+        assert_int_equal(kafka_consume_routes(c, routes, &r, &lo), 0);
         assert_int_equal(ticks, 3);
         assert_int_equal(r.n, 0);
         kafka_consumer_free(c);
@@ -454,6 +507,7 @@ int main(void) {
         log_init("test", LOG_ERROR);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_transient_retried_never_lost),
+                cmocka_unit_test(test_transient_round_redelivered),
                 cmocka_unit_test(test_skip_and_success_commit),
                 cmocka_unit_test(test_tick_runs_when_idle),
                 cmocka_unit_test(test_error_is_permanent),
