@@ -10,7 +10,9 @@
 #include "core/macro.h"
 #include "core/shutdown.h"
 #include "core/timeutil.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
+#include "kafka/topics.h"
 #include "metrics_runner.h"
 #include "run.h"
 
@@ -140,56 +142,52 @@ static bool running_here(struct agent *a, const char *run_id) {
         return found;
 }
 
-static int commit(struct kafka_consumer *c, const struct kafka_message *m, const char *run_id) {
-        struct err_detail err = {0};
-        int r = kafka_consumer_commit(c, m, &err);
-        if (r < 0)
-                log_ctx(LOG_WARN, LOG_KV("run", run_id ? run_id : ""), "could not commit offset %lld: %s",
-                        (long long)m->offset, err.message);
-        return r;
-}
-
-/* Handles one message. Returns 1 if its offset may be committed, 0 on
- * shutdown before acceptance (leave it for redelivery). */
-static int handle(struct agent *a, const struct kafka_message *m, int64_t received) {
+/* The assignments route: applies one message of paddock.runs.assigned.
+ * Returns 0 once the run is durably accepted here (its done/<run id> marker
+ * is on disk and its worker started) or the message is not this node's to
+ * run; KAFKA_SKIP or -EINVAL for a message that can never be run; another
+ * negative errno leaves it uncommitted (shutting down before acceptance, or
+ * the marker could not be written: the loop retries it until the stop). */
+static int handle(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct agent *a = userdata;
+        int64_t received = time_mono_us();
         Paddock__V1__RunAssigned *ra = paddock__v1__run_assigned__unpack(NULL, m->len, m->value);
-        if (!ra) {
-                log_warn("skipping an undecodable message at %s[%d]@%lld", m->topic, m->partition,
-                         (long long)m->offset);
-                return 1;
-        }
+        if (!ra)
+                return err_set(err, KAFKA_SKIP, "decode", "undecodable run assignment");
         if (!ra->node_id || strcmp(ra->node_id, a->node_id) != 0) {
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 1;
+                return 0;
         }
         const Paddock__V1__RunRequested *req = ra->request;
         const char *run_id = ra->env && ra->env->run_id && ra->env->run_id[0] ? ra->env->run_id
                            : req && req->env ? req->env->run_id : NULL;
         /* the run id names paths and cgroups: only a canonical UUID is acceptable */
         if (!run_id || !id_is_uuid(run_id) || !req || !req->sandbox) {
-                log_ctx(LOG_ERROR, LOG_KV("run", run_id && id_is_uuid(run_id) ? run_id : "(invalid)"),
-                        "skipping a malformed run assignment (run id or sandbox missing)");
+                int r = err_set(err, -EINVAL, "run_assignment", "malformed run assignment for run %s (run id or sandbox missing)",
+                                run_id && id_is_uuid(run_id) ? run_id : "(invalid)");
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 1;
+                return r;
         }
         if (marker_exists(a, run_id) || running_here(a, run_id)) {
                 log_ctx(LOG_INFO, LOG_KV("run", run_id), "run already accepted on this node, not starting it again");
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 1;
+                return 0;
         }
         struct run_slot *slot = acquire_slot(a);
         if (!slot || shutdown_requested()) {
                 /* stopping: leave it uncommitted for the next start */
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 0;
+                return err_set(err, -ESHUTDOWN, "shutdown", "stopping before run %s was accepted", run_id);
         }
-        if (assignments_mark(a, run_id, "accepted\n") < 0) {
+        int r = assignments_mark(a, run_id, "accepted\n");
+        if (r < 0) {
                 /* without the marker a redelivery could start it twice; leave it
                  * uncommitted and stop, since committing a later offset would skip it */
                 log_ctx(LOG_ERROR, LOG_KV("run", run_id), "stopping: cannot record accepted runs");
                 shutdown_request();
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 0;
+                return err_set(err, kafka_error_is_permanent(r) ? -EIO : r, "marker",
+                               "could not record run %s as accepted: %s", run_id, strerror(-r));
         }
         const Paddock__V1__Limits *lim = req->sandbox->limits;
         pthread_mutex_lock(&a->lock);
@@ -202,7 +200,7 @@ static int handle(struct agent *a, const struct kafka_message *m, int64_t receiv
         slot->received_mono_us = received;
         slot->assigned = ra;
         slot->agent = a;
-        int r = pthread_create(&slot->thread, NULL, run_thread, slot);
+        r = pthread_create(&slot->thread, NULL, run_thread, slot);
         if (r != 0) {
                 slot->busy = false;
                 slot->assigned = NULL;
@@ -215,29 +213,29 @@ static int handle(struct agent *a, const struct kafka_message *m, int64_t receiv
                 snprintf(path, sizeof path, "%s/%s", a->done_dir, run_id);
                 unlink(path);
                 paddock__v1__run_assigned__free_unpacked(ra, NULL);
-                return 0;
+                return err_set(err, -EAGAIN, "thread", "could not start run %s: %s", run_id, strerror(r));
         }
         metric_add(&runner_metric_runs_accepted, 1);
         metric_add(&runner_metric_runs_running, 1);
         log_ctx(LOG_INFO, LOG_KV("run", run_id, "tenant", req->env ? req->env->tenant_id : ""), "run accepted");
-        return 1;
+        return 0;
+}
+
+const struct kafka_route assignments_routes[] = {
+        {TOPIC_RUNS_ASSIGNED, .handle = handle},
+        {NULL},
+};
+
+static void reap_tick(void *userdata) {
+        assignments_reap(userdata, false);
 }
 
 int assignments_loop(struct agent *a, struct kafka_consumer *c) {
-        while (!shutdown_requested()) {
-                struct kafka_message m;
-                int r = kafka_consumer_poll(c, POLL_MS, &m);
-                assignments_reap(a, false);
-                if (r < 0) {
-                        log_error("consuming run assignments failed: %s", strerror(-r));
-                        return r;
-                }
-                if (r == 0)
-                        continue;
-                int64_t received = time_mono_us();
-                if (handle(a, &m, received) > 0)
-                        commit(c, &m, NULL);
-                kafka_message_release(&m);
-        }
-        return 0;
+        /* rounds of one message: each assignment is committed as soon as its
+         * run is accepted, never held back by a later one waiting for a slot */
+        const struct kafka_consume_loop_options lo = {.poll_timeout_ms = POLL_MS, .batch_max = 1, .tick = reap_tick};
+        int r = kafka_consume_routes(c, assignments_routes, a, &lo);
+        if (r < 0)
+                log_error("consuming run assignments failed: %s", strerror(-r));
+        return r;
 }

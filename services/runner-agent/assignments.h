@@ -2,13 +2,18 @@
  * starts a worker thread per run, bounded by the slot count. */
 #pragma once
 #include "agent.h"
+#include "kafka/consume_loop.h"
 
 struct kafka_consumer;
 
-/* Polls until shutdown is requested. Each message for this node whose run id
- * has no done/<run id> marker gets the marker written, its offset committed,
- * and a worker thread; other messages are committed and skipped. Returns 0 on
- * shutdown, a negative errno on a fatal consumer error. */
+/* The consumer's route table (paddock.runs.assigned), for
+ * kafka_consumer_new_routes. */
+extern const struct kafka_route assignments_routes[];
+/* Consumes c (made from assignments_routes) until shutdown is requested, in
+ * rounds of one message. Each message for this node whose run id has no
+ * done/<run id> marker gets the marker written and a worker thread, then its
+ * offset committed; other messages are committed and skipped. Returns 0 on
+ * shutdown, a negative errno on a fatal consumer error (logged). */
 int assignments_loop(struct agent *a, struct kafka_consumer *c);
 
 /* Writes done/<run id> with text (atomically). Thread-safe. */

@@ -13,6 +13,7 @@
 #include "core/macro.h"
 #include "core/shutdown.h"
 #include "core/timeutil.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 
@@ -157,20 +158,22 @@ static void handle_cancel(struct agent *a, const char *run_id, const Paddock__V1
                         "cancel for a run not started here, remembered");
 }
 
-static void handle(struct control *c, const struct kafka_message *m, int64_t received) {
+/* The control route: applies one message of paddock.runs.control. Returns 0
+ * once handled (a cancel's tombstone is on disk before that) or not ours;
+ * KAFKA_SKIP / -EINVAL for a message that can never be handled. */
+static int handle(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct control *c = userdata;
         struct agent *a = c->a;
+        int64_t received = time_mono_us();
         Paddock__V1__RunControl *rc = paddock__v1__run_control__unpack(NULL, m->len, m->value);
-        if (!rc) {
-                log_warn("skipping an undecodable control message at %s[%d]@%lld", m->topic, m->partition,
-                         (long long)m->offset);
-                return;
-        }
+        if (!rc)
+                return err_set(err, KAFKA_SKIP, "decode", "undecodable control message");
         const char *run_id = rc->env && rc->env->run_id ? rc->env->run_id : "";
         bool ours = rc->node_id && rc->node_id[0] && !strcmp(rc->node_id, a->node_id);
         bool anyone = !rc->node_id || !rc->node_id[0];
+        int r = 0;
         if (!id_is_uuid(run_id)) {
-                log_warn("skipping a control message without a valid run id at %s[%d]@%lld", m->topic,
-                         m->partition, (long long)m->offset);
+                r = err_set(err, -EINVAL, "run_id", "control message without a valid run id");
         } else if (!ours && !anyone) {
                 /* another node's run */
         } else if (strcmp(m->signer, "api") && rc->action_case != PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL) {
@@ -195,26 +198,24 @@ static void handle(struct control *c, const struct kafka_message *m, int64_t rec
                         log_ctx(LOG_WARN, LOG_KV("run", run_id), "sealed secrets received but no secrets support is built in");
         }
         paddock__v1__run_control__free_unpacked(rc, NULL);
+        return r;
 }
+
+static const struct kafka_route control_routes[] = {
+        {TOPIC_RUNS_CONTROL, .handle = handle},
+        {NULL},
+};
 
 static void *control_thread(void *userdata) {
         struct control *c = userdata;
-        while (!atomic_load(&c->stop)) {
-                struct kafka_message m;
-                int r = kafka_consumer_poll(c->consumer, CONTROL_POLL_MS, &m);
-                if (r < 0) {
-                        log_error("consuming run control messages failed: %s", strerror(-r));
-                        shutdown_request();
-                        break;
-                }
-                if (r == 0)
-                        continue;
-                int64_t received = time_mono_us();
-                handle(c, &m, received);
-                struct err_detail err = {0};
-                if (kafka_consumer_commit(c->consumer, &m, &err) < 0)
-                        log_warn("could not commit control offset %lld: %s", (long long)m.offset, err.message);
-                kafka_message_release(&m);
+        /* a short poll keeps control_stop prompt; no linger, so a cancel is
+         * handled as soon as it is fetched (docs/CONTRACTS.md: within 1 s) */
+        const struct kafka_consume_loop_options lo = {.poll_timeout_ms = CONTROL_POLL_MS, .batch_max = 100,
+                                                      .stop = &c->stop};
+        int r = kafka_consume_routes(c->consumer, control_routes, c, &lo);
+        if (r < 0) {
+                log_error("consuming run control messages failed: %s", strerror(-r));
+                shutdown_request();
         }
         return NULL;
 }
@@ -231,8 +232,7 @@ struct control *control_start(struct agent *a, struct err_detail *reterr) {
         snprintf(group, sizeof group, "paddock-runner-control-%s", a->node_id);
         struct kafka_options o;
         kafka_settings_options(&a->cfg->kafka, client_id, a->auth, &o);
-        c->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_CONTROL, NULL}, "earliest",
-                                         reterr);
+        c->consumer = kafka_consumer_new_routes(&o, group, control_routes, "earliest", reterr);
         if (!c->consumer)
                 return NULL;
         int r = pthread_create(&c->thread, NULL, control_thread, c);

@@ -1,6 +1,7 @@
 /* paddock.runs.control on the runner-agent: its own consumer thread (group
- * paddock-runner-control-<node>, from the earliest offset, committing after
- * each message is handled). Messages addressed to this node (node_id ours, or
+ * paddock-runner-control-<node>, from the earliest offset, on
+ * kafka_consume_routes: a poll round is committed once its messages are
+ * handled). Messages addressed to this node (node_id ours, or
  * empty and the run known here) are dispatched: cancel -> the run's worker
  * (crun kill within a poll of the message's arrival; a cancel for a run not
  * started here is kept as a tombstone so its later assignment ends at once);

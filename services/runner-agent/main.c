@@ -26,6 +26,7 @@
 #include "http/ops.h"
 #include "images.h"
 #include "crypto/sign.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
 #include "metrics_runner.h"
@@ -286,8 +287,7 @@ int main(int argc, char **argv) {
         snprintf(group, sizeof group, "paddock-runner-%s", a.node_id);
         struct kafka_options copts = svc.kafka;
         copts.extra = consumer_extra;
-        consumer = kafka_consumer_new(&copts, group, (const char *const[]){TOPIC_RUNS_ASSIGNED, NULL}, "earliest",
-                                      &err);
+        consumer = kafka_consumer_new_routes(&copts, group, assignments_routes, "earliest", &err);
         if (!consumer) {
                 log_error("could not join consumer group %s: %s", group, err.message);
                 goto out;
