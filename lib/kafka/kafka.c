@@ -151,10 +151,14 @@ static void *kafka_poller(void *arg) {
 }
 
 struct kafka_producer *kafka_producer_new(const struct kafka_options *opts, struct err_detail *reterr) {
-        static const char *const ours[] = {
+        char linger[16];
+        snprintf(linger, sizeof linger, "%d", opts && opts->linger_ms > 0 ? opts->linger_ms : 0);
+        const char *const ours[] = {
                 "enable.idempotence", "true",
                 "acks", "all",
-                "linger.ms", "5",
+                /* each hop of a launch waits for its record's acknowledgement:
+                 * a linger is paid once per hop (issue 10 §4) */
+                "linger.ms", linger,
                 /* zstd: a RunEventBatch of file events shrinks ~10x, so a
                  * partition holds ~10x the backlog. librdkafka's mock cluster
                  * (the local stack's Kafka) keeps at most 5 MiB of record

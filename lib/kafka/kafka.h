@@ -18,6 +18,7 @@ struct kafka_options {
         int fetch_wait_max_ms;      /* consumers; 0 = librdkafka default (500 ms). A real broker answers a
                                      * fetch as soon as data arrives; librdkafka's mock cluster waits the
                                      * full time, so the local stack sets 10 to keep launch latency low */
+        int linger_ms;              /* producers: librdkafka linger.ms (PADDOCK_KAFKA_LINGER_MS); 0 = none */
         const char *const *extra;   /* optional NULL-terminated {key, value, ...} librdkafka properties */
         const char *const *security;/* optional, like extra: the transport settings every daemon shares
                                      * (security.protocol, ssl.*, sasl.*: lib/kafka/kafka_config.h) */

@@ -55,7 +55,8 @@ void kafka_settings_options(struct kafka_settings *ks, const char *client_id, st
         ks->props_[n] = NULL;
         *o = (struct kafka_options){.bootstrap = ks->bootstrap, .client_id = client_id,
                                     .session_timeout_ms = (int)ks->session_timeout_ms,
-                                    .fetch_wait_max_ms = (int)ks->fetch_wait_ms, .security = ks->props_,
+                                    .fetch_wait_max_ms = (int)ks->fetch_wait_ms,
+                                    .linger_ms = (int)ks->linger_ms, .security = ks->props_,
                                     .auth = auth};
 }
 

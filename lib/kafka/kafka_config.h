@@ -17,6 +17,7 @@ struct kafka_settings {
         char *bootstrap;
         long long session_timeout_ms;
         long long fetch_wait_ms;
+        long long linger_ms;
         long long consume_batch_max;
         long long consume_linger_ms;
         char *signing_key;
@@ -41,6 +42,10 @@ struct kafka_settings {
          "consumer group session timeout; how long a dead member holds its partitions"},                             \
         {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, KAFKA_CONFIG_OFF_(st, m, fetch_wait_ms), \
          "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},                 \
+        {"PADDOCK_KAFKA_LINGER_MS", CONFIG_INT, "0", 0, 1000, false, KAFKA_CONFIG_OFF_(st, m, linger_ms),           \
+         "how long a producer holds records to batch them (librdkafka linger.ms); 0: none, since every record "     \
+         "on the launch and control path waits for its acknowledgement and the runner-agent batches its run "       \
+         "events itself (PADDOCK_RUN_EVENT_LINGER_MS)"},                                                              \
         {"PADDOCK_CONSUME_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false,                                          \
          KAFKA_CONFIG_OFF_(st, m, consume_batch_max),                                                                 \
          "most messages a batched consumer (evidence, billing) takes per poll round and applies in one "             \

@@ -57,6 +57,34 @@ static void test_defaults_are_plaintext(void **state) {
         config_free(table, &s);
 }
 
+/* Producers do not linger unless told to: every launch hop waits for its
+ * record's acknowledgement, so a linger is paid per hop (issue 10 §4). */
+static void test_linger_setting(void **state) {
+        struct settings s = {0};
+        struct err_detail e = {0};
+        clear_env();
+        setenv("PADDOCK_KAFKA_BOOTSTRAP", "127.0.0.1:9092", 1);
+        assert_int_equal(config_load(table, &s, &e), 0);
+        struct kafka_options o;
+        kafka_settings_options(&s.kafka, "unit", NULL, &o);
+        assert_int_equal(o.linger_ms, 0);
+        config_free(table, &s);
+
+        s = (struct settings){0};
+        setenv("PADDOCK_KAFKA_LINGER_MS", "7", 1);
+        assert_int_equal(config_load(table, &s, &e), 0);
+        kafka_settings_options(&s.kafka, "unit", NULL, &o);
+        assert_int_equal(o.linger_ms, 7);
+        config_free(table, &s);
+
+        s = (struct settings){0};
+        setenv("PADDOCK_KAFKA_LINGER_MS", "5000", 1);
+        assert_true(config_load(table, &s, &e) < 0);
+        assert_non_null(strstr(e.message, "PADDOCK_KAFKA_LINGER_MS"));
+        config_free(table, &s);
+        unsetenv("PADDOCK_KAFKA_LINGER_MS");
+}
+
 static void test_sasl_ssl_passed_through(void **state) {
         struct settings s = {0};
         struct err_detail e = {0};
@@ -99,6 +127,7 @@ static void test_sasl_ssl_passed_through(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_are_plaintext),
+                cmocka_unit_test(test_linger_setting),
                 cmocka_unit_test(test_sasl_ssl_passed_through),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
