@@ -53,6 +53,28 @@ struct stream_buf {
         int64_t first_us;       /* when the oldest buffered byte arrived */
 };
 
+/* The launch path's phases, each logged with its duration in "agent
+ * running" (bench/launch_latency.py prints them): where the time from the
+ * assignment's arrival to the running event goes. */
+enum run_phase {
+        RUN_PHASE_ACCEPT,       /* assignment received -> worker thread started */
+        RUN_PHASE_PROVISIONING, /* the provisioning status event acknowledged */
+        RUN_PHASE_DIRS,         /* run dir, workspace (quota), files */
+        RUN_PHASE_NETNS,        /* network namespace, veth, addresses */
+        RUN_PHASE_EGRESS,       /* the run's proxy */
+        RUN_PHASE_BUNDLE,       /* OCI config written */
+        RUN_PHASE_CAPTURE,      /* exec and file capture started */
+        RUN_PHASE_CRUN,         /* crun ran the container's init */
+        RUN_PHASE_EXEC,         /* the command's exec event seen */
+        RUN_PHASE_RUNNING,      /* the running status event acknowledged */
+        RUN_PHASES,
+};
+
+static const char *const run_phase_names[RUN_PHASES] = {
+        "accept_ms", "provisioning_event_ms", "dirs_ms", "netns_ms", "egress_ms",
+        "bundle_ms", "capture_ms", "crun_ms", "exec_ms", "running_event_ms",
+};
+
 struct run_ctx {
         struct agent *a;
         struct run_slot *slot;
@@ -67,6 +89,7 @@ struct run_ctx {
         bool output_truncated;
         char early_stderr[512];  /* crun's own errors before the container ran */
         size_t early_len;
+        int64_t phase_end[RUN_PHASES]; /* time_mono_us() at the end of each launch phase */
 };
 
 /* Length (1..3) of an incomplete multi-byte sequence at the end of s, or 0. */
@@ -282,6 +305,31 @@ static void read_crun_error(struct run_ctx *c, struct stream_buf *err) {
                 c->early_stderr[--c->early_len] = 0;
 }
 
+/* Logs where the launch's time went: each phase's duration from the end of
+ * the previous one, and startup_ms from the assignment's arrival to the
+ * running event. */
+static void log_phases(const struct run_ctx *c) {
+        char vals[RUN_PHASES + 1][24];
+        const char *kv[2 * (RUN_PHASES + 2) + 1];
+        size_t n = 0;
+        int64_t prev = c->slot->received_mono_us;
+        kv[n++] = "run";
+        kv[n++] = c->sb.run_id;
+        for (int i = 0; i < RUN_PHASES; i++) {
+                int64_t end = c->phase_end[i] ? c->phase_end[i] : prev;
+                snprintf(vals[i], sizeof vals[i], "%.1f", (double)(end - prev) / 1000.0);
+                kv[n++] = run_phase_names[i];
+                kv[n++] = vals[i];
+                prev = end;
+        }
+        snprintf(vals[RUN_PHASES], sizeof vals[RUN_PHASES], "%.1f",
+                 (double)(prev - c->slot->received_mono_us) / 1000.0);
+        kv[n++] = "startup_ms";
+        kv[n++] = vals[RUN_PHASES];
+        kv[n] = NULL;
+        log_ctx(LOG_INFO, kv, "agent running");
+}
+
 /* Runs the container to its end (exit, timeout, cancel or a limit kill) while
  * streaming output and watching its limits. */
 static void supervise(struct run_ctx *c, struct outcome *o) {
@@ -317,17 +365,15 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         c->sb.init_pid = init_pid;
         o->started_us = time_now_us();
         o->started_mono = time_mono_us();
-        {
-                int64_t startup_us = o->started_mono - c->slot->received_mono_us;
-                char ms[32];
-                snprintf(ms, sizeof ms, "%.1f", (double)startup_us / 1000.0);
-                log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "startup_ms", ms), "container running");
-        }
+        c->phase_end[RUN_PHASE_CRUN] = o->started_mono;
         /* the command's exec event comes from the capture thread (capture_exec.h);
          * `running` follows it */
         if (!capture_exec_wait_first(c->cap_exec, 2000))
                 log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id), "no exec event for the command within 2 s");
+        c->phase_end[RUN_PHASE_EXEC] = time_mono_us();
         events_status(&c->ev, "running", NULL, -1, false);
+        c->phase_end[RUN_PHASE_RUNNING] = time_mono_us();
+        log_phases(c);
         c->running = true;
 
         /* the init's exit is pollable through a pidfd; we reap it ourselves */
@@ -659,6 +705,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         struct run_ctx c = {.a = a, .slot = slot, .req = req};
         struct outcome o = {.status = "failed", .exit_code = -1};
         struct err_detail err = {0};
+        c.phase_end[RUN_PHASE_ACCEPT] = time_mono_us();
         const char *tenant = req->env && req->env->tenant_id ? req->env->tenant_id : "";
         const char *team = req->team_id ? req->team_id : "";
         const Paddock__V1__Limits *lim = req->sandbox ? req->sandbox->limits : NULL;
@@ -671,15 +718,23 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 events_persist_seq(&c.ev, seq_fd);
         else
                 log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "could not create the seq file: %s", strerror(-seq_fd));
+        int sb_r = sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots));
+        /* cancelled before it reached us: nothing is created */
+        bool cancelled_early = sb_r >= 0 && control_tombstone_take(a, slot->run_id, o.cancel_by, sizeof o.cancel_by,
+                                                                     o.reason, sizeof o.reason);
+        /* the namespace is made while the provisioning event goes out and the
+         * dirs are made (it does not depend on them); joined before the proxy */
+        struct err_detail netns_err = {0};
+        int netns_r = sb_r >= 0 && !cancelled_early ? sandbox_netns_begin(&c.sb, &netns_err) : 0;
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
+        c.phase_end[RUN_PHASE_PROVISIONING] = time_mono_us();
 
-        if (sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots)) < 0) {
+        if (sb_r < 0) {
                 fail(&o, "out of memory");
                 goto finish;
         }
-        if (control_tombstone_take(a, slot->run_id, o.cancel_by, sizeof o.cancel_by, o.reason, sizeof o.reason)) {
-                /* cancelled before it reached us: nothing is created */
+        if (cancelled_early) {
                 o.status = "cancelled";
                 log_ctx(LOG_INFO, LOG_KV("run", slot->run_id, "requested_by", o.cancel_by),
                         "run was cancelled before its assignment arrived");
@@ -697,12 +752,16 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                                           &(struct workspace_owner){c.sb.agent_uid, c.sb.agent_gid},
                                           req->sandbox ? req->sandbox->files : NULL,
                                           req->sandbox ? req->sandbox->n_files : 0, &err);
+        c.phase_end[RUN_PHASE_DIRS] = time_mono_us();
         if (r >= 0)
-                r = sandbox_create_netns(&c.sb, &err);
+                r = netns_r < 0 ? (err = netns_err, netns_r) : sandbox_netns_wait(&c.sb, &err);
+        c.phase_end[RUN_PHASE_NETNS] = time_mono_us();
         if (r >= 0)
                 r = proxy_hook_prepare(egress, &c.sb, &err);
+        c.phase_end[RUN_PHASE_EGRESS] = time_mono_us();
         if (r >= 0)
                 r = sandbox_write_bundle(&c.sb, a, req, &err);
+        c.phase_end[RUN_PHASE_BUNDLE] = time_mono_us();
         if (r < 0) {
                 fail(&o, "could not provision the sandbox: %s", err.message);
                 log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
@@ -719,6 +778,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
                                                                        (uint64_t)a->cfg->max_file_events,
                                                                        (uint64_t)a->cfg->file_coalesce_ms, &err) : NULL;
+                c.phase_end[RUN_PHASE_CAPTURE] = time_mono_us();
                 bool supervised = c.cap_files != NULL;
                 if (supervised)
                         supervise(&c, &o);
@@ -733,6 +793,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         }
 
 finish:;
+        (void)sandbox_netns_wait(&c.sb, NULL); /* still pending after an early failure */
         events_flush(&c.ev);
         double runtime_s = o.ended_mono > o.started_mono ? (double)(o.ended_mono - o.started_mono) / 1e6 : 0.0;
 

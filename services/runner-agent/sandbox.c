@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -73,10 +74,11 @@ int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *r
         return 0;
 }
 
-struct netns_job {
+struct sandbox_netns_job {
         const char *path;
         int err;
         char what[64];
+        pthread_t thread;
 };
 
 /* Runs in a fresh thread that exits right after: unshare(CLONE_NEWNET) moves
@@ -84,7 +86,7 @@ struct netns_job {
  * no other thread of ours, and no forked child of a multithreaded process, is
  * ever involved. The bind mount keeps the namespace alive after the thread. */
 static void *netns_thread(void *userdata) {
-        struct netns_job *job = userdata;
+        struct sandbox_netns_job *job = userdata;
         if (unshare(CLONE_NEWNET) < 0) {
                 job->err = -errno;
                 snprintf(job->what, sizeof job->what, "unshare(CLONE_NEWNET)");
@@ -113,22 +115,32 @@ static void *netns_thread(void *userdata) {
         return NULL;
 }
 
-int sandbox_create_netns(struct sandbox *sb, struct err_detail *reterr) {
+int sandbox_netns_begin(struct sandbox *sb, struct err_detail *reterr) {
+        _cleanup_free_ struct sandbox_netns_job *job = calloc(1, sizeof *job);
+        if (!job)
+                return err_set(reterr, -ENOMEM, "netns", "out of memory");
         int fd = open(sb->netns_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
         if (fd < 0)
                 return err_set(reterr, -errno, "netns", "cannot create %s: %m", sb->netns_path);
         close(fd);
-        struct netns_job job = {.path = sb->netns_path};
-        pthread_t t;
-        int r = pthread_create(&t, NULL, netns_thread, &job);
+        job->path = sb->netns_path;
+        int r = pthread_create(&job->thread, NULL, netns_thread, job);
         if (r != 0) {
                 unlink(sb->netns_path);
                 return err_set(reterr, -r, "netns", "cannot start netns thread: %s", strerror(r));
         }
-        pthread_join(t, NULL);
-        if (job.err < 0) {
+        sb->netns_job = TAKE_PTR(job);
+        return 0;
+}
+
+int sandbox_netns_wait(struct sandbox *sb, struct err_detail *reterr) {
+        _cleanup_free_ struct sandbox_netns_job *job = TAKE_PTR(sb->netns_job);
+        if (!job)
+                return 0;
+        pthread_join(job->thread, NULL);
+        if (job->err < 0) {
                 unlink(sb->netns_path);
-                return err_set(reterr, job.err, "netns", "%s failed: %s", job.what, strerror(-job.err));
+                return err_set(reterr, job->err, "netns", "%s failed: %s", job->what, strerror(-job->err));
         }
         return 0;
 }

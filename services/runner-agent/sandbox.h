@@ -32,6 +32,7 @@ struct sandbox {
          * memfd path config.json goes to instead of config_path (crun --config) */
         const char *const *extra_env;
         const char *config_override;
+        struct sandbox_netns_job *netns_job; /* between sandbox_netns_begin and _wait */
 };
 
 /* Computes the paths and the host ids of run slot `slot` (destroying a
@@ -44,9 +45,15 @@ void sandbox_done(struct sandbox *sb);
  * the sandbox user maps to. */
 int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *reterr);
 
-/* Creates a network namespace holding only an up loopback and bind-mounts it
- * on netns/<id>. */
-int sandbox_create_netns(struct sandbox *sb, struct err_detail *reterr);
+/* Starts creating a network namespace holding only an up loopback, bind-mounted
+ * on netns/<id>, in a thread of its own, so that it overlaps the rest of
+ * provisioning (unshare(CLONE_NEWNET) is the slow part: issue 10 §4). Returns
+ * 0, or a negative errno with *reterr and nothing to wait for. */
+int sandbox_netns_begin(struct sandbox *sb, struct err_detail *reterr);
+/* Waits for the namespace begun by sandbox_netns_begin and returns its result
+ * (a failed one is removed again); 0 when none is pending. Must be called
+ * before the sandbox is destroyed. */
+int sandbox_netns_wait(struct sandbox *sb, struct err_detail *reterr);
 
 /* Writes the OCI config.json for the request's agent command and limits: user
  * namespace (container 0..65535 -> the slot's host range, agent.h), pid, mount,
