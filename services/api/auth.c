@@ -149,25 +149,29 @@ int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_calle
         /* The lookup reads no tenant table, and sets the caller's tenant
          * (for this transaction) in the same statement, so that the
          * request's first db_open_caller() can take this connection as it
-         * is; and it rides on the round trip that begins the transaction
-         * (the digest, 64 hex digits checked above, is the one literal):
-         * an authenticated request's first round trip is its token lookup.
-         * Nothing is cached, so a revoked or expired token, a disabled user
-         * or a removed tenant_admin role stops working at the next request,
-         * in every worker. */
+         * is; it is a statement prepared once per pooled connection, sent
+         * with the BEGIN in one round trip: an authenticated request's first
+         * round trip is its token lookup. Nothing is cached, so a revoked or
+         * expired token, a disabled user or a removed tenant_admin role
+         * stops working at the next request, in every worker. */
         _cleanup_db_ struct db d = {.pool = a->pg};
         d.conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
         if (!d.conn)
                 return e && e->errnum ? e->errnum : -ECONNRESET;
-        char sql[320];
         /* a token names no tenant: the one lookup across tenants
-         * (SECURITY DEFINER, migrations/0006_row_level_security.sql) */
-        snprintf(sql, sizeof sql,
-                 "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
-                 "set_config('paddock.tenant_id', tenant_id::text, true) FROM api.token_caller('%s')",
-                 digest);
-        _cleanup_pgres_ PGresult *res = NULL;
-        int r = pg_tx_restart_then(d.conn, NULL, NULL, sql, &res, e);
+         * (SECURITY DEFINER, migrations/0006_row_level_security.sql; in
+         * PL/pgSQL since 0016, so its plan is kept too) */
+        static const struct pg_stmt token_stmt = {
+                "api_token_caller",
+                "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
+                "set_config('paddock.tenant_id', tenant_id::text, true) FROM api.token_caller($1)",
+                1};
+        const char *params[] = {digest};
+        PGresult *rets[2];
+        int r = pg_exec_pipeline(d.conn, (const struct pg_step[]){{.sql = "BEGIN"}, {.stmt = &token_stmt, .params = params}},
+                                 2, rets, e);
+        PQclear(rets[0]);
+        _cleanup_pgres_ PGresult *res = rets[1];
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
