@@ -272,6 +272,19 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
  * team (404, no existence oracle); other negative errno on database failure. */
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
                    enum api_perm perm, struct err_detail *e);
+/* api_authz_team() folded into a query that already reads the object
+ * (one round trip): API_AUTHZ_COLUMNS(m, p) are its four columns, over
+ * "LEFT JOIN api.team_members m ON m.team_id = <team> AND m.tenant_id =
+ * <tenant> AND m.user_id = <caller>", p the placeholder of
+ * api_perm_roles(perm) (e.g. "$3"); api_authz_team_row() decides from them
+ * (col: the first of the four; team_name the team's name) exactly as
+ * api_authz_team() does. */
+#define API_AUTHZ_COLUMNS(m, p)                                                                                 \
+        m ".roles IS NOT NULL, coalesce(" m ".roles && " p "::text[], false), "                                 \
+        "array_to_string(ARRAY(SELECT x FROM unnest(" m ".roles) x ORDER BY x), ', '), "                       \
+        "array_to_string(" p "::text[], ', ')"
+int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
+                       struct err_detail *e);
 /* True if role is one of the roles of API.md. */
 bool api_role_valid(const char *role);
 /* 0 if the caller holds perm in some team of its tenant (PERM_USER: any
