@@ -71,7 +71,8 @@ def test_revocations_apply_at_once_in_every_worker(endpoints, credentials, api, 
 
 def test_visibility_decided_in_the_one_read(endpoints, credentials, api, runs, team_id, me):
     """GET /v1/runs/{id} reads the run and the caller's roles in its team in
-    one statement (services/api/runs.c): the answers stay those of
+    one statement, sent with the token lookup before the caller is known
+    (services/api/runs.c runs_get_read): the answers stay those of
     api_authz_team(): 403 naming the roles for a member without a viewing
     role, 404 alike for an outsider, another tenant's admin and an unknown
     run; and the run itself for a viewer."""
