@@ -1,12 +1,14 @@
 #include "pg/pg.h"
 
 #include <errno.h>
+#include <libpq-events.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/macro.h"
 #include "core/shutdown.h"
 #include "core/timeutil.h"
 
@@ -368,6 +370,166 @@ int pg_set_tenant_local(PGconn *conn, const char *tenant_id, struct err_detail *
                 return err_set(reterr, -EINVAL, "25P01", "the tenant setting is transaction-local: begin first");
         const char *params[] = {tenant_id ? tenant_id : ""};
         return pg_exec(conn, "SELECT set_config('paddock.tenant_id', $1, true)", 1, params, NULL, reterr);
+}
+
+/* ---- prepared statements: which ones a connection has, as libpq
+ * instance data, so that a reset connection (PGEVT_CONNRESET: a new
+ * server session) prepares them again and a closed one frees the list */
+
+struct pg_prepared {
+        size_t n, cap;
+        const struct pg_stmt **stmts;
+};
+
+static int pg_event(PGEventId id, void *info, void *passthrough) {
+        (void)passthrough;
+        if (id == PGEVT_CONNRESET) {
+                struct pg_prepared *p = PQinstanceData(((PGEventConnReset *)info)->conn, pg_event);
+                if (p)
+                        p->n = 0;
+        } else if (id == PGEVT_CONNDESTROY) {
+                struct pg_prepared *p = PQinstanceData(((PGEventConnDestroy *)info)->conn, pg_event);
+                if (p) {
+                        free(p->stmts);
+                        free(p);
+                }
+        }
+        return 1;
+}
+
+static struct pg_prepared *pg_prepared_of(PGconn *conn) {
+        struct pg_prepared *p = PQinstanceData(conn, pg_event);
+        if (p)
+                return p;
+        /* fails when already registered (then without data yet): fine */
+        PQregisterEventProc(conn, pg_event, "paddock-prepared", NULL);
+        p = calloc(1, sizeof *p);
+        if (p && !PQsetInstanceData(conn, pg_event, p)) {
+                free(p);
+                p = NULL;
+        }
+        return p;
+}
+
+static bool pg_prepared_has(const struct pg_prepared *p, const struct pg_stmt *st) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->stmts[i] == st)
+                        return true;
+        return false;
+}
+
+static int pg_prepared_add(struct pg_prepared *p, const struct pg_stmt *st) {
+        if (pg_prepared_has(p, st))
+                return 0;
+        if (p->n == p->cap) {
+                size_t cap = p->cap ? 2 * p->cap : 8;
+                const struct pg_stmt **ns = realloc(p->stmts, cap * sizeof *ns);
+                if (!ns)
+                        return -ENOMEM;
+                p->stmts = ns;
+                p->cap = cap;
+        }
+        p->stmts[p->n++] = st;
+        return 0;
+}
+
+/* One command sent in a pipeline: step's Parse (prepare) or its execution. */
+struct pg_sent {
+        size_t step;
+        bool prepare;
+};
+
+int pg_exec_pipeline(PGconn *conn, const struct pg_step *steps, size_t n, PGresult **rets,
+                     struct err_detail *reterr) {
+        for (size_t i = 0; rets && i < n; i++)
+                rets[i] = NULL;
+        struct pg_prepared *p = pg_prepared_of(conn);
+        _cleanup_free_ struct pg_sent *sent = calloc(2 * n + 1, sizeof *sent);
+        if (!p || !sent)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
+        if (PQenterPipelineMode(conn) != 1)
+                return pg_result_error(conn, NULL, NULL, reterr);
+        int r = 0;
+        size_t nsent = 0;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const struct pg_stmt *st = steps[i].stmt;
+                bool queued = false; /* prepared earlier in this pipeline */
+                for (size_t k = 0; st && k < nsent; k++)
+                        queued |= sent[k].prepare && steps[sent[k].step].stmt == st;
+                if (st && !queued && !pg_prepared_has(p, st)) {
+                        if (!PQsendPrepare(conn, st->name, st->sql, st->nparams, NULL)) {
+                                r = pg_result_error(conn, NULL, NULL, reterr);
+                                break;
+                        }
+                        sent[nsent++] = (struct pg_sent){.step = i, .prepare = true};
+                }
+                int ok = st ? PQsendQueryPrepared(conn, st->name, st->nparams, steps[i].params, NULL, NULL, 0)
+                            : PQsendQueryParams(conn, steps[i].sql, 0, NULL, NULL, NULL, NULL, 0);
+                if (!ok)
+                        r = pg_result_error(conn, NULL, NULL, reterr);
+                else
+                        sent[nsent++] = (struct pg_sent){.step = i};
+        }
+        if (PQpipelineSync(conn) != 1) {
+                if (r == 0)
+                        r = pg_result_error(conn, NULL, NULL, reterr);
+                nsent = 0; /* nothing will answer: leave the connection broken to the pool */
+        }
+        for (size_t k = 0; k < nsent; k++) {
+                const struct pg_step *s = &steps[sent[k].step];
+                PGresult *res;
+                bool got = false;
+                /* each command: its result(s), then NULL */
+                while ((res = PQgetResult(conn))) {
+                        got = true;
+                        ExecStatusType status = PQresultStatus(res);
+                        if (status == PGRES_PIPELINE_ABORTED) /* an earlier step failed */
+                                ;
+                        else if (!pg_result_ok(res)) {
+                                if (r == 0)
+                                        r = pg_result_error(conn, res, NULL, reterr);
+                        } else if (sent[k].prepare) {
+                                if (pg_prepared_add(p, s->stmt) < 0 && r == 0)
+                                        r = err_set(reterr, -ENOMEM, "", "out of memory");
+                        } else {
+                                /* COMMIT of an aborted transaction "succeeds" as a ROLLBACK */
+                                if (r == 0 && !s->stmt && !strcmp(s->sql, "COMMIT") &&
+                                    !strcmp(PQcmdStatus(res), "ROLLBACK"))
+                                        r = err_set(reterr, -EIO, "25P02", "transaction was aborted and rolled back");
+                                if (rets) {
+                                        PQclear(rets[sent[k].step]);
+                                        rets[sent[k].step] = TAKE_PTR(res);
+                                }
+                        }
+                        PQclear(res);
+                }
+                if (!got) { /* the connection went away */
+                        if (r == 0)
+                                r = pg_result_error(conn, NULL, NULL, reterr);
+                        break;
+                }
+        }
+        if (nsent > 0) {
+                PGresult *res = PQgetResult(conn);
+                if (PQresultStatus(res) != PGRES_PIPELINE_SYNC && r == 0)
+                        r = pg_result_error(conn, res, NULL, reterr);
+                PQclear(res);
+        }
+        /* fails only when results are left (a broken connection): the pool
+         * then finds it busy or bad and closes it */
+        if (PQexitPipelineMode(conn) != 1 && r == 0)
+                r = pg_result_error(conn, NULL, NULL, reterr);
+        for (size_t i = 0; r < 0 && rets && i < n; i++) {
+                PQclear(rets[i]);
+                rets[i] = NULL;
+        }
+        return r;
+}
+
+int pg_exec_stmt(PGconn *conn, const struct pg_stmt *stmt, const char *const *params, PGresult **ret,
+                 struct err_detail *reterr) {
+        const struct pg_step step = {.stmt = stmt, .params = params};
+        return pg_exec_pipeline(conn, &step, 1, ret, reterr);
 }
 
 /* True when every embedded migration is recorded: reading schema_migrations

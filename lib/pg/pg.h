@@ -77,6 +77,40 @@ int pg_tx_restart(PGconn *conn, const char *end, const char *tenant_id, struct e
 int pg_tx_restart_then(PGconn *conn, const char *end, const char *tenant_id, const char *sql, PGresult **ret,
                        struct err_detail *reterr);
 
+/* A statement the service prepares by name once per connection and then
+ * only executes: no parse, no plan per request (a generic plan once
+ * PostgreSQL finds it no worse). Define one static const per statement;
+ * name must be unique in the process, sql has nparams text parameters $1... */
+struct pg_stmt {
+        const char *name;
+        const char *sql;
+        int nparams;
+};
+
+/* One step of pg_exec_pipeline(): a prepared statement with its text
+ * parameters (NULL entries are SQL NULL), or (stmt NULL) the parameterless
+ * command sql, e.g. "BEGIN" or "COMMIT". */
+struct pg_step {
+        const struct pg_stmt *stmt;
+        const char *sql;
+        const char *const *params;
+};
+
+/* Runs steps[0..n) in one round trip (libpq pipeline mode), preparing on
+ * conn first any statement not yet prepared on it (in the same round
+ * trip): e.g. {BEGIN, token lookup} or {row query, COMMIT}. Without a
+ * BEGIN among them the steps share one implicit transaction that ends
+ * with the round trip. rets (n entries, may be NULL) receives each step's
+ * result (caller PQclear()s them; NULL for a step that did not run).
+ * Returns 0, or the translated error of the first step that failed (the
+ * later ones did not run; a transaction the steps were in is aborted).
+ * Not thread-safe on one conn (no libpq call is). */
+int pg_exec_pipeline(PGconn *conn, const struct pg_step *steps, size_t n, PGresult **rets,
+                     struct err_detail *reterr);
+/* pg_exec_pipeline() of the one statement stmt: pg_exec() prepared. */
+int pg_exec_stmt(PGconn *conn, const struct pg_stmt *stmt, const char *const *params, PGresult **ret,
+                 struct err_detail *reterr);
+
 /* Applies the embedded migrations (sorted by name, e.g. "0001_init.sql") that
  * are not yet recorded in <schema>.schema_migrations, each in its own
  * transaction, under an advisory lock so concurrent starts are safe. Creates the

@@ -17,6 +17,7 @@
 #include "core/macro.h"
 #include "http/client_addr.h"
 #include "kafka/kafka_config.h"
+#include "pg/pg.h"
 #include "s3/s3_config.h"
 #include "service/service_config.h"
 #include "paddock/v1/runs.pb-c.h"
@@ -102,6 +103,7 @@ struct api_req {
         size_t body_len;
         struct api_caller caller;  /* valid when perm != PERM_NONE */
         struct db *auth_db;        /* the token lookup's connection until db_open_caller() takes it */
+        const PGresult *read;      /* the handler's read (api_read_fn, http.c), owned by the HTTP layer */
         const char *request_id;    /* X-Request-Id of the request, owned by the HTTP layer */
         /* response */
         int status;
@@ -116,6 +118,18 @@ struct api_req {
 };
 
 typedef int (*api_handler_fn)(struct api_req *r);
+/* A handler's read: the one statement it needs, sent in the token
+ * lookup's round trip (one round trip per request), before the caller is
+ * known: it reads the caller's tenant and user from the settings the
+ * lookup made (paddock.tenant_id, paddock.user_id; with an invalid token
+ * there are none and it finds nothing). Fills *ret_step, its parameters
+ * in params (the caller's, API_READ_PARAMS entries, pointing to static
+ * storage or r's), and returns 0, or a negative errno to send no read (the
+ * handler then answers, e.g. 404 for a malformed id). The result reaches
+ * the handler in r->read, only once the caller passed every check of the
+ * HTTP layer. */
+#define API_READ_PARAMS 4
+typedef int (*api_read_fn)(const struct api_req *r, const char **params, struct pg_step *ret_step);
 
 /* ---- routes.c: the one route table */
 struct api_route {
@@ -244,6 +258,13 @@ int auth_tenant_id_by_name(struct db *d, const char *name, char out[UUID_STR_LEN
  * caller's (db_open_caller() takes it). */
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *caller, struct db *keep,
                       struct err_detail *e);
+/* auth_lookup_token() and read (a handler's read, api_read_fn) in the same
+ * round trip: without a BEGIN, in the one implicit transaction of the
+ * lookup, which ends with it. *ret_read (caller PQclear()s it) is read's
+ * result, NULL unless 0 is returned. No connection is kept (the route's
+ * handler opens one if it needs more). */
+int auth_lookup_token_read(struct api *a, const char *token, struct api_caller *caller, const struct pg_step *read,
+                           PGresult **ret_read, struct err_detail *e);
 /* auth_lookup_token() by the token's SHA-256 (hex), for a websocket opened
  * with a stream ticket, which names the token that asked for it. */
 int auth_lookup_token_sha256(struct api *a, const char *token_sha256, struct api_caller *caller, struct db *keep,
@@ -272,6 +293,19 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
  * team (404, no existence oracle); other negative errno on database failure. */
 int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id,
                    enum api_perm perm, struct err_detail *e);
+/* api_authz_team() folded into a query that already reads the object
+ * (one round trip): API_AUTHZ_COLUMNS(m, p) are its four columns, over
+ * "LEFT JOIN api.team_members m ON m.team_id = <team> AND m.tenant_id =
+ * <tenant> AND m.user_id = <caller>", p the placeholder of
+ * api_perm_roles(perm) (e.g. "$3"); api_authz_team_row() decides from them
+ * (col: the first of the four; team_name the team's name) exactly as
+ * api_authz_team() does. */
+#define API_AUTHZ_COLUMNS(m, p)                                                                                 \
+        m ".roles IS NOT NULL, coalesce(" m ".roles && " p "::text[], false), "                                 \
+        "array_to_string(ARRAY(SELECT x FROM unnest(" m ".roles) x ORDER BY x), ', '), "                       \
+        "array_to_string(" p "::text[], ', ')"
+int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
+                       struct err_detail *e);
 /* True if role is one of the roles of API.md. */
 bool api_role_valid(const char *role);
 /* 0 if the caller holds perm in some team of its tenant (PERM_USER: any
@@ -478,6 +512,8 @@ int sandboxes_resolve(struct api_req *r, struct db *d, const char *ref, char out
 /* ---- runs.c */
 int runs_create(struct api_req *r);
 int runs_get(struct api_req *r);
+/* GET /v1/runs/{id}'s read (api_read_fn): the run and the caller's roles in its team */
+int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step);
 /* POST /v1/runs/{id}/relaunch: a new run of the run's sandbox version, team and inputs. */
 int runs_relaunch(struct api_req *r);
 /* A terminal status is shown only once the run's history is complete

@@ -133,41 +133,52 @@ static int token_expired(PGconn *conn, const char *digest, struct err_detail *e)
         return err_set(e, -EKEYEXPIRED, "token_expired", "the token expired at %s; log in again", at);
 }
 
-int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, struct db *keep, struct err_detail *e) {
-        /* our tokens are exactly 64 hex digits; anything else is not worth a query */
-        if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
-                return -EACCES;
-        char digest[65];
-        sha256_hex(token, digest);
-        return auth_lookup_token_sha256(a, digest, c, keep, e);
-}
+/* The bearer-token lookup: a statement prepared once per pooled
+ * connection. It reads no tenant table, and sets the caller's tenant and
+ * user (for its transaction) in the same statement, so that what follows
+ * in that transaction runs as the caller: the request's first
+ * db_open_caller() (keep) or a route's read. A token names no tenant: the
+ * one lookup across tenants (SECURITY DEFINER,
+ * migrations/0006_row_level_security.sql; in PL/pgSQL since 0016, so its
+ * plan is kept as well). */
+static const struct pg_stmt token_stmt = {
+        "api_token_caller",
+        "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
+        "set_config('paddock.tenant_id', tenant_id::text, true), set_config('paddock.user_id', user_id::text, true) "
+        "FROM api.token_caller($1)",
+        1};
 
-int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_caller *c, struct db *keep,
-                             struct err_detail *e) {
-        if (strlen(digest) != 64 || strspn(digest, "0123456789abcdef") != 64)
+/* An authenticated request's first round trip is its token lookup: sent
+ * with the BEGIN of the transaction keep takes over, or with the route's
+ * read and no BEGIN (the two share the round trip's implicit transaction).
+ * Nothing is cached, so a revoked or expired token, a disabled user or a
+ * removed role stops working at the next request, in every worker. */
+static int token_lookup(struct api *a, const char *token, const char *digest_in, struct api_caller *c,
+                        struct db *keep, const struct pg_step *read, PGresult **ret_read, struct err_detail *e) {
+        char digest[65];
+        if (token) {
+                /* our tokens are exactly 64 hex digits; anything else is not worth a query */
+                if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
+                        return -EACCES;
+                sha256_hex(token, digest);
+        } else if (strlen(digest_in) != 64 || strspn(digest_in, "0123456789abcdef") != 64)
                 return -EACCES;
-        /* The lookup reads no tenant table, and sets the caller's tenant
-         * (for this transaction) in the same statement, so that the
-         * request's first db_open_caller() can take this connection as it
-         * is; and it rides on the round trip that begins the transaction
-         * (the digest, 64 hex digits checked above, is the one literal):
-         * an authenticated request's first round trip is its token lookup.
-         * Nothing is cached, so a revoked or expired token, a disabled user
-         * or a removed tenant_admin role stops working at the next request,
-         * in every worker. */
+        else
+                memcpy(digest, digest_in, sizeof digest);
         _cleanup_db_ struct db d = {.pool = a->pg};
         d.conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
         if (!d.conn)
                 return e && e->errnum ? e->errnum : -ECONNRESET;
-        char sql[320];
-        /* a token names no tenant: the one lookup across tenants
-         * (SECURITY DEFINER, migrations/0006_row_level_security.sql) */
-        snprintf(sql, sizeof sql,
-                 "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
-                 "set_config('paddock.tenant_id', tenant_id::text, true) FROM api.token_caller('%s')",
-                 digest);
-        _cleanup_pgres_ PGresult *res = NULL;
-        int r = pg_tx_restart_then(d.conn, NULL, NULL, sql, &res, e);
+        const char *params[] = {digest};
+        struct pg_step steps[2] = {{.sql = "BEGIN"}, {.stmt = &token_stmt, .params = params}};
+        if (read) {
+                steps[0] = steps[1];
+                steps[1] = *read;
+        }
+        PGresult *rets[2];
+        int r = pg_exec_pipeline(d.conn, steps, 2, rets, e);
+        _cleanup_pgres_ PGresult *res = read ? rets[0] : rets[1];
+        _cleanup_pgres_ PGresult *then = read ? rets[1] : rets[0];
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1)
@@ -179,11 +190,28 @@ int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_calle
         c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
         c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
         snprintf(c->token_sha256, sizeof c->token_sha256, "%s", digest);
-        if (keep) {
+        if (read)
+                *ret_read = TAKE_PTR(then);
+        else if (keep) {
                 *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
                 snprintf(keep->tenant, sizeof keep->tenant, "%s", c->tenant_id);
         }
         return 0;
+}
+
+int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, struct db *keep, struct err_detail *e) {
+        return token_lookup(a, token, NULL, c, keep, NULL, NULL, e);
+}
+
+int auth_lookup_token_read(struct api *a, const char *token, struct api_caller *c, const struct pg_step *read,
+                           PGresult **ret_read, struct err_detail *e) {
+        *ret_read = NULL;
+        return token_lookup(a, token, NULL, c, NULL, read, ret_read, e);
+}
+
+int auth_lookup_token_sha256(struct api *a, const char *digest, struct api_caller *c, struct db *keep,
+                             struct err_detail *e) {
+        return token_lookup(a, NULL, digest, c, keep, NULL, NULL, e);
 }
 
 /* Takes a required string member; records missing_field/invalid_field. */

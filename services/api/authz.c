@@ -56,9 +56,7 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
         const char *params[] = {team_id, c->tenant_id, c->user_id, roles};
         /* the team's name and the caller's roles, sorted, only for a refusal's detail */
         int r = pg_exec(d->conn,
-                        "SELECT m.roles IS NOT NULL, coalesce(m.roles && $4::text[], false), t.name, "
-                        "array_to_string(ARRAY(SELECT x FROM unnest(m.roles) x ORDER BY x), ', '), "
-                        "array_to_string($4::text[], ', ') FROM api.teams t "
+                        "SELECT " API_AUTHZ_COLUMNS("m", "$4") ", t.name FROM api.teams t "
                         "LEFT JOIN api.team_members m ON m.team_id = t.id AND m.user_id = $3 AND m.tenant_id = $2 "
                         "WHERE t.id = $1 AND t.tenant_id = $2",
                         4, params, &res, e);
@@ -66,15 +64,20 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
                 return r;
         if (PQntuples(res) != 1)
                 return -ENOENT; /* no such team in the caller's tenant */
-        if (c->tenant_admin || PQgetvalue(res, 0, 1)[0] == 't')
+        return api_authz_team_row(c, res, 0, 0, PQgetvalue(res, 0, 4), e);
+}
+
+int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
+                       struct err_detail *e) {
+        if (c->tenant_admin || PQgetvalue(res, row, col + 1)[0] == 't')
                 return 0;
         /* a member learns that the object exists, an outsider does not */
-        if (PQgetvalue(res, 0, 0)[0] != 't')
+        if (PQgetvalue(res, row, col)[0] != 't')
                 return -ENOENT;
         /* the one wording of a team permission's refusal: what would do, and what the caller has */
-        const char *have = PQgetvalue(res, 0, 3);
+        const char *have = PQgetvalue(res, row, col + 2);
         return err_set(e, -EPERM, "forbidden", "needs one of the roles %s in team \"%s\"; you have %s",
-                       PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 2), have[0] ? have : "no role");
+                       PQgetvalue(res, row, col + 3), team_name, have[0] ? have : "no role");
 }
 
 int api_authz_tenant(struct db *d, const struct api_caller *c, enum api_perm perm, struct err_detail *e) {

@@ -227,17 +227,39 @@ static void txn_fail(struct lws *wsi, struct http_txn *t, int err, const char *c
         txn_respond(wsi, t, err);
 }
 
+/* The handlers whose one statement rides on the token lookup's round trip
+ * (api_read_fn): the hot reads (issue 10 §4, bench/api_read). */
+static const struct {
+        api_handler_fn handler;
+        api_read_fn read;
+} handler_reads[] = {
+        {runs_get, runs_get_read},
+};
+
+static api_read_fn read_of(api_handler_fn handler) {
+        for (size_t i = 0; i < ELEMENTSOF(handler_reads); i++)
+                if (handler_reads[i].handler == handler)
+                        return handler_reads[i].read;
+        return NULL;
+}
+
 static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
         struct api_req *r = &t->req;
         _cleanup_db_ struct db auth_db = {0}; /* released here unless the handler took it */
+        _cleanup_pgres_ PGresult *read = NULL; /* the handler's read, if it has one */
         r->body = t->body;
         r->body_len = t->body_len;
         if (r->perm != PERM_NONE) {
                 char token[128];
                 struct err_detail e = {0};
+                struct pg_step step;
+                const char *read_params[API_READ_PARAMS];
                 if (auth_token_from_wsi(wsi, token, sizeof token) < 0)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
-                int k = auth_lookup_token(a, token, &r->caller, &auth_db, &e);
+                api_read_fn read_fn = read_of(t->route->handler);
+                int k = read_fn && read_fn(r, read_params, &step) >= 0
+                                ? auth_lookup_token_read(a, token, &r->caller, &step, &read, &e)
+                                : auth_lookup_token(a, token, &r->caller, &auth_db, &e);
                 explicit_bzero(token, sizeof token);
                 if (k == -EACCES)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
@@ -254,8 +276,10 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                         return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
         }
         r->auth_db = &auth_db;
+        r->read = read;
         int k = t->route->handler(r);
         r->auth_db = NULL;
+        r->read = NULL;
         if (k < 0 && !r->pcode)
                 /* a handler that failed without saying why: never leak internals */
                 api_fail(r, k, NULL, "%s", "");

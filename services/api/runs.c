@@ -93,20 +93,47 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
         return 0;
 }
 
+/* The run and whether the caller may see it, in one prepared statement
+ * sent with the token lookup (api_read_fn): RUNS_SELECT's columns, then
+ * API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on (api_authz_team() folded in).
+ * $1 the run, $2 the roles carrying the route's permission; the caller's
+ * tenant (row-level security filters on it as well) and user are the
+ * settings the lookup made: without them (an invalid token) it finds
+ * nothing. */
+#define RUNS_COL_AUTHZ 22
+#define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
+static const struct pg_stmt run_get_stmt = {
+        "api_run_get",
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") " FROM (" RUNS_SELECT
+        "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
+        "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
+        " AND m.user_id = " SETTING_UUID("paddock.user_id"),
+        2};
+
+int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
+        if (!id_is_uuid(r->params[0]))
+                return -ENOENT;
+        params[0] = r->params[0];
+        params[1] = api_perm_roles(r->perm);
+        *ret_step = (struct pg_step){.stmt = &run_get_stmt, .params = params};
+        return 0;
+}
+
 int runs_get(struct api_req *r) {
-        const char *id = r->params[0];
-        if (!id_is_uuid(id))
+        if (!id_is_uuid(r->params[0]))
+                return api_fail(r, -ENOENT, "not_found", "run not found");
+        /* read in the token lookup's round trip (runs_get_read): one round trip per request */
+        const PGresult *res = r->read;
+        if (!res)
+                return api_fail(r, -EIO, "internal", "internal error");
+        if (PQntuples(res) != 1)
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        int k = api_authz_team_row(&r->caller, res, 0, RUNS_COL_AUTHZ, PQgetvalue(res, 0, 14), &e);
+        if (k == -ENOENT)
+                return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {id, r->caller.tenant_id};
-        if ((k = db_load_team_row(r, &d, "run", RUNS_SELECT "WHERE r.id = $1 AND r.tenant_id = $2", 2, params, 2,
-                                  &res)) < 0)
-                return k;
+                return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");

@@ -13,7 +13,7 @@ import secrets
 import psycopg
 import requests
 
-from conftest import HTTP_TIMEOUT, command_spec, login, unique_name
+from conftest import HTTP_TIMEOUT, bootstrap_tenant, command_spec, login, unique_name
 
 TRIES = 24
 
@@ -67,3 +67,44 @@ def test_revocations_apply_at_once_in_every_worker(endpoints, credentials, api, 
     assert _statuses(endpoints, tok, path) == [200] * TRIES
     api.ok("PATCH", f"/v1/users/{u['id']}", json={"disabled": True}, expect=(200,))
     assert _statuses(endpoints, tok, path) == [401] * TRIES
+
+
+def test_visibility_decided_in_the_one_read(endpoints, credentials, api, runs, team_id, me):
+    """GET /v1/runs/{id} reads the run and the caller's roles in its team in
+    one statement, sent with the token lookup before the caller is known
+    (services/api/runs.c runs_get_read): the answers stay those of
+    api_authz_team(): 403 naming the roles for a member without a viewing
+    role, 404 alike for an outsider, another tenant's admin and an unknown
+    run; and the run itself for a viewer."""
+    run = runs.start(command_spec(["/bin/true"]))
+    path = f"/v1/runs/{run}"
+    team_name = next(t["name"] for t in me["teams"] if t["id"] == team_id)
+
+    u, pw, tok = _viewer(endpoints, credentials, api, team_id)
+    body = requests.get(endpoints.api + path, headers={"Authorization": f"Bearer {tok}"}, timeout=HTTP_TIMEOUT)
+    assert body.status_code == 200, body.text[:300]
+    assert body.json()["id"] == run and body.json()["team"] == team_id and body.json()["team_name"] == team_name
+
+    # a member whose role carries no viewing permission: 403, and why
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": ["security_admin"]}, expect=(200,))
+    assert _statuses(endpoints, tok, path) == [403] * TRIES
+    r = requests.get(endpoints.api + path, headers={"Authorization": f"Bearer {tok}"}, timeout=HTTP_TIMEOUT)
+    assert r.json()["code"] == "forbidden", r.text[:300]
+    assert r.json()["detail"] == (
+        "needs one of the roles approver, launcher, reviewer, sandbox_author, tenant_admin, viewer "
+        f'in team "{team_name}"; you have security_admin'), r.text[:300]
+
+    # an outsider, another tenant's admin and an unknown run: the same 404
+    api.ok("PUT", f"/v1/teams/{team_id}/members/{u['id']}", json={"roles": []}, expect=(200, 204))
+    outsider = requests.get(endpoints.api + path, headers={"Authorization": f"Bearer {tok}"}, timeout=HTTP_TIMEOUT)
+    other = unique_name("read-other")
+    other_pw = bootstrap_tenant(other, "admin")
+    other_tok = login(endpoints, other, "admin", other_pw).json()["token"]
+    assert _statuses(endpoints, other_tok, path) == [404] * TRIES
+    foreign = requests.get(endpoints.api + path, headers={"Authorization": f"Bearer {other_tok}"},
+                           timeout=HTTP_TIMEOUT)
+    unknown = requests.get(endpoints.api + "/v1/runs/00000000-0000-4000-8000-000000000000",
+                           headers={"Authorization": f"Bearer {tok}"}, timeout=HTTP_TIMEOUT)
+    for r in (outsider, foreign, unknown):
+        assert r.status_code == 404, r.text[:300]
+        assert {k: r.json()[k] for k in ("code", "detail")} == {"code": "not_found", "detail": "run not found"}

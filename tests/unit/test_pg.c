@@ -345,6 +345,116 @@ static void test_release_clean(void **state) {
         pg_pool_free(one);
 }
 
+static long prepared_count(PGconn *c, const char *name) {
+        const char *params[] = {name};
+        PGresult *res = NULL;
+        assert_int_equal(pg_exec(c, "SELECT count(*) FROM pg_prepared_statements WHERE name = $1", 1, params, &res, NULL),
+                         0);
+        long n = atol(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return n;
+}
+
+static const struct pg_stmt stmt_add = {"unit_pg_add", "SELECT $1::int + $2::int, current_setting('paddock.tenant_id', true)",
+                                        2};
+static const struct pg_stmt stmt_div = {"unit_pg_div", "SELECT 1 / $1::int", 1};
+
+/* pg_exec_stmt(): prepared once per connection (the Parse rides on the
+ * first execution's round trip), then only executed; prepared again on a
+ * connection that was reset (a new server session). */
+static void test_exec_stmt_prepares_once(void **state) {
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        assert_int_equal(prepared_count(c, "unit_pg_add"), 0);
+        for (int i = 0; i < 3; i++) {
+                PGresult *res = NULL;
+                assert_int_equal(pg_exec_stmt(c, &stmt_add, (const char *const[]){"40", "2"}, &res, &err), 0);
+                assert_string_equal(PQgetvalue(res, 0, 0), "42");
+                PQclear(res);
+                assert_int_equal(prepared_count(c, "unit_pg_add"), 1);
+        }
+        /* outside a pipeline again: plain statements work as before */
+        assert_int_equal(pg_exec(c, "SELECT 1", 0, NULL, NULL, &err), 0);
+        PQreset(c);
+        assert_int_equal(prepared_count(c, "unit_pg_add"), 0);
+        PGresult *res = NULL;
+        assert_int_equal(pg_exec_stmt(c, &stmt_add, (const char *const[]){"1", "1"}, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "2");
+        PQclear(res);
+        assert_int_equal(prepared_count(c, "unit_pg_add"), 1);
+        pg_pool_release(pool, c);
+}
+
+/* pg_exec_pipeline(): BEGIN, a setting, a statement and COMMIT in one
+ * round trip, each result returned; a failing step stops the later ones,
+ * returns its error and no result, and leaves the connection usable. */
+static void test_exec_pipeline(void **state) {
+        struct err_detail err = {0};
+        PGconn *c = pg_pool_acquire(pool, 5000, &err);
+        assert_non_null(c);
+        static const struct pg_stmt set_tenant = {"unit_pg_set_tenant",
+                                                  "SELECT set_config('paddock.tenant_id', $1, true)", 1};
+        const char *tenant[] = {TENANT_A}, *add[] = {"2", "3"};
+        PGresult *rets[4];
+        assert_int_equal(pg_exec_pipeline(c,
+                                          (const struct pg_step[]){{.sql = "BEGIN"},
+                                                                   {.stmt = &set_tenant, .params = tenant},
+                                                                   {.stmt = &stmt_add, .params = add},
+                                                                   {.sql = "COMMIT"}},
+                                          4, rets, &err),
+                         0);
+        assert_string_equal(PQgetvalue(rets[2], 0, 0), "5");
+        assert_string_equal(PQgetvalue(rets[2], 0, 1), TENANT_A); /* the setting of the step before */
+        assert_string_equal(PQcmdStatus(rets[3]), "COMMIT");
+        for (int i = 0; i < 4; i++)
+                PQclear(rets[i]);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
+        expect_tenant(c, ""); /* transaction-local: gone with the COMMIT */
+
+        /* without BEGIN the steps share one implicit transaction */
+        assert_int_equal(pg_exec_pipeline(c,
+                                          (const struct pg_step[]){{.stmt = &set_tenant, .params = tenant},
+                                                                   {.stmt = &stmt_add, .params = add}},
+                                          2, rets, &err),
+                         0);
+        assert_string_equal(PQgetvalue(rets[1], 0, 1), TENANT_A);
+        PQclear(rets[0]);
+        PQclear(rets[1]);
+        expect_tenant(c, "");
+
+        /* division by zero in the second step: the third does not run */
+        const char *zero[] = {"0"};
+        assert_int_equal(pg_exec_pipeline(c,
+                                          (const struct pg_step[]){{.sql = "BEGIN"},
+                                                                   {.stmt = &stmt_div, .params = zero},
+                                                                   {.stmt = &stmt_add, .params = add}},
+                                          3, rets, &err),
+                         -EINVAL);
+        assert_string_equal(err.code, "22012");
+        for (int i = 0; i < 3; i++)
+                assert_null(rets[i]);
+        assert_int_equal(PQtransactionStatus(c), PQTRANS_INERROR);
+        pg_rollback(c);
+        /* the failed pipeline still prepared what it parsed: the next one only executes */
+        const char *one[] = {"1"};
+        PGresult *res = NULL;
+        assert_int_equal(pg_exec_stmt(c, &stmt_div, one, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "1");
+        PQclear(res);
+        assert_int_equal(prepared_count(c, "unit_pg_div"), 1);
+
+        /* a statement that does not parse: an error, nothing recorded as prepared */
+        static const struct pg_stmt bad = {"unit_pg_bad", "SELEC 1", 0};
+        assert_int_equal(pg_exec_stmt(c, &bad, NULL, &res, &err), -EIO);
+        assert_null(res);
+        assert_string_equal(err.code, "42601");
+        assert_int_equal(pg_exec_stmt(c, &bad, NULL, &res, &err), -EIO);
+        assert_string_equal(err.code, "42601");
+        assert_int_equal(pg_exec(c, "SELECT 1", 0, NULL, NULL, &err), 0);
+        pg_pool_release(pool, c);
+}
+
 static const char *conn_option(PGconn *c, const char *key, char *buf, size_t size) {
         PQconninfoOption *opts = PQconninfo(c);
         buf[0] = '\0';
@@ -411,6 +521,8 @@ int main(void) {
                 cmocka_unit_test(test_tenant_is_transaction_local),
                 cmocka_unit_test(test_tx_restart_then),
                 cmocka_unit_test(test_release_clean),
+                cmocka_unit_test(test_exec_stmt_prepares_once),
+                cmocka_unit_test(test_exec_pipeline),
                 cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_unreachable),
         };
