@@ -134,6 +134,34 @@ def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
     return start, time.time()
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system) process pid has used, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def evidence_cpu(pg, state):
+    """{pid: CPU seconds} of the evidence process and its PostgreSQL backends
+    (this machine's local stack: /proc shows them)."""
+    pids = [int(r[0]) for r in pg.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'paddock_evidence'")]
+    try:
+        with open(os.path.join(state, "pids", "evidence.pid")) as f:
+            pids.append(int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return {p: c for p in pids if (c := proc_cpu(p)) is not None}
+
+
+def cpu_used(before, after):
+    """CPU seconds between two evidence_cpu() snapshots (a backend opened
+    meanwhile counts from 0)."""
+    return sum(c - before.get(p, 0.0) for p, c in after.items()) if after else None
+
+
 def raw_copy(pg, tenant, team, total, temp):
     """Rows/s of a raw COPY of the same rows into a table like
     evidence.run_events: a temporary one (no WAL, as this bench first
@@ -151,14 +179,30 @@ def raw_copy(pg, tenant, team, total, temp):
         data = '{"path":"node_modules/pkg%d/lib/index.js","mode":"create","pid":4242}' % s
         buf.write(f"{run_id}\t{s}\t{tenant}\t{team}\t2026-12-05T00:00:00Z\tfile_access\tagent\t{data}\n")
     text = buf.getvalue()
-    t0 = time.time()
+    backend = pg.execute("SELECT pg_backend_pid()").fetchone()[0]
+    c0, t0 = proc_cpu(backend), time.time()
     with pg.cursor() as cur:
         with cur.copy(f"COPY {table} (run_id, seq, tenant_id, team_id, ts, kind, actor, data) FROM STDIN") as cp:
             cp.write(text)
     rate = total / (time.time() - t0)
+    c1 = proc_cpu(backend)
     if not temp:
         pg.execute("DROP TABLE public.bench_ingest_copy")
-    return rate
+    # the COPY's CPU per row (its backend's, from /proc): on a shared
+    # machine a steadier reference than the wall clock
+    return rate, (c1 - c0) / total * 1e6 if c0 is not None and c1 is not None else None
+
+
+def cpu_text(v, per=None):
+    if v is None:
+        return f"{'n/a':>9}"
+    return f"{v / per * 1e6 if per else v:>9.1f}"
+
+
+def ratio_text(copy_us, used, total):
+    if copy_us is None or not used:
+        return f"{'n/a':>6}"
+    return f"{copy_us / (used / total * 1e6):>6.2f}"
 
 
 def main():
@@ -181,10 +225,10 @@ def main():
     load = os.getloadavg()
     print(f"bench/ingest  (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cpus)")
     print(f"{'events':>8} {'target/s':>9} {'produced/s':>10} {'durable/s':>10} {'raw COPY/s':>11} {'ratio':>6} {'temp COPY/s':>11} {'ratio':>6} {'p50 lag':>8} "
-          f"{'p99 lag':>8}   (targets: ratio >= 0.50, p99 <= 1.000 s)", flush=True)
+          f"{'p99 lag':>8} {'cpu us/ev':>9} {'COPY us/ev':>10} {'ratio':>6}   (targets: ratio >= 0.50, p99 <= 1.000 s)", flush=True)
     for total in SIZES:
-        temp_rate = raw_copy(pg, tenant, team, total, True)
-        copy_rate = raw_copy(pg, tenant, team, total, False)
+        temp_rate, _ = raw_copy(pg, tenant, team, total, True)
+        copy_rate, copy_us = raw_copy(pg, tenant, team, total, False)
         for r in RATES:
             rate = None if r == "max" else int(r)
             if rate is not None and total / rate > 120:
@@ -193,8 +237,10 @@ def main():
             ts_of, out = {}, {}
             w = threading.Thread(target=stored_watch, args=(dsn, run_id, total, ts_of, out))
             w.start()
+            cpu0 = evidence_cpu(pg, state)
             start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
             w.join()
+            used = cpu_used(cpu0, evidence_cpu(pg, state))
             if out.get("stored", 0) < total:
                 # librdkafka's mock cluster keeps a bounded log per partition:
                 # a consumer far enough behind loses the oldest records there
@@ -205,7 +251,8 @@ def main():
             produced = total / max(produced_at - start, 1e-6)
             print(f"{total:>8} {r:>9} {produced:>10.0f} {durable:>10.0f} {copy_rate:>11.0f} {durable / copy_rate:>6.2f} "
                   f"{temp_rate:>11.0f} {durable / temp_rate:>6.2f} "
-                  f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s", flush=True)
+                  f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s {cpu_text(used, total)} "
+                  f"{cpu_text(copy_us)} {ratio_text(copy_us, used, total)}", flush=True)
     pg.close()
 
 

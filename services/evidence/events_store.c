@@ -22,6 +22,7 @@
 #include "kafka/consume_loop.h"
 #include "paddock/v1/events.pb-c.h"
 #include "pg/pg.h"
+#include "pg/pg_copy.h"
 #include "service/run_node.h"
 
 #define KIND_MAX 64
@@ -43,6 +44,14 @@ static struct metric m_batch_events = {.name = "paddock_evidence_event_batch_siz
 static struct metric m_superseded = {.name = "paddock_evidence_events_superseded_total",
                                      .help = "Terminal events stored superseded (the run already had its terminal status)",
                                      .type = METRIC_COUNTER};
+static struct metric m_fast = {.name = "paddock_evidence_event_batches_fast_total",
+                              .help = "Rounds stored by the fast path (every seq above its run's stored maximum: "
+                                      "a plain insert, no conflict check)",
+                              .type = METRIC_COUNTER};
+static struct metric m_fast_fallback = {.name = "paddock_evidence_event_batches_fast_fallback_total",
+                                       .help = "Fast rounds refused by the primary key (a seq stored meanwhile) "
+                                               "and stored again conflict-checked",
+                                       .type = METRIC_COUNTER};
 static struct metric m_lag_p99 = {.name = "paddock_evidence_durable_lag_p99_ms",
                                   .help = "p99 over the last stored round of (commit time - event ts), milliseconds",
                                   .type = METRIC_GAUGE};
@@ -56,6 +65,8 @@ void events_store_register_metrics(void) {
         metrics_register(&m_batches);
         metrics_register(&m_batch_events);
         metrics_register(&m_superseded);
+        metrics_register(&m_fast);
+        metrics_register(&m_fast_fallback);
         metrics_register(&m_lag_p99);
         metrics_register(&m_lag_over);
 }
@@ -65,16 +76,22 @@ struct record {
         const struct kafka_message *m;
         Paddock__V1__RunEventBatch *batch;
         const char *run_id, *tenant_id;
-        bool skip; /* poison, refused, or already stored */
+        int64_t record_id; /* its evidence.signed_records id once stored (0: unsigned) */
+        bool skip;         /* poison, refused, or already stored */
 };
 
 /* What the round knows of a run: from evidence.run_history, then each staged event. */
 struct run_state {
         const char *run_id, *tenant_id;
+        uint64_t stored_max;     /* highest stored seq when the round began */
         uint64_t max_seq;        /* highest stored or staged seq */
         uint64_t staged_max;     /* highest seq staged this round (0: none) */
         uint64_t terminal_seq;   /* 0: no terminal status yet */
         char terminal_status[STATUS_MAX + 1];
+        /* what this round stages, for the fast path's evidence.run_history */
+        long long staged;
+        bool terminal_staged;    /* terminal_seq and terminal_status are this round's */
+        long long lost;          /* events_lost of the terminal event staged */
 };
 
 static void records_free(struct record *recs, size_t n) {
@@ -138,51 +155,6 @@ static int record_check(const Paddock__V1__RunEventBatch *b, struct err_detail *
                         return err_set(reterr, -EINVAL, "status", "status is longer than %d characters", STATUS_MAX);
         }
         return 0;
-}
-
-/* COPY text format: backslash, tab, newline and carriage return escaped.
- * Written in spans (fwrite), not a character at a time: per-character fputc
- * on the memstream was half of evidence's CPU time at ingest (issue 10). */
-static void copy_text(FILE *f, const char *s) {
-        for (;;) {
-                size_t n = strcspn(s, "\\\t\n\r");
-                if (n)
-                        fwrite(s, 1, n, f);
-                s += n;
-                switch (*s) {
-                case '\0': return;
-                case '\\': fputs("\\\\", f); break;
-                case '\t': fputs("\\t", f); break;
-                case '\n': fputs("\\n", f); break;
-                case '\r': fputs("\\r", f); break;
-                }
-                s++;
-        }
-}
-
-static void copy_opt(FILE *f, const char *s) {
-        if (s && *s)
-                copy_text(f, s);
-        else
-                fputs("\\N", f);
-}
-
-/* bytea in COPY text: \\x and hex, encoded a chunk at a time (a record's
- * signed value is the whole RunEventBatch, hundreds of KB). */
-static void copy_bytea(FILE *f, const uint8_t *p, size_t n) {
-        static const char hex[] = "0123456789abcdef";
-        char chunk[8192];
-        fputs("\\\\x", f);
-        while (n > 0) {
-                size_t k = n < sizeof chunk / 2 ? n : sizeof chunk / 2;
-                for (size_t i = 0; i < k; i++) {
-                        chunk[2 * i] = hex[p[i] >> 4];
-                        chunk[2 * i + 1] = hex[p[i] & 15];
-                }
-                fwrite(chunk, 1, 2 * k, f);
-                p += k;
-                n -= k;
-        }
 }
 
 static struct run_state *run_state_find(struct run_state *runs, size_t n, const char *run_id) {
@@ -263,7 +235,7 @@ static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, s
                 struct run_state *st = run_state_find(runs, nruns, PQgetvalue(hist, i, 0));
                 if (!st)
                         continue;
-                st->max_seq = strtoull(PQgetvalue(hist, i, 1), NULL, 10);
+                st->max_seq = st->stored_max = strtoull(PQgetvalue(hist, i, 1), NULL, 10);
                 st->terminal_seq = strtoull(PQgetvalue(hist, i, 2), NULL, 10);
                 snprintf(st->terminal_status, sizeof st->terminal_status, "%s", PQgetvalue(hist, i, 3));
         }
@@ -327,133 +299,258 @@ static char *event_data(const Paddock__V1__RunEvent *ev, const struct run_state 
         return s;
 }
 
-/* Stages the round's events (COPY) and records; *nstaged gets the event count. */
-static int stage(PGconn *conn, struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,
-                 bool careful, size_t *nstaged, struct err_detail *reterr) {
-        _cleanup_free_ char *evbuf = NULL, *recbuf = NULL;
-        size_t evlen = 0, reclen = 0, staged = 0;
-        FILE *fe = open_memstream(&evbuf, &evlen);
-        FILE *fr = open_memstream(&recbuf, &reclen);
-        if (!fe || !fr) {
-                if (fe)
-                        fclose(fe);
-                if (fr)
-                        fclose(fr);
-                return -ENOMEM;
+/* The session-temporary staging tables, typed as the binary COPY writes them. */
+static int stage_tables(PGconn *conn, struct err_detail *reterr) {
+        /* lz4: the default pglz compressing each staged record (a whole
+         * RunEventBatch) was the top function of the round in PostgreSQL */
+        int r = pg_exec(conn,
+                        "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_records (rec int, tenant_id uuid, run_id uuid,"
+                        "  signer text, signature bytea, signed_value bytea COMPRESSION lz4) ON COMMIT DELETE ROWS",
+                        0, NULL, NULL, reterr);
+        if (r >= 0)
+                r = pg_exec(conn,
+                            "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_events (run_id uuid, seq bigint,"
+                            "  tenant_id uuid, team_id uuid, ts timestamptz, kind text, actor text, data jsonb,"
+                            "  terminal boolean, status text, lost bigint, record_id bigint) ON COMMIT DELETE ROWS",
+                            0, NULL, NULL, reterr);
+        return r;
+}
+
+/* Stores the round's signed records of tenant t (each once: a record
+ * already there keeps its row) and sets each one's record_id. */
+static int store_records(PGconn *conn, const char *t, struct record *recs, size_t nrec, struct err_detail *reterr) {
+        int r = pg_set_tenant_local(conn, t, reterr);
+        if (r < 0)
+                return r;
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *p[] = {t};
+        /* the conflicting rows are not in ins: their ids come from the table
+         * (the statement's snapshot holds them, not the rows ins adds) */
+        r = pg_exec(conn,
+                    "WITH ins AS ("
+                    "  INSERT INTO evidence.signed_records (run_id, tenant_id, signer, signature, signed_value)"
+                    "  SELECT run_id, tenant_id, signer, signature, signed_value FROM evidence_stage_records"
+                    "  WHERE tenant_id = $1 ON CONFLICT (run_id, signature) DO NOTHING"
+                    "  RETURNING id, run_id, signature)"
+                    " SELECT s.rec, coalesce(i.id, r.id) FROM evidence_stage_records s"
+                    " LEFT JOIN ins i ON i.run_id = s.run_id AND i.signature = s.signature"
+                    " LEFT JOIN evidence.signed_records r ON r.run_id = s.run_id AND r.signature = s.signature"
+                    " WHERE s.tenant_id = $1",
+                    1, p, &res, reterr);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                unsigned long k = strtoul(PQgetvalue(res, i, 0), NULL, 10);
+                if (k < nrec)
+                        recs[k].record_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
         }
-        int r = 0;
-        for (size_t i = 0; i < nrec && r == 0; i++) {
+        return 0;
+}
+
+/* Stages the round's signed records (binary COPY: the signed value as it is,
+ * no hex) and stores them, tenant by tenant. */
+static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const char *const *tenants, size_t nten,
+                         struct err_detail *reterr) {
+        size_t bytes = 0, n = 0;
+        for (size_t i = 0; i < nrec; i++)
+                if (!recs[i].skip && recs[i].m->is_signed) {
+                        bytes += recs[i].m->len + 256;
+                        n++;
+                }
+        if (n == 0)
+                return 0;
+        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b;
+        pg_copy_buf_init(&b, bytes + 64);
+        for (size_t i = 0; i < nrec; i++) {
+                const struct kafka_message *m = recs[i].m;
+                if (recs[i].skip || !m->is_signed)
+                        continue;
+                pg_copy_row(&b, 6);
+                pg_copy_int4(&b, (int32_t)i);
+                if (pg_copy_uuid(&b, recs[i].tenant_id) < 0 || pg_copy_uuid(&b, recs[i].run_id) < 0)
+                        return -EINVAL; /* record_check let only UUIDs through */
+                pg_copy_text(&b, m->signer, false);
+                pg_copy_bytes(&b, m->sig, SIGN_SIGNATURE_LEN);
+                pg_copy_bytes(&b, m->value, m->len);
+        }
+        int r = pg_copy_buf_finish(&b);
+        if (r >= 0)
+                r = pg_copy_in(conn, "COPY evidence_stage_records FROM STDIN (FORMAT binary)", b.data, b.len, reterr);
+        for (size_t k = 0; r >= 0 && k < nten; k++)
+                r = store_records(conn, tenants[k], recs, nrec, reterr);
+        return r;
+}
+
+/* Stages the round's events (binary COPY, each with its record's id) and
+ * keeps each run's figures. *nstaged gets the event count; *fast whether
+ * every staged seq is above its run's stored maximum (nothing of the round
+ * can be stored already). */
+static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,
+                        bool careful, size_t *nstaged, bool *fast, struct err_detail *reterr) {
+        size_t bytes = 0, staged = 0;
+        for (size_t i = 0; i < nrec; i++)
+                if (!recs[i].skip)
+                        bytes += recs[i].m->len + 96 * recs[i].batch->n_events;
+        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b;
+        pg_copy_buf_init(&b, bytes + 64);
+        *fast = true;
+        for (size_t i = 0; i < nrec; i++) {
                 if (recs[i].skip)
                         continue;
-                const struct kafka_message *m = recs[i].m;
                 struct run_state *st = run_state_find(runs, nruns, recs[i].run_id);
-                if (m->is_signed) {
-                        fprintf(fr, "%zu\t%s\t%s\t", i, recs[i].tenant_id, recs[i].run_id);
-                        copy_text(fr, m->signer);
-                        fputc('\t', fr);
-                        copy_bytea(fr, m->sig, SIGN_SIGNATURE_LEN);
-                        fputc('\t', fr);
-                        copy_bytea(fr, m->value, m->len);
-                        fputc('\n', fr);
-                }
-                for (size_t k = 0; k < recs[i].batch->n_events && r == 0; k++) {
+                for (size_t k = 0; k < recs[i].batch->n_events; k++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[k];
                         uint64_t seq = ev->env->seq ? ev->env->seq : st->max_seq + 1;
                         /* an earlier seq than one staged this round is a duplicate
                          * (e.g. a node's event colliding with an appended verdict) */
                         if (seq <= st->staged_max)
                                 continue;
+                        if (seq <= st->stored_max)
+                                *fast = false;
                         const char *status = *ev->status ? ev->status : NULL;
                         bool terminal = ev->terminal || (status && !strcmp(ev->kind, "status") &&
                                                          is_terminal_status(status));
                         bool superseded = terminal && st->terminal_seq && st->terminal_seq != seq;
-                        if (terminal && !superseded && !st->terminal_seq) {
+                        bool winner = terminal && !superseded;
+                        long long lost = 0;
+                        _cleanup_free_ char *data = event_data(ev, st, superseded, careful, &lost);
+                        if (!data)
+                                return -ENOMEM;
+                        if (winner && !st->terminal_seq) {
                                 st->terminal_seq = seq;
                                 snprintf(st->terminal_status, sizeof st->terminal_status, "%s",
                                          status ? status : "");
+                                st->terminal_staged = true;
+                                st->lost = lost;
                         }
-                        long long lost = 0;
-                        _cleanup_free_ char *data = event_data(ev, st, superseded, careful, &lost);
-                        if (!data) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        char ts[40] = "";
+                        pg_copy_row(&b, 12);
+                        /* record_check let only UUIDs through */
+                        if (pg_copy_uuid(&b, ev->env->run_id) < 0)
+                                return -EINVAL;
+                        pg_copy_int8(&b, (int64_t)seq);
+                        if (pg_copy_uuid(&b, ev->env->tenant_id) < 0 || pg_copy_uuid(&b, ev->team_id) < 0)
+                                return -EINVAL;
                         if (ev->env->ts_unix_us > 0)
-                                time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
-                        fprintf(fe, "%s\t%llu\t%s\t", ev->env->run_id, (unsigned long long)seq, ev->env->tenant_id);
-                        copy_opt(fe, ev->team_id);
-                        fputc('\t', fe);
-                        copy_opt(fe, ts);
-                        fputc('\t', fe);
-                        copy_text(fe, ev->kind);
-                        fputc('\t', fe);
-                        copy_opt(fe, ev->actor);
-                        fputc('\t', fe);
-                        copy_text(fe, data);
-                        fprintf(fe, "\t%s\t", terminal && !superseded ? "t" : "f");
-                        copy_opt(fe, terminal && !superseded ? status : NULL);
-                        fprintf(fe, "\t%lld\t", lost);
-                        if (m->is_signed)
-                                fprintf(fe, "%zu\n", i);
+                                pg_copy_timestamptz(&b, ev->env->ts_unix_us);
                         else
-                                fputs("\\N\n", fe);
+                                pg_copy_null(&b);
+                        pg_copy_text(&b, ev->kind, false);
+                        pg_copy_text(&b, ev->actor, true);
+                        pg_copy_jsonb(&b, data, strlen(data));
+                        pg_copy_bool(&b, winner);
+                        pg_copy_text(&b, winner ? status : NULL, true);
+                        pg_copy_int8(&b, lost);
+                        if (recs[i].record_id > 0)
+                                pg_copy_int8(&b, recs[i].record_id);
+                        else
+                                pg_copy_null(&b);
                         st->staged_max = seq;
                         if (seq > st->max_seq)
                                 st->max_seq = seq;
+                        st->staged++;
                         staged++;
                 }
         }
-        bool ok = fclose(fe) == 0;
-        ok = fclose(fr) == 0 && ok;
+        int r = pg_copy_buf_finish(&b);
         if (r < 0)
                 return r;
-        if (!ok)
-                return -ENOMEM;
         *nstaged = staged;
-        /* lz4: the default pglz compressing each staged record (a whole
-         * RunEventBatch) was the top function of the round in PostgreSQL */
-        r = pg_exec(conn,
-                    "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_records (rec int, tenant_id uuid, run_id uuid,"
-                    "  signer text, signature bytea, signed_value bytea COMPRESSION lz4) ON COMMIT DELETE ROWS",
-                    0, NULL, NULL, reterr);
-        if (r >= 0)
-                r = pg_exec(conn,
-                            "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_events (run_id uuid, seq bigint,"
-                            "  tenant_id uuid, team_id uuid, ts timestamptz, kind text, actor text, data text,"
-                            "  terminal boolean, status text, lost bigint, rec int) ON COMMIT DELETE ROWS",
-                            0, NULL, NULL, reterr);
-        if (r >= 0 && reclen > 0)
-                r = pg_copy_in(conn, "COPY evidence_stage_records FROM STDIN", recbuf, reclen, reterr);
-        if (r >= 0 && evlen > 0)
-                r = pg_copy_in(conn, "COPY evidence_stage_events FROM STDIN", evbuf, evlen, reterr);
-        return r;
+        if (staged == 0)
+                return 0;
+        return pg_copy_in(conn,
+                          "COPY evidence_stage_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data,"
+                          " terminal, status, lost, record_id) FROM STDIN (FORMAT binary)",
+                          b.data, b.len, reterr);
+}
+
+/* evidence.run_history kept from agg(run_id, n, max_seq, terminal_seq,
+ * terminal_status, lost): the events of each run this statement inserted,
+ * for tenant $1. */
+#define HISTORY_UPSERT                                                                                         \
+        "INSERT INTO evidence.run_history AS h (run_id, tenant_id, events_stored, max_seq, terminal_seq,"     \
+        "  terminal_status, events_lost, complete, completed_at)"                                             \
+        " SELECT run_id, $1, n, max_seq, terminal_seq, terminal_status, lost,"                                \
+        "        terminal_seq IS NOT NULL AND n + lost >= terminal_seq,"                                      \
+        "        CASE WHEN terminal_seq IS NOT NULL AND n + lost >= terminal_seq THEN now() END"              \
+        " FROM agg"                                                                                           \
+        " ON CONFLICT (run_id) DO UPDATE SET"                                                                 \
+        "  events_stored = h.events_stored + EXCLUDED.events_stored,"                                        \
+        "  max_seq = GREATEST(h.max_seq, EXCLUDED.max_seq),"                                                  \
+        "  terminal_seq = coalesce(h.terminal_seq, EXCLUDED.terminal_seq),"                                   \
+        "  terminal_status = coalesce(h.terminal_status, EXCLUDED.terminal_status),"                          \
+        "  events_lost = GREATEST(h.events_lost, EXCLUDED.events_lost),"                                      \
+        "  complete = coalesce(h.terminal_seq, EXCLUDED.terminal_seq) IS NOT NULL"                            \
+        "    AND h.events_stored + EXCLUDED.events_stored + GREATEST(h.events_lost, EXCLUDED.events_lost)"    \
+        "      >= coalesce(h.terminal_seq, EXCLUDED.terminal_seq),"                                           \
+        "  completed_at = coalesce(h.completed_at, CASE WHEN"                                                 \
+        "    coalesce(h.terminal_seq, EXCLUDED.terminal_seq) IS NOT NULL"                                     \
+        "    AND h.events_stored + EXCLUDED.events_stored + GREATEST(h.events_lost, EXCLUDED.events_lost)"    \
+        "      >= coalesce(h.terminal_seq, EXCLUDED.terminal_seq) THEN now() END)"
+
+#define STAGED_COLUMNS "run_id, seq, tenant_id, team_id, ts, kind, actor, data, record_id"
+#define STAGED_VALUES "s.run_id, s.seq, s.tenant_id, s.team_id, coalesce(s.ts, now()), s.kind, s.actor, s.data, s.record_id"
+
+/* The fast path's figures of tenant t's runs, as jsonb_to_recordset input:
+ * every staged event is inserted, so they are known before the insert. */
+static char *history_json(const struct run_state *runs, size_t nruns, const char *t) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < nruns; i++) {
+                const struct run_state *st = &runs[i];
+                if (st->staged == 0 || strcmp(st->tenant_id, t))
+                        continue;
+                json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o, s:I}", "run_id", st->run_id, "n",
+                                      (json_int_t)st->staged, "max_seq", (json_int_t)st->staged_max,
+                                      "terminal_seq",
+                                      st->terminal_staged ? json_integer((json_int_t)st->terminal_seq) : json_null(),
+                                      "terminal_status",
+                                      st->terminal_staged ? json_string(st->terminal_status) : json_null(), "lost",
+                                      (json_int_t)st->lost);
+                if (!o || json_array_append_new(a, o) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+        return s;
 }
 
 /* The staged rows of tenant t into the history; run_history kept in the same
- * statement. Adds the inserted count to *stored. */
-static int store_tenant(PGconn *conn, const char *t, long long *stored, struct err_detail *reterr) {
+ * statement. Adds the inserted count to *stored. fast: every staged seq is
+ * above its run's stored maximum, so a plain INSERT (no ON CONFLICT, no
+ * RETURNING to count) does; the primary key still refuses a duplicate
+ * (-EEXIST: the caller stores the round again the careful way). */
+static int store_tenant(PGconn *conn, const char *t, const struct run_state *runs, size_t nruns, bool fast,
+                        long long *stored, struct err_detail *reterr) {
         int r = pg_set_tenant_local(conn, t, reterr);
         if (r < 0)
                 return r;
+        if (fast) {
+                _cleanup_free_ char *hist = history_json(runs, nruns, t);
+                if (!hist)
+                        return -ENOMEM;
+                const char *p[] = {t, hist};
+                r = pg_exec(conn,
+                            "WITH ins AS ("
+                            "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
+                            "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1),"
+                            " agg AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS u(run_id uuid, n bigint,"
+                            "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
+                            HISTORY_UPSERT,
+                            2, p, NULL, reterr);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < nruns; i++)
+                        if (!strcmp(runs[i].tenant_id, t))
+                                *stored += runs[i].staged;
+                return 0;
+        }
+        _cleanup_(PQclearp) PGresult *res = NULL;
         const char *p[] = {t};
         r = pg_exec(conn,
-                    "INSERT INTO evidence.signed_records (run_id, tenant_id, signer, signature, signed_value)"
-                    " SELECT run_id, tenant_id, signer, signature, signed_value FROM evidence_stage_records"
-                    " WHERE tenant_id = $1 ON CONFLICT (run_id, signature) DO NOTHING",
-                    1, p, NULL, reterr);
-        if (r < 0)
-                return r;
-        _cleanup_(PQclearp) PGresult *res = NULL;
-        r = pg_exec(conn,
                     "WITH ins AS ("
-                    "  INSERT INTO evidence.run_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data, record_id)"
-                    "  SELECT s.run_id, s.seq, s.tenant_id, s.team_id, coalesce(s.ts, now()), s.kind, s.actor,"
-                    "         s.data::jsonb, r.id"
-                    "  FROM evidence_stage_events s"
-                    "  LEFT JOIN evidence_stage_records sr ON sr.rec = s.rec"
-                    "  LEFT JOIN evidence.signed_records r ON r.run_id = sr.run_id AND r.signature = sr.signature"
-                    "  WHERE s.tenant_id = $1"
+                    "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
+                    "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1"
                     "  ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, seq),"
                     " agg AS ("
                     "  SELECT s.run_id, count(*) AS n, max(s.seq) AS max_seq,"
@@ -462,27 +559,7 @@ static int store_tenant(PGconn *conn, const char *t, long long *stored, struct e
                     "         coalesce(max(s.lost) FILTER (WHERE s.terminal), 0) AS lost"
                     "  FROM ins JOIN evidence_stage_events s ON s.run_id = ins.run_id AND s.seq = ins.seq"
                     "  GROUP BY s.run_id),"
-                    " up AS ("
-                    "  INSERT INTO evidence.run_history AS h (run_id, tenant_id, events_stored, max_seq, terminal_seq,"
-                    "    terminal_status, events_lost, complete, completed_at)"
-                    "  SELECT run_id, $1, n, max_seq, terminal_seq, terminal_status, lost,"
-                    "         terminal_seq IS NOT NULL AND n + lost >= terminal_seq,"
-                    "         CASE WHEN terminal_seq IS NOT NULL AND n + lost >= terminal_seq THEN now() END"
-                    "  FROM agg"
-                    "  ON CONFLICT (run_id) DO UPDATE SET"
-                    "   events_stored = h.events_stored + EXCLUDED.events_stored,"
-                    "   max_seq = GREATEST(h.max_seq, EXCLUDED.max_seq),"
-                    "   terminal_seq = coalesce(h.terminal_seq, EXCLUDED.terminal_seq),"
-                    "   terminal_status = coalesce(h.terminal_status, EXCLUDED.terminal_status),"
-                    "   events_lost = GREATEST(h.events_lost, EXCLUDED.events_lost),"
-                    "   complete = coalesce(h.terminal_seq, EXCLUDED.terminal_seq) IS NOT NULL"
-                    "     AND h.events_stored + EXCLUDED.events_stored + GREATEST(h.events_lost, EXCLUDED.events_lost)"
-                    "       >= coalesce(h.terminal_seq, EXCLUDED.terminal_seq),"
-                    "   completed_at = coalesce(h.completed_at, CASE WHEN"
-                    "     coalesce(h.terminal_seq, EXCLUDED.terminal_seq) IS NOT NULL"
-                    "     AND h.events_stored + EXCLUDED.events_stored + GREATEST(h.events_lost, EXCLUDED.events_lost)"
-                    "       >= coalesce(h.terminal_seq, EXCLUDED.terminal_seq) THEN now() END)"
-                    "  RETURNING 1)"
+                    " up AS (" HISTORY_UPSERT " RETURNING 1)"
                     " SELECT coalesce((SELECT sum(n) FROM agg), 0), (SELECT count(*) FROM up)",
                     1, p, &res, reterr);
         if (r < 0)
@@ -521,9 +598,13 @@ static void record_lag(const struct record *recs, size_t nrec) {
         metric_add(&m_lag_over, (long long)over);
 }
 
-/* Stores the round's records that are not skipped in one transaction;
- * careful: see event_data. */
-static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool careful, struct err_detail *reterr) {
+/* Stores the records of recs[0..nrec) that are not skipped in one
+ * transaction; careful: see event_data. try_fast: take the fast path when
+ * every staged seq is above its run's stored maximum (*fast says whether it
+ * was taken). */
+static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool careful, bool try_fast, bool *fast,
+                       struct err_detail *reterr) {
+        *fast = false;
         /* distinct runs and tenants of the round */
         _cleanup_free_ struct run_state *runs = calloc(nrec, sizeof *runs);
         _cleanup_free_ const char **tenants = calloc(nrec, sizeof *tenants);
@@ -531,6 +612,7 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
                 return -ENOMEM;
         size_t nruns = 0, nten = 0;
         for (size_t i = 0; i < nrec; i++) {
+                recs[i].record_id = 0;
                 if (recs[i].skip)
                         continue;
                 if (!run_state_find(runs, nruns, recs[i].run_id))
@@ -543,31 +625,81 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         }
         if (nruns == 0)
                 return 0;
+        int64_t t0 = time_mono_us();
         int r = pg_begin(conn, reterr);
         for (size_t t = 0; r >= 0 && t < nten; t++)
                 r = load_tenant_state(conn, tenants[t], recs, nrec, runs, nruns, reterr);
-        size_t staged = 0;
         if (r >= 0)
-                r = stage(conn, recs, nrec, runs, nruns, careful, &staged, reterr);
+                r = stage_tables(conn, reterr);
+        int64_t t1 = time_mono_us();
+        if (r >= 0)
+                r = stage_records(conn, recs, nrec, tenants, nten, reterr);
+        int64_t t2 = time_mono_us();
+        size_t staged = 0;
+        bool above = false;
+        if (r >= 0)
+                r = stage_events(conn, recs, nrec, runs, nruns, careful, &staged, &above, reterr);
+        int64_t t3 = time_mono_us();
+        *fast = try_fast && above;
         long long stored = 0;
-        for (size_t t = 0; r >= 0 && t < nten; t++)
-                r = store_tenant(conn, tenants[t], &stored, reterr);
+        for (size_t t = 0; r >= 0 && staged > 0 && t < nten; t++)
+                r = store_tenant(conn, tenants[t], runs, nruns, *fast, &stored, reterr);
+        int64_t t4 = time_mono_us();
         if (r >= 0)
                 r = pg_commit(conn, reterr);
         if (r < 0) {
                 pg_rollback(conn);
                 return r;
         }
+        int64_t t5 = time_mono_us();
+        /* where a round's time goes (issue 10 §4 profiles), at debug level */
+        log_debug("stored round: %zu records, %lld events (%s path); ms: state %.1f, records %.1f, "
+                  "events staged %.1f, inserted %.1f, commit %.1f",
+                  nrec, stored, *fast ? "fast" : "conflict-checked", (t1 - t0) / 1e3, (t2 - t1) / 1e3,
+                  (t3 - t2) / 1e3, (t4 - t3) / 1e3, (t5 - t4) / 1e3);
         metric_add(&m_stored, stored);
         metric_add(&m_duplicates, (long long)staged - stored);
         metric_add(&m_batches, 1);
+        if (*fast)
+                metric_add(&m_fast, 1);
         metric_set(&m_batch_events, stored);
         record_lag(recs, nrec);
         return 0;
 }
 
-int events_store_batch(PGconn *conn, const struct kafka_message *msgs, size_t n, int *verdicts,
-                       struct err_detail *reterr) {
+/* One transaction for recs[0..nrec), falling back as needed: a fast round
+ * refused by the primary key (a seq stored after all, e.g. by another
+ * consumer of the partition during a rebalance) is stored again with every
+ * insert conflict-checked; event data PostgreSQL refuses as jsonb is staged
+ * again as jansson writes it (or as raw text). Each fallback turns one flag
+ * for good, so this ends. */
+static int store_chunk(PGconn *conn, struct record *recs, size_t nrec, struct err_detail *reterr) {
+        bool careful = false, try_fast = true;
+        for (;;) {
+                bool fast;
+                int r = store_round(conn, recs, nrec, careful, try_fast, &fast, reterr);
+                if (r == -EEXIST && fast) {
+                        metric_add(&m_fast_fallback, 1);
+                        log_info("a seq of the round was stored already, storing it again conflict-checked: %s",
+                                 reterr ? reterr->message : "");
+                        try_fast = false;
+                } else if (r == -EINVAL && !careful) {
+                        /* refused even so (-EINVAL, permanent): the loop hands the
+                         * records in one by one and skips the one that fails */
+                        log_warn("event data refused by postgresql, storing the round again with every event's "
+                                 "data checked: %s",
+                                 reterr ? reterr->message : "");
+                        careful = true;
+                } else {
+                        return r;
+                }
+                if (reterr)
+                        *reterr = (struct err_detail){0};
+        }
+}
+
+int events_store_batch(PGconn *conn, const struct events_store_config *cfg, const struct kafka_message *msgs,
+                       size_t n, int *verdicts, struct err_detail *reterr) {
         struct record *recs = calloc(n ? n : 1, sizeof *recs);
         if (!recs)
                 return -ENOMEM;
@@ -613,15 +745,23 @@ int events_store_batch(PGconn *conn, const struct kafka_message *msgs, size_t n,
                         if (!recs[j].skip && msgs[j].is_signed && !strcmp(recs[i].run_id, recs[j].run_id) &&
                             !memcmp(msgs[i].sig, msgs[j].sig, SIGN_SIGNATURE_LEN))
                                 recs[i].skip = true;
-        if (r >= 0)
-                r = store_round(conn, recs, n, false, reterr);
-        /* data jsonb refuses: staged again as jansson writes it (or as raw
-         * text); refused even so (-EINVAL, permanent), the loop hands the
-         * records in one by one and skips the one that fails */
-        if (r == -EINVAL) {
-                log_warn("event data refused by postgresql, storing the round again with every event's data "
-                         "checked: %s", reterr ? reterr->message : "");
-                r = store_round(conn, recs, n, true, reterr);
+        /* one transaction per at most round_max_events events (whole
+         * records): a round polled from a backlog is made durable in steps,
+         * so the first of its events do not wait for the last (issue 10 §4:
+         * p99 lag). The offsets are committed once all of them are; a crash
+         * in between redelivers records that are then found stored. */
+        for (size_t start = 0; r >= 0 && start < n;) {
+                size_t end = start;
+                long long events = 0;
+                while (end < n) {
+                        long long k = recs[end].skip ? 0 : (long long)recs[end].batch->n_events;
+                        if (events > 0 && events + k > cfg->round_max_events)
+                                break;
+                        events += k;
+                        end++;
+                }
+                r = store_chunk(conn, recs + start, end - start, reterr);
+                start = end;
         }
         records_free(recs, n);
         return r;

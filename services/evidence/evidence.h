@@ -16,18 +16,24 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
+struct events_store_config {
+        long long round_max_events; /* events per transaction (whole records; a larger record alone) */
+};
+
 /* events_store.c: stores msgs[0..n) (records of paddock.runs.events, each a
- * RunEventBatch of one run) in ONE transaction: every event once per
- * (run_id, seq); each signed record once in evidence.signed_records (signer,
- * signature, value as signed: the history verifies offline against the node
- * keys) with its events pointing at it; a platform verdict (env.seq 0) at the
- * run's highest stored seq + 1; a terminal status after the run's first one
- * stored with data.superseded; evidence.run_history kept (docs/CONTRACTS.md).
- * Records from another signer than the run's node (or the scheduler) are
- * refused (lib/service/run_node.h), undecodable or invalid ones get
- * verdicts[i] = KAFKA_SKIP. A kafka_handle_batch_fn on a borrowed connection. */
-int events_store_batch(PGconn *conn, const struct kafka_message *msgs, size_t n, int *verdicts,
-                       struct err_detail *reterr);
+ * RunEventBatch of one run) in transactions of at most cfg->round_max_events
+ * events, in order: every event once per (run_id, seq); each signed record
+ * once in evidence.signed_records (signer, signature, value as signed: the
+ * history verifies offline against the node keys) with its events pointing
+ * at it; a platform verdict (env.seq 0) at the run's highest stored seq + 1;
+ * a terminal status after the run's first one stored with data.superseded;
+ * evidence.run_history kept (docs/CONTRACTS.md). Records from another signer
+ * than the run's node (or the scheduler) are refused
+ * (lib/service/run_node.h), undecodable or invalid ones get verdicts[i] =
+ * KAFKA_SKIP. Returns >= 0 once all of them are durable. A
+ * kafka_handle_batch_fn on a borrowed connection; cfg is borrowed. */
+int events_store_batch(PGconn *conn, const struct events_store_config *cfg, const struct kafka_message *msgs,
+                       size_t n, int *verdicts, struct err_detail *reterr);
 void events_store_register_metrics(void);
 
 struct artifacts_store_config {

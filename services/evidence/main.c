@@ -47,6 +47,7 @@ struct settings {
         struct s3_settings s3;
         long long max_artifact_bytes;
         long long siem_timeout_ms;
+        long long round_max_events;
 };
 
 static const struct config_entry settings_table[] = {
@@ -59,6 +60,10 @@ static const struct config_entry settings_table[] = {
         {"PADDOCK_EVIDENCE_SIEM_TIMEOUT_MS", CONFIG_INT, "10000", 100, 600000, false,
          offsetof(struct settings, siem_timeout_ms),
          "how long to wait for Kafka to acknowledge a SIEM record before retrying its audit record"},
+        {"PADDOCK_EVIDENCE_ROUND_MAX_EVENTS", CONFIG_INT, "10000", 1, 1000000, false,
+         offsetof(struct settings, round_max_events),
+         "most run events stored per transaction (whole records): a poll round from a backlog is made durable "
+         "in steps of this size, so its first events do not wait for its last"},
         {NULL},
 };
 
@@ -76,6 +81,7 @@ struct app {
         struct kafka_consumer *consumer;
         struct artifacts_store_config artifacts;
         struct audit_store_config audit;
+        struct events_store_config events;
 };
 
 /* A poll round's run event records, in one transaction (a kafka_handle_batch_fn). */
@@ -85,7 +91,7 @@ static int handle_events(void *userdata, const struct kafka_message *msgs, size_
         PGconn *conn = pg_pool_acquire(app->svc.pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
-        int r = events_store_batch(conn, msgs, n, verdicts, err);
+        int r = events_store_batch(conn, &app->events, msgs, n, verdicts, err);
         pg_pool_release(app->svc.pg, conn);
         return r;
 }
@@ -133,7 +139,8 @@ static const struct service_spec spec = {
 
 static int run(struct settings *cfg) {
         struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes,
-                          .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms};
+                          .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms,
+                          .events.round_max_events = cfg->round_max_events};
         struct err_detail err = {0};
         int ret = service_start(&spec, cfg, &app.svc);
         if (ret != 0)

@@ -217,3 +217,86 @@ def test_copy_escapes_survive_the_batch_store(endpoints, api, me, team_id, tenan
     assert got[1]["data"]["text"] == long_text
     assert got[2]["data"]["text"] == "\\" and got[2]["actor"] == "\\"
     assert [e["data"]["path"] for e in got[3:]] == [f"a\\b\t{s}" for s in range(4, 1004)]
+
+
+def _evidence_metric(endpoints, name):
+    import requests
+    text = requests.get(endpoints.need("PADDOCK_EVIDENCE_OPS_URL") + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"evidence exports no {name}")
+
+
+def _stored_seqs(endpoints, run_id):
+    """(seq, count) of the run's stored events, read as the schema owner."""
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        rows = pg.execute("SELECT seq, count(*) FROM evidence.run_events WHERE run_id = %s GROUP BY seq ORDER BY seq",
+                          (run_id,)).fetchall()
+        hist = pg.execute("SELECT events_stored, max_seq FROM evidence.run_history WHERE run_id = %s",
+                          (run_id,)).fetchone()
+    return rows, hist
+
+
+def test_redelivered_and_overlapping_seqs_are_stored_once(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                          ingest_node):
+    """Evidence stores a round with a plain insert when every seq is above
+    the run's stored maximum (the fast path). A record whose seqs are all
+    stored already (other bytes, so another signature), and one mixing stored
+    and new seqs, go the conflict-checked way: each (run, seq) once, and the
+    history counts each once."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, text: _event(tenant_id, team_id, run_id, seq, "output",  # noqa: E731
+                                  {"stream": "stdout", "text": text}, actor="agent")
+    fast_before = _evidence_metric(endpoints, "paddock_evidence_event_batches_fast_total")
+    _send(ingest_node, endpoints, run_id, *[ev(s, f"first {s}") for s in range(1, 11)])
+    wait_for("seqs 1..10 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (10, 10), timeout=60, pause=0.3)
+    assert _evidence_metric(endpoints, "paddock_evidence_event_batches_fast_total") > fast_before
+    # the same seqs again in a record of their own (a node resending them)
+    _send(ingest_node, endpoints, run_id, *[ev(s, f"again {s}") for s in range(1, 11)])
+    # stored and new seqs in one record
+    _send(ingest_node, endpoints, run_id, *[ev(s, f"mixed {s}") for s in range(6, 16)])
+    wait_for("seqs 1..15 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (15, 15), timeout=60, pause=0.3)
+    rows, hist = _stored_seqs(endpoints, run_id)
+    assert rows == [(s, 1) for s in range(1, 16)], rows
+    events = all_events(api, run_id)
+    assert [e["data"]["text"] for e in events] == [f"first {s}" for s in range(1, 11)] + \
+        [f"mixed {s}" for s in range(11, 16)]
+
+
+def test_fast_round_refused_by_the_key_is_stored_again_checked(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                                               ingest_node):
+    """The fast path trusts evidence.run_history's max_seq; the primary key
+    is its safety net. Here another writer (standing in for a second
+    consumer of the partition during a rebalance, which commits its events
+    and history in one transaction) stored seqs 1..5 of a run without
+    evidence's history having seen them when evidence read it: the test holds
+    that transaction open, evidence's plain insert of 1..10 waits on the key,
+    fails once the writer commits, and the round is stored again
+    conflict-checked: each seq once, the writer's rows kept, the history
+    right."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    ev = lambda seq, text: _event(tenant_id, team_id, run_id, seq, "output",  # noqa: E731
+                                  {"stream": "stdout", "text": text}, actor="agent")
+    fallback_before = _evidence_metric(endpoints, "paddock_evidence_event_batches_fast_fallback_total")
+    dsn = endpoints.need("PADDOCK_PG_DSN")
+    with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as watch:
+        with other.transaction():
+            for s in range(1, 6):
+                other.execute("INSERT INTO evidence.run_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data)"
+                              " VALUES (%s, %s, %s, %s, now(), 'output', 'agent', %s)",
+                              (run_id, s, tenant_id, team_id, json.dumps({"stream": "stdout", "text": f"other {s}"})))
+            other.execute("INSERT INTO evidence.run_history (run_id, tenant_id, events_stored, max_seq)"
+                          " VALUES (%s, %s, 5, 5)", (run_id, tenant_id))
+            _send(ingest_node, endpoints, run_id, *[ev(s, f"evidence {s}") for s in range(1, 11)])
+            # evidence's insert is waiting for this transaction
+            # (pg_locks: pg_stat_activity hides other roles' wait events)
+            wait_for("evidence to wait on the held rows", lambda: watch.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE a.usename = 'paddock_evidence' AND NOT l.granted").fetchone()[0] > 0, timeout=60, pause=0.2)
+    wait_for("seqs 1..10 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (10, 10), timeout=60, pause=0.3)
+    rows, hist = _stored_seqs(endpoints, run_id)
+    assert rows == [(s, 1) for s in range(1, 11)], rows
+    texts = [e["data"]["text"] for e in all_events(api, run_id)]
+    assert texts == [f"other {s}" for s in range(1, 6)] + [f"evidence {s}" for s in range(6, 11)], texts
+    assert _evidence_metric(endpoints, "paddock_evidence_event_batches_fast_fallback_total") == fallback_before + 1
