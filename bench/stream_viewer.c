@@ -11,6 +11,9 @@
  * one event per message). Prints one line per file_access event: the
  * latency in microseconds (receive time - ts), in arrival order. Exit 0 when
  * WANT events arrived, 1 otherwise. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, timegm */
+#endif
 #include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <stdbool.h>

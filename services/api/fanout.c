@@ -124,10 +124,14 @@ struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char
                               "kind", kind, "actor", actor, "data", data);
         if (!o)
                 return NULL;
-        /* sized first, then dumped straight behind the headroom: no copy */
-        size_t len = json_dumpb(o, NULL, 0, JSON_COMPACT);
+        /* dumped once into a stack buffer (events are small), copied behind
+         * the headroom; a larger one is dumped again, straight there */
+        char small[4096];
+        size_t len = json_dumpb(o, small, sizeof small, JSON_COMPACT);
         struct fanout_msg *m = len ? msg_new(len, seq, terminal) : NULL;
-        if (m && json_dumpb(o, (char *)m->buf + LWS_PRE, len, JSON_COMPACT) != len)
+        if (m && len <= sizeof small)
+                memcpy(m->buf + LWS_PRE, small, len);
+        else if (m && json_dumpb(o, (char *)m->buf + LWS_PRE, len, JSON_COMPACT) != len)
                 m = fanout_msg_unref(m);
         json_decref(o);
         return m;
