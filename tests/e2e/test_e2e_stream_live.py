@@ -44,16 +44,14 @@ def _recv(ws, timeout):
     return opcode, data.decode(), at
 
 
-def test_platform_verdict_is_pushed_live(endpoints, api, admin_token, me, team_id, tenant_id, plain_sandbox,
-                                         stream_node):
-    """A node reports two statuses and then dies: the scheduler's verdict
-    reaches a viewer already watching within LIVE_WITHIN_S of being sent (not
-    at the stream's next idle history poll), with the seq evidence stored it
-    at (3), in the same format as every other event; then the stream closes
-    normally, and the viewer saw 1, 2, 3: no gap, no duplicate."""
-    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me, node=NODE)
+def _verdict_latency(endpoints, api, admin_token, me, team_id, tenant_id, sandbox, node):
+    """One fake run: a node reports two statuses and dies, the viewer already
+    watches, the scheduler's verdict is sent just after the session's idle
+    history poll. Checks what the viewer saw; returns seconds from sending
+    the verdict to the viewer receiving it."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, sandbox, me, node=NODE)
     ev = lambda seq, kind, data, **kw: _event(tenant_id, team_id, run_id, seq, kind, data, **kw)  # noqa: E731
-    _send(stream_node, endpoints, run_id,
+    _send(node, endpoints, run_id,
           ev(1, "status", {"status": "provisioning"}, status="provisioning"),
           ev(2, "status", {"status": "running"}, status="running"))
     wait_for("two events stored", lambda: len(all_events(api, run_id)) == 2, timeout=60, pause=0.3)
@@ -80,7 +78,6 @@ def test_platform_verdict_is_pushed_live(endpoints, api, admin_token, me, team_i
         assert verdict["seq"] == 3 and verdict["kind"] == "status" and verdict["actor"] == "platform", verdict
         assert verdict["data"]["status"] == "failed" and verdict["run"] == run_id, verdict
         assert set(verdict) == {"run", "seq", "ts", "kind", "actor", "data"}, verdict
-        assert got - sent < LIVE_WITHIN_S, f"the verdict reached the viewer {got - sent:.3f} s after it was sent"
         # the terminal status ends the stream: a normal close, nothing after it
         opcode, code, _ = _recv(ws, 30)
         assert opcode == websocket.ABNF.OPCODE_CLOSE and code == 1000, (opcode, code)
@@ -88,3 +85,22 @@ def test_platform_verdict_is_pushed_live(endpoints, api, admin_token, me, team_i
         ws.close()
     stored = all_events(api, run_id)
     assert [e["seq"] for e in stored] == [1, 2, 3] and stored[2]["data"]["status"] == "failed", stored
+    return got - sent
+
+
+def test_platform_verdict_is_pushed_live(endpoints, api, admin_token, me, team_id, tenant_id, plain_sandbox,
+                                         stream_node):
+    """A node reports two statuses and then dies: the scheduler's verdict
+    reaches a viewer already watching with the seq evidence stored it at (3),
+    in the same format as every other event, then the stream closes normally
+    (the viewer saw 1, 2, 3: no gap, no duplicate); and it arrives within
+    LIVE_WITHIN_S of being sent, not at the stream's next idle history poll
+    (~0.85 s later at the least). Evidence's lag is part of that time: on a
+    very busy machine one attempt may exceed it, so up to three are made; read
+    from history only, every attempt would."""
+    lat = []
+    for _ in range(3):
+        lat.append(_verdict_latency(endpoints, api, admin_token, me, team_id, tenant_id, plain_sandbox, stream_node))
+        if lat[-1] < LIVE_WITHIN_S:
+            break
+    assert min(lat) < LIVE_WITHIN_S, f"the verdict reached the viewer {[round(x, 3) for x in lat]} s after it was sent"
