@@ -5,7 +5,8 @@
 For each (rate, viewers) case one command run creates distinct files at the
 given rate of file_access events (each file: one `create` and one `write`
 event; distinct names, so coalescing never merges them), while V viewers,
-each its own process, are connected to the run's stream before the first
+each its own process (bench/stream_viewer.c, a C client that takes the
+receive time first and scans only "kind" and "ts"), are connected to the run's stream before the first
 file is made. Latency of an event = the viewer's receive time - the event's
 `ts` (set by the runner-agent when it emits the event; same host clock).
 Prints p50/p99/max per case next to the issue's reference and target.
@@ -15,15 +16,12 @@ Only loopback traffic (endpoints.env of $PADDOCK_STATE_DIR, default .paddock).
   BENCH_EVENTS=15000                             events per case (stay below
                                                  the runner's PADDOCK_RUN_MAX_FILE_EVENTS)
 """
-import json
-import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import time
-from datetime import datetime
-
-import websocket
+import urllib.parse
 
 from benchlib import login, pct
 
@@ -53,37 +51,30 @@ print("made %d files in %.2f s" % (files, time.monotonic() - t0))
 """
 
 
-def viewer(url, token, want, ready, out):
-    """Receives until `want` file_access events or the socket closes; keeps the
-    raw messages and receive times, parsed afterwards (the client must not be
-    the bottleneck)."""
-    ws = websocket.create_connection(url, header=["Authorization: Bearer " + token], timeout=120)
-    ready.set()
-    got, n = [], 0
-    while n < want:
-        try:
-            msg = ws.recv()
-        except (websocket.WebSocketConnectionClosedException, websocket.WebSocketTimeoutException):
-            break
-        if not msg:
-            break
-        got.append((time.time(), msg))
-        if '"file_access"' in msg:
-            n += 1
-    ws.close()
-    lat = []
-    for t, msg in got:
-        ev = json.loads(msg)
-        if ev["kind"] != "file_access":
-            continue
-        ts = datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp()
-        lat.append((t - ts) * 1000.0)
-    out.put(lat)
+def viewer_binary():
+    """The C viewer (bench/stream_viewer.c): $BENCH_VIEWER, else the one in
+    $PADDOCK_BUILD_DIR (default build/)."""
+    if os.environ.get("BENCH_VIEWER"):
+        return os.environ["BENCH_VIEWER"]
+    build = os.environ.get("PADDOCK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
+    return os.path.join(build, "services", "api", "paddock-stream-viewer")
+
+
+def start_viewer(api, token, rid, want):
+    """Starts one C viewer of the run's stream; returns it once connected.
+    Its stdout is one latency (us) per file_access event."""
+    u = urllib.parse.urlsplit(api)
+    p = subprocess.Popen([viewer_binary(), u.hostname, str(u.port), "/v1/runs/%s/stream?after=0" % rid, str(want)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PADDOCK_TOKEN=token))
+    line = p.stderr.readline()
+    if line.strip() != "ready":
+        raise RuntimeError("viewer did not connect: %s" % line.strip())
+    return p
 
 
 def main():
     api, s, token, team = login()
-    ws_url = api.replace("http://", "ws://")
     print("Paddock event -> websocket latency, %d file_access events per case; load average %s" % (
         EVENTS, " ".join(open("/proc/loadavg").read().split()[:3])))
     for rate, viewers in CASES:
@@ -98,20 +89,11 @@ def main():
         r = s.post(api + "/v1/runs", json={"sandbox": sid, "version": v, "team": team})
         r.raise_for_status()
         rid = r.json()["id"]
-        out = multiprocessing.Queue()
-        procs, readies = [], []
-        for _ in range(viewers):
-            ready = multiprocessing.Event()
-            p = multiprocessing.Process(target=viewer, args=(
-                "%s/v1/runs/%s/stream?after=0" % (ws_url, rid), token, EVENTS, ready, out))
-            p.start()
-            procs.append(p)
-            readies.append(ready)
-        for ready in readies:
-            ready.wait(30)
-        lats = [out.get(timeout=600) for _ in procs]
+        procs = [start_viewer(api, token, rid, EVENTS) for _ in range(viewers)]
+        lats = []
         for p in procs:
-            p.join()
+            out, _ = p.communicate(timeout=600)
+            lats.append([int(x) / 1000.0 for x in out.split()])
         all_lat = [x for lat in lats for x in lat]
         if os.environ.get("BENCH_TRACE"):
             # latency along the run (seq order), to tell a backlog from a stall

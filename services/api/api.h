@@ -663,23 +663,34 @@ int stream_ticket_create(struct api_req *r);
 
 /* ---- fanout.c: live RunEvents for websocket viewers */
 struct fanout_sub;
-struct fanout_item {
+/* One event as a websocket message, encoded once and shared by every viewer
+ * of the run (reference counted; the lws thread writes buf + LWS_PRE, lws
+ * puts the frame header in the headroom). seq 0: a platform verdict whose
+ * seq evidence assigns (len 0, nothing to send: the stream reads it from
+ * history). */
+struct fanout_msg {
+        int refs; /* __atomic: taken on the fan-out thread, dropped on the lws thread */
         uint64_t seq;
         bool terminal;
-        char *json;                /* owned */
-        struct fanout_item *next;
+        size_t len;
+        unsigned char buf[]; /* LWS_PRE + len + 1 (NUL) */
 };
+/* The public event JSON of docs/CONTRACTS.md as a message with one
+ * reference; NULL on out-of-memory. data is borrowed. */
+struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                                    const char *actor, json_t *data);
+struct fanout_msg *fanout_msg_ref(struct fanout_msg *m);
+/* Drops one reference (NULL accepted); returns NULL. */
+struct fanout_msg *fanout_msg_unref(struct fanout_msg *m);
 int fanout_start(struct api *a);
 void fanout_stop(struct api *a);
-/* Registers interest in run_id; items queue until drained. */
+/* Registers interest in run_id; messages queue until drained. */
 struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id);
 void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s);
-/* Takes the queued items (caller frees with fanout_items_free). */
-struct fanout_item *fanout_drain(struct fanout_hub *h, struct fanout_sub *s);
-void fanout_items_free(struct fanout_item *it);
-/* Builds the public event JSON; true terminal when the event ends the run. */
-char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const char *kind,
-                        const char *actor, json_t *data, bool *terminal);
+/* Takes the queued messages, in order: swaps the subscriber's queue with
+ * *q (capacity *cap, emptied by the caller, who owns one reference of each
+ * message returned); returns how many. No allocation in the steady state. */
+size_t fanout_drain(struct fanout_hub *h, struct fanout_sub *s, struct fanout_msg ***q, size_t *cap);
 
 /* ---- status_consumer.c */
 int status_consumer_start(struct api *a);

@@ -1,8 +1,11 @@
 /* Live RunEvents for websocket viewers. A consumer thread in a group unique to
  * this process (starting at "latest": history comes from PostgreSQL) decodes
- * every RunEvent, queues its public JSON for the subscribers of that run, and
- * wakes the lws loop with lws_cancel_service(). The lws thread drains the
- * queues (stream.c). One mutex guards subscribers and their queues. */
+ * the records of runs someone watches, encodes each event's websocket message
+ * once (struct fanout_msg, shared by reference by every viewer of the run),
+ * queues it for the subscribers of that run, and wakes the lws loop with
+ * lws_cancel_service(). The lws thread drains the queues (stream.c). One
+ * mutex guards subscribers and their queues; it is taken once per record,
+ * and a queue is an array of pointers (no allocation per event and viewer). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,8 +30,8 @@
 
 struct fanout_sub {
         char run_id[UUID_STR_LEN];
-        struct fanout_item *head, *tail;
-        size_t n;
+        struct fanout_msg **q; /* [0, n): one reference each, in partition order */
+        size_t n, cap;
         struct fanout_sub *next;
 };
 
@@ -86,20 +89,52 @@ static bool hub_reporter_ok(struct fanout_hub *h, const struct kafka_message *m,
         return r <= 0;
 }
 
-char *fanout_event_json(const char *run_id, uint64_t seq, const char *ts, const char *kind, const char *actor,
-                        json_t *data, bool *terminal) {
-        *terminal = false;
+static struct fanout_msg *msg_new(size_t len, uint64_t seq, bool terminal) {
+        struct fanout_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+        if (!m)
+                return NULL;
+        m->refs = 1;
+        m->seq = seq;
+        m->terminal = terminal;
+        m->len = len;
+        m->buf[LWS_PRE + len] = 0;
+        return m;
+}
+
+struct fanout_msg *fanout_msg_ref(struct fanout_msg *m) {
+        if (m)
+                __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+        return m;
+}
+
+struct fanout_msg *fanout_msg_unref(struct fanout_msg *m) {
+        if (m && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
+                free(m);
+        return NULL;
+}
+
+struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                                    const char *actor, json_t *data) {
+        bool terminal = false;
         if (!strcmp(kind, "status")) {
                 const char *st = json_string_value(json_object_get(data, "status"));
-                *terminal = st && runs_status_terminal(st);
+                terminal = st && runs_status_terminal(st);
         }
         json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:O}", "run", run_id, "seq", (json_int_t)seq, "ts", ts,
                               "kind", kind, "actor", actor, "data", data);
         if (!o)
                 return NULL;
-        char *s = json_dumps(o, JSON_COMPACT);
+        /* dumped once into a stack buffer (events are small), copied behind
+         * the headroom; a larger one is dumped again, straight there */
+        char small[4096];
+        size_t len = json_dumpb(o, small, sizeof small, JSON_COMPACT);
+        struct fanout_msg *m = len ? msg_new(len, seq, terminal) : NULL;
+        if (m && len <= sizeof small)
+                memcpy(m->buf + LWS_PRE, small, len);
+        else if (m && json_dumpb(o, (char *)m->buf + LWS_PRE, len, JSON_COMPACT) != len)
+                m = fanout_msg_unref(m);
         json_decref(o);
-        return s;
+        return m;
 }
 
 struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
@@ -114,15 +149,6 @@ struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
         return s;
 }
 
-void fanout_items_free(struct fanout_item *it) {
-        while (it) {
-                struct fanout_item *n = it->next;
-                free(it->json);
-                free(it);
-                it = n;
-        }
-}
-
 void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s) {
         if (!s)
                 return;
@@ -133,52 +159,62 @@ void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s) {
                         break;
                 }
         pthread_mutex_unlock(&h->lock);
-        fanout_items_free(s->head);
+        for (size_t i = 0; i < s->n; i++)
+                fanout_msg_unref(s->q[i]);
+        free(s->q);
         free(s);
 }
 
-struct fanout_item *fanout_drain(struct fanout_hub *h, struct fanout_sub *s) {
+size_t fanout_drain(struct fanout_hub *h, struct fanout_sub *s, struct fanout_msg ***q, size_t *cap) {
         pthread_mutex_lock(&h->lock);
-        struct fanout_item *it = s->head;
-        s->head = s->tail = NULL;
+        struct fanout_msg **taken = s->q;
+        size_t n = s->n, taken_cap = s->cap;
+        s->q = *q;
+        s->cap = *cap;
         s->n = 0;
         pthread_mutex_unlock(&h->lock);
-        return it;
+        *q = taken;
+        *cap = taken_cap;
+        return n;
 }
 
-/* Queues a copy of json for every subscriber of run_id; true if a queue was
- * empty before, i.e. the lws thread has to be woken: it drains every queue
- * when woken, so a non-empty queue already has a wake-up pending (one
- * wake-up per burst, not a pipe write and a pass over all sessions per event). */
-static bool hub_publish(struct fanout_hub *h, const char *run_id, uint64_t seq, bool terminal, const char *json) {
+/* Queues a reference of each of msgs[0, n) for every subscriber of run_id,
+ * under one lock; true if a queue was empty before, i.e. the lws thread has
+ * to be woken: it drains every queue when woken, so a non-empty queue
+ * already has a wake-up pending (one wake-up per burst, not a pipe write and
+ * a pass over all sessions per event). A queue at SUB_QUEUE_MAX takes no
+ * more (stream.c refetches the gap from PostgreSQL). */
+static bool hub_publish(struct fanout_hub *h, const char *run_id, struct fanout_msg **msgs, size_t n) {
         bool wake = false;
         pthread_mutex_lock(&h->lock);
         for (struct fanout_sub *s = h->subs; s; s = s->next) {
                 if (strcmp(s->run_id, run_id) || s->n >= SUB_QUEUE_MAX)
                         continue;
-                struct fanout_item *it = calloc(1, sizeof *it);
-                if (!it)
-                        continue;
-                it->json = strdup(json);
-                if (!it->json) {
-                        free(it);
-                        continue;
+                size_t take = n < SUB_QUEUE_MAX - s->n ? n : SUB_QUEUE_MAX - s->n;
+                if (s->n + take > s->cap) {
+                        size_t cap = s->cap ? s->cap * 2 : 256;
+                        while (cap < s->n + take)
+                                cap *= 2;
+                        struct fanout_msg **nq = realloc(s->q, cap * sizeof *nq);
+                        if (!nq)
+                                continue;
+                        s->q = nq;
+                        s->cap = cap;
                 }
-                it->seq = seq;
-                it->terminal = terminal;
-                if (s->tail)
-                        s->tail->next = it;
-                else
-                        s->head = it;
-                s->tail = it;
-                wake |= s->n++ == 0;
+                wake |= s->n == 0;
+                for (size_t i = 0; i < take; i++)
+                        s->q[s->n++] = fanout_msg_ref(msgs[i]);
         }
         pthread_mutex_unlock(&h->lock);
         return wake;
 }
 
-/* A record is a RunEventBatch of one run (events.proto): each event goes to
- * the run's subscribers, in order, with one wake-up of the lws loop. */
+/* A record is a RunEventBatch of one run (events.proto): its events are
+ * encoded once each and queued, in order, for the run's subscribers, with
+ * one wake-up of the lws loop. A platform verdict (seq 0, "append") gets its
+ * seq from evidence: it is queued as a message of seq 0 that tells the
+ * stream to read it from the history now (stream.c), not at its next idle
+ * poll. */
 static void handle_message(struct fanout_hub *h, const struct kafka_message *m) {
         Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, m->len, m->value);
         if (!b) {
@@ -186,31 +222,41 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
                 return;
         }
         const char *run_id = b->n_events && b->events[0]->env ? b->events[0]->env->run_id : "";
-        bool wake = false;
-        if (id_is_uuid(run_id) && hub_has_sub(h, run_id) && hub_reporter_ok(h, m, run_id)) {
+        struct fanout_msg *stack_msgs[64], **msgs = stack_msgs;
+        size_t n = 0;
+        if (b->n_events > ELEMENTSOF(stack_msgs))
+                msgs = malloc(b->n_events * sizeof *msgs);
+        if (msgs && id_is_uuid(run_id) && hub_has_sub(h, run_id) && hub_reporter_ok(h, m, run_id)) {
                 for (size_t i = 0; i < b->n_events; i++) {
                         const Paddock__V1__RunEvent *ev = b->events[i];
-                        /* a platform verdict (seq 0) gets its seq from evidence:
-                         * viewers read it from the history */
-                        if (!ev->env || strcmp(ev->env->run_id, run_id) || ev->env->seq == 0 || !ev->kind ||
-                            !ev->kind[0])
+                        if (!ev->env || strcmp(ev->env->run_id, run_id) || !ev->kind || !ev->kind[0])
                                 continue;
+                        if (ev->env->seq == 0) {
+                                /* only the scheduler's terminal verdicts carry seq 0 (docs/CONTRACTS.md) */
+                                if (ev->terminal && !strcmp(m->signer, "scheduler") && (msgs[n] = msg_new(0, 0, true)))
+                                        n++;
+                                continue;
+                        }
                         json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
                         if (!data)
                                 data = json_object();
                         char ts[40];
                         time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
-                        bool terminal;
-                        char *json = fanout_event_json(run_id, ev->env->seq, ts, ev->kind, ev->actor ? ev->actor : "",
-                                                       data, &terminal);
+                        struct fanout_msg *fm = fanout_event_msg(run_id, ev->env->seq, ts, ev->kind,
+                                                                 ev->actor ? ev->actor : "", data);
                         json_decref(data);
-                        if (json && hub_publish(h, run_id, ev->env->seq, terminal || ev->terminal, json))
-                                wake = true;
-                        free(json);
+                        if (!fm)
+                                continue; /* the stream finds the gap and refetches it */
+                        fm->terminal |= ev->terminal;
+                        msgs[n++] = fm;
                 }
         }
-        if (wake)
+        if (n && hub_publish(h, run_id, msgs, n))
                 lws_cancel_service(h->api->lws);
+        for (size_t i = 0; i < n; i++)
+                fanout_msg_unref(msgs[i]);
+        if (msgs != stack_msgs)
+                free(msgs);
         paddock__v1__run_event_batch__free_unpacked(b, NULL);
 }
 

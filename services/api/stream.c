@@ -7,8 +7,15 @@
  * event numbered next_seq is ever sent. When the store holds later events but
  * not next_seq (a gap: the fan-out starts at "latest", or a viewer's queue
  * overflowed), PostgreSQL is asked again every 100 ms until the gap is filled;
- * when idle, once a second as a safety net. After the terminal status event
- * the socket closes with 1000. Runs on the lws thread only.
+ * when idle, once a second as a safety net. A platform verdict (seq 0, stored
+ * by evidence at the run's highest seq + 1: docs/CONTRACTS.md) has no seq
+ * until evidence stores it: its live arrival makes the session read the
+ * history at once and then every VERDICT_POLL_MIN_US, doubling up to
+ * GAP_RETRY_US, until the verdict is there, so it reaches viewers with its
+ * stored seq within evidence's lag. After the terminal status event the
+ * socket closes with 1000. Every message is one event (docs/CONTRACTS.md),
+ * its bytes shared with the other viewers (struct fanout_msg). Runs on the
+ * lws thread only.
  *
  * A stream lasts only as long as what let it open (issue 9 §5): every
  * STREAM_RECHECK_US, on the idle timer and before a send, the session checks
@@ -38,6 +45,7 @@
 #define WRITE_BURST 256
 #define FETCH_BATCH 500
 #define GAP_RETRY_US (100 * 1000)
+#define VERDICT_POLL_MIN_US (10 * 1000)
 #define IDLE_POLL_US (1000 * 1000)
 #define STREAM_RECHECK_US (2 * 1000 * 1000)
 #define TICKET_TTL_S 30
@@ -45,12 +53,6 @@
 /* websocket close codes of an authorization that ended (4000-4999: ours) */
 #define CLOSE_UNAUTHORIZED 4401
 #define CLOSE_FORBIDDEN 4403
-
-struct stored_event {
-        uint64_t seq;
-        bool terminal;
-        char *json;
-};
 
 struct stream_session {
         struct api *api;
@@ -66,9 +68,12 @@ struct stream_session {
         bool established;
         bool fetch_full;        /* the last fetch filled a batch: more history waits */
         bool history_missing;   /* evidence.run_events does not exist yet */
+        int64_t verdict_poll_us; /* != 0: a platform verdict came live, not yet read from history */
         int64_t timer_due;      /* monotonic us of the armed timer, 0 if none */
         struct fanout_sub *sub;
-        struct stored_event *store; /* [off, off + n): sorted by seq, unique, all >= next_seq */
+        struct fanout_msg **live;   /* fanout_drain's spare queue */
+        size_t live_cap;
+        struct fanout_msg **store;  /* [off, off + n): sorted by seq, unique, all >= next_seq; a reference each */
         size_t off, n, cap;         /* sending takes from the front: off moves, nothing is copied */
         struct stream_session *next;
 };
@@ -76,36 +81,38 @@ struct stream_session {
 /* lws thread only */
 static struct stream_session *sessions;
 
-static void store_insert(struct stream_session *ss, uint64_t seq, bool terminal, char *json) {
+/* Takes the reference of m. */
+static void store_insert(struct stream_session *ss, struct fanout_msg *m) {
+        uint64_t seq = m->seq;
         if (seq < ss->next_seq)
                 goto drop;
         if (ss->off + ss->n == ss->cap && ss->off > 0) {
                 memmove(ss->store, ss->store + ss->off, ss->n * sizeof *ss->store);
                 ss->off = 0;
         }
-        struct stored_event *st = ss->store + ss->off;
+        struct fanout_msg **st = ss->store + ss->off;
         size_t lo = 0, hi = ss->n;
         /* live events come in seq order: the common case appends */
-        if (ss->n > 0 && st[ss->n - 1].seq < seq)
+        if (ss->n > 0 && st[ss->n - 1]->seq < seq)
                 lo = ss->n;
         while (lo < hi) {
                 size_t mid = (lo + hi) / 2;
-                if (st[mid].seq < seq)
+                if (st[mid]->seq < seq)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        if (lo < ss->n && st[lo].seq == seq)
+        if (lo < ss->n && st[lo]->seq == seq)
                 goto drop;
         if (ss->n >= STORE_MAX) {
                 /* keep the lowest seqs; what is dropped is refetched from PostgreSQL */
                 if (lo == ss->n)
                         goto drop;
-                free(st[--ss->n].json);
+                fanout_msg_unref(st[--ss->n]);
         }
         if (ss->off + ss->n == ss->cap) {
                 size_t cap = ss->cap ? ss->cap * 2 : 64;
-                struct stored_event *ns = realloc(ss->store, cap * sizeof *ns);
+                struct fanout_msg **ns = realloc(ss->store, cap * sizeof *ns);
                 if (!ns)
                         goto drop;
                 ss->store = ns;
@@ -113,15 +120,15 @@ static void store_insert(struct stream_session *ss, uint64_t seq, bool terminal,
                 st = ss->store + ss->off;
         }
         memmove(st + lo + 1, st + lo, (ss->n - lo) * sizeof *st);
-        st[lo] = (struct stored_event){.seq = seq, .terminal = terminal, .json = json};
+        st[lo] = m;
         ss->n++;
         return;
 drop:
-        free(json);
+        fanout_msg_unref(m);
 }
 
 static bool store_has_next(const struct stream_session *ss) {
-        return ss->n > 0 && ss->store[ss->off].seq == ss->next_seq;
+        return ss->n > 0 && ss->store[ss->off]->seq == ss->next_seq;
 }
 
 static void session_fetch(struct stream_session *ss) {
@@ -144,14 +151,13 @@ static void session_fetch(struct stream_session *ss) {
         size_t i;
         json_t *ev;
         json_array_foreach(items, i, ev) {
-                bool terminal;
                 uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
-                char *json = fanout_event_json(ss->run_id, seq, json_string_value(json_object_get(ev, "ts")),
-                                               json_string_value(json_object_get(ev, "kind")),
-                                               json_string_value(json_object_get(ev, "actor")),
-                                               json_object_get(ev, "data"), &terminal);
-                if (json)
-                        store_insert(ss, seq, terminal, json);
+                struct fanout_msg *m = fanout_event_msg(ss->run_id, seq, json_string_value(json_object_get(ev, "ts")),
+                                                        json_string_value(json_object_get(ev, "kind")),
+                                                        json_string_value(json_object_get(ev, "actor")),
+                                                        json_object_get(ev, "data"));
+                if (m)
+                        store_insert(ss, m);
         }
         ss->fetch_full = json_array_size(items) == FETCH_BATCH;
 }
@@ -167,7 +173,10 @@ static void arm_timer(struct stream_session *ss, int64_t usecs) {
 static void session_schedule(struct stream_session *ss) {
         if (store_has_next(ss))
                 lws_callback_on_writable(ss->wsi);
-        else if (ss->n > 0)
+        else if (ss->verdict_poll_us) {
+                arm_timer(ss, ss->verdict_poll_us);
+                ss->verdict_poll_us = ss->verdict_poll_us * 2 < GAP_RETRY_US ? ss->verdict_poll_us * 2 : GAP_RETRY_US;
+        } else if (ss->n > 0)
                 arm_timer(ss, GAP_RETRY_US);
         else
                 arm_timer(ss, IDLE_POLL_US);
@@ -402,18 +411,31 @@ static void session_free(struct stream_session *ss) {
         if (ss->sub)
                 fanout_unsubscribe(ss->api->hub, ss->sub);
         for (size_t i = 0; i < ss->n; i++)
-                free(ss->store[ss->off + i].json);
+                fanout_msg_unref(ss->store[ss->off + i]);
         free(ss->store);
+        free(ss->live);
         free(ss);
 }
 
 static void session_take_live(struct stream_session *ss) {
         if (!ss->sub)
                 return;
-        struct fanout_item *items = fanout_drain(ss->api->hub, ss->sub);
-        for (struct fanout_item *it = items; it; it = it->next)
-                store_insert(ss, it->seq, it->terminal, TAKE_PTR(it->json));
-        fanout_items_free(items);
+        size_t n = fanout_drain(ss->api->hub, ss->sub, &ss->live, &ss->live_cap);
+        bool verdict = false;
+        for (size_t i = 0; i < n; i++) {
+                struct fanout_msg *m = TAKE_PTR(ss->live[i]);
+                if (m->seq == 0) {
+                        verdict = true;
+                        fanout_msg_unref(m);
+                } else
+                        store_insert(ss, m);
+        }
+        /* a platform verdict: its seq is evidence's, read it from the history now */
+        if (verdict && !ss->verdict_poll_us) {
+                ss->verdict_poll_us = VERDICT_POLL_MIN_US;
+                if (!store_has_next(ss))
+                        session_fetch(ss);
+        }
 }
 
 void stream_wake_all(struct api *a) {
@@ -449,22 +471,21 @@ static int session_write(struct stream_session *ss) {
         for (int sent = 0; sent < WRITE_BURST && store_has_next(ss); sent++) {
                 if (sent > 0 && lws_send_pipe_choked(ss->wsi))
                         break;
-                struct stored_event ev = ss->store[ss->off];
-                size_t len = strlen(ev.json);
-                unsigned char *buf = malloc(LWS_PRE + len);
-                if (!buf)
+                /* the shared bytes, written in place: lws puts the frame
+                 * header in the headroom (the same for every viewer: the
+                 * server does not mask) and copies what the socket did not
+                 * take, so the buffer is free to reuse once lws_write returns */
+                struct fanout_msg *m = ss->store[ss->off];
+                int w = lws_write(ss->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+                if (w < (int)m->len)
                         return -1;
-                memcpy(buf + LWS_PRE, ev.json, len);
-                int w = lws_write(ss->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
-                free(buf);
-                if (w < (int)len)
-                        return -1;
-                free(ev.json);
+                bool terminal = m->terminal;
+                fanout_msg_unref(m);
                 ss->off++;
                 if (--ss->n == 0)
                         ss->off = 0;
                 ss->next_seq++;
-                if (ev.terminal)
+                if (terminal)
                         return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
         }
         if (store_has_next(ss))
