@@ -434,8 +434,10 @@ int prompt_for_run(struct db *d, const char *tenant_id, json_t *spec, const stru
                 json_t *f = json_object_get(fixed, name), *g = json_object_get(given, name),
                        *def = json_object_get(dv, "default");
                 _cleanup_json_ json_t *norm = NULL;
-                if (f && (k = check_value(dv, "spec.prompt.vars", name, f, &norm, e)) < 0)
-                        return err_set(e, -EEXIST, "conflict", "%s", e->message);
+                struct err_detail fe = {0};
+                /* valid at publish: the template changed since (approved again) */
+                if (f && check_value(dv, "spec.prompt.vars", name, f, &norm, &fe) < 0)
+                        return err_set(e, -EEXIST, "conflict", "%s", fe.message);
                 if (f)
                         json_object_set(values, name, norm);
                 else if (g)
