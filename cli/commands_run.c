@@ -111,13 +111,95 @@ static int launched(struct cli_ctx *ctx, const char *what, json_t *answer, bool 
         return watch_run(ctx, id, &wo);
 }
 
+/* Largest --var-file read: the api bounds the rendered prompt anyway
+ * (PADDOCK_PROMPT_MAX_BYTES), this only stops a wrong file early. */
+#define VAR_FILE_MAX (4 * 1024 * 1024)
+
+/* Reads path whole into a JSON string; NULL after saying why (a usage error). */
+static json_t *var_file_read(const char *arg, const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                cli_error("run launch: --var-file %s: cannot read %s: %s", arg, path, strerror(errno));
+                return NULL;
+        }
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 0;
+        for (;;) {
+                if (len == cap) {
+                        char *nb = cap < VAR_FILE_MAX + 1 ? realloc(buf, cap = cap ? cap * 2 : 65536) : NULL;
+                        if (!nb) {
+                                close(fd);
+                                cli_error("run launch: --var-file %s: %s is larger than %d bytes", arg, path,
+                                          VAR_FILE_MAX);
+                                return NULL;
+                        }
+                        buf = nb;
+                }
+                ssize_t n = read(fd, buf + len, cap - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        cli_error("run launch: --var-file %s: cannot read %s: %s", arg, path, strerror(errno));
+                        close(fd);
+                        return NULL;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        json_t *s = len <= VAR_FILE_MAX && memchr(buf, 0, len) == NULL ? json_stringn(buf, len) : NULL;
+        if (!s)
+                cli_error("run launch: --var-file %s: %s is not UTF-8 text of at most %d bytes", arg, path,
+                          VAR_FILE_MAX);
+        return s;
+}
+
+/* Adds each NAME=VALUE of list (--var, or --var-file where VALUE is a file
+ * whose bytes are the value) to vars. false after a usage error naming it. */
+static bool launch_vars(const char *opt, json_t *list, bool from_file, json_t *vars) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v) {
+                const char *arg = json_string_value(v), *eq = strchr(arg, '=');
+                size_t n = eq ? (size_t)(eq - arg) : 0;
+                if (!eq || n == 0 || n > 64 || (arg[0] >= '0' && arg[0] <= '9') ||
+                    strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != n) {
+                        cli_error("run launch: --%s \"%.80s\": expected NAME=%s with NAME a template variable "
+                                  "([A-Za-z_][A-Za-z0-9_]*)",
+                                  opt, arg, from_file ? "FILE" : "VALUE");
+                        return false;
+                }
+                _cleanup_free_ char *name = strndup(arg, n);
+                if (!name)
+                        return false;
+                if (json_object_get(vars, name)) {
+                        cli_error("run launch: --%s %s: variable %s is given twice", opt, name, name);
+                        return false;
+                }
+                json_t *val = from_file ? var_file_read(arg, eq + 1) : json_string(eq + 1);
+                if (!val) {
+                        if (!from_file)
+                                cli_error("run launch: --var %s: the value is not UTF-8 text", name);
+                        return false;
+                }
+                json_object_set_new(vars, name, val);
+        }
+        return true;
+}
+
 static int run_launch(struct cli_ctx *ctx, int argc, char **argv) {
         const char *sandbox = NULL, *version_s = NULL, *team = NULL;
         bool watch = false;
+        _cleanup_json_ json_t *var = json_array(), *var_file = json_array(), *vars = json_object();
+        if (!var || !var_file || !vars)
+                return CLI_EXIT_FAIL;
         const struct cli_bind binds[] = {
                 {.name = "sandbox", .str = &sandbox},
                 {.name = "version", .str = &version_s},
                 {.name = "team", .str = &team},
+                {.name = "var", .list = var},
+                {.name = "var-file", .list = var_file},
                 {.name = "watch", .set = &watch},
                 {0},
         };
@@ -142,6 +224,9 @@ static int run_launch(struct cli_ctx *ctx, int argc, char **argv) {
                 cli_error("run launch: --team must not be empty");
                 return CLI_EXIT_USAGE;
         }
+        /* the template's variables: typed and checked by the API (prompt_vars) */
+        if (!launch_vars("var", var, false, vars) || !launch_vars("var-file", var_file, true, vars))
+                return CLI_EXIT_USAGE;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
 
@@ -153,7 +238,8 @@ static int run_launch(struct cli_ctx *ctx, int argc, char **argv) {
         /* what is not given the API chooses: the latest version, the sandbox's team */
         _cleanup_json_ json_t *body = json_pack("{s:s}", "sandbox", sandbox);
         if (!body || (version_s && json_object_set_new(body, "version", json_integer(version)) < 0) ||
-            (team && json_object_set_new(body, "team", json_string(team)) < 0))
+            (team && json_object_set_new(body, "team", json_string(team)) < 0) ||
+            (json_object_size(vars) > 0 && json_object_set(body, "prompt_vars", vars) < 0))
                 return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
         if (api_request(ctx, "POST", "/v1/runs", body, idem, &resp) < 0)
@@ -716,10 +802,18 @@ static const struct cli_command run_subs[] = {
                         "are that team's; you need the launcher role there): --team may only name it.\n"
                         "--json prints the API's answer {id, status}; with --watch, that answer on one\n"
                         "line and then one event JSON per line. With --watch the exit status is that of\n"
-                        "`run watch`.\n",
+                        "`run watch`.\n"
+                        "--var NAME=VALUE and --var-file NAME=FILE (repeatable; the file's bytes are the\n"
+                        "value) fill the variables of the sandbox's prompt template (its prompt_vars;\n"
+                        "`paddock sandbox policy` lists them); the API checks each one and names the\n"
+                        "variable it refuses. A malformed --var or an unreadable file exits 2.\n"
+                        "Example: paddock run launch -s fixer --var issue=123 --var-file task=task.md\n",
          .options = (const struct cli_option[]){{"sandbox", 's', "SANDBOX", "the sandbox (id or name); required"},
                                                 {"version", 'v', "N", "the published version (default: the latest)"},
                                                 {"team", 't', "TEAM", "the sandbox's team (any other is refused)"},
+                                                {"var", 0, "NAME=VALUE", "a prompt template variable (repeatable)"},
+                                                {"var-file", 0, "NAME=FILE",
+                                                 "a prompt template variable read from FILE (repeatable)"},
                                                 {"watch", 'w', NULL, "then stream its events like `run watch`"},
                                                 {0}},
          .fn = run_launch},

@@ -338,7 +338,9 @@ static const struct cli_command sandbox_subs[] = {
          .args = "SANDBOX VERSION",
          .summary = "print the effective policy a run of that version gets",
          .description = "Resolved: catalog items looked up, egress profiles expanded into rules,\n"
-                        "limits with their defaults, the prompt rendered.\n",
+                        "limits with their defaults, the prompt rendered with the definition's\n"
+                        "values ({{NAME}} where a run fills it: run launch --var NAME=VALUE) and\n"
+                        "prompt_template.variables, the variables a run may fill.\n",
          .fn = sandbox_policy},
         {0},
 };

@@ -39,6 +39,7 @@ struct api_settings {
         char *master_key;          /* sensitive; wiped once parsed into api.master_key */
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h), parsed into api.floor */
         char *oidc_http_nets;      /* PADDOCK_OIDC_HTTP_NETS, parsed into api.oidc_http_nets */
+        long long prompt_max_bytes; /* PADDOCK_PROMPT_MAX_BYTES: largest rendered prompt of a run (prompt.c) */
 };
 
 struct fanout_hub;
@@ -412,6 +413,31 @@ bool spec_secret_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1
 #define SPEC_CPUS_MAX 64.0
 
+/* ---- prompt.c: prompt templates and the prompt of a run (docs/CONTRACTS.md
+ * "Prompt templates"). -EINVAL with e naming the field on bad input. */
+/* Validates a prompt-templates catalog body {description?, body, variables}. */
+int prompt_template_validate(json_t *body, struct err_detail *e);
+/* Checks a definition's fixed values (spec.prompt.vars) against the template. */
+int prompt_check_fixed(json_t *tpl_body, json_t *vars, struct err_detail *e);
+/* Renders the template with the fixed values and defaults, leaving "{{name}}"
+ * where a run fills the value; *ret (malloc'd) and *ret_open (the
+ * declarations of the variables a run may fill) owned by the caller. */
+int prompt_preview(json_t *tpl_body, json_t *fixed, char **ret, json_t **ret_open, struct err_detail *e);
+/* What a launch gives: prompt_vars (an object, borrowed, may be NULL), free
+ * text (a JSON string, borrowed, or NULL), and the rendered size limit. */
+struct prompt_input {
+        json_t *vars;
+        json_t *free_text;
+        size_t max_bytes;
+};
+/* The prompt of a run of spec: *ret = {template, template_name,
+ * template_version (the approved body's content_sha256), vars (what the launch
+ * gave), rendered, rendered_sha256}, or NULL when spec has no prompt (owned by
+ * the caller). -EINVAL naming prompt_vars.<name> or prompt; -EEXIST when the
+ * template is no longer approved or no longer fits the definition. */
+int prompt_for_run(struct db *d, const char *tenant_id, json_t *spec, const struct prompt_input *in, json_t **ret,
+                   struct err_detail *e);
+
 /* ---- catalog.c: the governance catalog */
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
@@ -421,11 +447,6 @@ int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *bo
 /* Loads item ref (id or name) of kind: {id, name, state, body}; -ENOENT if none. */
 int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,
                    struct err_detail *e);
-bool catalog_var_type_ok(const char *type, json_t *v);
-/* Renders a prompt template body with vars (typed, unknown and missing
- * required refused, naming field.vars.X); *ret owned by the caller. */
-int catalog_render_prompt(json_t *template_body, json_t *vars, const char *field, char **ret,
-                          struct err_detail *e);
 int catalog_list(struct api_req *r);
 int catalog_create(struct api_req *r);
 int catalog_get(struct api_req *r);

@@ -19,10 +19,6 @@
 #define CATALOG_NAME_MAX 128
 #define DESCRIPTION_MAX 4096
 #define PROFILE_RULES_MAX 256
-#define TEMPLATE_MAX (64 * 1024)
-#define TEMPLATE_VARS_MAX 64
-#define TEMPLATE_VAR_NAME_MAX 64
-#define TEMPLATE_STRING_MAX 4096
 #define SKILL_FILES_MAX 64
 #define SKILL_BYTES_MAX (256 * 1024)
 #define CONNECTOR_ITEMS_MAX 64
@@ -106,187 +102,6 @@ static int validate_profile(struct addr_floor *floor, json_t *b, struct err_deta
         return 0;
 }
 
-static bool var_name_ok(const char *s, size_t n) {
-        return n >= 1 && n <= TEMPLATE_VAR_NAME_MAX && !(s[0] >= '0' && s[0] <= '9') &&
-               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") >= n;
-}
-
-/* True if v has the template variable type ("string", "integer", "boolean"). */
-bool catalog_var_type_ok(const char *type, json_t *v) {
-        if (!strcmp(type, "string"))
-                return clean_string(v) && json_string_length(v) <= TEMPLATE_STRING_MAX;
-        if (!strcmp(type, "integer"))
-                return json_is_integer(v);
-        if (!strcmp(type, "boolean"))
-                return json_is_boolean(v);
-        return false;
-}
-
-/* Walks the "{{name}}" placeholders of tpl: calls fn for each text chunk
- * (var NULL) and each placeholder. -EINVAL on an unterminated or bad one. */
-typedef int (*tpl_fn)(void *userdata, const char *text, size_t len, const char *var);
-
-static int template_walk(const char *tpl, tpl_fn fn, void *userdata, struct err_detail *e) {
-        const char *s = tpl;
-        for (;;) {
-                const char *open = strstr(s, "{{");
-                if (!open)
-                        return fn(userdata, s, strlen(s), NULL);
-                int k = fn(userdata, s, (size_t)(open - s), NULL);
-                if (k < 0)
-                        return k;
-                const char *close = strstr(open + 2, "}}");
-                if (!close)
-                        return err_set(e, -EINVAL, "invalid_field", "body.template: \"{{\" without \"}}\"");
-                const char *a = open + 2, *b = close;
-                while (a < b && *a == ' ')
-                        a++;
-                while (b > a && b[-1] == ' ')
-                        b--;
-                char name[TEMPLATE_VAR_NAME_MAX + 1];
-                if (!var_name_ok(a, (size_t)(b - a)) || (size_t)(b - a) > TEMPLATE_VAR_NAME_MAX)
-                        return err_set(e, -EINVAL, "invalid_field",
-                                       "body.template: a placeholder must be {{name}} with name [A-Za-z_][A-Za-z0-9_]*");
-                memcpy(name, a, (size_t)(b - a));
-                name[b - a] = '\0';
-                if ((k = fn(userdata, NULL, 0, name)) < 0)
-                        return k;
-                s = close + 2;
-        }
-}
-
-struct tpl_check {
-        json_t *vars;
-        struct err_detail *e;
-};
-
-static int tpl_check_var(void *userdata, const char *text, size_t len, const char *var) {
-        struct tpl_check *c = userdata;
-        (void)text;
-        (void)len;
-        if (var && !json_object_get(c->vars, var))
-                return err_set(c->e, -EINVAL, "invalid_field", "body.template: {{%s}} is not declared in body.vars",
-                               var);
-        return 0;
-}
-
-static int validate_template(json_t *b, struct err_detail *e) {
-        static const char *const keys[] = {"description", "template", "vars", NULL};
-        int k = only_keys(b, keys, e);
-        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
-                return k;
-        json_t *tpl = json_object_get(b, "template"), *vars = json_object_get(b, "vars");
-        if (!tpl)
-                return err_set(e, -EINVAL, "missing_field", "body.template is required");
-        if (!clean_string(tpl) || json_string_length(tpl) == 0 || json_string_length(tpl) > TEMPLATE_MAX)
-                return err_set(e, -EINVAL, "invalid_field", "body.template must be a string of 1 to %d bytes",
-                               TEMPLATE_MAX);
-        if (vars && (!json_is_object(vars) || json_object_size(vars) > TEMPLATE_VARS_MAX))
-                return err_set(e, -EINVAL, "invalid_field", "body.vars must be an object of at most %d variables",
-                               TEMPLATE_VARS_MAX);
-        const char *name;
-        json_t *d;
-        json_object_foreach(vars, name, d) {
-                if (!var_name_ok(name, strlen(name)))
-                        return err_set(e, -EINVAL, "invalid_field",
-                                       "body.vars: \"%.64s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)", name);
-                if (!json_is_object(d))
-                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s must be an object", name);
-                const char *key;
-                json_t *v;
-                json_object_foreach(d, key, v) {
-                        if (strcmp(key, "type") && strcmp(key, "required") && strcmp(key, "default") &&
-                            strcmp(key, "description"))
-                                return err_set(e, -EINVAL, "unknown_field", "body.vars.%s.%s is not a known field",
-                                               name, key);
-                }
-                json_t *type = json_object_get(d, "type"), *req = json_object_get(d, "required"),
-                       *def = json_object_get(d, "default");
-                if (!json_is_string(type) || (strcmp(json_string_value(type), "string") &&
-                                              strcmp(json_string_value(type), "integer") &&
-                                              strcmp(json_string_value(type), "boolean")))
-                        return err_set(e, -EINVAL, "invalid_field",
-                                       "body.vars.%s.type must be \"string\", \"integer\" or \"boolean\"", name);
-                if (req && !json_is_boolean(req))
-                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s.required must be a boolean", name);
-                if (def && !catalog_var_type_ok(json_string_value(type), def))
-                        return err_set(e, -EINVAL, "invalid_field", "body.vars.%s.default must be of type %s", name,
-                                       json_string_value(type));
-                if ((k = opt_string(d, "description", DESCRIPTION_MAX, e)) < 0)
-                        return k;
-        }
-        struct tpl_check c = {.vars = vars, .e = e};
-        return template_walk(json_string_value(tpl), tpl_check_var, &c, e);
-}
-
-struct tpl_render {
-        json_t *template_vars, *values;
-        char *buf;
-        size_t len;
-        FILE *f;
-};
-
-static int tpl_render_chunk(void *userdata, const char *text, size_t len, const char *var) {
-        struct tpl_render *t = userdata;
-        if (!var) {
-                fwrite(text, 1, len, t->f);
-                return 0;
-        }
-        json_t *v = json_object_get(t->values, var);
-        if (json_is_string(v))
-                fputs(json_string_value(v), t->f);
-        else if (json_is_integer(v))
-                fprintf(t->f, "%lld", (long long)json_integer_value(v));
-        else if (json_is_boolean(v))
-                fputs(json_is_true(v) ? "true" : "false", t->f);
-        return 0;
-}
-
-int catalog_render_prompt(json_t *template_body, json_t *vars, const char *field, char **ret,
-                          struct err_detail *e) {
-        json_t *decl = json_object_get(template_body, "vars");
-        if (vars && !json_is_object(vars))
-                return err_set(e, -EINVAL, "invalid_field", "%s.vars must be an object", field);
-        const char *name;
-        json_t *v;
-        json_object_foreach(vars, name, v) {
-                json_t *d = json_object_get(decl, name);
-                if (!d)
-                        return err_set(e, -EINVAL, "unknown_field", "%s.vars.%.64s is not a variable of the template",
-                                       field, name);
-                const char *type = json_string_value(json_object_get(d, "type"));
-                if (!catalog_var_type_ok(type, v))
-                        return err_set(e, -EINVAL, "invalid_field", "%s.vars.%s must be of type %s", field, name, type);
-        }
-        /* values: given, else the default; a required one without either is an error */
-        _cleanup_json_ json_t *values = json_object();
-        if (!values)
-                return -ENOMEM;
-        json_object_foreach(decl, name, v) {
-                json_t *given = json_object_get(vars, name), *def = json_object_get(v, "default");
-                if (given)
-                        json_object_set(values, name, given);
-                else if (def)
-                        json_object_set(values, name, def);
-                else if (json_is_true(json_object_get(v, "required")))
-                        return err_set(e, -EINVAL, "missing_field", "%s.vars.%s is required by the template", field,
-                                       name);
-        }
-        struct tpl_render t = {.values = values};
-        t.f = open_memstream(&t.buf, &t.len);
-        if (!t.f)
-                return -ENOMEM;
-        int k = template_walk(json_string_value(json_object_get(template_body, "template")), tpl_render_chunk, &t,
-                              e);
-        fclose(t.f);
-        if (k < 0) {
-                free(t.buf);
-                return k;
-        }
-        *ret = t.buf;
-        return 0;
-}
-
 static int validate_skill(json_t *b, struct err_detail *e) {
         static const char *const keys[] = {"description", "instructions", "files", NULL};
         int k = only_keys(b, keys, e);
@@ -363,7 +178,7 @@ int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *bo
         if (!strcmp(kind, "egress-profiles"))
                 return validate_profile(floor, body, e);
         if (!strcmp(kind, "prompt-templates"))
-                return validate_template(body, e);
+                return prompt_template_validate(body, e);
         if (!strcmp(kind, "skills"))
                 return validate_skill(body, e);
         if (!strcmp(kind, "connectors"))

@@ -64,6 +64,8 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_OIDC_HTTP_NETS", CONFIG_STRING, "", 0, 0, false, S(oidc_http_nets),
          "comma-separated CIDRs in which an OIDC issuer or JWKS URL may use plain http:// to a literal IP "
          "(test stacks); empty: https:// only. The platform egress floor applies either way"},
+        {"PADDOCK_PROMPT_MAX_BYTES", CONFIG_INT, "65536", 1024, 262144, false, S(prompt_max_bytes),
+         "largest rendered prompt of a run in bytes (POST /v1/runs prompt_vars and prompt; larger: 400)"},
         {NULL},
 };
 #undef S

@@ -199,14 +199,19 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
                 if ((k = ref_item(d, tenant_id, "prompt-templates", json_object_get(jp, "template"),
                                   "spec.prompt.template", &item, e)) < 0)
                         return k;
+                /* the definition's values are checked here; what a run fills
+                 * (prompt_vars) is rendered at launch (prompt.c), so the
+                 * policy shows a preview with those placeholders kept */
                 _cleanup_free_ char *text = NULL;
-                if ((k = catalog_render_prompt(json_object_get(item, "body"), json_object_get(jp, "vars"),
-                                               "spec.prompt", &text, e)) < 0)
+                _cleanup_json_ json_t *open = NULL;
+                json_t *body = json_object_get(item, "body");
+                if ((k = prompt_check_fixed(body, json_object_get(jp, "vars"), e)) < 0 ||
+                    (k = prompt_preview(body, json_object_get(jp, "vars"), &text, &open, e)) < 0)
                         return k;
                 json_object_set_new(out, "prompt", json_string(text));
                 json_object_set_new(out, "prompt_template",
-                                    json_pack("{s:O, s:O}", "id", json_object_get(item, "id"), "name",
-                                              json_object_get(item, "name")));
+                                    json_pack("{s:O, s:O, s:O}", "id", json_object_get(item, "id"), "name",
+                                              json_object_get(item, "name"), "variables", open));
         }
         *ret = TAKE_PTR(out);
         return 0;

@@ -104,10 +104,12 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") " FROM (" RUNS_SELECT
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", p.prompt::text FROM (" RUNS_SELECT
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
         "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
-        " AND m.user_id = " SETTING_UUID("paddock.user_id"),
+        " AND m.user_id = " SETTING_UUID("paddock.user_id")
+        /* plus the run's prompt (prompt.c), shown here and not in lists: it may be large */
+        " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
 
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
@@ -135,6 +137,9 @@ int runs_get(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
+        const char *prompt = db_val(res, 0, PQnfields(res) - 1);
+        if (r->out)
+                json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
@@ -322,6 +327,8 @@ struct launch {
         const char *version;    /* "N", or NULL for the latest published version */
         const char *team;       /* team id or name the request names (it must be the sandbox's), or NULL */
         const char *relaunch_of; /* the run this one repeats, or NULL */
+        json_t *prompt_vars;    /* POST /v1/runs prompt_vars (an object), or NULL */
+        json_t *prompt_text;    /* POST /v1/runs prompt (a string), or NULL */
 };
 
 /* Launches l as r's caller: the caller must hold r->perm (launcher) in the
@@ -398,6 +405,22 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 return api_fail(r, -EEXIST, "conflict", "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "resolve the sandbox policy");
+        /* the task: rendered once, here, and stored with the run (prompt.c) */
+        _cleanup_json_ json_t *prompt = NULL;
+        const struct prompt_input pin = {.vars = l->prompt_vars, .free_text = l->prompt_text,
+                                         .max_bytes = (size_t)r->api->cfg.prompt_max_bytes};
+        k = prompt_for_run(d, r->caller.tenant_id, spec, &pin, &prompt, &e);
+        if (k == -EINVAL)
+                return api_fail(r, -EINVAL, e.code, "%s", e.message);
+        if (k == -EEXIST)
+                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+        if (k < 0)
+                return db_fail(r, k, &e, "render the prompt");
+        _cleanup_free_ char *prompt_vars_json = prompt ? json_dumps(json_object_get(prompt, "vars"),
+                                                                    JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        _cleanup_free_ char *prompt_json = prompt ? json_dumps(prompt, JSON_COMPACT) : NULL;
+        if (prompt && (!prompt_vars_json || !prompt_json))
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
         /* an approved image that no node has built would only fail the run at
          * provisioning: say so now (a run without image uses the node's own root) */
         json_t *image = json_object_get(pol, "image");
@@ -439,8 +462,16 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         req.team_id = team_id;
         req.launched_by = r->caller.user_id;
         req.sandbox = &snap;
-        json_t *prompt = json_object_get(pol, "prompt");
-        req.prompt = (char *)(json_is_string(prompt) ? json_string_value(prompt) : "");
+        Paddock__V1__RunPrompt rp = PADDOCK__V1__RUN_PROMPT__INIT;
+        if (prompt) {
+                rp.template_id = (char *)json_string_value(json_object_get(prompt, "template"));
+                rp.template_name = (char *)json_string_value(json_object_get(prompt, "template_name"));
+                rp.template_version = (char *)json_string_value(json_object_get(prompt, "template_version"));
+                rp.vars_json = prompt_vars_json;
+                rp.rendered = (char *)json_string_value(json_object_get(prompt, "rendered"));
+                rp.rendered_sha256 = (char *)json_string_value(json_object_get(prompt, "rendered_sha256"));
+                snap.prompt = &rp;
+        }
         size_t len = paddock__v1__run_requested__get_packed_size(&req);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
         if (!buf)
@@ -448,7 +479,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         paddock__v1__run_requested__pack(&req, buf);
 
         const char *ip[] = {run_id, r->caller.tenant_id, team_id, l->sandbox_id, version, r->caller.user_id,
-                            l->relaunch_of};
+                            l->relaunch_of, prompt_json};
         /* the run, its audit record and its request (the outbox) commit
          * together: an unaudited run never starts, and a committed run is
          * never lost between COMMIT and the broker */
@@ -456,12 +487,17 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                                                   "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
         if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
+        if (prompt && json_object_set_new(change, "prompt",
+                                          json_pack("{s:O, s:O, s:O}", "template", json_object_get(prompt, "template"),
+                                                    "template_version", json_object_get(prompt, "template_version"),
+                                                    "rendered_sha256", json_object_get(prompt, "rendered_sha256"))) < 0)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
         if ((k = db_begin(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
         k = pg_exec(d->conn,
-                    "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of) "
-                    "VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7)",
-                    7, ip, NULL, &e);
+                    "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of, "
+                    "prompt) VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7, $8::jsonb)",
+                    8, ip, NULL, &e);
         if (k < 0) {
                 db_rollback(d);
                 return db_fail(r, k, &e, "insert run");
@@ -495,14 +531,19 @@ int runs_create(struct api_req *r) {
         const char *key;
         json_t *v;
         json_object_foreach(body, key, v) {
-                if (!strcmp(key, "sandbox") || !strcmp(key, "version") || !strcmp(key, "team"))
+                if (!strcmp(key, "sandbox") || !strcmp(key, "version") || !strcmp(key, "team") ||
+                    !strcmp(key, "prompt") || !strcmp(key, "prompt_vars"))
                         continue;
-                if (!strcmp(key, "prompt") || !strcmp(key, "prompt_vars"))
-                        return api_fail(r, -EINVAL, "unsupported", "%s is not supported yet", key);
                 return api_fail(r, -EINVAL, "unknown_field", "%s is not a known field", key);
         }
         json_t *jsb = json_object_get(body, "sandbox"), *jver = json_object_get(body, "version"),
-               *jteam = json_object_get(body, "team");
+               *jteam = json_object_get(body, "team"), *jvars = json_object_get(body, "prompt_vars"),
+               *jprompt = json_object_get(body, "prompt");
+        if (jvars && !json_is_object(jvars))
+                return api_fail(r, -EINVAL, "invalid_field", "prompt_vars must be an object {variable: value}");
+        if (jprompt && (!json_is_string(jprompt) || strlen(json_string_value(jprompt)) != json_string_length(jprompt)))
+                return api_fail(r, -EINVAL, "invalid_field", "prompt must be a string (free text for the template's "
+                                                             "text variable)");
         if (!jsb)
                 return api_fail(r, -EINVAL, "missing_field", "sandbox is required");
         if (!json_is_string(jsb) || json_string_length(jsb) == 0 || json_string_length(jsb) > 256 ||
@@ -530,6 +571,8 @@ int runs_create(struct api_req *r) {
                 .sandbox_id = sandbox_id,
                 .version = jver ? version : NULL,
                 .team = jteam ? json_string_value(jteam) : NULL,
+                .prompt_vars = jvars,
+                .prompt_text = jprompt,
         };
         return run_launch(r, &d, &l);
 }
@@ -550,15 +593,18 @@ int runs_relaunch(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
         if ((k = db_load_team_row(r, &d, "run",
-                                  "SELECT team_id, sandbox_id, version FROM api.runs WHERE id = $1 AND tenant_id = $2",
+                                  "SELECT team_id, sandbox_id, version, prompt->'vars' FROM api.runs "
+                                  "WHERE id = $1 AND tenant_id = $2",
                                   2, params, 0, &res)) < 0)
                 return k;
-        /* the same version, team and inputs (runs take no other inputs yet) */
+        /* the same version, team and inputs: the prompt_vars it was given */
+        _cleanup_json_ json_t *vars = db_val(res, 0, 3) ? json_loads(db_val(res, 0, 3), 0, NULL) : NULL;
         struct launch l = {
                 .sandbox_id = PQgetvalue(res, 0, 1),
                 .version = PQgetvalue(res, 0, 2),
                 .team = PQgetvalue(res, 0, 0),
                 .relaunch_of = id,
+                .prompt_vars = vars,
         };
         return run_launch(r, &d, &l);
 }

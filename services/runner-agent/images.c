@@ -426,7 +426,7 @@ char **images_available(const char *state_dir, size_t *ret_n) {
  * the runner replaces as plain files (debootstrap leaves the build host's
  * resolv.conf and hostname there, which must not reach a sandbox). */
 static int prepare_for_sandbox(const char *rootfs) {
-        static const char *const dirs[] = {"workspace", "tmp", "proc", "dev", "sys", NULL};
+        static const char *const dirs[] = {"workspace", "tmp", "proc", "dev", "sys", "paddock", NULL};
         for (const char *const *d = dirs; *d; d++) {
                 _cleanup_free_ char *p = NULL;
                 if (asprintf(&p, "%s/%s", rootfs, *d) < 0)

@@ -135,7 +135,7 @@ static int prep_cgroups(struct agent *a, struct err_detail *reterr) {
         return 0;
 }
 
-static const char rootfs_dirs[][16] = {"usr", "etc", "proc", "dev", "tmp", "workspace", "sys"};
+static const char rootfs_dirs[][16] = {"usr", "etc", "proc", "dev", "tmp", "workspace", "sys", "paddock"};
 static const char *const rootfs_links[][2] = {
         {"bin", "usr/bin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}, {"sbin", "usr/sbin"}};
 

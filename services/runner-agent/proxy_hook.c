@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "prompt_file.h"
 #include "proxy.h"
 #include "secrets.h"
 
@@ -52,6 +53,7 @@ struct proxy_hook *proxy_hook_provisioning(const char *run_id, const Paddock__V1
                 if (h->secrets && d)
                         json_object_set_new(d, "public_key", json_string(secrets_public_key(h->secrets)));
         }
+        prompt_file_event_data(snap, d); /* which prompt the run was given (prompt_file.h) */
         if (d)
                 events_emit(ev, "status", "platform", d, "provisioning", false, true);
         json_decref(d);

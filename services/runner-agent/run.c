@@ -18,6 +18,7 @@
 #include "assignments.h"
 #include "capture_exec.h"
 #include "capture_files.h"
+#include "prompt_file.h"
 #include "cleanup.h"
 #include "control.h"
 #include "core/log.h"
@@ -752,6 +753,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                                           &(struct workspace_owner){c.sb.agent_uid, c.sb.agent_gid},
                                           req->sandbox ? req->sandbox->files : NULL,
                                           req->sandbox ? req->sandbox->n_files : 0, &err);
+        if (r >= 0) /* the task, read-only at /paddock/prompt.md (prompt_file.h) */
+                r = prompt_file_write(&c.sb, req->sandbox, &err);
         c.phase_end[RUN_PHASE_DIRS] = time_mono_us();
         if (r >= 0)
                 r = netns_r < 0 ? (err = netns_err, netns_r) : sandbox_netns_wait(&c.sb, &err);

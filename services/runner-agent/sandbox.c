@@ -21,6 +21,7 @@
 #include "seccomp.h"
 #include "capture_exec.h"
 #include "images.h"
+#include "prompt_file.h"
 #include "subprocess.h"
 
 
@@ -321,6 +322,11 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         json_t *env = json_object_get(process, "env");
         for (const char *const *e = sb->extra_env; e && *e; e++)
                 json_array_append_new(env, json_string(*e));
+        /* the run's prompt, read-only (prompt_file.h) */
+        if (prompt_file_add_to_bundle(sb, snap, mounts, env) < 0) {
+                json_decref(config);
+                return err_set(reterr, -ENOMEM, "bundle", "could not add the prompt to config.json");
+        }
         const char *config_out = sb->config_override ? sb->config_override : sb->config_path;
         int r = json_dump_file(config, config_out, JSON_INDENT(2));
         json_decref(config);

@@ -47,7 +47,7 @@ def test_seeded_items(api):
     assert all(p["state"] == "approved" for p in profiles)
     tpls = [i for i in _items(api, "prompt-templates") if i["managed"]]
     assert len(tpls) >= 2
-    assert any(v["type"] == "integer" for t in tpls for v in t["body"]["vars"].values())
+    assert any(v["type"] == "integer" for t in tpls for v in t["body"]["variables"].values())
     assert api.get("/v1/catalog/widgets").status_code == 404
 
 
@@ -56,10 +56,10 @@ def test_body_validation(api):
         ("egress-profiles", {"rules": ["bad host!"]}, "body.rules[0]"),
         ("egress-profiles", {"rules": []}, "body.rules"),
         ("images", {"description": "x", "bogus": 1}, "body.bogus"),
-        ("prompt-templates", {"template": "hi {{who}}"}, "{{who}}"),
-        ("prompt-templates", {"template": "x", "vars": {"n": {"type": "float"}}}, "body.vars.n.type"),
-        ("prompt-templates", {"template": "{{n}}", "vars": {"n": {"type": "integer", "default": "a"}}},
-         "body.vars.n.default"),
+        ("prompt-templates", {"body": "hi {{who}}"}, "{{who}}"),
+        ("prompt-templates", {"body": "x", "variables": {"n": {"type": "float"}}}, "body.variables.n.type"),
+        ("prompt-templates", {"body": "{{n}}", "variables": {"n": {"type": "integer", "default": "a"}}},
+         "body.variables.n.default"),
         ("skills", {"files": {"../x": "a"}}, "body.files"),
         ("connectors", {"transport": "smtp"}, "body.transport"),
     ]
@@ -175,8 +175,8 @@ def test_spec_catalog_fields(api, team_id):
 
 def test_prompt_vars_typed(api, team_id):
     tpl = api.ok("POST", "/v1/catalog/prompt-templates", json={"name": unique_name("tpl"), "body": {
-        "template": "Fix {{count}} bugs in {{path}} (strict={{strict}}).",
-        "vars": {"path": {"type": "string", "required": True}, "count": {"type": "integer", "default": 3},
+        "body": "Fix {{count}} bugs in {{path}} (strict={{strict}}).",
+        "variables": {"path": {"type": "string", "required": True}, "count": {"type": "integer", "default": 3},
                  "strict": {"type": "boolean", "default": False}}}}, expect=(201,))
     spec = command_spec(["/bin/true"])
     spec["prompt"] = {"template": tpl["id"], "vars": {"path": "src/"}}
@@ -186,7 +186,6 @@ def test_prompt_vars_typed(api, team_id):
            expect=(200,))
     cases = [
         ({"path": "src/", "bogus": 1}, "spec.prompt.vars.bogus"),
-        ({}, "spec.prompt.vars.path"),
         ({"path": "src/", "count": "three"}, "spec.prompt.vars.count"),
         ({"path": 7}, "spec.prompt.vars.path"),
         ({"path": "src/", "strict": "yes"}, "spec.prompt.vars.strict"),
