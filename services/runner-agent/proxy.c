@@ -812,12 +812,14 @@ static int half_step(struct half *h, bool readable, bool writable) {
 }
 
 /* A direction from -> to through a pipe of pipe_size bytes (a buffer of as
- * many when no pipe can be made); limit: bytes to read from `from`, -1 for
- * all (a limit reached is an EOF that does not shut `to` down). */
-static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *bytes, size_t pipe_size) {
+ * many when no pipe can be made, or with_pipe is false); limit: bytes to
+ * read from `from`, -1 for all (a limit reached is an EOF that does not shut
+ * `to` down). */
+static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *bytes, size_t pipe_size,
+                     bool with_pipe) {
         *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes,
                            .pipe_size = pipe_size};
-        if (pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+        if (with_pipe && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
                 /* a smaller pipe (fs.pipe-max-size, pipe-user-pages-soft) only
                  * means smaller steps: never ask for more than it holds */
                 if (fcntl(h->pipe[0], F_SETPIPE_SZ, (int)pipe_size) < (int)pipe_size) {
@@ -1323,8 +1325,8 @@ static void loop_post(struct conn *c) {
 /* Sets up the relay of a tunnel whose first `peeked` bytes (the ClientHello)
  * are in c->buf: they go first into the upstream direction's pipe. */
 static int tunnel_begin(struct conn *c, size_t peeked) {
-        if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up, RELAY_PIPE_SIZE) < 0 ||
-            half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down, RELAY_PIPE_SIZE) < 0)
+        if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up, RELAY_PIPE_SIZE, true) < 0 ||
+            half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down, RELAY_PIPE_SIZE, true) < 0)
                 return -ENOMEM;
         if (peeked > 0) {
                 if (c->up.use_splice) {
@@ -1427,9 +1429,10 @@ static void work_connect(struct conn *c) {
         struct request *q = &c->q;
         struct http_request *rq = c->rq;
         char why[200];
-        /* a tunnel: upstream + two pipes of RELAY_PIPE_SIZE; a spliced plain
-         * request: upstream + two pipes of RELAY_BUF; else two buffers */
-        int status = budget_charge(c, rq->connect || c->splice ? 5 : 1,
+        /* a tunnel: upstream + two pipes of RELAY_PIPE_SIZE; a plain request:
+         * upstream + two buffers of RELAY_BUF (its pipes, when spliced, take
+         * the buffers' place: plain_half) */
+        int status = budget_charge(c, rq->connect ? 5 : 1,
                                    rq->connect ? 2 * RELAY_PIPE_SIZE : 2 * RELAY_BUF + (q->tls ? TLS_CHARGE : 0),
                                    why, sizeof why);
         if (status) {
@@ -1788,6 +1791,16 @@ static void plain_run(struct conn *c, uint32_t cev, uint32_t uev) {
         }
 }
 
+/* One direction of a spliced plain request: a pipe when there is something
+ * to move (no pipe for an empty body) and the run's fd budget has room for
+ * its two fds (charged), else RELAY_BUF of the buffer memory the request was
+ * charged: a full fd budget makes a request copy, never refuses it. */
+static int plain_half(struct conn *c, struct half *h, int from, int to, int64_t limit, uint64_t *bytes) {
+        char why[200];
+        bool with_pipe = limit != 0 && budget_charge(c, 2, 0, why, sizeof why) == 0;
+        return half_init(h, from, to, limit, bytes, RELAY_BUF, with_pipe);
+}
+
 /* The request's head (and the body bytes that came with it) go upstream
  * first, from c->ub; then the relay (loop). */
 static void plain_begin(struct conn *c) {
@@ -1801,8 +1814,8 @@ static void plain_begin(struct conn *c) {
         if (ok && c->splice) {
                 const struct body *b = &c->body;
                 int64_t limit = b->kind == BODY_LENGTH && !b->done ? (int64_t)b->left : 0;
-                ok = half_init(&c->up, c->cfd, c->ufd, limit, &q->bytes_up, RELAY_BUF) == 0 &&
-                     half_init(&c->down, c->ufd, c->cfd, -1, &q->bytes_down, RELAY_BUF) == 0;
+                ok = plain_half(c, &c->up, c->cfd, c->ufd, limit, &q->bytes_up) == 0 &&
+                     plain_half(c, &c->down, c->ufd, c->cfd, -1, &q->bytes_down) == 0;
                 if (limit == 0)
                         c->up.eof = c->up.shut = true;
         } else if (ok)
@@ -1821,7 +1834,7 @@ static void plain_begin(struct conn *c) {
                 q->secret_headers = TAKE_PTR(added);
         json_decref(added);
         c->state = CS_PLAIN;
-        q->relay = c->splice && c->up.use_splice && c->down.use_splice ? "splice" : "copy";
+        q->relay = c->splice && c->down.use_splice && (c->up.use_splice || c->up.eof) ? "splice" : "copy";
         c->last_mono = time_mono_us();
         plain_run(c, 0, 0);
 }
