@@ -253,9 +253,9 @@ static double throughput(enum via via, uint64_t total) {
 static double plain_throughput(enum via via, uint64_t total) {
         int fd = via == DIRECT ? dial(up_addr, upstream_port) : dial(NULL, via == PROXY ? proxy_port : squid_port);
         char req[256];
-        int n = via == DIRECT ? snprintf(req, sizeof req, "GET /%llu HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
+        int n = via == DIRECT ? snprintf(req, sizeof req, "GET /%llu HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n",
                                          (unsigned long long)total, up_addr, upstream_port)
-                              : snprintf(req, sizeof req, "GET http://%s:%d/%llu HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
+                              : snprintf(req, sizeof req, "GET http://%s:%d/%llu HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n",
                                          up_addr, upstream_port, (unsigned long long)total, up_addr, upstream_port);
         int64_t t0 = now_ns();
         write_full(fd, req, (size_t)n);
@@ -277,6 +277,8 @@ static double plain_throughput(enum via via, uint64_t total) {
                         got += (uint64_t)k - head;
                 } else
                         got += (uint64_t)k;
+                if (got >= total)
+                        break; /* squid may keep the connection open */
         }
         int64_t t1 = now_ns();
         free(buf);
