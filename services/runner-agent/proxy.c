@@ -36,7 +36,8 @@
 
 #define RELAY_PIPE_SIZE (256 * 1024)
 #define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
-#define PROXY_WORKERS 8                /* decision threads: resolve, connect, TLS handshake (each bounded) */
+#define PROXY_WORKERS 8                /* decision threads: policy, approvals (a durable event) */
+#define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define MAX_ADDRS 16
 #define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
@@ -82,6 +83,7 @@ struct request {
         char reason[300];
         bool emitted;
         bool tls;                   /* proxy-originated TLS to a secret header's origin */
+        const char *relay;          /* "splice" or "copy" (user-space buffers) once relaying; static */
         json_t *secret_headers;     /* names of the secret headers added (never values) */
 };
 
@@ -96,6 +98,8 @@ struct half {
         uint64_t *bytes;
         uint64_t moved;       /* bytes read plus bytes written: progress, for the event loop */
         bool use_splice;
+        bool werr;            /* the last error was writing to `to` (not reading `from`) */
+        size_t pipe_size;     /* what the pipe (or buf) holds */
         char *buf;            /* read/write fallback */
         size_t off;
 };
@@ -120,7 +124,14 @@ struct body {
  * head (CS_HEAD), a tunnel's ClientHello (CS_HELLO) and relays its bytes
  * (CS_TUNNEL, CS_PLAIN); a worker takes the decision (CS_WORK), which may park
  * it on a pending approval (pr->waiters) without holding the worker. */
-enum conn_state { CS_HEAD, CS_WORK, CS_HELLO, CS_TUNNEL, CS_PLAIN };
+enum conn_state { CS_HEAD, CS_WORK, CS_RESOLVE, CS_CONNECT, CS_TLS, CS_HELLO, CS_TUNNEL, CS_PLAIN };
+
+/* What a worker does with a connection it takes from g.work. */
+enum work_step {
+        STEP_HEAD,       /* a complete head (or its failure) from the loop */
+        STEP_ASK,        /* an `ask` target resolved: may it be asked for? */
+        STEP_APPROVAL,   /* back from pr->waiters: decided, timed out or the run ends */
+};
 
 enum watch_kind { W_LISTEN, W_CLIENT, W_UPSTREAM };
 
@@ -162,11 +173,18 @@ struct conn {
         size_t first;               /* body bytes that came with the head */
         struct approval *approval;  /* asked for; freed by proxy_run_stop only */
         int64_t approval_deadline;
-        struct half up, down;       /* CS_TUNNEL */
+        enum work_step step;        /* for the worker that takes it from g.work */
+        bool resolve_for_ask;       /* CS_RESOLVE: back to a worker (STEP_ASK), else to connect */
+        int resolve_status;         /* 0, or the status to answer (q->reason filled) */
+        struct sockaddr_storage addrs[MAX_ADDRS]; /* resolved, then those the policy permits */
+        size_t n_addrs, i_addr;     /* CS_CONNECT: the address being tried */
+        int connect_err;            /* the last address's error */
+        struct half up, down;       /* CS_TUNNEL; CS_PLAIN when spliced */
         struct upstream u;          /* CS_PLAIN */
-        char *ub, *db;
+        bool splice;                /* CS_PLAIN: bodies flow with splice() (plain TCP, no chunked body) */
+        char *ub, *db;              /* ub first holds the upstream head and the body bytes read with it */
         size_t ub_off, ub_len, db_off, db_len;
-        bool up_eof, up_wdead;
+        bool up_eof, up_wdead, client_eof;
 };
 
 struct proxy_run {
@@ -210,14 +228,16 @@ static struct {
         atomic_uint conns, fds;     /* every run's, against cfg.node_max_conns and max_fds */
         unsigned max_fds;
 
-        pthread_mutex_t qlock;      /* guards work and inbox; taken last */
+        pthread_mutex_t qlock;      /* guards work, resolve and inbox; taken last */
         pthread_cond_t qcond;       /* work is not empty */
+        pthread_cond_t rcond;       /* resolve is not empty */
         struct conn *work, *work_tail;   /* for the workers */
+        struct conn *resolve, *resolve_tail; /* for the resolvers */
         struct conn *inbox;         /* handed back to the loop */
         struct conn *loop_conns;    /* the loop thread's own list */
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wake_fd = -1, .spare_fd = -1,
        .cfg = PROXY_SETTINGS_DEFAULT, .max_fds = 1024 - NODE_FD_RESERVE, .qlock = PTHREAD_MUTEX_INITIALIZER,
-       .qcond = PTHREAD_COND_INITIALIZER};
+       .qcond = PTHREAD_COND_INITIALIZER, .rcond = PTHREAD_COND_INITIALIZER};
 
 static struct metric metric_conns = {.name = "paddock_runner_egress_connections",
                                      .help = "Egress proxy client connections open, all runs", .type = METRIC_GAUGE};
@@ -393,6 +413,8 @@ static void request_emit(struct request *q) {
                 json_object_set_new(d, "path", json_string(q->path));
         if (d)
                 json_object_set_new(d, "sni", json_string(q->sni));
+        if (d && q->relay)
+                json_object_set_new(d, "relay", json_string(q->relay));
         if (d && q->tls) {
                 json_object_set_new(d, "tls", json_true());
                 json_object_set_new(d, "secret_headers", q->secret_headers ? json_incref(q->secret_headers) : json_array());
@@ -469,6 +491,7 @@ static void work_push(struct conn *c);
 
 /* Parks c on its approval: under pr->lock; no thread waits for it. */
 static void park_locked(struct conn *c) {
+        c->step = STEP_APPROVAL;
         c->wnext = c->run->waiters;
         c->run->waiters = c;
 }
@@ -624,37 +647,6 @@ void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *
 
 /* ---- resolution and upstream connection ---- */
 
-/* Connects to a within the deadline; returns the non-blocking socket or a negative errno. */
-static int connect_to(struct sockaddr_storage *a, uint16_t port, int64_t deadline_mono) {
-        socklen_t len;
-        if (a->ss_family == AF_INET) {
-                ((struct sockaddr_in *)a)->sin_port = htons(port);
-                len = sizeof(struct sockaddr_in);
-        } else {
-                ((struct sockaddr_in6 *)a)->sin6_port = htons(port);
-                len = sizeof(struct sockaddr_in6);
-        }
-        _cleanup_close_ int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)a, len) < 0) {
-                if (errno != EINPROGRESS)
-                        return -errno;
-                int r = wait_fd(fd, POLLOUT, deadline_mono);
-                if (r < 0)
-                        return r;
-                int err = 0;
-                socklen_t el = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-                        return -errno;
-                if (err)
-                        return -err;
-        }
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return TAKE_FD(fd);
-}
-
 /* The addresses of the target: the literal, or what its name resolves to.
  * Returns 0, or the HTTP status to answer with q->reason filled. */
 static int resolve_target(struct request *q, const struct egress_check *chk, struct sockaddr_storage *addrs,
@@ -729,11 +721,11 @@ static size_t permitted_addrs(struct request *q, bool literal, const struct sock
 
 /* An `ask` is for what an approval can grant: a destination that would be
  * refused anyway (the floor, a non-public address without a profile's rule)
- * is refused at once, no human asked. False with q->reason filled then. */
-static bool askable(struct request *q, const struct egress_check *chk) {
-        struct sockaddr_storage addrs[MAX_ADDRS], ok[MAX_ADDRS];
-        size_t n = 0;
-        int status = resolve_target(q, chk, addrs, &n);
+ * is refused at once, no human asked. status, addrs[0..n): resolve_target's.
+ * False with q->reason filled then. */
+static bool askable(struct request *q, const struct egress_check *chk, int status,
+                    const struct sockaddr_storage *addrs, size_t n) {
+        struct sockaddr_storage ok[MAX_ADDRS];
         bool ok_to_ask = status == 502 || /* no such name now: asking is harmless, connecting re-resolves */
                          (status == 0 && permitted_addrs(q, chk->literal, addrs, n, ok) > 0);
         if (ok_to_ask) {
@@ -758,47 +750,12 @@ static bool peer_is(int fd, const struct sockaddr_storage *a) {
         return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
 }
 
-/* Resolves (unless the target is a literal), keeps only the addresses the
- * policy permits and connects to the first that answers. On failure fills
- * q->reason and returns the HTTP status to answer (403 for policy, 502/504). */
-static int open_upstream(struct request *q, const struct egress_check *chk, int *ret_fd) {
-        struct sockaddr_storage addrs[MAX_ADDRS], ok[MAX_ADDRS];
-        size_t n = 0;
-        int status = resolve_target(q, chk, addrs, &n);
-        if (status)
-                return status;
-        size_t n_ok = permitted_addrs(q, chk->literal, addrs, n, ok);
-        if (n_ok == 0)
-                return 403;
-        int64_t deadline = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
-        int r = -EHOSTUNREACH;
-        for (size_t i = 0; i < n_ok; i++) {
-                r = connect_to(&ok[i], q->port, deadline);
-                if (r >= 0) {
-                        if (!peer_is(r, &ok[i])) {
-                                char t[INET6_ADDRSTRLEN];
-                                addr_format(&ok[i], t, sizeof t);
-                                close(r);
-                                deny(q, "the connected peer is not %s, the address that was checked", t);
-                                return 403;
-                        }
-                        *ret_fd = r;
-                        return 0;
-                }
-                if (r == -ETIMEDOUT)
-                        break;
-        }
-        q->allowed = true;
-        snprintf(q->reason, sizeof q->reason, "could not connect to %s:%u: %s", q->host, q->port, strerror(-r));
-        return r == -ETIMEDOUT ? 504 : 502;
-}
-
 /* ---- relaying ---- */
 
 /* Moves what is possible in one direction; returns <0 on a broken connection.
  * With a pipe it reads while the pipe has room and writes what it holds. */
 static int half_step(struct half *h, bool readable, bool writable) {
-        size_t room = h->use_splice ? RELAY_PIPE_SIZE - h->in_pipe : h->in_pipe == 0 ? RELAY_PIPE_SIZE : 0;
+        size_t room = h->use_splice ? h->pipe_size - h->in_pipe : h->in_pipe == 0 ? h->pipe_size : 0;
         if (readable && !h->eof && room > 0) {
                 size_t want = room;
                 if (h->limit >= 0 && (int64_t)want > h->limit)
@@ -810,8 +767,10 @@ static int half_step(struct half *h, bool readable, bool writable) {
                         n = splice(h->from, NULL, h->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 else
                         n = recv(h->from, h->buf, want, 0);
-                if (n < 0 && errno != EAGAIN && errno != EINTR)
+                if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        h->werr = false;
                         return -errno;
+                }
                 if (n == 0) {
                         h->eof = true;
                         h->moved++;
@@ -832,8 +791,10 @@ static int half_step(struct half *h, bool readable, bool writable) {
                         n = splice(h->pipe[0], NULL, h->to, NULL, h->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 else
                         n = send(h->to, h->buf + h->off, h->in_pipe, MSG_NOSIGNAL);
-                if (n < 0 && errno != EAGAIN && errno != EINTR)
+                if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        h->werr = true;
                         return -errno;
+                }
                 if (n > 0) {
                         h->in_pipe -= (size_t)n;
                         h->off += (size_t)n;
@@ -850,12 +811,18 @@ static int half_step(struct half *h, bool readable, bool writable) {
         return 0;
 }
 
-static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *bytes) {
-        *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes};
-        if (pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+/* A direction from -> to through a pipe of pipe_size bytes (a buffer of as
+ * many when no pipe can be made, or with_pipe is false); limit: bytes to
+ * read from `from`, -1 for all (a limit reached is an EOF that does not shut
+ * `to` down). */
+static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *bytes, size_t pipe_size,
+                     bool with_pipe) {
+        *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes,
+                           .pipe_size = pipe_size};
+        if (with_pipe && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
                 /* a smaller pipe (fs.pipe-max-size, pipe-user-pages-soft) only
                  * means smaller steps: never ask for more than it holds */
-                if (fcntl(h->pipe[0], F_SETPIPE_SZ, RELAY_PIPE_SIZE) < (int)RELAY_PIPE_SIZE) {
+                if (fcntl(h->pipe[0], F_SETPIPE_SZ, (int)pipe_size) < (int)pipe_size) {
                         close(h->pipe[0]);
                         close(h->pipe[1]);
                         h->pipe[0] = h->pipe[1] = -1;
@@ -864,7 +831,7 @@ static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *
                         return 0;
                 }
         }
-        h->buf = malloc(RELAY_PIPE_SIZE);
+        h->buf = malloc(pipe_size);
         return h->buf ? 0 : -ENOMEM;
 }
 
@@ -1004,29 +971,12 @@ static ssize_t up_io(struct upstream *u, bool writing, void *buf, size_t len, sh
         }
 }
 
-static int up_write_all(struct upstream *u, const char *buf, size_t len, int64_t deadline_mono) {
-        while (len > 0) {
-                short want = 0;
-                ssize_t n = up_io(u, true, (void *)buf, len, &want);
-                if (n == -EAGAIN) {
-                        int r = wait_fd(u->fd, want, deadline_mono);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (n <= 0)
-                        return n < 0 ? (int)n : -ECONNRESET;
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-/* TLS to the origin on u->fd: SNI for a name, the certificate verified
- * against the configured CAs for the name or the IP literal. Returns 0, or
- * the status to answer (502, 504) with q->reason saying why; the request and
- * its secret header are never sent on a connection that failed this. */
-static int tls_open(struct request *q, struct upstream *u, bool literal) {
+/* Prepares TLS to the origin on u->fd: SNI for a name, the certificate
+ * verified against the configured CAs for the name or the IP literal; the
+ * event loop then drives the handshake (tls_run) within the connect timeout.
+ * Returns 0, or 502 with q->reason saying why; the request and its secret
+ * header are never sent on a connection that failed the handshake. */
+static int tls_setup(struct request *q, struct upstream *u, bool literal) {
         SSL_CTX *ctx = tls_ctx();
         u->ssl = ctx ? SSL_new(ctx) : NULL;
         if (!u->ssl) {
@@ -1048,32 +998,32 @@ static int tls_open(struct request *q, struct upstream *u, bool literal) {
                 note(q, "cannot set up TLS for https://%s:%u", q->host, q->port);
                 return 502;
         }
-        int64_t deadline = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
-        for (;;) {
-                ERR_clear_error();
-                int r = SSL_connect(u->ssl);
-                if (r == 1)
-                        return 0;
-                int e = SSL_get_error(u->ssl, r);
-                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                        if (wait_fd(u->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) < 0) {
-                                note(q, "TLS handshake with https://%s:%u timed out", q->host, q->port);
-                                return 504;
-                        }
-                        continue;
-                }
-                long v = SSL_get_verify_result(u->ssl);
-                if (v != X509_V_OK)
-                        note(q, "TLS to https://%s:%u refused: certificate verification failed: %s", q->host, q->port,
-                             X509_verify_cert_error_string(v));
-                else {
-                        char es[200];
-                        ERR_error_string_n(ERR_peek_last_error(), es, sizeof es);
-                        note(q, "TLS handshake with https://%s:%u failed: %s", q->host, q->port, es);
-                }
-                ERR_clear_error();
-                return 502;
+        return 0;
+}
+
+/* One step of the handshake: 0 when done, -EAGAIN with *want (POLLIN or
+ * POLLOUT), or 502 with q->reason saying why. */
+static int tls_handshake(struct request *q, struct upstream *u, short *want) {
+        ERR_clear_error();
+        int r = SSL_connect(u->ssl);
+        if (r == 1)
+                return 0;
+        int e = SSL_get_error(u->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                return -EAGAIN;
         }
+        long v = SSL_get_verify_result(u->ssl);
+        if (v != X509_V_OK)
+                note(q, "TLS to https://%s:%u refused: certificate verification failed: %s", q->host, q->port,
+                     X509_verify_cert_error_string(v));
+        else {
+                char es[200];
+                ERR_error_string_n(ERR_peek_last_error(), es, sizeof es);
+                note(q, "TLS handshake with https://%s:%u failed: %s", q->host, q->port, es);
+        }
+        ERR_clear_error();
+        return 502;
 }
 
 /* ---- request bodies: framed, bounded, nothing after them forwarded ---- */
@@ -1279,8 +1229,12 @@ static ssize_t hello_verdict(struct conn *c) {
         }
 }
 
+/* Sets (or replaces: the next address tried) the upstream fd, closing the
+ * previous one under the lock like conn_unregister. */
 static void set_upstream(struct conn *c, int fd) {
         pthread_mutex_lock(&c->run->lock);
+        if (c->ufd >= 0)
+                close(c->ufd);
         c->ufd = fd;
         bool closing = c->run->closing;
         pthread_mutex_unlock(&c->run->lock);
@@ -1371,8 +1325,8 @@ static void loop_post(struct conn *c) {
 /* Sets up the relay of a tunnel whose first `peeked` bytes (the ClientHello)
  * are in c->buf: they go first into the upstream direction's pipe. */
 static int tunnel_begin(struct conn *c, size_t peeked) {
-        if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up) < 0 ||
-            half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down) < 0)
+        if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up, RELAY_PIPE_SIZE, true) < 0 ||
+            half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down, RELAY_PIPE_SIZE, true) < 0)
                 return -ENOMEM;
         if (peeked > 0) {
                 if (c->up.use_splice) {
@@ -1385,16 +1339,99 @@ static int tunnel_begin(struct conn *c, size_t peeked) {
                 c->up.off = 0;
         }
         c->state = CS_TUNNEL;
+        c->q.relay = c->up.use_splice && c->down.use_splice ? "splice" : "copy";
         c->last_mono = time_mono_us();
         return 0;
 }
 
-/* After the decision allowed the request (worker): the upstream budget, the
- * connection, then the tunnel or the plain request, handed to the loop. */
+static void work_ask(struct conn *c);
+
+/* After resolution (a worker or a resolver): keeps the addresses the policy
+ * permits and hands c to the event loop to connect (CS_CONNECT), or answers
+ * why not. */
+static void connect_prepare(struct conn *c) {
+        struct request *q = &c->q;
+        if (c->resolve_status) {
+                conn_refuse(c, c->resolve_status);
+                return;
+        }
+        struct sockaddr_storage ok[MAX_ADDRS];
+        size_t n_ok = permitted_addrs(q, c->chk.literal, c->addrs, c->n_addrs, ok);
+        if (n_ok == 0) {
+                conn_refuse(c, 403);
+                return;
+        }
+        memcpy(c->addrs, ok, n_ok * sizeof ok[0]);
+        c->n_addrs = n_ok;
+        c->i_addr = 0;
+        c->connect_err = EHOSTUNREACH;
+        c->state = CS_CONNECT;
+        c->deadline_mono = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
+        loop_post(c);
+}
+
+/* The addresses of c's target (worker): a literal at once, a name on a
+ * resolver thread (g.resolve), so a slow or black-holed DNS server holds no
+ * decision worker. Then STEP_ASK (for_ask) or connect_prepare(). */
+static void work_resolve(struct conn *c, bool for_ask) {
+        c->resolve_for_ask = for_ask;
+        if (c->chk.literal) {
+                c->addrs[0] = c->chk.addr;
+                c->n_addrs = 1;
+                c->resolve_status = 0;
+                if (for_ask)
+                        work_ask(c);
+                else
+                        connect_prepare(c);
+                return;
+        }
+        c->state = CS_RESOLVE;
+        pthread_mutex_lock(&g.qlock);
+        c->qnext = NULL;
+        if (g.resolve_tail)
+                g.resolve_tail->qnext = c;
+        else
+                g.resolve = c;
+        g.resolve_tail = c;
+        pthread_cond_signal(&g.rcond);
+        pthread_mutex_unlock(&g.qlock);
+}
+
+static void *resolver_thread(void *userdata) {
+        (void)userdata;
+        for (;;) {
+                pthread_mutex_lock(&g.qlock);
+                while (!g.resolve)
+                        pthread_cond_wait(&g.rcond, &g.qlock);
+                struct conn *c = g.resolve;
+                g.resolve = c->qnext;
+                if (!g.resolve)
+                        g.resolve_tail = NULL;
+                c->qnext = NULL;
+                pthread_mutex_unlock(&g.qlock);
+
+                c->n_addrs = 0;
+                c->resolve_status = resolve_target(&c->q, &c->chk, c->addrs, &c->n_addrs);
+                if (c->resolve_for_ask) {
+                        c->state = CS_WORK;
+                        c->step = STEP_ASK;
+                        work_push(c);
+                } else
+                        connect_prepare(c);
+        }
+        return NULL;
+}
+
+/* After the decision allowed the request (worker): the upstream budget, then
+ * resolution and the connection (the event loop), then the tunnel or the
+ * plain request. */
 static void work_connect(struct conn *c) {
         struct request *q = &c->q;
         struct http_request *rq = c->rq;
         char why[200];
+        /* a tunnel: upstream + two pipes of RELAY_PIPE_SIZE; a plain request:
+         * upstream + two buffers of RELAY_BUF (its pipes, when spliced, take
+         * the buffers' place: plain_half) */
         int status = budget_charge(c, rq->connect ? 5 : 1,
                                    rq->connect ? 2 * RELAY_PIPE_SIZE : 2 * RELAY_BUF + (q->tls ? TLS_CHARGE : 0),
                                    why, sizeof why);
@@ -1403,69 +1440,30 @@ static void work_connect(struct conn *c) {
                 conn_refuse(c, status);
                 return;
         }
-        int ufd = -1;
-        status = open_upstream(q, &c->chk, &ufd);
-        if (status) {
-                if (status == 403)
-                        q->allowed = false;
-                conn_refuse(c, status);
-                return;
-        }
-        set_upstream(c, ufd);
-        q->allowed = true;
-        size_t extra = c->have - (size_t)c->head_len;
+        work_resolve(c, false);
+}
 
-        if (rq->connect) {
-                static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-                memmove(c->buf, c->buf + c->head_len, extra);
-                c->have = extra;
-                if (write_all(c->cfd, ok, STRLEN(ok), time_mono_us() + 10000000) < 0) {
-                        conn_end(c);
-                        return;
-                }
-                ssize_t peeked = hello_verdict(c);
-                if (peeked == -EAGAIN) {
-                        c->state = CS_HELLO;
-                        c->deadline_mono = time_mono_us() + (int64_t)PROXY_HELLO_TIMEOUT_MS * 1000;
-                } else if (peeked < 0 || tunnel_begin(c, (size_t)peeked) < 0) {
-                        conn_end(c);
-                        return;
-                }
-                loop_post(c);
+/* An `ask` target resolved (worker): refused at once if nothing could be
+ * granted, else asked for (parked until the decision) or decided already. */
+static void work_ask(struct conn *c) {
+        struct request *q = &c->q;
+        if (!askable(q, &c->chk, c->resolve_status, c->addrs, c->n_addrs)) {
+                conn_refuse(c, 403);
                 return;
         }
-
-        struct upstream *u = &c->u;
-        u->fd = ufd;
-        status = q->tls ? tls_open(q, u, c->chk.literal) : 0;
-        size_t hl = 0;
-        json_t *added = NULL;
-        _cleanup_free_ char *head =
-                status ? NULL : build_upstream_head(c->run, rq, q->tls ? c->origin : NULL, &hl, &added);
-        c->ub = malloc(RELAY_BUF);
-        c->db = malloc(RELAY_BUF);
-        int64_t dl = time_mono_us() + 10000000;
-        if (!status && (!head || !c->ub || !c->db || up_write_all(u, head, hl, dl) < 0 ||
-                        (c->first && up_write_all(u, c->buf + c->head_len, c->first, dl) < 0))) {
-                note(q, "could not send the request upstream");
-                status = 502;
-        }
-        if (!status) {
-                q->bytes_up += hl + c->first;
-                if (q->tls)
-                        q->secret_headers = TAKE_PTR(added);
-        }
-        json_decref(added);
-        if (status) {
-                if (c->body.dropped)
-                        note(q, "%llu bytes after the request not forwarded (one request per connection)",
-                             (unsigned long long)c->body.dropped);
-                conn_refuse(c, status);
+        int a = approval_begin(c);
+        if (a < 0) {
+                deny(q, "could not create an approval");
+                conn_refuse(c, 403);
                 return;
         }
-        c->state = CS_PLAIN;
-        c->last_mono = time_mono_us();
-        loop_post(c);
+        if (a > 0)
+                return; /* parked: c is no longer ours */
+        if (approval_finish(c) <= 0) {
+                conn_refuse(c, 403);
+                return;
+        }
+        work_connect(c);
 }
 
 /* A complete head (or its failure) from the loop: parse, frame the body,
@@ -1556,27 +1554,16 @@ static void work_head(struct conn *c) {
                         return;
                 }
                 c->first = (size_t)k;
+                /* bodies flow with splice() unless the proxy must see the bytes:
+                 * its own TLS, or chunked framing it checks (CONTRACTS.md "Egress") */
+                c->splice = !q->tls && body->kind != BODY_CHUNKED;
         }
 
         egress_policy_check_target(pr->policy, q->host, q->port, &c->chk);
         snprintf(q->rule, sizeof q->rule, "%s", c->chk.rule);
         if (c->chk.verdict == EGRESS_ASK) {
-                if (!askable(q, &c->chk)) {
-                        conn_refuse(c, 403);
-                        return;
-                }
-                int a = approval_begin(c);
-                if (a < 0) {
-                        deny(q, "could not create an approval");
-                        conn_refuse(c, 403);
-                        return;
-                }
-                if (a > 0)
-                        return; /* parked: c is no longer ours */
-                if (approval_finish(c) <= 0) {
-                        conn_refuse(c, 403);
-                        return;
-                }
+                work_resolve(c, true);
+                return;
         } else if (c->chk.verdict == EGRESS_DENY) {
                 snprintf(q->reason, sizeof q->reason, "%s", c->chk.reason);
                 conn_refuse(c, 403);
@@ -1599,8 +1586,12 @@ static void *worker_thread(void *userdata) {
                 c->qnext = NULL;
                 pthread_mutex_unlock(&g.qlock);
 
-                if (!c->approval) {
+                if (c->step == STEP_HEAD) {
                         work_head(c);
+                        continue;
+                }
+                if (c->step == STEP_ASK) {
+                        work_ask(c);
                         continue;
                 }
                 /* back from pr->waiters: decided, timed out or the run ends */
@@ -1671,6 +1662,7 @@ static void loop_end(struct conn *c) {
 static void loop_handoff(struct conn *c) {
         loop_detach(c);
         c->state = CS_WORK;
+        c->step = STEP_HEAD;
         c->qnext = loop_out;
         loop_out = c;
 }
@@ -1678,21 +1670,306 @@ static void loop_handoff(struct conn *c) {
 static void plain_close(struct conn *c, int status) {
         if (status > 0)
                 respond(c, status, status_text(status), c->q.reason);
+        /* what the client sent after the body and we did not read yet: read
+         * and dropped, so closing does not reset the connection under the answer */
+        char scratch[4096];
+        for (int i = 0; i < 16 && !c->client_eof; i++) {
+                ssize_t n = recv(c->cfd, scratch, sizeof scratch, MSG_DONTWAIT);
+                if (n <= 0)
+                        break;
+                c->body.dropped += (uint64_t)n;
+        }
         if (c->body.dropped)
                 note(&c->q, "%llu bytes after the request not forwarded (one request per connection)",
                      (unsigned long long)c->body.dropped);
 }
 
-static void plain_run(struct conn *c) {
+static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev);
+
+/* Answers status with q->reason and ends the connection (loop side). */
+static void loop_refuse(struct conn *c, int status) {
+        plain_close(c, status);
+        loop_end(c);
+}
+
+/* One round of a spliced plain-HTTP request (plain TCP, no chunked body):
+ * the head (rewritten, in c->ub) goes first, then the body, at most its
+ * Content-Length, flows client -> pipe -> upstream and the answer upstream ->
+ * pipe -> client, never through user space. Bytes the client sends after
+ * the body are read and dropped, never forwarded: one request per connection
+ * (Connection: close upstream), so no second head is ever relayed without a
+ * decision. Same contract as plain_step. */
+static int plain_splice_step(struct conn *c, uint32_t cev, uint32_t uev, uint32_t *cwant, uint32_t *uwant,
+                             int *status) {
+        struct request *q = &c->q;
+        struct half *up = &c->up, *down = &c->down;
+        uint64_t before = up->moved + down->moved + c->ub_off;
+        *cwant = *uwant = 0;
+        if (c->ub_off < c->ub_len) {
+                ssize_t n = send(c->ufd, c->ub + c->ub_off, c->ub_len - c->ub_off, MSG_NOSIGNAL);
+                if (n > 0) {
+                        c->ub_off += (size_t)n;
+                        q->bytes_up += (uint64_t)n;
+                } else if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        *uwant |= EPOLLOUT;
+                else
+                        c->up_wdead = true; /* an early answer (413, 401) may still come */
+        }
+        bool head_sent = c->ub_off == c->ub_len && !c->up_wdead;
+        bool cr = cev & (EPOLLIN | EPOLLHUP | EPOLLERR), cw = cev & (EPOLLOUT | EPOLLERR);
+        bool ur = uev & (EPOLLIN | EPOLLHUP | EPOLLERR), uw = uev & (EPOLLOUT | EPOLLERR);
+        if (head_sent && !up->eof && half_step(up, cr, true) < 0) {
+                if (!up->werr) {
+                        *status = -1; /* the client is gone */
+                        return 0;
+                }
+                c->up_wdead = true;
+        } else if (head_sent && up->in_pipe > 0 && uw && half_step(up, false, true) < 0)
+                c->up_wdead = true;
+        if (up->eof && up->limit > 0) {
+                deny(q, "client closed before the request body ended");
+                *status = -1;
+                return 0;
+        }
+        if (up->eof && cr && !c->client_eof) {
+                char scratch[4096];
+                ssize_t n = recv(c->cfd, scratch, sizeof scratch, MSG_DONTWAIT);
+                if (n > 0 && !c->up_wdead)
+                        c->body.dropped += (uint64_t)n;
+                else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                        c->client_eof = true;
+        }
+        int r = half_step(down, ur, cw);
+        if (r < 0) {
+                if (down->werr) {
+                        *status = -1; /* the client is gone */
+                        return 0;
+                }
+                note(q, "upstream connection failed: %s", strerror(-r));
+                down->eof = true; /* what the pipe holds still goes to the client */
+        }
+        c->up_eof = down->eof;
+        if (c->up_eof && down->in_pipe == 0) {
+                if (q->bytes_down == 0) {
+                        note(q, "upstream closed without an answer");
+                        *status = 502;
+                } else
+                        *status = 0;
+                return 0;
+        }
+        if (up->moved + down->moved + c->ub_off != before)
+                c->last_mono = time_mono_us();
+        if (head_sent && !c->up_wdead) {
+                if (!up->eof && up->in_pipe < up->pipe_size)
+                        *cwant |= EPOLLIN;
+                if (up->in_pipe > 0)
+                        *uwant |= EPOLLOUT;
+        }
+        if ((up->eof || c->up_wdead) && !c->client_eof)
+                *cwant |= EPOLLIN;
+        if (!c->up_eof && down->in_pipe < down->pipe_size)
+                *uwant |= EPOLLIN;
+        if (down->in_pipe > 0)
+                *cwant |= EPOLLOUT;
+        if (!*cwant && !*uwant) {
+                *status = -1; /* nothing can move: should not happen */
+                return 0;
+        }
+        return 1;
+}
+
+static void plain_run(struct conn *c, uint32_t cev, uint32_t uev) {
         uint32_t cw = 0, uw = 0;
         int status = 0;
-        if (plain_step(c, &cw, &uw, &status) == 0) {
+        int r = c->splice ? plain_splice_step(c, cev, uev, &cw, &uw, &status) : plain_step(c, &cw, &uw, &status);
+        if (r == 0) {
                 plain_close(c, status);
                 loop_end(c);
         } else if (watch_set(&c->wc, cw) < 0 || watch_set(&c->wu, uw) < 0) {
                 plain_close(c, -1);
                 loop_end(c);
         }
+}
+
+/* One direction of a spliced plain request: a pipe when there is something
+ * to move (no pipe for an empty body) and the run's fd budget has room for
+ * its two fds (charged), else RELAY_BUF of the buffer memory the request was
+ * charged: a full fd budget makes a request copy, never refuses it. */
+static int plain_half(struct conn *c, struct half *h, int from, int to, int64_t limit, uint64_t *bytes) {
+        char why[200];
+        bool with_pipe = limit != 0 && budget_charge(c, 2, 0, why, sizeof why) == 0;
+        return half_init(h, from, to, limit, bytes, RELAY_BUF, with_pipe);
+}
+
+/* The request's head (and the body bytes that came with it) go upstream
+ * first, from c->ub; then the relay (loop). */
+static void plain_begin(struct conn *c) {
+        struct request *q = &c->q;
+        size_t hl = 0;
+        json_t *added = NULL;
+        _cleanup_free_ char *head = build_upstream_head(c->run, c->rq, q->tls ? c->origin : NULL, &hl, &added);
+        size_t cap = hl + c->first > RELAY_BUF ? hl + c->first : RELAY_BUF;
+        c->ub = head ? malloc(cap) : NULL;
+        bool ok = c->ub != NULL;
+        if (ok && c->splice) {
+                const struct body *b = &c->body;
+                int64_t limit = b->kind == BODY_LENGTH && !b->done ? (int64_t)b->left : 0;
+                ok = plain_half(c, &c->up, c->cfd, c->ufd, limit, &q->bytes_up) == 0 &&
+                     plain_half(c, &c->down, c->ufd, c->cfd, -1, &q->bytes_down) == 0;
+                if (limit == 0)
+                        c->up.eof = c->up.shut = true;
+        } else if (ok)
+                ok = (c->db = malloc(RELAY_BUF)) != NULL;
+        if (!ok) {
+                json_decref(added);
+                note(q, "could not send the request upstream");
+                loop_refuse(c, 502);
+                return;
+        }
+        memcpy(c->ub, head, hl);
+        memcpy(c->ub + hl, c->buf + c->head_len, c->first);
+        c->ub_off = 0;
+        c->ub_len = hl + c->first;
+        if (q->tls)
+                q->secret_headers = TAKE_PTR(added);
+        json_decref(added);
+        c->state = CS_PLAIN;
+        q->relay = c->splice && c->down.use_splice && (c->up.use_splice || c->up.eof) ? "splice" : "copy";
+        c->last_mono = time_mono_us();
+        plain_run(c, 0, 0);
+}
+
+/* True once proxy_run_stop began for c's run: a connection still being set
+ * up ends instead. */
+static bool run_closing(struct conn *c) {
+        pthread_mutex_lock(&c->run->lock);
+        bool closing = c->run->closing;
+        pthread_mutex_unlock(&c->run->lock);
+        return closing;
+}
+
+static void tls_run(struct conn *c) {
+        short want = 0;
+        int r = tls_handshake(&c->q, &c->u, &want);
+        if (r == 0)
+                plain_begin(c);
+        else if (r != -EAGAIN)
+                loop_refuse(c, r);
+        else if (watch_set(&c->wu, want == POLLIN ? EPOLLIN : EPOLLOUT) < 0)
+                loop_end(c);
+}
+
+/* The upstream connection is up: the tunnel (after its ClientHello), the
+ * proxy's TLS to a secret header's origin, or the plain request. */
+static void connected(struct conn *c) {
+        struct request *q = &c->q;
+        int one = 1;
+        (void)setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!peer_is(c->ufd, &c->addrs[c->i_addr])) {
+                char t[INET6_ADDRSTRLEN];
+                addr_format(&c->addrs[c->i_addr], t, sizeof t);
+                deny(q, "the connected peer is not %s, the address that was checked", t);
+                loop_refuse(c, 403);
+                return;
+        }
+        q->allowed = true;
+        if (c->rq->connect) {
+                static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+                size_t extra = c->have - (size_t)c->head_len;
+                memmove(c->buf, c->buf + c->head_len, extra);
+                c->have = extra;
+                /* a fresh socket's empty send buffer takes these bytes at once */
+                if (send(c->cfd, ok, STRLEN(ok), MSG_NOSIGNAL) != (ssize_t)STRLEN(ok)) {
+                        loop_end(c);
+                        return;
+                }
+                ssize_t peeked = hello_verdict(c);
+                if (peeked == -EAGAIN) {
+                        c->state = CS_HELLO;
+                        c->deadline_mono = time_mono_us() + (int64_t)PROXY_HELLO_TIMEOUT_MS * 1000;
+                        if (watch_set(&c->wu, 0) < 0 || watch_set(&c->wc, EPOLLIN) < 0)
+                                loop_end(c);
+                } else if (peeked < 0 || tunnel_begin(c, (size_t)peeked) < 0)
+                        loop_end(c);
+                else
+                        tunnel_run(c, 0, 0);
+                return;
+        }
+        c->u.fd = c->ufd;
+        if (q->tls) {
+                int status = tls_setup(q, &c->u, c->chk.literal);
+                if (status) {
+                        loop_refuse(c, status);
+                        return;
+                }
+                c->state = CS_TLS;
+                c->deadline_mono = time_mono_us() + (int64_t)PROXY_CONNECT_TIMEOUT_MS * 1000;
+                tls_run(c);
+                return;
+        }
+        plain_begin(c);
+}
+
+static void connect_failed(struct conn *c, int err) {
+        struct request *q = &c->q;
+        q->allowed = true;
+        snprintf(q->reason, sizeof q->reason, "could not connect to %s:%u: %s", q->host, q->port, strerror(err));
+        loop_refuse(c, err == ETIMEDOUT ? 504 : 502);
+}
+
+/* Non-blocking connects from c->addrs[c->i_addr] on, in the event loop: the
+ * loop sees completion as EPOLLOUT (connect_event) and the deadline on its
+ * tick, so a black-holed address holds no thread. */
+static void connect_next(struct conn *c) {
+        for (; c->i_addr < c->n_addrs; c->i_addr++) {
+                struct sockaddr_storage *a = &c->addrs[c->i_addr];
+                socklen_t len;
+                if (a->ss_family == AF_INET) {
+                        ((struct sockaddr_in *)a)->sin_port = htons(c->q.port);
+                        len = sizeof(struct sockaddr_in);
+                } else {
+                        ((struct sockaddr_in6 *)a)->sin6_port = htons(c->q.port);
+                        len = sizeof(struct sockaddr_in6);
+                }
+                int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (fd < 0) {
+                        c->connect_err = errno;
+                        continue;
+                }
+                watch_del(&c->wu);
+                set_upstream(c, fd);
+                c->wu = (struct watch){.kind = W_UPSTREAM, .owner = c, .fd = fd};
+                if (connect(fd, (struct sockaddr *)a, len) == 0) {
+                        connected(c);
+                        return;
+                }
+                if (errno == EINPROGRESS) {
+                        if (watch_set(&c->wu, EPOLLOUT) < 0)
+                                loop_end(c);
+                        return;
+                }
+                c->connect_err = errno;
+        }
+        connect_failed(c, c->connect_err);
+}
+
+static void connect_event(struct conn *c) {
+        if (run_closing(c)) {
+                note(&c->q, "the run ended while connecting");
+                loop_end(c);
+                return;
+        }
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+                err = errno;
+        if (err == 0) {
+                connected(c);
+                return;
+        }
+        c->connect_err = err;
+        c->i_addr++;
+        connect_next(c);
 }
 
 static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev) {
@@ -1791,12 +2068,17 @@ static void loop_enter(struct conn *c) {
                 if (watch_set(&c->wc, EPOLLIN) < 0)
                         loop_end(c);
                 break;
+        case CS_CONNECT:
+                connect_next(c);
+                break;
         case CS_TUNNEL:
                 tunnel_run(c, 0, 0);
                 break;
         case CS_PLAIN:
-                plain_run(c);
+                plain_run(c, 0, 0);
                 break;
+        case CS_TLS:
+        case CS_RESOLVE:
         case CS_WORK:
                 break;
         }
@@ -1815,12 +2097,20 @@ static void loop_event(struct watch *w, uint32_t ev) {
         case CS_HELLO:
                 hello_run(c);
                 break;
+        case CS_CONNECT:
+                if (w == &c->wu)
+                        connect_event(c);
+                break;
+        case CS_TLS:
+                tls_run(c);
+                break;
         case CS_TUNNEL:
                 tunnel_run(c, w == &c->wc ? ev : 0, w == &c->wu ? ev : 0);
                 break;
         case CS_PLAIN:
-                plain_run(c);
+                plain_run(c, w == &c->wc ? ev : 0, w == &c->wu ? ev : 0);
                 break;
+        case CS_RESOLVE:
         case CS_WORK:
                 break;
         }
@@ -1844,6 +2134,18 @@ static void loop_tick(void) {
                                 loop_end(c);
                         }
                         break;
+                case CS_CONNECT:
+                case CS_TLS:
+                        if (run_closing(c)) {
+                                note(&c->q, "the run ended while connecting");
+                                loop_end(c);
+                        } else if (now >= c->deadline_mono && c->state == CS_CONNECT)
+                                connect_failed(c, ETIMEDOUT);
+                        else if (now >= c->deadline_mono) {
+                                note(&c->q, "TLS handshake with https://%s:%u timed out", c->q.host, c->q.port);
+                                loop_refuse(c, 504);
+                        }
+                        break;
                 case CS_TUNNEL:
                 case CS_PLAIN:
                         if (now - c->last_mono >= idle_us) {
@@ -1853,6 +2155,7 @@ static void loop_tick(void) {
                                 loop_end(c);
                         }
                         break;
+                case CS_RESOLVE:
                 case CS_WORK:
                         break;
                 }
@@ -2137,9 +2440,9 @@ static int ensure_started(void) {
                 return -r;
         }
         pthread_detach(g.thread);
-        for (int i = 0; i < PROXY_WORKERS; i++) {
+        for (int i = 0; i < PROXY_WORKERS + PROXY_RESOLVERS; i++) {
                 pthread_t t;
-                r = pthread_create(&t, NULL, worker_thread, NULL);
+                r = pthread_create(&t, NULL, i < PROXY_WORKERS ? worker_thread : resolver_thread, NULL);
                 if (r != 0)
                         return -r; /* the loop runs; fewer workers than planned is still correct */
                 pthread_detach(t);

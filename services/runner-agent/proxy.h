@@ -15,16 +15,18 @@
  *
  * Threads (issue 10 §4): a fixed set for the whole process, whatever the
  * number of connections. One event loop (epoll) accepts on every run's
- * listening socket, reads request heads and tunnels' ClientHellos, and
- * relays every byte: tunnels with splice() through a pipe per direction
- * (zero copy), plain-HTTP requests through framed buffers; the idle timeout
- * and the other deadlines are its timers, and each connection's egress
- * event is emitted when it ends. PROXY_WORKERS worker threads take the
- * decisions that may block (the resolver, the TCP connect, the TLS handshake
- * to a secret header's origin, each bounded by its timeout; a durable
- * approval event). A request waiting for an approval holds no thread: it is
- * parked on its run until the decision, its deadline or the run's end. All
- * functions are thread-safe. */
+ * listening socket, reads request heads and tunnels' ClientHellos, connects
+ * upstream (non-blocking; the connect timeout is its timer), drives the TLS
+ * handshake to a secret header's origin, and relays every byte with splice()
+ * through a pipe per direction (zero copy): tunnels, and plain-HTTP requests
+ * after their rewritten head (a chunked body and the proxy's own TLS go
+ * through framed buffers); the idle timeout and the other deadlines are its
+ * timers, and each connection's egress event is emitted when it ends.
+ * PROXY_WORKERS worker threads take the decisions (the policy, a durable
+ * approval event) and PROXY_RESOLVERS threads resolve names, so neither a
+ * black-holed address nor a slow DNS server holds a decision. A request
+ * waiting for an approval holds no thread: it is parked on its run until the
+ * decision, its deadline or the run's end. All functions are thread-safe. */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>

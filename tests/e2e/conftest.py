@@ -694,6 +694,14 @@ def test_netns_run(argv, **kw):
     return subprocess.run(["ip", "netns", "exec", name, *argv], **kw)
 
 
+class _BackloggedHTTPServer(http.server.ThreadingHTTPServer):
+    # a real server's accept backlog, not socketserver's 5: the egress proxy
+    # connects in parallel from its event loop, so a flood's held requests
+    # reach the upstream at once, and dropped SYNs would run into the proxy's
+    # 10 s connect timeout on a loaded machine
+    request_queue_size = 1024
+
+
 class TestNetHTTPServer(LoopbackHTTPServer):
     """Serves handler like LoopbackHTTPServer, but on one of the test upstream
     network's addresses (index into test_upstream_addrs()): an "outside" host
@@ -706,7 +714,7 @@ class TestNetHTTPServer(LoopbackHTTPServer):
         self.host = test_upstream_addrs()[index]
         # the same address by name (/etc/hosts, stack.sh testnet_hosts)
         self.name = os.environ.get("PADDOCK_TEST_UPSTREAM_NAMES", "").split()[index]
-        self.server = in_test_netns(lambda: http.server.ThreadingHTTPServer((self.host, port), handler))
+        self.server = in_test_netns(lambda: _BackloggedHTTPServer((self.host, port), handler))
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -3,12 +3,24 @@
  * held for an approval is served by a fixed set of threads (the event loop
  * and PROXY_WORKERS workers), counted in /proc/self/task, and neither the
  * flood nor the held requests stop another request from being answered; the
- * held requests are all answered once the approval is decided.
+ * held requests are all answered once the approval is decided. Black-holed
+ * upstream connects (an address whose SYNs a veth peer drops) hold no
+ * decision worker: another request is decided, connected and answered while
+ * they wait for their connect timeout (504); names whose DNS server is
+ * black-holed hold no decision worker either. A plain-HTTP request is relayed
+ * with splice() after its head (the event says relay "splice"), its body
+ * framed by Content-Length and nothing after it forwarded.
  *
  * Runs in a network namespace of its own (unshare, root) with only loopback
  * up: the proxy listens on 127.0.0.1 and the name asked for cannot be
- * resolved over any network (nothing leaves the namespace). Skipped (77)
- * where a network namespace cannot be made. */
+ * resolved over any network (nothing leaves the namespace); a veth pair
+ * inside it carries 198.18.99.0/24 (benchmarking range, reached through a
+ * profile's IP rule): 198.18.99.1 is a local upstream, 198.18.99.2 a static
+ * neighbour whose frames the peer drops. Skipped (77) where a network
+ * namespace cannot be made; the veth tests are skipped without `ip`. The
+ * DNS test points the resolver at the black hole by bind-mounting a
+ * resolv.conf in a mount namespace of the test's own (glibc rereads a
+ * changed resolv.conf). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -38,12 +53,24 @@
 static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static int n_egress, n_requested, n_decided;
 static char approval_id[64];
+static json_t *egress_events; /* copies of every egress event, in order */
+static bool have_veth, have_mntns;
+
+#define UP_ADDR "198.18.99.1"
+#define HOLE_ADDR "198.18.99.2"
+#define N_HOLES 16                /* twice the decision workers */
+#define BIG (8 << 20)             /* bytes of /big */
+#define ECHO (1 << 20)            /* bytes posted to /echo */
 
 static void on_event(void *userdata, const char *kind, json_t *data, bool sync) {
         (void)userdata, (void)sync;
         pthread_mutex_lock(&ev_lock);
-        if (!strcmp(kind, "egress"))
+        if (!strcmp(kind, "egress")) {
                 n_egress++;
+                if (!egress_events)
+                        egress_events = json_array();
+                json_array_append_new(egress_events, json_deep_copy(data));
+        }
         else if (!strcmp(kind, "approval_requested")) {
                 n_requested++;
                 snprintf(approval_id, sizeof approval_id, "%s", json_string_value(json_object_get(data, "approval_id")));
@@ -108,6 +135,7 @@ static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         s.run_max_buffer_bytes = 1ULL << 30;
         struct err_detail err = {0};
         assert_int_equal(proxy_configure(&s, &err), 0);
+        int egress_before = count(&n_egress), decided_before = count(&n_decided);
 
         Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
         pol.unknown = (char *)"ask";
@@ -169,8 +197,309 @@ static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         pr = proxy_run_stop(pr);
         /* the held requests and the 501, one event each; idle connections
          * that never sent a byte are not requests */
-        assert_int_equal(count(&n_egress), N_HELD + 1);
-        assert_int_equal(count(&n_decided), 1);
+        assert_int_equal(count(&n_egress) - egress_before, N_HELD + 1);
+        assert_int_equal(count(&n_decided) - decided_before, 1);
+}
+
+/* ---- an upstream on 198.18.99.1:80: /big (BIG bytes), /echo (the body
+ * back), else "ok"; it records whether any connection carried "smuggled" ---- */
+
+static atomic_int up_smuggled, up_conns;
+
+static char pattern(size_t i) { return (char)('a' + (i * 7) % 26); }
+
+static void *up_conn_thread(void *arg) {
+        int fd = (int)(intptr_t)arg;
+        size_t size = ECHO + 65536, have = 0;
+        char *buf = malloc(size), chunk[16384];
+        assert_non_null(buf);
+        char *end = NULL;
+        while (!end && have < size - 1) {
+                ssize_t n = recv(fd, buf + have, size - 1 - have, 0);
+                if (n <= 0)
+                        break;
+                have += (size_t)n;
+                buf[have] = 0;
+                end = strstr(buf, "\r\n\r\n");
+        }
+        if (end) {
+                const char *cl = strcasestr(buf, "Content-Length: ");
+                size_t want = cl && cl < end ? strtoul(cl + 16, NULL, 10) : 0, head = (size_t)(end + 4 - buf);
+                while (have < head + want) {
+                        ssize_t n = recv(fd, buf + have, size - 1 - have, 0);
+                        if (n <= 0)
+                                break;
+                        have += (size_t)n;
+                }
+                if (memmem(buf, have, "smuggled", 8))
+                        atomic_fetch_add(&up_smuggled, 1);
+                char h[128];
+                if (!strncmp(buf, "GET /big ", 9)) {
+                        int hl = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG);
+                        send(fd, h, (size_t)hl, MSG_NOSIGNAL);
+                        for (size_t off = 0; off < BIG; off += sizeof chunk) {
+                                for (size_t k = 0; k < sizeof chunk; k++)
+                                        chunk[k] = pattern(off + k);
+                                if (send(fd, chunk, sizeof chunk, MSG_NOSIGNAL) != (ssize_t)sizeof chunk)
+                                        break;
+                        }
+                } else if (!strncmp(buf, "POST /echo ", 11)) {
+                        int hl = snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", have - head);
+                        send(fd, h, (size_t)hl, MSG_NOSIGNAL);
+                        send(fd, buf + head, have - head, MSG_NOSIGNAL);
+                } else {
+                        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        send(fd, ok, sizeof ok - 1, MSG_NOSIGNAL);
+                }
+                /* the proxy asked Connection: close; anything more it sent would show here */
+                shutdown(fd, SHUT_WR);
+                for (;;) {
+                        ssize_t n = recv(fd, buf, size - 1, 0);
+                        if (n <= 0)
+                                break;
+                        if (memmem(buf, (size_t)n, "smuggled", 8))
+                                atomic_fetch_add(&up_smuggled, 1);
+                }
+        }
+        free(buf);
+        close(fd);
+        return NULL;
+}
+
+static void *up_accept_thread(void *arg) {
+        int lfd = (int)(intptr_t)arg;
+        for (;;) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                atomic_fetch_add(&up_conns, 1);
+                pthread_t t;
+                if (pthread_create(&t, NULL, up_conn_thread, (void *)(intptr_t)fd) == 0)
+                        pthread_detach(t);
+                else
+                        close(fd);
+        }
+        return NULL;
+}
+
+static struct proxy_run *start_veth_run_rule(const char *id, const char *host_rule) {
+        static bool upstream_started;
+        if (!upstream_started) {
+                int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                int one = 1;
+                setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(80)};
+                inet_pton(AF_INET, UP_ADDR, &sa.sin_addr);
+                assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+                assert_int_equal(listen(lfd, 128), 0);
+                pthread_t t;
+                assert_int_equal(pthread_create(&t, NULL, up_accept_thread, (void *)(intptr_t)lfd), 0);
+                pthread_detach(t);
+                upstream_started = true;
+        }
+        struct proxy_settings s = PROXY_SETTINGS_DEFAULT;
+        struct err_detail err = {0};
+        assert_int_equal(proxy_configure(&s, &err), 0);
+        static Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT, named = PADDOCK__V1__EGRESS_RULE__INIT;
+        static Paddock__V1__EgressRule *rules[] = {&rule, &named};
+        rule.host = (char *)"198.18.99.0/24";
+        rule.port = 0;
+        rule.source = (char *)"profile:test";
+        named.host = (char *)host_rule;
+        named.port = 0;
+        named.source = (char *)"allow";
+        Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
+        pol.n_rules = host_rule ? 2 : 1;
+        pol.rules = rules;
+        pol.unknown = (char *)"deny";
+        struct proxy_run *pr = NULL;
+        assert_int_equal(proxy_run_start(id, NULL, &pol, on_event, NULL, &pr, &err), 0);
+        return pr;
+}
+
+static struct proxy_run *start_veth_run(const char *id) { return start_veth_run_rule(id, NULL); }
+
+/* The last egress event whose path is path (a copy the caller owns). */
+static json_t *egress_of(const char *path) {
+        json_t *found = NULL;
+        pthread_mutex_lock(&ev_lock);
+        size_t i;
+        json_t *e;
+        json_array_foreach(egress_events, i, e) {
+                const char *p = json_string_value(json_object_get(e, "path"));
+                if (p && !strcmp(p, path)) {
+                        json_decref(found);
+                        found = json_incref(e);
+                }
+        }
+        pthread_mutex_unlock(&ev_lock);
+        assert_non_null(found);
+        return found;
+}
+
+static void test_blackholed_connects_hold_no_decision(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run("00000000-0000-4000-8000-00000000000b");
+        int port = proxy_run_port(pr);
+
+        /* more black-holed connects than decision workers, tunnels and plain */
+        int hole[N_HOLES];
+        for (int i = 0; i < N_HOLES; i++) {
+                hole[i] = dial(port);
+                send_all(hole[i], i % 2 ? "CONNECT " HOLE_ADDR ":443 HTTP/1.1\r\nHost: " HOLE_ADDR ":443\r\n\r\n"
+                                        : "GET http://" HOLE_ADDR "/hole HTTP/1.1\r\nHost: " HOLE_ADDR "\r\n\r\n");
+        }
+        usleep(300000); /* let them reach their connect (a liveness pause, nothing is timed) */
+
+        /* another request is decided, connected and answered meanwhile */
+        char answer[4096];
+        int other = dial(port);
+        send_all(other, "GET http://" UP_ADDR "/small HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n");
+        read_answer(other, answer, sizeof answer, 20000);
+        close(other);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        assert_non_null(strstr(answer, "\r\n\r\nok"));
+
+        /* ... while every black-holed connect is still waiting: not one answered */
+        for (int i = 0; i < N_HOLES; i++) {
+                struct pollfd p = {.fd = hole[i], .events = POLLIN};
+                assert_int_equal(poll(&p, 1, 0), 0);
+        }
+        /* then each ends at the connect timeout with 504 */
+        for (int i = 0; i < N_HOLES; i++) {
+                read_answer(hole[i], answer, sizeof answer, 3 * PROXY_CONNECT_TIMEOUT_MS);
+                assert_non_null(strstr(answer, "HTTP/1.1 504 "));
+                assert_non_null(strstr(answer, "could not connect to " HOLE_ADDR));
+                close(hole[i]);
+        }
+        pr = proxy_run_stop(pr);
+}
+
+static void test_plain_relay_spliced(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run("00000000-0000-4000-8000-00000000000c");
+        int port = proxy_run_port(pr);
+
+        /* a large answer, intact */
+        int fd = dial(port);
+        send_all(fd, "GET http://" UP_ADDR "/big HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n");
+        static char big[BIG + 4096];
+        read_answer(fd, big, sizeof big, 20000);
+        close(fd);
+        char *body = strstr(big, "\r\n\r\n");
+        assert_non_null(body);
+        body += 4;
+        assert_int_equal(strlen(body), BIG);
+        for (size_t i = 0; i < BIG; i++)
+                if (body[i] != pattern(i))
+                        fail_msg("byte %zu of /big differs", i);
+
+        /* a body framed by its Content-Length, echoed; a pipelined request
+         * after it is read and dropped, never sent upstream */
+        static char req[ECHO + 4096], ans[ECHO + 4096];
+        int hl = snprintf(req, sizeof req, "POST http://" UP_ADDR "/echo HTTP/1.1\r\nHost: " UP_ADDR
+                                           "\r\nContent-Length: %d\r\n\r\n", ECHO);
+        for (size_t i = 0; i < ECHO; i++)
+                req[hl + i] = pattern(i + 3);
+        static const char smuggled[] = "GET http://" UP_ADDR "/smuggled HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n";
+        memcpy(req + hl + ECHO, smuggled, sizeof smuggled - 1);
+        size_t total = (size_t)hl + ECHO + sizeof smuggled - 1;
+        fd = dial(port);
+        for (size_t off = 0; off < total;) {
+                ssize_t n = send(fd, req + off, total - off, MSG_NOSIGNAL);
+                assert_true(n > 0);
+                off += (size_t)n;
+        }
+        read_answer(fd, ans, sizeof ans, 20000);
+        close(fd);
+        body = strstr(ans, "\r\n\r\n");
+        assert_non_null(body);
+        assert_non_null(strstr(ans, "HTTP/1.1 200 OK"));
+        assert_int_equal(strlen(body + 4), ECHO);
+        assert_memory_equal(body + 4, req + hl, ECHO);
+
+        pr = proxy_run_stop(pr);
+        assert_int_equal(atomic_load(&up_smuggled), 0);
+
+        json_t *e = egress_of("/big");
+        assert_string_equal(json_string_value(json_object_get(e, "relay")), "splice");
+        assert_true(json_integer_value(json_object_get(e, "bytes_down")) > BIG);
+        json_decref(e);
+        e = egress_of("/echo");
+        assert_string_equal(json_string_value(json_object_get(e, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(e, "relay")), "splice");
+        assert_true(json_integer_value(json_object_get(e, "bytes_up")) > ECHO);
+        assert_true(json_integer_value(json_object_get(e, "bytes_down")) > ECHO);
+        assert_non_null(strstr(json_string_value(json_object_get(e, "reason")), "not forwarded"));
+        json_decref(e);
+}
+
+static void test_blackholed_dns_holds_no_decision(void **state) {
+        (void)state;
+        if (!have_veth || !have_mntns)
+                skip();
+        char conf[] = "/tmp/paddock-proxy-resolv.XXXXXX";
+        int cfd = mkstemp(conf);
+        assert_true(cfd >= 0);
+        static const char text[] = "nameserver " HOLE_ADDR "\noptions timeout:1 attempts:1\n";
+        assert_int_equal(write(cfd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+        close(cfd);
+        if (mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
+                unlink(conf);
+                skip();
+        }
+        struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-00000000000d", "*.slow.example");
+        int port = proxy_run_port(pr);
+
+        /* more names than decision workers, all waiting on the black-holed DNS server */
+        int slow[N_HOLES];
+        for (int i = 0; i < N_HOLES; i++) {
+                char req[256];
+                snprintf(req, sizeof req, "GET http://n%d.slow.example/ HTTP/1.1\r\nHost: n%d.slow.example\r\n\r\n", i, i);
+                slow[i] = dial(port);
+                send_all(slow[i], req);
+        }
+        usleep(300000); /* a liveness pause, nothing is timed */
+
+        char answer[4096];
+        int other = dial(port);
+        send_all(other, "GET http://" UP_ADDR "/small HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n");
+        read_answer(other, answer, sizeof answer, 20000);
+        close(other);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        int answered = 0;
+        for (int i = 0; i < N_HOLES; i++) {
+                struct pollfd p = {.fd = slow[i], .events = POLLIN};
+                answered += poll(&p, 1, 0);
+        }
+        /* the four resolvers may have finished a first round by now, never most */
+        print_message("names answered when the literal was: %d of %d\n", answered, N_HOLES);
+        assert_true(answered <= N_HOLES / 2);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < N_HOLES; i++) {
+                read_answer(slow[i], answer, sizeof answer, 60000);
+                assert_non_null(strstr(answer, "HTTP/1.1 502 "));
+                assert_non_null(strstr(answer, "could not resolve"));
+                close(slow[i]);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        print_message("all names answered %.1f s later\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        pr = proxy_run_stop(pr);
+        assert_int_equal(umount("/etc/resolv.conf"), 0);
+        unlink(conf);
+}
+
+/* The veth pair and the black-holed neighbour, in this process's network
+ * namespace (made by main). */
+static bool setup_veth(void) {
+        return system("ip link add pdkp0 type veth peer name pdkp1 >/dev/null 2>&1 && "
+                      "ip addr add " UP_ADDR "/24 dev pdkp0 && ip link set pdkp0 up && ip link set pdkp1 up && "
+                      "ip neigh replace " HOLE_ADDR " lladdr 02:00:00:00:99:02 dev pdkp0 nud permanent") == 0;
 }
 
 int main(void) {
@@ -187,8 +516,19 @@ int main(void) {
                 return 77;
         }
         close(fd);
+        /* a mount namespace of our own, so the DNS test's resolv.conf is seen by nobody else */
+        have_mntns = unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+        have_veth = setup_veth();
+        if (!have_veth)
+                fprintf(stderr, "test_proxy_loop: cannot make a veth pair: the upstream tests are skipped\n");
         const struct CMUnitTest tests[] = {
+                /* first: the resolver threads then start under its resolv.conf
+                 * and take its options (glibc keeps a thread's resolver
+                 * options when resolv.conf changes, only the servers reload) */
+                cmocka_unit_test(test_blackholed_dns_holds_no_decision),
                 cmocka_unit_test(test_flood_and_held_requests_keep_threads_bounded),
+                cmocka_unit_test(test_blackholed_connects_hold_no_decision),
+                cmocka_unit_test(test_plain_relay_spliced),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
