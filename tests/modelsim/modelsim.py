@@ -30,7 +30,7 @@ body, the turn played, and the wall-clock times of the first and last body
 bytes sent. Unknown request fields are ignored; HEAD / and GET / answer 200
 (Claude Code's warm-up).
 
-  modelsim.py gen-ca DIR          writes ca.pem, ca.key, server.pem, server.key
+  modelsim.py gen-ca DIR...       writes ca.pem, ca.key, server.pem, server.key
                                   (for 127.0.0.1, ::1 and localhost) in DIR
   modelsim.py serve --script F --log F [--https-port N --cert F --key F]
                     [--http-port N] [--ready F]
@@ -355,7 +355,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gen-ca")
-    g.add_argument("dir")
+    g.add_argument("dir", nargs="+")
     s = sub.add_parser("serve")
     s.add_argument("--script", required=True)
     s.add_argument("--log", required=True)
@@ -366,7 +366,8 @@ def main():
     s.add_argument("--ready")
     a = ap.parse_args()
     if a.cmd == "gen-ca":
-        gen_ca(a.dir)
+        for d in a.dir:
+            gen_ca(d)
     else:
         if a.https_port is None and a.http_port is None:
             ap.error("serve needs --https-port and/or --http-port")
