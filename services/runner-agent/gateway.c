@@ -171,6 +171,12 @@ static ssize_t ssl_read_some(SSL *ssl, int fd, void *buf, size_t len, int timeou
 
 /* ---- one call ---- */
 
+struct relay_ctx {
+        bool chunked_out;              /* we frame the answer chunked towards the agent */
+        int timeout_ms;
+        bool client_gone;              /* the agent went away: the answer is still read for its usage */
+};
+
 struct usage {
         char model[256];
         int64_t input, output, cache_read, cache_write;
@@ -188,9 +194,10 @@ struct call {
         int64_t t0, t_first;           /* monotonic us: request received, first answer byte */
         struct usage u;
         bool sse;                      /* the answer is text/event-stream */
-        char *line;                    /* SSE line, or the JSON body, being collected */
-        size_t line_len;
+        char *line;                    /* SSE line, or the JSON body, being collected (grows to USAGE_LINE_MAX) */
+        size_t line_len, line_cap;
         bool line_over;                /* longer than USAGE_LINE_MAX: skipped */
+        struct relay_ctx *rc;          /* while the answer is relayed */
 };
 
 static const char *provider_name(enum gateway_provider p) {
@@ -348,12 +355,15 @@ static void usage_feed(struct call *k, const char *p, size_t n) {
                         k->line_over = true;
                         continue;
                 }
-                if (!k->line) {
-                        k->line = malloc(USAGE_LINE_MAX);
-                        if (!k->line) {
+                if (k->line_len == k->line_cap) {
+                        size_t cap = k->line_cap ? 2 * k->line_cap : 4096;
+                        char *l = realloc(k->line, cap < USAGE_LINE_MAX ? cap : USAGE_LINE_MAX);
+                        if (!l) {
                                 k->line_over = true;
                                 continue;
                         }
+                        k->line = l;
+                        k->line_cap = cap < USAGE_LINE_MAX ? cap : USAGE_LINE_MAX;
                 }
                 k->line[k->line_len++] = ch;
         }
@@ -680,16 +690,8 @@ static int dechunk_feed(struct dechunk *d, const char *in, size_t n, struct call
 
 /* One piece of the answer's body: parsed for usage and sent to the agent at
  * once (as a chunk when we frame it so). */
-struct relay_ctx {
-        bool chunked_out;
-        int timeout_ms;
-        bool client_gone;
-};
-
-static __thread struct relay_ctx *tls_relay;
-
 static int relay_piece(struct call *k, const char *p, size_t n) {
-        struct relay_ctx *rc = tls_relay;
+        struct relay_ctx *rc = k->rc;
         if (!n)
                 return 0;
         if (!k->t_first)
@@ -852,7 +854,7 @@ static void call_forward(struct call *k, const struct req *q, const char *body, 
 
         /* the answer: head, then the body relayed piece by piece */
         struct relay_ctx rc = {.timeout_ms = cfg->idle_timeout_ms};
-        tls_relay = &rc;
+        k->rc = &rc;
         _cleanup_free_ char *buf = malloc(IO_BUF > GATEWAY_HEAD_MAX ? IO_BUF : GATEWAY_HEAD_MAX);
         size_t have = 0;
         ssize_t hl = 0;
