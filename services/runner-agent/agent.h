@@ -53,6 +53,7 @@ struct runner_settings {
         long long egress_idle_timeout_s;
         long long egress_max_body_mb;
         char *egress_ca_bundle;
+        long long gateway_run_max_conns, gateway_idle_timeout_s, gateway_max_body_mb; /* the model gateway (gateway.h) */
         long long max_file_events;
         long long file_coalesce_ms;
         long long diff_max_files;

@@ -22,6 +22,7 @@
 #include "core/macro.h"
 #include "core/metrics.h"
 #include "core/shutdown.h"
+#include "gateway.h"
 #include "heartbeat.h"
 #include "http/ops.h"
 #include "images.h"
@@ -77,7 +78,13 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_EGRESS_MAX_BODY_MB", CONFIG_INT, "256", 1, 1048576, false, S(egress_max_body_mb),
          "largest request body through the egress proxy (Content-Length or chunked data; 413 beyond)"},
         {"PADDOCK_EGRESS_CA_BUNDLE", CONFIG_STRING, "", 0, 0, false, S(egress_ca_bundle),
-         "PEM file of the CAs trusted for secret header origins (empty: the system's CAs)"},
+         "PEM file of the CAs trusted for secret header origins and model gateway upstreams (empty: the system's CAs)"},
+        {"PADDOCK_GATEWAY_RUN_MAX_CONNS", CONFIG_INT, "32", 1, 4096, false, S(gateway_run_max_conns),
+         "model calls one run may have open through its model gateway; past it new ones get 529"},
+        {"PADDOCK_GATEWAY_IDLE_TIMEOUT_S", CONFIG_INT, "600", 1, 86400, false, S(gateway_idle_timeout_s),
+         "a model call with no byte from the agent (request) or the upstream (answer) for this long ends"},
+        {"PADDOCK_GATEWAY_MAX_BODY_MB", CONFIG_INT, "32", 1, 4096, false, S(gateway_max_body_mb),
+         "largest model request body through the model gateway (413 beyond)"},
         {"PADDOCK_RUN_MAX_FILE_EVENTS", CONFIG_INT, "20000", 100, 100000000, false, S(max_file_events),
          "file_access events of one run; past them accesses are counted and reported once at the end"},
         {"PADDOCK_RUN_FILE_COALESCE_MS", CONFIG_INT, "200", 0, 10000, false, S(file_coalesce_ms),
@@ -238,6 +245,16 @@ int main(int argc, char **argv) {
                 .idle_timeout_ms = (int)cfg.egress_idle_timeout_s * 1000,
                 .max_body_bytes = (uint64_t)cfg.egress_max_body_mb << 20, .ca_bundle = cfg.egress_ca_bundle};
         if (proxy_configure(&ps, &err) < 0) {
+                log_error("invalid configuration: PADDOCK_EGRESS_CA_BUNDLE: %s", err.message);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        struct gateway_settings gs = GATEWAY_SETTINGS_DEFAULT;
+        gs.ca_bundle = cfg.egress_ca_bundle;
+        gs.run_max_conns = (unsigned)cfg.gateway_run_max_conns;
+        gs.idle_timeout_ms = (int)cfg.gateway_idle_timeout_s * 1000;
+        gs.max_body_bytes = (uint64_t)cfg.gateway_max_body_mb << 20;
+        if (gateway_configure(&gs, &err) < 0) {
                 log_error("invalid configuration: PADDOCK_EGRESS_CA_BUNDLE: %s", err.message);
                 config_free(config_table, &cfg);
                 return CONFIG_EXIT_BAD;

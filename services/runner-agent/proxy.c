@@ -31,6 +31,7 @@
 #include "core/timeutil.h"
 #include "net/addr_policy.h"
 #include "net/http_parse.h"
+#include "net/tls_client.h"
 #include "net/tls_sni.h"
 #include "proxy_policy.h"
 
@@ -250,41 +251,10 @@ void proxy_metrics_register(void) {
         metrics_register(&metric_refused);
 }
 
-static SSL_CTX *tls_ctx_new(const char *ca_bundle, struct err_detail *reterr) {
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx) {
-                err_set(reterr, -ENOMEM, "proxy", "cannot create a TLS context");
-                return NULL;
-        }
-        (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        /* an origin that closes without close_notify ends its answer; the
-         * agent checks the answer's own framing (Content-Length, chunked) */
-        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        int ok = ca_bundle && ca_bundle[0] ? SSL_CTX_load_verify_locations(ctx, ca_bundle, NULL)
-                                           : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-                char e[256];
-                ERR_error_string_n(ERR_get_error(), e, sizeof e);
-                ERR_clear_error();
-                SSL_CTX_free(ctx);
-                err_set(reterr, -EINVAL, "proxy", "cannot load the CA certificates of %s: %s",
-                        ca_bundle && ca_bundle[0] ? ca_bundle : "the system", e);
-                return NULL;
-        }
-        return ctx;
-}
-
 int proxy_configure(const struct proxy_settings *s, struct err_detail *reterr) {
-        SSL_CTX *ctx = tls_ctx_new(s->ca_bundle, reterr);
+        SSL_CTX *ctx = tls_client_ctx_new(s->ca_bundle, "proxy", reterr);
         if (!ctx)
                 return -EINVAL;
-        if (s->ca_bundle && s->ca_bundle[0] &&
-            sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx))) == 0) {
-                SSL_CTX_free(ctx);
-                return err_set(reterr, -EINVAL, "proxy", "%s holds no CA certificate", s->ca_bundle);
-        }
         /* one fd per client, one per upstream, four per tunnel: a node-wide
          * budget of thousands needs more than the usual soft limit of 1024 */
         struct rlimit rl;
@@ -310,7 +280,7 @@ int proxy_configure(const struct proxy_settings *s, struct err_detail *reterr) {
 static SSL_CTX *tls_ctx(void) {
         pthread_mutex_lock(&g.lock);
         if (!g.tls)
-                g.tls = tls_ctx_new(NULL, NULL);
+                g.tls = tls_client_ctx_new(NULL, "proxy", NULL);
         SSL_CTX *ctx = g.tls;
         pthread_mutex_unlock(&g.lock);
         return ctx;
@@ -971,58 +941,35 @@ static ssize_t up_io(struct upstream *u, bool writing, void *buf, size_t len, sh
         }
 }
 
-/* Prepares TLS to the origin on u->fd: SNI for a name, the certificate
- * verified against the configured CAs for the name or the IP literal; the
- * event loop then drives the handshake (tls_run) within the connect timeout.
- * Returns 0, or 502 with q->reason saying why; the request and its secret
- * header are never sent on a connection that failed the handshake. */
+/* Prepares TLS to the origin on u->fd (lib/net/tls_client.h, the one TLS
+ * origination path): SNI for a name, the certificate verified against the
+ * configured CAs for the name or the IP literal; the event loop then drives
+ * the handshake (tls_handshake) within the connect timeout. Returns 0, or 502
+ * with q->reason saying why; the request and its secret header are never
+ * sent on a connection that failed the handshake. */
 static int tls_setup(struct request *q, struct upstream *u, bool literal) {
-        SSL_CTX *ctx = tls_ctx();
-        u->ssl = ctx ? SSL_new(ctx) : NULL;
-        if (!u->ssl) {
+        int r = 0;
+        u->ssl = tls_client_new(tls_ctx(), u->fd, q->host, literal, &r);
+        if (u->ssl)
+                return 0;
+        if (r == -ENOMEM)
                 note(q, "no TLS context for https://%s:%u", q->host, q->port);
-                return 502;
-        }
-        char host[HTTP_HOST_MAX + 1];
-        snprintf(host, sizeof host, "%s", q->host);
-        size_t hl = strlen(host);
-        if (hl && host[hl - 1] == '.')
-                host[hl - 1] = 0;
-        X509_VERIFY_PARAM *vp = SSL_get0_param(u->ssl);
-        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        bool set = SSL_set_fd(u->ssl, u->fd) == 1 &&
-                   (literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1
-                            : SSL_set_tlsext_host_name(u->ssl, host) == 1 && SSL_set1_host(u->ssl, host) == 1);
-        if (!set) {
-                ERR_clear_error();
+        else
                 note(q, "cannot set up TLS for https://%s:%u", q->host, q->port);
-                return 502;
-        }
-        return 0;
+        return 502;
 }
 
 /* One step of the handshake: 0 when done, -EAGAIN with *want (POLLIN or
  * POLLOUT), or 502 with q->reason saying why. */
 static int tls_handshake(struct request *q, struct upstream *u, short *want) {
-        ERR_clear_error();
-        int r = SSL_connect(u->ssl);
-        if (r == 1)
-                return 0;
-        int e = SSL_get_error(u->ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                *want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-                return -EAGAIN;
-        }
-        long v = SSL_get_verify_result(u->ssl);
-        if (v != X509_V_OK)
-                note(q, "TLS to https://%s:%u refused: certificate verification failed: %s", q->host, q->port,
-                     X509_verify_cert_error_string(v));
-        else {
-                char es[200];
-                ERR_error_string_n(ERR_peek_last_error(), es, sizeof es);
+        char es[200];
+        int r = tls_client_handshake(u->ssl, want, es, sizeof es);
+        if (r == 0 || r == -EAGAIN)
+                return r;
+        if (r == -EPERM)
+                note(q, "TLS to https://%s:%u refused: certificate verification failed: %s", q->host, q->port, es);
+        else
                 note(q, "TLS handshake with https://%s:%u failed: %s", q->host, q->port, es);
-        }
-        ERR_clear_error();
         return 502;
 }
 

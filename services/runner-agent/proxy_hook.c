@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/macro.h"
 #include "prompt_file.h"
+#include "gateway_hook.h"
 #include "proxy.h"
 #include "secrets.h"
 
@@ -26,6 +27,7 @@ struct proxy_hook {
         struct run_secrets *secrets;
         int key_err;
         struct proxy_run *proxy;
+        struct gateway_hook *gateway;      /* the model gateway, beside the proxy (gateway_hook.h) */
         const char **env;                  /* proxy_env + secrets_env, NULL-terminated */
 
         int config_fd;                     /* memfd holding config.json with secrets, -1 */
@@ -109,6 +111,9 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
                 const struct proxy_header *hd = secrets_headers(h->secrets, &n);
                 proxy_run_set_headers(h->proxy, hd, n);
         }
+        r = gateway_hook_start(h->run_id, sb->netns_path, h->snap, h->secrets, h->ev, &h->gateway, reterr);
+        if (r < 0)
+                return r;
         const char *const *senv = secrets_env(h->secrets);
         size_t n_proxy = 0, n_secret = 0;
         while (proxy_env[n_proxy])
@@ -144,6 +149,7 @@ struct proxy_hook *proxy_hook_free(struct proxy_hook *h) {
         if (h->wiper_started)
                 pthread_join(h->wiper, NULL);
         wipe_config(h);
+        h->gateway = gateway_hook_stop(h->gateway); /* uses the keys: before the secrets go */
         h->proxy = proxy_run_stop(h->proxy);
         h->secrets = secrets_run_free(h->secrets);
         free(h->env);

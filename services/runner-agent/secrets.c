@@ -33,8 +33,16 @@ struct run_secrets {
         size_t n_env;
         struct proxy_header *headers;
         size_t n_headers;
+        struct secret_key *model_keys;     /* one per snapshot model route, value NULL if none */
+        size_t n_model_keys;
 
         struct run_secrets *next;
+};
+
+/* A model route's key (gateway.h), opened like a header secret. */
+struct secret_key {
+        char *value;
+        size_t len;
 };
 
 static struct {
@@ -60,7 +68,10 @@ static void drop_sealed(struct run_secrets *rs) {
 
 int secrets_run_new(const char *run_id, const Paddock__V1__SandboxSnapshot *snap, struct run_secrets **ret) {
         *ret = NULL;
-        if (!snap || snap->n_secrets == 0)
+        size_t n_keys = 0;
+        for (size_t i = 0; snap && i < snap->n_model_routes; i++)
+                n_keys += snap->model_routes[i]->key_secret && snap->model_routes[i]->key_secret[0];
+        if (!snap || (snap->n_secrets == 0 && n_keys == 0))
                 return 0;
         struct run_secrets *rs = calloc(1, sizeof *rs);
         if (!rs)
@@ -205,7 +216,43 @@ static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *s
                 } else
                         return err_set(reterr, -EINVAL, "secrets", "secret %s has neither env nor header", name);
         }
+        /* the model gateway's keys: named by the routes, in the same bundle */
+        rs->model_keys = calloc(snap->n_model_routes + 1, sizeof *rs->model_keys);
+        if (!rs->model_keys)
+                return -ENOMEM;
+        rs->n_model_keys = snap->n_model_routes;
+        for (size_t i = 0; i < snap->n_model_routes; i++) {
+                const char *name = snap->model_routes[i]->key_secret;
+                if (!name || !name[0])
+                        continue;
+                const Paddock__V1__SecretValue *v = NULL;
+                for (size_t k = 0; k < b->n_secrets && !v; k++)
+                        if (b->secrets[k]->name && !strcmp(b->secrets[k]->name, name))
+                                v = b->secrets[k];
+                if (!v)
+                        return err_set(reterr, -EINVAL, "secrets", "secret %s is missing from the sealed bundle", name);
+                if (!v->value.len || memchr(v->value.data, 0, v->value.len) || memchr(v->value.data, '\r', v->value.len) ||
+                    memchr(v->value.data, '\n', v->value.len))
+                        return err_set(reterr, -EINVAL, "secrets",
+                                       "secret %s is empty or contains a NUL or line break and cannot be a model key",
+                                       name);
+                rs->model_keys[i].value = malloc(v->value.len + 1);
+                if (!rs->model_keys[i].value)
+                        return -ENOMEM;
+                memcpy(rs->model_keys[i].value, v->value.data, v->value.len);
+                rs->model_keys[i].value[v->value.len] = 0;
+                rs->model_keys[i].len = v->value.len;
+        }
         return 0;
+}
+
+const char *secrets_model_key(const struct run_secrets *rs, size_t route, size_t *ret_len) {
+        if (!rs || route >= rs->n_model_keys || !rs->model_keys[route].value) {
+                *ret_len = 0;
+                return NULL;
+        }
+        *ret_len = rs->model_keys[route].len;
+        return rs->model_keys[route].value;
 }
 
 /* Tries the pending sealed message; 1 opened, 0 did not open, <0 error. */
@@ -291,6 +338,9 @@ struct run_secrets *secrets_run_free(struct run_secrets *rs) {
         for (size_t i = 0; i < rs->n_headers; i++)
                 wipe_free((void *)rs->headers[i].value, rs->headers[i].value_len);
         free(rs->headers);
+        for (size_t i = 0; i < rs->n_model_keys; i++)
+                wipe_free(rs->model_keys[i].value, rs->model_keys[i].len);
+        free(rs->model_keys);
         seal_keypair_free(rs->kp);
         OPENSSL_cleanse(rs, sizeof *rs);
         free(rs);

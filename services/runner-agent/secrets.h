@@ -42,6 +42,12 @@ int secrets_run_wait(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot 
 const char *const *secrets_env(const struct run_secrets *rs);
 const struct proxy_header *secrets_headers(const struct run_secrets *rs, size_t *ret_n);
 
+/* After secrets_run_wait(): the key of the snapshot's model route number
+ * route (its key_secret, from the same sealed bundle), NUL-terminated, and its
+ * length; NULL when the route names none. Owned by rs until secrets_run_free();
+ * never logged. */
+const char *secrets_model_key(const struct run_secrets *rs, size_t route, size_t *ret_len);
+
 /* Wipes the private key and every plaintext and unregisters the run. Accepts
  * NULL; returns NULL. The proxy must no longer use the headers. */
 struct run_secrets *secrets_run_free(struct run_secrets *rs);
