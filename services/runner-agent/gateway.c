@@ -26,6 +26,7 @@
 #include "core/macro.h"
 #include "core/timeutil.h"
 #include "net/http_parse.h"
+#include "net/netns_listen.h"
 #include "net/tls_client.h"
 
 #define IO_BUF (64 * 1024)
@@ -1080,58 +1081,6 @@ static void *accept_thread(void *userdata) {
         }
 }
 
-/* ---- listening, like the proxy: bound inside the netns by a thread of its own ---- */
-
-struct listen_job {
-        const char *netns_path;
-        int fd, port, err;
-        char what[64];
-};
-
-static int listen_here(struct listen_job *job) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                snprintf(job->what, sizeof job->what, "socket");
-                return -errno;
-        }
-        int one = 1;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                 .sin_port = htons(job->netns_path ? GATEWAY_PORT : 0)};
-        socklen_t sl = sizeof sa;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
-                int e = -errno;
-                snprintf(job->what, sizeof job->what, "bind/listen on 127.0.0.1");
-                close(fd);
-                return e;
-        }
-        job->fd = fd;
-        job->port = ntohs(sa.sin_port);
-        return 0;
-}
-
-/* setns() changes only this short-lived thread's namespace: no other code of
- * ours ever runs inside the sandbox's; the socket stays bound there. */
-static void *listen_thread(void *userdata) {
-        struct listen_job *job = userdata;
-        int nfd = open(job->netns_path, O_RDONLY | O_CLOEXEC);
-        if (nfd < 0) {
-                job->err = -errno;
-                snprintf(job->what, sizeof job->what, "open netns");
-                return NULL;
-        }
-        if (setns(nfd, CLONE_NEWNET) < 0) {
-                job->err = -errno;
-                snprintf(job->what, sizeof job->what, "setns");
-                close(nfd);
-                return NULL;
-        }
-        close(nfd);
-        job->err = listen_here(job);
-        return NULL;
-}
-
 /* Splits "https://host[:port][/prefix]". */
 static int route_parse(const struct gateway_route *r, struct route *rt) {
         *rt = (struct route){.r = r};
@@ -1212,22 +1161,15 @@ int gateway_run_start(const char *run_id, const char *netns_path, const struct g
                                        i);
                 }
         gr->n_routes = n_routes;
-        struct listen_job job = {.netns_path = netns_path, .fd = -1};
-        if (netns_path) {
-                pthread_t t;
-                int r = pthread_create(&t, NULL, listen_thread, &job);
-                if (r != 0)
-                        job.err = -r, snprintf(job.what, sizeof job.what, "thread");
-                else
-                        pthread_join(t, NULL);
-        } else
-                job.err = listen_here(&job);
-        if (job.err < 0) {
+        char what[64];
+        uint16_t port = 0;
+        int fd = netns_listen_loopback(netns_path, netns_path ? GATEWAY_PORT : 0, 128, &port, what, sizeof what);
+        if (fd < 0) {
                 gateway_run_stop(gr);
-                return err_set(reterr, job.err, "gateway", "could not listen for the model gateway: %s: %s", job.what,
-                               strerror(-job.err));
+                return err_set(reterr, fd, "gateway", "could not listen for the model gateway: %s: %s", what,
+                               strerror(-fd));
         }
-        gr->listen_fd = job.fd;
+        gr->listen_fd = fd;
         gr->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         int r = gr->stop_fd < 0 ? errno : pthread_create(&gr->acceptor, NULL, accept_thread, gr);
         if (r != 0) {

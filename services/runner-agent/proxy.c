@@ -31,6 +31,7 @@
 #include "core/timeutil.h"
 #include "net/addr_policy.h"
 #include "net/http_parse.h"
+#include "net/netns_listen.h"
 #include "net/tls_client.h"
 #include "net/tls_sni.h"
 #include "proxy_policy.h"
@@ -2308,59 +2309,6 @@ static void accept_all(struct proxy_run *pr) {
         }
 }
 
-/* ---- listening inside the sandbox netns ---- */
-
-struct listen_job {
-        const char *netns_path;
-        int fd, port, err;
-        char what[64];
-};
-
-static int listen_here(struct listen_job *job) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                snprintf(job->what, sizeof job->what, "socket");
-                return -errno;
-        }
-        int one = 1;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                 .sin_port = htons(job->netns_path ? PROXY_PORT : 0)};
-        socklen_t sl = sizeof sa;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
-                int e = -errno;
-                snprintf(job->what, sizeof job->what, "bind/listen on 127.0.0.1");
-                close(fd);
-                return e;
-        }
-        job->fd = fd;
-        job->port = ntohs(sa.sin_port);
-        return 0;
-}
-
-/* A thread of its own: setns() changes only the calling thread's namespace,
- * and the thread ends right after, so no other code ever runs inside the
- * sandbox namespace; the socket stays bound there. */
-static void *listen_thread(void *userdata) {
-        struct listen_job *job = userdata;
-        int nfd = open(job->netns_path, O_RDONLY | O_CLOEXEC);
-        if (nfd < 0) {
-                job->err = -errno;
-                snprintf(job->what, sizeof job->what, "open netns");
-                return NULL;
-        }
-        if (setns(nfd, CLONE_NEWNET) < 0) {
-                job->err = -errno;
-                snprintf(job->what, sizeof job->what, "setns");
-                close(nfd);
-                return NULL;
-        }
-        close(nfd);
-        job->err = listen_here(job);
-        return NULL;
-}
-
 static int ensure_started(void) {
         if (g.started)
                 return 0;
@@ -2410,23 +2358,15 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
         int r = egress_policy_compile(policy, &pr->policy, reterr);
         if (r < 0)
                 return r;
-        struct listen_job job = {.netns_path = netns_path, .fd = -1};
-        if (netns_path) {
-                pthread_t t;
-                r = pthread_create(&t, NULL, listen_thread, &job);
-                if (r != 0) {
-                        egress_policy_free(pr->policy);
-                        return err_set(reterr, -r, "proxy", "cannot start the netns thread: %s", strerror(r));
-                }
-                pthread_join(t, NULL);
-        } else
-                job.err = listen_here(&job);
-        if (job.err < 0) {
+        char what[64];
+        uint16_t port = 0;
+        int fd = netns_listen_loopback(netns_path, netns_path ? PROXY_PORT : 0, 1024, &port, what, sizeof what);
+        if (fd < 0) {
                 egress_policy_free(pr->policy);
-                return err_set(reterr, job.err, "proxy", "egress proxy %s failed: %s", job.what, strerror(-job.err));
+                return err_set(reterr, fd, "proxy", "egress proxy %s failed: %s", what, strerror(-fd));
         }
-        pr->listen_fd = job.fd;
-        pr->port = job.port;
+        pr->listen_fd = fd;
+        pr->port = port;
         pthread_mutex_init(&pr->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
