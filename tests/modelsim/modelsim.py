@@ -256,9 +256,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                "body": body if body is not None else raw.decode("utf-8", "replace"),
                "tls": isinstance(self.connection, ssl.SSLSocket)}
         if not isinstance(body, dict):
-            self._send_json(400, error_body(provider, 400))
             rec["status"] = 400
             self.sim.log(rec)
+            self._send_json(400, error_body(provider, 400))
             return
         i, t = self.sim.turn(provider)
         rec["turn"] = i
@@ -266,17 +266,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         time.sleep(t.get("delay_ms", 0) / 1000)
         if t.get("status"):
             rec["status"] = t["status"]
-            self._send_json(t["status"], error_body(provider, t["status"]), retry_after=t.get("retry_after"))
             self.sim.log(rec)
+            self._send_json(t["status"], error_body(provider, t["status"]), retry_after=t.get("retry_after"))
             return
         ev, whole = (anthropic_events if provider == "anthropic" else openai_events)(model, t)
         rec["status"] = 200
         rec["stream"] = bool(body.get("stream"))
         if not body.get("stream"):
-            rec["first_byte_ts"] = time.time()
-            self._send_json(200, whole)
-            rec["last_byte_ts"] = time.time()
+            rec["first_byte_ts"] = rec["last_byte_ts"] = time.time()
             self.sim.log(rec)
+            self._send_json(200, whole)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -285,10 +284,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         cut = t.get("cut_after")
+        # every request is logged before its answer's last bytes go out, so a
+        # client that has the whole answer finds the request in the log
+        logged = False
         try:
             for k, (name, data) in enumerate(ev):
                 if cut is not None and k >= cut:
                     rec["cut"] = True
+                    self.sim.log(rec)
+                    logged = True
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     break
@@ -301,11 +305,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rec.setdefault("first_byte_ts", now)
                 rec["last_byte_ts"] = now
             else:
+                self.sim.log(rec)
+                logged = True
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
         except OSError as e:
             rec["client_error"] = str(e)
-        self.sim.log(rec)
+        if not logged:
+            self.sim.log(rec)
 
     def _send_json(self, status, obj, retry_after=None):
         b = json.dumps(obj).encode()
