@@ -164,6 +164,15 @@ static bool header_name_ok(const char *s) {
         return true;
 }
 
+/* The value named name in the opened bundle, or NULL. */
+static const Paddock__V1__SecretValue *bundle_find(const Paddock__V1__SecretBundle *b, const char *name) {
+        for (size_t k = 0; k < b->n_secrets; k++)
+                if (b->secrets[k]->name && !strcmp(b->secrets[k]->name, name))
+                        return b->secrets[k];
+        return NULL;
+}
+
+
 /* Maps the opened bundle onto the snapshot's references. */
 static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *snap,
                    const Paddock__V1__SecretBundle *b, struct err_detail *reterr) {
@@ -175,10 +184,7 @@ static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *s
         for (size_t i = 0; i < n; i++) {
                 const Paddock__V1__SecretRef *ref = snap->secrets[i];
                 const char *name = ref->name ? ref->name : "";
-                const Paddock__V1__SecretValue *v = NULL;
-                for (size_t k = 0; k < b->n_secrets && !v; k++)
-                        if (b->secrets[k]->name && !strcmp(b->secrets[k]->name, name))
-                                v = b->secrets[k];
+                const Paddock__V1__SecretValue *v = bundle_find(b, name);
                 if (!v)
                         return err_set(reterr, -EINVAL, "secrets", "secret %s is missing from the sealed bundle", name);
                 const uint8_t *val = v->value.data;
@@ -225,10 +231,7 @@ static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *s
                 const char *name = snap->model_routes[i]->key_secret;
                 if (!name || !name[0])
                         continue;
-                const Paddock__V1__SecretValue *v = NULL;
-                for (size_t k = 0; k < b->n_secrets && !v; k++)
-                        if (b->secrets[k]->name && !strcmp(b->secrets[k]->name, name))
-                                v = b->secrets[k];
+                const Paddock__V1__SecretValue *v = bundle_find(b, name);
                 if (!v)
                         return err_set(reterr, -EINVAL, "secrets", "secret %s is missing from the sealed bundle", name);
                 if (!v->value.len || memchr(v->value.data, 0, v->value.len) || memchr(v->value.data, '\r', v->value.len) ||
