@@ -336,7 +336,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
 }
 
 int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid) {
-        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,
                         "--pid-file", sb->pid_file, sb->container_id, NULL, NULL, NULL};
         if (sb->config_override) {
                 /* egress: config.json with secrets lives in a memfd (proxy_hook.h) */
@@ -362,7 +362,7 @@ pid_t sandbox_read_pid(struct sandbox *sb) {
 }
 
 int sandbox_kill(struct sandbox *sb, const struct agent *a) {
-        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "kill", sb->container_id, "KILL", NULL};
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "kill", sb->container_id, "KILL", NULL};
         char err[512];
         int r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
         if (r != 0)
