@@ -50,6 +50,7 @@ void sandbox_done(struct sandbox *sb) {
         free(sb->baseline);
         free(sb->netns_path);
         free(sb->cgroup_path);
+        free(sb->seccomp_key);
         *sb = (struct sandbox){0};
 }
 
@@ -318,6 +319,21 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 json_decref(config);
                 return err_set(reterr, -ENOMEM, "bundle", "could not add exec capture to config.json");
         }
+        /* the filter crun compiled for this profile before, if any (seccomp.h):
+         * same program, rules not compiled again */
+        json_t *sc = json_object_get(linux_, "seccomp");
+        _cleanup_free_ char *sc_key = seccomp_filter_key(sc);
+        _cleanup_free_ char *bpf = sc_key ? seccomp_bpf_cached(sc_key) : NULL;
+        if (bpf) {
+                if (json_object_set_new(config, "annotations", json_pack("{s:s}", "run.oci.seccomp_bpf_data", bpf)) < 0 ||
+                    json_object_set_new(sc, "syscalls", json_array()) < 0) {
+                        json_decref(config);
+                        return err_set(reterr, -ENOMEM, "bundle", "could not add the seccomp program to config.json");
+                }
+        } else {
+                free(sb->seccomp_key);
+                sb->seccomp_key = TAKE_PTR(sc_key);
+        }
         /* egress: proxy variables and env secrets (proxy_hook.h) */
         json_t *env = json_object_get(process, "env");
         for (const char *const *e = sb->extra_env; e && *e; e++)
@@ -359,6 +375,20 @@ pid_t sandbox_read_pid(struct sandbox *sb) {
         buf[n] = 0;
         long v = strtol(buf, NULL, 10);
         return v > 0 ? (pid_t)v : 0;
+}
+
+void sandbox_seccomp_learn(struct sandbox *sb, const struct agent *a) {
+        if (!sb->seccomp_key)
+                return;
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/%s/seccomp.bpf", a->crun_root, sb->container_id) < 0)
+                return;
+        int r = seccomp_bpf_learn(sb->seccomp_key, path);
+        if (r < 0)
+                log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not keep crun's seccomp program %s: %s", path,
+                        strerror(-r));
+        free(sb->seccomp_key);
+        sb->seccomp_key = NULL;
 }
 
 int sandbox_kill(struct sandbox *sb, const struct agent *a) {
