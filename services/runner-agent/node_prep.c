@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "subprocess.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
@@ -247,8 +248,16 @@ int node_prep(struct agent *a, struct err_detail *reterr) {
         /* made once here so that no launch pays crun's own self-copy (crun_exec.h);
          * without it crun still copies itself: slower, as safe */
         r = crun_exec_prepare(&a->crun, a->cfg->crun);
+        if (r >= 0) { /* the copy must run here (a /proc of another pid namespace would not) */
+                char *argv[] = {a->crun.path, "--version", NULL}, err[256];
+                r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
+                if (r != 0) {
+                        crun_exec_done(&a->crun);
+                        r = r < 0 ? r : -ENOEXEC;
+                }
+        }
         if (r < 0)
-                log_warn("could not make a sealed copy of %s, crun will copy itself at each call: %s",
+                log_warn("could not run a sealed copy of %s, crun will copy itself at each call: %s",
                          a->cfg->crun, strerror(-r));
         return 0;
 }
