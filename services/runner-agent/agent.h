@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/ids.h"
+#include "crun_exec.h"
 #include "events.h"
 #include "kafka/kafka_config.h"
 #include "service/service_config.h"
@@ -100,6 +101,7 @@ struct agent {
         char *state_dir, *crun_root, *runs_dir, *netns_dir, *done_dir, *rootfs_dir, *etc_dir;
         enum cgroup_mode cgroup_mode;
         char **cgroup_v1_mounts;   /* NULL-terminated mount points of v1 hierarchies */
+        struct crun_exec crun;     /* sealed copy of cfg->crun every crun call execs (crun_exec.h) */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* signalled when a slot frees up */

@@ -21,7 +21,7 @@ static int crun_simple(const struct agent *a, const char *verb, const char *extr
                        char *err, size_t errsize) {
         char *argv[8];
         int i = 0;
-        argv[i++] = a->cfg->crun;
+        argv[i++] = (char *)crun_exec_path(&a->crun, a->cfg->crun);
         argv[i++] = "--root";
         argv[i++] = a->crun_root;
         argv[i++] = (char *)verb;

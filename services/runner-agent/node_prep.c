@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "core/macro.h"
+#include "subprocess.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 
@@ -244,6 +245,20 @@ int node_prep(struct agent *a, struct err_detail *reterr) {
                 return err_set(reterr, -errno, "prctl", "cannot become a child subreaper: %m");
         if (access(a->cfg->crun, X_OK) < 0)
                 return err_set(reterr, -errno, "crun", "crun is not executable at %s: %m", a->cfg->crun);
+        /* made once here so that no launch pays crun's own self-copy (crun_exec.h);
+         * without it crun still copies itself: slower, as safe */
+        r = crun_exec_prepare(&a->crun, a->cfg->crun);
+        if (r >= 0) { /* the copy must run here (a /proc of another pid namespace would not) */
+                char *argv[] = {a->crun.path, "--version", NULL}, err[256];
+                r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
+                if (r != 0) {
+                        crun_exec_done(&a->crun);
+                        r = r < 0 ? r : -ENOEXEC;
+                }
+        }
+        if (r < 0)
+                log_warn("could not run a sealed copy of %s, crun will copy itself at each call: %s",
+                         a->cfg->crun, strerror(-r));
         return 0;
 }
 
@@ -265,6 +280,7 @@ static void crun_root_release(const char *crun_root) {
 
 void node_prep_free(struct agent *a) {
         crun_root_release(a->crun_root);
+        crun_exec_done(&a->crun);
         free(a->state_dir);
         free(a->crun_root);
         free(a->runs_dir);

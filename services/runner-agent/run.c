@@ -376,6 +376,8 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         c->phase_end[RUN_PHASE_RUNNING] = time_mono_us();
         log_phases(c);
         c->running = true;
+        /* after the running event: the first sandbox does not wait for it */
+        sandbox_seccomp_learn(&c->sb, c->a);
 
         /* the init's exit is pollable through a pidfd; we reap it ourselves */
         int pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);

@@ -50,6 +50,7 @@ void sandbox_done(struct sandbox *sb) {
         free(sb->baseline);
         free(sb->netns_path);
         free(sb->cgroup_path);
+        free(sb->seccomp_key);
         *sb = (struct sandbox){0};
 }
 
@@ -318,6 +319,21 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 json_decref(config);
                 return err_set(reterr, -ENOMEM, "bundle", "could not add exec capture to config.json");
         }
+        /* the filter crun compiled for this profile before, if any (seccomp.h):
+         * same program, rules not compiled again */
+        json_t *sc = json_object_get(linux_, "seccomp");
+        _cleanup_free_ char *sc_key = seccomp_filter_key(sc);
+        _cleanup_free_ char *bpf = sc_key ? seccomp_bpf_cached(sc_key) : NULL;
+        if (bpf) {
+                if (json_object_set_new(config, "annotations", json_pack("{s:s}", "run.oci.seccomp_bpf_data", bpf)) < 0 ||
+                    json_object_set_new(sc, "syscalls", json_array()) < 0) {
+                        json_decref(config);
+                        return err_set(reterr, -ENOMEM, "bundle", "could not add the seccomp program to config.json");
+                }
+        } else {
+                free(sb->seccomp_key);
+                sb->seccomp_key = TAKE_PTR(sc_key);
+        }
         /* egress: proxy variables and env secrets (proxy_hook.h) */
         json_t *env = json_object_get(process, "env");
         for (const char *const *e = sb->extra_env; e && *e; e++)
@@ -336,7 +352,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
 }
 
 int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid) {
-        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,
                         "--pid-file", sb->pid_file, sb->container_id, NULL, NULL, NULL};
         if (sb->config_override) {
                 /* egress: config.json with secrets lives in a memfd (proxy_hook.h) */
@@ -361,8 +377,22 @@ pid_t sandbox_read_pid(struct sandbox *sb) {
         return v > 0 ? (pid_t)v : 0;
 }
 
+void sandbox_seccomp_learn(struct sandbox *sb, const struct agent *a) {
+        if (!sb->seccomp_key)
+                return;
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/%s/seccomp.bpf", a->crun_root, sb->container_id) < 0)
+                return;
+        int r = seccomp_bpf_learn(sb->seccomp_key, path);
+        if (r < 0)
+                log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not keep crun's seccomp program %s: %s", path,
+                        strerror(-r));
+        free(sb->seccomp_key);
+        sb->seccomp_key = NULL;
+}
+
 int sandbox_kill(struct sandbox *sb, const struct agent *a) {
-        char *argv[] = {a->cfg->crun, "--root", a->crun_root, "kill", sb->container_id, "KILL", NULL};
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "kill", sb->container_id, "KILL", NULL};
         char err[512];
         int r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
         if (r != 0)

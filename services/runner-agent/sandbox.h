@@ -33,6 +33,7 @@ struct sandbox {
         const char *const *extra_env;
         const char *config_override;
         struct sandbox_netns_job *netns_job; /* between sandbox_netns_begin and _wait */
+        char *seccomp_key;         /* set when crun compiles the profile: learn its program (seccomp.h) */
 };
 
 /* Computes the paths and the host ids of run slot `slot` (destroying a
@@ -73,6 +74,9 @@ int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *e
 
 /* Reads the container init pid crun wrote; 0 if not there yet. */
 pid_t sandbox_read_pid(struct sandbox *sb);
+/* After crun started the sandbox from a bundle without a compiled filter:
+ * keeps crun's compiled program for the next bundles (seccomp.h). */
+void sandbox_seccomp_learn(struct sandbox *sb, const struct agent *a);
 
 /* `crun kill <id> KILL`; returns crun's exit code or a negative errno. */
 int sandbox_kill(struct sandbox *sb, const struct agent *a);

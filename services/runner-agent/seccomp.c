@@ -1,11 +1,18 @@
 #include "seccomp.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/macro.h"
 
@@ -142,4 +149,74 @@ json_t *seccomp_profile_new(void) {
 
         return json_pack("{s:s,s:[s],s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
                          "SCMP_ARCH_X86_64", "syscalls", sys);
+}
+
+/* ------------------------------------------------ compiled filter reuse */
+
+static pthread_mutex_t bpf_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *bpf_key;  /* seccomp_filter_key() of the learned program */
+static char *bpf_b64;  /* the program, base64 as crun's annotation takes it */
+
+char *seccomp_filter_key(const json_t *seccomp) {
+        json_t *copy = json_deep_copy(seccomp);
+        if (!copy)
+                return NULL;
+        json_object_del(copy, "listenerPath");
+        char *key = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(copy);
+        return key;
+}
+
+char *seccomp_bpf_cached(const char *key) {
+        char *b64 = NULL;
+        pthread_mutex_lock(&bpf_lock);
+        if (bpf_key && key && !strcmp(bpf_key, key))
+                b64 = strdup(bpf_b64);
+        pthread_mutex_unlock(&bpf_lock);
+        return b64;
+}
+
+int seccomp_bpf_learn(const char *key, const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size_t insn = sizeof(struct sock_filter);
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (size_t)st.st_size % insn != 0 ||
+            (size_t)st.st_size > BPF_MAXINSNS * insn)
+                return -EBADMSG;
+        size_t len = (size_t)st.st_size;
+        _cleanup_free_ unsigned char *prog = malloc(len);
+        _cleanup_free_ char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+        _cleanup_free_ char *k = strdup(key);
+        if (!prog || !b64 || !k)
+                return -ENOMEM;
+        for (size_t got = 0; got < len;) {
+                ssize_t n = read(fd, prog + got, len - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EBADMSG; /* shrank under us */
+                got += (size_t)n;
+        }
+        EVP_EncodeBlock((unsigned char *)b64, prog, (int)len);
+        pthread_mutex_lock(&bpf_lock);
+        free(bpf_key);
+        free(bpf_b64);
+        bpf_key = TAKE_PTR(k);
+        bpf_b64 = TAKE_PTR(b64);
+        pthread_mutex_unlock(&bpf_lock);
+        return 0;
+}
+
+void seccomp_bpf_forget(void) {
+        pthread_mutex_lock(&bpf_lock);
+        free(bpf_key);
+        free(bpf_b64);
+        bpf_key = bpf_b64 = NULL;
+        pthread_mutex_unlock(&bpf_lock);
 }
