@@ -517,10 +517,8 @@ static int session_write_burst(struct stream_session *ss) {
                 if (--ss->n == 0)
                         ss->off = 0;
                 ss->next_seq++;
-                if (terminal) {
-                        fanout_hops_flush(&write_hop, 1, NULL); /* the run's last figures */
+                if (terminal)
                         return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
-                }
         }
         fanout_hops_flush(&write_hop, 1, &write_hop_logged_us);
         if (store_has_next(ss))
@@ -575,6 +573,7 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
         case LWS_CALLBACK_RECEIVE:
                 return 0; /* viewers have nothing to say yet */
         case LWS_CALLBACK_CLOSED:
+                fanout_hops_flush(&write_hop, 1, NULL); /* a stream's last figures */
                 session_free(TAKE_PTR(*ssp));
                 return 0;
         default:
