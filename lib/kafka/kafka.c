@@ -562,6 +562,7 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
         msg->key_len = m->key_len;
         msg->value = m->payload;
         msg->len = m->len;
+        msg->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
         msg->handle = m;
         if (msg->refused) { /* deferred: nothing to apply, the caller commits it with its batch */
                 msg->value = NULL;

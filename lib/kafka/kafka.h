@@ -74,6 +74,9 @@ struct kafka_message {
         size_t key_len;
         const void *value;
         size_t len;
+        /* the record's timestamp in ms (CreateTime: set by the producer), -1
+         * if it has none; for latency figures per hop (bench/stream.py) */
+        int64_t timestamp_ms;
         /* With kafka_options.auth: the verified producer identity ("api",
          * "node:<id>", ...) and its signature over bus_auth's signed bytes;
          * "" and unsigned without auth. */

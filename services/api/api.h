@@ -693,6 +693,7 @@ struct fanout_msg {
         int refs; /* __atomic: taken on the fan-out thread, dropped on the lws thread */
         uint64_t seq;
         bool terminal;
+        int64_t queued_us; /* wall clock when the fan-out queued it; 0 if from history */
         size_t len;
         unsigned char buf[]; /* LWS_PRE + len + 1 (NUL) */
 };
@@ -703,6 +704,21 @@ struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char
 struct fanout_msg *fanout_msg_ref(struct fanout_msg *m);
 /* Drops one reference (NULL accepted); returns NULL. */
 struct fanout_msg *fanout_msg_unref(struct fanout_msg *m);
+/* Latency of one hop of the live path (runner -> Kafka -> fan-out -> websocket
+ * write), logged at debug level about once a second as "stream timings"
+ * (bench/stream.py reads them: issue 10 §4 asks where the time goes). One
+ * per thread, no lock: 1 ms buckets up to FANOUT_HOP_BUCKETS - 1 ms. */
+#define FANOUT_HOP_BUCKETS 1001
+struct fanout_hop {
+        const char *name;
+        uint64_t n;
+        int64_t sum_us, max_us;
+        uint32_t hist[FANOUT_HOP_BUCKETS];
+};
+void fanout_hop_add(struct fanout_hop *h, int64_t us);
+/* Logs and resets every hop of hops[0, n) that has samples, at most once a
+ * second (*last_us: the caller's monotonic time of the last log; NULL: now). */
+void fanout_hops_flush(struct fanout_hop *hops, size_t n, int64_t *last_us);
 int fanout_start(struct api *a);
 void fanout_stop(struct api *a);
 /* Registers interest in run_id; messages queue until drained. */

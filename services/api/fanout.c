@@ -43,6 +43,10 @@ struct fanout_hub {
         pthread_t thread;
         bool started;
         atomic_bool stop;
+        /* the fan-out thread's: event ts -> record CreateTime (the runner's
+         * batching and produce), CreateTime -> received here (Kafka) */
+        struct fanout_hop hops[2];
+        int64_t hops_logged_us;
         /* the fan-out thread's: the last run whose reporter was checked */
         char checked_run[UUID_STR_LEN];
         char checked_signer[BUS_AUTH_SIGNER_MAX];
@@ -89,6 +93,44 @@ static bool hub_reporter_ok(struct fanout_hub *h, const struct kafka_message *m,
         return r <= 0;
 }
 
+void fanout_hop_add(struct fanout_hop *h, int64_t us) {
+        if (us < 0)
+                us = 0; /* clocks of one host: only rounding goes below */
+        int64_t b = us / 1000;
+        h->hist[b < FANOUT_HOP_BUCKETS - 1 ? b : FANOUT_HOP_BUCKETS - 1]++;
+        h->n++;
+        h->sum_us += us;
+        if (us > h->max_us)
+                h->max_us = us;
+}
+
+static double hop_pct(const struct fanout_hop *h, double pct) {
+        uint64_t want = (uint64_t)(h->n * pct / 100.0 + 0.999999), seen = 0;
+        for (size_t b = 0; b < FANOUT_HOP_BUCKETS; b++)
+                if ((seen += h->hist[b]) >= want)
+                        return (double)(b + 1); /* the bucket's upper bound, ms */
+        return (double)h->max_us / 1000.0;
+}
+
+void fanout_hops_flush(struct fanout_hop *hops, size_t n, int64_t *last_us) {
+        int64_t now = time_mono_us();
+        if (last_us && now - *last_us < 1000000)
+                return;
+        if (last_us)
+                *last_us = now;
+        for (size_t i = 0; i < n; i++) {
+                struct fanout_hop *h = &hops[i];
+                if (!h->n)
+                        continue;
+                json_t *ctx = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f}", "hop", h->name, "n", (json_int_t)h->n,
+                                        "mean_ms", (double)h->sum_us / (double)h->n / 1000.0, "p50_ms",
+                                        hop_pct(h, 50), "p99_ms", hop_pct(h, 99), "max_ms", (double)h->max_us / 1000.0);
+                log_emit_json(LOG_DEBUG, ctx, "stream timings");
+                json_decref(ctx);
+                *h = (struct fanout_hop){.name = h->name};
+        }
+}
+
 static struct fanout_msg *msg_new(size_t len, uint64_t seq, bool terminal) {
         struct fanout_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
         if (!m)
@@ -96,6 +138,7 @@ static struct fanout_msg *msg_new(size_t len, uint64_t seq, bool terminal) {
         m->refs = 1;
         m->seq = seq;
         m->terminal = terminal;
+        m->queued_us = 0;
         m->len = len;
         m->buf[LWS_PRE + len] = 0;
         return m;
@@ -227,6 +270,7 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
         if (b->n_events > ELEMENTSOF(stack_msgs))
                 msgs = malloc(b->n_events * sizeof *msgs);
         if (msgs && id_is_uuid(run_id) && hub_has_sub(h, run_id) && hub_reporter_ok(h, m, run_id)) {
+                int64_t now = time_now_us();
                 for (size_t i = 0; i < b->n_events; i++) {
                         const Paddock__V1__RunEvent *ev = b->events[i];
                         if (!ev->env || strcmp(ev->env->run_id, run_id) || !ev->kind || !ev->kind[0])
@@ -248,6 +292,11 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
                         if (!fm)
                                 continue; /* the stream finds the gap and refetches it */
                         fm->terminal |= ev->terminal;
+                        fm->queued_us = now;
+                        if (m->timestamp_ms >= 0) {
+                                fanout_hop_add(&h->hops[0], m->timestamp_ms * 1000 - (int64_t)ev->env->ts_unix_us);
+                                fanout_hop_add(&h->hops[1], now - m->timestamp_ms * 1000);
+                        }
                         msgs[n++] = fm;
                 }
         }
@@ -269,10 +318,11 @@ static void *fanout_thread(void *arg) {
                         log_error("fan-out consumer failed: %s", strerror(-r));
                         break;
                 }
-                if (r == 0)
-                        continue;
-                handle_message(h, &m);
-                kafka_message_release(&m);
+                if (r == 1) {
+                        handle_message(h, &m);
+                        kafka_message_release(&m);
+                }
+                fanout_hops_flush(h->hops, ELEMENTSOF(h->hops), &h->hops_logged_us);
         }
         /* wake the lws loop so main() notices a shutdown signal promptly */
         lws_cancel_service(h->api->lws);
@@ -285,6 +335,8 @@ int fanout_start(struct api *a) {
                 return -ENOMEM;
         pthread_mutex_init(&h->lock, NULL);
         h->api = a;
+        h->hops[0].name = "runner_to_kafka";
+        h->hops[1].name = "kafka_to_fanout";
         a->hub = h;
         char group[80], client[80];
         snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);

@@ -28,6 +28,8 @@
  * never the token itself in a URL. */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/sha.h>
 #include <string.h>
 
@@ -79,6 +81,11 @@ struct stream_session {
 };
 
 /* lws thread only */
+/* the lws thread's: fan-out queued -> written to the socket (debug-level
+ * "stream timings", fanout.c) */
+static struct fanout_hop write_hop = {.name = "fanout_to_write"};
+static int64_t write_hop_logged_us;
+
 static struct stream_session *sessions;
 
 /* Takes the reference of m. */
@@ -451,7 +458,30 @@ static int session_close(struct stream_session *ss, enum lws_close_status status
         return -1;
 }
 
+/* TCP_CORK around a burst: each lws_write is one send() of one frame; corked,
+ * the kernel sends the burst as full segments when it is uncorked instead
+ * of a segment (and, on loopback, the receiver's whole TCP input path) per
+ * event and viewer, which is what bounded several viewers at 10k events/s
+ * (issue 10 §4). Not a socket (fd < 0) or not TCP: nothing to do. */
+static void session_cork(struct stream_session *ss, int on) {
+        int fd = (int)lws_get_socket_fd(ss->wsi);
+        if (fd >= 0)
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+static int session_write_burst(struct stream_session *ss);
+
 static int session_write(struct stream_session *ss) {
+        bool cork = ss->n > 1;
+        if (cork)
+                session_cork(ss, 1);
+        int r = session_write_burst(ss);
+        if (cork)
+                session_cork(ss, 0); /* pushes what the burst queued, also before a close */
+        return r;
+}
+
+static int session_write_burst(struct stream_session *ss) {
         if (ss->close_code || (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
                 log_ctx(LOG_INFO, LOG_KV("run", ss->run_id, "user", ss->caller.user_id), "stream closed: %s",
                         ss->close_why);
@@ -479,6 +509,8 @@ static int session_write(struct stream_session *ss) {
                 int w = lws_write(ss->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
                 if (w < (int)m->len)
                         return -1;
+                if (m->queued_us)
+                        fanout_hop_add(&write_hop, time_now_us() - m->queued_us);
                 bool terminal = m->terminal;
                 fanout_msg_unref(m);
                 ss->off++;
@@ -488,6 +520,7 @@ static int session_write(struct stream_session *ss) {
                 if (terminal)
                         return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
         }
+        fanout_hops_flush(&write_hop, 1, &write_hop_logged_us);
         if (store_has_next(ss))
                 lws_callback_on_writable(ss->wsi);
         else if (ss->fetch_full)
@@ -540,6 +573,7 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
         case LWS_CALLBACK_RECEIVE:
                 return 0; /* viewers have nothing to say yet */
         case LWS_CALLBACK_CLOSED:
+                fanout_hops_flush(&write_hop, 1, NULL); /* a stream's last figures */
                 session_free(TAKE_PTR(*ssp));
                 return 0;
         default:

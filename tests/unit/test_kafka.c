@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "core/log.h"
@@ -69,7 +70,10 @@ static void test_produce_sync_then_consume(void **state) {
         struct kafka_producer *p = kafka_producer_new(&o, &err);
         assert_non_null(p);
         static const unsigned char value[] = {'h', 'i', 0, 0xff, '!'};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_REALTIME, &t0);
         assert_int_equal(kafka_produce_sync(p, "t.roundtrip", "run-1", value, sizeof value, 10000, &err), 0);
+        clock_gettime(CLOCK_REALTIME, &t1);
         assert_int_equal(kafka_producer_ping(p, 5000, NULL), 0);
 
         const char *topics[] = {"t.roundtrip", NULL};
@@ -83,6 +87,9 @@ static void test_produce_sync_then_consume(void **state) {
         assert_int_equal(m.len, sizeof value);
         assert_memory_equal(m.value, value, sizeof value);
         assert_int_equal(m.offset, 0);
+        /* the producer's CreateTime, for the stream's per-hop timings (fanout.c) */
+        assert_in_range(m.timestamp_ms, (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000,
+                        (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000);
         assert_int_equal(kafka_consumer_commit(c, &m, &err), 0);
         kafka_message_release(&m);
         assert_null(m.handle);
