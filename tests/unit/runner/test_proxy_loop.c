@@ -10,7 +10,9 @@
  * black-holed hold no decision worker either. A plain-HTTP request is relayed
  * with splice() after its head (the event says relay "splice"), its body
  * framed by Content-Length and nothing after it forwarded. A tunnel copies
- * small reads and splices bulk (relay "copy" / "splice").
+ * small reads and splices bulk (relay "copy" / "splice"). An allowed
+ * tunnel is decided with every decision worker held in a slow approval
+ * write.
  *
  * Runs in a network namespace of its own (unshare, root) with only loopback
  * up: the proxy listens on 127.0.0.1 and the name asked for cannot be
@@ -56,6 +58,9 @@ static int n_egress, n_requested, n_decided;
 static char approval_id[64];
 static json_t *egress_events; /* copies of every egress event, in order */
 static bool have_veth, have_mntns;
+static bool hold_asks;         /* approval_requested (a durable, sync event) waits while set */
+static pthread_cond_t asks_cond = PTHREAD_COND_INITIALIZER;
+static int n_held_asks;
 
 #define UP_ADDR "198.18.99.1"
 #define HOLE_ADDR "198.18.99.2"
@@ -74,6 +79,11 @@ static void on_event(void *userdata, const char *kind, json_t *data, bool sync) 
         }
         else if (!strcmp(kind, "approval_requested")) {
                 n_requested++;
+                /* a slow durable write: the emitting thread waits here */
+                n_held_asks++;
+                while (hold_asks)
+                        pthread_cond_wait(&asks_cond, &ev_lock);
+                n_held_asks--;
                 snprintf(approval_id, sizeof approval_id, "%s", json_string_value(json_object_get(data, "approval_id")));
         } else if (!strcmp(kind, "approval_decided"))
                 n_decided++;
@@ -283,7 +293,7 @@ static void *up_accept_thread(void *arg) {
         return NULL;
 }
 
-static struct proxy_run *start_veth_run_rule(const char *id, const char *host_rule) {
+static struct proxy_run *start_veth_run_policy(const char *id, const char *host_rule, const char *unknown) {
         static bool upstream_started;
         if (!upstream_started) {
                 int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -312,10 +322,15 @@ static struct proxy_run *start_veth_run_rule(const char *id, const char *host_ru
         Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
         pol.n_rules = host_rule ? 2 : 1;
         pol.rules = rules;
-        pol.unknown = (char *)"deny";
+        pol.unknown = (char *)unknown;
+        pol.ask_timeout_s = 120;
         struct proxy_run *pr = NULL;
         assert_int_equal(proxy_run_start(id, NULL, &pol, on_event, NULL, &pr, &err), 0);
         return pr;
+}
+
+static struct proxy_run *start_veth_run_rule(const char *id, const char *host_rule) {
+        return start_veth_run_policy(id, host_rule, "deny");
 }
 
 static struct proxy_run *start_veth_run(const char *id) { return start_veth_run_rule(id, NULL); }
@@ -510,6 +525,45 @@ static void test_tunnel_relay_adapts(void **state) {
         json_decref(e);
 }
 
+/* An allowed tunnel needs no decision worker: with every worker held in a
+ * slow durable approval_requested write (one ask per worker, each for its
+ * own name, which does not resolve: asking is harmless), a CONNECT to an address a rule allows is still decided (on
+ * the event loop), connected and relayed. */
+static void test_allowed_needs_no_worker(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run_policy("00000000-0000-4000-8000-00000000000f", NULL, "ask");
+        int port = proxy_run_port(pr);
+        pthread_mutex_lock(&ev_lock);
+        hold_asks = true;
+        pthread_mutex_unlock(&ev_lock);
+        enum { N_ASKS = 8 }; /* PROXY_WORKERS */
+        int asks[N_ASKS];
+        for (int i = 0; i < N_ASKS; i++) {
+                char req[160];
+                snprintf(req, sizeof req, "CONNECT ask%d.example.invalid:443 HTTP/1.1\r\nHost: ask%d.example.invalid:443\r\n\r\n",
+                         i, i);
+                asks[i] = dial(port);
+                send_all(asks[i], req);
+        }
+        for (int i = 0; i < 200 && count(&n_held_asks) < N_ASKS; i++)
+                usleep(50000);
+        assert_int_equal(count(&n_held_asks), N_ASKS);
+
+        static char ans[8192];
+        char *body = tunnel_get(port, "/", ans, sizeof ans);
+        assert_string_equal(body, "ok");
+
+        pthread_mutex_lock(&ev_lock);
+        hold_asks = false;
+        pthread_cond_broadcast(&asks_cond);
+        pthread_mutex_unlock(&ev_lock);
+        pr = proxy_run_stop(pr);
+        for (int i = 0; i < N_ASKS; i++)
+                close(asks[i]);
+}
+
 static void test_blackholed_dns_holds_no_decision(void **state) {
         (void)state;
         if (!have_veth || !have_mntns)
@@ -602,6 +656,7 @@ int main(void) {
                 cmocka_unit_test(test_blackholed_connects_hold_no_decision),
                 cmocka_unit_test(test_plain_relay_spliced),
                 cmocka_unit_test(test_tunnel_relay_adapts),
+                cmocka_unit_test(test_allowed_needs_no_worker),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
