@@ -37,7 +37,9 @@
 
 #define RELAY_PIPE_SIZE (256 * 1024)
 #define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
-#define RELAY_COPY_MAX (16 * 1024)     /* reads below this are copied, not spliced (copy_step); <= RELAY_BUF */
+#define RELAY_COPY_MAX (16 * 1024)     /* copy_step's buffer: a read that fills it goes back to splice; <= RELAY_BUF */
+#define RELAY_COPY_BELOW (4 * 1024)    /* a splice read below this makes the next read copy (hysteresis: bulk
+                                        * reads that land between the two keep splicing) */
 #define PROXY_WORKERS 8                /* decision threads: policy, approvals (a durable event) */
 #define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
@@ -804,7 +806,7 @@ static int half_step(struct half *h, bool readable, bool writable) {
                 if (n > 0) {
                         if (h->use_splice) {
                                 h->spliced += (uint64_t)n;
-                                h->copy_small = (size_t)n < RELAY_COPY_MAX;
+                                h->copy_small = (size_t)n < RELAY_COPY_BELOW;
                         } else {
                                 h->copied += (uint64_t)n;
                                 h->off = 0;
