@@ -38,6 +38,9 @@
 
 #define RELAY_PIPE_SIZE (256 * 1024)
 #define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
+#define RELAY_COPY_MAX (16 * 1024)     /* copy_step's buffer: a read that fills it goes back to splice; <= RELAY_BUF */
+#define RELAY_COPY_BELOW (4 * 1024)    /* a splice read below this makes the next read copy (hysteresis: bulk
+                                        * reads that land between the two keep splicing) */
 #define PROXY_WORKERS 8                /* decision threads: policy, approvals (a durable event) */
 #define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
@@ -100,6 +103,8 @@ struct half {
         uint64_t *bytes;
         uint64_t moved;       /* bytes read plus bytes written: progress, for the event loop */
         bool use_splice;
+        bool copy_small;      /* with a pipe: the last read was small, the next one copies (half_step) */
+        uint64_t copied, spliced; /* bytes read through user space / into the pipe: the event's relay */
         bool werr;            /* the last error was writing to `to` (not reading `from`) */
         size_t pipe_size;     /* what the pipe (or buf) holds */
         char *buf;            /* read/write fallback */
@@ -133,6 +138,7 @@ enum work_step {
         STEP_HEAD,       /* a complete head (or its failure) from the loop */
         STEP_ASK,        /* an `ask` target resolved: may it be asked for? */
         STEP_APPROVAL,   /* back from pr->waiters: decided, timed out or the run ends */
+        STEP_REFUSE,     /* decided on the loop: answer refuse_status (its write may block) */
 };
 
 enum watch_kind { W_LISTEN, W_CLIENT, W_UPSTREAM };
@@ -178,6 +184,7 @@ struct conn {
         enum work_step step;        /* for the worker that takes it from g.work */
         bool resolve_for_ask;       /* CS_RESOLVE: back to a worker (STEP_ASK), else to connect */
         int resolve_status;         /* 0, or the status to answer (q->reason filled) */
+        int refuse_status;          /* STEP_REFUSE */
         struct sockaddr_storage addrs[MAX_ADDRS]; /* resolved, then those the policy permits */
         size_t n_addrs, i_addr;     /* CS_CONNECT: the address being tried */
         int connect_err;            /* the last address's error */
@@ -723,8 +730,57 @@ static bool peer_is(int fd, const struct sockaddr_storage *a) {
 
 /* ---- relaying ---- */
 
+static int half_step(struct half *h, bool readable, bool writable);
+
+/* The loop thread's copy buffer (half_step runs on the loop thread only). */
+static char relay_copy_buf[RELAY_COPY_MAX];
+
+/* A small read of a direction that has a pipe, its pipe empty: recv into
+ * the loop's buffer and send at once. For a few hundred bytes this is two
+ * syscalls and one copy each way, where splice costs two syscalls plus the
+ * pipe's page bookkeeping. What `to` does not take at once goes into the
+ * (empty, larger) pipe, so the order of the bytes holds. A read that fills
+ * the buffer means bulk: the next reads splice again. */
+static int copy_step(struct half *h, size_t want) {
+        if (want > sizeof relay_copy_buf)
+                want = sizeof relay_copy_buf;
+        ssize_t n = recv(h->from, relay_copy_buf, want, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0; /* the pipe is empty: nothing to write either */
+        if (n < 0) {
+                h->werr = false;
+                return -errno;
+        }
+        if (n == 0) {
+                h->eof = true;
+                h->moved++;
+                return half_step(h, false, false); /* shuts `to` down */
+        }
+        h->copied += (uint64_t)n;
+        h->moved += (uint64_t)n;
+        if (h->limit >= 0)
+                h->limit -= n;
+        h->copy_small = (size_t)n < sizeof relay_copy_buf;
+        ssize_t m = send(h->to, relay_copy_buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (m < 0 && errno != EAGAIN && errno != EINTR) {
+                h->werr = true;
+                return -errno;
+        }
+        if (m < 0)
+                m = 0;
+        h->moved += (uint64_t)m;
+        *h->bytes += (uint64_t)m;
+        if (m < n) {
+                if (write(h->pipe[1], relay_copy_buf + m, (size_t)(n - m)) != n - m)
+                        return -EIO;
+                h->in_pipe = (size_t)(n - m);
+        }
+        return 0;
+}
+
 /* Moves what is possible in one direction; returns <0 on a broken connection.
- * With a pipe it reads while the pipe has room and writes what it holds. */
+ * With a pipe it reads while the pipe has room and writes what it holds;
+ * small reads are copied instead (copy_step). */
 static int half_step(struct half *h, bool readable, bool writable) {
         size_t room = h->use_splice ? h->pipe_size - h->in_pipe : h->in_pipe == 0 ? h->pipe_size : 0;
         if (readable && !h->eof && room > 0) {
@@ -734,6 +790,8 @@ static int half_step(struct half *h, bool readable, bool writable) {
                 ssize_t n;
                 if (want == 0)
                         n = 0;
+                else if (h->use_splice && h->copy_small && h->in_pipe == 0)
+                        return copy_step(h, want);
                 else if (h->use_splice)
                         n = splice(h->from, NULL, h->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 else
@@ -747,8 +805,13 @@ static int half_step(struct half *h, bool readable, bool writable) {
                         h->moved++;
                 }
                 if (n > 0) {
-                        if (!h->use_splice)
+                        if (h->use_splice) {
+                                h->spliced += (uint64_t)n;
+                                h->copy_small = (size_t)n < RELAY_COPY_BELOW;
+                        } else {
+                                h->copied += (uint64_t)n;
                                 h->off = 0;
+                        }
                         h->in_pipe += (size_t)n;
                         h->moved += (uint64_t)n;
                         if (h->limit >= 0)
@@ -799,6 +862,7 @@ static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *
                         h->pipe[0] = h->pipe[1] = -1;
                 } else {
                         h->use_splice = true;
+                        h->copy_small = true; /* until a read fills the copy buffer */
                         return 0;
                 }
         }
@@ -1242,8 +1306,20 @@ static void conn_end(struct conn *c) {
         conn_free(c);
 }
 
-/* Answers status with q->reason and ends the connection (worker side). */
+/* True on the event loop's thread, which takes a decision itself when it
+ * needs no blocking step (loop_decide) and hands a worker the rest. */
+static _Thread_local bool on_loop;
+
+/* Answers status with q->reason and ends the connection (worker side; on
+ * the loop, a worker does it: the answer's write may wait for the client). */
 static void conn_refuse(struct conn *c, int status) {
+        if (on_loop) {
+                c->refuse_status = status;
+                c->state = CS_WORK;
+                c->step = STEP_REFUSE;
+                work_push(c);
+                return;
+        }
         respond(c, status, status_text(status), c->q.reason);
         conn_end(c);
 }
@@ -1266,6 +1342,8 @@ static void loop_post(struct conn *c) {
         c->qnext = g.inbox;
         g.inbox = c;
         pthread_mutex_unlock(&g.qlock);
+        if (on_loop)
+                return; /* the loop drains its inbox before it waits again */
         uint64_t one = 1;
         (void)!write(g.wake_fd, &one, sizeof one);
 }
@@ -1283,6 +1361,7 @@ static int tunnel_begin(struct conn *c, size_t peeked) {
                                 return -EIO;
                 } else
                         memcpy(c->up.buf, c->buf, peeked);
+                c->up.copied += peeked;
                 c->up.in_pipe = peeked;
                 c->up.off = 0;
         }
@@ -1327,7 +1406,12 @@ static void work_resolve(struct conn *c, bool for_ask) {
                 c->addrs[0] = c->chk.addr;
                 c->n_addrs = 1;
                 c->resolve_status = 0;
-                if (for_ask)
+                if (for_ask && on_loop) {
+                        /* asking writes approval_requested durably: a worker's job */
+                        c->state = CS_WORK;
+                        c->step = STEP_ASK;
+                        work_push(c);
+                } else if (for_ask)
                         work_ask(c);
                 else
                         connect_prepare(c);
@@ -1542,6 +1626,10 @@ static void *worker_thread(void *userdata) {
                         work_ask(c);
                         continue;
                 }
+                if (c->step == STEP_REFUSE) {
+                        conn_refuse(c, c->refuse_status);
+                        continue;
+                }
                 /* back from pr->waiters: decided, timed out or the run ends */
                 int r = approval_finish(c);
                 if (r == 0)
@@ -1601,6 +1689,11 @@ static void loop_detach(struct conn *c) {
  * (a later event of the same batch may still point at it). */
 static void loop_end(struct conn *c) {
         loop_detach(c);
+        /* with pipes, the event's relay is the path that carried most bytes:
+         * small exchanges are copied (copy_step), bulk is spliced */
+        uint64_t copied = c->up.copied + c->down.copied, spliced = c->up.spliced + c->down.spliced;
+        if (c->q.relay && !strcmp(c->q.relay, "splice") && copied > spliced)
+                c->q.relay = "copy";
         request_emit(&c->q);
         conn_unregister(c);
         c->qnext = loop_dead;
@@ -2127,8 +2220,24 @@ static void loop_tick(void) {
 
 static void accept_all(struct proxy_run *pr);
 
+/* A complete head, after the batch of events that read it (c is off the
+ * loop's sets, no later event of the batch points at it): the loop takes the
+ * decision itself (work_head: parsing and the policy are CPU only) and
+ * connects an allowed literal at once, or queues a name for a resolver;
+ * every step that may block goes to a worker: a failed or timed-out head,
+ * an answer to write (conn_refuse), an approval to ask for (work_resolve).
+ * This saves a new tunnel two thread hand-overs (issue 10 §4). */
+static void loop_decide(struct conn *c) {
+        if (c->step != STEP_HEAD || c->head_err || c->head_len < 0) {
+                work_push(c);
+                return;
+        }
+        work_head(c);
+}
+
 static void *loop_thread(void *userdata) {
         (void)userdata;
+        on_loop = true;
         struct epoll_event evs[256];
         int64_t next_tick = 0;
         for (;;) {
@@ -2170,9 +2279,19 @@ static void *loop_thread(void *userdata) {
                 }
                 for (struct conn *c = loop_out, *next; c; c = next) {
                         next = c->qnext;
-                        work_push(c);
+                        loop_decide(c);
                 }
                 loop_out = NULL;
+                /* what loop_decide allowed is to connect now, not after the next wait */
+                pthread_mutex_lock(&g.qlock);
+                in = g.inbox;
+                g.inbox = NULL;
+                pthread_mutex_unlock(&g.qlock);
+                for (struct conn *c = in, *next; c; c = next) {
+                        next = c->qnext;
+                        c->qnext = NULL;
+                        loop_enter(c);
+                }
                 for (struct conn *c = loop_dead, *next; c; c = next) {
                         next = c->qnext;
                         conn_free(c);

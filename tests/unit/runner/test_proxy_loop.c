@@ -9,7 +9,10 @@
  * they wait for their connect timeout (504); names whose DNS server is
  * black-holed hold no decision worker either. A plain-HTTP request is relayed
  * with splice() after its head (the event says relay "splice"), its body
- * framed by Content-Length and nothing after it forwarded.
+ * framed by Content-Length and nothing after it forwarded. A tunnel copies
+ * small reads and splices bulk (relay "copy" / "splice"). An allowed
+ * tunnel is decided with every decision worker held in a slow approval
+ * write.
  *
  * Runs in a network namespace of its own (unshare, root) with only loopback
  * up: the proxy listens on 127.0.0.1 and the name asked for cannot be
@@ -55,6 +58,9 @@ static int n_egress, n_requested, n_decided;
 static char approval_id[64];
 static json_t *egress_events; /* copies of every egress event, in order */
 static bool have_veth, have_mntns;
+static bool hold_asks;         /* approval_requested (a durable, sync event) waits while set */
+static pthread_cond_t asks_cond = PTHREAD_COND_INITIALIZER;
+static int n_held_asks;
 
 #define UP_ADDR "198.18.99.1"
 #define HOLE_ADDR "198.18.99.2"
@@ -73,6 +79,11 @@ static void on_event(void *userdata, const char *kind, json_t *data, bool sync) 
         }
         else if (!strcmp(kind, "approval_requested")) {
                 n_requested++;
+                /* a slow durable write: the emitting thread waits here */
+                n_held_asks++;
+                while (hold_asks)
+                        pthread_cond_wait(&asks_cond, &ev_lock);
+                n_held_asks--;
                 snprintf(approval_id, sizeof approval_id, "%s", json_string_value(json_object_get(data, "approval_id")));
         } else if (!strcmp(kind, "approval_decided"))
                 n_decided++;
@@ -282,7 +293,7 @@ static void *up_accept_thread(void *arg) {
         return NULL;
 }
 
-static struct proxy_run *start_veth_run_rule(const char *id, const char *host_rule) {
+static struct proxy_run *start_veth_run_policy(const char *id, const char *host_rule, const char *unknown) {
         static bool upstream_started;
         if (!upstream_started) {
                 int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -311,10 +322,15 @@ static struct proxy_run *start_veth_run_rule(const char *id, const char *host_ru
         Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
         pol.n_rules = host_rule ? 2 : 1;
         pol.rules = rules;
-        pol.unknown = (char *)"deny";
+        pol.unknown = (char *)unknown;
+        pol.ask_timeout_s = 120;
         struct proxy_run *pr = NULL;
         assert_int_equal(proxy_run_start(id, NULL, &pol, on_event, NULL, &pr, &err), 0);
         return pr;
+}
+
+static struct proxy_run *start_veth_run_rule(const char *id, const char *host_rule) {
+        return start_veth_run_policy(id, host_rule, "deny");
 }
 
 static struct proxy_run *start_veth_run(const char *id) { return start_veth_run_rule(id, NULL); }
@@ -438,6 +454,116 @@ static void test_plain_relay_spliced(void **state) {
         json_decref(e);
 }
 
+/* The CONNECT tunnel's egress event whose bytes_down is in [lo, hi) (a copy the caller owns). */
+static json_t *tunnel_event(json_int_t lo, json_int_t hi) {
+        json_t *found = NULL;
+        pthread_mutex_lock(&ev_lock);
+        size_t i;
+        json_t *e;
+        json_array_foreach(egress_events, i, e) {
+                const char *m = json_string_value(json_object_get(e, "method"));
+                json_int_t down = json_integer_value(json_object_get(e, "bytes_down"));
+                if (m && !strcmp(m, "CONNECT") && down >= lo && down < hi) {
+                        json_decref(found);
+                        found = json_incref(e);
+                }
+        }
+        pthread_mutex_unlock(&ev_lock);
+        assert_non_null(found);
+        return found;
+}
+
+/* One plain-HTTP request through a CONNECT tunnel to the upstream; the
+ * answer (after the proxy's 200 and the upstream's head) into buf, returns
+ * its body. */
+static char *tunnel_get(int port, const char *path, char *buf, size_t size) {
+        int fd = dial(port);
+        char req[256];
+        snprintf(req, sizeof req,
+                 "CONNECT " UP_ADDR ":80 HTTP/1.1\r\nHost: " UP_ADDR ":80\r\n\r\n"
+                 "GET %s HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n", path);
+        send_all(fd, req);
+        read_answer(fd, buf, size, 20000);
+        close(fd);
+        assert_non_null(strstr(buf, "HTTP/1.1 200 Connection established\r\n"));
+        char *head = strstr(buf, "\r\n\r\n");
+        assert_non_null(head);
+        assert_non_null(strstr(head + 4, "HTTP/1.1 200 OK\r\n"));
+        char *body = strstr(head + 4, "\r\n\r\n");
+        assert_non_null(body);
+        return body + 4;
+}
+
+/* A tunnel relays small reads by copying them through the loop's buffer
+ * (cheaper than two splices for a few hundred bytes) and bulk with splice():
+ * the event's relay says which path carried most of the bytes, and the bytes
+ * arrive intact either way. */
+static void test_tunnel_relay_adapts(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run("00000000-0000-4000-8000-00000000000e");
+        int port = proxy_run_port(pr);
+
+        static char big[BIG + 4096];
+        char *body = tunnel_get(port, "/", big, sizeof big);
+        assert_string_equal(body, "ok");
+        body = tunnel_get(port, "/big", big, sizeof big);
+        assert_int_equal(strlen(body), BIG);
+        for (size_t i = 0; i < BIG; i++)
+                if (body[i] != pattern(i))
+                        fail_msg("byte %zu of /big through the tunnel differs", i);
+        pr = proxy_run_stop(pr);
+
+        json_t *e = tunnel_event(1, 4096);
+        assert_string_equal(json_string_value(json_object_get(e, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(e, "relay")), "copy");
+        json_decref(e);
+        e = tunnel_event(BIG, BIG + 4096);
+        assert_string_equal(json_string_value(json_object_get(e, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(e, "relay")), "splice");
+        json_decref(e);
+}
+
+/* An allowed tunnel needs no decision worker: with every worker held in a
+ * slow durable approval_requested write (one ask per worker, each for its
+ * own name, which does not resolve: asking is harmless), a CONNECT to an address a rule allows is still decided (on
+ * the event loop), connected and relayed. */
+static void test_allowed_needs_no_worker(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run_policy("00000000-0000-4000-8000-00000000000f", NULL, "ask");
+        int port = proxy_run_port(pr);
+        pthread_mutex_lock(&ev_lock);
+        hold_asks = true;
+        pthread_mutex_unlock(&ev_lock);
+        enum { N_ASKS = 8 }; /* PROXY_WORKERS */
+        int asks[N_ASKS];
+        for (int i = 0; i < N_ASKS; i++) {
+                char req[160];
+                snprintf(req, sizeof req, "CONNECT ask%d.example.invalid:443 HTTP/1.1\r\nHost: ask%d.example.invalid:443\r\n\r\n",
+                         i, i);
+                asks[i] = dial(port);
+                send_all(asks[i], req);
+        }
+        for (int i = 0; i < 200 && count(&n_held_asks) < N_ASKS; i++)
+                usleep(50000);
+        assert_int_equal(count(&n_held_asks), N_ASKS);
+
+        static char ans[8192];
+        char *body = tunnel_get(port, "/", ans, sizeof ans);
+        assert_string_equal(body, "ok");
+
+        pthread_mutex_lock(&ev_lock);
+        hold_asks = false;
+        pthread_cond_broadcast(&asks_cond);
+        pthread_mutex_unlock(&ev_lock);
+        pr = proxy_run_stop(pr);
+        for (int i = 0; i < N_ASKS; i++)
+                close(asks[i]);
+}
+
 static void test_blackholed_dns_holds_no_decision(void **state) {
         (void)state;
         if (!have_veth || !have_mntns)
@@ -529,6 +655,8 @@ int main(void) {
                 cmocka_unit_test(test_flood_and_held_requests_keep_threads_bounded),
                 cmocka_unit_test(test_blackholed_connects_hold_no_decision),
                 cmocka_unit_test(test_plain_relay_spliced),
+                cmocka_unit_test(test_tunnel_relay_adapts),
+                cmocka_unit_test(test_allowed_needs_no_worker),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
