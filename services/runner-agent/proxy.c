@@ -2235,6 +2235,19 @@ static void loop_decide(struct conn *c) {
         work_head(c);
 }
 
+/* Enters the loop what the workers and resolvers handed back (g.inbox). */
+static void loop_take_inbox(void) {
+        pthread_mutex_lock(&g.qlock);
+        struct conn *in = g.inbox;
+        g.inbox = NULL;
+        pthread_mutex_unlock(&g.qlock);
+        for (struct conn *c = in, *next; c; c = next) {
+                next = c->qnext;
+                c->qnext = NULL;
+                loop_enter(c);
+        }
+}
+
 static void *loop_thread(void *userdata) {
         (void)userdata;
         on_loop = true;
@@ -2263,15 +2276,7 @@ static void *loop_thread(void *userdata) {
                         } else
                                 loop_event(w, evs[i].events);
                 }
-                pthread_mutex_lock(&g.qlock);
-                struct conn *in = g.inbox;
-                g.inbox = NULL;
-                pthread_mutex_unlock(&g.qlock);
-                for (struct conn *c = in, *next; c; c = next) {
-                        next = c->qnext;
-                        c->qnext = NULL;
-                        loop_enter(c);
-                }
+                loop_take_inbox();
                 int64_t now = time_mono_us();
                 if (now >= next_tick) {
                         loop_tick();
@@ -2283,15 +2288,7 @@ static void *loop_thread(void *userdata) {
                 }
                 loop_out = NULL;
                 /* what loop_decide allowed is to connect now, not after the next wait */
-                pthread_mutex_lock(&g.qlock);
-                in = g.inbox;
-                g.inbox = NULL;
-                pthread_mutex_unlock(&g.qlock);
-                for (struct conn *c = in, *next; c; c = next) {
-                        next = c->qnext;
-                        c->qnext = NULL;
-                        loop_enter(c);
-                }
+                loop_take_inbox();
                 for (struct conn *c = loop_dead, *next; c; c = next) {
                         next = c->qnext;
                         conn_free(c);
