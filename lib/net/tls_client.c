@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/timeutil.h"
+#include "net/fd_wait.h"
 
 SSL_CTX *tls_client_ctx_new(const char *ca_bundle, const char *component, struct err_detail *reterr) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -38,22 +38,6 @@ SSL_CTX *tls_client_ctx_new(const char *ca_bundle, const char *component, struct
                 return NULL;
         }
         return ctx;
-}
-
-static int wait_ready(int fd, short events, int64_t deadline_mono) {
-        for (;;) {
-                int64_t left = (deadline_mono - time_mono_us()) / 1000;
-                if (left <= 0)
-                        return -ETIMEDOUT;
-                struct pollfd p = {.fd = fd, .events = events};
-                int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r < 0)
-                        return -errno;
-                if (r > 0)
-                        return 0; /* an error or hang-up shows in SSL_connect */
-        }
 }
 
 SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *host, bool literal, int *reterr) {
@@ -121,9 +105,15 @@ int tls_client_connect(SSL_CTX *ctx, int fd, const char *host, bool literal, int
                         *ret = ssl;
                         return 0;
                 }
-                if (r == -EAGAIN && wait_ready(fd, want, deadline_mono) == 0)
+                if (r != -EAGAIN) {
+                        SSL_free(ssl);
+                        return r;
+                }
+                /* an error or hang-up on fd shows in SSL_connect's next step */
+                r = fd_wait_until(fd, want, deadline_mono);
+                if (r == 0 || r == -ECONNRESET)
                         continue;
                 SSL_free(ssl);
-                return r == -EAGAIN ? -ETIMEDOUT : r;
+                return -ETIMEDOUT;
         }
 }

@@ -95,7 +95,7 @@ struct gateway_run {
         struct gateway_totals totals;
 };
 
-/* ---- small I/O helpers, all bounded by a deadline ---- */
+/* ---- small I/O helpers, each wait bounded by an idle timeout (a stream may run long) ---- */
 
 static int wait_fd(int fd, short events, int timeout_ms) {
         for (;;) {

@@ -30,6 +30,7 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "net/addr_policy.h"
+#include "net/fd_wait.h"
 #include "net/http_parse.h"
 #include "net/netns_listen.h"
 #include "net/tls_client.h"
@@ -336,28 +337,12 @@ static void budget_release_locked(struct conn *c) {
 
 /* ---- small I/O helpers (non-blocking fds, poll with deadlines) ---- */
 
-static int wait_fd(int fd, short events, int64_t deadline_mono) {
-        for (;;) {
-                int64_t left = (deadline_mono - time_mono_us()) / 1000;
-                if (left <= 0)
-                        return -ETIMEDOUT;
-                struct pollfd p = {.fd = fd, .events = events};
-                int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r < 0)
-                        return -errno;
-                if (r > 0)
-                        return (p.revents & (POLLERR | POLLNVAL)) && !(p.revents & events) ? -ECONNRESET : 0;
-        }
-}
-
 static int write_all(int fd, const void *buf, size_t len, int64_t deadline_mono) {
         const char *p = buf;
         while (len > 0) {
                 ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                        int r = wait_fd(fd, POLLOUT, deadline_mono);
+                        int r = fd_wait_until(fd, POLLOUT, deadline_mono);
                         if (r < 0)
                                 return r;
                         continue;
