@@ -14,6 +14,16 @@ void hex_encode(const unsigned char *in, size_t n, char *out) {
         out[2 * n] = '\0';
 }
 
+int hex_value(unsigned char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 int id_new_uuid(char buf[static UUID_STR_LEN]) {
         unsigned char b[16];
         if (RAND_bytes(b, sizeof b) != 1)

@@ -14,3 +14,5 @@ bool id_is_uuid(const char *s);
 int id_random_hex(char *buf, size_t n);
 /* Hex-encodes n bytes into out (2n + 1 bytes). */
 void hex_encode(const unsigned char *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int hex_value(unsigned char c);

@@ -1,5 +1,6 @@
 /* Secrets at rest: envelope encryption with AES-256-GCM. */
 #include "crypto/secretbox.h"
+#include "core/ids.h"
 #include "crypto/aead.h"
 
 #include <errno.h>
@@ -15,16 +16,6 @@
 _Static_assert(sizeof LABEL_DATA == sizeof LABEL_KEY, "labels must have one length");
 
 #define ERR_CODE "master_key"
-
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 static int b64val(char c) {
         if (c >= 'A' && c <= 'Z')
@@ -60,7 +51,7 @@ int secretbox_parse_master_key(const char *s, uint8_t ret[SECRETBOX_KEY_LEN], st
 
         if (n == 2 * SECRETBOX_KEY_LEN) {
                 for (size_t i = 0; i < SECRETBOX_KEY_LEN; i++) {
-                        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+                        int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
                         if (hi < 0 || lo < 0) {
                                 r = err_set(reterr, -EINVAL, ERR_CODE,
                                             "master key has 64 characters but is not hexadecimal");

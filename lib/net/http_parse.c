@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/ids.h"
+
 #define ERR_CODE "http_request"
 
 static bool is_tchar(unsigned char c) {
@@ -257,16 +259,6 @@ enum {
 
 void http_chunked_init(struct http_chunked *c, uint64_t max) { *c = (struct http_chunked){.state = CH_SIZE, .max = max}; }
 
-static int hexval(unsigned char b) {
-        if (b >= '0' && b <= '9')
-                return b - '0';
-        if (b >= 'a' && b <= 'f')
-                return b - 'a' + 10;
-        if (b >= 'A' && b <= 'F')
-                return b - 'A' + 10;
-        return -1;
-}
-
 static int chunk_fail(struct http_chunked *c, int err, struct err_detail *reterr, const char *what) {
         c->state = CH_ERROR;
         return err_set(reterr, err, ERR_CODE, "%s", what);
@@ -284,7 +276,7 @@ int http_chunked_feed(struct http_chunked *c, const char *buf, size_t len, size_
                 unsigned char b = (unsigned char)buf[i];
                 switch (c->state) {
                 case CH_SIZE: {
-                        int h = hexval(b);
+                        int h = hex_value(b);
                         if (h >= 0) {
                                 if (++c->digits > 16)
                                         return chunk_fail(c, -EINVAL, reterr, "chunk size longer than 16 hex digits");

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ids.h"
+
 /* "PGCOPY\n\377\r\n\0", flags (int32 0: no OIDs), header extension length (int32 0) */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -121,16 +123,6 @@ void pg_copy_timestamptz(struct pg_copy_buf *b, int64_t unix_us) {
         pg_copy_int8(b, v);
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int pg_copy_uuid(struct pg_copy_buf *b, const char *s) {
         if (!s || !*s) {
                 pg_copy_null(b);
@@ -145,8 +137,8 @@ int pg_copy_uuid(struct pg_copy_buf *b, const char *s) {
                                 return -EINVAL;
                         continue;
                 }
-                int hi = hexval(s[i]);
-                int lo = hi < 0 ? -1 : hexval(s[i + 1]);
+                int hi = hex_value(s[i]);
+                int lo = hi < 0 ? -1 : hex_value(s[i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 u[k++] = (unsigned char)(hi << 4 | lo);
