@@ -118,6 +118,9 @@ static void read_full(int fd, void *b, size_t n) {
 
 /* ---- upstream: the first byte of a connection picks the mode ---- */
 /* 'S' + 8-byte count: stream that many bytes and close; 'E': echo MSG-byte messages;
+ * 'O': echo one MSG-byte message and close (the server closes first, as an
+ * HTTP/1.0 origin does, so TIME_WAIT stays on the server side and a client
+ * opening thousands of tunnels a second never runs out of ephemeral ports);
  * 'G' (an HTTP GET /<bytes>): answer 200 with that many bytes and close */
 
 static void *upstream_conn(void *arg) {
@@ -164,6 +167,10 @@ static void *upstream_conn(void *arg) {
                         total -= (uint64_t)k;
                 }
                 free(buf);
+        } else if (mode == 'O') {
+                char buf[MSG];
+                read_full(fd, buf, MSG);
+                write_full(fd, buf, MSG);
         } else {
                 char buf[MSG];
                 for (;;) {
@@ -326,11 +333,15 @@ static void *rps_worker(void *arg) {
         char m = 'E', buf[MSG] = {0};
         unsigned long long n = 0;
         if (j->new_conn) {
-                char first[1 + MSG] = {'E'};
+                char first[1 + MSG] = {'O'};
                 while (now_ns() < j->until) {
                         int fd = open_conn(j->via);
                         write_full(fd, first, sizeof first);
                         read_full(fd, buf, MSG);
+                        /* wait for the server's close: the client side then
+                         * holds no TIME_WAIT (see 'O' above) */
+                        while (read(fd, buf, MSG) > 0)
+                                ;
                         close(fd);
                         n++;
                 }
