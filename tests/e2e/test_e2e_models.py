@@ -215,6 +215,8 @@ def test_spec_models_and_agent_model(api, team_id):
         named = {approved["id"]: approved, approved["name"]: approved, openai["id"]: openai, openai["name"]: openai}
         assert [m["id"] for m in pol["models"]] == [named[x]["id"] for x in s["models"]], pol["models"]
         assert all(m["key_secret"] == "E2E_MODEL_KEY" for m in pol["models"]), pol["models"]
+        if "max_tokens" in s["limits"]:
+            assert pol["limits"]["max_tokens"] == 5000 and pol["limits"]["max_cost_usd"] == 2.5, pol["limits"]
     assert pol["limits"].get("max_tokens") is None
     assert [m["id"] for m in pol["models"][0]["models"]] == ["gpt-5.5"]
 
