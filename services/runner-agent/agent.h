@@ -39,6 +39,7 @@ struct runner_settings {
         struct kafka_settings kafka;
         char *node_id;
         char *state_dir;
+        char *image_cache_dir;     /* PADDOCK_IMAGE_CACHE_DIR (images.h) */
         long long run_slots;
         double node_cpus;
         long long node_memory_mb;

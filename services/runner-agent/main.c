@@ -51,6 +51,9 @@ static const struct config_entry config_table[] = {
          "this node's id in run assignments and heartbeats (empty: the hostname)"},
         {"PADDOCK_RUNNER_STATE_DIR", CONFIG_STRING, "/var/lib/paddock-runner", 0, 0, false, S(state_dir),
          "state dir: crun root, run bundles and workspaces, netns files, run markers"},
+        {"PADDOCK_IMAGE_CACHE_DIR", CONFIG_STRING, IMAGES_DEFAULT_CACHE_DIR, 0, 0, false, S(image_cache_dir),
+         "built catalog images, by content (`image build` writes it): outside the state dir and any checkout, "
+         "so purges and fresh clones reuse them"},
         {"PADDOCK_RUN_SLOTS", CONFIG_INT, "4", 1, 256, false, S(run_slots), "runs executed at the same time"},
         {"PADDOCK_NODE_CPUS", CONFIG_DOUBLE, "0", 0, 4096, false, S(node_cpus),
          "cpus offered to the scheduler (0: the machine's online cpus)"},
@@ -189,7 +192,7 @@ int main(int argc, char **argv) {
         if (argc > 1 && !strcmp(argv[1], "image")) {
                 /* the node's image builder: a one-shot command, no Kafka */
                 log_init("runner-agent", LOG_INFO);
-                return images_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
+                return images_main(argc - 1, argv + 1, getenv("PADDOCK_IMAGE_CACHE_DIR"));
         }
         if (argc > 1 && !strcmp(argv[1], "enroll"))
                 return enroll_main(config_table);

@@ -178,7 +178,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
          * without one the root is the host-/usr skeleton of node_prep.c */
         _cleanup_free_ char *image_root = NULL;
         if (snap->image && snap->image[0]) {
-                int ir = images_resolve(a->cfg->state_dir, snap->image, &image_root);
+                int ir = images_resolve(a->cfg->image_cache_dir, snap->image, &image_root);
                 if (ir < 0)
                         return err_set(reterr, ir == -ENOMEM ? ir : -ENOENT, "image",
                                        "image %s is not available on node %s", snap->image, a->node_id);
