@@ -65,6 +65,7 @@ struct runner_settings {
         char *git;
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
         struct run_events_config events; /* PADDOCK_RUN_EVENT_* (events.h) */
+        long long agent_stall_s;   /* PADDOCK_AGENT_STALL_S (agent_cli.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

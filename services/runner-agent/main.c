@@ -103,6 +103,8 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_GIT", CONFIG_STRING, "/usr/bin/git", 0, 0, false, S(git),
          "path of the git binary the workspace diff runs (git diff --no-index)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
+        {"PADDOCK_AGENT_STALL_S", CONFIG_INT, "300", 1, 86400, false, S(agent_stall_s),
+         "a claude-code or codex run whose CLI writes nothing for this long ends failed \"agent stalled\""},
         {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
          "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
         {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
