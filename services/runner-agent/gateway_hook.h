@@ -1,12 +1,18 @@
-/* The model gateway's part of a run (gateway.h), as the two calls the egress
+/* The model gateway's part of a run (gateway.h), as the calls the egress
  * hook makes where it starts the proxy (proxy_hook.c): routes built from the
  * snapshot's model_routes with their keys opened from the sealed bundle
  * (secrets_model_key), the gateway bound in the sandbox netns, each call's
- * `model_call` event sent on the run's stream. Belongs to the run's worker
+ * `model_call` event sent on the run's stream, followed by a `usage` event
+ * with the run's running totals at most once a second (docs/CONTRACTS.md
+ * "Model gateway"); run.c puts the final totals in the `usage` event before
+ * the terminal status (gateway_hook_final_usage). Belongs to the run's worker
  * thread. */
 #pragma once
+#include <jansson.h>
+
 #include "core/err.h"
 #include "events.h"
+#include "gateway.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "secrets.h"
 
@@ -20,6 +26,16 @@ struct gateway_hook;
 int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock__V1__SandboxSnapshot *snap,
                        const struct run_secrets *secrets, struct run_events *ev, struct gateway_hook **ret,
                        struct err_detail *reterr);
+
+/* The run's final totals: stops the gateway (every open call ends and its
+ * model_call is sent) and fills *ret; zeros when h is NULL (no model routes).
+ * No live usage event follows. Call before gateway_hook_stop(). */
+void gateway_hook_final_usage(struct gateway_hook *h, struct gateway_totals *ret);
+
+/* Sets the `usage` event's figures on data (a JSON object, borrowed):
+ * model_calls, input_tokens, output_tokens, cache_read_tokens,
+ * cache_write_tokens, cost_usd. 0 or -ENOMEM. */
+int gateway_usage_json(json_t *data, const struct gateway_totals *t);
 
 /* Stops the gateway (every open call ends, its event is sent); before the
  * secrets are freed. Accepts NULL; returns NULL. */

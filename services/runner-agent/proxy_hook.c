@@ -142,6 +142,10 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
         return 0;
 }
 
+struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h) {
+        return h ? h->gateway : NULL;
+}
+
 struct proxy_hook *proxy_hook_free(struct proxy_hook *h) {
         if (!h)
                 return NULL;

@@ -27,6 +27,10 @@ struct proxy_hook *proxy_hook_provisioning(const char *run_id, const Paddock__V1
  * errno with reterr (the run fails with its message). */
 int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_detail *reterr);
 
+/* The run's model gateway (gateway_hook.h), NULL when it has none; owned
+ * by h. */
+struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h);
+
 /* Before the sandbox is destroyed: stops the proxy (every connection closed,
  * its egress event emitted), wipes the config memfd, the secrets and the
  * private key. Accepts NULL; returns NULL. */

@@ -34,6 +34,7 @@
 #include "metrics_runner.h"
 #include "paddock/v1/usage.pb-c.h"
 #include "proto/envelope.h"
+#include "gateway_hook.h"
 #include "proxy_hook.h"
 #include "sandbox.h"
 #include "subprocess.h"
@@ -895,6 +896,10 @@ finish:;
         events_flush(&c.ev);
         double runtime_s = o.ended_mono > o.started_mono ? (double)(o.ended_mono - o.started_mono) / 1e6 : 0.0;
 
+        /* the model gateway's final totals (gateway_hook.h), in the `usage`
+         * event below, before the terminal status */
+        struct gateway_totals model_totals;
+        gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals);
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         json_t *gone = NULL, *present = NULL;
         if (c.sb.run_dir)
@@ -904,6 +909,8 @@ finish:;
         verify_keys(slot->run_id, gone, present);
 
         json_t *d = json_pack("{s:f}", "runtime_s", runtime_s);
+        if (d)
+                gateway_usage_json(d, &model_totals);
         events_emit(&c.ev, "usage", "platform", d, NULL, false, true);
         json_decref(d);
         send_usage(&c, &o, runtime_s);
