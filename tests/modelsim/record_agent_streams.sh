@@ -10,7 +10,7 @@
 # CLIs run chrooted in the image as uid 1000 with a scratch /workspace, /tmp
 # and HOME, the simulator on 127.0.0.1:18089. Needs root. Writes
 # claude-success.jsonl, claude-error.jsonl, codex-success.jsonl,
-# codex-error.jsonl and the simulator's request logs (*.requests.jsonl) in OUTDIR.
+# codex-error.jsonl in OUTDIR.
 set -euo pipefail
 [[ $# -eq 2 ]] || { echo "usage: $0 ROOTFS OUTDIR" >&2; exit 2; }
 ROOTFS=$(realpath "$1")
@@ -62,8 +62,8 @@ unbounded_connection_retries = false
 TOML
         chown -R 1000:1000 "$ROOTFS/home/agent/.codex"
         printf '%s\n' "$script" > "$SCRATCH/$name.script.json"
-        rm -f "$OUT/$name.requests.jsonl" "$SCRATCH/ready"
-        python3 "$SIM" serve --script "$SCRATCH/$name.script.json" --log "$OUT/$name.requests.jsonl" \
+        rm -f "$SCRATCH/ready"
+        python3 "$SIM" serve --script "$SCRATCH/$name.script.json" --log "$SCRATCH/$name.requests.jsonl" \
                 --http-port 18089 --ready "$SCRATCH/ready" &
         local sim=$!
         for _ in $(seq 100); do [[ -s $SCRATCH/ready ]] && break; sleep 0.05; done

@@ -342,10 +342,11 @@ static void snap_init(Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec
         snap->agent = agent;
         snap->image = "node-agents";
         route_ant.provider = "anthropic";
-        route_ant.models = (char *[]){"claude-sonnet-4-5", "claude-opus-4-8"};
+        static char *ant_models[] = {"claude-sonnet-4-5", "claude-opus-4-8"}, *oai_models[] = {"gpt-5.5"};
+        route_ant.models = ant_models;
         route_ant.n_models = 2;
         route_oai.provider = "openai";
-        route_oai.models = (char *[]){"gpt-5.5"};
+        route_oai.models = oai_models;
         route_oai.n_models = 1;
         routes[0] = &route_ant;
         routes[1] = &route_oai;
