@@ -359,3 +359,32 @@ def test_crashing_cli_ends_failed_with_the_signal(endpoints, api, team_id, agent
         assert calls and calls[-1].get("error") == "no result", calls
     finally:
         agent.close()
+
+
+def _stall_s():
+    """The node's PADDOCK_AGENT_STALL_S as the stack wrote it (./dev test sets
+    15 s through PADDOCK_SERVICE_ENV), or None."""
+    env = e2e.read_env_file(state_dir() / "env" / "runner-agent.env")
+    v = env.get("PADDOCK_AGENT_STALL_S")
+    return int(v) if v and v.isdigit() else None
+
+
+def test_stalled_cli_ends_failed(endpoints, api, team_id, agents_image, template, tmp_path):
+    """The model call hangs and the CLI prints nothing: after
+    PADDOCK_AGENT_STALL_S the run ends failed "agent stalled"."""
+    stall = _stall_s()
+    if not stall or stall > 60:
+        pytest.skip("the stack's PADDOCK_AGENT_STALL_S is not set below 60 s (./dev test sets 15 through "
+                    "PADDOCK_SERVICE_ENV)")
+    agent = Agent(api, team_id, tmp_path, 3, "codex", {"openai": [{"delay_ms": (stall + 60) * 1000, "text": "late"}]},
+                  template)
+    try:
+        t0 = time.monotonic()
+        run_id = agent.launch()
+        res = wait_terminal(endpoints, api.token, run_id, timeout=stall + 120)
+        end = res.of_kind("status")[-1]["data"]
+        print(f"\nstall: run ended {res.terminal} {time.monotonic() - t0:.1f} s after launch (stall {stall} s)")
+        assert res.terminal == "failed", (res.statuses, end)
+        assert end["reason"].startswith(f"agent stalled: no output for {stall} s"), end
+    finally:
+        agent.close()
