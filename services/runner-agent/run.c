@@ -182,12 +182,33 @@ static void emit_bytes(struct run_ctx *c, struct stream_buf *s, size_t n) {
         s->first_us = s->len ? time_mono_us() : 0;
 }
 
+/* agent adapter hook: a CLI's stdout is its event stream (agent_cli_stream.h),
+ * bounded by the run's output budget like any output */
+static void cli_feed(struct run_ctx *c, const unsigned char *data, size_t n) {
+        if (c->output_bytes + (uint64_t)n > c->output_max) {
+                if (!c->output_truncated)
+                        log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id),
+                                "output exceeds %" PRIu64 " bytes, dropping the rest", c->output_max);
+                c->output_truncated = true;
+                return;
+        }
+        agent_cli_stream_feed(c->cli_stream, (const char *)data, n);
+        c->output_bytes += (uint64_t)n;
+}
+
 /* Emits what is ready: complete lines, a full chunk, or anything older than
  * 50 ms (force: everything, e.g. at EOF). A split multi-byte character stays
  * buffered until its rest arrives. */
 static void stream_emit(struct run_ctx *c, struct stream_buf *s, bool force) {
         if (!c->running || s->len == 0)
                 return;
+        if (c->cli_stream && !strcmp(s->name, "stdout")) {
+                /* what the CLI wrote before `running` went out, in order */
+                cli_feed(c, s->buf, s->len);
+                s->len = 0;
+                s->first_us = 0;
+                return;
+        }
         if (force) {
                 emit_bytes(c, s, s->len);
                 return;
@@ -233,18 +254,8 @@ static bool stream_read(struct run_ctx *c, struct stream_buf *s) {
                 c->early_stderr[c->early_len] = 0;
         }
         c->last_output_mono = time_mono_us();
-        if (c->cli_stream && c->running && s->fd >= 0 && !strcmp(s->name, "stdout")) {
-                /* agent adapter hook: the CLI's stdout is its event stream
-                 * (agent_cli_stream.h), bounded by the run's output budget */
-                if (c->output_bytes + (uint64_t)n > c->output_max) {
-                        if (!c->output_truncated)
-                                log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id),
-                                        "output exceeds %" PRIu64 " bytes, dropping the rest", c->output_max);
-                        c->output_truncated = true;
-                } else {
-                        agent_cli_stream_feed(c->cli_stream, (const char *)s->buf + s->len, (size_t)n);
-                        c->output_bytes += (uint64_t)n;
-                }
+        if (c->cli_stream && c->running && s->len == 0 && !strcmp(s->name, "stdout")) {
+                cli_feed(c, s->buf, (size_t)n);
                 return true;
         }
         if (s->len == 0)
