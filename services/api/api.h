@@ -442,7 +442,8 @@ int prompt_for_run(struct db *d, const char *tenant_id, json_t *spec, const stru
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
 /* Validates the kind-specific body of an item (-EINVAL, e names the field);
- * floor (borrowed, may be NULL) refuses egress-profile rules inside it. */
+ * floor (borrowed, may be NULL) refuses egress-profile rules and models
+ * upstreams inside it. */
 int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *body, struct err_detail *e);
 /* Loads item ref (id or name) of kind: {id, name, state, body}; -ENOENT if none. */
 int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,

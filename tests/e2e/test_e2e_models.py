@@ -12,6 +12,7 @@ real key is in no event, no agent env and no service log. A launch whose team
 lacks the key is refused and creates nothing; an older `usage` record never
 lowers the run's figures."""
 
+import datetime
 import json
 import os
 import pathlib
@@ -43,15 +44,16 @@ TURNS = [
                                 "cache_write_tokens": 10}},
     {"text": "second", "usage": {"input_tokens": 200, "output_tokens": 55, "cache_read_tokens": 0,
                                  "cache_write_tokens": 5}},
+    {"text": "third", "usage": {"input_tokens": 7, "output_tokens": 3}},
 ]
 DUMMY = "paddock-gateway-dummy-key"
 
-# The agent: two streamed Messages calls to the gateway (never through the
+# The agent: three streamed Messages calls to the gateway (never through the
 # egress proxy: an empty ProxyHandler), then its whole environment.
 AGENT = r"""
 import json, os, sys, urllib.request
 op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-for i in range(2):
+for i in range(3):
     req = urllib.request.Request("http://127.0.0.1:3129/v1/messages", method="POST",
         data=json.dumps({"model": sys.argv[1], "max_tokens": 64, "stream": True,
                          "messages": [{"role": "user", "content": "hi %d" % i}]}).encode(),
@@ -213,6 +215,8 @@ def test_spec_models_and_agent_model(api, team_id):
         named = {approved["id"]: approved, approved["name"]: approved, openai["id"]: openai, openai["name"]: openai}
         assert [m["id"] for m in pol["models"]] == [named[x]["id"] for x in s["models"]], pol["models"]
         assert all(m["key_secret"] == "E2E_MODEL_KEY" for m in pol["models"]), pol["models"]
+        if "max_tokens" in s["limits"]:
+            assert pol["limits"]["max_tokens"] == 5000 and pol["limits"]["max_cost_usd"] == 2.5, pol["limits"]
     assert pol["limits"].get("max_tokens") is None
     assert [m["id"] for m in pol["models"][0]["models"]] == ["gpt-5.5"]
 
@@ -316,14 +320,17 @@ def test_run_calls_the_gateway_with_the_teams_key(endpoints, api, team_id, runs,
     res = wait_terminal(endpoints, api.token, run_id, timeout=240)
     out = res.output()
     assert res.terminal == "succeeded", (res.statuses, out[-3000:])
-    assert "CALL 0 200 True" in out and "CALL 1 200 True" in out, out[-3000:]
+    assert all(f"CALL {i} 200 True" in out for i in range(3)), out[-3000:]
 
     # one model_call per call, with the simulator's usage
     calls = [e["data"] for e in res.of_kind("model_call")]
-    assert len(calls) == 2, calls
-    want = {"model_calls": 2, "cost_usd": 0.0}
+    assert len(calls) == 3, calls
+    want = {"model_calls": 3, "cost_usd": 0.0}
+    # calls end in order, their events need not (each from its own gateway thread)
+    calls.sort(key=lambda c: [t["usage"]["input_tokens"] for t in TURNS].index(c["input_tokens"])
+               if c["input_tokens"] in [t["usage"]["input_tokens"] for t in TURNS] else -1)
     for c, t in zip(calls, TURNS):
-        u = t["usage"]
+        u = dict({"cache_read_tokens": 0, "cache_write_tokens": 0}, **t["usage"])
         assert c["provider"] == "anthropic" and c["model"] == "claude-opus-4-8" and c["status"] == 200, c
         for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
             assert c[k] == u[k], (k, c)
@@ -338,6 +345,12 @@ def test_run_calls_the_gateway_with_the_teams_key(endpoints, api, team_id, runs,
                               and e["data"].get("status") == "succeeded")
     for k in USAGE_KEYS:
         assert abs(last["data"][k] - want[k]) < 1e-9, (k, last["data"], want)
+    # the live ones (without runtime_s) at most one a second, never ahead of the calls
+    live = [e for e in usage_events if "runtime_s" not in e["data"]]
+    assert 1 <= len(live) <= 3, live
+    ts = [datetime.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp() for e in live]
+    assert all(b - a >= 0.99 for a, b in zip(ts, ts[1:])), ts
+    assert [e["data"]["model_calls"] for e in live] == sorted(e["data"]["model_calls"] for e in live)
 
     # GET run: the same sums (the status consumer applies them from the status topic)
     run = wait_run_status(api, run_id)
@@ -346,11 +359,11 @@ def test_run_calls_the_gateway_with_the_teams_key(endpoints, api, team_id, runs,
         got = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
         return got if all(abs(got["usage"][k] - want[k]) < 1e-9 for k in USAGE_KEYS) else None
     run = wait_for("the run's usage totals", settled, timeout=30)
-    assert run["usage"]["model_calls"] == 2 and run["agent_session"] is None
+    assert run["usage"]["model_calls"] == 3 and run["agent_session"] is None
 
     # the simulator saw the team's key and never the agent's dummy
     reqs = sim.requests()
-    assert len(reqs) == 2, reqs
+    assert len(reqs) == 3, reqs
     for r in reqs:
         assert r["tls"] and r["headers"].get("x-api-key") == real_key, r["headers"]
         assert DUMMY not in json.dumps(r)
@@ -439,3 +452,25 @@ def test_usage_never_goes_down_and_agent_session_is_kept(endpoints, api, me, ten
     assert fresh["usage"] == {"model_calls": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
                               "cache_write_tokens": 0, "cost_usd": 0}
     assert fresh["agent_session"] is None
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_cli_catalog_covers_models(endpoints, credentials, api, tmp_path):
+    from cli_support import Cli
+    cli = Cli(tmp_path / "paddock-config", endpoints.api, timeout=120)
+    r = cli("login", "--tenant", credentials["PADDOCK_TENANT"], "--user", credentials["PADDOCK_USER"],
+            "--password-stdin", input=credentials["PADDOCK_PASSWORD"] + "\n")
+    assert r.returncode == 0, r.stderr
+    name = unique_name("climodels")
+    f = tmp_path / "models.json"
+    f.write_text(json.dumps(_body()))
+    cli.ok("catalog", "create", "models", "--name", name, "--file", str(f))
+    item = cli.json("catalog", "show", "model", name)
+    assert item["kind"] == "models" and item["state"] == "draft" and item["body"] == _body()
+    cli.ok("catalog", "approve", "models", name, "--sha256", item["content_sha256"])
+    assert api.ok("GET", f"/v1/catalog/models/{item['id']}", expect=(200,))["state"] == "approved"
+    f.write_text(json.dumps({"body": _body(provider="gemini")}))
+    r = cli("catalog", "update", "models", name, "--file", str(f))
+    assert r.returncode == 1 and "body.provider" in r.stderr, (r.returncode, r.stderr)
