@@ -145,16 +145,21 @@ class Agent:
         item = _item(api, _body(upstream=self.sim.upstream, provider=self.provider, key_secret=self.key_name,
                                 models=[{"id": self.model, "usd_per_mtok": dict(PRICES)}]))
         spec = {"agent": {"type": kind, "model": self.model}, "image": IMAGE, "models": [item["id"]],
-                "prompt": {"template": template}, "files": [{"path": "notes.txt", "content": NOTES}],
+                "files": [{"path": "notes.txt", "content": NOTES}],
                 "limits": {"timeout_s": timeout_s, "memory_mb": 2048}}
+        if template:
+            spec["prompt"] = {"template": template}
+        self.template = template
         sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name(kind), "team": team_id, "spec": spec},
                     expect=(201,))
         self.sandbox = sb["id"]
         self.version = api.ok("POST", f"/v1/sandboxes/{self.sandbox}/versions", expect=(201,))["version"]
 
     def launch(self, task=TASK):
-        r = self.api.post("/v1/runs", json={"sandbox": self.sandbox, "version": self.version,
-                                            "prompt_vars": {"task": task}},
+        body = {"sandbox": self.sandbox, "version": self.version}
+        if self.template:
+            body["prompt_vars"] = {"task": task}
+        r = self.api.post("/v1/runs", json=body,
                           headers={"Idempotency-Key": str(uuid.uuid4())})
         assert r.status_code == 202, r.text
         return r.json()["id"]
@@ -386,5 +391,19 @@ def test_stalled_cli_ends_failed(endpoints, api, team_id, agents_image, template
         print(f"\nstall: run ended {res.terminal} {time.monotonic() - t0:.1f} s after launch (stall {stall} s)")
         assert res.terminal == "failed", (res.statuses, end)
         assert end["reason"].startswith(f"agent stalled: no output for {stall} s"), end
+    finally:
+        agent.close()
+
+
+def test_without_a_prompt_template_the_cli_gets_the_fixed_task(endpoints, api, team_id, agents_image, tmp_path):
+    agent = Agent(api, team_id, tmp_path, 3, "codex", {"openai": [{"text": "No task was given."}]}, None)
+    try:
+        run_id = agent.launch()
+        res = wait_terminal(endpoints, api.token, run_id, timeout=180)
+        assert res.terminal == "succeeded", (res.statuses, res.of_kind("status")[-1]["data"])
+        notes = [e["data"]["text"] for e in res.of_kind("output") if e["data"].get("stream") == "platform"]
+        assert len(notes) == 1 and "no prompt template" in notes[0] and "No task was given at launch." in notes[0], notes
+        body = json.dumps(agent.sim.requests()[0]["body"])
+        assert "No task was given at launch." in body, body[-2000:]
     finally:
         agent.close()
