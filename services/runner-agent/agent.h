@@ -39,6 +39,7 @@ struct runner_settings {
         struct kafka_settings kafka;
         char *node_id;
         char *state_dir;
+        char *image_cache_dir;     /* PADDOCK_IMAGE_CACHE_DIR (images.h) */
         long long run_slots;
         double node_cpus;
         long long node_memory_mb;
@@ -64,6 +65,7 @@ struct runner_settings {
         char *git;
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
         struct run_events_config events; /* PADDOCK_RUN_EVENT_* (events.h) */
+        long long agent_stall_s;   /* PADDOCK_AGENT_STALL_S (agent_cli.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

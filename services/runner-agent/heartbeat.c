@@ -52,7 +52,7 @@ static void beat(struct agent *a) {
         hb.running_runs = ids;
         hb.heartbeat_interval_ms = (uint32_t)a->cfg->heartbeat_ms;
         hb.version = PADDOCK_VERSION;
-        images = images_available(a->cfg->state_dir, &n_images);
+        images = images_available(a->cfg->image_cache_dir, &n_images);
         hb.images = images;
         hb.n_images = images ? n_images : 0;
 

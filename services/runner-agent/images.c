@@ -25,7 +25,7 @@
 #define IMAGES_SUITE "bookworm"
 #define IMAGES_DEFAULT_MIRROR "http://deb.debian.org/debian"
 /* bumped whenever the build steps change what a recipe produces */
-#define IMAGES_FORMAT 1
+#define IMAGES_FORMAT 2 /* 2: /home/agent, the agent CLIs' HOME mount point (agent_cli.h) */
 
 /* The catalog: every image this node can build, in one table. */
 struct image_recipe {
@@ -38,8 +38,14 @@ struct image_recipe {
 static const struct image_recipe image_recipes[] = {
         {"debian-minimal", "Debian " IMAGES_SUITE " minbase", NULL, NULL},
         {"debian-python", "Debian " IMAGES_SUITE " minbase with python3", "python3", NULL},
-        {"node-agents", "Debian " IMAGES_SUITE " minbase with Node.js and the agent CLIs", "nodejs,npm,ca-certificates",
-         (const char *const[]){"@anthropic-ai/claude-code", "@openai/codex", NULL}},
+        /* Debian's Node.js 18 is enough: Claude Code 2.1.197 ships a native
+         * binary (its npm postinstall only needs node >= 18) and Codex's
+         * codex.js wants node >= 16 before it execs its own binary. The CLI
+         * versions are pinned so the recipe hash names what the image holds
+         * (docs/CONTRACTS.md "Agent adapters"). */
+        {"node-agents", "Debian " IMAGES_SUITE " minbase with Node.js and the agent CLIs",
+         "nodejs,npm,ca-certificates,git,ripgrep,procps",
+         (const char *const[]){"@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.171.0", NULL}},
 };
 
 /* Files the runner bind-mounts over the image's /etc (sandbox.c); they must be
@@ -317,7 +323,10 @@ static json_t *npm_versions(const struct image_recipe *rc, const char *rootfs) {
         json_t *o = json_object();
         for (const char *const *p = rc->npm; p && *p; p++) {
                 _cleanup_free_ char *path = NULL;
-                if (asprintf(&path, "%s/usr/local/lib/node_modules/%s/package.json", rootfs, *p) < 0)
+                /* "@scope/name@1.2.3": the package's dir is the part before the version */
+                const char *at = strchr(*p + 1, '@');
+                int nlen = at ? (int)(at - *p) : (int)strlen(*p);
+                if (asprintf(&path, "%s/usr/local/lib/node_modules/%.*s/package.json", rootfs, nlen, *p) < 0)
                         return json_decref(o), NULL;
                 json_t *pj = json_load_file(path, 0, NULL);
                 const char *v = json_string_value(json_object_get(pj, "version"));
@@ -334,9 +343,8 @@ static json_t *npm_versions(const struct image_recipe *rc, const char *rootfs) {
 
 /* ---------------------------------------------------------------- index */
 
-static char *images_dir_of(const char *state_dir) {
-        char *p = NULL;
-        return asprintf(&p, "%s/images", state_dir) < 0 ? NULL : p;
+static char *images_dir_of(const char *cache_dir) {
+        return strdup(cache_dir);
 }
 
 static json_t *index_load(const char *images_dir) {
@@ -358,10 +366,10 @@ static int index_store(const char *images_dir, json_t *idx) {
         return write_file_atomic(p, s, 0644);
 }
 
-int images_resolve(const char *state_dir, const char *ref, char **ret_rootfs) {
+int images_resolve(const char *cache_dir, const char *ref, char **ret_rootfs) {
         if (!ref || !ref[0])
                 return -EINVAL;
-        _cleanup_free_ char *dir = images_dir_of(state_dir);
+        _cleanup_free_ char *dir = images_dir_of(cache_dir);
         if (!dir)
                 return -ENOMEM;
         char id[65];
@@ -392,9 +400,9 @@ int images_resolve(const char *state_dir, const char *ref, char **ret_rootfs) {
         return 0;
 }
 
-char **images_available(const char *state_dir, size_t *ret_n) {
+char **images_available(const char *cache_dir, size_t *ret_n) {
         *ret_n = 0;
-        _cleanup_free_ char *dir = images_dir_of(state_dir);
+        _cleanup_free_ char *dir = images_dir_of(cache_dir);
         if (!dir)
                 return NULL;
         json_t *idx = index_load(dir);
@@ -405,7 +413,7 @@ char **images_available(const char *state_dir, size_t *ret_n) {
         size_t n = 0;
         json_object_foreach(images, name, v) {
                 _cleanup_free_ char *rootfs = NULL;
-                if (!names || images_resolve(state_dir, name, &rootfs) < 0)
+                if (!names || images_resolve(cache_dir, name, &rootfs) < 0)
                         continue;
                 if (!(names[n] = strdup(name)))
                         break;
@@ -426,7 +434,8 @@ char **images_available(const char *state_dir, size_t *ret_n) {
  * the runner replaces as plain files (debootstrap leaves the build host's
  * resolv.conf and hostname there, which must not reach a sandbox). */
 static int prepare_for_sandbox(const char *rootfs) {
-        static const char *const dirs[] = {"workspace", "tmp", "proc", "dev", "sys", "paddock", NULL};
+        static const char *const dirs[] = {"workspace", "tmp", "proc", "dev", "sys", "paddock", "home", "home/agent",
+                                           NULL};
         for (const char *const *d = dirs; *d; d++) {
                 _cleanup_free_ char *p = NULL;
                 if (asprintf(&p, "%s/%s", rootfs, *d) < 0)
@@ -660,7 +669,7 @@ static int build_into(const struct image_recipe *rc, const char *tmp_dir, const 
         return 0;
 }
 
-static int cmd_build(const char *state_dir, const char *name, bool rebuild) {
+static int cmd_build(const char *cache_dir, const char *name, bool rebuild) {
         const struct image_recipe *rc = recipe_find(name);
         if (!rc) {
                 fprintf(stderr, "image: unknown image \"%s\"; known:", name);
@@ -669,7 +678,7 @@ static int cmd_build(const char *state_dir, const char *name, bool rebuild) {
                 fprintf(stderr, "\n");
                 return 2;
         }
-        _cleanup_free_ char *dir = images_dir_of(state_dir), *rtext = recipe_text(rc), *lock = NULL,
+        _cleanup_free_ char *dir = images_dir_of(cache_dir), *rtext = recipe_text(rc), *lock = NULL,
                             *tmp = NULL;
         if (!dir || !rtext || asprintf(&lock, "%s/.lock", dir) < 0)
                 return 1;
@@ -692,7 +701,7 @@ static int cmd_build(const char *state_dir, const char *name, bool rebuild) {
         const char *cur_recipe = json_string_value(json_object_get(entry, "recipe_sha256"));
         if (!rebuild && cur_id && cur_recipe && !strcmp(cur_recipe, rhex)) {
                 _cleanup_free_ char *rootfs = NULL;
-                if (images_resolve(state_dir, cur_id, &rootfs) == 0) {
+                if (images_resolve(cache_dir, cur_id, &rootfs) == 0) {
                         json_t *meta = meta_load(dir, cur_id);
                         log_ctx(LOG_INFO, LOG_KV("image", name, "id", cur_id), "image is up to date, not rebuilt");
                         print_result(name, cur_id, true, meta, dir);
@@ -779,8 +788,8 @@ static int cmd_build(const char *state_dir, const char *name, bool rebuild) {
         return 0;
 }
 
-static int cmd_list(const char *state_dir) {
-        _cleanup_free_ char *dir = images_dir_of(state_dir);
+static int cmd_list(const char *cache_dir) {
+        _cleanup_free_ char *dir = images_dir_of(cache_dir);
         if (!dir)
                 return 1;
         json_t *idx = index_load(dir);
@@ -790,7 +799,7 @@ static int cmd_list(const char *state_dir) {
                 const struct image_recipe *rc = &image_recipes[i];
                 const char *id = json_string_value(json_object_get(json_object_get(images, rc->name), "id"));
                 _cleanup_free_ char *rootfs = NULL;
-                json_t *meta = id && images_resolve(state_dir, id, &rootfs) == 0 ? meta_load(dir, id) : NULL;
+                json_t *meta = id && images_resolve(cache_dir, id, &rootfs) == 0 ? meta_load(dir, id) : NULL;
                 char short_id[24] = "(not built)", size[24] = "-";
                 if (meta) {
                         snprintf(short_id, sizeof short_id, "%.19s", id);
@@ -806,23 +815,23 @@ static int cmd_list(const char *state_dir) {
 }
 
 static void usage(FILE *f) {
-        fprintf(f, "usage: paddock-runner-agent image build <name> [--state-dir DIR] [--rebuild]\n"
-                   "       paddock-runner-agent image list [--state-dir DIR]\n"
+        fprintf(f, "usage: paddock-runner-agent image build <name> [--cache-dir DIR] [--rebuild]\n"
+                   "       paddock-runner-agent image list [--cache-dir DIR]\n"
                    "images:");
         for (size_t i = 0; i < ELEMENTSOF(image_recipes); i++)
                 fprintf(f, " %s", image_recipes[i].name);
-        fprintf(f, "\nstate dir default: PADDOCK_RUNNER_STATE_DIR, else /var/lib/paddock-runner\n");
+        fprintf(f, "\ncache dir default: PADDOCK_IMAGE_CACHE_DIR, else " IMAGES_DEFAULT_CACHE_DIR "\n");
 }
 
-int images_main(int argc, char **argv, const char *default_state_dir) {
-        const char *state_dir = default_state_dir && default_state_dir[0] ? default_state_dir : "/var/lib/paddock-runner";
+int images_main(int argc, char **argv, const char *default_cache_dir) {
+        const char *cache_dir = default_cache_dir && default_cache_dir[0] ? default_cache_dir : IMAGES_DEFAULT_CACHE_DIR;
         const char *verb = NULL, *name = NULL;
         bool rebuild = false;
         for (int i = 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--state-dir") && i + 1 < argc)
-                        state_dir = argv[++i];
-                else if (!strncmp(argv[i], "--state-dir=", 12))
-                        state_dir = argv[i] + 12;
+                if (!strcmp(argv[i], "--cache-dir") && i + 1 < argc)
+                        cache_dir = argv[++i];
+                else if (!strncmp(argv[i], "--cache-dir=", 12))
+                        cache_dir = argv[i] + 12;
                 else if (!strcmp(argv[i], "--rebuild"))
                         rebuild = true;
                 else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -841,18 +850,18 @@ int images_main(int argc, char **argv, const char *default_state_dir) {
                         return 2;
                 }
         }
-        if (state_dir[0] != '/') {
-                fprintf(stderr, "image: the state dir must be an absolute path, not \"%s\"\n", state_dir);
+        if (cache_dir[0] != '/') {
+                fprintf(stderr, "image: the cache dir must be an absolute path, not \"%s\"\n", cache_dir);
                 return 2;
         }
         if (verb && !strcmp(verb, "list") && !name)
-                return cmd_list(state_dir);
+                return cmd_list(cache_dir);
         if (verb && !strcmp(verb, "build") && name) {
                 if (geteuid() != 0) {
                         fprintf(stderr, "image: building needs root (debootstrap, chroot)\n");
                         return 1;
                 }
-                return cmd_build(state_dir, name, rebuild);
+                return cmd_build(cache_dir, name, rebuild);
         }
         usage(stderr);
         return 2;

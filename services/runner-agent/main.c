@@ -51,6 +51,9 @@ static const struct config_entry config_table[] = {
          "this node's id in run assignments and heartbeats (empty: the hostname)"},
         {"PADDOCK_RUNNER_STATE_DIR", CONFIG_STRING, "/var/lib/paddock-runner", 0, 0, false, S(state_dir),
          "state dir: crun root, run bundles and workspaces, netns files, run markers"},
+        {"PADDOCK_IMAGE_CACHE_DIR", CONFIG_STRING, IMAGES_DEFAULT_CACHE_DIR, 0, 0, false, S(image_cache_dir),
+         "built catalog images, by content (`image build` writes it): outside the state dir and any checkout, "
+         "so purges and fresh clones reuse them"},
         {"PADDOCK_RUN_SLOTS", CONFIG_INT, "4", 1, 256, false, S(run_slots), "runs executed at the same time"},
         {"PADDOCK_NODE_CPUS", CONFIG_DOUBLE, "0", 0, 4096, false, S(node_cpus),
          "cpus offered to the scheduler (0: the machine's online cpus)"},
@@ -100,6 +103,8 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_GIT", CONFIG_STRING, "/usr/bin/git", 0, 0, false, S(git),
          "path of the git binary the workspace diff runs (git diff --no-index)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
+        {"PADDOCK_AGENT_STALL_S", CONFIG_INT, "300", 1, 86400, false, S(agent_stall_s),
+         "a claude-code or codex run whose CLI writes nothing for this long ends failed \"agent stalled\""},
         {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
          "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
         {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
@@ -189,7 +194,7 @@ int main(int argc, char **argv) {
         if (argc > 1 && !strcmp(argv[1], "image")) {
                 /* the node's image builder: a one-shot command, no Kafka */
                 log_init("runner-agent", LOG_INFO);
-                return images_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
+                return images_main(argc - 1, argv + 1, getenv("PADDOCK_IMAGE_CACHE_DIR"));
         }
         if (argc > 1 && !strcmp(argv[1], "enroll"))
                 return enroll_main(config_table);

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_cli.h"
 #include "artifacts.h"
 #include "assignments.h"
 #include "capture_exec.h"
@@ -46,6 +47,7 @@
 #define CRUN_START_TIMEOUT_MS 60000
 #define LIMITS_POLL_US 250000      /* cgroup counters and workspace statfs */
 #define EOF_GRACE_US 2000000       /* output pipes may trail the init's exit */
+#define CLI_TERM_GRACE_US 200000   /* cancel: SIGTERM to the CLI, SIGKILL after this (cancel <= 1 s) */
 
 struct stream_buf {
         const char *name;
@@ -92,6 +94,11 @@ struct run_ctx {
         char early_stderr[512];  /* crun's own errors before the container ran */
         size_t early_len;
         int64_t phase_end[RUN_PHASES]; /* time_mono_us() at the end of each launch phase */
+        /* agent adapters (agent_cli.h): the CLI's launch, its stdout mapped to
+         * events, and when it last wrote anything (the stall timer) */
+        struct agent_cli_launch cli;
+        struct agent_cli_stream *cli_stream;
+        int64_t last_output_mono;
 };
 
 /* Length (1..3) of an incomplete multi-byte sequence at the end of s, or 0. */
@@ -175,12 +182,33 @@ static void emit_bytes(struct run_ctx *c, struct stream_buf *s, size_t n) {
         s->first_us = s->len ? time_mono_us() : 0;
 }
 
+/* agent adapter hook: a CLI's stdout is its event stream (agent_cli_stream.h),
+ * bounded by the run's output budget like any output */
+static void cli_feed(struct run_ctx *c, const unsigned char *data, size_t n) {
+        if (c->output_bytes + (uint64_t)n > c->output_max) {
+                if (!c->output_truncated)
+                        log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id),
+                                "output exceeds %" PRIu64 " bytes, dropping the rest", c->output_max);
+                c->output_truncated = true;
+                return;
+        }
+        agent_cli_stream_feed(c->cli_stream, (const char *)data, n);
+        c->output_bytes += (uint64_t)n;
+}
+
 /* Emits what is ready: complete lines, a full chunk, or anything older than
  * 50 ms (force: everything, e.g. at EOF). A split multi-byte character stays
  * buffered until its rest arrives. */
 static void stream_emit(struct run_ctx *c, struct stream_buf *s, bool force) {
         if (!c->running || s->len == 0)
                 return;
+        if (c->cli_stream && !strcmp(s->name, "stdout")) {
+                /* what the CLI wrote before `running` went out, in order */
+                cli_feed(c, s->buf, s->len);
+                s->len = 0;
+                s->first_us = 0;
+                return;
+        }
         if (force) {
                 emit_bytes(c, s, s->len);
                 return;
@@ -225,10 +253,22 @@ static bool stream_read(struct run_ctx *c, struct stream_buf *s) {
                 c->early_len += k;
                 c->early_stderr[c->early_len] = 0;
         }
+        c->last_output_mono = time_mono_us();
+        if (c->cli_stream && c->running && s->len == 0 && !strcmp(s->name, "stdout")) {
+                cli_feed(c, s->buf, (size_t)n);
+                return true;
+        }
         if (s->len == 0)
                 s->first_us = time_mono_us();
         s->len += (size_t)n;
         return true;
+}
+
+/* The adapter's events: tool calls and the agent's text (agent_cli_stream.h). */
+static void cli_emit(void *userdata, const char *kind, json_t *data) {
+        struct run_ctx *c = userdata;
+        if (events_emit(&c->ev, kind, "agent", data, NULL, false, false) >= 0 && !strcmp(kind, "output"))
+                metric_add(&runner_metric_output_events, 1);
 }
 
 /* Kills the container (it exists: crun run --detach returned). Retried a few
@@ -365,6 +405,8 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                 return;
         }
         c->sb.init_pid = init_pid;
+        if (c->cli.kind != AGENT_CLI_NONE && !(c->cli_stream = agent_cli_stream_new(c->cli.kind, cli_emit, c, NULL)))
+                log_ctx(LOG_ERROR, LOG_KV("run", c->sb.run_id), "out of memory: the agent's stream goes out as output");
         o->started_us = time_now_us();
         o->started_mono = time_mono_us();
         c->phase_end[RUN_PHASE_CRUN] = o->started_mono;
@@ -373,7 +415,18 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         if (!capture_exec_wait_first(c->cap_exec, 2000))
                 log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id), "no exec event for the command within 2 s");
         c->phase_end[RUN_PHASE_EXEC] = time_mono_us();
-        events_status(&c->ev, "running", NULL, -1, false);
+        if (c->cli.kind != AGENT_CLI_NONE) {
+                /* the agent session (type, CLI version, model) rides on `running` */
+                json_t *d = json_pack("{s:s,s:o}", "status", "running", "agent", agent_cli_session(&c->cli));
+                events_emit(&c->ev, "status", "platform", d, "running", false, true);
+                json_decref(d);
+                if (c->cli.fixed_task) {
+                        static const char note[] = "the definition has no prompt template: the agent was given the "
+                                                   "fixed task \"" AGENT_CLI_FIXED_TASK "\"";
+                        events_output(&c->ev, "platform", note, sizeof note - 1);
+                }
+        } else
+                events_status(&c->ev, "running", NULL, -1, false);
         c->phase_end[RUN_PHASE_RUNNING] = time_mono_us();
         log_phases(c);
         c->running = true;
@@ -383,8 +436,11 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         /* the init's exit is pollable through a pidfd; we reap it ourselves */
         int pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);
         int64_t deadline = o->started_mono + (int64_t)timeout_s * 1000000;
-        int64_t last_limits = 0, reaped_at = 0, cancel_req = 0;
+        int64_t last_limits = 0, reaped_at = 0, cancel_req = 0, term_until = 0;
         bool killed = false, timed_out = false, cancelled = false, limit_kill = false, reaped = false, bus_kill = false;
+        bool stalled = false;
+        int64_t stall_us = c->cli_stream ? c->a->cfg->agent_stall_s * 1000000 : 0;
+        c->last_output_mono = o->started_mono;
         int status = 0;
 
         while (!reaped || out.fd >= 0 || err.fd >= 0) {
@@ -395,9 +451,25 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "run timed out after %" PRIu64 " s", timeout_s);
                         kill_container(c);
                 }
+                if (!killed && stall_us && now - c->last_output_mono >= stall_us) {
+                        /* a CLI that says nothing for PADDOCK_AGENT_STALL_S is stuck */
+                        stalled = killed = true;
+                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "agent stalled: no output for %lld s",
+                                c->a->cfg->agent_stall_s);
+                        kill_container(c);
+                }
+                if (term_until && !reaped && now >= term_until) {
+                        term_until = 0;
+                        kill_container(c); /* the CLI did not go on SIGTERM */
+                }
                 if (!killed && take_cancel(c, o, &cancel_req)) {
                         cancelled = killed = true;
-                        kill_container(c);
+                        /* a CLI gets SIGTERM first (its process group: crun kill
+                         * --all) and SIGKILL after a short grace */
+                        if (c->cli_stream && sandbox_terminate(&c->sb, c->a) == 0)
+                                term_until = time_mono_us() + CLI_TERM_GRACE_US;
+                        else
+                                kill_container(c);
                         if (o->cancel_by[0]) {
                                 o->cancel_delay_ms = cancel_req ? (double)(time_mono_us() - cancel_req) / 1000.0 : 0;
                                 char ms[32];
@@ -464,6 +536,16 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         p[4].fd = -1; /* level-triggered: would spin */
                 if (reaped)
                         wait_ms = wait_ms > 100 ? 100 : wait_ms;
+                if (term_until && !reaped) {
+                        int64_t left = (term_until - now) / 1000;
+                        if (left < wait_ms)
+                                wait_ms = left > 0 ? (int)left : 0;
+                }
+                if (stall_us && !killed) {
+                        int64_t left = (c->last_output_mono + stall_us - now) / 1000 + 1;
+                        if (left < wait_ms)
+                                wait_ms = left > 0 ? (int)left : 0;
+                }
                 int64_t to_deadline = (deadline - now) / 1000;
                 if (!killed && to_deadline < wait_ms)
                         wait_ms = to_deadline > 0 ? (int)to_deadline : 0;
@@ -480,6 +562,9 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         if (w == init_pid || (w < 0 && errno == ECHILD)) {
                                 reaped = true;
                                 reaped_at = time_mono_us();
+                                if (cancelled && c->cli_stream && o->cancel_by[0] && cancel_req)
+                                        /* for a CLI: request -> every process gone */
+                                        o->cancel_delay_ms = (double)(reaped_at - cancel_req) / 1000.0;
                                 if (w < 0)
                                         status = 255 << 8;
                         }
@@ -489,6 +574,8 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         }
         for (int i = 0; i < 2; i++)
                 stream_emit(c, i ? &err : &out, true);
+        if (c->cli_stream)
+                agent_cli_stream_finish(c->cli_stream); /* open calls: "no result" */
         if (pidfd >= 0)
                 close(pidfd);
         o->ended_us = time_now_us();
@@ -515,6 +602,19 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                 o->status = "limit_exceeded";
                 snprintf(o->reason, sizeof o->reason, "pids limit of %" PRIu64 " exhausted: forks kept failing, run killed",
                          c->lw.pids);
+        } else if (stalled) {
+                fail(o, "agent stalled: no output for %lld s (PADDOCK_AGENT_STALL_S)", c->a->cfg->agent_stall_s);
+        } else if (c->cli_stream && ((agent_cli_stream_failure(c->cli_stream) && !blame) ||
+                                     (code == 0 && !agent_cli_stream_done(c->cli_stream)))) {
+                /* the CLI's own verdict (agent_cli_stream.h): Claude's is_error
+                 * even with exit 0, Codex's turn.failed; exit 0 with no result
+                 * is no success either */
+                o->exit_code = code;
+                if (agent_cli_stream_failure(c->cli_stream))
+                        fail(o, "%s; exit code %d", agent_cli_stream_failure(c->cli_stream), code);
+                else
+                        fail(o, "%s exited 0 without finishing its task (no result in its stream)",
+                             agent_cli_type_name(c->cli.kind));
         } else if (code == 0) {
                 o->status = "succeeded";
                 o->exit_code = 0;
@@ -758,6 +858,10 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                                           req->sandbox ? req->sandbox->n_files : 0, &err);
         if (r >= 0) /* the task, read-only at /paddock/prompt.md (prompt_file.h) */
                 r = prompt_file_write(&c.sb, req->sandbox, &err);
+        if (r >= 0) { /* agent adapter hook: HOME / CODEX_HOME of a CLI agent (agent_cli.h) */
+                r = agent_cli_prepare(&c.cli, c.sb.run_dir, c.sb.agent_uid, c.sb.agent_gid, req->sandbox, &err);
+                c.sb.cli = &c.cli;
+        }
         c.phase_end[RUN_PHASE_DIRS] = time_mono_us();
         if (r >= 0)
                 r = netns_r < 0 ? (err = netns_err, netns_r) : sandbox_netns_wait(&c.sb, &err);
@@ -851,6 +955,8 @@ finish:;
         if (seq_fd >= 0)
                 close(seq_fd);
         limits_done(&c.lw);
+        c.cli_stream = agent_cli_stream_free(c.cli_stream);
+        agent_cli_launch_done(&c.cli);
         sandbox_done(&c.sb);
         events_done(&c.ev);
 }

@@ -171,14 +171,15 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                          const Paddock__V1__RunRequested *req, struct err_detail *reterr) {
         const Paddock__V1__SandboxSnapshot *snap = req->sandbox;
         const Paddock__V1__AgentSpec *agent = snap ? snap->agent : NULL;
-        if (!agent || agent->n_command == 0 || !agent->command[0][0])
+        bool cli = sb->cli && sb->cli->kind != AGENT_CLI_NONE; /* the adapter sets the argv (agent_cli.h) */
+        if (!agent || (!cli && (agent->n_command == 0 || !agent->command[0][0])))
                 return err_set(reterr, -EINVAL, "spec", "sandbox.agent.command is empty");
         const Paddock__V1__Limits *lim = snap->limits;
         /* images hook: a catalog image is the read-only root (images.h);
          * without one the root is the host-/usr skeleton of node_prep.c */
         _cleanup_free_ char *image_root = NULL;
         if (snap->image && snap->image[0]) {
-                int ir = images_resolve(a->cfg->state_dir, snap->image, &image_root);
+                int ir = images_resolve(a->cfg->image_cache_dir, snap->image, &image_root);
                 if (ir < 0)
                         return err_set(reterr, ir == -ENOMEM ? ir : -ENOENT, "image",
                                        "image %s is not available on node %s", snap->image, a->node_id);
@@ -343,6 +344,12 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 json_decref(config);
                 return err_set(reterr, -ENOMEM, "bundle", "could not add the prompt to config.json");
         }
+        /* agent adapter hook: a CLI's argv, env and HOME (agent_cli.h) */
+        int ar = cli ? agent_cli_add_to_bundle(sb->cli, image_root, snap, process, mounts, reterr) : 0;
+        if (ar < 0) {
+                json_decref(config);
+                return ar;
+        }
         const char *config_out = sb->config_override ? sb->config_override : sb->config_path;
         int r = json_dump_file(config, config_out, JSON_INDENT(2));
         json_decref(config);
@@ -361,6 +368,16 @@ int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *e
                 argv[11] = sb->container_id;
         }
         return subprocess_start(argv, sb->run_dir, out_fd, err_fd, pid);
+}
+
+int sandbox_terminate(struct sandbox *sb, const struct agent *a) {
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "kill", "--all",
+                        sb->container_id, "TERM", NULL};
+        char err[512];
+        int r = subprocess_run(argv, NULL, NULL, NULL, 0, err, sizeof err, 10000);
+        if (r != 0)
+                log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "crun kill --all TERM exited %d: %s", r, err);
+        return r;
 }
 
 pid_t sandbox_read_pid(struct sandbox *sb) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "agent.h"
+#include "agent_cli.h"
 #include "core/err.h"
 
 /* Limits of a definition that leaves them unset. */
@@ -34,6 +35,7 @@ struct sandbox {
         const char *config_override;
         struct sandbox_netns_job *netns_job; /* between sandbox_netns_begin and _wait */
         char *seccomp_key;         /* set when crun compiles the profile: learn its program (seccomp.h) */
+        struct agent_cli_launch *cli; /* a CLI agent's launch (agent_cli.h), borrowed; NULL: none */
 };
 
 /* Computes the paths and the host ids of run slot `slot` (destroying a
@@ -80,3 +82,6 @@ void sandbox_seccomp_learn(struct sandbox *sb, const struct agent *a);
 
 /* `crun kill <id> KILL`; returns crun's exit code or a negative errno. */
 int sandbox_kill(struct sandbox *sb, const struct agent *a);
+/* `crun kill --all <id> TERM`: every process of the container, a CLI's whole
+ * process tree; returns crun's exit code or a negative errno. */
+int sandbox_terminate(struct sandbox *sb, const struct agent *a);

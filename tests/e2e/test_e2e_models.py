@@ -286,8 +286,10 @@ def python_image(api, endpoints):
         nodes = api.ok("GET", "/v1/nodes", expect=(200,))["items"]
         return any(n["state"] == "ready" and IMAGE in n.get("images", []) for n in nodes)
     if not ready():
-        p = subprocess.run([str(_runner_agent()), "image", "build", IMAGE, "--state-dir",
-                            endpoints.need("PADDOCK_RUNNER_STATE_DIR")], capture_output=True, text=True, timeout=900)
+        # the node's image cache (PADDOCK_IMAGE_CACHE_DIR, outside the stack's state dir)
+        p = subprocess.run([str(_runner_agent()), "image", "build", IMAGE, "--cache-dir",
+                            os.environ.get("PADDOCK_IMAGE_CACHE_DIR", "/var/cache/paddock/images")],
+                           capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, f"image build {IMAGE} exited {p.returncode}: {p.stderr[-3000:]}"
         wait_for(f"a ready node with image {IMAGE}", ready, timeout=60)
     return IMAGE

@@ -38,7 +38,7 @@ def runner_agent():
 
 
 def image_cmd(state, *args, check=True, timeout=900):
-    p = subprocess.run([runner_agent(), "image", *args, "--state-dir", str(state)],
+    p = subprocess.run([runner_agent(), "image", *args, "--cache-dir", str(state / "images")],
                        capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         pytest.fail(f"image {' '.join(args)} exited {p.returncode}: {p.stderr[-3000:]}", pytrace=False)
@@ -64,7 +64,7 @@ def state(tmp_path_factory):
 @pytest.fixture(scope="module")
 def interrupted(state):
     """A build killed halfway (the whole process group, debootstrap included)."""
-    proc = subprocess.Popen([runner_agent(), "image", "build", IMAGE, "--state-dir", str(state)],
+    proc = subprocess.Popen([runner_agent(), "image", "build", IMAGE, "--cache-dir", str(state / "images")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     images = state / "images"
     deadline = time.monotonic() + 60
