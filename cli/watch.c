@@ -111,6 +111,40 @@ bool watch_print_output(json_t *ev) {
         return true;
 }
 
+/* " N model calls, I tokens in, O out, $C" of a usage event's totals. */
+static void print_model_totals(json_t *data) {
+        printf(" %" JSON_INTEGER_FORMAT " model calls, %" JSON_INTEGER_FORMAT " tokens in, %" JSON_INTEGER_FORMAT
+               " out, $%.4f", json_integer_value(json_object_get(data, "model_calls")),
+               json_integer_value(json_object_get(data, "input_tokens")),
+               json_integer_value(json_object_get(data, "output_tokens")),
+               json_number_value(json_object_get(data, "cost_usd")));
+}
+
+/* "TOOL INPUT -> RESULT (D ms)" on one line: the input's most telling field
+ * (a command, a path) or its JSON, the result's start or the error. */
+static void print_tool_call(json_t *data) {
+        const char *tool = json_string_value(json_object_get(data, "tool"));
+        json_t *in = json_object_get(data, "input");
+        static const char *const telling[] = {"command", "cmd", "file_path", "path", "pattern", "url", NULL};
+        const char *shown = NULL;
+        for (const char *const *k = telling; *k && !shown; k++)
+                shown = json_string_value(json_object_get(in, *k));
+        _cleanup_free_ char *in_json = shown ? NULL : json_dumps(in ? in : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("%s ", tool ? tool : "?");
+        print_one_line(shown ? shown : in_json ? in_json : "", 120);
+        const char *error = json_string_value(json_object_get(data, "error"));
+        const char *result = json_string_value(json_object_get(data, "result"));
+        if (error) {
+                fputs(" -> error: ", stdout);
+                print_one_line(error, 120);
+        } else if (result) {
+                fputs(" -> ", stdout);
+                print_one_line(result, 80);
+        }
+        if (json_is_number(json_object_get(data, "duration_ms")))
+                printf(" (%.0f ms)", json_number_value(json_object_get(data, "duration_ms")));
+}
+
 void watch_print_event(json_t *ev) {
         const char *ts = json_string_value(json_object_get(ev, "ts"));
         const char *kind = json_string_value(json_object_get(ev, "kind"));
@@ -158,6 +192,30 @@ void watch_print_event(json_t *ev) {
                 json_array_foreach(gone, i, g) printf("%s %s", i ? "," : "", json_string_value(g) ? json_string_value(g) : "?");
         } else if (strcmp(kind, "usage") == 0 && json_is_number(json_object_get(data, "runtime_s"))) {
                 printf("runtime %.3f s", json_number_value(json_object_get(data, "runtime_s")));
+                if (json_is_integer(json_object_get(data, "model_calls")))
+                        print_model_totals(data);
+        } else if (strcmp(kind, "usage") == 0 && json_is_integer(json_object_get(data, "model_calls"))) {
+                fputs("so far:", stdout);
+                print_model_totals(data);
+        } else if (strcmp(kind, "tool_call") == 0) {
+                print_tool_call(data);
+        } else if (strcmp(kind, "model_call") == 0) {
+                const char *model = json_string_value(json_object_get(data, "model"));
+                const char *error = json_string_value(json_object_get(data, "error"));
+                printf("%s %" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT " tokens in, %" JSON_INTEGER_FORMAT
+                       " out, $%.4f, first token %" JSON_INTEGER_FORMAT " ms, %" JSON_INTEGER_FORMAT " ms",
+                       model ? model : "?", json_integer_value(json_object_get(data, "status")),
+                       json_integer_value(json_object_get(data, "input_tokens")),
+                       json_integer_value(json_object_get(data, "output_tokens")),
+                       json_number_value(json_object_get(data, "cost_usd")),
+                       json_integer_value(json_object_get(data, "ttft_ms")),
+                       json_integer_value(json_object_get(data, "latency_ms")));
+                if (error)
+                        printf(": %s", error);
+        } else if (strcmp(kind, "limit") == 0) {
+                const char *limit = json_string_value(json_object_get(data, "limit"));
+                printf("%s reached: used %g of %g", limit ? limit : "?", json_number_value(json_object_get(data, "used")),
+                       json_number_value(json_object_get(data, "value")));
         } else {
                 _cleanup_free_ char *s = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
                 fputs(s ? s : "", stdout);
