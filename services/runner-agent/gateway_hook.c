@@ -19,8 +19,8 @@ static void on_event(void *userdata, const char *kind, json_t *data) {
 }
 
 int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock__V1__SandboxSnapshot *snap,
-                       const struct run_secrets *secrets, struct run_events *ev, struct gateway_hook **ret,
-                       struct err_detail *reterr) {
+                       const struct run_secrets *secrets, struct run_events *ev, gateway_limit_fn on_limit,
+                       void *limit_userdata, struct gateway_hook **ret, struct err_detail *reterr) {
         *ret = NULL;
         if (!snap || snap->n_model_routes == 0)
                 return 0;
@@ -51,13 +51,29 @@ int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock
                         return err_set(reterr, -EINVAL, "gateway", "model route %zu has no key", i);
                 }
         }
-        int r = gateway_run_start(run_id, netns_path, h->routes, snap->n_model_routes, on_event, h, &h->gw, reterr);
+        struct gateway_limits lim = {.on_limit = on_limit, .userdata = limit_userdata};
+        if (snap->limits) {
+                lim.max_tokens = snap->limits->max_tokens;
+                lim.max_cost_usd = snap->limits->max_cost_usd;
+        }
+        int r = gateway_run_start(run_id, netns_path, h->routes, snap->n_model_routes, &lim, on_event, h, &h->gw,
+                                  reterr);
         if (r < 0) {
                 gateway_hook_stop(h);
                 return r;
         }
         *ret = h;
         return 0;
+}
+
+int gateway_hook_usage(struct gateway_hook *h, struct gateway_totals *total, struct gateway_model_totals **models) {
+        *total = (struct gateway_totals){0};
+        *models = NULL;
+        if (!h || !h->gw)
+                return 0;
+        gateway_run_drain(h->gw);
+        gateway_run_totals(h->gw, total);
+        return gateway_run_model_totals(h->gw, models);
 }
 
 struct gateway_hook *gateway_hook_stop(struct gateway_hook *h) {

@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "events.h"
+#include "gateway.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "sandbox.h"
 
@@ -26,6 +27,15 @@ struct proxy_hook *proxy_hook_provisioning(const char *run_id, const Paddock__V1
  * disk; it is wiped once the container has started. Returns 0 or a negative
  * errno with reterr (the run fails with its message). */
 int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_detail *reterr);
+
+/* Where the model gateway tells that the run reached a model limit
+ * (gateway.h gateway_limit_fn, userdata borrowed); before proxy_hook_prepare(). */
+void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *userdata);
+
+/* Once the agent is gone, before proxy_hook_free(): stops the model gateway
+ * and gives its final totals and per-model ones (gateway_hook_usage: *models
+ * malloc'd). Returns the number of models, 0 without a gateway. */
+int proxy_hook_model_usage(struct proxy_hook *h, struct gateway_totals *total, struct gateway_model_totals **models);
 
 /* Before the sandbox is destroyed: stops the proxy (every connection closed,
  * its egress event emitted), wipes the config memfd, the secrets and the
