@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/ids.h"
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/timeutil.h"
@@ -549,9 +550,12 @@ static void limit_cut(struct call *k) {
                 rc->client_gone = true;
 }
 
-/* The run's entry for the call's model (or "*" past GATEWAY_MODELS_MAX);
+/* The run's entry for the call's model (or "*" past GATEWAY_MODELS_MAX, or
+ * for a name that is no model id: lib/core/ids.h id_is_model);
  * NULL on out-of-memory. Under gr->lock. */
 static struct gateway_model_totals *model_entry(struct gateway_run *gr, enum gateway_provider p, const char *model) {
+        if (!id_is_model(model) && strcmp(model, "*")) /* the agent names it: only catalog-shaped names kept apart */
+                return model_entry(gr, p, "*");
         for (size_t i = 0; i < gr->n_models; i++)
                 if (gr->models[i].provider == p && !strcmp(gr->models[i].model, model))
                         return &gr->models[i];

@@ -95,7 +95,8 @@ struct gateway_model_totals {
 };
 
 /* At most this many models are kept apart per run (the model name comes from
- * the agent); calls for further ones are counted under the model "*". */
+ * the agent); calls for further ones, or for a name that is not shaped like a
+ * model id (lib/core/ids.h id_is_model), are counted under the model "*". */
 #define GATEWAY_MODELS_MAX 64
 
 /* Reports that a limit was reached, once per run: limit "max_tokens" or
