@@ -8,7 +8,7 @@
 #include "cli.h"
 #include "core/ids.h"
 
-static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors"};
+static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors", "models"};
 
 /* The API's kind for what was typed ("egress-profile" or "egress-profiles"),
  * or NULL after saying what is wrong. */
@@ -18,7 +18,8 @@ static const char *parse_kind(const char *what, const char *s) {
                 if (strcmp(s, kinds[i]) == 0 || (strlen(s) == n - 1 && strncmp(s, kinds[i], n - 1) == 0))
                         return kinds[i];
         }
-        cli_error("%s: unknown catalog kind \"%s\" (images, skills, prompt-templates, egress-profiles, connectors)",
+        cli_error("%s: unknown catalog kind \"%s\" (images, skills, prompt-templates, egress-profiles, connectors, "
+                  "models)",
                   what, s);
         return NULL;
 }
@@ -263,8 +264,8 @@ static const struct cli_command catalog_subs[] = {
 const struct cli_command cli_cmd_catalog = {
         .name = "catalog",
         .summary = "the governance catalog: list, show, create, update, approve",
-        .description = "KIND is images, skills, prompt-templates, egress-profiles or connectors (the\n"
-                       "singular works too); ITEM an item id or name. Only approved items can be used\n"
+        .description = "KIND is images, skills, prompt-templates, egress-profiles, connectors or models\n"
+                       "(the singular works too); ITEM an item id or name. Only approved items can be used\n"
                        "by a published sandbox definition.\n",
         .subs = catalog_subs,
 };

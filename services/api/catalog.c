@@ -1,4 +1,4 @@
-/* Governance catalog (API.md "Governance catalog"): tenant-owned items of five
+/* Governance catalog (API.md "Governance catalog"): tenant-owned items of six
  * kinds, each with a kind-specific body validated here, in state draft until
  * a security_admin (or tenant_admin) approves it. Any change returns an item
  * to draft, so what a definition uses is always what was approved. The
@@ -10,10 +10,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "api.h"
 #include "core/log.h"
+#include "net/host_match.h"
 #include "pg/pg.h"
 
 #define CATALOG_NAME_MAX 128
@@ -25,8 +27,13 @@
 #define CONNECTOR_ITEM_MAX 4096
 #define LIST_LIMIT_DEFAULT 200
 #define LIST_LIMIT_MAX 500
+#define MODELS_MAX 64
+#define MODEL_ID_MAX 128
+#define UPSTREAM_MAX 512
+#define USD_PER_MTOK_MAX 1000000.0
 
-static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors", NULL};
+static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors",
+                                   "models", NULL};
 
 bool catalog_kind_valid(const char *kind) {
         for (const char *const *k = kinds; *k; k++)
@@ -170,6 +177,133 @@ static int validate_connector(json_t *b, struct err_detail *e) {
         return err_set(e, -EINVAL, "invalid_field", "body.transport must be \"stdio\" or \"http\"");
 }
 
+/* "https://host[:port][/prefix]" (docs/CONTRACTS.md "Model catalog"): the
+ * scheme and authority checked like a header secret's origin (the gateway
+ * sends the key only over TLS it verifies), an IP literal outside the
+ * platform egress floor, a name that is not this node's or a metadata
+ * service's; the prefix a plain path the gateway puts before /v1/... */
+static int validate_upstream(struct addr_floor *floor, json_t *v, struct err_detail *e) {
+        if (!clean_string(v) || json_string_length(v) > UPSTREAM_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body.upstream must be a string \"https://host[:port][/prefix]\"");
+        const char *s = json_string_value(v);
+        if (strncasecmp(s, "https://", 8))
+                return err_set(e, -EINVAL, "invalid_field",
+                               "body.upstream must start with https:// (the gateway sends the key only over TLS it "
+                               "verifies)");
+        const char *path = strchr(s + 8, '/');
+        size_t alen = path ? (size_t)(path - s) : strlen(s);
+        char origin[UPSTREAM_MAX + 1], host[HOST_RULE_NAME_MAX + 1];
+        memcpy(origin, s, alen);
+        origin[alen] = '\0';
+        _cleanup_json_ json_t *hdr = json_pack("{s:s}", "origin", origin);
+        uint16_t port;
+        struct err_detail oe = {0};
+        if (!hdr || spec_header_origin(hdr, host, sizeof host, &port, &oe) < 0)
+                return err_set(e, -EINVAL, "invalid_field", "body.upstream %s", oe.message[0] ? oe.message : "is invalid");
+        bool ip = strchr(host, ':') || strspn(host, "0123456789.") == strlen(host);
+        struct err_detail re = {0};
+        if (spec_egress_rule_reach(floor, host, ip, false, &re) < 0)
+                return err_set(e, -EINVAL, "invalid_field", "body.upstream: %s", re.message);
+        if (path) {
+                size_t n = strlen(path);
+                /* no query, fragment, dot segments or escapes: the prefix is
+                 * joined to the agent's path as it is */
+                if (n > 1 && (strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-~") != n ||
+                              strstr(path, "//") || strstr(path, "/./") || strstr(path, "/../") ||
+                              (n >= 2 && !strcmp(path + n - 2, "/.")) || (n >= 3 && !strcmp(path + n - 3, "/.."))))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.upstream: the path prefix may hold A-Z a-z 0-9 / . _ - ~ only, without "
+                                       "empty, \".\" or \"..\" segments");
+        }
+        return 0;
+}
+
+static int validate_price(json_t *p, size_t i, const char *key, bool required, struct err_detail *e) {
+        json_t *v = json_object_get(p, key);
+        if (!v && !required)
+                return 0;
+        if (!v)
+                return err_set(e, -EINVAL, "missing_field", "body.models[%zu].usd_per_mtok.%s is required", i, key);
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > USD_PER_MTOK_MAX)
+                return err_set(e, -EINVAL, "invalid_field",
+                               "body.models[%zu].usd_per_mtok.%s must be a number from 0 to %.0f (USD per million "
+                               "tokens)", i, key, USD_PER_MTOK_MAX);
+        return 0;
+}
+
+/* A models item (docs/CONTRACTS.md "Model catalog"): what a run may call
+ * through its model gateway and what it costs; the key is a team secret the
+ * item names, so each team brings its own. */
+static int validate_models(struct addr_floor *floor, json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "provider", "upstream", "key_secret", "models", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+                return k;
+        for (const char *const *req = (const char *const[]){"provider", "upstream", "key_secret", "models", NULL}; *req;
+             req++)
+                if (!json_object_get(b, *req))
+                        return err_set(e, -EINVAL, "missing_field", "body.%s is required", *req);
+        const char *prov = json_string_value(json_object_get(b, "provider"));
+        if (!prov || (strcmp(prov, "anthropic") && strcmp(prov, "openai")))
+                return err_set(e, -EINVAL, "invalid_field", "body.provider must be \"anthropic\" or \"openai\"");
+        if ((k = validate_upstream(floor, json_object_get(b, "upstream"), e)) < 0)
+                return k;
+        json_t *ks = json_object_get(b, "key_secret");
+        if (!clean_string(ks) || !spec_secret_name_ok(json_string_value(ks)))
+                return err_set(e, -EINVAL, "invalid_field",
+                               "body.key_secret must name a team secret: [A-Z_][A-Z0-9_]{0,63}");
+        json_t *models = json_object_get(b, "models");
+        if (!json_is_array(models) || json_array_size(models) == 0 || json_array_size(models) > MODELS_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body.models must be an array of 1 to %d models", MODELS_MAX);
+        size_t i;
+        json_t *m;
+        json_array_foreach(models, i, m) {
+                if (!json_is_object(m))
+                        return err_set(e, -EINVAL, "invalid_field", "body.models[%zu] must be an object {id, usd_per_mtok}",
+                                       i);
+                const char *key;
+                json_t *v;
+                json_object_foreach(m, key, v) {
+                        if (strcmp(key, "id") && strcmp(key, "usd_per_mtok"))
+                                return err_set(e, -EINVAL, "unknown_field", "body.models[%zu].%s is not a known field", i,
+                                               key);
+                }
+                json_t *id = json_object_get(m, "id"), *p = json_object_get(m, "usd_per_mtok");
+                if (!id)
+                        return err_set(e, -EINVAL, "missing_field", "body.models[%zu].id is required", i);
+                /* the characters spec.agent.model accepts (spec_validate.c) */
+                size_t n = json_string_length(id);
+                if (!clean_string(id) || n == 0 || n > MODEL_ID_MAX ||
+                    strspn(json_string_value(id), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                  "0123456789._:/@-") != n)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.models[%zu].id must be 1-%d characters of A-Z a-z 0-9 . _ : / @ -", i,
+                                       MODEL_ID_MAX);
+                for (size_t j = 0; j < i; j++)
+                        if (!strcmp(json_string_value(json_object_get(json_array_get(models, j), "id")),
+                                    json_string_value(id)))
+                                return err_set(e, -EINVAL, "invalid_field", "body.models[%zu].id repeats body.models[%zu].id",
+                                               i, j);
+                if (!p)
+                        return err_set(e, -EINVAL, "missing_field", "body.models[%zu].usd_per_mtok is required", i);
+                if (!json_is_object(p))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.models[%zu].usd_per_mtok must be an object {input, output, cache_read?, "
+                                       "cache_write?}", i);
+                json_object_foreach(p, key, v) {
+                        if (strcmp(key, "input") && strcmp(key, "output") && strcmp(key, "cache_read") &&
+                            strcmp(key, "cache_write"))
+                                return err_set(e, -EINVAL, "unknown_field",
+                                               "body.models[%zu].usd_per_mtok.%s is not a known field", i, key);
+                }
+                if ((k = validate_price(p, i, "input", true, e)) < 0 || (k = validate_price(p, i, "output", true, e)) < 0 ||
+                    (k = validate_price(p, i, "cache_read", false, e)) < 0 ||
+                    (k = validate_price(p, i, "cache_write", false, e)) < 0)
+                        return k;
+        }
+        return 0;
+}
+
 int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *body, struct err_detail *e) {
         if (!json_is_object(body))
                 return err_set(e, -EINVAL, "invalid_field", "body must be an object");
@@ -183,6 +317,8 @@ int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *bo
                 return validate_skill(body, e);
         if (!strcmp(kind, "connectors"))
                 return validate_connector(body, e);
+        if (!strcmp(kind, "models"))
+                return validate_models(floor, body, e);
         return err_set(e, -EINVAL, "invalid_field", "unknown kind");
 }
 
@@ -243,7 +379,8 @@ static json_t *item_json(const PGresult *res, int row) {
 static int catalog_open(struct api_req *r, struct db *d, bool write) {
         if (!catalog_kind_valid(r->params[0]))
                 return api_fail(r, -ENOENT, "not_found",
-                                "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors)");
+                                "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
+                                "models)");
         struct err_detail e = {0};
         int k = db_open_caller(d, r, &e);
         if (k < 0)

@@ -95,6 +95,13 @@ static int resolve_limits(json_t *spec, json_t *out) {
                 if (json_object_get(limits, key))
                         json_object_set(limits, key, v);
         }
+        /* no default: absent means no token or cost limit (the gateway
+         * enforces them mid-run, docs/CONTRACTS.md "Model gateway") */
+        json_t *mt = json_object_get(jl, "max_tokens"), *mc = json_object_get(jl, "max_cost_usd");
+        if (mt)
+                json_object_set(limits, "max_tokens", mt);
+        if (mc)
+                json_object_set_new(limits, "max_cost_usd", json_real(json_number_value(mc)));
         /* cpus is a number: keep it one even when the spec wrote an integer */
         json_t *cpus = json_object_get(limits, "cpus");
         if (json_is_integer(cpus))
@@ -155,6 +162,98 @@ static int resolve_files(struct db *d, const char *tenant_id, json_t *spec, json
         return 0;
 }
 
+/* The provider an agent CLI speaks (session decision 2); NULL for a
+ * `command` agent, which may call any provider its models name. */
+static const char *agent_provider(json_t *spec) {
+        const char *t = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
+        if (t && !strcmp(t, "claude-code"))
+                return "anthropic";
+        if (t && !strcmp(t, "codex"))
+                return "openai";
+        return NULL;
+}
+
+/* spec.models: approved `models` items (docs/CONTRACTS.md "Model catalog"),
+ * each once, no model id offered by two items of one provider (the gateway
+ * routes a call by provider and model: it would be ambiguous), the agent's
+ * provider among them, and agent.model one of their ids for that provider.
+ * out.models: [{id, name, provider, upstream, key_secret, models}] in spec
+ * order, what runs.c turns into the snapshot's model routes. */
+static int resolve_models(struct db *d, const char *tenant_id, json_t *spec, json_t *out, struct err_detail *e) {
+        json_t *models = json_array();
+        if (json_object_set_new(out, "models", models) < 0)
+                return -ENOMEM;
+        const char *type = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
+        const char *want = agent_provider(spec);
+        json_t *refs = json_object_get(spec, "models");
+        if (want && json_array_size(refs) == 0)
+                return err_set(e, -EINVAL, "missing_field",
+                               "spec.models is required for agent type %s: name an approved models catalog item of "
+                               "provider %s", type, want);
+        size_t i;
+        json_t *ref;
+        int k;
+        bool provider_seen = false;
+        json_array_foreach(refs, i, ref) {
+                char field[48];
+                snprintf(field, sizeof field, "spec.models[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "models", ref, field, &item, e)) < 0)
+                        return k;
+                json_t *body = json_object_get(item, "body");
+                const char *id = json_string_value(json_object_get(item, "id"));
+                const char *prov = json_string_value(json_object_get(body, "provider"));
+                size_t j;
+                json_t *prev;
+                json_array_foreach(models, j, prev) {
+                        if (!strcmp(json_string_value(json_object_get(prev, "id")), id))
+                                return err_set(e, -EINVAL, "invalid_field", "%s names the same item as spec.models[%zu]",
+                                               field, j);
+                        if (strcmp(json_string_value(json_object_get(prev, "provider")), prov))
+                                continue;
+                        size_t a, b;
+                        json_t *ma, *mb;
+                        json_array_foreach(json_object_get(body, "models"), a, ma) {
+                                json_array_foreach(json_object_get(prev, "models"), b, mb) {
+                                        const char *x = json_string_value(json_object_get(ma, "id"));
+                                        if (!strcmp(x, json_string_value(json_object_get(mb, "id"))))
+                                                return err_set(e, -EINVAL, "invalid_field",
+                                                               "%s: model %s of provider %s is offered by "
+                                                               "spec.models[%zu] too", field, x, prov, j);
+                                }
+                        }
+                }
+                provider_seen |= want && !strcmp(prov, want);
+                if (json_array_append_new(models, json_pack("{s:s, s:O, s:s, s:O, s:O, s:O}", "id", id, "name",
+                                                            json_object_get(item, "name"), "provider", prov,
+                                                            "upstream", json_object_get(body, "upstream"),
+                                                            "key_secret", json_object_get(body, "key_secret"),
+                                                            "models", json_object_get(body, "models"))) < 0)
+                        return -ENOMEM;
+        }
+        if (want && !provider_seen)
+                return err_set(e, -EINVAL, "invalid_field",
+                               "spec.models: agent type %s calls provider %s, and no item of spec.models is of it",
+                               type, want);
+        const char *model = json_string_value(json_object_get(json_object_get(spec, "agent"), "model"));
+        if (!model)
+                return 0;
+        json_t *it;
+        json_array_foreach(models, i, it) {
+                if (want && strcmp(json_string_value(json_object_get(it, "provider")), want))
+                        continue;
+                size_t j;
+                json_t *m;
+                json_array_foreach(json_object_get(it, "models"), j, m) {
+                        if (!strcmp(json_string_value(json_object_get(m, "id")), model))
+                                return 0;
+                }
+        }
+        return err_set(e, -EINVAL, "invalid_field",
+                       "spec.agent.model: \"%.128s\" is not a model id of spec.models%s%s", model,
+                       want ? " for provider " : "", want ? want : "");
+}
+
 int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e) {
         _cleanup_json_ json_t *out = json_object();
         if (!out)
@@ -171,7 +270,7 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
                 json_object_set(out, "image_id", json_object_get(item, "id"));
         }
         if ((k = resolve_egress(d, tenant_id, spec, out, e)) < 0 || (k = resolve_limits(spec, out)) < 0 ||
-            (k = resolve_files(d, tenant_id, spec, out, e)) < 0)
+            (k = resolve_files(d, tenant_id, spec, out, e)) < 0 || (k = resolve_models(d, tenant_id, spec, out, e)) < 0)
                 return k;
         /* MCP connectors: approved catalog items (runs do not attach them yet,
          * so spec_validate refuses a spec naming any; checked here all the same) */

@@ -104,11 +104,15 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", p.prompt::text FROM (" RUNS_SELECT
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", p.usage_model_calls, p.usage_input_tokens, "
+        "p.usage_output_tokens, p.usage_cache_read_tokens, p.usage_cache_write_tokens, p.usage_cost_usd, "
+        "p.agent_session::text, p.prompt::text FROM (" RUNS_SELECT
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
         "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
         " AND m.user_id = " SETTING_UUID("paddock.user_id")
-        /* plus the run's prompt (prompt.c), shown here and not in lists: it may be large */
+        /* plus the run's model usage and agent session (status_consumer.c)
+         * and its prompt (prompt.c), shown here and not in lists: the
+         * prompt may be large */
         " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
 
@@ -137,9 +141,20 @@ int runs_get(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
-        const char *prompt = db_val(res, 0, PQnfields(res) - 1);
-        if (r->out)
+        int nf = PQnfields(res);
+        const char *prompt = db_val(res, 0, nf - 1), *agent = db_val(res, 0, nf - 2);
+        if (r->out) {
                 json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
+                json_object_set_new(r->out, "agent_session", agent ? json_loads(agent, 0, NULL) : json_null());
+                json_object_set_new(r->out, "usage",
+                                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "model_calls",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 8)), "input_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 7)), "output_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 6)), "cache_read_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 5)), "cache_write_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 4)), "cost_usd",
+                                              strtod(PQgetvalue(res, 0, nf - 3), NULL)));
+        }
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }
@@ -157,6 +172,9 @@ struct snapshot_parts {
         Paddock__V1__SecretRef *secrets;
         Paddock__V1__SecretRef **secret_ptrs;
         char (*header_hosts)[256];      /* spec_header_origin's host of each header secret */
+        Paddock__V1__ModelRoute *routes;
+        Paddock__V1__ModelRoute **route_ptrs;
+        char **route_models;            /* one model id per route */
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
@@ -168,6 +186,9 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->secrets);
         free(p->secret_ptrs);
         free(p->header_hosts);
+        free(p->routes);
+        free(p->route_ptrs);
+        free(p->route_models);
 }
 
 /* The resolved rules in evaluation order (policy_resolve: egress.allow,
@@ -231,6 +252,80 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
         return 0;
 }
 
+static double price(json_t *model, const char *key) {
+        return json_number_value(json_object_get(json_object_get(model, "usd_per_mtok"), key));
+}
+
+/* One ModelRoute per (item, model id) of the resolved spec.models
+ * (policy_resolve), with that model's prices (session decision 2): the
+ * gateway prices each call by the route it took. */
+static int snapshot_fill_models(json_t *pol, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+        json_t *items = json_object_get(pol, "models"), *it;
+        size_t n = 0, i, j;
+        json_array_foreach(items, i, it)
+                n += json_array_size(json_object_get(it, "models"));
+        parts->routes = calloc(n + 1, sizeof *parts->routes);
+        parts->route_ptrs = calloc(n + 1, sizeof *parts->route_ptrs);
+        parts->route_models = calloc(n + 1, sizeof *parts->route_models);
+        if (!parts->routes || !parts->route_ptrs || !parts->route_models)
+                return -ENOMEM;
+        size_t r = 0;
+        json_array_foreach(items, i, it) {
+                json_t *m;
+                json_array_foreach(json_object_get(it, "models"), j, m) {
+                        Paddock__V1__ModelRoute *mr = &parts->routes[r];
+                        paddock__v1__model_route__init(mr);
+                        mr->provider = (char *)json_string_value(json_object_get(it, "provider"));
+                        mr->upstream = (char *)json_string_value(json_object_get(it, "upstream"));
+                        mr->key_secret = (char *)json_string_value(json_object_get(it, "key_secret"));
+                        parts->route_models[r] = (char *)json_string_value(json_object_get(m, "id"));
+                        mr->n_models = 1;
+                        mr->models = &parts->route_models[r];
+                        mr->usd_per_mtok_input = price(m, "input");
+                        mr->usd_per_mtok_output = price(m, "output");
+                        mr->usd_per_mtok_cache_read = price(m, "cache_read");
+                        mr->usd_per_mtok_cache_write = price(m, "cache_write");
+                        parts->route_ptrs[r] = mr;
+                        r++;
+                }
+        }
+        snap->n_model_routes = n;
+        snap->model_routes = parts->route_ptrs;
+        return 0;
+}
+
+/* The team secrets the resolved spec.models name (each once), as a
+ * PostgreSQL text[] literal for api.runs.model_key_secrets: sealing.c
+ * seals exactly these. Names are [A-Z_][A-Z0-9_]*: no quoting needed. */
+static char *model_key_secrets_literal(json_t *pol) {
+        _cleanup_json_ json_t *names = json_array();
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(pol, "models"), i, it) {
+                json_t *ks = json_object_get(it, "key_secret");
+                bool seen = false;
+                size_t j;
+                json_t *n;
+                json_array_foreach(names, j, n)
+                        seen |= json_equal(n, ks);
+                if (!seen)
+                        json_array_append(names, ks);
+        }
+        size_t len = 3;
+        json_array_foreach(names, i, it)
+                len += json_string_length(it) + 1;
+        char *out = malloc(len);
+        if (!out)
+                return NULL;
+        size_t o = 0;
+        out[o++] = '{';
+        json_array_foreach(names, i, it)
+                o += (size_t)sprintf(out + o, "%s%s", i ? "," : "", json_string_value(it));
+        out[o++] = '}';
+        out[o] = '\0';
+        return out;
+}
+
 /* Fills the snapshot from a validated spec and its resolved policy (pol,
  * policy_resolve), borrowing their strings. */
 static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec *agent,
@@ -276,11 +371,14 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         limits->memory_mb = (uint32_t)json_integer_value(json_object_get(jl, "memory_mb"));
         limits->disk_mb = (uint32_t)json_integer_value(json_object_get(jl, "disk_mb"));
         limits->pids = (uint32_t)json_integer_value(json_object_get(jl, "pids"));
+        /* 0: no limit (the gateway's, docs/CONTRACTS.md "Model gateway") */
+        limits->max_tokens = (uint64_t)json_integer_value(json_object_get(jl, "max_tokens"));
+        limits->max_cost_usd = json_number_value(json_object_get(jl, "max_cost_usd"));
         snap->limits = limits;
         json_t *image = json_object_get(pol, "image");
         snap->image = (char *)(json_is_string(image) ? json_string_value(image) : "");
         int k = snapshot_fill_egress(pol, snap, parts);
-        if (k < 0)
+        if (k < 0 || (k = snapshot_fill_models(pol, snap, parts)) < 0)
                 return k;
         return snapshot_fill_secrets(pol, snap, parts);
 }
@@ -305,6 +403,29 @@ static int check_secrets_set(struct api_req *r, struct db *d, const char *team_i
                 if (PQntuples(res) != 1)
                         return api_fail(r, -EEXIST, "conflict",
                                         "spec.secrets[%zu]: secret %s is not set for the team", i, name);
+        }
+        return 0;
+}
+
+/* The same for the key each resolved spec.models item names (pol,
+ * policy_resolve): a team that uses a models item brings its own key. */
+static int check_model_keys_set(struct api_req *r, struct db *d, const char *team_id, json_t *pol) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(pol, "models"), i, it) {
+                const char *name = json_string_value(json_object_get(it, "key_secret"));
+                struct err_detail e = {0};
+                _cleanup_pgres_ PGresult *res = NULL;
+                const char *params[] = {team_id, r->caller.tenant_id, name};
+                int k = pg_exec(d->conn,
+                                "SELECT 1 FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3",
+                                3, params, &res, &e);
+                if (k < 0)
+                        return db_fail(r, k, &e, "look up team secret");
+                if (PQntuples(res) != 1)
+                        return api_fail(r, -EEXIST, "conflict",
+                                        "spec.models[%zu]: secret %s (the key of models item %s) is not set for the team",
+                                        i, name, json_string_value(json_object_get(it, "name")));
         }
         return 0;
 }
@@ -405,6 +526,11 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 return api_fail(r, -EEXIST, "conflict", "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "resolve the sandbox policy");
+        if ((k = check_model_keys_set(r, d, team_id, pol)) < 0)
+                return k;
+        _cleanup_free_ char *model_keys = model_key_secrets_literal(pol);
+        if (!model_keys)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
         /* the task: rendered once, here, and stored with the run (prompt.c) */
         _cleanup_json_ json_t *prompt = NULL;
         const struct prompt_input pin = {.vars = l->prompt_vars, .free_text = l->prompt_text,
@@ -479,7 +605,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         paddock__v1__run_requested__pack(&req, buf);
 
         const char *ip[] = {run_id, r->caller.tenant_id, team_id, l->sandbox_id, version, r->caller.user_id,
-                            l->relaunch_of, prompt_json};
+                            l->relaunch_of, prompt_json, model_keys};
         /* the run, its audit record and its request (the outbox) commit
          * together: an unaudited run never starts, and a committed run is
          * never lost between COMMIT and the broker */
@@ -496,8 +622,9 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 return db_fail(r, k, &e, "insert run");
         k = pg_exec(d->conn,
                     "INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, status, created_by, relaunch_of, "
-                    "prompt) VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7, $8::jsonb)",
-                    8, ip, NULL, &e);
+                    "prompt, model_key_secrets) VALUES ($1, $2, $3, $4, $5::integer, 'queued', $6, $7, $8::jsonb, "
+                    "$9::text[])",
+                    9, ip, NULL, &e);
         if (k < 0) {
                 db_rollback(d);
                 return db_fail(r, k, &e, "insert run");

@@ -12,6 +12,12 @@
  * with reason "secret NAME is not set" goes out instead, so the run ends at
  * once rather than after the runner's wait for secrets times out.
  *
+ * The keys of the run's model routes (docs/CONTRACTS.md "Model catalog") go
+ * in the same bundle under their team secret names, which runs.c recorded at
+ * launch (api.runs.model_key_secrets): the runner-agent finds each route's
+ * key by its key_secret (secrets_model_key), the same names the snapshot's
+ * routes carry.
+ *
  * Redelivery seals again with a fresh ephemeral key: harmless, the runner-agent
  * takes the first bundle it can open and ignores later ones. */
 #include <errno.h>
@@ -154,7 +160,8 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {run_id};
         k = pg_exec(d.conn,
-                    "SELECT r.tenant_id, r.team_id, coalesce(r.node_id, ''), r.status, v.spec::text, s.team_id "
+                    "SELECT r.tenant_id, r.team_id, coalesce(r.node_id, ''), r.status, v.spec::text, s.team_id, "
+                    "array_to_json(r.model_key_secrets)::text "
                     "FROM api.runs r JOIN api.sandbox_versions v ON v.sandbox_id = r.sandbox_id AND v.version = r.version "
                     "JOIN api.sandboxes s ON s.id = r.sandbox_id WHERE r.id = $1",
                     1, params, &res, &e);
@@ -169,7 +176,8 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         const char *node = PQgetvalue(res, 0, 2);
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
         json_t *refs = json_object_get(spec, "secrets");
-        if (json_array_size(refs) == 0)
+        _cleanup_json_ json_t *model_keys = json_loads(PQgetvalue(res, 0, 6), 0, NULL);
+        if (json_array_size(refs) == 0 && json_array_size(model_keys) == 0)
                 return 0;
         /* a team's secrets reach only its own definitions (ARCHITECTURE.md
          * §5): a run filed under another team than its sandbox's (launched
@@ -181,15 +189,15 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
                 return send_cancel(a, &d, tenant_id, run_id, node, "the run's public key is not usable", err);
         }
 
-        /* each name once, even when the spec injects it in two places */
-        size_t n = 0;
-        struct opened *o = calloc(json_array_size(refs), sizeof *o);
+        /* each name once, even when the spec injects it in two places or
+         * a model route's key is also a spec secret */
+        size_t n = 0, n_refs = json_array_size(refs);
+        struct opened *o = calloc(n_refs + json_array_size(model_keys) + 1, sizeof *o);
         if (!o)
                 return err_set(err, -ENOMEM, "oom", "out of memory");
-        size_t i;
-        json_t *ref;
-        json_array_foreach(refs, i, ref) {
-                const char *name = json_string_value(json_object_get(ref, "name"));
+        for (size_t i = 0; i < n_refs + json_array_size(model_keys); i++) {
+                const char *name = i < n_refs ? json_string_value(json_object_get(json_array_get(refs, i), "name"))
+                                              : json_string_value(json_array_get(model_keys, i - n_refs));
                 if (!name)
                         continue;
                 bool seen = false;

@@ -1,13 +1,13 @@
 /* Field-by-field validation of a sandbox spec (API.md "A spec"). Every
  * documented field is validated (types, ranges, globs, host syntax, catalog
  * references: approved ones only, policy_resolve), anything undocumented is
- * refused as unknown. What runs enforce today: agent type "command", files,
- * egress (allow, profiles, unknown), secrets, limits (timeout and cgroup
- * sizes), image, prompt and skills. The other documented fields (agent types
- * claude-code and codex, agent.model, connectors, policy rules, artifacts,
- * retention_days, limits.max_tokens and max_cost_usd) are validated in full and
- * then refused with 400 "unsupported" naming the first of them, so a client
- * never believes a setting took effect. */
+ * refused as unknown. What runs enforce today: agent types command,
+ * claude-code and codex, agent.model, models (the run's model gateway),
+ * files, egress (allow, profiles, unknown), secrets, limits (timeout, cgroup
+ * sizes, max_tokens and max_cost_usd), image, prompt and skills. The other
+ * documented fields (connectors, policy rules, artifacts, retention_days)
+ * are validated in full and then refused with 400 "unsupported" naming the
+ * first of them, so a client never believes a setting took effect. */
 #include <errno.h>
 #include <openssl/sha.h>
 #include <string.h>
@@ -47,7 +47,7 @@ static void defer_unsupported(const char *field) {
                 snprintf(unsupported_field, sizeof unsupported_field, "%s", field);
 }
 
-static const char *const spec_fields[] = {"agent",  "image",  "prompt",    "skills",    "files",
+static const char *const spec_fields[] = {"agent",  "image",  "prompt",    "skills",    "models",   "files",
                                           "connectors", "egress", "secrets", "policy", "limits",
                                           "artifacts", "retention_days", NULL};
 
@@ -79,8 +79,7 @@ static int validate_agent(struct api_req *r, json_t *agent) {
                                 return api_fail(r, -EINVAL, "invalid_field",
                                                 "spec.agent.model must be 1-%d characters of A-Z a-z 0-9 . _ : / @ -",
                                                 MODEL_MAX);
-                        defer_unsupported("spec.agent.model");
-                        continue;
+                        continue; /* one of spec.models' ids: policy_resolve */
                 }
                 return api_fail(r, -EINVAL, "unknown_field", "spec.agent.%s is not a known field", key);
         }
@@ -91,9 +90,7 @@ static int validate_agent(struct api_req *r, json_t *agent) {
                         return api_fail(r, -EINVAL, "invalid_field", "spec.agent.type must be a string");
                 const char *t = json_string_value(type);
                 agent_cli = !strcmp(t, "claude-code") || !strcmp(t, "codex");
-                if (agent_cli)
-                        defer_unsupported("spec.agent.type");
-                else if (strcmp(t, "command"))
+                if (!agent_cli && strcmp(t, "command"))
                         return api_fail(r, -EINVAL, "invalid_field",
                                         "spec.agent.type must be one of \"command\", \"claude-code\", \"codex\"");
         }
@@ -221,15 +218,13 @@ static int validate_limits(struct api_req *r, json_t *limits) {
                         k = limit_int(r, key, v, 16, 1048576);
                 else if (!strcmp(key, "pids"))
                         k = limit_int(r, key, v, 16, 65536);
-                else if (!strcmp(key, "max_tokens")) {
-                        if ((k = limit_int(r, key, v, 1, MAX_TOKENS_MAX)) >= 0)
-                                defer_unsupported("spec.limits.max_tokens");
-                } else if (!strcmp(key, "max_cost_usd")) {
+                else if (!strcmp(key, "max_tokens"))
+                        k = limit_int(r, key, v, 1, MAX_TOKENS_MAX);
+                else if (!strcmp(key, "max_cost_usd")) {
                         if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > MAX_COST_USD_MAX)
                                 return api_fail(r, -EINVAL, "invalid_field",
                                                 "spec.limits.max_cost_usd must be a number above 0 and at most %.0f",
                                                 MAX_COST_USD_MAX);
-                        defer_unsupported("spec.limits.max_cost_usd");
                 } else
                         return api_fail(r, -EINVAL, "unknown_field", "spec.limits.%s is not a known field", key);
                 if (k < 0)
@@ -379,8 +374,12 @@ static int validate_prompt(struct api_req *r, json_t *prompt) {
  * a run will (policy.c) and report what does not resolve. */
 static int validate_catalog_refs(struct api_req *r, json_t *spec) {
         json_t *eg = json_object_get(spec, "egress");
+        const char *type = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
+        /* an agent CLI needs spec.models, an agent.model one of their ids */
+        bool agent_cli = type && strcmp(type, "command");
         if (!json_object_get(spec, "image") && !json_object_get(spec, "prompt") && !json_object_get(spec, "skills") &&
-            !json_object_get(spec, "connectors") && !json_object_get(eg, "profiles"))
+            !json_object_get(spec, "connectors") && !json_object_get(eg, "profiles") && !json_object_get(spec, "models") &&
+            !json_object_get(json_object_get(spec, "agent"), "model") && !agent_cli)
                 return 0;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
@@ -774,6 +773,8 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if ((v = json_object_get(spec, "prompt")) && (k = validate_prompt(r, v)) < 0)
                 return k;
         if ((v = json_object_get(spec, "skills")) && (k = validate_refs(r, v, "spec.skills")) < 0)
+                return k;
+        if ((v = json_object_get(spec, "models")) && (k = validate_refs(r, v, "spec.models")) < 0)
                 return k;
         if ((v = json_object_get(spec, "connectors"))) {
                 if ((k = validate_refs(r, v, "spec.connectors")) < 0)

@@ -4,7 +4,9 @@
  * cannot delay another run's status) move the run forward; a
  * `provisioning` status carrying the run's public key gets its secrets sealed
  * (sealing.c); approval_requested / approval_decided maintain api.approvals
- * and the awaiting_approval status (approvals.c). Updates
+ * and the awaiting_approval status (approvals.c); `usage` (running model
+ * totals) raises the run's usage figures, and the `running` status's
+ * data.agent is stored as the run's agent_session. Updates
  * are idempotent (status_seq only grows, a terminal status is never left), so
  * redelivery is harmless. The first terminal status wins (docs/CONTRACTS.md):
  * a platform verdict (seq 0, from the scheduler) applies only to a run not yet
@@ -99,13 +101,53 @@ static int handle_assigned(const struct kafka_message *m, struct err_detail *err
         return r;
 }
 
+/* A `usage` event's running totals (gateway_hook.c) onto the run row,
+ * each figure with GREATEST: totals only grow, so a redelivered or older
+ * event never lowers one (docs/CONTRACTS.md "Model gateway"). A figure
+ * missing, negative or not a number leaves that column as it is. */
+static int apply_usage(Paddock__V1__RunEvent *ev, json_t *data, struct err_detail *err) {
+        static const char *const ints[] = {"model_calls", "input_tokens", "output_tokens", "cache_read_tokens",
+                                           "cache_write_tokens"};
+        char v[5][24] = {{0}}, cost[40] = "";
+        const char *params[7] = {ev->env->run_id};
+        bool any = false;
+        for (size_t i = 0; i < 5; i++) {
+                json_t *j = json_object_get(data, ints[i]);
+                if (json_is_integer(j) && json_integer_value(j) >= 0) {
+                        snprintf(v[i], sizeof v[i], "%lld", (long long)json_integer_value(j));
+                        params[1 + i] = v[i];
+                        any = true;
+                }
+        }
+        json_t *c = json_object_get(data, "cost_usd");
+        if (json_is_number(c) && json_number_value(c) >= 0 && json_number_value(c) < 1e15) {
+                snprintf(cost, sizeof cost, "%.17g", json_number_value(c));
+                params[6] = cost;
+                any = true;
+        }
+        if (!any)
+                return 0; /* e.g. a runner-agent before the model gateway: runtime only */
+        return apply_sql("UPDATE api.runs SET "
+                         "usage_model_calls = GREATEST(usage_model_calls, coalesce($2::bigint, 0)), "
+                         "usage_input_tokens = GREATEST(usage_input_tokens, coalesce($3::bigint, 0)), "
+                         "usage_output_tokens = GREATEST(usage_output_tokens, coalesce($4::bigint, 0)), "
+                         "usage_cache_read_tokens = GREATEST(usage_cache_read_tokens, coalesce($5::bigint, 0)), "
+                         "usage_cache_write_tokens = GREATEST(usage_cache_write_tokens, coalesce($6::bigint, 0)), "
+                         "usage_cost_usd = GREATEST(usage_cost_usd, coalesce($7::double precision, 0)) "
+                         "WHERE id = $1",
+                         7, params, ev->env->tenant_id, ev->env->run_id, err);
+}
+
 /* Events other than status that the api acts on. */
 static int handle_other_event(Paddock__V1__RunEvent *ev, struct err_detail *err) {
-        if (strcmp(ev->kind, "approval_requested") && strcmp(ev->kind, "approval_decided"))
+        if (strcmp(ev->kind, "approval_requested") && strcmp(ev->kind, "approval_decided") &&
+            strcmp(ev->kind, "usage"))
                 return 0;
         _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
         if (!json_is_object(data))
                 return 0;
+        if (!strcmp(ev->kind, "usage"))
+                return apply_usage(ev, data, err);
         if (!strcmp(ev->kind, "approval_requested"))
                 return approvals_on_requested(sc.api, ev->env->tenant_id, ev->env->run_id, ev->env->seq, data, err);
         return approvals_on_decided(sc.api, ev->env->tenant_id, ev->env->run_id, ev->env->seq, ev->env->ts_unix_us,
@@ -150,11 +192,13 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
                             "  to_timestamp($4::double precision / 1e6)) ELSE ended_at END, "
                             "exit_code = coalesce($6::integer, exit_code), reason = coalesce($7, reason), "
                             "run_public_key = CASE WHEN $2 = 'provisioning' THEN coalesce(run_public_key, $8) "
-                            "  ELSE run_public_key END "
+                            "  ELSE run_public_key END, "
+                            "agent_session = CASE WHEN $2 = 'running' THEN coalesce($9::jsonb, agent_session) "
+                            "  ELSE agent_session END "
                             "WHERE id = $1 AND (status_seq < $3::bigint OR $3::bigint = 0) AND status NOT IN "
                             "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected') "
                             "RETURNING run_public_key",
-                            8, params, &res, &e);
+                            9, params, &res, &e);
         if (k >= 0 && PQntuples(res) == 0)
                 k = pg_exec(d.conn, "SELECT run_public_key FROM api.runs WHERE id = $1", 1, params, &cur, &e);
         if (k < 0)
@@ -165,6 +209,23 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
         PGresult *from = *applied ? res : cur;
         *key = PQntuples(from) == 1 && !PQgetisnull(from, 0, 0) ? strdup(PQgetvalue(from, 0, 0)) : NULL;
         return 0;
+}
+
+/* The `running` status's data.agent ({type, cli_version, model, effort?},
+ * session decision 4) as stored for GET /v1/runs/{id} agent_session: only
+ * those keys, strings of at most 256 bytes; NULL when there is none. */
+static char *agent_session_json(json_t *data) {
+        json_t *a = json_object_get(data, "agent");
+        if (!json_is_object(a))
+                return NULL;
+        _cleanup_json_ json_t *out = json_object();
+        for (const char *const *k = (const char *const[]){"type", "cli_version", "model", "effort", NULL}; *k; k++) {
+                json_t *v = json_object_get(a, *k);
+                if (json_is_string(v) && json_string_length(v) <= 256 &&
+                    strlen(json_string_value(v)) == json_string_length(v))
+                        json_object_set(out, *k, v);
+        }
+        return out && json_object_size(out) ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 
 static int handle_event(const struct kafka_message *m, struct err_detail *err) {
@@ -200,9 +261,10 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                         const char *pk = json_string_value(json_object_get(data, "public_key"));
                         bool provisioning = !strcmp(status, "provisioning") && pk && pk[0];
                         bool terminal = ev->terminal || runs_status_terminal(status);
+                        _cleanup_free_ char *agent = !strcmp(status, "running") ? agent_session_json(data) : NULL;
                         const char *params[] = {ev->env->run_id, status, seq, ts, terminal ? "t" : "f",
                                                 exit_code[0] ? exit_code : NULL, reason && reason[0] ? reason : NULL,
-                                                provisioning ? pk : NULL};
+                                                provisioning ? pk : NULL, agent};
                         bool applied = false;
                         _cleanup_free_ char *key = NULL;
                         r = apply_status(params, ev->env->tenant_id, ev->env->run_id, &applied, &key, err);

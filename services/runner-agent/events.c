@@ -229,7 +229,10 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
 /* The kinds the scheduler and the api act on (docs/CONTRACTS.md, topic
  * paddock.runs.status): copied there so that they never read the firehose. */
 static bool events_control_relevant(const char *kind) {
-        return !strcmp(kind, "status") || !strcmp(kind, "approval_requested") || !strcmp(kind, "approval_decided");
+        /* usage: at most one a second per run (gateway_hook.c), applied to
+         * the run row by the api */
+        return !strcmp(kind, "status") || !strcmp(kind, "approval_requested") || !strcmp(kind, "approval_decided") ||
+               !strcmp(kind, "usage");
 }
 
 /* Produces the copy of a control-relevant event (the same bytes, seq and

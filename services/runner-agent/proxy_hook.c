@@ -152,8 +152,8 @@ void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *
         h->model_limit_userdata = userdata;
 }
 
-int proxy_hook_model_usage(struct proxy_hook *h, struct gateway_totals *total, struct gateway_model_totals **models) {
-        return gateway_hook_usage(h ? h->gateway : NULL, total, models);
+struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h) {
+        return h ? h->gateway : NULL;
 }
 
 struct proxy_hook *proxy_hook_free(struct proxy_hook *h) {

@@ -32,10 +32,10 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
  * (gateway.h gateway_limit_fn, userdata borrowed); before proxy_hook_prepare(). */
 void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *userdata);
 
-/* Once the agent is gone, before proxy_hook_free(): stops the model gateway
- * and gives its final totals and per-model ones (gateway_hook_usage: *models
- * malloc'd). Returns the number of models, 0 without a gateway. */
-int proxy_hook_model_usage(struct proxy_hook *h, struct gateway_totals *total, struct gateway_model_totals **models);
+
+/* The run's model gateway (gateway_hook.h), NULL when it has none; owned
+ * by h. */
+struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h);
 
 /* Before the sandbox is destroyed: stops the proxy (every connection closed,
  * its egress event emitted), wipes the config memfd, the secrets and the

@@ -34,6 +34,7 @@
 #include "metrics_runner.h"
 #include "paddock/v1/usage.pb-c.h"
 #include "proto/envelope.h"
+#include "gateway_hook.h"
 #include "proxy_hook.h"
 #include "sandbox.h"
 #include "subprocess.h"
@@ -901,10 +902,12 @@ finish:;
         events_flush(&c.ev);
         double runtime_s = o.ended_mono > o.started_mono ? (double)(o.ended_mono - o.started_mono) / 1e6 : 0.0;
 
-        /* the gateway's final figures (it stops first) and what a model limit made of the run */
-        struct gateway_totals model_total;
+        /* the model gateway's final totals and per-model ones (gateway_hook.h:
+         * it stops first, every open call ended), in the `usage` event and
+         * the usage record below, and what a model limit made of the run */
+        struct gateway_totals model_totals;
         _cleanup_free_ struct gateway_model_totals *models = NULL;
-        int n_models = proxy_hook_model_usage(egress, &model_total, &models);
+        int n_models = gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals, &models);
         model_limit_outcome(&c, &o);
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         json_t *gone = NULL, *present = NULL;
@@ -915,9 +918,11 @@ finish:;
         verify_keys(slot->run_id, gone, present);
 
         json_t *d = json_pack("{s:f}", "runtime_s", runtime_s);
+        if (d)
+                gateway_usage_json(d, &model_totals);
         events_emit(&c.ev, "usage", "platform", d, NULL, false, true);
         json_decref(d);
-        send_usage(&c, &o, runtime_s, &model_total, models, n_models > 0 ? (size_t)n_models : 0);
+        send_usage(&c, &o, runtime_s, &model_totals, models, n_models > 0 ? (size_t)n_models : 0);
 
         int term = emit_end(&c.ev, &o, gone, present);
         json_decref(gone);

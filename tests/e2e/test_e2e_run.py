@@ -235,11 +235,12 @@ def test_kafka_events(endpoints, finished):
 
 # ---- Kafka: the control-relevant events also on paddock.runs.status (docs/CONTRACTS.md)
 
-CONTROL_KINDS = ("status", "approval_requested", "approval_decided")
+# usage: the model totals the api keeps on the run (at most one a second per run)
+CONTROL_KINDS = ("status", "approval_requested", "approval_decided", "usage")
 
 
 def test_kafka_status_copies(endpoints, api, finished):
-    """Every status event of the run (and nothing else of it) is also on the
+    """Every status and usage event of the run (and nothing else of it) is also on the
     low-volume topic the scheduler and the api's status consumer read, with the
     run's seq, signed by the run's node."""
     run_id = finished["id"]

@@ -85,17 +85,17 @@ BAD = [
     ("limits-pids-float", {"limits": {"pids": 64.5}}, "invalid_field", "spec.limits.pids"),
     # documented fields runs do not enforce yet: validated in full, then
     # refused as unsupported (never silently accepted)
-    ("limits-max-tokens", {"limits": {"max_tokens": 1000}}, "unsupported", "spec.limits.max_tokens"),
-    ("limits-max-cost", {"limits": {"max_cost_usd": 1.0}}, "unsupported", "spec.limits.max_cost_usd"),
+    # max_tokens, max_cost_usd, agent.model and the agent CLIs are enforced
+    # now (issue 11; accepted cases: test_e2e_models.py)
     ("limits-max-tokens-zero", {"limits": {"max_tokens": 0}}, "invalid_field", "spec.limits.max_tokens"),
     ("limits-max-cost-negative", {"limits": {"max_cost_usd": -1}}, "invalid_field", "spec.limits.max_cost_usd"),
     ("limits-max-cost-string", {"limits": {"max_cost_usd": "25"}}, "invalid_field", "spec.limits.max_cost_usd"),
-    ("agent-model", {"agent": {"type": "command", "command": ["true"], "model": "claude-sonnet-4"}}, "unsupported",
+    ("agent-model", {"agent": {"type": "command", "command": ["true"], "model": "claude-sonnet-4"}}, "invalid_field",
      "spec.agent.model"),
     ("agent-model-bad", {"agent": {"type": "command", "command": ["true"], "model": "a b"}}, "invalid_field",
      "spec.agent.model"),
-    ("agent-claude-code", {"agent": {"type": "claude-code"}}, "unsupported", "spec.agent.type"),
-    ("agent-codex", {"agent": {"type": "codex", "model": "gpt-5"}}, "unsupported", "spec.agent"),
+    ("agent-claude-code", {"agent": {"type": "claude-code"}}, "missing_field", "spec.models is required"),
+    ("agent-codex", {"agent": {"type": "codex", "model": "gpt-5"}}, "missing_field", "spec.models is required"),
     ("agent-type-bad", {"agent": {"type": "cursor", "command": ["true"]}}, "invalid_field", "spec.agent.type"),
     ("connectors-unknown", {"connectors": ["no-such-connector"]}, "invalid_field", "spec.connectors[0]"),
     ("connectors-not-array", {"connectors": "github-mcp"}, "invalid_field", "spec.connectors"),
