@@ -119,8 +119,9 @@ def main():
                 rows = []
                 for k in range(n):
                     rid, status, running, first, sim_first = one_run(s, api, sandbox, sim)
-                    print(f"  {cli} run {k + 1}/{n} {rid}: {status}, running {running}, first call {first}, "
-                          f"simulator {sim_first}", flush=True)
+                    f3 = lambda v: "-" if v is None else f"{v:.3f} s"  # noqa: E731
+                    print(f"  {cli} run {k + 1}/{n} {rid}: {status}, running {f3(running)}, first call {f3(first)}, "
+                          f"simulator {f3(sim_first)}", flush=True)
                     if first is not None:
                         rows.append((running or 0.0, first, sim_first if sim_first is not None else first))
                 results[cli] = rows
