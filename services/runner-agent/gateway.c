@@ -507,6 +507,7 @@ static bool limit_refuse(struct call *k) {
                 return false;
         k->limit = hit;
         limit_error(k, hit, value, used, "no further model call is made");
+        limit_tell(gr, fire, hit, value, used); /* the run first: the agent may act on the answer at once */
         if (k->provider == GATEWAY_ANTHROPIC) {
                 k->status = 400;
                 answer_error_as(k, 400, "invalid_request_error", NULL, k->error);
@@ -514,7 +515,6 @@ static bool limit_refuse(struct call *k) {
                 k->status = 429;
                 answer_error_as(k, 429, "insufficient_quota", "insufficient_quota", k->error);
         }
-        limit_tell(gr, fire, hit, value, used);
         return true;
 }
 

@@ -619,7 +619,9 @@ static const char *const limits_script =
         " \"chunk_delay_ms\": 20},"
         /* 1: message_start alone is over (5000 input), 60 more events follow slowly */
         "{\"text\": \"w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w"
-        " w w w w w w w w w w\", \"usage\": {\"input_tokens\": 5000, \"output_tokens\": 10}, \"chunk_delay_ms\": 30}"
+        " w w w w w w w w w w\", \"usage\": {\"input_tokens\": 5000, \"output_tokens\": 10}, \"chunk_delay_ms\": 30},"
+        /* 2: exactly 400 */
+        "{\"text\": \"exactly at the limit\", \"usage\": {\"input_tokens\": 300, \"output_tokens\": 100}}"
         "], \"openai\": ["
         /* 0: 2000 in (500 cached), 1000 out at 1.25/10/0.125 per Mtok = 0.0119375 USD > 0.01 */
         "{\"text\": \"costly answer\", \"usage\": {\"input_tokens\": 2000, \"output_tokens\": 1000,"
@@ -833,8 +835,8 @@ static void test_max_cost_usd(void **state) {
         assert_int_equal(t.n, 1);
         assert_string_equal(t.limit, "max_cost_usd");
         assert_true(t.value == 0.01 && t.used > want - 1e-12 && t.used < want + 1e-12);
-        size_t before = wait_log(3);
-        assert_int_equal(before, 3);
+        size_t before = wait_log(4);
+        assert_int_equal(before, 4);
         struct reply r2 = call("/v1/responses", "Authorization: Bearer " DUMMY,
                                "{\"model\":\"gpt-5.5\",\"stream\":true,\"input\":[]}");
         assert_int_equal(r2.status, 429);
@@ -847,6 +849,32 @@ static void test_max_cost_usd(void **state) {
         assert_int_equal(tot.tokens_in, 2000); /* OpenAI's input includes its cached tokens */
         assert_int_equal(tot.tokens_out, 1000);
         assert_true(tot.cost_usd > want - 1e-12 && tot.cost_usd < want + 1e-12);
+        gr = gateway_run_stop(gr);
+        free(r.body);
+        free(r2.body);
+}
+
+/* a call that ends exactly on max_tokens is whole (not crossed); the next
+ * one is refused, and that is when the run is told */
+static void test_max_tokens_reached_exactly(void **state) {
+        (void)state;
+        struct told t = {0};
+        start_limited(400, 0, &t);
+        size_t before = wait_log(2);
+        struct reply r = call("/v1/messages", "x-api-key: " DUMMY,
+                              "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_non_null(strstr(r.body, "message_stop"));
+        assert_null(strstr(r.body, "event: error"));
+        assert_int_equal(t.n, 0);
+        assert_int_equal(wait_log(before + 1), before + 1);
+        struct reply r2 = call("/v1/messages", "x-api-key: " DUMMY,
+                               "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r2.status, 400);
+        assert_int_equal(t.n, 1);
+        assert_true(t.value == 400 && t.used == 400);
+        usleep(200000);
+        assert_int_equal(log_size(), before + 1);
         gr = gateway_run_stop(gr);
         free(r.body);
         free(r2.body);
@@ -867,6 +895,7 @@ int main(void) {
         const struct CMUnitTest limits[] = {
                 cmocka_unit_test(test_max_tokens_cuts_the_crossing_call),
                 cmocka_unit_test(test_cut_closes_the_upstream),
+                cmocka_unit_test(test_max_tokens_reached_exactly),
                 cmocka_unit_test(test_max_cost_usd),
         };
         return failed + cmocka_run_group_tests(limits, limits_setup, limits_teardown);
