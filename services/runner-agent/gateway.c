@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/ids.h"
@@ -133,6 +134,32 @@ static int send_all(int fd, const void *buf, size_t len, int timeout_ms) {
                         return -errno;
                 p += n;
                 len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* send_all of the iovecs' bytes in order (iov is consumed). */
+static int sendv_all(int fd, struct iovec *iov, int n, int timeout_ms) {
+        while (n > 0) {
+                struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+                ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        int r = wait_fd(fd, POLLOUT, timeout_ms);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (w < 0)
+                        return -errno;
+                while (n > 0 && (size_t)w >= iov->iov_len) {
+                        w -= (ssize_t)iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (char *)iov->iov_base + w;
+                        iov->iov_len -= (size_t)w;
+                }
         }
         return 0;
 }
@@ -900,13 +927,12 @@ static int relay_piece(struct call *k, const char *p, size_t n) {
                 goto cut;
         int r = 0;
         if (rc->chunked_out) {
+                /* size line, data and CRLF in one sendmsg (bench/gateway_bench.c: a
+                 * syscall per piece, not three) */
                 char hx[24];
                 int hl = snprintf(hx, sizeof hx, "%zx\r\n", n);
-                r = send_all(k->c->fd, hx, (size_t)hl, rc->timeout_ms);
-                if (!r)
-                        r = send_all(k->c->fd, p, n, rc->timeout_ms);
-                if (!r)
-                        r = send_all(k->c->fd, "\r\n", 2, rc->timeout_ms);
+                struct iovec iov[3] = {{hx, (size_t)hl}, {(void *)p, n}, {(void *)"\r\n", 2}};
+                r = sendv_all(k->c->fd, iov, 3, rc->timeout_ms);
         } else
                 r = send_all(k->c->fd, p, n, rc->timeout_ms);
         if (r < 0)
@@ -1258,6 +1284,9 @@ static void *accept_thread(void *userdata) {
                 int fd = accept4(gr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                         continue;
+                /* the answer goes out piece by piece (SSE): no Nagle wait on the small ones */
+                int one = 1;
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 unsigned max;
                 pthread_mutex_lock(&g.lock);
                 max = g.cfg.run_max_conns;
