@@ -1,5 +1,5 @@
 /* paddock usage: runs, runtime, tokens, egress and cost from billing's
- * records (GET /v1/usage), grouped by team, user, day or sandbox, as a table
+ * records (GET /v1/usage), grouped by team, user, day, sandbox or model, as a table
  * with a totals row. Only the teams the caller may view count. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-static const char *const group_bys[] = {"team", "user", "day", "sandbox", NULL};
+static const char *const group_bys[] = {"team", "user", "day", "sandbox", "model", NULL};
 
 /* The label of an item's group: its name where the API gives one, else its id. */
 static const char *group_label(json_t *item, const char *group_by) {
@@ -18,6 +18,7 @@ static const char *group_label(json_t *item, const char *group_by) {
                 {"user", "username", "user"},
                 {"sandbox", "sandbox_name", "sandbox"},
                 {"day", "day", "day"},
+                {"model", "model", "model"},
         };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 if (strcmp(keys[i].group_by, group_by) != 0)
@@ -63,7 +64,7 @@ static int usage_main(struct cli_ctx *ctx, int argc, char **argv) {
                 for (const char *const *g = group_bys; *g && !ok; g++)
                         ok = strcmp(*g, group_by) == 0;
                 if (!ok) {
-                        cli_error("usage: --group-by: unknown value \"%s\" (one of team, user, day, sandbox)", group_by);
+                        cli_error("usage: --group-by: unknown value \"%s\" (one of team, user, day, sandbox, model)", group_by);
                         return CLI_EXIT_USAGE;
                 }
         }
@@ -105,14 +106,16 @@ static int usage_main(struct cli_ctx *ctx, int argc, char **argv) {
 
 const struct cli_command cli_cmd_usage = {
         .name = "usage",
-        .summary = "runs, runtime, tokens, egress and cost per team, user, day or sandbox",
+        .summary = "runs, runtime, tokens, egress and cost per team, user, day, sandbox or model",
         .description = "From billing's records of the teams you may view, as a table with a totals\n"
                        "row (--json: the API's answer). A run counts on the UTC day it ended. DAY is\n"
                        "a date (2026-01-02) or an RFC 3339 date-time (its UTC day); both ends are\n"
-                       "included; the default is this month up to today. TEAM is a team id or name.\n",
+                       "included; the default is this month up to today. TEAM is a team id or name.\n"
+                       "By model: the model ids the runs called through the model gateway (tokens_in\n"
+                       "includes cache reads and writes; runtime and egress are not split per model).\n",
         .options = (const struct cli_option[]){{"from", 0, "DAY", "from DAY on (default: the 1st of this month)"},
                                                {"to", 0, "DAY", "up to and including DAY (default: today)"},
-                                               {"group-by", 'g', "GROUP", "team, user, day or sandbox"},
+                                               {"group-by", 'g', "GROUP", "team, user, day, sandbox or model"},
                                                {"team", 't', "TEAM", "only this team"},
                                                {0}},
         .fn = usage_main,

@@ -51,6 +51,12 @@ bool id_is_uuid(const char *s) {
         return true;
 }
 
+bool id_is_model(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+        return n > 0 && n <= ID_MODEL_MAX &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/@-") == n;
+}
+
 int id_random_hex(char *buf, size_t n) {
         unsigned char tmp[64];
         if (n > sizeof tmp)

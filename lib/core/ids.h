@@ -10,6 +10,11 @@
 int id_new_uuid(char buf[static UUID_STR_LEN]);
 /* True if s is a canonical lower-case UUID string. */
 bool id_is_uuid(const char *s);
+/* True if s is a model id as the catalog spells them: 1-ID_MODEL_MAX
+ * characters of A-Z a-z 0-9 . _ : / @ - (the model gateway keeps per-model
+ * usage under such names only, billing accepts only them, and "*"). */
+#define ID_MODEL_MAX 128
+bool id_is_model(const char *s);
 /* Fills buf with n random bytes, hex-encoded (2n chars + NUL). Returns 0 or -EIO. */
 int id_random_hex(char *buf, size_t n);
 /* Hex-encodes n bytes into out (2n + 1 bytes). */

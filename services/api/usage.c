@@ -2,7 +2,9 @@
  * per team, user, day or sandbox over a range of days, from billing's
  * billing.run_usage (one row per run, the UTC day the run ended; billing
  * migration 0003 lets the api read it, its tenant policy keeps tenants
- * apart). One query: GROUPING SETS gives the groups and the total together. */
+ * apart), or per model from billing.run_model_usage (one row per run and
+ * model, billing migration 0004). One query: GROUPING SETS gives the groups
+ * and the total together. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +20,30 @@ static const struct {
         const char *group_by;
         const char *key, *name, *joins, *order;
         const char *key_field, *name_field; /* name_field NULL: the key alone */
+        bool per_model;                     /* from run_model_usage: its own sums (MODEL_SUMS) */
 } groupings[] = {
         {"team", "u.team_id::text", "t.name", "LEFT JOIN api.teams t ON t.id = u.team_id", "t.name, u.team_id::text",
-         "team", "team_name"},
+         "team", "team_name", false},
         {"user", "u.user_id::text", "us.username", "LEFT JOIN api.users us ON us.id = u.user_id",
-         "us.username, u.user_id::text", "user", "username"},
-        {"day", "u.day::text", "u.day::text", "", "u.day::text", "day", NULL},
+         "us.username, u.user_id::text", "user", "username", false},
+        {"day", "u.day::text", "u.day::text", "", "u.day::text", "day", NULL, false},
         {"sandbox", "r.sandbox_id::text", "s.name",
          "LEFT JOIN api.runs r ON r.id = u.run_id LEFT JOIN api.sandboxes s ON s.id = r.sandbox_id",
-         "s.name, r.sandbox_id::text", "sandbox", "sandbox_name"},
+         "s.name, r.sandbox_id::text", "sandbox", "sandbox_name", false},
+        {"model", "u.model", "u.provider", "", "u.model, u.provider", "model", "provider", true},
 };
+
+/* The sums of a grouping, columns 2-7 then 9-11 (8 is GROUPING()): per run,
+ * or per model, where runs counts the runs that called the model and a run's
+ * runtime and egress are not split between its models (0). */
+#define RUN_SUMS                                                                                              \
+        "count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "                     \
+        "coalesce(sum(u.tokens_out), 0), coalesce(sum(u.egress_bytes), 0), coalesce(sum(u.cost_usd), 0)"
+#define RUN_EXTRA "0, 0, 0"
+#define MODEL_SUMS                                                                                            \
+        "count(DISTINCT u.run_id), 0, coalesce(sum(u.tokens_in), 0), coalesce(sum(u.tokens_out), 0), 0, "    \
+        "coalesce(sum(u.cost_usd), 0)"
+#define MODEL_EXTRA "coalesce(sum(u.calls), 0), coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0)"
 
 /* Query argument name as a UTC day "YYYY-MM-DD" in out: a full-date, or an
  * RFC 3339 date-time (its UTC day). *ret = out, or NULL when absent. */
@@ -73,7 +89,7 @@ int usage_get(struct api_req *r) {
                 while (g < ELEMENTSOF(groupings) && strcmp(groupings[g].group_by, group_by))
                         g++;
                 if (g == ELEMENTSOF(groupings))
-                        return api_fail(r, -EINVAL, "invalid_field", "group_by must be team, user, day or sandbox");
+                        return api_fail(r, -EINVAL, "invalid_field", "group_by must be team, user, day, sandbox or model");
         }
         /* default: this month (UTC) up to today; a from alone runs to today */
         if (!to) {
@@ -97,18 +113,18 @@ int usage_get(struct api_req *r) {
         char team_id[UUID_STR_LEN];
         if ((k = teams_filter(r, &d, team, team_id)) < 0)
                 return k;
-        char sql[2048];
+        char sql[2560];
+        bool per_model = groupings[g].per_model;
         snprintf(sql, sizeof sql,
-                 "SELECT %s, %s, count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "
-                 "coalesce(sum(u.tokens_out), 0), coalesce(sum(u.egress_bytes), 0), coalesce(sum(u.cost_usd), 0), "
-                 "GROUPING(%s) "
-                 "FROM billing.run_usage u %s "
+                 "SELECT %s, %s, %s, GROUPING(%s), %s "
+                 "FROM %s u %s "
                  "WHERE u.tenant_id = $1 AND u.day >= $2::date AND u.day <= $3::date "
                  "AND " LIST_TEAM_VISIBLE("u.team_id", "$4", "$5", "$6") " "
                  "AND ($7::uuid IS NULL OR u.team_id = $7::uuid) "
                  "GROUP BY GROUPING SETS ((%s, %s), ()) ORDER BY GROUPING(%s), %s",
-                 groupings[g].key, groupings[g].name, groupings[g].key, groupings[g].joins, groupings[g].key,
-                 groupings[g].name, groupings[g].key, groupings[g].order);
+                 groupings[g].key, groupings[g].name, per_model ? MODEL_SUMS : RUN_SUMS, groupings[g].key,
+                 per_model ? MODEL_EXTRA : RUN_EXTRA, per_model ? "billing.run_model_usage" : "billing.run_usage",
+                 groupings[g].joins, groupings[g].key, groupings[g].name, groupings[g].key, groupings[g].order);
         const char *params[] = {r->caller.tenant_id, from, to, r->caller.tenant_admin ? "t" : "f", r->caller.user_id,
                                 api_perm_roles(PERM_VIEWER), team ? team_id : NULL};
         _cleanup_pgres_ PGresult *res = NULL;
@@ -130,7 +146,13 @@ int usage_get(struct api_req *r) {
                                 json_object_set_new(o, groupings[g].name_field, db_json_str(res, i, 1));
                         json_array_append_new(items, o);
                 }
-                if (sums_json(o, res, i) < 0)
+                if (sums_json(o, res, i) < 0 ||
+                    (per_model &&
+                     (json_object_set_new(o, "calls", json_integer(strtoll(PQgetvalue(res, i, 9), NULL, 10))) |
+                      json_object_set_new(o, "cache_read_tokens",
+                                          json_integer(strtoll(PQgetvalue(res, i, 10), NULL, 10))) |
+                      json_object_set_new(o, "cache_write_tokens",
+                                          json_integer(strtoll(PQgetvalue(res, i, 11), NULL, 10)))) < 0))
                         return api_fail(r, -ENOMEM, "internal", "out of memory");
         }
         r->out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "from", from, "to", to, "group_by", groupings[g].group_by,

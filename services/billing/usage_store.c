@@ -1,10 +1,12 @@
 /* Usage per run and per team and day. A run's usage is counted exactly once:
  * the run_usage insert decides (ON CONFLICT DO NOTHING RETURNING) and the
- * daily sum moves only in the transaction where that insert happened. */
+ * daily sum and the per-model rows (billing.run_model_usage, migration 0004)
+ * are written only in the transaction where that insert happened. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "billing.h"
@@ -44,6 +46,68 @@ static void usage_day(const Paddock__V1__UsageRecord *u, char buf[static 16]) {
         strftime(buf, 16, "%Y-%m-%d", &tm);
 }
 
+#define MODELS_MAX 256 /* entries of a record's breakdown (the gateway keeps at most 64) */
+
+/* The per-model breakdown, checked like the record's own fields: a bad entry
+ * refuses the whole record, naming it (models[i].field). */
+static int models_valid(const Paddock__V1__UsageRecord *u, struct err_detail *reterr) {
+        if (u->n_models > MODELS_MAX)
+                return err_set(reterr, -EINVAL, "models", "at most %d models per record", MODELS_MAX);
+        for (size_t i = 0; i < u->n_models; i++) {
+                const Paddock__V1__ModelUsage *m = u->models[i];
+                char field[48];
+                if (strcmp(m->provider, "anthropic") && strcmp(m->provider, "openai")) {
+                        snprintf(field, sizeof field, "models[%zu].provider", i);
+                        return err_set(reterr, -EINVAL, field, "%s must be anthropic or openai", field);
+                }
+                if (!id_is_model(m->model) && strcmp(m->model, "*")) {
+                        snprintf(field, sizeof field, "models[%zu].model", i);
+                        return err_set(reterr, -EINVAL, field, "%s must be a model id (1-%d of A-Z a-z 0-9 . _ : / @ -)",
+                                       field, ID_MODEL_MAX);
+                }
+                if (!amount_valid(m->cost_usd)) {
+                        snprintf(field, sizeof field, "models[%zu].cost_usd", i);
+                        return err_set(reterr, -EINVAL, field, "%s must be a finite number >= 0", field);
+                }
+                if (m->calls > INT64_MAX || m->tokens_in > INT64_MAX || m->tokens_out > INT64_MAX ||
+                    m->cache_read_tokens > INT64_MAX || m->cache_write_tokens > INT64_MAX) {
+                        snprintf(field, sizeof field, "models[%zu]", i);
+                        return err_set(reterr, -EINVAL, field, "%s: counts must fit in a bigint", field);
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (!strcmp(u->models[j]->provider, m->provider) && !strcmp(u->models[j]->model, m->model)) {
+                                snprintf(field, sizeof field, "models[%zu].model", i);
+                                return err_set(reterr, -EINVAL, field, "%s: %s %s is listed twice", field,
+                                               m->provider, m->model);
+                        }
+        }
+        return 0;
+}
+
+/* One billing.run_model_usage row per entry, in the run_usage insert's transaction. */
+static int models_store(PGconn *conn, const Paddock__V1__UsageRecord *u, const char *day, struct err_detail *reterr) {
+        for (size_t i = 0; i < u->n_models; i++) {
+                const Paddock__V1__ModelUsage *m = u->models[i];
+                char calls[24], tin[24], tout[24], cr[24], cw[24], cost[32];
+                snprintf(calls, sizeof calls, "%llu", (unsigned long long)m->calls);
+                snprintf(tin, sizeof tin, "%llu", (unsigned long long)m->tokens_in);
+                snprintf(tout, sizeof tout, "%llu", (unsigned long long)m->tokens_out);
+                snprintf(cr, sizeof cr, "%llu", (unsigned long long)m->cache_read_tokens);
+                snprintf(cw, sizeof cw, "%llu", (unsigned long long)m->cache_write_tokens);
+                snprintf(cost, sizeof cost, "%.17g", m->cost_usd);
+                const char *params[] = {u->env->run_id, m->provider, m->model, u->env->tenant_id, u->team_id,
+                                        *u->user_id ? u->user_id : NULL, day, calls, tin, tout, cr, cw, cost};
+                int r = pg_exec(conn,
+                                "INSERT INTO billing.run_model_usage (run_id, provider, model, tenant_id, team_id,"
+                                " user_id, day, calls, tokens_in, tokens_out, cache_read_tokens, cache_write_tokens,"
+                                " cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                (int)ELEMENTSOF(params), params, NULL, reterr);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr) {
         _cleanup_(usage_freep) Paddock__V1__UsageRecord *u = paddock__v1__usage_record__unpack(NULL, m->len, m->value);
         if (!u)
@@ -62,6 +126,9 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                 return err_set(reterr, -EINVAL, "cost_usd", "cost_usd must be a finite number >= 0");
         if (u->tokens_in > INT64_MAX || u->tokens_out > INT64_MAX || u->egress_bytes > INT64_MAX)
                 return err_set(reterr, -EINVAL, "tokens", "token and byte counts must fit in a bigint");
+        int v = models_valid(u, reterr);
+        if (v < 0)
+                return v;
 
         /* only the run's node reports its usage (docs/CONTRACTS.md, signed messages) */
         int k = run_node_check(conn, m, u->env->run_id, NULL, reterr);
@@ -108,6 +175,9 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                     "  egress_bytes = d.egress_bytes + EXCLUDED.egress_bytes,"
                     "  cost_usd = d.cost_usd + EXCLUDED.cost_usd",
                     (int)ELEMENTSOF(daily), daily, NULL, reterr);
+        if (r < 0)
+                goto fail;
+        r = models_store(conn, u, day, reterr);
         if (r < 0)
                 goto fail;
         r = pg_commit(conn, reterr);

@@ -20,8 +20,10 @@
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/ids.h"
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/timeutil.h"
@@ -87,12 +89,21 @@ struct gateway_run {
         pthread_t acceptor;
         bool acceptor_started;
 
-        pthread_mutex_t lock;          /* conns, n_conns, stopping, totals */
+        struct gateway_limits limits;
+
+        pthread_mutex_t lock;          /* conns, n_conns, stopping, totals, models, used_*, limit_fired */
         pthread_cond_t idle;           /* n_conns reached 0 */
         struct conn *conns;
         unsigned n_conns;
         bool stopping;
         struct gateway_totals totals;
+        struct gateway_model_totals *models;
+        size_t n_models;
+        /* the live count the limits apply to: ended calls plus what the
+         * open ones have reported so far */
+        int64_t used_tokens;
+        double used_cost;
+        bool limit_fired;              /* on_limit was called */
 };
 
 /* ---- small I/O helpers, each wait bounded by an idle timeout (a stream may run long) ---- */
@@ -123,6 +134,32 @@ static int send_all(int fd, const void *buf, size_t len, int timeout_ms) {
                         return -errno;
                 p += n;
                 len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* send_all of the iovecs' bytes in order (iov is consumed). */
+static int sendv_all(int fd, struct iovec *iov, int n, int timeout_ms) {
+        while (n > 0) {
+                struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+                ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        int r = wait_fd(fd, POLLOUT, timeout_ms);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (w < 0)
+                        return -errno;
+                while (n > 0 && (size_t)w >= iov->iov_len) {
+                        w -= (ssize_t)iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (char *)iov->iov_base + w;
+                        iov->iov_len -= (size_t)w;
+                }
         }
         return 0;
 }
@@ -199,6 +236,11 @@ struct call {
         size_t line_len, line_cap;
         bool line_over;                /* longer than USAGE_LINE_MAX: skipped */
         struct relay_ctx *rc;          /* while the answer is relayed */
+        int64_t counted_tokens;        /* what this call added to the run's live count */
+        double counted_cost;
+        const char *limit;             /* the limit this call hit ("max_tokens", ...), NULL */
+        bool crossed;                  /* its usage crossed a limit: the answer is cut there */
+        bool cut;                      /* ... and the cut was made */
 };
 
 static const char *provider_name(enum gateway_provider p) {
@@ -215,19 +257,19 @@ static void call_error(struct call *k, int status, const char *fmt, ...) {
 }
 
 /* The provider's error shape, so the agent's CLI reports (and retries) it as
- * it would the provider's own. */
-static void answer_error(struct call *k, int status, const char *msg) {
-        const char *type;
-        if (k->provider == GATEWAY_ANTHROPIC)
+ * it would the provider's own. type (NULL: from the status) and code (OpenAI's
+ * error.code, NULL: null) name it. */
+static void answer_error_as(struct call *k, int status, const char *type, const char *code, const char *msg) {
+        if (!type && k->provider == GATEWAY_ANTHROPIC)
                 type = status == 400 ? "invalid_request_error" : status == 403 ? "permission_error"
                      : status == 404 ? "not_found_error" : status == 413 ? "request_too_large"
                      : status == 429 ? "rate_limit_error" : status < 500 ? "invalid_request_error" : "api_error";
-        else
+        else if (!type)
                 type = status < 500 ? "invalid_request_error" : "server_error";
         json_t *body = k->provider == GATEWAY_ANTHROPIC
                                ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", type, "message", msg)
-                               : json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", msg, "type", type, "param",
-                                           "code");
+                               : json_pack("{s:{s:s,s:s,s:n,s:o}}", "error", "message", msg, "type", type, "param",
+                                           "code", code ? json_string(code) : json_null());
         _cleanup_free_ char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
         if (!b)
@@ -239,6 +281,10 @@ static void answer_error(struct call *k, int status, const char *msg) {
                           status, status < 500 ? "Refused" : "Gateway Error", strlen(b));
         if (send_all(k->c->fd, head, (size_t)hl, 5000) == 0)
                 (void)send_all(k->c->fd, b, strlen(b), 5000);
+}
+
+static void answer_error(struct call *k, int status, const char *msg) {
+        answer_error_as(k, status, NULL, NULL, msg);
 }
 
 static int64_t int_at(json_t *o, const char *key) {
@@ -323,17 +369,26 @@ static void usage_take(struct usage *u, enum gateway_provider p, json_t *o) {
         }
 }
 
+static void limit_account(struct call *k);
+
 static void usage_parse(struct call *k, const char *s, size_t n) {
         json_t *o = json_loadb(s, n, JSON_DECODE_ANY, NULL);
-        if (o)
+        if (o) {
                 usage_take(&k->u, k->provider, o);
+                limit_account(k);
+        }
         json_decref(o);
 }
 
 /* Feeds answer bytes (decoded from the upstream's framing) to the usage
  * parser: SSE lines "data: {...}" one by one, or the JSON body at the end
- * (usage_finish). Bounded: a line beyond USAGE_LINE_MAX is skipped. */
-static void usage_feed(struct call *k, const char *p, size_t n) {
+ * (usage_finish). Bounded: a line beyond USAGE_LINE_MAX is skipped. Returns
+ * how many of the n bytes go to the agent: all of them, or, when an SSE line's
+ * usage crossed a limit, those before that line (or through it, when its
+ * start already went out with an earlier piece), so the agent gets whole
+ * events only and the cut event after them (limit_cut). */
+static size_t usage_feed(struct call *k, const char *p, size_t n) {
+        size_t line_start = k->line_len || k->line_over ? SIZE_MAX : 0;
         for (size_t i = 0; i < n; i++) {
                 char ch = p[i];
                 if (k->sse && ch == '\n') {
@@ -348,6 +403,9 @@ static void usage_feed(struct call *k, const char *p, size_t n) {
                         }
                         k->line_len = 0;
                         k->line_over = false;
+                        if (k->crossed)
+                                return line_start != SIZE_MAX ? line_start : i + 1;
+                        line_start = i + 1;
                         continue;
                 }
                 if (k->line_over)
@@ -368,6 +426,7 @@ static void usage_feed(struct call *k, const char *p, size_t n) {
                 }
                 k->line[k->line_len++] = ch;
         }
+        return n;
 }
 
 static void usage_finish(struct call *k) {
@@ -388,32 +447,198 @@ static double cost_of(const struct route *rt, const struct usage *u, enum gatewa
                 cw * r->usd_per_mtok_cache_write) / 1e6;
 }
 
+/* Every token the model read: OpenAI's input_tokens include its cached
+ * ones, Anthropic's count cache reads and writes apart. */
+static uint64_t tokens_in_of(enum gateway_provider p, const struct usage *u) {
+        uint64_t in = u->input > 0 ? (uint64_t)u->input : 0, cr = u->cache_read > 0 ? (uint64_t)u->cache_read : 0;
+        uint64_t cw = u->cache_write > 0 ? (uint64_t)u->cache_write : 0;
+        return p == GATEWAY_OPENAI ? in : in + cr + cw;
+}
+
+/* The limit the run's live count is over (reached: at or over), with its
+ * figures; NULL when none. Under gr->lock. */
+static const char *limit_over(const struct gateway_run *gr, bool reached, double *value, double *used) {
+        const struct gateway_limits *l = &gr->limits;
+        int64_t max = (int64_t)l->max_tokens;
+        if (max > 0 && (reached ? gr->used_tokens >= max : gr->used_tokens > max)) {
+                *value = (double)max;
+                *used = (double)gr->used_tokens;
+                return "max_tokens";
+        }
+        if (l->max_cost_usd > 0 && (reached ? gr->used_cost >= l->max_cost_usd : gr->used_cost > l->max_cost_usd)) {
+                *value = l->max_cost_usd;
+                *used = gr->used_cost;
+                return "max_cost_usd";
+        }
+        return NULL;
+}
+
+static void limit_error(struct call *k, const char *limit, double value, double used, const char *what) {
+        if (!strcmp(limit, "max_tokens"))
+                snprintf(k->error, sizeof k->error, "the run's max_tokens of %.0f is reached (%.0f tokens used): %s",
+                         value, used, what);
+        else
+                snprintf(k->error, sizeof k->error, "the run's max_cost_usd of %.4f is reached (%.4f USD used): %s",
+                         value, used, what);
+}
+
+/* Tells the run once (gateway_limit_fn), outside the lock. */
+static void limit_tell(struct gateway_run *gr, bool fire, const char *limit, double value, double used) {
+        if (!fire)
+                return;
+        log_ctx(LOG_INFO, LOG_KV("run", gr->run_id, "limit", limit), "model %s limit reached", limit);
+        if (gr->limits.on_limit)
+                gr->limits.on_limit(gr->limits.userdata, limit, value, used);
+}
+
+/* Adds what the call's usage grew by to the run's live count and checks the
+ * limits on it: a crossing marks the call to be cut (usage_feed). */
+static void limit_account(struct call *k) {
+        struct gateway_run *gr = k->c->gr;
+        int64_t tokens = (int64_t)tokens_in_of(k->provider, &k->u) + (k->u.output > 0 ? k->u.output : 0);
+        double cost = cost_of(k->rt, &k->u, k->provider), value = 0, used = 0;
+        const char *hit = NULL;
+        bool fire = false;
+        pthread_mutex_lock(&gr->lock);
+        gr->used_tokens += tokens - k->counted_tokens;
+        gr->used_cost += cost - k->counted_cost;
+        k->counted_tokens = tokens;
+        k->counted_cost = cost;
+        if (!k->limit && (hit = limit_over(gr, false, &value, &used))) {
+                fire = !gr->limit_fired;
+                gr->limit_fired = true;
+        }
+        pthread_mutex_unlock(&gr->lock);
+        if (!hit)
+                return;
+        k->limit = hit;
+        k->crossed = true;
+        limit_error(k, hit, value, used, k->sse ? "the answer was cut" : "the next call is refused");
+        limit_tell(gr, fire, hit, value, used);
+}
+
+/* Before a call is forwarded: refused (true) when a limit is already
+ * reached, in the shape each provider answers an exhausted account with, so
+ * the CLIs stop instead of retrying: Anthropic 400 invalid_request_error,
+ * OpenAI 429 insufficient_quota. Nothing reaches the upstream. */
+static bool limit_refuse(struct call *k) {
+        struct gateway_run *gr = k->c->gr;
+        double value = 0, used = 0;
+        pthread_mutex_lock(&gr->lock);
+        const char *hit = limit_over(gr, true, &value, &used);
+        bool fire = hit && !gr->limit_fired;
+        if (hit)
+                gr->limit_fired = true;
+        pthread_mutex_unlock(&gr->lock);
+        if (!hit)
+                return false;
+        k->limit = hit;
+        limit_error(k, hit, value, used, "no further model call is made");
+        limit_tell(gr, fire, hit, value, used); /* the run first: the agent may act on the answer at once */
+        if (k->provider == GATEWAY_ANTHROPIC) {
+                k->status = 400;
+                answer_error_as(k, 400, "invalid_request_error", NULL, k->error);
+        } else {
+                k->status = 429;
+                answer_error_as(k, 429, "insufficient_quota", "insufficient_quota", k->error);
+        }
+        return true;
+}
+
+/* Ends a streamed answer that crossed a limit, after the whole events that
+ * went before: a blank line (ends any event whose fields went out), the
+ * provider's own failure event (Anthropic `error`, OpenAI `response.failed`
+ * with error.code insufficient_quota) and the end of the chunked body. An
+ * answer framed by Content-Length just stops short. */
+static void limit_cut(struct call *k) {
+        struct relay_ctx *rc = k->rc;
+        k->cut = true;
+        if (rc->client_gone || !rc->chunked_out || !k->sse)
+                return;
+        json_t *d = k->provider == GATEWAY_ANTHROPIC
+                            ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "invalid_request_error",
+                                        "message", k->error)
+                            : json_pack("{s:s,s:{s:s,s:s,s:{s:s,s:s}}}", "type", "response.failed", "response",
+                                        "object", "response", "status", "failed", "error", "code",
+                                        "insufficient_quota", "message", k->error);
+        _cleanup_free_ char *data = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        if (!data)
+                return;
+        _cleanup_free_ char *ev = NULL;
+        int n = asprintf(&ev, "\nevent: %s\ndata: %s\n\n", k->provider == GATEWAY_ANTHROPIC ? "error" : "response.failed",
+                         data);
+        if (n < 0)
+                return;
+        char hx[24];
+        int hl = snprintf(hx, sizeof hx, "%x\r\n", n);
+        if (send_all(k->c->fd, hx, (size_t)hl, rc->timeout_ms) < 0 || send_all(k->c->fd, ev, (size_t)n, rc->timeout_ms) < 0 ||
+            send_all(k->c->fd, "\r\n0\r\n\r\n", 7, rc->timeout_ms) < 0)
+                rc->client_gone = true;
+}
+
+/* The run's entry for the call's model (or "*" past GATEWAY_MODELS_MAX, or
+ * for a name that is no model id: lib/core/ids.h id_is_model);
+ * NULL on out-of-memory. Under gr->lock. */
+static struct gateway_model_totals *model_entry(struct gateway_run *gr, enum gateway_provider p, const char *model) {
+        if (!id_is_model(model) && strcmp(model, "*")) /* the agent names it: only catalog-shaped names kept apart */
+                return model_entry(gr, p, "*");
+        for (size_t i = 0; i < gr->n_models; i++)
+                if (gr->models[i].provider == p && !strcmp(gr->models[i].model, model))
+                        return &gr->models[i];
+        if (gr->n_models >= GATEWAY_MODELS_MAX - 1 && strcmp(model, "*"))
+                return model_entry(gr, p, "*");
+        struct gateway_model_totals *m = realloc(gr->models, (gr->n_models + 1) * sizeof *m);
+        if (!m)
+                return NULL;
+        gr->models = m;
+        m = &gr->models[gr->n_models++];
+        *m = (struct gateway_model_totals){.provider = p};
+        snprintf(m->model, sizeof m->model, "%s", model);
+        return m;
+}
+
+static void totals_add(struct gateway_totals *t, uint64_t in, uint64_t out, uint64_t cr, uint64_t cw, uint64_t tin,
+                       double cost) {
+        t->calls++;
+        t->input_tokens += in;
+        t->output_tokens += out;
+        t->cache_read_tokens += cr;
+        t->cache_write_tokens += cw;
+        t->tokens_in += tin;
+        t->tokens_out += out;
+        t->cost_usd += cost;
+}
+
 static void call_emit(struct call *k) {
         struct gateway_run *gr = k->c->gr;
         int64_t now = time_mono_us();
         const char *model = k->u.model[0] ? k->u.model : k->model;
         int64_t in = k->u.input > 0 ? k->u.input : 0, out = k->u.output > 0 ? k->u.output : 0;
         int64_t cr = k->u.cache_read > 0 ? k->u.cache_read : 0, cw = k->u.cache_write > 0 ? k->u.cache_write : 0;
+        uint64_t tin = tokens_in_of(k->provider, &k->u);
         double cost = cost_of(k->rt, &k->u, k->provider);
         if (!k->error[0] && k->u.error[0] && k->status >= 400)
                 snprintf(k->error, sizeof k->error, "%s", k->u.error);
-        json_t *d = json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "provider", provider_name(k->provider),
-                              "model", model, "status", k->status, "input_tokens", (json_int_t)in, "output_tokens",
-                              (json_int_t)out, "cache_read_tokens", (json_int_t)cr, "cache_write_tokens",
-                              (json_int_t)cw, "latency_ms", (json_int_t)((now - k->t0) / 1000), "ttft_ms",
-                              (json_int_t)(k->t_first ? (k->t_first - k->t0) / 1000 : 0), "cost_usd", cost);
+        /* a call cut or refused for a limit says so instead of the HTTP status */
+        json_t *d = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "provider", provider_name(k->provider),
+                              "model", model, "status",
+                              k->limit ? json_string("limit_exceeded") : json_integer(k->status), "input_tokens",
+                              (json_int_t)in, "output_tokens", (json_int_t)out, "cache_read_tokens", (json_int_t)cr,
+                              "cache_write_tokens", (json_int_t)cw, "latency_ms", (json_int_t)((now - k->t0) / 1000),
+                              "ttft_ms", (json_int_t)(k->t_first ? (k->t_first - k->t0) / 1000 : 0), "cost_usd", cost);
         if (d && k->error[0])
                 json_object_set_new(d, "error", json_string(k->error));
+        if (d && k->limit)
+                json_object_set_new(d, "limit", json_string(k->limit));
         pthread_mutex_lock(&gr->lock);
-        gr->totals.calls++;
-        gr->totals.input_tokens += (uint64_t)in;
-        gr->totals.output_tokens += (uint64_t)out;
-        gr->totals.cache_read_tokens += (uint64_t)cr;
-        gr->totals.cache_write_tokens += (uint64_t)cw;
-        gr->totals.cost_usd += cost;
+        totals_add(&gr->totals, (uint64_t)in, (uint64_t)out, (uint64_t)cr, (uint64_t)cw, tin, cost);
+        struct gateway_model_totals *m = model_entry(gr, k->provider, k->model);
+        if (m)
+                totals_add(&m->t, (uint64_t)in, (uint64_t)out, (uint64_t)cr, (uint64_t)cw, tin, cost);
         pthread_mutex_unlock(&gr->lock);
         log_ctx(LOG_DEBUG, LOG_KV("run", gr->run_id, "provider", provider_name(k->provider), "model", model),
-                "model call ended with status %d", k->status);
+                "model call ended with status %d%s", k->status, k->limit ? " (limit exceeded)" : "");
         if (d && gr->on_event)
                 gr->on_event(gr->userdata, "model_call", d);
         json_decref(d);
@@ -697,23 +922,26 @@ static int relay_piece(struct call *k, const char *p, size_t n) {
                 return 0;
         if (!k->t_first)
                 k->t_first = time_mono_us();
-        usage_feed(k, p, n);
-        if (rc->client_gone)
-                return 0;
+        n = usage_feed(k, p, n);
+        if (rc->client_gone || !n)
+                goto cut;
         int r = 0;
         if (rc->chunked_out) {
+                /* size line, data and CRLF in one sendmsg (bench/gateway_bench.c: a
+                 * syscall per piece, not three) */
                 char hx[24];
                 int hl = snprintf(hx, sizeof hx, "%zx\r\n", n);
-                r = send_all(k->c->fd, hx, (size_t)hl, rc->timeout_ms);
-                if (!r)
-                        r = send_all(k->c->fd, p, n, rc->timeout_ms);
-                if (!r)
-                        r = send_all(k->c->fd, "\r\n", 2, rc->timeout_ms);
+                struct iovec iov[3] = {{hx, (size_t)hl}, {(void *)p, n}, {(void *)"\r\n", 2}};
+                r = sendv_all(k->c->fd, iov, 3, rc->timeout_ms);
         } else
                 r = send_all(k->c->fd, p, n, rc->timeout_ms);
         if (r < 0)
                 rc->client_gone = true; /* keep reading: the usage still counts */
-        return 0;
+cut:
+        if (!k->crossed)
+                return 0;
+        limit_cut(k);
+        return -ECANCELED; /* read no further: the upstream connection is closed */
 }
 
 /* Parses the upstream's status line and headers; writes the agent's head
@@ -885,7 +1113,7 @@ static void call_forward(struct call *k, const struct req *q, const char *body, 
                 if (n) {
                         if (chunked) {
                                 if (dechunk_feed(&dc, buf, n, k, relay_piece) < 0) {
-                                        broken = true;
+                                        broken = !k->cut;
                                         break;
                                 }
                                 complete = dc.state == CH_DONE;
@@ -897,7 +1125,7 @@ static void call_forward(struct call *k, const struct req *q, const char *body, 
                         } else
                                 relay_piece(k, buf, n);
                 }
-                if (complete)
+                if (complete || k->cut)
                         break;
                 ssize_t m = ssl_read_some(ssl, ufd, buf, IO_BUF, cfg->idle_timeout_ms);
                 if (m < 0) {
@@ -912,6 +1140,11 @@ static void call_forward(struct call *k, const struct req *q, const char *body, 
                 n = (size_t)m;
         }
         SSL_free(ssl);
+        if (k->cut) {
+                /* the rest of the answer is not read: the upstream stops with the connection */
+                shutdown(ufd, SHUT_RDWR);
+                return;
+        }
         usage_finish(k);
         if (complete && rc.chunked_out && !rc.client_gone)
                 (void)send_all(k->c->fd, "0\r\n\r\n", 5, rc.timeout_ms);
@@ -1005,6 +1238,10 @@ static void conn_serve(struct conn *c) {
                 call_emit(&k);
                 return;
         }
+        if (limit_refuse(&k)) {
+                call_emit(&k);
+                return;
+        }
         call_forward(&k, &q, body, (size_t)q.content_length, &cfg);
         call_emit(&k);
         free(k.line);
@@ -1047,6 +1284,9 @@ static void *accept_thread(void *userdata) {
                 int fd = accept4(gr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0)
                         continue;
+                /* the answer goes out piece by piece (SSE): no Nagle wait on the small ones */
+                int one = 1;
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 unsigned max;
                 pthread_mutex_lock(&g.lock);
                 max = g.cfg.run_max_conns;
@@ -1136,12 +1376,14 @@ static int route_parse(const struct gateway_route *r, struct route *rt) {
 }
 
 int gateway_run_start(const char *run_id, const char *netns_path, const struct gateway_route *routes, size_t n_routes,
-                      gateway_event_fn on_event, void *userdata, struct gateway_run **ret,
-                      struct err_detail *reterr) {
+                      const struct gateway_limits *limits, gateway_event_fn on_event, void *userdata,
+                      struct gateway_run **ret, struct err_detail *reterr) {
         struct gateway_run *gr = calloc(1, sizeof *gr);
         if (!gr)
                 return -ENOMEM;
         snprintf(gr->run_id, sizeof gr->run_id, "%s", run_id);
+        if (limits)
+                gr->limits = *limits;
         gr->on_event = on_event;
         gr->userdata = userdata;
         gr->listen_fd = gr->stop_fd = -1;
@@ -1195,12 +1437,29 @@ void gateway_run_totals(struct gateway_run *gr, struct gateway_totals *ret) {
         pthread_mutex_unlock(&gr->lock);
 }
 
-struct gateway_run *gateway_run_stop(struct gateway_run *gr) {
-        if (!gr)
-                return NULL;
+int gateway_run_model_totals(struct gateway_run *gr, struct gateway_model_totals **ret) {
+        *ret = NULL;
+        pthread_mutex_lock(&gr->lock);
+        size_t n = gr->n_models;
+        struct gateway_model_totals *m = n ? malloc(n * sizeof *m) : NULL;
+        if (m)
+                memcpy(m, gr->models, n * sizeof *m);
+        pthread_mutex_unlock(&gr->lock);
+        if (n && !m)
+                return -ENOMEM;
+        *ret = m;
+        return (int)n;
+}
+
+void gateway_run_drain(struct gateway_run *gr) {
         if (gr->acceptor_started) {
                 (void)!eventfd_write(gr->stop_fd, 1);
                 pthread_join(gr->acceptor, NULL);
+                gr->acceptor_started = false;
+        }
+        if (gr->listen_fd >= 0) {
+                close(gr->listen_fd);
+                gr->listen_fd = -1;
         }
         pthread_mutex_lock(&gr->lock);
         gr->stopping = true;
@@ -1213,6 +1472,12 @@ struct gateway_run *gateway_run_stop(struct gateway_run *gr) {
         while (gr->n_conns)
                 pthread_cond_wait(&gr->idle, &gr->lock);
         pthread_mutex_unlock(&gr->lock);
+}
+
+struct gateway_run *gateway_run_stop(struct gateway_run *gr) {
+        if (!gr)
+                return NULL;
+        gateway_run_drain(gr);
         if (gr->listen_fd >= 0)
                 close(gr->listen_fd);
         if (gr->stop_fd >= 0)
@@ -1220,6 +1485,7 @@ struct gateway_run *gateway_run_stop(struct gateway_run *gr) {
         pthread_mutex_destroy(&gr->lock);
         pthread_cond_destroy(&gr->idle);
         free(gr->routes);
+        free(gr->models);
         free(gr);
         return NULL;
 }

@@ -62,8 +62,8 @@ static void on_event(void *userdata, const char *kind, json_t *data) {
 }
 
 int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock__V1__SandboxSnapshot *snap,
-                       const struct run_secrets *secrets, struct run_events *ev, struct gateway_hook **ret,
-                       struct err_detail *reterr) {
+                       const struct run_secrets *secrets, struct run_events *ev, gateway_limit_fn on_limit,
+                       void *limit_userdata, struct gateway_hook **ret, struct err_detail *reterr) {
         *ret = NULL;
         if (!snap || snap->n_model_routes == 0)
                 return 0;
@@ -95,8 +95,13 @@ int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock
                         return err_set(reterr, -EINVAL, "gateway", "model route %zu has no key", i);
                 }
         }
+        struct gateway_limits lim = {.on_limit = on_limit, .userdata = limit_userdata};
+        if (snap->limits) {
+                lim.max_tokens = snap->limits->max_tokens;
+                lim.max_cost_usd = snap->limits->max_cost_usd;
+        }
         struct gateway_run *gw = NULL;
-        int r = gateway_run_start(run_id, netns_path, h->routes, snap->n_model_routes, on_event, h, &gw, reterr);
+        int r = gateway_run_start(run_id, netns_path, h->routes, snap->n_model_routes, &lim, on_event, h, &gw, reterr);
         if (r < 0) {
                 gateway_hook_stop(h);
                 return r;
@@ -108,21 +113,26 @@ int gateway_hook_start(const char *run_id, const char *netns_path, const Paddock
         return 0;
 }
 
-void gateway_hook_final_usage(struct gateway_hook *h, struct gateway_totals *ret) {
+int gateway_hook_final_usage(struct gateway_hook *h, struct gateway_totals *ret, struct gateway_model_totals **models) {
         *ret = (struct gateway_totals){0};
+        *models = NULL;
         if (!h)
-                return;
+                return 0;
         pthread_mutex_lock(&h->lock);
         struct gateway_run *gw = h->gw;
         pthread_mutex_unlock(&h->lock);
-        /* every open call ends and sends its model_call (on_event, h->gw
-         * still set: the totals follow) before this returns */
-        gw = gateway_run_stop(gw);
+        if (!gw)
+                return 0;
+        /* every open call ends and sends its model_call (on_event: the
+         * totals follow) before this returns; gw stays readable until
+         * gateway_hook_stop() */
+        gateway_run_drain(gw);
         pthread_mutex_lock(&h->lock);
-        h->gw = NULL;
         h->final = true;
+        gateway_run_totals(gw, &h->totals);
         *ret = h->totals;
         pthread_mutex_unlock(&h->lock);
+        return gateway_run_model_totals(gw, models);
 }
 
 struct gateway_hook *gateway_hook_stop(struct gateway_hook *h) {

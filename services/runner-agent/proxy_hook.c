@@ -28,6 +28,8 @@ struct proxy_hook {
         int key_err;
         struct proxy_run *proxy;
         struct gateway_hook *gateway;      /* the model gateway, beside the proxy (gateway_hook.h) */
+        gateway_limit_fn on_model_limit;   /* where it tells of a reached limit, and its userdata */
+        void *model_limit_userdata;
         const char **env;                  /* proxy_env + secrets_env, NULL-terminated */
 
         int config_fd;                     /* memfd holding config.json with secrets, -1 */
@@ -111,7 +113,8 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
                 const struct proxy_header *hd = secrets_headers(h->secrets, &n);
                 proxy_run_set_headers(h->proxy, hd, n);
         }
-        r = gateway_hook_start(h->run_id, sb->netns_path, h->snap, h->secrets, h->ev, &h->gateway, reterr);
+        r = gateway_hook_start(h->run_id, sb->netns_path, h->snap, h->secrets, h->ev, h->on_model_limit,
+                               h->model_limit_userdata, &h->gateway, reterr);
         if (r < 0)
                 return r;
         const char *const *senv = secrets_env(h->secrets);
@@ -140,6 +143,13 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
                 h->wiper_started = true;
         }
         return 0;
+}
+
+void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *userdata) {
+        if (!h)
+                return;
+        h->on_model_limit = fn;
+        h->model_limit_userdata = userdata;
 }
 
 struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h) {

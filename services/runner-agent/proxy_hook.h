@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "events.h"
+#include "gateway.h"
 #include "paddock/v1/runs.pb-c.h"
 #include "sandbox.h"
 
@@ -26,6 +27,11 @@ struct proxy_hook *proxy_hook_provisioning(const char *run_id, const Paddock__V1
  * disk; it is wiped once the container has started. Returns 0 or a negative
  * errno with reterr (the run fails with its message). */
 int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_detail *reterr);
+
+/* Where the model gateway tells that the run reached a model limit
+ * (gateway.h gateway_limit_fn, userdata borrowed); before proxy_hook_prepare(). */
+void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *userdata);
+
 
 /* The run's model gateway (gateway_hook.h), NULL when it has none; owned
  * by h. */

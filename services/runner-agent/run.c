@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -99,6 +100,11 @@ struct run_ctx {
         struct agent_cli_launch cli;
         struct agent_cli_stream *cli_stream;
         int64_t last_output_mono;
+        struct {                 /* a model limit the gateway reported (on_model_limit) */
+                atomic_bool hit; /* set last: limit, value and used are written before it */
+                char limit[16];
+                double value, used;
+        } ml;
 };
 
 /* Length (1..3) of an incomplete multi-byte sequence at the end of s, or 0. */
@@ -296,6 +302,8 @@ static int exit_code_of(int status) {
 
 struct outcome {
         const char *status;       /* terminal status */
+        const char *limit;        /* a model limit ended the run: {limit, value, used} in the status data */
+        double limit_value, limit_used;
         char reason[600];
         int exit_code;            /* -1: none */
         int64_t started_us, ended_us; /* wall clock of the container process */
@@ -480,6 +488,13 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         } else {
                                 log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "cancelling run: runner shutting down");
                         }
+                }
+                if (!killed && atomic_load(&c->ml.hit)) {
+                        /* a model limit (on_model_limit): stopped like a timeout, ended by model_limit_outcome */
+                        killed = true;
+                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "limit", c->ml.limit),
+                                "killing run: model limit reached");
+                        kill_container(c);
                 }
                 if (now - last_limits >= LIMITS_POLL_US) {
                         last_limits = now;
@@ -722,7 +737,61 @@ static void capture_diff(struct run_ctx *c) {
         workspace_diff_done(&d);
 }
 
-static void send_usage(struct run_ctx *c, const struct outcome *o, double runtime_s) {
+/* ---- model limits (issue 11 §3; docs/CONTRACTS.md "Model gateway") ----
+ * The gateway tells once that the run reached limits.max_tokens or
+ * max_cost_usd (gateway.h gateway_limit_fn, from a gateway thread): the
+ * `limit` event goes out at once, supervise() stops the agent like a timeout,
+ * and the run ends limit_exceeded with the figures. */
+
+static json_t *model_limit_json(const char *limit, double value, double used) {
+        if (!strcmp(limit, "max_tokens"))
+                return json_pack("{s:s,s:I,s:I}", "limit", limit, "value", (json_int_t)value, "used", (json_int_t)used);
+        return json_pack("{s:s,s:f,s:f}", "limit", limit, "value", value, "used", used);
+}
+
+static void on_model_limit(void *userdata, const char *limit, double value, double used) {
+        struct run_ctx *c = userdata;
+        if (atomic_load(&c->ml.hit))
+                return;
+        snprintf(c->ml.limit, sizeof c->ml.limit, "%s", limit);
+        c->ml.value = value;
+        c->ml.used = used;
+        atomic_store(&c->ml.hit, true);
+        json_t *d = model_limit_json(limit, value, used);
+        if (d) {
+                char detail[160];
+                snprintf(detail, sizeof detail, "model %s of %.*f reached: %.*f used", limit,
+                         strcmp(limit, "max_tokens") ? 4 : 0, value, strcmp(limit, "max_tokens") ? 4 : 0, used);
+                json_object_set_new(d, "detail", json_string(detail));
+                events_emit(&c->ev, "limit", "platform", d, NULL, false, true);
+        }
+        json_decref(d);
+        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id, "limit", limit), "model limit reached");
+        if (c->slot->wake_fd > 0) /* constant while the run executes */
+                (void)!eventfd_write(c->slot->wake_fd, 1);
+}
+
+/* Once the gateway is drained (no call can still cross a limit): a run the
+ * limit stopped, or whose agent ended by itself after its calls were cut or
+ * refused, ends limit_exceeded; a timeout or cancel that came first stays. */
+static void model_limit_outcome(struct run_ctx *c, struct outcome *o) {
+        if (!atomic_load(&c->ml.hit) || (strcmp(o->status, "succeeded") && strcmp(o->status, "failed")))
+                return;
+        o->status = "limit_exceeded";
+        o->limit = c->ml.limit;
+        o->limit_value = c->ml.value;
+        o->limit_used = c->ml.used;
+        o->exit_code = -1;
+        bool tokens = !strcmp(c->ml.limit, "max_tokens");
+        snprintf(o->reason, sizeof o->reason, "the run reached its %s of %.*f (%.*f used): model calls refused, run stopped",
+                 c->ml.limit, tokens ? 0 : 4, c->ml.value, tokens ? 0 : 4, c->ml.used);
+}
+
+/* The usage record (paddock.usage): runtime, and the model gateway's final
+ * totals with one ModelUsage per model (tokens_in counts cache reads and
+ * writes: gateway.h struct gateway_totals). */
+static void send_usage(struct run_ctx *c, const struct outcome *o, double runtime_s, const struct gateway_totals *mt,
+                       const struct gateway_model_totals *models, size_t n_models) {
         Paddock__V1__Envelope env;
         Paddock__V1__UsageRecord u = PADDOCK__V1__USAGE_RECORD__INIT;
         char msgid[UUID_STR_LEN];
@@ -735,6 +804,30 @@ static void send_usage(struct run_ctx *c, const struct outcome *o, double runtim
         u.runtime_seconds = runtime_s;
         u.started_unix_us = o->started_us;
         u.ended_unix_us = o->ended_us;
+        u.tokens_in = mt->tokens_in;
+        u.tokens_out = mt->tokens_out;
+        u.cost_usd = mt->cost_usd;
+        _cleanup_free_ Paddock__V1__ModelUsage *mu = n_models ? calloc(n_models, sizeof *mu) : NULL;
+        _cleanup_free_ Paddock__V1__ModelUsage **mp = n_models ? calloc(n_models, sizeof *mp) : NULL;
+        if (n_models && (!mu || !mp))
+                return;
+        for (size_t i = 0; i < n_models; i++) {
+                const struct gateway_model_totals *m = &models[i];
+                paddock__v1__model_usage__init(&mu[i]);
+                mu[i].provider = (char *)(m->provider == GATEWAY_OPENAI ? "openai" : "anthropic");
+                mu[i].model = (char *)m->model;
+                mu[i].calls = m->t.calls;
+                mu[i].tokens_in = m->t.tokens_in;
+                mu[i].tokens_out = m->t.tokens_out;
+                mu[i].cache_read_tokens = m->t.cache_read_tokens;
+                mu[i].cache_write_tokens = m->t.cache_write_tokens;
+                mu[i].cost_usd = m->t.cost_usd;
+                mp[i] = &mu[i];
+        }
+        u.n_models = n_models;
+        u.models = mp;
+        if (n_models == 1)
+                u.model = (char *)models[0].model;
         size_t len = paddock__v1__usage_record__get_packed_size(&u);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
         if (!buf)
@@ -794,6 +887,11 @@ static int emit_end(struct run_events *ev, const struct outcome *o, json_t *gone
                 json_object_set_new(d, "reason", json_string(o->reason));
         if (o->exit_code >= 0)
                 json_object_set_new(d, "exit_code", json_integer(o->exit_code));
+        if (o->limit) {
+                json_t *l = model_limit_json(o->limit, o->limit_value, o->limit_used);
+                json_object_update(d, l);
+                json_decref(l);
+        }
         if (o->cancel_by[0]) {
                 json_object_set_new(d, "requested_by", json_string(o->cancel_by));
                 if (o->cancel_delay_ms > 0)
@@ -832,6 +930,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         int netns_r = sb_r >= 0 && !cancelled_early ? sandbox_netns_begin(&c.sb, &netns_err) : 0;
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
+        proxy_hook_on_model_limit(egress, on_model_limit, &c);
         c.phase_end[RUN_PHASE_PROVISIONING] = time_mono_us();
 
         if (sb_r < 0) {
@@ -907,10 +1006,13 @@ finish:;
         events_flush(&c.ev);
         double runtime_s = o.ended_mono > o.started_mono ? (double)(o.ended_mono - o.started_mono) / 1e6 : 0.0;
 
-        /* the model gateway's final totals (gateway_hook.h), in the `usage`
-         * event below, before the terminal status */
+        /* the model gateway's final totals and per-model ones (gateway_hook.h:
+         * it stops first, every open call ended), in the `usage` event and
+         * the usage record below, and what a model limit made of the run */
         struct gateway_totals model_totals;
-        gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals);
+        _cleanup_free_ struct gateway_model_totals *models = NULL;
+        int n_models = gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals, &models);
+        model_limit_outcome(&c, &o);
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         json_t *gone = NULL, *present = NULL;
         if (c.sb.run_dir)
@@ -924,7 +1026,7 @@ finish:;
                 gateway_usage_json(d, &model_totals);
         events_emit(&c.ev, "usage", "platform", d, NULL, false, true);
         json_decref(d);
-        send_usage(&c, &o, runtime_s);
+        send_usage(&c, &o, runtime_s, &model_totals, models, n_models > 0 ? (size_t)n_models : 0);
 
         int term = emit_end(&c.ev, &o, gone, present);
         json_decref(gone);

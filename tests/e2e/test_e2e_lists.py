@@ -2,23 +2,29 @@
 pages without gap or duplicate, names wherever an id is taken, visibility
 across teams and tenants, bad parameters answered 400 naming them), POST
 /v1/runs/{id}/relaunch, publishing an unchanged draft, GET /v1/usage against
-the runs launched here, and GET /v1/nodes with the launch check that a run's
-image is on some ready node.
+the runs launched here (and per model, from usage records with a model
+breakdown produced here signed by the runs' node: counted once however often
+delivered, a bad model entry refused whole), and GET /v1/nodes with the launch
+check that a run's image is on some ready node.
 
 Everything is created here in fresh teams (and a second tenant), so exact
 counts hold however many runs other tests left in the stack."""
 
 import base64
 import datetime
+import pathlib
+import re
 import secrets
+import struct
 import time
 import uuid
 
 import psycopg
 import pytest
+import requests
 
-from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, enroll_test_node, login, node_heartbeat,
-                      unique_name, wait_run_status)
+from conftest import (TERMINAL, Api, BusSigner, all_events, bootstrap_tenant, command_spec, enroll_test_node, login,
+                      node_heartbeat, pb_field, pb_varint, read_env_file, unique_name, wait_for, wait_run_status)
 
 
 def ts(value):
@@ -505,9 +511,130 @@ def test_usage_matches_the_runs_launched(world, launched):
     bad(world.other, "/v1/usage", "team", team=team["id"])
 
 
+# ---------------------------------------------------------------- usage per model
+
+
+def _s(num, text):
+    return pb_field(num, 2, text.encode())
+
+
+def _d(num, value):
+    return pb_field(num, 1, struct.pack("<d", value))
+
+
+def _u(num, value):
+    return pb_field(num, 0, pb_varint(value))
+
+
+def usage_record(tenant, team, user, run_id, models, tokens_in, tokens_out, cost):
+    """A UsageRecord (proto/paddock/v1/usage.proto) as the runner-agent sends
+    it, with its per-model breakdown: models are dicts of ModelUsage fields."""
+    now = int(time.time() * 1e6)
+    env = (_s(1, tenant) + _s(2, run_id) + _u(4, now) + _s(5, "runner-agent/test") + _u(6, 1)
+           + _s(7, str(uuid.uuid4())))
+    out = (pb_field(1, 2, env) + _s(2, team) + _s(3, user) + _d(4, 1.5) + _u(5, tokens_in) + _u(6, tokens_out)
+           + _d(9, cost) + _u(10, now - 1_500_000) + _u(11, now))
+    for m in models:
+        mu = (_s(1, m["provider"]) + _s(2, m["model"]) + _u(3, m["calls"]) + _u(4, m["tokens_in"])
+              + _u(5, m["tokens_out"]) + _u(6, m.get("cache_read_tokens", 0))
+              + _u(7, m.get("cache_write_tokens", 0)) + _d(8, m["cost_usd"]))
+        out += pb_field(12, 2, mu)
+    return out
+
+
+def node_signer(endpoints):
+    """The local node's own key: only a run's node may report its usage."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    path = pathlib.Path(endpoints.need("PADDOCK_RUNNER_STATE_DIR")) / "node.key"
+    node_id = read_env_file(pathlib.Path(endpoints.need("PADDOCK_STATE_DIR")) / "env" / "runner-agent.env")[
+        "PADDOCK_NODE_ID"]
+    return BusSigner(f"node:{node_id}", load_pem_private_key(path.read_bytes(), None))
+
+
+def billing_skipped(endpoints):
+    text = requests.get(endpoints.need("PADDOCK_BILLING_OPS_URL") + "/metrics", timeout=10).text
+    m = re.search(r"^paddock_billing_messages_skipped_total (\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+OPUS = {"provider": "anthropic", "model": "claude-opus-4-8", "calls": 3, "tokens_in": 1500, "tokens_out": 200,
+        "cache_read_tokens": 300, "cache_write_tokens": 100, "cost_usd": 0.05}
+GPT = {"provider": "openai", "model": "gpt-5.5", "calls": 1, "tokens_in": 1000, "tokens_out": 50,
+       "cache_read_tokens": 400, "cost_usd": 0.002}
+OPUS2 = {"provider": "anthropic", "model": "claude-opus-4-8", "calls": 2, "tokens_in": 700, "tokens_out": 100,
+         "cost_usd": 0.02}
+
+
+def test_usage_by_model(world, endpoints, tenant_id):
+    api = world.api
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("find-models")}, expect=(201,))
+    sb = sandbox(api, team["id"], command_spec(["/bin/sh", "-c", "sleep 600"], timeout_s=900))
+    ids = [launch(api, sb["id"])["id"] for _ in range(2)]  # a team runs 2 at once by default
+    for rid in ids:
+        wait_for(f"run {rid} running", lambda: api.ok("GET", f"/v1/runs/{rid}", expect=(200,))["status"] == "running",
+                 timeout=90)
+    user = api.ok("GET", "/v1/me", expect=(200,))["user"]["id"]
+    signer = node_signer(endpoints)
+    # bad model entries refuse the whole record, like a bad field: nothing of them is stored
+    skipped = billing_skipped(endpoints)
+    bad_entries = [dict(GPT, provider="azure"), dict(GPT, model="gpt 5.5"), dict(GPT, model="x" * 129),
+                   dict(GPT, cost_usd=float("nan")), dict(GPT, cost_usd=-1.0)]
+    for entry in bad_entries:
+        signer.produce(endpoints, "paddock.usage", tenant_id,
+                       usage_record(tenant_id, team["id"], user, ids[1], [OPUS, entry], 1, 1, 0.1))
+    signer.produce(endpoints, "paddock.usage", tenant_id,
+                   usage_record(tenant_id, team["id"], user, ids[1], [GPT, GPT], 1, 1, 0.1))  # listed twice
+    wait_for("billing to refuse the bad records",
+             lambda: billing_skipped(endpoints) >= skipped + len(bad_entries) + 1, timeout=60)
+    r1 = usage_record(tenant_id, team["id"], user, ids[0], [OPUS, GPT], 2500, 250, 0.052)
+    # delivered twice, then another record for the same run: counted once
+    for rec in (r1, r1, usage_record(tenant_id, team["id"], user, ids[0], [OPUS2], 9, 9, 9.0)):
+        signer.produce(endpoints, "paddock.usage", tenant_id, rec)
+    signer.produce(endpoints, "paddock.usage", tenant_id,
+                   usage_record(tenant_id, team["id"], user, ids[1], [OPUS2], 700, 100, 0.02))
+    # the runs' own records (no model calls: no gateway) come after and are duplicates
+    for rid in ids:
+        api.ok("POST", f"/v1/runs/{rid}/cancel", expect=(200, 202, 409))
+    finish(api, ids)
+
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    window = {"from": today, "to": today, "team": team["id"]}
+    wait_for("billing to count the runs",
+             lambda: api.ok("GET", "/v1/usage", params=window, expect=(200,))["totals"]["runs"] >= 2, timeout=60)
+    by_model = api.ok("GET", "/v1/usage", params={**window, "group_by": "model"}, expect=(200,))
+    assert by_model["group_by"] == "model"
+    got = {(i["model"], i["provider"]): i for i in by_model["items"]}
+    assert set(got) == {("claude-opus-4-8", "anthropic"), ("gpt-5.5", "openai")}, by_model
+    opus, gpt = got[("claude-opus-4-8", "anthropic")], got[("gpt-5.5", "openai")]
+    assert (opus["runs"], opus["calls"], opus["tokens_in"], opus["tokens_out"]) == (2, 5, 2200, 300), opus
+    assert (opus["cache_read_tokens"], opus["cache_write_tokens"]) == (300, 100), opus
+    assert opus["cost_usd"] == pytest.approx(0.07)
+    assert (gpt["runs"], gpt["calls"], gpt["tokens_in"], gpt["tokens_out"], gpt["cache_read_tokens"]) == \
+        (1, 1, 1000, 50, 400), gpt
+    assert gpt["cost_usd"] == pytest.approx(0.002)
+    assert opus["runtime_seconds"] == 0 and opus["egress_bytes"] == 0
+    tot = by_model["totals"]
+    assert (tot["runs"], tot["calls"], tot["tokens_in"], tot["tokens_out"]) == (2, 6, 3200, 350), tot
+    assert tot["cost_usd"] == pytest.approx(0.072)
+    # the per-run sums agree: the first good record of each run counted
+    by_team = api.ok("GET", "/v1/usage", params=window, expect=(200,))["totals"]
+    assert (by_team["runs"], by_team["tokens_in"], by_team["tokens_out"]) == (2, 3200, 350), by_team
+    assert by_team["cost_usd"] == pytest.approx(0.072)
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN")) as conn:
+        rows = conn.execute("SELECT provider, model, calls FROM billing.run_model_usage WHERE run_id = %s",
+                            (ids[1],)).fetchall()
+    assert rows == [("anthropic", "claude-opus-4-8", 2)], rows
+    # another tenant sees none of it; a viewer of another team neither
+    assert world.other.ok("GET", "/v1/usage", params={"from": today, "to": today, "group_by": "model"},
+                          expect=(200,))["totals"]["runs"] == 0
+    v = world.user("viewer").ok("GET", "/v1/usage", params={"from": today, "to": today, "group_by": "model"},
+                                expect=(200,))
+    assert v["items"] == [] and v["totals"]["runs"] == 0, v
+
+
 def test_usage_bad_parameters(world):
     api = world.api
-    bad(api, "/v1/usage", "group_by", group_by="model")
+    bad(api, "/v1/usage", "group_by", group_by="models")
     bad(api, "/v1/usage", "from", **{"from": "2026-02-30"})
     bad(api, "/v1/usage", "to", to="tomorrow")
     bad(api, "/v1/usage", "from", **{"from": "2026-02-02", "to": "2026-02-01"})

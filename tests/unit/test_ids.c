@@ -49,6 +49,27 @@ static void test_uuid_validation(void **state) {
         assert_false(id_is_uuid("../../etc/passwd-0000-0000-00000000"));
 }
 
+/* the model ids the gateway keeps apart and billing accepts */
+static void test_model_ids(void **state) {
+        (void)state;
+        assert_true(id_is_model("claude-opus-4-8"));
+        assert_true(id_is_model("gpt-5.5"));
+        assert_true(id_is_model("us.anthropic/claude:v2@x_y"));
+        char longest[ID_MODEL_MAX + 2];
+        memset(longest, 'a', ID_MODEL_MAX);
+        longest[ID_MODEL_MAX] = 0;
+        assert_true(id_is_model(longest));
+        longest[ID_MODEL_MAX] = 'a';
+        longest[ID_MODEL_MAX + 1] = 0;
+        assert_false(id_is_model(longest));
+        assert_false(id_is_model(""));
+        assert_false(id_is_model(NULL));
+        assert_false(id_is_model("*"));
+        assert_false(id_is_model("gpt 5"));
+        assert_false(id_is_model("mod\nel"));
+        assert_false(id_is_model("mod\xc3\xa9le"));
+}
+
 static void test_hex(void **state) {
         static const unsigned char in[] = {0x00, 0x01, 0xab, 0xff, 0x7f};
         char out[11];
@@ -72,6 +93,7 @@ int main(void) {
                 cmocka_unit_test(test_uuid_format),
                 cmocka_unit_test(test_uuid_unique),
                 cmocka_unit_test(test_uuid_validation),
+                cmocka_unit_test(test_model_ids),
                 cmocka_unit_test(test_hex),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,12 @@
  * upstream's certificate fails closed (event with the TLS error, nothing
  * reaches the simulator); 429, 500, a cut stream and an unreachable upstream
  * reach the agent in the provider's error shape and the event says the
- * status. Skipped (77) without python3 or openssl. */
+ * status. The run's limits (a second group, its own simulator): a streamed
+ * call whose usage crosses max_tokens (or max_cost_usd) is cut there with the
+ * provider's error event, the upstream connection closed, the limit told
+ * once with its figures, and the next call refused without reaching the
+ * simulator; per-model totals add up. Skipped (77) without python3 or
+ * openssl. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -240,7 +245,7 @@ static int setup(void **state) {
                                            .n_models = 1, .key = REAL_OAI, .key_len = strlen(REAL_OAI),
                                            .usd_per_mtok_input = 1.25, .usd_per_mtok_output = 10,
                                            .usd_per_mtok_cache_read = 0.125};
-        return gateway_run_start("run-gw-test", NULL, routes, 2, on_event, NULL, &gr, &err);
+        return gateway_run_start("run-gw-test", NULL, routes, 2, NULL, on_event, NULL, &gr, &err);
 }
 
 static int teardown(void **state) {
@@ -443,7 +448,7 @@ static void test_unreachable_upstream(void **state) {
         rt.upstream = url;
         struct gateway_run *main_gr = gr;
         struct err_detail err = {0};
-        assert_int_equal(gateway_run_start("run-gw-unreachable", NULL, &rt, 1, on_event, NULL, &gr, &err), 0);
+        assert_int_equal(gateway_run_start("run-gw-unreachable", NULL, &rt, 1, NULL, on_event, NULL, &gr, &err), 0);
         size_t ev_before = n_events();
         struct reply r = call("/v1/messages", "x-api-key: " DUMMY, "{\"model\":\"claude-opus-4-8\",\"stream\":true}");
         assert_int_equal(r.status, 502);
@@ -493,14 +498,14 @@ static void test_bad_routes_refused(void **state) {
                 rt.upstream = bad[i];
                 struct gateway_run *x = NULL;
                 struct err_detail err = {0};
-                assert_int_equal(gateway_run_start("run-bad", NULL, &rt, 1, on_event, NULL, &x, &err), -EINVAL);
+                assert_int_equal(gateway_run_start("run-bad", NULL, &rt, 1, NULL, on_event, NULL, &x, &err), -EINVAL);
                 assert_null(x);
         }
         struct gateway_route rt = routes[0];
         rt.key = "k\r\nx-evil: 1";
         rt.key_len = strlen(rt.key);
         struct gateway_run *x = NULL;
-        assert_int_equal(gateway_run_start("run-bad", NULL, &rt, 1, on_event, NULL, &x, NULL), -EINVAL);
+        assert_int_equal(gateway_run_start("run-bad", NULL, &rt, 1, NULL, on_event, NULL, &x, NULL), -EINVAL);
 }
 
 
@@ -555,7 +560,7 @@ static void test_listens_in_netns(void **state) {
         }
         struct gateway_run *ns_gr = NULL;
         struct err_detail err = {0};
-        assert_int_equal(gateway_run_start("run-gw-netns", path, routes, 2, on_event, NULL, &ns_gr, &err), 0);
+        assert_int_equal(gateway_run_start("run-gw-netns", path, routes, 2, NULL, on_event, NULL, &ns_gr, &err), 0);
         /* not in our namespace */
         CURL *c = curl_easy_init();
         char url[64];
@@ -582,6 +587,299 @@ static void test_listens_in_netns(void **state) {
         sh("ip netns del %s", name);
 }
 
+
+/* ---- limits: a simulator of their own, a gateway run per test ---- */
+
+static char ldir[] = "/tmp/paddock-gwl-XXXXXX";
+static char llog[512];
+static pid_t lsim_pid = -1;
+static int lsim_port;
+static char lant_url[128], loai_url[128];
+
+struct told {
+        int n;
+        char limit[32];
+        double value, used;
+};
+
+static void on_limit(void *userdata, const char *limit, double value, double used) {
+        struct told *t = userdata;
+        pthread_mutex_lock(&ev_lock);
+        t->n++;
+        snprintf(t->limit, sizeof t->limit, "%s", limit);
+        t->value = value;
+        t->used = used;
+        pthread_mutex_unlock(&ev_lock);
+}
+
+static const char *const limits_script =
+        "{\"anthropic\": ["
+        /* 0: fits until message_delta says 500 output tokens: 600 + 500 > 1000 */
+        "{\"text\": \"one two three four five\", \"usage\": {\"input_tokens\": 600, \"output_tokens\": 500},"
+        " \"chunk_delay_ms\": 20},"
+        /* 1: message_start alone is over (5000 input), 60 more events follow slowly */
+        "{\"text\": \"w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w w"
+        " w w w w w w w w w w\", \"usage\": {\"input_tokens\": 5000, \"output_tokens\": 10}, \"chunk_delay_ms\": 30},"
+        /* 2: exactly 400 */
+        "{\"text\": \"exactly at the limit\", \"usage\": {\"input_tokens\": 300, \"output_tokens\": 100}}"
+        "], \"openai\": ["
+        /* 0: 2000 in (500 cached), 1000 out at 1.25/10/0.125 per Mtok = 0.0119375 USD > 0.01 */
+        "{\"text\": \"costly answer\", \"usage\": {\"input_tokens\": 2000, \"output_tokens\": 1000,"
+        " \"cache_read_tokens\": 500}}"
+        "]}";
+
+static int limits_setup(void **state) {
+        (void)state;
+        if (!mkdtemp(ldir))
+                return -1;
+        snprintf(llog, sizeof llog, "%s/requests.jsonl", ldir);
+        const char *sim = PADDOCK_SOURCE_DIR "/tests/modelsim/modelsim.py";
+        if (sh("python3 %s gen-ca %s/ca", sim, ldir) != 0)
+                return -1;
+        char path[600], ready[600], cert[600], key[600], cafile[600];
+        snprintf(path, sizeof path, "%s/script.json", ldir);
+        FILE *f = fopen(path, "w");
+        fputs(limits_script, f);
+        fclose(f);
+        snprintf(ready, sizeof ready, "%s/ready.json", ldir);
+        snprintf(cert, sizeof cert, "%s/ca/server.pem", ldir);
+        snprintf(key, sizeof key, "%s/ca/server.key", ldir);
+        snprintf(cafile, sizeof cafile, "%s/ca/ca.pem", ldir);
+        lsim_pid = fork();
+        if (lsim_pid == 0) {
+                execlp("python3", "python3", sim, "serve", "--script", path, "--log", llog, "--https-port", "0",
+                       "--cert", cert, "--key", key, "--ready", ready, (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 6000 && access(ready, F_OK) != 0; i++)
+                usleep(10000);
+        json_t *p = json_load_file(ready, 0, NULL);
+        lsim_port = (int)json_integer_value(json_object_get(p, "https"));
+        json_decref(p);
+        if (lsim_port <= 0)
+                return -1;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        events = json_array();
+        struct gateway_settings s = GATEWAY_SETTINGS_DEFAULT;
+        s.ca_bundle = cafile;
+        s.connect_timeout_ms = 5000;
+        struct err_detail err = {0};
+        if (gateway_configure(&s, &err) < 0)
+                return -1;
+        snprintf(lant_url, sizeof lant_url, "https://127.0.0.1:%d", lsim_port);
+        snprintf(loai_url, sizeof loai_url, "https://127.0.0.1:%d", lsim_port);
+        snprintf(simlog, sizeof simlog, "%s", llog); /* sim_log() reads this simulator's log */
+        return 0;
+}
+
+static int limits_teardown(void **state) {
+        (void)state;
+        if (lsim_pid > 0) {
+                kill(lsim_pid, SIGTERM);
+                waitpid(lsim_pid, NULL, 0);
+        }
+        sh("rm -rf %s", ldir);
+        json_decref(events);
+        events = NULL;
+        return 0;
+}
+
+/* A gateway run with these limits on the limits simulator. */
+static void start_limited(uint64_t max_tokens, double max_cost, struct told *t) {
+        static struct gateway_route lr[2];
+        lr[0] = (struct gateway_route){.provider = GATEWAY_ANTHROPIC, .upstream = lant_url, .models = ant_models,
+                                       .n_models = 2, .key = REAL_ANT, .key_len = strlen(REAL_ANT),
+                                       .usd_per_mtok_input = 15, .usd_per_mtok_output = 75};
+        lr[1] = (struct gateway_route){.provider = GATEWAY_OPENAI, .upstream = loai_url, .models = oai_models,
+                                       .n_models = 1, .key = REAL_OAI, .key_len = strlen(REAL_OAI),
+                                       .usd_per_mtok_input = 1.25, .usd_per_mtok_output = 10,
+                                       .usd_per_mtok_cache_read = 0.125};
+        struct gateway_limits lim = {.max_tokens = max_tokens, .max_cost_usd = max_cost, .on_limit = on_limit,
+                                     .userdata = t};
+        struct err_detail err = {0};
+        assert_int_equal(gateway_run_start("run-gw-limits", NULL, lr, 2, &lim, on_event, NULL, &gr, &err), 0);
+}
+
+static size_t log_size(void) {
+        json_t *log = sim_log();
+        size_t n = json_array_size(log);
+        json_decref(log);
+        return n;
+}
+
+/* The simulator logs a request once it is done with it (a cut one when its
+ * write fails): waits up to 10 s for n requests logged. */
+static size_t wait_log(size_t n) {
+        size_t k = log_size();
+        for (int i = 0; i < 1000 && k < n; i++) {
+                usleep(10000);
+                k = log_size();
+        }
+        return k;
+}
+
+static void test_max_tokens_cuts_the_crossing_call(void **state) {
+        (void)state;
+        struct told t = {0};
+        start_limited(1000, 0, &t);
+        size_t ev0 = n_events();
+        struct reply r = call("/v1/messages", "x-api-key: " DUMMY,
+                              "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        /* a clean end of stream: the text before the crossing, then the provider's error event */
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "five"));
+        assert_null(strstr(r.body, "message_delta\", \"delta\""));
+        assert_null(strstr(r.body, "\"output_tokens\": 500"));
+        assert_null(strstr(r.body, "message_stop"));
+        assert_non_null(strstr(r.body, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\""));
+        assert_non_null(strstr(r.body, "max_tokens of 1000"));
+        json_t *e = event_at(ev0);
+        assert_non_null(e);
+        assert_string_equal(str(e, "status"), "limit_exceeded");
+        assert_string_equal(str(e, "limit"), "max_tokens");
+        assert_int_equal(num(e, "input_tokens"), 600);
+        assert_int_equal(num(e, "output_tokens"), 500);
+        /* told once, with the figures */
+        assert_int_equal(t.n, 1);
+        assert_string_equal(t.limit, "max_tokens");
+        assert_true(t.value == 1000 && t.used == 1100);
+
+        /* the next call: refused, the simulator never sees it, not told again */
+        size_t before = wait_log(1);
+        assert_int_equal(before, 1);
+        struct reply r2 = call("/v1/messages", "x-api-key: " DUMMY,
+                               "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r2.status, 400);
+        assert_non_null(strstr(r2.body, "\"invalid_request_error\""));
+        assert_non_null(strstr(r2.body, "max_tokens"));
+        e = event_at(ev0 + 1);
+        assert_non_null(e);
+        assert_string_equal(str(e, "status"), "limit_exceeded");
+        assert_int_equal(num(e, "input_tokens"), 0);
+        usleep(200000);
+        assert_int_equal(log_size(), before);
+        assert_int_equal(t.n, 1);
+
+        struct gateway_totals tot;
+        gateway_run_totals(gr, &tot);
+        assert_int_equal(tot.calls, 2);
+        assert_int_equal(tot.tokens_in, 600);
+        assert_int_equal(tot.tokens_out, 500);
+        struct gateway_model_totals *m = NULL;
+        assert_int_equal(gateway_run_model_totals(gr, &m), 1);
+        assert_string_equal(m[0].model, "claude-opus-4-8");
+        assert_int_equal(m[0].t.calls, 2);
+        assert_int_equal(m[0].t.tokens_in + m[0].t.tokens_out, 1100);
+        free(m);
+        gr = gateway_run_stop(gr);
+        free(r.body);
+        free(r2.body);
+}
+
+/* crossed by message_start: nothing of the answer's text reaches the agent
+ * and the upstream connection is closed while the simulator still streams */
+static void test_cut_closes_the_upstream(void **state) {
+        (void)state;
+        struct told t = {0};
+        start_limited(1000, 0, &t);
+        size_t before = wait_log(1);
+        double t0 = now_s();
+        struct reply r = call("/v1/messages", "x-api-key: " DUMMY,
+                              "{\"model\":\"claude-haiku-4-5\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_non_null(strstr(r.body, "event: error"));
+        assert_null(strstr(r.body, "text_delta"));
+        /* 60 events 30 ms apart: cut well before the simulator's end */
+        assert_true(now_s() - t0 < 1.5);
+        assert_int_equal(t.n, 1);
+        assert_true(t.value == 1000 && t.used == 5001);
+        /* the simulator's write fails once we closed (it logs the request then) */
+        json_t *rec = NULL;
+        for (int i = 0; i < 500 && !rec; i++) {
+                json_t *log = sim_log();
+                if (json_array_size(log) > before) {
+                        rec = json_deep_copy(json_array_get(log, before));
+                }
+                json_decref(log);
+                if (!rec)
+                        usleep(10000);
+        }
+        assert_non_null(rec);
+        assert_non_null(json_object_get(rec, "client_error"));
+        json_decref(rec);
+        gr = gateway_run_stop(gr);
+        free(r.body);
+}
+
+/* max_cost_usd on an OpenAI stream: usage only at response.completed, which
+ * is withheld; response.failed (insufficient_quota) ends the stream */
+static void test_max_cost_usd(void **state) {
+        (void)state;
+        struct told t = {0};
+        start_limited(0, 0.01, &t);
+        size_t ev0 = n_events();
+        struct reply r = call("/v1/responses", "Authorization: Bearer " DUMMY,
+                              "{\"model\":\"gpt-5.5\",\"stream\":true,\"input\":[]}");
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "costly"));
+        assert_null(strstr(r.body, "\"type\": \"response.completed\""));
+        assert_non_null(strstr(r.body, "event: response.failed\ndata: "));
+        assert_non_null(strstr(r.body, "\"code\":\"insufficient_quota\""));
+        json_t *e = event_at(ev0);
+        assert_non_null(e);
+        assert_string_equal(str(e, "status"), "limit_exceeded");
+        assert_string_equal(str(e, "limit"), "max_cost_usd");
+        double want = ((2000 - 500) * 1.25 + 1000 * 10 + 500 * 0.125) / 1e6;
+        assert_int_equal(t.n, 1);
+        assert_string_equal(t.limit, "max_cost_usd");
+        assert_true(t.value == 0.01 && t.used > want - 1e-12 && t.used < want + 1e-12);
+        size_t before = wait_log(4);
+        assert_int_equal(before, 4);
+        struct reply r2 = call("/v1/responses", "Authorization: Bearer " DUMMY,
+                               "{\"model\":\"gpt-5.5\",\"stream\":true,\"input\":[]}");
+        assert_int_equal(r2.status, 429);
+        assert_non_null(strstr(r2.body, "\"code\":\"insufficient_quota\""));
+        usleep(200000);
+        assert_int_equal(log_size(), before);
+        assert_int_equal(t.n, 1);
+        struct gateway_totals tot;
+        gateway_run_totals(gr, &tot);
+        assert_int_equal(tot.tokens_in, 2000); /* OpenAI's input includes its cached tokens */
+        assert_int_equal(tot.tokens_out, 1000);
+        assert_true(tot.cost_usd > want - 1e-12 && tot.cost_usd < want + 1e-12);
+        gr = gateway_run_stop(gr);
+        free(r.body);
+        free(r2.body);
+}
+
+/* a call that ends exactly on max_tokens is whole (not crossed); the next
+ * one is refused, and that is when the run is told */
+static void test_max_tokens_reached_exactly(void **state) {
+        (void)state;
+        struct told t = {0};
+        start_limited(400, 0, &t);
+        size_t before = wait_log(2);
+        struct reply r = call("/v1/messages", "x-api-key: " DUMMY,
+                              "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_non_null(strstr(r.body, "message_stop"));
+        assert_null(strstr(r.body, "event: error"));
+        assert_int_equal(t.n, 0);
+        assert_int_equal(wait_log(before + 1), before + 1);
+        struct reply r2 = call("/v1/messages", "x-api-key: " DUMMY,
+                               "{\"model\":\"claude-opus-4-8\",\"stream\":true,\"messages\":[]}");
+        assert_int_equal(r2.status, 400);
+        assert_int_equal(t.n, 1);
+        assert_true(t.value == 400 && t.used == 400);
+        usleep(200000);
+        assert_int_equal(log_size(), before + 1);
+        gr = gateway_run_stop(gr);
+        free(r.body);
+        free(r2.body);
+}
+
 int main(void) {
         if (system("command -v python3 >/dev/null && command -v openssl >/dev/null") != 0)
                 return 77;
@@ -593,5 +891,12 @@ int main(void) {
                 cmocka_unit_test(test_totals_and_keys),      cmocka_unit_test(test_bad_routes_refused),
                 cmocka_unit_test(test_listens_in_netns),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        int failed = cmocka_run_group_tests(tests, setup, teardown);
+        const struct CMUnitTest limits[] = {
+                cmocka_unit_test(test_max_tokens_cuts_the_crossing_call),
+                cmocka_unit_test(test_cut_closes_the_upstream),
+                cmocka_unit_test(test_max_tokens_reached_exactly),
+                cmocka_unit_test(test_max_cost_usd),
+        };
+        return failed + cmocka_run_group_tests(limits, limits_setup, limits_teardown);
 }
