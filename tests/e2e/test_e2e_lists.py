@@ -159,10 +159,12 @@ def test_run_objects_carry_names_launcher_and_times(world, launched):
     assert ok["finished_at"] == ok["ended_at"], ok
     failed = api.ok("GET", f"/v1/runs/{launched['ids']['two_admin'][0]}", expect=(200,))
     assert failed["status"] == "failed" and failed["exit_code"] == 3, failed
-    # the list shows the same objects, except the prompt (GET /v1/runs/{id} only: it may be large)
+    # the list shows the same objects, except what only GET /v1/runs/{id} shows: the prompt (it may be
+    # large), the live model usage and the agent session (docs/CONTRACTS.md "Model catalog")
+    detail_only = {"prompt", "usage", "agent_session"}
     listed = api.ok("GET", "/v1/runs", params={"team": world.team_a["id"], "limit": 1000}, expect=(200,))["items"]
-    assert "prompt" in ok and "prompt" not in {r["id"]: r for r in listed}[ok["id"]]
-    assert {r["id"]: r for r in listed}[ok["id"]] == {k: v for k, v in ok.items() if k != "prompt"}
+    assert detail_only <= set(ok) and not detail_only & set({r["id"]: r for r in listed}[ok["id"]])
+    assert {r["id"]: r for r in listed}[ok["id"]] == {k: v for k, v in ok.items() if k not in detail_only}
 
 
 def test_runs_list_filters(world, launched):

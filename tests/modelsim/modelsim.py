@@ -33,7 +33,7 @@ bytes sent. Unknown request fields are ignored; HEAD / and GET / answer 200
   modelsim.py gen-ca DIR...       writes ca.pem, ca.key, server.pem, server.key
                                   (for 127.0.0.1, ::1 and localhost) in DIR
   modelsim.py serve --script F --log F [--https-port N --cert F --key F]
-                    [--http-port N] [--ready F]
+                    [--http-port N] [--ready F] [--host ADDR (default 127.0.0.1)]
                                   port 0 picks one; --ready gets {"https": port, "http": port}
 """
 import argparse
@@ -341,14 +341,14 @@ def serve(args):
     ports = {}
     servers = []
     if args.https_port is not None:
-        s = Server(("127.0.0.1", args.https_port), Handler)
+        s = Server((args.host, args.https_port), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         s.socket = ctx.wrap_socket(s.socket, server_side=True)
         ports["https"] = s.server_address[1]
         servers.append(s)
     if args.http_port is not None:
-        s = Server(("127.0.0.1", args.http_port), Handler)
+        s = Server((args.host, args.http_port), Handler)
         ports["http"] = s.server_address[1]
         servers.append(s)
     for s in servers[1:]:
@@ -375,6 +375,8 @@ def main():
     s.add_argument("--key")
     s.add_argument("--http-port", type=int)
     s.add_argument("--ready")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (deploy/local/demo.sh: one of the stack's test network's)")
     a = ap.parse_args()
     if a.cmd == "gen-ca":
         for d in a.dir:
