@@ -192,8 +192,10 @@ void watch_print_event(json_t *ev) {
                 json_array_foreach(gone, i, g) printf("%s %s", i ? "," : "", json_string_value(g) ? json_string_value(g) : "?");
         } else if (strcmp(kind, "usage") == 0 && json_is_number(json_object_get(data, "runtime_s"))) {
                 printf("runtime %.3f s", json_number_value(json_object_get(data, "runtime_s")));
-                if (json_is_integer(json_object_get(data, "model_calls")))
+                if (json_is_integer(json_object_get(data, "model_calls"))) {
+                        fputc(',', stdout);
                         print_model_totals(data);
+                }
         } else if (strcmp(kind, "usage") == 0 && json_is_integer(json_object_get(data, "model_calls"))) {
                 fputs("so far:", stdout);
                 print_model_totals(data);

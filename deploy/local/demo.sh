@@ -164,6 +164,8 @@ if [[ -s $first_file ]]; then
         echo "(first event arrived $(( $(cat "$first_file") - t_launch )) ms after the launch request)"
 fi
 
+# the api applies the terminal status a moment after the stream shows it
+"$paddock" run wait "$run" >/dev/null 2>&1 || true
 say "run show $run (usage: tokens and cost; agent_session: the CLI and its model)"
 "$paddock" run show "$run"
 
