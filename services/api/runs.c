@@ -383,24 +383,33 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         return snapshot_fill_secrets(pol, snap, parts);
 }
 
+/* Whether team_id has the secret name: *ret_set, or a negative errno after
+ * answering the request. */
+static int team_secret_set(struct api_req *r, struct db *d, const char *team_id, const char *name, bool *ret_set) {
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {team_id, r->caller.tenant_id, name};
+        int k = pg_exec(d->conn, "SELECT 1 FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3",
+                        3, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "look up team secret");
+        *ret_set = PQntuples(res) == 1;
+        return 0;
+}
+
 /* A run whose definition names a team secret that is not set would only be
  * cancelled at provisioning: say so at launch instead (the check at
  * provisioning stays, a secret can be deleted in between). */
 static int check_secrets_set(struct api_req *r, struct db *d, const char *team_id, json_t *spec) {
-        json_t *js = json_object_get(spec, "secrets");
         size_t i;
         json_t *s;
-        json_array_foreach(js, i, s) {
+        json_array_foreach(json_object_get(spec, "secrets"), i, s) {
                 const char *name = json_string_value(json_object_get(s, "name"));
-                struct err_detail e = {0};
-                _cleanup_pgres_ PGresult *res = NULL;
-                const char *params[] = {team_id, r->caller.tenant_id, name};
-                int k = pg_exec(d->conn,
-                                "SELECT 1 FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3",
-                                3, params, &res, &e);
+                bool set;
+                int k = team_secret_set(r, d, team_id, name, &set);
                 if (k < 0)
-                        return db_fail(r, k, &e, "look up team secret");
-                if (PQntuples(res) != 1)
+                        return k;
+                if (!set)
                         return api_fail(r, -EEXIST, "conflict",
                                         "spec.secrets[%zu]: secret %s is not set for the team", i, name);
         }
@@ -414,15 +423,11 @@ static int check_model_keys_set(struct api_req *r, struct db *d, const char *tea
         json_t *it;
         json_array_foreach(json_object_get(pol, "models"), i, it) {
                 const char *name = json_string_value(json_object_get(it, "key_secret"));
-                struct err_detail e = {0};
-                _cleanup_pgres_ PGresult *res = NULL;
-                const char *params[] = {team_id, r->caller.tenant_id, name};
-                int k = pg_exec(d->conn,
-                                "SELECT 1 FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3",
-                                3, params, &res, &e);
+                bool set;
+                int k = team_secret_set(r, d, team_id, name, &set);
                 if (k < 0)
-                        return db_fail(r, k, &e, "look up team secret");
-                if (PQntuples(res) != 1)
+                        return k;
+                if (!set)
                         return api_fail(r, -EEXIST, "conflict",
                                         "spec.models[%zu]: secret %s (the key of models item %s) is not set for the team",
                                         i, name, json_string_value(json_object_get(it, "name")));

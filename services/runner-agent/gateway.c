@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/timeutil.h"
+#include "net/addr_policy.h"
 #include "net/http_parse.h"
 #include "net/netns_listen.h"
 #include "net/tls_client.h"
@@ -740,7 +741,7 @@ static bool header_dropped(const struct http_header *h) {
 
 /* ---- the upstream ---- */
 
-static int upstream_connect(struct call *k, const struct route *rt, int timeout_ms) {
+static int upstream_connect(struct call *k, const struct route *rt, int timeout_ms, struct addr_floor *floor) {
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                  .ai_flags = AI_NUMERICSERV | (rt->literal ? AI_NUMERICHOST : 0)};
         struct addrinfo *ai = NULL;
@@ -750,7 +751,16 @@ static int upstream_connect(struct call *k, const struct route *rt, int timeout_
                 return -EHOSTUNREACH;
         }
         int err = ECONNREFUSED;
+        char floor_why[128] = "";
         for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                /* an approved upstream name may still resolve into the floor
+                 * (a changed DNS record): never connect there */
+                struct sockaddr_storage ss = {0};
+                memcpy(&ss, a->ai_addr, a->ai_addrlen < sizeof ss ? a->ai_addrlen : sizeof ss);
+                if (floor && addr_floor_contains(floor, &ss, floor_why, sizeof floor_why)) {
+                        err = EACCES;
+                        continue;
+                }
                 int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
                 if (fd < 0) {
                         err = errno;
@@ -775,7 +785,11 @@ static int upstream_connect(struct call *k, const struct route *rt, int timeout_
                 return fd;
         }
         freeaddrinfo(ai);
-        call_error(k, 502, "upstream %s:%s unreachable: %s", rt->host, rt->port, strerror(err));
+        if (err == EACCES && floor_why[0])
+                call_error(k, 502, "upstream %s:%s refused: it resolves into the platform egress floor (%s)", rt->host,
+                           rt->port, floor_why);
+        else
+                call_error(k, 502, "upstream %s:%s unreachable: %s", rt->host, rt->port, strerror(err));
         return -err;
 }
 
@@ -1014,7 +1028,7 @@ static int answer_head(struct call *k, const char *h, size_t len, int64_t *conte
 static void call_forward(struct call *k, const struct req *q, const char *body, size_t body_len,
                          const struct gateway_settings *cfg) {
         const struct route *rt = k->rt;
-        int ufd = upstream_connect(k, rt, cfg->connect_timeout_ms);
+        int ufd = upstream_connect(k, rt, cfg->connect_timeout_ms, cfg->floor);
         if (ufd < 0) {
                 answer_error(k, 502, k->error);
                 return;

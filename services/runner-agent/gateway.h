@@ -32,6 +32,8 @@
 
 #include "core/err.h"
 
+struct addr_floor;
+
 #define GATEWAY_PORT 3129
 #define GATEWAY_URL "http://127.0.0.1:3129"
 #define GATEWAY_HEAD_MAX 65536         /* request or response head */
@@ -45,11 +47,14 @@ struct gateway_settings {
         int idle_timeout_ms;          /* no byte from the agent (request) or the upstream (answer) for this long */
         uint64_t max_body_bytes;      /* largest request body (Content-Length) */
         unsigned run_max_conns;       /* calls open at once per run */
+        struct addr_floor *floor;     /* the platform egress floor (borrowed; NULL: none): an upstream
+                                       * address inside it is never connected to, whatever its name
+                                       * resolves to (docs/CONTRACTS.md "The platform egress floor") */
 };
 
 #define GATEWAY_SETTINGS_DEFAULT                                                                        \
         {.ca_bundle = NULL, .connect_timeout_ms = 10000, .idle_timeout_ms = 600000,                     \
-         .max_body_bytes = 32ULL << 20, .run_max_conns = 32}
+         .max_body_bytes = 32ULL << 20, .run_max_conns = 32, .floor = NULL}
 
 /* Applies s (copied) before the first gateway_run_start(): loads the CAs (an
  * unreadable or empty bundle is -EINVAL with reterr naming the file). Not

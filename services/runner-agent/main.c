@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
         gs.run_max_conns = (unsigned)cfg.gateway_run_max_conns;
         gs.idle_timeout_ms = (int)cfg.gateway_idle_timeout_s * 1000;
         gs.max_body_bytes = (uint64_t)cfg.gateway_max_body_mb << 20;
+        gs.floor = floor;
         if (gateway_configure(&gs, &err) < 0) {
                 log_error("invalid configuration: PADDOCK_EGRESS_CA_BUNDLE: %s", err.message);
                 config_free(config_table, &cfg);

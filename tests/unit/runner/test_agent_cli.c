@@ -17,6 +17,7 @@
  *   the proxy's, HOME); no model → refused naming it; no image → refused.
  *   The HOME part mounts a tmpfs: skipped (77) when not root. */
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -357,13 +358,14 @@ static void snap_init(Paddock__V1__SandboxSnapshot *snap, Paddock__V1__AgentSpec
 }
 
 static void make_image(const char *root) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd,
-                 "mkdir -p %s/usr/local/lib/node_modules/@anthropic-ai/claude-code "
-                 "%s/usr/local/lib/node_modules/@openai/codex && "
-                 "echo '{\"version\":\"2.1.197\"}' > %s/usr/local/lib/node_modules/@anthropic-ai/claude-code/package.json && "
-                 "echo '{\"version\":\"0.171.0\"}' > %s/usr/local/lib/node_modules/@openai/codex/package.json",
-                 root, root, root, root);
+        char cmd[4 * PATH_MAX];
+        int n = snprintf(cmd, sizeof cmd,
+                         "mkdir -p '%s/usr/local/lib/node_modules/@anthropic-ai/claude-code' "
+                         "'%s/usr/local/lib/node_modules/@openai/codex' && "
+                         "echo '{\"version\":\"2.1.197\"}' > '%s/usr/local/lib/node_modules/@anthropic-ai/claude-code/package.json' && "
+                         "echo '{\"version\":\"0.171.0\"}' > '%s/usr/local/lib/node_modules/@openai/codex/package.json'",
+                         root, root, root, root);
+        assert_true(n > 0 && (size_t)n < sizeof cmd);
         assert_int_equal(system(cmd), 0);
 }
 

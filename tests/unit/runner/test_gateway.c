@@ -39,6 +39,7 @@
 
 #include "../../../services/runner-agent/gateway.h"
 #include "core/macro.h"
+#include "net/addr_policy.h"
 
 #define REAL_ANT "sk-ant-REAL-4f1c9e2a7b"
 #define REAL_OAI "sk-oai-REAL-9d3e5b7c1a"
@@ -431,6 +432,36 @@ static void test_wrong_ca_fails_closed(void **state) {
         free(r.body);
         s.ca_bundle = ca;
         assert_int_equal(gateway_configure(&s, &err), 0);
+}
+
+/* an upstream address inside the platform egress floor (here: loopback, one
+ * of its fixed classes) is never connected to, whatever the route says: the
+ * agent gets a 502 naming the floor, the upstream sees nothing */
+static void test_floor_refuses_upstream(void **state) {
+        (void)state;
+        struct addr_floor *floor = NULL;
+        struct err_detail err = {0};
+        assert_int_equal(addr_floor_new("", &floor, &err), 0);
+        struct gateway_settings s = GATEWAY_SETTINGS_DEFAULT;
+        s.ca_bundle = ca;
+        s.floor = floor;
+        assert_int_equal(gateway_configure(&s, &err), 0);
+        json_t *log = sim_log();
+        size_t before = json_array_size(log), ev_before = n_events();
+        json_decref(log);
+        struct reply r = call("/v1/messages", "x-api-key: " DUMMY,
+                              "{\"model\":\"claude-opus-4-8\",\"stream\":true}");
+        assert_int_equal(r.status, 502);
+        json_t *e = event_at(ev_before);
+        assert_int_equal(num(e, "status"), 502);
+        assert_non_null(strstr(str(e, "error"), "platform egress floor (loopback)"));
+        log = sim_log();
+        assert_int_equal(json_array_size(log), before);
+        json_decref(log);
+        free(r.body);
+        s.floor = NULL;
+        assert_int_equal(gateway_configure(&s, &err), 0);
+        addr_floor_free(floor);
 }
 
 static void test_unreachable_upstream(void **state) {
@@ -887,7 +918,8 @@ int main(void) {
                 cmocka_unit_test(test_anthropic_stream),     cmocka_unit_test(test_openai_stream),
                 cmocka_unit_test(test_upstream_errors),      cmocka_unit_test(test_cut_stream),
                 cmocka_unit_test(test_non_streaming),        cmocka_unit_test(test_model_not_allowed),
-                cmocka_unit_test(test_wrong_ca_fails_closed), cmocka_unit_test(test_unreachable_upstream),
+                cmocka_unit_test(test_wrong_ca_fails_closed), cmocka_unit_test(test_floor_refuses_upstream),
+                cmocka_unit_test(test_unreachable_upstream),
                 cmocka_unit_test(test_totals_and_keys),      cmocka_unit_test(test_bad_routes_refused),
                 cmocka_unit_test(test_listens_in_netns),
         };
