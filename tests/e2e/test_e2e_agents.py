@@ -133,7 +133,7 @@ class Agent:
     """One CLI agent definition against a fresh simulator: the team's real
     key, an approved models item naming the simulator, a published sandbox."""
 
-    def __init__(self, api, team_id, tmp, index, kind, script, template, timeout_s=180, model=None):
+    def __init__(self, api, team_id, tmp, index, kind, script, template, timeout_s=180, model=None, limits=None):
         self.api, self.kind = api, kind
         self.provider = "anthropic" if kind == "claude-code" else "openai"
         self.model = model or (CLAUDE_MODEL if kind == "claude-code" else CODEX_MODEL)
@@ -146,7 +146,7 @@ class Agent:
                                 models=[{"id": self.model, "usd_per_mtok": dict(PRICES)}]))
         spec = {"agent": {"type": kind, "model": self.model}, "image": IMAGE, "models": [item["id"]],
                 "files": [{"path": "notes.txt", "content": NOTES}],
-                "limits": {"timeout_s": timeout_s, "memory_mb": 2048}}
+                "limits": {"timeout_s": timeout_s, "memory_mb": 2048, **(limits or {})}}
         if template:
             spec["prompt"] = {"template": template}
         self.template = template
@@ -317,6 +317,45 @@ def test_claude_is_error_ends_failed(endpoints, api, team_id, agents_image, temp
         end = res.of_kind("status")[-1]["data"]
         assert res.terminal == "failed", (res.statuses, end)
         assert "is_error true" in end["reason"], end
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("kind", ["claude-code", "codex"])
+def test_max_tokens_ends_the_real_cli_run_limit_exceeded(endpoints, api, team_id, agents_image, template, tmp_path,
+                                                         kind):
+    """limits.max_tokens with the real CLI (issue 11 §4): the first call
+    (1,150 tokens) passes, the second crosses 2,000 and is cut with the
+    provider's error; the run ends limit_exceeded with the figures in the
+    limit event and the terminal status, whatever the CLI makes of the cut."""
+    u1 = {"input_tokens": 1000, "output_tokens": 150, "cache_read_tokens": 0, "cache_write_tokens": 0}
+    u2 = {"input_tokens": 1500, "output_tokens": 200, "cache_read_tokens": 0, "cache_write_tokens": 0}
+    if kind == "claude-code":
+        script = {"anthropic": [
+            {"tool_calls": [{"name": "Bash", "input": {"command": "echo first", "description": "first"}}], "usage": u1},
+            {"text": "second", "usage": u2, "chunk_delay_ms": 20},
+            {"text": "never served", "usage": u1}]}
+    else:
+        script = {"openai": [
+            {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": "echo first"}}], "usage": u1},
+            {"text": "second", "usage": u2, "chunk_delay_ms": 20},
+            {"text": "never served", "usage": u1}]}
+    agent = Agent(api, team_id, tmp_path, 3, kind, script, template, limits={"max_tokens": 2000})
+    try:
+        run_id = agent.launch()
+        res = wait_terminal(endpoints, api.token, run_id, timeout=180)
+        end = res.of_kind("status")[-1]["data"]
+        assert res.terminal == "limit_exceeded", (res.statuses, end)
+        lim = [e["data"] for e in res.of_kind("limit")]
+        assert len(lim) == 1 and lim[0]["limit"] == "max_tokens" and lim[0]["value"] == 2000, lim
+        assert lim[0]["used"] > 2000, lim
+        assert (end["limit"], end["value"], end["used"]) == ("max_tokens", 2000, lim[0]["used"]), end
+        calls = [e["data"] for e in res.of_kind("model_call")]
+        assert calls[0]["status"] == 200 and calls[0]["input_tokens"] == 1000, calls
+        assert any(c["status"] == "limit_exceeded" for c in calls[1:]), calls
+        # the third turn never reached the simulator
+        served = [r.get("turn") for r in agent.sim.requests() if r.get("method") == "POST"]
+        assert 2 not in served, served
     finally:
         agent.close()
 
