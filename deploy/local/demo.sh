@@ -67,24 +67,26 @@ say "paddock login (API $PADDOCK_API_URL)"
 team=$("$paddock" --json me | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["teams"][0]["name"])')
 stamp=$(date -u +%Y%m%d-%H%M%S)
 
-# The image the agent runs in: built once into the runner's image cache.
+# The image the agent runs in: built once into the runner's image cache
+# (PADDOCK_IMAGE_CACHE_DIR of the runner-agent, outside the checkout), then
+# reported by the node's heartbeat.
+[[ -x $runner ]] || die "no $runner"
+cache_dir=$(sed -n 's/^PADDOCK_IMAGE_CACHE_DIR=//p' "$PADDOCK_STATE_DIR/env/runner-agent.env" 2>/dev/null | tail -n 1)
+cache_dir=${cache_dir:-/var/cache/paddock/images}
+if "$runner" image list --cache-dir "$cache_dir" | awk '$1 == "node-agents" { found = ($2 != "(not") } END { exit !found }'; then
+        echo "(the node-agents image is in the image cache $cache_dir)"
+else
+        say "building the node-agents image into $cache_dir (Node.js, Claude Code, Codex; about 6 minutes, once per machine)"
+        "$runner" image build node-agents --cache-dir "$cache_dir"
+fi
 node_has_image() {
         "$paddock" --json node list | /usr/bin/python3 -c '
 import json, sys
 print(any(n.get("state") == "ready" and "node-agents" in n.get("images", []) for n in json.load(sys.stdin)["items"]))' |
                 grep -qx True
 }
-if ! node_has_image; then
-        say "building the node-agents image (Node.js, Claude Code, Codex; about 6 minutes, once per machine)"
-        [[ -x $runner ]] || die "no $runner"
-        set -a
-        # shellcheck disable=SC1091
-        . "$PADDOCK_STATE_DIR/env/runner-agent.env"
-        set +a
-        "$runner" image build node-agents --cache-dir "${PADDOCK_IMAGE_CACHE_DIR:-/var/cache/paddock/images}"
-        for _ in $(seq 1 60); do node_has_image && break; sleep 1; done
-        node_has_image || die "the node did not report the node-agents image within 60 s"
-fi
+for _ in $(seq 1 60); do node_has_image && break; sleep 1; done
+node_has_image || die "no ready node reported the node-agents image within 60 s (paddock node list)"
 
 # The model behind the gateway.
 key_name=DEMO_ANTHROPIC_KEY
