@@ -405,7 +405,7 @@ static int check_secrets_set(struct api_req *r, struct db *d, const char *team_i
         json_t *s;
         json_array_foreach(json_object_get(spec, "secrets"), i, s) {
                 const char *name = json_string_value(json_object_get(s, "name"));
-                bool set;
+                bool set = false;
                 int k = team_secret_set(r, d, team_id, name, &set);
                 if (k < 0)
                         return k;
@@ -423,7 +423,7 @@ static int check_model_keys_set(struct api_req *r, struct db *d, const char *tea
         json_t *it;
         json_array_foreach(json_object_get(pol, "models"), i, it) {
                 const char *name = json_string_value(json_object_get(it, "key_secret"));
-                bool set;
+                bool set = false;
                 int k = team_secret_set(r, d, team_id, name, &set);
                 if (k < 0)
                         return k;
