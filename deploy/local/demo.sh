@@ -71,7 +71,8 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 # (PADDOCK_IMAGE_CACHE_DIR of the runner-agent, outside the checkout), then
 # reported by the node's heartbeat.
 [[ -x $runner ]] || die "no $runner"
-cache_dir=$(sed -n 's/^PADDOCK_IMAGE_CACHE_DIR=//p' "$PADDOCK_STATE_DIR/env/runner-agent.env" 2>/dev/null | tail -n 1)
+cache_dir=$(sed -n "s/^PADDOCK_IMAGE_CACHE_DIR='\\{0,1\\}\\([^']*\\)'\\{0,1\\}\$/\\1/p" \
+        "$PADDOCK_STATE_DIR/env/runner-agent.env" 2>/dev/null | tail -n 1)
 cache_dir=${cache_dir:-/var/cache/paddock/images}
 if "$runner" image list --cache-dir "$cache_dir" | awk '$1 == "node-agents" { found = ($2 != "(not") } END { exit !found }'; then
         echo "(the node-agents image is in the image cache $cache_dir)"
@@ -172,6 +173,7 @@ say "run show $run (usage: tokens and cost; agent_session: the CLI and its model
 "$paddock" run show "$run"
 
 if [[ -n $sim_pid ]]; then
+        touch "$tmp/modelsim.jsonl" # no call: no log
         /usr/bin/python3 - "$tmp/modelsim.jsonl" "$key" <<'PY'
 import json, sys
 calls = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

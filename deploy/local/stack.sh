@@ -894,12 +894,14 @@ write_service_env() { # name
                                 echo "PADDOCK_EGRESS_FLOOR=$TESTNET_FLOOR/32"
                         fi
                         if [[ $s == runner-agent ]]; then
-                                echo "PADDOCK_RUNNER_STATE_DIR=$DATA/runner"
+                                # env_line: the file is sourced (run_with_env) and a
+                                # clone's path may hold spaces
+                                env_line PADDOCK_RUNNER_STATE_DIR "$DATA/runner"
                                 echo "PADDOCK_NODE_ID=$NODE_ID"
-                                echo "PADDOCK_EGRESS_CA_BUNDLE=$STATE/testca/egress-ca.pem"
+                                env_line PADDOCK_EGRESS_CA_BUNDLE "$STATE/testca/egress-ca.pem"
                                 # built images live outside the state dir: a purge or
                                 # another checkout reuses them (docs/CONTRACTS.md)
-                                echo "PADDOCK_IMAGE_CACHE_DIR=${PADDOCK_IMAGE_CACHE_DIR:-/var/cache/paddock/images}"
+                                env_line PADDOCK_IMAGE_CACHE_DIR "${PADDOCK_IMAGE_CACHE_DIR:-/var/cache/paddock/images}"
                         fi
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"
