@@ -78,6 +78,17 @@ def setup_cli(s, api, team, cli, sim):
     return sb["id"]
 
 
+def wait_image(s, api, image="node-agents", timeout=60):
+    """A freshly started stack's node reports its images with its next heartbeat."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = ok(s.get(f"{api}/v1/nodes"), 200)["items"]
+        if any(n.get("state") == "ready" and image in n.get("images", []) for n in nodes):
+            return
+        time.sleep(0.5)
+    sys.exit(f"agent_launch: no ready node reports the {image} image (paddock-runner-agent image build {image})")
+
+
 def one_run(s, api, sandbox, sim):
     before = len(sim.requests())
     t0 = time.time()
@@ -106,6 +117,7 @@ def main():
     api, s, _, team = login()
     print(f"launch -> first model call reaching the gateway, {n} runs per CLI; loadavg "
           f"{open('/proc/loadavg').read().split()[:3]}")
+    wait_image(s, api)
     results = {}
     with tempfile.TemporaryDirectory(prefix="paddock-bench-agents-") as tmp:
         for i, cli in enumerate(clis):
