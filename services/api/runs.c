@@ -333,6 +333,11 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         json_t *ja = json_object_get(spec, "agent");
         json_t *type = json_object_get(ja, "type");
         agent->type = (char *)(type ? json_string_value(type) : "command");
+        json_t *model = json_object_get(ja, "model"), *effort = json_object_get(ja, "effort");
+        if (model)
+                agent->model = (char *)json_string_value(model);
+        if (effort)
+                agent->effort = (char *)json_string_value(effort);
         json_t *cmd = json_object_get(ja, "command");
         parts->n_command = json_array_size(cmd);
         parts->command = calloc(parts->n_command + 1, sizeof(char *));

@@ -71,6 +71,14 @@ static int validate_agent(struct api_req *r, json_t *agent) {
         json_object_foreach(agent, key, v) {
                 if (!strcmp(key, "type") || !strcmp(key, "command"))
                         continue;
+                if (!strcmp(key, "effort")) {
+                        static const char *const efforts[] = {"low", "medium", "high", "xhigh", NULL};
+                        if (!clean_string(v) || !in_list(efforts, json_string_value(v)))
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.agent.effort must be one of \"low\", \"medium\", \"high\", "
+                                                "\"xhigh\"");
+                        continue;
+                }
                 if (!strcmp(key, "model")) {
                         size_t n = json_string_length(v);
                         if (!clean_string(v) || n == 0 || n > MODEL_MAX ||
@@ -94,6 +102,9 @@ static int validate_agent(struct api_req *r, json_t *agent) {
                         return api_fail(r, -EINVAL, "invalid_field",
                                         "spec.agent.type must be one of \"command\", \"claude-code\", \"codex\"");
         }
+        if (json_object_get(agent, "effort") && !agent_cli)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.agent.effort applies to agent types claude-code and codex only");
         json_t *cmd = json_object_get(agent, "command");
         if (!cmd && agent_cli)
                 return 0; /* an agent CLI needs no command */

@@ -38,6 +38,7 @@
 struct agent_cli_launch {
         enum agent_cli_kind kind;  /* AGENT_CLI_NONE: a command agent, nothing here applies */
         char *model;               /* the model the CLI starts with */
+        char *effort;              /* spec.agent.effort, NULL: the CLI's default */
         char *cli_version;         /* from the image's package.json, NULL when unreadable */
         char *home_dir;            /* host path of the HOME tmpfs */
         bool fixed_task;           /* no prompt: AGENT_CLI_FIXED_TASK */

@@ -133,7 +133,8 @@ class Agent:
     """One CLI agent definition against a fresh simulator: the team's real
     key, an approved models item naming the simulator, a published sandbox."""
 
-    def __init__(self, api, team_id, tmp, index, kind, script, template, timeout_s=180, model=None, limits=None):
+    def __init__(self, api, team_id, tmp, index, kind, script, template, timeout_s=180, model=None, limits=None,
+                 effort=None):
         self.api, self.kind = api, kind
         self.provider = "anthropic" if kind == "claude-code" else "openai"
         self.model = model or (CLAUDE_MODEL if kind == "claude-code" else CODEX_MODEL)
@@ -144,7 +145,9 @@ class Agent:
         self.sim = ModelSim(tmp, index, script(self.real_key) if callable(script) else script)
         item = _item(api, _body(upstream=self.sim.upstream, provider=self.provider, key_secret=self.key_name,
                                 models=[{"id": self.model, "usd_per_mtok": dict(PRICES)}]))
-        spec = {"agent": {"type": kind, "model": self.model}, "image": IMAGE, "models": [item["id"]],
+        self.effort = effort
+        spec = {"agent": {"type": kind, "model": self.model, **({"effort": effort} if effort else {})},
+                "image": IMAGE, "models": [item["id"]],
                 "files": [{"path": "notes.txt", "content": NOTES}],
                 "limits": {"timeout_s": timeout_s, "memory_mb": 2048, **(limits or {})}}
         if template:
@@ -264,7 +267,17 @@ def _check_real_work(endpoints, api, tenant_id, agent, run_id, res, tools):
     # the running event carries the agent session, and the run shows it
     running = next(e for e in res.of_kind("status") if e["data"].get("status") == "running")
     want_session = {"type": agent.kind, "cli_version": CLI_VERSIONS[agent.kind], "model": agent.model}
+    if agent.effort:
+        want_session["effort"] = agent.effort
     assert running["data"]["agent"] == want_session, running["data"]
+    # the effort reached the CLI: Claude's command line, Codex's requests (Responses API reasoning.effort)
+    if agent.effort and agent.kind == "claude-code":
+        argv = next(e["data"]["argv"] for e in res.of_kind("exec") if e["data"]["argv"][:1] == ["claude"])
+        assert argv[argv.index("--effort") + 1] == agent.effort, argv
+    elif agent.effort:
+        efforts = {json.loads(r["body"]).get("reasoning", {}).get("effort") if isinstance(r["body"], str)
+                   else r["body"].get("reasoning", {}).get("effort") for r in agent.sim.requests()}
+        assert efforts == {agent.effort}, efforts
 
     diff = _diff(api, run_id)
     assert "+hello from the agent" in diff and "+remember the oat milk" in diff, diff[:3000]
@@ -296,7 +309,7 @@ def _check_real_work(endpoints, api, tenant_id, agent, run_id, res, tools):
 ])
 def test_cli_does_real_work(endpoints, api, tenant_id, team_id, agents_image, template, tmp_path, kind, script,
                             tools):
-    agent = Agent(api, team_id, tmp_path, 3, kind, script, template)
+    agent = Agent(api, team_id, tmp_path, 3, kind, script, template, effort="high")
     try:
         t0 = time.monotonic()
         run_id = agent.launch()

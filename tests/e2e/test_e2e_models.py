@@ -195,6 +195,9 @@ def test_spec_models_and_agent_model(api, team_id):
         (spec(claude, [approved["id"], approved["name"]]), "spec.models[1]"),
         (spec(claude, [approved["id"], clash["id"]]), "spec.models[1]"),
         (spec(claude, "x"), "spec.models"),
+        (spec(dict(claude, effort="maximal"), [approved["id"]]), "spec.agent.effort"),
+        (spec(dict(claude, effort=3), [approved["id"]]), "spec.agent.effort"),
+        (spec({"type": "command", "command": ["/bin/true"], "effort": "high"}, [approved["id"]]), "spec.agent.effort"),
     ]
     for s, field in cases:
         r = _sandbox(api, team_id, s)
