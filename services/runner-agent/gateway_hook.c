@@ -19,7 +19,6 @@ struct gateway_hook {
         struct gateway_route *routes;
         pthread_mutex_t lock;          /* everything below */
         struct gateway_run *gw;
-        struct gateway_totals totals;  /* as of the last model_call */
         int64_t last_usage_us;         /* monotonic time of the last live usage event */
         bool final;                    /* gateway_hook_final_usage() ran: no more live events */
 };
@@ -45,16 +44,16 @@ static void on_event(void *userdata, const char *kind, json_t *data) {
         if (strcmp(kind, "model_call"))
                 return;
         pthread_mutex_lock(&h->lock);
-        /* NULL only if a call ended before gateway_run_start() returned,
-         * which cannot happen before the agent starts; the next call or the
-         * final event catches up */
-        if (h->gw)
-                gateway_run_totals(h->gw, &h->totals);
+        /* h->gw is NULL only if a call ended before gateway_run_start()
+         * returned, which cannot happen before the agent starts; the next
+         * call or the final event catches up */
         int64_t now = time_mono_us();
         if (!h->final && h->gw && now - h->last_usage_us >= USAGE_INTERVAL_US) {
                 h->last_usage_us = now;
+                struct gateway_totals t;
+                gateway_run_totals(h->gw, &t);
                 json_t *d = json_object();
-                if (d && gateway_usage_json(d, &h->totals) >= 0)
+                if (d && gateway_usage_json(d, &t) >= 0)
                         events_emit(h->ev, "usage", "platform", d, NULL, false, false);
                 json_decref(d);
         }
@@ -129,8 +128,7 @@ int gateway_hook_final_usage(struct gateway_hook *h, struct gateway_totals *ret,
         gateway_run_drain(gw);
         pthread_mutex_lock(&h->lock);
         h->final = true;
-        gateway_run_totals(gw, &h->totals);
-        *ret = h->totals;
+        gateway_run_totals(gw, ret);
         pthread_mutex_unlock(&h->lock);
         return gateway_run_model_totals(gw, models);
 }

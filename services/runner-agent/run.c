@@ -168,20 +168,28 @@ static size_t utf8_sanitize(const unsigned char *s, size_t len, char *out) {
         return w;
 }
 
-static void emit_bytes(struct run_ctx *c, struct stream_buf *s, size_t n) {
-        if (n == 0)
-                return;
-        if (c->output_bytes + n > c->output_max) {
+/* Whether n more bytes of the agent's output fit the run's output budget
+ * (counted when they do); the first refusal is logged. */
+static bool output_budget_take(struct run_ctx *c, size_t n) {
+        if (c->output_bytes + (uint64_t)n > c->output_max) {
                 if (!c->output_truncated)
                         log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id),
                                 "output exceeds %" PRIu64 " bytes, dropping the rest", c->output_max);
                 c->output_truncated = true;
-        } else {
+                return false;
+        }
+        c->output_bytes += (uint64_t)n;
+        return true;
+}
+
+static void emit_bytes(struct run_ctx *c, struct stream_buf *s, size_t n) {
+        if (n == 0)
+                return;
+        if (output_budget_take(c, n)) {
                 char text[OUTPUT_CHUNK * 3];
                 size_t tl = utf8_sanitize(s->buf, n, text);
                 if (events_output(&c->ev, s->name, text, tl) >= 0)
                         metric_add(&runner_metric_output_events, 1);
-                c->output_bytes += n;
         }
         memmove(s->buf, s->buf + n, s->len - n);
         s->len -= n;
@@ -191,15 +199,8 @@ static void emit_bytes(struct run_ctx *c, struct stream_buf *s, size_t n) {
 /* agent adapter hook: a CLI's stdout is its event stream (agent_cli_stream.h),
  * bounded by the run's output budget like any output */
 static void cli_feed(struct run_ctx *c, const unsigned char *data, size_t n) {
-        if (c->output_bytes + (uint64_t)n > c->output_max) {
-                if (!c->output_truncated)
-                        log_ctx(LOG_WARN, LOG_KV("run", c->sb.run_id),
-                                "output exceeds %" PRIu64 " bytes, dropping the rest", c->output_max);
-                c->output_truncated = true;
-                return;
-        }
-        agent_cli_stream_feed(c->cli_stream, (const char *)data, n);
-        c->output_bytes += (uint64_t)n;
+        if (output_budget_take(c, n))
+                agent_cli_stream_feed(c->cli_stream, (const char *)data, n);
 }
 
 /* Emits what is ready: complete lines, a full chunk, or anything older than
