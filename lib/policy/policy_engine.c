@@ -10,6 +10,7 @@
 
 #define POLICY_GLOB_MAX 1024
 #define POLICY_RULES_MAX 1024
+#define POLICY_SOURCE_MAX 200
 
 /* ---- globs: one token at a time over a bitmap of reachable subject
  * positions, so matching costs O(tokens × subject length) whatever the
@@ -183,6 +184,7 @@ static const struct {
 struct rule {
         char *glob[M_N];       /* NULL: the rule does not look at this field */
         enum policy_action action;
+        char *source;          /* where the rule came from, NULL: not said */
 };
 
 struct policy_engine {
@@ -200,19 +202,31 @@ struct policy_engine *policy_engine_free(struct policy_engine *pe) {
         for (size_t i = 0; i < pe->n; i++)
                 for (int f = 0; f < M_N; f++)
                         free(pe->rules[i].glob[f]);
+        for (size_t i = 0; i < pe->n; i++)
+                free(pe->rules[i].source);
         free(pe->rules);
         free(pe);
         return NULL;
 }
 
-static int parse_rule(json_t *js, const char *field, size_t i, struct rule *r, struct err_detail *e) {
+static int parse_rule(json_t *js, const char *field, size_t i, bool allow_source, struct rule *r,
+                      struct err_detail *e) {
         if (!json_is_object(js))
                 return err_set(e, -EINVAL, "policy", "%s[%zu] must be an object {match, action}", field, i);
         const char *key;
         json_t *v;
         json_object_foreach(js, key, v) {
-                if (strcmp(key, "match") && strcmp(key, "action"))
+                if (strcmp(key, "match") && strcmp(key, "action") && (!allow_source || strcmp(key, "source")))
                         return err_set(e, -EINVAL, "policy", "%s[%zu].%s is not a known field", field, i, key);
+        }
+        json_t *src = json_object_get(js, "source");
+        if (src) {
+                if (!json_is_string(src) || json_string_length(src) == 0 || json_string_length(src) > POLICY_SOURCE_MAX ||
+                    strlen(json_string_value(src)) != json_string_length(src))
+                        return err_set(e, -EINVAL, "policy", "%s[%zu].source must be a string of 1-%d characters",
+                                       field, i, POLICY_SOURCE_MAX);
+                if (!(r->source = strdup(json_string_value(src))))
+                        return -ENOMEM;
         }
         json_t *match = json_object_get(js, "match");
         if (!json_is_object(match) || json_object_size(match) == 0)
@@ -243,7 +257,8 @@ static int parse_rule(json_t *js, const char *field, size_t i, struct rule *r, s
         return 0;
 }
 
-int policy_engine_new(json_t *rules, const char *field, struct policy_engine **ret, struct err_detail *reterr) {
+static int engine_new(json_t *rules, const char *field, bool allow_source, struct policy_engine **ret,
+                      struct err_detail *reterr) {
         *ret = NULL;
         if (rules && !json_is_array(rules))
                 return err_set(reterr, -EINVAL, "policy", "%s must be an array", field);
@@ -257,7 +272,7 @@ int policy_engine_new(json_t *rules, const char *field, struct policy_engine **r
         }
         for (size_t i = 0; i < n; i++) {
                 pe->n = i + 1; /* what policy_engine_free must release */
-                int r = parse_rule(json_array_get(rules, i), field, i, &pe->rules[i], reterr);
+                int r = parse_rule(json_array_get(rules, i), field, i, allow_source, &pe->rules[i], reterr);
                 if (r < 0) {
                         policy_engine_free(pe);
                         return r;
@@ -268,8 +283,31 @@ int policy_engine_new(json_t *rules, const char *field, struct policy_engine **r
         return 0;
 }
 
+int policy_engine_new(json_t *rules, const char *field, struct policy_engine **ret, struct err_detail *reterr) {
+        return engine_new(rules, field, false, ret, reterr);
+}
+
+int policy_engine_new_effective(json_t *rules, const char *field, struct policy_engine **ret,
+                                struct err_detail *reterr) {
+        return engine_new(rules, field, true, ret, reterr);
+}
+
 size_t policy_engine_n_rules(const struct policy_engine *pe) {
         return pe ? pe->n : 0;
+}
+
+const char *policy_rule_source(const struct policy_engine *pe, int rule) {
+        return pe && rule >= 0 && (size_t)rule < pe->n ? pe->rules[rule].source : NULL;
+}
+
+bool policy_engine_has(const struct policy_engine *pe, const char *match_field, enum policy_action at_least) {
+        int f = 0;
+        while (f < M_N && strcmp(match_fields[f].name, match_field))
+                f++;
+        for (size_t i = 0; pe && f < M_N && i < pe->n; i++)
+                if (pe->rules[i].glob[f] && pe->rules[i].action >= at_least)
+                        return true;
+        return false;
 }
 
 static bool rule_matches(const struct rule *r, const struct policy_request *req) {

@@ -57,6 +57,21 @@ struct policy_engine;
 int policy_engine_new(json_t *rules, const char *field, struct policy_engine **ret, struct err_detail *reterr);
 struct policy_engine *policy_engine_free(struct policy_engine *pe);
 
+/* The same for effective rules (GET .../effective-policy, the run snapshot's
+ * policy_json): each rule may also carry "source", where it came from
+ * ("spec.policy.rules[0]", "pack:<catalog id>.rules[2]"), which decisions name
+ * (policy_rule_source). A definition's own rules may not. */
+int policy_engine_new_effective(json_t *rules, const char *field, struct policy_engine **ret,
+                                struct err_detail *reterr);
+
+/* The source of rule (policy_decision.rule), NULL if not said or no rule. */
+const char *policy_rule_source(const struct policy_engine *pe, int rule);
+
+/* True if a rule whose action is at_least or stricter names match_field
+ * ("path", "command", ...): e.g. file permission events are only set up when
+ * a path rule can deny or ask. */
+bool policy_engine_has(const struct policy_engine *pe, const char *match_field, enum policy_action at_least);
+
 /* The decision for req (see the header comment for the order). */
 struct policy_decision policy_decide(const struct policy_engine *pe, const struct policy_request *req);
 

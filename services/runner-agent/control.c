@@ -1,4 +1,5 @@
 #include "control.h"
+#include "run_policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -187,7 +188,10 @@ static int handle(void *userdata, const struct kafka_message *m, struct err_deta
         } else if (!ours && !known_here(a, run_id)) {
                 /* approvals and secrets only concern runs we hold */
         } else if (rc->action_case == PADDOCK__V1__RUN_CONTROL__ACTION_APPROVAL && rc->approval) {
-                if (proxy_on_approval)
+                /* a held tool call, exec or file open (run_policy.h), else the egress proxy's */
+                if (run_policy_on_approval(run_id, rc->approval))
+                        ;
+                else if (proxy_on_approval)
                         proxy_on_approval(run_id, rc->approval);
                 else
                         log_ctx(LOG_WARN, LOG_KV("run", run_id), "approval received but no egress proxy is built in");

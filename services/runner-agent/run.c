@@ -37,6 +37,7 @@
 #include "proto/envelope.h"
 #include "gateway_hook.h"
 #include "proxy_hook.h"
+#include "run_policy.h"
 #include "sandbox.h"
 #include "subprocess.h"
 #include "workspace.h"
@@ -88,6 +89,7 @@ struct run_ctx {
         struct limits_watch lw;
         struct capture_exec *cap_exec;   /* platform capture (capture_exec.h, capture_files.h) */
         struct capture_files *cap_files;
+        struct run_policy *policy;       /* rules, decisions, held actions (run_policy.h) */
         const Paddock__V1__RunRequested *req;
         bool running;            /* exec + running events sent */
         uint64_t output_bytes, output_max;
@@ -932,10 +934,18 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
         proxy_hook_on_model_limit(egress, on_model_limit, &c);
+        /* policy hook: the effective rules the hook bridge and platform capture decide with */
+        struct err_detail pol_err = {0};
+        int pol_r = run_policy_new(slot->run_id, req->sandbox, &c.ev, &c.policy, &pol_err);
         c.phase_end[RUN_PHASE_PROVISIONING] = time_mono_us();
 
         if (sb_r < 0) {
                 fail(&o, "out of memory");
+                goto finish;
+        }
+        if (pol_r < 0) {
+                fail(&o, "could not read the run's policy: %s", pol_err.message);
+                log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
                 goto finish;
         }
         if (cancelled_early) {
@@ -996,6 +1006,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                         fail(&o, "could not start platform capture: %s", err.message);
                         log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
                 }
+                run_policy_close(c.policy); /* nothing left to hold: answer what waits */
                 c.cap_files = capture_files_stop(c.cap_files);
                 c.cap_exec = capture_exec_stop(c.cap_exec);
                 if (supervised)
@@ -1014,6 +1025,7 @@ finish:;
         _cleanup_free_ struct gateway_model_totals *models = NULL;
         int n_models = gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals, &models);
         model_limit_outcome(&c, &o);
+        c.policy = run_policy_free(c.policy); /* held actions answered "run_ended" */
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         json_t *gone = NULL, *present = NULL;
         if (c.sb.run_dir)
