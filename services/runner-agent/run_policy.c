@@ -256,7 +256,7 @@ struct policy_decision run_policy_decide(struct run_policy *rp, const char *leve
         return d;
 }
 
-int run_policy_ask(struct run_policy *rp, const char *level, const struct policy_request *req, int rule,
+int run_policy_ask(struct run_policy *rp, const char *kind, const struct policy_request *req, int rule,
                    json_t *extra, run_policy_answer_fn fn, void *userdata, char approval_id[UUID_STR_LEN]) {
         if (!rp || !fn)
                 return -EINVAL;
@@ -271,7 +271,7 @@ int run_policy_ask(struct run_policy *rp, const char *level, const struct policy
         memcpy(approval_id, a->id, UUID_STR_LEN);
         char deadline[64];
         time_format_rfc3339(time_now_us() + (int64_t)rp->ask_timeout_s * 1000000, deadline, sizeof deadline);
-        json_t *d = json_pack("{s:s, s:s, s:o, s:i, s:s, s:i}", "approval_id", a->id, "kind", level, "rule",
+        json_t *d = json_pack("{s:s, s:s, s:o, s:i, s:s, s:i}", "approval_id", a->id, "kind", kind, "rule",
                               rule_json(rp, rule), "rule_index", rule, "deadline", deadline, "timeout_s",
                               (int)rp->ask_timeout_s);
         if (!d) {
@@ -299,7 +299,7 @@ int run_policy_ask(struct run_policy *rp, const char *level, const struct policy
         rp->asks = a;
         pthread_cond_signal(&rp->cond);
         pthread_mutex_unlock(&rp->lock);
-        log_ctx(LOG_INFO, LOG_KV("run", rp->run_id, "approval", approval_id, "level", level), "action waits for approval");
+        log_ctx(LOG_INFO, LOG_KV("run", rp->run_id, "approval", approval_id, "kind", kind), "action waits for approval");
         return 0;
 }
 
@@ -321,11 +321,11 @@ static void on_waited(void *userdata, bool approved, const char *approval_id, co
         pthread_mutex_unlock(&w->lock);
 }
 
-bool run_policy_ask_wait(struct run_policy *rp, const char *level, const struct policy_request *req, int rule,
+bool run_policy_ask_wait(struct run_policy *rp, const char *kind, const struct policy_request *req, int rule,
                          json_t *extra, char by[RUN_POLICY_BY_MAX], char approval_id[UUID_STR_LEN]) {
         struct waiter w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
         approval_id[0] = '\0';
-        if (run_policy_ask(rp, level, req, rule, extra, on_waited, &w, approval_id) < 0) {
+        if (run_policy_ask(rp, kind, req, rule, extra, on_waited, &w, approval_id) < 0) {
                 snprintf(by, RUN_POLICY_BY_MAX, "error");
                 return false;
         }

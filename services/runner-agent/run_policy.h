@@ -62,19 +62,19 @@ struct policy_decision run_policy_decide(struct run_policy *rp, const char *leve
  * not, by whom ("user:<id>", "timeout", "run_ended"), the approval id. */
 typedef void (*run_policy_answer_fn)(void *userdata, bool approved, const char *approval_id, const char *by);
 
-/* Holds an action for a person: emits approval_requested {approval_id, kind:
- * level, rule, rule_index, the request's fields, extra's keys (e.g. input,
+/* Holds an action for a person: emits approval_requested {approval_id, kind
+ * ("tool" from the hook, "exec", "file"), rule, rule_index, the request's fields, extra's keys (e.g. input,
  * context), deadline, timeout_s} (sync: on the bus before this returns) and
  * answers through fn once decided (approval_decided emitted first, except
  * when the run ended). Returns 0 with the id in approval_id, or a negative
  * errno (fn is then never called: the caller denies). */
-int run_policy_ask(struct run_policy *rp, const char *level, const struct policy_request *req, int rule,
+int run_policy_ask(struct run_policy *rp, const char *kind, const struct policy_request *req, int rule,
                    json_t *extra, run_policy_answer_fn fn, void *userdata, char approval_id[UUID_STR_LEN]);
 
 /* The blocking form, for a thread that may wait (the hook server): true if
  * approved; by (RUN_POLICY_BY_MAX) and approval_id filled either way. An ask
  * that could not be made is a deny by "error". */
-bool run_policy_ask_wait(struct run_policy *rp, const char *level, const struct policy_request *req, int rule,
+bool run_policy_ask_wait(struct run_policy *rp, const char *kind, const struct policy_request *req, int rule,
                          json_t *extra, char by[RUN_POLICY_BY_MAX], char approval_id[UUID_STR_LEN]);
 
 /* A command line a person approved at the hook: the exec level lets the same
