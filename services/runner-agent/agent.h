@@ -66,6 +66,7 @@ struct runner_settings {
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h) */
         struct run_events_config events; /* PADDOCK_RUN_EVENT_* (events.h) */
         long long agent_stall_s;   /* PADDOCK_AGENT_STALL_S (agent_cli.h) */
+        char *hook_binary;         /* PADDOCK_HOOK_BINARY (hook_server.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };

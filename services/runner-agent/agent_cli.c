@@ -173,10 +173,12 @@ int agent_cli_prepare(struct agent_cli_launch *l, const char *run_dir, uid_t uid
         l->fixed_task = !(snap->prompt && snap->prompt->rendered && snap->prompt->rendered[0]);
         const char *effort = snap->agent->effort && snap->agent->effort[0] ? snap->agent->effort : NULL;
         if (!(l->model = strdup(model)) || (effort && !(l->effort = strdup(effort))) ||
-            asprintf(&l->home_dir, "%s/home", run_dir) < 0)
+            asprintf(&l->home_dir, "%s/home", run_dir) < 0 || asprintf(&l->config_dir, "%s/cli-config", run_dir) < 0)
                 return err_set(reterr, -ENOMEM, "agent", "out of memory");
         if (mkdir(l->home_dir, 0700) < 0)
                 return err_set(reterr, -errno, "agent", "cannot create %s: %m", l->home_dir);
+        if (mkdir(l->config_dir, 0755) < 0) /* root's: the hook config the agent cannot change */
+                return err_set(reterr, -errno, "agent", "cannot create %s: %m", l->config_dir);
         /* a tmpfs: what the CLI writes to its home is bounded and charged to
          * the run's memory cgroup, and goes with the run's mounts */
         char opts[128];
@@ -190,12 +192,16 @@ int agent_cli_prepare(struct agent_cli_launch *l, const char *run_dir, uid_t uid
         if (r < 0)
                 return r;
         char path[4096];
-        /* no hooks yet (issue 12 fills them); telemetry is off by env */
-        static const char settings[] = "{\n  \"hooks\": {}\n}\n";
-        snprintf(path, sizeof path, "%s/.claude/settings.json", l->home_dir);
-        r = write_owned(path, settings, strlen(settings), 0600, uid, gid, reterr);
-        if (r < 0)
-                return r;
+        /* mount points of the read-only hook config (hook_files_write):
+         * empty placeholders, covered by read-only binds at start */
+        static const char *const placeholders[] = {".claude/settings.json", ".claude/paddock-settings.json",
+                                                   ".codex/hooks.json"};
+        for (size_t i = 0; i < ELEMENTSOF(placeholders); i++) {
+                snprintf(path, sizeof path, "%s/%s", l->home_dir, placeholders[i]);
+                r = write_owned(path, "", 0, 0444, 0, 0, reterr);
+                if (r < 0)
+                        return r;
+        }
         _cleanup_free_ char *toml = codex_config(l->model, l->effort);
         if (!toml)
                 return err_set(reterr, -ENOMEM, "agent", "out of memory");
@@ -204,6 +210,52 @@ int agent_cli_prepare(struct agent_cli_launch *l, const char *run_dir, uid_t uid
         if (r < 0)
                 return r;
         return write_skills(l->home_dir, snap, uid, gid, reterr);
+}
+
+/* A root-owned read-only file of the hook config (cli-config). */
+static int write_config(const char *dir, const char *name, json_t *j, struct err_detail *reterr) {
+        _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2)), *path = NULL;
+        if (!text || asprintf(&path, "%s/%s", dir, name) < 0)
+                return err_set(reterr, -ENOMEM, "agent", "out of memory");
+        unlink(path); /* a bundle written again (retried provisioning) */
+        return write_owned(path, text, strlen(text), 0444, 0, 0, reterr);
+}
+
+/* The hooks of both CLIs: PreToolUse and PostToolUse on every tool, each
+ * running paddock-hook (hook_server.h). Codex reads Claude's format from
+ * hooks.json. The timeout (seconds) outlasts the approval deadline. */
+static json_t *hooks_json(const char *cli, unsigned timeout_s) {
+        json_t *hooks = json_object();
+        static const char *const events[] = {"PreToolUse", "PostToolUse"};
+        for (size_t i = 0; hooks && i < ELEMENTSOF(events); i++) {
+                char cmd[256];
+                snprintf(cmd, sizeof cmd, "%s %s %s", AGENT_CLI_HOOK_BINARY, cli, events[i]);
+                json_object_set_new(hooks, events[i],
+                                    json_pack("[{s:s, s:[{s:s, s:s, s:i}]}]", "matcher", "*", "hooks", "type",
+                                              "command", "command", cmd, "timeout", (int)timeout_s));
+        }
+        return hooks;
+}
+
+static int hook_files_write(const struct agent_cli_launch *l, struct err_detail *reterr) {
+        unsigned t = l->hook_timeout_s ? l->hook_timeout_s : 300 + AGENT_CLI_HOOK_SLACK_S;
+        /* --settings (flag settings) outranks the user, project and local
+         * settings, so a `disableAllHooks: true` the agent writes into the
+         * workspace's .claude/ cannot turn these off */
+        json_t *flag = json_pack("{s:b, s:o}", "disableAllHooks", 0, "hooks", hooks_json("claude-code", t));
+        json_t *user = json_pack("{s:b}", "disableAllHooks", 0);
+        json_t *codex = json_pack("{s:o}", "hooks", hooks_json("codex", t));
+        int r = !flag || !user || !codex ? err_set(reterr, -ENOMEM, "agent", "out of memory") : 0;
+        if (r >= 0)
+                r = write_config(l->config_dir, "claude-paddock-settings.json", flag, reterr);
+        if (r >= 0)
+                r = write_config(l->config_dir, "claude-settings.json", user, reterr);
+        if (r >= 0)
+                r = write_config(l->config_dir, "codex-hooks.json", codex, reterr);
+        json_decref(flag);
+        json_decref(user);
+        json_decref(codex);
+        return r;
 }
 
 /* The version the image's npm package says (images.c pins it). */
@@ -255,14 +307,22 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
                                agent_cli_type_name(l->kind));
         const char *prompt = l->fixed_task ? AGENT_CLI_FIXED_TASK : snap->prompt->rendered;
         /* the prompt after "--": a task starting with "-" is not an option */
+        int hr = hook_files_write(l, reterr);
+        if (hr < 0)
+                return hr;
+        /* the hooks (hook_files_write): Claude's in --settings, Codex's in
+         * hooks.json, which it runs only with its trust check bypassed */
         json_t *args = l->kind == AGENT_CLI_CLAUDE
-                               ? json_pack("[s,s,s,s,s,s,s,s,s,s,s]", "claude", "-p", "--output-format", "stream-json",
-                                           "--verbose", "--no-session-persistence", "--dangerously-skip-permissions",
-                                           "--model", l->model, "--", prompt)
+                               ? json_pack("[s,s,s,s,s,s,s,s,s,s,s,s,s]", "claude", "-p", "--output-format",
+                                           "stream-json", "--verbose", "--no-session-persistence",
+                                           "--dangerously-skip-permissions", "--settings",
+                                           AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model", l->model, "--",
+                                           prompt)
                                /* danger-full-access: Codex's bubblewrap needs user namespaces
                                 * it cannot make inside ours; the crun sandbox is the boundary */
-                               : json_pack("[s,s,s,s,s,s,s,s,s]", "codex", "exec", "--json", "--skip-git-repo-check",
-                                           "--ephemeral", "-s", "danger-full-access", "--", prompt);
+                               : json_pack("[s,s,s,s,s,s,s,s,s,s]", "codex", "exec", "--json", "--skip-git-repo-check",
+                                           "--ephemeral", "--dangerously-bypass-hook-trust", "-s",
+                                           "danger-full-access", "--", prompt);
         /* Claude takes the effort on its command line (before the "--"), Codex in config.toml */
         if (args && l->kind == AGENT_CLI_CLAUDE && l->effort)
                 if (json_array_insert_new(args, json_array_size(args) - 2, json_string("--effort")) < 0 ||
@@ -300,6 +360,19 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
                               l->home_dir, "options", "bind", "rw", "nosuid", "nodev");
         if (r < 0 || !m || json_array_append_new(mounts, m) < 0)
                 return err_set(reterr, -ENOMEM, "agent", "out of memory");
+        /* the hook config, read-only over its placeholders in HOME */
+        static const char *const binds[][2] = {{"claude-paddock-settings.json", ".claude/paddock-settings.json"},
+                                               {"claude-settings.json", ".claude/settings.json"},
+                                               {"codex-hooks.json", ".codex/hooks.json"}};
+        for (size_t i = 0; i < ELEMENTSOF(binds); i++) {
+                char src[4096], dst[256];
+                snprintf(src, sizeof src, "%s/%s", l->config_dir, binds[i][0]);
+                snprintf(dst, sizeof dst, "%s/%s", AGENT_CLI_HOME, binds[i][1]);
+                m = json_pack("{s:s,s:s,s:s,s:[s,s,s,s,s]}", "destination", dst, "type", "bind", "source", src,
+                              "options", "bind", "ro", "nosuid", "nodev", "noexec");
+                if (!m || json_array_append_new(mounts, m) < 0)
+                        return err_set(reterr, -ENOMEM, "agent", "out of memory");
+        }
         return 0;
 }
 
@@ -313,5 +386,6 @@ void agent_cli_launch_done(struct agent_cli_launch *l) {
         free(l->effort);
         free(l->cli_version);
         free(l->home_dir);
+        free(l->config_dir);
         *l = (struct agent_cli_launch){0};
 }

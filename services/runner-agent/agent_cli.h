@@ -4,11 +4,22 @@
  *
  *   <run dir>/home    a tmpfs (AGENT_CLI_HOME_MB) owned by the sandbox user,
  *                     mounted read-write at AGENT_CLI_HOME (/home/agent):
- *     .claude/settings.json        {"hooks": {}} (issue 12 fills the hooks)
+ *     .claude/settings.json        read-only bind: {"disableAllHooks": false}
+ *     .claude/paddock-settings.json read-only bind, Claude's --settings: the
+ *                                  hook bridge's PreToolUse/PostToolUse hooks
  *     .claude/skills/<name>/...    the definition's skills
  *     .codex/config.toml           CODEX_HOME: model, the gateway as provider,
  *                                  no retries, no analytics, no plugins
+ *     .codex/hooks.json            read-only bind: the same hooks for Codex
+ *                                  (run with --dangerously-bypass-hook-trust)
  *     .codex/skills/<name>/...
+ *
+ * The read-only files are root's, in <run_dir>/cli-config, bound over
+ * placeholders: the agent can neither edit nor replace them (a mount point
+ * cannot be renamed over or removed), and both CLIs take their hooks at
+ * start. Each hook runs /paddock/bin/paddock-hook (hook_server.h) with a
+ * timeout past the run's approval deadline, so a long wait is never cut by
+ * the CLI (docs/CONTRACTS.md "Hook bridge").
  *
  * and the process: the CLI's argv, HOME/CODEX_HOME, the dummy key, the model
  * gateway's URL (http://127.0.0.1:3129, gateway.h) outside the egress proxy
@@ -42,7 +53,14 @@ struct agent_cli_launch {
         char *cli_version;         /* from the image's package.json, NULL when unreadable */
         char *home_dir;            /* host path of the HOME tmpfs */
         bool fixed_task;           /* no prompt: AGENT_CLI_FIXED_TASK */
+        char *config_dir;          /* host path of the read-only hook config (cli-config) */
+        unsigned hook_timeout_s;   /* the CLIs' hook timeout; set by the caller after
+                                    * agent_cli_prepare (run.c: ask timeout + 60), 0: 360 */
 };
+
+#define AGENT_CLI_HOOK_SLACK_S 60 /* hook timeout = approval deadline + this */
+/* the hook binary in the sandbox (a read-only bind of PADDOCK_HOOK_BINARY, hook_server.h) */
+#define AGENT_CLI_HOOK_BINARY "/paddock/bin/paddock-hook"
 
 /* Resolves the agent's kind and model and writes the HOME tree into a tmpfs
  * at <run_dir>/home owned by uid:gid (the sandbox user's host ids). For a

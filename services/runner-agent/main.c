@@ -104,7 +104,11 @@ static const struct config_entry config_table[] = {
          "path of the git binary the workspace diff runs (git diff --no-index)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),
         {"PADDOCK_AGENT_STALL_S", CONFIG_INT, "300", 1, 86400, false, S(agent_stall_s),
-         "a claude-code or codex run whose CLI writes nothing for this long ends failed \"agent stalled\""},
+         "a claude-code or codex run whose CLI writes nothing for this long ends failed \"agent stalled\" "
+         "(the timer does not run while one of the run's approvals is pending)"},
+        {"PADDOCK_HOOK_BINARY", CONFIG_STRING, "", 0, 0, false, S(hook_binary),
+         "the static paddock-hook binary mounted read-only at /paddock/bin/paddock-hook for claude-code and codex "
+         "runs (empty: paddock-hook next to this program); a CLI run fails at provisioning without it"},
         {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
          "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
         {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
@@ -212,6 +216,18 @@ int main(int argc, char **argv) {
                 return CONFIG_EXIT_BAD;
         }
         egress_policy_set_floor(floor);
+        /* the agent CLIs' hook (hook_server.h): default, paddock-hook beside us */
+        if (!cfg.hook_binary[0]) {
+                char self[4096];
+                ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+                char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
+                if (slash) {
+                        slash[1] = 0;
+                        free(cfg.hook_binary);
+                        if (asprintf(&cfg.hook_binary, "%spaddock-hook", self) < 0)
+                                return 1;
+                }
+        }
 
         static struct agent a;
         a.cfg = &cfg;

@@ -36,6 +36,7 @@
 #include "paddock/v1/usage.pb-c.h"
 #include "proto/envelope.h"
 #include "gateway_hook.h"
+#include "hook_server.h"
 #include "proxy_hook.h"
 #include "run_policy.h"
 #include "sandbox.h"
@@ -90,6 +91,7 @@ struct run_ctx {
         struct capture_exec *cap_exec;   /* platform capture (capture_exec.h, capture_files.h) */
         struct capture_files *cap_files;
         struct run_policy *policy;       /* rules, decisions, held actions (run_policy.h) */
+        struct hook_server *hooks;       /* a CLI's hook bridge (hook_server.h) */
         const Paddock__V1__RunRequested *req;
         bool running;            /* exec + running events sent */
         uint64_t output_bytes, output_max;
@@ -462,6 +464,8 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "run timed out after %" PRIu64 " s", timeout_s);
                         kill_container(c);
                 }
+                if (stall_us && run_policy_waiting(c->policy))
+                        c->last_output_mono = now; /* a CLI waiting for a person is not stalled */
                 if (!killed && stall_us && now - c->last_output_mono >= stall_us) {
                         /* a CLI that says nothing for PADDOCK_AGENT_STALL_S is stuck */
                         stalled = killed = true;
@@ -972,6 +976,10 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 r = agent_cli_prepare(&c.cli, c.sb.run_dir, c.sb.agent_uid, c.sb.agent_gid, req->sandbox, &err);
                 c.sb.cli = &c.cli;
         }
+        if (r >= 0 && c.cli.kind != AGENT_CLI_NONE) { /* hook bridge: its dirs, the CLIs' hook timeout (hook_server.h) */
+                c.cli.hook_timeout_s = run_policy_ask_timeout_s(c.policy) + AGENT_CLI_HOOK_SLACK_S;
+                r = hook_server_prepare(&c.sb, a->cfg->hook_binary, &err);
+        }
         c.phase_end[RUN_PHASE_DIRS] = time_mono_us();
         if (r >= 0)
                 r = netns_r < 0 ? (err = netns_err, netns_r) : sandbox_netns_wait(&c.sb, &err);
@@ -998,6 +1006,10 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
                                                                        (uint64_t)a->cfg->max_file_events,
                                                                        (uint64_t)a->cfg->file_coalesce_ms, &err) : NULL;
+                /* hook bridge: a CLI's tool calls decided before they run (hook_server.h) */
+                if (c.cap_files && c.cli.kind != AGENT_CLI_NONE &&
+                    !(c.hooks = hook_server_start(c.sb.run_dir, slot->run_id, c.policy, &c.ev, &err)))
+                        c.cap_files = capture_files_stop(c.cap_files);
                 c.phase_end[RUN_PHASE_CAPTURE] = time_mono_us();
                 bool supervised = c.cap_files != NULL;
                 if (supervised)
@@ -1007,6 +1019,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                         log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
                 }
                 run_policy_close(c.policy); /* nothing left to hold: answer what waits */
+                c.hooks = hook_server_stop(c.hooks); /* its held calls were answered just above */
                 c.cap_files = capture_files_stop(c.cap_files);
                 c.cap_exec = capture_exec_stop(c.cap_exec);
                 if (supervised)

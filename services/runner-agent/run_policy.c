@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct run_policy {
         pthread_t thread;
         struct grant grants[GRANTS_MAX];
         size_t n_grants;
+        atomic_uint pending;  /* asks made and not yet answered (run_policy_waiting) */
 
         struct run_policy *next; /* in registry.runs */
 };
@@ -114,6 +116,7 @@ static void answer(struct run_policy *rp, struct ask *a) {
                 a->approved ? "held action approved" : "held action denied");
         a->fn(a->userdata, a->approved, a->id, a->by);
         free(a);
+        atomic_fetch_sub(&rp->pending, 1);
 }
 
 static void *approvals_thread(void *userdata) {
@@ -237,6 +240,10 @@ unsigned run_policy_ask_timeout_s(const struct run_policy *rp) {
         return rp ? rp->ask_timeout_s : RUN_POLICY_ASK_TIMEOUT_DEFAULT_S;
 }
 
+bool run_policy_waiting(struct run_policy *rp) {
+        return rp && atomic_load(&rp->pending) > 0;
+}
+
 /* ---- decisions */
 
 struct policy_decision run_policy_decide(struct run_policy *rp, const char *level, const struct policy_request *req,
@@ -297,6 +304,7 @@ int run_policy_ask(struct run_policy *rp, const char *kind, const struct policy_
         }
         a->next = rp->asks;
         rp->asks = a;
+        atomic_fetch_add(&rp->pending, 1);
         pthread_cond_signal(&rp->cond);
         pthread_mutex_unlock(&rp->lock);
         log_ctx(LOG_INFO, LOG_KV("run", rp->run_id, "approval", approval_id, "kind", kind), "action waits for approval");

@@ -48,6 +48,10 @@ const struct policy_engine *run_policy_engine(const struct run_policy *rp);
 /* How long an ask waits for a person before it is denied. */
 unsigned run_policy_ask_timeout_s(const struct run_policy *rp);
 
+/* True while an ask of the run waits for a person (made, not yet answered):
+ * the agent CLIs' stall timer does not run meanwhile (run.c). */
+bool run_policy_waiting(struct run_policy *rp);
+
 /* Decides req at level ("hook", "exec", "file", "egress") and emits a
  * `policy_decision` event {level, action, rule (the deciding rule's source,
  * null when none), rule_index, the request's fields, extra's keys} when a

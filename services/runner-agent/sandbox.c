@@ -22,6 +22,7 @@
 #include "capture_exec.h"
 #include "images.h"
 #include "prompt_file.h"
+#include "hook_server.h"
 #include "subprocess.h"
 
 
@@ -349,6 +350,11 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         if (ar < 0) {
                 json_decref(config);
                 return ar;
+        }
+        /* hook bridge: /paddock/bin/paddock-hook and /paddock/run of a CLI (hook_server.h) */
+        if (cli && hook_server_add_to_bundle(sb, a->cfg->hook_binary, snap, mounts) < 0) {
+                json_decref(config);
+                return err_set(reterr, -ENOMEM, "bundle", "could not add the hook bridge to config.json");
         }
         const char *config_out = sb->config_override ? sb->config_override : sb->config_path;
         int r = json_dump_file(config, config_out, JSON_INDENT(2));
