@@ -297,7 +297,7 @@ def _notices(tail, approval_id, status):
 
 
 def test_approval_queue_context_notice_and_decision(api, endpoints, admin_token, runs, upstream, second_approver,
-                                                    me, team_id, tenant_id):
+                                                    team_id, tenant_id, tmp_path):
     tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "paddock.approvals")
     try:
         run_id, appr = _ask_run(api, runs, upstream, tail)
@@ -323,6 +323,14 @@ def test_approval_queue_context_notice_and_decision(api, endpoints, admin_token,
         assert ctx[0]["kind"] == "status" and ctx[0]["data"]["status"] == "provisioning", ctx[0]
         assert "exec" in [e["kind"] for e in ctx], ctx
         assert all(set(e) >= {"seq", "kind", "ts", "data"} for e in ctx)
+        # the CLI shows the approver the same
+        from cli_support import Cli
+        cli = Cli(tmp_path / "cfg", endpoints.api)
+        out = cli.ok("approvals", "show", aid, env={"PADDOCK_TOKEN": second_approver[0].token})
+        assert f"launched by {run['launched_by']['username']}" in out and "context (the run's last" in out, out
+        assert f"{upstream.name}" in out, out
+        listed = cli.ok("approvals", "list", "--status", "cancelled", env={"PADDOCK_TOKEN": second_approver[0].token})
+        assert aid not in listed
 
         # the notice of the pending approval, signed by the api, keyed by the run
         notes = _notices(tail, aid, "pending")
