@@ -902,6 +902,8 @@ write_service_env() { # name
                                 # built images live outside the state dir: a purge or
                                 # another checkout reuses them (docs/CONTRACTS.md)
                                 env_line PADDOCK_IMAGE_CACHE_DIR "${PADDOCK_IMAGE_CACHE_DIR:-/var/cache/paddock/images}"
+                                # the agent CLIs' policy hook, the build's static binary (hook_server.h)
+                                env_line PADDOCK_HOOK_BINARY "$BUILD/services/runner-agent/paddock-hook"
                         fi
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"

@@ -403,12 +403,7 @@ static void test_launch_claude(void **state) {
         assert_int_equal(l.kind, AGENT_CLI_CLAUDE);
         assert_string_equal(l.model, "claude-sonnet-4-5"); /* no agent.model: the route's first */
         assert_false(l.fixed_task);
-        char *settings = read_text(l.home_dir, ".claude/settings.json");
-        json_t *sj = json_loads(settings, 0, NULL);
-        assert_non_null(sj);
-        assert_int_equal(json_object_size(json_object_get(sj, "hooks")), 0);
-        json_decref(sj);
-        free(settings);
+        l.hook_timeout_s = 1860; /* run.c: the approval deadline + 60 */
         char *sk = read_text(l.home_dir, ".claude/skills/review/SKILL.md");
         assert_string_equal(sk, "---\nname: review\n---\nreview it\n");
         free(sk);
@@ -428,7 +423,8 @@ static void test_launch_claude(void **state) {
         assert_string_equal(l.cli_version, "2.1.197");
         json_t *args = json_object_get(process, "args");
         const char *want[] = {"claude", "-p", "--output-format", "stream-json", "--verbose",
-                              "--no-session-persistence", "--dangerously-skip-permissions", "--model",
+                              "--no-session-persistence", "--dangerously-skip-permissions", "--settings",
+                              AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model",
                               "claude-sonnet-4-5", "--", "-fix issue 7"};
         assert_int_equal(json_array_size(args), ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
@@ -449,6 +445,40 @@ static void test_launch_claude(void **state) {
         json_t *m = json_array_get(mounts, 0);
         assert_string_equal(str(m, "destination"), AGENT_CLI_HOME);
         assert_string_equal(str(m, "source"), l.home_dir);
+        /* the hooks (issue 12 §2): in root's read-only files bound over
+         * placeholders, so the agent cannot edit them away */
+        char *flag = read_text(l.config_dir, "claude-paddock-settings.json");
+        json_t *fj = json_loads(flag, 0, NULL);
+        assert_non_null(fj);
+        assert_true(json_is_false(json_object_get(fj, "disableAllHooks")));
+        const char *events[] = {"PreToolUse", "PostToolUse"};
+        for (size_t i = 0; i < 2; i++) {
+                json_t *h = json_array_get(json_object_get(json_object_get(fj, "hooks"), events[i]), 0);
+                assert_string_equal(str(h, "matcher"), "*");
+                json_t *cmd = json_array_get(json_object_get(h, "hooks"), 0);
+                char want_cmd[128];
+                snprintf(want_cmd, sizeof want_cmd, "/paddock/bin/paddock-hook claude-code %s", events[i]);
+                assert_string_equal(str(cmd, "command"), want_cmd);
+                assert_int_equal(json_integer_value(json_object_get(cmd, "timeout")), 1860);
+        }
+        json_decref(fj);
+        free(flag);
+        struct stat cst;
+        char cpath[1024];
+        snprintf(cpath, sizeof cpath, "%s/claude-paddock-settings.json", l.config_dir);
+        assert_int_equal(stat(cpath, &cst), 0);
+        assert_int_equal(cst.st_uid, 0); /* root's, read-only */
+        assert_int_equal(cst.st_mode & 0222, 0);
+        const char *ro[] = {AGENT_CLI_HOME "/.claude/paddock-settings.json", AGENT_CLI_HOME "/.claude/settings.json",
+                            AGENT_CLI_HOME "/.codex/hooks.json"};
+        for (size_t i = 0; i < ELEMENTSOF(ro); i++) {
+                json_t *found = NULL, *mm;
+                size_t k;
+                json_array_foreach(mounts, k, mm) if (!strcmp(str(mm, "destination"), ro[i])) found = mm;
+                if (!found)
+                        fail_msg("no read-only mount at %s", ro[i]);
+                assert_string_equal(json_string_value(json_array_get(json_object_get(found, "options"), 1)), "ro");
+        }
         json_t *sess = agent_cli_session(&l);
         assert_string_equal(str(sess, "type"), "claude-code");
         assert_string_equal(str(sess, "cli_version"), "2.1.197");
@@ -495,8 +525,12 @@ static void test_launch_codex(void **state) {
         json_t *process = base_process(), *mounts = json_array();
         assert_int_equal(agent_cli_add_to_bundle(&l, image, &snap, process, mounts, &err), 0);
         json_t *args = json_object_get(process, "args");
-        const char *wa[] = {"codex", "exec", "--json", "--skip-git-repo-check", "--ephemeral", "-s",
-                            "danger-full-access", "--", AGENT_CLI_FIXED_TASK};
+        const char *wa[] = {"codex", "exec", "--json", "--skip-git-repo-check", "--ephemeral",
+                            "--dangerously-bypass-hook-trust", "-s", "danger-full-access", "--", AGENT_CLI_FIXED_TASK};
+        char *hooks = read_text(l.config_dir, "codex-hooks.json");
+        if (!strstr(hooks, "/paddock/bin/paddock-hook codex PreToolUse") || !strstr(hooks, "\"timeout\": 360"))
+                fail_msg("codex hooks.json: %s", hooks);
+        free(hooks);
         assert_int_equal(json_array_size(args), ELEMENTSOF(wa));
         for (size_t i = 0; i < ELEMENTSOF(wa); i++)
                 assert_string_equal(json_string_value(json_array_get(args, i)), wa[i]);
