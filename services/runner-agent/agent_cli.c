@@ -313,11 +313,11 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
         /* the hooks (hook_files_write): Claude's in --settings, Codex's in
          * hooks.json, which it runs only with its trust check bypassed */
         json_t *args = l->kind == AGENT_CLI_CLAUDE
-                               ? json_pack("[s,s,s,s,s,s,s,s,s,s,s,s,s]", "claude", "-p", "--output-format",
-                                           "stream-json", "--verbose", "--no-session-persistence",
-                                           "--dangerously-skip-permissions", "--settings",
-                                           AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model", l->model, "--",
-                                           prompt)
+                               ? json_pack("[s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s]", "claude", "-p",
+                                           "--output-format", "stream-json", "--verbose", "--no-session-persistence",
+                                           "--permission-mode", "dontAsk", "--setting-sources", "user",
+                                           "--settings", AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model",
+                                           l->model, "--", prompt)
                                /* danger-full-access: Codex's bubblewrap needs user namespaces
                                 * it cannot make inside ours; the crun sandbox is the boundary */
                                : json_pack("[s,s,s,s,s,s,s,s,s,s]", "codex", "exec", "--json", "--skip-git-repo-check",

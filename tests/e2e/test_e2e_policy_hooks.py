@@ -244,3 +244,24 @@ def test_claude_without_a_runner_answer_the_tool_does_not_run(endpoints, api, te
         assert len(decisions) == 2, decisions
     finally:
         agent.close()
+
+
+def test_claude_hook_killed_while_waiting_the_tool_does_not_run(endpoints, api, team_id, agents_image, template,
+                                                                tmp_path):
+    """The agent kills its own hook while it waits for a person: Claude then
+    sees a hook error, not an allow, and the call still does not run
+    (docs/CONTRACTS.md "Hook bridge": only the hook's explicit allow lets a
+    Claude tool run)."""
+    killer = ("setsid sh -c 'sleep 3; pkill -KILL -x paddock-hook; "
+              "echo killed > /tmp/killed' >/dev/null 2>&1 < /dev/null & echo armed")
+    script = _claude([bash(SETUP), bash(killer), bash("git push origin main"), bash("cat /tmp/killed; " + pushed("main"))])
+    agent = PolicyAgent(api, team_id, tmp_path, "claude-code", script, template)
+    try:
+        run_id = agent.launch()
+        res = wait_terminal(endpoints, api.token, run_id, timeout=240)
+        assert res.terminal == "succeeded", (res.statuses, res.output()[-3000:])
+        events = all_events(api, run_id)
+        text = _results(events)
+        assert "killed" in text and "PUSHED-main=none" in text, text[:4000]
+    finally:
+        agent.close()

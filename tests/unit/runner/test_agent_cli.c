@@ -423,7 +423,8 @@ static void test_launch_claude(void **state) {
         assert_string_equal(l.cli_version, "2.1.197");
         json_t *args = json_object_get(process, "args");
         const char *want[] = {"claude", "-p", "--output-format", "stream-json", "--verbose",
-                              "--no-session-persistence", "--dangerously-skip-permissions", "--settings",
+                              "--no-session-persistence", "--permission-mode", "dontAsk", "--setting-sources", "user",
+                              "--settings",
                               AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model",
                               "claude-sonnet-4-5", "--", "-fix issue 7"};
         assert_int_equal(json_array_size(args), ELEMENTSOF(want));
