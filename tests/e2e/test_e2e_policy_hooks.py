@@ -16,7 +16,8 @@ A definition with `{"match": {"tool": "Bash", "command": "git push*"},
 * the approval's latency (decision POST -> the approved command's exec) is
   printed.
 
-Time: about 1-2 minutes (four CLI runs, one waiting for a 6 s deadline)."""
+Time: about 1.5 minutes (six CLI runs, one waiting for a 6 s deadline), plus
+PADDOCK_AGENT_STALL_S + 8 s when the stack sets it below 60 (./dev test: 15)."""
 
 import json
 import secrets
@@ -263,5 +264,32 @@ def test_claude_hook_killed_while_waiting_the_tool_does_not_run(endpoints, api, 
         events = all_events(api, run_id)
         text = _results(events)
         assert "killed" in text and "PUSHED-main=none" in text, text[:4000]
+    finally:
+        agent.close()
+
+
+def test_claude_waiting_for_a_person_is_not_a_stall(endpoints, api, team_id, agents_image, template, tmp_path,
+                                                    second_approver):
+    """The CLI prints nothing while its hook waits for an approval: the stall
+    timer (PADDOCK_AGENT_STALL_S) does not run meanwhile, so an approval given
+    after longer than the stall still lets the run finish its work."""
+    from test_e2e_agents import _stall_s
+    stall = _stall_s()
+    if not stall or stall > 60:
+        pytest.skip("the stack's PADDOCK_AGENT_STALL_S is not set below 60 s (./dev test sets 15 through "
+                    "PADDOCK_SERVICE_ENV)")
+    script = _claude([bash(SETUP), bash("git push origin main"), bash(pushed("main"))])
+    agent = PolicyAgent(api, team_id, tmp_path, "claude-code", script, template)
+    try:
+        run_id = agent.launch()
+        appr = _pending(api, run_id)
+        time.sleep(stall + 8)
+        assert api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["status"] == "awaiting_approval"
+        second_approver[0].ok("POST", f"/v1/approvals/{appr['id']}/decision", json={"decision": "approve"},
+                              expect=(200,))
+        res = wait_terminal(endpoints, api.token, run_id, timeout=240)
+        assert res.terminal == "succeeded", (res.statuses, res.of_kind("status")[-1]["data"])
+        text = _results(all_events(api, run_id))
+        assert "PUSHED-main=" in text and "PUSHED-main=none" not in text, text[:3000]
     finally:
         agent.close()
