@@ -32,6 +32,17 @@ static char *what_text(json_t *what) {
         }
         if (host)
                 return strdup(host);
+        /* a tool call, exec or file open (issue 12): what it would do, the
+         * whole request in `approvals show --json` */
+        const char *tool = json_string_value(json_object_get(what, "tool"));
+        const char *cmd = json_string_value(json_object_get(what, "command"));
+        const char *path = json_string_value(json_object_get(what, "path"));
+        const char *act = cmd ? cmd : path;
+        if (act || tool) {
+                if (asprintf(&s, "%s%s%s", tool ? tool : "", tool && act ? ": " : "", act ? act : "") < 0)
+                        return NULL;
+                return s;
+        }
         return json_dumps(what ? what : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 }
 

@@ -274,13 +274,13 @@ def upstream():
     up.close()
 
 
-def _ask_run(api, runs, upstream, tail):
+def _ask_run(api, runs, upstream, tail, ask_timeout_s=200):
     """A run whose egress proxy asks for the upstream's name (egress unknown:
     ask; its address allowed by a profile so an approval can grant it).
     Returns (run id, the pending approval as GET /v1/approvals lists it)."""
     spec = command_spec([PY, "-c", PROBE_ASK, str(upstream.port), upstream.name], timeout_s=240)
     spec["egress"] = {"profiles": [egress_profile(api, [upstream.hostport])], "unknown": "ask"}
-    spec["policy"] = {"rules": [], "ask_timeout_s": 200}
+    spec["policy"] = {"rules": [], "ask_timeout_s": ask_timeout_s}
     run_id = runs.start(spec)
 
     def pending():
@@ -388,6 +388,27 @@ def test_run_ended_while_pending_cancels_the_approval(api, endpoints, admin_toke
         run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
         assert run["policy"]["approvals"] == {"pending": 0, "approved": 0, "denied": 0, "expired": 0,
                                               "cancelled": 1}, run["policy"]
+    finally:
+        tail.close()
+
+
+def test_undecided_approval_expires_at_the_policy_deadline(api, endpoints, admin_token, runs, upstream):
+    """spec.policy.ask_timeout_s is the run's one deadline for asks, the
+    proxy's egress asks included: past it the runner denies, the approval
+    reads expired and an expired notice follows the pending one."""
+    tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "paddock.approvals")
+    try:
+        run_id, appr = _ask_run(api, runs, upstream, tail, ask_timeout_s=4)
+        aid = appr["id"]
+        notes = _notices(tail, aid, "expired")
+        assert [n["status"] for _, n, _, _ in notes] == ["pending", "expired"], notes
+        assert notes[-1][1]["decided_by"] == "timeout", notes[-1][1]
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+        assert "GET asked 403" in res.output(), res.output()
+        one = api.ok("GET", f"/v1/approvals/{aid}", expect=(200,))
+        assert one["status"] == "expired" and one["decided_by"] == "timeout", one
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        assert run["policy"]["approvals"]["expired"] == 1, run["policy"]
     finally:
         tail.close()
 

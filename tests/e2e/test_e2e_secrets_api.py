@@ -479,7 +479,9 @@ def test_approval_flow(e2e_node, endpoints, api, me, team_id, tenant_id, plain_s
                                                   "rule": "egress.unknown=ask"}))
     a = wait_for("the approval to be listed", lambda: _approvals(api).get(approval_id), timeout=30, pause=0.3)
     assert a["run"] == run_id and a["team"] == team_id and a["kind"] == "egress"
-    assert a["what"] == {"host": "api.example.com", "port": 443} and a["status"] == "pending"
+    # what: every field of the request but approval_id, deadline and timeout_s (issue 12 §4)
+    assert a["what"] == {"kind": "egress", "host": "api.example.com", "port": 443, "rule": "egress.unknown=ask"}
+    assert a["status"] == "pending"
     assert a["rule"] == "egress.unknown=ask" and a["deadline"].startswith(deadline[:16])
     assert api.ok("GET", f"/v1/runs/{run_id}")["status"] == "awaiting_approval"
 
