@@ -220,6 +220,11 @@ def test_codex_dotenv_denied_at_the_hook(endpoints, api, team_id, agents_image, 
         assert env_d and env_d[0]["action"] == "deny" and env_d[0]["rule"] == "spec.policy.rules[1]", decisions
         assert env_d[0]["path"] == ".env" and env_d[0]["cli"] == "codex", env_d
         assert [d["action"] for d in decisions if d.get("command") == "echo codex-start"] == ["allow"], decisions
+        # Codex's PostToolUse completes the calls that ran (tool_result with the hook's decision)
+        results = [e["data"] for e in _of(events, "tool_result")]
+        started = [r for r in results if "codex-start" in json.dumps(r.get("result"))]
+        assert started and started[0]["cli"] == "codex" and started[0]["decision"]["action"] == "allow", results
+        assert not any("cat .env" in json.dumps(r) for r in results), results
     finally:
         agent.close()
 
