@@ -25,6 +25,8 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "events.h"
+#include "exec_identity.h"
+#include "run_policy.h"
 
 #define ARGV_MAX_ENTRIES 4096
 #define PAYLOAD_MAX 65536     /* crun's state JSON sent with the fd */
@@ -56,6 +58,8 @@ void capture_exec_metrics_register(void) {
 
 struct capture_exec {
         struct run_events *ev;
+        struct run_policy *policy;  /* borrowed; NULL or no command rule that can ask or deny: no decisions */
+        struct exec_identity *identity; /* image programs by content, built on first need */
         char *sock_path;
         char *workspace;        /* host path of the run's workspace, shown as /workspace */
         int listen_fd, conn_fd, notify_fd, stop_fd;
@@ -391,6 +395,214 @@ static char *confirm_exe(int procdir, const unsigned char *before, ssize_t befor
         return strdup(exe);
 }
 
+/* ---------------------------------------------------------- exec policy */
+
+/* argv joined by single spaces (docs/CONTRACTS.md "Policy engine": the exec
+ * level's command); from index `from` on, after prefix when given. */
+static char *join_argv(const char *prefix, json_t *argv, size_t from) {
+        size_t len = prefix ? strlen(prefix) : 0;
+        for (size_t i = from; i < json_array_size(argv); i++)
+                len += json_string_length(json_array_get(argv, i)) + 1;
+        char *out = malloc(len + 1);
+        if (!out)
+                return NULL;
+        size_t w = 0;
+        if (prefix) {
+                memcpy(out, prefix, strlen(prefix));
+                w = strlen(prefix);
+        }
+        for (size_t i = from; i < json_array_size(argv); i++) {
+                json_t *a = json_array_get(argv, i);
+                if (w > 0)
+                        out[w++] = ' ';
+                memcpy(out + w, json_string_value(a), json_string_length(a));
+                w += json_string_length(a);
+        }
+        out[w] = 0;
+        return out;
+}
+
+/* The executed file, opened for reading inside the process's own root, or -1. */
+static int open_exec_target(pid_t pid, int root, const char *cwd, int dirfd, const char *path) {
+        struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+        if (dirfd == AT_FDCWD) {
+                _cleanup_free_ char *full = NULL;
+                if (path[0] != '/' && asprintf(&full, "%s/%s", cwd, path) < 0)
+                        return -1;
+                return (int)syscall(SYS_openat2, root, full ? full : path, &how, sizeof how);
+        }
+        /* execveat / fexecve: the caller's descriptor, reopened through /proc */
+        char fdp[64];
+        snprintf(fdp, sizeof fdp, "/proc/%d/fd/%d", (int)pid, dirfd);
+        if (!path[0])
+                return open(fdp, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int dir = open(fdp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return -1;
+        how.resolve = RESOLVE_BENEATH;
+        return path[0] == '/' ? (int)syscall(SYS_openat2, root, path, &how, sizeof how)
+                              : (int)syscall(SYS_openat2, dir, path, &how, sizeof how);
+}
+
+/* An exec held for a person (run_policy_ask): answered from the run's
+ * approvals thread, never from the capture thread, which keeps taking the
+ * run's other execs. Owns dups of the notification and /proc fds, so the
+ * capture thread closing its own changes nothing here. */
+struct held_exec {
+        struct capture_exec *c;
+        int notify_fd, procdir;
+        uint64_t id;
+        unsigned char auxv[AUXV_MAX];
+        ssize_t auxv_len;
+        json_t *ev;
+        struct seccomp_notif_resp *resp;
+};
+
+static void held_exec_free(struct held_exec *h) {
+        if (!h)
+                return;
+        if (h->notify_fd >= 0)
+                close(h->notify_fd);
+        if (h->procdir >= 0)
+                close(h->procdir);
+        json_decref(h->ev);
+        free(h->resp);
+        free(h);
+}
+
+int capture_exec_answer(int notify_fd, uint64_t id, int error, struct seccomp_notif_resp *resp, size_t resp_size) {
+        /* the task may have died (or been killed with the run) while it was
+         * held: its id is then no longer valid and there is nothing to answer */
+        if (ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+                return -ENOENT;
+        memset(resp, 0, resp_size);
+        resp->id = id;
+        resp->error = error;
+        resp->flags = error ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        return ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 ? -errno : 0;
+}
+
+static void emit_exec(struct capture_exec *c, json_t *ev) {
+        if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
+                pthread_mutex_lock(&c->lock);
+                c->n_events++;
+                pthread_mutex_unlock(&c->lock);
+                metric_add(&metric_exec_events, 1);
+        }
+}
+
+
+static void mark_first(struct capture_exec *c);
+
+/* run_policy_answer_fn: the person (or the deadline, or the run's end) decided. */
+static void held_exec_answered(void *userdata, bool approved, const char *approval_id, const char *by) {
+        struct held_exec *h = userdata;
+        struct capture_exec *c = h->c;
+        int r = capture_exec_answer(h->notify_fd, h->id, approved ? 0 : -EPERM, h->resp, c->sizes.seccomp_notif_resp);
+        json_object_set_new(h->ev, "approval_id", json_string(approval_id));
+        if (!approved) {
+                json_object_set_new(h->ev, "denied", json_true());
+                json_object_set_new(h->ev, "by", json_string(by));
+        }
+        if (r == 0 && approved) {
+                _cleanup_free_ char *confirmed = h->auxv_len > 0 ? confirm_exe(h->procdir, h->auxv, h->auxv_len,
+                                                                              c->workspace)
+                                                                 : NULL;
+                if (confirmed)
+                        json_object_set_new(h->ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
+                else
+                        metric_add(&metric_exec_unconfirmed, 1);
+        }
+        if (r == 0)
+                emit_exec(c, h->ev); /* else the process is gone: it started nothing */
+        mark_first(c);
+        held_exec_free(h);
+}
+
+/* The exec level of the run's policy (docs/CONTRACTS.md "Policy engine"): the
+ * command as given and with argv[0] replaced by each image program the file's
+ * content is (exec_identity.h); the strictest decides. Returns 0 to let the
+ * exec go on, 1 when it is held (the notification belongs to the held exec),
+ * or a negative errno to refuse it with (ev marked denied). */
+static int exec_decide(struct capture_exec *c, uint64_t id, pid_t pid, int procdir, const char *cwd, int dirfd,
+                       const char *path, json_t *argv, json_t *ev, const unsigned char *auxv, ssize_t auxv_len) {
+        _cleanup_free_ char *given = json_array_size(argv) ? join_argv(NULL, argv, 0) : strdup(path);
+        if (!given)
+                return -ENOMEM;
+        char names[EXEC_IDENTITY_NAMES_MAX][EXEC_IDENTITY_NAME_MAX + 1];
+        int n_names = 0;
+        {
+                char rootp[64];
+                snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
+                _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int fd = root >= 0 ? open_exec_target(pid, root, cwd, dirfd, path) : -1;
+                if (fd >= 0)
+                        n_names = exec_identity_names(c->identity, root, fd, names);
+                if (n_names < 0)
+                        n_names = 0;
+        }
+        const struct policy_engine *pe = run_policy_engine(c->policy);
+        _cleanup_free_ char *best_cmd = NULL;
+        const char *best_program = NULL;
+        struct policy_decision best = policy_decide(pe, &(struct policy_request){.command = given});
+        for (int i = 0; i < n_names; i++) {
+                _cleanup_free_ char *cmd = join_argv(names[i], argv, 1);
+                if (!cmd)
+                        return -ENOMEM;
+                struct policy_decision d = policy_decide(pe, &(struct policy_request){.command = cmd});
+                if (d.action > best.action) {
+                        best = d;
+                        free(best_cmd);
+                        best_cmd = TAKE_PTR(cmd);
+                        best_program = names[i];
+                }
+        }
+        if (best.rule < 0 || best.action == POLICY_ALLOW)
+                return 0;
+        const char *command = best_cmd ? best_cmd : given;
+        _cleanup_(json_decrefp) json_t *extra = json_pack("{s:i}", "pid", (int)pid);
+        if (extra && n_names > 0)
+                json_object_set_new(extra, "program", json_string(best_program ? best_program : names[0]));
+        if (extra && best_cmd)
+                json_object_set_new(extra, "command_given", capture_json_string(given, strlen(given)));
+        /* the event names the rule; the same request decides the same way */
+        struct policy_request req = {.command = command};
+        struct policy_decision d = run_policy_decide(c->policy, "exec", &req, extra, false);
+        const char *rule = policy_rule_source(pe, d.rule);
+        if (d.action == POLICY_ALLOW)
+                return 0;
+        if (d.action == POLICY_ASK &&
+            (run_policy_command_granted(c->policy, given) || (best_cmd && run_policy_command_granted(c->policy, best_cmd))))
+                return 0; /* approved at the hook: one approval covers one action */
+        if (rule)
+                json_object_set_new(ev, "rule", json_string(rule));
+        if (d.action == POLICY_DENY) {
+                json_object_set_new(ev, "denied", json_true());
+                return -EPERM;
+        }
+        struct held_exec *h = calloc(1, sizeof *h);
+        if (!h)
+                return -EPERM;
+        h->c = c;
+        h->id = id;
+        h->notify_fd = fcntl(c->notify_fd, F_DUPFD_CLOEXEC, 0);
+        h->procdir = fcntl(procdir, F_DUPFD_CLOEXEC, 0);
+        h->resp = calloc(1, c->sizes.seccomp_notif_resp);
+        h->ev = json_incref(ev);
+        h->auxv_len = auxv_len > 0 ? auxv_len : 0;
+        if (auxv_len > 0)
+                memcpy(h->auxv, auxv, (size_t)auxv_len);
+        char approval_id[UUID_STR_LEN];
+        if (h->notify_fd < 0 || h->procdir < 0 || !h->resp ||
+            run_policy_ask(c->policy, "exec", &req, d.rule, extra, held_exec_answered, h, approval_id) < 0) {
+                /* an ask that could not be made is a deny (fail closed) */
+                held_exec_free(h);
+                json_object_set_new(ev, "denied", json_true());
+                return -EPERM;
+        }
+        return 1;
+}
+
 static void mark_first(struct capture_exec *c) {
         pthread_mutex_lock(&c->lock);
         if (!c->first_emitted) {
@@ -501,6 +713,17 @@ static void handle_notification(struct capture_exec *c) {
                 if (dirfd != AT_FDCWD)
                         json_object_set_new(ev, "dirfd", json_integer(dirfd));
         }
+        if (c->policy && ev) {
+                int v = exec_decide(c, id, pid, procdir, cwd, dirfd, path, argv, ev, auxv_before, auxv_len);
+                if (v == 1)
+                        return; /* held: answered with the approval (held_exec_answered) */
+                if (v < 0) {
+                        respond(c, id, v);
+                        emit_exec(c, ev); /* marked denied: the program did not start */
+                        mark_first(c);
+                        return;
+                }
+        }
         respond(c, id, 0);
         /* what the kernel actually ran, seen after the exec (issue 9 point 4):
          * path, argv and a symlink in between are the caller's word */
@@ -511,10 +734,7 @@ static void handle_notification(struct capture_exec *c) {
                         json_object_set_new(ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
                 else
                         metric_add(&metric_exec_unconfirmed, 1);
-                if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
-                        c->n_events++;
-                        metric_add(&metric_exec_events, 1);
-                }
+                emit_exec(c, ev);
         }
         mark_first(c);
 }
@@ -620,12 +840,13 @@ static void capture_exec_free(struct capture_exec *c) {
         pthread_cond_destroy(&c->cond);
         free(c->sock_path);
         free(c->workspace);
+        exec_identity_free(c->identity);
         free(c->req);
         free(c->resp);
         free(c);
 }
 
-struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev,
+struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev, struct run_policy *policy,
                                         struct err_detail *reterr) {
         struct capture_exec *c = calloc(1, sizeof *c);
         if (!c) {
@@ -633,6 +854,17 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
                 return NULL;
         }
         c->ev = ev;
+        /* only a command rule that can ask or deny makes exec decisions (and
+         * pays for program identity): other runs keep the plain capture */
+        if (policy_engine_has(run_policy_engine(policy), "command", POLICY_ASK)) {
+                c->policy = policy;
+                c->identity = exec_identity_new();
+                if (!c->identity) {
+                        free(c);
+                        err_set(reterr, -ENOMEM, "capture", "out of memory");
+                        return NULL;
+                }
+        }
         c->listen_fd = c->conn_fd = c->notify_fd = c->stop_fd = -1;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
