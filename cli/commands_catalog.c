@@ -8,7 +8,8 @@
 #include "cli.h"
 #include "core/ids.h"
 
-static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors", "models"};
+static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors", "models",
+                                   "policy-packs"};
 
 /* The API's kind for what was typed ("egress-profile" or "egress-profiles"),
  * or NULL after saying what is wrong. */
@@ -19,7 +20,7 @@ static const char *parse_kind(const char *what, const char *s) {
                         return kinds[i];
         }
         cli_error("%s: unknown catalog kind \"%s\" (images, skills, prompt-templates, egress-profiles, connectors, "
-                  "models)",
+                  "models, policy-packs)",
                   what, s);
         return NULL;
 }
@@ -264,8 +265,8 @@ static const struct cli_command catalog_subs[] = {
 const struct cli_command cli_cmd_catalog = {
         .name = "catalog",
         .summary = "the governance catalog: list, show, create, update, approve",
-        .description = "KIND is images, skills, prompt-templates, egress-profiles, connectors or models\n"
-                       "(the singular works too); ITEM an item id or name. Only approved items can be used\n"
-                       "by a published sandbox definition.\n",
+        .description = "KIND is images, skills, prompt-templates, egress-profiles, connectors, models or\n"
+                       "policy-packs (the singular works too); ITEM an item id or name. Only approved items\n"
+                       "can be used by a published sandbox definition.\n",
         .subs = catalog_subs,
 };

@@ -461,13 +461,18 @@ int catalog_import_skills_main(struct api *a, int argc, char **argv);
 #define POLICY_DEFAULT_MEMORY_MB 2048
 #define POLICY_DEFAULT_DISK_MB 2048
 #define POLICY_DEFAULT_PIDS 512
-#define POLICY_ASK_TIMEOUT_S 300
+#define POLICY_ASK_TIMEOUT_S 300       /* spec.policy.ask_timeout_s's default */
+#define POLICY_ASK_TIMEOUT_MAX_S 86400
+#define POLICY_RULES_MAX 256            /* spec.policy.rules, a policy pack's body.rules */
+#define POLICY_EFFECTIVE_RULES_MAX 1024 /* the definition's and its packs' together (lib/policy's bound) */
 /* Resolves a validated spec against the tenant's catalog: {image, image_id?,
  * egress {rules [{host, port, source}] in evaluation order, profiles, unknown,
  * ask_timeout_s}, limits (defaults applied), files [{path, content, mode,
  * source}] (spec files, then skills), skills, secrets [{name, as}], prompt
- * (rendered or null), prompt_template?}. -EINVAL with e naming the spec field
- * when an item is missing or not approved or the prompt vars do not fit. */
+ * (rendered or null), prompt_template?, policy {rules [{match, action,
+ * source}] (the definition's, then each pack's in order), packs [{id, name}],
+ * ask_timeout_s}}. -EINVAL with e naming the spec field when an item is
+ * missing or not approved or the prompt vars do not fit. */
 int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e);
 int policy_effective(struct api_req *r);
 
@@ -617,6 +622,11 @@ int approvals_decide(struct api_req *r);
 int approvals_on_requested(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, json_t *data, struct err_detail *err);
 int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_id, uint64_t seq, int64_t ts_us, json_t *data,
                          struct err_detail *err);
+/* The run reached a terminal status (status consumer, in the transaction
+ * applying it, d): its approvals still pending become `cancelled` (or
+ * `expired` past their deadline), each announced on paddock.approvals. */
+int approvals_on_run_ended(struct api *a, struct db *d, const char *tenant_id, const char *run_id,
+                           struct err_detail *e);
 
 /* ---- events.c */
 int events_list(struct api_req *r);

@@ -1,4 +1,4 @@
-/* Governance catalog (API.md "Governance catalog"): tenant-owned items of six
+/* Governance catalog (API.md "Governance catalog"): tenant-owned items of seven
  * kinds, each with a kind-specific body validated here, in state draft until
  * a security_admin (or tenant_admin) approves it. Any change returns an item
  * to draft, so what a definition uses is always what was approved. The
@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "net/host_match.h"
 #include "pg/pg.h"
+#include "policy/policy_engine.h"
 
 #define CATALOG_NAME_MAX 128
 #define DESCRIPTION_MAX 4096
@@ -33,7 +34,7 @@
 #define USD_PER_MTOK_MAX 1000000.0
 
 static const char *const kinds[] = {"images", "skills", "prompt-templates", "egress-profiles", "connectors",
-                                   "models", NULL};
+                                   "models", "policy-packs", NULL};
 
 bool catalog_kind_valid(const char *kind) {
         for (const char *const *k = kinds; *k; k++)
@@ -107,6 +108,28 @@ static int validate_profile(struct addr_floor *floor, json_t *b, struct err_deta
                                        re.message[0] ? re.message : "must be a string \"host[:port]\"");
         }
         return 0;
+}
+
+/* A policy pack (issue 12 §1, docs/CONTRACTS.md "Policy engine"): rules a
+ * security team writes once and definitions add by reference after their
+ * own (spec.policy.packs). Checked by the engine that will decide with them. */
+static int validate_policy_pack(json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "rules", NULL};
+        int k = only_keys(b, keys, e);
+        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+                return k;
+        json_t *rules = json_object_get(b, "rules");
+        if (!rules)
+                return err_set(e, -EINVAL, "missing_field", "body.rules is required");
+        if (!json_is_array(rules) || json_array_size(rules) == 0 || json_array_size(rules) > POLICY_RULES_MAX)
+                return err_set(e, -EINVAL, "invalid_field", "body.rules must be an array of 1 to %d rules",
+                               POLICY_RULES_MAX);
+        struct policy_engine *pe = NULL;
+        k = policy_engine_new(rules, "body.rules", &pe, e);
+        policy_engine_free(pe);
+        if (k == -EINVAL)
+                snprintf(e->code, sizeof e->code, "invalid_field");
+        return k;
 }
 
 static int validate_skill(json_t *b, struct err_detail *e) {
@@ -319,6 +342,8 @@ int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *bo
                 return validate_connector(body, e);
         if (!strcmp(kind, "models"))
                 return validate_models(floor, body, e);
+        if (!strcmp(kind, "policy-packs"))
+                return validate_policy_pack(body, e);
         return err_set(e, -EINVAL, "invalid_field", "unknown kind");
 }
 
@@ -380,7 +405,7 @@ static int catalog_open(struct api_req *r, struct db *d, bool write) {
         if (!catalog_kind_valid(r->params[0]))
                 return api_fail(r, -ENOENT, "not_found",
                                 "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
-                                "models)");
+                                "models, policy-packs)");
         struct err_detail e = {0};
         int k = db_open_caller(d, r, &e);
         if (k < 0)

@@ -11,6 +11,7 @@
 #include "api.h"
 #include "core/log.h"
 #include "pg/pg.h"
+#include "policy/policy_engine.h"
 
 #define SKILLS_DIR ".paddock/skills"
 
@@ -254,6 +255,74 @@ static int resolve_models(struct db *d, const char *tenant_id, json_t *spec, jso
                        want ? " for provider " : "", want ? want : "");
 }
 
+/* Copies rule (validated: {match, action}) into rules with its source. */
+static int add_policy_rule(json_t *rules, json_t *rule, const char *source) {
+        return json_array_append_new(rules, json_pack("{s:O, s:O, s:s}", "match", json_object_get(rule, "match"),
+                                                      "action", json_object_get(rule, "action"), "source",
+                                                      source)) < 0 ? -ENOMEM : 0;
+}
+
+/* spec.policy (docs/CONTRACTS.md "Policy engine"): the definition's rules
+ * first, then each approved pack's in the listed order, each with its source
+ * (`spec.policy.rules[i]`, `pack:<id>.rules[j]`), which a decision names. The
+ * engine's order makes deny win whatever the position, so a pack cannot be
+ * weakened by a definition's allow, nor the reverse. out.policy is what GET
+ * .../effective-policy shows and SandboxSnapshot.policy_json carries (runs.c).
+ * The pack's rules are checked again with the engine: an item approved before
+ * a stricter check must not reach a runner that would refuse it. */
+static int resolve_policy(struct db *d, const char *tenant_id, json_t *spec, json_t *out, struct err_detail *e) {
+        json_t *jp = json_object_get(spec, "policy");
+        json_t *rules = json_array(), *packs = json_array();
+        json_t *jt = json_object_get(jp, "ask_timeout_s");
+        json_int_t ask = json_is_integer(jt) ? json_integer_value(jt) : POLICY_ASK_TIMEOUT_S;
+        if (json_object_set_new(out, "policy", json_pack("{s:o, s:o, s:I}", "rules", rules, "packs", packs,
+                                                         "ask_timeout_s", ask)) < 0)
+                return -ENOMEM;
+        /* one deadline for every ask of the run, the proxy's egress asks too */
+        json_object_set_new(json_object_get(out, "egress"), "ask_timeout_s", json_integer(ask));
+        size_t i, j;
+        json_t *v, *rule;
+        int k;
+        json_array_foreach(json_object_get(jp, "rules"), i, rule) {
+                char source[48];
+                snprintf(source, sizeof source, "spec.policy.rules[%zu]", i);
+                if ((k = add_policy_rule(rules, rule, source)) < 0)
+                        return k;
+        }
+        json_array_foreach(json_object_get(jp, "packs"), i, v) {
+                char field[48];
+                snprintf(field, sizeof field, "spec.policy.packs[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "policy-packs", v, field, &item, e)) < 0)
+                        return k;
+                const char *id = json_string_value(json_object_get(item, "id"));
+                if (json_array_append_new(packs, json_pack("{s:s, s:O}", "id", id, "name",
+                                                           json_object_get(item, "name"))) < 0)
+                        return -ENOMEM;
+                json_t *prules = json_object_get(json_object_get(item, "body"), "rules");
+                struct policy_engine *pe = NULL;
+                struct err_detail pe_err = {0};
+                k = policy_engine_new(prules, "body.rules", &pe, &pe_err);
+                policy_engine_free(pe);
+                if (k == -EINVAL)
+                        return err_set(e, -EINVAL, "invalid_field", "%s: policy pack %s: %s", field, id,
+                                       pe_err.message);
+                if (k < 0)
+                        return k;
+                json_array_foreach(prules, j, rule) {
+                        char source[96];
+                        snprintf(source, sizeof source, "pack:%s.rules[%zu]", id, j);
+                        if ((k = add_policy_rule(rules, rule, source)) < 0)
+                                return k;
+                }
+                if (json_array_size(rules) > POLICY_EFFECTIVE_RULES_MAX)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "%s: the definition's and its packs' rules exceed %d together", field,
+                                       POLICY_EFFECTIVE_RULES_MAX);
+        }
+        return 0;
+}
+
 int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e) {
         _cleanup_json_ json_t *out = json_object();
         if (!out)
@@ -270,7 +339,8 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
                 json_object_set(out, "image_id", json_object_get(item, "id"));
         }
         if ((k = resolve_egress(d, tenant_id, spec, out, e)) < 0 || (k = resolve_limits(spec, out)) < 0 ||
-            (k = resolve_files(d, tenant_id, spec, out, e)) < 0 || (k = resolve_models(d, tenant_id, spec, out, e)) < 0)
+            (k = resolve_files(d, tenant_id, spec, out, e)) < 0 || (k = resolve_models(d, tenant_id, spec, out, e)) < 0 ||
+            (k = resolve_policy(d, tenant_id, spec, out, e)) < 0)
                 return k;
         /* MCP connectors: approved catalog items (runs do not attach them yet,
          * so spec_validate refuses a spec naming any; checked here all the same) */

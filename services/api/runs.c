@@ -101,10 +101,27 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * settings the lookup made: without them (an invalid token) it finds
  * nothing. */
 #define RUNS_COL_AUTHZ 22
+/* The run's policy counters (docs/CONTRACTS.md "The approval queue"), two
+ * JSON columns after the authz ones: its policy_decision events by action
+ * (evidence.run_events through the partial index run_events_policy_decisions,
+ * evidence migration 0008: the decisions alone, never the run's other
+ * events) and its approvals by status (a pending one past its deadline
+ * counts as expired, as GET /v1/approvals shows it). */
+#define RUNS_POLICY_COUNTERS                                                                                    \
+        "(SELECT json_build_object('allow', count(*) FILTER (WHERE e.data->>'action' = 'allow'), "               \
+        "'ask', count(*) FILTER (WHERE e.data->>'action' = 'ask'), "                                           \
+        "'deny', count(*) FILTER (WHERE e.data->>'action' = 'deny'))::text FROM evidence.run_events e "         \
+        "WHERE e.run_id = q.id AND e.kind = 'policy_decision'), "                                              \
+        "(SELECT json_build_object('pending', count(*) FILTER (WHERE a.status = 'pending' AND a.deadline > now()), " \
+        "'approved', count(*) FILTER (WHERE a.status = 'approved'), "                                          \
+        "'denied', count(*) FILTER (WHERE a.status = 'denied'), "                                              \
+        "'expired', count(*) FILTER (WHERE a.status = 'expired' OR (a.status = 'pending' AND a.deadline <= now())), " \
+        "'cancelled', count(*) FILTER (WHERE a.status = 'cancelled'))::text FROM api.approvals a "             \
+        "WHERE a.run_id = q.id AND a.tenant_id = " SETTING_UUID("paddock.tenant_id") ")"
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", p.usage_model_calls, p.usage_input_tokens, "
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RUNS_POLICY_COUNTERS ", p.usage_model_calls, p.usage_input_tokens, "
         "p.usage_output_tokens, p.usage_cache_read_tokens, p.usage_cache_write_tokens, p.usage_cost_usd, "
         "p.agent_session::text, p.prompt::text FROM (" RUNS_SELECT
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
@@ -142,6 +159,13 @@ int runs_get(struct api_req *r) {
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
         int nf = PQnfields(res);
+        if (r->out) {
+                /* the two counter columns stand right before the usage ones */
+                json_t *dec = json_loads(PQgetvalue(res, 0, nf - 10), 0, NULL);
+                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 9), 0, NULL);
+                json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
+                                                                "approvals", appr ? appr : json_object()));
+        }
         const char *prompt = db_val(res, 0, nf - 1), *agent = db_val(res, 0, nf - 2);
         if (r->out) {
                 json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
@@ -175,6 +199,7 @@ struct snapshot_parts {
         Paddock__V1__ModelRoute *routes;
         Paddock__V1__ModelRoute **route_ptrs;
         char **route_models;            /* one model id per route */
+        char *policy_json;
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
@@ -189,6 +214,7 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->routes);
         free(p->route_ptrs);
         free(p->route_models);
+        free(p->policy_json);
 }
 
 /* The resolved rules in evaluation order (policy_resolve: egress.allow,
@@ -385,6 +411,14 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         int k = snapshot_fill_egress(pol, snap, parts);
         if (k < 0 || (k = snapshot_fill_models(pol, snap, parts)) < 0)
                 return k;
+        /* the effective rules as policy_resolve built them, what the
+         * runner-agent decides with (docs/CONTRACTS.md "Policy engine") */
+        json_t *jp = json_object_get(pol, "policy");
+        _cleanup_json_ json_t *pj = json_pack("{s:O, s:O}", "rules", json_object_get(jp, "rules"), "ask_timeout_s",
+                                              json_object_get(jp, "ask_timeout_s"));
+        if (!pj || !(parts->policy_json = json_dumps(pj, JSON_COMPACT)))
+                return -ENOMEM;
+        snap->policy_json = parts->policy_json;
         return snapshot_fill_secrets(pol, snap, parts);
 }
 

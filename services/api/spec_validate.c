@@ -4,8 +4,9 @@
  * refused as unknown. What runs enforce today: agent types command,
  * claude-code and codex, agent.model, models (the run's model gateway),
  * files, egress (allow, profiles, unknown), secrets, limits (timeout, cgroup
- * sizes, max_tokens and max_cost_usd), image, prompt and skills. The other
- * documented fields (connectors, policy rules, artifacts, retention_days)
+ * sizes, max_tokens and max_cost_usd), image, prompt, skills and policy
+ * (rules, packs, ask_timeout_s: issue 12). The other
+ * documented fields (connectors, artifacts, retention_days)
  * are validated in full and then refused with 400 "unsupported" naming the
  * first of them, so a client never believes a setting took effect. */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include "api.h"
 #include "net/addr_policy.h"
 #include "net/host_match.h"
+#include "policy/policy_engine.h"
 
 #define CMD_MAX_ITEMS 256
 #define CMD_MAX_ITEM 4096
@@ -29,7 +31,6 @@
 #define ENV_NAME_MAX 128
 #define HEADER_NAME_MAX 128
 
-#define POLICY_RULES_MAX 256
 #define GLOB_MAX 1024
 #define ARTIFACT_PATHS_MAX 64
 #define MODEL_MAX 128
@@ -390,7 +391,8 @@ static int validate_catalog_refs(struct api_req *r, json_t *spec) {
         bool agent_cli = type && strcmp(type, "command");
         if (!json_object_get(spec, "image") && !json_object_get(spec, "prompt") && !json_object_get(spec, "skills") &&
             !json_object_get(spec, "connectors") && !json_object_get(eg, "profiles") && !json_object_get(spec, "models") &&
-            !json_object_get(json_object_get(spec, "agent"), "model") && !agent_cli)
+            !json_object_get(json_object_get(spec, "agent"), "model") && !agent_cli &&
+            !json_object_get(json_object_get(spec, "policy"), "packs"))
                 return 0;
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
@@ -660,14 +662,17 @@ static bool glob_ok(json_t *v, bool relative) {
         return depth == 0 && (!relative || path_ok(s, strlen(s)));
 }
 
+/* spec.policy (docs/CONTRACTS.md "Policy engine"): the rules are checked by
+ * the engine that will decide with them (lib/policy), so what is accepted
+ * here is exactly what a run can evaluate; its error names the rule field.
+ * Packs are catalog references, resolved (approved only) by policy_resolve. */
 static int validate_policy(struct api_req *r, json_t *policy) {
         if (!json_is_object(policy))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.policy must be an object {rules}");
-        int k = 0;
+                return api_fail(r, -EINVAL, "invalid_field", "spec.policy must be an object {rules, packs?, ask_timeout_s?}");
         const char *key;
         json_t *v;
         json_object_foreach(policy, key, v) {
-                if (strcmp(key, "rules"))
+                if (strcmp(key, "rules") && strcmp(key, "packs") && strcmp(key, "ask_timeout_s"))
                         return api_fail(r, -EINVAL, "unknown_field", "spec.policy.%s is not a known field", key);
         }
         json_t *rules = json_object_get(policy, "rules");
@@ -676,42 +681,21 @@ static int validate_policy(struct api_req *r, json_t *policy) {
         if (!json_is_array(rules) || json_array_size(rules) > POLICY_RULES_MAX)
                 return api_fail(r, -EINVAL, "invalid_field", "spec.policy.rules must be an array of at most %d rules",
                                 POLICY_RULES_MAX);
-        size_t i;
-        json_t *rule;
-        json_array_foreach(rules, i, rule) {
-                if (!json_is_object(rule))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.policy.rules[%zu] must be an object", i);
-                json_object_foreach(rule, key, v) {
-                        if (strcmp(key, "match") && strcmp(key, "action"))
-                                return api_fail(r, -EINVAL, "unknown_field",
-                                                "spec.policy.rules[%zu].%s is not a known field", i, key);
-                }
-                json_t *match = json_object_get(rule, "match"), *action = json_object_get(rule, "action");
-                if (!match)
-                        return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules[%zu].match is required", i);
-                if (!json_is_object(match) || json_object_size(match) == 0)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.policy.rules[%zu].match must be an object with tool, command or path", i);
-                json_object_foreach(match, key, v) {
-                        bool path = !strcmp(key, "path");
-                        if (!path && strcmp(key, "tool") && strcmp(key, "command"))
-                                return api_fail(r, -EINVAL, "unknown_field",
-                                                "spec.policy.rules[%zu].match.%s is not a known field", i, key);
-                        if (!glob_ok(v, path))
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.policy.rules[%zu].match.%s must be a glob of 1-%d characters "
-                                                "without control characters or an unclosed [%s",
-                                                i, key, GLOB_MAX, path ? ", relative to the workspace" : "");
-                }
-                if (!action)
-                        return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules[%zu].action is required", i);
-                const char *a = json_string_value(action);
-                if (!a || (strcmp(a, "allow") && strcmp(a, "ask") && strcmp(a, "deny")))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.policy.rules[%zu].action must be \"allow\", \"ask\" or \"deny\"", i);
-        }
-        defer_unsupported("spec.policy");
-        return k;
+        struct err_detail e = {0};
+        struct policy_engine *pe = NULL;
+        int k = policy_engine_new(rules, "spec.policy.rules", &pe, &e);
+        policy_engine_free(pe);
+        if (k == -EINVAL)
+                return api_fail(r, -EINVAL, "invalid_field", "%s", e.message);
+        if (k < 0)
+                return api_fail(r, k, "internal", "could not check spec.policy.rules");
+        if ((v = json_object_get(policy, "packs")) && (k = validate_refs(r, v, "spec.policy.packs")) < 0)
+                return k;
+        if ((v = json_object_get(policy, "ask_timeout_s")) &&
+            (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > POLICY_ASK_TIMEOUT_MAX_S))
+                return api_fail(r, -EINVAL, "invalid_field", "spec.policy.ask_timeout_s must be an integer from 1 to %d",
+                                POLICY_ASK_TIMEOUT_MAX_S);
+        return 0;
 }
 
 static int validate_artifacts(struct api_req *r, json_t *artifacts) {
