@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,10 @@ static struct metric metric_exec_unconfirmed = {
         .name = "paddock_runner_capture_exec_unconfirmed_total",
         .help = "exec events whose executed file could not be confirmed (exec failed, or the program ended first)",
         .type = METRIC_COUNTER};
+static struct metric metric_direct_connects = {
+        .name = "paddock_runner_capture_direct_connects_total",
+        .help = "connect() calls from a sandbox to an address outside its loopback (refused, ENETUNREACH)",
+        .type = METRIC_COUNTER};
 static struct metric metric_exec_errors = {
         .name = "paddock_runner_capture_exec_errors_total",
         .help = "exec notifications that could not be read (the call was refused)", .type = METRIC_COUNTER};
@@ -54,6 +60,7 @@ void capture_exec_metrics_register(void) {
         metrics_register(&metric_exec_refused);
         metrics_register(&metric_exec_unconfirmed);
         metrics_register(&metric_exec_errors);
+        metrics_register(&metric_direct_connects);
 }
 
 struct capture_exec {
@@ -71,7 +78,7 @@ struct capture_exec {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool first_emitted, done;
-        uint64_t n_events, n_refused;
+        uint64_t n_events, n_refused, n_direct;
 };
 
 /* ------------------------------------------------------------ JSON helpers */
@@ -129,8 +136,14 @@ json_t *capture_json_string(const char *s, size_t len) {
 
 /* ---------------------------------------------------------- OCI profile */
 
-static bool is_exec_name(const char *n) {
-        return !strcmp(n, "execve") || !strcmp(n, "execveat");
+static const char *const notify_names[] = {"execve", "execveat", "connect"};
+
+/* Index in notify_names, or -1. */
+static int notify_index(const char *n) {
+        for (size_t i = 0; i < ELEMENTSOF(notify_names); i++)
+                if (!strcmp(n, notify_names[i]))
+                        return (int)i;
+        return -1;
 }
 
 int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
@@ -140,7 +153,7 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
                 if (!syscalls || json_object_set_new(seccomp, "syscalls", syscalls) < 0)
                         return -ENOMEM;
         }
-        bool notify_execve = true, notify_execveat = true;
+        bool notify[ELEMENTSOF(notify_names)] = {true, true, true};
         for (size_t i = 0; i < json_array_size(syscalls);) {
                 json_t *rule = json_array_get(syscalls, i);
                 const char *action = json_string_value(json_object_get(rule, "action"));
@@ -148,16 +161,14 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
                 bool allow = action && !strcmp(action, "SCMP_ACT_ALLOW");
                 for (size_t k = 0; json_is_array(names) && k < json_array_size(names);) {
                         const char *n = json_string_value(json_array_get(names, k));
-                        if (n && is_exec_name(n)) {
+                        int ni = n ? notify_index(n) : -1;
+                        if (ni >= 0) {
                                 if (allow) {
                                         json_array_remove(names, k);
                                         continue;
                                 }
                                 /* a deny stays authoritative: no notify on top of it */
-                                if (!strcmp(n, "execve"))
-                                        notify_execve = false;
-                                else
-                                        notify_execveat = false;
+                                notify[ni] = false;
                         }
                         k++;
                 }
@@ -170,10 +181,9 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
         json_t *names = json_array();
         if (!names)
                 return -ENOMEM;
-        if (notify_execve)
-                json_array_append_new(names, json_string("execve"));
-        if (notify_execveat)
-                json_array_append_new(names, json_string("execveat"));
+        for (size_t i = 0; i < ELEMENTSOF(notify_names); i++)
+                if (notify[i])
+                        json_array_append_new(names, json_string(notify_names[i]));
         if (json_array_size(names) > 0)
                 json_array_append_new(syscalls, json_pack("{s:o,s:s}", "names", names, "action",
                                                           "SCMP_ACT_NOTIFY"));
@@ -612,6 +622,66 @@ static void mark_first(struct capture_exec *c) {
         pthread_mutex_unlock(&c->lock);
 }
 
+/* ---------------------------------------------------------- direct connects */
+
+/* A connect() to an address outside the sandbox's loopback: the sandbox's
+ * network namespace has no route there (that is the enforcement), so the
+ * attempt fails whatever we answer; we answer ENETUNREACH ourselves and make
+ * the attempt an `egress` event {"direct": true, "decision": "deny"} — an
+ * agent going around the proxy is seen (docs/CONTRACTS.md "Policy engine").
+ * Loopback (the proxy, the model gateway) and non-inet sockets continue
+ * untouched. Returns true if addr is such an outside address. */
+static bool direct_target(const struct sockaddr_storage *sa, socklen_t len, char *host, size_t host_size,
+                          int *port) {
+        if (sa->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+                const struct sockaddr_in *in = (const void *)sa;
+                uint32_t a = ntohl(in->sin_addr.s_addr);
+                if ((a >> 24) == 127 || a == 0)
+                        return false;
+                inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)host_size);
+                *port = ntohs(in->sin_port);
+                return true;
+        }
+        if (sa->ss_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+                const struct sockaddr_in6 *in6 = (const void *)sa;
+                const struct in6_addr *a = &in6->sin6_addr;
+                if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+                    (IN6_IS_ADDR_V4MAPPED(a) && (a->s6_addr[12] == 127 || !memcmp(a->s6_addr + 12, "\0\0\0\0", 4))))
+                        return false;
+                inet_ntop(AF_INET6, a, host, (socklen_t)host_size);
+                *port = ntohs(in6->sin6_port);
+                return true;
+        }
+        return false;
+}
+
+static void handle_connect(struct capture_exec *c, uint64_t id, pid_t pid, uint64_t addr_ptr, uint64_t addr_len) {
+        struct sockaddr_storage sa = {0};
+        char memp[64];
+        snprintf(memp, sizeof memp, "/proc/%d/mem", (int)pid);
+        _cleanup_close_ int memfd = open(memp, O_RDONLY | O_CLOEXEC);
+        size_t len = addr_len < sizeof sa ? (size_t)addr_len : sizeof sa;
+        size_t got = memfd >= 0 && addr_ptr ? mem_read(memfd, addr_ptr, &sa, len) : 0;
+        char host[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        /* what we read is only trusted while the call is still pending */
+        if (got < sizeof(sa_family_t) || !notif_valid(c, id) ||
+            !direct_target(&sa, (socklen_t)got, host, sizeof host, &port)) {
+                respond(c, id, 0);
+                return;
+        }
+        respond(c, id, -ENETUNREACH);
+        metric_add(&metric_direct_connects, 1);
+        if (c->n_direct++ >= CAPTURE_DIRECT_EVENTS_MAX)
+                return; /* counted in the stop log and the metric, not one event each */
+        _cleanup_(json_decrefp) json_t *ev = json_pack(
+                "{s:s,s:i,s:b,s:s,s:s,s:s,s:i}", "host", host, "port", port, "direct", 1, "decision", "deny", "rule",
+                "platform:netns", "reason", "direct connection outside the egress proxy (the sandbox has no route)",
+                "pid", (int)pid);
+        if (ev)
+                events_emit(c->ev, "egress", "platform", ev, NULL, false, false);
+}
+
 static void handle_notification(struct capture_exec *c) {
         memset(c->req, 0, c->sizes.seccomp_notif);
         if (ioctl(c->notify_fd, SECCOMP_IOCTL_NOTIF_RECV, c->req) < 0) {
@@ -633,6 +703,9 @@ static void handle_notification(struct capture_exec *c) {
                 path_ptr = d->args[1];
                 argv_ptr = d->args[2];
                 call = "execveat";
+        } else if (d->nr == __NR_connect) {
+                handle_connect(c, id, pid, d->args[1], d->args[2]);
+                return;
         } else {
                 respond(c, id, 0);
                 return;
@@ -946,10 +1019,11 @@ struct capture_exec *capture_exec_stop(struct capture_exec *c) {
                 (void)!write(c->stop_fd, &one, sizeof one);
                 pthread_join(c->thread, NULL);
         }
-        char n[32], refused[32];
+        char n[32], refused[32], direct[32];
         snprintf(n, sizeof n, "%llu", (unsigned long long)c->n_events);
         snprintf(refused, sizeof refused, "%llu", (unsigned long long)c->n_refused);
-        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "exec_events", n, "refused", refused),
+        snprintf(direct, sizeof direct, "%llu", (unsigned long long)c->n_direct);
+        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "exec_events", n, "refused", refused, "direct_connects", direct),
                 "exec capture stopped");
         capture_exec_free(c);
         return NULL;

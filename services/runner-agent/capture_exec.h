@@ -24,7 +24,16 @@
  * ask (not granted at the hook): the task stays blocked in execve while the
  * capture thread goes on with the run's other execs; the run's approvals
  * thread answers it (approve: the exec event then, with "approval_id"; deny,
- * deadline, run end: EPERM and the exec event "denied": true, "by"). */
+ * deadline, run end: EPERM and the exec event "denied": true, "by").
+ *
+ * Direct connections: connect() stops on the same notification. One to an
+ * inet address outside the sandbox's loopback (the only network it has: the
+ * network namespace is the enforcement) is answered ENETUNREACH and becomes an
+ * `egress` event {host, port, pid, "direct": true, "decision": "deny", "rule":
+ * "platform:netns"} (at most CAPTURE_DIRECT_EVENTS_MAX per run); loopback (the
+ * egress proxy) and unix sockets continue. Cost: every connect() of the
+ * sandbox makes one round trip to the capture thread (tens of µs); sendto()
+ * with an address (UDP) is not watched (it has no route either). */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
@@ -38,14 +47,17 @@ struct run_policy;
 struct seccomp_notif_resp;
 struct capture_exec;
 
+/* Direct connects (below) reported one by one per run; past it counted. */
+#define CAPTURE_DIRECT_EVENTS_MAX 256
+
 /* Name of the listener socket in the run dir. */
 #define CAPTURE_EXEC_SOCKET "capture-exec.sock"
 /* Total argv bytes reported per exec; longer argv is cut and marked. */
 #define CAPTURE_EXEC_ARGV_MAX (64 * 1024)
 
-/* Adds SCMP_ACT_NOTIFY for execve and execveat and listenerPath to an OCI
- * linux.seccomp object (borrowed, changed in place). Allow rules naming these
- * two calls are narrowed so the notify rule is the one that applies (libseccomp
+/* Adds SCMP_ACT_NOTIFY for execve, execveat and connect and listenerPath to an
+ * OCI linux.seccomp object (borrowed, changed in place). Allow rules naming
+ * these calls are narrowed so the notify rule is the one that applies (libseccomp
  * refuses two actions for one call); deny rules are kept. Returns 0 or -ENOMEM. */
 int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path);
 

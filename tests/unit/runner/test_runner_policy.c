@@ -6,7 +6,9 @@
  *    (program identity, exec_identity.c), an ask holds the exec without
  *    holding the run's other execs and is answered when a person approves
  *    (run_policy_on_approval, as from paddock.runs.control) or at the deadline;
- *    the events go to a mock Kafka cluster and are read back from it.
+ *    the events go to a mock Kafka cluster and are read back from it. A
+ *    connect() outside loopback is refused (ENETUNREACH) and is an egress
+ *    event "direct": true; one to loopback goes on.
  *  - program identity alone, on a directory standing in for an image root.
  *  - files (capture_files_perm.c): fanotify permission events on a tmpfs
  *    workspace; a deny rule refuses the open with EPERM for another process,
@@ -29,6 +31,8 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -203,17 +207,26 @@ static char sock_path[100];
 static void launcher_main(int cmd_r, int res_w) {
         struct sock_filter f[] = {
                 BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execve, 2, 0),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execveat, 1, 0),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execve, 3, 0),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execveat, 2, 0),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 1, 0),
                 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
                 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
         };
         struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                _exit(2);
-        int lfd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
-        if (lfd < 0)
-                _exit(3);
+        /* a network of loopback only, like the sandbox's: a connect that got
+         * through by mistake could not leave the machine */
+        if (unshare(CLONE_NEWNET) < 0)
+                _exit(7);
+        int ls = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct ifreq ifr = {0};
+        snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+        if (ls < 0 || ioctl(ls, SIOCGIFFLAGS, &ifr) < 0)
+                _exit(8);
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(ls, SIOCSIFFLAGS, &ifr) < 0)
+                _exit(8);
+        close(ls);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
         int s = -1;
@@ -227,6 +240,12 @@ static void launcher_main(int cmd_r, int res_w) {
         }
         if (s < 0)
                 _exit(4);
+        /* connected first: the filter notifies connect() too */
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                _exit(2);
+        int lfd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+        if (lfd < 0)
+                _exit(3);
         char payload[] = "{}";
         union {
                 char buf[CMSG_SPACE(sizeof(int))];
@@ -464,6 +483,35 @@ static void test_exec(void **state) {
         assert_non_null(d);
         assert_true(json_is_true(json_object_get(d, "denied")));
         assert_string_equal(json_string_value(json_object_get(d, "rule")), "spec.policy.rules[0]");
+
+        /* a direct connection around the proxy: refused and an event; loopback goes on */
+        char conn[400];
+        snprintf(conn, sizeof conn, "%s/conn.py", dir);
+        FILE *cf = fopen(conn, "w");
+        assert_non_null(cf);
+        fputs("import socket, sys\n"
+              "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)\n"
+              "s.settimeout(5)\n"
+              "try:\n    s.connect((sys.argv[1], int(sys.argv[2])))\nexcept OSError as e:\n"
+              "    sys.exit(e.errno)\nsys.exit(0)\n", cf);
+        fclose(cf);
+        snprintf(p, sizeof p, "/usr/bin/python3 %s 198.18.0.2 8080", conn);
+        run_cmd("direct", p);
+        assert_int_equal(result_of("direct", 20000), ENETUNREACH);
+        snprintf(p, sizeof p, "/usr/bin/python3 %s 2001:db8::7 443", conn);
+        run_cmd("direct6", p);
+        assert_int_equal(result_of("direct6", 20000), ENETUNREACH);
+        snprintf(p, sizeof p, "/usr/bin/python3 %s 127.0.0.1 9", conn);
+        run_cmd("loopback", p);
+        assert_int_equal(result_of("loopback", 20000), ECONNREFUSED); /* the kernel's answer: nobody listens */
+        d = find_event("egress", "host", "198.18.0.2", 10000);
+        assert_non_null(d);
+        assert_true(json_is_true(json_object_get(d, "direct")));
+        assert_string_equal(json_string_value(json_object_get(d, "decision")), "deny");
+        assert_int_equal(json_integer_value(json_object_get(d, "port")), 8080);
+        assert_true(json_integer_value(json_object_get(d, "pid")) > 0);
+        assert_non_null(find_event("egress", "host", "2001:db8::7", 10000));
+        assert_null(find_event("egress", "host", "127.0.0.1", 500));
 
         /* ask: the exec waits; the run's other execs do not */
         snprintf(p, sizeof p, "%s fetch", g);
