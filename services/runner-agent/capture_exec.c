@@ -78,6 +78,9 @@ struct capture_exec {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool first_emitted, done;
+        capture_exec_first_fn on_first;   /* set before crun starts, read by the thread */
+        void *on_first_userdata;
+        bool first_seen;                  /* the thread's own: on_first called */
         uint64_t n_events, n_refused, n_direct;
 };
 
@@ -751,6 +754,22 @@ static void handle_notification(struct capture_exec *c) {
         if (!notif_valid(c, id))
                 return; /* gone: what we read may belong to another process */
 
+        if (!c->first_seen) {
+                /* the sandbox's mounts exist and its command has not run yet */
+                c->first_seen = true;
+                pthread_mutex_lock(&c->lock);
+                capture_exec_first_fn fn = c->on_first;
+                void *ud = c->on_first_userdata;
+                pthread_mutex_unlock(&c->lock);
+                int fr = fn ? fn(ud, pid) : 0;
+                if (fr < 0) {
+                        log_ctx(LOG_ERROR, LOG_KV("run", c->ev->run_id), "sandbox set-up at its first exec failed: %s",
+                                strerror(-fr));
+                        respond(c, id, -EPERM);
+                        mark_first(c);
+                        return;
+                }
+        }
         int refuse = exec_target_errno(pid, cwd, dirfd, path);
         if (refuse < 0) {
                 c->n_refused++;
@@ -989,6 +1008,15 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
 fail:
         capture_exec_free(c);
         return NULL;
+}
+
+void capture_exec_on_first(struct capture_exec *c, capture_exec_first_fn fn, void *userdata) {
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->on_first = fn;
+        c->on_first_userdata = userdata;
+        pthread_mutex_unlock(&c->lock);
 }
 
 bool capture_exec_wait_first(struct capture_exec *c, int timeout_ms) {

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/err.h"
 
@@ -81,6 +82,14 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
  * seccomp_notif_resp size) is scratch. Thread-safe per notification. Returns 0
  * or a negative errno (-ENOENT: nothing is waiting any more). */
 int capture_exec_answer(int notify_fd, uint64_t id, int error, struct seccomp_notif_resp *resp, size_t resp_size);
+
+/* Called once, on the capture thread, at the sandbox's first exec (its
+ * command, after crun set up its mounts and root) before that exec goes on;
+ * a negative return refuses it (EPERM). */
+typedef int (*capture_exec_first_fn)(void *userdata, pid_t pid);
+
+/* Sets it (userdata borrowed until capture_exec_stop()); call before crun starts. */
+void capture_exec_on_first(struct capture_exec *c, capture_exec_first_fn fn, void *userdata);
 
 /* Waits until the first exec event (the command itself) has been queued, so
  * the run's `running` status follows it. Returns false after timeout_ms.

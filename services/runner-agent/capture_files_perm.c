@@ -43,6 +43,8 @@ struct capture_files_perm {
         struct run_policy *policy;
         char *ws;
         size_t ws_len;
+        dev_t ws_dev;
+        unsigned n_mounts;      /* the sandbox's other mounts marked (capture_files_perm_attach) */
         int fan_fd, stop_fd, mount_fd;
         pid_t self;
         pthread_t thread;
@@ -84,6 +86,21 @@ static char *event_path(struct capture_files_perm *c, int fd) {
         if (strncmp(target, c->ws, c->ws_len) || (target[c->ws_len] != '/' && target[c->ws_len]))
                 return NULL;
         return strdup(target[c->ws_len] ? target + c->ws_len + 1 : "");
+}
+
+/* A file of the sandbox's other mounts (root, /tmp, ...) as the sandbox
+ * names it: the kernel renders a file of another mount namespace from that
+ * namespace's root. NULL for a deleted file. */
+static char *sandbox_path(int fd) {
+        char link[64], target[PATH_MAX + 1];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, PATH_MAX);
+        if (n <= 0 || target[0] != '/')
+                return NULL;
+        target[n] = 0;
+        if (n > 10 && !strcmp(target + n - 10, " (deleted)"))
+                return NULL;
+        return strdup(target);
 }
 
 /* Under c->lock. */
@@ -136,7 +153,9 @@ static void handle_event(struct capture_files_perm *c, const struct fanotify_eve
                 answer_fd(c, m->fd, true); /* the runner-agent's own open is never held */
                 return;
         }
-        _cleanup_free_ char *path = event_path(c, m->fd);
+        struct stat st;
+        _cleanup_free_ char *path = fstat(m->fd, &st) < 0 ? NULL
+                                    : st.st_dev == c->ws_dev ? event_path(c, m->fd) : sandbox_path(m->fd);
         if (!path) {
                 answer_fd(c, m->fd, true); /* not a workspace file we can name: no path rule is about it */
                 return;
@@ -264,6 +283,63 @@ static void perm_free(struct capture_files_perm *c) {
         free(c);
 }
 
+/* Filesystems whose files no path rule is about (kernel views, devices). */
+static bool skipped_fstype(const char *t) {
+        static const char *const skip[] = {"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "devtmpfs",
+                                           "securityfs", "debugfs", "tracefs", "bpf", "fusectl", "configfs", NULL};
+        for (size_t i = 0; skip[i]; i++)
+                if (!strcmp(t, skip[i]))
+                        return true;
+        return false;
+}
+
+int capture_files_perm_attach(void *userdata, pid_t pid) {
+        struct capture_files_perm *c = userdata;
+        if (!c)
+                return 0;
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/mountinfo", (int)pid);
+        _cleanup_fclose_ FILE *f = fopen(p, "re");
+        if (!f)
+                return -errno;
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        int r = 0;
+        unsigned n = 0;
+        bool root = false;
+        while (getline(&line, &cap, f) > 0) {
+                /* id parent major:minor root mountpoint options [optional...] - fstype source ... */
+                char mnt[PATH_MAX], fstype[64];
+                const char *dash = strstr(line, " - ");
+                if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+                    sscanf(dash + 3, "%63s", fstype) != 1)
+                        continue;
+                if (skipped_fstype(fstype) || strchr(mnt, '\\'))
+                        continue; /* no rule is about them; escaped names are not ours */
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "/proc/%d/root%s", (int)pid, mnt) < 0)
+                        return -ENOMEM;
+                struct stat st;
+                if (stat(path, &st) < 0 || st.st_dev == c->ws_dev)
+                        continue; /* the workspace has its filesystem mark */
+                /* a mount mark: opens through the sandbox's own mount only,
+                 * never the node's other users of the same filesystem */
+                if (fanotify_mark(c->fan_fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_PERM, AT_FDCWD, path) < 0) {
+                        r = -errno;
+                        log_ctx(LOG_ERROR, LOG_KV("run", c->ev->run_id, "mount", mnt),
+                                "cannot mark a sandbox mount for permission events: %m");
+                        break;
+                }
+                if (!strcmp(mnt, "/"))
+                        root = true;
+                n++;
+        }
+        c->n_mounts = n;
+        if (r == 0 && !root)
+                r = -ENOENT; /* the root must be covered: fail closed */
+        return r;
+}
+
 int capture_files_perm_start(const char *workspace, struct run_events *ev, struct run_policy *policy,
                              struct capture_files_perm **ret, struct err_detail *reterr) {
         *ret = NULL;
@@ -292,6 +368,7 @@ int capture_files_perm_start(const char *workspace, struct run_events *ev, struc
                 r = err_set(reterr, -errno, "capture", "cannot open workspace %s: %m", c->ws);
                 goto fail;
         }
+        c->ws_dev = st_ws.st_dev;
         /* a filesystem mark holds every open of that filesystem: only the
          * run's own tmpfs, never a filesystem the node shares */
         if (st_ws.st_dev == st_parent.st_dev) {
@@ -331,13 +408,15 @@ struct capture_files_perm *capture_files_perm_stop(struct capture_files_perm *c)
                 (void)!write(c->stop_fd, &one, sizeof one);
                 pthread_join(c->thread, NULL);
         }
-        char opens[32], denied[32], held[32], quiet[32];
+        char opens[32], denied[32], held[32], quiet[32], mounts[16];
+        snprintf(mounts, sizeof mounts, "%u", c->n_mounts);
         snprintf(opens, sizeof opens, "%llu", c->n_opens);
         snprintf(denied, sizeof denied, "%llu", c->n_denied);
         snprintf(held, sizeof held, "%llu", c->n_held);
         snprintf(quiet, sizeof quiet, "%llu", c->n_quiet);
         log_ctx(LOG_DEBUG,
-                LOG_KV("run", c->ev->run_id, "opens", opens, "denied", denied, "held", held, "unreported", quiet),
+                LOG_KV("run", c->ev->run_id, "opens", opens, "denied", denied, "held", held, "unreported", quiet,
+                       "mounts", mounts),
                 "file permission decisions stopped");
         perm_free(c);
         return NULL;

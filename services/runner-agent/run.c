@@ -1004,6 +1004,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 /* level file: opens held or refused by path rules (none: no group) */
                 int perm_r = c.cap_files ? capture_files_perm_start(c.sb.workspace, &c.ev, c.policy, &c.cap_perm, &err)
                                          : 0;
+                if (c.cap_perm) /* the sandbox's own mounts, once they exist */
+                        capture_exec_on_first(c.cap_exec, capture_files_perm_attach, c.cap_perm);
                 c.phase_end[RUN_PHASE_CAPTURE] = time_mono_us();
                 bool supervised = c.cap_files != NULL && perm_r >= 0;
                 if (supervised)

@@ -56,6 +56,7 @@ READ_ENV = (
     "cat .env; echo cat=$?; "
     f"{PY} -c \"open('.env').read()\" 2>/dev/null; echo py=$?; "
     "cat sub/.env; echo sub=$?; "
+    "(echo X=1 > /tmp/.env) 2>/dev/null; echo tmp=$?; "
     "cat ok.txt"
 )
 
@@ -70,12 +71,14 @@ def _assert_env_refused(api, run_id, res, source):
     out = res.output()
     assert res.terminal == "succeeded", f"{res.terminal}: {out}"
     assert "cat=1" in out and "py=1" in out and "sub=1" in out, out
+    assert "tmp=" in out and "tmp=0" not in out, out  # the shell's redirection failed (dash: 2)
     assert "Operation not permitted" in out, out
     assert "plain text ok" in out, out
     assert ENV_SECRET not in out, out
-    dec = _events(api, run_id, "policy_decision", lambda d: d.get("level") == "file", expect=2)
+    dec = _events(api, run_id, "policy_decision", lambda d: d.get("level") == "file", expect=3)
     paths = {d["path"] for d in dec}
-    assert {".env", "sub/.env"} <= paths, dec
+    # workspace-relative inside /workspace, absolute elsewhere
+    assert {".env", "sub/.env", "/tmp/.env"} <= paths, dec
     for d in dec:
         assert d["action"] == "deny" and d["rule"] == source, d
         assert d["pid"] > 0, d
@@ -103,6 +106,20 @@ def test_without_a_path_rule_nothing_is_refused(endpoints, admin_token, api, run
     run_id, res = _run(endpoints, admin_token, runs, spec)
     out = res.output()
     assert res.terminal == "succeeded" and "cat=0" in out and "py=0" in out and ENV_SECRET in out, out
+    assert "tmp=0" in out, out
+
+
+def test_path_rule_covers_the_sandbox_root(endpoints, admin_token, api, runs):
+    # outside the workspace too: the sandbox's own mounts (/usr here)
+    script = "cat /usr/bin/git >/dev/null; echo cat=$?; git --version; echo git=$?; echo done"
+    spec = command_spec(["sh", "-c", script])
+    spec["policy"] = {"rules": [{"match": {"path": "/usr/bin/git"}, "action": "deny"}]}
+    run_id, res = _run(endpoints, admin_token, runs, spec)
+    out = res.output()
+    assert res.terminal == "succeeded", f"{res.terminal}: {out}"
+    assert "cat=1" in out and "git=126" in out and "done" in out, out
+    dec = _events(api, run_id, "policy_decision", lambda d: d.get("level") == "file", expect=2)
+    assert dec and all(d["path"] == "/usr/bin/git" and d["action"] == "deny" for d in dec), dec
 
 
 # ---------------------------------------------------------------- exec
@@ -234,3 +251,29 @@ def test_host_rule_decides_before_the_allowlist(endpoints, admin_token, api, run
         assert dec and dec[0]["host"] == up.name and dec[0]["action"] == "deny", dec
     finally:
         up.close()
+
+
+OPENS = r"""
+import os, time
+open("f.txt", "w").write("x")
+t0 = time.monotonic()
+for _ in range(10000):
+    os.close(os.open("f.txt", os.O_RDONLY))
+print("opens_ms=%.1f" % ((time.monotonic() - t0) * 1000))
+"""
+
+
+def test_open_cost_figures(endpoints, admin_token, api, runs):
+    # a figure, not a check of speed (STYLE.md): 10,000 opens in the sandbox
+    # without a path rule (no permission group) and with one that never matches
+    figures = {}
+    for label, policy in (("without", {"rules": []}),
+                          ("with", {"rules": [{"match": {"path": "**/.env"}, "action": "deny"}]})):
+        spec = command_spec([PY, "-c", OPENS])
+        spec["policy"] = policy
+        _, res = _run(endpoints, admin_token, runs, spec)
+        out = res.output()
+        assert res.terminal == "succeeded" and "opens_ms=" in out, out
+        figures[label] = float(out.split("opens_ms=")[1].split()[0])
+    print(f"10,000 opens in the sandbox: {figures['without']:.0f} ms without a path rule, "
+          f"{figures['with']:.0f} ms with one ({(figures['with'] - figures['without']) / 10:.0f} us per open)")
