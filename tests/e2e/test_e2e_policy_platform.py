@@ -122,6 +122,29 @@ def test_path_rule_covers_the_sandbox_root(endpoints, admin_token, api, runs):
     assert dec and all(d["path"] == "/usr/bin/git" and d["action"] == "deny" for d in dec), dec
 
 
+def test_file_ask_held_per_path_until_approved(endpoints, admin_token, api, runs, second_approver):
+    script = "cat secret.txt; echo cat=$?; cat secret.txt >/dev/null; echo again=$?; cat ok.txt"
+    files = [{"path": "secret.txt", "content": "the-approved-secret\n", "mode": "0644"},
+             {"path": "ok.txt", "content": "plain text ok\n", "mode": "0644"}]
+    spec = command_spec(["sh", "-c", script], files=files, timeout_s=150)
+    spec["policy"] = {"rules": [{"match": {"path": "secret.txt"}, "action": "ask"}], "ask_timeout_s": 120}
+    run_id = runs.start(spec)
+    req = wait_for("the file approval request",
+                   lambda: _events(api, run_id, "approval_requested", lambda d: d.get("kind") == "file", timeout=0),
+                   timeout=90)[0]
+    assert req["path"] == "secret.txt" and req["pid"] > 0 and req["rule"] == "spec.policy.rules[0]", req
+    time.sleep(1.0)
+    assert not [e for e in all_events(api, run_id) if e["kind"] == "output"], "the read went on before the decision"
+    second_approver[0].ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
+                          expect=(200, 201, 202, 204))
+    res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+    out = res.output()
+    assert res.terminal == "succeeded", f"{res.terminal}: {out}"
+    assert "the-approved-secret" in out and "cat=0" in out and "again=0" in out and "plain text ok" in out, out
+    # one approval for the path and run
+    assert len(_events(api, run_id, "approval_requested")) == 1
+
+
 # ---------------------------------------------------------------- exec
 
 # a local bare remote and a clone with one commit; git under another name pushes
