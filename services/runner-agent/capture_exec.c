@@ -6,6 +6,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -538,7 +539,9 @@ static void held_exec_answered(void *userdata, bool approved, const char *approv
  * exec go on, 1 when it is held (the notification belongs to the held exec),
  * or a negative errno to refuse it with (ev marked denied). */
 static int exec_decide(struct capture_exec *c, uint64_t id, pid_t pid, int procdir, const char *cwd, int dirfd,
-                       const char *path, json_t *argv, json_t *ev, const unsigned char *auxv, ssize_t auxv_len) {
+                       const char *path, json_t *argv, json_t *ev, const unsigned char *auxv, ssize_t auxv_len,
+                       struct stat *checked) {
+        *checked = (struct stat){0};
         _cleanup_free_ char *given = json_array_size(argv) ? join_argv(NULL, argv, 0) : strdup(path);
         if (!given)
                 return -ENOMEM;
@@ -549,6 +552,8 @@ static int exec_decide(struct capture_exec *c, uint64_t id, pid_t pid, int procd
                 snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
                 _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 _cleanup_close_ int fd = root >= 0 ? open_exec_target(pid, root, cwd, dirfd, path) : -1;
+                if (fd >= 0 && fstat(fd, checked) < 0)
+                        *checked = (struct stat){0};
                 if (fd >= 0)
                         n_names = exec_identity_names(c->identity, root, fd, names);
                 if (n_names < 0)
@@ -614,6 +619,51 @@ static int exec_decide(struct capture_exec *c, uint64_t id, pid_t pid, int procd
                 return -EPERM;
         }
         return 1;
+}
+
+/* After an exec the policy let through: the file the kernel executed
+ * (/proc/<pid>/exe) is the one decided on (checked), unless another process
+ * of the sandbox replaced it between the decision and the kernel's open (a
+ * race it can try to win). Then the executed file's identity decides again,
+ * and a deny or an ask (a running process cannot be held) kills the process:
+ * the exec event gets "denied": true, "killed": true. */
+static void exec_recheck(struct capture_exec *c, pid_t pid, int procdir, json_t *argv, const struct stat *checked,
+                         json_t *ev) {
+        _cleanup_close_ int fd = openat(procdir, "exe", O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || (checked->st_ino && st.st_dev == checked->st_dev &&
+                                              st.st_ino == checked->st_ino && st.st_size == checked->st_size &&
+                                              st.st_mtim.tv_sec == checked->st_mtim.tv_sec &&
+                                              st.st_mtim.tv_nsec == checked->st_mtim.tv_nsec))
+                return;
+        char rootp[64];
+        snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
+        _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        char names[EXEC_IDENTITY_NAMES_MAX][EXEC_IDENTITY_NAME_MAX + 1];
+        int n = root >= 0 ? exec_identity_names(c->identity, root, fd, names) : 0;
+        const struct policy_engine *pe = run_policy_engine(c->policy);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *cmd = join_argv(names[i], argv, 1);
+                if (!cmd)
+                        return;
+                struct policy_request req = {.command = cmd};
+                struct policy_decision d = policy_decide(pe, &req);
+                if (d.action == POLICY_ALLOW ||
+                    (d.action == POLICY_ASK && run_policy_command_granted(c->policy, cmd)))
+                        continue;
+                kill(pid, SIGKILL);
+                _cleanup_(json_decrefp) json_t *extra = json_pack("{s:i,s:s,s:b}", "pid", (int)pid, "program",
+                                                                  names[i], "swapped", 1);
+                d = run_policy_decide(c->policy, "exec", &req, extra, false);
+                const char *rule = policy_rule_source(pe, d.rule);
+                json_object_set_new(ev, "denied", json_true());
+                json_object_set_new(ev, "killed", json_true());
+                if (rule)
+                        json_object_set_new(ev, "rule", json_string(rule));
+                log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id, "program", names[i]),
+                        "an executed file was replaced after its exec was decided: process killed");
+                return;
+        }
 }
 
 static void mark_first(struct capture_exec *c) {
@@ -805,8 +855,10 @@ static void handle_notification(struct capture_exec *c) {
                 if (dirfd != AT_FDCWD)
                         json_object_set_new(ev, "dirfd", json_integer(dirfd));
         }
+        struct stat checked = {0};
         if (c->policy && ev) {
-                int v = exec_decide(c, id, pid, procdir, cwd, dirfd, path, argv, ev, auxv_before, auxv_len);
+                int v = exec_decide(c, id, pid, procdir, cwd, dirfd, path, argv, ev, auxv_before, auxv_len,
+                                    &checked);
                 if (v == 1)
                         return; /* held: answered with the approval (held_exec_answered) */
                 if (v < 0) {
@@ -826,6 +878,8 @@ static void handle_notification(struct capture_exec *c) {
                         json_object_set_new(ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
                 else
                         metric_add(&metric_exec_unconfirmed, 1);
+                if (c->policy && confirmed)
+                        exec_recheck(c, pid, procdir, argv, &checked, ev);
                 emit_exec(c, ev);
         }
         mark_first(c);

@@ -3,7 +3,8 @@
  *  - exec (capture_exec.c): a process under a real seccomp user-notification
  *    filter, its listener handed to the capture socket as crun does; a deny
  *    rule refuses the exec with EPERM also for a renamed copy of the program
- *    (program identity, exec_identity.c), an ask holds the exec without
+ *    (program identity, exec_identity.c) and kills a process whose executed
+ *    file is not the one decided on (a script's interpreter, a swap), an ask holds the exec without
  *    holding the run's other execs and is answered when a person approves
  *    (run_policy_on_approval, as from paddock.runs.control) or at the deadline;
  *    the events go to a mock Kafka cluster and are read back from it. A
@@ -481,6 +482,25 @@ static void test_exec(void **state) {
         assert_string_equal(json_string_value(json_object_get(d, "program")), "git");
         d = find_event("exec", "path", g, 10000);
         assert_non_null(d);
+        assert_true(json_is_true(json_object_get(d, "denied")));
+        assert_string_equal(json_string_value(json_object_get(d, "rule")), "spec.policy.rules[0]");
+
+        /* the file decided on is not what the kernel ran (here: a script whose
+         * interpreter is the renamed git; likewise a file swapped in a race):
+         * the executed program decides again, and the process is killed */
+        char x[400];
+        snprintf(x, sizeof x, "%s/x", dir);
+        FILE *xf = fopen(x, "w");
+        assert_non_null(xf);
+        fprintf(xf, "#!%s\n", g);
+        fclose(xf);
+        chmod(x, 0755);
+        snprintf(p, sizeof p, "%s push", x);
+        run_cmd("interp", p);
+        assert_int_equal(result_of("interp", 20000), -1); /* SIGKILL */
+        d = find_event("exec", "path", x, 10000);
+        assert_non_null(d);
+        assert_true(json_is_true(json_object_get(d, "killed")));
         assert_true(json_is_true(json_object_get(d, "denied")));
         assert_string_equal(json_string_value(json_object_get(d, "rule")), "spec.policy.rules[0]");
 
