@@ -233,7 +233,7 @@ except OSError as e:
 VIA_PROXY = r"""
 import sys, urllib.request, urllib.error
 try:
-    urllib.request.urlopen("http://%s:%s/denied" % (sys.argv[1], sys.argv[2]), timeout=30)
+    urllib.request.urlopen("http://%s:%s/via-proxy" % (sys.argv[1], sys.argv[2]), timeout=30)
     print("proxy status 200")
 except urllib.error.HTTPError as e:
     print("proxy status", e.code, e.read().decode()[:300])
@@ -300,3 +300,27 @@ def test_open_cost_figures(endpoints, admin_token, api, runs):
         figures[label] = float(out.split("opens_ms=")[1].split()[0])
     print(f"10,000 opens in the sandbox: {figures['without']:.0f} ms without a path rule, "
           f"{figures['with']:.0f} ms with one ({(figures['with'] - figures['without']) / 10:.0f} us per open)")
+
+
+def test_host_rule_ask_uses_the_proxy_approval(endpoints, admin_token, api, runs, second_approver):
+    up = Upstream(0)
+    try:
+        spec = command_spec([PY, "-c", VIA_PROXY, up.name, str(up.port)], timeout_s=150)
+        # the allowlist allows it; the policy asks first
+        spec["egress"] = {"profiles": [egress_profile(api, [up.hostport])], "allow": [up.nameport]}
+        spec["policy"] = {"rules": [{"match": {"host": up.name}, "action": "ask"}], "ask_timeout_s": 120}
+        run_id = runs.start(spec)
+        req = wait_for("the egress approval request",
+                       lambda: _events(api, run_id, "approval_requested", lambda d: d.get("kind") == "egress",
+                                       timeout=0), timeout=90)[0]
+        assert req["host"] == up.name and req["rule"] == "spec.policy.rules[0]", req
+        time.sleep(1.0)
+        assert up.requests == [], "the request went through before the approval"
+        second_approver[0].ok("POST", f"/v1/approvals/{req['approval_id']}/decision", json={"decision": "approve"},
+                              expect=(200, 201, 202, 204))
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+        out = res.output()
+        assert res.terminal == "succeeded" and "proxy status 200" in out, f"{res.terminal}: {out}"
+        assert up.paths() == ["/via-proxy"]
+    finally:
+        up.close()
