@@ -8,7 +8,7 @@
 
 #include "cli.h"
 
-static const char *const approval_statuses[] = {"pending", "approved", "denied", "expired", NULL};
+static const char *const approval_statuses[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
 
 /* Approval ids are the runner's: [A-Za-z0-9._:-]{1,64}. */
 static bool approval_id_ok(const char *id) {
@@ -32,6 +32,17 @@ static char *what_text(json_t *what) {
         }
         if (host)
                 return strdup(host);
+        /* a tool call, exec or file open (issue 12): what it would do, the
+         * whole request in `approvals show --json` */
+        const char *tool = json_string_value(json_object_get(what, "tool"));
+        const char *cmd = json_string_value(json_object_get(what, "command"));
+        const char *path = json_string_value(json_object_get(what, "path"));
+        const char *act = cmd ? cmd : path;
+        if (act || tool) {
+                if (asprintf(&s, "%s%s%s", tool ? tool : "", tool && act ? ": " : "", act ? act : "") < 0)
+                        return NULL;
+                return s;
+        }
         return json_dumps(what ? what : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
@@ -76,7 +87,7 @@ static int approvals_list(struct cli_ctx *ctx, int argc, char **argv) {
                         ok = strcmp(*s, status) == 0;
                 if (!ok) {
                         cli_error("approvals list: --status: unknown value \"%s\" (one of pending, approved, denied, "
-                                  "expired)",
+                                  "expired, cancelled)",
                                   status);
                         return CLI_EXIT_USAGE;
                 }
@@ -138,6 +149,44 @@ static void print_approval(json_t *a) {
         }
 }
 
+/* One line, control characters shown as '?', at most max bytes (then "..."). */
+static void print_line(const char *v, size_t max) {
+        size_t n = 0;
+        for (const char *p = v ? v : "-"; *p; p++, n++) {
+                if (n == max) {
+                        fputs("...", stdout);
+                        break;
+                }
+                fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stdout);
+        }
+        fputc('\n', stdout);
+}
+
+/* Whose run it is and what it did just before asking (GET /v1/approvals/{id}
+ * run_summary and context): what an approver needs to decide. */
+static void print_approval_context(json_t *a) {
+        json_t *rs = json_object_get(a, "run_summary");
+        if (json_is_object(rs))
+                printf("%-11s %s v%lld, launched by %s\n", "sandbox:",
+                       json_string_value(json_object_get(rs, "sandbox_name")) ?: "-",
+                       (long long)json_integer_value(json_object_get(rs, "version")),
+                       json_string_value(json_object_get(json_object_get(rs, "launched_by"), "username")) ?: "-");
+        json_t *ctx = json_object_get(a, "context");
+        if (json_array_size(ctx) == 0)
+                return;
+        printf("context (the run's last %zu events before the request):\n", json_array_size(ctx));
+        size_t i;
+        json_t *ev;
+        json_array_foreach(ctx, i, ev) {
+                json_t *d = json_object_get(ev, "data");
+                _cleanup_free_ char *data = json_is_string(d) ? strdup(json_string_value(d))
+                                                               : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+                printf("  %6lld %-18s ", (long long)json_integer_value(json_object_get(ev, "seq")),
+                       json_string_value(json_object_get(ev, "kind")) ?: "-");
+                print_line(data, 160);
+        }
+}
+
 static int approvals_show(struct cli_ctx *ctx, int argc, char **argv) {
         char *pos[CLI_MAX_POS];
         int npos, r;
@@ -153,8 +202,10 @@ static int approvals_show(struct cli_ctx *ctx, int argc, char **argv) {
                 return CLI_EXIT_FAIL;
         if (ctx->json)
                 cli_print_json(resp.body);
-        else
+        else {
                 print_approval(resp.body);
+                print_approval_context(resp.body);
+        }
         return CLI_EXIT_OK;
 }
 

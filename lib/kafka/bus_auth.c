@@ -34,6 +34,7 @@ static const struct {
         {TOPIC_NODES, {"node:*"}},
         {TOPIC_AUDIT, {"api"}},
         {TOPIC_SIEM_OCSF, {"evidence"}},
+        {TOPIC_APPROVALS, {"api"}},
 };
 
 #define NODE_PREFIX "node:"

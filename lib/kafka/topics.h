@@ -13,3 +13,5 @@
 #define TOPIC_NODES          "paddock.nodes"
 #define TOPIC_AUDIT          "paddock.audit"
 #define TOPIC_SIEM_OCSF      "paddock.siem.ocsf"
+/* approval notices for integrations (chat, ticketing); no Paddock service reads it */
+#define TOPIC_APPROVALS      "paddock.approvals"

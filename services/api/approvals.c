@@ -1,29 +1,51 @@
-/* Approvals: a run asks (approval_requested event, e.g. an egress destination
- * under `egress.unknown: ask`), a person decides here, the decision travels to
- * the run's node as RunControl{approval}, and the runner reports what it
- * applied (approval_decided event, also on its own deadline: "by":"timeout").
- * The run shows `awaiting_approval` while one of its approvals is pending.
- * api.approvals rows take tenant and team from the run, never from the event. */
+/* Approvals: a run asks (approval_requested event: an egress destination
+ * under `egress.unknown: ask`, or a tool call, exec or file open a policy
+ * rule holds), a person decides here, the decision travels to the run's node
+ * as RunControl{approval}, and the runner reports what it applied
+ * (approval_decided event, also on its own deadline: "by":"timeout"). The run
+ * shows `awaiting_approval` while one of its approvals is pending; one still
+ * pending when the run ends is `cancelled` (approvals_on_run_ended).
+ * api.approvals rows take tenant and team from the run, never from the event.
+ * Every change of an approval's status is announced on paddock.approvals
+ * (ApprovalNotice) through the outbox, in the transaction that makes it
+ * (docs/CONTRACTS.md "The approval queue"). */
 #include <errno.h>
 #include <string.h>
 
 #include "api.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "kafka/topics.h"
+#include "paddock/v1/approvals.pb-c.h"
 #include "pg/pg.h"
+#include "proto/envelope.h"
 
 #define APPROVAL_ID_MAX 64
 #define COMMENT_MAX 1024
 #define DEFAULT_DEADLINE_S 300
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
+#define WHAT_MAX (64 * 1024)    /* a request's fields as stored; the runner cuts tool input at 16 KiB */
+#define CONTEXT_DATA_MAX 2048   /* bytes of each context event's data */
 
 /* pending past its deadline is expired, whether or not the runner said so yet */
 #define EFFECTIVE_STATUS \
         "CASE WHEN a.status = 'pending' AND a.deadline <= now() THEN 'expired' ELSE a.status END"
+/* columns 0-11 the approval, 12-16 its run's summary, 17 the context: the
+ * run's last CONTEXT_EVENTS events before the request (evidence.run_events
+ * by its primary key; none for rows recorded before the seq was kept) */
 #define APPROVAL_COLUMNS                                                                                  \
         "a.id, a.run_id, a.team_id, a.kind, a.what::text, a.rule, " DB_TS("a.deadline") ", " EFFECTIVE_STATUS \
-        ", " DB_TS("a.created_at") ", a.decided_by, " DB_TS("a.decided_at") ", a.comment"
+        ", " DB_TS("a.created_at") ", a.decided_by, " DB_TS("a.decided_at") ", a.comment, "                \
+        "r.sandbox_id, s.name, r.version, r.created_by, u.username, "                                       \
+        "(SELECT coalesce(json_agg(json_build_object('seq', x.seq, 'kind', x.kind, 'ts', x.ts, 'data', x.data) " \
+        "ORDER BY x.seq), '[]')::text FROM (SELECT e.seq, e.kind, " DB_TS("e.ts") " AS ts, e.data "          \
+        "FROM evidence.run_events e WHERE e.run_id = a.run_id AND e.seq < a.seq "                            \
+        "ORDER BY e.seq DESC LIMIT 20) x)" /* the last 20 before the request */
+#define APPROVAL_FROM                                                                                     \
+        " FROM api.approvals a JOIN api.runs r ON r.id = a.run_id AND r.tenant_id = a.tenant_id"            \
+        " JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"                        \
+        " JOIN api.users u ON u.id = r.created_by AND u.tenant_id = r.tenant_id "
 
 static bool approval_id_ok(const char *s) {
         size_t n = s ? strlen(s) : 0;
@@ -31,31 +53,118 @@ static bool approval_id_ok(const char *s) {
                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == n;
 }
 
+/* Each context event's data as it is when its JSON text is at most
+ * CONTEXT_DATA_MAX bytes, else that text cut there (on a UTF-8 boundary) as
+ * a string, with "truncated": true: an approver sees what led to the
+ * request without a file's worth of output per event. */
+static json_t *context_json(const char *text) {
+        json_t *ctx = json_loads(text, 0, NULL);
+        if (!json_is_array(ctx)) {
+                json_decref(ctx);
+                return json_array();
+        }
+        size_t i;
+        json_t *ev;
+        json_array_foreach(ctx, i, ev) {
+                _cleanup_free_ char *d = json_dumps(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+                size_t n = d ? strlen(d) : 0;
+                if (n <= CONTEXT_DATA_MAX)
+                        continue;
+                n = CONTEXT_DATA_MAX;
+                while (n > 0 && ((unsigned char)d[n] & 0xC0) == 0x80)
+                        n--;
+                json_object_set_new(ev, "data", json_stringn(d, n));
+                json_object_set_new(ev, "truncated", json_true());
+        }
+        return ctx;
+}
+
 static json_t *approval_json(const PGresult *res, int i) {
         json_t *what = json_loads(PQgetvalue(res, i, 4), 0, NULL);
-        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o}", "id", PQgetvalue(res, i, 0),
-                         "run", PQgetvalue(res, i, 1), "team", PQgetvalue(res, i, 2), "kind", PQgetvalue(res, i, 3),
-                         "what", what ? what : json_object(), "rule", db_json_str(res, i, 5), "deadline",
-                         PQgetvalue(res, i, 6), "status", PQgetvalue(res, i, 7), "created_at", PQgetvalue(res, i, 8),
-                         "decided_by", db_json_str(res, i, 9), "decided_at", db_json_str(res, i, 10), "comment",
-                         db_json_str(res, i, 11));
+        json_t *summary = json_pack("{s:s, s:s, s:I, s:{s:s, s:s}}", "sandbox", PQgetvalue(res, i, 12), "sandbox_name",
+                                    PQgetvalue(res, i, 13), "version", (json_int_t)atoll(PQgetvalue(res, i, 14)),
+                                    "launched_by", "id", PQgetvalue(res, i, 15), "username", PQgetvalue(res, i, 16));
+        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id",
+                         PQgetvalue(res, i, 0), "run", PQgetvalue(res, i, 1), "team", PQgetvalue(res, i, 2), "kind",
+                         PQgetvalue(res, i, 3), "what", what ? what : json_object(), "rule", db_json_str(res, i, 5),
+                         "deadline", PQgetvalue(res, i, 6), "status", PQgetvalue(res, i, 7), "created_at",
+                         PQgetvalue(res, i, 8), "decided_by", db_json_str(res, i, 9), "decided_at",
+                         db_json_str(res, i, 10), "comment", db_json_str(res, i, 11), "run_summary",
+                         summary ? summary : json_null(), "context", context_json(PQgetvalue(res, i, 17)));
+}
+
+/* Queues the ApprovalNotice of approval id as it now stands in d's
+ * transaction (paddock.approvals, key run id; proto/paddock/v1/approvals.proto):
+ * announced exactly when the change commits, never otherwise. */
+static int notice_enqueue(struct api *a, struct db *d, const char *tenant_id, const char *id, struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {id, tenant_id};
+        int k = pg_exec(d->conn,
+                        "SELECT run_id::text, team_id::text, kind, what::text, coalesce(rule, ''), " DB_TS("deadline")
+                        ", status, coalesce(decided_by, ''), coalesce(comment, '') FROM api.approvals "
+                        "WHERE id = $1 AND tenant_id = $2",
+                        2, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return 0;
+        Paddock__V1__ApprovalNotice n = PADDOCK__V1__APPROVAL_NOTICE__INIT;
+        Paddock__V1__Envelope env;
+        char msgid[UUID_STR_LEN], producer[64];
+        const char *run_id = PQgetvalue(res, 0, 0);
+        snprintf(producer, sizeof producer, "api/%s", a->instance);
+        if (envelope_init(&env, tenant_id, run_id, 0, producer, msgid) < 0)
+                return err_set(e, -EIO, "envelope", "could not generate a message id");
+        n.env = &env;
+        n.approval_id = (char *)id;
+        n.run_id = (char *)run_id;
+        n.team_id = PQgetvalue(res, 0, 1);
+        n.kind = PQgetvalue(res, 0, 2);
+        n.what_json = PQgetvalue(res, 0, 3);
+        n.rule = PQgetvalue(res, 0, 4);
+        n.deadline = PQgetvalue(res, 0, 5);
+        n.status = PQgetvalue(res, 0, 6);
+        n.decided_by = PQgetvalue(res, 0, 7);
+        n.comment = PQgetvalue(res, 0, 8);
+        size_t len = paddock__v1__approval_notice__get_packed_size(&n);
+        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return err_set(e, -ENOMEM, "oom", "out of memory");
+        paddock__v1__approval_notice__pack(&n, buf);
+        return outbox_put(d->conn, tenant_id, TOPIC_APPROVALS, run_id, buf, len, e);
 }
 
 /* ---- from the status consumer */
 
-/* As the event's tenant: row-level security keys on it. */
-static int consumer_exec(struct api *a, const char *sql, int n, const char *const *params, const char *tenant_id,
-                         const char *run_id, struct err_detail *err) {
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open(&d, a, tenant_id, &e);
+/* The request's fields as the runner sent them (docs/CONTRACTS.md "The
+ * approval queue"), without those the approval row keeps itself. */
+static char *what_text(json_t *data) {
+        _cleanup_json_ json_t *what = json_deep_copy(data);
+        if (!what)
+                return NULL;
+        json_object_del(what, "approval_id");
+        json_object_del(what, "deadline");
+        json_object_del(what, "timeout_s");
+        char *t = json_dumps(what, JSON_COMPACT);
+        if (t && strlen(t) > WHAT_MAX) {
+                /* the runner bounds tool input at 16 KiB: only a forgery or a bug gets here */
+                size_t n = strlen(t);
+                free(t);
+                _cleanup_json_ json_t *cut = json_pack("{s:b, s:I}", "truncated", 1, "bytes", (json_int_t)n);
+                t = cut ? json_dumps(cut, JSON_COMPACT) : NULL;
+        }
+        return t;
+}
+
+/* Ends the transaction of a consumer write: committed (durable before the
+ * offset is), or rolled back with the error in err. */
+static int consumer_end(struct db *d, int k, struct err_detail *e, const char *run_id, struct err_detail *err) {
         if (k >= 0)
-                k = pg_exec(d.conn, sql, n, params, NULL, &e);
-        /* durable before the offset is: say so if the commit fails */
-        if (k >= 0)
-                k = db_commit(&d, &e);
+                k = db_commit(d, e);
+        else
+                db_rollback(d);
         if (k < 0)
-                return err_set(err, k, e.code, "could not record approval of run %s: %s", run_id, e.message);
+                return err_set(err, k, e->code, "could not record approval of run %s: %s", run_id, e->message);
         return 0;
 }
 
@@ -67,14 +176,8 @@ int approvals_on_requested(struct api *a, const char *tenant_id, const char *run
         }
         const char *kind = json_string_value(json_object_get(data, "kind"));
         const char *rule = json_string_value(json_object_get(data, "rule"));
-        json_t *host = json_object_get(data, "host"), *port = json_object_get(data, "port");
-        _cleanup_json_ json_t *what = json_object();
-        if (json_is_string(host))
-                json_object_set(what, "host", host);
-        if (json_is_integer(port))
-                json_object_set(what, "port", port);
-        _cleanup_free_ char *what_text = json_dumps(what, JSON_COMPACT);
-        if (!what_text)
+        _cleanup_free_ char *what = what_text(data);
+        if (!what)
                 return err_set(err, -ENOMEM, "oom", "out of memory");
         /* deadline: RFC 3339 text or Unix seconds; absent or unreadable: the default */
         char deadline[40] = "";
@@ -87,28 +190,38 @@ int approvals_on_requested(struct api *a, const char *tenant_id, const char *run
         char seqs[24], dflt[16];
         snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
         snprintf(dflt, sizeof dflt, "%d", DEFAULT_DEADLINE_S);
-        const char *params[] = {run_id, id, kind && kind[0] ? kind : "egress", what_text, rule, deadline[0] ? deadline : NULL,
-                                dflt};
+        const char *params[] = {run_id, id, kind && kind[0] ? kind : "egress", what, rule, deadline[0] ? deadline : NULL,
+                                dflt, seqs};
         static const char insert[] =
-                "INSERT INTO api.approvals (id, run_id, tenant_id, team_id, kind, what, rule, deadline) "
+                "INSERT INTO api.approvals (id, run_id, tenant_id, team_id, kind, what, rule, deadline, seq) "
                 "SELECT $2, r.id, r.tenant_id, r.team_id, $3, $4::jsonb, $5, "
-                "coalesce($6::timestamptz, now() + make_interval(secs => $7::integer)) "
-                "FROM api.runs r WHERE r.id = $1 ON CONFLICT (id) DO NOTHING";
-        int k = consumer_exec(a, insert, 7, params, tenant_id, run_id, err);
-        if (k == -EINVAL && params[5]) { /* a deadline PostgreSQL cannot read */
-                params[5] = NULL;
-                *err = (struct err_detail){0};
-                k = consumer_exec(a, insert, 7, params, tenant_id, run_id, err);
-        }
+                "coalesce($6::timestamptz, now() + make_interval(secs => $7::integer)), $8::bigint "
+                "FROM api.runs r WHERE r.id = $1 ON CONFLICT (id) DO NOTHING RETURNING id";
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, tenant_id, &e);
         if (k < 0)
-                return k;
+                return err_set(err, k, e.code, "could not record approval of run %s: %s", run_id, e.message);
+        _cleanup_pgres_ PGresult *ins = NULL;
+        k = pg_exec(d.conn, insert, 8, params, &ins, &e);
+        if (k == -EINVAL && params[5]) { /* a deadline PostgreSQL cannot read */
+                db_rollback(&d);
+                params[5] = NULL;
+                e = (struct err_detail){0};
+                PQclear(TAKE_PTR(ins));
+                k = pg_exec(d.conn, insert, 8, params, &ins, &e);
+        }
+        /* recorded now (not a redelivery): announce it with the record */
+        if (k >= 0 && PQntuples(ins) == 1)
+                k = notice_enqueue(a, &d, tenant_id, id, &e);
         const char *sp[] = {run_id, seqs};
-        k = consumer_exec(a,
-                          "UPDATE api.runs SET status = 'awaiting_approval', status_seq = $2::bigint "
-                          "WHERE id = $1 AND status = 'running' AND status_seq < $2::bigint AND EXISTS "
-                          "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
-                          2, sp, tenant_id, run_id, err);
         if (k >= 0)
+                k = pg_exec(d.conn,
+                            "UPDATE api.runs SET status = 'awaiting_approval', status_seq = $2::bigint "
+                            "WHERE id = $1 AND status = 'running' AND status_seq < $2::bigint AND EXISTS "
+                            "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
+                            2, sp, NULL, &e);
+        if ((k = consumer_end(&d, k, &e, run_id, err)) >= 0)
                 log_ctx(LOG_INFO, LOG_KV("run", run_id, "approval", id), "approval requested");
         return k;
 }
@@ -120,27 +233,59 @@ int approvals_on_decided(struct api *a, const char *tenant_id, const char *run_i
                 return 0;
         const char *decision = json_string_value(json_object_get(data, "decision"));
         const char *by = json_string_value(json_object_get(data, "by"));
-        /* what the runner applied is the truth (its deadline may have won a race) */
-        const char *status = by && !strcmp(by, "timeout")            ? "expired"
+        /* what the runner applied is the truth (its deadline may have won a
+         * race); an ask that ended with its run (the proxy says so) was
+         * decided by nobody: cancelled */
+        const char *status = by && !strcmp(by, "timeout")              ? "expired"
+                             : by && !strcmp(by, "run_ended")           ? "cancelled"
                              : decision && !strcmp(decision, "approve") ? "approved"
                                                                         : "denied";
         char seqs[24], ts[32];
         snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
         snprintf(ts, sizeof ts, "%lld", (long long)(ts_us > 0 ? ts_us : time_now_us()));
         const char *params[] = {id, run_id, status, by && by[0] ? by : NULL, ts};
-        int k = consumer_exec(a,
-                              "UPDATE api.approvals SET status = $3, decided_by = coalesce(decided_by, $4), "
-                              "decided_at = coalesce(decided_at, to_timestamp($5::double precision / 1e6)) "
-                              "WHERE id = $1 AND run_id = $2",
-                              5, params, tenant_id, run_id, err);
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, tenant_id, &e);
         if (k < 0)
-                return k;
+                return err_set(err, k, e.code, "could not record approval of run %s: %s", run_id, e.message);
+        /* old status under the row lock: a change is announced once, a
+         * redelivery or the runner confirming a person's decision is not */
+        _cleanup_pgres_ PGresult *res = NULL;
+        k = pg_exec(d.conn,
+                    "WITH old AS (SELECT id, status FROM api.approvals WHERE id = $1 AND run_id = $2 FOR UPDATE) "
+                    "UPDATE api.approvals p SET status = $3, decided_by = coalesce(p.decided_by, $4), "
+                    "decided_at = coalesce(p.decided_at, to_timestamp($5::double precision / 1e6)) "
+                    "FROM old WHERE p.id = old.id AND old.status <> 'cancelled' RETURNING old.status",
+                    5, params, &res, &e);
+        if (k >= 0 && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), status))
+                k = notice_enqueue(a, &d, tenant_id, id, &e);
         const char *sp[] = {run_id, seqs};
-        return consumer_exec(a,
-                             "UPDATE api.runs SET status = 'running', status_seq = $2::bigint "
-                             "WHERE id = $1 AND status = 'awaiting_approval' AND status_seq < $2::bigint AND NOT EXISTS "
-                             "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
-                             2, sp, tenant_id, run_id, err);
+        if (k >= 0)
+                k = pg_exec(d.conn,
+                            "UPDATE api.runs SET status = 'running', status_seq = $2::bigint "
+                            "WHERE id = $1 AND status = 'awaiting_approval' AND status_seq < $2::bigint AND NOT EXISTS "
+                            "(SELECT 1 FROM api.approvals p WHERE p.run_id = $1 AND p.status = 'pending')",
+                            2, sp, NULL, &e);
+        return consumer_end(&d, k, &e, run_id, err);
+}
+
+int approvals_on_run_ended(struct api *a, struct db *d, const char *tenant_id, const char *run_id,
+                           struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {run_id};
+        /* past its deadline it had expired already (as GET shows it) */
+        int k = pg_exec(d->conn,
+                        "UPDATE api.approvals SET "
+                        "status = CASE WHEN deadline <= now() THEN 'expired' ELSE 'cancelled' END, "
+                        "decided_by = CASE WHEN deadline <= now() THEN 'timeout' ELSE 'run_ended' END, "
+                        "decided_at = now() WHERE run_id = $1 AND status = 'pending' RETURNING id",
+                        1, params, &res, e);
+        for (int i = 0; k >= 0 && i < PQntuples(res); i++)
+                k = notice_enqueue(a, d, tenant_id, PQgetvalue(res, i, 0), e);
+        if (k >= 0 && PQntuples(res) > 0)
+                log_ctx(LOG_INFO, LOG_KV("run", run_id), "pending approvals of an ended run cancelled");
+        return k;
 }
 
 /* ---- HTTP */
@@ -175,8 +320,9 @@ int approvals_list(struct api_req *r) {
         if (!status)
                 status = "";
         else if (strcmp(status, "pending") && strcmp(status, "approved") && strcmp(status, "denied") &&
-                 strcmp(status, "expired"))
-                return api_fail(r, -EINVAL, "invalid_field", "status must be pending, approved, denied or expired");
+                 strcmp(status, "expired") && strcmp(status, "cancelled"))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "status must be pending, approved, denied, expired or cancelled");
         long limit = LIST_DEFAULT, offset = 0;
         if (lim) {
                 char *end;
@@ -213,7 +359,7 @@ int approvals_list(struct api_req *r) {
                                 offs, team_id};
         /* the approvals of the teams where the caller approves (tenant_admin: all) */
         k = pg_exec(d.conn,
-                    "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.tenant_id = $1 AND ($3::boolean OR "
+                    "SELECT " APPROVAL_COLUMNS APPROVAL_FROM "WHERE a.tenant_id = $1 AND ($3::boolean OR "
                     "EXISTS (SELECT 1 FROM api.team_members m WHERE m.team_id = a.team_id AND m.user_id = $2 "
                     "AND m.tenant_id = $1 AND m.roles && '{approver,tenant_admin}'::text[])) "
                     "AND ($4 = '' OR " EFFECTIVE_STATUS " = $4) AND ($7 = '' OR a.team_id = nullif($7, '')::uuid) "
@@ -249,7 +395,7 @@ int approvals_get(struct api_req *r) {
         const char *params[] = {id, r->caller.tenant_id};
         /* column 2: the run's team, where the caller must approve */
         if ((k = db_load_team_row(r, &d, "approval",
-                                  "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2",
+                                  "SELECT " APPROVAL_COLUMNS APPROVAL_FROM "WHERE a.id = $1 AND a.tenant_id = $2",
                                   2, params, 2, &res)) < 0)
                 return k;
         r->out = approval_json(res, 0);
@@ -329,6 +475,11 @@ int approvals_decide(struct api_req *r) {
                 db_rollback(&d);
                 return k;
         }
+        /* and announced to integrations with it (paddock.approvals) */
+        if ((k = notice_enqueue(r->api, &d, r->caller.tenant_id, id, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "queue approval notice");
+        }
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__ApprovalDecision dec = PADDOCK__V1__APPROVAL_DECISION__INIT;
         dec.approval_id = (char *)id;
@@ -364,7 +515,7 @@ int approvals_decide(struct api_req *r) {
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "user", r->caller.user_id),
                 approve ? "approval approved" : "approval denied");
         _cleanup_pgres_ PGresult *out = NULL;
-        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS " FROM api.approvals a WHERE a.id = $1 AND a.tenant_id = $2", 2,
+        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS APPROVAL_FROM "WHERE a.id = $1 AND a.tenant_id = $2", 2,
                     params, &out, &e);
         if (k < 0 || PQntuples(out) != 1)
                 return k < 0 ? db_fail(r, k, &e, "load approval") : api_fail(r, -ENOENT, "not_found", "approval not found");

@@ -199,10 +199,18 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
                             "('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected') "
                             "RETURNING run_public_key",
                             9, params, &res, &e);
+        /* the end of the run ends what it still waited for, with the end */
+        if (k >= 0 && PQntuples(res) > 0 && params[4][0] == 't')
+                k = approvals_on_run_ended(sc.api, &d, tenant_id, run_id, &e);
         if (k >= 0 && PQntuples(res) == 0)
                 k = pg_exec(d.conn, "SELECT run_public_key FROM api.runs WHERE id = $1", 1, params, &cur, &e);
-        if (k < 0)
+        if (k >= 0)
+                k = db_commit(&d, &e);
+        if (k < 0) {
+                if (d.conn)
+                        db_rollback(&d);
                 return err_set(err, k, e.code, "could not update status of run %s: %s", run_id, e.message);
+        }
         *applied = PQntuples(res) > 0;
         if (*applied)
                 metric_add(&api_metric_status_updates, 1);

@@ -27,6 +27,7 @@ from conftest import command_spec, pb_fields, state_dir, wait_for, wait_run_stat
 
 REQUESTED = "paddock.runs.requested"
 CONTROL = "paddock.runs.control"
+APPROVALS = "paddock.approvals"
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,9 @@ def test_effects_survive_a_crash_between_commit_and_produce(endpoints, api, runs
         os.kill(kafka_pid, signal.SIGCONT)
     assert took < 4, f"writes waited {took:.1f}s for the stalled broker"
     assert cancel_b["status"] == "cancelled", cancel_b
-    assert queued == [(REQUESTED, run_b), (CONTROL, run_b), (CONTROL, run_a), (CONTROL, run_a)], queued
+    # the decision's notice for integrations (paddock.approvals) is queued with it
+    assert queued == [(REQUESTED, run_b), (CONTROL, run_b), (APPROVALS, run_a), (CONTROL, run_a), (CONTROL, run_a)], \
+        queued
 
     try:
         got = requested.until(lambda ms: any(k == run_b for k, *_ in ms), timeout=90)

@@ -251,3 +251,187 @@ def test_snapshot_policy_json(api, runs, endpoints, admin_token):
         assert res.terminal == "succeeded", res.output()
     finally:
         tail.close()
+
+
+# ---------------------------------------------------------------- the approval queue, with a real runner
+
+PROBE_ASK = r"""
+import sys, time, urllib.request, urllib.error
+port, name = int(sys.argv[1]), sys.argv[2]
+print("PROBE start", flush=True)
+try:
+    with urllib.request.urlopen("http://%s:%d/asked" % (name, port), timeout=150) as r:
+        print("GET asked", r.status, flush=True)
+except urllib.error.HTTPError as e:
+    print("GET asked", e.code, flush=True)
+"""
+
+
+@pytest.fixture
+def upstream():
+    up = Upstream(0)
+    yield up
+    up.close()
+
+
+def _ask_run(api, runs, upstream, tail, ask_timeout_s=200):
+    """A run whose egress proxy asks for the upstream's name (egress unknown:
+    ask; its address allowed by a profile so an approval can grant it).
+    Returns (run id, the pending approval as GET /v1/approvals lists it)."""
+    spec = command_spec([PY, "-c", PROBE_ASK, str(upstream.port), upstream.name], timeout_s=240)
+    spec["egress"] = {"profiles": [egress_profile(api, [upstream.hostport])], "unknown": "ask"}
+    spec["policy"] = {"rules": [], "ask_timeout_s": ask_timeout_s}
+    run_id = runs.start(spec)
+
+    def pending():
+        items = api.ok("GET", "/v1/approvals?status=pending", expect=(200,))["items"]
+        return [a for a in items if a["run"] == run_id]
+    appr = wait_for("the run's pending approval", pending, timeout=90)[0]
+    return run_id, appr
+
+
+def _notices(tail, approval_id, status):
+    msgs = tail.until(lambda ms: any(notice_of(v)["approval_id"] == approval_id and notice_of(v)["status"] == status
+                                     for _, v, _ in ms), timeout=60)
+    return [(k, notice_of(v), v, h) for k, v, h in msgs if notice_of(v)["approval_id"] == approval_id]
+
+
+def test_approval_queue_context_notice_and_decision(api, endpoints, admin_token, runs, upstream, second_approver,
+                                                    team_id, tenant_id, tmp_path):
+    tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "paddock.approvals")
+    try:
+        run_id, appr = _ask_run(api, runs, upstream, tail)
+        aid = appr["id"]
+        # what: every field the runner sent, but approval_id, deadline and timeout_s
+        assert appr["kind"] == "egress" and appr["status"] == "pending", appr
+        assert appr["what"] == {"kind": "egress", "host": upstream.name, "port": upstream.port}, appr["what"]
+        # run_summary: what the approver must know about whose run it is
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        assert appr["run_summary"] == {"sandbox": run["sandbox"], "sandbox_name": run["sandbox_name"],
+                                       "version": run["version"],
+                                       "launched_by": {"id": run["launched_by"]["id"],
+                                                       "username": run["launched_by"]["username"]}}, appr
+        # context: the run's events before the request, oldest first, from its history
+        one = wait_for("context in the approval",
+                       lambda: (lambda a: a if a["context"] else None)(
+                           second_approver[0].ok("GET", f"/v1/approvals/{aid}", expect=(200,))), timeout=30)
+        ctx = one["context"]
+        req_seq = [e["seq"] for e in all_events(api, run_id) if e["kind"] == "approval_requested"][0]
+        seqs = [e["seq"] for e in ctx]
+        assert seqs == sorted(seqs) and all(s < req_seq for s in seqs) and len(ctx) <= 20, seqs
+        assert seqs[-1] == req_seq - 1, (seqs, req_seq)
+        assert ctx[0]["kind"] == "status" and ctx[0]["data"]["status"] == "provisioning", ctx[0]
+        assert "exec" in [e["kind"] for e in ctx], ctx
+        assert all(set(e) >= {"seq", "kind", "ts", "data"} for e in ctx)
+        # the CLI shows the approver the same
+        from cli_support import Cli
+        cli = Cli(tmp_path / "cfg", endpoints.api)
+        out = cli.ok("approvals", "show", aid, env={"PADDOCK_TOKEN": second_approver[0].token})
+        assert f"launched by {run['launched_by']['username']}" in out and "context (the run's last" in out, out
+        assert f"{upstream.name}" in out, out
+        listed = cli.ok("approvals", "list", "--status", "cancelled", env={"PADDOCK_TOKEN": second_approver[0].token})
+        assert aid not in listed
+
+        # the notice of the pending approval, signed by the api, keyed by the run
+        notes = _notices(tail, aid, "pending")
+        key, n, value, headers = notes[0]
+        assert key == run_id and n["run_id"] == run_id and n["run_id_env"] == run_id, n
+        assert n["tenant_id"] == tenant_id and n["team_id"] == team_id and n["kind"] == "egress", n
+        assert n["what"] == appr["what"] and n["deadline"] and n["decided_by"] == "", n
+        verify_api_signature(endpoints, "paddock.approvals", value, headers)
+
+        # four eyes: the launcher's own decision is refused, nothing announced
+        r = api.post(f"/v1/approvals/{aid}/decision", json={"decision": "approve"})
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+        decided = second_approver[0].ok("POST", f"/v1/approvals/{aid}/decision",
+                                        json={"decision": "approve", "comment": "looks fine"}, expect=(200,))
+        assert decided["status"] == "approved" and decided["context"] == ctx, decided
+        notes = _notices(tail, aid, "approved")
+        n = [x for _, x, _, _ in notes if x["status"] == "approved"][0]
+        assert n["decided_by"].startswith("user:") and n["comment"] == "looks fine", n
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=200)
+        assert res.terminal == "succeeded" and "GET asked 200" in res.output(), res.output()
+        # the runner confirming the decision (approval_decided) is no second notice
+        time.sleep(2)
+        tail.until(lambda ms: True, timeout=5)
+        statuses = [x["status"] for _, x, _, _ in _notices(tail, aid, "approved")]
+        assert statuses.count("pending") == 1 and statuses.count("approved") == 1, statuses
+
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        assert run["policy"]["approvals"] == {"pending": 0, "approved": 1, "denied": 0, "expired": 0,
+                                              "cancelled": 0}, run["policy"]
+    finally:
+        tail.close()
+
+
+def test_run_ended_while_pending_cancels_the_approval(api, endpoints, admin_token, runs, upstream, second_approver):
+    tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "paddock.approvals")
+    try:
+        run_id, appr = _ask_run(api, runs, upstream, tail)
+        aid = appr["id"]
+        run = wait_for("awaiting_approval", lambda: (lambda x: x if x["status"] == "awaiting_approval" else None)(
+            api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))), timeout=30)
+        assert run["policy"]["approvals"]["pending"] == 1, run["policy"]
+        api.ok("POST", f"/v1/runs/{run_id}/cancel", json={"reason": "not today"}, expect=(202,))
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+        assert res.terminal == "cancelled", res.terminal
+        one = wait_for("the approval cancelled", lambda: (lambda a: a if a["status"] == "cancelled" else None)(
+            api.ok("GET", f"/v1/approvals/{aid}", expect=(200,))), timeout=30)
+        assert one["decided_by"] == "run_ended" and one["decided_at"], one
+        assert aid in [a["id"] for a in api.ok("GET", "/v1/approvals?status=cancelled", expect=(200,))["items"]]
+        notes = _notices(tail, aid, "cancelled")
+        assert [n["status"] for _, n, _, _ in notes] == ["pending", "cancelled"], notes
+        assert notes[-1][1]["decided_by"] == "run_ended"
+        # nothing left to decide
+        r = second_approver[0].post(f"/v1/approvals/{aid}/decision", json={"decision": "approve"})
+        assert r.status_code == 409, r.text
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        assert run["policy"]["approvals"] == {"pending": 0, "approved": 0, "denied": 0, "expired": 0,
+                                              "cancelled": 1}, run["policy"]
+    finally:
+        tail.close()
+
+
+def test_undecided_approval_expires_at_the_policy_deadline(api, endpoints, admin_token, runs, upstream):
+    """spec.policy.ask_timeout_s is the run's one deadline for asks, the
+    proxy's egress asks included: past it the runner denies, the approval
+    reads expired and an expired notice follows the pending one."""
+    tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "paddock.approvals")
+    try:
+        run_id, appr = _ask_run(api, runs, upstream, tail, ask_timeout_s=4)
+        aid = appr["id"]
+        notes = _notices(tail, aid, "expired")
+        assert [n["status"] for _, n, _, _ in notes] == ["pending", "expired"], notes
+        assert notes[-1][1]["decided_by"] == "timeout", notes[-1][1]
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+        assert "GET asked 403" in res.output(), res.output()
+        one = api.ok("GET", f"/v1/approvals/{aid}", expect=(200,))
+        assert one["status"] == "expired" and one["decided_by"] == "timeout", one
+        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+        assert run["policy"]["approvals"]["expired"] == 1, run["policy"]
+    finally:
+        tail.close()
+
+
+def test_run_policy_decision_counters(api, runs, endpoints, admin_token, pg):
+    """GET /v1/runs/{id} counts the run's policy_decision events by action
+    from its stored history. Until the hook and platform levels (issue 12 §2,
+    §3) emit them, the history is given its decisions as evidence stores them
+    (evidence.run_events, written here as the schema owner)."""
+    run_id = runs.start(_spec({"rules": [{"match": {"command": "git push*"}, "action": "ask"}]}))
+    wait_terminal(endpoints, admin_token, run_id, timeout=120)
+    run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+    assert run["policy"] == {"decisions": {"allow": 0, "ask": 0, "deny": 0},
+                             "approvals": {"pending": 0, "approved": 0, "denied": 0, "expired": 0, "cancelled": 0}}
+    row = pg.execute("SELECT tenant_id, team_id, max(seq) FROM evidence.run_events WHERE run_id = %s "
+                     "GROUP BY tenant_id, team_id", (run_id,)).fetchone()
+    for i, action in enumerate(["allow", "deny", "allow", "ask"]):
+        pg.execute("INSERT INTO evidence.run_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data) "
+                   "VALUES (%s, %s, %s, %s, now(), 'policy_decision', 'platform', %s)",
+                   (run_id, row[2] + 100 + i, row[0], row[1],
+                    json.dumps({"level": "exec", "action": action, "rule": "spec.policy.rules[0]"})))
+    run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+    assert run["policy"]["decisions"] == {"allow": 2, "ask": 1, "deny": 1}, run["policy"]
+    # lists do not carry it
+    listed = api.ok("GET", f"/v1/runs?limit=5", expect=(200,))["items"]
+    assert all("policy" not in r for r in listed)

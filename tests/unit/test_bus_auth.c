@@ -118,6 +118,10 @@ static void test_acl_table(void **state) {
         assert_false(bus_auth_allowed(TOPIC_AUDIT, "node:n1"));
         assert_false(bus_auth_allowed(TOPIC_AUDIT, "evidence"));
         assert_true(bus_auth_allowed(TOPIC_SIEM_OCSF, "evidence"));
+        /* approval notices: the api alone (issue 12 §4) */
+        assert_true(bus_auth_allowed(TOPIC_APPROVALS, "api"));
+        assert_false(bus_auth_allowed(TOPIC_APPROVALS, "node:n1"));
+        assert_false(bus_auth_allowed(TOPIC_APPROVALS, "scheduler"));
         assert_false(bus_auth_allowed("paddock.unknown", "api"));
         assert_true(bus_auth_is_node("node:n1", "n1"));
         assert_false(bus_auth_is_node("node:n1", "n2"));
