@@ -19,6 +19,8 @@ own test upstream network (a network namespace of the stack)."""
 
 import time
 
+import pytest
+
 from conftest import (Upstream, all_events, command_spec, egress_profile, unique_name, wait_for, wait_terminal)
 
 PY = "/usr/bin/python3"
@@ -84,8 +86,12 @@ def _assert_env_refused(api, run_id, res, source):
         assert d["pid"] > 0, d
 
 
-def test_env_read_refused_for_every_process(endpoints, admin_token, api, runs):
+@pytest.mark.parametrize("image", [None, "debian-python"])
+def test_env_read_refused_for_every_process(endpoints, admin_token, api, runs, image):
+    # the node's /usr skeleton and a catalog image as the sandbox's root
     spec = command_spec(["sh", "-c", READ_ENV], files=_env_files())
+    if image:
+        spec["image"] = image
     spec["policy"] = {"rules": [{"match": {"path": "**/.env"}, "action": "deny"}]}
     run_id, res = _run(endpoints, admin_token, runs, spec)
     _assert_env_refused(api, run_id, res, "spec.policy.rules[0]")
