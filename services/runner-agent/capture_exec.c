@@ -6,6 +6,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -17,6 +18,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +28,8 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "events.h"
+#include "exec_identity.h"
+#include "run_policy.h"
 
 #define ARGV_MAX_ENTRIES 4096
 #define PAYLOAD_MAX 65536     /* crun's state JSON sent with the fd */
@@ -43,6 +48,10 @@ static struct metric metric_exec_unconfirmed = {
         .name = "paddock_runner_capture_exec_unconfirmed_total",
         .help = "exec events whose executed file could not be confirmed (exec failed, or the program ended first)",
         .type = METRIC_COUNTER};
+static struct metric metric_direct_connects = {
+        .name = "paddock_runner_capture_direct_connects_total",
+        .help = "connect() calls from a sandbox to an address outside its loopback (refused, ENETUNREACH)",
+        .type = METRIC_COUNTER};
 static struct metric metric_exec_errors = {
         .name = "paddock_runner_capture_exec_errors_total",
         .help = "exec notifications that could not be read (the call was refused)", .type = METRIC_COUNTER};
@@ -52,10 +61,13 @@ void capture_exec_metrics_register(void) {
         metrics_register(&metric_exec_refused);
         metrics_register(&metric_exec_unconfirmed);
         metrics_register(&metric_exec_errors);
+        metrics_register(&metric_direct_connects);
 }
 
 struct capture_exec {
         struct run_events *ev;
+        struct run_policy *policy;  /* borrowed; NULL or no command rule that can ask or deny: no decisions */
+        struct exec_identity *identity; /* image programs by content, built on first need */
         char *sock_path;
         char *workspace;        /* host path of the run's workspace, shown as /workspace */
         int listen_fd, conn_fd, notify_fd, stop_fd;
@@ -67,7 +79,10 @@ struct capture_exec {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool first_emitted, done;
-        uint64_t n_events, n_refused;
+        capture_exec_first_fn on_first;   /* set before crun starts, read by the thread */
+        void *on_first_userdata;
+        bool first_seen;                  /* the thread's own: on_first called */
+        uint64_t n_events, n_refused, n_direct;
 };
 
 /* ------------------------------------------------------------ JSON helpers */
@@ -125,8 +140,14 @@ json_t *capture_json_string(const char *s, size_t len) {
 
 /* ---------------------------------------------------------- OCI profile */
 
-static bool is_exec_name(const char *n) {
-        return !strcmp(n, "execve") || !strcmp(n, "execveat");
+static const char *const notify_names[] = {"execve", "execveat", "connect"};
+
+/* Index in notify_names, or -1. */
+static int notify_index(const char *n) {
+        for (size_t i = 0; i < ELEMENTSOF(notify_names); i++)
+                if (!strcmp(n, notify_names[i]))
+                        return (int)i;
+        return -1;
 }
 
 int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
@@ -136,7 +157,7 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
                 if (!syscalls || json_object_set_new(seccomp, "syscalls", syscalls) < 0)
                         return -ENOMEM;
         }
-        bool notify_execve = true, notify_execveat = true;
+        bool notify[ELEMENTSOF(notify_names)] = {true, true, true};
         for (size_t i = 0; i < json_array_size(syscalls);) {
                 json_t *rule = json_array_get(syscalls, i);
                 const char *action = json_string_value(json_object_get(rule, "action"));
@@ -144,16 +165,14 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
                 bool allow = action && !strcmp(action, "SCMP_ACT_ALLOW");
                 for (size_t k = 0; json_is_array(names) && k < json_array_size(names);) {
                         const char *n = json_string_value(json_array_get(names, k));
-                        if (n && is_exec_name(n)) {
+                        int ni = n ? notify_index(n) : -1;
+                        if (ni >= 0) {
                                 if (allow) {
                                         json_array_remove(names, k);
                                         continue;
                                 }
                                 /* a deny stays authoritative: no notify on top of it */
-                                if (!strcmp(n, "execve"))
-                                        notify_execve = false;
-                                else
-                                        notify_execveat = false;
+                                notify[ni] = false;
                         }
                         k++;
                 }
@@ -166,10 +185,9 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path) {
         json_t *names = json_array();
         if (!names)
                 return -ENOMEM;
-        if (notify_execve)
-                json_array_append_new(names, json_string("execve"));
-        if (notify_execveat)
-                json_array_append_new(names, json_string("execveat"));
+        for (size_t i = 0; i < ELEMENTSOF(notify_names); i++)
+                if (notify[i])
+                        json_array_append_new(names, json_string(notify_names[i]));
         if (json_array_size(names) > 0)
                 json_array_append_new(syscalls, json_pack("{s:o,s:s}", "names", names, "action",
                                                           "SCMP_ACT_NOTIFY"));
@@ -391,6 +409,263 @@ static char *confirm_exe(int procdir, const unsigned char *before, ssize_t befor
         return strdup(exe);
 }
 
+/* ---------------------------------------------------------- exec policy */
+
+/* argv joined by single spaces (docs/CONTRACTS.md "Policy engine": the exec
+ * level's command); from index `from` on, after prefix when given. */
+static char *join_argv(const char *prefix, json_t *argv, size_t from) {
+        size_t len = prefix ? strlen(prefix) : 0;
+        for (size_t i = from; i < json_array_size(argv); i++)
+                len += json_string_length(json_array_get(argv, i)) + 1;
+        char *out = malloc(len + 1);
+        if (!out)
+                return NULL;
+        size_t w = 0;
+        if (prefix) {
+                memcpy(out, prefix, strlen(prefix));
+                w = strlen(prefix);
+        }
+        for (size_t i = from; i < json_array_size(argv); i++) {
+                json_t *a = json_array_get(argv, i);
+                if (w > 0)
+                        out[w++] = ' ';
+                memcpy(out + w, json_string_value(a), json_string_length(a));
+                w += json_string_length(a);
+        }
+        out[w] = 0;
+        return out;
+}
+
+/* The executed file, opened for reading inside the process's own root, or -1. */
+static int open_exec_target(pid_t pid, int root, const char *cwd, int dirfd, const char *path) {
+        struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+        if (dirfd == AT_FDCWD) {
+                _cleanup_free_ char *full = NULL;
+                if (path[0] != '/' && asprintf(&full, "%s/%s", cwd, path) < 0)
+                        return -1;
+                return (int)syscall(SYS_openat2, root, full ? full : path, &how, sizeof how);
+        }
+        /* execveat / fexecve: the caller's descriptor, reopened through /proc */
+        char fdp[64];
+        snprintf(fdp, sizeof fdp, "/proc/%d/fd/%d", (int)pid, dirfd);
+        if (!path[0])
+                return open(fdp, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int dir = open(fdp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return -1;
+        how.resolve = RESOLVE_BENEATH;
+        return path[0] == '/' ? (int)syscall(SYS_openat2, root, path, &how, sizeof how)
+                              : (int)syscall(SYS_openat2, dir, path, &how, sizeof how);
+}
+
+/* An exec held for a person (run_policy_ask): answered from the run's
+ * approvals thread, never from the capture thread, which keeps taking the
+ * run's other execs. Owns dups of the notification and /proc fds, so the
+ * capture thread closing its own changes nothing here. */
+struct held_exec {
+        struct capture_exec *c;
+        int notify_fd, procdir;
+        uint64_t id;
+        unsigned char auxv[AUXV_MAX];
+        ssize_t auxv_len;
+        json_t *ev;
+        struct seccomp_notif_resp *resp;
+};
+
+static void held_exec_free(struct held_exec *h) {
+        if (!h)
+                return;
+        if (h->notify_fd >= 0)
+                close(h->notify_fd);
+        if (h->procdir >= 0)
+                close(h->procdir);
+        json_decref(h->ev);
+        free(h->resp);
+        free(h);
+}
+
+int capture_exec_answer(int notify_fd, uint64_t id, int error, struct seccomp_notif_resp *resp, size_t resp_size) {
+        /* the task may have died (or been killed with the run) while it was
+         * held: its id is then no longer valid and there is nothing to answer */
+        if (ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+                return -ENOENT;
+        memset(resp, 0, resp_size);
+        resp->id = id;
+        resp->error = error;
+        resp->flags = error ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        return ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 ? -errno : 0;
+}
+
+static void emit_exec(struct capture_exec *c, json_t *ev) {
+        if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
+                pthread_mutex_lock(&c->lock);
+                c->n_events++;
+                pthread_mutex_unlock(&c->lock);
+                metric_add(&metric_exec_events, 1);
+        }
+}
+
+
+static void mark_first(struct capture_exec *c);
+
+/* run_policy_answer_fn: the person (or the deadline, or the run's end) decided. */
+static void held_exec_answered(void *userdata, bool approved, const char *approval_id, const char *by) {
+        struct held_exec *h = userdata;
+        struct capture_exec *c = h->c;
+        int r = capture_exec_answer(h->notify_fd, h->id, approved ? 0 : -EPERM, h->resp, c->sizes.seccomp_notif_resp);
+        json_object_set_new(h->ev, "approval_id", json_string(approval_id));
+        if (!approved) {
+                json_object_set_new(h->ev, "denied", json_true());
+                json_object_set_new(h->ev, "by", json_string(by));
+        }
+        if (r == 0 && approved) {
+                _cleanup_free_ char *confirmed = h->auxv_len > 0 ? confirm_exe(h->procdir, h->auxv, h->auxv_len,
+                                                                              c->workspace)
+                                                                 : NULL;
+                if (confirmed)
+                        json_object_set_new(h->ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
+                else
+                        metric_add(&metric_exec_unconfirmed, 1);
+        }
+        if (r == 0)
+                emit_exec(c, h->ev); /* else the process is gone: it started nothing */
+        mark_first(c);
+        held_exec_free(h);
+}
+
+/* The exec level of the run's policy (docs/CONTRACTS.md "Policy engine"): the
+ * command as given and with argv[0] replaced by each image program the file's
+ * content is (exec_identity.h); the strictest decides. Returns 0 to let the
+ * exec go on, 1 when it is held (the notification belongs to the held exec),
+ * or a negative errno to refuse it with (ev marked denied). */
+static int exec_decide(struct capture_exec *c, uint64_t id, pid_t pid, int procdir, const char *cwd, int dirfd,
+                       const char *path, json_t *argv, json_t *ev, const unsigned char *auxv, ssize_t auxv_len,
+                       struct stat *checked) {
+        *checked = (struct stat){0};
+        _cleanup_free_ char *given = json_array_size(argv) ? join_argv(NULL, argv, 0) : strdup(path);
+        if (!given)
+                return -ENOMEM;
+        char names[EXEC_IDENTITY_NAMES_MAX][EXEC_IDENTITY_NAME_MAX + 1];
+        int n_names = 0;
+        {
+                char rootp[64];
+                snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
+                _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int fd = root >= 0 ? open_exec_target(pid, root, cwd, dirfd, path) : -1;
+                if (fd >= 0 && fstat(fd, checked) < 0)
+                        *checked = (struct stat){0};
+                if (fd >= 0)
+                        n_names = exec_identity_names(c->identity, root, fd, names);
+                if (n_names < 0)
+                        n_names = 0;
+        }
+        const struct policy_engine *pe = run_policy_engine(c->policy);
+        _cleanup_free_ char *best_cmd = NULL;
+        const char *best_program = NULL;
+        struct policy_decision best = policy_decide(pe, &(struct policy_request){.command = given});
+        for (int i = 0; i < n_names; i++) {
+                _cleanup_free_ char *cmd = join_argv(names[i], argv, 1);
+                if (!cmd)
+                        return -ENOMEM;
+                struct policy_decision d = policy_decide(pe, &(struct policy_request){.command = cmd});
+                if (d.action > best.action) {
+                        best = d;
+                        free(best_cmd);
+                        best_cmd = TAKE_PTR(cmd);
+                        best_program = names[i];
+                }
+        }
+        if (best.rule < 0 || best.action == POLICY_ALLOW)
+                return 0;
+        const char *command = best_cmd ? best_cmd : given;
+        _cleanup_(json_decrefp) json_t *extra = json_pack("{s:i}", "pid", (int)pid);
+        if (extra && n_names > 0)
+                json_object_set_new(extra, "program", json_string(best_program ? best_program : names[0]));
+        if (extra && best_cmd)
+                json_object_set_new(extra, "command_given", capture_json_string(given, strlen(given)));
+        /* the event names the rule; the same request decides the same way */
+        struct policy_request req = {.command = command};
+        struct policy_decision d = run_policy_decide(c->policy, "exec", &req, extra, false);
+        const char *rule = policy_rule_source(pe, d.rule);
+        if (d.action == POLICY_ALLOW)
+                return 0;
+        if (d.action == POLICY_ASK &&
+            (run_policy_command_granted(c->policy, given) || (best_cmd && run_policy_command_granted(c->policy, best_cmd))))
+                return 0; /* approved at the hook: one approval covers one action */
+        if (rule)
+                json_object_set_new(ev, "rule", json_string(rule));
+        if (d.action == POLICY_DENY) {
+                json_object_set_new(ev, "denied", json_true());
+                return -EPERM;
+        }
+        struct held_exec *h = calloc(1, sizeof *h);
+        if (!h)
+                return -EPERM;
+        h->c = c;
+        h->id = id;
+        h->notify_fd = fcntl(c->notify_fd, F_DUPFD_CLOEXEC, 0);
+        h->procdir = fcntl(procdir, F_DUPFD_CLOEXEC, 0);
+        h->resp = calloc(1, c->sizes.seccomp_notif_resp);
+        h->ev = json_incref(ev);
+        h->auxv_len = auxv_len > 0 ? auxv_len : 0;
+        if (auxv_len > 0)
+                memcpy(h->auxv, auxv, (size_t)auxv_len);
+        char approval_id[UUID_STR_LEN];
+        if (h->notify_fd < 0 || h->procdir < 0 || !h->resp ||
+            run_policy_ask(c->policy, "exec", &req, d.rule, extra, held_exec_answered, h, approval_id) < 0) {
+                /* an ask that could not be made is a deny (fail closed) */
+                held_exec_free(h);
+                json_object_set_new(ev, "denied", json_true());
+                return -EPERM;
+        }
+        return 1;
+}
+
+/* After an exec the policy let through: the file the kernel executed
+ * (/proc/<pid>/exe) is the one decided on (checked), unless another process
+ * of the sandbox replaced it between the decision and the kernel's open (a
+ * race it can try to win). Then the executed file's identity decides again,
+ * and a deny or an ask (a running process cannot be held) kills the process:
+ * the exec event gets "denied": true, "killed": true. */
+static void exec_recheck(struct capture_exec *c, pid_t pid, int procdir, json_t *argv, const struct stat *checked,
+                         json_t *ev) {
+        _cleanup_close_ int fd = openat(procdir, "exe", O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || (checked->st_ino && st.st_dev == checked->st_dev &&
+                                              st.st_ino == checked->st_ino && st.st_size == checked->st_size &&
+                                              st.st_mtim.tv_sec == checked->st_mtim.tv_sec &&
+                                              st.st_mtim.tv_nsec == checked->st_mtim.tv_nsec))
+                return;
+        char rootp[64];
+        snprintf(rootp, sizeof rootp, "/proc/%d/root", (int)pid);
+        _cleanup_close_ int root = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        char names[EXEC_IDENTITY_NAMES_MAX][EXEC_IDENTITY_NAME_MAX + 1];
+        int n = root >= 0 ? exec_identity_names(c->identity, root, fd, names) : 0;
+        const struct policy_engine *pe = run_policy_engine(c->policy);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *cmd = join_argv(names[i], argv, 1);
+                if (!cmd)
+                        return;
+                struct policy_request req = {.command = cmd};
+                struct policy_decision d = policy_decide(pe, &req);
+                if (d.action == POLICY_ALLOW ||
+                    (d.action == POLICY_ASK && run_policy_command_granted(c->policy, cmd)))
+                        continue;
+                kill(pid, SIGKILL);
+                _cleanup_(json_decrefp) json_t *extra = json_pack("{s:i,s:s,s:b}", "pid", (int)pid, "program",
+                                                                  names[i], "swapped", 1);
+                d = run_policy_decide(c->policy, "exec", &req, extra, false);
+                const char *rule = policy_rule_source(pe, d.rule);
+                json_object_set_new(ev, "denied", json_true());
+                json_object_set_new(ev, "killed", json_true());
+                if (rule)
+                        json_object_set_new(ev, "rule", json_string(rule));
+                log_ctx(LOG_WARN, LOG_KV("run", c->ev->run_id, "program", names[i]),
+                        "an executed file was replaced after its exec was decided: process killed");
+                return;
+        }
+}
+
 static void mark_first(struct capture_exec *c) {
         pthread_mutex_lock(&c->lock);
         if (!c->first_emitted) {
@@ -398,6 +673,66 @@ static void mark_first(struct capture_exec *c) {
                 pthread_cond_broadcast(&c->cond);
         }
         pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------------------------------------------------------- direct connects */
+
+/* A connect() to an address outside the sandbox's loopback: the sandbox's
+ * network namespace has no route there (that is the enforcement), so the
+ * attempt fails whatever we answer; we answer ENETUNREACH ourselves and make
+ * the attempt an `egress` event {"direct": true, "decision": "deny"} — an
+ * agent going around the proxy is seen (docs/CONTRACTS.md "Policy engine").
+ * Loopback (the proxy, the model gateway) and non-inet sockets continue
+ * untouched. Returns true if addr is such an outside address. */
+static bool direct_target(const struct sockaddr_storage *sa, socklen_t len, char *host, size_t host_size,
+                          int *port) {
+        if (sa->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+                const struct sockaddr_in *in = (const void *)sa;
+                uint32_t a = ntohl(in->sin_addr.s_addr);
+                if ((a >> 24) == 127 || a == 0)
+                        return false;
+                inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)host_size);
+                *port = ntohs(in->sin_port);
+                return true;
+        }
+        if (sa->ss_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+                const struct sockaddr_in6 *in6 = (const void *)sa;
+                const struct in6_addr *a = &in6->sin6_addr;
+                if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+                    (IN6_IS_ADDR_V4MAPPED(a) && (a->s6_addr[12] == 127 || !memcmp(a->s6_addr + 12, "\0\0\0\0", 4))))
+                        return false;
+                inet_ntop(AF_INET6, a, host, (socklen_t)host_size);
+                *port = ntohs(in6->sin6_port);
+                return true;
+        }
+        return false;
+}
+
+static void handle_connect(struct capture_exec *c, uint64_t id, pid_t pid, uint64_t addr_ptr, uint64_t addr_len) {
+        struct sockaddr_storage sa = {0};
+        char memp[64];
+        snprintf(memp, sizeof memp, "/proc/%d/mem", (int)pid);
+        _cleanup_close_ int memfd = open(memp, O_RDONLY | O_CLOEXEC);
+        size_t len = addr_len < sizeof sa ? (size_t)addr_len : sizeof sa;
+        size_t got = memfd >= 0 && addr_ptr ? mem_read(memfd, addr_ptr, &sa, len) : 0;
+        char host[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        /* what we read is only trusted while the call is still pending */
+        if (got < sizeof(sa_family_t) || !notif_valid(c, id) ||
+            !direct_target(&sa, (socklen_t)got, host, sizeof host, &port)) {
+                respond(c, id, 0);
+                return;
+        }
+        respond(c, id, -ENETUNREACH);
+        metric_add(&metric_direct_connects, 1);
+        if (c->n_direct++ >= CAPTURE_DIRECT_EVENTS_MAX)
+                return; /* counted in the stop log and the metric, not one event each */
+        _cleanup_(json_decrefp) json_t *ev = json_pack(
+                "{s:s,s:i,s:b,s:s,s:s,s:s,s:i}", "host", host, "port", port, "direct", 1, "decision", "deny", "rule",
+                "platform:netns", "reason", "direct connection outside the egress proxy (the sandbox has no route)",
+                "pid", (int)pid);
+        if (ev)
+                events_emit(c->ev, "egress", "platform", ev, NULL, false, false);
 }
 
 static void handle_notification(struct capture_exec *c) {
@@ -421,6 +756,9 @@ static void handle_notification(struct capture_exec *c) {
                 path_ptr = d->args[1];
                 argv_ptr = d->args[2];
                 call = "execveat";
+        } else if (d->nr == __NR_connect) {
+                handle_connect(c, id, pid, d->args[1], d->args[2]);
+                return;
         } else {
                 respond(c, id, 0);
                 return;
@@ -466,6 +804,22 @@ static void handle_notification(struct capture_exec *c) {
         if (!notif_valid(c, id))
                 return; /* gone: what we read may belong to another process */
 
+        if (!c->first_seen) {
+                /* the sandbox's mounts exist and its command has not run yet */
+                c->first_seen = true;
+                pthread_mutex_lock(&c->lock);
+                capture_exec_first_fn fn = c->on_first;
+                void *ud = c->on_first_userdata;
+                pthread_mutex_unlock(&c->lock);
+                int fr = fn ? fn(ud, pid) : 0;
+                if (fr < 0) {
+                        log_ctx(LOG_ERROR, LOG_KV("run", c->ev->run_id), "sandbox set-up at its first exec failed: %s",
+                                strerror(-fr));
+                        respond(c, id, -EPERM);
+                        mark_first(c);
+                        return;
+                }
+        }
         int refuse = exec_target_errno(pid, cwd, dirfd, path);
         if (refuse < 0) {
                 c->n_refused++;
@@ -501,6 +855,19 @@ static void handle_notification(struct capture_exec *c) {
                 if (dirfd != AT_FDCWD)
                         json_object_set_new(ev, "dirfd", json_integer(dirfd));
         }
+        struct stat checked = {0};
+        if (c->policy && ev) {
+                int v = exec_decide(c, id, pid, procdir, cwd, dirfd, path, argv, ev, auxv_before, auxv_len,
+                                    &checked);
+                if (v == 1)
+                        return; /* held: answered with the approval (held_exec_answered) */
+                if (v < 0) {
+                        respond(c, id, v);
+                        emit_exec(c, ev); /* marked denied: the program did not start */
+                        mark_first(c);
+                        return;
+                }
+        }
         respond(c, id, 0);
         /* what the kernel actually ran, seen after the exec (issue 9 point 4):
          * path, argv and a symlink in between are the caller's word */
@@ -511,10 +878,9 @@ static void handle_notification(struct capture_exec *c) {
                         json_object_set_new(ev, "exe_confirmed", capture_json_string(confirmed, strlen(confirmed)));
                 else
                         metric_add(&metric_exec_unconfirmed, 1);
-                if (events_emit(c->ev, "exec", "platform", ev, NULL, false, false) >= 0) {
-                        c->n_events++;
-                        metric_add(&metric_exec_events, 1);
-                }
+                if (c->policy && confirmed)
+                        exec_recheck(c, pid, procdir, argv, &checked, ev);
+                emit_exec(c, ev);
         }
         mark_first(c);
 }
@@ -620,12 +986,13 @@ static void capture_exec_free(struct capture_exec *c) {
         pthread_cond_destroy(&c->cond);
         free(c->sock_path);
         free(c->workspace);
+        exec_identity_free(c->identity);
         free(c->req);
         free(c->resp);
         free(c);
 }
 
-struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev,
+struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev, struct run_policy *policy,
                                         struct err_detail *reterr) {
         struct capture_exec *c = calloc(1, sizeof *c);
         if (!c) {
@@ -633,6 +1000,17 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
                 return NULL;
         }
         c->ev = ev;
+        /* only a command rule that can ask or deny makes exec decisions (and
+         * pays for program identity): other runs keep the plain capture */
+        if (policy_engine_has(run_policy_engine(policy), "command", POLICY_ASK)) {
+                c->policy = policy;
+                c->identity = exec_identity_new();
+                if (!c->identity) {
+                        free(c);
+                        err_set(reterr, -ENOMEM, "capture", "out of memory");
+                        return NULL;
+                }
+        }
         c->listen_fd = c->conn_fd = c->notify_fd = c->stop_fd = -1;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
@@ -686,6 +1064,15 @@ fail:
         return NULL;
 }
 
+void capture_exec_on_first(struct capture_exec *c, capture_exec_first_fn fn, void *userdata) {
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->on_first = fn;
+        c->on_first_userdata = userdata;
+        pthread_mutex_unlock(&c->lock);
+}
+
 bool capture_exec_wait_first(struct capture_exec *c, int timeout_ms) {
         if (!c)
                 return false;
@@ -714,10 +1101,11 @@ struct capture_exec *capture_exec_stop(struct capture_exec *c) {
                 (void)!write(c->stop_fd, &one, sizeof one);
                 pthread_join(c->thread, NULL);
         }
-        char n[32], refused[32];
+        char n[32], refused[32], direct[32];
         snprintf(n, sizeof n, "%llu", (unsigned long long)c->n_events);
         snprintf(refused, sizeof refused, "%llu", (unsigned long long)c->n_refused);
-        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "exec_events", n, "refused", refused),
+        snprintf(direct, sizeof direct, "%llu", (unsigned long long)c->n_direct);
+        log_ctx(LOG_DEBUG, LOG_KV("run", c->ev->run_id, "exec_events", n, "refused", refused, "direct_connects", direct),
                 "exec capture stopped");
         capture_exec_free(c);
         return NULL;

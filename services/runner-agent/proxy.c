@@ -219,6 +219,9 @@ struct proxy_run {
         char refused_reason[200];
         const struct proxy_header *headers;
         size_t n_headers;
+        proxy_policy_fn decide;     /* the run's policy, before the allowlist (set before the agent starts) */
+        void *decide_userdata;
+        uint32_t decide_ask_timeout_s;
 
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
@@ -480,7 +483,7 @@ static void unpark_locked(struct proxy_run *pr, const struct approval *a) {
 static int approval_begin(struct conn *c) {
         struct request *q = &c->q;
         struct proxy_run *pr = c->run;
-        uint32_t timeout_s = pr->policy->ask_timeout_s;
+        uint32_t timeout_s = c->chk.ask_timeout_s ? c->chk.ask_timeout_s : pr->policy->ask_timeout_s;
         bool created = false;
         char id[UUID_STR_LEN];
 
@@ -509,10 +512,11 @@ static int approval_begin(struct conn *c) {
         if (created) {
                 char ts[64];
                 time_format_rfc3339(time_now_us() + (int64_t)timeout_s * 1000000, ts, sizeof ts);
-                emit(pr, "approval_requested",
-                     json_pack("{s:s,s:s,s:s,s:i,s:s,s:i}", "approval_id", id, "kind", "egress", "host", q->host,
-                               "port", (int)q->port, "deadline", ts, "timeout_s", (int)timeout_s),
-                     true);
+                json_t *d = json_pack("{s:s,s:s,s:s,s:i,s:s,s:i}", "approval_id", id, "kind", "egress", "host",
+                                      q->host, "port", (int)q->port, "deadline", ts, "timeout_s", (int)timeout_s);
+                if (d && c->chk.by_policy) /* asked by a rule of the run's policy, not the allowlist */
+                        json_object_set_new(d, "rule", json_string(c->chk.rule));
+                emit(pr, "approval_requested", d, true);
                 log_ctx(LOG_INFO, LOG_KV("run", pr->run_id, "approval", id, "host", q->host),
                         "egress destination waits for approval");
         }
@@ -531,7 +535,7 @@ static int approval_finish(struct conn *c) {
         struct request *q = &c->q;
         struct proxy_run *pr = c->run;
         struct approval *a = c->approval;
-        uint32_t timeout_s = pr->policy->ask_timeout_s;
+        uint32_t timeout_s = c->chk.ask_timeout_s ? c->chk.ask_timeout_s : pr->policy->ask_timeout_s;
         char id[UUID_STR_LEN];
 
         pthread_mutex_lock(&pr->lock);
@@ -1576,7 +1580,12 @@ static void work_head(struct conn *c) {
                 c->splice = !q->tls && body->kind != BODY_CHUNKED;
         }
 
-        egress_policy_check_target(pr->policy, q->host, q->port, &c->chk);
+        struct policy_decision pd = {.action = POLICY_ALLOW, .rule = -1};
+        const char *pd_rule = NULL;
+        if (pr->decide)
+                pd = pr->decide(pr->decide_userdata, q->host, q->port, &pd_rule);
+        egress_policy_check(pr->policy, pr->decide ? &pd : NULL, pd_rule, pr->decide_ask_timeout_s, q->host, q->port,
+                            &c->chk);
         snprintf(q->rule, sizeof q->rule, "%s", c->chk.rule);
         if (c->chk.verdict == EGRESS_ASK) {
                 work_resolve(c, true);
@@ -2498,6 +2507,12 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
 }
 
 int proxy_run_port(const struct proxy_run *pr) { return pr->port; }
+
+void proxy_run_set_policy(struct proxy_run *pr, proxy_policy_fn fn, void *userdata, uint32_t ask_timeout_s) {
+        pr->decide = fn;
+        pr->decide_userdata = userdata;
+        pr->decide_ask_timeout_s = ask_timeout_s;
+}
 
 void proxy_run_set_headers(struct proxy_run *pr, const struct proxy_header *headers, size_t n) {
         pthread_mutex_lock(&pr->lock);

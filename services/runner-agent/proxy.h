@@ -35,6 +35,7 @@
 
 #include "core/err.h"
 #include "paddock/v1/runs.pb-c.h"
+#include "policy/policy_engine.h"
 
 #define PROXY_PORT 3128
 #define PROXY_URL "http://127.0.0.1:3128"
@@ -112,6 +113,17 @@ int proxy_run_port(const struct proxy_run *pr);
 /* Sets the secret headers (see struct proxy_header); call before the agent
  * starts. Borrowed until proxy_run_stop(). */
 void proxy_run_set_headers(struct proxy_run *pr, const struct proxy_header *headers, size_t n);
+
+/* The run's policy at the egress level (docs/CONTRACTS.md "Policy engine"):
+ * called for each request's host before the allowlist (egress_policy_check);
+ * returns the engine's decision and sets *ret_rule (borrowed for the run) to
+ * the deciding rule's source. Called from proxy worker threads. */
+typedef struct policy_decision (*proxy_policy_fn)(void *userdata, const char *host, uint16_t port,
+                                                  const char **ret_rule);
+
+/* Sets it (userdata borrowed until proxy_run_stop()) and the run policy's ask
+ * timeout; call before the agent starts. */
+void proxy_run_set_policy(struct proxy_run *pr, proxy_policy_fn fn, void *userdata, uint32_t ask_timeout_s);
 
 /* Closes the listening socket, aborts every connection (each still emits its
  * egress event), denies pending approvals, waits until all connection threads

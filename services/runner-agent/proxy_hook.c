@@ -15,6 +15,7 @@
 #include "prompt_file.h"
 #include "gateway_hook.h"
 #include "proxy.h"
+#include "run_policy.h"
 #include "secrets.h"
 
 #define CONFIG_WIPE_POLL_US 10000
@@ -31,6 +32,7 @@ struct proxy_hook {
         gateway_limit_fn on_model_limit;   /* where it tells of a reached limit, and its userdata */
         void *model_limit_userdata;
         const char **env;                  /* proxy_env + secrets_env, NULL-terminated */
+        struct run_policy *policy;         /* the run's rules, level egress (borrowed) */
 
         int config_fd;                     /* memfd holding config.json with secrets, -1 */
         char config_path[64];              /* /proc/<our pid>/fd/<n>, what crun opens */
@@ -40,6 +42,22 @@ struct proxy_hook {
         atomic_bool stop;
         pthread_mutex_t lock;              /* config_fd */
 };
+
+/* proxy_policy_fn: the run's policy on the host (a policy_decision event
+ * when a rule matched, run_policy_decide). */
+static struct policy_decision on_policy(void *userdata, const char *host, uint16_t port, const char **ret_rule) {
+        struct proxy_hook *h = userdata;
+        _cleanup_(json_decrefp) json_t *extra = json_pack("{s:i}", "port", (int)port);
+        struct policy_decision d =
+                run_policy_decide(h->policy, "egress", &(struct policy_request){.host = host}, extra, false);
+        *ret_rule = policy_rule_source(run_policy_engine(h->policy), d.rule);
+        return d;
+}
+
+void proxy_hook_set_policy(struct proxy_hook *h, struct run_policy *rp) {
+        if (h)
+                h->policy = rp;
+}
 
 static void on_event(void *userdata, const char *kind, json_t *data, bool sync) {
         struct proxy_hook *h = userdata;
@@ -105,6 +123,9 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
                                 reterr);
         if (r < 0)
                 return r;
+        /* only host rules matter here: a run without them pays nothing */
+        if (policy_engine_has(run_policy_engine(h->policy), "host", POLICY_ALLOW))
+                proxy_run_set_policy(h->proxy, on_policy, h, run_policy_ask_timeout_s(h->policy));
         if (h->secrets) {
                 r = secrets_run_wait(h->secrets, h->snap, SECRETS_WAIT_MS, reterr);
                 if (r < 0)

@@ -33,6 +33,12 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
 void proxy_hook_on_model_limit(struct proxy_hook *h, gateway_limit_fn fn, void *userdata);
 
 
+/* The run's policy (run_policy.h, borrowed; must outlive the hook): the
+ * proxy decides host rules with it (level egress) before the allowlist. Call
+ * before proxy_hook_prepare(). Accepts NULL. */
+struct run_policy;
+void proxy_hook_set_policy(struct proxy_hook *h, struct run_policy *rp);
+
 /* The run's model gateway (gateway_hook.h), NULL when it has none; owned
  * by h. */
 struct gateway_hook *proxy_hook_gateway(struct proxy_hook *h);

@@ -175,6 +175,27 @@ void egress_policy_check_target(const struct egress_policy *p, const char *host,
                 snprintf(ret->reason, sizeof ret->reason, "no rule matches %s:%u", host, port);
 }
 
+void egress_policy_check(const struct egress_policy *p, const struct policy_decision *pd, const char *pd_rule,
+                         uint32_t pd_ask_timeout_s, const char *host, uint16_t port, struct egress_check *ret) {
+        if (pd && pd->action == POLICY_DENY) {
+                *ret = (struct egress_check){.verdict = EGRESS_DENY, .rule = pd_rule ? pd_rule : "policy",
+                                             .by_policy = true};
+                snprintf(ret->reason, sizeof ret->reason, "policy rule %s denies host %s",
+                         pd_rule ? pd_rule : "(unnamed)", host);
+                return;
+        }
+        egress_policy_check_target(p, host, port, ret);
+        if (ret->verdict == EGRESS_DENY || !pd || pd->action != POLICY_ASK)
+                return;
+        /* allowed or asked by the allowlist: the person decides (one approval) */
+        ret->verdict = EGRESS_ASK;
+        ret->rule = pd_rule ? pd_rule : "policy";
+        ret->by_policy = true;
+        ret->ask_timeout_s = pd_ask_timeout_s;
+        snprintf(ret->reason, sizeof ret->reason, "policy rule %s asks for host %s", pd_rule ? pd_rule : "(unnamed)",
+                 host);
+}
+
 bool egress_policy_address_ok(const struct egress_policy *p, const struct sockaddr_storage *a, uint16_t port,
                               const char **ret_rule, char *why, size_t why_size, bool *ret_floor) {
         char what[96], t[INET6_ADDRSTRLEN];

@@ -19,6 +19,7 @@
 #include "net/addr_policy.h"
 #include "net/host_match.h"
 #include "paddock/v1/runs.pb-c.h"
+#include "policy/policy_engine.h"
 
 #define EGRESS_RULE_TEXT_MAX 280
 #define EGRESS_DEFAULT_ASK_TIMEOUT_S 300
@@ -48,6 +49,8 @@ struct egress_check {
         char reason[200];
         bool literal;                      /* the target is an IP literal: addr holds it */
         struct sockaddr_storage addr;
+        bool by_policy;                    /* the run's policy rule `rule` denied it or asks */
+        uint32_t ask_timeout_s;            /* for a policy ask: the run policy's (0: the egress one) */
 };
 
 /* Sets the platform egress floor every policy compiled afterwards uses
@@ -69,6 +72,16 @@ struct egress_policy *egress_policy_free(struct egress_policy *p);
  * is denied. */
 void egress_policy_check_target(const struct egress_policy *p, const char *host, uint16_t port,
                                 struct egress_check *ret);
+
+/* The run's policy (lib/policy, level egress; docs/CONTRACTS.md "Policy
+ * engine") before the egress allowlist: pd (NULL: no policy) is the engine's
+ * decision for host, pd_rule (borrowed, may be NULL) the deciding rule's
+ * source. deny → EGRESS_DENY naming the rule; otherwise
+ * egress_policy_check_target() decides, and a policy ask turns an allowed
+ * target into EGRESS_ASK (rule = pd_rule). A policy allow, or an approval of a
+ * policy ask, never opens what the allowlist or the platform floor refuses. */
+void egress_policy_check(const struct egress_policy *p, const struct policy_decision *pd, const char *pd_rule,
+                         uint32_t pd_ask_timeout_s, const char *host, uint16_t port, struct egress_check *ret);
 
 /* True if the proxy may connect to a (a resolved or literal address, or the
  * peer of a connected socket) on port: never inside the floor; public

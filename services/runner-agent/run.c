@@ -20,6 +20,7 @@
 #include "assignments.h"
 #include "capture_exec.h"
 #include "capture_files.h"
+#include "capture_files_perm.h"
 #include "prompt_file.h"
 #include "cleanup.h"
 #include "control.h"
@@ -90,6 +91,7 @@ struct run_ctx {
         struct limits_watch lw;
         struct capture_exec *cap_exec;   /* platform capture (capture_exec.h, capture_files.h) */
         struct capture_files *cap_files;
+        struct capture_files_perm *cap_perm; /* path rules: fanotify permission events (capture_files_perm.h) */
         struct run_policy *policy;       /* rules, decisions, held actions (run_policy.h) */
         struct hook_server *hooks;       /* a CLI's hook bridge (hook_server.h) */
         const Paddock__V1__RunRequested *req;
@@ -941,6 +943,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         /* policy hook: the effective rules the hook bridge and platform capture decide with */
         struct err_detail pol_err = {0};
         int pol_r = run_policy_new(slot->run_id, req->sandbox, &c.ev, &c.policy, &pol_err);
+        proxy_hook_set_policy(egress, c.policy); /* level egress: host rules before the allowlist */
         c.phase_end[RUN_PHASE_PROVISIONING] = time_mono_us();
 
         if (sb_r < 0) {
@@ -1002,16 +1005,21 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 /* capture hook: started before crun, stopped once every sandbox
                  * process is gone (all events queued) and before the diff reads
                  * the workspace */
-                c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, &err);
+                c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, c.policy, &err);
                 c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
                                                                        (uint64_t)a->cfg->max_file_events,
                                                                        (uint64_t)a->cfg->file_coalesce_ms, &err) : NULL;
+                /* level file: opens held or refused by path rules (none: no group) */
+                int perm_r = c.cap_files ? capture_files_perm_start(c.sb.workspace, &c.ev, c.policy, &c.cap_perm, &err)
+                                         : 0;
+                if (c.cap_perm) /* the sandbox's own mounts, once they exist */
+                        capture_exec_on_first(c.cap_exec, capture_files_perm_attach, c.cap_perm);
                 /* hook bridge: a CLI's tool calls decided before they run (hook_server.h) */
-                if (c.cap_files && c.cli.kind != AGENT_CLI_NONE &&
+                if (c.cap_files && perm_r >= 0 && c.cli.kind != AGENT_CLI_NONE &&
                     !(c.hooks = hook_server_start(c.sb.run_dir, slot->run_id, c.policy, &c.ev, &err)))
                         c.cap_files = capture_files_stop(c.cap_files);
                 c.phase_end[RUN_PHASE_CAPTURE] = time_mono_us();
-                bool supervised = c.cap_files != NULL;
+                bool supervised = c.cap_files != NULL && perm_r >= 0;
                 if (supervised)
                         supervise(&c, &o);
                 else {
@@ -1020,6 +1028,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 }
                 run_policy_close(c.policy); /* nothing left to hold: answer what waits */
                 c.hooks = hook_server_stop(c.hooks); /* its held calls were answered just above */
+                c.cap_perm = capture_files_perm_stop(c.cap_perm); /* before the runner reads the workspace */
                 c.cap_files = capture_files_stop(c.cap_files);
                 c.cap_exec = capture_exec_stop(c.cap_exec);
                 if (supervised)
@@ -1038,8 +1047,8 @@ finish:;
         _cleanup_free_ struct gateway_model_totals *models = NULL;
         int n_models = gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals, &models);
         model_limit_outcome(&c, &o);
-        c.policy = run_policy_free(c.policy); /* held actions answered "run_ended" */
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
+        c.policy = run_policy_free(c.policy); /* held actions answered "run_ended"; after the proxy that decides with it */
         json_t *gone = NULL, *present = NULL;
         if (c.sb.run_dir)
                 cleanup_destroy(a, &c.sb, &gone, &present);
