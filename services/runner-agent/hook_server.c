@@ -18,6 +18,7 @@
 #include "core/macro.h"
 #include "core/timeutil.h"
 #include "events.h"
+#include "hook/hook_wire.h"
 #include "policy/policy_engine.h"
 #include "prompt_file.h"
 #include "run_policy.h"
@@ -224,44 +225,13 @@ static struct policy_decision decide_words(const struct policy_engine *pe, struc
 
 /* ---- answers */
 
-static int write_all(int fd, const void *buf, size_t len) {
-        const char *p = buf;
-        while (len > 0) {
-                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len) {
-        char *p = buf;
-        while (len > 0) {
-                ssize_t n = read(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n == 0 ? -EPIPE : -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 static void reply(int fd, bool allow, const char *reason) {
         json_t *a = json_pack("{s:s, s:s}", "decision", allow ? "allow" : "deny", "reason", reason);
         char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
         json_decref(a);
         if (!s)
                 return; /* the hook sees EOF: deny */
-        uint32_t n = (uint32_t)strlen(s);
-        unsigned char hdr[4] = {n >> 24, n >> 16, n >> 8, n};
-        if (write_all(fd, hdr, 4) == 0)
-                (void)write_all(fd, s, n);
+        (void)hook_wire_send(fd, s, strlen(s)); /* lost: the hook sees EOF and denies */
         free(s);
 }
 
@@ -397,29 +367,26 @@ static void post_tool_use(struct hook_server *hs, int fd, const char *cli, json_
 static void *conn_thread(void *userdata) {
         struct conn *c = userdata;
         struct hook_server *hs = c->hs;
-        unsigned char hdr[4];
         char *body = NULL;
+        size_t n = 0;
         json_t *msg = NULL;
-        if (read_all(c->fd, hdr, 4) == 0) {
-                uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-                if (n == 0 || n > HOOK_SERVER_MAX_MSG)
-                        reply(c->fd, false, "paddock: hook request too large: the tool call is denied");
-                else if ((body = malloc(n)) && read_all(c->fd, body, n) == 0) {
-                        json_error_t je;
-                        msg = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
-                        const char *cli = json_string_value(json_object_get(msg, "cli"));
-                        const char *event = json_string_value(json_object_get(msg, "event"));
-                        json_t *input = json_object_get(msg, "input");
-                        if (!cli || (strcmp(cli, "claude-code") && strcmp(cli, "codex")) || !event ||
-                            !json_is_object(input))
-                                reply(c->fd, false, "paddock: malformed hook request: the tool call is denied");
-                        else if (!strcmp(event, "PreToolUse"))
-                                pre_tool_use(hs, c->fd, cli, input);
-                        else if (!strcmp(event, "PostToolUse"))
-                                post_tool_use(hs, c->fd, cli, input);
-                        else
-                                reply(c->fd, false, "paddock: unknown hook event: the tool call is denied");
-                }
+        int r = hook_wire_recv(c->fd, &body, &n);
+        if (r == -EMSGSIZE)
+                reply(c->fd, false, "paddock: hook request empty or over 1 MiB: the tool call is denied");
+        else if (r == 0) {
+                json_error_t je;
+                msg = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+                const char *cli = json_string_value(json_object_get(msg, "cli"));
+                const char *event = json_string_value(json_object_get(msg, "event"));
+                json_t *input = json_object_get(msg, "input");
+                if (!cli || (strcmp(cli, "claude-code") && strcmp(cli, "codex")) || !event || !json_is_object(input))
+                        reply(c->fd, false, "paddock: malformed hook request: the tool call is denied");
+                else if (!strcmp(event, "PreToolUse"))
+                        pre_tool_use(hs, c->fd, cli, input);
+                else if (!strcmp(event, "PostToolUse"))
+                        post_tool_use(hs, c->fd, cli, input);
+                else
+                        reply(c->fd, false, "paddock: unknown hook event: the tool call is denied");
         }
         json_decref(msg);
         free(body);

@@ -2,7 +2,7 @@
  * bridge"): per run, a unix socket the agent CLIs' hook (hook/paddock_hook.c)
  * reaches at /paddock/run/hook.sock, a bind of a per-run host dir
  * (<run dir>/hook) holding only the socket. Wire: 4-byte big-endian length +
- * JSON both ways, at most HOOK_SERVER_MAX_MSG; request {cli, event, input},
+ * JSON both ways (hook/hook_wire.h); request {cli, event, input},
  * answer {decision: allow|deny, reason}.
  *
  * PreToolUse: the call is decided at level "hook" with run_policy (one
@@ -24,7 +24,6 @@
 #include "core/err.h"
 #include "paddock/v1/runs.pb-c.h"
 
-#define HOOK_SERVER_MAX_MSG (1u << 20)
 #define HOOK_SERVER_MAX_CONNS 16
 #define HOOK_SERVER_GRANT_TTL_S 600 /* an approved command passes the exec level this long */
 #define HOOK_SERVER_SANDBOX_DIR "/paddock"

@@ -30,8 +30,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hook_wire.h"
+
 #define HOOK_SOCKET "/paddock/run/hook.sock"
-#define HOOK_MAX (1u << 20)
+#define HOOK_MAX HOOK_WIRE_MAX
 
 /* deny: the reason on stderr (the CLIs show it to the model), exit 2 */
 static int deny(const char *event, const char *reason) {
@@ -48,34 +50,6 @@ static int deny(const char *event, const char *reason) {
         }
         fprintf(stderr, "%s\n", reason);
         return 2;
-}
-
-static int read_all(int fd, void *buf, size_t len) {
-        char *p = buf;
-        while (len > 0) {
-                ssize_t n = read(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return n == 0 ? -EPIPE : -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len) {
-        const char *p = buf;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
 }
 
 int main(int argc, char **argv) {
@@ -131,21 +105,22 @@ int main(int argc, char **argv) {
                          sock, strerror(errno));
                 return deny(event, why);
         }
-        uint32_t blen = (uint32_t)strlen(body);
-        unsigned char hdr[4] = {blen >> 24, blen >> 16, blen >> 8, blen};
-        if (write_all(fd, hdr, 4) < 0 || write_all(fd, body, blen) < 0)
+        if (hook_wire_send(fd, body, strlen(body)) < 0)
                 return deny(event, "paddock-hook: the Paddock runner closed the hook connection: the tool call is denied");
         free(body);
 
         /* no timeout here: the runner answers by the approval's deadline */
-        if (read_all(fd, hdr, 4) < 0)
-                return deny(event, "paddock-hook: the Paddock runner gave no answer: the tool call is denied");
-        uint32_t alen = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-        if (alen == 0 || alen > HOOK_MAX)
+        char *ans;
+        size_t alen;
+        int r = hook_wire_recv(fd, &ans, &alen);
+        if (r == -EMSGSIZE)
                 return deny(event, "paddock-hook: the Paddock runner's answer has a bad length: the tool call is denied");
-        char *ans = malloc(alen);
-        if (!ans || read_all(fd, ans, alen) < 0)
+        if (r == -ENOMEM)
+                return deny(event, "paddock-hook: out of memory: the tool call is denied");
+        if (r == -EBADMSG)
                 return deny(event, "paddock-hook: the Paddock runner's answer was cut: the tool call is denied");
+        if (r < 0)
+                return deny(event, "paddock-hook: the Paddock runner gave no answer: the tool call is denied");
         close(fd);
         json_t *a = json_loadb(ans, alen, JSON_REJECT_DUPLICATES, &je);
         free(ans);
