@@ -82,17 +82,26 @@ static int validate_image(json_t *b, struct err_detail *e) {
         return k < 0 ? k : opt_string(b, "description", DESCRIPTION_MAX, e);
 }
 
-static int validate_profile(struct addr_floor *floor, json_t *b, struct err_detail *e) {
+/* The body of the kinds made of rules (egress profiles, policy packs):
+ * {description?, rules: 1..max}; *ret is body.rules (borrowed). */
+static int rules_body(json_t *b, size_t max, json_t **ret, struct err_detail *e) {
         static const char *const keys[] = {"description", "rules", NULL};
         int k = only_keys(b, keys, e);
         if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
                 return k;
-        json_t *rules = json_object_get(b, "rules");
+        json_t *rules = *ret = json_object_get(b, "rules");
         if (!rules)
                 return err_set(e, -EINVAL, "missing_field", "body.rules is required");
-        if (!json_is_array(rules) || json_array_size(rules) == 0 || json_array_size(rules) > PROFILE_RULES_MAX)
-                return err_set(e, -EINVAL, "invalid_field", "body.rules must be an array of 1 to %d rules",
-                               PROFILE_RULES_MAX);
+        if (!json_is_array(rules) || json_array_size(rules) == 0 || json_array_size(rules) > max)
+                return err_set(e, -EINVAL, "invalid_field", "body.rules must be an array of 1 to %zu rules", max);
+        return 0;
+}
+
+static int validate_profile(struct addr_floor *floor, json_t *b, struct err_detail *e) {
+        json_t *rules;
+        int k = rules_body(b, PROFILE_RULES_MAX, &rules, e);
+        if (k < 0)
+                return k;
         size_t i;
         json_t *v;
         json_array_foreach(rules, i, v) {
@@ -114,16 +123,10 @@ static int validate_profile(struct addr_floor *floor, json_t *b, struct err_deta
  * security team writes once and definitions add by reference after their
  * own (spec.policy.packs). Checked by the engine that will decide with them. */
 static int validate_policy_pack(json_t *b, struct err_detail *e) {
-        static const char *const keys[] = {"description", "rules", NULL};
-        int k = only_keys(b, keys, e);
-        if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
+        json_t *rules;
+        int k = rules_body(b, POLICY_RULES_MAX, &rules, e);
+        if (k < 0)
                 return k;
-        json_t *rules = json_object_get(b, "rules");
-        if (!rules)
-                return err_set(e, -EINVAL, "missing_field", "body.rules is required");
-        if (!json_is_array(rules) || json_array_size(rules) == 0 || json_array_size(rules) > POLICY_RULES_MAX)
-                return err_set(e, -EINVAL, "invalid_field", "body.rules must be an array of 1 to %d rules",
-                               POLICY_RULES_MAX);
         struct policy_engine *pe = NULL;
         k = policy_engine_new(rules, "body.rules", &pe, e);
         policy_engine_free(pe);
