@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from conftest import Upstream, all_events, command_spec, egress_profile, unique_name, wait_terminal
+from conftest import TERMINAL, Upstream, all_events, command_spec, egress_profile, unique_name, wait_terminal
 
 PY = "/usr/bin/python3"
 
@@ -35,11 +35,15 @@ def upstreams():
 
 
 def egress_events(api, run_id, expect=1, timeout=30):
+    """The stored history once it holds `expect` egress events and the run's
+    terminal status: the stream shows the end before evidence has stored it
+    all, and the callers read events that come late in a run (destroyed)."""
     deadline = time.monotonic() + timeout
     while True:
         evs = all_events(api, run_id)
         eg = [e for e in evs if e["kind"] == "egress"]
-        if len(eg) >= expect or time.monotonic() > deadline:
+        ended = any(e["kind"] == "status" and e["data"].get("status") in TERMINAL for e in evs)
+        if (len(eg) >= expect and ended) or time.monotonic() > deadline:
             return evs, eg
         time.sleep(0.5)
 
