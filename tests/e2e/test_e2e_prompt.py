@@ -253,8 +253,18 @@ def test_cli_var_and_var_file(api, team_id, tpl, cli, tmp_path):
             "--var-file", f"task={task}", "--watch")
     assert r.returncode == 0, (r.stdout, r.stderr)
     want = "Issue 123 (feature) for ops: \n--\nÜnïcode task\n\nwith {{kind}} braces\n\n"
-    assert f"<<{want}>>" in r.stdout, r.stdout
+    assert "Ünïcode task" in r.stdout and "with {{kind}} braces" in r.stdout, r.stdout
     run_id = r.stdout.splitlines()[0].strip()
+    # the watch prints each output event on its own line, and how the agent's writes fall into events
+    # depends on timing: the whole text is the stored output, joined
+    text = ""
+    for _ in range(60):
+        evs = all_events(api, run_id)
+        text = "".join(e["data"].get("text", "") for e in evs if e["kind"] == "output")
+        if any(e["kind"] == "status" and e["data"].get("status") == "succeeded" for e in evs):
+            break
+        time.sleep(0.5)
+    assert f"<<{want}>>" in text, text
     assert api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["prompt"]["vars"]["issue"] == 123
     # usage errors (exit 2) name the argument; the API's 400 (exit 1) names the variable
     for args, words in (
