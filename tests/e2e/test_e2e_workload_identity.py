@@ -11,11 +11,7 @@ exp (no PyJWT: `cryptography` verifies RS256). No packet leaves the machine.
 """
 
 import base64
-import hashlib
 import json
-import os
-import pathlib
-import threading
 import time
 import uuid
 
@@ -26,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from conftest import (Api, TestNetHTTPServer, all_events, bootstrap_tenant, command_spec, egress_profile, login,
-                      unique_name, wait_terminal)
+                      state_dir, unique_name, wait_terminal)
 
 PY = "/usr/bin/python3"
 
@@ -175,7 +171,7 @@ def identity_run(endpoints, admin_token, api, runs, tenant_id):
 
 
 def test_run_tokens_accepted_only_for_their_audience(identity_run, tenant_id):
-    res, va, vb = identity_run["res"], identity_run["a"], identity_run["b"]
+    res, va = identity_run["res"], identity_run["a"]
     out = res.output()
     assert res.terminal == "succeeded", f"{res.terminal}: {out}"
     assert "ENV-A@A 200 accepted" in out, out
@@ -226,7 +222,7 @@ def test_token_in_no_event_log_or_artifact(identity_run, api, endpoints):
         assert r.status_code == 200, (a, r.status_code)
         assert not [n for n in needles if n.encode() in r.content], f"a token is in artifact {a['name']}"
     # every service's log
-    logs = pathlib.Path(os.environ["PADDOCK_STATE_DIR"]) / "logs"
+    logs = state_dir() / "logs"
     assert logs.is_dir()
     for f in logs.rglob("*"):
         if f.is_file():
