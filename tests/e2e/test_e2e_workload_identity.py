@@ -11,8 +11,13 @@ exp (no PyJWT: `cryptography` verifies RS256). No packet leaves the machine.
 """
 
 import base64
+import pathlib
+import ssl
+import subprocess
+import tempfile
 import json
 import time
+import os
 import uuid
 
 import pytest
@@ -22,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from conftest import (Api, TestNetHTTPServer, all_events, bootstrap_tenant, command_spec, egress_profile, login,
-                      state_dir, unique_name, wait_terminal)
+                      state_dir, test_upstream_addrs, unique_name, wait_terminal)
 
 PY = "/usr/bin/python3"
 
@@ -67,7 +72,7 @@ class Verifier(TestNetHTTPServer):
 
     __test__ = False
 
-    def __init__(self, api_base, tenant_id, audience, index):
+    def __init__(self, api_base, tenant_id, audience, index, cert=None, key=None):
         self.audience = audience
         self.seen = []  # (token, accepted, claims or reason)
         disc = requests.get(f"{api_base}/v1/tenants/{tenant_id}/oidc/.well-known/openid-configuration", timeout=30)
@@ -93,6 +98,10 @@ class Verifier(TestNetHTTPServer):
                 pass
 
         super().__init__(Handler, index=index)
+        if cert:  # an https origin, as a header destination needs
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(cert), str(key))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
 
     def check(self, token, now=None):
         # the handler threads run in the host's namespace: the api is on its loopback
@@ -357,3 +366,54 @@ def test_cli_identity(endpoints, tenant_id, tmp_path):
     assert out.returncode == 0 and json.loads(out.stdout)["keys"], out.stderr
     out = cli("identity", "jwks", str(uuid.uuid4()))
     assert out.returncode != 0 and "tenant not found" in out.stderr, (out.returncode, out.stderr)
+
+
+def make_leaf(d, ip):
+    """A server certificate for IP ip signed by the stack's test CA (the
+    egress proxy trusts it: PADDOCK_EGRESS_CA_BUNDLE); (cert, key) paths."""
+    ca_crt, ca_key = os.environ.get("PADDOCK_TEST_CA_CERT"), os.environ.get("PADDOCK_TEST_CA_KEY")
+    assert ca_crt and ca_key, "PADDOCK_TEST_CA_CERT/KEY not set: endpoints.env of an older stack.sh?"
+    key, csr, crt, ext = d / "v.key", d / "v.csr", d / "v.crt", d / "v.ext"
+    ext.write_text(f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={ip}",
+        "-keyout", str(key), "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", ca_crt, "-CAkey", ca_key, "-set_serial",
+        str(uuid.uuid4().int % 2**60), "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return crt, key
+
+
+HEADER_AGENT = r"""
+import os, sys, urllib.error, urllib.request
+# plain HTTP to the https origin through the proxy, which adds the token over its own TLS
+try:
+    with urllib.request.urlopen(sys.argv[1] + "/verify", timeout=30) as r:
+        print("HDR", r.status, r.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print("HDR", e.code, e.read().decode().strip())
+print("ENVHAS", any(v.count(".") == 2 and len(v) > 200 for v in os.environ.values()))
+print("FILES", os.path.isdir("/paddock/identity"))
+"""
+
+
+def test_header_token_added_by_the_proxy_over_tls(endpoints, admin_token, api, runs, tenant_id):
+    ip = test_upstream_addrs()[2]
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="paddock-wi-"))
+    aud = f"https-api.test/{uuid.uuid4().hex[:8]}"
+    v = Verifier(endpoints.api, tenant_id, aud, 2, *make_leaf(tmp, ip))
+    try:
+        prof = egress_profile(api, [v.hostport])
+        spec = command_spec([PY, "-c", HEADER_AGENT, f"http://{v.hostport}"], timeout_s=60)
+        spec["egress"] = {"profiles": [prof], "unknown": "deny"}
+        spec["identity"] = [{"audience": aud, "as": {"header": {"origin": f"https://{v.hostport}",
+                                                              "name": "Authorization"}}}]
+        run_id = runs.start(spec)
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=150)
+        out = res.output()
+        assert res.terminal == "succeeded", f"{res.terminal}: {out}"
+        assert "HDR 200 accepted" in out, out
+        assert "ENVHAS False" in out and "FILES False" in out, out
+        (token,) = v.accepted()
+        assert token not in json.dumps(all_events(api, run_id))
+    finally:
+        v.close()
