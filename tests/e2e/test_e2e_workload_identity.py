@@ -417,3 +417,41 @@ def test_header_token_added_by_the_proxy_over_tls(endpoints, admin_token, api, r
         assert token not in json.dumps(all_events(api, run_id))
     finally:
         v.close()
+
+
+def test_keys_rotate_by_age_and_the_replaced_key_stays_one_period(endpoints):
+    """PADDOCK_WORKLOAD_KEY_ROTATE_DAYS (30 in the stack): ageing a fresh
+    tenant's keys in the database (as the schema owner) stands in for the
+    clock. A key 30 days old is replaced at the next use; the replaced key is
+    published until its successor is itself a period old."""
+    import psycopg
+
+    name = unique_name("wi-age")
+    pw = bootstrap_tenant(name, "wiadmin")
+    r = login(endpoints, name, "wiadmin", pw)
+    assert r.status_code == 200
+    tid = Api(endpoints.api, r.json()["token"]).ok("GET", "/v1/me", expect=(200,))["tenant"]["id"]
+    jwks_uri = f"{endpoints.api}/v1/tenants/{tid}/oidc/jwks"
+
+    def kids():
+        return [k["kid"] for k in requests.get(jwks_uri, timeout=30).json()["keys"]]
+
+    def age(kid, days):
+        with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as c:
+            n = c.execute("UPDATE api.workload_keys SET created_at = now() - make_interval(days => %s) "
+                          "WHERE tenant_id = %s AND kid = %s", (days, tid, kid)).rowcount
+            assert n == 1
+
+    (k1,) = kids()  # made on first use
+    assert kids() == [k1], "a young key is not replaced"
+    age(k1, 29)
+    assert kids() == [k1]
+    age(k1, 31)
+    k2, old = kids()
+    assert old == k1 and k2 != k1, "a due key is replaced and stays published"
+    # k2 due as well, k1 replaced (by k2) more than a period ago: gone
+    age(k1, 62)
+    age(k2, 31)
+    k3, old = kids()
+    assert old == k2 and k3 not in (k1, k2)
+    assert k1 not in kids()
