@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from conftest import (Api, TestNetHTTPServer, all_events, bootstrap_tenant, command_spec, egress_profile, login,
-                      state_dir, test_upstream_addrs, unique_name, wait_terminal)
+                      state_dir, unique_name, wait_terminal)
+from conftest import test_upstream_addrs as upstream_addrs  # not collected as a test
 
 PY = "/usr/bin/python3"
 
@@ -397,7 +398,7 @@ print("FILES", os.path.isdir("/paddock/identity"))
 
 
 def test_header_token_added_by_the_proxy_over_tls(endpoints, admin_token, api, runs, tenant_id):
-    ip = test_upstream_addrs()[2]
+    ip = upstream_addrs()[2]
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="paddock-wi-"))
     aud = f"https-api.test/{uuid.uuid4().hex[:8]}"
     v = Verifier(endpoints.api, tenant_id, aud, 2, *make_leaf(tmp, ip))
