@@ -311,6 +311,10 @@ def test_rotation_keeps_the_previous_key_published(endpoints, api, identity_run,
     after = [k["kid"] for k in requests.get(jwks_uri, timeout=30).json()["keys"]]
     assert after[0] == rot["kid"] and old_kid in after, after
     assert after == rot["published_kids"]
+    # the route takes no body: a field is refused by name, and nothing rotates
+    r = api.post("/v1/tenant/workload-identity/rotate", json={"kid": "mine"})
+    assert r.status_code == 400 and "kid" in r.json()["detail"], r.text
+    assert [k["kid"] for k in requests.get(jwks_uri, timeout=30).json()["keys"]] == after
     # a token signed before the rotation still verifies with the published set
     ok, detail = verify_token(token, claims["aud"], claims["iss"], requests.get(jwks_uri, timeout=30).json(),
                               now=claims["iat"] + 1)
