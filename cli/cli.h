@@ -226,7 +226,8 @@ extern const struct cli_command cli_cmd_login, cli_cmd_logout, cli_cmd_passwd;
 extern const struct cli_command cli_cmd_context;
 /* commands_admin.c */
 extern const struct cli_command cli_cmd_me, cli_cmd_team, cli_cmd_user, cli_cmd_grant, cli_cmd_revoke,
-        cli_cmd_members, cli_cmd_service_account, cli_cmd_token, cli_cmd_audit, cli_cmd_oidc;
+        cli_cmd_members, cli_cmd_service_account, cli_cmd_token, cli_cmd_audit, cli_cmd_oidc,
+        cli_cmd_identity;
 /* commands_catalog.c */
 extern const struct cli_command cli_cmd_catalog;
 /* commands_secret.c */

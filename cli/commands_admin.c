@@ -974,3 +974,89 @@ const struct cli_command cli_cmd_oidc = {
         .description = "Needs tenant_admin.\n",
         .subs = oidc_subs,
 };
+
+/* ------------------------------------------------------------------ identity */
+
+/* The tenant id a workload identity command is about: the positional one,
+ * else the logged-in caller's (GET /v1/me). */
+static int identity_tenant(struct cli_ctx *ctx, const char *cmd, int npos, char **pos, char *out, size_t size) {
+        if (npos > 1) {
+                cli_error("identity %s: at most one TENANT_ID", cmd);
+                return CLI_EXIT_USAGE;
+        }
+        if (npos == 1) {
+                snprintf(out, size, "%s", pos[0]);
+                return -1;
+        }
+        if (!cli_require_login(ctx))
+                return CLI_EXIT_FAIL;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_get(ctx, "/v1/me", &resp) < 0)
+                return CLI_EXIT_FAIL;
+        snprintf(out, size, "%s", json_string_value(json_object_get(json_object_get(resp.body, "tenant"), "id")) ?: "");
+        return -1;
+}
+
+static int identity_get(struct cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *suffix) {
+        char *pos[CLI_MAX_POS], tenant[128], path[256];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        if ((r = identity_tenant(ctx, cmd, npos, pos, tenant, sizeof tenant)) >= 0)
+                return r;
+        snprintf(path, sizeof path, "/v1/tenants/%s/oidc%s", tenant, suffix);
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_get(ctx, path, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        cli_print_json(resp.body);
+        return CLI_EXIT_OK;
+}
+
+static int identity_discovery(struct cli_ctx *ctx, int argc, char **argv) {
+        return identity_get(ctx, argc, argv, "discovery", "/.well-known/openid-configuration");
+}
+
+static int identity_jwks(struct cli_ctx *ctx, int argc, char **argv) {
+        return identity_get(ctx, argc, argv, "jwks", "/jwks");
+}
+
+static int identity_rotate(struct cli_ctx *ctx, int argc, char **argv) {
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_request(ctx, "POST", "/v1/tenant/workload-identity/rotate", NULL, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json)
+                cli_print_json(resp.body);
+        else
+                printf("workload identity signing key %s\n", json_string_value(json_object_get(resp.body, "kid")) ?: "");
+        return CLI_EXIT_OK;
+}
+
+static const struct cli_command identity_subs[] = {
+        {.name = "discovery",
+         .summary = "print the tenant's workload identity OIDC discovery document",
+         .args = "[TENANT_ID]",
+         .description = "TENANT_ID defaults to the logged-in user's tenant; no login is needed with it.\n",
+         .fn = identity_discovery},
+        {.name = "jwks",
+         .summary = "print the public keys that sign the tenant's workload identity tokens",
+         .args = "[TENANT_ID]",
+         .description = "TENANT_ID defaults to the logged-in user's tenant; no login is needed with it.\n",
+         .fn = identity_jwks},
+        {.name = "rotate",
+         .summary = "make a new signing key now (the previous one stays published one more period)",
+         .description = "Needs tenant_admin.\n",
+         .fn = identity_rotate},
+        {0},
+};
+
+const struct cli_command cli_cmd_identity = {
+        .name = "identity",
+        .summary = "workload identity of runs (the api as OIDC issuer): discovery, jwks, rotate",
+        .description = "Issuer: <api public URL>/v1/tenants/<tenant id>/oidc. Cloud IAM trusts runs'\n"
+                       "tokens (spec.identity) through the discovery document and keys.\n",
+        .subs = identity_subs,
+};

@@ -40,6 +40,8 @@ struct api_settings {
         char *egress_floor;        /* PADDOCK_EGRESS_FLOOR (net/addr_policy.h), parsed into api.floor */
         char *oidc_http_nets;      /* PADDOCK_OIDC_HTTP_NETS, parsed into api.oidc_http_nets */
         long long prompt_max_bytes; /* PADDOCK_PROMPT_MAX_BYTES: largest rendered prompt of a run (prompt.c) */
+        char *public_url;          /* PADDOCK_PUBLIC_URL; workload_identity_configure() normalises it */
+        long long workload_key_rotate_days; /* PADDOCK_WORKLOAD_KEY_ROTATE_DAYS (workload_identity.c) */
 };
 
 struct fanout_hub;
@@ -60,6 +62,7 @@ struct api {
         size_t n_oidc_http_nets;
         struct addr_allow trusted_proxies[HTTP_TRUSTED_PROXIES_MAX]; /* parsed cfg.trusted_proxies */
         size_t n_trusted_proxies;
+        char public_url[512];        /* PADDOCK_PUBLIC_URL without a trailing '/' (workload_identity.c) */
 };
 
 /* Permissions a route needs (routes.c declares one per route, authz.c maps each
@@ -612,6 +615,29 @@ int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char 
  * is not set. >= 0 when done (or nothing to do); negative errno when transient. */
 int sealing_on_provisioning(struct api *a, const char *tenant_id, const char *run_id, const char *public_key_b64,
                             struct err_detail *err);
+
+/* ---- workload_identity.c: the api as an OIDC issuer for runs (docs/CONTRACTS.md
+ * "Workload identity") */
+/* Checks and normalises cfg.public_url into a->public_url (default
+ * http://<PADDOCK_API_ADDR>). 0 or -EINVAL with e naming the reason. */
+int workload_identity_configure(struct api *a, struct err_detail *e);
+int workload_identity_discovery(struct api_req *r);
+int workload_identity_jwks(struct api_req *r);
+/* POST /v1/tenant/workload-identity/rotate: a new signing key now. */
+int workload_identity_rotate(struct api_req *r);
+/* The token of one spec.identity entry of a run (sealing.c): RS256 JWT
+ * signed with the tenant's current key (made first if there is none or it is
+ * due), sub naming tenant, team, definition and run, aud, exp = now + ttl_s.
+ * c holds the claims' inputs (borrowed). *ret (caller wipes and frees) is the
+ * NUL-terminated token; it is never logged. Runs on conn (tenant setting
+ * applied, inside the caller's transaction). 0 or negative errno with e. */
+struct workload_claims {
+        const char *tenant_id, *team_id, *sandbox_id, *run_id, *audience;
+        long long version;
+        long long ttl_s;
+};
+int workload_identity_mint(struct api *a, PGconn *conn, const struct workload_claims *c, char **ret, size_t *ret_len,
+                           struct err_detail *e);
 
 /* ---- approvals.c */
 int approvals_list(struct api_req *r);

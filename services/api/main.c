@@ -66,6 +66,12 @@ static const struct config_entry config_table[] = {
          "(test stacks); empty: https:// only. The platform egress floor applies either way"},
         {"PADDOCK_PROMPT_MAX_BYTES", CONFIG_INT, "65536", 1024, 262144, false, S(prompt_max_bytes),
          "largest rendered prompt of a run in bytes (POST /v1/runs prompt_vars and prompt; larger: 400)"},
+        {"PADDOCK_PUBLIC_URL", CONFIG_STRING, "", 0, 0, false, S(public_url),
+         "the api's URL as its clients and relying parties reach it (http(s)://host[:port], no path): the "
+         "workload identity issuer is <this>/v1/tenants/<tenant id>/oidc; empty: http://PADDOCK_API_ADDR"},
+        {"PADDOCK_WORKLOAD_KEY_ROTATE_DAYS", CONFIG_INT, "30", 1, 3650, false, S(workload_key_rotate_days),
+         "days a tenant's workload identity signing key signs before a new one replaces it; the replaced key "
+         "stays in the JWKS one more period"},
         {NULL},
 };
 #undef S
@@ -360,6 +366,11 @@ int main(int argc, char **argv) {
         }
         if (addr_allow_list_parse(a.cfg.oidc_http_nets, &a.oidc_http_nets, &a.n_oidc_http_nets, &e) < 0) {
                 log_error("invalid configuration: PADDOCK_OIDC_HTTP_NETS: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
+        if (workload_identity_configure(&a, &e) < 0) {
+                log_error("invalid configuration: PADDOCK_PUBLIC_URL: %s", e.message);
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
         }

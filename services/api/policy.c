@@ -361,6 +361,13 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
                 json_array_append_new(secrets, json_pack("{s:O, s:O}", "name", json_object_get(v, "name"), "as",
                                                          json_object_get(v, "as")));
         json_object_set_new(out, "secrets", secrets);
+        /* workload identity: where each token goes, never a token (they are
+         * minted per run at sealing time, docs/CONTRACTS.md "Workload identity") */
+        json_t *identity = json_array();
+        json_array_foreach(json_object_get(spec, "identity"), i, v)
+                json_array_append_new(identity, json_pack("{s:O, s:O}", "audience", json_object_get(v, "audience"), "as",
+                                                          json_object_get(v, "as")));
+        json_object_set_new(out, "identity", identity);
         json_object_set_new(out, "prompt", json_null());
         json_t *jp = json_object_get(spec, "prompt");
         if (jp) {

@@ -79,6 +79,12 @@ static const struct api_route routes[] = {
         {"GET", "/v1/usage", usage_get, PERM_VIEWER},
         {"GET", "/v1/audit", audit_api_list, PERM_ADMIN},
         {"GET", "/v1/audit/verify", audit_api_verify, PERM_ADMIN},
+        /* workload identity (workload_identity.c): the issuer's documents
+         * are public, as OIDC relying parties (cloud IAM) fetch them without
+         * credentials; rotating the signing key is the tenant admin's */
+        {"GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration", workload_identity_discovery, PERM_NONE},
+        {"GET", "/v1/tenants/{tenant}/oidc/jwks", workload_identity_jwks, PERM_NONE},
+        {"POST", "/v1/tenant/workload-identity/rotate", workload_identity_rotate, PERM_ADMIN},
 };
 
 /* Splits pattern and path on '/', capturing {x} segments. */

@@ -200,6 +200,10 @@ struct snapshot_parts {
         Paddock__V1__ModelRoute **route_ptrs;
         char **route_models;            /* one model id per route */
         char *policy_json;
+        Paddock__V1__SecretRef *identity;   /* spec.identity (snapshot_fill_identity) */
+        Paddock__V1__SecretRef **identity_ptrs;
+        char (*identity_names)[32];         /* "identity:<index>" */
+        char (*identity_hosts)[256];
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
@@ -215,6 +219,10 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->route_ptrs);
         free(p->route_models);
         free(p->policy_json);
+        free(p->identity);
+        free(p->identity_ptrs);
+        free(p->identity_names);
+        free(p->identity_hosts);
 }
 
 /* The resolved rules in evaluation order (policy_resolve: egress.allow,
@@ -275,6 +283,46 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
         }
         snap->n_secrets = n;
         snap->secrets = parts->secret_ptrs;
+        return 0;
+}
+
+/* spec.identity as SecretRefs named "identity:<index>" (docs/CONTRACTS.md
+ * "Workload identity"): sealing.c mints the token of each under that name,
+ * the runner delivers it like a secret, or as a file. */
+static int snapshot_fill_identity(json_t *pol, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+        json_t *ids = json_object_get(pol, "identity");
+        size_t n = json_array_size(ids);
+        parts->identity = calloc(n + 1, sizeof *parts->identity);
+        parts->identity_ptrs = calloc(n + 1, sizeof *parts->identity_ptrs);
+        parts->identity_names = calloc(n + 1, sizeof *parts->identity_names);
+        parts->identity_hosts = calloc(n + 1, sizeof *parts->identity_hosts);
+        if (!parts->identity || !parts->identity_ptrs || !parts->identity_names || !parts->identity_hosts)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *as = json_object_get(json_array_get(ids, i), "as");
+                Paddock__V1__SecretRef *ref = &parts->identity[i];
+                paddock__v1__secret_ref__init(ref);
+                snprintf(parts->identity_names[i], sizeof parts->identity_names[i], "identity:%zu", i);
+                ref->name = parts->identity_names[i];
+                json_t *env = json_object_get(as, "env"), *file = json_object_get(as, "file"),
+                       *hdr = json_object_get(as, "header");
+                if (env)
+                        ref->env = (char *)json_string_value(env);
+                else if (file)
+                        ref->file = (char *)json_string_value(file);
+                else {
+                        uint16_t port = 0;
+                        if (spec_header_origin(hdr, parts->identity_hosts[i], sizeof parts->identity_hosts[i], &port,
+                                               NULL) < 0)
+                                return -EINVAL; /* validated before: cannot happen */
+                        ref->header_host = parts->identity_hosts[i];
+                        ref->header_port = port;
+                        ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
+                }
+                parts->identity_ptrs[i] = ref;
+        }
+        snap->n_identity = n;
+        snap->identity = parts->identity_ptrs;
         return 0;
 }
 
@@ -419,6 +467,8 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         if (!pj || !(parts->policy_json = json_dumps(pj, JSON_COMPACT)))
                 return -ENOMEM;
         snap->policy_json = parts->policy_json;
+        if ((k = snapshot_fill_identity(pol, snap, parts)) < 0)
+                return k;
         return snapshot_fill_secrets(pol, snap, parts);
 }
 

@@ -18,12 +18,20 @@
  * key by its key_secret (secrets_model_key), the same names the snapshot's
  * routes carry.
  *
+ * The workload identity tokens of spec.identity (docs/CONTRACTS.md "Workload
+ * identity") are minted here, now that the run is about to start and its
+ * deadline is known (exp = now + limits.timeout_s + WORKLOAD_TOKEN_SLACK_S),
+ * and go in the same bundle under the names runs.c gave their SecretRefs
+ * ("identity:<index>"); like the secrets they exist in clear only in these
+ * buffers, never in a row, the outbox, a log line or an event.
+ *
  * Redelivery seals again with a fresh ephemeral key: harmless, the runner-agent
  * takes the first bundle it can open and ignores later ones. */
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "core/log.h"
@@ -31,6 +39,9 @@
 #include "pg/pg.h"
 
 #define SEAL_AAD_PREFIX "paddock-secrets:"
+/* a token outlives the run's timeout by this much: the runner's deadline
+ * starts when the sandbox does, a little after the token is minted */
+#define WORKLOAD_TOKEN_SLACK_S 60
 
 /* Standard or URL-safe base64 of exactly 32 bytes, padding optional. */
 static int decode_public_key(const char *s, uint8_t out[SEAL_PUBLIC_KEY_LEN]) {
@@ -161,7 +172,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         const char *params[] = {run_id};
         k = pg_exec(d.conn,
                     "SELECT r.tenant_id, r.team_id, coalesce(r.node_id, ''), r.status, v.spec::text, s.team_id, "
-                    "array_to_json(r.model_key_secrets)::text "
+                    "array_to_json(r.model_key_secrets)::text, r.sandbox_id, r.version "
                     "FROM api.runs r JOIN api.sandbox_versions v ON v.sandbox_id = r.sandbox_id AND v.version = r.version "
                     "JOIN api.sandboxes s ON s.id = r.sandbox_id WHERE r.id = $1",
                     1, params, &res, &e);
@@ -177,7 +188,8 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
         json_t *refs = json_object_get(spec, "secrets");
         _cleanup_json_ json_t *model_keys = json_loads(PQgetvalue(res, 0, 6), 0, NULL);
-        if (json_array_size(refs) == 0 && json_array_size(model_keys) == 0)
+        json_t *ids = json_object_get(spec, "identity");
+        if (json_array_size(refs) == 0 && json_array_size(model_keys) == 0 && json_array_size(ids) == 0)
                 return 0;
         /* a team's secrets reach only its own definitions (ARCHITECTURE.md
          * §5): a run filed under another team than its sandbox's (launched
@@ -192,7 +204,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         /* each name once, even when the spec injects it in two places or
          * a model route's key is also a spec secret */
         size_t n = 0, n_refs = json_array_size(refs);
-        struct opened *o = calloc(n_refs + json_array_size(model_keys) + 1, sizeof *o);
+        struct opened *o = calloc(n_refs + json_array_size(model_keys) + json_array_size(ids) + 1, sizeof *o);
         if (!o)
                 return err_set(err, -ENOMEM, "oom", "out of memory");
         for (size_t i = 0; i < n_refs + json_array_size(model_keys); i++) {
@@ -220,6 +232,52 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
                         opened_free(o, n);
                         return err_set(err, k, e.code, "could not load secret %s of run %s: %s", name, run_id, e.message);
                 }
+                n++;
+        }
+        char id_names[8][32];
+        json_t *jt = json_object_get(json_object_get(spec, "limits"), "timeout_s");
+        struct workload_claims wc = {.tenant_id = tenant_id, .team_id = team_id, .sandbox_id = PQgetvalue(res, 0, 7),
+                                     .run_id = run_id, .version = strtoll(PQgetvalue(res, 0, 8), NULL, 10),
+                                     .ttl_s = (json_is_integer(jt) ? json_integer_value(jt) : POLICY_DEFAULT_TIMEOUT_S) +
+                                              WORKLOAD_TOKEN_SLACK_S};
+        for (size_t i = 0; i < json_array_size(ids) && i < ELEMENTSOF(id_names); i++) {
+                json_t *it = json_array_get(ids, i);
+                json_t *hdr = json_object_get(json_object_get(it, "as"), "header");
+                const char *hname = json_string_value(json_object_get(hdr, "name"));
+                wc.audience = json_string_value(json_object_get(it, "audience"));
+                snprintf(id_names[i], sizeof id_names[i], "identity:%zu", i); /* runs.c's SecretRef names */
+                char *tok = NULL;
+                size_t len = 0;
+                k = workload_identity_mint(a, d.conn, &wc, &tok, &len, &e);
+                if (k < 0) {
+                        opened_free(o, n);
+                        if (k == -EBADMSG) {
+                                log_ctx(LOG_ERROR, LOG_KV("tenant", tenant_id, "run", run_id), "%s", e.message);
+                                return send_cancel(a, &d, tenant_id, run_id, node,
+                                                   "the run's workload identity token could not be signed", err);
+                        }
+                        return err_set(err, k, e.code, "could not mint workload identity token of run %s: %s", run_id,
+                                       e.message);
+                }
+                /* as an Authorization header, the token is a bearer credential (RFC 6750) */
+                if (hname && !strcasecmp(hname, "authorization")) {
+                        uint8_t *b = malloc(len + 8);
+                        if (!b) {
+                                OPENSSL_cleanse(tok, len);
+                                free(tok);
+                                opened_free(o, n);
+                                return err_set(err, -ENOMEM, "oom", "out of memory");
+                        }
+                        memcpy(b, "Bearer ", 7);
+                        memcpy(b + 7, tok, len);
+                        OPENSSL_cleanse(tok, len);
+                        free(tok);
+                        tok = (char *)b;
+                        len += 7;
+                }
+                o[n].name = id_names[i];
+                o[n].value = (uint8_t *)tok;
+                o[n].len = len;
                 n++;
         }
         k = seal_and_send(a, &d, tenant_id, run_id, node, pub, o, n, err);

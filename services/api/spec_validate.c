@@ -30,6 +30,9 @@
 #define SECRETS_MAX 64
 #define ENV_NAME_MAX 128
 #define HEADER_NAME_MAX 128
+#define IDENTITY_MAX 8
+#define AUDIENCE_MAX 256
+#define IDENTITY_FILE_MAX 64
 
 #define GLOB_MAX 1024
 #define ARTIFACT_PATHS_MAX 64
@@ -50,7 +53,7 @@ static void defer_unsupported(const char *field) {
 
 static const char *const spec_fields[] = {"agent",  "image",  "prompt",    "skills",    "models",   "files",
                                           "connectors", "egress", "secrets", "policy", "limits",
-                                          "artifacts", "retention_days", NULL};
+                                          "artifacts", "retention_days", "identity", NULL};
 
 static bool in_list(const char *const *list, const char *s) {
         for (; *list; list++)
@@ -543,50 +546,72 @@ int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port,
         return 0;
 }
 
-static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
-        if (!json_is_object(as) || json_object_size(as) != 1)
+/* The env destination of a secret or identity token (at names its "as",
+ * e.g. "spec.secrets[0].as"). */
+static int validate_dest_env(struct api_req *r, const char *at, json_t *env) {
+        if (!clean_string(env) || !env_name_ok(json_string_value(env)))
                 return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"origin\", \"name\"}}", i);
-        json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
-        if (env) {
-                if (!clean_string(env) || !env_name_ok(json_string_value(env)))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.secrets[%zu].as.env must be an environment variable name "
-                                        "([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", i, ENV_NAME_MAX);
-                if (env_name_reserved(json_string_value(env)))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.secrets[%zu].as.env: %s is reserved by the platform", i,
-                                        json_string_value(env));
-                return 0;
-        }
-        if (!hdr) {
-                const char *key = json_object_iter_key(json_object_iter(as));
-                return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.%s is not a known field", i, key);
-        }
+                                "%s.env must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d "
+                                "characters)", at, ENV_NAME_MAX);
+        if (env_name_reserved(json_string_value(env)))
+                return api_fail(r, -EINVAL, "invalid_field", "%s.env: %s is reserved by the platform", at,
+                                json_string_value(env));
+        return 0;
+}
+
+/* The header destination of a secret or identity token: an https origin the
+ * proxy adds it for, and a header name it may add. */
+static int validate_dest_header(struct api_req *r, const char *at, json_t *hdr) {
         if (!json_is_object(hdr))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu].as.header must be an object", i);
+                return api_fail(r, -EINVAL, "invalid_field", "%s.header must be an object", at);
         const char *key;
         json_t *v;
         json_object_foreach(hdr, key, v) {
                 if (strcmp(key, "origin") && strcmp(key, "host") && strcmp(key, "name"))
-                        return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.header.%s is not a known field",
-                                        i, key);
+                        return api_fail(r, -EINVAL, "unknown_field", "%s.header.%s is not a known field", at, key);
         }
         json_t *name = json_object_get(hdr, "name");
         if (!json_object_get(hdr, "origin") && !json_object_get(hdr, "host"))
-                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.origin is required", i);
+                return api_fail(r, -EINVAL, "missing_field", "%s.header.origin is required", at);
         if (!name)
-                return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as.header.name is required", i);
+                return api_fail(r, -EINVAL, "missing_field", "%s.header.name is required", at);
         char host[HOST_RULE_NAME_MAX + 1];
         uint16_t port;
         struct err_detail oe = {0};
         if (spec_header_origin(hdr, host, sizeof host, &port, &oe) < 0)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu].as.header.%s %s", i, oe.code, oe.message);
+                return api_fail(r, -EINVAL, "invalid_field", "%s.header.%s %s", at, oe.code, oe.message);
         if (!clean_string(name) || !header_name_ok(json_string_value(name)))
                 return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.secrets[%zu].as.header.name must be an HTTP header name (token, at most %d "
-                                "characters, not a framing or proxy header)", i, HEADER_NAME_MAX);
+                                "%s.header.name must be an HTTP header name (token, at most %d characters, not a "
+                                "framing or proxy header)", at, HEADER_NAME_MAX);
         return 0;
+}
+
+/* Two destinations given as {"header": {...}} are the same origin and header
+ * name, however spelled (host form, port 443 or none). */
+static bool same_header(json_t *hdr, json_t *phdr) {
+        char h1[HOST_RULE_NAME_MAX + 1], h2[HOST_RULE_NAME_MAX + 1];
+        uint16_t p1 = 0, p2 = 0;
+        return hdr && phdr && spec_header_origin(hdr, h1, sizeof h1, &p1, NULL) == 0 &&
+               spec_header_origin(phdr, h2, sizeof h2, &p2, NULL) == 0 && p1 == p2 && !strcasecmp(h1, h2) &&
+               !strcasecmp(json_string_value(json_object_get(hdr, "name")),
+                           json_string_value(json_object_get(phdr, "name")));
+}
+
+static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
+        if (!json_is_object(as) || json_object_size(as) != 1)
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"origin\", \"name\"}}", i);
+        char at[64];
+        snprintf(at, sizeof at, "spec.secrets[%zu].as", i);
+        json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
+        if (env)
+                return validate_dest_env(r, at, env);
+        if (!hdr) {
+                const char *key = json_object_iter_key(json_object_iter(as));
+                return api_fail(r, -EINVAL, "unknown_field", "spec.secrets[%zu].as.%s is not a known field", i, key);
+        }
+        return validate_dest_header(r, at, hdr);
 }
 
 static int validate_secrets(struct api_req *r, json_t *secrets) {
@@ -625,19 +650,98 @@ static int validate_secrets(struct api_req *r, json_t *secrets) {
                         bool dup = false;
                         if (env && penv)
                                 dup = !strcmp(json_string_value(env), json_string_value(penv));
-                        else if (hdr && phdr) {
-                                /* the same origin however spelled (host form, port 443 or none) */
-                                char h1[HOST_RULE_NAME_MAX + 1], h2[HOST_RULE_NAME_MAX + 1];
-                                uint16_t p1 = 0, p2 = 0;
-                                dup = spec_header_origin(hdr, h1, sizeof h1, &p1, NULL) == 0 &&
-                                      spec_header_origin(phdr, h2, sizeof h2, &p2, NULL) == 0 && p1 == p2 &&
-                                      !strcasecmp(h1, h2) &&
-                                      !strcasecmp(json_string_value(json_object_get(hdr, "name")),
-                                                  json_string_value(json_object_get(phdr, "name")));
-                        }
+                        else if (hdr && phdr)
+                                dup = same_header(hdr, phdr); /* the same origin however spelled */
                         if (dup)
                                 return api_fail(r, -EINVAL, "invalid_field",
                                                 "spec.secrets[%zu].as repeats the destination of spec.secrets[%zu]", i, j);
+                }
+        }
+        return 0;
+}
+
+/* A file name under /paddock/identity: [A-Za-z0-9._-], not "." or "..". */
+static bool identity_file_ok(json_t *v) {
+        if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > IDENTITY_FILE_MAX)
+                return false;
+        const char *s = json_string_value(v);
+        if (!strcmp(s, ".") || !strcmp(s, ".."))
+                return false;
+        return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == strlen(s);
+}
+
+/* spec.identity (docs/CONTRACTS.md "Workload identity"): a token per
+ * audience, delivered like a secret: {"env": VAR}, {"file": NAME} (read-only
+ * /paddock/identity/NAME) or {"header": {"host"|"origin", "name"}} (added by
+ * the proxy, https origins only, as header secrets). A destination is given
+ * once across spec.secrets and spec.identity. */
+static int validate_identity(struct api_req *r, json_t *ids, json_t *secrets) {
+        if (!json_is_array(ids) || json_array_size(ids) > IDENTITY_MAX)
+                return api_fail(r, -EINVAL, "invalid_field", "spec.identity must be an array of at most %d entries",
+                                IDENTITY_MAX);
+        size_t i;
+        json_t *it;
+        json_array_foreach(ids, i, it) {
+                if (!json_is_object(it))
+                        return api_fail(r, -EINVAL, "invalid_field", "spec.identity[%zu] must be an object", i);
+                const char *key;
+                json_t *v;
+                json_object_foreach(it, key, v) {
+                        if (strcmp(key, "audience") && strcmp(key, "as"))
+                                return api_fail(r, -EINVAL, "unknown_field", "spec.identity[%zu].%s is not a known field",
+                                                i, key);
+                }
+                json_t *aud = json_object_get(it, "audience"), *as = json_object_get(it, "as");
+                if (!aud)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.identity[%zu].audience is required", i);
+                bool aud_ok = clean_string(aud) && json_string_length(aud) > 0 && json_string_length(aud) <= AUDIENCE_MAX;
+                for (const char *c = aud_ok ? json_string_value(aud) : ""; *c; c++)
+                        aud_ok &= (unsigned char)*c > 0x20 && *c != 0x7f;
+                if (!aud_ok)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.identity[%zu].audience must be 1-%d printable characters without spaces", i,
+                                        AUDIENCE_MAX);
+                if (!as)
+                        return api_fail(r, -EINVAL, "missing_field", "spec.identity[%zu].as is required", i);
+                if (!json_is_object(as) || json_object_size(as) != 1)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.identity[%zu].as must be {\"env\": VAR}, {\"file\": NAME} or "
+                                        "{\"header\": {\"host\", \"name\"}}", i);
+                json_t *env = json_object_get(as, "env"), *file = json_object_get(as, "file"),
+                       *hdr = json_object_get(as, "header");
+                char at[64];
+                snprintf(at, sizeof at, "spec.identity[%zu].as", i);
+                int k = 0;
+                if (env) {
+                        k = validate_dest_env(r, at, env);
+                } else if (file) {
+                        if (!identity_file_ok(file))
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.identity[%zu].as.file must be a file name of 1-%d characters "
+                                                "[A-Za-z0-9._-], not . or ..", i, IDENTITY_FILE_MAX);
+                } else if (hdr) {
+                        k = validate_dest_header(r, at, hdr);
+                } else {
+                        key = json_object_iter_key(json_object_iter(as));
+                        return api_fail(r, -EINVAL, "unknown_field", "spec.identity[%zu].as.%s is not a known field", i,
+                                        key);
+                }
+                if (k < 0)
+                        return k;
+                /* one destination, one value: across identity and secrets */
+                for (size_t j = 0; j < i + json_array_size(secrets); j++) {
+                        json_t *pas = json_object_get(j < i ? json_array_get(ids, j) : json_array_get(secrets, j - i), "as");
+                        json_t *penv = json_object_get(pas, "env"), *pfile = json_object_get(pas, "file");
+                        bool dup = (env && json_is_string(penv) && !strcmp(json_string_value(env), json_string_value(penv))) ||
+                                   (file && json_is_string(pfile) && !strcmp(json_string_value(file), json_string_value(pfile))) ||
+                                   (hdr && same_header(hdr, json_object_get(pas, "header")));
+                        if (dup && j < i)
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.identity[%zu].as repeats the destination of spec.identity[%zu]", i, j);
+                        if (dup)
+                                return api_fail(r, -EINVAL, "invalid_field",
+                                                "spec.identity[%zu].as repeats the destination of spec.secrets[%zu]", i,
+                                                j - i);
                 }
         }
         return 0;
@@ -761,6 +865,9 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if ((v = json_object_get(spec, "egress")) && (k = validate_egress(r, v)) < 0)
                 return k;
         if ((v = json_object_get(spec, "secrets")) && (k = validate_secrets(r, v)) < 0)
+                return k;
+        if ((v = json_object_get(spec, "identity")) &&
+            (k = validate_identity(r, v, json_object_get(spec, "secrets"))) < 0)
                 return k;
         if ((v = json_object_get(spec, "image")) &&
             (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128))

@@ -14,6 +14,7 @@
 #include "core/macro.h"
 #include "prompt_file.h"
 #include "gateway_hook.h"
+#include "identity_file.h"
 #include "proxy.h"
 #include "run_policy.h"
 #include "secrets.h"
@@ -133,6 +134,10 @@ int proxy_hook_prepare(struct proxy_hook *h, struct sandbox *sb, struct err_deta
                 size_t n;
                 const struct proxy_header *hd = secrets_headers(h->secrets, &n);
                 proxy_run_set_headers(h->proxy, hd, n);
+                /* workload identity tokens given as files (identity_file.h) */
+                const struct secret_file *files = secrets_files(h->secrets, &n);
+                if ((r = identity_file_write(sb, files, n, reterr)) < 0)
+                        return r;
         }
         r = gateway_hook_start(h->run_id, sb->netns_path, h->snap, h->secrets, h->ev, h->on_model_limit,
                                h->model_limit_userdata, &h->gateway, reterr);

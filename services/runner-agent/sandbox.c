@@ -1,4 +1,5 @@
 #include "sandbox.h"
+#include "identity_file.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -355,6 +356,11 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         if (cli && hook_server_add_to_bundle(sb, a->cfg->hook_binary, snap, mounts) < 0) {
                 json_decref(config);
                 return err_set(reterr, -ENOMEM, "bundle", "could not add the hook bridge to config.json");
+        }
+        /* workload identity tokens as files, read-only (identity_file.h) */
+        if (identity_file_add_to_bundle(sb, mounts) < 0) {
+                json_decref(config);
+                return err_set(reterr, -ENOMEM, "bundle", "could not add the identity files to config.json");
         }
         const char *config_out = sb->config_override ? sb->config_override : sb->config_path;
         int r = json_dump_file(config, config_out, JSON_INDENT(2));

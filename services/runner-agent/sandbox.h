@@ -36,6 +36,7 @@ struct sandbox {
         struct sandbox_netns_job *netns_job; /* between sandbox_netns_begin and _wait */
         char *seccomp_key;         /* set when crun compiles the profile: learn its program (seccomp.h) */
         struct agent_cli_launch *cli; /* a CLI agent's launch (agent_cli.h), borrowed; NULL: none */
+        bool identity_files;       /* runs/<id>/identity holds token files (identity_file.h) */
 };
 
 /* Computes the paths and the host ids of run slot `slot` (destroying a

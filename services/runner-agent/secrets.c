@@ -35,6 +35,8 @@ struct run_secrets {
         size_t n_headers;
         struct secret_key *model_keys;     /* one per snapshot model route, value NULL if none */
         size_t n_model_keys;
+        struct secret_file *files;         /* workload identity tokens delivered as files */
+        size_t n_files;
 
         struct run_secrets *next;
 };
@@ -71,7 +73,7 @@ int secrets_run_new(const char *run_id, const Paddock__V1__SandboxSnapshot *snap
         size_t n_keys = 0;
         for (size_t i = 0; snap && i < snap->n_model_routes; i++)
                 n_keys += snap->model_routes[i]->key_secret && snap->model_routes[i]->key_secret[0];
-        if (!snap || (snap->n_secrets == 0 && n_keys == 0))
+        if (!snap || (snap->n_secrets == 0 && n_keys == 0 && snap->n_identity == 0))
                 return 0;
         struct run_secrets *rs = calloc(1, sizeof *rs);
         if (!rs)
@@ -176,13 +178,17 @@ static const Paddock__V1__SecretValue *bundle_find(const Paddock__V1__SecretBund
 /* Maps the opened bundle onto the snapshot's references. */
 static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *snap,
                    const Paddock__V1__SecretBundle *b, struct err_detail *reterr) {
-        size_t n = snap->n_secrets;
+        /* the workload identity tokens (snap->identity) are delivered like
+         * secrets, and as files too (docs/CONTRACTS.md "Workload identity") */
+        size_t n = snap->n_secrets + snap->n_identity;
         rs->env = calloc(n + 1, sizeof *rs->env);
         rs->headers = calloc(n + 1, sizeof *rs->headers);
-        if (!rs->env || !rs->headers)
+        rs->files = calloc(n + 1, sizeof *rs->files);
+        if (!rs->env || !rs->headers || !rs->files)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                const Paddock__V1__SecretRef *ref = snap->secrets[i];
+                const Paddock__V1__SecretRef *ref =
+                        i < snap->n_secrets ? snap->secrets[i] : snap->identity[i - snap->n_secrets];
                 const char *name = ref->name ? ref->name : "";
                 const Paddock__V1__SecretValue *v = bundle_find(b, name);
                 if (!v)
@@ -219,6 +225,16 @@ static int resolve(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot *s
                                 .host = ref->header_host, .name = ref->header_name,
                                 .port = ref->header_port && ref->header_port <= 65535 ? (uint16_t)ref->header_port : 443,
                                 .value = hv, .value_len = len};
+                } else if (ref->file && ref->file[0] && i >= snap->n_secrets) {
+                        /* a name, not a path: the file lives in /paddock/identity */
+                        if (strchr(ref->file, '/') || !strcmp(ref->file, ".") || !strcmp(ref->file, ".."))
+                                return err_set(reterr, -EINVAL, "secrets", "%s: invalid file name", name);
+                        char *fv = malloc(len + 1);
+                        if (!fv)
+                                return -ENOMEM;
+                        memcpy(fv, val, len);
+                        fv[len] = 0;
+                        rs->files[rs->n_files++] = (struct secret_file){.name = ref->file, .value = fv, .len = len};
                 } else
                         return err_set(reterr, -EINVAL, "secrets", "secret %s has neither env nor header", name);
         }
@@ -319,6 +335,11 @@ const char *const *secrets_env(const struct run_secrets *rs) {
         return rs && rs->env ? (const char *const *)rs->env : none;
 }
 
+const struct secret_file *secrets_files(const struct run_secrets *rs, size_t *ret_n) {
+        *ret_n = rs ? rs->n_files : 0;
+        return rs ? rs->files : NULL;
+}
+
 const struct proxy_header *secrets_headers(const struct run_secrets *rs, size_t *ret_n) {
         *ret_n = rs ? rs->n_headers : 0;
         return rs ? rs->headers : NULL;
@@ -344,6 +365,9 @@ struct run_secrets *secrets_run_free(struct run_secrets *rs) {
         for (size_t i = 0; i < rs->n_model_keys; i++)
                 wipe_free(rs->model_keys[i].value, rs->model_keys[i].len);
         free(rs->model_keys);
+        for (size_t i = 0; i < rs->n_files; i++)
+                wipe_free(rs->files[i].value, rs->files[i].len);
+        free(rs->files);
         seal_keypair_free(rs->kp);
         OPENSSL_cleanse(rs, sizeof *rs);
         free(rs);

@@ -42,6 +42,17 @@ int secrets_run_wait(struct run_secrets *rs, const Paddock__V1__SandboxSnapshot 
 const char *const *secrets_env(const struct run_secrets *rs);
 const struct proxy_header *secrets_headers(const struct run_secrets *rs, size_t *ret_n);
 
+/* After secrets_run_wait(): the workload identity tokens the snapshot
+ * delivers as files (SecretRef.file, docs/CONTRACTS.md "Workload
+ * identity"): name (borrowed from the snapshot) and value, owned by rs until
+ * secrets_run_free(); identity_file.h writes them. */
+struct secret_file {
+        const char *name;
+        char *value;
+        size_t len;
+};
+const struct secret_file *secrets_files(const struct run_secrets *rs, size_t *ret_n);
+
 /* After secrets_run_wait(): the key of the snapshot's model route number
  * route (its key_secret, from the same sealed bundle), NUL-terminated, and its
  * length; NULL when the route names none. Owned by rs until secrets_run_free();

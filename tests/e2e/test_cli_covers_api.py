@@ -86,6 +86,9 @@ ROUTE_COMMANDS = {
     ("GET", "/v1/usage"): "usage",
     ("GET", "/v1/audit"): "audit list",
     ("GET", "/v1/audit/verify"): "audit verify",
+    ("GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration"): "identity discovery",
+    ("GET", "/v1/tenants/{tenant}/oidc/jwks"): "identity jwks",
+    ("POST", "/v1/tenant/workload-identity/rotate"): "identity rotate",
 }
 
 # Routes that are deliberately no task of the CLI, and why. Only these three.

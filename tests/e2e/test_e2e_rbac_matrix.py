@@ -113,6 +113,11 @@ ENDPOINTS = [
     ("GET", "/v1/usage", "PERM_VIEWER", False, 200),              # sums the caller's teams only
     ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
     ("GET", "/v1/audit/verify", "PERM_ADMIN", False, 200),
+    # workload identity: the issuer's documents are public (relying parties
+    # fetch them without credentials), rotation is the tenant admin's
+    ("GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration", "PERM_NONE", False, 200),
+    ("GET", "/v1/tenants/{tenant}/oidc/jwks", "PERM_NONE", False, 200),
+    ("POST", "/v1/tenant/workload-identity/rotate", "PERM_ADMIN", False, 200),
 ]
 
 SPEC = command_spec(["sh", "-c", "echo changed >> a.txt"], files=[{"path": "a.txt", "content": "a\n"}])
@@ -267,7 +272,8 @@ def world(endpoints, credentials, api, me):
     scopes["other_tenant"].finish(pg_dsn, ome["tenant"]["id"])
     catalog_item = api.ok("POST", "/v1/catalog/images", json={"name": unique_name("rbac-img"), "body": {}},
                           expect=(201,))["id"]
-    return {"tokens": tokens, "creds": creds, "scopes": scopes, "api": api, "catalog_item": catalog_item}
+    return {"tokens": tokens, "creds": creds, "scopes": scopes, "api": api, "catalog_item": catalog_item,
+            "tenant_id": me["tenant"]["id"]}
 
 
 def _request(endpoints, world, method, path, caller, scope_name):
@@ -300,7 +306,9 @@ def _request(endpoints, world, method, path, caller, scope_name):
         body = {"name": unique_name("rbac-new"), "team": s.team, "spec": SPEC}
     elif path == "/v1/runs" and method == "POST":
         body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
-    url = path
+    url = path.replace("{tenant}", world["tenant_id"])
+    if path.startswith("/v1/tenants/{tenant}/"):
+        token = None  # public: no credentials at all
     if path.startswith("/v1/catalog/"):
         url = path.replace("{kind}", "images").replace("{id}", world["catalog_item"])
         if method == "POST" and path == "/v1/catalog/{kind}":

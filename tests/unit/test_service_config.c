@@ -244,6 +244,27 @@ static void test_unknown_argument_is_refused_alike(void **state) {
         }
 }
 
+/* The api's public URL (the workload identity issuer's base, docs/CONTRACTS.md
+ * "Workload identity") is checked before anything is contacted. */
+static void test_bad_public_url_is_refused(void **state) {
+        (void)state;
+        for (const char *const *bad = (const char *const[]){"PADDOCK_PUBLIC_URL=ftp://api.example.com",
+                                                            "PADDOCK_PUBLIC_URL=https://api.example.com/base",
+                                                            "PADDOCK_PUBLIC_URL=https://user@api.example.com",
+                                                            "PADDOCK_PUBLIC_URL=https://", NULL};
+             *bad; bad++) {
+                const char *env[8];
+                with_base(env, *bad, NULL);
+                char *out, *err;
+                int rc = run(PADDOCK_API_BIN, NULL, env, &out, &err);
+                if (rc != CONFIG_EXIT_BAD || !strstr(err, "invalid configuration: PADDOCK_PUBLIC_URL: "))
+                        fail_msg("paddock-api with %s: exit %d, want %d naming PADDOCK_PUBLIC_URL:\n%s", *bad, rc,
+                                 CONFIG_EXIT_BAD, err);
+                free(out);
+                free(err);
+        }
+}
+
 /* Valid settings up to the bus keys, which are missing: the daemon logs its
  * effective configuration (every setting of its --help, secrets hidden),
  * then refuses to start (78) without having contacted anything. */
@@ -302,6 +323,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_ops_addr_is_refused_alike),
                 cmocka_unit_test(test_unknown_argument_is_refused_alike),
                 cmocka_unit_test(test_effective_configuration_lists_every_setting_and_no_secret),
+                cmocka_unit_test(test_bad_public_url_is_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,433 @@
+/* Workload identity (issue 12 §6, docs/CONTRACTS.md "Workload identity"): the
+ * api is an OIDC issuer per tenant, <PADDOCK_PUBLIC_URL>/v1/tenants/<tenant
+ * id>/oidc, so that a cloud's IAM (AWS AssumeRoleWithWebIdentity, GCP
+ * workload identity federation, Azure federated credentials) or any service
+ * can trust a run's token with conditions on its claims, and no definition
+ * needs a static cloud key.
+ *
+ * Keys: RSA 2048 per tenant (RS256 is what every cloud accepts), made on
+ * first use; the newest signs; a newer one is made once the newest is
+ * PADDOCK_WORKLOAD_KEY_ROTATE_DAYS old (or on POST .../rotate), and a
+ * replaced key stays in the JWKS one more period, so a verifier's cached set
+ * and a token signed just before the rotation still verify. The private key
+ * is stored only sealed with the master key (migration 0022) and lives in
+ * clear only inside workload_identity_mint(), wiped before it returns.
+ * Making a key takes the tenant's advisory lock, so two api replicas never
+ * make two at once.
+ *
+ * Tokens are minted by sealing.c when the runner announces the run's key,
+ * put in the sealed bundle with the run's secrets, and never stored, logged
+ * or put in an event in clear. */
+#include <errno.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "auth/base64url.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "crypto/secretbox.h"
+#include "pg/pg.h"
+
+#define WI_RSA_BITS 2048
+#define WI_KEY_AAD_PREFIX "paddock-workload-key:"
+#define WI_PRIVATE_DER_MAX 4096
+
+int workload_identity_configure(struct api *a, struct err_detail *e) {
+        const char *u = a->cfg.public_url;
+        if (!u || !u[0]) {
+                snprintf(a->public_url, sizeof a->public_url, "http://%s", a->cfg.addr ? a->cfg.addr : "127.0.0.1:8080");
+                return 0;
+        }
+        size_t n = strlen(u);
+        while (n && u[n - 1] == '/')
+                n--;
+        size_t scheme = !strncmp(u, "https://", 8) ? 8 : !strncmp(u, "http://", 7) ? 7 : 0;
+        if (!scheme)
+                return err_set(e, -EINVAL, "invalid", "must start with https:// or http://");
+        if (n <= scheme || n >= sizeof a->public_url)
+                return err_set(e, -EINVAL, "invalid", "must name a host (at most %zu characters)", sizeof a->public_url - 1);
+        for (size_t i = scheme; i < n; i++)
+                if (strchr("/?#@\\ ", u[i]) || (unsigned char)u[i] < 0x21 || (unsigned char)u[i] > 0x7e)
+                        return err_set(e, -EINVAL, "invalid", "must be scheme://host[:port], without user, path, query "
+                                       "or fragment");
+        memcpy(a->public_url, u, n);
+        a->public_url[n] = '\0';
+        return 0;
+}
+
+static int issuer_of(const struct api *a, const char *tenant_id, char *buf, size_t size) {
+        int n = snprintf(buf, size, "%s/v1/tenants/%s/oidc", a->public_url, tenant_id);
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static void bytea_param(const uint8_t *b, size_t n, char *out) {
+        out[0] = '\\';
+        out[1] = 'x';
+        hex_encode(b, n, out + 2);
+}
+
+static int bytea_decode(const char *s, uint8_t *out, size_t size, size_t *ret_len) {
+        if (strncmp(s, "\\x", 2))
+                return -EBADMSG;
+        s += 2;
+        size_t n = strlen(s);
+        if (n % 2 || n / 2 > size)
+                return -EBADMSG;
+        for (size_t i = 0; i < n / 2; i++) {
+                int hi = hex_value((unsigned char)s[2 * i]), lo = hex_value((unsigned char)s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EBADMSG;
+                out[i] = (uint8_t)(hi << 4 | lo);
+        }
+        *ret_len = n / 2;
+        return 0;
+}
+
+static size_t key_aad(char *buf, size_t size, const char *tenant_id, const char *kid) {
+        return (size_t)snprintf(buf, size, WI_KEY_AAD_PREFIX "%s/%s", tenant_id, kid);
+}
+
+/* base64url of a BIGNUM parameter of pkey; caller frees. */
+static char *bn_b64url(EVP_PKEY *pkey, const char *param) {
+        BIGNUM *bn = NULL;
+        if (!EVP_PKEY_get_bn_param(pkey, param, &bn))
+                return NULL;
+        int len = BN_num_bytes(bn);
+        uint8_t *raw = malloc((size_t)len + 1);
+        char *out = raw ? malloc(B64URL_ENCODED_LEN((size_t)len) + 1) : NULL;
+        if (out) {
+                BN_bn2bin(bn, raw);
+                b64url_encode(raw, (size_t)len, out);
+        }
+        free(raw);
+        BN_free(bn);
+        return out;
+}
+
+/* Makes a key pair and stores it: public JWK (kid = its RFC 7638 thumbprint)
+ * and the sealed PKCS#8 DER private key. 0 or negative errno with e. */
+static int key_create(struct api *a, PGconn *conn, const char *tenant_id, char *ret_kid, size_t kid_size,
+                      struct err_detail *e) {
+        EVP_PKEY *pkey = EVP_RSA_gen(WI_RSA_BITS);
+        if (!pkey)
+                return err_set(e, -EIO, "crypto", "could not generate an RSA key");
+        _cleanup_free_ char *n = bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_N), *ex = bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_E);
+        uint8_t *der = NULL;
+        int der_len = i2d_PrivateKey(pkey, &der);
+        EVP_PKEY_free(pkey);
+        if (!n || !ex || der_len <= 0 || der_len > WI_PRIVATE_DER_MAX) {
+                if (der_len > 0)
+                        OPENSSL_clear_free(der, (size_t)der_len);
+                return err_set(e, -EIO, "crypto", "could not encode an RSA key");
+        }
+        /* RFC 7638: the thumbprint of the required members in lexical order */
+        _cleanup_free_ char *canon = NULL;
+        if (asprintf(&canon, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", ex, n) < 0) {
+                OPENSSL_clear_free(der, (size_t)der_len);
+                return -ENOMEM;
+        }
+        uint8_t dig[SHA256_DIGEST_LENGTH];
+        SHA256((const uint8_t *)canon, strlen(canon), dig);
+        char kid[B64URL_ENCODED_LEN(SHA256_DIGEST_LENGTH) + 1];
+        b64url_encode(dig, sizeof dig, kid);
+        char aad[160];
+        size_t aadlen = key_aad(aad, sizeof aad, tenant_id, kid);
+        size_t sealed_len = SECRETBOX_SEALED_LEN((size_t)der_len);
+        _cleanup_free_ uint8_t *sealed = malloc(sealed_len);
+        _cleanup_free_ char *hex = malloc(2 * sealed_len + 3);
+        if (!sealed || !hex) {
+                OPENSSL_clear_free(der, (size_t)der_len);
+                return -ENOMEM;
+        }
+        int k = secretbox_seal(a->master_key, der, (size_t)der_len, aad, aadlen, sealed);
+        OPENSSL_clear_free(der, (size_t)der_len);
+        if (k < 0)
+                return err_set(e, -EIO, "crypto", "could not seal a workload identity key");
+        bytea_param(sealed, sealed_len, hex);
+        _cleanup_json_ json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "use", "sig", "alg",
+                                               "RS256", "kid", kid, "n", n, "e", ex);
+        _cleanup_free_ char *jwk_text = jwk ? json_dumps(jwk, JSON_COMPACT) : NULL;
+        if (!jwk_text)
+                return -ENOMEM;
+        const char *params[] = {tenant_id, kid, jwk_text, hex};
+        k = pg_exec(conn,
+                    "INSERT INTO api.workload_keys (tenant_id, kid, public_jwk, sealed_private) "
+                    "VALUES ($1, $2, $3::jsonb, $4::bytea)",
+                    4, params, NULL, e);
+        if (k < 0)
+                return k;
+        snprintf(ret_kid, kid_size, "%s", kid);
+        log_ctx(LOG_INFO, LOG_KV("tenant", tenant_id, "kid", kid), "new workload identity signing key");
+        return 0;
+}
+
+/* Makes the tenant a signing key when it has none, when its newest is a
+ * rotation period old, or when force. Inside the caller's transaction; the
+ * advisory lock (held to its end) serialises makers across replicas. */
+static int key_ensure(struct api *a, PGconn *conn, const char *tenant_id, bool force, char *ret_kid, size_t kid_size,
+                      struct err_detail *e) {
+        char days[24];
+        snprintf(days, sizeof days, "%lld", a->cfg.workload_key_rotate_days);
+        const char *params[] = {tenant_id, days};
+        int k = pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended('paddock-workload-key:' || $1, 0))", 1,
+                        params, NULL, e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        k = pg_exec(conn,
+                    "SELECT kid FROM api.workload_keys WHERE tenant_id = $1 "
+                    "AND created_at > clock_timestamp() - make_interval(days => $2::int) "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    2, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) == 1 && !force) {
+                if (ret_kid)
+                        snprintf(ret_kid, kid_size, "%s", PQgetvalue(res, 0, 0));
+                return 0;
+        }
+        char kid[64];
+        k = key_create(a, conn, tenant_id, kid, sizeof kid, e);
+        if (k >= 0 && ret_kid)
+                snprintf(ret_kid, kid_size, "%s", kid);
+        return k;
+}
+
+/* The tenant's published public keys, newest first: the signing key and those
+ * replaced less than a rotation period ago. */
+static int keys_published(struct api *a, PGconn *conn, const char *tenant_id, json_t **ret, struct err_detail *e) {
+        char days[24];
+        snprintf(days, sizeof days, "%lld", a->cfg.workload_key_rotate_days);
+        const char *params[] = {tenant_id, days};
+        _cleanup_pgres_ PGresult *res = NULL;
+        int k = pg_exec(conn,
+                        "SELECT public_jwk::text FROM (SELECT public_jwk, created_at, "
+                        "  lead(created_at) OVER (ORDER BY created_at) AS replaced_at "
+                        "  FROM api.workload_keys WHERE tenant_id = $1) k "
+                        "WHERE replaced_at IS NULL OR replaced_at > clock_timestamp() - make_interval(days => $2::int) "
+                        "ORDER BY created_at DESC",
+                        2, params, &res, e);
+        if (k < 0)
+                return k;
+        json_t *keys = json_array();
+        for (int i = 0; keys && i < PQntuples(res); i++)
+                json_array_append_new(keys, json_loads(PQgetvalue(res, i, 0), 0, NULL));
+        if (!keys)
+                return -ENOMEM;
+        *ret = keys;
+        return 0;
+}
+
+/* Opens the tenant's public routes' connection: 404 for a malformed or
+ * unknown tenant id (the same answer, no oracle beyond what the issuer URL
+ * publishes anyway). */
+static int open_tenant(struct api_req *r, struct db *d, const char *tenant_id) {
+        struct err_detail e = {0};
+        if (!tenant_id || !id_is_uuid(tenant_id))
+                return api_fail(r, -ENOENT, "not_found", "tenant not found");
+        int k = db_open(d, r->api, tenant_id, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {tenant_id};
+        k = pg_exec(d->conn, "SELECT 1 FROM api.tenants WHERE id = $1", 1, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "look up tenant");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "tenant not found");
+        return 0;
+}
+
+int workload_identity_discovery(struct api_req *r) {
+        const char *tenant_id = r->params[0];
+        _cleanup_db_ struct db d = {0};
+        int k = open_tenant(r, &d, tenant_id);
+        if (k < 0)
+                return k;
+        char iss[700], jwks[760];
+        if (issuer_of(r->api, tenant_id, iss, sizeof iss) < 0)
+                return api_fail(r, -ENAMETOOLONG, "internal", "issuer URL too long");
+        snprintf(jwks, sizeof jwks, "%s/jwks", iss);
+        r->out = json_pack("{s:s, s:s, s:[s], s:[s], s:[s], s:[s,s,s,s,s,s,s,s]}", "issuer", iss, "jwks_uri", jwks,
+                           "id_token_signing_alg_values_supported", "RS256", "response_types_supported", "id_token",
+                           "subject_types_supported", "public", "claims_supported", "iss", "sub", "aud", "iat", "nbf",
+                           "exp", "jti", "paddock");
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int workload_identity_jwks(struct api_req *r) {
+        const char *tenant_id = r->params[0];
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = open_tenant(r, &d, tenant_id);
+        if (k < 0)
+                return k;
+        /* keys are made on first use: a relying party may be set up before
+         * the tenant's first run */
+        if ((k = db_begin(&d, &e)) < 0 || (k = key_ensure(r->api, d.conn, tenant_id, false, NULL, 0, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "make workload identity key");
+        }
+        json_t *keys = NULL;
+        if ((k = keys_published(r->api, d.conn, tenant_id, &keys, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "list workload identity keys");
+        }
+        r->out = json_pack("{s:o}", "keys", keys);
+        if ((k = db_commit(&d, &e)) < 0)
+                return db_fail(r, k, &e, "commit workload identity key");
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int workload_identity_rotate(struct api_req *r) {
+        int k = api_body_none(r);
+        if (k < 0)
+                return k;
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = db_begin(&d, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        char kid[64];
+        if ((k = key_ensure(r->api, d.conn, r->caller.tenant_id, true, kid, sizeof kid, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "rotate workload identity key");
+        }
+        json_t *keys = NULL;
+        if ((k = keys_published(r->api, d.conn, r->caller.tenant_id, &keys, &e)) < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "list workload identity keys");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s}", "kid", kid);
+        if ((k = api_audit(r, &d, "tenant.workload_key_rotate", "tenant", r->caller.tenant_id, "success", change)) < 0) {
+                json_decref(keys);
+                db_rollback(&d);
+                return k;
+        }
+        if ((k = db_commit(&d, &e)) < 0) {
+                json_decref(keys);
+                return db_fail(r, k, &e, "commit workload identity key");
+        }
+        json_t *kids = json_array();
+        size_t i;
+        json_t *it;
+        json_array_foreach(keys, i, it)
+                json_array_append(kids, json_object_get(it, "kid"));
+        json_decref(keys);
+        r->out = json_pack("{s:s, s:o}", "kid", kid, "published_kids", kids);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+/* The tenant's signing key, opened: *ret_pkey (caller frees) and its kid. */
+static int key_signing(struct api *a, PGconn *conn, const char *tenant_id, EVP_PKEY **ret_pkey, char *kid,
+                       size_t kid_size, struct err_detail *e) {
+        int k = key_ensure(a, conn, tenant_id, false, kid, kid_size, e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {tenant_id, kid};
+        k = pg_exec(conn, "SELECT sealed_private FROM api.workload_keys WHERE tenant_id = $1 AND kid = $2", 2, params,
+                    &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return err_set(e, -EIO, "crypto", "workload identity key %s vanished", kid);
+        uint8_t sealed[WI_PRIVATE_DER_MAX + SECRETBOX_OVERHEAD];
+        size_t sl;
+        if (bytea_decode(PQgetvalue(res, 0, 0), sealed, sizeof sealed, &sl) < 0 || sl <= SECRETBOX_OVERHEAD)
+                return err_set(e, -EBADMSG, "crypto", "stored workload identity key %s is malformed", kid);
+        uint8_t der[WI_PRIVATE_DER_MAX];
+        char aad[160];
+        size_t aadlen = key_aad(aad, sizeof aad, tenant_id, kid);
+        int n = secretbox_open(a->master_key, sealed, sl, aad, aadlen, der);
+        if (n < 0)
+                return err_set(e, -EBADMSG, "crypto",
+                               "workload identity key %s does not open with PADDOCK_MASTER_KEY", kid);
+        const uint8_t *p = der;
+        EVP_PKEY *pkey = d2i_AutoPrivateKey(NULL, &p, (long)(sl - SECRETBOX_OVERHEAD));
+        OPENSSL_cleanse(der, sizeof der);
+        if (!pkey)
+                return err_set(e, -EBADMSG, "crypto", "workload identity key %s is not an RSA key", kid);
+        *ret_pkey = pkey;
+        return 0;
+}
+
+/* base64url of a JSON object, appended to out at *off. */
+static int append_b64url_json(json_t *o, char *out, size_t size, size_t *off) {
+        _cleanup_free_ char *s = json_dumps(o, JSON_COMPACT);
+        if (!s)
+                return -ENOMEM;
+        size_t n = strlen(s);
+        if (*off + B64URL_ENCODED_LEN(n) + 1 > size)
+                return -EMSGSIZE;
+        *off += b64url_encode((const uint8_t *)s, n, out + *off);
+        OPENSSL_cleanse(s, n);
+        return 0;
+}
+
+int workload_identity_mint(struct api *a, PGconn *conn, const struct workload_claims *c, char **ret, size_t *ret_len,
+                           struct err_detail *e) {
+        EVP_PKEY *pkey = NULL;
+        char kid[64], iss[700], sub[320], jti[UUID_STR_LEN];
+        int k = key_signing(a, conn, c->tenant_id, &pkey, kid, sizeof kid, e);
+        if (k < 0)
+                return k;
+        if (issuer_of(a, c->tenant_id, iss, sizeof iss) < 0 || id_new_uuid(jti) < 0) {
+                EVP_PKEY_free(pkey);
+                return err_set(e, -EIO, "crypto", "could not make the token's issuer or id");
+        }
+        snprintf(sub, sizeof sub, "tenant:%s:team:%s:definition:%s:run:%s", c->tenant_id, c->team_id, c->sandbox_id,
+                 c->run_id);
+        json_int_t now = (json_int_t)time(NULL);
+        _cleanup_json_ json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid", kid);
+        _cleanup_json_ json_t *claims = json_pack(
+                "{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:I, s:s}}", "iss", iss, "sub", sub, "aud",
+                c->audience, "iat", now, "nbf", now, "exp", now + (json_int_t)c->ttl_s, "jti", jti, "paddock", "tenant",
+                c->tenant_id, "team", c->team_id, "definition", c->sandbox_id, "version", (json_int_t)c->version, "run",
+                c->run_id);
+        size_t size = 8192, off = 0;
+        char *tok = calloc(1, size);
+        if (!hdr || !claims || !tok) {
+                free(tok);
+                EVP_PKEY_free(pkey);
+                return -ENOMEM;
+        }
+        k = append_b64url_json(hdr, tok, size, &off);
+        if (k >= 0) {
+                tok[off++] = '.';
+                k = append_b64url_json(claims, tok, size, &off);
+        }
+        if (k < 0) {
+                free(tok);
+                EVP_PKEY_free(pkey);
+                return err_set(e, k, "token", "workload identity token too large");
+        }
+        uint8_t sig[WI_RSA_BITS / 8 * 2];
+        size_t sig_len = sizeof sig;
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        bool ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) == 1 &&
+                  EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)tok, off) == 1;
+        EVP_MD_CTX_free(md);
+        EVP_PKEY_free(pkey);
+        if (!ok || off + 1 + B64URL_ENCODED_LEN(sig_len) + 1 > size) {
+                OPENSSL_clear_free(tok, size);
+                return err_set(e, -EIO, "crypto", "could not sign a workload identity token");
+        }
+        tok[off++] = '.';
+        off += b64url_encode(sig, sig_len, tok + off);
+        *ret = tok;
+        *ret_len = off;
+        return 0;
+}
