@@ -443,8 +443,9 @@ int prompt_for_run(struct db *d, const char *tenant_id, json_t *spec, const stru
 /* ---- catalog.c: the governance catalog */
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
-/* A connectors item's name: [a-z0-9_-], no "__" (the MCP server name the
- * CLIs put in mcp__<server>__<tool>, docs/CONTRACTS.md "MCP connectors"). */
+/* A connectors item's name: [a-z0-9_], no "__", no "_" at either end (the
+ * MCP server name the CLIs put in mcp__<server>__<tool>, docs/CONTRACTS.md
+ * "MCP connectors"). */
 bool catalog_connector_name_ok(const char *s);
 /* The origin of an http connector's url "http(s)://host[:port][/path]":
  * writes the lower-case host (IPv6 without brackets), the port (default 80

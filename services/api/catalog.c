@@ -192,10 +192,14 @@ int catalog_connector_origin(const char *url, char *host, size_t size, uint16_t 
         return ip ? 1 : 0;
 }
 
+/* Codex 0.171 rewrites "-" to "_" in the tool names it shows the model and
+ * its hooks (server "a-b": tool "mcp__a_b__echo"), Claude keeps it: only
+ * [a-z0-9_] gives every CLI, the hook and the policy the catalog's name.
+ * "__" and a "_" at either end would make mcp__<name>__<tool> ambiguous. */
 bool catalog_connector_name_ok(const char *s) {
         size_t n = strlen(s);
-        return n >= 1 && n <= CATALOG_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n &&
-               !strstr(s, "__");
+        return n >= 1 && n <= CATALOG_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n &&
+               !strstr(s, "__") && s[0] != '_' && s[n - 1] != '_';
 }
 
 /* A connectors item (docs/CONTRACTS.md "MCP connectors"): stdio {command}
@@ -584,16 +588,17 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
                 return api_fail(r, -EINVAL, "invalid_field",
                                 "name must be 1 to %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
                                 CATALOG_NAME_MAX);
-        /* what the CLIs call the MCP server (mcp__<name>__<tool>): "__" would
-         * make the tool name ambiguous (docs/CONTRACTS.md "MCP connectors") */
-        if (jn && !strcmp(r->params[0], "connectors") && !catalog_connector_name_ok(json_string_value(jn)))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name of a connector must be 1 to %d characters of a-z 0-9 _ - without \"__\" (the "
-                                "MCP server name the agent sees)", CATALOG_NAME_MAX);
         *name = jn ? json_string_value(jn) : NULL;
         struct err_detail e = {0};
         if (*body && catalog_validate_body(r->api->floor, r->params[0], *body, &e) < 0)
                 return api_fail(r, -EINVAL, e.code, "%s", e.message);
+        /* what the CLIs call the MCP server (mcp__<name>__<tool>,
+         * docs/CONTRACTS.md "MCP connectors") */
+        if (jn && !strcmp(r->params[0], "connectors") && !catalog_connector_name_ok(json_string_value(jn)))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "name of a connector must be 1 to %d characters of a-z 0-9 _, without \"__\" or a "
+                                "\"_\" at either end (the MCP server name the agent and the policy see)",
+                                CATALOG_NAME_MAX);
         return 0;
 }
 

@@ -778,15 +778,6 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if ((v = json_object_get(spec, "connectors"))) {
                 if ((k = validate_refs(r, v, "spec.connectors")) < 0)
                         return k;
-                /* MCP servers are given to an agent CLI in its own config; a
-                 * command agent has no MCP client to give them to, and
-                 * attaching them silently would promise tools nobody calls
-                 * (docs/CONTRACTS.md "MCP connectors") */
-                const char *t = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
-                if (json_array_size(v) > 0 && (!t || !strcmp(t, "command")))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.connectors: agent type command has no MCP client (connectors are for "
-                                        "agent types claude-code and codex)");
         }
         if ((v = json_object_get(spec, "policy")) && (k = validate_policy(r, v)) < 0)
                 return k;
@@ -798,7 +789,17 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
                                         RETENTION_DAYS_MAX);
                 defer_unsupported("spec.retention_days");
         }
-        return validate_catalog_refs(r, spec);
+        if ((k = validate_catalog_refs(r, spec)) < 0)
+                return k;
+        /* MCP servers are given to an agent CLI in its own config; a command
+         * agent has no MCP client to give them to, and attaching them silently
+         * would promise tools nobody calls (docs/CONTRACTS.md "MCP connectors") */
+        const char *t = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
+        if (json_array_size(json_object_get(spec, "connectors")) > 0 && (!t || !strcmp(t, "command")))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.connectors: agent type command has no MCP client (connectors are for agent types "
+                                "claude-code and codex)");
+        return 0;
 }
 
 int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]) {

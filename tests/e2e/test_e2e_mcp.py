@@ -31,8 +31,13 @@ SERVER_JS = (pathlib.Path(__file__).resolve().parents[1] / "modelsim" / "mcp_ech
 MARKER = "/workspace/mcp-echo-called.txt"
 
 
+def _name(prefix):
+    """A connector name: [a-z0-9_] (Codex would show "-" as "_")."""
+    return unique_name(prefix).replace("-", "_")
+
+
 def _connector(api, body, approve=True, name=None):
-    item = api.ok("POST", "/v1/catalog/connectors", json={"name": name or unique_name("tickets"), "body": body},
+    item = api.ok("POST", "/v1/catalog/connectors", json={"name": name or _name("tickets"), "body": body},
                   expect=(201,))
     if approve:
         api.ok("POST", f"/v1/catalog/connectors/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
@@ -104,7 +109,8 @@ def _check_run(api, endpoints, agent, run_id, token):
     calls = [e["data"] for e in _of(events, "tool_call")]
     # the allowed call reached the server: its answer is the tool_call's result
     echo = [c for c in calls if c["tool"] == echo_tool]
-    assert echo and f"mcp-echo: {token}" in json.dumps(echo[0].get("result")), calls
+    assert echo and f"mcp-echo: {token}" in json.dumps(echo[0].get("result")), (
+        calls, [e["data"] for e in _of(events, "output")][-20:])
     assert echo[0]["input"] == {"text": token}, echo
     decisions = [e["data"] for e in _of(events, "policy_decision") if e["data"].get("level") == "hook"]
     allowed = [d for d in decisions if d.get("tool") == echo_tool]
@@ -157,8 +163,11 @@ def test_codex_calls_an_approved_mcp_tool_and_a_deny_rule_blocks_another(endpoin
 
     def script(name):
         # Codex 0.171 offers an MCP server's tools as the namespace
-        # "mcp__<name>"; a call names the namespace and the tool
-        calls = [{"namespace": f"mcp__{name}", "name": "echo", "arguments": {"text": token}},
+        # "mcp__<name>" ("-" shown as "_"); a call names the namespace and the tool
+        # (a shell step first: Codex does not wait for its MCP servers before
+        # the first model request, and a tool not yet listed is "unsupported")
+        calls = [{"name": "exec_command", "arguments": {"cmd": "sleep 2; echo codex-start"}},
+                 {"namespace": f"mcp__{name}", "name": "echo", "arguments": {"text": token}},
                  {"namespace": f"mcp__{name}", "name": "delete_ticket", "arguments": {"id": "7"}},
                  {"name": "exec_command", "arguments": {"cmd": f"echo MARKER:$(tr '\\n' ':' < {MARKER}); "
                                                                "echo MARKER-END"}}]
@@ -168,10 +177,9 @@ def test_codex_calls_an_approved_mcp_tool_and_a_deny_rule_blocks_another(endpoin
     agent = McpAgent(api, team_id, tmp_path, "codex", script, template)
     try:
         run_id = agent.launch()
+        # (with gpt-5.5 Codex defers MCP tools behind its tool_search: the
+        # request lists no namespace, a call to it still goes through)
         _check_run(api, endpoints, agent, run_id, token)
-        spaces = [t["name"] for r in agent.sim.requests() if isinstance(r.get("body"), dict)
-                  for t in r["body"].get("tools", []) if t.get("type") == "namespace"]
-        assert f"mcp__{agent.name}" in spaces, spaces
     finally:
         agent.close()
 
@@ -209,9 +217,9 @@ def test_connector_body_and_name_are_checked(api):
     ]
     before = len(api.ok("GET", "/v1/catalog/connectors?limit=500", expect=(200,))["items"])
     for body, field in cases:
-        r = api.post("/v1/catalog/connectors", json={"name": unique_name("c"), "body": body})
+        r = api.post("/v1/catalog/connectors", json={"name": _name("c"), "body": body})
         assert r.status_code == 400 and field in r.json()["detail"], (body, r.text)
-    for name in ("Tickets", "a__b", "a.b"):
+    for name in ("Tickets", "a__b", "a.b", "tic-kets", "_a", "a_"):
         r = api.post("/v1/catalog/connectors", json={"name": name, "body": {"transport": "stdio", "command": ["x"]}})
         assert r.status_code == 400 and "name" in r.json()["detail"], (name, r.text)
     assert len(api.ok("GET", "/v1/catalog/connectors?limit=500", expect=(200,))["items"]) == before
