@@ -413,6 +413,8 @@ int spec_egress_rule_reach(struct addr_floor *floor, const char *host, bool ip, 
                            struct err_detail *e);
 /* True for a team secret name: [A-Z_][A-Z0-9_]{0,63}. */
 bool spec_secret_name_ok(const char *s);
+/* An HTTP header name a secret may set (a token, not a framing or proxy header). */
+bool spec_header_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1
 #define SPEC_CPUS_MAX 64.0
 
@@ -444,6 +446,16 @@ int prompt_for_run(struct db *d, const char *tenant_id, json_t *spec, const stru
 /* ---- catalog.c: the governance catalog */
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
+/* A connectors item's name: [a-z0-9_], no "__", no "_" at either end (the
+ * MCP server name the CLIs put in mcp__<server>__<tool>, docs/CONTRACTS.md
+ * "MCP connectors"). */
+bool catalog_connector_name_ok(const char *s);
+/* The origin of an http connector's url "http(s)://host[:port][/path]":
+ * writes the lower-case host (IPv6 without brackets), the port (default 80
+ * or 443) and whether it is https. Returns 1 for an IP literal, 0 for a
+ * name, -EINVAL with e. */
+int catalog_connector_origin(const char *url, char *host, size_t size, uint16_t *ret_port, bool *ret_tls,
+                             struct err_detail *e);
 /* Validates the kind-specific body of an item (-EINVAL, e names the field);
  * floor (borrowed, may be NULL) refuses egress-profile rules and models
  * upstreams inside it. */

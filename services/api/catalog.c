@@ -166,19 +166,63 @@ static int validate_skill(json_t *b, struct err_detail *e) {
         return 0;
 }
 
-static int validate_connector(json_t *b, struct err_detail *e) {
-        static const char *const keys[] = {"description", "transport", "command", "url", NULL};
+int catalog_connector_origin(const char *url, char *host, size_t size, uint16_t *ret_port, bool *ret_tls,
+                             struct err_detail *e) {
+        bool tls = !strncasecmp(url, "https://", 8);
+        if (!tls && strncasecmp(url, "http://", 7))
+                return err_set(e, -EINVAL, "invalid_field", "must be an http(s) URL");
+        const char *a = url + (tls ? 8 : 7), *end = a + strcspn(a, "/?#");
+        char auth[HOST_RULE_NAME_MAX + 16];
+        if (end == a || (size_t)(end - a) >= sizeof auth)
+                return err_set(e, -EINVAL, "invalid_field", "must name a host of at most %d characters",
+                               HOST_RULE_NAME_MAX);
+        memcpy(auth, a, (size_t)(end - a));
+        auth[end - a] = '\0';
+        if (strchr(auth, '@'))
+                return err_set(e, -EINVAL, "invalid_field", "must not hold a user");
+        uint32_t port = 0;
+        bool ip = false;
+        struct err_detail pe = {0};
+        if (spec_egress_rule_parse(auth, host, size, &port, &ip, &pe) < 0)
+                return err_set(e, -EINVAL, "invalid_field", "invalid host or port: %s", pe.message);
+        if (host[0] == '*' || strchr(host, '/'))
+                return err_set(e, -EINVAL, "invalid_field", "must name one host (no wildcard, no CIDR)");
+        *ret_port = port ? (uint16_t)port : (tls ? 443 : 80);
+        *ret_tls = tls;
+        return ip ? 1 : 0;
+}
+
+/* Codex 0.171 rewrites "-" to "_" in the tool names it shows the model and
+ * its hooks (server "a-b": tool "mcp__a_b__echo"), Claude keeps it: only
+ * [a-z0-9_] gives every CLI, the hook and the policy the catalog's name.
+ * "__" and a "_" at either end would make mcp__<name>__<tool> ambiguous. */
+bool catalog_connector_name_ok(const char *s) {
+        size_t n = strlen(s);
+        return n >= 1 && n <= CATALOG_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == n &&
+               !strstr(s, "__") && s[0] != '_' && s[n - 1] != '_';
+}
+
+/* A connectors item (docs/CONTRACTS.md "MCP connectors"): stdio {command}
+ * the CLI starts in the sandbox, or http {url, secret?} reached through the
+ * egress proxy, which adds the secret header for that origin (over TLS it
+ * verifies only, like a header secret). The host is checked like a catalog
+ * egress profile's: private ranges may be named, never the floor. */
+static int validate_connector(struct addr_floor *floor, json_t *b, struct err_detail *e) {
+        static const char *const keys[] = {"description", "transport", "command", "url", "secret", NULL};
         int k = only_keys(b, keys, e);
         if (k < 0 || (k = opt_string(b, "description", DESCRIPTION_MAX, e)) < 0)
                 return k;
         json_t *tr = json_object_get(b, "transport"), *cmd = json_object_get(b, "command"),
-               *url = json_object_get(b, "url");
+               *url = json_object_get(b, "url"), *sec = json_object_get(b, "secret");
         if (!tr)
                 return err_set(e, -EINVAL, "missing_field", "body.transport is required");
         const char *t = json_is_string(tr) ? json_string_value(tr) : "";
         if (!strcmp(t, "stdio")) {
                 if (url)
                         return err_set(e, -EINVAL, "invalid_field", "body.url is for transport \"http\"");
+                if (sec)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.secret is for transport \"http\" (a stdio server runs in the sandbox)");
                 if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > CONNECTOR_ITEMS_MAX)
                         return err_set(e, -EINVAL, "invalid_field",
                                        "body.command must be a non-empty array of at most %d strings",
@@ -198,6 +242,41 @@ static int validate_connector(json_t *b, struct err_detail *e) {
                 if (!clean_string(url) || json_string_length(url) > CONNECTOR_ITEM_MAX ||
                     (strncmp(json_string_value(url), "https://", 8) && strncmp(json_string_value(url), "http://", 7)))
                         return err_set(e, -EINVAL, "invalid_field", "body.url must be an http(s) URL");
+                char host[HOST_RULE_NAME_MAX + 1];
+                uint16_t port;
+                bool tls;
+                struct err_detail oe = {0}, re = {0};
+                if ((k = catalog_connector_origin(json_string_value(url), host, sizeof host, &port, &tls, &oe)) < 0)
+                        return err_set(e, -EINVAL, "invalid_field", "body.url %s", oe.message);
+                if (spec_egress_rule_reach(floor, host, k == 1, false, &re) < 0)
+                        return err_set(e, -EINVAL, "invalid_field", "body.url: %s", re.message);
+                if (!sec)
+                        return 0;
+                if (!json_is_object(sec))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.secret must be {\"name\": team secret, \"header\": header name}");
+                const char *key;
+                json_t *v;
+                json_object_foreach(sec, key, v) {
+                        if (strcmp(key, "name") && strcmp(key, "header"))
+                                return err_set(e, -EINVAL, "unknown_field", "body.secret.%s is not a known field", key);
+                }
+                json_t *sn = json_object_get(sec, "name"), *sh = json_object_get(sec, "header");
+                if (!sn)
+                        return err_set(e, -EINVAL, "missing_field", "body.secret.name is required");
+                if (!clean_string(sn) || !spec_secret_name_ok(json_string_value(sn)))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.secret.name must name a team secret: [A-Z_][A-Z0-9_]{0,63}");
+                if (!sh)
+                        return err_set(e, -EINVAL, "missing_field", "body.secret.header is required");
+                if (!clean_string(sh) || !spec_header_name_ok(json_string_value(sh)))
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.secret.header must be an HTTP header name (token, not a framing or proxy "
+                                       "header)");
+                if (!tls)
+                        return err_set(e, -EINVAL, "invalid_field",
+                                       "body.url must start with https:// for a secret (the proxy adds a header "
+                                       "secret only over TLS it verifies)");
                 return 0;
         }
         return err_set(e, -EINVAL, "invalid_field", "body.transport must be \"stdio\" or \"http\"");
@@ -342,7 +421,7 @@ int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *bo
         if (!strcmp(kind, "skills"))
                 return validate_skill(body, e);
         if (!strcmp(kind, "connectors"))
-                return validate_connector(body, e);
+                return validate_connector(floor, body, e);
         if (!strcmp(kind, "models"))
                 return validate_models(floor, body, e);
         if (!strcmp(kind, "policy-packs"))
@@ -513,6 +592,13 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
         struct err_detail e = {0};
         if (*body && catalog_validate_body(r->api->floor, r->params[0], *body, &e) < 0)
                 return api_fail(r, -EINVAL, e.code, "%s", e.message);
+        /* what the CLIs call the MCP server (mcp__<name>__<tool>,
+         * docs/CONTRACTS.md "MCP connectors") */
+        if (jn && !strcmp(r->params[0], "connectors") && !catalog_connector_name_ok(json_string_value(jn)))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "name of a connector must be 1 to %d characters of a-z 0-9 _, without \"__\" or a "
+                                "\"_\" at either end (the MCP server name the agent and the policy see)",
+                                CATALOG_NAME_MAX);
         return 0;
 }
 

@@ -323,6 +323,70 @@ static int resolve_policy(struct db *d, const char *tenant_id, json_t *spec, jso
         return 0;
 }
 
+/* spec.connectors (docs/CONTRACTS.md "MCP connectors"): approved items, in
+ * order, as out.connectors [{id, name, transport, command | url}] (runs.c
+ * turns them into SandboxSnapshot.mcp_servers). An http connector's origin
+ * joins the egress rules (source "connector:<id>"), since the CLI reaches
+ * it through the egress proxy, and its secret becomes a header secret for
+ * that origin in out.secrets (source "connector:<id>"), which the proxy adds
+ * there: the agent never holds it. Runs after out.egress and out.secrets. */
+static int resolve_connectors(struct db *d, const char *tenant_id, json_t *spec, json_t *out, struct err_detail *e) {
+        json_t *connectors = json_array();
+        if (json_object_set_new(out, "connectors", connectors) < 0)
+                return -ENOMEM;
+        json_t *rules = json_object_get(json_object_get(out, "egress"), "rules");
+        json_t *secrets = json_object_get(out, "secrets");
+        size_t i;
+        json_t *v;
+        int k;
+        json_array_foreach(json_object_get(spec, "connectors"), i, v) {
+                char field[48], source[64];
+                snprintf(field, sizeof field, "spec.connectors[%zu]", i);
+                _cleanup_json_ json_t *item = NULL;
+                if ((k = ref_item(d, tenant_id, "connectors", v, field, &item, e)) < 0)
+                        return k;
+                json_t *body = json_object_get(item, "body");
+                const char *id = json_string_value(json_object_get(item, "id"));
+                const char *tr = json_string_value(json_object_get(body, "transport"));
+                snprintf(source, sizeof source, "connector:%s", id);
+                json_t *c = json_pack("{s:s, s:O, s:s}", "id", id, "name", json_object_get(item, "name"), "transport",
+                                      tr);
+                if (!c || json_array_append_new(connectors, c) < 0)
+                        return -ENOMEM;
+                if (strcmp(tr, "http")) {
+                        json_object_set(c, "command", json_object_get(body, "command"));
+                        continue;
+                }
+                const char *url = json_string_value(json_object_get(body, "url"));
+                json_object_set_new(c, "url", json_string(url));
+                char host[300];
+                uint16_t port;
+                bool tls;
+                struct err_detail oe = {0};
+                /* checked when the item was written; a failure here is an item
+                 * written by an older api */
+                if ((k = catalog_connector_origin(url, host, sizeof host, &port, &tls, &oe)) < 0)
+                        return err_set(e, -EINVAL, "invalid_field", "%s: connector %s: url %s", field, id, oe.message);
+                if (json_array_append_new(rules, json_pack("{s:s, s:i, s:s}", "host", host, "port", (int)port,
+                                                           "source", source)) < 0)
+                        return -ENOMEM;
+                json_t *sec = json_object_get(body, "secret");
+                if (!sec)
+                        continue;
+                /* the origin as a header secret writes it: the url's scheme and authority */
+                const char *auth = url + 8;
+                char origin[600];
+                snprintf(origin, sizeof origin, "https://%.*s", (int)strcspn(auth, "/?#"), auth);
+                json_object_set(c, "secret", sec);
+                if (json_array_append_new(secrets,
+                                          json_pack("{s:O, s:{s:{s:s, s:O}}, s:s}", "name", json_object_get(sec, "name"),
+                                                    "as", "header", "origin", origin, "name",
+                                                    json_object_get(sec, "header"), "source", source)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **ret, struct err_detail *e) {
         _cleanup_json_ json_t *out = json_object();
         if (!out)
@@ -342,25 +406,12 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
             (k = resolve_files(d, tenant_id, spec, out, e)) < 0 || (k = resolve_models(d, tenant_id, spec, out, e)) < 0 ||
             (k = resolve_policy(d, tenant_id, spec, out, e)) < 0)
                 return k;
-        /* MCP connectors: approved catalog items (runs do not attach them yet,
-         * so spec_validate refuses a spec naming any; checked here all the same) */
-        json_t *connectors = json_array();
-        size_t i;
-        json_object_set_new(out, "connectors", connectors);
-        json_array_foreach(json_object_get(spec, "connectors"), i, v) {
-                char field[48];
-                snprintf(field, sizeof field, "spec.connectors[%zu]", i);
-                _cleanup_json_ json_t *item = NULL;
-                if ((k = ref_item(d, tenant_id, "connectors", v, field, &item, e)) < 0)
-                        return k;
-                json_array_append_new(connectors, json_pack("{s:O, s:O}", "id", json_object_get(item, "id"), "name",
-                                                            json_object_get(item, "name")));
-        }
         json_t *secrets = json_array();
+        size_t i;
+        json_object_set_new(out, "secrets", secrets);
         json_array_foreach(json_object_get(spec, "secrets"), i, v)
                 json_array_append_new(secrets, json_pack("{s:O, s:O}", "name", json_object_get(v, "name"), "as",
                                                          json_object_get(v, "as")));
-        json_object_set_new(out, "secrets", secrets);
         /* workload identity: where each token goes, never a token (they are
          * minted per run at sealing time, docs/CONTRACTS.md "Workload identity") */
         json_t *identity = json_array();
@@ -368,6 +419,8 @@ int policy_resolve(struct db *d, const char *tenant_id, json_t *spec, json_t **r
                 json_array_append_new(identity, json_pack("{s:O, s:O}", "audience", json_object_get(v, "audience"), "as",
                                                           json_object_get(v, "as")));
         json_object_set_new(out, "identity", identity);
+        if ((k = resolve_connectors(d, tenant_id, spec, out, e)) < 0)
+                return k;
         json_object_set_new(out, "prompt", json_null());
         json_t *jp = json_object_get(spec, "prompt");
         if (jp) {

@@ -204,6 +204,9 @@ struct snapshot_parts {
         Paddock__V1__SecretRef **identity_ptrs;
         char (*identity_names)[32];         /* "identity:<index>" */
         char (*identity_hosts)[256];
+        Paddock__V1__McpServer *mcp;
+        Paddock__V1__McpServer **mcp_ptrs;
+        char **mcp_args;                /* every stdio server's argv, one block */
 };
 
 static void snapshot_parts_free(struct snapshot_parts *p) {
@@ -223,6 +226,41 @@ static void snapshot_parts_free(struct snapshot_parts *p) {
         free(p->identity_ptrs);
         free(p->identity_names);
         free(p->identity_hosts);
+        free(p->mcp);
+        free(p->mcp_ptrs);
+        free(p->mcp_args);
+}
+
+/* SandboxSnapshot.mcp_servers from the resolved connectors (policy_resolve,
+ * docs/CONTRACTS.md "MCP connectors"). */
+static int snapshot_fill_mcp(json_t *pol, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
+        json_t *cs = json_object_get(pol, "connectors"), *c;
+        size_t n = json_array_size(cs), nargs = 0, i, j;
+        json_array_foreach(cs, i, c)
+                nargs += json_array_size(json_object_get(c, "command"));
+        parts->mcp = calloc(n + 1, sizeof *parts->mcp);
+        parts->mcp_ptrs = calloc(n + 1, sizeof *parts->mcp_ptrs);
+        parts->mcp_args = calloc(nargs + 1, sizeof *parts->mcp_args);
+        if (!parts->mcp || !parts->mcp_ptrs || !parts->mcp_args)
+                return -ENOMEM;
+        size_t a = 0;
+        json_array_foreach(cs, i, c) {
+                Paddock__V1__McpServer *m = &parts->mcp[i];
+                paddock__v1__mcp_server__init(m);
+                m->name = (char *)json_string_value(json_object_get(c, "name"));
+                m->transport = (char *)json_string_value(json_object_get(c, "transport"));
+                json_t *url = json_object_get(c, "url"), *arg;
+                if (url)
+                        m->url = (char *)json_string_value(url);
+                m->command = &parts->mcp_args[a];
+                json_array_foreach(json_object_get(c, "command"), j, arg)
+                        parts->mcp_args[a++] = (char *)json_string_value(arg);
+                m->n_command = json_array_size(json_object_get(c, "command"));
+                parts->mcp_ptrs[i] = m;
+        }
+        snap->n_mcp_servers = n;
+        snap->mcp_servers = parts->mcp_ptrs;
+        return 0;
 }
 
 /* The resolved rules in evaluation order (policy_resolve: egress.allow,
@@ -368,15 +406,24 @@ static int snapshot_fill_models(json_t *pol, Paddock__V1__SandboxSnapshot *snap,
         return 0;
 }
 
-/* The team secrets the resolved spec.models name (each once), as a
- * PostgreSQL text[] literal for api.runs.model_key_secrets: sealing.c
- * seals exactly these. Names are [A-Z_][A-Z0-9_]*: no quoting needed. */
+/* The team secrets the resolved spec.models name, then those of the http
+ * connectors' headers (each once), as a PostgreSQL text[] literal for
+ * api.runs.model_key_secrets: sealing.c seals these besides spec.secrets
+ * (the column holds every catalog-named secret of the run, docs/CONTRACTS.md
+ * "MCP connectors"). Names are [A-Z_][A-Z0-9_]*: no quoting needed. */
 static char *model_key_secrets_literal(json_t *pol) {
-        _cleanup_json_ json_t *names = json_array();
+        _cleanup_json_ json_t *names = json_array(), *all = json_array();
         size_t i;
         json_t *it;
-        json_array_foreach(json_object_get(pol, "models"), i, it) {
-                json_t *ks = json_object_get(it, "key_secret");
+        json_array_foreach(json_object_get(pol, "models"), i, it)
+                json_array_append(all, json_object_get(it, "key_secret"));
+        json_array_foreach(json_object_get(pol, "connectors"), i, it) {
+                json_t *sn = json_object_get(json_object_get(it, "secret"), "name");
+                if (sn)
+                        json_array_append(all, sn);
+        }
+        json_array_foreach(all, i, it) {
+                json_t *ks = it;
                 bool seen = false;
                 size_t j;
                 json_t *n;
@@ -457,7 +504,7 @@ static int snapshot_fill(json_t *spec, json_t *pol, Paddock__V1__SandboxSnapshot
         json_t *image = json_object_get(pol, "image");
         snap->image = (char *)(json_is_string(image) ? json_string_value(image) : "");
         int k = snapshot_fill_egress(pol, snap, parts);
-        if (k < 0 || (k = snapshot_fill_models(pol, snap, parts)) < 0)
+        if (k < 0 || (k = snapshot_fill_models(pol, snap, parts)) < 0 || (k = snapshot_fill_mcp(pol, snap, parts)) < 0)
                 return k;
         /* the effective rules as policy_resolve built them, what the
          * runner-agent decides with (docs/CONTRACTS.md "Policy engine") */
@@ -501,6 +548,27 @@ static int check_secrets_set(struct api_req *r, struct db *d, const char *team_i
                 if (!set)
                         return api_fail(r, -EEXIST, "conflict",
                                         "spec.secrets[%zu]: secret %s is not set for the team", i, name);
+        }
+        return 0;
+}
+
+/* The same for the header secret of each resolved http connector (pol,
+ * policy_resolve): refused like a missing spec.secrets secret. */
+static int check_connector_secrets_set(struct api_req *r, struct db *d, const char *team_id, json_t *pol) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(pol, "connectors"), i, c) {
+                const char *name = json_string_value(json_object_get(json_object_get(c, "secret"), "name"));
+                if (!name)
+                        continue;
+                bool set = false;
+                int k = team_secret_set(r, d, team_id, name, &set);
+                if (k < 0)
+                        return k;
+                if (!set)
+                        return api_fail(r, -EEXIST, "conflict",
+                                        "spec.connectors[%zu]: secret %s (the header of connector %s) is not set for "
+                                        "the team", i, name, json_string_value(json_object_get(c, "name")));
         }
         return 0;
 }
@@ -620,7 +688,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 return api_fail(r, -EEXIST, "conflict", "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "resolve the sandbox policy");
-        if ((k = check_model_keys_set(r, d, team_id, pol)) < 0)
+        if ((k = check_model_keys_set(r, d, team_id, pol)) < 0 || (k = check_connector_secrets_set(r, d, team_id, pol)) < 0)
                 return k;
         _cleanup_free_ char *model_keys = model_key_secrets_literal(pol);
         if (!model_keys)

@@ -6,7 +6,7 @@
  * files, egress (allow, profiles, unknown), secrets, limits (timeout, cgroup
  * sizes, max_tokens and max_cost_usd), image, prompt, skills and policy
  * (rules, packs, ask_timeout_s: issue 12). The other
- * documented fields (connectors, artifacts, retention_days)
+ * documented fields (artifacts, retention_days)
  * are validated in full and then refused with 400 "unsupported" naming the
  * first of them, so a client never believes a setting took effect. */
 #include <errno.h>
@@ -497,6 +497,10 @@ static bool header_name_ok(const char *s) {
         return !in_list(framing, low);
 }
 
+bool spec_header_name_ok(const char *s) {
+        return header_name_ok(s);
+}
+
 int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port, struct err_detail *e) {
         json_t *o = json_object_get(hdr, "origin"), *h = json_object_get(hdr, "host");
         if (o && h)
@@ -881,7 +885,6 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if ((v = json_object_get(spec, "connectors"))) {
                 if ((k = validate_refs(r, v, "spec.connectors")) < 0)
                         return k;
-                defer_unsupported("spec.connectors");
         }
         if ((v = json_object_get(spec, "policy")) && (k = validate_policy(r, v)) < 0)
                 return k;
@@ -893,7 +896,17 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
                                         RETENTION_DAYS_MAX);
                 defer_unsupported("spec.retention_days");
         }
-        return validate_catalog_refs(r, spec);
+        if ((k = validate_catalog_refs(r, spec)) < 0)
+                return k;
+        /* MCP servers are given to an agent CLI in its own config; a command
+         * agent has no MCP client to give them to, and attaching them silently
+         * would promise tools nobody calls (docs/CONTRACTS.md "MCP connectors") */
+        const char *t = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
+        if (json_array_size(json_object_get(spec, "connectors")) > 0 && (!t || !strcmp(t, "command")))
+                return api_fail(r, -EINVAL, "invalid_field",
+                                "spec.connectors: agent type command has no MCP client (connectors are for agent types "
+                                "claude-code and codex)");
+        return 0;
 }
 
 int spec_canonical(json_t *spec, char **ret_json, char sha_hex[65]) {

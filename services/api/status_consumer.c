@@ -219,9 +219,10 @@ static int apply_status(const char *const *params, const char *tenant_id, const 
         return 0;
 }
 
-/* The `running` status's data.agent ({type, cli_version, model, effort?},
- * session decision 4) as stored for GET /v1/runs/{id} agent_session: only
- * those keys, strings of at most 256 bytes; NULL when there is none. */
+/* The `running` status's data.agent ({type, cli_version, model, effort?,
+ * skills, mcp_servers}, session decision 4) as stored for GET /v1/runs/{id}
+ * agent_session: only those keys, strings of at most 256 bytes; NULL when
+ * there is none. */
 static char *agent_session_json(json_t *data) {
         json_t *a = json_object_get(data, "agent");
         if (!json_is_object(a))
@@ -232,6 +233,20 @@ static char *agent_session_json(json_t *data) {
                 if (json_is_string(v) && json_string_length(v) <= 256 &&
                     strlen(json_string_value(v)) == json_string_length(v))
                         json_object_set(out, *k, v);
+        }
+        /* what the run was given (docs/CONTRACTS.md "MCP connectors"):
+         * arrays of at most 64 names of at most 256 bytes */
+        for (const char *const *k = (const char *const[]){"skills", "mcp_servers", NULL}; out && *k; k++) {
+                json_t *v = json_object_get(a, *k), *n, *names = NULL;
+                size_t i;
+                if (!json_is_array(v) || json_array_size(v) > 64 || !(names = json_array()))
+                        continue;
+                json_array_foreach(v, i, n) {
+                        if (json_is_string(n) && json_string_length(n) <= 256 &&
+                            strlen(json_string_value(n)) == json_string_length(n))
+                                json_array_append(names, n);
+                }
+                json_object_set_new(out, *k, names);
         }
         return out && json_object_size(out) ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }

@@ -97,7 +97,7 @@ static void toml_string(FILE *f, const char *s) {
  * no analytics, plugins or unbounded reconnects (they reach github.com and
  * chatgpt.com). Codex's own sandbox is off: it needs user namespaces and
  * cannot nest in ours, which is the boundary (docs/CONTRACTS.md). */
-static char *codex_config(const char *model, const char *effort) {
+static char *codex_config(const char *model, const char *effort, const Paddock__V1__SandboxSnapshot *snap) {
         char *s = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&s, &len);
@@ -123,6 +123,29 @@ static char *codex_config(const char *model, const char *effort) {
               "\n[analytics]\nenabled = false\n"
               "\n[features]\nplugins = false\nunbounded_connection_retries = false\n",
               f);
+        /* the run's MCP servers, and only those (docs/CONTRACTS.md "MCP
+         * connectors"): the file is read-only, so the agent adds none */
+        for (size_t i = 0; i < snap->n_mcp_servers; i++) {
+                const Paddock__V1__McpServer *m = snap->mcp_servers[i];
+                fprintf(f, "\n[mcp_servers.%s]\n", m->name); /* [a-z0-9_-]: a bare TOML key (api/catalog.c) */
+                if (m->transport && !strcmp(m->transport, "http")) {
+                        fputs("url = ", f);
+                        toml_string(f, m->url ? m->url : "");
+                        fputc('\n', f);
+                        continue;
+                }
+                if (m->n_command == 0)
+                        continue;
+                fputs("command = ", f);
+                toml_string(f, m->command[0]);
+                fputs("\nargs = [", f);
+                for (size_t j = 1; j < m->n_command; j++) {
+                        if (j > 1)
+                                fputs(", ", f);
+                        toml_string(f, m->command[j]);
+                }
+                fputs("]\n", f);
+        }
         if (fclose(f) != 0) {
                 free(s);
                 return NULL;
@@ -133,8 +156,9 @@ static char *codex_config(const char *model, const char *effort) {
 /* The definition's skills (.paddock/skills/<name>/... in the managed files)
  * where each CLI loads them: ~/.claude/skills/<name>/ and
  * $CODEX_HOME/skills/<name>/. */
-static int write_skills(const char *home, const Paddock__V1__SandboxSnapshot *snap, uid_t uid, gid_t gid,
+static int write_skills(struct agent_cli_launch *l, const Paddock__V1__SandboxSnapshot *snap, uid_t uid, gid_t gid,
                         struct err_detail *reterr) {
+        const char *home = l->home_dir;
         static const char *const roots[] = {".claude/skills", ".codex/skills"};
         for (size_t i = 0; i < snap->n_files; i++) {
                 const Paddock__V1__ManagedFile *mf = snap->files[i];
@@ -143,6 +167,13 @@ static int write_skills(const char *home, const Paddock__V1__SandboxSnapshot *sn
                 const char *rel = mf->path + strlen(SKILLS_PREFIX); /* <name>/SKILL.md ...; the api checked it */
                 if (strstr(rel, "..") || rel[0] == '/')
                         continue;
+                /* the run records which skills it was given (running's agent) */
+                const char *sep = strchr(rel, '/');
+                if (sep && !strcmp(sep, "/SKILL.md")) {
+                        json_t *nm = json_stringn(rel, (size_t)(sep - rel));
+                        if (!nm || json_array_append_new(l->skills, nm) < 0)
+                                return err_set(reterr, -ENOMEM, "agent", "out of memory");
+                }
                 for (size_t k = 0; k < ELEMENTSOF(roots); k++) {
                         char dir[4096], path[4096];
                         snprintf(dir, sizeof dir, "%s/%s", roots[k], rel);
@@ -158,6 +189,40 @@ static int write_skills(const char *home, const Paddock__V1__SandboxSnapshot *sn
                 }
         }
         return 0;
+}
+
+/* A root-owned read-only file of the hook config (cli-config). */
+static int write_config(const char *dir, const char *name, json_t *j, struct err_detail *reterr) {
+        _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2)), *path = NULL;
+        if (!text || asprintf(&path, "%s/%s", dir, name) < 0)
+                return err_set(reterr, -ENOMEM, "agent", "out of memory");
+        unlink(path); /* a bundle written again (retried provisioning) */
+        return write_owned(path, text, strlen(text), 0444, 0, 0, reterr);
+}
+
+/* Claude's --mcp-config (with --strict-mcp-config: these servers and no
+ * other, not a workspace .mcp.json): {"mcpServers": {name: {type: stdio,
+ * command, args} | {type: http, url}}} (docs/CONTRACTS.md "MCP connectors"). */
+static json_t *mcp_config_json(const Paddock__V1__SandboxSnapshot *snap) {
+        json_t *servers = json_object();
+        for (size_t i = 0; servers && i < snap->n_mcp_servers; i++) {
+                const Paddock__V1__McpServer *m = snap->mcp_servers[i];
+                json_t *one;
+                if (m->transport && !strcmp(m->transport, "http"))
+                        one = json_pack("{s:s, s:s}", "type", "http", "url", m->url ? m->url : "");
+                else {
+                        json_t *args = json_array();
+                        for (size_t j = 1; args && j < m->n_command; j++)
+                                json_array_append_new(args, json_string(m->command[j]));
+                        one = json_pack("{s:s, s:s, s:o}", "type", "stdio", "command",
+                                        m->n_command ? m->command[0] : "", "args", args);
+                }
+                if (!one || json_object_set_new(servers, m->name, one) < 0) {
+                        json_decref(servers);
+                        return NULL;
+                }
+        }
+        return servers ? json_pack("{s:o}", "mcpServers", servers) : NULL;
 }
 
 int agent_cli_prepare(struct agent_cli_launch *l, const char *run_dir, uid_t uid, gid_t gid,
@@ -195,30 +260,36 @@ int agent_cli_prepare(struct agent_cli_launch *l, const char *run_dir, uid_t uid
         /* mount points of the read-only hook config (hook_files_write):
          * empty placeholders, covered by read-only binds at start */
         static const char *const placeholders[] = {".claude/settings.json", ".claude/paddock-settings.json",
-                                                   ".codex/hooks.json"};
+                                                   ".claude/paddock-mcp.json", ".codex/hooks.json",
+                                                   ".codex/config.toml"};
         for (size_t i = 0; i < ELEMENTSOF(placeholders); i++) {
                 snprintf(path, sizeof path, "%s/%s", l->home_dir, placeholders[i]);
                 r = write_owned(path, "", 0, 0444, 0, 0, reterr);
                 if (r < 0)
                         return r;
         }
-        _cleanup_free_ char *toml = codex_config(l->model, l->effort);
+        /* config.toml is root's and read-only (bound over its placeholder):
+         * it names the run's MCP servers, which the agent must not extend */
+        _cleanup_free_ char *toml = codex_config(l->model, l->effort, snap);
         if (!toml)
                 return err_set(reterr, -ENOMEM, "agent", "out of memory");
-        snprintf(path, sizeof path, "%s/.codex/config.toml", l->home_dir);
-        r = write_owned(path, toml, strlen(toml), 0600, uid, gid, reterr);
+        snprintf(path, sizeof path, "%s/codex-config.toml", l->config_dir);
+        unlink(path);
+        r = write_owned(path, toml, strlen(toml), 0444, 0, 0, reterr);
         if (r < 0)
                 return r;
-        return write_skills(l->home_dir, snap, uid, gid, reterr);
-}
-
-/* A root-owned read-only file of the hook config (cli-config). */
-static int write_config(const char *dir, const char *name, json_t *j, struct err_detail *reterr) {
-        _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2)), *path = NULL;
-        if (!text || asprintf(&path, "%s/%s", dir, name) < 0)
+        json_t *mcp = mcp_config_json(snap);
+        if (!mcp)
                 return err_set(reterr, -ENOMEM, "agent", "out of memory");
-        unlink(path); /* a bundle written again (retried provisioning) */
-        return write_owned(path, text, strlen(text), 0444, 0, 0, reterr);
+        r = write_config(l->config_dir, "claude-mcp.json", mcp, reterr);
+        json_decref(mcp);
+        if (r < 0)
+                return r;
+        if (!(l->skills = json_array()) || !(l->mcp_servers = json_array()))
+                return err_set(reterr, -ENOMEM, "agent", "out of memory");
+        for (size_t i = 0; i < snap->n_mcp_servers; i++)
+                json_array_append_new(l->mcp_servers, json_string(snap->mcp_servers[i]->name));
+        return write_skills(l, snap, uid, gid, reterr);
 }
 
 /* The hooks of both CLIs: PreToolUse and PostToolUse on every tool, each
@@ -323,6 +394,17 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
                                : json_pack("[s,s,s,s,s,s,s,s,s,s]", "codex", "exec", "--json", "--skip-git-repo-check",
                                            "--ephemeral", "--dangerously-bypass-hook-trust", "-s",
                                            "danger-full-access", "--", prompt);
+        /* the run's MCP servers only (docs/CONTRACTS.md "MCP connectors"):
+         * --strict-mcp-config ignores every other MCP configuration, a
+         * workspace .mcp.json included */
+        if (args && l->kind == AGENT_CLI_CLAUDE)
+                if (json_array_insert_new(args, json_array_size(args) - 2, json_string("--mcp-config")) < 0 ||
+                    json_array_insert_new(args, json_array_size(args) - 2,
+                                          json_string(AGENT_CLI_HOME "/.claude/paddock-mcp.json")) < 0 ||
+                    json_array_insert_new(args, json_array_size(args) - 2, json_string("--strict-mcp-config")) < 0) {
+                        json_decref(args);
+                        args = NULL;
+                }
         /* Claude takes the effort on its command line (before the "--"), Codex in config.toml */
         if (args && l->kind == AGENT_CLI_CLAUDE && l->effort)
                 if (json_array_insert_new(args, json_array_size(args) - 2, json_string("--effort")) < 0 ||
@@ -363,7 +445,9 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
         /* the hook config, read-only over its placeholders in HOME */
         static const char *const binds[][2] = {{"claude-paddock-settings.json", ".claude/paddock-settings.json"},
                                                {"claude-settings.json", ".claude/settings.json"},
-                                               {"codex-hooks.json", ".codex/hooks.json"}};
+                                               {"claude-mcp.json", ".claude/paddock-mcp.json"},
+                                               {"codex-hooks.json", ".codex/hooks.json"},
+                                               {"codex-config.toml", ".codex/config.toml"}};
         for (size_t i = 0; i < ELEMENTSOF(binds); i++) {
                 char src[4096], dst[256];
                 snprintf(src, sizeof src, "%s/%s", l->config_dir, binds[i][0]);
@@ -377,8 +461,9 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
 }
 
 json_t *agent_cli_session(const struct agent_cli_launch *l) {
-        return json_pack("{s:s,s:s?,s:s?,s:s?}", "type", agent_cli_type_name(l->kind), "cli_version", l->cli_version,
-                         "model", l->model, "effort", l->effort);
+        return json_pack("{s:s,s:s?,s:s?,s:s?,s:O*,s:O*}", "type", agent_cli_type_name(l->kind), "cli_version",
+                         l->cli_version, "model", l->model, "effort", l->effort, "skills", l->skills, "mcp_servers",
+                         l->mcp_servers);
 }
 
 void agent_cli_launch_done(struct agent_cli_launch *l) {
@@ -387,5 +472,7 @@ void agent_cli_launch_done(struct agent_cli_launch *l) {
         free(l->cli_version);
         free(l->home_dir);
         free(l->config_dir);
+        json_decref(l->skills);
+        json_decref(l->mcp_servers);
         *l = (struct agent_cli_launch){0};
 }

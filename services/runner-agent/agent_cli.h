@@ -8,8 +8,11 @@
  *     .claude/paddock-settings.json read-only bind, Claude's --settings: the
  *                                  hook bridge's PreToolUse/PostToolUse hooks
  *     .claude/skills/<name>/...    the definition's skills
- *     .codex/config.toml           CODEX_HOME: model, the gateway as provider,
- *                                  no retries, no analytics, no plugins
+ *     .claude/paddock-mcp.json     read-only bind, Claude's --mcp-config (with
+ *                                  --strict-mcp-config): the run's MCP servers
+ *     .codex/config.toml           read-only bind, CODEX_HOME: model, the gateway
+ *                                  as provider, no retries, no analytics, no
+ *                                  plugins, [mcp_servers.<name>] of the run
  *     .codex/hooks.json            read-only bind: the same hooks for Codex
  *                                  (run with --dangerously-bypass-hook-trust)
  *     .codex/skills/<name>/...
@@ -54,6 +57,8 @@ struct agent_cli_launch {
         char *home_dir;            /* host path of the HOME tmpfs */
         bool fixed_task;           /* no prompt: AGENT_CLI_FIXED_TASK */
         char *config_dir;          /* host path of the read-only hook config (cli-config) */
+        json_t *skills;            /* names of the skills placed in HOME (agent_cli_prepare) */
+        json_t *mcp_servers;       /* names of the run's MCP servers (SandboxSnapshot.mcp_servers) */
         unsigned hook_timeout_s;   /* the CLIs' hook timeout; set by the caller after
                                     * agent_cli_prepare (run.c: ask timeout + 60), 0: 360 */
 };

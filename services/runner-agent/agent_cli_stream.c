@@ -288,8 +288,8 @@ static void codex_item(struct agent_cli_stream *s, json_t *item, bool completed)
                 char tool[300];
                 if (!strcmp(type, "web_search"))
                         snprintf(tool, sizeof tool, "web_search");
-                else
-                        snprintf(tool, sizeof tool, "mcp:%s/%s",
+                else /* the name the hook and the policy see, and Claude's (docs/CONTRACTS.md "MCP connectors") */
+                        snprintf(tool, sizeof tool, "mcp__%s__%s",
                                  json_string_value(json_object_get(item, "server")) ?: "?",
                                  json_string_value(json_object_get(item, "tool")) ?: "?");
                 json_t *input = json_object_get(item, "arguments") ?: json_object_get(item, "query");

@@ -266,7 +266,8 @@ def _check_real_work(endpoints, api, tenant_id, agent, run_id, res, tools):
 
     # the running event carries the agent session, and the run shows it
     running = next(e for e in res.of_kind("status") if e["data"].get("status") == "running")
-    want_session = {"type": agent.kind, "cli_version": CLI_VERSIONS[agent.kind], "model": agent.model}
+    want_session = {"type": agent.kind, "cli_version": CLI_VERSIONS[agent.kind], "model": agent.model,
+                    "skills": [], "mcp_servers": []}  # what the run was given (test_e2e_mcp: some)
     if agent.effort:
         want_session["effort"] = agent.effort
     assert running["data"]["agent"] == want_session, running["data"]

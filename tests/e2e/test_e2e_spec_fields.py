@@ -143,10 +143,12 @@ def test_spec_field_refused(api, team_id, case):
     assert path in p["detail"], f"detail {p['detail']!r} does not name {path!r}"
 
 
-def test_spec_connectors_checked_then_unsupported(api, team_id):
-    """A connector must be an approved catalog item; an approved one is still
-    refused as unsupported, since runs do not attach connectors yet."""
-    name = unique_name("mcp")
+def test_spec_connectors_are_for_agent_clis(api, team_id):
+    """Connectors are the MCP servers of an agent CLI (docs/CONTRACTS.md "MCP
+    connectors"): one that is not approved is refused as such; a command agent
+    naming an approved one is refused naming spec.connectors (test_e2e_mcp
+    covers the CLIs)."""
+    name = unique_name("mcp").replace("-", "_")
     item = api.ok("POST", "/v1/catalog/connectors",
                   json={"name": name, "body": {"transport": "stdio", "command": ["mcp-server"]}}, expect=(201,))
     spec = _spec(connectors=[name])
@@ -156,8 +158,8 @@ def test_spec_connectors_checked_then_unsupported(api, team_id):
     api.ok("POST", f"/v1/catalog/connectors/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
            expect=(200,))
     r = api.post("/v1/sandboxes", json={"name": unique_name("e2e-mcp"), "team": team_id, "spec": spec})
-    assert r.status_code == 400 and r.json()["code"] == "unsupported" and "spec.connectors" in r.json()["detail"], \
-        r.text
+    assert r.status_code == 400 and r.json()["code"] == "invalid_field" and "spec.connectors" in r.json()["detail"] and \
+        "agent type command" in r.json()["detail"], r.text
 
 
 def test_spec_fields_reach_snapshot(endpoints, api, runs, team_id):

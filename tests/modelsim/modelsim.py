@@ -16,6 +16,7 @@ a plain "done." text turn). A TURN is
   {"text": "...",                                   assistant text (optional)
    "tool_calls": [{"name": "Bash", "input": {...}}], Anthropic tool_use blocks
    "tool_calls": [{"name": "exec_command", "arguments": {...}},   OpenAI function_call
+                  {"namespace": "mcp__srv", "name": "echo", "arguments": {...}},  in a namespace
                   {"name": "apply_patch", "custom": "*** Begin Patch..."}],  custom tool call
    "usage": {"input_tokens": N, "output_tokens": N,
              "cache_read_tokens": N, "cache_write_tokens": N},
@@ -187,6 +188,8 @@ def openai_events(model, t):
             args = json.dumps(tc.get("arguments", {}))
             item = {"id": iid, "type": "function_call", "status": "completed", "call_id": cid,
                     "name": tc["name"], "arguments": args}
+            if "namespace" in tc:  # a tool of a namespace tool (Codex: an MCP server's, "mcp__<server>")
+                item["namespace"] = tc["namespace"]
             ev.append(("response.output_item.added", {"type": "response.output_item.added", "output_index": oi,
                        "item": dict(item, arguments="", status="in_progress")}))
             ev.append(("response.function_call_arguments.delta", {

@@ -393,6 +393,19 @@ static void test_launch_claude(void **state) {
         other.content.len = 10;
         Paddock__V1__ManagedFile *files[] = {&skill, &other};
         snap_init(&snap, &agent, "claude-code", routes, files, 2);
+        /* the run's MCP servers (docs/CONTRACTS.md "MCP connectors") */
+        Paddock__V1__McpServer stdio_srv = PADDOCK__V1__MCP_SERVER__INIT, http_srv = PADDOCK__V1__MCP_SERVER__INIT;
+        char *argv_srv[] = {"node", "/workspace/mcp/echo.js", "--loud"};
+        stdio_srv.name = "tickets";
+        stdio_srv.transport = "stdio";
+        stdio_srv.command = argv_srv;
+        stdio_srv.n_command = 3;
+        http_srv.name = "wiki";
+        http_srv.transport = "http";
+        http_srv.url = "https://mcp.example.org/mcp";
+        Paddock__V1__McpServer *srvs[] = {&stdio_srv, &http_srv};
+        snap.mcp_servers = srvs;
+        snap.n_mcp_servers = 2;
         Paddock__V1__RunPrompt prompt = PADDOCK__V1__RUN_PROMPT__INIT;
         prompt.rendered = "-fix issue 7";
         snap.prompt = &prompt;
@@ -426,7 +439,8 @@ static void test_launch_claude(void **state) {
                               "--no-session-persistence", "--permission-mode", "dontAsk", "--setting-sources", "user",
                               "--settings",
                               AGENT_CLI_HOME "/.claude/paddock-settings.json", "--model",
-                              "claude-sonnet-4-5", "--", "-fix issue 7"};
+                              "claude-sonnet-4-5", "--mcp-config", AGENT_CLI_HOME "/.claude/paddock-mcp.json",
+                              "--strict-mcp-config", "--", "-fix issue 7"};
         assert_int_equal(json_array_size(args), ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
                 assert_string_equal(json_string_value(json_array_get(args, i)), want[i]);
@@ -470,8 +484,23 @@ static void test_launch_claude(void **state) {
         assert_int_equal(stat(cpath, &cst), 0);
         assert_int_equal(cst.st_uid, 0); /* root's, read-only */
         assert_int_equal(cst.st_mode & 0222, 0);
+        char *mcp = read_text(l.config_dir, "claude-mcp.json");
+        json_t *mj = json_loads(mcp, 0, NULL);
+        assert_non_null(mj);
+        json_t *ms = json_object_get(mj, "mcpServers");
+        assert_int_equal(json_object_size(ms), 2);
+        json_t *t = json_object_get(ms, "tickets");
+        assert_string_equal(str(t, "type"), "stdio");
+        assert_string_equal(str(t, "command"), "node");
+        assert_int_equal(json_array_size(json_object_get(t, "args")), 2);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(t, "args"), 1)), "--loud");
+        assert_string_equal(str(json_object_get(ms, "wiki"), "type"), "http");
+        assert_string_equal(str(json_object_get(ms, "wiki"), "url"), "https://mcp.example.org/mcp");
+        json_decref(mj);
+        free(mcp);
         const char *ro[] = {AGENT_CLI_HOME "/.claude/paddock-settings.json", AGENT_CLI_HOME "/.claude/settings.json",
-                            AGENT_CLI_HOME "/.codex/hooks.json"};
+                            AGENT_CLI_HOME "/.claude/paddock-mcp.json", AGENT_CLI_HOME "/.codex/hooks.json",
+                            AGENT_CLI_HOME "/.codex/config.toml"};
         for (size_t i = 0; i < ELEMENTSOF(ro); i++) {
                 json_t *found = NULL, *mm;
                 size_t k;
@@ -484,6 +513,13 @@ static void test_launch_claude(void **state) {
         assert_string_equal(str(sess, "type"), "claude-code");
         assert_string_equal(str(sess, "cli_version"), "2.1.197");
         assert_string_equal(str(sess, "model"), "claude-sonnet-4-5");
+        /* what the run was given */
+        json_t *sk_names = json_object_get(sess, "skills"), *mcp_names = json_object_get(sess, "mcp_servers");
+        assert_int_equal(json_array_size(sk_names), 1);
+        assert_string_equal(json_string_value(json_array_get(sk_names, 0)), "review");
+        assert_int_equal(json_array_size(mcp_names), 2);
+        assert_string_equal(json_string_value(json_array_get(mcp_names, 0)), "tickets");
+        assert_string_equal(json_string_value(json_array_get(mcp_names, 1)), "wiki");
         json_decref(sess);
         json_decref(process);
 
@@ -509,12 +545,33 @@ static void test_launch_codex(void **state) {
         Paddock__V1__ModelRoute *routes[2];
         snap_init(&snap, &agent, "codex", routes, NULL, 0);
         agent.model = "gpt-5.5";
+        Paddock__V1__McpServer stdio_srv = PADDOCK__V1__MCP_SERVER__INIT, http_srv = PADDOCK__V1__MCP_SERVER__INIT;
+        char *argv_srv[] = {"node", "/workspace/mcp/echo \"x\".js"};
+        stdio_srv.name = "tickets";
+        stdio_srv.transport = "stdio";
+        stdio_srv.command = argv_srv;
+        stdio_srv.n_command = 2;
+        http_srv.name = "wiki";
+        http_srv.transport = "http";
+        http_srv.url = "https://mcp.example.org/mcp";
+        Paddock__V1__McpServer *srvs[] = {&stdio_srv, &http_srv};
+        snap.mcp_servers = srvs;
+        snap.n_mcp_servers = 2;
         struct agent_cli_launch l;
         struct err_detail err = {0};
         assert_int_equal(agent_cli_prepare(&l, run_dir, 4242, 4343, &snap, &err), 0);
         assert_true(l.fixed_task); /* no prompt template */
-        char *toml = read_text(l.home_dir, ".codex/config.toml");
-        const char *want[] = {"model = \"gpt-5.5\"", "model_provider = \"paddock\"",
+        /* root's and read-only (bound over .codex/config.toml): the agent adds no MCP server */
+        char *toml = read_text(l.config_dir, "codex-config.toml");
+        struct stat tst;
+        char tpath[1024];
+        snprintf(tpath, sizeof tpath, "%s/codex-config.toml", l.config_dir);
+        assert_int_equal(stat(tpath, &tst), 0);
+        assert_int_equal(tst.st_uid, 0);
+        assert_int_equal(tst.st_mode & 0222, 0);
+        const char *want[] = {"[mcp_servers.tickets]\ncommand = \"node\"\nargs = [\"/workspace/mcp/echo \\\"x\\\".js\"]\n",
+                              "[mcp_servers.wiki]\nurl = \"https://mcp.example.org/mcp\"\n",
+                              "model = \"gpt-5.5\"", "model_provider = \"paddock\"",
                               "base_url = \"http://127.0.0.1:3129/v1\"", "wire_api = \"responses\"",
                               "env_key = \"PADDOCK_GATEWAY_KEY\"", "request_max_retries = 0",
                               "stream_max_retries = 0", "[analytics]\nenabled = false", "plugins = false",
