@@ -292,6 +292,27 @@ static int snapshot_fill_egress(json_t *pol, Paddock__V1__SandboxSnapshot *snap,
         return 0;
 }
 
+/* Where a secret or an identity token goes, from its validated "as":
+ * {env} | {file} (identity only) | {header: {origin|host, name}}; host is
+ * the caller's buffer the ref then points into. */
+static int secret_ref_dest(Paddock__V1__SecretRef *ref, json_t *as, char *host, size_t host_size) {
+        json_t *env = json_object_get(as, "env"), *file = json_object_get(as, "file"),
+               *hdr = json_object_get(as, "header");
+        if (env)
+                ref->env = (char *)json_string_value(env);
+        else if (file)
+                ref->file = (char *)json_string_value(file);
+        else {
+                uint16_t port = 0;
+                if (spec_header_origin(hdr, host, host_size, &port, NULL) < 0)
+                        return -EINVAL; /* validated before: cannot happen */
+                ref->header_host = host;
+                ref->header_port = port;
+                ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
+        }
+        return 0;
+}
+
 static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *snap, struct snapshot_parts *parts) {
         json_t *js = json_object_get(spec, "secrets");
         size_t n = json_array_size(js);
@@ -305,18 +326,8 @@ static int snapshot_fill_secrets(json_t *spec, Paddock__V1__SandboxSnapshot *sna
                 Paddock__V1__SecretRef *ref = &parts->secrets[i];
                 paddock__v1__secret_ref__init(ref);
                 ref->name = (char *)json_string_value(json_object_get(s, "name"));
-                json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
-                if (env)
-                        ref->env = (char *)json_string_value(env);
-                else {
-                        uint16_t port = 0;
-                        if (spec_header_origin(hdr, parts->header_hosts[i], sizeof parts->header_hosts[i], &port,
-                                               NULL) < 0)
-                                return -EINVAL; /* validated before: cannot happen */
-                        ref->header_host = parts->header_hosts[i];
-                        ref->header_port = port;
-                        ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
-                }
+                if (secret_ref_dest(ref, as, parts->header_hosts[i], sizeof parts->header_hosts[i]) < 0)
+                        return -EINVAL;
                 parts->secret_ptrs[i] = ref;
         }
         snap->n_secrets = n;
@@ -342,21 +353,8 @@ static int snapshot_fill_identity(json_t *pol, Paddock__V1__SandboxSnapshot *sna
                 paddock__v1__secret_ref__init(ref);
                 snprintf(parts->identity_names[i], sizeof parts->identity_names[i], "identity:%zu", i);
                 ref->name = parts->identity_names[i];
-                json_t *env = json_object_get(as, "env"), *file = json_object_get(as, "file"),
-                       *hdr = json_object_get(as, "header");
-                if (env)
-                        ref->env = (char *)json_string_value(env);
-                else if (file)
-                        ref->file = (char *)json_string_value(file);
-                else {
-                        uint16_t port = 0;
-                        if (spec_header_origin(hdr, parts->identity_hosts[i], sizeof parts->identity_hosts[i], &port,
-                                               NULL) < 0)
-                                return -EINVAL; /* validated before: cannot happen */
-                        ref->header_host = parts->identity_hosts[i];
-                        ref->header_port = port;
-                        ref->header_name = (char *)json_string_value(json_object_get(hdr, "name"));
-                }
+                if (secret_ref_dest(ref, as, parts->identity_hosts[i], sizeof parts->identity_hosts[i]) < 0)
+                        return -EINVAL;
                 parts->identity_ptrs[i] = ref;
         }
         snap->n_identity = n;
