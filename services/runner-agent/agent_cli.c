@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -97,6 +98,37 @@ static void toml_string(FILE *f, const char *s) {
  * no analytics, plugins or unbounded reconnects (they reach github.com and
  * chatgpt.com). Codex's own sandbox is off: it needs user namespaces and
  * cannot nest in ours, which is the boundary (docs/CONTRACTS.md). */
+/* The url a CLI is given for an http MCP server. An https origin that has a
+ * header secret of the run (a connector's secret, docs/CONTRACTS.md "MCP
+ * connectors") is asked for in plain http: the egress proxy then opens the
+ * TLS itself, verifies it and adds the header (CONTRACTS "Egress proxy and
+ * run secrets"); through a CONNECT tunnel it could add nothing. Other urls
+ * (an IPv6 literal too) are given as they are. */
+static const char *mcp_url(const Paddock__V1__SandboxSnapshot *snap, const char *url, char *out, size_t size) {
+        static const char https[] = "https://";
+        if (!url || strncasecmp(url, https, sizeof https - 1))
+                return url ? url : "";
+        const char *auth = url + sizeof https - 1;
+        size_t alen = strcspn(auth, "/?#");
+        const char *colon = memchr(auth, ':', alen);
+        size_t hlen = colon ? (size_t)(colon - auth) : alen;
+        unsigned long port = colon ? strtoul(colon + 1, NULL, 10) : 443;
+        char host[256];
+        if (auth[0] == '[' || hlen == 0 || hlen >= sizeof host)
+                return url;
+        memcpy(host, auth, hlen);
+        host[hlen] = '\0';
+        for (size_t i = 0; i < snap->n_secrets; i++) {
+                const Paddock__V1__SecretRef *r = snap->secrets[i];
+                if (r->header_host && !strcasecmp(r->header_host, host) &&
+                    (r->header_port ? r->header_port : 443) == port && strlen(url) < size) {
+                        snprintf(out, size, "http://%s", auth);
+                        return out;
+                }
+        }
+        return url;
+}
+
 static char *codex_config(const char *model, const char *effort, const Paddock__V1__SandboxSnapshot *snap) {
         char *s = NULL;
         size_t len = 0;
@@ -129,8 +161,9 @@ static char *codex_config(const char *model, const char *effort, const Paddock__
                 const Paddock__V1__McpServer *m = snap->mcp_servers[i];
                 fprintf(f, "\n[mcp_servers.%s]\n", m->name); /* [a-z0-9_-]: a bare TOML key (api/catalog.c) */
                 if (m->transport && !strcmp(m->transport, "http")) {
+                        char buf[2048];
                         fputs("url = ", f);
-                        toml_string(f, m->url ? m->url : "");
+                        toml_string(f, mcp_url(snap, m->url, buf, sizeof buf));
                         fputc('\n', f);
                         continue;
                 }
@@ -208,8 +241,9 @@ static json_t *mcp_config_json(const Paddock__V1__SandboxSnapshot *snap) {
         for (size_t i = 0; servers && i < snap->n_mcp_servers; i++) {
                 const Paddock__V1__McpServer *m = snap->mcp_servers[i];
                 json_t *one;
+                char buf[2048];
                 if (m->transport && !strcmp(m->transport, "http"))
-                        one = json_pack("{s:s, s:s}", "type", "http", "url", m->url ? m->url : "");
+                        one = json_pack("{s:s, s:s}", "type", "http", "url", mcp_url(snap, m->url, buf, sizeof buf));
                 else {
                         json_t *args = json_array();
                         for (size_t j = 1; args && j < m->n_command; j++)

@@ -406,6 +406,15 @@ static void test_launch_claude(void **state) {
         Paddock__V1__McpServer *srvs[] = {&stdio_srv, &http_srv};
         snap.mcp_servers = srvs;
         snap.n_mcp_servers = 2;
+        /* wiki's secret header (a connector's): the CLI asks the proxy in plain
+         * http, the proxy opens the TLS and adds the header */
+        Paddock__V1__SecretRef wiki_key = PADDOCK__V1__SECRET_REF__INIT;
+        wiki_key.name = "WIKI_KEY";
+        wiki_key.header_host = "mcp.example.org";
+        wiki_key.header_name = "x-api-key";
+        Paddock__V1__SecretRef *refs[] = {&wiki_key};
+        snap.secrets = refs;
+        snap.n_secrets = 1;
         Paddock__V1__RunPrompt prompt = PADDOCK__V1__RUN_PROMPT__INIT;
         prompt.rendered = "-fix issue 7";
         snap.prompt = &prompt;
@@ -495,7 +504,7 @@ static void test_launch_claude(void **state) {
         assert_int_equal(json_array_size(json_object_get(t, "args")), 2);
         assert_string_equal(json_string_value(json_array_get(json_object_get(t, "args"), 1)), "--loud");
         assert_string_equal(str(json_object_get(ms, "wiki"), "type"), "http");
-        assert_string_equal(str(json_object_get(ms, "wiki"), "url"), "https://mcp.example.org/mcp");
+        assert_string_equal(str(json_object_get(ms, "wiki"), "url"), "http://mcp.example.org/mcp");
         json_decref(mj);
         free(mcp);
         const char *ro[] = {AGENT_CLI_HOME "/.claude/paddock-settings.json", AGENT_CLI_HOME "/.claude/settings.json",
