@@ -23,7 +23,10 @@ static int compile_rule(const Paddock__V1__EgressRule *r, struct egress_rule *ou
         if (r->port > 65535)
                 return err_set(reterr, -EINVAL, "egress", "rule \"%s\": port %u out of range", host, r->port);
         out->port = (uint16_t)r->port;
-        out->from_profile = r->source && !strncmp(r->source, "profile:", 8);
+        /* an approved catalog item's rule may name a non-public range: an
+         * egress profile's, or an http connector's origin (its url checked
+         * like a profile's rules, api catalog.c); never an inline allow */
+        out->from_profile = r->source && (!strncmp(r->source, "profile:", 8) || !strncmp(r->source, "connector:", 10));
         if (strchr(host, ':'))
                 snprintf(out->text, sizeof out->text, out->port ? "[%s]:%u" : "%s", host, out->port);
         else

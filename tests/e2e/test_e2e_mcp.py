@@ -13,19 +13,27 @@ answers, the call is a tool_call event) and `mcp__<name>__delete_ticket`
 not reached). The run records what it was given (`running`'s agent and GET
 run agent_session: skills and mcp_servers). A definition naming a connector
 that is not approved is refused (400 not_approved), so its tools are never
-available; a command agent cannot have connectors (400).
+available; a command agent cannot have connectors (400). An http connector
+with a secret: Claude reaches an https MCP server in the test network through
+the egress proxy, which opens the TLS and adds the secret header; the agent's
+env never holds it.
 
-Time: about 30 s (two CLI runs)."""
+Time: about 30 s (three CLI runs)."""
 
+import http.server
 import json
 import pathlib
 import secrets
+import socketserver
+import ssl
+import threading
 import uuid
 
+import conftest as e2e
 from conftest import all_events, command_spec, unique_name, wait_terminal
 from test_e2e_agents import (CLAUDE_MODEL, CODEX_MODEL, IMAGE, PRICES, USAGE, USAGE_OPENAI, agents_image,  # noqa: F401
                              template)
-from test_e2e_models import ModelSim, _body, _item
+from test_e2e_models import ModelSim, _body, _item, _leaf
 
 SERVER_JS = (pathlib.Path(__file__).resolve().parents[1] / "modelsim" / "mcp_echo_server.js").read_text()
 MARKER = "/workspace/mcp-echo-called.txt"
@@ -252,3 +260,130 @@ def test_http_connector_in_the_effective_policy_and_its_secret_must_be_set(api, 
                  headers={"Idempotency-Key": str(uuid.uuid4())})
     assert r.status_code == 409 and "spec.connectors[0]" in r.json()["detail"] and key_name in r.json()["detail"], \
         r.text
+
+
+class HttpMcpServer:
+    """An MCP server of the streamable-HTTP transport (JSON answers, no SSE)
+    over HTTPS in the test upstream network, with a certificate of the
+    stack's test CA: what an http connector names. It records every request's
+    method and whether it carried the connector's secret header."""
+
+    def __init__(self, tmp, index, header, secret):
+        self.host = e2e.test_upstream_addrs()[index]
+        self.seen = []
+        crt, key = _leaf(tmp, self.host)
+        seen = self.seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code, body=None):
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(code)
+                if body is not None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # no server-to-client stream
+                seen.append({"http": "GET", "key_ok": self.headers.get(header) == secret})
+                self._reply(405)
+
+            def do_DELETE(self):
+                self._reply(405)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                msg = json.loads(self.rfile.read(n) or b"{}")
+                key_ok = self.headers.get(header) == secret
+                seen.append({"http": "POST", "method": msg.get("method"), "key_ok": key_ok})
+                if not key_ok:
+                    return self._reply(401, {"error": "no key"})
+                if "id" not in msg:
+                    return self._reply(202)
+                m, params = msg.get("method"), msg.get("params") or {}
+                if m == "initialize":
+                    result = {"protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                              "capabilities": {"tools": {"listChanged": False}},
+                              "serverInfo": {"name": "paddock-test-http", "version": "1.0.0"}}
+                elif m == "tools/list":
+                    result = {"tools": [{"name": "echo", "description": "Echoes its text.",
+                                         "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
+                                                         "required": ["text"]}}]}
+                elif m == "tools/call":
+                    text = str((params.get("arguments") or {}).get("text", ""))
+                    result = {"content": [{"type": "text", "text": f"mcp-http-echo: {text}"}]}
+                else:
+                    result = {}
+                self._reply(200, {"jsonrpc": "2.0", "id": msg["id"], "result": result})
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = e2e.in_test_netns(lambda: Server((self.host, 0), Handler))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"https://{self.host}:{self.port}/mcp"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_claude_reaches_an_http_connector_through_the_proxy_with_its_secret(endpoints, api, team_id, agents_image,
+                                                                           template, tmp_path):
+    """An http connector with a secret: the CLI is given the url in plain
+    http, the egress proxy opens the TLS (verified against the stack's test CA)
+    and adds the header; the agent's environment never holds the secret."""
+    token, secret = "tok" + secrets.token_hex(6), "mcp-key-" + secrets.token_hex(16)
+    key_name = "E2E_MCP_HTTP_" + uuid.uuid4().hex[:10].upper()
+    api.ok("PUT", f"/v1/teams/{team_id}/secrets/{key_name}", json={"value": secret}, expect=(200, 201, 204))
+    server = HttpMcpServer(tmp_path, 2, "X-Api-Key", secret)
+    conn = _connector(api, {"transport": "http", "url": server.url, "secret": {"name": key_name, "header": "X-Api-Key"}})
+    name = conn["name"]
+    model_key = "E2E_MCP_KEY_" + uuid.uuid4().hex[:10].upper()
+    api.ok("PUT", f"/v1/teams/{team_id}/secrets/{model_key}", json={"value": "sk-" + secrets.token_hex(8)},
+           expect=(200, 201, 204))
+    calls = [{"name": f"mcp__{name}__echo", "input": {"text": token}},
+             {"name": "Bash", "input": {"command": "env | grep -c mcp-key- || true", "description": "env"}}]
+    turns = [{"tool_calls": [c], "usage": USAGE[0]} for c in calls]
+    sim = ModelSim(tmp_path, 3, {"anthropic": turns + [{"text": "All done.", "usage": USAGE[4]}]})
+    try:
+        item = _item(api, _body(upstream=sim.upstream, provider="anthropic", key_secret=model_key,
+                                models=[{"id": CLAUDE_MODEL, "usd_per_mtok": dict(PRICES)}]))
+        spec = {"agent": {"type": "claude-code", "model": CLAUDE_MODEL}, "image": IMAGE, "models": [item["id"]],
+                "connectors": [conn["id"]], "limits": {"timeout_s": 240, "memory_mb": 2048},
+                "prompt": {"template": template}}
+        sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("mcp-http"), "team": team_id, "spec": spec},
+                    expect=(201,))
+        ver = api.ok("POST", f"/v1/sandboxes/{sb['id']}/versions", expect=(201,))["version"]
+        r = api.post("/v1/runs", json={"sandbox": sb["id"], "version": ver, "prompt_vars": {"task": "echo"}},
+                     headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 202, r.text
+        run_id = r.json()["id"]
+        res = wait_terminal(endpoints, api.token, run_id, timeout=240)
+        assert res.terminal == "succeeded", (res.statuses, res.output()[-3000:])
+        events = all_events(api, run_id)
+        echo = [e["data"] for e in _of(events, "tool_call") if e["data"]["tool"] == f"mcp__{name}__echo"]
+        assert echo and f"mcp-http-echo: {token}" in json.dumps(echo[0].get("result")), (
+            [e["data"] for e in _of(events, "tool_call")], server.seen, [e["data"] for e in _of(events, "egress")])
+        posts = [s for s in server.seen if s["http"] == "POST"]
+        assert posts and all(s["key_ok"] for s in posts), server.seen
+        assert {"initialize", "tools/call"} <= {s["method"] for s in posts}, server.seen
+        # the secret is the proxy's: not in the agent's env, not in any event
+        bash = [e["data"] for e in _of(events, "tool_call") if e["data"]["tool"] == "Bash"]
+        assert bash and json.dumps(bash[0].get("result")).strip('"').startswith("0"), bash
+        assert secret not in json.dumps(events)
+    finally:
+        sim.close()
+        server.close()
