@@ -14,11 +14,11 @@ not reached). The run records what it was given (`running`'s agent and GET
 run agent_session: skills and mcp_servers). A definition naming a connector
 that is not approved is refused (400 not_approved), so its tools are never
 available; a command agent cannot have connectors (400). An http connector
-with a secret: Claude reaches an https MCP server in the test network through
-the egress proxy, which opens the TLS and adds the secret header; the agent's
-env never holds it.
+with a secret: Claude and Codex reach an https MCP server in the test network
+through the egress proxy, which opens the TLS and adds the secret header; the
+agent's env never holds it.
 
-Time: about 30 s (three CLI runs)."""
+Time: about 40 s (four CLI runs)."""
 
 import http.server
 import json
@@ -340,8 +340,7 @@ class HttpMcpServer:
         self.server.server_close()
 
 
-def test_claude_reaches_an_http_connector_through_the_proxy_with_its_secret(endpoints, api, team_id, agents_image,
-                                                                           template, tmp_path):
+def _http_connector_run(endpoints, api, team_id, template, tmp_path, kind):
     """An http connector with a secret: the CLI is given the url in plain
     http, the egress proxy opens the TLS (verified against the stack's test CA)
     and adds the header; the agent's environment never holds the secret."""
@@ -354,14 +353,22 @@ def test_claude_reaches_an_http_connector_through_the_proxy_with_its_secret(endp
     model_key = "E2E_MCP_KEY_" + uuid.uuid4().hex[:10].upper()
     api.ok("PUT", f"/v1/teams/{team_id}/secrets/{model_key}", json={"value": "sk-" + secrets.token_hex(8)},
            expect=(200, 201, 204))
-    calls = [{"name": f"mcp__{name}__echo", "input": {"text": token}},
-             {"name": "Bash", "input": {"command": "env | grep -c mcp-key- || true", "description": "env"}}]
-    turns = [{"tool_calls": [c], "usage": USAGE[0]} for c in calls]
-    sim = ModelSim(tmp_path, 3, {"anthropic": turns + [{"text": "All done.", "usage": USAGE[4]}]})
+    if kind == "claude-code":
+        calls = [{"name": f"mcp__{name}__echo", "input": {"text": token}},
+                 {"name": "Bash", "input": {"command": "env | grep -c mcp-key- || true", "description": "env"}}]
+        turns = [{"tool_calls": [c], "usage": USAGE[0]} for c in calls]
+        script = {"anthropic": turns + [{"text": "All done.", "usage": USAGE[4]}]}
+    else:  # see the stdio Codex test: a shell step first, then the namespace call
+        calls = [{"name": "exec_command", "arguments": {"cmd": "sleep 2; env | grep -c mcp-key- || true"}},
+                 {"namespace": f"mcp__{name}", "name": "echo", "arguments": {"text": token}}]
+        turns = [{"tool_calls": [c], "usage": USAGE_OPENAI[0]} for c in calls]
+        script = {"openai": turns + [{"text": "All done.", "usage": USAGE_OPENAI[4]}]}
+    sim = ModelSim(tmp_path, 3, script)
     try:
-        item = _item(api, _body(upstream=sim.upstream, provider="anthropic", key_secret=model_key,
-                                models=[{"id": CLAUDE_MODEL, "usd_per_mtok": dict(PRICES)}]))
-        spec = {"agent": {"type": "claude-code", "model": CLAUDE_MODEL}, "image": IMAGE, "models": [item["id"]],
+        model = CLAUDE_MODEL if kind == "claude-code" else CODEX_MODEL
+        item = _item(api, _body(upstream=sim.upstream, provider="anthropic" if kind == "claude-code" else "openai",
+                                key_secret=model_key, models=[{"id": model, "usd_per_mtok": dict(PRICES)}]))
+        spec = {"agent": {"type": kind, "model": model}, "image": IMAGE, "models": [item["id"]],
                 "connectors": [conn["id"]], "limits": {"timeout_s": 240, "memory_mb": 2048},
                 "prompt": {"template": template}}
         sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("mcp-http"), "team": team_id, "spec": spec},
@@ -381,9 +388,19 @@ def test_claude_reaches_an_http_connector_through_the_proxy_with_its_secret(endp
         assert posts and all(s["key_ok"] for s in posts), server.seen
         assert {"initialize", "tools/call"} <= {s["method"] for s in posts}, server.seen
         # the secret is the proxy's: not in the agent's env, not in any event
-        bash = [e["data"] for e in _of(events, "tool_call") if e["data"]["tool"] == "Bash"]
-        assert bash and json.dumps(bash[0].get("result")).strip('"').startswith("0"), bash
+        shell = [e["data"] for e in _of(events, "tool_call") if e["data"]["tool"] in ("Bash", "shell")]
+        assert shell and json.dumps(shell[0].get("result")).strip('"').startswith("0"), shell
         assert secret not in json.dumps(events)
     finally:
         sim.close()
         server.close()
+
+
+def test_claude_reaches_an_http_connector_through_the_proxy_with_its_secret(endpoints, api, team_id, agents_image,
+                                                                           template, tmp_path):
+    _http_connector_run(endpoints, api, team_id, template, tmp_path, "claude-code")
+
+
+def test_codex_reaches_an_http_connector_through_the_proxy_with_its_secret(endpoints, api, team_id, agents_image,
+                                                                          template, tmp_path):
+    _http_connector_run(endpoints, api, team_id, template, tmp_path, "codex")
