@@ -172,28 +172,41 @@ static int key_create(struct api *a, PGconn *conn, const char *tenant_id, char *
 /* Makes the tenant a signing key when it has none, when its newest is a
  * rotation period old, or when force. Inside the caller's transaction; the
  * advisory lock (held to its end) serialises makers across replicas. */
+/* The tenant's current signing key's kid into ret_kid (may be NULL): 1 if it
+ * has one younger than a rotation period, 0 if not, or an error. */
+static int key_current(PGconn *conn, const char *const params[2], char *ret_kid, size_t kid_size,
+                       struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        int k = pg_exec(conn,
+                        "SELECT kid FROM api.workload_keys WHERE tenant_id = $1 "
+                        "AND created_at > clock_timestamp() - make_interval(days => $2::int) "
+                        "ORDER BY created_at DESC LIMIT 1",
+                        2, params, &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return 0;
+        if (ret_kid)
+                snprintf(ret_kid, kid_size, "%s", PQgetvalue(res, 0, 0));
+        return 1;
+}
+
 static int key_ensure(struct api *a, PGconn *conn, const char *tenant_id, bool force, char *ret_kid, size_t kid_size,
                       struct err_detail *e) {
         char days[24];
         snprintf(days, sizeof days, "%lld", a->cfg.workload_key_rotate_days);
         const char *params[] = {tenant_id, days};
-        int k = pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended('paddock-workload-key:' || $1, 0))", 1,
-                        params, NULL, e);
+        int k;
+        /* a current key is read without the lock (every JWKS fetch, every
+         * sealing); only making one takes it, and looks again under it */
+        if (!force && (k = key_current(conn, params, ret_kid, kid_size, e)) != 0)
+                return k < 0 ? k : 0;
+        k = pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended('paddock-workload-key:' || $1, 0))", 1,
+                    params, NULL, e);
         if (k < 0)
                 return k;
-        _cleanup_pgres_ PGresult *res = NULL;
-        k = pg_exec(conn,
-                    "SELECT kid FROM api.workload_keys WHERE tenant_id = $1 "
-                    "AND created_at > clock_timestamp() - make_interval(days => $2::int) "
-                    "ORDER BY created_at DESC LIMIT 1",
-                    2, params, &res, e);
-        if (k < 0)
-                return k;
-        if (PQntuples(res) == 1 && !force) {
-                if (ret_kid)
-                        snprintf(ret_kid, kid_size, "%s", PQgetvalue(res, 0, 0));
-                return 0;
-        }
+        if (!force && (k = key_current(conn, params, ret_kid, kid_size, e)) != 0)
+                return k < 0 ? k : 0;
         char kid[64];
         k = key_create(a, conn, tenant_id, kid, sizeof kid, e);
         if (k >= 0 && ret_kid)
