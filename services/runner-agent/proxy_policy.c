@@ -26,7 +26,7 @@ static int compile_rule(const Paddock__V1__EgressRule *r, struct egress_rule *ou
         /* an approved catalog item's rule may name a non-public range: an
          * egress profile's, or an http connector's origin (its url checked
          * like a profile's rules, api catalog.c); never an inline allow */
-        out->from_profile = r->source && (!strncmp(r->source, "profile:", 8) || !strncmp(r->source, "connector:", 10));
+        out->from_catalog = r->source && (!strncmp(r->source, "profile:", 8) || !strncmp(r->source, "connector:", 10));
         if (strchr(host, ':'))
                 snprintf(out->text, sizeof out->text, out->port ? "[%s]:%u" : "%s", host, out->port);
         else
@@ -119,7 +119,7 @@ static const struct egress_rule *covering_ip_rule(const struct egress_policy *p,
         bool public = addr_classify(a) == ADDR_CLASS_PUBLIC;
         for (size_t i = 0; i < p->n_rules; i++) {
                 const struct egress_rule *r = &p->rules[i];
-                if (r->is_ip && port_matches(r->port, port) && (public || r->from_profile) &&
+                if (r->is_ip && port_matches(r->port, port) && (public || r->from_catalog) &&
                     (ip_rule_covers(r, a) || (addr_classify(a) != ADDR_CLASS_PUBLIC &&
                                               addr_policy_permits(a, &r->ip, 1))))
                         return r;

@@ -30,7 +30,8 @@ struct egress_rule {
         struct addr_allow ip;
         struct host_rule host;
         uint16_t port;                     /* 0: 80 and 443 */
-        bool from_profile;                 /* source "profile:<id>": may reach non-public addresses */
+        bool from_catalog;                 /* source "profile:<id>" or "connector:<id>", an approved
+                                            * catalog item's rule: may reach non-public addresses */
 };
 
 struct egress_policy {
