@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/business_clock.h"
 #include "core/log.h"
 #include "core/shutdown.h"
 #include "http/ops.h"
@@ -93,6 +94,8 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
                 r = err_set(&err, -EINVAL, "config", "PADDOCK_OPS_ADDR: \"%s\" is not host:port", svc->ops_addr);
         if (r >= 0)
                 r = kafka_settings_check(kafka_of(spec, settings), &err);
+        if (r >= 0 && svc->business_clock_file && business_clock_init(svc->business_clock_file) < 0)
+                r = err_set(&err, -ENOMEM, "config", "PADDOCK_BUSINESS_CLOCK_FILE: out of memory");
         if (r >= 0 && spec->check)
                 r = spec->check(settings, &err);
         if (r < 0) {

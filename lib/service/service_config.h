@@ -21,6 +21,7 @@ struct service_settings {
         char *log_level; /* PADDOCK_LOG_LEVEL */
         char *ops_addr;  /* PADDOCK_OPS_ADDR; NULL in the api */
         char *pg_dsn;    /* PADDOCK_PG_DSN (sensitive); NULL in the runner-agent */
+        char *business_clock_file; /* PADDOCK_BUSINESS_CLOCK_FILE; only in api, billing, evidence */
 };
 
 #define SERVICE_CONFIG_OFF_(st, m, f) (offsetof(st, m) + offsetof(struct service_settings, f))
@@ -34,6 +35,13 @@ struct service_settings {
 #define SERVICE_CONFIG_PG_DSN_ENTRY(st, m)                                                                             \
         {"PADDOCK_PG_DSN", CONFIG_STRING, NULL, 0, 0, true, SERVICE_CONFIG_OFF_(st, m, pg_dsn),                     \
          "PostgreSQL connection string (libpq) of this service's own role; `migrate` takes the schema owner's"}
+
+/* Only where retention or budget months are decided (api, billing,
+ * evidence): core/business_clock.h. */
+#define SERVICE_CONFIG_BUSINESS_CLOCK_ENTRY(st, m)                                                                     \
+        {"PADDOCK_BUSINESS_CLOCK_FILE", CONFIG_STRING, "", 0, 0, false,                                           \
+         SERVICE_CONFIG_OFF_(st, m, business_clock_file),                                                            \
+         "tests only: a file holding seconds to add to the clock that decides retention expiry and budget months (empty: the wall clock)"}
 
 /* All three, for the daemons that have all (billing, evidence, scheduler). */
 #define SERVICE_CONFIG_ENTRIES(st, m)                                                                                  \

@@ -58,6 +58,7 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_API_WORKERS", CONFIG_INT, "0", 0, 64, false, S(workers),
          "worker processes serving the API on one port (SO_REUSEPORT); 0: one per online CPU"},
         SERVICE_CONFIG_LOG_LEVEL_ENTRY(struct api_settings, svc),
+        SERVICE_CONFIG_BUSINESS_CLOCK_ENTRY(struct api_settings, svc),
         {"PADDOCK_MASTER_KEY", CONFIG_STRING, NULL, 0, 0, true, S(master_key),
          "master key wrapping the tenants' secret data keys: 64 hex digits (or base64 of 32 bytes)"},
         ADDR_FLOOR_CONFIG_ENTRY(S(egress_floor)),

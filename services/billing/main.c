@@ -42,6 +42,7 @@ struct settings {
 static const struct config_entry settings_table[] = {
         KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         SERVICE_CONFIG_ENTRIES(struct settings, svc),
+        SERVICE_CONFIG_BUSINESS_CLOCK_ENTRY(struct settings, svc),
         {NULL},
 };
 

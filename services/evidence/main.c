@@ -53,6 +53,7 @@ struct settings {
 static const struct config_entry settings_table[] = {
         KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         SERVICE_CONFIG_ENTRIES(struct settings, svc),
+        SERVICE_CONFIG_BUSINESS_CLOCK_ENTRY(struct settings, svc),
         S3_CONFIG_ENTRIES(struct settings, s3),
         {"PADDOCK_EVIDENCE_MAX_ARTIFACT_BYTES", CONFIG_INT, "268435456", 1024, 4294967296.0, false,
          offsetof(struct settings, max_artifact_bytes),
