@@ -823,6 +823,8 @@ write_endpoints() {
                 env_line PADDOCK_TEST_CA_KEY "$STATE/testca/ca.key"
                 # public keys only; a test enrols a node it impersonates by adding a line
                 env_line PADDOCK_TRUSTED_KEYS "$STATE/trusted-keys"
+                # tests move the retention/budget clock by writing seconds here
+                env_line PADDOCK_BUSINESS_CLOCK_FILE "$STATE/business-clock"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
@@ -892,6 +894,10 @@ write_service_env() { # name
                         fi
                         if [[ $s == api || $s == runner-agent ]]; then
                                 echo "PADDOCK_EGRESS_FLOOR=$TESTNET_FLOOR/32"
+                        fi
+                        if [[ $s == api || $s == billing || $s == evidence ]]; then
+                                # absent: the wall clock; tests write an offset (lib/core/business_clock.h)
+                                env_line PADDOCK_BUSINESS_CLOCK_FILE "$STATE/business-clock"
                         fi
                         if [[ $s == runner-agent ]]; then
                                 # env_line: the file is sourced (run_with_env) and a
