@@ -1035,6 +1035,30 @@ static int identity_rotate(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
+/* The token comes on stdin, never on the command line (ps shows that). */
+static int identity_introspect(struct cli_ctx *ctx, int argc, char **argv) {
+        char *pos[CLI_MAX_POS], tenant[128], path[256];
+        int npos, r;
+        if ((r = cli_parse(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        if ((r = identity_tenant(ctx, "introspect", npos, pos, tenant, sizeof tenant)) >= 0)
+                return r;
+        _cleanup_(cli_secret_freep) char *token = cli_read_line();
+        if (!token || !*token) {
+                cli_error("identity introspect: no token on stdin");
+                return CLI_EXIT_USAGE;
+        }
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "token", token);
+        if (!body)
+                return CLI_EXIT_FAIL;
+        snprintf(path, sizeof path, "/v1/tenants/%s/oidc/introspect", tenant);
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_request(ctx, "POST", path, body, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        cli_print_json(resp.body);
+        return json_is_true(json_object_get(resp.body, "active")) ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 static const struct cli_command identity_subs[] = {
         {.name = "discovery",
          .summary = "print the tenant's workload identity OIDC discovery document",
@@ -1046,6 +1070,12 @@ static const struct cli_command identity_subs[] = {
          .args = "[TENANT_ID]",
          .description = "TENANT_ID defaults to the logged-in user's tenant; no login is needed with it.\n",
          .fn = identity_jwks},
+        {.name = "introspect",
+         .summary = "is a workload identity token (on stdin) active: signed by the tenant, unexpired, its run not ended",
+         .args = "[TENANT_ID]",
+         .description = "Prints the RFC 7662 answer; exit 0 when active, 1 when not. TENANT_ID defaults\n"
+                        "to the logged-in user's tenant; no login is needed with it.\n",
+         .fn = identity_introspect},
         {.name = "rotate",
          .summary = "make a new signing key now (the previous one stays published one more period)",
          .description = "Needs tenant_admin.\n",
@@ -1055,7 +1085,7 @@ static const struct cli_command identity_subs[] = {
 
 const struct cli_command cli_cmd_identity = {
         .name = "identity",
-        .summary = "workload identity of runs (the api as OIDC issuer): discovery, jwks, rotate",
+        .summary = "workload identity of runs (the api as OIDC issuer): discovery, jwks, introspect, rotate",
         .description = "Issuer: <api public URL>/v1/tenants/<tenant id>/oidc. Cloud IAM trusts runs'\n"
                        "tokens (spec.identity) through the discovery document and keys.\n",
         .subs = identity_subs,

@@ -45,6 +45,10 @@ struct jwt_decoded *jwt_decoded_free(struct jwt_decoded *t) {
 }
 
 const char *jwt_decoded_kid(const struct jwt_decoded *t) { return t->kid; }
+const json_t *jwt_decoded_claims(const struct jwt_decoded *t) {
+        return t ? t->claims : NULL;
+}
+
 enum jwk_alg jwt_decoded_alg(const struct jwt_decoded *t) { return t->alg; }
 
 /* Decodes one base64url part into a fresh buffer (NUL-terminated for JSON). */

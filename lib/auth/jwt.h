@@ -58,6 +58,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct jwt_decoded *, jwt_decoded_free);
 /* The header's kid (NULL when absent) and alg; borrowed from t. Untrusted. */
 const char *jwt_decoded_kid(const struct jwt_decoded *t);
 enum jwk_alg jwt_decoded_alg(const struct jwt_decoded *t);
+/* The claims object, borrowed from t: UNTRUSTED until jwt_verify_decoded()
+ * succeeds (an introspection reads the audience to verify against). */
+const json_t *jwt_decoded_claims(const struct jwt_decoded *t);
 
 /* Verifies t's signature with key (borrowed), then its claims against p.
  * On success *ret_claims (optional) receives a new reference to the claims

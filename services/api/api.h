@@ -637,6 +637,9 @@ int workload_identity_discovery(struct api_req *r);
 int workload_identity_jwks(struct api_req *r);
 /* POST /v1/tenant/workload-identity/rotate: a new signing key now. */
 int workload_identity_rotate(struct api_req *r);
+/* POST /v1/tenants/{tenant}/oidc/introspect {token}: RFC 7662, public;
+ * active only while the token's run has not ended. */
+int workload_identity_introspect(struct api_req *r);
 /* The token of one spec.identity entry of a run (sealing.c): RS256 JWT
  * signed with the tenant's current key (made first if there is none or it is
  * due), sub naming tenant, team, definition and run, aud, exp = now + ttl_s.

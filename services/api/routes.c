@@ -84,6 +84,7 @@ static const struct api_route routes[] = {
          * credentials; rotating the signing key is the tenant admin's */
         {"GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration", workload_identity_discovery, PERM_NONE},
         {"GET", "/v1/tenants/{tenant}/oidc/jwks", workload_identity_jwks, PERM_NONE},
+        {"POST", "/v1/tenants/{tenant}/oidc/introspect", workload_identity_introspect, PERM_NONE},
         {"POST", "/v1/tenant/workload-identity/rotate", workload_identity_rotate, PERM_ADMIN},
 };
 

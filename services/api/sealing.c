@@ -20,7 +20,9 @@
  *
  * The workload identity tokens of spec.identity (docs/CONTRACTS.md "Workload
  * identity") are minted here, now that the run is about to start and its
- * deadline is known (exp = now + limits.timeout_s + WORKLOAD_TOKEN_SLACK_S),
+ * deadline is known (exp = now + limits.timeout_s: no later than the run's
+ * deadline, which the runner-agent counts from the sandbox's start, after
+ * this; a run that ends earlier is inactive at the issuer's introspection),
  * and go in the same bundle under the names runs.c gave their SecretRefs
  * ("identity:<index>"); like the secrets they exist in clear only in these
  * buffers, never in a row, the outbox, a log line or an event.
@@ -39,9 +41,6 @@
 #include "pg/pg.h"
 
 #define SEAL_AAD_PREFIX "paddock-secrets:"
-/* a token outlives the run's timeout by this much: the runner's deadline
- * starts when the sandbox does, a little after the token is minted */
-#define WORKLOAD_TOKEN_SLACK_S 60
 
 /* Standard or URL-safe base64 of exactly 32 bytes, padding optional. */
 static int decode_public_key(const char *s, uint8_t out[SEAL_PUBLIC_KEY_LEN]) {
@@ -238,8 +237,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         json_t *jt = json_object_get(json_object_get(spec, "limits"), "timeout_s");
         struct workload_claims wc = {.tenant_id = tenant_id, .team_id = team_id, .sandbox_id = PQgetvalue(res, 0, 7),
                                      .run_id = run_id, .version = strtoll(PQgetvalue(res, 0, 8), NULL, 10),
-                                     .ttl_s = (json_is_integer(jt) ? json_integer_value(jt) : POLICY_DEFAULT_TIMEOUT_S) +
-                                              WORKLOAD_TOKEN_SLACK_S};
+                                     .ttl_s = json_is_integer(jt) ? json_integer_value(jt) : POLICY_DEFAULT_TIMEOUT_S};
         for (size_t i = 0; i < json_array_size(ids) && i < ELEMENTSOF(id_names); i++) {
                 json_t *it = json_array_get(ids, i);
                 json_t *hdr = json_object_get(json_object_get(it, "as"), "header");

@@ -31,6 +31,8 @@
 
 #include "api.h"
 #include "auth/base64url.h"
+#include "auth/jwks.h"
+#include "auth/jwt.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "crypto/secretbox.h"
@@ -265,11 +267,13 @@ int workload_identity_discovery(struct api_req *r) {
         int k = open_tenant(r, &d, tenant_id);
         if (k < 0)
                 return k;
-        char iss[700], jwks[760];
+        char iss[700], jwks[760], introspect[780];
         if (issuer_of(r->api, tenant_id, iss, sizeof iss) < 0)
                 return api_fail(r, -ENAMETOOLONG, "internal", "issuer URL too long");
         snprintf(jwks, sizeof jwks, "%s/jwks", iss);
-        r->out = json_pack("{s:s, s:s, s:[s], s:[s], s:[s], s:[s,s,s,s,s,s,s,s]}", "issuer", iss, "jwks_uri", jwks,
+        snprintf(introspect, sizeof introspect, "%s/introspect", iss);
+        r->out = json_pack("{s:s, s:s, s:s, s:[s], s:[s], s:[s], s:[s,s,s,s,s,s,s,s]}", "issuer", iss, "jwks_uri", jwks,
+                           "introspection_endpoint", introspect,
                            "id_token_signing_alg_values_supported", "RS256", "response_types_supported", "id_token",
                            "subject_types_supported", "public", "claims_supported", "iss", "sub", "aud", "iat", "nbf",
                            "exp", "jti", "paddock");
@@ -442,5 +446,81 @@ int workload_identity_mint(struct api *a, PGconn *conn, const struct workload_cl
         off += b64url_encode(sig, sig_len, tok + off);
         *ret = tok;
         *ret_len = off;
+        return 0;
+}
+
+/* POST /v1/tenants/{tenant}/oidc/introspect {token}: RFC 7662's answer for a
+ * relying party that must stop trusting a token once its run ends, before its
+ * exp (docs/CONTRACTS.md "Workload identity"). Public, like the JWKS: whoever
+ * holds a token may ask about it, and learns nothing beyond its claims, which
+ * the token carries anyway. Active only when the signature verifies with a
+ * published key of this tenant, iss is this tenant's issuer, exp/nbf hold on
+ * the real clock, and the run it names is not in a terminal status. Every
+ * inactive answer is the same `{"active": false}` (RFC 7662 §2.2). */
+int workload_identity_introspect(struct api_req *r) {
+        const char *tenant_id = r->params[0];
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        if ((k = api_known_fields(r, body, (const char *const[]){"token", NULL})) < 0)
+                return k;
+        const char *token = json_string_value(json_object_get(body, "token"));
+        if (!token || !*token)
+                return api_fail(r, -EINVAL, "invalid_field", "token: a non-empty string is required");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = open_tenant(r, &d, tenant_id)) < 0)
+                return k;
+        r->status = 200;
+        r->out = json_pack("{s:b}", "active", false);
+        if (!r->out)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+
+        _cleanup_(jwt_decoded_freep) struct jwt_decoded *t = NULL;
+        if (jwt_decode(token, strlen(token), &t, &e) < 0)
+                return 0;
+        const char *aud = json_string_value(json_object_get(jwt_decoded_claims(t), "aud"));
+        const char *kid = jwt_decoded_kid(t);
+        if (!aud || !kid)
+                return 0;
+        json_t *keys = NULL;
+        if ((k = keys_published(r->api, d.conn, tenant_id, &keys, &e)) < 0)
+                return db_fail(r, k, &e, "list workload identity keys");
+        _cleanup_json_ json_t *set = json_pack("{s:o}", "keys", keys);
+        _cleanup_free_ char *set_text = set ? json_dumps(set, JSON_COMPACT) : NULL;
+        if (!set_text)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        _cleanup_(jwks_freep) struct jwks *jwks = NULL;
+        if (jwks_parse(set_text, strlen(set_text), &jwks, &e) < 0)
+                return 0; /* a tenant without keys has issued nothing */
+        _cleanup_(jwk_unrefp) struct jwk *key = jwks_find(jwks, kid);
+        char iss[700];
+        if (!key || issuer_of(r->api, tenant_id, iss, sizeof iss) < 0)
+                return 0;
+        struct jwt_verify_params p;
+        jwt_verify_params_init(&p);
+        p.issuer = iss;
+        p.audience = aud;
+        p.clock_skew_s = 0; /* the issuer's own clock: no skew to forgive */
+        _cleanup_json_ json_t *claims = NULL;
+        if (jwt_verify_decoded(t, key, &p, &claims, &e) < 0)
+                return 0;
+        json_t *pd = json_object_get(claims, "paddock");
+        const char *run_id = json_string_value(json_object_get(pd, "run"));
+        const char *claim_tenant = json_string_value(json_object_get(pd, "tenant"));
+        if (!run_id || !id_is_uuid(run_id) || !claim_tenant || strcmp(claim_tenant, tenant_id))
+                return 0;
+        _cleanup_pgres_ PGresult *res = NULL;
+        if ((k = pg_exec(d.conn, "SELECT status FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
+                         (const char *const[]){run_id, tenant_id}, &res, &e)) < 0)
+                return db_fail(r, k, &e, "look up the token's run");
+        if (PQntuples(res) != 1 || runs_status_terminal(PQgetvalue(res, 0, 0)))
+                return 0;
+        json_decref(r->out);
+        r->out = json_deep_copy(claims);
+        if (!r->out || json_object_set_new(r->out, "active", json_true()) < 0 ||
+            json_object_set_new(r->out, "token_type", json_string("Bearer")) < 0)
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
         return 0;
 }

@@ -88,6 +88,7 @@ ROUTE_COMMANDS = {
     ("GET", "/v1/audit/verify"): "audit verify",
     ("GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration"): "identity discovery",
     ("GET", "/v1/tenants/{tenant}/oidc/jwks"): "identity jwks",
+    ("POST", "/v1/tenants/{tenant}/oidc/introspect"): "identity introspect",
     ("POST", "/v1/tenant/workload-identity/rotate"): "identity rotate",
 }
 

@@ -117,6 +117,7 @@ ENDPOINTS = [
     # fetch them without credentials), rotation is the tenant admin's
     ("GET", "/v1/tenants/{tenant}/oidc/.well-known/openid-configuration", "PERM_NONE", False, 200),
     ("GET", "/v1/tenants/{tenant}/oidc/jwks", "PERM_NONE", False, 200),
+    ("POST", "/v1/tenants/{tenant}/oidc/introspect", "PERM_NONE", False, 200),  # {"active": false} for junk
     ("POST", "/v1/tenant/workload-identity/rotate", "PERM_ADMIN", False, 200),
 ]
 
@@ -306,6 +307,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         body = {"name": unique_name("rbac-new"), "team": s.team, "spec": SPEC}
     elif path == "/v1/runs" and method == "POST":
         body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
+    elif path == "/v1/tenants/{tenant}/oidc/introspect":
+        body = {"token": "not.a.token"}
     url = path.replace("{tenant}", world["tenant_id"])
     if path.startswith("/v1/tenants/{tenant}/"):
         token = None  # public: no credentials at all

@@ -11,6 +11,7 @@ exp (no PyJWT: `cryptography` verifies RS256). No packet leaves the machine.
 """
 
 import base64
+import datetime
 import pathlib
 import ssl
 import subprocess
@@ -175,7 +176,7 @@ def identity_run(endpoints, admin_token, api, runs, tenant_id):
     run_id = runs.launch(sandbox, version)
     res = wait_terminal(endpoints, admin_token, run_id, timeout=TIMEOUT_S + 90)
     yield {"run": run_id, "sandbox": sandbox, "version": version, "res": res, "a": va, "b": vb,
-           "launched_at": launched_at, "team": runs.team}
+           "launched_at": launched_at, "team": runs.team, "endpoints": endpoints, "token": admin_token}
     va.close()
     vb.close()
 
@@ -201,8 +202,12 @@ def test_run_tokens_accepted_only_for_their_audience(identity_run, tenant_id):
     assert claims["paddock"] == {"tenant": tenant_id, "team": r["team"], "definition": r["sandbox"],
                                  "version": r["version"], "run": r["run"]}, claims
     assert claims["iss"] == va.issuer and claims["aud"] == va.audience
-    # expiry: the run's deadline (timeout_s) plus 60 s of slack, from when it was minted
-    assert claims["exp"] - claims["iat"] == TIMEOUT_S + 60, claims
+    # expiry: timeout_s from when it was minted, just before the sandbox
+    # started: never later than the run's deadline (started_at + timeout_s)
+    assert claims["exp"] - claims["iat"] == TIMEOUT_S, claims
+    run = Api(identity_run["endpoints"].api, identity_run["token"]).ok("GET", f"/v1/runs/{r['run']}", expect=(200,))
+    started = datetime.datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")).timestamp()
+    assert claims["exp"] <= started + TIMEOUT_S, (claims, run["started_at"])
     assert r["launched_at"] - 5 <= claims["iat"] <= time.time(), claims
     assert claims["nbf"] == claims["iat"] and len(claims["jti"]) == 36
     # two entries of the same audience are two tokens
@@ -460,3 +465,73 @@ def test_keys_rotate_by_age_and_the_replaced_key_stays_one_period(endpoints):
     k3, old = kids()
     assert old == k2 and k3 not in (k1, k2)
     assert k1 not in kids()
+
+
+# Runs in the sandbox: sends its token once, then lives until cancelled.
+LIVING_AGENT = r"""
+import os, sys, time, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/verify", headers={"Authorization": "Bearer " + os.environ["WI_TOKEN"]})
+with urllib.request.urlopen(req, timeout=30) as r:
+    print("SENT", r.status, flush=True)
+time.sleep(600)
+"""
+
+
+def test_introspection_active_only_while_the_run_lives(endpoints, admin_token, api, runs, tenant_id, tmp_path):
+    """A relying party that must stop trusting a token when its run ends asks
+    the issuer (RFC 7662): active while the run lives, inactive once it was
+    cancelled, long before the token's exp."""
+    aud = f"sts.test/{uuid.uuid4().hex[:8]}"
+    v = Verifier(endpoints.api, tenant_id, aud, 2)
+    try:
+        prof = egress_profile(api, [v.hostport])
+        spec = command_spec([PY, "-c", LIVING_AGENT, f"http://{v.nameport}"], timeout_s=900)
+        spec["egress"] = {"allow": [v.nameport], "profiles": [prof], "unknown": "deny"}
+        spec["identity"] = [{"audience": aud, "as": {"env": "WI_TOKEN"}}]
+        sandbox = runs.create_sandbox(spec)
+        run_id = runs.launch(sandbox, runs.publish(sandbox))
+        deadline = time.time() + 120
+        while not v.accepted() and time.time() < deadline:
+            time.sleep(0.5)
+        assert v.accepted(), "the run never presented its token"
+        token = v.accepted()[0]
+        url = f"{endpoints.api}/v1/tenants/{tenant_id}/oidc/introspect"
+        live = requests.post(url, json={"token": token}, timeout=30)
+        assert live.status_code == 200, live.text
+        body = live.json()
+        assert body["active"] is True and body["aud"] == aud and body["paddock"]["run"] == run_id, body
+        assert body["exp"] - body["iat"] == 900
+        # the CLI answers the same, the token on stdin (exit 0: active)
+        cli = Cli(tmp_path, api_url=endpoints.api)  # no login: the token is the proof
+        p = cli("identity", "introspect", tenant_id, input=token + "\n")
+        assert p.returncode == 0 and json.loads(p.stdout)["active"] is True, (p.returncode, p.stderr)
+
+        api.ok("POST", f"/v1/runs/{run_id}/cancel", json={}, expect=(202, 200))
+        res = wait_terminal(endpoints, admin_token, run_id, timeout=120)
+        assert res.terminal == "cancelled", res.terminal
+        # the stream shows the end first; the run's row (what the issuer reads) follows
+        deadline = time.time() + 60
+        while api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["status"] != "cancelled" and time.time() < deadline:
+            time.sleep(0.5)
+        ended = requests.post(url, json={"token": token}, timeout=30)
+        assert ended.status_code == 200 and ended.json() == {"active": False}, ended.text
+        assert time.time() < body["exp"], "inactive because the run ended, not because the token expired"
+        p = cli("identity", "introspect", tenant_id, input=token + "\n")
+        assert p.returncode == 1 and json.loads(p.stdout) == {"active": False}, (p.returncode, p.stdout)
+
+        # a forged signature, a token of no tenant, junk: the same inactive answer
+        h, c, sig = token.split(".")
+        forged = f"{h}.{c}.{sig[:-4]}AAAA"
+        for junk in (forged, "not.a.token", "x"):
+            r = requests.post(url, json={"token": junk}, timeout=30)
+            assert r.status_code == 200 and r.json() == {"active": False}, (junk[:20], r.text)
+        # bad input names the field; an unknown tenant is 404
+        r = requests.post(url, json={"tok": token}, timeout=30)
+        assert r.status_code == 400 and "tok is not a known field" in r.json()["detail"], r.text
+        r = requests.post(url, json={"token": ""}, timeout=30)
+        assert r.status_code == 400 and r.json()["detail"].startswith("token:"), r.text
+        r = requests.post(f"{endpoints.api}/v1/tenants/{uuid.uuid4()}/oidc/introspect", json={"token": token},
+                          timeout=30)
+        assert r.status_code == 404, r.text
+    finally:
+        v.close()
