@@ -47,6 +47,9 @@ struct hook_server {
         const char *run_id;
         struct run_policy *rp;
         struct run_events *ev;
+        hook_violation_fn on_violation;
+        void *userdata;
+        bool violated;        /* on_violation called (under lock) */
         char *sock_path;
         int listen_fd;
         int wake[2];
@@ -332,6 +335,30 @@ static void pre_tool_use(struct hook_server *hs, int fd, const char *cli, json_t
         reply(fd, ok, reason);
 }
 
+/* A tool ran without this server's allow (hook_violation_fn): recorded, and
+ * the run is ended by its owner. decided: "deny", or NULL when no PreToolUse
+ * of that call reached the server (killed, crashed, or never run). */
+static void violation(struct hook_server *hs, const char *cli, const char *tool, const char *id,
+                      const char *decided) {
+        json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "level", "hook", "action", "deny",
+                              "violation", "ran_without_allow", "cli", cli, "tool", tool, "tool_use_id", id,
+                              "hook_decision", decided);
+        if (d)
+                events_emit(hs->ev, "policy_decision", "platform", d, NULL, false, true);
+        json_decref(d);
+        char reason[400];
+        snprintf(reason, sizeof reason,
+                 "policy: %s ran tool %s (call %s) that the policy hook %s: its hook was killed or bypassed; run stopped",
+                 cli, tool ? tool : "?", id ? id : "?", decided ? "denied" : "never allowed");
+        log_ctx(LOG_WARN, LOG_KV("run", hs->run_id, "cli", cli), "%s", reason);
+        pthread_mutex_lock(&hs->lock);
+        bool first = !hs->violated;
+        hs->violated = true;
+        pthread_mutex_unlock(&hs->lock);
+        if (first && hs->on_violation)
+                hs->on_violation(hs->userdata, reason);
+}
+
 static void post_tool_use(struct hook_server *hs, int fd, const char *cli, json_t *input) {
         const char *id = json_string_value(json_object_get(input, "tool_use_id"));
         const char *tool = json_string_value(json_object_get(input, "tool_name"));
@@ -340,11 +367,13 @@ static void post_tool_use(struct hook_server *hs, int fd, const char *cli, json_
                               bounded(json_object_get(input, "tool_response"), &cut));
         if (d && cut)
                 json_object_set_new(d, "truncated", json_true());
+        const char *decided = NULL; /* what PreToolUse answered this call here */
         pthread_mutex_lock(&hs->lock);
         for (size_t i = 0; d && id && i < CALLS_MAX; i++) {
                 struct call *c = &hs->calls[i];
                 if (!c->action || strcmp(c->id, id))
                         continue;
+                decided = c->action;
                 json_object_set_new(d, "duration_ms",
                                     json_real((double)(time_mono_us() - c->answered_mono) / 1000.0));
                 json_object_set_new(d, "decision",
@@ -362,6 +391,8 @@ static void post_tool_use(struct hook_server *hs, int fd, const char *cli, json_
                 events_emit(hs->ev, "tool_result", "agent", d, NULL, false, false);
         json_decref(d);
         reply(fd, true, "recorded");
+        if (!decided || strcmp(decided, "allow"))
+                violation(hs, cli, tool, id, decided);
 }
 
 static void *conn_thread(void *userdata) {
@@ -450,7 +481,8 @@ static void *accept_thread(void *userdata) {
 /* ---- life */
 
 struct hook_server *hook_server_start(const char *run_dir, const char *run_id, struct run_policy *rp,
-                                      struct run_events *ev, struct err_detail *reterr) {
+                                      struct run_events *ev, hook_violation_fn on_violation, void *userdata,
+                                      struct err_detail *reterr) {
         struct hook_server *hs = calloc(1, sizeof *hs);
         if (!hs || asprintf(&hs->sock_path, "%s/hook/hook.sock", run_dir) < 0) {
                 free(hs);
@@ -460,6 +492,8 @@ struct hook_server *hook_server_start(const char *run_dir, const char *run_id, s
         hs->run_id = run_id;
         hs->rp = rp;
         hs->ev = ev;
+        hs->on_violation = on_violation;
+        hs->userdata = userdata;
         hs->wake[0] = hs->wake[1] = -1;
         pthread_mutex_init(&hs->lock, NULL);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};

@@ -11,7 +11,9 @@
  * and an approved command is granted at the exec level (600 s).
  * PostToolUse: a `tool_result` event {tool_use_id, cli, tool, result,
  * duration_ms, decision} completes the call's record (Codex's --json omits
- * blocked calls: the hook's events are then the record).
+ * blocked calls: the hook's events are then the record). A result for a call
+ * this server did not allow is a violation: a `policy_decision` {level
+ * "hook", action "deny", violation "ran_without_allow"} and on_violation.
  *
  * Threads: an accept thread and one thread per connection, at most
  * HOOK_SERVER_MAX_CONNS at a time (a connection beyond is closed at once:
@@ -45,12 +47,20 @@ int hook_server_prepare(const struct sandbox *sb, const char *binary, struct err
 int hook_server_add_to_bundle(const struct sandbox *sb, const char *binary, const Paddock__V1__SandboxSnapshot *snap,
                               json_t *mounts);
 
+/* A tool ran that the hook never allowed: its PostToolUse names a call whose
+ * PreToolUse got no allow here. Codex runs a tool whose hook was killed or
+ * crashed (it fails open, and no setting of 0.171 makes a missing hook a
+ * deny: docs/CONTRACTS.md "Hook bridge"), so the runner ends the run. Called
+ * once per run, from a connection thread; reason names the tool and call. */
+typedef void (*hook_violation_fn)(void *userdata, const char *reason);
+
 /* Listens on <run dir>/hook/hook.sock (mode 0666: the sandbox user
  * connects; the dir is root's, so the agent cannot replace it). rp, ev and
- * run_id are borrowed and must outlive hook_server_stop(). NULL with *reterr
- * on failure. */
+ * run_id are borrowed and must outlive hook_server_stop(). on_violation may
+ * be NULL. NULL with *reterr on failure. */
 struct hook_server *hook_server_start(const char *run_dir, const char *run_id, struct run_policy *rp,
-                                      struct run_events *ev, struct err_detail *reterr);
+                                      struct run_events *ev, hook_violation_fn on_violation, void *userdata,
+                                      struct err_detail *reterr);
 
 /* Stops accepting, ends every connection and joins the threads. Call after
  * run_policy_close(), which answers held calls. Accepts NULL; returns NULL. */

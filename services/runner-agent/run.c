@@ -111,6 +111,10 @@ struct run_ctx {
                 char limit[16];
                 double value, used;
         } ml;
+        struct {                 /* a tool ran without the hook's allow (on_hook_violation) */
+                atomic_bool hit; /* set last: reason is written before it */
+                char reason[400];
+        } hv;
 };
 
 /* Length (1..3) of an incomplete multi-byte sequence at the end of s, or 0. */
@@ -498,6 +502,12 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                                 log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "cancelling run: runner shutting down");
                         }
                 }
+                if (!killed && atomic_load(&c->hv.hit)) {
+                        /* a tool ran that the hook did not allow (hook_server.h): stopped at once */
+                        killed = true;
+                        log_ctx(LOG_INFO, LOG_KV("run", c->sb.run_id), "killing run: a tool ran without the policy hook's allow");
+                        kill_container(c);
+                }
                 if (!killed && atomic_load(&c->ml.hit)) {
                         /* a model limit (on_model_limit): stopped like a timeout, ended by model_limit_outcome */
                         killed = true;
@@ -780,6 +790,27 @@ static void on_model_limit(void *userdata, const char *limit, double value, doub
                 (void)!eventfd_write(c->slot->wake_fd, 1);
 }
 
+/* hook_violation_fn: from a hook connection thread, once per run. */
+static void on_hook_violation(void *userdata, const char *reason) {
+        struct run_ctx *c = userdata;
+        if (atomic_load(&c->hv.hit))
+                return;
+        snprintf(c->hv.reason, sizeof c->hv.reason, "%s", reason);
+        atomic_store(&c->hv.hit, true);
+        if (c->slot->wake_fd > 0) /* constant while the run executes */
+                (void)!eventfd_write(c->slot->wake_fd, 1);
+}
+
+/* A run whose agent ran a tool the hook did not allow fails, whatever the
+ * agent's own verdict; a timeout or a person's cancel that came first stays. */
+static void hook_violation_outcome(struct run_ctx *c, struct outcome *o) {
+        if (!atomic_load(&c->hv.hit) || !strcmp(o->status, "timed_out") || !strcmp(o->status, "cancelled"))
+                return;
+        o->exit_code = -1;
+        o->limit = NULL;
+        fail(o, "%s", c->hv.reason);
+}
+
 /* Once the gateway is drained (no call can still cross a limit): a run the
  * limit stopped, or whose agent ended by itself after its calls were cut or
  * refused, ends limit_exceeded; a timeout or cancel that came first stays. */
@@ -1016,7 +1047,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                         capture_exec_on_first(c.cap_exec, capture_files_perm_attach, c.cap_perm);
                 /* hook bridge: a CLI's tool calls decided before they run (hook_server.h) */
                 if (c.cap_files && perm_r >= 0 && c.cli.kind != AGENT_CLI_NONE &&
-                    !(c.hooks = hook_server_start(c.sb.run_dir, slot->run_id, c.policy, &c.ev, &err)))
+                    !(c.hooks = hook_server_start(c.sb.run_dir, slot->run_id, c.policy, &c.ev, on_hook_violation, &c,
+                                                  &err)))
                         c.cap_files = capture_files_stop(c.cap_files);
                 c.phase_end[RUN_PHASE_CAPTURE] = time_mono_us();
                 bool supervised = c.cap_files != NULL && perm_r >= 0;
@@ -1047,6 +1079,7 @@ finish:;
         _cleanup_free_ struct gateway_model_totals *models = NULL;
         int n_models = gateway_hook_final_usage(proxy_hook_gateway(egress), &model_totals, &models);
         model_limit_outcome(&c, &o);
+        hook_violation_outcome(&c, &o);
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         c.policy = run_policy_free(c.policy); /* held actions answered "run_ended"; after the proxy that decides with it */
         json_t *gone = NULL, *present = NULL;

@@ -20,7 +20,10 @@ Time: about 1.5 minutes (six CLI runs, one waiting for a 6 s deadline), plus
 PADDOCK_AGENT_STALL_S + 8 s when the stack sets it below 60 (./dev test: 15)."""
 
 import json
+import os
+import pathlib
 import secrets
+import signal
 import time
 import uuid
 
@@ -49,7 +52,7 @@ class PolicyAgent:
     """A CLI definition with the policy above (test_e2e_agents.Agent's, plus
     spec.policy and a .env in the workspace)."""
 
-    def __init__(self, api, team_id, tmp, kind, script, template, ask_timeout_s=300):
+    def __init__(self, api, team_id, tmp, kind, script, template, ask_timeout_s=300, rules=POLICY_RULES):
         self.api, self.kind = api, kind
         provider = "anthropic" if kind == "claude-code" else "openai"
         model = CLAUDE_MODEL if kind == "claude-code" else CODEX_MODEL
@@ -61,7 +64,7 @@ class PolicyAgent:
                                 models=[{"id": model, "usd_per_mtok": dict(PRICES)}]))
         spec = {"agent": {"type": kind, "model": model}, "image": IMAGE, "models": [item["id"]], "files": FILES,
                 "limits": {"timeout_s": 240, "memory_mb": 2048}, "prompt": {"template": template},
-                "policy": {"rules": POLICY_RULES, "ask_timeout_s": ask_timeout_s}}
+                "policy": {"rules": rules, "ask_timeout_s": ask_timeout_s}}
         sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("hooks-" + kind), "team": team_id,
                                                    "spec": spec}, expect=(201,))
         self.sandbox = sb["id"]
@@ -296,5 +299,56 @@ def test_claude_waiting_for_a_person_is_not_a_stall(endpoints, api, team_id, age
         assert res.terminal == "succeeded", (res.statuses, res.of_kind("status")[-1]["data"])
         text = _results(all_events(api, run_id))
         assert "PUSHED-main=" in text and "PUSHED-main=none" not in text, text[:3000]
+    finally:
+        agent.close()
+
+
+def _hook_pids(run_id):
+    """The paddock-hook processes of the run's sandbox, seen from the node."""
+    pids = []
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            cg = (d / "cgroup").read_text()
+        except OSError:
+            continue
+        if b"paddock-hook" in cmd and b"PreToolUse" in cmd and run_id in cg:
+            pids.append(int(d.name))
+    return pids
+
+
+def test_codex_tool_run_after_its_hook_was_killed_ends_the_run(endpoints, api, team_id, agents_image, template,
+                                                               tmp_path):
+    """Codex fails OPEN when its hook dies (no setting of 0.171 makes a
+    missing hook a deny), so a tool-only rule cannot be held by Codex alone:
+    the hook server sees the call's PostToolUse without its allow, records a
+    violation and the runner stops the run (docs/CONTRACTS.md "Hook bridge").
+    The hook is killed from the node while it waits for a person, as a crash
+    or a hostile parallel call would."""
+    rules = [{"match": {"tool": "Bash"}, "action": "ask"}]
+    script = _codex(["echo HELD-RAN > held.txt; echo held-done", "echo second-call"])
+    agent = PolicyAgent(api, team_id, tmp_path, "codex", script, template, ask_timeout_s=120, rules=rules)
+    try:
+        run_id = agent.launch()
+        pending = _pending(api, run_id)
+        assert pending["what"]["kind"] == "tool", pending
+        pids = wait_for("the waiting hook process", lambda: _hook_pids(run_id), timeout=30)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        res = wait_terminal(endpoints, api.token, run_id, timeout=180)
+        assert res.terminal == "failed", (res.statuses, res.output()[-2000:])
+        events = all_events(api, run_id)
+        end = [e["data"] for e in _of(events, "status") if e["data"].get("status") == "failed"]
+        assert end and "never allowed" in end[-1].get("reason", "") and "run stopped" in end[-1]["reason"], end
+        v = [e["data"] for e in _of(events, "policy_decision") if e["data"].get("violation")]
+        assert len(v) == 1 and v[0]["violation"] == "ran_without_allow" and v[0]["action"] == "deny", v
+        assert v[0]["cli"] == "codex" and v[0]["tool"] == "Bash" and v[0].get("hook_decision") is None, v
+        # the run stopped: the model's next call never ran
+        assert "second-call" not in _results(events)
+        # the person's approval went with the run
+        appr = api.ok("GET", f"/v1/approvals/{pending['id']}", expect=(200,))
+        assert appr["status"] == "cancelled", appr
     finally:
         agent.close()
