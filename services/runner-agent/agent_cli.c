@@ -465,6 +465,15 @@ int agent_cli_add_to_bundle(struct agent_cli_launch *l, const char *image_root,
                 r |= env_set(env, "DISABLE_TELEMETRY", "1");
                 r |= env_set(env, "DISABLE_ERROR_REPORTING", "1");
                 r |= env_set(env, "CLAUDE_CODE_MAX_RETRIES", "0");
+                /* the definition's MCP servers are connected before the first
+                 * turn (bounded by the CLI's MCP_TIMEOUT), not in the
+                 * background: a headless run's first tool call must find them
+                 * (a loaded node answered "still connecting") */
+                r |= env_set(env, "MCP_CONNECTION_NONBLOCKING", "false");
+                /* ms a server may take to start (default 30 s) and the first
+                 * turn waits for it (default 5 s) */
+                r |= env_set(env, "MCP_TIMEOUT", "120000");
+                r |= env_set(env, "MCP_CONNECT_TIMEOUT_MS", "120000");
                 /* bypass mode refuses root without it; the CLI's uid 1000 is
                  * root of nothing, the variable only says there is a sandbox */
                 r |= env_set(env, "IS_SANDBOX", "1");
