@@ -13,9 +13,10 @@
 // An object of a kind none of these knows is an error, not a pass.
 //
 // usage: node validate.mjs --node-modules DIR [--kubectl PATH] DIR...
-//        node validate.mjs --node-modules DIR [--kubectl PATH] --expect-error REGEX DIR
-// The second form passes only when rendering DIR, or checking what it
-// renders, fails with an error matching REGEX (the negative fixtures).
+//        node validate.mjs --node-modules DIR [--kubectl PATH] --refusals FILE
+// The second form reads lines "DIR<TAB>REGEX" (refusals.tsv: the negative
+// fixtures) and passes only when each DIR is refused with an error matching
+// its REGEX, when rendering it or checking what it renders.
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
@@ -345,16 +346,24 @@ export async function checkDir(dir, kubectl) {
 async function main() {
   const nm = arg("--node-modules");
   const kubectl = arg("--kubectl", "kubectl");
-  const expect = arg("--expect-error");
-  const dirs = process.argv.slice(2);
-  if (!nm || dirs.length === 0 || (expect && dirs.length !== 1)) {
-    console.error("usage: validate.mjs --node-modules DIR [--kubectl PATH] [--expect-error REGEX] DIR...");
+  const refusals = arg("--refusals");
+  const expected = new Map();
+  if (refusals)
+    for (const line of readFileSync(refusals, "utf8").split("\n")) {
+      if (!line.trim() || line.startsWith("#")) continue;
+      const [dir, re] = line.split("\t");
+      expected.set(join(dirname(refusals), dir), re);
+    }
+  const dirs = refusals ? [...expected.keys()] : process.argv.slice(2);
+  if (!nm || dirs.length === 0 || (refusals && process.argv.length > 2)) {
+    console.error("usage: validate.mjs --node-modules DIR [--kubectl PATH] (--refusals FILE | DIR...)");
     process.exit(64);
   }
   await setup(resolve(nm));
   let failed = 0;
   for (const dir of dirs) {
     const { objects, errors } = await checkDir(dir, kubectl);
+    const expect = expected.get(dir);
     if (expect) {
       const re = new RegExp(expect);
       const hit = errors.find((e) => re.test(e));
