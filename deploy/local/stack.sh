@@ -48,6 +48,7 @@ PACKAGES=(
         python3-requests python3-pytest python3-cryptography python3-pytest-timeout python3-jsonschema python3-yaml
         iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
         zsh   # tests/e2e/test_cli_core.py checks the completion script with it
+        nodejs   # tests/k8s: the offline checks of the Kubernetes package (npm: cmd_install)
 )
 
 say() { printf 'stack: %s\n' "$*"; }
@@ -70,6 +71,8 @@ cmd_install() {
                 st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
                 [[ $st == "install ok installed" ]] || missing+=("$p")
         done
+        # Debian's npm, unless the machine's Node.js brings its own (NodeSource's does)
+        command -v npm >/dev/null || missing+=(npm)
         if [[ ${#missing[@]} -eq 0 ]]; then
                 say "all ${#PACKAGES[@]} packages already installed"
                 return 0
