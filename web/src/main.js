@@ -252,10 +252,19 @@ function RunPage({ me, id }) {
   const [hidden, setHidden] = useState({});
   const [confirm, setConfirm] = useState(false);
   const lastSeq = useRef(0);
+  // the latest status event seen: the stream may tell a run's end before
+  // GET /v1/runs/{id} has recorded it (the status consumer is another path)
+  const streamStatus = useRef(null);
 
   const loadRun = useCallback(async () => {
     try {
-      setRun(await api('GET', `/v1/runs/${encodeURIComponent(id)}`));
+      const r = await api('GET', `/v1/runs/${encodeURIComponent(id)}`);
+      const seen = streamStatus.current;
+      if (seen && TERMINAL.includes(seen) && !TERMINAL.includes(r.status)) {
+        r.status = seen;
+        setTimeout(loadRun, 1500); // the record catches up: read it again
+      }
+      setRun(r);
     } catch (e) {
       setError(e);
     }
@@ -264,6 +273,7 @@ function RunPage({ me, id }) {
   useEffect(() => {
     let ws = null, stopped = false, retry = null;
     lastSeq.current = 0;
+    streamStatus.current = null;
     setEvents([]);
     loadRun();
     // A ticket per connection (a token never goes into a URL); a new
@@ -291,6 +301,10 @@ function RunPage({ me, id }) {
         }
         if (typeof ev.seq !== 'number' || ev.seq <= lastSeq.current) return;
         lastSeq.current = ev.seq;
+        if (ev.kind === 'status' && ev.data && ev.data.status) {
+          streamStatus.current = ev.data.status;
+          setRun((r) => (r ? { ...r, status: ev.data.status } : r));
+        }
         setEvents((old) => [...old, ev]);
         if (ev.kind === 'status' || ev.kind === 'usage') loadRun();
       };
