@@ -95,7 +95,7 @@ const XSS = '<img src=x onerror="window.__xss=1">';
 const LIVE_SRC = `
 import os, sys, time
 print("first line", flush=True)
-time.sleep(4)
+time.sleep(60)  # long enough for a browser on a loaded machine to open the page while it runs
 print("\\x1b[31mred text\\x1b[0m and \\x1b[1;32mbold green\\x1b[0m", flush=True)
 name = ${JSON.stringify(XSS + '.txt')}
 open(name, "w").write("x")
@@ -360,6 +360,35 @@ print("continued after the decision", flush=True)
     assert.equal(forged.body.code, 'csrf_failed');
     await call('POST', `/v1/runs/${mine}/cancel`);
     await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('an admin creates a user and grants a role', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    await page.getByRole('link', { name: 'Admin' }).click();
+    await page.getByRole('heading', { name: 'Administration' }).waitFor();
+    const name = uniq('webadmin');
+    await page.locator('input[name=new-username]').fill(name);
+    await page.locator('input[name=new-password]').fill(`pw-${Date.now()}-long-enough`);
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.locator(`tr[data-user="${name}"]`).waitFor({ timeout: 30_000 });
+    await page.locator('select[name=grant-team]').selectOption(team);
+    await page.locator('select[name=grant-user]').selectOption({ label: name });
+    await page.locator('input[name=role-viewer]').check();
+    await page.locator('input[name=role-launcher]').check();
+    await page.getByRole('button', { name: 'Save roles' }).click();
+    const row = page.locator(`tr[data-member="${name}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), /viewer/);
+    const members = await call('GET', `/v1/teams/${team}/members`);
+    const m = members.items.find((x) => x.user.username === name);
+    assert.deepEqual([...m.roles].sort(), ['launcher', 'viewer']);
+    await shot(page, '09-admin-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '09-admin-390');
     await ctx.close();
   });
 

@@ -129,6 +129,7 @@ function Nav({ me, onLogout, hash }) {
         ${link('#/runs', 'Runs')}
         ${hasRole(me, ['approver']) && link('#/approvals', 'Approvals')}
         ${hasRole(me, ['launcher']) && link('#/launch', 'Launch')}
+        ${(me.tenant_roles || []).includes('tenant_admin') && link('#/admin', 'Admin')}
       </nav>
       <span class="who">${me.user.username} @ ${me.tenant.name}</span>
       <button type="button" class="secondary" onClick=${onLogout}>Log out</button>
@@ -237,7 +238,8 @@ function ConfirmDialog({ text, onYes, onNo }) {
   const yes = useRef(null);
   useEffect(() => yes.current && yes.current.focus(), []);
   return html`
-    <div class="dialog" role="dialog" aria-modal="true" aria-label="confirm">
+    <div class="dialog" role="dialog" aria-modal="true" aria-label="confirm"
+      onKeyDown=${(e) => e.key === 'Escape' && onNo()}>
       <p>${text}</p>
       <button type="button" ref=${yes} class="danger" onClick=${onYes}>Yes, cancel the run</button>
       <button type="button" class="secondary" onClick=${onNo}>Keep it running</button>
@@ -529,6 +531,108 @@ function Launch({ me }) {
     </main>`;
 }
 
+// ---------------------------------------------------------------- administration
+
+const TEAM_ROLES = ['viewer', 'launcher', 'approver', 'reviewer', 'sandbox_author', 'security_admin'];
+
+function Admin() {
+  const [users, setUsers] = useState([]);
+  const [teams, setTeams] = useState([]);
+  const [team, setTeam] = useState('');
+  const [members, setMembers] = useState([]);
+  const [form, setForm] = useState({ username: '', password: '' });
+  const [grant, setGrant] = useState({ user: '', roles: [] });
+  const [created, setCreated] = useState(null);
+  const [error, setError] = useState(null);
+  const [note, setNote] = useState('');
+  const loadUsers = useCallback(() => api('GET', '/v1/users').then((p) => setUsers(p.items)).catch(setError), []);
+  const loadMembers = useCallback(() => {
+    if (!team) return setMembers([]);
+    return api('GET', `/v1/teams/${team}/members`).then((p) => setMembers(p.items)).catch(setError);
+  }, [team]);
+  useEffect(() => {
+    loadUsers();
+    api('GET', '/v1/teams').then((p) => {
+      const items = Array.isArray(p) ? p : p.items;
+      setTeams(items);
+      if (items.length) setTeam(items[0].id);
+    }).catch(setError);
+  }, [loadUsers]);
+  useEffect(() => { loadMembers(); }, [loadMembers]);
+  const createUser = async (ev) => {
+    ev.preventDefault();
+    setError(null);
+    try {
+      const body = { username: form.username };
+      if (form.password) body.password = form.password;
+      const u = await api('POST', '/v1/users', body);
+      // a generated one-time password is shown once, as the API answers it
+      setCreated(u);
+      setForm({ username: '', password: '' });
+      loadUsers();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const putRoles = async (ev) => {
+    ev.preventDefault();
+    setError(null);
+    try {
+      await api('PUT', `/v1/teams/${team}/members/${grant.user}`, { roles: grant.roles });
+      setNote('roles saved');
+      loadMembers();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const toggle = (role) => setGrant({ ...grant,
+    roles: grant.roles.includes(role) ? grant.roles.filter((r) => r !== role) : [...grant.roles, role] });
+  return html`
+    <main>
+      <h1>Administration</h1>
+      <${ErrorBox} error=${error} />
+      <section aria-label="users">
+        <h2>Users</h2>
+        <table class="runs users">
+          <thead><tr><th>User</th><th>Tenant roles</th><th>Disabled</th><th>Created</th></tr></thead>
+          <tbody>${users.map((u) => html`<tr data-user=${u.username}><td>${u.username}</td>
+            <td>${u.tenant_roles.join(', ')}</td><td>${u.disabled ? 'yes' : 'no'}</td><td>${fmtTime(u.created_at)}</td></tr>`)}</tbody>
+        </table>
+        <form onSubmit=${createUser} aria-label="create user" class="create-user">
+          <h3>New user</h3>
+          <label>User name<input name="new-username" required maxlength="128" value=${form.username}
+            onInput=${(e) => setForm({ ...form, username: e.currentTarget.value })} /></label>
+          <label>Password (empty: a one-time password)<input name="new-password" type="password" autocomplete="new-password"
+            value=${form.password} onInput=${(e) => setForm({ ...form, password: e.currentTarget.value })} /></label>
+          <button type="submit">Create user</button>
+        </form>
+        ${created && html`<p class="created" role="status">Created ${created.username}${created.password
+          ? html`; one-time password (shown once): <code>${created.password}</code>` : ''}</p>`}
+      </section>
+      <section aria-label="role grants">
+        <h2>Role grants</h2>
+        <label>Team<select name="grant-team" value=${team} onChange=${(e) => setTeam(e.currentTarget.value)}>
+          ${teams.map((t) => html`<option value=${t.id}>${t.name}</option>`)}</select></label>
+        <table class="runs members">
+          <thead><tr><th>Member</th><th>Roles</th></tr></thead>
+          <tbody>${members.map((m) => html`<tr data-member=${m.user.username}><td>${m.user.username}</td>
+            <td>${m.roles.join(', ')}</td></tr>`)}</tbody>
+        </table>
+        <form onSubmit=${putRoles} aria-label="grant roles" class="grant">
+          <label>User<select name="grant-user" required value=${grant.user}
+            onChange=${(e) => setGrant({ ...grant, user: e.currentTarget.value })}>
+            <option value="">choose…</option>
+            ${users.map((u) => html`<option value=${u.id}>${u.username}</option>`)}</select></label>
+          <fieldset class="kinds"><legend>Roles in the team (none: not a member)</legend>
+            ${TEAM_ROLES.map((r) => html`<label><input type="checkbox" name=${`role-${r}`} checked=${grant.roles.includes(r)}
+              onChange=${() => toggle(r)} />${r}</label>`)}
+          </fieldset>
+          <button type="submit">Save roles</button> <span role="status">${note}</span>
+        </form>
+      </section>
+    </main>`;
+}
+
 // ---------------------------------------------------------------- the app
 
 function App() {
@@ -562,6 +666,7 @@ function App() {
   if (m) page = html`<${RunPage} key=${m[1]} me=${me} id=${m[1]} />`;
   else if (hash.startsWith('#/approvals')) page = html`<${Approvals} />`;
   else if (hash.startsWith('#/launch')) page = html`<${Launch} me=${me} />`;
+  else if (hash.startsWith('#/admin') && (me.tenant_roles || []).includes('tenant_admin')) page = html`<${Admin} />`;
   else page = html`<${RunsList} me=${me} />`;
   return html`<${Nav} me=${me} onLogout=${logout} hash=${hash} />${page}`;
 }
