@@ -267,6 +267,13 @@ print("continued after the decision", flush=True)
     const seqs = await page.locator('li.event').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
     assert.equal(new Set(seqs).size, seqs.length);
+    // the evidence so far: the artifact manifest with sizes and hashes, as the API has it
+    const art = page.locator('table.artifacts tr[data-artifact="workspace.diff"]');
+    await art.waitFor({ timeout: 60_000 });
+    const manifest = await call('GET', `/v1/runs/${runId}/artifacts`);
+    const diff = manifest.items.find((x) => x.name === 'workspace.diff');
+    assert.equal((await art.locator('td.sha').innerText()).trim(), diff.sha256);
+    assert.ok((await art.innerText()).includes(String(diff.size)));
     await shot(page, '04-run-1280');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '04-run-390');

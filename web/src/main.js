@@ -246,6 +246,37 @@ function ConfirmDialog({ text, onYes, onNo }) {
     </div>`;
 }
 
+// Evidence so far: the artifact manifest (reviewer), each downloadable
+// through the api's short-lived presigned redirect.
+function Artifacts({ run }) {
+  const [items, setItems] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    // the evidence service stores the manifest shortly after the run ends: look again a while
+    let tries = 0, timer = null;
+    const load = () => api('GET', `/v1/runs/${encodeURIComponent(run.id)}/artifacts`).then((p) => {
+      setItems(p.items);
+      if (p.items.length === 0 && ++tries < 20) timer = setTimeout(load, 3000);
+    }).catch(setError);
+    load();
+    return () => clearTimeout(timer);
+  }, [run.id, run.status]);
+  return html`
+    <section aria-label="artifacts">
+      <h2>Artifacts</h2>
+      <${ErrorBox} error=${error} />
+      ${items && items.length === 0 && html`<p>None.</p>`}
+      ${items && items.length > 0 && html`
+        <table class="runs artifacts">
+          <thead><tr><th>Name</th><th>Kind</th><th>Size (bytes)</th><th>SHA-256</th></tr></thead>
+          <tbody>${items.map((a) => html`<tr data-artifact=${a.name}>
+            <td><a href=${`/v1/runs/${encodeURIComponent(run.id)}/artifacts/${encodeURIComponent(a.name)}`}
+              download=${a.name}>${a.name}</a></td>
+            <td>${a.kind || ''}</td><td>${a.size}</td><td class="sha"><code>${a.sha256 || ''}</code></td></tr>`)}</tbody>
+        </table>`}
+    </section>`;
+}
+
 function RunPage({ me, id }) {
   const [run, setRun] = useState(null);
   const [events, setEvents] = useState([]);
@@ -363,6 +394,7 @@ function RunPage({ me, id }) {
       ${canCancel && html`<button type="button" class="danger" onClick=${() => setConfirm(true)}>Cancel run</button>`}
       ${confirm && html`<${ConfirmDialog} text="Cancel this run now?" onYes=${cancel} onNo=${() => setConfirm(false)} />`}
       <${ErrorBox} error=${error} />
+      ${TERMINAL.includes(run.status) && hasRole(me, ['reviewer'], run.team) && html`<${Artifacts} run=${run} />`}
       <h2>Events <span class=${`live live-${live}`} id="stream-state">${live}</span></h2>
       <fieldset class="kinds"><legend>Show kinds</legend>
         ${kinds.map((k) => html`<label><input type="checkbox" checked=${!hidden[k]}
