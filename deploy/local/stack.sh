@@ -48,7 +48,7 @@ PACKAGES=(
         python3-requests python3-pytest python3-cryptography python3-pytest-timeout python3-jsonschema python3-yaml
         iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
         zsh   # tests/e2e/test_cli_core.py checks the completion script with it
-        nodejs   # tests/k8s: the offline checks of the Kubernetes package (npm: cmd_install)
+        nodejs chromium   # the dashboard (web/, npm), its browser tests (tests/browser), tests/k8s
 )
 
 say() { printf 'stack: %s\n' "$*"; }
@@ -828,6 +828,8 @@ write_endpoints() {
                 env_line PADDOCK_TRUSTED_KEYS "$STATE/trusted-keys"
                 # tests move the retention/budget clock by writing seconds here
                 env_line PADDOCK_BUSINESS_CLOCK_FILE "$STATE/business-clock"
+                # the dashboard, when the build has one (./dev builds web/ into <build>/web/dist)
+                [[ ! -f $BUILD/web/dist/index.html ]] || echo "PADDOCK_DASHBOARD_URL=http://127.0.0.1:${SVC_PORT[api]}/"
                 for s in "${SERVICES[@]}"; do
                         [[ $s == api ]] && continue
                         echo "PADDOCK_$(svc_var "$s")_OPS_URL=http://127.0.0.1:${SVC_PORT[$s]}"
@@ -925,6 +927,8 @@ write_service_env() { # name
                                 # 127.0.0.2 name their client in X-Forwarded-For,
                                 # from anywhere else (127.0.0.1) the header is ignored
                                 echo "PADDOCK_TRUSTED_PROXIES=127.0.0.2/32"
+                                # the dashboard (web.c) when ./dev built it; else / stays a 404
+                                [[ ! -f $BUILD/web/dist/index.html ]] || env_line PADDOCK_WEB_DIR "$BUILD/web/dist"
                         else
                                 echo "PADDOCK_OPS_ADDR=127.0.0.1:${SVC_PORT[$s]}"
                         fi

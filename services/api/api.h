@@ -42,6 +42,7 @@ struct api_settings {
         long long prompt_max_bytes; /* PADDOCK_PROMPT_MAX_BYTES: largest rendered prompt of a run (prompt.c) */
         char *public_url;          /* PADDOCK_PUBLIC_URL; workload_identity_configure() normalises it */
         long long workload_key_rotate_days; /* PADDOCK_WORKLOAD_KEY_ROTATE_DAYS (workload_identity.c) */
+        char *web_dir;             /* PADDOCK_WEB_DIR: the dashboard's built files (web.c); empty: none */
 };
 
 struct fanout_hub;
@@ -63,6 +64,7 @@ struct api {
         struct addr_allow trusted_proxies[HTTP_TRUSTED_PROXIES_MAX]; /* parsed cfg.trusted_proxies */
         size_t n_trusted_proxies;
         char public_url[512];        /* PADDOCK_PUBLIC_URL without a trailing '/' (workload_identity.c) */
+        int web_fd;                  /* O_PATH directory of PADDOCK_WEB_DIR, -1 without a dashboard (web.c) */
 };
 
 /* Permissions a route needs (routes.c declares one per route, authz.c maps each
@@ -93,6 +95,7 @@ struct api_caller {
         char token_sha256[65];
         bool tenant_admin;
         bool password_change_required; /* a one-time password not yet changed */
+        bool via_cookie;               /* authenticated by the dashboard's session cookie (auth.c) */
 };
 
 #define API_MAX_PARAMS 4
@@ -116,6 +119,10 @@ struct api_req {
         const char *content_type;  /* for text */
         char *location;            /* owned; Location header */
         long long retry_after_s;   /* > 0: Retry-After header (429) */
+        /* the dashboard (web.c, auth.c's browser sessions) */
+        char *set_cookie[2];       /* owned; Set-Cookie headers */
+        size_t text_len;           /* length of text, which may then hold NULs (0: strlen) */
+        const char *cache_control; /* static; NULL: no-store */
         /* problem */
         const char *pcode;
         char pdetail[512];
@@ -288,6 +295,40 @@ int auth_password_change(struct api_req *r);
  * problem on r. Strings borrowed. Returns 0 or a negative errno. */
 int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, const char *user_id,
                      const char *username, json_t *change);
+/* ---- auth.c: the dashboard's browser sessions (docs/CONTRACTS.md "Dashboard
+ * sessions"). A session is a login token carried in an HttpOnly cookie
+ * instead of an Authorization header; writes it authenticates also need
+ * X-CSRF-Token, a value derived from the token (so bound to the session). */
+#define AUTH_SESSION_COOKIE "paddock_session"
+#define AUTH_CSRF_COOKIE "paddock_csrf"
+#define AUTH_CSRF_HEADER "x-csrf-token:"
+/* The session token from the Cookie header into buf: 0, or -ENOENT when
+ * there is none (or it does not fit). */
+int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size);
+/* The CSRF token of a session token: hex SHA-256 over a label and it. */
+void auth_csrf_of(const char *token, char out[65]);
+/* Whether the request's X-CSRF-Token is the one of token (constant time). */
+bool auth_csrf_ok(struct lws *wsi, const char *token);
+/* Records the Set-Cookie headers of a session on r: token and its CSRF
+ * value for max_age_s seconds, or (token NULL) their removal. Secure when
+ * PADDOCK_PUBLIC_URL is https. Returns 0 or -ENOMEM (problem recorded). */
+int auth_session_cookies(struct api_req *r, const char *token, long long max_age_s);
+
+/* ---- web.c: the dashboard's static files (docs/CONTRACTS.md "Dashboard") */
+/* Opens cfg.web_dir into a->web_fd (-1 when empty). Returns 0 or a negative
+ * errno with e saying why (bad configuration). */
+int web_configure(struct api *a, struct err_detail *e);
+/* Whether path (no query) is the dashboard's to answer: a GET outside the
+ * api's own prefixes while PADDOCK_WEB_DIR is set. */
+bool web_serves(const struct api *a, const char *method, const char *path);
+/* Answers GET path from the web dir into r (text, text_len, content_type,
+ * cache_control): 0, or -ENOENT with the problem recorded. */
+int web_get(struct api_req *r, const char *path);
+/* Whether path is one web_get may open: "/"-separated segments of
+ * [A-Za-z0-9._-], none empty or starting with '.'. Pure, for unit tests. */
+bool web_path_ok(const char *path);
+/* The Content-Type of a file name by its extension, NULL if not served. */
+const char *web_content_type(const char *name);
 /* ---- authz.c */
 /* 0 if the caller may act on team_id with perm; -EPERM if the
  * caller is a member of the team without a role carrying perm (403

@@ -257,13 +257,22 @@ int auth_login(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        if ((k = api_known_fields(r, body, (const char *const[]){"tenant", "username", "password", NULL})) < 0)
+        if ((k = api_known_fields(r, body, (const char *const[]){"tenant", "username", "password", "session", NULL})) < 0)
                 return k;
         const char *tenant, *username, *password;
         if ((k = body_string(r, body, "tenant", FIELD_MAX, &tenant)) < 0 ||
             (k = body_string(r, body, "username", FIELD_MAX, &username)) < 0 ||
             (k = body_string(r, body, "password", 1024, &password)) < 0)
                 return k;
+        /* "cookie": the dashboard's session, the token never reaches the page */
+        json_t *session = json_object_get(body, "session");
+        bool cookie = false;
+        if (session) {
+                const char *sv = json_is_string(session) ? json_string_value(session) : "";
+                if (strcmp(sv, "token") && strcmp(sv, "cookie"))
+                        return api_fail(r, -EINVAL, "invalid_field", "session must be \"token\" or \"cookie\"");
+                cookie = !strcmp(sv, "cookie");
+        }
 
         /* A limited attempt still does the lookup and the scrypt below, so
          * its answer takes as long as any other failure. */
@@ -326,6 +335,13 @@ int auth_login(struct api_req *r) {
                 return k;
         ratelimit_login_succeeded(r->api, tenant, username, peer);
         json_object_set_new(r->out, "password_change_required", json_boolean(must_change));
+        if (cookie) {
+                /* the token goes into the HttpOnly cookie only, never the body */
+                if ((k = auth_session_cookies(r, json_string_value(json_object_get(r->out, "token")),
+                                              r->api->cfg.token_ttl_s)) < 0)
+                        return k;
+                json_object_del(r->out, "token");
+        }
         return 0;
 }
 
@@ -391,7 +407,8 @@ int auth_logout(struct api_req *r) {
         if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "revoke token");
         r->status = 204;
-        return 0;
+        /* the browser forgets the revoked session too */
+        return r->caller.via_cookie ? auth_session_cookies(r, NULL, 0) : 0;
 }
 
 int auth_me(struct api_req *r) {
@@ -553,5 +570,71 @@ int auth_password_change(struct api_req *r) {
                 return db_fail(r, k, &e, "change password");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id), "password changed");
         r->status = 204;
+        return 0;
+}
+
+/* ---- the dashboard's browser sessions (docs/CONTRACTS.md "Dashboard sessions") */
+
+int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size) {
+        char h[4096];
+        int n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_COOKIE);
+        if (n <= 0)
+                return -ENOENT;
+        static const char name[] = AUTH_SESSION_COOKIE "=";
+        int r = -ENOENT;
+        for (char *p = h; *p;) {
+                while (*p == ' ' || *p == ';')
+                        p++;
+                size_t len = strcspn(p, ";");
+                if (!strncmp(p, name, sizeof name - 1)) {
+                        size_t vl = len - (sizeof name - 1);
+                        if (vl > 0 && vl < size) {
+                                memcpy(buf, p + sizeof name - 1, vl);
+                                buf[vl] = '\0';
+                                r = 0;
+                        }
+                        break;
+                }
+                p += len;
+        }
+        explicit_bzero(h, sizeof h);
+        return r;
+}
+
+void auth_csrf_of(const char *token, char out[65]) {
+        /* a label of its own: never equal to the digest the tokens table keeps */
+        char buf[16 + 128 + 1];
+        snprintf(buf, sizeof buf, "paddock-csrf-v1:%s", token);
+        sha256_hex(buf, out);
+        explicit_bzero(buf, sizeof buf);
+}
+
+bool auth_csrf_ok(struct lws *wsi, const char *token) {
+        char h[80] = "", want[65];
+        int n = lws_hdr_custom_length(wsi, AUTH_CSRF_HEADER, (int)strlen(AUTH_CSRF_HEADER));
+        if (n != 64 || lws_hdr_custom_copy(wsi, h, sizeof h, AUTH_CSRF_HEADER, (int)strlen(AUTH_CSRF_HEADER)) != 64)
+                return false;
+        auth_csrf_of(token, want);
+        return CRYPTO_memcmp(h, want, 64) == 0;
+}
+
+int auth_session_cookies(struct api_req *r, const char *token, long long max_age_s) {
+        /* Secure whenever the public URL is https; SameSite=Strict keeps
+         * other sites' requests from carrying it at all */
+        const char *secure = !strncmp(r->api->public_url, "https://", 8) ? "; Secure" : "";
+        char csrf[65] = "";
+        if (token)
+                auth_csrf_of(token, csrf);
+        if (asprintf(&r->set_cookie[0], AUTH_SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s",
+                     token ? token : "", token ? max_age_s : 0LL, secure) < 0) {
+                r->set_cookie[0] = NULL;
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        }
+        /* readable by the page, which echoes it in X-CSRF-Token */
+        if (asprintf(&r->set_cookie[1], AUTH_CSRF_COOKIE "=%s; Path=/; Max-Age=%lld; SameSite=Strict%s", csrf,
+                     token ? max_age_s : 0LL, secure) < 0) {
+                r->set_cookie[1] = NULL;
+                return api_fail(r, -ENOMEM, "internal", "out of memory");
+        }
         return 0;
 }

@@ -31,6 +31,7 @@ static const struct {
         {"forbidden", 403, "Forbidden"},
         {"password_change_required", 403, "Forbidden"},
         {"no_role", 403, "Forbidden"},
+        {"csrf_failed", 403, "Forbidden"},
         {"not_found", 404, "Not Found"},
         {"method_not_allowed", 405, "Method Not Allowed"},
         {"conflict", 409, "Conflict"},
@@ -176,6 +177,8 @@ static void txn_free(struct http_txn *t) {
         json_decref(t->req.out);
         free(t->req.text);
         free(t->req.location);
+        for (size_t i = 0; i < ELEMENTSOF(t->req.set_cookie); i++)
+                free(t->req.set_cookie[i]);
         free(t);
 }
 
@@ -197,7 +200,7 @@ static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
                 txn_set_problem(t, r);
         else if (t->req.text) {
                 t->resp = TAKE_PTR(t->req.text);
-                t->resp_len = strlen(t->resp);
+                t->resp_len = t->req.text_len ? t->req.text_len : strlen(t->resp);
                 t->status = t->req.status ? t->req.status : 200;
                 t->ctype = t->req.content_type ? t->req.content_type : "text/plain";
         } else {
@@ -254,7 +257,21 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                 struct err_detail e = {0};
                 struct pg_step step;
                 const char *read_params[API_READ_PARAMS];
-                if (auth_token_from_wsi(wsi, token, sizeof token) < 0)
+                /* the dashboard's session cookie stands in for a missing
+                 * Authorization header (a bearer token always wins); a write
+                 * it authenticates must prove it comes from our page:
+                 * X-CSRF-Token (docs/CONTRACTS.md "Dashboard sessions") */
+                if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 &&
+                    auth_session_from_wsi(wsi, token, sizeof token) == 0) {
+                        r->caller.via_cookie = true;
+                        bool safe = !strcmp(t->method, "GET") || !strcmp(t->method, "OPTIONS");
+                        if (!safe && !auth_csrf_ok(wsi, token)) {
+                                explicit_bzero(token, sizeof token);
+                                return txn_fail(wsi, t, -EPERM, "csrf_failed",
+                                                "a write with the session cookie needs the X-CSRF-Token header "
+                                                "of that session (the paddock_csrf cookie)");
+                        }
+                } else if (auth_token_from_wsi(wsi, token, sizeof token) < 0)
                         return txn_fail(wsi, t, -EACCES, "unauthorized", "a valid bearer token is required");
                 api_read_fn read_fn = read_of(t->route->handler);
                 int k = read_fn && read_fn(r, read_params, &step) >= 0
@@ -327,6 +344,10 @@ static int http_on_request(struct api *a, struct lws *wsi, struct api_pss *pss, 
                 t->params[k] = caps[k];
                 t->req.params[k] = caps[k];
         }
+        if (!t->route && !path_known && web_serves(a, t->method, t->path)) {
+                txn_respond(wsi, t, web_get(&t->req, t->path));
+                return 0;
+        }
         if (!t->route) {
                 if (path_known)
                         txn_fail(wsi, t, -EINVAL, "method_not_allowed", "method not allowed on this path");
@@ -398,6 +419,19 @@ static int http_on_body(struct api *a, struct lws *wsi, struct http_txn *t, cons
         return 0;
 }
 
+/* docs/CONTRACTS.md "Dashboard": no inline script or style, nothing from
+ * another origin, never framed */
+static const struct {
+        const char *name, *value;
+} security_headers[] = {
+        {"content-security-policy:",
+         "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"},
+        {"x-content-type-options:", "nosniff"},
+        {"referrer-policy:", "no-referrer"},
+        {"x-frame-options:", "DENY"},
+};
+
 static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
         struct http_txn *t = pss->txn;
         if (!t || !t->responded)
@@ -413,9 +447,23 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
                                                 (const unsigned char *)t->req.location,
                                                 (int)strlen(t->req.location), &p, end))
                         return -1;
+                const char *cc = t->req.cache_control ? t->req.cache_control : "no-store";
                 if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                                (const unsigned char *)"no-store", 8, &p, end))
+                                                (const unsigned char *)cc, (int)strlen(cc), &p, end))
                         return -1;
+                /* the dashboard's policy on every answer: a page of ours
+                 * runs only our own files, and no JSON is ever a page */
+                for (size_t i = 0; i < ELEMENTSOF(security_headers); i++)
+                        if (lws_add_http_header_by_name(wsi, (const unsigned char *)security_headers[i].name,
+                                                        (const unsigned char *)security_headers[i].value,
+                                                        (int)strlen(security_headers[i].value), &p, end))
+                                return -1;
+                for (size_t i = 0; i < ELEMENTSOF(t->req.set_cookie); i++)
+                        if (t->req.set_cookie[i] &&
+                            lws_add_http_header_by_name(wsi, (const unsigned char *)"set-cookie:",
+                                                        (const unsigned char *)t->req.set_cookie[i],
+                                                        (int)strlen(t->req.set_cookie[i]), &p, end))
+                                return -1;
                 if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-request-id:",
                                                 (const unsigned char *)t->request_id, (int)strlen(t->request_id),
                                                 &p, end))

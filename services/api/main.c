@@ -73,6 +73,9 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_WORKLOAD_KEY_ROTATE_DAYS", CONFIG_INT, "30", 1, 3650, false, S(workload_key_rotate_days),
          "days a tenant's workload identity signing key signs before a new one replaces it; the replaced key "
          "stays in the JWKS one more period"},
+        {"PADDOCK_WEB_DIR", CONFIG_STRING, "", 0, 0, false, S(web_dir),
+         "absolute path of the built dashboard (web/, built by ./dev up into <build>/web/dist) served under / "
+         "with a strict Content-Security-Policy; empty: no dashboard, / answers 404"},
         {NULL},
 };
 #undef S
@@ -375,6 +378,11 @@ int main(int argc, char **argv) {
                 config_free(config_table, &a.cfg);
                 return CONFIG_EXIT_BAD;
         }
+        if (web_configure(&a, &e) < 0) {
+                log_error("invalid configuration: PADDOCK_WEB_DIR: %s", e.message);
+                config_free(config_table, &a.cfg);
+                return CONFIG_EXIT_BAD;
+        }
         int mk = secretbox_parse_master_key(a.cfg.master_key, a.master_key, &e);
         /* only the parsed key stays in memory, and the error never quotes the text */
         explicit_bzero(a.cfg.master_key, strlen(a.cfg.master_key));
@@ -418,6 +426,8 @@ int main(int argc, char **argv) {
         a.pg = pg_pool_free(a.pg);
         a.floor = addr_floor_free(a.floor);
         free(a.oidc_http_nets);
+        if (a.web_fd >= 0)
+                close(a.web_fd);
         config_free(config_table, &a.cfg);
         explicit_bzero(a.master_key, sizeof a.master_key);
         return rc;

@@ -23,6 +23,7 @@ other ports, its own Kafka mock, its own CLI session.
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import signal
 import stat
@@ -124,6 +125,11 @@ def test_up_from_a_0700_clone_with_spaces():
         rc, out = dev("up", timeout=2400)
         assert rc == 0, f"./dev up failed (exit {rc}):\n{dev.tail()}"
         assert "==> demo run " in out and " succeeded" in out, dev.tail()
+        # the dashboard was built and its URL printed (issue 13; docs/CONTRACTS.md "Dashboard")
+        dash = re.search(r"^The dashboard: (http://127\.0\.0\.1:[0-9]+/) ", out, re.M)
+        assert dash, dev.tail()
+        page = requests.get(dash.group(1), timeout=30)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html"), page.text[:300]
 
         # the data of PostgreSQL and the sandboxes lives outside the clone
         recorded = pathlib.Path((state / "data-dir").read_text().strip())

@@ -1,0 +1,424 @@
+// The dashboard's journeys in Debian's chromium (issue 13): log in, launch a
+// run and watch its events arrive live, approve a held egress request from
+// the queue and see the run continue, cancel a run, a viewer who sees no
+// other team's run and no action it cannot take; and the security checks:
+// the CSP header, no token in any URL or storage, CSRF refused, agent output
+// and file names rendered as text. Setup goes through the public API with the
+// demo admin's bearer token; the browser only ever uses the page.
+//
+// Network: the browser reaches 127.0.0.1 only (every other request is
+// aborted and fails the test; DNS resolves nothing). Screenshots of every
+// screen, at 1280 and 390 px, go to PADDOCK_BROWSER_ARTIFACTS.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
+const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
+
+const API = (process.env.PADDOCK_API_URL || '').replace(/\/$/, '');
+const ART = process.env.PADDOCK_BROWSER_ARTIFACTS || path.join(process.cwd(), 'browser-artifacts');
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const TERMINAL = ['succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected'];
+const T = 120_000; // a run is provisioned on a shared, slow machine
+
+function envFile(file) {
+  const out = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
+    if (m) out[m[1]] = m[2].replace(/^'(.*)'$/, '$1');
+  }
+  return out;
+}
+
+function creds() {
+  const dir = process.env.PADDOCK_STATE_DIR || process.env.PADDOCK_E2E_DEFAULT_STATE_DIR;
+  const f = envFile(path.join(dir, 'credentials'));
+  return { tenant: process.env.PADDOCK_TENANT || f.PADDOCK_TENANT, username: process.env.PADDOCK_USER || f.PADDOCK_USER,
+    password: process.env.PADDOCK_PASSWORD || f.PADDOCK_PASSWORD };
+}
+
+const uniq = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- setup through the API (bearer token)
+
+let adminToken;
+async function call(method, p, body, token = adminToken, expect = [200, 201, 202, 204]) {
+  const r = await fetch(API + p, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(expect.includes(r.status), `${method} ${p} -> ${r.status}: ${text.slice(0, 400)}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function makeUser(team, roles) {
+  const password = `pw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  const u = await call('POST', '/v1/users', { username: uniq('web'), password });
+  await call('PUT', `/v1/teams/${team}/members/${u.id}`, { roles });
+  return { username: u.username, password, id: u.id };
+}
+
+async function sandbox(team, spec, name = uniq('web')) {
+  const s = await call('POST', '/v1/sandboxes', { name, team, spec });
+  await call('POST', `/v1/sandboxes/${s.id}/versions`);
+  return { id: s.id, name };
+}
+
+async function launch(sb) {
+  return (await call('POST', '/v1/runs', { sandbox: sb.id })).id;
+}
+
+async function waitRun(id, pred, what, timeout = T) {
+  const end = Date.now() + timeout;
+  let run;
+  while (Date.now() < end) {
+    run = await call('GET', `/v1/runs/${id}`);
+    if (pred(run)) return run;
+    await sleep(500);
+  }
+  assert.fail(`run ${id}: timed out waiting for ${what}; last status ${run && run.status}`);
+}
+
+const PY = '/usr/bin/python3';
+const cmd = (src, timeout_s = 120) => ({ agent: { type: 'command', command: [PY, '-c', src] }, limits: { timeout_s } });
+
+// Agent output with colours and with what would be markup if it were
+// rendered as HTML; a file whose name is markup too.
+const XSS = '<img src=x onerror="window.__xss=1">';
+const LIVE_SRC = `
+import os, sys, time
+print("first line", flush=True)
+time.sleep(60)  # long enough for a browser on a loaded machine to open the page while it runs
+print("\\x1b[31mred text\\x1b[0m and \\x1b[1;32mbold green\\x1b[0m", flush=True)
+name = ${JSON.stringify(XSS + '.txt')}
+open(name, "w").write("x")
+print("wrote", name, flush=True)
+print(${JSON.stringify(XSS)}, "<script>window.__xss=2</script>", flush=True)
+time.sleep(2)
+print("last line", flush=True)
+`;
+const LONG_SRC = 'import time\nprint("waiting", flush=True)\ntime.sleep(600)\n';
+
+// ---------------------------------------------------------------- the browser
+
+let browser;
+const offLoopback = [];
+const urls = [];
+const dialogs = [];
+
+async function context(width = 1280, height = 900) {
+  const ctx = await browser.newContext({ viewport: { width, height }, baseURL: API });
+  // loopback only: anything else is aborted and recorded (the test fails)
+  await ctx.route('**/*', (route) => {
+    const u = new URL(route.request().url());
+    if (u.hostname === '127.0.0.1') return route.continue();
+    offLoopback.push(u.href);
+    return route.abort();
+  });
+  ctx.on('request', (req) => urls.push(req.url()));
+  ctx.on('page', (p) => p.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); }));
+  return ctx;
+}
+
+async function shot(page, name) {
+  fs.mkdirSync(ART, { recursive: true });
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+}
+
+async function login(page, who) {
+  const c = creds();
+  await page.goto('/');
+  await page.getByLabel('Tenant').fill(c.tenant);
+  await page.getByLabel('User name').fill(who.username);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Runs' }).waitFor({ timeout: 30_000 });
+}
+
+// storage and URLs never hold the session token
+async function assertNoTokenExposed(page, ctx) {
+  const session = (await ctx.cookies()).find((c) => c.name === 'paddock_session');
+  assert.ok(session, 'no session cookie');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Strict');
+  const seen = await page.evaluate(() => ({
+    cookie: document.cookie,
+    local: JSON.stringify(Object.entries(localStorage)),
+    sess: JSON.stringify(Object.entries(sessionStorage)),
+    url: location.href,
+  }));
+  assert.ok(!seen.cookie.includes(session.value), 'the page can read the session token');
+  assert.ok(!seen.cookie.includes('paddock_session'), 'the session cookie is not HttpOnly');
+  assert.equal(seen.local, '[]', `localStorage holds ${seen.local}`);
+  assert.equal(seen.sess, '[]', `sessionStorage holds ${seen.sess}`);
+  for (const u of [...urls, seen.url]) {
+    assert.ok(!u.includes(session.value), `the token in a URL: ${u}`);
+    assert.ok(!/[?&](access_)?token=/.test(u), `a token parameter in a URL: ${u}`);
+  }
+}
+
+let team, teamB, approver, viewer, liveSb, askSb, longSb, otherRun;
+
+describe('dashboard', { timeout: 900_000 }, () => {
+  before(async () => {
+    assert.ok(API, 'PADDOCK_API_URL is not set: export the stack\'s endpoints.env');
+    const c = creds();
+    const r = await fetch(`${API}/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(c) });
+    assert.equal(r.status, 200, 'admin login');
+    adminToken = (await r.json()).token;
+    const me = await call('GET', '/v1/me');
+    team = me.teams[0].id;
+    teamB = (await call('POST', '/v1/teams', { name: uniq('webteam') })).id;
+    approver = await makeUser(team, ['approver', 'viewer']);
+    viewer = await makeUser(team, ['viewer']);
+    liveSb = await sandbox(team, cmd(LIVE_SRC));
+    longSb = await sandbox(team, cmd(LONG_SRC, 900));
+    // an unknown destination is asked for; its address is in an approved
+    // profile's range (the stack's test network), so the approval can grant it
+    const env = process.env;
+    const name = (env.PADDOCK_TEST_UPSTREAM_NAMES || '').trim().split(/[\s,]+/)[0];
+    const addr = (env.PADDOCK_TEST_UPSTREAM_ADDRS || '').trim().split(/[\s,]+/)[0];
+    assert.ok(name && addr, 'PADDOCK_TEST_UPSTREAM_NAMES/ADDRS are not set (endpoints.env)');
+    const prof = await call('POST', '/v1/catalog/egress-profiles',
+      { name: uniq('webprof'), body: { rules: [`${addr}:18081`] } });
+    await call('POST', `/v1/catalog/egress-profiles/${prof.id}/approve`, { content_sha256: prof.content_sha256 });
+    const askSrc = `
+import urllib.request, urllib.error
+try:
+    urllib.request.urlopen("http://${name}:18081/asked", timeout=250)
+    print("GET asked ok", flush=True)
+except urllib.error.HTTPError as e:
+    print("GET asked", e.code, flush=True)
+except Exception as e:
+    print("GET asked", type(e).__name__, flush=True)
+print("continued after the decision", flush=True)
+`;
+    const askSpec = cmd(askSrc, 300);
+    askSpec.egress = { profiles: [prof.id], unknown: 'ask' };
+    askSb = await sandbox(team, askSpec);
+    otherRun = await launch(await sandbox(teamB, cmd('print("team b")')));
+    browser = await chromium.launch({
+      executablePath: process.env.PADDOCK_CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-domain-reliability',
+        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+    });
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    assert.deepEqual(offLoopback, [], `the browser tried to leave loopback: ${offLoopback.join(', ')}`);
+    assert.deepEqual(dialogs, [], `a dialog opened (script from agent text ran?): ${dialogs.join(', ')}`);
+  });
+
+  test('the page is served with the strict CSP and nothing inline', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const resp = await page.goto('/');
+    const h = resp.headers();
+    assert.equal(h['content-security-policy'], CSP);
+    assert.equal(h['x-content-type-options'], 'nosniff');
+    assert.equal(h['referrer-policy'], 'no-referrer');
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    await shot(page, '01-login-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '01-login-390');
+    await ctx.close();
+  });
+
+  test('log in, launch from the form and watch the events arrive live; output is text', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    await shot(page, '02-runs-1280');
+    await page.getByRole('link', { name: 'Launch' }).click();
+    await page.getByLabel('Definition').selectOption(liveSb.id);
+    await page.getByRole('button', { name: 'Launch' }).waitFor();
+    await shot(page, '03-launch-1280');
+    await page.locator('form.launch button[type=submit]:not([disabled])').click();
+    await page.waitForURL(/#\/runs\/[0-9a-f-]{36}$/, { timeout: 30_000 });
+    const runId = page.url().split('/').pop();
+    // the first line arrives while the run still runs: live, not a reload
+    await page.locator('li.event[data-kind=output]', { hasText: 'first line' }).waitFor({ timeout: T });
+    const statusAtFirst = await page.locator('#run-status').innerText();
+    assert.ok(!TERMINAL.includes(statusAtFirst.trim()), `the run had ended (${statusAtFirst}) before its first line showed`);
+    assert.equal(await page.locator('#stream-state').innerText(), 'live');
+    await page.locator('li.event[data-kind=output]', { hasText: 'last line' }).waitFor({ timeout: T });
+    await page.locator('#run-status', { hasText: 'succeeded' }).waitFor({ timeout: T });
+    // colours are spans with classes; markup in the output is text
+    const red = page.locator('pre.output span.ansi-fg-1', { hasText: 'red text' });
+    assert.equal(await red.count(), 1);
+    assert.equal(await page.locator('pre.output span.ansi-fg-2.ansi-bold', { hasText: 'bold green' }).count(), 1);
+    assert.ok((await page.locator('ol.events').innerText()).includes(XSS), 'the markup is not shown as text');
+    assert.ok((await page.locator('ol.events').innerText()).includes(`wrote ${XSS}.txt`), 'the file name is not shown as text');
+    assert.equal(await page.locator('ol.events img, ol.events script').count(), 0, 'agent text became elements');
+    assert.equal(await page.evaluate(() => window.__xss), undefined, 'agent text ran as script');
+    // every seq once, in order (no duplicate after the live feed)
+    const seqs = await page.locator('li.event').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.equal(new Set(seqs).size, seqs.length);
+    // the evidence so far: the artifact manifest with sizes and hashes, as the API has it
+    const art = page.locator('table.artifacts tr[data-artifact="workspace.diff"]');
+    await art.waitFor({ timeout: 60_000 });
+    const manifest = await call('GET', `/v1/runs/${runId}/artifacts`);
+    const diff = manifest.items.find((x) => x.name === 'workspace.diff');
+    assert.equal((await art.locator('td.sha').innerText()).trim(), diff.sha256);
+    assert.ok((await art.innerText()).includes(String(diff.size)));
+    await shot(page, '04-run-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '04-run-390');
+    // the same events after a reload (history replayed from seq 0)
+    await page.reload();
+    await page.locator('li.event[data-kind=output]', { hasText: 'last line' }).waitFor({ timeout: 30_000 });
+    const again = await page.locator('li.event').evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(again, seqs);
+    await page.goto('/#/runs');
+    await page.locator(`tr[data-run="${runId}"]`).waitFor({ timeout: 30_000 });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '02-runs-390');
+    await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('an approver approves a held egress request from the queue and the run continues', async () => {
+    const runId = await launch(askSb);
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await login(page, approver);
+    await page.getByRole('link', { name: 'Approvals' }).click();
+    const card = page.locator('li.approval', { has: page.locator(`a[href="#/runs/${runId}"]`) });
+    await card.waitFor({ timeout: T });
+    assert.ok((await card.innerText()).includes('egress'));
+    await shot(page, '05-approvals-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '05-approvals-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await card.locator('input[name=comment]').fill('fine for the browser test');
+    await card.getByRole('button', { name: 'Approve' }).click();
+    await card.waitFor({ state: 'detached', timeout: 30_000 });
+    await page.goto(`/#/runs/${runId}`);
+    await page.locator('li.event[data-kind=approval_decided]').waitFor({ timeout: T });
+    await page.locator('li.event[data-kind=output]', { hasText: 'continued after the decision' }).waitFor({ timeout: T });
+    await page.locator('#run-status', { hasText: 'succeeded' }).waitFor({ timeout: T });
+    const decided = await call('GET', `/v1/runs/${runId}/events?limit=1000`);
+    const d = decided.items.find((e) => e.kind === 'approval_decided');
+    assert.equal(d.data.decision, 'approve');
+    await shot(page, '06-run-approved-1280');
+    await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('cancel a run with confirmation', async () => {
+    const runId = await launch(longSb);
+    await waitRun(runId, (r) => r.status === 'running', 'running');
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    await page.goto(`/#/runs/${runId}`);
+    await page.locator('li.event[data-kind=output]', { hasText: 'waiting' }).waitFor({ timeout: T });
+    await page.getByRole('button', { name: 'Cancel run' }).click();
+    await page.getByRole('dialog').waitFor();
+    await shot(page, '07-cancel-confirm-1280');
+    await page.getByRole('button', { name: 'Yes, cancel the run' }).click();
+    await page.locator('#run-status', { hasText: 'cancelled' }).waitFor({ timeout: T });
+    assert.equal(await page.getByRole('button', { name: 'Cancel run' }).count(), 0);
+    assert.equal((await call('GET', `/v1/runs/${runId}`)).status, 'cancelled');
+    await shot(page, '07-cancelled-1280');
+    await ctx.close();
+  });
+
+  test('a viewer sees no other team\'s run and no action it cannot take', async () => {
+    const mine = await launch(longSb);
+    await waitRun(otherRun, (r) => TERMINAL.includes(r.status), 'team B run to end');
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await login(page, viewer);
+    await page.locator(`tr[data-run="${mine}"]`).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator(`tr[data-run="${otherRun}"]`).count(), 0, 'the viewer sees team B\'s run');
+    assert.equal(await page.getByRole('link', { name: 'Launch' }).count(), 0);
+    assert.equal(await page.getByRole('link', { name: 'Approvals' }).count(), 0);
+    await shot(page, '08-viewer-runs-1280');
+    await page.goto(`/#/runs/${mine}`);
+    await page.locator('#run-status').waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByRole('button', { name: 'Cancel run' }).count(), 0, 'a viewer is offered cancel');
+    await shot(page, '08-viewer-run-1280');
+    await page.goto(`/#/runs/${otherRun}`);
+    await page.getByRole('alert').waitFor({ timeout: 30_000 });
+    assert.match(await page.getByRole('alert').innerText(), /not_found/);
+    assert.equal(await page.locator('#run-status').count(), 0);
+    await shot(page, '08-viewer-other-team-1280');
+    // a write the page itself does not offer, forged by script without the CSRF header: refused
+    const forged = await page.evaluate(async (id) => {
+      const r = await fetch(`/v1/runs/${id}/cancel`, { method: 'POST', credentials: 'same-origin' });
+      return { status: r.status, body: await r.json() };
+    }, mine);
+    assert.equal(forged.status, 403);
+    assert.equal(forged.body.code, 'csrf_failed');
+    await call('POST', `/v1/runs/${mine}/cancel`);
+    await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('an admin creates a user and grants a role', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    await page.getByRole('link', { name: 'Admin' }).click();
+    await page.getByRole('heading', { name: 'Administration' }).waitFor();
+    const name = uniq('webadmin');
+    await page.locator('input[name=new-username]').fill(name);
+    await page.locator('input[name=new-password]').fill(`pw-${Date.now()}-long-enough`);
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.locator(`tr[data-user="${name}"]`).waitFor({ timeout: 30_000 });
+    await page.locator('select[name=grant-team]').selectOption(team);
+    await page.locator('select[name=grant-user]').selectOption({ label: name });
+    await page.locator('input[name=role-viewer]').check();
+    await page.locator('input[name=role-launcher]').check();
+    await page.getByRole('button', { name: 'Save roles' }).click();
+    const row = page.locator(`tr[data-member="${name}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), /viewer/);
+    const members = await call('GET', `/v1/teams/${team}/members`);
+    const m = members.items.find((x) => x.user.username === name);
+    assert.deepEqual([...m.roles].sort(), ['launcher', 'viewer']);
+    await shot(page, '09-admin-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '09-admin-390');
+    await ctx.close();
+  });
+
+  test('CSRF: a cookie write without the session\'s token is refused and changes nothing', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    const name = uniq('csrf');
+    const res = await page.evaluate(async (n) => {
+      const post = (headers) => fetch('/v1/teams', { method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify({ name: n }) })
+        .then(async (r) => ({ status: r.status, code: (await r.json()).code }));
+      return [await post({}), await post({ 'X-CSRF-Token': 'f'.repeat(64) })];
+    }, name);
+    assert.deepEqual(res, [{ status: 403, code: 'csrf_failed' }, { status: 403, code: 'csrf_failed' }]);
+    const teams = await call('GET', '/v1/teams');
+    const items = Array.isArray(teams) ? teams : teams.items;
+    assert.ok(!items.some((t) => t.name === name), 'a refused write created the team');
+    // log out: the session ends and the page shows the login form
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    assert.equal((await ctx.cookies()).filter((k) => k.name === 'paddock_session').length, 0);
+    await ctx.close();
+  });
+});

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the dashboard's browser journeys (dashboard.test.mjs) with node's test
+# runner against the stack named by the caller's environment (endpoints.env,
+# as every e2e test). playwright-core comes from package-lock.json, installed
+# by `npm ci` into BUILD_DIR/browser-tests (again only when the lock changed;
+# no install scripts, no browser download): it drives Debian's chromium.
+#   run.sh BUILD_DIR
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+build=${1:?usage: run.sh BUILD_DIR}
+deps=$build/browser-tests
+mkdir -p "$deps"
+if [[ ! -d $deps/node_modules ]] || ! cmp -s "$here/package-lock.json" "$deps/package-lock.json"; then
+        cp "$here/package.json" "$here/package-lock.json" "$deps/"
+        (cd "$deps" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+[[ -x ${PADDOCK_CHROMIUM:-/usr/bin/chromium} ]] || { echo "browser tests: no chromium (apt-get install chromium: stack.sh install)" >&2; exit 1; }
+export PADDOCK_BROWSER_MODULES=$deps/node_modules
+export PADDOCK_BROWSER_ARTIFACTS=${PADDOCK_BROWSER_ARTIFACTS:-$build/browser-artifacts}
+mkdir -p "$PADDOCK_BROWSER_ARTIFACTS"
+rc=0
+node --test --test-reporter=spec --test-concurrency=1 "$here/dashboard.test.mjs" || rc=$?
+echo "browser tests: screenshots in $PADDOCK_BROWSER_ARTIFACTS:"
+ls -1 "$PADDOCK_BROWSER_ARTIFACTS" | sed 's/^/  /'
+exit "$rc"
