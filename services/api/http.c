@@ -197,7 +197,7 @@ static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
                 txn_set_problem(t, r);
         else if (t->req.text) {
                 t->resp = TAKE_PTR(t->req.text);
-                t->resp_len = strlen(t->resp);
+                t->resp_len = t->req.text_len ? t->req.text_len : strlen(t->resp);
                 t->status = t->req.status ? t->req.status : 200;
                 t->ctype = t->req.content_type ? t->req.content_type : "text/plain";
         } else {
