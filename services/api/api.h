@@ -695,6 +695,10 @@ int tenant_keys_list(struct api_req *r);
  * made first if it has none, on conn inside the caller's transaction (the
  * tenant setting applied): the 64-byte Ed25519 signature into sig and the
  * key's kid into ret_kid. 0 or negative errno with e. */
+/* The kid of the tenant's active evidence key (made first if it has none),
+ * on conn inside the caller's transaction. 0 or negative errno with e. */
+int tenant_keys_active(struct api *a, PGconn *conn, const char *tenant_id, char *ret_kid, size_t kid_size,
+                       struct err_detail *e);
 int tenant_keys_sign(struct api *a, PGconn *conn, const char *tenant_id, const void *msg, size_t len,
                      uint8_t sig[64], char *ret_kid, size_t kid_size, struct err_detail *e);
 int evidence_bundle_get(struct api_req *r);

@@ -425,10 +425,10 @@ static int bundle_archive(struct api *a, struct db *d, struct bundle *b, const c
         }
         char now[40];
         time_format_rfc3339(time_now_us(), now, sizeof now);
-        /* the signature names its key: made (or read) before the manifest is final */
+        /* the manifest names the key that signs it: made (or read) first */
         uint8_t sig[64];
         char kid[64];
-        int k = tenant_keys_sign(a, d->conn, tenant, "", 0, sig, kid, sizeof kid, e);
+        int k = tenant_keys_active(a, d->conn, tenant, kid, sizeof kid, e);
         if (k < 0) {
                 json_decref(files);
                 return k;

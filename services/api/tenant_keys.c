@@ -108,6 +108,11 @@ static int key_ensure(struct api *a, PGconn *conn, const char *tenant_id, char *
         return k;
 }
 
+int tenant_keys_active(struct api *a, PGconn *conn, const char *tenant_id, char *ret_kid, size_t kid_size,
+                       struct err_detail *e) {
+        return key_ensure(a, conn, tenant_id, ret_kid, kid_size, e);
+}
+
 int tenant_keys_sign(struct api *a, PGconn *conn, const char *tenant_id, const void *msg, size_t len,
                      uint8_t sig[SIGN_SIGNATURE_LEN], char *ret_kid, size_t kid_size, struct err_detail *e) {
         char kid[64];
