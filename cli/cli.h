@@ -325,6 +325,12 @@ enum {
 extern const struct cli_command cli_cmd_run, cli_cmd_sandbox, cli_cmd_approvals, cli_cmd_usage;
 /* commands_node.c */
 extern const struct cli_command cli_cmd_node;
+/* commands_evidence.c: reviews and evidence bundles (`run review`, `run
+ * reviews` and `run evidence` are subcommands of run, commands_run.c) */
+extern const struct cli_command cli_cmd_evidence;
+int cli_run_review(struct cli_ctx *ctx, int argc, char **argv);
+int cli_run_reviews(struct cli_ctx *ctx, int argc, char **argv);
+int cli_run_evidence(struct cli_ctx *ctx, int argc, char **argv);
 
 /* lists.c */
 /* Appends "key=<value percent-encoded>" to *query ("&"-joined; *query may be

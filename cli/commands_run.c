@@ -901,6 +901,35 @@ static const struct cli_command run_subs[] = {
                                                 {"url", 0, "NAME", "print a download URL of artifact NAME"},
                                                 {0}},
          .fn = run_artifacts},
+        {.name = "review",
+         .args = "ID",
+         .summary = "review the finished run: approve, reject or escalate it",
+         .description = "You need the reviewer role in the run's team and must not have launched it\n"
+                        "(four eyes). Exactly one of --approve, --reject, --escalate; --escalate needs\n"
+                        "--to, a user id or a role (e.g. security_admin) that takes it over. The\n"
+                        "review is audited and appended to the run's events (kind review); the run\n"
+                        "shows the latest outcome. --json prints the API's review.\n",
+         .options = (const struct cli_option[]){{"approve", 0, NULL, "approve the run's work"},
+                                                {"reject", 0, NULL, "reject the run's work"},
+                                                {"escalate", 0, NULL, "hand the review over (with --to)"},
+                                                {"to", 0, "WHO", "a user id or a role (with --escalate)"},
+                                                {"message", 'm', "TEXT", "the review's comment"},
+                                                {0}},
+         .fn = cli_run_review},
+        {.name = "reviews",
+         .args = "ID",
+         .summary = "list the run's reviews, oldest first",
+         .fn = cli_run_reviews},
+        {.name = "evidence",
+         .args = "ID",
+         .summary = "download the finished run's signed evidence bundle (a tar)",
+         .description = "Saves GET /v1/runs/ID/evidence to FILE (you need the reviewer role). Artifacts\n"
+                        "up to --max-artifact-bytes each (default 1 MiB) are in it with their bytes,\n"
+                        "larger ones by hash. Check it with `paddock evidence verify FILE`.\n",
+         .options = (const struct cli_option[]){{"output", 'o', "FILE", "where to save the bundle; required"},
+                                                {"max-artifact-bytes", 0, "N", "include artifacts up to N bytes"},
+                                                {0}},
+         .fn = cli_run_evidence},
         {.name = "cancel",
          .args = "ID",
          .summary = "cancel the run",
@@ -912,7 +941,7 @@ static const struct cli_command run_subs[] = {
 const struct cli_command cli_cmd_run = {
         .name = "run",
         .alias = "runs",
-        .summary = "runs: launch, list, watch, logs, events, wait, artifacts, relaunch, cancel",
+        .summary = "runs: launch, list, watch, logs, events, wait, artifacts, review, evidence, relaunch, cancel",
         .description = "ID is a run id. Sandboxes, teams and users are named by id or by name.\n",
         .subs = run_subs,
 };

@@ -41,6 +41,7 @@ const struct cli_command *const cli_commands[] = {
         &cli_cmd_sandbox,
         &cli_cmd_run,
         &cli_cmd_approvals,
+        &cli_cmd_evidence,
         &cli_cmd_usage,
         &cli_cmd_node,
         &cli_cmd_catalog,

@@ -19,7 +19,9 @@
  * handlers' check. The scheduler writes runs.events and runs.status (platform
  * verdicts: a run failed for a dead node) and runs.control (cancels of evicted
  * runs). runs.status carries copies of the control-relevant events of
- * runs.events, so it is checked the same way. */
+ * runs.events, so it is checked the same way. The api writes runs.events
+ * only for a review's event (kind "review", seq 0 "append"); evidence takes
+ * nothing else from it (services/evidence/events_store.c). */
 static const struct {
         const char *topic;
         const char *signers[3];
@@ -27,7 +29,7 @@ static const struct {
         {TOPIC_RUNS_REQUESTED, {"api"}},
         {TOPIC_RUNS_ASSIGNED, {"scheduler"}},
         {TOPIC_RUNS_CONTROL, {"api", "scheduler"}},
-        {TOPIC_RUNS_EVENTS, {"node:*", "scheduler"}},
+        {TOPIC_RUNS_EVENTS, {"node:*", "scheduler", "api"}},
         {TOPIC_RUNS_STATUS, {"node:*", "scheduler"}},
         {TOPIC_ARTIFACTS, {"node:*"}},
         {TOPIC_USAGE, {"node:*"}},

@@ -116,12 +116,12 @@ struct api_req {
         int status;
         json_t *out;               /* owned; NULL for an empty body */
         char *text;                /* owned; a non-JSON body (metrics) */
+        size_t text_len;           /* text's length when it is binary (0: strlen) */
         const char *content_type;  /* for text */
         char *location;            /* owned; Location header */
         long long retry_after_s;   /* > 0: Retry-After header (429) */
         /* the dashboard (web.c, auth.c's browser sessions) */
         char *set_cookie[2];       /* owned; Set-Cookie headers */
-        size_t text_len;           /* length of text, which may then hold NULs (0: strlen) */
         const char *cache_control; /* static; NULL: no-store */
         /* problem */
         const char *pcode;
@@ -617,6 +617,7 @@ int runs_relaunch(struct api_req *r);
         DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
         DB_TS("r.scheduled_at") ", s.name, t.name, u.username, r.relaunch_of, " LIST_KEY_US("r.created_at")  \
         ", " RUNS_TERMINAL_HIDDEN ", coalesce(h.events_stored, 0), h.terminal_seq, h.events_lost"           \
+        ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \
         " FROM api.runs r JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"          \
         " JOIN api.teams t ON t.id = r.team_id AND t.tenant_id = r.tenant_id"                               \
         " JOIN api.users u ON u.id = r.created_by AND u.tenant_id = r.tenant_id"                            \
@@ -718,6 +719,32 @@ int events_list(struct api_req *r);
  * evidence.run_events does not exist yet. */
 int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_t after,
                  int limit, bool signatures, json_t **ret, struct err_detail *e);
+
+/* {"<record id>": {signer, signature, signed_value}} for the records the
+ * events of items (events_query with signatures) name; each event takes its
+ * record's signer. *ret owned by the caller. */
+int events_records_query(struct db *d, json_t *items, json_t **ret, struct err_detail *e);
+
+/* ---- reviews.c, tenant_keys.c, evidence_bundle.c: reviews of finished runs
+ * and their signed evidence bundles (docs/CONTRACTS.md "Reviews and the
+ * signed evidence bundle"; issue 14 §1, §2) */
+int reviews_create(struct api_req *r);
+int reviews_list(struct api_req *r);
+/* The run's reviews, oldest first, as review objects (*ret owned by the caller). */
+int reviews_query(struct db *d, const char *tenant_id, const char *run_id, json_t **ret, struct err_detail *e);
+/* GET /v1/tenant/keys: the tenant's evidence-signing public keys. */
+int tenant_keys_list(struct api_req *r);
+/* Signs msg (len bytes, borrowed) with the tenant's active evidence key,
+ * made first if it has none, on conn inside the caller's transaction (the
+ * tenant setting applied): the 64-byte Ed25519 signature into sig and the
+ * key's kid into ret_kid. 0 or negative errno with e. */
+/* The kid of the tenant's active evidence key (made first if it has none),
+ * on conn inside the caller's transaction. 0 or negative errno with e. */
+int tenant_keys_active(struct api *a, PGconn *conn, const char *tenant_id, char *ret_kid, size_t kid_size,
+                       struct err_detail *e);
+int tenant_keys_sign(struct api *a, PGconn *conn, const char *tenant_id, const void *msg, size_t len,
+                     uint8_t sig[64], char *ret_kid, size_t kid_size, struct err_detail *e);
+int evidence_bundle_get(struct api_req *r);
 
 /* ---- artifacts.c */
 int artifacts_list(struct api_req *r);

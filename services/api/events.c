@@ -53,7 +53,7 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
 
 /* {"<record id>": {signer, signature, signed_value}} for the records the
  * events of items name; each event takes its record's signer. */
-static int records_query(struct db *d, json_t *items, json_t **ret, struct err_detail *e) {
+int events_records_query(struct db *d, json_t *items, json_t **ret, struct err_detail *e) {
         json_t *records = json_object();
         if (!records)
                 return -ENOMEM;
@@ -154,7 +154,7 @@ int events_list(struct api_req *r) {
                 cursor = json_string(s);
         }
         json_t *records = NULL;
-        if (include && (k = records_query(&d, items, &records, &e)) < 0) {
+        if (include && (k = events_records_query(&d, items, &records, &e)) < 0) {
                 json_decref(items);
                 json_decref(cursor);
                 return db_fail(r, k, &e, "load signed records");

@@ -68,16 +68,21 @@ static int sandbox_filter(struct api_req *r, struct db *d, const char *ref, char
 int runs_list(struct api_req *r) {
         struct list_page page;
         struct status_filter st = {.literal = "{"};
-        char tbuf[257], sbuf[257], ubuf[257], from_us[24], to_us[24];
-        const char *team, *sandbox, *launcher, *from, *to;
+        char tbuf[257], sbuf[257], ubuf[257], from_us[24], to_us[24], rvbuf[16];
+        const char *team, *sandbox, *launcher, *from, *to, *review;
         int k;
         if ((k = list_page_parse(r, &page)) < 0 || (k = api_query_single(r, "team", tbuf, sizeof tbuf, &team)) < 0 ||
             (k = api_query_single(r, "sandbox", sbuf, sizeof sbuf, &sandbox)) < 0 ||
             (k = api_query_single(r, "launched_by", ubuf, sizeof ubuf, &launcher)) < 0 ||
             (k = api_query_time(r, "from", from_us, &from)) < 0 || (k = api_query_time(r, "to", to_us, &to)) < 0 ||
-            (k = api_query_each(r, "status", true, status_value, &st)) < 0)
+            (k = api_query_each(r, "status", true, status_value, &st)) < 0 ||
+            (k = api_query_single(r, "review", rvbuf, sizeof rvbuf, &review)) < 0)
                 return k;
         strcat(st.literal, "}");
+        /* the latest review's outcome (reviews.c), or none yet */
+        if (review && strcmp(review, "approve") && strcmp(review, "reject") && strcmp(review, "escalate") &&
+            strcmp(review, "none"))
+                return api_fail(r, -EINVAL, "invalid_field", "review must be approve, reject, escalate or none");
         if (from && to && strtoll(from, NULL, 10) >= strtoll(to, NULL, 10))
                 return api_fail(r, -EINVAL, "invalid_field", "to must be later than from");
 
@@ -105,7 +110,8 @@ int runs_list(struct api_req *r) {
                                 to,
                                 page.after_us,
                                 page.after_id,
-                                page.limit_plus_one};
+                                page.limit_plus_one,
+                                review};
         _cleanup_pgres_ PGresult *res = NULL;
         k = pg_exec(d.conn,
                     RUNS_SELECT "WHERE r.tenant_id = $1 AND " LIST_TEAM_VISIBLE("r.team_id", "$2", "$3", "$4") " "
@@ -116,8 +122,9 @@ int runs_list(struct api_req *r) {
                     "AND ($9::bigint IS NULL OR r.created_at >= " LIST_US_TS("$9") ") "
                     "AND ($10::bigint IS NULL OR r.created_at < " LIST_US_TS("$10") ") "
                     "AND ($11::bigint IS NULL OR (r.created_at, r.id) < (" LIST_US_TS("$11") ", $12::uuid)) "
+                    "AND ($14::text IS NULL OR coalesce(r.review->>'outcome', 'none') = $14::text) "
                     "ORDER BY r.created_at DESC, r.id DESC LIMIT $13::bigint",
-                    13, params, &res, &e);
+                    14, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "list runs");
         return list_answer(r, &page, res, runs_row_json, RUNS_COL_KEY_US, 0);

@@ -49,6 +49,10 @@ json_t *runs_row_json(const PGresult *res, int row) {
                      *k; k++)
                         json_object_set_new(o, *k, json_null());
         json_object_set_new(o, "history", runs_history_json(res, row, hidden));
+        /* the latest review's outcome (reviews.c), null before any */
+        const char *review = db_val(res, row, 22);
+        json_t *rv = review ? json_loads(review, 0, NULL) : NULL;
+        json_object_set_new(o, "review", rv ? rv : json_null());
         return o;
 }
 
@@ -100,7 +104,7 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * tenant (row-level security filters on it as well) and user are the
  * settings the lookup made: without them (an invalid token) it finds
  * nothing. */
-#define RUNS_COL_AUTHZ 22
+#define RUNS_COL_AUTHZ 23
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"), two
  * JSON columns after the authz ones: its policy_decision events by action
  * (evidence.run_events through the partial index run_events_policy_decisions,

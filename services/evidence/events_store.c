@@ -19,6 +19,7 @@
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "evidence.h"
+#include "kafka/bus_auth.h"
 #include "kafka/consume_loop.h"
 #include "paddock/v1/events.pb-c.h"
 #include "pg/pg.h"
@@ -139,9 +140,10 @@ static int record_check(const Paddock__V1__RunEventBatch *b, struct err_detail *
                         return err_set(reterr, -EINVAL, "events", "a RunEventBatch holds events of several runs");
                 if (ev->env->seq > INT64_MAX / 2)
                         return err_set(reterr, -EINVAL, "env.seq", "env.seq is out of range");
-                if (ev->env->seq == 0 && !(b->n_events == 1 && ev->terminal))
+                if (ev->env->seq == 0 && !(b->n_events == 1 && (ev->terminal || !strcmp(ev->kind, "review"))))
                         return err_set(reterr, -EINVAL, "env.seq",
-                                       "env.seq 0 (append) is only for a platform verdict alone in its record");
+                                       "env.seq 0 (append) is only for a platform verdict or a review alone in "
+                                       "its record");
                 if (i > 0 && ev->env->seq != first->env->seq + i)
                         return err_set(reterr, -EINVAL, "env.seq", "seqs of a RunEventBatch must be contiguous");
                 if (ev->team_id && *ev->team_id && !id_is_uuid(ev->team_id))
@@ -162,6 +164,29 @@ static struct run_state *run_state_find(struct run_state *runs, size_t n, const 
                 if (!strcmp(runs[i].run_id, run_id))
                         return &runs[i];
         return NULL;
+}
+
+/* Who may append what (docs/CONTRACTS.md "Reviews and the signed evidence
+ * bundle"): the api signs exactly one kind of run event, a person's review
+ * (kind "review", actor "user:<id>", seq 0 "append", alone and not
+ * terminal); nobody else says "review" with seq 0. Returns true if the
+ * record may go on to the reporter check (the api's passes it: the api is
+ * not a run's node), false if refused (counted as wrong_subject). */
+static bool review_check(const struct record *r, bool *ret_from_api) {
+        const Paddock__V1__RunEvent *ev = r->batch->events[0];
+        bool review = r->batch->n_events == 1 && ev->env->seq == 0 && !strcmp(ev->kind, "review");
+        *ret_from_api = !strcmp(r->m->signer, "api");
+        const char *why = NULL;
+        if (*ret_from_api && !(review && !ev->terminal && !strncmp(ev->actor, "user:", 5) && id_is_uuid(ev->actor + 5)))
+                why = "the api appends only reviews (kind review, seq 0, actor user:<id>)";
+        else if (!*ret_from_api && review)
+                why = "only the api appends reviews";
+        if (!why)
+                return true;
+        char detail[200];
+        snprintf(detail, sizeof detail, "run %s: %s", r->run_id, why);
+        bus_auth_refuse(r->m->topic, r->m->signer, BUS_REFUSED_WRONG_SUBJECT, detail);
+        return false;
 }
 
 /* Is this (run, signer) already decided this round? Index of the first
@@ -727,6 +752,13 @@ int events_store_batch(PGconn *conn, const struct events_store_config *cfg, cons
          * checked once per (run, signer) this round */
         for (size_t i = 0; i < n && r >= 0; i++) {
                 if (recs[i].skip)
+                        continue;
+                bool from_api;
+                if (!review_check(&recs[i], &from_api)) {
+                        recs[i].skip = true;
+                        continue;
+                }
+                if (from_api)
                         continue;
                 size_t first = reporter_seen(recs, i, &recs[i]);
                 if (first != SIZE_MAX) {

@@ -100,6 +100,13 @@ ENDPOINTS = [
     ("POST", "/v1/runs/{id}/stream-ticket", "PERM_VIEWER", True, 201),
     ("GET", "/v1/runs/{id}/artifacts", "PERM_REVIEWER", True, 200),
     ("GET", "/v1/runs/{id}/artifacts/{name}", "PERM_REVIEWER", True, 302),
+    # reviews and the evidence bundle: the review probe's outcome is refused
+    # (400 naming it), which the api checks only once the caller may review
+    # the run, so it changes nothing; the bundle of the finished run is built
+    ("POST", "/v1/runs/{id}/reviews", "PERM_REVIEWER", True, 400),
+    ("GET", "/v1/runs/{id}/reviews", "PERM_VIEWER", True, 200),
+    ("GET", "/v1/runs/{id}/evidence", "PERM_REVIEWER", True, 200),
+    ("GET", "/v1/tenant/keys", "PERM_USER", False, 200),
     ("GET", "/v1/approvals", "PERM_APPROVER", False, 200),        # lists the caller's teams only
     ("GET", "/v1/approvals/{id}", "PERM_APPROVER", True, 200),   # the approval of a run of the team
     ("POST", "/v1/approvals/{id}/decision", "PERM_APPROVER", True, 409),  # already decided
@@ -371,6 +378,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
             body = {}
         elif path.endswith("/decision"):
             body = {"decision": "approve"}
+        elif path.endswith("/reviews") and method == "POST":
+            body = {"outcome": "rbac-probe"}
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

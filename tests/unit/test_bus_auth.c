@@ -103,7 +103,9 @@ static void test_acl_table(void **state) {
         assert_false(bus_auth_allowed(TOPIC_RUNS_CONTROL, "node:n1"));
         assert_true(bus_auth_allowed(TOPIC_RUNS_EVENTS, "node:n1"));
         assert_true(bus_auth_allowed(TOPIC_RUNS_EVENTS, "scheduler"));
-        assert_false(bus_auth_allowed(TOPIC_RUNS_EVENTS, "api"));
+        /* the api: reviews' events only (evidence checks the kind) */
+        assert_true(bus_auth_allowed(TOPIC_RUNS_EVENTS, "api"));
+        assert_false(bus_auth_allowed(TOPIC_RUNS_EVENTS, "billing"));
         assert_false(bus_auth_allowed(TOPIC_RUNS_EVENTS, "node:"));
         assert_true(bus_auth_allowed(TOPIC_RUNS_STATUS, "node:n1"));
         assert_true(bus_auth_allowed(TOPIC_RUNS_STATUS, "scheduler"));
