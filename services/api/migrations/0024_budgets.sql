@@ -56,3 +56,15 @@ ALTER TABLE api.outbox DROP CONSTRAINT outbox_topic_check;
 ALTER TABLE api.outbox ADD CONSTRAINT outbox_topic_check
     CHECK (topic IN ('paddock.runs.requested', 'paddock.runs.control', 'paddock.audit', 'paddock.approvals',
                      'paddock.usage.alerts'));
+
+-- billing's /metrics (docs/CONTRACTS.md "Usage, budgets and governance
+-- figures"): per team, across tenants, the run and approval counts beside its
+-- own usage sums. It reads these tables one tenant at a time (the forced
+-- tenant policy still applies), and learns the tenants from this function.
+GRANT USAGE ON SCHEMA api TO paddock_billing;
+GRANT SELECT ON api.teams, api.runs, api.approvals TO paddock_billing;
+CREATE FUNCTION api.metrics_tenants() RETURNS TABLE (id uuid, name text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$fn$ SELECT id, name FROM api.tenants ORDER BY name $fn$;
+REVOKE EXECUTE ON FUNCTION api.metrics_tenants() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.metrics_tenants() TO paddock_billing;
