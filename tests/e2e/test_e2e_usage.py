@@ -9,6 +9,7 @@ import io
 import json
 import pathlib
 import re
+import subprocess
 import time
 
 import pytest
@@ -87,9 +88,11 @@ def test_cli_usage_export_is_rfc4180_csv(endpoints, credentials, tmp_path, api, 
                input=c["PADDOCK_PASSWORD"] + "\n").returncode == 0
     t = used["team"]["id"]
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    r = cli("usage", "export", "--from", today, "--to", today, "--group-by", "team", "--team", t)
+    # bytes as written (text mode would turn CRLF into LF)
+    r = subprocess.run([cli.binary, "usage", "export", "--from", today, "--to", today, "--group-by", "team",
+                        "--team", t], capture_output=True, env=cli.env, cwd="/", timeout=120)
     assert r.returncode == 0, r.stderr
-    raw = r.stdout
+    raw = r.stdout.decode()
     assert raw.endswith("\r\n") and "\n" not in raw.replace("\r\n", ""), repr(raw[:300])
     rows = list(csv.reader(io.StringIO(raw, newline="")))
     assert rows[0] == ["from", "to", "team", "team_name", "runs", "runtime_seconds", "tokens_in", "tokens_out",
