@@ -323,6 +323,8 @@ enum {
 };
 /* commands_run.c, commands_sandbox.c, commands_approvals.c, commands_usage.c */
 extern const struct cli_command cli_cmd_run, cli_cmd_sandbox, cli_cmd_approvals, cli_cmd_usage;
+/* commands_usage.c: team budgets, governance figures */
+extern const struct cli_command cli_cmd_budget, cli_cmd_governance;
 /* commands_node.c */
 extern const struct cli_command cli_cmd_node;
 /* commands_evidence.c: reviews and evidence bundles (`run review`, `run

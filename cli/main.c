@@ -43,6 +43,8 @@ const struct cli_command *const cli_commands[] = {
         &cli_cmd_approvals,
         &cli_cmd_evidence,
         &cli_cmd_usage,
+        &cli_cmd_budget,
+        &cli_cmd_governance,
         &cli_cmd_node,
         &cli_cmd_catalog,
         &cli_cmd_secret,

@@ -5,6 +5,13 @@
 #include <string.h>
 
 static struct metric *registry;
+static metrics_text_fn text_fn;
+static void *text_userdata;
+
+void metrics_register_text(metrics_text_fn fn, void *userdata) {
+        text_fn = fn;
+        text_userdata = userdata;
+}
 
 void metrics_register(struct metric *m) {
         m->next = registry;
@@ -24,6 +31,11 @@ char *metrics_render(void) {
                                 m->type == METRIC_COUNTER ? "counter" : "gauge");
                 fprintf(f, "%s%s%s%s %lld\n", m->name, m->labels ? "{" : "", m->labels ? m->labels : "",
                         m->labels ? "}" : "", (long long)atomic_load(&m->value));
+        }
+        if (text_fn && text_fn(f, text_userdata) < 0) {
+                fclose(f);
+                free(buf);
+                return NULL;
         }
         if (fclose(f) != 0) {
                 free(buf);

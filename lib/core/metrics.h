@@ -4,6 +4,7 @@
 #pragma once
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE };
 
@@ -21,5 +22,13 @@ struct metric {
 void metrics_register(struct metric *m);
 static inline void metric_add(struct metric *m, long long n) { atomic_fetch_add(&m->value, n); }
 static inline void metric_set(struct metric *m, long long n) { atomic_store(&m->value, n); }
+/* Writes further metric families (HELP, TYPE and samples in the text
+ * exposition format) to f at the end of every metrics_render(): for series
+ * whose labels are only known at run time (billing's per-team figures).
+ * Returns 0 or a negative errno. Called from the thread that renders. */
+typedef int (*metrics_text_fn)(FILE *f, void *userdata);
+/* Registers the one metrics_text_fn of the process (a second call replaces
+ * it; NULL removes it). Not thread-safe: call from main(). */
+void metrics_register_text(metrics_text_fn fn, void *userdata);
 /* Renders every registered metric. Returns a malloc'd string (caller frees) or NULL on OOM. */
 char *metrics_render(void);

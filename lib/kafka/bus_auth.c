@@ -37,6 +37,7 @@ static const struct {
         {TOPIC_AUDIT, {"api"}},
         {TOPIC_SIEM_OCSF, {"evidence"}},
         {TOPIC_APPROVALS, {"api"}},
+        {TOPIC_USAGE_ALERTS, {"api"}},
 };
 
 #define NODE_PREFIX "node:"

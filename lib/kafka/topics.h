@@ -15,3 +15,5 @@
 #define TOPIC_SIEM_OCSF      "paddock.siem.ocsf"
 /* approval notices for integrations (chat, ticketing); no Paddock service reads it */
 #define TOPIC_APPROVALS      "paddock.approvals"
+/* budget notices at 80 % and 100 % (issue 14 §4); no Paddock service reads it */
+#define TOPIC_USAGE_ALERTS   "paddock.usage.alerts"

@@ -877,3 +877,30 @@ extern struct metric api_metric_requests;
 extern struct metric api_metric_runs_launched;
 extern struct metric api_metric_ws_sessions;
 extern struct metric api_metric_status_updates;
+
+/* ---- budgets.c: team budgets per month (docs/CONTRACTS.md "Budgets") */
+int budgets_get(struct api_req *r);
+int budgets_put(struct api_req *r);
+/* For a launch in team_id (runs.c): 0 if no limit of the team's budget is
+ * used up this business month, else 402 quota_exceeded naming the limit
+ * (recorded on r). */
+int budgets_launch_check(struct api_req *r, struct db *d, const char *team_id);
+/* Stamps the run just inserted (in d's transaction) with the business month
+ * it counts in. Returns >= 0 or a negative errno (e filled). */
+int budgets_stamp_run(struct db *d, const char *tenant_id, const char *run_id, struct err_detail *e);
+/* After a status or usage event of run_id (status consumer): records and
+ * announces the thresholds its team's budget crossed, and at 100 % stops the
+ * team's runs, in one transaction of its own. Returns 0 or a transient
+ * negative errno (err filled). */
+int budgets_on_run(struct api *a, const char *tenant_id, const char *run_id, struct err_detail *err);
+
+/* ---- usage.c: the range of days GET /v1/usage and /v1/governance/metrics take */
+/* Query argument name as a UTC day "YYYY-MM-DD" in out: a full-date, or an
+ * RFC 3339 date-time (its UTC day). *ret = out, or NULL when absent; a bad
+ * value: 400 invalid_field naming it. */
+int usage_day_arg(struct api_req *r, const char *name, char out[11], const char **ret);
+/* The defaults of an absent end: to = today (UTC), from = the 1st of to's month. */
+void usage_default_range(char from_day[11], const char **from, char to_day[11], const char **to);
+
+/* ---- governance.c: GET /v1/governance/metrics (docs/CONTRACTS.md "Governance metrics") */
+int governance_metrics(struct api_req *r);

@@ -36,7 +36,8 @@ static const struct {
         {"method_not_allowed", 405, "Method Not Allowed"},
         {"conflict", 409, "Conflict"},
         {"too_large", 413, "Content Too Large"},
-        {"quota_exceeded", 429, "Too Many Requests"},
+        /* a team budget at 100 % (budgets.c, docs/CONTRACTS.md "Budgets") */
+        {"quota_exceeded", 402, "Payment Required"},
         {"rate_limited", 429, "Too Many Requests"},
         {"internal", 500, "Internal Server Error"},
         {"unavailable", 503, "Service Unavailable"},

@@ -108,7 +108,8 @@ static const struct service_spec api_spec = {
          * batch and waits for the acknowledgements: lingering would only add
          * latency to every launch */
         .producer_extra = (const char *const[]){"linger.ms", "0", NULL},
-        .warm = (const char *const[]){TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, TOPIC_APPROVALS, NULL},
+        .warm = (const char *const[]){TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, TOPIC_APPROVALS,
+                                      TOPIC_USAGE_ALERTS, NULL},
         .warm_note = "the first launch",
         /* no ops server of its own: ops.c answers /readyz on the api's port */
 };

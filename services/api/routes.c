@@ -43,6 +43,9 @@ static const struct api_route routes[] = {
         {"GET", "/v1/teams/{id}/secrets", secrets_list, PERM_VIEWER},
         {"PUT", "/v1/teams/{id}/secrets/{name}", secrets_put, PERM_SANDBOX_AUTHOR},
         {"DELETE", "/v1/teams/{id}/secrets/{name}", secrets_delete, PERM_SANDBOX_AUTHOR},
+        /* team budgets (budgets.c): viewers read, the tenant admin sets */
+        {"GET", "/v1/teams/{id}/budget", budgets_get, PERM_VIEWER},
+        {"PUT", "/v1/teams/{id}/budget", budgets_put, PERM_ADMIN},
         /* lists filter to the teams the caller may view; {id} takes a name too */
         {"GET", "/v1/sandboxes", sandboxes_list, PERM_VIEWER},
         {"POST", "/v1/sandboxes", sandboxes_create, PERM_SANDBOX_AUTHOR},
@@ -85,6 +88,8 @@ static const struct api_route routes[] = {
         {"GET", "/v1/nodes", nodes_list, PERM_USER},
         /* usage of the teams the caller may view */
         {"GET", "/v1/usage", usage_get, PERM_VIEWER},
+        /* governance figures of the caller's teams (governance.c) */
+        {"GET", "/v1/governance/metrics", governance_metrics, PERM_VIEWER},
         {"GET", "/v1/audit", audit_api_list, PERM_ADMIN},
         {"GET", "/v1/audit/verify", audit_api_verify, PERM_ADMIN},
         /* workload identity (workload_identity.c): the issuer's documents

@@ -673,6 +673,9 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                 return db_fail(r, k, &e, "check team membership");
         if (k < 0)
                 return api_fail(r, -ENOENT, "not_found", "team not found");
+        /* budgets (B): a team that used up a limit this month launches nothing (402) */
+        if ((k = budgets_launch_check(r, d, team_id)) < 0)
+                return k;
 
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
         _cleanup_free_ char *canon = NULL;
@@ -790,6 +793,11 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
                     "$9::text[])",
                     9, ip, NULL, &e);
         if (k < 0) {
+                db_rollback(d);
+                return db_fail(r, k, &e, "insert run");
+        }
+        /* budgets (B): the business month the run counts in */
+        if ((k = budgets_stamp_run(d, r->caller.tenant_id, run_id, &e)) < 0) {
                 db_rollback(d);
                 return db_fail(r, k, &e, "insert run");
         }

@@ -267,8 +267,12 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                         return r < 0 ? r : 0;
                 }
         }
-        if (valid && strcmp(ev->kind, "status"))
+        if (valid && strcmp(ev->kind, "status")) {
                 r = handle_other_event(ev, err);
+                /* budgets (B): live usage may cross a team's threshold */
+                if (r >= 0 && !strcmp(ev->kind, "usage"))
+                        r = budgets_on_run(sc.api, ev->env->tenant_id, ev->env->run_id, err);
+        }
         else if (valid) {
                 _cleanup_json_ json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
                 const char *status = ev->status && ev->status[0] ? ev->status
@@ -291,6 +295,10 @@ static int handle_event(const struct kafka_message *m, struct err_detail *err) {
                         bool applied = false;
                         _cleanup_free_ char *key = NULL;
                         r = apply_status(params, ev->env->tenant_id, ev->env->run_id, &applied, &key, err);
+                        /* budgets (B): a run started (its runtime counts) or ended (its figures);
+                         * also when redelivered, since the check of the first delivery may have failed */
+                        if (r >= 0)
+                                r = budgets_on_run(sc.api, ev->env->tenant_id, ev->env->run_id, err);
                         /* Exactly one run key (docs/CONTRACTS.md): the one
                          * recorded by the provisioning transition the assigned
                          * node applied. The same key again (a redelivery)

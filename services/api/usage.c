@@ -4,7 +4,7 @@
  * migration 0003 lets the api read it, its tenant policy keeps tenants
  * apart), or per model from billing.run_model_usage (one row per run and
  * model, billing migration 0004). One query: GROUPING SETS gives the groups
- * and the total together. */
+ * and the total together. `live` adds the runs not ended yet (api.runs). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +31,10 @@ static const struct {
          "LEFT JOIN api.runs r ON r.id = u.run_id LEFT JOIN api.sandboxes s ON s.id = r.sandbox_id",
          "s.name, r.sandbox_id::text", "sandbox", "sandbox_name", false},
         {"model", "u.model", "u.provider", "", "u.model, u.provider", "model", "provider", true},
+        /* issue 14 §4's name for a sandbox definition: the same groups as sandbox */
+        {"definition", "r.sandbox_id::text", "s.name",
+         "LEFT JOIN api.runs r ON r.id = u.run_id LEFT JOIN api.sandboxes s ON s.id = r.sandbox_id",
+         "s.name, r.sandbox_id::text", "definition", "definition_name", false},
 };
 
 /* The sums of a grouping, columns 2-7 then 9-11 (8 is GROUPING()): per run,
@@ -39,15 +43,14 @@ static const struct {
 #define RUN_SUMS                                                                                              \
         "count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "                     \
         "coalesce(sum(u.tokens_out), 0), coalesce(sum(u.egress_bytes), 0), coalesce(sum(u.cost_usd), 0)"
-#define RUN_EXTRA "0, 0, 0"
+/* calls are the models' (0 per run); the cache figures billing keeps per run (billing migration 0005) */
+#define RUN_EXTRA "0, coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0)"
 #define MODEL_SUMS                                                                                            \
         "count(DISTINCT u.run_id), 0, coalesce(sum(u.tokens_in), 0), coalesce(sum(u.tokens_out), 0), 0, "    \
         "coalesce(sum(u.cost_usd), 0)"
 #define MODEL_EXTRA "coalesce(sum(u.calls), 0), coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0)"
 
-/* Query argument name as a UTC day "YYYY-MM-DD" in out: a full-date, or an
- * RFC 3339 date-time (its UTC day). *ret = out, or NULL when absent. */
-static int day_arg(struct api_req *r, const char *name, char out[11], const char **ret) {
+int usage_day_arg(struct api_req *r, const char *name, char out[11], const char **ret) {
         char buf[64];
         const char *v;
         *ret = NULL;
@@ -66,6 +69,21 @@ static int day_arg(struct api_req *r, const char *name, char out[11], const char
         return 0;
 }
 
+void usage_default_range(char from_day[11], const char **from, char to_day[11], const char **to) {
+        /* this month (UTC) up to today; a from alone runs to today */
+        if (!*to) {
+                time_t now = time(NULL);
+                struct tm tm;
+                gmtime_r(&now, &tm);
+                strftime(to_day, 11, "%Y-%m-%d", &tm);
+                *to = to_day;
+        }
+        if (!*from) {
+                snprintf(from_day, 11, "%.8s01", *to);
+                *from = from_day;
+        }
+}
+
 /* The sums of one result row (columns from 2 on), into o. */
 static int sums_json(json_t *o, const PGresult *res, int i) {
         return json_object_set_new(o, "runs", json_integer(strtoll(PQgetvalue(res, i, 2), NULL, 10))) |
@@ -76,33 +94,63 @@ static int sums_json(json_t *o, const PGresult *res, int i) {
                json_object_set_new(o, "cost_usd", json_real(atof(PQgetvalue(res, i, 7))));
 }
 
+/* The live part: the runs of the visible teams (or of team_id) that have not
+ * ended, per team, with their usage so far (the runner-agent's running model
+ * totals, runtime since they started); billing's exact figures come when they
+ * end. *ret: {"active_runs": n, "teams": [...]}. */
+static int usage_live(struct api_req *r, struct db *d, const char *team_id, json_t **ret) {
+        struct err_detail e = {0};
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {r->caller.tenant_id, r->caller.tenant_admin ? "t" : "f", r->caller.user_id,
+                                api_perm_roles(PERM_VIEWER), team_id};
+        int k = pg_exec(d->conn,
+                        "SELECT r.team_id::text, t.name, count(*), "
+                        "coalesce(sum(extract(epoch FROM now() - r.started_at)::double precision), 0), "
+                        "sum(r.usage_input_tokens + r.usage_cache_read_tokens + r.usage_cache_write_tokens), "
+                        "sum(r.usage_output_tokens), sum(r.usage_cost_usd) "
+                        "FROM api.runs r JOIN api.teams t ON t.id = r.team_id "
+                        "WHERE r.tenant_id = $1 AND r.status NOT IN ('succeeded', 'failed', 'cancelled', "
+                        "'timed_out', 'limit_exceeded', 'rejected') "
+                        "AND " LIST_TEAM_VISIBLE("r.team_id", "$2", "$3", "$4") " "
+                        "AND ($5::uuid IS NULL OR r.team_id = $5::uuid) "
+                        "GROUP BY r.team_id, t.name ORDER BY t.name",
+                        5, params, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "sum live usage");
+        _cleanup_json_ json_t *teams = json_array();
+        long long active = 0;
+        for (int i = 0; teams && i < PQntuples(res); i++) {
+                active += strtoll(PQgetvalue(res, i, 2), NULL, 10);
+                if (json_array_append_new(
+                            teams, json_pack("{s:s, s:s, s:I, s:f, s:I, s:I, s:f}", "team", PQgetvalue(res, i, 0),
+                                             "team_name", PQgetvalue(res, i, 1), "active_runs",
+                                             (json_int_t)strtoll(PQgetvalue(res, i, 2), NULL, 10),
+                                             "runtime_seconds", atof(PQgetvalue(res, i, 3)), "tokens_in",
+                                             (json_int_t)strtoll(PQgetvalue(res, i, 4), NULL, 10), "tokens_out",
+                                             (json_int_t)strtoll(PQgetvalue(res, i, 5), NULL, 10), "cost_usd",
+                                             atof(PQgetvalue(res, i, 6)))) < 0)
+                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+        }
+        *ret = teams ? json_pack("{s:I, s:O}", "active_runs", (json_int_t)active, "teams", teams) : NULL;
+        return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
 int usage_get(struct api_req *r) {
         char gbuf[16], tbuf[257], from_day[11], to_day[11];
         const char *group_by, *team, *from, *to;
         int k;
         if ((k = api_query_single(r, "group_by", gbuf, sizeof gbuf, &group_by)) < 0 ||
             (k = api_query_single(r, "team", tbuf, sizeof tbuf, &team)) < 0 ||
-            (k = day_arg(r, "from", from_day, &from)) < 0 || (k = day_arg(r, "to", to_day, &to)) < 0)
+            (k = usage_day_arg(r, "from", from_day, &from)) < 0 || (k = usage_day_arg(r, "to", to_day, &to)) < 0)
                 return k;
         size_t g = 0;
         if (group_by) {
                 while (g < ELEMENTSOF(groupings) && strcmp(groupings[g].group_by, group_by))
                         g++;
                 if (g == ELEMENTSOF(groupings))
-                        return api_fail(r, -EINVAL, "invalid_field", "group_by must be team, user, day, sandbox or model");
+                        return api_fail(r, -EINVAL, "invalid_field", "group_by must be team, user, day, sandbox, definition or model");
         }
-        /* default: this month (UTC) up to today; a from alone runs to today */
-        if (!to) {
-                time_t now = time(NULL);
-                struct tm tm;
-                gmtime_r(&now, &tm);
-                strftime(to_day, sizeof to_day, "%Y-%m-%d", &tm);
-                to = to_day;
-        }
-        if (!from) {
-                snprintf(from_day, sizeof from_day, "%.8s01", to);
-                from = from_day;
-        }
+        usage_default_range(from_day, &from, to_day, &to);
         if (strcmp(from, to) > 0)
                 return api_fail(r, -EINVAL, "invalid_field", "from must not be after to");
 
@@ -148,15 +196,18 @@ int usage_get(struct api_req *r) {
                 }
                 if (sums_json(o, res, i) < 0 ||
                     (per_model &&
-                     (json_object_set_new(o, "calls", json_integer(strtoll(PQgetvalue(res, i, 9), NULL, 10))) |
-                      json_object_set_new(o, "cache_read_tokens",
-                                          json_integer(strtoll(PQgetvalue(res, i, 10), NULL, 10))) |
-                      json_object_set_new(o, "cache_write_tokens",
-                                          json_integer(strtoll(PQgetvalue(res, i, 11), NULL, 10)))) < 0))
+                     json_object_set_new(o, "calls", json_integer(strtoll(PQgetvalue(res, i, 9), NULL, 10))) < 0) ||
+                    (json_object_set_new(o, "cache_read_tokens",
+                                         json_integer(strtoll(PQgetvalue(res, i, 10), NULL, 10))) |
+                     json_object_set_new(o, "cache_write_tokens",
+                                         json_integer(strtoll(PQgetvalue(res, i, 11), NULL, 10)))) < 0)
                         return api_fail(r, -ENOMEM, "internal", "out of memory");
         }
-        r->out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "from", from, "to", to, "group_by", groupings[g].group_by,
-                           "items", items, "totals", totals);
+        _cleanup_json_ json_t *live = NULL;
+        if ((k = usage_live(r, &d, team ? team_id : NULL, &live)) < 0)
+                return k;
+        r->out = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "from", from, "to", to, "group_by",
+                           groupings[g].group_by, "items", items, "totals", totals, "live", live);
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }

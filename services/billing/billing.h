@@ -19,3 +19,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
  * UTC day in billing.team_daily. Returns 1 if recorded, 0 if already there. */
 int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *reterr);
 void usage_store_register_metrics(void);
+
+struct pg_pool;
+/* metrics_figures.c: the per-team usage and governance figures on /metrics.
+ * register: once from main() before threads; start: the thread computing them
+ * every interval_s from pool (borrowed, must outlive stop), top_n teams with
+ * labels of their own. start returns 0 or a negative errno. */
+void metrics_figures_register(void);
+int metrics_figures_start(struct pg_pool *pool, long long interval_s, long long top_n);
+void metrics_figures_stop(void);

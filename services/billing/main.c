@@ -37,12 +37,19 @@ extern const struct embedded_file billing_migrations[];
 struct settings {
         struct kafka_settings kafka;
         struct service_settings svc;
+        long long metrics_interval_s;
+        long long metrics_teams;
 };
 
 static const struct config_entry settings_table[] = {
         KAFKA_CONFIG_ENTRIES(struct settings, kafka),
         SERVICE_CONFIG_ENTRIES(struct settings, svc),
         SERVICE_CONFIG_BUSINESS_CLOCK_ENTRY(struct settings, svc),
+        {"PADDOCK_BILLING_METRICS_INTERVAL_S", CONFIG_INT, "15", 1, 3600, false,
+         offsetof(struct settings, metrics_interval_s),
+         "how often the per-team usage and governance figures on /metrics are computed (seconds)"},
+        {"PADDOCK_BILLING_METRICS_TEAMS", CONFIG_INT, "20", 1, 1000, false, offsetof(struct settings, metrics_teams),
+         "teams with labels of their own on /metrics (the highest cost first); the rest sum to team=\"other\""},
         {NULL},
 };
 
@@ -83,7 +90,7 @@ static const struct service_spec spec = {
         .kafka_offset = offsetof(struct settings, kafka),
         .schema = "billing",
         .migrations = billing_migrations,
-        .pg_pool_size = 2,
+        .pg_pool_size = 3, /* the consumer, the metrics thread, the readiness check */
         /* billing produces nothing: it verifies, never signs */
         .ready = SERVICE_READY_PG,
 };
@@ -91,7 +98,7 @@ static const struct service_spec spec = {
 static int run(struct settings *cfg) {
         struct app app = {0};
         struct err_detail err = {0};
-        int ret = service_start(&spec, cfg, &app.svc);
+        int r, ret = service_start(&spec, cfg, &app.svc);
         if (ret != 0)
                 goto out;
         ret = 1;
@@ -104,11 +111,15 @@ static int run(struct settings *cfg) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
+        if ((r = metrics_figures_start(app.svc.pg, cfg->metrics_interval_s, cfg->metrics_teams)) < 0) {
+                log_error("could not start the metrics thread: %s", strerror(-r));
+                goto out;
+        }
         log_info("billing started");
 
         struct kafka_consume_loop_options lo = {.processed = &m_consumed, .skipped = &m_skipped, .retries = &m_retries};
         kafka_settings_loop_options(&cfg->kafka, &lo);
-        int r = kafka_consume_routes(app.consumer, routes, &app, &lo);
+        r = kafka_consume_routes(app.consumer, routes, &app, &lo);
         if (r < 0) {
                 log_error("kafka consumer failed: %s", strerror(-r));
                 goto out;
@@ -116,6 +127,7 @@ static int run(struct settings *cfg) {
         log_info("shutting down");
         ret = 0;
 out:
+        metrics_figures_stop();
         kafka_consumer_free(app.consumer);
         service_stop(&app.svc);
         return ret;
@@ -130,6 +142,7 @@ int main(int argc, char **argv) {
         metrics_register(&m_skipped);
         metrics_register(&m_retries);
         usage_store_register_metrics();
+        metrics_figures_register();
         bus_auth_register_metrics();
 
         int ret = run(&cfg);

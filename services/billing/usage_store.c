@@ -142,6 +142,15 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
         snprintf(tout, sizeof tout, "%llu", (unsigned long long)u->tokens_out);
         snprintf(egress, sizeof egress, "%llu", (unsigned long long)u->egress_bytes);
         snprintf(cost, sizeof cost, "%.17g", u->cost_usd);
+        /* the run's cache figures: the sums of its models' (migration 0005) */
+        unsigned long long cache_r = 0, cache_w = 0;
+        for (size_t i = 0; i < u->n_models; i++) {
+                cache_r += u->models[i]->cache_read_tokens;
+                cache_w += u->models[i]->cache_write_tokens;
+        }
+        char cr[24], cw[24];
+        snprintf(cr, sizeof cr, "%llu", cache_r > INT64_MAX ? (unsigned long long)INT64_MAX : cache_r);
+        snprintf(cw, sizeof cw, "%llu", cache_w > INT64_MAX ? (unsigned long long)INT64_MAX : cache_w);
 
         /* stored as the record's tenant: row-level security keys on it */
         int r = pg_set_tenant(conn, u->env->tenant_id, reterr);
@@ -149,11 +158,12 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                 return r;
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = {u->env->run_id, u->env->tenant_id, u->team_id, *u->user_id ? u->user_id : NULL,
-                                day, runtime, tin, tout, egress, cost};
+                                day, runtime, tin, tout, egress, cost, cr, cw};
         r = pg_exec(conn,
                     "INSERT INTO billing.run_usage (run_id, tenant_id, team_id, user_id, day, runtime_seconds,"
-                    " tokens_in, tokens_out, egress_bytes, cost_usd, recorded_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())"
+                    " tokens_in, tokens_out, egress_bytes, cost_usd, cache_read_tokens, cache_write_tokens,"
+                    " recorded_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())"
                     " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
                     (int)ELEMENTSOF(params), params, &res, reterr);
         if (r < 0)

@@ -44,6 +44,7 @@
 #include "subprocess.h"
 #include "workspace.h"
 #include "workspace_diff.h"
+#include "proto/run_control.h"
 
 #define DEFAULT_TIMEOUT_S 1800
 #define OUTPUT_CHUNK 4096
@@ -330,6 +331,13 @@ static void fail(struct outcome *o, const char *fmt, ...) {
         o->status = "failed";
         vsnprintf(o->reason, sizeof o->reason, fmt, ap);
         va_end(ap);
+}
+
+/* The status a cancel by cancel_by ends the run with: limit_exceeded for the
+ * api's budget stop (lib/proto/run_control.h, docs/CONTRACTS.md "Budgets"),
+ * else cancelled. */
+static const char *cancel_status(const char *cancel_by) {
+        return strcmp(cancel_by, RUN_CANCEL_BY_BUDGET) ? "cancelled" : "limit_exceeded";
 }
 
 /* Takes the cancel request of the slot: true if one is pending. A user cancel
@@ -624,7 +632,7 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                 o->status = "timed_out";
                 snprintf(o->reason, sizeof o->reason, "the run exceeded its timeout of %" PRIu64 " s", timeout_s);
         } else if (cancelled && o->cancel_by[0]) {
-                o->status = "cancelled";
+                o->status = cancel_status(o->cancel_by);
         } else if (cancelled) {
                 fail(o, "runner shutting down");
         } else if (bus_kill) {
@@ -987,7 +995,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 goto finish;
         }
         if (cancelled_early) {
-                o.status = "cancelled";
+                o.status = cancel_status(o.cancel_by);
                 log_ctx(LOG_INFO, LOG_KV("run", slot->run_id, "requested_by", o.cancel_by),
                         "run was cancelled before its assignment arrived");
                 goto finish;
@@ -1029,7 +1037,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "%s", o.reason);
         } else if (take_cancel(&c, &o, &cancel_req)) {
                 if (o.cancel_by[0])
-                        o.status = "cancelled";
+                        o.status = cancel_status(o.cancel_by);
                 else
                         fail(&o, "runner shutting down");
         } else {

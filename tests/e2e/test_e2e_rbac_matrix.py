@@ -82,6 +82,8 @@ ENDPOINTS = [
     ("GET", "/v1/teams/{id}/secrets", "PERM_VIEWER", True, 200),
     ("PUT", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, (201, 204)),
     ("DELETE", "/v1/teams/{id}/secrets/{name}", "PERM_SANDBOX_AUTHOR", True, 204),
+    ("GET", "/v1/teams/{id}/budget", "PERM_VIEWER", True, 200),
+    ("PUT", "/v1/teams/{id}/budget", "PERM_ADMIN", True, 200),
     ("GET", "/v1/sandboxes", "PERM_VIEWER", False, 200),          # lists the caller's teams only
     ("POST", "/v1/sandboxes", "PERM_SANDBOX_AUTHOR", True, 201),
     ("GET", "/v1/sandboxes/{id}", "PERM_VIEWER", True, 200),
@@ -118,6 +120,7 @@ ENDPOINTS = [
     ("POST", "/v1/catalog/{kind}/{id}/approve", "PERM_CATALOG_APPROVE", "tenant", 200),
     ("GET", "/v1/nodes", "PERM_USER", False, 200),
     ("GET", "/v1/usage", "PERM_VIEWER", False, 200),              # sums the caller's teams only
+    ("GET", "/v1/governance/metrics", "PERM_VIEWER", False, 200),  # the caller's teams only
     ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
     ("GET", "/v1/audit/verify", "PERM_ADMIN", False, 200),
     # workload identity: the issuer's documents are public (relying parties
@@ -316,6 +319,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         body = {"sandbox": s.sandbox, "version": 1, "team": s.team}
     elif path == "/v1/tenants/{tenant}/oidc/introspect":
         body = {"token": "not.a.token"}
+    elif path == "/v1/teams/{id}/budget" and method == "PUT":
+        body = {"month_usd": 100000}  # far above what the matrix's runs use
     url = path.replace("{tenant}", world["tenant_id"])
     if path.startswith("/v1/tenants/{tenant}/"):
         token = None  # public: no credentials at all

@@ -124,6 +124,10 @@ static void test_acl_table(void **state) {
         assert_true(bus_auth_allowed(TOPIC_APPROVALS, "api"));
         assert_false(bus_auth_allowed(TOPIC_APPROVALS, "node:n1"));
         assert_false(bus_auth_allowed(TOPIC_APPROVALS, "scheduler"));
+        /* budget notices: only the api, which detects them (docs/CONTRACTS.md "Budgets") */
+        assert_true(bus_auth_allowed(TOPIC_USAGE_ALERTS, "api"));
+        assert_false(bus_auth_allowed(TOPIC_USAGE_ALERTS, "billing"));
+        assert_false(bus_auth_allowed(TOPIC_USAGE_ALERTS, "node:n1"));
         assert_false(bus_auth_allowed("paddock.unknown", "api"));
         assert_true(bus_auth_is_node("node:n1", "n1"));
         assert_false(bus_auth_is_node("node:n1", "n2"));

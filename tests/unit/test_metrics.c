@@ -1,4 +1,5 @@
 /* Prometheus text exposition of registered counters and gauges. */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,6 +66,37 @@ static void test_concurrent_increments(void **state) {
         assert_int_equal(atomic_load(&events_total.value), 400000);
 }
 
+/* metrics_register_text: families known only at run time (billing's per-team
+ * figures) come after the registered ones; a failing writer fails the render. */
+static int write_team(FILE *f, void *userdata) {
+        return fprintf(f, "# TYPE paddock_team_x gauge\npaddock_team_x{team=\"%s\"} 3\n", (const char *)userdata) < 0
+                       ? -EIO : 0;
+}
+
+static int write_fails(FILE *f, void *userdata) {
+        (void)f;
+        (void)userdata;
+        return -EIO;
+}
+
+static void test_render_text(void **state) {
+        metrics_register_text(write_team, (void *)"a");
+        char *out = metrics_render();
+        assert_non_null(out);
+        const char *x = strstr(out, "paddock_team_x{team=\"a\"} 3\n");
+        assert_non_null(x);
+        assert_non_null(strstr(out, "paddock_test_events_total"));
+        assert_true(strstr(out, "paddock_test_events_total") < x);
+        free(out);
+        metrics_register_text(write_fails, NULL);
+        assert_null(metrics_render());
+        metrics_register_text(NULL, NULL);
+        out = metrics_render();
+        assert_non_null(out);
+        assert_null(strstr(out, "paddock_team_x"));
+        free(out);
+}
+
 int main(void) {
         metrics_register(&events_total);
         metrics_register(&running);
@@ -74,6 +106,7 @@ int main(void) {
                 cmocka_unit_test(test_render),
                 cmocka_unit_test(test_render_labels),
                 cmocka_unit_test(test_concurrent_increments),
+                cmocka_unit_test(test_render_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
 static const char *const header_topics[] = {
         TOPIC_RUNS_REQUESTED, TOPIC_RUNS_ASSIGNED, TOPIC_RUNS_CONTROL, TOPIC_RUNS_EVENTS,
         TOPIC_RUNS_STATUS,    TOPIC_ARTIFACTS,     TOPIC_USAGE,        TOPIC_NODES,
-        TOPIC_AUDIT,          TOPIC_SIEM_OCSF,     TOPIC_APPROVALS,
+        TOPIC_AUDIT,          TOPIC_SIEM_OCSF,     TOPIC_APPROVALS,    TOPIC_USAGE_ALERTS,
 };
 #define NTOPICS (sizeof header_topics / sizeof header_topics[0])
 
