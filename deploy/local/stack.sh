@@ -899,6 +899,11 @@ write_service_env() { # name
                                 # absent: the wall clock; tests write an offset (lib/core/business_clock.h)
                                 env_line PADDOCK_BUSINESS_CLOCK_FILE "$STATE/business-clock"
                         fi
+                        if [[ $s == evidence ]]; then
+                                # tests move the business clock past a run's expiry and
+                                # wait for the sweep (docs/CONTRACTS.md "Retention and legal hold")
+                                echo "PADDOCK_EVIDENCE_RETENTION_SWEEP_S=2"
+                        fi
                         if [[ $s == runner-agent ]]; then
                                 # env_line: the file is sourced (run_with_env) and a
                                 # clone's path may hold spaces

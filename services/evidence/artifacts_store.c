@@ -252,6 +252,16 @@ int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg
         /* stored as the chunk's tenant: row-level security keys on it */
         if ((r = pg_set_tenant(conn, tenant, reterr)) < 0)
                 return r;
+        /* a run whose retention sweep began keeps nothing new (retention_sweep.c) */
+        _cleanup_(PQclearp) PGresult *tomb = NULL;
+        const char *tp[] = {run_id};
+        if ((r = pg_exec(conn, "SELECT 1 FROM evidence.run_tombstones WHERE run_id = $1", 1, tp, &tomb, reterr)) < 0)
+                return r;
+        if (PQntuples(tomb) > 0) {
+                log_ctx(LOG_WARN, LOG_KV("run", run_id, "tenant", tenant, "artifact", c->name),
+                        "dropping an artifact of a run whose evidence was deleted after its retention");
+                return 0;
+        }
         r = artifact_exists(conn, run_id, c->name, reterr);
         if (r < 0)
                 return r;
