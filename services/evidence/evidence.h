@@ -6,6 +6,7 @@
  * retrying with the same message. */
 #pragma once
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,7 @@ void events_store_register_metrics(void);
 struct artifacts_store_config {
         struct s3_client *s3;  /* borrowed */
         uint64_t max_bytes;    /* largest artifact assembled (in memory) */
+        bool object_lock;      /* the bucket has S3 object lock: GOVERNANCE retention per artifact */
 };
 
 /* artifacts_store.c: stores an ArtifactChunk; when every chunk is present,

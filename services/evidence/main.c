@@ -172,6 +172,14 @@ static int run(struct settings *cfg) {
         int r = s3_create_bucket(app.artifacts.s3, &err);
         if (r < 0 && r != -EEXIST)
                 log_warn("could not create bucket %s: %s", cfg->s3.bucket, err.message);
+        /* object lock where the store has it on the bucket (docs/CONTRACTS.md "Retention and legal hold") */
+        r = s3_bucket_object_lock(app.artifacts.s3, &err);
+        app.artifacts.object_lock = r == 1;
+        if (r < 0)
+                log_warn("could not read the object lock configuration of bucket %s: %s", cfg->s3.bucket, err.message);
+        else
+                log_info("bucket %s object lock: %s", cfg->s3.bucket, r == 1 ? "enabled (GOVERNANCE retention per artifact)"
+                                                                           : "not enabled");
 
         static const struct kafka_route routes[] = {
                 {TOPIC_RUNS_EVENTS, .handle_batch = handle_events},

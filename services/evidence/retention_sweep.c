@@ -65,6 +65,10 @@ static int deletion_message_id(const char *run_id, char out[UUID_STR_LEN]) {
         return 0;
 }
 
+static const char *db_val_or_null(const PGresult *res, int row, int col) {
+        return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
 #define RETENTION_LOCK_SQL "SELECT pg_advisory_xact_lock(hashtextextended('paddock.retention:' || $1::text, 0))"
 
 /* Step 1. Returns 1 when the tombstone is (now or already) there and the
@@ -133,11 +137,16 @@ fail:
 static int delete_objects(PGconn *conn, const struct retention_config *cfg, const char *run, struct err_detail *err) {
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *p[] = {run};
-        int r = pg_exec(conn, "SELECT s3_key FROM evidence.artifacts WHERE run_id = $1 ORDER BY name", 1, p, &res, err);
+        int r = pg_exec(conn, "SELECT s3_key, s3_version_id FROM evidence.artifacts WHERE run_id = $1 ORDER BY name", 1,
+                        p, &res, err);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
-                r = s3_delete_object(cfg->s3, PQgetvalue(res, i, 0), err);
+                /* a locked version goes for good only with bypass-governance: the
+                 * run expired and no hold covers it (step 1 checked both) */
+                const char *version = db_val_or_null(res, i, 1);
+                r = version ? s3_delete_object_version(cfg->s3, PQgetvalue(res, i, 0), version, true, err)
+                            : s3_delete_object(cfg->s3, PQgetvalue(res, i, 0), err);
                 if (r < 0 && r != -ENOENT)
                         return r;
                 if (r >= 0)

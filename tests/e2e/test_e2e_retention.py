@@ -177,6 +177,24 @@ def test_expired_run_is_swept(endpoints, admin_token, api, runs, tenant_id, cloc
     keys = [f"tenants/{tenant_id}/runs/{run_id}/{a['name']}" for a in manifest]
     assert all(s3_exists(endpoints, k) for k in keys)
 
+    # S3 object lock (Ceph RGW has it): each artifact is a GOVERNANCE-locked
+    # version until its expiry, which RGW refuses to delete without bypass
+    s3, bucket = s3_client(endpoints), endpoints.need("PADDOCK_S3_BUCKET")
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled", \
+        f"bucket {bucket} has no object lock (made before issue 14: stack.sh purge, then up): {lock}"
+    versions = {}
+    for k in keys:
+        head = s3.head_object(Bucket=bucket, Key=k)
+        assert head["ObjectLockMode"] == "GOVERNANCE", head
+        left = head["ObjectLockRetainUntilDate"].timestamp() - time.time()
+        assert 0.5 * DAY < left <= 1.01 * DAY, f"retain-until {head['ObjectLockRetainUntilDate']}: not the 1-day expiry"
+        versions[k] = head["VersionId"]
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            s3.delete_object(Bucket=bucket, Key=k, VersionId=versions[k])
+        assert refused.value.response["Error"]["Code"] == "AccessDenied", refused.value.response
+        assert s3.head_object(Bucket=bucket, Key=k, VersionId=versions[k])["VersionId"] == versions[k]
+
     # nothing expires before its time
     time.sleep(5)  # two sweeps at the stack's 2 s interval
     assert api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["deleted"] is None
@@ -193,6 +211,9 @@ def test_expired_run_is_swept(endpoints, admin_token, api, runs, tenant_id, cloc
         r = api.get(path, allow_redirects=False)
         assert r.status_code == 410 and r.json()["code"] == "gone", (path, r.status_code, r.text)
     assert not any(s3_exists(endpoints, k) for k in keys), "an S3 object survived the sweep"
+    for k in keys:  # the locked version itself is gone, not hidden behind a delete marker
+        listed = s3.list_object_versions(Bucket=bucket, Prefix=k)
+        assert not listed.get("Versions") and not listed.get("DeleteMarkers"), listed
 
     # the tombstone: counts and the hash of what was deleted
     with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as conn:

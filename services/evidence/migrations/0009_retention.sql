@@ -77,3 +77,26 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION evidence.retention_of(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION evidence.retention_of(uuid) TO paddock_evidence;
+
+-- S3 object lock (where the bucket has it): each artifact is written with
+-- GOVERNANCE retention and its version id kept, so the sweeper deletes that
+-- version for good (with bypass-governance) once it expired and no hold
+-- covers it.
+ALTER TABLE evidence.artifacts ADD COLUMN s3_version_id text;
+
+-- A run's retention in days (api.run_retention's formula, also before the
+-- run ended): the artifact's retain-until is its upload + this.
+CREATE FUNCTION evidence.retention_days_of(run uuid) RETURNS integer
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$fn$
+BEGIN
+    RETURN (SELECT least(coalesce((v.spec->>'retention_days')::integer, tr.default_days, 365),
+                         coalesce(tr.max_days, 3650))
+            FROM api.runs r
+            JOIN api.sandbox_versions v ON v.sandbox_id = r.sandbox_id AND v.version = r.version
+            LEFT JOIN api.tenant_retention tr ON tr.tenant_id = r.tenant_id
+            WHERE r.id = run);
+END
+$fn$;
+REVOKE ALL ON FUNCTION evidence.retention_days_of(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evidence.retention_days_of(uuid) TO paddock_evidence;
