@@ -234,6 +234,8 @@ extern const struct cli_command cli_cmd_catalog;
 extern const struct cli_command cli_cmd_secret;
 /* completion.c */
 extern const struct cli_command cli_cmd_completion;
+/* commands_hold.c: legal holds and retention (issue 14 §3) */
+extern const struct cli_command cli_cmd_hold, cli_cmd_retention;
 
 /* ---- helpers shared by the commands (main.c) ---- */
 

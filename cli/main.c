@@ -58,6 +58,8 @@ const struct cli_command *const cli_commands[] = {
         &cli_cmd_audit,
         &cli_cmd_oidc,
         &cli_cmd_identity,
+        &cli_cmd_hold,
+        &cli_cmd_retention,
         &cli_cmd_completion,
         &cli_cmd_help,
         NULL,

@@ -744,9 +744,17 @@ s3_bucket_up() {
         local code
         code=$(s3_curl HEAD "/$S3_BUCKET" -I) || true
         case $code in
-        200) return 0 ;;
+        200)
+                # object lock can only be chosen when a bucket is made (issue 14 §3)
+                code=$(s3_curl GET "/$S3_BUCKET?object-lock=") || true
+                [[ $code == 200 ]] || say "warning: bucket $S3_BUCKET has no S3 object lock (made before it was" \
+                        "turned on): artifacts are written without retention; purge the stack to get it"
+                return 0
+                ;;
         404)
-                code=$(s3_curl PUT "/$S3_BUCKET") || true
+                # with S3 object lock: evidence writes artifacts with GOVERNANCE
+                # retention (docs/CONTRACTS.md "Retention and legal hold")
+                code=$(s3_curl PUT "/$S3_BUCKET" -H "x-amz-bucket-object-lock-enabled: true") || true
                 [[ $code == 200 || $code == 409 ]] || die "could not create bucket $S3_BUCKET (http $code)"
                 say "bucket $S3_BUCKET created"
                 ;;
@@ -903,6 +911,11 @@ write_service_env() { # name
                         if [[ $s == api || $s == billing || $s == evidence ]]; then
                                 # absent: the wall clock; tests write an offset (lib/core/business_clock.h)
                                 env_line PADDOCK_BUSINESS_CLOCK_FILE "$STATE/business-clock"
+                        fi
+                        if [[ $s == evidence ]]; then
+                                # tests move the business clock past a run's expiry and
+                                # wait for the sweep (docs/CONTRACTS.md "Retention and legal hold")
+                                echo "PADDOCK_EVIDENCE_RETENTION_SWEEP_S=2"
                         fi
                         if [[ $s == runner-agent ]]; then
                                 # env_line: the file is sourced (run_with_env) and a

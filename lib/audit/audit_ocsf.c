@@ -26,6 +26,7 @@ static const struct verb_activity api_verbs[] = {
         {"grant", 1, "Create"},    {"update", 3, "Update"},  {"publish", 3, "Update"}, {"approve", 3, "Update"},
         {"decide", 3, "Update"},   {"cancel", 3, "Update"},  {"disable", 3, "Update"}, {"delete", 4, "Delete"},
         {"revoke", 4, "Delete"},   {"remove", 4, "Delete"},
+        {"set", 1, "Create"},      {"lift", 4, "Delete"}, /* legal_hold.set, legal_hold.lift */
 };
 
 static void activity_of(const char *action, const struct verb_activity *table, size_t n, int *id, const char **name) {

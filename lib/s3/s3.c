@@ -294,7 +294,30 @@ struct s3_request {
         char **ret_data;         /* GET: body */
         size_t *ret_len;
         uint64_t *ret_size;      /* HEAD: Content-Length */
+        /* object lock (issue 14 §3) */
+        const char *query;       /* signed query, already encoded ("versionId=..."), or NULL */
+        const char *const *extra_headers; /* more request headers, NULL-terminated, or NULL */
+        char *ret_version_id;    /* the answer's x-amz-version-id ("" when none), S3_VERSION_ID_MAX bytes */
 };
+
+static size_t s3_header_cb(char *buf, size_t size, size_t nitems, void *userdata) {
+        char *out = userdata;
+        size_t n = size * nitems;
+        static const char name[] = "x-amz-version-id:";
+        if (n > sizeof name - 1 && strncasecmp(buf, name, sizeof name - 1) == 0) {
+                const char *v = buf + sizeof name - 1;
+                size_t vl = n - (sizeof name - 1);
+                while (vl > 0 && (*v == ' ' || *v == '\t'))
+                        v++, vl--;
+                while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+                        vl--;
+                if (vl < S3_VERSION_ID_MAX) {
+                        memcpy(out, v, vl);
+                        out[vl] = '\0';
+                }
+        }
+        return n;
+}
 
 static int s3_perform(struct s3_client *c, const struct s3_request *r, struct err_detail *reterr) {
         _cleanup_(curl_easy_cleanupp) CURL *curl = NULL;
@@ -311,6 +334,13 @@ static int s3_perform(struct s3_client *c, const struct s3_request *r, struct er
         k = s3_object_url(c, r->key, &url);
         if (k < 0)
                 return err_set(reterr, k, "ENOMEM", "out of memory");
+        if (r->query) {
+                char *u = NULL;
+                if (asprintf(&u, "%s?%s", url, r->query) < 0)
+                        return err_set(reterr, -ENOMEM, "ENOMEM", "out of memory");
+                free(url);
+                url = u;
+        }
 
         curl = curl_easy_init();
         if (!curl)
@@ -339,6 +369,19 @@ static int s3_perform(struct s3_client *c, const struct s3_request *r, struct er
                 headers = h;
         }
 
+        for (const char *const *x = r->extra_headers; x && *x; x++) {
+                if (strpbrk(*x, "\r\n"))
+                        return err_set(reterr, -EINVAL, "header", "header must not contain line breaks");
+                h = curl_slist_append(headers, *x);
+                if (!h)
+                        return err_set(reterr, -ENOMEM, "ENOMEM", "out of memory");
+                headers = h;
+        }
+        if (r->ret_version_id) {
+                r->ret_version_id[0] = '\0';
+                curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s3_header_cb);
+                curl_easy_setopt(curl, CURLOPT_HEADERDATA, r->ret_version_id);
+        }
         down.curl = curl;
         curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -575,4 +618,77 @@ int s3_presign_get(struct s3_client *c, const char *key, int expires_s, char **r
                 return err_set(reterr, -ENOMEM, "ENOMEM", "out of memory");
         *ret_url = TAKE_PTR(url);
         return 0;
+}
+
+/* Content-MD5 (base64 of the MD5 of the body): S3 requires it on a PUT
+ * carrying object lock headers. */
+static int s3_content_md5(const void *data, size_t len, char out[32]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int ml = 0;
+        if (!EVP_Digest(data, len, md, &ml, EVP_md5(), NULL) || ml != 16)
+                return -EIO;
+        EVP_EncodeBlock((unsigned char *)out, md, 16);
+        return 0;
+}
+
+int s3_put_object_locked(struct s3_client *c, const char *key, const void *data, size_t len,
+                         const char *content_type, int64_t retain_until_s, char ret_version_id[S3_VERSION_ID_MAX],
+                         struct err_detail *reterr) {
+        int k = s3_check_key(key, reterr);
+        if (k < 0)
+                return k;
+        if (len > 0 && !data)
+                return err_set(reterr, -EINVAL, "data", "no data for a non-empty object");
+        char md5[32], until[32], h_md5[64], h_until[96];
+        if (s3_content_md5(data ? data : "", len, md5) < 0)
+                return err_set(reterr, -EIO, "MD5", "could not compute md5");
+        time_t t = (time_t)retain_until_s;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm))
+                return err_set(reterr, -EINVAL, "retain_until", "retain-until date out of range");
+        strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(h_md5, sizeof h_md5, "Content-MD5: %s", md5);
+        snprintf(h_until, sizeof h_until, "x-amz-object-lock-retain-until-date: %s", until);
+        const char *const extra[] = {h_md5, "x-amz-object-lock-mode: GOVERNANCE", h_until, NULL};
+        struct s3_request r = {
+                .method = "PUT",
+                .key = key,
+                .body = data,
+                .body_len = len,
+                .content_type = content_type,
+                .extra_headers = extra,
+                .ret_version_id = ret_version_id,
+        };
+        return s3_perform(c, &r, reterr);
+}
+
+int s3_delete_object_version(struct s3_client *c, const char *key, const char *version_id, bool bypass_governance,
+                             struct err_detail *reterr) {
+        int k = s3_check_key(key, reterr);
+        if (k < 0)
+                return k;
+        if (!version_id || !*version_id || strlen(version_id) >= S3_VERSION_ID_MAX)
+                return err_set(reterr, -EINVAL, "version_id", "no version id");
+        _cleanup_free_ char *ev = s3_uri_encode(version_id, 0), *q = NULL;
+        if (!ev || asprintf(&q, "versionId=%s", ev) < 0)
+                return err_set(reterr, -ENOMEM, "ENOMEM", "out of memory");
+        const char *const extra[] = {"x-amz-bypass-governance-retention: true", NULL};
+        struct s3_request r = {.method = "DELETE", .key = key, .query = q, .extra_headers = bypass_governance ? extra : NULL};
+        return s3_perform(c, &r, reterr);
+}
+
+int s3_bucket_object_lock(struct s3_client *c, struct err_detail *reterr) {
+        char *body = NULL;
+        size_t len = 0;
+        struct s3_request r = {.method = "GET", .query = "object-lock=", .max_len = 16384, .ret_data = &body,
+                               .ret_len = &len};
+        int k = s3_perform(c, &r, reterr);
+        if (k == -ENOENT)
+                return 0; /* ObjectLockConfigurationNotFoundError: a bucket without object lock */
+        if (k < 0)
+                return k;
+        char enabled[32];
+        xml_tag(body, "ObjectLockEnabled", enabled, sizeof enabled);
+        free(body);
+        return strcmp(enabled, "Enabled") == 0 ? 1 : 0;
 }

@@ -4,6 +4,7 @@
  * or -ECONNRESET, with the S3 error code/message in *reterr. Thread-safe (one
  * curl easy handle per call). */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,22 @@ int s3_get_object(struct s3_client *c, const char *key, size_t max_len, char **r
 int s3_head_object(struct s3_client *c, const char *key, uint64_t *ret_size,
                    struct err_detail *reterr);
 int s3_delete_object(struct s3_client *c, const char *key, struct err_detail *reterr);
+/* ---- object lock (issue 14 §3; docs/CONTRACTS.md "Retention and legal hold") */
+#define S3_VERSION_ID_MAX 256
+/* 1 if the bucket was created with object lock enabled, 0 if not (or the
+ * store does not know object lock), or a negative errno. */
+int s3_bucket_object_lock(struct s3_client *c, struct err_detail *reterr);
+/* s3_put_object() with GOVERNANCE retention until retain_until_s (seconds
+ * since the epoch, the store's clock) and Content-MD5; the new version's id
+ * into ret_version_id ("" if the store names none). */
+int s3_put_object_locked(struct s3_client *c, const char *key, const void *data, size_t len,
+                         const char *content_type, int64_t retain_until_s, char ret_version_id[S3_VERSION_ID_MAX],
+                         struct err_detail *reterr);
+/* Deletes one version of key for good; bypass_governance sends
+ * x-amz-bypass-governance-retention (needed while its retention lasts:
+ * without it the store refuses, -EACCES). */
+int s3_delete_object_version(struct s3_client *c, const char *key, const char *version_id, bool bypass_governance,
+                             struct err_detail *reterr);
 /* Presigned GET URL valid for expires_s seconds (1..604800), malloc'd (caller frees). */
 int s3_presign_get(struct s3_client *c, const char *key, int expires_s, char **ret_url,
                    struct err_detail *reterr);

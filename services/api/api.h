@@ -96,6 +96,10 @@ struct api_caller {
         bool tenant_admin;
         bool password_change_required; /* a one-time password not yet changed */
         bool via_cookie;               /* authenticated by the dashboard's session cookie (auth.c) */
+        /* the tenant role auditor (issue 14 §3): read-only evidence and
+         * audit across the tenant's teams, and legal holds */
+        bool auditor;
+        bool auditor_read; /* auditor, on a route api_auditor_route() allows: every team check passes */
 };
 
 #define API_MAX_PARAMS 4
@@ -351,6 +355,9 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
         "array_to_string(" p "::text[], ', ')"
 int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
                        struct err_detail *e);
+/* True if an auditor may call method on the route pattern (authz.c): the
+ * reads of runs, events, artifacts and audit, and legal holds. */
+bool api_auditor_route(const char *method, const char *pattern);
 /* True if role is one of the roles of API.md. */
 bool api_role_valid(const char *role);
 /* 0 if the caller holds perm in some team of its tenant (PERM_USER: any
@@ -904,3 +911,22 @@ void usage_default_range(char from_day[11], const char **from, char to_day[11], 
 
 /* ---- governance.c: GET /v1/governance/metrics (docs/CONTRACTS.md "Governance metrics") */
 int governance_metrics(struct api_req *r);
+/* ---- retention.c, holds.c: retention and legal hold (issue 14 §3;
+ * docs/CONTRACTS.md "Retention and legal hold") */
+/* GET/PUT /v1/tenant/retention {default_days, max_days} (tenant_admin; GET auditor too). */
+int retention_get(struct api_req *r);
+int retention_put(struct api_req *r);
+/* The tenant's max_days into *ret (spec.retention_days is checked against
+ * it); 0 or the problem recorded on r. */
+int retention_max_days(struct api_req *r, long long *ret);
+/* Adds "retention" ({days, expires_at, held} once the run ended, else null)
+ * and "deleted" ({at, reason, sha256, events, artifacts} once its evidence
+ * was swept, else null) to out (a run's JSON). 0 or the problem recorded on r. */
+int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out);
+/* 0 while the run's evidence is kept; once a retention sweep began on it,
+ * 410 gone recorded on r (its events and artifacts). */
+int retention_run_gone(struct api_req *r, const char *run_id);
+/* PUT/DELETE /v1/holds/{kind}/{id} {reason}, GET /v1/holds?kind= (tenant_admin, auditor). */
+int holds_put(struct api_req *r);
+int holds_delete(struct api_req *r);
+int holds_list(struct api_req *r);

@@ -17,7 +17,8 @@ static int load_run(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "load run");
-        return 0;
+        /* deleted after its retention: 410 (retention.c) */
+        return retention_run_gone(r, r->params[0]);
 }
 
 static bool missing_relation(const struct err_detail *e) {

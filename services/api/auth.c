@@ -144,7 +144,8 @@ static int token_expired(PGconn *conn, const char *digest, struct err_detail *e)
 static const struct pg_stmt token_stmt = {
         "api_token_caller",
         "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
-        "set_config('paddock.tenant_id', tenant_id::text, true), set_config('paddock.user_id', user_id::text, true) "
+        "set_config('paddock.tenant_id', tenant_id::text, true), set_config('paddock.user_id', user_id::text, true), "
+        "api.user_is_auditor(user_id) "
         "FROM api.token_caller($1)",
         1};
 
@@ -189,6 +190,7 @@ static int token_lookup(struct api *a, const char *token, const char *digest_in,
         snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
         c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
         c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
+        c->auditor = PQgetvalue(res, 0, 8)[0] == 't';
         snprintf(c->token_sha256, sizeof c->token_sha256, "%s", digest);
         if (read)
                 *ret_read = TAKE_PTR(then);
@@ -436,6 +438,8 @@ int auth_me(struct api_req *r) {
         json_t *tenant_roles = json_array();
         if (r->caller.tenant_admin)
                 json_array_append_new(tenant_roles, json_string("tenant_admin"));
+        if (r->caller.auditor)
+                json_array_append_new(tenant_roles, json_string("auditor"));
         r->out = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}, s:o, s:o, s:b}", "user", "id", r->caller.user_id,
                            "username", r->caller.username, "tenant", "id", r->caller.tenant_id, "name",
                            r->caller.tenant_name, "teams", teams, "tenant_roles", tenant_roles,

@@ -37,6 +37,33 @@ static const struct {
         {PERM_ADMIN, "{tenant_admin}"},
 };
 
+/* What the tenant role auditor may call (issue 14 §3): evidence and audit
+ * of every team, read-only, and legal holds; nothing else (the team checks
+ * of these routes pass for it: api_authz_team_row). */
+static const struct {
+        const char *method, *pattern;
+} auditor_routes[] = {
+        {"GET", "/v1/runs"},
+        {"GET", "/v1/runs/{id}"},
+        {"GET", "/v1/runs/{id}/events"},
+        {"GET", "/v1/runs/{id}/artifacts"},
+        {"GET", "/v1/runs/{id}/artifacts/{name}"},
+        {"GET", "/v1/runs/{id}/evidence"},
+        {"GET", "/v1/audit"},
+        {"GET", "/v1/audit/verify"},
+        {"GET", "/v1/tenant/retention"},
+        {"GET", "/v1/holds"},
+        {"PUT", "/v1/holds/{kind}/{id}"},
+        {"DELETE", "/v1/holds/{kind}/{id}"},
+};
+
+bool api_auditor_route(const char *method, const char *pattern) {
+        for (size_t i = 0; i < ELEMENTSOF(auditor_routes); i++)
+                if (!strcmp(auditor_routes[i].method, method) && !strcmp(auditor_routes[i].pattern, pattern))
+                        return true;
+        return false;
+}
+
 /* PERM_NONE/PERM_USER/PERM_SELF on a team object: membership is enough */
 #define ANY_ROLE "{approver,launcher,reviewer,sandbox_author,security_admin,tenant_admin,viewer}"
 
@@ -69,7 +96,7 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
 
 int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
                        struct err_detail *e) {
-        if (c->tenant_admin || PQgetvalue(res, row, col + 1)[0] == 't')
+        if (c->tenant_admin || c->auditor_read || PQgetvalue(res, row, col + 1)[0] == 't')
                 return 0;
         /* a member learns that the object exists, an outsider does not */
         if (PQgetvalue(res, row, col)[0] != 't')

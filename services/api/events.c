@@ -135,6 +135,9 @@ int events_list(struct api_req *r) {
                 return api_fail(r, -ENOENT, "not_found", "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "load run");
+        /* an ended run's history may have been deleted after its retention: 410 (retention.c) */
+        if (runs_status_terminal(status) && (k = retention_run_gone(r, r->params[0])) < 0)
+                return k;
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");

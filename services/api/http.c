@@ -35,6 +35,7 @@ static const struct {
         {"not_found", 404, "Not Found"},
         {"method_not_allowed", 405, "Method Not Allowed"},
         {"conflict", 409, "Conflict"},
+        {"gone", 410, "Gone"}, /* a run's evidence deleted after its retention (retention.c) */
         {"too_large", 413, "Content Too Large"},
         /* a team budget at 100 % (budgets.c, docs/CONTRACTS.md "Budgets") */
         {"quota_exceeded", 402, "Payment Required"},
@@ -290,8 +291,12 @@ static void txn_dispatch(struct api *a, struct lws *wsi, struct http_txn *t) {
                         return txn_fail(wsi, t, -EPERM, "password_change_required",
                                         "the password must be changed first: POST /v1/me/password "
                                         "(paddock passwd); until then only GET /v1/me and logout answer");
-                if (r->perm == PERM_ADMIN && !r->caller.tenant_admin)
-                        return txn_fail(wsi, t, -EPERM, "forbidden", "this endpoint needs the tenant_admin role");
+                r->caller.auditor_read = r->caller.auditor && api_auditor_route(r->method, t->route->pattern);
+                if (r->perm == PERM_ADMIN && !r->caller.tenant_admin && !r->caller.auditor_read)
+                        return txn_fail(wsi, t, -EPERM, "forbidden",
+                                        api_auditor_route(r->method, t->route->pattern)
+                                                ? "this endpoint needs the tenant_admin or auditor role"
+                                                : "this endpoint needs the tenant_admin role");
         }
         r->auth_db = &auth_db;
         r->read = read;

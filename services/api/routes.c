@@ -99,6 +99,13 @@ static const struct api_route routes[] = {
         {"GET", "/v1/tenants/{tenant}/oidc/jwks", workload_identity_jwks, PERM_NONE},
         {"POST", "/v1/tenants/{tenant}/oidc/introspect", workload_identity_introspect, PERM_NONE},
         {"POST", "/v1/tenant/workload-identity/rotate", workload_identity_rotate, PERM_ADMIN},
+        /* retention and legal hold (retention.c, holds.c): the auditor
+         * passes PERM_ADMIN where api_auditor_route() says so (authz.c) */
+        {"GET", "/v1/tenant/retention", retention_get, PERM_ADMIN},
+        {"PUT", "/v1/tenant/retention", retention_put, PERM_ADMIN},
+        {"GET", "/v1/holds", holds_list, PERM_ADMIN},
+        {"PUT", "/v1/holds/{kind}/{id}", holds_put, PERM_ADMIN},
+        {"DELETE", "/v1/holds/{kind}/{id}", holds_delete, PERM_ADMIN},
 };
 
 /* Splits pattern and path on '/', capturing {x} segments. */

@@ -99,7 +99,7 @@ int runs_list(struct api_req *r) {
                 return k;
 
         const char *params[] = {r->caller.tenant_id,
-                                r->caller.tenant_admin ? "t" : "f",
+                                r->caller.tenant_admin || r->caller.auditor_read ? "t" : "f",
                                 r->caller.user_id,
                                 api_perm_roles(PERM_VIEWER),
                                 team ? team_id : NULL,

@@ -183,6 +183,15 @@ int runs_get(struct api_req *r) {
                                               (json_int_t)atoll(PQgetvalue(res, 0, nf - 4)), "cost_usd",
                                               strtod(PQgetvalue(res, 0, nf - 3), NULL)));
         }
+        /* retention and deletion (retention.c): a second round trip only for
+         * ended runs, so the hot read of a live run stays one */
+        if (r->out && json_is_string(json_object_get(r->out, "ended_at")) &&
+            (k = retention_run_annotate(r, r->params[0], r->out)) < 0)
+                return k;
+        if (r->out && !json_object_get(r->out, "deleted")) {
+                json_object_set_new(r->out, "retention", json_null());
+                json_object_set_new(r->out, "deleted", json_null());
+        }
         r->status = 200;
         return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
 }

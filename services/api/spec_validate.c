@@ -894,7 +894,14 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
                 if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > RETENTION_DAYS_MAX)
                         return api_fail(r, -EINVAL, "invalid_field", "spec.retention_days must be an integer from 1 to %d",
                                         RETENTION_DAYS_MAX);
-                defer_unsupported("spec.retention_days");
+                /* enforced by evidence's retention sweeper, up to the tenant's maximum (retention.c) */
+                long long max_days;
+                if ((k = retention_max_days(r, &max_days)) < 0)
+                        return k;
+                if (json_integer_value(v) > max_days)
+                        return api_fail(r, -EINVAL, "invalid_field",
+                                        "spec.retention_days must be an integer from 1 to %lld (the tenant's max_days)",
+                                        max_days);
         }
         if ((k = validate_catalog_refs(r, spec)) < 0)
                 return k;

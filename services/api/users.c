@@ -74,7 +74,8 @@ int users_create(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        static const char *const known[] = {"username", "password", "tenant_admin", "must_change_password", NULL};
+        static const char *const known[] = {"username", "password", "tenant_admin", "must_change_password", "auditor",
+                                            NULL};
         if ((k = check_fields(r, body, known)) < 0)
                 return k;
         json_t *ju = json_object_get(body, "username");
@@ -90,8 +91,8 @@ int users_create(struct api_req *r) {
                    json_string_length(jp) > PASSWORD_MAX || strlen(json_string_value(jp)) != json_string_length(jp)))
                 return api_fail(r, -EINVAL, "invalid_field", "password must be a string of %d to %d bytes",
                                 PASSWORD_MIN, PASSWORD_MAX);
-        int admin, must_change;
-        if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0 ||
+        int admin, must_change, auditor;
+        if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0 || (k = body_bool(r, body, "auditor", &auditor)) < 0 ||
             (k = body_bool(r, body, "must_change_password", &must_change)) < 0)
                 return k;
         /* a generated password is seen by the admin: only its user may keep one */
@@ -116,8 +117,10 @@ int users_create(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         _cleanup_json_ json_t *change = NULL;
-        const char *params[] = {id, r->caller.tenant_id, username, hash, admin == 1 ? "{tenant_admin}" : "{}",
-                                forced ? "t" : "f"};
+        /* tenant roles: tenant_admin, auditor (issue 14 §3) */
+        const char *roles = admin == 1 ? (auditor == 1 ? "{tenant_admin,auditor}" : "{tenant_admin}")
+                                       : (auditor == 1 ? "{auditor}" : "{}");
+        const char *params[] = {id, r->caller.tenant_id, username, hash, roles, forced ? "t" : "f"};
         if ((k = db_open_caller(&d, r, &e)) < 0 || (k = db_begin(&d, &e)) < 0)
                 goto fail_db;
         k = pg_exec(d.conn,
@@ -133,6 +136,8 @@ int users_create(struct api_req *r) {
         }
         change = json_pack("{s:s, s:b, s:b}", "username", username, "tenant_admin", admin == 1,
                            "password_change_required", forced);
+        if (change && auditor == 1)
+                json_object_set_new(change, "auditor", json_true());
         if ((k = api_audit(r, &d, "user.create", "user", id, "success", change)) < 0) {
                 db_rollback(&d);
                 explicit_bzero(generated, sizeof generated);
@@ -156,10 +161,10 @@ int users_patch(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        static const char *const known[] = {"disabled", "tenant_admin", NULL};
-        int disabled, admin;
+        static const char *const known[] = {"disabled", "tenant_admin", "auditor", NULL};
+        int disabled, admin, auditor;
         if ((k = check_fields(r, body, known)) < 0 || (k = body_bool(r, body, "disabled", &disabled)) < 0 ||
-            (k = body_bool(r, body, "tenant_admin", &admin)) < 0)
+            (k = body_bool(r, body, "tenant_admin", &admin)) < 0 || (k = body_bool(r, body, "auditor", &auditor)) < 0)
                 return k;
         if (!id_is_uuid(r->params[0]))
                 return api_fail(r, -ENOENT, "not_found", "user not found");
@@ -174,14 +179,18 @@ int users_patch(struct api_req *r) {
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, disabled < 0 ? NULL : disabled ? "t" : "f",
-                                admin < 0 ? NULL : admin ? "t" : "f"};
+                                admin < 0 ? NULL : admin ? "t" : "f", auditor < 0 ? NULL : auditor ? "t" : "f"};
+        /* tenant_admin, then auditor ($5, issue 14 §3), each added, removed or kept */
         k = pg_exec(d.conn,
-                    "UPDATE api.users SET disabled = coalesce($3::boolean, disabled), tenant_roles = CASE "
+                    "UPDATE api.users SET disabled = coalesce($3::boolean, disabled), tenant_roles = "
+                    "(SELECT CASE WHEN $5::boolean IS NULL THEN x "
+                    "  WHEN $5::boolean THEN array_append(array_remove(x, 'auditor'), 'auditor') "
+                    "  ELSE array_remove(x, 'auditor') END FROM (SELECT CASE "
                     "WHEN $4::boolean IS NULL THEN tenant_roles "
                     "WHEN $4::boolean THEN array_append(array_remove(tenant_roles, 'tenant_admin'), 'tenant_admin') "
-                    "ELSE array_remove(tenant_roles, 'tenant_admin') END "
+                    "ELSE array_remove(tenant_roles, 'tenant_admin') END AS x) q) "
                     "WHERE id = $1 AND tenant_id = $2 RETURNING " USER_COLUMNS,
-                    4, params, &res, &e);
+                    5, params, &res, &e);
         if (k < 0 || PQntuples(res) != 1) {
                 db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "update user") : api_fail(r, -ENOENT, "not_found", "user not found");
@@ -201,6 +210,8 @@ int users_patch(struct api_req *r) {
                 json_object_set_new(change, "disabled", json_boolean(disabled));
         if (admin >= 0)
                 json_object_set_new(change, "tenant_admin", json_boolean(admin));
+        if (auditor >= 0)
+                json_object_set_new(change, "auditor", json_boolean(auditor));
         if ((k = api_audit(r, &d, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
                            change)) < 0) {
                 db_rollback(&d);

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "core/ids.h"
@@ -198,7 +199,20 @@ static int artifact_complete(PGconn *conn, const struct artifacts_store_config *
         char key[512];
         snprintf(key, sizeof key, "tenants/%s/runs/%s/%s", tenant, run_id, c->name);
         const char *content_type = *c->content_type ? c->content_type : "application/octet-stream";
-        r = s3_put_object(cfg->s3, key, buf, c->total_size, content_type, reterr);
+        char version[S3_VERSION_ID_MAX] = "";
+        if (cfg->object_lock) {
+                /* locked until the run's retention would expire counted from
+                 * now (the run has ended or is ending), on the store's clock;
+                 * the sweeper deletes it with bypass-governance (retention_sweep.c) */
+                _cleanup_(PQclearp) PGresult *days = NULL;
+                const char *dp[] = {run_id};
+                r = pg_exec(conn, "SELECT coalesce(evidence.retention_days_of($1), 365)", 1, dp, &days, reterr);
+                if (r < 0)
+                        return r;
+                int64_t until = (int64_t)time(NULL) + 86400LL * atoll(PQgetvalue(days, 0, 0));
+                r = s3_put_object_locked(cfg->s3, key, buf, c->total_size, content_type, until, version, reterr);
+        } else
+                r = s3_put_object(cfg->s3, key, buf, c->total_size, content_type, reterr);
         if (r < 0) {
                 /* bucket missing, credentials refused, server down: all worth
                  * waiting for rather than losing the artifact */
@@ -212,11 +226,12 @@ static int artifact_complete(PGconn *conn, const struct artifacts_store_config *
         r = pg_begin(conn, reterr);
         if (r < 0)
                 return r;
-        const char *params[] = {run_id, c->name, tenant, c->kind, size, sha, key, content_type};
+        const char *params[] = {run_id, c->name, tenant, c->kind, size, sha, key, content_type,
+                                version[0] ? version : NULL};
         r = pg_exec(conn,
                     "INSERT INTO evidence.artifacts"
-                    " (run_id, name, tenant_id, kind, size, sha256, s3_key, content_type, created_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())"
+                    " (run_id, name, tenant_id, kind, size, sha256, s3_key, content_type, created_at, s3_version_id)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"
                     " ON CONFLICT (run_id, name) DO NOTHING",
                     (int)ELEMENTSOF(params), params, NULL, reterr);
         if (r >= 0)
@@ -252,6 +267,16 @@ int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg
         /* stored as the chunk's tenant: row-level security keys on it */
         if ((r = pg_set_tenant(conn, tenant, reterr)) < 0)
                 return r;
+        /* a run whose retention sweep began keeps nothing new (retention_sweep.c) */
+        _cleanup_(PQclearp) PGresult *tomb = NULL;
+        const char *tp[] = {run_id};
+        if ((r = pg_exec(conn, "SELECT 1 FROM evidence.run_tombstones WHERE run_id = $1", 1, tp, &tomb, reterr)) < 0)
+                return r;
+        if (PQntuples(tomb) > 0) {
+                log_ctx(LOG_WARN, LOG_KV("run", run_id, "tenant", tenant, "artifact", c->name),
+                        "dropping an artifact of a run whose evidence was deleted after its retention");
+                return 0;
+        }
         r = artifact_exists(conn, run_id, c->name, reterr);
         if (r < 0)
                 return r;

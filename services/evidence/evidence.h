@@ -6,6 +6,7 @@
  * retrying with the same message. */
 #pragma once
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,7 @@ void events_store_register_metrics(void);
 struct artifacts_store_config {
         struct s3_client *s3;  /* borrowed */
         uint64_t max_bytes;    /* largest artifact assembled (in memory) */
+        bool object_lock;      /* the bucket has S3 object lock: GOVERNANCE retention per artifact */
 };
 
 /* artifacts_store.c: stores an ArtifactChunk; when every chunk is present,
@@ -68,3 +70,30 @@ struct audit_store_config {
 int audit_store(PGconn *conn, const struct audit_store_config *cfg, const void *data, size_t len,
                 struct err_detail *reterr);
 void audit_store_register_metrics(void);
+
+struct pg_pool;
+
+struct retention_config {
+        struct pg_pool *pg;                    /* borrowed */
+        struct s3_client *s3;                  /* borrowed */
+        const struct audit_store_config *audit; /* borrowed; appends the deletion's audit record */
+        const char *instance;                  /* borrowed; the audit record's producer */
+        int interval_ms;                       /* between sweeps */
+        int batch;                             /* runs per sweep */
+};
+
+/* retention_sweep.c: one sweep (docs/CONTRACTS.md "Retention and legal
+ * hold"): deletes the evidence of at most cfg->batch runs whose retention
+ * expired on the business clock and that no hold covers, and finishes
+ * deletions an earlier sweep left half-done. Returns the number of runs
+ * deleted, or a negative errno when the due runs could not be listed (a run
+ * that fails is logged and left for the next sweep). Thread-safe. */
+int retention_sweep_once(const struct retention_config *cfg, struct err_detail *reterr);
+struct retention_sweeper;
+/* Sweeps every cfg->interval_ms on a thread of its own until shutdown
+ * (core/shutdown.h). cfg is copied (its pointers stay borrowed). NULL on
+ * out-of-memory or when the thread cannot start. */
+struct retention_sweeper *retention_sweeper_start(const struct retention_config *cfg);
+/* Requests shutdown, joins the thread, frees s; accepts NULL, returns NULL. */
+struct retention_sweeper *retention_sweeper_stop(struct retention_sweeper *s);
+void retention_register_metrics(void);

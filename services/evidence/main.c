@@ -48,6 +48,8 @@ struct settings {
         long long max_artifact_bytes;
         long long siem_timeout_ms;
         long long round_max_events;
+        long long retention_sweep_s;
+        long long retention_batch;
 };
 
 static const struct config_entry settings_table[] = {
@@ -65,6 +67,13 @@ static const struct config_entry settings_table[] = {
          offsetof(struct settings, round_max_events),
          "most run events stored per transaction (whole records): a poll round from a backlog is made durable "
          "in steps of this size, so its first events do not wait for its last"},
+        /* the retention sweeper (retention_sweep.c, docs/CONTRACTS.md "Retention and legal hold") */
+        {"PADDOCK_EVIDENCE_RETENTION_SWEEP_S", CONFIG_INT, "3600", 1, 86400, false,
+         offsetof(struct settings, retention_sweep_s),
+         "seconds between retention sweeps, which delete the evidence of runs whose retention expired"},
+        {"PADDOCK_EVIDENCE_RETENTION_BATCH", CONFIG_INT, "100", 1, 100000, false,
+         offsetof(struct settings, retention_batch),
+         "most runs a retention sweep deletes (the next sweep goes on)"},
         {NULL},
 };
 
@@ -83,6 +92,9 @@ struct app {
         struct artifacts_store_config artifacts;
         struct audit_store_config audit;
         struct events_store_config events;
+        struct retention_config retention;
+        struct retention_sweeper *sweeper;
+        char instance[64]; /* host name, for the audit records the sweeper writes */
 };
 
 /* A poll round's run event records, in one transaction (a kafka_handle_batch_fn). */
@@ -132,7 +144,7 @@ static const struct service_spec spec = {
         .check = check_settings,
         .schema = "evidence",
         .migrations = evidence_migrations,
-        .pg_pool_size = 2,
+        .pg_pool_size = 3, /* the consumer, the retention sweeper, and one spare */
         .bus_identity = "evidence",
         .producer = true, /* the SIEM feed (audit_store.c) */
         .ready = SERVICE_READY_PG,
@@ -160,6 +172,14 @@ static int run(struct settings *cfg) {
         int r = s3_create_bucket(app.artifacts.s3, &err);
         if (r < 0 && r != -EEXIST)
                 log_warn("could not create bucket %s: %s", cfg->s3.bucket, err.message);
+        /* object lock where the store has it on the bucket (docs/CONTRACTS.md "Retention and legal hold") */
+        r = s3_bucket_object_lock(app.artifacts.s3, &err);
+        app.artifacts.object_lock = r == 1;
+        if (r < 0)
+                log_warn("could not read the object lock configuration of bucket %s: %s", cfg->s3.bucket, err.message);
+        else
+                log_info("bucket %s object lock: %s", cfg->s3.bucket, r == 1 ? "enabled (GOVERNANCE retention per artifact)"
+                                                                           : "not enabled");
 
         static const struct kafka_route routes[] = {
                 {TOPIC_RUNS_EVENTS, .handle_batch = handle_events},
@@ -170,6 +190,19 @@ static int run(struct settings *cfg) {
         app.consumer = kafka_consumer_new_routes(&app.svc.kafka, GROUP_ID, routes, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
+                goto out;
+        }
+        if (gethostname(app.instance, sizeof app.instance - 1) < 0 || !app.instance[0])
+                snprintf(app.instance, sizeof app.instance, "%s", "evidence");
+        app.retention = (struct retention_config){.pg = app.svc.pg,
+                                                  .s3 = app.artifacts.s3,
+                                                  .audit = &app.audit,
+                                                  .instance = app.instance,
+                                                  .interval_ms = (int)cfg->retention_sweep_s * 1000,
+                                                  .batch = (int)cfg->retention_batch};
+        app.sweeper = retention_sweeper_start(&app.retention);
+        if (!app.sweeper) {
+                log_error("could not start the retention sweeper");
                 goto out;
         }
         log_info("evidence started");
@@ -184,6 +217,7 @@ static int run(struct settings *cfg) {
         log_info("shutting down");
         ret = 0;
 out:
+        app.sweeper = retention_sweeper_stop(app.sweeper);
         kafka_consumer_free(app.consumer);
         s3_client_free(app.artifacts.s3);
         service_stop(&app.svc);
@@ -201,6 +235,7 @@ int main(int argc, char **argv) {
         events_store_register_metrics();
         artifacts_store_register_metrics();
         audit_store_register_metrics();
+        retention_register_metrics();
         bus_auth_register_metrics();
 
         int ret = run(&cfg);

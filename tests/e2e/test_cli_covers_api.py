@@ -97,6 +97,11 @@ ROUTE_COMMANDS = {
     ("GET", "/v1/tenants/{tenant}/oidc/jwks"): "identity jwks",
     ("POST", "/v1/tenants/{tenant}/oidc/introspect"): "identity introspect",
     ("POST", "/v1/tenant/workload-identity/rotate"): "identity rotate",
+    ("GET", "/v1/tenant/retention"): "retention show",
+    ("PUT", "/v1/tenant/retention"): "retention set",
+    ("GET", "/v1/holds"): "hold list",
+    ("PUT", "/v1/holds/{kind}/{id}"): "hold set",
+    ("DELETE", "/v1/holds/{kind}/{id}"): "hold lift",
 }
 
 # Routes that are deliberately no task of the CLI, and why. Only these three.

@@ -41,7 +41,16 @@ PERM_ROLES = {
 }
 CATALOG_PERM_ROLES = {"PERM_SANDBOX_AUTHOR": {"sandbox_author"}, "PERM_CATALOG_APPROVE": {"security_admin"}}
 ROLES = ["tenant_admin", "security_admin", "sandbox_author", "launcher", "approver", "reviewer", "viewer"]
-CALLERS = ["admin"] + ROLES + ["nomember"]
+# auditor: the tenant role of issue 14 §3, in no team: it reads evidence and
+# audit of every team and manages legal holds (AUDITOR_ROUTES, authz.c
+# auditor_routes), like the admin there; elsewhere it is a user of no team
+CALLERS = ["admin"] + ROLES + ["nomember", "auditor"]
+AUDITOR_ROUTES = {
+    ("GET", "/v1/runs"), ("GET", "/v1/runs/{id}"), ("GET", "/v1/runs/{id}/events"),
+    ("GET", "/v1/runs/{id}/artifacts"), ("GET", "/v1/runs/{id}/artifacts/{name}"),
+    ("GET", "/v1/audit"), ("GET", "/v1/audit/verify"), ("GET", "/v1/tenant/retention"),
+    ("GET", "/v1/holds"), ("PUT", "/v1/holds/{kind}/{id}"), ("DELETE", "/v1/holds/{kind}/{id}"),
+}
 SCOPES = ["own_team", "other_team", "other_tenant"]
 
 # (method, path, permission, scoped, success status(es))
@@ -129,12 +138,20 @@ ENDPOINTS = [
     ("GET", "/v1/tenants/{tenant}/oidc/jwks", "PERM_NONE", False, 200),
     ("POST", "/v1/tenants/{tenant}/oidc/introspect", "PERM_NONE", False, 200),  # {"active": false} for junk
     ("POST", "/v1/tenant/workload-identity/rotate", "PERM_ADMIN", False, 200),
+    # retention and legal hold (issue 14 §3): the auditor passes where AUDITOR_ROUTES says
+    ("GET", "/v1/tenant/retention", "PERM_ADMIN", False, 200),
+    ("PUT", "/v1/tenant/retention", "PERM_ADMIN", False, 200),    # puts the defaults back
+    ("GET", "/v1/holds", "PERM_ADMIN", False, 200),
+    ("PUT", "/v1/holds/{kind}/{id}", "PERM_ADMIN", True, (200, 201)),  # a hold on the scope's run
+    ("DELETE", "/v1/holds/{kind}/{id}", "PERM_ADMIN", True, 204),      # a hold set just before
 ]
 
 SPEC = command_spec(["sh", "-c", "echo changed >> a.txt"], files=[{"path": "a.txt", "content": "a\n"}])
 
 
-def expected(perm, scoped, ok, caller, scope):
+def expected(perm, scoped, ok, caller, scope, route=None):
+    if caller == "auditor":
+        caller = "admin" if route in AUDITOR_ROUTES else "nomember"
     if perm in ("PERM_NONE", "PERM_USER", "PERM_SELF"):
         return ok
     if perm == "PERM_ADMIN":
@@ -250,10 +267,10 @@ def world(endpoints, credentials, api, me):
     team_b = api.ok("POST", "/v1/teams", json={"name": unique_name("rbac-b")}, expect=(201,))["id"]
 
     users = {}
-    for caller in ROLES + ["nomember", "member_a", "member_b"]:
+    for caller in ROLES + ["nomember", "member_a", "member_b", "auditor"]:
         pw = secrets.token_hex(12)
-        u = api.ok("POST", "/v1/users", json={"username": unique_name(f"rbac-{caller}"), "password": pw},
-                   expect=(201,))
+        u = api.ok("POST", "/v1/users", json={"username": unique_name(f"rbac-{caller}"), "password": pw,
+                                              "auditor": caller == "auditor"}, expect=(201,))
         assert "password" not in u, "a given password must not be echoed"
         users[caller] = dict(u, password=pw)
     for role in ROLES:
@@ -264,7 +281,7 @@ def world(endpoints, credentials, api, me):
            expect=(200,))
 
     creds = {"admin": (tenant, credentials["PADDOCK_USER"], credentials["PADDOCK_PASSWORD"])}
-    for caller in ROLES + ["nomember"]:
+    for caller in ROLES + ["nomember", "auditor"]:
         creds[caller] = (tenant, users[caller]["username"], users[caller]["password"])
     tokens = {c: _token(endpoints, *creds[c]) for c in CALLERS}
 
@@ -321,6 +338,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         body = {"token": "not.a.token"}
     elif path == "/v1/teams/{id}/budget" and method == "PUT":
         body = {"month_usd": 100000}  # far above what the matrix's runs use
+    elif path == "/v1/tenant/retention" and method == "PUT":
+        body = {"default_days": 365, "max_days": 3650}
     url = path.replace("{tenant}", world["tenant_id"])
     if path.startswith("/v1/tenants/{tenant}/"):
         token = None  # public: no credentials at all
@@ -367,6 +386,12 @@ def _request(endpoints, world, method, path, caller, scope_name):
             url = url.replace("{id}", s.run).replace("{name}", "workspace.diff")
         elif path.startswith("/v1/approvals/{id}"):
             url = url.replace("{id}", s.approval)
+        elif path.startswith("/v1/holds/"):
+            url = url.replace("{kind}", "run").replace("{id}", s.run)
+            if method == "PUT":
+                body = {"reason": "rbac matrix"}
+            else:  # the scope's own admin sets the hold a DELETE lifts
+                s.api.ok("PUT", url, json={"reason": "rbac matrix"}, expect=(200, 201))
         if method == "PATCH" and path == "/v1/teams/{id}":
             body = {"name": s.api.ok("GET", f"/v1/teams/{s.team}", expect=(200,))["name"]}
         elif method == "PATCH" and path.endswith("/members/{user}"):
@@ -400,7 +425,7 @@ def test_rbac_matrix(endpoints, world):
     for method, path, perm, scoped, ok in ENDPOINTS:
         for caller in CALLERS:
             for scope in (SCOPES if scoped is True else [None]):
-                want = expected(perm, scoped, ok, caller, scope)
+                want = expected(perm, scoped, ok, caller, scope, (method, path))
                 r, url = _request(endpoints, world, method, path, caller, scope)
                 cases += 1
                 good = r.status_code in want if isinstance(want, tuple) else r.status_code == want

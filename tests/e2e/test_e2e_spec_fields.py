@@ -124,12 +124,12 @@ BAD = [
     ("artifacts", {"artifacts": {"paths": ["dist/**"]}}, "unsupported", "spec.artifacts"),
     ("artifacts-absolute", {"artifacts": {"paths": ["/dist"]}}, "invalid_field", "spec.artifacts.paths[0]"),
     ("artifacts-unknown", {"artifacts": {"paths": [], "keep": True}}, "unknown_field", "spec.artifacts.keep"),
-    ("retention", {"retention_days": 365}, "unsupported", "spec.retention_days"),
     ("retention-zero", {"retention_days": 0}, "invalid_field", "spec.retention_days"),
     ("retention-float", {"retention_days": 1.5}, "invalid_field", "spec.retention_days"),
     ("retention-huge", {"retention_days": 100000}, "invalid_field", "spec.retention_days"),
     # a real error elsewhere is reported before a valid unsupported field
-    ("unsupported-after-error", {"retention_days": 30, "limits": {"pids": 1}}, "invalid_field", "spec.limits.pids"),
+    ("unsupported-after-error", {"artifacts": {"paths": ["dist/**"]}, "limits": {"pids": 1}}, "invalid_field",
+     "spec.limits.pids"),
 ]
 
 

@@ -1,0 +1,169 @@
+/* Retention (issue 14 §3; docs/CONTRACTS.md "Retention and legal hold"):
+ * the tenant's default and maximum retention (GET/PUT
+ * /v1/tenant/retention), the retention and deletion shown on a run, and the
+ * 410 of a deleted run's events and artifacts. Expiry itself is defined
+ * once, by the view api.run_retention (migration 0025); evidence's sweeper
+ * deletes what expired. */
+#include <errno.h>
+#include <string.h>
+
+#include "api.h"
+#include "core/log.h"
+#include "pg/pg.h"
+
+/* No api.tenant_retention row: these (the view's coalesce says the same). */
+#define RETENTION_DEFAULT_DAYS 365
+#define RETENTION_MAX_DAYS 3650
+
+static int retention_load(struct db *d, const char *tenant, long long *ret_default, long long *ret_max,
+                          struct err_detail *e) {
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {tenant};
+        int k = pg_exec(d->conn, "SELECT default_days, max_days FROM api.tenant_retention WHERE tenant_id = $1", 1, p,
+                        &res, e);
+        if (k < 0)
+                return k;
+        *ret_default = PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : RETENTION_DEFAULT_DAYS;
+        *ret_max = PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 1)) : RETENTION_MAX_DAYS;
+        return 0;
+}
+
+int retention_max_days(struct api_req *r, long long *ret) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        long long def;
+        if ((k = retention_load(&d, r->caller.tenant_id, &def, ret, &e)) < 0)
+                return db_fail(r, k, &e, "load retention settings");
+        return 0;
+}
+
+int retention_get(struct api_req *r) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        long long def, max;
+        if ((k = retention_load(&d, r->caller.tenant_id, &def, &max, &e)) < 0)
+                return db_fail(r, k, &e, "load retention settings");
+        r->out = json_pack("{s:I, s:I}", "default_days", (json_int_t)def, "max_days", (json_int_t)max);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+static int days_field(struct api_req *r, json_t *body, const char *key, long long *ret) {
+        json_t *v = json_object_get(body, key);
+        if (!v)
+                return api_fail(r, -EINVAL, "missing_field", "%s is required", key);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > RETENTION_MAX_DAYS)
+                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from 1 to %d", key,
+                                RETENTION_MAX_DAYS);
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+int retention_put(struct api_req *r) {
+        _cleanup_json_ json_t *body = NULL;
+        int k = api_body_object(r, &body);
+        if (k < 0)
+                return k;
+        static const char *const known[] = {"default_days", "max_days", NULL};
+        long long def, max;
+        if ((k = api_known_fields(r, body, known)) < 0 || (k = days_field(r, body, "default_days", &def)) < 0 ||
+            (k = days_field(r, body, "max_days", &max)) < 0)
+                return k;
+        if (def > max)
+                return api_fail(r, -EINVAL, "invalid_field", "default_days (%lld) must not exceed max_days (%lld)", def,
+                                max);
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = db_begin(&d, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        char sd[24], sm[24];
+        snprintf(sd, sizeof sd, "%lld", def);
+        snprintf(sm, sizeof sm, "%lld", max);
+        const char *p[] = {r->caller.tenant_id, sd, sm, r->caller.user_id};
+        k = pg_exec(d.conn,
+                    "INSERT INTO api.tenant_retention (tenant_id, default_days, max_days, updated_at, updated_by) "
+                    "VALUES ($1, $2::integer, $3::integer, now(), $4) ON CONFLICT (tenant_id) DO UPDATE SET "
+                    "default_days = EXCLUDED.default_days, max_days = EXCLUDED.max_days, updated_at = now(), "
+                    "updated_by = EXCLUDED.updated_by",
+                    4, p, NULL, &e);
+        if (k < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "store retention settings");
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:I, s:I}", "default_days", (json_int_t)def, "max_days",
+                                                  (json_int_t)max);
+        if ((k = api_audit(r, &d, "tenant.retention_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
+                db_rollback(&d);
+                return k;
+        }
+        if ((k = db_commit(&d, &e)) < 0)
+                return db_fail(r, k, &e, "commit retention settings");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
+                "retention settings updated (default %lld days, max %lld days)", def, max);
+        r->out = json_incref(change);
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {run_id};
+        /* one round trip: the run's retention (ended runs only) and its tombstone */
+        k = pg_exec(d.conn,
+                    "SELECT x.retention_days, " DB_TS("x.expires_at") ", x.held, " DB_TS("t.deleted_at") ", t.reason, "
+                    "t.deleted_sha256, t.events, t.artifacts FROM (SELECT $1::uuid AS id) q "
+                    "LEFT JOIN api.run_retention x ON x.run_id = q.id "
+                    "LEFT JOIN evidence.run_tombstones t ON t.run_id = q.id AND t.deleted_at IS NOT NULL",
+                    1, p, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load run retention");
+        if (PQntuples(res) != 1)
+                return 0;
+        const char *days = db_val(res, 0, 0);
+        json_object_set_new(out, "retention",
+                            days ? json_pack("{s:I, s:s, s:b}", "days", (json_int_t)atoll(days), "expires_at",
+                                             PQgetvalue(res, 0, 1), "held", PQgetvalue(res, 0, 2)[0] == 't')
+                                 : json_null());
+        const char *at = db_val(res, 0, 3);
+        json_object_set_new(out, "deleted",
+                            at ? json_pack("{s:s, s:s, s:s, s:I, s:I}", "at", at, "reason", PQgetvalue(res, 0, 4),
+                                           "sha256", PQgetvalue(res, 0, 5), "events",
+                                           (json_int_t)atoll(PQgetvalue(res, 0, 6)), "artifacts",
+                                           (json_int_t)atoll(PQgetvalue(res, 0, 7)))
+                               : json_null());
+        return 0;
+}
+
+int retention_run_gone(struct api_req *r, const char *run_id) {
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k = db_open_caller(&d, r, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "open database connection");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {run_id};
+        /* a sweep that began counts: its events and artifacts are going */
+        k = pg_exec(d.conn,
+                    "SELECT " DB_TS("coalesce(deleted_at, started_at)") ", reason FROM evidence.run_tombstones "
+                    "WHERE run_id = $1",
+                    1, p, &res, &e);
+        if (k < 0)
+                return db_fail(r, k, &e, "load run tombstone");
+        if (PQntuples(res) != 1)
+                return 0;
+        return api_fail(r, -ENOENT, "gone", "the evidence of run %s was deleted at %s (%s)", run_id,
+                        PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+}
