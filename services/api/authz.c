@@ -49,6 +49,7 @@ static const struct {
         {"GET", "/v1/runs/{id}/artifacts"},
         {"GET", "/v1/runs/{id}/artifacts/{name}"},
         {"GET", "/v1/runs/{id}/evidence"},
+        {"GET", "/v1/runs/{id}/reviews"},
         {"GET", "/v1/audit"},
         {"GET", "/v1/audit/verify"},
         {"GET", "/v1/tenant/retention"},

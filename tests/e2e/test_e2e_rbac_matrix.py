@@ -48,6 +48,7 @@ CALLERS = ["admin"] + ROLES + ["nomember", "auditor"]
 AUDITOR_ROUTES = {
     ("GET", "/v1/runs"), ("GET", "/v1/runs/{id}"), ("GET", "/v1/runs/{id}/events"),
     ("GET", "/v1/runs/{id}/artifacts"), ("GET", "/v1/runs/{id}/artifacts/{name}"),
+    ("GET", "/v1/runs/{id}/evidence"), ("GET", "/v1/runs/{id}/reviews"),
     ("GET", "/v1/audit"), ("GET", "/v1/audit/verify"), ("GET", "/v1/tenant/retention"),
     ("GET", "/v1/holds"), ("PUT", "/v1/holds/{kind}/{id}"), ("DELETE", "/v1/holds/{kind}/{id}"),
 }
