@@ -48,6 +48,7 @@ PACKAGES=(
         python3-requests python3-pytest python3-cryptography python3-pytest-timeout python3-jsonschema python3-yaml
         iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
         zsh   # tests/e2e/test_cli_core.py checks the completion script with it
+        clang-14 libclang-rt-14-dev   # make fuzz (tests/fuzz): libFuzzer is in libclang-rt-14-dev, only a Recommends of clang-14
 )
 
 say() { printf 'stack: %s\n' "$*"; }
