@@ -35,9 +35,10 @@ CC=$(command -v clang-14 || command -v clang) ||
 compgen -G "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null ||
         die "libFuzzer is not installed; run: ./dev install (it installs libclang-rt-14-dev)"
 
+mkdir -p "$BUILD"
 cmake -S "$REPO" -B "$BUILD" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DPADDOCK_SANITIZE=ON -DPADDOCK_FUZZ=ON -DPADDOCK_TESTS=OFF >"$BUILD.cmake.log" 2>&1 ||
-        die "cmake failed (log: $BUILD.cmake.log)"
+        -DPADDOCK_SANITIZE=ON -DPADDOCK_FUZZ=ON -DPADDOCK_TESTS=OFF >"$BUILD/fuzz-cmake.log" 2>&1 ||
+        die "cmake failed (log: $BUILD/fuzz-cmake.log)"
 build_args=()
 for t in $TARGETS; do build_args+=(--target "fuzz_$t"); done
 cmake --build "$BUILD" -j"$JOBS" "${build_args[@]}"
