@@ -4,10 +4,11 @@
 #
 #   make up | test | down | status | purge | clean-test-state | build | install | preflight
 #   make test CTEST_ARGS="-R 'unit|e2e.run'"
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_RUNS=N] [FUZZ_TARGETS="jwt hook"]   (tests/fuzz/run.sh)
 #
 # JOBS=N sets the parallel build jobs (default 2).
 
-.PHONY: all up test down status purge clean-test-state build install preflight
+.PHONY: all up test down status purge clean-test-state build install preflight fuzz
 
 all: build
 
@@ -16,3 +17,8 @@ up down status purge clean-test-state build install preflight:
 
 test:
 	./dev test $(CTEST_ARGS)
+
+# clang + libFuzzer builds of the parsers of untrusted input, each run for
+# FUZZ_SECONDS (tests/fuzz/README.md); ./dev install provides clang
+fuzz:
+	./tests/fuzz/run.sh

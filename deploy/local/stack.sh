@@ -49,6 +49,7 @@ PACKAGES=(
         iproute2 diffutils debootstrap uuid-runtime curl jq procps util-linux openssl ca-certificates
         zsh   # tests/e2e/test_cli_core.py checks the completion script with it
         nodejs chromium   # the dashboard (web/, npm), its browser tests (tests/browser), tests/k8s
+        clang-14 libclang-rt-14-dev   # make fuzz (tests/fuzz): libFuzzer is in libclang-rt-14-dev, only a Recommends of clang-14
 )
 
 say() { printf 'stack: %s\n' "$*"; }

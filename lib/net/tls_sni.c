@@ -122,13 +122,16 @@ enum tls_hello_result tls_parse_client_hello(const uint8_t *buf, size_t len, cha
         while (exts.left > 0) {
                 unsigned etype, elen;
                 struct reader ext;
+                /* a name read before the hello turns out malformed is not
+                 * handed out: "" unless TLS_HELLO_SNI (found by tests/fuzz) */
                 if (!u16(&exts, &etype) || !u16(&exts, &elen) || !sub(&exts, elen, &ext))
-                        return TLS_HELLO_MALFORMED;
-                if (etype != 0)
+                        res = TLS_HELLO_MALFORMED;
+                else if (etype != 0)
                         continue;
-                if (res == TLS_HELLO_SNI)
-                        return TLS_HELLO_MALFORMED; /* duplicate extension */
-                res = parse_server_name(ext, ret_sni);
+                else if (res == TLS_HELLO_SNI)
+                        res = TLS_HELLO_MALFORMED; /* duplicate extension */
+                else
+                        res = parse_server_name(ext, ret_sni);
                 if (res == TLS_HELLO_MALFORMED) {
                         ret_sni[0] = 0;
                         return res;

@@ -3,6 +3,7 @@
  * ourselves. See /work/shared/notes/LOCAL-STACK.md for the pitfalls this
  * file works around. */
 #include "s3/s3.h"
+#include "s3/s3_xml.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -220,8 +221,8 @@ static size_t s3_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) 
         return size * nmemb;
 }
 
-/* Copies the text of <tag>...</tag> from an S3 error document. */
-static void xml_tag(const char *xml, const char *tag, char *out, size_t size) {
+/* Copies the text of <tag>...</tag> from an S3 error document (s3_xml.h). */
+void s3_xml_tag(const char *xml, const char *tag, char *out, size_t size) {
         char open[64], close[64];
         out[0] = '\0';
         if (!xml)
@@ -424,8 +425,8 @@ static int s3_perform(struct s3_client *c, const struct s3_request *r, struct er
         k = s3_status_to_errno(status);
         if (k < 0) {
                 char code[64], msg[256], st[16];
-                xml_tag(down.data, "Code", code, sizeof code);
-                xml_tag(down.data, "Message", msg, sizeof msg);
+                s3_xml_tag(down.data, "Code", code, sizeof code);
+                s3_xml_tag(down.data, "Message", msg, sizeof msg);
                 free(down.data);
                 snprintf(st, sizeof st, "%ld", status);
                 return err_set(reterr, k, st, "s3 %s %s: http %ld%s%s%s%s", r->method,

@@ -100,9 +100,10 @@ int bootstrap_main(struct api *a, int argc, char **argv) {
                 return 1;
         }
         _cleanup_json_ json_t *change = NULL;
+        /* before the first goto: fail's scope holds it (clang refuses the jump) */
+        _cleanup_pgres_ PGresult *res = NULL;
         if (db_begin(&d, &e) < 0)
                 goto fail;
-        _cleanup_pgres_ PGresult *res = NULL;
         const char *tp[] = {tenant_id, tenant};
         if (pg_exec(d.conn, "INSERT INTO api.tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING "
                             "RETURNING id", 2, tp, &res, &e) < 0)

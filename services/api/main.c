@@ -28,13 +28,6 @@
 
 #define PG_POOL_SIZE 8
 
-struct metric api_metric_requests = {"paddock_api_http_requests_total", "HTTP requests received", METRIC_COUNTER, 0, NULL, NULL};
-struct metric api_metric_runs_launched = {"paddock_api_runs_launched_total", "runs queued on paddock.runs.requested",
-                                          METRIC_COUNTER, 0, NULL, NULL};
-struct metric api_metric_ws_sessions = {"paddock_api_stream_sessions", "open websocket stream sessions", METRIC_GAUGE, 0, NULL, NULL};
-struct metric api_metric_status_updates = {"paddock_api_run_status_updates_total",
-                                           "run status rows changed from kafka", METRIC_COUNTER, 0, NULL, NULL};
-
 #define S(f) offsetof(struct api_settings, f)
 static const struct config_entry config_table[] = {
         {"PADDOCK_API_ADDR", CONFIG_STRING, "127.0.0.1:8080", 0, 0, false, S(addr),

@@ -332,7 +332,7 @@ static int route_status(void *userdata, const struct kafka_message *m, struct er
 static const struct kafka_route routes[] = {
         {TOPIC_RUNS_ASSIGNED, .handle = route_assigned},
         {TOPIC_RUNS_STATUS, .handle = route_status},
-        {NULL},
+        {0}, /* clang: {NULL} leaves .handle "missing" */
 };
 
 static void *status_thread(void *arg) {

@@ -223,7 +223,7 @@ static int handle(void *userdata, const struct kafka_message *m, struct err_deta
 
 const struct kafka_route assignments_routes[] = {
         {TOPIC_RUNS_ASSIGNED, .handle = handle},
-        {NULL},
+        {0}, /* clang: {NULL} leaves .handle "missing" */
 };
 
 static void reap_tick(void *userdata) {

@@ -500,6 +500,8 @@ struct capture_files *capture_files_start(const char *workspace, struct run_even
         c->window_us = (int64_t)window_ms * 1000;
         c->fan_fd = c->mount_fd = c->stop_fd = -1;
         c->self = getpid();
+        /* before the first goto: fail's scope holds it (clang refuses the jump) */
+        _cleanup_free_ char *parent = NULL;
         c->ws = realpath(workspace, NULL);
         c->cache = calloc(CACHE_SLOTS, sizeof *c->cache);
         c->win = calloc(1, sizeof *c->win);
@@ -509,7 +511,6 @@ struct capture_files *capture_files_start(const char *workspace, struct run_even
         }
         c->ws_len = strlen(c->ws);
         c->mount_fd = open(c->ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        _cleanup_free_ char *parent = NULL;
         struct stat st_ws, st_parent;
         if (c->mount_fd < 0 || asprintf(&parent, "%s/..", c->ws) < 0 || fstat(c->mount_fd, &st_ws) < 0 ||
             stat(parent, &st_parent) < 0) {

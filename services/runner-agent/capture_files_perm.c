@@ -354,6 +354,8 @@ int capture_files_perm_start(const char *workspace, struct run_events *ev, struc
         c->fan_fd = c->stop_fd = c->mount_fd = -1;
         pthread_mutex_init(&c->lock, NULL);
         int r;
+        /* before the first goto: fail's scope holds it (clang refuses the jump) */
+        _cleanup_free_ char *parent = NULL;
         c->ws = realpath(workspace, NULL);
         if (!c->ws) {
                 r = err_set(reterr, -errno, "capture", "cannot resolve workspace %s: %m", workspace);
@@ -361,7 +363,6 @@ int capture_files_perm_start(const char *workspace, struct run_events *ev, struc
         }
         c->ws_len = strlen(c->ws);
         c->mount_fd = open(c->ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        _cleanup_free_ char *parent = NULL;
         struct stat st_ws, st_parent;
         if (c->mount_fd < 0 || asprintf(&parent, "%s/..", c->ws) < 0 || fstat(c->mount_fd, &st_ws) < 0 ||
             stat(parent, &st_parent) < 0) {

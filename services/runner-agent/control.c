@@ -207,7 +207,7 @@ static int handle(void *userdata, const struct kafka_message *m, struct err_deta
 
 static const struct kafka_route control_routes[] = {
         {TOPIC_RUNS_CONTROL, .handle = handle},
-        {NULL},
+        {0}, /* clang: {NULL} leaves .handle "missing" */
 };
 
 static void *control_thread(void *userdata) {

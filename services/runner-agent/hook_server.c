@@ -190,8 +190,8 @@ void hook_server_request_of(json_t *input, struct policy_request *req, char *buf
  * the command's own decision and each word's. Words are split on blanks,
  * quotes stripped; a word starting with '-' is an option. The platform's file
  * level is what sees every open (capture_files). */
-static struct policy_decision decide_words(const struct policy_engine *pe, struct policy_request *req, const char *cwd,
-                                           char *pathbuf, size_t pathsize) {
+struct policy_decision hook_server_decide_words(const struct policy_engine *pe, struct policy_request *req,
+                                                const char *cwd, char *pathbuf, size_t pathsize) {
         struct policy_decision best = policy_decide(pe, req);
         if (!req->command || req->path || best.action == POLICY_DENY)
                 return best;
@@ -283,8 +283,8 @@ static void pre_tool_use(struct hook_server *hs, int fd, const char *cli, json_t
                 return;
         }
         struct policy_decision d =
-                decide_words(run_policy_engine(hs->rp), &req, json_string_value(json_object_get(input, "cwd")),
-                             pathbuf, sizeof pathbuf);
+                hook_server_decide_words(run_policy_engine(hs->rp), &req,
+                                         json_string_value(json_object_get(input, "cwd")), pathbuf, sizeof pathbuf);
         json_t *extra = json_pack("{s:s, s:s?}", "cli", cli, "tool_use_id", id);
         /* the event names the deciding rule (run_policy_decide decides the
          * same request again: same engine, same answer) */

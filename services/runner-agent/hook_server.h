@@ -25,6 +25,7 @@
 #include "agent_cli.h"
 #include "core/err.h"
 #include "paddock/v1/runs.pb-c.h"
+#include "policy/policy_engine.h"
 
 #define HOOK_SERVER_MAX_CONNS 16
 #define HOOK_SERVER_GRANT_TTL_S 600 /* an approved command passes the exec level this long */
@@ -75,3 +76,10 @@ struct hook_server *hook_server_stop(struct hook_server *hs);
 #define HOOK_SERVER_REQ_BUF 8192
 struct policy_request;
 void hook_server_request_of(json_t *input, struct policy_request *req, char *buf);
+
+/* The decision of a request (hook_server_request_of()) at the hook, with a
+ * shell command's words also taken as paths (exported for tests and
+ * tests/fuzz): the strictest of the engine's decisions; when a word decides,
+ * req->path points to it, copied into pathbuf. pe and req are borrowed. */
+struct policy_decision hook_server_decide_words(const struct policy_engine *pe, struct policy_request *req,
+                                                const char *cwd, char *pathbuf, size_t pathsize);

@@ -233,6 +233,33 @@ static void test_tls_malformed(void **state) {
                 }
 }
 
+/* Found by tests/fuzz (fuzz_tls_sni, corpus found-sni-then-bad-extension.bin):
+ * a hello refused as malformed after its server_name was read must not
+ * hand that name out (tls_sni.h: "" unless TLS_HELLO_SNI); the proxy puts
+ * q->sni into the refused tunnel's egress event. */
+static void test_tls_malformed_after_sni(void **state) {
+        (void)state;
+        uint8_t rec[2048];
+        char sni[TLS_SNI_MAX + 1];
+        /* a second server_name extension */
+        size_t n = client_hello(rec, "a.example", true);
+        assert_int_equal(tls_parse_client_hello(rec, n, sni), TLS_HELLO_MALFORMED);
+        assert_string_equal(sni, "");
+        /* an extension after server_name whose length runs past the hello:
+         * the declared lengths of record, handshake and extensions grow with it */
+        n = client_hello(rec, "a.example", false);
+        const uint8_t junk[] = {0x00, 0x01, 0x61, 0x60, 0x00};
+        memcpy(rec + n, junk, sizeof junk);
+        size_t ext_len = ((size_t)rec[5 + 4 + 2 + 32 + 1 + 4 + 2] << 8 | rec[5 + 4 + 2 + 32 + 1 + 4 + 2 + 1]) + sizeof junk;
+        size_t hs_len = n - 9 + sizeof junk, rec_len = n - 5 + sizeof junk;
+        rec[5 + 4 + 2 + 32 + 1 + 4 + 2] = (uint8_t)(ext_len >> 8), rec[5 + 4 + 2 + 32 + 1 + 4 + 2 + 1] = (uint8_t)ext_len;
+        rec[7] = (uint8_t)(hs_len >> 8), rec[8] = (uint8_t)hs_len;
+        rec[3] = (uint8_t)(rec_len >> 8), rec[4] = (uint8_t)rec_len;
+        n += sizeof junk;
+        assert_int_equal(tls_parse_client_hello(rec, n, sni), TLS_HELLO_MALFORMED);
+        assert_string_equal(sni, "");
+}
+
 /* ---- policy ---- */
 
 /* A policy of n rules; rules whose host starts with "profile:" come from a
@@ -563,6 +590,7 @@ int main(void) {
                 cmocka_unit_test(test_http_hop_by_hop),
                 cmocka_unit_test(test_tls_sni),
                 cmocka_unit_test(test_tls_malformed),
+                cmocka_unit_test(test_tls_malformed_after_sni),
                 cmocka_unit_test(test_policy_literals),
                 cmocka_unit_test(test_policy_resolved_addresses),
                 cmocka_unit_test(test_policy_operator_floor),

@@ -48,6 +48,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "capture_exec.h"
+#include "capture_files.h"
 #include "capture_files_perm.h"
 #include "core/timeutil.h"
 #include "events.h"
@@ -668,6 +669,14 @@ static void test_files(void **state) {
         assert_int_equal(run_policy_new(run_id, &snap, &ev, &rp, &e), 0);
         assert_int_equal(capture_files_perm_start(ws, &ev, rp, &cp, &e), 0);
         assert_non_null(cp);
+        /* a workspace that cannot be resolved fails cleanly: the early goto
+         * once skipped a _cleanup_ variable's initialisation and freed it
+         * uninitialised (found by the clang build of tests/fuzz) */
+        struct capture_files_perm *none = NULL;
+        struct err_detail enoent = {0};
+        assert_int_equal(capture_files_perm_start("/nonexistent/paddock-ws", &ev, rp, &none, &enoent), -ENOENT);
+        assert_null(none);
+        assert_null(capture_files_start("/nonexistent/paddock-ws", &ev, 100, 1000, &enoent));
         double decided = opens_ms("ok.txt", 10000);
         printf("# 10000 opens of one workspace file: %.1f ms without a path rule, %.1f ms with one "
                "(%.1f us per open for the permission round trip)\n",
