@@ -689,7 +689,7 @@ int s3_bucket_object_lock(struct s3_client *c, struct err_detail *reterr) {
         if (k < 0)
                 return k;
         char enabled[32];
-        xml_tag(body, "ObjectLockEnabled", enabled, sizeof enabled);
+        s3_xml_tag(body, "ObjectLockEnabled", enabled, sizeof enabled);
         free(body);
         return strcmp(enabled, "Enabled") == 0 ? 1 : 0;
 }
