@@ -131,6 +131,23 @@ def _launch(api, sandbox, version, team):
                     headers={"Idempotency-Key": str(uuid.uuid4())})
 
 
+
+def _audit_after(api, seq):
+    """Every audit record after seq (the list pages oldest first)."""
+    out = []
+    while True:
+        page = api.ok("GET", f"/v1/audit?after={seq}&limit=1000", expect=(200,))
+        out += page["items"]
+        if not page["items"] or not page.get("next_cursor"):
+            return out
+        seq = int(page["next_cursor"])
+
+
+def _audit_end(api):
+    """The seq of the tenant's newest audit record (0 for none)."""
+    items = _audit_after(api, 0)
+    return items[-1]["seq"] if items else 0
+
 def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, team):
     empty = api.ok("GET", f"/v1/teams/{team}/budget", expect=(200,))
     assert empty["limits"] == {"month_usd": None, "month_tokens": None, "month_runtime_s": None}, empty
@@ -146,8 +163,7 @@ def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, 
     # nothing was stored by the refused requests
     assert api.ok("GET", f"/v1/teams/{team}/budget", expect=(200,))["limits"]["month_usd"] is None
 
-    after = api.ok("GET", "/v1/audit?limit=1", expect=(200,))
-    seq0 = after["items"][0]["seq"] if after["items"] else 0
+    seq0 = _audit_end(api)
     b = api.ok("PUT", f"/v1/teams/{team}/budget",
                json={"month_usd": 12.5, "month_tokens": 1000000, "month_runtime_s": 3600}, expect=(200,))
     assert b["limits"] == {"month_usd": 12.5, "month_tokens": 1000000, "month_runtime_s": 3600.0}, b
@@ -157,7 +173,7 @@ def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, 
     # audited, with the limits set
     deadline = time.monotonic() + 30
     while True:
-        items = api.ok("GET", f"/v1/audit?after={seq0}&limit=200", expect=(200,))["items"]
+        items = _audit_after(api, seq0)
         rec = [i for i in items if i["action"] == "team.budget.set" and i["object_id"] == team]
         if rec or time.monotonic() > deadline:
             break

@@ -161,8 +161,8 @@ def test_run_objects_carry_names_launcher_and_times(world, launched):
     assert failed["status"] == "failed" and failed["exit_code"] == 3, failed
     # the list shows the same objects, except what only GET /v1/runs/{id} shows: the prompt (it may be
     # large), the live model usage and the agent session (docs/CONTRACTS.md "Model catalog"), the policy
-    # counters (docs/CONTRACTS.md "The approval queue")
-    detail_only = {"prompt", "usage", "agent_session", "policy"}
+    # counters (docs/CONTRACTS.md "The approval queue"), retention and its tombstone ("Retention and legal hold")
+    detail_only = {"prompt", "usage", "agent_session", "policy", "retention", "deleted"}
     listed = api.ok("GET", "/v1/runs", params={"team": world.team_a["id"], "limit": 1000}, expect=(200,))["items"]
     assert detail_only <= set(ok) and not detail_only & set({r["id"]: r for r in listed}[ok["id"]])
     assert {r["id"]: r for r in listed}[ok["id"]] == {k: v for k, v in ok.items() if k not in detail_only}
