@@ -520,6 +520,21 @@ def wait_terminal(endpoints, token, run_id, timeout=120):
     return res
 
 
+def audit_all(api, after=0, since=None):
+    """The tenant's audit records after seq `after` (and from `since`, RFC 3339,
+    if given), oldest first, following next_cursor through every page."""
+    items = []
+    while True:
+        params = {"after": after, "limit": 1000}
+        if since:
+            params["from"] = since
+        page = api.ok("GET", "/v1/audit", params=params, expect=(200,))
+        items += page["items"]
+        if not page["items"] or not page.get("next_cursor"):
+            return items
+        after = int(page["next_cursor"])
+
+
 def all_events(api, run_id, after=0, limit=1000):
     """GET /v1/runs/{id}/events, following next_cursor through every page."""
     events = []

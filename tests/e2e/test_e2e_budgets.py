@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cli_support import Cli
-from conftest import Api, Runs, command_spec, login, pb_fields, unique_name, wait_run_status
+from conftest import audit_all, Api, Runs, command_spec, login, pb_fields, unique_name, wait_run_status
 
 TOPIC = "paddock.usage.alerts"
 BUS_DOMAIN = b"paddock-bus-v1\0"
@@ -132,22 +132,6 @@ def _launch(api, sandbox, version, team):
 
 
 
-def _audit_after(api, seq):
-    """Every audit record after seq (the list pages oldest first)."""
-    out = []
-    while True:
-        page = api.ok("GET", f"/v1/audit?after={seq}&limit=1000", expect=(200,))
-        out += page["items"]
-        if not page["items"] or not page.get("next_cursor"):
-            return out
-        seq = int(page["next_cursor"])
-
-
-def _audit_end(api):
-    """The seq of the tenant's newest audit record (0 for none)."""
-    items = _audit_after(api, 0)
-    return items[-1]["seq"] if items else 0
-
 def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, team):
     empty = api.ok("GET", f"/v1/teams/{team}/budget", expect=(200,))
     assert empty["limits"] == {"month_usd": None, "month_tokens": None, "month_runtime_s": None}, empty
@@ -163,7 +147,7 @@ def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, 
     # nothing was stored by the refused requests
     assert api.ok("GET", f"/v1/teams/{team}/budget", expect=(200,))["limits"]["month_usd"] is None
 
-    seq0 = _audit_end(api)
+    seq0 = (audit_all(api) or [{"seq": 0}])[-1]["seq"]
     b = api.ok("PUT", f"/v1/teams/{team}/budget",
                json={"month_usd": 12.5, "month_tokens": 1000000, "month_runtime_s": 3600}, expect=(200,))
     assert b["limits"] == {"month_usd": 12.5, "month_tokens": 1000000, "month_runtime_s": 3600.0}, b
@@ -173,7 +157,7 @@ def test_budget_put_get_validation_roles_and_audit(api, endpoints, credentials, 
     # audited, with the limits set
     deadline = time.monotonic() + 30
     while True:
-        items = _audit_after(api, seq0)
+        items = audit_all(api, seq0)
         rec = [i for i in items if i["action"] == "team.budget.set" and i["object_id"] == team]
         if rec or time.monotonic() > deadline:
             break

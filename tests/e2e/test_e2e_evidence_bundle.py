@@ -21,26 +21,13 @@ import uuid
 import pytest
 
 from cli_support import Cli
-from conftest import (TERMINAL, Api, all_events, bootstrap_tenant, command_spec, login, unique_name, wait_for)
+from conftest import (TERMINAL, Api, all_events, audit_all, bootstrap_tenant, command_spec, login, unique_name,
+                      wait_for)
 
 PARTS = ["run.json", "definition.json", "prompt.txt", "events.jsonl", "records.json", "approvals.json",
          "reviews.json", "artifacts/manifest.json", "audit.jsonl"]
 SPEC = command_spec(["sh", "-c", "echo evidence-output; echo changed-by-run >> notes.txt"],
                     files=[{"path": "notes.txt", "content": "original\n"}])
-
-
-def audit_since(api, since):
-    """The tenant's audit records from since (RFC 3339) on, every page."""
-    items, after = [], None
-    while True:
-        params = {"from": since, "limit": 1000}
-        if after:
-            params["after"] = after
-        page = api.ok("GET", "/v1/audit", params=params, expect=(200,))
-        items += page["items"]
-        if not page.get("next_cursor") or not page["items"]:
-            return items
-        after = page["next_cursor"]
 
 
 def _user(endpoints, credentials, api, team, roles):
@@ -303,4 +290,4 @@ def test_who_may_export(world, endpoints, api, runs):
     # every export is audited
     wait_for("the run.evidence_export audit record", lambda: any(
         a["action"] == "run.evidence_export" and a["object_id"] == run_id
-        for a in audit_since(api, world["since"])), timeout=60)
+        for a in audit_all(api, since=world["since"])), timeout=60)

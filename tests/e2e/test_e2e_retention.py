@@ -19,7 +19,7 @@ import botocore.exceptions
 import psycopg
 import pytest
 
-from conftest import all_events, command_spec, unique_name, wait_for, wait_terminal
+from conftest import audit_all, all_events, command_spec, unique_name, wait_for, wait_terminal
 
 DAY = 86400
 
@@ -100,13 +100,7 @@ def finished_run(endpoints, admin_token, api, runs, retention_days=1, team=None)
 
 def audit_records(api, action, object_id=None):
     """Every audit record of the tenant with action (and object_id), all pages."""
-    found, after = [], 0
-    while True:
-        page = api.ok("GET", "/v1/audit", params={"after": after, "limit": 1000}, expect=(200,))
-        found += [a for a in page["items"] if a["action"] == action and object_id in (None, a["object_id"])]
-        if not page["next_cursor"]:
-            return found
-        after = int(page["next_cursor"])
+    return [a for a in audit_all(api) if a["action"] == action and object_id in (None, a["object_id"])]
 
 
 def wait_audited(api, action, object_id=None, timeout=30):

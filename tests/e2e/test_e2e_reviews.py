@@ -19,24 +19,10 @@ import pytest
 import requests
 
 from cli_support import Cli
-from conftest import (TERMINAL, Api, BusSigner, all_events, bootstrap_tenant, command_spec, login, pb_field,
+from conftest import (TERMINAL, Api, BusSigner, all_events, audit_all, bootstrap_tenant, command_spec, login, pb_field,
                       pb_varint, read_env_file, state_dir, unique_name, wait_for)
 
 EVENTS = "paddock.runs.events"
-
-
-def audit_since(api, since):
-    """The tenant's audit records from since (RFC 3339) on, every page."""
-    items, after = [], None
-    while True:
-        params = {"from": since, "limit": 1000}
-        if after:
-            params["after"] = after
-        page = api.ok("GET", "/v1/audit", params=params, expect=(200,))
-        items += page["items"]
-        if not page.get("next_cursor") or not page["items"]:
-            return items
-        after = page["next_cursor"]
 
 
 def _user(endpoints, credentials, api, team, roles):
@@ -169,7 +155,7 @@ def test_review_shows_on_the_run_in_lists_in_history_and_audit(world, api, team_
 
     # audited, one record each
     def audited():
-        items = audit_since(api, world["since"])
+        items = audit_all(api, since=world["since"])
         got = [a for a in items if a["action"] == "run.review" and a["object_id"] == run_id]
         return got if len(got) == 2 else None
     recs = wait_for("the run.review audit records", audited, timeout=60)
