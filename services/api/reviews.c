@@ -139,7 +139,7 @@ int reviews_create(struct api_req *r) {
         const char *team = PQgetvalue(res, 0, 0), *status = PQgetvalue(res, 0, 2);
         /* the body once the caller may review here: who may not see the
          * run learns nothing from its answers (404 first) */
-        const char *outcome, *comment, *to;
+        const char *outcome = NULL, *comment = NULL, *to = NULL;
         if ((k = review_body(r, &d, body, &outcome, &comment, &to)) < 0) {
                 db_rollback(&d);
                 return k;

@@ -392,7 +392,16 @@ NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions"),
 ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc"),  # tests/e2e/test_e2e_oidc.py
              # tests/e2e/test_e2e_accounts.py, as a user of its own: here it would be the
              # suite's admin changing (or failing to change) its own password
-             ("POST", "/v1/me/password")}
+             ("POST", "/v1/me/password"),
+             # each needs an object of its own before the body is read (404 first, so a
+             # stranger learns nothing): their files test bad input naming the field
+             ("POST", "/v1/runs/{id}/reviews"),  # a finished run and a reviewer who did not launch it
+             ("PUT", "/v1/holds/{kind}/{id}"),  # test_e2e_legal_hold.py
+             ("POST", "/v1/tenants/{tenant}/oidc/introspect"),  # test_e2e_workload_identity.py
+             # numeric fields only (this table fuzzes strings: an int or null is valid
+             # there); their files refuse each bad value naming the field
+             ("PUT", "/v1/teams/{id}/budget"),  # test_e2e_budgets.py
+             ("PUT", "/v1/tenant/retention")}  # test_e2e_retention.py
 
 
 def _client(api, endpoint_name):
