@@ -30,6 +30,7 @@ import pytest
 import requests
 import requests.adapters
 import websocket
+from confluent_kafka import Consumer, TopicPartition
 
 # tests/security loads this file by path, without tests/e2e on sys.path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -518,6 +519,41 @@ def wait_terminal(endpoints, token, run_id, timeout=120):
     assert res.terminal, (f"run {run_id}: stream closed (code {res.close_code}) before a terminal "
                           f"status; statuses {res.statuses}")
     return res
+
+
+class Tail:
+    """Reads a topic from its end at creation: what was produced after,
+    as (key, value, headers) in msgs."""
+
+    def __init__(self, bootstrap, topic):
+        self.topic = topic
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-tail-" + uuid.uuid4().hex,
+                           "enable.auto.commit": False})
+        md = self.c.list_topics(topic, timeout=10).topics[topic]
+        tps = []
+        for p in md.partitions:
+            _, high = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            tps.append(TopicPartition(topic, p, high))
+        self.c.assign(tps)
+        self.msgs = []   # (key, value, headers)
+
+    def drain(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            m = self.c.poll(0.5)
+            if m is not None and not m.error():
+                self.msgs.append(((m.key() or b"").decode(), m.value() or b"", dict(m.headers() or [])))
+        return self.msgs
+
+    def until(self, done, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not done(self.msgs):
+            assert time.monotonic() < deadline, f"not seen on {self.topic} in {timeout}s; have {len(self.msgs)}"
+            self.drain(0.5)
+        return self.msgs
+
+    def close(self):
+        self.c.close()
 
 
 def audit_all(api, after=0, since=None):

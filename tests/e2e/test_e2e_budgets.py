@@ -8,7 +8,6 @@ boundary, the team's running runs ending limit_exceeded at 100 %, and
 
 import base64
 import datetime
-import json
 import os
 import pathlib
 import secrets
@@ -16,47 +15,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from cli_support import Cli
-from conftest import audit_all, Api, Runs, command_spec, login, pb_fields, unique_name, wait_run_status
+from conftest import (BUS_DOMAIN, Api, Runs, Tail, audit_all, command_spec, login, pb_fields, unique_name,
+                      wait_run_status)
 
 TOPIC = "paddock.usage.alerts"
-BUS_DOMAIN = b"paddock-bus-v1\0"
-
-
-class Tail:
-    """Reads a topic from its end at creation: what was produced after."""
-
-    def __init__(self, bootstrap, topic):
-        self.topic = topic
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-budgets-" + uuid.uuid4().hex,
-                           "enable.auto.commit": False})
-        md = self.c.list_topics(topic, timeout=10).topics[topic]
-        tps = []
-        for p in md.partitions:
-            _, high = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            tps.append(TopicPartition(topic, p, high))
-        self.c.assign(tps)
-        self.msgs = []   # (key, value, headers)
-
-    def drain(self, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            m = self.c.poll(0.5)
-            if m is not None and not m.error():
-                self.msgs.append(((m.key() or b"").decode(), m.value() or b"", dict(m.headers() or [])))
-        return self.msgs
-
-    def until(self, done, timeout=60):
-        deadline = time.monotonic() + timeout
-        while not done(self.msgs):
-            assert time.monotonic() < deadline, f"not seen on {self.topic} in {timeout}s; have {len(self.msgs)}"
-            self.drain(0.5)
-        return self.msgs
-
-    def close(self):
-        self.c.close()
 
 
 def alert_of(value):

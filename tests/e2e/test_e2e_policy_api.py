@@ -14,13 +14,11 @@ this machine.
 import base64
 import json
 import time
-import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from conftest import (BUS_DOMAIN, Upstream, all_events, command_spec, egress_profile, pb_fields, unique_name,
+from conftest import (BUS_DOMAIN, Tail, Upstream, all_events, command_spec, egress_profile, pb_fields, unique_name,
                       wait_for, wait_terminal)
 
 PY = "/usr/bin/python3"
@@ -56,35 +54,6 @@ def _pack(api, rules, approve=True, description=None):
 def pg(endpoints):
     with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as conn:
         yield conn
-
-
-class Tail:
-    """Reads a topic from its end at creation: what was produced after."""
-
-    def __init__(self, bootstrap, topic):
-        self.topic = topic
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-policy-" + uuid.uuid4().hex,
-                           "enable.auto.commit": False})
-        md = self.c.list_topics(topic, timeout=10).topics[topic]
-        tps = []
-        for p in md.partitions:
-            _, high = self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            tps.append(TopicPartition(topic, p, high))
-        self.c.assign(tps)
-        self.msgs = []   # (key, value, headers)
-
-    def until(self, done, timeout=60):
-        deadline = time.monotonic() + timeout
-        while not done(self.msgs):
-            assert time.monotonic() < deadline, f"not seen on {self.topic} in {timeout}s; have {len(self.msgs)}"
-            m = self.c.poll(0.5)
-            if m is None or m.error():
-                continue
-            self.msgs.append(((m.key() or b"").decode(), m.value() or b"", dict(m.headers() or [])))
-        return self.msgs
-
-    def close(self):
-        self.c.close()
 
 
 def notice_of(value):
