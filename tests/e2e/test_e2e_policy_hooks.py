@@ -339,7 +339,11 @@ def test_codex_tool_run_after_its_hook_was_killed_ends_the_run(endpoints, api, t
             os.kill(pid, signal.SIGKILL)
         res = wait_terminal(endpoints, api.token, run_id, timeout=180)
         assert res.terminal == "failed", (res.statuses, res.output()[-2000:])
-        events = all_events(api, run_id)
+        # the history (evidence) may trail the stream a little
+        def ended():
+            events = all_events(api, run_id)
+            return events if any(e["data"].get("status") == "failed" for e in _of(events, "status")) else None
+        events = wait_for("the run's terminal event in its history", ended)
         end = [e["data"] for e in _of(events, "status") if e["data"].get("status") == "failed"]
         assert end and "never allowed" in end[-1].get("reason", "") and "run stopped" in end[-1]["reason"], end
         v = [e["data"] for e in _of(events, "policy_decision") if e["data"].get("violation")]
