@@ -798,11 +798,10 @@ static void on_model_limit(void *userdata, const char *limit, double value, doub
                 (void)!eventfd_write(c->slot->wake_fd, 1);
 }
 
-/* hook_violation_fn: from a hook connection thread, once per run. */
+/* hook_violation_fn: from a hook connection thread, once per run (the hook
+ * server calls it only for the first violation). */
 static void on_hook_violation(void *userdata, const char *reason) {
         struct run_ctx *c = userdata;
-        if (atomic_load(&c->hv.hit))
-                return;
         snprintf(c->hv.reason, sizeof c->hv.reason, "%s", reason);
         atomic_store(&c->hv.hit, true);
         if (c->slot->wake_fd > 0) /* constant while the run executes */
