@@ -234,7 +234,13 @@ def test_evidence_takes_seq0_appends_from_the_api_for_reviews_only(world, endpoi
     node_key = pathlib.Path(endpoints.need("PADDOCK_RUNNER_STATE_DIR")) / "node.key"
     node_signer = BusSigner(f"node:{node_id}", load_pem_private_key(node_key.read_bytes(), None))
     tenant, run_id = me["tenant"]["id"], world["run"]
-    before = all_events(api, run_id)
+    # the reviews earlier tests made reach the history through the outbox: wait for them all
+    reviews = {x["id"] for x in api.ok("GET", f"/v1/runs/{run_id}/reviews", expect=(200,))["items"]}
+
+    def settled():
+        evs = all_events(api, run_id)
+        return evs if {e["data"].get("review") for e in evs if e["kind"] == "review"} >= reviews else None
+    before = wait_for("the earlier reviews in the history", settled, timeout=60)
     forged = [
         # the api's key, but not a review: an output, a terminal status, a review not alone / not seq 0
         (api_signer, _batch(tenant, team_id, run_id, "output", "agent", {"text": "forged"},
