@@ -21,7 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "audit/audit_chain.h"
+#include "audit/audit_hash.h"
 #include "cli.h"
 #include "core/ids.h"
 #include "crypto/sign.h"

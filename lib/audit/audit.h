@@ -14,11 +14,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "audit/audit_hash.h"
 #include "core/err.h"
 #include "core/ids.h"
 #include "kafka/kafka.h"
 
-#define AUDIT_HASH_HEX_LEN 64
 #define AUDIT_ACTOR_MAX 256
 #define AUDIT_ACTION_MAX 64
 #define AUDIT_OBJECT_TYPE_MAX 64

@@ -21,34 +21,13 @@
 #include <stdint.h>
 
 #include "audit/audit.h"
+#include "audit/audit_hash.h"
 #include "core/err.h"
 #include "paddock/v1/audit.pb-c.h"
 
-#define AUDIT_CHAIN_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
 #define AUDIT_TS_LEN 27 /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ" */
 /* SQL expression giving a timestamptz column ts in the canonical form above. */
 #define AUDIT_TS_SQL "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-/* One record's hashed fields (all borrowed, NUL-terminated, never NULL). */
-struct audit_chain_fields {
-        const char *tenant_id;
-        uint64_t seq;
-        const char *message_id;
-        const char *ts;
-        const char *actor;
-        const char *action;
-        const char *object_type;
-        const char *object_id;
-        const char *source_ip;
-        const char *outcome;
-        const char *change_sha256;
-        const char *detail;
-};
-
-/* Computes the hash of f chained to prev_hash (see above) into out.
- * Returns 0, -ENOMEM or -EIO. Thread-safe. */
-int audit_chain_hash(const char *prev_hash, const struct audit_chain_fields *f,
-                     char out[static AUDIT_HASH_HEX_LEN + 1]);
 
 /* Where a record sits in its tenant's chain. */
 struct audit_chain_position {
