@@ -11,13 +11,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/domain.h"
 #include "core/ids.h"
 #include "core/timeutil.h"
-
-static const char *const run_statuses[] = {
-        "queued",    "scheduled", "provisioning", "running",        "awaiting_approval", "succeeded",
-        "failed",    "cancelled", "timed_out",    "limit_exceeded", "rejected",          NULL,
-};
 
 /* API.md's event kinds, plus artifact and destroyed of the runner (CONTRACTS.md). */
 static const char *const event_kinds[] = {
@@ -299,7 +295,7 @@ static int run_list(struct cli_ctx *ctx, int argc, char **argv) {
         long long limit;
         if (cli_parse_limit("run list", limit_s, all, 100, &limit) < 0)
                 return CLI_EXIT_USAGE;
-        _cleanup_json_ json_t *statuses = split_values("run list", "--status", status, run_statuses);
+        _cleanup_json_ json_t *statuses = split_values("run list", "--status", status, run_status_names);
         if (!statuses)
                 return CLI_EXIT_USAGE;
         if (!cli_require_login(ctx))
@@ -537,22 +533,25 @@ static int run_logs(struct cli_ctx *ctx, int argc, char **argv) {
 
 /* The exit code of `run wait` for a run that ended with status. */
 static int wait_exit_code(const char *status, json_t *exit_code) {
-        if (strcmp(status, "succeeded") == 0)
+        switch (run_status_from_string(status)) {
+        case RUN_SUCCEEDED:
                 return CLI_EXIT_OK;
-        if (strcmp(status, "failed") == 0) {
+        case RUN_FAILED: {
                 json_int_t code = json_is_integer(exit_code) ? json_integer_value(exit_code) : 0;
                 /* 0 would say success, and 256 and up do not fit an exit status */
                 return code >= 1 && code <= 255 ? (int)code : CLI_EXIT_FAIL;
         }
-        if (strcmp(status, "timed_out") == 0)
+        case RUN_TIMED_OUT:
                 return CLI_EXIT_RUN_TIMED_OUT;
-        if (strcmp(status, "limit_exceeded") == 0)
+        case RUN_LIMIT_EXCEEDED:
                 return CLI_EXIT_RUN_LIMIT_EXCEEDED;
-        if (strcmp(status, "rejected") == 0)
+        case RUN_REJECTED:
                 return CLI_EXIT_RUN_REJECTED;
-        if (strcmp(status, "cancelled") == 0)
+        case RUN_CANCELLED:
                 return CLI_EXIT_RUN_CANCELLED;
-        return CLI_EXIT_FAIL;
+        default:
+                return CLI_EXIT_FAIL;
+        }
 }
 
 static void sleep_ms(long long ms) {

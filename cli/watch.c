@@ -17,6 +17,7 @@
 #include <libwebsockets.h>
 
 #include "cli.h"
+#include "core/domain.h"
 #include "core/timeutil.h"
 
 #define WATCH_MAX_MESSAGE (16u * 1024u * 1024u)
@@ -48,15 +49,8 @@ struct watch_state {
         long long exit_code;
 };
 
-static const char *const terminal_statuses[] = {
-        "succeeded", "failed", "cancelled", "timed_out", "limit_exceeded", "rejected",
-};
-
 bool watch_status_terminal(const char *status) {
-        for (size_t i = 0; status && i < ELEMENTSOF(terminal_statuses); i++)
-                if (strcmp(status, terminal_statuses[i]) == 0)
-                        return true;
-        return false;
+        return run_status_name_is_terminal(status);
 }
 
 bool watch_event_is_terminal(json_t *ev, const char **ret_status) {
@@ -516,5 +510,5 @@ int watch_run(const struct cli_ctx *ctx, const char *run_id, const struct watch_
                 return CLI_EXIT_FAIL;
         if (!opts->json && !opts->output_only)
                 fprintf(stderr, "run %s %s\n", run_id, res.status);
-        return strcmp(res.status, "succeeded") == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+        return run_status_from_string(res.status) == RUN_SUCCEEDED ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/domain.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -115,12 +116,7 @@ static json_t *data_wrap_raw(const char *text) {
 }
 
 static bool is_terminal_status(const char *s) {
-        static const char *const t[] = {"succeeded", "failed", "cancelled", "timed_out", "limit_exceeded",
-                                        "rejected", NULL};
-        for (const char *const *p = t; *p; p++)
-                if (!strcmp(*p, s))
-                        return true;
-        return false;
+        return run_status_name_is_terminal(s);
 }
 
 /* Validates a decoded record: one run and tenant, seqs ascending and

@@ -61,7 +61,7 @@ int egress_policy_compile(const Paddock__V1__EgressPolicy *p, struct egress_poli
         if (p && p->unknown && p->unknown[0] && strcmp(p->unknown, "deny") && strcmp(p->unknown, "ask"))
                 return err_set(reterr, -EINVAL, "egress", "unknown must be \"deny\" or \"ask\", not \"%s\"", p->unknown);
         pol->ask = p && p->unknown && !strcmp(p->unknown, "ask");
-        pol->ask_timeout_s = p && p->ask_timeout_s ? p->ask_timeout_s : EGRESS_DEFAULT_ASK_TIMEOUT_S;
+        pol->ask_timeout_s = p && p->ask_timeout_s ? p->ask_timeout_s : RUN_DEFAULT_ASK_TIMEOUT_S;
         pol->n_rules = n;
         pol->floor = process_floor;
         pol->rules = TAKE_PTR(rules);

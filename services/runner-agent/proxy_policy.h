@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/domain.h"
 #include "core/err.h"
 #include "net/addr_policy.h"
 #include "net/host_match.h"
@@ -22,7 +23,6 @@
 #include "policy/policy_engine.h"
 
 #define EGRESS_RULE_TEXT_MAX 280
-#define EGRESS_DEFAULT_ASK_TIMEOUT_S 300
 
 struct egress_rule {
         char text[EGRESS_RULE_TEXT_MAX];   /* "host:port" as written, for events */

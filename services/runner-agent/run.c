@@ -46,7 +46,6 @@
 #include "workspace_diff.h"
 #include "proto/run_control.h"
 
-#define DEFAULT_TIMEOUT_S 1800
 #define OUTPUT_CHUNK 4096
 #define OUTPUT_LINGER_US 50000
 #define CRUN_START_TIMEOUT_MS 60000
@@ -328,7 +327,7 @@ static void fail(struct outcome *o, const char *fmt, ...) _printf_(2, 3);
 static void fail(struct outcome *o, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        o->status = "failed";
+        o->status = run_status_to_string(RUN_FAILED);
         vsnprintf(o->reason, sizeof o->reason, fmt, ap);
         va_end(ap);
 }
@@ -337,7 +336,7 @@ static void fail(struct outcome *o, const char *fmt, ...) {
  * api's budget stop (lib/proto/run_control.h, docs/CONTRACTS.md "Budgets"),
  * else cancelled. */
 static const char *cancel_status(const char *cancel_by) {
-        return strcmp(cancel_by, RUN_CANCEL_BY_BUDGET) ? "cancelled" : "limit_exceeded";
+        return strcmp(cancel_by, RUN_CANCEL_BY_BUDGET) ? run_status_to_string(RUN_CANCELLED) : run_status_to_string(RUN_LIMIT_EXCEEDED);
 }
 
 /* Takes the cancel request of the slot: true if one is pending. A user cancel
@@ -444,8 +443,8 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         c->phase_end[RUN_PHASE_EXEC] = time_mono_us();
         if (c->cli.kind != AGENT_CLI_NONE) {
                 /* the agent session (type, CLI version, model) rides on `running` */
-                json_t *d = json_pack("{s:s,s:o}", "status", "running", "agent", agent_cli_session(&c->cli));
-                events_emit(&c->ev, "status", "platform", d, "running", false, true);
+                json_t *d = json_pack("{s:s,s:o}", "status", run_status_to_string(RUN_RUNNING), "agent", agent_cli_session(&c->cli));
+                events_emit(&c->ev, "status", "platform", d, run_status_to_string(RUN_RUNNING), false, true);
                 json_decref(d);
                 if (c->cli.fixed_task) {
                         static const char note[] = "the definition has no prompt template: the agent was given the "
@@ -453,7 +452,7 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         events_output(&c->ev, "platform", note, sizeof note - 1);
                 }
         } else
-                events_status(&c->ev, "running", NULL, -1, false);
+                events_status(&c->ev, run_status_to_string(RUN_RUNNING), NULL, -1, false);
         c->phase_end[RUN_PHASE_RUNNING] = time_mono_us();
         log_phases(c);
         c->running = true;
@@ -629,19 +628,19 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         int code = exit_code_of(status);
         const char *blame = limits_blame(&c->lw);
         if (timed_out) {
-                o->status = "timed_out";
+                o->status = run_status_to_string(RUN_TIMED_OUT);
                 snprintf(o->reason, sizeof o->reason, "the run exceeded its timeout of %" PRIu64 " s", timeout_s);
         } else if (cancelled && o->cancel_by[0]) {
                 o->status = cancel_status(o->cancel_by);
         } else if (cancelled) {
                 fail(o, "runner shutting down");
         } else if (bus_kill) {
-                o->status = "limit_exceeded";
+                o->status = run_status_to_string(RUN_LIMIT_EXCEEDED);
                 snprintf(o->reason, sizeof o->reason,
                          "run events waited longer than PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS (%lld ms) for the "
                          "producer queue: run killed", c->a->cfg->events.block_budget_ms);
         } else if (limit_kill) {
-                o->status = "limit_exceeded";
+                o->status = run_status_to_string(RUN_LIMIT_EXCEEDED);
                 snprintf(o->reason, sizeof o->reason, "pids limit of %" PRIu64 " exhausted: forks kept failing, run killed",
                          c->lw.pids);
         } else if (stalled) {
@@ -658,10 +657,10 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                         fail(o, "%s exited 0 without finishing its task (no result in its stream)",
                              agent_cli_type_name(c->cli.kind));
         } else if (code == 0) {
-                o->status = "succeeded";
+                o->status = run_status_to_string(RUN_SUCCEEDED);
                 o->exit_code = 0;
         } else if (blame) {
-                o->status = "limit_exceeded";
+                o->status = run_status_to_string(RUN_LIMIT_EXCEEDED);
                 o->exit_code = code;
                 if (!strcmp(blame, "memory"))
                         snprintf(o->reason, sizeof o->reason, "memory limit of %" PRIu64 " MiB exceeded (OOM kill); the process %s %d",
@@ -811,7 +810,7 @@ static void on_hook_violation(void *userdata, const char *reason) {
 /* A run whose agent ran a tool the hook did not allow fails, whatever the
  * agent's own verdict; a timeout or a person's cancel that came first stays. */
 static void hook_violation_outcome(struct run_ctx *c, struct outcome *o) {
-        if (!atomic_load(&c->hv.hit) || !strcmp(o->status, "timed_out") || !strcmp(o->status, "cancelled"))
+        if (!atomic_load(&c->hv.hit) || !strcmp(o->status, run_status_to_string(RUN_TIMED_OUT)) || !strcmp(o->status, run_status_to_string(RUN_CANCELLED)))
                 return;
         o->exit_code = -1;
         o->limit = NULL;
@@ -822,9 +821,9 @@ static void hook_violation_outcome(struct run_ctx *c, struct outcome *o) {
  * limit stopped, or whose agent ended by itself after its calls were cut or
  * refused, ends limit_exceeded; a timeout or cancel that came first stays. */
 static void model_limit_outcome(struct run_ctx *c, struct outcome *o) {
-        if (!atomic_load(&c->ml.hit) || (strcmp(o->status, "succeeded") && strcmp(o->status, "failed")))
+        if (!atomic_load(&c->ml.hit) || (strcmp(o->status, run_status_to_string(RUN_SUCCEEDED)) && strcmp(o->status, run_status_to_string(RUN_FAILED))))
                 return;
-        o->status = "limit_exceeded";
+        o->status = run_status_to_string(RUN_LIMIT_EXCEEDED);
         o->limit = c->ml.limit;
         o->limit_value = c->ml.value;
         o->limit_used = c->ml.used;
@@ -952,7 +951,7 @@ static int emit_end(struct run_events *ev, const struct outcome *o, json_t *gone
 static void run_execute(struct agent *a, struct run_slot *slot) {
         const Paddock__V1__RunRequested *req = slot->assigned->request;
         struct run_ctx c = {.a = a, .slot = slot, .req = req};
-        struct outcome o = {.status = "failed", .exit_code = -1};
+        struct outcome o = {.status = run_status_to_string(RUN_FAILED), .exit_code = -1};
         struct err_detail err = {0};
         c.phase_end[RUN_PHASE_ACCEPT] = time_mono_us();
         const char *tenant = req->env && req->env->tenant_id ? req->env->tenant_id : "";
@@ -999,9 +998,9 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                         "run was cancelled before its assignment arrived");
                 goto finish;
         }
-        if (limits_init(&c.lw, a, &c.sb, lim && lim->memory_mb ? lim->memory_mb : DEFAULT_MEMORY_MB,
-                        lim && lim->pids ? lim->pids : DEFAULT_PIDS, lim && lim->disk_mb ? lim->disk_mb : DEFAULT_DISK_MB,
-                        lim && lim->timeout_s ? lim->timeout_s : DEFAULT_TIMEOUT_S) < 0) {
+        if (limits_init(&c.lw, a, &c.sb, lim && lim->memory_mb ? lim->memory_mb : RUN_DEFAULT_MEMORY_MB,
+                        lim && lim->pids ? lim->pids : RUN_DEFAULT_PIDS, lim && lim->disk_mb ? lim->disk_mb : RUN_DEFAULT_DISK_MB,
+                        lim && lim->timeout_s ? lim->timeout_s : RUN_DEFAULT_TIMEOUT_S) < 0) {
                 fail(&o, "out of memory");
                 goto finish;
         }
@@ -1197,7 +1196,7 @@ static void recover_one(struct agent *a, const char *run_id) {
                 cleanup_destroy(a, &sb, &gone, &present);
         else
                 gone = json_array(), present = json_array();
-        struct outcome o = {.status = "failed", .exit_code = -1};
+        struct outcome o = {.status = run_status_to_string(RUN_FAILED), .exit_code = -1};
         snprintf(o.reason, sizeof o.reason, "runner restarted");
         int r = emit_end(&ev, &o, gone, present);
         json_decref(gone);

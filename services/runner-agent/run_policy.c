@@ -169,7 +169,7 @@ int run_policy_new(const char *run_id, const Paddock__V1__SandboxSnapshot *snap,
         else {
                 rp->run_id = run_id;
                 rp->ev = ev;
-                rp->ask_timeout_s = jt ? (unsigned)json_integer_value(jt) : RUN_POLICY_ASK_TIMEOUT_DEFAULT_S;
+                rp->ask_timeout_s = jt ? (unsigned)json_integer_value(jt) : RUN_DEFAULT_ASK_TIMEOUT_S;
                 r = policy_engine_new_effective(json_object_get(pol, "rules"), "policy_json.rules", &rp->engine,
                                                 reterr);
         }
@@ -237,7 +237,7 @@ const struct policy_engine *run_policy_engine(const struct run_policy *rp) {
 }
 
 unsigned run_policy_ask_timeout_s(const struct run_policy *rp) {
-        return rp ? rp->ask_timeout_s : RUN_POLICY_ASK_TIMEOUT_DEFAULT_S;
+        return rp ? rp->ask_timeout_s : RUN_DEFAULT_ASK_TIMEOUT_S;
 }
 
 bool run_policy_waiting(struct run_policy *rp) {

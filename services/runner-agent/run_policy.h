@@ -13,12 +13,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/domain.h"
 #include "core/err.h"
 #include "core/ids.h"
 #include "policy/policy_engine.h"
 #include "paddock/v1/runs.pb-c.h"
 
-#define RUN_POLICY_ASK_TIMEOUT_DEFAULT_S 300
 #define RUN_POLICY_BY_MAX 160
 
 struct run_events;

@@ -68,8 +68,8 @@ int sandbox_make_dirs(struct sandbox *sb, uint64_t disk_mb, struct err_detail *r
          * Its pages are charged to the memory cgroup of the writer. */
         char opts[128];
         snprintf(opts, sizeof opts, "size=%" PRIu64 "m,mode=0755,uid=%u,gid=%u,nr_inodes=%" PRIu64,
-                 disk_mb ? disk_mb : DEFAULT_DISK_MB, (unsigned)sb->agent_uid, (unsigned)sb->agent_gid,
-                 (disk_mb ? disk_mb : DEFAULT_DISK_MB) * 256);
+                 disk_mb ? disk_mb : RUN_DEFAULT_DISK_MB, (unsigned)sb->agent_uid, (unsigned)sb->agent_gid,
+                 (disk_mb ? disk_mb : RUN_DEFAULT_DISK_MB) * 256);
         if (mount("paddock-workspace", sb->workspace, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 return err_set(reterr, -errno, "sandbox", "cannot mount the workspace tmpfs on %s: %m",
                                sb->workspace);
@@ -217,7 +217,7 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
          * instead. */
         json_array_append_new(mounts, mount_entry("/sys", "tmpfs", "tmpfs",
                 (const char *const[]){"nosuid", "noexec", "nodev", "ro", "mode=555", "size=4k", NULL}));
-        uint64_t disk_mb = lim && lim->disk_mb ? lim->disk_mb : DEFAULT_DISK_MB;
+        uint64_t disk_mb = lim && lim->disk_mb ? lim->disk_mb : RUN_DEFAULT_DISK_MB;
         char tmp_size[64];
         snprintf(tmp_size, sizeof tmp_size, "size=%" PRIu64 "m", disk_mb);
         json_array_append_new(mounts, mount_entry("/tmp", "tmpfs", "tmpfs",
@@ -258,9 +258,9 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
                 json_array_append_new(dev_rules, allow_dev(allowed[i][0], allowed[i][1]));
 
-        uint64_t memory_mb = lim && lim->memory_mb ? lim->memory_mb : DEFAULT_MEMORY_MB;
-        uint32_t pids = lim && lim->pids ? lim->pids : DEFAULT_PIDS;
-        double cpus = lim && lim->cpus > 0 ? lim->cpus : DEFAULT_CPUS;
+        uint64_t memory_mb = lim && lim->memory_mb ? lim->memory_mb : RUN_DEFAULT_MEMORY_MB;
+        uint32_t pids = lim && lim->pids ? lim->pids : RUN_DEFAULT_PIDS;
+        double cpus = lim && lim->cpus > 0 ? lim->cpus : RUN_DEFAULT_CPUS;
         int64_t period = 100000;
         int64_t quota = (int64_t)(cpus * (double)period);
         if (quota < 1000)

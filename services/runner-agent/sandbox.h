@@ -7,13 +7,8 @@
 
 #include "agent.h"
 #include "agent_cli.h"
+#include "core/domain.h"
 #include "core/err.h"
-
-/* Limits of a definition that leaves them unset. */
-#define DEFAULT_MEMORY_MB 2048
-#define DEFAULT_PIDS 512
-#define DEFAULT_CPUS 1.0
-#define DEFAULT_DISK_MB 2048
 
 struct sandbox {
         char run_id[UUID_STR_LEN];

@@ -66,7 +66,7 @@ int control_handle(PGconn *conn, const struct sched *s, const void *data, size_t
         } else if (!strcmp(PQgetvalue(run, 0, 0), "pending")) {
                 const char *tenant = PQgetvalue(run, 0, 1);
                 const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
-                r = platform_end_run(s, run_id, tenant, team, "cancelled", reason, reterr);
+                r = platform_end_run(s, run_id, tenant, team, run_status_to_string(RUN_CANCELLED), reason, reterr);
                 if (r < 0)
                         goto rollback;
                 const char *up[] = {run_id, reason};

@@ -50,7 +50,7 @@ int evict_run(PGconn *conn, const struct sched *s, const char *node_id, const st
 
         int r;
         if (fail) {
-                r = platform_end_run(s, e->run_id, e->tenant, e->team, "failed", reason, reterr);
+                r = platform_end_run(s, e->run_id, e->tenant, e->team, run_status_to_string(RUN_FAILED), reason, reterr);
                 if (r < 0)
                         return r;
         }

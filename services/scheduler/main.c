@@ -42,7 +42,7 @@ extern const struct embedded_file scheduler_migrations[];
 /* Heartbeats have a consumer (and group) of their own, polled by a thread of
  * their own: liveness must never wait behind a backlog of run events (a busy
  * run's tens of thousands of file events once made the scheduler declare a
- * live node dead; ARCHITECTURE.md "Topics", volume). */
+ * live node dead; ARCHITECTURE.md §1, volume). */
 #define NODES_GROUP_ID "paddock-scheduler-nodes"
 #define PLACEMENT_PERIOD_US 1000000
 /* After this long with heartbeats flowing, the heartbeat backlog of a restart

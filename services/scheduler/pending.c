@@ -62,7 +62,7 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         else
                 snprintf(reason, sizeof reason, "no capacity: not placed within %lld s",
                          s->policy->pending_timeout_s);
-        r = platform_end_run(s, run_id, tenant, team, "failed", reason, reterr);
+        r = platform_end_run(s, run_id, tenant, team, run_status_to_string(RUN_FAILED), reason, reterr);
         if (r < 0)
                 goto rollback;
         const char *up[] = {run_id, reason};

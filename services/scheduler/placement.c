@@ -171,7 +171,7 @@ static int drop_corrupt(PGconn *conn, const struct sched *s, PGresult *run, stru
         const char *team = PQgetisnull(run, 0, 4) ? NULL : PQgetvalue(run, 0, 4);
         log_ctx(LOG_ERROR, LOG_KV("run", run_id, "tenant", tenant), "failing run whose stored request cannot be decoded");
         metric_add(&m_dropped, 1);
-        int r = platform_end_run(s, run_id, tenant, team, "failed", "stored run request cannot be decoded", reterr);
+        int r = platform_end_run(s, run_id, tenant, team, run_status_to_string(RUN_FAILED), "stored run request cannot be decoded", reterr);
         if (r < 0)
                 return r;
         const char *p[] = {run_id};

@@ -59,8 +59,8 @@ int runs_handle_requested(PGconn *conn, const void *data, size_t len, struct err
         /* What the run needs from a node; the api fills the defaults, but a
          * request without them must not look free. */
         const Paddock__V1__Limits *lim = req->sandbox ? req->sandbox->limits : NULL;
-        double cpus = lim && lim->cpus > 0 ? lim->cpus : SCHED_DEFAULT_CPUS;
-        unsigned long long mem = lim && lim->memory_mb ? lim->memory_mb : SCHED_DEFAULT_MEMORY_MB;
+        double cpus = lim && lim->cpus > 0 ? lim->cpus : RUN_DEFAULT_CPUS;
+        unsigned long long mem = lim && lim->memory_mb ? lim->memory_mb : RUN_DEFAULT_MEMORY_MB;
         if (!(cpus <= 4096))
                 return err_set(reterr, -EINVAL, "sandbox.limits.cpus", "sandbox.limits.cpus %g is implausible", cpus);
         char cpus_s[32], mem_s[24];

@@ -9,15 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/domain.h"
 #include "core/err.h"
 #include "core/macro.h"
 #include "kafka/kafka.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
-
-/* What a run gets when its definition does not say (the runner-agent assumes the same). */
-#define SCHED_DEFAULT_CPUS 1.0
-#define SCHED_DEFAULT_MEMORY_MB 2048
 
 /* The scheduling policy from the configuration table (main.c). */
 struct sched_policy {

@@ -66,7 +66,7 @@ static int settle_one(PGconn *conn, const struct sched *s, struct err_detail *re
         struct evict_tally t = {0};
         if (cancelled) {
                 snprintf(reason, sizeof reason, "cancelled before node %s started it", node_id);
-                r = platform_end_run(s, e.run_id, e.tenant, e.team, "cancelled", reason, reterr);
+                r = platform_end_run(s, e.run_id, e.tenant, e.team, run_status_to_string(RUN_CANCELLED), reason, reterr);
                 if (r < 0)
                         goto rollback;
                 const char *up[] = {e.run_id, reason};

@@ -1,7 +1,7 @@
 /* The egress proxy's parsers of untrusted input: the HTTP request head
  * (net/http_parse.h), the TLS ClientHello SNI (net/tls_sni.h), and the
- * proxy's policy decisions (services/runner-agent/proxy_policy.c, compiled
- * in): IP literals in every spelling, DNS-rebinding address checks, private,
+ * proxy's policy decisions (services/runner-agent/proxy_policy.h, linked
+ * from paddock_runner): IP literals in every spelling, DNS-rebinding address checks, private,
  * link-local and metadata ranges. No I/O. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include "net/http_parse.h"
 #include "net/tls_sni.h"
 
-#include "../../services/runner-agent/proxy_policy.c"
+#include "proxy_policy.h"
 
 /* ---- HTTP ---- */
 
@@ -463,7 +463,7 @@ static void test_policy_compile_errors(void **state) {
         struct egress_check c;
         egress_policy_check_target(pol, "ok.example", 443, &c);
         assert_int_equal(c.verdict, EGRESS_DENY);
-        assert_int_equal(pol->ask_timeout_s, EGRESS_DEFAULT_ASK_TIMEOUT_S);
+        assert_int_equal(pol->ask_timeout_s, RUN_DEFAULT_ASK_TIMEOUT_S);
         egress_policy_free(pol);
 }
 
