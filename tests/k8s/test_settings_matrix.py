@@ -30,7 +30,12 @@ def load_matrix():
         assert len(cols) >= 4, f"settings.tsv: a row without 4 columns: {line!r}"
         for s in cols[1].split(","):
             assert s in SERVICES, f"settings.tsv: {cols[0]}: unknown service {s!r}"
-            rows.append({"setting": cols[0], "service": s, "local": cols[2], "k8s": cols[3]})
+            # local: stack | stack=VALUE | default (the header of settings.tsv)
+            assert cols[2] in ("stack", "default") or cols[2].startswith("stack="), \
+                f"settings.tsv: {cols[0]}: local column {cols[2]!r} is not stack, stack=VALUE or default"
+            local = "stack" if cols[2].startswith("stack") else cols[2]
+            rows.append({"setting": cols[0], "service": s, "local": local, "k8s": cols[3],
+                         "local_value": cols[2][len("stack="):] if cols[2].startswith("stack=") else None})
     keys = [(r["setting"], r["service"]) for r in rows]
     dup = {k for k in keys if keys.count(k) > 1}
     assert not dup, f"settings.tsv: listed twice: {sorted(dup)}"
@@ -180,17 +185,18 @@ def local_env(service):
     f = Path(state) / "env" / f"{service}.env"
     if not f.exists():
         pytest.skip(f"{f} does not exist: the local stack is not up")
-    keys = set()
+    values = {}
     for line in f.read_text().splitlines():
-        m = re.match(r"^([A-Z_][A-Z0-9_]*)=", line)
+        m = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line)
         if m:
-            keys.add(m.group(1))
-    return keys
+            values[m.group(1)] = m.group(2)
+    return values
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_local_stack_gives_each_daemon_the_matrix(service, matrix, tables):
-    keys = local_env(service)
+    values = local_env(service)
+    keys = set(values)
     # what the caller adds for tests (PADDOCK_SERVICE_ENV, e.g. ./dev test's)
     extra = {line.split("=", 1)[0] for line in os.environ.get("PADDOCK_SERVICE_ENV", "").splitlines() if "=" in line}
     want = {r["setting"] for r in matrix if r["service"] == service and r["local"] == "stack"}
@@ -205,3 +211,8 @@ def test_local_stack_gives_each_daemon_the_matrix(service, matrix, tables):
     assert not unlisted, f"the local stack's {service}.env sets {sorted(unlisted)}, not in settings.tsv as stack for {service}"
     unread = {k for k in keys if k.startswith("PADDOCK_")} - set(tables[service]) - extra
     assert not unread, f"the local stack gives paddock-{service} {sorted(unread)}, which it does not read"
+    # a `stack=VALUE` row is written as that literal (deploy/local/lib/env.sh)
+    literal = {r["setting"]: r["local_value"] for r in matrix
+               if r["service"] == service and r["local_value"] is not None and r["setting"] not in extra}
+    wrong = {k: (values.get(k), v) for k, v in literal.items() if values.get(k) != v}
+    assert not wrong, f"the local stack's {service}.env differs from settings.tsv's literals (got, want): {wrong}"
