@@ -1,6 +1,6 @@
 /* S3 client: libcurl does the SigV4 header signing (CURLOPT_AWS_SIGV4); we add
  * what curl 7.88 leaves out (x-amz-content-sha256) and compute presigned URLs
- * ourselves. See /work/shared/notes/LOCAL-STACK.md for the pitfalls this
+ * ourselves. See docs/LOCAL-STACK.md for the pitfalls this
  * file works around. */
 #include "s3/s3.h"
 #include "s3/s3_xml.h"
