@@ -120,12 +120,6 @@ static int audit_int_arg(struct api_req *r, const char *name, long long min, lon
         return 0;
 }
 
-/* True if PostgreSQL said the table does not exist (evidence has not
- * migrated yet). */
-static bool audit_table_missing(const struct err_detail *e) {
-        return !strcmp(e->code, "42P01") || !strcmp(e->code, "3F000");
-}
-
 int audit_api_list(struct api_req *r) {
         /* the route's permission (routes.c) admits the tenant's administrators only */
         int k;
@@ -157,7 +151,7 @@ int audit_api_list(struct api_req *r) {
                     "   AND ($5::bigint IS NULL OR ts < " LIST_US_TS("$5") ")"
                     " ORDER BY seq LIMIT $3::int",
                     5, params, &res, &e);
-        if (k < 0 && audit_table_missing(&e))
+        if (k == -ENOPKG) /* lib/pg: evidence has not migrated yet */
                 return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
         if (k < 0)
                 return db_fail(r, k, &e, "list audit records");
@@ -199,8 +193,7 @@ int audit_api_verify(struct api_req *r) {
                 /* audit_verify_chain() has no err_detail: probe why, so a
                  * missing table answers 503 rather than 500. */
                 struct err_detail pe = {0};
-                if (pg_exec(d.conn, "SELECT 1 FROM evidence.audit_heads LIMIT 0", 0, NULL, NULL, &pe) < 0 &&
-                    audit_table_missing(&pe))
+                if (pg_exec(d.conn, "SELECT 1 FROM evidence.audit_heads LIMIT 0", 0, NULL, NULL, &pe) == -ENOPKG)
                         return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
                 err_set(&e, k, "", "audit_verify_chain failed");
                 return db_fail(r, k, &e, "verify audit chain");

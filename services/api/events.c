@@ -26,8 +26,8 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
                         "WHERE run_id = $1 AND tenant_id = $2 AND seq > $3::bigint ORDER BY seq LIMIT $4::integer",
                         4, params, &res, e);
         if (k < 0)
-                /* 42P01 undefined_table / 3F000 invalid_schema: evidence has not migrated yet */
-                return (!strcmp(e->code, "42P01") || !strcmp(e->code, "3F000")) ? -EAGAIN : k;
+                /* -ENOPKG (lib/pg: undefined table or schema): evidence has not migrated yet */
+                return k == -ENOPKG ? -EAGAIN : k;
         json_t *items = json_array();
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *data = json_loads(PQgetvalue(res, i, 4), 0, NULL);

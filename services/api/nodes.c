@@ -9,11 +9,6 @@
 #include "api.h"
 #include "pg/pg.h"
 
-/* The view is the scheduler's: until it has migrated there is nothing to read. */
-static bool view_missing(const struct err_detail *e) {
-        return !strcmp(e->code, "42P01") || !strcmp(e->code, "3F000");
-}
-
 int nodes_image_ready(struct db *d, const char *image, struct err_detail *e) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {image};
@@ -21,7 +16,9 @@ int nodes_image_ready(struct db *d, const char *image, struct err_detail *e) {
                         "SELECT EXISTS (SELECT 1 FROM scheduler.node_status WHERE state = 'ready' AND $1 = ANY (images))",
                         1, params, &res, e);
         if (k < 0)
-                return view_missing(e) ? -EAGAIN : k;
+                /* the view is the scheduler's: until it has migrated there is nothing
+                 * to read (-ENOPKG, lib/pg) */
+                return k == -ENOPKG ? -EAGAIN : k;
         return PQgetvalue(res, 0, 0)[0] == 't';
 }
 
@@ -37,7 +34,7 @@ int nodes_list(struct api_req *r) {
                     "capacity_cpus, capacity_memory_mb, used_slots, used_cpus, used_memory_mb "
                     "FROM scheduler.node_status ORDER BY node_id",
                     0, NULL, &res, &e);
-        if (k < 0 && view_missing(&e))
+        if (k == -ENOPKG) /* the scheduler has not migrated yet */
                 return api_fail(r, -EAGAIN, "unavailable", "the nodes are not known yet");
         if (k < 0)
                 return db_fail(r, k, &e, "list nodes");
