@@ -37,7 +37,9 @@ int api_errno(struct api_req *r, int err, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(r->pdetail, sizeof r->pdetail, fmt, ap);
         va_end(ap);
-        r->pcode = NULL; /* the code of err (lib/http/problem.c) */
+        /* the code of err (lib/http/problem.c): never NULL, the HTTP layer
+         * takes a handler's failure without one as unexplained */
+        r->pcode = http_problem_from_errno(err).code;
         return err < 0 ? err : -EIO;
 }
 

@@ -35,12 +35,12 @@ int nodes_list(struct api_req *r) {
                     "FROM scheduler.node_status ORDER BY node_id",
                     0, NULL, &res, &e);
         if (k == -ENOPKG) /* the scheduler has not migrated yet */
-                return api_fail(r, -EAGAIN, "unavailable", "the nodes are not known yet");
+                return api_errno(r, -EAGAIN, "the nodes are not known yet");
         if (k < 0)
                 return db_fail(r, k, &e, "list nodes");
         _cleanup_json_ json_t *items = json_array();
         if (!items)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *images = json_loads(PQgetvalue(res, i, 4), 0, NULL);
                 json_t *it = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:f, s:I}, s:{s:I, s:f, s:I}}", "id",
@@ -60,9 +60,9 @@ int nodes_list(struct api_req *r) {
                                                     ? json_string(pub)
                                                     : json_null());
                 if (!it || json_array_append_new(items, it) < 0)
-                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+                        return api_errno(r, -ENOMEM, "out of memory");
         }
         r->out = json_pack("{s:O, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
