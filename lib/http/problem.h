@@ -1,5 +1,8 @@
-/* The one place that maps a negative errno to an HTTP status and a stable
- * problem `code`, shared by api (responses) and the CLI (messages). */
+/* The one vocabulary of errors the public API answers with: each stable
+ * problem `code` with the negative errno it stands for, its HTTP status and
+ * title; one table (problem.c) shared by the api (responses) and the CLI
+ * (messages). A handler names an errno and, only for a finer code of the
+ * same errno (missing_field, rate_limited, ...), that code. */
 #pragma once
 
 struct http_problem {
@@ -8,11 +11,16 @@ struct http_problem {
         const char *title; /* e.g. "Bad Request" */
 };
 
-/* -EINVAL -> 400 invalid_field, -EACCES/-EKEYREJECTED -> 401 unauthorized,
- * -EPERM -> 403 forbidden, -ENOENT -> 404 not_found, -EEXIST -> 409 conflict,
- * -E2BIG/-EMSGSIZE -> 413 too_large, -EDQUOT -> 429 quota_exceeded,
- * -EAGAIN/-ECONNRESET/-ETIMEDOUT -> 503 unavailable, else 500 internal. */
+/* The default problem of err: -EINVAL -> 400 invalid_field,
+ * -EACCES/-EKEYREJECTED -> 401 unauthorized, -EKEYEXPIRED -> 401
+ * token_expired, -EPERM -> 403 forbidden, -ENOENT -> 404 not_found,
+ * -EEXIST/-EBUSY -> 409 conflict, -EDQUOT -> 402 quota_exceeded,
+ * -E2BIG/-EMSGSIZE/-EFBIG -> 413 too_large, -EAGAIN/-ECONNRESET/-ETIMEDOUT
+ * -> 503 unavailable, anything else (positive included) 500 internal. */
 struct http_problem http_problem_from_errno(int err);
+/* The problem of code when it is one of the vocabulary's codes, else
+ * http_problem_from_errno(err) (code NULL: derived from err). */
+struct http_problem http_problem_of(int err, const char *code);
 /* Returns a malloc'd application/problem+json body
  * {"type","title","status","detail","code"} (caller frees), NULL on OOM. */
 char *http_problem_json(const struct http_problem *p, const char *detail);

@@ -186,20 +186,22 @@ void pg_pool_release_clean(struct pg_pool *pool, PGconn *conn) {
         pool_release(pool, conn, true);
 }
 
-static int pg_errno_from_sqlstate(const char *state) {
+int pg_sqlstate_errno(const char *state) {
+        static const struct {
+                const char *state; /* a SQLSTATE, or its class (2 characters) */
+                int err;
+        } map[] = {
+                {"23505", -EEXIST},     {"23503", -ENOENT},     {"23502", -EINVAL},
+                {"23514", -EINVAL},     {"22", -EINVAL},        {"40001", -EAGAIN},
+                {"40P01", -EAGAIN},     {"57014", -ETIMEDOUT},  {"08", -ECONNRESET},
+                {"57P01", -ECONNRESET}, {"57P02", -ECONNRESET}, {"57P03", -ECONNRESET},
+                {"42P01", -ENOPKG},     {"3F000", -ENOPKG},
+        };
         if (!state || strlen(state) != 5)
                 return -EIO;
-        if (!strcmp(state, "23505"))
-                return -EEXIST;
-        if (!strcmp(state, "23503"))
-                return -ENOENT;
-        if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
-                return -EAGAIN;
-        if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
-            !strcmp(state, "57P03"))
-                return -ECONNRESET;
-        if (!strncmp(state, "22", 2))
-                return -EINVAL;
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+                if (!strncmp(state, map[i].state, strlen(map[i].state)))
+                        return map[i].err;
         return -EIO;
 }
 
@@ -211,7 +213,7 @@ static int pg_result_error(PGconn *conn, const PGresult *res, const char *contex
         const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
         int r;
         if (state)
-                r = pg_errno_from_sqlstate(state);
+                r = pg_sqlstate_errno(state);
         else if (PQstatus(conn) != CONNECTION_OK)
                 r = -ECONNRESET, state = "08006";
         else

@@ -34,6 +34,17 @@ void pg_pool_release(struct pg_pool *pool, PGconn *conn);
  * pg_pool_release() does. Thread-safe. */
 void pg_pool_release_clean(struct pg_pool *pool, PGconn *conn);
 
+/* The one translation of a SQLSTATE into a negative errno (services never
+ * compare SQLSTATEs; the code stays in err_detail.code for logs):
+ * 23505 unique -> -EEXIST; 23503 foreign key -> -ENOENT (the row referred to
+ * is missing; on a DELETE: the row is still referred to, which a caller
+ * reports as -EBUSY); 23502/23514/22xxx bad value -> -EINVAL;
+ * 40001/40P01 serialization/deadlock -> -EAGAIN; 57014 statement timeout
+ * -> -ETIMEDOUT; class 08 and 57P01-57P03 (connection, shutdown) ->
+ * -ECONNRESET; 42P01/3F000 undefined table/schema -> -ENOPKG (another
+ * service's schema not migrated yet); anything else -EIO (42501 too:
+ * -EACCES would read as a bad token to the api's authentication). */
+int pg_sqlstate_errno(const char *state);
 /* Runs sql with text parameters (NULL entries are SQL NULL). On success returns
  * 0 and, if ret is not NULL, the result (caller PQclear()s it; otherwise it is
  * cleared here). On failure returns the translated negative errno. */

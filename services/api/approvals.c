@@ -321,23 +321,22 @@ int approvals_list(struct api_req *r) {
                 status = "";
         else if (strcmp(status, "pending") && strcmp(status, "approved") && strcmp(status, "denied") &&
                  strcmp(status, "expired") && strcmp(status, "cancelled"))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "status must be pending, approved, denied, expired or cancelled");
+                return api_errno(r, -EINVAL, "status must be pending, approved, denied, expired or cancelled");
         long limit = LIST_DEFAULT, offset = 0;
         if (lim) {
                 char *end;
                 limit = strtol(lim, &end, 10);
                 if (*end || end == lim || limit < 1 || limit > LIST_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field", "limit must be an integer from 1 to %d", LIST_MAX);
+                        return api_errno(r, -EINVAL, "limit must be an integer from 1 to %d", LIST_MAX);
         }
         if (cur) {
                 char *end;
                 offset = strtol(cur, &end, 10);
                 if (*end || end == cur || offset < 0)
-                        return api_fail(r, -EINVAL, "invalid_field", "cursor is not one this server returned");
+                        return api_errno(r, -EINVAL, "cursor is not one this server returned");
         }
         if (team && (!team[0] || strlen(team) > 128))
-                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id or name");
+                return api_errno(r, -EINVAL, "team must be a team id or name");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
@@ -347,7 +346,7 @@ int approvals_list(struct api_req *r) {
         if (team) {
                 k = visible_team(&d, &r->caller, team, team_id, &e);
                 if (k == -ENOENT)
-                        return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" among yours", team);
+                        return api_errno(r, -EINVAL, "team: no team \"%s\" among yours", team);
                 if (k < 0)
                         return db_fail(r, k, &e, "look up team");
         }
@@ -379,13 +378,13 @@ int approvals_list(struct api_req *r) {
         }
         r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int approvals_get(struct api_req *r) {
         const char *id = r->params[0];
         if (!approval_id_ok(id))
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
+                return api_errno(r, -ENOENT, "approval not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
@@ -400,7 +399,7 @@ int approvals_get(struct api_req *r) {
                 return k;
         r->out = approval_json(res, 0);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int approvals_decide(struct api_req *r) {
@@ -415,22 +414,21 @@ int approvals_decide(struct api_req *r) {
         if (!jd)
                 return api_fail(r, -EINVAL, "missing_field", "decision is required");
         if (!json_is_string(jd) || (strcmp(json_string_value(jd), "approve") && strcmp(json_string_value(jd), "deny")))
-                return api_fail(r, -EINVAL, "invalid_field", "decision must be \"approve\" or \"deny\"");
+                return api_errno(r, -EINVAL, "decision must be \"approve\" or \"deny\"");
         if (jc && (!json_is_string(jc) || json_string_length(jc) > COMMENT_MAX ||
                    strlen(json_string_value(jc)) != json_string_length(jc)))
-                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string of at most %d bytes", COMMENT_MAX);
+                return api_errno(r, -EINVAL, "comment must be a string of at most %d bytes", COMMENT_MAX);
         bool approve = !strcmp(json_string_value(jd), "approve");
         const char *comment = jc ? json_string_value(jc) : "";
         if (!approval_id_ok(id))
-                return api_fail(r, -ENOENT, "not_found", "approval not found");
+                return api_errno(r, -ENOENT, "approval not found");
 
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        if ((k = db_load_team_row(r, &d, "approval",
+        if ((k = db_load_team_row(r, &tx.d, "approval",
                                   "SELECT a.run_id, a.team_id, a.status, a.deadline <= now(), coalesce(r.node_id, ''), "
                                   "r.created_by FROM api.approvals a JOIN api.runs r ON r.id = a.run_id "
                                   "WHERE a.id = $1 AND a.tenant_id = $2",
@@ -438,48 +436,37 @@ int approvals_decide(struct api_req *r) {
                 return k;
         const char *run_id = PQgetvalue(res, 0, 0), *node = PQgetvalue(res, 0, 4);
         if (strcmp(PQgetvalue(res, 0, 2), "pending"))
-                return api_fail(r, -EEXIST, "conflict", "approval is already %s", PQgetvalue(res, 0, 2));
+                return api_errno(r, -EEXIST, "approval is already %s", PQgetvalue(res, 0, 2));
         if (PQgetvalue(res, 0, 3)[0] == 't')
-                return api_fail(r, -EEXIST, "conflict", "approval expired at its deadline");
+                return api_errno(r, -EEXIST, "approval expired at its deadline");
         /* four eyes (ARCHITECTURE.md §5): whoever launched the run does not
          * approve its held actions, whatever roles they hold */
         if (!strcmp(PQgetvalue(res, 0, 5), r->caller.user_id))
-                return api_fail(r, -EPERM, "forbidden",
-                                "you launched run %s: its approvals are decided by another approver (four eyes)",
+                return api_errno(r, -EPERM, "you launched run %s: its approvals are decided by another approver (four eyes)",
                                 run_id);
 
         char by[UUID_STR_LEN + 8];
         snprintf(by, sizeof by, "user:%s", r->caller.user_id);
         /* record and queue together (the outbox): the runner gets the
          * decision exactly when this transaction commits, never otherwise */
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *up = NULL;
         const char *uparams[] = {id, r->caller.tenant_id, approve ? "approved" : "denied", by, comment};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.approvals SET status = $3, decided_by = $4, decided_at = now(), comment = nullif($5, '') "
                     "WHERE id = $1 AND tenant_id = $2 AND status = 'pending' AND deadline > now() RETURNING id",
-                    5, uparams, &up, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "record decision");
-        }
-        if (PQntuples(up) != 1) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "approval is no longer pending");
-        }
+                    5, uparams, &up, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "record decision");
+        if (PQntuples(up) != 1)
+                return api_errno(r, -EEXIST, "approval is no longer pending");
         /* audited before the runner hears of it */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "run", run_id, "decision",
                                                   approve ? "approved" : "denied", "comment", comment);
-        if ((k = api_audit(r, &d, "approval.decide", "approval", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "approval.decide", "approval", id, change)) < 0)
                 return k;
-        }
         /* and announced to integrations with it (paddock.approvals) */
-        if ((k = notice_enqueue(r->api, &d, r->caller.tenant_id, id, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "queue approval notice");
-        }
+        if ((k = notice_enqueue(r->api, &tx.d, r->caller.tenant_id, id, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "queue approval notice");
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__ApprovalDecision dec = PADDOCK__V1__APPROVAL_DECISION__INIT;
         dec.approval_id = (char *)id;
@@ -489,37 +476,31 @@ int approvals_decide(struct api_req *r) {
         rc.node_id = (char *)node;
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_APPROVAL;
         rc.approval = &dec;
-        if ((k = control_enqueue(r->api, &d, r->caller.tenant_id, run_id, &rc, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "queue decision");
-        }
+        if ((k = control_enqueue(r->api, &tx.d, r->caller.tenant_id, run_id, &rc, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "queue decision");
         /* the last check, under the run's row lock (the status consumer
          * ending the run waits for it, or it sees the end): a run that has
          * ended holds nothing back any more, so the decision is refused, and
          * rolling back takes the queued decision with it */
         _cleanup_pgres_ PGresult *live = NULL;
         const char *lparams[] = {run_id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT status FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR SHARE", 2, lparams, &live,
-                    &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "check run");
-        }
-        if (PQntuples(live) != 1 || runs_status_terminal(PQgetvalue(live, 0, 0))) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "run %s already ended (%s): nothing left to decide", run_id,
+        k = pg_exec(tx.d.conn, "SELECT status FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR SHARE", 2, lparams, &live,
+                    &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "check run");
+        if (PQntuples(live) != 1 || runs_status_terminal(PQgetvalue(live, 0, 0)))
+                return api_errno(r, -EEXIST, "run %s already ended (%s): nothing left to decide", run_id,
                                 PQntuples(live) == 1 ? PQgetvalue(live, 0, 0) : "gone");
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit decision");
+        if ((k = api_tx_commit(&tx, "decision")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "approval", id, "user", r->caller.user_id),
                 approve ? "approval approved" : "approval denied");
         _cleanup_pgres_ PGresult *out = NULL;
-        k = pg_exec(d.conn, "SELECT " APPROVAL_COLUMNS APPROVAL_FROM "WHERE a.id = $1 AND a.tenant_id = $2", 2,
-                    params, &out, &e);
+        k = pg_exec(tx.d.conn, "SELECT " APPROVAL_COLUMNS APPROVAL_FROM "WHERE a.id = $1 AND a.tenant_id = $2", 2,
+                    params, &out, &tx.e);
         if (k < 0 || PQntuples(out) != 1)
-                return k < 0 ? db_fail(r, k, &e, "load approval") : api_fail(r, -ENOENT, "not_found", "approval not found");
+                return k < 0 ? db_fail(r, k, &tx.e, "load approval") : api_errno(r, -ENOENT, "approval not found");
         r->out = approval_json(out, 0);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

@@ -114,16 +114,10 @@ static int audit_int_arg(struct api_req *r, const char *name, long long min, lon
         errno = 0;
         long long n = strtoll(v, &end, 10);
         if (errno || end == v || *end || n < min || n > max)
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from %lld to %lld", name,
+                return api_errno(r, -EINVAL, "%s must be an integer from %lld to %lld", name,
                                 min, max);
         *val = n;
         return 0;
-}
-
-/* True if PostgreSQL said the table does not exist (evidence has not
- * migrated yet). */
-static bool audit_table_missing(const struct err_detail *e) {
-        return !strcmp(e->code, "42P01") || !strcmp(e->code, "3F000");
 }
 
 int audit_api_list(struct api_req *r) {
@@ -157,13 +151,13 @@ int audit_api_list(struct api_req *r) {
                     "   AND ($5::bigint IS NULL OR ts < " LIST_US_TS("$5") ")"
                     " ORDER BY seq LIMIT $3::int",
                     5, params, &res, &e);
-        if (k < 0 && audit_table_missing(&e))
-                return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
+        if (k == -ENOPKG) /* lib/pg: evidence has not migrated yet */
+                return api_errno(r, -EAGAIN, "the audit log is not available yet");
         if (k < 0)
                 return db_fail(r, k, &e, "list audit records");
         _cleanup_json_ json_t *items = json_array();
         if (!items)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         int n = PQntuples(res);
         for (int i = 0; i < n; i++) {
                 json_t *detail = json_loads(db_val(res, i, 9), JSON_DECODE_ANY, NULL);
@@ -177,13 +171,13 @@ int audit_api_list(struct api_req *r) {
                                        "message_id", db_val(res, i, 10), "prev_hash", db_val(res, i, 11),
                                        "hash", db_val(res, i, 12));
                 if (!it || json_array_append_new(items, it) < 0)
-                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+                        return api_errno(r, -ENOMEM, "out of memory");
         }
         /* A full page may have more after it; a short page is the end. */
         json_t *cursor = n > 0 && n == limit ? json_string(db_val(res, n - 1, 0)) : json_null();
         r->out = json_pack("{s:O, s:o}", "items", items, "next_cursor", cursor);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int audit_api_verify(struct api_req *r) {
@@ -199,9 +193,8 @@ int audit_api_verify(struct api_req *r) {
                 /* audit_verify_chain() has no err_detail: probe why, so a
                  * missing table answers 503 rather than 500. */
                 struct err_detail pe = {0};
-                if (pg_exec(d.conn, "SELECT 1 FROM evidence.audit_heads LIMIT 0", 0, NULL, NULL, &pe) < 0 &&
-                    audit_table_missing(&pe))
-                        return api_fail(r, -EAGAIN, "unavailable", "the audit log is not available yet");
+                if (pg_exec(d.conn, "SELECT 1 FROM evidence.audit_heads LIMIT 0", 0, NULL, NULL, &pe) == -ENOPKG)
+                        return api_errno(r, -EAGAIN, "the audit log is not available yet");
                 err_set(&e, k, "", "audit_verify_chain failed");
                 return db_fail(r, k, &e, "verify audit chain");
         }
@@ -211,5 +204,5 @@ int audit_api_verify(struct api_req *r) {
                            "first_bad_seq", v.ok ? json_null() : json_integer((json_int_t)v.first_bad_seq),
                            "reason", v.ok ? json_null() : json_string(audit_verify_reason_to_string(v.reason)));
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

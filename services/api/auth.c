@@ -223,7 +223,7 @@ static int body_string(struct api_req *r, json_t *o, const char *key, size_t max
                 return api_fail(r, -EINVAL, "missing_field", "%s is required", key);
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
             strlen(json_string_value(v)) != json_string_length(v))
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be a non-empty string of at most %zu bytes", key, max);
+                return api_errno(r, -EINVAL, "%s must be a non-empty string of at most %zu bytes", key, max);
         *ret = json_string_value(v);
         return 0;
 }
@@ -272,7 +272,7 @@ int auth_login(struct api_req *r) {
         if (session) {
                 const char *sv = json_is_string(session) ? json_string_value(session) : "";
                 if (strcmp(sv, "token") && strcmp(sv, "cookie"))
-                        return api_fail(r, -EINVAL, "invalid_field", "session must be \"token\" or \"cookie\"");
+                        return api_errno(r, -EINVAL, "session must be \"token\" or \"cookie\"");
                 cookie = !strcmp(sv, "cookie");
         }
 
@@ -324,7 +324,7 @@ int auth_login(struct api_req *r) {
                 log_ctx(LOG_INFO, LOG_KV("tenant", tenant), "login failed for user \"%s\"", username);
                 login_failed_audit(r, tenant_id_buf, username,
                                    "invalid_credentials");
-                return api_fail(r, -EACCES, "unauthorized", "invalid tenant, username or password");
+                return api_errno(r, -EACCES, "invalid tenant, username or password");
         }
         /* The token only becomes valid once its login is audited. */
         if ((k = db_begin(&d, &e)) < 0)
@@ -353,7 +353,7 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
         char token[65], digest[65], expires[40];
         if (id_random_hex(token, 32) < 0) {
                 db_rollback(d);
-                return api_fail(r, -EIO, "internal", "could not generate a token");
+                return api_errno(r, -EIO, "could not generate a token");
         }
         sha256_hex(token, digest);
         int64_t exp_us = time_now_us() + r->api->cfg.token_ttl_s * 1000000LL;
@@ -382,32 +382,24 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
         r->out = json_pack("{s:s, s:s, s:{s:s, s:s}, s:b}", "token", token, "expires_at", expires, "user",
                            "id", user_id, "username", username, "password_change_required", 0);
         explicit_bzero(token, sizeof token);
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int auth_logout(struct api_req *r) {
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
+                return k;
         const char *params[] = {r->caller.token_sha256, r->caller.tenant_id};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "revoke token");
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.tokens SET revoked_at = now() WHERE token_sha256 = $1 AND tenant_id = $2 "
                     "AND revoked_at IS NULL",
-                    2, params, NULL, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "revoke token");
-        }
-        if ((k = api_audit(r, &d, "auth.logout", "user", r->caller.user_id, "success", NULL)) < 0) {
-                db_rollback(&d);
+                    2, params, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "revoke token");
+        if ((k = api_tx_audit(&tx, "auth.logout", "user", r->caller.user_id, NULL)) < 0 ||
+            (k = api_tx_commit(&tx, "revoke token")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "revoke token");
         r->status = 204;
         /* the browser forgets the revoked session too */
         return r->caller.via_cookie ? auth_session_cookies(r, NULL, 0) : 0;
@@ -445,7 +437,7 @@ int auth_me(struct api_req *r) {
                            r->caller.tenant_name, "teams", teams, "tenant_roles", tenant_roles,
                            "password_change_required", r->caller.password_change_required);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 /* Counts UTF-8 characters (bytes that do not continue a sequence). */
@@ -490,8 +482,7 @@ int auth_password_change(struct api_req *r) {
                 return k;
         /* 1024 bytes at most: what login accepts */
         if (utf8_chars(fresh) < 12)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "new_password must be 12 to 1024 characters (1024 bytes at most)");
+                return api_errno(r, -EINVAL, "new_password must be 12 to 1024 characters (1024 bytes at most)");
 
         /* a wrong current password counts like a failed login of the user:
          * a token is no licence to guess the password it came from */
@@ -512,9 +503,9 @@ int auth_password_change(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "look up user");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "user not found");
+                return api_errno(r, -ENOENT, "user not found");
         if (strcmp(PQgetvalue(res, 0, 0), "user"))
-                return api_fail(r, -EEXIST, "conflict", "%s",
+                return api_errno(r, -EEXIST, "%s",
                                 !strcmp(PQgetvalue(res, 0, 0), "service")
                                         ? "a service account has no password (it uses API tokens)"
                                         : "the password of an OIDC user is kept by its identity provider");
@@ -529,17 +520,17 @@ int auth_password_change(struct api_req *r) {
         }
         if (!ok) {
                 ratelimit_login_failed(r->api, r->caller.tenant_name, r->caller.username, peer);
-                api_fail(r, -EINVAL, "invalid_field", "current_password is not the user's password");
+                api_errno(r, -EINVAL, "current_password is not the user's password");
                 password_change_refused(r, &d, "wrong_password");
                 return -EINVAL;
         }
         ratelimit_login_succeeded(r->api, r->caller.tenant_name, r->caller.username, peer);
         if (!strcmp(current, fresh))
-                return api_fail(r, -EINVAL, "invalid_field", "new_password must differ from the current password");
+                return api_errno(r, -EINVAL, "new_password must differ from the current password");
 
         _cleanup_free_ char *hash = NULL;
         if (auth_hash_password(fresh, &hash) < 0)
-                return api_fail(r, -EIO, "internal", "could not hash the password");
+                return api_errno(r, -EIO, "could not hash the password");
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "change password");
         /* only over the hash just verified: a concurrent change wins, this one fails */
@@ -552,7 +543,7 @@ int auth_password_change(struct api_req *r) {
         if (k < 0 || PQntuples(up) != 1) {
                 db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "change password")
-                             : api_fail(r, -EEXIST, "conflict", "the password was changed meanwhile; try again");
+                             : api_errno(r, -EEXIST, "the password was changed meanwhile; try again");
         }
         /* whoever held the old password's sessions holds none now */
         _cleanup_pgres_ PGresult *rv = NULL;
@@ -632,13 +623,13 @@ int auth_session_cookies(struct api_req *r, const char *token, long long max_age
         if (asprintf(&r->set_cookie[0], AUTH_SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s",
                      token ? token : "", token ? max_age_s : 0LL, secure) < 0) {
                 r->set_cookie[0] = NULL;
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         }
         /* readable by the page, which echoes it in X-CSRF-Token */
         if (asprintf(&r->set_cookie[1], AUTH_CSRF_COOKIE "=%s; Path=/; Max-Age=%lld; SameSite=Strict%s", csrf,
                      token ? max_age_s : 0LL, secure) < 0) {
                 r->set_cookie[1] = NULL;
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         }
         return 0;
 }

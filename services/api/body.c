@@ -27,7 +27,7 @@ static void body_path_push(char *path, size_t *len, const char *key, size_t inde
 static int body_walk(struct api_req *r, json_t *v, char *path, size_t len, int depth) {
         if (json_is_string(v)) {
                 if (strlen(json_string_value(v)) != json_string_length(v))
-                        return api_fail(r, -EINVAL, "invalid_field", "%s must not contain NUL (\\u0000)",
+                        return api_errno(r, -EINVAL, "%s must not contain NUL (\\u0000)",
                                         len ? path : "body");
                 return 0;
         }

@@ -485,8 +485,7 @@ static json_t *item_json(const PGresult *res, int row) {
  * writes the route's permission in some team (tenant_admin holds all). */
 static int catalog_open(struct api_req *r, struct db *d, bool write) {
         if (!catalog_kind_valid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found",
-                                "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
+                return api_errno(r, -ENOENT, "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
                                 "models, policy-packs)");
         struct err_detail e = {0};
         int k = db_open_caller(d, r, &e);
@@ -494,8 +493,7 @@ static int catalog_open(struct api_req *r, struct db *d, bool write) {
                 return db_fail(r, k, &e, "open database connection");
         k = api_authz_tenant(d, &r->caller, write ? r->perm : PERM_USER, &e);
         if (k == -EPERM)
-                return api_fail(r, -EPERM, "forbidden",
-                                write ? (r->perm == PERM_CATALOG_APPROVE
+                return api_errno(r, -EPERM, write ? (r->perm == PERM_CATALOG_APPROVE
                                                  ? "approving catalog items needs the security_admin role"
                                                  : "changing the catalog needs the sandbox_author role")
                                       : "reading the catalog needs a role in a team of the tenant");
@@ -516,13 +514,13 @@ int catalog_list(struct api_req *r) {
                 char *end;
                 long n = strtol(l, &end, 10);
                 if (*end || n < 1 || n > LIST_LIMIT_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field", "limit must be 1 to %d", LIST_LIMIT_MAX);
+                        return api_errno(r, -EINVAL, "limit must be 1 to %d", LIST_LIMIT_MAX);
                 limit = (int)n;
         }
         const char *cursor = api_query(r, "cursor", cbuf, sizeof cbuf);
         const char *state = api_query(r, "state", sbuf, sizeof sbuf);
         if (state && strcmp(state, "draft") && strcmp(state, "approved"))
-                return api_fail(r, -EINVAL, "invalid_field", "state must be \"draft\" or \"approved\"");
+                return api_errno(r, -EINVAL, "state must be \"draft\" or \"approved\"");
         char lim[16];
         snprintf(lim, sizeof lim, "%d", limit + 1);
         struct err_detail e = {0};
@@ -542,13 +540,13 @@ int catalog_list(struct api_req *r) {
         r->out = json_pack("{s:o, s:o}", "items", items, "next_cursor",
                            n > limit ? json_string(PQgetvalue(res, limit - 1, 2)) : json_null());
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 static int load_item(struct api_req *r, struct db *d, PGresult **res) {
         struct err_detail e = {0};
         if (!id_is_uuid(r->params[1]))
-                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
+                return api_errno(r, -ENOENT, "catalog item not found");
         const char *params[] = {r->params[1], r->caller.tenant_id, r->params[0]};
         int k = pg_exec(d->conn,
                         "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2 AND kind = $3",
@@ -556,7 +554,7 @@ static int load_item(struct api_req *r, struct db *d, PGresult **res) {
         if (k < 0)
                 return db_fail(r, k, &e, "load catalog item");
         if (PQntuples(*res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
+                return api_errno(r, -ENOENT, "catalog item not found");
         return 0;
 }
 
@@ -570,7 +568,7 @@ int catalog_get(struct api_req *r) {
                 return k;
         r->out = item_json(res, 0);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 /* Reads {name?, body?} of a create (both required) or patch. */
@@ -585,8 +583,7 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
         if (create && !*body)
                 return api_fail(r, -EINVAL, "missing_field", "body is required");
         if (jn && (!clean_string(jn) || !catalog_name_ok(json_string_value(jn))))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
+                return api_errno(r, -EINVAL, "name must be 1 to %d characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
                                 CATALOG_NAME_MAX);
         *name = jn ? json_string_value(jn) : NULL;
         struct err_detail e = {0};
@@ -595,8 +592,7 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
         /* what the CLIs call the MCP server (mcp__<name>__<tool>,
          * docs/CONTRACTS.md "MCP connectors") */
         if (jn && !strcmp(r->params[0], "connectors") && !catalog_connector_name_ok(json_string_value(jn)))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name of a connector must be 1 to %d characters of a-z 0-9 _, without \"__\" or a "
+                return api_errno(r, -EINVAL, "name of a connector must be 1 to %d characters of a-z 0-9 _, without \"__\" or a "
                                 "\"_\" at either end (the MCP server name the agent and the policy see)",
                                 CATALOG_NAME_MAX);
         return 0;
@@ -617,7 +613,7 @@ static int finish_write(struct api_req *r, struct db *d, const char *action, con
                          2, params, &res, &e)) < 0)
                 return db_fail(r, k, &e, "load catalog item");
         r->out = PQntuples(res) == 1 ? item_json(res, 0) : NULL;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int catalog_create(struct api_req *r) {
@@ -634,11 +630,11 @@ int catalog_create(struct api_req *r) {
                 return k;
         char id[UUID_STR_LEN], actor[UUID_STR_LEN + 8];
         if (id_new_uuid(id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
+                return api_errno(r, -EIO, "could not generate an id");
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
         _cleanup_free_ char *bodys = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
         if (!bodys)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         struct err_detail e = {0};
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
@@ -649,7 +645,7 @@ int catalog_create(struct api_req *r) {
                     6, params, NULL, &e);
         if (k == -EEXIST) {
                 db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
+                return api_errno(r, -EEXIST, "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
                 db_rollback(&d);
@@ -679,7 +675,7 @@ int catalog_patch(struct api_req *r) {
                 return k;
         _cleanup_free_ char *bodys = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (body && !bodys)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         struct err_detail e = {0};
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin");
@@ -692,7 +688,7 @@ int catalog_patch(struct api_req *r) {
                     4, params, NULL, &e);
         if (k == -EEXIST) {
                 db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "name: a %s item named %s exists", r->params[0], name);
+                return api_errno(r, -EEXIST, "name: a %s item named %s exists", r->params[0], name);
         }
         if (k < 0) {
                 db_rollback(&d);
@@ -720,15 +716,15 @@ int catalog_approve(struct api_req *r) {
                 return k;
         json_t *jc = json_object_get(in, "comment"), *jh = json_object_get(in, "content_sha256");
         if (jc && (!clean_string(jc) || json_string_length(jc) > DESCRIPTION_MAX))
-                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string");
+                return api_errno(r, -EINVAL, "comment must be a string");
         if (!jh)
                 return api_fail(r, -EINVAL, "missing_field",
                                 "content_sha256 is required: the content_sha256 of the item you reviewed");
         const char *want = json_string_value(jh);
         if (!want || strlen(want) != 64 || strspn(want, "0123456789abcdef") != 64)
-                return api_fail(r, -EINVAL, "invalid_field", "content_sha256 must be 64 lower-case hex digits");
+                return api_errno(r, -EINVAL, "content_sha256 must be 64 lower-case hex digits");
         if (!id_is_uuid(r->params[1]))
-                return api_fail(r, -ENOENT, "not_found", "catalog item not found");
+                return api_errno(r, -ENOENT, "catalog item not found");
         char actor[UUID_STR_LEN + 8];
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
         struct err_detail e = {0};
@@ -744,20 +740,19 @@ int catalog_approve(struct api_req *r) {
         if (k < 0 || PQntuples(cur) != 1) {
                 db_rollback(&d);
                 return k < 0 ? db_fail(r, k, &e, "load catalog item")
-                             : api_fail(r, -ENOENT, "not_found", "catalog item not found");
+                             : api_errno(r, -ENOENT, "catalog item not found");
         }
         json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
         char have[65];
         if (!body || item_content_sha256(body, have) < 0) {
                 json_decref(body);
                 db_rollback(&d);
-                return api_fail(r, -EIO, "internal", "could not hash the catalog item");
+                return api_errno(r, -EIO, "could not hash the catalog item");
         }
         if (strcmp(have, want)) {
                 json_decref(body);
                 db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict",
-                                "content_sha256: the item changed since it was reviewed (now %s); review it again",
+                return api_errno(r, -EEXIST, "content_sha256: the item changed since it was reviewed (now %s); review it again",
                                 have);
         }
         const char *params[] = {r->params[1], r->caller.tenant_id, actor};

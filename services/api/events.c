@@ -26,8 +26,8 @@ int events_query(struct db *d, const char *tenant_id, const char *run_id, int64_
                         "WHERE run_id = $1 AND tenant_id = $2 AND seq > $3::bigint ORDER BY seq LIMIT $4::integer",
                         4, params, &res, e);
         if (k < 0)
-                /* 42P01 undefined_table / 3F000 invalid_schema: evidence has not migrated yet */
-                return (!strcmp(e->code, "42P01") || !strcmp(e->code, "3F000")) ? -EAGAIN : k;
+                /* -ENOPKG (lib/pg: undefined table or schema): evidence has not migrated yet */
+                return k == -ENOPKG ? -EAGAIN : k;
         json_t *items = json_array();
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *data = json_loads(PQgetvalue(res, i, 4), 0, NULL);
@@ -112,7 +112,7 @@ static int parse_int_arg(struct api_req *r, const char *name, long long min, lon
         errno = 0;
         long long n = strtoll(v, &end, 10);
         if (errno || end == v || *end || n < min || n > max)
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from %lld to %lld", name, min, max);
+                return api_errno(r, -EINVAL, "%s must be an integer from %lld to %lld", name, min, max);
         *val = n;
         return 0;
 }
@@ -127,12 +127,12 @@ int events_list(struct api_req *r) {
             (k = api_query_single(r, "include", inc_buf, sizeof inc_buf, &include)) < 0)
                 return k;
         if (include && strcmp(include, "signature"))
-                return api_fail(r, -EINVAL, "invalid_field", "include must be \"signature\"");
+                return api_errno(r, -EINVAL, "include must be \"signature\"");
         struct err_detail e = {0};
         char team[UUID_STR_LEN], status[32];
         k = runs_load_visible(r->api, &r->caller, r->params[0], r->perm, team, status, sizeof status, &e);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "load run");
         /* an ended run's history may have been deleted after its retention: 410 (retention.c) */
@@ -144,7 +144,7 @@ int events_list(struct api_req *r) {
         json_t *items = NULL;
         k = events_query(&d, r->caller.tenant_id, r->params[0], after, (int)limit, include != NULL, &items, &e);
         if (k == -EAGAIN)
-                return api_fail(r, -EAGAIN, "unavailable", "run history is not available yet");
+                return api_errno(r, -EAGAIN, "run history is not available yet");
         if (k < 0)
                 return db_fail(r, k, &e, "load run events");
         json_t *cursor = json_null();
@@ -168,5 +168,5 @@ int events_list(struct api_req *r) {
         else
                 json_decref(records);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

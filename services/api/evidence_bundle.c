@@ -483,70 +483,60 @@ int evidence_bundle_get(struct api_req *r) {
                 errno = 0;
                 max_bytes = strtoll(v, &end, 10);
                 if (errno || end == v || *end || max_bytes < 0 || max_bytes > EVIDENCE_ARTIFACT_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field", "max_artifact_bytes must be an integer from 0 to %lld",
+                        return api_errno(r, -EINVAL, "max_artifact_bytes must be an integer from 0 to %lld",
                                         EVIDENCE_ARTIFACT_MAX);
         }
         if (!id_is_uuid(run_id))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+                return api_errno(r, -ENOENT, "run not found");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         /* one transaction: a key made for the first bundle is kept with its
          * audit record. The run has finished, so its parts no longer change,
          * except for reviews added meanwhile (whose events evidence appends
          * later anyway); the manifest covers exactly the bytes read */
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {run_id, r->caller.tenant_id};
-        if ((k = db_load_team_row(r, &d, "run",
+        if ((k = db_load_team_row(r, &tx.d, "run",
                                   "SELECT r.team_id, " RUNS_SHOWN_STATUS " FROM api.runs r "
                                   "LEFT JOIN evidence.run_history h ON h.run_id = r.id "
                                   "WHERE r.id = $1 AND r.tenant_id = $2",
-                                  2, params, 0, &res)) < 0) {
-                db_rollback(&d);
+                                  2, params, 0, &res)) < 0)
                 return k;
-        }
-        if (!runs_status_terminal(PQgetvalue(res, 0, 1))) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict",
-                                "run %s has not finished (%s): its evidence is exported once it has", run_id,
+        if (!runs_status_terminal(PQgetvalue(res, 0, 1)))
+                return api_errno(r, -EEXIST, "run %s has not finished (%s): its evidence is exported once it has", run_id,
                                 PQgetvalue(res, 0, 1));
-        }
         const char *tenant = r->caller.tenant_id;
         struct bundle b = {0};
         json_t *run = NULL;
-        k = add_run(&b, &d, tenant, run_id, &run, &e);
+        k = add_run(&b, &tx.d, tenant, run_id, &run, &tx.e);
         if (k >= 0)
-                k = add_definition(&b, &d, tenant, run, &e);
+                k = add_definition(&b, &tx.d, tenant, run, &tx.e);
         json_decref(run);
         if (k >= 0)
-                k = add_prompt(&b, &d, tenant, run_id, &e);
+                k = add_prompt(&b, &tx.d, tenant, run_id, &tx.e);
         if (k >= 0)
-                k = add_events(&b, &d, tenant, run_id, &e);
+                k = add_events(&b, &tx.d, tenant, run_id, &tx.e);
         if (k >= 0)
-                k = add_approvals(&b, &d, tenant, run_id, &e);
+                k = add_approvals(&b, &tx.d, tenant, run_id, &tx.e);
         if (k >= 0)
-                k = add_reviews(&b, &d, tenant, run_id, &e);
+                k = add_reviews(&b, &tx.d, tenant, run_id, &tx.e);
         if (k >= 0)
-                k = add_artifacts(r->api, &b, &d, tenant, run_id, max_bytes, &e);
+                k = add_artifacts(r->api, &b, &tx.d, tenant, run_id, max_bytes, &tx.e);
         if (k >= 0)
-                k = add_audit(&b, &d, tenant, run_id, &e);
+                k = add_audit(&b, &tx.d, tenant, run_id, &tx.e);
         char *out = NULL;
         size_t out_len = 0;
         if (k >= 0)
-                k = bundle_archive(r->api, &d, &b, tenant, run_id, &out, &out_len, &e);
+                k = bundle_archive(r->api, &tx.d, &b, tenant, run_id, &out, &out_len, &tx.e);
         bundle_done(&b);
         if (k < 0) {
-                db_rollback(&d);
                 if (k == -EFBIG)
-                        return api_fail(r, -EFBIG, "too_large",
-                                        "the bundle would exceed %lld bytes: lower max_artifact_bytes",
+                        return api_errno(r, -EFBIG, "the bundle would exceed %lld bytes: lower max_artifact_bytes",
                                         EVIDENCE_BUNDLE_MAX);
                 if (k == -EAGAIN)
-                        return api_fail(r, -EAGAIN, "unavailable", "run history is not available yet");
-                return db_fail(r, k, &e, "build evidence bundle");
+                        return api_errno(r, -EAGAIN, "run history is not available yet");
+                return db_fail(r, k, &tx.e, "build evidence bundle");
         }
         /* who took the run's evidence out is evidence too; the key may have
          * been made just now: kept with it */
@@ -554,14 +544,13 @@ int evidence_bundle_get(struct api_req *r) {
         sha256_hex(out, out_len, sha);
         _cleanup_json_ json_t *change = json_pack("{s:s, s:I, s:I}", "bundle_sha256", sha, "bytes",
                                                   (json_int_t)out_len, "max_artifact_bytes", (json_int_t)max_bytes);
-        if ((k = api_audit(r, &d, "run.evidence_export", "run", run_id, "success", change)) < 0) {
+        if ((k = api_tx_audit(&tx, "run.evidence_export", "run", run_id, change)) < 0) {
                 free(out);
-                db_rollback(&d);
                 return k;
         }
-        if ((k = db_commit(&d, &e)) < 0) {
+        if ((k = api_tx_commit(&tx, "evidence bundle")) < 0) {
                 free(out);
-                return db_fail(r, k, &e, "commit evidence bundle");
+                return k;
         }
         log_ctx(LOG_INFO, LOG_KV("tenant", tenant, "run", run_id), "evidence bundle exported");
         r->text = out;

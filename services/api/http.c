@@ -15,46 +15,9 @@
 #include "core/timeutil.h"
 #include "http/problem.h"
 
-static const struct {
-        const char *code;
-        int status;
-        const char *title;
-} problem_codes[] = {
-        {"invalid_json", 400, "Bad Request"},
-        {"invalid_field", 400, "Bad Request"},
-        {"unknown_field", 400, "Bad Request"},
-        {"missing_field", 400, "Bad Request"},
-        {"unsupported", 400, "Bad Request"},
-        {"unauthorized", 401, "Unauthorized"},
-        {"invalid_token", 401, "Unauthorized"},
-        {"token_expired", 401, "Unauthorized"},
-        {"forbidden", 403, "Forbidden"},
-        {"password_change_required", 403, "Forbidden"},
-        {"no_role", 403, "Forbidden"},
-        {"csrf_failed", 403, "Forbidden"},
-        {"not_found", 404, "Not Found"},
-        {"method_not_allowed", 405, "Method Not Allowed"},
-        {"conflict", 409, "Conflict"},
-        {"gone", 410, "Gone"}, /* a run's evidence deleted after its retention (retention.c) */
-        {"too_large", 413, "Content Too Large"},
-        /* a team budget at 100 % (budgets.c, docs/CONTRACTS.md "Budgets") */
-        {"quota_exceeded", 402, "Payment Required"},
-        {"rate_limited", 429, "Too Many Requests"},
-        {"internal", 500, "Internal Server Error"},
-        {"unavailable", 503, "Service Unavailable"},
-};
-
 void api_problem_map(int err, const char *code, int *ret_status, const char **ret_code,
                      const char **ret_title) {
-        if (code)
-                for (size_t i = 0; i < ELEMENTSOF(problem_codes); i++)
-                        if (!strcmp(problem_codes[i].code, code)) {
-                                *ret_status = problem_codes[i].status;
-                                *ret_code = problem_codes[i].code;
-                                *ret_title = problem_codes[i].title;
-                                return;
-                        }
-        struct http_problem p = http_problem_from_errno(err);
+        struct http_problem p = http_problem_of(err, code);
         *ret_status = p.status;
         *ret_code = p.code;
         *ret_title = p.title;
@@ -66,6 +29,17 @@ int api_fail(struct api_req *r, int err, const char *code, const char *fmt, ...)
         vsnprintf(r->pdetail, sizeof r->pdetail, fmt, ap);
         va_end(ap);
         r->pcode = code;
+        return err < 0 ? err : -EIO;
+}
+
+int api_errno(struct api_req *r, int err, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->pdetail, sizeof r->pdetail, fmt, ap);
+        va_end(ap);
+        /* the code of err (lib/http/problem.c): never NULL, the HTTP layer
+         * takes a handler's failure without one as unexplained */
+        r->pcode = http_problem_from_errno(err).code;
         return err < 0 ? err : -EIO;
 }
 

@@ -76,10 +76,10 @@ struct single {
 static int single_value(struct api_req *r, const char *value, void *userdata) {
         struct single *s = userdata;
         if (s->seen)
-                return api_fail(r, -EINVAL, "invalid_field", "%s may be given once", s->name);
+                return api_errno(r, -EINVAL, "%s may be given once", s->name);
         s->seen = true;
         if (strlen(value) >= s->size)
-                return api_fail(r, -EINVAL, "invalid_field", "%s is longer than %zu characters", s->name, s->size - 1);
+                return api_errno(r, -EINVAL, "%s is longer than %zu characters", s->name, s->size - 1);
         snprintf(s->buf, s->size, "%s", value);
         return 0;
 }
@@ -105,8 +105,7 @@ int api_query_time(struct api_req *r, const char *name, char out_us[24], const c
                 return k;
         int64_t us;
         if (time_parse_rfc3339(v, &us) < 0)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "%s must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z", name);
+                return api_errno(r, -EINVAL, "%s must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z", name);
         snprintf(out_us, 24, "%lld", (long long)us);
         *ret = out_us;
         return 0;
@@ -124,14 +123,14 @@ int list_page_parse(struct api_req *r, struct list_page *p) {
                 errno = 0;
                 long v = strtol(lim, &end, 10);
                 if (errno || end == lim || *end || v < 1 || v > LIST_MAX_LIMIT)
-                        return api_fail(r, -EINVAL, "invalid_field", "limit must be an integer from 1 to %d",
+                        return api_errno(r, -EINVAL, "limit must be an integer from 1 to %d",
                                         LIST_MAX_LIMIT);
                 p->limit = v;
         }
         snprintf(p->limit_plus_one, sizeof p->limit_plus_one, "%ld", p->limit + 1);
         if ((k = api_query_single(r, "cursor", cbuf, sizeof cbuf, &cur)) < 0) {
                 if (r->pcode && !strcmp(r->pcode, "invalid_field"))
-                        return api_fail(r, -EINVAL, "invalid_field", "cursor is not one this server returned");
+                        return api_errno(r, -EINVAL, "cursor is not one this server returned");
                 return k;
         }
         if (!cur)
@@ -145,7 +144,7 @@ int list_page_parse(struct api_req *r, struct list_page *p) {
         size_t nd = len > 2 ? strspn(us, "0123456789") : 0;
         if (len < 2 || (size_t)len != strlen(s) || strncmp(s, "1:", 2) || nd == 0 || nd > 18 || us[nd] != ':' ||
             !id_is_uuid(us + nd + 1) || strtoll(us, NULL, 10) > KEY_US_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "cursor is not one this server returned");
+                return api_errno(r, -EINVAL, "cursor is not one this server returned");
         snprintf(p->key_us, sizeof p->key_us, "%.*s", (int)nd, us);
         snprintf(p->key_id, sizeof p->key_id, "%s", us + nd + 1);
         p->after_us = p->key_us;
@@ -157,12 +156,12 @@ int list_answer(struct api_req *r, const struct list_page *p, const PGresult *re
                 int id_col) {
         _cleanup_json_ json_t *items = json_array();
         if (!items)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         int n = PQntuples(res);
         for (int i = 0; i < n && i < p->limit; i++) {
                 json_t *it = row_json(res, i);
                 if (!it || json_array_append_new(items, it) < 0)
-                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+                        return api_errno(r, -ENOMEM, "out of memory");
         }
         json_t *next = json_null();
         /* the query asked for one row more than a page: if it came, there is a next page */
@@ -175,5 +174,5 @@ int list_answer(struct api_req *r, const struct list_page *p, const PGresult *re
         }
         r->out = json_pack("{s:O, s:o}", "items", items, "next_cursor", next);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

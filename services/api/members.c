@@ -15,14 +15,14 @@
 /* 0 if team_id is a team of the caller's tenant, -ENOENT (recorded) if not. */
 static int team_in_tenant(struct api_req *r, struct db *d, const char *team_id) {
         if (!id_is_uuid(team_id))
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->caller.tenant_id};
         int k = pg_exec(d->conn, "SELECT 1 FROM api.teams WHERE id = $1 AND tenant_id = $2", 2, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "look up team");
-        return PQntuples(res) == 1 ? 0 : api_fail(r, -ENOENT, "not_found", "team not found");
+        return PQntuples(res) == 1 ? 0 : api_errno(r, -ENOENT, "team not found");
 }
 
 int members_list(struct api_req *r) {
@@ -51,7 +51,7 @@ int members_list(struct api_req *r) {
         }
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 static bool roles_has(json_t *list, const char *role) {
@@ -85,8 +85,7 @@ int roles_literal(struct api_req *r, const char *field, json_t *roles, char *out
         json_array_foreach(roles, i, v) {
                 const char *s = json_string_value(v);
                 if (!s || strlen(s) != json_string_length(v) || !api_role_valid(s))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "%s[%zu] must be one of tenant_admin, security_admin, sandbox_author, "
+                        return api_errno(r, -EINVAL, "%s[%zu] must be one of tenant_admin, security_admin, sandbox_author, "
                                         "launcher, approver, reviewer, viewer", field, i);
                 if (!roles_has(list, s))
                         json_array_append_new(list, json_string(s));
@@ -105,10 +104,10 @@ static int body_roles(struct api_req *r, json_t *body, const char *field, bool r
                 if (required)
                         return api_fail(r, -EINVAL, "missing_field", "%s is required", field);
                 *ret_list = json_array();
-                return *ret_list ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+                return *ret_list ? 0 : api_errno(r, -ENOMEM, "out of memory");
         }
         if (!json_is_array(roles) || json_array_size(roles) > ROLES_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be an array of at most %d role names", field,
+                return api_errno(r, -EINVAL, "%s must be an array of at most %d role names", field,
                                 ROLES_MAX);
         return roles_literal(r, field, roles, lit, sizeof lit, ret_list);
 }
@@ -131,40 +130,32 @@ static json_t *roles_minus(json_t *a, json_t *b) {
  * membership; a request that changes nothing writes and audits nothing. */
 static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *remove) {
         const char *team_id = r->params[0], *user_id = r->params[1];
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
+        _cleanup_tx_ struct api_tx tx = {0};
         int k;
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = team_in_tenant(r, &d, team_id)) < 0)
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
+        if ((k = team_in_tenant(r, &tx.d, team_id)) < 0)
                 return k;
         if (!id_is_uuid(user_id))
-                return api_fail(r, -ENOENT, "not_found", "user not found");
+                return api_errno(r, -ENOENT, "user not found");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *up[] = {user_id, r->caller.tenant_id};
-        if ((k = pg_exec(d.conn, "SELECT 1 FROM api.users WHERE id = $1 AND tenant_id = $2", 2, up, &res, &e)) < 0)
-                return db_fail(r, k, &e, "look up user");
+        if ((k = pg_exec(tx.d.conn, "SELECT 1 FROM api.users WHERE id = $1 AND tenant_id = $2", 2, up, &res, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "look up user");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "user not found");
-
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -ENOENT, "user not found");
         const char *mp[] = {team_id, user_id, r->caller.tenant_id};
         _cleanup_pgres_ PGresult *cur = NULL;
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "SELECT array_to_json(roles) FROM api.team_members WHERE team_id = $1 AND user_id = $2 "
                     "AND tenant_id = $3 FOR UPDATE",
-                    3, mp, &cur, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "look up membership");
-        }
+                    3, mp, &cur, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "look up membership");
         _cleanup_json_ json_t *old = PQntuples(cur) == 1 ? json_loads(PQgetvalue(cur, 0, 0), 0, NULL) : json_array();
         _cleanup_json_ json_t *now = NULL;
-        if (!old) {
-                db_rollback(&d);
-                return api_fail(r, -EIO, "internal", "could not read the membership");
-        }
+        if (!old)
+                return api_errno(r, -EIO, "could not read the membership");
         if (set)
                 now = json_copy(set);
         else {
@@ -177,10 +168,8 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
                 }
         }
         _cleanup_json_ json_t *added = roles_minus(now, old), *removed = roles_minus(old, now);
-        if (!now || !added || !removed) {
-                db_rollback(&d);
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
-        }
+        if (!now || !added || !removed)
+                return api_errno(r, -ENOMEM, "out of memory");
         /* the same roles in another order is no change either */
         bool changed = json_array_size(added) > 0 || json_array_size(removed) > 0;
         if (changed) {
@@ -189,37 +178,32 @@ static int members_apply(struct api_req *r, json_t *set, json_t *add, json_t *re
                 const char *params[] = {team_id, user_id, r->caller.tenant_id, lit};
                 bool gone = json_array_size(now) == 0;
                 if (gone)
-                        k = pg_exec(d.conn,
+                        k = pg_exec(tx.d.conn,
                                     "DELETE FROM api.team_members WHERE team_id = $1 AND user_id = $2 AND tenant_id = $3",
-                                    3, params, NULL, &e);
+                                    3, params, NULL, &tx.e);
                 else
-                        k = pg_exec(d.conn,
+                        k = pg_exec(tx.d.conn,
                                     "INSERT INTO api.team_members (team_id, user_id, tenant_id, roles) "
                                     "VALUES ($1, $2, $3, $4::text[]) "
                                     "ON CONFLICT (team_id, user_id) DO UPDATE SET roles = excluded.roles",
-                                    4, params, NULL, &e);
-                if (k < 0) {
-                        db_rollback(&d);
-                        return db_fail(r, k, &e, "grant roles");
-                }
+                                    4, params, NULL, &tx.e);
+                if (k < 0)
+                        return db_fail(r, k, &tx.e, "grant roles");
                 char object[2 * UUID_STR_LEN + 1];
                 snprintf(object, sizeof object, "%s/%s", team_id, user_id);
                 _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O, s:O, s:O}", "team", team_id, "user",
                                                           user_id, "roles", now, "added", added, "removed", removed);
-                if ((k = api_audit(r, &d, gone ? "team.member.remove" : "team.member.grant", "team_member", object,
-                                   "success", change)) < 0) {
-                        db_rollback(&d);
+                if ((k = api_tx_audit(&tx, gone ? "team.member.remove" : "team.member.grant", "team_member", object,
+                                      change)) < 0)
                         return k;
-                }
-                if ((k = db_commit(&d, &e)) < 0)
-                        return db_fail(r, k, &e, "commit grant");
-        } else
-                db_rollback(&d);
+                if ((k = api_tx_commit(&tx, "grant")) < 0)
+                        return k;
+        }
         /* unchanged: the roles as stored (a PUT may have listed them in another order) */
         r->out = json_pack("{s:s, s:s, s:O, s:O, s:O}", "team", team_id, "user", user_id, "roles", changed ? now : old,
                            "added", added, "removed", removed);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int members_put(struct api_req *r) {
@@ -245,7 +229,7 @@ int members_patch(struct api_req *r) {
         json_t *v;
         json_array_foreach(json_object_get(body, "remove"), i, v) {
                 if (roles_has(add, json_string_value(v)))
-                        return api_fail(r, -EINVAL, "invalid_field", "remove[%zu]: %s is also in add", i,
+                        return api_errno(r, -EINVAL, "remove[%zu]: %s is also in add", i,
                                         json_string_value(v));
         }
         return members_apply(r, NULL, add, remove);

@@ -9,11 +9,6 @@
 #include "api.h"
 #include "pg/pg.h"
 
-/* The view is the scheduler's: until it has migrated there is nothing to read. */
-static bool view_missing(const struct err_detail *e) {
-        return !strcmp(e->code, "42P01") || !strcmp(e->code, "3F000");
-}
-
 int nodes_image_ready(struct db *d, const char *image, struct err_detail *e) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {image};
@@ -21,7 +16,9 @@ int nodes_image_ready(struct db *d, const char *image, struct err_detail *e) {
                         "SELECT EXISTS (SELECT 1 FROM scheduler.node_status WHERE state = 'ready' AND $1 = ANY (images))",
                         1, params, &res, e);
         if (k < 0)
-                return view_missing(e) ? -EAGAIN : k;
+                /* the view is the scheduler's: until it has migrated there is nothing
+                 * to read (-ENOPKG, lib/pg) */
+                return k == -ENOPKG ? -EAGAIN : k;
         return PQgetvalue(res, 0, 0)[0] == 't';
 }
 
@@ -37,13 +34,13 @@ int nodes_list(struct api_req *r) {
                     "capacity_cpus, capacity_memory_mb, used_slots, used_cpus, used_memory_mb "
                     "FROM scheduler.node_status ORDER BY node_id",
                     0, NULL, &res, &e);
-        if (k < 0 && view_missing(&e))
-                return api_fail(r, -EAGAIN, "unavailable", "the nodes are not known yet");
+        if (k == -ENOPKG) /* the scheduler has not migrated yet */
+                return api_errno(r, -EAGAIN, "the nodes are not known yet");
         if (k < 0)
                 return db_fail(r, k, &e, "list nodes");
         _cleanup_json_ json_t *items = json_array();
         if (!items)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         for (int i = 0; i < PQntuples(res); i++) {
                 json_t *images = json_loads(PQgetvalue(res, i, 4), 0, NULL);
                 json_t *it = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:f, s:I}, s:{s:I, s:f, s:I}}", "id",
@@ -63,9 +60,9 @@ int nodes_list(struct api_req *r) {
                                                     ? json_string(pub)
                                                     : json_null());
                 if (!it || json_array_append_new(items, it) < 0)
-                        return api_fail(r, -ENOMEM, "internal", "out of memory");
+                        return api_errno(r, -ENOMEM, "out of memory");
         }
         r->out = json_pack("{s:O, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

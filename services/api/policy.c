@@ -451,7 +451,7 @@ int policy_effective(struct api_req *r) {
         const char *ver = r->params[1];
         size_t vl = strlen(ver);
         if (vl == 0 || vl > 9 || strspn(ver, "0123456789") != vl)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+                return api_errno(r, -ENOENT, "sandbox version not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
@@ -459,7 +459,7 @@ int policy_effective(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         char id[UUID_STR_LEN]; /* {id} is the sandbox's id or name */
         if ((k = sandboxes_resolve(r, &d, r->params[0], id)) == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+                return api_errno(r, -ENOENT, "sandbox version not found");
         if (k < 0)
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
@@ -472,12 +472,12 @@ int policy_effective(struct api_req *r) {
                 return k;
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
         if (!spec)
-                return api_fail(r, -EIO, "internal", "could not load the published spec");
+                return api_errno(r, -EIO, "could not load the published spec");
         json_t *pol = NULL;
         k = policy_resolve(&d, r->caller.tenant_id, spec, &pol, &e);
         if (k == -EINVAL)
                 /* an item it uses was changed back to draft since publishing */
-                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+                return api_errno(r, -EEXIST, "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "resolve policy");
         /* file contents stay in the definition; the view says what lands where */

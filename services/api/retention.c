@@ -51,7 +51,7 @@ int retention_get(struct api_req *r) {
                 return db_fail(r, k, &e, "load retention settings");
         r->out = json_pack("{s:I, s:I}", "default_days", (json_int_t)def, "max_days", (json_int_t)max);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 static int days_field(struct api_req *r, json_t *body, const char *key, long long *ret) {
@@ -59,7 +59,7 @@ static int days_field(struct api_req *r, json_t *body, const char *key, long lon
         if (!v)
                 return api_fail(r, -EINVAL, "missing_field", "%s is required", key);
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > RETENTION_MAX_DAYS)
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be an integer from 1 to %d", key,
+                return api_errno(r, -EINVAL, "%s must be an integer from 1 to %d", key,
                                 RETENTION_MAX_DAYS);
         *ret = json_integer_value(v);
         return 0;
@@ -76,41 +76,34 @@ int retention_put(struct api_req *r) {
             (k = days_field(r, body, "max_days", &max)) < 0)
                 return k;
         if (def > max)
-                return api_fail(r, -EINVAL, "invalid_field", "default_days (%lld) must not exceed max_days (%lld)", def,
+                return api_errno(r, -EINVAL, "default_days (%lld) must not exceed max_days (%lld)", def,
                                 max);
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char sd[24], sm[24];
         snprintf(sd, sizeof sd, "%lld", def);
         snprintf(sm, sizeof sm, "%lld", max);
         const char *p[] = {r->caller.tenant_id, sd, sm, r->caller.user_id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.tenant_retention (tenant_id, default_days, max_days, updated_at, updated_by) "
                     "VALUES ($1, $2::integer, $3::integer, now(), $4) ON CONFLICT (tenant_id) DO UPDATE SET "
                     "default_days = EXCLUDED.default_days, max_days = EXCLUDED.max_days, updated_at = now(), "
                     "updated_by = EXCLUDED.updated_by",
-                    4, p, NULL, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "store retention settings");
-        }
+                    4, p, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "store retention settings");
         _cleanup_json_ json_t *change = json_pack("{s:I, s:I}", "default_days", (json_int_t)def, "max_days",
                                                   (json_int_t)max);
-        if ((k = api_audit(r, &d, "tenant.retention_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "tenant.retention_update", "tenant", r->caller.tenant_id, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit retention settings");
+        if ((k = api_tx_commit(&tx, "retention settings")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
                 "retention settings updated (default %lld days, max %lld days)", def, max);
         r->out = json_incref(change);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out) {

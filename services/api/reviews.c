@@ -75,21 +75,21 @@ static int review_body(struct api_req *r, struct db *d, json_t *body, const char
                 return api_fail(r, -EINVAL, "missing_field", "outcome is required");
         const char *o = json_string_value(jo);
         if (!o || (strcmp(o, "approve") && strcmp(o, "reject") && strcmp(o, "escalate")))
-                return api_fail(r, -EINVAL, "invalid_field", "outcome must be \"approve\", \"reject\" or \"escalate\"");
+                return api_errno(r, -EINVAL, "outcome must be \"approve\", \"reject\" or \"escalate\"");
         if (jc && (!json_is_string(jc) || json_string_length(jc) > REVIEW_COMMENT_MAX ||
                    strlen(json_string_value(jc)) != json_string_length(jc)))
-                return api_fail(r, -EINVAL, "invalid_field", "comment must be a string of at most %d bytes",
+                return api_errno(r, -EINVAL, "comment must be a string of at most %d bytes",
                                 REVIEW_COMMENT_MAX);
         bool escalate = !strcmp(o, "escalate");
         if (escalate && !jt)
                 return api_fail(r, -EINVAL, "missing_field", "to is required to escalate (a user id or a role)");
         if (!escalate && jt)
-                return api_fail(r, -EINVAL, "invalid_field", "to is only for outcome \"escalate\"");
+                return api_errno(r, -EINVAL, "to is only for outcome \"escalate\"");
         const char *to = NULL;
         if (escalate) {
                 to = json_string_value(jt);
                 if (!to)
-                        return api_fail(r, -EINVAL, "invalid_field", "to must be a user id or a role name");
+                        return api_errno(r, -EINVAL, "to must be a user id or a role name");
                 if (id_is_uuid(to)) {
                         /* a user of the caller's tenant (row-level security), enabled */
                         _cleanup_pgres_ PGresult *res = NULL;
@@ -99,10 +99,9 @@ static int review_body(struct api_req *r, struct db *d, json_t *body, const char
                                          2, params, &res, &e)) < 0)
                                 return db_fail(r, k, &e, "look up user");
                         if (PQntuples(res) != 1)
-                                return api_fail(r, -EINVAL, "invalid_field", "to: no such user in this tenant");
+                                return api_errno(r, -EINVAL, "to: no such user in this tenant");
                 } else if (!api_role_valid(to))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "to must be a user id or a role name (tenant_admin, sandbox_author, launcher, "
+                        return api_errno(r, -EINVAL, "to must be a user id or a role name (tenant_admin, sandbox_author, launcher, "
                                         "approver, reviewer, viewer, security_admin)");
         }
         *ret_outcome = o;
@@ -118,91 +117,71 @@ int reviews_create(struct api_req *r) {
         if (k < 0)
                 return k;
         if (!id_is_uuid(run_id))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -ENOENT, "run not found");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         /* the run under its row lock: two reviews of one run are ordered */
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {run_id, r->caller.tenant_id};
-        if ((k = db_load_team_row(r, &d, "run",
+        if ((k = db_load_team_row(r, &tx.d, "run",
                                   "SELECT r.team_id, r.created_by, " RUNS_SHOWN_STATUS " FROM api.runs r "
                                   "LEFT JOIN evidence.run_history h ON h.run_id = r.id "
                                   "WHERE r.id = $1 AND r.tenant_id = $2 FOR UPDATE OF r",
-                                  2, params, 0, &res)) < 0) {
-                db_rollback(&d);
+                                  2, params, 0, &res)) < 0)
                 return k;
-        }
         const char *team = PQgetvalue(res, 0, 0), *status = PQgetvalue(res, 0, 2);
         /* the body once the caller may review here: who may not see the
          * run learns nothing from its answers (404 first) */
         const char *outcome = NULL, *comment = NULL, *to = NULL;
-        if ((k = review_body(r, &d, body, &outcome, &comment, &to)) < 0) {
-                db_rollback(&d);
+        if ((k = review_body(r, &tx.d, body, &outcome, &comment, &to)) < 0)
                 return k;
-        }
         /* four eyes (ARCHITECTURE.md §5): the launcher does not review its own run */
-        if (!strcmp(PQgetvalue(res, 0, 1), r->caller.user_id)) {
-                db_rollback(&d);
-                return api_fail(r, -EPERM, "forbidden",
-                                "you launched run %s: it is reviewed by another reviewer (four eyes)", run_id);
-        }
+        if (!strcmp(PQgetvalue(res, 0, 1), r->caller.user_id))
+                return api_errno(r, -EPERM, "you launched run %s: it is reviewed by another reviewer (four eyes)", run_id);
         /* only what is over, with its whole history, is reviewed */
-        if (!runs_status_terminal(status)) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "run %s has not finished (%s): only a finished run is reviewed",
+        if (!runs_status_terminal(status))
+                return api_errno(r, -EEXIST, "run %s has not finished (%s): only a finished run is reviewed",
                                 run_id, status);
-        }
         char id[UUID_STR_LEN], actor[UUID_STR_LEN + 8];
-        if (id_new_uuid(id) < 0) {
-                db_rollback(&d);
-                return api_fail(r, -EIO, "internal", "could not make an id");
-        }
+        if (id_new_uuid(id) < 0)
+                return api_errno(r, -EIO, "could not make an id");
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
         _cleanup_pgres_ PGresult *ins = NULL;
         const char *iparams[] = {id, r->caller.tenant_id, run_id, team, outcome, comment, to, r->caller.user_id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "WITH v AS (INSERT INTO api.reviews (id, tenant_id, run_id, team_id, outcome, comment, escalate_to,"
                     " reviewer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING outcome, reviewer, created_at) "
                     "UPDATE api.runs r SET review = (SELECT jsonb_build_object('outcome', v.outcome, 'by', v.reviewer,"
                     " 'at', " DB_TS("v.created_at") ") FROM v) WHERE r.id = $3 AND r.tenant_id = $2 "
                     "RETURNING " DB_TS("(SELECT created_at FROM v)"),
-                    8, iparams, &ins, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "record review");
-        }
+                    8, iparams, &ins, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "record review");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "run", run_id, "outcome", outcome,
                                                   "comment", comment, "review", id);
         if (change && to)
                 json_object_set_new(change, "to", json_string(to));
-        if ((k = api_audit(r, &d, "run.review", "run", run_id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "run.review", "run", run_id, change)) < 0)
                 return k;
-        }
         _cleanup_json_ json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "review", id, "outcome", outcome, "comment",
                                                 comment, "by", r->caller.user_id);
         if (data && to)
                 json_object_set_new(data, "to", json_string(to));
-        if (!data || (k = review_event_enqueue(r->api, &d, r->caller.tenant_id, team, run_id, actor, data, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, data ? k : -ENOMEM, &e, "queue review event");
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit review");
+        if (!data || (k = review_event_enqueue(r->api, &tx.d, r->caller.tenant_id, team, run_id, actor, data, &tx.e)) < 0)
+                return db_fail(r, data ? k : -ENOMEM, &tx.e, "queue review event");
+        if ((k = api_tx_commit(&tx, "review")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", run_id, "review", id, "outcome", outcome),
                 "run reviewed");
         _cleanup_pgres_ PGresult *out = NULL;
         const char *oparams[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn, "SELECT " REVIEW_COLUMNS "WHERE v.id = $1 AND v.tenant_id = $2", 2, oparams, &out, &e);
+        k = pg_exec(tx.d.conn, "SELECT " REVIEW_COLUMNS "WHERE v.id = $1 AND v.tenant_id = $2", 2, oparams, &out, &tx.e);
         if (k < 0 || PQntuples(out) != 1)
-                return k < 0 ? db_fail(r, k, &e, "load review") : api_fail(r, -EIO, "internal", "review vanished");
+                return k < 0 ? db_fail(r, k, &tx.e, "load review") : api_errno(r, -EIO, "review vanished");
         r->out = review_json(out, 0);
         r->status = 201;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int reviews_query(struct db *d, const char *tenant_id, const char *run_id, json_t **ret, struct err_detail *e) {
@@ -225,7 +204,7 @@ int reviews_query(struct db *d, const char *tenant_id, const char *run_id, json_
 int reviews_list(struct api_req *r) {
         const char *run_id = r->params[0];
         if (!id_is_uuid(run_id))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k;
@@ -241,5 +220,5 @@ int reviews_list(struct api_req *r) {
                 return db_fail(r, k, &e, "list reviews");
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

@@ -27,7 +27,7 @@ static int cancel_body_reason(struct api_req *r, char *reason, size_t size) {
         if (jr) {
                 if (!json_is_string(jr) || json_string_length(jr) == 0 || json_string_length(jr) > REASON_MAX ||
                     strlen(json_string_value(jr)) != json_string_length(jr))
-                        return api_fail(r, -EINVAL, "invalid_field", "reason must be a string of 1 to %d bytes",
+                        return api_errno(r, -EINVAL, "reason must be a string of 1 to %d bytes",
                                         REASON_MAX);
                 snprintf(reason, size, "%s", json_string_value(jr));
         }
@@ -37,52 +37,43 @@ static int cancel_body_reason(struct api_req *r, char *reason, size_t size) {
 int runs_cancel(struct api_req *r) {
         const char *id = r->params[0];
         if (!id_is_uuid(id))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         char reason[REASON_MAX + 64];
         int k = cancel_body_reason(r, reason, sizeof reason);
         if (k < 0)
                 return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        if ((k = db_load_team_row(r, &d, "run",
+        if ((k = db_load_team_row(r, &tx.d, "run",
                                   "SELECT team_id, status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2", 2,
                                   params, 0, &res)) < 0)
                 return k;
         const char *status = PQgetvalue(res, 0, 1), *node = db_val(res, 0, 2);
         if (runs_status_terminal(status))
-                return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
+                return api_errno(r, -EEXIST, "run already ended (%s)", status);
         /* one transaction for the audit record, the cancel (queued in the
          * outbox: it goes out when this commits, never if it does not) and
          * the run's row */
         _cleanup_json_ json_t *change = json_pack("{s:s}", "reason", reason);
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "cancel run");
         /* Checked again under the row's lock, which the status consumer's
          * update waits for: a run that ended meanwhile gets no cancel (a
          * terminal run is never cancelled, docs/CONTRACTS.md: one terminal
          * status), and the node is the one known now. */
         _cleanup_pgres_ PGresult *locked = NULL;
-        if ((k = pg_exec(d.conn, "SELECT status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE", 2,
-                         params, &locked, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "cancel run");
-        }
+        if ((k = pg_exec(tx.d.conn, "SELECT status, node_id FROM api.runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE", 2,
+                         params, &locked, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "cancel run");
         if (PQntuples(locked) == 1) {
                 status = PQgetvalue(locked, 0, 0);
                 node = db_val(locked, 0, 1);
         }
-        if (runs_status_terminal(status)) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "run already ended (%s)", status);
-        }
-        if ((k = api_audit(r, &d, "run.cancel", "run", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if (runs_status_terminal(status))
+                return api_errno(r, -EEXIST, "run already ended (%s)", status);
+        if ((k = api_tx_audit(&tx, "run.cancel", "run", id, change)) < 0)
                 return k;
-        }
 
         Paddock__V1__RunControl rc = PADDOCK__V1__RUN_CONTROL__INIT;
         Paddock__V1__CancelRun cancel = PADDOCK__V1__CANCEL_RUN__INIT;
@@ -93,10 +84,8 @@ int runs_cancel(struct api_req *r) {
         rc.node_id = (char *)(node ? node : "");
         rc.action_case = PADDOCK__V1__RUN_CONTROL__ACTION_CANCEL;
         rc.cancel = &cancel;
-        if ((k = control_enqueue(r->api, &d, r->caller.tenant_id, id, &rc, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "queue cancel");
-        }
+        if ((k = control_enqueue(r->api, &tx.d, r->caller.tenant_id, id, &rc, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "queue cancel");
 
         const char *out_status = status;
         if (!node) {
@@ -104,24 +93,22 @@ int runs_cancel(struct api_req *r) {
                  * (unless the assignment arrived meanwhile: then the runner does) */
                 _cleanup_pgres_ PGresult *up = NULL;
                 const char *uparams[] = {id, r->caller.tenant_id, reason};
-                k = pg_exec(d.conn,
+                k = pg_exec(tx.d.conn,
                             "UPDATE api.runs SET status = 'cancelled', reason = $3, ended_at = now() "
                             "WHERE id = $1 AND tenant_id = $2 AND node_id IS NULL AND status = 'queued' "
                             "RETURNING status",
-                            3, uparams, &up, &e);
-                if (k < 0) {
-                        db_rollback(&d);
-                        return db_fail(r, k, &e, "cancel queued run");
-                }
+                            3, uparams, &up, &tx.e);
+                if (k < 0)
+                        return db_fail(r, k, &tx.e, "cancel queued run");
                 if (PQntuples(up) == 1)
                         out_status = "cancelled";
         }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "cancel run");
+        if ((k = api_tx_commit(&tx, "cancel run")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "run", id, "user", r->caller.user_id, "node",
                                  node ? node : ""),
                 "run cancel requested");
         r->out = json_pack("{s:s, s:s}", "id", id, "status", out_status);
         r->status = 202;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }

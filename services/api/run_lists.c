@@ -32,8 +32,7 @@ static int status_value(struct api_req *r, const char *value, void *userdata) {
                 }
                 return 0;
         }
-        return api_fail(r, -EINVAL, "invalid_field",
-                        "status: \"%.64s\" is not a run status (queued, scheduled, provisioning, running, "
+        return api_errno(r, -EINVAL, "status: \"%.64s\" is not a run status (queued, scheduled, provisioning, running, "
                         "awaiting_approval, succeeded, failed, cancelled, timed_out, limit_exceeded, rejected)",
                         value);
 }
@@ -42,7 +41,7 @@ static int status_value(struct api_req *r, const char *value, void *userdata) {
 static int launcher_resolve(struct api_req *r, struct db *d, const char *ref, char out[UUID_STR_LEN]) {
         int k = db_resolve_ref(r, d, "api.users", "username", "user", ref, out);
         if (k == -ENOENT)
-                return api_fail(r, -EINVAL, "invalid_field", "launched_by: no user \"%s\" in this tenant", ref);
+                return api_errno(r, -EINVAL, "launched_by: no user \"%s\" in this tenant", ref);
         return k;
 }
 
@@ -50,7 +49,7 @@ static int launcher_resolve(struct api_req *r, struct db *d, const char *ref, ch
 static int sandbox_filter(struct api_req *r, struct db *d, const char *ref, char out[UUID_STR_LEN]) {
         int k = sandboxes_resolve(r, d, ref, out);
         if (k == -ENOENT)
-                return api_fail(r, -EINVAL, "invalid_field", "sandbox: no sandbox \"%s\" that you can see", ref);
+                return api_errno(r, -EINVAL, "sandbox: no sandbox \"%s\" that you can see", ref);
         if (k < 0)
                 return k;
         struct err_detail e = {0};
@@ -61,7 +60,7 @@ static int sandbox_filter(struct api_req *r, struct db *d, const char *ref, char
                 return db_fail(r, k, &e, "load sandbox");
         k = PQntuples(res) == 1 ? api_authz_team(d, &r->caller, PQgetvalue(res, 0, 0), PERM_VIEWER, &e) : -ENOENT;
         if (k == -ENOENT || k == -EPERM)
-                return api_fail(r, -EINVAL, "invalid_field", "sandbox: no sandbox \"%s\" that you can see", ref);
+                return api_errno(r, -EINVAL, "sandbox: no sandbox \"%s\" that you can see", ref);
         return k < 0 ? db_fail(r, k, &e, "check team membership") : 0;
 }
 
@@ -82,9 +81,9 @@ int runs_list(struct api_req *r) {
         /* the latest review's outcome (reviews.c), or none yet */
         if (review && strcmp(review, "approve") && strcmp(review, "reject") && strcmp(review, "escalate") &&
             strcmp(review, "none"))
-                return api_fail(r, -EINVAL, "invalid_field", "review must be approve, reject, escalate or none");
+                return api_errno(r, -EINVAL, "review must be approve, reject, escalate or none");
         if (from && to && strtoll(from, NULL, 10) >= strtoll(to, NULL, 10))
-                return api_fail(r, -EINVAL, "invalid_field", "to must be later than from");
+                return api_errno(r, -EINVAL, "to must be later than from");
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};

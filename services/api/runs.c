@@ -148,17 +148,17 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
 
 int runs_get(struct api_req *r) {
         if (!id_is_uuid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         /* read in the token lookup's round trip (runs_get_read): one round trip per request */
         const PGresult *res = r->read;
         if (!res)
-                return api_fail(r, -EIO, "internal", "internal error");
+                return api_errno(r, -EIO, "internal error");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         struct err_detail e = {0};
         int k = api_authz_team_row(&r->caller, res, 0, RUNS_COL_AUTHZ, PQgetvalue(res, 0, 14), &e);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
@@ -193,7 +193,7 @@ int runs_get(struct api_req *r) {
                 json_object_set_new(r->out, "deleted", json_null());
         }
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 
@@ -557,8 +557,7 @@ static int check_secrets_set(struct api_req *r, struct db *d, const char *team_i
                 if (k < 0)
                         return k;
                 if (!set)
-                        return api_fail(r, -EEXIST, "conflict",
-                                        "spec.secrets[%zu]: secret %s is not set for the team", i, name);
+                        return api_errno(r, -EEXIST, "spec.secrets[%zu]: secret %s is not set for the team", i, name);
         }
         return 0;
 }
@@ -577,8 +576,7 @@ static int check_connector_secrets_set(struct api_req *r, struct db *d, const ch
                 if (k < 0)
                         return k;
                 if (!set)
-                        return api_fail(r, -EEXIST, "conflict",
-                                        "spec.connectors[%zu]: secret %s (the header of connector %s) is not set for "
+                        return api_errno(r, -EEXIST, "spec.connectors[%zu]: secret %s (the header of connector %s) is not set for "
                                         "the team", i, name, json_string_value(json_object_get(c, "name")));
         }
         return 0;
@@ -596,8 +594,7 @@ static int check_model_keys_set(struct api_req *r, struct db *d, const char *tea
                 if (k < 0)
                         return k;
                 if (!set)
-                        return api_fail(r, -EEXIST, "conflict",
-                                        "spec.models[%zu]: secret %s (the key of models item %s) is not set for the team",
+                        return api_errno(r, -EEXIST, "spec.models[%zu]: secret %s (the key of models item %s) is not set for the team",
                                         i, name, json_string_value(json_object_get(it, "name")));
         }
         return 0;
@@ -637,12 +634,12 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         if (k < 0)
                 return db_fail(r, k, &e, "load sandbox");
         if (PQntuples(sb) != 1)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+                return api_errno(r, -ENOENT, "sandbox not found");
         k = api_authz_team(d, &r->caller, PQgetvalue(sb, 0, 0), PERM_VIEWER, &e);
         if (k == -EPERM)
                 return db_fail(r, k, &e, "check team membership");
         if (k < 0)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+                return api_errno(r, -ENOENT, "sandbox not found");
         const char *sandbox_name = PQgetvalue(sb, 0, 1);
 
         _cleanup_pgres_ PGresult *res = NULL;
@@ -655,9 +652,9 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         if (k < 0)
                 return db_fail(r, k, &e, "load sandbox version");
         if (PQntuples(res) != 1 && l->version)
-                return api_fail(r, -ENOENT, "not_found", "sandbox version not found");
+                return api_errno(r, -ENOENT, "sandbox version not found");
         if (PQntuples(res) != 1)
-                return api_fail(r, -EEXIST, "conflict", "sandbox \"%s\" has no published version: publish its draft first",
+                return api_errno(r, -EEXIST, "sandbox \"%s\" has no published version: publish its draft first",
                                 sandbox_name);
         char version[16];
         snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
@@ -669,19 +666,17 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         char team_id[UUID_STR_LEN];
         snprintf(team_id, sizeof team_id, "%s", PQgetvalue(sb, 0, 0));
         if (l->team && !team_names_id(d, r->caller.tenant_id, l->team, team_id) && l->relaunch_of)
-                return api_fail(r, -EEXIST, "conflict",
-                                "run %s is not in the team of its sandbox \"%s\": launch the sandbox anew",
+                return api_errno(r, -EEXIST, "run %s is not in the team of its sandbox \"%s\": launch the sandbox anew",
                                 l->relaunch_of, sandbox_name);
         if (l->team && !team_names_id(d, r->caller.tenant_id, l->team, team_id))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "team: a run belongs to the team of its sandbox (\"%s\" is in team %s); "
+                return api_errno(r, -EINVAL, "team: a run belongs to the team of its sandbox (\"%s\" is in team %s); "
                                 "omit team or name that one",
                                 sandbox_name, team_id);
         k = api_authz_team(d, &r->caller, team_id, r->perm, &e);
         if (k == -EPERM)
                 return db_fail(r, k, &e, "check team membership");
         if (k < 0)
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         /* budgets (B): a team that used up a limit this month launches nothing (402) */
         if ((k = budgets_launch_check(r, d, team_id)) < 0)
                 return k;
@@ -690,7 +685,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         _cleanup_free_ char *canon = NULL;
         char sha[65];
         if (!spec || spec_canonical(spec, &canon, sha) < 0)
-                return api_fail(r, -EIO, "internal", "could not load the published spec");
+                return api_errno(r, -EIO, "could not load the published spec");
 
         if ((k = check_secrets_set(r, d, team_id, spec)) < 0)
                 return k;
@@ -699,14 +694,14 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         _cleanup_json_ json_t *pol = NULL;
         k = policy_resolve(d, r->caller.tenant_id, spec, &pol, &e);
         if (k == -EINVAL)
-                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+                return api_errno(r, -EEXIST, "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "resolve the sandbox policy");
         if ((k = check_model_keys_set(r, d, team_id, pol)) < 0 || (k = check_connector_secrets_set(r, d, team_id, pol)) < 0)
                 return k;
         _cleanup_free_ char *model_keys = model_key_secrets_literal(pol);
         if (!model_keys)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         /* the task: rendered once, here, and stored with the run (prompt.c) */
         _cleanup_json_ json_t *prompt = NULL;
         const struct prompt_input pin = {.vars = l->prompt_vars, .free_text = l->prompt_text,
@@ -715,26 +710,25 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         if (k == -EINVAL)
                 return api_fail(r, -EINVAL, e.code, "%s", e.message);
         if (k == -EEXIST)
-                return api_fail(r, -EEXIST, "conflict", "%s", e.message);
+                return api_errno(r, -EEXIST, "%s", e.message);
         if (k < 0)
                 return db_fail(r, k, &e, "render the prompt");
         _cleanup_free_ char *prompt_vars_json = prompt ? json_dumps(json_object_get(prompt, "vars"),
                                                                     JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         _cleanup_free_ char *prompt_json = prompt ? json_dumps(prompt, JSON_COMPACT) : NULL;
         if (prompt && (!prompt_vars_json || !prompt_json))
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         /* an approved image that no node has built would only fail the run at
          * provisioning: say so now (a run without image uses the node's own root) */
         json_t *image = json_object_get(pol, "image");
         if (json_is_string(image)) {
                 k = nodes_image_ready(d, json_string_value(image), &e);
                 if (k == -EAGAIN)
-                        return api_fail(r, -EAGAIN, "unavailable", "the nodes' images are not known yet");
+                        return api_errno(r, -EAGAIN, "the nodes' images are not known yet");
                 if (k < 0)
                         return db_fail(r, k, &e, "check the nodes' images");
                 if (k == 0)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.image: no ready node has image \"%s\" (sandbox \"%s\" version %s); "
+                        return api_errno(r, -EINVAL, "spec.image: no ready node has image \"%s\" (sandbox \"%s\" version %s); "
                                         "build it on a node (paddock-runner-agent image build %s) or launch "
                                         "a version without it",
                                         json_string_value(image), sandbox_name, version, json_string_value(image));
@@ -742,7 +736,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
 
         char run_id[UUID_STR_LEN], msgid[UUID_STR_LEN];
         if (id_new_uuid(run_id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
+                return api_errno(r, -EIO, "could not generate an id");
 
         Paddock__V1__RunRequested req = PADDOCK__V1__RUN_REQUESTED__INIT;
         Paddock__V1__Envelope env;
@@ -754,7 +748,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         snprintf(producer, sizeof producer, "api/%s", r->api->instance);
         if (envelope_init(&env, r->caller.tenant_id, run_id, 0, producer, msgid) < 0 ||
             snapshot_fill(spec, pol, &snap, &agent, &limits, &parts) < 0)
-                return api_fail(r, -EIO, "internal", "could not build the run snapshot");
+                return api_errno(r, -EIO, "could not build the run snapshot");
         snap.sandbox_id = (char *)l->sandbox_id;
         snap.version = (uint32_t)atoi(version);
         snap.name = (char *)sandbox_name;
@@ -777,7 +771,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         size_t len = paddock__v1__run_requested__get_packed_size(&req);
         _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
         if (!buf)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         paddock__v1__run_requested__pack(&req, buf);
 
         const char *ip[] = {run_id, r->caller.tenant_id, team_id, l->sandbox_id, version, r->caller.user_id,
@@ -788,12 +782,12 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s, s:s}", "team", team_id, "sandbox", l->sandbox_id,
                                                   "version", version, "spec_sha256", PQgetvalue(res, 0, 1));
         if (!change || (l->relaunch_of && json_object_set_new(change, "relaunch_of", json_string(l->relaunch_of)) < 0))
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         if (prompt && json_object_set_new(change, "prompt",
                                           json_pack("{s:O, s:O, s:O}", "template", json_object_get(prompt, "template"),
                                                     "template_version", json_object_get(prompt, "template_version"),
                                                     "rendered_sha256", json_object_get(prompt, "rendered_sha256"))) < 0)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         if ((k = db_begin(d, &e)) < 0)
                 return db_fail(r, k, &e, "insert run");
         k = pg_exec(d->conn,
@@ -828,7 +822,7 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         if (r->out && l->relaunch_of)
                 json_object_set_new(r->out, "relaunch_of", json_string(l->relaunch_of));
         r->status = 202;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int runs_create(struct api_req *r) {
@@ -848,19 +842,19 @@ int runs_create(struct api_req *r) {
                *jteam = json_object_get(body, "team"), *jvars = json_object_get(body, "prompt_vars"),
                *jprompt = json_object_get(body, "prompt");
         if (jvars && !json_is_object(jvars))
-                return api_fail(r, -EINVAL, "invalid_field", "prompt_vars must be an object {variable: value}");
+                return api_errno(r, -EINVAL, "prompt_vars must be an object {variable: value}");
         if (jprompt && (!json_is_string(jprompt) || strlen(json_string_value(jprompt)) != json_string_length(jprompt)))
-                return api_fail(r, -EINVAL, "invalid_field", "prompt must be a string (free text for the template's "
+                return api_errno(r, -EINVAL, "prompt must be a string (free text for the template's "
                                                              "text variable)");
         if (!jsb)
                 return api_fail(r, -EINVAL, "missing_field", "sandbox is required");
         if (!json_is_string(jsb) || json_string_length(jsb) == 0 || json_string_length(jsb) > 256 ||
             strlen(json_string_value(jsb)) != json_string_length(jsb))
-                return api_fail(r, -EINVAL, "invalid_field", "sandbox must be a sandbox id or name");
+                return api_errno(r, -EINVAL, "sandbox must be a sandbox id or name");
         if (jver && (!json_is_integer(jver) || json_integer_value(jver) < 1 || json_integer_value(jver) > 1000000000))
-                return api_fail(r, -EINVAL, "invalid_field", "version must be a positive integer");
+                return api_errno(r, -EINVAL, "version must be a positive integer");
         if (jteam && (!json_is_string(jteam) || json_string_length(jteam) == 0 || json_string_length(jteam) > 256))
-                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id");
+                return api_errno(r, -EINVAL, "team must be a team id");
 
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
@@ -870,7 +864,7 @@ int runs_create(struct api_req *r) {
         char sandbox_id[UUID_STR_LEN], version[16];
         k = sandboxes_resolve(r, &d, json_string_value(jsb), sandbox_id);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+                return api_errno(r, -ENOENT, "sandbox not found");
         if (k < 0)
                 return k;
         if (jver)
@@ -888,7 +882,7 @@ int runs_create(struct api_req *r) {
 int runs_relaunch(struct api_req *r) {
         const char *id = r->params[0];
         if (!id_is_uuid(id))
-                return api_fail(r, -ENOENT, "not_found", "run not found");
+                return api_errno(r, -ENOENT, "run not found");
         /* nothing to choose: the run says what to launch again */
         int k = api_body_none(r);
         if (k < 0)

@@ -28,7 +28,7 @@ static int sandbox_load(struct api_req *r, struct db *d, const char *ref, json_t
         char id[UUID_STR_LEN];
         int k = sandboxes_resolve(r, d, ref, id);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "sandbox not found");
+                return api_errno(r, -ENOENT, "sandbox not found");
         if (k < 0)
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
@@ -49,7 +49,7 @@ static int sandbox_load(struct api_req *r, struct db *d, const char *ref, json_t
                          "created_at", PQgetvalue(res, 0, 4), "created_by", PQgetvalue(res, 0, 6));
         if (id_out)
                 snprintf(id_out, UUID_STR_LEN, "%s", id);
-        return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return *ret ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int sandboxes_create(struct api_req *r) {
@@ -64,54 +64,46 @@ int sandboxes_create(struct api_req *r) {
                 return api_fail(r, -EINVAL, "missing_field", "name is required");
         /* not a UUID: wherever a sandbox id is taken, its name is too */
         if (!json_is_string(name) || !name_ok(json_string_value(name)) || id_is_uuid(json_string_value(name)))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name must be 1 to %d characters of A-Z a-z 0-9 . _ - (not a UUID)", NAME_MAX_LEN);
+                return api_errno(r, -EINVAL, "name must be 1 to %d characters of A-Z a-z 0-9 . _ - (not a UUID)", NAME_MAX_LEN);
         if (!team)
                 return api_fail(r, -EINVAL, "missing_field", "team is required");
         if (!json_is_string(team) || json_string_length(team) == 0 || json_string_length(team) > 256)
-                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id");
+                return api_errno(r, -EINVAL, "team must be a team id");
         json_t *spec = json_object_get(body, "spec");
         if ((k = spec_validate(r, spec)) < 0)
                 return k;
 
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
+                return k;
         char team_id[UUID_STR_LEN], id[UUID_STR_LEN];
-        if ((k = teams_resolve(r, &d, json_string_value(team), team_id)) < 0)
+        if ((k = teams_resolve(r, &tx.d, json_string_value(team), team_id)) < 0)
                 return k;
         if (id_new_uuid(id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
+                return api_errno(r, -EIO, "could not generate an id");
         _cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
         if (!spec_text)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         const char *params[] = {id, r->caller.tenant_id, team_id, json_string_value(name), spec_text,
                                 r->caller.user_id};
         /* one transaction so the write stands only if it was audited */
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.sandboxes (id, tenant_id, team_id, name, draft_spec, created_by) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-                    6, params, NULL, &e);
-        if (k < 0)
-                db_rollback(&d);
+                    6, params, NULL, &tx.e);
         if (k == -EEXIST)
-                return api_fail(r, -EEXIST, "conflict", "a sandbox named \"%s\" already exists", json_string_value(name));
+                return api_errno(r, -EEXIST, "a sandbox named \"%s\" already exists", json_string_value(name));
         if (k < 0)
-                return db_fail(r, k, &e, "create sandbox");
+                return db_fail(r, k, &tx.e, "create sandbox");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:O, s:O}", "team", team_id, "name", name, "spec", spec);
-        if ((k = api_audit(r, &d, "sandbox.create", "sandbox", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "sandbox.create", "sandbox", id, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit sandbox");
+        if ((k = api_tx_commit(&tx, "sandbox")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "user", r->caller.user_id),
                 "sandbox created");
-        if ((k = sandbox_load(r, &d, id, &r->out, NULL)) < 0)
+        if ((k = sandbox_load(r, &tx.d, id, &r->out, NULL)) < 0)
                 return k;
         r->status = 201;
         return 0;
@@ -139,35 +131,28 @@ int sandboxes_put_draft(struct api_req *r) {
         json_t *spec = json_object_get(body, "spec");
         if ((k = spec_validate(r, spec)) < 0)
                 return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
+                return k;
         _cleanup_json_ json_t *current = NULL;
         char id[UUID_STR_LEN];
-        if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
+        if ((k = sandbox_load(r, &tx.d, r->params[0], &current, id)) < 0)
                 return k;
         _cleanup_free_ char *spec_text = json_dumps(spec, JSON_COMPACT);
         if (!spec_text)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         const char *params[] = {id, r->caller.tenant_id, spec_text};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        k = pg_exec(d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
-                    3, params, NULL, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "update draft");
-        }
+        k = pg_exec(tx.d.conn, "UPDATE api.sandboxes SET draft_spec = $3::jsonb WHERE id = $1 AND tenant_id = $2",
+                    3, params, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "update draft");
         _cleanup_json_ json_t *change = json_pack("{s:O}", "spec", spec);
-        if ((k = api_audit(r, &d, "sandbox.update", "sandbox", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "sandbox.update", "sandbox", id, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit draft");
-        if ((k = sandbox_load(r, &d, id, &r->out, NULL)) < 0)
+        if ((k = api_tx_commit(&tx, "draft")) < 0)
+                return k;
+        if ((k = sandbox_load(r, &tx.d, id, &r->out, NULL)) < 0)
                 return k;
         r->status = 200;
         return 0;
@@ -185,55 +170,47 @@ static int version_load(struct api_req *r, struct db *d, const char *sandbox_id,
         if (k < 0)
                 return db_fail(r, k, &e, "load version");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "version not found");
+                return api_errno(r, -ENOENT, "version not found");
         json_t *spec = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
         *ret = json_pack("{s:s, s:I, s:o, s:s, s:s, s:s}", "sandbox", PQgetvalue(res, 0, 0), "version",
                          (json_int_t)atoll(PQgetvalue(res, 0, 1)), "spec", spec ? spec : json_object(),
                          "spec_sha256", PQgetvalue(res, 0, 3), "published_at", PQgetvalue(res, 0, 4),
                          "published_by", PQgetvalue(res, 0, 5));
-        return *ret ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return *ret ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int sandboxes_publish(struct api_req *r) {
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
+                return k;
         _cleanup_json_ json_t *current = NULL;
         char id[UUID_STR_LEN];
-        if ((k = sandbox_load(r, &d, r->params[0], &current, id)) < 0)
+        if ((k = sandbox_load(r, &tx.d, r->params[0], &current, id)) < 0)
                 return k;
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
         /* the row lock serializes concurrent publishes of one sandbox */
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "SELECT s.draft_spec::text, coalesce(l.version, 0) + 1, l.version, l.spec_sha256 "
                     "FROM api.sandboxes s LEFT JOIN LATERAL (SELECT v.version, v.spec_sha256 FROM api.sandbox_versions v "
                     "  WHERE v.sandbox_id = s.id ORDER BY v.version DESC LIMIT 1) l ON true "
                     "WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
-                    2, params, &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                return k < 0 ? db_fail(r, k, &e, "lock sandbox") : api_fail(r, -ENOENT, "not_found", "sandbox not found");
-        }
+                    2, params, &res, &tx.e);
+        if (k < 0 || PQntuples(res) != 1)
+                return k < 0 ? db_fail(r, k, &tx.e, "lock sandbox") : api_errno(r, -ENOENT, "sandbox not found");
         _cleanup_json_ json_t *spec = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
         _cleanup_free_ char *canon = NULL;
         char sha[65];
-        if (!spec || spec_canonical(spec, &canon, sha) < 0) {
-                db_rollback(&d);
-                return api_fail(r, -EIO, "internal", "could not canonicalize the draft");
-        }
+        if (!spec || spec_canonical(spec, &canon, sha) < 0)
+                return api_errno(r, -EIO, "could not canonicalize the draft");
         char version[16];
         /* the draft is what the latest version already is: publishing it again
          * would only make an identical version, so answer with that one
          * (nothing written, nothing to audit) */
         if (!PQgetisnull(res, 0, 2) && !strcmp(PQgetvalue(res, 0, 3), sha)) {
                 snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 2));
-                db_rollback(&d);
-                if ((k = version_load(r, &d, id, version, &r->out)) < 0)
+                if ((k = version_load(r, &tx.d, id, version, &r->out)) < 0)
                         return k;
                 json_object_set_new(r->out, "unchanged", json_true());
                 r->status = 200;
@@ -241,26 +218,22 @@ int sandboxes_publish(struct api_req *r) {
         }
         snprintf(version, sizeof version, "%s", PQgetvalue(res, 0, 1));
         const char *ip[] = {id, r->caller.tenant_id, version, canon, sha, r->caller.user_id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.sandbox_versions (sandbox_id, tenant_id, version, spec, spec_sha256, published_by) "
                     "VALUES ($1, $2, $3::integer, $4::jsonb, $5, $6)",
-                    6, ip, NULL, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "publish version");
-        }
+                    6, ip, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "publish version");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "sandbox", id, "version", version,
                                                   "spec_sha256", sha);
-        if ((k = api_audit(r, &d, "sandbox.publish", "sandbox", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "sandbox.publish", "sandbox", id, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit version");
+        if ((k = api_tx_commit(&tx, "version")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "sandbox", id, "version", version,
                                  "user", r->caller.user_id),
                 "sandbox version published");
-        if ((k = version_load(r, &d, id, version, &r->out)) < 0)
+        if ((k = version_load(r, &tx.d, id, version, &r->out)) < 0)
                 return k;
         json_object_set_new(r->out, "unchanged", json_false());
         r->status = 201;
@@ -270,7 +243,7 @@ int sandboxes_publish(struct api_req *r) {
 int sandboxes_get_version(struct api_req *r) {
         const char *v = r->params[1];
         if (strlen(v) > 9 || strspn(v, "0123456789") != strlen(v) || atoi(v) < 1)
-                return api_fail(r, -ENOENT, "not_found", "version not found");
+                return api_errno(r, -ENOENT, "version not found");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         int k = db_open_caller(&d, r, &e);
@@ -305,7 +278,7 @@ int sandboxes_list(struct api_req *r) {
             (k = api_query_single(r, "name", nbuf, sizeof nbuf, &name)) < 0)
                 return k;
         if (name && !name_ok(name))
-                return api_fail(r, -EINVAL, "invalid_field", "name must be 1 to %d characters of A-Z a-z 0-9 . _ -",
+                return api_errno(r, -EINVAL, "name must be 1 to %d characters of A-Z a-z 0-9 . _ -",
                                 NAME_MAX_LEN);
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};

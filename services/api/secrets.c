@@ -129,7 +129,7 @@ static int secrets_team(struct api_req *r, struct db *d, char team_id[UUID_STR_L
 
 static int check_name(struct api_req *r) {
         if (!spec_secret_name_ok(r->params[1]))
-                return api_fail(r, -EINVAL, "invalid_field", "name must match [A-Z_][A-Z0-9_]{0,63}");
+                return api_errno(r, -EINVAL, "name must match [A-Z_][A-Z0-9_]{0,63}");
         return 0;
 }
 
@@ -154,25 +154,24 @@ int secrets_put(struct api_req *r) {
                 return api_fail(r, -EINVAL, "missing_field", "value is required");
         if (!json_is_string(jv) || json_string_length(jv) == 0 ||
             strlen(json_string_value(jv)) != json_string_length(jv))
-                return api_fail(r, -EINVAL, "invalid_field", "value must be a non-empty string without NUL bytes");
+                return api_errno(r, -EINVAL, "value must be a non-empty string without NUL bytes");
         size_t vlen = json_string_length(jv);
         if (vlen > SECRET_VALUE_MAX)
-                return api_fail(r, -E2BIG, "too_large", "value exceeds %d bytes", SECRET_VALUE_MAX);
+                return api_errno(r, -E2BIG, "value exceeds %d bytes", SECRET_VALUE_MAX);
 
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char team_id[UUID_STR_LEN];
-        if ((k = secrets_team(r, &d, team_id)) < 0)
+        if ((k = secrets_team(r, &tx.d, team_id)) < 0)
                 return k;
         uint8_t dk[SECRETBOX_KEY_LEN];
-        if ((k = tenant_data_key(r->api, d.conn, r->caller.tenant_id, true, dk, &e)) < 0) {
+        if ((k = tenant_data_key(r->api, tx.d.conn, r->caller.tenant_id, true, dk, &tx.e)) < 0) {
                 if (k == -EBADMSG) {
-                        log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", e.message);
-                        return api_fail(r, -EIO, "internal", "internal error");
+                        log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", tx.e.message);
+                        return api_errno(r, -EIO, "internal error");
                 }
-                return db_fail(r, k, &e, "load tenant data key");
+                return db_fail(r, k, &tx.e, "load tenant data key");
         }
         size_t bl = SECRETBOX_SEALED_LEN(vlen);
         _cleanup_free_ uint8_t *blob = malloc(bl);
@@ -187,31 +186,25 @@ int secrets_put(struct api_req *r) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->params[1], r->caller.tenant_id, hex, r->caller.user_id};
         /* one transaction so the write stands only if it was audited */
-        k = db_begin(&d, &e);
-        if (k >= 0)
-                k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.team_secrets (team_id, name, tenant_id, sealed, updated_by) "
                     "VALUES ($1, $2, $3, $4::bytea, $5) ON CONFLICT (team_id, name) DO UPDATE SET "
                     "sealed = EXCLUDED.sealed, updated_at = now(), updated_by = EXCLUDED.updated_by "
                     "RETURNING (xmax = 0)",
-                    5, params, &res, &e);
+                    5, params, &res, &tx.e);
         /* the request body (the value) is freed with the request; our copy goes now */
         explicit_bzero((char *)json_string_value(jv), vlen);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "store team secret");
-        }
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "store team secret");
         bool created = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
         /* metadata only: the value never reaches the audit log */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
-        if ((k = api_audit(r, &d, "secret.put", "secret", object, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "secret.put", "secret", object, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit team secret");
+        if ((k = api_tx_commit(&tx, "team secret")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),
                 created ? "team secret created" : "team secret updated");
@@ -245,41 +238,34 @@ int secrets_list(struct api_req *r) {
                                                        PQgetvalue(res, i, 3)));
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int secrets_delete(struct api_req *r) {
         int k = check_name(r);
         if (k < 0)
                 return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char team_id[UUID_STR_LEN];
-        if ((k = secrets_team(r, &d, team_id)) < 0)
+        if ((k = secrets_team(r, &tx.d, team_id)) < 0)
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->caller.tenant_id, r->params[1]};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        k = pg_exec(d.conn, "DELETE FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3", 3,
-                    params, &res, &e);
-        if (k < 0 || atoi(PQcmdTuples(res)) == 0)
-                db_rollback(&d);
+        k = pg_exec(tx.d.conn, "DELETE FROM api.team_secrets WHERE team_id = $1 AND tenant_id = $2 AND name = $3", 3,
+                    params, &res, &tx.e);
         if (k < 0)
-                return db_fail(r, k, &e, "delete team secret");
+                return db_fail(r, k, &tx.e, "delete team secret");
         if (atoi(PQcmdTuples(res)) == 0)
-                return api_fail(r, -ENOENT, "not_found", "secret not found");
+                return api_errno(r, -ENOENT, "secret not found");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s}", "team", team_id, "name", r->params[1]);
         char object[UUID_STR_LEN + 80];
         snprintf(object, sizeof object, "%s/%s", team_id, r->params[1]);
-        if ((k = api_audit(r, &d, "secret.delete", "secret", object, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "secret.delete", "secret", object, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit team secret");
+        if ((k = api_tx_commit(&tx, "team secret")) < 0)
+                return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "secret", r->params[1], "user",
                                  r->caller.user_id),
                 "team secret deleted");

@@ -35,8 +35,7 @@ static int body_name(struct api_req *r, json_t *body, bool required, const char 
         size_t n = s ? strlen(s) : 0;
         if (!s || n == 0 || n > SA_NAME_MAX || n != json_string_length(v) || strspn(s, SA_NAME_CHARS) != n ||
             id_is_uuid(s))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name must be 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID)");
+                return api_errno(r, -EINVAL, "name must be 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID)");
         *ret = s;
         return 0;
 }
@@ -49,7 +48,7 @@ static int body_roles(struct api_req *r, json_t *body, char *out, size_t size, j
                 return roles_literal(r, "roles", viewer, out, size, ret_list);
         }
         if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 7)
-                return api_fail(r, -EINVAL, "invalid_field", "roles must be an array of 1 to 7 role names");
+                return api_errno(r, -EINVAL, "roles must be an array of 1 to 7 role names");
         return roles_literal(r, "roles", roles, out, size, ret_list);
 }
 
@@ -101,7 +100,7 @@ int service_accounts_list(struct api_req *r) {
         }
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int service_accounts_create(struct api_req *r) {
@@ -116,57 +115,45 @@ int service_accounts_create(struct api_req *r) {
         json_t *jt = json_object_get(body, "team");
         if (jt && (!json_is_string(jt) || json_string_length(jt) == 0 || json_string_length(jt) > 256 ||
                    strlen(json_string_value(jt)) != json_string_length(jt)))
-                return api_fail(r, -EINVAL, "invalid_field", "team must be a team id or name");
+                return api_errno(r, -EINVAL, "team must be a team id or name");
         if (!jt && json_object_get(body, "roles"))
                 return api_fail(r, -EINVAL, "missing_field", "team is required with roles");
         char roles_lit[256];
         if (jt && (k = body_roles(r, body, roles_lit, sizeof roles_lit, &roles)) < 0)
                 return k;
 
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char team[UUID_STR_LEN] = "", id[UUID_STR_LEN];
-        if (jt && (k = teams_resolve(r, &d, json_string_value(jt), team)) < 0)
+        if (jt && (k = teams_resolve(r, &tx.d, json_string_value(jt), team)) < 0)
                 return k;
         if (id_new_uuid(id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
-
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -EIO, "could not generate an id");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *up[] = {id, r->caller.tenant_id, name, SA_NO_PASSWORD};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.users (id, tenant_id, username, password_hash, kind) "
                     "VALUES ($1, $2, $3, $4, 'service') RETURNING " DB_TS("created_at"),
-                    4, up, &res, &e);
-        if (k == -EEXIST) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "name is already taken by a user or service account");
-        }
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "create service account");
-        }
+                    4, up, &res, &tx.e);
+        if (k == -EEXIST)
+                return api_errno(r, -EEXIST, "name is already taken by a user or service account");
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "create service account");
         if (team[0]) {
                 const char *mp[] = {team, id, r->caller.tenant_id, roles_lit};
-                if ((k = pg_exec(d.conn,
+                if ((k = pg_exec(tx.d.conn,
                                  "INSERT INTO api.team_members (team_id, user_id, tenant_id, roles) "
                                  "VALUES ($1, $2, $3, $4::text[])",
-                                 4, mp, NULL, &e)) < 0) {
-                        db_rollback(&d);
-                        return db_fail(r, k, &e, "grant roles");
-                }
+                                 4, mp, NULL, &tx.e)) < 0)
+                        return db_fail(r, k, &tx.e, "grant roles");
         }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?}", "name", name, "team", team[0] ? team : NULL,
                                                   "roles", roles);
-        if ((k = api_audit(r, &d, "service_account.create", "service_account", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "service_account.create", "service_account", id, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit service account");
+        if ((k = api_tx_commit(&tx, "service account")) < 0)
+                return k;
         json_t *teams = json_array();
         if (team[0])
                 json_array_append_new(teams, json_pack("{s:s, s:O}", "id", team, "roles", roles));
@@ -176,14 +163,14 @@ int service_accounts_create(struct api_req *r) {
         if (asprintf(&r->location, "/v1/service-accounts/%s", id) < 0)
                 r->location = NULL;
         r->status = 201;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 /* Locks service account id of the caller's tenant: 0 and its disabled flag,
  * or a recorded 404. */
 static int sa_lock(struct api_req *r, struct db *d, const char *id, bool *ret_disabled) {
         if (!id_is_uuid(id))
-                return api_fail(r, -ENOENT, "not_found", "service account not found");
+                return api_errno(r, -ENOENT, "service account not found");
         struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
@@ -194,42 +181,33 @@ static int sa_lock(struct api_req *r, struct db *d, const char *id, bool *ret_di
         if (k < 0)
                 return db_fail(r, k, &e, "look up service account");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "service account not found");
+                return api_errno(r, -ENOENT, "service account not found");
         *ret_disabled = PQgetvalue(res, 0, 0)[0] == 't';
         return 0;
 }
 
 int service_accounts_delete(struct api_req *r) {
         const char *id = r->params[0];
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        bool disabled;
-        if ((k = sa_lock(r, &d, id, &disabled)) < 0) {
-                db_rollback(&d);
                 return k;
-        }
+        bool disabled;
+        if ((k = sa_lock(r, &tx.d, id, &disabled)) < 0)
+                return k;
         /* disabled, not deleted: runs and audit records keep naming it */
         const char *params[] = {id, r->caller.tenant_id};
-        if ((k = pg_exec(d.conn, "UPDATE api.users SET disabled = true WHERE id = $1 AND tenant_id = $2", 2,
-                         params, NULL, &e)) < 0 ||
-            (k = pg_exec(d.conn,
+        if ((k = pg_exec(tx.d.conn, "UPDATE api.users SET disabled = true WHERE id = $1 AND tenant_id = $2", 2,
+                         params, NULL, &tx.e)) < 0 ||
+            (k = pg_exec(tx.d.conn,
                          "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
                          "AND revoked_at IS NULL",
-                         2, params, NULL, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "disable service account");
-        }
-        if ((k = api_audit(r, &d, "service_account.disable", "service_account", id, "success", NULL)) < 0) {
-                db_rollback(&d);
+                         2, params, NULL, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "disable service account");
+        if ((k = api_tx_audit(&tx, "service_account.disable", "service_account", id, NULL)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit service account");
+        if ((k = api_tx_commit(&tx, "service account")) < 0)
+                return k;
         r->status = 204;
         return 0;
 }
@@ -247,96 +225,75 @@ int service_accounts_token_create(struct api_req *r) {
         json_t *jx = json_object_get(body, "expires_in_s");
         if (jx) {
                 if (!json_is_integer(jx) || json_integer_value(jx) < 1 || json_integer_value(jx) > SA_TOKEN_MAX_S)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "expires_in_s must be an integer from 1 to %lld (one year)", SA_TOKEN_MAX_S);
+                        return api_errno(r, -EINVAL, "expires_in_s must be an integer from 1 to %lld (one year)", SA_TOKEN_MAX_S);
                 ttl = json_integer_value(jx);
         }
 
         const char *sa = r->params[0];
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        bool disabled;
-        if ((k = sa_lock(r, &d, sa, &disabled)) < 0) {
-                db_rollback(&d);
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
                 return k;
-        }
-        if (disabled) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "service account is disabled");
-        }
+        bool disabled;
+        if ((k = sa_lock(r, &tx.d, sa, &disabled)) < 0)
+                return k;
+        if (disabled)
+                return api_errno(r, -EEXIST, "service account is disabled");
         char token[65], digest[65], id[UUID_STR_LEN], expires[40];
-        if (id_random_hex(token, 32) < 0 || id_new_uuid(id) < 0) {
-                db_rollback(&d);
-                return api_fail(r, -EIO, "internal", "could not generate a token");
-        }
+        if (id_random_hex(token, 32) < 0 || id_new_uuid(id) < 0)
+                return api_errno(r, -EIO, "could not generate a token");
         unsigned char dg[32];
         SHA256((const unsigned char *)token, 64, dg);
         hex_encode(dg, sizeof dg, digest);
         int64_t exp_us = time_now_us() + ttl * 1000000LL;
         time_format_rfc3339(exp_us, expires, sizeof expires);
         const char *params[] = {digest, sa, r->caller.tenant_id, expires, id, name};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.tokens (token_sha256, user_id, tenant_id, expires_at, id, name) "
                     "VALUES ($1, $2, $3, $4::timestamptz, $5, $6)",
-                    6, params, NULL, &e);
+                    6, params, NULL, &tx.e);
         if (k < 0) {
-                db_rollback(&d);
                 explicit_bzero(token, sizeof token);
-                return db_fail(r, k, &e, "store token");
+                return db_fail(r, k, &tx.e, "store token");
         }
         /* the record names the token, never its value or hash */
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "token_id", id, "name", name, "expires_at",
                                                   expires);
-        if ((k = api_audit(r, &d, "service_account.token_create", "service_account", sa, "success", change)) < 0 ||
-            (k = db_commit(&d, &e)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "service_account.token_create", "service_account", sa, change)) < 0 ||
+            (k = api_tx_commit(&tx, "store token")) < 0) {
                 explicit_bzero(token, sizeof token);
-                return r->pcode ? k : db_fail(r, k, &e, "store token");
+                return k;
         }
         r->out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "name", name, "token", token, "expires_at",
                            expires, "service_account", sa);
         explicit_bzero(token, sizeof token);
         r->status = 201;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int service_accounts_token_revoke(struct api_req *r) {
         const char *sa = r->params[0], *tok = r->params[1];
         if (!id_is_uuid(sa) || !id_is_uuid(tok))
-                return api_fail(r, -ENOENT, "not_found", "token not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+                return api_errno(r, -ENOENT, "token not found");
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {tok, sa, r->caller.tenant_id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.tokens k SET revoked_at = coalesce(k.revoked_at, now()) FROM api.users u "
                     "WHERE k.id = $1 AND k.user_id = $2 AND k.tenant_id = $3 AND u.id = k.user_id "
                     "AND u.tenant_id = k.tenant_id AND u.kind = 'service' RETURNING k.id",
-                    3, params, &res, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "revoke token");
-        }
-        if (PQntuples(res) != 1) {
-                db_rollback(&d);
-                return api_fail(r, -ENOENT, "not_found", "token not found");
-        }
+                    3, params, &res, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "revoke token");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "token not found");
         _cleanup_json_ json_t *change = json_pack("{s:s}", "token_id", tok);
-        if ((k = api_audit(r, &d, "service_account.token_revoke", "service_account", sa, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "service_account.token_revoke", "service_account", sa, change)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit revocation");
+        if ((k = api_tx_commit(&tx, "revocation")) < 0)
+                return k;
         r->status = 204;
         return 0;
 }

@@ -69,7 +69,7 @@ static bool clean_string(json_t *v) {
 
 static int validate_agent(struct api_req *r, json_t *agent) {
         if (!json_is_object(agent))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.agent must be an object");
+                return api_errno(r, -EINVAL, "spec.agent must be an object");
         const char *key;
         json_t *v;
         json_object_foreach(agent, key, v) {
@@ -78,8 +78,7 @@ static int validate_agent(struct api_req *r, json_t *agent) {
                 if (!strcmp(key, "effort")) {
                         static const char *const efforts[] = {"low", "medium", "high", "xhigh", NULL};
                         if (!clean_string(v) || !in_list(efforts, json_string_value(v)))
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.agent.effort must be one of \"low\", \"medium\", \"high\", "
+                                return api_errno(r, -EINVAL, "spec.agent.effort must be one of \"low\", \"medium\", \"high\", "
                                                 "\"xhigh\"");
                         continue;
                 }
@@ -88,8 +87,7 @@ static int validate_agent(struct api_req *r, json_t *agent) {
                         if (!clean_string(v) || n == 0 || n > MODEL_MAX ||
                             strspn(json_string_value(v), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                                          "0123456789._:/@-") != n)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.agent.model must be 1-%d characters of A-Z a-z 0-9 . _ : / @ -",
+                                return api_errno(r, -EINVAL, "spec.agent.model must be 1-%d characters of A-Z a-z 0-9 . _ : / @ -",
                                                 MODEL_MAX);
                         continue; /* one of spec.models' ids: policy_resolve */
                 }
@@ -99,29 +97,25 @@ static int validate_agent(struct api_req *r, json_t *agent) {
         bool agent_cli = false;
         if (type) {
                 if (!json_is_string(type))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.agent.type must be a string");
+                        return api_errno(r, -EINVAL, "spec.agent.type must be a string");
                 const char *t = json_string_value(type);
                 agent_cli = !strcmp(t, "claude-code") || !strcmp(t, "codex");
                 if (!agent_cli && strcmp(t, "command"))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.agent.type must be one of \"command\", \"claude-code\", \"codex\"");
+                        return api_errno(r, -EINVAL, "spec.agent.type must be one of \"command\", \"claude-code\", \"codex\"");
         }
         if (json_object_get(agent, "effort") && !agent_cli)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.agent.effort applies to agent types claude-code and codex only");
+                return api_errno(r, -EINVAL, "spec.agent.effort applies to agent types claude-code and codex only");
         json_t *cmd = json_object_get(agent, "command");
         if (!cmd && agent_cli)
                 return 0; /* an agent CLI needs no command */
         if (!cmd)
                 return api_fail(r, -EINVAL, "missing_field", "spec.agent.command is required");
         if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > CMD_MAX_ITEMS)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.agent.command must be a non-empty array of at most %d strings", CMD_MAX_ITEMS);
+                return api_errno(r, -EINVAL, "spec.agent.command must be a non-empty array of at most %d strings", CMD_MAX_ITEMS);
         size_t i;
         json_array_foreach(cmd, i, v) {
                 if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > CMD_MAX_ITEM)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.agent.command[%zu] must be a non-empty string of at most %d bytes",
+                        return api_errno(r, -EINVAL, "spec.agent.command[%zu] must be a non-empty string of at most %d bytes",
                                         i, CMD_MAX_ITEM);
         }
         return 0;
@@ -163,12 +157,12 @@ int spec_parse_mode(const char *s, unsigned *ret) {
 
 static int validate_files(struct api_req *r, json_t *files) {
         if (!json_is_array(files) || json_array_size(files) > FILES_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.files must be an array of at most %d files", FILES_MAX);
+                return api_errno(r, -EINVAL, "spec.files must be an array of at most %d files", FILES_MAX);
         size_t i, total = 0;
         json_t *f;
         json_array_foreach(files, i, f) {
                 if (!json_is_object(f))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.files[%zu] must be an object", i);
+                        return api_errno(r, -EINVAL, "spec.files[%zu] must be an object", i);
                 const char *key;
                 json_t *v;
                 json_object_foreach(f, key, v) {
@@ -179,27 +173,24 @@ static int validate_files(struct api_req *r, json_t *files) {
                 if (!path)
                         return api_fail(r, -EINVAL, "missing_field", "spec.files[%zu].path is required", i);
                 if (!clean_string(path) || !path_ok(json_string_value(path), json_string_length(path)))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.files[%zu].path must be a relative path without \".\" or \"..\" parts of at most %d bytes",
+                        return api_errno(r, -EINVAL, "spec.files[%zu].path must be a relative path without \".\" or \"..\" parts of at most %d bytes",
                                         i, FILE_PATH_MAX);
                 for (size_t j = 0; j < i; j++)
                         if (!strcmp(json_string_value(json_object_get(json_array_get(files, j), "path")),
                                     json_string_value(path)))
-                                return api_fail(r, -EINVAL, "invalid_field", "spec.files[%zu].path repeats spec.files[%zu].path", i, j);
+                                return api_errno(r, -EINVAL, "spec.files[%zu].path repeats spec.files[%zu].path", i, j);
                 json_t *content = json_object_get(f, "content");
                 if (!content)
                         return api_fail(r, -EINVAL, "missing_field", "spec.files[%zu].content is required", i);
                 if (!json_is_string(content))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.files[%zu].content must be a string", i);
+                        return api_errno(r, -EINVAL, "spec.files[%zu].content must be a string", i);
                 total += json_string_length(content);
                 if (total > FILES_CONTENT_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.files[%zu].content: files may hold at most %d bytes in total", i, FILES_CONTENT_MAX);
+                        return api_errno(r, -EINVAL, "spec.files[%zu].content: files may hold at most %d bytes in total", i, FILES_CONTENT_MAX);
                 json_t *mode = json_object_get(f, "mode");
                 unsigned m;
                 if (mode && (!json_is_string(mode) || spec_parse_mode(json_string_value(mode), &m) < 0))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.files[%zu].mode must be an octal string such as \"0644\" (at most 0777)", i);
+                        return api_errno(r, -EINVAL, "spec.files[%zu].mode must be an octal string such as \"0644\" (at most 0777)", i);
         }
         return 0;
 }
@@ -208,14 +199,14 @@ static int validate_files(struct api_req *r, json_t *files) {
  * a sandbox no node could place or that starves the node. */
 static int limit_int(struct api_req *r, const char *key, json_t *v, long long min, long long max) {
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.limits.%s must be an integer from %lld to %lld",
+                return api_errno(r, -EINVAL, "spec.limits.%s must be an integer from %lld to %lld",
                                 key, min, max);
         return 0;
 }
 
 static int validate_limits(struct api_req *r, json_t *limits) {
         if (!json_is_object(limits))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.limits must be an object");
+                return api_errno(r, -EINVAL, "spec.limits must be an object");
         const char *key;
         json_t *v;
         json_object_foreach(limits, key, v) {
@@ -225,8 +216,7 @@ static int validate_limits(struct api_req *r, json_t *limits) {
                 else if (!strcmp(key, "cpus")) {
                         if (!json_is_number(v) || json_number_value(v) < SPEC_CPUS_MIN ||
                             json_number_value(v) > SPEC_CPUS_MAX)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.limits.cpus must be a number from 0.1 to 64");
+                                return api_errno(r, -EINVAL, "spec.limits.cpus must be a number from 0.1 to 64");
                 } else if (!strcmp(key, "memory_mb"))
                         k = limit_int(r, key, v, 64, 262144);
                 else if (!strcmp(key, "disk_mb"))
@@ -237,8 +227,7 @@ static int validate_limits(struct api_req *r, json_t *limits) {
                         k = limit_int(r, key, v, 1, MAX_TOKENS_MAX);
                 else if (!strcmp(key, "max_cost_usd")) {
                         if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > MAX_COST_USD_MAX)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.limits.max_cost_usd must be a number above 0 and at most %.0f",
+                                return api_errno(r, -EINVAL, "spec.limits.max_cost_usd must be a number above 0 and at most %.0f",
                                                 MAX_COST_USD_MAX);
                 } else
                         return api_fail(r, -EINVAL, "unknown_field", "spec.limits.%s is not a known field", key);
@@ -352,23 +341,23 @@ int spec_egress_rule_reach(struct addr_floor *floor, const char *host, bool ip, 
  * are approved is checked by policy_resolve(). */
 static int validate_refs(struct api_req *r, json_t *refs, const char *field) {
         if (!json_is_array(refs) || json_array_size(refs) > CATALOG_REFS_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be an array of at most %d catalog ids", field,
+                return api_errno(r, -EINVAL, "%s must be an array of at most %d catalog ids", field,
                                 CATALOG_REFS_MAX);
         size_t i;
         json_t *v;
         json_array_foreach(refs, i, v) {
                 if (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128)
-                        return api_fail(r, -EINVAL, "invalid_field", "%s[%zu] must be a catalog id", field, i);
+                        return api_errno(r, -EINVAL, "%s[%zu] must be a catalog id", field, i);
                 for (size_t j = 0; j < i; j++)
                         if (!strcmp(json_string_value(json_array_get(refs, j)), json_string_value(v)))
-                                return api_fail(r, -EINVAL, "invalid_field", "%s[%zu] repeats %s[%zu]", field, i, field, j);
+                                return api_errno(r, -EINVAL, "%s[%zu] repeats %s[%zu]", field, i, field, j);
         }
         return 0;
 }
 
 static int validate_prompt(struct api_req *r, json_t *prompt) {
         if (!json_is_object(prompt))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt must be an object {template, vars}");
+                return api_errno(r, -EINVAL, "spec.prompt must be an object {template, vars}");
         const char *key;
         json_t *v;
         json_object_foreach(prompt, key, v) {
@@ -379,9 +368,9 @@ static int validate_prompt(struct api_req *r, json_t *prompt) {
         if (!t)
                 return api_fail(r, -EINVAL, "missing_field", "spec.prompt.template is required");
         if (!clean_string(t) || json_string_length(t) == 0 || json_string_length(t) > 128)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt.template must be a catalog id");
+                return api_errno(r, -EINVAL, "spec.prompt.template must be a catalog id");
         if (vars && !json_is_object(vars))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.prompt.vars must be an object");
+                return api_errno(r, -EINVAL, "spec.prompt.vars must be an object");
         return 0;
 }
 
@@ -415,7 +404,7 @@ static int validate_catalog_refs(struct api_req *r, json_t *spec) {
 static int validate_egress(struct api_req *r, json_t *egress) {
         int k;
         if (!json_is_object(egress))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.egress must be an object");
+                return api_errno(r, -EINVAL, "spec.egress must be an object");
         const char *key;
         json_t *v;
         json_object_foreach(egress, key, v) {
@@ -428,13 +417,11 @@ static int validate_egress(struct api_req *r, json_t *egress) {
         json_t *allow = json_object_get(egress, "allow");
         if (allow) {
                 if (!json_is_array(allow) || json_array_size(allow) > EGRESS_ALLOW_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.egress.allow must be an array of at most %d rules", EGRESS_ALLOW_MAX);
+                        return api_errno(r, -EINVAL, "spec.egress.allow must be an array of at most %d rules", EGRESS_ALLOW_MAX);
                 size_t i;
                 json_array_foreach(allow, i, v) {
                         if (!clean_string(v))
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.egress.allow[%zu] must be a string \"host[:port]\" or "
+                                return api_errno(r, -EINVAL, "spec.egress.allow[%zu] must be a string \"host[:port]\" or "
                                                 "\"IP[/len]\" (\"[IPv6]:port\" with a port)", i);
                         char host[HOST_RULE_NAME_MAX + 8];
                         uint32_t port;
@@ -442,7 +429,7 @@ static int validate_egress(struct api_req *r, json_t *egress) {
                         struct err_detail e = {0};
                         if (spec_egress_rule_parse(json_string_value(v), host, sizeof host, &port, &ip, &e) < 0 ||
                             spec_egress_rule_reach(r->api->floor, host, ip, true, &e) < 0)
-                                return api_fail(r, -EINVAL, "invalid_field", "spec.egress.allow[%zu]: %s", i,
+                                return api_errno(r, -EINVAL, "spec.egress.allow[%zu]: %s", i,
                                                 e.message);
                 }
         }
@@ -452,7 +439,7 @@ static int validate_egress(struct api_req *r, json_t *egress) {
         json_t *unknown = json_object_get(egress, "unknown");
         if (unknown && (!json_is_string(unknown) || (strcmp(json_string_value(unknown), "deny") &&
                                                      strcmp(json_string_value(unknown), "ask"))))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.egress.unknown must be \"deny\" or \"ask\"");
+                return api_errno(r, -EINVAL, "spec.egress.unknown must be \"deny\" or \"ask\"");
         return 0;
 }
 
@@ -554,11 +541,10 @@ int spec_header_origin(json_t *hdr, char *host, size_t size, uint16_t *ret_port,
  * e.g. "spec.secrets[0].as"). */
 static int validate_dest_env(struct api_req *r, const char *at, json_t *env) {
         if (!clean_string(env) || !env_name_ok(json_string_value(env)))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "%s.env must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d "
+                return api_errno(r, -EINVAL, "%s.env must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d "
                                 "characters)", at, ENV_NAME_MAX);
         if (env_name_reserved(json_string_value(env)))
-                return api_fail(r, -EINVAL, "invalid_field", "%s.env: %s is reserved by the platform", at,
+                return api_errno(r, -EINVAL, "%s.env: %s is reserved by the platform", at,
                                 json_string_value(env));
         return 0;
 }
@@ -567,7 +553,7 @@ static int validate_dest_env(struct api_req *r, const char *at, json_t *env) {
  * proxy adds it for, and a header name it may add. */
 static int validate_dest_header(struct api_req *r, const char *at, json_t *hdr) {
         if (!json_is_object(hdr))
-                return api_fail(r, -EINVAL, "invalid_field", "%s.header must be an object", at);
+                return api_errno(r, -EINVAL, "%s.header must be an object", at);
         const char *key;
         json_t *v;
         json_object_foreach(hdr, key, v) {
@@ -583,10 +569,9 @@ static int validate_dest_header(struct api_req *r, const char *at, json_t *hdr) 
         uint16_t port;
         struct err_detail oe = {0};
         if (spec_header_origin(hdr, host, sizeof host, &port, &oe) < 0)
-                return api_fail(r, -EINVAL, "invalid_field", "%s.header.%s %s", at, oe.code, oe.message);
+                return api_errno(r, -EINVAL, "%s.header.%s %s", at, oe.code, oe.message);
         if (!clean_string(name) || !header_name_ok(json_string_value(name)))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "%s.header.name must be an HTTP header name (token, at most %d characters, not a "
+                return api_errno(r, -EINVAL, "%s.header.name must be an HTTP header name (token, at most %d characters, not a "
                                 "framing or proxy header)", at, HEADER_NAME_MAX);
         return 0;
 }
@@ -604,8 +589,7 @@ static bool same_header(json_t *hdr, json_t *phdr) {
 
 static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
         if (!json_is_object(as) || json_object_size(as) != 1)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"origin\", \"name\"}}", i);
+                return api_errno(r, -EINVAL, "spec.secrets[%zu].as must be {\"env\": VAR} or {\"header\": {\"origin\", \"name\"}}", i);
         char at[64];
         snprintf(at, sizeof at, "spec.secrets[%zu].as", i);
         json_t *env = json_object_get(as, "env"), *hdr = json_object_get(as, "header");
@@ -620,13 +604,13 @@ static int validate_secret_as(struct api_req *r, size_t i, json_t *as) {
 
 static int validate_secrets(struct api_req *r, json_t *secrets) {
         if (!json_is_array(secrets) || json_array_size(secrets) > SECRETS_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.secrets must be an array of at most %d entries",
+                return api_errno(r, -EINVAL, "spec.secrets must be an array of at most %d entries",
                                 SECRETS_MAX);
         size_t i;
         json_t *s;
         json_array_foreach(secrets, i, s) {
                 if (!json_is_object(s))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.secrets[%zu] must be an object", i);
+                        return api_errno(r, -EINVAL, "spec.secrets[%zu] must be an object", i);
                 const char *key;
                 json_t *v;
                 json_object_foreach(s, key, v) {
@@ -638,8 +622,7 @@ static int validate_secrets(struct api_req *r, json_t *secrets) {
                 if (!name)
                         return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].name is required", i);
                 if (!clean_string(name) || !spec_secret_name_ok(json_string_value(name)))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.secrets[%zu].name must match [A-Z_][A-Z0-9_]{0,63}", i);
+                        return api_errno(r, -EINVAL, "spec.secrets[%zu].name must match [A-Z_][A-Z0-9_]{0,63}", i);
                 if (!as)
                         return api_fail(r, -EINVAL, "missing_field", "spec.secrets[%zu].as is required", i);
                 int k = validate_secret_as(r, i, as);
@@ -657,8 +640,7 @@ static int validate_secrets(struct api_req *r, json_t *secrets) {
                         else if (hdr && phdr)
                                 dup = same_header(hdr, phdr); /* the same origin however spelled */
                         if (dup)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.secrets[%zu].as repeats the destination of spec.secrets[%zu]", i, j);
+                                return api_errno(r, -EINVAL, "spec.secrets[%zu].as repeats the destination of spec.secrets[%zu]", i, j);
                 }
         }
         return 0;
@@ -681,13 +663,13 @@ static bool identity_file_ok(json_t *v) {
  * once across spec.secrets and spec.identity. */
 static int validate_identity(struct api_req *r, json_t *ids, json_t *secrets) {
         if (!json_is_array(ids) || json_array_size(ids) > IDENTITY_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.identity must be an array of at most %d entries",
+                return api_errno(r, -EINVAL, "spec.identity must be an array of at most %d entries",
                                 IDENTITY_MAX);
         size_t i;
         json_t *it;
         json_array_foreach(ids, i, it) {
                 if (!json_is_object(it))
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.identity[%zu] must be an object", i);
+                        return api_errno(r, -EINVAL, "spec.identity[%zu] must be an object", i);
                 const char *key;
                 json_t *v;
                 json_object_foreach(it, key, v) {
@@ -702,14 +684,12 @@ static int validate_identity(struct api_req *r, json_t *ids, json_t *secrets) {
                 for (const char *c = aud_ok ? json_string_value(aud) : ""; *c; c++)
                         aud_ok &= (unsigned char)*c > 0x20 && *c != 0x7f;
                 if (!aud_ok)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.identity[%zu].audience must be 1-%d printable characters without spaces", i,
+                        return api_errno(r, -EINVAL, "spec.identity[%zu].audience must be 1-%d printable characters without spaces", i,
                                         AUDIENCE_MAX);
                 if (!as)
                         return api_fail(r, -EINVAL, "missing_field", "spec.identity[%zu].as is required", i);
                 if (!json_is_object(as) || json_object_size(as) != 1)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.identity[%zu].as must be {\"env\": VAR}, {\"file\": NAME} or "
+                        return api_errno(r, -EINVAL, "spec.identity[%zu].as must be {\"env\": VAR}, {\"file\": NAME} or "
                                         "{\"header\": {\"host\", \"name\"}}", i);
                 json_t *env = json_object_get(as, "env"), *file = json_object_get(as, "file"),
                        *hdr = json_object_get(as, "header");
@@ -720,8 +700,7 @@ static int validate_identity(struct api_req *r, json_t *ids, json_t *secrets) {
                         k = validate_dest_env(r, at, env);
                 } else if (file) {
                         if (!identity_file_ok(file))
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.identity[%zu].as.file must be a file name of 1-%d characters "
+                                return api_errno(r, -EINVAL, "spec.identity[%zu].as.file must be a file name of 1-%d characters "
                                                 "[A-Za-z0-9._-], not . or ..", i, IDENTITY_FILE_MAX);
                 } else if (hdr) {
                         k = validate_dest_header(r, at, hdr);
@@ -740,11 +719,9 @@ static int validate_identity(struct api_req *r, json_t *ids, json_t *secrets) {
                                    (file && json_is_string(pfile) && !strcmp(json_string_value(file), json_string_value(pfile))) ||
                                    (hdr && same_header(hdr, json_object_get(pas, "header")));
                         if (dup && j < i)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.identity[%zu].as repeats the destination of spec.identity[%zu]", i, j);
+                                return api_errno(r, -EINVAL, "spec.identity[%zu].as repeats the destination of spec.identity[%zu]", i, j);
                         if (dup)
-                                return api_fail(r, -EINVAL, "invalid_field",
-                                                "spec.identity[%zu].as repeats the destination of spec.secrets[%zu]", i,
+                                return api_errno(r, -EINVAL, "spec.identity[%zu].as repeats the destination of spec.secrets[%zu]", i,
                                                 j - i);
                 }
         }
@@ -776,7 +753,7 @@ static bool glob_ok(json_t *v, bool relative) {
  * Packs are catalog references, resolved (approved only) by policy_resolve. */
 static int validate_policy(struct api_req *r, json_t *policy) {
         if (!json_is_object(policy))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.policy must be an object {rules, packs?, ask_timeout_s?}");
+                return api_errno(r, -EINVAL, "spec.policy must be an object {rules, packs?, ask_timeout_s?}");
         const char *key;
         json_t *v;
         json_object_foreach(policy, key, v) {
@@ -787,28 +764,28 @@ static int validate_policy(struct api_req *r, json_t *policy) {
         if (!rules)
                 return api_fail(r, -EINVAL, "missing_field", "spec.policy.rules is required");
         if (!json_is_array(rules) || json_array_size(rules) > POLICY_RULES_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.policy.rules must be an array of at most %d rules",
+                return api_errno(r, -EINVAL, "spec.policy.rules must be an array of at most %d rules",
                                 POLICY_RULES_MAX);
         struct err_detail e = {0};
         struct policy_engine *pe = NULL;
         int k = policy_engine_new(rules, "spec.policy.rules", &pe, &e);
         policy_engine_free(pe);
         if (k == -EINVAL)
-                return api_fail(r, -EINVAL, "invalid_field", "%s", e.message);
+                return api_errno(r, -EINVAL, "%s", e.message);
         if (k < 0)
                 return api_fail(r, k, "internal", "could not check spec.policy.rules");
         if ((v = json_object_get(policy, "packs")) && (k = validate_refs(r, v, "spec.policy.packs")) < 0)
                 return k;
         if ((v = json_object_get(policy, "ask_timeout_s")) &&
             (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > POLICY_ASK_TIMEOUT_MAX_S))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.policy.ask_timeout_s must be an integer from 1 to %d",
+                return api_errno(r, -EINVAL, "spec.policy.ask_timeout_s must be an integer from 1 to %d",
                                 POLICY_ASK_TIMEOUT_MAX_S);
         return 0;
 }
 
 static int validate_artifacts(struct api_req *r, json_t *artifacts) {
         if (!json_is_object(artifacts))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.artifacts must be an object {paths}");
+                return api_errno(r, -EINVAL, "spec.artifacts must be an object {paths}");
         const char *key;
         json_t *v;
         json_object_foreach(artifacts, key, v) {
@@ -819,13 +796,12 @@ static int validate_artifacts(struct api_req *r, json_t *artifacts) {
         if (!paths)
                 return api_fail(r, -EINVAL, "missing_field", "spec.artifacts.paths is required");
         if (!json_is_array(paths) || json_array_size(paths) > ARTIFACT_PATHS_MAX)
-                return api_fail(r, -EINVAL, "invalid_field", "spec.artifacts.paths must be an array of at most %d globs",
+                return api_errno(r, -EINVAL, "spec.artifacts.paths must be an array of at most %d globs",
                                 ARTIFACT_PATHS_MAX);
         size_t i;
         json_array_foreach(paths, i, v) {
                 if (!glob_ok(v, true))
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.artifacts.paths[%zu] must be a workspace-relative glob of 1-%d characters",
+                        return api_errno(r, -EINVAL, "spec.artifacts.paths[%zu] must be a workspace-relative glob of 1-%d characters",
                                         i, GLOB_MAX);
         }
         defer_unsupported("spec.artifacts");
@@ -849,7 +825,7 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
         if (!spec)
                 return api_fail(r, -EINVAL, "missing_field", "spec is required");
         if (!json_is_object(spec))
-                return api_fail(r, -EINVAL, "invalid_field", "spec must be an object");
+                return api_errno(r, -EINVAL, "spec must be an object");
         const char *key;
         json_t *v;
         json_object_foreach(spec, key, v) {
@@ -875,7 +851,7 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
                 return k;
         if ((v = json_object_get(spec, "image")) &&
             (!clean_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128))
-                return api_fail(r, -EINVAL, "invalid_field", "spec.image must be a catalog image id or name");
+                return api_errno(r, -EINVAL, "spec.image must be a catalog image id or name");
         if ((v = json_object_get(spec, "prompt")) && (k = validate_prompt(r, v)) < 0)
                 return k;
         if ((v = json_object_get(spec, "skills")) && (k = validate_refs(r, v, "spec.skills")) < 0)
@@ -892,15 +868,14 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
                 return k;
         if ((v = json_object_get(spec, "retention_days"))) {
                 if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > RETENTION_DAYS_MAX)
-                        return api_fail(r, -EINVAL, "invalid_field", "spec.retention_days must be an integer from 1 to %d",
+                        return api_errno(r, -EINVAL, "spec.retention_days must be an integer from 1 to %d",
                                         RETENTION_DAYS_MAX);
                 /* enforced by evidence's retention sweeper, up to the tenant's maximum (retention.c) */
                 long long max_days;
                 if ((k = retention_max_days(r, &max_days)) < 0)
                         return k;
                 if (json_integer_value(v) > max_days)
-                        return api_fail(r, -EINVAL, "invalid_field",
-                                        "spec.retention_days must be an integer from 1 to %lld (the tenant's max_days)",
+                        return api_errno(r, -EINVAL, "spec.retention_days must be an integer from 1 to %lld (the tenant's max_days)",
                                         max_days);
         }
         if ((k = validate_catalog_refs(r, spec)) < 0)
@@ -910,8 +885,7 @@ static int spec_validate_fields(struct api_req *r, json_t *spec) {
          * would promise tools nobody calls (docs/CONTRACTS.md "MCP connectors") */
         const char *t = json_string_value(json_object_get(json_object_get(spec, "agent"), "type"));
         if (json_array_size(json_object_get(spec, "connectors")) > 0 && (!t || !strcmp(t, "command")))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "spec.connectors: agent type command has no MCP client (connectors are for agent types "
+                return api_errno(r, -EINVAL, "spec.connectors: agent type command has no MCP client (connectors are for agent types "
                                 "claude-code and codex)");
         return 0;
 }

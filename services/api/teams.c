@@ -34,7 +34,7 @@ int teams_list(struct api_req *r) {
         }
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]) {
@@ -48,11 +48,11 @@ int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UU
         if (k < 0)
                 return db_fail(r, k, &e, "look up team");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         const char *id = PQgetvalue(res, 0, 0);
         k = api_authz_team(d, &r->caller, id, r->perm, &e);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         snprintf(out, UUID_STR_LEN, "%s", id);
@@ -62,7 +62,7 @@ int teams_resolve(struct api_req *r, struct db *d, const char *team, char out[UU
 int teams_filter(struct api_req *r, struct db *d, const char *team, char out[UUID_STR_LEN]) {
         int k = team ? teams_resolve(r, d, team, out) : 0;
         if (k == -ENOENT)
-                return api_fail(r, -EINVAL, "invalid_field", "team: no team \"%s\" that you can see", team);
+                return api_errno(r, -EINVAL, "team: no team \"%s\" that you can see", team);
         return k;
 }
 
@@ -83,8 +83,7 @@ static int team_body_name(struct api_req *r, json_t *body, const char **ret) {
         size_t n = s ? strlen(s) : 0;
         if (!s || n == 0 || n > TEAM_NAME_MAX || n != json_string_length(v) ||
             strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n || id_is_uuid(s))
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "name must be 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID)");
+                return api_errno(r, -EINVAL, "name must be 1-128 characters of A-Z a-z 0-9 . _ - (not a UUID)");
         *ret = s;
         return 0;
 }
@@ -102,37 +101,26 @@ int teams_create(struct api_req *r) {
                 return k;
         char id[UUID_STR_LEN];
         if (id_new_uuid(id) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate an id");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -EIO, "could not generate an id");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id, name};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.teams (id, tenant_id, name) VALUES ($1, $2, $3) "
                     "RETURNING id, name, " DB_TS("created_at"),
-                    3, params, &res, &e);
-        if (k == -EEXIST) {
-                db_rollback(&d);
-                return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
-        }
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "create team");
-        }
+                    3, params, &res, &tx.e);
+        if (k == -EEXIST)
+                return api_errno(r, -EEXIST, "a team named \"%s\" exists", name);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "create team");
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
-        if ((k = api_audit(r, &d, "team.create", "team", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "team.create", "team", id, change)) < 0 || (k = api_tx_commit(&tx, "team")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit team");
         r->out = team_json(res, 0);
         r->status = 201;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int teams_get(struct api_req *r) {
@@ -143,7 +131,7 @@ int teams_get(struct api_req *r) {
                 return db_fail(r, k, &e, "open database connection");
         k = api_authz_team(&d, &r->caller, r->params[0], r->perm, &e);
         if (k == -ENOENT)
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         _cleanup_pgres_ PGresult *res = NULL;
@@ -157,13 +145,13 @@ int teams_get(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "load team");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "team not found");
+                return api_errno(r, -ENOENT, "team not found");
         r->out = team_json(res, 0);
         json_t *roles = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
         if (r->out)
                 json_object_set_new(r->out, "roles", roles ? roles : json_array());
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int teams_patch(struct api_req *r) {
@@ -173,65 +161,54 @@ int teams_patch(struct api_req *r) {
         if (k < 0 || (k = team_body_name(r, body, &name)) < 0)
                 return k;
         if (!id_is_uuid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found", "team not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -ENOENT, "team not found");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, name};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.teams SET name = $3 WHERE id = $1 AND tenant_id = $2 "
                     "RETURNING id, name, " DB_TS("created_at"),
-                    3, params, &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                if (k == -EEXIST)
-                        return api_fail(r, -EEXIST, "conflict", "a team named \"%s\" exists", name);
-                return k < 0 ? db_fail(r, k, &e, "rename team") : api_fail(r, -ENOENT, "not_found", "team not found");
-        }
+                    3, params, &res, &tx.e);
+        if (k == -EEXIST)
+                return api_errno(r, -EEXIST, "a team named \"%s\" exists", name);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "rename team");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "team not found");
         _cleanup_json_ json_t *change = json_pack("{s:s}", "name", name);
-        if ((k = api_audit(r, &d, "team.update", "team", r->params[0], "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "team.update", "team", r->params[0], change)) < 0 ||
+            (k = api_tx_commit(&tx, "team")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit team");
         r->out = team_json(res, 0);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int teams_delete(struct api_req *r) {
         if (!id_is_uuid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found", "team not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+                return api_errno(r, -ENOENT, "team not found");
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id};
         /* members and secrets go with the team; sandboxes and runs are history
-         * and keep it alive (foreign keys without cascade) */
-        k = pg_exec(d.conn, "DELETE FROM api.teams WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
-                    &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                if (k < 0 && !strcmp(e.code, "23503"))
-                        return api_fail(r, -EEXIST, "conflict", "the team still has sandboxes, runs or approvals");
-                return k < 0 ? db_fail(r, k, &e, "delete team") : api_fail(r, -ENOENT, "not_found", "team not found");
-        }
-        if ((k = api_audit(r, &d, "team.delete", "team", r->params[0], "success", NULL)) < 0) {
-                db_rollback(&d);
+         * and keep it alive (foreign keys without cascade: -ENOENT on a
+         * DELETE means still referred to, lib/pg) */
+        k = pg_exec(tx.d.conn, "DELETE FROM api.teams WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
+                    &res, &tx.e);
+        if (k == -ENOENT)
+                return api_errno(r, -EBUSY, "the team still has sandboxes, runs or approvals");
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "delete team");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "team not found");
+        if ((k = api_tx_audit(&tx, "team.delete", "team", r->params[0], NULL)) < 0 ||
+            (k = api_tx_commit(&tx, "team deletion")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit team deletion");
         r->status = 204;
         return 0;
 }

@@ -44,7 +44,7 @@ static int body_bool(struct api_req *r, json_t *body, const char *key, int *ret)
         if (!v)
                 return 0;
         if (!json_is_boolean(v))
-                return api_fail(r, -EINVAL, "invalid_field", "%s must be a boolean", key);
+                return api_errno(r, -EINVAL, "%s must be a boolean", key);
         *ret = json_is_true(v);
         return 0;
 }
@@ -66,7 +66,7 @@ int users_list(struct api_req *r) {
                 json_array_append_new(items, user_json(res, i));
         r->out = json_pack("{s:o, s:n}", "items", items, "next_cursor");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int users_create(struct api_req *r) {
@@ -85,11 +85,11 @@ int users_create(struct api_req *r) {
         size_t n = username ? strlen(username) : 0;
         if (!username || n == 0 || n > USERNAME_MAX || n != json_string_length(ju) ||
             strspn(username, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-") != n)
-                return api_fail(r, -EINVAL, "invalid_field", "username must be 1-128 characters of A-Z a-z 0-9 . _ @ -");
+                return api_errno(r, -EINVAL, "username must be 1-128 characters of A-Z a-z 0-9 . _ @ -");
         json_t *jp = json_object_get(body, "password");
         if (jp && (!json_is_string(jp) || json_string_length(jp) < PASSWORD_MIN ||
                    json_string_length(jp) > PASSWORD_MAX || strlen(json_string_value(jp)) != json_string_length(jp)))
-                return api_fail(r, -EINVAL, "invalid_field", "password must be a string of %d to %d bytes",
+                return api_errno(r, -EINVAL, "password must be a string of %d to %d bytes",
                                 PASSWORD_MIN, PASSWORD_MAX);
         int admin, must_change, auditor;
         if ((k = body_bool(r, body, "tenant_admin", &admin)) < 0 || (k = body_bool(r, body, "auditor", &auditor)) < 0 ||
@@ -97,63 +97,59 @@ int users_create(struct api_req *r) {
                 return k;
         /* a generated password is seen by the admin: only its user may keep one */
         if (!jp && must_change == 0)
-                return api_fail(r, -EINVAL, "invalid_field",
-                                "must_change_password: a generated password must be changed at first login; "
+                return api_errno(r, -EINVAL, "must_change_password: a generated password must be changed at first login; "
                                 "give a password to set one that need not be");
         bool forced = !jp || must_change == 1;
 
         /* a generated password is shown once, in this answer, and must be changed */
         char generated[33] = "";
         if (!jp && id_random_hex(generated, 16) < 0)
-                return api_fail(r, -EIO, "internal", "could not generate a password");
+                return api_errno(r, -EIO, "could not generate a password");
         char id[UUID_STR_LEN];
         _cleanup_free_ char *hash = NULL;
         k = auth_hash_password(jp ? json_string_value(jp) : generated, &hash);
         if (k < 0 || id_new_uuid(id) < 0) {
                 explicit_bzero(generated, sizeof generated);
-                return api_fail(r, -EIO, "internal", "could not hash the password");
+                return api_errno(r, -EIO, "could not hash the password");
         }
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
+        _cleanup_tx_ struct api_tx tx = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         _cleanup_json_ json_t *change = NULL;
         /* tenant roles: tenant_admin, auditor (issue 14 §3) */
         const char *roles = admin == 1 ? (auditor == 1 ? "{tenant_admin,auditor}" : "{tenant_admin}")
                                        : (auditor == 1 ? "{auditor}" : "{}");
         const char *params[] = {id, r->caller.tenant_id, username, hash, roles, forced ? "t" : "f"};
-        if ((k = db_open_caller(&d, r, &e)) < 0 || (k = db_begin(&d, &e)) < 0)
-                goto fail_db;
-        k = pg_exec(d.conn,
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                goto fail;
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.users (id, tenant_id, username, password_hash, tenant_roles, "
                     "password_change_required) VALUES ($1, $2, $3, $4, $5::text[], $6::boolean) RETURNING " USER_COLUMNS,
-                    6, params, &res, &e);
+                    6, params, &res, &tx.e);
         if (k < 0) {
-                db_rollback(&d);
                 explicit_bzero(generated, sizeof generated);
                 if (k == -EEXIST)
-                        return api_fail(r, -EEXIST, "conflict", "a user named \"%s\" exists", username);
-                return db_fail(r, k, &e, "create user");
+                        return api_errno(r, -EEXIST, "a user named \"%s\" exists", username);
+                return db_fail(r, k, &tx.e, "create user");
         }
         change = json_pack("{s:s, s:b, s:b}", "username", username, "tenant_admin", admin == 1,
                            "password_change_required", forced);
         if (change && auditor == 1)
                 json_object_set_new(change, "auditor", json_true());
-        if ((k = api_audit(r, &d, "user.create", "user", id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "user.create", "user", id, change)) < 0) {
                 explicit_bzero(generated, sizeof generated);
                 return k;
         }
-        if ((k = db_commit(&d, &e)) < 0)
-                goto fail_db;
+        if ((k = api_tx_commit(&tx, "user")) < 0)
+                goto fail;
         r->out = user_json(res, 0);
         if (r->out && generated[0])
                 json_object_set_new(r->out, "password", json_string(generated));
         explicit_bzero(generated, sizeof generated);
         r->status = 201;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
-fail_db:
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
+fail:
         explicit_bzero(generated, sizeof generated);
-        return db_fail(r, k, &e, "create user");
+        return k;
 }
 
 int users_patch(struct api_req *r) {
@@ -167,21 +163,18 @@ int users_patch(struct api_req *r) {
             (k = body_bool(r, body, "tenant_admin", &admin)) < 0 || (k = body_bool(r, body, "auditor", &auditor)) < 0)
                 return k;
         if (!id_is_uuid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found", "user not found");
+                return api_errno(r, -ENOENT, "user not found");
         /* an admin locking itself out leaves the tenant without a way back */
         if (!strcmp(r->params[0], r->caller.user_id) && (disabled == 1 || admin == 0))
-                return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot disable or demote itself");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -EEXIST, "a tenant_admin cannot disable or demote itself");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id, disabled < 0 ? NULL : disabled ? "t" : "f",
                                 admin < 0 ? NULL : admin ? "t" : "f", auditor < 0 ? NULL : auditor ? "t" : "f"};
         /* tenant_admin, then auditor ($5, issue 14 §3), each added, removed or kept */
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.users SET disabled = coalesce($3::boolean, disabled), tenant_roles = "
                     "(SELECT CASE WHEN $5::boolean IS NULL THEN x "
                     "  WHEN $5::boolean THEN array_append(array_remove(x, 'auditor'), 'auditor') "
@@ -190,21 +183,17 @@ int users_patch(struct api_req *r) {
                     "WHEN $4::boolean THEN array_append(array_remove(tenant_roles, 'tenant_admin'), 'tenant_admin') "
                     "ELSE array_remove(tenant_roles, 'tenant_admin') END AS x) q) "
                     "WHERE id = $1 AND tenant_id = $2 RETURNING " USER_COLUMNS,
-                    5, params, &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                return k < 0 ? db_fail(r, k, &e, "update user") : api_fail(r, -ENOENT, "not_found", "user not found");
-        }
+                    5, params, &res, &tx.e);
+        if (k < 0 || PQntuples(res) != 1)
+                return k < 0 ? db_fail(r, k, &tx.e, "update user") : api_errno(r, -ENOENT, "user not found");
         /* every token dies with the disabling, so enabling again does not revive them */
         const char *tp[] = {r->params[0], r->caller.tenant_id};
         if (disabled == 1 &&
-            (k = pg_exec(d.conn,
+            (k = pg_exec(tx.d.conn,
                          "UPDATE api.tokens SET revoked_at = now() WHERE user_id = $1 AND tenant_id = $2 "
                          "AND revoked_at IS NULL",
-                         2, tp, NULL, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "revoke tokens");
-        }
+                         2, tp, NULL, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "revoke tokens");
         _cleanup_json_ json_t *change = json_object();
         if (disabled >= 0)
                 json_object_set_new(change, "disabled", json_boolean(disabled));
@@ -212,49 +201,41 @@ int users_patch(struct api_req *r) {
                 json_object_set_new(change, "tenant_admin", json_boolean(admin));
         if (auditor >= 0)
                 json_object_set_new(change, "auditor", json_boolean(auditor));
-        if ((k = api_audit(r, &d, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], "success",
-                           change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, disabled == 1 ? "user.disable" : "user.update", "user", r->params[0], change)) <
+            0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit user");
+        if ((k = api_tx_commit(&tx, "user")) < 0)
+                return k;
         r->out = user_json(res, 0);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int users_delete(struct api_req *r) {
         if (!id_is_uuid(r->params[0]))
-                return api_fail(r, -ENOENT, "not_found", "user not found");
+                return api_errno(r, -ENOENT, "user not found");
         if (!strcmp(r->params[0], r->caller.user_id))
-                return api_fail(r, -EEXIST, "conflict", "a tenant_admin cannot delete itself");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+                return api_errno(r, -EEXIST, "a tenant_admin cannot delete itself");
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->params[0], r->caller.tenant_id};
         /* tokens and memberships go with the user; what it authored keeps it
          * (history), and such a user is disabled instead */
-        k = pg_exec(d.conn, "DELETE FROM api.users WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
-                    &res, &e);
+        k = pg_exec(tx.d.conn, "DELETE FROM api.users WHERE id = $1 AND tenant_id = $2 RETURNING id", 2, params,
+                    &res, &tx.e);
         if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                if (k < 0 && !strcmp(e.code, "23503"))
-                        return api_fail(r, -EEXIST, "conflict",
-                                        "the user authored sandboxes, runs or secrets; disable it instead");
-                return k < 0 ? db_fail(r, k, &e, "delete user") : api_fail(r, -ENOENT, "not_found", "user not found");
+                /* still referred to (-ENOENT on a DELETE, lib/pg) */
+                if (k == -ENOENT)
+                        return api_errno(r, -EBUSY, "the user authored sandboxes, runs or secrets; disable it instead");
+                return k < 0 ? db_fail(r, k, &tx.e, "delete user") : api_errno(r, -ENOENT, "user not found");
         }
-        if ((k = api_audit(r, &d, "user.delete", "user", r->params[0], "success", NULL)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "user.delete", "user", r->params[0], NULL)) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit user deletion");
+        if ((k = api_tx_commit(&tx, "user deletion")) < 0)
+                return k;
         r->status = 204;
         return 0;
 }

@@ -247,7 +247,7 @@ static int keys_published(struct api *a, PGconn *conn, const char *tenant_id, js
 static int open_tenant(struct api_req *r, struct db *d, const char *tenant_id) {
         struct err_detail e = {0};
         if (!tenant_id || !id_is_uuid(tenant_id))
-                return api_fail(r, -ENOENT, "not_found", "tenant not found");
+                return api_errno(r, -ENOENT, "tenant not found");
         int k = db_open(d, r->api, tenant_id, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "open database connection");
@@ -257,7 +257,7 @@ static int open_tenant(struct api_req *r, struct db *d, const char *tenant_id) {
         if (k < 0)
                 return db_fail(r, k, &e, "look up tenant");
         if (PQntuples(res) != 1)
-                return api_fail(r, -ENOENT, "not_found", "tenant not found");
+                return api_errno(r, -ENOENT, "tenant not found");
         return 0;
 }
 
@@ -278,7 +278,7 @@ int workload_identity_discovery(struct api_req *r) {
                            "subject_types_supported", "public", "claims_supported", "iss", "sub", "aud", "iat", "nbf",
                            "exp", "jti", "paddock");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int workload_identity_jwks(struct api_req *r) {
@@ -303,38 +303,30 @@ int workload_identity_jwks(struct api_req *r) {
         if ((k = db_commit(&d, &e)) < 0)
                 return db_fail(r, k, &e, "commit workload identity key");
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int workload_identity_rotate(struct api_req *r) {
         int k = api_body_none(r);
         if (k < 0)
                 return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char kid[64];
-        if ((k = key_ensure(r->api, d.conn, r->caller.tenant_id, true, kid, sizeof kid, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "rotate workload identity key");
-        }
+        if ((k = key_ensure(r->api, tx.d.conn, r->caller.tenant_id, true, kid, sizeof kid, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "rotate workload identity key");
         json_t *keys = NULL;
-        if ((k = keys_published(r->api, d.conn, r->caller.tenant_id, &keys, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "list workload identity keys");
-        }
+        if ((k = keys_published(r->api, tx.d.conn, r->caller.tenant_id, &keys, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "list workload identity keys");
         _cleanup_json_ json_t *change = json_pack("{s:s}", "kid", kid);
-        if ((k = api_audit(r, &d, "tenant.workload_key_rotate", "tenant", r->caller.tenant_id, "success", change)) < 0) {
+        if ((k = api_tx_audit(&tx, "tenant.workload_key_rotate", "tenant", r->caller.tenant_id, change)) < 0) {
                 json_decref(keys);
-                db_rollback(&d);
                 return k;
         }
-        if ((k = db_commit(&d, &e)) < 0) {
+        if ((k = api_tx_commit(&tx, "workload identity key")) < 0) {
                 json_decref(keys);
-                return db_fail(r, k, &e, "commit workload identity key");
+                return k;
         }
         json_t *kids = json_array();
         size_t i;
@@ -344,7 +336,7 @@ int workload_identity_rotate(struct api_req *r) {
         json_decref(keys);
         r->out = json_pack("{s:s, s:o}", "kid", kid, "published_kids", kids);
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 /* The tenant's signing key, opened: *ret_pkey (caller frees) and its kid. */
@@ -467,7 +459,7 @@ int workload_identity_introspect(struct api_req *r) {
                 return k;
         const char *token = json_string_value(json_object_get(body, "token"));
         if (!token || !*token)
-                return api_fail(r, -EINVAL, "invalid_field", "token: a non-empty string is required");
+                return api_errno(r, -EINVAL, "token: a non-empty string is required");
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
         if ((k = open_tenant(r, &d, tenant_id)) < 0)
@@ -475,7 +467,7 @@ int workload_identity_introspect(struct api_req *r) {
         r->status = 200;
         r->out = json_pack("{s:b}", "active", false);
         if (!r->out)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
 
         _cleanup_(jwt_decoded_freep) struct jwt_decoded *t = NULL;
         if (jwt_decode(token, strlen(token), &t, &e) < 0)
@@ -490,7 +482,7 @@ int workload_identity_introspect(struct api_req *r) {
         _cleanup_json_ json_t *set = json_pack("{s:o}", "keys", keys);
         _cleanup_free_ char *set_text = set ? json_dumps(set, JSON_COMPACT) : NULL;
         if (!set_text)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         _cleanup_(jwks_freep) struct jwks *jwks = NULL;
         if (jwks_parse(set_text, strlen(set_text), &jwks, &e) < 0)
                 return 0; /* a tenant without keys has issued nothing */
@@ -521,6 +513,6 @@ int workload_identity_introspect(struct api_req *r) {
         r->out = json_deep_copy(claims);
         if (!r->out || json_object_set_new(r->out, "active", json_true()) < 0 ||
             json_object_set_new(r->out, "token_type", json_string("Bearer")) < 0)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
+                return api_errno(r, -ENOMEM, "out of memory");
         return 0;
 }

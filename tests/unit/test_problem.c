@@ -28,7 +28,12 @@ static void test_mapping(void **state) {
         expect(-EEXIST, 409, "conflict");
         expect(-E2BIG, 413, "too_large");
         expect(-EMSGSIZE, 413, "too_large");
-        expect(-EDQUOT, 429, "quota_exceeded");
+        expect(-EDQUOT, 402, "quota_exceeded"); /* the api's one quota: a team budget */
+        expect(-EBUSY, 409, "conflict");
+        expect(-EKEYEXPIRED, 401, "token_expired");
+        expect(-EFBIG, 413, "too_large");
+        expect(-EIDRM, 410, "gone");
+        expect(-EUSERS, 429, "rate_limited");
         expect(-EAGAIN, 503, "unavailable");
         expect(-ECONNRESET, 503, "unavailable");
         expect(-ETIMEDOUT, 503, "unavailable");
@@ -36,6 +41,26 @@ static void test_mapping(void **state) {
         expect(-ENOMEM, 500, "internal");
         expect(0, 500, "internal");
         expect(EINVAL, 500, "internal"); /* positive errno is a programmer error, not a 400 */
+}
+
+/* A finer code of the vocabulary wins over its errno's default; an unknown
+ * code falls back to the errno (services/api: api_fail()). */
+static void test_code_of(void **state) {
+        struct http_problem p = http_problem_of(-EINVAL, "missing_field");
+        assert_int_equal(p.status, 400);
+        assert_string_equal(p.code, "missing_field");
+        p = http_problem_of(-EAGAIN, "rate_limited");
+        assert_int_equal(p.status, 429);
+        p = http_problem_of(-EDQUOT, "quota_exceeded");
+        assert_int_equal(p.status, 402);
+        assert_string_equal(p.title, "Payment Required");
+        p = http_problem_of(-ENOENT, "gone");
+        assert_int_equal(p.status, 410);
+        p = http_problem_of(-EEXIST, "no_such_code");
+        assert_int_equal(p.status, 409);
+        assert_string_equal(p.code, "conflict");
+        p = http_problem_of(-ENOENT, NULL);
+        assert_int_equal(p.status, 404);
 }
 
 static void test_json_body(void **state) {
@@ -79,6 +104,7 @@ static void test_json_odd_detail(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mapping),
+                cmocka_unit_test(test_code_of),
                 cmocka_unit_test(test_json_body),
                 cmocka_unit_test(test_json_odd_detail),
         };

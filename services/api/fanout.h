@@ -1,0 +1,51 @@
+/* Live RunEvents fanned out to websocket viewers (fanout.c). */
+#pragma once
+#include "request.h"
+#include "db.h"
+
+/* ---- fanout.c: live RunEvents for websocket viewers */
+struct fanout_sub;
+/* One event as a websocket message, encoded once and shared by every viewer
+ * of the run (reference counted; the lws thread writes buf + LWS_PRE, lws
+ * puts the frame header in the headroom). seq 0: a platform verdict whose
+ * seq evidence assigns (len 0, nothing to send: the stream reads it from
+ * history). */
+struct fanout_msg {
+        int refs; /* __atomic: taken on the fan-out thread, dropped on the lws thread */
+        uint64_t seq;
+        bool terminal;
+        int64_t queued_us; /* wall clock when the fan-out queued it; 0 if from history */
+        size_t len;
+        unsigned char buf[]; /* LWS_PRE + len + 1 (NUL) */
+};
+/* The public event JSON of docs/CONTRACTS.md as a message with one
+ * reference; NULL on out-of-memory. data is borrowed. */
+struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                                    const char *actor, json_t *data);
+struct fanout_msg *fanout_msg_ref(struct fanout_msg *m);
+/* Drops one reference (NULL accepted); returns NULL. */
+struct fanout_msg *fanout_msg_unref(struct fanout_msg *m);
+/* Latency of one hop of the live path (runner -> Kafka -> fan-out -> websocket
+ * write), logged at debug level about once a second as "stream timings"
+ * (bench/stream.py reads them: issue 10 §4 asks where the time goes). One
+ * per thread, no lock: 1 ms buckets up to FANOUT_HOP_BUCKETS - 1 ms. */
+#define FANOUT_HOP_BUCKETS 1001
+struct fanout_hop {
+        const char *name;
+        uint64_t n;
+        int64_t sum_us, max_us;
+        uint32_t hist[FANOUT_HOP_BUCKETS];
+};
+void fanout_hop_add(struct fanout_hop *h, int64_t us);
+/* Logs and resets every hop of hops[0, n) that has samples, at most once a
+ * second (*last_us: the caller's monotonic time of the last log; NULL: now). */
+void fanout_hops_flush(struct fanout_hop *hops, size_t n, int64_t *last_us);
+int fanout_start(struct api *a);
+void fanout_stop(struct api *a);
+/* Registers interest in run_id; messages queue until drained. */
+struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id);
+void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s);
+/* Takes the queued messages, in order: swaps the subscriber's queue with
+ * *q (capacity *cap, emptied by the caller, who owns one reference of each
+ * message returned); returns how many. No allocation in the steady state. */
+size_t fanout_drain(struct fanout_hub *h, struct fanout_sub *s, struct fanout_msg ***q, size_t *cap);

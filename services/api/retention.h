@@ -1,0 +1,24 @@
+/* Retention and legal hold (retention.c, holds.c). */
+#pragma once
+#include "request.h"
+#include "db.h"
+
+/* ---- retention.c, holds.c: retention and legal hold (issue 14 §3;
+ * docs/CONTRACTS.md "Retention and legal hold") */
+/* GET/PUT /v1/tenant/retention {default_days, max_days} (tenant_admin; GET auditor too). */
+int retention_get(struct api_req *r);
+int retention_put(struct api_req *r);
+/* The tenant's max_days into *ret (spec.retention_days is checked against
+ * it); 0 or the problem recorded on r. */
+int retention_max_days(struct api_req *r, long long *ret);
+/* Adds "retention" ({days, expires_at, held} once the run ended, else null)
+ * and "deleted" ({at, reason, sha256, events, artifacts} once its evidence
+ * was swept, else null) to out (a run's JSON). 0 or the problem recorded on r. */
+int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out);
+/* 0 while the run's evidence is kept; once a retention sweep began on it,
+ * 410 gone recorded on r (its events and artifacts). */
+int retention_run_gone(struct api_req *r, const char *run_id);
+/* PUT/DELETE /v1/holds/{kind}/{id} {reason}, GET /v1/holds?kind= (tenant_admin, auditor). */
+int holds_put(struct api_req *r);
+int holds_delete(struct api_req *r);
+int holds_list(struct api_req *r);

@@ -1,0 +1,40 @@
+/* Runs (runs.c, run_lists.c): launch, read, list. */
+#pragma once
+#include "request.h"
+#include "db.h"
+
+/* ---- runs.c */
+int runs_create(struct api_req *r);
+int runs_get(struct api_req *r);
+/* GET /v1/runs/{id}'s read (api_read_fn): the run and the caller's roles in its team */
+int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step);
+/* POST /v1/runs/{id}/relaunch: a new run of the run's sandbox version, team and inputs. */
+int runs_relaunch(struct api_req *r);
+/* A terminal status is shown only once the run's history is complete
+ * (evidence.run_history, issue 10 decision 5): until then the run shows the
+ * last non-terminal status it had (running if it started, else
+ * provisioning). A terminal run with no history row and no node (ended
+ * before any node was involved) has nothing to wait for. */
+#define RUNS_TERMINAL_HIDDEN                                                                                   \
+        "(r.status IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected')"         \
+        " AND NOT coalesce(h.complete, r.node_id IS NULL))"
+#define RUNS_SHOWN_STATUS                                                                                      \
+        "(CASE WHEN " RUNS_TERMINAL_HIDDEN " THEN CASE WHEN r.started_at IS NOT NULL THEN 'running'"           \
+        " ELSE 'provisioning' END ELSE r.status END)"
+/* The public Run object: RUNS_SELECT's columns (FROM api.runs r and its
+ * joins; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key. */
+#define RUNS_SELECT                                                                                          \
+        "SELECT r.id, " RUNS_SHOWN_STATUS ", r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") ", " \
+        DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
+        DB_TS("r.scheduled_at") ", s.name, t.name, u.username, r.relaunch_of, " LIST_KEY_US("r.created_at")  \
+        ", " RUNS_TERMINAL_HIDDEN ", coalesce(h.events_stored, 0), h.terminal_seq, h.events_lost"           \
+        ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \
+        " FROM api.runs r JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"          \
+        " JOIN api.teams t ON t.id = r.team_id AND t.tenant_id = r.tenant_id"                               \
+        " JOIN api.users u ON u.id = r.created_by AND u.tenant_id = r.tenant_id"                            \
+        " LEFT JOIN evidence.run_history h ON h.run_id = r.id "
+#define RUNS_COL_KEY_US 17
+json_t *runs_row_json(const PGresult *res, int row);
+
+/* ---- run_lists.c: GET /v1/runs?team=&status=&sandbox=&launched_by=&from=&to=&limit=&cursor= */
+int runs_list(struct api_req *r);
