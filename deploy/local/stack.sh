@@ -812,8 +812,8 @@ write_endpoints() {
                 echo "# Paddock local stack ($STATE), written by deploy/local/stack.sh up"
                 env_line PADDOCK_STATE_DIR "$STATE"
                 echo "PADDOCK_API_URL=http://127.0.0.1:${SVC_PORT[api]}"
-                # the api serves /healthz, /readyz and /metrics on its main port
-                echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api]}"
+                # slice F: the api's ops port (/metrics summed over its workers)
+                echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api-ops]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
                 echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
                 echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
@@ -923,6 +923,8 @@ write_service_env() { # name
                                 # clone's path may hold spaces
                                 env_line PADDOCK_RUNNER_STATE_DIR "$DATA/runner"
                                 echo "PADDOCK_NODE_ID=$NODE_ID"
+                                # slice F: sandboxes nested under a parent cgroup, as on a k8s node
+                                echo "PADDOCK_RUNNER_CGROUP_PARENT=paddock/runs"
                                 env_line PADDOCK_EGRESS_CA_BUNDLE "$STATE/testca/egress-ca.pem"
                                 # built images live outside the state dir: a purge or
                                 # another checkout reuses them (docs/CONTRACTS.md)
@@ -932,6 +934,7 @@ write_service_env() { # name
                         fi
                         if [[ $s == api ]]; then
                                 echo "PADDOCK_API_ADDR=127.0.0.1:${SVC_PORT[$s]}"
+                                echo "PADDOCK_OPS_ADDR=127.0.0.1:${SVC_PORT[api-ops]}" # slice F
                                 # wraps the tenants' secret keys: only the api gets it,
                                 # never endpoints.env (kept in secrets/master_key, 0600)
                                 echo "PADDOCK_MASTER_KEY=$(secret master_key 32)"
@@ -979,6 +982,12 @@ services_ports() {
                         SVC_PORT[$s]=$(get_port "$(svc_port_key "$s")")
                 fi
         done
+        # slice F: the api's ops port, kept with the api's
+        if running api; then
+                SVC_PORT[api-ops]=$(kv_get "$STATE/ports.env" API_OPS_PORT)
+        else
+                SVC_PORT[api-ops]=$(get_port API_OPS_PORT)
+        fi
 }
 
 services_up() {

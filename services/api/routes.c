@@ -13,7 +13,6 @@
 static const struct api_route routes[] = {
         {"GET", "/healthz", ops_healthz, PERM_NONE},
         {"GET", "/readyz", ops_readyz, PERM_NONE},
-        {"GET", "/metrics", ops_metrics, PERM_NONE},
         {"POST", "/v1/auth/login", auth_login, PERM_NONE},
         {"POST", "/v1/auth/oidc", oidc_login, PERM_NONE},
         /* PERM_SELF: also for a caller who must change its one-time password first */

@@ -104,13 +104,13 @@ ROUTE_COMMANDS = {
     ("DELETE", "/v1/holds/{kind}/{id}"): "hold lift",
 }
 
-# Routes that are deliberately no task of the CLI, and why. Only these three.
+# Routes that are deliberately no task of the CLI, and why. Only these two
+# (/metrics is on the api's ops port, not a route: docs/CONTRACTS.md).
 NOT_CLI_TASKS = {
     ("GET", "/healthz"): "liveness for process supervisors and ./dev status, not a user's task",
     ("GET", "/readyz"): "readiness for load balancers and ./dev status, not a user's task",
-    ("GET", "/metrics"): "Prometheus scrapes it; not a user's task",
 }
-OPERATIONS_ONLY = {"/healthz", "/readyz", "/metrics"}
+OPERATIONS_ONLY = {"/healthz", "/readyz"}
 
 
 def commands_of(route):

@@ -58,7 +58,6 @@ SCOPES = ["own_team", "other_team", "other_tenant"]
 ENDPOINTS = [
     ("GET", "/healthz", "PERM_NONE", False, 200),
     ("GET", "/readyz", "PERM_NONE", False, 200),
-    ("GET", "/metrics", "PERM_NONE", False, 200),
     ("POST", "/v1/auth/login", "PERM_NONE", False, 200),
     # no provider here; a body without token is refused before any check
     # that would spend the source's failed-login budget
