@@ -114,10 +114,11 @@ def test_service_waits_for_its_schema_then_starts(endpoints, empty_db, kafka_of_
                 r = requests.get(base + "/readyz", timeout=5)
             except requests.RequestException:
                 return None
-            return r if r.status_code == 503 and r.json().get("dependency") == "schema" else None
+            # the body (a Response of 503 is falsy)
+            return r.json() if r.status_code == 503 and r.json().get("dependency") == "schema" else None
 
         r = wait_for("billing to say it waits for its schema", lambda: proc.poll() is None and waiting(), timeout=60)
-        reason = r.json()["reason"]
+        reason = r["reason"]
         assert re.fullmatch(r"schema billing version 0, need \d+ \(waiting for its migrate job\)", reason), reason
         need = int(re.search(r"need (\d+)", reason).group(1))
         assert need > 0
