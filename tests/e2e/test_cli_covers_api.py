@@ -87,6 +87,8 @@ ROUTE_COMMANDS = {
     ("PATCH", "/v1/catalog/{kind}/{id}"): "catalog update",
     ("POST", "/v1/catalog/{kind}/{id}/approve"): "catalog approve",
     ("GET", "/v1/nodes"): ("node list", "node show"),
+    ("POST", "/v1/nodes/{id}/drain"): "node drain",
+    ("DELETE", "/v1/nodes/{id}/drain"): "node undrain",
     ("GET", "/v1/usage"): "usage",
     ("GET", "/v1/governance/metrics"): "governance",
     ("GET", "/v1/teams/{id}/budget"): "budget get",
