@@ -32,6 +32,7 @@
 #include "kafka/topics.h"
 #include "metrics_runner.h"
 #include "net/addr_policy.h"
+#include "drain.h"
 #include "node_prep.h"
 #include "proxy.h"
 #include "proxy_policy.h"
@@ -207,6 +208,11 @@ int main(int argc, char **argv) {
         }
         if (argc > 1 && !strcmp(argv[1], "enroll"))
                 return enroll_main(config_table);
+        if (argc > 1 && !strcmp(argv[1], "drain")) {
+                /* the DaemonSet's preStop: a one-shot command, no Kafka */
+                log_init("runner-agent", LOG_INFO);
+                return runner_drain_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
+        }
 
         struct runner_settings cfg = {0};
         struct err_detail err = {0};
@@ -314,6 +320,7 @@ int main(int argc, char **argv) {
                 goto out;
         }
         cleanup_leftovers(&a);
+        runner_drain_reset(&a);
 
         char client_id[300];
         snprintf(client_id, sizeof client_id, "paddock-runner-%s", a.node_id);
