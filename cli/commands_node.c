@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands_node_drain.h"
 
 /* "used/capacity" of one resource of a node: integers as they are, cpus
  * (fractional) as %g. */
@@ -90,16 +91,21 @@ static const struct cli_command node_subs[] = {
         {.name = "list", .alias = "ls", .summary = "list the runner nodes: state, used/capacity, images",
          .fn = node_list},
         {.name = "show", .alias = "get", .args = "NODE", .summary = "show one node", .fn = node_show},
+        {.name = "drain", .args = "NODE", .summary = "place no new run on NODE; its runs finish (tenant_admin)",
+         .fn = cli_node_drain},
+        {.name = "undrain", .alias = "uncordon", .args = "NODE", .summary = "place runs on NODE again (tenant_admin)",
+         .fn = cli_node_undrain},
         {0},
 };
 
 const struct cli_command cli_cmd_node = {
         .name = "node",
         .alias = "nodes",
-        .summary = "the runner nodes: list, show",
+        .summary = "the runner nodes: list, show, drain, undrain",
         .description =
                 "As the scheduler last heard of them. STATE is ready (heard from lately),\n"
-                "stale (silent for a while) or dead (its runs were failed or moved). SLOTS,\n"
+                "draining (as ready, but drained: no new run), stale (silent for a while)\n"
+                "or dead (its runs were failed or moved). SLOTS,\n"
                 "CPUS and MEMORY_MB are used/capacity. IMAGES are the sandbox images the\n"
                 "node has built: a run is placed only on a ready node that has its image, and\n"
                 "a launch whose image no ready node has is refused.\n",

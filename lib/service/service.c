@@ -65,6 +65,33 @@ static bool is_command(const struct service_spec *spec, const char *arg) {
         return false;
 }
 
+/* `migrate` needs the schema owner's DSN and nothing else (issue 16: the
+ * migrate Job gets only that secret), so it reads only these entries of the
+ * daemon's table: Kafka, S3 and keys stay unset and unchecked. */
+static int migrate_main(const struct service_spec *spec, void *settings) {
+        struct config_entry table[3] = {{NULL}};
+        size_t n = 0;
+        for (const struct config_entry *e = spec->table; e->name && n < 2; e++)
+                if (strcmp(e->name, "PADDOCK_PG_DSN") == 0 || strcmp(e->name, "PADDOCK_LOG_LEVEL") == 0)
+                        table[n++] = *e;
+        struct err_detail err = {0};
+        enum log_level level = LOG_INFO;
+        int r = config_load(table, settings, &err);
+        const struct service_settings *svc = svc_of(spec, settings);
+        if (r >= 0 && svc->log_level && log_level_from_string(svc->log_level, &level) < 0)
+                r = err_set(&err, -EINVAL, "config", "PADDOCK_LOG_LEVEL: \"%s\" is not debug, info, warn or error",
+                            svc->log_level);
+        if (r < 0) {
+                log_error("invalid configuration: %s", err.message);
+                config_free(table, settings);
+                return CONFIG_EXIT_BAD;
+        }
+        log_init(spec->name, level);
+        r = service_migrate_main(svc->pg_dsn, spec->schema, spec->migrations);
+        config_free(table, settings);
+        return r;
+}
+
 int service_init(const struct service_spec *spec, int argc, char **argv, void *settings) {
         char program[64];
         snprintf(program, sizeof program, "paddock-%s", spec->name);
@@ -82,6 +109,8 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
         struct err_detail err = {0};
         enum log_level level = LOG_INFO;
         log_init(spec->name, LOG_INFO);
+        if (migrate)
+                return migrate_main(spec, settings);
         int r = config_load(spec->table, settings, &err);
         const struct service_settings *svc = svc_of(spec, settings);
         char host[256];
@@ -104,11 +133,6 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
                 return CONFIG_EXIT_BAD;
         }
         log_init(spec->name, level);
-        if (migrate) {
-                r = service_migrate_main(svc->pg_dsn, spec->schema, spec->migrations);
-                config_free(spec->table, settings);
-                return r;
-        }
         config_log(spec->table, settings);
 
         r = shutdown_install();
@@ -124,6 +148,8 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
 static int service_ready(void *userdata, struct ops_not_ready *why) {
         struct service *s = userdata;
         int r;
+        if ((r = service_schema_ready(&s->schema, why)) < 0)
+                return r;
         if ((s->spec->ready & SERVICE_READY_PG) && (r = service_ready_pg(s->pg, why)) < 0)
                 return r;
         if (s->spec->ready & SERVICE_READY_KAFKA) {
@@ -196,7 +222,8 @@ int service_start(const struct service_spec *spec, void *settings, struct servic
                 log_ctx(LOG_INFO, LOG_KV("addr", host, "port", port_s), "ops server listening");
         }
 
-        if (spec->schema && s->pg && service_migrate(s->pg, spec->schema, spec->migrations, spec->migrate_wait_ms) < 0)
+        if (spec->schema && s->pg &&
+            service_wait_schema(s->pg, spec->schema, spec->migrations, spec->migrate_wait_ms, &s->schema) < 0)
                 return 1;
         return 0;
 }

@@ -17,6 +17,7 @@
 #include "kafka/kafka.h"
 #include "kafka/kafka_config.h"
 #include "pg/pg.h"
+#include "service/schema_wait.h"
 #include "service/service_config.h"
 
 /* What /readyz of a daemon's ops server checks (service_spec.ready). */
@@ -69,13 +70,16 @@ struct service {
         struct bus_auth *auth;
         struct kafka_options kafka;       /* for the daemon's consumers (borrows the settings) */
         struct kafka_producer *producer;  /* NULL unless spec->producer */
-        struct ops_server *ops;           /* NULL without PADDOCK_OPS_ADDR (the api) */
+        struct ops_server *ops;           /* NULL without PADDOCK_OPS_ADDR */
+        struct service_schema_wait schema; /* /readyz 503 while waiting for the migrate job (schema_wait.h) */
         char client_id_[128];
 };
 
 /* The part of main() every daemon shares: --help (anywhere on the command
  * line) prints the configuration table; `migrate` applies the schema's
- * migrations and exits (run with the schema owner's DSN, before the daemon,
+ * migrations and exits, reading only PADDOCK_PG_DSN and PADDOCK_LOG_LEVEL
+ * (the migrate Job gets the DSN and nothing else; run with the schema
+ * owner's DSN, before the daemon,
  * which connects as a role that may not change the schema:
  * docs/CONTRACTS.md); an unknown argument or an invalid setting (the shared
  * ones of service_config.h and kafka_config.h included) exits CONFIG_EXIT_BAD;
@@ -89,7 +93,9 @@ int service_init(const struct service_spec *spec, int argc, char **argv, void *s
  * asks for it: the PostgreSQL pool; the bus keys (kafka_settings_auth) and the
  * Kafka options for the daemon's clients; the producer, warmed; the ops server
  * on PADDOCK_OPS_ADDR ("ops server listening", with /readyz checking
- * spec->ready, then s->ready); the migrations (waiting spec->migrate_wait_ms).
+ * spec->ready, then s->ready); the migrations (waiting spec->migrate_wait_ms),
+ * or, for a role that may not apply them, the wait for the migrate job
+ * (service_wait_schema).
  * Each failure is logged once. settings (borrowed, must outlive s) are the
  * daemon's. Returns 0, or main()'s exit status: CONFIG_EXIT_BAD when the bus
  * keys or the producer's settings are unusable, 1 otherwise. Call

@@ -22,6 +22,7 @@ struct service_settings {
         char *ops_addr;  /* PADDOCK_OPS_ADDR; NULL in the api */
         char *pg_dsn;    /* PADDOCK_PG_DSN (sensitive); NULL in the runner-agent */
         char *business_clock_file; /* PADDOCK_BUSINESS_CLOCK_FILE; only in api, billing, evidence */
+        long long stream_ping_s;   /* PADDOCK_STREAM_PING_S; only in the api (its websocket streams) */
 };
 
 #define SERVICE_CONFIG_OFF_(st, m, f) (offsetof(st, m) + offsetof(struct service_settings, f))
@@ -42,6 +43,15 @@ struct service_settings {
         {"PADDOCK_BUSINESS_CLOCK_FILE", CONFIG_STRING, "", 0, 0, false,                                           \
          SERVICE_CONFIG_OFF_(st, m, business_clock_file),                                                            \
          "tests only: a file holding seconds to add to the clock that decides retention expiry and budget months (empty: the wall clock)"}
+
+/* Only where websocket streams are served (the api): idle streams are pinged
+ * so that load balancers, which close connections idle for their timeout
+ * (often 60 s), keep them; a client that answers no ping within the same
+ * interval is dropped (docs/CONTRACTS.md "Websocket pings"). */
+#define SERVICE_CONFIG_STREAM_PING_ENTRY(st, m)                                                                        \
+        {"PADDOCK_STREAM_PING_S", CONFIG_INT, "30", 1, 3600, false, SERVICE_CONFIG_OFF_(st, m, stream_ping_s),      \
+         "seconds a websocket stream may be idle before the server pings it; a client that has not answered "     \
+         "within twice this is dropped"}
 
 /* All three, for the daemons that have all (billing, evidence, scheduler). */
 #define SERVICE_CONFIG_ENTRIES(st, m)                                                                                  \

@@ -4,9 +4,11 @@
 #include "api.h"
 #include "core/metrics.h"
 
-struct metric api_metric_requests = {"paddock_api_http_requests_total", "HTTP requests received", METRIC_COUNTER, 0, NULL, NULL};
-struct metric api_metric_runs_launched = {"paddock_api_runs_launched_total", "runs queued on paddock.runs.requested",
-                                          METRIC_COUNTER, 0, NULL, NULL};
-struct metric api_metric_ws_sessions = {"paddock_api_stream_sessions", "open websocket stream sessions", METRIC_GAUGE, 0, NULL, NULL};
-struct metric api_metric_status_updates = {"paddock_api_run_status_updates_total",
-                                           "run status rows changed from kafka", METRIC_COUNTER, 0, NULL, NULL};
+struct metric api_metric_requests = {.name = "paddock_api_http_requests_total", .help = "HTTP requests received",
+                                     .type = METRIC_COUNTER};
+struct metric api_metric_runs_launched = {.name = "paddock_api_runs_launched_total",
+                                          .help = "runs queued on paddock.runs.requested", .type = METRIC_COUNTER};
+struct metric api_metric_ws_sessions = {.name = "paddock_api_stream_sessions", .help = "open websocket stream sessions",
+                                        .type = METRIC_GAUGE};
+struct metric api_metric_status_updates = {.name = "paddock_api_run_status_updates_total",
+                                           .help = "run status rows changed from kafka", .type = METRIC_COUNTER};

@@ -32,6 +32,9 @@
 static const struct config_entry config_table[] = {
         {"PADDOCK_API_ADDR", CONFIG_STRING, "127.0.0.1:8080", 0, 0, false, S(addr),
          "listen address host:port of the public API"},
+        /* /metrics summed over the workers, never on the public port (issue 16) */
+        SERVICE_CONFIG_OPS_ADDR_ENTRY(struct api_settings, svc),
+        SERVICE_CONFIG_STREAM_PING_ENTRY(struct api_settings, svc),
         SERVICE_CONFIG_PG_DSN_ENTRY(struct api_settings, svc),
         KAFKA_CONFIG_ENTRIES(struct api_settings, kafka),
         S3_CONFIG_ENTRIES(struct api_settings, s3),
@@ -104,7 +107,9 @@ static const struct service_spec api_spec = {
         .warm = (const char *const[]){TOPIC_RUNS_REQUESTED, TOPIC_RUNS_CONTROL, TOPIC_AUDIT, TOPIC_APPROVALS,
                                       TOPIC_USAGE_ALERTS, NULL},
         .warm_note = "the first launch",
-        /* no ops server of its own: ops.c answers /readyz on the api's port */
+        /* the ops server on PADDOCK_OPS_ADDR (one worker serves it: spawn_worker);
+         * ops.c also answers /healthz and /readyz on the public port */
+        .ready = SERVICE_READY_PG | SERVICE_READY_KAFKA,
 };
 
 static void lws_log(int level, const char *line) {
@@ -187,7 +192,15 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
                 return 1;
 
         lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+        /* idle streams are pinged, and dropped when the pings go unanswered
+         * (docs/CONTRACTS.md "Websocket pings"): lws pings a connection that
+         * has not proven itself alive for secs_since_valid_ping and closes it
+         * at secs_since_valid_hangup */
+        static lws_retry_bo_t idle_policy;
+        idle_policy.secs_since_valid_ping = (uint16_t)a->cfg.svc.stream_ping_s;
+        idle_policy.secs_since_valid_hangup = (uint16_t)(2 * a->cfg.svc.stream_ping_s);
         struct lws_context_creation_info info = {0};
+        info.retry_and_idle_policy = &idle_policy;
         info.port = listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
         info.iface = listen_fd >= 0 ? NULL : host;
         info.protocols = protocols;
@@ -242,6 +255,12 @@ static pid_t spawn_worker(struct api *a, const char *host, int port, const int *
         /* its own identity (producer names, fanout group) */
         if (id_new_uuid(a->instance) < 0)
                 _exit(1);
+        /* counts in slot i, which every worker's /metrics sums; worker 0
+         * alone serves the ops port (a second would find it taken) */
+        if (metrics_share_slot((unsigned)i) < 0)
+                _exit(1);
+        if (i != 0)
+                a->cfg.svc.ops_addr = NULL;
         for (int j = 0; j < n; j++)
                 if (j != i)
                         close(listen_fds[j]);
@@ -264,6 +283,12 @@ static pid_t spawn_worker(struct api *a, const char *host, int port, const int *
 static int supervise_workers(struct api *a, const char *host, int port, int n) {
         pid_t pids[64] = {0};
         int listen_fds[64];
+        /* the workers' counters, summed by whichever answers /metrics */
+        int r = metrics_share((unsigned)n);
+        if (r < 0) {
+                log_error("could not share the metrics between workers: %s", strerror(-r));
+                return 1;
+        }
         for (int i = 0; i < n; i++)
                 if ((listen_fds[i] = listen_socket(host, port)) < 0) {
                         while (i-- > 0)

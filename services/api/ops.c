@@ -1,10 +1,11 @@
-/* The operations endpoints of the api: /healthz, /readyz, /metrics, in the
- * format every daemon's ops server answers with (lib/http/ops.h). */
+/* The operations endpoints on the api's public port: /healthz and /readyz,
+ * in the format every daemon's ops server answers with (lib/http/ops.h).
+ * /metrics, summed over the workers, is only on the ops port
+ * (PADDOCK_OPS_ADDR, main.c), which the Ingress does not expose. */
 #include <errno.h>
 #include <string.h>
 
 #include "api.h"
-#include "core/metrics.h"
 #include "http/ops.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
@@ -38,14 +39,5 @@ int ops_readyz(struct api_req *r) {
                 return api_fail(r, status, "internal", "out of memory");
         r->content_type = OPS_HEALTH_CONTENT_TYPE;
         r->status = status;
-        return 0;
-}
-
-int ops_metrics(struct api_req *r) {
-        r->text = metrics_render();
-        if (!r->text)
-                return api_fail(r, -ENOMEM, "internal", "out of memory");
-        r->content_type = "text/plain; version=0.0.4";
-        r->status = 200;
         return 0;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "nodes_drain.h" /* slice F */
 
 /* Every endpoint of the api, with the permission it needs: the one place
  * that says who may call what (tests/e2e/test_e2e_rbac_matrix.py mirrors
@@ -13,7 +14,6 @@
 static const struct api_route routes[] = {
         {"GET", "/healthz", ops_healthz, PERM_NONE},
         {"GET", "/readyz", ops_readyz, PERM_NONE},
-        {"GET", "/metrics", ops_metrics, PERM_NONE},
         {"POST", "/v1/auth/login", auth_login, PERM_NONE},
         {"POST", "/v1/auth/oidc", oidc_login, PERM_NONE},
         /* PERM_SELF: also for a caller who must change its one-time password first */
@@ -86,6 +86,9 @@ static const struct api_route routes[] = {
         {"POST", "/v1/catalog/{kind}/{id}/approve", catalog_approve, PERM_CATALOG_APPROVE},
         /* nodes are the platform's, not a tenant's: any authenticated user */
         {"GET", "/v1/nodes", nodes_list, PERM_USER},
+        /* slice F: a drain moves every tenant's runs off a node: tenant_admin */
+        {"POST", "/v1/nodes/{id}/drain", nodes_drain, PERM_ADMIN},
+        {"DELETE", "/v1/nodes/{id}/drain", nodes_undrain, PERM_ADMIN},
         /* usage of the teams the caller may view */
         {"GET", "/v1/usage", usage_get, PERM_VIEWER},
         /* governance figures of the caller's teams (governance.c) */

@@ -45,6 +45,7 @@ struct runner_settings {
         long long node_memory_mb;
         long long heartbeat_ms;
         char *crun;
+        char *cgroup_parent;       /* PADDOCK_RUNNER_CGROUP_PARENT: every sandbox's cgroup is <this>/<run id> */
         struct service_settings svc; /* log level, ops address (no database: it holds no credentials) */
         long long max_output_mb;
         long long max_diff_mb;

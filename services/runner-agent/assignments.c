@@ -13,6 +13,7 @@
 #include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "kafka/topics.h"
+#include "drain.h"
 #include "metrics_runner.h"
 #include "run.h"
 
@@ -228,6 +229,7 @@ const struct kafka_route assignments_routes[] = {
 
 static void reap_tick(void *userdata) {
         assignments_reap(userdata, false);
+        runner_drain_tick(userdata); /* drained and idle: stop (drain.h) */
 }
 
 int assignments_loop(struct agent *a, struct kafka_consumer *c) {

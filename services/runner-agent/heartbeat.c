@@ -1,4 +1,5 @@
 #include "heartbeat.h"
+#include "drain.h"
 
 #include <errno.h>
 #include <string.h>
@@ -38,7 +39,8 @@ static void beat(struct agent *a) {
         unsigned n = agent_running(a, &cpus, &mem, &ids);
         if (envelope_init(&env, "", "", 0, a->producer_name, msgid) < 0)
                 goto out;
-        cap.run_slots = a->n_slots;
+        /* draining (drain.h): no slot to offer, the scheduler places nothing new */
+        cap.run_slots = runner_draining(a) ? 0 : a->n_slots;
         cap.cpus = a->node_cpus;
         cap.memory_mb = a->node_memory_mb;
         used.run_slots = n;

@@ -32,6 +32,7 @@
 #include "kafka/topics.h"
 #include "metrics_runner.h"
 #include "net/addr_policy.h"
+#include "drain.h"
 #include "node_prep.h"
 #include "proxy.h"
 #include "proxy_policy.h"
@@ -59,6 +60,11 @@ static const struct config_entry config_table[] = {
          "cpus offered to the scheduler (0: the machine's online cpus)"},
         {"PADDOCK_NODE_MEMORY_MB", CONFIG_INT, "0", 0, 1LL << 30, false, S(node_memory_mb),
          "memory offered to the scheduler in MiB (0: the machine's physical memory)"},
+        {"PADDOCK_RUNNER_CGROUP_PARENT", CONFIG_STRING, "paddock", 0, 0, false, S(cgroup_parent),
+         "cgroup under which every sandbox's cgroup <parent>/<run id> is made, relative to each hierarchy's root "
+         "(the runner's own cgroup in a pod with a cgroup namespace): in Kubernetes a cgroup the node reserves "
+         "for the runs, so the kubelet accounts them; set PADDOCK_NODE_CPUS and PADDOCK_NODE_MEMORY_MB to what it "
+         "holds. [A-Za-z0-9._-] components separated by /"},
         {"PADDOCK_HEARTBEAT_MS", CONFIG_INT, "2000", 100, 600000, false, S(heartbeat_ms),
          "interval of node heartbeats on paddock.nodes"},
         {"PADDOCK_CRUN", CONFIG_STRING, "/usr/bin/crun", 0, 0, false, S(crun), "path of the crun binary"},
@@ -202,6 +208,11 @@ int main(int argc, char **argv) {
         }
         if (argc > 1 && !strcmp(argv[1], "enroll"))
                 return enroll_main(config_table);
+        if (argc > 1 && !strcmp(argv[1], "drain")) {
+                /* the DaemonSet's preStop: a one-shot command, no Kafka */
+                log_init("runner-agent", LOG_INFO);
+                return runner_drain_main(argc - 1, argv + 1, getenv("PADDOCK_RUNNER_STATE_DIR"));
+        }
 
         struct runner_settings cfg = {0};
         struct err_detail err = {0};
@@ -248,6 +259,12 @@ int main(int argc, char **argv) {
                         return CONFIG_EXIT_BAD;
                 }
         snprintf(a.producer_name, sizeof a.producer_name, "runner-agent/%s", a.node_id);
+        if (!runner_cgroup_parent_valid(cfg.cgroup_parent)) {
+                log_error("invalid configuration: PADDOCK_RUNNER_CGROUP_PARENT: \"%s\" is not a relative path of "
+                          "[A-Za-z0-9._-] components (no \".\" or \"..\")", cfg.cgroup_parent);
+                config_free(config_table, &cfg);
+                return CONFIG_EXIT_BAD;
+        }
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         a.node_cpus = cfg.node_cpus > 0 ? cfg.node_cpus : (double)(ncpu > 0 ? ncpu : 1);
         a.node_memory_mb = cfg.node_memory_mb > 0
@@ -303,6 +320,7 @@ int main(int argc, char **argv) {
                 goto out;
         }
         cleanup_leftovers(&a);
+        runner_drain_reset(&a);
 
         char client_id[300];
         snprintf(client_id, sizeof client_id, "paddock-runner-%s", a.node_id);

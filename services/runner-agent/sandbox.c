@@ -27,6 +27,25 @@
 #include "subprocess.h"
 
 
+bool runner_cgroup_parent_valid(const char *parent) {
+        if (!parent || !*parent || strlen(parent) > 200)
+                return false;
+        /* components of [A-Za-z0-9._-], none "." or "..", no empty one */
+        for (const char *p = parent; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+                              (p[i] >= '0' && p[i] <= '9') || p[i] == '.' || p[i] == '_' || p[i] == '-'))
+                                return false;
+                p += n;
+                if (*p == '/' && !*++p)
+                        return false; /* a trailing slash */
+        }
+        return true;
+}
+
 int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, unsigned slot) {
         *sb = (struct sandbox){.slot = slot,
                                .agent_uid = runner_userns_host_id(slot, RUNNER_SANDBOX_INNER_UID),
@@ -39,7 +58,7 @@ int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, 
             asprintf(&sb->workspace, "%s/workspace", sb->run_dir) < 0 ||
             asprintf(&sb->baseline, "%s/baseline", sb->run_dir) < 0 ||
             asprintf(&sb->netns_path, "%s/%s", a->netns_dir, run_id) < 0 ||
-            asprintf(&sb->cgroup_path, "paddock/%s", run_id) < 0)
+            asprintf(&sb->cgroup_path, "%s/%s", a->cfg->cgroup_parent, run_id) < 0)
                 return -ENOMEM;
         return 0;
 }

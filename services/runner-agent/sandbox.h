@@ -18,7 +18,7 @@ struct sandbox {
         char *pid_file;            /* runs/<id>/container.pid, written by crun */
         char *workspace, *baseline;
         char *netns_path;          /* netns/<id> */
-        char *cgroup_path;         /* "paddock/<id>", relative to each hierarchy */
+        char *cgroup_path;         /* "<PADDOCK_RUNNER_CGROUP_PARENT>/<id>", relative to each hierarchy */
         unsigned slot;             /* run slot: the user namespace's host range (agent.h) */
         uid_t agent_uid;           /* host uid/gid of the sandbox user (workspace owner) */
         gid_t agent_gid;
@@ -37,6 +37,10 @@ struct sandbox {
 /* Computes the paths and the host ids of run slot `slot` (destroying a
  * leftover needs no ids: any slot will do); returns 0 or -ENOMEM. */
 int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, unsigned slot);
+/* True when parent (PADDOCK_RUNNER_CGROUP_PARENT) is a relative cgroup path
+ * of [A-Za-z0-9._-] components, none "." or "..": it is joined to each
+ * hierarchy's root, so it must not climb out of it. Pure. */
+bool runner_cgroup_parent_valid(const char *parent);
 void sandbox_done(struct sandbox *sb);
 
 /* Creates runs/<id>/{workspace,baseline}. workspace is a tmpfs of disk_mb MiB

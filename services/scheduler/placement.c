@@ -137,6 +137,8 @@ static const char pick_sql[] =
         "  LEFT JOIN (SELECT node_id, count(*) AS slots, sum(cpus) AS cpus, sum(memory_mb) AS memory_mb"
         "             FROM scheduler.runs WHERE state = 'assigned' GROUP BY node_id) a USING (node_id)"
         "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
+        /* a drained node takes nothing new (migration 0007): its runs finish */
+        "    AND NOT EXISTS (SELECT 1 FROM scheduler.node_drains d WHERE d.node_id = n.node_id)"
         "), busy AS ("
         "  SELECT team_id, count(*) AS n FROM scheduler.runs WHERE state = 'assigned' GROUP BY team_id"
         "), heads AS ("

@@ -87,6 +87,8 @@ ROUTE_COMMANDS = {
     ("PATCH", "/v1/catalog/{kind}/{id}"): "catalog update",
     ("POST", "/v1/catalog/{kind}/{id}/approve"): "catalog approve",
     ("GET", "/v1/nodes"): ("node list", "node show"),
+    ("POST", "/v1/nodes/{id}/drain"): "node drain",
+    ("DELETE", "/v1/nodes/{id}/drain"): "node undrain",
     ("GET", "/v1/usage"): "usage",
     ("GET", "/v1/governance/metrics"): "governance",
     ("GET", "/v1/teams/{id}/budget"): "budget get",
@@ -104,13 +106,13 @@ ROUTE_COMMANDS = {
     ("DELETE", "/v1/holds/{kind}/{id}"): "hold lift",
 }
 
-# Routes that are deliberately no task of the CLI, and why. Only these three.
+# Routes that are deliberately no task of the CLI, and why. Only these two
+# (/metrics is on the api's ops port, not a route: docs/CONTRACTS.md).
 NOT_CLI_TASKS = {
     ("GET", "/healthz"): "liveness for process supervisors and ./dev status, not a user's task",
     ("GET", "/readyz"): "readiness for load balancers and ./dev status, not a user's task",
-    ("GET", "/metrics"): "Prometheus scrapes it; not a user's task",
 }
-OPERATIONS_ONLY = {"/healthz", "/readyz", "/metrics"}
+OPERATIONS_ONLY = {"/healthz", "/readyz"}
 
 
 def commands_of(route):

@@ -58,7 +58,6 @@ SCOPES = ["own_team", "other_team", "other_tenant"]
 ENDPOINTS = [
     ("GET", "/healthz", "PERM_NONE", False, 200),
     ("GET", "/readyz", "PERM_NONE", False, 200),
-    ("GET", "/metrics", "PERM_NONE", False, 200),
     ("POST", "/v1/auth/login", "PERM_NONE", False, 200),
     # no provider here; a body without token is refused before any check
     # that would spend the source's failed-login budget
@@ -129,6 +128,9 @@ ENDPOINTS = [
     ("PATCH", "/v1/catalog/{kind}/{id}", "PERM_SANDBOX_AUTHOR", "tenant", 200),
     ("POST", "/v1/catalog/{kind}/{id}/approve", "PERM_CATALOG_APPROVE", "tenant", 200),
     ("GET", "/v1/nodes", "PERM_USER", False, 200),
+    # a dead ghost node of the matrix's own (_ghost_node), never a real one
+    ("POST", "/v1/nodes/{id}/drain", "PERM_ADMIN", False, 200),
+    ("DELETE", "/v1/nodes/{id}/drain", "PERM_ADMIN", False, 204),  # drained just before
     ("GET", "/v1/usage", "PERM_VIEWER", False, 200),              # sums the caller's teams only
     ("GET", "/v1/governance/metrics", "PERM_VIEWER", False, 200),  # the caller's teams only
     ("GET", "/v1/audit", "PERM_ADMIN", False, 200),
@@ -305,6 +307,26 @@ def world(endpoints, credentials, api, me):
             "tenant_id": me["tenant"]["id"]}
 
 
+GHOST_NODE = "rbac-ghost-node"
+
+
+def _ghost_node(endpoints):
+    """A node the scheduler declared dead (it places nothing there): what the
+    drain routes act on here, so the matrix never drains the stack's node."""
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        pg.execute("INSERT INTO scheduler.nodes (node_id, last_seen, dead_since) VALUES (%s, now(), now()) "
+                   "ON CONFLICT (node_id) DO NOTHING", (GHOST_NODE,))
+    return GHOST_NODE
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ghost_node_left(endpoints):
+    yield
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        pg.execute("DELETE FROM scheduler.node_drains WHERE node_id = %s", (GHOST_NODE,))
+        pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s", (GHOST_NODE,))
+
+
 def _request(endpoints, world, method, path, caller, scope_name):
     """Builds and sends the case; returns (response, what a 2xx consumed)."""
     s = world["scopes"].get(scope_name)
@@ -342,6 +364,10 @@ def _request(endpoints, world, method, path, caller, scope_name):
     elif path == "/v1/tenant/retention" and method == "PUT":
         body = {"default_days": 365, "max_days": 3650}
     url = path.replace("{tenant}", world["tenant_id"])
+    if path == "/v1/nodes/{id}/drain":
+        url = path.replace("{id}", _ghost_node(endpoints))
+        if method == "DELETE":  # the admin drains what a DELETE undrains
+            world["api"].ok("POST", url, expect=(200,))
     if path.startswith("/v1/tenants/{tenant}/"):
         token = None  # public: no credentials at all
     if path.startswith("/v1/catalog/"):

@@ -5,8 +5,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "core/metrics.h"
@@ -97,6 +100,62 @@ static void test_render_text(void **state) {
         free(out);
 }
 
+/* One child of a shared registry: takes slot, adds n to events_total and
+ * sets running to g; the reader also checks a render against want. */
+static void share_child(unsigned slot, long long n, long long g, const char *want) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (metrics_share_slot(slot) < 0)
+                        _exit(2);
+                metric_add(&events_total, n);
+                if (g)
+                        metric_set(&running, g);
+                int rc = 0;
+                if (want) {
+                        char *text = metrics_render();
+                        rc = text && strstr(text, want) ? 0 : 3;
+                        if (rc)
+                                fprintf(stderr, "want \"%s\" in:\n%s", want, text ? text : "(null)");
+                        free(text);
+                }
+                _exit(rc);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* The api's workers (metrics_share): each counts in its own slot of a
+ * MAP_SHARED mapping, any of them renders the sum over all slots; a process
+ * that replaces a worker goes on from the slot's counters, its gauges start
+ * at 0. Runs last: it shares the registry of this process's children. */
+static void test_share_sums_workers(void **state) {
+        (void)state;
+        long long before = atomic_load(&events_total.value);
+        assert_int_equal(metrics_share(3), 0);
+        assert_int_equal(metrics_share(3), -EINVAL); /* once */
+        share_child(0, 10, 7, NULL);
+        share_child(1, 20, 0, NULL);
+        /* slot 2 reads: 10 + 20 + 5, and the gauge of slot 0 (7) */
+        share_child(2, 5, 0, "paddock_test_events_total 35\n");
+        share_child(2, 0, 0, "paddock_test_running 7\n");
+        /* slot 0 replaced: its counter goes on (35 + 1), its gauge is gone */
+        share_child(0, 1, 0,
+                    "paddock_test_running 0\n# HELP paddock_test_events_total events persisted\n"
+                    "# TYPE paddock_test_events_total counter\npaddock_test_events_total 36\n");
+        /* the parent took no slot: its own values are untouched */
+        assert_int_equal(atomic_load(&events_total.value), before);
+        /* a slot that does not exist */
+        pid_t pid = fork();
+        if (pid == 0)
+                _exit(metrics_share_slot(3) == -EINVAL ? 0 : 1);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void) {
         metrics_register(&events_total);
         metrics_register(&running);
@@ -107,6 +166,7 @@ int main(void) {
                 cmocka_unit_test(test_render_labels),
                 cmocka_unit_test(test_concurrent_increments),
                 cmocka_unit_test(test_render_text),
+                cmocka_unit_test(test_share_sums_workers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,8 +19,8 @@
 #include "core/metrics.h"
 #include "http/ops.h"
 
-static struct metric requests_total = {"paddock_unit_requests_total", "requests seen by the unit test", METRIC_COUNTER, 0, NULL, NULL};
-static struct metric queue_depth = {"paddock_unit_queue_depth", "queue depth in the unit test", METRIC_GAUGE, 0, NULL, NULL};
+static struct metric requests_total = {.name = "paddock_unit_requests_total", .help = "requests seen by the unit test", .type = METRIC_COUNTER};
+static struct metric queue_depth = {.name = "paddock_unit_queue_depth", .help = "queue depth in the unit test", .type = METRIC_GAUGE};
 
 struct readiness {
         bool ready;

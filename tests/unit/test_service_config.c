@@ -59,8 +59,8 @@ static const struct daemon {
         const char *name, *bin;
         unsigned has; /* the fragments it embeds; the others must be absent */
 } daemons[] = {
-        /* the api serves its ops endpoints on its own port: no PADDOCK_OPS_ADDR */
-        {"api", PADDOCK_API_BIN, F_LOG | F_PG | F_KAFKA | F_S3 | F_FLOOR},
+        /* the api serves /metrics, summed over its workers, on an ops port of its own */
+        {"api", PADDOCK_API_BIN, F_LOG | F_OPS | F_PG | F_KAFKA | F_S3 | F_FLOOR},
         {"scheduler", PADDOCK_SCHEDULER_BIN, F_LOG | F_OPS | F_PG | F_KAFKA},
         /* the execution plane holds no database or storage credentials */
         {"runner-agent", PADDOCK_RUNNER_AGENT_BIN, F_LOG | F_OPS | F_KAFKA | F_FLOOR},

@@ -20,8 +20,8 @@ write_endpoints() {
                 echo "# Paddock local stack ($STATE), written by deploy/local/stack.sh up"
                 env_line PADDOCK_STATE_DIR "$STATE"
                 echo "PADDOCK_API_URL=http://127.0.0.1:${SVC_PORT[api]}"
-                # the api serves /healthz, /readyz and /metrics on its main port
-                echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api]}"
+                # the api's ops port (/metrics summed over its workers)
+                echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api-ops]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
                 echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
                 echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
@@ -126,7 +126,9 @@ stack_setting_value() {
         PADDOCK_IMAGE_CACHE_DIR) echo "${PADDOCK_IMAGE_CACHE_DIR:-/var/cache/paddock/images}" ;;
         # the agent CLIs' policy hook, the build's static binary (hook_server.h)
         PADDOCK_HOOK_BINARY) echo "$BUILD/services/runner-agent/paddock-hook" ;;
-        PADDOCK_API_ADDR | PADDOCK_OPS_ADDR) echo "127.0.0.1:${SVC_PORT[$s]}" ;;
+        PADDOCK_API_ADDR) echo "127.0.0.1:${SVC_PORT[$s]}" ;;
+        # the api's ops port is its own (/metrics summed over its workers)
+        PADDOCK_OPS_ADDR) if [[ $s == api ]]; then echo "127.0.0.1:${SVC_PORT[api-ops]}"; else echo "127.0.0.1:${SVC_PORT[$s]}"; fi ;;
         # wraps the tenants' secret keys: only the api gets it, never
         # endpoints.env (kept in secrets/master_key, 0600)
         PADDOCK_MASTER_KEY) secret master_key 32 ;;

@@ -35,6 +35,12 @@ services_ports() {
                         SVC_PORT[$s]=$(get_port "$(svc_port_key "$s")")
                 fi
         done
+        # the api's ops port, kept with the api's
+        if running api; then
+                SVC_PORT[api-ops]=$(kv_get "$STATE/ports.env" API_OPS_PORT)
+        else
+                SVC_PORT[api-ops]=$(get_port API_OPS_PORT)
+        fi
 }
 
 services_up() {

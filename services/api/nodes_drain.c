@@ -1,0 +1,111 @@
+/* POST/DELETE /v1/nodes/{id}/drain (nodes_drain.h): the api writes the
+ * scheduler's scheduler.node_drains (scheduler migration 0007 grants it), the
+ * scheduler's placement skips what is listed there, and the one shared view,
+ * scheduler.node_status, says 'draining'. */
+#include "nodes_drain.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "pg/pg.h"
+
+/* A node id as the runner-agent accepts one (PADDOCK_NODE_ID): anything
+ * else names no node. */
+static bool node_id_valid(const char *id) {
+        size_t n = strlen(id);
+        if (n == 0 || n > 253)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+                      (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_' || id[i] == '.'))
+                        return false;
+        return true;
+}
+
+int nodes_drain(struct api_req *r) {
+        int k = api_body_none(r);
+        if (k < 0)
+                return k;
+        const char *node = r->params[0];
+        if (!node_id_valid(node))
+                return api_fail(r, -ENOENT, "not_found", "node not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = db_begin(&d, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {node, r->caller.user_id};
+        /* a node the scheduler knows; drained again: the first drain's time stays */
+        k = pg_exec(d.conn,
+                    "WITH ins AS ("
+                    " INSERT INTO scheduler.node_drains (node_id, drained_by)"
+                    " SELECT node_id, $2 FROM scheduler.node_status WHERE node_id = $1"
+                    " ON CONFLICT (node_id) DO UPDATE SET node_id = EXCLUDED.node_id"
+                    " RETURNING node_id, drained_at)"
+                    " SELECT ins.node_id, " DB_TS("ins.drained_at") ", s.state"
+                    " FROM ins JOIN scheduler.node_status s USING (node_id)",
+                    2, p, &res, &e);
+        if (k < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "drain node");
+        }
+        if (PQntuples(res) != 1) {
+                db_rollback(&d);
+                return api_fail(r, -ENOENT, "not_found", "node not found");
+        }
+        /* the view reads the drain list as of the statement's start */
+        const char *state = strcmp(PQgetvalue(res, 0, 2), "ready") == 0 ? "draining" : PQgetvalue(res, 0, 2);
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 1);
+        if ((k = api_audit(r, &d, "node.drain", "node", node, "success", change)) < 0) {
+                db_rollback(&d);
+                return k;
+        }
+        if ((k = db_commit(&d, &e)) < 0)
+                return db_fail(r, k, &e, "commit node drain");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
+                "node drained");
+        r->out = json_pack("{s:s, s:s, s:b, s:s}", "id", node, "state", state, "draining", 1, "since",
+                           PQgetvalue(res, 0, 1));
+        r->status = 200;
+        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+}
+
+int nodes_undrain(struct api_req *r) {
+        int k = api_body_none(r);
+        if (k < 0)
+                return k;
+        const char *node = r->params[0];
+        if (!node_id_valid(node))
+                return api_fail(r, -ENOENT, "not_found", "node not found");
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        if ((k = db_open_caller(&d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = db_begin(&d, &e)) < 0)
+                return db_fail(r, k, &e, "begin transaction");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {node};
+        k = pg_exec(d.conn, "DELETE FROM scheduler.node_drains WHERE node_id = $1 RETURNING node_id", 1, p, &res, &e);
+        if (k < 0) {
+                db_rollback(&d);
+                return db_fail(r, k, &e, "undrain node");
+        }
+        if (PQntuples(res) != 1) {
+                db_rollback(&d);
+                return api_fail(r, -ENOENT, "not_found", "node %s is not draining", node);
+        }
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 0);
+        if ((k = api_audit(r, &d, "node.undrain", "node", node, "success", change)) < 0) {
+                db_rollback(&d);
+                return k;
+        }
+        if ((k = db_commit(&d, &e)) < 0)
+                return db_fail(r, k, &e, "commit node undrain");
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
+                "node undrained");
+        r->status = 204;
+        return 0;
+}

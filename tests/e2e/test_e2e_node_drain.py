@@ -1,0 +1,98 @@
+"""Draining a runner node (issue 16; docs/CONTRACTS.md "Node drain"):
+`paddock node drain NODE` (POST /v1/nodes/{id}/drain) makes the scheduler
+place nothing new on the node while the runs it holds finish; the node
+shows draining; with the stack's one node a new run stays queued until
+`paddock node undrain NODE`, then runs. Bad input changes nothing, another
+role is refused (the RBAC matrix has every role), each change is audited."""
+
+import time
+
+import psycopg
+import pytest
+
+from cli_support import Cli
+from conftest import audit_all, command_spec, wait_for, wait_run_status
+
+NODE = "local-node-1"
+
+
+@pytest.fixture(scope="module")
+def cli(endpoints, credentials, tmp_path_factory):
+    run = Cli(tmp_path_factory.mktemp("paddock-config-drain"), endpoints.api)
+    c = credentials
+    r = run("login", "--tenant", c["PADDOCK_TENANT"], "--user", c["PADDOCK_USER"], "--password-stdin",
+            input=c["PADDOCK_PASSWORD"] + "\n")
+    assert r.returncode == 0, r.stderr
+    return run
+
+
+@pytest.fixture
+def undrained(endpoints):
+    """Whatever a test does, the stack's node takes runs again afterwards."""
+    yield
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        pg.execute("DELETE FROM scheduler.node_drains WHERE node_id = %s", (NODE,))
+
+
+def node_state(api, node=NODE):
+    return {n["id"]: n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]}[node]["state"]
+
+
+def scheduler_state(endpoints, run_id):
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        row = pg.execute("SELECT state, node_id FROM scheduler.runs WHERE run_id = %s", (run_id,)).fetchone()
+    return row
+
+
+def test_drain_lets_runs_finish_and_places_nothing_new(endpoints, api, runs, cli, undrained):
+    assert node_state(api) == "ready"
+    sb = runs.create_sandbox(command_spec(["/bin/sleep", "8"], timeout_s=60))
+    version = runs.publish(sb)
+    first = runs.launch(sb, version)
+    wait_for("the first run to run", lambda: api.ok("GET", f"/v1/runs/{first}", expect=(200,))["status"] == "running",
+             timeout=90, pause=0.3)
+
+    out = cli.ok("node", "drain", NODE)
+    assert f"node {NODE} draining since" in out, out
+    assert node_state(api) == "draining"
+    assert f"{NODE}" in cli.ok("node", "list") and "draining" in cli.ok("node", "show", NODE)
+    # again: the same answer, since unchanged
+    again = api.ok("POST", f"/v1/nodes/{NODE}/drain", expect=(200,))
+    assert again["draining"] is True and again["state"] == "draining" and again["id"] == NODE
+
+    second = runs.launch(sb, version)
+    # the running run finishes on the drained node
+    done = wait_run_status(api, first, timeout=120)
+    assert done["status"] == "succeeded", done
+    # the new one is not placed while the node drains (the stack has one node)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        run = api.ok("GET", f"/v1/runs/{second}", expect=(200,))
+        assert run["status"] == "queued" and not run.get("node"), run
+        state = scheduler_state(endpoints, second)
+        assert state is None or state == ("pending", None), state
+        time.sleep(0.5)
+
+    r = cli("node", "undrain", NODE)
+    assert r.returncode == 0 and f"node {NODE} takes runs again" in r.stdout, r.stderr
+    assert node_state(api) == "ready"
+    done = wait_run_status(api, second, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert scheduler_state(endpoints, second)[1] == NODE
+
+    actions = [(a["action"], a["object_id"]) for a in audit_all(api) if a["action"].startswith("node.")]
+    assert ("node.drain", NODE) in actions and ("node.undrain", NODE) in actions, actions[-5:]
+
+
+def test_drain_bad_input_changes_nothing(endpoints, api, cli, undrained):
+    before = node_state(api)
+    # a body: refused naming it, the node unchanged
+    r = api.request("POST", f"/v1/nodes/{NODE}/drain", json={"force": True})
+    assert r.status_code == 400 and "force" in r.json()["detail"], r.text
+    assert node_state(api) == before
+    # unknown nodes, and undrain of a node that is not draining: 404
+    for node in ("no-such-node", "bad%20id"):
+        assert api.request("POST", f"/v1/nodes/{node}/drain").status_code == 404
+    assert api.request("DELETE", f"/v1/nodes/{NODE}/drain").status_code == 404
+    assert cli("node", "undrain", NODE).returncode != 0
+    assert node_state(api) == before

@@ -1,0 +1,97 @@
+"""Issue 16's api and migration points in the rendered package (no cluster):
+the api's /metrics is on an ops port the ServiceMonitor scrapes and no
+Ingress or HTTPRoute routes; the routes send / (the dashboard) to the api; the
+migrate Job gets the owner's DSN and nothing else; the image carries the
+built dashboard and names it in PADDOCK_WEB_DIR. Needs PADDOCK_K8S_DIR (the
+build's tests/k8s, filled by deps.sh: kubectl.path)."""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WITH_INGRESS = "deploy/k8s/overlays/production"
+WITH_EVERYTHING = "tests/k8s/fixtures/all-components"  # the Gateway route, the monitors
+
+
+def render(overlay):
+    k8s_dir = os.environ.get("PADDOCK_K8S_DIR")
+    assert k8s_dir, "PADDOCK_K8S_DIR is not set (ctest sets it; tests/k8s/deps.sh fills it)"
+    kubectl = (Path(k8s_dir) / "kubectl.path").read_text().strip()
+    out = subprocess.run([kubectl, "kustomize", str(REPO / overlay)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def one(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def production():
+    return render(WITH_INGRESS)
+
+
+@pytest.fixture(scope="module")
+def everything():
+    return render(WITH_EVERYTHING)
+
+
+def api_container(docs):
+    dep = one(docs, "Deployment", "paddock-api")
+    return next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "api")
+
+
+def test_api_metrics_on_the_ops_port(everything):
+    c = api_container(everything)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8080, "ops": 9090}
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    assert env.get("PADDOCK_OPS_ADDR") == "0.0.0.0:9090"
+    svc = one(everything, "Service", "paddock-api")
+    assert {p["name"]: p["targetPort"] for p in svc["spec"]["ports"]} == {"http": "http", "ops": "ops"}
+    mon = one(everything, "ServiceMonitor", "paddock-api")
+    assert [(e["port"], e["path"]) for e in mon["spec"]["endpoints"]] == [("ops", "/metrics")]
+
+
+def test_routes_send_slash_to_the_api_and_never_the_ops_port(production, everything):
+    ing = one(production, "Ingress", "paddock-api")
+    paths = [p for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+    assert any(p["path"] == "/" and p["pathType"] == "Prefix" for p in paths), paths
+    for p in paths:
+        assert p["backend"]["service"] == {"name": "paddock-api", "port": {"name": "http"}}, p
+    route = one(everything, "HTTPRoute", "paddock-api")
+    prefixes = [m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"]]
+    assert "/" in prefixes, prefixes
+    for r in route["spec"]["rules"]:
+        for b in r["backendRefs"]:
+            assert (b["name"], b["port"]) == ("paddock-api", 80), b
+    # and from the ingress controller only the public port
+    pol = one(production, "NetworkPolicy", "api-from-ingress")
+    assert [p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]] == [8080]
+
+
+def test_migrate_job_gets_only_the_owner_dsn(production):
+    job = next(d for d in production if d["kind"] == "Job" and d["metadata"]["name"].startswith("paddock-migrate"))
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c.get("envFrom") == [{"secretRef": {"name": "paddock-db-owner"}}], c.get("envFrom")
+    assert not c.get("env") and not job["spec"]["template"]["spec"].get("volumes"), c
+    assert "migrate" in " ".join(c["command"])
+
+
+def test_image_carries_the_dashboard():
+    text = (REPO / "deploy/k8s/Dockerfile").read_text()
+    # a stage builds web/ as ./dev does, the final image copies its output
+    assert re.search(r"^RUN .*node /src/web/build\.mjs /dist", text, re.M | re.S), "no stage builds the dashboard"
+    copy = re.search(r"^COPY --from=(\S+) /dist/ (\S+)$", text, re.M)
+    assert copy, "the image does not copy the built dashboard"
+    env = re.search(r"^ENV PADDOCK_WEB_DIR=(\S+)$", text, re.M)
+    assert env and env.group(1).rstrip("/") == copy.group(2).rstrip("/"), "PADDOCK_WEB_DIR does not name it"
+    # the last stage (the image) comes after the copy's source stage
+    stages = re.findall(r"^FROM \S+(?: AS (\S+))?$", text, re.M)
+    assert copy.group(1) in stages[:-1] and stages[-1] == ""
