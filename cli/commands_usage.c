@@ -67,7 +67,8 @@ static void csv_field(const char *v, bool last) {
 
 /* The figures of every grouping, in CSV column order (runs .. cost_usd). */
 static const char *const csv_figures[] = {"runs", "runtime_seconds", "tokens_in", "tokens_out",
-                                          "cache_read_tokens", "cache_write_tokens", "egress_bytes", "cost_usd"};
+                                          "cache_read_tokens", "cache_write_tokens", "egress_bytes", "cost_usd",
+                                          "cpu_seconds"};
 
 /* `paddock usage export`: the API's items as CSV for finance, one header row,
  * then a row per group: the group's id and name (empty where it has none),

@@ -16,7 +16,9 @@
  *                     exec/file/egress policy denials at the platform levels
  *                     (actor platform). These read all the runs' events of
  *                     kind egress/policy_decision (the primary key, run by run).
- * Reviews (issue 14 §1) are not here yet: their table is another slice's. */
+ *   reviews           reviews written in the range by team and outcome
+ *                     (every review counts, a later one on the same run
+ *                     too: the figure is what reviewers did). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,11 @@ static const char *const gov_sql[] = {
         "AND ((e.kind = 'egress' AND e.data->>'decision' = 'deny') OR (e.kind = 'policy_decision' "
         "AND e.data->>'level' IN ('exec', 'file', 'egress') AND e.data->>'action' = 'deny')) "
         "GROUP BY 1, 2, 3 ORDER BY 2, 3",
+        /* 4: reviews by team and outcome */
+        "SELECT v.team_id::text, t.name, v.outcome, count(*) FROM api.reviews v JOIN api.teams t ON t.id = v.team_id "
+        "WHERE v.tenant_id = $1 AND v.created_at >= $2::date AND v.created_at < $3::date + 1 "
+        "AND " LIST_TEAM_VISIBLE("v.team_id", "$4", "$5", "$6") " AND ($7::uuid IS NULL OR v.team_id = $7::uuid) "
+        "GROUP BY 1, 2, 3 ORDER BY 2, 3",
 };
 
 static json_t *num_or_null(const PGresult *res, int row, int col) {
@@ -99,16 +106,17 @@ int governance_metrics(struct api_req *r) {
                 k = pg_exec(d.conn, gov_sql[i], 7, params, &res[i], &e);
         _cleanup_json_ json_t *out = NULL;
         if (k >= 0) {
-                json_t *decisions = json_array(), *days = json_array(), *escapes = json_array();
+                json_t *decisions = json_array(), *days = json_array(), *escapes = json_array(),
+                       *reviews = json_array();
                 const PGresult *a = res[1];
                 double approved = atof(PQgetvalue(a, 0, 2)), denied = atof(PQgetvalue(a, 0, 3));
-                out = json_pack("{s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}, s:o, s:o}", "from", from,
+                out = json_pack("{s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}, s:o, s:o, s:o}", "from", from,
                                 "to", to, "policy_decisions", decisions, "approvals", "count", int_at(a, 0, 0),
                                 "pending", int_at(a, 0, 1), "approved", int_at(a, 0, 2), "denied", int_at(a, 0, 3),
                                 "expired", int_at(a, 0, 4), "median_decision_seconds", num_or_null(a, 0, 5),
                                 "p95_decision_seconds", num_or_null(a, 0, 6), "denied_share",
                                 approved + denied > 0 ? json_real(denied / (approved + denied)) : json_null(),
-                                "runs_per_team_per_day", days, "escapes_tried", escapes);
+                                "runs_per_team_per_day", days, "escapes_tried", escapes, "reviews", reviews);
                 for (int i = 0; out && i < PQntuples(res[0]); i++)
                         json_array_append_new(decisions,
                                               json_pack("{s:s, s:s, s:s, s:s, s:I}", "rule", PQgetvalue(res[0], i, 0),
@@ -124,6 +132,11 @@ int governance_metrics(struct api_req *r) {
                                               json_pack("{s:s, s:s, s:s, s:I}", "team", PQgetvalue(res[3], i, 0),
                                                         "team_name", PQgetvalue(res[3], i, 1), "level",
                                                         PQgetvalue(res[3], i, 2), "count", int_at(res[3], i, 3)));
+                for (int i = 0; out && i < PQntuples(res[4]); i++)
+                        json_array_append_new(reviews,
+                                              json_pack("{s:s, s:s, s:s, s:I}", "team", PQgetvalue(res[4], i, 0),
+                                                        "team_name", PQgetvalue(res[4], i, 1), "outcome",
+                                                        PQgetvalue(res[4], i, 2), "count", int_at(res[4], i, 3)));
         }
         for (size_t i = 0; i < ELEMENTSOF(gov_sql); i++)
                 PQclear(res[i]);

@@ -3,7 +3,8 @@
  * billing.run_usage (one row per run, the UTC day the run ended; billing
  * migration 0003 lets the api read it, its tenant policy keeps tenants
  * apart), or per model from billing.run_model_usage (one row per run and
- * model, billing migration 0004). One query: GROUPING SETS gives the groups
+ * model, billing migration 0004; cpu_seconds per run since billing
+ * migration 0006). One query: GROUPING SETS gives the groups
  * and the total together. `live` adds the runs not ended yet (api.runs). */
 #include <errno.h>
 #include <stdlib.h>
@@ -44,11 +45,13 @@ static const struct {
         "count(*), coalesce(sum(u.runtime_seconds), 0), coalesce(sum(u.tokens_in), 0), "                     \
         "coalesce(sum(u.tokens_out), 0), coalesce(sum(u.egress_bytes), 0), coalesce(sum(u.cost_usd), 0)"
 /* calls are the models' (0 per run); the cache figures billing keeps per run (billing migration 0005) */
-#define RUN_EXTRA "0, coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0)"
+#define RUN_EXTRA "0, coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0), " \
+                  "coalesce(sum(u.cpu_seconds), 0)"
 #define MODEL_SUMS                                                                                            \
         "count(DISTINCT u.run_id), 0, coalesce(sum(u.tokens_in), 0), coalesce(sum(u.tokens_out), 0), 0, "    \
         "coalesce(sum(u.cost_usd), 0)"
-#define MODEL_EXTRA "coalesce(sum(u.calls), 0), coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0)"
+/* a run's CPU time is not split between its models (0), like its runtime */
+#define MODEL_EXTRA "coalesce(sum(u.calls), 0), coalesce(sum(u.cache_read_tokens), 0), coalesce(sum(u.cache_write_tokens), 0), 0"
 
 int usage_day_arg(struct api_req *r, const char *name, char out[11], const char **ret) {
         char buf[64];
@@ -200,7 +203,8 @@ int usage_get(struct api_req *r) {
                     (json_object_set_new(o, "cache_read_tokens",
                                          json_integer(strtoll(PQgetvalue(res, i, 10), NULL, 10))) |
                      json_object_set_new(o, "cache_write_tokens",
-                                         json_integer(strtoll(PQgetvalue(res, i, 11), NULL, 10)))) < 0)
+                                         json_integer(strtoll(PQgetvalue(res, i, 11), NULL, 10))) |
+                     json_object_set_new(o, "cpu_seconds", json_real(atof(PQgetvalue(res, i, 12))))) < 0)
                         return api_fail(r, -ENOMEM, "internal", "out of memory");
         }
         _cleanup_json_ json_t *live = NULL;

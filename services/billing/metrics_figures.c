@@ -10,10 +10,15 @@
  * it (lib/core/metrics.h metrics_register_text). Label cardinality is bounded:
  * the PADDOCK_BILLING_METRICS_TEAMS teams with the highest cost (then runs)
  * have labels of their own, every other team is summed into
- * tenant="other",team="other". Cost: one query per tenant and interval. */
+ * tenant="other",team="other". Cost: one query per tenant and interval.
+ * Policy decisions by level and outcome come from evidence's view
+ * policy_decision_outcomes (evidence migration 0010: level and action only),
+ * read through its partial index; the levels and outcomes are fixed lists
+ * (anything else counts as "other"), so a team has at most 15 such series. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,7 @@
 
 #include "billing.h"
 #include "core/log.h"
+#include "core/macro.h"
 #include "core/metrics.h"
 #include "pg/pg.h"
 
@@ -92,10 +98,29 @@ static const char latency_sql[] =
         "FROM api.approvals WHERE status IN ('approved', 'denied') AND decided_by LIKE 'user:%' "
         "AND decided_at > now() - interval '30 days'";
 
+/* docs/CONTRACTS.md "Where rules apply (levels)"; the last is every other value */
+static const char *const policy_levels[] = {"hook", "exec", "file", "egress", "other"};
+static const char *const policy_outcomes[] = {"allow", "ask", "deny"};
+#define N_LEVELS ELEMENTSOF(policy_levels)
+#define N_OUTCOMES ELEMENTSOF(policy_outcomes)
+
+/* Per team of the tenant in the caller's setting: policy decisions by level and outcome. */
+static const char policy_sql[] =
+        "SELECT t.name, p.level, p.action, count(*) FROM evidence.policy_decision_outcomes p "
+        "JOIN api.runs r ON r.id = p.run_id JOIN api.teams t ON t.id = r.team_id GROUP BY 1, 2, 3";
+
 struct team_row {
         char tenant[129], team[129];
         double v[F_COUNT_];
+        double policy[N_LEVELS][N_OUTCOMES];
 };
+
+static size_t index_of(const char *const *list, size_t n, const char *v, size_t dflt) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(list[i], v) == 0)
+                        return i;
+        return dflt;
+}
 
 struct tenant_latency {
         char tenant[129];
@@ -147,9 +172,13 @@ static char *render(struct team_row *rows, size_t n, const struct tenant_latency
         if (!f)
                 return NULL;
         struct team_row other = {.tenant = "other", .team = "other"};
-        for (size_t i = top_n; i < n; i++)
+        for (size_t i = top_n; i < n; i++) {
                 for (int k = 0; k < F_COUNT_; k++)
                         other.v[k] += rows[i].v[k];
+                for (size_t l = 0; l < N_LEVELS; l++)
+                        for (size_t o = 0; o < N_OUTCOMES; o++)
+                                other.policy[l][o] += rows[i].policy[l][o];
+        }
         size_t shown = n < top_n ? n : top_n;
         for (int k = 0; k < F_COUNT_; k++) {
                 if (fields[k].type)
@@ -166,6 +195,25 @@ static char *render(struct team_row *rows, size_t n, const struct tenant_latency
                         fprintf(f, "\"%s%s} %.17g\n", fields[k].label ? "," : "", fields[k].label ? fields[k].label : "",
                                 r->v[k]);
                 }
+        }
+        fputs("# HELP paddock_governance_policy_decisions_total Policy decisions, per team, level and outcome "
+              "(series with a count only)\n# TYPE paddock_governance_policy_decisions_total counter\n",
+              f);
+        for (size_t i = 0; i <= shown; i++) {
+                const struct team_row *r = i < shown ? &rows[i] : &other;
+                if (i == shown && n <= top_n)
+                        break;
+                for (size_t l = 0; l < N_LEVELS; l++)
+                        for (size_t o = 0; o < N_OUTCOMES; o++) {
+                                if (r->policy[l][o] <= 0)
+                                        continue;
+                                fputs("paddock_governance_policy_decisions_total{tenant=\"", f);
+                                label_value(f, r->tenant);
+                                fputs("\",team=\"", f);
+                                label_value(f, r->team);
+                                fprintf(f, "\",level=\"%s\",outcome=\"%s\"} %.17g\n", policy_levels[l],
+                                        policy_outcomes[o], r->policy[l][o]);
+                        }
         }
         fputs("# HELP paddock_governance_approval_decision_seconds Seconds from an approval request to a person's "
               "decision, over the last 30 days, per tenant\n"
@@ -202,11 +250,13 @@ static int compute(char **ret) {
         if (k >= 0 && nt > 0 && !(lat = calloc((size_t)nt, sizeof *lat)))
                 k = -ENOMEM;
         for (int t = 0; k >= 0 && t < nt; t++) {
-                _cleanup_(PQclearp) PGresult *res = NULL, *lr = NULL;
+                _cleanup_(PQclearp) PGresult *res = NULL, *lr = NULL, *pr = NULL;
                 if ((k = pg_set_tenant(conn, PQgetvalue(tenants, t, 0), &e)) < 0 ||
                     (k = pg_exec(conn, team_sql, 0, NULL, &res, &e)) < 0 ||
-                    (k = pg_exec(conn, latency_sql, 0, NULL, &lr, &e)) < 0)
+                    (k = pg_exec(conn, latency_sql, 0, NULL, &lr, &e)) < 0 ||
+                    (k = pg_exec(conn, policy_sql, 0, NULL, &pr, &e)) < 0)
                         break;
+                size_t first = n;
                 snprintf(lat[t].tenant, sizeof lat[t].tenant, "%s", PQgetvalue(tenants, t, 1));
                 lat[t].known = !PQgetisnull(lr, 0, 0);
                 lat[t].p50 = atof(PQgetvalue(lr, 0, 0));
@@ -225,8 +275,21 @@ static int compute(char **ret) {
                         struct team_row *r = &rows[n++];
                         snprintf(r->tenant, sizeof r->tenant, "%s", PQgetvalue(tenants, t, 1));
                         snprintf(r->team, sizeof r->team, "%s", PQgetvalue(res, i, 0));
+                        memset(r->policy, 0, sizeof r->policy);
                         for (int c = 0; c < F_COUNT_; c++)
                                 r->v[c] = atof(PQgetvalue(res, i, 1 + c));
+                }
+                /* this tenant's rows are rows[first..n): its decisions to their team */
+                for (int i = 0; k >= 0 && i < PQntuples(pr); i++) {
+                        size_t o = index_of(policy_outcomes, N_OUTCOMES, PQgetvalue(pr, i, 2), SIZE_MAX);
+                        if (o == SIZE_MAX)
+                                continue; /* not a decision the engine makes */
+                        size_t l = index_of(policy_levels, N_LEVELS, PQgetvalue(pr, i, 1), N_LEVELS - 1);
+                        for (size_t j = first; j < n; j++)
+                                if (strcmp(rows[j].team, PQgetvalue(pr, i, 0)) == 0) {
+                                        rows[j].policy[l][o] += atof(PQgetvalue(pr, i, 3));
+                                        break;
+                                }
                 }
         }
         /* the connection goes back to the pool without a tenant */

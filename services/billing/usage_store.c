@@ -122,6 +122,8 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                 return err_set(reterr, -EINVAL, "user_id", "user_id is not a UUID");
         if (!amount_valid(u->runtime_seconds))
                 return err_set(reterr, -EINVAL, "runtime_seconds", "runtime_seconds must be a finite number >= 0");
+        if (!amount_valid(u->cpu_seconds))
+                return err_set(reterr, -EINVAL, "cpu_seconds", "cpu_seconds must be a finite number >= 0");
         if (!amount_valid(u->cost_usd))
                 return err_set(reterr, -EINVAL, "cost_usd", "cost_usd must be a finite number >= 0");
         if (u->tokens_in > INT64_MAX || u->tokens_out > INT64_MAX || u->egress_bytes > INT64_MAX)
@@ -148,7 +150,8 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                 cache_r += u->models[i]->cache_read_tokens;
                 cache_w += u->models[i]->cache_write_tokens;
         }
-        char cr[24], cw[24];
+        char cr[24], cw[24], cpu[32];
+        snprintf(cpu, sizeof cpu, "%.17g", u->cpu_seconds);
         snprintf(cr, sizeof cr, "%llu", cache_r > INT64_MAX ? (unsigned long long)INT64_MAX : cache_r);
         snprintf(cw, sizeof cw, "%llu", cache_w > INT64_MAX ? (unsigned long long)INT64_MAX : cache_w);
 
@@ -158,12 +161,12 @@ int usage_store(PGconn *conn, const struct kafka_message *m, struct err_detail *
                 return r;
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *params[] = {u->env->run_id, u->env->tenant_id, u->team_id, *u->user_id ? u->user_id : NULL,
-                                day, runtime, tin, tout, egress, cost, cr, cw};
+                                day, runtime, tin, tout, egress, cost, cr, cw, cpu};
         r = pg_exec(conn,
                     "INSERT INTO billing.run_usage (run_id, tenant_id, team_id, user_id, day, runtime_seconds,"
                     " tokens_in, tokens_out, egress_bytes, cost_usd, cache_read_tokens, cache_write_tokens,"
-                    " recorded_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())"
+                    " cpu_seconds, recorded_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())"
                     " ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
                     (int)ELEMENTSOF(params), params, &res, reterr);
         if (r < 0)

@@ -39,33 +39,49 @@ static void audit_record_freep(Paddock__V1__AuditRecord **p) {
                 paddock__v1__audit_record__free_unpacked(*p, NULL);
 }
 
-static int siem_publish(const struct audit_store_config *cfg, const Paddock__V1__AuditRecord *rec,
-                        const struct audit_chain_position *pos, struct err_detail *reterr) {
-        _cleanup_free_ char *ocsf = audit_ocsf_json(rec, pos);
-        if (!ocsf)
-                return err_set(reterr, -ENOMEM, "nomem", "out of memory");
+/* Packs one SiemRecord of tenant with message id msgid (both borrowed). */
+static uint8_t *siem_pack(const char *tenant, const char *msgid, const char *ocsf, size_t *len) {
         Paddock__V1__Envelope env;
-        char msgid[UUID_STR_LEN];
-        int r = envelope_init(&env, rec->env->tenant_id, NULL, 0, PRODUCER, msgid);
-        if (r < 0)
-                return err_set(reterr, -EAGAIN, "random", "could not generate a message id");
-        /* The SIEM record is the audit record's projection: same logical
-         * message, same id, so consumers can dedup on either. */
-        env.message_id = rec->env->message_id;
+        char id[UUID_STR_LEN];
+        if (envelope_init(&env, tenant, NULL, 0, PRODUCER, id) < 0)
+                return NULL;
+        env.message_id = (char *)msgid;
         Paddock__V1__SiemRecord s;
         paddock__v1__siem_record__init(&s);
         s.env = &env;
-        s.ocsf_json = ocsf;
-        size_t len = paddock__v1__siem_record__get_packed_size(&s);
-        _cleanup_free_ uint8_t *buf = malloc(len ? len : 1);
-        if (!buf)
+        s.ocsf_json = (char *)ocsf;
+        *len = paddock__v1__siem_record__get_packed_size(&s);
+        uint8_t *buf = malloc(*len ? *len : 1);
+        if (buf)
+                paddock__v1__siem_record__pack(&s, buf);
+        return buf;
+}
+
+static int siem_publish(const struct audit_store_config *cfg, const Paddock__V1__AuditRecord *rec,
+                        const struct audit_chain_position *pos, struct err_detail *reterr) {
+        _cleanup_free_ char *ocsf = audit_ocsf_json(rec, pos);
+        _cleanup_free_ char *queued = NULL;
+        if (!ocsf || audit_ocsf_run_queued_json(rec, pos, &queued) < 0)
                 return err_set(reterr, -ENOMEM, "nomem", "out of memory");
-        paddock__v1__siem_record__pack(&s, buf);
-        r = kafka_produce_sync(cfg->producer, TOPIC_SIEM_OCSF, rec->env->tenant_id, buf, len, cfg->siem_timeout_ms,
-                               reterr);
-        if (r < 0)
+        /* The SIEM record is the audit record's projection: same logical
+         * message, same id, so consumers can dedup on either; a launch's
+         * "queued" lifecycle record is a second projection of it. */
+        char qid[UUID_STR_LEN + 8];
+        snprintf(qid, sizeof qid, "%s:queued", rec->env->message_id);
+        size_t len = 0, qlen = 0;
+        _cleanup_free_ uint8_t *buf = siem_pack(rec->env->tenant_id, rec->env->message_id, ocsf, &len);
+        _cleanup_free_ uint8_t *qbuf = queued ? siem_pack(rec->env->tenant_id, qid, queued, &qlen) : NULL;
+        if (!buf || (queued && !qbuf))
+                return err_set(reterr, -EAGAIN, "nomem", "could not pack the siem record");
+        struct kafka_outgoing out[2] = {
+                {.topic = TOPIC_SIEM_OCSF, .key = rec->env->tenant_id, .value = buf, .len = len},
+                {.topic = TOPIC_SIEM_OCSF, .key = rec->env->tenant_id, .value = qbuf, .len = qlen},
+        };
+        size_t n = queued ? 2 : 1;
+        int r = kafka_produce_sync_many(cfg->producer, out, n, cfg->siem_timeout_ms, reterr);
+        if (r < 0 || (size_t)r < n)
                 return -EAGAIN; /* never a reason to skip the message: retry it */
-        metric_add(&m_siem, 1);
+        metric_add(&m_siem, (long long)n);
         return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/domain.h"
+#include "audit/audit_ocsf.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -22,9 +23,11 @@
 #include "evidence.h"
 #include "kafka/bus_auth.h"
 #include "kafka/consume_loop.h"
+#include "kafka/topics.h"
 #include "paddock/v1/events.pb-c.h"
 #include "pg/pg.h"
 #include "pg/pg_copy.h"
+#include "proto/envelope.h"
 #include "service/run_node.h"
 
 #define KIND_MAX 64
@@ -57,6 +60,9 @@ static struct metric m_fast_fallback = {.name = "paddock_evidence_event_batches_
 static struct metric m_lag_p99 = {.name = "paddock_evidence_durable_lag_p99_ms",
                                   .help = "p99 over the last stored round of (commit time - event ts), milliseconds",
                                   .type = METRIC_GAUGE};
+static struct metric m_siem = {.name = "paddock_evidence_siem_run_events_published_total",
+                               .help = "OCSF records of run events published on paddock.siem.ocsf",
+                               .type = METRIC_COUNTER};
 static struct metric m_lag_over = {.name = "paddock_evidence_durable_lag_over_1s_total",
                                    .help = "Events made durable more than 1 s after their ts", .type = METRIC_COUNTER};
 
@@ -71,6 +77,7 @@ void events_store_register_metrics(void) {
         metrics_register(&m_fast_fallback);
         metrics_register(&m_lag_p99);
         metrics_register(&m_lag_over);
+        metrics_register(&m_siem);
 }
 
 /* One record of the round. */
@@ -80,6 +87,7 @@ struct record {
         const char *run_id, *tenant_id;
         int64_t record_id; /* its evidence.signed_records id once stored (0: unsigned) */
         bool skip;         /* poison, refused, or already stored */
+        bool siem;         /* passed the checks: its events go on the SIEM feed (stored now or before) */
 };
 
 /* What the round knows of a run: from evidence.run_history, then each staged event. */
@@ -719,6 +727,86 @@ static int store_chunk(PGconn *conn, struct record *recs, size_t nrec, struct er
         }
 }
 
+/* The SIEM feed's run events (docs/CONTRACTS.md "SIEM feed: run events"):
+ * after the round is durable, the OCSF record of every lifecycle status,
+ * policy decision and approval event of the records that passed the checks
+ * (stored now, or by an earlier delivery whose publish may have been lost),
+ * acknowledged by the broker before the offsets are committed. A record
+ * delivered again yields the same records with the same metadata.uid. */
+struct siem_out {
+        struct kafka_outgoing *msgs;
+        uint8_t **bufs;
+        size_t n, cap;
+};
+
+static void siem_out_done(struct siem_out *o) {
+        for (size_t i = 0; i < o->n; i++)
+                free(o->bufs[i]);
+        free(o->bufs);
+        free(o->msgs);
+}
+
+static int siem_add(struct siem_out *o, const Paddock__V1__RunEvent *ev) {
+        _cleanup_free_ char *ocsf = NULL;
+        int r = audit_ocsf_run_event_json(ev, &ocsf);
+        if (r <= 0)
+                return r;
+        if (o->n == o->cap) {
+                size_t cap = o->cap ? 2 * o->cap : 16;
+                struct kafka_outgoing *m = realloc(o->msgs, cap * sizeof *m);
+                if (!m)
+                        return -ENOMEM;
+                o->msgs = m;
+                uint8_t **b = realloc(o->bufs, cap * sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                o->bufs = b;
+                o->cap = cap;
+        }
+        Paddock__V1__Envelope env;
+        char msgid[UUID_STR_LEN];
+        if (envelope_init(&env, ev->env->tenant_id, ev->env->run_id, ev->env->seq, "evidence", msgid) < 0)
+                return -EAGAIN;
+        env.message_id = ev->env->message_id; /* the event's projection: the same logical message */
+        Paddock__V1__SiemRecord s;
+        paddock__v1__siem_record__init(&s);
+        s.env = &env;
+        s.ocsf_json = ocsf;
+        size_t len = paddock__v1__siem_record__get_packed_size(&s);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        paddock__v1__siem_record__pack(&s, buf);
+        o->bufs[o->n] = buf;
+        o->msgs[o->n++] = (struct kafka_outgoing){.topic = TOPIC_SIEM_OCSF, .key = ev->env->tenant_id, .value = buf,
+                                                  .len = len};
+        return 1;
+}
+
+static int siem_publish_round(const struct events_store_config *cfg, const struct record *recs, size_t n,
+                              struct err_detail *reterr) {
+        if (!cfg->producer)
+                return 0;
+        _cleanup_(siem_out_done) struct siem_out o = {0};
+        for (size_t i = 0; i < n; i++) {
+                if (!recs[i].siem)
+                        continue;
+                for (size_t j = 0; j < recs[i].batch->n_events; j++) {
+                        int r = siem_add(&o, recs[i].batch->events[j]);
+                        if (r < 0)
+                                return err_set(reterr, r, "siem", "could not build the ocsf record of run %s",
+                                               recs[i].run_id);
+                }
+        }
+        if (o.n == 0)
+                return 0;
+        int r = kafka_produce_sync_many(cfg->producer, o.msgs, o.n, cfg->siem_timeout_ms, reterr);
+        if (r < 0 || (size_t)r < o.n)
+                return -EAGAIN; /* never a reason to skip the records: the round is delivered again */
+        metric_add(&m_siem, (long long)o.n);
+        return 0;
+}
+
 int events_store_batch(PGconn *conn, const struct events_store_config *cfg, const struct kafka_message *msgs,
                        size_t n, int *verdicts, struct err_detail *reterr) {
         struct record *recs = calloc(n ? n : 1, sizeof *recs);
@@ -773,6 +861,8 @@ int events_store_batch(PGconn *conn, const struct events_store_config *cfg, cons
                         if (!recs[j].skip && msgs[j].is_signed && !strcmp(recs[i].run_id, recs[j].run_id) &&
                             !memcmp(msgs[i].sig, msgs[j].sig, SIGN_SIGNATURE_LEN))
                                 recs[i].skip = true;
+        for (size_t i = 0; i < n; i++)
+                recs[i].siem = !recs[i].skip;
         /* one transaction per at most round_max_events events (whole
          * records): a round polled from a backlog is made durable in steps,
          * so the first of its events do not wait for the last (issue 10 §4:
@@ -791,6 +881,8 @@ int events_store_batch(PGconn *conn, const struct events_store_config *cfg, cons
                 r = store_chunk(conn, recs + start, end - start, reterr);
                 start = end;
         }
+        if (r >= 0)
+                r = siem_publish_round(cfg, recs, n, reterr);
         records_free(recs, n);
         return r;
 }

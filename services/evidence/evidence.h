@@ -17,8 +17,12 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
+struct kafka_producer;
+
 struct events_store_config {
-        long long round_max_events; /* events per transaction (whole records; a larger record alone) */
+        long long round_max_events;      /* events per transaction (whole records; a larger record alone) */
+        struct kafka_producer *producer; /* borrowed; the SIEM feed's run events (NULL: none) */
+        int siem_timeout_ms;             /* broker acknowledgement wait for a round's SIEM records */
 };
 
 /* events_store.c: stores msgs[0..n) (records of paddock.runs.events, each a
@@ -31,7 +35,10 @@ struct events_store_config {
  * evidence.run_history kept (docs/CONTRACTS.md). Records from another signer
  * than the run's node (or the scheduler) are refused
  * (lib/service/run_node.h), undecodable or invalid ones get verdicts[i] =
- * KAFKA_SKIP. Returns >= 0 once all of them are durable. A
+ * KAFKA_SKIP. Then the OCSF records of their lifecycle, policy and
+ * approval events go on paddock.siem.ocsf (lib/audit/audit_ocsf.h), also for
+ * records found already stored. Returns >= 0 once all of them are durable
+ * and the SIEM records acknowledged (-EAGAIN when not: retry the round). A
  * kafka_handle_batch_fn on a borrowed connection; cfg is borrowed. */
 int events_store_batch(PGconn *conn, const struct events_store_config *cfg, const struct kafka_message *msgs,
                        size_t n, int *verdicts, struct err_detail *reterr);
@@ -53,8 +60,6 @@ struct artifacts_store_config {
 int artifacts_store_chunk(PGconn *conn, const struct artifacts_store_config *cfg, const struct kafka_message *m,
                           struct err_detail *reterr);
 void artifacts_store_register_metrics(void);
-
-struct kafka_producer;
 
 struct audit_store_config {
         struct kafka_producer *producer; /* borrowed; publishes the SIEM feed */

@@ -153,13 +153,15 @@ static const struct service_spec spec = {
 static int run(struct settings *cfg) {
         struct app app = {.artifacts.max_bytes = (uint64_t)cfg->max_artifact_bytes,
                           .audit.siem_timeout_ms = (int)cfg->siem_timeout_ms,
-                          .events.round_max_events = cfg->round_max_events};
+                          .events.round_max_events = cfg->round_max_events,
+                          .events.siem_timeout_ms = (int)cfg->siem_timeout_ms};
         struct err_detail err = {0};
         int ret = service_start(&spec, cfg, &app.svc);
         if (ret != 0)
                 goto out;
         ret = 1;
         app.audit.producer = app.svc.producer;
+        app.events.producer = app.svc.producer;
         struct s3_config s3c;
         s3_settings_config(&cfg->s3, 60000, &s3c);
         app.artifacts.s3 = s3_client_new(&s3c);

@@ -848,6 +848,8 @@ static void send_usage(struct run_ctx *c, const struct outcome *o, double runtim
         u.team_id = (char *)c->ev.team_id;
         u.user_id = (char *)(c->req->launched_by ? c->req->launched_by : "");
         u.runtime_seconds = runtime_s;
+        /* the last limits_poll ran after the agent ended, while the cgroup was still there */
+        u.cpu_seconds = (double)c->lw.cpu_usage_usec / 1e6;
         u.started_unix_us = o->started_us;
         u.ended_unix_us = o->ended_us;
         u.tokens_in = mt->tokens_in;

@@ -18,16 +18,20 @@ int limits_init(struct limits_watch *w, const struct agent *a, const struct sand
         int r;
         if (a->cgroup_mode == CGROUP_MODE_V2)
                 r = asprintf(&w->memory_events, "/sys/fs/cgroup/%s/memory.events", sb->cgroup_path) < 0 ||
-                    asprintf(&w->pids_events, "/sys/fs/cgroup/%s/pids.events", sb->cgroup_path) < 0;
+                    asprintf(&w->pids_events, "/sys/fs/cgroup/%s/pids.events", sb->cgroup_path) < 0 ||
+                    asprintf(&w->cpu_stat, "/sys/fs/cgroup/%s/cpu.stat", sb->cgroup_path) < 0;
         else
                 r = asprintf(&w->memory_events, "/sys/fs/cgroup/memory/%s/memory.oom_control", sb->cgroup_path) < 0 ||
-                    asprintf(&w->pids_events, "/sys/fs/cgroup/pids/%s/pids.events", sb->cgroup_path) < 0;
+                    asprintf(&w->pids_events, "/sys/fs/cgroup/pids/%s/pids.events", sb->cgroup_path) < 0 ||
+                    asprintf(&w->cpu_stat, "/sys/fs/cgroup/cpuacct/%s/cpuacct.usage", sb->cgroup_path) < 0;
+        w->cpu_v1 = a->cgroup_mode != CGROUP_MODE_V2;
         return r ? -ENOMEM : 0;
 }
 
 void limits_done(struct limits_watch *w) {
         free(w->memory_events);
         free(w->pids_events);
+        free(w->cpu_stat);
         *w = (struct limits_watch){0};
 }
 
@@ -53,6 +57,15 @@ void limits_poll(struct limits_watch *w) {
                 w->oom_kills = v;
         if (w->pids_events && read_key(w->pids_events, "max", &v) && v > w->pids_max_hits)
                 w->pids_max_hits = v;
+        /* CPU time (usage record): v2 "usage_usec N" in cpu.stat, v1 one number of ns */
+        if (w->cpu_stat && !w->cpu_v1 && read_key(w->cpu_stat, "usage_usec", &v) && v > w->cpu_usage_usec)
+                w->cpu_usage_usec = v;
+        if (w->cpu_stat && w->cpu_v1) {
+                _cleanup_fclose_ FILE *f = fopen(w->cpu_stat, "re");
+                unsigned long long ns;
+                if (f && fscanf(f, "%llu", &ns) == 1 && ns / 1000 > w->cpu_usage_usec)
+                        w->cpu_usage_usec = ns / 1000;
+        }
         struct statfs s;
         if (!w->disk_full && w->workspace && statfs(w->workspace, &s) == 0 && s.f_blocks > 0 && s.f_bfree == 0)
                 w->disk_full = true;

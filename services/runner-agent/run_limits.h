@@ -18,6 +18,9 @@
 struct limits_watch {
         char *memory_events;     /* v1 memory.oom_control, v2 memory.events */
         char *pids_events;
+        char *cpu_stat;          /* v2 cpu.stat (usage_usec), v1 cpuacct.usage (ns): the usage record's cpu_seconds */
+        bool cpu_v1;
+        uint64_t cpu_usage_usec; /* the largest seen: the cgroup's CPU time so far */
         const char *workspace;   /* borrowed */
         uint64_t memory_mb, pids, disk_mb, timeout_s;
         uint64_t oom_kills, pids_max_hits;

@@ -1,11 +1,12 @@
 """GET /v1/governance/metrics (issue 14 §4, docs/CONTRACTS.md "Governance
 metrics"): policy decisions by rule, team and outcome, approvals (count,
 median and p95 time to a person's decision, denied share), runs per team per
-day, escapes tried (platform-level denials), only of the teams the caller may
-view; bad parameters 400 naming them; `paddock governance`."""
+day, escapes tried (platform-level denials), reviews by outcome, only of the
+teams the caller may view; bad parameters 400 naming them; `paddock governance`."""
 
 import datetime
 import json
+import re
 import secrets
 import time
 import uuid
@@ -18,7 +19,7 @@ from conftest import Api, Runs, all_events, command_spec, login, unique_name, wa
 
 
 @pytest.fixture(scope="module")
-def governed(api, endpoints, me):
+def governed(api, endpoints, me, credentials):
     """A team of its own with one finished run whose .env read the platform
     refused, and three approvals a person decided after 10, 20 and 30 s."""
     team = api.ok("POST", "/v1/teams", json={"name": unique_name("gov")}, expect=(201,))["id"]
@@ -41,6 +42,13 @@ def governed(api, endpoints, me):
                 "decided_by, decided_at, created_at) VALUES (%s, %s, %s, %s, 'egress', '{}', 'gov', now(), %s, "
                 "%s, now() - interval '40 seconds' + make_interval(secs => %s), now() - interval '40 seconds')",
                 (f"gov-{uuid.uuid4().hex}", run_id, me["tenant"]["id"], team, status, f"user:{uuid.uuid4()}", secs))
+    # two reviews by a reviewer of the team (not the launcher): reject, then approve
+    pw = secrets.token_hex(12)
+    u = api.ok("POST", "/v1/users", json={"username": unique_name("gov-rv"), "password": pw}, expect=(201,))
+    api.ok("PUT", f"/v1/teams/{team}/members/{u['id']}", json={"roles": ["reviewer", "viewer"]}, expect=(200,))
+    rv = Api(endpoints.api, login(endpoints, credentials["PADDOCK_TENANT"], u["username"], pw).json()["token"])
+    for outcome in ("reject", "approve"):
+        rv.ok("POST", f"/v1/runs/{run_id}/reviews", json={"outcome": outcome, "comment": "gov"}, expect=(201,))
     return {"team": team, "run": run_id}
 
 
@@ -63,6 +71,8 @@ def test_governance_figures_of_a_team(api, governed):
     assert m["runs_per_team_per_day"] == [{"team": team, "team_name": dec[0]["team_name"], "day": day, "runs": 1}], m
     esc = [e for e in m["escapes_tried"] if e["team"] == team]
     assert len(esc) == 1 and esc[0]["level"] == "file" and esc[0]["count"] >= 2, m
+    rv = sorted((x["outcome"], x["count"]) for x in m["reviews"] if x["team"] == team)
+    assert rv == [("approve", 1), ("reject", 1)], m["reviews"]
 
 
 def test_governance_only_the_callers_teams(api, endpoints, credentials, governed):
@@ -74,7 +84,7 @@ def test_governance_only_the_callers_teams(api, endpoints, credentials, governed
     outsider = Api(endpoints.api, r.json()["token"])
     day = _today()
     m = outsider.ok("GET", f"/v1/governance/metrics?from={day}&to={day}", expect=(200,))
-    seen = {d["team"] for k in ("policy_decisions", "runs_per_team_per_day", "escapes_tried") for d in m[k]}
+    seen = {d["team"] for k in ("policy_decisions", "runs_per_team_per_day", "escapes_tried", "reviews") for d in m[k]}
     assert governed["team"] not in seen and m["approvals"]["count"] == 0, m
 
 
@@ -96,3 +106,28 @@ def test_cli_governance(endpoints, credentials, tmp_path, governed):
     out = cli.ok("governance", "--from", day, "--to", day, "--team", governed["team"])
     assert "spec.policy.rules[0]" in out and "approvals: 3 (1 approved, 2 denied" in out, out
     assert "denied 66.7%" in out, out
+
+
+def test_billing_metrics_policy_decisions_by_level_and_outcome(api, endpoints, me, governed):
+    """billing's /metrics counts the team's policy decisions by level and
+    outcome (evidence's view policy_decision_outcomes), the same number the
+    API reports."""
+    from test_e2e_usage import _scrape, _series
+    team, day = governed["team"], _today()
+    m = api.ok("GET", f"/v1/governance/metrics?from={day}&to={day}&team={team}", expect=(200,))
+    want = sum(d["count"] for d in m["policy_decisions"] if d["team"] == team and d["outcome"] == "deny")
+    name = api.ok("GET", f"/v1/teams/{team}", expect=(200,))["name"]
+    label = f'{{tenant="{me["tenant"]["name"]}",team="{name}",level="file",outcome="deny"}}'
+    deadline = time.monotonic() + 90
+    while True:
+        text = _scrape(endpoints)
+        s = _series(text, "paddock_governance_policy_decisions_total")
+        if s.get(label) == want or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "# TYPE paddock_governance_policy_decisions_total counter" in text
+    # the team may be summed into "other" when more than 20 teams cost more
+    assert s.get(label) == want or any(k.startswith('{tenant="other",team="other"') for k in s), (label, want, s)
+    assert all(re.search(r'level="(hook|exec|file|egress|other)",outcome="(allow|ask|deny)"', k) for k in s), s
+    teams = {k.split(",level=")[0] for k in s}
+    assert len(teams) <= 21, f"team labels are not bounded: {len(teams)}"

@@ -96,16 +96,46 @@ def test_cli_usage_export_is_rfc4180_csv(endpoints, credentials, tmp_path, api, 
     assert raw.endswith("\r\n") and "\n" not in raw.replace("\r\n", ""), repr(raw[:300])
     rows = list(csv.reader(io.StringIO(raw, newline="")))
     assert rows[0] == ["from", "to", "team", "team_name", "runs", "runtime_seconds", "tokens_in", "tokens_out",
-                       "cache_read_tokens", "cache_write_tokens", "egress_bytes", "cost_usd"], rows[0]
+                       "cache_read_tokens", "cache_write_tokens", "egress_bytes", "cost_usd", "cpu_seconds"], rows[0]
     assert len(rows) == 2, rows
     want = api.ok("GET", f"/v1/usage?from={today}&to={today}&group_by=team&team={t}", expect=(200,))["items"][0]
     row = dict(zip(rows[0], rows[1]))
     assert row["team"] == t and row["team_name"] == used["team"]["name"], row
     assert int(row["runs"]) == want["runs"] and abs(float(row["runtime_seconds"]) - want["runtime_seconds"]) < 1e-5
     assert float(row["cost_usd"]) == pytest.approx(want["cost_usd"], abs=1e-6)
+    assert float(row["cpu_seconds"]) == pytest.approx(want["cpu_seconds"], abs=1e-5)
     assert (row["from"], row["to"]) == (today, today)
     # an unknown action is a usage error
     assert cli("usage", "exprot").returncode == 2
+
+
+def test_cpu_seconds_of_a_busy_and_an_idle_run(api):
+    """cpu_seconds is the sandbox cgroup's CPU time, not the wall clock: a run
+    that spins for about 2 s of CPU counts over 1 s, one that sleeps 2 s
+    nearly none, though both ran about as long."""
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("cpu")}, expect=(201,))
+    r = Runs(api, team["id"])
+    busy = r.start(command_spec(["/usr/bin/python3", "-c",
+                                 "import time\nt = time.process_time()\nwhile time.process_time() - t < 2.0: pass"]))
+    assert wait_run_status(api, busy, timeout=180)["status"] == "succeeded"
+    other = api.ok("POST", "/v1/teams", json={"name": unique_name("cpu-idle")}, expect=(201,))
+    idle = Runs(api, other["id"]).start(command_spec(["sh", "-c", "sleep 2"]))
+    assert wait_run_status(api, idle, timeout=180)["status"] == "succeeded"
+
+    def recorded(t):
+        deadline = time.monotonic() + 60
+        while True:
+            u = api.ok("GET", f"/v1/usage?team={t}", expect=(200,))["totals"]
+            if u["runs"] >= 1 or time.monotonic() > deadline:
+                return u
+            time.sleep(0.5)
+
+    b, i = recorded(team["id"]), recorded(other["id"])
+    assert b["runs"] == 1 and i["runs"] == 1, (b, i)
+    assert 1.0 < b["cpu_seconds"] < b["runtime_seconds"] + 1.0, b
+    assert i["cpu_seconds"] < 0.5 < i["runtime_seconds"], i
+    by_model = api.ok("GET", f"/v1/usage?team={team['id']}&group_by=model", expect=(200,))["totals"]
+    assert by_model["cpu_seconds"] == 0, by_model
 
 
 # ---------------------------------------------------------------- billing's /metrics and the dashboard

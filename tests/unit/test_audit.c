@@ -232,8 +232,86 @@ static void test_ocsf(void **state) {
         assert_int_equal(json_integer_value(json_object_get(o, "class_uid")), 6003);
         assert_int_equal(json_integer_value(json_object_get(o, "activity_id")), 3);
         assert_string_equal(json_string_value(json_object_get(o, "status")), "Success");
-        assert_null(json_object_get(o, "src_endpoint"));
+        /* API Activity requires src_endpoint: the producing service when no address */
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "src_endpoint"), "svc_name")),
+                            "paddock");
         json_decref(o);
+
+        /* a launch also yields its run's "queued" lifecycle record */
+        rec.action = (char *)"run.launch";
+        rec.object_type = (char *)"run";
+        rec.object_id = (char *)"r-1";
+        s = NULL;
+        assert_int_equal(audit_ocsf_run_queued_json(&rec, &pos, &s), 1);
+        o = json_loads(s, 0, NULL);
+        free(s);
+        assert_int_equal(json_integer_value(json_object_get(o, "type_uid")), 600299);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "app"), "uid")), "r-1");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "metadata"), "uid")),
+                            "66666666-7777-4888-9999-aaaaaaaaaaaa:queued");
+        json_decref(o);
+        rec.action = (char *)"run.cancel";
+        assert_int_equal(audit_ocsf_run_queued_json(&rec, &pos, &s), 0);
+        assert_null(s);
+}
+
+/* Run events on the SIEM feed: class per kind, deterministic uid and bytes. */
+static void test_ocsf_run_events(void **state) {
+        (void)state;
+        Paddock__V1__Envelope env = PADDOCK__V1__ENVELOPE__INIT;
+        env.tenant_id = (char *)TENANT;
+        env.run_id = (char *)"r-9";
+        env.seq = 12;
+        env.ts_unix_us = INT64_C(1767323045000006);
+        env.message_id = (char *)"66666666-7777-4888-9999-bbbbbbbbbbbb";
+        Paddock__V1__RunEvent ev = PADDOCK__V1__RUN_EVENT__INIT;
+        ev.env = &env;
+        ev.kind = (char *)"policy_decision";
+        ev.actor = (char *)"platform";
+        ev.data_json = (char *)"{\"level\":\"exec\",\"action\":\"deny\",\"rule\":\"no-curl\",\"token\":\"x\"}";
+        char *a = NULL, *b = NULL;
+        assert_int_equal(audit_ocsf_run_event_json(&ev, &a), 1);
+        assert_int_equal(audit_ocsf_run_event_json(&ev, &b), 1);
+        assert_string_equal(a, b); /* a redelivery publishes the same record */
+        json_t *o = json_loads(a, 0, NULL);
+        free(a);
+        free(b);
+        assert_int_equal(json_integer_value(json_object_get(o, "class_uid")), 2004);
+        assert_int_equal(json_integer_value(json_object_get(o, "type_uid")), 200401);
+        assert_int_equal(json_integer_value(json_object_get(o, "action_id")), 2);
+        assert_int_equal(json_integer_value(json_object_get(o, "time")), INT64_C(1767323045000));
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "metadata"), "uid")), "r-9:12");
+        json_t *fi = json_object_get(o, "finding_info");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(fi, "analytic"), "name")), "no-curl");
+        assert_null(json_object_get(json_object_get(json_object_get(o, "unmapped"), "data"), "token"));
+        json_decref(o);
+
+        ev.kind = (char *)"status";
+        ev.status = (char *)"failed";
+        ev.terminal = true;
+        ev.data_json = (char *)"{\"status\":\"failed\"}";
+        assert_int_equal(audit_ocsf_run_event_json(&ev, &a), 1);
+        o = json_loads(a, 0, NULL);
+        free(a);
+        assert_int_equal(json_integer_value(json_object_get(o, "type_uid")), 600204);
+        assert_string_equal(json_string_value(json_object_get(o, "status")), "Failure");
+        assert_string_equal(json_string_value(json_object_get(o, "status_detail")), "failed");
+        json_decref(o);
+
+        ev.kind = (char *)"approval_decided";
+        ev.status = (char *)"";
+        ev.data_json = (char *)"{\"approval_id\":\"ap-1\",\"decision\":\"deny\",\"by\":\"timeout\"}";
+        assert_int_equal(audit_ocsf_run_event_json(&ev, &a), 1);
+        o = json_loads(a, 0, NULL);
+        free(a);
+        assert_int_equal(json_integer_value(json_object_get(o, "type_uid")), 200403);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "finding_info"), "uid")), "ap-1");
+        assert_string_equal(json_string_value(json_object_get(o, "disposition")), "Rejected");
+        json_decref(o);
+
+        ev.kind = (char *)"output"; /* not carried */
+        assert_int_equal(audit_ocsf_run_event_json(&ev, &a), 0);
+        assert_null(a);
 }
 
 /* ---- against PostgreSQL --------------------------------------------------- */
@@ -604,6 +682,7 @@ int main(void) {
                 cmocka_unit_test(test_encode),
                 cmocka_unit_test(test_chain_hash_vector),
                 cmocka_unit_test(test_ocsf),
+                cmocka_unit_test(test_ocsf_run_events),
         };
         int r = cmocka_run_group_tests_name("audit", pure, NULL, NULL);
         if (r != 0)
