@@ -3,7 +3,13 @@
 #include "request.h"
 #include "db.h"
 
-/* ---- catalog.c: the governance catalog */
+/* Bounds of an item (catalog_validate.c, and import-skills reading a folder) */
+#define CATALOG_NAME_MAX 128
+#define DESCRIPTION_MAX 4096
+#define SKILL_FILES_MAX 64
+#define SKILL_BYTES_MAX (256 * 1024)
+
+/* ---- catalog_validate.c: the kinds and their bodies */
 bool catalog_kind_valid(const char *kind);
 bool catalog_name_ok(const char *s);
 /* A connectors item's name: [a-z0-9_], no "__", no "_" at either end (the
@@ -20,6 +26,9 @@ int catalog_connector_origin(const char *url, char *host, size_t size, uint16_t 
  * floor (borrowed, may be NULL) refuses egress-profile rules and models
  * upstreams inside it. */
 int catalog_validate_body(struct addr_floor *floor, const char *kind, json_t *body, struct err_detail *e);
+/* True for a JSON string without an embedded NUL (what C code can hold). */
+bool catalog_clean_string(json_t *v);
+/* ---- catalog.c: storage and approval */
 /* Loads item ref (id or name) of kind: {id, name, state, body}; -ENOENT if none. */
 int catalog_lookup(struct db *d, const char *tenant_id, const char *kind, const char *ref, json_t **ret,
                    struct err_detail *e);
@@ -28,4 +37,5 @@ int catalog_create(struct api_req *r);
 int catalog_get(struct api_req *r);
 int catalog_patch(struct api_req *r);
 int catalog_approve(struct api_req *r);
+/* ---- catalog_import.c */
 int catalog_import_skills_main(struct api *a, int argc, char **argv);
