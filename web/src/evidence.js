@@ -37,7 +37,33 @@ export async function artifactText(runId, name, maxBytes = DIFF_MAX) {
   return resp.text();
 }
 
-const fileName = (f) => (f.isDeleted ? f.oldName : f.newName) || f.oldName || '';
+// git C-quotes a path with '"', '\\', control or non-ASCII bytes
+// ("a/\"x\".txt", octal UTF-8 bytes); diff2html drops the outer quotes
+// only. A backslash in a path is always such an escape (git quotes it too).
+export function gitUnquote(name) {
+  if (!name || !name.includes('\\')) return name || '';
+  const bytes = [];
+  const enc = new TextEncoder();
+  const map = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11, '"': 34, '\\': 92 };
+  for (let i = 0; i < name.length; i++) {
+    const c = name[i];
+    if (c !== '\\' || i + 1 >= name.length) {
+      bytes.push(...enc.encode(c));
+      continue;
+    }
+    const n = name[i + 1];
+    if (/[0-7]/.test(n) && /^[0-7]{3}$/.test(name.slice(i + 1, i + 4))) {
+      bytes.push(parseInt(name.slice(i + 1, i + 4), 8));
+      i += 3;
+    } else if (n in map) {
+      bytes.push(map[n]);
+      i += 1;
+    } else bytes.push(92);
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+const fileName = (f) => gitUnquote((f.isDeleted ? f.oldName : f.newName) || f.oldName || '');
 
 function lineClass(t) {
   return t === 'insert' ? 'd-add' : t === 'delete' ? 'd-del' : 'd-ctx';
@@ -116,7 +142,7 @@ export function DiffView({ run, artifacts }) {
       ${files && files.length === 0 && html`<p>No changes in the workspace.</p>`}
       ${files && files.map((f) => html`
         <article class="diff-file" data-file=${fileName(f)}>
-          <h3><code class="diff-name">${f.isRename ? `${f.oldName} → ${f.newName}` : fileName(f)}</code>
+          <h3><code class="diff-name">${f.isRename ? `${gitUnquote(f.oldName)} → ${gitUnquote(f.newName)}` : fileName(f)}</code>
             <span class="d-stat"> +${f.addedLines} −${f.deletedLines}</span>
             ${f.isBinary ? html` <span>(binary)</span>` : ''}</h3>
           ${mode === 'side' ? html`<${SideBySide} file=${f} />` : html`<${Unified} file=${f} />`}
