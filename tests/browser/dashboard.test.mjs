@@ -164,7 +164,7 @@ async function assertNoTokenExposed(page, ctx) {
   }
 }
 
-let team, teamB, approver, viewer, liveSb, askSb, longSb, otherRun;
+let team, teamB, approver, viewer, secAdmin, draftProf, liveSb, askSb, longSb, otherRun;
 
 describe('dashboard', { timeout: 900_000 }, () => {
   before(async () => {
@@ -179,6 +179,7 @@ describe('dashboard', { timeout: 900_000 }, () => {
     teamB = (await call('POST', '/v1/teams', { name: uniq('webteam') })).id;
     approver = await makeUser(team, ['approver', 'viewer', 'reviewer']);
     viewer = await makeUser(team, ['viewer']);
+    secAdmin = await makeUser(team, ['security_admin', 'viewer']);
     liveSb = await sandbox(team, cmd(LIVE_SRC));
     longSb = await sandbox(team, cmd(LONG_SRC, 900));
     // an unknown destination is asked for; its address is in an approved
@@ -190,6 +191,9 @@ describe('dashboard', { timeout: 900_000 }, () => {
     const prof = await call('POST', '/v1/catalog/egress-profiles',
       { name: uniq('webprof'), body: { rules: [`${addr}:18081`] } });
     await call('POST', `/v1/catalog/egress-profiles/${prof.id}/approve`, { content_sha256: prof.content_sha256 });
+    // a draft for the catalog journey: a security_admin approves it, nobody else is offered to
+    draftProf = await call('POST', '/v1/catalog/egress-profiles',
+      { name: uniq('webdraft'), body: { description: 'a <b>draft</b> mirror', rules: [`${addr}:18082`] } });
     const askSrc = `
 import urllib.request, urllib.error
 try:
@@ -400,7 +404,44 @@ print("continued after the decision", flush=True)
     assert.equal(forged.status, 403);
     assert.equal(forged.body.code, 'csrf_failed');
     await call('POST', `/v1/runs/${mine}/cancel`);
+    // the catalog: browsable, but no approve button for a viewer
+    await page.getByRole('link', { name: 'Catalog' }).click();
+    await page.locator('select[name=catalog-kind]').selectOption('egress-profiles');
+    const draftRow = page.locator(`tr[data-item="${draftProf.name}"]`);
+    await draftRow.waitFor({ timeout: 30_000 });
+    assert.equal(await draftRow.getByRole('button').count(), 0, 'a viewer is offered to approve');
+    await shot(page, '12-catalog-viewer-1280');
     await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('a security_admin approves a draft catalog item', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await login(page, secAdmin);
+    await page.getByRole('link', { name: 'Catalog' }).click();
+    await page.getByRole('heading', { name: 'Catalog' }).waitFor();
+    // every kind lists (the five a definition uses, models, policy packs)
+    for (const k of ['images', 'skills', 'prompt-templates', 'connectors', 'models', 'policy-packs']) {
+      await page.locator('select[name=catalog-kind]').selectOption(k);
+      await page.locator('table.catalog, main p:has-text("No ")').first().waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByRole('alert').count(), 0, `listing ${k} failed`);
+    }
+    await page.locator('select[name=catalog-kind]').selectOption('egress-profiles');
+    const row = page.locator(`tr[data-item="${draftProf.name}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    assert.equal(await row.getAttribute('data-state'), 'draft');
+    assert.ok((await row.innerText()).includes('a <b>draft</b> mirror'), 'the description is not text');
+    await shot(page, '12-catalog-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '12-catalog-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await row.getByRole('button', { name: `Approve ${draftProf.name}` }).click();
+    await page.locator(`tr[data-item="${draftProf.name}"][data-state="approved"]`).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator(`tr[data-item="${draftProf.name}"] button`).count(), 0);
+    const item = await call('GET', `/v1/catalog/egress-profiles/${draftProf.id}`);
+    assert.equal(item.state, 'approved');
+    assert.equal(item.approved_by, `user:${secAdmin.id}`);
     await ctx.close();
   });
 

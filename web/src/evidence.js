@@ -107,6 +107,7 @@ export function SideBySide({ file }) {
     ? html`<td class=${`ln ${lineClass(l.type)}`}>${num(l) || ''}</td><td class=${`code ${lineClass(l.type)}`}>${l.content.slice(1)}</td>`
     : html`<td class="ln d-empty"></td><td class="code d-empty"></td>`);
   return html`<table class="diff side" aria-label=${`side-by-side diff of ${fileName(file)}`}>
+    <colgroup><col class="c-ln" /><col /><col class="c-ln" /><col /></colgroup>
     <tbody>${file.blocks.map((b) => html`
       <tr class="d-hunk"><td colspan="4">${b.header}</td></tr>
       ${sideRows(b).map(([o, n]) => html`<tr>${cell(o, (l) => l.oldNumber)}${cell(n, (l) => l.newNumber)}</tr>`)}`)}

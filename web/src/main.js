@@ -9,6 +9,7 @@ import { api, ApiError, hasRole, query, setUnauthorizedHandler } from './api.js'
 import { ansiRuns } from './ansi.js';
 import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
 import { DefinitionPage, DefinitionsList } from './definitions.js';
+import { Catalog } from './catalog.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -130,6 +131,7 @@ function Nav({ me, onLogout, hash }) {
       <nav aria-label="main">
         ${link('#/runs', 'Runs')}
         ${link('#/definitions', 'Definitions')}
+        ${link('#/catalog', 'Catalog')}
         ${hasRole(me, ['approver']) && link('#/approvals', 'Approvals')}
         ${hasRole(me, ['launcher']) && link('#/launch', 'Launch')}
         ${(me.tenant_roles || []).includes('tenant_admin') && link('#/admin', 'Admin')}
@@ -709,6 +711,7 @@ function App() {
   if (m) page = html`<${RunPage} key=${m[1]} me=${me} id=${m[1]} />`;
   else if (d) page = html`<${DefinitionPage} key=${d[1]} me=${me} id=${d[1]} />`;
   else if (hash.startsWith('#/definitions')) page = html`<${DefinitionsList} me=${me} />`;
+  else if (hash.startsWith('#/catalog')) page = html`<${Catalog} me=${me} />`;
   else if (hash.startsWith('#/approvals')) page = html`<${Approvals} />`;
   else if (hash.startsWith('#/launch')) page = html`<${Launch} me=${me} />`;
   else if (hash.startsWith('#/admin') && (me.tenant_roles || []).includes('tenant_admin')) page = html`<${Admin} />`;
