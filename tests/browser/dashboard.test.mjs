@@ -471,6 +471,34 @@ print("continued after the decision", flush=True)
     await shot(page, '09-admin-1280');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '09-admin-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // a service account and a token: the value shown once, working, then revoked
+    const sa = uniq('websa');
+    await page.locator('input[name=sa-name]').fill(sa);
+    await page.locator('select[name=sa-team]').selectOption(team);
+    await page.getByRole('button', { name: 'Create service account' }).click();
+    const saRow = page.locator(`tr[data-sa="${sa}"]`);
+    await saRow.waitFor({ timeout: 30_000 });
+    await saRow.locator(`input[name="token-name-${sa}"]`).fill('ci');
+    await saRow.getByRole('button', { name: `Issue token for ${sa}` }).click();
+    const shown = page.locator('#new-token');
+    await shown.waitFor({ timeout: 30_000 });
+    const tok = (await shown.innerText()).trim();
+    assert.match(tok, /^[0-9a-f]{64}$/);
+    await saRow.locator('li[data-token="ci"][data-state="active"]').waitFor({ timeout: 30_000 });
+    await shot(page, '13-service-account-token-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '13-service-account-token-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const meAs = (t) => fetch(`${API}/v1/me`, { headers: { Authorization: `Bearer ${t}` } }).then((r) => r.status);
+    assert.equal(await meAs(tok), 200, 'the token shown does not authenticate');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    assert.ok(!(await page.content()).includes(tok), 'the token is still in the page after it was dismissed');
+    const kept = await page.evaluate(() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)]));
+    assert.ok(!kept.includes(tok) && !urls.some((u) => u.includes(tok)), 'the token was kept or put in a URL');
+    await saRow.getByRole('button', { name: `Revoke token ci of ${sa}` }).click();
+    await saRow.locator('li[data-token="ci"][data-state="revoked"]').waitFor({ timeout: 30_000 });
+    assert.equal(await meAs(tok), 401, 'a revoked token still authenticates');
     await ctx.close();
   });
 

@@ -10,6 +10,7 @@ import { ansiRuns } from './ansi.js';
 import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
 import { DefinitionPage, DefinitionsList } from './definitions.js';
 import { Catalog } from './catalog.js';
+import { ServiceAccounts } from './admin_more.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -674,6 +675,7 @@ function Admin() {
           <button type="submit">Save roles</button> <span role="status">${note}</span>
         </form>
       </section>
+      <${ServiceAccounts} teams=${teams} />
     </main>`;
 }
 
