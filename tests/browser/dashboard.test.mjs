@@ -499,6 +499,37 @@ print("continued after the decision", flush=True)
     await saRow.getByRole('button', { name: `Revoke token ci of ${sa}` }).click();
     await saRow.locator('li[data-token="ci"][data-state="revoked"]').waitFor({ timeout: 30_000 });
     assert.equal(await meAs(tok), 401, 'a revoked token still authenticates');
+    // the tenant's OIDC settings: a bad value refused at its field (nothing
+    // stored), then saved; removed again through the API (other tests log in
+    // to this tenant). PUT fetches nothing: the JWKS is read at login only.
+    const addr = (process.env.PADDOCK_TEST_UPSTREAM_ADDRS || '').trim().split(/[\s,]+/)[0];
+    const before = await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } });
+    assert.equal(before.status, 404, 'the demo tenant has OIDC settings already');
+    await page.locator('input[name=oidc-issuer]').fill(`http://${addr}:18083/realms/web`);
+    await page.locator('input[name=oidc-audience]').fill('paddock-web');
+    await page.locator('input[name=oidc-jwks_url]').fill(`http://${addr}:18083/jwks`);
+    await page.locator('input[name=oidc-clock_skew_s]').fill('9999');
+    await page.locator('textarea[name=oidc-role_mapping]').fill(JSON.stringify(
+      { claim: 'groups', map: { devs: { team, roles: ['viewer'] } } }));
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-err-clock_skew_s').waitFor({ timeout: 30_000 });
+    assert.match(await page.locator('#oidc-err-clock_skew_s').innerText(), /clock_skew_s/);
+    assert.equal(await page.locator('input[name=oidc-clock_skew_s]').getAttribute('aria-invalid'), 'true');
+    assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404,
+      'a refused PUT stored settings');
+    await shot(page, '14-oidc-settings-error-1280');
+    await page.locator('input[name=oidc-clock_skew_s]').fill('30');
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'OIDC settings saved.' }).waitFor({ timeout: 30_000 });
+    const oidc = await call('GET', '/v1/tenant/oidc');
+    assert.equal(oidc.clock_skew_s, 30);
+    assert.equal(oidc.audience, 'paddock-web');
+    assert.deepEqual(oidc.role_mapping.map.devs.roles, ['viewer']);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '14-oidc-settings-390');
+    await page.getByRole('button', { name: 'Remove OIDC settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'OIDC settings removed.' }).waitFor({ timeout: 30_000 });
+    assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404);
     await ctx.close();
   });
 

@@ -92,3 +92,92 @@ export function ServiceAccounts({ teams }) {
       </table>
     </section>`;
 }
+
+// The tenant's OIDC provider (GET/PUT/DELETE /v1/tenant/oidc): a form of its
+// fields, role_mapping as JSON; a 400 names the field, shown beside it.
+const OIDC_FIELDS = [
+  ['issuer', 'Issuer (compared exactly with the token\'s iss)'],
+  ['audience', 'Audience'],
+  ['jwks_url', 'JWKS URL'],
+  ['username_claim', 'User name claim'],
+  ['clock_skew_s', 'Clock skew (seconds)'],
+];
+
+export function OidcSettings() {
+  const empty = { issuer: '', audience: '', jwks_url: '', username_claim: 'preferred_username', clock_skew_s: '60',
+    role_mapping: '{\n  "claim": "groups",\n  "map": {}\n}', enabled: true };
+  const [form, setForm] = useState(empty);
+  const [stored, setStored] = useState(null);
+  const [error, setError] = useState(null);
+  const [field, setField] = useState(null);
+  const [note, setNote] = useState('');
+  const fill = (c) => setForm({ issuer: c.issuer, audience: c.audience, jwks_url: c.jwks_url,
+    username_claim: c.username_claim, clock_skew_s: String(c.clock_skew_s),
+    role_mapping: JSON.stringify(c.role_mapping, null, 2), enabled: c.enabled });
+  const load = useCallback(() => api('GET', '/v1/tenant/oidc').then((c) => { setStored(c); fill(c); }).catch((e) => {
+    if (e instanceof ApiError && e.status === 404) setStored(null);
+    else setError(e);
+  }), []);
+  useEffect(() => { load(); }, [load]);
+  const save = async (ev) => {
+    ev.preventDefault();
+    setError(null);
+    setField(null);
+    setNote('');
+    let mapping;
+    try {
+      mapping = JSON.parse(form.role_mapping);
+    } catch (e) {
+      setField({ name: 'role_mapping', message: `not JSON: ${e.message}` });
+      return;
+    }
+    const skew = Number(form.clock_skew_s);
+    try {
+      const c = await api('PUT', '/v1/tenant/oidc', { issuer: form.issuer, audience: form.audience,
+        jwks_url: form.jwks_url, username_claim: form.username_claim,
+        clock_skew_s: Number.isInteger(skew) ? skew : form.clock_skew_s, role_mapping: mapping, enabled: form.enabled });
+      setStored(c);
+      fill(c);
+      setNote('OIDC settings saved.');
+    } catch (e) {
+      // the problem's detail starts with the field it is about
+      const m = e instanceof ApiError && /^([a-z_]+)/.exec(e.problem.detail || '');
+      const name = m && (OIDC_FIELDS.some(([f]) => f === m[1]) || ['role_mapping', 'enabled'].includes(m[1])) ? m[1] : null;
+      if (name) setField({ name, message: errText(e) });
+      else setError(e);
+    }
+  };
+  const remove = async () => {
+    try {
+      await api('DELETE', '/v1/tenant/oidc');
+      setStored(null);
+      setForm(empty);
+      setNote('OIDC settings removed.');
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const err = (name) => field && field.name === name &&
+    html`<span class="error field-error" id=${`oidc-err-${name}`} role="alert">${field.message}</span>`;
+  const attrs = (name) => ({ 'aria-invalid': field && field.name === name ? 'true' : undefined,
+    'aria-describedby': field && field.name === name ? `oidc-err-${name}` : undefined });
+  return html`
+    <section aria-label="OIDC settings">
+      <h2>OIDC login</h2>
+      <p>${stored ? `Configured (updated ${stored.updated_at}).` : 'Not configured: users log in with passwords only.'}</p>
+      <form onSubmit=${save} aria-label="OIDC settings" class="oidc">
+        ${OIDC_FIELDS.map(([name, label]) => html`<label>${label}
+          <input name=${`oidc-${name}`} value=${form[name]} required=${name !== 'username_claim'} ...${attrs(name)}
+            onInput=${(e) => setForm({ ...form, [name]: e.currentTarget.value })} />${err(name)}</label>`)}
+        <label>Role mapping (JSON: {claim, map: {value: {team, roles}}})
+          <textarea name="oidc-role_mapping" rows="6" spellcheck="false" value=${form.role_mapping} ...${attrs('role_mapping')}
+            onInput=${(e) => setForm({ ...form, role_mapping: e.currentTarget.value })}></textarea>${err('role_mapping')}</label>
+        <label><input type="checkbox" name="oidc-enabled" checked=${form.enabled}
+          onChange=${(e) => setForm({ ...form, enabled: e.currentTarget.checked })} />Enabled</label>
+        ${error && html`<p class="error" role="alert">${errText(error)}</p>`}
+        ${note && html`<p class="ok" role="status">${note}</p>`}
+        <button type="submit">Save OIDC settings</button>
+        ${stored && html`<button type="button" class="danger" onClick=${remove}>Remove OIDC settings</button>`}
+      </form>
+    </section>`;
+}

@@ -10,7 +10,7 @@ import { ansiRuns } from './ansi.js';
 import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
 import { DefinitionPage, DefinitionsList } from './definitions.js';
 import { Catalog } from './catalog.js';
-import { ServiceAccounts } from './admin_more.js';
+import { OidcSettings, ServiceAccounts } from './admin_more.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -676,6 +676,7 @@ function Admin() {
         </form>
       </section>
       <${ServiceAccounts} teams=${teams} />
+      <${OidcSettings} />
     </main>`;
 }
 
