@@ -129,7 +129,8 @@ async function context(width = 1280, height = 900) {
 
 async function shot(page, name) {
   fs.mkdirSync(ART, { recursive: true });
-  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+  // a full-page capture of a long run page waits on a loaded machine (CI shares its cores)
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true, timeout: 90_000 });
 }
 
 async function login(page, who) {
