@@ -191,6 +191,19 @@ static int get_raw(const struct cli_ctx *ctx, const char *path, struct mem *ret)
         return 0;
 }
 
+/* slice D: raw bytes for `run artifacts --show` (cli.h) */
+int cli_get_raw(const struct cli_ctx *ctx, const char *path, char **ret_data, size_t *ret_len) {
+        struct mem m = {0};
+        int r = get_raw(ctx, path, &m);
+        if (r < 0) {
+                free(m.data);
+                return r;
+        }
+        *ret_data = m.data;
+        *ret_len = m.len;
+        return 0;
+}
+
 int cli_run_evidence(struct cli_ctx *ctx, int argc, char **argv) {
         const char *out = NULL, *max = NULL;
         const struct cli_bind binds[] = {{.name = "output", .str = &out}, {.name = "max-artifact-bytes", .str = &max},

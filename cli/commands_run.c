@@ -681,11 +681,13 @@ static int artifacts_download(struct cli_ctx *ctx, const char *run_id, json_t *m
 }
 
 static int run_artifacts(struct cli_ctx *ctx, int argc, char **argv) {
-                const char *url_name = NULL;
+                const char *url_name = NULL, *show_name = NULL, *max_bytes = NULL;
         bool download = false;
         const struct cli_bind binds[] = {
                 {.name = "url", .str = &url_name},
                 {.name = "download", .set = &download},
+                {.name = "show", .str = &show_name},
+                {.name = "max-bytes", .str = &max_bytes},
                 {0},
         };
         char *pos[CLI_MAX_POS];
@@ -702,6 +704,21 @@ static int run_artifacts(struct cli_ctx *ctx, int argc, char **argv) {
                 cli_error("run artifacts: --download and --url exclude each other");
                 return CLI_EXIT_USAGE;
         }
+        if ((download || url_name) && show_name) {
+                cli_error("run artifacts: --show excludes --download and --url");
+                return CLI_EXIT_USAGE;
+        }
+        if (max_bytes && !show_name) {
+                cli_error("run artifacts: --max-bytes goes with --show");
+                return CLI_EXIT_USAGE;
+        }
+        long long maxv = -1;
+        if (max_bytes && !cli_parse_ll("--max-bytes", max_bytes, &maxv))
+                return CLI_EXIT_USAGE;
+        if (show_name && !cli_valid_id(show_name)) {
+                cli_error("run artifacts: --show: \"%s\" is not a valid artifact name", show_name);
+                return CLI_EXIT_USAGE;
+        }
         if (url_name && !cli_valid_id(url_name)) {
                 cli_error("run artifacts: --url: \"%s\" is not a valid artifact name", url_name);
                 return CLI_EXIT_USAGE;
@@ -715,6 +732,23 @@ static int run_artifacts(struct cli_ctx *ctx, int argc, char **argv) {
 
         _cleanup_free_ char *path = NULL;
         _cleanup_(api_response_done) struct api_response resp = {0};
+        if (show_name) {
+                /* the bytes through the api (?inline=true, docs/CONTRACTS.md
+                 * "Artifact bytes through the api"), as the dashboard reads them */
+                if ((maxv >= 0 ? asprintf(&path, "/v1/runs/%s/artifacts/%s?inline=true&max_bytes=%lld", pos[0],
+                                          show_name, maxv)
+                               : asprintf(&path, "/v1/runs/%s/artifacts/%s?inline=true", pos[0], show_name)) < 0)
+                        return CLI_EXIT_FAIL;
+                _cleanup_free_ char *data = NULL;
+                size_t len = 0;
+                if (cli_get_raw(ctx, path, &data, &len) < 0)
+                        return CLI_EXIT_FAIL;
+                if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
+                        cli_error("run artifacts: could not write to stdout: %m");
+                        return CLI_EXIT_FAIL;
+                }
+                return CLI_EXIT_OK;
+        }
         if (url_name) {
                 if (asprintf(&path, "/v1/runs/%s/artifacts/%s", pos[0], url_name) < 0 || api_get(ctx, path, &resp) < 0)
                         return CLI_EXIT_FAIL;
@@ -895,9 +929,13 @@ static const struct cli_command run_subs[] = {
                         "--download saves every artifact into DIR (default ./ID/, created if need be),\n"
                         "each checked against the manifest's size and SHA-256 before it is kept; a\n"
                         "mismatch fails naming the file, which is not kept. Names that are not one\n"
-                        "plain file name are refused. --url NAME prints a short-lived download URL.\n",
+                        "plain file name are refused. --url NAME prints a short-lived download URL.\n"
+                        "--show NAME writes artifact NAME's bytes to stdout, read through the API\n"
+                        "(at most --max-bytes, default 4194304; larger fails with too_large).\n",
          .options = (const struct cli_option[]){{"download", 'd', NULL, "download every artifact into DIR"},
                                                 {"url", 0, "NAME", "print a download URL of artifact NAME"},
+                                                {"show", 0, "NAME", "write artifact NAME's bytes to stdout"},
+                                                {"max-bytes", 0, "N", "with --show: refuse an artifact over N bytes"},
                                                 {0}},
          .fn = run_artifacts},
         {.name = "review",

@@ -98,7 +98,7 @@ print("first line", flush=True)
 time.sleep(60)  # long enough for a browser on a loaded machine to open the page while it runs
 print("\\x1b[31mred text\\x1b[0m and \\x1b[1;32mbold green\\x1b[0m", flush=True)
 name = ${JSON.stringify(XSS + '.txt')}
-open(name, "w").write("x")
+open(name, "w").write(${JSON.stringify(XSS)} + "\\n<script>window.__xss=3</script>\\n")
 print("wrote", name, flush=True)
 print(${JSON.stringify(XSS)}, "<script>window.__xss=2</script>", flush=True)
 time.sleep(2)
@@ -129,7 +129,8 @@ async function context(width = 1280, height = 900) {
 
 async function shot(page, name) {
   fs.mkdirSync(ART, { recursive: true });
-  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+  // a full-page capture of a long run page waits on a loaded machine (CI shares its cores)
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true, timeout: 90_000 });
 }
 
 async function login(page, who) {
@@ -164,7 +165,7 @@ async function assertNoTokenExposed(page, ctx) {
   }
 }
 
-let team, teamB, approver, viewer, liveSb, askSb, longSb, otherRun;
+let team, teamB, approver, viewer, secAdmin, draftProf, liveSb, askSb, longSb, otherRun;
 
 describe('dashboard', { timeout: 900_000 }, () => {
   before(async () => {
@@ -177,8 +178,9 @@ describe('dashboard', { timeout: 900_000 }, () => {
     const me = await call('GET', '/v1/me');
     team = me.teams[0].id;
     teamB = (await call('POST', '/v1/teams', { name: uniq('webteam') })).id;
-    approver = await makeUser(team, ['approver', 'viewer']);
+    approver = await makeUser(team, ['approver', 'viewer', 'reviewer']);
     viewer = await makeUser(team, ['viewer']);
+    secAdmin = await makeUser(team, ['security_admin', 'viewer']);
     liveSb = await sandbox(team, cmd(LIVE_SRC));
     longSb = await sandbox(team, cmd(LONG_SRC, 900));
     // an unknown destination is asked for; its address is in an approved
@@ -190,6 +192,9 @@ describe('dashboard', { timeout: 900_000 }, () => {
     const prof = await call('POST', '/v1/catalog/egress-profiles',
       { name: uniq('webprof'), body: { rules: [`${addr}:18081`] } });
     await call('POST', `/v1/catalog/egress-profiles/${prof.id}/approve`, { content_sha256: prof.content_sha256 });
+    // a draft for the catalog journey: a security_admin approves it, nobody else is offered to
+    draftProf = await call('POST', '/v1/catalog/egress-profiles',
+      { name: uniq('webdraft'), body: { description: 'a <b>draft</b> mirror', rules: [`${addr}:18082`] } });
     const askSrc = `
 import urllib.request, urllib.error
 try:
@@ -277,6 +282,32 @@ print("continued after the decision", flush=True)
     await shot(page, '04-run-1280');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '04-run-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // the workspace diff, read through the api (?inline=true: the page may
+    // fetch only its own origin), side by side, then unified; the markup the
+    // agent put in a file's name and content is text
+    const file = page.locator('article.diff-file', { has: page.locator('code.diff-name', { hasText: XSS }) });
+    await file.waitFor({ timeout: 30_000 });
+    assert.equal(await file.locator('table.diff.side').count(), 1, 'side by side is not the first layout');
+    assert.ok((await file.locator('table.diff').innerText()).includes(XSS), 'the diff content is not shown as text');
+    assert.ok((await file.locator('table.diff').innerText()).includes('<script>window.__xss=3</script>'));
+    assert.ok(urls.some((u) => u.includes(`/v1/runs/${runId}/artifacts/workspace.diff?inline=true`)),
+      'the diff was not read through the api');
+    await page.locator('section[aria-label="workspace diff"]').scrollIntoViewIfNeeded();
+    await shot(page, '10-diff-side-1280');
+    await page.getByLabel('Unified').check();
+    await file.locator('table.diff.unified').waitFor();
+    assert.ok((await file.locator('table.diff.unified').innerText()).includes(XSS));
+    await shot(page, '10-diff-unified-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '10-diff-unified-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // the effective policy the run had, and the audit chain as the api verified it (an admin may)
+    await page.locator('section[aria-label="effective policy"] pre.json').waitFor({ timeout: 30_000 });
+    await page.locator('#audit-verify', { hasText: 'verified' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', '/v1/audit/verify')).ok, true);
+    assert.equal(await page.locator('main img, main script').count(), 0, 'agent text became elements');
+    assert.equal(await page.evaluate(() => window.__xss), undefined, 'agent text ran as script');
     // the same events after a reload (history replayed from seq 0)
     await page.reload();
     await page.locator('li.event[data-kind=output]', { hasText: 'last line' }).waitFor({ timeout: 30_000 });
@@ -313,6 +344,14 @@ print("continued after the decision", flush=True)
     const decided = await call('GET', `/v1/runs/${runId}/events?limit=1000`);
     const d = decided.items.find((e) => e.kind === 'approval_decided');
     assert.equal(d.data.decision, 'approve');
+    // who approved what, on the run's evidence (the approver reviews too);
+    // the audit chain is for administrators, and the page says so
+    const row = page.locator(`section[aria-label="approvals and reviews"] tr[data-approval="${d.data.approval_id}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), new RegExp(`approve\\s+user:${approver.id}`));
+    assert.match(await page.locator('#audit-verify').innerText(), /tenant administrators/);
+    await page.locator('section[aria-label="approvals and reviews"]').scrollIntoViewIfNeeded();
+    await shot(page, '06-run-approvals-evidence-1280');
     await shot(page, '06-run-approved-1280');
     await assertNoTokenExposed(page, ctx);
     await ctx.close();
@@ -366,7 +405,44 @@ print("continued after the decision", flush=True)
     assert.equal(forged.status, 403);
     assert.equal(forged.body.code, 'csrf_failed');
     await call('POST', `/v1/runs/${mine}/cancel`);
+    // the catalog: browsable, but no approve button for a viewer
+    await page.getByRole('link', { name: 'Catalog' }).click();
+    await page.locator('select[name=catalog-kind]').selectOption('egress-profiles');
+    const draftRow = page.locator(`tr[data-item="${draftProf.name}"]`);
+    await draftRow.waitFor({ timeout: 30_000 });
+    assert.equal(await draftRow.getByRole('button').count(), 0, 'a viewer is offered to approve');
+    await shot(page, '12-catalog-viewer-1280');
     await assertNoTokenExposed(page, ctx);
+    await ctx.close();
+  });
+
+  test('a security_admin approves a draft catalog item', async () => {
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await login(page, secAdmin);
+    await page.getByRole('link', { name: 'Catalog' }).click();
+    await page.getByRole('heading', { name: 'Catalog' }).waitFor();
+    // every kind lists (the five a definition uses, models, policy packs)
+    for (const k of ['images', 'skills', 'prompt-templates', 'connectors', 'models', 'policy-packs']) {
+      await page.locator('select[name=catalog-kind]').selectOption(k);
+      await page.locator('table.catalog, main p:has-text("No ")').first().waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByRole('alert').count(), 0, `listing ${k} failed`);
+    }
+    await page.locator('select[name=catalog-kind]').selectOption('egress-profiles');
+    const row = page.locator(`tr[data-item="${draftProf.name}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    assert.equal(await row.getAttribute('data-state'), 'draft');
+    assert.ok((await row.innerText()).includes('a <b>draft</b> mirror'), 'the description is not text');
+    await shot(page, '12-catalog-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '12-catalog-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await row.getByRole('button', { name: `Approve ${draftProf.name}` }).click();
+    await page.locator(`tr[data-item="${draftProf.name}"][data-state="approved"]`).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator(`tr[data-item="${draftProf.name}"] button`).count(), 0);
+    const item = await call('GET', `/v1/catalog/egress-profiles/${draftProf.id}`);
+    assert.equal(item.state, 'approved');
+    assert.equal(item.approved_by, `user:${secAdmin.id}`);
     await ctx.close();
   });
 
@@ -396,6 +472,120 @@ print("continued after the decision", flush=True)
     await shot(page, '09-admin-1280');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '09-admin-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // a service account and a token: the value shown once, working, then revoked
+    const sa = uniq('websa');
+    await page.locator('input[name=sa-name]').fill(sa);
+    await page.locator('select[name=sa-team]').selectOption(team);
+    await page.getByRole('button', { name: 'Create service account' }).click();
+    const saRow = page.locator(`tr[data-sa="${sa}"]`);
+    await saRow.waitFor({ timeout: 30_000 });
+    await saRow.locator(`input[name="token-name-${sa}"]`).fill('ci');
+    await saRow.getByRole('button', { name: `Issue token for ${sa}` }).click();
+    const shown = page.locator('#new-token');
+    await shown.waitFor({ timeout: 30_000 });
+    const tok = (await shown.innerText()).trim();
+    assert.match(tok, /^[0-9a-f]{64}$/);
+    await saRow.locator('li[data-token="ci"][data-state="active"]').waitFor({ timeout: 30_000 });
+    await shot(page, '13-service-account-token-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '13-service-account-token-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const meAs = (t) => fetch(`${API}/v1/me`, { headers: { Authorization: `Bearer ${t}` } }).then((r) => r.status);
+    assert.equal(await meAs(tok), 200, 'the token shown does not authenticate');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    assert.ok(!(await page.content()).includes(tok), 'the token is still in the page after it was dismissed');
+    const kept = await page.evaluate(() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)]));
+    assert.ok(!kept.includes(tok) && !urls.some((u) => u.includes(tok)), 'the token was kept or put in a URL');
+    await saRow.getByRole('button', { name: `Revoke token ci of ${sa}` }).click();
+    await saRow.locator('li[data-token="ci"][data-state="revoked"]').waitFor({ timeout: 30_000 });
+    assert.equal(await meAs(tok), 401, 'a revoked token still authenticates');
+    // the tenant's OIDC settings: a bad value refused at its field (nothing
+    // stored), then saved; removed again through the API (other tests log in
+    // to this tenant). PUT fetches nothing: the JWKS is read at login only.
+    const addr = (process.env.PADDOCK_TEST_UPSTREAM_ADDRS || '').trim().split(/[\s,]+/)[0];
+    const before = await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } });
+    assert.equal(before.status, 404, 'the demo tenant has OIDC settings already');
+    await page.locator('input[name=oidc-issuer]').fill(`http://${addr}:18083/realms/web`);
+    await page.locator('input[name=oidc-audience]').fill('paddock-web');
+    await page.locator('input[name=oidc-jwks_url]').fill(`http://${addr}:18083/jwks`);
+    await page.locator('input[name=oidc-clock_skew_s]').fill('9999');
+    await page.locator('textarea[name=oidc-role_mapping]').fill(JSON.stringify(
+      { claim: 'groups', map: { devs: { team, roles: ['viewer'] } } }));
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-err-clock_skew_s').waitFor({ timeout: 30_000 });
+    assert.match(await page.locator('#oidc-err-clock_skew_s').innerText(), /clock_skew_s/);
+    assert.equal(await page.locator('input[name=oidc-clock_skew_s]').getAttribute('aria-invalid'), 'true');
+    assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404,
+      'a refused PUT stored settings');
+    await shot(page, '14-oidc-settings-error-1280');
+    await page.locator('input[name=oidc-clock_skew_s]').fill('30');
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'OIDC settings saved.' }).waitFor({ timeout: 30_000 });
+    const oidc = await call('GET', '/v1/tenant/oidc');
+    assert.equal(oidc.clock_skew_s, 30);
+    assert.equal(oidc.audience, 'paddock-web');
+    assert.deepEqual(oidc.role_mapping.map.devs.roles, ['viewer']);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '14-oidc-settings-390');
+    await page.getByRole('button', { name: 'Remove OIDC settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'OIDC settings removed.' }).waitFor({ timeout: 30_000 });
+    assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404);
+    await ctx.close();
+  });
+
+  test('definitions: a version, two versions side by side, a draft\'s field error at the field, publish', async () => {
+    const sb = await sandbox(team, cmd('print("one")', 60));
+    const v2spec = cmd('print("two")', 90);
+    await call('PUT', `/v1/sandboxes/${sb.id}/draft`, { spec: v2spec });
+    await call('POST', `/v1/sandboxes/${sb.id}/versions`);
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const c = creds();
+    await login(page, { username: c.username, password: c.password });
+    await page.getByRole('link', { name: 'Definitions' }).click();
+    await page.getByRole('heading', { name: 'Definitions' }).waitFor();
+    await page.locator('input[name=def-name]').fill(sb.name);
+    await page.locator('input[name=def-name]').press('Tab');
+    await page.locator(`tr[data-definition="${sb.name}"] a`).click();
+    await page.locator('#version-spec', { hasText: 'print(\\"two\\")' }).waitFor({ timeout: 30_000 });
+    await shot(page, '11-definitions-version-1280');
+    // v1 against v2 side by side: the changed lines on each side
+    const cmpTable = page.locator('section[aria-label="compare versions"] table.diff.side');
+    await cmpTable.waitFor({ timeout: 30_000 });
+    assert.match(await cmpTable.locator('td.code.d-del').allInnerTexts().then((t) => t.join('\n')), /"timeout_s": 60/);
+    assert.match(await cmpTable.locator('td.code.d-add').allInnerTexts().then((t) => t.join('\n')), /"timeout_s": 90/);
+    await page.locator('section[aria-label="compare versions"]').scrollIntoViewIfNeeded();
+    await shot(page, '11-definitions-compare-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '11-definitions-compare-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // a draft the api refuses: its 400 names spec.limits.timeout_s, shown at that line; nothing changes
+    const bad = cmd('print("three")', -5);
+    const editor = page.locator('textarea[name=draft-json]');
+    await editor.fill(JSON.stringify(bad, null, 2));
+    await page.getByRole('button', { name: 'Save draft' }).click();
+    const fe = page.locator('#draft-field-error');
+    await fe.waitFor({ timeout: 30_000 });
+    assert.equal(await fe.getAttribute('data-path'), 'spec.limits.timeout_s');
+    const want = (await editor.inputValue()).split('\n').findIndex((l) => l.includes('"timeout_s"')) + 1;
+    assert.ok(want > 0);
+    assert.equal(Number(await fe.getAttribute('data-line')), want);
+    assert.equal((await page.locator('.editor .gutter li.err').innerText()).trim(), String(want));
+    assert.equal(await editor.getAttribute('aria-invalid'), 'true');
+    assert.deepEqual((await call('GET', `/v1/sandboxes/${sb.id}`)).draft.spec, v2spec, 'a refused draft changed the draft');
+    await shot(page, '11-definitions-field-error-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '11-definitions-field-error-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // fixed, saved, published: v3 as written
+    await editor.fill(JSON.stringify(cmd('print("three")', 120), null, 2));
+    await page.getByRole('button', { name: 'Save draft' }).click();
+    await page.getByRole('status').filter({ hasText: 'Draft saved.' }).waitFor({ timeout: 30_000 });
+    assert.equal(await fe.count(), 0);
+    await page.getByRole('button', { name: 'Publish draft' }).click();
+    await page.getByRole('status').filter({ hasText: 'Published v3.' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', `/v1/sandboxes/${sb.id}/versions/3`)).spec.limits.timeout_s, 120);
     await ctx.close();
   });
 

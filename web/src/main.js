@@ -7,6 +7,10 @@ import { useEffect, useRef, useState, useCallback } from 'preact/hooks';
 import htm from 'htm';
 import { api, ApiError, hasRole, query, setUnauthorizedHandler } from './api.js';
 import { ansiRuns } from './ansi.js';
+import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
+import { DefinitionPage, DefinitionsList } from './definitions.js';
+import { Catalog } from './catalog.js';
+import { OidcSettings, ServiceAccounts } from './admin_more.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -127,6 +131,8 @@ function Nav({ me, onLogout, hash }) {
       <a class="brand" href="#/runs">Paddock</a>
       <nav aria-label="main">
         ${link('#/runs', 'Runs')}
+        ${link('#/definitions', 'Definitions')}
+        ${link('#/catalog', 'Catalog')}
         ${hasRole(me, ['approver']) && link('#/approvals', 'Approvals')}
         ${hasRole(me, ['launcher']) && link('#/launch', 'Launch')}
         ${(me.tenant_roles || []).includes('tenant_admin') && link('#/admin', 'Admin')}
@@ -248,7 +254,7 @@ function ConfirmDialog({ text, onYes, onNo }) {
 
 // Evidence so far: the artifact manifest (reviewer), each downloadable
 // through the api's short-lived presigned redirect.
-function Artifacts({ run }) {
+function Artifacts({ run, onLoaded }) {
   const [items, setItems] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
@@ -256,6 +262,7 @@ function Artifacts({ run }) {
     let tries = 0, timer = null;
     const load = () => api('GET', `/v1/runs/${encodeURIComponent(run.id)}/artifacts`).then((p) => {
       setItems(p.items);
+      if (onLoaded) onLoaded(p.items);
       if (p.items.length === 0 && ++tries < 20) timer = setTimeout(load, 3000);
     }).catch(setError);
     load();
@@ -284,6 +291,7 @@ function RunPage({ me, id }) {
   const [live, setLive] = useState('connecting');
   const [hidden, setHidden] = useState({});
   const [confirm, setConfirm] = useState(false);
+  const [artifacts, setArtifacts] = useState(null);
   const lastSeq = useRef(0);
   // the latest status event seen: the stream may tell a run's end before
   // GET /v1/runs/{id} has recorded it (the status consumer is another path)
@@ -394,7 +402,12 @@ function RunPage({ me, id }) {
       ${canCancel && html`<button type="button" class="danger" onClick=${() => setConfirm(true)}>Cancel run</button>`}
       ${confirm && html`<${ConfirmDialog} text="Cancel this run now?" onYes=${cancel} onNo=${() => setConfirm(false)} />`}
       <${ErrorBox} error=${error} />
-      ${TERMINAL.includes(run.status) && hasRole(me, ['reviewer'], run.team) && html`<${Artifacts} run=${run} />`}
+      ${TERMINAL.includes(run.status) && hasRole(me, ['reviewer'], run.team) && html`
+        <${Artifacts} run=${run} onLoaded=${setArtifacts} />
+        <${DiffView} run=${run} artifacts=${artifacts} />
+        <${PolicyView} run=${run} />
+        <${DecisionsView} run=${run} events=${events} />
+        <${AuditVerifyView} me=${me} />`}
       <h2>Events <span class=${`live live-${live}`} id="stream-state">${live}</span></h2>
       <fieldset class="kinds"><legend>Show kinds</legend>
         ${kinds.map((k) => html`<label><input type="checkbox" checked=${!hidden[k]}
@@ -662,6 +675,8 @@ function Admin() {
           <button type="submit">Save roles</button> <span role="status">${note}</span>
         </form>
       </section>
+      <${ServiceAccounts} teams=${teams} />
+      <${OidcSettings} />
     </main>`;
 }
 
@@ -695,7 +710,11 @@ function App() {
   if (me.password_change_required) return html`<${ChangePassword} onDone=${loadMe} />`;
   let page;
   const m = hash.match(/^#\/runs\/([0-9a-fA-F-]{1,64})$/);
+  const d = hash.match(/^#\/definitions\/([0-9a-fA-F-]{1,64})$/);
   if (m) page = html`<${RunPage} key=${m[1]} me=${me} id=${m[1]} />`;
+  else if (d) page = html`<${DefinitionPage} key=${d[1]} me=${me} id=${d[1]} />`;
+  else if (hash.startsWith('#/definitions')) page = html`<${DefinitionsList} me=${me} />`;
+  else if (hash.startsWith('#/catalog')) page = html`<${Catalog} me=${me} />`;
   else if (hash.startsWith('#/approvals')) page = html`<${Approvals} />`;
   else if (hash.startsWith('#/launch')) page = html`<${Launch} me=${me} />`;
   else if (hash.startsWith('#/admin') && (me.tenant_roles || []).includes('tenant_admin')) page = html`<${Admin} />`;
