@@ -584,8 +584,9 @@ kafka_up() {
         fi
         bin=$(kafka_mock_bin)
         rm -f "$STATE/kafka-bootstrap"
+        rm -f "$STATE/kafka-control" # slice A: the mock's fault API (tests/chaos)
         start_bg kafka-mock "$bin" --brokers 3 --topics "$REPO/deploy/topics.txt" \
-                --bootstrap-file "$STATE/kafka-bootstrap"
+                --bootstrap-file "$STATE/kafka-bootstrap" --control-file "$STATE/kafka-control" # slice A
         wait_for "the Kafka mock" 30 kafka-mock test -s "$STATE/kafka-bootstrap"
         KAFKA_BOOTSTRAP=$(cat "$STATE/kafka-bootstrap")
         KAFKA_RESTARTED=1
@@ -815,6 +816,7 @@ write_endpoints() {
                 # the api serves /healthz, /readyz and /metrics on its main port
                 echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+                echo "PADDOCK_KAFKA_MOCK_CONTROL=$(cat "$STATE/kafka-control" 2>/dev/null)" # slice A: fault API, loopback
                 echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
                 echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
                 echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"
@@ -1210,6 +1212,7 @@ cmd_down() {
 
 # The files `up` creates in the state dir; purge removes these and no others.
 STATE_FILES=(logs pids secrets env ports.env endpoints.env trusted-keys credentials kafka-bootstrap data-dir testca .lock)
+STATE_FILES+=(kafka-control) # slice A
 
 cmd_purge() {
         need_root purge
