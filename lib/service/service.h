@@ -70,6 +70,7 @@ struct service {
         struct kafka_options kafka;       /* for the daemon's consumers (borrows the settings) */
         struct kafka_producer *producer;  /* NULL unless spec->producer */
         struct ops_server *ops;           /* NULL without PADDOCK_OPS_ADDR (the api) */
+        int ready_stall_s;                /* PADDOCK_READY_STALL_S, for /readyz */
         char client_id_[128];
 };
 
