@@ -212,6 +212,18 @@ class Injector(threading.Thread):
         self.log = []  # (seconds since start, kind, detail)
         self.stop = threading.Event()
         self.error = None
+        # stack.sh up takes half a minute or more: restarts run on a thread of
+        # their own so that faults keep their pace (a fault may land while
+        # the stack is still starting what the last one stopped)
+        self.want_up = threading.Event()
+        self.restarter = threading.Thread(target=self._restarts, daemon=True)
+        self.restarter.start()
+
+    def _restarts(self):
+        while not (self.stop.is_set() and not self.want_up.is_set()):
+            if self.want_up.wait(1):
+                self.want_up.clear()
+                self.stack.up()
 
     def note(self, kind, detail):
         self.log.append((now(), kind, detail))
@@ -243,7 +255,7 @@ class Injector(threading.Thread):
         if what == "kill":
             pid = st.kill(arg)
             self.note(kind, f"SIGKILL pid {pid}; restarted by stack.sh up")
-            st.up()
+            self.want_up.set()
         elif kind == "kafka:freeze":
             secs = self.rng.uniform(3, 10)
             pid = st.kill("kafka-mock", signal.SIGSTOP)
@@ -270,12 +282,11 @@ class Injector(threading.Thread):
         elif kind == "postgresql:restart":
             st.pg_stop()
             self.note(kind, "pg_ctl stop -m fast; started by stack.sh up")
-            time.sleep(self.rng.uniform(1, 4))
-            st.up()
+            self.want_up.set()
         elif kind == "rgw:restart":
             pid = st.kill("radosgw")
             self.note(kind, f"SIGKILL radosgw pid {pid}; restarted by stack.sh up")
-            st.up()
+            self.want_up.set()
         else:
             raise ValueError(kind)
 
@@ -632,6 +643,7 @@ def main():
         driver.drive()
         injector.stop.set()
         injector.join()
+        injector.restarter.join()
         t_faults_end = now()
         say("faults stopped; restoring the stack")
         ready = stack.restore()
