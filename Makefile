@@ -4,11 +4,12 @@
 #
 #   make up | test | down | status | purge | clean-test-state | build | install | preflight
 #   make test CTEST_ARGS="-R 'unit|e2e.run'"
+#   make chaos [CHAOS_ARGS="--runs 100 --seed 7"]   (tests/chaos/run.sh: 200 runs under faults)
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_RUNS=N] [FUZZ_TARGETS="jwt hook"]   (tests/fuzz/run.sh)
 #
 # JOBS=N sets the parallel build jobs (default 2).
 
-.PHONY: all up test down status purge clean-test-state build install preflight fuzz
+.PHONY: all up test down status purge clean-test-state build install preflight fuzz chaos
 
 all: build
 
@@ -22,3 +23,8 @@ test:
 # FUZZ_SECONDS (tests/fuzz/README.md); ./dev install provides clang
 fuzz:
 	./tests/fuzz/run.sh
+
+# the full chaos suite: 200 runs under faults against a stack of its own
+# (.paddock-chaos), its figures printed (tests/chaos/chaos.py)
+chaos:
+	./tests/chaos/run.sh

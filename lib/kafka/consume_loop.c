@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,131 @@
 #define KAFKA_LOOP_RETRY_MAX_MS 5000
 /* The stop flag has no fd to wake a poll, so backoff sleeps in slices. */
 #define KAFKA_LOOP_STOP_SLICE_MS 100
+
+/* ------------------------------------------------ readiness (stall) */
+
+/* What a loop publishes for kafka_consume_stalled(); written by the loop's
+ * thread, read by the ops server's, under health_lock. */
+struct kafka_loop_health {
+        bool used;
+        int64_t progress_ms;     /* CLOCK_MONOTONIC of the last progress */
+        int64_t checked_ms;      /* of the last lag check */
+        int64_t lag;             /* last known lag (high watermark - position) */
+        size_t held;             /* messages polled and not yet committed */
+        char topic[128];         /* the partition that lags most, or of the held round */
+        int32_t partition;
+        int64_t part_lag;
+};
+
+#define KAFKA_LOOP_HEALTH_MAX 16
+#define KAFKA_LOOP_LAG_TIMEOUT_MS 1000
+static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kafka_loop_health health[KAFKA_LOOP_HEALTH_MAX];
+
+static int64_t kafka_loop_now_ms(void) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* A slot for the calling loop, or NULL when all are taken (more loops than
+ * any daemon runs: that loop is then not watched). */
+static struct kafka_loop_health *kafka_loop_health_get(void) {
+        struct kafka_loop_health *h = NULL;
+        pthread_mutex_lock(&health_lock);
+        for (size_t i = 0; i < KAFKA_LOOP_HEALTH_MAX && !h; i++)
+                if (!health[i].used) {
+                        h = &health[i];
+                        *h = (struct kafka_loop_health){.used = true, .progress_ms = kafka_loop_now_ms(),
+                                                        .partition = -1};
+                }
+        pthread_mutex_unlock(&health_lock);
+        return h;
+}
+
+static void kafka_loop_health_put(struct kafka_loop_health *h) {
+        if (!h)
+                return;
+        pthread_mutex_lock(&health_lock);
+        h->used = false;
+        pthread_mutex_unlock(&health_lock);
+}
+
+/* Before handling a round of n messages (first one m). */
+static void kafka_loop_health_hold(struct kafka_loop_health *h, const struct kafka_message *m, size_t n) {
+        if (!h)
+                return;
+        pthread_mutex_lock(&health_lock);
+        h->held = n;
+        if (n > 0 && h->lag == 0) {
+                snprintf(h->topic, sizeof h->topic, "%s", m->topic);
+                h->partition = m->partition;
+        }
+        pthread_mutex_unlock(&health_lock);
+}
+
+/* After a round: committed (progress) or not. */
+static void kafka_loop_health_round(struct kafka_loop_health *h, bool committed) {
+        if (!h)
+                return;
+        pthread_mutex_lock(&health_lock);
+        if (committed) {
+                h->held = 0;
+                h->progress_ms = kafka_loop_now_ms();
+        }
+        pthread_mutex_unlock(&health_lock);
+}
+
+/* While idle, every KAFKA_LOOP_LAG_CHECK_MS: asks the brokers for the lag;
+ * none is progress (caught up). A broker that does not answer leaves the
+ * last figures: no progress is claimed without an answer. */
+static void kafka_loop_health_check(struct kafka_loop_health *h, struct kafka_consumer *c) {
+        if (!h)
+                return;
+        int64_t now = kafka_loop_now_ms();
+        pthread_mutex_lock(&health_lock);
+        bool due = now - h->checked_ms >= KAFKA_LOOP_LAG_CHECK_MS;
+        pthread_mutex_unlock(&health_lock);
+        if (!due)
+                return;
+        char topic[128];
+        int32_t partition;
+        int64_t part_lag;
+        int64_t lag = kafka_consumer_lag(c, KAFKA_LOOP_LAG_TIMEOUT_MS, topic, sizeof topic, &partition, &part_lag);
+        pthread_mutex_lock(&health_lock);
+        h->checked_ms = now;
+        if (lag >= 0) {
+                h->lag = lag;
+                if (lag > 0) {
+                        snprintf(h->topic, sizeof h->topic, "%s", topic);
+                        h->partition = partition;
+                        h->part_lag = part_lag;
+                } else if (h->held == 0)
+                        h->progress_ms = kafka_loop_now_ms();
+        }
+        pthread_mutex_unlock(&health_lock);
+}
+
+int kafka_consume_stalled(int stall_s, char *why, size_t why_size) {
+        if (stall_s <= 0)
+                return 0;
+        int64_t now = kafka_loop_now_ms();
+        int r = 0;
+        pthread_mutex_lock(&health_lock);
+        for (size_t i = 0; i < KAFKA_LOOP_HEALTH_MAX && !r; i++) {
+                const struct kafka_loop_health *h = &health[i];
+                int64_t idle = now - h->progress_ms;
+                if (!h->used || idle <= (int64_t)stall_s * 1000 || h->lag + (int64_t)h->held == 0)
+                        continue;
+                /* the partition's own lag when known, else the whole loop's */
+                int64_t lag = h->part_lag > 0 && h->lag > 0 ? h->part_lag : h->lag + (int64_t)h->held;
+                snprintf(why, why_size, "consumer %s partition %" PRId32 " stalled %" PRId64 " s with lag %" PRId64,
+                         h->topic[0] ? h->topic : "(unknown topic)", h->partition, idle / 1000, lag);
+                r = -EBUSY;
+        }
+        pthread_mutex_unlock(&health_lock);
+        return r;
+}
 
 bool kafka_error_is_permanent(int r) {
         return r == -EBADMSG || r == -EINVAL || r == -ERANGE || r == -E2BIG;
@@ -195,6 +321,7 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
         if (!msgs || !group || !verdicts || !done)
                 return -ENOMEM;
         kafka_consumer_defer_refusals(c, true);
+        struct kafka_loop_health *health_slot = kafka_loop_health_get();
         int ret = 0;
         while (!kafka_loop_stopping(opts)) {
                 ssize_t n = kafka_loop_poll_round(c, msgs, max, poll_ms, linger);
@@ -204,6 +331,7 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
                 }
                 bool cancelled = false;
                 memset(done, 0, max * sizeof *done);
+                kafka_loop_health_hold(health_slot, &msgs[0], (size_t)n);
                 for (size_t i = 0; i < (size_t)n && !cancelled; i++) {
                         if (done[i])
                                 continue;
@@ -239,9 +367,13 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
                         if (kafka_consumer_commit_many(c, msgs, (size_t)n, &cerr) < 0)
                                 /* harmless: the messages come again and are applied idempotently */
                                 log_warn("could not commit offsets of %zd messages: %s", n, cerr.message);
-                        else
+                        else {
                                 kafka_loop_count(opts->batches);
+                                kafka_loop_health_round(health_slot, true);
+                        }
                 }
+                if (n == 0)
+                        kafka_loop_health_check(health_slot, c);
                 for (size_t i = 0; i < (size_t)n; i++)
                         kafka_message_release(&msgs[i]);
                 if (cancelled)
@@ -249,6 +381,7 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
                 if (opts->tick)
                         opts->tick(userdata);
         }
+        kafka_loop_health_put(health_slot);
         kafka_consumer_defer_refusals(c, false);
         return ret;
 }

@@ -96,3 +96,19 @@ bool kafka_error_is_permanent(int r);
  * borrowed; c must be polled by this thread only. */
 int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *routes, void *userdata,
                          const struct kafka_consume_loop_options *opts);
+
+/* Readiness of the process's consume loops, for /readyz (lib/service,
+ * docs/CONTRACTS.md "Readiness"). Each running kafka_consume_routes loop
+ * records when it last progressed: committed a round, or found its
+ * assignment without lag (asked of the brokers every
+ * KAFKA_LOOP_LAG_CHECK_MS while idle). A loop is stalled when it has not
+ * progressed for more than stall_s seconds while it has lag (messages it
+ * holds uncommitted, or high watermark > position): a handler retrying
+ * forever, a fetcher that stopped after a broker came back. Returns 0 when
+ * no loop is stalled (or stall_s <= 0: the check is off), else -EBUSY with
+ * why[why_size] saying which: "consumer paddock.runs.events partition 3
+ * stalled 47 s with lag 1200". Thread-safe (the ops server's thread). */
+int kafka_consume_stalled(int stall_s, char *why, size_t why_size);
+
+/* How often an idle loop asks the brokers for its lag (ms). */
+#define KAFKA_LOOP_LAG_CHECK_MS 2000

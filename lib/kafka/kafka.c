@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -591,6 +592,53 @@ int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *
         if (err)
                 return kafka_err_set(reterr, err, "could not commit offset");
         return 0;
+}
+
+int64_t kafka_consumer_lag(struct kafka_consumer *c, int timeout_ms, char *topic, size_t topic_size,
+                           int32_t *ret_partition, int64_t *ret_lag) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        int64_t total = 0;
+        *ret_partition = -1;
+        *ret_lag = 0;
+        if (topic_size)
+                topic[0] = '\0';
+        rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &parts);
+        if (err)
+                return -EIO;
+        bool need_committed = false;
+        if (parts->cnt > 0 && !(err = rd_kafka_position(c->rk, parts)))
+                for (int i = 0; i < parts->cnt; i++)
+                        if (parts->elems[i].offset < 0)
+                                need_committed = true;
+        if (!err && need_committed) {
+                /* position unknown (nothing consumed since the assignment):
+                 * ask for the committed offsets of those partitions */
+                rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_copy(parts);
+                err = rd_kafka_committed(c->rk, q, timeout_ms);
+                for (int i = 0; !err && i < parts->cnt; i++)
+                        if (parts->elems[i].offset < 0 && q->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                                parts->elems[i].offset = q->elems[i].offset;
+                rd_kafka_topic_partition_list_destroy(q);
+        }
+        for (int i = 0; !err && i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                int64_t lo = 0, hi = 0;
+                if (tp->offset < 0)
+                        continue; /* neither consumed nor committed: nothing to compare */
+                err = rd_kafka_query_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi, timeout_ms);
+                if (err || hi <= tp->offset)
+                        continue;
+                total += hi - tp->offset;
+                if (hi - tp->offset > *ret_lag) {
+                        *ret_lag = hi - tp->offset;
+                        *ret_partition = tp->partition;
+                        snprintf(topic, topic_size, "%s", tp->topic);
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        if (err)
+                return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
+        return total;
 }
 
 int kafka_consumer_commit_many(struct kafka_consumer *c, const struct kafka_message *msgs, size_t n,

@@ -122,6 +122,18 @@ int kafka_consumer_commit_many(struct kafka_consumer *c, const struct kafka_mess
                                struct err_detail *reterr);
 /* Returns the message's memory to librdkafka. */
 void kafka_message_release(struct kafka_message *msg);
+/* The consumer's lag over its current assignment, for /readyz
+ * (kafka/consume_loop.h): for each assigned partition, the high watermark
+ * asked of its leader now (not the cached one, which stops moving when
+ * fetching stops) minus the consumer's position, or its committed offset
+ * when it has not consumed from the partition since the assignment (0 when
+ * it has neither). Stops at the first broker that does not answer within
+ * timeout_ms. Fills the partition with the most lag (topic copied into
+ * topic[topic_size], "" when none lags). Returns the total lag (>= 0), or a
+ * negative errno (-ETIMEDOUT: a broker did not answer). Thread: the one that
+ * polls c. */
+int64_t kafka_consumer_lag(struct kafka_consumer *c, int timeout_ms, char *topic, size_t topic_size,
+                           int32_t *ret_partition, int64_t *ret_lag);
 /* Synchronously commits msg's offset + 1 for its partition. Call only after
  * the message's effect is durable. Returns 0 or negative errno with *reterr. */
 int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *msg,

@@ -20,6 +20,7 @@ struct kafka_settings {
         long long linger_ms;
         long long consume_batch_max;
         long long consume_linger_ms;
+        long long ready_stall_s;
         char *signing_key;
         char *trusted_keys;
         char *security_protocol;
@@ -52,6 +53,9 @@ struct kafka_settings {
          "transaction"},                                                                                              \
         {"PADDOCK_CONSUME_LINGER_MS", CONFIG_INT, "5", 0, 10000, false, KAFKA_CONFIG_OFF_(st, m, consume_linger_ms), \
          "how long a batched consumer waits for more messages after the first of a round"},                         \
+        {"PADDOCK_READY_STALL_S", CONFIG_INT, "30", 0, 3600, false, KAFKA_CONFIG_OFF_(st, m, ready_stall_s),        \
+         "/readyz answers 503 when a consumer has made no progress for this long while its partitions have lag "    \
+         "(kafka/consume_loop.h; 0: never)"},                                                                         \
         {"PADDOCK_SIGNING_KEY", CONFIG_STRING, "", 0, 0, false, KAFKA_CONFIG_OFF_(st, m, signing_key),              \
          "this process's Ed25519 private key (PEM, mode 0600) signing every record it produces "                    \
          "(docs/CONTRACTS.md, signed messages)"},                                                                     \

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/shutdown.h"
 #include "http/ops.h"
+#include "kafka/consume_loop.h"
 
 /* /readyz asks a broker for metadata; the warm-up looks up leaders once */
 #define SERVICE_READY_KAFKA_TIMEOUT_MS 1000
@@ -158,6 +159,14 @@ static int service_ready(void *userdata, struct ops_not_ready *why) {
                 if (r < 0)
                         return ops_not_ready_set(why, r, "kafka", "%s", e.message);
         }
+        /* a consumer that stopped progressing with lag is not ready even
+         * though its dependencies answer (issue 15: evidence appended nothing
+         * for a minute after the broker was frozen and resumed while /readyz
+         * said ready); checked after them, since a dependency down is the
+         * better reason */
+        char stalled[256];
+        if ((r = kafka_consume_stalled(s->ready_stall_s, stalled, sizeof stalled)) < 0)
+                return ops_not_ready_set(why, r, "kafka", "%s", stalled);
         return s->ready ? s->ready(s->ready_userdata, why) : 0;
 }
 
@@ -166,6 +175,7 @@ int service_start(const struct service_spec *spec, void *settings, struct servic
         struct kafka_settings *ks = kafka_of(spec, settings);
         struct err_detail err = {0};
         s->spec = spec;
+        s->ready_stall_s = (int)ks->ready_stall_s;
 
         if (spec->pg_pool_size > 0 && !s->pg) {
                 s->pg = pg_pool_new(svc->pg_dsn, spec->pg_pool_size);

@@ -72,6 +72,7 @@ struct service {
         struct kafka_producer *producer;  /* NULL unless spec->producer */
         struct ops_server *ops;           /* NULL without PADDOCK_OPS_ADDR */
         struct service_schema_wait schema; /* /readyz 503 while waiting for the migrate job (schema_wait.h) */
+        int ready_stall_s;                /* PADDOCK_READY_STALL_S, for /readyz */
         char client_id_[128];
 };
 

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "core/macro.h"
 #include "core/metrics.h"
 #include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
@@ -50,6 +51,8 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.batch.stop", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.batch.single", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.backlog", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.stall.held", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.stall.fetch", 1, 1);
         return 0;
 }
 
@@ -503,6 +506,129 @@ static void test_backlog_kept(void **state) {
         kafka_consumer_free(c);
 }
 
+/* ---- readiness: kafka_consume_stalled (issue 15 §1, /readyz tells the truth) */
+
+struct staller {
+        atomic_bool fail;    /* the handler's dependency is down */
+        atomic_int handled;  /* messages applied */
+        atomic_bool stop;
+        struct kafka_consumer *c;
+        const char *topic;
+        pthread_t thread;
+};
+
+static int stall_handle(void *userdata, const struct kafka_message *m, struct err_detail *err) {
+        struct staller *s = userdata;
+        if (atomic_load(&s->fail))
+                return err_set(err, -ECONNRESET, "08006", "database went away");
+        atomic_fetch_add(&s->handled, 1);
+        return 0;
+}
+
+static void *staller_main(void *arg) {
+        struct staller *s = arg;
+        const struct kafka_route routes[] = {{s->topic, .handle = stall_handle}, {NULL}};
+        struct kafka_consume_loop_options lo = {.poll_timeout_ms = 200, .retry_min_ms = 10, .retry_max_ms = 100,
+                                                .stop = &s->stop};
+        kafka_consume_routes(s->c, routes, s, &lo);
+        return NULL;
+}
+
+static void staller_start(struct staller *s, const char *topic, const char *group) {
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        const char *topics[] = {topic, NULL};
+        s->topic = topic;
+        s->c = kafka_consumer_new(&o, group, topics, "earliest", &err);
+        assert_non_null(s->c);
+        assert_int_equal(pthread_create(&s->thread, NULL, staller_main, s), 0);
+}
+
+static void staller_stop(struct staller *s) {
+        atomic_store(&s->stop, true);
+        pthread_join(s->thread, NULL);
+        kafka_consumer_free(s->c);
+}
+
+/* Polls kafka_consume_stalled(stall_s) for up to 60 s until it answers want
+ * (0 or -EBUSY); returns the last answer, why filled. */
+static int wait_stalled(int stall_s, int want, char *why, size_t size) {
+        int r = 0;
+        for (int i = 0; i < 600; i++) {
+                why[0] = '\0';
+                r = kafka_consume_stalled(stall_s, why, size);
+                if (r == want)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+        }
+        return r;
+}
+
+static void sleep_ms(int ms) {
+        nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+}
+
+/* A handler retrying a message forever (its database down) holds the round:
+ * after stall_s without progress the loop is reported stalled, naming the
+ * topic, partition and lag; the check is off with 0; once the handler
+ * succeeds the loop is ready again. An idle loop with nothing to read is
+ * never stalled. */
+static void test_stall_held_round(void **state) {
+        char why[256];
+        struct staller s = {0};
+        staller_start(&s, "t.stall.held", "g.stall.held");
+        /* idle and caught up: ready however long it waits */
+        sleep_ms(2500 + KAFKA_LOOP_LAG_CHECK_MS);
+        assert_int_equal(kafka_consume_stalled(1, why, sizeof why), 0);
+
+        atomic_store(&s.fail, true);
+        produce("t.stall.held", (const char *const[]){"one", NULL});
+        assert_int_equal(wait_stalled(1, -EBUSY, why, sizeof why), -EBUSY);
+        assert_non_null(strstr(why, "consumer t.stall.held partition 0 stalled "));
+        assert_non_null(strstr(why, " s with lag 1"));
+        assert_int_equal(kafka_consume_stalled(0, why, sizeof why), 0); /* off */
+        assert_int_equal(kafka_consume_stalled(3600, why, sizeof why), 0); /* not for that long */
+
+        atomic_store(&s.fail, false);
+        assert_int_equal(wait_stalled(1, 0, why, sizeof why), 0);
+        assert_int_equal(atomic_load(&s.handled), 1);
+        staller_stop(&s);
+}
+
+/* A consumer whose fetches fail (the broker answers, but not its fetches:
+ * what a fetcher that stopped after a frozen broker came back looks like)
+ * while the partition has new records: no message ever reaches the loop, yet
+ * the high watermark asked of the broker shows the lag, so the loop is
+ * reported stalled with that lag; once fetching works again it catches up
+ * and is ready. */
+static void test_stall_fetch_not_progressing(void **state) {
+        char why[256];
+        struct staller s = {0};
+        staller_start(&s, "t.stall.fetch", "g.stall.fetch");
+        produce("t.stall.fetch", (const char *const[]){"warm", NULL});
+        for (int i = 0; i < 600 && atomic_load(&s.handled) < 1; i++)
+                sleep_ms(100);
+        assert_int_equal(atomic_load(&s.handled), 1);
+
+        /* every Fetch answered NOT_LEADER_OR_FOLLOWER (6) for a long while */
+        rd_kafka_resp_err_t errs[400];
+        for (size_t i = 0; i < ELEMENTSOF(errs); i++)
+                errs[i] = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+        rd_kafka_mock_push_request_errors_array(mock, 1 /* Fetch */, ELEMENTSOF(errs), errs);
+        produce("t.stall.fetch", (const char *const[]){"a", "b", "c", NULL});
+        assert_int_equal(wait_stalled(2, -EBUSY, why, sizeof why), -EBUSY);
+        assert_non_null(strstr(why, "consumer t.stall.fetch partition 0 stalled "));
+        assert_non_null(strstr(why, " s with lag 3"));
+        assert_true(atomic_load(&s.handled) < 4);
+
+        rd_kafka_mock_clear_request_errors(mock, 1);
+        assert_int_equal(wait_stalled(2, 0, why, sizeof why), 0);
+        for (int i = 0; i < 600 && atomic_load(&s.handled) < 4; i++)
+                sleep_ms(100);
+        assert_int_equal(atomic_load(&s.handled), 4);
+        staller_stop(&s);
+}
+
 int main(void) {
         log_init("test", LOG_ERROR);
         const struct CMUnitTest tests[] = {
@@ -515,6 +641,8 @@ int main(void) {
                 cmocka_unit_test(test_batch_failing_round_not_committed),
                 cmocka_unit_test(test_routes_batch_and_single),
                 cmocka_unit_test(test_backlog_kept),
+                cmocka_unit_test(test_stall_held_round),
+                cmocka_unit_test(test_stall_fetch_not_progressing),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -49,7 +49,7 @@ cmd_down() {
 }
 
 # The files `up` creates in the state dir; purge removes these and no others.
-STATE_FILES=(logs pids secrets env ports.env endpoints.env trusted-keys credentials kafka-bootstrap data-dir testca .lock)
+STATE_FILES=(logs pids secrets env ports.env endpoints.env trusted-keys credentials kafka-bootstrap kafka-control data-dir testca .lock)
 
 cmd_purge() {
         need_root purge

@@ -23,6 +23,8 @@ write_endpoints() {
                 # the api's ops port (/metrics summed over its workers)
                 echo "PADDOCK_API_OPS_URL=http://127.0.0.1:${SVC_PORT[api-ops]}"
                 echo "PADDOCK_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+                # the Kafka mock's fault API, loopback only (tests/chaos)
+                echo "PADDOCK_KAFKA_MOCK_CONTROL=$(cat "$STATE/kafka-control" 2>/dev/null)"
                 echo "PADDOCK_PG_DSN=$PG_DSN"   # the owner: operators and tests (bypasses row-level security)
                 echo "PADDOCK_PG_API_DSN=${PG_SERVICE_DSN[api]}"   # what the api runs as
                 echo "PADDOCK_S3_ENDPOINT=$S3_ENDPOINT"

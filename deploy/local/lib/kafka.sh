@@ -22,9 +22,9 @@ kafka_up() {
                 return 0
         fi
         bin=$(kafka_mock_bin)
-        rm -f "$STATE/kafka-bootstrap"
+        rm -f "$STATE/kafka-bootstrap" "$STATE/kafka-control" # kafka-control: the mock's fault API (tests/chaos)
         start_bg kafka-mock "$bin" --brokers 3 --topics "$REPO/deploy/topics.txt" \
-                --bootstrap-file "$STATE/kafka-bootstrap"
+                --bootstrap-file "$STATE/kafka-bootstrap" --control-file "$STATE/kafka-control"
         wait_for "the Kafka mock" 30 kafka-mock test -s "$STATE/kafka-bootstrap"
         KAFKA_BOOTSTRAP=$(cat "$STATE/kafka-bootstrap")
         KAFKA_RESTARTED=1
