@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "http/ops.h"
+#include "kafka/consume_loop.h"
 #include "kafka/kafka.h"
 #include "pg/pg.h"
 
@@ -30,6 +31,13 @@ static int api_ready(void *userdata, struct ops_not_ready *why) {
         r = kafka_producer_ping(a->producer, 1000, &e);
         if (r < 0)
                 return ops_not_ready_set(why, r, "kafka", "%s", e.message);
+        /* this worker's consumers (run status, the stream's firehose): one
+         * that stopped progressing with lag is not ready, as in every other
+         * daemon (lib/service/service.c, docs/CONTRACTS.md "Chaos suite") */
+        char stalled[256];
+        r = kafka_consume_stalled((int)a->cfg.kafka.ready_stall_s, stalled, sizeof stalled);
+        if (r < 0)
+                return ops_not_ready_set(why, r, "kafka", "%s", stalled);
         return 0;
 }
 

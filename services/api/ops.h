@@ -1,4 +1,4 @@
-/* Health, readiness and metrics endpoints (ops.c). */
+/* Health and readiness on the api's public port (ops.c); /metrics is on the ops port only (main.c). */
 #pragma once
 #include "request.h"
 #include "db.h"
@@ -6,4 +6,3 @@
 /* ---- ops.c */
 int ops_healthz(struct api_req *r);
 int ops_readyz(struct api_req *r);
-int ops_metrics(struct api_req *r);
