@@ -66,6 +66,10 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_PUBLIC_URL", CONFIG_STRING, "", 0, 0, false, S(public_url),
          "the api's URL as its clients and relying parties reach it (http(s)://host[:port], no path): the "
          "workload identity issuer is <this>/v1/tenants/<tenant id>/oidc; empty: http://PADDOCK_API_ADDR"},
+        {"PADDOCK_OPERATOR_TENANT", CONFIG_STRING, "", 0, 0, false, S(operator_tenant),
+         "the tenant (by name) whose tenant_admins may drain runner nodes through the api (POST "
+         "/v1/nodes/{id}/drain): nodes are shared by every tenant; empty: no tenant may, a node is drained "
+         "where it runs (paddock-runner-agent drain)"},
         {"PADDOCK_WORKLOAD_KEY_ROTATE_DAYS", CONFIG_INT, "30", 1, 3650, false, S(workload_key_rotate_days),
          "days a tenant's workload identity signing key signs before a new one replaces it; the replaced key "
          "stays in the JWKS one more period"},

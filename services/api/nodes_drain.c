@@ -23,23 +23,42 @@ static bool node_id_valid(const char *id) {
         return true;
 }
 
+/* Nodes are shared by every tenant: only an admin of the operator tenant
+ * (PADDOCK_OPERATOR_TENANT) may move every tenant's runs off one. Without
+ * that setting the api drains nothing and a node is drained where it runs
+ * (`paddock-runner-agent drain`, the DaemonSet's preStop). 0, or the 403
+ * recorded on r. */
+static int drain_caller_operates(struct api_req *r, struct api_tx *tx) {
+        const char *operator_tenant = r->api->cfg.operator_tenant;
+        if (!operator_tenant || !*operator_tenant)
+                return api_errno(r, -EPERM,
+                                 "node drain through the api is off (PADDOCK_OPERATOR_TENANT is not set): drain on the "
+                                 "node with paddock-runner-agent drain");
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *p[] = {r->caller.tenant_id, operator_tenant};
+        int k = pg_exec(tx->d.conn, "SELECT 1 FROM api.tenants WHERE id = $1 AND name = $2", 2, p, &res, &tx->e);
+        if (k < 0)
+                return db_fail(r, k, &tx->e, "look up the caller's tenant");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -EPERM, "nodes are shared by every tenant: only the operator tenant's admins "
+                                            "drain them");
+        return 0;
+}
+
 int nodes_drain(struct api_req *r) {
         int k = api_body_none(r);
         if (k < 0)
                 return k;
         const char *node = r->params[0];
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0 || (k = drain_caller_operates(r, &tx)) < 0)
+                return k;
         if (!node_id_valid(node))
-                return api_fail(r, -ENOENT, "not_found", "node not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -ENOENT, "node not found");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {node, r->caller.user_id};
         /* a node the scheduler knows; drained again: the first drain's time stays */
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "WITH ins AS ("
                     " INSERT INTO scheduler.node_drains (node_id, drained_by)"
                     " SELECT node_id, $2 FROM scheduler.node_status WHERE node_id = $1"
@@ -47,30 +66,23 @@ int nodes_drain(struct api_req *r) {
                     " RETURNING node_id, drained_at)"
                     " SELECT ins.node_id, " DB_TS("ins.drained_at") ", s.state"
                     " FROM ins JOIN scheduler.node_status s USING (node_id)",
-                    2, p, &res, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "drain node");
-        }
-        if (PQntuples(res) != 1) {
-                db_rollback(&d);
-                return api_fail(r, -ENOENT, "not_found", "node not found");
-        }
+                    2, p, &res, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "drain node");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "node not found");
         /* the view reads the drain list as of the statement's start */
         const char *state = strcmp(PQgetvalue(res, 0, 2), "ready") == 0 ? "draining" : PQgetvalue(res, 0, 2);
         _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 1);
-        if ((k = api_audit(r, &d, "node.drain", "node", node, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "node.drain", "node", node, change)) < 0 ||
+            (k = api_tx_commit(&tx, "node drain")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit node drain");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
                 "node drained");
         r->out = json_pack("{s:s, s:s, s:b, s:s}", "id", node, "state", state, "draining", 1, "since",
                            PQgetvalue(res, 0, 1));
         r->status = 200;
-        return r->out ? 0 : api_fail(r, -ENOMEM, "internal", "out of memory");
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
 int nodes_undrain(struct api_req *r) {
@@ -78,32 +90,23 @@ int nodes_undrain(struct api_req *r) {
         if (k < 0)
                 return k;
         const char *node = r->params[0];
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0 || (k = drain_caller_operates(r, &tx)) < 0)
+                return k;
         if (!node_id_valid(node))
-                return api_fail(r, -ENOENT, "not_found", "node not found");
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return api_errno(r, -ENOENT, "node not found");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {node};
-        k = pg_exec(d.conn, "DELETE FROM scheduler.node_drains WHERE node_id = $1 RETURNING node_id", 1, p, &res, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "undrain node");
-        }
-        if (PQntuples(res) != 1) {
-                db_rollback(&d);
-                return api_fail(r, -ENOENT, "not_found", "node %s is not draining", node);
-        }
+        k = pg_exec(tx.d.conn, "DELETE FROM scheduler.node_drains WHERE node_id = $1 RETURNING node_id", 1, p, &res,
+                    &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "undrain node");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "node %s is not draining", node);
         _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 0);
-        if ((k = api_audit(r, &d, "node.undrain", "node", node, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "node.undrain", "node", node, change)) < 0 ||
+            (k = api_tx_commit(&tx, "node undrain")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit node undrain");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
                 "node undrained");
         r->status = 204;

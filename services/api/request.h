@@ -38,6 +38,7 @@ struct api_settings {
         char *oidc_http_nets;      /* PADDOCK_OIDC_HTTP_NETS, parsed into api.oidc_http_nets */
         long long prompt_max_bytes; /* PADDOCK_PROMPT_MAX_BYTES: largest rendered prompt of a run (prompt.c) */
         char *public_url;          /* PADDOCK_PUBLIC_URL; workload_identity_configure() normalises it */
+        char *operator_tenant;     /* PADDOCK_OPERATOR_TENANT: whose admins drain nodes (nodes_drain.c) */
         long long workload_key_rotate_days; /* PADDOCK_WORKLOAD_KEY_ROTATE_DAYS (workload_identity.c) */
         char *web_dir;             /* PADDOCK_WEB_DIR: the dashboard's built files (web.c); empty: none */
 };

@@ -6,12 +6,14 @@ shows draining; with the stack's one node a new run stays queued until
 role is refused (the RBAC matrix has every role), each change is audited."""
 
 import time
+import uuid
 
 import psycopg
 import pytest
+import requests
 
 from cli_support import Cli
-from conftest import audit_all, command_spec, wait_for, wait_run_status
+from conftest import HTTP_TIMEOUT, audit_all, bootstrap_tenant, command_spec, login, wait_for, wait_run_status
 
 NODE = "local-node-1"
 
@@ -96,3 +98,21 @@ def test_drain_bad_input_changes_nothing(endpoints, api, cli, undrained):
     assert api.request("DELETE", f"/v1/nodes/{NODE}/drain").status_code == 404
     assert cli("node", "undrain", NODE).returncode != 0
     assert node_state(api) == before
+
+
+def test_another_tenants_admin_cannot_drain_the_shared_node(endpoints, api, undrained):
+    """Nodes run every tenant's runs: only the operator tenant's admins
+    (PADDOCK_OPERATOR_TENANT, the stack's tenant) drain one. Any other
+    tenant's admin gets 403 and the node keeps taking runs."""
+    name = "drain-" + uuid.uuid4().hex[:10]
+    password = bootstrap_tenant(name, "admin")
+    r = login(endpoints, name, "admin", password)
+    assert r.status_code == 200, r.text
+    headers = {"Authorization": "Bearer " + r.json()["token"]}
+    before = node_state(api)
+    audited = sum(1 for a in audit_all(api) if a["action"].startswith("node."))
+    for method in ("POST", "DELETE"):
+        r = requests.request(method, f"{endpoints.api}/v1/nodes/{NODE}/drain", headers=headers, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 403 and "operator tenant" in r.json()["detail"], (method, r.status_code, r.text)
+    assert node_state(api) == before == "ready"
+    assert sum(1 for a in audit_all(api) if a["action"].startswith("node.")) == audited
