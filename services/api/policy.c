@@ -54,7 +54,7 @@ static int resolve_egress(struct db *d, const char *tenant_id, json_t *spec, jso
                                                      json_is_string(json_object_get(je, "unknown"))
                                                              ? json_string_value(json_object_get(je, "unknown"))
                                                              : "deny",
-                                                     "ask_timeout_s", POLICY_ASK_TIMEOUT_S));
+                                                     "ask_timeout_s", RUN_DEFAULT_ASK_TIMEOUT_S));
         size_t i;
         json_t *v;
         int k;
@@ -85,9 +85,9 @@ static int resolve_egress(struct db *d, const char *tenant_id, json_t *spec, jso
 
 static int resolve_limits(json_t *spec, json_t *out) {
         json_t *jl = json_object_get(spec, "limits");
-        json_t *limits = json_pack("{s:i, s:f, s:i, s:i, s:i}", "timeout_s", POLICY_DEFAULT_TIMEOUT_S, "cpus",
-                                   POLICY_DEFAULT_CPUS, "memory_mb", POLICY_DEFAULT_MEMORY_MB, "disk_mb",
-                                   POLICY_DEFAULT_DISK_MB, "pids", POLICY_DEFAULT_PIDS);
+        json_t *limits = json_pack("{s:i, s:f, s:i, s:i, s:i}", "timeout_s", RUN_DEFAULT_TIMEOUT_S, "cpus",
+                                   RUN_DEFAULT_CPUS, "memory_mb", RUN_DEFAULT_MEMORY_MB, "disk_mb",
+                                   RUN_DEFAULT_DISK_MB, "pids", RUN_DEFAULT_PIDS);
         if (!limits)
                 return -ENOMEM;
         const char *key;
@@ -274,7 +274,7 @@ static int resolve_policy(struct db *d, const char *tenant_id, json_t *spec, jso
         json_t *jp = json_object_get(spec, "policy");
         json_t *rules = json_array(), *packs = json_array();
         json_t *jt = json_object_get(jp, "ask_timeout_s");
-        json_int_t ask = json_is_integer(jt) ? json_integer_value(jt) : POLICY_ASK_TIMEOUT_S;
+        json_int_t ask = json_is_integer(jt) ? json_integer_value(jt) : RUN_DEFAULT_ASK_TIMEOUT_S;
         if (json_object_set_new(out, "policy", json_pack("{s:o, s:o, s:I}", "rules", rules, "packs", packs,
                                                          "ask_timeout_s", ask)) < 0)
                 return -ENOMEM;

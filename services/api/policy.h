@@ -1,15 +1,11 @@
 /* The resolved policy of a spec (policy.c): the run snapshot and effective-policy. */
 #pragma once
 #include "request.h"
+#include "core/domain.h"
 #include "db.h"
 
 /* ---- policy.c: the resolved policy of a spec (run snapshot and effective-policy) */
-#define POLICY_DEFAULT_TIMEOUT_S 1800
-#define POLICY_DEFAULT_CPUS 1.0
-#define POLICY_DEFAULT_MEMORY_MB 2048
-#define POLICY_DEFAULT_DISK_MB 2048
-#define POLICY_DEFAULT_PIDS 512
-#define POLICY_ASK_TIMEOUT_S 300       /* spec.policy.ask_timeout_s's default */
+/* a spec's limit defaults and ask timeout are the platform's (lib/core/domain.h RUN_DEFAULT_*) */
 #define POLICY_ASK_TIMEOUT_MAX_S 86400
 #define POLICY_RULES_MAX 256            /* spec.policy.rules, a policy pack's body.rules */
 #define POLICY_EFFECTIVE_RULES_MAX 1024 /* the definition's and its packs' together (lib/policy's bound) */

@@ -237,7 +237,7 @@ int sealing_on_provisioning(struct api *a, const char *event_tenant_id, const ch
         json_t *jt = json_object_get(json_object_get(spec, "limits"), "timeout_s");
         struct workload_claims wc = {.tenant_id = tenant_id, .team_id = team_id, .sandbox_id = PQgetvalue(res, 0, 7),
                                      .run_id = run_id, .version = strtoll(PQgetvalue(res, 0, 8), NULL, 10),
-                                     .ttl_s = json_is_integer(jt) ? json_integer_value(jt) : POLICY_DEFAULT_TIMEOUT_S};
+                                     .ttl_s = json_is_integer(jt) ? json_integer_value(jt) : RUN_DEFAULT_TIMEOUT_S};
         for (size_t i = 0; i < json_array_size(ids) && i < ELEMENTSOF(id_names); i++) {
                 json_t *it = json_array_get(ids, i);
                 json_t *hdr = json_object_get(json_object_get(it, "as"), "header");

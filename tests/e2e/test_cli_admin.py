@@ -25,9 +25,9 @@ MARKER = "cli-admin-marker"
 
 
 def _policy_defaults():
-    """The limit defaults as the api source defines them (services/api/api.h)."""
-    text = (REPO / "services" / "api" / "api.h").read_text()
-    found = dict(re.findall(r"#define POLICY_DEFAULT_(\w+) ([0-9.]+)", text))
+    """The limit defaults as the platform defines them once (lib/core/domain.h)."""
+    text = (REPO / "lib" / "core" / "domain.h").read_text()
+    found = dict(re.findall(r"#define RUN_DEFAULT_(TIMEOUT_S|CPUS|MEMORY_MB|DISK_MB|PIDS) ([0-9.]+)", text))
     assert {"TIMEOUT_S", "CPUS", "MEMORY_MB", "DISK_MB", "PIDS"} <= found.keys(), found
     return {k.lower(): float(v) for k, v in found.items()}
 
