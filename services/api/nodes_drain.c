@@ -45,16 +45,36 @@ static int drain_caller_operates(struct api_req *r, struct api_tx *tx) {
         return 0;
 }
 
-int nodes_drain(struct api_req *r) {
+/* What a drain and an undrain check first, in this order: no body, the
+ * caller operates the nodes, the node id names one. Begins tx. 0, or the
+ * failure recorded on r. */
+static int drain_begin(struct api_req *r, struct api_tx *tx) {
         int k = api_body_none(r);
-        if (k < 0)
+        if (k < 0 || (k = api_tx_begin(r, tx)) < 0 || (k = drain_caller_operates(r, tx)) < 0)
                 return k;
+        if (!node_id_valid(r->params[0]))
+                return api_errno(r, -ENOENT, "node not found");
+        return 0;
+}
+
+/* Audits the change (node.drain / node.undrain), commits, logs. */
+static int drain_commit(struct api_req *r, struct api_tx *tx, bool draining) {
+        const char *node = r->params[0];
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", draining);
+        int k = api_tx_audit(tx, draining ? "node.drain" : "node.undrain", "node", node, change);
+        if (k < 0 || (k = api_tx_commit(tx, draining ? "node drain" : "node undrain")) < 0)
+                return k;
+        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
+                draining ? "node drained" : "node undrained");
+        return 0;
+}
+
+int nodes_drain(struct api_req *r) {
         const char *node = r->params[0];
         _cleanup_tx_ struct api_tx tx = {0};
-        if ((k = api_tx_begin(r, &tx)) < 0 || (k = drain_caller_operates(r, &tx)) < 0)
+        int k = drain_begin(r, &tx);
+        if (k < 0)
                 return k;
-        if (!node_id_valid(node))
-                return api_errno(r, -ENOENT, "node not found");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {node, r->caller.user_id};
         /* a node the scheduler knows; drained again: the first drain's time stays */
@@ -73,12 +93,8 @@ int nodes_drain(struct api_req *r) {
                 return api_errno(r, -ENOENT, "node not found");
         /* the view reads the drain list as of the statement's start */
         const char *state = strcmp(PQgetvalue(res, 0, 2), "ready") == 0 ? "draining" : PQgetvalue(res, 0, 2);
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 1);
-        if ((k = api_tx_audit(&tx, "node.drain", "node", node, change)) < 0 ||
-            (k = api_tx_commit(&tx, "node drain")) < 0)
+        if ((k = drain_commit(r, &tx, true)) < 0)
                 return k;
-        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
-                "node drained");
         r->out = json_pack("{s:s, s:s, s:b, s:s}", "id", node, "state", state, "draining", 1, "since",
                            PQgetvalue(res, 0, 1));
         r->status = 200;
@@ -86,15 +102,11 @@ int nodes_drain(struct api_req *r) {
 }
 
 int nodes_undrain(struct api_req *r) {
-        int k = api_body_none(r);
-        if (k < 0)
-                return k;
         const char *node = r->params[0];
         _cleanup_tx_ struct api_tx tx = {0};
-        if ((k = api_tx_begin(r, &tx)) < 0 || (k = drain_caller_operates(r, &tx)) < 0)
+        int k = drain_begin(r, &tx);
+        if (k < 0)
                 return k;
-        if (!node_id_valid(node))
-                return api_errno(r, -ENOENT, "node not found");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {node};
         k = pg_exec(tx.d.conn, "DELETE FROM scheduler.node_drains WHERE node_id = $1 RETURNING node_id", 1, p, &res,
@@ -103,12 +115,8 @@ int nodes_undrain(struct api_req *r) {
                 return db_fail(r, k, &tx.e, "undrain node");
         if (PQntuples(res) != 1)
                 return api_errno(r, -ENOENT, "node %s is not draining", node);
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:b}", "node", node, "draining", 0);
-        if ((k = api_tx_audit(&tx, "node.undrain", "node", node, change)) < 0 ||
-            (k = api_tx_commit(&tx, "node undrain")) < 0)
+        if ((k = drain_commit(r, &tx, false)) < 0)
                 return k;
-        log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "node", node),
-                "node undrained");
         r->status = 204;
         return 0;
 }
