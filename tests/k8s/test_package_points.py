@@ -1,6 +1,7 @@
 """Issue 16's api and migration points in the rendered package (no cluster):
 the api's /metrics is on an ops port the ServiceMonitor scrapes and no
-Ingress or HTTPRoute routes; the routes send / (the dashboard) to the api; the
+Ingress or HTTPRoute routes; the routes send /v1 and the dashboard's files to
+the api and never /healthz, /readyz or /metrics; the api's probes; the
 migrate Job gets the owner's DSN and nothing else; the image carries the
 built dashboard and names it in PADDOCK_WEB_DIR. Needs PADDOCK_K8S_DIR (the
 build's tests/k8s, filled by deps.sh: kubectl.path)."""
@@ -59,21 +60,76 @@ def test_api_metrics_on_the_ops_port(everything):
     assert [(e["port"], e["path"]) for e in mon["spec"]["endpoints"]] == [("ops", "/metrics")]
 
 
-def test_routes_send_slash_to_the_api_and_never_the_ops_port(production, everything):
+# what the public must reach through a route, and what it must not: the api
+# answers /healthz and /readyz on its public port too (services/api/ops.c;
+# /readyz names internal dependencies), /metrics is on the ops port
+PUBLIC = ["/v1/runs", "/v1/auth/login", "/", "/index.html", "/favicon.svg", "/assets/app-0123ABCD.js"]
+INTERNAL = ["/healthz", "/readyz", "/metrics", "/healthz/", "/readyz/x", "/metrics/x"]
+
+
+def segments(path):
+    return [s for s in path.split("/") if s]
+
+
+def prefix_matches(prefix, path):
+    """Ingress Prefix and HTTPRoute PathPrefix: whole path elements."""
+    want = segments(prefix)
+    return segments(path)[:len(want)] == want
+
+
+def ingress_matches(p, path):
+    kind = p["pathType"]
+    if kind == "Exact":
+        return p["path"] == path
+    if kind == "Prefix":
+        return prefix_matches(p["path"], path)
+    # ImplementationSpecific: ingress-nginx treats it as a prefix (or a regex
+    # with use-regex): assume the widest, a plain string prefix
+    return path.startswith(p["path"])
+
+
+def httproute_matches(m, path):
+    pm = m.get("path", {"type": "PathPrefix", "value": "/"})
+    kind = pm.get("type", "PathPrefix")
+    if kind == "Exact":
+        return pm["value"] == path
+    if kind == "PathPrefix":
+        return prefix_matches(pm["value"], path)
+    return True  # RegularExpression: cannot be judged here, so it counts as reaching
+
+
+def test_routes_reach_the_api_and_the_dashboard_only(production, everything):
     ing = one(production, "Ingress", "paddock-api")
+    assert not ing["spec"].get("defaultBackend"), "a default backend routes every path"
     paths = [p for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
-    assert any(p["path"] == "/" and p["pathType"] == "Prefix" for p in paths), paths
     for p in paths:
         assert p["backend"]["service"] == {"name": "paddock-api", "port": {"name": "http"}}, p
     route = one(everything, "HTTPRoute", "paddock-api")
-    prefixes = [m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"]]
-    assert "/" in prefixes, prefixes
+    matches = [m for r in route["spec"]["rules"] for m in r.get("matches") or [{}]]
     for r in route["spec"]["rules"]:
         for b in r["backendRefs"]:
             assert (b["name"], b["port"]) == ("paddock-api", 80), b
+    for path in PUBLIC:
+        assert any(ingress_matches(p, path) for p in paths), f"the Ingress does not route {path}"
+        assert any(httproute_matches(m, path) for m in matches), f"the HTTPRoute does not route {path}"
+    for path in INTERNAL:
+        hit = [p for p in paths if ingress_matches(p, path)]
+        assert not hit, f"the Ingress routes {path} (internal) by {hit}"
+        hit = [m for m in matches if httproute_matches(m, path)]
+        assert not hit, f"the HTTPRoute routes {path} (internal) by {hit}"
     # and from the ingress controller only the public port
     pol = one(production, "NetworkPolicy", "api-from-ingress")
     assert [p["port"] for rule in pol["spec"]["ingress"] for p in rule["ports"]] == [8080]
+
+
+def test_api_probes_survive_the_schema_wait(production):
+    """startup and liveness on the ops port, which a worker waiting for the
+    migrate Job serves (lib/service/schema_wait.h); readiness through the
+    public port, which takes the traffic."""
+    c = api_container(production)
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
 def test_migrate_job_gets_only_the_owner_dsn(production):
