@@ -108,6 +108,6 @@ const struct cli_command cli_cmd_node = {
                 "or dead (its runs were failed or moved). SLOTS,\n"
                 "CPUS and MEMORY_MB are used/capacity. IMAGES are the sandbox images the\n"
                 "node has built: a run is placed only on a ready node that has its image, and\n"
-                "a launch whose image no ready node has is refused.\n",
+                "a launch whose image no ready or draining node has is refused.\n",
         .subs = node_subs,
 };

@@ -9,11 +9,14 @@
 #include "api.h"
 #include "pg/pg.h"
 
-int nodes_image_ready(struct db *d, const char *image, struct err_detail *e) {
+int nodes_image_live(struct db *d, const char *image, struct err_detail *e) {
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {image};
+        /* a draining node counts: the run waits for its undrain, or for
+         * another node with the image (the scheduler's placement) */
         int k = pg_exec(d->conn,
-                        "SELECT EXISTS (SELECT 1 FROM scheduler.node_status WHERE state = 'ready' AND $1 = ANY (images))",
+                        "SELECT EXISTS (SELECT 1 FROM scheduler.node_status"
+                        " WHERE state IN ('ready', 'draining') AND $1 = ANY (images))",
                         1, params, &res, e);
         if (k < 0)
                 /* the view is the scheduler's: until it has migrated there is nothing

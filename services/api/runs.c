@@ -719,16 +719,19 @@ static int run_launch(struct api_req *r, struct db *d, const struct launch *l) {
         if (prompt && (!prompt_vars_json || !prompt_json))
                 return api_errno(r, -ENOMEM, "out of memory");
         /* an approved image that no node has built would only fail the run at
-         * provisioning: say so now (a run without image uses the node's own root) */
+         * provisioning: say so now (a run without image uses the node's own
+         * root). One only on draining nodes is accepted: the run waits queued
+         * for an undrain or another node (docs/CONTRACTS.md "Node drain") */
         json_t *image = json_object_get(pol, "image");
         if (json_is_string(image)) {
-                k = nodes_image_ready(d, json_string_value(image), &e);
+                k = nodes_image_live(d, json_string_value(image), &e);
                 if (k == -EAGAIN)
                         return api_errno(r, -EAGAIN, "the nodes' images are not known yet");
                 if (k < 0)
                         return db_fail(r, k, &e, "check the nodes' images");
                 if (k == 0)
-                        return api_errno(r, -EINVAL, "spec.image: no ready node has image \"%s\" (sandbox \"%s\" version %s); "
+                        return api_errno(r, -EINVAL, "spec.image: no ready node has image \"%s\", nor any draining one "
+                                        "(sandbox \"%s\" version %s); "
                                         "build it on a node (paddock-runner-agent image build %s) or launch "
                                         "a version without it",
                                         json_string_value(image), sandbox_name, version, json_string_value(image));

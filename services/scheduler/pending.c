@@ -3,8 +3,10 @@
  * placed fails, so no run waits forever for a node that never comes or a team
  * slot that never frees. The reason says what to fix: "no live node has image
  * X" when no node heard from within the dead-after interval lists the run's
- * image (placement.c places it nowhere else), "no capacity" otherwise. The
- * verdict is a platform terminal status event (platform_events.c). */
+ * image (placement.c places it nowhere else), "only draining nodes have image
+ * X" when the live ones that list it are all drained (placement skips them),
+ * "no capacity" otherwise. The verdict is a platform terminal status event
+ * (platform_events.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +41,17 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         snprintf(dead_ms, sizeof dead_ms, "%lld", s->policy->node_dead_after_ms);
         snprintf(timeout_s, sizeof timeout_s, "%lld", s->policy->pending_timeout_s);
         const char *params[] = {dead_ms, timeout_s};
-        /* live as placement counts it (placement.c's pick_sql) */
+        /* live as placement counts it (placement.c's pick_sql); of those,
+         * the undrained ones it places on */
         r = pg_exec(conn,
                     "SELECT r.run_id, r.tenant_id, r.team_id, r.image,"
                     " r.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n"
                     "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
-                    "  AND r.image = ANY (n.images))"
+                    "  AND r.image = ANY (n.images)),"
+                    " r.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n"
+                    "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
+                    "  AND r.image = ANY (n.images)"
+                    "  AND NOT EXISTS (SELECT 1 FROM scheduler.node_drains d WHERE d.node_id = n.node_id))"
                     " FROM scheduler.runs r"
                     " WHERE r.state = 'pending' AND r.request IS NOT NULL"
                     " AND r.pending_since <= now() - $2::bigint * interval '1 second'"
@@ -58,6 +65,10 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         char reason[REASON_MAX];
         if (PQgetvalue(run, 0, 4)[0] == 't')
                 snprintf(reason, sizeof reason, "no live node has image \"%.256s\": not placed within %lld s",
+                         PQgetvalue(run, 0, 3), s->policy->pending_timeout_s);
+        else if (PQgetvalue(run, 0, 5)[0] == 't')
+                snprintf(reason, sizeof reason,
+                         "only draining nodes have image \"%.256s\": not placed within %lld s",
                          PQgetvalue(run, 0, 3), s->policy->pending_timeout_s);
         else
                 snprintf(reason, sizeof reason, "no capacity: not placed within %lld s",
