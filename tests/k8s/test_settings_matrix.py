@@ -34,7 +34,10 @@ def load_matrix():
             assert cols[2] in ("stack", "default") or cols[2].startswith("stack="), \
                 f"settings.tsv: {cols[0]}: local column {cols[2]!r} is not stack, stack=VALUE or default"
             local = "stack" if cols[2].startswith("stack") else cols[2]
-            rows.append({"setting": cols[0], "service": s, "local": local, "k8s": cols[3],
+            # configmap:NAME=VALUE: the source is the ConfigMap, the value is
+            # what deploy/k8s/render-config.sh writes into its env file
+            k8s = cols[3].split("=", 1)[0] if cols[3].startswith("configmap:") else cols[3]
+            rows.append({"setting": cols[0], "service": s, "local": local, "k8s": k8s,
                          "local_value": cols[2][len("stack="):] if cols[2].startswith("stack=") else None})
     keys = [(r["setting"], r["service"]) for r in rows]
     dup = {k for k in keys if keys.count(k) > 1}
@@ -176,6 +179,21 @@ def test_topics_yaml_is_rendered_from_topics_txt():
     assert out.returncode == 0, out.stderr
     committed = (REPO / "deploy/k8s/base/kafka/topics.yaml").read_text()
     assert out.stdout == committed, "deploy/k8s/base/kafka/topics.yaml is stale: run deploy/k8s/render-topics.sh > deploy/k8s/base/kafka/topics.yaml"
+
+
+def test_config_env_files_are_rendered_from_settings_tsv(tmp_path):
+    """base/config/*.env (the ConfigMaps' data) come from settings.tsv's
+    configmap:NAME=VALUE rows, through deploy/k8s/render-config.sh."""
+    out = subprocess.run([str(REPO / "deploy/k8s/render-config.sh"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    committed = REPO / "deploy/k8s/base/config"
+    want = {f.name: f.read_text() for f in tmp_path.glob("*.env")}
+    have = {f.name: f.read_text() for f in committed.glob("*.env")}
+    assert want, "render-config.sh wrote nothing: settings.tsv has no configmap rows?"
+    stale = sorted(n for n in want.keys() | have.keys() if want.get(n) != have.get(n))
+    assert not stale, (f"deploy/k8s/base/config differs from deploy/settings.tsv in {stale}: "
+                       "run deploy/k8s/render-config.sh")
 
 
 def local_env(service):
