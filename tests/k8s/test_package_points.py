@@ -151,3 +151,61 @@ def test_image_carries_the_dashboard():
     # the last stage (the image) comes after the copy's source stage
     stages = re.findall(r"^FROM \S+(?: AS (\S+))?$", text, re.M)
     assert copy.group(1) in stages[:-1] and stages[-1] == ""
+
+
+def egress_reaches(policies, ip, port):
+    """The rules of policies that let a pod reach ip:port (TCP) by address."""
+    import ipaddress
+    addr = ipaddress.ip_address(ip)
+    hits = []
+    for pol in policies:
+        for rule in pol["spec"].get("egress") or []:
+            if rule.get("ports") and not any(p.get("port") == port for p in rule["ports"]):
+                continue
+            for peer in rule.get("to") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}]:
+                b = peer.get("ipBlock")
+                if b and addr in ipaddress.ip_network(b["cidr"]) and \
+                        not any(addr in ipaddress.ip_network(e) for e in b.get("except", [])):
+                    hits.append(pol["metadata"]["name"])
+    return hits
+
+
+def test_api_reaches_identity_providers_but_not_the_cluster_or_metadata(production):
+    """OIDC login fetches the tenant's JWKS over https from its identity
+    provider (services/api/oidc.c): the api's NetworkPolicies allow the
+    internet on 443 and nothing private or link-local; the other services
+    get no such rule."""
+    api_labels = {"app.kubernetes.io/name": "paddock", "app.kubernetes.io/component": "api"}
+
+    def selects(pol, labels):
+        sel = pol["spec"].get("podSelector") or {}
+        ok = all(labels.get(k) == v for k, v in (sel.get("matchLabels") or {}).items())
+        for e in sel.get("matchExpressions") or []:
+            ok = ok and (labels.get(e["key"]) in e["values"]) == (e["operator"] == "In")
+        return ok
+
+    ns = [p for p in production if p["kind"] == "NetworkPolicy" and p["metadata"]["namespace"] == "paddock"
+          and "Egress" in p["spec"].get("policyTypes", [])]
+    api = [p for p in ns if selects(p, api_labels)]
+    assert egress_reaches(api, "203.0.113.7", 443), "the api cannot reach an identity provider on 443"
+    for ip in ("169.254.169.254", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "127.0.0.1"):
+        assert not egress_reaches(api, ip, 443), f"the api may reach {ip}:443"
+    for component in ("scheduler", "billing"):
+        pods = [p for p in ns if selects(p, {"app.kubernetes.io/name": "paddock", "app.kubernetes.io/component": component})]
+        assert not egress_reaches(pods, "203.0.113.7", 443), f"{component} may reach the internet"
+
+
+def test_alert_rules_cover_the_figures_that_matter(everything):
+    """PrometheusRules for consumer lag, node deaths, refused bus messages
+    and approvals waiting (issue 16), each on a metric a daemon exports: a
+    paddock_* name in a rule must be one the sources register."""
+    rules = [r for o in everything if o["kind"] == "PrometheusRule"
+             for g in o["spec"]["groups"] for r in g["rules"]]
+    exprs = " ".join(r["expr"] for r in rules)
+    for needle in ("kafka_consumergroup_lag", "paddock_scheduler_node_deaths_total", "paddock_bus_refused_total",
+                   'paddock_governance_approvals_total{status="pending"}'):
+        assert needle in exprs, f"no alert rule on {needle}"
+    sources = " ".join(p.read_text(errors="replace") for d in ("services", "lib")
+                       for p in (REPO / d).rglob("*.c"))
+    for name in sorted(set(re.findall(r"\bpaddock_[a-z0-9_]+", exprs))):
+        assert f'"{name}"' in sources, f"a rule names {name}, which no daemon registers"
