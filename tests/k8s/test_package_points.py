@@ -1,9 +1,10 @@
 """Issue 16's api and migration points in the rendered package (no cluster):
 the api's /metrics is on an ops port the ServiceMonitor scrapes and no
 Ingress or HTTPRoute routes; the routes send /v1 and the dashboard's files to
-the api and never /healthz, /readyz or /metrics; the api's probes; the
-migrate Job gets the owner's DSN and nothing else; the image carries the
-built dashboard and names it in PADDOCK_WEB_DIR. Needs PADDOCK_K8S_DIR (the
+the api and never /healthz, /readyz or /metrics; the api's probes and
+egress; the migrate Job gets the owner's DSN and nothing else; the image
+carries the built dashboard and names it in PADDOCK_WEB_DIR; the alert rules
+name metrics the daemons register; PDBs, spread and HPAs. Needs PADDOCK_K8S_DIR (the
 build's tests/k8s, filled by deps.sh: kubectl.path)."""
 import os
 import re
@@ -209,3 +210,23 @@ def test_alert_rules_cover_the_figures_that_matter(everything):
                        for p in (REPO / d).rglob("*.c"))
     for name in sorted(set(re.findall(r"\bpaddock_[a-z0-9_]+", exprs))):
         assert f'"{name}"' in sources, f"a rule names {name}, which no daemon registers"
+
+
+def test_deployments_have_pdbs_spread_and_autoscale_where_stateless(production):
+    """Every Deployment: a PodDisruptionBudget that selects it and allows a
+    pod down (so nodes still drain), topology spread over zones and nodes;
+    the HPA (production) scales the api and evidence only."""
+    pdbs = [o for o in production if o["kind"] == "PodDisruptionBudget"]
+    deployments = [o for o in production if o["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} >= {"paddock-api", "paddock-scheduler", "paddock-evidence",
+                                                             "paddock-billing"}
+    for d in deployments:
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in pdbs if p["metadata"]["namespace"] == d["metadata"]["namespace"] and
+                all(labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+        assert len(mine) == 1, f"{d['metadata']['name']}: {len(mine)} PodDisruptionBudgets"
+        assert mine[0]["spec"].get("maxUnavailable") == 1, mine[0]["spec"]
+        keys = {c["topologyKey"] for c in d["spec"]["template"]["spec"].get("topologySpreadConstraints", [])}
+        assert keys >= {"topology.kubernetes.io/zone"}, f"{d['metadata']['name']}: spread over {keys}"
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in production if h["kind"] == "HorizontalPodAutoscaler"}
+    assert hpas == {"paddock-api", "paddock-evidence"}, hpas
