@@ -124,13 +124,27 @@ def test_routes_reach_the_api_and_the_dashboard_only(production, everything):
 
 
 def test_api_probes_survive_the_schema_wait(production):
-    """startup and liveness on the ops port, which a worker waiting for the
-    migrate Job serves (lib/service/schema_wait.h); readiness through the
-    public port, which takes the traffic."""
+    """Every probe of the api on the ops port, which a worker waiting for the
+    migrate Job serves (lib/service/schema_wait.h) from its own thread."""
     c = api_container(production)
     assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
+
+
+def test_readiness_timeouts_cover_what_readyz_waits_for(production):
+    """/readyz of a daemon with a PostgreSQL pool waits up to 5 s for a
+    connection (lib/pg/pg.c pg_pool_ping) and 1 s for Kafka: a shorter probe
+    timeout turns a slow answer into a failure without its reason."""
+    for d in (o for o in production if o["kind"] in ("Deployment", "DaemonSet")):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"] for e in c.get("env", [])}
+            secrets = {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+            uses_pg = any(s.startswith("paddock-db-") for s in secrets) or "PADDOCK_PG_DSN" in env
+            want = 7 if uses_pg else 2
+            got = c["readinessProbe"]["timeoutSeconds"]
+            assert got >= want, f"{d['metadata']['name']}: readiness timeout {got} s, /readyz may take {want - 1} s"
+            assert c["readinessProbe"]["httpGet"]["port"] == "ops", d["metadata"]["name"]
 
 
 def test_migrate_job_gets_only_the_owner_dsn(production):
