@@ -5,12 +5,14 @@
 import { h, render } from 'preact';
 import { useEffect, useRef, useState, useCallback } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError, hasRole, query, setUnauthorizedHandler } from './api.js';
+import { ApiError, api, canReadAudit, errText, hasRole, query, setUnauthorizedHandler } from './api.js';
 import { ansiRuns } from './ansi.js';
 import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
 import { DefinitionPage, DefinitionsList } from './definitions.js';
 import { Catalog } from './catalog.js';
 import { OidcSettings, ServiceAccounts } from './admin_more.js';
+import { AuditLog } from './audit.js';
+import { Usage } from './usage.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -28,11 +30,6 @@ function useHash() {
     return () => removeEventListener('hashchange', f);
   }, []);
   return hash;
-}
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
 }
 
 function ErrorBox({ error }) {
@@ -135,6 +132,8 @@ function Nav({ me, onLogout, hash }) {
         ${link('#/catalog', 'Catalog')}
         ${hasRole(me, ['approver']) && link('#/approvals', 'Approvals')}
         ${hasRole(me, ['launcher']) && link('#/launch', 'Launch')}
+        ${link('#/usage', 'Usage')}
+        ${canReadAudit(me) && link('#/audit', 'Audit')}
         ${(me.tenant_roles || []).includes('tenant_admin') && link('#/admin', 'Admin')}
       </nav>
       <span class="who">${me.user.username} @ ${me.tenant.name}</span>
@@ -638,7 +637,7 @@ function Admin() {
       <${ErrorBox} error=${error} />
       <section aria-label="users">
         <h2>Users</h2>
-        <table class="runs users">
+        <table class="runs users" tabindex="0">
           <thead><tr><th>User</th><th>Tenant roles</th><th>Disabled</th><th>Created</th></tr></thead>
           <tbody>${users.map((u) => html`<tr data-user=${u.username}><td>${u.username}</td>
             <td>${u.tenant_roles.join(', ')}</td><td>${u.disabled ? 'yes' : 'no'}</td><td>${fmtTime(u.created_at)}</td></tr>`)}</tbody>
@@ -658,7 +657,7 @@ function Admin() {
         <h2>Role grants</h2>
         <label>Team<select name="grant-team" value=${team} onChange=${(e) => setTeam(e.currentTarget.value)}>
           ${teams.map((t) => html`<option value=${t.id}>${t.name}</option>`)}</select></label>
-        <table class="runs members">
+        <table class="runs members" tabindex="0">
           <thead><tr><th>Member</th><th>Roles</th></tr></thead>
           <tbody>${members.map((m) => html`<tr data-member=${m.user.username}><td>${m.user.username}</td>
             <td>${m.roles.join(', ')}</td></tr>`)}</tbody>
@@ -717,6 +716,8 @@ function App() {
   else if (hash.startsWith('#/catalog')) page = html`<${Catalog} me=${me} />`;
   else if (hash.startsWith('#/approvals')) page = html`<${Approvals} />`;
   else if (hash.startsWith('#/launch')) page = html`<${Launch} me=${me} />`;
+  else if (hash.startsWith('#/usage')) page = html`<${Usage} me=${me} />`;
+  else if (hash.startsWith('#/audit') && canReadAudit(me)) page = html`<${AuditLog} me=${me} />`;
   else if (hash.startsWith('#/admin') && (me.tenant_roles || []).includes('tenant_admin')) page = html`<${Admin} />`;
   else page = html`<${RunsList} me=${me} />`;
   return html`<${Nav} me=${me} onLogout=${logout} hash=${hash} />${page}`;
