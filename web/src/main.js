@@ -19,7 +19,7 @@ const html = htm.bind(h);
 
 const TERMINAL = ['succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected'];
 const STATUSES = ['queued', 'scheduled', 'provisioning', 'running', 'awaiting_approval', ...TERMINAL];
-const EVENT_KINDS = ['status', 'output', 'tool_call', 'exec', 'file_access', 'egress', 'model_call',
+const EVENT_KINDS = ['status', 'output', 'tool_call', 'tool_result', 'exec', 'file_access', 'egress', 'model_call',
   'policy_decision', 'approval_requested', 'approval_decided', 'usage', 'limit'];
 
 function useHash() {
@@ -225,6 +225,13 @@ function EventBody({ ev }) {
         ${d.input !== undefined && html`<details><summary>input</summary><${Json} value=${d.input} /></details>`}
         ${d.result !== undefined && html`<details><summary>result</summary><${Json} value=${d.result} /></details>`}
         ${d.decision && html` <span class="decision">${d.decision}</span>`}</div>`;
+    case 'tool_result': {
+      // PostToolUse completed the call (docs/CONTRACTS.md "Hook bridge"), with the hook's decision
+      const dec = d.decision || {};
+      return html`<div><strong>${d.tool || 'tool'}</strong> completed${d.duration_ms !== undefined ? ` in ${d.duration_ms} ms` : ''}
+        ${dec.action && html` <span class="decision">${dec.action}${dec.approval_id ? ` (approval ${dec.approval_id})` : ''}</span>`}
+        ${d.result !== undefined && html`<details><summary>result</summary><${Json} value=${d.result} /></details>`}</div>`;
+    }
     case 'exec':
       return html`<div><code>${Array.isArray(d.argv) ? d.argv.join(' ') : d.command || d.program || ''}</code>
         ${d.decision && html` <span class="decision">${d.decision}</span>`}</div>`;
@@ -440,10 +447,12 @@ function ApprovalCard({ a, onDecided }) {
   return html`
     <li class="approval" data-approval=${a.id}>
       <h2>${a.kind}: <code>${a.kind === 'egress' ? `${a.what.host}:${a.what.port}` :
-        a.what.tool || a.what.command || a.what.path || ''}</code></h2>
+        [a.what.tool, a.what.command || a.what.path].filter(Boolean).join(' ')}</code></h2>
       <p>Run <a href=${`#/runs/${a.run}`}>${a.run.slice(0, 8)}</a> of ${s.sandbox_name} v${s.version},
         launched by ${s.launched_by && s.launched_by.username}; rule ${a.rule || 'unknown destination: ask'};
         deadline ${fmtTime(a.deadline)}</p>
+      ${a.kind === 'tool' && a.what.input !== undefined && html`<p>Input of the ${a.what.tool || 'tool'} call:</p>
+        <${Json} value=${a.what.input} />`}
       <details><summary>request</summary><${Json} value=${a.what} /></details>
       <details><summary>context (${(a.context || []).length} events)</summary>
         <ol>${(a.context || []).map((c) => html`<li>#${c.seq} ${c.kind} <${Json} value=${c.data} /></li>`)}</ol>
