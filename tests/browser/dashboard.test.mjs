@@ -187,6 +187,17 @@ async function login(page, who) {
   await page.getByRole('heading', { name: 'Runs' }).waitFor({ timeout: 30_000 });
 }
 
+// A new context logged in as the demo admin, on the screen of a nav link.
+async function adminOn(link, heading) {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  const c = creds();
+  await login(page, { username: c.username, password: c.password });
+  await page.getByRole('link', { name: link }).click();
+  await page.getByRole('heading', { name: heading }).waitFor();
+  return { ctx, page };
+}
+
 // storage and URLs never hold the session token
 async function assertNoTokenExposed(page, ctx) {
   const session = (await ctx.cookies()).find((c) => c.name === 'paddock_session');
@@ -526,12 +537,7 @@ print("continued after the decision", flush=True)
   });
 
   test('an admin creates a user and grants a role', async () => {
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Admin' }).click();
-    await page.getByRole('heading', { name: 'Administration' }).waitFor();
+    const { ctx, page } = await adminOn('Admin', 'Administration');
     const name = uniq('webadmin');
     await page.locator('input[name=new-username]').fill(name);
     await page.locator('input[name=new-password]').fill(`pw-${Date.now()}-long-enough`);
@@ -619,12 +625,7 @@ print("continued after the decision", flush=True)
     let rec;
     for (const end = Date.now() + 60_000; !rec && Date.now() < end; await sleep(500)) rec = (await call('GET', want)).items[0];
     assert.ok(rec, 'the catalog approval is not audited');
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Audit' }).click();
-    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    const { ctx, page } = await adminOn('Audit', 'Audit log');
     await page.locator('#audit-verify', { hasText: 'verified' }).waitFor({ timeout: 30_000 });
     // unfiltered: a full page of 50 and the next one after it (setup wrote more than 50 records)
     await page.locator('table.audit tbody tr').nth(49).waitFor({ timeout: 30_000 });
@@ -673,12 +674,7 @@ print("continued after the decision", flush=True)
     const mine = byTeam.items.find((i) => i.team === team);
     assert.ok(mine && mine.runs > 0, `no usage recorded for the team: ${JSON.stringify(byTeam)}`);
     const gov = await call('GET', '/v1/governance/metrics');
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Usage' }).click();
-    await page.getByRole('heading', { name: 'Usage' }).waitFor();
+    const { ctx, page } = await adminOn('Usage', 'Usage');
     const teamSec = page.locator('section[data-group=team]');
     const tr = teamSec.locator(`table.figures tr[data-key="${mine.team_name}"]`);
     await tr.waitFor({ timeout: 30_000 });
@@ -704,12 +700,7 @@ print("continued after the decision", flush=True)
     const v2spec = cmd('print("two")', 90);
     await call('PUT', `/v1/sandboxes/${sb.id}/draft`, { spec: v2spec });
     await call('POST', `/v1/sandboxes/${sb.id}/versions`);
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Definitions' }).click();
-    await page.getByRole('heading', { name: 'Definitions' }).waitFor();
+    const { ctx, page } = await adminOn('Definitions', 'Definitions');
     await page.locator('input[name=def-name]').fill(sb.name);
     await page.locator('input[name=def-name]').press('Tab');
     await page.locator(`tr[data-definition="${sb.name}"] a`).click();
