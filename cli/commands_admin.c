@@ -904,7 +904,7 @@ static const struct cli_command audit_subs[] = {
 const struct cli_command cli_cmd_audit = {
         .name = "audit",
         .summary = "the tenant's hash-chained audit log: list, verify",
-        .description = "Needs tenant_admin.\n",
+        .description = "Needs tenant_admin or the auditor tenant role.\n",
         .subs = audit_subs,
 };
 
