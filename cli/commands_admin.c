@@ -800,11 +800,17 @@ const struct cli_command cli_cmd_token = {
 /* --------------------------------------------------------------- audit */
 
 static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
-        const char *from = NULL, *to = NULL, *after = NULL;
+        const char *from = NULL, *to = NULL, *after = NULL, *actor = NULL, *action = NULL, *object_type = NULL,
+                   *object_id = NULL, *outcome = NULL;
         const struct cli_bind binds[] = {
                 {.name = "from", .str = &from},
                 {.name = "to", .str = &to},
                 {.name = "after", .str = &after},
+                {.name = "actor", .str = &actor},
+                {.name = "action", .str = &action},
+                {.name = "object-type", .str = &object_type},
+                {.name = "object-id", .str = &object_id},
+                {.name = "outcome", .str = &outcome},
                 {0},
         };
         char *pos[CLI_MAX_POS];
@@ -814,13 +820,20 @@ static int audit_list(struct cli_ctx *ctx, int argc, char **argv) {
         long long after_n = 0;
         if (after && !cli_parse_ll("--after", after, &after_n))
                 return CLI_EXIT_USAGE;
+        if (outcome && strcmp(outcome, "success") && strcmp(outcome, "failure")) {
+                cli_error("usage: --outcome: unknown value \"%s\" (one of success, failure)", outcome);
+                return CLI_EXIT_USAGE;
+        }
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
-        _cleanup_free_ char *efrom = from ? cli_url_escape(from) : NULL;
-        _cleanup_free_ char *eto = to ? cli_url_escape(to) : NULL;
-        _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "/v1/audit?after=%lld%s%s%s%s", after_n, efrom ? "&from=" : "", efrom ? efrom : "",
-                     eto ? "&to=" : "", eto ? eto : "") < 0)
+        char after_s[24];
+        snprintf(after_s, sizeof after_s, "%lld", after_n);
+        _cleanup_free_ char *query = NULL, *path = NULL;
+        if (cli_query_add(&query, "after", after_s) < 0 || cli_query_add(&query, "from", from) < 0 ||
+            cli_query_add(&query, "to", to) < 0 || cli_query_add(&query, "actor", actor) < 0 ||
+            cli_query_add(&query, "action", action) < 0 || cli_query_add(&query, "object_type", object_type) < 0 ||
+            cli_query_add(&query, "object_id", object_id) < 0 || cli_query_add(&query, "outcome", outcome) < 0 ||
+            asprintf(&path, "/v1/audit?%s", query) < 0)
                 return CLI_EXIT_FAIL;
         _cleanup_json_ json_t *items = NULL;
         if ((r = cli_fetch_list(ctx, path, &items)) >= 0)
@@ -873,10 +886,15 @@ static const struct cli_command audit_subs[] = {
          .alias = "ls",
          .summary = "print the audit records (all pages)",
          .description = "TIMEs are RFC 3339, such as 2026-01-02T03:04:05Z; records with ts in\n"
-                        "[--from, --to) or after sequence number SEQ.\n",
+                        "[--from, --to) or after sequence number SEQ. The other filters match exactly.\n",
          .options = (const struct cli_option[]){{"from", 0, "TIME", "records at or after TIME"},
                                                 {"to", 0, "TIME", "records before TIME"},
                                                 {"after", 0, "SEQ", "records after sequence number SEQ"},
+                                                {"actor", 0, "ACTOR", "records of ACTOR (user:<id>, service:<name>)"},
+                                                {"action", 0, "ACTION", "records of ACTION (e.g. run.launch)"},
+                                                {"object-type", 0, "TYPE", "records about objects of TYPE"},
+                                                {"object-id", 0, "ID", "records about the object ID"},
+                                                {"outcome", 0, "OUTCOME", "success or failure"},
                                                 {0}},
          .fn = audit_list},
         {.name = "verify", .summary = "check the hash chain; exits 0 if it is intact, 1 if not", .fn = audit_verify},
@@ -886,7 +904,7 @@ static const struct cli_command audit_subs[] = {
 const struct cli_command cli_cmd_audit = {
         .name = "audit",
         .summary = "the tenant's hash-chained audit log: list, verify",
-        .description = "Needs tenant_admin.\n",
+        .description = "Needs tenant_admin or the auditor tenant role.\n",
         .subs = audit_subs,
 };
 

@@ -2,7 +2,8 @@
  * queues a write's AuditRecord in api.outbox inside the write's own
  * transaction, so the record exists exactly when the write does; the relay
  * (outbox.c) produces it on paddock.audit and evidence chains it.
- * GET /v1/audit lists the caller's tenant's chain, GET /v1/audit/verify
+ * GET /v1/audit lists the caller's tenant's chain (filtered by actor,
+ * action, object, outcome and time), GET /v1/audit/verify
  * re-verifies it. */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 
 #define AUDIT_LIST_DEFAULT_LIMIT 100
 #define AUDIT_LIST_MAX_LIMIT 1000
+#define AUDIT_FILTER_MAX 256
 
 /* Encodes the record and inserts it into the outbox on conn, whose tenant
  * setting must be tenant_id (row-level security). ip may be NULL. */
@@ -133,6 +135,17 @@ int audit_api_list(struct api_req *r) {
         const char *fromv, *tov;
         if ((k = api_query_time(r, "from", from_us, &fromv)) < 0 || (k = api_query_time(r, "to", to_us, &tov)) < 0)
                 return k;
+        /* Exact-match filters (CONTRACTS.md "GET /v1/audit"): each given at
+         * most once, at most AUDIT_FILTER_MAX bytes; "" is no filter. */
+        static const char *const filter_names[] = {"actor", "action", "object_type", "object_id", "outcome"};
+        char fbuf[ELEMENTSOF(filter_names)][AUDIT_FILTER_MAX + 1];
+        const char *fv[ELEMENTSOF(filter_names)];
+        for (size_t i = 0; i < ELEMENTSOF(filter_names); i++)
+                if ((k = api_query_single(r, filter_names[i], fbuf[i], sizeof fbuf[i], &fv[i])) < 0)
+                        return k;
+        const char *outcome = fv[4];
+        if (outcome && strcmp(outcome, "success") && strcmp(outcome, "failure"))
+                return api_errno(r, -EINVAL, "outcome must be success or failure");
         snprintf(after_s, sizeof after_s, "%lld", after);
         snprintf(limit_s, sizeof limit_s, "%lld", limit);
 
@@ -140,7 +153,7 @@ int audit_api_list(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
         if ((k = db_open_caller(&d, r, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
-        const char *params[] = {r->caller.tenant_id, after_s, limit_s, fromv, tov};
+        const char *params[] = {r->caller.tenant_id, after_s, limit_s, fromv, tov, fv[0], fv[1], fv[2], fv[3], fv[4]};
         _cleanup_pgres_ PGresult *res = NULL;
         k = pg_exec(d.conn,
                     "SELECT seq, " AUDIT_TS_SQL ", actor, action, object_type, object_id, source_ip, outcome,"
@@ -149,8 +162,11 @@ int audit_api_list(struct api_req *r) {
                     " WHERE tenant_id = $1::uuid AND seq > $2::bigint"
                     "   AND ($4::bigint IS NULL OR ts >= " LIST_US_TS("$4") ")"
                     "   AND ($5::bigint IS NULL OR ts < " LIST_US_TS("$5") ")"
+                    "   AND ($6::text IS NULL OR actor = $6) AND ($7::text IS NULL OR action = $7)"
+                    "   AND ($8::text IS NULL OR object_type = $8) AND ($9::text IS NULL OR object_id = $9)"
+                    "   AND ($10::text IS NULL OR outcome = $10)"
                     " ORDER BY seq LIMIT $3::int",
-                    5, params, &res, &e);
+                    (int)ELEMENTSOF(params), params, &res, &e);
         if (k == -ENOPKG) /* lib/pg: evidence has not migrated yet */
                 return api_errno(r, -EAGAIN, "the audit log is not available yet");
         if (k < 0)

@@ -16,7 +16,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
-const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
+const requireMod = createRequire(path.join(modules, 'noop.js'));
+const { chromium } = requireMod('playwright-core');
+const AXE = requireMod('axe-core').source;
 
 const API = (process.env.PADDOCK_API_URL || '').replace(/\/$/, '');
 const ART = process.env.PADDOCK_BROWSER_ARTIFACTS || path.join(process.cwd(), 'browser-artifacts');
@@ -75,6 +77,16 @@ async function launch(sb) {
   return (await call('POST', '/v1/runs', { sandbox: sb.id })).id;
 }
 
+async function waitEvents(id, pick, what, timeout = T) {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    const got = pick((await call('GET', `/v1/runs/${id}/events?limit=1000`)).items);
+    if (got) return got;
+    await sleep(500);
+  }
+  assert.fail(`run ${id}: timed out waiting for ${what}`);
+}
+
 async function waitRun(id, pred, what, timeout = T) {
   const end = Date.now() + timeout;
   let run;
@@ -127,10 +139,42 @@ async function context(width = 1280, height = 900) {
   return ctx;
 }
 
+// axe-core on the screen as it is: no serious or critical violation. Its
+// source is evaluated over the DevTools protocol (not a <script> the CSP
+// would refuse); it runs no eval of its own.
+async function axeCheck(page, name) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
+  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`),
+    [], `accessibility violations on ${name}`);
+}
+
+// Every screen a journey visits is captured and checked by axe, at the width it is shown.
 async function shot(page, name) {
   fs.mkdirSync(ART, { recursive: true });
   // a full-page capture of a long run page waits on a loaded machine (CI shares its cores)
   await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true, timeout: 90_000 });
+  await axeCheck(page, name);
+}
+
+// Presses Tab (or Shift+Tab) until the focused element matches the CSS
+// selector; fails after max presses. Whatever takes the focus on the way
+// must show it (an outline).
+async function tabTo(page, selector, { max = 80, back = false } = {}) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
+    const st = await page.evaluate((sel) => {
+      const el = document.activeElement;
+      if (!el || el === document.body) return { hit: false, visible: true };
+      const cs = getComputedStyle(el);
+      return { hit: el.matches(sel), visible: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0,
+        tag: el.outerHTML.slice(0, 100) };
+    }, selector);
+    assert.ok(st.visible, `no visible focus on ${st.tag}`);
+    if (st.hit) return;
+  }
+  assert.fail(`${selector}: not reached with ${max} presses of ${back ? 'Shift+Tab' : 'Tab'}`);
 }
 
 async function login(page, who) {
@@ -141,6 +185,17 @@ async function login(page, who) {
   await page.getByLabel('Password').fill(who.password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('heading', { name: 'Runs' }).waitFor({ timeout: 30_000 });
+}
+
+// A new context logged in as the demo admin, on the screen of a nav link.
+async function adminOn(link, heading) {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  const c = creds();
+  await login(page, { username: c.username, password: c.password });
+  await page.getByRole('link', { name: link }).click();
+  await page.getByRole('heading', { name: heading }).waitFor();
+  return { ctx, page };
 }
 
 // storage and URLs never hold the session token
@@ -165,7 +220,7 @@ async function assertNoTokenExposed(page, ctx) {
   }
 }
 
-let team, teamB, approver, viewer, secAdmin, draftProf, liveSb, askSb, longSb, otherRun;
+let team, teamB, approver, viewer, secAdmin, auditor, prof, draftProf, liveSb, askSb, longSb, otherRun;
 
 describe('dashboard', { timeout: 900_000 }, () => {
   before(async () => {
@@ -181,6 +236,8 @@ describe('dashboard', { timeout: 900_000 }, () => {
     approver = await makeUser(team, ['approver', 'viewer', 'reviewer']);
     viewer = await makeUser(team, ['viewer']);
     secAdmin = await makeUser(team, ['security_admin', 'viewer']);
+    auditor = { username: uniq('webaudit'), password: `pw-${Math.random().toString(36).slice(2)}-${Date.now()}` };
+    auditor.id = (await call('POST', '/v1/users', { ...auditor, auditor: true })).id;
     liveSb = await sandbox(team, cmd(LIVE_SRC));
     longSb = await sandbox(team, cmd(LONG_SRC, 900));
     // an unknown destination is asked for; its address is in an approved
@@ -189,7 +246,7 @@ describe('dashboard', { timeout: 900_000 }, () => {
     const name = (env.PADDOCK_TEST_UPSTREAM_NAMES || '').trim().split(/[\s,]+/)[0];
     const addr = (env.PADDOCK_TEST_UPSTREAM_ADDRS || '').trim().split(/[\s,]+/)[0];
     assert.ok(name && addr, 'PADDOCK_TEST_UPSTREAM_NAMES/ADDRS are not set (endpoints.env)');
-    const prof = await call('POST', '/v1/catalog/egress-profiles',
+    prof = await call('POST', '/v1/catalog/egress-profiles',
       { name: uniq('webprof'), body: { rules: [`${addr}:18081`] } });
     await call('POST', `/v1/catalog/egress-profiles/${prof.id}/approve`, { content_sha256: prof.content_sha256 });
     // a draft for the catalog journey: a security_admin approves it, nobody else is offered to
@@ -357,6 +414,39 @@ print("continued after the decision", flush=True)
     await ctx.close();
   });
 
+  test('by keyboard alone: reach the approvals queue and approve a held egress request', async () => {
+    const runId = await launch(askSb);
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await page.goto('/');
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    const c = creds();
+    // the form's fields in order, typed into; Enter submits
+    for (const [name, value] of [['tenant', c.tenant], ['username', approver.username], ['password', approver.password]]) {
+      await tabTo(page, `input[name=${name}]`);
+      await page.keyboard.type(value);
+    }
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Runs' }).waitFor({ timeout: 30_000 });
+    await tabTo(page, 'nav a[href="#/approvals"]');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Approvals' }).waitFor();
+    const card = `li.approval:has(a[href="#/runs/${runId}"])`;
+    await page.locator(card).waitFor({ timeout: T });
+    await tabTo(page, `${card} input[name=comment]`, { max: 200 });
+    await page.keyboard.type('approved by keyboard');
+    await tabTo(page, `${card} button`);
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Approve');
+    await shot(page, '17-keyboard-approve-focus-1280');
+    await page.keyboard.press('Space');
+    await page.locator(card).waitFor({ state: 'detached', timeout: 30_000 });
+    const ev = await waitEvents(runId, (items) => items.find((e) => e.kind === 'approval_decided'), 'the decision');
+    assert.equal(ev.data.decision, 'approve');
+    assert.equal(ev.data.by, `user:${approver.id}`);
+    await waitRun(runId, (r) => TERMINAL.includes(r.status), 'the run to end');
+    await ctx.close();
+  });
+
   test('cancel a run with confirmation', async () => {
     const runId = await launch(longSb);
     await waitRun(runId, (r) => r.status === 'running', 'running');
@@ -447,12 +537,7 @@ print("continued after the decision", flush=True)
   });
 
   test('an admin creates a user and grants a role', async () => {
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Admin' }).click();
-    await page.getByRole('heading', { name: 'Administration' }).waitFor();
+    const { ctx, page } = await adminOn('Admin', 'Administration');
     const name = uniq('webadmin');
     await page.locator('input[name=new-username]').fill(name);
     await page.locator('input[name=new-password]').fill(`pw-${Date.now()}-long-enough`);
@@ -534,17 +619,88 @@ print("continued after the decision", flush=True)
     await ctx.close();
   });
 
+  test('the audit log with filters and pages, and its chain verified; an auditor sees it too', async () => {
+    // the approval of the profile made in setup is in the chain (delivered asynchronously)
+    const want = `/v1/audit?action=catalog.approve&object_id=${prof.id}`;
+    let rec;
+    for (const end = Date.now() + 60_000; !rec && Date.now() < end; await sleep(500)) rec = (await call('GET', want)).items[0];
+    assert.ok(rec, 'the catalog approval is not audited');
+    const { ctx, page } = await adminOn('Audit', 'Audit log');
+    await page.locator('#audit-verify', { hasText: 'verified' }).waitFor({ timeout: 30_000 });
+    // unfiltered: a full page of 50 and the next one after it (setup wrote more than 50 records)
+    await page.locator('table.audit tbody tr').nth(49).waitFor({ timeout: 30_000 });
+    const first = await page.locator('table.audit tbody tr').evaluateAll((rows) => rows.map((r) => Number(r.dataset.seq)));
+    assert.deepEqual(first, (await call('GET', '/v1/audit?limit=50')).items.map((i) => i.seq));
+    await shot(page, '15-audit-1280');
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.locator(`table.audit tbody tr[data-seq="${first[49] + 1}"]`).waitFor({ timeout: 30_000 });
+    await page.getByRole('button', { name: 'Previous page' }).click();
+    await page.locator(`table.audit tbody tr[data-seq="${first[0]}"]`).waitFor({ timeout: 30_000 });
+    // filtered: the one record of the approval
+    await page.getByLabel('Action (e.g. run.launch)').fill('catalog.approve');
+    await page.getByLabel('Object id').fill(prof.id);
+    await page.getByLabel('Outcome').selectOption('success');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.locator('#audit-count', { hasText: `Records ${rec.seq} to ${rec.seq}` }).waitFor({ timeout: 30_000 });
+    const row = page.locator('table.audit tbody tr');
+    assert.equal(await row.count(), 1);
+    assert.equal(await row.getAttribute('data-seq'), String(rec.seq));
+    assert.ok((await row.innerText()).includes(rec.actor));
+    await page.getByLabel('Outcome').selectOption('failure');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.locator('#audit-count', { hasText: 'No records match.' }).waitFor({ timeout: 30_000 });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '15-audit-filtered-390');
+    await ctx.close();
+    // the auditor: the audit log and its verification, no administration
+    const actx = await context();
+    const ap = await actx.newPage();
+    await login(ap, auditor);
+    assert.equal(await ap.getByRole('link', { name: 'Admin' }).count(), 0);
+    await ap.getByRole('link', { name: 'Audit' }).click();
+    await ap.locator('#audit-verify', { hasText: 'verified' }).waitFor({ timeout: 30_000 });
+    await ap.locator('table.audit tbody tr').first().waitFor({ timeout: 30_000 });
+    await shot(ap, '15-audit-auditor-1280');
+    await actx.close();
+  });
+
+  test('usage per team and per day as charts and tables, and the governance figures', async () => {
+    // billing records a run after its end: wait until the API has the finished runs of the journeys
+    let byTeam;
+    for (const end = Date.now() + 60_000; Date.now() < end; await sleep(1000)) {
+      byTeam = await call('GET', '/v1/usage?group_by=team');
+      if (byTeam.items.some((i) => i.team === team && i.runs > 0)) break;
+    }
+    const mine = byTeam.items.find((i) => i.team === team);
+    assert.ok(mine && mine.runs > 0, `no usage recorded for the team: ${JSON.stringify(byTeam)}`);
+    const gov = await call('GET', '/v1/governance/metrics');
+    const { ctx, page } = await adminOn('Usage', 'Usage');
+    const teamSec = page.locator('section[data-group=team]');
+    const tr = teamSec.locator(`table.figures tr[data-key="${mine.team_name}"]`);
+    await tr.waitFor({ timeout: 30_000 });
+    const cells = await tr.locator('td').allInnerTexts();
+    assert.ok(Number(cells[0]) >= mine.runs, `runs shown ${cells[0]}, the API had ${mine.runs}`);
+    // four charts per grouping, each an image with its figures in its name
+    assert.equal(await teamSec.locator('svg[role=img]').count(), 4);
+    assert.match(await teamSec.locator('svg[role=img]').first().getAttribute('aria-label'), new RegExp(`Runs per team: .*${mine.team_name} \\d+`));
+    const daySec = page.locator('section[data-group=day]');
+    await daySec.locator('table.figures tbody tr').first().waitFor({ timeout: 30_000 });
+    assert.equal(await daySec.locator('svg[role=img]').count(), 4);
+    await page.locator('#approval-figures').waitFor({ timeout: 30_000 });
+    const figs = await page.locator('#approval-figures dd').allInnerTexts();
+    assert.ok(Number(figs[2]) >= gov.approvals.approved && gov.approvals.approved >= 1, `approved ${figs[2]} vs ${gov.approvals.approved}`);
+    await shot(page, '16-usage-1280');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, '16-usage-390');
+    await ctx.close();
+  });
+
   test('definitions: a version, two versions side by side, a draft\'s field error at the field, publish', async () => {
     const sb = await sandbox(team, cmd('print("one")', 60));
     const v2spec = cmd('print("two")', 90);
     await call('PUT', `/v1/sandboxes/${sb.id}/draft`, { spec: v2spec });
     await call('POST', `/v1/sandboxes/${sb.id}/versions`);
-    const ctx = await context();
-    const page = await ctx.newPage();
-    const c = creds();
-    await login(page, { username: c.username, password: c.password });
-    await page.getByRole('link', { name: 'Definitions' }).click();
-    await page.getByRole('heading', { name: 'Definitions' }).waitFor();
+    const { ctx, page } = await adminOn('Definitions', 'Definitions');
     await page.locator('input[name=def-name]').fill(sb.name);
     await page.locator('input[name=def-name]').press('Tab');
     await page.locator(`tr[data-definition="${sb.name}"] a`).click();

@@ -185,6 +185,15 @@ def test_tenant_administration_end_to_end(world):
     table = admin.ok("audit", "list").splitlines()
     assert table[0].split() == ["SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "OUTCOME"]
     assert any("catalog.approve" in l and f"catalog_item:{prof_id}" in l for l in table), table
+    # the filters: exactly the approval of the profile, and nothing for another outcome
+    only = admin.json("audit", "list", "--action", "catalog.approve", "--object-type", "catalog_item",
+                      "--object-id", prof_id)["items"]
+    assert [(i["action"], i["object_id"]) for i in only] == [("catalog.approve", prof_id)], only
+    assert admin.json("audit", "list", "--action", "catalog.approve", "--object-id", prof_id,
+                      "--outcome", "failure")["items"] == []
+    actor = only[0]["actor"]
+    mine = admin.json("audit", "list", "--actor", actor)["items"]
+    assert mine and all(i["actor"] == actor for i in mine), mine
     old = admin.ok("audit", "list", "--to", "2000-01-01T00:00:00Z").splitlines()
     assert [l.split() for l in old] == [table[0].split()], old
     assert "(invalid_field)" in admin.fails(1, "audit", "list", "--from", "yesterday").stderr
@@ -283,6 +292,7 @@ def test_oidc_provider_configuration(world):
     (["sandbox", "draft", "x"], "--file"),
     (["audit", "list", "--after", "-1"], "--after"),
     (["audit", "frob"], '"frob"'),
+    (["audit", "list", "--outcome", "maybe"], "--outcome"),
     (["token", "create"], "missing argument SA"),
     (["service-account", "create", "x", "--role", "viewer"], "--team"),
     (["frobnicate"], '"frobnicate"'),

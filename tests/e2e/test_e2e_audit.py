@@ -194,6 +194,48 @@ def test_audit_records_writes_and_verifies(endpoints, credentials, api, me, team
     assert v["ok"] is True, v
 
 
+def test_audit_filters(endpoints, credentials, api, me, tenant_id, runs, pg):
+    """actor, action, object_type, object_id and outcome filter exactly; bad values are 400 naming them."""
+    start = _max_seq(pg, tenant_id)
+    bad_user = unique_name("nobody")
+    assert login(endpoints, credentials["PADDOCK_TENANT"], bad_user, "wrong-" + secrets.token_hex(8)).status_code == 401
+    sb = runs.create_sandbox(command_spec(["true"]))
+    runs.publish(sb)
+    _wait_records(api, start, [("sandbox.create", sb), ("sandbox.publish", sb), ("auth.login_failed", "")])
+    actor = f"user:{me['user']['id']}"
+
+    def listed(**q):
+        page = api.ok("GET", "/v1/audit", params={"after": start, "limit": 1000, **q}, expect=(200,))
+        return page["items"]
+
+    got = listed(action="sandbox.create", object_id=sb)
+    assert [(i["action"], i["object_id"], i["actor"]) for i in got] == [("sandbox.create", sb, actor)], got
+    got = listed(object_type="sandbox", object_id=sb)
+    assert sorted(i["action"] for i in got) == ["sandbox.create", "sandbox.publish"], got
+    got = listed(actor=actor)
+    assert got and all(i["actor"] == actor for i in got), got
+    assert {"sandbox.create", "sandbox.publish"} <= {i["action"] for i in got}
+    failures = listed(outcome="failure")
+    assert failures and all(i["outcome"] == "failure" for i in failures), failures
+    assert any(i["detail"].get("username") == bad_user for i in failures), failures
+    assert listed(outcome="success", action="auth.login_failed") == []
+    assert listed(action="sandbox.create", object_id=sb, outcome="failure") == []
+    assert listed(actor="") != [] and listed(action="no.such.action") == []
+    # a filter combines with the cursor: a page of one, then the next
+    one = api.ok("GET", "/v1/audit", params={"after": start, "limit": 1, "object_id": sb}, expect=(200,))
+    assert [i["action"] for i in one["items"]] == ["sandbox.create"] and one["next_cursor"], one
+    two = api.ok("GET", "/v1/audit", params={"after": one["next_cursor"], "limit": 1, "object_id": sb},
+                 expect=(200,))
+    assert [i["action"] for i in two["items"]] == ["sandbox.publish"], two
+
+    for query, name in (("outcome=maybe", "outcome"), ("actor=" + "a" * 257, "actor"),
+                        ("action=a&action=b", "action"), ("object_type=" + "t" * 300, "object_type"),
+                        ("object_id=x&object_id=y", "object_id")):
+        r = api.get(f"/v1/audit?{query}")
+        assert r.status_code == 400, (query, r.text)
+        assert r.json()["code"] == "invalid_field" and name in r.json()["detail"], (query, r.json())
+
+
 def test_audit_is_tenant_scoped(endpoints, api, tenant_id, pg):
     # what the api lists is exactly the caller's tenant's rows, in seq order
     q = "SELECT seq, hash FROM evidence.audit_log WHERE tenant_id = %s ORDER BY seq"

@@ -5,14 +5,9 @@
 import { h } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError } from './api.js';
+import { ApiError, api, errText } from './api.js';
 
 const html = htm.bind(h);
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
-}
 
 export function ServiceAccounts({ teams }) {
   const [items, setItems] = useState([]);

@@ -59,3 +59,12 @@ export function hasRole(me, roles, team) {
   if ((me.tenant_roles || []).includes('tenant_admin')) return true;
   return (me.teams || []).some((t) => (!team || t.id === team) && t.roles.some((r) => roles.includes(r)));
 }
+
+// A failed call as one line: the problem's detail and its code.
+export function errText(e) {
+  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
+  return String(e && e.message ? e.message : e);
+}
+
+// The auditor tenant role reads the audit log like a tenant_admin (docs/CONTRACTS.md "The auditor role").
+export const canReadAudit = (me) => ['tenant_admin', 'auditor'].some((r) => (me.tenant_roles || []).includes(r));

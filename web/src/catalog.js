@@ -7,16 +7,11 @@
 import { h } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError, hasRole, query } from './api.js';
+import { api, errText, hasRole, query } from './api.js';
 
 const html = htm.bind(h);
 export const CATALOG_KINDS = ['images', 'skills', 'prompt-templates', 'egress-profiles', 'connectors', 'models',
   'policy-packs'];
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
-}
 
 export function Catalog({ me }) {
   const [kind, setKind] = useState(CATALOG_KINDS[0]);

@@ -9,15 +9,10 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { createTwoFilesPatch } from 'diff';
 import { parse } from 'diff2html/lib-esm/diff-parser';
-import { api, ApiError, hasRole, query } from './api.js';
+import { ApiError, api, errText, hasRole, query } from './api.js';
 import { SideBySide } from './evidence.js';
 
 const html = htm.bind(h);
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
-}
 
 // JSON pretty-printed as JSON.stringify(v, null, 2) does, with the line
 // (1-based) of every path: "spec", "spec.limits", "spec.agent.command[0]".

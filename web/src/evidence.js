@@ -8,17 +8,12 @@ import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 import { parse } from 'diff2html/lib-esm/diff-parser';
-import { api, ApiError, hasRole } from './api.js';
+import { ApiError, api, canReadAudit, errText, hasRole } from './api.js';
 
 const html = htm.bind(h);
 const DIFF = 'workspace.diff';
 // the api's default bound for ?inline=true (docs/CONTRACTS.md "Artifact bytes through the api")
 const DIFF_MAX = 4 * 1024 * 1024;
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
-}
 
 // An artifact's bytes as text, same origin (the CSP's connect-src 'self'
 // rules out the presigned S3 URL the plain GET redirects to).
@@ -212,7 +207,7 @@ export function DecisionsView({ run, events }) {
 // The tenant's audit chain, checked by the api (GET /v1/audit/verify is
 // for tenant administrators; anyone else is told why it is not shown).
 export function AuditVerifyView({ me }) {
-  const admin = (me.tenant_roles || []).includes('tenant_admin');
+  const admin = canReadAudit(me);
   const [v, setV] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
@@ -221,7 +216,7 @@ export function AuditVerifyView({ me }) {
   return html`
     <section aria-label="audit chain">
       <h2>Audit chain</h2>
-      ${!admin && html`<p id="audit-verify">Not shown: verifying the tenant's audit chain is for tenant administrators.</p>`}
+      ${!admin && html`<p id="audit-verify">Not shown: verifying the tenant's audit chain is for tenant administrators and auditors.</p>`}
       ${error && html`<p class="error" role="alert">${errText(error)}</p>`}
       ${v && html`<p id="audit-verify" class=${v.ok ? 'ok' : 'error'}>${v.ok
         ? `verified: ${v.checked} records, the chain holds (head ${v.head_hash})`

@@ -5,19 +5,21 @@
 import { h, render } from 'preact';
 import { useEffect, useRef, useState, useCallback } from 'preact/hooks';
 import htm from 'htm';
-import { api, ApiError, hasRole, query, setUnauthorizedHandler } from './api.js';
+import { ApiError, api, canReadAudit, errText, hasRole, query, setUnauthorizedHandler } from './api.js';
 import { ansiRuns } from './ansi.js';
 import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence.js';
 import { DefinitionPage, DefinitionsList } from './definitions.js';
 import { Catalog } from './catalog.js';
 import { OidcSettings, ServiceAccounts } from './admin_more.js';
+import { AuditLog } from './audit.js';
+import { Usage } from './usage.js';
 import './style.css';
 
 const html = htm.bind(h);
 
 const TERMINAL = ['succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected'];
 const STATUSES = ['queued', 'scheduled', 'provisioning', 'running', 'awaiting_approval', ...TERMINAL];
-const EVENT_KINDS = ['status', 'output', 'tool_call', 'exec', 'file_access', 'egress', 'model_call',
+const EVENT_KINDS = ['status', 'output', 'tool_call', 'tool_result', 'exec', 'file_access', 'egress', 'model_call',
   'policy_decision', 'approval_requested', 'approval_decided', 'usage', 'limit'];
 
 function useHash() {
@@ -28,11 +30,6 @@ function useHash() {
     return () => removeEventListener('hashchange', f);
   }, []);
   return hash;
-}
-
-function errText(e) {
-  if (e instanceof ApiError) return `${e.message}${e.problem.code ? ` (${e.problem.code})` : ''}`;
-  return String(e && e.message ? e.message : e);
 }
 
 function ErrorBox({ error }) {
@@ -135,6 +132,8 @@ function Nav({ me, onLogout, hash }) {
         ${link('#/catalog', 'Catalog')}
         ${hasRole(me, ['approver']) && link('#/approvals', 'Approvals')}
         ${hasRole(me, ['launcher']) && link('#/launch', 'Launch')}
+        ${link('#/usage', 'Usage')}
+        ${canReadAudit(me) && link('#/audit', 'Audit')}
         ${(me.tenant_roles || []).includes('tenant_admin') && link('#/admin', 'Admin')}
       </nav>
       <span class="who">${me.user.username} @ ${me.tenant.name}</span>
@@ -226,6 +225,13 @@ function EventBody({ ev }) {
         ${d.input !== undefined && html`<details><summary>input</summary><${Json} value=${d.input} /></details>`}
         ${d.result !== undefined && html`<details><summary>result</summary><${Json} value=${d.result} /></details>`}
         ${d.decision && html` <span class="decision">${d.decision}</span>`}</div>`;
+    case 'tool_result': {
+      // PostToolUse completed the call (docs/CONTRACTS.md "Hook bridge"), with the hook's decision
+      const dec = d.decision || {};
+      return html`<div><strong>${d.tool || 'tool'}</strong> completed${d.duration_ms !== undefined ? ` in ${d.duration_ms} ms` : ''}
+        ${dec.action && html` <span class="decision">${dec.action}${dec.approval_id ? ` (approval ${dec.approval_id})` : ''}</span>`}
+        ${d.result !== undefined && html`<details><summary>result</summary><${Json} value=${d.result} /></details>`}</div>`;
+    }
     case 'exec':
       return html`<div><code>${Array.isArray(d.argv) ? d.argv.join(' ') : d.command || d.program || ''}</code>
         ${d.decision && html` <span class="decision">${d.decision}</span>`}</div>`;
@@ -441,10 +447,12 @@ function ApprovalCard({ a, onDecided }) {
   return html`
     <li class="approval" data-approval=${a.id}>
       <h2>${a.kind}: <code>${a.kind === 'egress' ? `${a.what.host}:${a.what.port}` :
-        a.what.tool || a.what.command || a.what.path || ''}</code></h2>
+        [a.what.tool, a.what.command || a.what.path].filter(Boolean).join(' ')}</code></h2>
       <p>Run <a href=${`#/runs/${a.run}`}>${a.run.slice(0, 8)}</a> of ${s.sandbox_name} v${s.version},
         launched by ${s.launched_by && s.launched_by.username}; rule ${a.rule || 'unknown destination: ask'};
         deadline ${fmtTime(a.deadline)}</p>
+      ${a.kind === 'tool' && a.what.input !== undefined && html`<p>Input of the ${a.what.tool || 'tool'} call:</p>
+        <${Json} value=${a.what.input} />`}
       <details><summary>request</summary><${Json} value=${a.what} /></details>
       <details><summary>context (${(a.context || []).length} events)</summary>
         <ol>${(a.context || []).map((c) => html`<li>#${c.seq} ${c.kind} <${Json} value=${c.data} /></li>`)}</ol>
@@ -638,7 +646,7 @@ function Admin() {
       <${ErrorBox} error=${error} />
       <section aria-label="users">
         <h2>Users</h2>
-        <table class="runs users">
+        <table class="runs users" tabindex="0">
           <thead><tr><th>User</th><th>Tenant roles</th><th>Disabled</th><th>Created</th></tr></thead>
           <tbody>${users.map((u) => html`<tr data-user=${u.username}><td>${u.username}</td>
             <td>${u.tenant_roles.join(', ')}</td><td>${u.disabled ? 'yes' : 'no'}</td><td>${fmtTime(u.created_at)}</td></tr>`)}</tbody>
@@ -658,7 +666,7 @@ function Admin() {
         <h2>Role grants</h2>
         <label>Team<select name="grant-team" value=${team} onChange=${(e) => setTeam(e.currentTarget.value)}>
           ${teams.map((t) => html`<option value=${t.id}>${t.name}</option>`)}</select></label>
-        <table class="runs members">
+        <table class="runs members" tabindex="0">
           <thead><tr><th>Member</th><th>Roles</th></tr></thead>
           <tbody>${members.map((m) => html`<tr data-member=${m.user.username}><td>${m.user.username}</td>
             <td>${m.roles.join(', ')}</td></tr>`)}</tbody>
@@ -717,6 +725,8 @@ function App() {
   else if (hash.startsWith('#/catalog')) page = html`<${Catalog} me=${me} />`;
   else if (hash.startsWith('#/approvals')) page = html`<${Approvals} />`;
   else if (hash.startsWith('#/launch')) page = html`<${Launch} me=${me} />`;
+  else if (hash.startsWith('#/usage')) page = html`<${Usage} me=${me} />`;
+  else if (hash.startsWith('#/audit') && canReadAudit(me)) page = html`<${AuditLog} me=${me} />`;
   else if (hash.startsWith('#/admin') && (me.tenant_roles || []).includes('tenant_admin')) page = html`<${Admin} />`;
   else page = html`<${RunsList} me=${me} />`;
   return html`<${Nav} me=${me} onLogout=${logout} hash=${hash} />${page}`;
