@@ -324,19 +324,10 @@ void pool_sandbox_take(struct pool_sandbox *ps, struct sandbox *sb, const char *
         snprintf(sb->run_id, sizeof sb->run_id, "%s", run_id);
 }
 
-/* NUL-terminated items on the init's pipe (pool_init.c) */
-static int write_item(int fd, const char *s) {
-        size_t n = strlen(s) + 1;
-        while (n > 0) {
-                ssize_t w = write(fd, s, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                s += w;
-                n -= (size_t)w;
-        }
-        return 0;
+/* One NUL-terminated item on the init's pipe (pool_init.c) */
+static void put_item(FILE *f, const char *s) {
+        fputs(s, f);
+        fputc(0, f);
 }
 
 /* What `crun start` does for a created container (crun's status.c; runc's
@@ -370,16 +361,24 @@ int pool_sandbox_start(struct pool_sandbox *ps, const struct agent *a, const str
         *err_fd = ps->err_fd;
         ps->out_fd = ps->err_fd = -1;
         /* after the start: more than a pipe's worth waits for the init to read */
-        char argc[24];
-        snprintf(argc, sizeof argc, "%zu", agent->n_command);
-        r = write_item(ps->spec_fd, argc);
-        for (size_t i = 0; r >= 0 && i < agent->n_command; i++)
-                r = write_item(ps->spec_fd, agent->command[i]);
-        for (const char *const *e = sandbox_base_env; r >= 0 && *e; e++)
-                r = write_item(ps->spec_fd, *e);
-        for (const char *const *e = sb->extra_env; r >= 0 && e && *e; e++)
-                r = write_item(ps->spec_fd, *e);
-        close_fd(&ps->spec_fd);
+        int fd = TAKE_FD(ps->spec_fd);
+        FILE *f = fdopen(fd, "w");
+        if (f) {
+                fprintf(f, "%zu", agent->n_command);
+                fputc(0, f);
+                for (size_t i = 0; i < agent->n_command; i++)
+                        put_item(f, agent->command[i]);
+                for (const char *const *e = sandbox_base_env; *e; e++)
+                        put_item(f, *e);
+                for (const char *const *e = sb->extra_env; e && *e; e++)
+                        put_item(f, *e);
+                r = ferror(f) ? -EIO : 0;
+                if (fclose(f) != 0 && r == 0)
+                        r = -errno;
+        } else {
+                r = -errno;
+                close(fd);
+        }
         /* the init then fails on an incomplete command (its stderr says so) */
         if (r < 0)
                 log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not hand the command to the pool's init: %s",
