@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -164,3 +165,25 @@ def test_pooled_sandbox_left_nothing(probes):
         assert not left, f"{name}: pooled sandbox {running['sandbox']['id']} left {left}"
         gone = res.of_kind("destroyed")[-1]["data"]["verified_gone"]
         assert set(gone) >= {"container", "mounts", "netns", "cgroup", "processes", "workspace"}, gone
+
+
+def test_env_secret_reaches_only_its_run(pool_on, api, runs, team_id, endpoints, admin_token):
+    """Secrets reach a pooled sandbox only at claim (through its init's pipe),
+    and only the run they belong to."""
+    name = f"E2E_POOL_{uuid.uuid4().hex[:8].upper()}"
+    value = f"pool-secret-{uuid.uuid4().hex}"
+    api.ok("PUT", f"/v1/teams/{team_id}/secrets/{name}", json={"value": value}, expect=(200, 201, 204))
+    with_secret = c.command_spec(["/usr/bin/python3", "-c", PROBE])
+    with_secret["secrets"] = [{"name": name, "as": {"env": "POOL_SECRET"}}]
+    _wait_pool_ready()
+    rid = runs.start(with_secret)
+    res = c.wait_terminal(endpoints, admin_token, rid)
+    assert res.terminal == "succeeded", (res.statuses, res.output()[-2000:])
+    assert _running(res)["sandbox"]["pooled"] is True
+    assert _probe(res)["env"].get("POOL_SECRET") == value
+    _wait_pool_ready()
+    rid2 = runs.start(c.command_spec(["/usr/bin/python3", "-c", PROBE]))
+    res2 = c.wait_terminal(endpoints, admin_token, rid2)
+    assert _running(res2)["sandbox"]["pooled"] is True
+    env2 = _probe(res2)["env"]
+    assert "POOL_SECRET" not in env2 and value not in json.dumps(env2), env2
