@@ -187,3 +187,19 @@ def test_env_secret_reaches_only_its_run(pool_on, api, runs, team_id, endpoints,
     assert _running(res2)["sandbox"]["pooled"] is True
     env2 = _probe(res2)["env"]
     assert "POOL_SECRET" not in env2 and value not in json.dumps(env2), env2
+
+
+def test_missing_command_fails_in_the_init(pool_on, runs, endpoints, admin_token):
+    """crun refuses a fresh sandbox whose command is missing before it starts;
+    a pooled one started already, so its init says it and exits 127."""
+    _wait_pool_ready()
+    rid = runs.start(c.command_spec(["/no/such/program", "x"]))
+    res = c.wait_terminal(endpoints, admin_token, rid)
+    assert _running(res)["sandbox"]["pooled"] is True
+    assert res.terminal == "failed", res.statuses
+    end = [e for e in res.events if e.get("kind") == "status" and e["data"].get("status") == "failed"][-1]["data"]
+    assert end.get("exit_code") == 127, end
+    assert "paddock: exec /no/such/program: No such file or directory" in res.output("stderr"), res.output()
+    assert not res.of_kind("exec"), res.of_kind("exec")  # nothing started
+    c.assert_node_clean(rid, res)
+    assert not c.node_leftovers(_running(res)["sandbox"]["id"])
