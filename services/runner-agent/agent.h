@@ -23,7 +23,9 @@
  * run is destroyed; a restarted agent removes leftovers (as root, whatever
  * range they used) before it accepts runs. The agent process runs as
  * RUNNER_SANDBOX_INNER_UID inside; runner_userns_host_id() gives the host id
- * it maps to (owner of the workspace on the host). */
+ * it maps to (owner of the workspace on the host). Sandboxes of the warm pool
+ * (pool.h) take ranges past the slots' (slot n_slots + i), one each until
+ * destroyed. */
 #define RUNNER_USERNS_HOST_BASE 100000u
 #define RUNNER_USERNS_SIZE 65536u
 #define RUNNER_SANDBOX_INNER_UID 1000u

@@ -120,7 +120,9 @@ static struct pool_sandbox *prepare(struct pool *p, const char *image, unsigned 
         snprintf(ps->image, sizeof ps->image, "%s", image);
         char id[UUID_STR_LEN];
         int r = id_new_uuid(id);
-        if (r >= 0)
+        if (r < 0)
+                err_set(err, r, "pool", "no random id: %s", strerror(-r));
+        else
                 r = sandbox_init(&ps->sb, a, id, a->n_slots + range) < 0 ? err_set(err, -ENOMEM, "pool", "out of memory")
                                                                           : 0;
         if (r >= 0)
