@@ -14,6 +14,10 @@ the time went, hop by hop:
   * inside the runner-agent, the phases of its "agent running" log line
     (logs/runner-agent.log of the state dir: accept, provisioning event, dirs,
     netns, egress, bundle, capture, crun, exec, running event).
+With BENCH_POOL=compare, runs alternate between a definition the runner's
+warm pool serves and one it cannot (PADDOCK_RUNNER_WARM_POOL, pool.h), and
+the figures are printed per class (pooled, fresh), as each run's `running`
+event says.
 Reads endpoints.env and credentials from $PADDOCK_STATE_DIR (default .paddock).
 Traffic goes only to the loopback stack.
 """
@@ -84,23 +88,40 @@ def runner_phases(rid):
     return {}
 
 
+def make_sandbox(api, s, team, limits):
+    sb = s.post(api + "/v1/sandboxes", json={"name": "bench-%d" % time.time_ns(), "team": team,
+                "spec": {"agent": {"type": "command", "command": ["/bin/true"]},
+                         "limits": limits}})
+    sb.raise_for_status()
+    sid = sb.json()["id"]
+    return sid, s.post(api + "/v1/sandboxes/%s/versions" % sid).json()["version"]
+
+
+class Samples:
+    """One class of runs (pooled or fresh sandbox): their figures."""
+
+    def __init__(self):
+        self.first, self.running, self.hops, self.phases = [], [], {}, {}
+
+
 def main():
     api, s, token, team = login()
     env = load_env(os.path.join(state_dir(), "endpoints.env"))
     rec = Records(env["PADDOCK_KAFKA_BOOTSTRAP"])
-    sb = s.post(api + "/v1/sandboxes", json={"name": "bench-%d" % time.time_ns(), "team": team,
-                "spec": {"agent": {"type": "command", "command": ["/bin/true"]},
-                         "limits": {"timeout_s": 60}}})
-    sb.raise_for_status()
-    sid = sb.json()["id"]
-    v = s.post(api + "/v1/sandboxes/%s/versions" % sid).json()["version"]
+    # BENCH_POOL=compare: every other run from a definition the warm pool
+    # cannot serve (a non-default pids limit: pool.h), so pooled and fresh
+    # launches interleave on the same stack under the same load; each run is
+    # counted as what its `running` event says (sandbox.pooled)
+    compare = os.environ.get("BENCH_POOL") == "compare"
+    defs = [make_sandbox(api, s, team, {"timeout_s": 60})]
+    if compare:
+        defs.append(make_sandbox(api, s, team, {"timeout_s": 60, "pids": 511}))
 
-    first, running = [], []
-    hops = {}  # name -> [ms]
-    phases = {}
+    by_kind = {}  # "pooled" | "fresh" -> Samples
     ws_url = api.replace("http://", "ws://")
-    # one warm-up run (first use of topics and connections) is not counted
-    for i in range(N + 1):
+    # one warm-up run per definition (first use of topics and connections) is not counted
+    for i in range(N + len(defs)):
+        sid, v = defs[i % len(defs)]
         rec.drain(0.2)
         rec.pending = []
         t0_wall = time.time()
@@ -111,6 +132,7 @@ def main():
         ws = websocket.create_connection("%s/v1/runs/%s/stream?after=0" % (ws_url, rid),
                                          header=["Authorization: Bearer " + token], timeout=60)
         t_first = t_running = None
+        pooled = False
         while True:
             try:
                 msg = ws.recv()
@@ -124,14 +146,16 @@ def main():
                 t_first = now - t0
             if ev["kind"] == "status" and ev["data"].get("status") == "running" and t_running is None:
                 t_running = now - t0
+                pooled = bool((ev["data"].get("sandbox") or {}).get("pooled"))
         ws.close()
-        if i == 0:
+        if i < len(defs):
             continue
+        k = by_kind.setdefault("pooled" if pooled else "fresh", Samples())
         if t_first is not None:
-            first.append(t_first * 1000)
+            k.first.append(t_first * 1000)
         if t_running is None:
             continue
-        running.append(t_running * 1000)
+        k.running.append(t_running * 1000)
         rec.drain(0.3)
         ts = rec.of_run(rid, int(t0_wall * 1000) - 1)
         marks = [("POST -> runs.requested (api tx, outbox relay)", t0_wall * 1000, ts.get("requested")),
@@ -141,9 +165,9 @@ def main():
                  ("running status -> websocket (fan-out)", ts.get("running"), (t0_wall + t_running) * 1000)]
         for name, a, b in marks:
             if a is not None and b is not None:
-                hops.setdefault(name, []).append(b - a)
-        for k, ms in runner_phases(rid).items():
-            phases.setdefault(k, []).append(ms)
+                k.hops.setdefault(name, []).append(b - a)
+        for ph, ms in runner_phases(rid).items():
+            k.phases.setdefault(ph, []).append(ms)
 
     def show(name, vals, target):
         if not vals:
@@ -155,19 +179,22 @@ def main():
     def show_hop(name, vals):
         print("  %-52s p50 %6.1f ms  p99 %6.1f ms" % (name, statistics.median(vals), pct(vals, 99)))
 
-    print("Paddock launch latency, %d sequential runs of /bin/true (after 1 warm-up run)" % N)
-    show("POST /v1/runs -> first event on websocket", first, "-")
-    show("POST /v1/runs -> agent process running", running, "p50 <= 50 ms, p99 <= 150 ms")
-    print("reference: bare `crun run` here p50 8.5 ms; Daytona 110 ms; E2B 440 ms")
-    print("per hop (Kafka record CreateTime, ms resolution):")
-    for name, vals in hops.items():
-        show_hop(name, vals)
-    if phases:
-        print("inside the runner-agent (its \"agent running\" log line, from the assignment's arrival):")
-        for k, vals in phases.items():
-            show_hop(k[:-3], vals)
+    print("Paddock launch latency, %d sequential runs of /bin/true (after %d warm-up run%s)%s" % (
+        N, len(defs), "s" if len(defs) > 1 else "", ", pooled and fresh sandboxes interleaved" if compare else ""))
     with open("/proc/loadavg") as f:
-        print("loadavg:", f.read().strip())
+        print("loadavg at the end:", f.read().strip(), "(a shared machine: compare the classes, not runs of other days)")
+    for kind, k in sorted(by_kind.items()):
+        print("== %s sandbox (%d runs)" % (kind, len(k.running)))
+        show("POST /v1/runs -> first event on websocket", k.first, "-")
+        show("POST /v1/runs -> agent process running", k.running, "p50 <= 50 ms, p99 <= 150 ms")
+        print("per hop (Kafka record CreateTime, ms resolution):")
+        for name, vals in k.hops.items():
+            show_hop(name, vals)
+        if k.phases:
+            print("inside the runner-agent (its \"agent running\" log line, from the assignment's arrival):")
+            for ph, vals in k.phases.items():
+                show_hop(ph[:-3], vals)
+    print("reference: bare `crun run` here p50 8.5 ms; Daytona 110 ms; E2B 440 ms")
     return 0
 
 

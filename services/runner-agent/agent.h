@@ -23,7 +23,9 @@
  * run is destroyed; a restarted agent removes leftovers (as root, whatever
  * range they used) before it accepts runs. The agent process runs as
  * RUNNER_SANDBOX_INNER_UID inside; runner_userns_host_id() gives the host id
- * it maps to (owner of the workspace on the host). */
+ * it maps to (owner of the workspace on the host). Sandboxes of the warm pool
+ * (pool.h) take ranges past the slots' (slot n_slots + i), one each until
+ * destroyed. */
 #define RUNNER_USERNS_HOST_BASE 100000u
 #define RUNNER_USERNS_SIZE 65536u
 #define RUNNER_SANDBOX_INNER_UID 1000u
@@ -34,6 +36,8 @@
 static inline uint32_t runner_userns_host_id(unsigned slot, uint32_t inner) {
         return RUNNER_USERNS_HOST_BASE + slot * RUNNER_USERNS_SIZE + inner;
 }
+
+struct pool;
 
 struct runner_settings {
         struct kafka_settings kafka;
@@ -68,6 +72,7 @@ struct runner_settings {
         struct run_events_config events; /* PADDOCK_RUN_EVENT_* (events.h) */
         long long agent_stall_s;   /* PADDOCK_AGENT_STALL_S (agent_cli.h) */
         char *hook_binary;         /* PADDOCK_HOOK_BINARY (hook_server.h) */
+        long long warm_pool;       /* PADDOCK_RUNNER_WARM_POOL: prepared sandboxes per image (pool.h) */
 };
 
 enum cgroup_mode { CGROUP_MODE_V1, CGROUP_MODE_V2 };
@@ -106,6 +111,7 @@ struct agent {
         enum cgroup_mode cgroup_mode;
         char **cgroup_v1_mounts;   /* NULL-terminated mount points of v1 hierarchies */
         struct crun_exec crun;     /* sealed copy of cfg->crun every crun call execs (crun_exec.h) */
+        struct pool *pool;         /* the warm sandbox pool (pool.h), NULL: off */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* signalled when a slot frees up */

@@ -82,6 +82,7 @@ struct capture_exec {
         capture_exec_first_fn on_first;   /* set before crun starts, read by the thread */
         void *on_first_userdata;
         bool first_seen;                  /* the thread's own: on_first called */
+        bool skip_init_exec;              /* a pooled sandbox: its first exec is the pool's init (pool.h) */
         uint64_t n_events, n_refused, n_direct;
 };
 
@@ -763,6 +764,13 @@ static void handle_notification(struct capture_exec *c) {
                 respond(c, id, 0);
                 return;
         }
+        if (c->skip_init_exec) {
+                /* crun's exec of the pool's init (pool.h): no sandbox code has
+                 * run yet; the command the init execs next is the first exec */
+                c->skip_init_exec = false;
+                respond(c, id, 0);
+                return;
+        }
 
         char memp[64], procp[32];
         snprintf(memp, sizeof memp, "/proc/%d/mem", (int)pid);
@@ -992,40 +1000,51 @@ static void capture_exec_free(struct capture_exec *c) {
         free(c);
 }
 
-struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev, struct run_policy *policy,
-                                        struct err_detail *reterr) {
+int capture_exec_listen(const char *run_dir, struct err_detail *reterr) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) >=
+            sizeof sa.sun_path)
+                return err_set(reterr, -ENAMETOOLONG, "capture", "exec capture socket path %s/%s is too long",
+                               run_dir, CAPTURE_EXEC_SOCKET);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return err_set(reterr, -errno, "capture", "could not set up exec capture: %m");
+        unlink(sa.sun_path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(sa.sun_path, 0600) < 0 || listen(fd, 4) < 0)
+                return err_set(reterr, -errno, "capture", "could not listen on %s: %m", sa.sun_path);
+        return TAKE_FD(fd);
+}
+
+struct capture_exec *capture_exec_start(const char *run_dir, int listen_fd, bool pooled, struct run_events *ev,
+                                        struct run_policy *policy, struct err_detail *reterr) {
         struct capture_exec *c = calloc(1, sizeof *c);
         if (!c) {
+                if (listen_fd >= 0)
+                        close(listen_fd);
                 err_set(reterr, -ENOMEM, "capture", "out of memory");
                 return NULL;
         }
         c->ev = ev;
+        c->skip_init_exec = pooled;
+        c->listen_fd = listen_fd;
+        c->conn_fd = c->notify_fd = c->stop_fd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
         /* only a command rule that can ask or deny makes exec decisions (and
          * pays for program identity): other runs keep the plain capture */
         if (policy_engine_has(run_policy_engine(policy), "command", POLICY_ASK)) {
                 c->policy = policy;
                 c->identity = exec_identity_new();
                 if (!c->identity) {
-                        free(c);
                         err_set(reterr, -ENOMEM, "capture", "out of memory");
-                        return NULL;
+                        goto fail;
                 }
         }
-        c->listen_fd = c->conn_fd = c->notify_fd = c->stop_fd = -1;
-        pthread_mutex_init(&c->lock, NULL);
-        pthread_cond_init(&c->cond, NULL);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         if (asprintf(&c->workspace, "%s/workspace", run_dir) < 0)
                 c->workspace = NULL;
         if (!c->workspace || asprintf(&c->sock_path, "%s/%s", run_dir, CAPTURE_EXEC_SOCKET) < 0) {
                 c->sock_path = NULL;
                 err_set(reterr, -ENOMEM, "capture", "out of memory");
-                goto fail;
-        }
-        if (strlen(c->sock_path) >= sizeof sa.sun_path) {
-                err_set(reterr, -ENAMETOOLONG, "capture", "exec capture socket path %s is too long",
-                        c->sock_path);
-                free(TAKE_PTR(c->sock_path));
                 goto fail;
         }
         if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &c->sizes) < 0) {
@@ -1040,18 +1059,12 @@ struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *
         c->sizes.seccomp_notif_resp = c->sizes.seccomp_notif_resp > sizeof *c->resp ? c->sizes.seccomp_notif_resp
                                                                                      : sizeof *c->resp;
         c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (!c->req || !c->resp || c->stop_fd < 0 || c->listen_fd < 0) {
+        if (!c->req || !c->resp || c->stop_fd < 0) {
                 err_set(reterr, -errno, "capture", "could not set up exec capture: %m");
                 goto fail;
         }
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->sock_path);
-        unlink(c->sock_path);
-        if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(c->sock_path, 0600) < 0 ||
-            listen(c->listen_fd, 4) < 0) {
-                err_set(reterr, -errno, "capture", "could not listen on %s: %m", c->sock_path);
+        if (c->listen_fd < 0 && (c->listen_fd = capture_exec_listen(run_dir, reterr)) < 0)
                 goto fail;
-        }
         int r = pthread_create(&c->thread, NULL, capture_exec_thread, c);
         if (r != 0) {
                 err_set(reterr, -r, "capture", "could not start the exec capture thread: %s", strerror(r));

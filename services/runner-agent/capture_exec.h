@@ -67,13 +67,21 @@ int capture_exec_add_to_seccomp(json_t *seccomp, const char *listener_path);
  * with listenerPath <run_dir>/CAPTURE_EXEC_SOCKET. Returns 0 or a negative errno. */
 int capture_exec_add_to_linux(json_t *linux_, const char *run_dir);
 
-/* Binds and listens on <run_dir>/CAPTURE_EXEC_SOCKET and starts the capture
- * thread; call before crun starts (crun connects at start). ev and policy
- * (the run's, may be NULL: no decisions) are borrowed and must outlive
- * capture_exec_stop(); run_policy_close() must come before it (every held
- * exec answered). Returns NULL with *reterr on failure. */
-struct capture_exec *capture_exec_start(const char *run_dir, struct run_events *ev, struct run_policy *policy,
-                                        struct err_detail *reterr);
+/* Binds and listens on <run_dir>/CAPTURE_EXEC_SOCKET; returns the listening
+ * fd (close-on-exec) or a negative errno with *reterr. crun connects to it
+ * when it creates the container, so a pooled sandbox (pool.h) listens from
+ * its preparation on and its run's capture takes the fd over. */
+int capture_exec_listen(const char *run_dir, struct err_detail *reterr);
+
+/* Starts the capture thread on listen_fd (taken over, closed by
+ * capture_exec_stop(); < 0: listens itself with capture_exec_listen()); call
+ * before crun starts the container. pooled: the container's first exec is
+ * the pool's init (pool.h), let through without an event or a decision. ev
+ * and policy (the run's, may be NULL: no decisions) are borrowed and must
+ * outlive capture_exec_stop(); run_policy_close() must come before it (every
+ * held exec answered). Returns NULL with *reterr on failure. */
+struct capture_exec *capture_exec_start(const char *run_dir, int listen_fd, bool pooled, struct run_events *ev,
+                                        struct run_policy *policy, struct err_detail *reterr);
 
 /* Answers seccomp notification id on notify_fd later than it was received:
  * error 0 lets the call continue, a negative errno fails it. Checks that the

@@ -153,7 +153,7 @@ int cleanup_destroy(const struct agent *a, struct sandbox *sb, json_t **verified
 
         if (umount2(sb->netns_path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not unmount %s: %m", sb->netns_path);
-        umount_mentions(sb->run_id);
+        umount_mentions(sb->id);
         if (unlink(sb->netns_path) < 0 && errno != ENOENT)
                 log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not remove %s: %m", sb->netns_path);
 
@@ -168,7 +168,7 @@ int cleanup_destroy(const struct agent *a, struct sandbox *sb, json_t **verified
         json_t *gone = json_array(), *present = json_array();
         r = crun_simple(a, "state", NULL, sb->container_id, err, sizeof err);
         json_array_append_new(r != 0 ? gone : present, json_string("container"));
-        json_array_append_new(!mountinfo_mentions(sb->run_id) ? gone : present, json_string("mounts"));
+        json_array_append_new(!mountinfo_mentions(sb->id) ? gone : present, json_string("mounts"));
         json_array_append_new(access(sb->netns_path, F_OK) < 0 && errno == ENOENT ? gone : present,
                               json_string("netns"));
         bool cg_gone = cg != NULL;

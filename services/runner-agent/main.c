@@ -34,6 +34,7 @@
 #include "net/addr_policy.h"
 #include "drain.h"
 #include "node_prep.h"
+#include "pool.h"
 #include "proxy.h"
 #include "proxy_policy.h"
 #include "run.h"
@@ -115,6 +116,9 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_HOOK_BINARY", CONFIG_STRING, "", 0, 0, false, S(hook_binary),
          "the static paddock-hook binary mounted read-only at /paddock/bin/paddock-hook for claude-code and codex "
          "runs (empty: paddock-hook next to this program); a CLI run fails at provisioning without it"},
+        {"PADDOCK_RUNNER_WARM_POOL", CONFIG_INT, "0", 0, 8, false, S(warm_pool),
+         "sandboxes prepared ahead of runs per image (crun create done; a run claims one: docs/CONTRACTS.md "
+         "\"Sandbox pool\"); 0: off, every run provisions its own"},
         {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
          "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
         {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
@@ -363,6 +367,7 @@ int main(int argc, char **argv) {
                 goto out;
         }
 
+        a.pool = pool_start(&a);
         started = true;
         r = assignments_loop(&a, consumer);
         log_info("stopping: cancelling running runs");
@@ -372,6 +377,9 @@ int main(int argc, char **argv) {
 out:
         heartbeat_stop(hb);
         assignments_reap(&a, true);
+        /* after every run ended: the unclaimed sandboxes go too (drain, shutdown) */
+        pool_stop(a.pool);
+        a.pool = NULL;
         control_stop(control);
         kafka_consumer_free(consumer);
         /* run events were acknowledged one by one; only heartbeats may be

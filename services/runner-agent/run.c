@@ -1,5 +1,6 @@
 #include "run.h"
 
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include "proto/envelope.h"
 #include "gateway_hook.h"
 #include "hook_server.h"
+#include "pool.h"
 #include "proxy_hook.h"
 #include "run_policy.h"
 #include "sandbox.h"
@@ -95,6 +97,7 @@ struct run_ctx {
         struct run_policy *policy;       /* rules, decisions, held actions (run_policy.h) */
         struct hook_server *hooks;       /* a CLI's hook bridge (hook_server.h) */
         const Paddock__V1__RunRequested *req;
+        struct pool_sandbox *pooled; /* claimed from the warm pool (pool.h); NULL: provisioned here */
         bool running;            /* exec + running events sent */
         uint64_t output_bytes, output_max;
         bool output_truncated;
@@ -378,11 +381,13 @@ static void read_crun_error(struct run_ctx *c, struct stream_buf *err) {
  * running event. */
 static void log_phases(const struct run_ctx *c) {
         char vals[RUN_PHASES + 1][24];
-        const char *kv[2 * (RUN_PHASES + 2) + 1];
+        const char *kv[2 * (RUN_PHASES + 3) + 1];
         size_t n = 0;
         int64_t prev = c->slot->received_mono_us;
         kv[n++] = "run";
         kv[n++] = c->sb.run_id;
+        kv[n++] = "pooled";
+        kv[n++] = c->pooled ? "true" : "false";
         for (int i = 0; i < RUN_PHASES; i++) {
                 int64_t end = c->phase_end[i] ? c->phase_end[i] : prev;
                 snprintf(vals[i], sizeof vals[i], "%.1f", (double)(end - prev) / 1000.0);
@@ -405,12 +410,14 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         pid_t crun_pid;
         uint64_t timeout_s = c->lw.timeout_s;
 
-        int r = sandbox_start(&c->sb, c->a, &out.fd, &err.fd, &crun_pid);
+        int r = c->pooled ? pool_sandbox_start(c->pooled, c->a, &c->sb, c->req, &out.fd, &err.fd)
+                          : sandbox_start(&c->sb, c->a, &out.fd, &err.fd, &crun_pid);
         if (r < 0) {
                 fail(o, "could not start crun: %s", strerror(-r));
                 return;
         }
-        int st = subprocess_wait(crun_pid, CRUN_START_TIMEOUT_MS);
+        /* a pooled sandbox was started without crun (pool.h) */
+        int st = c->pooled ? 0 : subprocess_wait(crun_pid, CRUN_START_TIMEOUT_MS);
         pid_t init_pid = sandbox_read_pid(&c->sb);
         if (st < 0 || exit_code_of(st) != 0 || init_pid <= 0) {
                 read_crun_error(c, &err);
@@ -451,11 +458,17 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
                                                    "fixed task \"" AGENT_CLI_FIXED_TASK "\"";
                         events_output(&c->ev, "platform", note, sizeof note - 1);
                 }
-        } else
-                events_status(&c->ev, run_status_to_string(RUN_RUNNING), NULL, -1, false);
+        } else {
+                /* a pooled sandbox says so, with its own id (pool.h) */
+                json_t *d = json_pack("{s:s,s:{s:b,s:s}}", "status", run_status_to_string(RUN_RUNNING), "sandbox",
+                                      "pooled", c->pooled != NULL, "id", c->sb.id);
+                events_emit(&c->ev, "status", "platform", d, run_status_to_string(RUN_RUNNING), false, true);
+                json_decref(d);
+        }
         c->phase_end[RUN_PHASE_RUNNING] = time_mono_us();
         log_phases(c);
         c->running = true;
+        pool_refill(c->a->pool); /* after the start, not competing with it */
         /* after the running event: the first sandbox does not wait for it */
         sandbox_seccomp_learn(&c->sb, c->a);
 
@@ -968,14 +981,20 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 events_persist_seq(&c.ev, seq_fd);
         else
                 log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "could not create the seq file: %s", strerror(-seq_fd));
-        int sb_r = sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots));
+        /* a prepared sandbox when the pool has one for this run (pool.h) */
+        c.pooled = pool_claim(a->pool, req);
+        int sb_r = 0;
+        if (c.pooled)
+                pool_sandbox_take(c.pooled, &c.sb, slot->run_id);
+        else
+                sb_r = sandbox_init(&c.sb, a, slot->run_id, (unsigned)(slot - a->slots));
         /* cancelled before it reached us: nothing is created */
         bool cancelled_early = sb_r >= 0 && control_tombstone_take(a, slot->run_id, o.cancel_by, sizeof o.cancel_by,
                                                                      o.reason, sizeof o.reason);
         /* the namespace is made while the provisioning event goes out and the
          * dirs are made (it does not depend on them); joined before the proxy */
         struct err_detail netns_err = {0};
-        int netns_r = sb_r >= 0 && !cancelled_early ? sandbox_netns_begin(&c.sb, &netns_err) : 0;
+        int netns_r = sb_r >= 0 && !cancelled_early && !c.pooled ? sandbox_netns_begin(&c.sb, &netns_err) : 0;
         /* egress hook: provisioning event with the run's key, proxy, secrets (proxy_hook.h) */
         struct proxy_hook *egress = proxy_hook_provisioning(slot->run_id, req->sandbox, &c.ev);
         proxy_hook_on_model_limit(egress, on_model_limit, &c);
@@ -1006,7 +1025,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 fail(&o, "out of memory");
                 goto finish;
         }
-        int r = sandbox_make_dirs(&c.sb, c.lw.disk_mb, &err);
+        int r = c.pooled ? 0 : sandbox_make_dirs(&c.sb, c.lw.disk_mb, &err);
         if (r >= 0)
                 r = workspace_write_files(c.sb.workspace, c.sb.baseline,
                                           &(struct workspace_owner){c.sb.agent_uid, c.sb.agent_gid},
@@ -1029,7 +1048,7 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         if (r >= 0)
                 r = proxy_hook_prepare(egress, &c.sb, &err);
         c.phase_end[RUN_PHASE_EGRESS] = time_mono_us();
-        if (r >= 0)
+        if (r >= 0 && !c.pooled)
                 r = sandbox_write_bundle(&c.sb, a, req, &err);
         c.phase_end[RUN_PHASE_BUNDLE] = time_mono_us();
         if (r < 0) {
@@ -1044,7 +1063,8 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
                 /* capture hook: started before crun, stopped once every sandbox
                  * process is gone (all events queued) and before the diff reads
                  * the workspace */
-                c.cap_exec = capture_exec_start(c.sb.run_dir, &c.ev, c.policy, &err);
+                int listen_fd = c.pooled ? TAKE_FD(c.pooled->capture_fd) : -1;
+                c.cap_exec = capture_exec_start(c.sb.run_dir, listen_fd, c.pooled != NULL, &c.ev, c.policy, &err);
                 c.cap_files = c.cap_exec ? capture_files_start(c.sb.workspace, &c.ev,
                                                                        (uint64_t)a->cfg->max_file_events,
                                                                        (uint64_t)a->cfg->file_coalesce_ms, &err) : NULL;
@@ -1091,10 +1111,12 @@ finish:;
         egress = proxy_hook_free(egress); /* proxy closed, secrets and key wiped */
         c.policy = run_policy_free(c.policy); /* held actions answered "run_ended"; after the proxy that decides with it */
         json_t *gone = NULL, *present = NULL;
+        pool_sandbox_stop_unstarted(c.pooled, &c.sb);
         if (c.sb.run_dir)
                 cleanup_destroy(a, &c.sb, &gone, &present);
         else
                 gone = json_array(), present = json_array();
+        pool_release(a->pool, TAKE_PTR(c.pooled)); /* its range is free, the pool refills */
         verify_keys(slot->run_id, gone, present);
 
         json_t *d = json_pack("{s:f}", "runtime_s", runtime_s);

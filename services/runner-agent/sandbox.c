@@ -51,6 +51,7 @@ int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, 
                                .agent_uid = runner_userns_host_id(slot, RUNNER_SANDBOX_INNER_UID),
                                .agent_gid = runner_userns_host_id(slot, RUNNER_SANDBOX_INNER_GID)};
         snprintf(sb->run_id, sizeof sb->run_id, "%s", run_id);
+        snprintf(sb->id, sizeof sb->id, "%s", run_id);
         snprintf(sb->container_id, sizeof sb->container_id, "paddock-%s", run_id);
         if (asprintf(&sb->run_dir, "%s/%s", a->runs_dir, run_id) < 0 ||
             asprintf(&sb->config_path, "%s/config.json", sb->run_dir) < 0 ||
@@ -210,12 +211,15 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
         for (size_t i = 0; i < agent->n_command; i++)
                 json_array_append_new(args, json_string(agent->command[i]));
 
+        json_t *env0 = json_array();
+        for (const char *const *e = sandbox_base_env; *e; e++)
+                json_array_append_new(env0, json_string(*e));
         json_t *process = json_pack(
-                "{s:b,s:{s:i,s:i},s:o,s:[s,s,s],s:s,s:{s:[],s:[],s:[],s:[],s:[]},s:[{s:s,s:i,s:i}],s:b}",
+                "{s:b,s:{s:i,s:i},s:o,s:o,s:s,s:{s:[],s:[],s:[],s:[],s:[]},s:[{s:s,s:i,s:i}],s:b}",
                 "terminal", 0,
                 "user", "uid", RUNNER_SANDBOX_INNER_UID, "gid", RUNNER_SANDBOX_INNER_GID,
                 "args", args,
-                "env", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
+                "env", env0,
                 "cwd", "/workspace",
                 "capabilities", "bounding", "effective", "inheritable", "permitted", "ambient",
                 "rlimits", "type", "RLIMIT_NOFILE", "hard", 1024, "soft", 1024,
@@ -388,6 +392,9 @@ int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                 return err_set(reterr, -EIO, "bundle", "could not write %s", config_out);
         return 0;
 }
+
+const char *const sandbox_base_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
+                                        NULL};
 
 int sandbox_start(struct sandbox *sb, const struct agent *a, int *out_fd, int *err_fd, pid_t *pid) {
         char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "run", "--detach", "--bundle", sb->run_dir,

@@ -12,7 +12,8 @@
 
 struct sandbox {
         char run_id[UUID_STR_LEN];
-        char container_id[64];     /* "paddock-<run id>" */
+        char id[UUID_STR_LEN];     /* what its paths are named after: the run id, or a pooled sandbox's own (pool.h) */
+        char container_id[64];     /* "paddock-<id>" */
         char *run_dir;             /* runs/<id> */
         char *config_path;         /* runs/<id>/config.json */
         char *pid_file;            /* runs/<id>/container.pid, written by crun */
@@ -34,8 +35,9 @@ struct sandbox {
         bool identity_files;       /* runs/<id>/identity holds token files (identity_file.h) */
 };
 
-/* Computes the paths and the host ids of run slot `slot` (destroying a
- * leftover needs no ids: any slot will do); returns 0 or -ENOMEM. */
+/* Computes the paths (named after run_id, which is also sb->id) and the host
+ * ids of user-namespace range `slot` (agent.h; destroying a leftover needs no
+ * ids: any slot will do); returns 0 or -ENOMEM. */
 int sandbox_init(struct sandbox *sb, const struct agent *a, const char *run_id, unsigned slot);
 /* True when parent (PADDOCK_RUNNER_CGROUP_PARENT) is a relative cgroup path
  * of [A-Za-z0-9._-] components, none "." or "..": it is joined to each
@@ -65,6 +67,10 @@ int sandbox_netns_wait(struct sandbox *sb, struct err_detail *reterr);
  * root, size-limited /tmp, cgroup limits (cpus, memory without swap, pids). */
 int sandbox_write_bundle(struct sandbox *sb, const struct agent *a,
                          const Paddock__V1__RunRequested *req, struct err_detail *reterr);
+
+/* The environment every sandbox process starts with, before the run's own
+ * (sb->extra_env, the prompt's, a CLI's); NULL-terminated. */
+extern const char *const sandbox_base_env[];
 
 /* Starts `crun run --detach` for the bundle; stdout/stderr pipes returned (the
  * container keeps them after crun exits). *pid is crun's: once it exits 0 the

@@ -18,13 +18,31 @@
 static char *const subprocess_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", NULL};
 
 int subprocess_start(char *const argv[], const char *cwd, int *out_fd, int *err_fd, pid_t *ret_pid) {
+        return subprocess_start_fds(argv, cwd, out_fd, err_fd, NULL, 0, ret_pid);
+}
+
+int subprocess_start_fds(char *const argv[], const char *cwd, int *out_fd, int *err_fd, const int *pass,
+                         size_t n_pass, pid_t *ret_pid) {
         int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+        int high[SUBPROCESS_PASS_MAX];
+        size_t n_high = 0;
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
         int r;
 
-        if (out_fd && pipe2(outp, O_CLOEXEC) < 0)
-                return -errno;
+        if (n_pass > SUBPROCESS_PASS_MAX)
+                return -E2BIG;
+        /* copies above the targets 3.. first, so no dup2 below overwrites a
+         * descriptor another one still has to copy */
+        for (; n_high < n_pass; n_high++)
+                if ((high[n_high] = fcntl(pass[n_high], F_DUPFD_CLOEXEC, 3 + (int)n_pass)) < 0) {
+                        r = -errno;
+                        goto close_pipes;
+                }
+        if (out_fd && pipe2(outp, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto close_pipes;
+        }
         if (err_fd && pipe2(errp, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto close_pipes;
@@ -40,8 +58,10 @@ int subprocess_start(char *const argv[], const char *cwd, int *out_fd, int *err_
                 posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
         else
                 posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        for (size_t i = 0; i < n_pass; i++)
+                posix_spawn_file_actions_adddup2(&fa, high[i], 3 + (int)i);
         /* librdkafka and libwebsockets sockets must never reach a child */
-        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3 + (int)n_pass);
         if (cwd)
                 posix_spawn_file_actions_addchdir_np(&fa, cwd);
 
@@ -71,7 +91,8 @@ int subprocess_start(char *const argv[], const char *cwd, int *out_fd, int *err_
                 *err_fd = errp[0];
         }
         *ret_pid = pid;
-        return 0;
+        r = 0;
+        goto close_high;
 
 close_pipes:
         for (int i = 0; i < 2; i++) {
@@ -80,6 +101,9 @@ close_pipes:
                 if (errp[i] >= 0)
                         close(errp[i]);
         }
+close_high:
+        for (size_t i = 0; i < n_high; i++)
+                close(high[i]);
         return r;
 }
 

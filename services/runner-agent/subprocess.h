@@ -12,6 +12,12 @@
  * pid, or a negative errno. */
 int subprocess_start(char *const argv[], const char *cwd, int *out_fd, int *err_fd, pid_t *ret_pid);
 
+#define SUBPROCESS_PASS_MAX 4
+/* subprocess_start() that also hands the child pass[0..n_pass) (borrowed,
+ * at most SUBPROCESS_PASS_MAX) as its fds 3, 4, ...; nothing else of ours. */
+int subprocess_start_fds(char *const argv[], const char *cwd, int *out_fd, int *err_fd, const int *pass,
+                         size_t n_pass, pid_t *ret_pid);
+
 /* Waits for pid up to timeout_ms (< 0: forever); on timeout kills it with
  * SIGKILL and reaps it. Returns the wait status (>= 0) or -ETIMEDOUT after the
  * kill, or another negative errno. */

@@ -520,6 +520,11 @@ def check(api, team, driver, since):
         if st == "succeeded" and n_usage == 0:
             lost.append(("missing usage", rid, "succeeded run has no usage"))
         left = node_leftovers(rid)
+        # a run the warm pool served used its sandbox's own id (CONTRACTS.md "Sandbox pool")
+        for e in evs:
+            sb = (e.get("data") or {}).get("sandbox") if e["kind"] == "status" else None
+            if isinstance(sb, dict) and sb.get("id") and sb["id"] != rid:
+                left += node_leftovers(sb["id"])
         if left:
             lost.append(("leftover", rid, "; ".join(left[:5])))
     v = retrying("audit verify", lambda: api.get("/v1/audit/verify")).json()

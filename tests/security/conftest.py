@@ -34,6 +34,18 @@ def run_to_end(endpoints, token, runs, spec_, timeout=120):
     return run_id, res
 
 
+def sandbox_id(api, run_id, timeout=60):
+    """What the run's sandbox is named after on the node: the run id, or a
+    pooled sandbox's own id (its `running` event's sandbox.id; CONTRACTS.md
+    "Sandbox pool")."""
+    def find():
+        for e in e2e.all_events(api, run_id):
+            if e["kind"] == "status" and e["data"].get("status") == "running":
+                return (e["data"].get("sandbox") or {}).get("id") or run_id
+        return None
+    return e2e.wait_for(f"the running event of run {run_id}", find, timeout=timeout, pause=0.05)
+
+
 def terminal_event(res):
     return [e for e in res.events if e.get("kind") == "status" and e["data"].get("status") == res.terminal][-1]
 

@@ -693,6 +693,7 @@ def world(endpoints, admin_token, api, runs, team_id):
     out = {}
     try:
         wait_output(endpoints, admin_token, run_a, "READY", timeout=90)
+        sb_a = c.sandbox_id(api, run_a)  # A's paths: its run id, or its pooled sandbox's id
         host_hostname = pathlib.Path("/etc/hostname").read_text().strip()
         api_port = int(endpoints.api.rsplit(":", 1)[1].split("/")[0])
         args = {
@@ -708,10 +709,10 @@ def world(endpoints, admin_token, api, runs, team_id):
             "host_markers": [str(m) for m in host_markers],
             "host_marker_name": host_marker_name, "host_marker_content": host_marker_content,
             "other_marker_name": other_name, "other_marker_content": other_content,
-            "other_paths": [str(rsd / "runs" / run_a / "workspace" / other_name),
-                            f"/workspace/../{run_a}/workspace/{other_name}",
-                            f"/workspace/../../runs/{run_a}/workspace/{other_name}",
-                            f"/../../../{rsd}/runs/{run_a}/workspace/{other_name}"],
+            "other_paths": [str(rsd / "runs" / sb_a / "workspace" / other_name),
+                            f"/workspace/../{sb_a}/workspace/{other_name}",
+                            f"/workspace/../../runs/{sb_a}/workspace/{other_name}",
+                            f"/../../../{rsd}/runs/{sb_a}/workspace/{other_name}"],
             "runner_pid": runner_pid(), "disk_mb": 32,
         }
         spec = c.spec([PY, "/workspace/probe.py", json.dumps(args)], timeout_s=240, disk_mb=32, memory_mb=1024,

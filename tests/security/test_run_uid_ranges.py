@@ -62,7 +62,7 @@ def test_concurrent_runs_have_distinct_host_ranges(endpoints, admin_token, api, 
 
         # A's workspace handed over as an open directory (the run dir above it
         # is root's 0700): only the file's own mode and owner decide
-        ws = os.open(os.path.join(os.environ["PADDOCK_RUNNER_STATE_DIR"], "runs", a, "workspace"),
+        ws = os.open(os.path.join(os.environ["PADDOCK_RUNNER_STATE_DIR"], "runs", c.sandbox_id(api, a), "workspace"),
                      os.O_RDONLY | os.O_DIRECTORY)
         try:
             # the control: A's own host uid reaches its process and file

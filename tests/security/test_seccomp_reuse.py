@@ -44,31 +44,32 @@ for _ in range(150):
 '''
 
 
-def crun_state(run_id):
+def crun_state(sandbox_id):
     sd = os.environ.get("PADDOCK_RUNNER_STATE_DIR")
     assert sd, "PADDOCK_RUNNER_STATE_DIR is not set: export the local stack's endpoints.env"
-    return pathlib.Path(sd) / "crun" / f"paddock-{run_id}"
+    return pathlib.Path(sd) / "crun" / f"paddock-{sandbox_id}"
 
 
 def probe_run(endpoints, admin_token, api, runs):
     s = c.spec(["/usr/bin/python3", "/workspace/probe.py"], timeout_s=60,
                files=[{"path": "probe.py", "content": PROBE, "mode": "0644"}])
     run_id = runs.start(s)
-    state = crun_state(run_id)
+    sid = c.sandbox_id(api, run_id)  # the run id, or a pooled sandbox's
+    state = crun_state(sid)
     deadline = time.monotonic() + 60
     bpf = state / "seccomp.bpf"  # crun creates it, then writes the program
     while not (bpf.exists() and bpf.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     config = json.loads((state / "config.json").read_text())
     program = (state / "seccomp.bpf").read_bytes()
-    (state.parent.parent / "runs" / run_id / "workspace" / "done").write_text("")  # the probe may end
+    (state.parent.parent / "runs" / sid / "workspace" / "done").write_text("")  # the probe may end
     res = c.e2e.wait_terminal(endpoints, admin_token, run_id, timeout=120)
     assert res.terminal == "succeeded", (c.terminal_event(res), res.output()[-2000:])
     line = [l for l in res.output("stdout").splitlines() if l.startswith("PROBE ")]
     assert line, res.output()[-2000:]
     last = max(e["seq"] for e in res.events)
     events = c.e2e.wait_events_recorded(api, run_id, last)
-    return run_id, config, program, json.loads(line[-1][len("PROBE "):]), events
+    return sid, config, program, json.loads(line[-1][len("PROBE "):]), events
 
 
 def assert_confined(out, events):
@@ -88,13 +89,13 @@ def test_later_sandboxes_get_the_compiled_program_and_stay_confined(endpoints, a
     assert_confined(first_out, first_ev)
     assert first_cfg["linux"]["seccomp"]["listenerPath"].endswith(f"/{first_id}/capture-exec.sock")
 
-    run_id, cfg, prog, out, ev = probe_run(endpoints, admin_token, api, runs)
+    sid, cfg, prog, out, ev = probe_run(endpoints, admin_token, api, runs)
     sc = cfg["linux"]["seccomp"]
     ann = (cfg.get("annotations") or {}).get("run.oci.seccomp_bpf_data")
     assert ann, "the second sandbox's bundle carries no compiled seccomp program"
     assert sc["syscalls"] == [], "rules given again next to the compiled program"
     # its own listener, same default and architectures
-    assert sc["listenerPath"].endswith(f"/{run_id}/capture-exec.sock"), sc
+    assert sc["listenerPath"].endswith(f"/{sid}/capture-exec.sock"), sc
     assert sc["defaultAction"] == first_cfg["linux"]["seccomp"]["defaultAction"]
     assert sc["architectures"] == first_cfg["linux"]["seccomp"]["architectures"]
     # crun loaded exactly that program, the one it compiled for the first

@@ -453,7 +453,7 @@ static void test_exec(void **state) {
         snprintf(p, sizeof p, "%s/run/workspace", dir);
         mkdir(p, 0700);
         snprintf(p, sizeof p, "%s/run", dir);
-        struct capture_exec *c = capture_exec_start(p, &ev, rp, &e);
+        struct capture_exec *c = capture_exec_start(p, -1, false, &ev, rp, &e);
         assert_non_null(c);
 
         /* allowed: no rule, or a rule the exec level never sees (tool) */
