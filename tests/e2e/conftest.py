@@ -639,9 +639,23 @@ def node_leftovers(run_id):
     return left
 
 
+def run_sandbox_id(result):
+    """The id of the sandbox a run ran in, from its `running` event, when it
+    differs from the run id (a warm-pool sandbox is named by its own id:
+    docs/CONTRACTS.md "Sandbox pool"), else None."""
+    for ev in result.of_kind("running"):
+        sb = (ev.get("data") or {}).get("sandbox") or {}
+        if sb.get("id"):
+            return sb["id"]
+    return None
+
+
 def assert_node_clean(run_id, result=None):
     left = node_leftovers(run_id)
-    assert not left, f"run {run_id} left traces on the node: {left}"
+    sandbox_id = run_sandbox_id(result) if result is not None else None
+    if sandbox_id and sandbox_id != run_id:
+        left += node_leftovers(sandbox_id)
+    assert not left, f"run {run_id} (sandbox {sandbox_id or run_id}) left traces on the node: {left}"
     if result is not None:
         destroyed = result.of_kind("destroyed")
         assert destroyed, f"run {run_id}: no destroyed event; kinds {[e['kind'] for e in result.events]}"

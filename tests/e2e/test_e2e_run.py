@@ -14,7 +14,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaException
 
-from conftest import (all_events, pb_fields, run_events_of, assert_loopback_url, command_spec, node_leftovers, wait_events_recorded,
+from conftest import (all_events, pb_fields, run_events_of, assert_loopback_url, command_spec, node_leftovers, run_sandbox_id, wait_events_recorded,
                       wait_run_status, wait_terminal, watch)
 
 MANAGED_PATH = "managed/config.txt"
@@ -37,6 +37,9 @@ def finished(endpoints, admin_token, runs):
     result = wait_terminal(endpoints, admin_token, run_id, timeout=120)
     # Checked right away: by the terminal status the node must already be clean.
     leftovers = node_leftovers(run_id)
+    sandbox_id = run_sandbox_id(result)
+    if sandbox_id and sandbox_id != run_id:
+        leftovers += node_leftovers(sandbox_id)
     return {"id": run_id, "stream": result, "leftovers": leftovers}
 
 
