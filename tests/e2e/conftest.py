@@ -643,8 +643,10 @@ def run_sandbox_id(result):
     """The id of the sandbox a run ran in, from its `running` event, when it
     differs from the run id (a warm-pool sandbox is named by its own id:
     docs/CONTRACTS.md "Sandbox pool"), else None."""
-    for ev in result.of_kind("running"):
-        sb = (ev.get("data") or {}).get("sandbox") or {}
+    for ev in result.of_kind("status"):
+        if ev["data"].get("status") != "running":
+            continue
+        sb = ev["data"].get("sandbox") or {}
         if sb.get("id"):
             return sb["id"]
     return None
