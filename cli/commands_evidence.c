@@ -278,6 +278,22 @@ static int evidence_keys(struct cli_ctx *ctx, int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
+/* A new active key; the one before stays published (retired) for old bundles. */
+static int evidence_rotate_key(struct cli_ctx *ctx, int argc, char **argv) {
+        char *pos[CLI_MAX_POS];
+        int npos, r;
+        if ((r = cli_parse_login(ctx, argc, argv, NULL, pos, &npos)) >= 0)
+                return r;
+        _cleanup_(api_response_done) struct api_response resp = {0};
+        if (api_request(ctx, "POST", "/v1/tenant/keys/rotate", NULL, NULL, &resp) < 0)
+                return CLI_EXIT_FAIL;
+        if (ctx->json)
+                cli_print_json(resp.body);
+        else
+                printf("evidence signing key %s\n", json_string_value(json_object_get(resp.body, "kid")) ?: "");
+        return CLI_EXIT_OK;
+}
+
 /* ---- evidence verify */
 
 struct tar_entry {
@@ -508,6 +524,10 @@ static int verify_bundle(const char *buf, size_t len, json_t *keys) {
         }
         const char *kid = str_of(manifest, "kid"), *run = str_of(manifest, "run"), *tenant = str_of(manifest, "tenant");
         uint8_t pub[SIGN_PUBLIC_KEY_LEN];
+        if (!*kid) {
+                verify_fail("manifest.json: names no signing key (kid)");
+                return CLI_EXIT_FAIL;
+        }
         if (key_of(keys, kid, pub) < 0) {
                 verify_fail("manifest.json: signing key \"%s\" is not among the tenant's keys", kid);
                 return CLI_EXIT_FAIL;
@@ -659,9 +679,15 @@ static const struct cli_command evidence_subs[] = {
         {.name = "keys",
          .summary = "print the tenant's evidence-signing public keys (save them for verify --keys)",
          .description = "Prints GET /v1/tenant/keys as JSON: {keys: [{kid, alg, public_key, created_at,\n"
-                        "status}]}. Save it (paddock evidence keys > keys.json) to verify bundles\n"
-                        "offline.\n",
+                        "status, retired_at}]}, retired keys included. Save it (paddock evidence keys >\n"
+                        "keys.json) to verify bundles offline.\n",
          .fn = evidence_keys},
+        {.name = "rotate-key",
+         .summary = "make a new evidence-signing key (tenant_admin); the old one stays published",
+         .description = "POST /v1/tenant/keys/rotate: new bundles are signed with a new key; the one\n"
+                        "before is retired but stays in `evidence keys`, so bundles it signed still\n"
+                        "verify. Audited as tenant.evidence_key_rotate.\n",
+         .fn = evidence_rotate_key},
         {.name = "verify",
          .args = "FILE",
          .summary = "check an evidence bundle offline; exit 0 if it holds, 1 naming what fails",

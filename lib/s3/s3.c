@@ -633,8 +633,8 @@ static int s3_content_md5(const void *data, size_t len, char out[32]) {
 }
 
 int s3_put_object_locked(struct s3_client *c, const char *key, const void *data, size_t len,
-                         const char *content_type, int64_t retain_until_s, char ret_version_id[S3_VERSION_ID_MAX],
-                         struct err_detail *reterr) {
+                         const char *content_type, int64_t retain_until_s, bool legal_hold,
+                         char ret_version_id[S3_VERSION_ID_MAX], struct err_detail *reterr) {
         int k = s3_check_key(key, reterr);
         if (k < 0)
                 return k;
@@ -650,7 +650,8 @@ int s3_put_object_locked(struct s3_client *c, const char *key, const void *data,
         strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
         snprintf(h_md5, sizeof h_md5, "Content-MD5: %s", md5);
         snprintf(h_until, sizeof h_until, "x-amz-object-lock-retain-until-date: %s", until);
-        const char *const extra[] = {h_md5, "x-amz-object-lock-mode: GOVERNANCE", h_until, NULL};
+        const char *const extra[] = {h_md5, "x-amz-object-lock-mode: GOVERNANCE", h_until,
+                                     legal_hold ? "x-amz-object-lock-legal-hold: ON" : NULL, NULL};
         struct s3_request r = {
                 .method = "PUT",
                 .key = key,
@@ -663,16 +664,45 @@ int s3_put_object_locked(struct s3_client *c, const char *key, const void *data,
         return s3_perform(c, &r, reterr);
 }
 
-int s3_delete_object_version(struct s3_client *c, const char *key, const char *version_id, bool bypass_governance,
-                             struct err_detail *reterr) {
+/* The signed query naming one version, after the sorted parameters before
+ * ("legal-hold=&"; "" for none): *ret malloc'd. */
+static int version_query(const char *key, const char *before, const char *version_id, char **ret,
+                         struct err_detail *reterr) {
         int k = s3_check_key(key, reterr);
         if (k < 0)
                 return k;
         if (!version_id || !*version_id || strlen(version_id) >= S3_VERSION_ID_MAX)
                 return err_set(reterr, -EINVAL, "version_id", "no version id");
-        _cleanup_free_ char *ev = s3_uri_encode(version_id, 0), *q = NULL;
-        if (!ev || asprintf(&q, "versionId=%s", ev) < 0)
+        _cleanup_free_ char *ev = s3_uri_encode(version_id, 0);
+        if (!ev || asprintf(ret, "%sversionId=%s", before, ev) < 0)
                 return err_set(reterr, -ENOMEM, "ENOMEM", "out of memory");
+        return 0;
+}
+
+int s3_put_object_legal_hold(struct s3_client *c, const char *key, const char *version_id, bool on,
+                             struct err_detail *reterr) {
+        _cleanup_free_ char *q = NULL;
+        int k = version_query(key, "legal-hold=&", version_id, &q, reterr);
+        if (k < 0)
+                return k;
+        char body[128], md5[32], h_md5[64];
+        int n = snprintf(body, sizeof body, "<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                                            "<Status>%s</Status></LegalHold>", on ? "ON" : "OFF");
+        if (s3_content_md5(body, (size_t)n, md5) < 0)
+                return err_set(reterr, -EIO, "MD5", "could not compute md5");
+        snprintf(h_md5, sizeof h_md5, "Content-MD5: %s", md5);
+        const char *const extra[] = {h_md5, NULL};
+        struct s3_request r = {.method = "PUT", .key = key, .query = q, .body = body, .body_len = (size_t)n,
+                               .content_type = "application/xml", .extra_headers = extra};
+        return s3_perform(c, &r, reterr);
+}
+
+int s3_delete_object_version(struct s3_client *c, const char *key, const char *version_id, bool bypass_governance,
+                             struct err_detail *reterr) {
+        _cleanup_free_ char *q = NULL;
+        int k = version_query(key, "", version_id, &q, reterr);
+        if (k < 0)
+                return k;
         const char *const extra[] = {"x-amz-bypass-governance-retention: true", NULL};
         struct s3_request r = {.method = "DELETE", .key = key, .query = q, .extra_headers = bypass_governance ? extra : NULL};
         return s3_perform(c, &r, reterr);

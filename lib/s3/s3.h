@@ -42,11 +42,16 @@ int s3_delete_object(struct s3_client *c, const char *key, struct err_detail *re
  * store does not know object lock), or a negative errno. */
 int s3_bucket_object_lock(struct s3_client *c, struct err_detail *reterr);
 /* s3_put_object() with GOVERNANCE retention until retain_until_s (seconds
- * since the epoch, the store's clock) and Content-MD5; the new version's id
- * into ret_version_id ("" if the store names none). */
+ * since the epoch, the store's clock), legal hold ON when legal_hold, and
+ * Content-MD5; the new version's id into ret_version_id ("" if the store
+ * names none). */
 int s3_put_object_locked(struct s3_client *c, const char *key, const void *data, size_t len,
-                         const char *content_type, int64_t retain_until_s, char ret_version_id[S3_VERSION_ID_MAX],
-                         struct err_detail *reterr);
+                         const char *content_type, int64_t retain_until_s, bool legal_hold,
+                         char ret_version_id[S3_VERSION_ID_MAX], struct err_detail *reterr);
+/* Sets the legal hold of one version of key ON or OFF (PUT ?legal-hold):
+ * while ON no one deletes that version, bypass-governance or not. */
+int s3_put_object_legal_hold(struct s3_client *c, const char *key, const char *version_id, bool on,
+                             struct err_detail *reterr);
 /* Deletes one version of key for good; bypass_governance sends
  * x-amz-bypass-governance-retention (needed while its retention lasts:
  * without it the store refuses, -EACCES). */

@@ -441,7 +441,7 @@ static int bundle_archive(struct api *a, struct db *d, struct bundle *b, const c
         if (!mtext)
                 return -ENOMEM;
         size_t mlen = strlen(mtext);
-        if ((k = tenant_keys_sign(a, d->conn, tenant, mtext, mlen, sig, kid, sizeof kid, e)) < 0)
+        if ((k = tenant_keys_sign(a, d->conn, tenant, kid, mtext, mlen, sig, e)) < 0)
                 return k;
         char sig_b64[89];
         EVP_EncodeBlock((unsigned char *)sig_b64, sig, sizeof sig);

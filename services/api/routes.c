@@ -68,11 +68,13 @@ static const struct api_route routes[] = {
         /* reviews and the signed evidence bundle (reviews.c, evidence_bundle.c):
          * a reviewer reviews (never the run's launcher) and exports; anyone
          * who views the run sees its reviews; the evidence-signing public
-         * keys are for every user of the tenant (tenant_keys.c) */
+         * keys are for every user of the tenant, rotation the tenant admin's
+         * (tenant_keys.c) */
         {"POST", "/v1/runs/{id}/reviews", reviews_create, PERM_REVIEWER},
         {"GET", "/v1/runs/{id}/reviews", reviews_list, PERM_VIEWER},
         {"GET", "/v1/runs/{id}/evidence", evidence_bundle_get, PERM_REVIEWER},
         {"GET", "/v1/tenant/keys", tenant_keys_list, PERM_USER},
+        {"POST", "/v1/tenant/keys/rotate", tenant_keys_rotate, PERM_ADMIN},
         {"GET", "/v1/approvals", approvals_list, PERM_APPROVER},
         {"GET", "/v1/approvals/{id}", approvals_get, PERM_APPROVER},
         {"POST", "/v1/approvals/{id}/decision", approvals_decide, PERM_APPROVER},

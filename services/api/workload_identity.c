@@ -10,10 +10,10 @@
  * PADDOCK_WORKLOAD_KEY_ROTATE_DAYS old (or on POST .../rotate), and a
  * replaced key stays in the JWKS one more period, so a verifier's cached set
  * and a token signed just before the rotation still verify. The private key
- * is stored only sealed with the master key (migration 0022) and lives in
- * clear only inside workload_identity_mint(), wiped before it returns.
- * Making a key takes the tenant's advisory lock, so two api replicas never
- * make two at once.
+ * is stored only sealed with the master key (migration 0022, sealed_keys.h)
+ * and lives in clear only inside workload_identity_mint(), wiped before it
+ * returns. Making a key takes the tenant's advisory lock, so two api
+ * replicas never make two at once.
  *
  * Tokens are minted by sealing.c when the runner announces the run's key,
  * put in the sealed bundle with the run's secrets, and never stored, logged
@@ -35,11 +35,10 @@
 #include "auth/jwt.h"
 #include "core/ids.h"
 #include "core/log.h"
-#include "crypto/secretbox.h"
 #include "pg/pg.h"
+#include "sealed_keys.h"
 
 #define WI_RSA_BITS 2048
-#define WI_KEY_AAD_PREFIX "paddock-workload-key:"
 #define WI_PRIVATE_DER_MAX 4096
 
 int workload_identity_configure(struct api *a, struct err_detail *e) {
@@ -70,33 +69,6 @@ static int issuer_of(const struct api *a, const char *tenant_id, char *buf, size
         return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-static void bytea_param(const uint8_t *b, size_t n, char *out) {
-        out[0] = '\\';
-        out[1] = 'x';
-        hex_encode(b, n, out + 2);
-}
-
-static int bytea_decode(const char *s, uint8_t *out, size_t size, size_t *ret_len) {
-        if (strncmp(s, "\\x", 2))
-                return -EBADMSG;
-        s += 2;
-        size_t n = strlen(s);
-        if (n % 2 || n / 2 > size)
-                return -EBADMSG;
-        for (size_t i = 0; i < n / 2; i++) {
-                int hi = hex_value((unsigned char)s[2 * i]), lo = hex_value((unsigned char)s[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EBADMSG;
-                out[i] = (uint8_t)(hi << 4 | lo);
-        }
-        *ret_len = n / 2;
-        return 0;
-}
-
-static size_t key_aad(char *buf, size_t size, const char *tenant_id, const char *kid) {
-        return (size_t)snprintf(buf, size, WI_KEY_AAD_PREFIX "%s/%s", tenant_id, kid);
-}
-
 /* base64url of a BIGNUM parameter of pkey; caller frees. */
 static char *bn_b64url(EVP_PKEY *pkey, const char *param) {
         BIGNUM *bn = NULL;
@@ -113,6 +85,8 @@ static char *bn_b64url(EVP_PKEY *pkey, const char *param) {
         BN_free(bn);
         return out;
 }
+
+static const struct sealed_keys workload_keys;
 
 /* Makes a key pair and stores it: public JWK (kid = its RFC 7638 thumbprint)
  * and the sealed PKCS#8 DER private key. 0 or negative errno with e. */
@@ -140,30 +114,12 @@ static int key_create(struct api *a, PGconn *conn, const char *tenant_id, char *
         SHA256((const uint8_t *)canon, strlen(canon), dig);
         char kid[B64URL_ENCODED_LEN(SHA256_DIGEST_LENGTH) + 1];
         b64url_encode(dig, sizeof dig, kid);
-        char aad[160];
-        size_t aadlen = key_aad(aad, sizeof aad, tenant_id, kid);
-        size_t sealed_len = SECRETBOX_SEALED_LEN((size_t)der_len);
-        _cleanup_free_ uint8_t *sealed = malloc(sealed_len);
-        _cleanup_free_ char *hex = malloc(2 * sealed_len + 3);
-        if (!sealed || !hex) {
-                OPENSSL_clear_free(der, (size_t)der_len);
-                return -ENOMEM;
-        }
-        int k = secretbox_seal(a->master_key, der, (size_t)der_len, aad, aadlen, sealed);
-        OPENSSL_clear_free(der, (size_t)der_len);
-        if (k < 0)
-                return err_set(e, -EIO, "crypto", "could not seal a workload identity key");
-        bytea_param(sealed, sealed_len, hex);
         _cleanup_json_ json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "use", "sig", "alg",
                                                "RS256", "kid", kid, "n", n, "e", ex);
         _cleanup_free_ char *jwk_text = jwk ? json_dumps(jwk, JSON_COMPACT) : NULL;
-        if (!jwk_text)
-                return -ENOMEM;
-        const char *params[] = {tenant_id, kid, jwk_text, hex};
-        k = pg_exec(conn,
-                    "INSERT INTO api.workload_keys (tenant_id, kid, public_jwk, sealed_private) "
-                    "VALUES ($1, $2, $3::jsonb, $4::bytea)",
-                    4, params, NULL, e);
+        int k = jwk_text ? sealed_keys_store(a, conn, &workload_keys, tenant_id, kid, jwk_text, der, (size_t)der_len, e)
+                         : -ENOMEM;
+        OPENSSL_clear_free(der, (size_t)der_len);
         if (k < 0)
                 return k;
         snprintf(ret_kid, kid_size, "%s", kid);
@@ -171,13 +127,13 @@ static int key_create(struct api *a, PGconn *conn, const char *tenant_id, char *
         return 0;
 }
 
-/* Makes the tenant a signing key when it has none, when its newest is a
- * rotation period old, or when force. Inside the caller's transaction; the
- * advisory lock (held to its end) serialises makers across replicas. */
 /* The tenant's current signing key's kid into ret_kid (may be NULL): 1 if it
  * has one younger than a rotation period, 0 if not, or an error. */
-static int key_current(PGconn *conn, const char *const params[2], char *ret_kid, size_t kid_size,
+static int key_current(struct api *a, PGconn *conn, const char *tenant_id, char *ret_kid, size_t kid_size,
                        struct err_detail *e) {
+        char days[24];
+        snprintf(days, sizeof days, "%lld", a->cfg.workload_key_rotate_days);
+        const char *params[] = {tenant_id, days};
         _cleanup_pgres_ PGresult *res = NULL;
         int k = pg_exec(conn,
                         "SELECT kid FROM api.workload_keys WHERE tenant_id = $1 "
@@ -193,27 +149,21 @@ static int key_current(PGconn *conn, const char *const params[2], char *ret_kid,
         return 1;
 }
 
+static const struct sealed_keys workload_keys = {
+        .table = "api.workload_keys",
+        .name = "paddock-workload-key",
+        .what = "workload identity key",
+        .public_column = "public_jwk",
+        .public_type = "jsonb",
+        .current = key_current,
+        .create = key_create,
+};
+
+/* Makes the tenant a signing key when it has none, when its newest is a
+ * rotation period old, or when force, inside the caller's transaction. */
 static int key_ensure(struct api *a, PGconn *conn, const char *tenant_id, bool force, char *ret_kid, size_t kid_size,
                       struct err_detail *e) {
-        char days[24];
-        snprintf(days, sizeof days, "%lld", a->cfg.workload_key_rotate_days);
-        const char *params[] = {tenant_id, days};
-        int k;
-        /* a current key is read without the lock (every JWKS fetch, every
-         * sealing); only making one takes it, and looks again under it */
-        if (!force && (k = key_current(conn, params, ret_kid, kid_size, e)) != 0)
-                return k < 0 ? k : 0;
-        k = pg_exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended('paddock-workload-key:' || $1, 0))", 1,
-                    params, NULL, e);
-        if (k < 0)
-                return k;
-        if (!force && (k = key_current(conn, params, ret_kid, kid_size, e)) != 0)
-                return k < 0 ? k : 0;
-        char kid[64];
-        k = key_create(a, conn, tenant_id, kid, sizeof kid, e);
-        if (k >= 0 && ret_kid)
-                snprintf(ret_kid, kid_size, "%s", kid);
-        return k;
+        return sealed_keys_current(a, conn, &workload_keys, tenant_id, force, ret_kid, kid_size, e);
 }
 
 /* The tenant's published public keys, newest first: the signing key and those
@@ -345,27 +295,12 @@ static int key_signing(struct api *a, PGconn *conn, const char *tenant_id, EVP_P
         int k = key_ensure(a, conn, tenant_id, false, kid, kid_size, e);
         if (k < 0)
                 return k;
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *params[] = {tenant_id, kid};
-        k = pg_exec(conn, "SELECT sealed_private FROM api.workload_keys WHERE tenant_id = $1 AND kid = $2", 2, params,
-                    &res, e);
-        if (k < 0)
-                return k;
-        if (PQntuples(res) != 1)
-                return err_set(e, -EIO, "crypto", "workload identity key %s vanished", kid);
-        uint8_t sealed[WI_PRIVATE_DER_MAX + SECRETBOX_OVERHEAD];
-        size_t sl;
-        if (bytea_decode(PQgetvalue(res, 0, 0), sealed, sizeof sealed, &sl) < 0 || sl <= SECRETBOX_OVERHEAD)
-                return err_set(e, -EBADMSG, "crypto", "stored workload identity key %s is malformed", kid);
         uint8_t der[WI_PRIVATE_DER_MAX];
-        char aad[160];
-        size_t aadlen = key_aad(aad, sizeof aad, tenant_id, kid);
-        int n = secretbox_open(a->master_key, sealed, sl, aad, aadlen, der);
-        if (n < 0)
-                return err_set(e, -EBADMSG, "crypto",
-                               "workload identity key %s does not open with PADDOCK_MASTER_KEY", kid);
+        size_t der_len = 0;
+        if ((k = sealed_keys_open(a, conn, &workload_keys, tenant_id, kid, der, sizeof der, &der_len, e)) < 0)
+                return k;
         const uint8_t *p = der;
-        EVP_PKEY *pkey = d2i_AutoPrivateKey(NULL, &p, (long)(sl - SECRETBOX_OVERHEAD));
+        EVP_PKEY *pkey = d2i_AutoPrivateKey(NULL, &p, (long)der_len);
         OPENSSL_cleanse(der, sizeof der);
         if (!pkey)
                 return err_set(e, -EBADMSG, "crypto", "workload identity key %s is not an RSA key", kid);

@@ -23,8 +23,8 @@ void usage_store_register_metrics(void);
 struct pg_pool;
 /* metrics_figures.c: the per-team usage and governance figures on /metrics.
  * register: once from main() before threads; start: the thread computing them
- * every interval_s from pool (borrowed, must outlive stop), top_n teams with
- * labels of their own. start returns 0 or a negative errno. */
+ * every interval_s from pool (borrowed, must outlive stop), top_n teams and
+ * top_rules policy rules per tenant with labels of their own. start returns 0 or a negative errno. */
 void metrics_figures_register(void);
-int metrics_figures_start(struct pg_pool *pool, long long interval_s, long long top_n);
+int metrics_figures_start(struct pg_pool *pool, long long interval_s, long long top_n, long long top_rules);
 void metrics_figures_stop(void);

@@ -39,6 +39,7 @@ struct settings {
         struct service_settings svc;
         long long metrics_interval_s;
         long long metrics_teams;
+        long long metrics_rules;
 };
 
 static const struct config_entry settings_table[] = {
@@ -50,6 +51,9 @@ static const struct config_entry settings_table[] = {
          "how often the per-team usage and governance figures on /metrics are computed (seconds)"},
         {"PADDOCK_BILLING_METRICS_TEAMS", CONFIG_INT, "20", 1, 1000, false, offsetof(struct settings, metrics_teams),
          "teams with labels of their own on /metrics (the highest cost first); the rest sum to team=\"other\""},
+        {"PADDOCK_BILLING_METRICS_RULES", CONFIG_INT, "20", 1, 1000, false, offsetof(struct settings, metrics_rules),
+         "policy rules per tenant with labels of their own on /metrics (the most decisions first); the rest sum to "
+         "rule=\"other\""},
         {NULL},
 };
 
@@ -111,7 +115,8 @@ static int run(struct settings *cfg) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;
         }
-        if ((r = metrics_figures_start(app.svc.pg, cfg->metrics_interval_s, cfg->metrics_teams)) < 0) {
+        if ((r = metrics_figures_start(app.svc.pg, cfg->metrics_interval_s, cfg->metrics_teams,
+                                       cfg->metrics_rules)) < 0) {
                 log_error("could not start the metrics thread: %s", strerror(-r));
                 goto out;
         }

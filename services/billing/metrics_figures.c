@@ -14,7 +14,10 @@
  * Policy decisions by level and outcome come from evidence's view
  * policy_decision_outcomes (evidence migration 0010: level and action only),
  * read through its partial index; the levels and outcomes are fixed lists
- * (anything else counts as "other"), so a team has at most 15 such series. */
+ * (anything else counts as "other"), so a team has at most 15 such series.
+ * Policy decisions by rule (the same view's rule) are per tenant: its
+ * PADDOCK_BILLING_METRICS_RULES most frequent rules keep their label, the
+ * rest sum into rule="other", so a tenant has at most 3 * (N + 1) series. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -109,6 +112,11 @@ static const char policy_sql[] =
         "SELECT t.name, p.level, p.action, count(*) FROM evidence.policy_decision_outcomes p "
         "JOIN api.runs r ON r.id = p.run_id JOIN api.teams t ON t.id = r.team_id GROUP BY 1, 2, 3";
 
+/* Of the tenant: policy decisions by rule and outcome, the most frequent rule first. */
+static const char rule_sql[] =
+        "SELECT rule, action, count(*), sum(count(*)) OVER (PARTITION BY rule) AS total "
+        "FROM evidence.policy_decision_outcomes GROUP BY rule, action ORDER BY total DESC, rule";
+
 struct team_row {
         char tenant[129], team[129];
         double v[F_COUNT_];
@@ -122,15 +130,25 @@ static size_t index_of(const char *const *list, size_t n, const char *v, size_t 
         return dflt;
 }
 
+/* One rule's decisions in a tenant, by outcome (policy_outcomes order). */
+struct rule_row {
+        char rule[129];
+        double n[N_OUTCOMES], total;
+};
+
+/* Per tenant: approval latencies, and its rules' decisions with the top
+ * rules_n first and the rest summed into rule "other" (rules[rules_n]). */
 struct tenant_latency {
         char tenant[129];
         bool known;
         double p50, p95;
+        struct rule_row *rules;
+        size_t nrules;
 };
 
 static struct {
         struct pg_pool *pool;
-        long long interval_s, top_n;
+        long long interval_s, top_n, top_rules;
         pthread_t thread;
         bool started;
         atomic_bool stop;
@@ -228,11 +246,60 @@ static char *render(struct team_row *rows, size_t n, const struct tenant_latency
                         fprintf(f, "\",quantile=\"%s\"} %.17g\n", q ? "0.95" : "0.5", q ? lat[i].p95 : lat[i].p50);
                 }
         }
+        fputs("# HELP paddock_governance_policy_decisions_by_rule_total Policy decisions, per tenant, rule and "
+              "outcome: the tenant's most frequent rules, the rest as rule=\"other\" (series with a count only)\n"
+              "# TYPE paddock_governance_policy_decisions_by_rule_total counter\n",
+              f);
+        for (size_t i = 0; i < nlat; i++)
+                for (size_t j = 0; j < lat[i].nrules; j++)
+                        for (size_t o = 0; o < N_OUTCOMES; o++) {
+                                if (lat[i].rules[j].n[o] <= 0)
+                                        continue;
+                                fputs("paddock_governance_policy_decisions_by_rule_total{tenant=\"", f);
+                                label_value(f, lat[i].tenant);
+                                fputs("\",rule=\"", f);
+                                label_value(f, lat[i].rules[j].rule);
+                                fprintf(f, "\",outcome=\"%s\"} %.17g\n", policy_outcomes[o], lat[i].rules[j].n[o]);
+                        }
         if (fclose(f) != 0) {
                 free(buf);
                 return NULL;
         }
         return buf;
+}
+
+/* The tenant's rules from rule_sql's rows (most frequent first): the first
+ * top_rules with their own label ("" shown as "none": a decision without a
+ * rule), every other summed into "other". 0 or -ENOMEM. */
+static int rules_of(struct tenant_latency *t, const PGresult *res, size_t top_rules) {
+        size_t cap = top_rules + 1;
+        t->rules = calloc(cap, sizeof *t->rules);
+        if (!t->rules)
+                return -ENOMEM;
+        struct rule_row *other = NULL;
+        for (int i = 0; i < PQntuples(res); i++) {
+                size_t o = index_of(policy_outcomes, N_OUTCOMES, PQgetvalue(res, i, 1), SIZE_MAX);
+                if (o == SIZE_MAX)
+                        continue; /* not a decision the engine makes */
+                const char *rule = PQgetvalue(res, i, 0)[0] ? PQgetvalue(res, i, 0) : "none";
+                struct rule_row *r = NULL;
+                for (size_t j = 0; j < t->nrules && !r; j++)
+                        if (&t->rules[j] != other && strcmp(t->rules[j].rule, rule) == 0)
+                                r = &t->rules[j];
+                if (!r && t->nrules < top_rules) {
+                        r = &t->rules[t->nrules++];
+                        snprintf(r->rule, sizeof r->rule, "%s", rule);
+                }
+                if (!r) {
+                        if (!other) {
+                                other = &t->rules[t->nrules++];
+                                snprintf(other->rule, sizeof other->rule, "other");
+                        }
+                        r = other;
+                }
+                r->n[o] += atof(PQgetvalue(res, i, 2));
+        }
+        return 0;
 }
 
 /* One computation: every tenant's teams. Returns 0 or a negative errno. */
@@ -250,17 +317,20 @@ static int compute(char **ret) {
         if (k >= 0 && nt > 0 && !(lat = calloc((size_t)nt, sizeof *lat)))
                 k = -ENOMEM;
         for (int t = 0; k >= 0 && t < nt; t++) {
-                _cleanup_(PQclearp) PGresult *res = NULL, *lr = NULL, *pr = NULL;
+                _cleanup_(PQclearp) PGresult *res = NULL, *lr = NULL, *pr = NULL, *rr = NULL;
                 if ((k = pg_set_tenant(conn, PQgetvalue(tenants, t, 0), &e)) < 0 ||
                     (k = pg_exec(conn, team_sql, 0, NULL, &res, &e)) < 0 ||
                     (k = pg_exec(conn, latency_sql, 0, NULL, &lr, &e)) < 0 ||
-                    (k = pg_exec(conn, policy_sql, 0, NULL, &pr, &e)) < 0)
+                    (k = pg_exec(conn, policy_sql, 0, NULL, &pr, &e)) < 0 ||
+                    (k = pg_exec(conn, rule_sql, 0, NULL, &rr, &e)) < 0)
                         break;
                 size_t first = n;
                 snprintf(lat[t].tenant, sizeof lat[t].tenant, "%s", PQgetvalue(tenants, t, 1));
                 lat[t].known = !PQgetisnull(lr, 0, 0);
                 lat[t].p50 = atof(PQgetvalue(lr, 0, 0));
                 lat[t].p95 = atof(PQgetvalue(lr, 0, 1));
+                if ((k = rules_of(&lat[t], rr, (size_t)mf.top_rules)) < 0)
+                        break;
                 for (int i = 0; i < PQntuples(res); i++) {
                         if (n == cap) {
                                 size_t nc = cap ? 2 * cap : 64;
@@ -306,6 +376,8 @@ static int compute(char **ret) {
                 log_warn("could not compute the usage metrics: %s", e.message[0] ? e.message : strerror(-k));
         }
         free(rows);
+        for (int t = 0; lat && t < nt; t++)
+                free(lat[t].rules);
         free(lat);
         return k;
 }
@@ -337,10 +409,11 @@ static int figures_text(FILE *f, void *userdata) {
 
 void metrics_figures_register(void) { metrics_register_text(figures_text, NULL); }
 
-int metrics_figures_start(struct pg_pool *pool, long long interval_s, long long top_n) {
+int metrics_figures_start(struct pg_pool *pool, long long interval_s, long long top_n, long long top_rules) {
         mf.pool = pool;
         mf.interval_s = interval_s;
         mf.top_n = top_n;
+        mf.top_rules = top_rules;
         atomic_store(&mf.stop, false);
         int r = pthread_create(&mf.thread, NULL, figures_thread, NULL);
         if (r != 0)

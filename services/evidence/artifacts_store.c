@@ -200,17 +200,22 @@ static int artifact_complete(PGconn *conn, const struct artifacts_store_config *
         snprintf(key, sizeof key, "tenants/%s/runs/%s/%s", tenant, run_id, c->name);
         const char *content_type = *c->content_type ? c->content_type : "application/octet-stream";
         char version[S3_VERSION_ID_MAX] = "";
+        bool held = false;
         if (cfg->object_lock) {
                 /* locked until the run's retention would expire counted from
                  * now (the run has ended or is ending), on the store's clock;
-                 * the sweeper deletes it with bypass-governance (retention_sweep.c) */
+                 * the sweeper deletes it with bypass-governance (retention_sweep.c).
+                 * A run a legal hold covers already gets the object's legal
+                 * hold with it (a hold set later: the sweeper's reconcile) */
                 _cleanup_(PQclearp) PGresult *days = NULL;
                 const char *dp[] = {run_id};
-                r = pg_exec(conn, "SELECT coalesce(evidence.retention_days_of($1), 365)", 1, dp, &days, reterr);
+                r = pg_exec(conn, "SELECT coalesce(evidence.retention_days_of($1), 365), evidence.run_held($1)", 1, dp,
+                            &days, reterr);
                 if (r < 0)
                         return r;
                 int64_t until = (int64_t)time(NULL) + 86400LL * atoll(PQgetvalue(days, 0, 0));
-                r = s3_put_object_locked(cfg->s3, key, buf, c->total_size, content_type, until, version, reterr);
+                held = PQgetvalue(days, 0, 1)[0] == 't';
+                r = s3_put_object_locked(cfg->s3, key, buf, c->total_size, content_type, until, held, version, reterr);
         } else
                 r = s3_put_object(cfg->s3, key, buf, c->total_size, content_type, reterr);
         if (r < 0) {
@@ -227,11 +232,12 @@ static int artifact_complete(PGconn *conn, const struct artifacts_store_config *
         if (r < 0)
                 return r;
         const char *params[] = {run_id, c->name, tenant, c->kind, size, sha, key, content_type,
-                                version[0] ? version : NULL};
+                                version[0] ? version : NULL, held && version[0] ? "true" : "false"};
         r = pg_exec(conn,
                     "INSERT INTO evidence.artifacts"
-                    " (run_id, name, tenant_id, kind, size, sha256, s3_key, content_type, created_at, s3_version_id)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"
+                    " (run_id, name, tenant_id, kind, size, sha256, s3_key, content_type, created_at, s3_version_id,"
+                    "  s3_legal_hold)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)"
                     " ON CONFLICT (run_id, name) DO NOTHING",
                     (int)ELEMENTSOF(params), params, NULL, reterr);
         if (r >= 0)

@@ -17,7 +17,11 @@
  *   4. append the audit record (a message id derived from the run id, so a
  *      rerun appends nothing twice) and publish its SIEM record;
  *   5. complete the tombstone (deleted_at = business now).
- * The audit log itself is never touched: the chain stays verifiable. */
+ * The audit log itself is never touched: the chain stays verifiable.
+ *
+ * Before the runs, each round sets the S3 legal hold of stored versions to
+ * what the holds want (ON for a run a hold covers, OFF once none does), so
+ * a held run's objects cannot be deleted even with bypass-governance. */
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -42,7 +46,12 @@ static struct metric m_failures = {.name = "paddock_evidence_retention_failures_
                                    .help = "Runs whose sweep failed and is retried at the next round",
                                    .type = METRIC_COUNTER};
 
+static struct metric m_legal_holds = {.name = "paddock_evidence_legal_hold_objects_set_total",
+                                      .help = "S3 object versions whose legal hold the sweeper set ON or OFF",
+                                      .type = METRIC_COUNTER};
+
 void retention_register_metrics(void) {
+        metrics_register(&m_legal_holds);
         metrics_register(&m_deleted);
         metrics_register(&m_objects);
         metrics_register(&m_failures);
@@ -137,16 +146,23 @@ fail:
 static int delete_objects(PGconn *conn, const struct retention_config *cfg, const char *run, struct err_detail *err) {
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *p[] = {run};
-        int r = pg_exec(conn, "SELECT s3_key, s3_version_id FROM evidence.artifacts WHERE run_id = $1 ORDER BY name", 1,
-                        p, &res, err);
+        int r = pg_exec(conn,
+                        "SELECT s3_key, s3_version_id, s3_legal_hold FROM evidence.artifacts WHERE run_id = $1 "
+                        "ORDER BY name",
+                        1, p, &res, err);
         if (r < 0)
                 return r;
         for (int i = 0; i < PQntuples(res); i++) {
                 /* a locked version goes for good only with bypass-governance: the
-                 * run expired and no hold covers it (step 1 checked both) */
+                 * run expired and no hold covers it (step 1 checked both), so an
+                 * S3 legal hold still ON (a lift not reconciled yet) goes first */
                 const char *version = db_val_or_null(res, i, 1);
-                r = version ? s3_delete_object_version(cfg->s3, PQgetvalue(res, i, 0), version, true, err)
-                            : s3_delete_object(cfg->s3, PQgetvalue(res, i, 0), err);
+                r = 0;
+                if (version && PQgetvalue(res, i, 2)[0] == 't')
+                        r = s3_put_object_legal_hold(cfg->s3, PQgetvalue(res, i, 0), version, false, err);
+                if (r >= 0)
+                        r = version ? s3_delete_object_version(cfg->s3, PQgetvalue(res, i, 0), version, true, err)
+                                    : s3_delete_object(cfg->s3, PQgetvalue(res, i, 0), err);
                 if (r < 0 && r != -ENOENT)
                         return r;
                 if (r >= 0)
@@ -240,10 +256,61 @@ static int sweep_run(PGconn *conn, const struct retention_config *cfg, const cha
         return 1;
 }
 
+/* S3 legal hold = the holds (evidence migration 0011): every stored version
+ * whose applied legal hold differs from what the holds want gets it set, then
+ * the applied state is recorded, as the artifact's tenant. Idempotent: a
+ * version set twice is still ON (or OFF); a hold set or lifted meanwhile is
+ * found different again next round. Returns the versions set. */
+static int legal_holds_reconcile(PGconn *conn, const struct retention_config *cfg, struct err_detail *err) {
+        char lim[16];
+        snprintf(lim, sizeof lim, "%d", cfg->batch);
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *p[] = {lim};
+        int r = pg_exec(conn,
+                        "SELECT tenant_id, run_id, name, s3_key, s3_version_id, held FROM evidence.legal_hold_due($1::integer)",
+                        1, p, &res, err);
+        if (r < 0)
+                return r;
+        int set = 0;
+        for (int i = 0; i < PQntuples(res) && !shutdown_requested(); i++) {
+                struct err_detail e = {0};
+                const char *tenant = PQgetvalue(res, i, 0), *run = PQgetvalue(res, i, 1), *name = PQgetvalue(res, i, 2);
+                bool on = PQgetvalue(res, i, 5)[0] == 't';
+                const char *pu[] = {run, name, on ? "true" : "false"};
+                int k = s3_put_object_legal_hold(cfg->s3, PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), on, &e);
+                if (k >= 0 && (k = pg_set_tenant(conn, tenant, &e)) >= 0)
+                        k = pg_exec(conn, "UPDATE evidence.artifacts SET s3_legal_hold = $3::boolean "
+                                          "WHERE run_id = $1 AND name = $2", 3, pu, NULL, &e);
+                if (k < 0) {
+                        metric_add(&m_failures, 1);
+                        log_ctx(LOG_WARN, LOG_KV("tenant", tenant, "run", run, "artifact", name),
+                                "could not set the S3 legal hold %s: %s", on ? "ON" : "OFF",
+                                e.message[0] ? e.message : strerror(-k));
+                        if (PQstatus(conn) != CONNECTION_OK)
+                                return k;
+                        continue;
+                }
+                log_ctx(LOG_INFO, LOG_KV("tenant", tenant, "run", run, "artifact", name), "S3 legal hold %s",
+                        on ? "ON" : "OFF");
+                metric_add(&m_legal_holds, 1);
+                set++;
+        }
+        return set;
+}
+
 int retention_sweep_once(const struct retention_config *cfg, struct err_detail *err) {
         PGconn *conn = pg_pool_acquire(cfg->pg, 5000, err);
         if (!conn)
                 return err->errnum < 0 ? err->errnum : -ECONNRESET;
+        /* holds first: a lifted hold's S3 legal hold is OFF before its run can be swept */
+        struct err_detail he = {0};
+        int h = legal_holds_reconcile(conn, cfg, &he);
+        if (h < 0)
+                log_warn("legal hold reconcile failed: %s", he.message[0] ? he.message : strerror(-h));
+        if (PQstatus(conn) != CONNECTION_OK) {
+                pg_pool_release(cfg->pg, conn);
+                return h < 0 ? err_set(err, h, he.code, "%s", he.message) : -ECONNRESET;
+        }
         char now_us[24], lim[16];
         snprintf(now_us, sizeof now_us, "%" PRId64, business_clock_now_us());
         snprintf(lim, sizeof lim, "%d", cfg->batch);

@@ -79,6 +79,7 @@ ROUTE_COMMANDS = {
     ("GET", "/v1/runs/{id}/reviews"): "run reviews",
     ("GET", "/v1/runs/{id}/evidence"): "run evidence",
     ("GET", "/v1/tenant/keys"): ("evidence keys", "evidence verify"),
+    ("POST", "/v1/tenant/keys/rotate"): "evidence rotate-key",
     ("GET", "/v1/approvals"): "approvals list",
     ("GET", "/v1/approvals/{id}"): "approvals show",
     ("POST", "/v1/approvals/{id}/decision"): ("approvals approve", "approvals deny"),

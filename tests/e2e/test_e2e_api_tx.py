@@ -72,6 +72,7 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
     sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("tx-sb"), "team": team["id"],
                                                "spec": command_spec(["true"])}, expect=(201,))
     retention = api.ok("GET", "/v1/tenant/retention", expect=(200,))
+    evidence_keys = api.ok("GET", "/v1/tenant/keys", expect=(200,))
     users_before = _names(api, "/v1/users", "username")
     sas_before = _names(api, "/v1/service-accounts")
     sbs_before = _names(api, f"/v1/sandboxes?team={team['id']}")
@@ -97,6 +98,7 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
                              json={"default_days": retention["default_days"] + 1,
                                    "max_days": retention["max_days"]}))
         _refused(api.post("/v1/tenant/workload-identity/rotate"))
+        _refused(api.post("/v1/tenant/keys/rotate"))
 
     # nothing of it happened
     assert new_team not in _names(api, "/v1/teams")
@@ -112,7 +114,7 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
     assert _names(api, f"/v1/sandboxes?team={team['id']}") == sbs_before
     assert api.ok("GET", f"/v1/sandboxes/{sb['id']}", expect=(200,)).get("latest_version") in (None, 0)
     assert api.ok("GET", "/v1/tenant/retention", expect=(200,)) == retention
-    assert api.ok("GET", "/v1/tenant/keys", expect=(200,)) is not None
+    assert api.ok("GET", "/v1/tenant/keys", expect=(200,)) == evidence_keys
 
     # the trigger was the only reason: the same write goes through now
     assert api.ok("POST", "/v1/teams", json={"name": new_team}, expect=(201,))["name"] == new_team

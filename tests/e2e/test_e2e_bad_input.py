@@ -389,6 +389,7 @@ NO_BODY = {("POST", "/v1/auth/logout"), ("POST", "/v1/sandboxes/{id}/versions"),
            ("POST", "/v1/runs/{id}/relaunch"),  # takes no field (test_e2e_lists.py: unknown ones refused)
            ("POST", "/v1/runs/{id}/stream-ticket"),  # no field either (test_e2e_stream_auth.py)
            ("POST", "/v1/tenant/workload-identity/rotate"),  # no field (test_e2e_workload_identity.py)
+           ("POST", "/v1/tenant/keys/rotate"),  # no field (test_e2e_evidence_keys.py)
            ("POST", "/v1/nodes/{id}/drain")}  # no body: one is refused (test_e2e_node_drain.py)
 ELSEWHERE = {("PUT", "/v1/tenant/oidc"), ("POST", "/v1/auth/oidc"),  # tests/e2e/test_e2e_oidc.py
              # tests/e2e/test_e2e_accounts.py, as a user of its own: here it would be the

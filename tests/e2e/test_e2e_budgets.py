@@ -29,7 +29,8 @@ def alert_of(value):
     s = lambda n: f.get(n, [b""])[0].decode()  # noqa: E731
     dbl = lambda n: __import__("struct").unpack("<d", f[n][0])[0] if n in f else 0.0  # noqa: E731
     env = pb_fields(f[1][0])
-    return {"tenant_id": env[1][0].decode(), "message_id": env[7][0].decode(), "team_id": s(2), "month": s(3),
+    return {"tenant_id": env[1][0].decode(), "run_id": env.get(2, [b""])[0].decode(),
+            "message_id": env[7][0].decode(), "team_id": s(2), "month": s(3),
             "limit": s(4), "threshold_pct": f.get(5, [0])[0], "limit_value": dbl(6), "used": dbl(7)}
 
 
@@ -217,7 +218,8 @@ def test_budget_at_100_percent_ends_running_runs_limit_exceeded(api, endpoints, 
 
 def test_budget_lowered_below_consumption_stops_the_team_now(api, endpoints, team, clock):
     """A budget set below what the team used this month: the PUT itself stops
-    the team's unfinished runs (the same transaction), queued ones included."""
+    the team's unfinished runs (the same transaction), queued ones included,
+    and queues the 100 % alert, without waiting for more usage."""
     clock.set(datetime.datetime(2027, 4, 2, 8, 0, tzinfo=datetime.timezone.utc))
     r = Runs(api, team)
     sb = r.create_sandbox(command_spec(["sh", "-c", "sleep 150"], timeout_s=200))
@@ -227,8 +229,20 @@ def test_budget_lowered_below_consumption_stops_the_team_now(api, endpoints, tea
         assert time.monotonic() < deadline, "the run did not start"
         time.sleep(0.5)
     time.sleep(3)
-    b = api.ok("PUT", f"/v1/teams/{team}/budget", json={"month_runtime_s": 1}, expect=(200,))
-    assert b["exceeded"] == ["month_runtime_s"] and b["used"]["active_runs"] == 1, b
+    tail = Tail(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), TOPIC)
+    try:
+        b = api.ok("PUT", f"/v1/teams/{team}/budget", json={"month_runtime_s": 1}, expect=(200,))
+        assert b["exceeded"] == ["month_runtime_s"] and b["used"]["active_runs"] == 1, b
+        # the PUT emits the alerts itself, without waiting for more usage: no
+        # run's event crossed them (env.run_id ""), the budget did
+        def april(msgs):
+            return [a for a in (alert_of(v) for _, v, _ in msgs) if a["team_id"] == team and a["month"] == "2027-04"]
+        tail.until(lambda msgs: 100 in {a["threshold_pct"] for a in april(msgs)}, timeout=30)
+        got = {a["threshold_pct"]: a for a in april(tail.msgs)}
+        assert got[100]["run_id"] == "" and got[100]["limit"] == "month_runtime_s", got
+        assert got[100]["limit_value"] == 1.0 and got[100]["used"] >= 1, got
+    finally:
+        tail.close()
     run = wait_run_status(api, run_id, timeout=60)
     assert run["status"] == "limit_exceeded", run
     assert run["reason"].startswith("team budget month_runtime_s of 1.00 reached in 2027-04"), run

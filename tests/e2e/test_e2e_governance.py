@@ -131,3 +131,40 @@ def test_billing_metrics_policy_decisions_by_level_and_outcome(api, endpoints, m
     assert all(re.search(r'level="(hook|exec|file|egress|other)",outcome="(allow|ask|deny)"', k) for k in s), s
     teams = {k.split(",level=")[0] for k in s}
     assert len(teams) <= 21, f"team labels are not bounded: {len(teams)}"
+
+
+def test_billing_metrics_policy_decisions_by_rule_bounded(api, endpoints, me):
+    """billing's /metrics has policy decisions by rule per tenant with bounded
+    labels (PADDOCK_BILLING_METRICS_RULES, default 20): a run whose 22 rules
+    each decide once leaves the tenant more rules than that, so the tenant's
+    series name at most 20 rules plus rule="other", which holds the rest."""
+    from test_e2e_usage import _scrape, _series
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("gov-rules")}, expect=(201,))["id"]
+    n = 22
+    names = [f"r{i}.env" for i in range(n)]
+    spec = command_spec(["sh", "-c", " ".join(f"cat {f};" for f in names) + " echo done"],
+                        files=[{"path": f, "content": "X=1\n", "mode": "0644"} for f in names])
+    spec["policy"] = {"rules": [{"match": {"path": f"**/{f}"}, "action": "deny"} for f in names]}
+    run_id = Runs(api, team).start(spec)
+    assert wait_run_status(api, run_id, timeout=180)["status"] == "succeeded"
+    deadline = time.monotonic() + 60
+    while len([e for e in all_events(api, run_id) if e["kind"] == "policy_decision"]) < n:
+        assert time.monotonic() < deadline, "the run's policy decisions were not stored"
+        time.sleep(0.5)
+    tenant = me["tenant"]["name"]
+    prefix = f'{{tenant="{tenant}",'
+    deadline = time.monotonic() + 90
+    while True:
+        text = _scrape(endpoints)
+        s = {k: v for k, v in _series(text, "paddock_governance_policy_decisions_by_rule_total").items()
+             if k.startswith(prefix)}
+        if any('rule="other"' in k for k in s) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "# TYPE paddock_governance_policy_decisions_by_rule_total counter" in text
+    assert all(re.fullmatch(r'\{tenant="[^"]*",rule="[^"]+",outcome="(allow|ask|deny)"\}', k) for k in s), s
+    rules = {re.search(r'rule="([^"]+)"', k).group(1) for k in s}
+    assert "other" in rules, f"more than 20 rules decided, none summed into other: {sorted(rules)}"
+    assert len(rules) <= 21, f"rule labels are not bounded: {len(rules)}"
+    # nothing is lost to the bound: "other" holds at least the run's rules beyond the top 20
+    assert s[f'{prefix}rule="other",outcome="deny"}}'] >= 2, s

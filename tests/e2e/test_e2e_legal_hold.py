@@ -2,8 +2,10 @@
 and legal hold").
 
 A hold on a run, on its sandbox definition or on its team keeps the
-retention sweep away from the run until every hold on it is lifted; set and
-lift are audited; the auditor (a tenant role) reads evidence and audit of
+retention sweep away from the run until every hold on it is lifted; the
+run's S3 objects carry S3 legal hold ON meanwhile (RGW then refuses to
+delete their versions even with bypass-governance), OFF once the last hold
+covering the run is lifted; set and lift are audited; the auditor (a tenant role) reads evidence and audit of
 every team and manages holds, and can change nothing else; another tenant's
 objects answer 404. The business clock is moved through its file, never by
 waiting days.
@@ -12,11 +14,14 @@ waiting days.
 import secrets
 import time
 
+import botocore.exceptions
+import psycopg
 import pytest
 
 from cli_support import Cli
 from conftest import Api, bootstrap_tenant, login, unique_name, wait_for
-from test_e2e_retention import DAY, audit_records, clock, finished_run, wait_audited, wait_deleted  # noqa: F401
+from test_e2e_retention import (DAY, audit_records, clock, finished_run, s3_client, wait_audited,  # noqa: F401
+                                wait_deleted)
 
 
 def deleted(api, run_id):
@@ -115,6 +120,78 @@ def test_held_runs_survive_the_sweep_until_lifted(endpoints, admin_token, api, r
     assert wait_audited(api, "legal_hold.lift", team)[0]["object_type"] == "team"
     assert wait_audited(api, "legal_hold.set", sandbox)
     assert api.ok("GET", "/v1/audit/verify", expect=(200,))["ok"] is True
+
+
+def _versions(endpoints, api, tenant_id, run_id):
+    """{key: version id} of the run's stored artifacts (the versions evidence wrote)."""
+    s3, bucket = s3_client(endpoints), endpoints.need("PADDOCK_S3_BUCKET")
+    keys = [f"tenants/{tenant_id}/runs/{run_id}/{a['name']}"
+            for a in api.ok("GET", f"/v1/runs/{run_id}/artifacts", expect=(200,))["items"]]
+    assert keys, f"run {run_id} stored no artifact"
+    return {k: s3.head_object(Bucket=bucket, Key=k)["VersionId"] for k in keys}
+
+
+def _s3_holds(endpoints, versions):
+    """The set of the versions' S3 legal hold states; a version never given
+    one reads OFF (RGW answers ObjectLockConfigurationNotFoundError)."""
+    s3, bucket = s3_client(endpoints), endpoints.need("PADDOCK_S3_BUCKET")
+    out = set()
+    for k, v in versions.items():
+        try:
+            out.add(s3.get_object_legal_hold(Bucket=bucket, Key=k, VersionId=v)["LegalHold"]["Status"])
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] in ("ObjectLockConfigurationNotFoundError",
+                                                   "NoSuchObjectLockConfiguration"), e.response
+            out.add("OFF")
+    return out
+
+
+def _wait_s3_hold(endpoints, versions, status, what):
+    wait_for(f"S3 legal hold {status} on {what}", lambda: _s3_holds(endpoints, versions) == {status}, timeout=60)
+
+
+def test_s3_legal_hold_follows_the_holds(endpoints, admin_token, api, runs, me):
+    tenant_id = me["tenant"]["id"]
+    s3, bucket = s3_client(endpoints), endpoints.need("PADDOCK_S3_BUCKET")
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("s3-hold-team")}, expect=(201,))["id"]
+    api.ok("PUT", f"/v1/teams/{team}/members/{me['user']['id']}", json={"roles": ["sandbox_author", "launcher",
+                                                                               "viewer"]}, expect=(200,))
+    # a run of a long retention: only the hold, never its expiry, is in play here
+    before = finished_run(endpoints, admin_token, api, runs, retention_days=30, team=team)
+    before_v = _versions(endpoints, api, tenant_id, before)
+    assert _s3_holds(endpoints, before_v) == {"OFF"}, "an unheld run's objects carry a legal hold"
+
+    # a team hold: the run's stored versions get S3 legal hold ON (the sweeper reconciles)
+    api.ok("PUT", f"/v1/holds/team/{team}", json={"reason": "s3 litigation"}, expect=(201,))
+    _wait_s3_hold(endpoints, before_v, "ON", "the held team's run")
+    for k, v in before_v.items():
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            s3.delete_object(Bucket=bucket, Key=k, VersionId=v, BypassGovernanceRetention=True)
+        assert refused.value.response["Error"]["Code"] == "AccessDenied", refused.value.response
+        assert s3.head_object(Bucket=bucket, Key=k, VersionId=v)["VersionId"] == v
+    # a run that ends while its team is held is uploaded with the hold ON
+    during = finished_run(endpoints, admin_token, api, runs, retention_days=30, team=team)
+    during_v = _versions(endpoints, api, tenant_id, during)
+    _wait_s3_hold(endpoints, during_v, "ON", "a run stored while held")
+
+    # lifting the team hold frees the run no other hold covers, not the one its own hold covers
+    api.ok("PUT", f"/v1/holds/run/{before}", json={"reason": "its own"}, expect=(201,))
+    api.ok("DELETE", f"/v1/holds/team/{team}", expect=(204,))
+    _wait_s3_hold(endpoints, during_v, "OFF", "the run whose only hold was lifted")
+    time.sleep(5)  # two sweeps at the stack's 2 s interval
+    assert _s3_holds(endpoints, before_v) == {"ON"}, "a run still held through its own hold lost the S3 hold"
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as conn:
+        applied = dict(conn.execute("SELECT run_id::text, bool_and(s3_legal_hold) FROM evidence.artifacts "
+                                    "WHERE run_id IN (%s, %s) GROUP BY run_id", (before, during)).fetchall())
+    assert applied == {before: True, during: False}, applied
+    api.ok("DELETE", f"/v1/holds/run/{before}", expect=(204,))
+    _wait_s3_hold(endpoints, before_v, "OFF", "the run whose last hold was lifted")
+
+    # lifted: the store's own rule is back, bypass-governance deletes a version of the test's run
+    k, v = next(iter(during_v.items()))
+    s3.delete_object(Bucket=bucket, Key=k, VersionId=v, BypassGovernanceRetention=True)
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=k)
+    assert v not in {x["VersionId"] for x in listed.get("Versions", [])}, listed
 
 
 def test_auditor_reads_and_holds_but_writes_nothing_else(endpoints, admin_token, api, runs, team_id, auditor):

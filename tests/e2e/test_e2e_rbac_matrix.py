@@ -141,6 +141,8 @@ ENDPOINTS = [
     ("GET", "/v1/tenants/{tenant}/oidc/jwks", "PERM_NONE", False, 200),
     ("POST", "/v1/tenants/{tenant}/oidc/introspect", "PERM_NONE", False, 200),  # {"active": false} for junk
     ("POST", "/v1/tenant/workload-identity/rotate", "PERM_ADMIN", False, 200),
+    # evidence keys: a rotated key stays published, so the suite's bundles keep verifying
+    ("POST", "/v1/tenant/keys/rotate", "PERM_ADMIN", False, 200),
     # retention and legal hold (issue 14 §3): the auditor passes where AUDITOR_ROUTES says
     ("GET", "/v1/tenant/retention", "PERM_ADMIN", False, 200),
     ("PUT", "/v1/tenant/retention", "PERM_ADMIN", False, 200),    # puts the defaults back
