@@ -10,38 +10,19 @@
 // aborted and fails the test; DNS resolves nothing). Screenshots of every
 // screen, at 1280 and 390 px, go to PADDOCK_BROWSER_ARTIFACTS.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { API, assertNoTokenExposed as noTokenExposed, creds, shot, uniq } from './helpers.mjs';
 
 const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
 const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
 
-const API = (process.env.PADDOCK_API_URL || '').replace(/\/$/, '');
-const ART = process.env.PADDOCK_BROWSER_ARTIFACTS || path.join(process.cwd(), 'browser-artifacts');
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const TERMINAL = ['succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected'];
 const T = 120_000; // a run is provisioned on a shared, slow machine
 
-function envFile(file) {
-  const out = {};
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
-    if (m) out[m[1]] = m[2].replace(/^'(.*)'$/, '$1');
-  }
-  return out;
-}
-
-function creds() {
-  const dir = process.env.PADDOCK_STATE_DIR || process.env.PADDOCK_E2E_DEFAULT_STATE_DIR;
-  const f = envFile(path.join(dir, 'credentials'));
-  return { tenant: process.env.PADDOCK_TENANT || f.PADDOCK_TENANT, username: process.env.PADDOCK_USER || f.PADDOCK_USER,
-    password: process.env.PADDOCK_PASSWORD || f.PADDOCK_PASSWORD };
-}
-
-const uniq = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- setup through the API (bearer token)
@@ -127,12 +108,6 @@ async function context(width = 1280, height = 900) {
   return ctx;
 }
 
-async function shot(page, name) {
-  fs.mkdirSync(ART, { recursive: true });
-  // a full-page capture of a long run page waits on a loaded machine (CI shares its cores)
-  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true, timeout: 90_000 });
-}
-
 async function login(page, who) {
   const c = creds();
   await page.goto('/');
@@ -144,26 +119,7 @@ async function login(page, who) {
 }
 
 // storage and URLs never hold the session token
-async function assertNoTokenExposed(page, ctx) {
-  const session = (await ctx.cookies()).find((c) => c.name === 'paddock_session');
-  assert.ok(session, 'no session cookie');
-  assert.equal(session.httpOnly, true);
-  assert.equal(session.sameSite, 'Strict');
-  const seen = await page.evaluate(() => ({
-    cookie: document.cookie,
-    local: JSON.stringify(Object.entries(localStorage)),
-    sess: JSON.stringify(Object.entries(sessionStorage)),
-    url: location.href,
-  }));
-  assert.ok(!seen.cookie.includes(session.value), 'the page can read the session token');
-  assert.ok(!seen.cookie.includes('paddock_session'), 'the session cookie is not HttpOnly');
-  assert.equal(seen.local, '[]', `localStorage holds ${seen.local}`);
-  assert.equal(seen.sess, '[]', `sessionStorage holds ${seen.sess}`);
-  for (const u of [...urls, seen.url]) {
-    assert.ok(!u.includes(session.value), `the token in a URL: ${u}`);
-    assert.ok(!/[?&](access_)?token=/.test(u), `a token parameter in a URL: ${u}`);
-  }
-}
+const assertNoTokenExposed = (page, ctx) => noTokenExposed(page, ctx, urls);
 
 let team, teamB, approver, viewer, secAdmin, draftProf, liveSb, askSb, longSb, otherRun;
 

@@ -11,6 +11,7 @@ import { AuditVerifyView, DecisionsView, DiffView, PolicyView } from './evidence
 import { DefinitionPage, DefinitionsList } from './definitions.js';
 import { Catalog } from './catalog.js';
 import { OidcSettings, ServiceAccounts } from './admin_more.js';
+import { OidcSignIn } from './login_oidc.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -85,6 +86,7 @@ function Login({ onLoggedIn }) {
         <${ErrorBox} error=${error} />
         <button type="submit" disabled=${busy}>Log in</button>
       </form>
+      <${OidcSignIn} tenant=${form.tenant} />
     </main>`;
 }
 
