@@ -619,10 +619,13 @@ bool auth_csrf_ok(struct lws *wsi, const char *token) {
         return CRYPTO_memcmp(h, want, 64) == 0;
 }
 
+const char *auth_cookie_secure(const struct api *a) {
+        return !strncmp(a->public_url, "https://", 8) ? "; Secure" : "";
+}
+
 int auth_session_cookies(struct api_req *r, const char *token, long long max_age_s) {
-        /* Secure whenever the public URL is https; SameSite=Strict keeps
-         * other sites' requests from carrying it at all */
-        const char *secure = !strncmp(r->api->public_url, "https://", 8) ? "; Secure" : "";
+        /* SameSite=Strict keeps other sites' requests from carrying it at all */
+        const char *secure = auth_cookie_secure(r->api);
         char csrf[65] = "";
         if (token)
                 auth_csrf_of(token, csrf);

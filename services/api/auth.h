@@ -58,6 +58,9 @@ int auth_cookie_from_wsi(struct lws *wsi, const char *cookie, char *buf, size_t 
 void auth_csrf_of(const char *token, char out[65]);
 /* Whether the request's X-CSRF-Token is the one of token (constant time). */
 bool auth_csrf_ok(struct lws *wsi, const char *token);
+/* "; Secure" when PADDOCK_PUBLIC_URL is https, else "": the attribute of
+ * every cookie the api sets. */
+const char *auth_cookie_secure(const struct api *a);
 /* Records the Set-Cookie headers of a session on r: token and its CSRF
  * value for max_age_s seconds, or (token NULL) their removal. Secure when
  * PADDOCK_PUBLIC_URL is https. Returns 0 or -ENOMEM (problem recorded). */

@@ -118,7 +118,7 @@ static int flow_fail(struct api_req *r, const char *tenant, const char *code) {
 
 /* The Set-Cookie of the flow cookie: value for FLOW_TTL_S, or (NULL) its removal. */
 static int flow_cookie(struct api_req *r, const char *value) {
-        const char *secure = !strncmp(r->api->public_url, "https://", 8) ? "; Secure" : "";
+        const char *secure = auth_cookie_secure(r->api);
         free(r->set_cookie[2]);
         if (asprintf(&r->set_cookie[2], FLOW_COOKIE "=%s; Path=" FLOW_PATH "; Max-Age=%d; HttpOnly; SameSite=Lax%s",
                      value ? value : "", value ? FLOW_TTL_S : 0, secure) < 0) {
@@ -126,6 +126,21 @@ static int flow_cookie(struct api_req *r, const char *value) {
                 return -ENOMEM;
         }
         return 0;
+}
+
+/* How the api talks to the provider (discovery, token endpoint): the rules
+ * and bounds of its JWKS fetch (lib/auth/jwks.h); form: POST it. */
+static struct jwks_cache_config flow_fetch_config(struct api *a, const char *url, const char *form) {
+        return (struct jwks_cache_config){
+                .url = url,
+                .connect_timeout_ms = FLOW_CONNECT_TIMEOUT_MS,
+                .timeout_ms = FLOW_TIMEOUT_MS,
+                .max_doc_size = FLOW_DOC_MAX,
+                .floor = a->floor,
+                .http_nets = a->oidc_http_nets,
+                .n_http_nets = a->n_oidc_http_nets,
+                .post_form = form,
+        };
 }
 
 /* The provider's endpoints from its discovery document (its "issuer" must be
@@ -136,15 +151,7 @@ static int flow_discover(struct api *a, const char *issuer, char **ret_authz, ch
         if (asprintf(&url, "%.*s/.well-known/openid-configuration", (int)(n && issuer[n - 1] == '/' ? n - 1 : n),
                      issuer) < 0)
                 return -ENOMEM;
-        struct jwks_cache_config cfg = {
-                .url = url,
-                .connect_timeout_ms = FLOW_CONNECT_TIMEOUT_MS,
-                .timeout_ms = FLOW_TIMEOUT_MS,
-                .max_doc_size = FLOW_DOC_MAX,
-                .floor = a->floor,
-                .http_nets = a->oidc_http_nets,
-                .n_http_nets = a->n_oidc_http_nets,
-        };
+        struct jwks_cache_config cfg = flow_fetch_config(a, url, NULL);
         _cleanup_free_ char *body = NULL;
         size_t len = 0;
         int k = jwks_fetch(&cfg, &body, &len, e);
@@ -301,16 +308,7 @@ static int flow_redeem(struct api *a, const char *token_ep, const char *client_i
         url_escape(f, client_id);
         fprintf(f, "&code_verifier=%s", verifier);
         fclose(f);
-        struct jwks_cache_config cfg = {
-                .url = token_ep,
-                .connect_timeout_ms = FLOW_CONNECT_TIMEOUT_MS,
-                .timeout_ms = FLOW_TIMEOUT_MS,
-                .max_doc_size = FLOW_DOC_MAX,
-                .floor = a->floor,
-                .http_nets = a->oidc_http_nets,
-                .n_http_nets = a->n_oidc_http_nets,
-                .post_form = form,
-        };
+        struct jwks_cache_config cfg = flow_fetch_config(a, token_ep, form);
         _cleanup_free_ char *body = NULL;
         size_t len = 0;
         int k = jwks_fetch(&cfg, &body, &len, e);
