@@ -199,6 +199,19 @@ static bool flow_tenant_ok(const char *s) {
                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
+/* oidc_attempt_begin() for the sign-in's routes: NULL to go on, else the
+ * oidc_error to redirect with (a limited attempt audited). */
+static const char *flow_attempt(struct api_req *r, struct oidc_attempt *at, const char *tenant) {
+        int64_t wait_s = oidc_attempt_begin(r, at, tenant);
+        if (wait_s < 0)
+                return "unavailable";
+        if (wait_s > 0) {
+                oidc_attempt_limited(r, at, wait_s);
+                return "rate_limited";
+        }
+        return NULL;
+}
+
 int oidc_flow_authorize(struct api_req *r) {
         char tbuf[FLOW_TENANT_MAX + 16];
         /* api_query answers a pointer into its buffer, past "name=" */
@@ -206,13 +219,9 @@ int oidc_flow_authorize(struct api_req *r) {
         if (!flow_tenant_ok(tenant))
                 return flow_fail(r, NULL, "tenant");
         struct oidc_attempt at;
-        int64_t wait_s = oidc_attempt_begin(r, &at, tenant);
-        if (wait_s < 0)
-                return flow_fail(r, tenant, "unavailable");
-        if (wait_s > 0) {
-                oidc_attempt_limited(r, &at, wait_s);
-                return flow_fail(r, tenant, "rate_limited");
-        }
+        const char *stop = flow_attempt(r, &at, tenant);
+        if (stop)
+                return flow_fail(r, tenant, stop);
         /* unknown tenant, no configuration, disabled: one answer (no oracle) */
         if (!at.tenant_id[0])
                 return flow_fail(r, tenant, "not_enabled");
@@ -344,13 +353,9 @@ int oidc_flow_callback(struct api_req *r) {
         const char *secret = cookie;
 
         struct oidc_attempt at;
-        int64_t wait_s = oidc_attempt_begin(r, &at, tenant);
-        if (wait_s < 0)
-                return flow_fail(r, tenant, "unavailable");
-        if (wait_s > 0) {
-                oidc_attempt_limited(r, &at, wait_s);
-                return flow_fail(r, tenant, "rate_limited");
-        }
+        const char *stop = flow_attempt(r, &at, tenant);
+        if (stop)
+                return flow_fail(r, tenant, stop);
         if (!at.tenant_id[0]) {
                 oidc_reject(r, &at, "state", "no sign-in of this browser is pending");
                 return flow_fail(r, tenant, "state");

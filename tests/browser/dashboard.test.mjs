@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { API, assertNoTokenExposed as noTokenExposed, creds, shot, uniq } from './helpers.mjs';
+import { API, apiCall, assertNoTokenExposed as noTokenExposed, creds, shot, uniq } from './helpers.mjs';
 
 const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
 const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
@@ -28,16 +28,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------- setup through the API (bearer token)
 
 let adminToken;
-async function call(method, p, body, token = adminToken, expect = [200, 201, 202, 204]) {
-  const r = await fetch(API + p, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(expect.includes(r.status), `${method} ${p} -> ${r.status}: ${text.slice(0, 400)}`);
-  return text ? JSON.parse(text) : null;
-}
+const call = (method, p, body, token = adminToken, expect = undefined) => apiCall(token, method, p, body, expect);
 
 async function makeUser(team, roles) {
   const password = `pw-${Math.random().toString(36).slice(2)}-${Date.now()}`;

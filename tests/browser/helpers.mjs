@@ -24,6 +24,18 @@ export function creds() {
     password: process.env.PADDOCK_PASSWORD || f.PADDOCK_PASSWORD };
 }
 
+// The public API with a bearer token (setup only; the browser uses the page)
+export async function apiCall(token, method, p, body, expect = [200, 201, 202, 204]) {
+  const r = await fetch(API + p, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(expect.includes(r.status), `${method} ${p} -> ${r.status}: ${text.slice(0, 400)}`);
+  return text ? JSON.parse(text) : null;
+}
+
 export const uniq = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 
 export async function shot(page, name) {

@@ -18,22 +18,13 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { API, assertNoTokenExposed, creds, shot, uniq } from './helpers.mjs';
+import { API, apiCall, assertNoTokenExposed, creds, shot, uniq } from './helpers.mjs';
 
 const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
 const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
 
 let adminToken;
-async function call(method, p, body, expect = [200, 201, 204]) {
-  const r = await fetch(API + p, {
-    method,
-    headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(expect.includes(r.status), `${method} ${p} -> ${r.status}: ${text.slice(0, 400)}`);
-  return text ? JSON.parse(text) : null;
-}
+const call = (method, p, body, expect) => apiCall(adminToken, method, p, body, expect);
 
 // The provider, inside the test upstream network namespace; resolves to its issuer.
 function startProvider(clientId, groups) {
