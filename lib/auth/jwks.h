@@ -97,6 +97,10 @@ struct jwks_cache_config {
          * well as loopback literals (which a floor refuses anyway). */
         const struct addr_allow *http_nets;
         size_t n_http_nets;
+        /* jwks_fetch() only: an application/x-www-form-urlencoded body to POST
+         * instead of a GET (the OIDC token endpoint, services/api/oidc_flow.c);
+         * borrowed, may hold secrets (never logged) */
+        const char *post_form;
 };
 
 struct jwks_cache;

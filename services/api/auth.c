@@ -337,13 +337,15 @@ int auth_login(struct api_req *r) {
                 return k;
         ratelimit_login_succeeded(r->api, tenant, username, peer);
         json_object_set_new(r->out, "password_change_required", json_boolean(must_change));
-        if (cookie) {
-                /* the token goes into the HttpOnly cookie only, never the body */
-                if ((k = auth_session_cookies(r, json_string_value(json_object_get(r->out, "token")),
-                                              r->api->cfg.token_ttl_s)) < 0)
-                        return k;
-                json_object_del(r->out, "token");
-        }
+        return cookie ? auth_session_take_token(r) : 0;
+}
+
+int auth_session_take_token(struct api_req *r) {
+        /* the token goes into the HttpOnly cookie only, never the body */
+        int k = auth_session_cookies(r, json_string_value(json_object_get(r->out, "token")), r->api->cfg.token_ttl_s);
+        if (k < 0)
+                return k;
+        json_object_del(r->out, "token");
         return 0;
 }
 
@@ -570,21 +572,21 @@ int auth_password_change(struct api_req *r) {
 
 /* ---- the dashboard's browser sessions (docs/CONTRACTS.md "Dashboard sessions") */
 
-int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size) {
-        char h[4096];
+int auth_cookie_from_wsi(struct lws *wsi, const char *cookie, char *buf, size_t size) {
+        char h[4096], name[64];
         int n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_COOKIE);
         if (n <= 0)
                 return -ENOENT;
-        static const char name[] = AUTH_SESSION_COOKIE "=";
+        size_t nl = (size_t)snprintf(name, sizeof name, "%s=", cookie);
         int r = -ENOENT;
         for (char *p = h; *p;) {
                 while (*p == ' ' || *p == ';')
                         p++;
                 size_t len = strcspn(p, ";");
-                if (!strncmp(p, name, sizeof name - 1)) {
-                        size_t vl = len - (sizeof name - 1);
+                if (!strncmp(p, name, nl)) {
+                        size_t vl = len - nl;
                         if (vl > 0 && vl < size) {
-                                memcpy(buf, p + sizeof name - 1, vl);
+                                memcpy(buf, p + nl, vl);
                                 buf[vl] = '\0';
                                 r = 0;
                         }
@@ -594,6 +596,10 @@ int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size) {
         }
         explicit_bzero(h, sizeof h);
         return r;
+}
+
+int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size) {
+        return auth_cookie_from_wsi(wsi, AUTH_SESSION_COOKIE, buf, size);
 }
 
 void auth_csrf_of(const char *token, char out[65]) {
@@ -613,10 +619,13 @@ bool auth_csrf_ok(struct lws *wsi, const char *token) {
         return CRYPTO_memcmp(h, want, 64) == 0;
 }
 
+const char *auth_cookie_secure(const struct api *a) {
+        return !strncmp(a->public_url, "https://", 8) ? "; Secure" : "";
+}
+
 int auth_session_cookies(struct api_req *r, const char *token, long long max_age_s) {
-        /* Secure whenever the public URL is https; SameSite=Strict keeps
-         * other sites' requests from carrying it at all */
-        const char *secure = !strncmp(r->api->public_url, "https://", 8) ? "; Secure" : "";
+        /* SameSite=Strict keeps other sites' requests from carrying it at all */
+        const char *secure = auth_cookie_secure(r->api);
         char csrf[65] = "";
         if (token)
                 auth_csrf_of(token, csrf);

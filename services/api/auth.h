@@ -52,11 +52,19 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
 /* The session token from the Cookie header into buf: 0, or -ENOENT when
  * there is none (or it does not fit). */
 int auth_session_from_wsi(struct lws *wsi, char *buf, size_t size);
+/* The value of the request's cookie named cookie into buf, as above. */
+int auth_cookie_from_wsi(struct lws *wsi, const char *cookie, char *buf, size_t size);
 /* The CSRF token of a session token: hex SHA-256 over a label and it. */
 void auth_csrf_of(const char *token, char out[65]);
 /* Whether the request's X-CSRF-Token is the one of token (constant time). */
 bool auth_csrf_ok(struct lws *wsi, const char *token);
+/* "; Secure" when PADDOCK_PUBLIC_URL is https, else "": the attribute of
+ * every cookie the api sets. */
+const char *auth_cookie_secure(const struct api *a);
 /* Records the Set-Cookie headers of a session on r: token and its CSRF
  * value for max_age_s seconds, or (token NULL) their removal. Secure when
  * PADDOCK_PUBLIC_URL is https. Returns 0 or -ENOMEM (problem recorded). */
 int auth_session_cookies(struct api_req *r, const char *token, long long max_age_s);
+/* Turns the answer of a login (auth_issue_token) into a session: its token
+ * moves from r->out into the cookies. Returns 0 or -ENOMEM (problem recorded). */
+int auth_session_take_token(struct api_req *r);

@@ -339,17 +339,10 @@ int oidc_config_delete(struct api_req *r) {
 
 /* ---- the login exchange (anyone) */
 
-struct oidc_attempt {
-        const char *tenant;               /* the name the client gave */
-        char tenant_id[UUID_STR_LEN];     /* "" until known */
-        char peer[HTTP_CLIENT_ADDR_MAX];
-        char rl_user[96];                 /* rate-limit key, see oidc_login */
-};
-
 /* Refuses the token: counts the failure against the source, audits it in the
  * tenant's chain when the tenant is known (reason = the failed check, never
  * the token), answers 401 invalid_token naming the check. */
-static int oidc_reject(struct api_req *r, struct oidc_attempt *at, const char *check, const char *message) {
+int oidc_reject(struct api_req *r, struct oidc_attempt *at, const char *check, const char *message) {
         ratelimit_login_failed(r->api, at->tenant, at->rl_user, at->peer);
         log_ctx(LOG_INFO, LOG_KV("tenant", at->tenant), "oidc login from %s refused: %s: %s",
                 at->peer[0] ? at->peer : "unknown", check, message);
@@ -434,6 +427,37 @@ static int oidc_replace_grants(struct db *d, const char *tenant_id, const char *
         return 0;
 }
 
+int64_t oidc_attempt_begin(struct api_req *r, struct oidc_attempt *at, const char *tenant) {
+        *at = (struct oidc_attempt){.tenant = tenant};
+        /* Failures count against the source per tenant and overall (the
+         * per-source budget of password logins). The per-user key of
+         * ratelimit.c holds the source here, not a claim of a token that
+         * failed verification, so no one can lock another person out; the
+         * space keeps it apart from every real user name. */
+        api_client_ip(r->wsi, r->api, at->peer);
+        snprintf(at->rl_user, sizeof at->rl_user, "oidc from %s", at->peer);
+        int64_t wait_s = ratelimit_login_check(r->api, at->tenant, at->rl_user, at->peer);
+
+        struct err_detail e = {0};
+        _cleanup_db_ struct db d = {0};
+        int k;
+        if ((k = db_open(&d, r->api, NULL, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        if ((k = auth_tenant_id_by_name(&d, at->tenant, at->tenant_id, &e)) < 0 && k != -ENOENT)
+                return db_fail(r, k, &e, "look up tenant");
+        return wait_s;
+}
+
+int oidc_attempt_limited(struct api_req *r, struct oidc_attempt *at, int64_t wait_s) {
+        if (at->tenant_id[0]) {
+                struct err_detail e = {0};
+                _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "method", "oidc", "reason", "rate_limited");
+                api_audit_anonymous(r, at->tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &e);
+        }
+        r->retry_after_s = wait_s;
+        return api_fail(r, -EAGAIN, "rate_limited", "too many failed logins; retry after %lld s", (long long)wait_s);
+}
+
 int oidc_login(struct api_req *r) {
         _cleanup_json_ json_t *body = NULL;
         int k = api_body_object(r, &body);
@@ -441,93 +465,75 @@ int oidc_login(struct api_req *r) {
                 return k;
         if ((k = api_known_fields(r, body, (const char *const[]){"tenant", "token", NULL})) < 0)
                 return k;
-        struct oidc_attempt at = {0};
-        if ((k = oidc_string(r, body, "tenant", true, OIDC_TENANT_MAX, &at.tenant)) < 0)
+        const char *tenant;
+        if ((k = oidc_string(r, body, "tenant", true, OIDC_TENANT_MAX, &tenant)) < 0)
                 return k;
         json_t *jt = json_object_get(body, "token");
         if (!jt)
                 return api_fail(r, -EINVAL, "missing_field", "token is required");
         if (!json_is_string(jt))
                 return api_fail(r, -EINVAL, "invalid_field", "token must be a string");
-        const char *token = json_string_value(jt);
-        size_t token_len = json_string_length(jt);
+        struct oidc_attempt at;
+        int64_t wait_s = oidc_attempt_begin(r, &at, tenant);
+        if (wait_s < 0)
+                return (int)wait_s;
+        if (wait_s > 0)
+                return oidc_attempt_limited(r, &at, wait_s);
+        return oidc_login_token(r, &at, json_string_value(jt), json_string_length(jt), NULL);
+}
 
-        /* Failures count against the source per tenant and overall (the
-         * per-source budget of password logins). The per-user key of
-         * ratelimit.c holds the source here, not a claim of a token that
-         * failed verification, so no one can lock another person out; the
-         * space keeps it apart from every real user name. */
-        api_client_ip(r->wsi, r->api, at.peer);
-        snprintf(at.rl_user, sizeof at.rl_user, "oidc from %s", at.peer);
-        int64_t wait_s = ratelimit_login_check(r->api, at.tenant, at.rl_user, at.peer);
-
+int oidc_login_token(struct api_req *r, struct oidc_attempt *at, const char *token, size_t token_len,
+                     const char *nonce) {
         struct err_detail e = {0};
         _cleanup_db_ struct db d = {0};
-        if ((k = db_open(&d, r->api, NULL, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = auth_tenant_id_by_name(&d, at.tenant, at.tenant_id, &e)) < 0 && k != -ENOENT)
-                return db_fail(r, k, &e, "look up tenant");
-        db_close(&d);
-
-        if (wait_s > 0) {
-                if (at.tenant_id[0]) {
-                        _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "method", "oidc", "reason",
-                                                                  "rate_limited");
-                        api_audit_anonymous(r, at.tenant_id, "auth.login_failed", "user", NULL, "failure", detail,
-                                            &e);
-                }
-                r->retry_after_s = wait_s;
-                return api_fail(r, -EAGAIN, "rate_limited", "too many failed logins; retry after %lld s",
-                                (long long)wait_s);
-        }
-
+        int k;
         /* The token's form is checked before anything about the tenant, so
          * a malformed token is answered alike for every tenant name. */
         _cleanup_(jwt_decoded_freep) struct jwt_decoded *t = NULL;
         if ((k = jwt_decode(token, token_len, &t, &e)) < 0) {
                 if (k == -ENOMEM)
                         return api_fail(r, k, "internal", "out of memory");
-                return oidc_reject(r, &at, e.code, e.message);
+                return oidc_reject(r, at, e.code, e.message);
         }
 
         /* Unknown tenant, no configuration, disabled: one answer (no oracle). */
         static const char not_enabled[] = "OIDC login is not enabled for this tenant";
-        if (!at.tenant_id[0])
-                return oidc_reject(r, &at, "config", not_enabled);
-        if ((k = db_open(&d, r->api, at.tenant_id, &e)) < 0)
+        if (!at->tenant_id[0])
+                return oidc_reject(r, at, "config", not_enabled);
+        if ((k = db_open(&d, r->api, at->tenant_id, &e)) < 0)
                 return db_fail(r, k, &e, "open database connection");
         _cleanup_pgres_ PGresult *cres = NULL;
-        const char *cp[] = {at.tenant_id};
+        const char *cp[] = {at->tenant_id};
         if ((k = pg_exec(d.conn,
                          "SELECT issuer, audience, jwks_url, clock_skew_s, username_claim, role_mapping::text "
                          "FROM api.tenant_oidc WHERE tenant_id = $1 AND enabled",
                          1, cp, &cres, &e)) < 0)
                 return db_fail(r, k, &e, "load oidc configuration");
         if (PQntuples(cres) != 1)
-                return oidc_reject(r, &at, "config", not_enabled);
+                return oidc_reject(r, at, "config", not_enabled);
         const char *issuer = PQgetvalue(cres, 0, 0), *username_claim = PQgetvalue(cres, 0, 4);
         _cleanup_json_ json_t *mapping = json_loads(PQgetvalue(cres, 0, 5), 0, NULL);
         _cleanup_(oidc_role_map_freep) struct oidc_role_map *map = NULL;
         if (!mapping || oidc_role_map_parse(mapping, &map, &e) < 0) {
-                log_ctx(LOG_ERROR, LOG_KV("tenant", at.tenant_id), "stored oidc role mapping is invalid: %s",
+                log_ctx(LOG_ERROR, LOG_KV("tenant", at->tenant_id), "stored oidc role mapping is invalid: %s",
                         e.message);
                 return api_fail(r, -EIO, "internal", "the tenant's OIDC configuration is invalid");
         }
 
         _cleanup_(jwk_unrefp) struct jwk *jwk = NULL;
-        k = oidc_key(r->api, &d, at.tenant_id, PQgetvalue(cres, 0, 2), jwt_decoded_kid(t), &jwk, &e);
+        k = oidc_key(r->api, &d, at->tenant_id, PQgetvalue(cres, 0, 2), jwt_decoded_kid(t), &jwk, &e);
         if (k == -ENOKEY)
-                return oidc_reject(r, &at, "kid", e.message);
+                return oidc_reject(r, at, "kid", e.message);
         if (k == -ENOMEM)
                 return api_fail(r, k, "internal", "out of memory");
         if (k < 0) {
                 /* the provider is unreachable or serves garbage: not the token's fault */
-                log_ctx(LOG_WARN, LOG_KV("tenant", at.tenant_id), "could not get the oidc provider's keys: %s",
+                log_ctx(LOG_WARN, LOG_KV("tenant", at->tenant_id), "could not get the oidc provider's keys: %s",
                         e.message);
                 _cleanup_json_ json_t *detail = json_pack("{s:s, s:s}", "method", "oidc", "reason",
                                                           "jwks_unavailable");
                 struct err_detail ae = {0};
-                api_audit_anonymous(r, at.tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &ae);
+                api_audit_anonymous(r, at->tenant_id, "auth.login_failed", "user", NULL, "failure", detail, &ae);
                 return api_fail(r, -EAGAIN, "unavailable", "the identity provider's keys could not be fetched");
         }
         struct jwt_verify_params p;
@@ -540,34 +546,37 @@ int oidc_login(struct api_req *r) {
                 if (k == -ENOMEM)
                         return api_fail(r, k, "internal", "out of memory");
                 if (k == -EINVAL && !strcmp(e.code, "params")) {
-                        log_ctx(LOG_ERROR, LOG_KV("tenant", at.tenant_id), "oidc configuration unusable: %s",
+                        log_ctx(LOG_ERROR, LOG_KV("tenant", at->tenant_id), "oidc configuration unusable: %s",
                                 e.message);
                         return api_fail(r, -EIO, "internal", "the tenant's OIDC configuration is invalid");
                 }
-                return oidc_reject(r, &at, e.code, e.message);
+                return oidc_reject(r, at, e.code, e.message);
         }
 
-        /* verified from here on */
+        /* verified from here on; the nonce binds an ID token of the code flow to its sign-in */
+        const char *got_nonce = json_string_value(json_object_get(claims, "nonce"));
+        if (nonce && (!got_nonce || strcmp(got_nonce, nonce)))
+                return oidc_reject(r, at, "nonce", "the token's nonce is not the one of this sign-in");
         const char *subject = json_string_value(json_object_get(claims, "sub"));
         if (!subject || !subject[0] || strlen(subject) > OIDC_SUBJECT_MAX)
-                return oidc_reject(r, &at, "sub", "token has no usable \"sub\" claim");
+                return oidc_reject(r, at, "sub", "token has no usable \"sub\" claim");
         const char *username = json_string_value(json_object_get(claims, username_claim));
         if (!username)
                 username = subject;
         if (!oidc_username_ok(username))
-                return oidc_reject(r, &at, "username",
+                return oidc_reject(r, at, "username",
                                    "the user name claim must be 1-128 characters of A-Z a-z 0-9 . _ @ -");
         _cleanup_(oidc_grants_freep) struct oidc_grants *g = NULL;
         if (oidc_role_map_apply(map, claims, &g) < 0)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         if (g->n == 0)
-                return oidc_refuse(r, &at, username, -EPERM, "no_role", "no_role",
+                return oidc_refuse(r, at, username, -EPERM, "no_role", "no_role",
                                    "the token's claims grant no Paddock role in this tenant");
 
         if ((k = db_begin(&d, &e)) < 0)
                 return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *ures = NULL;
-        const char *up[] = {at.tenant_id, username};
+        const char *up[] = {at->tenant_id, username};
         k = pg_exec(d.conn,
                     "SELECT id, kind, oidc_issuer, oidc_subject, disabled FROM api.users "
                     "WHERE tenant_id = $1 AND username = $2 FOR UPDATE",
@@ -594,7 +603,7 @@ int oidc_login(struct api_req *r) {
                 }
                 if (reason) {
                         db_rollback(&d);
-                        return oidc_refuse(r, &at, username, err, code, reason, message);
+                        return oidc_refuse(r, at, username, err, code, reason, message);
                 }
                 snprintf(user_id, sizeof user_id, "%s", PQgetvalue(ures, 0, 0));
         } else {
@@ -602,7 +611,7 @@ int oidc_login(struct api_req *r) {
                         db_rollback(&d);
                         return api_fail(r, -EIO, "internal", "could not generate an id");
                 }
-                const char *ip[] = {user_id, at.tenant_id, username, OIDC_NO_PASSWORD, issuer, subject};
+                const char *ip[] = {user_id, at->tenant_id, username, OIDC_NO_PASSWORD, issuer, subject};
                 k = pg_exec(d.conn,
                             "INSERT INTO api.users (id, tenant_id, username, password_hash, kind, oidc_issuer, "
                             "oidc_subject) VALUES ($1, $2, $3, $4, 'oidc', $5, $6)",
@@ -613,7 +622,7 @@ int oidc_login(struct api_req *r) {
                 }
                 created = true;
         }
-        if ((k = oidc_replace_grants(&d, at.tenant_id, user_id, g, &e)) < 0) {
+        if ((k = oidc_replace_grants(&d, at->tenant_id, user_id, g, &e)) < 0) {
                 db_rollback(&d);
                 return db_fail(r, k, &e, "replace role grants");
         }
@@ -623,13 +632,13 @@ int oidc_login(struct api_req *r) {
         if (created) {
                 /* the new user is the actor of its own provisioning */
                 snprintf(r->caller.user_id, sizeof r->caller.user_id, "%s", user_id);
-                snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", at.tenant_id);
+                snprintf(r->caller.tenant_id, sizeof r->caller.tenant_id, "%s", at->tenant_id);
                 if ((k = api_audit(r, &d, "user.create", "user", user_id, "success", change)) < 0) {
                         db_rollback(&d);
                         return k;
                 }
         }
-        if ((k = auth_issue_token(r, &d, at.tenant_id, user_id, username, change)) < 0)
+        if ((k = auth_issue_token(r, &d, at->tenant_id, user_id, username, change)) < 0)
                 return k;
         return 0;
 }

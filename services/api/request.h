@@ -123,7 +123,7 @@ struct api_req {
         char *location;            /* owned; Location header */
         long long retry_after_s;   /* > 0: Retry-After header (429) */
         /* the dashboard (web.c, auth.c's browser sessions) */
-        char *set_cookie[2];       /* owned; Set-Cookie headers */
+        char *set_cookie[3];       /* owned; Set-Cookie headers (session, CSRF, the OIDC sign-in) */
         const char *cache_control; /* static; NULL: no-store */
         /* problem */
         const char *pcode;

@@ -16,6 +16,8 @@ static const struct api_route routes[] = {
         {"GET", "/readyz", ops_readyz, PERM_NONE},
         {"POST", "/v1/auth/login", auth_login, PERM_NONE},
         {"POST", "/v1/auth/oidc", oidc_login, PERM_NONE},
+        {"GET", "/v1/auth/oidc/authorize", oidc_flow_authorize, PERM_NONE},
+        {"GET", "/v1/auth/oidc/callback", oidc_flow_callback, PERM_NONE},
         /* PERM_SELF: also for a caller who must change its one-time password first */
         {"POST", "/v1/auth/logout", auth_logout, PERM_SELF},
         {"GET", "/v1/me", auth_me, PERM_SELF},

@@ -10,55 +10,27 @@
 // aborted and fails the test; DNS resolves nothing). Screenshots of every
 // screen, at 1280 and 390 px, go to PADDOCK_BROWSER_ARTIFACTS.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { API, apiCall, assertNoTokenExposed as noTokenExposed, creds, shot as capture, uniq } from './helpers.mjs';
 
 const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
 const requireMod = createRequire(path.join(modules, 'noop.js'));
 const { chromium } = requireMod('playwright-core');
 const AXE = requireMod('axe-core').source;
 
-const API = (process.env.PADDOCK_API_URL || '').replace(/\/$/, '');
-const ART = process.env.PADDOCK_BROWSER_ARTIFACTS || path.join(process.cwd(), 'browser-artifacts');
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const TERMINAL = ['succeeded', 'failed', 'cancelled', 'timed_out', 'limit_exceeded', 'rejected'];
 const T = 120_000; // a run is provisioned on a shared, slow machine
 
-function envFile(file) {
-  const out = {};
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
-    if (m) out[m[1]] = m[2].replace(/^'(.*)'$/, '$1');
-  }
-  return out;
-}
-
-function creds() {
-  const dir = process.env.PADDOCK_STATE_DIR || process.env.PADDOCK_E2E_DEFAULT_STATE_DIR;
-  const f = envFile(path.join(dir, 'credentials'));
-  return { tenant: process.env.PADDOCK_TENANT || f.PADDOCK_TENANT, username: process.env.PADDOCK_USER || f.PADDOCK_USER,
-    password: process.env.PADDOCK_PASSWORD || f.PADDOCK_PASSWORD };
-}
-
-const uniq = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- setup through the API (bearer token)
 
 let adminToken;
-async function call(method, p, body, token = adminToken, expect = [200, 201, 202, 204]) {
-  const r = await fetch(API + p, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(expect.includes(r.status), `${method} ${p} -> ${r.status}: ${text.slice(0, 400)}`);
-  return text ? JSON.parse(text) : null;
-}
+const call = (method, p, body, token = adminToken, expect = undefined) => apiCall(token, method, p, body, expect);
 
 async function makeUser(team, roles) {
   const password = `pw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
@@ -152,9 +124,7 @@ async function axeCheck(page, name) {
 
 // Every screen a journey visits is captured and checked by axe, at the width it is shown.
 async function shot(page, name) {
-  fs.mkdirSync(ART, { recursive: true });
-  // a full-page capture of a long run page waits on a loaded machine (CI shares its cores)
-  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true, timeout: 90_000 });
+  await capture(page, name);
   await axeCheck(page, name);
 }
 
@@ -199,26 +169,7 @@ async function adminOn(link, heading) {
 }
 
 // storage and URLs never hold the session token
-async function assertNoTokenExposed(page, ctx) {
-  const session = (await ctx.cookies()).find((c) => c.name === 'paddock_session');
-  assert.ok(session, 'no session cookie');
-  assert.equal(session.httpOnly, true);
-  assert.equal(session.sameSite, 'Strict');
-  const seen = await page.evaluate(() => ({
-    cookie: document.cookie,
-    local: JSON.stringify(Object.entries(localStorage)),
-    sess: JSON.stringify(Object.entries(sessionStorage)),
-    url: location.href,
-  }));
-  assert.ok(!seen.cookie.includes(session.value), 'the page can read the session token');
-  assert.ok(!seen.cookie.includes('paddock_session'), 'the session cookie is not HttpOnly');
-  assert.equal(seen.local, '[]', `localStorage holds ${seen.local}`);
-  assert.equal(seen.sess, '[]', `sessionStorage holds ${seen.sess}`);
-  for (const u of [...urls, seen.url]) {
-    assert.ok(!u.includes(session.value), `the token in a URL: ${u}`);
-    assert.ok(!/[?&](access_)?token=/.test(u), `a token parameter in a URL: ${u}`);
-  }
-}
+const assertNoTokenExposed = (page, ctx) => noTokenExposed(page, ctx, urls);
 
 let team, teamB, approver, viewer, secAdmin, auditor, prof, draftProf, liveSb, askSb, longSb, otherRun;
 

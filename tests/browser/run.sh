@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the dashboard's browser journeys (dashboard.test.mjs) with node's test
+# Runs the dashboard's browser journeys (dashboard.test.mjs, then the single
+# sign-on of oidc.test.mjs) with node's test
 # runner against the stack named by the caller's environment (endpoints.env,
 # as every e2e test). playwright-core comes from package-lock.json, installed
 # by `npm ci` into BUILD_DIR/browser-tests (again only when the lock changed;
@@ -20,6 +21,9 @@ export PADDOCK_BROWSER_ARTIFACTS=${PADDOCK_BROWSER_ARTIFACTS:-$build/browser-art
 mkdir -p "$PADDOCK_BROWSER_ARTIFACTS"
 rc=0
 node --test --test-reporter=spec --test-concurrency=1 "$here/dashboard.test.mjs" || rc=$?
+# single sign-on against oidc-provider, which runs inside the stack's test
+# upstream network namespace (nsenter): the api refuses loopback providers
+node --test --test-reporter=spec --test-concurrency=1 "$here/oidc.test.mjs" || rc=$?
 echo "browser tests: screenshots in $PADDOCK_BROWSER_ARTIFACTS:"
 ls -1 "$PADDOCK_BROWSER_ARTIFACTS" | sed 's/^/  /'
 exit "$rc"

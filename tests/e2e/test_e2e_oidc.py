@@ -17,11 +17,13 @@ against the source like failed password logins, do not spend the suite's
 """
 
 import base64
+import hashlib
 import http.server
 import json
 import os
 import pathlib
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -89,17 +91,37 @@ def unsigned_token(header, claims, signature=b""):
 class Provider(TestNetHTTPServer):
     """A JWKS endpoint in the test upstream network whose key set the test
     switches at will; mode "redirect" answers 302 to redirect_to, "big" pads
-    the set past the api's 256 KiB bound."""
+    the set past the api's 256 KiB bound. For the dashboard's code flow it is
+    also the issuer's discovery document and a token endpoint that redeems
+    the codes of issue_code() once each, only with the PKCE verifier of their
+    challenge, for the configured client and redirect URI."""
 
     def __init__(self, keys, index=0):
         self.keys = list(keys)
         self.hits = 0
         self.mode = "jwks"
         self.redirect_to = None
+        self.codes = {}           # code -> (client_id, redirect_uri, challenge, id_token)
+        self.redeemed = []        # the token endpoint's requests (form fields) that got an ID token
         provider = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, status, doc):
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self):  # noqa: N802 - http.server's name
+                if self.path == urllib.parse.urlsplit(provider.issuer).path + "/.well-known/openid-configuration":
+                    self._send(200, {"issuer": provider.issuer,
+                                     "authorization_endpoint": f"http://{provider.hostport}/authorize",
+                                     "token_endpoint": f"http://{provider.hostport}/token",
+                                     "jwks_uri": provider.jwks_url,
+                                     "code_challenge_methods_supported": ["S256"]})
+                    return
                 provider.hits += 1
                 if provider.mode == "redirect":
                     self.send_response(302)
@@ -110,12 +132,23 @@ class Provider(TestNetHTTPServer):
                 doc = {"keys": [k.jwk() for k in provider.keys]}
                 if provider.mode == "big":
                     doc["padding"] = "x" * (300 * 1024)
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._send(200, doc)
+
+            def do_POST(self):  # noqa: N802 - http.server's name
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                grant = provider.codes.pop(form.get("code"), None)  # single use, whatever follows
+                if self.path != "/token" or grant is None or form.get("grant_type") != "authorization_code":
+                    self._send(400, {"error": "invalid_grant"})
+                    return
+                client_id, redirect_uri, challenge, id_token = grant
+                verifier = form.get("code_verifier", "")
+                if (form.get("client_id"), form.get("redirect_uri")) != (client_id, redirect_uri) or \
+                        b64u(hashlib.sha256(verifier.encode()).digest()) != challenge:
+                    self._send(400, {"error": "invalid_grant"})
+                    return
+                provider.redeemed.append(form)
+                self._send(200, {"access_token": "at-" + uuid.uuid4().hex, "token_type": "Bearer",
+                                 "expires_in": 300, "id_token": id_token})
 
             def log_message(self, *a):
                 pass
@@ -123,6 +156,14 @@ class Provider(TestNetHTTPServer):
         super().__init__(Handler, index=index)
         self.jwks_url = f"http://{self.hostport}/jwks"
         self.issuer = f"http://{self.hostport}/realms/{uuid.uuid4().hex[:8]}"
+
+    def issue_code(self, authorize_query, id_token, client_id=None, redirect_uri=None):
+        """What the provider's authorization endpoint does once the user
+        logged in: a code for this request's challenge and the ID token."""
+        code = "code-" + uuid.uuid4().hex
+        self.codes[code] = (client_id or authorize_query["client_id"], redirect_uri or authorize_query["redirect_uri"],
+                            authorize_query["code_challenge"], id_token)
+        return code
 
 
 def oidc_login(endpoints, tenant, token, source=None):
@@ -663,3 +704,143 @@ def test_logins_and_configuration_changes_are_audited(endpoints, api, me, idp):
     for t in (tok, bad):
         for part in t.split("."):
             assert part not in everything, "a token appears in the audit log"
+
+
+# ---------------------------------------------------------------- the dashboard's code flow with PKCE
+
+
+class Browser:
+    """What a browser does with the api's sign-in routes, from its own
+    loopback source: keeps cookies, follows no redirect (each is checked)."""
+
+    def __init__(self, endpoints):
+        self.api = endpoints.api
+        self.http = requests.Session()
+        self.http.mount("http://", SourceAddressAdapter(random_loopback_source()))
+
+    def authorize(self, tenant):
+        r = self.http.get(self.api + "/v1/auth/oidc/authorize", params={"tenant": tenant}, allow_redirects=False,
+                          timeout=HTTP_TIMEOUT)
+        assert r.status_code == 302, r.text
+        return r
+
+    def start(self, tenant, provider):
+        """Starts a sign-in; the authorization request's parameters."""
+        r = self.authorize(tenant)
+        where = urllib.parse.urlsplit(r.headers["Location"])
+        assert f"{where.scheme}://{where.netloc}{where.path}" == f"http://{provider.hostport}/authorize", r.headers
+        q = dict(urllib.parse.parse_qsl(where.query))
+        assert q["response_type"] == "code" and "openid" in q["scope"].split(), q
+        assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43, q
+        assert q["redirect_uri"] == self.api + "/v1/auth/oidc/callback", q
+        assert len(q["state"]) >= 32 and len(q["nonce"]) >= 32 and q["state"] != q["nonce"], q
+        flow = [c for c in self.http.cookies if c.name == "paddock_oidc_flow"]
+        assert len(flow) == 1 and flow[0].path == "/v1/auth/oidc/callback", self.http.cookies
+        setcookie = r.headers["Set-Cookie"].lower()
+        assert "httponly" in setcookie and "samesite=lax" in setcookie, setcookie
+        return q
+
+    def callback(self, **params):
+        r = self.http.get(self.api + "/v1/auth/oidc/callback", params=params, allow_redirects=False,
+                          timeout=HTTP_TIMEOUT)
+        assert r.status_code == 302 and not r.content, r.text
+        return r
+
+    def error_of(self, r):
+        where = urllib.parse.urlsplit(r.headers["Location"])
+        assert f"{where.scheme}://{where.netloc}{where.path}" == self.api + "/", r.headers
+        q = dict(urllib.parse.parse_qsl(where.query))
+        assert set(q) <= {"tenant", "oidc_error"}, f"more than the error in the login page's URL: {q}"
+        assert "paddock_session=" not in r.headers.get("Set-Cookie", "").replace("paddock_session=;", ""), r.headers
+        return q.get("oidc_error")
+
+
+def _id_token(idp, q, **over):
+    c = claims_for(idp["provider"], idp["audience"], username=over.pop("username", unique_name("oidc-web")),
+                   groups=["eng"], nonce=q["nonce"])
+    c.update(over)
+    return idp["rsa"].token(c)
+
+
+def test_code_flow_signs_in_into_the_session_cookie(endpoints, idp):
+    p, b = idp["provider"], Browser(endpoints)
+    q = b.start(idp["tenant"], p)
+    name = unique_name("oidc-web")
+    token = _id_token(idp, q, username=name)
+    code = p.issue_code(q, token)
+    r = b.callback(code=code, state=q["state"])
+    assert r.headers["Location"] == endpoints.api + "/#/runs", r.headers
+    # the provider saw the client id, the redirect URI and the verifier of the challenge (it checks them)
+    assert p.redeemed[-1]["client_id"] == idp["audience"] and len(p.redeemed[-1]["code_verifier"]) >= 43
+    jar = {c.name: c for c in b.http.cookies}
+    assert "paddock_oidc_flow" not in jar, "the sign-in cookie outlives its callback"
+    assert len(jar["paddock_session"].value) == 64 and jar["paddock_session"].has_nonstandard_attr("HttpOnly")
+    assert "samesite=strict" in r.headers["Set-Cookie"].lower(), r.headers
+    # nothing secret in the final URL
+    for secret in (code, q["state"], jar["paddock_session"].value, *[x for x in token.split(".") if len(x) > 8]):
+        assert secret not in r.headers["Location"]
+    # the session is the user's, with the mapped roles
+    me = b.http.get(endpoints.api + "/v1/me", timeout=HTTP_TIMEOUT).json()
+    assert me["user"]["username"] == name and _roles_by_team(me) == {idp["team_eng"]: ["launcher", "viewer"]}, me
+
+    # the same callback again: the cookie is gone, then with the cookie back the state is used up
+    assert b.error_of(b.callback(code=code, state=q["state"])) == "state"
+    b.http.cookies.set("paddock_oidc_flow", "0" * 64 + "." + idp["tenant"], path="/v1/auth/oidc/callback")
+    assert b.error_of(b.callback(code=code, state=q["state"])) == "state"
+
+
+def test_code_flow_refuses_a_wrong_state_and_another_browsers_state(endpoints, idp):
+    p, b = idp["provider"], Browser(endpoints)
+    q = b.start(idp["tenant"], p)
+    code = p.issue_code(q, _id_token(idp, q))
+    assert b.error_of(b.callback(code=code, state="f" * 64)) == "state"
+    assert code in p.codes, "a wrong state reached the token endpoint"
+    # another browser (no sign-in cookie) presenting this browser's state and code
+    other = Browser(endpoints)
+    assert other.error_of(other.callback(code=code, state=q["state"])) == "state"
+    assert "paddock_session" not in {c.name for c in other.http.cookies}
+
+
+def test_code_flow_refuses_a_replayed_code(endpoints, idp):
+    p, b = idp["provider"], Browser(endpoints)
+    q = b.start(idp["tenant"], p)
+    code = p.issue_code(q, _id_token(idp, q))
+    assert b.callback(code=code, state=q["state"]).headers["Location"].endswith("/#/runs")
+    # a fresh sign-in of the same browser, presenting the used code: the provider refuses it
+    q2 = b.start(idp["tenant"], p)
+    assert b.error_of(b.callback(code=code, state=q2["state"])) == "code"
+
+
+@pytest.mark.parametrize("case", ["nonce", "no_nonce", "audience", "signature"])
+def test_code_flow_refuses_an_id_token_that_is_not_this_sign_ins(endpoints, idp, case):
+    p, b = idp["provider"], Browser(endpoints)
+    q = b.start(idp["tenant"], p)
+    if case == "nonce":
+        token = _id_token(idp, q, nonce="n-" + uuid.uuid4().hex)
+    elif case == "no_nonce":
+        c = claims_for(p, idp["audience"], username=unique_name("oidc-web"), groups=["eng"])
+        token = idp["rsa"].token(c)
+    elif case == "audience":
+        token = _id_token(idp, q, aud="another-client")
+    else:
+        c = claims_for(p, idp["audience"], username=unique_name("oidc-web"), groups=["eng"], nonce=q["nonce"])
+        token = Key("RSA").token(c, kid=idp["rsa"].kid)
+    r = b.callback(code=p.issue_code(q, token), state=q["state"])
+    assert b.error_of(r) == "invalid_token", r.headers
+    assert "paddock_session" not in {c.name for c in b.http.cookies}
+
+
+def test_code_flow_for_a_tenant_without_oidc_says_not_enabled(endpoints, idp):
+    b = Browser(endpoints)
+    for tenant in (unique_name("no-such-tenant"),):
+        r = b.authorize(tenant)
+        assert b.error_of(r) == "not_enabled", r.headers
+        assert "paddock_oidc_flow" not in {c.name for c in b.http.cookies}
+    assert b.error_of(b.authorize("bad tenant!")) == "tenant"
+
+
+def test_code_flow_provider_refusal_comes_back_as_an_error(endpoints, idp):
+    p, b = idp["provider"], Browser(endpoints)
+    q = b.start(idp["tenant"], p)
+    r = b.callback(error="access_denied", state=q["state"])
+    assert b.error_of(r) == "provider_denied"

@@ -62,6 +62,11 @@ ENDPOINTS = [
     # no provider here; a body without token is refused before any check
     # that would spend the source's failed-login budget
     ("POST", "/v1/auth/oidc", "PERM_NONE", False, 400),
+    # the dashboard's OIDC sign-in (browser routes, redirects only): without
+    # a tenant, and without the browser's sign-in cookie, each redirects to
+    # the login page with ?oidc_error, spending no failed-login budget
+    ("GET", "/v1/auth/oidc/authorize", "PERM_NONE", False, 302),
+    ("GET", "/v1/auth/oidc/callback", "PERM_NONE", False, 302),
     # PERM_SELF: any caller, also one who must change its one-time password
     ("POST", "/v1/auth/logout", "PERM_SELF", False, 204),
     ("GET", "/v1/me", "PERM_SELF", False, 200),
@@ -340,6 +345,8 @@ def _request(endpoints, world, method, path, caller, scope_name):
         token = None
     elif path == "/v1/auth/oidc":
         body = {"tenant": world["creds"][caller][0]}
+        token = None
+    elif path.startswith("/v1/auth/oidc/"):
         token = None
     elif path == "/v1/tenant/oidc" and method == "PUT":
         body = {"issuer": "https://idp.rbac.invalid/", "audience": "paddock", "enabled": False,

@@ -13,6 +13,7 @@ import { Catalog } from './catalog.js';
 import { OidcSettings, ServiceAccounts } from './admin_more.js';
 import { AuditLog } from './audit.js';
 import { Usage } from './usage.js';
+import { OidcSignIn } from './login_oidc.js';
 import './style.css';
 
 const html = htm.bind(h);
@@ -82,6 +83,7 @@ function Login({ onLoggedIn }) {
         <${ErrorBox} error=${error} />
         <button type="submit" disabled=${busy}>Log in</button>
       </form>
+      <${OidcSignIn} tenant=${form.tenant} />
     </main>`;
 }
 
