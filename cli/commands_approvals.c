@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/domain.h"
 
-static const char *const approval_statuses[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
 
 /* Approval ids are the runner's: [A-Za-z0-9._:-]{1,64}. */
 static bool approval_id_ok(const char *id) {
@@ -82,10 +82,7 @@ static int approvals_list(struct cli_ctx *ctx, int argc, char **argv) {
         if (cli_parse_limit("approvals list", limit_s, all, 100, &limit) < 0)
                 return CLI_EXIT_USAGE;
         if (status) {
-                bool ok = false;
-                for (const char *const *s = approval_statuses; *s && !ok; s++)
-                        ok = strcmp(*s, status) == 0;
-                if (!ok) {
+                if (!domain_name_in(approval_statuses, status)) {
                         cli_error("approvals list: --status: unknown value \"%s\" (one of pending, approved, denied, "
                                   "expired, cancelled)",
                                   status);
@@ -251,8 +248,9 @@ static const struct cli_command approvals_subs[] = {
          .alias = "ls",
          .summary = "list approvals, oldest first",
          .description = "A table of id, status, run, team, what is asked, the rule and the deadline.\n"
-                        "STATUS is one of pending, approved, denied, expired (default: all); TEAM a\n"
-                        "team id or name. The API's pages are followed up to --limit approvals;\n"
+                        "STATUS is one of pending, approved, denied, expired, cancelled (default:\n"
+                        "all); TEAM a team id or name. The API's pages are followed up to --limit\n"
+                        "approvals; "
                         "--json prints {items, next_cursor}, next_cursor null unless --limit cut the\n"
                         "list (then it continues it).\n",
          .options = (const struct cli_option[]){{"status", 's', "STATUS", "only approvals in STATUS"},

@@ -15,22 +15,9 @@
 #include "core/ids.h"
 #include "core/timeutil.h"
 
-/* API.md's event kinds, plus artifact and destroyed of the runner (CONTRACTS.md). */
-static const char *const event_kinds[] = {
-        "tool_call", "file_access", "exec",  "egress", "model_call", "policy_decision", "approval_requested",
-        "approval_decided", "status", "output", "usage", "limit", "artifact", "destroyed", NULL,
-};
-
 /* Seconds between polls of `run wait`: from the first to the largest. */
 #define WAIT_POLL_FIRST_MS 250
 #define WAIT_POLL_MAX_MS 2000
-
-static bool in_list(const char *const *list, const char *s) {
-        for (; *list; list++)
-                if (strcmp(*list, s) == 0)
-                        return true;
-        return false;
-}
 
 /* Splits the values of a repeatable option on ","; each must be in allowed.
  * Returns a new array of strings (caller owns), or NULL after a usage error
@@ -48,7 +35,7 @@ static json_t *split_values(const char *what, const char *opt, json_t *values, c
                         _cleanup_free_ char *one = strndup(s, n);
                         if (!one)
                                 return NULL;
-                        if (!*one || !in_list(allowed, one)) {
+                        if (!*one || !domain_name_in(allowed, one)) {
                                 _cleanup_free_ char *list = NULL;
                                 size_t len = 1;
                                 for (const char *const *a = allowed; *a; a++)
@@ -468,7 +455,7 @@ static int run_events(struct cli_ctx *ctx, int argc, char **argv) {
         long long after = 0;
         if (!run_id_ok("run events", pos[0]) || (after_s && !cli_parse_ll("--after", after_s, &after)))
                 return CLI_EXIT_USAGE;
-        _cleanup_json_ json_t *kinds = split_values("run events", "--kind", kind, event_kinds);
+        _cleanup_json_ json_t *kinds = split_values("run events", "--kind", kind, run_event_kinds);
         if (!kinds)
                 return CLI_EXIT_USAGE;
         if (!cli_require_login(ctx))
@@ -907,10 +894,10 @@ static const struct cli_command run_subs[] = {
          .args = "ID",
          .summary = "print the run's recorded events",
          .description = "Every page, as `[seq] ts kind actor: summary` lines (--json: one event JSON\n"
-                        "per line). KIND is one or more of tool_call, file_access, exec, egress,\n"
-                        "model_call, policy_decision, approval_requested, approval_decided, status,\n"
-                        "output, usage, limit, artifact, destroyed (repeat --kind or separate them\n"
-                        "with commas).\n",
+                        "per line). KIND is one or more of status, output, exec, destroyed, usage,\n"
+                        "artifact, egress, approval_requested, approval_decided, policy_decision,\n"
+                        "tool_call, tool_result, file_access, limit, model_call (repeat --kind or\n"
+                        "separate them with commas).\n",
          .options = (const struct cli_option[]){{"kind", 'k', "KIND", "only events of these kinds"},
                                                 {"after", 0, "N", "only events after seq N"},
                                                 {0}},

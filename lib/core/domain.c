@@ -1,4 +1,4 @@
-/* Run statuses (domain.h). */
+/* Run statuses, event kinds and approval states (domain.h). */
 #include "core/domain.h"
 
 #include <errno.h>
@@ -39,4 +39,22 @@ bool run_status_is_terminal(enum run_status s) {
 bool run_status_name_is_terminal(const char *name) {
         int s = run_status_from_string(name);
         return s >= 0 && run_status_is_terminal((enum run_status)s);
+}
+
+const char *const run_event_kinds[] = {
+        "status",           "output",          "exec",        "destroyed",   "usage",
+        "artifact",         "egress",          "approval_requested", "approval_decided",
+        "policy_decision",  "tool_call",       "tool_result", "file_access", "limit",
+        "model_call",       NULL,
+};
+
+const char *const approval_statuses[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
+
+bool domain_name_in(const char *const *list, const char *name) {
+        if (!name)
+                return false;
+        for (; *list; list++)
+                if (!strcmp(*list, name))
+                        return true;
+        return false;
 }

@@ -1,7 +1,8 @@
 /* Domain values more than one program uses, defined once: the statuses of a
- * run and which of them end it, and the limits a run gets when its
- * definition leaves one unset (docs/CONTRACTS.md "The house"). The
- * scheduler, the runner-agent, evidence and the CLI read them from here.
+ * run and which of them end it, the kinds of a run's events, the states of
+ * an approval, and the limits a run gets when its definition leaves one
+ * unset (docs/CONTRACTS.md "The house"). The scheduler, the runner-agent,
+ * evidence and the CLI read them from here.
  *
  * The database states its own lists (CHECK constraints and the like in the
  * services' migrations); tests/unit/test_domain.c checks they agree. */
@@ -36,6 +37,16 @@ int run_status_from_string(const char *name);
 bool run_status_is_terminal(enum run_status s);
 /* The same for a status name; false for NULL or an unknown name. */
 bool run_status_name_is_terminal(const char *name);
+
+/* The kinds of a run's events (proto/paddock/v1/events.proto lists each
+ * with its data), NULL-terminated: the wire and stored form of
+ * RunEvent.kind and of the api's event "kind". */
+extern const char *const run_event_kinds[];
+/* The states of an approval (api.approvals.status, the api's OpenAPI enum),
+ * NULL-terminated. */
+extern const char *const approval_statuses[];
+/* True when name is one of list (NULL-terminated); false for NULL. */
+bool domain_name_in(const char *const *list, const char *name);
 
 /* Limits of a run whose definition leaves them unset (the scheduler's
  * placement and the runner-agent's sandbox agree on them by reading these;

@@ -70,7 +70,7 @@ static bool is_command(const struct service_spec *spec, const char *arg) {
  * migrate Job gets only that secret), so it reads only these entries of the
  * daemon's table: Kafka, S3 and keys stay unset and unchecked. */
 static int migrate_main(const struct service_spec *spec, void *settings) {
-        struct config_entry table[3] = {{NULL}};
+        struct config_entry table[3] = {0};
         size_t n = 0;
         for (const struct config_entry *e = spec->table; e->name && n < 2; e++)
                 if (strcmp(e->name, "PADDOCK_PG_DSN") == 0 || strcmp(e->name, "PADDOCK_LOG_LEVEL") == 0)

@@ -65,18 +65,12 @@ static json_t *item_json(const PGresult *res, int row) {
                          sha);
 }
 
-/* Opens the tenant's database and checks the caller's permission on the
- * catalog: reads need membership of a team of the tenant (any role),
- * writes the route's permission in some team (tenant_admin holds all). */
-static int catalog_open(struct api_req *r, struct db *d, bool write) {
-        if (!catalog_kind_valid(r->params[0]))
-                return api_errno(r, -ENOENT, "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
-                                "models, policy-packs)");
+/* Checks the caller's permission on the catalog, on d: reads need
+ * membership of a team of the tenant (any role), writes the route's
+ * permission in some team (tenant_admin holds all). */
+static int catalog_authorize(struct api_req *r, struct db *d, bool write) {
         struct err_detail e = {0};
-        int k = db_open_caller(d, r, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        k = api_authz_tenant(d, &r->caller, write ? r->perm : PERM_USER, &e);
+        int k = api_authz_tenant(d, &r->caller, write ? r->perm : PERM_USER, &e);
         if (k == -EPERM)
                 return api_errno(r, -EPERM, write ? (r->perm == PERM_CATALOG_APPROVE
                                                  ? "approving catalog items needs the security_admin role"
@@ -87,9 +81,35 @@ static int catalog_open(struct api_req *r, struct db *d, bool write) {
         return 0;
 }
 
+static int catalog_kind_check(struct api_req *r) {
+        if (!catalog_kind_valid(r->params[0]))
+                return api_errno(r, -ENOENT, "no such catalog kind (images, skills, prompt-templates, egress-profiles, connectors, "
+                                "models, policy-packs)");
+        return 0;
+}
+
+/* Opens the tenant's database for a read of the catalog. */
+static int catalog_open(struct api_req *r, struct db *d) {
+        int k = catalog_kind_check(r);
+        if (k < 0)
+                return k;
+        struct err_detail e = {0};
+        if ((k = db_open_caller(d, r, &e)) < 0)
+                return db_fail(r, k, &e, "open database connection");
+        return catalog_authorize(r, d, false);
+}
+
+/* Begins a write of the catalog (tx.h) as a caller allowed to make it. */
+static int catalog_begin(struct api_req *r, struct api_tx *tx) {
+        int k = catalog_kind_check(r);
+        if (k < 0 || (k = api_tx_begin(r, tx)) < 0)
+                return k;
+        return catalog_authorize(r, &tx->d, true);
+}
+
 int catalog_list(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
-        int k = catalog_open(r, &d, false);
+        int k = catalog_open(r, &d);
         if (k < 0)
                 return k;
         char lbuf[16], cbuf[CATALOG_NAME_MAX + 8], sbuf[16];
@@ -145,7 +165,7 @@ static int load_item(struct api_req *r, struct db *d, PGresult **res) {
 
 int catalog_get(struct api_req *r) {
         _cleanup_db_ struct db d = {0};
-        int k = catalog_open(r, &d, false);
+        int k = catalog_open(r, &d);
         if (k < 0)
                 return k;
         _cleanup_pgres_ PGresult *res = NULL;
@@ -183,18 +203,16 @@ static int parse_item(struct api_req *r, json_t *in, bool create, const char **n
         return 0;
 }
 
-static int finish_write(struct api_req *r, struct db *d, const char *action, const char *id, json_t *change) {
-        struct err_detail e = {0};
-        int k = api_audit(r, d, action, "catalog_item", id, "success", change);
-        if (k < 0) {
-                db_rollback(d);
+/* Audits and commits the write of item id, then answers the item as stored. */
+static int finish_write(struct api_tx *tx, const char *action, const char *id, json_t *change) {
+        struct api_req *r = tx->r;
+        int k = api_tx_audit(tx, action, "catalog_item", id, change);
+        if (k < 0 || (k = api_tx_commit(tx, "catalog change")) < 0)
                 return k;
-        }
-        if ((k = db_commit(d, &e)) < 0)
-                return db_fail(r, k, &e, "commit catalog change");
+        struct err_detail e = {0};
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {id, r->caller.tenant_id};
-        if ((k = pg_exec(d->conn, "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2",
+        if ((k = pg_exec(tx->d.conn, "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2",
                          2, params, &res, &e)) < 0)
                 return db_fail(r, k, &e, "load catalog item");
         r->out = PQntuples(res) == 1 ? item_json(res, 0) : NULL;
@@ -202,8 +220,8 @@ static int finish_write(struct api_req *r, struct db *d, const char *action, con
 }
 
 int catalog_create(struct api_req *r) {
-        _cleanup_db_ struct db d = {0};
-        int k = catalog_open(r, &d, true);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = catalog_begin(r, &tx);
         if (k < 0)
                 return k;
         _cleanup_json_ json_t *in = NULL;
@@ -220,32 +238,25 @@ int catalog_create(struct api_req *r) {
         _cleanup_free_ char *bodys = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
         if (!bodys)
                 return api_errno(r, -ENOMEM, "out of memory");
-        struct err_detail e = {0};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin");
         const char *params[] = {id, r->caller.tenant_id, r->params[0], name, bodys, actor};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.catalog_items (id, tenant_id, kind, name, body, created_by) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-                    6, params, NULL, &e);
-        if (k == -EEXIST) {
-                db_rollback(&d);
+                    6, params, NULL, &tx.e);
+        if (k == -EEXIST)
                 return api_errno(r, -EEXIST, "name: a %s item named %s exists", r->params[0], name);
-        }
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "insert catalog item");
-        }
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "insert catalog item");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O}", "kind", r->params[0], "name", name, "body", body);
-        if ((k = finish_write(r, &d, "catalog.create", id, change)) < 0)
+        if ((k = finish_write(&tx, "catalog.create", id, change)) < 0)
                 return k;
         r->status = 201;
         return 0;
 }
 
 int catalog_patch(struct api_req *r) {
-        _cleanup_db_ struct db d = {0};
-        int k = catalog_open(r, &d, true);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = catalog_begin(r, &tx);
         if (k < 0)
                 return k;
         _cleanup_json_ json_t *in = NULL;
@@ -256,40 +267,33 @@ int catalog_patch(struct api_req *r) {
         if ((k = parse_item(r, in, false, &name, &body)) < 0)
                 return k;
         _cleanup_pgres_ PGresult *cur = NULL;
-        if ((k = load_item(r, &d, &cur)) < 0)
+        if ((k = load_item(r, &tx.d, &cur)) < 0)
                 return k;
         _cleanup_free_ char *bodys = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (body && !bodys)
                 return api_errno(r, -ENOMEM, "out of memory");
-        struct err_detail e = {0};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin");
         /* any change needs approval again */
         const char *params[] = {r->params[1], r->caller.tenant_id, name, bodys};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.catalog_items SET name = coalesce($3, name), body = coalesce($4::jsonb, body), "
                     "state = 'draft', approved_by = NULL, approved_at = NULL, updated_at = now() "
                     "WHERE id = $1 AND tenant_id = $2",
-                    4, params, NULL, &e);
-        if (k == -EEXIST) {
-                db_rollback(&d);
+                    4, params, NULL, &tx.e);
+        if (k == -EEXIST)
                 return api_errno(r, -EEXIST, "name: a %s item named %s exists", r->params[0], name);
-        }
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "update catalog item");
-        }
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "update catalog item");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s?, s:O?, s:s}", "kind", r->params[0], "name", name,
                                                   "body", body, "state", "draft");
-        if ((k = finish_write(r, &d, "catalog.update", r->params[1], change)) < 0)
+        if ((k = finish_write(&tx, "catalog.update", r->params[1], change)) < 0)
                 return k;
         r->status = 200;
         return 0;
 }
 
 int catalog_approve(struct api_req *r) {
-        _cleanup_db_ struct db d = {0};
-        int k = catalog_open(r, &d, true);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = catalog_begin(r, &tx);
         if (k < 0)
                 return k;
         /* approved by content: the request names the content_sha256 the
@@ -312,49 +316,36 @@ int catalog_approve(struct api_req *r) {
                 return api_errno(r, -ENOENT, "catalog item not found");
         char actor[UUID_STR_LEN + 8];
         snprintf(actor, sizeof actor, "user:%s", r->caller.user_id);
-        struct err_detail e = {0};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin");
         /* locked: a concurrent change waits until this approval is decided */
         _cleanup_pgres_ PGresult *cur = NULL;
         const char *lp[] = {r->params[1], r->caller.tenant_id, r->params[0]};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "SELECT " ITEM_COLUMNS " FROM api.catalog_items WHERE id = $1 AND tenant_id = $2 AND kind = $3 "
                     "FOR UPDATE",
-                    3, lp, &cur, &e);
-        if (k < 0 || PQntuples(cur) != 1) {
-                db_rollback(&d);
-                return k < 0 ? db_fail(r, k, &e, "load catalog item")
-                             : api_errno(r, -ENOENT, "catalog item not found");
-        }
-        json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
+                    3, lp, &cur, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "load catalog item");
+        if (PQntuples(cur) != 1)
+                return api_errno(r, -ENOENT, "catalog item not found");
+        _cleanup_json_ json_t *body = json_loads(PQgetvalue(cur, 0, 5), 0, NULL);
         char have[65];
-        if (!body || item_content_sha256(body, have) < 0) {
-                json_decref(body);
-                db_rollback(&d);
+        if (!body || item_content_sha256(body, have) < 0)
                 return api_errno(r, -EIO, "could not hash the catalog item");
-        }
-        if (strcmp(have, want)) {
-                json_decref(body);
-                db_rollback(&d);
+        if (strcmp(have, want))
                 return api_errno(r, -EEXIST, "content_sha256: the item changed since it was reviewed (now %s); review it again",
                                 have);
-        }
         const char *params[] = {r->params[1], r->caller.tenant_id, actor};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "UPDATE api.catalog_items SET state = 'approved', approved_by = $3, approved_at = now() "
                     "WHERE id = $1 AND tenant_id = $2",
-                    3, params, NULL, &e);
-        if (k < 0) {
-                json_decref(body);
-                db_rollback(&d);
-                return db_fail(r, k, &e, "approve catalog item");
-        }
+                    3, params, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "approve catalog item");
         /* the approved content is what the hash in the audit record covers */
-        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:o, s:s, s:s}", "kind", r->params[0], "name",
+        _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:O, s:s, s:s}", "kind", r->params[0], "name",
                                                   PQgetvalue(cur, 0, 2), "body", body, "state", "approved",
                                                   "content_sha256", have);
-        if ((k = finish_write(r, &d, "catalog.approve", r->params[1], change)) < 0)
+        if ((k = finish_write(&tx, "catalog.approve", r->params[1], change)) < 0)
                 return k;
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "item", r->params[1], "user", r->caller.user_id),
                 "catalog item approved");

@@ -1,15 +1,28 @@
-/* Runs (runs.c, run_lists.c): launch, read, list. */
+/* Runs (runs.c, run_checks.c, run_get.c, run_lists.c; the snapshot run_snapshot.h): launch, read, list. */
 #pragma once
 #include "request.h"
 #include "db.h"
 
-/* ---- runs.c */
+/* ---- runs.c: POST /v1/runs, and POST /v1/runs/{id}/relaunch (a new run of
+ * the run's sandbox version, team and inputs); one transaction each (tx.h) */
 int runs_create(struct api_req *r);
+int runs_relaunch(struct api_req *r);
+
+/* ---- run_checks.c: what a launch refuses before it stores a run (each
+ * answers r and returns its negative errno, else 0) */
+/* every spec.secrets name is set for team_id */
+int run_check_secrets_set(struct api_req *r, struct db *d, const char *team_id, json_t *spec);
+/* every resolved http connector's header secret (pol, policy_resolve) is set */
+int run_check_connector_secrets_set(struct api_req *r, struct db *d, const char *team_id, json_t *pol);
+/* every resolved spec.models item's key secret is set */
+int run_check_model_keys_set(struct api_req *r, struct db *d, const char *team_id, json_t *pol);
+/* True when ref (a team id or name, as POST /v1/runs takes it) names team_id. */
+bool run_team_names_id(struct db *d, const char *tenant_id, const char *ref, const char *team_id);
+
+/* ---- run_get.c */
 int runs_get(struct api_req *r);
 /* GET /v1/runs/{id}'s read (api_read_fn): the run and the caller's roles in its team */
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step);
-/* POST /v1/runs/{id}/relaunch: a new run of the run's sandbox version, team and inputs. */
-int runs_relaunch(struct api_req *r);
 /* A terminal status is shown only once the run's history is complete
  * (evidence.run_history, issue 10 decision 5): until then the run shows the
  * last non-terminal status it had (running if it started, else

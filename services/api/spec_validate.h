@@ -1,4 +1,4 @@
-/* Validation of a sandbox spec (spec_validate.c): bad input is refused with a 400 naming the field,
+/* Validation of a sandbox spec (spec_validate.c; its parts spec_egress.c, spec_secrets.c): bad input is refused with a 400 naming the field,
  * before anything is written. */
 #pragma once
 #include "request.h"
@@ -42,3 +42,14 @@ bool spec_secret_name_ok(const char *s);
 bool spec_header_name_ok(const char *s);
 #define SPEC_CPUS_MIN 0.1
 #define SPEC_CPUS_MAX 64.0
+
+/* ---- the parts spec_validate() calls (each records the problem on r and
+ * returns negative, naming the field) */
+/* spec.egress: allow rules, catalog profiles, unknown (spec_egress.c) */
+int spec_validate_egress(struct api_req *r, json_t *egress);
+/* spec.secrets (spec_secrets.c) */
+int spec_validate_secrets(struct api_req *r, json_t *secrets);
+/* spec.identity, whose destinations must not collide with secrets' (spec_secrets.c) */
+int spec_validate_identity(struct api_req *r, json_t *ids, json_t *secrets);
+/* An array of at most 64 catalog ids or names at field (spec_validate.c) */
+int spec_validate_refs(struct api_req *r, json_t *refs, const char *field);

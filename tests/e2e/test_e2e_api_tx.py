@@ -120,6 +120,48 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
     assert api.ok("POST", "/v1/teams", json={"name": new_team}, expect=(201,))["name"] == new_team
 
 
+def _run_ids(api, team_id):
+    return {i["id"] for i in api.ok("GET", f"/v1/runs?team={team_id}", expect=(200,))["items"]}
+
+
+def test_launch_relaunch_and_catalog_writes_whose_audit_fails_change_nothing(pg, tenant):
+    """The same for the run launch and relaunch (runs.c) and the catalog's
+    create, patch and approve (catalog.c): no run is queued, no item is
+    created, renamed or approved."""
+    api, me = tenant
+    tenant_id = me.get("tenant_id") or me["tenant"]["id"]
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("tx-runs")}, expect=(201,))
+    sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("tx-sb"), "team": team["id"],
+                                               "spec": command_spec(["true"])}, expect=(201,))
+    version = api.ok("POST", f"/v1/sandboxes/{sb['id']}/versions", expect=(200, 201))["version"]
+    first = api.ok("POST", "/v1/runs", json={"sandbox": sb["id"], "version": version}, expect=(202,))
+    item = api.ok("POST", "/v1/catalog/egress-profiles",
+                  json={"name": unique_name("tx-prof"), "body": {"rules": ["example.org"]}}, expect=(201,))
+    runs_before = _run_ids(api, team["id"])
+    assert runs_before == {first["id"]}
+
+    with OutboxRefused(pg, tenant_id):
+        _refused(api.post("/v1/runs", json={"sandbox": sb["id"], "version": version}))
+        _refused(api.post(f"/v1/runs/{first['id']}/relaunch"))
+        new_item = unique_name("tx-none")
+        _refused(api.post("/v1/catalog/egress-profiles", json={"name": new_item, "body": {"rules": ["example.org"]}}))
+        _refused(api.request("PATCH", f"/v1/catalog/egress-profiles/{item['id']}",
+                             json={"name": unique_name("tx-renamed"), "body": {"rules": ["example.net"]}}))
+        _refused(api.post(f"/v1/catalog/egress-profiles/{item['id']}/approve",
+                          json={"content_sha256": item["content_sha256"]}))
+
+    assert _run_ids(api, team["id"]) == runs_before
+    assert new_item not in _names(api, "/v1/catalog/egress-profiles")
+    got = api.ok("GET", f"/v1/catalog/egress-profiles/{item['id']}", expect=(200,))
+    assert (got["name"], got["state"], got["body"], got["content_sha256"]) == \
+        (item["name"], "draft", item["body"], item["content_sha256"]), got
+
+    # the trigger was the only reason: the same writes go through now
+    assert api.ok("POST", f"/v1/runs/{first['id']}/relaunch", expect=(202,))["relaunch_of"] == first["id"]
+    assert api.ok("POST", f"/v1/catalog/egress-profiles/{item['id']}/approve",
+                  json={"content_sha256": item["content_sha256"]}, expect=(200,))["state"] == "approved"
+
+
 def test_delete_of_a_team_in_use_names_why(tenant):
     """SQLSTATE 23503 on a DELETE reaches the handler as an errno (lib/pg)
     and answers 409 with the handler's reason, not a bare title."""

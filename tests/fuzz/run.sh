@@ -43,8 +43,12 @@ build_args=()
 for t in $TARGETS; do build_args+=(--target "fuzz_$t"); done
 cmake --build "$BUILD" -j"$JOBS" "${build_args[@]}"
 
-# UB aborts (-fno-sanitize-recover); leaks are reported (libFuzzer's -detect_leaks)
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+# UB aborts (-fno-sanitize-recover); leaks are reported (libFuzzer's -detect_leaks).
+# A 16 MB quarantine still holds every block an input frees (inputs allocate
+# far less) while ASan's default 256 MB keeps handing out fresh pages: page
+# faults were a third of the time of jwks and spec (perf), and the smaller
+# one nearly doubles their executions per second.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 rows=()
 failed=0

@@ -1,7 +1,9 @@
 /* lib/core/domain.h: run statuses to and from their names, which of them
  * are terminal, and that the lists stated elsewhere agree with it: the
  * evidence migration's terminal list (0006_run_history.sql) and the api's
- * OpenAPI enum of a run's status (services/api/openapi.yaml). */
+ * OpenAPI enum of a run's status (services/api/openapi.yaml); the event
+ * kinds with the ones events.proto documents, the approval states with the
+ * api's OpenAPI enum and its database's CHECK. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,12 +119,101 @@ static void test_openapi_agrees(void **state) {
         free(y);
 }
 
+/* The words [a-z_]+ in [start, end) (each at most 63 bytes), in order, each
+ * followed by its NUL, into buf: the count. */
+static size_t words_in(const char *start, const char *end, char *buf, size_t size) {
+        size_t n = 0, o = 0;
+        for (const char *p = start; p < end;) {
+                if (!((*p >= 'a' && *p <= 'z') || *p == '_')) {
+                        p++;
+                        continue;
+                }
+                const char *b = p;
+                while (p < end && ((*p >= 'a' && *p <= 'z') || *p == '_'))
+                        p++;
+                assert_true(o + (size_t)(p - b) + 1 < size);
+                memcpy(buf + o, b, (size_t)(p - b));
+                o += (size_t)(p - b);
+                buf[o++] = '\0';
+                n++;
+        }
+        return n;
+}
+
+/* list (NULL-terminated) and the n words of buf are the same set, no word twice */
+static void assert_same_set(const char *const *list, const char *buf, size_t n, const char *where) {
+        size_t len = 0;
+        while (list[len])
+                len++;
+        const char *w = buf;
+        for (size_t i = 0; i < n; i++, w += strlen(w) + 1) {
+                if (!domain_name_in(list, w))
+                        fail_msg("%s names \"%s\", which lib/core/domain.h does not list", where, w);
+                const char *v = buf;
+                for (size_t j = 0; j < i; j++, v += strlen(v) + 1)
+                        if (!strcmp(v, w))
+                                fail_msg("%s names \"%s\" twice", where, w);
+        }
+        if (n != len)
+                fail_msg("%s names %zu of lib/core/domain.h's %zu", where, n, len);
+}
+
+/* events.proto documents every kind, one per comment line "//   <kind> ..."
+ * between "kinds and their data" and the message */
+static void test_event_kinds_agree_with_proto(void **state) {
+        (void)state;
+        char *p = slurp(PADDOCK_SOURCE_DIR "/proto/paddock/v1/events.proto");
+        const char *at = strstr(p, "kinds and their data");
+        const char *end = at ? strstr(at, "message RunEvent") : NULL;
+        assert_non_null(end);
+        char kinds[1024] = "", buf[1024];
+        size_t n = 0, o = 0;
+        for (const char *l = strchr(at, '\n') + 1; l < end; l = strchr(l, '\n') + 1) {
+                if (strncmp(l, "//   ", 5) != 0 || !(l[5] >= 'a' && l[5] <= 'z'))
+                        continue;
+                size_t w = strspn(l + 5, "abcdefghijklmnopqrstuvwxyz_");
+                assert_true(o + w + 1 < sizeof kinds);
+                memcpy(kinds + o, l + 5, w);
+                o += w;
+                kinds[o++] = ' ';
+                n++;
+        }
+        assert_int_equal(words_in(kinds, kinds + o, buf, sizeof buf), n);
+        assert_same_set(run_event_kinds, buf, n, "events.proto");
+        assert_true(domain_name_in(run_event_kinds, "tool_result"));
+        assert_false(domain_name_in(run_event_kinds, "Status"));
+        assert_false(domain_name_in(run_event_kinds, NULL));
+        free(p);
+}
+
+/* the api's OpenAPI enum of an approval's status, and its table's CHECK */
+static void test_approval_statuses_agree(void **state) {
+        (void)state;
+        char buf[256];
+        char *y = slurp(PADDOCK_SOURCE_DIR "/services/api/openapi.yaml");
+        const char *at = strstr(y, "enum: [pending,");
+        assert_non_null(at);
+        const char *open = strchr(at, '['), *close = strchr(open, ']');
+        assert_same_set(approval_statuses, buf, words_in(open + 1, close, buf, sizeof buf), "openapi.yaml");
+        free(y);
+        char *sql = slurp(PADDOCK_SOURCE_DIR "/services/api/migrations/0021_approval_queue.sql");
+        at = strstr(sql, "CHECK (status IN (");
+        assert_non_null(at);
+        open = strchr(at, '(') + 1;
+        open = strchr(open, '(');
+        close = strchr(open, ')');
+        assert_same_set(approval_statuses, buf, words_in(open + 1, close, buf, sizeof buf), "0021_approval_queue.sql");
+        free(sql);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names_round_trip),
                 cmocka_unit_test(test_terminal),
                 cmocka_unit_test(test_evidence_migration_agrees),
                 cmocka_unit_test(test_openapi_agrees),
+                cmocka_unit_test(test_event_kinds_agree_with_proto),
+                cmocka_unit_test(test_approval_statuses_agree),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,191 @@
+/* Runs: a run's status and its public object (GET /v1/runs/{id}; the row
+ * format run_lists.c shares). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "pg/pg.h"
+
+static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
+                                                "limit_exceeded", "rejected", NULL};
+
+static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code);
+
+bool runs_status_terminal(const char *status) {
+        for (const char *const *s = terminal_statuses; *s; s++)
+                if (!strcmp(*s, status))
+                        return true;
+        return false;
+}
+
+/* "history" of a run row (RUNS_SELECT columns 18-21): complete once a
+ * terminal status is shown. */
+static json_t *runs_history_json(const PGresult *res, int row, bool hidden) {
+        bool complete = !hidden && runs_status_terminal(PQgetvalue(res, row, 1));
+        const char *total = db_val(res, row, 20);
+        return json_pack("{s:b, s:I, s:o, s:I}", "complete", complete, "events_stored",
+                         (json_int_t)atoll(PQgetvalue(res, row, 19)), "events_total",
+                         total ? json_integer(atoll(total)) : json_null(), "events_lost",
+                         (json_int_t)atoll(db_val(res, row, 21) ? db_val(res, row, 21) : "0"));
+}
+
+json_t *runs_row_json(const PGresult *res, int row) {
+        const char *exit_code = db_val(res, row, 9);
+        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
+        json_t *o = runs_row_json_raw(res, row, exit_code);
+        if (!o)
+                return NULL;
+        /* the outcome waits for the history (RUNS_TERMINAL_HIDDEN) */
+        if (hidden)
+                for (const char *const *k = (const char *const[]){"ended_at", "finished_at", "exit_code", "reason",
+                                                                  NULL};
+                     *k; k++)
+                        json_object_set_new(o, *k, json_null());
+        json_object_set_new(o, "history", runs_history_json(res, row, hidden));
+        /* the latest review's outcome (reviews.c), null before any */
+        const char *review = db_val(res, row, 22);
+        json_t *rv = review ? json_loads(review, 0, NULL) : NULL;
+        json_object_set_new(o, "review", rv ? rv : json_null());
+        return o;
+}
+
+static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code) {
+        /* finished_at is ended_at under the name the lists use; both stay */
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:s, s:{s:s, s:s},"
+                         " s:o, s:o}",
+                         "id", PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
+                         PQgetvalue(res, row, 2), "sandbox", PQgetvalue(res, row, 3), "version",
+                         (json_int_t)atoll(PQgetvalue(res, row, 4)), "node", db_json_str(res, row, 5),
+                         "created_at", PQgetvalue(res, row, 6), "started_at", db_json_str(res, row, 7),
+                         "ended_at", db_json_str(res, row, 8), "exit_code",
+                         exit_code ? json_integer(atoll(exit_code)) : json_null(), "reason",
+                         db_json_str(res, row, 10), "created_by", PQgetvalue(res, row, 11),
+                         "scheduled_at", db_json_str(res, row, 12), "sandbox_name", PQgetvalue(res, row, 13),
+                         "team_name", PQgetvalue(res, row, 14), "launched_by", "id", PQgetvalue(res, row, 11),
+                         "username", PQgetvalue(res, row, 15), "finished_at", db_json_str(res, row, 8),
+                         "relaunch_of", db_json_str(res, row, 16));
+}
+
+int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
+                      char team_out[UUID_STR_LEN], char *status_out, size_t status_size,
+                      struct err_detail *e) {
+        if (!id_is_uuid(run_id))
+                return -ENOENT;
+        _cleanup_db_ struct db d = {0};
+        int k = db_open(&d, a, c->tenant_id, e);
+        if (k < 0)
+                return k;
+        _cleanup_pgres_ PGresult *res = NULL;
+        const char *params[] = {run_id, c->tenant_id};
+        k = pg_exec(d.conn, "SELECT team_id, status FROM api.runs WHERE id = $1 AND tenant_id = $2", 2, params,
+                    &res, e);
+        if (k < 0)
+                return k;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        if ((k = api_authz_team(&d, c, PQgetvalue(res, 0, 0), perm, e)) < 0)
+                return k;
+        snprintf(team_out, UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        snprintf(status_out, status_size, "%s", PQgetvalue(res, 0, 1));
+        return 0;
+}
+
+/* The run and whether the caller may see it, in one prepared statement
+ * sent with the token lookup (api_read_fn): RUNS_SELECT's columns, then
+ * API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on (api_authz_team() folded in).
+ * $1 the run, $2 the roles carrying the route's permission; the caller's
+ * tenant (row-level security filters on it as well) and user are the
+ * settings the lookup made: without them (an invalid token) it finds
+ * nothing. */
+#define RUNS_COL_AUTHZ 23
+/* The run's policy counters (docs/CONTRACTS.md "The approval queue"), two
+ * JSON columns after the authz ones: its policy_decision events by action
+ * (evidence.run_events through the partial index run_events_policy_decisions,
+ * evidence migration 0008: the decisions alone, never the run's other
+ * events) and its approvals by status (a pending one past its deadline
+ * counts as expired, as GET /v1/approvals shows it). */
+#define RUNS_POLICY_COUNTERS                                                                                    \
+        "(SELECT json_build_object('allow', count(*) FILTER (WHERE e.data->>'action' = 'allow'), "               \
+        "'ask', count(*) FILTER (WHERE e.data->>'action' = 'ask'), "                                           \
+        "'deny', count(*) FILTER (WHERE e.data->>'action' = 'deny'))::text FROM evidence.run_events e "         \
+        "WHERE e.run_id = q.id AND e.kind = 'policy_decision'), "                                              \
+        "(SELECT json_build_object('pending', count(*) FILTER (WHERE a.status = 'pending' AND a.deadline > now()), " \
+        "'approved', count(*) FILTER (WHERE a.status = 'approved'), "                                          \
+        "'denied', count(*) FILTER (WHERE a.status = 'denied'), "                                              \
+        "'expired', count(*) FILTER (WHERE a.status = 'expired' OR (a.status = 'pending' AND a.deadline <= now())), " \
+        "'cancelled', count(*) FILTER (WHERE a.status = 'cancelled'))::text FROM api.approvals a "             \
+        "WHERE a.run_id = q.id AND a.tenant_id = " SETTING_UUID("paddock.tenant_id") ")"
+#define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
+static const struct pg_stmt run_get_stmt = {
+        "api_run_get",
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RUNS_POLICY_COUNTERS ", p.usage_model_calls, p.usage_input_tokens, "
+        "p.usage_output_tokens, p.usage_cache_read_tokens, p.usage_cache_write_tokens, p.usage_cost_usd, "
+        "p.agent_session::text, p.prompt::text FROM (" RUNS_SELECT
+        "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
+        "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
+        " AND m.user_id = " SETTING_UUID("paddock.user_id")
+        /* plus the run's model usage and agent session (status_consumer.c)
+         * and its prompt (prompt.c), shown here and not in lists: the
+         * prompt may be large */
+        " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id"),
+        2};
+
+int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
+        if (!id_is_uuid(r->params[0]))
+                return -ENOENT;
+        params[0] = r->params[0];
+        params[1] = api_perm_roles(r->perm);
+        *ret_step = (struct pg_step){.stmt = &run_get_stmt, .params = params};
+        return 0;
+}
+
+int runs_get(struct api_req *r) {
+        if (!id_is_uuid(r->params[0]))
+                return api_errno(r, -ENOENT, "run not found");
+        /* read in the token lookup's round trip (runs_get_read): one round trip per request */
+        const PGresult *res = r->read;
+        if (!res)
+                return api_errno(r, -EIO, "internal error");
+        if (PQntuples(res) != 1)
+                return api_errno(r, -ENOENT, "run not found");
+        struct err_detail e = {0};
+        int k = api_authz_team_row(&r->caller, res, 0, RUNS_COL_AUTHZ, PQgetvalue(res, 0, 14), &e);
+        if (k == -ENOENT)
+                return api_errno(r, -ENOENT, "run not found");
+        if (k < 0)
+                return db_fail(r, k, &e, "check team membership");
+        r->out = runs_row_json(res, 0);
+        int nf = PQnfields(res);
+        if (r->out) {
+                /* the two counter columns stand right before the usage ones */
+                json_t *dec = json_loads(PQgetvalue(res, 0, nf - 10), 0, NULL);
+                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 9), 0, NULL);
+                json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
+                                                                "approvals", appr ? appr : json_object()));
+        }
+        const char *prompt = db_val(res, 0, nf - 1), *agent = db_val(res, 0, nf - 2);
+        if (r->out) {
+                json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
+                json_object_set_new(r->out, "agent_session", agent ? json_loads(agent, 0, NULL) : json_null());
+                json_object_set_new(r->out, "usage",
+                                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "model_calls",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 8)), "input_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 7)), "output_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 6)), "cache_read_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 5)), "cache_write_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 4)), "cost_usd",
+                                              strtod(PQgetvalue(res, 0, nf - 3), NULL)));
+        }
+        /* retention and deletion (retention.c): a second round trip only for
+         * ended runs, so the hot read of a live run stays one */
+        if (r->out && json_is_string(json_object_get(r->out, "ended_at")) &&
+            (k = retention_run_annotate(r, r->params[0], r->out)) < 0)
+                return k;
+        if (r->out && !json_object_get(r->out, "deleted")) {
+                json_object_set_new(r->out, "retention", json_null());
+                json_object_set_new(r->out, "deleted", json_null());
+        }
+        r->status = 200;
+        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
+}
