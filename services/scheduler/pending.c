@@ -6,7 +6,15 @@
  * image (placement.c places it nowhere else), "only draining nodes have image
  * X" when the live ones that list it are all drained (placement skips them),
  * "no capacity" otherwise. The verdict is a platform terminal status event
- * (platform_events.c). */
+ * (platform_events.c).
+ *
+ * A run moved off a failing node excludes that node for good (evict.c: the
+ * node deduplicates assignments by run id, so it would never start it). When
+ * every live node that could take it (that has its image) has been excluded so for the dead-after interval (at least
+ * 6 s, the shortest a node can be declared dead in), waiting
+ * the whole timeout cannot help (a one-node cluster whose runner restarted:
+ * the chaos suite's stuck run, docs/CONTRACTS.md "Scheduler"), so such a run
+ * fails then, saying which nodes failed it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +59,17 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
                     " r.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n"
                     "  WHERE n.dead_since IS NULL AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER
                     "  AND r.image = ANY (n.images)"
-                    "  AND NOT EXISTS (SELECT 1 FROM scheduler.node_drains d WHERE d.node_id = n.node_id))"
+                    "  AND NOT EXISTS (SELECT 1 FROM scheduler.node_drains d WHERE d.node_id = n.node_id)),"
+                    " array_to_string(r.excluded_nodes, ', '),"
+                    " r.pending_since > now() - $2::bigint * interval '1 second'"
                     " FROM scheduler.runs r"
                     " WHERE r.state = 'pending' AND r.request IS NOT NULL"
-                    " AND r.pending_since <= now() - $2::bigint * interval '1 second'"
+                    " AND (r.pending_since <= now() - $2::bigint * interval '1 second'"
+                    "  OR (cardinality(r.excluded_nodes) > 0"
+                    "   AND r.pending_since <= now() - GREATEST($1::bigint, 6000) * interval '1 millisecond'"
+                    "   AND NOT EXISTS (SELECT 1 FROM scheduler.nodes n WHERE n.dead_since IS NULL"
+                    "    AND n.last_seen > now() - " SCHED_SQL_DEAD_AFTER " AND n.node_id <> ALL (r.excluded_nodes)"
+                    "    AND (r.image IS NULL OR r.image = ANY (n.images)))))"
                     " ORDER BY r.pending_since, r.run_id LIMIT 1 FOR UPDATE OF r",
                     (int)ELEMENTSOF(params), params, &run, reterr);
         if (r < 0 || PQntuples(run) == 0)
@@ -63,7 +78,11 @@ static int fail_one(PGconn *conn, const struct sched *s, struct err_detail *rete
         const char *run_id = PQgetvalue(run, 0, 0), *tenant = PQgetvalue(run, 0, 1);
         const char *team = PQgetisnull(run, 0, 2) ? NULL : PQgetvalue(run, 0, 2);
         char reason[REASON_MAX];
-        if (PQgetvalue(run, 0, 4)[0] == 't')
+        if (PQgetvalue(run, 0, 7)[0] == 't') /* not overdue: every live node for it failed it */
+                snprintf(reason, sizeof reason,
+                         "every live node already failed to start it (%.256s): relaunch it when another node is up",
+                         PQgetvalue(run, 0, 6));
+        else if (PQgetvalue(run, 0, 4)[0] == 't')
                 snprintf(reason, sizeof reason, "no live node has image \"%.256s\": not placed within %lld s",
                          PQgetvalue(run, 0, 3), s->policy->pending_timeout_s);
         else if (PQgetvalue(run, 0, 5)[0] == 't')

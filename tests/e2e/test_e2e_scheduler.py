@@ -519,3 +519,53 @@ def test_no_node_is_declared_dead_while_heartbeats_wait_unread(api, pg, endpoint
         assert all((api_node(api, n) or {}).get("state") == "ready" for n in real)
     finally:
         pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s", (node_id,))
+
+
+def test_run_every_live_node_failed_ends_at_once(api, pg, endpoints, make_team, idle_node):
+    """`make chaos` found a run stuck for the whole pending timeout: its only
+    node was restarted just after the run was assigned, so the run went back
+    to pending with that node excluded (it deduplicates by run id) and no
+    other node could ever take it. Here a fake node is the only one with the
+    run's image; it takes the run, dies before starting it and comes back:
+    the run fails within seconds, naming the node, not after an hour."""
+    team = make_team()
+    image = unique_name("only-ghost-img")
+    item = api.ok("POST", "/v1/catalog/images", json={"name": image, "body": {}}, expect=(201,))
+    api.ok("POST", f"/v1/catalog/images/{item['id']}/approve", json={"content_sha256": item["content_sha256"]},
+           expect=(200,))
+    ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+
+    def beats():
+        return Beater(endpoints, {ghost: lambda: node_heartbeat(ghost, 500, images=[image], producer="e2e/ghost")})
+
+    beater = beats()
+    run_id = None
+    try:
+        deadline = time.monotonic() + 30
+        while (api_node(api, ghost) or {}).get("state") != "ready":
+            assert time.monotonic() < deadline, "the fake node never showed as ready"
+            time.sleep(0.3)
+        run_id = launch(api, team, dict(command_spec(["/bin/true"], timeout_s=60), image=image))
+        assert wait_assigned(api, run_id)["node"] == ghost, sched_run(pg, run_id)
+        beater.stop()  # dies before starting it: the run goes back to pending, the ghost excluded
+        deadline = time.monotonic() + 30
+        while (sched_run(pg, run_id) or [None])[0] != "pending":
+            assert time.monotonic() < deadline, f"the run never went back to pending: {sched_run(pg, run_id)}"
+            time.sleep(0.3)
+        beater = beats()  # and comes back, still excluded for this run
+        started = time.monotonic()
+        run = wait_status(api, run_id, TERMINAL, timeout=60)
+        assert run["status"] == "failed", run
+        assert run["reason"].startswith("every live node already failed to start it") and ghost in run["reason"], run
+        assert time.monotonic() - started < 60
+        state = wait_sched_finished(pg, run_id)
+        assert state[0] == "finished" and state[4] == run["reason"], state
+    finally:
+        beater.stop()
+        deadline = time.monotonic() + 30
+        while pg.execute("SELECT count(*) FROM scheduler.nodes WHERE node_id = %s AND dead_since IS NULL",
+                         (ghost,)).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if run_id:
+            api.post(f"/v1/runs/{run_id}/cancel", json={})
+        pg.execute("DELETE FROM scheduler.nodes WHERE node_id = %s AND dead_since IS NOT NULL", (ghost,))
