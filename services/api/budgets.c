@@ -391,11 +391,13 @@ int budgets_put(struct api_req *r) {
         for (size_t i = 0; i < ELEMENTSOF(limits); i++)
                 if ((k = limit_arg(r, body, i, &b.set[i], &b.value[i])) < 0)
                         return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = budget_team(r, &d)) < 0)
+        /* the budget, its audit record and what it decides at once (a limit
+         * set below this month's consumption stops the team's runs now)
+         * commit together */
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
+        if ((k = budget_team(r, &tx.d)) < 0)
                 return k;
         const char *team_id = r->params[0];
         char v[3][32];
@@ -413,33 +415,23 @@ int budgets_put(struct api_req *r) {
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
         char month[11];
         business_month(month);
-        /* the budget, its audit record and what it decides at once (a limit
-         * set below this month's consumption stops the team's runs now)
-         * commit together */
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "set team budget");
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.team_budgets (tenant_id, team_id, month_usd, month_tokens, month_runtime_s, "
                     "updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, now()) "
                     "ON CONFLICT (team_id) DO UPDATE SET month_usd = EXCLUDED.month_usd, "
                     "month_tokens = EXCLUDED.month_tokens, month_runtime_s = EXCLUDED.month_runtime_s, "
                     "updated_by = EXCLUDED.updated_by, updated_at = now()",
-                    6, params, NULL, &e);
+                    6, params, NULL, &tx.e);
         if (k >= 0)
-                k = check_team(r->api, &d, r->caller.tenant_id, team_id, month, NULL, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "set team budget");
-        }
-        if ((k = api_audit(r, &d, "team.budget.set", "team", team_id, "success", change)) < 0) {
-                db_rollback(&d);
+                k = check_team(r->api, &tx.d, r->caller.tenant_id, team_id, month, NULL, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "set team budget");
+        if ((k = api_tx_audit(&tx, "team.budget.set", "team", team_id, change)) < 0 ||
+            (k = api_tx_commit(&tx, "team budget")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "set team budget");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "team", team_id, "user", r->caller.user_id),
                 "team budget set");
-        if ((k = budget_json(r, &d, team_id, &r->out)) < 0)
+        if ((k = budget_json(r, &tx.d, team_id, &r->out)) < 0)
                 return k;
         r->status = 200;
         return 0;

@@ -69,54 +69,41 @@ int holds_put(struct api_req *r) {
         if (!reason || rl != json_string_length(jr) || rl == 0 || rl > HOLD_REASON_MAX || ctl)
                 return api_fail(r, -EINVAL, "invalid_field",
                                 "reason must be a string of 1 to %d bytes without control characters", HOLD_REASON_MAX);
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char id[UUID_STR_LEN];
-        if ((k = hold_target(r, &d, id)) < 0)
+        if ((k = hold_target(r, &tx.d, id)) < 0)
                 return k;
         const char *kind = r->params[0];
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
-        if ((k = retention_lock(&d, r->caller.tenant_id, &e)) < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "lock retention");
-        }
+        if ((k = retention_lock(&tx.d, r->caller.tenant_id, &tx.e)) < 0)
+                return db_fail(r, k, &tx.e, "lock retention");
         if (!strcmp(kind, "run")) {
                 /* too late once the sweep began: say so rather than promise a hold */
                 _cleanup_pgres_ PGresult *t = NULL;
                 const char *tp[] = {id};
-                if ((k = pg_exec(d.conn, "SELECT 1 FROM evidence.run_tombstones WHERE run_id = $1", 1, tp, &t, &e)) < 0) {
-                        db_rollback(&d);
-                        return db_fail(r, k, &e, "load run tombstone");
-                }
-                if (PQntuples(t) > 0) {
-                        db_rollback(&d);
+                if ((k = pg_exec(tx.d.conn, "SELECT 1 FROM evidence.run_tombstones WHERE run_id = $1", 1, tp, &t,
+                                 &tx.e)) < 0)
+                        return db_fail(r, k, &tx.e, "load run tombstone");
+                if (PQntuples(t) > 0)
                         return api_fail(r, -EEXIST, "conflict", "the evidence of run %s was deleted after its retention",
                                         id);
-                }
         }
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {r->caller.tenant_id, kind, id, reason, r->caller.user_id};
         /* xmax = 0: the row was inserted, not updated (201 rather than 200) */
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.legal_holds (tenant_id, kind, object_id, reason, set_by, set_at) "
                     "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (tenant_id, kind, object_id) DO UPDATE SET "
                     "reason = EXCLUDED.reason, set_by = EXCLUDED.set_by, set_at = now() "
                     "RETURNING " HOLD_COLUMNS ", (xmax = 0)",
-                    5, p, &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                return db_fail(r, k < 0 ? k : -EIO, &e, "store legal hold");
-        }
+                    5, p, &res, &tx.e);
+        if (k < 0 || PQntuples(res) != 1)
+                return db_fail(r, k < 0 ? k : -EIO, &tx.e, "store legal hold");
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", kind, "id", id, "reason", reason);
-        if ((k = api_audit(r, &d, "legal_hold.set", kind, id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "legal_hold.set", kind, id, change)) < 0 ||
+            (k = api_tx_commit(&tx, "legal hold")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit legal hold");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "kind", kind, "id", id),
                 "legal hold set");
         r->out = hold_json(res, 0);
@@ -128,38 +115,28 @@ int holds_delete(struct api_req *r) {
         int k = api_body_none(r);
         if (k < 0)
                 return k;
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
         char id[UUID_STR_LEN];
-        if ((k = hold_target(r, &d, id)) < 0)
+        if ((k = hold_target(r, &tx.d, id)) < 0)
                 return k;
         const char *kind = r->params[0];
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
         const char *p[] = {r->caller.tenant_id, kind, id};
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "DELETE FROM api.legal_holds WHERE tenant_id = $1 AND kind = $2 AND object_id = $3 "
                     "RETURNING " HOLD_COLUMNS,
-                    3, p, &res, &e);
-        if (k < 0) {
-                db_rollback(&d);
-                return db_fail(r, k, &e, "lift legal hold");
-        }
-        if (PQntuples(res) != 1) {
-                db_rollback(&d);
+                    3, p, &res, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "lift legal hold");
+        if (PQntuples(res) != 1)
                 return api_fail(r, -ENOENT, "not_found", "no legal hold on %s %s", kind, id);
-        }
         _cleanup_json_ json_t *change = json_pack("{s:s, s:s, s:s}", "kind", kind, "id", id, "reason",
                                                   PQgetvalue(res, 0, 2));
-        if ((k = api_audit(r, &d, "legal_hold.lift", kind, id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "legal_hold.lift", kind, id, change)) < 0 ||
+            (k = api_tx_commit(&tx, "legal hold lift")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit legal hold");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id, "kind", kind, "id", id),
                 "legal hold lifted");
         r->status = 204;

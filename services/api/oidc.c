@@ -267,20 +267,18 @@ int oidc_config_put(struct api_req *r) {
         if (!mapping_text)
                 return api_fail(r, -ENOMEM, "internal", "out of memory");
 
-        _cleanup_db_ struct db d = {0};
-        if ((k = db_open_caller(&d, r, &e)) < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = oidc_mapping_teams(r, &d, mapping)) < 0)
+        _cleanup_tx_ struct api_tx tx = {0};
+        if ((k = api_tx_begin(r, &tx)) < 0)
+                return k;
+        if ((k = oidc_mapping_teams(r, &tx.d, mapping)) < 0)
                 return k;
         char skew_s[24];
         snprintf(skew_s, sizeof skew_s, "%lld", (long long)skew);
         const char *params[] = {r->caller.tenant_id, issuer, audience, jwks_url, skew_s,
                                 username_claim ? username_claim : OIDC_DEFAULT_USERNAME_CLAIM, mapping_text,
                                 !je || json_is_true(je) ? "t" : "f", r->caller.user_id};
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
         _cleanup_pgres_ PGresult *res = NULL;
-        k = pg_exec(d.conn,
+        k = pg_exec(tx.d.conn,
                     "INSERT INTO api.tenant_oidc (tenant_id, issuer, audience, jwks_url, clock_skew_s, username_claim, "
                     "role_mapping, enabled, updated_at, updated_by) "
                     "VALUES ($1, $2, $3, $4, $5::integer, $6, $7::jsonb, $8::boolean, now(), $9) "
@@ -290,19 +288,14 @@ int oidc_config_put(struct api_req *r) {
                     "enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by, "
                     "jwks_doc = NULL, jwks_fetched_at = NULL "
                     "RETURNING " OIDC_COLUMNS,
-                    9, params, &res, &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                return db_fail(r, k < 0 ? k : -EIO, &e, "store oidc configuration");
-        }
+                    9, params, &res, &tx.e);
+        if (k < 0 || PQntuples(res) != 1)
+                return db_fail(r, k < 0 ? k : -EIO, &tx.e, "store oidc configuration");
         /* the configuration holds nothing secret; the change is hashed anyway */
         _cleanup_json_ json_t *change = oidc_config_json(res, 0);
-        if ((k = api_audit(r, &d, "tenant.oidc_update", "tenant", r->caller.tenant_id, "success", change)) < 0) {
-                db_rollback(&d);
+        if ((k = api_tx_audit(&tx, "tenant.oidc_update", "tenant", r->caller.tenant_id, change)) < 0 ||
+            (k = api_tx_commit(&tx, "oidc configuration")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit oidc configuration");
         log_ctx(LOG_INFO, LOG_KV("tenant", r->caller.tenant_id, "user", r->caller.user_id),
                 "oidc configuration updated (issuer %s)", issuer);
         r->out = json_incref(change);
@@ -311,28 +304,21 @@ int oidc_config_put(struct api_req *r) {
 }
 
 int oidc_config_delete(struct api_req *r) {
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
+        _cleanup_tx_ struct api_tx tx = {0};
+        int k = api_tx_begin(r, &tx);
         if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        if ((k = db_begin(&d, &e)) < 0)
-                return db_fail(r, k, &e, "begin transaction");
+                return k;
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {r->caller.tenant_id};
-        k = pg_exec(d.conn, "DELETE FROM api.tenant_oidc WHERE tenant_id = $1 RETURNING tenant_id", 1, params, &res,
-                    &e);
-        if (k < 0 || PQntuples(res) != 1) {
-                db_rollback(&d);
-                return k < 0 ? db_fail(r, k, &e, "delete oidc configuration")
-                             : api_fail(r, -ENOENT, "not_found", "the tenant has no OIDC configuration");
-        }
-        if ((k = api_audit(r, &d, "tenant.oidc_delete", "tenant", r->caller.tenant_id, "success", NULL)) < 0) {
-                db_rollback(&d);
+        k = pg_exec(tx.d.conn, "DELETE FROM api.tenant_oidc WHERE tenant_id = $1 RETURNING tenant_id", 1, params,
+                    &res, &tx.e);
+        if (k < 0)
+                return db_fail(r, k, &tx.e, "delete oidc configuration");
+        if (PQntuples(res) != 1)
+                return api_fail(r, -ENOENT, "not_found", "the tenant has no OIDC configuration");
+        if ((k = api_tx_audit(&tx, "tenant.oidc_delete", "tenant", r->caller.tenant_id, NULL)) < 0 ||
+            (k = api_tx_commit(&tx, "oidc configuration delete")) < 0)
                 return k;
-        }
-        if ((k = db_commit(&d, &e)) < 0)
-                return db_fail(r, k, &e, "commit oidc configuration");
         r->status = 204;
         return 0;
 }

@@ -73,6 +73,13 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
                                                "spec": command_spec(["true"])}, expect=(201,))
     retention = api.ok("GET", "/v1/tenant/retention", expect=(200,))
     evidence_keys = api.ok("GET", "/v1/tenant/keys", expect=(200,))
+    api.ok("PUT", f"/v1/holds/sandbox/{sb['id']}", json={"reason": "kept"}, expect=(201,))
+    budget = api.ok("GET", f"/v1/teams/{team['id']}/budget", expect=(200,))
+    # never fetched: the api reads a provider only at a login
+    oidc = api.ok("PUT", "/v1/tenant/oidc", json={"issuer": "https://idp.example.invalid",
+                                                  "audience": "paddock-tx",
+                                                  "jwks_url": "https://idp.example.invalid/jwks",
+                                                  "role_mapping": {"claim": "groups", "map": {}}}, expect=(200,))
     users_before = _names(api, "/v1/users", "username")
     sas_before = _names(api, "/v1/service-accounts")
     sbs_before = _names(api, f"/v1/sandboxes?team={team['id']}")
@@ -99,6 +106,15 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
                                    "max_days": retention["max_days"]}))
         _refused(api.post("/v1/tenant/workload-identity/rotate"))
         _refused(api.post("/v1/tenant/keys/rotate"))
+        _refused(api.request("PUT", f"/v1/holds/team/{team['id']}", json={"reason": "none"}))
+        _refused(api.request("PUT", f"/v1/holds/sandbox/{sb['id']}", json={"reason": "replaced"}))
+        _refused(api.request("DELETE", f"/v1/holds/sandbox/{sb['id']}"))
+        _refused(api.request("PUT", f"/v1/teams/{team['id']}/budget", json={"month_usd": 1}))
+        _refused(api.request("PUT", "/v1/tenant/oidc", json={"issuer": "https://other.example.invalid",
+                                                             "audience": "paddock-tx",
+                                                             "jwks_url": "https://other.example.invalid/jwks",
+                                                             "role_mapping": {"claim": "groups", "map": {}}}))
+        _refused(api.request("DELETE", "/v1/tenant/oidc"))
 
     # nothing of it happened
     assert new_team not in _names(api, "/v1/teams")
@@ -115,6 +131,11 @@ def test_a_write_whose_audit_fails_changes_nothing(pg, tenant):
     assert api.ok("GET", f"/v1/sandboxes/{sb['id']}", expect=(200,)).get("latest_version") in (None, 0)
     assert api.ok("GET", "/v1/tenant/retention", expect=(200,)) == retention
     assert api.ok("GET", "/v1/tenant/keys", expect=(200,)) == evidence_keys
+    holds = api.ok("GET", "/v1/holds", expect=(200,))["items"]
+    assert [(h["kind"], h["id"], h["reason"]) for h in holds] == [("sandbox", sb["id"], "kept")], holds
+    assert api.ok("GET", f"/v1/teams/{team['id']}/budget", expect=(200,)) == budget
+    assert api.ok("GET", "/v1/tenant/oidc", expect=(200,)) == oidc
+    api.ok("DELETE", "/v1/tenant/oidc", expect=(204,))
 
     # the trigger was the only reason: the same write goes through now
     assert api.ok("POST", "/v1/teams", json={"name": new_team}, expect=(201,))["name"] == new_team
