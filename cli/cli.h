@@ -375,7 +375,7 @@ bool cli_safe_file_name(const char *name);
  * (written to a temporary file, then renamed). Returns 0, -EBADMSG on a
  * mismatch, or another negative errno; prints why, naming the artifact. */
 int cli_download_verified(const char *url, int dirfd, const char *name, long long size, const char *sha256);
-/* slice D: GETs path's raw body into *ret_data (malloc'd, NUL-terminated,
+/* GETs path's raw body into *ret_data (malloc'd, NUL-terminated,
  * caller frees; *ret_len bytes); 0, or a negative errno after printing the
  * API's problem or why (commands_evidence.c). */
 int cli_get_raw(const struct cli_ctx *ctx, const char *path, char **ret_data, size_t *ret_len);

@@ -191,7 +191,7 @@ static int get_raw(const struct cli_ctx *ctx, const char *path, struct mem *ret)
         return 0;
 }
 
-/* slice D: raw bytes for `run artifacts --show` (cli.h) */
+/* raw bytes for `run artifacts --show` (cli.h) */
 int cli_get_raw(const struct cli_ctx *ctx, const char *path, char **ret_data, size_t *ret_len) {
         struct mem m = {0};
         int r = get_raw(ctx, path, &m);

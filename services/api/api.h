@@ -22,6 +22,7 @@
 #include "lists.h"
 #include "members.h"
 #include "nodes.h"
+#include "nodes_drain.h"
 #include "oidc.h"
 #include "ops.h"
 #include "outbox.h"

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "api.h"
-#include "nodes_drain.h" /* slice F */
 
 /* Every endpoint of the api, with the permission it needs: the one place
  * that says who may call what (tests/e2e/test_e2e_rbac_matrix.py mirrors
@@ -90,7 +89,7 @@ static const struct api_route routes[] = {
         {"POST", "/v1/catalog/{kind}/{id}/approve", catalog_approve, PERM_CATALOG_APPROVE},
         /* nodes are the platform's, not a tenant's: any authenticated user */
         {"GET", "/v1/nodes", nodes_list, PERM_USER},
-        /* slice F: a drain moves every tenant's runs off a node: tenant_admin */
+        /* a drain moves every tenant's runs off a node: tenant_admin */
         {"POST", "/v1/nodes/{id}/drain", nodes_drain, PERM_ADMIN},
         {"DELETE", "/v1/nodes/{id}/drain", nodes_undrain, PERM_ADMIN},
         /* usage of the teams the caller may view */
