@@ -3,11 +3,12 @@
 // in the node-agents image, against the model simulator (tests/modelsim, HTTPS
 // with a certificate of the stack's test CA, in the stack's test upstream
 // network, as tests/e2e/test_e2e_policy_hooks.py runs it), has its
-// `git push` held by an `ask` rule of spec.policy. An approver (not the
-// launcher: four eyes) finds the tool call in the approvals queue with its
-// tool, command and input, approves it in the page, and sees on the run page
-// that the call completed with that approval and that the run continued: the
-// next call shows the bare repo has the pushed commit, and the run succeeds.
+// `git push` held by an `ask` rule of spec.policy. The launcher sees the call
+// in the approvals queue but its Approve is refused (four eyes). An approver
+// finds it there with its tool, command and input, approves it in the page,
+// and sees on the run page that the call completed with that approval and
+// that the run continued: the next call shows the bare repo has the pushed
+// commit, and the run succeeds.
 //
 // The node-agents image is built by ctest's e2e.agents_image (a fixture this
 // journey's ctest requires); run alone without it, the journey fails saying so.
@@ -20,8 +21,8 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { adminLogin, apiCall, approveFromQueue, assertNoTokenExposed, checkedShot as shot, launchChromium, login,
-  loopbackContext, newMember, uniq } from './helpers.mjs';
+import { adminLogin, apiCall, approveFromQueue, assertNoTokenExposed, checkedShot as shot, creds, launchChromium,
+  login, loopbackContext, newMember, uniq } from './helpers.mjs';
 
 const IMAGE = 'node-agents';
 const MODEL = 'claude-sonnet-4-5';
@@ -125,15 +126,33 @@ describe('tool-call approval', { timeout: 1_200_000 }, () => {
     assert.deepEqual(seen.dialogs, [], `a dialog opened: ${seen.dialogs.join(', ')}`);
   });
 
+  // the queue polls: the card comes once the CLI's hook asked
+  async function queueCard(page) {
+    await page.getByRole('link', { name: 'Approvals' }).click();
+    await page.getByRole('heading', { name: 'Approvals' }).waitFor();
+    const card = page.locator('li.approval', { has: page.locator(`a[href="#/runs/${runId}"]`) });
+    await card.waitFor({ timeout: T });
+    return card;
+  }
+
+  test('the launcher is shown the held call but its approval is refused (four eyes)', async () => {
+    const ctx = await loopbackContext(browser, seen);
+    const page = await ctx.newPage();
+    await login(page, creds());
+    const card = await queueCard(page);
+    await card.getByRole('button', { name: 'Approve' }).click();
+    await card.getByRole('alert').filter({ hasText: 'four eyes' }).waitFor({ timeout: 30_000 });
+    const pending = await call('GET', `/v1/approvals/${await card.getAttribute('data-approval')}`);
+    assert.equal(pending.status, 'pending', 'the launcher\'s refused approval decided it');
+    await shot(page, '17-tool-approval-launcher-refused-1280');
+    await ctx.close();
+  });
+
   test('an approver approves a held git push from the queue and the run continues', async () => {
     const ctx = await loopbackContext(browser, seen);
     const page = await ctx.newPage();
     await login(page, approver);
-    await page.getByRole('link', { name: 'Approvals' }).click();
-    await page.getByRole('heading', { name: 'Approvals' }).waitFor();
-    // the queue polls: the card comes once the CLI's hook asked
-    const card = page.locator('li.approval', { has: page.locator(`a[href="#/runs/${runId}"]`) });
-    await card.waitFor({ timeout: T });
+    const card = await queueCard(page);
     const approvalId = await card.getAttribute('data-approval');
     assert.equal((await call('GET', `/v1/runs/${runId}`)).status, 'awaiting_approval');
     // what is asked: the tool, its command, the rule, and the call's whole input
