@@ -10,15 +10,9 @@
 // aborted and fails the test; DNS resolves nothing). Screenshots of every
 // screen, at 1280 and 390 px, go to PADDOCK_BROWSER_ARTIFACTS.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { API, apiCall, assertNoTokenExposed as noTokenExposed, creds, shot as capture, uniq } from './helpers.mjs';
-
-const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
-const requireMod = createRequire(path.join(modules, 'noop.js'));
-const { chromium } = requireMod('playwright-core');
-const AXE = requireMod('axe-core').source;
+import { API, adminLogin, apiCall, approveFromQueue, assertNoTokenExposed as noTokenExposed, checkedShot as shot,
+  creds, launchChromium, login, loopbackContext, newMember, uniq } from './helpers.mjs';
 
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
@@ -32,12 +26,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let adminToken;
 const call = (method, p, body, token = adminToken, expect = undefined) => apiCall(token, method, p, body, expect);
 
-async function makeUser(team, roles) {
-  const password = `pw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
-  const u = await call('POST', '/v1/users', { username: uniq('web'), password });
-  await call('PUT', `/v1/teams/${team}/members/${u.id}`, { roles });
-  return { username: u.username, password, id: u.id };
-}
+const makeUser = (team, roles) => newMember(adminToken, team, roles);
 
 async function sandbox(team, spec, name = uniq('web')) {
   const s = await call('POST', '/v1/sandboxes', { name, team, spec });
@@ -93,40 +82,10 @@ const LONG_SRC = 'import time\nprint("waiting", flush=True)\ntime.sleep(600)\n';
 // ---------------------------------------------------------------- the browser
 
 let browser;
-const offLoopback = [];
-const urls = [];
-const dialogs = [];
-
-async function context(width = 1280, height = 900) {
-  const ctx = await browser.newContext({ viewport: { width, height }, baseURL: API });
-  // loopback only: anything else is aborted and recorded (the test fails)
-  await ctx.route('**/*', (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname === '127.0.0.1') return route.continue();
-    offLoopback.push(u.href);
-    return route.abort();
-  });
-  ctx.on('request', (req) => urls.push(req.url()));
-  ctx.on('page', (p) => p.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); }));
-  return ctx;
-}
-
-// axe-core on the screen as it is: no serious or critical violation. Its
-// source is evaluated over the DevTools protocol (not a <script> the CSP
-// would refuse); it runs no eval of its own.
-async function axeCheck(page, name) {
-  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
-  const res = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(bad.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`),
-    [], `accessibility violations on ${name}`);
-}
-
-// Every screen a journey visits is captured and checked by axe, at the width it is shown.
-async function shot(page, name) {
-  await capture(page, name);
-  await axeCheck(page, name);
-}
+// what the browser did: loopback only (anything else fails the suite), no dialog
+const seen = { offLoopback: [], urls: [], dialogs: [] };
+const { offLoopback, urls, dialogs } = seen;
+const context = (width, height) => loopbackContext(browser, seen, width, height);
 
 // Presses Tab (or Shift+Tab) until the focused element matches the CSS
 // selector; fails after max presses. Whatever takes the focus on the way
@@ -147,16 +106,6 @@ async function tabTo(page, selector, { max = 80, back = false } = {}) {
   assert.fail(`${selector}: not reached with ${max} presses of ${back ? 'Shift+Tab' : 'Tab'}`);
 }
 
-async function login(page, who) {
-  const c = creds();
-  await page.goto('/');
-  await page.getByLabel('Tenant').fill(c.tenant);
-  await page.getByLabel('User name').fill(who.username);
-  await page.getByLabel('Password').fill(who.password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('heading', { name: 'Runs' }).waitFor({ timeout: 30_000 });
-}
-
 // A new context logged in as the demo admin, on the screen of a nav link.
 async function adminOn(link, heading) {
   const ctx = await context();
@@ -175,12 +124,7 @@ let team, teamB, approver, viewer, secAdmin, auditor, prof, draftProf, liveSb, a
 
 describe('dashboard', { timeout: 900_000 }, () => {
   before(async () => {
-    assert.ok(API, 'PADDOCK_API_URL is not set: export the stack\'s endpoints.env');
-    const c = creds();
-    const r = await fetch(`${API}/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(c) });
-    assert.equal(r.status, 200, 'admin login');
-    adminToken = (await r.json()).token;
+    adminToken = await adminLogin();
     const me = await call('GET', '/v1/me');
     team = me.teams[0].id;
     teamB = (await call('POST', '/v1/teams', { name: uniq('webteam') })).id;
@@ -218,13 +162,7 @@ print("continued after the decision", flush=True)
     askSpec.egress = { profiles: [prof.id], unknown: 'ask' };
     askSb = await sandbox(team, askSpec);
     otherRun = await launch(await sandbox(teamB, cmd('print("team b")')));
-    browser = await chromium.launch({
-      executablePath: process.env.PADDOCK_CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-domain-reliability',
-        '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -338,15 +276,7 @@ print("continued after the decision", flush=True)
     const card = page.locator('li.approval', { has: page.locator(`a[href="#/runs/${runId}"]`) });
     await card.waitFor({ timeout: T });
     assert.ok((await card.innerText()).includes('egress'));
-    await shot(page, '05-approvals-1280');
-    await page.setViewportSize({ width: 390, height: 844 });
-    await shot(page, '05-approvals-390');
-    await page.setViewportSize({ width: 1280, height: 900 });
-    await card.locator('input[name=comment]').fill('fine for the browser test');
-    await card.getByRole('button', { name: 'Approve' }).click();
-    await card.waitFor({ state: 'detached', timeout: 30_000 });
-    await page.goto(`/#/runs/${runId}`);
-    await page.locator('li.event[data-kind=approval_decided]').waitFor({ timeout: T });
+    await approveFromQueue(page, card, runId, 'fine for the browser test', '05-approvals', T);
     await page.locator('li.event[data-kind=output]', { hasText: 'continued after the decision' }).waitFor({ timeout: T });
     await page.locator('#run-status', { hasText: 'succeeded' }).waitFor({ timeout: T });
     const decided = await call('GET', `/v1/runs/${runId}/events?limit=1000`);

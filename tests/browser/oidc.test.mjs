@@ -14,14 +14,10 @@
 // and fails the test unless the provider's own page asked for it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { API, apiCall, assertNoTokenExposed, creds, shot, uniq } from './helpers.mjs';
-
-const modules = process.env.PADDOCK_BROWSER_MODULES || path.join(import.meta.dirname, 'node_modules');
-const { chromium } = createRequire(path.join(modules, 'noop.js'))('playwright-core');
+import { API, adminLogin, apiCall, assertNoTokenExposed, creds, launchChromium, shot, uniq } from './helpers.mjs';
 
 let adminToken;
 const call = (method, p, body, expect) => apiCall(adminToken, method, p, body, expect);
@@ -66,11 +62,7 @@ async function context() {
 
 describe('single sign-on', { timeout: 300_000 }, () => {
   before(async () => {
-    assert.ok(API, 'PADDOCK_API_URL is not set: export the stack\'s endpoints.env');
-    const r = await fetch(`${API}/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(creds()) });
-    assert.equal(r.status, 200, 'admin login');
-    adminToken = (await r.json()).token;
+    adminToken = await adminLogin();
     team = (await call('POST', '/v1/teams', { name: uniq('ssoteam') })).id;
     clientId = uniq('paddock-web');
     idp = startProvider(clientId, ['engineers']);
@@ -79,13 +71,7 @@ describe('single sign-on', { timeout: 300_000 }, () => {
       issuer, audience: clientId, jwks_url: `${issuer}/jwks`,
       role_mapping: { claim: 'groups', map: { engineers: { team, roles: ['launcher', 'viewer'] } } },
     });
-    browser = await chromium.launch({
-      executablePath: process.env.PADDOCK_CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-domain-reliability',
-        `--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE ${new URL(issuer).hostname}`],
-    });
+    browser = await launchChromium([new URL(issuer).hostname]);
   });
 
   after(async () => {
