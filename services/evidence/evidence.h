@@ -84,6 +84,7 @@ struct retention_config {
         const struct audit_store_config *audit; /* borrowed; appends the deletion's audit record */
         const char *instance;                  /* borrowed; the audit record's producer */
         int interval_ms;                       /* between sweeps */
+        int hold_interval_ms;                  /* between S3 legal hold reconciles (0: at sweeps only) */
         int batch;                             /* runs per sweep */
 };
 
@@ -95,6 +96,11 @@ struct retention_config {
  * that fails is logged and left for the next sweep). Thread-safe. */
 int retention_sweep_once(const struct retention_config *cfg, struct err_detail *reterr);
 struct retention_sweeper;
+/* Reconciles S3 object legal holds with api.legal_holds (at most a batch of
+ * objects): what a sweep does first, also run alone between sweeps so a
+ * new hold reaches S3 within cfg->hold_interval_ms. Objects set, or a
+ * negative errno. */
+int legal_holds_sync_once(const struct retention_config *cfg, struct err_detail *reterr);
 /* Sweeps every cfg->interval_ms on a thread of its own until shutdown
  * (core/shutdown.h). cfg is copied (its pointers stay borrowed). NULL on
  * out-of-memory or when the thread cannot start. */

@@ -50,6 +50,7 @@ struct settings {
         long long round_max_events;
         long long retention_sweep_s;
         long long retention_batch;
+        long long legal_hold_sync_s;
 };
 
 static const struct config_entry settings_table[] = {
@@ -74,6 +75,10 @@ static const struct config_entry settings_table[] = {
         {"PADDOCK_EVIDENCE_RETENTION_BATCH", CONFIG_INT, "100", 1, 100000, false,
          offsetof(struct settings, retention_batch),
          "most runs a retention sweep deletes (the next sweep goes on)"},
+        {"PADDOCK_EVIDENCE_LEGAL_HOLD_SYNC_S", CONFIG_INT, "60", 1, 86400, false,
+         offsetof(struct settings, legal_hold_sync_s),
+         "seconds between reconciles of S3 object legal holds with the legal holds set in the api (also done "
+         "before every retention sweep)"},
         {NULL},
 };
 
@@ -201,6 +206,7 @@ static int run(struct settings *cfg) {
                                                   .audit = &app.audit,
                                                   .instance = app.instance,
                                                   .interval_ms = (int)cfg->retention_sweep_s * 1000,
+                                                  .hold_interval_ms = (int)cfg->legal_hold_sync_s * 1000,
                                                   .batch = (int)cfg->retention_batch};
         app.sweeper = retention_sweeper_start(&app.retention);
         if (!app.sweeper) {

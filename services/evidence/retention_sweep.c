@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/shutdown.h"
+#include "core/timeutil.h"
 #include "evidence.h"
 #include "pg/pg.h"
 
@@ -340,19 +341,43 @@ int retention_sweep_once(const struct retention_config *cfg, struct err_detail *
         return r < 0 ? r : deleted;
 }
 
+int legal_holds_sync_once(const struct retention_config *cfg, struct err_detail *err) {
+        PGconn *conn = pg_pool_acquire(cfg->pg, 5000, err);
+        if (!conn)
+                return err->errnum < 0 ? err->errnum : -ECONNRESET;
+        int h = legal_holds_reconcile(conn, cfg, err);
+        pg_pool_release(cfg->pg, conn);
+        return h;
+}
+
 struct retention_sweeper {
         struct retention_config cfg;
         pthread_t thread;
 };
 
+/* A sweep every interval_ms; between sweeps, the legal hold reconcile every
+ * hold_interval_ms, so a hold set in the api reaches S3 long before the
+ * next (by default hourly) sweep. */
 static void *sweeper_main(void *userdata) {
         struct retention_sweeper *s = userdata;
+        int64_t next_sweep_us = 0;
         while (!shutdown_requested()) {
                 struct err_detail e = {0};
-                int r = retention_sweep_once(&s->cfg, &e);
-                if (r < 0)
-                        log_warn("retention sweep failed: %s", e.message[0] ? e.message : strerror(-r));
-                if (shutdown_sleep_ms(s->cfg.interval_ms))
+                int64_t now_us = time_mono_us();
+                if (now_us >= next_sweep_us) {
+                        int r = retention_sweep_once(&s->cfg, &e);
+                        if (r < 0)
+                                log_warn("retention sweep failed: %s", e.message[0] ? e.message : strerror(-r));
+                        next_sweep_us = now_us + (int64_t)s->cfg.interval_ms * 1000;
+                } else {
+                        int r = legal_holds_sync_once(&s->cfg, &e);
+                        if (r < 0)
+                                log_warn("legal hold reconcile failed: %s", e.message[0] ? e.message : strerror(-r));
+                }
+                int64_t wait_ms = (next_sweep_us - time_mono_us()) / 1000;
+                if (s->cfg.hold_interval_ms > 0 && wait_ms > s->cfg.hold_interval_ms)
+                        wait_ms = s->cfg.hold_interval_ms;
+                if (shutdown_sleep_ms(wait_ms > 0 ? (int)wait_ms : 0))
                         break;
         }
         return NULL;
