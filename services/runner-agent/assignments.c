@@ -15,6 +15,7 @@
 #include "kafka/topics.h"
 #include "drain.h"
 #include "metrics_runner.h"
+#include "orphans.h"
 #include "run.h"
 
 #define POLL_MS 500
@@ -227,8 +228,28 @@ const struct kafka_route assignments_routes[] = {
         {0}, /* clang: {NULL} leaves .handle "missing" */
 };
 
+/* Orphans inherited as subreaper (orphans.h): looked for every 10 s, reaped
+ * once a zombie for a minute; only this thread runs it. */
+#define ORPHANS_EVERY_US (10 * 1000000LL)
+#define ORPHANS_MIN_AGE_US (60 * 1000000LL)
+
+static void orphans_tick(void) {
+        static struct orphan_reaper reaper;
+        static int64_t next_us;
+        int64_t now = time_mono_us();
+        if (now < next_us)
+                return;
+        next_us = now + ORPHANS_EVERY_US;
+        int n = orphans_reap(&reaper, now, ORPHANS_MIN_AGE_US);
+        if (n > 0) {
+                metric_add(&runner_metric_orphans_reaped, n);
+                log_info("reaped %d orphaned process%s (zombie children no waiter of ours took)", n, n == 1 ? "" : "es");
+        }
+}
+
 static void reap_tick(void *userdata) {
         assignments_reap(userdata, false);
+        orphans_tick();
         runner_drain_tick(userdata); /* drained and idle: stop (drain.h) */
 }
 

@@ -43,6 +43,9 @@
 struct metric runner_metric_runs_accepted = {.name = "paddock_runner_runs_accepted_total", .help = "Runs accepted by this node", .type = METRIC_COUNTER};
 struct metric runner_metric_runs_finished = {.name = "paddock_runner_runs_finished_total", .help = "Runs that reached a terminal status", .type = METRIC_COUNTER};
 struct metric runner_metric_runs_running = {.name = "paddock_runner_runs_running", .help = "Runs currently occupying a slot", .type = METRIC_GAUGE};
+struct metric runner_metric_orphans_reaped = {.name = "paddock_runner_orphans_reaped_total",
+                                             .help = "Orphaned zombie processes the runner-agent reaped (orphans.h)",
+                                             .type = METRIC_COUNTER};
 struct metric runner_metric_output_events = {.name = "paddock_runner_output_events_total", .help = "Output events produced", .type = METRIC_COUNTER};
 struct metric runner_metric_heartbeats = {.name = "paddock_runner_heartbeats_total", .help = "Node heartbeats queued", .type = METRIC_COUNTER};
 
@@ -306,6 +309,7 @@ int main(int argc, char **argv) {
         metrics_register(&runner_metric_runs_accepted);
         metrics_register(&runner_metric_runs_finished);
         metrics_register(&runner_metric_runs_running);
+        metrics_register(&runner_metric_orphans_reaped);
         metrics_register(&runner_metric_output_events);
         metrics_register(&runner_metric_heartbeats);
         capture_exec_metrics_register();

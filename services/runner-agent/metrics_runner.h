@@ -7,3 +7,4 @@ extern struct metric runner_metric_runs_finished;
 extern struct metric runner_metric_runs_running;
 extern struct metric runner_metric_output_events;
 extern struct metric runner_metric_heartbeats;
+extern struct metric runner_metric_orphans_reaped;
