@@ -9,6 +9,7 @@ confluent_kafka (Kafka), psycopg (PostgreSQL). All traffic goes to loopback.
 """
 
 import http.server
+import io
 import ipaddress
 import json
 import os
@@ -17,6 +18,7 @@ import random
 import re
 import secrets
 import subprocess
+import tarfile
 import time
 import urllib.parse
 import uuid
@@ -959,3 +961,24 @@ def enroll_test_node(endpoints, node_id):
     with open(path, "a") as f:
         f.write(f"{signer.identity} {signer.public_b64()}\n")
     return signer
+
+
+# ---------------------------------------------------------------- evidence bundles (tar)
+
+
+def tar_members(data):
+    """An evidence bundle's (name, bytes) in archive order."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        return [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+
+
+def ustar(files):
+    """A ustar archive of (name, bytes) in order: a bundle rebuilt after an edit."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -21,8 +21,8 @@ import uuid
 import pytest
 
 from cli_support import Cli
-from conftest import (TERMINAL, Api, all_events, audit_all, bootstrap_tenant, command_spec, login, unique_name,
-                      wait_for)
+from conftest import (TERMINAL, Api, all_events, audit_all, bootstrap_tenant, command_spec, login, tar_members,
+                      unique_name, ustar, wait_for)
 
 PARTS = ["run.json", "definition.json", "prompt.txt", "events.jsonl", "records.json", "approvals.json",
          "reviews.json", "artifacts/manifest.json", "audit.jsonl"]
@@ -69,20 +69,8 @@ def world(endpoints, credentials, api, team_id, runs, tmp_path_factory):
 
 
 def _members(data):
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
-        return {m.name: t.extractfile(m).read() for m in t.getmembers()}, [m.name for m in t.getmembers()]
-
-
-def _tar(files):
-    """A ustar archive of (name, bytes) in order."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    members = tar_members(data)
+    return dict(members), [n for n, _ in members]
 
 
 def _netstring(b):
@@ -193,7 +181,7 @@ def _resigned(world, edit):
                           key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()}]}
     n = uuid.uuid4().hex[:8]
     (world["work"] / f"keys-{n}.json").write_text(json.dumps(keys))
-    (world["work"] / f"resigned-{n}.tar").write_bytes(_tar([("manifest.json", mtext), ("manifest.sig", sig)] + body))
+    (world["work"] / f"resigned-{n}.tar").write_bytes(ustar([("manifest.json", mtext), ("manifest.sig", sig)] + body))
     return world["work"] / f"resigned-{n}.tar", world["work"] / f"keys-{n}.json"
 
 

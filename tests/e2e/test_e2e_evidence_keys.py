@@ -9,31 +9,13 @@ gets 403 and nothing changes; a body is refused naming its field. Only
 loopback traffic."""
 
 import datetime
-import io
 import json
 import secrets
-import tarfile
 
 import pytest
 
 from cli_support import Cli
-from conftest import TERMINAL, Api, audit_all, command_spec, login, unique_name, wait_for
-
-
-def _members(data):
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
-        return [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
-
-
-def _tar(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from conftest import TERMINAL, Api, audit_all, command_spec, login, tar_members, unique_name, ustar, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +44,7 @@ def world(endpoints, credentials, api, team_id, runs, tmp_path_factory):
 
 
 def _manifest(path):
-    return json.loads(dict(_members(path.read_bytes()))["manifest.json"])
+    return json.loads(dict(tar_members(path.read_bytes()))["manifest.json"])
 
 
 def test_bundles_from_before_and_after_a_rotation_both_verify(world, api, me):
@@ -89,13 +71,13 @@ def test_bundles_from_before_and_after_a_rotation_both_verify(world, api, me):
 
 def test_verify_picks_the_key_by_id_and_refuses_a_forgery(world):
     cli, work = world["cli"], world["work"]
-    a, b = dict(_members(world["a"].read_bytes())), dict(_members(world["b"].read_bytes()))
-    order_a = [n for n, _ in _members(world["a"].read_bytes())]
+    a, b = dict(tar_members(world["a"].read_bytes())), dict(tar_members(world["b"].read_bytes()))
+    order_a = [n for n, _ in tar_members(world["a"].read_bytes())]
     kid_b = json.loads(b["manifest.json"])["kid"]
 
     def write(name, files):
         path = work / name
-        path.write_bytes(_tar([(n, files[n]) for n in order_a]))
+        path.write_bytes(ustar([(n, files[n]) for n in order_a]))
         return path
 
     # A's manifest with B's signature: B's key did not sign it
