@@ -146,6 +146,30 @@ pid_of() {
 
 running() { pid_of "$1" >/dev/null; }
 
+# kill_leftovers PART: a service killed hard (SIGKILL of its main process, as
+# the chaos suite does) can leave processes of its group behind, such as the
+# api's workers, still exiting and holding its port; a restart would then
+# move the service to another port under its clients. Its started pid led
+# its own process group (start_bg: setsid), so what is left of that group
+# and still runs the service's program is killed, and waited for up to 5 s.
+kill_leftovers() {
+        local part=$1 pgid p left
+        read -r pgid <"$STATE/pids/$part.pid" 2>/dev/null || return 0
+        [[ $pgid =~ ^[0-9]+$ ]] || return 0
+        for _ in $(seq 50); do
+                left=0
+                for p in $(pgrep -g "$pgid" 2>/dev/null); do
+                        [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == *"paddock-$part"* ]] || continue
+                        [[ $(proc_state "$p") == Z ]] && continue
+                        kill -KILL "$p" 2>/dev/null || true
+                        left=1
+                done
+                ((left)) || return 0
+                sleep 0.1
+        done
+        warn "processes of the earlier $part (group $pgid) are still exiting"
+}
+
 # alive PART: the started pid still exists (no command-line check: right after
 # the fork it may not have exec'd its program yet).
 alive() {

@@ -32,6 +32,7 @@ services_ports() {
                 if running "$s"; then
                         SVC_PORT[$s]=$(kv_get "$STATE/ports.env" "$(svc_port_key "$s")")
                 else
+                        kill_leftovers "$s"
                         SVC_PORT[$s]=$(get_port "$(svc_port_key "$s")")
                 fi
         done
