@@ -21,7 +21,8 @@
  *
  * Before the runs, each round sets the S3 legal hold of stored versions to
  * what the holds want (ON for a run a hold covers, OFF once none does), so
- * a held run's objects cannot be deleted even with bypass-governance. */
+ * a held run's objects cannot be deleted even with bypass-governance; the
+ * sweeper's thread also does that alone between rounds (sweeper_main). */
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>

@@ -47,10 +47,13 @@ int orphans_reap(struct orphan_reaper *o, int64_t now_us, int64_t min_age_us) {
                         continue;
                 pid_t pid = (pid_t)v;
                 int64_t seen = now_us;
+                bool known = false; /* a zombie at an earlier pass too */
                 for (unsigned i = 0; i < o->n; i++)
-                        if (o->pid[i] == pid)
+                        if (o->pid[i] == pid) {
                                 seen = o->seen_us[i];
-                if (now_us - seen >= min_age_us && seen != now_us) {
+                                known = true;
+                        }
+                if (known && now_us - seen >= min_age_us) {
                         if (waitpid(pid, NULL, WNOHANG) == pid)
                                 reaped++;
                 } else if (next.n < ORPHANS_TRACKED) {
