@@ -555,6 +555,26 @@ def node_wide_leftovers(run_ids):
     return out
 
 
+def zombie_children(pid):
+    """{(pid, start time)} of the zombie children of a process: the runner-agent
+    is the node's child subreaper and reaps orphaned zombies aged 60 s every
+    10 s (services/runner-agent/orphans.h), so one seen twice 80 s apart is a
+    leak."""
+    out = set()
+    if not pid:
+        return out
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if f[0] == "Z" and int(f[1]) == pid:
+            out.add((int(d.name), int(f[19])))
+    return out
+
+
 def readyz_truth(stack, api, team, timeout=240):
     """/readyz tells the truth (kafka/consume_loop.h): with every Fetch of the
     cluster failing (fault API), the consumers stop progressing while the api
@@ -657,6 +677,7 @@ def main():
         t_settled = now()
         say("settled; checking the invariants")
         lost = check(api, team, driver, since)
+        zombies_at_check = zombie_children(stack.pid("runner-agent")), time.monotonic()
         say("readyz truth: freezing every consumer's fetches")
         why, after = readyz_truth(stack, api, team)
         figures_readyz = f"said: {why}; after: {after or 'ready'}"
@@ -668,6 +689,9 @@ def main():
         for s, why in ready.items():
             if why:
                 lost.append(("not ready", s, why))
+        time.sleep(max(0.0, 80 - (time.monotonic() - zombies_at_check[1])))
+        for zpid, _ in zombies_at_check[0] & zombie_children(stack.pid("runner-agent")):
+            lost.append(("leftover", "runner-agent", f"zombie child {zpid} not reaped in 80 s"))
         statuses = collections.Counter(st for st, _ in snap.values())
         figures = {
             "runs": len(driver.runs),
