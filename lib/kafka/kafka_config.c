@@ -60,6 +60,10 @@ void kafka_settings_options(struct kafka_settings *ks, const char *client_id, st
                                     .auth = auth};
 }
 
+void kafka_options_control(struct kafka_options *o, const struct kafka_settings *ks) {
+        o->fetch_wait_max_ms = (int)ks->control_fetch_wait_ms;
+}
+
 void kafka_settings_loop_options(const struct kafka_settings *ks, struct kafka_consume_loop_options *lo) {
         lo->batch_max = (int)ks->consume_batch_max;
         lo->linger_ms = (int)ks->consume_linger_ms;

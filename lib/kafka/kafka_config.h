@@ -17,6 +17,7 @@ struct kafka_settings {
         char *bootstrap;
         long long session_timeout_ms;
         long long fetch_wait_ms;
+        long long control_fetch_wait_ms;
         long long linger_ms;
         long long consume_batch_max;
         long long consume_linger_ms;
@@ -43,6 +44,11 @@ struct kafka_settings {
          "consumer group session timeout; how long a dead member holds its partitions"},                             \
         {"PADDOCK_KAFKA_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false, KAFKA_CONFIG_OFF_(st, m, fetch_wait_ms), \
          "longest a consumer fetch waits for data; the local stack lowers it for the mock cluster"},                 \
+        {"PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,                                  \
+         KAFKA_CONFIG_OFF_(st, m, control_fetch_wait_ms),                                                             \
+         "PADDOCK_KAFKA_FETCH_WAIT_MS of the low-volume consumers on the launch path (the scheduler's runs, the "     \
+         "runner-agent's assignments, the api's run statuses): the local stack lowers it further, since the mock "   \
+         "cluster answers a waiting fetch only at the wait's end (kafka_options_control)"},                          \
         {"PADDOCK_KAFKA_LINGER_MS", CONFIG_INT, "0", 0, 1000, false, KAFKA_CONFIG_OFF_(st, m, linger_ms),           \
          "how long a producer holds records to batch them (librdkafka linger.ms); 0: none, since every record "     \
          "on the launch and control path waits for its acknowledgement and the runner-agent batches its run "       \
@@ -76,6 +82,14 @@ struct kafka_settings {
          "librdkafka sasl.username"},                                                                                 \
         {"PADDOCK_KAFKA_SASL_PASSWORD", CONFIG_STRING, "", 0, 0, true, KAFKA_CONFIG_OFF_(st, m, sasl_password),      \
          "librdkafka sasl.password"}
+
+/* Gives o, filled by kafka_settings_options from ks, the fetch wait of a
+ * low-volume consumer on the launch path (PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS):
+ * a real broker answers a waiting fetch when data arrives, librdkafka's mock
+ * cluster only when the wait ends, so every hop of a launch pays up to the
+ * wait there; a short one only where records are few keeps the idle fetches
+ * of the firehose consumers rare (docs/CONTRACTS.md "Consumer fetch waits"). */
+void kafka_options_control(struct kafka_options *o, const struct kafka_settings *ks);
 
 /* Fills the batch settings of a kafka_consume_routes loop from ks. */
 void kafka_settings_loop_options(const struct kafka_settings *ks, struct kafka_consume_loop_options *lo);

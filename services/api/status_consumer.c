@@ -358,6 +358,7 @@ int status_consumer_start(struct api *a) {
         sc.api = a;
         struct kafka_options o;
         kafka_settings_options(&a->cfg.kafka, "paddock-api-status", a->auth, &o);
+        kafka_options_control(&o, &a->cfg.kafka); /* `running` on the launch path (kafka_config.h) */
         struct err_detail e = {0};
         sc.consumer = kafka_consumer_new_routes(&o, "paddock-api-status", routes, "earliest", &e);
         if (!sc.consumer) {

@@ -352,6 +352,7 @@ int main(int argc, char **argv) {
         snprintf(group, sizeof group, "paddock-runner-%s", a.node_id);
         struct kafka_options copts = svc.kafka;
         copts.extra = consumer_extra;
+        kafka_options_control(&copts, &cfg.kafka); /* on the launch path (kafka_config.h) */
         consumer = kafka_consumer_new_routes(&copts, group, assignments_routes, "earliest", &err);
         if (!consumer) {
                 log_error("could not join consumer group %s: %s", group, err.message);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent_cli_stream.h"
@@ -288,19 +289,39 @@ void pool_stop(struct pool *p) {
         free(p);
 }
 
+/* Whether a waiting sandbox's init is still there: our child (we are a
+ * subreaper), so a dead one is reaped here, or was by orphans.c already. */
+static bool init_alive(struct pool_sandbox *ps) {
+        pid_t r;
+        while ((r = waitpid(ps->init_pid, NULL, WNOHANG)) < 0 && errno == EINTR)
+                ;
+        if (r == 0)
+                return true;
+        ps->init_pid = 0; /* reaped: nothing left to kill */
+        return false;
+}
+
 struct pool_sandbox *pool_claim(struct pool *p, const Paddock__V1__RunRequested *req) {
         if (!p || !eligible(req))
                 return NULL;
         const char *image = req->sandbox->image ? req->sandbox->image : "";
-        struct pool_sandbox *found = NULL;
+        struct pool_sandbox *found = NULL, *dead = NULL;
         pthread_mutex_lock(&p->lock);
-        for (struct pool_sandbox **pp = &p->ready; *pp; pp = &(*pp)->next)
-                if (!strcmp((*pp)->image, image)) {
-                        found = *pp;
-                        *pp = found->next;
-                        found->next = NULL;
-                        break;
+        for (struct pool_sandbox **pp = &p->ready; *pp && !found;) {
+                struct pool_sandbox *ps = *pp;
+                if (strcmp(ps->image, image)) {
+                        pp = &ps->next;
+                        continue;
                 }
+                *pp = ps->next;
+                ps->next = NULL;
+                if (init_alive(ps))
+                        found = ps;
+                else {
+                        ps->next = dead;
+                        dead = ps;
+                }
+        }
         bool known = false;
         for (size_t i = 0; i < p->n_images; i++)
                 known |= !strcmp(p->images[i], image);
@@ -309,6 +330,15 @@ struct pool_sandbox *pool_claim(struct pool *p, const Paddock__V1__RunRequested 
         /* no refill yet: crun create would compete with this run's start
          * for the cpu (pool_refill once it runs, pool_release) */
         pthread_mutex_unlock(&p->lock);
+        /* a sandbox whose init died while waiting would fail its claimer at
+         * the start (ENXIO on the exec fifo): removed, and the run goes
+         * fresh when none other is ready */
+        while (dead) {
+                struct pool_sandbox *ps = dead;
+                dead = ps->next;
+                log_ctx(LOG_WARN, LOG_KV("sandbox", ps->sb.id), "pooled sandbox's init died while waiting; removing it");
+                destroy_unclaimed(p, ps);
+        }
         return found;
 }
 

@@ -215,9 +215,11 @@ static bool dead_sweep_allowed(const struct app *app) {
                now - app->nodes_caught_up <= DEAD_SWEEP_CAUGHT_UP_US;
 }
 
-/* One pass: dead nodes and never-started runs first (their runs may need
- * placing), then placement, then the pending timeout (a run placeable now
- * should not fail). Each step
+/* One pass: placement first (a run just requested is on the launch path:
+ * the sweeps' round trips before it were a few ms of every launch, issue 10
+ * §4; the pick already skips silent nodes), then dead nodes and
+ * never-started runs, placing again when they put runs back to pending,
+ * then the pending timeout (a run placeable now should not fail). Each step
  * failing is logged and retried on the next pass. */
 static void place(struct app *app) {
         struct err_detail err = {0};
@@ -226,14 +228,23 @@ static void place(struct app *app) {
                 log_warn("could not place runs: %s", err.message);
                 return;
         }
-        int r;
-        if (dead_sweep_allowed(app) && (r = dead_nodes_sweep(conn, &app->sched, &err)) < 0)
-                log_warn("could not check for dead nodes: %s", err_text(&err, r));
-        err = (struct err_detail){0};
-        if ((r = stalled_sweep(conn, &app->sched, &err)) < 0)
-                log_warn("could not check for runs never started: %s", err_text(&err, r));
-        err = (struct err_detail){0};
+        int r, moved = 0;
         if ((r = placement_run(conn, &app->sched, &err)) < 0)
+                log_warn("could not place runs: %s", err_text(&err, r));
+        err = (struct err_detail){0};
+        if (dead_sweep_allowed(app) && (r = dead_nodes_sweep(conn, &app->sched, &err)) != 0) {
+                if (r < 0)
+                        log_warn("could not check for dead nodes: %s", err_text(&err, r));
+                moved += r > 0;
+        }
+        err = (struct err_detail){0};
+        if ((r = stalled_sweep(conn, &app->sched, &err)) != 0) {
+                if (r < 0)
+                        log_warn("could not check for runs never started: %s", err_text(&err, r));
+                moved += r > 0;
+        }
+        err = (struct err_detail){0};
+        if (moved && (r = placement_run(conn, &app->sched, &err)) < 0)
                 log_warn("could not place runs: %s", err_text(&err, r));
         err = (struct err_detail){0};
         if ((r = pending_sweep(conn, &app->sched, &err)) < 0)
@@ -285,7 +296,10 @@ static int run(struct settings *cfg) {
                 goto out;
         ret = 1;
 
-        app.consumer = kafka_consumer_new_routes(&app.svc.kafka, GROUP_ID, run_routes, "earliest", &err);
+        /* on the launch path: the short fetch wait (kafka_config.h) */
+        struct kafka_options run_opts = app.svc.kafka;
+        kafka_options_control(&run_opts, &cfg->kafka);
+        app.consumer = kafka_consumer_new_routes(&run_opts, GROUP_ID, run_routes, "earliest", &err);
         if (!app.consumer) {
                 log_error("could not create kafka consumer: %s", err.message);
                 goto out;

@@ -203,3 +203,38 @@ def test_missing_command_fails_in_the_init(pool_on, runs, endpoints, admin_token
     assert not res.of_kind("exec"), res.of_kind("exec")  # nothing started
     c.assert_node_clean(rid, res)
     assert not c.node_leftovers(_running(res)["sandbox"]["id"])
+
+
+def _waiting_inits():
+    """{sandbox id: init pid} of the prepared sandboxes waiting for a run
+    (`crun list`: NAME PID STATUS ..., the container named paddock-<id>)."""
+    r = subprocess.run(["crun", "--root", str(_crun_root()), "list"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True, check=True)
+    out = {}
+    for line in r.stdout.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 3 and f[2] == "created" and f[0].startswith("paddock-"):
+            out[f[0][len("paddock-"):]] = int(f[1])
+    return out
+
+
+def test_dead_pooled_init_falls_back_to_fresh(pool_on, runs, endpoints, admin_token):
+    """A pooled sandbox whose init died while waiting is not handed to a run
+    (whose start would fail on the init's exec fifo): the run is provisioned
+    fresh and succeeds, and the dead sandbox is removed from the node."""
+    _wait_pool_ready()
+    waiting = _waiting_inits()
+    assert waiting, "no waiting pooled sandbox"
+    for pid in waiting.values():
+        os.kill(pid, 9)
+    rid = runs.start(c.command_spec(["/bin/true"]))
+    res = c.wait_terminal(endpoints, admin_token, rid)
+    assert res.terminal == "succeeded", (res.statuses, res.output()[-2000:])
+    running = _running(res)
+    assert running.get("sandbox", {}).get("pooled") is False, running
+    c.assert_node_clean(rid, res)
+    for sid in waiting:
+        assert not c.node_leftovers(sid), f"dead pooled sandbox {sid} left {c.node_leftovers(sid)}"
+    # and the pool prepares a live one again
+    _wait_pool_ready()
+    assert not set(_waiting_inits()) & set(waiting)

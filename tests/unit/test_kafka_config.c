@@ -85,6 +85,41 @@ static void test_linger_setting(void **state) {
         unsetenv("PADDOCK_KAFKA_LINGER_MS");
 }
 
+/* The launch path's consumers fetch with a wait of their own
+ * (kafka_options_control); every other consumer keeps the shared one. */
+static void test_control_fetch_wait(void **state) {
+        struct settings s = {0};
+        struct err_detail e = {0};
+        clear_env();
+        setenv("PADDOCK_KAFKA_BOOTSTRAP", "127.0.0.1:9092", 1);
+        setenv("PADDOCK_KAFKA_FETCH_WAIT_MS", "10", 1);
+        setenv("PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS", "2", 1);
+        assert_int_equal(config_load(table, &s, &e), 0);
+        struct kafka_options o;
+        kafka_settings_options(&s.kafka, "unit", NULL, &o);
+        assert_int_equal(o.fetch_wait_max_ms, 10);
+        kafka_options_control(&o, &s.kafka);
+        assert_int_equal(o.fetch_wait_max_ms, 2);
+        assert_string_equal(o.bootstrap, "127.0.0.1:9092"); /* the rest as it was */
+        config_free(table, &s);
+
+        s = (struct settings){0};
+        unsetenv("PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS");
+        assert_int_equal(config_load(table, &s, &e), 0);
+        kafka_settings_options(&s.kafka, "unit", NULL, &o);
+        kafka_options_control(&o, &s.kafka);
+        assert_int_equal(o.fetch_wait_max_ms, 500); /* a real broker answers at once: no need to spin */
+        config_free(table, &s);
+
+        s = (struct settings){0};
+        setenv("PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS", "0", 1);
+        assert_true(config_load(table, &s, &e) < 0);
+        assert_non_null(strstr(e.message, "PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS"));
+        config_free(table, &s);
+        unsetenv("PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS");
+        unsetenv("PADDOCK_KAFKA_FETCH_WAIT_MS");
+}
+
 static void test_sasl_ssl_passed_through(void **state) {
         struct settings s = {0};
         struct err_detail e = {0};
@@ -128,6 +163,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_are_plaintext),
                 cmocka_unit_test(test_linger_setting),
+                cmocka_unit_test(test_control_fetch_wait),
                 cmocka_unit_test(test_sasl_ssl_passed_through),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
