@@ -8,6 +8,7 @@ and once it reads again it gets the same complete sequence (what did not fit
 in its bounded queue is read from the history)."""
 import json
 import socket
+import subprocess
 import threading
 import time
 
@@ -15,20 +16,39 @@ import websocket
 
 from conftest import all_events, command_spec, stream_url, wait_for
 
-FILES = 3000  # a create and a write event each: ~6,000 events, a few MB to each viewer
-# distinct names (coalescing never merges them), made after the viewers connect
+# distinct names (coalescing never merges them), made after the viewers
+# connect: a create and a write event each
 MAKER = r"""
-import time
+import sys, time
+files, pad = int(sys.argv[1]), int(sys.argv[2])
 time.sleep(2)
-for i in range(%d):
-    with open("f%%d" %% i, "w") as f:
+for i in range(files):
+    with open("f%d-%s" % (i, "x" * pad), "w") as f:
         f.write("x")
-""" % FILES
+"""
+# ~18,000 events of ~450 bytes: 8 MB to each viewer, more than the kernel
+# buffers on loopback (4 MB send buffer at most): a viewer that does not read
+# leaves the api with unsent bytes (and its queue overflows)
+BIG = (9000, 200)
+SMALL = (3000, 0)
+
+
+def _start(runs, size):
+    return runs.start(command_spec(["python3", "-c", MAKER, str(size[0]), str(size[1])], timeout_s=120))
 
 
 def _connect(endpoints, token, run_id, sockopt=()):
     return websocket.create_connection(stream_url(endpoints, run_id, 0), header=[f"Authorization: Bearer {token}"],
                                        timeout=120, sockopt=list(sockopt))
+
+
+def _unsent_to(port):
+    """Bytes the api has queued but not sent on its connection to our local
+    port (the Send-Q that ss shows for the socket whose peer is that port,
+    in any state: the api may have closed its end after the terminal event)."""
+    out = subprocess.run(["ss", "-tnH", f"( dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[2]) if len(out) >= 3 else 0  # State Recv-Q Send-Q ...
 
 
 def _read_all(ws, out):
@@ -51,9 +71,10 @@ def _read_all(ws, out):
         ws.close()
 
 
-def _check_complete(api, run_id, frames, who):
+def _check_complete(api, run_id, frames, who, size):
     """frames are the run's whole history, in seq order, ending with the
-    terminal status; returns the parsed events."""
+    terminal status, with an event for each of the size[0] files at least;
+    returns the parsed events."""
     events = [json.loads(f) for f in frames]
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(seqs) + 1)), f"{who}: not 1..n in order: gaps or duplicates near " \
@@ -62,12 +83,12 @@ def _check_complete(api, run_id, frames, who):
     assert [(e["seq"], e["kind"], e["data"]) for e in events] == \
         [(e["seq"], e["kind"], e["data"]) for e in stored], f"{who}: differs from the stored history"
     assert events[-1]["kind"] == "status" and events[-1]["data"]["status"] == "succeeded", events[-1]
-    assert sum(1 for e in events if e["kind"] == "file_access") >= FILES, f"{who}: too few file events"
+    assert sum(1 for e in events if e["kind"] == "file_access") >= size[0], f"{who}: too few file events"
     return events
 
 
 def test_viewers_share_one_complete_sequence_and_a_stalled_one_holds_up_nobody(endpoints, api, admin_token, runs):
-    run_id = runs.start(command_spec(["python3", "-c", MAKER], timeout_s=120))
+    run_id = _start(runs, BIG)
     # the stalled viewer: a tiny receive buffer, so the api's socket to it
     # fills after a few kB and stays full while it does not read
     stalled = _connect(endpoints, admin_token, run_id, [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
@@ -83,16 +104,19 @@ def test_viewers_share_one_complete_sequence_and_a_stalled_one_holds_up_nobody(e
     # the fast viewers got everything, byte for byte the same, and a normal close
     for i, out in enumerate(outs):
         assert out.get("close") == 1000 and "error" not in out, (i, out.get("close"), out.get("error"))
-    first = _check_complete(api, run_id, outs[0]["frames"], "viewer 0")
+    first = _check_complete(api, run_id, outs[0]["frames"], "viewer 0", BIG)
     for i, out in enumerate(outs[1:], 1):
         assert out["frames"] == outs[0]["frames"], f"viewer {i} received other bytes than viewer 0"
 
-    # ... while the stalled one, whose socket is full, had not been read at
-    # all; now it reads, and gets the same sequence and the normal close
+    # ... while the stalled one had not been read at all: the api's socket to
+    # it is full (the api was held up writing to it, and nobody else was)
+    unsent = _unsent_to(stalled.sock.getsockname()[1])
+    assert unsent > 0, "the stalled viewer's connection had nothing queued at the api: nothing was stalled"
+    # now it reads, and gets the same sequence and the normal close
     out = {}
     _read_all(stalled, out)
     assert out.get("close") == 1000 and "error" not in out, (out.get("close"), out.get("error"))
-    got = _check_complete(api, run_id, out["frames"], "the stalled viewer")
+    got = _check_complete(api, run_id, out["frames"], "the stalled viewer", BIG)
     assert [e["seq"] for e in got] == [e["seq"] for e in first]
 
 
@@ -100,7 +124,7 @@ def test_several_viewers_each_resume_after_a_reconnect(endpoints, api, admin_tok
     """Each of several viewers drops its connection partway and comes back
     with ?after= its last seq: together with what it read before, it has the
     complete sequence, no gap and no duplicate."""
-    run_id = runs.start(command_spec(["python3", "-c", MAKER], timeout_s=120))
+    run_id = _start(runs, SMALL)
     cut_at = [300, 1500, 4000]
     results = [None] * len(cut_at)
 
@@ -128,4 +152,4 @@ def test_several_viewers_each_resume_after_a_reconnect(endpoints, api, admin_tok
     wait_for("every viewer done", lambda: all(results), timeout=5, pause=0.2)
     for i, (frames, close) in enumerate(results):
         assert close == 1000, (i, close)
-        _check_complete(api, run_id, frames, f"viewer {i}")
+        _check_complete(api, run_id, frames, f"viewer {i}", SMALL)
