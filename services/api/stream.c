@@ -463,7 +463,9 @@ static int session_close(struct stream_session *ss, enum lws_close_status status
  * end and written with one lws_write (one send(), full segments) instead of
  * a send() of a segment per event and viewer, whose kernel path (on
  * loopback the receiver's too) was what bounded several viewers at 10k
- * events/s (issue 10 §4). */
+ * events/s (issue 10 §4). Written raw (LWS_WRITE_RAW): the frames are
+ * already made, and the api speaks websocket over HTTP/1.1 only, with no
+ * extension (no compression), so they are the wire format. */
 static unsigned char *gather;
 static size_t gather_cap;
 
