@@ -2,11 +2,11 @@
  * this process (starting at "latest": history comes from PostgreSQL) decodes
  * the records of runs someone watches, encodes and frames each event's
  * websocket message once (struct fanout_msg, shared by reference by every
- * viewer of the run),
- * queues it for the subscribers of that run, and wakes the lws loop with
- * lws_cancel_service(). The lws thread drains the queues (stream.c). One
- * mutex guards subscribers and their queues; it is taken once per record,
- * and a queue is an array of pointers (no allocation per event and viewer). */
+ * viewer of the run), queues it for the subscribers of that run, and wakes
+ * the lws loop with lws_cancel_service(). The lws thread drains the queues
+ * and writes several frames at once (stream.c). One mutex guards
+ * subscribers and their queues; it is taken once per record, and a queue is
+ * an array of pointers (no allocation per event and viewer). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
