@@ -1,11 +1,12 @@
 /* Live RunEvents for websocket viewers. A consumer thread in a group unique to
  * this process (starting at "latest": history comes from PostgreSQL) decodes
- * the records of runs someone watches, encodes each event's websocket message
- * once (struct fanout_msg, shared by reference by every viewer of the run),
- * queues it for the subscribers of that run, and wakes the lws loop with
- * lws_cancel_service(). The lws thread drains the queues (stream.c). One
- * mutex guards subscribers and their queues; it is taken once per record,
- * and a queue is an array of pointers (no allocation per event and viewer). */
+ * the records of runs someone watches, encodes and frames each event's
+ * websocket message once (struct fanout_msg, shared by reference by every
+ * viewer of the run), queues it for the subscribers of that run, and wakes
+ * the lws loop with lws_cancel_service(). The lws thread drains the queues
+ * and writes several frames at once (stream.c). One mutex guards
+ * subscribers and their queues; it is taken once per record, and a queue is
+ * an array of pointers (no allocation per event and viewer). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -135,6 +136,29 @@ void fanout_hops_flush(struct fanout_hop *hops, size_t n, int64_t *last_us) {
         }
 }
 
+/* RFC 6455 §5.2: FIN and the text opcode, then the payload length in 7
+ * bits, or 126 and 16 bits, or 127 and 64 bits (network order); no mask
+ * from a server. Written just before buf + LWS_PRE. */
+static void msg_frame_header(struct fanout_msg *m) {
+        unsigned char h[10] = {0x81};
+        uint8_t n = 2;
+        if (m->len < 126)
+                h[1] = (unsigned char)m->len;
+        else if (m->len <= 0xffff) {
+                h[1] = 126;
+                n = 4;
+        } else {
+                h[1] = 127;
+                n = 10;
+        }
+        for (uint8_t i = 2; i < n; i++)
+                h[i] = (unsigned char)((uint64_t)m->len >> (8 * (n - 1 - i)));
+        m->hdr = n;
+        memcpy(m->buf + LWS_PRE - n, h, n);
+}
+
+_Static_assert(LWS_PRE >= 10, "the frame header fits in the headroom");
+
 static struct fanout_msg *msg_new(size_t len, uint64_t seq, bool terminal) {
         struct fanout_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
         if (!m)
@@ -145,6 +169,7 @@ static struct fanout_msg *msg_new(size_t len, uint64_t seq, bool terminal) {
         m->queued_us = 0;
         m->len = len;
         m->buf[LWS_PRE + len] = 0;
+        msg_frame_header(m);
         return m;
 }
 

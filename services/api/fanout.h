@@ -5,19 +5,26 @@
 
 /* ---- fanout.c: live RunEvents for websocket viewers */
 struct fanout_sub;
-/* One event as a websocket message, encoded once and shared by every viewer
- * of the run (reference counted; the lws thread writes buf + LWS_PRE, lws
- * puts the frame header in the headroom). seq 0: a platform verdict whose
- * seq evidence assigns (len 0, nothing to send: the stream reads it from
- * history). */
+/* One event as a websocket message, encoded and framed once and shared by
+ * every viewer of the run (reference counted). The text frame's header (the
+ * same for every viewer: a server does not mask) ends at buf + LWS_PRE,
+ * where the JSON begins, so the whole frame is fanout_msg_frame(): the lws
+ * thread copies several frames into one write. seq 0: a platform verdict
+ * whose seq evidence assigns (len 0, nothing to send: the stream reads it
+ * from history). */
 struct fanout_msg {
         int refs; /* __atomic: taken on the fan-out thread, dropped on the lws thread */
         uint64_t seq;
         bool terminal;
+        uint8_t hdr;       /* frame header bytes before buf + LWS_PRE (2, 4 or 10) */
         int64_t queued_us; /* wall clock when the fan-out queued it; 0 if from history */
-        size_t len;
+        size_t len;        /* the JSON's */
         unsigned char buf[]; /* LWS_PRE + len + 1 (NUL) */
 };
+/* The message's whole websocket frame (header and JSON), hdr + len bytes. */
+static inline const unsigned char *fanout_msg_frame(const struct fanout_msg *m) {
+        return m->buf + LWS_PRE - m->hdr;
+}
 /* The public event JSON of docs/CONTRACTS.md as a message with one
  * reference; NULL on out-of-memory. data is borrowed. */
 struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char *ts, const char *kind,

@@ -28,8 +28,6 @@
  * never the token itself in a URL. */
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/sha.h>
 #include <string.h>
 
@@ -42,9 +40,11 @@
 /* a second of a 10k events/s run (the fan-out queue's size): a burst that
  * overflows the store is refetched from PostgreSQL, seconds later */
 #define STORE_MAX 16384
-/* events written per writable callback, while the socket takes them: one
- * per callback costs a pass of the lws loop (a poll) per event */
+/* events (and bytes, unless one event is larger) written per writable
+ * callback, in one write: one per callback cost a pass of the lws loop (a
+ * poll) per event */
 #define WRITE_BURST 256
+#define WRITE_BYTES (128 * 1024)
 #define FETCH_BATCH 500
 #define GAP_RETRY_US (100 * 1000)
 #define VERDICT_POLL_MIN_US (10 * 1000)
@@ -67,6 +67,7 @@ struct stream_session {
         const char *close_why;      /* static */
         uint64_t next_seq;
         bool run_was_terminal;
+        bool sent_terminal; /* the terminal status event was written: close at the next callback */
         bool established;
         bool fetch_full;        /* the last fetch filled a batch: more history waits */
         bool history_missing;   /* evidence.run_events does not exist yet */
@@ -458,35 +459,41 @@ static int session_close(struct stream_session *ss, enum lws_close_status status
         return -1;
 }
 
-/* TCP_CORK around a burst: each lws_write is one send() of one frame; corked,
- * the kernel sends the burst as full segments when it is uncorked instead
- * of a segment (and, on loopback, the receiver's whole TCP input path) per
- * event and viewer, which is what bounded several viewers at 10k events/s
- * (issue 10 §4). Not a socket (fd < 0) or not TCP: nothing to do. */
-static void session_cork(struct stream_session *ss, int on) {
-        int fd = (int)lws_get_socket_fd(ss->wsi);
-        if (fd >= 0)
-                (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-}
+/* The lws thread's gather buffer: the frames of one burst, copied end to
+ * end and written with one lws_write (one send(), full segments) instead of
+ * a send() of a segment per event and viewer, whose kernel path (on
+ * loopback the receiver's too) was what bounded several viewers at 10k
+ * events/s (issue 10 §4). Written raw (LWS_WRITE_RAW): the frames are
+ * already made, and the api speaks websocket over HTTP/1.1 only, with no
+ * extension (no compression), so they are the wire format. */
+static unsigned char *gather;
+static size_t gather_cap;
 
-static int session_write_burst(struct stream_session *ss);
+/* Makes room for want bytes in the gather buffer; false on out-of-memory. */
+static bool gather_reserve(size_t want) {
+        if (want <= gather_cap)
+                return true;
+        size_t cap = gather_cap ? gather_cap : WRITE_BYTES;
+        while (cap < want)
+                cap *= 2;
+        unsigned char *g = realloc(gather, cap);
+        if (!g)
+                return false;
+        gather = g;
+        gather_cap = cap;
+        return true;
+}
 
 static int session_write(struct stream_session *ss) {
-        bool cork = ss->n > 1;
-        if (cork)
-                session_cork(ss, 1);
-        int r = session_write_burst(ss);
-        if (cork)
-                session_cork(ss, 0); /* pushes what the burst queued, also before a close */
-        return r;
-}
-
-static int session_write_burst(struct stream_session *ss) {
         if (ss->close_code || (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
                 log_ctx(LOG_INFO, LOG_KV("run", ss->run_id, "user", ss->caller.user_id), "stream closed: %s",
                         ss->close_why);
                 return session_close(ss, (enum lws_close_status)ss->close_code, ss->close_why);
         }
+        /* the terminal event went out (lws flushed what the socket did not
+         * take before calling back): now the normal close */
+        if (ss->sent_terminal)
+                return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
         if (!store_has_next(ss)) {
                 if (ss->fetch_full) {
                         session_fetch(ss);
@@ -495,36 +502,41 @@ static int session_write_burst(struct stream_session *ss) {
                 }
                 return 0;
         }
-        /* several events per callback while the socket takes them; lws
-         * buffers what a write could not send and then reports the pipe
-         * choked, so no write ever follows a partial one */
-        for (int sent = 0; sent < WRITE_BURST && store_has_next(ss); sent++) {
-                if (sent > 0 && lws_send_pipe_choked(ss->wsi))
-                        break;
-                /* the shared bytes, written in place: lws puts the frame
-                 * header in the headroom (the same for every viewer: the
-                 * server does not mask) and copies what the socket did not
-                 * take, so the buffer is free to reuse once lws_write returns */
+        /* the frames of up to WRITE_BURST events (WRITE_BYTES, or one larger
+         * event), already framed and shared (struct fanout_msg), in one
+         * write: lws sends what the socket takes, keeps the rest and calls
+         * back only once it is flushed, so no write follows a partial one */
+        size_t len = 0, taken = 0;
+        int64_t queued[WRITE_BURST];
+        while (taken < WRITE_BURST && store_has_next(ss) && !ss->sent_terminal) {
                 struct fanout_msg *m = ss->store[ss->off];
-                int w = lws_write(ss->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-                if (w < (int)m->len)
-                        return -1;
-                if (m->queued_us)
-                        fanout_hop_add(&write_hop, time_now_us() - m->queued_us);
-                bool terminal = m->terminal;
+                size_t flen = m->hdr + m->len;
+                if (taken > 0 && len + flen > WRITE_BYTES)
+                        break;
+                if (!gather_reserve(len + flen)) {
+                        if (taken == 0)
+                                return -1;
+                        break;
+                }
+                memcpy(gather + len, fanout_msg_frame(m), flen);
+                len += flen;
+                queued[taken++] = m->queued_us;
+                ss->sent_terminal = m->terminal;
                 fanout_msg_unref(m);
                 ss->off++;
                 if (--ss->n == 0)
                         ss->off = 0;
                 ss->next_seq++;
-                if (terminal)
-                        return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
         }
+        if (lws_write(ss->wsi, gather, len, LWS_WRITE_RAW) < (int)len)
+                return -1;
+        int64_t now = time_now_us();
+        for (size_t i = 0; i < taken; i++)
+                if (queued[i])
+                        fanout_hop_add(&write_hop, now - queued[i]);
         fanout_hops_flush(&write_hop, 1, &write_hop_logged_us);
-        if (store_has_next(ss))
-                lws_callback_on_writable(ss->wsi);
-        else if (ss->fetch_full)
-                lws_callback_on_writable(ss->wsi); /* next history batch */
+        if (ss->sent_terminal || store_has_next(ss) || ss->fetch_full)
+                lws_callback_on_writable(ss->wsi); /* the close, the rest, or the next history batch */
         else
                 session_schedule(ss);
         return 0;

@@ -1,0 +1,158 @@
+"""Several viewers of one run's stream (issue 10 §4; docs/CONTRACTS.md, the
+stream): each event is encoded and framed once and its bytes shared by every
+viewer, written in bursts; every viewer must still receive the same complete
+sequence (seq 1.. with no gap and no duplicate, the history the api
+serves, then the terminal status and a normal close). A viewer that stops
+reading must not hold up the others: they finish while it has read nothing,
+and once it reads again it gets the same complete sequence (what did not fit
+in its bounded queue is read from the history)."""
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import websocket
+
+from conftest import all_events, command_spec, stream_url, wait_for
+
+# distinct names (coalescing never merges them), made after the viewers
+# connect: a create and a write event each
+MAKER = r"""
+import sys, time
+files, pad = int(sys.argv[1]), int(sys.argv[2])
+time.sleep(2)
+for i in range(files):
+    with open("f%d-%s" % (i, "x" * pad), "w") as f:
+        f.write("x")
+"""
+# ~18,000 events of ~450 bytes: 8 MB to each viewer, more than the kernel
+# buffers on loopback (4 MB send buffer at most): a viewer that does not read
+# leaves the api with unsent bytes (and its queue overflows)
+BIG = (9000, 200)
+SMALL = (3000, 0)
+
+
+def _start(runs, size):
+    return runs.start(command_spec(["python3", "-c", MAKER, str(size[0]), str(size[1])], timeout_s=120))
+
+
+def _connect(endpoints, token, run_id, sockopt=()):
+    return websocket.create_connection(stream_url(endpoints, run_id, 0), header=[f"Authorization: Bearer {token}"],
+                                       timeout=120, sockopt=list(sockopt))
+
+
+def _unsent_to(port):
+    """Bytes the api has queued but not sent on its connection to our local
+    port (the Send-Q that ss shows for the socket whose peer is that port,
+    in any state: the api may have closed its end after the terminal event)."""
+    out = subprocess.run(["ss", "-tnH", f"( dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[2]) if len(out) >= 3 else 0  # State Recv-Q Send-Q ...
+
+
+def _read_all(ws, out):
+    """Reads frames until the server closes: out["frames"] the text frames as
+    received, out["close"] the close code, out["done_at"] when it closed."""
+    frames = []
+    try:
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                frames.append(data.decode())
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                out["close"] = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                break
+    except (websocket.WebSocketConnectionClosedException, OSError) as e:
+        out["error"] = repr(e)
+    finally:
+        out["frames"] = frames
+        out["done_at"] = time.monotonic()
+        ws.close()
+
+
+def _check_complete(api, run_id, frames, who, size):
+    """frames are the run's whole history, in seq order, ending with the
+    terminal status, with an event for each of the size[0] files at least;
+    returns the parsed events."""
+    events = [json.loads(f) for f in frames]
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), f"{who}: not 1..n in order: gaps or duplicates near " \
+        f"{[s for i, s in enumerate(seqs) if s != i + 1][:5]}"
+    stored = all_events(api, run_id)
+    assert [(e["seq"], e["kind"], e["data"]) for e in events] == \
+        [(e["seq"], e["kind"], e["data"]) for e in stored], f"{who}: differs from the stored history"
+    assert events[-1]["kind"] == "status" and events[-1]["data"]["status"] == "succeeded", events[-1]
+    assert sum(1 for e in events if e["kind"] == "file_access") >= size[0], f"{who}: too few file events"
+    return events
+
+
+def test_viewers_share_one_complete_sequence_and_a_stalled_one_holds_up_nobody(endpoints, api, admin_token, runs):
+    run_id = _start(runs, BIG)
+    # the stalled viewer: a tiny receive buffer, so the api's socket to it
+    # fills after a few kB and stays full while it does not read
+    stalled = _connect(endpoints, admin_token, run_id, [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    fast = [_connect(endpoints, admin_token, run_id) for _ in range(4)]
+    outs = [{} for _ in fast]
+    threads = [threading.Thread(target=_read_all, args=(ws, out), daemon=True) for ws, out in zip(fast, outs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not any(t.is_alive() for t in threads), "a viewer did not see its stream end within 180 s"
+
+    # the fast viewers got everything, the same events, and a normal close
+    for i, out in enumerate(outs):
+        assert out.get("close") == 1000 and "error" not in out, (i, out.get("close"), out.get("error"))
+    first = _check_complete(api, run_id, outs[0]["frames"], "viewer 0", BIG)
+    for i, out in enumerate(outs[1:], 1):
+        # the same events; not always the same bytes: an event a session read
+        # from the history (when the fan-out lags behind evidence) has its
+        # data's keys in PostgreSQL's order, one that came live in the runner's
+        assert [json.loads(f) for f in out["frames"]] == first, f"viewer {i} received other events than viewer 0"
+
+    # ... while the stalled one had not been read at all: the api's socket to
+    # it is full (the api was held up writing to it, and nobody else was)
+    unsent = _unsent_to(stalled.sock.getsockname()[1])
+    assert unsent > 0, "the stalled viewer's connection had nothing queued at the api: nothing was stalled"
+    # now it reads, and gets the same sequence and the normal close
+    out = {}
+    _read_all(stalled, out)
+    assert out.get("close") == 1000 and "error" not in out, (out.get("close"), out.get("error"))
+    got = _check_complete(api, run_id, out["frames"], "the stalled viewer", BIG)
+    assert [e["seq"] for e in got] == [e["seq"] for e in first]
+
+
+def test_several_viewers_each_resume_after_a_reconnect(endpoints, api, admin_token, runs):
+    """Each of several viewers drops its connection partway and comes back
+    with ?after= its last seq: together with what it read before, it has the
+    complete sequence, no gap and no duplicate."""
+    run_id = _start(runs, SMALL)
+    cut_at = [300, 1500, 4000]
+    results = [None] * len(cut_at)
+
+    def viewer(i):
+        ws = _connect(endpoints, admin_token, run_id)
+        seen = []
+        while len(seen) < cut_at[i]:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                break
+            seen.append(data.decode())
+        ws.close()
+        last = json.loads(seen[-1])["seq"] if seen else 0
+        ws = websocket.create_connection(stream_url(endpoints, run_id, last),
+                                         header=[f"Authorization: Bearer {admin_token}"], timeout=120)
+        out = {}
+        _read_all(ws, out)
+        results[i] = (seen + out["frames"], out.get("close"))
+
+    threads = [threading.Thread(target=viewer, args=(i,), daemon=True) for i in range(len(cut_at))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    wait_for("every viewer done", lambda: all(results), timeout=5, pause=0.2)
+    for i, (frames, close) in enumerate(results):
+        assert close == 1000, (i, close)
+        _check_complete(api, run_id, frames, f"viewer {i}", SMALL)
