@@ -33,12 +33,18 @@ static void test_uuid_refused(void **state) {
         pg_copy_buf_done(&b);
 }
 
-static void test_round_trip(void **state) {
-        (void)state;
+/* A connection to PADDOCK_PG_DSN; the test is skipped without one. */
+static PGconn *connect_or_skip(void) {
         if (!dsn)
                 skip();
         PGconn *conn = PQconnectdb(dsn);
         assert_int_equal(PQstatus(conn), CONNECTION_OK);
+        return conn;
+}
+
+static void test_round_trip(void **state) {
+        (void)state;
+        PGconn *conn = connect_or_skip();
         struct err_detail err = {0};
         assert_int_equal(pg_exec(conn,
                                  "CREATE TEMP TABLE t (id uuid, n bigint, i int, ts timestamptz, s text, j jsonb,"
@@ -116,10 +122,7 @@ static void test_round_trip(void **state) {
  * pg_send()/pg_wait() return what pg_exec() would. */
 static void test_stream(void **state) {
         (void)state;
-        if (!dsn)
-                skip();
-        PGconn *conn = PQconnectdb(dsn);
-        assert_int_equal(PQstatus(conn), CONNECTION_OK);
+        PGconn *conn = connect_or_skip();
         struct err_detail err = {0};
         assert_int_equal(pg_exec(conn, "CREATE TEMP TABLE s (n bigint, j jsonb)", 0, NULL, NULL, &err), 0);
         static const char json[] = "{\"path\": \"node_modules/pkg/lib/index.js\", \"mode\": \"create\"}";
