@@ -40,7 +40,13 @@ from conftest import BusSigner, pb_field, pb_varint, run_event_batch  # noqa: E4
 
 EVENTS = "paddock.runs.events"
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "20000,200000").split(",")]
-RATES = os.environ.get("BENCH_RATES", "1000,10000,max").split(",")
+RATES = os.environ.get("BENCH_RATES", "1000,10000,max,sustained").split(",")
+# "sustained": 90% of the durable/s the "max" run of the same size reached
+# (run after it). At "max" the producer outpaces evidence, so the lag of the
+# run's last events is the backlog it built (about total/durable -
+# total/produced): that row measures throughput; this one the lag at the
+# highest rate evidence keeps up with.
+SUSTAINED = 0.9
 LINGER_S = 0.005
 MAX_PER_RECORD = 1000
 NODE = "bench-ingest"
@@ -229,8 +235,12 @@ def main():
     for total in SIZES:
         temp_rate, _ = raw_copy(pg, tenant, team, total, True)
         copy_rate, copy_us = raw_copy(pg, tenant, team, total, False)
+        max_durable = None
         for r in RATES:
-            rate = None if r == "max" else int(r)
+            if r == "sustained" and not max_durable:
+                continue  # no "max" run of this size measured before it
+            rate = None if r == "max" else int(SUSTAINED * max_durable) if r == "sustained" else int(r)
+            label = f"s{rate}" if r == "sustained" else r
             if rate is not None and total / rate > 120:
                 continue  # 200,000 events at 1k/s would take 200 s: skipped
             run_id = fake_run(pg, tenant, team, sandbox, version, user)
@@ -244,12 +254,14 @@ def main():
             if out.get("stored", 0) < total:
                 # librdkafka's mock cluster keeps a bounded log per partition:
                 # a consumer far enough behind loses the oldest records there
-                print(f"{total:>8} {r:>9}  only {out.get('stored', 0)} events stored within 600 s", flush=True)
+                print(f"{total:>8} {label:>9}  only {out.get('stored', 0)} events stored within 600 s", flush=True)
                 continue
             durable = total / (out["done_at"] - start)
+            if r == "max":
+                max_durable = durable
             lags = out["lags"]
             produced = total / max(produced_at - start, 1e-6)
-            print(f"{total:>8} {r:>9} {produced:>10.0f} {durable:>10.0f} {copy_rate:>11.0f} {durable / copy_rate:>6.2f} "
+            print(f"{total:>8} {label:>9} {produced:>10.0f} {durable:>10.0f} {copy_rate:>11.0f} {durable / copy_rate:>6.2f} "
                   f"{temp_rate:>11.0f} {durable / temp_rate:>6.2f} "
                   f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s {cpu_text(used, total)} "
                   f"{cpu_text(copy_us)} {ratio_text(copy_us, used, total)}", flush=True)

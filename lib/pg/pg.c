@@ -1,4 +1,5 @@
 #include "pg/pg.h"
+#include "pg/pg_copy.h"
 
 #include <errno.h>
 #include <libpq-events.h>
@@ -234,24 +235,42 @@ static bool pg_result_ok(const PGresult *res) {
         return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-            PGresult **ret, struct err_detail *reterr) {
-        if (ret)
-                *ret = NULL;
-        PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-        if (!pg_result_ok(res)) {
-                int r = pg_result_error(conn, res, NULL, reterr);
-                PQclear(res);
-                return r;
-        }
-        if (ret)
-                *ret = res;
-        else
-                PQclear(res);
+int pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params, struct err_detail *reterr) {
+        if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+                return pg_result_error(conn, NULL, NULL, reterr);
         return 0;
 }
 
-int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, struct err_detail *reterr) {
+int pg_wait(PGconn *conn, PGresult **ret, struct err_detail *reterr) {
+        if (ret)
+                *ret = NULL;
+        PGresult *res, *last = NULL;
+        int r = 0;
+        bool any = false;
+        while ((res = PQgetResult(conn))) {
+                any = true;
+                if (r == 0 && !pg_result_ok(res))
+                        r = pg_result_error(conn, res, NULL, reterr);
+                PQclear(last);
+                last = res;
+        }
+        if (r == 0 && !any)
+                r = pg_result_error(conn, NULL, NULL, reterr);
+        if (r == 0 && ret)
+                *ret = last;
+        else
+                PQclear(last);
+        return r;
+}
+
+int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+            PGresult **ret, struct err_detail *reterr) {
+        int r = pg_send(conn, sql, nparams, params, reterr);
+        return r < 0 ? r : pg_wait(conn, ret, reterr);
+}
+
+/* Runs sql, which must answer PGRES_COPY_IN. */
+static int copy_start(PGconn *conn, const char *sql, struct err_detail *reterr) {
         PGresult *res = PQexec(conn, sql);
         if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
                 int r = pg_result_error(conn, res, "could not start copy", reterr);
@@ -262,13 +281,24 @@ int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, stru
                 return r;
         }
         PQclear(res);
+        return 0;
+}
+
+/* Sends data[0..len) of the COPY: 1 on success, as PQputCopyData. */
+static int copy_put(PGconn *conn, const char *data, size_t len) {
         /* libpq takes at most INT_MAX per call; chunks keep its buffer small */
         const size_t chunk = 1 << 20;
         int ok = 1;
         for (size_t off = 0; ok == 1 && off < len; off += chunk)
                 ok = PQputCopyData(conn, data + off, (int)(len - off < chunk ? len - off : chunk));
+        return ok;
+}
+
+/* Ends the COPY (ok: every put succeeded; else why aborts it) and reads its result. */
+static int copy_end(PGconn *conn, int ok, const char *why, struct err_detail *reterr) {
         if (ok == 1)
-                ok = PQputCopyEnd(conn, NULL);
+                ok = PQputCopyEnd(conn, why);
+        PGresult *res;
         int r = 0;
         while ((res = PQgetResult(conn))) {
                 if (r == 0 && !pg_result_ok(res))
@@ -278,6 +308,46 @@ int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, stru
         if (r == 0 && ok != 1)
                 r = pg_result_error(conn, NULL, "could not copy", reterr);
         return r;
+}
+
+int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, struct err_detail *reterr) {
+        int r = copy_start(conn, sql, reterr);
+        return r < 0 ? r : copy_end(conn, copy_put(conn, data, len), NULL, reterr);
+}
+
+int pg_copy_stream_start(PGconn *conn, const char *sql, struct pg_copy_buf *b, struct err_detail *reterr) {
+        int r = copy_start(conn, sql, reterr);
+        if (r < 0)
+                return r;
+        pg_copy_buf_init(b, 2 * PG_COPY_STREAM_BYTES);
+        b->sent = 0;
+        return 0;
+}
+
+int pg_copy_stream_send(PGconn *conn, struct pg_copy_buf *b) {
+        if (b->len < PG_COPY_STREAM_BYTES || b->sent < 0)
+                return b->sent < 0 ? -EIO : 0;
+        if (copy_put(conn, b->data, b->len) != 1)
+                b->sent = -1; /* reported by pg_copy_stream_end */
+        else
+                b->sent += (long long)b->len;
+        b->len = 0;
+        return b->sent < 0 ? -EIO : 0;
+}
+
+int pg_copy_stream_end(PGconn *conn, struct pg_copy_buf *b, const char *why, struct err_detail *reterr) {
+        int ok = b->sent < 0 ? -1 : 1, r = -EIO;
+        if (!why && pg_copy_buf_finish(b) < 0)
+                why = "out of memory", r = -ENOMEM;
+        if (ok == 1 && !why)
+                ok = copy_put(conn, b->data, b->len);
+        b->len = 0;
+        if (!why)
+                return copy_end(conn, ok, NULL, reterr);
+        /* the server's answer to an abandoned COPY (57014, "COPY from stdin
+         * failed") is not the caller's reason */
+        copy_end(conn, ok, why, NULL);
+        return err_set(reterr, r, "copy", "copy abandoned: %s", why);
 }
 
 int pg_begin(PGconn *conn, struct err_detail *reterr) {

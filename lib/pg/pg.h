@@ -50,11 +50,31 @@ int pg_sqlstate_errno(const char *state);
  * cleared here). On failure returns the translated negative errno. */
 int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
             PGresult **ret, struct err_detail *reterr);
+/* pg_exec() in two steps, so the caller works while the server runs sql:
+ * pg_send() sends it (no result yet); pg_wait() waits for and returns its
+ * result as pg_exec() does. Nothing else may use conn in between. */
+int pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params, struct err_detail *reterr);
+int pg_wait(PGconn *conn, PGresult **ret, struct err_detail *reterr);
 /* Runs sql, a "COPY ... FROM STDIN" statement, sending data[0..len) (in the
  * statement's format, borrowed) as its input: the bulk path of batched
  * consumers (one round trip for many rows). Returns 0 or the translated
  * negative errno, like pg_exec(). */
 int pg_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, struct err_detail *reterr);
+/* A binary COPY sent while its rows are built (issue 10 §4: the server
+ * parses the first rows while the client builds the next, instead of after
+ * the last): pg_copy_stream_start() runs sql (a "COPY ... FROM STDIN (FORMAT
+ * binary)") and initialises b; the caller appends rows with the pg_copy_*
+ * field calls and calls pg_copy_stream_send() between rows, which sends what
+ * b holds once it holds PG_COPY_STREAM_BYTES (-EIO once a send failed);
+ * pg_copy_stream_end() sends the rest and the trailer and returns the COPY's
+ * result like pg_exec(), or, given why, aborts the COPY (nothing of it is
+ * stored) and returns -EIO (-ENOMEM if b ran out of memory). Every started
+ * stream must be ended; b is the caller's to pg_copy_buf_done(). */
+#define PG_COPY_STREAM_BYTES (256 * 1024)
+struct pg_copy_buf;
+int pg_copy_stream_start(PGconn *conn, const char *sql, struct pg_copy_buf *b, struct err_detail *reterr);
+int pg_copy_stream_send(PGconn *conn, struct pg_copy_buf *b);
+int pg_copy_stream_end(PGconn *conn, struct pg_copy_buf *b, const char *why, struct err_detail *reterr);
 int pg_begin(PGconn *conn, struct err_detail *reterr);
 int pg_commit(PGconn *conn, struct err_detail *reterr);
 /* Rolls back, ignoring errors (used on failure paths). */

@@ -23,6 +23,7 @@ struct pg_copy_buf {
         size_t len;
         size_t cap;
         bool oom;     /* an allocation failed: finish returns -ENOMEM */
+        long long sent; /* streamed (pg.h pg_copy_stream_*): bytes sent so far, -1 once a send failed */
 };
 
 /* Starts a buffer with the COPY header, room reserved for about hint bytes. */

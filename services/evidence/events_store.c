@@ -1,14 +1,17 @@
 /* Session history: each record of paddock.runs.events is a RunEventBatch of
  * one run (proto/paddock/v1/events.proto); every event becomes one row of
  * evidence.run_events, exactly once per (run_id, seq) however often Kafka
- * delivers it. A poll round of records is stored in ONE transaction (issue
- * 10): the rows are COPYed into session-temporary staging tables, then
- * INSERT ... SELECT ... ON CONFLICT DO NOTHING per tenant (row-level security
- * keys on the tenant), with the signed records stored once and
- * evidence.run_history kept in the same statement. The reporter check runs
- * once per (run, signer) per round, not per event. */
+ * delivers it. A poll round of records is stored in transactions of at most
+ * round_max_events events (issue 10; docs/CONTRACTS.md): the rows are COPYed
+ * into session-temporary staging tables, then INSERT ... SELECT (ON CONFLICT
+ * DO NOTHING unless every seq is new) per tenant (row-level security keys on
+ * the tenant), with the signed records stored once and evidence.run_history
+ * kept in the same statement; the next transaction's records are decoded
+ * while PostgreSQL runs the insert. The reporter check runs once per (run,
+ * signer) per round, not per event. */
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -80,6 +83,64 @@ void events_store_register_metrics(void) {
         metrics_register(&m_siem);
 }
 
+/* The round's decoded records live in one arena, freed at once when the
+ * round ends: protobuf-c allocates every field of every event separately,
+ * and malloc and free were about a fifth of evidence's own CPU at ingest
+ * (issue 10 §4 profile). */
+#define ARENA_BLOCK (1 << 20)
+
+struct arena_block {
+        struct arena_block *next;
+        size_t used, cap;
+        max_align_t data[];
+};
+
+struct arena {
+        ProtobufCAllocator pb; /* its allocator_data is the arena */
+        struct arena_block *head;
+};
+
+static void *arena_alloc(void *data, size_t size) {
+        struct arena *a = data;
+        size = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+        struct arena_block *b = a->head;
+        if (!b || b->cap - b->used < size) {
+                size_t cap = size > ARENA_BLOCK / 4 ? size : ARENA_BLOCK;
+                b = malloc(sizeof *b + cap);
+                if (!b)
+                        return NULL;
+                b->used = 0;
+                b->cap = cap;
+                if (a->head && cap != ARENA_BLOCK) { /* a large one: keep filling the current block */
+                        b->next = a->head->next;
+                        a->head->next = b;
+                } else {
+                        b->next = a->head;
+                        a->head = b;
+                }
+        }
+        void *p = (char *)b->data + b->used;
+        b->used += size;
+        return p;
+}
+
+static void arena_free_one(void *data, void *p) {
+        (void)data, (void)p; /* everything goes with the arena */
+}
+
+static void arena_init(struct arena *a) {
+        *a = (struct arena){.pb = {.alloc = arena_alloc, .free = arena_free_one}};
+        a->pb.allocator_data = a;
+}
+
+static void arena_done(struct arena *a) {
+        for (struct arena_block *b = a->head, *next; b; b = next) {
+                next = b->next;
+                free(b);
+        }
+        a->head = NULL;
+}
+
 /* One record of the round. */
 struct record {
         const struct kafka_message *m;
@@ -88,6 +149,7 @@ struct record {
         int64_t record_id; /* its evidence.signed_records id once stored (0: unsigned) */
         bool skip;         /* poison, refused, or already stored */
         bool siem;         /* passed the checks: its events go on the SIEM feed (stored now or before) */
+        bool from_api;     /* signed by the api (a review): no reporter check */
 };
 
 /* What the round knows of a run: from evidence.run_history, then each staged event. */
@@ -103,13 +165,6 @@ struct run_state {
         bool terminal_staged;    /* terminal_seq and terminal_status are this round's */
         long long lost;          /* events_lost of the terminal event staged */
 };
-
-static void records_free(struct record *recs, size_t n) {
-        for (size_t i = 0; recs && i < n; i++)
-                if (recs[i].batch)
-                        paddock__v1__run_event_batch__free_unpacked(recs[i].batch, NULL);
-        free(recs);
-}
 
 /* Keeps what the runner-agent sent even when it is not a JSON object, so the
  * evidence trail shows it rather than losing the event. */
@@ -295,10 +350,12 @@ static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, s
 
 /* Writes the event's data as it will be stored: a JSON object (what is not
  * one is wrapped as raw text), rewritten by jansson; a terminal status after
- * the run's winner is stored superseded (decision 4). *lost: the terminal event's "events_lost". Returns the JSON text (caller
- * frees) or NULL on out of memory. */
-static char *event_data(const Paddock__V1__RunEvent *ev, const struct run_state *st, bool superseded, bool careful,
-                        long long *lost) {
+ * the run's winner is stored superseded (decision 4). *lost: the terminal
+ * event's "events_lost". Returns the JSON text: the event's own when it is
+ * stored as sent, else one written here that *owned holds (caller frees);
+ * NULL on out of memory. */
+static const char *event_data(const Paddock__V1__RunEvent *ev, const struct run_state *st, bool superseded,
+                              bool careful, long long *lost, char **owned) {
         const char *text = *ev->data_json ? ev->data_json : "{}";
         size_t len = strlen(text);
         *lost = 0;
@@ -306,7 +363,7 @@ static char *event_data(const Paddock__V1__RunEvent *ev, const struct run_state 
          * PostgreSQL parses it once, as jsonb; a round it refuses is staged
          * again with careful set */
         if (!careful && strcmp(ev->kind, "status") && !superseded && len >= 2 && text[0] == '{' && text[len - 1] == '}')
-                return strdup(text);
+                return text;
         json_error_t jerr;
         json_t *data = json_loads(text, 0, &jerr);
         if (!json_is_object(data)) {
@@ -323,9 +380,9 @@ static char *event_data(const Paddock__V1__RunEvent *ev, const struct run_state 
                                               st->terminal_status));
                 metric_add(&m_superseded, 1);
         }
-        char *s = json_dumps(data, JSON_COMPACT);
+        *owned = json_dumps(data, JSON_COMPACT);
         json_decref(data);
-        return s;
+        return *owned;
 }
 
 /* The session-temporary staging tables, typed as the binary COPY writes them. */
@@ -377,57 +434,63 @@ static int store_records(PGconn *conn, const char *t, struct record *recs, size_
 }
 
 /* Stages the round's signed records (binary COPY: the signed value as it is,
- * no hex) and stores them, tenant by tenant. */
+ * no hex; streamed as built) and stores them, tenant by tenant. */
 static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const char *const *tenants, size_t nten,
                          struct err_detail *reterr) {
-        size_t bytes = 0, n = 0;
+        size_t n = 0;
         for (size_t i = 0; i < nrec; i++)
-                if (!recs[i].skip && recs[i].m->is_signed) {
-                        bytes += recs[i].m->len + 256;
-                        n++;
-                }
+                n += !recs[i].skip && recs[i].m->is_signed;
         if (n == 0)
                 return 0;
-        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b;
-        pg_copy_buf_init(&b, bytes + 64);
-        for (size_t i = 0; i < nrec; i++) {
+        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b = {0};
+        int r = pg_copy_stream_start(conn, "COPY evidence_stage_records FROM STDIN (FORMAT binary)", &b, reterr);
+        for (size_t i = 0; r >= 0 && i < nrec; i++) {
                 const struct kafka_message *m = recs[i].m;
                 if (recs[i].skip || !m->is_signed)
                         continue;
                 pg_copy_row(&b, 6);
                 pg_copy_int4(&b, (int32_t)i);
-                if (pg_copy_uuid(&b, recs[i].tenant_id) < 0 || pg_copy_uuid(&b, recs[i].run_id) < 0)
-                        return -EINVAL; /* record_check let only UUIDs through */
+                if (pg_copy_uuid(&b, recs[i].tenant_id) < 0 || pg_copy_uuid(&b, recs[i].run_id) < 0) {
+                        /* record_check let only UUIDs through */
+                        pg_copy_stream_end(conn, &b, "not a uuid", NULL);
+                        return -EINVAL;
+                }
                 pg_copy_text(&b, m->signer, false);
                 pg_copy_bytes(&b, m->sig, SIGN_SIGNATURE_LEN);
                 pg_copy_bytes(&b, m->value, m->len);
+                r = pg_copy_stream_send(conn, &b);
         }
-        int r = pg_copy_buf_finish(&b);
-        if (r >= 0)
-                r = pg_copy_in(conn, "COPY evidence_stage_records FROM STDIN (FORMAT binary)", b.data, b.len, reterr);
+        if (r >= 0 || b.sent < 0)
+                r = pg_copy_stream_end(conn, &b, NULL, reterr);
         for (size_t k = 0; r >= 0 && k < nten; k++)
                 r = store_records(conn, tenants[k], recs, nrec, reterr);
         return r;
 }
 
-/* Stages the round's events (binary COPY, each with its record's id) and
- * keeps each run's figures. *nstaged gets the event count; *fast whether
- * every staged seq is above its run's stored maximum (nothing of the round
- * can be stored already). */
+/* Stages the round's events (binary COPY streamed as built, each with its
+ * record's id) and keeps each run's figures. *nstaged gets the event count;
+ * *fast whether every staged seq is above its run's stored maximum (nothing
+ * of the round can be stored already). */
 static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,
                         bool careful, size_t *nstaged, bool *fast, struct err_detail *reterr) {
-        size_t bytes = 0, staged = 0;
+        size_t staged = 0, live = 0;
         for (size_t i = 0; i < nrec; i++)
-                if (!recs[i].skip)
-                        bytes += recs[i].m->len + 96 * recs[i].batch->n_events;
-        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b;
-        pg_copy_buf_init(&b, bytes + 64);
+                live += !recs[i].skip;
         *fast = true;
-        for (size_t i = 0; i < nrec; i++) {
+        *nstaged = 0;
+        if (live == 0)
+                return 0;
+        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b = {0};
+        int r = pg_copy_stream_start(conn,
+                                     "COPY evidence_stage_events (run_id, seq, tenant_id, team_id, ts, kind, actor,"
+                                     " data, terminal, status, lost, record_id) FROM STDIN (FORMAT binary)",
+                                     &b, reterr);
+        int fail = 0; /* a row not built: the COPY is abandoned */
+        for (size_t i = 0; r >= 0 && !fail && i < nrec; i++) {
                 if (recs[i].skip)
                         continue;
                 struct run_state *st = run_state_find(runs, nruns, recs[i].run_id);
-                for (size_t k = 0; k < recs[i].batch->n_events; k++) {
+                for (size_t k = 0; !fail && k < recs[i].batch->n_events; k++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[k];
                         uint64_t seq = ev->env->seq ? ev->env->seq : st->max_seq + 1;
                         /* an earlier seq than one staged this round is a duplicate
@@ -442,9 +505,12 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
                         bool superseded = terminal && st->terminal_seq && st->terminal_seq != seq;
                         bool winner = terminal && !superseded;
                         long long lost = 0;
-                        _cleanup_free_ char *data = event_data(ev, st, superseded, careful, &lost);
-                        if (!data)
-                                return -ENOMEM;
+                        _cleanup_free_ char *owned = NULL;
+                        const char *data = event_data(ev, st, superseded, careful, &lost, &owned);
+                        if (!data) {
+                                fail = -ENOMEM;
+                                break;
+                        }
                         if (winner && !st->terminal_seq) {
                                 st->terminal_seq = seq;
                                 snprintf(st->terminal_status, sizeof st->terminal_status, "%s",
@@ -454,11 +520,15 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
                         }
                         pg_copy_row(&b, 12);
                         /* record_check let only UUIDs through */
-                        if (pg_copy_uuid(&b, ev->env->run_id) < 0)
-                                return -EINVAL;
+                        if (pg_copy_uuid(&b, ev->env->run_id) < 0) {
+                                fail = -EINVAL;
+                                break;
+                        }
                         pg_copy_int8(&b, (int64_t)seq);
-                        if (pg_copy_uuid(&b, ev->env->tenant_id) < 0 || pg_copy_uuid(&b, ev->team_id) < 0)
-                                return -EINVAL;
+                        if (pg_copy_uuid(&b, ev->env->tenant_id) < 0 || pg_copy_uuid(&b, ev->team_id) < 0) {
+                                fail = -EINVAL;
+                                break;
+                        }
                         if (ev->env->ts_unix_us > 0)
                                 pg_copy_timestamptz(&b, ev->env->ts_unix_us);
                         else
@@ -478,18 +548,19 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
                                 st->max_seq = seq;
                         st->staged++;
                         staged++;
+                        r = pg_copy_stream_send(conn, &b);
                 }
         }
-        int r = pg_copy_buf_finish(&b);
+        if (fail) {
+                pg_copy_stream_end(conn, &b, fail == -ENOMEM ? "out of memory" : "not a uuid", NULL);
+                return fail;
+        }
+        if (r >= 0 || b.sent < 0)
+                r = pg_copy_stream_end(conn, &b, NULL, reterr);
         if (r < 0)
                 return r;
         *nstaged = staged;
-        if (staged == 0)
-                return 0;
-        return pg_copy_in(conn,
-                          "COPY evidence_stage_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data,"
-                          " terminal, status, lost, record_id) FROM STDIN (FORMAT binary)",
-                          b.data, b.len, reterr);
+        return 0;
 }
 
 /* evidence.run_history kept from agg(run_id, n, max_seq, terminal_seq,
@@ -544,13 +615,81 @@ static char *history_json(const struct run_state *runs, size_t nruns, const char
         return s;
 }
 
+/* The round's records, decoded ahead of the transaction that stores them:
+ * recs[0..decoded) are decoded and checked on their own (protobuf, record
+ * contents, who may append a review), the database checks come later. */
+struct decoder {
+        const struct kafka_message *msgs;
+        struct record *recs;
+        int *verdicts;
+        size_t n, decoded;
+        size_t next;         /* the first record of the next transaction */
+        long long max_events;
+        struct arena arena;
+};
+
+static void decoder_done(struct decoder *d) {
+        arena_done(&d->arena);
+}
+
+static void decode_one(struct decoder *d) {
+        size_t i = d->decoded++;
+        const struct kafka_message *m = &d->msgs[i];
+        struct record *rec = &d->recs[i];
+        rec->m = m;
+        rec->skip = true;
+        rec->batch = paddock__v1__run_event_batch__unpack(&d->arena.pb, m->len, m->value);
+        struct err_detail e = {0};
+        int k = rec->batch ? record_check(rec->batch, &e) : err_set(&e, -EBADMSG, "decode", "not a RunEventBatch");
+        if (k < 0) {
+                char off[24];
+                snprintf(off, sizeof off, "%lld", (long long)m->offset);
+                log_ctx(LOG_WARN, LOG_KV("topic", m->topic, "offset", off, "code", e.code),
+                        "skipping run event record: %s", e.message);
+                d->verdicts[i] = KAFKA_SKIP;
+                return;
+        }
+        rec->run_id = rec->batch->events[0]->env->run_id;
+        rec->tenant_id = rec->batch->events[0]->env->tenant_id;
+        rec->skip = !review_check(rec, &rec->from_api);
+}
+
+/* Decodes the records of the next transaction (max_events events from
+ * d->next, whole records) that are not decoded yet. Called before a
+ * transaction and, to overlap this CPU work with PostgreSQL's, while the
+ * previous transaction's insert runs (issue 10 §4: decoding a whole poll
+ * round before storing any of it stalled the writes and built the lag). */
+static void decode_ahead(void *arg) {
+        struct decoder *d = arg;
+        long long events = 0;
+        for (size_t i = d->next; i < d->decoded; i++)
+                events += d->recs[i].skip ? 0 : (long long)d->recs[i].batch->n_events;
+        while (d->decoded < d->n && events < d->max_events) {
+                decode_one(d);
+                const struct record *rec = &d->recs[d->decoded - 1];
+                events += rec->skip ? 0 : (long long)rec->batch->n_events;
+        }
+}
+
+/* pg_exec() of a transaction's insert, decoding the next transaction's
+ * records (ahead, may be NULL) while PostgreSQL runs it. */
+static int exec_decoding(PGconn *conn, const char *sql, int nparams, const char *const *params, PGresult **ret,
+                         struct decoder *ahead, struct err_detail *reterr) {
+        int r = pg_send(conn, sql, nparams, params, reterr);
+        if (r < 0)
+                return r;
+        if (ahead)
+                decode_ahead(ahead);
+        return pg_wait(conn, ret, reterr);
+}
+
 /* The staged rows of tenant t into the history; run_history kept in the same
  * statement. Adds the inserted count to *stored. fast: every staged seq is
  * above its run's stored maximum, so a plain INSERT (no ON CONFLICT, no
  * RETURNING to count) does; the primary key still refuses a duplicate
  * (-EEXIST: the caller stores the round again the careful way). */
 static int store_tenant(PGconn *conn, const char *t, const struct run_state *runs, size_t nruns, bool fast,
-                        long long *stored, struct err_detail *reterr) {
+                        struct decoder *ahead, long long *stored, struct err_detail *reterr) {
         int r = pg_set_tenant_local(conn, t, reterr);
         if (r < 0)
                 return r;
@@ -559,14 +698,14 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                 if (!hist)
                         return -ENOMEM;
                 const char *p[] = {t, hist};
-                r = pg_exec(conn,
+                r = exec_decoding(conn,
                             "WITH ins AS ("
                             "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
                             "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1),"
                             " agg AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS u(run_id uuid, n bigint,"
                             "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
                             HISTORY_UPSERT,
-                            2, p, NULL, reterr);
+                            2, p, NULL, ahead, reterr);
                 if (r < 0)
                         return r;
                 for (size_t i = 0; i < nruns; i++)
@@ -576,7 +715,7 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
         }
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *p[] = {t};
-        r = pg_exec(conn,
+        r = exec_decoding(conn,
                     "WITH ins AS ("
                     "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
                     "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1"
@@ -590,7 +729,7 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                     "  GROUP BY s.run_id),"
                     " up AS (" HISTORY_UPSERT " RETURNING 1)"
                     " SELECT coalesce((SELECT sum(n) FROM agg), 0), (SELECT count(*) FROM up)",
-                    1, p, &res, reterr);
+                    1, p, &res, ahead, reterr);
         if (r < 0)
                 return r;
         *stored += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -632,7 +771,7 @@ static void record_lag(const struct record *recs, size_t nrec) {
  * every staged seq is above its run's stored maximum (*fast says whether it
  * was taken). */
 static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool careful, bool try_fast, bool *fast,
-                       struct err_detail *reterr) {
+                       struct decoder *ahead, struct err_detail *reterr) {
         *fast = false;
         /* distinct runs and tenants of the round */
         _cleanup_free_ struct run_state *runs = calloc(nrec, sizeof *runs);
@@ -672,7 +811,7 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         *fast = try_fast && above;
         long long stored = 0;
         for (size_t t = 0; r >= 0 && staged > 0 && t < nten; t++)
-                r = store_tenant(conn, tenants[t], runs, nruns, *fast, &stored, reterr);
+                r = store_tenant(conn, tenants[t], runs, nruns, *fast, ahead, &stored, reterr);
         int64_t t4 = time_mono_us();
         if (r >= 0)
                 r = pg_commit(conn, reterr);
@@ -702,11 +841,12 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
  * insert conflict-checked; event data PostgreSQL refuses as jsonb is staged
  * again as jansson writes it (or as raw text). Each fallback turns one flag
  * for good, so this ends. */
-static int store_chunk(PGconn *conn, struct record *recs, size_t nrec, struct err_detail *reterr) {
+static int store_chunk(PGconn *conn, struct record *recs, size_t nrec, struct decoder *ahead,
+                       struct err_detail *reterr) {
         bool careful = false, try_fast = true;
         for (;;) {
                 bool fast;
-                int r = store_round(conn, recs, nrec, careful, try_fast, &fast, reterr);
+                int r = store_round(conn, recs, nrec, careful, try_fast, &fast, ahead, reterr);
                 if (r == -EEXIST && fast) {
                         metric_add(&m_fast_fallback, 1);
                         log_info("a seq of the round was stored already, storing it again conflict-checked: %s",
@@ -807,82 +947,70 @@ static int siem_publish_round(const struct events_store_config *cfg, const struc
         return 0;
 }
 
+/* The database checks of recs[start..end) (decoded), in order: only the
+ * run's node (or the scheduler) reports it (docs/CONTRACTS.md), checked once
+ * per (run, signer) this round; the same record twice in one round: the
+ * first one counts. */
+static int check_records(PGconn *conn, struct record *recs, size_t start, size_t end, struct err_detail *reterr) {
+        for (size_t i = start; i < end; i++) {
+                struct record *rec = &recs[i];
+                if (rec->skip || rec->from_api)
+                        continue;
+                size_t first = reporter_seen(recs, i, rec);
+                if (first != SIZE_MAX) {
+                        rec->skip = recs[first].skip;
+                        continue;
+                }
+                int r = run_node_check(conn, rec->m, rec->run_id, NULL, reterr);
+                if (r < 0)
+                        return r;
+                if (r == 1)
+                        rec->skip = true;
+        }
+        for (size_t i = start; i < end; i++) {
+                for (size_t j = 0; j < i && !recs[i].skip && recs[i].m->is_signed; j++)
+                        if (!recs[j].skip && recs[j].m->is_signed && !strcmp(recs[i].run_id, recs[j].run_id) &&
+                            !memcmp(recs[i].m->sig, recs[j].m->sig, SIGN_SIGNATURE_LEN))
+                                recs[i].skip = true;
+                recs[i].siem = !recs[i].skip;
+        }
+        return 0;
+}
+
 int events_store_batch(PGconn *conn, const struct events_store_config *cfg, const struct kafka_message *msgs,
                        size_t n, int *verdicts, struct err_detail *reterr) {
-        struct record *recs = calloc(n ? n : 1, sizeof *recs);
+        _cleanup_free_ struct record *recs = calloc(n ? n : 1, sizeof *recs);
         if (!recs)
                 return -ENOMEM;
-        int r = 0;
-        for (size_t i = 0; i < n; i++) {
-                recs[i].m = &msgs[i];
-                recs[i].skip = true;
-                recs[i].batch = paddock__v1__run_event_batch__unpack(NULL, msgs[i].len, msgs[i].value);
-                struct err_detail e = {0};
-                int k = recs[i].batch ? record_check(recs[i].batch, &e)
-                                      : err_set(&e, -EBADMSG, "decode", "not a RunEventBatch");
-                if (k < 0) {
-                        char off[24];
-                        snprintf(off, sizeof off, "%lld", (long long)msgs[i].offset);
-                        log_ctx(LOG_WARN, LOG_KV("topic", msgs[i].topic, "offset", off, "code", e.code),
-                                "skipping run event record: %s", e.message);
-                        verdicts[i] = KAFKA_SKIP;
-                        continue;
-                }
-                recs[i].run_id = recs[i].batch->events[0]->env->run_id;
-                recs[i].tenant_id = recs[i].batch->events[0]->env->tenant_id;
-                recs[i].skip = false;
-        }
-        /* only the run's node (or the scheduler) reports it (docs/CONTRACTS.md):
-         * checked once per (run, signer) this round */
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                if (recs[i].skip)
-                        continue;
-                bool from_api;
-                if (!review_check(&recs[i], &from_api)) {
-                        recs[i].skip = true;
-                        continue;
-                }
-                if (from_api)
-                        continue;
-                size_t first = reporter_seen(recs, i, &recs[i]);
-                if (first != SIZE_MAX) {
-                        recs[i].skip = recs[first].skip;
-                        continue;
-                }
-                r = run_node_check(conn, &msgs[i], recs[i].run_id, NULL, reterr);
-                if (r == 1) {
-                        recs[i].skip = true;
-                        r = 0;
-                }
-        }
-        /* the same record twice in one round: the first one counts */
-        for (size_t i = 0; i < n && r >= 0; i++)
-                for (size_t j = 0; j < i && !recs[i].skip && msgs[i].is_signed; j++)
-                        if (!recs[j].skip && msgs[j].is_signed && !strcmp(recs[i].run_id, recs[j].run_id) &&
-                            !memcmp(msgs[i].sig, msgs[j].sig, SIGN_SIGNATURE_LEN))
-                                recs[i].skip = true;
-        for (size_t i = 0; i < n; i++)
-                recs[i].siem = !recs[i].skip;
+        _cleanup_(decoder_done) struct decoder d = {
+                .msgs = msgs, .recs = recs, .verdicts = verdicts, .n = n, .max_events = cfg->round_max_events};
+        arena_init(&d.arena);
         /* one transaction per at most round_max_events events (whole
          * records): a round polled from a backlog is made durable in steps,
          * so the first of its events do not wait for the last (issue 10 §4:
-         * p99 lag). The offsets are committed once all of them are; a crash
+         * p99 lag), and the next step is decoded while PostgreSQL stores
+         * this one. The offsets are committed once all of them are; a crash
          * in between redelivers records that are then found stored. */
+        int r = 0;
         for (size_t start = 0; r >= 0 && start < n;) {
+                d.next = start;
+                decode_ahead(&d);
                 size_t end = start;
                 long long events = 0;
-                while (end < n) {
+                while (end < d.decoded) {
                         long long k = recs[end].skip ? 0 : (long long)recs[end].batch->n_events;
                         if (events > 0 && events + k > cfg->round_max_events)
                                 break;
                         events += k;
                         end++;
                 }
-                r = store_chunk(conn, recs + start, end - start, reterr);
+                r = check_records(conn, recs, start, end, reterr);
+                d.next = end;
+                if (r >= 0)
+                        r = store_chunk(conn, recs + start, end - start, &d, reterr);
                 start = end;
         }
         if (r >= 0)
                 r = siem_publish_round(cfg, recs, n, reterr);
-        records_free(recs, n);
         return r;
 }

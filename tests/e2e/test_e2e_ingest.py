@@ -300,3 +300,44 @@ def test_fast_round_refused_by_the_key_is_stored_again_checked(endpoints, api, m
     texts = [e["data"]["text"] for e in all_events(api, run_id)]
     assert texts == [f"other {s}" for s in range(1, 6)] + [f"evidence {s}" for s in range(6, 11)], texts
     assert _evidence_metric(endpoints, "paddock_evidence_event_batches_fast_fallback_total") == fallback_before + 1
+
+
+def test_round_of_several_transactions_keeps_every_check(endpoints, me, team_id, tenant_id, plain_sandbox,
+                                                         ingest_node):
+    """A poll round larger than PADDOCK_EVIDENCE_ROUND_MAX_EVENTS (10000) is
+    stored in several transactions, each one's records decoded while
+    PostgreSQL inserts the one before (issue 10 §4). The checks hold across
+    them: a record delivered twice in the round (the same bytes, in a later
+    transaction) is stored once, a record of a run that is not this node's
+    is refused, an undecodable record is skipped, and every other event of
+    the run is stored exactly once."""
+    from confluent_kafka import Producer
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    foreign = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me, node="e2e-ingest-other-node")
+
+    def record(run, first, n=1000):
+        return run_event_batch(*[_event(tenant_id, team_id, run, s, "file_access",
+                                        {"path": f"node_modules/p{s}/index.js", "mode": "create"}, actor="agent")
+                                 for s in range(first, first + n)])
+
+    ours = [record(run_id, 1 + 1000 * k) for k in range(13)]
+    values = ours[:6] + [record(foreign, 1), b"\x0f\x0f\x0f"] + ours[6:12] + [ours[0], ours[12]]
+    skipped_before = _evidence_metric(endpoints, "paddock_evidence_messages_skipped_total")
+    # one producer, one flush: the records reach evidence together, in order
+    # (one key: one partition), as a backlog does
+    p = Producer({"bootstrap.servers": endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"), "linger.ms": 200,
+                  "compression.type": "zstd"})
+    for v in values:
+        p.produce(EVENTS, key=run_id.encode(), value=v, headers=ingest_node.headers(EVENTS, v))
+    assert p.flush(30) == 0
+    wait_for("seqs 1..13000 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (13000, 13000), timeout=120,
+             pause=0.5)
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
+        n, distinct, lo, hi = pg.execute("SELECT count(*), count(DISTINCT seq), min(seq), max(seq)"
+                                         " FROM evidence.run_events WHERE run_id = %s", (run_id,)).fetchone()
+        records = pg.execute("SELECT count(*) FROM evidence.signed_records WHERE run_id = %s", (run_id,)).fetchone()[0]
+        stray = pg.execute("SELECT count(*) FROM evidence.run_events WHERE run_id = %s", (foreign,)).fetchone()[0]
+    assert (n, distinct, lo, hi) == (13000, 13000, 1, 13000)
+    assert records == 13, records  # the record delivered twice is kept once
+    assert stray == 0, "a node stored events of a run that is not its own"
+    assert _evidence_metric(endpoints, "paddock_evidence_messages_skipped_total") >= skipped_before + 1

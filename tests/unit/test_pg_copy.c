@@ -33,12 +33,18 @@ static void test_uuid_refused(void **state) {
         pg_copy_buf_done(&b);
 }
 
-static void test_round_trip(void **state) {
-        (void)state;
+/* A connection to PADDOCK_PG_DSN; the test is skipped without one. */
+static PGconn *connect_or_skip(void) {
         if (!dsn)
                 skip();
         PGconn *conn = PQconnectdb(dsn);
         assert_int_equal(PQstatus(conn), CONNECTION_OK);
+        return conn;
+}
+
+static void test_round_trip(void **state) {
+        (void)state;
+        PGconn *conn = connect_or_skip();
         struct err_detail err = {0};
         assert_int_equal(pg_exec(conn,
                                  "CREATE TEMP TABLE t (id uuid, n bigint, i int, ts timestamptz, s text, j jsonb,"
@@ -111,6 +117,56 @@ static void test_round_trip(void **state) {
         PQfinish(conn);
 }
 
+/* pg_copy_stream_*: rows sent while built arrive whole across several
+ * sends; an aborted stream stores nothing and leaves the connection usable;
+ * pg_send()/pg_wait() return what pg_exec() would. */
+static void test_stream(void **state) {
+        (void)state;
+        PGconn *conn = connect_or_skip();
+        struct err_detail err = {0};
+        assert_int_equal(pg_exec(conn, "CREATE TEMP TABLE s (n bigint, j jsonb)", 0, NULL, NULL, &err), 0);
+        static const char json[] = "{\"path\": \"node_modules/pkg/lib/index.js\", \"mode\": \"create\"}";
+        struct pg_copy_buf b = {0};
+        const int rows = 20000; /* about 1.4 MB: several sends of PG_COPY_STREAM_BYTES */
+        assert_int_equal(pg_copy_stream_start(conn, "COPY s FROM STDIN (FORMAT binary)", &b, &err), 0);
+        for (int k = 1; k <= rows; k++) {
+                pg_copy_row(&b, 2);
+                pg_copy_int8(&b, k);
+                pg_copy_jsonb(&b, json, strlen(json));
+                assert_int_equal(pg_copy_stream_send(conn, &b), 0);
+                assert_true(b.len < PG_COPY_STREAM_BYTES);
+        }
+        assert_true(b.sent >= 4 * PG_COPY_STREAM_BYTES);
+        assert_int_equal(pg_copy_stream_end(conn, &b, NULL, &err), 0);
+        pg_copy_buf_done(&b);
+        /* given up halfway, after some rows were sent: none is stored */
+        assert_int_equal(pg_copy_stream_start(conn, "COPY s FROM STDIN (FORMAT binary)", &b, &err), 0);
+        for (int k = 0; k < 5000; k++) {
+                pg_copy_row(&b, 2);
+                pg_copy_int8(&b, -1);
+                pg_copy_jsonb(&b, json, strlen(json));
+                assert_int_equal(pg_copy_stream_send(conn, &b), 0);
+        }
+        assert_true(b.sent > 0);
+        assert_int_equal(pg_copy_stream_end(conn, &b, "given up", NULL), -EIO);
+        pg_copy_buf_done(&b);
+        assert_int_equal(pg_send(conn, "SELECT count(*), count(DISTINCT n), min(n), max(n) FROM s", 0, NULL, &err), 0);
+        PGresult *res = NULL;
+        assert_int_equal(pg_wait(conn, &res, &err), 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "20000");
+        assert_string_equal(PQgetvalue(res, 0, 1), "20000");
+        assert_string_equal(PQgetvalue(res, 0, 2), "1");
+        assert_string_equal(PQgetvalue(res, 0, 3), "20000");
+        PQclear(res);
+        /* a failing statement: pg_wait() gives its error, no result */
+        assert_int_equal(pg_send(conn, "SELECT 1/0", 0, NULL, &err), 0);
+        res = (PGresult *)&err; /* set to NULL on failure */
+        assert_int_equal(pg_wait(conn, &res, &err), -EINVAL);
+        assert_null(res);
+        assert_string_equal(err.code, "22012");
+        PQfinish(conn);
+}
+
 int main(void) {
         dsn = getenv("PADDOCK_PG_DSN");
         if (dsn && !*dsn)
@@ -119,6 +175,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_uuid_refused),
                 cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_stream),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
