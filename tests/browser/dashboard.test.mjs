@@ -492,8 +492,23 @@ print("continued after the decision", flush=True)
     assert.equal(oidc.clock_skew_s, 30);
     assert.equal(oidc.audience, 'paddock-web');
     assert.deepEqual(oidc.role_mapping.map.devs.roles, ['viewer']);
+    assert.equal(oidc.client_secret_set, false);
+    // a client secret: write-only, the page says it is set and never shows it; removed by its checkbox
+    const clientSecret = `cs-${crypto.randomUUID()}`;
+    await page.locator('input[name=oidc-client_secret]').fill(clientSecret);
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-secret-state', { hasText: 'A client secret is set' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', '/v1/tenant/oidc')).client_secret_set, true);
+    assert.equal(await page.locator('input[name=oidc-client_secret]').inputValue(), '');
+    assert.ok(!(await page.content()).includes(clientSecret), 'the client secret is in the page');
+    const inBrowser = await page.evaluate(() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), document.cookie]));
+    assert.ok(!inBrowser.includes(clientSecret), 'the client secret is kept in the browser');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '14-oidc-settings-390');
+    await page.locator('input[name=oidc-clear_secret]').check();
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-secret-state', { hasText: 'No client secret' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', '/v1/tenant/oidc')).client_secret_set, false);
     await page.getByRole('button', { name: 'Remove OIDC settings' }).click();
     await page.getByRole('status').filter({ hasText: 'OIDC settings removed.' }).waitFor({ timeout: 30_000 });
     assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404);
