@@ -291,6 +291,17 @@ char *cli_read_line(void);
 char *cli_prompt_hidden(const char *prompt);
 /* Wipes a secret string, then frees it (for _cleanup_). */
 void cli_secret_freep(char **p);
+/* A secret value read by cli_read_secret (commands_secret.c): from file
+ * (verbatim), else from stdin (a prompt that does not echo on a terminal;
+ * otherwise all of it, less one trailing newline); non-empty, at most 64 KiB,
+ * no NUL. Returns -1 to go on, or the exit code after saying why (never
+ * quoting the value); cli_secret_done wipes and frees it. */
+struct cli_secret {
+        char *data;
+        size_t len;
+};
+int cli_read_secret(const struct cli_ctx *ctx, const char *file, const char *name, struct cli_secret *ret);
+void cli_secret_done(struct cli_secret *b);
 /* Loads a JSON object from path ("-" reads stdin). Prints why and returns
  * NULL on failure (a usage error: the caller exits 2). Caller owns it. */
 json_t *cli_load_json_object(const char *what, const char *path);

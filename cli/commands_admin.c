@@ -923,8 +923,13 @@ static int oidc_show(struct cli_ctx *ctx, int argc, char **argv) {
 }
 
 static int oidc_set(struct cli_ctx *ctx, int argc, char **argv) {
-        const char *file = NULL;
-        const struct cli_bind binds[] = {{.name = "file", .str = &file}, {0}};
+        const char *file = NULL, *secret_file = NULL;
+        bool secret_stdin = false, clear_secret = false;
+        const struct cli_bind binds[] = {{.name = "file", .str = &file},
+                                         {.name = "client-secret-file", .str = &secret_file},
+                                         {.name = "client-secret-stdin", .set = &secret_stdin},
+                                         {.name = "clear-client-secret", .set = &clear_secret},
+                                         {0}};
         char *pos[CLI_MAX_POS];
         int npos, r;
         if ((r = cli_parse(ctx, argc, argv, binds, pos, &npos)) >= 0)
@@ -933,13 +938,36 @@ static int oidc_set(struct cli_ctx *ctx, int argc, char **argv) {
                 cli_error("oidc set: --file is required");
                 return CLI_EXIT_USAGE;
         }
+        if ((secret_file != NULL) + secret_stdin + clear_secret > 1 || (secret_stdin && !strcmp(file, "-"))) {
+                cli_error("oidc set: give one of --client-secret-file, --client-secret-stdin and "
+                          "--clear-client-secret (and --client-secret-stdin only with --file not -)");
+                return CLI_EXIT_USAGE;
+        }
         _cleanup_json_ json_t *body = cli_load_json_object("oidc set", file);
         if (!body)
                 return CLI_EXIT_USAGE;
+        if (json_object_get(body, "client_secret")) {
+                cli_error("oidc set: %s: client_secret is never taken from the configuration file: use "
+                          "--client-secret-file or --client-secret-stdin", file);
+                return CLI_EXIT_USAGE;
+        }
+        _cleanup_(cli_secret_done) struct cli_secret secret = {0};
+        if ((secret_file || secret_stdin) && (r = cli_read_secret(ctx, secret_file, "the client secret", &secret)) >= 0)
+                return r;
+        if (secret.data && json_object_set_new(body, "client_secret", json_stringn(secret.data, secret.len)) < 0) {
+                cli_error("oidc set: the client secret is not valid UTF-8 text");
+                return CLI_EXIT_USAGE;
+        }
+        if (clear_secret && json_object_set_new(body, "client_secret", json_null()) < 0)
+                return CLI_EXIT_FAIL;
         if (!cli_require_login(ctx))
                 return CLI_EXIT_FAIL;
         _cleanup_(api_response_done) struct api_response resp = {0};
-        if (api_request(ctx, "PUT", "/v1/tenant/oidc", body, NULL, &resp) < 0)
+        r = api_request(ctx, "PUT", "/v1/tenant/oidc", body, NULL, &resp);
+        /* the body holds the secret: wipe the copy jansson made */
+        if (secret.data)
+                json_object_set_new(body, "client_secret", json_string(""));
+        if (r < 0)
                 return CLI_EXIT_FAIL;
         if (ctx->json)
                 cli_print_json(resp.body);
@@ -978,8 +1006,16 @@ static const struct cli_command oidc_subs[] = {
                  "   \"role_mapping\": {\"claim\": \"groups\",\n"
                  "                    \"map\": {\"admins\": {\"team\": \"*\", \"roles\": [\"tenant_admin\"]}}}}\n"
                  "Users then log in with an ID or access token of that provider\n"
-                 "(POST /v1/auth/oidc); their roles come from the mapping at each login.\n",
+                 "(POST /v1/auth/oidc); their roles come from the mapping at each login.\n"
+                 "The dashboard's sign-in is a public client (PKCE) unless the provider\n"
+                 "wants a client secret: --client-secret-file F or --client-secret-stdin\n"
+                 "give it (never on the command line; stored sealed, never shown: `oidc\n"
+                 "show` says client_secret_set). Without either it is kept while issuer\n"
+                 "and audience stay the same; --clear-client-secret removes it.\n",
          .options = (const struct cli_option[]){{"file", 'f', "FILE", "the provider's configuration (required)"},
+                                                {"client-secret-file", 0, "F", "the client secret, read from F"},
+                                                {"client-secret-stdin", 0, NULL, "the client secret, read from stdin"},
+                                                {"clear-client-secret", 0, NULL, "remove the client secret"},
                                                 {0}},
          .fn = oidc_set},
         {.name = "delete", .summary = "remove the tenant's OIDC provider", .fn = oidc_delete},

@@ -16,21 +16,16 @@
 /* The API's limit (PUT /v1/teams/{id}/secrets/{name}). */
 #define SECRET_VALUE_MAX (64 * 1024)
 
-struct secret_buf {
-        char *data;
-        size_t len;
-};
-
-static void secret_buf_done(struct secret_buf *b) {
+void cli_secret_done(struct cli_secret *b) {
         if (b->data) {
                 explicit_bzero(b->data, b->len);
                 free(b->data);
         }
-        *b = (struct secret_buf){0};
+        *b = (struct cli_secret){0};
 }
 
 /* Reads all of fd, up to one byte more than the limit (to tell "too long"). */
-static int read_all(int fd, struct secret_buf *ret) {
+static int read_all(int fd, struct cli_secret *ret) {
         size_t cap = SECRET_VALUE_MAX + 2;
         ret->data = malloc(cap);
         ret->len = 0;
@@ -51,10 +46,7 @@ static int read_all(int fd, struct secret_buf *ret) {
         return 0;
 }
 
-/* The value: from file (verbatim), else from stdin (a prompt on a terminal;
- * otherwise all of it, less one trailing newline). Says why on failure,
- * never quoting the value. */
-static int read_value(const struct cli_ctx *ctx, const char *file, const char *name, struct secret_buf *ret) {
+int cli_read_secret(const struct cli_ctx *ctx, const char *file, const char *name, struct cli_secret *ret) {
         int r;
         if (file) {
                 _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -144,8 +136,8 @@ static int secret_set(struct cli_ctx *ctx, int argc, char **argv) {
         int npos, r;
         if ((r = cli_parse_login(ctx, argc, argv, binds, pos, &npos)) >= 0)
                 return r;
-        _cleanup_(secret_buf_done) struct secret_buf value = {0};
-        if ((r = read_value(ctx, file, pos[1], &value)) >= 0)
+        _cleanup_(cli_secret_done) struct cli_secret value = {0};
+        if ((r = cli_read_secret(ctx, file, pos[1], &value)) >= 0)
                 return r;
         _cleanup_json_ json_t *body = json_object();
         json_t *v = json_stringn(value.data, value.len);

@@ -491,6 +491,10 @@ int jwks_fetch(const struct jwks_cache_config *cfg, char **ret_body, size_t *ret
                 curl_easy_setopt(curl, CURLOPT_CAINFO, cfg->ca_file);
         if (cfg->post_form)
                 curl_easy_setopt(curl, CURLOPT_POSTFIELDS, cfg->post_form);
+        if (cfg->basic_auth) {
+                curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+                curl_easy_setopt(curl, CURLOPT_USERPWD, cfg->basic_auth);
+        }
         struct jwks_guard guard = {.floor = cfg->floor};
         if (cfg->floor) {
                 curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, jwks_opensocket_cb);
@@ -570,7 +574,7 @@ int jwks_cache_new(const struct jwks_cache_config *cfg, struct jwks_cache **ret,
         }
         c->cfg.url = c->url;
         c->cfg.ca_file = c->ca_file;
-        c->cfg.post_form = NULL; /* a cache only GETs its set */
+        c->cfg.post_form = c->cfg.basic_auth = NULL; /* a cache only GETs its set */
         if (!c->cfg.clock_ms)
                 c->cfg.clock_ms = monotonic_ms;
         if (!c->cfg.refresh_interval_s)

@@ -101,6 +101,10 @@ struct jwks_cache_config {
          * instead of a GET (the OIDC token endpoint, services/api/oidc_flow.c);
          * borrowed, may hold secrets (never logged) */
         const char *post_form;
+        /* jwks_fetch() only: "user:password" for HTTP Basic authentication
+         * (RFC 6749 2.3.1 client_secret_basic: both form-urlencoded first);
+         * borrowed, a secret (never logged) */
+        const char *basic_auth;
 };
 
 struct jwks_cache;

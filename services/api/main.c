@@ -61,6 +61,9 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_OIDC_HTTP_NETS", CONFIG_STRING, "", 0, 0, false, S(oidc_http_nets),
          "comma-separated CIDRs in which an OIDC issuer or JWKS URL may use plain http:// to a literal IP "
          "(test stacks); empty: https:// only. The platform egress floor applies either way"},
+        {"PADDOCK_OIDC_DISCOVERY_TTL_S", CONFIG_INT, "300", 0, 86400, false, S(oidc_discovery_ttl_s),
+         "seconds each api process keeps a provider's OIDC discovery document for the dashboard's sign-in "
+         "(per issuer and tenant configuration; forgotten when its token endpoint fails); 0: fetched every time"},
         {"PADDOCK_PROMPT_MAX_BYTES", CONFIG_INT, "65536", 1024, 262144, false, S(prompt_max_bytes),
          "largest rendered prompt of a run in bytes (POST /v1/runs prompt_vars and prompt; larger: 400)"},
         {"PADDOCK_PUBLIC_URL", CONFIG_STRING, "", 0, 0, false, S(public_url),

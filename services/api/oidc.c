@@ -122,18 +122,22 @@ static int oidc_key(struct api *a, struct db *d, const char *tenant_id, const ch
 
 /* ---- configuration (tenant_admin) */
 
+void oidc_secret_aad(char aad[OIDC_SECRET_AAD_MAX], const char *tenant_id) {
+        snprintf(aad, OIDC_SECRET_AAD_MAX, "%s/oidc/client_secret", tenant_id);
+}
+
 #define OIDC_COLUMNS                                                                                      \
         "issuer, audience, jwks_url, clock_skew_s, username_claim, role_mapping::text, enabled, " \
-        DB_TS("updated_at") ", updated_by"
+        DB_TS("updated_at") ", updated_by, client_secret_sealed IS NOT NULL"
 
 static json_t *oidc_config_json(const PGresult *res, int row) {
         json_t *mapping = json_loads(PQgetvalue(res, row, 5), 0, NULL);
-        return json_pack("{s:s, s:s, s:s, s:I, s:s, s:o, s:b, s:s, s:s}", "issuer", PQgetvalue(res, row, 0),
+        return json_pack("{s:s, s:s, s:s, s:I, s:s, s:o, s:b, s:s, s:s, s:b}", "issuer", PQgetvalue(res, row, 0),
                          "audience", PQgetvalue(res, row, 1), "jwks_url", PQgetvalue(res, row, 2), "clock_skew_s",
                          (json_int_t)strtoll(PQgetvalue(res, row, 3), NULL, 10), "username_claim",
                          PQgetvalue(res, row, 4), "role_mapping", mapping ? mapping : json_object(), "enabled",
                          PQgetvalue(res, row, 6)[0] == 't', "updated_at", PQgetvalue(res, row, 7), "updated_by",
-                         PQgetvalue(res, row, 8));
+                         PQgetvalue(res, row, 8), "client_secret_set", PQgetvalue(res, row, 9)[0] == 't');
 }
 
 int oidc_config_get(struct api_req *r) {
@@ -228,8 +232,8 @@ int oidc_config_put(struct api_req *r) {
         int k = api_body_object(r, &body);
         if (k < 0)
                 return k;
-        static const char *const known[] = {"issuer",         "audience",     "jwks_url", "clock_skew_s",
-                                            "username_claim", "role_mapping", "enabled", NULL};
+        static const char *const known[] = {"issuer",       "audience", "jwks_url",      "clock_skew_s", "username_claim",
+                                            "role_mapping", "enabled",  "client_secret", NULL};
         if ((k = api_known_fields(r, body, known)) < 0)
                 return k;
         const char *issuer, *audience, *jwks_url, *username_claim;
@@ -253,6 +257,12 @@ int oidc_config_put(struct api_req *r) {
         json_t *je = json_object_get(body, "enabled");
         if (je && !json_is_boolean(je))
                 return api_fail(r, -EINVAL, "invalid_field", "enabled must be a boolean");
+        /* write-only: a string sets it, null clears it, absent keeps it for the same issuer and audience */
+        json_t *jcs = json_object_get(body, "client_secret");
+        const char *client_secret = NULL;
+        if (jcs && !json_is_null(jcs) && (k = oidc_string(r, body, "client_secret", true, OIDC_SECRET_MAX,
+                                                           &client_secret)) < 0)
+                return k;
         json_t *mapping = json_object_get(body, "role_mapping");
         if (!mapping)
                 return api_fail(r, -EINVAL, "missing_field", "role_mapping is required");
@@ -272,26 +282,46 @@ int oidc_config_put(struct api_req *r) {
                 return k;
         if ((k = oidc_mapping_teams(r, &tx.d, mapping)) < 0)
                 return k;
+        _cleanup_free_ char *sealed = NULL;
+        if (client_secret) {
+                char aad[OIDC_SECRET_AAD_MAX];
+                oidc_secret_aad(aad, r->caller.tenant_id);
+                k = secrets_seal_value(r->api, tx.d.conn, r->caller.tenant_id, aad, client_secret,
+                                       strlen(client_secret), &sealed, &tx.e);
+                explicit_bzero((char *)client_secret, strlen(client_secret));
+                if (k < 0) {
+                        if (k == -ENOMEM)
+                                return api_fail(r, k, "internal", "out of memory");
+                        log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", tx.e.message);
+                        return api_errno(r, -EIO, "internal error");
+                }
+        }
         char skew_s[24];
         snprintf(skew_s, sizeof skew_s, "%lld", (long long)skew);
         const char *params[] = {r->caller.tenant_id, issuer, audience, jwks_url, skew_s,
                                 username_claim ? username_claim : OIDC_DEFAULT_USERNAME_CLAIM, mapping_text,
-                                !je || json_is_true(je) ? "t" : "f", r->caller.user_id};
+                                !je || json_is_true(je) ? "t" : "f", r->caller.user_id,
+                                !jcs ? "keep" : sealed ? "set" : "clear", sealed};
         _cleanup_pgres_ PGresult *res = NULL;
         k = pg_exec(tx.d.conn,
                     "INSERT INTO api.tenant_oidc (tenant_id, issuer, audience, jwks_url, clock_skew_s, username_claim, "
-                    "role_mapping, enabled, updated_at, updated_by) "
-                    "VALUES ($1, $2, $3, $4, $5::integer, $6, $7::jsonb, $8::boolean, now(), $9) "
+                    "role_mapping, enabled, updated_at, updated_by, client_secret_sealed) "
+                    "VALUES ($1, $2, $3, $4, $5::integer, $6, $7::jsonb, $8::boolean, now(), $9, "
+                    "CASE WHEN $10 = 'set' THEN $11::bytea END) "
                     "ON CONFLICT (tenant_id) DO UPDATE SET issuer = EXCLUDED.issuer, audience = EXCLUDED.audience, "
                     "jwks_url = EXCLUDED.jwks_url, clock_skew_s = EXCLUDED.clock_skew_s, "
                     "username_claim = EXCLUDED.username_claim, role_mapping = EXCLUDED.role_mapping, "
                     "enabled = EXCLUDED.enabled, updated_at = now(), updated_by = EXCLUDED.updated_by, "
-                    "jwks_doc = NULL, jwks_fetched_at = NULL "
+                    "jwks_doc = NULL, jwks_fetched_at = NULL, "
+                    /* a kept secret never goes to another provider or client */
+                    "client_secret_sealed = CASE WHEN $10 = 'keep' AND api.tenant_oidc.issuer = EXCLUDED.issuer "
+                    "AND api.tenant_oidc.audience = EXCLUDED.audience THEN api.tenant_oidc.client_secret_sealed "
+                    "ELSE EXCLUDED.client_secret_sealed END "
                     "RETURNING " OIDC_COLUMNS,
-                    9, params, &res, &tx.e);
+                    11, params, &res, &tx.e);
         if (k < 0 || PQntuples(res) != 1)
                 return db_fail(r, k < 0 ? k : -EIO, &tx.e, "store oidc configuration");
-        /* the configuration holds nothing secret; the change is hashed anyway */
+        /* the client secret shows only as client_secret_set */
         _cleanup_json_ json_t *change = oidc_config_json(res, 0);
         if ((k = api_tx_audit(&tx, "tenant.oidc_update", "tenant", r->caller.tenant_id, change)) < 0 ||
             (k = api_tx_commit(&tx, "oidc configuration")) < 0)

@@ -12,6 +12,11 @@ int oidc_config_get(struct api_req *r);
 int oidc_config_put(struct api_req *r);
 int oidc_config_delete(struct api_req *r);
 int oidc_login(struct api_req *r);
+/* The tenant's optional client secret for the code flow (migration 0028):
+ * sealed like a team secret (secrets_seal_value) with this aad. */
+#define OIDC_SECRET_MAX 1024
+#define OIDC_SECRET_AAD_MAX (UUID_STR_LEN + 32)
+void oidc_secret_aad(char aad[OIDC_SECRET_AAD_MAX], const char *tenant_id);
 
 /* One OIDC login attempt, by either route. */
 struct oidc_attempt {

@@ -1,9 +1,10 @@
 /* The dashboard's OIDC sign-in: the authorization-code flow with PKCE (S256)
  * against the tenant's provider (docs/CONTRACTS.md "OIDC login").
  *
- * The api is the OAuth client (a public one: client id = the configured
- * audience, no secret; PKCE stands in for it), so no provider token ever
- * reaches the page. authorize makes a random state and a random browser
+ * The api is the OAuth client (client id = the configured audience; public
+ * with PKCE, or confidential with the tenant's sealed client secret, sent as
+ * client_secret_basic or, when the provider lists only that,
+ * client_secret_post), so no provider token ever reaches the page. authorize makes a random state and a random browser
  * secret; the secret goes into an HttpOnly, SameSite=Lax cookie scoped to the
  * callback (the provider's redirect back is a top-level navigation from
  * another site), and the PKCE verifier and the nonce are derived from it, so
@@ -18,12 +19,16 @@
  *
  * The provider's discovery document and token endpoint are fetched like its
  * JWKS (lib/auth/jwks.h jwks_fetch: bounded time and size, no redirect, the
- * platform egress floor on every address). The redirect URI is
- * PADDOCK_PUBLIC_URL + /v1/auth/oidc/callback. */
+ * platform egress floor on every address); the discovery document's answer
+ * is kept per issuer and configuration in this process for
+ * PADDOCK_OIDC_DISCOVERY_TTL_S, and forgotten when its token endpoint fails.
+ * The redirect URI is PADDOCK_PUBLIC_URL + /v1/auth/oidc/callback. */
 #include <errno.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "auth/base64url.h"
@@ -40,6 +45,7 @@
 #define FLOW_TIMEOUT_MS 3000
 #define FLOW_DOC_MAX (64u * 1024u)
 #define FLOW_CODE_MAX 2048
+#define DISCOVERY_CACHE_MAX 64
 
 /* SHA-256 over label || s (label "" for a plain hash). */
 static void sha256_of(const char *label, const char *s, unsigned char d[SHA256_DIGEST_LENGTH]) {
@@ -143,9 +149,21 @@ static struct jwks_cache_config flow_fetch_config(struct api *a, const char *url
         };
 }
 
+/* What a sign-in needs of the provider's discovery document. */
+struct flow_provider {
+        char *authz, *token_ep;
+        bool post; /* client_secret_post: the provider does not list client_secret_basic */
+};
+
+static void flow_provider_done(struct flow_provider *p) {
+        free(p->authz);
+        free(p->token_ep);
+        *p = (struct flow_provider){0};
+}
+
 /* The provider's endpoints from its discovery document (its "issuer" must be
  * the configured one). Returns 0, or a negative errno with e set. */
-static int flow_discover(struct api *a, const char *issuer, char **ret_authz, char **ret_token, struct err_detail *e) {
+static int flow_discover_fetch(struct api *a, const char *issuer, struct flow_provider *ret, struct err_detail *e) {
         _cleanup_free_ char *url = NULL;
         size_t n = strlen(issuer);
         if (asprintf(&url, "%.*s/.well-known/openid-configuration", (int)(n && issuer[n - 1] == '/' ? n - 1 : n),
@@ -175,6 +193,15 @@ static int flow_discover(struct api *a, const char *issuer, char **ret_authz, ch
                 if (!s256)
                         return err_set(e, -EIO, "discovery", "the provider does not support PKCE with S256");
         }
+        /* absent, the methods are client_secret_basic alone (OpenID Connect Discovery 1.0 §3) */
+        json_t *auths = json_object_get(doc, "token_endpoint_auth_methods_supported");
+        bool basic = !json_is_array(auths), post = false;
+        size_t i;
+        json_t *m;
+        json_array_foreach(auths, i, m) {
+                basic |= json_is_string(m) && !strcmp(json_string_value(m), "client_secret_basic");
+                post |= json_is_string(m) && !strcmp(json_string_value(m), "client_secret_post");
+        }
         /* both endpoints under the rules of every URL the api fetches from (or sends a browser to) */
         _cleanup_(jwks_cache_freep) struct jwks_cache *c1 = NULL, *c2 = NULL;
         cfg.url = authz;
@@ -183,12 +210,94 @@ static int flow_discover(struct api *a, const char *issuer, char **ret_authz, ch
         cfg.url = token;
         if ((k = jwks_cache_new(&cfg, &c2, e)) < 0)
                 return k;
-        *ret_authz = strdup(authz);
-        *ret_token = strdup(token);
-        if (!*ret_authz || !*ret_token) {
-                free(*ret_authz), free(*ret_token);
+        *ret = (struct flow_provider){.authz = strdup(authz), .token_ep = strdup(token), .post = !basic && post};
+        if (!ret->authz || !ret->token_ep) {
+                flow_provider_done(ret);
                 return -ENOMEM;
         }
+        return 0;
+}
+
+/* The discovery cache of this process: per issuer and configuration version
+ * (the tenant's updated_at, so a PUT takes effect at once in every worker),
+ * bounded; the oldest entry makes room. */
+static struct discovery_entry {
+        char *issuer, *version;
+        struct flow_provider p;
+        int64_t fetched_ms;
+} discovery_cache[DISCOVERY_CACHE_MAX];
+static pthread_mutex_t discovery_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t flow_now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void discovery_entry_drop(struct discovery_entry *d) {
+        free(d->issuer);
+        free(d->version);
+        flow_provider_done(&d->p);
+        *d = (struct discovery_entry){0};
+}
+
+/* Forgets what the cache holds of issuer (its token endpoint failed). */
+static void flow_discovery_forget(const char *issuer) {
+        pthread_mutex_lock(&discovery_lock);
+        for (size_t i = 0; i < DISCOVERY_CACHE_MAX; i++)
+                if (discovery_cache[i].issuer && !strcmp(discovery_cache[i].issuer, issuer))
+                        discovery_entry_drop(&discovery_cache[i]);
+        pthread_mutex_unlock(&discovery_lock);
+}
+
+/* A copy of issuer's endpoints for configuration version, from the cache
+ * while younger than PADDOCK_OIDC_DISCOVERY_TTL_S, else fetched (and kept). */
+static int flow_discover(struct api *a, const char *issuer, const char *version, struct flow_provider *ret,
+                         struct err_detail *e) {
+        int64_t now = flow_now_ms(), ttl_ms = a->cfg.oidc_discovery_ttl_s * 1000;
+        pthread_mutex_lock(&discovery_lock);
+        for (size_t i = 0; i < DISCOVERY_CACHE_MAX; i++) {
+                struct discovery_entry *d = &discovery_cache[i];
+                if (!d->issuer || strcmp(d->issuer, issuer) || strcmp(d->version, version))
+                        continue;
+                if (now - d->fetched_ms >= ttl_ms) {
+                        discovery_entry_drop(d);
+                        break;
+                }
+                *ret = (struct flow_provider){.authz = strdup(d->p.authz), .token_ep = strdup(d->p.token_ep),
+                                              .post = d->p.post};
+                pthread_mutex_unlock(&discovery_lock);
+                if (!ret->authz || !ret->token_ep) {
+                        flow_provider_done(ret);
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        pthread_mutex_unlock(&discovery_lock);
+        int k = flow_discover_fetch(a, issuer, ret, e);
+        if (k < 0 || ttl_ms <= 0)
+                return k;
+        struct discovery_entry fresh = {.issuer = strdup(issuer), .version = strdup(version), .fetched_ms = now,
+                                        .p = {.authz = strdup(ret->authz), .token_ep = strdup(ret->token_ep),
+                                              .post = ret->post}};
+        if (!fresh.issuer || !fresh.version || !fresh.p.authz || !fresh.p.token_ep) {
+                discovery_entry_drop(&fresh);
+                return 0; /* not kept: fetched again next time */
+        }
+        pthread_mutex_lock(&discovery_lock);
+        size_t slot = 0;
+        for (size_t i = 0; i < DISCOVERY_CACHE_MAX; i++) {
+                struct discovery_entry *d = &discovery_cache[i];
+                if (d->issuer && !strcmp(d->issuer, issuer) && !strcmp(d->version, version)) {
+                        slot = i; /* fetched meanwhile by another thread */
+                        break;
+                }
+                if (!d->issuer || (discovery_cache[slot].issuer && d->fetched_ms < discovery_cache[slot].fetched_ms))
+                        slot = i;
+        }
+        discovery_entry_drop(&discovery_cache[slot]);
+        discovery_cache[slot] = fresh;
+        pthread_mutex_unlock(&discovery_lock);
         return 0;
 }
 
@@ -232,14 +341,16 @@ int oidc_flow_authorize(struct api_req *r) {
                 return flow_fail(r, tenant, "unavailable");
         _cleanup_pgres_ PGresult *cres = NULL;
         const char *cp[] = {at.tenant_id};
-        if ((k = pg_exec(d.conn, "SELECT issuer, audience FROM api.tenant_oidc WHERE tenant_id = $1 AND enabled", 1,
-                         cp, &cres, &e)) < 0)
+        if ((k = pg_exec(d.conn,
+                         "SELECT issuer, audience, updated_at::text FROM api.tenant_oidc WHERE tenant_id = $1 "
+                         "AND enabled",
+                         1, cp, &cres, &e)) < 0)
                 return flow_fail(r, tenant, "unavailable");
         if (PQntuples(cres) != 1)
                 return flow_fail(r, tenant, "not_enabled");
         const char *issuer = PQgetvalue(cres, 0, 0), *client_id = PQgetvalue(cres, 0, 1);
-        _cleanup_free_ char *authz = NULL, *token_ep = NULL;
-        if ((k = flow_discover(r->api, issuer, &authz, &token_ep, &e)) < 0) {
+        _cleanup_(flow_provider_done) struct flow_provider prov = {0};
+        if ((k = flow_discover(r->api, issuer, PQgetvalue(cres, 0, 2), &prov, &e)) < 0) {
                 log_ctx(LOG_WARN, LOG_KV("tenant", at.tenant_id), "oidc discovery at %s failed: %s", issuer,
                         e.message);
                 return flow_fail(r, tenant, "provider_unavailable");
@@ -256,14 +367,16 @@ int oidc_flow_authorize(struct api_req *r) {
 
         char ttl[16];
         snprintf(ttl, sizeof ttl, "%d", FLOW_TTL_S);
-        const char *ip[] = {state_sha, at.tenant_id, secret_sha, token_ep, ttl};
+        const char *ip[] = {state_sha, at.tenant_id, secret_sha, prov.token_ep, ttl,
+                            prov.post ? "client_secret_post" : "client_secret_basic"};
         if ((k = db_begin(&d, &e)) < 0 ||
             (k = pg_exec(d.conn, "DELETE FROM api.oidc_login_flows WHERE tenant_id = $1 AND expires_at < now()", 1,
                          &ip[1], NULL, &e)) < 0 ||
             (k = pg_exec(d.conn,
                          "INSERT INTO api.oidc_login_flows (state_sha256, tenant_id, browser_sha256, token_endpoint, "
-                         "expires_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::int))",
-                         5, ip, NULL, &e)) < 0 ||
+                         "expires_at, token_endpoint_auth) "
+                         "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::int), $6)",
+                         6, ip, NULL, &e)) < 0 ||
             (k = db_commit(&d, &e)) < 0) {
                 db_rollback(&d);
                 log_ctx(LOG_WARN, LOG_KV("tenant", at.tenant_id), "could not store an oidc sign-in: %s", e.message);
@@ -278,7 +391,8 @@ int oidc_flow_authorize(struct api_req *r) {
         FILE *f = open_memstream(&where, &len);
         if (!f)
                 return flow_redirect(r, NULL);
-        fprintf(f, "%s%cresponse_type=code&scope=openid%%20profile&client_id=", authz, strchr(authz, '?') ? '&' : '?');
+        fprintf(f, "%s%cresponse_type=code&scope=openid%%20profile&client_id=", prov.authz,
+                strchr(prov.authz, '?') ? '&' : '?');
         url_escape(f, client_id);
         fputs("&redirect_uri=", f);
         url_escape(f, redirect);
@@ -297,11 +411,14 @@ int oidc_flow_authorize(struct api_req *r) {
         return flow_redirect(r, where);
 }
 
-/* Redeems code at the token endpoint; *ret_id_token (caller frees) is the
- * response's id_token. Returns 0, or a negative errno with e set (the
- * provider's answer is never quoted: it may hold tokens). */
-static int flow_redeem(struct api *a, const char *token_ep, const char *client_id, const char *code,
-                       const char *verifier, char **ret_id_token, struct err_detail *e) {
+/* Redeems code at the token endpoint, authenticated by client_secret (NULL:
+ * a public client) in the request's body when post, else by HTTP Basic;
+ * *ret_id_token (caller frees) is the response's id_token. Returns 0, or a
+ * negative errno with e set (the provider's answer is never quoted: it may
+ * hold tokens). */
+static int flow_redeem(struct api *a, const char *token_ep, const char *client_id, const char *client_secret,
+                       bool post, const char *code, const char *verifier, char **ret_id_token,
+                       struct err_detail *e) {
         char redirect[sizeof a->public_url + sizeof FLOW_PATH];
         redirect_uri(a, redirect, sizeof redirect);
         char *form = NULL;
@@ -313,16 +430,41 @@ static int flow_redeem(struct api *a, const char *token_ep, const char *client_i
         url_escape(f, code);
         fputs("&redirect_uri=", f);
         url_escape(f, redirect);
-        fputs("&client_id=", f);
-        url_escape(f, client_id);
+        if (!client_secret || post) {
+                fputs("&client_id=", f);
+                url_escape(f, client_id);
+        }
+        if (client_secret && post) {
+                fputs("&client_secret=", f);
+                url_escape(f, client_secret);
+        }
         fprintf(f, "&code_verifier=%s", verifier);
         fclose(f);
+        /* RFC 6749 2.3.1: Basic over the form-urlencoded id and secret */
+        char *basic = NULL;
+        size_t blen = 0;
+        if (client_secret && !post) {
+                FILE *b = open_memstream(&basic, &blen);
+                if (!b) {
+                        explicit_bzero(form, flen);
+                        free(form);
+                        return -ENOMEM;
+                }
+                url_escape(b, client_id);
+                fputc(':', b);
+                url_escape(b, client_secret);
+                fclose(b);
+        }
         struct jwks_cache_config cfg = flow_fetch_config(a, token_ep, form);
+        cfg.basic_auth = basic;
         _cleanup_free_ char *body = NULL;
         size_t len = 0;
         int k = jwks_fetch(&cfg, &body, &len, e);
         explicit_bzero(form, flen);
         free(form);
+        if (basic)
+                explicit_bzero(basic, blen);
+        free(basic);
         if (k < 0)
                 return err_set(e, k, "token_endpoint", "the token endpoint refused the code or failed");
         _cleanup_json_ json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -377,7 +519,7 @@ int oidc_flow_callback(struct api_req *r) {
         const char *fp[] = {state_sha, at.tenant_id, secret_sha};
         if ((k = pg_exec(d.conn,
                          "DELETE FROM api.oidc_login_flows WHERE state_sha256 = $1 AND tenant_id = $2 "
-                         "AND browser_sha256 = $3 RETURNING token_endpoint, expires_at > now()",
+                         "AND browser_sha256 = $3 RETURNING token_endpoint, expires_at > now(), token_endpoint_auth",
                          3, fp, &res, &e)) < 0)
                 return flow_fail(r, tenant, "unavailable");
         if (!have_state || PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] != 't') {
@@ -396,21 +538,39 @@ int oidc_flow_callback(struct api_req *r) {
         }
         _cleanup_pgres_ PGresult *cres = NULL;
         const char *cp[] = {at.tenant_id};
-        if ((k = pg_exec(d.conn, "SELECT audience FROM api.tenant_oidc WHERE tenant_id = $1 AND enabled", 1, cp,
-                         &cres, &e)) < 0)
+        if ((k = pg_exec(d.conn,
+                         "SELECT audience, issuer, client_secret_sealed FROM api.tenant_oidc WHERE tenant_id = $1 "
+                         "AND enabled",
+                         1, cp, &cres, &e)) < 0)
                 return flow_fail(r, tenant, "unavailable");
-        db_close(&d);
         if (PQntuples(cres) != 1)
                 return flow_fail(r, tenant, "not_enabled");
+        _cleanup_free_ uint8_t *client_secret = NULL;
+        size_t secret_len = 0;
+        if (!PQgetisnull(cres, 0, 2)) {
+                char aad[OIDC_SECRET_AAD_MAX];
+                oidc_secret_aad(aad, at.tenant_id);
+                if ((k = secrets_open_value(r->api, d.conn, at.tenant_id, aad, PQgetvalue(cres, 0, 2), &client_secret,
+                                            &secret_len, &e)) < 0) {
+                        log_ctx(LOG_ERROR, LOG_KV("tenant", at.tenant_id), "oidc client secret: %s", e.message);
+                        return flow_fail(r, tenant, "unavailable");
+                }
+        }
+        db_close(&d);
 
         char verifier[44], nonce[65];
         flow_derive(secret, verifier, nonce);
         explicit_bzero(cookie, sizeof cookie);
         _cleanup_free_ char *id_token = NULL;
-        k = flow_redeem(r->api, PQgetvalue(res, 0, 0), PQgetvalue(cres, 0, 0), code, verifier, &id_token, &e);
+        k = flow_redeem(r->api, PQgetvalue(res, 0, 0), PQgetvalue(cres, 0, 0), (const char *)client_secret,
+                        !strcmp(PQgetvalue(res, 0, 2), "client_secret_post"), code, verifier, &id_token, &e);
         explicit_bzero(cbuf, sizeof cbuf);
         explicit_bzero(verifier, sizeof verifier);
+        if (client_secret)
+                explicit_bzero(client_secret, secret_len);
         if (k < 0) {
+                /* the next sign-in reads the discovery document again: it may have moved */
+                flow_discovery_forget(PQgetvalue(cres, 0, 1));
                 oidc_reject(r, &at, "code", e.message);
                 return flow_fail(r, tenant, "code");
         }

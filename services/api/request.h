@@ -41,6 +41,7 @@ struct api_settings {
         char *operator_tenant;     /* PADDOCK_OPERATOR_TENANT: whose admins drain nodes (nodes_drain.c) */
         long long workload_key_rotate_days; /* PADDOCK_WORKLOAD_KEY_ROTATE_DAYS (workload_identity.c) */
         char *web_dir;             /* PADDOCK_WEB_DIR: the dashboard's built files (web.c); empty: none */
+        long long oidc_discovery_ttl_s; /* PADDOCK_OIDC_DISCOVERY_TTL_S: the discovery cache (oidc_flow.c) */
 };
 
 struct fanout_hub;

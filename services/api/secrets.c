@@ -84,6 +84,57 @@ static int tenant_data_key(struct api *a, PGconn *conn, const char *tenant_id, b
         return 0;
 }
 
+int secrets_open_value(struct api *a, PGconn *conn, const char *tenant_id, const char *aad, const char *sealed,
+                       uint8_t **ret, size_t *ret_len, struct err_detail *e) {
+        size_t cap = strlen(sealed) / 2;
+        _cleanup_free_ uint8_t *blob = malloc(cap + 1);
+        size_t bl;
+        if (!blob)
+                return -ENOMEM;
+        if (bytea_from_hex(sealed, blob, cap, &bl) < 0 || bl < SECRETBOX_OVERHEAD)
+                return err_set(e, -EBADMSG, "crypto", "stored sealed value %s is malformed", aad);
+        uint8_t key[SECRETBOX_KEY_LEN];
+        int k = tenant_data_key(a, conn, tenant_id, false, key, e);
+        if (k < 0)
+                return k == -ENOENT ? err_set(e, -EBADMSG, "crypto", "tenant %s has no data key", tenant_id) : k;
+        uint8_t *plain = malloc(bl - SECRETBOX_OVERHEAD + 1);
+        if (!plain) {
+                OPENSSL_cleanse(key, sizeof key);
+                return -ENOMEM;
+        }
+        int n = secretbox_open(key, blob, bl, aad, strlen(aad), plain);
+        OPENSSL_cleanse(key, sizeof key);
+        if (n < 0) {
+                free(plain);
+                return err_set(e, -EBADMSG, "crypto", "sealed value %s does not open (wrong master key or moved row)",
+                               aad);
+        }
+        plain[n] = 0;
+        *ret = plain;
+        *ret_len = (size_t)n;
+        return 0;
+}
+
+int secrets_seal_value(struct api *a, PGconn *conn, const char *tenant_id, const char *aad, const void *plain,
+                       size_t len, char **ret_sealed, struct err_detail *e) {
+        uint8_t dk[SECRETBOX_KEY_LEN];
+        int k = tenant_data_key(a, conn, tenant_id, true, dk, e);
+        if (k < 0)
+                return k;
+        size_t bl = SECRETBOX_SEALED_LEN(len);
+        _cleanup_free_ uint8_t *blob = malloc(bl);
+        char *hex = malloc(2 * bl + 3);
+        int n = blob && hex ? secretbox_seal(dk, plain, len, aad, strlen(aad), blob) : -ENOMEM;
+        OPENSSL_cleanse(dk, sizeof dk);
+        if (n < 0) {
+                free(hex);
+                return n == -ENOMEM ? n : err_set(e, -EIO, "crypto", "could not encrypt the value");
+        }
+        hex_to_bytea_param(blob, (size_t)n, hex);
+        *ret_sealed = hex;
+        return 0;
+}
+
 int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char *team_id, const char *name,
                  uint8_t **ret, size_t *ret_len, struct err_detail *e) {
         _cleanup_pgres_ PGresult *res = NULL;
@@ -94,32 +145,9 @@ int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char 
                 return k;
         if (PQntuples(res) != 1)
                 return -ENOENT;
-        size_t cap = strlen(PQgetvalue(res, 0, 0)) / 2;
-        _cleanup_free_ uint8_t *blob = malloc(cap + 1);
-        size_t bl;
-        if (!blob)
-                return -ENOMEM;
-        if (bytea_from_hex(PQgetvalue(res, 0, 0), blob, cap, &bl) < 0 || bl < SECRETBOX_OVERHEAD)
-                return err_set(e, -EBADMSG, "crypto", "stored secret %s is malformed", name);
-        uint8_t key[SECRETBOX_KEY_LEN];
-        if ((k = tenant_data_key(a, conn, tenant_id, false, key, e)) < 0)
-                return k == -ENOENT ? err_set(e, -EBADMSG, "crypto", "tenant %s has no data key", tenant_id) : k;
-        uint8_t *plain = malloc(bl - SECRETBOX_OVERHEAD + 1);
-        if (!plain) {
-                OPENSSL_cleanse(key, sizeof key);
-                return -ENOMEM;
-        }
         char aad[AAD_MAX];
-        size_t aadlen = value_aad(aad, tenant_id, team_id, name);
-        int n = secretbox_open(key, blob, bl, aad, aadlen, plain);
-        OPENSSL_cleanse(key, sizeof key);
-        if (n < 0) {
-                free(plain);
-                return err_set(e, -EBADMSG, "crypto", "secret %s does not open (wrong master key or moved row)", name);
-        }
-        *ret = plain;
-        *ret_len = (size_t)n;
-        return 0;
+        value_aad(aad, tenant_id, team_id, name);
+        return secrets_open_value(a, conn, tenant_id, aad, PQgetvalue(res, 0, 0), ret, ret_len, e);
 }
 
 /* Resolves the team of the path and checks the caller's permission. */
@@ -165,24 +193,18 @@ int secrets_put(struct api_req *r) {
         char team_id[UUID_STR_LEN];
         if ((k = secrets_team(r, &tx.d, team_id)) < 0)
                 return k;
-        uint8_t dk[SECRETBOX_KEY_LEN];
-        if ((k = tenant_data_key(r->api, tx.d.conn, r->caller.tenant_id, true, dk, &tx.e)) < 0) {
-                if (k == -EBADMSG) {
+        char aad[AAD_MAX];
+        value_aad(aad, r->caller.tenant_id, team_id, r->params[1]);
+        _cleanup_free_ char *hex = NULL;
+        if ((k = secrets_seal_value(r->api, tx.d.conn, r->caller.tenant_id, aad, json_string_value(jv), vlen, &hex,
+                                    &tx.e)) < 0) {
+                if (k == -EBADMSG || k == -EIO) {
                         log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", tx.e.message);
                         return api_errno(r, -EIO, "internal error");
                 }
-                return db_fail(r, k, &tx.e, "load tenant data key");
+                return k == -ENOMEM ? api_fail(r, k, "internal", "out of memory")
+                                    : db_fail(r, k, &tx.e, "load tenant data key");
         }
-        size_t bl = SECRETBOX_SEALED_LEN(vlen);
-        _cleanup_free_ uint8_t *blob = malloc(bl);
-        _cleanup_free_ char *hex = malloc(2 * bl + 3);
-        char aad[AAD_MAX];
-        size_t aadlen = value_aad(aad, r->caller.tenant_id, team_id, r->params[1]);
-        int n = blob && hex ? secretbox_seal(dk, json_string_value(jv), vlen, aad, aadlen, blob) : -ENOMEM;
-        OPENSSL_cleanse(dk, sizeof dk);
-        if (n < 0)
-                return api_fail(r, n, "internal", "could not encrypt the value");
-        hex_to_bytea_param(blob, (size_t)n, hex);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->params[1], r->caller.tenant_id, hex, r->caller.user_id};
         /* one transaction so the write stands only if it was audited */

@@ -492,8 +492,23 @@ print("continued after the decision", flush=True)
     assert.equal(oidc.clock_skew_s, 30);
     assert.equal(oidc.audience, 'paddock-web');
     assert.deepEqual(oidc.role_mapping.map.devs.roles, ['viewer']);
+    assert.equal(oidc.client_secret_set, false);
+    // a client secret: write-only, the page says it is set and never shows it; removed by its checkbox
+    const clientSecret = `cs-${crypto.randomUUID()}`;
+    await page.locator('input[name=oidc-client_secret]').fill(clientSecret);
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-secret-state', { hasText: 'A client secret is set' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', '/v1/tenant/oidc')).client_secret_set, true);
+    assert.equal(await page.locator('input[name=oidc-client_secret]').inputValue(), '');
+    assert.ok(!(await page.content()).includes(clientSecret), 'the client secret is in the page');
+    const inBrowser = await page.evaluate(() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), document.cookie]));
+    assert.ok(!inBrowser.includes(clientSecret), 'the client secret is kept in the browser');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot(page, '14-oidc-settings-390');
+    await page.locator('input[name=oidc-clear_secret]').check();
+    await page.getByRole('button', { name: 'Save OIDC settings' }).click();
+    await page.locator('#oidc-secret-state', { hasText: 'No client secret' }).waitFor({ timeout: 30_000 });
+    assert.equal((await call('GET', '/v1/tenant/oidc')).client_secret_set, false);
     await page.getByRole('button', { name: 'Remove OIDC settings' }).click();
     await page.getByRole('status').filter({ hasText: 'OIDC settings removed.' }).waitFor({ timeout: 30_000 });
     assert.equal((await fetch(`${API}/v1/tenant/oidc`, { headers: { Authorization: `Bearer ${adminToken}` } })).status, 404);
@@ -545,7 +560,7 @@ print("continued after the decision", flush=True)
     await actx.close();
   });
 
-  test('usage per team and per day as charts and tables, and the governance figures', async () => {
+  test('usage per team and per day and team as uPlot charts with their tables, and the governance figures', async () => {
     // billing records a run after its end: wait until the API has the finished runs of the journeys
     let byTeam;
     for (const end = Date.now() + 60_000; Date.now() < end; await sleep(1000)) {
@@ -561,17 +576,41 @@ print("continued after the decision", flush=True)
     await tr.waitFor({ timeout: 30_000 });
     const cells = await tr.locator('td').allInnerTexts();
     assert.ok(Number(cells[0]) >= mine.runs, `runs shown ${cells[0]}, the API had ${mine.runs}`);
-    // four charts per grouping, each an image with its figures in its name
-    assert.equal(await teamSec.locator('svg[role=img]').count(), 4);
-    assert.match(await teamSec.locator('svg[role=img]').first().getAttribute('aria-label'), new RegExp(`Runs per team: .*${mine.team_name} \\d+`));
+    // one uPlot chart per metric, a labelled canvas whose series (legend) are the teams the API's usage has
     const daySec = page.locator('section[data-group=day]');
-    await daySec.locator('table.figures tbody tr').first().waitFor({ timeout: 30_000 });
-    assert.equal(await daySec.locator('svg[role=img]').count(), 4);
+    const charts = daySec.locator('figure.chart');
+    await daySec.locator('figure.chart canvas[role=img]').nth(3).waitFor({ timeout: 30_000 });
+    assert.deepEqual(await charts.evaluateAll((fs) => fs.map((f) => f.dataset.metric)), ['runs', 'runtime_seconds', 'tokens', 'cost_usd']);
+    const shown = await call('GET', '/v1/usage?group_by=team'); // the page asked a moment ago: no run ended since (the journeys are over)
+    const names = shown.items.map((i) => i.team_name).sort();
+    for (let c = 0; c < 4; c++) {
+      const legend = await charts.nth(c).locator('.u-legend .u-series .u-label').allInnerTexts();
+      assert.deepEqual(legend.slice(1).sort(), names, `chart ${c} series`);
+      assert.match(await charts.nth(c).locator('canvas[role=img]').getAttribute('aria-label'), new RegExp(`per day per team, .*${mine.team_name} `));
+    }
+    // each chart's table holds, per day and team, the API's figures of group_by=day for that team
+    const near = (shownText, v, tol) => Math.abs(Number(shownText.replace('$', '')) - v) <= tol;
+    for (const t of shown.items) {
+      const days = await call('GET', `/v1/usage?group_by=day&team=${t.team}`);
+      for (const d of days.items) {
+        const row = (c) => charts.nth(c).locator(`table.figures tr[data-key="${d.day}"] td[data-team="${t.team_name}"]`);
+        assert.equal(await row(0).innerText(), String(d.runs), `runs of ${t.team_name} on ${d.day}`);
+        assert.ok(near(await row(1).innerText(), d.runtime_seconds, 0.5), `runtime of ${t.team_name} on ${d.day}`);
+        assert.equal(await row(2).innerText(), String(d.tokens_in + d.tokens_out), `tokens of ${t.team_name} on ${d.day}`);
+        assert.ok(near(await row(3).innerText(), d.cost_usd, 0.00005), `cost of ${t.team_name} on ${d.day}`);
+      }
+    }
+    // the canvas follows its container's width (1280 and 390 px)
+    const width = () => charts.first().locator('canvas').evaluate((c) => c.getBoundingClientRect().width);
+    assert.ok(await width() > 400, `chart ${await width()} px wide at 1280`);
     await page.locator('#approval-figures').waitFor({ timeout: 30_000 });
     const figs = await page.locator('#approval-figures dd').allInnerTexts();
     assert.ok(Number(figs[2]) >= gov.approvals.approved && gov.approvals.approved >= 1, `approved ${figs[2]} vs ${gov.approvals.approved}`);
     await shot(page, '16-usage-1280');
     await page.setViewportSize({ width: 390, height: 844 });
+    for (const end = Date.now() + 5_000; Date.now() < end && await width() > 390; await sleep(100));
+    const w390 = await width();
+    assert.ok(w390 <= 390 && w390 >= 200, `chart ${w390} px wide at 390`);
     await shot(page, '16-usage-390');
     await ctx.close();
   });

@@ -1,7 +1,7 @@
 // Single sign-on in the dashboard (issue 13): the authorization-code flow
 // with PKCE against a real OIDC provider, in Debian's chromium. The provider
 // is oidc-provider (oidc_idp.mjs) with its development login form and a
-// public client that must use PKCE; the tenant is configured through the
+// confidential client (client_secret_basic) that must use PKCE too; the tenant is configured through the
 // API with a role mapping for the provider's groups claim. The user types the
 // tenant, clicks "Sign in", fills the provider's form, and lands on the runs
 // page as that user with the mapped roles; no token, code or state is left in
@@ -14,6 +14,7 @@
 // and fails the test unless the provider's own page asked for it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, test } from 'node:test';
@@ -23,13 +24,14 @@ let adminToken;
 const call = (method, p, body, expect) => apiCall(adminToken, method, p, body, expect);
 
 // The provider, inside the test upstream network namespace; resolves to its issuer.
-function startProvider(clientId, groups) {
+function startProvider(clientId, clientSecret, groups) {
   const env = process.env;
   const host = (env.PADDOCK_TEST_UPSTREAM_ADDRS || '').trim().split(/[\s,]+/)[0];
   assert.ok(host && env.PADDOCK_TEST_NETNS, 'PADDOCK_TEST_NETNS/PADDOCK_TEST_UPSTREAM_ADDRS are not set (endpoints.env)');
   const child = spawn('nsenter', [`--net=${env.PADDOCK_TEST_NETNS}`, process.execPath,
     path.join(import.meta.dirname, 'oidc_idp.mjs')], {
-    env: { ...env, PADDOCK_IDP_HOST: host, PADDOCK_IDP_CLIENT_ID: clientId, PADDOCK_IDP_GROUPS: groups.join(','),
+    env: { ...env, PADDOCK_IDP_HOST: host, PADDOCK_IDP_CLIENT_ID: clientId, PADDOCK_IDP_CLIENT_SECRET: clientSecret,
+      PADDOCK_IDP_GROUPS: groups.join(','),
       PADDOCK_IDP_REDIRECT_URI: `${API}/v1/auth/oidc/callback` },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -40,7 +42,7 @@ function startProvider(clientId, groups) {
   return { child, ready };
 }
 
-let browser, idp, issuer, team, clientId;
+let browser, idp, issuer, team, clientId, clientSecret;
 const urls = [];
 const offNet = [];
 
@@ -65,12 +67,15 @@ describe('single sign-on', { timeout: 300_000 }, () => {
     adminToken = await adminLogin();
     team = (await call('POST', '/v1/teams', { name: uniq('ssoteam') })).id;
     clientId = uniq('paddock-web');
-    idp = startProvider(clientId, ['engineers']);
+    clientSecret = `cs-${crypto.randomBytes(24).toString('base64url')}`;
+    idp = startProvider(clientId, clientSecret, ['engineers']);
     issuer = await idp.ready;
-    await call('PUT', '/v1/tenant/oidc', {
-      issuer, audience: clientId, jwks_url: `${issuer}/jwks`,
+    const stored = await call('PUT', '/v1/tenant/oidc', {
+      issuer, audience: clientId, jwks_url: `${issuer}/jwks`, client_secret: clientSecret,
       role_mapping: { claim: 'groups', map: { engineers: { team, roles: ['launcher', 'viewer'] } } },
     });
+    assert.equal(stored.client_secret_set, true);
+    assert.ok(!JSON.stringify(stored).includes(clientSecret), 'the client secret in the answer');
     browser = await launchChromium([new URL(issuer).hostname]);
   });
 
@@ -133,6 +138,27 @@ describe('single sign-on', { timeout: 300_000 }, () => {
     await page.goto(`/v1/auth/oidc/callback?code=forged&state=${'a'.repeat(64)}`);
     await page.getByRole('alert').filter({ hasText: 'expired, was used already' }).waitFor({ timeout: 30_000 });
     assert.ok(!(await ctx.cookies()).some((c) => c.name === 'paddock_session'), 'a session after a refusal');
+    await ctx.close();
+  });
+
+  test('a wrong client secret: the provider refuses the code, the login page says so, no session', async () => {
+    await call('PUT', '/v1/tenant/oidc', {
+      issuer, audience: clientId, jwks_url: `${issuer}/jwks`, client_secret: `wrong-${clientSecret}`,
+      role_mapping: { claim: 'groups', map: { engineers: { team, roles: ['launcher', 'viewer'] } } },
+    });
+    const ctx = await context();
+    const page = await ctx.newPage();
+    await page.goto('/');
+    await page.getByLabel('Tenant').fill(creds().tenant);
+    await page.getByRole('link', { name: /Sign in with your identity provider/ }).click();
+    await page.waitForURL((u) => u.origin === issuer, { timeout: 30_000 });
+    await page.locator('input[name="login"]').fill(uniq('sso-user'));
+    await page.locator('input[name="password"]').fill('any password');
+    await page.getByRole('button', { name: 'Sign-in' }).click();
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByRole('alert').filter({ hasText: 'did not accept the sign-in' }).waitFor({ timeout: 30_000 });
+    assert.ok(!(await ctx.cookies()).some((c) => c.name === 'paddock_session'), 'a session after a refusal');
+    await shot(page, 'sso-wrong-secret');
     await ctx.close();
   });
 });

@@ -1,6 +1,7 @@
 // The browser test's identity provider (oidc.test.mjs): oidc-provider (pinned
-// in package-lock.json) with its development login form, one public client
-// that must use PKCE with S256, and accounts whose claims the role mapping
+// in package-lock.json) with its development login form, one confidential
+// client (client_secret_basic, the secret of PADDOCK_IDP_CLIENT_SECRET) that
+// must also use PKCE with S256, and accounts whose claims the role mapping
 // of the tenant maps: any login name is an account, with that name as its
 // preferred_username and the groups of PADDOCK_IDP_GROUPS.
 //
@@ -9,7 +10,8 @@
 // refuse loopback (the platform egress floor) and reach OIDC providers over
 // plain http only there (PADDOCK_OIDC_HTTP_NETS). Prints {"issuer"} once
 // listening; stops on SIGTERM.
-//   PADDOCK_IDP_HOST PADDOCK_IDP_CLIENT_ID PADDOCK_IDP_REDIRECT_URI PADDOCK_IDP_GROUPS node oidc_idp.mjs
+//   PADDOCK_IDP_HOST PADDOCK_IDP_CLIENT_ID PADDOCK_IDP_CLIENT_SECRET PADDOCK_IDP_REDIRECT_URI PADDOCK_IDP_GROUPS \
+//     node oidc_idp.mjs
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -27,7 +29,8 @@ const issuer = `http://${host}:${server.address().port}`;
 const provider = new Provider(issuer, {
   clients: [{
     client_id: process.env.PADDOCK_IDP_CLIENT_ID,
-    token_endpoint_auth_method: 'none',
+    client_secret: process.env.PADDOCK_IDP_CLIENT_SECRET,
+    token_endpoint_auth_method: 'client_secret_basic',
     redirect_uris: [process.env.PADDOCK_IDP_REDIRECT_URI],
     grant_types: ['authorization_code'],
     response_types: ['code'],

@@ -22,6 +22,7 @@ import http.server
 import json
 import os
 import pathlib
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from conftest import HTTP_TIMEOUT, Api, SourceAddressAdapter, login, random_loopback_source, unique_name
-from conftest import TestNetHTTPServer, bootstrap_tenant, test_upstream_addrs, wait_for
+from conftest import TestNetHTTPServer, bootstrap_tenant, read_env_file, test_upstream_addrs, wait_for
 
 USER_MAX = 5  # PADDOCK_LOGIN_MAX_FAILURES_USER default: failures per (tenant, source) for OIDC
 
@@ -94,7 +95,11 @@ class Provider(TestNetHTTPServer):
     the set past the api's 256 KiB bound. For the dashboard's code flow it is
     also the issuer's discovery document and a token endpoint that redeems
     the codes of issue_code() once each, only with the PKCE verifier of their
-    challenge, for the configured client and redirect URI."""
+    challenge, for the configured client and redirect URI; with client_secret
+    set it is a confidential client's provider: the token endpoint wants that
+    secret by HTTP Basic (or in the form, client_secret_post, when
+    auth_methods lists only that). It counts the discovery documents it
+    serves (discovery_hits); token_down makes its token endpoint fail."""
 
     def __init__(self, keys, index=0):
         self.keys = list(keys)
@@ -103,6 +108,10 @@ class Provider(TestNetHTTPServer):
         self.redirect_to = None
         self.codes = {}           # code -> (client_id, redirect_uri, challenge, id_token)
         self.redeemed = []        # the token endpoint's requests (form fields) that got an ID token
+        self.discovery_hits = 0
+        self.client_secret = None  # set: the client must authenticate with it
+        self.auth_methods = None   # token_endpoint_auth_methods_supported, None: not listed
+        self.token_down = False
         provider = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -116,11 +125,15 @@ class Provider(TestNetHTTPServer):
 
             def do_GET(self):  # noqa: N802 - http.server's name
                 if self.path == urllib.parse.urlsplit(provider.issuer).path + "/.well-known/openid-configuration":
-                    self._send(200, {"issuer": provider.issuer,
-                                     "authorization_endpoint": f"http://{provider.hostport}/authorize",
-                                     "token_endpoint": f"http://{provider.hostport}/token",
-                                     "jwks_uri": provider.jwks_url,
-                                     "code_challenge_methods_supported": ["S256"]})
+                    provider.discovery_hits += 1
+                    doc = {"issuer": provider.issuer,
+                           "authorization_endpoint": f"http://{provider.hostport}/authorize",
+                           "token_endpoint": f"http://{provider.hostport}/token",
+                           "jwks_uri": provider.jwks_url,
+                           "code_challenge_methods_supported": ["S256"]}
+                    if provider.auth_methods is not None:
+                        doc["token_endpoint_auth_methods_supported"] = provider.auth_methods
+                    self._send(200, doc)
                     return
                 provider.hits += 1
                 if provider.mode == "redirect":
@@ -136,17 +149,32 @@ class Provider(TestNetHTTPServer):
 
             def do_POST(self):  # noqa: N802 - http.server's name
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                if provider.token_down:
+                    self._send(503, {"error": "temporarily_unavailable"})
+                    return
                 grant = provider.codes.pop(form.get("code"), None)  # single use, whatever follows
                 if self.path != "/token" or grant is None or form.get("grant_type") != "authorization_code":
                     self._send(400, {"error": "invalid_grant"})
                     return
+                # RFC 6749 2.3.1: Basic over the form-urlencoded id and secret, or both in the form
+                method, sent_id, sent_secret = "none", form.get("client_id"), form.get("client_secret")
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    cid, _, sec = base64.b64decode(auth[6:]).decode().partition(":")
+                    method, sent_id, sent_secret = "basic", urllib.parse.unquote_plus(cid), urllib.parse.unquote_plus(sec)
+                elif sent_secret is not None:
+                    method = "post"
+                wanted = "post" if provider.auth_methods == ["client_secret_post"] else "basic"
+                if provider.client_secret is not None and (method != wanted or sent_secret != provider.client_secret):
+                    self._send(401, {"error": "invalid_client"})
+                    return
                 client_id, redirect_uri, challenge, id_token = grant
                 verifier = form.get("code_verifier", "")
-                if (form.get("client_id"), form.get("redirect_uri")) != (client_id, redirect_uri) or \
+                if (sent_id, form.get("redirect_uri")) != (client_id, redirect_uri) or \
                         b64u(hashlib.sha256(verifier.encode()).digest()) != challenge:
                     self._send(400, {"error": "invalid_grant"})
                     return
-                provider.redeemed.append(form)
+                provider.redeemed.append(dict(form, client_id=sent_id, auth_method=method))
                 self._send(200, {"access_token": "at-" + uuid.uuid4().hex, "token_type": "Bearer",
                                  "expires_in": 300, "id_token": id_token})
 
@@ -567,7 +595,10 @@ def test_other_tenant_refuses_tenant_a_tokens(endpoints, idp):
     ({"role_mapping": {"claim": "groups", "map": {"x": {"team": str(uuid.uuid4()), "roles": ["viewer"]}}}},
      "role_mapping", "invalid_field"),
     ({"role_mapping": None}, "role_mapping", "missing_field"),
-    ({"client_secret": "hunter2"}, "client_secret", "unknown_field"),
+    ({"client_secret": ""}, "client_secret", "invalid_field"),
+    ({"client_secret": 42}, "client_secret", "invalid_field"),
+    ({"client_secret": "hunter2\n"}, "client_secret", "invalid_field"),
+    ({"client_sekret": "hunter2"}, "client_sekret", "unknown_field"),
 ])
 def test_bad_configuration_is_refused_and_changes_nothing(api, idp, change, field, code):
     before = api.ok("GET", "/v1/tenant/oidc", expect=(200,))
@@ -844,3 +875,151 @@ def test_code_flow_provider_refusal_comes_back_as_an_error(endpoints, idp):
     q = b.start(idp["tenant"], p)
     r = b.callback(error="access_denied", state=q["state"])
     assert b.error_of(r) == "provider_denied"
+
+
+# ---------------------------------------------------------------- confidential clients and the discovery cache
+
+
+def _api_workers():
+    """How many api processes serve (each keeps its own discovery cache)."""
+    env = read_env_file(pathlib.Path(os.environ["PADDOCK_STATE_DIR"]) / "env" / "api.env")
+    return int(env.get("PADDOCK_API_WORKERS") or 0) or os.cpu_count()
+
+
+def _signs_in(endpoints, idp, b=None):
+    """A whole sign-in through the code flow: the browser and its outcome
+    (None when it landed on the runs page, else the oidc_error)."""
+    p, b = idp["provider"], b or Browser(endpoints)
+    b.http.cookies.clear()  # a browser used before: its session goes, its connection (api worker) stays
+    q = b.start(idp["tenant"], p)
+    r = b.callback(code=p.issue_code(q, _id_token(idp, q)), state=q["state"])
+    if r.headers["Location"] == endpoints.api + "/#/runs":
+        assert "paddock_session" in {c.name for c in b.http.cookies}
+        return b, None
+    assert "paddock_session" not in {c.name for c in b.http.cookies}
+    return b, b.error_of(r)
+
+
+@pytest.fixture
+def confidential(api, idp):
+    """The provider made a confidential client's; afterwards the public
+    client of the module's configuration again (its secret cleared)."""
+    p = idp["provider"]
+    secret = "cs-" + uuid.uuid4().hex + "+/&%:="  # characters that must be form-urlencoded
+    p.client_secret = secret
+    yield secret
+    p.client_secret, p.auth_methods, p.token_down = None, None, False
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=None), expect=(200,))
+
+
+def test_client_secret_is_write_only_and_sealed(endpoints, api, idp, confidential):
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    stored = api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=confidential), expect=(200,))
+    assert stored["client_secret_set"] is True and "client_secret" not in stored, stored
+    got = api.ok("GET", "/v1/tenant/oidc", expect=(200,))
+    assert got["client_secret_set"] is True and confidential not in json.dumps(got), got
+    # absent keeps it for the same issuer and audience; another audience (client) drops it; null clears it
+    assert api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))["client_secret_set"] is True
+    assert _signs_in(endpoints, idp)[1] is None, "the kept secret no longer signs in"
+    other = api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], audience="another-client"), expect=(200,))
+    assert other["client_secret_set"] is False, other
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=confidential), expect=(200,))
+    assert api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=None),
+                  expect=(200,))["client_secret_set"] is False
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=confidential), expect=(200,))
+    # never in clear: the table, a dump of the database, the services' logs, the audit log
+    needles = (confidential.encode(), urllib.parse.quote(confidential, safe="").encode())
+    dsn = os.environ["PADDOCK_PG_DSN"]
+    dump = subprocess.run(["pg_dump", "--data-only", "--table=api.tenant_oidc", dsn], capture_output=True, timeout=120)
+    assert dump.returncode == 0 and b"COPY api.tenant_oidc" in dump.stdout, dump.stderr[:500]
+    assert not any(n in dump.stdout for n in needles), "the client secret in clear in api.tenant_oidc"
+    full = subprocess.run(["pg_dump", "--data-only", dsn], capture_output=True, timeout=120)
+    assert full.returncode == 0 and not any(n in full.stdout for n in needles), "the client secret in PostgreSQL"
+    sel = subprocess.run(["psql", dsn, "-Atc", "SELECT encode(client_secret_sealed, 'escape') FROM api.tenant_oidc"],
+                         capture_output=True, timeout=60)
+    assert sel.returncode == 0 and not any(n in sel.stdout for n in needles), sel.stderr[:300]
+    assert _signs_in(endpoints, idp)[1] is None  # it opens again after all that
+    for log in (pathlib.Path(os.environ["PADDOCK_STATE_DIR"]) / "logs").glob("*.log"):
+        assert not any(n in log.read_bytes() for n in needles), f"the client secret in {log}"
+    records = wait_audit(api, since, lambda x: x["action"] == "tenant.oidc_update")
+    assert records and not any(confidential in json.dumps(x) for x in records)
+
+
+@pytest.mark.parametrize("methods", [None, ["client_secret_basic", "client_secret_post"], ["client_secret_post"]])
+def test_code_flow_as_a_confidential_client(endpoints, api, idp, confidential, methods):
+    p = idp["provider"]
+    p.auth_methods = methods
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=confidential), expect=(200,))
+    assert _signs_in(endpoints, idp)[1] is None
+    used = p.redeemed[-1]
+    assert used["auth_method"] == ("post" if methods == ["client_secret_post"] else "basic"), used
+    assert used["client_id"] == idp["audience"]
+    # a wrong secret: the token endpoint refuses, the login page says so, no session
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret="wrong-" + confidential), expect=(200,))
+    assert _signs_in(endpoints, idp)[1] == "code"
+    # no secret at all (a public client) is refused by this provider too
+    api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], client_secret=None), expect=(200,))
+    assert _signs_in(endpoints, idp)[1] == "code"
+
+
+def test_discovery_is_cached_per_issuer_and_configuration(endpoints, api, idp):
+    p = idp["provider"]
+    api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))  # a new configuration version
+    before = p.discovery_hits
+    b = Browser(endpoints)  # one connection: one api worker
+    for _ in range(4):
+        b.start(idp["tenant"], p)
+    fetched = p.discovery_hits - before
+    assert 1 <= fetched <= min(_api_workers(), 2), f"{fetched} discovery fetches for 4 sign-in starts"
+    # a new issuer takes effect at once: its document is fetched, the old one's is not
+    other = Provider([idp["rsa"]], index=1)
+    try:
+        api.ok("PUT", "/v1/tenant/oidc", json=dict(idp["config"], issuer=other.issuer), expect=(200,))
+        old = p.discovery_hits
+        Browser(endpoints).start(idp["tenant"], other)
+        assert other.discovery_hits == 1 and p.discovery_hits == old
+    finally:
+        api.ok("PUT", "/v1/tenant/oidc", json=idp["config"], expect=(200,))
+        other.close()
+    # a token endpoint that fails makes the worker read the document again at the next sign-in
+    b = Browser(endpoints)
+    assert _signs_in(endpoints, idp, b)[1] is None
+    p.token_down = True
+    try:
+        assert _signs_in(endpoints, idp, b)[1] == "code"
+    finally:
+        p.token_down = False
+    hits = p.discovery_hits
+    assert _signs_in(endpoints, idp, b)[1] is None
+    assert p.discovery_hits == hits + 1, "the document was not fetched again after its token endpoint failed"
+
+
+def test_cli_sets_and_clears_the_client_secret_from_a_file_or_stdin(endpoints, credentials, api, idp, confidential,
+                                                                    tmp_path):
+    from cli_support import Cli
+    cli = Cli(tmp_path / "config", endpoints.api)
+    cli.ok("login", "--tenant", credentials["PADDOCK_TENANT"], "--user", credentials["PADDOCK_USER"],
+           "--password-stdin", input=credentials["PADDOCK_PASSWORD"] + "\n")
+    cfg = tmp_path / "oidc.json"
+    cfg.write_text(json.dumps(idp["config"]))
+    sfile = tmp_path / "secret"
+    sfile.write_text(confidential)
+    out = cli.ok("oidc", "set", "--file", str(cfg), "--client-secret-file", str(sfile))
+    assert confidential not in out
+    assert cli.json("oidc", "show")["client_secret_set"] is True
+    assert _signs_in(endpoints, idp)[1] is None
+    assert cli.json("oidc", "set", "--file", str(cfg), "--clear-client-secret")["client_secret_set"] is False
+    assert _signs_in(endpoints, idp)[1] == "code"
+    shown = cli.json("oidc", "set", "--file", str(cfg), "--client-secret-stdin", input=confidential + "\n")
+    assert shown["client_secret_set"] is True and confidential not in json.dumps(shown)
+    assert _signs_in(endpoints, idp)[1] is None
+    # usage errors (2), nothing sent: two sources, a secret in the configuration file, an empty one
+    before = api.ok("GET", "/v1/tenant/oidc", expect=(200,))
+    assert "one of" in cli.fails(2, "oidc", "set", "--file", str(cfg), "--client-secret-file", str(sfile),
+                                 "--clear-client-secret").stderr
+    cfg2 = tmp_path / "with-secret.json"
+    cfg2.write_text(json.dumps(dict(idp["config"], client_secret=confidential)))
+    r = cli.fails(2, "oidc", "set", "--file", str(cfg2))
+    assert "client_secret" in r.stderr and confidential not in r.stderr
+    assert "empty" in cli.fails(2, "oidc", "set", "--file", str(cfg), "--client-secret-stdin", input="").stderr
+    assert api.ok("GET", "/v1/tenant/oidc", expect=(200,)) == before

@@ -100,7 +100,7 @@ const OIDC_FIELDS = [
 
 export function OidcSettings() {
   const empty = { issuer: '', audience: '', jwks_url: '', username_claim: 'preferred_username', clock_skew_s: '60',
-    role_mapping: '{\n  "claim": "groups",\n  "map": {}\n}', enabled: true };
+    role_mapping: '{\n  "claim": "groups",\n  "map": {}\n}', enabled: true, client_secret: '', clear_secret: false };
   const [form, setForm] = useState(empty);
   const [stored, setStored] = useState(null);
   const [error, setError] = useState(null);
@@ -108,7 +108,7 @@ export function OidcSettings() {
   const [note, setNote] = useState('');
   const fill = (c) => setForm({ issuer: c.issuer, audience: c.audience, jwks_url: c.jwks_url,
     username_claim: c.username_claim, clock_skew_s: String(c.clock_skew_s),
-    role_mapping: JSON.stringify(c.role_mapping, null, 2), enabled: c.enabled });
+    role_mapping: JSON.stringify(c.role_mapping, null, 2), enabled: c.enabled, client_secret: '', clear_secret: false });
   const load = useCallback(() => api('GET', '/v1/tenant/oidc').then((c) => { setStored(c); fill(c); }).catch((e) => {
     if (e instanceof ApiError && e.status === 404) setStored(null);
     else setError(e);
@@ -127,17 +127,21 @@ export function OidcSettings() {
       return;
     }
     const skew = Number(form.clock_skew_s);
+    const body = { issuer: form.issuer, audience: form.audience, jwks_url: form.jwks_url,
+      username_claim: form.username_claim, clock_skew_s: Number.isInteger(skew) ? skew : form.clock_skew_s,
+      role_mapping: mapping, enabled: form.enabled };
+    // write-only: sent when typed, null to remove it, absent keeps the stored one (same issuer and audience)
+    if (form.client_secret) body.client_secret = form.client_secret;
+    else if (form.clear_secret) body.client_secret = null;
     try {
-      const c = await api('PUT', '/v1/tenant/oidc', { issuer: form.issuer, audience: form.audience,
-        jwks_url: form.jwks_url, username_claim: form.username_claim,
-        clock_skew_s: Number.isInteger(skew) ? skew : form.clock_skew_s, role_mapping: mapping, enabled: form.enabled });
+      const c = await api('PUT', '/v1/tenant/oidc', body);
       setStored(c);
       fill(c);
       setNote('OIDC settings saved.');
     } catch (e) {
       // the problem's detail starts with the field it is about
       const m = e instanceof ApiError && /^([a-z_]+)/.exec(e.problem.detail || '');
-      const name = m && (OIDC_FIELDS.some(([f]) => f === m[1]) || ['role_mapping', 'enabled'].includes(m[1])) ? m[1] : null;
+      const name = m && (OIDC_FIELDS.some(([f]) => f === m[1]) || ['role_mapping', 'enabled', 'client_secret'].includes(m[1])) ? m[1] : null;
       if (name) setField({ name, message: errText(e) });
       else setError(e);
     }
@@ -167,6 +171,17 @@ export function OidcSettings() {
         <label>Role mapping (JSON: {claim, map: {value: {team, roles}}})
           <textarea name="oidc-role_mapping" rows="6" spellcheck="false" value=${form.role_mapping} ...${attrs('role_mapping')}
             onInput=${(e) => setForm({ ...form, role_mapping: e.currentTarget.value })}></textarea>${err('role_mapping')}</label>
+        <label>Client secret (only for a provider that wants one; never shown again)
+          <input type="password" name="oidc-client_secret" autocomplete="new-password" value=${form.client_secret}
+            ...${attrs('client_secret')}
+            aria-describedby=${[attrs('client_secret')['aria-describedby'], stored && 'oidc-secret-state'].filter(Boolean).join(' ') || undefined}
+            onInput=${(e) => setForm({ ...form, client_secret: e.currentTarget.value })} />${err('client_secret')}</label>
+        ${stored && html`<p id="oidc-secret-state">${stored.client_secret_set
+          ? 'A client secret is set: the sign-in is a confidential client. Leave the field empty to keep it.'
+          : 'No client secret: the sign-in is a public client (PKCE).'}</p>`}
+        ${stored && stored.client_secret_set && html`<label><input type="checkbox" name="oidc-clear_secret"
+          checked=${form.clear_secret} onChange=${(e) => setForm({ ...form, clear_secret: e.currentTarget.checked })} />
+          Remove the client secret</label>`}
         <label><input type="checkbox" name="oidc-enabled" checked=${form.enabled}
           onChange=${(e) => setForm({ ...form, enabled: e.currentTarget.checked })} />Enabled</label>
         ${error && html`<p class="error" role="alert">${errText(error)}</p>`}

@@ -1,18 +1,23 @@
 // Usage and governance (issue 13): runs, runtime, tokens and cost per team
-// and per day from GET /v1/usage (group_by=team|day), and the governance
-// figures of GET /v1/governance/metrics (docs/CONTRACTS.md "Usage",
-// "Governance metrics"). The charts are SVG drawn by preact (no chart
-// library: a few bars need none, and the CSP allows no inline style; sizes
-// are SVG attributes, colours classes); each chart's figures are in a table
-// below it too, for screen readers and for copying.
+// (GET /v1/usage?group_by=team) and per day and team (group_by=day, once per
+// team), and the governance figures of GET /v1/governance/metrics
+// (docs/CONTRACTS.md "Usage", "Governance metrics", "Dashboard"). The charts
+// are uPlot (web/package-lock.json) on a canvas: it sets sizes through
+// element.style, which the CSP allows, and its stylesheet is bundled into
+// ours. Each chart's figures are in a table below it too, for screen readers
+// and for copying.
 import { h } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
 import { api, errText, query } from './api.js';
 
 const html = htm.bind(h);
-const ROW = 26; // px per bar
-const LABEL_PCT = 34, BAR_PCT = 48; // label column, then the bar, then the figure
+const DAY_S = 86400;
+const CHART_H = 220; // px of the plotting area and axes
+// one colour per team, in order (canvas colours: no CSS class reaches a canvas)
+const PALETTE = ['#1f4e79', '#c2410c', '#1a7f37', '#8250df', '#b42318', '#0a7ea4', '#7d4e00', '#57606a'];
 
 const METRICS = [
   { key: 'runs', label: 'Runs', fmt: (v) => String(v) },
@@ -21,57 +26,125 @@ const METRICS = [
   { key: 'cost_usd', label: 'Cost (USD)', fmt: (v) => `$${Number(v).toFixed(4)}` },
 ];
 
-const keyOf = (by, it) => (by === 'day' ? it.day : it.team_name || it.team);
+const withTokens = (items) => (items || []).map((it) => ({ ...it, tokens: (it.tokens_in || 0) + (it.tokens_out || 0) }));
+const teamName = (it) => it.team_name || it.team;
 
-// A horizontal bar chart: one bar per row, scaled to the largest value.
-export function BarChart({ title, rows }) {
-  const max = Math.max(0, ...rows.map((r) => r.value));
-  const height = Math.max(1, rows.length) * ROW;
+// Every UTC day from `from` to `to` (YYYY-MM-DD, both included) as unix seconds.
+function daysOf(from, to) {
+  const out = [];
+  const end = Date.parse(`${to}T00:00:00Z`) / 1000;
+  for (let t = Date.parse(`${from}T00:00:00Z`) / 1000; t <= end && out.length < 1000; t += DAY_S) out.push(t);
+  return out;
+}
+const dayText = (t) => new Date(t * 1000).toISOString().slice(0, 10);
+
+// One metric per day, a stacked bar per team: uPlot draws series in order, so
+// the stack's top (every team's sum) comes first and each lower team over it;
+// the legend and cursor show each team's own figure, not the stack's.
+export function DayChart({ metric, from, to, teams }) {
+  const box = useRef(null);
+  const xs = daysOf(from, to);
+  const own = teams.map((t) => xs.map((x) => Number((t.byDay.get(dayText(x)) || {})[metric.key]) || 0));
+  const totals = teams.map((t, i) => own[i].reduce((a, b) => a + b, 0));
+  const label = `${metric.label} per day per team, ${from} to ${to}: `
+    + teams.map((t, i) => `${t.name} ${metric.fmt(totals[i])} in total`).join(', ');
+  useEffect(() => {
+    const el = box.current;
+    const stacks = own.map((_, i) => xs.map((_x, d) => own.slice(0, i + 1).reduce((a, s) => a + s[d], 0)));
+    const order = teams.map((_, i) => teams.length - 1 - i); // topmost stack first
+    const fg = getComputedStyle(document.documentElement).getPropertyValue('--fg').trim() || '#1b1f24';
+    const u = new uPlot({
+      width: Math.max(200, el.clientWidth),
+      height: CHART_H,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+      scales: {
+        x: { time: true, range: (_u, min, max) => [min - DAY_S / 2, max + DAY_S / 2] },
+        y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
+      axes: [
+        { label: 'Day (UTC)', stroke: fg, grid: { show: false } },
+        { label: metric.label, stroke: fg, size: 60, values: (_u, ticks) => ticks.map((v) => (metric.key === 'cost_usd' ? `$${v}` : String(v))) },
+      ],
+      series: [
+        { label: 'Day', value: '{YYYY}-{MM}-{DD}' },
+        ...order.map((i) => ({
+          label: teams[i].name,
+          fill: PALETTE[i % PALETTE.length],
+          stroke: PALETTE[i % PALETTE.length],
+          width: 0,
+          points: { show: false },
+          paths: uPlot.paths.bars({ size: [0.7, 48] }),
+          value: (_u, _v, _si, d) => (d === null || d === undefined ? '–' : metric.fmt(own[i][d])),
+        })),
+      ],
+      cursor: { points: { show: false } },
+    }, [xs, ...order.map((i) => stacks[i])], el);
+    u.ctx.canvas.setAttribute('role', 'img');
+    u.ctx.canvas.setAttribute('aria-label', label);
+    const ro = new ResizeObserver(() => {
+      const w = Math.max(200, el.clientWidth);
+      if (w !== u.width) u.setSize({ width: w, height: CHART_H });
+    });
+    ro.observe(el);
+    return () => { ro.disconnect(); u.destroy(); };
+  }, [metric.key, from, to, teams]);
+  const days = xs.filter((x) => teams.some((t) => t.byDay.has(dayText(x)))); // the days with runs
   return html`
-    <figure class="chart">
-      <figcaption>${title}</figcaption>
-      <svg width="100%" height=${height} role="img" aria-label=${`${title}: ${rows.map((r) => `${r.label} ${r.text}`).join(', ')}`}>
-        ${rows.map((r, i) => {
-          const w = max > 0 ? (r.value / max) * BAR_PCT : 0;
-          const y = i * ROW;
-          return html`<g key=${r.label}>
-            <text x="0" y=${y + ROW * 0.65} class="chart-label">${r.label.length > 28 ? `${r.label.slice(0, 27)}…` : r.label}</text>
-            <rect x=${`${LABEL_PCT}%`} y=${y + 4} width=${`${Math.max(w, r.value > 0 ? 0.5 : 0)}%`} height=${ROW - 8} class="chart-bar" />
-            <text x=${`${LABEL_PCT + w + 1}%`} y=${y + ROW * 0.65} class="chart-value">${r.text}</text>
-          </g>`;
-        })}
-      </svg>
+    <figure class="chart" data-metric=${metric.key}>
+      <figcaption>${metric.label} per day per team</figcaption>
+      <div class="chart-box" ref=${box}></div>
+      <table class="runs figures" tabindex="0">
+        <caption>${metric.label} per day per team, ${from} to ${to}</caption>
+        <thead><tr><th scope="col">Day</th>${teams.map((t) => html`<th scope="col">${t.name}</th>`)}</tr></thead>
+        <tbody>${days.length === 0
+          ? html`<tr><td colspan=${teams.length + 1}>none</td></tr>`
+          : days.map((x) => html`<tr data-key=${dayText(x)}><th scope="row">${dayText(x)}</th>
+            ${teams.map((t, i) => html`<td data-team=${t.name}>${metric.fmt(own[i][xs.indexOf(x)])}</td>`)}</tr>`)}</tbody>
+      </table>
     </figure>`;
 }
 
-function UsageGroup({ by, title, from, to, team }) {
-  const [data, setData] = useState(null);
+function UsageGroups({ from, to, team }) {
+  const [data, setData] = useState(null); // {byTeam, teams: [{id, name, byDay}]}
   const [error, setError] = useState(null);
   useEffect(() => {
+    let live = true;
     setError(null);
-    api('GET', `/v1/usage${query({ group_by: by, from, to, team })}`).then(setData).catch((e) => {
+    (async () => {
+      const byTeam = await api('GET', `/v1/usage${query({ group_by: 'team', from, to, team })}`);
+      const teams = await Promise.all((byTeam.items || []).map(async (it) => {
+        const days = await api('GET', `/v1/usage${query({ group_by: 'day', from: byTeam.from, to: byTeam.to, team: it.team })}`);
+        return { id: it.team, name: teamName(it), byDay: new Map(withTokens(days.items).map((d) => [d.day, d])) };
+      }));
+      if (live) setData({ byTeam, teams });
+    })().catch((e) => {
+      if (!live) return;
       setData(null);
       setError(e);
     });
-  }, [by, from, to, team]);
-  const items = ((data && data.items) || []).map((it) => ({ ...it, tokens: (it.tokens_in || 0) + (it.tokens_out || 0) }));
+    return () => { live = false; };
+  }, [from, to, team]);
+  const items = withTokens(data && data.byTeam.items);
   return html`
-    <section aria-labelledby=${`usage-${by}`} class="usage-group" data-group=${by}>
-      <h2 id=${`usage-${by}`}>${title}</h2>
-      ${error && html`<p class="error" role="alert">${errText(error)}</p>`}
-      ${data && items.length === 0 && html`<p>No finished runs in ${data.from} to ${data.to}.</p>`}
+    ${error && html`<p class="error" role="alert">${errText(error)}</p>`}
+    <section aria-labelledby="usage-team" class="usage-group" data-group="team">
+      <h2 id="usage-team">Per team</h2>
+      ${data && items.length === 0 && html`<p>No finished runs in ${data.byTeam.from} to ${data.byTeam.to}.</p>`}
       ${items.length > 0 && html`
-        <div class="charts">
-          ${METRICS.map((m) => html`<${BarChart} key=${m.key} title=${`${m.label} per ${by}`}
-            rows=${items.map((it) => ({ label: keyOf(by, it), value: Number(it[m.key]) || 0, text: m.fmt(it[m.key] || 0) }))} />`)}
-        </div>
         <table class="runs figures" tabindex="0">
-          <caption>${title}: the figures, ${data.from} to ${data.to}</caption>
-          <thead><tr><th scope="col">${by === 'day' ? 'Day' : 'Team'}</th>
+          <caption>Per team: the figures, ${data.byTeam.from} to ${data.byTeam.to}</caption>
+          <thead><tr><th scope="col">Team</th>
             ${METRICS.map((m) => html`<th scope="col">${m.label}</th>`)}</tr></thead>
-          <tbody>${items.map((it) => html`<tr data-key=${keyOf(by, it)}><th scope="row">${keyOf(by, it)}</th>
+          <tbody>${items.map((it) => html`<tr data-key=${teamName(it)}><th scope="row">${teamName(it)}</th>
             ${METRICS.map((m) => html`<td>${m.fmt(it[m.key] || 0)}</td>`)}</tr>`)}</tbody>
         </table>`}
+    </section>
+    <section aria-labelledby="usage-day" class="usage-group" data-group="day">
+      <h2 id="usage-day">Per day and team</h2>
+      ${items.length > 0 && html`
+        <div class="charts">
+          ${METRICS.map((m) => html`<${DayChart} key=${m.key} metric=${m} from=${data.byTeam.from} to=${data.byTeam.to} teams=${data.teams} />`)}
+        </div>`}
     </section>`;
 }
 
@@ -141,8 +214,7 @@ export function Usage({ me }) {
         </select></label>
         <div class="filter-actions"><button type="submit">Show</button></div>
       </form>
-      <${UsageGroup} by="team" title="Per team" ...${applied} />
-      <${UsageGroup} by="day" title="Per day" ...${applied} />
+      <${UsageGroups} ...${applied} />
       <${Governance} ...${applied} />
     </main>`;
 }
