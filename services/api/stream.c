@@ -29,7 +29,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/sha.h>
+#include <linux/sockios.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "api.h"
 #include "core/log.h"
@@ -52,6 +54,12 @@
 #define STREAM_RECHECK_US (2 * 1000 * 1000)
 #define TICKET_TTL_S 30
 #define TICKET_PREFIX "pst_"
+/* the normal close after the terminal event waits for the socket's send
+ * queue to empty, polled every DRAIN_POLL_US, at most DRAIN_MAX_US (a viewer
+ * that reads nothing is closed by the ping policy anyway) */
+#define DRAIN_POLL_US (50 * 1000)
+#define DRAIN_MAX_US (60 * 1000 * 1000)
+
 /* websocket close codes of an authorization that ended (4000-4999: ours) */
 #define CLOSE_UNAUTHORIZED 4401
 #define CLOSE_FORBIDDEN 4403
@@ -68,6 +76,7 @@ struct stream_session {
         uint64_t next_seq;
         bool run_was_terminal;
         bool sent_terminal; /* the terminal status event was written: close at the next callback */
+        int64_t drain_until; /* monotonic µs: the close waits for the socket's queue until then */
         bool established;
         bool fetch_full;        /* the last fetch filled a batch: more history waits */
         bool history_missing;   /* evidence.run_events does not exist yet */
@@ -492,8 +501,19 @@ static int session_write(struct stream_session *ss) {
         }
         /* the terminal event went out (lws flushed what the socket did not
          * take before calling back): now the normal close */
-        if (ss->sent_terminal)
+        if (ss->sent_terminal) {
+                /* a viewer still reading the tail: lws drops a connection
+                 * whose close goes unanswered for seconds, and the kernel
+                 * then resets it with the tail still queued, so the close
+                 * waits until the socket's send queue is empty (bounded) */
+                int queued_bytes = 0;
+                if (ioctl(lws_get_socket_fd(ss->wsi), SIOCOUTQ, &queued_bytes) == 0 && queued_bytes > 0 &&
+                    time_mono_us() < ss->drain_until) {
+                        arm_timer(ss, DRAIN_POLL_US);
+                        return 0;
+                }
                 return session_close(ss, LWS_CLOSE_STATUS_NORMAL, "");
+        }
         if (!store_has_next(ss)) {
                 if (ss->fetch_full) {
                         session_fetch(ss);
@@ -535,6 +555,8 @@ static int session_write(struct stream_session *ss) {
                 if (queued[i])
                         fanout_hop_add(&write_hop, now - queued[i]);
         fanout_hops_flush(&write_hop, 1, &write_hop_logged_us);
+        if (ss->sent_terminal && !ss->drain_until)
+                ss->drain_until = time_mono_us() + DRAIN_MAX_US;
         if (ss->sent_terminal || store_has_next(ss) || ss->fetch_full)
                 lws_callback_on_writable(ss->wsi); /* the close, the rest, or the next history batch */
         else
@@ -573,7 +595,8 @@ int stream_callback(struct api *a, struct lws *wsi, enum lws_callback_reasons re
                         return 0;
                 ss->timer_due = 0;
                 /* idle streams too: the timer runs at least every IDLE_POLL_US */
-                if (ss->close_code || (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
+                if (ss->sent_terminal || ss->close_code ||
+                    (time_mono_us() >= ss->recheck_due && session_recheck(ss) < 0)) {
                         lws_callback_on_writable(ss->wsi);
                         return 0;
                 }
