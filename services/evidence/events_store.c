@@ -659,8 +659,7 @@ static void decode_one(struct decoder *d) {
  * transaction and, to overlap this CPU work with PostgreSQL's, while the
  * previous transaction's insert runs (issue 10 §4: decoding a whole poll
  * round before storing any of it stalled the writes and built the lag). */
-static void decode_ahead(void *arg) {
-        struct decoder *d = arg;
+static void decode_ahead(struct decoder *d) {
         long long events = 0;
         for (size_t i = d->next; i < d->decoded; i++)
                 events += d->recs[i].skip ? 0 : (long long)d->recs[i].batch->n_events;
