@@ -195,19 +195,33 @@ out:
         return NULL;
 }
 
-static void *upstream_thread(void *arg) {
-        int lfd = (int)(intptr_t)arg;
+/* A listener's accept loop: a thread per connection running serve(fd). */
+struct acceptor {
+        int lfd;
+        void *(*serve)(void *);
+};
+
+static void *accept_thread(void *arg) {
+        struct acceptor a = *(struct acceptor *)arg;
+        free(arg);
         for (;;) {
-                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                int fd = accept4(a.lfd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
                         continue;
                 int one = 1;
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 pthread_t t;
-                pthread_create(&t, NULL, upstream_conn, (void *)(intptr_t)fd);
+                pthread_create(&t, NULL, a.serve, (void *)(intptr_t)fd);
                 pthread_detach(t);
         }
         return NULL;
+}
+
+static void accept_start(int lfd, void *(*serve)(void *)) {
+        struct acceptor *a = malloc(sizeof *a);
+        *a = (struct acceptor){lfd, serve};
+        pthread_t t;
+        pthread_create(&t, NULL, accept_thread, a);
 }
 
 /* ---- clients ---- */
@@ -327,21 +341,6 @@ static void *splice_conn(void *arg) {
         return NULL;
 }
 
-static void *splice_accept_thread(void *arg) {
-        int lfd = (int)(intptr_t)arg;
-        for (;;) {
-                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                int one = 1;
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                pthread_t t;
-                pthread_create(&t, NULL, splice_conn, (void *)(intptr_t)fd);
-                pthread_detach(t);
-        }
-        return NULL;
-}
-
 static int splice_relay_start(void) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -349,8 +348,7 @@ static int splice_relay_start(void) {
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
             getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
                 die("splice relay listen");
-        pthread_t t;
-        pthread_create(&t, NULL, splice_accept_thread, (void *)(intptr_t)fd);
+        accept_start(fd, splice_conn);
         return ntohs(sa.sin_port);
 }
 
@@ -543,8 +541,7 @@ int main(int argc, char **argv) {
         }
         up_addr = addr;
         int lfd = listen_any(&upstream_port);
-        pthread_t ut;
-        pthread_create(&ut, NULL, upstream_thread, (void *)(intptr_t)lfd);
+        accept_start(lfd, upstream_conn);
 
         Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
         rule.host = (char *)up_addr;   /* not public: only a profile's IP rule reaches it */
