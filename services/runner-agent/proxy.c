@@ -38,11 +38,13 @@
 #include "proxy_policy.h"
 
 #define RELAY_PIPE_SIZE (256 * 1024)
+#define RELAY_ROUNDS 4                 /* a bulk tunnel's splice rounds per event (tunnel_run) */
 #define RELAY_BUF (64 * 1024)          /* each direction of a plain-HTTP request */
 #define RELAY_COPY_MAX (16 * 1024)     /* copy_step's buffer: a read that fills it goes back to splice; <= RELAY_BUF */
 #define RELAY_COPY_BELOW (4 * 1024)    /* a splice read below this makes the next read copy (hysteresis: bulk
                                         * reads that land between the two keep splicing) */
 #define PROXY_WORKERS 8                /* decision threads: policy, approvals (a durable event) */
+#define PROXY_LOOPS_MAX 4              /* event loops: one per core up to this (each relays its connections) */
 #define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define MAX_ADDRS 16
@@ -155,6 +157,7 @@ struct watch {
 
 struct conn {
         struct proxy_run *run;
+        struct loop *loop;          /* the event loop that relays it (set at accept) */
         int cfd, ufd;               /* client, upstream; registered for shutdown by proxy_run_stop */
         unsigned fds;               /* charged to the run and the node (budget_charge) */
         size_t bytes;
@@ -162,14 +165,14 @@ struct conn {
 
         /* Everything below belongs to the one thread that holds the
          * connection: the event loop, or the worker that took it from the
-         * queue; hand-overs go through g.work / g.inbox (locked). */
+         * queue; hand-overs go through g.work / its loop's inbox (locked). */
         enum conn_state state;
         bool leaving;               /* ended or handed over in the loop's current batch */
         int64_t deadline_mono;      /* CS_HEAD, CS_HELLO */
         int64_t last_mono;          /* CS_TUNNEL, CS_PLAIN: last byte moved (idle timeout) */
         struct watch wc, wu;
         struct conn *lprev, *lnext; /* the loop's list (timers) */
-        struct conn *qnext;         /* g.work, g.inbox or a local list of the loop */
+        struct conn *qnext;         /* g.work, a loop's inbox or a local list of the loop */
         struct conn *wnext;         /* pr->waiters, under pr->lock */
         struct request q;
         char *buf;                  /* HEAD_BUF: the head, then a tunnel's ClientHello */
@@ -226,14 +229,26 @@ struct proxy_run {
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
 
-/* The event loop, the workers, the run registry and the node-wide budget of
+/* One event loop: its thread owns the connections it was given at accept
+ * (round robin) until they end or go to a worker; the first loop also
+ * accepts on every run's listener and times the parked approvals. */
+struct loop {
+        int epfd;                   /* its clients and upstreams (the first's: also the listeners), wake */
+        int wake_fd;                /* eventfd: inbox has connections for the loop */
+        pthread_t thread;
+        struct conn *inbox;         /* handed back to the loop, under g.qlock */
+        struct conn *conns;         /* the loop thread's own list (timers) */
+        struct conn *dead, *out;    /* ended / for the workers, after the current batch */
+        char copy_buf[RELAY_COPY_MAX]; /* copy_step's */
+};
+
+/* The event loops, the workers, the run registry and the node-wide budget of
  * the process. */
 static struct {
         pthread_mutex_t lock;
         bool started;
-        int epfd;                   /* the event loop's: listeners, clients, upstreams, wake */
-        int wake_fd;                /* eventfd: g.inbox has connections for the loop */
-        pthread_t thread;
+        struct loop loops[PROXY_LOOPS_MAX];
+        unsigned n_loops, next_loop; /* next_loop: the accepting loop's round robin */
         struct proxy_run *runs;
         struct proxy_settings cfg;  /* set by proxy_configure before any run */
         SSL_CTX *tls;               /* client context for secret header origins, under lock until set */
@@ -246,9 +261,7 @@ static struct {
         pthread_cond_t rcond;       /* resolve is not empty */
         struct conn *work, *work_tail;   /* for the workers */
         struct conn *resolve, *resolve_tail; /* for the resolvers */
-        struct conn *inbox;         /* handed back to the loop */
-        struct conn *loop_conns;    /* the loop thread's own list */
-} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wake_fd = -1, .spare_fd = -1,
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER, .spare_fd = -1,
        .cfg = PROXY_SETTINGS_DEFAULT, .max_fds = 1024 - NODE_FD_RESERVE, .qlock = PTHREAD_MUTEX_INITIALIZER,
        .qcond = PTHREAD_COND_INITIALIZER, .rcond = PTHREAD_COND_INITIALIZER};
 
@@ -719,10 +732,11 @@ static bool peer_is(int fd, const struct sockaddr_storage *a) {
 
 /* ---- relaying ---- */
 
-static int half_step(struct half *h, bool readable, bool writable);
+/* Set on an event loop's thread (its loop), which takes a decision itself
+ * when it needs no blocking step (loop_decide) and hands a worker the rest. */
+static _Thread_local struct loop *on_loop;
 
-/* The loop thread's copy buffer (half_step runs on the loop thread only). */
-static char relay_copy_buf[RELAY_COPY_MAX];
+static int half_step(struct half *h, bool readable, bool writable);
 
 /* A small read of a direction that has a pipe, its pipe empty: recv into
  * the loop's buffer and send at once. For a few hundred bytes this is two
@@ -731,9 +745,10 @@ static char relay_copy_buf[RELAY_COPY_MAX];
  * (empty, larger) pipe, so the order of the bytes holds. A read that fills
  * the buffer means bulk: the next reads splice again. */
 static int copy_step(struct half *h, size_t want) {
-        if (want > sizeof relay_copy_buf)
-                want = sizeof relay_copy_buf;
-        ssize_t n = recv(h->from, relay_copy_buf, want, 0);
+        char *buf = on_loop->copy_buf; /* half_step runs on a loop thread only */
+        if (want > RELAY_COPY_MAX)
+                want = RELAY_COPY_MAX;
+        ssize_t n = recv(h->from, buf, want, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0; /* the pipe is empty: nothing to write either */
         if (n < 0) {
@@ -749,8 +764,8 @@ static int copy_step(struct half *h, size_t want) {
         h->moved += (uint64_t)n;
         if (h->limit >= 0)
                 h->limit -= n;
-        h->copy_small = (size_t)n < sizeof relay_copy_buf;
-        ssize_t m = send(h->to, relay_copy_buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        h->copy_small = (size_t)n < RELAY_COPY_MAX;
+        ssize_t m = send(h->to, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (m < 0 && errno != EAGAIN && errno != EINTR) {
                 h->werr = true;
                 return -errno;
@@ -760,7 +775,7 @@ static int copy_step(struct half *h, size_t want) {
         h->moved += (uint64_t)m;
         *h->bytes += (uint64_t)m;
         if (m < n) {
-                if (write(h->pipe[1], relay_copy_buf + m, (size_t)(n - m)) != n - m)
+                if (write(h->pipe[1], buf + m, (size_t)(n - m)) != n - m)
                         return -EIO;
                 h->in_pipe = (size_t)(n - m);
         }
@@ -1253,7 +1268,7 @@ static void set_upstream(struct conn *c, int fd) {
  * holds no thread: it is parked on the run (pr->waiters) and handed back to
  * a worker by the decision, the run's end or its deadline (loop tick). A
  * connection belongs to one thread at a time; hand-overs go through g.work
- * (to the workers) and g.inbox (to the loop). */
+ * (to the workers) and its loop's inbox (to the loop). */
 
 static void conn_unregister(struct conn *c) {
         struct proxy_run *pr = c->run;
@@ -1295,10 +1310,6 @@ static void conn_end(struct conn *c) {
         conn_free(c);
 }
 
-/* True on the event loop's thread, which takes a decision itself when it
- * needs no blocking step (loop_decide) and hands a worker the rest. */
-static _Thread_local bool on_loop;
-
 /* Answers status with q->reason and ends the connection (worker side; on
  * the loop, a worker does it: the answer's write may wait for the client). */
 static void conn_refuse(struct conn *c, int status) {
@@ -1327,14 +1338,15 @@ static void work_push(struct conn *c) {
 
 /* Hands c (state set) to the event loop. */
 static void loop_post(struct conn *c) {
+        struct loop *l = c->loop;
         pthread_mutex_lock(&g.qlock);
-        c->qnext = g.inbox;
-        g.inbox = c;
+        c->qnext = l->inbox;
+        l->inbox = c;
         pthread_mutex_unlock(&g.qlock);
-        if (on_loop)
+        if (on_loop == l)
                 return; /* the loop drains its inbox before it waits again */
         uint64_t one = 1;
-        (void)!write(g.wake_fd, &one, sizeof one);
+        (void)!write(l->wake_fd, &one, sizeof one);
 }
 
 /* Sets up the relay of a tunnel whose first `peeked` bytes (the ClientHello)
@@ -1636,8 +1648,6 @@ static void *worker_thread(void *userdata) {
 
 /* ---- the event loop (its thread only) ---- */
 
-static struct conn *loop_dead, *loop_out; /* ended / for the workers, after the current batch */
-
 static int watch_set(struct watch *w, uint32_t mask) {
         if (w->fd < 0)
                 return 0;
@@ -1645,14 +1655,14 @@ static int watch_set(struct watch *w, uint32_t mask) {
                 /* a hung-up fd reports EPOLLHUP even with no events asked: out of
                  * the set until there is something to do with it again */
                 if (w->added)
-                        (void)epoll_ctl(g.epfd, EPOLL_CTL_DEL, w->fd, NULL);
+                        (void)epoll_ctl(on_loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
                 w->added = false;
                 return 0;
         }
         if (w->added && w->mask == mask)
                 return 0;
         struct epoll_event ev = {.events = mask, .data.ptr = w};
-        if (epoll_ctl(g.epfd, w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
+        if (epoll_ctl(on_loop->epfd, w->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
                 return -errno;
         w->added = true;
         w->mask = mask;
@@ -1661,7 +1671,7 @@ static int watch_set(struct watch *w, uint32_t mask) {
 
 static void watch_del(struct watch *w) {
         if (w->added)
-                (void)epoll_ctl(g.epfd, EPOLL_CTL_DEL, w->fd, NULL);
+                (void)epoll_ctl(on_loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
         w->added = false;
         w->mask = 0;
 }
@@ -1672,7 +1682,7 @@ static void loop_detach(struct conn *c) {
         if (c->lprev)
                 c->lprev->lnext = c->lnext;
         else
-                g.loop_conns = c->lnext;
+                on_loop->conns = c->lnext;
         if (c->lnext)
                 c->lnext->lprev = c->lprev;
         c->lprev = c->lnext = NULL;
@@ -1690,16 +1700,16 @@ static void loop_end(struct conn *c) {
                 c->q.relay = "copy";
         request_emit(&c->q);
         conn_unregister(c);
-        c->qnext = loop_dead;
-        loop_dead = c;
+        c->qnext = on_loop->dead;
+        on_loop->dead = c;
 }
 
 static void loop_handoff(struct conn *c) {
         loop_detach(c);
         c->state = CS_WORK;
         c->step = STEP_HEAD;
-        c->qnext = loop_out;
-        loop_out = c;
+        c->qnext = on_loop->out;
+        on_loop->out = c;
 }
 
 static void plain_close(struct conn *c, int status) {
@@ -2012,9 +2022,23 @@ static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev) {
         uint64_t before = up->moved + down->moved;
         bool cr = cev & (EPOLLIN | EPOLLHUP | EPOLLERR), cw = cev & (EPOLLOUT | EPOLLERR);
         bool ur = uev & (EPOLLIN | EPOLLHUP | EPOLLERR), uw = uev & (EPOLLOUT | EPOLLERR);
-        if (half_step(up, cr, uw) < 0 || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
-                loop_end(c);
-                return;
+        for (int round = 0;; round++) {
+                uint64_t moved = up->moved + down->moved;
+                if (half_step(up, cr, uw) < 0 || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
+                        loop_end(c);
+                        return;
+                }
+                /* a non-blocking splice() takes what one pass over the socket
+                 * finds (a blocking one goes on while data comes): a spliced
+                 * direction reads again before the next epoll_wait, a few
+                 * rounds at most so other connections get their turn; small
+                 * (copied) exchanges do not, an extra read would only find
+                 * EAGAIN */
+                bool bulk_up = up->use_splice && !up->copy_small && !up->eof;
+                bool bulk_down = down->use_splice && !down->copy_small && !down->eof;
+                if (round == RELAY_ROUNDS - 1 || up->moved + down->moved == moved || !(bulk_up || bulk_down))
+                        break;
+                cr = bulk_up, uw = up->in_pipe > 0, ur = bulk_down, cw = down->in_pipe > 0;
         }
         if (up->moved + down->moved != before)
                 c->last_mono = time_mono_us();
@@ -2091,10 +2115,10 @@ static void hello_run(struct conn *c) {
 static void loop_enter(struct conn *c) {
         c->leaving = false;
         c->lprev = NULL;
-        c->lnext = g.loop_conns;
-        if (g.loop_conns)
-                g.loop_conns->lprev = c;
-        g.loop_conns = c;
+        c->lnext = on_loop->conns;
+        if (on_loop->conns)
+                on_loop->conns->lprev = c;
+        on_loop->conns = c;
         c->wc = (struct watch){.kind = W_CLIENT, .owner = c, .fd = c->cfd};
         c->wu = (struct watch){.kind = W_UPSTREAM, .owner = c, .fd = c->ufd};
         switch (c->state) {
@@ -2154,7 +2178,7 @@ static void loop_event(struct watch *w, uint32_t ev) {
 /* Deadlines: heads, ClientHellos, idle relays, and approvals. */
 static void loop_tick(void) {
         int64_t now = time_mono_us(), idle_us = (int64_t)g.cfg.idle_timeout_ms * 1000;
-        for (struct conn *c = g.loop_conns, *next; c; c = next) {
+        for (struct conn *c = on_loop->conns, *next; c; c = next) {
                 next = c->lnext;
                 switch (c->state) {
                 case CS_HEAD:
@@ -2195,6 +2219,8 @@ static void loop_tick(void) {
                         break;
                 }
         }
+        if (on_loop != &g.loops[0])
+                return; /* the parked approvals: the first loop's */
         pthread_mutex_lock(&g.lock);
         for (struct proxy_run *pr = g.runs; pr; pr = pr->next) {
                 pthread_mutex_lock(&pr->lock);
@@ -2229,11 +2255,12 @@ static void loop_decide(struct conn *c) {
         work_head(c);
 }
 
-/* Enters the loop what the workers and resolvers handed back (g.inbox). */
+/* Enters the loop what the workers, the resolvers and the accepting loop
+ * handed it (its inbox). */
 static void loop_take_inbox(void) {
         pthread_mutex_lock(&g.qlock);
-        struct conn *in = g.inbox;
-        g.inbox = NULL;
+        struct conn *in = on_loop->inbox;
+        on_loop->inbox = NULL;
         pthread_mutex_unlock(&g.qlock);
         for (struct conn *c = in, *next; c; c = next) {
                 next = c->qnext;
@@ -2243,12 +2270,11 @@ static void loop_take_inbox(void) {
 }
 
 static void *loop_thread(void *userdata) {
-        (void)userdata;
-        on_loop = true;
+        on_loop = userdata;
         struct epoll_event evs[256];
         int64_t next_tick = 0;
         for (;;) {
-                int n = epoll_wait(g.epfd, evs, ELEMENTSOF(evs), LOOP_TICK_MS);
+                int n = epoll_wait(on_loop->epfd, evs, ELEMENTSOF(evs), LOOP_TICK_MS);
                 if (n < 0 && errno != EINTR) {
                         log_error("egress proxy: epoll_wait failed: %m");
                         return NULL;
@@ -2257,7 +2283,7 @@ static void *loop_thread(void *userdata) {
                         struct watch *w = evs[i].data.ptr;
                         if (!w) {
                                 uint64_t v;
-                                (void)!read(g.wake_fd, &v, sizeof v);
+                                (void)!read(on_loop->wake_fd, &v, sizeof v);
                         } else if (w->kind == W_LISTEN) {
                                 /* the run may have stopped since epoll_wait returned */
                                 pthread_mutex_lock(&g.lock);
@@ -2276,18 +2302,18 @@ static void *loop_thread(void *userdata) {
                         loop_tick();
                         next_tick = now + LOOP_TICK_MS * 1000;
                 }
-                for (struct conn *c = loop_out, *next; c; c = next) {
+                for (struct conn *c = on_loop->out, *next; c; c = next) {
                         next = c->qnext;
                         loop_decide(c);
                 }
-                loop_out = NULL;
+                on_loop->out = NULL;
                 /* what loop_decide allowed is to connect now, not after the next wait */
                 loop_take_inbox();
-                for (struct conn *c = loop_dead, *next; c; c = next) {
+                for (struct conn *c = on_loop->dead, *next; c; c = next) {
                         next = c->qnext;
                         conn_free(c);
                 }
-                loop_dead = NULL;
+                on_loop->dead = NULL;
         }
         return NULL;
 }
@@ -2398,7 +2424,9 @@ static void accept_all(struct proxy_run *pr) {
                         continue;
                 }
                 char *head_buf = c->buf;
-                *c = (struct conn){.run = pr, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF,
+                /* spread over the loops, so the relaying uses every core */
+                struct loop *l = &g.loops[g.next_loop++ % g.n_loops];
+                *c = (struct conn){.run = pr, .loop = l, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF,
                                    .buf = head_buf, .state = CS_HEAD, .u = {.fd = -1},
                                    .up = {.pipe = {-1, -1}}, .down = {.pipe = {-1, -1}}};
                 c->q = (struct request){.c = c, .started_mono = time_mono_us()};
@@ -2415,41 +2443,48 @@ static void accept_all(struct proxy_run *pr) {
                 json_t *report = refusal_report(pr, false);
                 pthread_mutex_unlock(&pr->lock);
                 emit(pr, "egress", report, false);
-                loop_enter(c); /* no thread of its own: the loop reads its head */
+                /* no thread of its own: its loop reads its head */
+                if (l == on_loop)
+                        loop_enter(c);
+                else
+                        loop_post(c);
         }
 }
 
 static int ensure_started(void) {
         if (g.started)
                 return 0;
-        g.epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (g.epfd < 0)
-                return -errno;
-        g.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-        if (g.wake_fd < 0 || epoll_ctl(g.epfd, EPOLL_CTL_ADD, g.wake_fd, &ev) < 0) {
-                int e = -errno;
-                if (g.wake_fd >= 0)
-                        close(g.wake_fd);
-                close(g.epfd);
-                g.epfd = g.wake_fd = -1;
-                return e;
-        }
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned want = cpus < 1 ? 1 : cpus > PROXY_LOOPS_MAX ? PROXY_LOOPS_MAX : (unsigned)cpus;
         /* the threads live as long as the process: a fixed number, whatever
          * the number of connections */
-        int r = pthread_create(&g.thread, NULL, loop_thread, NULL);
-        if (r != 0) {
-                close(g.wake_fd);
-                close(g.epfd);
-                g.epfd = g.wake_fd = -1;
-                return -r;
+        for (; g.n_loops < want; g.n_loops++) {
+                struct loop *l = &g.loops[g.n_loops];
+                l->epfd = epoll_create1(EPOLL_CLOEXEC);
+                l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+                int r = l->epfd < 0 || l->wake_fd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0
+                                ? -errno
+                                : -pthread_create(&l->thread, NULL, loop_thread, l);
+                if (r < 0) {
+                        if (l->wake_fd >= 0)
+                                close(l->wake_fd);
+                        if (l->epfd >= 0)
+                                close(l->epfd);
+                        if (g.n_loops == 0)
+                                return r;
+                        break; /* fewer loops than cores is still correct */
+                }
+                pthread_detach(l->thread);
+                /* named, so top -H and perf tell the loops from the decisions */
+                (void)pthread_setname_np(l->thread, "egress-loop");
         }
-        pthread_detach(g.thread);
         for (int i = 0; i < PROXY_WORKERS + PROXY_RESOLVERS; i++) {
                 pthread_t t;
-                r = pthread_create(&t, NULL, i < PROXY_WORKERS ? worker_thread : resolver_thread, NULL);
+                int r = pthread_create(&t, NULL, i < PROXY_WORKERS ? worker_thread : resolver_thread, NULL);
                 if (r != 0)
                         return -r; /* the loop runs; fewer workers than planned is still correct */
+                (void)pthread_setname_np(t, i < PROXY_WORKERS ? "egress-decide" : "egress-resolve");
                 pthread_detach(t);
         }
         g.started = true;
@@ -2488,7 +2523,7 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
         r = ensure_started();
         pr->lw = (struct watch){.kind = W_LISTEN, .owner = pr, .fd = pr->listen_fd};
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &pr->lw};
-        if (r >= 0 && epoll_ctl(g.epfd, EPOLL_CTL_ADD, pr->listen_fd, &ev) < 0)
+        if (r >= 0 && epoll_ctl(g.loops[0].epfd, EPOLL_CTL_ADD, pr->listen_fd, &ev) < 0)
                 r = -errno;
         if (r < 0) {
                 pthread_mutex_unlock(&g.lock);
@@ -2530,7 +2565,7 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
                         *p = pr->next;
                         break;
                 }
-        (void)epoll_ctl(g.epfd, EPOLL_CTL_DEL, pr->listen_fd, NULL);
+        (void)epoll_ctl(g.loops[0].epfd, EPOLL_CTL_DEL, pr->listen_fd, NULL);
         pthread_mutex_unlock(&g.lock);
         close(pr->listen_fd);
 

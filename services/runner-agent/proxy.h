@@ -14,8 +14,10 @@
  * event (refusals at accept time aggregated, at most one event a second).
  *
  * Threads (issue 10 §4): a fixed set for the whole process, whatever the
- * number of connections. One event loop (epoll) accepts on every run's
- * listening socket, reads request heads and tunnels' ClientHellos, connects
+ * number of connections. Event loops (epoll), one per core up to four: the
+ * first accepts on every run's listening socket and deals the connections
+ * to the loops in turn, so relaying uses every core; the loop that holds a
+ * connection reads its request head and a tunnel's ClientHello, connects
  * upstream (non-blocking; the connect timeout is its timer), drives the TLS
  * handshake to a secret header's origin, and relays every byte with splice()
  * through a pipe per direction (zero copy): tunnels, and plain-HTTP requests
