@@ -106,38 +106,21 @@ int retention_put(struct api_req *r) {
         return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
-int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out) {
-        struct err_detail e = {0};
-        _cleanup_db_ struct db d = {0};
-        int k = db_open_caller(&d, r, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "open database connection");
-        _cleanup_pgres_ PGresult *res = NULL;
-        const char *p[] = {run_id};
-        /* one round trip: the run's retention (ended runs only) and its tombstone */
-        k = pg_exec(d.conn,
-                    "SELECT x.retention_days, " DB_TS("x.expires_at") ", x.held, " DB_TS("t.deleted_at") ", t.reason, "
-                    "t.deleted_sha256, t.events, t.artifacts FROM (SELECT $1::uuid AS id) q "
-                    "LEFT JOIN api.run_retention x ON x.run_id = q.id "
-                    "LEFT JOIN evidence.run_tombstones t ON t.run_id = q.id AND t.deleted_at IS NOT NULL",
-                    1, p, &res, &e);
-        if (k < 0)
-                return db_fail(r, k, &e, "load run retention");
-        if (PQntuples(res) != 1)
-                return 0;
-        const char *days = db_val(res, 0, 0);
-        json_object_set_new(out, "retention",
-                            days ? json_pack("{s:I, s:s, s:b}", "days", (json_int_t)atoll(days), "expires_at",
-                                             PQgetvalue(res, 0, 1), "held", PQgetvalue(res, 0, 2)[0] == 't')
-                                 : json_null());
-        const char *at = db_val(res, 0, 3);
-        json_object_set_new(out, "deleted",
-                            at ? json_pack("{s:s, s:s, s:s, s:I, s:I}", "at", at, "reason", PQgetvalue(res, 0, 4),
-                                           "sha256", PQgetvalue(res, 0, 5), "events",
-                                           (json_int_t)atoll(PQgetvalue(res, 0, 6)), "artifacts",
-                                           (json_int_t)atoll(PQgetvalue(res, 0, 7)))
-                               : json_null());
-        return 0;
+int retention_run_json(const PGresult *res, int row, int col, json_t *out) {
+        const char *days = db_val(res, row, col);
+        int k = json_object_set_new(out, "retention",
+                                    days ? json_pack("{s:I, s:s, s:b}", "days", (json_int_t)atoll(days), "expires_at",
+                                                     PQgetvalue(res, row, col + 1), "held",
+                                                     PQgetvalue(res, row, col + 2)[0] == 't')
+                                         : json_null());
+        const char *at = db_val(res, row, col + 3);
+        k |= json_object_set_new(out, "deleted",
+                                 at ? json_pack("{s:s, s:s, s:s, s:I, s:I}", "at", at, "reason",
+                                                PQgetvalue(res, row, col + 4), "sha256", PQgetvalue(res, row, col + 5),
+                                                "events", (json_int_t)atoll(PQgetvalue(res, row, col + 6)),
+                                                "artifacts", (json_int_t)atoll(PQgetvalue(res, row, col + 7)))
+                                    : json_null());
+        return k ? -ENOMEM : 0;
 }
 
 int retention_run_gone(struct api_req *r, const char *run_id) {

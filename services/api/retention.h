@@ -11,10 +11,22 @@ int retention_put(struct api_req *r);
 /* The tenant's max_days into *ret (spec.retention_days is checked against
  * it); 0 or the problem recorded on r. */
 int retention_max_days(struct api_req *r, long long *ret);
-/* Adds "retention" ({days, expires_at, held} once the run ended, else null)
- * and "deleted" ({at, reason, sha256, events, artifacts} once its evidence
- * was swept, else null) to out (a run's JSON). 0 or the problem recorded on r. */
-int retention_run_annotate(struct api_req *r, const char *run_id, json_t *out);
+/* The run's retention and tombstone as RETENTION_RUN_NCOLS columns of a
+ * query whose runs row is aliased q and that ends its FROM with
+ * RETENTION_RUN_JOINS (GET /v1/runs/{id} reads them in its one round trip,
+ * issue 10 §4); retention_run_json() reads them. */
+#define RETENTION_RUN_COLUMNS                                                                                  \
+        "rx.retention_days, " DB_TS("rx.expires_at") ", rx.held, " DB_TS("rt.deleted_at") ", rt.reason, "         \
+        "rt.deleted_sha256, rt.events, rt.artifacts"
+#define RETENTION_RUN_NCOLS 8
+#define RETENTION_RUN_JOINS                                                                                    \
+        " LEFT JOIN api.run_retention rx ON rx.run_id = q.id"                                                  \
+        " LEFT JOIN evidence.run_tombstones rt ON rt.run_id = q.id AND rt.deleted_at IS NOT NULL"
+/* Sets out's "retention" ({days, expires_at, held} once the run ended,
+ * else null) and "deleted" ({at, reason, sha256, events, artifacts} once
+ * its evidence was swept, else null) from RETENTION_RUN_COLUMNS at
+ * res[row][col...]. 0 or -ENOMEM. */
+int retention_run_json(const PGresult *res, int row, int col, json_t *out);
 /* 0 while the run's evidence is kept; once a retention sweep began on it,
  * 410 gone recorded on r (its events and artifacts). */
 int retention_run_gone(struct api_req *r, const char *run_id);

@@ -119,7 +119,8 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RUNS_POLICY_COUNTERS ", p.usage_model_calls, p.usage_input_tokens, "
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RETENTION_RUN_COLUMNS ", " RUNS_POLICY_COUNTERS
+        ", p.usage_model_calls, p.usage_input_tokens, "
         "p.usage_output_tokens, p.usage_cache_read_tokens, p.usage_cache_write_tokens, p.usage_cost_usd, "
         "p.agent_session::text, p.prompt::text FROM (" RUNS_SELECT
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
@@ -128,7 +129,10 @@ static const struct pg_stmt run_get_stmt = {
         /* plus the run's model usage and agent session (status_consumer.c)
          * and its prompt (prompt.c), shown here and not in lists: the
          * prompt may be large */
-        " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id"),
+        " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id")
+        /* and its retention and tombstone (retention.h), read by every
+         * request for an ended run: in this round trip, not a second */
+        RETENTION_RUN_JOINS,
         2};
 
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
@@ -177,12 +181,12 @@ int runs_get(struct api_req *r) {
                                               (json_int_t)atoll(PQgetvalue(res, 0, nf - 4)), "cost_usd",
                                               strtod(PQgetvalue(res, 0, nf - 3), NULL)));
         }
-        /* retention and deletion (retention.c): a second round trip only for
-         * ended runs, so the hot read of a live run stays one */
-        if (r->out && json_is_string(json_object_get(r->out, "ended_at")) &&
-            (k = retention_run_annotate(r, r->params[0], r->out)) < 0)
-                return k;
-        if (r->out && !json_object_get(r->out, "deleted")) {
+        /* retention and deletion (retention.h; the columns before the policy
+         * counters), shown once the run ended */
+        if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
+                if (retention_run_json(res, 0, nf - 10 - RETENTION_RUN_NCOLS, r->out) < 0)
+                        return api_errno(r, -ENOMEM, "out of memory");
+        } else if (r->out) {
                 json_object_set_new(r->out, "retention", json_null());
                 json_object_set_new(r->out, "deleted", json_null());
         }
