@@ -372,9 +372,10 @@ int fanout_start(struct api *a) {
         snprintf(client, sizeof client, "paddock-api-fanout");
         struct kafka_options o;
         kafka_settings_options(&a->cfg.kafka, client, a->auth, &o);
-        /* the `running` a launch waits for on its websocket, and every viewer's
-         * latency (kafka_config.h: PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS) */
-        kafka_options_control(&o, &a->cfg.kafka);
+        /* the shared fetch wait, not the control one: this consumer reads
+         * every partition of the firehose in each api worker, so a short
+         * wait costs the most idle fetches (docs/CONTRACTS.md "Consumer
+         * fetch waits") */
         struct err_detail e = {0};
         h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
         if (!h->consumer) {
