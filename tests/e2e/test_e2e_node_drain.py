@@ -32,8 +32,12 @@ def cli(endpoints, credentials, tmp_path_factory):
 
 
 @pytest.fixture
-def undrained(endpoints):
-    """Whatever a test does, the stack's node takes runs again afterwards."""
+def undrained(endpoints, api):
+    """The stack's node is ready first (run early in a suite, its first
+    heartbeat may not be in yet; after e2e.scheduler froze it, it is dead
+    until its next one), and whatever a test does, it takes runs again
+    afterwards."""
+    wait_for(f"{NODE} ready", lambda: node_state_or_none(api) == "ready", timeout=60)
     yield
     with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as pg:
         pg.execute("DELETE FROM scheduler.node_drains WHERE node_id = %s", (NODE,))
@@ -41,6 +45,11 @@ def undrained(endpoints):
 
 def node_state(api, node=NODE):
     return {n["id"]: n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]}[node]["state"]
+
+
+def node_state_or_none(api, node=NODE):
+    n = {n["id"]: n for n in api.ok("GET", "/v1/nodes", expect=(200,))["items"]}.get(node)
+    return n and n["state"]
 
 
 def scheduler_state(endpoints, run_id):
