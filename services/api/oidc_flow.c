@@ -28,12 +28,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "api.h"
 #include "auth/base64url.h"
 #include "auth/jwks.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "pg/pg.h"
 
 #define FLOW_COOKIE "paddock_oidc_flow"
@@ -228,12 +228,6 @@ static struct discovery_entry {
 } discovery_cache[DISCOVERY_CACHE_MAX];
 static pthread_mutex_t discovery_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int64_t flow_now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void discovery_entry_drop(struct discovery_entry *d) {
         free(d->issuer);
         free(d->version);
@@ -254,7 +248,7 @@ static void flow_discovery_forget(const char *issuer) {
  * while younger than PADDOCK_OIDC_DISCOVERY_TTL_S, else fetched (and kept). */
 static int flow_discover(struct api *a, const char *issuer, const char *version, struct flow_provider *ret,
                          struct err_detail *e) {
-        int64_t now = flow_now_ms(), ttl_ms = a->cfg.oidc_discovery_ttl_s * 1000;
+        int64_t now = time_mono_us() / 1000, ttl_ms = a->cfg.oidc_discovery_ttl_s * 1000;
         pthread_mutex_lock(&discovery_lock);
         for (size_t i = 0; i < DISCOVERY_CACHE_MAX; i++) {
                 struct discovery_entry *d = &discovery_cache[i];
