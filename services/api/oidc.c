@@ -289,12 +289,8 @@ int oidc_config_put(struct api_req *r) {
                 k = secrets_seal_value(r->api, tx.d.conn, r->caller.tenant_id, aad, client_secret,
                                        strlen(client_secret), &sealed, &tx.e);
                 explicit_bzero((char *)client_secret, strlen(client_secret));
-                if (k < 0) {
-                        if (k == -ENOMEM)
-                                return api_fail(r, k, "internal", "out of memory");
-                        log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", tx.e.message);
-                        return api_errno(r, -EIO, "internal error");
-                }
+                if (k < 0)
+                        return secrets_seal_fail(r, k, &tx.e);
         }
         char skew_s[24];
         snprintf(skew_s, sizeof skew_s, "%lld", (long long)skew);

@@ -135,6 +135,14 @@ int secrets_seal_value(struct api *a, PGconn *conn, const char *tenant_id, const
         return 0;
 }
 
+int secrets_seal_fail(struct api_req *r, int k, struct err_detail *e) {
+        if (k == -EBADMSG || k == -EIO) {
+                log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", e->message);
+                return api_errno(r, -EIO, "internal error");
+        }
+        return k == -ENOMEM ? api_fail(r, k, "internal", "out of memory") : db_fail(r, k, e, "load tenant data key");
+}
+
 int secrets_open(struct api *a, PGconn *conn, const char *tenant_id, const char *team_id, const char *name,
                  uint8_t **ret, size_t *ret_len, struct err_detail *e) {
         _cleanup_pgres_ PGresult *res = NULL;
@@ -197,14 +205,8 @@ int secrets_put(struct api_req *r) {
         value_aad(aad, r->caller.tenant_id, team_id, r->params[1]);
         _cleanup_free_ char *hex = NULL;
         if ((k = secrets_seal_value(r->api, tx.d.conn, r->caller.tenant_id, aad, json_string_value(jv), vlen, &hex,
-                                    &tx.e)) < 0) {
-                if (k == -EBADMSG || k == -EIO) {
-                        log_ctx(LOG_ERROR, LOG_KV("tenant", r->caller.tenant_id), "%s", tx.e.message);
-                        return api_errno(r, -EIO, "internal error");
-                }
-                return k == -ENOMEM ? api_fail(r, k, "internal", "out of memory")
-                                    : db_fail(r, k, &tx.e, "load tenant data key");
-        }
+                                    &tx.e)) < 0)
+                return secrets_seal_fail(r, k, &tx.e);
         _cleanup_pgres_ PGresult *res = NULL;
         const char *params[] = {team_id, r->params[1], r->caller.tenant_id, hex, r->caller.user_id};
         /* one transaction so the write stands only if it was audited */

@@ -22,3 +22,7 @@ int secrets_seal_value(struct api *a, PGconn *conn, const char *tenant_id, const
                        size_t len, char **ret_sealed, struct err_detail *e);
 int secrets_open_value(struct api *a, PGconn *conn, const char *tenant_id, const char *aad, const char *sealed,
                        uint8_t **ret, size_t *ret_len, struct err_detail *e);
+/* Records on r the problem of a failed secrets_seal_value (k, e): a key
+ * that does not open or a failed encryption is logged and a 500, a
+ * database failure as db_fail. Returns k's api error. */
+int secrets_seal_fail(struct api_req *r, int k, struct err_detail *e);
