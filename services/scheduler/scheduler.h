@@ -128,19 +128,5 @@ void stalled_register_metrics(void);
  * ("no live node has image ..." when that is why, else "no capacity").
  * Returns the number of runs failed. */
 int pending_sweep(PGconn *conn, const struct sched *s, struct err_detail *reterr);
-/* control.c: applies a RunControl cancel from the api: a pending run is
- * dropped (never placed), an assigned one is marked so that stalled_sweep
- * ends it if its node never reports. Cancels the scheduler itself produced
- * are ignored. */
-int control_handle(PGconn *conn, const struct sched *s, const void *data, size_t len, struct err_detail *reterr);
-
-/* stalled.c: settles assigned runs that never produced an event: cancelled
- * ones after policy->cancel_grace_s (ended "cancelled"), the others after
- * policy->start_timeout_s (taken back from the node like a dead node's).
- * Returns the number of runs settled. */
-int stalled_sweep(PGconn *conn, const struct sched *s, struct err_detail *reterr);
-/* stalled.c: registers the never-started metric (once, from main). */
-void stalled_register_metrics(void);
-
 /* pending.c: registers the pending-timeout metric (once, from main). */
 void pending_register_metrics(void);
