@@ -13,9 +13,10 @@ Prints p50/p99/max per case next to the issue's reference and target.
 
 Where the time goes, per case:
   * CPU per event of each stack process ($PADDOCK_STATE_DIR/pids/*.pid with
-    every descendant: postgres backends, the sandbox under the runner-agent)
-    and of the viewers, from /proc/<pid>/stat before and after (utime+stime,
-    plus what exited children left in cutime/cstime);
+    every descendant: postgres backends; the runner-agent's descendants, the
+    run's sandbox, apart as "sandbox") and of the viewers, from
+    /proc/<pid>/stat before and after (utime+stime, plus what exited children
+    left in cutime/cstime), after the stack's idle CPU per second;
   * with the stack's api at PADDOCK_LOG_LEVEL=debug, the hops the api logs as
     "stream timings" (services/api/fanout.c): event ts -> the record's Kafka
     CreateTime (the runner's batching and produce), CreateTime -> the fan-out
@@ -27,6 +28,7 @@ Only loopback traffic (endpoints.env of $PADDOCK_STATE_DIR, default .paddock).
   BENCH_CASES="1000:1,1000:5,10000:1,10000:5"   rate:viewers pairs
   BENCH_EVENTS=15000                             events per case (stay below
                                                  the runner's PADDOCK_RUN_MAX_FILE_EVENTS)
+  BENCH_IDLE_S=3                                 seconds of idle stack CPU measured first
 """
 import glob
 import json
@@ -43,6 +45,7 @@ from benchlib import login, pct, state_dir
 CASES = [tuple(int(x) for x in c.split(":"))
          for c in os.environ.get("BENCH_CASES", "1000:1,1000:5,10000:1,10000:5").split(",")]
 EVENTS = int(os.environ.get("BENCH_EVENTS", "15000"))
+IDLE_S = float(os.environ.get("BENCH_IDLE_S", "3"))
 
 # runs in the sandbox: distinct files at `rate` events/s (2 events per file),
 # paced in 10 ms ticks, after a pause that lets the viewers connect
@@ -109,7 +112,9 @@ def proc_stat():
 
 def stack_cpu():
     """CPU seconds used so far by each stack service: its process, its live
-    descendants and the children they reaped."""
+    descendants and the children they reaped. The runner-agent's descendants
+    are the runs' sandboxes (crun, the bench's file maker): counted apart as
+    "sandbox", so that "runner-agent" is the agent's own event path."""
     st = proc_stat()
     kids = {}
     for pid, (ppid, _, _) in st.items():
@@ -120,13 +125,17 @@ def stack_cpu():
             root = int(open(pf).read().split()[0])
         except (OSError, ValueError, IndexError):
             continue
+        name = os.path.basename(pf)[:-4]
         total, todo = 0.0, [root]
         while todo:
             p = todo.pop()
             if p in st:
                 total += st[p][1] + st[p][2]
                 todo.extend(kids.get(p, []))
-        out[os.path.basename(pf)[:-4]] = total
+        if name == "runner-agent" and root in st:
+            out["sandbox"] = total - st[root][1]
+            total = st[root][1]
+        out[name] = total
     return out
 
 
@@ -161,6 +170,14 @@ def main():
     api, s, token, team = login()
     print("Paddock event -> websocket latency, %d file_access events per case; load average %s" % (
         EVENTS, " ".join(open("/proc/loadavg").read().split()[:3])))
+    # what the stack burns with no run (consumers' fetch waits, heartbeats):
+    # part of every case's CPU per event, which lasts several seconds
+    idle0 = stack_cpu()
+    time.sleep(IDLE_S)
+    idle1 = stack_cpu()
+    idle = {k: (idle1[k] - idle0[k]) / IDLE_S for k in idle1 if k in idle0}
+    print("    idle CPU ms/s (%.0f s before the cases): " % IDLE_S + ", ".join(
+        "%s %.0f" % (k, v * 1e3) for k, v in sorted(idle.items(), key=lambda kv: -kv[1]) if v > 0))
     for rate, viewers in CASES:
         sb = s.post(api + "/v1/sandboxes", json={
             "name": "bench-stream-%d" % time.time_ns(), "team": team,
@@ -174,6 +191,7 @@ def main():
         r.raise_for_status()
         rid = r.json()["id"]
         cpu0, kids0, log0 = stack_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN), api_log_offset()
+        t0 = time.monotonic()
         procs = [start_viewer(api, token, rid, EVENTS) for _ in range(viewers)]
         lats = []
         for p in procs:
@@ -181,6 +199,7 @@ def main():
             lats.append([int(x) / 1000.0 for x in out.split()])
         time.sleep(1.5)  # the api's last timings line (once a second)
         cpu1, kids1 = stack_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        took = time.monotonic() - t0
         all_lat = [x for lat in lats for x in lat]
         if os.environ.get("BENCH_TRACE"):
             # latency along the run (seq order), to tell a backlog from a stall
@@ -194,8 +213,9 @@ def main():
         # CPU per event (the case's run includes its launch and a 2 s pause)
         cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
         cpu["viewers"] = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-        print("    CPU us/event: " + ", ".join("%s %.1f" % (k, v * 1e6 / EVENTS)
-                                                for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0))
+        print("    CPU us/event over %.1f s, all / net of idle: " % took + ", ".join(
+            "%s %.1f/%.1f" % (k, v * 1e6 / EVENTS, (v - idle.get(k, 0.0) * took) * 1e6 / EVENTS)
+            for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0))
         hops = hop_timings(log0)
         if hops:
             print("    hops (events, mean ms, worst-second p99 ms): " + ", ".join(
