@@ -122,6 +122,12 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_RUNNER_WARM_POOL", CONFIG_INT, "0", 0, 8, false, S(warm_pool),
          "sandboxes prepared ahead of runs per image (crun create done; a run claims one: docs/CONTRACTS.md "
          "\"Sandbox pool\"); 0: off, every run provisions its own"},
+        /* 5 ms: every record costs one Ed25519 signature and a verification
+         * per consumer that reads it (evidence, each api worker with a viewer
+         * of the run); at 10k events/s, 2 ms would make 500 records/s instead
+         * of 200 (about 0.1 s of CPU a second more on a loaded 2-core node)
+         * to save at most 3 ms an event (docs/CONTRACTS.md "Run event
+         * records") */
         {"PADDOCK_RUN_EVENT_LINGER_MS", CONFIG_INT, "5", 0, 1000, false, S(events.linger_ms),
          "longest a run event waits to share a record (RunEventBatch) with the run's next events; 0: one per record"},
         {"PADDOCK_RUN_EVENT_BATCH_MAX", CONFIG_INT, "1000", 1, 100000, false, S(events.max_events),
