@@ -86,15 +86,20 @@ static void sandbox_free(struct pool_sandbox *ps) {
 static bool init_gone(struct pool_sandbox *ps) {
         if (ps->init_pid <= 0)
                 return true;
-        struct pollfd p = {.fd = ps->init_pidfd, .events = POLLIN};
-        if (ps->init_pidfd >= 0 && poll(&p, 1, 0) == 0)
-                return false;
         if (ps->init_pidfd >= 0) {
+                struct pollfd p = {.fd = ps->init_pidfd, .events = POLLIN};
+                if (poll(&p, 1, 0) == 0)
+                        return false;
                 siginfo_t si;
                 (void)waitid(P_PIDFD, (id_t)ps->init_pidfd, &si, WEXITED | WNOHANG);
-        } else
-                (void)waitpid(ps->init_pid, NULL, WNOHANG); /* no pidfd (pidfd_open failed at create) */
-        close_fd(&ps->init_pidfd);
+                close_fd(&ps->init_pidfd);
+        } else { /* no pidfd (pidfd_open failed at create): the pid as before */
+                pid_t r;
+                while ((r = waitpid(ps->init_pid, NULL, WNOHANG)) < 0 && errno == EINTR)
+                        ;
+                if (r == 0)
+                        return false;
+        }
         ps->init_pid = 0; /* reaped: nothing left to kill */
         return true;
 }
