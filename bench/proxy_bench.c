@@ -18,7 +18,8 @@
  *
  * usage: bench/proxy.sh [seconds per phase (default 3)] [throughput GiB (default 2)]
  *        (PADDOCK_BENCH_PHASES: a subset of bulk,plain,latency,rps,new)
- *        (PADDOCK_BENCH_SQUID_PORT: squid's port on 127.0.0.1; unset: no squid column) */
+ *        (PADDOCK_BENCH_SQUID_PORT: squid's port on 127.0.0.1; unset: no squid column)
+ *        (PADDOCK_EGRESS_LOOPS: the proxy's event loops, as the runner-agent's setting) */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -554,6 +555,20 @@ int main(int argc, char **argv) {
         pol.unknown = (char *)"deny";
         struct proxy_run *pr = NULL;
         struct err_detail err = {0};
+        /* the runner-agent's setting, to compare loop counts (default: one per CPU up to 4) */
+        const char *loops = getenv("PADDOCK_EGRESS_LOOPS");
+        if (loops && *loops) {
+                struct proxy_settings ps = PROXY_SETTINGS_DEFAULT;
+                ps.loops = (unsigned)strtoul(loops, NULL, 10);
+                if (ps.loops > PROXY_LOOPS_MAX) {
+                        fprintf(stderr, "PADDOCK_EGRESS_LOOPS=%s is outside [0, %d]\n", loops, PROXY_LOOPS_MAX);
+                        return 1;
+                }
+                if (proxy_configure(&ps, &err) < 0) {
+                        fprintf(stderr, "proxy_configure: %s\n", err.message);
+                        return 1;
+                }
+        }
         if (proxy_run_start("00000000-0000-4000-8000-000000000000", NULL, &pol, on_event, NULL, &pr, &err) < 0) {
                 fprintf(stderr, "proxy_run_start: %s\n", err.message);
                 return 1;

@@ -57,6 +57,7 @@ struct runner_settings {
         long long egress_run_max_fds;
         long long egress_run_max_buffer_mb;
         long long egress_node_max_conns;
+        long long egress_loops;
         long long egress_idle_timeout_s;
         long long egress_max_body_mb;
         char *egress_ca_bundle;

@@ -88,6 +88,8 @@ static const struct config_entry config_table[] = {
          "egress proxy connections of all runs on this node; past it new ones are refused (503)"},
         {"PADDOCK_EGRESS_IDLE_TIMEOUT_S", CONFIG_INT, "600", 1, 86400, false, S(egress_idle_timeout_s),
          "an egress connection with no byte either way for this long is closed"},
+        {"PADDOCK_EGRESS_LOOPS", CONFIG_INT, "0", 0, 16, false, S(egress_loops),
+         "egress proxy event loop threads, each accepting and relaying its own connections (0: one per online CPU, at most 4)"},
         {"PADDOCK_EGRESS_MAX_BODY_MB", CONFIG_INT, "256", 1, 1048576, false, S(egress_max_body_mb),
          "largest request body through the egress proxy (Content-Length or chunked data; 413 beyond)"},
         {"PADDOCK_EGRESS_CA_BUNDLE", CONFIG_STRING, "", 0, 0, false, S(egress_ca_bundle),
@@ -294,7 +296,8 @@ int main(int argc, char **argv) {
                 .run_max_buffer_bytes = (uint64_t)cfg.egress_run_max_buffer_mb << 20,
                 .node_max_conns = (unsigned)cfg.egress_node_max_conns,
                 .idle_timeout_ms = (int)cfg.egress_idle_timeout_s * 1000,
-                .max_body_bytes = (uint64_t)cfg.egress_max_body_mb << 20, .ca_bundle = cfg.egress_ca_bundle};
+                .max_body_bytes = (uint64_t)cfg.egress_max_body_mb << 20, .ca_bundle = cfg.egress_ca_bundle,
+                .loops = (unsigned)cfg.egress_loops};
         if (proxy_configure(&ps, &err) < 0) {
                 log_error("invalid configuration: PADDOCK_EGRESS_CA_BUNDLE: %s", err.message);
                 config_free(config_table, &cfg);

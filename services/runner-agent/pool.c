@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,6 +72,7 @@ static void close_fd(int *fd) {
 }
 
 static void sandbox_free(struct pool_sandbox *ps) {
+        close_fd(&ps->init_pidfd);
         close_fd(&ps->out_fd);
         close_fd(&ps->err_fd);
         close_fd(&ps->spec_fd);
@@ -78,9 +81,42 @@ static void sandbox_free(struct pool_sandbox *ps) {
         free(ps);
 }
 
+/* Whether the init exited; if so it is reaped through its pidfd (never a
+ * reused pid: ECHILD when orphans.c reaped it already) and forgotten. */
+static bool init_gone(struct pool_sandbox *ps) {
+        if (ps->init_pid <= 0)
+                return true;
+        if (ps->init_pidfd >= 0) {
+                struct pollfd p = {.fd = ps->init_pidfd, .events = POLLIN};
+                if (poll(&p, 1, 0) == 0)
+                        return false;
+                siginfo_t si;
+                (void)waitid(P_PIDFD, (id_t)ps->init_pidfd, &si, WEXITED | WNOHANG);
+                close_fd(&ps->init_pidfd);
+        } else { /* no pidfd (pidfd_open failed at create): the pid as before */
+                pid_t r;
+                while ((r = waitpid(ps->init_pid, NULL, WNOHANG)) < 0 && errno == EINTR)
+                        ;
+                if (r == 0)
+                        return false;
+        }
+        ps->init_pid = 0; /* reaped: nothing left to kill */
+        return true;
+}
+
 void pool_sandbox_stop_unstarted(struct pool_sandbox *ps, struct sandbox *sb) {
         if (!ps || ps->started || ps->init_pid <= 0)
                 return;
+        if (ps->init_pidfd >= 0) {
+                /* the pidfd, not the pid: the init may have been reaped by
+                 * orphans.c and its pid reused */
+                (void)syscall(SYS_pidfd_send_signal, ps->init_pidfd, SIGKILL, NULL, 0);
+                struct pollfd p = {.fd = ps->init_pidfd, .events = POLLIN};
+                (void)poll(&p, 1, 10000);
+                sb->init_pid = ps->init_pid; /* cleanup_destroy verifies it is gone */
+                (void)init_gone(ps);
+                return;
+        }
         kill(ps->init_pid, SIGKILL);
         (void)subprocess_wait(ps->init_pid, 10000);
         sb->init_pid = ps->init_pid; /* reaped: cleanup_destroy verifies it is gone */
@@ -116,7 +152,7 @@ static struct pool_sandbox *prepare(struct pool *p, const char *image, unsigned 
                 err_set(err, -ENOMEM, "pool", "out of memory");
                 return NULL;
         }
-        ps->out_fd = ps->err_fd = ps->spec_fd = ps->capture_fd = -1;
+        ps->out_fd = ps->err_fd = ps->spec_fd = ps->capture_fd = ps->init_pidfd = -1;
         ps->range = range;
         snprintf(ps->image, sizeof ps->image, "%s", image);
         char id[UUID_STR_LEN];
@@ -164,6 +200,10 @@ static struct pool_sandbox *prepare(struct pool *p, const char *image, unsigned 
         if (r >= 0) {
                 int st = subprocess_wait(crun_pid, POOL_CRUN_TIMEOUT_MS);
                 ps->init_pid = sandbox_read_pid(&ps->sb);
+                /* now, while the init waits on its exec fifo (alive: crun
+                 * create exited 0 with it blocked there) */
+                if (st == 0 && ps->init_pid > 0)
+                        ps->init_pidfd = (int)syscall(SYS_pidfd_open, ps->init_pid, 0);
                 if (st != 0 || ps->init_pid <= 0) {
                         char msg[400];
                         read_stderr(ps->err_fd, msg, sizeof msg);
@@ -289,18 +329,6 @@ void pool_stop(struct pool *p) {
         free(p);
 }
 
-/* Whether a waiting sandbox's init is still there: our child (we are a
- * subreaper), so a dead one is reaped here, or was by orphans.c already. */
-static bool init_alive(struct pool_sandbox *ps) {
-        pid_t r;
-        while ((r = waitpid(ps->init_pid, NULL, WNOHANG)) < 0 && errno == EINTR)
-                ;
-        if (r == 0)
-                return true;
-        ps->init_pid = 0; /* reaped: nothing left to kill */
-        return false;
-}
-
 struct pool_sandbox *pool_claim(struct pool *p, const Paddock__V1__RunRequested *req) {
         if (!p || !eligible(req))
                 return NULL;
@@ -315,7 +343,7 @@ struct pool_sandbox *pool_claim(struct pool *p, const Paddock__V1__RunRequested 
                 }
                 *pp = ps->next;
                 ps->next = NULL;
-                if (init_alive(ps))
+                if (!init_gone(ps))
                         found = ps;
                 else {
                         ps->next = dead;
@@ -416,6 +444,32 @@ int pool_sandbox_start(struct pool_sandbox *ps, const struct agent *a, const str
                 log_ctx(LOG_WARN, LOG_KV("run", sb->run_id), "could not hand the command to the pool's init: %s",
                         strerror(-r));
         return 0;
+}
+
+int pool_sandbox_refresh(struct pool_sandbox *ps, const struct agent *a, struct sandbox *sb,
+                         const Paddock__V1__RunRequested *req, struct err_detail *reterr) {
+        if (ps->started || !init_gone(ps))
+                return 0;
+        log_ctx(LOG_WARN, LOG_KV("run", sb->run_id, "sandbox", sb->id),
+                "pooled sandbox's init died after the claim; starting the run in it as a fresh sandbox");
+        char *argv[] = {(char *)crun_exec_path(&a->crun, a->cfg->crun), "--root", a->crun_root, "delete", "-f",
+                        sb->container_id, NULL};
+        char msg[400];
+        int st = subprocess_run(argv, NULL, NULL, NULL, 0, msg, sizeof msg, POOL_CRUN_TIMEOUT_MS);
+        if (st != 0)
+                return err_set(reterr, -EIO, "pool", "crun delete of the dead pooled container failed (status %d): %s",
+                               st, msg);
+        /* what the pool's container had; sandbox_start makes its own */
+        close_fd(&ps->out_fd);
+        close_fd(&ps->err_fd);
+        close_fd(&ps->spec_fd);
+        close_fd(&ps->capture_fd);
+        (void)unlink(sb->pid_file);
+        int r = sandbox_write_bundle(sb, a, req, reterr);
+        if (r < 0)
+                return r;
+        ps->fresh = true;
+        return 1;
 }
 
 void pool_release(struct pool *p, struct pool_sandbox *ps) {

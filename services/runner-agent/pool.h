@@ -31,11 +31,15 @@ struct pool;
 struct pool_sandbox {
         struct sandbox sb;      /* named after its own id (sb.id); run_id becomes the run's at claim */
         pid_t init_pid;         /* the container's pid 1 (our child: we are a subreaper) */
+        int init_pidfd;         /* pidfd of init_pid, opened at create: orphans.c may reap the init
+                                 * and its pid be reused, the pidfd still means that process */
         int out_fd, err_fd;     /* its stdout/stderr pipes (read ends) */
         int spec_fd;            /* write end of the init's pipe: the run's argv and env */
         int capture_fd;         /* the exec capture's listening socket (crun connected at create) */
         unsigned range;         /* the pool's user-namespace range index */
         bool started;           /* pool_sandbox_start ran: the init is the run's */
+        bool fresh;             /* its init died before the start: the run's container is a fresh
+                                 * one in the same sandbox (pool_sandbox_refresh) */
         char image[256];        /* "" = the node's root */
         struct pool_sandbox *next;
 };
@@ -68,6 +72,16 @@ void pool_sandbox_take(struct pool_sandbox *ps, struct sandbox *sb, const char *
  * does; no crun process to wait for. Returns 0 or a negative errno. */
 int pool_sandbox_start(struct pool_sandbox *ps, const struct agent *a, const struct sandbox *sb,
                        const Paddock__V1__RunRequested *req, int *out_fd, int *err_fd);
+
+/* After pool_sandbox_start failed: whether the init is gone (died after
+ * the claim; reaped here unless orphans.c did). If so, replaces the dead
+ * container by the request's own bundle in the same sandbox (dirs, netns,
+ * user range kept) and marks ps->fresh: the caller then starts it as a
+ * fresh sandbox (sandbox_start) with a capture listening anew, and the run
+ * goes on instead of failing. Returns 1 (refreshed), 0 (the init lives:
+ * the start failed for another reason) or a negative errno (reterr). */
+int pool_sandbox_refresh(struct pool_sandbox *ps, const struct agent *a, struct sandbox *sb,
+                         const Paddock__V1__RunRequested *req, struct err_detail *reterr);
 
 /* Before cleanup_destroy(sb): a claimed sandbox never started (the run
  * failed or was cancelled first) has its blocked init killed and reaped. */

@@ -44,7 +44,7 @@
 #define RELAY_COPY_BELOW (4 * 1024)    /* a splice read below this makes the next read copy (hysteresis: bulk
                                         * reads that land between the two keep splicing) */
 #define PROXY_WORKERS 8                /* decision threads: policy, approvals (a durable event) */
-#define PROXY_LOOPS_MAX 4              /* event loops: one per core up to this (each relays its connections) */
+#define ACCEPT_BATCH 4                 /* connections a loop accepts per listener event: a burst spreads over the loops */
 #define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define MAX_ADDRS 16
@@ -144,12 +144,16 @@ enum work_step {
         STEP_REFUSE,     /* decided on the loop: answer refuse_status (its write may block) */
 };
 
-enum watch_kind { W_LISTEN, W_CLIENT, W_UPSTREAM };
+enum watch_kind { W_CLIENT, W_UPSTREAM };
+
+/* A listener's epoll data: LISTEN_TAG | the run's serial, never a pointer
+ * (an event already returned may outlive proxy_run_stop). */
+#define LISTEN_TAG (UINT64_C(1) << 63)
 
 /* An fd in the event loop's epoll set; data.ptr of its events. */
 struct watch {
         enum watch_kind kind;
-        void *owner;                /* struct conn, or struct proxy_run for W_LISTEN */
+        void *owner;                /* struct conn */
         int fd;
         uint32_t mask;
         bool added, hup;            /* hup: EPOLLHUP or EPOLLERR seen */
@@ -206,7 +210,7 @@ struct proxy_run {
         proxy_event_fn on_event;
         void *userdata;
         int listen_fd, port;
-        struct watch lw;            /* the listening socket in the event loop */
+        uint64_t serial;            /* its listener's epoll data (LISTEN_TAG) */
 
         pthread_mutex_t lock;       /* guards everything below */
         pthread_cond_t cond;        /* connections gone */
@@ -229,11 +233,12 @@ struct proxy_run {
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
 
-/* One event loop: its thread owns the connections it was given at accept
- * (round robin) until they end or go to a worker; the first loop also
- * accepts on every run's listener and times the parked approvals. */
+/* One event loop: its thread owns the connections it accepted (every loop
+ * waits on every run's listener, EPOLLEXCLUSIVE: one loop is woken per
+ * connection, no hand-over) until they end or go to a worker; the first
+ * loop also times the parked approvals. */
 struct loop {
-        int epfd;                   /* its clients and upstreams (the first's: also the listeners), wake */
+        int epfd;                   /* its clients and upstreams, every run's listener, wake */
         int wake_fd;                /* eventfd: inbox has connections for the loop */
         pthread_t thread;
         struct conn *inbox;         /* handed back to the loop, under g.qlock */
@@ -248,7 +253,8 @@ static struct {
         pthread_mutex_t lock;
         bool started;
         struct loop loops[PROXY_LOOPS_MAX];
-        unsigned n_loops, next_loop; /* next_loop: the accepting loop's round robin */
+        unsigned n_loops;
+        uint64_t next_serial;       /* of the runs, for their listeners' epoll data */
         struct proxy_run *runs;
         struct proxy_settings cfg;  /* set by proxy_configure before any run */
         SSL_CTX *tls;               /* client context for secret header origins, under lock until set */
@@ -1825,8 +1831,25 @@ static int plain_splice_step(struct conn *c, uint32_t cev, uint32_t uev, uint32_
 
 static void plain_run(struct conn *c, uint32_t cev, uint32_t uev) {
         uint32_t cw = 0, uw = 0;
-        int status = 0;
-        int r = c->splice ? plain_splice_step(c, cev, uev, &cw, &uw, &status) : plain_step(c, &cw, &uw, &status);
+        int status = 0, r;
+        if (!c->splice)
+                r = plain_step(c, &cw, &uw, &status);
+        else
+                /* a bulk body or answer splices a few rounds before the next
+                 * epoll_wait, as a tunnel does (tunnel_run): a non-blocking
+                 * splice() takes only what one pass over the socket finds */
+                for (int round = 0;; round++) {
+                        struct half *up = &c->up, *down = &c->down;
+                        uint64_t moved = up->moved + down->moved + c->ub_off;
+                        r = plain_splice_step(c, cev, uev, &cw, &uw, &status);
+                        bool bulk_up = up->use_splice && !up->copy_small && !up->eof && !c->up_wdead;
+                        bool bulk_down = down->use_splice && !down->copy_small && !down->eof;
+                        if (r == 0 || round == RELAY_ROUNDS - 1 || up->moved + down->moved + c->ub_off == moved ||
+                            !(bulk_up || bulk_down))
+                                break;
+                        cev = (bulk_up ? EPOLLIN : 0) | (down->in_pipe > 0 ? EPOLLOUT : 0);
+                        uev = (bulk_down ? EPOLLIN : 0) | (up->in_pipe > 0 ? EPOLLOUT : 0);
+                }
         if (r == 0) {
                 plain_close(c, status);
                 loop_end(c);
@@ -2238,7 +2261,7 @@ static void loop_tick(void) {
         pthread_mutex_unlock(&g.lock);
 }
 
-static void accept_all(struct proxy_run *pr);
+static void accept_some(struct proxy_run *pr);
 
 /* A complete head, after the batch of events that read it (c is off the
  * loop's sets, no later event of the batch points at it): the loop takes the
@@ -2255,8 +2278,7 @@ static void loop_decide(struct conn *c) {
         work_head(c);
 }
 
-/* Enters the loop what the workers, the resolvers and the accepting loop
- * handed it (its inbox). */
+/* Enters the loop what the workers and the resolvers handed it (its inbox). */
 static void loop_take_inbox(void) {
         pthread_mutex_lock(&g.qlock);
         struct conn *in = on_loop->inbox;
@@ -2280,21 +2302,21 @@ static void *loop_thread(void *userdata) {
                         return NULL;
                 }
                 for (int i = 0; i < n; i++) {
-                        struct watch *w = evs[i].data.ptr;
-                        if (!w) {
-                                uint64_t v;
-                                (void)!read(on_loop->wake_fd, &v, sizeof v);
-                        } else if (w->kind == W_LISTEN) {
+                        uint64_t tag = evs[i].data.u64;
+                        if (tag & LISTEN_TAG) {
                                 /* the run may have stopped since epoll_wait returned */
                                 pthread_mutex_lock(&g.lock);
                                 struct proxy_run *pr = g.runs;
-                                while (pr && pr != w->owner)
+                                while (pr && pr->serial != (tag & ~LISTEN_TAG))
                                         pr = pr->next;
                                 if (pr)
-                                        accept_all(pr);
+                                        accept_some(pr);
                                 pthread_mutex_unlock(&g.lock);
+                        } else if (!evs[i].data.ptr) {
+                                uint64_t v;
+                                (void)!read(on_loop->wake_fd, &v, sizeof v);
                         } else
-                                loop_event(w, evs[i].events);
+                                loop_event(evs[i].data.ptr, evs[i].events);
                 }
                 loop_take_inbox();
                 int64_t now = time_mono_us();
@@ -2372,9 +2394,11 @@ static void shed_one(struct proxy_run *pr) {
         g.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* Called by the event loop under g.lock. */
-static void accept_all(struct proxy_run *pr) {
-        for (;;) {
+/* Called by an event loop under g.lock: accepts up to ACCEPT_BATCH
+ * connections, which this loop keeps (the listener stays ready for the
+ * rest, level-triggered). */
+static void accept_some(struct proxy_run *pr) {
+        for (int n = 0; n < ACCEPT_BATCH; n++) {
                 int fd = accept4(pr->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
                         if (errno == EINTR || errno == ECONNABORTED)
@@ -2424,9 +2448,7 @@ static void accept_all(struct proxy_run *pr) {
                         continue;
                 }
                 char *head_buf = c->buf;
-                /* spread over the loops, so the relaying uses every core */
-                struct loop *l = &g.loops[g.next_loop++ % g.n_loops];
-                *c = (struct conn){.run = pr, .loop = l, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF,
+                *c = (struct conn){.run = pr, .loop = on_loop, .cfd = fd, .ufd = -1, .next = pr->conns, .fds = 1, .bytes = HEAD_BUF,
                                    .buf = head_buf, .state = CS_HEAD, .u = {.fd = -1},
                                    .up = {.pipe = {-1, -1}}, .down = {.pipe = {-1, -1}}};
                 c->q = (struct request){.c = c, .started_mono = time_mono_us()};
@@ -2443,11 +2465,8 @@ static void accept_all(struct proxy_run *pr) {
                 json_t *report = refusal_report(pr, false);
                 pthread_mutex_unlock(&pr->lock);
                 emit(pr, "egress", report, false);
-                /* no thread of its own: its loop reads its head */
-                if (l == on_loop)
-                        loop_enter(c);
-                else
-                        loop_post(c);
+                /* no thread of its own: the loop that accepted it relays it */
+                loop_enter(c);
         }
 }
 
@@ -2455,7 +2474,10 @@ static int ensure_started(void) {
         if (g.started)
                 return 0;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned want = cpus < 1 ? 1 : cpus > PROXY_LOOPS_MAX ? PROXY_LOOPS_MAX : (unsigned)cpus;
+        unsigned want = g.cfg.loops ? g.cfg.loops
+                        : cpus < 1 ? 1 : cpus > PROXY_LOOPS_DEFAULT_MAX ? PROXY_LOOPS_DEFAULT_MAX : (unsigned)cpus;
+        if (want > PROXY_LOOPS_MAX)
+                want = PROXY_LOOPS_MAX;
         /* the threads live as long as the process: a fixed number, whatever
          * the number of connections */
         for (; g.n_loops < want; g.n_loops++) {
@@ -2521,11 +2543,16 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
 
         pthread_mutex_lock(&g.lock);
         r = ensure_started();
-        pr->lw = (struct watch){.kind = W_LISTEN, .owner = pr, .fd = pr->listen_fd};
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &pr->lw};
-        if (r >= 0 && epoll_ctl(g.loops[0].epfd, EPOLL_CTL_ADD, pr->listen_fd, &ev) < 0)
-                r = -errno;
+        pr->serial = ++g.next_serial;
+        /* every loop waits on it; EPOLLEXCLUSIVE wakes one idle loop per
+         * connection (not all of them), which accepts and relays it */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = LISTEN_TAG | pr->serial};
+        for (unsigned i = 0; r >= 0 && i < g.n_loops; i++)
+                if (epoll_ctl(g.loops[i].epfd, EPOLL_CTL_ADD, pr->listen_fd, &ev) < 0)
+                        r = -errno;
         if (r < 0) {
+                for (unsigned i = 0; i < g.n_loops; i++)
+                        (void)epoll_ctl(g.loops[i].epfd, EPOLL_CTL_DEL, pr->listen_fd, NULL);
                 pthread_mutex_unlock(&g.lock);
                 close(pr->listen_fd);
                 egress_policy_free(pr->policy);
@@ -2565,7 +2592,8 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
                         *p = pr->next;
                         break;
                 }
-        (void)epoll_ctl(g.loops[0].epfd, EPOLL_CTL_DEL, pr->listen_fd, NULL);
+        for (unsigned i = 0; i < g.n_loops; i++)
+                (void)epoll_ctl(g.loops[i].epfd, EPOLL_CTL_DEL, pr->listen_fd, NULL);
         pthread_mutex_unlock(&g.lock);
         close(pr->listen_fd);
 

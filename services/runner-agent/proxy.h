@@ -61,7 +61,13 @@ struct proxy_settings {
         uint64_t max_body_bytes;         /* largest request body (Content-Length or chunked data) */
         const char *ca_bundle;           /* PEM file of the CAs trusted for secret header origins;
                                           * NULL or "": the system's; borrowed for the process lifetime */
+        unsigned loops;                  /* event loop threads (each accepts and relays its own
+                                          * connections); 0: one per online CPU, at most
+                                          * PROXY_LOOPS_DEFAULT_MAX; never more than PROXY_LOOPS_MAX */
 };
+
+#define PROXY_LOOPS_MAX 16
+#define PROXY_LOOPS_DEFAULT_MAX 4
 
 #define PROXY_SETTINGS_DEFAULT                                                                         \
         {.run_max_conns = 256, .run_max_fds = 1024, .run_max_buffer_bytes = 64ULL << 20,               \

@@ -376,6 +376,9 @@ static void read_crun_error(struct run_ctx *c, struct stream_buf *err) {
                 c->early_stderr[--c->early_len] = 0;
 }
 
+/* Whether the run's container is the pool's (pool.h), not a fresh one. */
+static bool pooled(const struct run_ctx *c) { return c->pooled && !c->pooled->fresh; }
+
 /* Logs where the launch's time went: each phase's duration from the end of
  * the previous one, and startup_ms from the assignment's arrival to the
  * running event. */
@@ -387,7 +390,7 @@ static void log_phases(const struct run_ctx *c) {
         kv[n++] = "run";
         kv[n++] = c->sb.run_id;
         kv[n++] = "pooled";
-        kv[n++] = c->pooled ? "true" : "false";
+        kv[n++] = pooled(c) ? "true" : "false";
         for (int i = 0; i < RUN_PHASES; i++) {
                 int64_t end = c->phase_end[i] ? c->phase_end[i] : prev;
                 snprintf(vals[i], sizeof vals[i], "%.1f", (double)(end - prev) / 1000.0);
@@ -403,6 +406,20 @@ static void log_phases(const struct run_ctx *c) {
         log_ctx(LOG_INFO, kv, "agent running");
 }
 
+/* The exec capture of a pooled sandbox that went fresh (pool_sandbox_refresh):
+ * the pool's listener and its dead container's connection go, a new one
+ * listens for the fresh container's crun, whose first exec is the command
+ * itself. Returns 1 or a negative errno (reterr). */
+static int restart_capture(struct run_ctx *c, struct err_detail *reterr) {
+        c->cap_exec = capture_exec_stop(c->cap_exec);
+        c->cap_exec = capture_exec_start(c->sb.run_dir, -1, false, &c->ev, c->policy, reterr);
+        if (!c->cap_exec)
+                return reterr->errnum < 0 ? reterr->errnum : -EIO;
+        if (c->cap_perm)
+                capture_exec_on_first(c->cap_exec, capture_files_perm_attach, c->cap_perm);
+        return 1;
+}
+
 /* Runs the container to its end (exit, timeout, cancel or a limit kill) while
  * streaming output and watching its limits. */
 static void supervise(struct run_ctx *c, struct outcome *o) {
@@ -412,12 +429,26 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
 
         int r = c->pooled ? pool_sandbox_start(c->pooled, c->a, &c->sb, c->req, &out.fd, &err.fd)
                           : sandbox_start(&c->sb, c->a, &out.fd, &err.fd, &crun_pid);
+        if (r < 0 && c->pooled) {
+                /* its init died after the claim: the run goes on as a fresh
+                 * sandbox in the same dirs (pool.h), not a failure */
+                struct err_detail e = {0};
+                int pr = pool_sandbox_refresh(c->pooled, c->a, &c->sb, c->req, &e);
+                if (pr > 0)
+                        pr = restart_capture(c, &e);
+                if (pr > 0)
+                        r = sandbox_start(&c->sb, c->a, &out.fd, &err.fd, &crun_pid);
+                else if (pr < 0) {
+                        fail(o, "could not start a fresh sandbox after the pooled one's init died: %s", e.message);
+                        return;
+                }
+        }
         if (r < 0) {
                 fail(o, "could not start crun: %s", strerror(-r));
                 return;
         }
         /* a pooled sandbox was started without crun (pool.h) */
-        int st = c->pooled ? 0 : subprocess_wait(crun_pid, CRUN_START_TIMEOUT_MS);
+        int st = pooled(c) ? 0 : subprocess_wait(crun_pid, CRUN_START_TIMEOUT_MS);
         pid_t init_pid = sandbox_read_pid(&c->sb);
         if (st < 0 || exit_code_of(st) != 0 || init_pid <= 0) {
                 read_crun_error(c, &err);
@@ -461,7 +492,7 @@ static void supervise(struct run_ctx *c, struct outcome *o) {
         } else {
                 /* a pooled sandbox says so, with its own id (pool.h) */
                 json_t *d = json_pack("{s:s,s:{s:b,s:s}}", "status", run_status_to_string(RUN_RUNNING), "sandbox",
-                                      "pooled", c->pooled != NULL, "id", c->sb.id);
+                                      "pooled", pooled(c), "id", c->sb.id);
                 events_emit(&c->ev, "status", "platform", d, run_status_to_string(RUN_RUNNING), false, true);
                 json_decref(d);
         }
