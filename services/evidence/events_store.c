@@ -594,15 +594,18 @@ static int stage_events(struct record *recs, size_t nrec, struct run_state *runs
 
 /* The insert of a tenant's staged events from the unnest() of their column
  * arrays: $1 the tenant, $2..$9 the arrays COL_RUN..COL_RECORD; the
- * conflict-checked path adds $10..$12, COL_TERMINAL..COL_LOST. */
+ * conflict-checked path adds $10..$12, COL_TERMINAL..COL_LOST. The unnest()s
+ * are in the select list, run in step (a ProjectSet, row by row): in FROM,
+ * each one's rows were first gathered in a tuplestore, which made the
+ * insert slower than staging (EXPLAIN ANALYZE, issue 10 §4). */
 #define EVENTS_INSERT                                                                                          \
         "INSERT INTO evidence.run_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data, record_id)"  \
         " SELECT s.run_id, s.seq, $1::uuid, s.team_id, coalesce(s.ts, now()), s.kind, s.actor, s.data,"       \
         "        s.record_id"
 #define EVENTS_UNNEST8                                                                                         \
-        "unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[],"  \
-        "       $9::bigint[]"
-#define EVENTS_COLS8 "run_id, seq, team_id, ts, kind, actor, data, record_id"
+        "SELECT unnest($2::uuid[]) AS run_id, unnest($3::bigint[]) AS seq, unnest($4::uuid[]) AS team_id,"     \
+        "  unnest($5::timestamptz[]) AS ts, unnest($6::text[]) AS kind, unnest($7::text[]) AS actor,"          \
+        "  unnest($8::jsonb[]) AS data, unnest($9::bigint[]) AS record_id"
 
 /* The fast path's figures of tenant t's runs, as jsonb_to_recordset input:
  * every staged event is inserted, so they are known before the insert. */
@@ -726,7 +729,7 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                 v[1 + COL_TERMINAL] = hist; /* $10 */
                 fmt[1 + COL_TERMINAL] = 0;
                 r = exec_decoding(conn,
-                                  "WITH ins AS (" EVENTS_INSERT " FROM " EVENTS_UNNEST8 ") AS s(" EVENTS_COLS8 ")),"
+                                  "WITH ins AS (" EVENTS_INSERT " FROM (" EVENTS_UNNEST8 ") s),"
                                   " agg AS (SELECT * FROM jsonb_to_recordset($10::jsonb) AS u(run_id uuid, n bigint,"
                                   "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
                                   HISTORY_UPSERT,
@@ -740,8 +743,8 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
         }
         _cleanup_(PQclearp) PGresult *res = NULL;
         r = exec_decoding(conn,
-                          "WITH s AS (SELECT * FROM " EVENTS_UNNEST8 ", $10::boolean[], $11::text[], $12::bigint[])"
-                          "   AS s(" EVENTS_COLS8 ", terminal, status, lost)),"
+                          "WITH s AS (" EVENTS_UNNEST8 ", unnest($10::boolean[]) AS terminal, unnest($11::text[]) AS status,"
+                          "   unnest($12::bigint[]) AS lost),"
                           " ins AS (" EVENTS_INSERT " FROM s ON CONFLICT (run_id, seq) DO NOTHING"
                           "   RETURNING run_id, seq),"
                           " agg AS ("
