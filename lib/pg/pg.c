@@ -235,15 +235,10 @@ static bool pg_result_ok(const PGresult *res) {
         return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-int pg_send_params(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,
-                   const int *formats, struct err_detail *reterr) {
-        if (!PQsendQueryParams(conn, sql, nparams, NULL, values, lengths, formats, 0))
+int pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params, struct err_detail *reterr) {
+        if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
                 return pg_result_error(conn, NULL, NULL, reterr);
         return 0;
-}
-
-int pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params, struct err_detail *reterr) {
-        return pg_send_params(conn, sql, nparams, params, NULL, NULL, reterr);
 }
 
 int pg_wait(PGconn *conn, PGresult **ret, struct err_detail *reterr) {

@@ -54,11 +54,6 @@ int pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *param
  * pg_send() sends it (no result yet); pg_wait() waits for and returns its
  * result as pg_exec() does. Nothing else may use conn in between. */
 int pg_send(PGconn *conn, const char *sql, int nparams, const char *const *params, struct err_detail *reterr);
-/* pg_send() with parameters in either format: values[i] (borrowed; NULL is
- * SQL NULL) of lengths[i] bytes in formats[i], 0 text (lengths ignored) or
- * 1 binary, e.g. a pg_copy.h array; lengths and formats NULL: all text. */
-int pg_send_params(PGconn *conn, const char *sql, int nparams, const char *const *values, const int *lengths,
-                   const int *formats, struct err_detail *reterr);
 int pg_wait(PGconn *conn, PGresult **ret, struct err_detail *reterr);
 /* Runs sql, a "COPY ... FROM STDIN" statement, sending data[0..len) (in the
  * statement's format, borrowed) as its input: the bulk path of batched

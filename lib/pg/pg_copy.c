@@ -80,15 +80,8 @@ void pg_copy_row(struct pg_copy_buf *b, int nfields) {
         put_u16(b, (uint16_t)nfields);
 }
 
-/* A field's length word: every field call writes one (an array element). */
-static void put_len(struct pg_copy_buf *b, uint32_t n) {
-        b->fields++;
-        put_u32(b, n);
-}
-
 void pg_copy_null(struct pg_copy_buf *b) {
-        b->nulls = true;
-        put_len(b, 0xffffffffu);
+        put_u32(b, 0xffffffffu);
 }
 
 void pg_copy_bytes(struct pg_copy_buf *b, const void *p, size_t n) {
@@ -96,7 +89,7 @@ void pg_copy_bytes(struct pg_copy_buf *b, const void *p, size_t n) {
                 b->oom = true;
                 return;
         }
-        put_len(b, (uint32_t)n);
+        put_u32(b, (uint32_t)n);
         put(b, p, n);
 }
 
@@ -109,17 +102,17 @@ void pg_copy_text(struct pg_copy_buf *b, const char *s, bool empty_is_null) {
 
 void pg_copy_bool(struct pg_copy_buf *b, bool v) {
         unsigned char x = v;
-        put_len(b, 1);
+        put_u32(b, 1);
         put(b, &x, 1);
 }
 
 void pg_copy_int4(struct pg_copy_buf *b, int32_t v) {
-        put_len(b, 4);
+        put_u32(b, 4);
         put_u32(b, (uint32_t)v);
 }
 
 void pg_copy_int8(struct pg_copy_buf *b, int64_t v) {
-        put_len(b, 8);
+        put_u32(b, 8);
         put_u64(b, (uint64_t)v);
 }
 
@@ -163,34 +156,7 @@ void pg_copy_jsonb(struct pg_copy_buf *b, const char *json, size_t n) {
                 b->oom = true;
                 return;
         }
-        put_len(b, (uint32_t)n + 1);
+        put_u32(b, (uint32_t)n + 1);
         put(b, &version, 1);
         put(b, json, n);
-}
-
-/* ndim 1, has-null flag, element type, dimension length, lower bound 1 */
-#define ARRAY_HEADER 20
-
-void pg_array_init(struct pg_copy_buf *b, uint32_t elem_oid, size_t hint) {
-        *b = (struct pg_copy_buf){0};
-        reserve(b, hint > ARRAY_HEADER ? hint : ARRAY_HEADER);
-        put_u32(b, 1);
-        put_u32(b, 0);
-        put_u32(b, elem_oid);
-        put_u32(b, 0);
-        put_u32(b, 1);
-}
-
-int pg_array_finish(struct pg_copy_buf *b) {
-        if (b->oom || b->len < ARRAY_HEADER)
-                return -ENOMEM;
-        if (b->fields > INT32_MAX)
-                return -ENOMEM; /* more elements than an array holds (MaxArraySize is less) */
-        unsigned char *h = (unsigned char *)b->data;
-        h[7] = b->nulls;
-        uint32_t n = (uint32_t)b->fields;
-        unsigned char dim[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
-                                (unsigned char)n};
-        memcpy(h + 12, dim, sizeof dim);
-        return 0;
 }

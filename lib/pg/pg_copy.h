@@ -24,8 +24,6 @@ struct pg_copy_buf {
         size_t cap;
         bool oom;     /* an allocation failed: finish returns -ENOMEM */
         long long sent; /* streamed (pg.h pg_copy_stream_*): bytes sent so far, -1 once a send failed */
-        long long fields; /* field calls so far (an array's element count) */
-        bool nulls;       /* a field call wrote a NULL */
 };
 
 /* Starts a buffer with the COPY header, room reserved for about hint bytes. */
@@ -55,25 +53,3 @@ int pg_copy_uuid(struct pg_copy_buf *b, const char *s);
 /* jsonb from JSON text (n bytes; the server parses it and refuses what is
  * not JSON, SQLSTATE class 22). */
 void pg_copy_jsonb(struct pg_copy_buf *b, const char *json, size_t n);
-
-/* Binary array parameters (issue 10 §4: evidence inserts a round's events
- * with INSERT ... SELECT FROM unnest($1::uuid[], ...) instead of a COPY into
- * a staging table first). pg_array_init() starts, in b, a one-dimensional
- * array of elements of type elem_oid in PostgreSQL's binary format
- * (array_send/array_recv in its src/backend/utils/adt/arrayfuncs.c: ndim,
- * has-null flag, element type OID, then per dimension its length and lower
- * bound, then each element as a COPY field, int32 length (-1: NULL)
- * and bytes); each field call above (not pg_copy_row) appends an element,
- * of that type (the server refuses another); pg_array_finish() writes the
- * element count and returns 0 or -ENOMEM. Send b->data[0..len) as a
- * parameter in binary format (pg.h pg_send_params(), format 1). */
-#define PG_OID_BOOL 16
-#define PG_OID_BYTEA 17
-#define PG_OID_INT8 20
-#define PG_OID_INT4 23
-#define PG_OID_TEXT 25
-#define PG_OID_TIMESTAMPTZ 1184
-#define PG_OID_UUID 2950
-#define PG_OID_JSONB 3802
-void pg_array_init(struct pg_copy_buf *b, uint32_t elem_oid, size_t hint);
-int pg_array_finish(struct pg_copy_buf *b);

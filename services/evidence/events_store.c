@@ -2,12 +2,11 @@
  * one run (proto/paddock/v1/events.proto); every event becomes one row of
  * evidence.run_events, exactly once per (run_id, seq) however often Kafka
  * delivers it. A poll round of records is stored in transactions of at most
- * round_max_events events (issue 10; docs/CONTRACTS.md): per tenant
- * (row-level security keys on the tenant) one INSERT ... SELECT FROM
- * unnest() of binary array parameters, a column each (ON CONFLICT DO NOTHING
- * unless every seq is new), with evidence.run_history kept in the same
- * statement; the signed records are COPYed into a session-temporary staging
- * table and stored once; the next transaction's records are decoded
+ * round_max_events events (issue 10; docs/CONTRACTS.md): the rows are COPYed
+ * into session-temporary staging tables, then INSERT ... SELECT (ON CONFLICT
+ * DO NOTHING unless every seq is new) per tenant (row-level security keys on
+ * the tenant), with the signed records stored once and evidence.run_history
+ * kept in the same statement; the next transaction's records are decoded
  * while PostgreSQL runs the insert. The reporter check runs once per (run,
  * signer) per round, not per event. */
 #include <errno.h>
@@ -386,15 +385,21 @@ static const char *event_data(const Paddock__V1__RunEvent *ev, const struct run_
         return *owned;
 }
 
-/* The session-temporary staging table of signed records, typed as the
- * binary COPY writes it. */
-static int stage_table(PGconn *conn, struct err_detail *reterr) {
+/* The session-temporary staging tables, typed as the binary COPY writes them. */
+static int stage_tables(PGconn *conn, struct err_detail *reterr) {
         /* lz4: the default pglz compressing each staged record (a whole
          * RunEventBatch) was the top function of the round in PostgreSQL */
-        return pg_exec(conn,
-                       "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_records (rec int, tenant_id uuid, run_id uuid,"
-                       "  signer text, signature bytea, signed_value bytea COMPRESSION lz4) ON COMMIT DELETE ROWS",
-                       0, NULL, NULL, reterr);
+        int r = pg_exec(conn,
+                        "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_records (rec int, tenant_id uuid, run_id uuid,"
+                        "  signer text, signature bytea, signed_value bytea COMPRESSION lz4) ON COMMIT DELETE ROWS",
+                        0, NULL, NULL, reterr);
+        if (r >= 0)
+                r = pg_exec(conn,
+                            "CREATE TEMP TABLE IF NOT EXISTS evidence_stage_events (run_id uuid, seq bigint,"
+                            "  tenant_id uuid, team_id uuid, ts timestamptz, kind text, actor text, data jsonb,"
+                            "  terminal boolean, status text, lost bigint, record_id bigint) ON COMMIT DELETE ROWS",
+                            0, NULL, NULL, reterr);
+        return r;
 }
 
 /* Stores the round's signed records of tenant t (each once: a record
@@ -438,9 +443,7 @@ static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const c
         if (n == 0)
                 return 0;
         _cleanup_(pg_copy_buf_done) struct pg_copy_buf b = {0};
-        int r = stage_table(conn, reterr);
-        if (r >= 0)
-                r = pg_copy_stream_start(conn, "COPY evidence_stage_records FROM STDIN (FORMAT binary)", &b, reterr);
+        int r = pg_copy_stream_start(conn, "COPY evidence_stage_records FROM STDIN (FORMAT binary)", &b, reterr);
         for (size_t i = 0; r >= 0 && i < nrec; i++) {
                 const struct kafka_message *m = recs[i].m;
                 if (recs[i].skip || !m->is_signed)
@@ -464,50 +467,31 @@ static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const c
         return r;
 }
 
-/* A tenant's staged events, one binary array per column, in the order of
- * the unnest() of store_tenant (issue 10 §4: no staging table, each jsonb
- * parsed once). */
-enum { COL_RUN, COL_SEQ, COL_TEAM, COL_TS, COL_KIND, COL_ACTOR, COL_DATA, COL_RECORD, COL_TERMINAL, COL_STATUS,
-       COL_LOST, NCOLS };
-static const uint32_t col_oid[NCOLS] = {PG_OID_UUID, PG_OID_INT8, PG_OID_UUID, PG_OID_TIMESTAMPTZ, PG_OID_TEXT,
-                                        PG_OID_TEXT, PG_OID_JSONB, PG_OID_INT8, PG_OID_BOOL, PG_OID_TEXT,
-                                        PG_OID_INT8};
-
-struct event_cols {
-        struct pg_copy_buf col[NCOLS];
-        size_t rows;
-};
-
-static void event_cols_init(struct event_cols *e) {
-        e->rows = 0;
-        for (int c = 0; c < NCOLS; c++)
-                pg_array_init(&e->col[c], col_oid[c], 0);
-}
-
-static void event_cols_done(struct event_cols *e) {
-        for (int c = 0; c < NCOLS; c++)
-                pg_copy_buf_done(&e->col[c]);
-}
-
-/* Stages the round's events, tenants[k]'s in cols[k] (each with its
- * record's id), and keeps each run's figures. *nstaged gets the event count;
+/* Stages the round's events (binary COPY streamed as built, each with its
+ * record's id; cheaper than unnest() of array parameters: docs/CONTRACTS.md
+ * "Ingest costs") and keeps each run's figures. *nstaged gets the event count;
  * *fast whether every staged seq is above its run's stored maximum (nothing
  * of the round can be stored already). */
-static int stage_events(struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,
-                        const char *const *tenants, size_t nten, struct event_cols *cols, bool careful,
-                        size_t *nstaged, bool *fast) {
-        size_t staged = 0;
+static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,
+                        bool careful, size_t *nstaged, bool *fast, struct err_detail *reterr) {
+        size_t staged = 0, live = 0;
+        for (size_t i = 0; i < nrec; i++)
+                live += !recs[i].skip;
         *fast = true;
         *nstaged = 0;
-        for (size_t i = 0; i < nrec; i++) {
+        if (live == 0)
+                return 0;
+        _cleanup_(pg_copy_buf_done) struct pg_copy_buf b = {0};
+        int r = pg_copy_stream_start(conn,
+                                     "COPY evidence_stage_events (run_id, seq, tenant_id, team_id, ts, kind, actor,"
+                                     " data, terminal, status, lost, record_id) FROM STDIN (FORMAT binary)",
+                                     &b, reterr);
+        int fail = 0; /* a row not built: the COPY is abandoned */
+        for (size_t i = 0; r >= 0 && !fail && i < nrec; i++) {
                 if (recs[i].skip)
                         continue;
                 struct run_state *st = run_state_find(runs, nruns, recs[i].run_id);
-                size_t t = 0;
-                while (t < nten && strcmp(tenants[t], recs[i].tenant_id))
-                        t++;
-                struct pg_copy_buf *col = cols[t].col;
-                for (size_t k = 0; k < recs[i].batch->n_events; k++) {
+                for (size_t k = 0; !fail && k < recs[i].batch->n_events; k++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[k];
                         uint64_t seq = ev->env->seq ? ev->env->seq : st->max_seq + 1;
                         /* an earlier seq than one staged this round is a duplicate
@@ -524,8 +508,10 @@ static int stage_events(struct record *recs, size_t nrec, struct run_state *runs
                         long long lost = 0;
                         _cleanup_free_ char *owned = NULL;
                         const char *data = event_data(ev, st, superseded, careful, &lost, &owned);
-                        if (!data)
-                                return -ENOMEM;
+                        if (!data) {
+                                fail = -ENOMEM;
+                                break;
+                        }
                         if (winner && !st->terminal_seq) {
                                 st->terminal_seq = seq;
                                 snprintf(st->terminal_status, sizeof st->terminal_status, "%s",
@@ -533,37 +519,47 @@ static int stage_events(struct record *recs, size_t nrec, struct run_state *runs
                                 st->terminal_staged = true;
                                 st->lost = lost;
                         }
+                        pg_copy_row(&b, 12);
                         /* record_check let only UUIDs through */
-                        if (pg_copy_uuid(&col[COL_RUN], ev->env->run_id) < 0 ||
-                            pg_copy_uuid(&col[COL_TEAM], ev->team_id) < 0)
-                                return -EINVAL;
-                        pg_copy_int8(&col[COL_SEQ], (int64_t)seq);
+                        if (pg_copy_uuid(&b, ev->env->run_id) < 0) {
+                                fail = -EINVAL;
+                                break;
+                        }
+                        pg_copy_int8(&b, (int64_t)seq);
+                        if (pg_copy_uuid(&b, ev->env->tenant_id) < 0 || pg_copy_uuid(&b, ev->team_id) < 0) {
+                                fail = -EINVAL;
+                                break;
+                        }
                         if (ev->env->ts_unix_us > 0)
-                                pg_copy_timestamptz(&col[COL_TS], ev->env->ts_unix_us);
+                                pg_copy_timestamptz(&b, ev->env->ts_unix_us);
                         else
-                                pg_copy_null(&col[COL_TS]);
-                        pg_copy_text(&col[COL_KIND], ev->kind, false);
-                        pg_copy_text(&col[COL_ACTOR], ev->actor, true);
-                        pg_copy_jsonb(&col[COL_DATA], data, strlen(data));
+                                pg_copy_null(&b);
+                        pg_copy_text(&b, ev->kind, false);
+                        pg_copy_text(&b, ev->actor, true);
+                        pg_copy_jsonb(&b, data, strlen(data));
+                        pg_copy_bool(&b, winner);
+                        pg_copy_text(&b, winner ? status : NULL, true);
+                        pg_copy_int8(&b, lost);
                         if (recs[i].record_id > 0)
-                                pg_copy_int8(&col[COL_RECORD], recs[i].record_id);
+                                pg_copy_int8(&b, recs[i].record_id);
                         else
-                                pg_copy_null(&col[COL_RECORD]);
-                        pg_copy_bool(&col[COL_TERMINAL], winner);
-                        pg_copy_text(&col[COL_STATUS], winner ? status : NULL, true);
-                        pg_copy_int8(&col[COL_LOST], lost);
-                        cols[t].rows++;
+                                pg_copy_null(&b);
                         st->staged_max = seq;
                         if (seq > st->max_seq)
                                 st->max_seq = seq;
                         st->staged++;
                         staged++;
+                        r = pg_copy_stream_send(conn, &b);
                 }
         }
-        for (size_t t = 0; t < nten; t++)
-                for (int c = 0; c < NCOLS; c++)
-                        if (pg_array_finish(&cols[t].col[c]) < 0)
-                                return -ENOMEM;
+        if (fail) {
+                pg_copy_stream_end(conn, &b, fail == -ENOMEM ? "out of memory" : "not a uuid", NULL);
+                return fail;
+        }
+        if (r >= 0 || b.sent < 0)
+                r = pg_copy_stream_end(conn, &b, NULL, reterr);
+        if (r < 0)
+                return r;
         *nstaged = staged;
         return 0;
 }
@@ -592,20 +588,8 @@ static int stage_events(struct record *recs, size_t nrec, struct run_state *runs
         "    AND h.events_stored + EXCLUDED.events_stored + GREATEST(h.events_lost, EXCLUDED.events_lost)"    \
         "      >= coalesce(h.terminal_seq, EXCLUDED.terminal_seq) THEN now() END)"
 
-/* The insert of a tenant's staged events from the unnest() of their column
- * arrays: $1 the tenant, $2..$9 the arrays COL_RUN..COL_RECORD; the
- * conflict-checked path adds $10..$12, COL_TERMINAL..COL_LOST. The unnest()s
- * are in the select list, run in step (a ProjectSet, row by row): in FROM,
- * each one's rows were first gathered in a tuplestore, which made the
- * insert slower than staging (EXPLAIN ANALYZE, issue 10 §4). */
-#define EVENTS_INSERT                                                                                          \
-        "INSERT INTO evidence.run_events (run_id, seq, tenant_id, team_id, ts, kind, actor, data, record_id)"  \
-        " SELECT s.run_id, s.seq, $1::uuid, s.team_id, coalesce(s.ts, now()), s.kind, s.actor, s.data,"       \
-        "        s.record_id"
-#define EVENTS_UNNEST8                                                                                         \
-        "SELECT unnest($2::uuid[]) AS run_id, unnest($3::bigint[]) AS seq, unnest($4::uuid[]) AS team_id,"     \
-        "  unnest($5::timestamptz[]) AS ts, unnest($6::text[]) AS kind, unnest($7::text[]) AS actor,"          \
-        "  unnest($8::jsonb[]) AS data, unnest($9::bigint[]) AS record_id"
+#define STAGED_COLUMNS "run_id, seq, tenant_id, team_id, ts, kind, actor, data, record_id"
+#define STAGED_VALUES "s.run_id, s.seq, s.tenant_id, s.team_id, coalesce(s.ts, now()), s.kind, s.actor, s.data, s.record_id"
 
 /* The fast path's figures of tenant t's runs, as jsonb_to_recordset input:
  * every staged event is inserted, so they are known before the insert. */
@@ -687,12 +671,11 @@ static void decode_ahead(struct decoder *d) {
         }
 }
 
-/* pg_send_params() of a transaction's insert, decoding the next
- * transaction's records (ahead, may be NULL) while PostgreSQL runs it. */
-static int exec_decoding(PGconn *conn, const char *sql, int nparams, const char *const *values,
-                         const int *lengths, const int *formats, PGresult **ret, struct decoder *ahead,
-                         struct err_detail *reterr) {
-        int r = pg_send_params(conn, sql, nparams, values, lengths, formats, reterr);
+/* pg_exec() of a transaction's insert, decoding the next transaction's
+ * records (ahead, may be NULL) while PostgreSQL runs it. */
+static int exec_decoding(PGconn *conn, const char *sql, int nparams, const char *const *params, PGresult **ret,
+                         struct decoder *ahead, struct err_detail *reterr) {
+        int r = pg_send(conn, sql, nparams, params, reterr);
         if (r < 0)
                 return r;
         if (ahead)
@@ -700,40 +683,29 @@ static int exec_decoding(PGconn *conn, const char *sql, int nparams, const char 
         return pg_wait(conn, ret, reterr);
 }
 
-/* Tenant t's staged events (cols) into the history; run_history kept in the
- * same statement. Adds the inserted count to *stored. fast: every staged seq
- * is above its run's stored maximum, so a plain INSERT (no ON CONFLICT, no
+/* The staged rows of tenant t into the history; run_history kept in the same
+ * statement. Adds the inserted count to *stored. fast: every staged seq is
+ * above its run's stored maximum, so a plain INSERT (no ON CONFLICT, no
  * RETURNING to count) does; the primary key still refuses a duplicate
  * (-EEXIST: the caller stores the round again the careful way). */
-static int store_tenant(PGconn *conn, const char *t, const struct run_state *runs, size_t nruns,
-                        const struct event_cols *cols, bool fast, struct decoder *ahead, long long *stored,
-                        struct err_detail *reterr) {
-        if (cols->rows == 0)
-                return 0;
+static int store_tenant(PGconn *conn, const char *t, const struct run_state *runs, size_t nruns, bool fast,
+                        struct decoder *ahead, long long *stored, struct err_detail *reterr) {
         int r = pg_set_tenant_local(conn, t, reterr);
         if (r < 0)
                 return r;
-        const char *v[1 + NCOLS] = {t};
-        int len[1 + NCOLS] = {0}, fmt[1 + NCOLS] = {0};
-        for (int c = 0; c < NCOLS; c++) {
-                v[1 + c] = cols->col[c].data;
-                len[1 + c] = (int)cols->col[c].len;
-                fmt[1 + c] = 1;
-                if (cols->col[c].len > INT32_MAX)
-                        return -ENOMEM; /* more than a parameter holds: round_max_events is far below */
-        }
         if (fast) {
                 _cleanup_free_ char *hist = history_json(runs, nruns, t);
                 if (!hist)
                         return -ENOMEM;
-                v[1 + COL_TERMINAL] = hist; /* $10 */
-                fmt[1 + COL_TERMINAL] = 0;
+                const char *p[] = {t, hist};
                 r = exec_decoding(conn,
-                                  "WITH ins AS (" EVENTS_INSERT " FROM (" EVENTS_UNNEST8 ") s),"
-                                  " agg AS (SELECT * FROM jsonb_to_recordset($10::jsonb) AS u(run_id uuid, n bigint,"
-                                  "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
-                                  HISTORY_UPSERT,
-                                  10, v, len, fmt, NULL, ahead, reterr);
+                            "WITH ins AS ("
+                            "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
+                            "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1),"
+                            " agg AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS u(run_id uuid, n bigint,"
+                            "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
+                            HISTORY_UPSERT,
+                            2, p, NULL, ahead, reterr);
                 if (r < 0)
                         return r;
                 for (size_t i = 0; i < nruns; i++)
@@ -742,21 +714,22 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                 return 0;
         }
         _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *p[] = {t};
         r = exec_decoding(conn,
-                          "WITH s AS (" EVENTS_UNNEST8 ", unnest($10::boolean[]) AS terminal, unnest($11::text[]) AS status,"
-                          "   unnest($12::bigint[]) AS lost),"
-                          " ins AS (" EVENTS_INSERT " FROM s ON CONFLICT (run_id, seq) DO NOTHING"
-                          "   RETURNING run_id, seq),"
-                          " agg AS ("
-                          "  SELECT s.run_id, count(*) AS n, max(s.seq) AS max_seq,"
-                          "         max(s.seq) FILTER (WHERE s.terminal) AS terminal_seq,"
-                          "         max(s.status) FILTER (WHERE s.terminal) AS terminal_status,"
-                          "         coalesce(max(s.lost) FILTER (WHERE s.terminal), 0) AS lost"
-                          "  FROM ins JOIN s ON s.run_id = ins.run_id AND s.seq = ins.seq"
-                          "  GROUP BY s.run_id),"
-                          " up AS (" HISTORY_UPSERT " RETURNING 1)"
-                          " SELECT coalesce((SELECT sum(n) FROM agg), 0), (SELECT count(*) FROM up)",
-                          1 + NCOLS, v, len, fmt, &res, ahead, reterr);
+                    "WITH ins AS ("
+                    "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
+                    "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1"
+                    "  ON CONFLICT (run_id, seq) DO NOTHING RETURNING run_id, seq),"
+                    " agg AS ("
+                    "  SELECT s.run_id, count(*) AS n, max(s.seq) AS max_seq,"
+                    "         max(s.seq) FILTER (WHERE s.terminal) AS terminal_seq,"
+                    "         max(s.status) FILTER (WHERE s.terminal) AS terminal_status,"
+                    "         coalesce(max(s.lost) FILTER (WHERE s.terminal), 0) AS lost"
+                    "  FROM ins JOIN evidence_stage_events s ON s.run_id = ins.run_id AND s.seq = ins.seq"
+                    "  GROUP BY s.run_id),"
+                    " up AS (" HISTORY_UPSERT " RETURNING 1)"
+                    " SELECT coalesce((SELECT sum(n) FROM agg), 0), (SELECT count(*) FROM up)",
+                    1, p, &res, ahead, reterr);
         if (r < 0)
                 return r;
         *stored += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -824,26 +797,21 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         int r = pg_begin(conn, reterr);
         for (size_t t = 0; r >= 0 && t < nten; t++)
                 r = load_tenant_state(conn, tenants[t], recs, nrec, runs, nruns, reterr);
+        if (r >= 0)
+                r = stage_tables(conn, reterr);
         int64_t t1 = time_mono_us();
         if (r >= 0)
                 r = stage_records(conn, recs, nrec, tenants, nten, reterr);
         int64_t t2 = time_mono_us();
         size_t staged = 0;
         bool above = false;
-        _cleanup_free_ struct event_cols *cols = calloc(nten, sizeof *cols);
-        if (r >= 0 && !cols)
-                r = -ENOMEM;
-        for (size_t t = 0; cols && t < nten; t++)
-                event_cols_init(&cols[t]);
         if (r >= 0)
-                r = stage_events(recs, nrec, runs, nruns, tenants, nten, cols, careful, &staged, &above);
+                r = stage_events(conn, recs, nrec, runs, nruns, careful, &staged, &above, reterr);
         int64_t t3 = time_mono_us();
         *fast = try_fast && above;
         long long stored = 0;
         for (size_t t = 0; r >= 0 && staged > 0 && t < nten; t++)
-                r = store_tenant(conn, tenants[t], runs, nruns, &cols[t], *fast, ahead, &stored, reterr);
-        for (size_t t = 0; cols && t < nten; t++)
-                event_cols_done(&cols[t]);
+                r = store_tenant(conn, tenants[t], runs, nruns, *fast, ahead, &stored, reterr);
         int64_t t4 = time_mono_us();
         if (r >= 0)
                 r = pg_commit(conn, reterr);

@@ -1,7 +1,6 @@
-/* lib/pg/pg_copy.h: rows built in the binary COPY format, and binary array
- * parameters, come back from a real PostgreSQL (PADDOCK_PG_DSN; without it
- * only the checks that need no server run) exactly as given, NULLs and
- * awkward text included. */
+/* lib/pg/pg_copy.h: rows built in the binary COPY format come back from a
+ * real PostgreSQL (PADDOCK_PG_DSN; without it only the checks that need no
+ * server run) exactly as given, NULLs and awkward text included. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,138 +167,6 @@ static void test_stream(void **state) {
         PQfinish(conn);
 }
 
-/* The array header (pg_array_finish): element count and has-null flag. */
-static void test_array_header(void **state) {
-        (void)state;
-        struct pg_copy_buf b;
-        pg_array_init(&b, PG_OID_INT8, 0);
-        for (int k = 0; k < 300; k++)
-                pg_copy_int8(&b, k);
-        assert_int_equal(pg_array_finish(&b), 0);
-        const unsigned char *h = (const unsigned char *)b.data;
-        static const unsigned char want[20] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 1, 44, 0, 0, 0, 1};
-        assert_memory_equal(h, want, sizeof want);
-        assert_int_equal(b.len, 20 + 300 * 12);
-        pg_copy_buf_done(&b);
-        pg_array_init(&b, PG_OID_TEXT, 0);
-        pg_copy_text(&b, "x", false);
-        pg_copy_null(&b);
-        assert_int_equal(pg_array_finish(&b), 0);
-        assert_int_equal(((const unsigned char *)b.data)[7], 1);
-        assert_int_equal(((const unsigned char *)b.data)[15], 2);
-        pg_copy_buf_done(&b);
-}
-
-/* Binary array parameters through unnest() come back as given: NULLs,
- * extreme integers, a 1 MB text, jsonb with unicode, an empty array; an
- * element type that is not the parameter's is refused. */
-static void test_array_round_trip(void **state) {
-        (void)state;
-        PGconn *conn = connect_or_skip();
-        struct err_detail err = {0};
-        enum { N = 5 };
-        struct pg_copy_buf a[6];
-        pg_array_init(&a[0], PG_OID_UUID, 0);
-        pg_array_init(&a[1], PG_OID_INT8, 0);
-        pg_array_init(&a[2], PG_OID_TEXT, 0);
-        pg_array_init(&a[3], PG_OID_JSONB, 0);
-        pg_array_init(&a[4], PG_OID_BOOL, 0);
-        pg_array_init(&a[5], PG_OID_TIMESTAMPTZ, 0);
-        size_t big_len = 1 << 20;
-        char *big = malloc(big_len + 1);
-        assert_non_null(big);
-        for (size_t i = 0; i < big_len; i++)
-                big[i] = (char)('a' + i % 26);
-        big[big_len] = '\0';
-        static const char *json[N] = {"{\"k\": \"\xc3\xa9t\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\"}",
-                                      "[1, 2]", NULL, "{}", "\"\\u00e9\""};
-        static const char *want_json[N] = {"{\"k\": \"\xc3\xa9t\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\"}",
-                                           "[1, 2]", NULL, "{}", "\"\xc3\xa9\""};
-        static const int64_t ints[N] = {INT64_MIN, INT64_MAX, 0, -1, 42};
-        for (int k = 0; k < N; k++) {
-                assert_int_equal(pg_copy_uuid(&a[0], k == 2 ? "" : "c94b638c-d913-4a8c-b30e-bdf40a2e6663"), 0);
-                if (k == 3)
-                        pg_copy_null(&a[1]);
-                else
-                        pg_copy_int8(&a[1], ints[k]);
-                if (k == 1)
-                        pg_copy_text(&a[2], big, false);
-                else
-                        pg_copy_text(&a[2], k == 4 ? "" : "\xc3\xa9t\xc3\xa9\ttab", true);
-                if (json[k])
-                        pg_copy_jsonb(&a[3], json[k], strlen(json[k]));
-                else
-                        pg_copy_null(&a[3]);
-                pg_copy_bool(&a[4], k % 2);
-                pg_copy_timestamptz(&a[5], INT64_C(1796428800123456) + k * 1000000); /* 2026-12-05T00:00:0k.123456Z */
-        }
-        const char *v[7];
-        int len[7], fmt[7];
-        for (int c = 0; c < 6; c++) {
-                assert_int_equal(pg_array_finish(&a[c]), 0);
-                v[c] = a[c].data;
-                len[c] = (int)a[c].len;
-                fmt[c] = 1;
-        }
-        struct pg_copy_buf empty;
-        pg_array_init(&empty, PG_OID_UUID, 0);
-        assert_int_equal(pg_array_finish(&empty), 0);
-        v[6] = empty.data;
-        len[6] = (int)empty.len;
-        fmt[6] = 1;
-        assert_int_equal(pg_exec(conn, "SET TIME ZONE 'UTC'", 0, NULL, NULL, &err), 0);
-        assert_int_equal(pg_send_params(conn,
-                                        "SELECT u, n, t, j, b, ts, (SELECT count(*) FROM unnest($7::uuid[]))"
-                                        " FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[],"
-                                        "             $5::boolean[], $6::timestamptz[]) WITH ORDINALITY"
-                                        "   AS x(u, n, t, j, b, ts, o) ORDER BY o",
-                                        7, v, len, fmt, &err),
-                         0);
-        PGresult *res = NULL;
-        assert_int_equal(pg_wait(conn, &res, &err), 0);
-        assert_int_equal(PQntuples(res), N);
-        for (int k = 0; k < N; k++) {
-                if (k == 2)
-                        assert_true(PQgetisnull(res, k, 0));
-                else
-                        assert_string_equal(PQgetvalue(res, k, 0), "c94b638c-d913-4a8c-b30e-bdf40a2e6663");
-                char n[32];
-                snprintf(n, sizeof n, "%lld", (long long)ints[k]);
-                if (k == 3)
-                        assert_true(PQgetisnull(res, k, 1));
-                else
-                        assert_string_equal(PQgetvalue(res, k, 1), n);
-                if (k == 1)
-                        assert_string_equal(PQgetvalue(res, k, 2), big);
-                else if (k == 4)
-                        assert_true(PQgetisnull(res, k, 2));
-                else
-                        assert_string_equal(PQgetvalue(res, k, 2), "\xc3\xa9t\xc3\xa9\ttab");
-                if (want_json[k])
-                        assert_string_equal(PQgetvalue(res, k, 3), want_json[k]);
-                else
-                        assert_true(PQgetisnull(res, k, 3));
-                assert_string_equal(PQgetvalue(res, k, 4), k % 2 ? "t" : "f");
-                char ts[40];
-                snprintf(ts, sizeof ts, "2026-12-05 00:00:0%d.123456+00", k);
-                assert_string_equal(PQgetvalue(res, k, 5), ts);
-                assert_string_equal(PQgetvalue(res, k, 6), "0");
-        }
-        PQclear(res);
-        /* jsonb elements as a text[] parameter: the server refuses the element type */
-        assert_int_equal(pg_send_params(conn, "SELECT cardinality($1::text[])", 1, &v[3], &len[3], &fmt[3], &err),
-                         0);
-        res = NULL;
-        assert_int_equal(pg_wait(conn, &res, &err), -EIO);
-        assert_null(res);
-        assert_string_equal(err.code, "42804");
-        for (int c = 0; c < 6; c++)
-                pg_copy_buf_done(&a[c]);
-        pg_copy_buf_done(&empty);
-        free(big);
-        PQfinish(conn);
-}
-
 int main(void) {
         dsn = getenv("PADDOCK_PG_DSN");
         if (dsn && !*dsn)
@@ -309,8 +176,6 @@ int main(void) {
                 cmocka_unit_test(test_uuid_refused),
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_stream),
-                cmocka_unit_test(test_array_header),
-                cmocka_unit_test(test_array_round_trip),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
