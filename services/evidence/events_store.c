@@ -468,7 +468,8 @@ static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const c
 }
 
 /* Stages the round's events (binary COPY streamed as built, each with its
- * record's id) and keeps each run's figures. *nstaged gets the event count;
+ * record's id; cheaper than unnest() of array parameters: docs/CONTRACTS.md
+ * "Ingest costs") and keeps each run's figures. *nstaged gets the event count;
  * *fast whether every staged seq is above its run's stored maximum (nothing
  * of the round can be stored already). */
 static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct run_state *runs, size_t nruns,

@@ -27,7 +27,9 @@ def _event(tenant, team, run_id, seq, kind, data, status="", terminal=False, act
     env = (_s(1, tenant) + _s(2, run_id) + (pb_field(3, 0, pb_varint(seq)) if seq else b"")
            + pb_field(4, 0, pb_varint(int(time.time() * 1e6))) + _s(5, "e2e-ingest") + pb_field(6, 0, pb_varint(1))
            + _s(7, str(uuid.uuid4())))
-    out = _s(1, env) + _s(2, kind) + _s(3, actor) + _s(4, json.dumps(data)) + _s(5, team)
+    # bytes: the data text as is, JSON or not
+    out = (_s(1, env) + _s(2, kind) + _s(3, actor) + _s(4, data if isinstance(data, bytes) else json.dumps(data))
+           + _s(5, team))
     if status:
         out += _s(6, status)
     if terminal:
@@ -217,6 +219,25 @@ def test_copy_escapes_survive_the_batch_store(endpoints, api, me, team_id, tenan
     assert got[1]["data"]["text"] == long_text
     assert got[2]["data"]["text"] == "\\" and got[2]["actor"] == "\\"
     assert [e["data"]["path"] for e in got[3:]] == [f"a\\b\t{s}" for s in range(4, 1004)]
+
+
+def test_data_postgresql_refuses_as_jsonb_is_kept_as_raw_text(endpoints, api, me, team_id, tenant_id,
+                                                               plain_sandbox, ingest_node):
+    """Event data that looks like a JSON object is sent to PostgreSQL as
+    jsonb unchecked (the fast path); when PostgreSQL refuses it (not JSON, or
+    a \\u0000 escape jsonb cannot hold) the round is stored again with every
+    event's data checked: what is not a JSON object is kept as {"raw": text},
+    the round's other events as sent, each once."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    raw_before = _evidence_metric(endpoints, "paddock_evidence_events_invalid_data_total")
+    nul = b'{"a": "\\u0000"}'
+    ev = lambda seq, data: _event(tenant_id, team_id, run_id, seq, "output", data, actor="agent")  # noqa: E731
+    _send(ingest_node, endpoints, run_id, ev(1, nul), ev(2, b"{not json}"), ev(3, {"ok": "\u00e9"}))
+    got = wait_for("3 events stored", lambda: (lambda e: e if len(e) == 3 else None)(all_events(api, run_id)),
+                   timeout=60, pause=0.5)
+    assert [e["data"] for e in got] == [{"raw": nul.decode()}, {"raw": "{not json}"}, {"ok": "\u00e9"}], got
+    assert _evidence_metric(endpoints, "paddock_evidence_events_invalid_data_total") >= raw_before + 2
+    assert _stored_seqs(endpoints, run_id)[1] == (3, 3)
 
 
 def _evidence_metric(endpoints, name):
