@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "api.h"
@@ -140,20 +141,87 @@ static int token_expired(PGconn *conn, const char *digest, struct err_detail *e)
  * db_open_caller() (keep) or a route's read. A token names no tenant: the
  * one lookup across tenants (SECURITY DEFINER,
  * migrations/0006_row_level_security.sql; in PL/pgSQL since 0016, so its
- * plan is kept as well). */
+ * plan is kept as well). api.token_caller_epoch (0029) also answers the
+ * auditor role, the token's expiry and the auth epoch, for the cache. */
 static const struct pg_stmt token_stmt = {
-        "api_token_caller",
+        "api_token_caller_epoch",
         "SELECT user_id, username, tenant_id, tenant_name, tenant_admin, password_change_required, "
         "set_config('paddock.tenant_id', tenant_id::text, true), set_config('paddock.user_id', user_id::text, true), "
-        "api.user_is_auditor(user_id) "
-        "FROM api.token_caller($1)",
+        "auditor, expires_us, epoch FROM api.token_caller_epoch($1)",
         1};
 
-/* An authenticated request's first round trip is its token lookup: sent
- * with the BEGIN of the transaction keep takes over, or with the route's
- * read and no BEGIN (the two share the round trip's implicit transaction).
- * Nothing is cached, so a revoked or expired token, a disabled user or a
- * removed role stops working at the next request, in every worker. */
+/* A cached lookup's check (migrations/0029_auth_epoch.sql): the caller's
+ * tenant and user are set only while the auth epoch is still $1 and the
+ * token ($4, its expiry in µs) has not expired, by PostgreSQL's clock as
+ * the lookup judges it; else both settings are empty (a read that follows
+ * finds nothing) and ok is false. $2 the tenant, $3 the user. */
+static const struct pg_stmt token_check_stmt = {
+        "api_token_check",
+        "SELECT set_config('paddock.tenant_id', CASE WHEN c.ok THEN $2 ELSE '' END, true), "
+        "set_config('paddock.user_id', CASE WHEN c.ok THEN $3 ELSE '' END, true), c.ok "
+        "FROM (SELECT e.n = $1::bigint AND (extract(epoch FROM now()) * 1000000)::bigint < $4::bigint AS ok "
+        "FROM api.auth_epoch e WHERE e.id = 1) c",
+        4};
+
+/* ---- the token cache: per worker process, what a lookup found, keyed on
+ * the token's digest (never the token), valid only at the auth epoch it
+ * was read at (token_check_stmt, checked in the request's round trip):
+ * a revoked or expired token, a disabled or deleted user or service
+ * account, a changed role stops working at the next request in every
+ * worker (docs/CONTRACTS.md "Bearer tokens"). Team roles are not cached:
+ * each request's own statements read them. */
+#define TOKEN_CACHE_SLOTS 512
+struct token_cached {
+        char digest[65];
+        struct api_caller caller;
+        char expires_us[24], epoch[24];
+};
+static struct token_cached token_cache[TOKEN_CACHE_SLOTS];
+/* the stream layer's lookups may come from another thread than requests' */
+static pthread_mutex_t token_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct token_cached *token_slot(const char *digest) {
+        return &token_cache[strtoul((char[]){digest[0], digest[1], digest[2], digest[3], 0}, NULL, 16) %
+                            TOKEN_CACHE_SLOTS];
+}
+
+static bool token_cache_get(const char *digest, struct token_cached *out) {
+        pthread_mutex_lock(&token_cache_lock);
+        struct token_cached *slot = token_slot(digest);
+        bool hit = !strcmp(slot->digest, digest);
+        if (hit)
+                *out = *slot;
+        pthread_mutex_unlock(&token_cache_lock);
+        return hit;
+}
+
+static void token_cache_set(const char *digest, const struct token_cached *entry) {
+        pthread_mutex_lock(&token_cache_lock);
+        struct token_cached *slot = token_slot(digest);
+        if (entry)
+                *slot = *entry;
+        else if (!strcmp(slot->digest, digest))
+                slot->digest[0] = '\0';
+        pthread_mutex_unlock(&token_cache_lock);
+}
+
+/* The caller's fields a lookup decides (not the transport's: via_cookie). */
+static void caller_set(struct api_caller *c, const struct api_caller *from) {
+        memcpy(c->user_id, from->user_id, sizeof c->user_id);
+        memcpy(c->tenant_id, from->tenant_id, sizeof c->tenant_id);
+        memcpy(c->username, from->username, sizeof c->username);
+        memcpy(c->tenant_name, from->tenant_name, sizeof c->tenant_name);
+        memcpy(c->token_sha256, from->token_sha256, sizeof c->token_sha256);
+        c->tenant_admin = from->tenant_admin;
+        c->password_change_required = from->password_change_required;
+        c->auditor = from->auditor;
+}
+
+/* An authenticated request's first round trip is its token lookup (or,
+ * for a cached token, its check): sent with the BEGIN of the transaction
+ * keep takes over, or with the route's read and no BEGIN (the two share
+ * the round trip's implicit transaction). A cached entry that fails its
+ * check is dropped and the full lookup follows in a second round trip. */
 static int token_lookup(struct api *a, const char *token, const char *digest_in, struct api_caller *c,
                         struct db *keep, const struct pg_step *read, PGresult **ret_read, struct err_detail *e) {
         char digest[65];
@@ -170,35 +238,66 @@ static int token_lookup(struct api *a, const char *token, const char *digest_in,
         d.conn = pg_pool_acquire(a->pg, DB_ACQUIRE_TIMEOUT_MS, e);
         if (!d.conn)
                 return e && e->errnum ? e->errnum : -ECONNRESET;
-        const char *params[] = {digest};
-        struct pg_step steps[2] = {{.sql = "BEGIN"}, {.stmt = &token_stmt, .params = params}};
-        if (read) {
-                steps[0] = steps[1];
-                steps[1] = *read;
+        struct token_cached hit;
+        bool cached = token_cache_get(digest, &hit);
+        bool begun = false; /* keep's BEGIN went with a failed check: the lookup follows in its transaction */
+        for (;;) {
+                const char *params[] = {digest}, *check_params[] = {hit.epoch, hit.caller.tenant_id,
+                                                                   hit.caller.user_id, hit.expires_us};
+                struct pg_step lookup = cached ? (struct pg_step){.stmt = &token_check_stmt, .params = check_params}
+                                               : (struct pg_step){.stmt = &token_stmt, .params = params};
+                struct pg_step steps[2] = {{.sql = "BEGIN"}, lookup};
+                size_t n = 2, at = 1;
+                if (read) {
+                        steps[0] = lookup;
+                        steps[1] = *read;
+                        at = 0;
+                } else if (begun) {
+                        steps[0] = lookup;
+                        n = 1;
+                        at = 0;
+                }
+                PGresult *rets[2] = {NULL, NULL};
+                int r = pg_exec_pipeline(d.conn, steps, n, rets, e);
+                _cleanup_pgres_ PGresult *res = rets[at];
+                _cleanup_pgres_ PGresult *then = n == 2 ? rets[1 - at] : NULL;
+                if (r < 0)
+                        return r;
+                if (cached) {
+                        if (PQntuples(res) != 1 || PQgetvalue(res, 0, 2)[0] != 't') {
+                                token_cache_set(digest, NULL);
+                                cached = false;
+                                begun = !read;
+                                continue;
+                        }
+                        caller_set(c, &hit.caller);
+                } else {
+                        if (PQntuples(res) != 1)
+                                return token_expired(d.conn, digest, e);
+                        struct token_cached fresh = {0};
+                        struct api_caller *f = &fresh.caller;
+                        memcpy(fresh.digest, digest, sizeof fresh.digest);
+                        snprintf(f->user_id, sizeof f->user_id, "%s", PQgetvalue(res, 0, 0));
+                        snprintf(f->username, sizeof f->username, "%s", PQgetvalue(res, 0, 1));
+                        snprintf(f->tenant_id, sizeof f->tenant_id, "%s", PQgetvalue(res, 0, 2));
+                        snprintf(f->tenant_name, sizeof f->tenant_name, "%s", PQgetvalue(res, 0, 3));
+                        f->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
+                        f->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
+                        f->auditor = PQgetvalue(res, 0, 8)[0] == 't';
+                        snprintf(f->token_sha256, sizeof f->token_sha256, "%s", digest);
+                        snprintf(fresh.expires_us, sizeof fresh.expires_us, "%s", PQgetvalue(res, 0, 9));
+                        snprintf(fresh.epoch, sizeof fresh.epoch, "%s", PQgetvalue(res, 0, 10));
+                        token_cache_set(digest, &fresh);
+                        caller_set(c, f);
+                }
+                if (read)
+                        *ret_read = TAKE_PTR(then);
+                else if (keep) {
+                        *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
+                        snprintf(keep->tenant, sizeof keep->tenant, "%s", c->tenant_id);
+                }
+                return 0;
         }
-        PGresult *rets[2];
-        int r = pg_exec_pipeline(d.conn, steps, 2, rets, e);
-        _cleanup_pgres_ PGresult *res = read ? rets[0] : rets[1];
-        _cleanup_pgres_ PGresult *then = read ? rets[1] : rets[0];
-        if (r < 0)
-                return r;
-        if (PQntuples(res) != 1)
-                return token_expired(d.conn, digest, e);
-        snprintf(c->user_id, sizeof c->user_id, "%s", PQgetvalue(res, 0, 0));
-        snprintf(c->username, sizeof c->username, "%s", PQgetvalue(res, 0, 1));
-        snprintf(c->tenant_id, sizeof c->tenant_id, "%s", PQgetvalue(res, 0, 2));
-        snprintf(c->tenant_name, sizeof c->tenant_name, "%s", PQgetvalue(res, 0, 3));
-        c->tenant_admin = PQgetvalue(res, 0, 4)[0] == 't';
-        c->password_change_required = PQgetvalue(res, 0, 5)[0] == 't';
-        c->auditor = PQgetvalue(res, 0, 8)[0] == 't';
-        snprintf(c->token_sha256, sizeof c->token_sha256, "%s", digest);
-        if (read)
-                *ret_read = TAKE_PTR(then);
-        else if (keep) {
-                *keep = (struct db){.pool = TAKE_PTR(d.pool), .conn = TAKE_PTR(d.conn)};
-                snprintf(keep->tenant, sizeof keep->tenant, "%s", c->tenant_id);
-        }
-        return 0;
 }
 
 int auth_lookup_token(struct api *a, const char *token, struct api_caller *c, struct db *keep, struct err_detail *e) {

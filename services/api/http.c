@@ -131,6 +131,7 @@ struct http_txn {
         bool too_large;
         bool responded;     /* response prepared (no more body processing) */
         bool close_after;
+        bool head;          /* HEAD: the headers of the answer, no body */
         /* the response */
         int status;
         const char *ctype;
@@ -290,6 +291,7 @@ static const struct {
         {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
         {WSI_TOKEN_PUT_URI, "PUT"},     {WSI_TOKEN_PATCH_URI, "PATCH"},
         {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+        {WSI_TOKEN_HEAD_URI, "HEAD"},
 };
 
 static int http_on_request(struct api *a, struct lws *wsi, struct api_pss *pss, const char *in,
@@ -310,6 +312,8 @@ static int http_on_request(struct api *a, struct lws *wsi, struct api_pss *pss, 
                         break;
                 }
         t->req.method = t->method;
+        /* whatever the answer to a HEAD, it carries no body (RFC 9110 9.3.2) */
+        t->head = !strcmp(t->method, "HEAD");
         if (len >= sizeof t->path) {
                 txn_fail(wsi, t, -EINVAL, "not_found", "path too long");
                 return 0;
@@ -460,7 +464,7 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
                 if (lws_finalize_write_http_header(wsi, start, &p, end))
                         return -1;
                 t->headers_sent = true;
-                if (t->resp_len > 0) {
+                if (t->resp_len > 0 && !t->head) {
                         lws_callback_on_writable(wsi);
                         return 0;
                 }

@@ -92,15 +92,18 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 }
 
 /* The run and whether the caller may see it, in one prepared statement
- * sent with the token lookup (api_read_fn): RUNS_SELECT's columns, then
- * API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on (api_authz_team() folded in).
- * $1 the run, $2 the roles carrying the route's permission; the caller's
- * tenant (row-level security filters on it as well) and user are the
- * settings the lookup made: without them (an invalid token) it finds
- * nothing. */
-#define RUNS_COL_AUTHZ 23
-/* The run's policy counters (docs/CONTRACTS.md "The approval queue"), two
- * JSON columns after the authz ones: its policy_decision events by action
+ * sent with the token lookup (api_read_fn): RUNS_SELECT's columns and the
+ * run's model usage, agent session (status_consumer.c) and prompt
+ * (prompt.c; shown here and not in lists: it may be large) from
+ * RUNS_COL_USAGE on, then API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on
+ * (api_authz_team() folded in). $1 the run, $2 the roles carrying the
+ * route's permission; the caller's tenant (row-level security filters on
+ * it as well) and user are the settings the lookup made: without them (an
+ * invalid token) it finds nothing. */
+#define RUNS_COL_USAGE 23
+#define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 8)
+/* The run's policy counters (docs/CONTRACTS.md "The approval queue"), the
+ * two last JSON columns: its policy_decision events by action
  * (evidence.run_events through the partial index run_events_policy_decisions,
  * evidence migration 0008: the decisions alone, never the run's other
  * events) and its approvals by status (a pending one past its deadline
@@ -120,16 +123,12 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
         "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RETENTION_RUN_COLUMNS ", " RUNS_POLICY_COUNTERS
-        ", p.usage_model_calls, p.usage_input_tokens, "
-        "p.usage_output_tokens, p.usage_cache_read_tokens, p.usage_cache_write_tokens, p.usage_cost_usd, "
-        "p.agent_session::text, p.prompt::text FROM (" RUNS_SELECT
+        " FROM (" RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
+                                   "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
+                                   "r.agent_session::text, r.prompt::text")
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
         "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
         " AND m.user_id = " SETTING_UUID("paddock.user_id")
-        /* plus the run's model usage and agent session (status_consumer.c)
-         * and its prompt (prompt.c), shown here and not in lists: the
-         * prompt may be large */
-        " JOIN api.runs p ON p.id = q.id AND p.tenant_id = " SETTING_UUID("paddock.tenant_id")
         /* and its retention and tombstone (retention.h), read by every
          * request for an ended run: in this round trip, not a second */
         RETENTION_RUN_JOINS,
@@ -160,31 +159,31 @@ int runs_get(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
-        int nf = PQnfields(res);
+        int nf = PQnfields(res), u = RUNS_COL_USAGE;
         if (r->out) {
-                /* the two counter columns stand right before the usage ones */
-                json_t *dec = json_loads(PQgetvalue(res, 0, nf - 10), 0, NULL);
-                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 9), 0, NULL);
+                /* the two counter columns are the last ones */
+                json_t *dec = json_loads(PQgetvalue(res, 0, nf - 2), 0, NULL);
+                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 1), 0, NULL);
                 json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
                                                                 "approvals", appr ? appr : json_object()));
         }
-        const char *prompt = db_val(res, 0, nf - 1), *agent = db_val(res, 0, nf - 2);
+        const char *prompt = db_val(res, 0, u + 7), *agent = db_val(res, 0, u + 6);
         if (r->out) {
                 json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
                 json_object_set_new(r->out, "agent_session", agent ? json_loads(agent, 0, NULL) : json_null());
                 json_object_set_new(r->out, "usage",
                                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "model_calls",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 8)), "input_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 7)), "output_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 6)), "cache_read_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 5)), "cache_write_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, nf - 4)), "cost_usd",
-                                              strtod(PQgetvalue(res, 0, nf - 3), NULL)));
+                                              (json_int_t)atoll(PQgetvalue(res, 0, u)), "input_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 1)), "output_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 2)), "cache_read_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 3)), "cache_write_tokens",
+                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 4)), "cost_usd",
+                                              strtod(PQgetvalue(res, 0, u + 5), NULL)));
         }
         /* retention and deletion (retention.h; the columns before the policy
          * counters), shown once the run ended */
         if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
-                if (retention_run_json(res, 0, nf - 10 - RETENTION_RUN_NCOLS, r->out) < 0)
+                if (retention_run_json(res, 0, nf - 2 - RETENTION_RUN_NCOLS, r->out) < 0)
                         return api_errno(r, -ENOMEM, "out of memory");
         } else if (r->out) {
                 json_object_set_new(r->out, "retention", json_null());

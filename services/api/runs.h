@@ -35,14 +35,16 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
         "(CASE WHEN " RUNS_TERMINAL_HIDDEN " THEN CASE WHEN r.started_at IS NOT NULL THEN 'running'"           \
         " ELSE 'provisioning' END ELSE r.status END)"
 /* The public Run object: RUNS_SELECT's columns (FROM api.runs r and its
- * joins; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key. */
-#define RUNS_SELECT                                                                                          \
+ * joins; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key.
+ * RUNS_SELECT_WITH(extra): the same with ", <columns of r>" after them. */
+#define RUNS_SELECT RUNS_SELECT_WITH("")
+#define RUNS_SELECT_WITH(extra)                                                                              \
         "SELECT r.id, " RUNS_SHOWN_STATUS ", r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") ", " \
         DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
         DB_TS("r.scheduled_at") ", s.name, t.name, u.username, r.relaunch_of, " LIST_KEY_US("r.created_at")  \
         ", " RUNS_TERMINAL_HIDDEN ", coalesce(h.events_stored, 0), h.terminal_seq, h.events_lost"           \
         ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \
-        " FROM api.runs r JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"          \
+        extra " FROM api.runs r JOIN api.sandboxes s ON s.id = r.sandbox_id AND s.tenant_id = r.tenant_id"          \
         " JOIN api.teams t ON t.id = r.team_id AND t.tenant_id = r.tenant_id"                               \
         " JOIN api.users u ON u.id = r.created_by AND u.tenant_id = r.tenant_id"                            \
         " LEFT JOIN evidence.run_history h ON h.run_id = r.id "

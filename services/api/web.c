@@ -84,7 +84,8 @@ int web_configure(struct api *a, struct err_detail *e) {
 }
 
 bool web_serves(const struct api *a, const char *method, const char *path) {
-        if (a->web_fd < 0 || strcmp(method, "GET"))
+        /* HEAD answers as GET without the body (RFC 9110 9.3.2; http.c) */
+        if (a->web_fd < 0 || (strcmp(method, "GET") && strcmp(method, "HEAD")))
                 return false;
         /* the api's own namespace keeps its JSON 404s */
         return strncmp(path, "/v1/", 4) && strcmp(path, "/v1");

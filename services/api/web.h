@@ -7,8 +7,9 @@
 /* Opens cfg.web_dir into a->web_fd (-1 when empty). Returns 0 or a negative
  * errno with e saying why (bad configuration). */
 int web_configure(struct api *a, struct err_detail *e);
-/* Whether path (no query) is the dashboard's to answer: a GET outside the
- * api's own prefixes while PADDOCK_WEB_DIR is set. */
+/* Whether path (no query) is the dashboard's to answer: a GET or HEAD
+ * outside the api's own prefixes while PADDOCK_WEB_DIR is set (the HTTP
+ * layer sends no body to a HEAD). */
 bool web_serves(const struct api *a, const char *method, const char *path);
 /* Answers GET path from the web dir into r (text, text_len, content_type,
  * cache_control): 0, or -ENOENT with the problem recorded. */

@@ -6,6 +6,12 @@ spreads them over the workers):
 * a removed role grant: the run is no longer visible (404) at the next request;
 * a revoked token (logout) and a token expired in the database: 401;
 * a disabled user: 401.
+
+Each api worker caches what a token's lookup found (services/api/auth.c,
+migration 0029's auth epoch): the cases below change the database behind
+warm caches and expect the next request of every worker to see it, on the
+run read and on a route without one (GET /v1/me), and for the roles a
+token carries (tenant_admin).
 """
 
 import secrets
@@ -26,6 +32,10 @@ def _statuses(endpoints, token, path):
             out.append(s.get(endpoints.api + path, headers={"Authorization": f"Bearer {token}"},
                              timeout=HTTP_TIMEOUT).status_code)
     return out
+
+
+def _statuses_all(endpoints, token, paths):
+    return {p: _statuses(endpoints, token, p) for p in paths}
 
 
 def _viewer(endpoints, credentials, api, team_id):
@@ -108,3 +118,36 @@ def test_visibility_decided_in_the_one_read(endpoints, credentials, api, runs, t
     for r in (outsider, foreign, unknown):
         assert r.status_code == 404, r.text[:300]
         assert {k: r.json()[k] for k in ("code", "detail")} == {"code": "not_found", "detail": "run not found"}
+
+
+def test_token_cache_follows_every_change(endpoints, credentials, api, runs, team_id):
+    run = runs.start(command_spec(["/bin/true"]))
+    paths = (f"/v1/runs/{run}", "/v1/me")
+
+    # a deleted service account: its token refused at once, on both paths
+    sa = api.ok("POST", "/v1/service-accounts", json={"name": unique_name("cache-bot"), "team": team_id,
+                                                       "roles": ["viewer"]}, expect=(201,))
+    tok = api.ok("POST", f"/v1/service-accounts/{sa['id']}/tokens", json={"name": "t"}, expect=(201,))["token"]
+    assert _statuses_all(endpoints, tok, paths) == {p: [200] * TRIES for p in paths}
+    api.ok("DELETE", f"/v1/service-accounts/{sa['id']}", expect=(200, 204))
+    assert _statuses_all(endpoints, tok, paths) == {p: [401] * TRIES for p in paths}
+
+    # a token revoked in the database by anything else than the api
+    u, pw, tok = _viewer(endpoints, credentials, api, team_id)
+    assert _statuses_all(endpoints, tok, paths) == {p: [200] * TRIES for p in paths}
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as conn:
+        conn.execute("UPDATE api.tokens SET revoked_at = now() WHERE user_id = %s", (u["id"],))
+    assert _statuses_all(endpoints, tok, paths) == {p: [401] * TRIES for p in paths}
+
+    # the tenant_admin role granted, then taken back: an admin route follows
+    tok = login(endpoints, credentials["PADDOCK_TENANT"], u["username"], pw).json()["token"]
+    assert _statuses(endpoints, tok, "/v1/users") == [403] * TRIES
+    api.ok("PATCH", f"/v1/users/{u['id']}", json={"tenant_admin": True}, expect=(200,))
+    assert _statuses(endpoints, tok, "/v1/users") == [200] * TRIES
+    api.ok("PATCH", f"/v1/users/{u['id']}", json={"tenant_admin": False}, expect=(200,))
+    assert _statuses(endpoints, tok, "/v1/users") == [403] * TRIES
+
+    # a deleted user
+    assert _statuses_all(endpoints, tok, paths) == {p: [200] * TRIES for p in paths}
+    api.ok("DELETE", f"/v1/users/{u['id']}", expect=(200, 204))
+    assert _statuses_all(endpoints, tok, paths) == {p: [401] * TRIES for p in paths}

@@ -106,6 +106,37 @@ def test_dashboard_page_and_assets_with_csp(endpoints):
     assert status == 200 and f["content-type"] == "image/svg+xml"
 
 
+def test_head_answers_as_get_without_a_body(endpoints):
+    """HEAD of the page and of its files: GET's status and headers, no body
+    (RFC 9110 9.3.2), and the connection stays usable; a HEAD the api does
+    not serve gets its status without a body too."""
+    u = urllib.parse.urlsplit(endpoints.api)
+    _, page_h, page = raw_get(endpoints, "/")
+    js = re.search(r'src="(/assets/app-[A-Za-z0-9]+\.js)"', page.decode()).group(1)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT)
+    try:
+        for path in ("/", js, "/favicon.svg", "/no-such-file.js"):
+            status, h, body = raw_get(endpoints, path)
+            conn.request("HEAD", path)
+            r = conn.getresponse()
+            assert r.status == status, (path, r.status, status)
+            head_h = {k.lower(): v for k, v in r.getheaders()}
+            assert r.read() == b"", path
+            assert head_h["content-length"] == str(len(body)), (path, head_h)
+            for k in ("content-type", "cache-control", "content-security-policy"):
+                assert head_h[k] == h[k], (path, k)
+        # the api's own paths answer GET only: 405, and no body either
+        conn.request("HEAD", "/v1/runs")
+        r = conn.getresponse()
+        assert r.status == 405 and r.read() == b"" and int(r.getheader("content-length")) > 0
+        # the same connection still answers a GET whole
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == page and r.getheader("content-length") == page_h["content-length"]
+    finally:
+        conn.close()
+
+
 def test_api_answers_carry_the_policy_and_keep_their_404(endpoints):
     r = requests.get(endpoints.api + "/healthz", timeout=HTTP_TIMEOUT)
     assert r.headers["Content-Security-Policy"] == CSP and r.headers["X-Content-Type-Options"] == "nosniff"
