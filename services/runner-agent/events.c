@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +23,10 @@
 #define EVENTS_FLUSH_TIMEOUT_MS 30000
 /* a full queue is retried after draining for this long at most */
 #define EVENTS_BLOCK_SLICE_MS 100
+/* records of a spool produced again per round trip (events_replay) */
+#define EVENTS_REPLAY_CHUNK 256
+/* from this size on, each record first looks whether the spool can be emptied */
+#define EVENTS_SPOOL_TRIM_BYTES (1 << 20)
 
 static void *linger_main(void *arg);
 
@@ -34,6 +40,7 @@ void events_init(struct run_events *ev, struct kafka_producer *p, const struct r
                 .run_id = run_id,
                 .team_id = team_id,
                 .seq_fd = -1,
+                .spool_fd = -1,
         };
         pthread_mutex_init(&ev->lock, NULL);
         pthread_condattr_t ca;
@@ -51,9 +58,11 @@ void events_init(struct run_events *ev, struct kafka_producer *p, const struct r
                 log_ctx(LOG_WARN, LOG_KV("run", run_id), "could not start the event linger thread");
 }
 
-void events_persist_seq(struct run_events *ev, int fd) {
+void events_persist(struct run_events *ev, int seq_fd, int spool_fd) {
         pthread_mutex_lock(&ev->lock);
-        ev->seq_fd = fd;
+        ev->seq_fd = seq_fd;
+        ev->spool_fd = spool_fd;
+        ev->spool_len = 0;
         pthread_mutex_unlock(&ev->lock);
 }
 
@@ -73,20 +82,114 @@ static void persist_seq(struct run_events *ev, uint64_t seq) {
                         (unsigned long long)seq);
 }
 
-static int events_flush_locked(struct run_events *ev) {
-        if (!ev->pending_async)
-                return 0;
-        int r = kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS);
+/* Cuts the spool back to its first `to` bytes. */
+static void spool_cut(struct run_events *ev, uint64_t to) {
+        if (ev->spool_fd < 0)
+                return;
+        if (ftruncate(ev->spool_fd, (off_t)to) == 0) {
+                ev->spool_len = to;
+                return;
+        }
+        /* what it holds is not what the producer got any more */
+        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not cut the run's event spool, not kept any more: %m");
+        ev->spool_fd = -1;
+}
+
+/* Empties the spool: nothing of it is needed again. */
+static void spool_trim(struct run_events *ev) {
+        if (ev->spool_len > 0)
+                spool_cut(ev, 0);
+}
+
+/* The spool (docs/CONTRACTS.md, runner "Restart after a crash"): what
+ * librdkafka holds in memory dies with the process, so every record is
+ * appended here before the producer gets it, and a restarted runner produces
+ * the spool again before it ends the run. No fsync, like the seq file: it
+ * guards against a crash of the process, and the page cache survives that. */
+static void spool_append(struct run_events *ev) {
+        if (ev->spool_fd < 0)
+                return;
+        uint8_t hdr[4] = {(uint8_t)(ev->len >> 24), (uint8_t)(ev->len >> 16), (uint8_t)(ev->len >> 8),
+                          (uint8_t)ev->len};
+        struct iovec iov[2] = {{hdr, sizeof hdr}, {ev->buf, ev->len}};
+        ssize_t n = writev(ev->spool_fd, iov, 2);
+        if (n == (ssize_t)(sizeof hdr + ev->len)) {
+                ev->spool_len += (uint64_t)n;
+                return;
+        }
+        log_ctx(LOG_WARN, LOG_KV("run", ev->run_id), "could not append to the run's event spool: %s",
+                n < 0 ? strerror(errno) : "short write");
+        if (n > 0) /* no torn record before a later one */
+                spool_cut(ev, ev->spool_len);
+}
+
+/* The end of a wait for every queued record (kafka_producer_flush's r):
+ * acknowledged, the spool is emptied; else they are counted lost (the
+ * terminal status says so) and stay in the spool until the next success. */
+static int events_flushed_locked(struct run_events *ev, int r) {
         if (r < 0) {
                 log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not flush run events: %s", strerror(-r));
                 ev->lost += ev->inflight;
-                ev->inflight = 0;
-                ev->pending_async = false;
-                return r;
-        }
+        } else
+                spool_trim(ev);
         ev->inflight = 0;
         ev->pending_async = false;
-        return 0;
+        return r;
+}
+
+static int events_flush_locked(struct run_events *ev) {
+        if (!ev->pending_async)
+                return 0;
+        return events_flushed_locked(ev, kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS));
+}
+
+/* True once the run waited block_budget_ms in total for the producer (then
+ * it must end: events_overrun). */
+static bool events_budget_spent(struct run_events *ev, const char *what) {
+        if (atomic_load(&ev->overrun))
+                return true;
+        if (ev->blocked_us / 1000 < ev->cfg->block_budget_ms)
+                return false;
+        atomic_store(&ev->overrun, true);
+        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id),
+                "run events waited %lld ms for %s (PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS): ending the run",
+                (long long)(ev->blocked_us / 1000), what);
+        return true;
+}
+
+/* Room in the spool for the open record: a full spool waits, in slices
+ * counted in the block budget like a full producer queue, until what it
+ * holds is acknowledged (never a silent drop). False once over budget. */
+static bool spool_room_locked(struct run_events *ev) {
+        uint64_t max = (uint64_t)ev->cfg->spool_mb << 20;
+        /* a run that only writes output has no sync event to empty it: a
+         * look without waiting keeps it near EVENTS_SPOOL_TRIM_BYTES */
+        if (ev->spool_len >= EVENTS_SPOOL_TRIM_BYTES && ev->pending_async) {
+                int r = kafka_producer_flush(ev->producer, 0);
+                if (r != -ETIMEDOUT)
+                        (void)events_flushed_locked(ev, r);
+        }
+        while (ev->spool_fd >= 0 && ev->spool_len > 0 && ev->spool_len + 4 + ev->len > max) {
+                if (!ev->pending_async) { /* nothing of it is queued: acknowledged, or counted lost */
+                        spool_trim(ev);
+                        break;
+                }
+                if (events_budget_spent(ev, "a full event spool (PADDOCK_RUN_EVENT_SPOOL_MB)"))
+                        return false;
+                int64_t t0 = time_mono_us();
+                int r = kafka_producer_flush(ev->producer, EVENTS_BLOCK_SLICE_MS);
+                ev->blocked_us += time_mono_us() - t0;
+                if (r != -ETIMEDOUT)
+                        (void)events_flushed_locked(ev, r);
+        }
+        return true;
+}
+
+/* Waits before the next attempt of a send that is retried until delivered.
+ * False once the process is stopping and EVENTS_SYNC_ATTEMPTS are spent. */
+static bool events_retry_wait(int attempt) {
+        int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
+        return !((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS);
 }
 
 /* The open record is over: forget it (its bytes are the producer's now, or lost). */
@@ -95,8 +198,22 @@ static void buf_reset(struct run_events *ev) {
         ev->n_buf = 0;
 }
 
-/* Queues the open record without waiting for its acknowledgement. A full
- * queue blocks the caller (backpressure: the agent's capture slows) until
+/* kafka_produce of the open record; a full queue blocks the caller
+ * (backpressure: the agent's capture slows) until there is room, at most what
+ * is left of the run's block budget. */
+static int produce_waiting_locked(struct run_events *ev, struct err_detail *err) {
+        for (;;) {
+                int r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len, err);
+                if (r != -ENOBUFS || events_budget_spent(ev, "a full producer queue"))
+                        return r;
+                int64_t t0 = time_mono_us();
+                (void)kafka_producer_flush(ev->producer, EVENTS_BLOCK_SLICE_MS);
+                ev->blocked_us += time_mono_us() - t0;
+        }
+}
+
+/* Queues the open record without waiting for its acknowledgement, after
+ * appending it to the spool. A full queue or spool blocks the caller until
  * there is room, at most what is left of the run's block budget; past it the
  * run is over budget and the record is counted lost. */
 static int send_async_locked(struct run_events *ev) {
@@ -104,22 +221,10 @@ static int send_async_locked(struct run_events *ev) {
                 return 0;
         struct err_detail err = {0};
         persist_seq(ev, ev->buf_first_seq + ev->n_buf - 1);
-        int r;
-        for (;;) {
-                r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len, &err);
-                if (r != -ENOBUFS || atomic_load(&ev->overrun))
-                        break;
-                if (ev->blocked_us / 1000 >= ev->cfg->block_budget_ms) {
-                        atomic_store(&ev->overrun, true);
-                        log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id),
-                                "run events waited %lld ms for a full producer queue "
-                                "(PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS): ending the run",
-                                (long long)(ev->blocked_us / 1000));
-                        break;
-                }
-                int64_t t0 = time_mono_us();
-                (void)kafka_producer_flush(ev->producer, EVENTS_BLOCK_SLICE_MS);
-                ev->blocked_us += time_mono_us() - t0;
+        int r = spool_room_locked(ev) ? 0 : err_set(&err, -ENOSPC, "spool", "the run's event spool stayed full");
+        if (r >= 0) {
+                spool_append(ev);
+                r = produce_waiting_locked(ev, &err);
         }
         if (r < 0) {
                 log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id), "could not queue %zu run events: %s", ev->n_buf,
@@ -145,8 +250,11 @@ static int send_sync_locked(struct run_events *ev, const char *kind) {
         struct err_detail err = {0};
         persist_seq(ev, ev->buf_first_seq + ev->n_buf - 1);
         int64_t t0 = time_mono_us();
-        (void)events_flush_locked(ev);
+        /* 0: every record before this one is acknowledged (or counted lost) */
+        int flushed = events_flush_locked(ev);
         int64_t t1 = time_mono_us();
+        uint64_t spool_before = ev->spool_len;
+        spool_append(ev);
         int r;
         for (int attempt = 1;; attempt++) {
                 r = kafka_produce_sync(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len,
@@ -155,8 +263,7 @@ static int send_sync_locked(struct run_events *ev, const char *kind) {
                         break;
                 log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
                         "could not produce run events (attempt %d): %s", attempt, err.message);
-                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
-                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
+                if (!events_retry_wait(attempt))
                         break;
         }
         char ms[64];
@@ -168,9 +275,12 @@ static int send_sync_locked(struct run_events *ev, const char *kind) {
                         "run events not delivered before shutdown: %s", err.message);
                 ev->lost += ev->n_buf;
                 ev->seq = ev->buf_first_seq - 1;
+                spool_cut(ev, spool_before); /* its seqs go to the next events */
                 buf_reset(ev);
                 return r;
         }
+        if (flushed == 0)
+                spool_trim(ev);
         buf_reset(ev);
         return 0;
 }
@@ -253,8 +363,7 @@ static int events_status_copy(struct run_events *ev, const char *kind, const voi
                         return 0;
                 log_ctx(LOG_WARN, LOG_KV("run", ev->run_id, "kind", kind),
                         "could not produce run status copy (attempt %d): %s", attempt, err.message);
-                int backoff_ms = attempt < 5 ? 200 * attempt : 2000;
-                if ((shutdown_sleep_ms(backoff_ms) || shutdown_requested()) && attempt >= EVENTS_SYNC_ATTEMPTS)
+                if (!events_retry_wait(attempt))
                         break;
         }
         log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id, "kind", kind), "run status copy not delivered before shutdown: %s",
@@ -384,4 +493,75 @@ int events_output(struct run_events *ev, const char *stream, const char *text, s
         int r = events_emit(ev, "output", "agent", d, NULL, false, false);
         json_decref(d);
         return r;
+}
+
+/* Produces msgs[0..n) in order, retried like a sync event until each is
+ * acknowledged; only a shutdown gives up. */
+static int replay_chunk(struct run_events *ev, const struct kafka_outgoing *msgs, size_t n) {
+        size_t done = 0;
+        for (int attempt = 1; done < n; attempt++) {
+                struct err_detail err = {0};
+                int k = kafka_produce_sync_many(ev->producer, msgs + done, n - done, EVENTS_SYNC_TIMEOUT_MS, &err);
+                if (k > 0)
+                        done += (size_t)k;
+                if (done == n)
+                        break;
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id), "could not produce spooled run events (attempt %d): %s",
+                        attempt, err.message);
+                if (!events_retry_wait(attempt))
+                        return -ESHUTDOWN;
+        }
+        return 0;
+}
+
+int events_replay(struct run_events *ev, int fd) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size_t size = (size_t)st.st_size;
+        _cleanup_free_ uint8_t *data = malloc(size ? size : 1);
+        if (!data)
+                return -ENOMEM;
+        for (size_t got = 0; got < size;) {
+                ssize_t n = pread(fd, data + got, size - got, (off_t)got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        size = got; /* shorter than it was: read what is there */
+                        break;
+                }
+                got += (size_t)n;
+        }
+        struct kafka_outgoing msgs[EVENTS_REPLAY_CHUNK];
+        size_t off = 0, n = 0;
+        int records = 0;
+        for (;;) {
+                size_t len = 0;
+                bool whole = size - off >= 4;
+                if (whole) {
+                        const uint8_t *h = data + off;
+                        len = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+                        whole = len <= size - off - 4;
+                }
+                if (whole) {
+                        msgs[n++] = (struct kafka_outgoing){TOPIC_RUNS_EVENTS, ev->run_id, data + off + 4, len};
+                        off += 4 + len;
+                }
+                if (n == ELEMENTSOF(msgs) || (!whole && n > 0)) {
+                        int r = replay_chunk(ev, msgs, n);
+                        if (r < 0) {
+                                log_ctx(LOG_ERROR, LOG_KV("run", ev->run_id),
+                                        "spooled run events not delivered before shutdown");
+                                return r;
+                        }
+                        records += (int)n;
+                        n = 0;
+                }
+                if (!whole)
+                        break;
+        }
+        if (off < size)
+                log_ctx(LOG_WARN, LOG_KV("run", ev->run_id),
+                        "the run's event spool ends with a torn record (%zu bytes, never produced): ignored", size - off);
+        return records;
 }

@@ -11,6 +11,10 @@
  * capture, never dropping; past block_budget_ms of waiting the run is over
  * budget (events_overrun) and ends limit_exceeded; events that could not be
  * delivered are counted and the terminal status carries "events_lost": N.
+ * Crash recovery: each seq is persisted before its event is produced, and
+ * each record is first appended to the run's spool, emptied once every
+ * record queued before is acknowledged; a restarted runner produces the
+ * spool again before it ends the run (events_persist, events_replay).
  * One run_events belongs to one run's worker thread, which inits it;
  * emitting is thread-safe (other threads of the run, e.g. the egress proxy,
  * emit too); the producer is shared. */
@@ -29,7 +33,8 @@ struct run_events_config {
         long long linger_ms;       /* longest an event waits in the open record */
         long long max_events;      /* events per record */
         long long max_bytes;       /* bytes per record (an event larger than it goes alone) */
-        long long block_budget_ms; /* longest a run waits in total for a full producer queue */
+        long long block_budget_ms; /* longest a run waits in total for a full producer queue or spool */
+        long long spool_mb;        /* most MiB of records not yet acknowledged in the run's spool */
 };
 
 struct run_events {
@@ -51,7 +56,9 @@ struct run_events {
         pthread_t linger;
         bool linger_started, stopping;
         int seq_fd;                      /* -1, or a file (borrowed) where each seq is written
-                                          * before its event is produced (events_persist_seq) */
+                                          * before its event is produced (events_persist) */
+        int spool_fd;                    /* -1, or the run's spool (borrowed, O_APPEND) */
+        uint64_t spool_len;              /* bytes in it */
         pthread_mutex_t lock;            /* events_emit/events_flush may be called from the
                                           * proxy's and the control consumer's threads too */
 };
@@ -60,11 +67,27 @@ struct run_events {
 void events_init(struct run_events *ev, struct kafka_producer *p, const struct run_events_config *cfg,
                  const char *producer_name, const char *tenant_id, const char *run_id, const char *team_id);
 
-/* From now on, every seq is written to fd (borrowed, opened by the caller)
- * before its event is produced: "%020llu\n" at offset 0, an upper bound of
- * the seqs possibly delivered, so a runner restarted after a crash can end the
- * run with the next seq. */
-void events_persist_seq(struct run_events *ev, int fd);
+/* From now on, every seq is written to seq_fd before its event is produced:
+ * "%020llu\n" at offset 0, an upper bound of the seqs possibly delivered, so
+ * a runner restarted after a crash can end the run with the next seq; and
+ * every record is appended to spool_fd (opened O_APPEND, empty) before it is
+ * handed to the producer: a 4-byte big-endian length, then the RunEventBatch
+ * bytes. The spool is truncated to empty once everything queued before is
+ * acknowledged (or counted lost); past cfg->spool_mb the run waits for that,
+ * within its block budget. Both fds are borrowed (-1: not kept); (-1, -1)
+ * stops before the caller closes them. */
+void events_persist(struct run_events *ev, int seq_fd, int spool_fd);
+
+/* Produces again, in order, every record of a spool (fd, borrowed, read from
+ * offset 0) a crashed process left, waiting for each acknowledgement and
+ * retrying like a sync event; a torn last record (the process died while
+ * appending it, before producing it) is ignored. A record already delivered
+ * is the same bytes with the same signature: consumers drop the duplicate.
+ * Not thread-safe with emitting on ev: call before any event of it.
+ * Returns the number of records; -ESHUTDOWN (logged) when the process stops
+ * before every record is acknowledged: the spool must stay for the next
+ * start; another negative errno when it cannot be read. */
+int events_replay(struct run_events *ev, int fd);
 
 /* Sends what is buffered, stops the linger thread and destroys the lock;
  * call once no other thread can emit any more. */

@@ -139,6 +139,9 @@ static const struct config_entry config_table[] = {
         {"PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS", CONFIG_INT, "30000", 100, 3600000, false, S(events.block_budget_ms),
          "how long in total a run's capture may wait for a full producer queue; past it the run ends "
          "limit_exceeded (never a silent drop)"},
+        {"PADDOCK_RUN_EVENT_SPOOL_MB", CONFIG_INT, "64", 1, 65536, false, S(events.spool_mb),
+         "most MiB of a run's event records not yet acknowledged kept in its spool in the state dir, produced again "
+         "by a restarted runner; a full spool waits like a full producer queue (PADDOCK_RUN_EVENT_BLOCK_BUDGET_MS)"},
         {0},
 };
 #undef S

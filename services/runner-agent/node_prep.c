@@ -223,9 +223,10 @@ int node_prep(struct agent *a, struct err_detail *reterr) {
         if (statfs(a->crun_root, &crun_fs) == 0 && crun_fs.f_type != TMPFS_MAGIC &&
             mount("paddock-crun", a->crun_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m") < 0)
                 return err_set(reterr, -errno, "state", "cannot mount a tmpfs on %s: %m", a->crun_root);
-        /* seq/: last event seq of each unfinished run (crash recovery);
+        /* seq/: last event seq of each unfinished run, spool/: its records
+         * not yet acknowledged (crash recovery: run.c recover_one);
          * cancelled/: tombstones of cancels that arrived before the run */
-        static const char *const extra_dirs[] = {"seq", "cancelled"};
+        static const char *const extra_dirs[] = {"seq", "spool", "cancelled"};
         for (size_t i = 0; i < ELEMENTSOF(extra_dirs); i++) {
                 _cleanup_free_ char *p = path_join(sd, extra_dirs[i]);
                 int k = p ? mkdir_p(p, 0700) : -ENOMEM;

@@ -940,15 +940,16 @@ static void verify_keys(const char *run_id, json_t *gone, json_t *present) {
         json_array_append_new(secrets_run_destroyed(run_id) ? gone : present, json_string("keys"));
 }
 
-static char *seq_path(const struct agent *a, const char *run_id) {
+/* <state dir>/<dir>/<run id>: the run's seq/ or spool/ file */
+static char *state_file_path(const struct agent *a, const char *dir, const char *run_id) {
         char *p;
-        return asprintf(&p, "%s/seq/%s", a->state_dir, run_id) < 0 ? NULL : p;
+        return asprintf(&p, "%s/%s/%s", a->state_dir, dir, run_id) < 0 ? NULL : p;
 }
 
 /* seq/<run id>: line 1 the last seq possibly delivered (events.c keeps it),
  * line 2 "<tenant> <team>", what a restarted runner needs to end the run. */
 static int seq_file_open(const struct agent *a, const char *run_id, const char *tenant, const char *team) {
-        _cleanup_free_ char *path = seq_path(a, run_id);
+        _cleanup_free_ char *path = state_file_path(a, "seq", run_id);
         if (!path)
                 return -ENOMEM;
         int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -958,10 +959,25 @@ static int seq_file_open(const struct agent *a, const char *run_id, const char *
         return fd;
 }
 
-static void seq_file_remove(const struct agent *a, const char *run_id) {
-        _cleanup_free_ char *path = seq_path(a, run_id);
-        if (path && unlink(path) < 0 && errno != ENOENT)
-                log_ctx(LOG_WARN, LOG_KV("run", run_id), "could not remove %s: %m", path);
+/* spool/<run id>: the run's records not yet acknowledged (events_persist),
+ * produced again by a restarted runner (recover_one). */
+static int spool_file_open(const struct agent *a, const char *run_id) {
+        _cleanup_free_ char *path = state_file_path(a, "spool", run_id);
+        if (!path)
+                return -ENOMEM;
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        return fd < 0 ? -errno : fd;
+}
+
+/* The run's crash-recovery files, the spool first: a spool left without its
+ * seq file would never be looked at (run_recover_interrupted reads seq/). */
+static void recovery_files_remove(const struct agent *a, const char *run_id) {
+        static const char *const dirs[] = {"spool", "seq"};
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *path = state_file_path(a, dirs[i], run_id);
+                if (path && unlink(path) < 0 && errno != ENOENT)
+                        log_ctx(LOG_WARN, LOG_KV("run", run_id), "could not remove %s: %m", path);
+        }
 }
 
 /* destroyed, then the terminal status (docs/CONTRACTS.md event order). The
@@ -1008,8 +1024,12 @@ static void run_execute(struct agent *a, struct run_slot *slot) {
         c.output_max = (uint64_t)a->cfg->max_output_mb * 1024 * 1024;
         events_init(&c.ev, a->producer, &a->cfg->events, a->producer_name, tenant, slot->run_id, team);
         int seq_fd = seq_file_open(a, slot->run_id, tenant, team);
+        int spool_fd = seq_fd >= 0 ? spool_file_open(a, slot->run_id) : -1;
+        if (seq_fd >= 0 && spool_fd < 0)
+                log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "could not create the event spool: %s",
+                        strerror(-spool_fd));
         if (seq_fd >= 0)
-                events_persist_seq(&c.ev, seq_fd);
+                events_persist(&c.ev, seq_fd, spool_fd);
         else
                 log_ctx(LOG_WARN, LOG_KV("run", slot->run_id), "could not create the seq file: %s", strerror(-seq_fd));
         /* a prepared sandbox when the pool has one for this run (pool.h) */
@@ -1166,7 +1186,7 @@ finish:;
                 char marker[64];
                 snprintf(marker, sizeof marker, "%s\n", o.status);
                 assignments_mark(a, slot->run_id, marker);
-                seq_file_remove(a, slot->run_id);
+                recovery_files_remove(a, slot->run_id);
         } else {
                 /* marker stays "accepted" and seq/<id> stays: the next start ends the run */
                 log_ctx(LOG_ERROR, LOG_KV("run", slot->run_id), "terminal event not delivered, left for the next start");
@@ -1182,9 +1202,11 @@ finish:;
                 char by[8], why[8];
                 (void)control_tombstone_take(a, slot->run_id, by, sizeof by, why, sizeof why);
         }
-        events_persist_seq(&c.ev, -1);
+        events_persist(&c.ev, -1, -1);
         if (seq_fd >= 0)
                 close(seq_fd);
+        if (spool_fd >= 0)
+                close(spool_fd);
         limits_done(&c.lw);
         c.cli_stream = agent_cli_stream_free(c.cli_stream);
         agent_cli_launch_done(&c.cli);
@@ -1218,10 +1240,12 @@ void *run_thread(void *userdata) {
 }
 
 /* Ends one run a previous process left unfinished: verifies its sandbox is
- * gone (cleanup_leftovers removed it), then destroyed and status failed
- * "runner restarted" after the persisted seq. */
+ * gone (cleanup_leftovers removed it), produces its spool again (the events
+ * the dead process still held: docs/CONTRACTS.md, runner "Restart after a
+ * crash"), then destroyed and status failed "runner restarted" after the
+ * persisted seq. */
 static void recover_one(struct agent *a, const char *run_id) {
-        _cleanup_free_ char *path = seq_path(a, run_id);
+        _cleanup_free_ char *path = state_file_path(a, "seq", run_id);
         char marker[64] = "";
         _cleanup_free_ char *marker_path = NULL;
         if (!path || asprintf(&marker_path, "%s/%s", a->done_dir, run_id) < 0)
@@ -1230,8 +1254,8 @@ static void recover_one(struct agent *a, const char *run_id) {
         if (mf && !fgets(marker, sizeof marker, mf))
                 marker[0] = 0;
         if (marker[0] && strcmp(marker, "accepted\n") != 0) {
-                /* it ended; only the seq file's removal was missed */
-                seq_file_remove(a, run_id);
+                /* it ended; only its files' removal was missed */
+                recovery_files_remove(a, run_id);
                 return;
         }
         _cleanup_fclose_ FILE *f = path ? fopen(path, "re") : NULL;
@@ -1239,12 +1263,26 @@ static void recover_one(struct agent *a, const char *run_id) {
         char tenant[64] = "", team[64] = "";
         if (!f || fscanf(f, "%llu %63s %63s", &seq, tenant, team) != 3 || !id_is_uuid(tenant)) {
                 log_ctx(LOG_ERROR, LOG_KV("run", run_id), "unreadable seq file, cannot end the interrupted run");
-                seq_file_remove(a, run_id);
+                recovery_files_remove(a, run_id);
                 return;
         }
         struct run_events ev;
         events_init(&ev, a->producer, &a->cfg->events, a->producer_name, tenant, run_id, strcmp(team, "-") ? team : "");
         ev.seq = seq;
+        /* before the end: every seq of the spool is at most the persisted one */
+        _cleanup_free_ char *spool = state_file_path(a, "spool", run_id);
+        _cleanup_close_ int spool_fd = spool ? open(spool, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        int replayed = spool_fd >= 0 ? events_replay(&ev, spool_fd) : 0;
+        if (replayed == -ESHUTDOWN) { /* both files stay for the next start */
+                events_done(&ev);
+                return;
+        }
+        if (replayed < 0)
+                log_ctx(LOG_ERROR, LOG_KV("run", run_id), "could not read the run's event spool: %s",
+                        strerror(-replayed));
+        else if (replayed > 0)
+                log_ctx(LOG_INFO, LOG_KV("run", run_id), "produced %d spooled records of the interrupted run again",
+                        replayed);
         struct sandbox sb;
         json_t *gone = NULL, *present = NULL;
         if (sandbox_init(&sb, a, run_id, 0) == 0)
@@ -1260,7 +1298,7 @@ static void recover_one(struct agent *a, const char *run_id) {
         events_done(&ev);
         if (r >= 0) {
                 assignments_mark(a, run_id, "failed\n");
-                seq_file_remove(a, run_id);
+                recovery_files_remove(a, run_id);
                 log_ctx(LOG_WARN, LOG_KV("run", run_id), "ended a run interrupted by a runner restart");
         }
 }

@@ -667,6 +667,37 @@ def assert_node_clean(run_id, result=None):
         assert isinstance(gone, list) and gone, f"destroyed event lists nothing verified: {destroyed[-1]}"
 
 
+# ---------------------------------------------------------------- the stack's own processes
+
+
+def stack_pid(part):
+    """The live pid of one of the stack's processes (pids/<part>.pid:
+    runner-agent, kafka-mock, ...), or None (a zombie is dead)."""
+    try:
+        pid = int((state_dir() / "pids" / f"{part}.pid").read_text().split()[0])
+        with open(f"/proc/{pid}/stat") as f:
+            return pid if f.read().rsplit(")", 1)[1].split()[0] != "Z" else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stack_build_dir():
+    """The build the stack runs (PADDOCK_BUILD_DIR, or the one of PADDOCK_CLI)."""
+    if os.environ.get("PADDOCK_BUILD_DIR"):
+        return pathlib.Path(os.environ["PADDOCK_BUILD_DIR"])
+    return pathlib.Path(os.environ["PADDOCK_CLI"]).resolve().parent.parent
+
+
+def stack_up():
+    """deploy/local/stack.sh up: starts what of the stack is not running (a
+    service a test stopped or killed)."""
+    env = dict(os.environ, PADDOCK_STATE_DIR=str(state_dir()), PADDOCK_BUILD_DIR=str(stack_build_dir()))
+    env.setdefault("PADDOCK_SERVICE_ENV", "ASAN_OPTIONS=detect_leaks=0")
+    r = subprocess.run([str(REPO / "deploy/local/stack.sh"), "up"], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
 def random_token_like(token):
     """A token of the same shape as a real one (same prefix up to a "_" or ".",
     same length and alphabet), but random."""

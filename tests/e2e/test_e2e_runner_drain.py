@@ -4,30 +4,19 @@ node offer no slot (nothing new is placed there), lets the running run
 finish, and the agent stops once idle; a new agent takes runs again. The
 test restarts the stack's runner-agent with stack.sh up afterwards."""
 
-import os
 import pathlib
 import subprocess
 
 import pytest
 
-from conftest import REPO, command_spec, read_env_file, state_dir, wait_for, wait_run_status
+from conftest import (command_spec, read_env_file, stack_build_dir, stack_pid, stack_up, state_dir, wait_for,
+                      wait_run_status)
 
 NODE = "local-node-1"
 
 
-def build_dir():
-    if os.environ.get("PADDOCK_BUILD_DIR"):
-        return pathlib.Path(os.environ["PADDOCK_BUILD_DIR"])
-    return pathlib.Path(os.environ["PADDOCK_CLI"]).resolve().parent.parent
-
-
 def agent_pid():
-    try:
-        pid = int((state_dir() / "pids" / "runner-agent.pid").read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+    return stack_pid("runner-agent")
 
 
 def node(api):
@@ -40,11 +29,7 @@ def runner_back_up():
     sd = read_env_file(state_dir() / "env" / "runner-agent.env")["PADDOCK_RUNNER_STATE_DIR"]
     pathlib.Path(sd, "draining").unlink(missing_ok=True)
     if agent_pid() is None:
-        env = dict(os.environ, PADDOCK_STATE_DIR=str(state_dir()), PADDOCK_BUILD_DIR=str(build_dir()))
-        env.setdefault("PADDOCK_SERVICE_ENV", "ASAN_OPTIONS=detect_leaks=0")
-        r = subprocess.run([str(REPO / "deploy/local/stack.sh"), "up"], env=env, capture_output=True, text=True,
-                           timeout=600)
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        stack_up()
 
 
 def test_local_drain_finishes_runs_then_stops(endpoints, api, runs, runner_back_up):
@@ -57,7 +42,7 @@ def test_local_drain_finishes_runs_then_stops(endpoints, api, runs, runner_back_
              timeout=90, pause=0.3)
 
     env = {"PATH": "/usr/bin:/bin", "PADDOCK_RUNNER_STATE_DIR": endpoints.need("PADDOCK_RUNNER_STATE_DIR")}
-    drain = subprocess.Popen([str(build_dir() / "services/runner-agent/paddock-runner-agent"), "drain",
+    drain = subprocess.Popen([str(stack_build_dir() / "services/runner-agent/paddock-runner-agent"), "drain",
                               "--timeout-s", "180"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
