@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 
 /* Translates a librdkafka error once; the name and text go to *reterr. */
 static int kafka_errno(rd_kafka_resp_err_t err) {
@@ -122,8 +123,35 @@ static void delivery_unref_locked(struct delivery *d) {
                 free(d);
 }
 
+struct kafka_tally {
+        struct kafka_producer *p;
+        long outstanding, failed; /* under p->lock */
+        bool orphan;              /* freed by its owner: the last report frees it */
+};
+
+/* A tallied message's opaque is its tally's address with the low bit set
+ * (both structs are aligned), a sync one's its struct delivery. */
+#define TALLY_TAG ((uintptr_t)1)
+
+static void tally_report_locked(struct kafka_tally *t, rd_kafka_resp_err_t err) {
+        if (err)
+                t->failed++;
+        if (--t->outstanding > 0)
+                return;
+        if (t->orphan)
+                free(t);
+        else
+                pthread_cond_broadcast(&t->p->cond);
+}
+
 static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         struct kafka_producer *p = opaque;
+        if ((uintptr_t)m->_private & TALLY_TAG) {
+                pthread_mutex_lock(&p->lock);
+                tally_report_locked((struct kafka_tally *)((uintptr_t)m->_private & ~TALLY_TAG), m->err);
+                pthread_mutex_unlock(&p->lock);
+                return;
+        }
         struct delivery *d = m->_private;
         if (!d) {
                 if (m->err) {
@@ -230,7 +258,7 @@ struct kafka_producer *kafka_producer_free(struct kafka_producer *p) {
 }
 
 static int kafka_produce_one(struct kafka_producer *p, const char *topic, const char *key,
-                             const void *value, size_t len, struct delivery *d,
+                             const void *value, size_t len, void *d,
                              struct err_detail *reterr) {
         rd_kafka_headers_t *hdrs = NULL;
         if (p->auth && bus_auth_identity(p->auth)) {
@@ -356,6 +384,62 @@ int kafka_producer_flush(struct kafka_producer *p, int timeout_ms) {
         if (err)
                 return kafka_errno(err);
         return 0;
+}
+
+struct kafka_tally *kafka_tally_new(struct kafka_producer *p) {
+        struct kafka_tally *t = calloc(1, sizeof *t);
+        if (t)
+                t->p = p;
+        return t;
+}
+
+struct kafka_tally *kafka_tally_free(struct kafka_tally *t) {
+        if (!t)
+                return NULL;
+        pthread_mutex_lock(&t->p->lock);
+        bool reports_pending = t->outstanding > 0;
+        t->orphan = reports_pending;
+        pthread_mutex_unlock(&t->p->lock);
+        if (!reports_pending)
+                free(t);
+        return NULL;
+}
+
+int kafka_produce_tallied(struct kafka_tally *t, const char *topic, const char *key, const void *value, size_t len,
+                          struct err_detail *reterr) {
+        /* counted before it is queued: its report may come at once */
+        pthread_mutex_lock(&t->p->lock);
+        t->outstanding++;
+        pthread_mutex_unlock(&t->p->lock);
+        int r = kafka_produce_one(t->p, topic, key, value, len, (void *)((uintptr_t)t | TALLY_TAG), reterr);
+        if (r < 0) {
+                pthread_mutex_lock(&t->p->lock);
+                t->outstanding--;
+                pthread_mutex_unlock(&t->p->lock);
+        }
+        return r;
+}
+
+/* Slices of rd_kafka_flush(): it makes the producer send what lingers, but
+ * waits for the whole producer; in slices, a tally done early stops waiting. */
+#define TALLY_FLUSH_SLICE_MS 5
+
+int kafka_tally_wait(struct kafka_tally *t, int timeout_ms) {
+        struct kafka_producer *p = t->p;
+        int64_t deadline = time_mono_us() + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000;
+        for (;;) {
+                pthread_mutex_lock(&p->lock);
+                long outstanding = t->outstanding, failed = t->failed;
+                if (outstanding == 0)
+                        t->failed = 0;
+                pthread_mutex_unlock(&p->lock);
+                if (outstanding == 0)
+                        return failed > 0 ? -EIO : 0;
+                int64_t left_ms = (deadline - time_mono_us()) / 1000;
+                if (left_ms <= 0)
+                        return -ETIMEDOUT;
+                (void)rd_kafka_flush(p->rk, left_ms < TALLY_FLUSH_SLICE_MS ? (int)left_ms : TALLY_FLUSH_SLICE_MS);
+        }
 }
 
 int kafka_producer_ping(struct kafka_producer *p, int timeout_ms, struct err_detail *reterr) {

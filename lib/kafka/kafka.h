@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/macro.h"
 #include "kafka/bus_auth.h"
 
 struct kafka_options {
@@ -60,8 +61,28 @@ int kafka_produce_sync_many(struct kafka_producer *p, const struct kafka_outgoin
 int kafka_produce(struct kafka_producer *p, const char *topic, const char *key,
                   const void *value, size_t len, struct err_detail *reterr);
 /* Waits until every queued message is acknowledged. Returns 0, -ETIMEDOUT, or
- * -EIO if any delivery since the last flush failed. */
+ * -EIO if any kafka_produce() delivery since the last flush failed (a
+ * tallied message's failure counts only in its tally). */
 int kafka_producer_flush(struct kafka_producer *p, int timeout_ms);
+
+/* One caller's own count of the messages it queued without waiting: how many
+ * are still unacknowledged and how many failed. A run's records wait for and
+ * answer for themselves only, whatever else shares the producer (another
+ * run's backlog, heartbeats). */
+struct kafka_tally;
+/* NULL when out of memory. */
+struct kafka_tally *kafka_tally_new(struct kafka_producer *p);
+/* Frees t, or lets the last delivery report of its messages free it; accepts
+ * NULL; returns NULL. */
+struct kafka_tally *kafka_tally_free(struct kafka_tally *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct kafka_tally *, kafka_tally_free);
+/* kafka_produce(), counted in t. */
+int kafka_produce_tallied(struct kafka_tally *t, const char *topic, const char *key, const void *value, size_t len,
+                          struct err_detail *reterr);
+/* Waits until every message counted in t is acknowledged or failed, sending
+ * what lingers at once. Returns 0, -ETIMEDOUT (timeout_ms 0: only a look),
+ * or -EIO if any of them failed since the last call that did not time out. */
+int kafka_tally_wait(struct kafka_tally *t, int timeout_ms);
 
 struct kafka_consumer;
 

@@ -19,6 +19,11 @@ int artifacts_send(struct kafka_producer *p, const char *producer_name, const ch
         SHA256(art->data ? art->data : (const void *)"", art->size, digest);
         hex_encode(digest, sizeof digest, art->sha256);
 
+        /* this artifact's chunks answer for themselves, not for what else
+         * the producer carries */
+        _cleanup_(kafka_tally_freep) struct kafka_tally *tally = kafka_tally_new(p);
+        if (!tally)
+                return err_set(reterr, -ENOMEM, "", "out of memory");
         uint32_t total = art->size == 0 ? 1 : (uint32_t)((art->size + ARTIFACT_CHUNK_MAX - 1) / ARTIFACT_CHUNK_MAX);
         for (uint32_t i = 0; i < total; i++) {
                 Paddock__V1__Envelope env;
@@ -45,16 +50,16 @@ int artifacts_send(struct kafka_producer *p, const char *producer_name, const ch
                 if (!buf)
                         return -ENOMEM;
                 paddock__v1__artifact_chunk__pack(&chunk, buf);
-                r = kafka_produce(p, TOPIC_ARTIFACTS, run_id, buf, len, reterr);
+                r = kafka_produce_tallied(tally, TOPIC_ARTIFACTS, run_id, buf, len, reterr);
                 if (r < 0) {
                         /* local queue full: let it drain once, then retry */
                         (void)kafka_producer_flush(p, ARTIFACT_FLUSH_TIMEOUT_MS);
-                        r = kafka_produce(p, TOPIC_ARTIFACTS, run_id, buf, len, reterr);
+                        r = kafka_produce_tallied(tally, TOPIC_ARTIFACTS, run_id, buf, len, reterr);
                 }
                 if (r < 0)
                         return r;
         }
-        int r = kafka_producer_flush(p, ARTIFACT_FLUSH_TIMEOUT_MS);
+        int r = kafka_tally_wait(tally, ARTIFACT_FLUSH_TIMEOUT_MS);
         if (r < 0)
                 return err_set(reterr, r, "artifact", "artifact chunks were not acknowledged: %s", strerror(-r));
         return 0;

@@ -41,6 +41,9 @@ void events_init(struct run_events *ev, struct kafka_producer *p, const struct r
                 .team_id = team_id,
                 .seq_fd = -1,
                 .spool_fd = -1,
+                /* the run's own count: another run's backlog or a heartbeat's
+                 * failure is never waited for or blamed on it */
+                .tally = kafka_tally_new(p),
         };
         pthread_mutex_init(&ev->lock, NULL);
         pthread_condattr_t ca;
@@ -140,7 +143,7 @@ static int events_flushed_locked(struct run_events *ev, int r) {
 static int events_flush_locked(struct run_events *ev) {
         if (!ev->pending_async)
                 return 0;
-        return events_flushed_locked(ev, kafka_producer_flush(ev->producer, EVENTS_FLUSH_TIMEOUT_MS));
+        return events_flushed_locked(ev, kafka_tally_wait(ev->tally, EVENTS_FLUSH_TIMEOUT_MS));
 }
 
 /* True once the run waited block_budget_ms in total for the producer (then
@@ -165,7 +168,7 @@ static bool spool_room_locked(struct run_events *ev) {
         /* a run that only writes output has no sync event to empty it: a
          * look without waiting keeps it near EVENTS_SPOOL_TRIM_BYTES */
         if (ev->spool_len >= EVENTS_SPOOL_TRIM_BYTES && ev->pending_async) {
-                int r = kafka_producer_flush(ev->producer, 0);
+                int r = kafka_tally_wait(ev->tally, 0);
                 if (r != -ETIMEDOUT)
                         (void)events_flushed_locked(ev, r);
         }
@@ -177,7 +180,7 @@ static bool spool_room_locked(struct run_events *ev) {
                 if (events_budget_spent(ev, "a full event spool (PADDOCK_RUN_EVENT_SPOOL_MB)"))
                         return false;
                 int64_t t0 = time_mono_us();
-                int r = kafka_producer_flush(ev->producer, EVENTS_BLOCK_SLICE_MS);
+                int r = kafka_tally_wait(ev->tally, EVENTS_BLOCK_SLICE_MS);
                 ev->blocked_us += time_mono_us() - t0;
                 if (r != -ETIMEDOUT)
                         (void)events_flushed_locked(ev, r);
@@ -203,7 +206,8 @@ static void buf_reset(struct run_events *ev) {
  * is left of the run's block budget. */
 static int produce_waiting_locked(struct run_events *ev, struct err_detail *err) {
         for (;;) {
-                int r = kafka_produce(ev->producer, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len, err);
+                int r = ev->tally ? kafka_produce_tallied(ev->tally, TOPIC_RUNS_EVENTS, ev->run_id, ev->buf, ev->len, err)
+                                  : err_set(err, -ENOMEM, "", "out of memory");
                 if (r != -ENOBUFS || events_budget_spent(ev, "a full producer queue"))
                         return r;
                 int64_t t0 = time_mono_us();
@@ -321,6 +325,7 @@ void events_done(struct run_events *ev) {
                 pthread_join(ev->linger, NULL);
         free(ev->buf);
         ev->buf = NULL;
+        ev->tally = kafka_tally_free(ev->tally);
         pthread_cond_destroy(&ev->cond);
         pthread_mutex_destroy(&ev->lock);
 }

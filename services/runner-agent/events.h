@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 struct kafka_producer;
+struct kafka_tally;
 
 /* PADDOCK_RUN_EVENT_* settings (runner-agent main.c). */
 struct run_events_config {
@@ -39,6 +40,7 @@ struct run_events_config {
 
 struct run_events {
         struct kafka_producer *producer; /* borrowed */
+        struct kafka_tally *tally;       /* owned: the run's records not yet acknowledged or failed */
         const struct run_events_config *cfg; /* borrowed */
         const char *producer_name;       /* borrowed, "runner-agent/<node>" */
         const char *tenant_id, *run_id, *team_id; /* borrowed for the run's lifetime */

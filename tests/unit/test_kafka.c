@@ -178,6 +178,42 @@ static void test_async_produce_and_flush(void **state) {
         kafka_producer_free(p);
 }
 
+/* A tally answers for its own messages only: another tally's failed
+ * deliveries neither fail it nor are swallowed by it, nor by the producer's
+ * flush; a tally freed with messages in flight is freed by their reports. */
+static void test_tally_answers_for_its_own(void **state) {
+        static const char *const extra[] = {"message.timeout.ms", "3000", NULL};
+        struct kafka_options o = opts();
+        o.extra = extra;
+        /* its metadata says it does not exist: its messages time out */
+        rd_kafka_mock_topic_set_error(mock, "t.tally.gone", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+        struct kafka_producer *p = kafka_producer_new(&o, NULL);
+        assert_non_null(p);
+        struct kafka_tally *doomed = kafka_tally_new(p), *fine = kafka_tally_new(p);
+        assert_non_null(doomed);
+        assert_non_null(fine);
+        for (int i = 0; i < 10; i++) {
+                assert_int_equal(kafka_produce_tallied(doomed, "t.tally.gone", "k", "x", 1, NULL), 0);
+                assert_int_equal(kafka_produce_tallied(fine, "t.async", "k", "y", 1, NULL), 0);
+        }
+        assert_int_equal(kafka_tally_wait(fine, 20000), 0);
+        assert_int_equal(kafka_tally_wait(doomed, 20000), -EIO);
+        /* the failures were the doomed tally's, reported once */
+        assert_int_equal(kafka_tally_wait(fine, 0), 0);
+        assert_int_equal(kafka_tally_wait(doomed, 0), 0);
+        assert_int_equal(kafka_producer_flush(p, 10000), 0);
+        /* the doomed tally works again on a topic that exists */
+        assert_int_equal(kafka_produce_tallied(doomed, "t.async", "k", "z", 1, NULL), 0);
+        assert_int_equal(kafka_tally_wait(doomed, 20000), 0);
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(kafka_produce_tallied(fine, "t.async", "k", "w", 1, NULL), 0);
+        fine = kafka_tally_free(fine); /* reports still to come: they free it (ASan watches) */
+        assert_null(fine);
+        assert_int_equal(kafka_producer_flush(p, 10000), 0);
+        kafka_tally_free(doomed);
+        kafka_producer_free(p);
+}
+
 /* kafka_produce_sync_many(): all acknowledged together, in order; against
  * no broker, none (and why). */
 static void test_produce_sync_many(void **state) {
@@ -296,6 +332,7 @@ int main(void) {
                 cmocka_unit_test(test_produce_sync_from_threads),
                 cmocka_unit_test(test_async_produce_and_flush),
                 cmocka_unit_test(test_produce_sync_many),
+                cmocka_unit_test(test_tally_answers_for_its_own),
                 cmocka_unit_test(test_unreachable_broker),
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_free_null),
