@@ -27,6 +27,8 @@
 #include "service/service.h"
 
 #define PG_POOL_SIZE 8
+/* longer than common load balancers' 60 s idle timeout (main() below) */
+#define API_KEEPALIVE_IDLE_S 75
 
 #define S(f) offsetof(struct api_settings, f)
 static const struct config_entry config_table[] = {
@@ -215,6 +217,11 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
         info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8;
         info.max_http_header_data = 8192;
         info.timeout_secs = 30;
+        /* an idle kept-alive connection stays open longer than the 60 s after
+         * which load balancers and ingress proxies drop theirs (lws's default
+         * is 5 s): else the api may close it just as a proxy reuses it, and
+         * the proxy answers 502 (docs/CONTRACTS.md "HTTP keep-alive") */
+        info.keepalive_timeout = API_KEEPALIVE_IDLE_S;
         a->lws = lws_create_context(&info);
         if (!a->lws) {
                 log_error("could not listen on %s", a->cfg.addr);

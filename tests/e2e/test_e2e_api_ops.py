@@ -6,6 +6,8 @@
   own slot of a shared mapping).
 * Idle streams are pinged every PADDOCK_STREAM_PING_S; a client that answers
   no ping is dropped.
+* An idle kept-alive HTTP connection outlives libwebsockets' 5 s default
+  ("HTTP keep-alive").
 
 Both run against a replica of the stack's api started here (its env file,
 with its own ports, 2 workers and a 1 s ping): a second api on the same
@@ -13,12 +15,14 @@ PostgreSQL and Kafka is what a second Kubernetes replica is, and its counters
 see only this test's requests.
 """
 
+import http.client
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 
 import psycopg
@@ -93,6 +97,29 @@ def test_metrics_are_summed_over_workers(replica):
         r = requests.get(replica["ops"] + "/metrics", timeout=10)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain"), r.headers
         assert metric(r.text, "paddock_api_http_requests_total") - before == n
+
+
+@pytest.mark.parametrize("where", ["stack", "replica"])
+def test_idle_keepalive_connection_still_answers(replica, endpoints, where):
+    """A kept-alive connection idle for longer than libwebsockets' default 5 s
+    (and than the replica's 1 s ping interval, which is for websockets) still
+    serves the next request on the same socket (CONTRACTS "HTTP keep-alive")."""
+    base = urllib.parse.urlparse(endpoints.api if where == "stack" else replica["base"])
+    conn = http.client.HTTPConnection(base.hostname, base.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection", "").lower() != "close"
+        local = conn.sock.getsockname()
+        time.sleep(6.5)
+        conn.request("GET", "/healthz")  # http.client never reconnects on its own
+        again = conn.getresponse()
+        again.read()
+        assert again.status == 200
+        assert conn.sock.getsockname() == local
+    finally:
+        conn.close()
 
 
 def test_public_port_has_no_metrics(replica, endpoints):
