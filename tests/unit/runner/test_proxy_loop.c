@@ -495,6 +495,14 @@ static char *tunnel_get(int port, const char *path, char *buf, size_t size) {
         return body + 4;
 }
 
+/* body is /big, whole and intact (what: the tunnel, for the failure). */
+static void assert_big(const char *body, const char *what) {
+        assert_int_equal(strlen(body), BIG);
+        for (size_t i = 0; i < BIG; i++)
+                if (body[i] != pattern(i))
+                        fail_msg("byte %zu of /big through %s differs", i, what);
+}
+
 /* A tunnel relays small reads by copying them through the loop's buffer
  * (cheaper than two splices for a few hundred bytes) and bulk with splice():
  * the event's relay says which path carried most of the bytes, and the bytes
@@ -509,11 +517,7 @@ static void test_tunnel_relay_adapts(void **state) {
         static char big[BIG + 4096];
         char *body = tunnel_get(port, "/", big, sizeof big);
         assert_string_equal(body, "ok");
-        body = tunnel_get(port, "/big", big, sizeof big);
-        assert_int_equal(strlen(body), BIG);
-        for (size_t i = 0; i < BIG; i++)
-                if (body[i] != pattern(i))
-                        fail_msg("byte %zu of /big through the tunnel differs", i);
+        assert_big(tunnel_get(port, "/big", big, sizeof big), "the tunnel");
         pr = proxy_run_stop(pr);
 
         json_t *e = tunnel_event(1, 4096);
@@ -562,10 +566,9 @@ static void test_tunnel_pipes_reused_only_empty(void **state) {
                         static const char own[] = "HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n";
                         if (strncmp(whole, own, sizeof own - 1))
                                 fail_msg("round %d: the tunnel's answer does not start with its own: %.60s", round, whole);
-                        assert_int_equal(strlen(body), BIG);
-                        for (size_t k = 0; k < BIG; k++)
-                                if (body[k] != pattern(k))
-                                        fail_msg("round %d: byte %zu of /big through the tunnel differs", round, k);
+                        char what[64];
+                        snprintf(what, sizeof what, "the tunnel of round %d", round);
+                        assert_big(body, what);
                 }
         }
         pr = proxy_run_stop(pr);
