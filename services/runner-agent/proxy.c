@@ -47,6 +47,7 @@
 #define ACCEPT_BATCH 4                 /* connections a loop accepts per listener event: a burst spreads over the loops */
 #define PROXY_RESOLVERS 4              /* name resolution: a black-holed DNS server holds these, never a decision */
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
+#define PIPE_POOL 16                   /* empty RELAY_PIPE_SIZE pipes a loop keeps for its next tunnels */
 #define MAX_ADDRS 16
 #define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
 #define TLS_CHARGE (64 * 1024)         /* what an OpenSSL client connection holds, roughly */
@@ -109,6 +110,7 @@ struct half {
         bool copy_small;      /* with a pipe: the last read was small, the next one copies (half_step) */
         uint64_t copied, spliced; /* bytes read through user space / into the pipe: the event's relay */
         bool werr;            /* the last error was writing to `to` (not reading `from`) */
+        bool pipe_unknown;    /* a write into the pipe failed: what it holds is not in_pipe */
         size_t pipe_size;     /* what the pipe (or buf) holds */
         char *buf;            /* read/write fallback */
         size_t off;
@@ -244,7 +246,10 @@ struct loop {
         struct conn *inbox;         /* handed back to the loop, under g.qlock */
         struct conn *conns;         /* the loop thread's own list (timers) */
         struct conn *dead, *out;    /* ended / for the workers, after the current batch */
+        struct conn *fresh;         /* accepted, entered once g.lock is released (loop_thread) */
         char copy_buf[RELAY_COPY_MAX]; /* copy_step's */
+        int pipes[PIPE_POOL][2];    /* empty pipes of RELAY_PIPE_SIZE (half_done, half_init) */
+        unsigned n_pipes;
 };
 
 /* The event loops, the workers, the run registry and the node-wide budget of
@@ -259,7 +264,7 @@ static struct {
         struct proxy_settings cfg;  /* set by proxy_configure before any run */
         SSL_CTX *tls;               /* client context for secret header origins, under lock until set */
         int spare_fd;               /* given up to accept-and-close when the process is out of fds */
-        atomic_uint conns, fds;     /* every run's, against cfg.node_max_conns and max_fds */
+        atomic_uint conns, fds;     /* every run's, the loops' idle pipes: against cfg.node_max_conns, max_fds */
         unsigned max_fds;
 
         pthread_mutex_t qlock;      /* guards work, resolve and inbox; taken last */
@@ -781,8 +786,10 @@ static int copy_step(struct half *h, size_t want) {
         h->moved += (uint64_t)m;
         *h->bytes += (uint64_t)m;
         if (m < n) {
-                if (write(h->pipe[1], buf + m, (size_t)(n - m)) != n - m)
+                if (write(h->pipe[1], buf + m, (size_t)(n - m)) != n - m) {
+                        h->pipe_unknown = true;
                         return -EIO;
+                }
                 h->in_pipe = (size_t)(n - m);
         }
         return 0;
@@ -863,6 +870,17 @@ static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *
                      bool with_pipe) {
         *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes,
                            .pipe_size = pipe_size};
+        if (with_pipe && pipe_size == RELAY_PIPE_SIZE && on_loop && on_loop->n_pipes > 0) {
+                /* an empty pipe of an ended tunnel: no pipe2, F_SETPIPE_SZ and
+                 * closes per tunnel (issue 10 §4); its fds leave the pool's
+                 * share of the node's budget for the tunnel's (work_connect) */
+                on_loop->n_pipes--;
+                atomic_fetch_sub(&g.fds, 2);
+                memcpy(h->pipe, on_loop->pipes[on_loop->n_pipes], sizeof h->pipe);
+                h->use_splice = true;
+                h->copy_small = true;
+                return 0;
+        }
         if (with_pipe && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
                 /* a smaller pipe (fs.pipe-max-size, pipe-user-pages-soft) only
                  * means smaller steps: never ask for more than it holds */
@@ -881,6 +899,16 @@ static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *
 }
 
 static void half_done(struct half *h) {
+        /* an empty tunnel pipe goes back to its loop's pool (the loop ending
+         * the tunnel is the one that relayed it); one that may hold bytes
+         * never does: they would reach the next tunnel's peer. Pooled
+         * fds stay in the node's fd budget (g.fds), in no run's. */
+        if (h->use_splice && h->in_pipe == 0 && !h->pipe_unknown && h->pipe_size == RELAY_PIPE_SIZE && on_loop &&
+            on_loop->n_pipes < PIPE_POOL) {
+                atomic_fetch_add(&g.fds, 2);
+                memcpy(on_loop->pipes[on_loop->n_pipes++], h->pipe, sizeof h->pipe);
+                h->pipe[0] = h->pipe[1] = -1;
+        }
         if (h->pipe[0] >= 0)
                 close(h->pipe[0]);
         if (h->pipe[1] >= 0)
@@ -1361,15 +1389,30 @@ static int tunnel_begin(struct conn *c, size_t peeked) {
         if (half_init(&c->up, c->cfd, c->ufd, -1, &c->q.bytes_up, RELAY_PIPE_SIZE, true) < 0 ||
             half_init(&c->down, c->ufd, c->cfd, -1, &c->q.bytes_down, RELAY_PIPE_SIZE, true) < 0)
                 return -ENOMEM;
+        c->up.copied += peeked;
+        size_t sent = 0;
         if (peeked > 0) {
+                /* the fresh upstream socket's send buffer takes them at once,
+                 * sparing a write into the pipe and a splice out of it; an
+                 * error is met again by the relay's own send */
+                ssize_t m = send(c->ufd, c->buf, peeked, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (m > 0) {
+                        sent = (size_t)m;
+                        c->up.moved += sent;
+                        c->q.bytes_up += sent;
+                }
+        }
+        size_t rest = peeked - sent;
+        if (rest > 0) {
                 if (c->up.use_splice) {
                         /* the pipe holds RELAY_PIPE_SIZE > TLS_RECORD_MAX: one write */
-                        if (write(c->up.pipe[1], c->buf, peeked) != (ssize_t)peeked)
+                        if (write(c->up.pipe[1], c->buf + sent, rest) != (ssize_t)rest) {
+                                c->up.pipe_unknown = true;
                                 return -EIO;
+                        }
                 } else
-                        memcpy(c->up.buf, c->buf, peeked);
-                c->up.copied += peeked;
-                c->up.in_pipe = peeked;
+                        memcpy(c->up.buf, c->buf + sent, rest);
+                c->up.in_pipe = rest;
                 c->up.off = 0;
         }
         c->state = CS_TUNNEL;
@@ -1955,7 +1998,11 @@ static void connected(struct conn *c) {
                 if (peeked == -EAGAIN) {
                         c->state = CS_HELLO;
                         c->deadline_mono = time_mono_us() + (int64_t)PROXY_HELLO_TIMEOUT_MS * 1000;
-                        if (watch_set(&c->wu, 0) < 0 || watch_set(&c->wc, EPOLLIN) < 0)
+                        /* the upstream already watched for what the tunnel will
+                         * want of it (tunnel_run): one epoll_ctl fewer per
+                         * tunnel; an upstream speaking first is set aside until
+                         * the ClientHello (loop_event) */
+                        if (watch_set(&c->wu, EPOLLIN) < 0 || watch_set(&c->wc, EPOLLIN) < 0)
                                 loop_end(c);
                 } else if (peeked < 0 || tunnel_begin(c, (size_t)peeked) < 0)
                         loop_end(c);
@@ -2021,15 +2068,18 @@ static void connect_next(struct conn *c) {
         connect_failed(c, c->connect_err);
 }
 
-static void connect_event(struct conn *c) {
+static void connect_event(struct conn *c, uint32_t ev) {
         if (run_closing(c)) {
                 note(&c->q, "the run ended while connecting");
                 loop_end(c);
                 return;
         }
+        /* a failed connect reports EPOLLERR; only then is SO_ERROR asked
+         * (peer_is checks the connection either way) */
         int err = 0;
         socklen_t el = sizeof err;
-        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+        if ((ev & (EPOLLERR | EPOLLHUP) || !(ev & EPOLLOUT)) &&
+            getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
                 err = errno;
         if (err == 0) {
                 connected(c);
@@ -2146,6 +2196,14 @@ static void loop_enter(struct conn *c) {
         c->wu = (struct watch){.kind = W_UPSTREAM, .owner = c, .fd = c->ufd};
         switch (c->state) {
         case CS_HEAD:
+                /* accepted just now: a client sends its head right after the
+                 * handshake, so it is usually here already, and a head read
+                 * at once saves adding the fd, a wait and removing it (issue
+                 * 10 §4); watched only when it has not come (yet) */
+                head_run(c);
+                if (!c->leaving && watch_set(&c->wc, EPOLLIN) < 0)
+                        loop_end(c);
+                break;
         case CS_HELLO:
                 if (watch_set(&c->wc, EPOLLIN) < 0)
                         loop_end(c);
@@ -2177,11 +2235,16 @@ static void loop_event(struct watch *w, uint32_t ev) {
                 head_run(c);
                 break;
         case CS_HELLO:
+                if (w == &c->wu) {
+                        if (watch_set(&c->wu, 0) < 0)
+                                loop_end(c);
+                        break;
+                }
                 hello_run(c);
                 break;
         case CS_CONNECT:
                 if (w == &c->wu)
-                        connect_event(c);
+                        connect_event(c, ev);
                 break;
         case CS_TLS:
                 tls_run(c);
@@ -2312,6 +2375,12 @@ static void *loop_thread(void *userdata) {
                                 if (pr)
                                         accept_some(pr);
                                 pthread_mutex_unlock(&g.lock);
+                                for (struct conn *c = on_loop->fresh, *next; c; c = next) {
+                                        next = c->qnext;
+                                        c->qnext = NULL;
+                                        loop_enter(c);
+                                }
+                                on_loop->fresh = NULL;
                         } else if (!evs[i].data.ptr) {
                                 uint64_t v;
                                 (void)!read(on_loop->wake_fd, &v, sizeof v);
@@ -2407,8 +2476,6 @@ static void accept_some(struct proxy_run *pr) {
                                 shed_one(pr);
                         break; /* EAGAIN */
                 }
-                int one = 1;
-                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 pthread_mutex_lock(&pr->lock);
                 char why[160] = "";
                 int status = 0;
@@ -2465,8 +2532,11 @@ static void accept_some(struct proxy_run *pr) {
                 json_t *report = refusal_report(pr, false);
                 pthread_mutex_unlock(&pr->lock);
                 emit(pr, "egress", report, false);
-                /* no thread of its own: the loop that accepted it relays it */
-                loop_enter(c);
+                /* no thread of its own: the loop that accepted it relays it,
+                 * from its head on, after g.lock (the run lives while c is
+                 * registered on it) */
+                c->qnext = on_loop->fresh;
+                on_loop->fresh = c;
         }
 }
 
@@ -2534,6 +2604,10 @@ int proxy_run_start(const char *run_id, const char *netns_path, const Paddock__V
         }
         pr->listen_fd = fd;
         pr->port = port;
+        /* accepted sockets inherit TCP_NODELAY from the listener: one
+         * setsockopt per run instead of one per connection */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         pthread_mutex_init(&pr->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);

@@ -10,7 +10,8 @@
  * black-holed hold no decision worker either. A plain-HTTP request is relayed
  * with splice() after its head (the event says relay "splice"), its body
  * framed by Content-Length and nothing after it forwarded. A tunnel copies
- * small reads and splices bulk (relay "copy" / "splice"). An allowed
+ * small reads and splices bulk (relay "copy" / "splice"); a pipe a reset
+ * tunnel left bytes in is never another tunnel's. An allowed
  * tunnel is decided with every decision worker held in a slow approval
  * write.
  *
@@ -494,6 +495,14 @@ static char *tunnel_get(int port, const char *path, char *buf, size_t size) {
         return body + 4;
 }
 
+/* body is /big, whole and intact (what: the tunnel, for the failure). */
+static void assert_big(const char *body, const char *what) {
+        assert_int_equal(strlen(body), BIG);
+        for (size_t i = 0; i < BIG; i++)
+                if (body[i] != pattern(i))
+                        fail_msg("byte %zu of /big through %s differs", i, what);
+}
+
 /* A tunnel relays small reads by copying them through the loop's buffer
  * (cheaper than two splices for a few hundred bytes) and bulk with splice():
  * the event's relay says which path carried most of the bytes, and the bytes
@@ -508,11 +517,7 @@ static void test_tunnel_relay_adapts(void **state) {
         static char big[BIG + 4096];
         char *body = tunnel_get(port, "/", big, sizeof big);
         assert_string_equal(body, "ok");
-        body = tunnel_get(port, "/big", big, sizeof big);
-        assert_int_equal(strlen(body), BIG);
-        for (size_t i = 0; i < BIG; i++)
-                if (body[i] != pattern(i))
-                        fail_msg("byte %zu of /big through the tunnel differs", i);
+        assert_big(tunnel_get(port, "/big", big, sizeof big), "the tunnel");
         pr = proxy_run_stop(pr);
 
         json_t *e = tunnel_event(1, 4096);
@@ -522,6 +527,52 @@ static void test_tunnel_relay_adapts(void **state) {
         e = tunnel_event(BIG, BIG + 4096);
         assert_string_equal(json_string_value(json_object_get(e, "decision")), "allow");
         assert_string_equal(json_string_value(json_object_get(e, "relay")), "splice");
+        json_decref(e);
+}
+
+/* A tunnel's pipes go back to its loop for the next tunnels only when
+ * empty: tunnels whose client resets the connection in the middle of /big
+ * (their download pipes full) are followed by tunnels that must get their
+ * own answer, /big intact and nothing before it, on every loop. */
+static void test_tunnel_pipes_reused_only_empty(void **state) {
+        (void)state;
+        if (!have_veth)
+                skip();
+        struct proxy_run *pr = start_veth_run("00000000-0000-4000-8000-000000000010");
+        int port = proxy_run_port(pr);
+        static char ans[64], whole[BIG + 4096];
+        for (int round = 0; round < 4; round++) {
+                int before = count(&n_egress);
+                int big[2];
+                for (int i = 0; i < 2; i++) {
+                        big[i] = dial(port);
+                        send_all(big[i], "CONNECT " UP_ADDR ":80 HTTP/1.1\r\nHost: " UP_ADDR ":80\r\n\r\n"
+                                         "GET /big HTTP/1.1\r\nHost: " UP_ADDR "\r\n\r\n");
+                }
+                for (int i = 0; i < 2; i++) {
+                        struct pollfd p = {.fd = big[i], .events = POLLIN};
+                        assert_int_equal(poll(&p, 1, 20000), 1);
+                        assert_true(recv(big[i], ans, 64, 0) > 0);
+                }
+                usleep(100000); /* the proxy's pipes fill while the client reads no more */
+                for (int i = 0; i < 2; i++)
+                        close(big[i]); /* unread bytes: a reset */
+                for (int i = 0; i < 200 && count(&n_egress) < before + 2; i++)
+                        usleep(20000);
+                assert_true(count(&n_egress) >= before + 2);
+                /* /big goes through the download pipe (bulk is spliced) */
+                for (int i = 0; i < 2; i++) {
+                        char *body = tunnel_get(port, "/big", whole, sizeof whole);
+                        static const char own[] = "HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n";
+                        if (strncmp(whole, own, sizeof own - 1))
+                                fail_msg("round %d: the tunnel's answer does not start with its own: %.60s", round, whole);
+                        char what[64];
+                        snprintf(what, sizeof what, "the tunnel of round %d", round);
+                        assert_big(body, what);
+                }
+        }
+        pr = proxy_run_stop(pr);
+        json_t *e = tunnel_event(1, BIG);
         json_decref(e);
 }
 
@@ -656,6 +707,7 @@ int main(void) {
                 cmocka_unit_test(test_blackholed_connects_hold_no_decision),
                 cmocka_unit_test(test_plain_relay_spliced),
                 cmocka_unit_test(test_tunnel_relay_adapts),
+                cmocka_unit_test(test_tunnel_pipes_reused_only_empty),
                 cmocka_unit_test(test_allowed_needs_no_worker),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
