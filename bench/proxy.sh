@@ -76,4 +76,4 @@ if [ -z "${PADDOCK_TEST_NETNS:-}" ] || [ -z "${PADDOCK_TEST_UPSTREAM_ADDRS:-}" ]
         PADDOCK_TEST_NETNS=/run/netns/$ns PADDOCK_TEST_UPSTREAM_ADDRS=$base.$((last + 2))
         export PADDOCK_TEST_NETNS PADDOCK_TEST_UPSTREAM_ADDRS
 fi
-PADDOCK_BENCH_SQUID_PORT=$port "$bin" "$@"
+PADDOCK_BENCH_SQUID_PORT=$port PADDOCK_BENCH_SQUID_PID=$squid_pid "$bin" "$@"

@@ -252,17 +252,37 @@ static unsigned long long rusage_ns(const struct rusage *ru) {
                ((unsigned long long)ru->ru_utime.tv_usec + (unsigned long long)ru->ru_stime.tv_usec) * 1000ULL;
 }
 
+/* utime + stime (clock ticks) of a /proc/.../stat file; 0 if unreadable */
+static unsigned long long stat_ticks(const char *path) {
+        unsigned long long ut = 0, st = 0;
+        FILE *f = fopen(path, "r");
+        if (!f)
+                return 0;
+        /* after the ")" of the comm: state is field 3, utime 14, stime 15 */
+        char line[1024];
+        char *p = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                ut = st = 0;
+        fclose(f);
+        return ut + st;
+}
+
+static int squid_pid; /* PADDOCK_BENCH_SQUID_PID (bench/proxy.sh): its CPU is squid's relay CPU */
+
 static unsigned long long relay_cpu_ns(enum via via) {
         if (via == SPLICE)
                 return atomic_load(&splice_cpu_ns);
-        if (via != PROXY)
-                return 0;
         unsigned long long ticks = 0;
-        DIR *d = opendir("/proc/self/task");
+        char path[300];
+        if (via == SQUID && squid_pid > 0) {
+                snprintf(path, sizeof path, "/proc/%d/stat", squid_pid);
+                ticks = stat_ticks(path);
+        }
+        DIR *d = via == PROXY ? opendir("/proc/self/task") : NULL;
         for (struct dirent *e; d && (e = readdir(d));) {
                 if (e->d_name[0] == '.')
                         continue;
-                char path[300], comm[32] = "";
+                char comm[32] = "";
                 snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
                 FILE *f = fopen(path, "r");
                 if (!f)
@@ -270,15 +290,8 @@ static unsigned long long relay_cpu_ns(enum via via) {
                 bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, "egress-", 7);
                 fclose(f);
                 snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-                unsigned long long ut = 0, st = 0;
-                if (ours && (f = fopen(path, "r"))) {
-                        /* after the ")" of the comm: state is field 3, utime 14, stime 15 */
-                        char line[1024];
-                        char *p = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
-                        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
-                                ticks += ut + st;
-                        fclose(f);
-                }
+                if (ours)
+                        ticks += stat_ticks(path);
         }
         if (d)
                 closedir(d);
@@ -576,6 +589,8 @@ int main(int argc, char **argv) {
         proxy_port = proxy_run_port(pr);
         const char *sp = getenv("PADDOCK_BENCH_SQUID_PORT");
         squid_port = sp ? atoi(sp) : 0;
+        const char *spid = getenv("PADDOCK_BENCH_SQUID_PID");
+        squid_pid = spid ? atoi(spid) : 0;
         splice_port = splice_relay_start();
         /* the contenders of a tunnel phase: direct first (the ratios' base) */
         enum via vias[4] = {DIRECT, PROXY};
@@ -624,8 +639,11 @@ int main(int argc, char **argv) {
                 printf("  proxy/direct %.2fx, proxy/splice %.2fx   [target >= 0.90x direct; issue 10 before: 0.52x]\n",
                        best[PROXY] / best[DIRECT], best[PROXY] / best[SPLICE]);
                 /* what the machine's load does not change much: the relay's own CPU */
-                printf("  relay CPU per GiB relayed (user+system, all 3 runs): proxy %.0f ms, splice %.0f ms\n",
+                printf("  relay CPU per GiB relayed (user+system, all 3 runs): proxy %.0f ms, splice %.0f ms",
                        (double)cpu[PROXY] / 1e6 / (3 * gib), (double)cpu[SPLICE] / 1e6 / (3 * gib));
+                if (squid_port > 0 && squid_pid > 0)
+                        printf(", squid %.0f ms", (double)cpu[SQUID] / 1e6 / (3 * gib));
+                printf("\n");
         }
 
         /* bulk, plain HTTP: one absolute-form GET answered with `total` bytes
@@ -698,8 +716,15 @@ int main(int argc, char **argv) {
                                r[vias[i]] / r[DIRECT]);
                 if (squid_port > 0)
                         printf("  proxy/squid %.2fx   [target >= 2x; issue 10 before: 1.66x]\n", r[PROXY] / r[SQUID]);
-                printf("  relay CPU per request (user+system): proxy %.1f us, splice %.1f us\n",
+                printf("  relay CPU per request (user+system): proxy %.1f us, splice %.1f us",
                        (double)cpu[PROXY] / 1e3 / (r[PROXY] * secs), (double)cpu[SPLICE] / 1e3 / (r[SPLICE] * secs));
+                /* the req/s ratio also carries the clients' and the upstream's
+                 * CPU on the same 2 cores; this one is the relays' own */
+                if (squid_port > 0 && squid_pid > 0)
+                        printf(", squid %.1f us (proxy/squid CPU %.2fx)",
+                               (double)cpu[SQUID] / 1e3 / (r[SQUID] * secs),
+                               ((double)cpu[PROXY] / r[PROXY]) / ((double)cpu[SQUID] / r[SQUID]));
+                printf("\n");
         }
         printf("\negress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
         proxy_run_stop(pr);
