@@ -2,6 +2,8 @@
  * permission (enum api_perm), checked against a team or the whole tenant.
  * The route table (routes.c) says which permission each endpoint needs. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -95,6 +97,29 @@ int api_authz_team(struct db *d, const struct api_caller *c, const char *team_id
         return api_authz_team_row(c, res, 0, 0, PQgetvalue(res, 0, 4), e);
 }
 
+static int role_cmp(const void *a, const void *b) {
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A team grant's roles, the text[] literal of team_members.roles
+ * ("{launcher,viewer}"; null: ""), as "launcher, viewer" in alphabetical
+ * order. The roles are the known names (constraint team_members_roles_known,
+ * migrations/0003_rbac.sql), never quoted in the literal, and no two of
+ * them differ only where collations could disagree: strcmp's order is
+ * PostgreSQL's. */
+static void roles_sorted(const char *literal, char *out, size_t size) {
+        char buf[256], *names[32], *save = NULL;
+        size_t n = 0, len = 0;
+        snprintf(buf, sizeof buf, "%s", literal[0] == '{' ? literal + 1 : literal);
+        buf[strcspn(buf, "}")] = '\0';
+        for (char *t = strtok_r(buf, ",", &save); t && n < ELEMENTSOF(names); t = strtok_r(NULL, ",", &save))
+                names[n++] = t;
+        qsort(names, n, sizeof *names, role_cmp);
+        out[0] = '\0';
+        for (size_t i = 0; i < n && len < size; i++)
+                len += (size_t)snprintf(out + len, size - len, "%s%s", i ? ", " : "", names[i]);
+}
+
 int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row, int col, const char *team_name,
                        struct err_detail *e) {
         if (c->tenant_admin || c->auditor_read || PQgetvalue(res, row, col + 1)[0] == 't')
@@ -103,7 +128,8 @@ int api_authz_team_row(const struct api_caller *c, const PGresult *res, int row,
         if (PQgetvalue(res, row, col)[0] != 't')
                 return -ENOENT;
         /* the one wording of a team permission's refusal: what would do, and what the caller has */
-        const char *have = PQgetvalue(res, row, col + 2);
+        char have[256];
+        roles_sorted(PQgetvalue(res, row, col + 2), have, sizeof have);
         return err_set(e, -EPERM, "forbidden", "needs one of the roles %s in team \"%s\"; you have %s",
                        PQgetvalue(res, row, col + 3), team_name, have[0] ? have : "no role");
 }
