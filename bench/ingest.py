@@ -141,7 +141,7 @@ def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
 
 
 def proc_cpu(pid):
-    """CPU seconds (user + system) process pid has used, or None."""
+    """CPU seconds (user + system) process pid (or "pid/task/tid") has used, or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -151,21 +151,44 @@ def proc_cpu(pid):
 
 
 def evidence_cpu(pg, state):
-    """{pid: CPU seconds} of the evidence process and its PostgreSQL backends
-    (this machine's local stack: /proc shows them)."""
-    pids = [int(r[0]) for r in pg.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'paddock_evidence'")]
-    try:
-        with open(os.path.join(state, "pids", "evidence.pid")) as f:
-            pids.append(int(f.read().strip()))
-    except (OSError, ValueError):
-        pass
-    return {p: c for p in pids if (c := proc_cpu(p)) is not None}
+    """{part: {pid or tid: CPU seconds}} of what the pipeline runs on this
+    machine's local stack (/proc shows them): evidence's consumer thread
+    ("evidence", decode, verify, COPY rows) apart from librdkafka's threads
+    ("rdkafka": fetch, decompress), its PostgreSQL backends ("postgres"), the
+    Kafka mock ("kafka") and this bench process ("bench": the producer and the
+    watcher)."""
+    parts = {"evidence": {}, "rdkafka": {}, "postgres": {}, "kafka": {}, "bench": {}}
+    for (p,) in pg.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'paddock_evidence'"):
+        parts["postgres"][p] = proc_cpu(p)
+    for name, part in (("evidence", None), ("kafka-mock", "kafka")):
+        try:
+            with open(os.path.join(state, "pids", f"{name}.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if part:
+            parts[part][pid] = proc_cpu(pid)
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            parts["rdkafka" if comm.startswith("rdk:") else "evidence"][int(tid)] = proc_cpu(f"{pid}/task/{tid}")
+    parts["bench"][os.getpid()] = proc_cpu(os.getpid())
+    return {k: {p: c for p, c in v.items() if c is not None} for k, v in parts.items()}
 
 
-def cpu_used(before, after):
-    """CPU seconds between two evidence_cpu() snapshots (a backend opened
-    meanwhile counts from 0)."""
-    return sum(c - before.get(p, 0.0) for p, c in after.items()) if after else None
+def cpu_used(before, after, parts=("evidence", "rdkafka", "postgres")):
+    """CPU seconds of the given parts between two evidence_cpu() snapshots (a
+    process or thread started meanwhile counts from 0), or None."""
+    total = sum(c - before.get(k, {}).get(p, 0.0) for k in parts for p, c in after.get(k, {}).items())
+    return total if any(after.get(k) for k in parts) else None
 
 
 def raw_copy(pg, tenant, team, total, temp):
@@ -197,6 +220,30 @@ def raw_copy(pg, tenant, team, total, temp):
     # the COPY's CPU per row (its backend's, from /proc): on a shared
     # machine a steadier reference than the wall clock
     return rate, (c1 - c0) / total * 1e6 if c0 is not None and c1 is not None else None
+
+
+def evidence_rounds(ops_url):
+    """paddock_evidence_event_batches_total from evidence's /metrics (the
+    transactions it stored run events in), or None."""
+    import urllib.request
+    if not ops_url:
+        return None
+    try:
+        with urllib.request.urlopen(ops_url.rstrip("/") + "/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("paddock_evidence_event_batches_total "):
+                    return int(float(line.split()[1]))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def parts_text(before, after, total, wall, rounds):
+    """Where the run's time went: CPU us per event of each part, wall us per
+    event, and the transactions evidence stored it in."""
+    per = " ".join(f"{k} {cpu_text(cpu_used(before, after, (k,)), total).strip()}" for k in after)
+    tx = f", {rounds} transactions ({total / rounds:.0f} events each)" if rounds else ""
+    return f"{'':>8} cpu us/ev by part: {per}; wall {wall / total * 1e6:.1f} us/ev{tx}"
 
 
 def cpu_text(v, per=None):
@@ -247,10 +294,11 @@ def main():
             ts_of, out = {}, {}
             w = threading.Thread(target=stored_watch, args=(dsn, run_id, total, ts_of, out))
             w.start()
-            cpu0 = evidence_cpu(pg, state)
+            cpu0, rounds0 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
             start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
             w.join()
-            used = cpu_used(cpu0, evidence_cpu(pg, state))
+            cpu1, rounds1 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
+            used = cpu_used(cpu0, cpu1)
             if out.get("stored", 0) < total:
                 # librdkafka's mock cluster keeps a bounded log per partition:
                 # a consumer far enough behind loses the oldest records there
@@ -265,6 +313,8 @@ def main():
                   f"{temp_rate:>11.0f} {durable / temp_rate:>6.2f} "
                   f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s {cpu_text(used, total)} "
                   f"{cpu_text(copy_us)} {ratio_text(copy_us, used, total)}", flush=True)
+            print(parts_text(cpu0, cpu1, total, out["done_at"] - start,
+                             rounds1 - rounds0 if rounds0 is not None and rounds1 is not None else None), flush=True)
     pg.close()
 
 

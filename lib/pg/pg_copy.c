@@ -123,12 +123,7 @@ void pg_copy_timestamptz(struct pg_copy_buf *b, int64_t unix_us) {
         pg_copy_int8(b, v);
 }
 
-int pg_copy_uuid(struct pg_copy_buf *b, const char *s) {
-        if (!s || !*s) {
-                pg_copy_null(b);
-                return 0;
-        }
-        unsigned char u[16];
+int pg_uuid_parse(const char *s, unsigned char u[16]) {
         size_t k = 0;
         for (size_t i = 0; i < 36; i++) {
                 bool dash = i == 8 || i == 13 || i == 18 || i == 23;
@@ -144,7 +139,16 @@ int pg_copy_uuid(struct pg_copy_buf *b, const char *s) {
                 u[k++] = (unsigned char)(hi << 4 | lo);
                 i++; /* groups have even lengths: a pair never straddles a dash */
         }
-        if (s[36] != '\0')
+        return s[36] == '\0' ? 0 : -EINVAL;
+}
+
+int pg_copy_uuid(struct pg_copy_buf *b, const char *s) {
+        if (!s || !*s) {
+                pg_copy_null(b);
+                return 0;
+        }
+        unsigned char u[16];
+        if (pg_uuid_parse(s, u) < 0)
                 return -EINVAL;
         pg_copy_bytes(b, u, sizeof u);
         return 0;

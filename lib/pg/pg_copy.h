@@ -50,6 +50,10 @@ void pg_copy_timestamptz(struct pg_copy_buf *b, int64_t unix_us);
  * s is NULL or empty. Returns -EINVAL for anything else, having written
  * nothing (the caller abandons the buffer). */
 int pg_copy_uuid(struct pg_copy_buf *b, const char *s);
+/* The 16 bytes of a uuid in its text form (as pg_copy_uuid reads it; a
+ * uuid's binary COPY field is these bytes): 0, or -EINVAL. For a caller
+ * writing the same uuid in many rows. */
+int pg_uuid_parse(const char *s, unsigned char u[16]);
 /* jsonb from JSON text (n bytes; the server parses it and refuses what is
  * not JSON, SQLSTATE class 22). */
 void pg_copy_jsonb(struct pg_copy_buf *b, const char *json, size_t n);

@@ -29,6 +29,12 @@ static void test_uuid_refused(void **state) {
         assert_int_equal(b.len, len); /* nothing written */
         assert_int_equal(pg_copy_uuid(&b, "C94B638C-d913-4a8c-b30e-bdf40a2e6663"), 0);
         assert_int_equal(b.len, len + 4 + 16);
+        /* what a caller writing one uuid in many rows parses once: the same 16 bytes */
+        unsigned char u[16];
+        assert_int_equal(pg_uuid_parse("C94B638C-d913-4a8c-b30e-bdf40a2e6663", u), 0);
+        assert_memory_equal(u, b.data + len + 4, 16);
+        assert_int_equal(pg_uuid_parse("c94b638c-d913-4a8c-b30e-bdf40a2e666", u), -EINVAL);
+        assert_int_equal(pg_uuid_parse("c94b638c-d913-4a8c-b30e-bdf40a2e66633", u), -EINVAL);
         assert_int_equal(pg_copy_buf_finish(&b), 0);
         pg_copy_buf_done(&b);
 }
