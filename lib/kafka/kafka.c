@@ -481,7 +481,6 @@ struct kafka_consumer {
         kafka_key_filter_fn key_filter;
         void *key_filter_userdata;
         bool defer_refusals;
-        rd_kafka_topic_partition_list_t *paused; /* kafka_consumer_fetch_keys's */
 };
 
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata) {
@@ -566,75 +565,8 @@ struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c) {
         /* Leaves the group now instead of letting the session time out. */
         rd_kafka_consumer_close(c->rk);
         rd_kafka_destroy(c->rk);
-        if (c->paused)
-                rd_kafka_topic_partition_list_destroy(c->paused);
         free(c);
         return NULL;
-}
-
-/* A consumer alone in its group holds every partition of its topics: the
- * count is the highest assigned + 1. */
-static int32_t assigned_partition_count(const rd_kafka_topic_partition_list_t *parts, const char *topic) {
-        int32_t cnt = 0;
-        for (int i = 0; i < parts->cnt; i++)
-                if (!strcmp(parts->elems[i].topic, topic) && parts->elems[i].partition >= cnt)
-                        cnt = parts->elems[i].partition + 1;
-        return cnt;
-}
-
-int kafka_consumer_fetch_keys(struct kafka_consumer *c, const char *const *keys, size_t n) {
-        rd_kafka_topic_partition_list_t *parts = NULL;
-        if (rd_kafka_assignment(c->rk, &parts))
-                return -EIO;
-        if (!c->paused)
-                c->paused = rd_kafka_topic_partition_list_new(parts->cnt > 0 ? parts->cnt : 1);
-        rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(parts->cnt + 1),
-                                        *resume = rd_kafka_topic_partition_list_new(parts->cnt + 1);
-        int fetched = 0;
-        for (int i = 0; i < parts->cnt; i++) {
-                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-                int32_t cnt = assigned_partition_count(parts, tp->topic);
-                bool want = false;
-                for (size_t k = 0; k < n && !want; k++)
-                        want = rd_kafka_msg_partitioner_consistent(NULL, keys[k], strlen(keys[k]), cnt, NULL, NULL) ==
-                               tp->partition;
-                bool was_paused = rd_kafka_topic_partition_list_find(c->paused, tp->topic, tp->partition) != NULL;
-                fetched += want;
-                if (!want) /* again even if paused: an assignment resumes what it adds */
-                        rd_kafka_topic_partition_list_add(pause, tp->topic, tp->partition);
-                else if (was_paused)
-                        rd_kafka_topic_partition_list_add(resume, tp->topic, tp->partition)->offset = RD_KAFKA_OFFSET_END;
-        }
-        int r = 0;
-        if (pause->cnt > 0 && rd_kafka_pause_partitions(c->rk, pause))
-                r = -EIO;
-        for (int i = 0; i < pause->cnt; i++)
-                if (!rd_kafka_topic_partition_list_find(c->paused, pause->elems[i].topic, pause->elems[i].partition))
-                        rd_kafka_topic_partition_list_add(c->paused, pause->elems[i].topic, pause->elems[i].partition);
-        if (resume->cnt > 0) {
-                /* from the end: what was produced while paused is not read (asynchronous, timeout 0) */
-                rd_kafka_error_t *err = rd_kafka_seek_partitions(c->rk, resume, 0);
-                if (err) {
-                        rd_kafka_error_destroy(err);
-                        r = -EIO;
-                }
-                if (rd_kafka_resume_partitions(c->rk, resume))
-                        r = -EIO;
-                for (int i = 0; i < resume->cnt; i++)
-                        rd_kafka_topic_partition_list_del(c->paused, resume->elems[i].topic, resume->elems[i].partition);
-        }
-        rd_kafka_topic_partition_list_destroy(pause);
-        rd_kafka_topic_partition_list_destroy(resume);
-        rd_kafka_topic_partition_list_destroy(parts);
-        return r < 0 ? r : fetched;
-}
-
-void kafka_consumer_wake(struct kafka_consumer *c) {
-        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(c->rk);
-        if (q) {
-                rd_kafka_queue_yield(q);
-                rd_kafka_queue_destroy(q);
-        }
 }
 
 /* Verifies m with c->auth (bus_auth.h). On success fills msg's signer and

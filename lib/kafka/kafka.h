@@ -131,20 +131,6 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
  * of every run would bound it, issue 10 point 4). key is not NUL-terminated. */
 typedef bool (*kafka_key_filter_fn)(void *userdata, const void *key, size_t key_len);
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata);
-/* Fetches, of c's assigned partitions, only those a producer sends one of
- * keys[0, n) to (librdkafka's default partitioner, which every producer of
- * this library uses: CRC-32 of the key modulo the partition count, counted
- * from the assignment, so for a consumer alone in its group); the others are
- * paused, so with n == 0 an idle consumer sends no fetch. A partition
- * resumed starts at its end: for a consumer of live records only (the api's
- * fan-out), what was produced while it was paused is skipped. Call it when
- * the keys change and now and then (an assignment resumes what it adds).
- * Returns how many partitions are fetched, or -EIO. Thread: the one that
- * polls c. */
-int kafka_consumer_fetch_keys(struct kafka_consumer *c, const char *const *keys, size_t n);
-/* Ends a kafka_consumer_poll() waiting on another thread now (it returns 0):
- * so the polling thread applies new keys (kafka_consumer_fetch_keys) at once. */
-void kafka_consumer_wake(struct kafka_consumer *c);
 /* With defer true, a record bus_auth refuses is returned (1) with
  * msg->refused set instead of being committed at once, so a caller holding
  * earlier messages of the same partition uncommitted (the batched consume

@@ -1,7 +1,6 @@
 /* Live RunEvents for websocket viewers. A consumer thread in a group unique to
- * this process (starting at "latest": history comes from PostgreSQL) fetches
- * only the partitions of the runs watched in this worker (none while no one
- * watches: hub_follow), decodes the records of runs someone watches, encodes and frames each event's
+ * this process (starting at "latest": history comes from PostgreSQL) decodes
+ * the records of runs someone watches, encodes and frames each event's
  * websocket message once (struct fanout_msg, shared by reference by every
  * viewer of the run), queues it for the subscribers of that run, and wakes
  * the lws loop with lws_cancel_service(). The lws thread drains the queues
@@ -40,7 +39,6 @@ struct fanout_sub {
 struct fanout_hub {
         pthread_mutex_t lock;
         struct fanout_sub *subs;
-        atomic_uint subs_gen; /* bumped when subs changes */
         struct api *api;
         struct kafka_consumer *consumer;
         pthread_t thread;
@@ -53,9 +51,6 @@ struct fanout_hub {
         /* the fan-out thread's: the last run whose reporter was checked */
         char checked_run[UUID_STR_LEN];
         char checked_signer[BUS_AUTH_SIGNER_MAX];
-        /* the fan-out thread's: subs_gen and time of the last hub_follow */
-        unsigned followed_gen;
-        int64_t followed_us;
 };
 
 static bool hub_has_sub(struct fanout_hub *h, const char *run_id) {
@@ -214,13 +209,6 @@ struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char
         return m;
 }
 
-/* Tells the fan-out thread the watched runs changed, waking its poll. */
-static void hub_changed(struct fanout_hub *h) {
-        atomic_fetch_add(&h->subs_gen, 1);
-        if (h->consumer)
-                kafka_consumer_wake(h->consumer);
-}
-
 struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
         struct fanout_sub *s = calloc(1, sizeof *s);
         if (!s)
@@ -230,7 +218,6 @@ struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
         s->next = h->subs;
         h->subs = s;
         pthread_mutex_unlock(&h->lock);
-        hub_changed(h);
         return s;
 }
 
@@ -244,7 +231,6 @@ void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s) {
                         break;
                 }
         pthread_mutex_unlock(&h->lock);
-        hub_changed(h);
         for (size_t i = 0; i < s->n; i++)
                 fanout_msg_unref(s->q[i]);
         free(s->q);
@@ -352,44 +338,9 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
         paddock__v1__run_event_batch__free_unpacked(b, NULL);
 }
 
-/* Fetches only the partitions of the runs watched in this worker, none when
- * no one watches (an idle worker sends the firehose no fetch, and a viewer's
- * worker fetches one partition, not all): again when the subscribers change
- * and every second (an assignment resumes what it adds). A partition resumed
- * starts at its end; the few events before that reach the stream from the
- * history, as any gap does (stream.c). */
-static void hub_follow(struct fanout_hub *h) {
-        unsigned gen = atomic_load(&h->subs_gen);
-        int64_t now = time_mono_us();
-        if (gen == h->followed_gen && now - h->followed_us < 1000000)
-                return;
-        size_t n = 0;
-        pthread_mutex_lock(&h->lock);
-        for (struct fanout_sub *s = h->subs; s; s = s->next)
-                n++;
-        _cleanup_free_ char(*ids)[UUID_STR_LEN] = n ? malloc(n * sizeof *ids) : NULL;
-        _cleanup_free_ const char **keys = n ? malloc(n * sizeof *keys) : NULL;
-        size_t i = 0;
-        for (struct fanout_sub *s = h->subs; s && ids && keys; s = s->next, i++) {
-                memcpy(ids[i], s->run_id, UUID_STR_LEN);
-                keys[i] = ids[i];
-        }
-        pthread_mutex_unlock(&h->lock);
-        if (n && (!ids || !keys))
-                return; /* out of memory: again at the next round */
-        int r = kafka_consumer_fetch_keys(h->consumer, keys, n);
-        if (r < 0) {
-                log_warn("fan-out could not choose its partitions: %s", strerror(-r));
-                return;
-        }
-        h->followed_gen = gen;
-        h->followed_us = now;
-}
-
 static void *fanout_thread(void *arg) {
         struct fanout_hub *h = arg;
         while (!atomic_load(&h->stop) && !shutdown_requested()) {
-                hub_follow(h);
                 struct kafka_message m;
                 int r = kafka_consumer_poll(h->consumer, 500, &m);
                 if (r < 0) {
@@ -421,11 +372,10 @@ int fanout_start(struct api *a) {
         snprintf(client, sizeof client, "paddock-api-fanout");
         struct kafka_options o;
         kafka_settings_options(&a->cfg.kafka, client, a->auth, &o);
-        /* the control fetch wait: this consumer fetches only the partitions
-         * of watched runs, and none while no one watches (hub_follow), so a
-         * short wait costs few idle fetches (docs/CONTRACTS.md "Consumer
+        /* the shared fetch wait, not the control one: this consumer reads
+         * every partition of the firehose in each api worker, so a short
+         * wait costs the most idle fetches (docs/CONTRACTS.md "Consumer
          * fetch waits") */
-        kafka_options_control(&o, &a->cfg.kafka);
         struct err_detail e = {0};
         h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
         if (!h->consumer) {
@@ -450,8 +400,6 @@ void fanout_stop(struct api *a) {
         if (!h)
                 return;
         atomic_store(&h->stop, true);
-        if (h->consumer)
-                kafka_consumer_wake(h->consumer); /* its poll waits up to 500 ms */
         if (h->started)
                 pthread_join(h->thread, NULL);
         h->consumer = kafka_consumer_free(h->consumer);

@@ -41,7 +41,6 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.async", 2, 3);
         rd_kafka_mock_topic_create(mock, "t.filter", 1, 3);
         rd_kafka_mock_topic_create(mock, "t.many", 1, 3);
-        rd_kafka_mock_topic_create(mock, "t.follow", 4, 3);
         return 0;
 }
 
@@ -325,74 +324,6 @@ static void test_key_filter_skips_records(void **state) {
         assert_null(kafka_producer_free(p));
 }
 
-/* Polls for up to ms; 1 with *m filled, 0 if nothing came. */
-static int poll_for(struct kafka_consumer *c, int ms, struct kafka_message *m) {
-        for (int waited = 0; waited < ms; waited += 100) {
-                int r = kafka_consumer_poll(c, 100, m);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* kafka_consumer_fetch_keys: only the partitions the producer sends the
- * given keys to are fetched (the api's fan-out follows the runs it
- * streams); one resumed starts at its end; none with no keys. */
-static void test_fetch_keys_follows_partitions(void **state) {
-        (void)state;
-        struct kafka_options o = opts();
-        struct err_detail err = {0};
-        struct kafka_producer *p = kafka_producer_new(&o, &err);
-        assert_non_null(p);
-        const char *topics[] = {"t.follow", NULL};
-        struct kafka_consumer *c = kafka_consumer_new(&o, "g.follow", topics, "earliest", &err);
-        assert_non_null(c);
-        /* b: a key the producer sends to another partition than a's */
-        const char *a = "run-a";
-        char b[16] = "";
-        for (int i = 0; !b[0] || rd_kafka_msg_partitioner_consistent(NULL, b, strlen(b), 4, NULL, NULL) ==
-                                       rd_kafka_msg_partitioner_consistent(NULL, a, strlen(a), 4, NULL, NULL);
-             i++)
-                snprintf(b, sizeof b, "run-b%d", i);
-        const char *keys[] = {a, b};
-        struct kafka_message m;
-        int fetched = 0;
-        for (int i = 0; i < 300 && fetched != 1; i++) { /* until the group assigned the 4 partitions */
-                assert_int_equal(kafka_consumer_poll(c, 100, &m), 0);
-                fetched = kafka_consumer_fetch_keys(c, keys, 1);
-        }
-        assert_int_equal(fetched, 1);
-        assert_int_equal(kafka_produce_sync(p, "t.follow", b, "x1", 2, 10000, &err), 0);
-        assert_int_equal(kafka_produce_sync(p, "t.follow", a, "a1", 2, 10000, &err), 0);
-        assert_int_equal(poll_one(c, &m), 1);
-        assert_memory_equal(m.value, "a1", 2);
-        kafka_message_release(&m);
-        assert_int_equal(poll_for(c, 1500, &m), 0); /* x1: its partition is paused */
-
-        /* b's partition resumed from its end: x1 is never read, what follows is */
-        assert_int_equal(kafka_consumer_fetch_keys(c, keys, 2), 2);
-        int got = 0;
-        for (int i = 0; i < 30 && !got; i++) {
-                char v[16];
-                snprintf(v, sizeof v, "b%d", i);
-                assert_int_equal(kafka_produce_sync(p, "t.follow", b, v, strlen(v), 10000, &err), 0);
-                got = poll_for(c, 500, &m);
-        }
-        assert_int_equal(got, 1);
-        assert_int_equal(((const char *)m.value)[0], 'b');
-        assert_int_equal(m.key_len, strlen(b));
-        kafka_message_release(&m);
-
-        /* no keys: nothing is fetched */
-        assert_int_equal(kafka_consumer_fetch_keys(c, NULL, 0), 0);
-        while (poll_for(c, 500, &m) == 1) /* what was fetched before */
-                kafka_message_release(&m);
-        assert_int_equal(kafka_produce_sync(p, "t.follow", a, "a2", 2, 10000, &err), 0);
-        assert_int_equal(poll_for(c, 1500, &m), 0);
-        assert_null(kafka_consumer_free(c));
-        assert_null(kafka_producer_free(p));
-}
-
 int main(void) {
         log_init("test", LOG_WARN);
         const struct CMUnitTest tests[] = {
@@ -406,7 +337,6 @@ int main(void) {
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_free_null),
                 cmocka_unit_test(test_key_filter_skips_records),
-                cmocka_unit_test(test_fetch_keys_follows_partitions),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
