@@ -126,7 +126,7 @@ static void spool_append(struct run_events *ev) {
                 spool_cut(ev, ev->spool_len);
 }
 
-/* The end of a wait for every queued record (kafka_producer_flush's r):
+/* The end of a wait for every queued record of the run (kafka_tally_wait's r):
  * acknowledged, the spool is emptied; else they are counted lost (the
  * terminal status says so) and stay in the spool until the next success. */
 static int events_flushed_locked(struct run_events *ev, int r) {

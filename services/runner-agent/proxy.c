@@ -862,6 +862,33 @@ static int half_step(struct half *h, bool readable, bool writable) {
         return 0;
 }
 
+/* An empty pipe of an ended tunnel from the loop's pool into p: no pipe2,
+ * F_SETPIPE_SZ and closes per tunnel (issue 10 §4); its fds leave the pool's
+ * share of the node's budget for the tunnel's (work_connect). False when the
+ * pool has none (it holds RELAY_PIPE_SIZE pipes only). */
+static bool pipe_pool_take(int p[2], size_t size) {
+        if (size != RELAY_PIPE_SIZE || !on_loop || on_loop->n_pipes == 0)
+                return false;
+        on_loop->n_pipes--;
+        atomic_fetch_sub(&g.fds, 2);
+        memcpy(p, on_loop->pipes[on_loop->n_pipes], 2 * sizeof *p);
+        return true;
+}
+
+/* A new pipe holding size bytes into p, or false. A smaller pipe
+ * (fs.pipe-max-size, pipe-user-pages-soft) only means smaller steps: never
+ * ask for more than it holds, so none is made then. */
+static bool pipe_make(int p[2], size_t size) {
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+                return false;
+        if (fcntl(p[0], F_SETPIPE_SZ, (int)size) >= (int)size)
+                return true;
+        close(p[0]);
+        close(p[1]);
+        p[0] = p[1] = -1;
+        return false;
+}
+
 /* A direction from -> to through a pipe of pipe_size bytes (a buffer of as
  * many when no pipe can be made, or with_pipe is false); limit: bytes to
  * read from `from`, -1 for all (a limit reached is an EOF that does not shut
@@ -870,29 +897,10 @@ static int half_init(struct half *h, int from, int to, int64_t limit, uint64_t *
                      bool with_pipe) {
         *h = (struct half){.from = from, .to = to, .pipe = {-1, -1}, .limit = limit, .bytes = bytes,
                            .pipe_size = pipe_size};
-        if (with_pipe && pipe_size == RELAY_PIPE_SIZE && on_loop && on_loop->n_pipes > 0) {
-                /* an empty pipe of an ended tunnel: no pipe2, F_SETPIPE_SZ and
-                 * closes per tunnel (issue 10 §4); its fds leave the pool's
-                 * share of the node's budget for the tunnel's (work_connect) */
-                on_loop->n_pipes--;
-                atomic_fetch_sub(&g.fds, 2);
-                memcpy(h->pipe, on_loop->pipes[on_loop->n_pipes], sizeof h->pipe);
+        if (with_pipe && (pipe_pool_take(h->pipe, pipe_size) || pipe_make(h->pipe, pipe_size))) {
                 h->use_splice = true;
-                h->copy_small = true;
+                h->copy_small = true; /* until a read fills the copy buffer */
                 return 0;
-        }
-        if (with_pipe && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
-                /* a smaller pipe (fs.pipe-max-size, pipe-user-pages-soft) only
-                 * means smaller steps: never ask for more than it holds */
-                if (fcntl(h->pipe[0], F_SETPIPE_SZ, (int)pipe_size) < (int)pipe_size) {
-                        close(h->pipe[0]);
-                        close(h->pipe[1]);
-                        h->pipe[0] = h->pipe[1] = -1;
-                } else {
-                        h->use_splice = true;
-                        h->copy_small = true; /* until a read fills the copy buffer */
-                        return 0;
-                }
         }
         h->buf = malloc(pipe_size);
         return h->buf ? 0 : -ENOMEM;
