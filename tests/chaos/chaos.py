@@ -273,9 +273,13 @@ class Injector(threading.Thread):
             st.mock(f"up {broker}")
             say(f"       kafka:broker-down: broker {broker} up")
         elif kind == "kafka:request-errors":
-            # Produce, Fetch, OffsetCommit, JoinGroup, Heartbeat: retriable errors
-            # (NOT_LEADER_OR_FOLLOWER 6, REQUEST_TIMED_OUT 7, COORDINATOR_NOT_AVAILABLE 15)
-            key, code = self.rng.choice([(0, 6), (0, 7), (1, 6), (8, 15), (11, 15), (12, 15)])
+            # Fetch, OffsetCommit, JoinGroup, Heartbeat: retriable errors
+            # (NOT_LEADER_OR_FOLLOWER 6, COORDINATOR_NOT_AVAILABLE 15). Not
+            # Produce: the mock checks idempotent sequences only for
+            # transactional producers, so it appends a batch whose
+            # predecessor it failed, and librdkafka then counts the failed
+            # one delivered (docs/CONTRACTS.md "Chaos suite")
+            key, code = self.rng.choice([(1, 6), (8, 15), (11, 15), (12, 15)])
             n = self.rng.randint(3, 20)
             st.mock(f"errors {key} {code} {n}")
             self.note(kind, f"next {n} requests of API key {key} fail with error {code}")
