@@ -32,6 +32,8 @@ struct kafka_loop_health {
         char topic[128];         /* the partition that lags most, or of the held round */
         int32_t partition;
         int64_t part_lag;
+        int64_t unassigned_ms;   /* kafka_consumer_unassigned_ms at the last look */
+        char group[128];
 };
 
 #define KAFKA_LOOP_HEALTH_MAX 16
@@ -100,8 +102,12 @@ static void kafka_loop_health_check(struct kafka_loop_health *h, struct kafka_co
         if (!h)
                 return;
         int64_t now = kafka_loop_now_ms();
+        const char *group = NULL;
+        int64_t unassigned = kafka_consumer_unassigned_ms(c, &group);
         pthread_mutex_lock(&health_lock);
         bool due = now - h->checked_ms >= KAFKA_LOOP_LAG_CHECK_MS;
+        h->unassigned_ms = unassigned;
+        snprintf(h->group, sizeof h->group, "%s", group ? group : "");
         pthread_mutex_unlock(&health_lock);
         if (!due)
                 return;
@@ -131,6 +137,12 @@ int kafka_consume_stalled(int stall_s, char *why, size_t why_size) {
         pthread_mutex_lock(&health_lock);
         for (size_t i = 0; i < KAFKA_LOOP_HEALTH_MAX && !r; i++) {
                 const struct kafka_loop_health *h = &health[i];
+                if (h->used && h->unassigned_ms > (int64_t)stall_s * 1000) {
+                        snprintf(why, why_size, "consumer group %s has had no assignment for %" PRId64
+                                 " s (its join has not completed)", h->group, h->unassigned_ms / 1000);
+                        r = -EBUSY;
+                        break;
+                }
                 int64_t idle = now - h->progress_ms;
                 if (!h->used || idle <= (int64_t)stall_s * 1000 || h->lag + (int64_t)h->held == 0)
                         continue;

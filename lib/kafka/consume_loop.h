@@ -104,7 +104,11 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
  * KAFKA_LOOP_LAG_CHECK_MS while idle). A loop is stalled when it has not
  * progressed for more than stall_s seconds while it has lag (messages it
  * holds uncommitted, or high watermark > position): a handler retrying
- * forever, a fetcher that stopped after a broker came back. Returns 0 when
+ * forever, a fetcher that stopped after a broker came back. A loop whose
+ * consumer has had no assignment for more than stall_s (a group join that
+ * does not complete: kafka_consumer_unassigned_ms) is stalled too, though it
+ * has no lag to show: "consumer group paddock-billing has had no assignment
+ * for 47 s (its join has not completed)". Returns 0 when
  * no loop is stalled (or stall_s <= 0: the check is off), else -EBUSY with
  * why[why_size] saying which: "consumer paddock.runs.events partition 3
  * stalled 47 s with lag 1200". Thread-safe (the ops server's thread). */

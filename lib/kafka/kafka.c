@@ -481,7 +481,48 @@ struct kafka_consumer {
         kafka_key_filter_fn key_filter;
         void *key_filter_userdata;
         bool defer_refusals;
+        char group[256];
+        /* time_mono_us() since the consumer has been in its group without an
+         * assignment (subscribed, or revoked for a rebalance), 0 once one is
+         * in place: kafka_consumer_unassigned_ms */
+        atomic_llong unassigned_since_us;
 };
+
+/* Applies the group's verdict as librdkafka would without a callback, and
+ * notes when the consumer is left without an assignment: a join that never
+ * completes (librdkafka 2.0.2's mock drops the JoinGroup answer of a member
+ * whose session expired while it waited, and the client then waits
+ * max.poll.interval.ms + 3 s) is visible to /readyz (consume_loop.h). */
+static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                               void *opaque) {
+        struct kafka_consumer *c = opaque;
+        bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (cooperative) {
+                        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+                        if (e)
+                                rd_kafka_error_destroy(e);
+                } else
+                        (void)rd_kafka_assign(rk, parts);
+                atomic_store(&c->unassigned_since_us, 0);
+                return;
+        }
+        if (cooperative) {
+                rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+                if (e)
+                        rd_kafka_error_destroy(e);
+        } else
+                (void)rd_kafka_assign(rk, NULL);
+        long long zero = 0;
+        (void)atomic_compare_exchange_strong(&c->unassigned_since_us, &zero, (long long)time_mono_us());
+}
+
+int64_t kafka_consumer_unassigned_ms(struct kafka_consumer *c, const char **group) {
+        if (group)
+                *group = c->group;
+        long long since = atomic_load(&c->unassigned_since_us);
+        return since ? (time_mono_us() - since) / 1000 : 0;
+}
 
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata) {
         c->key_filter = fn;
@@ -532,6 +573,10 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                 err_set(reterr, -ENOMEM, "", "out of memory");
                 return NULL;
         }
+        snprintf(c->group, sizeof c->group, "%s", group_id);
+        atomic_store(&c->unassigned_since_us, (long long)time_mono_us());
+        rd_kafka_conf_set_opaque(conf, c);
+        rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
         c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
         if (!c->rk) {
                 rd_kafka_conf_destroy(conf);

@@ -155,6 +155,11 @@ void kafka_message_release(struct kafka_message *msg);
  * polls c. */
 int64_t kafka_consumer_lag(struct kafka_consumer *c, int timeout_ms, char *topic, size_t topic_size,
                            int32_t *ret_partition, int64_t *ret_lag);
+/* How long c has been in its group without an assignment (since it
+ * subscribed, or since a rebalance revoked its partitions), in ms; 0 while
+ * it holds one (even an empty one: more members than partitions). *group
+ * (may be NULL) gets c's group id. Thread-safe. */
+int64_t kafka_consumer_unassigned_ms(struct kafka_consumer *c, const char **group);
 /* Synchronously commits msg's offset + 1 for its partition. Call only after
  * the message's effect is durable. Returns 0 or negative errno with *reterr. */
 int kafka_consumer_commit(struct kafka_consumer *c, const struct kafka_message *msg,

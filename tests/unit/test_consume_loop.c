@@ -53,6 +53,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.backlog", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.stall.held", 1, 1);
         rd_kafka_mock_topic_create(mock, "t.stall.fetch", 1, 1);
+        rd_kafka_mock_topic_create(mock, "t.stall.join", 1, 1);
         return 0;
 }
 
@@ -629,6 +630,32 @@ static void test_stall_fetch_not_progressing(void **state) {
         staller_stop(&s);
 }
 
+/* A consumer whose group join never completes (every JoinGroup answered
+ * COORDINATOR_NOT_AVAILABLE; what librdkafka 2.0.2's mock makes of a member
+ * whose session expired while it waited: it never answers) has no partition
+ * and so no lag, yet it reads nothing: after stall_s it is reported, naming
+ * its group; once the join completes it reads and is ready. */
+static void test_stall_join_not_completing(void **state) {
+        char why[256];
+        rd_kafka_resp_err_t errs[300];
+        for (size_t i = 0; i < ELEMENTSOF(errs); i++)
+                errs[i] = RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+        rd_kafka_mock_push_request_errors_array(mock, 11 /* JoinGroup */, ELEMENTSOF(errs), errs);
+        struct staller s = {0};
+        staller_start(&s, "t.stall.join", "g.stall.join");
+        produce("t.stall.join", (const char *const[]){"x", NULL});
+        assert_int_equal(wait_stalled(1, -EBUSY, why, sizeof why), -EBUSY);
+        assert_non_null(strstr(why, "consumer group g.stall.join has had no assignment for "));
+        assert_int_equal(atomic_load(&s.handled), 0);
+
+        rd_kafka_mock_clear_request_errors(mock, 11);
+        for (int i = 0; i < 600 && atomic_load(&s.handled) < 1; i++)
+                sleep_ms(100);
+        assert_int_equal(atomic_load(&s.handled), 1);
+        assert_int_equal(wait_stalled(1, 0, why, sizeof why), 0);
+        staller_stop(&s);
+}
+
 int main(void) {
         log_init("test", LOG_ERROR);
         const struct CMUnitTest tests[] = {
@@ -643,6 +670,7 @@ int main(void) {
                 cmocka_unit_test(test_backlog_kept),
                 cmocka_unit_test(test_stall_held_round),
                 cmocka_unit_test(test_stall_fetch_not_progressing),
+                cmocka_unit_test(test_stall_join_not_completing),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
