@@ -502,7 +502,7 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                                           struct err_detail *reterr) {
         char errstr[512], session[16], heartbeat[16], fetch_wait[16];
         if (!group_id || !*group_id || (topics && !topics[0])) {
-                err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id and at least one topic");
+                err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id, and a topic if it subscribes");
                 return NULL;
         }
         const char *ours[16] = {
