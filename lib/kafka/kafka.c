@@ -486,6 +486,11 @@ struct kafka_consumer {
          * assignment (subscribed, or revoked for a rebalance), 0 once one is
          * in place: kafka_consumer_unassigned_ms */
         atomic_llong unassigned_since_us;
+        /* kafka_consumer_follow_keys's: the followed topic, its partition
+         * count from metadata (0: not yet known) and when it was read */
+        char *follow_topic;
+        int32_t follow_parts;
+        int64_t follow_parts_us;
 };
 
 /* Applies the group's verdict as librdkafka would without a callback, and
@@ -537,8 +542,8 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                                           const char *const *topics, const char *offset_reset,
                                           struct err_detail *reterr) {
         char errstr[512], session[16], heartbeat[16], fetch_wait[16];
-        if (!group_id || !*group_id || !topics || !topics[0]) {
-                err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id and at least one topic");
+        if (!group_id || !*group_id || (topics && !topics[0])) {
+                err_set(reterr, -EINVAL, "config", "kafka consumer needs a group id, and a topic if it subscribes");
                 return NULL;
         }
         const char *ours[16] = {
@@ -574,7 +579,6 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
                 return NULL;
         }
         snprintf(c->group, sizeof c->group, "%s", group_id);
-        atomic_store(&c->unassigned_since_us, (long long)time_mono_us());
         rd_kafka_conf_set_opaque(conf, c);
         rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
         c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
@@ -586,6 +590,9 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, cons
         }
         rd_kafka_poll_set_consumer(c->rk);
         c->auth = opts ? opts->auth : NULL;
+        if (!topics)
+                return c; /* assigned by kafka_consumer_follow_keys, never a group member */
+        atomic_store(&c->unassigned_since_us, (long long)time_mono_us());
 
         size_t ntopics = 0;
         while (topics[ntopics])
@@ -610,8 +617,111 @@ struct kafka_consumer *kafka_consumer_free(struct kafka_consumer *c) {
         /* Leaves the group now instead of letting the session time out. */
         rd_kafka_consumer_close(c->rk);
         rd_kafka_destroy(c->rk);
+        free(c->follow_topic);
         free(c);
         return NULL;
+}
+
+/* kafka_consumer_follow_keys: the partition count is read again after this
+ * long, so partitions added to the topic are followed within it */
+#define FOLLOW_PARTS_MAX_AGE_US (60 * 1000000LL)
+#define FOLLOW_METADATA_MS 5000
+
+/* The partition count of topic from the cluster's metadata; 0 and *err if
+ * the topic is unknown or the request failed. */
+static int32_t topic_partition_count(rd_kafka_t *rk, const char *topic, rd_kafka_resp_err_t *err) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        int32_t cnt = 0;
+        if (!rkt) {
+                *err = rd_kafka_last_error();
+                return 0;
+        }
+        *err = rd_kafka_metadata(rk, 0, rkt, &md, FOLLOW_METADATA_MS);
+        if (!*err && md->topic_cnt == 1 && !(*err = md->topics[0].err))
+                cnt = md->topics[0].partition_cnt;
+        if (!*err && cnt <= 0)
+                *err = RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        return cnt;
+}
+
+int kafka_consumer_follow_keys(struct kafka_consumer *c, const char *topic, const char *const *keys, size_t n,
+                               int64_t back, struct err_detail *reterr) {
+        int64_t now = time_mono_us();
+        if (!c->follow_topic || strcmp(c->follow_topic, topic)) {
+                free(c->follow_topic);
+                c->follow_parts = 0;
+                if (!(c->follow_topic = strdup(topic)))
+                        return err_set(reterr, -ENOMEM, "", "out of memory");
+        }
+        if (!c->follow_parts || now - c->follow_parts_us >= FOLLOW_PARTS_MAX_AGE_US) {
+                rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                int32_t cnt = topic_partition_count(c->rk, topic, &err);
+                if (!cnt && !c->follow_parts)
+                        return kafka_err_set(reterr, err, "could not read the partition count");
+                if (cnt) /* on failure the last count stands: a partition count only ever grows */
+                        c->follow_parts = cnt;
+                c->follow_parts_us = now;
+        }
+        rd_kafka_topic_partition_list_t *cur = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &cur);
+        if (err)
+                return kafka_err_set(reterr, err, "could not read the assignment");
+        /* want[p]: partition p of topic carries one of the keys */
+        _cleanup_free_ bool *want = calloc((size_t)c->follow_parts, sizeof *want);
+        rd_kafka_topic_partition_list_t *add = rd_kafka_topic_partition_list_new(1),
+                                        *drop = rd_kafka_topic_partition_list_new(1);
+        int r = 0;
+        if (!want || !add || !drop) {
+                r = err_set(reterr, -ENOMEM, "", "out of memory");
+                goto out;
+        }
+        for (size_t k = 0; k < n; k++)
+                want[rd_kafka_msg_partitioner_consistent(NULL, keys[k], strlen(keys[k]), c->follow_parts, NULL,
+                                                          NULL)] = true;
+        for (int i = 0; i < cur->cnt; i++) {
+                const rd_kafka_topic_partition_t *tp = &cur->elems[i];
+                if (strcmp(tp->topic, topic) || tp->partition >= c->follow_parts || !want[tp->partition])
+                        rd_kafka_topic_partition_list_add(drop, tp->topic, tp->partition);
+        }
+        for (int32_t p = 0; p < c->follow_parts; p++) {
+                if (!want[p])
+                        continue;
+                r++;
+                /* an explicit start in the assignment itself: librdkafka looks
+                 * up the end and starts `back` records before it, with no
+                 * reset or seek to race against */
+                if (!rd_kafka_topic_partition_list_find(cur, topic, p))
+                        rd_kafka_topic_partition_list_add(add, topic, p)->offset = RD_KAFKA_OFFSET_TAIL(back);
+        }
+        rd_kafka_error_t *e = NULL;
+        if (drop->cnt > 0 && (e = rd_kafka_incremental_unassign(c->rk, drop)))
+                goto failed;
+        if (add->cnt > 0 && (e = rd_kafka_incremental_assign(c->rk, add)))
+                goto failed;
+        goto out;
+failed:
+        r = err_set(reterr, kafka_errno(rd_kafka_error_code(e)), rd_kafka_error_name(e),
+                    "could not change the assignment: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+out:
+        if (add)
+                rd_kafka_topic_partition_list_destroy(add);
+        if (drop)
+                rd_kafka_topic_partition_list_destroy(drop);
+        rd_kafka_topic_partition_list_destroy(cur);
+        return r;
+}
+
+void kafka_consumer_wake(struct kafka_consumer *c) {
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(c->rk);
+        if (q) {
+                rd_kafka_queue_yield(q);
+                rd_kafka_queue_destroy(q);
+        }
 }
 
 /* Verifies m with c->auth (bus_auth.h). On success fills msg's signer and

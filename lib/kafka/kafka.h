@@ -1,5 +1,6 @@
-/* Thin librdkafka wrapper: an idempotent producer (acks=all) and a consumer
- * group member with manual commits. librdkafka errors are translated here once
+/* Thin librdkafka wrapper: an idempotent producer (acks=all), a consumer
+ * group member with manual commits, and a consumer of the partitions chosen
+ * keys go to (kafka_consumer_follow_keys). librdkafka errors are translated here once
  * (e.g. timeouts -> -ETIMEDOUT, transport/all-brokers-down -> -ECONNRESET,
  * unknown topic -> -ENOENT, others -EIO) with the original name and text in
  * *reterr. Only standard client features are used, so real Kafka works unchanged. */
@@ -112,7 +113,8 @@ struct kafka_message {
 
 /* Joins group_id and subscribes to the NULL-terminated topics, with
  * enable.auto.commit=false and auto.offset.reset = offset_reset
- * ("earliest" or "latest"). Caller owns the result. */
+ * ("earliest" or "latest"); topics NULL: no group membership, the
+ * partitions are chosen by kafka_consumer_follow_keys(). Caller owns the result. */
 struct kafka_consumer *kafka_consumer_new(const struct kafka_options *opts, const char *group_id,
                                           const char *const *topics, const char *offset_reset,
                                           struct err_detail *reterr);
@@ -131,6 +133,19 @@ int kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms, struct kafka_m
  * of every run would bound it, issue 10 point 4). key is not NUL-terminated. */
 typedef bool (*kafka_key_filter_fn)(void *userdata, const void *key, size_t key_len);
 void kafka_consumer_set_key_filter(struct kafka_consumer *c, kafka_key_filter_fn fn, void *userdata);
+/* Assigns c (made with topics NULL) exactly the partitions of topic that a
+ * producer sends one of keys[0, n) to (librdkafka's default partitioner,
+ * which every producer of this library uses: CRC-32 of the key modulo the
+ * partition count, read from metadata and again after a minute), so with
+ * n == 0 it fetches nothing. A partition newly assigned starts `back`
+ * records before its end, one still wanted keeps its position, the others
+ * are unassigned. Returns how many partitions are assigned, or a negative
+ * errno with *reterr. Thread: the one that polls c. */
+int kafka_consumer_follow_keys(struct kafka_consumer *c, const char *topic, const char *const *keys, size_t n,
+                               int64_t back, struct err_detail *reterr);
+/* Ends a kafka_consumer_poll() waiting on another thread now (it returns 0),
+ * or the next one if none waits. Thread-safe. */
+void kafka_consumer_wake(struct kafka_consumer *c);
 /* With defer true, a record bus_auth refuses is returned (1) with
  * msg->refused set instead of being committed at once, so a caller holding
  * earlier messages of the same partition uncommitted (the batched consume

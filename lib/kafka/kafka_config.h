@@ -47,8 +47,8 @@ struct kafka_settings {
         {"PADDOCK_KAFKA_CONTROL_FETCH_WAIT_MS", CONFIG_INT, "500", 1, 10000, false,                                  \
          KAFKA_CONFIG_OFF_(st, m, control_fetch_wait_ms),                                                             \
          "PADDOCK_KAFKA_FETCH_WAIT_MS of the low-volume consumers on the launch path (the scheduler's runs, the "     \
-         "runner-agent's assignments, the api's run statuses): the local stack lowers it further, since the mock "   \
-         "cluster answers a waiting fetch only at the wait's end (kafka_options_control)"},                          \
+         "runner-agent's assignments, the api's run statuses and its websocket fan-out): the local stack lowers it " \
+         "further, since the mock cluster answers a waiting fetch only at the wait's end (kafka_options_control)"},  \
         {"PADDOCK_KAFKA_LINGER_MS", CONFIG_INT, "0", 0, 1000, false, KAFKA_CONFIG_OFF_(st, m, linger_ms),           \
          "how long a producer holds records to batch them (librdkafka linger.ms); 0: none, since every record "     \
          "on the launch and control path waits for its acknowledgement and the runner-agent batches its run "       \

@@ -1,12 +1,17 @@
-/* Live RunEvents for websocket viewers. A consumer thread in a group unique to
- * this process (starting at "latest": history comes from PostgreSQL) decodes
- * the records of runs someone watches, encodes and frames each event's
- * websocket message once (struct fanout_msg, shared by reference by every
- * viewer of the run), queues it for the subscribers of that run, and wakes
- * the lws loop with lws_cancel_service(). The lws thread drains the queues
- * and writes several frames at once (stream.c). One mutex guards
- * subscribers and their queues; it is taken once per record, and a queue is
- * an array of pointers (no allocation per event and viewer). */
+/* Live RunEvents for websocket viewers. A consumer thread, in no consumer
+ * group (it never commits), assigns itself exactly the partitions of
+ * paddock.runs.events that the runs watched in this worker are produced to
+ * (hub_follow, kafka_consumer_follow_keys), none while no one watches, so an
+ * idle worker sends the firehose no fetch; a partition newly assigned starts
+ * FOLLOW_BACK_RECORDS before its end, which covers the events produced
+ * between a viewer's subscription and the assignment (history comes from
+ * PostgreSQL). It decodes the records of runs someone watches, encodes and
+ * frames each event's websocket message once (struct fanout_msg, shared by
+ * reference by every viewer of the run), queues it for the subscribers of
+ * that run, and wakes the lws loop with lws_cancel_service(). The lws thread
+ * drains the queues and writes several frames at once (stream.c). One mutex
+ * guards subscribers and their queues; it is taken once per record, and a
+ * queue is an array of pointers (no allocation per event and viewer). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +34,15 @@
  * does not fall back to PostgreSQL (issue 10 point 4). */
 #define SUB_QUEUE_MAX 16384
 
+/* A partition newly assigned starts this many records before its end: a
+ * viewer subscribes before it reads the history (stream.c), and the events
+ * produced between then and the assignment (a few batches of a run just
+ * launched) arrive live, not from the stream's once-a-second history poll;
+ * the key filter skips other runs' records undecoded. */
+#define FOLLOW_BACK_RECORDS 256
+/* the poll's wait; a change of subscribers ends it at once (hub_changed) */
+#define FANOUT_POLL_MS 500
+
 struct fanout_sub {
         char run_id[UUID_STR_LEN];
         struct fanout_msg **q; /* [0, n): one reference each, in partition order */
@@ -39,6 +53,7 @@ struct fanout_sub {
 struct fanout_hub {
         pthread_mutex_t lock;
         struct fanout_sub *subs;
+        atomic_uint subs_gen; /* bumped when subs changes */
         struct api *api;
         struct kafka_consumer *consumer;
         pthread_t thread;
@@ -51,6 +66,9 @@ struct fanout_hub {
         /* the fan-out thread's: the last run whose reporter was checked */
         char checked_run[UUID_STR_LEN];
         char checked_signer[BUS_AUTH_SIGNER_MAX];
+        /* the fan-out thread's: subs_gen and time of the last hub_follow */
+        unsigned followed_gen;
+        int64_t followed_us;
 };
 
 static bool hub_has_sub(struct fanout_hub *h, const char *run_id) {
@@ -209,6 +227,14 @@ struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char
         return m;
 }
 
+/* Tells the fan-out thread the watched runs changed, ending its poll so a
+ * new viewer's partition is assigned at once. */
+static void hub_changed(struct fanout_hub *h) {
+        atomic_fetch_add(&h->subs_gen, 1);
+        if (h->consumer)
+                kafka_consumer_wake(h->consumer);
+}
+
 struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
         struct fanout_sub *s = calloc(1, sizeof *s);
         if (!s)
@@ -218,6 +244,7 @@ struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id) {
         s->next = h->subs;
         h->subs = s;
         pthread_mutex_unlock(&h->lock);
+        hub_changed(h);
         return s;
 }
 
@@ -231,6 +258,7 @@ void fanout_unsubscribe(struct fanout_hub *h, struct fanout_sub *s) {
                         break;
                 }
         pthread_mutex_unlock(&h->lock);
+        hub_changed(h);
         for (size_t i = 0; i < s->n; i++)
                 fanout_msg_unref(s->q[i]);
         free(s->q);
@@ -338,11 +366,45 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
         paddock__v1__run_event_batch__free_unpacked(b, NULL);
 }
 
+/* Assigns the consumer the partitions of the runs watched in this worker
+ * (kafka_consumer_follow_keys): when the subscribers changed, and every few
+ * seconds (the partition count is read again now and then); after a failure,
+ * at the next round. */
+static void hub_follow(struct fanout_hub *h) {
+        unsigned gen = atomic_load(&h->subs_gen);
+        int64_t now = time_mono_us();
+        if (gen == h->followed_gen && h->followed_us && now - h->followed_us < 5000000)
+                return;
+        size_t n = 0;
+        pthread_mutex_lock(&h->lock);
+        for (struct fanout_sub *s = h->subs; s; s = s->next)
+                n++;
+        _cleanup_free_ char(*ids)[UUID_STR_LEN] = n ? malloc(n * sizeof *ids) : NULL;
+        _cleanup_free_ const char **keys = n ? malloc(n * sizeof *keys) : NULL;
+        size_t i = 0;
+        for (struct fanout_sub *s = h->subs; s && ids && keys; s = s->next, i++) {
+                memcpy(ids[i], s->run_id, UUID_STR_LEN);
+                keys[i] = ids[i];
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (n && (!ids || !keys))
+                return; /* out of memory: again at the next round */
+        struct err_detail e = {0};
+        int r = kafka_consumer_follow_keys(h->consumer, TOPIC_RUNS_EVENTS, keys, n, FOLLOW_BACK_RECORDS, &e);
+        if (r < 0) {
+                log_warn("fan-out could not choose its partitions: %s", e.message);
+                return;
+        }
+        h->followed_gen = gen;
+        h->followed_us = now;
+}
+
 static void *fanout_thread(void *arg) {
         struct fanout_hub *h = arg;
         while (!atomic_load(&h->stop) && !shutdown_requested()) {
+                hub_follow(h);
                 struct kafka_message m;
-                int r = kafka_consumer_poll(h->consumer, 500, &m);
+                int r = kafka_consumer_poll(h->consumer, FANOUT_POLL_MS, &m);
                 if (r < 0) {
                         log_error("fan-out consumer failed: %s", strerror(-r));
                         break;
@@ -368,16 +430,19 @@ int fanout_start(struct api *a) {
         h->hops[1].name = "kafka_to_fanout";
         a->hub = h;
         char group[80], client[80];
+        /* a group id only because librdkafka wants one for an assignment:
+         * the consumer never joins it nor commits */
         snprintf(group, sizeof group, "paddock-api-fanout-%s", a->instance);
         snprintf(client, sizeof client, "paddock-api-fanout");
         struct kafka_options o;
         kafka_settings_options(&a->cfg.kafka, client, a->auth, &o);
-        /* the shared fetch wait, not the control one: this consumer reads
-         * every partition of the firehose in each api worker, so a short
-         * wait costs the most idle fetches (docs/CONTRACTS.md "Consumer
-         * fetch waits") */
+        /* the control fetch wait: this consumer fetches only the partitions
+         * of watched runs and none while no one watches (hub_follow), so a
+         * short wait costs few idle fetches (docs/CONTRACTS.md "Consumer
+         * fetch waits"); "earliest" only for a start below the log's start */
+        kafka_options_control(&o, &a->cfg.kafka);
         struct err_detail e = {0};
-        h->consumer = kafka_consumer_new(&o, group, (const char *const[]){TOPIC_RUNS_EVENTS, NULL}, "latest", &e);
+        h->consumer = kafka_consumer_new(&o, group, NULL, "earliest", &e);
         if (!h->consumer) {
                 log_error("could not create fan-out consumer: %s", e.message);
                 return e.errnum ? e.errnum : -EINVAL;
@@ -400,6 +465,8 @@ void fanout_stop(struct api *a) {
         if (!h)
                 return;
         atomic_store(&h->stop, true);
+        if (h->consumer)
+                kafka_consumer_wake(h->consumer); /* its poll waits up to FANOUT_POLL_MS */
         if (h->started)
                 pthread_join(h->thread, NULL);
         h->consumer = kafka_consumer_free(h->consumer);

@@ -3,10 +3,13 @@
  *
  * The session subscribes to the fan-out before reading history, so an event is
  * either in PostgreSQL already or still to arrive live (or both: duplicates
- * are dropped by seq). Everything lands in one seq-ordered store; only the
- * event numbered next_seq is ever sent. When the store holds later events but
- * not next_seq (a gap: the fan-out starts at "latest", or a viewer's queue
- * overflowed), PostgreSQL is asked again every 100 ms until the gap is filled;
+ * are dropped by seq); the fan-out's partition of the run starts a few
+ * hundred records before its end when the subscription assigns it (fanout.c),
+ * which covers the moment in between unless the partition took more records
+ * then. Everything lands in one seq-ordered store; only the event numbered
+ * next_seq is ever sent. When the store holds later events but not next_seq
+ * (a gap: one of those moments, or a viewer's queue overflowed), PostgreSQL
+ * is asked again every 100 ms until the gap is filled;
  * when idle, once a second as a safety net. A platform verdict (seq 0, stored
  * by evidence at the run's highest seq + 1: docs/CONTRACTS.md) has no seq
  * until evidence stores it: its live arrival makes the session read the

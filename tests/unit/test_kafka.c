@@ -41,6 +41,7 @@ static int group_setup(void **state) {
         rd_kafka_mock_topic_create(mock, "t.async", 2, 3);
         rd_kafka_mock_topic_create(mock, "t.filter", 1, 3);
         rd_kafka_mock_topic_create(mock, "t.many", 1, 3);
+        rd_kafka_mock_topic_create(mock, "t.follow", 4, 3);
         return 0;
 }
 
@@ -324,6 +325,113 @@ static void test_key_filter_skips_records(void **state) {
         assert_null(kafka_producer_free(p));
 }
 
+/* Polls for up to ms; 1 with *m filled, 0 if nothing came. */
+static int poll_for(struct kafka_consumer *c, int ms, struct kafka_message *m) {
+        for (int waited = 0; waited < ms; waited += 100) {
+                int r = kafka_consumer_poll(c, 100, m);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Produces value v with key to t.follow, synchronously. */
+static void follow_produce(struct kafka_producer *p, const char *key, const char *v) {
+        struct err_detail err = {0};
+        assert_int_equal(kafka_produce_sync(p, "t.follow", key, v, strlen(v), 10000, &err), 0);
+}
+
+/* Reads the next record and checks its value (and so its key's partition). */
+static void follow_expect(struct kafka_consumer *c, const char *want) {
+        struct kafka_message m;
+        assert_int_equal(poll_one(c, &m), 1);
+        assert_int_equal(m.len, strlen(want));
+        assert_memory_equal(m.value, want, m.len);
+        kafka_message_release(&m);
+}
+
+/* kafka_consumer_follow_keys (the api's websocket fan-out): only the
+ * partitions the producer sends the keys to are fetched, a newly assigned
+ * one from `back` records before its end, one kept from where it was; no
+ * keys, no fetch. kafka_consumer_wake ends a poll at once. */
+static void test_follow_keys_assigns_partitions(void **state) {
+        (void)state;
+        struct kafka_options o = opts();
+        struct err_detail err = {0};
+        struct kafka_producer *p = kafka_producer_new(&o, &err);
+        assert_non_null(p);
+        struct kafka_consumer *c = kafka_consumer_new(&o, "g.follow", NULL, "earliest", &err);
+        assert_non_null(c);
+        /* b: a key the producer sends to another partition than a's */
+        const char *a = "run-a";
+        char b[16] = "";
+        for (int i = 0; !b[0] || rd_kafka_msg_partitioner_consistent(NULL, b, strlen(b), 4, NULL, NULL) ==
+                                       rd_kafka_msg_partitioner_consistent(NULL, a, strlen(a), 4, NULL, NULL);
+             i++)
+                snprintf(b, sizeof b, "run-b%d", i);
+        const char *keys[] = {a, b};
+        struct kafka_message m;
+
+        /* no keys: nothing assigned, and a wake ends the poll that waits */
+        assert_int_equal(kafka_consumer_follow_keys(c, "t.follow", keys, 0, 3, &err), 0);
+        kafka_consumer_wake(c);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(kafka_consumer_poll(c, 20000, &m), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_true(t1.tv_sec - t0.tv_sec < 10);
+
+        /* a's partition from 3 records before its end: a0..a6 never come */
+        for (int i = 0; i < 10; i++) {
+                char v[16];
+                snprintf(v, sizeof v, "a%d", i);
+                follow_produce(p, a, v);
+        }
+        follow_produce(p, b, "x1");
+        assert_int_equal(kafka_consumer_follow_keys(c, "t.follow", keys, 1, 3, &err), 1);
+        follow_expect(c, "a7");
+        follow_expect(c, "a8");
+        follow_expect(c, "a9");
+        follow_produce(p, a, "a10");
+        follow_expect(c, "a10");
+        follow_produce(p, b, "x2");
+        assert_int_equal(poll_for(c, 1500, &m), 0); /* b's partition is not assigned */
+
+        /* b's partition added (2 records, fewer than back: from its start);
+         * a's keeps its position: nothing of a is read twice */
+        assert_int_equal(kafka_consumer_follow_keys(c, "t.follow", keys, 2, 3, &err), 2);
+        follow_produce(p, a, "a11");
+        bool x1 = false, x2 = false, a11 = false;
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(poll_one(c, &m), 1);
+                assert_int_equal(m.len, m.partition == rd_kafka_msg_partitioner_consistent(NULL, a, strlen(a), 4,
+                                                                                           NULL, NULL)
+                                                ? 3
+                                                : 2);
+                x1 |= !memcmp(m.value, "x1", 2);
+                x2 |= !memcmp(m.value, "x2", 2);
+                a11 |= m.len == 3 && !memcmp(m.value, "a11", 3);
+                kafka_message_release(&m);
+        }
+        assert_true(x1 && x2 && a11);
+        assert_int_equal(poll_for(c, 1000, &m), 0);
+
+        /* b only: a's partition is given up */
+        assert_int_equal(kafka_consumer_follow_keys(c, "t.follow", keys + 1, 1, 3, &err), 1);
+        follow_produce(p, a, "a12");
+        follow_produce(p, b, "x3");
+        follow_expect(c, "x3");
+        assert_int_equal(poll_for(c, 1500, &m), 0);
+
+        /* no keys: nothing is fetched */
+        assert_int_equal(kafka_consumer_follow_keys(c, "t.follow", NULL, 0, 3, &err), 0);
+        follow_produce(p, b, "x4");
+        assert_int_equal(poll_for(c, 1500, &m), 0);
+
+        assert_null(kafka_consumer_free(c));
+        assert_null(kafka_producer_free(p));
+}
+
 int main(void) {
         log_init("test", LOG_WARN);
         const struct CMUnitTest tests[] = {
@@ -337,6 +445,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_free_null),
                 cmocka_unit_test(test_key_filter_skips_records),
+                cmocka_unit_test(test_follow_keys_assigns_partitions),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
