@@ -460,15 +460,22 @@ int fanout_start(struct api *a) {
         return 0;
 }
 
-void fanout_stop(struct api *a) {
+void fanout_halt(struct api *a) {
         struct fanout_hub *h = a->hub;
-        if (!h)
+        if (!h || !h->started)
                 return;
         atomic_store(&h->stop, true);
         if (h->consumer)
                 kafka_consumer_wake(h->consumer); /* its poll waits up to FANOUT_POLL_MS */
-        if (h->started)
-                pthread_join(h->thread, NULL);
+        pthread_join(h->thread, NULL);
+        h->started = false;
+}
+
+void fanout_stop(struct api *a) {
+        struct fanout_hub *h = a->hub;
+        if (!h)
+                return;
+        fanout_halt(a);
         h->consumer = kafka_consumer_free(h->consumer);
         /* sessions unsubscribe themselves when lws closes them, before this */
         while (h->subs)

@@ -48,6 +48,11 @@ void fanout_hop_add(struct fanout_hop *h, int64_t us);
  * second (*last_us: the caller's monotonic time of the last log; NULL: now). */
 void fanout_hops_flush(struct fanout_hop *hops, size_t n, int64_t *last_us);
 int fanout_start(struct api *a);
+/* Ends the fan-out thread, which wakes the lws loop: before the lws context
+ * is destroyed (the thread woke a destroyed context: a segfault in
+ * lws_cancel_service at every api shutdown). The hub stays for the sessions
+ * that unsubscribe while lws closes them; fanout_stop frees it after. */
+void fanout_halt(struct api *a);
 void fanout_stop(struct api *a);
 /* Registers interest in run_id; messages queue until drained. */
 struct fanout_sub *fanout_subscribe(struct fanout_hub *h, const char *run_id);

@@ -248,6 +248,7 @@ static int serve_worker(struct api *a, const char *host, int port, int listen_fd
         log_info("shutting down");
         status_consumer_stop();
         outbox_relay_stop();
+        fanout_halt(a); /* it wakes lws: it ends before the context does */
         /* close websocket sessions (they unsubscribe) before the hub goes away */
         lws_context_destroy(a->lws);
         a->lws = NULL;
