@@ -138,9 +138,9 @@ def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
                 producer.poll(0.05)
         producer.poll(0)
         if rate is not None:
-            due = start + (seq + n - 1) / rate
-            if due > time.time():
-                time.sleep(due - time.time())
+            wait = start + (seq + n - 1) / rate - time.time()  # read once: sleep() refuses a negative wait
+            if wait > 0:
+                time.sleep(wait)
     producer.flush(60)
     return start, time.time()
 
