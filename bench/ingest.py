@@ -15,8 +15,12 @@ about 1k, 10k and the maximum events/s. For each it reports
     stored (polled every 10 ms),
 and, once per run size, the rows per second of a raw COPY of the same rows
 into a table like evidence.run_events (same columns and primary key) in the
-same database. Runs are fake (rows in api.runs/scheduler.runs for the bench
-node, no sandbox). Traffic goes only to the loopback stack. Not part of
+same database. The `backlog` rate (BENCH_RATES) measures evidence alone:
+evidence is paused (SIGSTOP) while the whole run is produced at the maximum
+rate, then resumed; durable/s counts from the resume to the last event
+stored, so the producer does not share the machine with evidence (runs of at
+most 100,000 events: the Kafka mock's partition log holds no more). Runs are
+fake (rows in api.runs/scheduler.runs for the bench node, no sandbox). Traffic goes only to the loopback stack. Not part of
 ./dev test; prints figures, never fails on them.
 
     PADDOCK_STATE_DIR=.paddock /usr/bin/python3 bench/ingest.py
@@ -25,6 +29,7 @@ node, no sandbox). Traffic goes only to the loopback stack. Not part of
 import io
 import json
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -133,11 +138,26 @@ def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
                 producer.poll(0.05)
         producer.poll(0)
         if rate is not None:
-            due = start + (seq + n - 1) / rate
-            if due > time.time():
-                time.sleep(due - time.time())
+            wait = start + (seq + n - 1) / rate - time.time()  # read once: sleep() refuses a negative wait
+            if wait > 0:
+                time.sleep(wait)
     producer.flush(60)
     return start, time.time()
+
+
+def evidence_pid(state):
+    with open(os.path.join(state, "pids", "evidence.pid")) as f:
+        return int(f.read().strip())
+
+
+# The backlog row pauses evidence while the run is produced: its Kafka
+# session (PADDOCK_KAFKA_SESSION_TIMEOUT_MS, 6 s on the local stack) must not
+# expire meanwhile, or the resume pays a rebalance; and the whole run waits in
+# one partition of the local stack's Kafka mock, which keeps at most 5 MiB of
+# it (docs/CONTRACTS.md "Local stack Kafka retention"): a 200,000-event run
+# (zstd, ~5.5 MiB) lost its oldest records there, so larger runs are skipped.
+BACKLOG_PAUSE_MAX_S = 4.0
+BACKLOG_MAX_EVENTS = 100000
 
 
 def proc_cpu(pid):
@@ -269,6 +289,9 @@ def main():
     # compressed like the runner-agent (lib/kafka: zstd)
     producer = Producer({"bootstrap.servers": env["PADDOCK_KAFKA_BOOTSTRAP"], "linger.ms": 5, "compression.type": "zstd",
                          "enable.idempotence": True, "acks": "all"})
+    # the topic's metadata and the brokers' connections before any clock
+    # starts: a long-lived runner-agent producer has them already
+    producer.list_topics(EVENTS, timeout=10)
     pg = psycopg.connect(dsn, autocommit=True)
     row = pg.execute("SELECT s.tenant_id, s.team_id, s.id, v.version, s.created_by FROM api.sandboxes s"
                      " JOIN api.sandbox_versions v ON v.sandbox_id = s.id LIMIT 1").fetchone()
@@ -286,16 +309,36 @@ def main():
         for r in RATES:
             if r == "sustained" and not max_durable:
                 continue  # no "max" run of this size measured before it
-            rate = None if r == "max" else int(SUSTAINED * max_durable) if r == "sustained" else int(r)
+            backlog = r == "backlog"
+            rate = None if r in ("max", "backlog") else int(SUSTAINED * max_durable) if r == "sustained" else int(r)
             label = f"s{rate}" if r == "sustained" else r
             if rate is not None and total / rate > 120:
                 continue  # 200,000 events at 1k/s would take 200 s: skipped
+            if backlog and total > BACKLOG_MAX_EVENTS:
+                print(f"{total:>8} {label:>9}  skipped: a paused consumer's backlog of more than {BACKLOG_MAX_EVENTS} "
+                      "events overflows the Kafka mock's partition log", flush=True)
+                continue
             run_id = fake_run(pg, tenant, team, sandbox, version, user)
             ts_of, out = {}, {}
             w = threading.Thread(target=stored_watch, args=(dsn, run_id, total, ts_of, out))
             w.start()
             cpu0, rounds0 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
-            start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
+            if backlog:
+                paused = evidence_pid(state)
+                os.kill(paused, signal.SIGSTOP)
+                try:
+                    start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
+                finally:
+                    os.kill(paused, signal.SIGCONT)
+                pause = time.time() - start
+                if pause > BACKLOG_PAUSE_MAX_S:
+                    print(f"{total:>8} {label:>9}  evidence was paused {pause:.1f} s: its resume may include a "
+                          "consumer group rebalance", flush=True)
+                start = time.time()  # durable/s and the lags count from the resume
+                for s in ts_of:
+                    ts_of[s] = start
+            else:
+                start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
             w.join()
             cpu1, rounds1 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
             used = cpu_used(cpu0, cpu1)
@@ -308,7 +351,7 @@ def main():
             if r == "max":
                 max_durable = durable
             lags = out["lags"]
-            produced = total / max(produced_at - start, 1e-6)
+            produced = total / max(pause if backlog else produced_at - start, 1e-6)
             print(f"{total:>8} {label:>9} {produced:>10.0f} {durable:>10.0f} {copy_rate:>11.0f} {durable / copy_rate:>6.2f} "
                   f"{temp_rate:>11.0f} {durable / temp_rate:>6.2f} "
                   f"{statistics.median(lags):>7.3f}s {pct(lags, 99):>7.3f}s {cpu_text(used, total)} "
