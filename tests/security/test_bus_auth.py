@@ -365,7 +365,11 @@ def test_run_history_verifies_offline_against_the_node_key(endpoints, admin_toke
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    run_id, res = c.run_to_end(endpoints, admin_token, runs, c.spec(["/bin/sh", "-c", "echo signed history"]))
+    # a burst of 60 file events within milliseconds: several share a record
+    # however loaded the machine (a record waits 5 ms for more; a short run's
+    # few events, each ~10 ms apart under load, may each travel alone)
+    burst = "echo signed history; i=0; while [ $i -lt 30 ]; do echo x > f$i; i=$((i+1)); done"
+    run_id, res = c.run_to_end(endpoints, admin_token, runs, c.spec(["/bin/sh", "-c", burst]))
     assert res.terminal == "succeeded", res.statuses
     n = len(e2e.all_events(api, run_id))
     e2e.wait_events_recorded(api, run_id, n)
