@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import websocket
 
 from conftest import TERMINAL, all_events, command_spec, stream_url, wait_for
@@ -147,8 +148,14 @@ def test_viewers_share_one_complete_sequence_and_a_stalled_one_holds_up_nobody(e
 
     # ... while the stalled one had not been read at all: the api's socket to
     # it is full (the api was held up writing to it, and nobody else was)
-    unsent = _unsent_to(stalled.sock.getsockname()[1])
-    assert unsent > 0, "the stalled viewer's connection had nothing queued at the api: nothing was stalled"
+    port = stalled.sock.getsockname()[1]
+    unsent = _unsent_to(port)
+    if unsent == 0:
+        # seen once under the whole suite's load (stop 29), not since: both
+        # ends of the connection as the kernel sees them, for the next time
+        both = subprocess.run(["ss", "-tniH", f"( sport = :{port} or dport = :{port} )"],
+                              capture_output=True, text=True).stdout
+        pytest.fail(f"the stalled viewer's connection had nothing queued at the api: nothing was stalled\n{both}")
     # now it reads, and gets the same sequence and the normal close (resuming
     # with ?after= if the api had closed the connection meanwhile)
     out = {}
