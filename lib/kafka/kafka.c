@@ -501,25 +501,19 @@ struct kafka_consumer {
 static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                                void *opaque) {
         struct kafka_consumer *c = opaque;
-        bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
-        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                if (cooperative) {
-                        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-                        if (e)
-                                rd_kafka_error_destroy(e);
-                } else
-                        (void)rd_kafka_assign(rk, parts);
-                atomic_store(&c->unassigned_since_us, 0);
-                return;
-        }
-        if (cooperative) {
-                rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if (!strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE")) {
+                rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(rk, parts)
+                                             : rd_kafka_incremental_unassign(rk, parts);
                 if (e)
                         rd_kafka_error_destroy(e);
         } else
-                (void)rd_kafka_assign(rk, NULL);
+                (void)rd_kafka_assign(rk, assign ? parts : NULL);
         long long zero = 0;
-        (void)atomic_compare_exchange_strong(&c->unassigned_since_us, &zero, (long long)time_mono_us());
+        if (assign)
+                atomic_store(&c->unassigned_since_us, 0);
+        else /* the first revocation starts the clock; a later one keeps it */
+                (void)atomic_compare_exchange_strong(&c->unassigned_since_us, &zero, (long long)time_mono_us());
 }
 
 int64_t kafka_consumer_unassigned_ms(struct kafka_consumer *c, const char **group) {
