@@ -32,8 +32,9 @@ struct kafka_loop_health {
         char topic[128];         /* the partition that lags most, or of the held round */
         int32_t partition;
         int64_t part_lag;
-        int64_t unassigned_ms;   /* kafka_consumer_unassigned_ms at the last look */
-        char group[128];
+        /* the loop's consumer, read by kafka_consume_stalled for its
+         * assignment (thread-safe); valid while the slot is used */
+        struct kafka_consumer *consumer;
 };
 
 #define KAFKA_LOOP_HEALTH_MAX 16
@@ -49,14 +50,14 @@ static int64_t kafka_loop_now_ms(void) {
 
 /* A slot for the calling loop, or NULL when all are taken (more loops than
  * any daemon runs: that loop is then not watched). */
-static struct kafka_loop_health *kafka_loop_health_get(void) {
+static struct kafka_loop_health *kafka_loop_health_get(struct kafka_consumer *c) {
         struct kafka_loop_health *h = NULL;
         pthread_mutex_lock(&health_lock);
         for (size_t i = 0; i < KAFKA_LOOP_HEALTH_MAX && !h; i++)
                 if (!health[i].used) {
                         h = &health[i];
                         *h = (struct kafka_loop_health){.used = true, .progress_ms = kafka_loop_now_ms(),
-                                                        .partition = -1};
+                                                        .partition = -1, .consumer = c};
                 }
         pthread_mutex_unlock(&health_lock);
         return h;
@@ -102,12 +103,8 @@ static void kafka_loop_health_check(struct kafka_loop_health *h, struct kafka_co
         if (!h)
                 return;
         int64_t now = kafka_loop_now_ms();
-        const char *group = NULL;
-        int64_t unassigned = kafka_consumer_unassigned_ms(c, &group);
         pthread_mutex_lock(&health_lock);
         bool due = now - h->checked_ms >= KAFKA_LOOP_LAG_CHECK_MS;
-        h->unassigned_ms = unassigned;
-        snprintf(h->group, sizeof h->group, "%s", group ? group : "");
         pthread_mutex_unlock(&health_lock);
         if (!due)
                 return;
@@ -137,9 +134,11 @@ int kafka_consume_stalled(int stall_s, char *why, size_t why_size) {
         pthread_mutex_lock(&health_lock);
         for (size_t i = 0; i < KAFKA_LOOP_HEALTH_MAX && !r; i++) {
                 const struct kafka_loop_health *h = &health[i];
-                if (h->used && h->unassigned_ms > (int64_t)stall_s * 1000) {
+                const char *group = NULL;
+                int64_t unassigned = h->used ? kafka_consumer_unassigned_ms(h->consumer, &group) : 0;
+                if (unassigned > (int64_t)stall_s * 1000) {
                         snprintf(why, why_size, "consumer group %s has had no assignment for %" PRId64
-                                 " s (its join has not completed)", h->group, h->unassigned_ms / 1000);
+                                 " s (its join has not completed)", group, unassigned / 1000);
                         r = -EBUSY;
                         break;
                 }
@@ -333,7 +332,7 @@ int kafka_consume_routes(struct kafka_consumer *c, const struct kafka_route *rou
         if (!msgs || !group || !verdicts || !done)
                 return -ENOMEM;
         kafka_consumer_defer_refusals(c, true);
-        struct kafka_loop_health *health_slot = kafka_loop_health_get();
+        struct kafka_loop_health *health_slot = kafka_loop_health_get(c);
         int ret = 0;
         while (!kafka_loop_stopping(opts)) {
                 ssize_t n = kafka_loop_poll_round(c, msgs, max, poll_ms, linger);
