@@ -118,9 +118,14 @@ def build_records(tenant, team, run_id, total, per):
     return recs
 
 
-def produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of):
+def run_records(tenant, team, run_id, total, rate):
+    """The run's records, as many events each as the runner puts in one at
+    that rate (one per 5 ms linger, at most MAX_PER_RECORD)."""
     per = MAX_PER_RECORD if rate is None else max(1, min(MAX_PER_RECORD, int(rate * LINGER_S)))
-    records = build_records(tenant, team, run_id, total, per)
+    return build_records(tenant, team, run_id, total, per)
+
+
+def produce_run(producer, signer, run_id, records, rate, ts_of):
     placeholder = pb_varint(TS_PLACEHOLDER)
     start = time.time()
     for seq, n, template in records:
@@ -323,11 +328,13 @@ def main():
             w = threading.Thread(target=stored_watch, args=(dsn, run_id, total, ts_of, out))
             w.start()
             cpu0, rounds0 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
+            # built before evidence is paused and before the run's clock starts
+            records = run_records(tenant, team, run_id, total, rate)
             if backlog:
                 paused = evidence_pid(state)
                 os.kill(paused, signal.SIGSTOP)
                 try:
-                    start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
+                    start, produced_at = produce_run(producer, signer, run_id, records, rate, ts_of)
                 finally:
                     os.kill(paused, signal.SIGCONT)
                 pause = time.time() - start
@@ -338,7 +345,7 @@ def main():
                 for s in ts_of:
                     ts_of[s] = start
             else:
-                start, produced_at = produce_run(producer, signer, tenant, team, run_id, total, rate, ts_of)
+                start, produced_at = produce_run(producer, signer, run_id, records, rate, ts_of)
             w.join()
             cpu1, rounds1 = evidence_cpu(pg, state), evidence_rounds(env.get("PADDOCK_EVIDENCE_OPS_URL"))
             used = cpu_used(cpu0, cpu1)
