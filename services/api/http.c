@@ -116,6 +116,7 @@ static void access_log(const char *method, const char *route, const char *path, 
 
 #define PATH_MAX_LEN 2048
 #define WRITE_CHUNK 16384
+#define HEAD_MAX 4096 /* the headers of an answer */
 
 struct http_txn {
         struct api_req req;
@@ -421,8 +422,9 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
         if (!t || !t->responded)
                 return 0;
         if (!t->headers_sent) {
-                unsigned char buf[LWS_PRE + 4096], *start = buf + LWS_PRE, *p = start,
-                                                   *end = buf + sizeof buf - 1;
+                /* the head, then room for a body that fits in one chunk */
+                unsigned char buf[LWS_PRE + HEAD_MAX + WRITE_CHUNK], *start = buf + LWS_PRE, *p = start,
+                                                                   *end = start + HEAD_MAX - 1;
                 if (lws_add_http_common_headers(wsi, (unsigned)t->status, t->ctype,
                                                 (lws_filepos_t)t->resp_len, &p, end))
                         return -1;
@@ -461,10 +463,20 @@ static int http_on_writeable(struct lws *wsi, struct api_pss *pss) {
                     lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
                                                 (const unsigned char *)"close", 5, &p, end))
                         return -1;
-                if (lws_finalize_write_http_header(wsi, start, &p, end))
+                if (lws_finalize_http_header(wsi, &p, end))
                         return -1;
                 t->headers_sent = true;
-                if (t->resp_len > 0 && !t->head) {
+                /* a body of at most one chunk goes out in the head's write:
+                 * one send, no second pass of the loop (docs/CONTRACTS.md
+                 * "An answer is one write when it fits"; HTTP/1.1 only) */
+                size_t n = t->head || t->resp_len > WRITE_CHUNK ? 0 : t->resp_len;
+                if (n)
+                        memcpy(p, t->resp, n);
+                t->resp_off = n;
+                size_t len = (size_t)(p - start) + n;
+                if (lws_write(wsi, start, len, LWS_WRITE_HTTP_HEADERS) != (int)len)
+                        return -1;
+                if (t->resp_off < t->resp_len && !t->head) {
                         lws_callback_on_writable(wsi);
                         return 0;
                 }

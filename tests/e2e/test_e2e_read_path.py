@@ -14,7 +14,10 @@ run read and on a route without one (GET /v1/me), and for the roles a
 token carries (tenant_admin).
 """
 
+import json
 import secrets
+import socket
+import urllib.parse
 
 import psycopg
 import requests
@@ -151,3 +154,77 @@ def test_token_cache_follows_every_change(endpoints, credentials, api, runs, tea
     assert _statuses_all(endpoints, tok, paths) == {p: [200] * TRIES for p in paths}
     api.ok("DELETE", f"/v1/users/{u['id']}", expect=(200, 204))
     assert _statuses_all(endpoints, tok, paths) == {p: [401] * TRIES for p in paths}
+
+
+def _answer(sock, buf):
+    """One answer read off a keep-alive connection: (status, headers, body,
+    what followed it), its body exactly Content-Length bytes."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-head after {buf[:200]!r}"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return status, headers, rest
+
+
+def _exchange(sock, buf, method, path, token, body=True):
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    status, headers, rest = _answer(sock, buf)
+    n = int(headers["content-length"]) if body else 0
+    while len(rest) < n:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(rest)} of {n} body bytes"
+        rest += chunk
+    return status, headers, rest[:n], rest[n:]
+
+
+def test_answers_keep_their_framing_on_one_connection(endpoints, api, admin_token, runs, team_id):
+    """The api writes a small answer's head and body in one write and a
+    larger one in chunks after its head (services/api/http.c
+    http_on_writeable): on one keep-alive connection every answer is its
+    head and exactly Content-Length bytes of body (none for HEAD), whole,
+    and nothing more follows; the small answer of the hot read comes in
+    one piece."""
+    run = runs.start(command_spec(["/bin/true"]))
+    # a sandbox whose answer (its spec) is larger than one write chunk (16 KiB)
+    argv = ["/bin/echo"] + [c * 4000 for c in "abcdefgh"]
+    sb = api.ok("POST", "/v1/sandboxes", json={"name": unique_name("framing"), "team": team_id,
+                                               "spec": command_spec(argv)}, expect=(201,))["id"]
+    url = urllib.parse.urlsplit(endpoints.api)
+    with socket.create_connection((url.hostname, url.port), timeout=HTTP_TIMEOUT) as sock:
+        buf = b""
+        for _ in range(3):
+            status, headers, body, buf = _exchange(sock, buf, "GET", f"/v1/runs/{run}", admin_token)
+            assert status == 200 and json.loads(body)["id"] == run, body[:300]
+            assert headers["content-type"] == "application/json" and headers.get("x-request-id")
+
+            status, headers, body, buf = _exchange(sock, buf, "GET", f"/v1/sandboxes/{sb}", admin_token)
+            assert status == 200 and int(headers["content-length"]) > 16384, headers
+            assert json.loads(body)["draft"]["spec"]["agent"]["command"] == argv
+
+            # HEAD: the head of the answer (its Content-Length too), no body
+            status, headers, body, buf = _exchange(sock, buf, "HEAD", f"/v1/runs/{run}", admin_token, body=False)
+            assert status in (200, 405) and int(headers["content-length"]) > 0, headers
+
+            status, headers, body, buf = _exchange(sock, buf, "GET", "/v1/runs/00000000-0000-4000-8000-000000000000",
+                                                   admin_token)
+            assert status == 404 and headers["content-type"] == "application/problem+json", body[:300]
+            assert json.loads(body)["code"] == "not_found"
+            assert buf == b""
+        sock.settimeout(0.3)
+        try:
+            extra = sock.recv(65536)
+        except socket.timeout:
+            extra = b""
+        assert extra == b"", f"bytes after the last answer: {extra[:200]!r}"
+
+        # the hot read's answer arrives whole in one read: head and body were one write
+        sock.settimeout(HTTP_TIMEOUT)
+        sock.sendall(f"GET /v1/runs/{run} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {admin_token}\r\n\r\n"
+                     .encode())
+        first = sock.recv(65536)
+        status, headers, rest = _answer(sock, first)
+        assert status == 200 and len(rest) == int(headers["content-length"]), (len(rest), headers)
