@@ -11,6 +11,7 @@
  * (PostgreSQL or S3 unreachable, serialization failures) are retried on the
  * same message with backoff, so nothing is lost or reordered. */
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ extern const struct embedded_file evidence_migrations[];
 
 #define SERVICE "evidence"
 #define GROUP_ID "paddock-evidence"
+#define EVIDENCE_HEAP_KEEP (64 << 20)
 
 struct settings {
         struct kafka_settings kafka;
@@ -234,6 +236,16 @@ out:
 
 int main(int argc, char **argv) {
         struct settings cfg = {0};
+        /* Before any thread: freed memory stays in the heap for the next
+         * round instead of going back to the kernel. With glibc's defaults a
+         * round's buffers (the decoded records' arena, librdkafka's
+         * decompressed fetches: hundreds of KiB each) were mmap'd or trimmed
+         * and faulted in again, zeroed, every round: clear_page was a quarter
+         * of evidence's CPU at ingest (issue 10 §4; docs/CONTRACTS.md "Ingest
+         * costs"). Each malloc arena keeps at most EVIDENCE_HEAP_KEEP free at
+         * its top. */
+        mallopt(M_MMAP_THRESHOLD, EVIDENCE_HEAP_KEEP / 2);
+        mallopt(M_TRIM_THRESHOLD, EVIDENCE_HEAP_KEEP);
         int r = service_init(&spec, argc, argv, &cfg);
         if (r >= 0)
                 return r;
