@@ -93,26 +93,26 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 
 /* The run and whether the caller may see it, in one prepared statement
  * sent with the token lookup (api_read_fn): RUNS_SELECT's columns and the
- * run's model usage, agent session (status_consumer.c) and prompt
- * (prompt.c; shown here and not in lists: it may be large) from
- * RUNS_COL_USAGE on, then API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on
+ * run's model usage, agent session (status_consumer.c), prompt
+ * (prompt.c; shown here and not in lists: it may be large) and policy
+ * decision counters (RUNS_DECISIONS) from RUNS_COL_USAGE on, then
+ * API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on
  * (api_authz_team() folded in). $1 the run, $2 the roles carrying the
  * route's permission; the caller's tenant (row-level security filters on
  * it as well) and user are the settings the lookup made: without them (an
  * invalid token) it finds nothing. */
 #define RUNS_COL_USAGE 23
-#define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 8)
-/* The run's policy counters (docs/CONTRACTS.md "The approval queue"), the
- * two last JSON columns: its policy_decision events by action
- * (evidence.run_events through the partial index run_events_policy_decisions,
- * evidence migration 0008: the decisions alone, never the run's other
- * events) and its approvals by status (a pending one past its deadline
- * counts as expired, as GET /v1/approvals shows it). */
-#define RUNS_POLICY_COUNTERS                                                                                    \
-        "(SELECT json_build_object('allow', count(*) FILTER (WHERE e.data->>'action' = 'allow'), "               \
-        "'ask', count(*) FILTER (WHERE e.data->>'action' = 'ask'), "                                           \
-        "'deny', count(*) FILTER (WHERE e.data->>'action' = 'deny'))::text FROM evidence.run_events e "         \
-        "WHERE e.run_id = q.id AND e.kind = 'policy_decision'), "                                              \
+#define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 9)
+/* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
+ * policy_decision events by action, kept by evidence in its history row
+ * (evidence migration 0013: counting the events per read was a quarter of
+ * PostgreSQL's time per GET, issue 10 §4), and, the last column, its
+ * approvals by status (a pending one past its deadline counts as expired,
+ * as GET /v1/approvals shows it: counted per read). */
+#define RUNS_DECISIONS                                                                                          \
+        "json_build_object('allow', coalesce(h.decisions_allow, 0), 'ask', coalesce(h.decisions_ask, 0), "       \
+        "'deny', coalesce(h.decisions_deny, 0))::text"
+#define RUNS_APPROVAL_COUNTERS                                                                                  \
         "(SELECT json_build_object('pending', count(*) FILTER (WHERE a.status = 'pending' AND a.deadline > now()), " \
         "'approved', count(*) FILTER (WHERE a.status = 'approved'), "                                          \
         "'denied', count(*) FILTER (WHERE a.status = 'denied'), "                                              \
@@ -122,10 +122,10 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RETENTION_RUN_COLUMNS ", " RUNS_POLICY_COUNTERS
+        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RETENTION_RUN_COLUMNS ", " RUNS_APPROVAL_COUNTERS
         " FROM (" RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
                                    "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
-                                   "r.agent_session::text, r.prompt::text")
+                                   "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS)
         "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
         "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
         " AND m.user_id = " SETTING_UUID("paddock.user_id")
@@ -161,8 +161,8 @@ int runs_get(struct api_req *r) {
         r->out = runs_row_json(res, 0);
         int nf = PQnfields(res), u = RUNS_COL_USAGE;
         if (r->out) {
-                /* the two counter columns are the last ones */
-                json_t *dec = json_loads(PQgetvalue(res, 0, nf - 2), 0, NULL);
+                /* the approvals' counters are the last column */
+                json_t *dec = json_loads(PQgetvalue(res, 0, u + 8), 0, NULL);
                 json_t *appr = json_loads(PQgetvalue(res, 0, nf - 1), 0, NULL);
                 json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
                                                                 "approvals", appr ? appr : json_object()));
@@ -180,10 +180,10 @@ int runs_get(struct api_req *r) {
                                               (json_int_t)atoll(PQgetvalue(res, 0, u + 4)), "cost_usd",
                                               strtod(PQgetvalue(res, 0, u + 5), NULL)));
         }
-        /* retention and deletion (retention.h; the columns before the policy
-         * counters), shown once the run ended */
+        /* retention and deletion (retention.h; the columns before the
+         * approvals' counters), shown once the run ended */
         if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
-                if (retention_run_json(res, 0, nf - 2 - RETENTION_RUN_NCOLS, r->out) < 0)
+                if (retention_run_json(res, 0, nf - 1 - RETENTION_RUN_NCOLS, r->out) < 0)
                         return api_errno(r, -ENOMEM, "out of memory");
         } else if (r->out) {
                 json_object_set_new(r->out, "retention", json_null());

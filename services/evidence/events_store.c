@@ -21,6 +21,7 @@
 #include "audit/audit_ocsf.h"
 #include "core/ids.h"
 #include "core/log.h"
+#include "core/macro.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
 #include "evidence.h"
@@ -164,7 +165,26 @@ struct run_state {
         long long staged;
         bool terminal_staged;    /* terminal_seq and terminal_status are this round's */
         long long lost;          /* events_lost of the terminal event staged */
+        long long decisions[3];  /* policy_decision events staged, by decision_actions */
 };
+
+/* The policy_decision actions evidence.run_history counts per run
+ * (migration 0013), in its columns' order. */
+static const char *const decision_actions[] = {"allow", "ask", "deny"};
+
+/* Counts a staged policy_decision event by its data's "action" (one of
+ * decision_actions; another is not counted, as GET /v1/runs/{id} never
+ * showed it). Rare events: their data is parsed here, the others' never. */
+static void count_decision(struct run_state *st, const Paddock__V1__RunEvent *ev, const char *data) {
+        if (strcmp(ev->kind, "policy_decision"))
+                return;
+        json_t *o = json_loads(data, 0, NULL);
+        const char *action = json_string_value(json_object_get(o, "action"));
+        for (size_t i = 0; action && i < ELEMENTSOF(decision_actions); i++)
+                if (!strcmp(action, decision_actions[i]))
+                        st->decisions[i]++;
+        json_decref(o);
+}
 
 /* Keeps what the runner-agent sent even when it is not a JSON object, so the
  * evidence trail shows it rather than losing the event. */
@@ -566,6 +586,7 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
                         else
                                 pg_copy_null(&b);
                         st->staged_max = seq;
+                        count_decision(st, ev, data);
                         if (seq > st->max_seq)
                                 st->max_seq = seq;
                         st->staged++;
@@ -586,17 +607,23 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
 }
 
 /* evidence.run_history kept from agg(run_id, n, max_seq, terminal_seq,
- * terminal_status, lost): the events of each run this statement inserted,
- * for tenant $1. */
+ * terminal_status, lost, allow, ask, deny): the events of each run this
+ * statement inserted, for tenant $1; allow..deny its policy_decision events
+ * by action (GET /v1/runs/{id} reads them instead of counting the events). */
 #define HISTORY_UPSERT                                                                                         \
         "INSERT INTO evidence.run_history AS h (run_id, tenant_id, events_stored, max_seq, terminal_seq,"     \
-        "  terminal_status, events_lost, complete, completed_at)"                                             \
+        "  terminal_status, events_lost, complete, completed_at, decisions_allow, decisions_ask,"             \
+        "  decisions_deny)"                                                                                   \
         " SELECT run_id, $1, n, max_seq, terminal_seq, terminal_status, lost,"                                \
         "        terminal_seq IS NOT NULL AND n + lost >= terminal_seq,"                                      \
-        "        CASE WHEN terminal_seq IS NOT NULL AND n + lost >= terminal_seq THEN now() END"              \
+        "        CASE WHEN terminal_seq IS NOT NULL AND n + lost >= terminal_seq THEN now() END,"             \
+        "        allow, ask, deny"                                                                            \
         " FROM agg"                                                                                           \
         " ON CONFLICT (run_id) DO UPDATE SET"                                                                 \
         "  events_stored = h.events_stored + EXCLUDED.events_stored,"                                        \
+        "  decisions_allow = h.decisions_allow + EXCLUDED.decisions_allow,"                                  \
+        "  decisions_ask = h.decisions_ask + EXCLUDED.decisions_ask,"                                        \
+        "  decisions_deny = h.decisions_deny + EXCLUDED.decisions_deny,"                                     \
         "  max_seq = GREATEST(h.max_seq, EXCLUDED.max_seq),"                                                  \
         "  terminal_seq = coalesce(h.terminal_seq, EXCLUDED.terminal_seq),"                                   \
         "  terminal_status = coalesce(h.terminal_status, EXCLUDED.terminal_status),"                          \
@@ -620,13 +647,14 @@ static char *history_json(const struct run_state *runs, size_t nruns, const char
                 const struct run_state *st = &runs[i];
                 if (st->staged == 0 || strcmp(st->tenant_id, t))
                         continue;
-                json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o, s:I}", "run_id", st->run_id, "n",
+                json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I}", "run_id", st->run_id, "n",
                                       (json_int_t)st->staged, "max_seq", (json_int_t)st->staged_max,
                                       "terminal_seq",
                                       st->terminal_staged ? json_integer((json_int_t)st->terminal_seq) : json_null(),
                                       "terminal_status",
                                       st->terminal_staged ? json_string(st->terminal_status) : json_null(), "lost",
-                                      (json_int_t)st->lost);
+                                      (json_int_t)st->lost, "allow", (json_int_t)st->decisions[0], "ask",
+                                      (json_int_t)st->decisions[1], "deny", (json_int_t)st->decisions[2]);
                 if (!o || json_array_append_new(a, o) < 0) {
                         json_decref(a);
                         return NULL;
@@ -724,7 +752,8 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                             "  INSERT INTO evidence.run_events (" STAGED_COLUMNS ")"
                             "  SELECT " STAGED_VALUES " FROM evidence_stage_events s WHERE s.tenant_id = $1),"
                             " agg AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS u(run_id uuid, n bigint,"
-                            "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint)) "
+                            "   max_seq bigint, terminal_seq bigint, terminal_status text, lost bigint, allow bigint,"
+                            "   ask bigint, deny bigint)) "
                             HISTORY_UPSERT,
                             2, p, NULL, ahead, reterr);
                 if (r < 0)
@@ -745,7 +774,10 @@ static int store_tenant(PGconn *conn, const char *t, const struct run_state *run
                     "  SELECT s.run_id, count(*) AS n, max(s.seq) AS max_seq,"
                     "         max(s.seq) FILTER (WHERE s.terminal) AS terminal_seq,"
                     "         max(s.status) FILTER (WHERE s.terminal) AS terminal_status,"
-                    "         coalesce(max(s.lost) FILTER (WHERE s.terminal), 0) AS lost"
+                    "         coalesce(max(s.lost) FILTER (WHERE s.terminal), 0) AS lost,"
+                    "         count(*) FILTER (WHERE s.kind = 'policy_decision' AND s.data->>'action' = 'allow') AS allow,"
+                    "         count(*) FILTER (WHERE s.kind = 'policy_decision' AND s.data->>'action' = 'ask') AS ask,"
+                    "         count(*) FILTER (WHERE s.kind = 'policy_decision' AND s.data->>'action' = 'deny') AS deny"
                     "  FROM ins JOIN evidence_stage_events s ON s.run_id = ins.run_id AND s.seq = ins.seq"
                     "  GROUP BY s.run_id),"
                     " up AS (" HISTORY_UPSERT " RETURNING 1)"

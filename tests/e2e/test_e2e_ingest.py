@@ -285,6 +285,36 @@ def test_redelivered_and_overlapping_seqs_are_stored_once(endpoints, api, me, te
         [f"mixed {s}" for s in range(11, 16)]
 
 
+def test_policy_decisions_counted_once_as_stored(endpoints, api, me, team_id, tenant_id, plain_sandbox,
+                                               ingest_node):
+    """GET /v1/runs/{id}'s policy.decisions are the run's stored
+    policy_decision events by action, counted by evidence in the transaction
+    that stores them (evidence migration 0013): a fast round, then a record
+    redelivered with stored and new seqs (conflict-checked), count each event
+    once; an action other than allow/ask/deny, or data that is not JSON, is
+    stored and not counted."""
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me)
+    dec = lambda seq, action: _event(tenant_id, team_id, run_id, seq, "policy_decision",  # noqa: E731
+                                     {"level": "exec", "action": action, "rule": "spec.policy.rules[0]"})
+    out = lambda seq: _event(tenant_id, team_id, run_id, seq, "output",  # noqa: E731
+                             {"stream": "stdout", "text": f"line {seq}"}, actor="agent")
+    _send(ingest_node, endpoints, run_id, dec(1, "allow"), dec(2, "deny"), out(3), dec(4, "allow"), dec(5, "ask"))
+    wait_for("seqs 1..5 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (5, 5), timeout=60, pause=0.3)
+    run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+    assert run["policy"]["decisions"] == {"allow": 2, "ask": 1, "deny": 1}, run["policy"]
+    # 4 and 5 again (another record: a node resending), with 6..9 new
+    odd = _event(tenant_id, team_id, run_id, 8, "policy_decision", b"not json")
+    _send(ingest_node, endpoints, run_id, dec(4, "allow"), dec(5, "ask"), dec(6, "deny"), dec(7, "audit"), odd,
+          dec(9, "ask"))
+    wait_for("seqs 1..9 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (9, 9), timeout=60, pause=0.3)
+    run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
+    assert run["policy"]["decisions"] == {"allow": 2, "ask": 2, "deny": 2}, run["policy"]
+    stored = [e for e in all_events(api, run_id) if e["kind"] == "policy_decision"]
+    assert len(stored) == 8, stored
+    counted = {a: sum(1 for e in stored if e["data"].get("action") == a) for a in ("allow", "ask", "deny")}
+    assert counted == run["policy"]["decisions"], (counted, run["policy"])
+
+
 def test_fast_round_refused_by_the_key_is_stored_again_checked(endpoints, api, me, team_id, tenant_id, plain_sandbox,
                                                                ingest_node):
     """The fast path trusts evidence.run_history's max_seq; the primary key
