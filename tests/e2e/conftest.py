@@ -599,16 +599,13 @@ def wait_events_recorded(api, run_id, count, timeout=30):
 
 
 def wait_history_complete(api, run_id, timeout=60):
-    """Every event of an ended run, once evidence has stored them all
-    (history.complete on GET /v1/runs/{id}, docs/CONTRACTS.md): the terminal
-    status reaches the stream before the history is written."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run = api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))
-        if run.get("history", {}).get("complete"):
-            return all_events(api, run_id)
-        assert time.monotonic() < deadline, f"history of {run_id} not complete after {timeout} s: {run.get('history')}"
-        time.sleep(0.2)
+    """GET /v1/runs/{id} once it shows history.complete: evidence has stored
+    every event of the run (docs/CONTRACTS.md); the terminal status reaches
+    the stream before the history is written."""
+    return wait_for("the run's history to be complete",
+                    lambda: (lambda r: r if r["history"]["complete"] else None)(
+                        api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))),
+                    timeout=timeout, pause=0.3)
 
 
 def wait_run_status(api, run_id, timeout=30):

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from conftest import (BusSigner, all_events, command_spec, enroll_test_node, pb_field, pb_fields, pb_varint,
-                      run_event_batch, wait_for)
+                      run_event_batch, wait_for, wait_history_complete)
 
 EVENTS = "paddock.runs.events"
 STATUS = "paddock.runs.status"
@@ -81,12 +81,6 @@ def _scheduler_signer(endpoints):
         return BusSigner("scheduler", key=load_pem_private_key(f.read(), None))
 
 
-def _complete_run(api, run_id, timeout=60):
-    return wait_for("the run's history to be complete",
-                    lambda: (lambda r: r if r["history"]["complete"] else None)(api.ok("GET", f"/v1/runs/{run_id}")),
-                    timeout=timeout, pause=0.3)
-
-
 def test_terminal_shown_only_once_history_is_stored(api, runs):
     """A command agent creating 20,000 files (what an install does): the api
     shows the run terminal only once every event of it is stored, and then
@@ -139,7 +133,7 @@ def test_history_incomplete_hides_terminal_status(endpoints, api, me, team_id, t
     assert run["history"]["events_stored"] == 3 and run["ended_at"] is None and run["exit_code"] is None, run
     _send(ingest_node, endpoints, run_id,
         ev(3, "output", {"stream": "stdout", "text": "late\n"}, actor="agent"))
-    run = _complete_run(api, run_id)
+    run = wait_history_complete(api, run_id)
     assert run["status"] == "succeeded" and run["history"]["events_stored"] == 4, run
 
 
@@ -154,7 +148,7 @@ def test_second_terminal_event_is_stored_superseded(endpoints, api, me, team_id,
         ev(1, "status", {"status": "provisioning"}, status="provisioning"),
         ev(2, "status", {"status": "running"}, status="running"),
         ev(3, "status", {"status": "succeeded", "exit_code": 0}, status="succeeded", terminal=True))
-    run = _complete_run(api, run_id)
+    run = wait_history_complete(api, run_id)
     assert run["status"] == "succeeded", run
     _send(ingest_node, endpoints, run_id,
         ev(4, "status", {"status": "failed", "reason": "said twice"}, status="failed", terminal=True))
@@ -185,7 +179,7 @@ def test_platform_verdict_lands_after_the_last_stored_event(endpoints, api, me, 
     sched = _scheduler_signer(endpoints)
     _send(sched, endpoints, run_id, verdict)
     sched.produce(endpoints, EVENTS, run_id, run_event_batch(verdict))  # redelivered: the same signed bytes
-    run = _complete_run(api, run_id)
+    run = wait_history_complete(api, run_id)
     assert run["status"] == "failed" and run["history"]["events_total"] == 4, run
     _send(ingest_node, endpoints, run_id,
         ev(4, "output", {"stream": "stdout", "text": "late\n"}, actor="agent"))

@@ -19,7 +19,7 @@ import botocore.exceptions
 import psycopg
 import pytest
 
-from conftest import audit_all, all_events, command_spec, unique_name, wait_for, wait_terminal
+from conftest import audit_all, all_events, command_spec, unique_name, wait_for, wait_history_complete, wait_terminal
 
 DAY = 86400
 
@@ -93,7 +93,7 @@ def finished_run(endpoints, admin_token, api, runs, retention_days=1, team=None)
         run_id = runs.start(spec)
     result = wait_terminal(endpoints, admin_token, run_id, timeout=180)
     assert result.terminal == "succeeded", result.statuses
-    wait_for("history complete", lambda: api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["history"]["complete"])
+    wait_history_complete(api, run_id)
     wait_for("diff artifact", lambda: api.ok("GET", f"/v1/runs/{run_id}/artifacts", expect=(200,))["items"])
     return run_id
 

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import command_spec, pb_fields, unique_name, wait_for, wait_terminal
+from conftest import command_spec, pb_fields, unique_name, wait_for, wait_history_complete, wait_terminal
 from test_e2e_policy_platform import PUSH, _events
 from test_e2e_retention import DAY, clock, wait_deleted  # noqa: F401
 
@@ -135,7 +135,7 @@ def test_a_siem_finds_a_whole_run(endpoints, credentials, admin_token, api, runs
              expect=(200, 201, 202, 204))
     res = wait_terminal(endpoints, admin_token, run_id, timeout=150)
     assert res.terminal == "succeeded", res.statuses
-    wait_for("history complete", lambda: api.ok("GET", f"/v1/runs/{run_id}", expect=(200,))["history"]["complete"])
+    wait_history_complete(api, run_id)
     other.ok("POST", f"/v1/runs/{run_id}/reviews", json={"outcome": "approve", "comment": "siem"}, expect=(201,))
     api.ok("PUT", f"/v1/holds/run/{run_id}", json={"reason": "siem test"}, expect=(201,))
     api.ok("DELETE", f"/v1/holds/run/{run_id}", expect=(200, 204))

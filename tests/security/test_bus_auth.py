@@ -372,7 +372,8 @@ def test_run_history_verifies_offline_against_the_node_key(endpoints, admin_toke
     run_id, res = c.run_to_end(endpoints, admin_token, runs, c.spec(["/bin/sh", "-c", burst]))
     assert res.terminal == "succeeded", res.statuses
     # the stream says succeeded before evidence has stored the history
-    n = len(e2e.wait_history_complete(api, run_id))
+    e2e.wait_history_complete(api, run_id)
+    n = len(e2e.all_events(api, run_id))
     node = api.ok("GET", f"/v1/runs/{run_id}")["node"]
     keys = {x["id"]: x["public_key"] for x in api.ok("GET", "/v1/nodes")["items"]}
     assert keys.get(node), f"node {node} shows no enrolled key: {keys}"
