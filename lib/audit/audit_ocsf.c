@@ -261,14 +261,18 @@ static json_t *run_finding(const Paddock__V1__RunEvent *ev, const char *uid, jso
         return o;
 }
 
+bool audit_ocsf_run_event_kind(const char *kind) {
+        return !strcmp(kind, "status") || !strcmp(kind, "policy_decision") || !strcmp(kind, "approval_requested") ||
+               !strcmp(kind, "approval_decided");
+}
+
 int audit_ocsf_run_event_json(const Paddock__V1__RunEvent *ev, char **ret) {
         *ret = NULL;
         if (!ev->env || !*ev->env->run_id)
                 return 0;
-        bool status = strcmp(ev->kind, "status") == 0;
-        if (!status && strcmp(ev->kind, "policy_decision") != 0 && strcmp(ev->kind, "approval_requested") != 0 &&
-            strcmp(ev->kind, "approval_decided") != 0)
+        if (!audit_ocsf_run_event_kind(ev->kind))
                 return 0;
+        bool status = strcmp(ev->kind, "status") == 0;
         /* deterministic uid: the same event delivered again gets the same
          * record; seq 0 (platform verdicts) has no place in the run's
          * sequence, its message id is stable across retries instead */

@@ -1,6 +1,7 @@
 /* The SIEM feed (paddock.siem.ocsf): one OCSF-shaped JSON object per audit
  * record, published by evidence after the record is durable in the chain. */
 #pragma once
+#include <stdbool.h>
 #include "audit/audit_chain.h"
 #include "paddock/v1/audit.pb-c.h"
 #include "paddock/v1/events.pb-c.h"
@@ -26,6 +27,11 @@ char *audit_ocsf_json(const Paddock__V1__AuditRecord *rec, const struct audit_ch
  * (and *ret NULL) when the event is not carried on the feed, -ENOMEM.
  * Thread-safe. */
 int audit_ocsf_run_event_json(const Paddock__V1__RunEvent *ev, char **ret);
+
+/* Whether run events of this kind may be carried on the feed (the kinds
+ * audit_ocsf_run_event_json() maps; it may still skip one, e.g. a status
+ * it has no activity for). */
+bool audit_ocsf_run_event_kind(const char *kind);
 
 /* A run's "queued" lifecycle record, projected from its run.launch audit
  * record rec at pos (both borrowed): 6002 Application Lifecycle, activity 99

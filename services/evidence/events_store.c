@@ -67,6 +67,10 @@ static struct metric m_lag_p99 = {.name = "paddock_evidence_durable_lag_p99_ms",
 static struct metric m_siem = {.name = "paddock_evidence_siem_run_events_published_total",
                                .help = "OCSF records of run events published on paddock.siem.ocsf",
                                .type = METRIC_COUNTER};
+static struct metric m_siem_withheld = {
+        .name = "paddock_evidence_siem_run_events_withheld_total",
+        .help = "Run events not published on paddock.siem.ocsf: their seq is stored with another content",
+        .type = METRIC_COUNTER};
 static struct metric m_lag_over = {.name = "paddock_evidence_durable_lag_over_1s_total",
                                    .help = "Events made durable more than 1 s after their ts", .type = METRIC_COUNTER};
 
@@ -82,6 +86,7 @@ void events_store_register_metrics(void) {
         metrics_register(&m_lag_p99);
         metrics_register(&m_lag_over);
         metrics_register(&m_siem);
+        metrics_register(&m_siem_withheld);
 }
 
 /* The round's decoded records live in one arena, freed at once when the
@@ -149,7 +154,9 @@ struct record {
         const char *run_id, *tenant_id;
         int64_t record_id; /* its evidence.signed_records id once stored (0: unsigned) */
         bool skip;         /* poison, refused, or already stored */
-        bool siem;         /* passed the checks: its events go on the SIEM feed (stored now or before) */
+        bool siem;         /* passed the checks: its events go on the SIEM feed if the store holds them */
+        bool all_staged;   /* stage_events staged every event (none was a seq staged earlier this round) */
+        bool whole;        /* all its events inserted by a fast round: on the feed without a look at the store */
         bool from_api;     /* signed by the api (a review): no reporter check */
 };
 
@@ -353,7 +360,7 @@ static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, s
                 return 0;
         const char *p2[] = {id_arr, sig_arr};
         r = pg_exec(conn,
-                    "SELECT run_id, encode(signature, 'hex') FROM evidence.signed_records"
+                    "SELECT run_id, encode(signature, 'hex'), id FROM evidence.signed_records"
                     " WHERE run_id = ANY($1::uuid[])"
                     "  AND signature = ANY(ARRAY(SELECT decode(x, 'hex') FROM unnest($2::text[]) x))",
                     2, p2, &seen, reterr);
@@ -366,7 +373,10 @@ static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, s
                                 continue;
                         hex_encode(recs[k].m->sig, SIGN_SIGNATURE_LEN, hex);
                         if (!strcmp(hex, PQgetvalue(seen, i, 1))) {
-                                recs[k].skip = true; /* redelivered: its events are all stored */
+                                /* redelivered: its events are all stored, by
+                                 * it or (a seq stored already) by another */
+                                recs[k].skip = true;
+                                recs[k].record_id = strtoll(PQgetvalue(seen, i, 2), NULL, 10);
                                 metric_add(&m_duplicates, (long long)recs[k].batch->n_events);
                         }
                 }
@@ -526,13 +536,16 @@ static int stage_events(PGconn *conn, struct record *recs, size_t nrec, struct r
                         fail = -EINVAL;
                         break;
                 }
+                recs[i].all_staged = true;
                 for (size_t k = 0; !fail && k < recs[i].batch->n_events; k++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[k];
                         uint64_t seq = ev->env->seq ? ev->env->seq : st->max_seq + 1;
                         /* an earlier seq than one staged this round is a duplicate
                          * (e.g. a node's event colliding with an appended verdict) */
-                        if (seq <= st->staged_max)
+                        if (seq <= st->staged_max) {
+                                recs[i].all_staged = false;
                                 continue;
+                        }
                         if (seq <= st->stored_max)
                                 *fast = false;
                         const char *status = *ev->status ? ev->status : NULL;
@@ -834,6 +847,7 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         size_t nruns = 0, nten = 0;
         for (size_t i = 0; i < nrec; i++) {
                 recs[i].record_id = 0;
+                recs[i].all_staged = recs[i].whole = false;
                 if (recs[i].skip)
                         continue;
                 if (!run_state_find(runs, nruns, recs[i].run_id))
@@ -885,6 +899,9 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
                 metric_add(&m_fast, 1);
         metric_set(&m_batch_events, stored);
         record_lag(recs, nrec);
+        /* the primary key let the whole fast round in: what it staged is stored */
+        for (size_t i = 0; *fast && i < nrec; i++)
+                recs[i].whole = !recs[i].skip && recs[i].all_staged;
         return 0;
 }
 
@@ -923,9 +940,10 @@ static int store_chunk(PGconn *conn, struct record *recs, size_t nrec, struct de
 /* The SIEM feed's run events (docs/CONTRACTS.md "SIEM feed: run events"):
  * after the round is durable, the OCSF record of every lifecycle status,
  * policy decision and approval event of the records that passed the checks
- * (stored now, or by an earlier delivery whose publish may have been lost),
- * acknowledged by the broker before the offsets are committed. A record
- * delivered again yields the same records with the same metadata.uid. */
+ * whose (run, seq) the store holds with this content (inserted now, or by an
+ * earlier delivery whose publish may have been lost), acknowledged by the
+ * broker before the offsets are committed. A record delivered again yields
+ * the same records with the same metadata.uid. */
 struct siem_out {
         struct kafka_outgoing *msgs;
         uint8_t **bufs;
@@ -976,27 +994,188 @@ static int siem_add(struct siem_out *o, const Paddock__V1__RunEvent *ev) {
         return 1;
 }
 
+/* An event of a record not stored whole by a fast round (conflict-checked,
+ * redelivered, or with a seq another record of the round staged) that the
+ * feed would carry: its seq may be stored with another record's content.
+ * same: the store holds this very event (docs/CONTRACTS.md "SIEM feed: run
+ * events"). */
+struct siem_check {
+        size_t rec, ev; /* recs[rec].batch->events[ev] */
+        bool same;
+};
+
+/* Whether two events are the same bytes (as protobuf-c writes them). */
+static bool event_same(const Paddock__V1__RunEvent *a, const Paddock__V1__RunEvent *b) {
+        size_t la = paddock__v1__run_event__get_packed_size(a);
+        if (la != paddock__v1__run_event__get_packed_size(b))
+                return false;
+        _cleanup_free_ uint8_t *pa = malloc(la ? la : 1), *pb = malloc(la ? la : 1);
+        if (!pa || !pb)
+                return false; /* not shown the same: withheld, never published wrong */
+        paddock__v1__run_event__pack(a, pa);
+        paddock__v1__run_event__pack(b, pb);
+        return memcmp(pa, pb, la) == 0;
+}
+
+/* Is the event at seq of the stored record value (a RunEventBatch, signed
+ * by another record) the same as ev? */
+static bool stored_event_same(const char *value_text, uint64_t seq, const Paddock__V1__RunEvent *ev) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)value_text, &len);
+        if (!raw)
+                return false;
+        Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, len, raw);
+        PQfreemem(raw);
+        bool same = false;
+        for (size_t k = 0; b && !same && k < b->n_events; k++)
+                same = b->events[k]->env && b->events[k]->env->seq == seq && event_same(b->events[k], ev);
+        if (b)
+                paddock__v1__run_event_batch__free_unpacked(b, NULL);
+        return same;
+}
+
+/* Looks up the stored rows of tenant t's checks (one read-only transaction:
+ * row-level security keys on the tenant) and sets each one's same: the row
+ * is the record's own (it inserted it), or the event stored there by another
+ * record is byte-identical. A seq not stored, or stored without a record
+ * (before batches), is not shown the same. */
+static int siem_check_tenant(PGconn *conn, const char *t, const struct record *recs, struct siem_check *checks,
+                             size_t nchecks, struct err_detail *reterr) {
+        /* the uuid[] and bigint[] literals of the checks' (run, seq, own record id, index) */
+        char *bufs[4] = {0};
+        size_t lens[4];
+        FILE *f[4] = {0};
+        int r = 0;
+        for (size_t k = 0; k < 4 && r == 0; k++)
+                if (!(f[k] = open_memstream(&bufs[k], &lens[k])))
+                        r = -ENOMEM;
+        const char *sep = "{";
+        for (size_t c = 0; r == 0 && c < nchecks; c++) {
+                const struct record *rec = &recs[checks[c].rec];
+                if (strcmp(rec->tenant_id, t))
+                        continue;
+                fprintf(f[0], "%s%s", sep, rec->run_id);
+                fprintf(f[1], "%s%llu", sep, (unsigned long long)rec->batch->events[checks[c].ev]->env->seq);
+                fprintf(f[2], "%s%lld", sep, (long long)rec->record_id);
+                fprintf(f[3], "%s%zu", sep, c);
+                sep = ",";
+        }
+        for (size_t k = 0; k < 4; k++) {
+                if (!f[k])
+                        continue;
+                if (fputs(*sep == '{' ? "{}" : "}", f[k]) < 0)
+                        r = -ENOMEM;
+                if (fclose(f[k]) != 0)
+                        r = -ENOMEM;
+        }
+        _cleanup_free_ char *runs = bufs[0], *seqs = bufs[1], *own = bufs[2], *idx = bufs[3];
+        if (r < 0)
+                return r;
+        r = pg_begin(conn, reterr);
+        if (r >= 0)
+                r = pg_set_tenant_local(conn, t, reterr);
+        _cleanup_(PQclearp) PGresult *res = NULL;
+        const char *p[] = {runs, seqs, own, idx};
+        if (r >= 0)
+                r = pg_exec(conn,
+                            "SELECT q.i, e.record_id = q.rec, r.signed_value"
+                            " FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS q(run_id, seq, rec, i)"
+                            " JOIN evidence.run_events e ON e.run_id = q.run_id AND e.seq = q.seq"
+                            " LEFT JOIN evidence.signed_records r ON r.id = e.record_id AND e.record_id <> q.rec",
+                            4, p, &res, reterr);
+        if (r >= 0)
+                r = pg_commit(conn, reterr);
+        if (r < 0) {
+                pg_rollback(conn);
+                return r;
+        }
+        for (int i = 0; i < PQntuples(res); i++) {
+                size_t c = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+                if (c >= nchecks)
+                        continue;
+                const Paddock__V1__RunEvent *ev = recs[checks[c].rec].batch->events[checks[c].ev];
+                checks[c].same = !strcmp(PQgetvalue(res, i, 1), "t") ||
+                                 (!PQgetisnull(res, i, 2) && stored_event_same(PQgetvalue(res, i, 2), ev->env->seq, ev));
+        }
+        return 0;
+}
+
+/* The checks of the round's records (in recs order), each one's same set
+ * from the store; *ret NULL when every record was stored whole by a fast
+ * round (nothing is read). */
+static int siem_check_round(PGconn *conn, const struct record *recs, size_t n, struct siem_check **ret,
+                            size_t *nret, struct err_detail *reterr) {
+        *ret = NULL;
+        *nret = 0;
+        _cleanup_free_ struct siem_check *checks = NULL;
+        _cleanup_free_ const char **tenants = calloc(n ? n : 1, sizeof *tenants);
+        if (!tenants)
+                return -ENOMEM;
+        size_t nchecks = 0, cap = 0, nten = 0;
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; recs[i].siem && !recs[i].whole && j < recs[i].batch->n_events; j++) {
+                        const Paddock__V1__RunEvent *ev = recs[i].batch->events[j];
+                        /* seq 0 is appended: a new row of its own record */
+                        if (ev->env->seq == 0 || !audit_ocsf_run_event_kind(ev->kind))
+                                continue;
+                        if (nchecks == cap) {
+                                cap = cap ? 2 * cap : 16;
+                                struct siem_check *c = realloc(checks, cap * sizeof *c);
+                                if (!c)
+                                        return -ENOMEM;
+                                checks = c;
+                        }
+                        checks[nchecks++] = (struct siem_check){.rec = i, .ev = j};
+                        size_t t = 0;
+                        while (t < nten && strcmp(tenants[t], recs[i].tenant_id))
+                                t++;
+                        if (t == nten)
+                                tenants[nten++] = recs[i].tenant_id;
+                }
+        /* each tenant's checks in one look-up */
+        for (size_t t = 0; t < nten; t++) {
+                int r = siem_check_tenant(conn, tenants[t], recs, checks, nchecks, reterr);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(checks);
+        *nret = nchecks;
+        return 0;
+}
+
 static int siem_publish_round(const struct events_store_config *cfg, const struct record *recs, size_t n,
-                              struct err_detail *reterr) {
-        if (!cfg->producer)
-                return 0;
+                              const struct siem_check *checks, size_t nchecks, struct err_detail *reterr) {
         _cleanup_(siem_out_done) struct siem_out o = {0};
+        size_t c = 0, withheld = 0;
         for (size_t i = 0; i < n; i++) {
                 if (!recs[i].siem)
                         continue;
                 for (size_t j = 0; j < recs[i].batch->n_events; j++) {
-                        int r = siem_add(&o, recs[i].batch->events[j]);
+                        const Paddock__V1__RunEvent *ev = recs[i].batch->events[j];
+                        bool checked = c < nchecks && checks[c].rec == i && checks[c].ev == j;
+                        if (checked && !checks[c++].same) {
+                                /* the seq holds another content: the feed must not say otherwise */
+                                log_warn("run %s seq %llu: stored with another content, not published on the SIEM "
+                                         "feed",
+                                         recs[i].run_id, (unsigned long long)ev->env->seq);
+                                withheld++;
+                                continue;
+                        }
+                        int r = siem_add(&o, ev);
                         if (r < 0)
                                 return err_set(reterr, r, "siem", "could not build the ocsf record of run %s",
                                                recs[i].run_id);
                 }
         }
-        if (o.n == 0)
+        if (o.n == 0) {
+                metric_add(&m_siem_withheld, (long long)withheld);
                 return 0;
+        }
         int r = kafka_produce_sync_many(cfg->producer, o.msgs, o.n, cfg->siem_timeout_ms, reterr);
         if (r < 0 || (size_t)r < o.n)
                 return -EAGAIN; /* never a reason to skip the records: the round is delivered again */
         metric_add(&m_siem, (long long)o.n);
+        metric_add(&m_siem_withheld, (long long)withheld);
         return 0;
 }
 
@@ -1063,7 +1242,12 @@ int events_store_batch(PGconn *conn, const struct events_store_config *cfg, cons
                         r = store_chunk(conn, recs + start, end - start, &d, reterr);
                 start = end;
         }
+        if (r < 0 || !cfg->producer)
+                return r;
+        _cleanup_free_ struct siem_check *checks = NULL;
+        size_t nchecks = 0;
+        r = siem_check_round(conn, recs, n, &checks, &nchecks, reterr);
         if (r >= 0)
-                r = siem_publish_round(cfg, recs, n, reterr);
+                r = siem_publish_round(cfg, recs, n, checks, nchecks, reterr);
         return r;
 }

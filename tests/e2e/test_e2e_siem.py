@@ -20,7 +20,9 @@ import jsonschema
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import command_spec, pb_fields, unique_name, wait_for, wait_history_complete, wait_terminal
+from conftest import (all_events, command_spec, enroll_test_node, pb_fields, unique_name, wait_for,
+                      wait_history_complete, wait_terminal)
+from test_e2e_ingest import _event, _evidence_metric, _fake_run, _send, _stored_seqs, plain_sandbox  # noqa: F401
 from test_e2e_policy_platform import PUSH, _events
 from test_e2e_retention import DAY, clock, wait_deleted  # noqa: F401
 
@@ -106,6 +108,64 @@ def test_schemas_refuse_a_wrong_record(validators):
            "metadata": {"product": {"vendor_name": "Paddock"}, "version": "1.1.0"}, "actor": {"user": {"uid": "u"}},
            "api": {"operation": "x"}}
     assert any("src_endpoint" in p for p in ocsf_problems(validators, api))
+
+
+def test_feed_carries_only_what_the_store_holds(endpoints, api, me, team_id, tenant_id, plain_sandbox):  # noqa: F811
+    """For each (run, seq) the feed carries only the event the evidence store
+    holds (docs/CONTRACTS.md "SIEM feed: run events"). The run's node sends
+    record A (seqs 1-3), then B: 2-3 with another content and 4 new; then A
+    again byte for byte (found stored by its signature), B again, and C: A's
+    seq 3 and B's 4 byte for byte (a node resending them in another record)
+    and 5 new. The feed has, per uid, A's content for 1-3 (published again
+    with each redelivery: at-least-once), B's for 4, C's for 5, never B's 2-3
+    (each counted as withheld), and the store shows what the feed says."""
+    node = enroll_test_node(endpoints, "e2e-siem-node")
+    run_id = _fake_run(endpoints, tenant_id, team_id, plain_sandbox, me, node="e2e-siem-node")
+
+    def dec(seq, action, rule):
+        return _event(tenant_id, team_id, run_id, seq, "policy_decision",
+                      {"level": "exec", "action": action, "rule": rule})
+
+    a = [dec(s, "allow", "record a") for s in (1, 2, 3)]
+    b = [dec(s, "deny", "record b") for s in (2, 3, 4)]
+    c = [a[2], b[2], dec(5, "ask", "record c")]
+    withheld = _evidence_metric(endpoints, "paddock_evidence_siem_run_events_withheld_total")
+    _send(node, endpoints, run_id, *a)
+    wait_for("seqs 1..3 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (3, 3), timeout=60, pause=0.3)
+    _send(node, endpoints, run_id, *b)
+    wait_for("seq 4 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (4, 4), timeout=60, pause=0.3)
+    _send(node, endpoints, run_id, *a)
+    _send(node, endpoints, run_id, *b)
+    _send(node, endpoints, run_id, *c)
+    wait_for("seq 5 stored", lambda: _stored_seqs(endpoints, run_id)[1] == (5, 5), timeout=60, pause=0.3)
+    assert _stored_seqs(endpoints, run_id)[0] == [(s, 1) for s in range(1, 6)]
+
+    siem = Siem(endpoints.need("PADDOCK_KAFKA_BOOTSTRAP"))
+    try:
+        siem.until("seq 5", lambda r: r.get("metadata", {}).get("uid") == f"{run_id}:5")
+        # B and A again were published before C (one partition per tenant, in order)
+        siem.drain(2.0)
+        feed = {}
+        for _, raw, rec in siem.records:
+            if rec.get("unmapped", {}).get("run_id") == run_id:
+                feed.setdefault(rec["metadata"]["uid"], []).append((raw, rec))
+    finally:
+        siem.close()
+    assert sorted(feed) == sorted(f"{run_id}:{s}" for s in range(1, 6)), sorted(feed)
+    assert all(len({raw for raw, _ in v}) == 1 for v in feed.values()), \
+        [sorted({raw for raw, _ in v}) for v in feed.values() if len({raw for raw, _ in v}) > 1]
+    content = {int(uid.split(":")[1]): v[0][1] for uid, v in feed.items()}
+    rules = {s: rec["unmapped"]["data"]["rule"] for s, rec in content.items()}
+    assert rules == {1: "record a", 2: "record a", 3: "record a", 4: "record b", 5: "record c"}, rules
+    # the redeliveries and C's resent 3 and 4 reached the feed, B's 2-3 never did
+    counts = {int(uid.split(":")[1]): len(v) for uid, v in feed.items()}
+    assert counts[1] >= 2 and counts[2] >= 2 and counts[3] >= 3 and counts[4] >= 3, counts
+    assert _evidence_metric(endpoints, "paddock_evidence_siem_run_events_withheld_total") >= withheld + 4
+    stored = {e["seq"]: e for e in all_events(api, run_id)}
+    assert sorted(stored) == [1, 2, 3, 4, 5], sorted(stored)
+    for seq, rec in content.items():
+        assert (stored[seq]["kind"], stored[seq]["data"]) == (rec["unmapped"]["kind"], rec["unmapped"]["data"]), \
+            (seq, stored[seq], rec["unmapped"])
 
 
 def _reviewer(endpoints, credentials, api, team_id):
