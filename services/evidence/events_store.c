@@ -1017,28 +1017,19 @@ static bool event_same(const Paddock__V1__RunEvent *a, const Paddock__V1__RunEve
         return memcmp(pa, pb, la) == 0;
 }
 
-/* Is the event at seq of the stored record value (a RunEventBatch, signed
- * by another record) the same as ev? */
-static bool stored_event_same(const char *value_text, uint64_t seq, const Paddock__V1__RunEvent *ev) {
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)value_text, &len);
-        if (!raw)
-                return false;
-        Paddock__V1__RunEventBatch *b = paddock__v1__run_event_batch__unpack(NULL, len, raw);
-        PQfreemem(raw);
-        bool same = false;
-        for (size_t k = 0; b && !same && k < b->n_events; k++)
-                same = b->events[k]->env && b->events[k]->env->seq == seq && event_same(b->events[k], ev);
-        if (b)
-                paddock__v1__run_event_batch__free_unpacked(b, NULL);
-        return same;
+/* The event at seq of a stored record (a RunEventBatch: seqs contiguous,
+ * record_check), or NULL. */
+static const Paddock__V1__RunEvent *batch_event(const Paddock__V1__RunEventBatch *b, uint64_t seq) {
+        uint64_t first = b && b->n_events ? b->events[0]->env->seq : 0;
+        return first && seq >= first && seq - first < b->n_events ? b->events[seq - first] : NULL;
 }
 
 /* Looks up the stored rows of tenant t's checks (one read-only transaction:
  * row-level security keys on the tenant) and sets each one's same: the row
  * is the record's own (it inserted it), or the event stored there by another
- * record is byte-identical. A seq not stored, or stored without a record
- * (before batches), is not shown the same. */
+ * record is byte-identical (each such record read and decoded once). A seq
+ * not stored, or stored without a record (before batches), is not shown the
+ * same. */
 static int siem_check_tenant(PGconn *conn, const char *t, const struct record *recs, struct siem_check *checks,
                              size_t nchecks, struct err_detail *reterr) {
         /* the uuid[] and bigint[] literals of the checks' (run, seq, own record id, index) */
@@ -1076,28 +1067,53 @@ static int siem_check_tenant(PGconn *conn, const char *t, const struct record *r
                 r = pg_set_tenant_local(conn, t, reterr);
         _cleanup_(PQclearp) PGresult *res = NULL;
         const char *p[] = {runs, seqs, own, idx};
+        /* another record's rows last, grouped by record */
         if (r >= 0)
                 r = pg_exec(conn,
-                            "SELECT q.i, e.record_id = q.rec, r.signed_value"
+                            "SELECT q.i, e.record_id = q.rec, e.record_id"
                             " FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS q(run_id, seq, rec, i)"
                             " JOIN evidence.run_events e ON e.run_id = q.run_id AND e.seq = q.seq"
-                            " LEFT JOIN evidence.signed_records r ON r.id = e.record_id AND e.record_id <> q.rec",
+                            " ORDER BY e.record_id = q.rec DESC, e.record_id",
                             4, p, &res, reterr);
+        Paddock__V1__RunEventBatch *other = NULL;
+        const char *other_id = "";
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                size_t c = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+                if (c >= nchecks || PQgetisnull(res, i, 2))
+                        continue;
+                if (!strcmp(PQgetvalue(res, i, 1), "t")) {
+                        checks[c].same = true;
+                        continue;
+                }
+                const char *id = PQgetvalue(res, i, 2);
+                if (strcmp(id, other_id)) {
+                        if (other)
+                                paddock__v1__run_event_batch__free_unpacked(other, NULL);
+                        other = NULL;
+                        other_id = id;
+                        _cleanup_(PQclearp) PGresult *val = NULL;
+                        const char *pv[] = {id};
+                        r = pg_exec(conn, "SELECT signed_value FROM evidence.signed_records WHERE id = $1", 1, pv,
+                                    &val, reterr);
+                        size_t len = 0;
+                        unsigned char *raw = r >= 0 && PQntuples(val) == 1
+                                                     ? PQunescapeBytea((const unsigned char *)PQgetvalue(val, 0, 0), &len)
+                                                     : NULL;
+                        if (raw)
+                                other = paddock__v1__run_event_batch__unpack(NULL, len, raw);
+                        PQfreemem(raw);
+                }
+                const Paddock__V1__RunEvent *ev = recs[checks[c].rec].batch->events[checks[c].ev];
+                const Paddock__V1__RunEvent *stored = batch_event(other, ev->env->seq);
+                checks[c].same = stored && event_same(stored, ev);
+        }
+        if (other)
+                paddock__v1__run_event_batch__free_unpacked(other, NULL);
         if (r >= 0)
                 r = pg_commit(conn, reterr);
-        if (r < 0) {
+        if (r < 0)
                 pg_rollback(conn);
-                return r;
-        }
-        for (int i = 0; i < PQntuples(res); i++) {
-                size_t c = strtoull(PQgetvalue(res, i, 0), NULL, 10);
-                if (c >= nchecks)
-                        continue;
-                const Paddock__V1__RunEvent *ev = recs[checks[c].rec].batch->events[checks[c].ev];
-                checks[c].same = !strcmp(PQgetvalue(res, i, 1), "t") ||
-                                 (!PQgetisnull(res, i, 2) && stored_event_same(PQgetvalue(res, i, 2), ev->env->seq, ev));
-        }
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 /* The checks of the round's records (in recs order), each one's same set
@@ -1155,9 +1171,11 @@ static int siem_publish_round(const struct events_store_config *cfg, const struc
                         bool checked = c < nchecks && checks[c].rec == i && checks[c].ev == j;
                         if (checked && !checks[c++].same) {
                                 /* the seq holds another content: the feed must not say otherwise */
-                                log_warn("run %s seq %llu: stored with another content, not published on the SIEM "
-                                         "feed",
-                                         recs[i].run_id, (unsigned long long)ev->env->seq);
+                                char seq[24];
+                                snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
+                                log_ctx(LOG_WARN, LOG_KV("run", recs[i].run_id, "seq", seq),
+                                        "not publishing a run event on the siem feed: its seq is stored with another "
+                                        "content");
                                 withheld++;
                                 continue;
                         }
