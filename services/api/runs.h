@@ -39,8 +39,9 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
  * RUNS_SELECT_WITH(extra): the same with ", <columns of r>" after them.
  * The sandbox's, team's and launcher's names are scalar sub-selects, not
  * joins (the foreign keys guarantee the rows): one index probe each and no
- * join node carrying the whole row, a quarter of PostgreSQL's CPU for
- * GET /v1/runs/{id} (issue 10 §4). */
+ * join node carrying the whole row: a fifth of PostgreSQL's CPU for
+ * GET /v1/runs/{id} (issue 10 §4, docs/CONTRACTS.md "Tenant isolation in
+ * PostgreSQL"). */
 #define RUNS_SELECT RUNS_SELECT_WITH("")
 #define RUNS_NAME_OF(col, table, fk)                                                                           \
         "(SELECT x." col " FROM api." table " x WHERE x.id = r." fk " AND x.tenant_id = r.tenant_id)"
