@@ -2,8 +2,9 @@
  * the tenant's default and maximum retention (GET/PUT
  * /v1/tenant/retention), the retention and deletion shown on a run, and the
  * 410 of a deleted run's events and artifacts. Expiry itself is defined
- * once, by the view api.run_retention (migration 0025); evidence's sweeper
- * deletes what expired. */
+ * once, by api.run_retention_of() over a run's columns (migration 0031),
+ * which the view api.run_retention (0025) and GET /v1/runs/{id} call;
+ * evidence's sweeper deletes what expired. */
 #include <errno.h>
 #include <string.h>
 

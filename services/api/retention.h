@@ -12,16 +12,19 @@ int retention_put(struct api_req *r);
  * it); 0 or the problem recorded on r. */
 int retention_max_days(struct api_req *r, long long *ret);
 /* The run's retention and tombstone as RETENTION_RUN_NCOLS columns of a
- * query whose runs row is aliased q and that ends its FROM with
+ * query whose api.runs row is aliased r and that ends its FROM with
  * RETENTION_RUN_JOINS (GET /v1/runs/{id} reads them in its one round trip,
- * issue 10 §4); retention_run_json() reads them. */
+ * issue 10 §4): api.run_retention's formula applied to that row (api
+ * migration 0031), not the view, which would read the run again;
+ * retention_run_json() reads them. */
 #define RETENTION_RUN_COLUMNS                                                                                  \
         "rx.retention_days, " DB_TS("rx.expires_at") ", rx.held, " DB_TS("rt.deleted_at") ", rt.reason, "         \
         "rt.deleted_sha256, rt.events, rt.artifacts"
 #define RETENTION_RUN_NCOLS 8
 #define RETENTION_RUN_JOINS                                                                                    \
-        " LEFT JOIN api.run_retention rx ON rx.run_id = q.id"                                                  \
-        " LEFT JOIN evidence.run_tombstones rt ON rt.run_id = q.id AND rt.deleted_at IS NOT NULL"
+        " LEFT JOIN LATERAL api.run_retention_of(r.tenant_id, r.id, r.sandbox_id, r.team_id, r.ended_at, "     \
+        "r.spec_retention_days) rx ON r.ended_at IS NOT NULL"                                                  \
+        " LEFT JOIN evidence.run_tombstones rt ON rt.run_id = r.id AND rt.deleted_at IS NOT NULL"
 /* Sets out's "retention" ({days, expires_at, held} once the run ended,
  * else null) and "deleted" ({at, reason, sha256, events, artifacts} once
  * its evidence was swept, else null) from RETENTION_RUN_COLUMNS at

@@ -118,20 +118,21 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
         "'denied', count(*) FILTER (WHERE a.status = 'denied'), "                                              \
         "'expired', count(*) FILTER (WHERE a.status = 'expired' OR (a.status = 'pending' AND a.deadline <= now())), " \
         "'cancelled', count(*) FILTER (WHERE a.status = 'cancelled'))::text FROM api.approvals a "             \
-        "WHERE a.run_id = q.id AND a.tenant_id = " SETTING_UUID("paddock.tenant_id") ")"
+        "WHERE a.run_id = r.id AND a.tenant_id = " SETTING_UUID("paddock.tenant_id") ")"
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
+/* One query level (no subquery over the run): every join reads the run
+ * row's columns, which the retention's needs (RETENTION_RUN_JOINS). */
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        "SELECT q.*, " API_AUTHZ_COLUMNS("m", "$2") ", " RETENTION_RUN_COLUMNS ", " RUNS_APPROVAL_COUNTERS
-        " FROM (" RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
-                                   "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
-                                   "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS)
-        "WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id") ") q "
-        "LEFT JOIN api.team_members m ON m.team_id = q.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
+        RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
+                         "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
+                         "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS ", " API_AUTHZ_COLUMNS("m", "$2")
+                         ", " RETENTION_RUN_COLUMNS ", " RUNS_APPROVAL_COUNTERS)
+        "LEFT JOIN api.team_members m ON m.team_id = r.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
         " AND m.user_id = " SETTING_UUID("paddock.user_id")
         /* and its retention and tombstone (retention.h), read by every
          * request for an ended run: in this round trip, not a second */
-        RETENTION_RUN_JOINS,
+        RETENTION_RUN_JOINS " WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
 
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {

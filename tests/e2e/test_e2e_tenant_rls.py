@@ -198,3 +198,35 @@ def test_catalog_seed_is_not_executable_by_public_or_the_api(owner):
     seeded = owner.execute("SELECT count(*) FROM api.catalog_items c JOIN api.tenants t ON t.id = c.tenant_id"
                            " WHERE t.name = %s AND c.managed", (name,)).fetchone()[0]
     assert seeded >= 20, seeded
+
+
+def test_run_retention_of_reads_only_the_callers_tenant(owner):
+    """api.run_retention_of() (api migration 0031) takes a run's columns from
+    its caller: the api may call it with another tenant's ids, and still
+    reads only its own tenant's holds and settings (row-level security of
+    the tables it reads); the schema owner, as evidence's sweeper does,
+    sees every tenant's."""
+    import uuid
+    a, b = _two_tenants(owner)
+    team, other = str(uuid.uuid4()), str(uuid.uuid4())
+    set_by = owner.execute("SELECT id FROM api.users WHERE tenant_id = %s LIMIT 1", (b,)).fetchone()[0]
+    owner.execute("INSERT INTO api.legal_holds (tenant_id, kind, object_id, reason, set_by)"
+                  " VALUES (%s, 'team', %s, 'rls test', %s)", (b, team, set_by))
+    try:
+        call = ("SELECT held, retention_days, expires_at = %s::timestamptz + make_interval(days => retention_days)"
+                " FROM api.run_retention_of(%s, %s, %s, %s, %s::timestamptz, NULL)")
+        ended = "2026-01-01T00:00:00Z"
+        held, days, expiry_ok = owner.execute(call, (ended, b, other, other, team, ended)).fetchone()
+        assert held is True and expiry_ok, (held, days)
+        # another team of b: not held
+        assert owner.execute(call, (ended, b, other, other, other, ended)).fetchone()[0] is False
+        with connect("api") as conn:
+            conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (a,))
+            held, days, _ = conn.execute(call, (ended, b, other, other, team, ended)).fetchone()
+            assert held is False
+            # b's own settings are not a's to read: the defaults (365, at most 3650)
+            assert days == 365, days
+            conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (b,))
+            assert conn.execute(call, (ended, b, other, other, team, ended)).fetchone()[0] is True
+    finally:
+        owner.execute("DELETE FROM api.legal_holds WHERE tenant_id = %s AND object_id = %s", (b, team))
