@@ -173,6 +173,25 @@ static void txn_set_problem(struct http_txn *t, int err) {
         t->ctype = "application/problem+json";
 }
 
+/* The compact dump of a handler's answer into a buffer sized for the
+ * usual one (json_dumps grows its own from 16 bytes and copies it once
+ * more: a quarter of the dump's time, issue 10 §4); NUL-terminated. */
+static char *json_body(const json_t *out, size_t *ret_len) {
+        for (size_t cap = 4096;;) {
+                char *b = malloc(cap);
+                size_t n = b ? json_dumpb(out, b, cap - 1, JSON_COMPACT) : 0;
+                if (n > 0 && n < cap) {
+                        b[n] = '\0';
+                        *ret_len = n;
+                        return b;
+                }
+                free(b);
+                if (n == 0)
+                        return NULL;
+                cap = n + 1;
+        }
+}
+
 static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
         if (r < 0)
                 txn_set_problem(t, r);
@@ -184,13 +203,9 @@ static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
         } else {
                 t->status = t->req.status ? t->req.status : 200;
                 t->ctype = "application/json";
-                if (t->req.out) {
-                        t->resp = json_dumps(t->req.out, JSON_COMPACT);
-                        if (!t->resp) {
-                                api_fail(&t->req, -ENOMEM, "internal", "out of memory");
-                                txn_set_problem(t, -ENOMEM);
-                        } else
-                                t->resp_len = strlen(t->resp);
+                if (t->req.out && !(t->resp = json_body(t->req.out, &t->resp_len))) {
+                        api_fail(&t->req, -ENOMEM, "internal", "out of memory");
+                        txn_set_problem(t, -ENOMEM);
                 }
         }
         t->responded = true;
