@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/json_dump.h"
 #include "core/timeutil.h"
 
 static const char *log_service = "paddock";
@@ -62,9 +63,9 @@ static bool plain(const char *s) {
 
 /* The line of a plain message with a JSON context (or none) written as it
  * is built, without a second object: the same bytes as log_vemit's
- * general path, at a third of its cost (issue 10 §4: the api writes an
- * access line per request). False when it does not apply: the context
- * names one of the line's own members, or the line is long. */
+ * general path, for less (issue 10 §4: the api writes an access line per
+ * request). False when it does not apply: the context names one of the
+ * line's own members, or the line is long. */
 static bool log_line_fast(enum log_level level, json_t *jctx, const char *msg, const char *ts) {
         if (!plain(msg) || !plain(log_service) || (jctx && !json_is_object(jctx)))
                 return false;
@@ -79,7 +80,7 @@ static bool log_line_fast(enum log_level level, json_t *jctx, const char *msg, c
         size_t len = (size_t)n;
         if (json_object_size(jctx)) {
                 /* "{...}" of the context, its brace turned into the comma */
-                size_t k = json_dumpb(jctx, line + len, sizeof line - len, LINE_FLAGS);
+                size_t k = json_dump_fast(jctx, line + len, sizeof line - len, LINE_FLAGS);
                 if (k == 0 || k > sizeof line - len - 1)
                         return false;
                 line[len] = ',';

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
@@ -173,13 +174,13 @@ static void txn_set_problem(struct http_txn *t, int err) {
         t->ctype = "application/problem+json";
 }
 
-/* The compact dump of a handler's answer into a buffer sized for the
- * usual one (json_dumps grows its own from 16 bytes and copies it once
- * more: a quarter of the dump's time, issue 10 §4); NUL-terminated. */
+/* The compact dump of a handler's answer (lib/core/json_dump.h) into a
+ * buffer sized for the usual one (json_dumps grows its own from 16 bytes
+ * and copies it once more, issue 10 §4); NUL-terminated. */
 static char *json_body(const json_t *out, size_t *ret_len) {
         for (size_t cap = 4096;;) {
                 char *b = malloc(cap);
-                size_t n = b ? json_dumpb(out, b, cap - 1, JSON_COMPACT) : 0;
+                size_t n = b ? json_dump_fast(out, b, cap - 1, JSON_COMPACT) : 0;
                 if (n > 0 && n < cap) {
                         b[n] = '\0';
                         *ret_len = n;
