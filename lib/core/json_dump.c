@@ -27,15 +27,19 @@ static bool put_string(struct out *o, const char *s, size_t n) {
         if (!put(o, "\"", 1))
                 return false;
         for (size_t i = 0; i < n; i++) {
+                /* the run of characters that print as they are, in one copy */
+                size_t k = i;
+                while (k < n && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x80 && s[k] != '"' &&
+                       s[k] != '\\')
+                        k++;
+                if (k > i && !put(o, s + i, k - i))
+                        return false;
+                if (k == n)
+                        break;
+                i = k;
                 unsigned char c = (unsigned char)s[i];
                 if (c >= 0x80)
                         return false; /* jansson checks its UTF-8 */
-                if (c >= 0x20 && c != '"' && c != '\\') {
-                        if (o->p == o->end)
-                                return false;
-                        *o->p++ = (char)c;
-                        continue;
-                }
                 char e[6] = {'\\', 0};
                 size_t len = 2;
                 switch (c) {
