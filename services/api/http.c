@@ -95,16 +95,21 @@ static void access_log(const char *method, const char *route, const char *path, 
                        const struct api_caller *c, const char *request_id) {
         double ms = (double)(time_mono_us() - start_us) / 1000.0;
         bool known = c && c->user_id[0];
-        /* "s?": null for a NULL string */
-        _cleanup_json_ json_t *o = json_pack("{s:s, s:s?, s:i, s:f, s:s?, s:s?, s:s}", "method", method[0] ? method : "?",
-                                             "route", route, "status", status, "duration_ms",
-                                             (double)(long long)(ms * 1000.0 + 0.5) / 1000.0, "caller_id",
-                                             known ? c->user_id : NULL, "tenant_id", known ? c->tenant_id : NULL,
-                                             "request_id", request_id);
+        /* built member by member, not with json_pack (which parses its
+         * format per call, issue 10 §4); every string but the path is ours
+         * and ASCII: the method and route from our tables, ids from
+         * PostgreSQL's uuid text, the request id checked by request_id_of */
+        _cleanup_json_ json_t *o = json_object();
         if (!o)
                 return;
-        if (!status) /* no answer: the client went away first */
-                json_object_set_new(o, "status", json_null());
+        json_object_set_new_nocheck(o, "method", json_string_nocheck(method[0] ? method : "?"));
+        json_object_set_new_nocheck(o, "route", route ? json_string_nocheck(route) : json_null());
+        /* null: no answer, the client went away first */
+        json_object_set_new_nocheck(o, "status", status ? json_integer(status) : json_null());
+        json_object_set_new_nocheck(o, "duration_ms", json_real((double)(long long)(ms * 1000.0 + 0.5) / 1000.0));
+        json_object_set_new_nocheck(o, "caller_id", known ? json_string_nocheck(c->user_id) : json_null());
+        json_object_set_new_nocheck(o, "tenant_id", known ? json_string_nocheck(c->tenant_id) : json_null());
+        json_object_set_new_nocheck(o, "request_id", json_string_nocheck(request_id));
         if (!route && path) {
                 char p[257];
                 snprintf(p, sizeof p, "%s", path);
