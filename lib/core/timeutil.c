@@ -18,11 +18,17 @@ int64_t time_mono_us(void) {
 }
 
 char *time_format_rfc3339(int64_t ts_us, char *buf, size_t size) {
+        /* the date and time of the last second formatted, per thread:
+         * gmtime_r and strftime once a second, not once a log line */
+        static _Thread_local time_t last_secs;
+        static _Thread_local char base[24];
         time_t secs = (time_t)(ts_us / 1000000);
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        char base[24];
-        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!base[0] || secs != last_secs) {
+                struct tm tm;
+                gmtime_r(&secs, &tm);
+                strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+                last_secs = secs;
+        }
         snprintf(buf, size, "%s.%06dZ", base, (int)(ts_us % 1000000));
         return buf;
 }

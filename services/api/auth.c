@@ -84,9 +84,36 @@ bool auth_verify_password(const char *password, const char *encoded) {
         return ok;
 }
 
+/* SHA-256 fetched once, and a digest context per thread kept (and its
+ * algorithm's state with it): SHA256() looks the algorithm up in
+ * OpenSSL's provider store and allocates two contexts at every call,
+ * several times the hash itself on a token (issue 10 §4: every
+ * authenticated request hashes its token). */
+static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void sha256_ctx_free(void *ctx) {
+        EVP_MD_CTX_free(ctx);
+}
+static void sha256_init(void) {
+        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (pthread_key_create(&sha256_ctx_key, sha256_ctx_free) != 0) {
+                EVP_MD_free(sha256_md);
+                sha256_md = NULL;
+        }
+}
+
 static void sha256_hex(const char *s, char out[65]) {
         unsigned char d[SHA256_DIGEST_LENGTH];
-        SHA256((const unsigned char *)s, strlen(s), d);
+        pthread_once(&sha256_once, sha256_init);
+        EVP_MD_CTX *ctx = sha256_md ? pthread_getspecific(sha256_ctx_key) : NULL;
+        if (sha256_md && !ctx && (ctx = EVP_MD_CTX_new()) && pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+                EVP_MD_CTX_free(ctx);
+                ctx = NULL;
+        }
+        if (!ctx || EVP_DigestInit_ex(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, s, strlen(s)) != 1 ||
+            EVP_DigestFinal_ex(ctx, d, NULL) != 1)
+                SHA256((const unsigned char *)s, strlen(s), d);
         hex_encode(d, sizeof d, out);
 }
 

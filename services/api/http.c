@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/timeutil.h"
@@ -94,16 +95,21 @@ static void access_log(const char *method, const char *route, const char *path, 
                        const struct api_caller *c, const char *request_id) {
         double ms = (double)(time_mono_us() - start_us) / 1000.0;
         bool known = c && c->user_id[0];
-        /* "s?": null for a NULL string */
-        _cleanup_json_ json_t *o = json_pack("{s:s, s:s?, s:i, s:f, s:s?, s:s?, s:s}", "method", method[0] ? method : "?",
-                                             "route", route, "status", status, "duration_ms",
-                                             (double)(long long)(ms * 1000.0 + 0.5) / 1000.0, "caller_id",
-                                             known ? c->user_id : NULL, "tenant_id", known ? c->tenant_id : NULL,
-                                             "request_id", request_id);
+        /* built member by member, not with json_pack (which parses its
+         * format per call, issue 10 §4); every string but the path is ours
+         * and ASCII: the method and route from our tables, ids from
+         * PostgreSQL's uuid text, the request id checked by request_id_of */
+        _cleanup_json_ json_t *o = json_object();
         if (!o)
                 return;
-        if (!status) /* no answer: the client went away first */
-                json_object_set_new(o, "status", json_null());
+        json_object_set_new_nocheck(o, "method", json_string_nocheck(method[0] ? method : "?"));
+        json_object_set_new_nocheck(o, "route", route ? json_string_nocheck(route) : json_null());
+        /* null: no answer, the client went away first */
+        json_object_set_new_nocheck(o, "status", status ? json_integer(status) : json_null());
+        json_object_set_new_nocheck(o, "duration_ms", json_real((double)(long long)(ms * 1000.0 + 0.5) / 1000.0));
+        json_object_set_new_nocheck(o, "caller_id", known ? json_string_nocheck(c->user_id) : json_null());
+        json_object_set_new_nocheck(o, "tenant_id", known ? json_string_nocheck(c->tenant_id) : json_null());
+        json_object_set_new_nocheck(o, "request_id", json_string_nocheck(request_id));
         if (!route && path) {
                 char p[257];
                 snprintf(p, sizeof p, "%s", path);
@@ -173,6 +179,25 @@ static void txn_set_problem(struct http_txn *t, int err) {
         t->ctype = "application/problem+json";
 }
 
+/* The compact dump of a handler's answer (lib/core/json_dump.h) into a
+ * buffer sized for the usual one (json_dumps grows its own from 16 bytes
+ * and copies it once more, issue 10 §4); NUL-terminated. */
+static char *json_body(const json_t *out, size_t *ret_len) {
+        for (size_t cap = 4096;;) {
+                char *b = malloc(cap);
+                size_t n = b ? json_dump_fast(out, b, cap - 1, JSON_COMPACT) : 0;
+                if (n > 0 && n < cap) {
+                        b[n] = '\0';
+                        *ret_len = n;
+                        return b;
+                }
+                free(b);
+                if (n == 0)
+                        return NULL;
+                cap = n + 1;
+        }
+}
+
 static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
         if (r < 0)
                 txn_set_problem(t, r);
@@ -184,13 +209,9 @@ static void txn_respond(struct lws *wsi, struct http_txn *t, int r) {
         } else {
                 t->status = t->req.status ? t->req.status : 200;
                 t->ctype = "application/json";
-                if (t->req.out) {
-                        t->resp = json_dumps(t->req.out, JSON_COMPACT);
-                        if (!t->resp) {
-                                api_fail(&t->req, -ENOMEM, "internal", "out of memory");
-                                txn_set_problem(t, -ENOMEM);
-                        } else
-                                t->resp_len = strlen(t->resp);
+                if (t->req.out && !(t->resp = json_body(t->req.out, &t->resp_len))) {
+                        api_fail(&t->req, -ENOMEM, "internal", "out of memory");
+                        txn_set_problem(t, -ENOMEM);
                 }
         }
         t->responded = true;

@@ -122,7 +122,9 @@ static bool route_match(const char *pattern, const char *path, char **caps) {
                 if (*p != '/' || *s != '/')
                         return false;
                 p++, s++;
-                size_t pl = strcspn(p, "/"), sl = strcspn(s, "/");
+                /* strchrnul, not strcspn with a one-character set: twice
+                 * per route tried, every request (issue 10 §4) */
+                size_t pl = (size_t)(strchrnul(p, '/') - p), sl = (size_t)(strchrnul(s, '/') - s);
                 if (*p == '{') {
                         if (sl == 0 || ncap >= API_MAX_PARAMS)
                                 return false;

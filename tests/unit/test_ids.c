@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "core/ids.h"
@@ -35,6 +37,31 @@ static void test_uuid_unique(void **state) {
         for (int i = 1; i < N; i++)
                 assert_string_not_equal(ids[i - 1], ids[i]);
         free(ids);
+}
+
+/* a forked child and its parent never draw the same UUIDs (each thread
+ * keeps a block of random bytes: the child must not reuse its copy) */
+static void test_uuid_fork(void **state) {
+        char first[UUID_STR_LEN], parent[UUID_STR_LEN], child[UUID_STR_LEN] = "";
+        assert_int_equal(id_new_uuid(first), 0); /* the block is filled now */
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char u[UUID_STR_LEN];
+                _exit(id_new_uuid(u) == 0 && write(fds[1], u, sizeof u) == (ssize_t)sizeof u ? 0 : 1);
+        }
+        close(fds[1]);
+        assert_int_equal(id_new_uuid(parent), 0);
+        assert_int_equal(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+        close(fds[0]);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_true(id_is_uuid(child));
+        assert_string_not_equal(child, parent);
+        assert_string_not_equal(child, first);
 }
 
 static void test_uuid_validation(void **state) {
@@ -92,6 +119,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_uuid_format),
                 cmocka_unit_test(test_uuid_unique),
+                cmocka_unit_test(test_uuid_fork),
                 cmocka_unit_test(test_uuid_validation),
                 cmocka_unit_test(test_model_ids),
                 cmocka_unit_test(test_hex),

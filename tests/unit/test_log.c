@@ -84,10 +84,48 @@ static void test_level_and_null_context(void **state) {
         free(out);
 }
 
+static void emit_lines(void) {
+        json_t *ctx = json_pack("{s:s, s:n, s:i, s:f, s:s}", "method", "GET", "route", "status", 200, "duration_ms",
+                                0.1234567891234, "request_id", "r-1");
+        log_emit_json(LOG_INFO, ctx, "request");                        /* plain: written as built */
+        log_emit_json(LOG_WARN, ctx, "say \"%s\"\tto caf\xc3\xa9", "hi"); /* escaped */
+        log_emit_json(LOG_ERROR, NULL, "bad utf-8 \xff");
+        log_ctx(LOG_INFO, LOG_KV("run", "r\n1"), "kv");
+        json_decref(ctx);
+}
+
+/* Every way a line is made gives one JSON object per line in the same
+ * bytes: jansson's compact dump of its members, in order ts, level,
+ * service, msg, then the context's. */
+static void test_lines_are_compact_json(void **state) {
+        (void)state;
+        log_init("unit", LOG_INFO);
+        char *out = capture_stderr(emit_lines);
+        static const char *const msgs[] = {"request", "say \"hi\"\tto caf\xc3\xa9", "(message not valid utf-8)", "kv"};
+        char *save = NULL, *line = strtok_r(out, "\n", &save);
+        for (size_t i = 0; i < sizeof msgs / sizeof *msgs; i++, line = strtok_r(NULL, "\n", &save)) {
+                assert_non_null(line);
+                json_t *o = json_loads(line, 0, NULL);
+                assert_non_null(o);
+                char *again = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+                assert_string_equal(line, again);
+                assert_int_equal(strncmp(line, "{\"ts\":\"", 7), 0);
+                assert_non_null(strstr(line, "\",\"service\":\"unit\",\"msg\":"));
+                assert_string_equal(json_string_value(json_object_get(o, "msg")), msgs[i]);
+                free(again);
+                json_decref(o);
+        }
+        assert_null(line);
+        assert_non_null(strstr(out, "\"level\":\"info\",\"service\":\"unit\",\"msg\":\"request\",\"method\":\"GET\","
+                                    "\"route\":null,\"status\":200,\"duration_ms\":0.1234567891,\"request_id\":\"r-1\"}"));
+        free(out);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_json_context_keeps_types),
                 cmocka_unit_test(test_level_and_null_context),
+                cmocka_unit_test(test_lines_are_compact_json),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
