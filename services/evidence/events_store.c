@@ -308,10 +308,21 @@ static char *array_literal(const char *const *items, size_t n) {
         return buf;
 }
 
+/* Makes t the transaction's tenant (row-level security) unless *cur, the
+ * tenant this transaction last set, is t already: each round trip is paid in
+ * series with the round's inserts, and a round is mostly one tenant's. */
+static int tenant_local(PGconn *conn, const char **cur, const char *t, struct err_detail *reterr) {
+        if (*cur && !strcmp(*cur, t))
+                return 0;
+        int r = pg_set_tenant_local(conn, t, reterr);
+        *cur = r < 0 ? NULL : t;
+        return r;
+}
+
 /* Loads the round's runs of tenant t from evidence.run_history (locked for
  * the transaction) and marks the records already stored as skip. */
-static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, size_t nrec, struct run_state *runs,
-                             size_t nruns, struct err_detail *reterr) {
+static int load_tenant_state(PGconn *conn, const char **cur, const char *t, struct record *recs, size_t nrec,
+                             struct run_state *runs, size_t nruns, struct err_detail *reterr) {
         _cleanup_free_ const char **ids = calloc(nruns + 1, sizeof *ids);
         _cleanup_free_ char **sigs = calloc(nrec + 1, sizeof *sigs);
         if (!ids || !sigs)
@@ -337,7 +348,7 @@ static int load_tenant_state(PGconn *conn, const char *t, struct record *recs, s
         if (r < 0 || !id_arr || !sig_arr)
                 return -ENOMEM;
 
-        r = pg_set_tenant_local(conn, t, reterr);
+        r = tenant_local(conn, cur, t, reterr);
         if (r < 0)
                 return r;
         _cleanup_(PQclearp) PGresult *hist = NULL, *seen = NULL;
@@ -440,8 +451,9 @@ static int stage_tables(PGconn *conn, struct err_detail *reterr) {
 
 /* Stores the round's signed records of tenant t (each once: a record
  * already there keeps its row) and sets each one's record_id. */
-static int store_records(PGconn *conn, const char *t, struct record *recs, size_t nrec, struct err_detail *reterr) {
-        int r = pg_set_tenant_local(conn, t, reterr);
+static int store_records(PGconn *conn, const char **cur, const char *t, struct record *recs, size_t nrec,
+                         struct err_detail *reterr) {
+        int r = tenant_local(conn, cur, t, reterr);
         if (r < 0)
                 return r;
         _cleanup_(PQclearp) PGresult *res = NULL;
@@ -471,8 +483,8 @@ static int store_records(PGconn *conn, const char *t, struct record *recs, size_
 
 /* Stages the round's signed records (binary COPY: the signed value as it is,
  * no hex; streamed as built) and stores them, tenant by tenant. */
-static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const char *const *tenants, size_t nten,
-                         struct err_detail *reterr) {
+static int stage_records(PGconn *conn, const char **cur, struct record *recs, size_t nrec,
+                         const char *const *tenants, size_t nten, struct err_detail *reterr) {
         size_t n = 0;
         for (size_t i = 0; i < nrec; i++)
                 n += !recs[i].skip && recs[i].m->is_signed;
@@ -499,7 +511,7 @@ static int stage_records(PGconn *conn, struct record *recs, size_t nrec, const c
         if (r >= 0 || b.sent < 0)
                 r = pg_copy_stream_end(conn, &b, NULL, reterr);
         for (size_t k = 0; r >= 0 && k < nten; k++)
-                r = store_records(conn, tenants[k], recs, nrec, reterr);
+                r = store_records(conn, cur, tenants[k], recs, nrec, reterr);
         return r;
 }
 
@@ -750,9 +762,9 @@ static int exec_decoding(PGconn *conn, const char *sql, int nparams, const char 
  * above its run's stored maximum, so a plain INSERT (no ON CONFLICT, no
  * RETURNING to count) does; the primary key still refuses a duplicate
  * (-EEXIST: the caller stores the round again the careful way). */
-static int store_tenant(PGconn *conn, const char *t, const struct run_state *runs, size_t nruns, bool fast,
-                        struct decoder *ahead, long long *stored, struct err_detail *reterr) {
-        int r = pg_set_tenant_local(conn, t, reterr);
+static int store_tenant(PGconn *conn, const char **cur, const char *t, const struct run_state *runs, size_t nruns,
+                        bool fast, struct decoder *ahead, long long *stored, struct err_detail *reterr) {
+        int r = tenant_local(conn, cur, t, reterr);
         if (r < 0)
                 return r;
         if (fast) {
@@ -861,14 +873,15 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         if (nruns == 0)
                 return 0;
         int64_t t0 = time_mono_us();
+        const char *tenant = NULL; /* the transaction's tenant setting (tenant_local) */
         int r = pg_begin(conn, reterr);
         for (size_t t = 0; r >= 0 && t < nten; t++)
-                r = load_tenant_state(conn, tenants[t], recs, nrec, runs, nruns, reterr);
+                r = load_tenant_state(conn, &tenant, tenants[t], recs, nrec, runs, nruns, reterr);
         if (r >= 0)
                 r = stage_tables(conn, reterr);
         int64_t t1 = time_mono_us();
         if (r >= 0)
-                r = stage_records(conn, recs, nrec, tenants, nten, reterr);
+                r = stage_records(conn, &tenant, recs, nrec, tenants, nten, reterr);
         int64_t t2 = time_mono_us();
         size_t staged = 0;
         bool above = false;
@@ -878,7 +891,7 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
         *fast = try_fast && above;
         long long stored = 0;
         for (size_t t = 0; r >= 0 && staged > 0 && t < nten; t++)
-                r = store_tenant(conn, tenants[t], runs, nruns, *fast, ahead, &stored, reterr);
+                r = store_tenant(conn, &tenant, tenants[t], runs, nruns, *fast, ahead, &stored, reterr);
         int64_t t4 = time_mono_us();
         if (r >= 0)
                 r = pg_commit(conn, reterr);
