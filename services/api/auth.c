@@ -103,7 +103,7 @@ static void sha256_init(void) {
         }
 }
 
-static void sha256_hex(const char *s, char out[65]) {
+void auth_sha256_hex(const char *s, char out[65]) {
         unsigned char d[SHA256_DIGEST_LENGTH];
         pthread_once(&sha256_once, sha256_init);
         EVP_MD_CTX *ctx = sha256_md ? pthread_getspecific(sha256_ctx_key) : NULL;
@@ -256,7 +256,7 @@ static int token_lookup(struct api *a, const char *token, const char *digest_in,
                 /* our tokens are exactly 64 hex digits; anything else is not worth a query */
                 if (strlen(token) != 64 || strspn(token, "0123456789abcdef") != 64)
                         return -EACCES;
-                sha256_hex(token, digest);
+                auth_sha256_hex(token, digest);
         } else if (strlen(digest_in) != 64 || strspn(digest_in, "0123456789abcdef") != 64)
                 return -EACCES;
         else
@@ -483,7 +483,7 @@ int auth_issue_token(struct api_req *r, struct db *d, const char *tenant_id, con
                 db_rollback(d);
                 return api_errno(r, -EIO, "could not generate a token");
         }
-        sha256_hex(token, digest);
+        auth_sha256_hex(token, digest);
         int64_t exp_us = time_now_us() + r->api->cfg.token_ttl_s * 1000000LL;
         exp_us -= exp_us % 1000000;
         time_format_rfc3339(exp_us, expires, sizeof expires);
@@ -732,7 +732,7 @@ void auth_csrf_of(const char *token, char out[65]) {
         /* a label of its own: never equal to the digest the tokens table keeps */
         char buf[16 + 128 + 1];
         snprintf(buf, sizeof buf, "paddock-csrf-v1:%s", token);
-        sha256_hex(buf, out);
+        auth_sha256_hex(buf, out);
         explicit_bzero(buf, sizeof buf);
 }
 

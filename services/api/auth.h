@@ -4,6 +4,9 @@
 #include "db.h"
 
 /* ---- auth.c */
+/* The hex SHA-256 of s: what a bearer token or a stream ticket is stored
+ * and looked up as (never the token itself). */
+void auth_sha256_hex(const char *s, char out[65]);
 int auth_hash_password(const char *password, char **ret_hash);
 bool auth_verify_password(const char *password, const char *encoded);
 /* The id of the tenant named name into out: 0, -ENOENT, or a database error.

@@ -9,7 +9,6 @@
  * An expired token answers 401 token_expired naming this endpoint (auth.c);
  * listings show each token's state and count only usable ones as active. */
 #include <errno.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,9 +240,7 @@ int service_accounts_token_create(struct api_req *r) {
         char token[65], digest[65], id[UUID_STR_LEN], expires[40];
         if (id_random_hex(token, 32) < 0 || id_new_uuid(id) < 0)
                 return api_errno(r, -EIO, "could not generate a token");
-        unsigned char dg[32];
-        SHA256((const unsigned char *)token, 64, dg);
-        hex_encode(dg, sizeof dg, digest);
+        auth_sha256_hex(token, digest);
         int64_t exp_us = time_now_us() + ttl * 1000000LL;
         time_format_rfc3339(exp_us, expires, sizeof expires);
         const char *params[] = {digest, sa, r->caller.tenant_id, expires, id, name};

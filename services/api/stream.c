@@ -31,7 +31,6 @@
  * never the token itself in a URL. */
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/sha.h>
 #include <linux/sockios.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -244,12 +243,6 @@ static bool query_has(struct lws *wsi, const char *name) {
         }
 }
 
-static void sha256_hex(const char *s, char out[65]) {
-        unsigned char d[SHA256_DIGEST_LENGTH];
-        SHA256((const unsigned char *)s, strlen(s), d);
-        hex_encode(d, sizeof d, out);
-}
-
 /* Uses up ticket (any presentation does) and, when it was valid for run_id,
  * fills c with the caller of the token that asked for it (which must still
  * be valid). -EACCES for an unknown, used, expired or other run's ticket. */
@@ -259,7 +252,7 @@ static int ticket_redeem(struct api *a, const char *ticket, const char *run_id, 
             strspn(ticket + STRLEN(TICKET_PREFIX), "0123456789abcdef") != 64)
                 return -EACCES;
         char digest[65];
-        sha256_hex(ticket, digest);
+        auth_sha256_hex(ticket, digest);
         _cleanup_db_ struct db d = {0};
         int k = db_open(&d, a, NULL, e);
         if (k < 0)
@@ -304,7 +297,7 @@ int stream_ticket_create(struct api_req *r) {
         memcpy(ticket, TICKET_PREFIX, STRLEN(TICKET_PREFIX));
         if (id_random_hex(ticket + STRLEN(TICKET_PREFIX), 32) < 0)
                 return api_fail(r, -EIO, "internal", "could not generate a ticket");
-        sha256_hex(ticket, digest);
+        auth_sha256_hex(ticket, digest);
         char ttl[16];
         snprintf(ttl, sizeof ttl, "%d", TICKET_TTL_S);
         _cleanup_pgres_ PGresult *ins = NULL;

@@ -308,6 +308,15 @@ static char *array_literal(const char *const *items, size_t n) {
         return buf;
 }
 
+/* Adds t to a round's tenants (borrowed, each once); returns their new count. */
+static size_t tenants_add(const char **tenants, size_t nten, const char *t) {
+        for (size_t k = 0; k < nten; k++)
+                if (!strcmp(tenants[k], t))
+                        return nten;
+        tenants[nten] = t;
+        return nten + 1;
+}
+
 /* Makes t the transaction's tenant (row-level security) unless *cur, the
  * tenant this transaction last set, is t already: each round trip is paid in
  * series with the round's inserts, and a round is mostly one tenant's. */
@@ -864,11 +873,7 @@ static int store_round(PGconn *conn, struct record *recs, size_t nrec, bool care
                         continue;
                 if (!run_state_find(runs, nruns, recs[i].run_id))
                         runs[nruns++] = (struct run_state){.run_id = recs[i].run_id, .tenant_id = recs[i].tenant_id};
-                size_t k = 0;
-                while (k < nten && strcmp(tenants[k], recs[i].tenant_id))
-                        k++;
-                if (k == nten)
-                        tenants[nten++] = recs[i].tenant_id;
+                nten = tenants_add(tenants, nten, recs[i].tenant_id);
         }
         if (nruns == 0)
                 return 0;
@@ -1155,11 +1160,7 @@ static int siem_check_round(PGconn *conn, const struct record *recs, size_t n, s
                                 checks = c;
                         }
                         checks[nchecks++] = (struct siem_check){.rec = i, .ev = j};
-                        size_t t = 0;
-                        while (t < nten && strcmp(tenants[t], recs[i].tenant_id))
-                                t++;
-                        if (t == nten)
-                                tenants[nten++] = recs[i].tenant_id;
+                        nten = tenants_add(tenants, nten, recs[i].tenant_id);
                 }
         /* each tenant's checks in one look-up */
         for (size_t t = 0; t < nten; t++) {
@@ -1198,14 +1199,12 @@ static int siem_publish_round(const struct events_store_config *cfg, const struc
                                                recs[i].run_id);
                 }
         }
-        if (o.n == 0) {
-                metric_add(&m_siem_withheld, (long long)withheld);
-                return 0;
+        if (o.n > 0) {
+                int r = kafka_produce_sync_many(cfg->producer, o.msgs, o.n, cfg->siem_timeout_ms, reterr);
+                if (r < 0 || (size_t)r < o.n)
+                        return -EAGAIN; /* never a reason to skip the records: the round is delivered again */
+                metric_add(&m_siem, (long long)o.n);
         }
-        int r = kafka_produce_sync_many(cfg->producer, o.msgs, o.n, cfg->siem_timeout_ms, reterr);
-        if (r < 0 || (size_t)r < o.n)
-                return -EAGAIN; /* never a reason to skip the records: the round is delivered again */
-        metric_add(&m_siem, (long long)o.n);
         metric_add(&m_siem_withheld, (long long)withheld);
         return 0;
 }
