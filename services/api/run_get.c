@@ -107,18 +107,18 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * policy_decision events by action, kept by evidence in its history row
  * (evidence migration 0013: counting the events per read was a quarter of
  * PostgreSQL's time per GET, issue 10 §4), and, the last column, its
- * approvals by status (a pending one past its deadline counts as expired,
- * as GET /v1/approvals shows it: counted per read). */
+ * approvals by status, kept on the run row (api migration 0032: the
+ * decided ones counted, the pending ones' deadlines in ascending order); a
+ * pending one past its deadline counts as expired, as GET /v1/approvals
+ * shows it: width_bucket() is how many deadlines are <= now(). */
 #define RUNS_DECISIONS                                                                                          \
         "json_build_object('allow', coalesce(h.decisions_allow, 0), 'ask', coalesce(h.decisions_ask, 0), "       \
         "'deny', coalesce(h.decisions_deny, 0))::text"
+#define RUNS_APPROVALS_PAST "width_bucket(now(), r.approvals_pending_deadlines)"
 #define RUNS_APPROVAL_COUNTERS                                                                                  \
-        "(SELECT json_build_object('pending', count(*) FILTER (WHERE a.status = 'pending' AND a.deadline > now()), " \
-        "'approved', count(*) FILTER (WHERE a.status = 'approved'), "                                          \
-        "'denied', count(*) FILTER (WHERE a.status = 'denied'), "                                              \
-        "'expired', count(*) FILTER (WHERE a.status = 'expired' OR (a.status = 'pending' AND a.deadline <= now())), " \
-        "'cancelled', count(*) FILTER (WHERE a.status = 'cancelled'))::text FROM api.approvals a "             \
-        "WHERE a.run_id = r.id AND a.tenant_id = " SETTING_UUID("paddock.tenant_id") ")"
+        "json_build_object('pending', cardinality(r.approvals_pending_deadlines) - " RUNS_APPROVALS_PAST ", "    \
+        "'approved', r.approvals_approved, 'denied', r.approvals_denied, "                                     \
+        "'expired', r.approvals_expired + " RUNS_APPROVALS_PAST ", 'cancelled', r.approvals_cancelled)::text"
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 /* One query level (no subquery over the run): every join reads the run
  * row's columns, which the retention's needs (RETENTION_RUN_JOINS). */

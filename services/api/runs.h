@@ -37,19 +37,15 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
 /* The public Run object: RUNS_SELECT's columns (FROM api.runs r and its
  * history; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key.
  * RUNS_SELECT_WITH(extra): the same with ", <columns of r>" after them.
- * The sandbox's, team's and launcher's names are scalar sub-selects, not
- * joins (the foreign keys guarantee the rows): one index probe each and no
- * join node carrying the whole row: a fifth of PostgreSQL's CPU for
- * GET /v1/runs/{id} (issue 10 §4, docs/CONTRACTS.md "Tenant isolation in
- * PostgreSQL"). */
+ * The sandbox's, team's and launcher's names are the run row's own
+ * columns, kept by triggers at insert and on a rename (api migration 0032):
+ * a sub-select each cost PostgreSQL a relation's set-up per read (issue 10
+ * §4, docs/CONTRACTS.md "Tenant isolation in PostgreSQL"). */
 #define RUNS_SELECT RUNS_SELECT_WITH("")
-#define RUNS_NAME_OF(col, table, fk)                                                                           \
-        "(SELECT x." col " FROM api." table " x WHERE x.id = r." fk " AND x.tenant_id = r.tenant_id)"
 #define RUNS_SELECT_WITH(extra)                                                                              \
         "SELECT r.id, " RUNS_SHOWN_STATUS ", r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") ", " \
         DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
-        DB_TS("r.scheduled_at") ", " RUNS_NAME_OF("name", "sandboxes", "sandbox_id") ", "                   \
-        RUNS_NAME_OF("name", "teams", "team_id") ", " RUNS_NAME_OF("username", "users", "created_by")          \
+        DB_TS("r.scheduled_at") ", r.sandbox_name, r.team_name, r.launcher_username"       \
         ", r.relaunch_of, " LIST_KEY_US("r.created_at")                                                      \
         ", " RUNS_TERMINAL_HIDDEN ", coalesce(h.events_stored, 0), h.terminal_seq, h.events_lost"           \
         ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \

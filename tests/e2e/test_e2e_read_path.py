@@ -228,3 +228,71 @@ def test_answers_keep_their_framing_on_one_connection(endpoints, api, admin_toke
         first = sock.recv(65536)
         status, headers, rest = _answer(sock, first)
         assert status == 200 and len(rest) == int(headers["content-length"]), (len(rest), headers)
+
+
+def test_run_row_keeps_names_and_approval_counts(endpoints, api, me):
+    """The read takes the sandbox's, team's and launcher's names and the
+    approvals by status from the run row itself (api migration 0032: a
+    relation fewer to set up per read each), kept by triggers whoever
+    writes: a renamed team shows at once on its runs, in the read and in
+    lists; approvals are counted as GET /v1/approvals shows them, a pending
+    one past its deadline as expired, one UPDATE of several rows and a
+    DELETE included."""
+    import uuid
+    team = api.ok("POST", "/v1/teams", json={"name": unique_name("names")}, expect=(201,))
+    user = me.get("user") or me
+    api.ok("PUT", f"/v1/teams/{team['id']}/members/{user['id']}",
+           json={"roles": ["sandbox_author", "launcher", "viewer"]}, expect=(200,))
+    from conftest import Runs
+    rs = Runs(api, team["id"])
+    sb_name = unique_name("names-sb")
+    # running while its approvals are written: a run that ends cancels its pending ones
+    sb = rs.create_sandbox(command_spec(["/bin/sleep", "120"], timeout_s=150), sb_name)
+    run = rs.launch(sb, rs.publish(sb))
+    got = api.ok("GET", f"/v1/runs/{run}", expect=(200,))
+    assert (got["sandbox_name"], got["team_name"], got["launched_by"]["username"]) == \
+        (sb_name, team["name"], user["username"]), got
+    assert got["policy"]["approvals"] == {"pending": 0, "approved": 0, "denied": 0, "expired": 0, "cancelled": 0}
+
+    renamed = unique_name("renamed")
+    api.ok("PATCH", f"/v1/teams/{team['id']}", json={"name": renamed}, expect=(200,))
+    assert api.ok("GET", f"/v1/runs/{run}", expect=(200,))["team_name"] == renamed
+    listed = api.ok("GET", f"/v1/runs?team={team['id']}", expect=(200,))["items"]
+    assert [(i["id"], i["team_name"]) for i in listed] == [(run, renamed)], listed
+
+    def counts():
+        return api.ok("GET", f"/v1/runs/{run}", expect=(200,))["policy"]["approvals"]
+
+    # written as the schema owner: the triggers count whatever writes api.approvals
+    with psycopg.connect(endpoints.need("PADDOCK_PG_DSN"), autocommit=True) as owner:
+        tenant = owner.execute("SELECT tenant_id FROM api.runs WHERE id = %s", (run,)).fetchone()[0]
+        ids = []
+
+        def add(status, deadline):
+            ids.append("appr-" + uuid.uuid4().hex)
+            owner.execute("INSERT INTO api.approvals (id, run_id, tenant_id, team_id, kind, what, deadline, status)"
+                          " VALUES (%s, %s, %s, %s, 'exec', '{}', now() + %s::interval, %s)",
+                          (ids[-1], run, tenant, team["id"], deadline, status))
+
+        try:
+            for status, deadline in (("pending", "1 hour"), ("pending", "-1 hour"), ("pending", "2 hours"),
+                                     ("approved", "1 hour"), ("denied", "1 hour"), ("denied", "1 hour"),
+                                     ("cancelled", "1 hour")):
+                add(status, deadline)
+            assert counts() == {"pending": 2, "approved": 1, "denied": 2, "expired": 1, "cancelled": 1}
+            # as GET /v1/approvals shows them
+            shown = api.ok("GET", f"/v1/approvals?team={team['id']}&limit=100", expect=(200,))["items"]
+            by = {}
+            for a in shown:
+                by[a["status"]] = by.get(a["status"], 0) + 1
+            assert by == {"pending": 2, "approved": 1, "denied": 2, "expired": 1, "cancelled": 1}, shown
+            # one statement ends every pending one
+            assert owner.execute("UPDATE api.approvals SET status = 'cancelled' WHERE run_id = %s"
+                                 " AND status = 'pending'", (run,)).rowcount == 3
+            assert counts() == {"pending": 0, "approved": 1, "denied": 2, "expired": 0, "cancelled": 4}
+            owner.execute("DELETE FROM api.approvals WHERE run_id = %s AND status = 'denied'", (run,))
+            assert counts() == {"pending": 0, "approved": 1, "denied": 0, "expired": 0, "cancelled": 4}
+        finally:
+            owner.execute("DELETE FROM api.approvals WHERE id = ANY(%s)", (ids,))
+            api.ok("POST", f"/v1/runs/{run}/cancel", json={"reason": "done"}, expect=(202, 409))
+    assert counts() == {"pending": 0, "approved": 0, "denied": 0, "expired": 0, "cancelled": 0}
