@@ -1022,6 +1022,14 @@ struct siem_check {
         bool same;
 };
 
+/* Whether ev of rec (rec->siem) needs a siem_check before it goes on the
+ * feed: the one rule siem_check_round asks the store by and
+ * siem_publish_round publishes by (seq 0 is appended: a new row of its own
+ * record; kinds the feed does not carry are never looked up). */
+static bool siem_needs_check(const struct record *rec, const Paddock__V1__RunEvent *ev) {
+        return !rec->whole && ev->env->seq != 0 && audit_ocsf_run_event_kind(ev->kind);
+}
+
 /* Whether two events are the same bytes (as protobuf-c writes them). */
 static bool event_same(const Paddock__V1__RunEvent *a, const Paddock__V1__RunEvent *b) {
         size_t la = paddock__v1__run_event__get_packed_size(a);
@@ -1147,10 +1155,9 @@ static int siem_check_round(PGconn *conn, const struct record *recs, size_t n, s
                 return -ENOMEM;
         size_t nchecks = 0, cap = 0, nten = 0;
         for (size_t i = 0; i < n; i++)
-                for (size_t j = 0; recs[i].siem && !recs[i].whole && j < recs[i].batch->n_events; j++) {
+                for (size_t j = 0; recs[i].siem && j < recs[i].batch->n_events; j++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[j];
-                        /* seq 0 is appended: a new row of its own record */
-                        if (ev->env->seq == 0 || !audit_ocsf_run_event_kind(ev->kind))
+                        if (!siem_needs_check(&recs[i], ev))
                                 continue;
                         if (nchecks == cap) {
                                 cap = cap ? 2 * cap : 16;
@@ -1182,8 +1189,15 @@ static int siem_publish_round(const struct events_store_config *cfg, const struc
                         continue;
                 for (size_t j = 0; j < recs[i].batch->n_events; j++) {
                         const Paddock__V1__RunEvent *ev = recs[i].batch->events[j];
-                        bool checked = c < nchecks && checks[c].rec == i && checks[c].ev == j;
-                        if (checked && !checks[c++].same) {
+                        /* checks are in recs order; an event that needs one and has
+                         * none (a rule out of step) is withheld, never published */
+                        bool same = true;
+                        if (siem_needs_check(&recs[i], ev)) {
+                                bool checked = c < nchecks && checks[c].rec == i && checks[c].ev == j;
+                                same = checked && checks[c].same;
+                                c += checked;
+                        }
+                        if (!same) {
                                 /* the seq holds another content: the feed must not say otherwise */
                                 char seq[24];
                                 snprintf(seq, sizeof seq, "%llu", (unsigned long long)ev->env->seq);
