@@ -200,11 +200,13 @@ out:
 struct acceptor {
         int lfd;
         void *(*serve)(void *);
+        const char *name;       /* the thread's name (relay_cpu_ns finds the splice relay's) */
 };
 
 static void *accept_thread(void *arg) {
         struct acceptor a = *(struct acceptor *)arg;
         free(arg);
+        (void)pthread_setname_np(pthread_self(), a.name);
         for (;;) {
                 int fd = accept4(a.lfd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
@@ -218,9 +220,9 @@ static void *accept_thread(void *arg) {
         return NULL;
 }
 
-static void accept_start(int lfd, void *(*serve)(void *)) {
+static void accept_start(int lfd, void *(*serve)(void *), const char *name) {
         struct acceptor *a = malloc(sizeof *a);
-        *a = (struct acceptor){lfd, serve};
+        *a = (struct acceptor){lfd, serve, name};
         pthread_t t;
         pthread_create(&t, NULL, accept_thread, a);
 }
@@ -243,8 +245,10 @@ struct splice_dir {
         int from, to;
 };
 
-/* CPU the relay threads used (ns): the splice relay's threads add theirs as
- * they exit; the proxy's are its threads named egress-* (relay_cpu_ns). */
+/* CPU the relay threads used (ns): the splice relay's connection and
+ * direction threads add theirs as they exit, its acceptor (splice-accept)
+ * is read like the proxy's threads named egress-* (relay_cpu_ns): the
+ * floor pays for what the proxy pays for, accept, head, connect, relay. */
 static atomic_ullong splice_cpu_ns;
 
 static unsigned long long rusage_ns(const struct rusage *ru) {
@@ -270,15 +274,14 @@ static unsigned long long stat_ticks(const char *path) {
 static int squid_pid; /* PADDOCK_BENCH_SQUID_PID (bench/proxy.sh): its CPU is squid's relay CPU */
 
 static unsigned long long relay_cpu_ns(enum via via) {
-        if (via == SPLICE)
-                return atomic_load(&splice_cpu_ns);
         unsigned long long ticks = 0;
         char path[300];
         if (via == SQUID && squid_pid > 0) {
                 snprintf(path, sizeof path, "/proc/%d/stat", squid_pid);
                 ticks = stat_ticks(path);
         }
-        DIR *d = via == PROXY ? opendir("/proc/self/task") : NULL;
+        const char *prefix = via == PROXY ? "egress-" : "splice-accept";
+        DIR *d = via == PROXY || via == SPLICE ? opendir("/proc/self/task") : NULL;
         for (struct dirent *e; d && (e = readdir(d));) {
                 if (e->d_name[0] == '.')
                         continue;
@@ -287,7 +290,7 @@ static unsigned long long relay_cpu_ns(enum via via) {
                 FILE *f = fopen(path, "r");
                 if (!f)
                         continue;
-                bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, "egress-", 7);
+                bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, prefix, strlen(prefix));
                 fclose(f);
                 snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
                 if (ours)
@@ -295,12 +298,14 @@ static unsigned long long relay_cpu_ns(enum via via) {
         }
         if (d)
                 closedir(d);
-        return ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+        return ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)) +
+               (via == SPLICE ? atomic_load(&splice_cpu_ns) : 0);
 }
 
 static void *splice_dir_thread(void *arg) {
         struct splice_dir d = *(struct splice_dir *)arg;
         free(arg);
+        (void)pthread_setname_np(pthread_self(), "splice-dir");
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
                 die("pipe2");
@@ -334,14 +339,19 @@ static void splice_dir_start(int from, int to, pthread_t *t) {
 
 static void *splice_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
+        /* not the acceptor's name it inherits: it counts its CPU itself */
+        (void)pthread_setname_np(pthread_self(), "splice-conn");
         char head[512];
         size_t have = 0;
+        /* the client sends nothing after its head before the answer: read
+         * it whole, as the proxy does */
         while (have < 4 || memcmp(head + have - 4, "\r\n\r\n", 4)) {
-                if (have == sizeof head - 1 || read(cfd, head + have, 1) != 1) {
+                ssize_t n = have == sizeof head ? 0 : read(cfd, head + have, sizeof head - have);
+                if (n <= 0) {
                         close(cfd);
                         return NULL;
                 }
-                have++;
+                have += (size_t)n;
         }
         int ufd = dial(up_addr, upstream_port); /* the bench's one upstream */
         write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
@@ -352,6 +362,9 @@ static void *splice_conn(void *arg) {
         pthread_join(down, NULL);
         close(ufd);
         close(cfd);
+        struct rusage ru;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+                atomic_fetch_add(&splice_cpu_ns, rusage_ns(&ru));
         return NULL;
 }
 
@@ -362,7 +375,7 @@ static int splice_relay_start(void) {
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
             getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
                 die("splice relay listen");
-        accept_start(fd, splice_conn);
+        accept_start(fd, splice_conn, "splice-accept");
         return ntohs(sa.sin_port);
 }
 
@@ -527,10 +540,11 @@ static double rps(enum via via, bool new_conn, int conns, double seconds) {
 
 static atomic_ullong events_seen;
 
-/* What a run's event sink costs minus Kafka: serialise the event. */
+/* What a run's event sink costs minus Kafka: serialise the event, with
+ * the flags of services/runner-agent/events.c. */
 static void on_event(void *userdata, const char *kind, json_t *data, bool sync) {
         (void)userdata, (void)kind, (void)sync;
-        char *s = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *s = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
         free(s);
         atomic_fetch_add(&events_seen, 1);
 }
@@ -555,7 +569,7 @@ int main(int argc, char **argv) {
         }
         up_addr = addr;
         int lfd = listen_any(&upstream_port);
-        accept_start(lfd, upstream_conn);
+        accept_start(lfd, upstream_conn, "upstream");
 
         Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
         rule.host = (char *)up_addr;   /* not public: only a profile's IP rule reaches it */
