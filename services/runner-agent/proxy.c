@@ -49,6 +49,8 @@
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define PIPE_POOL 16                   /* empty RELAY_PIPE_SIZE pipes a loop keeps for its next tunnels */
 #define MAX_ADDRS 16
+#define NAME_CACHE 16                  /* names a run keeps resolved (struct name_entry) */
+#define NAME_CACHE_US 5000000          /* how long a resolution is reused: 5 s, then the node's resolver again */
 #define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
 #define TLS_CHARGE (64 * 1024)         /* what an OpenSSL client connection holds, roughly */
 #define NODE_FD_RESERVE 256            /* fds of the process outside the proxy (Kafka, runs, crun) */
@@ -73,6 +75,19 @@ struct approval {
         struct approval *next;
 };
 
+
+/* A name the run's resolvers resolved, reused for NAME_CACHE_US so the next
+ * request for it is decided and connected on its event loop with no hop to
+ * a resolver thread (issue 10 §4). Only what getaddrinfo gave: every use
+ * checks the addresses against the floor and the policy again
+ * (permitted_addrs), as a fresh resolution is; a failed resolution is never
+ * kept. */
+struct name_entry {
+        char name[HTTP_HOST_MAX + 1];   /* canonical (canonical_name); "" when free */
+        int64_t expires_mono;
+        size_t n_addrs;
+        struct sockaddr_storage addrs[MAX_ADDRS];
+};
 
 /* ---- one request's record, emitted as the egress event ---- */
 
@@ -231,6 +246,7 @@ struct proxy_run {
         proxy_policy_fn decide;     /* the run's policy, before the allowlist (set before the agent starts) */
         void *decide_userdata;
         uint32_t decide_ask_timeout_s;
+        struct name_entry *names;   /* NAME_CACHE entries, allocated at the first resolution */
 
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
@@ -638,27 +654,80 @@ void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *
 
 /* ---- resolution and upstream connection ---- */
 
-/* The addresses of the target: the literal, or what its name resolves to.
- * Returns 0, or the HTTP status to answer with q->reason filled. */
+/* The canonical spelling of host the rules matched (lower case, no
+ * trailing dot) into name: "localhost." would otherwise skip /etc/hosts and
+ * go to the node's DNS server. False when it does not fit. */
+static bool canonical_name(const char *host, char name[HTTP_HOST_MAX + 1]) {
+        size_t hl = strlen(host);
+        if (hl == 0 || hl > HTTP_HOST_MAX)
+                return false;
+        for (size_t i = 0; i <= hl; i++)
+                name[i] = (char)tolower((unsigned char)host[i]);
+        if (name[hl - 1] == '.')
+                name[hl - 1] = '\0';
+        return true;
+}
+
+/* Copies into addrs what the run resolved name to less than NAME_CACHE_US
+ * ago; false when it did not (or it expired). Takes pr->lock. */
+static bool names_lookup(struct proxy_run *pr, const char *name, struct sockaddr_storage *addrs, size_t *ret_n) {
+        bool hit = false;
+        int64_t now = time_mono_us();
+        pthread_mutex_lock(&pr->lock);
+        for (size_t i = 0; pr->names && i < NAME_CACHE && !hit; i++) {
+                struct name_entry *e = &pr->names[i];
+                if (e->name[0] && now < e->expires_mono && !strcmp(e->name, name)) {
+                        memcpy(addrs, e->addrs, e->n_addrs * sizeof addrs[0]);
+                        *ret_n = e->n_addrs;
+                        hit = true;
+                }
+        }
+        pthread_mutex_unlock(&pr->lock);
+        return hit;
+}
+
+/* Keeps name's addresses for NAME_CACHE_US, in its own entry, a free or
+ * expired one, or the one that expires first. Takes pr->lock; without
+ * memory nothing is kept. */
+static void names_store(struct proxy_run *pr, const char *name, const struct sockaddr_storage *addrs, size_t n) {
+        int64_t now = time_mono_us();
+        pthread_mutex_lock(&pr->lock);
+        if (!pr->names)
+                pr->names = calloc(NAME_CACHE, sizeof *pr->names);
+        /* a free entry expires at 0, an expired one before any live one */
+        struct name_entry *e = NULL;
+        for (size_t i = 0; pr->names && i < NAME_CACHE; i++) {
+                struct name_entry *x = &pr->names[i];
+                if (x->name[0] && !strcmp(x->name, name)) {
+                        e = x;
+                        break;
+                }
+                if (!e || x->expires_mono < e->expires_mono)
+                        e = x;
+        }
+        if (e) {
+                snprintf(e->name, sizeof e->name, "%s", name);
+                memcpy(e->addrs, addrs, n * sizeof addrs[0]);
+                e->n_addrs = n;
+                e->expires_mono = now + NAME_CACHE_US;
+        }
+        pthread_mutex_unlock(&pr->lock);
+}
+
+/* The addresses of the target: the literal, or what its name resolves to
+ * (kept for the run's next requests: names_store). Returns 0, or the HTTP
+ * status to answer with q->reason filled. */
 static int resolve_target(struct request *q, const struct egress_check *chk, struct sockaddr_storage *addrs,
                           size_t *ret_n) {
         size_t n = 0;
         if (chk->literal)
                 addrs[n++] = chk->addr;
         else {
-                /* Resolve the canonical spelling the rules matched (lower case, no
-                 * trailing dot): "localhost." would otherwise skip /etc/hosts and
-                 * go to the node's DNS server. */
-                char name[256];
-                size_t hl = strlen(q->host);
-                if (hl == 0 || hl >= sizeof name) {
+                char name[HTTP_HOST_MAX + 1];
+                if (!canonical_name(q->host, name)) {
                         deny(q, "host name too long");
                         return 403;
                 }
-                for (size_t i = 0; i <= hl; i++)
-                        name[i] = (char)tolower((unsigned char)q->host[i]);
-                if (name[hl - 1] == '.')
-                        name[hl - 1] = '\0';
                 struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                          .ai_flags = AI_ADDRCONFIG}, *res = NULL;
                 int r = getaddrinfo(name, NULL, &hints, &res);
@@ -674,6 +743,8 @@ static int resolve_target(struct request *q, const struct egress_check *chk, str
                                 memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
                         }
                 freeaddrinfo(res);
+                if (n > 0)
+                        names_store(q->c->run, name, addrs, n);
         }
         *ret_n = n;
         return 0;
@@ -1455,14 +1526,22 @@ static void connect_prepare(struct conn *c) {
         loop_post(c);
 }
 
-/* The addresses of c's target (worker): a literal at once, a name on a
- * resolver thread (g.resolve), so a slow or black-holed DNS server holds no
- * decision worker. Then STEP_ASK (for_ask) or connect_prepare(). */
+/* The addresses of c's target (worker or loop): a literal, or a name the
+ * run resolved less than NAME_CACHE_US ago, at once (on the loop: no
+ * hand-over, no wake-up); another name on a resolver thread (g.resolve), so
+ * a slow or black-holed DNS server holds no decision worker. Then STEP_ASK
+ * (for_ask) or connect_prepare(), which checks the addresses however they
+ * came. */
 static void work_resolve(struct conn *c, bool for_ask) {
         c->resolve_for_ask = for_ask;
-        if (c->chk.literal) {
-                c->addrs[0] = c->chk.addr;
-                c->n_addrs = 1;
+        char name[HTTP_HOST_MAX + 1];
+        bool known = c->chk.literal ||
+                     (canonical_name(c->q.host, name) && names_lookup(c->run, name, c->addrs, &c->n_addrs));
+        if (known) {
+                if (c->chk.literal) {
+                        c->addrs[0] = c->chk.addr;
+                        c->n_addrs = 1;
+                }
                 c->resolve_status = 0;
                 if (for_ask && on_loop) {
                         /* asking writes approval_requested durably: a worker's job */
@@ -2337,7 +2416,8 @@ static void accept_some(struct proxy_run *pr);
 /* A complete head, after the batch of events that read it (c is off the
  * loop's sets, no later event of the batch points at it): the loop takes the
  * decision itself (work_head: parsing and the policy are CPU only) and
- * connects an allowed literal at once, or queues a name for a resolver;
+ * connects an allowed literal, or a name the run resolved less than
+ * NAME_CACHE_US ago, at once, or queues another name for a resolver;
  * every step that may block goes to a worker: a failed or timed-out head,
  * an answer to write (conn_refuse), an approval to ask for (work_resolve).
  * This saves a new tunnel two thread hand-overs (issue 10 §4). */
@@ -2709,6 +2789,7 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
                 free(a);
         }
         egress_policy_free(pr->policy);
+        free(pr->names);
         pthread_mutex_destroy(&pr->lock);
         pthread_cond_destroy(&pr->cond);
         log_ctx(LOG_DEBUG, LOG_KV("run", pr->run_id), "egress proxy stopped");

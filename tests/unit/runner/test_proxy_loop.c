@@ -13,7 +13,8 @@
  * small reads and splices bulk (relay "copy" / "splice"); a pipe a reset
  * tunnel left bytes in is never another tunnel's. An allowed
  * tunnel is decided with every decision worker held in a slow approval
- * write.
+ * write. A name the run resolved is decided on the loop for a while, with
+ * the verdict and event of a fresh resolution.
  *
  * Runs in a network namespace of its own (unshare, root) with only loopback
  * up: the proxy listens on 127.0.0.1 and the name asked for cannot be
@@ -671,6 +672,99 @@ static void test_blackholed_dns_holds_no_decision(void **state) {
         unlink(conf);
 }
 
+/* /etc/hosts of the test's mount namespace (a bind-mounted file, rewritten
+ * in place: glibc reads it again on every lookup). */
+static void write_hosts(const char *path, const char *text) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* A plain GET of http://host<path> through the proxy: its answer into buf. */
+static void plain_get(int port, const char *host, const char *path, char *buf, size_t size) {
+        char req[512];
+        snprintf(req, sizeof req, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n\r\n", host, path, host);
+        int fd = dial(port);
+        send_all(fd, req);
+        read_answer(fd, buf, size, 20000);
+        close(fd);
+}
+
+static void assert_same_verdict(json_t *a, json_t *b) {
+        static const char *const keys[] = {"host", "port", "method", "decision", "rule", "reason"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                if (!json_equal(json_object_get(a, keys[k]), json_object_get(b, keys[k]))) {
+                        char *x = json_dumps(a, JSON_COMPACT), *y = json_dumps(b, JSON_COMPACT);
+                        fail_msg("%s differs: %s vs %s", keys[k], x, y);
+                }
+}
+
+/* A name the run resolved is decided and connected on its event loop for 5
+ * s (proxy.c NAME_CACHE_US), no resolver thread asked: the verdict and the
+ * event are those of a fresh resolution, an allowed address relayed and an
+ * address no rule covers (a private one: the DNS rebinding check) refused
+ * with the same reason; a name that changes its address meanwhile is
+ * resolved again only once that time is over. */
+static void test_resolved_name_decided_on_loop(void **state) {
+        (void)state;
+        if (!have_veth || !have_mntns)
+                skip();
+        char hosts[] = "/tmp/paddock-proxy-hosts.XXXXXX";
+        int hfd = mkstemp(hosts);
+        assert_true(hfd >= 0);
+        close(hfd);
+        write_hosts(hosts, UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n");
+        if (mount(hosts, "/etc/hosts", NULL, MS_BIND, NULL) < 0) {
+                unlink(hosts);
+                skip();
+        }
+        struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-000000000010", "*.cache.example");
+        int port = proxy_run_port(pr);
+        char answer[4096];
+
+        /* first by a resolver thread, then from what the run resolved */
+        plain_get(port, "up.cache.example", "/up1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        plain_get(port, "up.cache.example", "/up2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        assert_non_null(strstr(answer, "\r\n\r\nok"));
+        plain_get(port, "priv.cache.example", "/priv1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        plain_get(port, "priv.cache.example", "/priv2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        assert_non_null(strstr(answer, "X-Paddock-Egress: deny"));
+
+        /* the name now says the private address: the run still connects to
+         * what it resolved (checked again), until that is 5 s old */
+        write_hosts(hosts, "10.9.9.9 up.cache.example\n10.9.9.9 priv.cache.example\n");
+        plain_get(port, "up.cache.example", "/up3", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        usleep(5300000);
+        plain_get(port, "up.cache.example", "/up4", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        pr = proxy_run_stop(pr);
+
+        json_t *up1 = egress_of("/up1"), *up2 = egress_of("/up2"), *up3 = egress_of("/up3"), *up4 = egress_of("/up4");
+        json_t *priv1 = egress_of("/priv1"), *priv2 = egress_of("/priv2");
+        assert_string_equal(json_string_value(json_object_get(up1, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(up1, "reason")), "allowed by rule");
+        assert_same_verdict(up1, up2);
+        assert_same_verdict(up1, up3);
+        assert_string_equal(json_string_value(json_object_get(priv1, "decision")), "deny");
+        const char *why = json_string_value(json_object_get(priv1, "reason"));
+        assert_non_null(strstr(why, "private address 10.9.9.9 is not in an IP rule of an approved egress profile"));
+        assert_non_null(strstr(why, "DNS rebinding protection"));
+        assert_same_verdict(priv1, priv2);
+        assert_string_equal(json_string_value(json_object_get(up4, "reason")),
+                            "private address 10.9.9.9 is not in an IP rule of an approved egress profile for port "
+                            "80: up.cache.example resolves to it (DNS rebinding protection)");
+        json_decref(up1), json_decref(up2), json_decref(up3), json_decref(up4);
+        json_decref(priv1), json_decref(priv2);
+        assert_int_equal(umount("/etc/hosts"), 0);
+        unlink(hosts);
+}
+
 /* The veth pair and the black-holed neighbour, in this process's network
  * namespace (made by main). */
 static bool setup_veth(void) {
@@ -709,6 +803,7 @@ int main(void) {
                 cmocka_unit_test(test_tunnel_relay_adapts),
                 cmocka_unit_test(test_tunnel_pipes_reused_only_empty),
                 cmocka_unit_test(test_allowed_needs_no_worker),
+                cmocka_unit_test(test_resolved_name_decided_on_loop),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
