@@ -126,6 +126,7 @@ struct half {
         uint64_t copied, spliced; /* bytes read through user space / into the pipe: the event's relay */
         bool werr;            /* the last error was writing to `to` (not reading `from`) */
         bool pipe_unknown;    /* a write into the pipe failed: what it holds is not in_pipe */
+        bool closing;         /* the other direction is done: `to` is closed at once, no shutdown first */
         size_t pipe_size;     /* what the pipe (or buf) holds */
         char *buf;            /* read/write fallback */
         size_t off;
@@ -186,7 +187,7 @@ struct conn {
 
         /* Everything below belongs to the one thread that holds the
          * connection: the event loop, or the worker that took it from the
-         * queue; hand-overs go through g.work / its loop's inbox (locked). */
+         * queue; hand-overs go through g.work (locked) / its loop's inbox. */
         enum conn_state state;
         bool leaving;               /* ended or handed over in the loop's current batch */
         int64_t deadline_mono;      /* CS_HEAD, CS_HELLO */
@@ -259,7 +260,8 @@ struct loop {
         int epfd;                   /* its clients and upstreams, every run's listener, wake */
         int wake_fd;                /* eventfd: inbox has connections for the loop */
         pthread_t thread;
-        struct conn *inbox;         /* handed back to the loop, under g.qlock */
+        _Atomic(struct conn *) inbox; /* handed back to the loop: pushed by anyone, taken whole by
+                                       * the loop (loop_post, loop_take_inbox; no lock, no ABA) */
         struct conn *conns;         /* the loop thread's own list (timers) */
         struct conn *dead, *out;    /* ended / for the workers, after the current batch */
         struct conn *fresh;         /* accepted, entered once g.lock is released (loop_thread) */
@@ -283,7 +285,7 @@ static struct {
         atomic_uint conns, fds;     /* every run's, the loops' idle pipes: against cfg.node_max_conns, max_fds */
         unsigned max_fds;
 
-        pthread_mutex_t qlock;      /* guards work, resolve and inbox; taken last */
+        pthread_mutex_t qlock;      /* guards work and resolve; taken last */
         pthread_cond_t qcond;       /* work is not empty */
         pthread_cond_t rcond;       /* resolve is not empty */
         struct conn *work, *work_tail;   /* for the workers */
@@ -927,7 +929,10 @@ static int half_step(struct half *h, bool readable, bool writable) {
         if (h->eof && h->in_pipe == 0 && !h->shut) {
                 h->shut = true;
                 h->moved++;
-                if (h->limit != 0)
+                /* a tunnel's last direction: its close sends the FIN (what
+                 * `to` received was read to its EOF by the other direction,
+                 * so it is a FIN, not a reset), one syscall fewer */
+                if (h->limit != 0 && !h->closing)
                         shutdown(h->to, SHUT_WR);
         }
         return 0;
@@ -1452,10 +1457,10 @@ static void work_push(struct conn *c) {
 /* Hands c (state set) to the event loop. */
 static void loop_post(struct conn *c) {
         struct loop *l = c->loop;
-        pthread_mutex_lock(&g.qlock);
-        c->qnext = l->inbox;
-        l->inbox = c;
-        pthread_mutex_unlock(&g.qlock);
+        struct conn *head = atomic_load(&l->inbox);
+        do
+                c->qnext = head;
+        while (!atomic_compare_exchange_weak(&l->inbox, &head, c));
         if (on_loop == l)
                 return; /* the loop drains its inbox before it waits again */
         uint64_t one = 1;
@@ -2184,7 +2189,11 @@ static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev) {
         bool ur = uev & (EPOLLIN | EPOLLHUP | EPOLLERR), uw = uev & (EPOLLOUT | EPOLLERR);
         for (int round = 0;; round++) {
                 uint64_t moved = up->moved + down->moved;
-                if (half_step(up, cr, uw) < 0 || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
+                /* both shut: loop_end closes both at once (half_step) */
+                up->closing = down->shut;
+                bool up_ok = half_step(up, cr, uw) >= 0;
+                down->closing = up->shut;
+                if (!up_ok || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
                         loop_end(c);
                         return;
                 }
@@ -2431,10 +2440,8 @@ static void loop_decide(struct conn *c) {
 
 /* Enters the loop what the workers and the resolvers handed it (its inbox). */
 static void loop_take_inbox(void) {
-        pthread_mutex_lock(&g.qlock);
-        struct conn *in = on_loop->inbox;
-        on_loop->inbox = NULL;
-        pthread_mutex_unlock(&g.qlock);
+        /* twice per turn of the loop, mostly empty: no lock for that */
+        struct conn *in = atomic_exchange(&on_loop->inbox, NULL);
         for (struct conn *c = in, *next; c; c = next) {
                 next = c->qnext;
                 c->qnext = NULL;
