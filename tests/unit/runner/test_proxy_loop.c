@@ -616,20 +616,38 @@ static void test_allowed_needs_no_worker(void **state) {
                 close(asks[i]);
 }
 
+/* Writes text into path, in place (a file bind-mounted somewhere stays
+ * the one mounted; glibc reads /etc/hosts again on every lookup). */
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* A file of the test's own holding text, bind-mounted over target in the
+ * test's mount namespace (nobody else sees it); its name into path (to
+ * rewrite it, then umount target and unlink it). False, nothing left, when
+ * it cannot be mounted. */
+static bool mount_over(const char *target, const char *text, char path[64]) {
+        snprintf(path, 64, "/tmp/paddock-proxy-etc.XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        write_file(path, text);
+        if (mount(path, target, NULL, MS_BIND, NULL) == 0)
+                return true;
+        unlink(path);
+        return false;
+}
+
 static void test_blackholed_dns_holds_no_decision(void **state) {
         (void)state;
         if (!have_veth || !have_mntns)
                 skip();
-        char conf[] = "/tmp/paddock-proxy-resolv.XXXXXX";
-        int cfd = mkstemp(conf);
-        assert_true(cfd >= 0);
-        static const char text[] = "nameserver " HOLE_ADDR "\noptions timeout:1 attempts:1\n";
-        assert_int_equal(write(cfd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
-        close(cfd);
-        if (mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
-                unlink(conf);
+        char conf[64];
+        if (!mount_over("/etc/resolv.conf", "nameserver " HOLE_ADDR "\noptions timeout:1 attempts:1\n", conf))
                 skip();
-        }
         struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-00000000000d", "*.slow.example");
         int port = proxy_run_port(pr);
 
@@ -672,15 +690,6 @@ static void test_blackholed_dns_holds_no_decision(void **state) {
         unlink(conf);
 }
 
-/* /etc/hosts of the test's mount namespace (a bind-mounted file, rewritten
- * in place: glibc reads it again on every lookup). */
-static void write_hosts(const char *path, const char *text) {
-        FILE *f = fopen(path, "w");
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-}
-
 /* A plain GET of http://host<path> through the proxy: its answer into buf. */
 static void plain_get(int port, const char *host, const char *path, char *buf, size_t size) {
         char req[512];
@@ -710,15 +719,9 @@ static void test_resolved_name_decided_on_loop(void **state) {
         (void)state;
         if (!have_veth || !have_mntns)
                 skip();
-        char hosts[] = "/tmp/paddock-proxy-hosts.XXXXXX";
-        int hfd = mkstemp(hosts);
-        assert_true(hfd >= 0);
-        close(hfd);
-        write_hosts(hosts, UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n");
-        if (mount(hosts, "/etc/hosts", NULL, MS_BIND, NULL) < 0) {
-                unlink(hosts);
+        char hosts[64];
+        if (!mount_over("/etc/hosts", UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n", hosts))
                 skip();
-        }
         struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-000000000010", "*.cache.example");
         int port = proxy_run_port(pr);
         char answer[4096];
@@ -737,7 +740,7 @@ static void test_resolved_name_decided_on_loop(void **state) {
 
         /* the name now says the private address: the run still connects to
          * what it resolved (checked again), until that is 5 s old */
-        write_hosts(hosts, "10.9.9.9 up.cache.example\n10.9.9.9 priv.cache.example\n");
+        write_file(hosts, "10.9.9.9 up.cache.example\n10.9.9.9 priv.cache.example\n");
         plain_get(port, "up.cache.example", "/up3", answer, sizeof answer);
         assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
         usleep(5300000);
