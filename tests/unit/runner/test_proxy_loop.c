@@ -768,6 +768,65 @@ static void test_resolved_name_decided_on_loop(void **state) {
         unlink(hosts);
 }
 
+/* The same with the run's `unknown: ask`: a name resolved for its ask is
+ * asked for once; the next request within 5 s, decided on the loop from
+ * what the run resolved (the name's new address is not looked at yet),
+ * joins that approval (same rule and reason); a name that resolved into
+ * the platform floor is refused at once both times, no approval asked,
+ * with the same reason. */
+static void test_resolved_name_asked_alike(void **state) {
+        (void)state;
+        if (!have_veth || !have_mntns)
+                skip();
+        char hosts[64];
+        if (!mount_over("/etc/hosts", UP_ADDR " ask.cache.example\n127.0.0.2 floor.cache.example\n", hosts))
+                skip();
+        struct proxy_run *pr = start_veth_run_policy("00000000-0000-4000-8000-000000000011", NULL, "ask");
+        int port = proxy_run_port(pr);
+        int requested = count(&n_requested);
+        char answer[4096];
+
+        plain_get(port, "floor.cache.example", "/f1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        write_file(hosts, UP_ADDR " ask.cache.example\n" UP_ADDR " floor.cache.example\n");
+        plain_get(port, "floor.cache.example", "/f2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        assert_int_equal(count(&n_requested), requested);
+
+        /* the first request waits for its approval, then goes through */
+        int fd = dial(port);
+        send_all(fd, "GET http://ask.cache.example/a1 HTTP/1.1\r\nHost: ask.cache.example\r\n\r\n");
+        for (int i = 0; i < 200 && count(&n_requested) == requested; i++)
+                usleep(20000);
+        assert_int_equal(count(&n_requested), requested + 1);
+        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
+        pthread_mutex_lock(&ev_lock);
+        d.approval_id = approval_id;
+        d.approved = true;
+        d.decided_by = (char *)"user:reviewer";
+        proxy_on_approval("00000000-0000-4000-8000-000000000011", &d);
+        pthread_mutex_unlock(&ev_lock);
+        read_answer(fd, answer, sizeof answer, 20000);
+        close(fd);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        write_file(hosts, "127.0.0.2 ask.cache.example\n" UP_ADDR " floor.cache.example\n");
+        plain_get(port, "ask.cache.example", "/a2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        assert_int_equal(count(&n_requested), requested + 1);
+        pr = proxy_run_stop(pr);
+
+        json_t *f1 = egress_of("/f1"), *f2 = egress_of("/f2"), *a1 = egress_of("/a1"), *a2 = egress_of("/a2");
+        assert_string_equal(json_string_value(json_object_get(f1, "decision")), "deny");
+        assert_non_null(strstr(json_string_value(json_object_get(f1, "reason")), "platform egress floor: loopback"));
+        assert_same_verdict(f1, f2);
+        assert_string_equal(json_string_value(json_object_get(a1, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(a1, "reason")), "approved by user:reviewer");
+        assert_same_verdict(a1, a2);
+        json_decref(f1), json_decref(f2), json_decref(a1), json_decref(a2);
+        assert_int_equal(umount("/etc/hosts"), 0);
+        unlink(hosts);
+}
+
 /* The veth pair and the black-holed neighbour, in this process's network
  * namespace (made by main). */
 static bool setup_veth(void) {
@@ -807,6 +866,7 @@ int main(void) {
                 cmocka_unit_test(test_tunnel_pipes_reused_only_empty),
                 cmocka_unit_test(test_allowed_needs_no_worker),
                 cmocka_unit_test(test_resolved_name_decided_on_loop),
+                cmocka_unit_test(test_resolved_name_asked_alike),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
