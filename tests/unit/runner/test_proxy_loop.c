@@ -139,6 +139,18 @@ static void read_answer(int fd, char *buf, size_t size, int timeout_ms) {
         buf[have] = 0;
 }
 
+/* user:reviewer decides the last approval asked for in run_id, as the
+ * control consumer hands it in. */
+static void decide_last_approval(const char *run_id, bool approved) {
+        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
+        pthread_mutex_lock(&ev_lock);
+        d.approval_id = approval_id;
+        d.approved = approved;
+        d.decided_by = (char *)"user:reviewer";
+        proxy_on_approval(run_id, &d);
+        pthread_mutex_unlock(&ev_lock);
+}
+
 static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         (void)state;
         struct proxy_settings s = PROXY_SETTINGS_DEFAULT;
@@ -189,13 +201,7 @@ static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         assert_true(during <= base + MAX_EXTRA_THREADS);
 
         /* the decision answers every held request */
-        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
-        pthread_mutex_lock(&ev_lock);
-        d.approval_id = approval_id;
-        d.approved = false;
-        d.decided_by = (char *)"user:reviewer";
-        proxy_on_approval("00000000-0000-4000-8000-00000000000a", &d);
-        pthread_mutex_unlock(&ev_lock);
+        decide_last_approval("00000000-0000-4000-8000-00000000000a", false);
         for (int i = 0; i < N_HELD; i++) {
                 read_answer(held[i], answer, sizeof answer, 20000);
                 assert_non_null(strstr(answer, "HTTP/1.1 403 "));
@@ -709,6 +715,21 @@ static void assert_same_verdict(json_t *a, json_t *b) {
                 }
 }
 
+/* A run of the veth upstream (start_veth_run_policy) with /etc/hosts saying
+ * hosts_text (mount_over; its file's name into hosts), or NULL when the
+ * test cannot run here (skip). hosts_done() after proxy_run_stop(). */
+static struct proxy_run *start_with_hosts(const char *id, const char *hosts_text, const char *host_rule,
+                                          const char *unknown, char hosts[64]) {
+        if (!have_veth || !have_mntns || !mount_over("/etc/hosts", hosts_text, hosts))
+                return NULL;
+        return start_veth_run_policy(id, host_rule, unknown);
+}
+
+static void hosts_done(const char *hosts) {
+        assert_int_equal(umount("/etc/hosts"), 0);
+        unlink(hosts);
+}
+
 /* A name the run resolved is decided and connected on its event loop for 5
  * s (proxy.c NAME_CACHE_US), no resolver thread asked: the verdict and the
  * event are those of a fresh resolution, an allowed address relayed and an
@@ -717,12 +738,12 @@ static void assert_same_verdict(json_t *a, json_t *b) {
  * resolved again only once that time is over. */
 static void test_resolved_name_decided_on_loop(void **state) {
         (void)state;
-        if (!have_veth || !have_mntns)
-                skip();
         char hosts[64];
-        if (!mount_over("/etc/hosts", UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n", hosts))
+        struct proxy_run *pr = start_with_hosts("00000000-0000-4000-8000-000000000010",
+                                                UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n",
+                                                "*.cache.example", "deny", hosts);
+        if (!pr)
                 skip();
-        struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-000000000010", "*.cache.example");
         int port = proxy_run_port(pr);
         char answer[4096];
 
@@ -764,8 +785,7 @@ static void test_resolved_name_decided_on_loop(void **state) {
                             "80: up.cache.example resolves to it (DNS rebinding protection)");
         json_decref(up1), json_decref(up2), json_decref(up3), json_decref(up4);
         json_decref(priv1), json_decref(priv2);
-        assert_int_equal(umount("/etc/hosts"), 0);
-        unlink(hosts);
+        hosts_done(hosts);
 }
 
 /* The same with the run's `unknown: ask`: a name resolved for its ask is
@@ -776,12 +796,12 @@ static void test_resolved_name_decided_on_loop(void **state) {
  * with the same reason. */
 static void test_resolved_name_asked_alike(void **state) {
         (void)state;
-        if (!have_veth || !have_mntns)
-                skip();
         char hosts[64];
-        if (!mount_over("/etc/hosts", UP_ADDR " ask.cache.example\n127.0.0.2 floor.cache.example\n", hosts))
+        struct proxy_run *pr = start_with_hosts("00000000-0000-4000-8000-000000000011",
+                                                UP_ADDR " ask.cache.example\n127.0.0.2 floor.cache.example\n", NULL,
+                                                "ask", hosts);
+        if (!pr)
                 skip();
-        struct proxy_run *pr = start_veth_run_policy("00000000-0000-4000-8000-000000000011", NULL, "ask");
         int port = proxy_run_port(pr);
         int requested = count(&n_requested);
         char answer[4096];
@@ -799,13 +819,7 @@ static void test_resolved_name_asked_alike(void **state) {
         for (int i = 0; i < 200 && count(&n_requested) == requested; i++)
                 usleep(20000);
         assert_int_equal(count(&n_requested), requested + 1);
-        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
-        pthread_mutex_lock(&ev_lock);
-        d.approval_id = approval_id;
-        d.approved = true;
-        d.decided_by = (char *)"user:reviewer";
-        proxy_on_approval("00000000-0000-4000-8000-000000000011", &d);
-        pthread_mutex_unlock(&ev_lock);
+        decide_last_approval("00000000-0000-4000-8000-000000000011", true);
         read_answer(fd, answer, sizeof answer, 20000);
         close(fd);
         assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
@@ -823,8 +837,7 @@ static void test_resolved_name_asked_alike(void **state) {
         assert_string_equal(json_string_value(json_object_get(a1, "reason")), "approved by user:reviewer");
         assert_same_verdict(a1, a2);
         json_decref(f1), json_decref(f2), json_decref(a1), json_decref(a2);
-        assert_int_equal(umount("/etc/hosts"), 0);
-        unlink(hosts);
+        hosts_done(hosts);
 }
 
 /* The veth pair and the black-holed neighbour, in this process's network
