@@ -17,7 +17,8 @@
  * Prints figures, never fails on them.
  *
  * usage: bench/proxy.sh [seconds per phase (default 3)] [throughput GiB (default 2)]
- *        (PADDOCK_BENCH_PHASES: a subset of bulk,plain,latency,rps,new)
+ *        (PADDOCK_BENCH_PHASES: a subset of bulk,plain,latency,rps,new,byname)
+ *        (PADDOCK_BENCH_UPSTREAM_NAME: a name resolving to the upstream, for byname)
  *        (PADDOCK_BENCH_SQUID_PORT: squid's port on 127.0.0.1; unset: no squid column)
  *        (PADDOCK_EGRESS_LOOPS: the proxy's event loops, as the runner-agent's setting) */
 #include <arpa/inet.h>
@@ -200,11 +201,13 @@ out:
 struct acceptor {
         int lfd;
         void *(*serve)(void *);
+        const char *name;       /* the thread's name (relay_cpu_ns finds the splice relay's) */
 };
 
 static void *accept_thread(void *arg) {
         struct acceptor a = *(struct acceptor *)arg;
         free(arg);
+        (void)pthread_setname_np(pthread_self(), a.name);
         for (;;) {
                 int fd = accept4(a.lfd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
@@ -218,9 +221,9 @@ static void *accept_thread(void *arg) {
         return NULL;
 }
 
-static void accept_start(int lfd, void *(*serve)(void *)) {
+static void accept_start(int lfd, void *(*serve)(void *), const char *name) {
         struct acceptor *a = malloc(sizeof *a);
-        *a = (struct acceptor){lfd, serve};
+        *a = (struct acceptor){lfd, serve, name};
         pthread_t t;
         pthread_create(&t, NULL, accept_thread, a);
 }
@@ -243,8 +246,10 @@ struct splice_dir {
         int from, to;
 };
 
-/* CPU the relay threads used (ns): the splice relay's threads add theirs as
- * they exit; the proxy's are its threads named egress-* (relay_cpu_ns). */
+/* CPU the relay threads used (ns): the splice relay's connection and
+ * direction threads add theirs as they exit, its acceptor (splice-accept)
+ * is read like the proxy's threads named egress-* (relay_cpu_ns): the
+ * floor pays for what the proxy pays for, accept, head, connect, relay. */
 static atomic_ullong splice_cpu_ns;
 
 static unsigned long long rusage_ns(const struct rusage *ru) {
@@ -270,15 +275,14 @@ static unsigned long long stat_ticks(const char *path) {
 static int squid_pid; /* PADDOCK_BENCH_SQUID_PID (bench/proxy.sh): its CPU is squid's relay CPU */
 
 static unsigned long long relay_cpu_ns(enum via via) {
-        if (via == SPLICE)
-                return atomic_load(&splice_cpu_ns);
         unsigned long long ticks = 0;
         char path[300];
         if (via == SQUID && squid_pid > 0) {
                 snprintf(path, sizeof path, "/proc/%d/stat", squid_pid);
                 ticks = stat_ticks(path);
         }
-        DIR *d = via == PROXY ? opendir("/proc/self/task") : NULL;
+        const char *prefix = via == PROXY ? "egress-" : "splice-accept";
+        DIR *d = via == PROXY || via == SPLICE ? opendir("/proc/self/task") : NULL;
         for (struct dirent *e; d && (e = readdir(d));) {
                 if (e->d_name[0] == '.')
                         continue;
@@ -287,7 +291,7 @@ static unsigned long long relay_cpu_ns(enum via via) {
                 FILE *f = fopen(path, "r");
                 if (!f)
                         continue;
-                bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, "egress-", 7);
+                bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, prefix, strlen(prefix));
                 fclose(f);
                 snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
                 if (ours)
@@ -295,12 +299,14 @@ static unsigned long long relay_cpu_ns(enum via via) {
         }
         if (d)
                 closedir(d);
-        return ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+        return ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK)) +
+               (via == SPLICE ? atomic_load(&splice_cpu_ns) : 0);
 }
 
 static void *splice_dir_thread(void *arg) {
         struct splice_dir d = *(struct splice_dir *)arg;
         free(arg);
+        (void)pthread_setname_np(pthread_self(), "splice-dir");
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
                 die("pipe2");
@@ -334,14 +340,19 @@ static void splice_dir_start(int from, int to, pthread_t *t) {
 
 static void *splice_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
+        /* not the acceptor's name it inherits: it counts its CPU itself */
+        (void)pthread_setname_np(pthread_self(), "splice-conn");
         char head[512];
         size_t have = 0;
+        /* the client sends nothing after its head before the answer: read
+         * it whole, as the proxy does */
         while (have < 4 || memcmp(head + have - 4, "\r\n\r\n", 4)) {
-                if (have == sizeof head - 1 || read(cfd, head + have, 1) != 1) {
+                ssize_t n = have == sizeof head ? 0 : read(cfd, head + have, sizeof head - have);
+                if (n <= 0) {
                         close(cfd);
                         return NULL;
                 }
-                have++;
+                have += (size_t)n;
         }
         int ufd = dial(up_addr, upstream_port); /* the bench's one upstream */
         write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
@@ -352,6 +363,9 @@ static void *splice_conn(void *arg) {
         pthread_join(down, NULL);
         close(ufd);
         close(cfd);
+        struct rusage ru;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+                atomic_fetch_add(&splice_cpu_ns, rusage_ns(&ru));
         return NULL;
 }
 
@@ -362,7 +376,7 @@ static int splice_relay_start(void) {
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
             getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
                 die("splice relay listen");
-        accept_start(fd, splice_conn);
+        accept_start(fd, splice_conn, "splice-accept");
         return ntohs(sa.sin_port);
 }
 
@@ -478,14 +492,48 @@ static void latency(enum via via, int n, int64_t *lat) {
 struct rps_job {
         enum via via;
         bool new_conn;          /* a new tunnel per request */
+        const char *name;       /* instead: a plain-HTTP GET of http://name:port/MSG per connection */
         int64_t until;
         atomic_ullong *count;
 };
+
+/* One plain-HTTP GET on a new connection: to the upstream's name through the
+ * proxy or squid (absolute form, each resolving the name), or directly to its
+ * address (origin form); MSG bytes answered, the upstream closing first (no
+ * TIME_WAIT on the client's side, see 'O'). */
+static void get_by_name(enum via via, const char *name) {
+        char req[256], buf[512];
+        int n = via == DIRECT ? snprintf(req, sizeof req, "GET /%d HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n",
+                                         MSG, name, upstream_port)
+                              : snprintf(req, sizeof req,
+                                         "GET http://%s:%d/%d HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n",
+                                         name, upstream_port, MSG, name, upstream_port);
+        int fd = via == DIRECT ? dial(up_addr, upstream_port) : dial(NULL, via_port(via));
+        write_full(fd, req, (size_t)n);
+        size_t got = 0;
+        for (ssize_t k; (k = read(fd, buf, sizeof buf)) > 0;) {
+                if (got == 0 && strncmp(buf, "HTTP/1.1 200", 12) && strncmp(buf, "HTTP/1.0 200", 12)) {
+                        fprintf(stderr, "%s refused GET http://%s:%d/: %.*s\n", via_name[via], name, upstream_port,
+                                (int)k, buf);
+                        exit(1);
+                }
+                got += (size_t)k;
+        }
+        close(fd);
+}
 
 static void *rps_worker(void *arg) {
         struct rps_job *j = arg;
         char m = 'E', buf[MSG] = {0};
         unsigned long long n = 0;
+        if (j->name) {
+                while (now_ns() < j->until) {
+                        get_by_name(j->via, j->name);
+                        n++;
+                }
+                atomic_fetch_add(j->count, n);
+                return NULL;
+        }
         if (j->new_conn) {
                 char first[1 + MSG] = {'O'};
                 while (now_ns() < j->until) {
@@ -514,9 +562,10 @@ static void *rps_worker(void *arg) {
         return NULL;
 }
 
-static double rps(enum via via, bool new_conn, int conns, double seconds) {
+static double rps(enum via via, bool new_conn, const char *name, int conns, double seconds) {
         atomic_ullong count = 0;
-        struct rps_job j = {.via = via, .new_conn = new_conn, .until = now_ns() + (int64_t)(seconds * 1e9), .count = &count};
+        struct rps_job j = {.via = via, .new_conn = new_conn, .name = name,
+                            .until = now_ns() + (int64_t)(seconds * 1e9), .count = &count};
         pthread_t t[64];
         for (int i = 0; i < conns; i++)
                 pthread_create(&t[i], NULL, rps_worker, &j);
@@ -527,10 +576,11 @@ static double rps(enum via via, bool new_conn, int conns, double seconds) {
 
 static atomic_ullong events_seen;
 
-/* What a run's event sink costs minus Kafka: serialise the event. */
+/* What a run's event sink costs minus Kafka: serialise the event, with
+ * the flags of services/runner-agent/events.c. */
 static void on_event(void *userdata, const char *kind, json_t *data, bool sync) {
         (void)userdata, (void)kind, (void)sync;
-        char *s = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *s = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
         free(s);
         atomic_fetch_add(&events_seen, 1);
 }
@@ -555,15 +605,23 @@ int main(int argc, char **argv) {
         }
         up_addr = addr;
         int lfd = listen_any(&upstream_port);
-        accept_start(lfd, upstream_conn);
+        accept_start(lfd, upstream_conn, "upstream");
 
         Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
         rule.host = (char *)up_addr;   /* not public: only a profile's IP rule reaches it */
         rule.port = (uint32_t)upstream_port;
         rule.source = (char *)"profile:bench";
-        Paddock__V1__EgressRule *rules[] = {&rule};
+        /* the byname phase: the upstream's name (bench/proxy.sh maps it in an
+         * /etc/hosts of its own), allowed by a host rule; its address is
+         * reached through the profile's IP rule above */
+        const char *up_name = getenv("PADDOCK_BENCH_UPSTREAM_NAME");
+        Paddock__V1__EgressRule named = PADDOCK__V1__EGRESS_RULE__INIT;
+        named.host = (char *)(up_name ? up_name : "");
+        named.port = (uint32_t)upstream_port;
+        named.source = (char *)"allow";
+        Paddock__V1__EgressRule *rules[] = {&rule, &named};
         Paddock__V1__EgressPolicy pol = PADDOCK__V1__EGRESS_POLICY__INIT;
-        pol.n_rules = 1;
+        pol.n_rules = up_name && *up_name ? 2 : 1;
         pol.rules = rules;
         pol.unknown = (char *)"deny";
         struct proxy_run *pr = NULL;
@@ -704,7 +762,7 @@ int main(int argc, char **argv) {
                 for (int k = 0; k < ROUNDS; k++) /* taking turns, as above */
                         for (int i = 0; i < n_via; i++) {
                                 unsigned long long c0 = relay_cpu_ns(vias[i]);
-                                r[vias[i]] += rps(vias[i], nc, conns, secs / ROUNDS) / ROUNDS;
+                                r[vias[i]] += rps(vias[i], nc, NULL, conns, secs / ROUNDS) / ROUNDS;
                                 if (vias[i] == SPLICE)
                                         usleep(100000);
                                 cpu[vias[i]] += relay_cpu_ns(vias[i]) - c0;
@@ -723,6 +781,37 @@ int main(int argc, char **argv) {
                 if (squid_port > 0 && squid_pid > 0)
                         printf(", squid %.1f us (proxy/squid CPU %.2fx)",
                                (double)cpu[SQUID] / 1e3 / (r[SQUID] * secs),
+                               ((double)cpu[PROXY] / r[PROXY]) / ((double)cpu[SQUID] / r[SQUID]));
+                printf("\n");
+        }
+        /* a new plain-HTTP request per connection to the upstream's name:
+         * what a name costs the proxy on top of the decision (resolution;
+         * squid resolves it too). The splice relay speaks CONNECT only. */
+        if (PHASE("byname") && !(up_name && *up_name))
+                printf("\nbyname: skipped (PADDOCK_BENCH_UPSTREAM_NAME unset: bench/proxy.sh sets it)\n");
+        else if (PHASE("byname")) {
+                int conns = 8;
+                double r[4] = {0};
+                unsigned long long cpu[4] = {0};
+                for (int k = 0; k < ROUNDS; k++)
+                        for (int i = 0; i < n_via; i++) {
+                                if (vias[i] == SPLICE)
+                                        continue;
+                                unsigned long long c0 = relay_cpu_ns(vias[i]);
+                                r[vias[i]] += rps(vias[i], false, up_name, conns, secs / ROUNDS) / ROUNDS;
+                                cpu[vias[i]] += relay_cpu_ns(vias[i]) - c0;
+                        }
+                printf("\nsmall requests/s, %d clients, a new plain-HTTP GET of http://%s:%d/ per connection, "
+                       "%.0f s each:\n", conns, up_name, upstream_port, secs);
+                for (int i = 0; i < n_via; i++)
+                        if (vias[i] != SPLICE)
+                                printf("  %-6s %9.0f req/s  (%.2fx direct)\n", via_name[vias[i]], r[vias[i]],
+                                       r[vias[i]] / r[DIRECT]);
+                if (squid_port > 0)
+                        printf("  proxy/squid %.2fx\n", r[PROXY] / r[SQUID]);
+                printf("  relay CPU per request (user+system): proxy %.1f us", (double)cpu[PROXY] / 1e3 / (r[PROXY] * secs));
+                if (squid_port > 0 && squid_pid > 0)
+                        printf(", squid %.1f us (proxy/squid CPU %.2fx)", (double)cpu[SQUID] / 1e3 / (r[SQUID] * secs),
                                ((double)cpu[PROXY] / r[PROXY]) / ((double)cpu[SQUID] / r[SQUID]));
                 printf("\n");
         }

@@ -49,6 +49,8 @@
 #define LOOP_TICK_MS 250               /* the event loop's deadline granularity */
 #define PIPE_POOL 16                   /* empty RELAY_PIPE_SIZE pipes a loop keeps for its next tunnels */
 #define MAX_ADDRS 16
+#define NAME_CACHE 16                  /* names a run keeps resolved (struct name_entry) */
+#define NAME_CACHE_US 5000000          /* how long a resolution is reused: 5 s, then the node's resolver again */
 #define HEAD_BUF (PROXY_HEAD_MAX > TLS_RECORD_MAX ? PROXY_HEAD_MAX : TLS_RECORD_MAX)
 #define TLS_CHARGE (64 * 1024)         /* what an OpenSSL client connection holds, roughly */
 #define NODE_FD_RESERVE 256            /* fds of the process outside the proxy (Kafka, runs, crun) */
@@ -73,6 +75,19 @@ struct approval {
         struct approval *next;
 };
 
+
+/* A name the run's resolvers resolved, reused for NAME_CACHE_US so the next
+ * request for it is decided and connected on its event loop with no hop to
+ * a resolver thread (issue 10 §4). Only what getaddrinfo gave: every use
+ * checks the addresses against the floor and the policy again
+ * (permitted_addrs), as a fresh resolution is; a failed resolution is never
+ * kept. */
+struct name_entry {
+        char name[HTTP_HOST_MAX + 1];   /* canonical (canonical_name); "" when free */
+        int64_t expires_mono;
+        size_t n_addrs;
+        struct sockaddr_storage addrs[MAX_ADDRS];
+};
 
 /* ---- one request's record, emitted as the egress event ---- */
 
@@ -111,6 +126,7 @@ struct half {
         uint64_t copied, spliced; /* bytes read through user space / into the pipe: the event's relay */
         bool werr;            /* the last error was writing to `to` (not reading `from`) */
         bool pipe_unknown;    /* a write into the pipe failed: what it holds is not in_pipe */
+        bool closing;         /* the other direction is done: `to` is closed at once, no shutdown first */
         size_t pipe_size;     /* what the pipe (or buf) holds */
         char *buf;            /* read/write fallback */
         size_t off;
@@ -171,7 +187,7 @@ struct conn {
 
         /* Everything below belongs to the one thread that holds the
          * connection: the event loop, or the worker that took it from the
-         * queue; hand-overs go through g.work / its loop's inbox (locked). */
+         * queue; hand-overs go through g.work (locked) / its loop's inbox. */
         enum conn_state state;
         bool leaving;               /* ended or handed over in the loop's current batch */
         int64_t deadline_mono;      /* CS_HEAD, CS_HELLO */
@@ -231,6 +247,7 @@ struct proxy_run {
         proxy_policy_fn decide;     /* the run's policy, before the allowlist (set before the agent starts) */
         void *decide_userdata;
         uint32_t decide_ask_timeout_s;
+        struct name_entry *names;   /* NAME_CACHE entries, allocated at the first resolution */
 
         struct proxy_run *next;     /* in g.runs, under g.lock */
 };
@@ -243,7 +260,8 @@ struct loop {
         int epfd;                   /* its clients and upstreams, every run's listener, wake */
         int wake_fd;                /* eventfd: inbox has connections for the loop */
         pthread_t thread;
-        struct conn *inbox;         /* handed back to the loop, under g.qlock */
+        _Atomic(struct conn *) inbox; /* handed back to the loop: pushed by anyone, taken whole by
+                                       * the loop (loop_post, loop_take_inbox; no lock, no ABA) */
         struct conn *conns;         /* the loop thread's own list (timers) */
         struct conn *dead, *out;    /* ended / for the workers, after the current batch */
         struct conn *fresh;         /* accepted, entered once g.lock is released (loop_thread) */
@@ -267,7 +285,7 @@ static struct {
         atomic_uint conns, fds;     /* every run's, the loops' idle pipes: against cfg.node_max_conns, max_fds */
         unsigned max_fds;
 
-        pthread_mutex_t qlock;      /* guards work, resolve and inbox; taken last */
+        pthread_mutex_t qlock;      /* guards work and resolve; taken last */
         pthread_cond_t qcond;       /* work is not empty */
         pthread_cond_t rcond;       /* resolve is not empty */
         struct conn *work, *work_tail;   /* for the workers */
@@ -638,27 +656,80 @@ void proxy_on_approval(const char *run_id, const Paddock__V1__ApprovalDecision *
 
 /* ---- resolution and upstream connection ---- */
 
-/* The addresses of the target: the literal, or what its name resolves to.
- * Returns 0, or the HTTP status to answer with q->reason filled. */
+/* The canonical spelling of host the rules matched (lower case, no
+ * trailing dot) into name: "localhost." would otherwise skip /etc/hosts and
+ * go to the node's DNS server. False when it does not fit. */
+static bool canonical_name(const char *host, char name[HTTP_HOST_MAX + 1]) {
+        size_t hl = strlen(host);
+        if (hl == 0 || hl > HTTP_HOST_MAX)
+                return false;
+        for (size_t i = 0; i <= hl; i++)
+                name[i] = (char)tolower((unsigned char)host[i]);
+        if (name[hl - 1] == '.')
+                name[hl - 1] = '\0';
+        return true;
+}
+
+/* Copies into addrs what the run resolved name to less than NAME_CACHE_US
+ * ago; false when it did not (or it expired). Takes pr->lock. */
+static bool names_lookup(struct proxy_run *pr, const char *name, struct sockaddr_storage *addrs, size_t *ret_n) {
+        bool hit = false;
+        int64_t now = time_mono_us();
+        pthread_mutex_lock(&pr->lock);
+        for (size_t i = 0; pr->names && i < NAME_CACHE && !hit; i++) {
+                struct name_entry *e = &pr->names[i];
+                if (e->name[0] && now < e->expires_mono && !strcmp(e->name, name)) {
+                        memcpy(addrs, e->addrs, e->n_addrs * sizeof addrs[0]);
+                        *ret_n = e->n_addrs;
+                        hit = true;
+                }
+        }
+        pthread_mutex_unlock(&pr->lock);
+        return hit;
+}
+
+/* Keeps name's addresses for NAME_CACHE_US, in its own entry, a free or
+ * expired one, or the one that expires first. Takes pr->lock; without
+ * memory nothing is kept. */
+static void names_store(struct proxy_run *pr, const char *name, const struct sockaddr_storage *addrs, size_t n) {
+        int64_t now = time_mono_us();
+        pthread_mutex_lock(&pr->lock);
+        if (!pr->names)
+                pr->names = calloc(NAME_CACHE, sizeof *pr->names);
+        /* a free entry expires at 0, an expired one before any live one */
+        struct name_entry *e = NULL;
+        for (size_t i = 0; pr->names && i < NAME_CACHE; i++) {
+                struct name_entry *x = &pr->names[i];
+                if (x->name[0] && !strcmp(x->name, name)) {
+                        e = x;
+                        break;
+                }
+                if (!e || x->expires_mono < e->expires_mono)
+                        e = x;
+        }
+        if (e) {
+                snprintf(e->name, sizeof e->name, "%s", name);
+                memcpy(e->addrs, addrs, n * sizeof addrs[0]);
+                e->n_addrs = n;
+                e->expires_mono = now + NAME_CACHE_US;
+        }
+        pthread_mutex_unlock(&pr->lock);
+}
+
+/* The addresses of the target: the literal, or what its name resolves to
+ * (kept for the run's next requests: names_store). Returns 0, or the HTTP
+ * status to answer with q->reason filled. */
 static int resolve_target(struct request *q, const struct egress_check *chk, struct sockaddr_storage *addrs,
                           size_t *ret_n) {
         size_t n = 0;
         if (chk->literal)
                 addrs[n++] = chk->addr;
         else {
-                /* Resolve the canonical spelling the rules matched (lower case, no
-                 * trailing dot): "localhost." would otherwise skip /etc/hosts and
-                 * go to the node's DNS server. */
-                char name[256];
-                size_t hl = strlen(q->host);
-                if (hl == 0 || hl >= sizeof name) {
+                char name[HTTP_HOST_MAX + 1];
+                if (!canonical_name(q->host, name)) {
                         deny(q, "host name too long");
                         return 403;
                 }
-                for (size_t i = 0; i <= hl; i++)
-                        name[i] = (char)tolower((unsigned char)q->host[i]);
-                if (name[hl - 1] == '.')
-                        name[hl - 1] = '\0';
                 struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                          .ai_flags = AI_ADDRCONFIG}, *res = NULL;
                 int r = getaddrinfo(name, NULL, &hints, &res);
@@ -674,6 +745,8 @@ static int resolve_target(struct request *q, const struct egress_check *chk, str
                                 memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
                         }
                 freeaddrinfo(res);
+                if (n > 0)
+                        names_store(q->c->run, name, addrs, n);
         }
         *ret_n = n;
         return 0;
@@ -856,7 +929,10 @@ static int half_step(struct half *h, bool readable, bool writable) {
         if (h->eof && h->in_pipe == 0 && !h->shut) {
                 h->shut = true;
                 h->moved++;
-                if (h->limit != 0)
+                /* a tunnel's last direction: its close sends the FIN (what
+                 * `to` received was read to its EOF by the other direction,
+                 * so it is a FIN, not a reset), one syscall fewer */
+                if (h->limit != 0 && !h->closing)
                         shutdown(h->to, SHUT_WR);
         }
         return 0;
@@ -1381,10 +1457,10 @@ static void work_push(struct conn *c) {
 /* Hands c (state set) to the event loop. */
 static void loop_post(struct conn *c) {
         struct loop *l = c->loop;
-        pthread_mutex_lock(&g.qlock);
-        c->qnext = l->inbox;
-        l->inbox = c;
-        pthread_mutex_unlock(&g.qlock);
+        struct conn *head = atomic_load(&l->inbox);
+        do
+                c->qnext = head;
+        while (!atomic_compare_exchange_weak(&l->inbox, &head, c));
         if (on_loop == l)
                 return; /* the loop drains its inbox before it waits again */
         uint64_t one = 1;
@@ -1455,14 +1531,22 @@ static void connect_prepare(struct conn *c) {
         loop_post(c);
 }
 
-/* The addresses of c's target (worker): a literal at once, a name on a
- * resolver thread (g.resolve), so a slow or black-holed DNS server holds no
- * decision worker. Then STEP_ASK (for_ask) or connect_prepare(). */
+/* The addresses of c's target (worker or loop): a literal, or a name the
+ * run resolved less than NAME_CACHE_US ago, at once (on the loop: no
+ * hand-over, no wake-up); another name on a resolver thread (g.resolve), so
+ * a slow or black-holed DNS server holds no decision worker. Then STEP_ASK
+ * (for_ask) or connect_prepare(), which checks the addresses however they
+ * came. */
 static void work_resolve(struct conn *c, bool for_ask) {
         c->resolve_for_ask = for_ask;
-        if (c->chk.literal) {
-                c->addrs[0] = c->chk.addr;
-                c->n_addrs = 1;
+        char name[HTTP_HOST_MAX + 1];
+        bool known = c->chk.literal ||
+                     (canonical_name(c->q.host, name) && names_lookup(c->run, name, c->addrs, &c->n_addrs));
+        if (known) {
+                if (c->chk.literal) {
+                        c->addrs[0] = c->chk.addr;
+                        c->n_addrs = 1;
+                }
                 c->resolve_status = 0;
                 if (for_ask && on_loop) {
                         /* asking writes approval_requested durably: a worker's job */
@@ -2105,7 +2189,11 @@ static void tunnel_run(struct conn *c, uint32_t cev, uint32_t uev) {
         bool ur = uev & (EPOLLIN | EPOLLHUP | EPOLLERR), uw = uev & (EPOLLOUT | EPOLLERR);
         for (int round = 0;; round++) {
                 uint64_t moved = up->moved + down->moved;
-                if (half_step(up, cr, uw) < 0 || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
+                /* both shut: loop_end closes both at once (half_step) */
+                up->closing = down->shut;
+                bool up_ok = half_step(up, cr, uw) >= 0;
+                down->closing = up->shut;
+                if (!up_ok || half_step(down, ur, cw) < 0 || (down->shut && up->shut)) {
                         loop_end(c);
                         return;
                 }
@@ -2337,7 +2425,8 @@ static void accept_some(struct proxy_run *pr);
 /* A complete head, after the batch of events that read it (c is off the
  * loop's sets, no later event of the batch points at it): the loop takes the
  * decision itself (work_head: parsing and the policy are CPU only) and
- * connects an allowed literal at once, or queues a name for a resolver;
+ * connects an allowed literal, or a name the run resolved less than
+ * NAME_CACHE_US ago, at once, or queues another name for a resolver;
  * every step that may block goes to a worker: a failed or timed-out head,
  * an answer to write (conn_refuse), an approval to ask for (work_resolve).
  * This saves a new tunnel two thread hand-overs (issue 10 §4). */
@@ -2351,10 +2440,8 @@ static void loop_decide(struct conn *c) {
 
 /* Enters the loop what the workers and the resolvers handed it (its inbox). */
 static void loop_take_inbox(void) {
-        pthread_mutex_lock(&g.qlock);
-        struct conn *in = on_loop->inbox;
-        on_loop->inbox = NULL;
-        pthread_mutex_unlock(&g.qlock);
+        /* twice per turn of the loop, mostly empty: no lock for that */
+        struct conn *in = atomic_exchange(&on_loop->inbox, NULL);
         for (struct conn *c = in, *next; c; c = next) {
                 next = c->qnext;
                 c->qnext = NULL;
@@ -2709,6 +2796,7 @@ struct proxy_run *proxy_run_stop(struct proxy_run *pr) {
                 free(a);
         }
         egress_policy_free(pr->policy);
+        free(pr->names);
         pthread_mutex_destroy(&pr->lock);
         pthread_cond_destroy(&pr->cond);
         log_ctx(LOG_DEBUG, LOG_KV("run", pr->run_id), "egress proxy stopped");

@@ -26,7 +26,9 @@
  * timers, and each connection's egress event is emitted when it ends.
  * PROXY_WORKERS worker threads take the decisions (the policy, a durable
  * approval event) and PROXY_RESOLVERS threads resolve names, so neither a
- * black-holed address nor a slow DNS server holds a decision. A request
+ * black-holed address nor a slow DNS server holds a decision; a name the
+ * run resolved less than 5 s ago is connected by its loop at once (its
+ * addresses checked again, docs/CONTRACTS.md "Egress proxy"). A request
  * waiting for an approval holds no thread: it is parked on its run until the
  * decision, its deadline or the run's end. All functions are thread-safe. */
 #pragma once

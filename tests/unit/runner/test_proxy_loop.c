@@ -13,7 +13,8 @@
  * small reads and splices bulk (relay "copy" / "splice"); a pipe a reset
  * tunnel left bytes in is never another tunnel's. An allowed
  * tunnel is decided with every decision worker held in a slow approval
- * write.
+ * write. A name the run resolved is decided on the loop for a while, with
+ * the verdict and event of a fresh resolution.
  *
  * Runs in a network namespace of its own (unshare, root) with only loopback
  * up: the proxy listens on 127.0.0.1 and the name asked for cannot be
@@ -138,6 +139,18 @@ static void read_answer(int fd, char *buf, size_t size, int timeout_ms) {
         buf[have] = 0;
 }
 
+/* user:reviewer decides the last approval asked for in run_id, as the
+ * control consumer hands it in. */
+static void decide_last_approval(const char *run_id, bool approved) {
+        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
+        pthread_mutex_lock(&ev_lock);
+        d.approval_id = approval_id;
+        d.approved = approved;
+        d.decided_by = (char *)"user:reviewer";
+        proxy_on_approval(run_id, &d);
+        pthread_mutex_unlock(&ev_lock);
+}
+
 static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         (void)state;
         struct proxy_settings s = PROXY_SETTINGS_DEFAULT;
@@ -188,13 +201,7 @@ static void test_flood_and_held_requests_keep_threads_bounded(void **state) {
         assert_true(during <= base + MAX_EXTRA_THREADS);
 
         /* the decision answers every held request */
-        Paddock__V1__ApprovalDecision d = PADDOCK__V1__APPROVAL_DECISION__INIT;
-        pthread_mutex_lock(&ev_lock);
-        d.approval_id = approval_id;
-        d.approved = false;
-        d.decided_by = (char *)"user:reviewer";
-        proxy_on_approval("00000000-0000-4000-8000-00000000000a", &d);
-        pthread_mutex_unlock(&ev_lock);
+        decide_last_approval("00000000-0000-4000-8000-00000000000a", false);
         for (int i = 0; i < N_HELD; i++) {
                 read_answer(held[i], answer, sizeof answer, 20000);
                 assert_non_null(strstr(answer, "HTTP/1.1 403 "));
@@ -615,20 +622,38 @@ static void test_allowed_needs_no_worker(void **state) {
                 close(asks[i]);
 }
 
+/* Writes text into path, in place (a file bind-mounted somewhere stays
+ * the one mounted; glibc reads /etc/hosts again on every lookup). */
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* A file of the test's own holding text, bind-mounted over target in the
+ * test's mount namespace (nobody else sees it); its name into path (to
+ * rewrite it, then umount target and unlink it). False, nothing left, when
+ * it cannot be mounted. */
+static bool mount_over(const char *target, const char *text, char path[64]) {
+        snprintf(path, 64, "/tmp/paddock-proxy-etc.XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        write_file(path, text);
+        if (mount(path, target, NULL, MS_BIND, NULL) == 0)
+                return true;
+        unlink(path);
+        return false;
+}
+
 static void test_blackholed_dns_holds_no_decision(void **state) {
         (void)state;
         if (!have_veth || !have_mntns)
                 skip();
-        char conf[] = "/tmp/paddock-proxy-resolv.XXXXXX";
-        int cfd = mkstemp(conf);
-        assert_true(cfd >= 0);
-        static const char text[] = "nameserver " HOLE_ADDR "\noptions timeout:1 attempts:1\n";
-        assert_int_equal(write(cfd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
-        close(cfd);
-        if (mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
-                unlink(conf);
+        char conf[64];
+        if (!mount_over("/etc/resolv.conf", "nameserver " HOLE_ADDR "\noptions timeout:1 attempts:1\n", conf))
                 skip();
-        }
         struct proxy_run *pr = start_veth_run_rule("00000000-0000-4000-8000-00000000000d", "*.slow.example");
         int port = proxy_run_port(pr);
 
@@ -671,6 +696,150 @@ static void test_blackholed_dns_holds_no_decision(void **state) {
         unlink(conf);
 }
 
+/* A plain GET of http://host<path> through the proxy: its answer into buf. */
+static void plain_get(int port, const char *host, const char *path, char *buf, size_t size) {
+        char req[512];
+        snprintf(req, sizeof req, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n\r\n", host, path, host);
+        int fd = dial(port);
+        send_all(fd, req);
+        read_answer(fd, buf, size, 20000);
+        close(fd);
+}
+
+static void assert_same_verdict(json_t *a, json_t *b) {
+        static const char *const keys[] = {"host", "port", "method", "decision", "rule", "reason"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                if (!json_equal(json_object_get(a, keys[k]), json_object_get(b, keys[k]))) {
+                        char *x = json_dumps(a, JSON_COMPACT), *y = json_dumps(b, JSON_COMPACT);
+                        fail_msg("%s differs: %s vs %s", keys[k], x, y);
+                }
+}
+
+/* A run of the veth upstream (start_veth_run_policy) with /etc/hosts saying
+ * hosts_text (mount_over; its file's name into hosts), or NULL when the
+ * test cannot run here (skip). hosts_done() after proxy_run_stop(). */
+static struct proxy_run *start_with_hosts(const char *id, const char *hosts_text, const char *host_rule,
+                                          const char *unknown, char hosts[64]) {
+        if (!have_veth || !have_mntns || !mount_over("/etc/hosts", hosts_text, hosts))
+                return NULL;
+        return start_veth_run_policy(id, host_rule, unknown);
+}
+
+static void hosts_done(const char *hosts) {
+        assert_int_equal(umount("/etc/hosts"), 0);
+        unlink(hosts);
+}
+
+/* A name the run resolved is decided and connected on its event loop for 5
+ * s (proxy.c NAME_CACHE_US), no resolver thread asked: the verdict and the
+ * event are those of a fresh resolution, an allowed address relayed and an
+ * address no rule covers (a private one: the DNS rebinding check) refused
+ * with the same reason; a name that changes its address meanwhile is
+ * resolved again only once that time is over. */
+static void test_resolved_name_decided_on_loop(void **state) {
+        (void)state;
+        char hosts[64];
+        struct proxy_run *pr = start_with_hosts("00000000-0000-4000-8000-000000000010",
+                                                UP_ADDR " up.cache.example\n10.9.9.9 priv.cache.example\n",
+                                                "*.cache.example", "deny", hosts);
+        if (!pr)
+                skip();
+        int port = proxy_run_port(pr);
+        char answer[4096];
+
+        /* first by a resolver thread, then from what the run resolved */
+        plain_get(port, "up.cache.example", "/up1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        plain_get(port, "up.cache.example", "/up2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        assert_non_null(strstr(answer, "\r\n\r\nok"));
+        plain_get(port, "priv.cache.example", "/priv1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        plain_get(port, "priv.cache.example", "/priv2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        assert_non_null(strstr(answer, "X-Paddock-Egress: deny"));
+
+        /* the name now says the private address: the run still connects to
+         * what it resolved (checked again), until that is 5 s old */
+        write_file(hosts, "10.9.9.9 up.cache.example\n10.9.9.9 priv.cache.example\n");
+        plain_get(port, "up.cache.example", "/up3", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        usleep(5300000);
+        plain_get(port, "up.cache.example", "/up4", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        pr = proxy_run_stop(pr);
+
+        json_t *up1 = egress_of("/up1"), *up2 = egress_of("/up2"), *up3 = egress_of("/up3"), *up4 = egress_of("/up4");
+        json_t *priv1 = egress_of("/priv1"), *priv2 = egress_of("/priv2");
+        assert_string_equal(json_string_value(json_object_get(up1, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(up1, "reason")), "allowed by rule");
+        assert_same_verdict(up1, up2);
+        assert_same_verdict(up1, up3);
+        assert_string_equal(json_string_value(json_object_get(priv1, "decision")), "deny");
+        const char *why = json_string_value(json_object_get(priv1, "reason"));
+        assert_non_null(strstr(why, "private address 10.9.9.9 is not in an IP rule of an approved egress profile"));
+        assert_non_null(strstr(why, "DNS rebinding protection"));
+        assert_same_verdict(priv1, priv2);
+        assert_string_equal(json_string_value(json_object_get(up4, "reason")),
+                            "private address 10.9.9.9 is not in an IP rule of an approved egress profile for port "
+                            "80: up.cache.example resolves to it (DNS rebinding protection)");
+        json_decref(up1), json_decref(up2), json_decref(up3), json_decref(up4);
+        json_decref(priv1), json_decref(priv2);
+        hosts_done(hosts);
+}
+
+/* The same with the run's `unknown: ask`: a name resolved for its ask is
+ * asked for once; the next request within 5 s, decided on the loop from
+ * what the run resolved (the name's new address is not looked at yet),
+ * joins that approval (same rule and reason); a name that resolved into
+ * the platform floor is refused at once both times, no approval asked,
+ * with the same reason. */
+static void test_resolved_name_asked_alike(void **state) {
+        (void)state;
+        char hosts[64];
+        struct proxy_run *pr = start_with_hosts("00000000-0000-4000-8000-000000000011",
+                                                UP_ADDR " ask.cache.example\n127.0.0.2 floor.cache.example\n", NULL,
+                                                "ask", hosts);
+        if (!pr)
+                skip();
+        int port = proxy_run_port(pr);
+        int requested = count(&n_requested);
+        char answer[4096];
+
+        plain_get(port, "floor.cache.example", "/f1", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        write_file(hosts, UP_ADDR " ask.cache.example\n" UP_ADDR " floor.cache.example\n");
+        plain_get(port, "floor.cache.example", "/f2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 403 "));
+        assert_int_equal(count(&n_requested), requested);
+
+        /* the first request waits for its approval, then goes through */
+        int fd = dial(port);
+        send_all(fd, "GET http://ask.cache.example/a1 HTTP/1.1\r\nHost: ask.cache.example\r\n\r\n");
+        for (int i = 0; i < 200 && count(&n_requested) == requested; i++)
+                usleep(20000);
+        assert_int_equal(count(&n_requested), requested + 1);
+        decide_last_approval("00000000-0000-4000-8000-000000000011", true);
+        read_answer(fd, answer, sizeof answer, 20000);
+        close(fd);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        write_file(hosts, "127.0.0.2 ask.cache.example\n" UP_ADDR " floor.cache.example\n");
+        plain_get(port, "ask.cache.example", "/a2", answer, sizeof answer);
+        assert_non_null(strstr(answer, "HTTP/1.1 200 OK"));
+        assert_int_equal(count(&n_requested), requested + 1);
+        pr = proxy_run_stop(pr);
+
+        json_t *f1 = egress_of("/f1"), *f2 = egress_of("/f2"), *a1 = egress_of("/a1"), *a2 = egress_of("/a2");
+        assert_string_equal(json_string_value(json_object_get(f1, "decision")), "deny");
+        assert_non_null(strstr(json_string_value(json_object_get(f1, "reason")), "platform egress floor: loopback"));
+        assert_same_verdict(f1, f2);
+        assert_string_equal(json_string_value(json_object_get(a1, "decision")), "allow");
+        assert_string_equal(json_string_value(json_object_get(a1, "reason")), "approved by user:reviewer");
+        assert_same_verdict(a1, a2);
+        json_decref(f1), json_decref(f2), json_decref(a1), json_decref(a2);
+        hosts_done(hosts);
+}
+
 /* The veth pair and the black-holed neighbour, in this process's network
  * namespace (made by main). */
 static bool setup_veth(void) {
@@ -709,6 +878,8 @@ int main(void) {
                 cmocka_unit_test(test_tunnel_relay_adapts),
                 cmocka_unit_test(test_tunnel_pipes_reused_only_empty),
                 cmocka_unit_test(test_allowed_needs_no_worker),
+                cmocka_unit_test(test_resolved_name_decided_on_loop),
+                cmocka_unit_test(test_resolved_name_asked_alike),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
