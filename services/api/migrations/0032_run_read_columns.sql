@@ -68,17 +68,24 @@ ALTER TABLE api.runs ADD COLUMN approvals_approved integer NOT NULL DEFAULT 0,
 -- run has a handful of approvals): a count kept by increments could drift,
 -- a recount cannot. Statement-level, so that ending a run's pending
 -- approvals in one UPDATE recounts its run once.
+CREATE FUNCTION api.runs_approvals_recount_of(run_ids uuid[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$fn$
+UPDATE api.runs r
+SET (approvals_approved, approvals_denied, approvals_expired, approvals_cancelled, approvals_pending_deadlines) =
+    (SELECT count(*) FILTER (WHERE a.status = 'approved'), count(*) FILTER (WHERE a.status = 'denied'),
+            count(*) FILTER (WHERE a.status = 'expired'), count(*) FILTER (WHERE a.status = 'cancelled'),
+            coalesce(array_agg(a.deadline ORDER BY a.deadline) FILTER (WHERE a.status = 'pending'), '{}')
+     FROM api.approvals a WHERE a.run_id = r.id AND a.tenant_id = r.tenant_id)
+WHERE r.id = ANY(run_ids);
+$fn$;
+REVOKE ALL ON FUNCTION api.runs_approvals_recount_of(uuid[]) FROM PUBLIC;
+
 CREATE FUNCTION api.runs_approvals_recount() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $fn$
 BEGIN
-    UPDATE api.runs r
-    SET (approvals_approved, approvals_denied, approvals_expired, approvals_cancelled, approvals_pending_deadlines) =
-        (SELECT count(*) FILTER (WHERE a.status = 'approved'), count(*) FILTER (WHERE a.status = 'denied'),
-                count(*) FILTER (WHERE a.status = 'expired'), count(*) FILTER (WHERE a.status = 'cancelled'),
-                coalesce(array_agg(a.deadline ORDER BY a.deadline) FILTER (WHERE a.status = 'pending'), '{}')
-         FROM api.approvals a WHERE a.run_id = r.id AND a.tenant_id = r.tenant_id)
-    WHERE r.id IN (SELECT c.run_id FROM changed c);
+    PERFORM api.runs_approvals_recount_of(ARRAY(SELECT DISTINCT c.run_id FROM changed c));
     RETURN NULL;
 END
 $fn$;
@@ -90,10 +97,4 @@ CREATE TRIGGER approvals_recount_update AFTER UPDATE ON api.approvals
 CREATE TRIGGER approvals_recount_delete AFTER DELETE ON api.approvals
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION api.runs_approvals_recount();
 
-UPDATE api.runs r
-SET (approvals_approved, approvals_denied, approvals_expired, approvals_cancelled, approvals_pending_deadlines) =
-    (SELECT count(*) FILTER (WHERE a.status = 'approved'), count(*) FILTER (WHERE a.status = 'denied'),
-            count(*) FILTER (WHERE a.status = 'expired'), count(*) FILTER (WHERE a.status = 'cancelled'),
-            coalesce(array_agg(a.deadline ORDER BY a.deadline) FILTER (WHERE a.status = 'pending'), '{}')
-     FROM api.approvals a WHERE a.run_id = r.id AND a.tenant_id = r.tenant_id)
-WHERE EXISTS (SELECT 1 FROM api.approvals a WHERE a.run_id = r.id);
+SELECT api.runs_approvals_recount_of(ARRAY(SELECT DISTINCT a.run_id FROM api.approvals a));
