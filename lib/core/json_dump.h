@@ -7,9 +7,9 @@
 
 /* As json_dumpb(json, buffer, size, flags): the length of the dump (which
  * may exceed size: nothing usable is in buffer then), 0 on error. Takes
- * the fast path for JSON_COMPACT with JSON_PRESERVE_ORDER and
- * JSON_REAL_PRECISION only, and for ASCII strings; anything else is
- * jansson's own dump. */
+ * the fast path for JSON_COMPACT with JSON_PRESERVE_ORDER,
+ * JSON_ENSURE_ASCII and JSON_REAL_PRECISION only, and for ASCII strings;
+ * anything else is jansson's own dump. */
 size_t json_dump_fast(const json_t *json, char *buffer, size_t size, size_t flags);
 
 /* Writes s[0, n) as a JSON string, quotes included, into buffer (size

@@ -20,6 +20,7 @@ static const size_t flag_sets[] = {
         JSON_COMPACT,
         JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10),
         JSON_COMPACT | JSON_REAL_PRECISION(3),
+        JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9), /* the runner's run events */
         JSON_COMPACT | JSON_SORT_KEYS, /* not the fast path: jansson's */
         JSON_INDENT(2),
         0,
