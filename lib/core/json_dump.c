@@ -2,6 +2,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* JSON_ENSURE_ASCII changes only what is not ASCII, which is jansson's
@@ -167,16 +168,6 @@ static void skip_ws(struct scan *s) {
                 s->p++;
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* at '"' */
 static bool scan_string(struct scan *s) {
         s->p++;
@@ -192,13 +183,14 @@ static bool scan_string(struct scan *s) {
                         return false;
                 c = (unsigned char)*s->p++;
                 if (c == 'u') {
-                        unsigned v = 0;
-                        for (int i = 0; i < 4; i++) {
-                                int h = s->p < s->end ? hexval(*s->p++) : -1;
-                                if (h < 0)
-                                        return false;
-                                v = v << 4 | (unsigned)h;
-                        }
+                        char hex[5] = {0};
+                        if (s->end - s->p < 4)
+                                return false;
+                        memcpy(hex, s->p, 4);
+                        s->p += 4;
+                        if (strspn(hex, "0123456789abcdefABCDEF") != 4)
+                                return false;
+                        unsigned long v = strtoul(hex, NULL, 16);
                         if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
                                 return false; /* NUL is refused; surrogates' pairing not checked here */
                 } else if (!strchr("\"\\/bfnrt", c) || c == 0)
