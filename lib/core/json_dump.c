@@ -2,9 +2,12 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define FAST_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(31))
+/* JSON_ENSURE_ASCII changes only what is not ASCII, which is jansson's
+ * dump anyway */
+#define FAST_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(31))
 #define MAX_DEPTH 64 /* deeper (or a cycle): jansson's dump, which checks */
 
 struct out {
@@ -142,4 +145,164 @@ size_t json_dump_fast(const json_t *json, char *buffer, size_t size, size_t flag
                         return (size_t)(o.p - buffer);
         }
         return json_dumpb(json, buffer, size, flags);
+}
+
+size_t json_quote_fast(const char *s, size_t n, char *buffer, size_t size) {
+        struct out o = {buffer, buffer + size, 17};
+        return put_string(&o, s, n) ? (size_t)(o.p - buffer) : 0;
+}
+
+/* ---- json_object_text_plain: a syntax check, nothing built */
+
+#define PLAIN_MAX_DEPTH 64
+#define PLAIN_MAX_INT_DIGITS 18 /* int64 holds them all: jansson's "too big integer" cannot happen */
+#define PLAIN_MAX_REAL_DIGITS 40
+#define PLAIN_MAX_EXP_DIGITS 2 /* |e| <= 99 with <= 40 digits: strtod cannot overflow */
+
+struct scan {
+        const char *p, *end;
+};
+
+static void skip_ws(struct scan *s) {
+        while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+                s->p++;
+}
+
+/* at '"' */
+static bool scan_string(struct scan *s) {
+        s->p++;
+        while (s->p < s->end) {
+                unsigned char c = (unsigned char)*s->p++;
+                if (c == '"')
+                        return true;
+                if (c < 0x20 || c >= 0x80)
+                        return false; /* a control character (refused), or UTF-8 (not vouched for) */
+                if (c != '\\')
+                        continue;
+                if (s->p >= s->end)
+                        return false;
+                c = (unsigned char)*s->p++;
+                if (c == 'u') {
+                        char hex[5] = {0};
+                        if (s->end - s->p < 4)
+                                return false;
+                        memcpy(hex, s->p, 4);
+                        s->p += 4;
+                        if (strspn(hex, "0123456789abcdefABCDEF") != 4)
+                                return false;
+                        unsigned long v = strtoul(hex, NULL, 16);
+                        if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
+                                return false; /* NUL is refused; surrogates' pairing not checked here */
+                } else if (!strchr("\"\\/bfnrt", c) || c == 0)
+                        return false;
+        }
+        return false;
+}
+
+static size_t scan_digits(struct scan *s) {
+        const char *b = s->p;
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+                s->p++;
+        return (size_t)(s->p - b);
+}
+
+static bool scan_number(struct scan *s) {
+        if (*s->p == '-')
+                s->p++;
+        if (s->p >= s->end)
+                return false;
+        size_t digits;
+        if (*s->p == '0') {
+                s->p++;
+                digits = 1;
+                if (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+                        return false; /* a leading zero */
+        } else if ((digits = scan_digits(s)) == 0)
+                return false;
+        bool real = false;
+        if (s->p < s->end && *s->p == '.') {
+                s->p++;
+                size_t frac = scan_digits(s);
+                if (frac == 0)
+                        return false;
+                digits += frac;
+                real = true;
+        }
+        if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+                s->p++;
+                if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+                        s->p++;
+                size_t e = scan_digits(s);
+                if (e == 0 || e > PLAIN_MAX_EXP_DIGITS)
+                        return false;
+                real = true;
+        }
+        return digits <= (real ? PLAIN_MAX_REAL_DIGITS : PLAIN_MAX_INT_DIGITS);
+}
+
+static bool scan_literal(struct scan *s, const char *lit, size_t n) {
+        if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+                return false;
+        s->p += n;
+        return true;
+}
+
+static bool scan_value(struct scan *s, int depth) {
+        skip_ws(s);
+        if (s->p >= s->end)
+                return false;
+        switch (*s->p) {
+        case '{':
+        case '[': {
+                char close = *s->p == '{' ? '}' : ']';
+                bool object = close == '}';
+                if (depth >= PLAIN_MAX_DEPTH)
+                        return false;
+                s->p++;
+                skip_ws(s);
+                if (s->p < s->end && *s->p == close) {
+                        s->p++;
+                        return true;
+                }
+                for (;;) {
+                        if (object) {
+                                skip_ws(s);
+                                if (s->p >= s->end || *s->p != '"' || !scan_string(s))
+                                        return false;
+                                skip_ws(s);
+                                if (s->p >= s->end || *s->p++ != ':')
+                                        return false;
+                        }
+                        if (!scan_value(s, depth + 1))
+                                return false;
+                        skip_ws(s);
+                        if (s->p >= s->end)
+                                return false;
+                        char c = *s->p++;
+                        if (c == close)
+                                return true;
+                        if (c != ',')
+                                return false;
+                }
+        }
+        case '"':
+                return scan_string(s);
+        case 't':
+                return scan_literal(s, "true", 4);
+        case 'f':
+                return scan_literal(s, "false", 5);
+        case 'n':
+                return scan_literal(s, "null", 4);
+        default:
+                return (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) && scan_number(s);
+        }
+}
+
+bool json_object_text_plain(const char *text, size_t n) {
+        struct scan s = {text, text + n};
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != '{' || !scan_value(&s, 0))
+                return false;
+        skip_ws(&s);
+        return s.p == s.end;
 }

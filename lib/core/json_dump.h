@@ -3,10 +3,28 @@
  * api dumps every answer and every access line). Thread-safe. */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
 
 /* As json_dumpb(json, buffer, size, flags): the length of the dump (which
  * may exceed size: nothing usable is in buffer then), 0 on error. Takes
- * the fast path for JSON_COMPACT with JSON_PRESERVE_ORDER and
- * JSON_REAL_PRECISION only, and for ASCII strings; anything else is
- * jansson's own dump. */
+ * the fast path for JSON_COMPACT with JSON_PRESERVE_ORDER,
+ * JSON_ENSURE_ASCII and JSON_REAL_PRECISION only, and for ASCII strings;
+ * anything else is jansson's own dump. */
 size_t json_dump_fast(const json_t *json, char *buffer, size_t size, size_t flags);
+
+/* Writes s[0, n) as a JSON string, quotes included, into buffer (size
+ * bytes), as jansson's compact dump writes it; returns its length, or 0
+ * when it does not fit or s is not ASCII (jansson checks UTF-8: the caller
+ * takes jansson's path then). Thread-safe. */
+size_t json_quote_fast(const char *s, size_t n, char *buffer, size_t size);
+
+/* True when text[0, n) is certainly one JSON object that jansson's
+ * json_loadb(text, n, 0) accepts, so its bytes can be used as they are
+ * instead of being parsed and dumped again (the api's live fan-out, issue
+ * 10 §4). Checks the whole grammar (RFC 8259) without building anything;
+ * answers false, "not known", for what it does not vouch for although
+ * jansson may accept it: a byte outside ASCII, a \u escape of NUL or of a
+ * surrogate, an integer of more than 18 digits, a real whose exponent has
+ * more than 2 digits or whose digits are more than 40, nesting deeper than
+ * 64. Thread-safe. */
+bool json_object_text_plain(const char *text, size_t n);

@@ -13,12 +13,14 @@
  * guards subscribers and their queues; it is taken once per record, and a
  * queue is an array of pointers (no allocation per event and viewer). */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "core/shutdown.h"
 #include "core/timeutil.h"
@@ -227,6 +229,55 @@ struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char
         return m;
 }
 
+/* Appends s to *p (room up to end), as it is or (quote) as jansson dumps
+ * a JSON string; false when it does not fit, or a quoted s is not ASCII. */
+static bool put_text(char **p, char *end, const char *s, bool quote) {
+        size_t n = strlen(s);
+        if (quote)
+                n = json_quote_fast(s, n, *p, (size_t)(end - *p));
+        else if (n < (size_t)(end - *p))
+                memcpy(*p, s, n);
+        else
+                n = 0;
+        *p += n;
+        return n > 0;
+}
+
+struct fanout_msg *fanout_event_msg_text(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                                         const char *actor, const char *data_json) {
+        size_t dlen = data_json ? strlen(data_json) : 0;
+        if (dlen == 0) {
+                data_json = "{}";
+                dlen = 2;
+        }
+        /* fanout_event_msg's members in its order; a status event (rare)
+         * goes through jansson, which reads whether it ends the run */
+        char head[512], *p = head, *end = head + sizeof head, seqs[24];
+        snprintf(seqs, sizeof seqs, "%" PRIu64, seq);
+        if (strcmp(kind, "status") != 0 && json_object_text_plain(data_json, dlen) &&
+            put_text(&p, end, "{\"run\":", false) && put_text(&p, end, run_id, true) &&
+            put_text(&p, end, ",\"seq\":", false) && put_text(&p, end, seqs, false) &&
+            put_text(&p, end, ",\"ts\":", false) && put_text(&p, end, ts, true) &&
+            put_text(&p, end, ",\"kind\":", false) && put_text(&p, end, kind, true) &&
+            put_text(&p, end, ",\"actor\":", false) && put_text(&p, end, actor, true) &&
+            put_text(&p, end, ",\"data\":", false)) {
+                size_t hl = (size_t)(p - head);
+                struct fanout_msg *m = msg_new(hl + dlen + 1, seq, false);
+                if (!m)
+                        return NULL;
+                memcpy(m->buf + LWS_PRE, head, hl);
+                memcpy(m->buf + LWS_PRE + hl, data_json, dlen);
+                m->buf[LWS_PRE + hl + dlen] = '}';
+                return m;
+        }
+        json_t *data = json_loads(data_json, 0, NULL);
+        if (!data)
+                data = json_object();
+        struct fanout_msg *m = data ? fanout_event_msg(run_id, seq, ts, kind, actor, data) : NULL;
+        json_decref(data);
+        return m;
+}
+
 /* Tells the fan-out thread the watched runs changed, ending its poll so a
  * new viewer's partition is assigned at once. */
 static void hub_changed(struct fanout_hub *h) {
@@ -338,14 +389,10 @@ static void handle_message(struct fanout_hub *h, const struct kafka_message *m) 
                                         n++;
                                 continue;
                         }
-                        json_t *data = json_loads(ev->data_json && ev->data_json[0] ? ev->data_json : "{}", 0, NULL);
-                        if (!data)
-                                data = json_object();
                         char ts[40];
                         time_format_rfc3339(ev->env->ts_unix_us, ts, sizeof ts);
-                        struct fanout_msg *fm = fanout_event_msg(run_id, ev->env->seq, ts, ev->kind,
-                                                                 ev->actor ? ev->actor : "", data);
-                        json_decref(data);
+                        struct fanout_msg *fm = fanout_event_msg_text(run_id, ev->env->seq, ts, ev->kind,
+                                                                      ev->actor ? ev->actor : "", ev->data_json);
                         if (!fm)
                                 continue; /* the stream finds the gap and refetches it */
                         fm->terminal |= ev->terminal;

@@ -29,6 +29,15 @@ static inline const unsigned char *fanout_msg_frame(const struct fanout_msg *m) 
  * reference; NULL on out-of-memory. data is borrowed. */
 struct fanout_msg *fanout_event_msg(const char *run_id, uint64_t seq, const char *ts, const char *kind,
                                     const char *actor, json_t *data);
+/* The same message with data given as JSON text (a RunEvent's data_json,
+ * borrowed; NULL or "" is {}): its bytes are used as they are when
+ * json_object_text_plain vouches for them (no parse and dump per event and
+ * api worker: issue 10 §4), else it is parsed (no JSON: {}) and dumped as
+ * fanout_event_msg does. Either way the same event; the bytes of data may
+ * differ from jansson's dump (whitespace, escapes, a real's digits). NULL
+ * on out-of-memory. */
+struct fanout_msg *fanout_event_msg_text(const char *run_id, uint64_t seq, const char *ts, const char *kind,
+                                         const char *actor, const char *data_json);
 struct fanout_msg *fanout_msg_ref(struct fanout_msg *m);
 /* Drops one reference (NULL accepted); returns NULL. */
 struct fanout_msg *fanout_msg_unref(struct fanout_msg *m);

@@ -299,10 +299,17 @@ static void add_access(struct capture_files *c, const char *mode, int pid, bool 
         free(path); /* not reached: a flushed window always has room */
 }
 
+/* rel "/" name (no "/" when either is empty); NULL on out-of-memory. Two
+ * copies, not asprintf: its format parsing was 8% of the capture thread at
+ * 10k file events/s (issue 10 §4). */
 static char *join(const char *rel, const char *name) {
-        char *s = NULL;
-        if (asprintf(&s, "%s%s%s", rel, rel[0] && name[0] ? "/" : "", name) < 0)
+        size_t rl = strlen(rel), nl = strlen(name), sep = rl && nl;
+        char *s = malloc(rl + sep + nl + 1);
+        if (!s)
                 return NULL;
+        memcpy(s, rel, rl);
+        s[rl] = '/';
+        memcpy(s + rl + sep, name, nl + 1);
         return s;
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "core/macro.h"
 #include "core/shutdown.h"
@@ -414,8 +415,14 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
         Paddock__V1__Envelope env;
         Paddock__V1__RunEvent msg = PADDOCK__V1__RUN_EVENT__INIT;
         char msgid[UUID_STR_LEN];
-        _cleanup_free_ char *data_json = NULL;
-        _cleanup_free_ uint8_t *packed = NULL;
+        /* an event's data and its encoding fit these (file events: a path
+         * and a few fields); a larger one is allocated */
+        char data_small[4096];
+        uint8_t packed_small[4096];
+        _cleanup_free_ char *data_big = NULL;
+        _cleanup_free_ uint8_t *packed_big = NULL;
+        const char *data_json;
+        uint8_t *packed;
         int r;
 
         /* what could not be delivered is said, never silently dropped
@@ -426,8 +433,15 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
                 if (ev->lost > 0)
                         json_object_set_new(data, "events_lost", json_integer((json_int_t)ev->lost));
         }
-        data_json = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
-        if (!data_json)
+        /* json_dump_fast: jansson's bytes without its per-character
+         * callbacks, a fifth of the capture thread's CPU at 10k events/s
+         * (issue 10 §4) */
+        const size_t dump_flags = JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9);
+        size_t dlen = json_dump_fast(data, data_small, sizeof data_small, dump_flags);
+        if (dlen > 0 && dlen < sizeof data_small) {
+                data_small[dlen] = '\0';
+                data_json = data_small;
+        } else if (!(data_json = data_big = json_dumps(data, dump_flags)))
                 return -ENOMEM;
         r = envelope_init(&env, ev->tenant_id, ev->run_id, ev->seq + 1, ev->producer_name, msgid);
         if (r < 0)
@@ -435,13 +449,13 @@ static int events_emit_locked(struct run_events *ev, const char *kind, const cha
         msg.env = &env;
         msg.kind = (char *)kind;
         msg.actor = (char *)actor;
-        msg.data_json = data_json;
+        msg.data_json = (char *)data_json;
         msg.team_id = (char *)(ev->team_id ? ev->team_id : "");
         msg.status = (char *)(status ? status : "");
         msg.terminal = terminal;
 
         size_t len = paddock__v1__run_event__get_packed_size(&msg);
-        packed = malloc(len ? len : 1);
+        packed = len <= sizeof packed_small ? packed_small : (packed_big = malloc(len));
         if (!packed)
                 return -ENOMEM;
         paddock__v1__run_event__pack(&msg, packed);

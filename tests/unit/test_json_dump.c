@@ -1,5 +1,7 @@
 /* lib/core/json_dump: json_dump_fast writes what jansson's json_dumpb
- * writes, byte for byte, for the flags it speeds up and all others. */
+ * writes, byte for byte, for the flags it speeds up and all others;
+ * json_quote_fast quotes a string as jansson does; json_object_text_plain
+ * vouches only for text jansson reads as an object. */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -18,6 +20,7 @@ static const size_t flag_sets[] = {
         JSON_COMPACT,
         JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10),
         JSON_COMPACT | JSON_REAL_PRECISION(3),
+        JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9), /* the runner's run events */
         JSON_COMPACT | JSON_SORT_KEYS, /* not the fast path: jansson's */
         JSON_INDENT(2),
         0,
@@ -156,10 +159,154 @@ static void test_random_documents(void **state) {
         }
 }
 
+/* jansson's verdict on text: one object (1), another value (2) or no JSON (0) */
+static int jansson_reads(const char *text, size_t n) {
+        json_error_t err;
+        json_t *j = json_loadb(text, n, 0, &err);
+        int r = !j ? 0 : json_is_object(j) ? 1 : 2;
+        json_decref(j);
+        return r;
+}
+
+static void test_quote(void **state) {
+        (void)state;
+        static const char *const strings[] = {"", "plain", "a\"b\\c/d", "\b\f\n\r\t", "\x01\x1f\x7f", "file_access"};
+        for (size_t i = 0; i < sizeof strings / sizeof *strings; i++) {
+                char want[64], got[64];
+                json_t *j = json_string(strings[i]);
+                size_t nw = json_dumpb(j, want, sizeof want, JSON_ENCODE_ANY | JSON_COMPACT);
+                size_t ng = json_quote_fast(strings[i], strlen(strings[i]), got, sizeof got);
+                json_decref(j);
+                assert_int_equal(ng, nw);
+                assert_memory_equal(got, want, nw);
+                assert_int_equal(json_quote_fast(strings[i], strlen(strings[i]), got, nw - 1), 0); /* too small */
+        }
+        char buf[16];
+        assert_int_equal(json_quote_fast("caf\xc3\xa9", 5, buf, sizeof buf), 0); /* UTF-8: jansson's path */
+}
+
+static void test_plain_object_text(void **state) {
+        (void)state;
+        static const struct {
+                const char *text;
+                bool plain;
+        } cases[] = {
+                {"{}", true},
+                {" {\"a\" : [1, -0, 0.5, -1.5e+10, 2E-3, true, false, null, \"\", {}]}\n", true},
+                {"{\"path\":\"/work/f1\",\"mode\":\"create\",\"pid\":4242,\"dir\":false}", true},
+                {"{\"s\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u00e9 \\u20AC\"}", true},
+                {"{\"n\":123456789012345678}", true},
+                /* not JSON */
+                {"", false},
+                {"{", false},
+                {"{\"a\":1,}", false},
+                {"{\"a\" 1}", false},
+                {"{\"a\":01}", false},
+                {"{\"a\":1.}", false},
+                {"{\"a\":.5}", false},
+                {"{\"a\":1e}", false},
+                {"{\"a\":-}", false},
+                {"{\"a\":tru}", false},
+                {"{\"a\":\"x}", false},
+                {"{\"a\":\"\\x\"}", false},
+                {"{\"a\":\"\\u12g4\"}", false},
+                {"{\"a\":\"tab\there\"}", false},
+                {"{a:1}", false},
+                {"{\"a\":1}}", false},
+                {"{\"a\":1} x", false},
+                {"{\"a\":[1,2}", false},
+                {"{\"a\":[1 2]}", false},
+                {"{\"a\":+1}", false},
+                {"{\"a\":NaN}", false},
+                {"{\"a\":1}\f", false},
+                /* JSON, but not an object */
+                {"[1]", false},
+                {"\"s\"", false},
+                {"1", false},
+                /* not vouched for: jansson decides */
+                {"{\"a\":\"\\u0000\"}", false},
+                {"{\"a\":\"\\ud83d\\ude00\"}", false},
+                {"{\"a\":\"caf\xc3\xa9\"}", false},
+                {"{\"n\":1234567890123456789}", false},
+                {"{\"r\":1e308}", false},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                const char *t = cases[i].text;
+                bool got = json_object_text_plain(t, strlen(t));
+                if (got != cases[i].plain)
+                        fail_msg("json_object_text_plain(%s) is %d", t, got);
+                if (got)
+                        assert_int_equal(jansson_reads(t, strlen(t)), 1);
+        }
+        /* a NUL ends nothing: the length does */
+        assert_false(json_object_text_plain("{}\0", 3));
+        /* nesting: 64 deep is vouched for, 65 is left to jansson */
+        char *t = malloc(1024);
+        assert_non_null(t);
+        for (int depth = 64; depth <= 65; depth++) {
+                size_t n = 0;
+                for (int k = 0; k < depth; k++)
+                        n += (size_t)sprintf(t + n, k ? "\"a\":{" : "{");
+                for (int k = 0; k < depth; k++)
+                        t[n++] = '}';
+                assert_int_equal(json_object_text_plain(t, n), depth <= 64);
+                assert_int_equal(jansson_reads(t, n), 1);
+        }
+        free(t);
+}
+
+/* What the runner sends (a compact, ASCII-only dump) is vouched for, and
+ * no mangled copy of it is vouched for unless jansson reads it as an
+ * object: the fan-out never passes on what is not JSON. */
+static void test_plain_mangled(void **state) {
+        (void)state;
+        static const char edits[] = "{}[]\":,\\ -+.0123456789eEutrfaln\x01\x80";
+        size_t vouched = 0, mangled_vouched = 0;
+        for (int i = 0; i < 3000; i++) {
+                json_t *o = json_object();
+                json_object_set_new(o, "v", random_value(0));
+                json_object_set_new(o, "path", json_string("/work/a b/\"c\"\\d"));
+                char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(9));
+                json_decref(o);
+                assert_non_null(text);
+                size_t n = strlen(text);
+                bool plain = json_object_text_plain(text, n);
+                if (plain) {
+                        vouched++;
+                        assert_int_equal(jansson_reads(text, n), 1);
+                }
+                for (int m = 0; m < 20 && n > 0; m++) {
+                        char *c = malloc(n + 2);
+                        assert_non_null(c);
+                        memcpy(c, text, n + 1);
+                        size_t at = next() % n, cn = n;
+                        char e = edits[next() % (sizeof edits - 1)];
+                        switch (next() % 3) {
+                        case 0: c[at] = e; break;
+                        case 1: memmove(c + at, c + at + 1, n - at); cn--; break;
+                        default: memmove(c + at + 1, c + at, n - at + 1); c[at] = e; cn++;
+                        }
+                        if (json_object_text_plain(c, cn)) {
+                                mangled_vouched++;
+                                if (jansson_reads(c, cn) != 1)
+                                        fail_msg("vouched for what jansson does not read as an object: %.*s", (int)cn, c);
+                        }
+                        free(c);
+                }
+                free(text);
+        }
+        /* most random documents are plain (their big integers are not) */
+        assert_true(vouched > 300);
+        assert_true(mangled_vouched > 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_edge_values),
                 cmocka_unit_test(test_random_documents),
+                cmocka_unit_test(test_quote),
+                cmocka_unit_test(test_plain_object_text),
+                cmocka_unit_test(test_plain_mangled),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
