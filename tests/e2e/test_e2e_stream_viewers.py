@@ -63,14 +63,27 @@ def _unsent_to(port):
 def _read_all(ws, out):
     """Reads frames until the server closes: out["frames"] the text frames as
     received, out["close"] the close code, out["done_at"] when it closed."""
-    frames = []
+    frames, partial = [], None
     try:
         while True:
-            opcode, data = ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                frames.append(data.decode())
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                out["close"] = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            # frame by frame, not recv_data(): that answers a close inside
+            # the call, and the api may have closed its end once it sent its
+            # close (RFC 6455 §5.5.1), so the answer's broken pipe would hide
+            # the close code already received
+            frame = ws.recv_frame()
+            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_CONT):
+                partial = (partial or b"") + frame.data
+                if frame.fin:
+                    frames.append(partial.decode())
+                    partial = None
+            elif frame.opcode == websocket.ABNF.OPCODE_PING:
+                ws.pong(frame.data)
+            elif frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                out["close"] = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                try:
+                    ws.send_close()
+                except OSError:
+                    pass
                 break
     except (websocket.WebSocketConnectionClosedException, OSError) as e:
         out["error"] = repr(e)
