@@ -230,3 +230,36 @@ def test_run_retention_of_reads_only_the_callers_tenant(owner):
             assert conn.execute(call, (ended, b, other, other, team, ended)).fetchone()[0] is True
     finally:
         owner.execute("DELETE FROM api.legal_holds WHERE tenant_id = %s AND object_id = %s", (b, team))
+
+
+def test_run_row_copies_stay_within_the_tenant(owner):
+    """The triggers that keep a run row's copies (api migrations 0030, 0032)
+    run as the schema owner and name the row's tenant: a run row that
+    references another tenant's sandbox version (a foreign key is checked
+    without row-level security) copies neither its sandbox's name nor its
+    version's retention, while its own tenant's names are copied."""
+    import uuid
+    a, b = _two_tenants(owner)
+    ua = owner.execute("SELECT id FROM api.users WHERE tenant_id = %s LIMIT 1", (a,)).fetchone()[0]
+    ub = owner.execute("SELECT id FROM api.users WHERE tenant_id = %s LIMIT 1", (b,)).fetchone()[0]
+    ta, tb, sb, run = (str(uuid.uuid4()) for _ in range(4))
+    tag = uuid.uuid4().hex[:10]
+    owner.execute("INSERT INTO api.teams (id, tenant_id, name) VALUES (%s, %s, %s), (%s, %s, %s)",
+                  (ta, a, f"copies-a-{tag}", tb, b, f"copies-b-{tag}"))
+    owner.execute("INSERT INTO api.sandboxes (id, tenant_id, team_id, name, draft_spec, created_by)"
+                  " VALUES (%s, %s, %s, %s, '{}', %s)", (sb, b, tb, f"secret-{tag}", ub))
+    owner.execute("INSERT INTO api.sandbox_versions (sandbox_id, tenant_id, version, spec, spec_sha256, published_by)"
+                  " VALUES (%s, %s, 1, '{\"retention_days\": 7}', 'x', %s)", (sb, b, ub))
+    try:
+        with connect("api") as conn:
+            conn.execute("SELECT set_config('paddock.tenant_id', %s, false)", (a,))
+            got = conn.execute("INSERT INTO api.runs (id, tenant_id, team_id, sandbox_id, version, created_by)"
+                               " VALUES (%s, %s, %s, %s, 1, %s)"
+                               " RETURNING sandbox_name, spec_retention_days, team_name, launcher_username",
+                               (run, a, ta, sb, ua)).fetchone()
+        assert got[:3] == (None, None, f"copies-a-{tag}") and got[3], got
+    finally:
+        owner.execute("DELETE FROM api.runs WHERE id = %s", (run,))
+        owner.execute("DELETE FROM api.sandbox_versions WHERE sandbox_id = %s", (sb,))
+        owner.execute("DELETE FROM api.sandboxes WHERE id = %s", (sb,))
+        owner.execute("DELETE FROM api.teams WHERE id = ANY(%s::uuid[])", ([ta, tb],))

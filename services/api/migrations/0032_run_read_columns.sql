@@ -53,6 +53,20 @@ UPDATE api.runs r SET sandbox_name = (SELECT x.name FROM api.sandboxes x WHERE x
                       team_name = (SELECT x.name FROM api.teams x WHERE x.id = r.team_id),
                       launcher_username = (SELECT x.username FROM api.users x WHERE x.id = r.created_by);
 
+-- 0030's copy of the version's retention_days names the tenant too, as
+-- these do: a foreign key is checked without row-level security, so a run
+-- row may reference another tenant's version; nothing of it is copied.
+CREATE OR REPLACE FUNCTION api.runs_spec_retention_days() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$fn$
+BEGIN
+    NEW.spec_retention_days := (SELECT (v.spec->>'retention_days')::integer FROM api.sandbox_versions v
+                                WHERE v.sandbox_id = NEW.sandbox_id AND v.version = NEW.version
+                                  AND v.tenant_id = NEW.tenant_id);
+    RETURN NEW;
+END
+$fn$;
+
 -- ---- the run's approvals by status: the decided ones counted, the pending
 -- ones as their deadlines in ascending order, so that a read counts a
 -- pending approval past its deadline as expired, as GET /v1/approvals shows
