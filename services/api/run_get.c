@@ -97,43 +97,64 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * (prompt.c; shown here and not in lists: it may be large) and policy
  * decision counters (RUNS_DECISIONS) from RUNS_COL_USAGE on, then
  * API_AUTHZ_COLUMNS from RUNS_COL_AUTHZ on
- * (api_authz_team() folded in). $1 the run, $2 the roles carrying the
+ * (api_authz_team() folded in), RETENTION_RUN_COLUMNS from
+ * RUNS_COL_RETENTION on, and the approvals' counters
+ * (RUNS_APPROVAL_COUNTERS) last. $1 the run, $2 the roles carrying the
  * route's permission; the caller's tenant (row-level security filters on
  * it as well) and user are the settings the lookup made: without them (an
- * invalid token) it finds nothing. */
+ * invalid token) it finds nothing. The counters are plain integers: a
+ * json_build_object() each cost PostgreSQL 4% of its instructions per GET
+ * and the api a parse (issue 10 §4, bench/api_read). */
 #define RUNS_COL_USAGE 23
-#define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 9)
+#define RUNS_COL_DECISIONS (RUNS_COL_USAGE + 8)
+#define RUNS_COL_AUTHZ (RUNS_COL_DECISIONS + 3)
+#define RUNS_COL_RETENTION (RUNS_COL_AUTHZ + 4)
+#define RUNS_COL_APPROVALS (RUNS_COL_RETENTION + RETENTION_RUN_NCOLS)
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
- * policy_decision events by action, kept by evidence in its history row
- * (evidence migration 0013: counting the events per read was a quarter of
- * PostgreSQL's time per GET, issue 10 §4), and, the last column, its
- * approvals by status, kept on the run row (api migration 0032: the
- * decided ones counted, the pending ones' deadlines in ascending order); a
- * pending one past its deadline counts as expired, as GET /v1/approvals
- * shows it: width_bucket() is how many deadlines are <= now(). */
-#define RUNS_DECISIONS                                                                                          \
-        "json_build_object('allow', coalesce(h.decisions_allow, 0), 'ask', coalesce(h.decisions_ask, 0), "       \
-        "'deny', coalesce(h.decisions_deny, 0))::text"
+ * policy_decision events by action (allow, ask, deny), kept by evidence in
+ * its history row (evidence migration 0013: counting the events per read
+ * was a quarter of PostgreSQL's time per GET, issue 10 §4), and its
+ * approvals by status (pending, approved, denied, expired, cancelled),
+ * kept on the run row (api migration 0032: the decided ones counted, the
+ * pending ones' deadlines in ascending order); a pending one past its
+ * deadline counts as expired, as GET /v1/approvals shows it:
+ * width_bucket() is how many deadlines are <= now(). */
+#define RUNS_DECISIONS "coalesce(h.decisions_allow, 0), coalesce(h.decisions_ask, 0), coalesce(h.decisions_deny, 0)"
+static const char *const runs_decision_keys[] = {"allow", "ask", "deny", NULL};
 #define RUNS_APPROVALS_PAST "width_bucket(now(), r.approvals_pending_deadlines)"
 #define RUNS_APPROVAL_COUNTERS                                                                                  \
-        "json_build_object('pending', cardinality(r.approvals_pending_deadlines) - " RUNS_APPROVALS_PAST ", "    \
-        "'approved', r.approvals_approved, 'denied', r.approvals_denied, "                                     \
-        "'expired', r.approvals_expired + " RUNS_APPROVALS_PAST ", 'cancelled', r.approvals_cancelled)::text"
+        "cardinality(r.approvals_pending_deadlines) - " RUNS_APPROVALS_PAST ", r.approvals_approved, "          \
+        "r.approvals_denied, r.approvals_expired + " RUNS_APPROVALS_PAST ", r.approvals_cancelled"
+static const char *const runs_approval_keys[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 /* One query level (no subquery over the run): every join reads the run
- * row's columns, which the retention's needs (RETENTION_RUN_JOINS). */
+ * row's columns, which the retention's needs (RETENTION_RUN_JOINS). The
+ * membership's tenant is row-level security's (forced on
+ * api.team_members, docs/CONTRACTS.md "Tenant isolation in PostgreSQL"):
+ * naming it in the join too cost a plan node per read (3% of
+ * PostgreSQL's instructions per GET). */
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
         RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
                          "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
                          "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS ", " API_AUTHZ_COLUMNS("m", "$2")
                          ", " RETENTION_RUN_COLUMNS ", " RUNS_APPROVAL_COUNTERS)
-        "LEFT JOIN api.team_members m ON m.team_id = r.team_id AND m.tenant_id = " SETTING_UUID("paddock.tenant_id")
-        " AND m.user_id = " SETTING_UUID("paddock.user_id")
+        "LEFT JOIN api.team_members m ON m.team_id = r.team_id AND m.user_id = " SETTING_UUID("paddock.user_id")
         /* and its retention and tombstone (retention.h), read by every
          * request for an ended run: in this round trip, not a second */
         RETENTION_RUN_JOINS " WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
+
+/* {key: integer} of the columns from col on, one per key. */
+static json_t *counters_json(const PGresult *res, int row, int col, const char *const *keys) {
+        json_t *o = json_object();
+        for (int i = 0; o && keys[i]; i++)
+                if (json_object_set_new(o, keys[i], json_integer(atoll(PQgetvalue(res, row, col + i)))) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
+        return o;
+}
 
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
         if (!id_is_uuid(r->params[0]))
@@ -160,14 +181,13 @@ int runs_get(struct api_req *r) {
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
         r->out = runs_row_json(res, 0);
-        int nf = PQnfields(res), u = RUNS_COL_USAGE;
-        if (r->out) {
-                /* the approvals' counters are the last column */
-                json_t *dec = json_loads(PQgetvalue(res, 0, u + 8), 0, NULL);
-                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 1), 0, NULL);
-                json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
-                                                                "approvals", appr ? appr : json_object()));
-        }
+        int u = RUNS_COL_USAGE;
+        if (r->out)
+                json_object_set_new(r->out, "policy",
+                                    json_pack("{s:o*, s:o*}", "decisions",
+                                              counters_json(res, 0, RUNS_COL_DECISIONS, runs_decision_keys),
+                                              "approvals",
+                                              counters_json(res, 0, RUNS_COL_APPROVALS, runs_approval_keys)));
         const char *prompt = db_val(res, 0, u + 7), *agent = db_val(res, 0, u + 6);
         if (r->out) {
                 json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
@@ -181,10 +201,9 @@ int runs_get(struct api_req *r) {
                                               (json_int_t)atoll(PQgetvalue(res, 0, u + 4)), "cost_usd",
                                               strtod(PQgetvalue(res, 0, u + 5), NULL)));
         }
-        /* retention and deletion (retention.h; the columns before the
-         * approvals' counters), shown once the run ended */
+        /* retention and deletion (retention.h), shown once the run ended */
         if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
-                if (retention_run_json(res, 0, nf - 1 - RETENTION_RUN_NCOLS, r->out) < 0)
+                if (retention_run_json(res, 0, RUNS_COL_RETENTION, r->out) < 0)
                         return api_errno(r, -ENOMEM, "out of memory");
         } else if (r->out) {
                 json_object_set_new(r->out, "retention", json_null());
