@@ -12,14 +12,19 @@ int retention_put(struct api_req *r);
  * it); 0 or the problem recorded on r. */
 int retention_max_days(struct api_req *r, long long *ret);
 /* The run's retention and tombstone as RETENTION_RUN_NCOLS columns of a
- * query whose api.runs row is aliased r and that ends its FROM with
+ * query whose api.runs row is aliased r and that joins
  * RETENTION_RUN_JOINS (GET /v1/runs/{id} reads them in its one round trip,
  * issue 10 §4): api.run_retention's formula applied to that row (api
- * migration 0031), not the view, which would read the run again;
- * retention_run_json() reads them. */
-#define RETENTION_RUN_COLUMNS                                                                                  \
-        "rx.retention_days, " DB_TS("rx.expires_at") ", rx.held, " DB_TS("rt.deleted_at") ", rt.reason, "         \
-        "rt.deleted_sha256, rt.events, rt.artifacts"
+ * migration 0031), not the view, which would read the run again.
+ * RETENTION_RUN_JOINED is what the joins found, as plain columns (in a
+ * subquery's select list); RETENTION_RUN_COLUMNS(x) the shown columns of
+ * a relation x that has them; retention_run_json() reads those. */
+#define RETENTION_RUN_JOINED                                                                                   \
+        "rx.retention_days, rx.expires_at, rx.held, rt.deleted_at, rt.reason, rt.deleted_sha256, rt.events, "   \
+        "rt.artifacts"
+#define RETENTION_RUN_COLUMNS(x)                                                                               \
+        x ".retention_days, " DB_TS(x ".expires_at") ", " x ".held, " DB_TS(x ".deleted_at") ", " x ".reason, "  \
+        x ".deleted_sha256, " x ".events, " x ".artifacts"
 #define RETENTION_RUN_NCOLS 8
 #define RETENTION_RUN_JOINS                                                                                    \
         " LEFT JOIN LATERAL api.run_retention_of(r.tenant_id, r.id, r.sandbox_id, r.team_id, r.ended_at, "     \

@@ -127,22 +127,31 @@ static const char *const runs_decision_keys[] = {"allow", "ask", "deny", NULL};
         "r.approvals_denied, r.approvals_expired + " RUNS_APPROVALS_PAST ", r.approvals_cancelled"
 static const char *const runs_approval_keys[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
-/* One query level (no subquery over the run): every join reads the run
- * row's columns, which the retention's needs (RETENTION_RUN_JOINS). The
+/* The run row's wide columns are read at the top level only: the joins
+ * (its history, the caller's membership, its retention and tombstone) are
+ * a lateral subquery h of narrow columns, kept apart by OFFSET 0 (an
+ * optimisation fence, so the planner does not pull them up). Flattened,
+ * every nested-loop level above the run carried all its columns, and
+ * PostgreSQL built each level's tuple descriptor of them at every
+ * execution: 9% of its instructions per GET (issue 10 §4). The
  * membership's tenant is row-level security's (forced on
  * api.team_members, docs/CONTRACTS.md "Tenant isolation in PostgreSQL"):
- * naming it in the join too cost a plan node per read (3% of
- * PostgreSQL's instructions per GET). */
+ * naming it in the join too cost a plan node per read. Each join finds at
+ * most one row (primary keys), so h is exactly one row per run. */
 static const struct pg_stmt run_get_stmt = {
         "api_run_get",
-        RUNS_SELECT_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
-                         "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
-                         "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS ", " API_AUTHZ_COLUMNS("m", "$2")
-                         ", " RETENTION_RUN_COLUMNS ", " RUNS_APPROVAL_COUNTERS)
-        "LEFT JOIN api.team_members m ON m.team_id = r.team_id AND m.user_id = " SETTING_UUID("paddock.user_id")
+        RUNS_COLUMNS_WITH(", r.usage_model_calls, r.usage_input_tokens, r.usage_output_tokens, "
+                          "r.usage_cache_read_tokens, r.usage_cache_write_tokens, r.usage_cost_usd, "
+                          "r.agent_session::text, r.prompt::text, " RUNS_DECISIONS ", " API_AUTHZ_COLUMNS("h", "$2")
+                          ", " RETENTION_RUN_COLUMNS("h") ", " RUNS_APPROVAL_COUNTERS)
+        " FROM api.runs r CROSS JOIN LATERAL (SELECT hist.complete, hist.events_stored, hist.terminal_seq, "
+        "hist.events_lost, hist.decisions_allow, hist.decisions_ask, hist.decisions_deny, m.roles, "
+        RETENTION_RUN_JOINED " FROM (VALUES (1)) one"
+        " LEFT JOIN evidence.run_history hist ON hist.run_id = r.id"
+        " LEFT JOIN api.team_members m ON m.team_id = r.team_id AND m.user_id = " SETTING_UUID("paddock.user_id")
         /* and its retention and tombstone (retention.h), read by every
          * request for an ended run: in this round trip, not a second */
-        RETENTION_RUN_JOINS " WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id"),
+        RETENTION_RUN_JOINS " OFFSET 0) h WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
 
 /* {key: integer} of the columns from col on, one per key. */

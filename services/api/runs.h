@@ -36,20 +36,23 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
         " ELSE 'provisioning' END ELSE r.status END)"
 /* The public Run object: RUNS_SELECT's columns (FROM api.runs r and its
  * history; add WHERE ...) as JSON, column RUNS_COL_KEY_US its list key.
- * RUNS_SELECT_WITH(extra): the same with ", <columns of r>" after them.
- * The sandbox's, team's and launcher's names are the run row's own
- * columns, kept by triggers at insert and on a rename (api migration 0032):
- * a sub-select each cost PostgreSQL a relation's set-up per read (issue 10
- * §4, docs/CONTRACTS.md "Tenant isolation in PostgreSQL"). */
-#define RUNS_SELECT RUNS_SELECT_WITH("")
-#define RUNS_SELECT_WITH(extra)                                                                              \
+ * RUNS_COLUMNS_WITH(extra): the same columns with ", <columns>" after
+ * them and no FROM, for a read that names its own, where h is a relation
+ * with run_history's complete, events_stored, terminal_seq and events_lost
+ * (run_get.c). The sandbox's, team's and launcher's names are the run
+ * row's own columns, kept by triggers at insert and on a rename (api
+ * migration 0032): a sub-select each cost PostgreSQL a relation's set-up
+ * per read (issue 10 §4, docs/CONTRACTS.md "Tenant isolation in
+ * PostgreSQL"). */
+#define RUNS_SELECT RUNS_COLUMNS_WITH("") " FROM api.runs r LEFT JOIN evidence.run_history h ON h.run_id = r.id "
+#define RUNS_COLUMNS_WITH(extra)                                                                             \
         "SELECT r.id, " RUNS_SHOWN_STATUS ", r.team_id, r.sandbox_id, r.version, r.node_id, " DB_TS("r.created_at") ", " \
         DB_TS("r.started_at") ", " DB_TS("r.ended_at") ", r.exit_code, r.reason, r.created_by, "          \
         DB_TS("r.scheduled_at") ", r.sandbox_name, r.team_name, r.launcher_username"       \
         ", r.relaunch_of, " LIST_KEY_US("r.created_at")                                                      \
         ", " RUNS_TERMINAL_HIDDEN ", coalesce(h.events_stored, 0), h.terminal_seq, h.events_lost"           \
         ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \
-        extra " FROM api.runs r LEFT JOIN evidence.run_history h ON h.run_id = r.id "
+        extra
 #define RUNS_COL_KEY_US 17
 json_t *runs_row_json(const PGresult *res, int row);
 
