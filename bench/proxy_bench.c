@@ -640,14 +640,17 @@ static void *sockmap_conn(void *arg) {
         /* into the map before the answer: the client sends nothing before it
          * and the bench's upstream never speaks first, so no byte is in
          * either receive queue when the program starts (bench/README.md:
-         * bytes queued before the join stay until the next ones come) */
+         * bytes queued before the join stay there, unseen, until the next
+         * ones come) */
         if (sockmap_put(cfd, ufd) < 0 || sockmap_put(ufd, cfd) < 0)
                 die("sockmap update");
-        write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
+        /* the counts before the answer too: after it, the client's first
+         * bytes may already be in cbase, and the drain would end short of
+         * them (seen: 168 KiB of an 8 MiB check missing) */
         if (tcp_counts(cfd, &cbase, &cw) < 0 || tcp_counts(ufd, &ur, &ubase) < 0)
                 die("TCP_INFO");
-        /* cbase: the head, all read; ur: nothing yet (an upstream that spoke
-         * first would be counted here and its bytes stranded) */
+        write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
+        cw += 19; /* cbase: the head, all read; ur: nothing yet */
         /* side i's EOF (its FIN received): drain into the other, shut
          * the other down; done when both have come. An error on a side
          * (a reset) ends the tunnel, but for one: EPIPE on a side already
@@ -1077,10 +1080,11 @@ int main(int argc, char **argv) {
                 printf("sockmap: not measured (bpf: %s%s%s)\n", strerror(-smr), *vlog ? "; verifier: " : "", vlog);
         /* every tunnel contender carries bytes whole and in order both ways,
          * with each EOF (check_tunnel), before any figure */
-        printf("\ntunnel check (8 MiB up, half close, answer down, EOF down):\n");
+        printf("\ntunnel check, 3 times each (8 MiB up, half close, answer down, EOF down):\n");
         for (int i = 1; i < n_via; i++)
-                if (!check_tunnel(vias[i]) && vias[i] != SQUID)
-                        return 1; /* squid's way is its own; ours must hold */
+                for (int k = 0; k < (vias[i] == SQUID ? 1 : 3); k++)
+                        if (!check_tunnel(vias[i]) && vias[i] != SQUID)
+                                return 1; /* squid's way is its own; ours must hold */
 
         /* bulk: one CONNECT tunnel streaming `total` bytes down, best of 3,
          * the contenders interleaved */
