@@ -13,14 +13,20 @@
  * PADDOCK_TEST_UPSTREAM_ADDRS: a local stack's test network, or the one
  * bench/proxy.sh makes); direct connections and squid take the same veth, so
  * the ratios compare like with like. A fourth contender, a minimal blocking
- * splice() relay in this file, is the floor for two TCP legs (bench/README.md).
- * Prints figures, never fails on them.
+ * splice() relay in this file, is the floor for two TCP legs (bench/README.md);
+ * a fifth, sockmap, is the same relay with its tunnels relayed in the kernel
+ * (a sockhash and an SK_SKB verdict program; bench/README.md "proxy"). Every
+ * tunnel contender must carry bytes whole, in order, with each EOF (the bulk
+ * stream's pattern, check_tunnel), or the bench stops. Prints figures, never
+ * fails on them.
  *
  * usage: bench/proxy.sh [seconds per phase (default 3)] [throughput GiB (default 2)]
- *        (PADDOCK_BENCH_PHASES: a subset of bulk,plain,latency,rps,new,byname)
+ *        (PADDOCK_BENCH_PHASES: a subset of bulk,plain,latency,rps,new,byname,sockmap)
  *        (PADDOCK_BENCH_UPSTREAM_NAME: a name resolving to the upstream, for byname)
  *        (PADDOCK_BENCH_SQUID_PORT: squid's port on 127.0.0.1; unset: no squid column)
- *        (PADDOCK_EGRESS_LOOPS: the proxy's event loops, as the runner-agent's setting) */
+ *        (PADDOCK_EGRESS_LOOPS: the proxy's event loops, as the runner-agent's setting)
+ *        (PADDOCK_BENCH_SOCKMAP_NODRAIN=1: the sockmap relay shuts a side down at its
+ *         peer's EOF at once, to see its checks catch the truncation) */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -70,8 +76,12 @@ static const unsigned char *pattern_at(uint64_t off) {
         return pattern + off % PATTERN_PERIOD;
 }
 
+/* the bytes the upstream's current 'S' stream has written so far (the
+ * sockmap phase: how far a stream gets while its client does not read) */
+static atomic_ullong upstream_streamed;
+
 /* writes n bytes of the pattern from offset 0; the bytes written */
-static uint64_t pattern_write(int fd, uint64_t n) {
+static uint64_t pattern_write(int fd, uint64_t n, atomic_ullong *progress) {
         uint64_t off = 0;
         while (off < n) {
                 size_t k = n - off < CHUNK ? (size_t)(n - off) : CHUNK;
@@ -79,6 +89,8 @@ static uint64_t pattern_write(int fd, uint64_t n) {
                 if (w <= 0)
                         break;
                 off += (uint64_t)w;
+                if (progress)
+                        atomic_store(progress, off);
         }
         return off;
 }
@@ -223,7 +235,7 @@ static void *upstream_conn(void *arg) {
         } else if (mode == 'S') {
                 uint64_t total;
                 read_full(fd, &total, sizeof total);
-                pattern_write(fd, total);
+                pattern_write(fd, total, &upstream_streamed);
         } else if (mode == 'H') {
                 /* the check: the pattern up to the client's EOF, then its
                  * length (UINT64_MAX if it differed) down, then EOF */
@@ -252,6 +264,19 @@ static void *upstream_conn(void *arg) {
                 }
         }
 out:
+        close(fd);
+        return NULL;
+}
+
+/* a server that speaks first (SMTP, SSH): its banner at once, then it
+ * reads to the client's EOF */
+#define BANNER "220 paddock-bench\r\n"
+static void *banner_conn(void *arg) {
+        int fd = (int)(intptr_t)arg;
+        write_full(fd, BANNER, sizeof BANNER - 1);
+        char buf[256];
+        while (read(fd, buf, sizeof buf) > 0)
+                ;
         close(fd);
         return NULL;
 }
@@ -430,8 +455,9 @@ static void splice_dir_start(int from, int to, pthread_t *t) {
 }
 
 /* Reads a CONNECT head whole (the client sends nothing after it before
- * the answer, as the proxy reads it); its length, or -1 (cfd closed). */
-static ssize_t connect_head_read(int cfd) {
+ * the answer, as the proxy reads it); the port it names (the bench's
+ * upstream's address is the only one), or -1 (cfd closed). */
+static int connect_head_read(int cfd) {
         char head[512];
         size_t have = 0;
         while (have < 4 || memcmp(head + have - 4, "\r\n\r\n", 4)) {
@@ -442,16 +468,23 @@ static ssize_t connect_head_read(int cfd) {
                 }
                 have += (size_t)n;
         }
-        return (ssize_t)have;
+        head[have - 1] = 0;
+        int port = 0;
+        if (sscanf(head, "CONNECT %*[^:]:%d", &port) != 1 || port <= 0 || port > 65535) {
+                close(cfd);
+                return -1;
+        }
+        return port;
 }
 
 static void *splice_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
         /* not the acceptor's name it inherits: it counts its CPU itself */
         (void)pthread_setname_np(pthread_self(), "splice-conn");
-        if (connect_head_read(cfd) < 0)
+        int port = connect_head_read(cfd);
+        if (port < 0)
                 return NULL;
-        int ufd = dial(up_addr, upstream_port); /* the bench's one upstream */
+        int ufd = dial(up_addr, port);
         write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
         pthread_t up, down;
         splice_dir_start(cfd, ufd, &up);
@@ -633,9 +666,10 @@ static void sockmap_drain(int from, int to, uint64_t from_base, uint64_t to_base
 static void *sockmap_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
         (void)pthread_setname_np(pthread_self(), "sockmap-conn");
-        if (connect_head_read(cfd) < 0)
+        int port = connect_head_read(cfd);
+        if (port < 0)
                 return NULL;
-        int ufd = dial(up_addr, upstream_port);
+        int ufd = dial(up_addr, port);
         uint64_t cbase = 0, cw = 0, ur = 0, ubase = 0;
         /* into the map before the answer: the client sends nothing before it
          * and the bench's upstream never speaks first, so no byte is in
@@ -701,15 +735,16 @@ static void *sockmap_conn(void *arg) {
         return NULL;
 }
 
-/* A connection to the upstream, directly or through a CONNECT tunnel of the
- * proxy or of squid. */
-static int open_conn(enum via via) {
+/* A connection to the upstream (or another server of its address),
+ * directly or through a CONNECT tunnel of the proxy, squid or the bench's
+ * relays. */
+static int open_conn_to(enum via via, int port) {
         if (via == DIRECT)
-                return dial(up_addr, upstream_port);
+                return dial(up_addr, port);
         int fd = dial(NULL, via_port(via));
         char req[160], resp[512];
-        int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", up_addr,
-                         upstream_port, up_addr, upstream_port);
+        int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", up_addr, port,
+                         up_addr, port);
         write_full(fd, req, (size_t)n);
         /* the answer's head, byte by byte: nothing of the tunnel is read */
         size_t have = 0;
@@ -726,6 +761,10 @@ static int open_conn(enum via via) {
         return fd;
 }
 
+static int open_conn(enum via via) {
+        return open_conn_to(via, upstream_port);
+}
+
 /* the bench's own relays speak CONNECT only */
 static bool connect_only(enum via via) {
         return via == SPLICE || via == SOCKMAP;
@@ -740,7 +779,7 @@ static bool check_tunnel(enum via via) {
         unsigned long long tunnels = atomic_load(&sockmap_tunnels);
         int fd = open_conn(via);
         write_full(fd, "H", 1);
-        if (pattern_write(fd, n) != n)
+        if (pattern_write(fd, n, NULL) != n)
                 die("check write");
         shutdown(fd, SHUT_WR);
         uint64_t echoed = 0;
@@ -762,6 +801,9 @@ static bool check_tunnel(enum via via) {
         }
         if (ok)
                 printf("  %-7s ok: 8 MiB up whole and in order, EOF up, the answer down after it, EOF down\n", via_name[via]);
+        else if (via == SQUID && got == 0 && eof == 0)
+                printf("  %-7s closes the tunnel at the client's half close (its way: no answer down after it)\n",
+                       via_name[via]);
         else
                 printf("  %-7s FAILED: %s%llu of %llu bytes%s, then %s\n", via_name[via],
                        got != sizeof echoed ? "no answer down after the client's EOF; " : "the upstream got ",
@@ -853,6 +895,78 @@ static void all_cpu_print(const enum via *vias, int n_via, const unsigned long l
         for (int i = 0; i < N_VIA; i++)
                 n[i] = units;
         all_cpu_print_n(vias, n_via, all, n, unit, scale, scale_name);
+}
+
+/* MemAvailable of /proc/meminfo, kB (0 if unreadable) */
+static long long mem_available_kb(void) {
+        long long kb = 0;
+        char line[128];
+        FILE *f = fopen("/proc/meminfo", "r");
+        while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return kb;
+}
+
+/* The in-kernel relay's two hazards a proxy cannot live with, measured
+ * beside the splice relay (bench/README.md "proxy", sockmap (a) and (e)):
+ * a server that speaks first, tries times: how often its banner comes
+ * ahead of the relay's 200 or is stranded (not at the client in 200 ms); and a 512 MiB stream whose client does not
+ * read for 2 s: how much the upstream got rid of meanwhile, and what the
+ * machine's available memory did. */
+static void sockmap_hazards(int banner_port, int tries) {
+        enum via v[2] = {SPLICE, SOCKMAP};
+        printf("\nsockmap hazards, beside splice:\n");
+        for (int i = 0; i < 2; i++) {
+                int stranded = 0, ahead = 0;
+                for (int t = 0; t < tries; t++) {
+                        int fd = dial(NULL, via_port(v[i]));
+                        char req[160], buf[256];
+                        int n = snprintf(req, sizeof req, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", up_addr,
+                                         banner_port, up_addr, banner_port);
+                        write_full(fd, req, (size_t)n);
+                        /* the answer's head, then the banner, within 200 ms */
+                        const char *want = "HTTP/1.1 200 OK\r\n\r\n" BANNER;
+                        size_t have = 0, len = strlen(want);
+                        struct pollfd p = {.fd = fd, .events = POLLIN};
+                        while (have < len && poll(&p, 1, 200) == 1) {
+                                ssize_t k = read(fd, buf + have, len - have);
+                                if (k <= 0)
+                                        break;
+                                have += (size_t)k;
+                        }
+                        if (have >= sizeof BANNER - 1 && !memcmp(buf, BANNER, sizeof BANNER - 1))
+                                ahead++; /* redirected before the relay's own answer */
+                        else if (have < len || memcmp(buf, want, len))
+                                stranded++;
+                        close(fd);
+                }
+                printf("  %-7s a server that speaks first: its banner ahead of the 200 in %d of %d tunnels, stranded "
+                       "(not there in 200 ms) in %d\n", via_name[v[i]], ahead, tries, stranded);
+        }
+        for (int i = 0; i < 2; i++) {
+                const uint64_t total = 512ULL << 20;
+                atomic_store(&upstream_streamed, 0);
+                int fd = open_conn(v[i]);
+                write_full(fd, "S", 1);
+                write_full(fd, &total, sizeof total);
+                long long m0 = mem_available_kb();
+                sleep(2);
+                unsigned long long streamed = atomic_load(&upstream_streamed);
+                long long m1 = mem_available_kb();
+                char *buf = malloc(CHUNK);
+                bool bad;
+                uint64_t got = pattern_read(fd, buf, &bad);
+                free(buf);
+                close(fd);
+                printf("  %-7s a client not reading for 2 s: the upstream wrote %.1f MiB meanwhile, MemAvailable %+.0f MB "
+                       "(then %s)\n", via_name[v[i]], (double)streamed / 1048576.0, (double)(m1 - m0) / 1000.0,
+                       got == total && !bad ? "all 512 MiB arrived whole" : "the stream DIFFERS");
+                if (got != total || bad)
+                        exit(1);
+        }
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -994,6 +1108,8 @@ int main(int argc, char **argv) {
         up_addr = addr;
         int lfd = listen_any(&upstream_port);
         accept_start(lfd, upstream_conn, "upstream");
+        int banner_port;
+        accept_start(listen_any(&banner_port), banner_conn, "upstream");
 
         Paddock__V1__EgressRule rule = PADDOCK__V1__EGRESS_RULE__INIT;
         rule.host = (char *)up_addr;   /* not public: only a profile's IP rule reaches it */
@@ -1237,6 +1353,8 @@ int main(int argc, char **argv) {
                                ((double)cpu[PROXY] / r[PROXY]) / ((double)cpu[SQUID] / r[SQUID]));
                 printf("\n");
         }
+        if (PHASE("sockmap") && sockmap_port)
+                sockmap_hazards(banner_port, 200);
         printf("\negress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
         proxy_run_stop(pr);
         printf("egress events after teardown: %llu\n", (unsigned long long)atomic_load(&events_seen));
