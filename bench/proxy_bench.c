@@ -387,20 +387,30 @@ static unsigned long long relay_cpu_ns(enum via via) {
                (via == SPLICE ? atomic_load(&splice_cpu_ns) : via == SOCKMAP ? atomic_load(&sockmap_cpu_ns) : 0);
 }
 
-/* CPU of everything a relay's work may land on (ns): this process (the
- * clients, the upstream, the proxy and the bench's relays), squid, and the
- * kernel's kworker and ksoftirqd threads (an in-kernel relay's psock backlog
- * runs in a kworker, its verdict program in softirq, which the relay's own
- * threads never see). The base for "added over direct". */
+/* CPU of everything a relay's work may land on (ns), cumulative: this
+ * process (the clients, the upstream, the proxy and the bench's relays),
+ * squid, and the kernel's kworker and ksoftirqd threads (an in-kernel
+ * relay's psock backlog runs in a kworker, its verdict program in softirq,
+ * which the relay's own threads never see). The base for "added over
+ * direct". Kernel threads come and go, so theirs is summed as each one's
+ * growth since the last call (one born since counts whole; one gone since
+ * loses its last stretch). */
 static unsigned long long all_cpu_ns(void) {
+        static struct kthread_ticks {
+                long pid;
+                unsigned long long ticks;
+        } seen[2][4096];
+        static int n_seen, cur;
+        static unsigned long long kthread_ticks;
         unsigned long long ticks = stat_ticks("/proc/self/stat");
         char path[300];
         if (squid_pid > 0) {
                 snprintf(path, sizeof path, "/proc/%d/stat", squid_pid);
                 ticks += stat_ticks(path);
         }
+        int n = 0, prev = cur, next = 1 - cur;
         DIR *d = opendir("/proc");
-        for (struct dirent *e; d && (e = readdir(d));) {
+        for (struct dirent *e; d && (e = readdir(d)) && n < 4096;) {
                 if (e->d_name[0] < '1' || e->d_name[0] > '9')
                         continue;
                 char comm[40] = "";
@@ -410,13 +420,23 @@ static unsigned long long all_cpu_ns(void) {
                         continue;
                 bool kthread = fgets(comm, sizeof comm, f) && (!strncmp(comm, "kworker", 7) || !strncmp(comm, "ksoftirqd", 9));
                 fclose(f);
+                if (!kthread)
+                        continue;
                 snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-                if (kthread)
-                        ticks += stat_ticks(path);
+                long pid = strtol(e->d_name, NULL, 10);
+                unsigned long long t = stat_ticks(path), before = 0;
+                for (int i = 0; i < n_seen; i++)
+                        if (seen[prev][i].pid == pid) {
+                                before = seen[prev][i].ticks <= t ? seen[prev][i].ticks : t;
+                                break;
+                        }
+                kthread_ticks += t - before;
+                seen[next][n++] = (struct kthread_ticks){pid, t};
         }
         if (d)
                 closedir(d);
-        return ticks * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+        n_seen = n, cur = next;
+        return (ticks + kthread_ticks) * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
 
 static void *splice_dir_thread(void *arg) {
