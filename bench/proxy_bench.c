@@ -341,6 +341,13 @@ static unsigned long long rusage_ns(const struct rusage *ru) {
                ((unsigned long long)ru->ru_utime.tv_usec + (unsigned long long)ru->ru_stime.tv_usec) * 1000ULL;
 }
 
+/* a relay thread about to exit adds the CPU it used to *total */
+static void thread_cpu_add(atomic_ullong *total) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+                atomic_fetch_add(total, rusage_ns(&ru));
+}
+
 /* utime + stime (clock ticks) of a /proc/.../stat file; 0 if unreadable */
 static unsigned long long stat_ticks(const char *path) {
         unsigned long long ut = 0, st = 0;
@@ -358,6 +365,22 @@ static unsigned long long stat_ticks(const char *path) {
 
 static int squid_pid; /* PADDOCK_BENCH_SQUID_PID (bench/proxy.sh): its CPU is squid's relay CPU */
 
+/* whether the comm of task dir/id (dir "/proc" or "/proc/self/task")
+ * starts with one of the NULL-ended prefixes */
+static bool comm_starts(const char *dir, const char *id, const char *const *prefixes) {
+        char path[300], comm[40] = "";
+        snprintf(path, sizeof path, "%s/%s/comm", dir, id);
+        FILE *f = fopen(path, "r");
+        if (!f)
+                return false;
+        bool read = fgets(comm, sizeof comm, f) != NULL;
+        fclose(f);
+        for (; read && *prefixes; prefixes++)
+                if (!strncmp(comm, *prefixes, strlen(*prefixes)))
+                        return true;
+        return false;
+}
+
 static unsigned long long relay_cpu_ns(enum via via) {
         unsigned long long ticks = 0;
         char path[300];
@@ -365,21 +388,13 @@ static unsigned long long relay_cpu_ns(enum via via) {
                 snprintf(path, sizeof path, "/proc/%d/stat", squid_pid);
                 ticks = stat_ticks(path);
         }
-        const char *prefix = via == PROXY ? "egress-" : via == SOCKMAP ? "sockmap-accept" : "splice-accept";
+        const char *prefix[] = {via == PROXY ? "egress-" : via == SOCKMAP ? "sockmap-accept" : "splice-accept", NULL};
         DIR *d = via == PROXY || via == SPLICE || via == SOCKMAP ? opendir("/proc/self/task") : NULL;
         for (struct dirent *e; d && (e = readdir(d));) {
-                if (e->d_name[0] == '.')
+                if (e->d_name[0] == '.' || !comm_starts("/proc/self/task", e->d_name, prefix))
                         continue;
-                char comm[32] = "";
-                snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-                FILE *f = fopen(path, "r");
-                if (!f)
-                        continue;
-                bool ours = fgets(comm, sizeof comm, f) && !strncmp(comm, prefix, strlen(prefix));
-                fclose(f);
                 snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-                if (ours)
-                        ticks += stat_ticks(path);
+                ticks += stat_ticks(path);
         }
         if (d)
                 closedir(d);
@@ -411,16 +426,8 @@ static unsigned long long all_cpu_ns(void) {
         int n = 0, prev = cur, next = 1 - cur;
         DIR *d = opendir("/proc");
         for (struct dirent *e; d && (e = readdir(d)) && n < 4096;) {
-                if (e->d_name[0] < '1' || e->d_name[0] > '9')
-                        continue;
-                char comm[40] = "";
-                snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
-                FILE *f = fopen(path, "r");
-                if (!f)
-                        continue;
-                bool kthread = fgets(comm, sizeof comm, f) && (!strncmp(comm, "kworker", 7) || !strncmp(comm, "ksoftirqd", 9));
-                fclose(f);
-                if (!kthread)
+                static const char *const kthreads[] = {"kworker", "ksoftirqd", NULL};
+                if (e->d_name[0] < '1' || e->d_name[0] > '9' || !comm_starts("/proc", e->d_name, kthreads))
                         continue;
                 snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
                 long pid = strtol(e->d_name, NULL, 10);
@@ -462,9 +469,7 @@ out:
         shutdown(d.to, SHUT_WR);
         close(p[0]);
         close(p[1]);
-        struct rusage ru;
-        if (getrusage(RUSAGE_THREAD, &ru) == 0)
-                atomic_fetch_add(&splice_cpu_ns, rusage_ns(&ru));
+        thread_cpu_add(&splice_cpu_ns);
         return NULL;
 }
 
@@ -497,14 +502,20 @@ static int connect_head_read(int cfd) {
         return port;
 }
 
+/* A bench relay's connection thread, named `name` (not the acceptor's name
+ * it inherits: it counts its CPU itself), reads the CONNECT head and
+ * connects to the port it names: that socket, or -1 (cfd closed). */
+static int relay_conn_dial(int cfd, const char *name) {
+        (void)pthread_setname_np(pthread_self(), name);
+        int port = connect_head_read(cfd);
+        return port < 0 ? -1 : dial(up_addr, port);
+}
+
 static void *splice_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
-        /* not the acceptor's name it inherits: it counts its CPU itself */
-        (void)pthread_setname_np(pthread_self(), "splice-conn");
-        int port = connect_head_read(cfd);
-        if (port < 0)
+        int ufd = relay_conn_dial(cfd, "splice-conn");
+        if (ufd < 0)
                 return NULL;
-        int ufd = dial(up_addr, port);
         write_full(cfd, "HTTP/1.1 200 OK\r\n\r\n", 19);
         pthread_t up, down;
         splice_dir_start(cfd, ufd, &up);
@@ -513,9 +524,7 @@ static void *splice_conn(void *arg) {
         pthread_join(down, NULL);
         close(ufd);
         close(cfd);
-        struct rusage ru;
-        if (getrusage(RUSAGE_THREAD, &ru) == 0)
-                atomic_fetch_add(&splice_cpu_ns, rusage_ns(&ru));
+        thread_cpu_add(&splice_cpu_ns);
         return NULL;
 }
 
@@ -685,11 +694,9 @@ static void sockmap_drain(int from, int to, uint64_t from_base, uint64_t to_base
 
 static void *sockmap_conn(void *arg) {
         int cfd = (int)(intptr_t)arg;
-        (void)pthread_setname_np(pthread_self(), "sockmap-conn");
-        int port = connect_head_read(cfd);
-        if (port < 0)
+        int ufd = relay_conn_dial(cfd, "sockmap-conn");
+        if (ufd < 0)
                 return NULL;
-        int ufd = dial(up_addr, port);
         uint64_t cbase = 0, cw = 0, ur = 0, ubase = 0;
         /* into the map before the answer: the client sends nothing before it
          * and the bench's upstream never speaks first, so no byte is in
@@ -749,9 +756,7 @@ static void *sockmap_conn(void *arg) {
         atomic_fetch_add(&sockmap_tunnels, 1);
         close(ufd); /* closing takes a socket out of the sockhash */
         close(cfd);
-        struct rusage ru;
-        if (getrusage(RUSAGE_THREAD, &ru) == 0)
-                atomic_fetch_add(&sockmap_cpu_ns, rusage_ns(&ru));
+        thread_cpu_add(&sockmap_cpu_ns);
         return NULL;
 }
 
