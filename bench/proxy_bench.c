@@ -1380,6 +1380,8 @@ int main(int argc, char **argv) {
         }
         if (PHASE("sockmap") && sockmap_port)
                 sockmap_hazards(banner_port, 200);
+        else if (PHASE("sockmap"))
+                printf("\nsockmap hazards: skipped (no sockmap contender, above)\n");
         printf("\negress events built: %llu\n", (unsigned long long)atomic_load(&events_seen));
         proxy_run_stop(pr);
         printf("egress events after teardown: %llu\n", (unsigned long long)atomic_load(&events_seen));
