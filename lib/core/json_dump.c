@@ -1,6 +1,7 @@
 #include "core/json_dump.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +14,47 @@
 struct out {
         char *p, *end;
         int precision;
+        struct json_writer *grow; /* a writer's buffer, grown as needed; else a fixed one */
 };
 
+/* Room for n more bytes: a fixed buffer has it or not, a writer's grows
+ * (p and end move with it). */
+static bool room(struct out *o, size_t n) {
+        if ((size_t)(o->end - o->p) >= n)
+                return true;
+        struct json_writer *w = o->grow;
+        if (!w || w->failed)
+                return false;
+        size_t len = (size_t)(o->p - w->buf), cap = w->cap ? w->cap : 1024;
+        while (cap - len < n)
+                cap *= 2;
+        char *nb = realloc(w->buf, cap);
+        if (!nb) {
+                w->failed = true;
+                return false;
+        }
+        w->buf = nb;
+        w->cap = cap;
+        o->p = nb + len;
+        o->end = nb + cap;
+        return true;
+}
+
 static bool put(struct out *o, const char *s, size_t n) {
-        if ((size_t)(o->end - o->p) < n)
+        if (!room(o, n))
                 return false;
         memcpy(o->p, s, n);
         o->p += n;
         return true;
+}
+
+/* True when none of the 8 bytes of x needs escaping or is outside ASCII:
+ * no byte >= 0x80, < 0x20, '"' or '\\' (the "has zero / has less"
+ * word tricks, exact for bytes below 0x80) */
+static bool plain8(uint64_t x) {
+        const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high) == 0;
 }
 
 /* jansson's dump_string for ASCII: \" \\ \b \f \n \r \t, other controls
@@ -32,6 +66,9 @@ static bool put_string(struct out *o, const char *s, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 /* the run of characters that print as they are, in one copy */
                 size_t k = i;
+                uint64_t x;
+                while (n - k >= 8 && (memcpy(&x, s + k, 8), plain8(x)))
+                        k += 8;
                 while (k < n && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x80 && s[k] != '"' &&
                        s[k] != '\\')
                         k++;
@@ -140,7 +177,7 @@ size_t json_dump_fast(const json_t *json, char *buffer, size_t size, size_t flag
         int precision = (int)((flags >> 11) & 0x1F);
         /* jansson dumps only an object or array at the top without JSON_ENCODE_ANY */
         if (json && (flags & ~(size_t)FAST_FLAGS) == 0 && (flags & JSON_COMPACT) && (json_is_object(json) || json_is_array(json))) {
-                struct out o = {buffer, buffer + size, precision ? precision : 17};
+                struct out o = {buffer, buffer + size, precision ? precision : 17, NULL};
                 if (put_value(&o, json, 0))
                         return (size_t)(o.p - buffer);
         }
@@ -148,8 +185,90 @@ size_t json_dump_fast(const json_t *json, char *buffer, size_t size, size_t flag
 }
 
 size_t json_quote_fast(const char *s, size_t n, char *buffer, size_t size) {
-        struct out o = {buffer, buffer + size, 17};
+        struct out o = {buffer, buffer + size, 17, NULL};
         return put_string(&o, s, n) ? (size_t)(o.p - buffer) : 0;
+}
+
+/* ---- json_writer: the fast path's writer over a growing buffer */
+
+static struct out writer_out(struct json_writer *w) {
+        return (struct out){w->buf ? w->buf + w->len : NULL, w->buf ? w->buf + w->cap : NULL, 17, w};
+}
+
+/* What the fast path does not write (a string outside ASCII, a real with
+ * an exponent, a deep tree) is jansson's own compact dump of it, measured
+ * and then written: the same bytes either way. Takes v. */
+static void writer_jansson(struct json_writer *w, json_t *v) {
+        size_t flags = JSON_COMPACT | JSON_ENCODE_ANY, n = v ? json_dumpb(v, NULL, 0, flags) : 0;
+        struct out o = writer_out(w);
+        if (n == 0 || !room(&o, n) || json_dumpb(v, o.p, n, flags) != n)
+                w->failed = true;
+        else
+                w->len = (size_t)(o.p + n - w->buf);
+        json_decref(v);
+}
+
+void json_writer_raw(struct json_writer *w, const char *s, size_t n) {
+        struct out o = writer_out(w);
+        if (!w->failed && put(&o, s, n))
+                w->len = (size_t)(o.p - w->buf);
+}
+
+void json_writer_string(struct json_writer *w, const char *s) {
+        if (w->failed)
+                return;
+        size_t n = strlen(s);
+        struct out o = writer_out(w);
+        if (put_string(&o, s, n))
+                w->len = (size_t)(o.p - w->buf);
+        else if (!w->failed)
+                /* json_string checks the UTF-8 (NULL, a failed writer, when invalid) */
+                writer_jansson(w, json_stringn(s, n));
+}
+
+void json_writer_integer(struct json_writer *w, json_int_t v) {
+        struct out o = writer_out(w);
+        if (!w->failed && put_integer(&o, v))
+                w->len = (size_t)(o.p - w->buf);
+}
+
+void json_writer_real(struct json_writer *w, double v) {
+        if (w->failed)
+                return;
+        struct out o = writer_out(w);
+        if (put_real(&o, v))
+                w->len = (size_t)(o.p - w->buf);
+        else if (!w->failed)
+                writer_jansson(w, json_real(v));
+}
+
+void json_writer_value(struct json_writer *w, const json_t *v) {
+        if (w->failed)
+                return;
+        struct out o = writer_out(w);
+        if (v && put_value(&o, v, 0))
+                w->len = (size_t)(o.p - w->buf);
+        else if (!w->failed)
+                /* what was written of it is overwritten */
+                writer_jansson(w, json_incref((json_t *)v));
+}
+
+char *json_writer_take(struct json_writer *w, size_t *ret_len) {
+        json_writer_raw(w, "", 1); /* the NUL */
+        if (w->failed) {
+                json_writer_free(w);
+                return NULL;
+        }
+        char *b = w->buf;
+        if (ret_len)
+                *ret_len = w->len - 1;
+        *w = (struct json_writer){0};
+        return b;
+}
+
+void json_writer_free(struct json_writer *w) {
+        free(w->buf);
+        *w = (struct json_writer){0};
 }
 
 /* ---- json_object_text_plain: a syntax check, nothing built */
