@@ -5,12 +5,11 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "pg/pg.h"
 
 static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
                                                 "limit_exceeded", "rejected", NULL};
-
-static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code);
 
 bool runs_status_terminal(const char *status) {
         for (const char *const *s = terminal_statuses; *s; s++)
@@ -19,52 +18,122 @@ bool runs_status_terminal(const char *status) {
         return false;
 }
 
-/* "history" of a run row (RUNS_SELECT columns 18-21): complete once a
- * terminal status is shown. */
-static json_t *runs_history_json(const PGresult *res, int row, bool hidden) {
-        bool complete = !hidden && runs_status_terminal(PQgetvalue(res, row, 1));
-        const char *total = db_val(res, row, 20);
-        return json_pack("{s:b, s:I, s:o, s:I}", "complete", complete, "events_stored",
-                         (json_int_t)atoll(PQgetvalue(res, row, 19)), "events_total",
-                         total ? json_integer(atoll(total)) : json_null(), "events_lost",
-                         (json_int_t)atoll(db_val(res, row, 21) ? db_val(res, row, 21) : "0"));
+/* ---- the Run object, written straight from its row (json_dump.h's
+ * writer: the bytes jansson's compact dump of the same members had, with
+ * no tree to build, dump and free; issue 10 §4) */
+
+#define W(lit) json_writer_lit(w, lit)
+
+/* a text column: its string, or null */
+static void put_text(struct json_writer *w, const char *v) {
+        if (v)
+                json_writer_string(w, v);
+        else
+                W("null");
+}
+
+/* an integer column (NULL: what a NULL's atoll reads, 0, unless nullable) */
+static void put_int(struct json_writer *w, const char *v, bool nullable) {
+        if (v || !nullable)
+                json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
+        else
+                W("null");
+}
+
+/* A json column's text as jansson reads and dumps it; false (nothing
+ * written) for NULL or what jansson does not read. */
+static bool put_json_text(struct json_writer *w, const char *text) {
+        _cleanup_json_ json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        if (v)
+                json_writer_value(w, v);
+        return v != NULL;
+}
+
+/* key (",\"name\":") and a json column's text: null for NULL, no member
+ * at all for what jansson does not read */
+static void put_json_member(struct json_writer *w, const char *key, const char *text) {
+        _cleanup_json_ json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        if (text && !v)
+                return;
+        json_writer_raw(w, key, strlen(key));
+        if (v)
+                json_writer_value(w, v);
+        else
+                W("null");
+}
+
+/* The members of RUNS_SELECT's row, "{" included, "}" not: the caller
+ * closes the object after its own members. The outcome waits for the
+ * history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at (ended_at under
+ * the name the lists use), exit_code and reason are null until then.
+ * True when the run shows as ended (ended_at a string). */
+static bool runs_row_members(struct json_writer *w, const PGresult *res, int row) {
+        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
+        const char *ended = hidden ? NULL : db_val(res, row, 8);
+        W("{\"id\":");
+        json_writer_string(w, PQgetvalue(res, row, 0));
+        W(",\"status\":");
+        json_writer_string(w, PQgetvalue(res, row, 1));
+        W(",\"team\":");
+        json_writer_string(w, PQgetvalue(res, row, 2));
+        W(",\"sandbox\":");
+        json_writer_string(w, PQgetvalue(res, row, 3));
+        W(",\"version\":");
+        put_int(w, PQgetvalue(res, row, 4), false);
+        W(",\"node\":");
+        put_text(w, db_val(res, row, 5));
+        W(",\"created_at\":");
+        json_writer_string(w, PQgetvalue(res, row, 6));
+        W(",\"started_at\":");
+        put_text(w, db_val(res, row, 7));
+        W(",\"ended_at\":");
+        put_text(w, ended);
+        W(",\"exit_code\":");
+        put_int(w, hidden ? NULL : db_val(res, row, 9), true);
+        W(",\"reason\":");
+        put_text(w, hidden ? NULL : db_val(res, row, 10));
+        W(",\"created_by\":");
+        json_writer_string(w, PQgetvalue(res, row, 11));
+        W(",\"scheduled_at\":");
+        put_text(w, db_val(res, row, 12));
+        W(",\"sandbox_name\":");
+        json_writer_string(w, PQgetvalue(res, row, 13));
+        W(",\"team_name\":");
+        json_writer_string(w, PQgetvalue(res, row, 14));
+        W(",\"launched_by\":{\"id\":");
+        json_writer_string(w, PQgetvalue(res, row, 11));
+        W(",\"username\":");
+        json_writer_string(w, PQgetvalue(res, row, 15));
+        W("},\"finished_at\":");
+        put_text(w, ended);
+        W(",\"relaunch_of\":");
+        put_text(w, db_val(res, row, 16));
+        /* "history" (columns 18-21): complete once a terminal status is shown */
+        W(",\"history\":{\"complete\":");
+        if (!hidden && runs_status_terminal(PQgetvalue(res, row, 1)))
+                W("true");
+        else
+                W("false");
+        W(",\"events_stored\":");
+        put_int(w, PQgetvalue(res, row, 19), false);
+        W(",\"events_total\":");
+        put_int(w, db_val(res, row, 20), true);
+        W(",\"events_lost\":");
+        put_int(w, db_val(res, row, 21), false);
+        /* the latest review's outcome (reviews.c), null before any */
+        W("},\"review\":");
+        if (!put_json_text(w, db_val(res, row, 22)))
+                W("null");
+        return ended != NULL;
 }
 
 json_t *runs_row_json(const PGresult *res, int row) {
-        const char *exit_code = db_val(res, row, 9);
-        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
-        json_t *o = runs_row_json_raw(res, row, exit_code);
-        if (!o)
-                return NULL;
-        /* the outcome waits for the history (RUNS_TERMINAL_HIDDEN) */
-        if (hidden)
-                for (const char *const *k = (const char *const[]){"ended_at", "finished_at", "exit_code", "reason",
-                                                                  NULL};
-                     *k; k++)
-                        json_object_set_new(o, *k, json_null());
-        json_object_set_new(o, "history", runs_history_json(res, row, hidden));
-        /* the latest review's outcome (reviews.c), null before any */
-        const char *review = db_val(res, row, 22);
-        json_t *rv = review ? json_loads(review, 0, NULL) : NULL;
-        json_object_set_new(o, "review", rv ? rv : json_null());
-        return o;
-}
-
-static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code) {
-        /* finished_at is ended_at under the name the lists use; both stay */
-        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:s, s:{s:s, s:s},"
-                         " s:o, s:o}",
-                         "id", PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
-                         PQgetvalue(res, row, 2), "sandbox", PQgetvalue(res, row, 3), "version",
-                         (json_int_t)atoll(PQgetvalue(res, row, 4)), "node", db_json_str(res, row, 5),
-                         "created_at", PQgetvalue(res, row, 6), "started_at", db_json_str(res, row, 7),
-                         "ended_at", db_json_str(res, row, 8), "exit_code",
-                         exit_code ? json_integer(atoll(exit_code)) : json_null(), "reason",
-                         db_json_str(res, row, 10), "created_by", PQgetvalue(res, row, 11),
-                         "scheduled_at", db_json_str(res, row, 12), "sandbox_name", PQgetvalue(res, row, 13),
-                         "team_name", PQgetvalue(res, row, 14), "launched_by", "id", PQgetvalue(res, row, 11),
-                         "username", PQgetvalue(res, row, 15), "finished_at", db_json_str(res, row, 8),
-                         "relaunch_of", db_json_str(res, row, 16));
+        struct json_writer w = {0};
+        runs_row_members(&w, res, row);
+        json_writer_lit(&w, "}");
+        size_t len;
+        _cleanup_free_ char *text = json_writer_take(&w, &len);
+        return text ? json_loadb(text, len, 0, NULL) : NULL;
 }
 
 int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
@@ -159,37 +228,43 @@ int runs_get(struct api_req *r) {
                 return api_errno(r, -ENOENT, "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
-        r->out = runs_row_json(res, 0);
+        /* the answer's bytes, written as they are built (json_dump.h) */
+        struct json_writer wr = {0}, *w = &wr;
+        bool ended = runs_row_members(w, res, 0);
         int nf = PQnfields(res), u = RUNS_COL_USAGE;
-        if (r->out) {
-                /* the approvals' counters are the last column */
-                json_t *dec = json_loads(PQgetvalue(res, 0, u + 8), 0, NULL);
-                json_t *appr = json_loads(PQgetvalue(res, 0, nf - 1), 0, NULL);
-                json_object_set_new(r->out, "policy", json_pack("{s:o, s:o}", "decisions", dec ? dec : json_object(),
-                                                                "approvals", appr ? appr : json_object()));
-        }
-        const char *prompt = db_val(res, 0, u + 7), *agent = db_val(res, 0, u + 6);
-        if (r->out) {
-                json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
-                json_object_set_new(r->out, "agent_session", agent ? json_loads(agent, 0, NULL) : json_null());
-                json_object_set_new(r->out, "usage",
-                                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "model_calls",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u)), "input_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 1)), "output_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 2)), "cache_read_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 3)), "cache_write_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 4)), "cost_usd",
-                                              strtod(PQgetvalue(res, 0, u + 5), NULL)));
-        }
+        /* the policy decisions' counters, and the approvals', the last column */
+        W(",\"policy\":{\"decisions\":");
+        if (!put_json_text(w, PQgetvalue(res, 0, u + 8)))
+                W("{}");
+        W(",\"approvals\":");
+        if (!put_json_text(w, PQgetvalue(res, 0, nf - 1)))
+                W("{}");
+        W("}");
+        put_json_member(w, ",\"prompt\":", db_val(res, 0, u + 7));
+        put_json_member(w, ",\"agent_session\":", db_val(res, 0, u + 6));
+        W(",\"usage\":{\"model_calls\":");
+        put_int(w, PQgetvalue(res, 0, u), false);
+        W(",\"input_tokens\":");
+        put_int(w, PQgetvalue(res, 0, u + 1), false);
+        W(",\"output_tokens\":");
+        put_int(w, PQgetvalue(res, 0, u + 2), false);
+        W(",\"cache_read_tokens\":");
+        put_int(w, PQgetvalue(res, 0, u + 3), false);
+        W(",\"cache_write_tokens\":");
+        put_int(w, PQgetvalue(res, 0, u + 4), false);
+        W(",\"cost_usd\":");
+        json_writer_real(w, strtod(PQgetvalue(res, 0, u + 5), NULL));
+        W("}");
         /* retention and deletion (retention.h; the columns before the
          * approvals' counters), shown once the run ended */
-        if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
-                if (retention_run_json(res, 0, nf - 1 - RETENTION_RUN_NCOLS, r->out) < 0)
-                        return api_errno(r, -ENOMEM, "out of memory");
-        } else if (r->out) {
-                json_object_set_new(r->out, "retention", json_null());
-                json_object_set_new(r->out, "deleted", json_null());
-        }
+        if (ended)
+                retention_run_write(w, res, 0, nf - 1 - RETENTION_RUN_NCOLS);
+        else
+                W(",\"retention\":null,\"deleted\":null");
+        W("}");
+        if (!(r->text = json_writer_take(w, &r->text_len)))
+                return api_errno(r, -ENOMEM, "out of memory");
+        r->content_type = "application/json";
         r->status = 200;
-        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
+        return 0;
 }
