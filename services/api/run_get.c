@@ -127,10 +127,14 @@ static bool runs_row_members(struct json_writer *w, const PGresult *res, int row
         return ended != NULL;
 }
 
+void runs_row_write(struct json_writer *w, const PGresult *res, int row) {
+        runs_row_members(w, res, row);
+        W("}");
+}
+
 json_t *runs_row_json(const PGresult *res, int row) {
         struct json_writer w = {0};
-        runs_row_members(&w, res, row);
-        json_writer_lit(&w, "}");
+        runs_row_write(&w, res, row);
         size_t len;
         _cleanup_free_ char *text = json_writer_take(&w, &len);
         return text ? json_loadb(text, len, 0, NULL) : NULL;
