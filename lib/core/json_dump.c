@@ -278,9 +278,19 @@ void json_writer_free(struct json_writer *w) {
 #define PLAIN_MAX_REAL_DIGITS 40
 #define PLAIN_MAX_EXP_DIGITS 2 /* |e| <= 99 with <= 40 digits: strtod cannot overflow */
 
+#define COPY_MAX_KEYS 32 /* more members in one object: not copied (keys are checked for repeats) */
+
 struct scan {
         const char *p, *end;
+        /* json_writer_text: where the compact copy goes, and the scan
+         * then refuses what jansson's read and dump would write otherwise
+         * (an escape, a real, -0, a repeated key) */
+        struct out *copy;
 };
+
+static bool emit(struct scan *s, const char *b, size_t n) {
+        return !s->copy || put(s->copy, b, n);
+}
 
 static void skip_ws(struct scan *s) {
         while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
@@ -298,7 +308,7 @@ static bool scan_string(struct scan *s) {
                         return false; /* a control character (refused), or UTF-8 (not vouched for) */
                 if (c != '\\')
                         continue;
-                if (s->p >= s->end)
+                if (s->p >= s->end || s->copy)
                         return false;
                 c = (unsigned char)*s->p++;
                 if (c == 'u') {
@@ -366,62 +376,113 @@ static bool scan_literal(struct scan *s, const char *lit, size_t n) {
         return true;
 }
 
+/* A repeated key (the copy's check: jansson keeps one member for it) */
+static bool key_repeated(const char *const *keys, const size_t *lens, size_t n, const char *k, size_t len) {
+        for (size_t i = 0; i < n; i++)
+                if (lens[i] == len && !memcmp(keys[i], k, len))
+                        return true;
+        return false;
+}
+
+/* A scalar at s->p: scanned, and copied as it is unless jansson would
+ * write it otherwise (a real, -0) */
+static bool scan_scalar(struct scan *s) {
+        const char *b = s->p;
+        bool ok, number = false;
+        switch (*s->p) {
+        case '"': ok = scan_string(s); break;
+        case 't': ok = scan_literal(s, "true", 4); break;
+        case 'f': ok = scan_literal(s, "false", 5); break;
+        case 'n': ok = scan_literal(s, "null", 4); break;
+        default:
+                ok = number = (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) && scan_number(s);
+        }
+        if (!ok || !s->copy)
+                return ok;
+        size_t n = (size_t)(s->p - b);
+        if (number && (memchr(b, '.', n) || memchr(b, 'e', n) || memchr(b, 'E', n) || (n == 2 && b[0] == '-' && b[1] == '0')))
+                return false;
+        return emit(s, b, n);
+}
+
 static bool scan_value(struct scan *s, int depth) {
         skip_ws(s);
         if (s->p >= s->end)
                 return false;
-        switch (*s->p) {
-        case '{':
-        case '[': {
-                char close = *s->p == '{' ? '}' : ']';
-                bool object = close == '}';
-                if (depth >= PLAIN_MAX_DEPTH)
-                        return false;
+        if (*s->p != '{' && *s->p != '[')
+                return scan_scalar(s);
+        char close = *s->p == '{' ? '}' : ']';
+        bool object = close == '}';
+        const char *keys[COPY_MAX_KEYS];
+        size_t lens[COPY_MAX_KEYS], nkeys = 0;
+        if (depth >= PLAIN_MAX_DEPTH || !emit(s, s->p, 1))
+                return false;
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == close) {
                 s->p++;
-                skip_ws(s);
-                if (s->p < s->end && *s->p == close) {
-                        s->p++;
-                        return true;
-                }
-                for (;;) {
-                        if (object) {
-                                skip_ws(s);
-                                if (s->p >= s->end || *s->p != '"' || !scan_string(s))
-                                        return false;
-                                skip_ws(s);
-                                if (s->p >= s->end || *s->p++ != ':')
-                                        return false;
-                        }
-                        if (!scan_value(s, depth + 1))
-                                return false;
-                        skip_ws(s);
-                        if (s->p >= s->end)
-                                return false;
-                        char c = *s->p++;
-                        if (c == close)
-                                return true;
-                        if (c != ',')
-                                return false;
-                }
+                return emit(s, &close, 1);
         }
-        case '"':
-                return scan_string(s);
-        case 't':
-                return scan_literal(s, "true", 4);
-        case 'f':
-                return scan_literal(s, "false", 5);
-        case 'n':
-                return scan_literal(s, "null", 4);
-        default:
-                return (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) && scan_number(s);
+        for (;;) {
+                if (object) {
+                        skip_ws(s);
+                        const char *k = s->p;
+                        if (s->p >= s->end || *s->p != '"' || !scan_scalar(s))
+                                return false;
+                        if (s->copy) {
+                                size_t len = (size_t)(s->p - k);
+                                if (nkeys == COPY_MAX_KEYS || key_repeated(keys, lens, nkeys, k, len))
+                                        return false;
+                                keys[nkeys] = k;
+                                lens[nkeys++] = len;
+                        }
+                        skip_ws(s);
+                        if (s->p >= s->end || *s->p++ != ':' || !emit(s, ":", 1))
+                                return false;
+                }
+                if (!scan_value(s, depth + 1))
+                        return false;
+                skip_ws(s);
+                if (s->p >= s->end)
+                        return false;
+                char c = *s->p++;
+                if (c != close && c != ',')
+                        return false;
+                if (!emit(s, &c, 1))
+                        return false;
+                if (c == close)
+                        return true;
         }
 }
 
 bool json_object_text_plain(const char *text, size_t n) {
-        struct scan s = {text, text + n};
+        struct scan s = {text, text + n, NULL};
         skip_ws(&s);
         if (s.p >= s.end || *s.p != '{' || !scan_value(&s, 0))
                 return false;
         skip_ws(&s);
         return s.p == s.end;
+}
+
+bool json_writer_text(struct json_writer *w, const char *text) {
+        if (w->failed)
+                return true;
+        struct out o = writer_out(w);
+        struct scan s = {text, text + strlen(text), &o};
+        skip_ws(&s);
+        if (s.p < s.end && (*s.p == '{' || *s.p == '[') && scan_value(&s, 0)) {
+                skip_ws(&s);
+                if (s.p == s.end) {
+                        w->len = (size_t)(o.p - w->buf);
+                        return true;
+                }
+        }
+        if (w->failed)
+                return true;
+        /* not copied: what was, is overwritten by jansson's read and our dump */
+        json_t *v = json_loads(text, 0, NULL);
+        if (v)
+                json_writer_value(w, v);
+        json_decref(v);
+        return v != NULL;
 }

@@ -52,6 +52,13 @@ void json_writer_integer(struct json_writer *w, json_int_t v);
 void json_writer_real(struct json_writer *w, double v);
 /* v (borrowed; any type) as its compact dump; NULL fails the writer */
 void json_writer_value(struct json_writer *w, const json_t *v);
+/* text (a JSON text, NUL-terminated, borrowed) as jansson's json_loads()
+ * and compact dump of it would write it; a text that is certainly written
+ * the same (json_object_text_plain's grammar, without escapes, reals, -0
+ * or a repeated key in an object of at most 32 members) is copied without
+ * its white space, anything else read and dumped. False, nothing
+ * written, when jansson does not read it (not one object or array). */
+bool json_writer_text(struct json_writer *w, const char *text);
 /* The text, NUL-terminated (the caller frees it), its length in
  * *ret_len; NULL if anything failed. The writer is empty again. */
 char *json_writer_take(struct json_writer *w, size_t *ret_len);

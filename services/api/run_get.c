@@ -43,23 +43,18 @@ static void put_int(struct json_writer *w, const char *v, bool nullable) {
 /* A json column's text as jansson reads and dumps it; false (nothing
  * written) for NULL or what jansson does not read. */
 static bool put_json_text(struct json_writer *w, const char *text) {
-        _cleanup_json_ json_t *v = text ? json_loads(text, 0, NULL) : NULL;
-        if (v)
-                json_writer_value(w, v);
-        return v != NULL;
+        return text && json_writer_text(w, text);
 }
 
 /* key (",\"name\":") and a json column's text: null for NULL, no member
  * at all for what jansson does not read */
 static void put_json_member(struct json_writer *w, const char *key, const char *text) {
-        _cleanup_json_ json_t *v = text ? json_loads(text, 0, NULL) : NULL;
-        if (text && !v)
-                return;
+        size_t at = w->len;
         json_writer_raw(w, key, strlen(key));
-        if (v)
-                json_writer_value(w, v);
-        else
+        if (!text)
                 W("null");
+        else if (!json_writer_text(w, text))
+                w->len = at; /* the key goes too */
 }
 
 /* The members of RUNS_SELECT's row, "{" included, "}" not: the caller

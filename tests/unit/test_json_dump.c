@@ -274,6 +274,63 @@ static void test_writer(void **state) {
         assert_null(w.buf);
 }
 
+/* writer_text(text) is what jansson's json_loads and compact dump make of
+ * text (and false, nothing written, when json_loads refuses it) */
+static void same_text(const char *text) {
+        json_t *j = json_loads(text, 0, NULL);
+        char *want = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        struct json_writer w = {0};
+        json_writer_lit(&w, "<");
+        bool ok = json_writer_text(&w, text);
+        json_writer_lit(&w, ">");
+        char *got = json_writer_take(&w, NULL);
+        assert_non_null(got);
+        assert_int_equal(ok, want != NULL);
+        if (want) {
+                char *framed = malloc(strlen(want) + 3);
+                sprintf(framed, "<%s>", want);
+                assert_string_equal(got, framed);
+                free(framed);
+        } else
+                assert_string_equal(got, "<>");
+        free(want);
+        free(got);
+}
+
+/* json_writer_text: copied or read and dumped, the bytes jansson's read
+ * and compact dump give, for PostgreSQL's json text (spaces around ':' and
+ * ','), jsonb's, indented dumps, and what a copy must not keep as it is */
+static void test_writer_text(void **state) {
+        (void)state;
+        static const char *const texts[] = {
+                "{\"allow\" : 0, \"ask\" : 12, \"deny\" : -3}",
+                "{\"pending\": 1, \"approved\": 0, \"x\": [1, 2, {\"y\": null}], \"t\": true, \"f\": false}",
+                " {} ", "[]", "[ 1 , [ ] , { } ]", "{\"a\":-0}", "{\"a\":-5, \"b\": -10}", "{\"a\":1.50}", "{\"a\":1e2}",
+                "{\"a\":1E2}", "{\"a\":\"x\\/y\"}", "{\"a\":\"\\u0041\\n\"}", "{\"a\":\"caf\xc3\xa9\"}", "{\"a\":1,\"a\":2}",
+                "{\"a\":{\"b\":1},\"b\":{\"b\":2}}", "{\"a\":1}x", "{\"a\":1,}", "5", "\"s\"", "", "{", "{\"a\":01}",
+                "{\"a\":123456789012345678}", "{\"a\":1234567890123456789012}", "{\"k\" : \"v / \x7f\"}",
+        };
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+                same_text(texts[i]);
+        /* more members than the copy checks for repeats */
+        char many[1024] = "{";
+        for (int i = 0; i < 40; i++)
+                sprintf(many + strlen(many), "%s\"k%d\": %d", i ? ", " : "", i, i);
+        strcat(many, "}");
+        same_text(many);
+        for (int i = 0; i < 1000; i++) {
+                json_t *o = json_object();
+                json_object_set_new(o, "v", random_value(0));
+                for (size_t f = 0; f < sizeof flag_sets / sizeof *flag_sets; f++) {
+                        char *t = json_dumps(o, flag_sets[f]);
+                        same_text(t);
+                        free(t);
+                }
+                json_decref(o);
+        }
+}
+
 static void test_plain_object_text(void **state) {
         (void)state;
         static const struct {
@@ -396,6 +453,7 @@ int main(void) {
                 cmocka_unit_test(test_quote),
                 cmocka_unit_test(test_quote_long),
                 cmocka_unit_test(test_writer),
+                cmocka_unit_test(test_writer_text),
                 cmocka_unit_test(test_plain_object_text),
                 cmocka_unit_test(test_plain_mangled),
         };
