@@ -196,10 +196,11 @@ static struct out writer_out(struct json_writer *w) {
 }
 
 /* What the fast path does not write (a string outside ASCII, a real with
- * an exponent, a deep tree) is jansson's own compact dump of it, measured
- * and then written: the same bytes either way. Takes v. */
-static void writer_jansson(struct json_writer *w, json_t *v) {
-        size_t flags = JSON_COMPACT | JSON_ENCODE_ANY, n = v ? json_dumpb(v, NULL, 0, flags) : 0;
+ * an exponent, a deep tree) is jansson's own compact dump of it (flags
+ * added), measured and then written: the same bytes either way. Takes v. */
+static void writer_jansson(struct json_writer *w, json_t *v, size_t flags) {
+        flags |= JSON_COMPACT | JSON_ENCODE_ANY;
+        size_t n = v ? json_dumpb(v, NULL, 0, flags) : 0;
         struct out o = writer_out(w);
         if (n == 0 || !room(&o, n) || json_dumpb(v, o.p, n, flags) != n)
                 w->failed = true;
@@ -223,7 +224,7 @@ void json_writer_string(struct json_writer *w, const char *s) {
                 w->len = (size_t)(o.p - w->buf);
         else if (!w->failed)
                 /* json_string checks the UTF-8 (NULL, a failed writer, when invalid) */
-                writer_jansson(w, json_stringn(s, n));
+                writer_jansson(w, json_stringn(s, n), 0);
 }
 
 void json_writer_integer(struct json_writer *w, json_int_t v) {
@@ -232,14 +233,16 @@ void json_writer_integer(struct json_writer *w, json_int_t v) {
                 w->len = (size_t)(o.p - w->buf);
 }
 
-void json_writer_real(struct json_writer *w, double v) {
+void json_writer_real(struct json_writer *w, double v, int precision) {
         if (w->failed)
                 return;
         struct out o = writer_out(w);
+        if (precision > 0)
+                o.precision = precision;
         if (put_real(&o, v))
                 w->len = (size_t)(o.p - w->buf);
         else if (!w->failed)
-                writer_jansson(w, json_real(v));
+                writer_jansson(w, json_real(v), precision > 0 ? JSON_REAL_PRECISION(precision) : 0);
 }
 
 void json_writer_value(struct json_writer *w, const json_t *v) {
@@ -250,7 +253,7 @@ void json_writer_value(struct json_writer *w, const json_t *v) {
                 w->len = (size_t)(o.p - w->buf);
         else if (!w->failed)
                 /* what was written of it is overwritten */
-                writer_jansson(w, json_incref((json_t *)v));
+                writer_jansson(w, json_incref((json_t *)v), 0);
 }
 
 char *json_writer_take(struct json_writer *w, size_t *ret_len) {

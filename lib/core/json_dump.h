@@ -49,7 +49,8 @@ void json_writer_raw(struct json_writer *w, const char *s, size_t n);
 /* s (NUL-terminated UTF-8, borrowed) as a JSON string */
 void json_writer_string(struct json_writer *w, const char *s);
 void json_writer_integer(struct json_writer *w, json_int_t v);
-void json_writer_real(struct json_writer *w, double v);
+/* precision: JSON_REAL_PRECISION's (1-31), 0 for jansson's default (17) */
+void json_writer_real(struct json_writer *w, double v, int precision);
 /* v (borrowed; any type) as its compact dump; NULL fails the writer */
 void json_writer_value(struct json_writer *w, const json_t *v);
 /* text (a JSON text, NUL-terminated, borrowed) as jansson's json_loads()

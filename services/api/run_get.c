@@ -252,7 +252,7 @@ int runs_get(struct api_req *r) {
         W(",\"cache_write_tokens\":");
         put_int(w, PQgetvalue(res, 0, u + 4), false);
         W(",\"cost_usd\":");
-        json_writer_real(w, strtod(PQgetvalue(res, 0, u + 5), NULL));
+        json_writer_real(w, strtod(PQgetvalue(res, 0, u + 5), NULL), 0);
         W("}");
         /* retention and deletion (retention.h; the columns before the
          * approvals' counters), shown once the run ended */

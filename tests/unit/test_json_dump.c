@@ -234,7 +234,7 @@ static void test_writer(void **state) {
                         json_array_append_new(a, json_string(strings[k]));
                 }
                 json_writer_lit(&w, ",");
-                json_writer_real(&w, reals[i % (sizeof reals / sizeof *reals)]);
+                json_writer_real(&w, reals[i % (sizeof reals / sizeof *reals)], 0);
                 json_array_append_new(a, json_real(reals[i % (sizeof reals / sizeof *reals)]));
                 json_writer_lit(&w, ",");
                 json_writer_integer(&w, (json_int_t)next());
@@ -264,6 +264,18 @@ static void test_writer(void **state) {
         free(got);
         free(want);
         json_decref(deep);
+        /* a real's precision, as JSON_REAL_PRECISION gives it */
+        static const double p10[] = {1.234, 0.5, 12.0, 1234.5678901234, 1e-7, 3e22, 0.001};
+        for (size_t i = 0; i < sizeof p10 / sizeof *p10; i++) {
+                json_t *r = json_real(p10[i]);
+                want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(10));
+                json_writer_real(&w, p10[i], 10);
+                got = json_writer_take(&w, NULL);
+                assert_string_equal(got, want);
+                free(got);
+                free(want);
+                json_decref(r);
+        }
         /* not UTF-8: nothing */
         json_writer_lit(&w, "[");
         json_writer_string(&w, "bad \xff byte");
