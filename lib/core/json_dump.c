@@ -1,5 +1,6 @@
 #include "core/json_dump.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,6 +117,13 @@ static bool put_integer(struct out *o, json_int_t v) {
 /* jansson's jsonp_dtostr when "%.*g" gives digits, a sign and maybe a
  * point: ".0" added without one; exponents (which it rewrites) are its */
 static bool put_real(struct out *o, double v) {
+        /* a whole number of fewer digits than the precision: "%.*g" gives
+         * its digits, and ".0" follows (-0 is "-0.0": snprintf's) */
+        static const double digits_below[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                              1e13, 1e14, 1e15};
+        double limit = digits_below[o->precision < 15 ? o->precision : 15];
+        if (v > -limit && v < limit && v == (double)(long long)v && !(v == 0 && signbit(v)))
+                return put_integer(o, (json_int_t)v) && put(o, ".0", 2);
         char b[64];
         int n = snprintf(b, sizeof b, "%.*g", o->precision, v);
         if (n <= 0 || (size_t)n >= sizeof b - 2 || strspn(b, "-0123456789.") != (size_t)n)

@@ -265,7 +265,7 @@ static void test_writer(void **state) {
         free(want);
         json_decref(deep);
         /* a real's precision, as JSON_REAL_PRECISION gives it */
-        static const double p10[] = {1.234, 0.5, 12.0, 1234.5678901234, 1e-7, 3e22, 0.001};
+        static const double p10[] = {1.234, 0.5, 12.0, 1234.5678901234, 1e-7, 3e22, 0.001, 0.0, -0.0, -7.0, 9999999999.0, 1e10, -1e10, 1e15};
         for (size_t i = 0; i < sizeof p10 / sizeof *p10; i++) {
                 json_t *r = json_real(p10[i]);
                 want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(10));
