@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+
 /* JSON_ENSURE_ASCII changes only what is not ASCII, which is jansson's
  * dump anyway */
 #define FAST_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(31))
@@ -26,18 +28,13 @@ static bool room(struct out *o, size_t n) {
         struct json_writer *w = o->grow;
         if (!w || w->failed)
                 return false;
-        size_t len = (size_t)(o->p - w->buf), cap = w->cap ? w->cap : 1024;
-        while (cap - len < n)
-                cap *= 2;
-        char *nb = realloc(w->buf, cap);
-        if (!nb) {
+        size_t len = (size_t)(o->p - w->buf);
+        if (!buf_reserve(&w->buf, &w->cap, len, n, 1024)) {
                 w->failed = true;
                 return false;
         }
-        w->buf = nb;
-        w->cap = cap;
-        o->p = nb + len;
-        o->end = nb + cap;
+        o->p = w->buf + len;
+        o->end = w->buf + w->cap;
         return true;
 }
 

@@ -24,20 +24,39 @@ bool runs_status_terminal(const char *status) {
 
 #define W(lit) json_writer_lit(w, lit)
 
-/* a text column: its string, or null */
-static void put_text(struct json_writer *w, const char *v) {
-        if (v)
-                json_writer_string(w, v);
-        else
-                W("null");
-}
+/* A member of an answer written from a column: its key as written
+ * (",\"name\":", punctuation included) and how its column reads. */
+enum member_kind {
+        M_STRING,         /* text (a NULL reads as "") */
+        M_TEXT,           /* text, or null */
+        M_INTEGER,        /* an integer (a NULL reads as 0) */
+        M_INTEGER_OR_NULL,
+        M_OUTCOME_TEXT,   /* M_TEXT, null while the outcome is hidden */
+        M_OUTCOME_INTEGER, /* M_INTEGER_OR_NULL, likewise */
+        M_REAL             /* a number as a real (a NULL reads as 0.0) */
+};
+struct member {
+        const char *key;
+        int col;
+        enum member_kind kind;
+};
 
-/* an integer column (NULL: what a NULL's atoll reads, 0, unless nullable) */
-static void put_int(struct json_writer *w, const char *v, bool nullable) {
-        if (v || !nullable)
-                json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
-        else
-                W("null");
+static void put_members(struct json_writer *w, const struct member *m, size_t n, const PGresult *res, int row,
+                        bool hidden) {
+        for (size_t i = 0; i < n; i++) {
+                json_writer_raw(w, m[i].key, strlen(m[i].key));
+                enum member_kind k = m[i].kind;
+                const char *v = (k == M_OUTCOME_TEXT || k == M_OUTCOME_INTEGER) && hidden ? NULL
+                                                                                         : db_val(res, row, m[i].col);
+                if (k == M_STRING || (v && (k == M_TEXT || k == M_OUTCOME_TEXT)))
+                        json_writer_string(w, v ? v : "");
+                else if (k == M_INTEGER || (v && (k == M_INTEGER_OR_NULL || k == M_OUTCOME_INTEGER)))
+                        json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
+                else if (k == M_REAL)
+                        json_writer_real(w, strtod(v ? v : "", NULL), 0);
+                else
+                        W("null");
+        }
 }
 
 /* A json column's text as jansson reads and dumps it; false (nothing
@@ -57,69 +76,55 @@ static void put_json_member(struct json_writer *w, const char *key, const char *
                 w->len = at; /* the key goes too */
 }
 
+/* RUNS_SELECT's columns as the Run object's members (finished_at is
+ * ended_at under the name the lists use; both stay). The outcome waits for
+ * the history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at, exit_code and
+ * reason are null until then. */
+static const struct member run_members[] = {
+        {"{\"id\":", 0, M_STRING},
+        {",\"status\":", 1, M_STRING},
+        {",\"team\":", 2, M_STRING},
+        {",\"sandbox\":", 3, M_STRING},
+        {",\"version\":", 4, M_INTEGER},
+        {",\"node\":", 5, M_TEXT},
+        {",\"created_at\":", 6, M_STRING},
+        {",\"started_at\":", 7, M_TEXT},
+        {",\"ended_at\":", 8, M_OUTCOME_TEXT},
+        {",\"exit_code\":", 9, M_OUTCOME_INTEGER},
+        {",\"reason\":", 10, M_OUTCOME_TEXT},
+        {",\"created_by\":", 11, M_STRING},
+        {",\"scheduled_at\":", 12, M_TEXT},
+        {",\"sandbox_name\":", 13, M_STRING},
+        {",\"team_name\":", 14, M_STRING},
+        {",\"launched_by\":{\"id\":", 11, M_STRING},
+        {",\"username\":", 15, M_STRING},
+        {"},\"finished_at\":", 8, M_OUTCOME_TEXT},
+        {",\"relaunch_of\":", 16, M_TEXT},
+};
+/* "history" (columns 18-21) after its "complete", true once a terminal
+ * status is shown */
+static const struct member history_members[] = {
+        {",\"events_stored\":", 19, M_INTEGER},
+        {",\"events_total\":", 20, M_INTEGER_OR_NULL},
+        {",\"events_lost\":", 21, M_INTEGER},
+};
+
 /* The members of RUNS_SELECT's row, "{" included, "}" not: the caller
- * closes the object after its own members. The outcome waits for the
- * history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at (ended_at under
- * the name the lists use), exit_code and reason are null until then.
- * True when the run shows as ended (ended_at a string). */
+ * closes the object after its own members. True when the run shows as
+ * ended (ended_at a string). */
 static bool runs_row_members(struct json_writer *w, const PGresult *res, int row) {
         bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
-        const char *ended = hidden ? NULL : db_val(res, row, 8);
-        W("{\"id\":");
-        json_writer_string(w, PQgetvalue(res, row, 0));
-        W(",\"status\":");
-        json_writer_string(w, PQgetvalue(res, row, 1));
-        W(",\"team\":");
-        json_writer_string(w, PQgetvalue(res, row, 2));
-        W(",\"sandbox\":");
-        json_writer_string(w, PQgetvalue(res, row, 3));
-        W(",\"version\":");
-        put_int(w, PQgetvalue(res, row, 4), false);
-        W(",\"node\":");
-        put_text(w, db_val(res, row, 5));
-        W(",\"created_at\":");
-        json_writer_string(w, PQgetvalue(res, row, 6));
-        W(",\"started_at\":");
-        put_text(w, db_val(res, row, 7));
-        W(",\"ended_at\":");
-        put_text(w, ended);
-        W(",\"exit_code\":");
-        put_int(w, hidden ? NULL : db_val(res, row, 9), true);
-        W(",\"reason\":");
-        put_text(w, hidden ? NULL : db_val(res, row, 10));
-        W(",\"created_by\":");
-        json_writer_string(w, PQgetvalue(res, row, 11));
-        W(",\"scheduled_at\":");
-        put_text(w, db_val(res, row, 12));
-        W(",\"sandbox_name\":");
-        json_writer_string(w, PQgetvalue(res, row, 13));
-        W(",\"team_name\":");
-        json_writer_string(w, PQgetvalue(res, row, 14));
-        W(",\"launched_by\":{\"id\":");
-        json_writer_string(w, PQgetvalue(res, row, 11));
-        W(",\"username\":");
-        json_writer_string(w, PQgetvalue(res, row, 15));
-        W("},\"finished_at\":");
-        put_text(w, ended);
-        W(",\"relaunch_of\":");
-        put_text(w, db_val(res, row, 16));
-        /* "history" (columns 18-21): complete once a terminal status is shown */
-        W(",\"history\":{\"complete\":");
+        put_members(w, run_members, ELEMENTSOF(run_members), res, row, hidden);
         if (!hidden && runs_status_terminal(PQgetvalue(res, row, 1)))
-                W("true");
+                W(",\"history\":{\"complete\":true");
         else
-                W("false");
-        W(",\"events_stored\":");
-        put_int(w, PQgetvalue(res, row, 19), false);
-        W(",\"events_total\":");
-        put_int(w, db_val(res, row, 20), true);
-        W(",\"events_lost\":");
-        put_int(w, db_val(res, row, 21), false);
+                W(",\"history\":{\"complete\":false");
+        put_members(w, history_members, ELEMENTSOF(history_members), res, row, hidden);
         /* the latest review's outcome (reviews.c), null before any */
         W("},\"review\":");
         if (!put_json_text(w, db_val(res, row, 22)))
                 W("null");
-        return ended != NULL;
+        return !hidden && db_val(res, row, 8);
 }
 
 void runs_row_write(struct json_writer *w, const PGresult *res, int row) {
@@ -171,6 +176,15 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * invalid token) it finds nothing. */
 #define RUNS_COL_USAGE 23
 #define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 9)
+/* the run's model usage */
+static const struct member usage_members[] = {
+        {",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, M_INTEGER},
+        {",\"input_tokens\":", RUNS_COL_USAGE + 1, M_INTEGER},
+        {",\"output_tokens\":", RUNS_COL_USAGE + 2, M_INTEGER},
+        {",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, M_INTEGER},
+        {",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, M_INTEGER},
+        {",\"cost_usd\":", RUNS_COL_USAGE + 5, M_REAL},
+};
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
  * policy_decision events by action, kept by evidence in its history row
  * (evidence migration 0013: counting the events per read was a quarter of
@@ -241,18 +255,7 @@ int runs_get(struct api_req *r) {
         W("}");
         put_json_member(w, ",\"prompt\":", db_val(res, 0, u + 7));
         put_json_member(w, ",\"agent_session\":", db_val(res, 0, u + 6));
-        W(",\"usage\":{\"model_calls\":");
-        put_int(w, PQgetvalue(res, 0, u), false);
-        W(",\"input_tokens\":");
-        put_int(w, PQgetvalue(res, 0, u + 1), false);
-        W(",\"output_tokens\":");
-        put_int(w, PQgetvalue(res, 0, u + 2), false);
-        W(",\"cache_read_tokens\":");
-        put_int(w, PQgetvalue(res, 0, u + 3), false);
-        W(",\"cache_write_tokens\":");
-        put_int(w, PQgetvalue(res, 0, u + 4), false);
-        W(",\"cost_usd\":");
-        json_writer_real(w, strtod(PQgetvalue(res, 0, u + 5), NULL), 0);
+        put_members(w, usage_members, ELEMENTSOF(usage_members), res, 0, false);
         W("}");
         /* retention and deletion (retention.h; the columns before the
          * approvals' counters), shown once the run ended */
