@@ -37,14 +37,16 @@ enum member_kind {
 };
 struct member {
         const char *key;
+        size_t key_len;
         int col;
         enum member_kind kind;
 };
+#define MEMBER(key, col, kind) {"" key, sizeof(key) - 1, col, kind}
 
 static void put_members(struct json_writer *w, const struct member *m, size_t n, const PGresult *res, int row,
                         bool hidden) {
         for (size_t i = 0; i < n; i++) {
-                json_writer_raw(w, m[i].key, strlen(m[i].key));
+                json_writer_raw(w, m[i].key, m[i].key_len);
                 enum member_kind k = m[i].kind;
                 const char *v = (k == M_OUTCOME_TEXT || k == M_OUTCOME_INTEGER) && hidden ? NULL
                                                                                          : db_val(res, row, m[i].col);
@@ -81,32 +83,32 @@ static void put_json_member(struct json_writer *w, const char *key, const char *
  * the history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at, exit_code and
  * reason are null until then. */
 static const struct member run_members[] = {
-        {"{\"id\":", 0, M_STRING},
-        {",\"status\":", 1, M_STRING},
-        {",\"team\":", 2, M_STRING},
-        {",\"sandbox\":", 3, M_STRING},
-        {",\"version\":", 4, M_INTEGER},
-        {",\"node\":", 5, M_TEXT},
-        {",\"created_at\":", 6, M_STRING},
-        {",\"started_at\":", 7, M_TEXT},
-        {",\"ended_at\":", 8, M_OUTCOME_TEXT},
-        {",\"exit_code\":", 9, M_OUTCOME_INTEGER},
-        {",\"reason\":", 10, M_OUTCOME_TEXT},
-        {",\"created_by\":", 11, M_STRING},
-        {",\"scheduled_at\":", 12, M_TEXT},
-        {",\"sandbox_name\":", 13, M_STRING},
-        {",\"team_name\":", 14, M_STRING},
-        {",\"launched_by\":{\"id\":", 11, M_STRING},
-        {",\"username\":", 15, M_STRING},
-        {"},\"finished_at\":", 8, M_OUTCOME_TEXT},
-        {",\"relaunch_of\":", 16, M_TEXT},
+        MEMBER("{\"id\":", 0, M_STRING),
+        MEMBER(",\"status\":", 1, M_STRING),
+        MEMBER(",\"team\":", 2, M_STRING),
+        MEMBER(",\"sandbox\":", 3, M_STRING),
+        MEMBER(",\"version\":", 4, M_INTEGER),
+        MEMBER(",\"node\":", 5, M_TEXT),
+        MEMBER(",\"created_at\":", 6, M_STRING),
+        MEMBER(",\"started_at\":", 7, M_TEXT),
+        MEMBER(",\"ended_at\":", 8, M_OUTCOME_TEXT),
+        MEMBER(",\"exit_code\":", 9, M_OUTCOME_INTEGER),
+        MEMBER(",\"reason\":", 10, M_OUTCOME_TEXT),
+        MEMBER(",\"created_by\":", 11, M_STRING),
+        MEMBER(",\"scheduled_at\":", 12, M_TEXT),
+        MEMBER(",\"sandbox_name\":", 13, M_STRING),
+        MEMBER(",\"team_name\":", 14, M_STRING),
+        MEMBER(",\"launched_by\":{\"id\":", 11, M_STRING),
+        MEMBER(",\"username\":", 15, M_STRING),
+        MEMBER("},\"finished_at\":", 8, M_OUTCOME_TEXT),
+        MEMBER(",\"relaunch_of\":", 16, M_TEXT),
 };
 /* "history" (columns 18-21) after its "complete", true once a terminal
  * status is shown */
 static const struct member history_members[] = {
-        {",\"events_stored\":", 19, M_INTEGER},
-        {",\"events_total\":", 20, M_INTEGER_OR_NULL},
-        {",\"events_lost\":", 21, M_INTEGER},
+        MEMBER(",\"events_stored\":", 19, M_INTEGER),
+        MEMBER(",\"events_total\":", 20, M_INTEGER_OR_NULL),
+        MEMBER(",\"events_lost\":", 21, M_INTEGER),
 };
 
 /* The members of RUNS_SELECT's row, "{" included, "}" not: the caller
@@ -178,12 +180,12 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define RUNS_COL_AUTHZ (RUNS_COL_USAGE + 9)
 /* the run's model usage */
 static const struct member usage_members[] = {
-        {",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, M_INTEGER},
-        {",\"input_tokens\":", RUNS_COL_USAGE + 1, M_INTEGER},
-        {",\"output_tokens\":", RUNS_COL_USAGE + 2, M_INTEGER},
-        {",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, M_INTEGER},
-        {",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, M_INTEGER},
-        {",\"cost_usd\":", RUNS_COL_USAGE + 5, M_REAL},
+        MEMBER(",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, M_INTEGER),
+        MEMBER(",\"input_tokens\":", RUNS_COL_USAGE + 1, M_INTEGER),
+        MEMBER(",\"output_tokens\":", RUNS_COL_USAGE + 2, M_INTEGER),
+        MEMBER(",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, M_INTEGER),
+        MEMBER(",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, M_INTEGER),
+        MEMBER(",\"cost_usd\":", RUNS_COL_USAGE + 5, M_REAL),
 };
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
  * policy_decision events by action, kept by evidence in its history row
