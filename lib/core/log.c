@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
