@@ -28,3 +28,40 @@ size_t json_quote_fast(const char *s, size_t n, char *buffer, size_t size);
  * more than 2 digits or whose digits are more than 40, nesting deeper than
  * 64. Thread-safe. */
 bool json_object_text_plain(const char *text, size_t n);
+
+/* A JSON text written piece by piece, with json_dump_fast's writer, into a
+ * buffer that grows: an answer built straight from a query's row, without
+ * a jansson tree to build, dump and free (issue 10 §4). Each value is
+ * written as jansson's compact dump writes it (jansson's own dump for what
+ * the fast path does not write); the caller writes the punctuation and the
+ * keys with json_writer_raw. After a failed allocation (or a string that is
+ * not UTF-8, which json_string refuses) every call does nothing and
+ * json_writer_take answers NULL. Start from {0}. Not thread-safe (one
+ * writer, one thread). */
+struct json_writer {
+        char *buf;
+        size_t len, cap;
+        bool failed;
+};
+/* s[0, n) as it is: punctuation and quoted keys */
+void json_writer_raw(struct json_writer *w, const char *s, size_t n);
+#define json_writer_lit(w, lit) json_writer_raw((w), "" lit, sizeof(lit) - 1)
+/* s (NUL-terminated UTF-8, borrowed) as a JSON string */
+void json_writer_string(struct json_writer *w, const char *s);
+void json_writer_integer(struct json_writer *w, json_int_t v);
+/* precision: JSON_REAL_PRECISION's (1-31), 0 for jansson's default (17) */
+void json_writer_real(struct json_writer *w, double v, int precision);
+/* v (borrowed; any type) as its compact dump; NULL fails the writer */
+void json_writer_value(struct json_writer *w, const json_t *v);
+/* text (a JSON text, NUL-terminated, borrowed) as jansson's json_loads()
+ * and compact dump of it would write it; a text that is certainly written
+ * the same (json_object_text_plain's grammar, without escapes, reals, -0
+ * or a repeated key in an object of at most 32 members) is copied without
+ * its white space, anything else read and dumped. False, nothing
+ * written, when jansson does not read it (not one object or array). */
+bool json_writer_text(struct json_writer *w, const char *text);
+/* The text, NUL-terminated (the caller frees it), its length in
+ * *ret_len; NULL if anything failed. The writer is empty again. */
+char *json_writer_take(struct json_writer *w, size_t *ret_len);
+/* Drops what was written; w is empty again. */
+void json_writer_free(struct json_writer *w);

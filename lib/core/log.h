@@ -23,6 +23,14 @@ void log_emit(enum log_level level, const char *const *ctx, const char *fmt, ...
 struct json_t;
 void log_emit_json(enum log_level level, struct json_t *ctx, const char *fmt, ...) _printf_(3, 4);
 
+/* log_emit_json() of a plain message msg and a context written as JSON
+ * members already (members[0, n): "key":value pairs, comma-separated,
+ * no braces, none named ts, level, service or msg), put in the line as
+ * they are: the same line, without a context object to build and dump
+ * (an access line per request, issue 10 §4). A member's reals are the
+ * caller's to write with 10 significant digits, as the line's are. */
+void log_emit_members(enum log_level level, const char *members, size_t n, const char *msg);
+
 #define log_debug(...) log_emit(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...)  log_emit(LOG_INFO, NULL, __VA_ARGS__)
 #define log_warn(...)  log_emit(LOG_WARN, NULL, __VA_ARGS__)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/ids.h"
 
 /* "PGCOPY\n\377\r\n\0", flags (int32 0: no OIDs), header extension length (int32 0) */
@@ -14,26 +15,9 @@ static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 #define PG_EPOCH_OFFSET_US INT64_C(946684800000000)
 
 static bool reserve(struct pg_copy_buf *b, size_t n) {
-        if (b->oom)
-                return false;
-        if (b->cap - b->len >= n)
-                return true;
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap - b->len < n) {
-                if (cap > SIZE_MAX / 2) {
-                        b->oom = true;
-                        return false;
-                }
-                cap *= 2;
-        }
-        char *p = realloc(b->data, cap);
-        if (!p) {
+        if (!b->oom && !buf_reserve(&b->data, &b->cap, b->len, n, 4096))
                 b->oom = true;
-                return false;
-        }
-        b->data = p;
-        b->cap = cap;
-        return true;
+        return !b->oom;
 }
 
 static void put(struct pg_copy_buf *b, const void *p, size_t n) {

@@ -95,27 +95,52 @@ static void access_log(const char *method, const char *route, const char *path, 
                        const struct api_caller *c, const char *request_id) {
         double ms = (double)(time_mono_us() - start_us) / 1000.0;
         bool known = c && c->user_id[0];
-        /* built member by member, not with json_pack (which parses its
-         * format per call, issue 10 §4); every string but the path is ours
-         * and ASCII: the method and route from our tables, ids from
-         * PostgreSQL's uuid text, the request id checked by request_id_of */
-        _cleanup_json_ json_t *o = json_object();
-        if (!o)
-                return;
-        json_object_set_new_nocheck(o, "method", json_string_nocheck(method[0] ? method : "?"));
-        json_object_set_new_nocheck(o, "route", route ? json_string_nocheck(route) : json_null());
+        /* the line's members written as they are built (json_dump.h, log.h
+         * log_emit_members), no object to build, dump and free (issue 10
+         * §4); every string but the path is ours and ASCII: the method and
+         * route from our tables, ids from PostgreSQL's uuid text, the
+         * request id checked by request_id_of */
+        struct json_writer wr = {0}, *w = &wr;
+        json_writer_lit(w, "\"method\":");
+        json_writer_string(w, method[0] ? method : "?");
+        json_writer_lit(w, ",\"route\":");
+        if (route)
+                json_writer_string(w, route);
+        else
+                json_writer_lit(w, "null");
         /* null: no answer, the client went away first */
-        json_object_set_new_nocheck(o, "status", status ? json_integer(status) : json_null());
-        json_object_set_new_nocheck(o, "duration_ms", json_real((double)(long long)(ms * 1000.0 + 0.5) / 1000.0));
-        json_object_set_new_nocheck(o, "caller_id", known ? json_string_nocheck(c->user_id) : json_null());
-        json_object_set_new_nocheck(o, "tenant_id", known ? json_string_nocheck(c->tenant_id) : json_null());
-        json_object_set_new_nocheck(o, "request_id", json_string_nocheck(request_id));
+        json_writer_lit(w, ",\"status\":");
+        if (status)
+                json_writer_integer(w, status);
+        else
+                json_writer_lit(w, "null");
+        json_writer_lit(w, ",\"duration_ms\":");
+        json_writer_real(w, (double)(long long)(ms * 1000.0 + 0.5) / 1000.0, 10);
+        json_writer_lit(w, ",\"caller_id\":");
+        if (known)
+                json_writer_string(w, c->user_id);
+        else
+                json_writer_lit(w, "null");
+        json_writer_lit(w, ",\"tenant_id\":");
+        if (known)
+                json_writer_string(w, c->tenant_id);
+        else
+                json_writer_lit(w, "null");
+        json_writer_lit(w, ",\"request_id\":");
+        json_writer_string(w, request_id);
         if (!route && path) {
                 char p[257];
                 snprintf(p, sizeof p, "%s", path);
-                json_object_set_new(o, "path", json_string(p));
+                /* a path that is not UTF-8 is left out */
+                _cleanup_json_ json_t *pj = json_string(p);
+                if (pj) {
+                        json_writer_lit(w, ",\"path\":");
+                        json_writer_value(w, pj);
+                }
         }
-        log_emit_json(LOG_INFO, o, "request");
+        if (!w->failed)
+                log_emit_members(LOG_INFO, w->buf, w->len, "request");
+        json_writer_free(w);
 }
 
 /* ---- transactions */

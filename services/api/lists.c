@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "auth/base64url.h"
+#include "core/json_dump.h"
 #include "core/timeutil.h"
 
 #define CURSOR_MAX 128
@@ -152,27 +153,30 @@ int list_page_parse(struct api_req *r, struct list_page *p) {
         return 0;
 }
 
-int list_answer(struct api_req *r, const struct list_page *p, const PGresult *res, list_row_fn row_json, int us_col,
+int list_answer(struct api_req *r, const struct list_page *p, const PGresult *res, list_row_fn row_write, int us_col,
                 int id_col) {
-        _cleanup_json_ json_t *items = json_array();
-        if (!items)
-                return api_errno(r, -ENOMEM, "out of memory");
+        struct json_writer w = {0};
+        json_writer_lit(&w, "{\"items\":[");
         int n = PQntuples(res);
         for (int i = 0; i < n && i < p->limit; i++) {
-                json_t *it = row_json(res, i);
-                if (!it || json_array_append_new(items, it) < 0)
-                        return api_errno(r, -ENOMEM, "out of memory");
+                if (i)
+                        json_writer_lit(&w, ",");
+                row_write(&w, res, i);
         }
-        json_t *next = json_null();
+        json_writer_lit(&w, "],\"next_cursor\":");
         /* the query asked for one row more than a page: if it came, there is a next page */
         if (n > p->limit) {
                 char key[24 + UUID_STR_LEN + 4], enc[B64URL_ENCODED_LEN(sizeof key) + 1];
                 int kl = snprintf(key, sizeof key, "1:%s:%s", PQgetvalue(res, (int)p->limit - 1, us_col),
                                   PQgetvalue(res, (int)p->limit - 1, id_col));
                 b64url_encode((const uint8_t *)key, (size_t)kl, enc);
-                next = json_string(enc);
-        }
-        r->out = json_pack("{s:O, s:o}", "items", items, "next_cursor", next);
+                json_writer_string(&w, enc);
+        } else
+                json_writer_lit(&w, "null");
+        json_writer_lit(&w, "}");
+        if (!(r->text = json_writer_take(&w, &r->text_len)))
+                return api_errno(r, -ENOMEM, "out of memory");
+        r->content_type = "application/json";
         r->status = 200;
-        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
+        return 0;
 }

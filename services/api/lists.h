@@ -42,10 +42,13 @@ struct list_page {
 /* Reads ?limit= (1..LIST_MAX_LIMIT) and ?cursor= into p; a bad value is 400
  * invalid_field naming limit or cursor. */
 int list_page_parse(struct api_req *r, struct list_page *p);
-typedef json_t *(*list_row_fn)(const PGresult *res, int row);
+/* Writes row's item (json_dump.h's writer; a failure fails the writer). */
+struct json_writer;
+typedef void (*list_row_fn)(struct json_writer *w, const PGresult *res, int row);
 /* Answers 200 {items, next_cursor} from res (ordered newest first, queried
- * with LIMIT p->limit_plus_one): the first p->limit rows through row_json,
+ * with LIMIT p->limit_plus_one): the first p->limit rows through row_write,
  * and next_cursor from the key (columns us_col, id_col) of the page's last
- * row when res holds more, else null. res borrowed. */
-int list_answer(struct api_req *r, const struct list_page *p, const PGresult *res, list_row_fn row_json, int us_col,
+ * row when res holds more, else null; written as it is built (issue 10
+ * §4). res borrowed. */
+int list_answer(struct api_req *r, const struct list_page *p, const PGresult *res, list_row_fn row_write, int us_col,
                 int id_col);

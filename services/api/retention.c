@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "pg/pg.h"
 
@@ -107,21 +108,35 @@ int retention_put(struct api_req *r) {
         return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
-int retention_run_json(const PGresult *res, int row, int col, json_t *out) {
-        const char *days = db_val(res, row, col);
-        int k = json_object_set_new(out, "retention",
-                                    days ? json_pack("{s:I, s:s, s:b}", "days", (json_int_t)atoll(days), "expires_at",
-                                                     PQgetvalue(res, row, col + 1), "held",
-                                                     PQgetvalue(res, row, col + 2)[0] == 't')
-                                         : json_null());
-        const char *at = db_val(res, row, col + 3);
-        k |= json_object_set_new(out, "deleted",
-                                 at ? json_pack("{s:s, s:s, s:s, s:I, s:I}", "at", at, "reason",
-                                                PQgetvalue(res, row, col + 4), "sha256", PQgetvalue(res, row, col + 5),
-                                                "events", (json_int_t)atoll(PQgetvalue(res, row, col + 6)),
-                                                "artifacts", (json_int_t)atoll(PQgetvalue(res, row, col + 7)))
-                                    : json_null());
-        return k ? -ENOMEM : 0;
+void retention_run_write(struct json_writer *w, const PGresult *res, int row, int col) {
+        const char *days = db_val(res, row, col), *at = db_val(res, row, col + 3);
+        json_writer_lit(w, ",\"retention\":");
+        if (days) {
+                json_writer_lit(w, "{\"days\":");
+                json_writer_integer(w, (json_int_t)atoll(days));
+                json_writer_lit(w, ",\"expires_at\":");
+                json_writer_string(w, PQgetvalue(res, row, col + 1));
+                if (PQgetvalue(res, row, col + 2)[0] == 't')
+                        json_writer_lit(w, ",\"held\":true}");
+                else
+                        json_writer_lit(w, ",\"held\":false}");
+        } else
+                json_writer_lit(w, "null");
+        json_writer_lit(w, ",\"deleted\":");
+        if (at) {
+                json_writer_lit(w, "{\"at\":");
+                json_writer_string(w, at);
+                json_writer_lit(w, ",\"reason\":");
+                json_writer_string(w, PQgetvalue(res, row, col + 4));
+                json_writer_lit(w, ",\"sha256\":");
+                json_writer_string(w, PQgetvalue(res, row, col + 5));
+                json_writer_lit(w, ",\"events\":");
+                json_writer_integer(w, (json_int_t)atoll(PQgetvalue(res, row, col + 6)));
+                json_writer_lit(w, ",\"artifacts\":");
+                json_writer_integer(w, (json_int_t)atoll(PQgetvalue(res, row, col + 7)));
+                json_writer_lit(w, "}");
+        } else
+                json_writer_lit(w, "null");
 }
 
 int retention_run_gone(struct api_req *r, const char *run_id) {

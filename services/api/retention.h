@@ -18,7 +18,7 @@ int retention_max_days(struct api_req *r, long long *ret);
  * migration 0031), not the view, which would read the run again.
  * RETENTION_RUN_JOINED is what the joins found, as plain columns (in a
  * subquery's select list); RETENTION_RUN_COLUMNS(x) the shown columns of
- * a relation x that has them; retention_run_json() reads those. */
+ * a relation x that has them; retention_run_write() reads those. */
 #define RETENTION_RUN_JOINED                                                                                   \
         "rx.retention_days, rx.expires_at, rx.held, rt.deleted_at, rt.reason, rt.deleted_sha256, rt.events, "   \
         "rt.artifacts"
@@ -30,11 +30,12 @@ int retention_max_days(struct api_req *r, long long *ret);
         " LEFT JOIN LATERAL api.run_retention_of(r.tenant_id, r.id, r.sandbox_id, r.team_id, r.ended_at, "     \
         "r.spec_retention_days) rx ON r.ended_at IS NOT NULL"                                                  \
         " LEFT JOIN evidence.run_tombstones rt ON rt.run_id = r.id AND rt.deleted_at IS NOT NULL"
-/* Sets out's "retention" ({days, expires_at, held} once the run ended,
- * else null) and "deleted" ({at, reason, sha256, events, artifacts} once
- * its evidence was swept, else null) from RETENTION_RUN_COLUMNS at
- * res[row][col...]. 0 or -ENOMEM. */
-int retention_run_json(const PGresult *res, int row, int col, json_t *out);
+/* Writes the members "retention" ({days, expires_at, held} once the run
+ * ended, else null) and "deleted" ({at, reason, sha256, events, artifacts}
+ * once its evidence was swept, else null), each after a comma, from
+ * RETENTION_RUN_COLUMNS at res[row][col...] (borrowed), into w. */
+struct json_writer;
+void retention_run_write(struct json_writer *w, const PGresult *res, int row, int col);
 /* 0 while the run's evidence is kept; once a retention sweep began on it,
  * 410 gone recorded on r (its events and artifacts). */
 int retention_run_gone(struct api_req *r, const char *run_id);

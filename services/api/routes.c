@@ -146,17 +146,23 @@ fail:
 }
 
 const struct api_route *routes_find(const char *method, const char *path, char **caps, bool *ret_path_known) {
-        *ret_path_known = false;
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!route_match(routes[i].pattern, path, caps))
-                        continue;
-                *ret_path_known = true;
-                if (!strcmp(routes[i].method, method))
+        /* the routes of the method first, in the table's order (the same
+         * first match, without matching the path against every other
+         * method's: issue 10 §4); the path against the others only when
+         * none matched, for 405 rather than 404 */
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+                if (!strcmp(routes[i].method, method) && route_match(routes[i].pattern, path, caps)) {
+                        *ret_path_known = true;
                         return &routes[i];
-                for (size_t k = 0; k < API_MAX_PARAMS; k++) {
-                        free(caps[k]);
-                        caps[k] = NULL;
                 }
-        }
+        *ret_path_known = false;
+        for (size_t i = 0; i < ELEMENTSOF(routes) && !*ret_path_known; i++)
+                if (strcmp(routes[i].method, method) && route_match(routes[i].pattern, path, caps)) {
+                        *ret_path_known = true;
+                        for (size_t k = 0; k < API_MAX_PARAMS; k++) {
+                                free(caps[k]);
+                                caps[k] = NULL;
+                        }
+                }
         return NULL;
 }

@@ -5,12 +5,11 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "pg/pg.h"
 
 static const char *const terminal_statuses[] = {"succeeded", "failed", "cancelled", "timed_out",
                                                 "limit_exceeded", "rejected", NULL};
-
-static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code);
 
 bool runs_status_terminal(const char *status) {
         for (const char *const *s = terminal_statuses; *s; s++)
@@ -19,52 +18,128 @@ bool runs_status_terminal(const char *status) {
         return false;
 }
 
-/* "history" of a run row (RUNS_SELECT columns 18-21): complete once a
- * terminal status is shown. */
-static json_t *runs_history_json(const PGresult *res, int row, bool hidden) {
-        bool complete = !hidden && runs_status_terminal(PQgetvalue(res, row, 1));
-        const char *total = db_val(res, row, 20);
-        return json_pack("{s:b, s:I, s:o, s:I}", "complete", complete, "events_stored",
-                         (json_int_t)atoll(PQgetvalue(res, row, 19)), "events_total",
-                         total ? json_integer(atoll(total)) : json_null(), "events_lost",
-                         (json_int_t)atoll(db_val(res, row, 21) ? db_val(res, row, 21) : "0"));
+/* ---- the Run object, written straight from its row (json_dump.h's
+ * writer: the bytes jansson's compact dump of the same members had, with
+ * no tree to build, dump and free; issue 10 §4) */
+
+#define W(lit) json_writer_lit(w, lit)
+
+/* A member of an answer written from a column: its key as written
+ * (",\"name\":", punctuation included) and how its column reads. */
+enum member_kind {
+        M_STRING,         /* text (a NULL reads as "") */
+        M_TEXT,           /* text, or null */
+        M_INTEGER,        /* an integer (a NULL reads as 0) */
+        M_INTEGER_OR_NULL,
+        M_OUTCOME_TEXT,   /* M_TEXT, null while the outcome is hidden */
+        M_OUTCOME_INTEGER, /* M_INTEGER_OR_NULL, likewise */
+        M_REAL             /* a number as a real (a NULL reads as 0.0) */
+};
+struct member {
+        const char *key;
+        size_t key_len;
+        int col;
+        enum member_kind kind;
+};
+#define MEMBER(key, col, kind) {"" key, sizeof(key) - 1, col, kind}
+
+static void put_members(struct json_writer *w, const struct member *m, size_t n, const PGresult *res, int row,
+                        bool hidden) {
+        for (size_t i = 0; i < n; i++) {
+                json_writer_raw(w, m[i].key, m[i].key_len);
+                enum member_kind k = m[i].kind;
+                const char *v = (k == M_OUTCOME_TEXT || k == M_OUTCOME_INTEGER) && hidden ? NULL
+                                                                                         : db_val(res, row, m[i].col);
+                if (k == M_STRING || (v && (k == M_TEXT || k == M_OUTCOME_TEXT)))
+                        json_writer_string(w, v ? v : "");
+                else if (k == M_INTEGER || (v && (k == M_INTEGER_OR_NULL || k == M_OUTCOME_INTEGER)))
+                        json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
+                else if (k == M_REAL)
+                        json_writer_real(w, strtod(v ? v : "", NULL), 0);
+                else
+                        W("null");
+        }
+}
+
+/* A json column's text as jansson reads and dumps it; false (nothing
+ * written) for NULL or what jansson does not read. */
+static bool put_json_text(struct json_writer *w, const char *text) {
+        return text && json_writer_text(w, text);
+}
+
+/* key (",\"name\":") and a json column's text: null for NULL, no member
+ * at all for what jansson does not read */
+static void put_json_member(struct json_writer *w, const char *key, const char *text) {
+        size_t at = w->len;
+        json_writer_raw(w, key, strlen(key));
+        if (!text)
+                W("null");
+        else if (!json_writer_text(w, text))
+                w->len = at; /* the key goes too */
+}
+
+/* RUNS_SELECT's columns as the Run object's members (finished_at is
+ * ended_at under the name the lists use; both stay). The outcome waits for
+ * the history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at, exit_code and
+ * reason are null until then. */
+static const struct member run_members[] = {
+        MEMBER("{\"id\":", 0, M_STRING),
+        MEMBER(",\"status\":", 1, M_STRING),
+        MEMBER(",\"team\":", 2, M_STRING),
+        MEMBER(",\"sandbox\":", 3, M_STRING),
+        MEMBER(",\"version\":", 4, M_INTEGER),
+        MEMBER(",\"node\":", 5, M_TEXT),
+        MEMBER(",\"created_at\":", 6, M_STRING),
+        MEMBER(",\"started_at\":", 7, M_TEXT),
+        MEMBER(",\"ended_at\":", 8, M_OUTCOME_TEXT),
+        MEMBER(",\"exit_code\":", 9, M_OUTCOME_INTEGER),
+        MEMBER(",\"reason\":", 10, M_OUTCOME_TEXT),
+        MEMBER(",\"created_by\":", 11, M_STRING),
+        MEMBER(",\"scheduled_at\":", 12, M_TEXT),
+        MEMBER(",\"sandbox_name\":", 13, M_STRING),
+        MEMBER(",\"team_name\":", 14, M_STRING),
+        MEMBER(",\"launched_by\":{\"id\":", 11, M_STRING),
+        MEMBER(",\"username\":", 15, M_STRING),
+        MEMBER("},\"finished_at\":", 8, M_OUTCOME_TEXT),
+        MEMBER(",\"relaunch_of\":", 16, M_TEXT),
+};
+/* "history" (columns 18-21) after its "complete", true once a terminal
+ * status is shown */
+static const struct member history_members[] = {
+        MEMBER(",\"events_stored\":", 19, M_INTEGER),
+        MEMBER(",\"events_total\":", 20, M_INTEGER_OR_NULL),
+        MEMBER(",\"events_lost\":", 21, M_INTEGER),
+};
+
+/* The members of RUNS_SELECT's row, "{" included, "}" not: the caller
+ * closes the object after its own members. True when the run shows as
+ * ended (ended_at a string). */
+static bool runs_row_members(struct json_writer *w, const PGresult *res, int row) {
+        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
+        put_members(w, run_members, ELEMENTSOF(run_members), res, row, hidden);
+        if (!hidden && runs_status_terminal(PQgetvalue(res, row, 1)))
+                W(",\"history\":{\"complete\":true");
+        else
+                W(",\"history\":{\"complete\":false");
+        put_members(w, history_members, ELEMENTSOF(history_members), res, row, hidden);
+        /* the latest review's outcome (reviews.c), null before any */
+        W("},\"review\":");
+        if (!put_json_text(w, db_val(res, row, 22)))
+                W("null");
+        return !hidden && db_val(res, row, 8);
+}
+
+void runs_row_write(struct json_writer *w, const PGresult *res, int row) {
+        runs_row_members(w, res, row);
+        W("}");
 }
 
 json_t *runs_row_json(const PGresult *res, int row) {
-        const char *exit_code = db_val(res, row, 9);
-        bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
-        json_t *o = runs_row_json_raw(res, row, exit_code);
-        if (!o)
-                return NULL;
-        /* the outcome waits for the history (RUNS_TERMINAL_HIDDEN) */
-        if (hidden)
-                for (const char *const *k = (const char *const[]){"ended_at", "finished_at", "exit_code", "reason",
-                                                                  NULL};
-                     *k; k++)
-                        json_object_set_new(o, *k, json_null());
-        json_object_set_new(o, "history", runs_history_json(res, row, hidden));
-        /* the latest review's outcome (reviews.c), null before any */
-        const char *review = db_val(res, row, 22);
-        json_t *rv = review ? json_loads(review, 0, NULL) : NULL;
-        json_object_set_new(o, "review", rv ? rv : json_null());
-        return o;
-}
-
-static json_t *runs_row_json_raw(const PGresult *res, int row, const char *exit_code) {
-        /* finished_at is ended_at under the name the lists use; both stay */
-        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:s, s:{s:s, s:s},"
-                         " s:o, s:o}",
-                         "id", PQgetvalue(res, row, 0), "status", PQgetvalue(res, row, 1), "team",
-                         PQgetvalue(res, row, 2), "sandbox", PQgetvalue(res, row, 3), "version",
-                         (json_int_t)atoll(PQgetvalue(res, row, 4)), "node", db_json_str(res, row, 5),
-                         "created_at", PQgetvalue(res, row, 6), "started_at", db_json_str(res, row, 7),
-                         "ended_at", db_json_str(res, row, 8), "exit_code",
-                         exit_code ? json_integer(atoll(exit_code)) : json_null(), "reason",
-                         db_json_str(res, row, 10), "created_by", PQgetvalue(res, row, 11),
-                         "scheduled_at", db_json_str(res, row, 12), "sandbox_name", PQgetvalue(res, row, 13),
-                         "team_name", PQgetvalue(res, row, 14), "launched_by", "id", PQgetvalue(res, row, 11),
-                         "username", PQgetvalue(res, row, 15), "finished_at", db_json_str(res, row, 8),
-                         "relaunch_of", db_json_str(res, row, 16));
+        struct json_writer w = {0};
+        runs_row_write(&w, res, row);
+        size_t len;
+        _cleanup_free_ char *text = json_writer_take(&w, &len);
+        return text ? json_loadb(text, len, 0, NULL) : NULL;
 }
 
 int runs_load_visible(struct api *a, const struct api_caller *c, const char *run_id, enum api_perm perm,
@@ -104,12 +179,21 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * it as well) and user are the settings the lookup made: without them (an
  * invalid token) it finds nothing. The counters are plain integers: a
  * json_build_object() each cost PostgreSQL 4% of its instructions per GET
- * and the api a parse (issue 10 §4, bench/api_read). */
+ * (issue 10 §4, bench/pg_cpu). */
 #define RUNS_COL_USAGE 23
 #define RUNS_COL_DECISIONS (RUNS_COL_USAGE + 8)
 #define RUNS_COL_AUTHZ (RUNS_COL_DECISIONS + 3)
 #define RUNS_COL_RETENTION (RUNS_COL_AUTHZ + 4)
 #define RUNS_COL_APPROVALS (RUNS_COL_RETENTION + RETENTION_RUN_NCOLS)
+/* the run's model usage */
+static const struct member usage_members[] = {
+        MEMBER(",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, M_INTEGER),
+        MEMBER(",\"input_tokens\":", RUNS_COL_USAGE + 1, M_INTEGER),
+        MEMBER(",\"output_tokens\":", RUNS_COL_USAGE + 2, M_INTEGER),
+        MEMBER(",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, M_INTEGER),
+        MEMBER(",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, M_INTEGER),
+        MEMBER(",\"cost_usd\":", RUNS_COL_USAGE + 5, M_REAL),
+};
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
  * policy_decision events by action (allow, ask, deny), kept by evidence in
  * its history row (evidence migration 0013: counting the events per read
@@ -120,12 +204,21 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
  * deadline counts as expired, as GET /v1/approvals shows it:
  * width_bucket() is how many deadlines are <= now(). */
 #define RUNS_DECISIONS "coalesce(h.decisions_allow, 0), coalesce(h.decisions_ask, 0), coalesce(h.decisions_deny, 0)"
-static const char *const runs_decision_keys[] = {"allow", "ask", "deny", NULL};
 #define RUNS_APPROVALS_PAST "width_bucket(now(), r.approvals_pending_deadlines)"
 #define RUNS_APPROVAL_COUNTERS                                                                                  \
         "cardinality(r.approvals_pending_deadlines) - " RUNS_APPROVALS_PAST ", r.approvals_approved, "          \
         "r.approvals_denied, r.approvals_expired + " RUNS_APPROVALS_PAST ", r.approvals_cancelled"
-static const char *const runs_approval_keys[] = {"pending", "approved", "denied", "expired", "cancelled", NULL};
+/* both as the run's "policy" */
+static const struct member policy_members[] = {
+        MEMBER(",\"policy\":{\"decisions\":{\"allow\":", RUNS_COL_DECISIONS, M_INTEGER),
+        MEMBER(",\"ask\":", RUNS_COL_DECISIONS + 1, M_INTEGER),
+        MEMBER(",\"deny\":", RUNS_COL_DECISIONS + 2, M_INTEGER),
+        MEMBER("},\"approvals\":{\"pending\":", RUNS_COL_APPROVALS, M_INTEGER),
+        MEMBER(",\"approved\":", RUNS_COL_APPROVALS + 1, M_INTEGER),
+        MEMBER(",\"denied\":", RUNS_COL_APPROVALS + 2, M_INTEGER),
+        MEMBER(",\"expired\":", RUNS_COL_APPROVALS + 3, M_INTEGER),
+        MEMBER(",\"cancelled\":", RUNS_COL_APPROVALS + 4, M_INTEGER),
+};
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 /* The run row's wide columns are read at the top level only: the joins
  * (its history, the caller's membership, its retention and tombstone) are
@@ -154,17 +247,6 @@ static const struct pg_stmt run_get_stmt = {
         RETENTION_RUN_JOINS " OFFSET 0) h WHERE r.id = $1 AND r.tenant_id = " SETTING_UUID("paddock.tenant_id"),
         2};
 
-/* {key: integer} of the columns from col on, one per key. */
-static json_t *counters_json(const PGresult *res, int row, int col, const char *const *keys) {
-        json_t *o = json_object();
-        for (int i = 0; o && keys[i]; i++)
-                if (json_object_set_new(o, keys[i], json_integer(atoll(PQgetvalue(res, row, col + i)))) < 0) {
-                        json_decref(o);
-                        return NULL;
-                }
-        return o;
-}
-
 int runs_get_read(const struct api_req *r, const char **params, struct pg_step *ret_step) {
         if (!id_is_uuid(r->params[0]))
                 return -ENOENT;
@@ -189,35 +271,25 @@ int runs_get(struct api_req *r) {
                 return api_errno(r, -ENOENT, "run not found");
         if (k < 0)
                 return db_fail(r, k, &e, "check team membership");
-        r->out = runs_row_json(res, 0);
+        /* the answer's bytes, written as they are built (json_dump.h) */
+        struct json_writer wr = {0}, *w = &wr;
+        bool ended = runs_row_members(w, res, 0);
         int u = RUNS_COL_USAGE;
-        if (r->out)
-                json_object_set_new(r->out, "policy",
-                                    json_pack("{s:o*, s:o*}", "decisions",
-                                              counters_json(res, 0, RUNS_COL_DECISIONS, runs_decision_keys),
-                                              "approvals",
-                                              counters_json(res, 0, RUNS_COL_APPROVALS, runs_approval_keys)));
-        const char *prompt = db_val(res, 0, u + 7), *agent = db_val(res, 0, u + 6);
-        if (r->out) {
-                json_object_set_new(r->out, "prompt", prompt ? json_loads(prompt, 0, NULL) : json_null());
-                json_object_set_new(r->out, "agent_session", agent ? json_loads(agent, 0, NULL) : json_null());
-                json_object_set_new(r->out, "usage",
-                                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "model_calls",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u)), "input_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 1)), "output_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 2)), "cache_read_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 3)), "cache_write_tokens",
-                                              (json_int_t)atoll(PQgetvalue(res, 0, u + 4)), "cost_usd",
-                                              strtod(PQgetvalue(res, 0, u + 5), NULL)));
-        }
+        put_members(w, policy_members, ELEMENTSOF(policy_members), res, 0, false);
+        W("}}");
+        put_json_member(w, ",\"prompt\":", db_val(res, 0, u + 7));
+        put_json_member(w, ",\"agent_session\":", db_val(res, 0, u + 6));
+        put_members(w, usage_members, ELEMENTSOF(usage_members), res, 0, false);
+        W("}");
         /* retention and deletion (retention.h), shown once the run ended */
-        if (r->out && json_is_string(json_object_get(r->out, "ended_at"))) {
-                if (retention_run_json(res, 0, RUNS_COL_RETENTION, r->out) < 0)
-                        return api_errno(r, -ENOMEM, "out of memory");
-        } else if (r->out) {
-                json_object_set_new(r->out, "retention", json_null());
-                json_object_set_new(r->out, "deleted", json_null());
-        }
+        if (ended)
+                retention_run_write(w, res, 0, RUNS_COL_RETENTION);
+        else
+                W(",\"retention\":null,\"deleted\":null");
+        W("}");
+        if (!(r->text = json_writer_take(w, &r->text_len)))
+                return api_errno(r, -ENOMEM, "out of memory");
+        r->content_type = "application/json";
         r->status = 200;
-        return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
+        return 0;
 }

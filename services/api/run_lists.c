@@ -126,5 +126,5 @@ int runs_list(struct api_req *r) {
                     14, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "list runs");
-        return list_answer(r, &page, res, runs_row_json, RUNS_COL_KEY_US, 0);
+        return list_answer(r, &page, res, runs_row_write, RUNS_COL_KEY_US, 0);
 }

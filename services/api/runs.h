@@ -54,6 +54,11 @@ int runs_get_read(const struct api_req *r, const char **params, struct pg_step *
         ", r.review::text" /* 22: the latest review {outcome, by, at} (reviews.c) */                       \
         extra
 #define RUNS_COL_KEY_US 17
+/* Writes the Run object of res's row (borrowed) into w (json_dump.h), as
+ * the lists show it; runs_row_json() is the same object read back as a
+ * tree (new reference; NULL when out of memory). */
+struct json_writer;
+void runs_row_write(struct json_writer *w, const PGresult *res, int row);
 json_t *runs_row_json(const PGresult *res, int row);
 
 /* ---- run_lists.c: GET /v1/runs?team=&status=&sandbox=&launched_by=&from=&to=&limit=&cursor= */

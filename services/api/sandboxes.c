@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "pg/pg.h"
 
@@ -261,12 +262,26 @@ int sandboxes_get_version(struct api_req *r) {
 
 /* ---- GET /v1/sandboxes */
 
-static json_t *sandbox_row_json(const PGresult *res, int i) {
+static void sandbox_row_write(struct json_writer *w, const PGresult *res, int i) {
         const char *latest = db_val(res, i, 4);
-        return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "id", PQgetvalue(res, i, 0), "name",
-                         PQgetvalue(res, i, 1), "team", PQgetvalue(res, i, 2), "team_name", PQgetvalue(res, i, 3),
-                         "latest_version", latest ? json_integer(atoll(latest)) : json_null(), "created_at",
-                         PQgetvalue(res, i, 5), "created_by", PQgetvalue(res, i, 6));
+        json_writer_lit(w, "{\"id\":");
+        json_writer_string(w, PQgetvalue(res, i, 0));
+        json_writer_lit(w, ",\"name\":");
+        json_writer_string(w, PQgetvalue(res, i, 1));
+        json_writer_lit(w, ",\"team\":");
+        json_writer_string(w, PQgetvalue(res, i, 2));
+        json_writer_lit(w, ",\"team_name\":");
+        json_writer_string(w, PQgetvalue(res, i, 3));
+        json_writer_lit(w, ",\"latest_version\":");
+        if (latest)
+                json_writer_integer(w, (json_int_t)atoll(latest));
+        else
+                json_writer_lit(w, "null");
+        json_writer_lit(w, ",\"created_at\":");
+        json_writer_string(w, PQgetvalue(res, i, 5));
+        json_writer_lit(w, ",\"created_by\":");
+        json_writer_string(w, PQgetvalue(res, i, 6));
+        json_writer_lit(w, "}");
 }
 
 int sandboxes_list(struct api_req *r) {
@@ -306,5 +321,5 @@ int sandboxes_list(struct api_req *r) {
                     9, params, &res, &e);
         if (k < 0)
                 return db_fail(r, k, &e, "list sandboxes");
-        return list_answer(r, &page, res, sandbox_row_json, 7, 0);
+        return list_answer(r, &page, res, sandbox_row_write, 7, 0);
 }

@@ -185,6 +185,164 @@ static void test_quote(void **state) {
         assert_int_equal(json_quote_fast("caf\xc3\xa9", 5, buf, sizeof buf), 0); /* UTF-8: jansson's path */
 }
 
+/* A character that needs escaping (or is not ASCII) at every place of a
+ * string longer than the 8 bytes the fast path checks at once: the same
+ * quoting as jansson's, ASCII or not. */
+static void test_quote_long(void **state) {
+        (void)state;
+        static const char *const specials[] = {"\"", "\\", "\x01", "\x1f", "\x7f", "\n", "\xc3\xa9", "/", " ", "~"};
+        for (size_t sp = 0; sp < sizeof specials / sizeof *specials; sp++)
+                for (size_t at = 0; at <= 24; at++) {
+                        char s[64], want[128], got[128];
+                        memset(s, 'a', 24);
+                        s[24] = '\0';
+                        memcpy(s + at, specials[sp], strlen(specials[sp]));
+                        if (at + strlen(specials[sp]) > 24)
+                                s[at + strlen(specials[sp])] = '\0';
+                        json_t *j = json_string(s);
+                        assert_non_null(j);
+                        size_t nw = json_dumpb(j, want, sizeof want, JSON_ENCODE_ANY | JSON_COMPACT);
+                        json_decref(j);
+                        size_t ng = json_quote_fast(s, strlen(s), got, sizeof got);
+                        if ((unsigned char)specials[sp][0] >= 0x80) {
+                                assert_int_equal(ng, 0); /* jansson's path */
+                                continue;
+                        }
+                        assert_int_equal(ng, nw);
+                        assert_memory_equal(got, want, nw);
+                }
+}
+
+/* json_writer: what it writes piece by piece is jansson's compact dump of
+ * the same values, whatever path each takes (ASCII strings and plain reals
+ * its own, the rest jansson's), from an empty buffer that grows; a string
+ * that is not UTF-8 fails the writer as json_string refuses it. */
+static void test_writer(void **state) {
+        (void)state;
+        static const char *const strings[] = {"", "plain", "a\"b\\c/d\b\f\n\r\t\x01\x7f", "caf\xc3\xa9 \xe2\x98\x83",
+                                              "0123456789abcdef0123456789abcdef0123456789"};
+        static const double reals[] = {0.0, 0.1, -2.5, 1e17, 3.0e-5, 1e300};
+        for (int i = 0; i < 500; i++) {
+                json_t *a = json_array(), *v = random_value(0);
+                struct json_writer w = {0};
+                json_writer_lit(&w, "[");
+                json_writer_value(&w, v);
+                json_array_append_new(a, v);
+                for (size_t k = 0; k < sizeof strings / sizeof *strings; k++) {
+                        json_writer_lit(&w, ",");
+                        json_writer_string(&w, strings[k]);
+                        json_array_append_new(a, json_string(strings[k]));
+                }
+                json_writer_lit(&w, ",");
+                json_writer_real(&w, reals[i % (sizeof reals / sizeof *reals)], 0);
+                json_array_append_new(a, json_real(reals[i % (sizeof reals / sizeof *reals)]));
+                json_writer_lit(&w, ",");
+                json_writer_integer(&w, (json_int_t)next());
+                json_array_append_new(a, json_integer((json_int_t)seed)); /* next() answered seed */
+                json_writer_lit(&w, "]");
+                size_t len = 0;
+                char *got = json_writer_take(&w, &len), *want = json_dumps(a, JSON_COMPACT);
+                assert_non_null(got);
+                assert_int_equal(len, strlen(want));
+                assert_string_equal(got, want);
+                assert_null(w.buf);
+                free(got);
+                free(want);
+                json_decref(a);
+        }
+        /* deeper than the fast path goes: jansson's dump of it */
+        json_t *deep = json_array();
+        for (int i = 0; i < 100; i++) {
+                json_t *o = json_array();
+                json_array_append_new(o, deep);
+                deep = o;
+        }
+        struct json_writer w = {0};
+        json_writer_value(&w, deep);
+        char *got = json_writer_take(&w, NULL), *want = json_dumps(deep, JSON_COMPACT);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+        json_decref(deep);
+        /* a real's precision, as JSON_REAL_PRECISION gives it */
+        static const double p10[] = {1.234, 0.5, 12.0, 1234.5678901234, 1e-7, 3e22, 0.001, 0.0, -0.0, -7.0, 9999999999.0, 1e10, -1e10, 1e15};
+        for (size_t i = 0; i < sizeof p10 / sizeof *p10; i++) {
+                json_t *r = json_real(p10[i]);
+                want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(10));
+                json_writer_real(&w, p10[i], 10);
+                got = json_writer_take(&w, NULL);
+                assert_string_equal(got, want);
+                free(got);
+                free(want);
+                json_decref(r);
+        }
+        /* not UTF-8: nothing */
+        json_writer_lit(&w, "[");
+        json_writer_string(&w, "bad \xff byte");
+        json_writer_lit(&w, "]");
+        assert_true(w.failed);
+        assert_null(json_writer_take(&w, NULL));
+        assert_false(w.failed);
+        assert_null(w.buf);
+}
+
+/* writer_text(text) is what jansson's json_loads and compact dump make of
+ * text (and false, nothing written, when json_loads refuses it) */
+static void same_text(const char *text) {
+        json_t *j = json_loads(text, 0, NULL);
+        char *want = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        struct json_writer w = {0};
+        json_writer_lit(&w, "<");
+        bool ok = json_writer_text(&w, text);
+        json_writer_lit(&w, ">");
+        char *got = json_writer_take(&w, NULL);
+        assert_non_null(got);
+        assert_int_equal(ok, want != NULL);
+        if (want) {
+                char *framed = malloc(strlen(want) + 3);
+                sprintf(framed, "<%s>", want);
+                assert_string_equal(got, framed);
+                free(framed);
+        } else
+                assert_string_equal(got, "<>");
+        free(want);
+        free(got);
+}
+
+/* json_writer_text: copied or read and dumped, the bytes jansson's read
+ * and compact dump give, for PostgreSQL's json text (spaces around ':' and
+ * ','), jsonb's, indented dumps, and what a copy must not keep as it is */
+static void test_writer_text(void **state) {
+        (void)state;
+        static const char *const texts[] = {
+                "{\"allow\" : 0, \"ask\" : 12, \"deny\" : -3}",
+                "{\"pending\": 1, \"approved\": 0, \"x\": [1, 2, {\"y\": null}], \"t\": true, \"f\": false}",
+                " {} ", "[]", "[ 1 , [ ] , { } ]", "{\"a\":-0}", "{\"a\":-5, \"b\": -10}", "{\"a\":1.50}", "{\"a\":1e2}",
+                "{\"a\":1E2}", "{\"a\":\"x\\/y\"}", "{\"a\":\"\\u0041\\n\"}", "{\"a\":\"caf\xc3\xa9\"}", "{\"a\":1,\"a\":2}",
+                "{\"a\":{\"b\":1},\"b\":{\"b\":2}}", "{\"a\":1}x", "{\"a\":1,}", "5", "\"s\"", "", "{", "{\"a\":01}",
+                "{\"a\":123456789012345678}", "{\"a\":1234567890123456789012}", "{\"k\" : \"v / \x7f\"}",
+        };
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+                same_text(texts[i]);
+        /* more members than the copy checks for repeats */
+        char many[1024] = "{";
+        for (int i = 0; i < 40; i++)
+                sprintf(many + strlen(many), "%s\"k%d\": %d", i ? ", " : "", i, i);
+        strcat(many, "}");
+        same_text(many);
+        for (int i = 0; i < 1000; i++) {
+                json_t *o = json_object();
+                json_object_set_new(o, "v", random_value(0));
+                for (size_t f = 0; f < sizeof flag_sets / sizeof *flag_sets; f++) {
+                        char *t = json_dumps(o, flag_sets[f]);
+                        same_text(t);
+                        free(t);
+                }
+                json_decref(o);
+        }
+}
+
 static void test_plain_object_text(void **state) {
         (void)state;
         static const struct {
@@ -305,6 +463,9 @@ int main(void) {
                 cmocka_unit_test(test_edge_values),
                 cmocka_unit_test(test_random_documents),
                 cmocka_unit_test(test_quote),
+                cmocka_unit_test(test_quote_long),
+                cmocka_unit_test(test_writer),
+                cmocka_unit_test(test_writer_text),
                 cmocka_unit_test(test_plain_object_text),
                 cmocka_unit_test(test_plain_mangled),
         };

@@ -121,11 +121,57 @@ static void test_lines_are_compact_json(void **state) {
         free(out);
 }
 
+static void emit_members(void) {
+        static const char members[] = "\"method\":\"GET\",\"route\":null,\"status\":200,\"duration_ms\":0.1234567891,"
+                                      "\"request_id\":\"r-1\"";
+        json_t *ctx = json_pack("{s:s, s:n, s:i, s:f, s:s}", "method", "GET", "route", "status", 200, "duration_ms",
+                                0.1234567891234, "request_id", "r-1");
+        log_emit_json(LOG_INFO, ctx, "request");
+        log_emit_members(LOG_INFO, members, strlen(members), "request");
+        log_emit_members(LOG_DEBUG, members, strlen(members), "hidden");
+        log_emit_json(LOG_INFO, NULL, "none");
+        log_emit_members(LOG_INFO, "", 0, "none");
+        /* longer than the line's buffer: the general path, the same line */
+        char *big = malloc(6000), *m = malloc(6100);
+        memset(big, 'x', 5999);
+        big[5999] = '\0';
+        json_object_set_new(ctx, "path", json_string(big));
+        snprintf(m, 6100, "%s,\"path\":\"%s\"", members, big);
+        log_emit_json(LOG_INFO, ctx, "request");
+        log_emit_members(LOG_INFO, m, strlen(m), "request");
+        free(big);
+        free(m);
+        json_decref(ctx);
+}
+
+/* log_emit_members writes the line log_emit_json writes for the same
+ * members (but for its ts), and nothing below the level */
+static void test_members_line(void **state) {
+        (void)state;
+        log_init("unit", LOG_INFO);
+        char *out = capture_stderr(emit_members);
+        assert_null(strstr(out, "hidden"));
+        char *save = NULL, *lines[6] = {0};
+        size_t n = 0;
+        for (char *l = strtok_r(out, "\n", &save); l && n < 6; l = strtok_r(NULL, "\n", &save))
+                lines[n++] = l;
+        assert_int_equal(n, 6);
+        for (size_t i = 0; i < n; i += 2) {
+                /* {"ts":"2026-12-07T17:09:33.565348Z", ...: the same after the ts */
+                char *a = strstr(lines[i], "\",\"level\":"), *b = strstr(lines[i + 1], "\",\"level\":");
+                assert_non_null(a);
+                assert_non_null(b);
+                assert_string_equal(a, b);
+        }
+        free(out);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_json_context_keeps_types),
                 cmocka_unit_test(test_level_and_null_context),
                 cmocka_unit_test(test_lines_are_compact_json),
+                cmocka_unit_test(test_members_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
