@@ -1,9 +1,11 @@
 /* Thin helpers over lib/pg for request handlers. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "core/json_dump.h"
 #include "core/log.h"
 #include "pg/pg.h"
 
@@ -83,6 +85,28 @@ const char *db_val(const PGresult *res, int row, int col) {
 json_t *db_json_str(const PGresult *res, int row, int col) {
         const char *v = db_val(res, row, col);
         return v ? json_string(v) : json_null();
+}
+
+void db_put_members(struct json_writer *w, const struct db_member *m, size_t n, const PGresult *res, int row, int base,
+                    bool hidden) {
+        for (size_t i = 0; i < n; i++) {
+                json_writer_raw(w, m[i].key, m[i].key_len);
+                enum db_member_kind k = m[i].kind;
+                bool hideable = k == DB_M_HIDEABLE_TEXT || k == DB_M_HIDEABLE_INTEGER;
+                const char *v = hideable && hidden ? NULL : db_val(res, row, base + m[i].col);
+                if (k == DB_M_STRING || (v && (k == DB_M_TEXT || k == DB_M_HIDEABLE_TEXT)))
+                        json_writer_string(w, v ? v : "");
+                else if (k == DB_M_INTEGER || (v && (k == DB_M_INTEGER_OR_NULL || k == DB_M_HIDEABLE_INTEGER)))
+                        json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
+                else if (k == DB_M_REAL)
+                        json_writer_real(w, strtod(v ? v : "", NULL), 0);
+                else if (k == DB_M_BOOL && v && v[0] == 't')
+                        json_writer_lit(w, "true");
+                else if (k == DB_M_BOOL)
+                        json_writer_lit(w, "false");
+                else
+                        json_writer_lit(w, "null");
+        }
 }
 
 int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what) {

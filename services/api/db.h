@@ -46,6 +46,32 @@ static inline void PQclearp(PGresult **r) { if (*r) PQclear(*r); }
 const char *db_val(const PGresult *res, int row, int col);
 /* JSON string or null for a nullable column. */
 json_t *db_json_str(const PGresult *res, int row, int col);
+/* A column of a row as a member of an answer written with json_dump.h's
+ * writer, straight from the row (no jansson tree per answer, issue 10 §4):
+ * its key as written (",\"name\":", punctuation included), its column
+ * (from db_put_members' base) and how the column reads. */
+enum db_member_kind {
+        DB_M_STRING,            /* text (a NULL reads as "") */
+        DB_M_TEXT,              /* text, or null */
+        DB_M_INTEGER,           /* an integer (a NULL reads as 0) */
+        DB_M_INTEGER_OR_NULL,
+        DB_M_BOOL,              /* PostgreSQL's boolean text: true for "t", else false */
+        DB_M_REAL,              /* a number as a real (a NULL reads as 0.0) */
+        DB_M_HIDEABLE_TEXT,     /* DB_M_TEXT, null while hidden */
+        DB_M_HIDEABLE_INTEGER,  /* DB_M_INTEGER_OR_NULL, likewise */
+};
+struct db_member {
+        const char *key;
+        size_t key_len;
+        int col;
+        enum db_member_kind kind;
+};
+#define DB_MEMBER(key, col, kind) {"" key, sizeof(key) - 1, col, kind}
+/* Writes the n members m of res's row (columns from base on; borrowed),
+ * the hideable ones null when hidden. */
+struct json_writer;
+void db_put_members(struct json_writer *w, const struct db_member *m, size_t n, const PGresult *res, int row, int base,
+                    bool hidden);
 /* Translates a database failure into a problem (503 when unreachable, 500 otherwise). */
 int db_fail(struct api_req *r, int err, const struct err_detail *e, const char *what);
 /* The one lookup of a team's object by id: runs sql (params borrowed; $1 and

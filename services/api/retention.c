@@ -108,32 +108,30 @@ int retention_put(struct api_req *r) {
         return r->out ? 0 : api_errno(r, -ENOMEM, "out of memory");
 }
 
+/* RETENTION_RUN_COLUMNS, from retention_run_write's col */
+static const struct db_member retention_members[] = {
+        DB_MEMBER("{\"days\":", 0, DB_M_INTEGER),
+        DB_MEMBER(",\"expires_at\":", 1, DB_M_STRING),
+        DB_MEMBER(",\"held\":", 2, DB_M_BOOL),
+};
+static const struct db_member deleted_members[] = {
+        DB_MEMBER("{\"at\":", 3, DB_M_STRING),
+        DB_MEMBER(",\"reason\":", 4, DB_M_STRING),
+        DB_MEMBER(",\"sha256\":", 5, DB_M_STRING),
+        DB_MEMBER(",\"events\":", 6, DB_M_INTEGER),
+        DB_MEMBER(",\"artifacts\":", 7, DB_M_INTEGER),
+};
+
 void retention_run_write(struct json_writer *w, const PGresult *res, int row, int col) {
-        const char *days = db_val(res, row, col), *at = db_val(res, row, col + 3);
         json_writer_lit(w, ",\"retention\":");
-        if (days) {
-                json_writer_lit(w, "{\"days\":");
-                json_writer_integer(w, (json_int_t)atoll(days));
-                json_writer_lit(w, ",\"expires_at\":");
-                json_writer_string(w, PQgetvalue(res, row, col + 1));
-                if (PQgetvalue(res, row, col + 2)[0] == 't')
-                        json_writer_lit(w, ",\"held\":true}");
-                else
-                        json_writer_lit(w, ",\"held\":false}");
+        if (db_val(res, row, col)) {
+                db_put_members(w, retention_members, ELEMENTSOF(retention_members), res, row, col, false);
+                json_writer_lit(w, "}");
         } else
                 json_writer_lit(w, "null");
         json_writer_lit(w, ",\"deleted\":");
-        if (at) {
-                json_writer_lit(w, "{\"at\":");
-                json_writer_string(w, at);
-                json_writer_lit(w, ",\"reason\":");
-                json_writer_string(w, PQgetvalue(res, row, col + 4));
-                json_writer_lit(w, ",\"sha256\":");
-                json_writer_string(w, PQgetvalue(res, row, col + 5));
-                json_writer_lit(w, ",\"events\":");
-                json_writer_integer(w, (json_int_t)atoll(PQgetvalue(res, row, col + 6)));
-                json_writer_lit(w, ",\"artifacts\":");
-                json_writer_integer(w, (json_int_t)atoll(PQgetvalue(res, row, col + 7)));
+        if (db_val(res, row, col + 3)) {
+                db_put_members(w, deleted_members, ELEMENTSOF(deleted_members), res, row, col, false);
                 json_writer_lit(w, "}");
         } else
                 json_writer_lit(w, "null");

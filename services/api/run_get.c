@@ -24,43 +24,6 @@ bool runs_status_terminal(const char *status) {
 
 #define W(lit) json_writer_lit(w, lit)
 
-/* A member of an answer written from a column: its key as written
- * (",\"name\":", punctuation included) and how its column reads. */
-enum member_kind {
-        M_STRING,         /* text (a NULL reads as "") */
-        M_TEXT,           /* text, or null */
-        M_INTEGER,        /* an integer (a NULL reads as 0) */
-        M_INTEGER_OR_NULL,
-        M_OUTCOME_TEXT,   /* M_TEXT, null while the outcome is hidden */
-        M_OUTCOME_INTEGER, /* M_INTEGER_OR_NULL, likewise */
-        M_REAL             /* a number as a real (a NULL reads as 0.0) */
-};
-struct member {
-        const char *key;
-        size_t key_len;
-        int col;
-        enum member_kind kind;
-};
-#define MEMBER(key, col, kind) {"" key, sizeof(key) - 1, col, kind}
-
-static void put_members(struct json_writer *w, const struct member *m, size_t n, const PGresult *res, int row,
-                        bool hidden) {
-        for (size_t i = 0; i < n; i++) {
-                json_writer_raw(w, m[i].key, m[i].key_len);
-                enum member_kind k = m[i].kind;
-                const char *v = (k == M_OUTCOME_TEXT || k == M_OUTCOME_INTEGER) && hidden ? NULL
-                                                                                         : db_val(res, row, m[i].col);
-                if (k == M_STRING || (v && (k == M_TEXT || k == M_OUTCOME_TEXT)))
-                        json_writer_string(w, v ? v : "");
-                else if (k == M_INTEGER || (v && (k == M_INTEGER_OR_NULL || k == M_OUTCOME_INTEGER)))
-                        json_writer_integer(w, (json_int_t)atoll(v ? v : ""));
-                else if (k == M_REAL)
-                        json_writer_real(w, strtod(v ? v : "", NULL), 0);
-                else
-                        W("null");
-        }
-}
-
 /* A json column's text as jansson reads and dumps it; false (nothing
  * written) for NULL or what jansson does not read. */
 static bool put_json_text(struct json_writer *w, const char *text) {
@@ -82,33 +45,33 @@ static void put_json_member(struct json_writer *w, const char *key, const char *
  * ended_at under the name the lists use; both stay). The outcome waits for
  * the history (RUNS_TERMINAL_HIDDEN): ended_at, finished_at, exit_code and
  * reason are null until then. */
-static const struct member run_members[] = {
-        MEMBER("{\"id\":", 0, M_STRING),
-        MEMBER(",\"status\":", 1, M_STRING),
-        MEMBER(",\"team\":", 2, M_STRING),
-        MEMBER(",\"sandbox\":", 3, M_STRING),
-        MEMBER(",\"version\":", 4, M_INTEGER),
-        MEMBER(",\"node\":", 5, M_TEXT),
-        MEMBER(",\"created_at\":", 6, M_STRING),
-        MEMBER(",\"started_at\":", 7, M_TEXT),
-        MEMBER(",\"ended_at\":", 8, M_OUTCOME_TEXT),
-        MEMBER(",\"exit_code\":", 9, M_OUTCOME_INTEGER),
-        MEMBER(",\"reason\":", 10, M_OUTCOME_TEXT),
-        MEMBER(",\"created_by\":", 11, M_STRING),
-        MEMBER(",\"scheduled_at\":", 12, M_TEXT),
-        MEMBER(",\"sandbox_name\":", 13, M_STRING),
-        MEMBER(",\"team_name\":", 14, M_STRING),
-        MEMBER(",\"launched_by\":{\"id\":", 11, M_STRING),
-        MEMBER(",\"username\":", 15, M_STRING),
-        MEMBER("},\"finished_at\":", 8, M_OUTCOME_TEXT),
-        MEMBER(",\"relaunch_of\":", 16, M_TEXT),
+static const struct db_member run_members[] = {
+        DB_MEMBER("{\"id\":", 0, DB_M_STRING),
+        DB_MEMBER(",\"status\":", 1, DB_M_STRING),
+        DB_MEMBER(",\"team\":", 2, DB_M_STRING),
+        DB_MEMBER(",\"sandbox\":", 3, DB_M_STRING),
+        DB_MEMBER(",\"version\":", 4, DB_M_INTEGER),
+        DB_MEMBER(",\"node\":", 5, DB_M_TEXT),
+        DB_MEMBER(",\"created_at\":", 6, DB_M_STRING),
+        DB_MEMBER(",\"started_at\":", 7, DB_M_TEXT),
+        DB_MEMBER(",\"ended_at\":", 8, DB_M_HIDEABLE_TEXT),
+        DB_MEMBER(",\"exit_code\":", 9, DB_M_HIDEABLE_INTEGER),
+        DB_MEMBER(",\"reason\":", 10, DB_M_HIDEABLE_TEXT),
+        DB_MEMBER(",\"created_by\":", 11, DB_M_STRING),
+        DB_MEMBER(",\"scheduled_at\":", 12, DB_M_TEXT),
+        DB_MEMBER(",\"sandbox_name\":", 13, DB_M_STRING),
+        DB_MEMBER(",\"team_name\":", 14, DB_M_STRING),
+        DB_MEMBER(",\"launched_by\":{\"id\":", 11, DB_M_STRING),
+        DB_MEMBER(",\"username\":", 15, DB_M_STRING),
+        DB_MEMBER("},\"finished_at\":", 8, DB_M_HIDEABLE_TEXT),
+        DB_MEMBER(",\"relaunch_of\":", 16, DB_M_TEXT),
 };
 /* "history" (columns 18-21) after its "complete", true once a terminal
  * status is shown */
-static const struct member history_members[] = {
-        MEMBER(",\"events_stored\":", 19, M_INTEGER),
-        MEMBER(",\"events_total\":", 20, M_INTEGER_OR_NULL),
-        MEMBER(",\"events_lost\":", 21, M_INTEGER),
+static const struct db_member history_members[] = {
+        DB_MEMBER(",\"events_stored\":", 19, DB_M_INTEGER),
+        DB_MEMBER(",\"events_total\":", 20, DB_M_INTEGER_OR_NULL),
+        DB_MEMBER(",\"events_lost\":", 21, DB_M_INTEGER),
 };
 
 /* The members of RUNS_SELECT's row, "{" included, "}" not: the caller
@@ -116,12 +79,12 @@ static const struct member history_members[] = {
  * ended (ended_at a string). */
 static bool runs_row_members(struct json_writer *w, const PGresult *res, int row) {
         bool hidden = !strcmp(PQgetvalue(res, row, 18), "t");
-        put_members(w, run_members, ELEMENTSOF(run_members), res, row, hidden);
+        db_put_members(w, run_members, ELEMENTSOF(run_members), res, row, 0, hidden);
         if (!hidden && runs_status_terminal(PQgetvalue(res, row, 1)))
                 W(",\"history\":{\"complete\":true");
         else
                 W(",\"history\":{\"complete\":false");
-        put_members(w, history_members, ELEMENTSOF(history_members), res, row, hidden);
+        db_put_members(w, history_members, ELEMENTSOF(history_members), res, row, 0, hidden);
         /* the latest review's outcome (reviews.c), null before any */
         W("},\"review\":");
         if (!put_json_text(w, db_val(res, row, 22)))
@@ -186,13 +149,13 @@ int runs_load_visible(struct api *a, const struct api_caller *c, const char *run
 #define RUNS_COL_RETENTION (RUNS_COL_AUTHZ + 4)
 #define RUNS_COL_APPROVALS (RUNS_COL_RETENTION + RETENTION_RUN_NCOLS)
 /* the run's model usage */
-static const struct member usage_members[] = {
-        MEMBER(",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, M_INTEGER),
-        MEMBER(",\"input_tokens\":", RUNS_COL_USAGE + 1, M_INTEGER),
-        MEMBER(",\"output_tokens\":", RUNS_COL_USAGE + 2, M_INTEGER),
-        MEMBER(",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, M_INTEGER),
-        MEMBER(",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, M_INTEGER),
-        MEMBER(",\"cost_usd\":", RUNS_COL_USAGE + 5, M_REAL),
+static const struct db_member usage_members[] = {
+        DB_MEMBER(",\"usage\":{\"model_calls\":", RUNS_COL_USAGE, DB_M_INTEGER),
+        DB_MEMBER(",\"input_tokens\":", RUNS_COL_USAGE + 1, DB_M_INTEGER),
+        DB_MEMBER(",\"output_tokens\":", RUNS_COL_USAGE + 2, DB_M_INTEGER),
+        DB_MEMBER(",\"cache_read_tokens\":", RUNS_COL_USAGE + 3, DB_M_INTEGER),
+        DB_MEMBER(",\"cache_write_tokens\":", RUNS_COL_USAGE + 4, DB_M_INTEGER),
+        DB_MEMBER(",\"cost_usd\":", RUNS_COL_USAGE + 5, DB_M_REAL),
 };
 /* The run's policy counters (docs/CONTRACTS.md "The approval queue"): its
  * policy_decision events by action (allow, ask, deny), kept by evidence in
@@ -209,15 +172,15 @@ static const struct member usage_members[] = {
         "cardinality(r.approvals_pending_deadlines) - " RUNS_APPROVALS_PAST ", r.approvals_approved, "          \
         "r.approvals_denied, r.approvals_expired + " RUNS_APPROVALS_PAST ", r.approvals_cancelled"
 /* both as the run's "policy" */
-static const struct member policy_members[] = {
-        MEMBER(",\"policy\":{\"decisions\":{\"allow\":", RUNS_COL_DECISIONS, M_INTEGER),
-        MEMBER(",\"ask\":", RUNS_COL_DECISIONS + 1, M_INTEGER),
-        MEMBER(",\"deny\":", RUNS_COL_DECISIONS + 2, M_INTEGER),
-        MEMBER("},\"approvals\":{\"pending\":", RUNS_COL_APPROVALS, M_INTEGER),
-        MEMBER(",\"approved\":", RUNS_COL_APPROVALS + 1, M_INTEGER),
-        MEMBER(",\"denied\":", RUNS_COL_APPROVALS + 2, M_INTEGER),
-        MEMBER(",\"expired\":", RUNS_COL_APPROVALS + 3, M_INTEGER),
-        MEMBER(",\"cancelled\":", RUNS_COL_APPROVALS + 4, M_INTEGER),
+static const struct db_member policy_members[] = {
+        DB_MEMBER(",\"policy\":{\"decisions\":{\"allow\":", RUNS_COL_DECISIONS, DB_M_INTEGER),
+        DB_MEMBER(",\"ask\":", RUNS_COL_DECISIONS + 1, DB_M_INTEGER),
+        DB_MEMBER(",\"deny\":", RUNS_COL_DECISIONS + 2, DB_M_INTEGER),
+        DB_MEMBER("},\"approvals\":{\"pending\":", RUNS_COL_APPROVALS, DB_M_INTEGER),
+        DB_MEMBER(",\"approved\":", RUNS_COL_APPROVALS + 1, DB_M_INTEGER),
+        DB_MEMBER(",\"denied\":", RUNS_COL_APPROVALS + 2, DB_M_INTEGER),
+        DB_MEMBER(",\"expired\":", RUNS_COL_APPROVALS + 3, DB_M_INTEGER),
+        DB_MEMBER(",\"cancelled\":", RUNS_COL_APPROVALS + 4, DB_M_INTEGER),
 };
 #define SETTING_UUID(name) "NULLIF(current_setting('" name "', true), '')::uuid"
 /* The run row's wide columns are read at the top level only: the joins
@@ -275,11 +238,11 @@ int runs_get(struct api_req *r) {
         struct json_writer wr = {0}, *w = &wr;
         bool ended = runs_row_members(w, res, 0);
         int u = RUNS_COL_USAGE;
-        put_members(w, policy_members, ELEMENTSOF(policy_members), res, 0, false);
+        db_put_members(w, policy_members, ELEMENTSOF(policy_members), res, 0, 0, false);
         W("}}");
         put_json_member(w, ",\"prompt\":", db_val(res, 0, u + 7));
         put_json_member(w, ",\"agent_session\":", db_val(res, 0, u + 6));
-        put_members(w, usage_members, ELEMENTSOF(usage_members), res, 0, false);
+        db_put_members(w, usage_members, ELEMENTSOF(usage_members), res, 0, 0, false);
         W("}");
         /* retention and deletion (retention.h), shown once the run ended */
         if (ended)

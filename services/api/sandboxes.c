@@ -262,25 +262,18 @@ int sandboxes_get_version(struct api_req *r) {
 
 /* ---- GET /v1/sandboxes */
 
+static const struct db_member sandbox_members[] = {
+        DB_MEMBER("{\"id\":", 0, DB_M_STRING),
+        DB_MEMBER(",\"name\":", 1, DB_M_STRING),
+        DB_MEMBER(",\"team\":", 2, DB_M_STRING),
+        DB_MEMBER(",\"team_name\":", 3, DB_M_STRING),
+        DB_MEMBER(",\"latest_version\":", 4, DB_M_INTEGER_OR_NULL),
+        DB_MEMBER(",\"created_at\":", 5, DB_M_STRING),
+        DB_MEMBER(",\"created_by\":", 6, DB_M_STRING),
+};
+
 static void sandbox_row_write(struct json_writer *w, const PGresult *res, int i) {
-        const char *latest = db_val(res, i, 4);
-        json_writer_lit(w, "{\"id\":");
-        json_writer_string(w, PQgetvalue(res, i, 0));
-        json_writer_lit(w, ",\"name\":");
-        json_writer_string(w, PQgetvalue(res, i, 1));
-        json_writer_lit(w, ",\"team\":");
-        json_writer_string(w, PQgetvalue(res, i, 2));
-        json_writer_lit(w, ",\"team_name\":");
-        json_writer_string(w, PQgetvalue(res, i, 3));
-        json_writer_lit(w, ",\"latest_version\":");
-        if (latest)
-                json_writer_integer(w, (json_int_t)atoll(latest));
-        else
-                json_writer_lit(w, "null");
-        json_writer_lit(w, ",\"created_at\":");
-        json_writer_string(w, PQgetvalue(res, i, 5));
-        json_writer_lit(w, ",\"created_by\":");
-        json_writer_string(w, PQgetvalue(res, i, 6));
+        db_put_members(w, sandbox_members, ELEMENTSOF(sandbox_members), res, i, 0, false);
         json_writer_lit(w, "}");
 }
 
